@@ -1,0 +1,727 @@
+/*
+ * instance.c: `vtpmd instance`, one virtual TPM.
+ *
+ * A single-threaded poll loop serves a control channel (the swtpm
+ * protocol; QEMU's -tpmdev emulator) and a data channel (raw TPM
+ * commands: a descriptor QEMU passes with SET_DATAFD, or a socket of our
+ * own for tpm2-tss' swtpm TCTI). Every byte from a peer is untrusted:
+ * requests are framed before anything is allocated for them, malformed
+ * ones get the protocol's error answer and end that connection only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <swtpm/tpm_ioctl.h>
+
+#include "vtpmd.h"
+
+#define CONN_INITIAL_CAP 8192
+#define SEND_TIMEOUT_MS 5000
+#define TPM2_RC_FAILURE 0x101
+#define TPM2_RC_COMMAND_SIZE 0x142
+#define TPM12_FAIL 0x9
+#define TPM12_BAD_PARAM_SIZE 0x19
+
+static volatile sig_atomic_t instance_signalled;
+
+static void
+instance_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
+	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
+	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
+	    "                      [--log-level error|warn|info|debug]\n"
+	    "\n"
+	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
+	    "\n"
+	    "  --state DIR        state directory (created 0700; locked while running)\n"
+	    "  --ctrl ENDPOINT    control channel: unix:PATH or tcp:HOST:PORT. Alone, it\n"
+	    "                     serves QEMU (-chardev socket,path=PATH with -tpmdev\n"
+	    "                     emulator): the data channel arrives with SET_DATAFD and\n"
+	    "                     the TPM powers on at INIT\n"
+	    "  --data ENDPOINT    data channel for tpm2-tss' swtpm TCTI, e.g. unix:PATH with\n"
+	    "                     --ctrl unix:PATH.ctrl, or tcp:127.0.0.1:P with --ctrl\n"
+	    "                     tcp:127.0.0.1:P+1; the TPM is powered on at start\n"
+	    "  --key-fd N         read the 32-byte state key from descriptor N; state files\n"
+	    "                     are encrypted and authenticated with AES-256-GCM\n"
+	    "  --plaintext-state  keep state unencrypted (checksummed only); logged as\n"
+	    "                     unprotected\n"
+	    "  --tpm 2|1.2        TPM version (default 2)\n"
+	    "  --startup clear    with --data, also send TPM_Startup(CLEAR) at start\n"
+	    "  --name NAME        name in log lines (default: the state directory's name)\n"
+	    "  --ready-fd N       write \"READY\\n\" to descriptor N once serving, then close it\n"
+	    "  --log-level L      error, warn, info (default) or debug\n"
+	    "\n"
+	    "State that exists but cannot be read (truncated, altered, wrong key, other\n"
+	    "format) is never replaced: the instance refuses to start.\n"
+	    "\n"
+	    "Exit status: 0 after SHUTDOWN or SIGTERM; 1 runtime error; 2 usage error;\n"
+	    "3 unreadable state; 4 state directory or address in use.\n");
+}
+
+static void
+instance_on_signal(int sig)
+{
+	instance_signalled = sig;
+}
+
+void
+instance_conn_close(struct conn *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	if (c->passed_fd != -1)
+		close(c->passed_fd);
+	c->fd = c->passed_fd = -1;
+	c->len = 0;
+}
+
+/* Writes all of buf, waiting at most SEND_TIMEOUT_MS for a slow reader.
+ * Returns 0, or -1 after closing the connection. */
+int
+instance_send(struct conn *c, const uint8_t *buf, size_t len)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+	ssize_t n;
+
+	while (len > 0 && c->fd != -1) {
+		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN && poll(&pfd, 1, SEND_TIMEOUT_MS) > 0)
+			continue;
+		log_warn("send");
+		break;
+	}
+	if (len == 0)
+		return 0;
+	instance_conn_close(c);
+	return -1;
+}
+
+/* Engine callbacks: state comes from the store (or the cache filled at
+ * start), goes to the store. */
+static enum store_err
+instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len)
+{
+	struct instance *in = ctx;
+	enum store_err err;
+	char why[512];
+
+	if (kind == STATE_PERMANENT && in->cache != NULL) {
+		*blob = malloc(in->cache_len + 1);
+		if (*blob == NULL)
+			return STORE_IO;
+		memcpy(*blob, in->cache, in->cache_len);
+		*len = in->cache_len;
+		return STORE_OK;
+	}
+	err = store_get(in->store, kind, blob, len, why, sizeof(why));
+	if (err != STORE_OK && err != STORE_ABSENT)
+		log_warnx("%s", why);
+	return err;
+}
+
+static int
+instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	struct instance *in = ctx;
+
+	if (store_put(in->store, kind, blob, len) == -1) {
+		log_warn("%s/%s: write failed; the TPM command fails", store_dir(in->store),
+		    store_filename(kind));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+instance_io_remove(void *ctx, enum state_kind kind)
+{
+	struct instance *in = ctx;
+
+	return store_delete(in->store, kind);
+}
+
+static uint8_t
+instance_io_locality(void *ctx)
+{
+	struct instance *in = ctx;
+
+	return in->locality;
+}
+
+/* Sends one command of our own to the engine; returns its response code. */
+static uint32_t
+instance_internal_command(const uint8_t *cmd, size_t len)
+{
+	struct tpm_header h;
+	const uint8_t *rsp;
+	size_t rsp_len;
+
+	if (engine_process(cmd, len, &rsp, &rsp_len) == -1 ||
+	    tpmwire_header(rsp, rsp_len, &h) == -1)
+		return UINT32_MAX;
+	return h.code;
+}
+
+/* Powers the engine on with the stored state. Returns 0, or -1 (logged). */
+int
+instance_power_on(struct instance *in, bool delete_volatile)
+{
+	if (engine_power_on() == -1) {
+		log_warnx("%s: the TPM engine could not start from this state",
+		    store_dir(in->store));
+		return -1;
+	}
+	in->orderly = false;
+	if (in->cache != NULL) {
+		explicit_bzero(in->cache, in->cache_len);
+		free(in->cache);
+		in->cache = NULL;
+	}
+	if (delete_volatile && store_delete(in->store, STATE_VOLATILE) == -1)
+		log_warn("%s: remove volatile state", store_dir(in->store));
+	return 0;
+}
+
+/* Ends the engine's power cycle, telling it first (unless the guest just
+ * did) so that the reset is orderly and the lockout counter is untouched. */
+void
+instance_power_off(struct instance *in)
+{
+	uint8_t cmd[12];
+	size_t len;
+
+	if (!engine_is_on())
+		return;
+	if (!in->orderly) {
+		len = tpmwire_shutdown_state(cmd, in->tpm_version);
+		(void)instance_internal_command(cmd, len);
+		in->orderly = true;
+	}
+	engine_power_off();
+}
+
+/* Answers one framed TPM command on the data channel. */
+static void
+instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
+{
+	uint8_t err[TPM_HEADER_LEN];
+	struct tpm_header h;
+	const uint8_t *rsp;
+	size_t rsp_len;
+
+	if (!engine_is_on()) {
+		/* Before INIT: QEMU's version probe expects a bare failure. */
+		rsp_len = tpmwire_error(err, in->tpm_version,
+		    in->tpm_version == 2 ? TPM2_RC_FAILURE : TPM12_FAIL);
+		instance_send(&in->data, err, rsp_len);
+		return;
+	}
+	if (engine_process(cmd, len, &rsp, &rsp_len) == -1 ||
+	    tpmwire_header(rsp, rsp_len, &h) == -1) {
+		log_warnx("TPM engine produced no response");
+		rsp_len = tpmwire_error(err, in->tpm_version,
+		    in->tpm_version == 2 ? TPM2_RC_FAILURE : TPM12_FAIL);
+		rsp = err;
+	} else {
+		in->orderly = h.code == 0 && tpmwire_is_shutdown(cmd, len, in->tpm_version);
+	}
+	instance_send(&in->data, rsp, rsp_len);
+}
+
+/* Makes room for need bytes in c's buffer (need is already bounded). */
+static int
+conn_reserve(struct conn *c, size_t need)
+{
+	uint8_t *p;
+	size_t cap;
+
+	if (need <= c->cap)
+		return 0;
+	cap = c->cap ? c->cap : CONN_INITIAL_CAP;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(c->buf, cap);
+	if (p == NULL)
+		return -1;
+	c->buf = p;
+	c->cap = cap;
+	return 0;
+}
+
+/* Reads what is available on c, keeping a passed descriptor. Returns the
+ * number of bytes read, 0 at end of stream, -1 on error. */
+static ssize_t
+conn_fill(struct conn *c, size_t want)
+{
+	union {
+		struct cmsghdr hdr;
+		char space[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct iovec iov;
+	struct msghdr msg = {0};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	if (conn_reserve(c, c->len + want) == -1)
+		return -1;
+	iov.iov_base = c->buf + c->len;
+	iov.iov_len = c->cap - c->len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (c->is_unix) {
+		msg.msg_control = cbuf.space;
+		msg.msg_controllen = sizeof(cbuf.space);
+	}
+	do
+		n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return errno == EAGAIN ? -2 : -1;
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+			if (c->passed_fd != -1)
+				close(c->passed_fd);
+			c->passed_fd = fd;
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		}
+	}
+	c->len += (size_t)n;
+	return n;
+}
+
+static void
+conn_consume(struct conn *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+/* Handles readable input on the control channel. */
+static void
+instance_ctrl_input(struct instance *in)
+{
+	struct ctrl_request req;
+	enum ctrl_parse parse;
+	size_t need = 4;
+	ssize_t n;
+
+	n = conn_fill(&in->ctrl, 4096);
+	if (n == -2)
+		return;
+	if (n <= 0) {
+		instance_conn_close(&in->ctrl);
+		return;
+	}
+	while (in->ctrl.fd != -1 && !in->terminate) {
+		parse = ctrl_request_size(in->ctrl.buf, in->ctrl.len, &need);
+		if (parse == CTRL_OVERSIZED) {
+			uint8_t out[4];
+			log_warnx("control channel: declared length above %u bytes; closing",
+			    CTRL_MAX_BLOB);
+			ctrl_put_u32(out, 0x3 /* TPM_BAD_PARAMETER */);
+			instance_send(&in->ctrl, out, sizeof(out));
+			instance_conn_close(&in->ctrl);
+			return;
+		}
+		if (parse == CTRL_INCOMPLETE) {
+			/* Grow to what the frame declares, which is bounded. */
+			if (conn_reserve(&in->ctrl, need) == -1)
+				instance_conn_close(&in->ctrl);
+			return;
+		}
+		/* A complete frame only fails to decode for an unknown command,
+		 * which the dispatcher answers with TPM_BAD_ORDINAL. */
+		(void)ctrl_decode(in->ctrl.buf, need, &req);
+		if (!instance_ctrl_dispatch(in, &req)) {
+			instance_conn_close(&in->ctrl);
+			return;
+		}
+		if (in->ctrl.fd != -1)
+			conn_consume(&in->ctrl, need);
+	}
+}
+
+/* Handles readable input on the data channel: frames TPM commands by the
+ * size in their header; a size outside 10..buffer size ends the stream. */
+static void
+instance_data_input(struct instance *in)
+{
+	uint8_t err[TPM_HEADER_LEN];
+	struct tpm_header h;
+	uint32_t max = engine_buffer_size();
+	ssize_t n;
+
+	n = conn_fill(&in->data, max);
+	if (n == -2)
+		return;
+	if (n <= 0) {
+		instance_conn_close(&in->data);
+		return;
+	}
+	while (in->data.fd != -1 && tpmwire_header(in->data.buf, in->data.len, &h) == 0) {
+		if (h.size < TPM_HEADER_LEN || h.size > max) {
+			log_warnx("data channel: command size %u outside 10..%u; closing", h.size,
+			    max);
+			instance_send(&in->data, err,
+			    tpmwire_error(err, in->tpm_version,
+				in->tpm_version == 2 ? TPM2_RC_COMMAND_SIZE : TPM12_BAD_PARAM_SIZE));
+			instance_conn_close(&in->data);
+			return;
+		}
+		if (in->data.len < h.size)
+			return;
+		instance_tpm_command(in, in->data.buf, h.size);
+		if (in->data.fd != -1)
+			conn_consume(&in->data, h.size);
+	}
+}
+
+static void
+instance_accept(int lfd, struct conn *c, bool is_unix)
+{
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warn("accept");
+		return;
+	}
+	c->fd = fd;
+	c->is_unix = is_unix;
+	c->len = 0;
+}
+
+/* The main loop; returns when SHUTDOWN or a signal asks to stop. */
+static void
+instance_loop(struct instance *in)
+{
+	struct pollfd pfd[4];
+	sigset_t unblocked;
+	int n, ctrl_i, data_i, cl_i, dl_i;
+
+	sigemptyset(&unblocked);
+	while (!in->terminate && !instance_signalled) {
+		n = 0;
+		ctrl_i = data_i = cl_i = dl_i = -1;
+		if (in->ctrl.fd != -1) {
+			ctrl_i = n;
+			pfd[n++] = (struct pollfd){.fd = in->ctrl.fd, .events = POLLIN};
+		} else {
+			cl_i = n;
+			pfd[n++] = (struct pollfd){.fd = in->ctrl_listen, .events = POLLIN};
+		}
+		if (in->data.fd != -1) {
+			data_i = n;
+			pfd[n++] = (struct pollfd){.fd = in->data.fd, .events = POLLIN};
+		} else if (in->data_listen != -1) {
+			dl_i = n;
+			pfd[n++] = (struct pollfd){.fd = in->data_listen, .events = POLLIN};
+		}
+		if (ppoll(pfd, (nfds_t)n, NULL, &unblocked) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal(EXIT_RUNTIME, "poll");
+		}
+		if (data_i != -1 && pfd[data_i].revents)
+			instance_data_input(in);
+		if (ctrl_i != -1 && pfd[ctrl_i].revents)
+			instance_ctrl_input(in);
+		if (cl_i != -1 && pfd[cl_i].revents)
+			instance_accept(in->ctrl_listen, &in->ctrl,
+			    in->ctrl_ep.kind == ENDPOINT_UNIX);
+		if (dl_i != -1 && pfd[dl_i].revents)
+			instance_accept(in->data_listen, &in->data,
+			    in->data_ep.kind == ENDPOINT_UNIX);
+	}
+}
+
+struct instance_opts {
+	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
+	int key_fd, ready_fd;
+	bool plaintext;
+};
+
+static int
+instance_parse_fd(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || v < 0 || v > 65535)
+		return -1;
+	return (int)v;
+}
+
+static void
+instance_parse_args(int argc, char **argv, struct instance_opts *o)
+{
+	static const struct option longopts[] = {
+		{"state", required_argument, NULL, 's'},
+		{"ctrl", required_argument, NULL, 'c'},
+		{"data", required_argument, NULL, 'd'},
+		{"key-fd", required_argument, NULL, 'k'},
+		{"plaintext-state", no_argument, NULL, 'p'},
+		{"tpm", required_argument, NULL, 't'},
+		{"startup", required_argument, NULL, 'S'},
+		{"name", required_argument, NULL, 'n'},
+		{"ready-fd", required_argument, NULL, 'r'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->key_fd = o->ready_fd = -1;
+	o->tpm = "2";
+	o->log_level = "info";
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': o->state_dir = optarg; break;
+		case 'c': o->ctrl = optarg; break;
+		case 'd': o->data = optarg; break;
+		case 'p': o->plaintext = true; break;
+		case 't': o->tpm = optarg; break;
+		case 'S': o->startup = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'l': o->log_level = optarg; break;
+		case 'k':
+			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
+			break;
+		case 'r':
+			if ((o->ready_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--ready-fd: not a descriptor number: %s", optarg);
+			break;
+		case 'h':
+			instance_usage(stdout);
+			exit(EXIT_OK);
+		default:
+			instance_usage(stderr);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (optind != argc)
+		fatalx(EXIT_USAGE, "unexpected argument: %s (see --help)", argv[optind]);
+	if (o->state_dir == NULL || o->ctrl == NULL)
+		fatalx(EXIT_USAGE, "--state and --ctrl are required (see --help)");
+	if ((o->key_fd == -1) == !o->plaintext)
+		fatalx(EXIT_USAGE, "give exactly one of --key-fd N and --plaintext-state");
+	if (strcmp(o->tpm, "2") != 0 && strcmp(o->tpm, "2.0") != 0 && strcmp(o->tpm, "1.2") != 0)
+		fatalx(EXIT_USAGE, "--tpm: expected 2 or 1.2, not %s", o->tpm);
+	if (o->startup != NULL && strcmp(o->startup, "clear") != 0)
+		fatalx(EXIT_USAGE, "--startup: only 'clear' is supported, not %s", o->startup);
+	if (o->startup != NULL && o->data == NULL)
+		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
+}
+
+/* Opens the store and checks the state that exists, before serving. */
+static void
+instance_open_state(struct instance *in, const struct instance_opts *o)
+{
+	uint8_t *key = NULL, *blob = NULL;
+	enum store_err err;
+	size_t len = 0;
+	char why[512];
+
+	if (o->key_fd != -1) {
+		key = secret_alloc(STATE_KEY_LEN);
+		if (key == NULL)
+			fatal(EXIT_RUNTIME, "allocate key memory");
+		if (secret_read_fd(o->key_fd, key, STATE_KEY_LEN) == -1)
+			fatal(EXIT_USAGE, "--key-fd %d: need exactly %d key bytes", o->key_fd,
+			    STATE_KEY_LEN);
+	} else {
+		log_warnx("state in %s is NOT encrypted (--plaintext-state): anyone who can "
+			  "read it can read the TPM's secrets", o->state_dir);
+	}
+	in->store = store_open(o->state_dir, key, in->tpm_version, &err);
+	secret_free(key, STATE_KEY_LEN);
+	if (in->store == NULL && err == STORE_BUSY)
+		fatalx(EXIT_BUSY, "%s: state directory in use by another instance", o->state_dir);
+	if (in->store == NULL)
+		fatal(EXIT_RUNTIME, "%s: open state directory", o->state_dir);
+
+	switch (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, why,
+	    sizeof(why))) {
+	case STORE_OK:
+		log_info("%s: existing TPM state loaded", o->state_dir);
+		break;
+	case STORE_ABSENT:
+		log_info("%s: no state yet: a new TPM will be manufactured", o->state_dir);
+		break;
+	case STORE_CORRUPT:
+		fatalx(EXIT_STATE, "%s; refusing to start (the file was left untouched)", why);
+	default:
+		fatalx(EXIT_RUNTIME, "%s", why);
+	}
+	/* Volatile state is checked now too, so a bad file stops us here. */
+	switch (store_get(in->store, STATE_VOLATILE, &blob, &len, why, sizeof(why))) {
+	case STORE_OK:
+		explicit_bzero(blob, len);
+		free(blob);
+		break;
+	case STORE_ABSENT:
+		break;
+	case STORE_CORRUPT:
+		fatalx(EXIT_STATE, "%s; refusing to start (the file was left untouched)", why);
+	default:
+		fatalx(EXIT_RUNTIME, "%s", why);
+	}
+}
+
+static int
+instance_listen(const struct endpoint *ep)
+{
+	char addr[160];
+	int fd;
+
+	endpoint_format(ep, addr, sizeof(addr));
+	fd = endpoint_listen(ep);
+	if (fd == -1 && errno == EADDRINUSE)
+		fatalx(EXIT_BUSY, "%s: address in use", addr);
+	if (fd == -1)
+		fatal(EXIT_RUNTIME, "%s: listen", addr);
+	log_debug("listening on %s", addr);
+	return fd;
+}
+
+static void
+instance_setup(struct instance *in, const struct instance_opts *o)
+{
+	struct engine_io io = {
+		.ctx = in,
+		.load = instance_io_load,
+		.save = instance_io_save,
+		.remove = instance_io_remove,
+		.locality = instance_io_locality,
+	};
+	struct sigaction sa = {.sa_handler = instance_on_signal};
+	sigset_t block;
+
+	in->tpm_version = strcmp(o->tpm, "1.2") == 0 ? 1 : 2;
+	in->ctrl.fd = in->data.fd = in->ctrl.passed_fd = in->data.passed_fd = -1;
+	in->ctrl_listen = in->data_listen = -1;
+	if (endpoint_parse(o->ctrl, &in->ctrl_ep) == -1)
+		fatalx(EXIT_USAGE, "--ctrl: expected unix:PATH or tcp:HOST:PORT, not %s", o->ctrl);
+	if (o->data != NULL && endpoint_parse(o->data, &in->data_ep) == -1)
+		fatalx(EXIT_USAGE, "--data: expected unix:PATH or tcp:HOST:PORT, not %s", o->data);
+	in->has_data_ep = o->data != NULL;
+	in->startup_clear = o->startup != NULL;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	instance_open_state(in, o);
+	if (engine_select(in->tpm_version, &io) == -1)
+		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
+	in->ctrl_listen = instance_listen(&in->ctrl_ep);
+	if (in->has_data_ep)
+		in->data_listen = instance_listen(&in->data_ep);
+}
+
+/* Powers on at start (data-channel mode), optionally with Startup(CLEAR). */
+static void
+instance_autostart(struct instance *in)
+{
+	uint8_t cmd[12];
+	uint32_t rc;
+
+	if (instance_power_on(in, true) == -1)
+		fatalx(EXIT_STATE, "%s: TPM state could not be loaded; refusing to start",
+		    store_dir(in->store));
+	if (!in->startup_clear)
+		return;
+	rc = instance_internal_command(cmd, tpmwire_startup_clear(cmd, in->tpm_version));
+	if (rc != 0)
+		log_warnx("Startup(CLEAR) answered 0x%x", rc);
+}
+
+static void
+instance_unlink(const struct endpoint *ep, int listen_fd)
+{
+	if (listen_fd != -1 && ep->kind == ENDPOINT_UNIX)
+		unlink(ep->path);
+}
+
+int
+instance_main(int argc, char **argv)
+{
+	struct instance in = {0};
+	struct instance_opts o;
+	enum log_level level;
+	char tag[96], *dircopy;
+
+	instance_parse_args(argc, argv, &o);
+	if (log_parse_level(o.log_level, &level) == -1)
+		fatalx(EXIT_USAGE, "--log-level: expected error, warn, info or debug");
+	dircopy = strdup(o.state_dir);
+	if (dircopy == NULL)
+		fatal(EXIT_RUNTIME, "strdup");
+	in.name = o.name != NULL ? o.name : basename(dircopy);
+	snprintf(tag, sizeof(tag), "instance[%s]", in.name);
+	log_init(tag, level);
+	secret_harden_process();
+
+	instance_setup(&in, &o);
+	if (in.has_data_ep)
+		instance_autostart(&in);
+	if (o.ready_fd != -1) {
+		if (write(o.ready_fd, "READY\n", 6) != 6)
+			log_warn("--ready-fd %d", o.ready_fd);
+		close(o.ready_fd);
+	}
+	log_info("serving TPM %s%s", in.tpm_version == 2 ? "2.0" : "1.2",
+	    store_encrypted(in.store) ? " (encrypted state)" : " (UNPROTECTED state)");
+
+	instance_loop(&in);
+
+	if (instance_signalled)
+		log_info("signal %d: saving and stopping", (int)instance_signalled);
+	instance_power_off(&in);
+	instance_conn_close(&in.ctrl);
+	instance_conn_close(&in.data);
+	instance_unlink(&in.ctrl_ep, in.ctrl_listen);
+	instance_unlink(&in.data_ep, in.data_listen);
+	free(in.ctrl.buf);
+	free(in.data.buf);
+	if (in.cache != NULL) {
+		explicit_bzero(in.cache, in.cache_len);
+		free(in.cache);
+	}
+	store_close(in.store);
+	free(dircopy);
+	log_info("stopped");
+	return EXIT_OK;
+}

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Runs every test script in the given directories; each is one test that
+# exits 0 (pass) or non-zero (fail). Prints a summary line that CI reads.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+passed=0 failed=0 failures=()
+for dir in "$@"; do
+	for t in "$dir"/*.sh; do
+		[ -e "$t" ] || continue
+		name=${t#"$here"/}
+		start=$(date +%s%N)
+		if out=$(bash "$t" 2>&1); then
+			passed=$((passed + 1))
+			ms=$((($(date +%s%N) - start) / 1000000))
+			printf 'PASS %-50s %6d ms\n' "$name" "$ms"
+		else
+			failed=$((failed + 1))
+			failures+=("$name")
+			printf 'FAIL %s\n' "$name"
+			printf '%s\n' "$out" | tail -n 60 | sed 's/^/    | /'
+		fi
+	done
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -26,7 +26,11 @@ VTPMD_SRC = src/vtpmd.c src/instance.c src/instance_ctrl.c src/ctrl.c \
             src/endpoint.c src/secret.c src/log.c
 VTPMD_LIB_SRC = $(filter-out src/vtpmd.c,$(VTPMD_SRC))
 
-TOOLS = build/tpmsend
+# The host-TPM side (manager only: workers never link tpm2-tss).
+HWTPM_SRC = src/hwtpm.c src/approval.c src/log.c
+HWTPM_LIBS = $(shell pkg-config --libs tss2-esys tss2-mu tss2-rc tss2-tctildr openssl)
+
+TOOLS = build/tpmsend build/hwtpm-check
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
@@ -44,6 +48,9 @@ build/san/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build/san
 
 build/tpmsend: tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c $(LDHARDEN) $(LIBS)
+
+build/hwtpm-check: tests/tools/hwtpm-check.c $(HWTPM_SRC) src/vtpmd.h | build
+	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/hwtpm-check.c $(HWTPM_SRC) $(LDHARDEN) $(HWTPM_LIBS)
 
 build/bench_%: bench/%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LDHARDEN) $(LIBS)

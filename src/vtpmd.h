@@ -187,6 +187,45 @@ uint32_t engine_hash_start(void);
 uint32_t engine_hash_data(const uint8_t *data, size_t len);
 uint32_t engine_hash_end(void);
 
+/* hwtpm.c: the host TPM (tpm2-tss): SRK, salted sessions, sealed keys. */
+#define HWTPM_PCRS 24
+#define HWTPM_DIGEST_LEN 32
+#define HWTPM_ERR_POLICY (-2)  /* host PCRs not in the approved configuration */
+#define HWTPM_ERR_FOREIGN (-3) /* sealed object is not this TPM's */
+struct pcr_selection {
+	uint32_t mask; /* bit i selects sha256 PCR i */
+};
+struct approval_pub {
+	uint8_t x[32], y[32]; /* ECC P-256 point */
+};
+/* An administrator's signature approving one PCR policy digest. */
+struct approval {
+	struct approval_pub pub;
+	uint8_t policy[HWTPM_DIGEST_LEN];
+	uint8_t sig_r[32], sig_s[32];
+};
+struct hwtpm;
+struct hwtpm *hwtpm_open(const char *tcti_conf);
+void hwtpm_close(struct hwtpm *hw);
+const char *hwtpm_error(void);
+bool hwtpm_is_simulator(const struct hwtpm *hw);
+unsigned long hwtpm_command_count(const struct hwtpm *hw);
+int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
+    uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN]);
+int hwtpm_policy_pcr(const struct pcr_selection *sel,
+    const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], uint8_t policy[HWTPM_DIGEST_LEN]);
+int hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGEST_LEN]);
+int hwtpm_approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN]);
+int hwtpm_seal(struct hwtpm *hw, const uint8_t key[STATE_KEY_LEN],
+    const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len);
+int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t key_out[STATE_KEY_LEN]);
+
+/* approval.c: the administrator's approval key (ECC P-256, PEM files). */
+int approval_key_create(const char *path);
+int approval_key_public(const char *path, struct approval_pub *pub);
+int approval_sign(const char *path, const uint8_t policy[HWTPM_DIGEST_LEN], struct approval *ap);
+
 /* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */
 struct conn {
 	int fd;		/* -1 when not connected */

@@ -1,0 +1,689 @@
+/*
+ * hwtpm.c: the host TPM, the root of every vTPM.
+ *
+ * vtpmd is the only process that talks to the host TPM. This module is the
+ * only one that sees tpm2-tss (ESYS_TR, TSS2_RC, TPM2B_*): it opens the TPM
+ * through a TCTI string, finds or creates the storage root key (SRK, an ECC
+ * P-256 primary persisted at the TCG-reserved handle 0x81000001), keeps one
+ * HMAC session salted to the SRK for parameter encryption, and seals and
+ * unseals the vTPMs' state keys.
+ *
+ * A state key is sealed under the SRK with an authPolicy of
+ * PolicyAuthorize(approval key, HWTPM_POLICY_REF): it can be unsealed only
+ * in a policy session whose PolicyPCR digest an administrator's approval
+ * key has signed. A host update that changes PCRs therefore needs one new
+ * signature, not a re-seal of every vTPM.
+ *
+ * Every command sent to the host TPM goes through a counting TCTI, so the
+ * cost of an operation in host-TPM commands is measured, not guessed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "vtpmd.h"
+
+#define HWTPM_SRK_HANDLE 0x81000001
+#define HWTPM_POLICY_REF "vtpmd approved host configuration"
+
+/* A TCTI that forwards to the real one and counts commands. */
+struct hwtpm_tcti {
+	TSS2_TCTI_CONTEXT_COMMON_V2 common; /* must be first */
+	TSS2_TCTI_CONTEXT *inner;
+	unsigned long commands;
+};
+
+struct hwtpm {
+	struct hwtpm_tcti tcti;
+	ESYS_CONTEXT *esys;
+	ESYS_TR srk;
+	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
+	bool simulator;
+	/* The last verified approval, so it is checked by the TPM once. */
+	bool have_ticket;
+	uint8_t ticket_policy[HWTPM_DIGEST_LEN];
+	TPMT_TK_VERIFIED ticket;
+	TPM2B_NAME approval_name;
+};
+
+static char hwtpm_errbuf[256];
+
+/* Returns the text of the last error of this module (not thread-safe). */
+const char *
+hwtpm_error(void)
+{
+	return hwtpm_errbuf;
+}
+
+static void
+hwtpm_seterr(const char *what, TSS2_RC rc)
+{
+	if (rc != TSS2_RC_SUCCESS)
+		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s: %s", what, Tss2_RC_Decode(rc));
+	else
+		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s", what);
+}
+
+static struct hwtpm_tcti *
+hwtpm_tcti_of(TSS2_TCTI_CONTEXT *ctx)
+{
+	return (struct hwtpm_tcti *)(void *)ctx;
+}
+
+static TSS2_RC
+hwtpm_tcti_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t *cmd)
+{
+	struct hwtpm_tcti *t = hwtpm_tcti_of(ctx);
+
+	t->commands++;
+	return Tss2_Tcti_Transmit(t->inner, size, cmd);
+}
+
+static TSS2_RC
+hwtpm_tcti_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *rsp, int32_t timeout)
+{
+	return Tss2_Tcti_Receive(hwtpm_tcti_of(ctx)->inner, size, rsp, timeout);
+}
+
+static void
+hwtpm_tcti_finalize(TSS2_TCTI_CONTEXT *ctx)
+{
+	(void)ctx; /* the inner context is finalized by hwtpm_close */
+}
+
+static TSS2_RC
+hwtpm_tcti_cancel(TSS2_TCTI_CONTEXT *ctx)
+{
+	return Tss2_Tcti_Cancel(hwtpm_tcti_of(ctx)->inner);
+}
+
+static TSS2_RC
+hwtpm_tcti_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
+{
+	return Tss2_Tcti_GetPollHandles(hwtpm_tcti_of(ctx)->inner, h, n);
+}
+
+static TSS2_RC
+hwtpm_tcti_set_locality(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
+{
+	return Tss2_Tcti_SetLocality(hwtpm_tcti_of(ctx)->inner, locality);
+}
+
+static TSS2_RC
+hwtpm_tcti_make_sticky(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *handle, uint8_t sticky)
+{
+	return Tss2_Tcti_MakeSticky(hwtpm_tcti_of(ctx)->inner, handle, sticky);
+}
+
+static void
+hwtpm_tcti_wrap(struct hwtpm_tcti *t, TSS2_TCTI_CONTEXT *inner)
+{
+	memset(t, 0, sizeof(*t));
+	t->common.v1.magic = 0x7674706d64746374ULL; /* "vtpmdtct" */
+	t->common.v1.version = 2;
+	t->common.v1.transmit = hwtpm_tcti_transmit;
+	t->common.v1.receive = hwtpm_tcti_receive;
+	t->common.v1.finalize = hwtpm_tcti_finalize;
+	t->common.v1.cancel = hwtpm_tcti_cancel;
+	t->common.v1.getPollHandles = hwtpm_tcti_poll_handles;
+	t->common.v1.setLocality = hwtpm_tcti_set_locality;
+	t->common.makeSticky = hwtpm_tcti_make_sticky;
+	t->inner = inner;
+}
+
+/* The TCG template of the ECC P-256 storage root key. */
+static TPM2B_PUBLIC
+hwtpm_srk_template(void)
+{
+	TPM2B_PUBLIC t = {0};
+
+	t.publicArea.type = TPM2_ALG_ECC;
+	t.publicArea.nameAlg = TPM2_ALG_SHA256;
+	t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
+	    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+	t.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
+	t.publicArea.parameters.eccDetail.symmetric.keyBits.aes = 128;
+	t.publicArea.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+	t.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+	t.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	t.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	t.publicArea.unique.ecc.x.size = 32;
+	t.publicArea.unique.ecc.y.size = 32;
+	return t;
+}
+
+/* Checks that a persistent key is usable as our SRK: an ECC P-256
+ * restricted decryption key with the TCG attributes. */
+static int
+hwtpm_check_srk(struct hwtpm *hw)
+{
+	TPM2B_PUBLIC *pub = NULL;
+	TPMA_OBJECT want = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+	TSS2_RC rc;
+	int ret = -1;
+
+	rc = Esys_ReadPublic(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+	    NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("read SRK public area", rc);
+		return -1;
+	}
+	if (pub->publicArea.type != TPM2_ALG_ECC ||
+	    pub->publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+	    (pub->publicArea.objectAttributes & want) != want) {
+		hwtpm_seterr("the key at 0x81000001 is not an ECC P-256 storage root key", 0);
+		goto out;
+	}
+	ret = 0;
+out:
+	Esys_Free(pub);
+	return ret;
+}
+
+/* Finds the persistent SRK, or creates and persists it. */
+static int
+hwtpm_find_srk(struct hwtpm *hw)
+{
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_PUBLIC tmpl = hwtpm_srk_template();
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	ESYS_TR primary = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	rc = Esys_TR_FromTPMPublic(hw->esys, HWTPM_SRK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &hw->srk);
+	if (rc == TSS2_RC_SUCCESS)
+		return hwtpm_check_srk(hw);
+	log_info("host TPM: no SRK at 0x%x; creating one", HWTPM_SRK_HANDLE);
+	rc = Esys_CreatePrimary(hw->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &sens, &tmpl, &noinfo, &nopcr, &primary, NULL, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("create SRK", rc);
+		return -1;
+	}
+	rc = Esys_EvictControl(hw->esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD,
+	    ESYS_TR_NONE, ESYS_TR_NONE, HWTPM_SRK_HANDLE, &hw->srk);
+	Esys_FlushContext(hw->esys, primary);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("persist SRK", rc);
+		return -1;
+	}
+	return 0;
+}
+
+static const TPMT_SYM_DEF hwtpm_aes_cfb = {
+	.algorithm = TPM2_ALG_AES,
+	.keyBits = {.aes = 128},
+	.mode = {.aes = TPM2_ALG_CFB},
+};
+
+/* Starts a session salted to the SRK, so its secrets never cross the bus. */
+static int
+hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session)
+{
+	TSS2_RC rc;
+
+	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, NULL, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("start a salted session", rc);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Opens the host TPM named by a TCTI string ("device:/dev/tpmrm0",
+ * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and starts
+ * the salted session. Returns NULL on failure (see hwtpm_error).
+ */
+struct hwtpm *
+hwtpm_open(const char *tcti_conf)
+{
+	TSS2_TCTI_CONTEXT *inner = NULL;
+	struct hwtpm *hw;
+	TSS2_RC rc;
+
+	hw = calloc(1, sizeof(*hw));
+	if (hw == NULL) {
+		hwtpm_seterr("out of memory", 0);
+		return NULL;
+	}
+	hw->srk = hw->session = ESYS_TR_NONE;
+	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("open TCTI", rc);
+		free(hw);
+		return NULL;
+	}
+	hwtpm_tcti_wrap(&hw->tcti, inner);
+	hw->simulator = strncmp(tcti_conf, "device", 6) != 0 && strcmp(tcti_conf, "") != 0;
+	rc = Esys_Initialize(&hw->esys, (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("initialize ESYS", rc);
+		goto fail;
+	}
+	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
+	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
+		hwtpm_seterr("host TPM does not answer", rc);
+		goto fail;
+	}
+	if (hwtpm_find_srk(hw) == -1)
+		goto fail;
+	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
+		goto fail;
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+	return hw;
+fail:
+	hwtpm_close(hw);
+	return NULL;
+}
+
+/* Ends the session and the connection. Accepts NULL. */
+void
+hwtpm_close(struct hwtpm *hw)
+{
+	TSS2_TCTI_CONTEXT *inner;
+
+	if (hw == NULL)
+		return;
+	if (hw->esys != NULL) {
+		if (hw->session != ESYS_TR_NONE)
+			Esys_FlushContext(hw->esys, hw->session);
+		Esys_Finalize(&hw->esys);
+	}
+	inner = hw->tcti.inner;
+	if (inner != NULL)
+		Tss2_TctiLdr_Finalize(&inner);
+	OPENSSL_cleanse(hw, sizeof(*hw));
+	free(hw);
+}
+
+bool
+hwtpm_is_simulator(const struct hwtpm *hw)
+{
+	return hw->simulator;
+}
+
+unsigned long
+hwtpm_command_count(const struct hwtpm *hw)
+{
+	return hw->tcti.commands;
+}
+
+static void
+hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->count = 1;
+	out->pcrSelections[0].hash = TPM2_ALG_SHA256;
+	out->pcrSelections[0].sizeofSelect = 3;
+	for (int i = 0; i < HWTPM_PCRS; i++)
+		if (sel->mask & (1u << i))
+			out->pcrSelections[0].pcrSelect[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* Reads the selected sha256 PCRs into values[i] for every bit i of the
+ * mask. Returns 0 or -1. */
+int
+hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
+    uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
+{
+	TPML_PCR_SELECTION want, *got = NULL;
+	TPML_DIGEST *digests = NULL;
+	uint32_t remaining = sel->mask, counter;
+	TSS2_RC rc;
+
+	/* The TPM returns at most 8 digests per call. */
+	while (remaining != 0) {
+		struct pcr_selection part = {.mask = remaining};
+		hwtpm_selection(&part, &want);
+		rc = Esys_PCR_Read(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want,
+		    &counter, &got, &digests);
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterr("read host PCRs", rc);
+			return -1;
+		}
+		uint32_t answered = 0;
+		uint32_t d = 0;
+		for (int i = 0; i < HWTPM_PCRS && got->count == 1; i++) {
+			if (!(got->pcrSelections[0].pcrSelect[i / 8] & (1u << (i % 8))))
+				continue;
+			if (d >= digests->count || digests->digests[d].size != HWTPM_DIGEST_LEN)
+				break;
+			memcpy(values[i], digests->digests[d].buffer, HWTPM_DIGEST_LEN);
+			answered |= 1u << i;
+			d++;
+		}
+		Esys_Free(got);
+		Esys_Free(digests);
+		got = NULL;
+		digests = NULL;
+		if (answered == 0) {
+			hwtpm_seterr("host TPM has no sha256 bank for the selected PCRs", 0);
+			return -1;
+		}
+		remaining &= ~answered;
+	}
+	return 0;
+}
+
+static int
+hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+    uint8_t out[HWTPM_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok;
+
+	if (ctx == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, a, alen) == 1 && (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Computes, in software, the policy digest a fresh session has after
+ * TPM2_PolicyPCR over sel when the PCRs hold values: the digest an
+ * administrator approves. Returns 0 or -1.
+ */
+int
+hwtpm_policy_pcr(const struct pcr_selection *sel,
+    const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], uint8_t policy[HWTPM_DIGEST_LEN])
+{
+	uint8_t concat[HWTPM_PCRS * HWTPM_DIGEST_LEN], pcr_digest[HWTPM_DIGEST_LEN];
+	uint8_t buf[HWTPM_DIGEST_LEN + 4 + sizeof(TPML_PCR_SELECTION) + HWTPM_DIGEST_LEN];
+	TPML_PCR_SELECTION tsel;
+	size_t n = 0, off;
+
+	for (int i = 0; i < HWTPM_PCRS; i++) {
+		if (sel->mask & (1u << i)) {
+			memcpy(concat + n, values[i], HWTPM_DIGEST_LEN);
+			n += HWTPM_DIGEST_LEN;
+		}
+	}
+	if (hwtpm_sha256(concat, n, NULL, 0, pcr_digest) == -1)
+		return -1;
+	memset(buf, 0, HWTPM_DIGEST_LEN);
+	off = HWTPM_DIGEST_LEN;
+	if (Tss2_MU_UINT32_Marshal(TPM2_CC_PolicyPCR, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+		return -1;
+	hwtpm_selection(sel, &tsel);
+	if (Tss2_MU_TPML_PCR_SELECTION_Marshal(&tsel, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+		return -1;
+	memcpy(buf + off, pcr_digest, HWTPM_DIGEST_LEN);
+	off += HWTPM_DIGEST_LEN;
+	return hwtpm_sha256(buf, off, NULL, 0, policy);
+}
+
+/* The public area of an ECC P-256 approval key, as the TPM sees it. */
+static TPM2B_PUBLIC
+hwtpm_approval_public(const struct approval_pub *pub)
+{
+	TPM2B_PUBLIC p = {0};
+
+	p.publicArea.type = TPM2_ALG_ECC;
+	p.publicArea.nameAlg = TPM2_ALG_SHA256;
+	p.publicArea.objectAttributes = TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_USERWITHAUTH;
+	p.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	p.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+	p.publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	p.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	p.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	p.publicArea.unique.ecc.x.size = 32;
+	memcpy(p.publicArea.unique.ecc.x.buffer, pub->x, 32);
+	p.publicArea.unique.ecc.y.size = 32;
+	memcpy(p.publicArea.unique.ecc.y.buffer, pub->y, 32);
+	return p;
+}
+
+/* The TPM Name of the approval key: nameAlg || SHA-256(TPMT_PUBLIC). */
+static int
+hwtpm_approval_name(const struct approval_pub *pub, TPM2B_NAME *name)
+{
+	TPM2B_PUBLIC p = hwtpm_approval_public(pub);
+	uint8_t buf[sizeof(TPMT_PUBLIC)];
+	size_t off = 0;
+
+	if (Tss2_MU_TPMT_PUBLIC_Marshal(&p.publicArea, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+		return -1;
+	name->size = 2 + HWTPM_DIGEST_LEN;
+	name->name[0] = (uint8_t)(TPM2_ALG_SHA256 >> 8);
+	name->name[1] = (uint8_t)TPM2_ALG_SHA256;
+	return hwtpm_sha256(buf, off, NULL, 0, name->name + 2);
+}
+
+/*
+ * Computes the authPolicy of sealed state keys for an approval key:
+ * PolicyAuthorize(Name(approval key), HWTPM_POLICY_REF) from a zero digest.
+ */
+int
+hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGEST_LEN])
+{
+	uint8_t buf[HWTPM_DIGEST_LEN + 4 + sizeof(TPMU_NAME)], mid[HWTPM_DIGEST_LEN];
+	TPM2B_NAME name;
+	size_t off = HWTPM_DIGEST_LEN;
+
+	if (hwtpm_approval_name(pub, &name) == -1)
+		return -1;
+	memset(buf, 0, HWTPM_DIGEST_LEN);
+	if (Tss2_MU_UINT32_Marshal(TPM2_CC_PolicyAuthorize, buf, sizeof(buf), &off) !=
+	    TSS2_RC_SUCCESS)
+		return -1;
+	memcpy(buf + off, name.name, name.size);
+	off += name.size;
+	if (hwtpm_sha256(buf, off, NULL, 0, mid) == -1)
+		return -1;
+	return hwtpm_sha256(mid, sizeof(mid), (const uint8_t *)HWTPM_POLICY_REF,
+	    strlen(HWTPM_POLICY_REF), policy);
+}
+
+/* The digest an administrator signs to approve policy:
+ * aHash = SHA-256(approvedPolicy || policyRef). */
+int
+hwtpm_approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN])
+{
+	return hwtpm_sha256(policy, HWTPM_DIGEST_LEN, (const uint8_t *)HWTPM_POLICY_REF,
+	    strlen(HWTPM_POLICY_REF), ahash);
+}
+
+/*
+ * Seals key under the SRK with auth_policy (from hwtpm_policy_authorize).
+ * The key crosses the bus encrypted (salted session, decrypt attribute).
+ * On success *blob is a malloc'd, non-secret serialisation of the sealed
+ * object (TPM2B_PUBLIC || TPM2B_PRIVATE) to keep beside the state.
+ */
+int
+hwtpm_seal(struct hwtpm *hw, const uint8_t key[STATE_KEY_LEN],
+    const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len)
+{
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_PUBLIC tmpl = {0}, *pub = NULL;
+	TPM2B_PRIVATE *priv = NULL;
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	size_t cap = sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE), off = 0;
+	uint8_t *out = NULL;
+	TSS2_RC rc;
+	int ret = -1;
+
+	sens.sensitive.data.size = STATE_KEY_LEN;
+	memcpy(sens.sensitive.data.buffer, key, STATE_KEY_LEN);
+	tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
+	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+	/* No userWithAuth: only a policy session can unseal. */
+	tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_NODA;
+	tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+	tmpl.publicArea.authPolicy.size = HWTPM_DIGEST_LEN;
+	memcpy(tmpl.publicArea.authPolicy.buffer, auth_policy, HWTPM_DIGEST_LEN);
+
+	rc = Esys_Create(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+	    &noinfo, &nopcr, &priv, &pub, NULL, NULL, NULL);
+	OPENSSL_cleanse(&sens, sizeof(sens));
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("seal state key", rc);
+		goto out;
+	}
+	out = malloc(cap);
+	if (out == NULL ||
+	    Tss2_MU_TPM2B_PUBLIC_Marshal(pub, out, cap, &off) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, out, cap, &off) != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("serialise sealed key", 0);
+		goto out;
+	}
+	*blob = out;
+	*blob_len = off;
+	out = NULL;
+	ret = 0;
+out:
+	free(out);
+	Esys_Free(pub);
+	Esys_Free(priv);
+	return ret;
+}
+
+/* Has the host TPM check an approval signature once; the ticket it returns
+ * is reused until the approved policy changes or the TPM resets. */
+static int
+hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
+{
+	TPM2B_PUBLIC pub = hwtpm_approval_public(&ap->pub);
+	TPMT_TK_VERIFIED *ticket = NULL;
+	TPMT_SIGNATURE sig = {0};
+	TPM2B_DIGEST ahash = {.size = HWTPM_DIGEST_LEN};
+	ESYS_TR key = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	if (hw->have_ticket && memcmp(hw->ticket_policy, ap->policy, HWTPM_DIGEST_LEN) == 0)
+		return 0;
+	hw->have_ticket = false;
+	if (hwtpm_approval_name(&ap->pub, &hw->approval_name) == -1 ||
+	    hwtpm_approval_digest(ap->policy, ahash.buffer) == -1) {
+		hwtpm_seterr("compute approval digest", 0);
+		return -1;
+	}
+	sig.sigAlg = TPM2_ALG_ECDSA;
+	sig.signature.ecdsa.hash = TPM2_ALG_SHA256;
+	sig.signature.ecdsa.signatureR.size = 32;
+	memcpy(sig.signature.ecdsa.signatureR.buffer, ap->sig_r, 32);
+	sig.signature.ecdsa.signatureS.size = 32;
+	memcpy(sig.signature.ecdsa.signatureS.buffer, ap->sig_s, 32);
+	/* In the owner hierarchy: a key in the null hierarchy yields a null
+	 * ticket, which PolicyAuthorize rejects. */
+	rc = Esys_LoadExternal(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, &pub,
+	    ESYS_TR_RH_OWNER, &key);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("load approval key", rc);
+		return -1;
+	}
+	rc = Esys_VerifySignature(hw->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ahash,
+	    &sig, &ticket);
+	Esys_FlushContext(hw->esys, key);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("approval signature rejected by the host TPM", rc);
+		return -1;
+	}
+	hw->ticket = *ticket;
+	Esys_Free(ticket);
+	memcpy(hw->ticket_policy, ap->policy, HWTPM_DIGEST_LEN);
+	hw->have_ticket = true;
+	return 0;
+}
+
+/*
+ * Unseals a state key sealed by hwtpm_seal, in a policy session that
+ * proves the host PCRs in sel match ap->policy, an approved configuration.
+ * Returns 0 with the key in key_out; HWTPM_ERR_POLICY when the PCRs are
+ * not in the approved configuration; HWTPM_ERR_FOREIGN when the sealed
+ * object does not belong to this TPM; -1 for other failures.
+ */
+int
+hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const struct pcr_selection *sel, const struct approval *ap,
+    uint8_t key_out[STATE_KEY_LEN])
+{
+	TPM2B_PUBLIC pub = {0};
+	TPM2B_PRIVATE priv = {0};
+	TPM2B_DIGEST approved = {.size = HWTPM_DIGEST_LEN}, nodigest = {0};
+	TPM2B_NONCE ref = {0};
+	TPML_PCR_SELECTION tsel;
+	TPM2B_SENSITIVE_DATA *data = NULL;
+	ESYS_TR session = ESYS_TR_NONE, obj = ESYS_TR_NONE;
+	size_t off = 0;
+	TSS2_RC rc;
+	int ret = -1;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
+	    off != blob_len) {
+		hwtpm_seterr("sealed key file is malformed", 0);
+		return HWTPM_ERR_FOREIGN;
+	}
+	if (hwtpm_verify_approval(hw, ap) == -1)
+		return -1;
+	rc = Esys_Load(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
+	    &obj);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
+		return HWTPM_ERR_FOREIGN;
+	}
+	if (hwtpm_start_session(hw, TPM2_SE_POLICY, &session) == -1)
+		goto out;
+	hwtpm_selection(sel, &tsel);
+	rc = Esys_PolicyPCR(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nodigest,
+	    &tsel);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("PolicyPCR", rc);
+		goto out;
+	}
+	memcpy(approved.buffer, ap->policy, HWTPM_DIGEST_LEN);
+	ref.size = (UINT16)strlen(HWTPM_POLICY_REF);
+	memcpy(ref.buffer, HWTPM_POLICY_REF, ref.size);
+	rc = Esys_PolicyAuthorize(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    &approved, &ref, &hw->approval_name, &hw->ticket);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("host PCRs are not in the approved configuration", rc);
+		ret = HWTPM_ERR_POLICY;
+		goto out;
+	}
+	Esys_TRSess_SetAttributes(hw->esys, session, TPMA_SESSION_ENCRYPT,
+	    TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION);
+	rc = Esys_Unseal(hw->esys, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+	if (rc == TSS2_RC_SUCCESS)
+		session = ESYS_TR_NONE; /* closed by the TPM with the command */
+	if (rc != TSS2_RC_SUCCESS || data->size != STATE_KEY_LEN) {
+		hwtpm_seterr("unseal state key", rc);
+		if ((rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
+			ret = HWTPM_ERR_POLICY;
+		goto out;
+	}
+	memcpy(key_out, data->buffer, STATE_KEY_LEN);
+	ret = 0;
+out:
+	if (data != NULL) {
+		OPENSSL_cleanse(data, sizeof(*data));
+		Esys_Free(data);
+	}
+	if (session != ESYS_TR_NONE)
+		Esys_FlushContext(hw->esys, session);
+	if (obj != ESYS_TR_NONE)
+		Esys_FlushContext(hw->esys, obj);
+	return ret;
+}

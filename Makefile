@@ -4,44 +4,51 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WERROR  ?=
-PKGS     = libtpms openssl
+PKGS     = libtpms openssl jansson libseccomp tss2-esys tss2-mu tss2-rc tss2-tctildr
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wimplicit-fallthrough -Wformat=2 -Wpointer-arith -Wvla -Wundef \
-           -Wcast-align -Wwrite-strings -Wno-unused-parameter
+           -Wcast-align -Wwrite-strings -Wno-unused-parameter \
+           -Wno-format-truncation
 HARDEN   = -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
            -fstack-clash-protection -fcf-protection
 LDHARDEN = -pie -Wl,-z,relro,-z,now,-z,noexecstack
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(WERROR) $(HARDEN) $(CFLAGS) \
              $(shell pkg-config --cflags $(PKGS)) -Isrc
-LIBS     = $(shell pkg-config --libs $(PKGS))
+LIBS     = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 
 SAN_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(WERROR) -O1 -g -fno-omit-frame-pointer \
              -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              $(shell pkg-config --cflags $(PKGS)) -Isrc
 SAN_LDFLAGS = -fsanitize=address,undefined
 
-# The vtpmd program, by module (see src/vtpmd.h for the map).
-VTPMD_SRC = src/vtpmd.c src/instance.c src/instance_ctrl.c src/ctrl.c \
-            src/engine.c src/store.c src/statefile.c src/tpmwire.c \
-            src/endpoint.c src/secret.c src/log.c
+# libFuzzer targets (clang): tests/fuzz/fuzz_NAME.c, corpus tests/fuzz/corpus/NAME/.
+FUZZ_CC     = clang
+FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              $(shell pkg-config --cflags $(PKGS)) -Isrc
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+# The programs, by module (src/vtpmd.h and src/vtpmctl.h are the maps).
+VTPMCTL_SRC = $(wildcard src/vtpmctl*.c) src/approval.c src/hex.c src/log.c
+VTPMD_SRC = $(filter-out src/vtpmctl%,$(wildcard src/*.c))
 VTPMD_LIB_SRC = $(filter-out src/vtpmd.c,$(VTPMD_SRC))
-
-# The host-TPM side (manager only: workers never link tpm2-tss).
 HWTPM_SRC = src/hwtpm.c src/approval.c src/log.c
-HWTPM_LIBS = $(shell pkg-config --libs tss2-esys tss2-mu tss2-rc tss2-tctildr openssl)
 
-TOOLS = build/tpmsend build/hwtpm-check
+TOOLS = build/tpmsend build/hwtpm-check build/sandbox-probe
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 
-.PHONY: all san deps check unit integration e2e demo bench clean format
+.PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
-all: build/vtpmd $(TOOLS)
-san: build/san/vtpmd
+all: build/vtpmd $(if $(wildcard src/vtpmctl.c),build/vtpmctl) $(TOOLS)
+san: build/san/vtpmd build/san/api-stub
 
 build/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ $(VTPMD_SRC) $(LDHARDEN) $(LDFLAGS) $(LIBS)
+
+build/vtpmctl: $(VTPMCTL_SRC) src/vtpmd.h $(wildcard src/vtpmctl.h) | build
+	$(CC) $(ALL_CFLAGS) -o $@ $(VTPMCTL_SRC) $(LDHARDEN) $(LDFLAGS) $(LIBS)
 
 build/san/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build/san
 	$(CC) $(SAN_CFLAGS) -o $@ $(VTPMD_SRC) $(SAN_LDFLAGS) $(LIBS)
@@ -50,15 +57,29 @@ build/tpmsend: tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c src/
 	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c $(LDHARDEN) $(LIBS)
 
 build/hwtpm-check: tests/tools/hwtpm-check.c $(HWTPM_SRC) src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/hwtpm-check.c $(HWTPM_SRC) $(LDHARDEN) $(HWTPM_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/hwtpm-check.c $(HWTPM_SRC) $(LDHARDEN) $(LIBS)
+
+build/sandbox-probe: tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c src/log.c src/vtpmd.h | build
+	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c src/log.c \
+	    $(LDHARDEN) $(LIBS)
 
 build/bench_%: bench/%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LDHARDEN) $(LIBS)
 
-build/san/test_%: tests/unit/test_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(SAN_LDFLAGS) $(LIBS) -lcmocka
+build/san/api-stub: tests/tools/api-stub.c src/api.c src/approval.c src/hex.c src/log.c src/vtpmd.h | build/san
+	$(CC) $(SAN_CFLAGS) -o $@ tests/tools/api-stub.c src/api.c src/approval.c src/hex.c src/log.c \
+	    $(SAN_LDFLAGS) $(LIBS)
 
-build build/san:
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LIBS)
+
+# A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
+WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
+
+build/san/test_%: tests/unit/test_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/san
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
+
+build build/san build/fuzz:
 	mkdir -p $@
 
 # Installs the Debian packages a fresh machine lacks (needs root once).
@@ -74,9 +95,16 @@ integration: all san
 e2e: all
 	@tests/run.sh tests/e2e
 
+fuzz-build: $(FUZZ_TARGETS)
+
+# Replays every fuzz target's corpus once (what `make check` runs).
+fuzz-replay:
+	@tests/fuzz/replay.sh
+
 check: deps
 	$(MAKE) all san
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) integration
 	$(MAKE) e2e
 

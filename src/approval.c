@@ -14,6 +14,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 
 #include "vtpmd.h"
@@ -49,6 +50,24 @@ out:
 		unlink(path);
 	EVP_PKEY_free(key);
 	return ret;
+}
+
+/* The digest an administrator signs to approve policy, as
+ * TPM2_PolicyAuthorize checks it: SHA-256(approvedPolicy || policyRef). */
+int
+approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok;
+
+	if (ctx == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, policy, HWTPM_DIGEST_LEN) == 1 &&
+	    EVP_DigestUpdate(ctx, APPROVAL_POLICY_REF, strlen(APPROVAL_POLICY_REF)) == 1 &&
+	    EVP_DigestFinal_ex(ctx, ahash, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
 }
 
 /* Reads a PEM private or public P-256 key. */
@@ -118,7 +137,7 @@ approval_sign(const char *path, const uint8_t policy[HWTPM_DIGEST_LEN], struct a
 	key = approval_read(path, true);
 	if (key == NULL)
 		return -1;
-	if (approval_point(key, &ap->pub) == -1 || hwtpm_approval_digest(policy, ahash) == -1)
+	if (approval_point(key, &ap->pub) == -1 || approval_digest(policy, ahash) == -1)
 		goto out;
 	ctx = EVP_PKEY_CTX_new(key, NULL);
 	if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
@@ -133,6 +152,56 @@ approval_sign(const char *path, const uint8_t policy[HWTPM_DIGEST_LEN], struct a
 	memcpy(ap->policy, policy, HWTPM_DIGEST_LEN);
 	ret = 0;
 out:
+	ECDSA_SIG_free(sig);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return ret;
+}
+
+/* Checks ap's signature over ap->policy with ap->pub, in software, before
+ * vtpmd stores an approval made elsewhere. Returns 0 when valid. */
+int
+approval_verify(const struct approval *ap)
+{
+	uint8_t pt[65], ahash[HWTPM_DIGEST_LEN], *der = NULL;
+	char group[] = "P-256";
+	OSSL_PARAM params[3];
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *key = NULL;
+	ECDSA_SIG *sig = NULL;
+	BIGNUM *r = NULL, *s = NULL;
+	int dlen, ret = -1;
+
+	pt[0] = 0x04;
+	memcpy(pt + 1, ap->pub.x, 32);
+	memcpy(pt + 33, ap->pub.y, 32);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt));
+	params[2] = OSSL_PARAM_construct_end();
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		goto out;
+	EVP_PKEY_CTX_free(ctx);
+	ctx = NULL;
+	sig = ECDSA_SIG_new();
+	r = BN_bin2bn(ap->sig_r, 32, NULL);
+	s = BN_bin2bn(ap->sig_s, 32, NULL);
+	if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1)
+		goto out;
+	r = s = NULL;
+	dlen = i2d_ECDSA_SIG(sig, &der);
+	if (dlen <= 0 || approval_digest(ap->policy, ahash) == -1)
+		goto out;
+	ctx = EVP_PKEY_CTX_new(key, NULL);
+	if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1)
+		goto out;
+	if (EVP_PKEY_verify(ctx, der, (size_t)dlen, ahash, sizeof(ahash)) == 1)
+		ret = 0;
+out:
+	OPENSSL_free(der);
+	BN_free(r);
+	BN_free(s);
 	ECDSA_SIG_free(sig);
 	EVP_PKEY_CTX_free(ctx);
 	EVP_PKEY_free(key);

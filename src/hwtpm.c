@@ -9,7 +9,7 @@
  * unseals the vTPMs' state keys.
  *
  * A state key is sealed under the SRK with an authPolicy of
- * PolicyAuthorize(approval key, HWTPM_POLICY_REF): it can be unsealed only
+ * PolicyAuthorize(approval key, APPROVAL_POLICY_REF): it can be unsealed only
  * in a policy session whose PolicyPCR digest an administrator's approval
  * key has signed. A host update that changes PCRs therefore needs one new
  * signature, not a re-seal of every vTPM.
@@ -34,7 +34,6 @@
 #include "vtpmd.h"
 
 #define HWTPM_SRK_HANDLE 0x81000001
-#define HWTPM_POLICY_REF "vtpmd approved host configuration"
 
 /* A TCTI that forwards to the real one and counts commands. */
 struct hwtpm_tcti {
@@ -471,7 +470,7 @@ hwtpm_approval_name(const struct approval_pub *pub, TPM2B_NAME *name)
 
 /*
  * Computes the authPolicy of sealed state keys for an approval key:
- * PolicyAuthorize(Name(approval key), HWTPM_POLICY_REF) from a zero digest.
+ * PolicyAuthorize(Name(approval key), APPROVAL_POLICY_REF) from a zero digest.
  */
 int
 hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGEST_LEN])
@@ -490,27 +489,19 @@ hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGE
 	off += name.size;
 	if (hwtpm_sha256(buf, off, NULL, 0, mid) == -1)
 		return -1;
-	return hwtpm_sha256(mid, sizeof(mid), (const uint8_t *)HWTPM_POLICY_REF,
-	    strlen(HWTPM_POLICY_REF), policy);
-}
-
-/* The digest an administrator signs to approve policy:
- * aHash = SHA-256(approvedPolicy || policyRef). */
-int
-hwtpm_approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN])
-{
-	return hwtpm_sha256(policy, HWTPM_DIGEST_LEN, (const uint8_t *)HWTPM_POLICY_REF,
-	    strlen(HWTPM_POLICY_REF), ahash);
+	return hwtpm_sha256(mid, sizeof(mid), (const uint8_t *)APPROVAL_POLICY_REF,
+	    strlen(APPROVAL_POLICY_REF), policy);
 }
 
 /*
- * Seals key under the SRK with auth_policy (from hwtpm_policy_authorize).
- * The key crosses the bus encrypted (salted session, decrypt attribute).
+ * Seals secret (at most HWTPM_SEALED_MAX bytes) under the SRK with
+ * auth_policy (from hwtpm_policy_authorize). The secret crosses the bus
+ * encrypted (salted session, decrypt attribute).
  * On success *blob is a malloc'd, non-secret serialisation of the sealed
  * object (TPM2B_PUBLIC || TPM2B_PRIVATE) to keep beside the state.
  */
 int
-hwtpm_seal(struct hwtpm *hw, const uint8_t key[STATE_KEY_LEN],
+hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
     const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
@@ -523,8 +514,12 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t key[STATE_KEY_LEN],
 	TSS2_RC rc;
 	int ret = -1;
 
-	sens.sensitive.data.size = STATE_KEY_LEN;
-	memcpy(sens.sensitive.data.buffer, key, STATE_KEY_LEN);
+	if (secret_len > HWTPM_SEALED_MAX) {
+		hwtpm_seterr("secret too large to seal", 0);
+		return -1;
+	}
+	sens.sensitive.data.size = (UINT16)secret_len;
+	memcpy(sens.sensitive.data.buffer, secret, secret_len);
 	tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
 	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
 	/* No userWithAuth: only a policy session can unseal. */
@@ -575,7 +570,7 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 		return 0;
 	hw->have_ticket = false;
 	if (hwtpm_approval_name(&ap->pub, &hw->approval_name) == -1 ||
-	    hwtpm_approval_digest(ap->policy, ahash.buffer) == -1) {
+	    approval_digest(ap->policy, ahash.buffer) == -1) {
 		hwtpm_seterr("compute approval digest", 0);
 		return -1;
 	}
@@ -608,16 +603,16 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 }
 
 /*
- * Unseals a state key sealed by hwtpm_seal, in a policy session that
- * proves the host PCRs in sel match ap->policy, an approved configuration.
- * Returns 0 with the key in key_out; HWTPM_ERR_POLICY when the PCRs are
+ * Unseals a secret sealed by hwtpm_seal, in a policy session that proves
+ * the host PCRs in sel match ap->policy, an approved configuration. The
+ * secret must be exactly secret_len bytes. Returns 0 with it in secret; HWTPM_ERR_POLICY when the PCRs are
  * not in the approved configuration; HWTPM_ERR_FOREIGN when the sealed
  * object does not belong to this TPM; -1 for other failures.
  */
 int
 hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap,
-    uint8_t key_out[STATE_KEY_LEN])
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
+    size_t secret_len)
 {
 	TPM2B_PUBLIC pub = {0};
 	TPM2B_PRIVATE priv = {0};
@@ -654,8 +649,8 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		goto out;
 	}
 	memcpy(approved.buffer, ap->policy, HWTPM_DIGEST_LEN);
-	ref.size = (UINT16)strlen(HWTPM_POLICY_REF);
-	memcpy(ref.buffer, HWTPM_POLICY_REF, ref.size);
+	ref.size = (UINT16)strlen(APPROVAL_POLICY_REF);
+	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
 	rc = Esys_PolicyAuthorize(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 	    &approved, &ref, &hw->approval_name, &hw->ticket);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -668,13 +663,13 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	rc = Esys_Unseal(hw->esys, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, &data);
 	if (rc == TSS2_RC_SUCCESS)
 		session = ESYS_TR_NONE; /* closed by the TPM with the command */
-	if (rc != TSS2_RC_SUCCESS || data->size != STATE_KEY_LEN) {
-		hwtpm_seterr("unseal state key", rc);
+	if (rc != TSS2_RC_SUCCESS || data->size != secret_len) {
+		hwtpm_seterr(rc != TSS2_RC_SUCCESS ? "unseal state key" : "sealed secret has the wrong size", rc);
 		if ((rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
 			ret = HWTPM_ERR_POLICY;
 		goto out;
 	}
-	memcpy(key_out, data->buffer, STATE_KEY_LEN);
+	memcpy(secret, data->buffer, secret_len);
 	ret = 0;
 out:
 	if (data != NULL) {

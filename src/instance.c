@@ -41,6 +41,7 @@ instance_usage(FILE *f)
 	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
 	    "                      [--log-level error|warn|info|debug]\n"
+	    "                      [--sandbox-uid N --sandbox-gid N]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -61,6 +62,12 @@ instance_usage(FILE *f)
 	    "  --name NAME        name in log lines (default: the state directory's name)\n"
 	    "  --ready-fd N       write \"READY\\n\" to descriptor N once serving, then close it\n"
 	    "  --log-level L      error, warn, info (default) or debug\n"
+	    "  --sandbox-uid N, --sandbox-gid N\n"
+	    "                     (as root) once set up, confine the instance to its state\n"
+	    "                     directory (chroot) as uid:gid N (not 0) under a seccomp\n"
+	    "                     allow-list, before reading any input; the directory and\n"
+	    "                     its files must belong to that uid. Its socket files are\n"
+	    "                     then left for whoever started it to remove\n"
 	    "\n"
 	    "State that exists but cannot be read (truncated, altered, wrong key, other\n"
 	    "format) is never replaced: the instance refuses to start.\n"
@@ -317,6 +324,23 @@ conn_consume(struct conn *c, size_t n)
 	c->len -= n;
 }
 
+/*
+ * QEMU sends SET_LOCALITY and RESET_TPMESTABLISHED with a whole 4-byte
+ * ptm_loc / ptm_reset_est union as payload: the locality byte, then 3 bytes
+ * of padding (uninitialised for RESET_TPMESTABLISHED); tpm2-tss' swtpm TCTI
+ * sends the bare byte. Clients wait for each answer before the next
+ * request, and QEMU writes the request at once on a unix socket, so up to 3
+ * bytes already received behind the locality byte are that padding, not the
+ * start of the next request (read as one, they desynchronised the channel:
+ * QEMU's SHUTDOWN at exit then arrived as "unknown command 0").
+ */
+static void
+instance_ctrl_skip_padding(struct instance *in, uint32_t cmd)
+{
+	if (cmd == CMD_SET_LOCALITY || cmd == CMD_RESET_TPMESTABLISHED)
+		conn_consume(&in->ctrl, in->ctrl.len < 3 ? in->ctrl.len : 3);
+}
+
 /* Handles readable input on the control channel. */
 static void
 instance_ctrl_input(struct instance *in)
@@ -357,8 +381,10 @@ instance_ctrl_input(struct instance *in)
 			instance_conn_close(&in->ctrl);
 			return;
 		}
-		if (in->ctrl.fd != -1)
+		if (in->ctrl.fd != -1) {
 			conn_consume(&in->ctrl, need);
+			instance_ctrl_skip_padding(in, req.cmd);
+		}
 	}
 }
 
@@ -461,6 +487,7 @@ struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
 	int key_fd, ready_fd;
 	bool plaintext;
+	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
 };
 
 static int
@@ -474,6 +501,20 @@ instance_parse_fd(const char *s)
 	if (errno != 0 || *end != '\0' || end == s || v < 0 || v > 65535)
 		return -1;
 	return (int)v;
+}
+
+/* A numeric uid or gid for the sandbox: neither root's nor (id_t)-1. */
+static unsigned int
+instance_parse_id(const char *opt, const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v == 0 || v >= UINT32_MAX)
+		fatalx(EXIT_USAGE, "%s: expected a numeric id other than 0, not %s", opt, s);
+	return (unsigned int)v;
 }
 
 static void
@@ -490,6 +531,8 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"name", required_argument, NULL, 'n'},
 		{"ready-fd", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"sandbox-uid", required_argument, NULL, 'U'},
+		{"sandbox-gid", required_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -509,6 +552,8 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'S': o->startup = optarg; break;
 		case 'n': o->name = optarg; break;
 		case 'l': o->log_level = optarg; break;
+		case 'U': o->sandbox_uid = instance_parse_id("--sandbox-uid", optarg); break;
+		case 'G': o->sandbox_gid = instance_parse_id("--sandbox-gid", optarg); break;
 		case 'k':
 			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
@@ -537,6 +582,8 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "--startup: only 'clear' is supported, not %s", o->startup);
 	if (o->startup != NULL && o->data == NULL)
 		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
+	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
+		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
 }
 
 /* Opens the store and checks the state that exists, before serving. */
@@ -668,6 +715,26 @@ instance_autostart(struct instance *in)
 		log_warnx("Startup(CLEAR) answered 0x%x", rc);
 }
 
+/* Confines the instance (sandbox.c) when asked to; it holds its state
+ * directory, lock and listeners by now and has read no input yet. */
+static void
+instance_sandbox(const struct instance_opts *o)
+{
+	struct sandbox sb = {
+		.root = o->state_dir,
+		.uid = (uid_t)o->sandbox_uid,
+		.gid = (gid_t)o->sandbox_gid,
+	};
+
+	if (o->sandbox_uid == 0)
+		return;
+	if (sandbox_enter(&sb) == -1)
+		fatal(EXIT_RUNTIME, "cannot enter the sandbox as %u:%u in %s (run as root, with "
+		    "the state directory and its files owned by that uid)", o->sandbox_uid,
+		    o->sandbox_gid, o->state_dir);
+	log_debug("sandboxed in %s as %u:%u", o->state_dir, o->sandbox_uid, o->sandbox_gid);
+}
+
 static void
 instance_unlink(const struct endpoint *ep, int listen_fd)
 {
@@ -697,6 +764,7 @@ instance_main(int argc, char **argv)
 	instance_setup(&in, &o);
 	if (in.has_data_ep)
 		instance_autostart(&in);
+	instance_sandbox(&o);
 	if (o.ready_fd != -1) {
 		if (write(o.ready_fd, "READY\n", 6) != 6)
 			log_warn("--ready-fd %d", o.ready_fd);
@@ -712,8 +780,12 @@ instance_main(int argc, char **argv)
 	instance_power_off(&in);
 	instance_conn_close(&in.ctrl);
 	instance_conn_close(&in.data);
-	instance_unlink(&in.ctrl_ep, in.ctrl_listen);
-	instance_unlink(&in.data_ep, in.data_listen);
+	/* From the sandbox the socket paths are out of reach: whoever
+	 * started the instance removes them. */
+	if (o.sandbox_uid == 0) {
+		instance_unlink(&in.ctrl_ep, in.ctrl_listen);
+		instance_unlink(&in.data_ep, in.data_listen);
+	}
 	free(in.ctrl.buf);
 	free(in.data.buf);
 	if (in.cache != NULL) {

@@ -12,7 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <poll.h>
 
 /* Exit statuses of every vtpmd mode; `vtpmd instance --help` documents them. */
 enum vtpmd_exit {
@@ -215,16 +217,180 @@ int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 int hwtpm_policy_pcr(const struct pcr_selection *sel,
     const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], uint8_t policy[HWTPM_DIGEST_LEN]);
 int hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGEST_LEN]);
-int hwtpm_approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN]);
-int hwtpm_seal(struct hwtpm *hw, const uint8_t key[STATE_KEY_LEN],
+#define HWTPM_SEALED_MAX 64
+int hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
     const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len);
 int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t key_out[STATE_KEY_LEN]);
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
+    size_t secret_len);
 
 /* approval.c: the administrator's approval key (ECC P-256, PEM files). */
+#define APPROVAL_POLICY_REF "vtpmd approved host configuration"
 int approval_key_create(const char *path);
 int approval_key_public(const char *path, struct approval_pub *pub);
+int approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN]);
 int approval_sign(const char *path, const uint8_t policy[HWTPM_DIGEST_LEN], struct approval *ap);
+int approval_verify(const struct approval *ap);
+
+/* api.c: the control API server: HTTP/1.1 + JSON on a unix socket
+ * (docs/api.md). Parsing uses http-parser; bodies are jansson values. */
+#define API_MAX_REQUEST (64u << 10)
+#define API_MAX_CONNECTIONS 64
+#define API_IDLE_TIMEOUT_MS 10000
+enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
+struct json_t;
+struct api_request {
+	enum api_method method;
+	char path[256];	 /* percent-decoded path, without the query */
+	char query[256]; /* raw query string, "" when absent */
+	struct json_t *body; /* parsed JSON object, or NULL when no body */
+	uid_t peer_uid;
+	pid_t peer_pid;
+	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
+		      * before parsing again can change the result */
+};
+struct api_response {
+	int status;		/* HTTP status */
+	struct json_t *body;	/* owned by the response; api.c serialises and frees it */
+};
+enum api_parse { API_PARSE_INCOMPLETE, API_PARSE_COMPLETE, API_PARSE_ERROR };
+enum api_parse api_parse(const uint8_t *buf, size_t len, struct api_request *req, int *status,
+    char *why, size_t why_len);
+void api_request_clear(struct api_request *req);
+struct api_response api_error(int status, const char *error, const char *hint);
+typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
+struct api_server;
+struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
+void api_close(struct api_server *srv);
+int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
+void api_process(struct api_server *srv, const struct pollfd *fds, int n);
+int api_next_timeout(const struct api_server *srv);
+
+/* sandbox.c: a worker's confinement, entered before it reads any input. */
+struct sandbox {
+	const char *root; /* directory the worker is confined to (chroot) */
+	uid_t uid;	  /* unprivileged identity to switch to */
+	gid_t gid;
+};
+int sandbox_enter(const struct sandbox *sb);
+
+/* config.c: vtpmd's configuration ("key = value" lines, '#' comments). */
+struct config {
+	char tcti[256];		/* host TPM, a tpm2-tss TCTI string */
+	char state_dir[256];	/* instances, approvals, approval key */
+	char run_dir[256];	/* worker sockets and pid files */
+	char socket[256];	/* the API socket */
+	char approval_public[256]; /* when set, vtpmd holds only the public key */
+	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
+	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
+	enum log_level log_level;
+};
+void config_defaults(struct config *cfg);
+int config_load(const char *path, struct config *cfg, FILE *errors);
+int config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len);
+int config_parse_pcrs(const char *list, struct pcr_selection *sel);
+void config_format_pcrs(const struct pcr_selection *sel, char *buf, size_t len);
+
+/* hex.c: lowercase hexadecimal. */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+int hex_decode(const char *in, uint8_t *out, size_t len);
+
+/* fileio.c: whole-file reads and crash-safe whole-file replacement. */
+int fileio_read(const char *path, size_t max, uint8_t **buf, size_t *len);
+int fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+int fileio_remove_tree(const char *path);
+int fileio_mkdirs(const char *path, mode_t mode);
+
+/* registry.c: the instances the manager knows, as recorded on disk in
+ * STATE/instances/NAME/instance.json. */
+#define VTPM_NAME_MAX 64
+enum vtpm_state { VTPM_STOPPED, VTPM_STARTING, VTPM_RUNNING, VTPM_FAILED, VTPM_REFUSED };
+struct vtpm {
+	/* persistent */
+	char name[VTPM_NAME_MAX + 1];
+	char uuid[37];
+	unsigned int tpm_version; /* 1 (TPM 1.2) or 2 (TPM 2.0) */
+	bool desired_running;
+	char created[32];
+	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* runtime */
+	enum vtpm_state state;
+	pid_t pid;
+	int pidfd;
+	bool child;	   /* started by this manager (else adopted) */
+	unsigned int restarts;
+	unsigned int backoff_ms;
+	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */
+	int64_t started_at_ms;
+	char error[256];
+};
+bool registry_valid_name(const char *name);
+const char *registry_state_name(enum vtpm_state st);
+int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
+    size_t len);
+int registry_load(const struct config *cfg, struct vtpm ***list, size_t *n);
+int registry_save(const struct config *cfg, const struct vtpm *v);
+struct vtpm *registry_new(const char *name, unsigned int tpm_version, unsigned int slot);
+
+/* policy.c: approved host configurations (PCR policy digests signed with
+ * the approval key), STATE/approvals.json. */
+struct policy_entry {
+	struct approval ap;
+	uint32_t mask;
+	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	char approved_at[32];
+};
+struct policy {
+	struct approval_pub pub;
+	bool private_held; /* vtpmd holds the private approval key */
+	char key_path[300];
+	struct policy_entry *entries;
+	size_t n;
+};
+
+/* manager.c: the vtpmd service. */
+struct manager {
+	struct config cfg;
+	struct hwtpm *hw;
+	struct api_server *api;
+	struct policy policy;
+	struct vtpm **vtpms;
+	size_t n;
+	char self[512]; /* this executable, exec'd for workers */
+	int lockfd;
+	bool terminate;
+};
+int manager_main(int argc, char **argv);
+int64_t manager_now_ms(void);
+struct vtpm *manager_find(struct manager *m, const char *name);
+int manager_create(struct manager *m, const char *name, unsigned int tpm_version,
+    struct vtpm **out, char *why, size_t why_len);
+int manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+int manager_stop(struct manager *m, struct vtpm *v);
+int manager_delete(struct manager *m, struct vtpm *v);
+
+int policy_load(struct manager *m, char *why, size_t why_len);
+int policy_current(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
+    uint8_t digest[HWTPM_DIGEST_LEN]);
+const struct policy_entry *policy_find(const struct policy *p, const uint8_t digest[HWTPM_DIGEST_LEN]);
+void policy_explain(const struct policy *p, uint32_t mask,
+    const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], char *buf, size_t len);
+int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
+    const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], char *why, size_t why_len);
+int policy_approve_current(struct manager *m, char *why, size_t why_len);
+int policy_auth_digest(const struct policy *p, uint8_t digest[HWTPM_DIGEST_LEN]);
+
+/* worker.c: one worker process per running instance. */
+int worker_spawn(struct manager *m, struct vtpm *v, const uint8_t key[STATE_KEY_LEN], char *why,
+    size_t why_len);
+int worker_adopt(struct manager *m, struct vtpm *v);
+void worker_terminate(struct manager *m, struct vtpm *v);
+int worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
+    char *data, size_t dlen);
+
+/* manager_api.c: the API's routes onto manager operations. */
+struct api_response manager_api(void *ctx, const struct api_request *req);
 
 /* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */
 struct conn {

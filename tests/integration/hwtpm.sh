@@ -4,32 +4,8 @@
 # PCRs hold approved values, a new approval restores access after a PCR
 # change, and another TPM cannot unseal it at all.
 source "$(dirname "$0")/../lib.sh"
+source "$TOP/tests/hosttpm.sh"
 CHECK=$TOP/build/hwtpm-check
-export TSS2_LOG=all+none
-
-# start_host_tpm DIR: a swtpm TPM 2.0 on free loopback ports; sets HOST_TCTI.
-start_host_tpm() {
-	local dir=$1 port deadline
-	mkdir -p "$dir"
-	for _ in 1 2 3 4 5; do
-		port=$(free_port_pair)
-		swtpm socket --tpm2 --tpmstate dir="$dir" \
-			--server type=tcp,port="$port",bindaddr=127.0.0.1 \
-			--ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-			--flags not-need-init,startup-clear 2>>"$dir.log" &
-		TEST_PIDS+=($!)
-		deadline=$((SECONDS + 20))
-		until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-			kill -0 "$!" 2>/dev/null || break
-			[ "$SECONDS" -lt "$deadline" ] || fail "swtpm did not listen"
-		done
-		if kill -0 "$!" 2>/dev/null; then
-			HOST_TCTI="swtpm:host=127.0.0.1,port=$port"
-			return
-		fi
-	done
-	fail "could not start swtpm"
-}
 
 start_host_tpm "$T/host1"
 mkdir "$T/w"

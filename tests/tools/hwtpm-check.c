@@ -81,7 +81,7 @@ main(int argc, char **argv)
 		if (hwtpm_policy_authorize(&pub, policy) == -1)
 			fatalx(1, "policy");
 		RAND_bytes(key, sizeof(key));
-		if (hwtpm_seal(hw, key, policy, &sealed, &len) == -1)
+		if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len) == -1)
 			fatalx(1, "%s", hwtpm_error());
 		check_write(argv[2], "sealed.bin", sealed, len);
 		check_write(argv[2], "expected-key.bin", key, sizeof(key));
@@ -97,7 +97,7 @@ main(int argc, char **argv)
 		if (check_read(argv[2], "approval.bin", &ap, sizeof(ap)) != sizeof(ap))
 			fatalx(1, "approval.bin");
 		len = check_read(argv[2], "sealed.bin", blob, sizeof(blob));
-		rc = hwtpm_unseal(hw, blob, len, &check_sel, &ap, key);
+		rc = hwtpm_unseal(hw, blob, len, &check_sel, &ap, key, sizeof(key));
 		if (rc != 0) {
 			printf("commands %lu\n", hwtpm_command_count(hw) - before);
 			log_warnx("%s", hwtpm_error());

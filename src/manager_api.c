@@ -1,0 +1,309 @@
+/*
+ * manager_api.c: the control API's routes (docs/api.md) onto the
+ * manager's operations. Every error says what went wrong and what to do.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "vtpmd.h"
+
+static struct api_response
+api_ok(int status, json_t *body)
+{
+	struct api_response r = {.status = status, .body = body};
+
+	if (body == NULL)
+		return api_error(500, "out of memory", "retry");
+	return r;
+}
+
+static json_t *
+api_instance_json(struct manager *m, const struct vtpm *v)
+{
+	char ctrl[PATH_MAX], data[PATH_MAX], tcti[PATH_MAX + 16], dir[PATH_MAX];
+	json_t *o;
+
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	snprintf(tcti, sizeof(tcti), "swtpm:path=%s", data);
+	registry_path(&m->cfg, v->name, NULL, dir, sizeof(dir));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "name", v->name,
+	    "uuid", v->uuid, "tpm", v->tpm_version == 2 ? "2.0" : "1.2", "state",
+	    registry_state_name(v->state), "desired", v->desired_running ? "running" : "stopped",
+	    "socket", ctrl, "tcti", tcti, "restarts", (json_int_t)v->restarts, "state_dir", dir,
+	    "created", v->created);
+	if (o != NULL && v->pid > 0)
+		json_object_set_new(o, "pid", json_integer(v->pid));
+	if (o != NULL && v->error[0] != '\0')
+		json_object_set_new(o, "error", json_string(v->error));
+	return o;
+}
+
+static struct api_response
+api_list(struct manager *m)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr != NULL && i < m->n; i++)
+		json_array_append_new(arr, api_instance_json(m, m->vtpms[i]));
+	return api_ok(200, json_pack("{s:o}", "instances", arr));
+}
+
+static struct api_response
+api_create(struct manager *m, const struct api_request *req)
+{
+	const char *name = NULL, *tpm = "2.0";
+	int start = 1;
+	struct vtpm *v;
+	char why[512];
+
+	if (req->body == NULL ||
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b}", "name", &name, "tpm", &tpm,
+		"start", &start) != 0)
+		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
+				      "\"start\": true|false}", "see docs/api.md");
+	if (!registry_valid_name(name))
+		return api_error(400, "invalid instance name",
+		    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
+		return api_error(400, "tpm must be \"2.0\" or \"1.2\"", "omit it for TPM 2.0");
+	if (manager_find(m, name) != NULL)
+		return api_error(409, "an instance with this name exists",
+		    "choose another name, or delete the existing instance first");
+	if (manager_create(m, name, strcmp(tpm, "1.2") == 0 ? 1 : 2, &v, why, sizeof(why)) == -1)
+		return api_error(500, why, "check vtpmd's log and the host TPM");
+	if (start) {
+		v->desired_running = true;
+		registry_save(&m->cfg, v);
+		if (manager_start(m, v, why, sizeof(why)) == -1)
+			return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
+			    "the instance was created; start it with 'vtpmctl start' once fixed");
+	}
+	return api_ok(201, api_instance_json(m, v));
+}
+
+static struct api_response
+api_action(struct manager *m, struct vtpm *v, const char *action)
+{
+	char why[512];
+
+	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
+		v->desired_running = strcmp(action, "restart") == 0;
+		if (registry_save(&m->cfg, v) == -1)
+			return api_error(500, "cannot record the desired state", strerror(errno));
+		manager_stop(m, v);
+		if (strcmp(action, "stop") == 0)
+			return api_ok(200, api_instance_json(m, v));
+	} else if (strcmp(action, "start") != 0) {
+		return api_error(404, "unknown action", "use start, stop or restart");
+	}
+	v->desired_running = true;
+	if (registry_save(&m->cfg, v) == -1)
+		return api_error(500, "cannot record the desired state", strerror(errno));
+	v->backoff_ms = 0;
+	if (manager_start(m, v, why, sizeof(why)) == -1)
+		return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
+		    v->state == VTPM_REFUSED ? "approve the host configuration if the change is "
+					       "expected: vtpmctl policy approve --current"
+					     : "see vtpmd's log");
+	return api_ok(200, api_instance_json(m, v));
+}
+
+static struct api_response
+api_delete(struct manager *m, struct vtpm *v, const struct api_request *req)
+{
+	bool force = strstr(req->query, "force=1") != NULL || strstr(req->query, "force=true");
+	char name[VTPM_NAME_MAX + 1];
+
+	if (v->state == VTPM_RUNNING && !force)
+		return api_error(409, "the instance is running",
+		    "stop it first, or delete with --force (its guest loses its TPM)");
+	snprintf(name, sizeof(name), "%s", v->name);
+	if (manager_delete(m, v) == -1)
+		return api_error(500, "could not remove the instance's files", strerror(errno));
+	return api_ok(200, json_pack("{s:s}", "deleted", name));
+}
+
+static struct api_response
+api_instances(struct manager *m, const struct api_request *req)
+{
+	char name[VTPM_NAME_MAX + 2];
+	const char *rest = req->path + strlen("/v1/instances/");
+	const char *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	struct vtpm *v;
+
+	if (len == 0 || len > VTPM_NAME_MAX)
+		return api_error(404, "no such instance", "list instances with 'vtpmctl list'");
+	memcpy(name, rest, len);
+	name[len] = '\0';
+	if (!registry_valid_name(name))
+		return api_error(400, "invalid instance name",
+		    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+	v = manager_find(m, name);
+	if (v == NULL)
+		return api_error(404, "no such instance", "list instances with 'vtpmctl list'");
+	if (slash != NULL) {
+		if (req->method != API_POST)
+			return api_error(405, "use POST for actions", "see docs/api.md");
+		return api_action(m, v, slash + 1);
+	}
+	if (req->method == API_GET)
+		return api_ok(200, api_instance_json(m, v));
+	if (req->method == API_DELETE)
+		return api_delete(m, v, req);
+	return api_error(405, "use GET or DELETE on an instance", "see docs/api.md");
+}
+
+static json_t *
+api_values_json(uint32_t mask, const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
+{
+	char key[8], hex[2 * HWTPM_DIGEST_LEN + 1];
+	json_t *o = json_object();
+
+	for (int i = 0; i < HWTPM_PCRS && o != NULL; i++) {
+		if (!(mask & (1u << i)))
+			continue;
+		snprintf(key, sizeof(key), "%d", i);
+		hex_encode(values[i], HWTPM_DIGEST_LEN, hex);
+		json_object_set_new(o, key, json_string(hex));
+	}
+	return o;
+}
+
+static json_t *
+api_pcr_list(uint32_t mask)
+{
+	json_t *arr = json_array();
+
+	for (int i = 0; i < HWTPM_PCRS && arr != NULL; i++)
+		if (mask & (1u << i))
+			json_array_append_new(arr, json_integer(i));
+	return arr;
+}
+
+static struct api_response
+api_policy_show(struct manager *m)
+{
+	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], digest[HWTPM_DIGEST_LEN];
+	char hex[65], x[65], y[65];
+	json_t *approvals, *current;
+
+	if (policy_current(m, values, digest) == -1)
+		return api_error(503, hwtpm_error(), "check the host TPM");
+	hex_encode(digest, sizeof(digest), hex);
+	current = json_pack("{s:o, s:s, s:b}", "values", api_values_json(m->cfg.pcrs.mask, values),
+	    "policy", hex, "approved", policy_find(&m->policy, digest) != NULL);
+	approvals = json_array();
+	for (size_t i = 0; approvals != NULL && i < m->policy.n; i++) {
+		const struct policy_entry *e = &m->policy.entries[i];
+		hex_encode(e->ap.policy, HWTPM_DIGEST_LEN, hex);
+		json_array_append_new(approvals,
+		    json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)(i + 1), "policy", hex,
+			"values", api_values_json(e->mask, e->values), "approved_at",
+			e->approved_at));
+	}
+	hex_encode(m->policy.pub.x, 32, x);
+	hex_encode(m->policy.pub.y, 32, y);
+	return api_ok(200, json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:s, s:b}}", "bank", "sha256",
+	    "pcrs", api_pcr_list(m->cfg.pcrs.mask), "current", current, "approvals", approvals,
+	    "approval_key", "x", x, "y", y, "private_held", m->policy.private_held));
+}
+
+/* Parses {"0": HEX, …}. */
+static int
+api_values_parse(json_t *o, uint32_t *mask, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
+{
+	const char *key;
+	json_t *val;
+	char *end;
+	long i;
+
+	*mask = 0;
+	if (!json_is_object(o))
+		return -1;
+	json_object_foreach(o, key, val) {
+		i = strtol(key, &end, 10);
+		if (*key == '\0' || *end != '\0' || i < 0 || i >= HWTPM_PCRS || !json_is_string(val) ||
+		    hex_decode(json_string_value(val), values[i], HWTPM_DIGEST_LEN) == -1)
+			return -1;
+		*mask |= 1u << i;
+	}
+	return *mask == 0 ? -1 : 0;
+}
+
+static struct api_response
+api_policy_approve(struct manager *m, const struct api_request *req)
+{
+	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	const char *pol, *x, *y, *r, *s;
+	struct approval ap;
+	json_t *vals;
+	uint32_t mask;
+	char why[512];
+	int current = 0;
+
+	if (req->body == NULL)
+		return api_error(400, "expected a JSON body", "see docs/api.md");
+	if (json_unpack((json_t *)req->body, "{s:b}", "current", &current) == 0 && current) {
+		if (policy_approve_current(m, why, sizeof(why)) == -1)
+			return api_error(m->policy.private_held ? 500 : 409, why,
+			    "see docs/api.md");
+		return api_policy_show(m);
+	}
+	if (json_unpack((json_t *)req->body, "{s:s, s:o, s:{s:s, s:s}, s:{s:s, s:s}}", "policy",
+		&pol, "values", &vals, "public", "x", &x, "y", &y, "signature", "r", &r, "s",
+		&s) != 0 ||
+	    hex_decode(pol, ap.policy, HWTPM_DIGEST_LEN) == -1 || hex_decode(x, ap.pub.x, 32) ||
+	    hex_decode(y, ap.pub.y, 32) || hex_decode(r, ap.sig_r, 32) ||
+	    hex_decode(s, ap.sig_s, 32) || api_values_parse(vals, &mask, values) == -1)
+		return api_error(400, "expected {\"current\": true} or a signed approval",
+		    "see docs/api.md");
+	if (policy_add(m, &ap, mask, values, why, sizeof(why)) == -1)
+		return api_error(422, why, "sign the current policy with the approval key");
+	return api_policy_show(m);
+}
+
+static struct api_response
+api_host(struct manager *m)
+{
+	char pcrs[96];
+	size_t running = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		running += m->vtpms[i]->state == VTPM_RUNNING;
+	config_format_pcrs(&m->cfg.pcrs, pcrs, sizeof(pcrs));
+	return api_ok(200, json_pack("{s:s, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I}",
+	    "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "srk", "handle",
+	    "0x81000001", "pcr_policy", "bank", "sha256", "pcrs", api_pcr_list(m->cfg.pcrs.mask),
+	    "instances", "total", (json_int_t)m->n, "running", (json_int_t)running,
+	    "host_tpm_commands", (json_int_t)hwtpm_command_count(m->hw)));
+}
+
+/* The API handler: routes one request. */
+struct api_response
+manager_api(void *ctx, const struct api_request *req)
+{
+	struct manager *m = ctx;
+
+	if (strcmp(req->path, "/v1/instances") == 0) {
+		if (req->method == API_GET)
+			return api_list(m);
+		if (req->method == API_POST)
+			return api_create(m, req);
+		return api_error(405, "use GET or POST on /v1/instances", "see docs/api.md");
+	}
+	if (strncmp(req->path, "/v1/instances/", 14) == 0)
+		return api_instances(m, req);
+	if (strcmp(req->path, "/v1/policy") == 0 && req->method == API_GET)
+		return api_policy_show(m);
+	if (strcmp(req->path, "/v1/policy/approve") == 0 && req->method == API_POST)
+		return api_policy_approve(m, req);
+	if (strcmp(req->path, "/v1/host") == 0 && req->method == API_GET)
+		return api_host(m);
+	return api_error(404, "no such endpoint", "see docs/api.md");
+}

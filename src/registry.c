@@ -1,0 +1,206 @@
+/*
+ * registry.c: the instances the manager knows.
+ *
+ * Each instance is a directory STATE/instances/NAME holding instance.json
+ * (name, uuid, TPM version, desired state, sandbox slot, creation time),
+ * sealed.key (its state key sealed to the host TPM) and state/ (the
+ * worker's encrypted state). Names are checked before any path is built.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "vtpmd.h"
+
+#define REGISTRY_RECORD_MAX (16u << 10)
+
+/* A name is 1..64 of [A-Za-z0-9._-], not starting with '.' or '-': it is
+ * safe as a path component and in a socket path. */
+bool
+registry_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > VTPM_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+const char *
+registry_state_name(enum vtpm_state st)
+{
+	switch (st) {
+	case VTPM_STOPPED:
+		return "stopped";
+	case VTPM_STARTING:
+		return "starting";
+	case VTPM_RUNNING:
+		return "running";
+	case VTPM_FAILED:
+		return "failed";
+	case VTPM_REFUSED:
+		return "refused";
+	}
+	return "unknown";
+}
+
+/* STATE/instances/NAME[/leaf]. Returns 0, or -1 when it does not fit. */
+int
+registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf, size_t len)
+{
+	int n;
+
+	if (leaf != NULL)
+		n = snprintf(buf, len, "%s/instances/%s/%s", cfg->state_dir, name, leaf);
+	else
+		n = snprintf(buf, len, "%s/instances/%s", cfg->state_dir, name);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* A fresh record (not yet on disk): random v4 UUID, creation time now. */
+struct vtpm *
+registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
+{
+	struct vtpm *v;
+	uint8_t u[16];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	v = calloc(1, sizeof(*v));
+	if (v == NULL || RAND_bytes(u, sizeof(u)) != 1) {
+		free(v);
+		return NULL;
+	}
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	snprintf(v->uuid, sizeof(v->uuid),
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+	    u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	gmtime_r(&now, &tm);
+	strftime(v->created, sizeof(v->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	v->tpm_version = tpm_version;
+	v->slot = slot;
+	v->pidfd = -1;
+	return v;
+}
+
+/* Writes v's persistent fields to its instance.json, crash-safe. */
+int
+registry_save(const struct config *cfg, const struct vtpm *v)
+{
+	char path[PATH_MAX];
+	json_t *o;
+	char *text;
+	int ret;
+
+	if (registry_path(cfg, v->name, "instance.json", path, sizeof(path)) == -1)
+		return -1;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "name", v->name, "uuid", v->uuid, "tpm",
+	    v->tpm_version == 2 ? "2.0" : "1.2", "desired", v->desired_running ? "running" : "stopped",
+	    "created", v->created, "slot", (int)v->slot);
+	if (o == NULL)
+		return -1;
+	text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(o);
+	if (text == NULL)
+		return -1;
+	ret = fileio_write_atomic(path, text, strlen(text), 0600);
+	free(text);
+	return ret;
+}
+
+static struct vtpm *
+registry_read(const struct config *cfg, const char *name)
+{
+	const char *rname = NULL, *uuid = NULL, *tpm = NULL, *desired = NULL, *created = "";
+	char path[PATH_MAX];
+	json_error_t jerr;
+	struct vtpm *v = NULL;
+	uint8_t *buf = NULL;
+	json_t *o = NULL;
+	size_t len;
+	int slot = -1;
+
+	if (registry_path(cfg, name, "instance.json", path, sizeof(path)) == -1 ||
+	    fileio_read(path, REGISTRY_RECORD_MAX, &buf, &len) == -1) {
+		log_warn("%s: cannot read", path);
+		return NULL;
+	}
+	o = json_loadb((const char *)buf, len, 0, &jerr);
+	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i}", "name", &rname, "uuid",
+			     &uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot",
+			     &slot) != 0) {
+		log_warnx("%s: not a valid instance record (%s); skipped", path,
+		    o == NULL ? jerr.text : "missing fields");
+		goto out;
+	}
+	if (strcmp(rname, name) != 0 || strlen(uuid) != 36 || slot < 0 ||
+	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0)) {
+		log_warnx("%s: inconsistent instance record; skipped", path);
+		goto out;
+	}
+	v = registry_new(name, strcmp(tpm, "2.0") == 0 ? 2 : 1, (unsigned int)slot);
+	if (v == NULL)
+		goto out;
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	snprintf(v->created, sizeof(v->created), "%s", created);
+	v->desired_running = strcmp(desired, "running") == 0;
+out:
+	json_decref(o);
+	free(buf);
+	return v;
+}
+
+/* Loads every instance under STATE/instances. Returns 0 with a malloc'd
+ * array of malloc'd records, or -1. */
+int
+registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
+{
+	char dir[PATH_MAX];
+	struct vtpm **arr = NULL, **grown, *v;
+	struct dirent *de;
+	size_t count = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/instances", cfg->state_dir);
+	d = opendir(dir);
+	if (d == NULL) {
+		if (errno != ENOENT)
+			return -1;
+		*list = NULL;
+		*n = 0;
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!registry_valid_name(de->d_name))
+			continue;
+		v = registry_read(cfg, de->d_name);
+		if (v == NULL)
+			continue;
+		grown = realloc(arr, (count + 1) * sizeof(*arr));
+		if (grown == NULL) {
+			free(v);
+			break;
+		}
+		arr = grown;
+		arr[count++] = v;
+	}
+	closedir(d);
+	*list = arr;
+	*n = count;
+	return 0;
+}

@@ -1,0 +1,237 @@
+/*
+ * vtpmctl.c: vtpmctl, the command-line client of vtpmd. Global options,
+ * the command table (one file per command group), and what every command
+ * shares: usage errors, --help, --json output and instance-name checks.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vtpmctl.h"
+
+const char *vtpmctl_socket = VTPMCTL_DEFAULT_SOCKET;
+
+static const struct vtpmctl_cmd vtpmctl_cmds[] = {
+    {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--no-start] [--json]",
+        "create a vTPM for a virtual machine, and start it"},
+    {"start", vtpmctl_start, "start NAME [--json]", "start a vTPM"},
+    {"stop", vtpmctl_stop, "stop NAME [--json]", "stop a vTPM"},
+    {"restart", vtpmctl_restart, "restart NAME [--json]", "stop and start a vTPM"},
+    {"delete", vtpmctl_delete, "delete NAME [--force] [--json]",
+        "delete a vTPM and its state, for good"},
+    {"list", vtpmctl_list, "list [--json]", "list the vTPMs"},
+    {"info", vtpmctl_info, "info NAME [--json]",
+        "show a vTPM: state, and the sockets for QEMU and tpm2-tools"},
+    {"policy", vtpmctl_policy,
+        "policy show [--json]\n"
+        "    policy approve --current [--key FILE] [--json]",
+        "show or approve the host configuration vTPM state is sealed to"},
+    {"host", vtpmctl_host, "host [--json]", "show the host TPM and the service"},
+};
+
+static const char vtpmctl_help_head[] =
+    "NAME\n"
+    "    vtpmctl - control vtpmd, the virtual TPM service\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n"
+    "    vtpmctl COMMAND --help\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    vtpmd gives every virtual machine its own virtual TPM, rooted in the host's\n"
+    "    TPM. vtpmctl creates, starts, stops, lists and deletes those vTPMs, and\n"
+    "    approves the host configuration their state is sealed to. It talks to vtpmd\n"
+    "    over its API socket (HTTP/1.1 and JSON; see docs/api.md) and needs to run as\n"
+    "    root or as vtpmd's user.\n"
+    "\n"
+    "COMMANDS\n";
+
+static const char vtpmctl_help_tail[] =
+    "\n"
+    "OPTIONS\n"
+    "    -s, --socket PATH\n"
+    "        vtpmd's API socket (default " VTPMCTL_DEFAULT_SOCKET ", or $VTPMD_SOCKET).\n"
+    "    -h, --help\n"
+    "        Show this help; 'vtpmctl COMMAND --help' shows a command's.\n"
+    "\n"
+    "    Every command that prints something takes --json, which prints vtpmd's JSON\n"
+    "    answer instead of the human-readable form.\n"
+    "\n"
+    "ENVIRONMENT\n"
+    "    VTPMD_SOCKET   the API socket, unless --socket is given.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0  success\n"
+    "    1  vtpmd refused or failed the request, or could not be reached; the\n"
+    "       message on stderr says what went wrong and what to do\n"
+    "    2  usage error\n"
+    "\n"
+    "EXAMPLES\n"
+    "    vtpmctl create vm-a\n"
+    "    qemu-system-x86_64 ... -chardev socket,id=chrtpm,path=$(vtpmctl info vm-a --json |\n"
+    "        jq -r .socket) -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0\n"
+    "    vtpmctl list\n"
+    "    vtpmctl policy approve --current --key /root/approval.pem\n";
+
+/* Prints a usage error for cmd (NULL: vtpmctl itself); returns EXIT_USAGE. */
+int
+vtpmctl_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vtpmctl%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nSee 'vtpmctl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+/* Prints "vtpmctl: message" on stderr; returns EXIT_RUNTIME. */
+int
+vtpmctl_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vtpmctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_RUNTIME;
+}
+
+void
+vtpmctl_help(const char *text)
+{
+	fputs(text, stdout);
+}
+
+/* Whether name is a valid instance name (docs/api.md); if not, says so as
+ * a usage error of cmd. */
+bool
+vtpmctl_check_name(const char *cmd, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		        c == '.' || c == '_' || c == '-'))
+			len = 0;
+	}
+	if (len == 0 || len > 64 || name[0] == '.' || name[0] == '-') {
+		vtpmctl_usage(cmd,
+		    "invalid instance name '%s': use 1-64 characters from A-Z a-z 0-9 . _ -, "
+		    "not starting with . or -",
+		    name);
+		return false;
+	}
+	return true;
+}
+
+/* Prints v as indented JSON on stdout (what --json shows). */
+void
+vtpmctl_print_json(const json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+}
+
+/* obj[key] when it is a string, else dflt. */
+const char *
+vtpmctl_str(const json_t *obj, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s != NULL ? s : dflt;
+}
+
+static void
+vtpmctl_main_help(void)
+{
+	fputs(vtpmctl_help_head, stdout);
+	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
+		printf("    %s\n        %s\n", vtpmctl_cmds[i].synopsis, vtpmctl_cmds[i].summary);
+	fputs(vtpmctl_help_tail, stdout);
+}
+
+static void
+vtpmctl_short_usage(void)
+{
+	fprintf(stderr, "usage: vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
+		fprintf(stderr, "  %-9s %s\n", vtpmctl_cmds[i].name, vtpmctl_cmds[i].summary);
+	fprintf(stderr, "\nSee 'vtpmctl --help' or 'vtpmctl COMMAND --help'.\n");
+}
+
+static const struct vtpmctl_cmd *
+vtpmctl_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
+		if (strcmp(vtpmctl_cmds[i].name, name) == 0)
+			return &vtpmctl_cmds[i];
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const struct vtpmctl_cmd *cmd;
+	const char *env = getenv("VTPMD_SOCKET");
+	char *help_argv[3];
+	int c, ret;
+
+	log_init("vtpmctl", LOG_LEVEL_WARN);
+	if (env != NULL && env[0] != '\0')
+		vtpmctl_socket = env;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': vtpmctl_socket = optarg; break;
+		case 'h': vtpmctl_main_help(); return EXIT_OK;
+		case ':': return vtpmctl_usage(NULL, "option '%s' needs a value", argv[optind - 1]);
+		default: return vtpmctl_usage(NULL, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		vtpmctl_short_usage();
+		return EXIT_USAGE;
+	}
+	if (vtpmctl_socket[0] == '\0')
+		return vtpmctl_usage(NULL, "--socket needs a path");
+	if (strcmp(argv[optind], "help") == 0) {
+		if (optind + 1 >= argc) {
+			vtpmctl_main_help();
+			return EXIT_OK;
+		}
+		cmd = vtpmctl_find(argv[optind + 1]);
+		if (cmd == NULL)
+			return vtpmctl_usage(NULL, "unknown command '%s'", argv[optind + 1]);
+		help_argv[0] = argv[optind + 1];
+		help_argv[1] = (char *)"--help";
+		help_argv[2] = NULL;
+		optind = 0;
+		return cmd->run(2, help_argv);
+	}
+	cmd = vtpmctl_find(argv[optind]);
+	if (cmd == NULL)
+		return vtpmctl_usage(NULL, "unknown command '%s'", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	optind = 0; /* the command parses its own options from argv[0] on */
+	ret = cmd->run(argc, argv);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "vtpmctl: cannot write the output: %s\n", strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	return ret;
+}

@@ -1,0 +1,463 @@
+/*
+ * vtpmctl_instance.c: the commands on vTPM instances: create, start, stop,
+ * restart, delete, list, info (docs/api.md, /v1/instances).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vtpmctl.h"
+
+/* The options instance commands take; each command allows a subset. */
+enum {
+	OPT_JSON = 1 << 0,
+	OPT_TPM = 1 << 1,
+	OPT_NO_START = 1 << 2,
+	OPT_FORCE = 1 << 3,
+};
+
+struct instance_args {
+	const char *name; /* NULL for list */
+	const char *tpm;  /* "2.0" or "1.2" */
+	bool json, no_start, force;
+};
+
+static const char create_help[] =
+    "NAME\n"
+    "    vtpmctl create - create a vTPM for a virtual machine\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl create NAME [--tpm 2|1.2] [--no-start] [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Creates a new virtual TPM called NAME, with fresh state sealed to the host\n"
+    "    TPM, and starts it unless --no-start is given. NAME is 1-64 characters from\n"
+    "    A-Z a-z 0-9 . _ - and does not start with . or -. The output names the\n"
+    "    socket to give QEMU (-chardev socket,path=SOCKET -tpmdev emulator).\n"
+    "\n"
+    "OPTIONS\n"
+    "    --tpm 2|1.2   TPM version of the vTPM (default 2, i.e. TPM 2.0)\n"
+    "    --no-start    create it stopped; start it later with 'vtpmctl start'\n"
+    "    --json        print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 created (and started); 1 vtpmd refused (the name exists, the host\n"
+    "    configuration is not approved, ...) or could not be reached; 2 usage error.\n";
+
+static const char start_help[] =
+    "NAME\n"
+    "    vtpmctl start - start a vTPM\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl start NAME [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Starts the vTPM NAME and keeps it running (vtpmd restarts it if it fails).\n"
+    "    Its state is unsealed with the host TPM: when the host configuration is not\n"
+    "    approved the start is refused; see 'vtpmctl policy --help'.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 running; 1 refused or failed; 2 usage error.\n";
+
+static const char stop_help[] =
+    "NAME\n"
+    "    vtpmctl stop - stop a vTPM\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl stop NAME [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Stops the vTPM NAME and keeps it stopped. Its state is kept; a guest still\n"
+    "    attached loses its TPM until the vTPM is started again.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 stopped; 1 refused or failed; 2 usage error.\n";
+
+static const char restart_help[] = "NAME\n"
+                                   "    vtpmctl restart - stop and start a vTPM\n"
+                                   "\n"
+                                   "SYNOPSIS\n"
+                                   "    vtpmctl restart NAME [--json]\n"
+                                   "\n"
+                                   "DESCRIPTION\n"
+                                   "    Stops the vTPM NAME if it runs, then starts it again.\n"
+                                   "\n"
+                                   "OPTIONS\n"
+                                   "    --json   print vtpmd's JSON answer\n"
+                                   "\n"
+                                   "EXIT STATUS\n"
+                                   "    0 running; 1 refused or failed; 2 usage error.\n";
+
+static const char delete_help[] =
+    "NAME\n"
+    "    vtpmctl delete - delete a vTPM and its state\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl delete NAME [--force] [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Deletes the vTPM NAME with all its state: its keys, NV indices and\n"
+    "    certificates are gone for good. A running vTPM is refused unless --force\n"
+    "    is given (its guest then loses its TPM).\n"
+    "\n"
+    "OPTIONS\n"
+    "    --force   delete it even while it runs\n"
+    "    --json    print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 deleted; 1 refused (running, unknown name) or failed; 2 usage error.\n";
+
+static const char list_help[] =
+    "NAME\n"
+    "    vtpmctl list - list the vTPMs\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl list [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Prints one line per vTPM: its name, TPM version, state (running, stopped,\n"
+    "    starting, failed, refused) and the state vtpmd keeps it in, the worker's\n"
+    "    pid, how often it was restarted, and QEMU's socket. 'vtpmctl info NAME'\n"
+    "    shows everything about one.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer ({\"instances\": [...]})\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 vtpmd could not be reached or failed; 2 usage error.\n";
+
+static const char info_help[] =
+    "NAME\n"
+    "    vtpmctl info - show a vTPM\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl info NAME [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Shows the vTPM NAME: its state and last error, the socket to give QEMU\n"
+    "    (socket; -chardev socket,path=SOCKET -tpmdev emulator), the TCTI string\n"
+    "    for tpm2-tools when no VM is attached (tcti; TPM2TOOLS_TCTI=...), and\n"
+    "    where its state lives.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 unknown name, or vtpmd could not be reached; 2 usage error.\n";
+
+/*
+ * Parses a command's arguments: the options in allowed, and NAME unless
+ * want_name is false. Returns -1 to go on, or the exit status to return
+ * (after --help or a usage error).
+ */
+static int
+instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, const char *help,
+    struct instance_args *a)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"tpm", required_argument, NULL, 't'},
+	    {"no-start", no_argument, NULL, 'n'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *cmd = argv[0];
+	unsigned int seen = 0;
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->tpm = "2.0";
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': vtpmctl_help(help); return EXIT_OK;
+		case 'j':
+			seen |= OPT_JSON;
+			a->json = true;
+			break;
+		case 't':
+			seen |= OPT_TPM;
+			if (strcmp(optarg, "2") == 0 || strcmp(optarg, "2.0") == 0)
+				a->tpm = "2.0";
+			else if (strcmp(optarg, "1.2") == 0)
+				a->tpm = "1.2";
+			else
+				return vtpmctl_usage(
+				    cmd, "--tpm must be 2 or 1.2, not '%s'", optarg);
+			break;
+		case 'n':
+			seen |= OPT_NO_START;
+			a->no_start = true;
+			break;
+		case 'f':
+			seen |= OPT_FORCE;
+			a->force = true;
+			break;
+		case ':': return vtpmctl_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
+		default: return vtpmctl_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (seen & ~allowed)
+		return vtpmctl_usage(cmd, "option '%s' does not apply to %s",
+		    (seen & ~allowed & OPT_TPM)        ? "--tpm"
+		    : (seen & ~allowed & OPT_NO_START) ? "--no-start"
+		    : (seen & ~allowed & OPT_FORCE)    ? "--force"
+		                                       : "--json",
+		    cmd);
+	if (want_name) {
+		if (optind >= argc)
+			return vtpmctl_usage(cmd, "which instance? give its NAME");
+		a->name = argv[optind++];
+		if (!vtpmctl_check_name(cmd, a->name))
+			return EXIT_USAGE;
+	}
+	if (optind < argc)
+		return vtpmctl_usage(cmd, "unexpected argument '%s'", argv[optind]);
+	return -1;
+}
+
+static const char *
+instance_int(const json_t *o, const char *key, char *buf, size_t len)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		return "-";
+	snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	return buf;
+}
+
+/* Prints one INSTANCE as "key: value" lines. */
+static void
+instance_print(const json_t *o)
+{
+	const char *state = vtpmctl_str(o, "state", "?"), *desired = vtpmctl_str(o, "desired", "");
+	const char *sock = vtpmctl_str(o, "socket", NULL), *err = vtpmctl_str(o, "error", NULL);
+	char buf[32];
+
+	printf("name:       %s\n", vtpmctl_str(o, "name", "?"));
+	printf("uuid:       %s\n", vtpmctl_str(o, "uuid", "-"));
+	printf("tpm:        %s\n", vtpmctl_str(o, "tpm", "?"));
+	if (desired[0] != '\0' && strcmp(desired, state) != 0)
+		printf("state:      %s (vtpmd keeps it %s)\n", state, desired);
+	else
+		printf("state:      %s\n", state);
+	if (json_object_get(o, "pid") != NULL)
+		printf("pid:        %s\n", instance_int(o, "pid", buf, sizeof(buf)));
+	printf("restarts:   %s\n", instance_int(o, "restarts", buf, sizeof(buf)));
+	if (err != NULL)
+		printf("error:      %s\n", err);
+	if (sock != NULL) {
+		printf("socket:     %s\n", sock);
+		printf("qemu:       -chardev socket,id=chrtpm,path=%s -tpmdev emulator,id=tpm0,"
+		       "chardev=chrtpm\n",
+		    sock);
+	}
+	printf("tcti:       %s\n", vtpmctl_str(o, "tcti", "-"));
+	printf("state_dir:  %s\n", vtpmctl_str(o, "state_dir", "-"));
+	printf("created:    %s\n", vtpmctl_str(o, "created", "-"));
+}
+
+/* GETs or POSTs path and prints the INSTANCE it answers. */
+static int
+instance_show(const char *method, const char *path, const json_t *body,
+    const struct instance_args *a, bool brief)
+{
+	json_t *reply = NULL;
+	int ret;
+
+	ret = vtpmctl_call(method, path, body, &reply);
+	if (ret != EXIT_OK)
+		return ret;
+	if (a->json) {
+		vtpmctl_print_json(reply);
+	} else if (brief) {
+		char buf[32];
+		const char *state = vtpmctl_str(reply, "state", "?");
+		if (json_object_get(reply, "pid") != NULL)
+			printf("%s: %s (pid %s)\n", vtpmctl_str(reply, "name", a->name), state,
+			    instance_int(reply, "pid", buf, sizeof(buf)));
+		else
+			printf("%s: %s\n", vtpmctl_str(reply, "name", a->name), state);
+		if (vtpmctl_str(reply, "error", NULL) != NULL)
+			printf("%s: last error: %s\n", vtpmctl_str(reply, "name", a->name),
+			    vtpmctl_str(reply, "error", ""));
+	} else {
+		instance_print(reply);
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+int
+vtpmctl_create(int argc, char **argv)
+{
+	struct instance_args a;
+	json_t *body;
+	int ret;
+
+	ret = instance_parse(argc, argv, OPT_JSON | OPT_TPM | OPT_NO_START, true, create_help, &a);
+	if (ret != -1)
+		return ret;
+	body = json_pack("{s:s, s:s, s:b}", "name", a.name, "tpm", a.tpm, "start", !a.no_start);
+	if (body == NULL)
+		return vtpmctl_fail("out of memory");
+	ret = instance_show("POST", "/v1/instances", body, &a, false);
+	json_decref(body);
+	return ret;
+}
+
+/* start, stop, restart: POST /v1/instances/NAME/ACTION. */
+static int
+instance_action(int argc, char **argv, const char *action, const char *help)
+{
+	struct instance_args a;
+	char path[128];
+	int ret;
+
+	ret = instance_parse(argc, argv, OPT_JSON, true, help, &a);
+	if (ret != -1)
+		return ret;
+	snprintf(path, sizeof(path), "/v1/instances/%s/%s", a.name, action);
+	return instance_show("POST", path, NULL, &a, true);
+}
+
+int
+vtpmctl_start(int argc, char **argv)
+{
+	return instance_action(argc, argv, "start", start_help);
+}
+
+int
+vtpmctl_stop(int argc, char **argv)
+{
+	return instance_action(argc, argv, "stop", stop_help);
+}
+
+int
+vtpmctl_restart(int argc, char **argv)
+{
+	return instance_action(argc, argv, "restart", restart_help);
+}
+
+int
+vtpmctl_delete(int argc, char **argv)
+{
+	struct instance_args a;
+	json_t *reply = NULL;
+	char path[128];
+	int ret;
+
+	ret = instance_parse(argc, argv, OPT_JSON | OPT_FORCE, true, delete_help, &a);
+	if (ret != -1)
+		return ret;
+	snprintf(path, sizeof(path), "/v1/instances/%s%s", a.name, a.force ? "?force=1" : "");
+	ret = vtpmctl_call("DELETE", path, NULL, &reply);
+	if (ret != EXIT_OK)
+		return ret;
+	if (a.json)
+		vtpmctl_print_json(reply);
+	else
+		printf("deleted %s\n", vtpmctl_str(reply, "deleted", a.name));
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+int
+vtpmctl_info(int argc, char **argv)
+{
+	struct instance_args a;
+	char path[128];
+	int ret;
+
+	ret = instance_parse(argc, argv, OPT_JSON, true, info_help, &a);
+	if (ret != -1)
+		return ret;
+	snprintf(path, sizeof(path), "/v1/instances/%s", a.name);
+	return instance_show("GET", path, NULL, &a, false);
+}
+
+/* The columns of `vtpmctl list`. */
+enum { COL_NAME, COL_TPM, COL_STATE, COL_DESIRED, COL_PID, COL_RESTARTS, COL_SOCKET, NCOLS };
+
+static void
+list_row(const json_t *o, char cells[NCOLS][128])
+{
+	snprintf(cells[COL_NAME], 128, "%s", vtpmctl_str(o, "name", "?"));
+	snprintf(cells[COL_TPM], 128, "%s", vtpmctl_str(o, "tpm", "?"));
+	snprintf(cells[COL_STATE], 128, "%s", vtpmctl_str(o, "state", "?"));
+	snprintf(cells[COL_DESIRED], 128, "%s", vtpmctl_str(o, "desired", "-"));
+	instance_int(o, "pid", cells[COL_PID], 128);
+	if (!json_is_integer(json_object_get(o, "pid")))
+		snprintf(cells[COL_PID], 128, "-");
+	instance_int(o, "restarts", cells[COL_RESTARTS], 128);
+	if (!json_is_integer(json_object_get(o, "restarts")))
+		snprintf(cells[COL_RESTARTS], 128, "-");
+	snprintf(cells[COL_SOCKET], 128, "%s", vtpmctl_str(o, "socket", "-"));
+}
+
+static void
+list_print(const json_t *arr)
+{
+	static const char *const head[NCOLS] = {
+	    "NAME", "TPM", "STATE", "DESIRED", "PID", "RESTARTS", "SOCKET"};
+	char(*cells)[NCOLS][128];
+	size_t n = json_array_size(arr), width[NCOLS];
+
+	cells = calloc(n + 1, sizeof(*cells));
+	if (cells == NULL) {
+		vtpmctl_fail("out of memory");
+		return;
+	}
+	for (int c = 0; c < NCOLS; c++) {
+		snprintf(cells[0][c], 128, "%s", head[c]);
+		width[c] = strlen(head[c]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		list_row(json_array_get(arr, i), cells[i + 1]);
+		for (int c = 0; c < NCOLS; c++)
+			if (strlen(cells[i + 1][c]) > width[c])
+				width[c] = strlen(cells[i + 1][c]);
+	}
+	for (size_t i = 0; i <= n; i++) {
+		for (int c = 0; c < NCOLS - 1; c++)
+			printf("%-*s  ", (int)width[c], cells[i][c]);
+		printf("%s\n", cells[i][NCOLS - 1]);
+	}
+	free(cells);
+}
+
+int
+vtpmctl_list(int argc, char **argv)
+{
+	struct instance_args a;
+	json_t *reply = NULL, *arr;
+	int ret;
+
+	ret = instance_parse(argc, argv, OPT_JSON, false, list_help, &a);
+	if (ret != -1)
+		return ret;
+	ret = vtpmctl_call("GET", "/v1/instances", NULL, &reply);
+	if (ret != EXIT_OK)
+		return ret;
+	arr = json_object_get(reply, "instances");
+	if (a.json) {
+		vtpmctl_print_json(reply);
+	} else if (!json_is_array(arr)) {
+		ret = vtpmctl_fail("vtpmd's answer lacks the \"instances\" list");
+	} else if (json_array_size(arr) == 0) {
+		printf("no instances; create one with 'vtpmctl create NAME'\n");
+	} else {
+		list_print(arr);
+	}
+	json_decref(reply);
+	return ret;
+}

@@ -1,0 +1,404 @@
+/*
+ * worker.c: the manager's side of a worker, the process that runs one
+ * vTPM (`vtpmd instance`).
+ *
+ * A worker is started by fork and exec of this executable, with only its
+ * state key (a pipe on fd 3, closed after 32 bytes), a readiness pipe
+ * (fd 4), stderr for its log, and its command line: state directory,
+ * sockets and sandbox identity. It runs in its own session so that it
+ * outlives the manager: a restarted manager adopts it through the pid
+ * file RUN/NAME.pid (pid and kernel start time, so a recycled pid is never
+ * mistaken for it). Workers are watched through pidfds, which work for
+ * children and adopted processes alike.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "vtpmd.h"
+
+#define WORKER_READY_TIMEOUT_MS 15000
+#define WORKER_STOP_TIMEOUT_MS 5000
+
+static int
+worker_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+void
+worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
+    char *data, size_t dlen)
+{
+	snprintf(data, dlen, "%s/%s.sock", cfg->run_dir, name);
+	snprintf(ctrl, clen, "%s/%s.sock.ctrl", cfg->run_dir, name);
+}
+
+static void
+worker_pidfile(const struct config *cfg, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.pid", cfg->run_dir, name);
+}
+
+/* The kernel's start time of pid (clock ticks since boot), or 0. */
+static unsigned long long
+worker_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	/* Field 3 follows ") "; the start time is field 22. */
+	p += 2;
+	for (field = 3; field < 22 && p != NULL; field++) {
+		p = strchr(p, ' ');
+		if (p != NULL)
+			p++;
+	}
+	if (p != NULL)
+		start = strtoull(p, NULL, 10);
+	return start;
+}
+
+static bool
+worker_cmdline_matches(pid_t pid, const char *name)
+{
+	char path[64], buf[4096];
+	bool instance = false, named = false;
+	const char *prev = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
+		if (strcmp(p, "instance") == 0)
+			instance = true;
+		if (strcmp(prev, "--name") == 0 && strcmp(p, name) == 0)
+			named = true;
+		prev = p;
+	}
+	return instance && named;
+}
+
+/* Gives the state directory (and what is in it) to the worker's uid. */
+static int
+worker_chown_state(const char *dir, uid_t uid, gid_t gid)
+{
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (chown(dir, uid, gid) == -1)
+		return -1;
+	d = opendir(dir);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (fchownat(dirfd(d), de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) == -1)
+			ret = -1;
+	}
+	closedir(d);
+	return ret;
+}
+
+static void
+worker_describe_exit(int status, char *why, size_t why_len)
+{
+	if (WIFSIGNALED(status)) {
+		snprintf(why, why_len, "killed by signal %d", WTERMSIG(status));
+		return;
+	}
+	switch (WEXITSTATUS(status)) {
+	case EXIT_STATE:
+		snprintf(why, why_len, "its state cannot be read (see the log); it was not "
+				       "replaced: restore it or delete the instance");
+		break;
+	case EXIT_BUSY:
+		snprintf(why, why_len, "its state directory or socket is in use by another "
+				       "process");
+		break;
+	case EXIT_USAGE:
+		snprintf(why, why_len, "it rejected its command line (vtpmd version mismatch?)");
+		break;
+	default:
+		snprintf(why, why_len, "exited with status %d", WEXITSTATUS(status));
+	}
+}
+
+static void __attribute__((noreturn))
+worker_exec(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd)
+{
+	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
+	char uid[16], gid[16];
+	const char *lvl[] = {"error", "warn", "info", "debug"};
+	const char *argv[32];
+	sigset_t none;
+	int n = 0, devnull;
+
+	setsid();
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	devnull = open("/dev/null", O_RDWR);
+	if (devnull != -1) {
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+	}
+	if (dup2(keyfd, 3) == -1 || dup2(readyfd, 4) == -1)
+		_exit(127);
+	close_range(5, ~0U, 0);
+
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	snprintf(ctrl_ep, sizeof(ctrl_ep), "unix:%s", ctrl);
+	snprintf(data_ep, sizeof(data_ep), "unix:%s", data);
+	argv[n++] = "vtpmd";
+	argv[n++] = "instance";
+	argv[n++] = "--name";
+	argv[n++] = v->name;
+	argv[n++] = "--state";
+	argv[n++] = state;
+	argv[n++] = "--ctrl";
+	argv[n++] = ctrl_ep;
+	argv[n++] = "--data";
+	argv[n++] = data_ep;
+	argv[n++] = "--key-fd";
+	argv[n++] = "3";
+	argv[n++] = "--ready-fd";
+	argv[n++] = "4";
+	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
+	 * and the guest sends its own Startup. */
+	argv[n++] = "--startup";
+	argv[n++] = "clear";
+	argv[n++] = "--tpm";
+	argv[n++] = v->tpm_version == 2 ? "2" : "1.2";
+	argv[n++] = "--log-level";
+	argv[n++] = lvl[m->cfg.log_level];
+	if (m->cfg.worker_uid_base != 0 && geteuid() == 0) {
+		snprintf(uid, sizeof(uid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
+		snprintf(gid, sizeof(gid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
+		argv[n++] = "--sandbox-uid";
+		argv[n++] = uid;
+		argv[n++] = "--sandbox-gid";
+		argv[n++] = gid;
+	}
+	argv[n] = NULL;
+	execv(m->self, (char *const *)argv);
+	_exit(127);
+}
+
+/* Waits for the worker's READY line. Returns 0, or -1 when it exited or
+ * did not answer in time (why says which). */
+static int
+worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
+{
+	struct pollfd pfd = {.fd = readyfd, .events = POLLIN};
+	char buf[8] = {0};
+	int status;
+	ssize_t n;
+
+	if (poll(&pfd, 1, WORKER_READY_TIMEOUT_MS) <= 0) {
+		snprintf(why, why_len, "did not become ready within %d ms", WORKER_READY_TIMEOUT_MS);
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		return -1;
+	}
+	n = read(readyfd, buf, sizeof(buf) - 1);
+	if (n == 6 && memcmp(buf, "READY\n", 6) == 0)
+		return 0;
+	if (waitpid(v->pid, &status, 0) == v->pid)
+		worker_describe_exit(status, why, why_len);
+	else
+		snprintf(why, why_len, "ended before it was ready");
+	return -1;
+}
+
+/*
+ * Starts the worker of v with its unsealed state key. Returns 0 once it
+ * serves (v->pid and v->pidfd set), or -1 with the reason in why.
+ */
+int
+worker_spawn(struct manager *m, struct vtpm *v, const uint8_t key[STATE_KEY_LEN], char *why,
+    size_t why_len)
+{
+	char state[PATH_MAX], pidfile[PATH_MAX], line[64];
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, ret = -1;
+	uid_t uid = m->cfg.worker_uid_base + v->slot;
+	pid_t pid;
+
+	if (registry_path(&m->cfg, v->name, "state", state, sizeof(state)) == -1) {
+		snprintf(why, why_len, "state path too long");
+		return -1;
+	}
+	if (mkdir(state, 0700) == -1 && errno != EEXIST) {
+		snprintf(why, why_len, "%s: %s", state, strerror(errno));
+		return -1;
+	}
+	if (m->cfg.worker_uid_base != 0 && geteuid() == 0 &&
+	    worker_chown_state(state, uid, uid) == -1) {
+		snprintf(why, why_len, "%s: cannot give it to uid %u: %s", state, (unsigned)uid,
+		    strerror(errno));
+		return -1;
+	}
+	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1) {
+		snprintf(why, why_len, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	/* A pipe holds far more than a key: this never blocks. */
+	if (write(keyp[1], key, STATE_KEY_LEN) != STATE_KEY_LEN) {
+		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+		goto out;
+	}
+	close(keyp[1]);
+	keyp[1] = -1;
+	pid = fork();
+	if (pid == -1) {
+		snprintf(why, why_len, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		worker_exec(m, v, state, keyp[0], readyp[1]);
+	close(readyp[1]);
+	readyp[1] = -1;
+	v->pid = pid;
+	v->child = true;
+	v->pidfd = worker_pidfd_open(pid);
+	if (worker_wait_ready(v, readyp[0], why, why_len) == -1) {
+		if (v->pidfd != -1)
+			close(v->pidfd);
+		v->pidfd = -1;
+		v->pid = 0;
+		goto out;
+	}
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	snprintf(line, sizeof(line), "%d %llu\n", (int)pid, worker_starttime(pid));
+	if (fileio_write_atomic(pidfile, line, strlen(line), 0600) == -1)
+		log_warn("%s", pidfile);
+	ret = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (keyp[i] != -1)
+			close(keyp[i]);
+		if (readyp[i] != -1)
+			close(readyp[i]);
+	}
+	return ret;
+}
+
+/* Takes over a worker that a previous manager started, if its pid file
+ * names a live worker of this instance. Returns 0 when adopted. */
+int
+worker_adopt(struct manager *m, struct vtpm *v)
+{
+	char pidfile[PATH_MAX];
+	unsigned long long start;
+	uint8_t *buf;
+	size_t len;
+	int pid;
+
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	if (fileio_read(pidfile, 128, &buf, &len) == -1)
+		return -1;
+	if (sscanf((char *)buf, "%d %llu", &pid, &start) != 2 || pid <= 1) {
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	if (worker_starttime(pid) != start || !worker_cmdline_matches(pid, v->name))
+		return -1;
+	v->pidfd = worker_pidfd_open(pid);
+	if (v->pidfd == -1)
+		return -1;
+	v->pid = pid;
+	v->child = false;
+	return 0;
+}
+
+static void
+worker_forget(struct manager *m, struct vtpm *v)
+{
+	char path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
+
+	if (v->pidfd != -1)
+		close(v->pidfd);
+	v->pidfd = -1;
+	v->pid = 0;
+	worker_pidfile(&m->cfg, v->name, path, sizeof(path));
+	unlink(path);
+	/* A sandboxed worker cannot remove its sockets from its chroot. */
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	unlink(ctrl);
+	unlink(data);
+}
+
+/* Stops the worker: SIGTERM (it saves and exits), SIGKILL if it lingers. */
+void
+worker_terminate(struct manager *m, struct vtpm *v)
+{
+	struct pollfd pfd = {.fd = v->pidfd, .events = POLLIN};
+	int status;
+
+	if (v->pid <= 0)
+		return;
+	kill(v->pid, SIGTERM);
+	if (v->pidfd != -1 && poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS) <= 0) {
+		log_warnx("worker %s (pid %d) ignored SIGTERM; killing it", v->name, (int)v->pid);
+		kill(v->pid, SIGKILL);
+		poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS);
+	}
+	if (v->child)
+		waitpid(v->pid, &status, 0);
+	worker_forget(m, v);
+}
+
+/*
+ * Collects a worker whose pidfd became readable. Returns its exit status
+ * (128+signal when killed), or -1 when unknown (an adopted process), with
+ * a description in why.
+ */
+int
+worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+{
+	int status, ret = -1;
+
+	snprintf(why, why_len, "exited");
+	if (v->child && waitpid(v->pid, &status, WNOHANG) == v->pid) {
+		worker_describe_exit(status, why, why_len);
+		ret = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	}
+	worker_forget(m, v);
+	return ret;
+}

@@ -18,6 +18,9 @@ test_cleanup() {
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
+	# vtpmd's workers outlive vtpmd by design (their own session): end
+	# every process whose command line names this test's directory.
+	pkill -KILL -f -- "$T/" 2>/dev/null || true
 	rm -rf "$T"
 }
 trap test_cleanup EXIT
@@ -49,11 +52,12 @@ new_key() {
 	head -c 32 /dev/urandom >"$1"
 }
 
-# start_instance NAME ARGS...: starts `vtpmd instance ARGS` in the
-# background, waits until it is serving (--ready-fd), and sets
-# INSTANCE_PID. Its stderr goes to $T/NAME.log. Fails if it dies first.
+# spawn_instance NAME ARGS...: starts `vtpmd instance ARGS` in the
+# background and waits until it is serving (--ready-fd). Returns 0 with
+# INSTANCE_PID set, or 1 with INSTANCE_RC set to its exit status when it
+# exited (or was killed after 30 s) instead. Its stderr goes to $T/NAME.log.
 # Pass the key as "--key-fd 3" and set KEYFILE, or use --plaintext-state.
-start_instance() {
+spawn_instance() {
 	local name=$1 line=""
 	shift
 	rm -f "$T/$name.ready"
@@ -69,9 +73,20 @@ start_instance() {
 	TEST_PIDS+=("$INSTANCE_PID")
 	read -r -t 30 line <"$T/$name.ready" || true
 	rm -f "$T/$name.ready"
-	if [ "$line" != "READY" ]; then
+	[ "$line" == "READY" ] && return 0
+	kill -KILL "$INSTANCE_PID" 2>/dev/null || true
+	INSTANCE_RC=0
+	wait "$INSTANCE_PID" || INSTANCE_RC=$?
+	return 1
+}
+
+# start_instance NAME ARGS...: spawn_instance, failing the test (with the
+# instance's log) unless it becomes ready.
+start_instance() {
+	local name=$1
+	if ! spawn_instance "$@"; then
 		cat "$T/$name.log" >&2
-		fail "instance $name did not become ready"
+		fail "instance $name did not become ready (exit status $INSTANCE_RC)"
 	fi
 }
 
@@ -95,4 +110,128 @@ free_port_pair() {
 			return
 		fi
 	done
+}
+
+# require_tools TOOL...: fails loudly when a tool the test needs is missing.
+require_tools() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null ||
+			fail "$t is not installed (scripts/install-deps.sh installs the test tools)"
+	done
+}
+
+# start_tpm NAME unix|tcp ARGS...: an instance with state in $T/NAME and a
+# data channel for tpm2-tools, started with Startup(CLEAR) (unless ARGS
+# contain --no-startup, which is removed). Sets INSTANCE_PID, DATA_EP and
+# CTRL_EP (vtpmd/tpmsend endpoints), IOCTL (swtpm_ioctl's transport
+# arguments, an array) and TCTI, and exports TPM2TOOLS_TCTI=$TCTI. TCP ports
+# are picked free; a start that loses its port to a race is retried.
+start_tpm() {
+	local name=$1 transport=$2 port try startup=(--startup clear) args=() a
+	shift 2
+	for a in "$@"; do
+		if [ "$a" == "--no-startup" ]; then startup=(); else args+=("$a"); fi
+	done
+	case "$transport" in
+	unix)
+		DATA_EP=unix:$T/$name.sock
+		CTRL_EP=unix:$T/$name.sock.ctrl
+		IOCTL=(--unix "$T/$name.sock.ctrl")
+		TCTI=swtpm:path=$T/$name.sock
+		start_instance "$name" --state "$T/$name" --data "$DATA_EP" --ctrl "$CTRL_EP" \
+			"${startup[@]}" "${args[@]}"
+		;;
+	tcp)
+		for try in 1 2 3 4 5 6 7 8; do
+			port=$(free_port_pair)
+			DATA_EP=tcp:127.0.0.1:$port
+			CTRL_EP=tcp:127.0.0.1:$((port + 1))
+			IOCTL=(--tcp "127.0.0.1:$((port + 1))")
+			TCTI=swtpm:host=127.0.0.1,port=$port
+			spawn_instance "$name" --state "$T/$name" --data "$DATA_EP" --ctrl "$CTRL_EP" \
+				"${startup[@]}" "${args[@]}" && break
+			[ "$INSTANCE_RC" -eq 4 ] && [ "$try" -lt 8 ] ||
+				{ cat "$T/$name.log" >&2; fail "instance $name did not start on TCP"; }
+		done
+		;;
+	*) fail "start_tpm: transport must be unix or tcp, not $transport" ;;
+	esac
+	export TPM2TOOLS_TCTI=$TCTI
+}
+
+# expect_exit STATUS WHAT CMD...: runs CMD (at most 30 s), which must exit
+# with STATUS; its stdout and stderr are left in $T/out.
+expect_exit() {
+	local want=$1 what=$2 rc=0
+	shift 2
+	timeout -k 5 30 "$@" >"$T/out" 2>&1 || rc=$?
+	[ "$rc" -eq "$want" ] || fail "$what: exit status $rc, expected $want; output: $(cat "$T/out")"
+}
+
+# run_instance STATUS WHAT ARGS...: runs `vtpmd instance ARGS` in the
+# foreground (the key from KEYFILE on descriptor 3, if set), expecting it to
+# exit with STATUS without serving; its output is left in $T/out.
+run_instance() {
+	local want=$1 what=$2
+	shift 2
+	if [ -n "${KEYFILE:-}" ]; then
+		expect_exit "$want" "$what" "$VTPMD" instance "$@" 3<"$KEYFILE"
+	else
+		expect_exit "$want" "$what" "$VTPMD" instance "$@"
+	fi
+}
+
+# exit_status PID: waits for PID (a child of this shell) and prints its
+# exit status.
+exit_status() {
+	local rc=0
+	wait "$1" || rc=$?
+	echo "$rc"
+}
+
+# flushed CMD...: runs a tpm2-tools command, then flushes the transient
+# objects and sessions it left loaded (there is no resource manager, and
+# the TPM has only 3 object slots). Returns CMD's status.
+flushed() {
+	local rc=0
+	"$@" || rc=$?
+	tpm2_flushcontext -t >/dev/null 2>&1 || true
+	tpm2_flushcontext -s >/dev/null 2>&1 || true
+	return "$rc"
+}
+
+# hex_of FILE: the file's bytes as lowercase hex on one line.
+hex_of() {
+	od -An -tx1 -v "$1" | tr -d ' \n'
+}
+
+# sha256_of_hex HEX: SHA-256 (hex) of the bytes HEX encodes.
+sha256_of_hex() {
+	# shellcheck disable=SC2059
+	printf "$(sed 's/../\\x&/g' <<<"$1")" | sha256sum | cut -c1-64
+}
+
+# pcr_after OLD DIGEST: a sha256 PCR's value after extending OLD with DIGEST.
+pcr_after() {
+	sha256_of_hex "$1$2"
+}
+
+# pcr_value PCR: the sha256 bank's value of PCR, lowercase hex.
+pcr_value() {
+	tpm2_pcrread "sha256:$1" | sed -n "s/^ *$1 *: 0x//p" | tr 'A-F' 'a-f'
+}
+
+# flip_byte FILE OFFSET: inverts the bits of one byte of FILE in place.
+flip_byte() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	# shellcheck disable=SC2059
+	printf "$(printf '\\x%02x' $((b ^ 0xff)))" |
+		dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
+}
+
+# proc_rss_kb PID: the resident set of a process, in KiB.
+proc_rss_kb() {
+	sed -n 's/^VmRSS: *\([0-9]*\) kB/\1/p' "/proc/$1/status"
 }

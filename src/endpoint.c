@@ -21,6 +21,8 @@
 int
 endpoint_parse(const char *spec, struct endpoint *ep)
 {
+	struct in6_addr a6;
+	struct in_addr a4;
 	const char *hp, *colon;
 	char *end;
 	unsigned long port;
@@ -54,9 +56,13 @@ endpoint_parse(const char *spec, struct endpoint *ep)
 		return -1;
 	memcpy(ep->host, hp, hlen);
 	ep->host[hlen] = '\0';
+	if (inet_pton(AF_INET, ep->host, &a4) != 1 && inet_pton(AF_INET6, ep->host, &a6) != 1)
+		return -1; /* only numeric addresses: no name lookup in a daemon */
+	if (colon[1] < '0' || colon[1] > '9')
+		return -1;
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || end == colon + 1 || port > 65535)
+	if (errno != 0 || *end != '\0' || port > 65535)
 		return -1;
 	ep->kind = ENDPOINT_TCP;
 	ep->port = (uint16_t)port;
@@ -103,16 +109,50 @@ endpoint_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss)
 }
 
 /*
+ * Makes way for a unix socket at ep->path: nothing there, or a socket that
+ * nobody accepts on (left by a crash), which is removed. Anything else is
+ * kept: a live socket (EADDRINUSE) or a file that is not a socket (EEXIST).
+ * The probe does not block, even when the live listener's backlog is full.
+ */
+static int
+endpoint_unix_stale(const struct endpoint *ep, const struct sockaddr *sa, socklen_t sl)
+{
+	struct stat sb;
+	int probe, rc;
+
+	if (lstat(ep->path, &sb) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(sb.st_mode)) {
+		errno = EEXIST;
+		return -1;
+	}
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (probe == -1)
+		return -1;
+	rc = connect(probe, sa, sl);
+	if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
+		close(probe);
+		errno = EADDRINUSE;
+		return -1;
+	}
+	close(probe);
+	if (errno != ECONNREFUSED && errno != ENOENT)
+		return -1;
+	return unlink(ep->path) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+/*
  * Returns a listening, non-blocking, close-on-exec socket for ep, or -1
- * with errno (EADDRINUSE when another process serves it). A stale unix
- * socket file (nobody accepting) is replaced; a live one is not.
+ * with errno (EADDRINUSE when another process serves it, EEXIST when the
+ * path holds something other than a socket). A stale unix socket (nobody
+ * accepting) is replaced; a live one is not.
  */
 int
 endpoint_listen(const struct endpoint *ep)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int fd, one = 1, probe;
+	int fd, one = 1;
 
 	sl = endpoint_sockaddr(ep, &ss);
 	if (sl == 0) {
@@ -124,18 +164,11 @@ endpoint_listen(const struct endpoint *ep)
 		return -1;
 	if (ep->kind == ENDPOINT_TCP)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ep->kind == ENDPOINT_UNIX) {
-		probe = endpoint_connect(ep);
-		if (probe != -1) {
-			close(probe);
-			close(fd);
-			errno = EADDRINUSE;
-			return -1;
-		}
-		if (unlink(ep->path) == -1 && errno != ENOENT) {
-			close(fd);
-			return -1;
-		}
+	if (ep->kind == ENDPOINT_UNIX && endpoint_unix_stale(ep, (struct sockaddr *)&ss, sl) == -1) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, 16) == -1) {
 		int saved = errno;

@@ -18,6 +18,7 @@
  * and that the tests probe, fail with an errno instead: creating,
  * connecting or binding sockets, exec, ptrace and changing identity.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -47,63 +49,57 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-/* System calls allowed without condition. Arguments are not checked for
- * these because the descriptors, paths and memory they reach are already
- * confined (chroot, no privileges) or belong to the worker anyway. */
+/* System calls allowed without condition: what the worker's loop, its
+ * state store, libtpms, OpenSSL and glibc were seen to make (strace of
+ * the integration flows), plus abort(). Their arguments are not checked:
+ * the descriptors, paths and memory they reach are the worker's own, and
+ * paths are confined by the chroot. */
 static const int sandbox_allow[] = {
-	/* I/O on descriptors already held: state files, sockets, stderr. */
-	SCMP_SYS(read),
-	SCMP_SYS(readv),
-	SCMP_SYS(write),
-	SCMP_SYS(writev), /* glibc's fatal-error messages (fortify, malloc) */
-	SCMP_SYS(recvmsg), /* control channel, with SET_DATAFD's descriptor */
-	SCMP_SYS(recvfrom),
-	SCMP_SYS(sendmsg),
-	SCMP_SYS(sendto), /* send() */
-	SCMP_SYS(poll),	  /* instance_send waiting for a slow reader */
-	SCMP_SYS(ppoll),  /* the main loop */
-	SCMP_SYS(close),
-	/* The state directory (store.c), through its descriptor. */
-	SCMP_SYS(fstat),
-	SCMP_SYS(newfstatat), /* glibc's fstat() */
-	SCMP_SYS(lseek),
-	SCMP_SYS(fdatasync),
-	SCMP_SYS(fsync),
-	SCMP_SYS(renameat),
-	SCMP_SYS(renameat2),
-	SCMP_SYS(unlinkat),
-	/* Memory: malloc, OpenSSL, and secret.c's locked pages. */
-	SCMP_SYS(brk),
-	SCMP_SYS(munmap),
-	SCMP_SYS(mremap),
-	SCMP_SYS(madvise),
-	SCMP_SYS(mlock),
-	SCMP_SYS(munlock),
-	SCMP_SYS(futex),
-	/* Randomness (OpenSSL's DRBG) and time. */
-	SCMP_SYS(getrandom),
-	SCMP_SYS(clock_gettime),
-	SCMP_SYS(gettimeofday),
-	/* Signals (SIGTERM ends the loop) and abort(). */
-	SCMP_SYS(rt_sigreturn),
-	SCMP_SYS(rt_sigprocmask),
-	SCMP_SYS(rt_sigaction),
-	SCMP_SYS(restart_syscall),
-	SCMP_SYS(getpid),
-	SCMP_SYS(gettid),
-	SCMP_SYS(exit),
-	SCMP_SYS(exit_group),
+    /* I/O on descriptors already held: state files, sockets, stderr. */
+    SCMP_SYS(read),    /* state files */
+    SCMP_SYS(write),   /* state files, log lines, --ready-fd */
+    SCMP_SYS(writev),  /* glibc's fatal-error messages (fortify, malloc) */
+    SCMP_SYS(recvmsg), /* both channels, with SET_DATAFD's descriptor */
+    SCMP_SYS(sendto),  /* send() of answers */
+    SCMP_SYS(poll),    /* instance_send waiting for a slow reader */
+    SCMP_SYS(ppoll),   /* the main loop */
+    SCMP_SYS(close),
+    /* The state directory (store.c), through its descriptor. */
+    SCMP_SYS(newfstatat), /* glibc's fstat() */
+    SCMP_SYS(fdatasync),
+    SCMP_SYS(fsync),
+    SCMP_SYS(renameat),
+    SCMP_SYS(renameat2), /* renameat() where the kernel has only this */
+    SCMP_SYS(unlinkat),
+    /* Memory: malloc, OpenSSL, and secret.c wiping locked pages. */
+    SCMP_SYS(brk),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mremap),  /* realloc of large buffers (state blobs) */
+    SCMP_SYS(madvise), /* malloc trimming; only ever the worker's own pages */
+    SCMP_SYS(munlock),
+    SCMP_SYS(futex),
+    /* Randomness (OpenSSL's DRBG) and time (libtpms: clock(),
+     * gettimeofday(); the vDSO answers most of them). */
+    SCMP_SYS(getrandom),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(gettimeofday),
+    /* Signals (SIGTERM ends the loop), abort(), exit. */
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(restart_syscall),
+    SCMP_SYS(getpid), /* OpenSSL's fork check, raise() */
+    SCMP_SYS(exit_group),
 };
 
-/* What an AddressSanitizer runtime does on top (sanitizer builds only):
- * its allocator and shadow memory, and its error reports. */
+/* What the AddressSanitizer/UBSan runtimes need on top to print a report
+ * (sanitizer builds only; frames stay unsymbolised in the chroot). */
 #ifdef SANDBOX_ASAN
 static const int sandbox_allow_asan[] = {
-	SCMP_SYS(readlink), /* /proc/self/exe, absent: unsymbolised frames */
-	SCMP_SYS(open),	    /* /proc/self/environ and maps, absent too */
-	SCMP_SYS(ioctl),
-	SCMP_SYS(pipe2),
-	SCMP_SYS(sigaltstack),
+    SCMP_SYS(readlink),    /* /proc/self/exe: absent, which it tolerates */
+    SCMP_SYS(sigaltstack), /* UBSan's report */
+    SCMP_SYS(pipe2),       /* its check whether memory is readable */
+    SCMP_SYS(gettid),      /* its abort(), through tgkill */
 };
 #endif
 
@@ -112,23 +108,23 @@ static const struct {
 	int nr;
 	int errnum;
 } sandbox_refuse[] = {
-	{SCMP_SYS(socket), EACCES},
-	{SCMP_SYS(socketpair), EACCES},
-	{SCMP_SYS(connect), EACCES},
-	{SCMP_SYS(bind), EACCES},
-	{SCMP_SYS(listen), EACCES},
-	{SCMP_SYS(execve), EACCES},
-	{SCMP_SYS(execveat), EACCES},
-	{SCMP_SYS(ptrace), EPERM},
-	{SCMP_SYS(setuid), EPERM},
-	{SCMP_SYS(setgid), EPERM},
-	{SCMP_SYS(setreuid), EPERM},
-	{SCMP_SYS(setregid), EPERM},
-	{SCMP_SYS(setresuid), EPERM},
-	{SCMP_SYS(setresgid), EPERM},
-	{SCMP_SYS(setgroups), EPERM},
-	{SCMP_SYS(setfsuid), EPERM},
-	{SCMP_SYS(setfsgid), EPERM},
+    {SCMP_SYS(socket), EACCES},
+    {SCMP_SYS(socketpair), EACCES},
+    {SCMP_SYS(connect), EACCES},
+    {SCMP_SYS(bind), EACCES},
+    {SCMP_SYS(listen), EACCES},
+    {SCMP_SYS(execve), EACCES},
+    {SCMP_SYS(execveat), EACCES},
+    {SCMP_SYS(ptrace), EPERM},
+    {SCMP_SYS(setuid), EPERM},
+    {SCMP_SYS(setgid), EPERM},
+    {SCMP_SYS(setreuid), EPERM},
+    {SCMP_SYS(setregid), EPERM},
+    {SCMP_SYS(setresuid), EPERM},
+    {SCMP_SYS(setresgid), EPERM},
+    {SCMP_SYS(setgroups), EPERM},
+    {SCMP_SYS(setfsuid), EPERM},
+    {SCMP_SYS(setfsgid), EPERM},
 };
 
 /* Adds one rule; libseccomp returns -errno. */
@@ -164,7 +160,8 @@ sandbox_rules_checked(scmp_filter_ctx ctx)
 	    SCMP_A3(SCMP_CMP_EQ, SOCK_NONBLOCK | SOCK_CLOEXEC)};
 	/* Signals only to this process (abort). */
 	const struct scmp_arg_cmp self[] = {SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid())};
-	const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL};
+	/* A descriptor passed with SET_DATAFD is made non-blocking. */
+	const int fcntl_cmds[] = {F_GETFL, F_SETFL};
 	struct scmp_arg_cmp cmd;
 
 	if (sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, no_exec) == -1 ||
@@ -178,6 +175,17 @@ sandbox_rules_checked(scmp_filter_ctx ctx)
 		if (sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, &cmd) == -1)
 			return -1;
 	}
+#ifdef SANDBOX_ASAN
+	{
+		/* isatty(2) for colours; /proc files for a report (absent). */
+		const struct scmp_arg_cmp tty[] = {SCMP_A1(SCMP_CMP_EQ, TCGETS)};
+		const struct scmp_arg_cmp rdonly[] = {
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT, O_RDONLY)};
+		if (sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, tty) == -1 ||
+		    sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1, rdonly) == -1)
+			return -1;
+	}
+#endif
 	return 0;
 }
 
@@ -194,10 +202,12 @@ sandbox_filter(void)
 		errno = ENOMEM;
 		return -1;
 	}
-	/* A system call of another ABI (x32, i386) is never legitimate. */
-	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS)) < 0) {
+	/* A system call of another ABI (x32, i386) is never legitimate; a
+	 * thread, if there were one, is filtered too. */
+	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS)) < 0 ||
+	    (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0) {
 		errno = -rc;
-		log_warn("sandbox: seccomp bad-arch action");
+		log_warn("sandbox: seccomp attributes");
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(sandbox_allow) / sizeof(sandbox_allow[0]); i++)
@@ -210,7 +220,7 @@ sandbox_filter(void)
 #endif
 	for (size_t i = 0; i < sizeof(sandbox_refuse) / sizeof(sandbox_refuse[0]); i++)
 		if (sandbox_rule(ctx, SCMP_ACT_ERRNO((uint32_t)sandbox_refuse[i].errnum),
-			sandbox_refuse[i].nr, 0, NULL) == -1)
+		        sandbox_refuse[i].nr, 0, NULL) == -1)
 			goto out;
 	if (sandbox_rules_checked(ctx) == -1)
 		goto out;
@@ -222,6 +232,40 @@ sandbox_filter(void)
 	ret = 0;
 out:
 	seccomp_release(ctx);
+	return ret;
+}
+
+/* Checks that the only directories the process holds open are root
+ * itself: openat() on any other would reach outside the chroot. */
+static int
+sandbox_check_dirs(const char *root)
+{
+	struct stat rs, st;
+	struct dirent *de;
+	DIR *d;
+	int fd, ret = 0;
+
+	if (stat(root, &rs) == -1) {
+		log_warn("sandbox: %s", root);
+		return -1;
+	}
+	if ((d = opendir("/proc/self/fd")) == NULL) {
+		log_warn("sandbox: /proc/self/fd");
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		fd = atoi(de->d_name);
+		if (fd == dirfd(d) || fstat(fd, &st) == -1 || !S_ISDIR(st.st_mode))
+			continue;
+		if (st.st_dev != rs.st_dev || st.st_ino != rs.st_ino) {
+			log_warnx("sandbox: descriptor %d is a directory other than %s", fd, root);
+			errno = EBADF;
+			ret = -1;
+		}
+	}
+	closedir(d);
 	return ret;
 }
 
@@ -263,7 +307,8 @@ sandbox_drop(uid_t uid, gid_t gid)
 /*
  * Confines the calling process, which must be root and single-threaded,
  * to sb->root as sb->uid:sb->gid (neither 0) under the seccomp allow-list.
- * Descriptors opened before stay usable. sb->root must be writable and
+ * Descriptors opened before stay usable; the only directory among them
+ * may be sb->root itself (checked). sb->root must be writable and
  * searchable by sb->uid (the manager chowns a worker's state directory to
  * the worker's uid). Returns 0, or -1 with errno (logged); after a
  * failure the process is in an unspecified state and must exit.
@@ -271,8 +316,9 @@ sandbox_drop(uid_t uid, gid_t gid)
 int
 sandbox_enter(const struct sandbox *sb)
 {
-	if (sb->root == NULL || sb->uid == 0 || sb->gid == 0) {
-		log_warnx("sandbox: needs a root directory and a uid and gid other than 0");
+	if (sb->root == NULL || sb->uid == 0 || sb->gid == 0 || sb->uid == (uid_t)-1 ||
+	    sb->gid == (gid_t)-1) {
+		log_warnx("sandbox: needs a root directory and a uid and gid other than 0 and -1");
 		errno = EINVAL;
 		return -1;
 	}
@@ -281,6 +327,8 @@ sandbox_enter(const struct sandbox *sb)
 	 * takes away: run it now, which also cancels the one at exit. */
 	__lsan_do_leak_check();
 #endif
+	if (sandbox_check_dirs(sb->root) == -1)
+		return -1;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 		log_warn("sandbox: prctl(PR_SET_NO_NEW_PRIVS)");
 		return -1;
@@ -292,7 +340,8 @@ sandbox_enter(const struct sandbox *sb)
 	if (sandbox_drop(sb->uid, sb->gid) == -1)
 		return -1;
 	if (access("/", W_OK | X_OK) == -1) {
-		log_warn("sandbox: %s is not writable by uid %lu", sb->root, (unsigned long)sb->uid);
+		log_warn(
+		    "sandbox: %s is not writable by uid %lu", sb->root, (unsigned long)sb->uid);
 		return -1;
 	}
 	/* Changing identity may have reset this; keep the worker undumpable. */

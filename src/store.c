@@ -59,6 +59,29 @@ store_encrypted(const struct store *st)
 	return st->key != NULL;
 }
 
+/* Continues each kind's generation numbering from the file on disk. The
+ * header is only peeked at here; store_get authenticates it. */
+static void
+store_peek_generations(struct store *st)
+{
+	uint8_t hdr[24];
+	int fd;
+
+	for (int k = STATE_PERMANENT; k <= STATE_SAVESTATE; k++) {
+		fd = openat(st->dirfd, store_names[k], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd == -1)
+			continue;
+		if (read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+		    memcmp(hdr, "VTPMDST", 8) == 0) {
+			uint64_t g = 0;
+			for (int i = 16; i < 24; i++)
+				g = g << 8 | hdr[i];
+			st->generation[k] = g;
+		}
+		close(fd);
+	}
+}
+
 /* Removes temporary files that a crash in the middle of store_put left. */
 static void
 store_sweep(struct store *st)
@@ -112,6 +135,7 @@ store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum s
 		memcpy(st->key, key, STATE_KEY_LEN);
 	}
 	store_sweep(st);
+	store_peek_generations(st);
 	*err = STORE_OK;
 	return st;
 fail:
@@ -235,7 +259,9 @@ store_write_all(int fd, const uint8_t *buf, size_t len)
 
 /*
  * Durably replaces the blob of kind. Returns 0 once the new blob is on
- * stable storage, or -1 with errno; on failure the previous blob is intact.
+ * stable storage, or -1 with errno. On failure the file holds either the
+ * previous blob or (when only the final directory sync failed) the whole
+ * new one; never a mix.
  */
 int
 store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len)
@@ -274,9 +300,11 @@ store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t le
 	fd = -1;
 	if (renameat(st->dirfd, tmp, st->dirfd, store_names[kind]) == -1)
 		goto out;
+	/* From here the new blob is in place (whole, synced): only its
+	 * durability across a power loss is in doubt if the sync fails. */
+	st->generation[kind] = info.generation;
 	if (fsync(st->dirfd) == -1)
 		goto out;
-	st->generation[kind] = info.generation;
 	ret = 0;
 out:
 	saved = errno;

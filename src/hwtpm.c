@@ -223,6 +223,8 @@ hwtpm_find_srk(struct hwtpm *hw)
 	return 0;
 }
 
+static const TPMT_SYM_DEF hwtpm_no_sym = {.algorithm = TPM2_ALG_NULL};
+
 static const TPMT_SYM_DEF hwtpm_aes_cfb = {
 	.algorithm = TPM2_ALG_AES,
 	.keyBits = {.aes = 128},
@@ -639,8 +641,16 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
 		return HWTPM_ERR_FOREIGN;
 	}
-	if (hwtpm_start_session(hw, TPM2_SE_POLICY, &session) == -1)
+	/* The policy session carries no secret: it is not salted (no ECDH on
+	 * the TPM); the unsealed key is encrypted through the salted HMAC
+	 * session instead, attached to Unseal as an extra session. */
+	rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_no_sym, TPM2_ALG_SHA256, &session);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("start a policy session", rc);
+		session = ESYS_TR_NONE;
 		goto out;
+	}
 	hwtpm_selection(sel, &tsel);
 	rc = Esys_PolicyPCR(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nodigest,
 	    &tsel);
@@ -658,9 +668,12 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		ret = HWTPM_ERR_POLICY;
 		goto out;
 	}
-	Esys_TRSess_SetAttributes(hw->esys, session, TPMA_SESSION_ENCRYPT,
-	    TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION);
-	rc = Esys_Unseal(hw->esys, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+	Esys_TRSess_SetAttributes(hw->esys, session, 0, TPMA_SESSION_CONTINUESESSION);
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
+	rc = Esys_Unseal(hw->esys, obj, session, hw->session, ESYS_TR_NONE, &data);
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	if (rc == TSS2_RC_SUCCESS)
 		session = ESYS_TR_NONE; /* closed by the TPM with the command */
 	if (rc != TSS2_RC_SUCCESS || data->size != secret_len) {

@@ -53,6 +53,15 @@ manager_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t
+manager_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 struct vtpm *
 manager_find(struct manager *m, const char *name)
 {
@@ -90,10 +99,12 @@ manager_set_error(struct vtpm *v, enum vtpm_state st, const char *why)
 	log_warnx("%s: %s", v->name, why);
 }
 
-/* Unseals v's state key into sealed (secret memory). Returns 0, or -1
- * with v's state and error set. */
+/* Unseals v's state key into sealed (secret memory), under the approval
+ * of the host PCR values (fresh reads when fresh is true). Returns 0, -1
+ * with v's state and error set, or HWTPM_ERR_POLICY when cached values may
+ * be stale (the caller retries with fresh ones). */
 static int
-manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
+manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *sealed, bool fresh)
 {
 	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], digest[HWTPM_DIGEST_LEN];
 	uint8_t uuid[MANAGER_UUID_LEN], *blob = NULL;
@@ -102,12 +113,15 @@ manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
 	size_t len;
 	int rc;
 
-	if (policy_current(m, values, digest) == -1) {
+	rc = fresh ? policy_current(m, values, digest) : policy_current_cached(m, values, digest);
+	if (rc == -1) {
 		snprintf(why, sizeof(why), "host TPM: %s", hwtpm_error());
 		manager_set_error(v, VTPM_FAILED, why);
 		return -1;
 	}
 	e = policy_find(&m->policy, digest);
+	if (e == NULL && !fresh)
+		return HWTPM_ERR_POLICY;
 	if (e == NULL) {
 		char explain[400];
 		policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain, sizeof(explain));
@@ -125,6 +139,8 @@ manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
 	rc = hwtpm_unseal(m->hw, blob, len, &m->cfg.pcrs, &e->ap, (uint8_t *)sealed,
 	    sizeof(*sealed));
 	free(blob);
+	if (rc == HWTPM_ERR_POLICY && !fresh)
+		return HWTPM_ERR_POLICY;
 	if (rc == HWTPM_ERR_FOREIGN) {
 		snprintf(why, sizeof(why), "%s was not sealed by this host's TPM (copied from "
 		    "another host?): %s", path, hwtpm_error());
@@ -152,6 +168,18 @@ manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
 	return 0;
 }
 
+/* Unseals with the PCR values read before; when they turn out stale (the
+ * host PCRs changed), reads them again and retries once. */
+static int
+manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
+{
+	int rc = manager_unseal_once(m, v, sealed, false);
+
+	if (rc == HWTPM_ERR_POLICY)
+		rc = manager_unseal_once(m, v, sealed, true);
+	return rc;
+}
+
 /*
  * Starts v's worker: unseal under the approved policy, spawn, wait until it
  * serves. Returns 0, or -1 with v->state (failed or refused) and v->error
@@ -161,6 +189,8 @@ int
 manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 {
 	struct manager_sealed *sealed;
+	struct worker_pending pending;
+	int64_t t0, t1;
 	char err[512];
 	int rc;
 
@@ -173,20 +203,34 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 		v->state = VTPM_FAILED;
 		return -1;
 	}
+	t0 = manager_now_us();
+	if (worker_fork(m, v, &pending, err, sizeof(err)) == -1) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "worker %s", err);
+		manager_set_error(v, VTPM_FAILED, msg);
+		secret_free(sealed, sizeof(*sealed));
+		snprintf(why, why_len, "%s", v->error);
+		return -1;
+	}
 	rc = manager_unseal(m, v, sealed);
+	t1 = manager_now_us();
 	if (rc == 0) {
-		rc = worker_spawn(m, v, sealed->key, err, sizeof(err));
+		rc = worker_finish(m, v, &pending, sealed->key, err, sizeof(err));
 		if (rc == -1) {
 			char msg[600];
 			snprintf(msg, sizeof(msg), "worker %s", err);
 			manager_set_error(v, VTPM_FAILED, msg);
 		}
+	} else {
+		worker_finish(m, v, &pending, NULL, err, sizeof(err));
 	}
 	secret_free(sealed, sizeof(*sealed));
 	if (rc == -1) {
 		snprintf(why, why_len, "%s", v->error);
 		return -1;
 	}
+	log_debug("%s: unsealed in %lld µs, worker ready in %lld µs", v->name,
+	    (long long)(t1 - t0), (long long)(manager_now_us() - t1));
 	v->state = VTPM_RUNNING;
 	v->error[0] = '\0';
 	v->started_at_ms = manager_now_ms();

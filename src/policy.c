@@ -201,14 +201,38 @@ policy_auth_digest(const struct policy *p, uint8_t digest[HWTPM_DIGEST_LEN])
 	return hwtpm_policy_authorize(&p->pub, digest);
 }
 
-/* Reads the configured host PCRs and computes their PolicyPCR digest. */
+/* Reads the configured host PCRs and computes their PolicyPCR digest;
+ * the result is also kept for policy_current_cached. */
 int
 policy_current(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
     uint8_t digest[HWTPM_DIGEST_LEN])
 {
-	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1)
+	struct policy *p = &m->policy;
+
+	p->cached = false;
+	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1 ||
+	    hwtpm_policy_pcr(&m->cfg.pcrs, values, digest) == -1)
 		return -1;
-	return hwtpm_policy_pcr(&m->cfg.pcrs, values, digest);
+	memcpy(p->cached_values, values, sizeof(p->cached_values));
+	memcpy(p->cached_digest, digest, HWTPM_DIGEST_LEN);
+	p->cached = true;
+	return 0;
+}
+
+/* As policy_current, but without a host-TPM round trip when the PCRs were
+ * read before. Stale values are harmless: the TPM's own PolicyPCR decides,
+ * and a refusal makes the caller read afresh (policy_current). */
+int
+policy_current_cached(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
+    uint8_t digest[HWTPM_DIGEST_LEN])
+{
+	struct policy *p = &m->policy;
+
+	if (!p->cached)
+		return policy_current(m, values, digest);
+	memcpy(values, p->cached_values, sizeof(p->cached_values));
+	memcpy(digest, p->cached_digest, HWTPM_DIGEST_LEN);
+	return 0;
 }
 
 const struct policy_entry *

@@ -346,6 +346,9 @@ struct policy {
 	char key_path[300];
 	struct policy_entry *entries;
 	size_t n;
+	bool cached; /* host PCR values read before (policy_current_cached) */
+	uint8_t cached_values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	uint8_t cached_digest[HWTPM_DIGEST_LEN];
 };
 
 /* manager.c: the vtpmd service. */
@@ -372,6 +375,8 @@ int manager_delete(struct manager *m, struct vtpm *v);
 int policy_load(struct manager *m, char *why, size_t why_len);
 int policy_current(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
     uint8_t digest[HWTPM_DIGEST_LEN]);
+int policy_current_cached(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
+    uint8_t digest[HWTPM_DIGEST_LEN]);
 const struct policy_entry *policy_find(const struct policy *p, const uint8_t digest[HWTPM_DIGEST_LEN]);
 void policy_explain(const struct policy *p, uint32_t mask,
     const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], char *buf, size_t len);
@@ -381,8 +386,14 @@ int policy_approve_current(struct manager *m, char *why, size_t why_len);
 int policy_auth_digest(const struct policy *p, uint8_t digest[HWTPM_DIGEST_LEN]);
 
 /* worker.c: one worker process per running instance. */
-int worker_spawn(struct manager *m, struct vtpm *v, const uint8_t key[STATE_KEY_LEN], char *why,
+struct worker_pending {
+	int keyfd;   /* write end of the worker's key pipe */
+	int readyfd; /* read end of its readiness pipe */
+};
+int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
     size_t why_len);
+int worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
+    const uint8_t *key, char *why, size_t why_len);
 int worker_adopt(struct manager *m, struct vtpm *v);
 void worker_terminate(struct manager *m, struct vtpm *v);
 int worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len);

@@ -3,7 +3,9 @@
  * vTPM (`vtpmd instance`).
  *
  * A worker is started by fork and exec of this executable, with only its
- * state key (a pipe on fd 3, closed after 32 bytes), a readiness pipe
+ * state key (a pipe on fd 3, closed after 32 bytes; the worker is forked
+ * first and waits on it while the manager unseals the key, so its start-up
+ * overlaps the host-TPM round trips), a readiness pipe
  * (fd 4), stderr for its log, and its command line: state directory,
  * sockets and sandbox identity. It runs in its own session so that it
  * outlives the manager: a restarted manager adopts it through the pid
@@ -247,18 +249,20 @@ worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
 }
 
 /*
- * Starts the worker of v with its unsealed state key. Returns 0 once it
- * serves (v->pid and v->pidfd set), or -1 with the reason in why.
+ * Starts v's worker process, which waits for its state key on the pipe
+ * in *p: the caller unseals the key meanwhile (host-TPM round trips) and
+ * then calls worker_finish. Returns 0, or -1 with the reason in why.
  */
 int
-worker_spawn(struct manager *m, struct vtpm *v, const uint8_t key[STATE_KEY_LEN], char *why,
+worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
     size_t why_len)
 {
-	char state[PATH_MAX], pidfile[PATH_MAX], line[64];
-	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, ret = -1;
+	char state[PATH_MAX];
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
 	uid_t uid = m->cfg.worker_uid_base + v->slot;
 	pid_t pid;
 
+	p->keyfd = p->readyfd = -1;
 	if (registry_path(&m->cfg, v->name, "state", state, sizeof(state)) == -1) {
 		snprintf(why, why_len, "state path too long");
 		return -1;
@@ -275,46 +279,80 @@ worker_spawn(struct manager *m, struct vtpm *v, const uint8_t key[STATE_KEY_LEN]
 	}
 	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1) {
 		snprintf(why, why_len, "pipe: %s", strerror(errno));
-		goto out;
+		goto fail;
 	}
-	/* A pipe holds far more than a key: this never blocks. */
-	if (write(keyp[1], key, STATE_KEY_LEN) != STATE_KEY_LEN) {
-		snprintf(why, why_len, "key pipe: %s", strerror(errno));
-		goto out;
-	}
-	close(keyp[1]);
-	keyp[1] = -1;
 	pid = fork();
 	if (pid == -1) {
 		snprintf(why, why_len, "fork: %s", strerror(errno));
-		goto out;
+		goto fail;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		close(keyp[1]);
 		worker_exec(m, v, state, keyp[0], readyp[1]);
+	}
+	close(keyp[0]);
 	close(readyp[1]);
-	readyp[1] = -1;
+	p->keyfd = keyp[1];
+	p->readyfd = readyp[0];
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
-	if (worker_wait_ready(v, readyp[0], why, why_len) == -1) {
-		if (v->pidfd != -1)
-			close(v->pidfd);
-		v->pidfd = -1;
-		v->pid = 0;
-		goto out;
-	}
-	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
-	snprintf(line, sizeof(line), "%d %llu\n", (int)pid, worker_starttime(pid));
-	if (fileio_write_atomic(pidfile, line, strlen(line), 0600) == -1)
-		log_warn("%s", pidfile);
-	ret = 0;
-out:
+	return 0;
+fail:
 	for (int i = 0; i < 2; i++) {
 		if (keyp[i] != -1)
 			close(keyp[i]);
 		if (readyp[i] != -1)
 			close(readyp[i]);
 	}
+	return -1;
+}
+
+/*
+ * Hands the forked worker its state key and waits until it serves; with
+ * key NULL (the key could not be unsealed) ends the worker instead.
+ * Returns 0 once it serves, or -1 with the reason in why.
+ */
+int
+worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
+    const uint8_t *key, char *why, size_t why_len)
+{
+	char pidfile[PATH_MAX], line[64];
+	int status, ret = -1;
+
+	if (key == NULL) {
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		goto fail;
+	}
+	/* A pipe holds far more than a key: this never blocks. */
+	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
+		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		goto fail;
+	}
+	close(p->keyfd);
+	p->keyfd = -1;
+	if (worker_wait_ready(v, p->readyfd, why, why_len) == -1)
+		goto fail;
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	snprintf(line, sizeof(line), "%d %llu\n", (int)v->pid, worker_starttime(v->pid));
+	if (fileio_write_atomic(pidfile, line, strlen(line), 0600) == -1)
+		log_warn("%s", pidfile);
+	ret = 0;
+	goto out;
+fail:
+	if (v->pidfd != -1)
+		close(v->pidfd);
+	v->pidfd = -1;
+	v->pid = 0;
+out:
+	if (p->keyfd != -1)
+		close(p->keyfd);
+	if (p->readyfd != -1)
+		close(p->readyfd);
+	p->keyfd = p->readyfd = -1;
 	return ret;
 }
 

@@ -32,28 +32,9 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "vtpmd.h"
+#include "hwtpm_private.h"
 
 #define HWTPM_SRK_HANDLE 0x81000001
-
-/* A TCTI that forwards to the real one and counts commands. */
-struct hwtpm_tcti {
-	TSS2_TCTI_CONTEXT_COMMON_V2 common; /* must be first */
-	TSS2_TCTI_CONTEXT *inner;
-	unsigned long commands;
-};
-
-struct hwtpm {
-	struct hwtpm_tcti tcti;
-	ESYS_CONTEXT *esys;
-	ESYS_TR srk;
-	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
-	bool simulator;
-	/* The last verified approval, so it is checked by the TPM once. */
-	bool have_ticket;
-	uint8_t ticket_policy[HWTPM_DIGEST_LEN];
-	TPMT_TK_VERIFIED ticket;
-	TPM2B_NAME approval_name;
-};
 
 static char hwtpm_errbuf[256];
 
@@ -64,7 +45,7 @@ hwtpm_error(void)
 	return hwtpm_errbuf;
 }
 
-static void
+void
 hwtpm_seterr(const char *what, TSS2_RC rc)
 {
 	if (rc != TSS2_RC_SUCCESS)
@@ -232,7 +213,7 @@ static const TPMT_SYM_DEF hwtpm_aes_cfb = {
 };
 
 /* Starts a session salted to the SRK, so its secrets never cross the bus. */
-static int
+int
 hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session)
 {
 	TSS2_RC rc;
@@ -326,7 +307,7 @@ hwtpm_command_count(const struct hwtpm *hw)
 	return hw->tcti.commands;
 }
 
-static void
+void
 hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -383,7 +364,7 @@ hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 	return 0;
 }
 
-static int
+int
 hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[HWTPM_DIGEST_LEN])
 {

@@ -34,7 +34,7 @@ VTPMD_SRC = $(filter-out src/vtpmctl%,$(wildcard src/*.c))
 VTPMD_LIB_SRC = $(filter-out src/vtpmd.c,$(VTPMD_SRC))
 HWTPM_SRC = src/hwtpm.c src/approval.c src/log.c
 
-TOOLS = build/tpmsend build/hwtpm-check build/sandbox-probe
+TOOLS = build/tpmsend build/hwtpm-check build/sandbox-probe build/certs-demo
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
@@ -42,7 +42,7 @@ BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
 all: build/vtpmd $(if $(wildcard src/vtpmctl.c),build/vtpmctl) $(TOOLS)
-san: build/san/vtpmd build/san/api-stub
+san: build/san/vtpmd build/san/api-stub build/san/makecred
 
 build/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ $(VTPMD_SRC) $(LDHARDEN) $(LDFLAGS) $(LIBS)
@@ -63,6 +63,10 @@ build/sandbox-probe: tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c sr
 	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c src/log.c \
 	    $(LDHARDEN) $(LIBS)
 
+build/certs-demo: tests/tools/certs-demo.c src/certs.c src/certs.h src/fileio.c src/hex.c src/vtpmd.h | build
+	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/certs-demo.c src/certs.c src/fileio.c src/hex.c \
+	    $(LDHARDEN) $(LIBS)
+
 build/bench_%: bench/%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LDHARDEN) $(LIBS)
 
@@ -70,11 +74,16 @@ build/san/api-stub: tests/tools/api-stub.c src/api.c src/approval.c src/hex.c sr
 	$(CC) $(SAN_CFLAGS) -o $@ tests/tools/api-stub.c src/api.c src/approval.c src/hex.c src/log.c \
 	    $(SAN_LDFLAGS) $(LIBS)
 
+build/san/makecred: tests/tools/makecred.c src/credential.c src/credential.h src/hex.c | build/san
+	$(CC) $(SAN_CFLAGS) -o $@ tests/tools/makecred.c src/credential.c src/hex.c $(SAN_LDFLAGS) $(LIBS)
+
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LIBS)
 
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
+WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
+build/san/test_credential: src/credential.h
 
 build/san/test_%: tests/unit/test_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/san
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # variables set here are for the tests
 # Shared helpers for integration and e2e tests; source it first thing.
 # Every test gets a fresh directory ($T) and leaves no process behind.
 set -euo pipefail
@@ -182,12 +183,11 @@ run_instance() {
 	fi
 }
 
-# exit_status PID: waits for PID (a child of this shell) and prints its
-# exit status.
-exit_status() {
-	local rc=0
-	wait "$1" || rc=$?
-	echo "$rc"
+# wait_status PID: waits for PID (a child of this shell, so not from a
+# $(...) subshell) and sets STATUS to its exit status.
+wait_status() {
+	STATUS=0
+	wait "$1" || STATUS=$?
 }
 
 # flushed CMD...: runs a tpm2-tools command, then flushes the transient
@@ -231,7 +231,23 @@ flip_byte() {
 		dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
 }
 
-# proc_rss_kb PID: the resident set of a process, in KiB.
-proc_rss_kb() {
-	sed -n 's/^VmRSS: *\([0-9]*\) kB/\1/p' "/proc/$1/status"
+# proc_mem_kb PID FIELD: a memory figure of a process from /proc/PID/status
+# (VmSize, VmRSS, VmHWM...), in KiB.
+proc_mem_kb() {
+	sed -n "s/^$2:[[:space:]]*\\([0-9]*\\) kB/\\1/p" "/proc/$1/status"
+}
+
+# hexcat PART...: the hex strings PART concatenated (to write a raw command
+# field by field).
+hexcat() {
+	printf '%s' "$@"
+}
+
+# kill_hard PID: SIGKILL a child of this shell and reap it, without the
+# shell's "Killed" notice.
+kill_hard() {
+	{
+		kill -KILL "$1"
+		wait "$1"
+	} 2>/dev/null || true
 }

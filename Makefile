@@ -4,7 +4,9 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WERROR  ?=
-PKGS     = libtpms openssl jansson libseccomp tss2-esys tss2-mu tss2-rc tss2-tctildr
+PKGS     = libtpms openssl jansson libseccomp sqlite3 tss2-esys tss2-mu tss2-rc tss2-tctildr
+# -Wno-format-truncation: cutting a message to its buffer with snprintf is
+# intended wherever it happens.
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wimplicit-fallthrough -Wformat=2 -Wpointer-arith -Wvla -Wundef \
            -Wcast-align -Wwrite-strings -Wno-unused-parameter \
@@ -12,83 +14,120 @@ WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
 HARDEN   = -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
            -fstack-clash-protection -fcf-protection
 LDHARDEN = -pie -Wl,-z,relro,-z,now,-z,noexecstack
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+# Each program keeps only the modules and libraries it uses: a vTPM worker
+# maps no SQLite, a CLI no libtpms.
+LIBS    := -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(WERROR) $(HARDEN) $(CFLAGS) \
-             $(shell pkg-config --cflags $(PKGS)) -Isrc
-LIBS     = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
+             -ffunction-sections -fdata-sections $(PKG_CFLAGS) -Isrc
+LDGC     = -Wl,--gc-sections
 
 SAN_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(WERROR) -O1 -g -fno-omit-frame-pointer \
              -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-             $(shell pkg-config --cflags $(PKGS)) -Isrc
+             $(PKG_CFLAGS) -Isrc
 SAN_LDFLAGS = -fsanitize=address,undefined
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_NAME.c, corpus tests/fuzz/corpus/NAME/.
 FUZZ_CC     = clang
-FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
-              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-              $(shell pkg-config --cflags $(PKGS)) -Isrc
+FUZZ_BASE   = -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined $(PKG_CFLAGS) -Isrc
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-# The programs, by module (src/vtpmd.h and src/vtpmctl.h are the maps).
-VTPMCTL_SRC = $(wildcard src/vtpmctl*.c) src/approval.c src/hex.c src/log.c
-VTPMD_SRC = $(filter-out src/vtpmctl%,$(wildcard src/*.c))
-VTPMD_LIB_SRC = $(filter-out src/vtpmd.c,$(VTPMD_SRC))
-HWTPM_SRC = src/hwtpm.c src/approval.c src/log.c
+# Modules: every src/*.c but the programs' own files (src/vtpmd.h,
+# src/vtpmctl.h, src/ca.h … are the maps). Objects are built once per
+# flavour: release (build/obj), sanitizers (build/san/obj), fuzzing.
+MAINS    = src/vtpmd.c src/vtpmd_instance.c
+VTPMCTL_SRC = $(wildcard src/vtpmctl*.c)
+CA_SRC   = $(wildcard src/ca.c src/ca_*.c)
+ATTEST_SRC = $(wildcard src/attest.c src/attest_*.c)
+LIB_SRC  = $(filter-out $(MAINS) $(VTPMCTL_SRC) $(CA_SRC) $(ATTEST_SRC),$(wildcard src/*.c))
+HDRS     = $(wildcard src/*.h)
+OBJ      = $(LIB_SRC:src/%.c=build/obj/%.o)
+SAN_OBJ  = $(LIB_SRC:src/%.c=build/san/obj/%.o)
+FUZZ_OBJ = $(LIB_SRC:src/%.c=build/fuzz/obj/%.o)
+# The modules as archives: a program links only the objects it needs, and
+# --as-needed then drops the libraries nothing of it uses.
+LIB      = build/libvtpmd.a
+SAN_LIB  = build/san/libvtpmd.a
+FUZZ_LIB = build/fuzz/libvtpmd.a
+PROGRAMS = build/vtpmd build/vtpmd-instance build/vtpmctl $(if $(CA_SRC),build/vtpm-ca) \
+           $(if $(ATTEST_SRC),build/vtpm-attest)
 
-TOOLS = build/tpmsend build/hwtpm-check build/sandbox-probe build/certs-demo
-
+# Test tools: tests/tools/NAME.c, release (build/NAME) or sanitizers (build/san/NAME).
+TOOLS     = $(patsubst tests/tools/%.c,build/%,$(wildcard tests/tools/*.c))
+SAN_TOOLS = build/san/api-stub build/san/makecred
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
-all: build/vtpmd $(if $(wildcard src/vtpmctl.c),build/vtpmctl) $(TOOLS)
-san: build/san/vtpmd build/san/api-stub build/san/makecred
+all: $(PROGRAMS) $(TOOLS)
+san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS)
 
-build/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ $(VTPMD_SRC) $(LDHARDEN) $(LDFLAGS) $(LIBS)
+build/obj/%.o: src/%.c $(HDRS) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/vtpmctl: $(VTPMCTL_SRC) src/vtpmd.h $(wildcard src/vtpmctl.h) | build
-	$(CC) $(ALL_CFLAGS) -o $@ $(VTPMCTL_SRC) $(LDHARDEN) $(LDFLAGS) $(LIBS)
+build/san/obj/%.o: src/%.c $(HDRS) | build/san/obj
+	$(CC) $(SAN_CFLAGS) -c -o $@ $<
 
-build/san/vtpmd: $(VTPMD_SRC) src/vtpmd.h | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ $(VTPMD_SRC) $(SAN_LDFLAGS) $(LIBS)
+build/fuzz/obj/%.o: src/%.c $(HDRS) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
-build/tpmsend: tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/tpmsend.c src/endpoint.c src/log.c src/tpmwire.c $(LDHARDEN) $(LIBS)
+$(LIB): $(OBJ)
+	rm -f $@ && ar rcs $@ $^
 
-build/hwtpm-check: tests/tools/hwtpm-check.c $(HWTPM_SRC) src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/hwtpm-check.c $(HWTPM_SRC) $(LDHARDEN) $(LIBS)
+$(SAN_LIB): $(SAN_OBJ)
+	rm -f $@ && ar rcs $@ $^
 
-build/sandbox-probe: tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c src/log.c src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/sandbox-probe.c src/sandbox.c src/endpoint.c src/log.c \
-	    $(LDHARDEN) $(LIBS)
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
 
-build/certs-demo: tests/tools/certs-demo.c src/certs.c src/certs.h src/fileio.c src/hex.c src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/tools/certs-demo.c src/certs.c src/fileio.c src/hex.c \
-	    $(LDHARDEN) $(LIBS)
+LINK = $(CC) $(ALL_CFLAGS) -o $@ $(filter %.o %.c,$^) $(LIB) $(LDHARDEN) $(LDGC) $(LDFLAGS) $(LIBS)
+SAN_LINK = $(CC) $(SAN_CFLAGS) -o $@ $(filter %.o %.c,$^) $(SAN_LIB) $(SAN_LDFLAGS) $(LIBS)
 
-build/bench_%: bench/%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LDHARDEN) $(LIBS)
+build/vtpmd: build/obj/vtpmd.o $(LIB) | build
+	$(LINK)
 
-build/san/api-stub: tests/tools/api-stub.c src/api.c src/approval.c src/hex.c src/log.c src/vtpmd.h | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ tests/tools/api-stub.c src/api.c src/approval.c src/hex.c src/log.c \
-	    $(SAN_LDFLAGS) $(LIBS)
+# The worker's executable: the instance alone, without the manager's
+# libraries (host TPM, JSON, HTTP), so each vTPM starts and sits lighter.
+build/vtpmd-instance: build/obj/vtpmd_instance.o $(LIB) | build
+	$(LINK)
 
-build/san/makecred: tests/tools/makecred.c src/credential.c src/credential.h src/hex.c | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ tests/tools/makecred.c src/credential.c src/hex.c $(SAN_LDFLAGS) $(LIBS)
+build/vtpmctl: $(VTPMCTL_SRC:src/%.c=build/obj/%.o) $(LIB) | build
+	$(LINK)
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(LIBS)
+build/vtpm-ca: $(CA_SRC:src/%.c=build/obj/%.o) $(LIB) | build
+	$(LINK)
+
+build/vtpm-attest: $(ATTEST_SRC:src/%.c=build/obj/%.o) $(LIB) | build
+	$(LINK)
+
+build/san/vtpmd: build/san/obj/vtpmd.o $(SAN_LIB) | build/san
+	$(SAN_LINK)
+
+build/san/vtpmd-instance: build/san/obj/vtpmd_instance.o $(SAN_LIB) | build/san
+	$(SAN_LINK)
+
+$(TOOLS): build/%: tests/tools/%.c $(LIB) $(HDRS) | build
+	$(LINK)
+
+$(SAN_TOOLS): build/san/%: tests/tools/%.c $(SAN_LIB) $(HDRS) | build/san
+	$(SAN_LINK)
+
+build/bench_%: bench/%.c $(LIB) $(HDRS) | build
+	$(LINK)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(HDRS) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LIBS)
 
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
 WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
-build/san/test_credential: src/credential.h
 
-build/san/test_%: tests/unit/test_%.c $(VTPMD_LIB_SRC) src/vtpmd.h | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ $< $(VTPMD_LIB_SRC) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
+build/san/test_%: tests/unit/test_%.c $(SAN_LIB) $(HDRS) | build/san
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN_LIB) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
 
-build build/san build/fuzz:
+build build/obj build/san build/san/obj build/fuzz build/fuzz/obj:
 	mkdir -p $@
 
 # Installs the Debian packages a fresh machine lacks (needs root once).
@@ -124,6 +163,7 @@ demo: deps
 bench: deps
 	$(MAKE) all $(BENCH_TOOLS)
 	@bench/run.sh
+	@bench/service.sh
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/tools/*.c

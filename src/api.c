@@ -79,6 +79,7 @@ struct api_conn {
 
 struct api_server {
 	int fd;
+	bool tcp; /* a network service: no peer credentials to check */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* of the socket file we bound, to unlink only ours */
 	ino_t ino;
@@ -810,7 +811,11 @@ api_accept(struct api_server *srv)
 		c->state = API_CONN_READING;
 		c->deadline = api_now_ms() + API_IDLE_TIMEOUT_MS;
 		sl = sizeof(cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0 &&
+		if (srv->tcp) {
+			/* Requests are judged by their cryptographic content. */
+			c->uid = (uid_t)-1;
+			c->allowed = true;
+		} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0 &&
 		    sl == sizeof(cred)) {
 			c->uid = cred.uid;
 			c->pid = cred.pid;
@@ -931,6 +936,39 @@ fail:
 	return NULL;
 }
 
+/*
+ * Listens on a TCP endpoint and serves requests with handler(ctx, req),
+ * like api_listen but for a network service (vtpm-ca): every peer may
+ * call, so the handler must judge each request on its content. Returns
+ * NULL with errno on failure.
+ */
+struct api_server *
+api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx)
+{
+	struct api_server *srv;
+	int fd;
+
+	if (ep->kind != ENDPOINT_TCP) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fd = endpoint_listen(ep);
+	if (fd == -1)
+		return NULL;
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		close(fd);
+		return NULL;
+	}
+	srv->fd = fd;
+	srv->tcp = true;
+	srv->handler = handler;
+	srv->ctx = ctx;
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+		srv->conns[i].fd = -1;
+	return srv;
+}
+
 /* Closes every connection and the listener, and removes the socket file
  * if it is still the one api_listen() made. NULL-safe. */
 void
@@ -942,7 +980,8 @@ api_close(struct api_server *srv)
 		return;
 	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
 		api_conn_close(srv, &srv->conns[i]);
-	if (lstat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
+	if (!srv->tcp && lstat(srv->path, &st) == 0 && st.st_dev == srv->dev &&
+	    st.st_ino == srv->ino)
 		unlink(srv->path);
 	close(srv->fd);
 	free(srv);

@@ -154,6 +154,8 @@ instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t le
 		    store_filename(kind));
 		return -1;
 	}
+	if (kind == STATE_VOLATILE)
+		in->volatile_saved = true;
 	return 0;
 }
 
@@ -162,7 +164,11 @@ instance_io_remove(void *ctx, enum state_kind kind)
 {
 	struct instance *in = ctx;
 
-	return store_delete(in->store, kind);
+	if (store_delete(in->store, kind) == -1)
+		return -1;
+	if (kind == STATE_VOLATILE)
+		in->volatile_saved = false;
+	return 0;
 }
 
 static uint8_t
@@ -202,9 +208,23 @@ instance_power_on(struct instance *in, bool delete_volatile)
 		free(in->cache);
 		in->cache = NULL;
 	}
-	if (delete_volatile && store_delete(in->store, STATE_VOLATILE) == -1)
+	if (delete_volatile && instance_io_remove(in, STATE_VOLATILE) == -1)
 		log_warn("%s: remove volatile state", store_dir(in->store));
 	return 0;
+}
+
+/*
+ * A volatile-state snapshot (STORE_VOLATILE, SET_STATEBLOB) is for the
+ * power-on that directly follows it. Once a client's command has run, the
+ * TPM has moved on: resuming the snapshot at a later start or INIT would
+ * bring back its old PCR values and sessions instead of rebooting it (a
+ * restart after SIGTERM kept the PCRs of the last `swtpm_ioctl -v`).
+ */
+static void
+instance_volatile_superseded(struct instance *in)
+{
+	if (in->volatile_saved && instance_io_remove(in, STATE_VOLATILE) == -1)
+		log_warn("%s: remove superseded volatile state", store_dir(in->store));
 }
 
 /* Ends the engine's power cycle, telling it first (unless the guest just
@@ -241,6 +261,7 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		instance_send(&in->data, err, rsp_len);
 		return;
 	}
+	instance_volatile_superseded(in);
 	if (engine_process(cmd, len, &rsp, &rsp_len) == -1 ||
 	    tpmwire_header(rsp, rsp_len, &h) == -1) {
 		log_warnx("TPM engine produced no response");
@@ -574,6 +595,11 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "unexpected argument: %s (see --help)", argv[optind]);
 	if (o->state_dir == NULL || o->ctrl == NULL)
 		fatalx(EXIT_USAGE, "--state and --ctrl are required (see --help)");
+	if (o->state_dir[0] == '\0')
+		fatalx(EXIT_USAGE, "--state: expected a directory, not an empty string");
+	if (o->data != NULL && strcmp(o->data, o->ctrl) == 0)
+		fatalx(EXIT_USAGE, "--data and --ctrl need two different addresses, not %s twice",
+		    o->ctrl);
 	if ((o->key_fd == -1) == !o->plaintext)
 		fatalx(EXIT_USAGE, "give exactly one of --key-fd N and --plaintext-state");
 	if (strcmp(o->tpm, "2") != 0 && strcmp(o->tpm, "2.0") != 0 && strcmp(o->tpm, "1.2") != 0)
@@ -631,6 +657,7 @@ instance_open_state(struct instance *in, const struct instance_opts *o)
 	case STORE_OK:
 		explicit_bzero(blob, len);
 		free(blob);
+		in->volatile_saved = true;
 		break;
 	case STORE_ABSENT:
 		break;
@@ -641,14 +668,28 @@ instance_open_state(struct instance *in, const struct instance_opts *o)
 	}
 }
 
+static void
+instance_unlink(const struct endpoint *ep, int listen_fd)
+{
+	if (listen_fd != -1 && ep->kind == ENDPOINT_UNIX)
+		unlink(ep->path);
+}
+
+/* Listens on ep, or exits; a control socket made just before is removed
+ * first, so that a start refused for its data address leaves nothing. */
 static int
-instance_listen(const struct endpoint *ep)
+instance_listen(struct instance *in, const struct endpoint *ep)
 {
 	char addr[160];
-	int fd;
+	int fd, saved;
 
 	endpoint_format(ep, addr, sizeof(addr));
 	fd = endpoint_listen(ep);
+	if (fd == -1) {
+		saved = errno;
+		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
+		errno = saved;
+	}
 	if (fd == -1 && errno == EADDRINUSE)
 		fatalx(EXIT_BUSY, "%s: address in use", addr);
 	if (fd == -1)
@@ -693,9 +734,9 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	instance_open_state(in, o);
 	if (engine_select(in->tpm_version, &io) == -1)
 		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
-	in->ctrl_listen = instance_listen(&in->ctrl_ep);
+	in->ctrl_listen = instance_listen(in, &in->ctrl_ep);
 	if (in->has_data_ep)
-		in->data_listen = instance_listen(&in->data_ep);
+		in->data_listen = instance_listen(in, &in->data_ep);
 }
 
 /* Powers on at start (data-channel mode), optionally with Startup(CLEAR). */
@@ -729,17 +770,11 @@ instance_sandbox(const struct instance_opts *o)
 	if (o->sandbox_uid == 0)
 		return;
 	if (sandbox_enter(&sb) == -1)
-		fatal(EXIT_RUNTIME, "cannot enter the sandbox as %u:%u in %s (run as root, with "
-		    "the state directory and its files owned by that uid)", o->sandbox_uid,
-		    o->sandbox_gid, o->state_dir);
+		fatal(EXIT_RUNTIME,
+		    "cannot enter the sandbox as %u:%u in %s (run as root, with "
+		    "the state directory and its files owned by that uid)",
+		    o->sandbox_uid, o->sandbox_gid, o->state_dir);
 	log_debug("sandboxed in %s as %u:%u", o->state_dir, o->sandbox_uid, o->sandbox_gid);
-}
-
-static void
-instance_unlink(const struct endpoint *ep, int listen_fd)
-{
-	if (listen_fd != -1 && ep->kind == ENDPOINT_UNIX)
-		unlink(ep->path);
 }
 
 int

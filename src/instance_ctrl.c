@@ -31,6 +31,34 @@ ctrl_result(struct instance *in, uint32_t res)
 	return instance_send(&in->ctrl, out, sizeof(out)) == 0;
 }
 
+/*
+ * Sends a header and a body as one write. swtpm_ioctl reads each answer
+ * with a single read(), so an answer sent in two parts could arrive as two
+ * and the client then saw only the header (GET_INFO printed an empty
+ * string). The copy is wiped: a state blob holds the TPM's secrets.
+ * Returns false when the connection broke.
+ */
+static bool
+ctrl_send_with_body(struct instance *in, const uint8_t *hdr, size_t hdr_len,
+    const uint8_t *body, size_t body_len)
+{
+	uint8_t *out;
+	bool ok;
+
+	out = malloc(hdr_len + body_len);
+	if (out == NULL) {
+		log_warn("control channel: answer of %zu bytes", hdr_len + body_len);
+		return false;
+	}
+	memcpy(out, hdr, hdr_len);
+	if (body_len > 0)
+		memcpy(out + hdr_len, body, body_len);
+	ok = instance_send(&in->ctrl, out, hdr_len + body_len) == 0;
+	explicit_bzero(out, hdr_len + body_len);
+	free(out);
+	return ok;
+}
+
 static bool
 ctrl_get_capability(struct instance *in, const struct ctrl_request *req)
 {
@@ -186,6 +214,7 @@ ctrl_get_stateblob(struct instance *in, const struct ctrl_request *req)
 {
 	uint8_t hdr[16] = {0};
 	enum state_kind kind = STATE_PERMANENT;
+	const uint8_t *body;
 	uint8_t *blob = NULL;
 	size_t len = 0, n = 0;
 	uint32_t res;
@@ -201,8 +230,8 @@ ctrl_get_stateblob(struct instance *in, const struct ctrl_request *req)
 	ctrl_put_u32(hdr + 4, 0); /* never encrypted on the wire */
 	ctrl_put_u32(hdr + 8, (uint32_t)n);
 	ctrl_put_u32(hdr + 12, (uint32_t)n);
-	ok = instance_send(&in->ctrl, hdr, sizeof(hdr)) == 0 &&
-	    (n == 0 || instance_send(&in->ctrl, blob + req->u.getstate.offset, n) == 0);
+	body = n > 0 ? blob + req->u.getstate.offset : NULL;
+	ok = ctrl_send_with_body(in, hdr, sizeof(hdr), body, n);
 	if (blob != NULL) {
 		explicit_bzero(blob, len);
 		free(blob);
@@ -236,6 +265,8 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		log_warn("SET_STATEBLOB %s: write", store_filename(kind));
 		return ctrl_result(in, TPM_IOERROR);
 	}
+	if (kind == STATE_VOLATILE)
+		in->volatile_saved = true;
 	if (kind == STATE_PERMANENT && in->cache != NULL) {
 		explicit_bzero(in->cache, in->cache_len);
 		free(in->cache);
@@ -317,8 +348,7 @@ ctrl_get_info(struct instance *in, const struct ctrl_request *req)
 	ctrl_put_u32(hdr, TPM_SUCCESS);
 	ctrl_put_u32(hdr + 4, (uint32_t)total);
 	ctrl_put_u32(hdr + 8, (uint32_t)n);
-	ok = instance_send(&in->ctrl, hdr, sizeof(hdr)) == 0 &&
-	    instance_send(&in->ctrl, (uint8_t *)info + req->u.info.offset, n) == 0;
+	ok = ctrl_send_with_body(in, hdr, sizeof(hdr), (uint8_t *)info + req->u.info.offset, n);
 	free(info);
 	return ok;
 }

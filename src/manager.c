@@ -622,6 +622,23 @@ manager_resume(struct manager *m)
 	}
 }
 
+/* Workers run vtpmd-instance from this executable's directory when it is
+ * there (it maps fewer libraries), else this executable's instance mode. */
+static void
+manager_find_worker_exe(struct manager *m)
+{
+	char *slash;
+
+	snprintf(m->worker_exe, sizeof(m->worker_exe), "%s", m->self);
+	slash = strrchr(m->worker_exe, '/');
+	if (slash != NULL && (size_t)(slash - m->worker_exe) + sizeof("/vtpmd-instance") <=
+	    sizeof(m->worker_exe))
+		memcpy(slash + 1, "vtpmd-instance", sizeof("vtpmd-instance"));
+	if (slash == NULL || access(m->worker_exe, X_OK) == -1)
+		m->worker_exe[0] = '\0';
+	log_debug("workers run %s", m->worker_exe[0] ? m->worker_exe : "vtpmd instance");
+}
+
 int
 manager_main(int argc, char **argv)
 {
@@ -643,6 +660,7 @@ manager_main(int argc, char **argv)
 	if (n <= 0)
 		fatal(EXIT_RUNTIME, "readlink /proc/self/exe");
 	m.self[n] = '\0';
+	manager_find_worker_exe(&m);
 
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);

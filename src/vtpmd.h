@@ -261,6 +261,7 @@ struct api_response api_error(int status, const char *error, const char *hint);
 typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
 struct api_server;
 struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
+struct api_server *api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx);
 void api_close(struct api_server *srv);
 int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);
@@ -359,7 +360,8 @@ struct manager {
 	struct policy policy;
 	struct vtpm **vtpms;
 	size_t n;
-	char self[512]; /* this executable, exec'd for workers */
+	char self[512];	      /* this executable */
+	char worker_exe[512]; /* vtpmd-instance beside it, or "" to run `self instance` */
 	int lockfd;
 	bool terminate;
 };
@@ -421,6 +423,7 @@ struct instance {
 	struct conn ctrl, data;
 	uint8_t locality;
 	bool orderly;	/* the engine saw an orderly shutdown since its last command */
+	bool volatile_saved; /* a volatile-state snapshot is on disk */
 	bool terminate; /* leave the main loop */
 	uint8_t *cache; /* decrypted permanent state, until the first power-on */
 	size_t cache_len;

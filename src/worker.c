@@ -104,7 +104,7 @@ worker_cmdline_matches(pid_t pid, const char *name)
 		return false;
 	buf[n] = '\0';
 	for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
-		if (strcmp(p, "instance") == 0)
+		if (strcmp(p, "instance") == 0 || strcmp(p, "vtpmd-instance") == 0)
 			instance = true;
 		if (strcmp(prev, "--name") == 0 && strcmp(p, name) == 0)
 			named = true;
@@ -187,8 +187,13 @@ worker_exec(struct manager *m, struct vtpm *v, const char *state, int keyfd, int
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(ctrl_ep, sizeof(ctrl_ep), "unix:%s", ctrl);
 	snprintf(data_ep, sizeof(data_ep), "unix:%s", data);
-	argv[n++] = "vtpmd";
-	argv[n++] = "instance";
+	/* The lean worker executable beside this one, else `vtpmd instance`. */
+	if (m->worker_exe[0] != '\0') {
+		argv[n++] = "vtpmd-instance";
+	} else {
+		argv[n++] = "vtpmd";
+		argv[n++] = "instance";
+	}
 	argv[n++] = "--name";
 	argv[n++] = v->name;
 	argv[n++] = "--state";
@@ -218,7 +223,7 @@ worker_exec(struct manager *m, struct vtpm *v, const char *state, int keyfd, int
 		argv[n++] = gid;
 	}
 	argv[n] = NULL;
-	execv(m->self, (char *const *)argv);
+	execv(m->worker_exe[0] != '\0' ? m->worker_exe : m->self, (char *const *)argv);
 	_exit(127);
 }
 

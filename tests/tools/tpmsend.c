@@ -22,7 +22,7 @@
 #include "vtpmd.h"
 
 static int
-hex_decode(const char *hex, uint8_t **out, size_t *len)
+tpmsend_hex_decode(const char *hex, uint8_t **out, size_t *len)
 {
 	size_t n = strlen(hex);
 	uint8_t *p;
@@ -46,7 +46,7 @@ hex_decode(const char *hex, uint8_t **out, size_t *len)
 }
 
 static void
-hex_print(const uint8_t *p, size_t len)
+tpmsend_hex_print(const uint8_t *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
 		printf("%02x", p[i]);
@@ -79,7 +79,7 @@ send_commands(int fd, int argc, char **argv)
 	size_t len;
 
 	for (int i = 0; i < argc; i++) {
-		if (hex_decode(argv[i], &cmd, &len) == -1)
+		if (tpmsend_hex_decode(argv[i], &cmd, &len) == -1)
 			fatalx(2, "not hex: %s", argv[i]);
 		if (send(fd, cmd, len, MSG_NOSIGNAL) != (ssize_t)len)
 			fatal(1, "send");
@@ -91,7 +91,9 @@ send_commands(int fd, int argc, char **argv)
 			fatalx(1, "response size %u", h.size);
 		if (read_full(fd, rsp + TPM_HEADER_LEN, h.size - TPM_HEADER_LEN) == -1)
 			fatalx(1, "connection closed inside a response");
-		hex_print(rsp, h.size);
+		tpmsend_hex_print(rsp, h.size);
+		/* Each line is an acknowledgement a test may be waiting for. */
+		fflush(stdout);
 	}
 	return 0;
 }
@@ -106,20 +108,20 @@ send_raw(int fd, const char *hex, int wait_ms)
 	size_t len;
 	ssize_t n;
 
-	if (hex_decode(hex, &cmd, &len) == -1)
+	if (tpmsend_hex_decode(hex, &cmd, &len) == -1)
 		fatalx(2, "not hex: %s", hex);
 	if (len > 0 && send(fd, cmd, len, MSG_NOSIGNAL) != (ssize_t)len)
 		fatal(1, "send");
 	free(cmd);
 	for (;;) {
 		if (poll(&pfd, 1, wait_ms) <= 0) {
-			hex_print(buf, got);
+			tpmsend_hex_print(buf, got);
 			printf("OPEN\n");
 			return 0;
 		}
 		n = read(fd, buf + got, sizeof(buf) - got);
 		if (n <= 0) {
-			hex_print(buf, got);
+			tpmsend_hex_print(buf, got);
 			printf("EOF\n");
 			return 0;
 		}

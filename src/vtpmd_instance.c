@@ -1,0 +1,12 @@
+/*
+ * vtpmd_instance.c: vtpmd-instance, the executable vtpmd runs for each
+ * worker. It is `vtpmd instance` without the manager linked in, so a vTPM
+ * process maps only libtpms, libcrypto and libseccomp.
+ */
+#include "vtpmd.h"
+
+int
+main(int argc, char **argv)
+{
+	return instance_main(argc, argv);
+}

@@ -57,7 +57,9 @@ kernel_package() {
 cached_deb() {
 	local f
 	for f in "$CACHE/debs/${PKG}"_*_amd64.deb; do
-		[ -e "$f" ] && echo "$f"
+		if [ -e "$f" ]; then
+			echo "$f"
+		fi
 	done | tail -n1
 }
 

@@ -616,7 +616,9 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	}
 	if (hwtpm_verify_approval(hw, ap) == -1)
 		return -1;
-	rc = Esys_Load(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
+	/* The private part is already encrypted to the SRK, whose authValue is
+	 * empty: a password session suffices and saves HMAC work. */
+	rc = Esys_Load(hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
 	    &obj);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr("sealed key does not load under this host's SRK", rc);

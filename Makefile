@@ -62,7 +62,7 @@ BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
 all: $(PROGRAMS) $(TOOLS)
-san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS)
+san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS) $(if $(ATTEST_SRC),build/san/vtpm-attest)
 
 build/obj/%.o: src/%.c $(HDRS) | build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -108,6 +108,9 @@ build/san/vtpmd: build/san/obj/vtpmd.o $(SAN_LIB) | build/san
 build/san/vtpmd-instance: build/san/obj/vtpmd_instance.o $(SAN_LIB) | build/san
 	$(SAN_LINK)
 
+build/san/vtpm-attest: $(ATTEST_SRC:src/%.c=build/san/obj/%.o) $(SAN_LIB) | build/san
+	$(SAN_LINK)
+
 $(TOOLS): build/%: tests/tools/%.c $(LIB) $(HDRS) | build
 	$(LINK)
 
@@ -119,6 +122,9 @@ build/bench_%: bench/%.c $(LIB) $(HDRS) | build
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(HDRS) | build/fuzz
 	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LIBS)
+
+# Tests of vtpm-attest's parsers compile src/attest_bundle.c into themselves.
+build/san/test_attest_bundle build/fuzz/fuzz_attest: src/attest_bundle.c
 
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat

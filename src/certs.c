@@ -500,6 +500,38 @@ certs_cert_key_digest(const uint8_t *der, size_t len, uint8_t out[static CERTS_D
 	return ret;
 }
 
+/* The serial number of a DER certificate, lowercase hex without leading
+ * zeros ("0" for zero), in out (NUL-terminated). Added for the challenger's
+ * revocation query (vtpm-attest verify --ca). */
+int
+certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1])
+{
+	X509 *x = certs_d2i(der, len);
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	const char *p;
+	int ret = -1;
+
+	out[0] = '\0';
+	if (x == NULL || (bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) == NULL ||
+	    BN_is_negative(bn) || (hex = BN_bn2hex(bn)) == NULL)
+		goto out;
+	for (p = hex; *p == '0' && p[1] != '\0'; p++)
+		;
+	if (strlen(p) > CERTS_SERIAL_HEX_MAX)
+		goto out;
+	for (size_t i = 0; p[i] != '\0'; i++)
+		out[i] = (char)(p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 'a' : p[i]);
+	out[strlen(p)] = '\0';
+	ret = 0;
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
 /* Building certificates. */
 
 /* A name of O=org (when not NULL) and CN=cn (when not empty). */

@@ -95,6 +95,10 @@ void certs_pkey_free(struct certs_pkey *k);
 int certs_pkey_spki(const struct certs_pkey *k, uint8_t **der, size_t *len);
 int certs_pkey_digest(const struct certs_pkey *k, uint8_t out[static CERTS_DIGEST_LEN]);
 int certs_cert_key_digest(const uint8_t *der, size_t len, uint8_t out[static CERTS_DIGEST_LEN]);
+/* A certificate's serial number in lowercase hex (RFC 5280: at most 20
+ * octets). */
+#define CERTS_SERIAL_HEX_MAX 40
+int certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1]);
 
 /* CA material: an ECC P-256 key (unencrypted PKCS#8 PEM, mode 0600: its
  * protection is the file's) and its certificate (PEM). A ROOT may certify

@@ -11,6 +11,7 @@
  * selector (object type, signature algorithm) is checked afterwards.
  * Signatures are checked with OpenSSL's EVP interface.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 
@@ -715,6 +717,71 @@ evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg
 		if ((pkey = ev_pkey_ecc(&key, why, why_len)) == NULL ||
 		    ev_ecdsa_der(&s.signature.ecdsa, key.ecc_len, &der, &der_len, why, why_len) !=
 		        0)
+			goto out;
+		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, why, why_len);
+	}
+out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pkey);
+	return ret;
+}
+
+/* The signature scheme of a key known only by its SubjectPublicKeyInfo:
+ * the algorithm must fit the key (RSASSA or RSAPSS for RSA, ECDSA for EC),
+ * the hash be SHA-256 or SHA-384. */
+static int
+ev_check_spki_scheme(bool rsa, const TPMT_SIGNATURE *s, char *why, size_t why_len)
+{
+	struct evidence_public any = {
+	    .type = rsa ? TPM2_ALG_RSA : TPM2_ALG_ECC,
+	    .scheme = TPM2_ALG_NULL,
+	};
+
+	return ev_check_scheme(&any, s, why, why_len);
+}
+
+int
+evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8_t *msg,
+    size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pkey = NULL;
+	TPMT_SIGNATURE s;
+	uint8_t *der = NULL;
+	size_t der_len = 0, size;
+	bool rsa;
+	int ret = -1;
+
+	if (spki == NULL || spki_len == 0 || spki_len > LONG_MAX ||
+	    (pkey = d2i_PUBKEY(NULL, &p, (long)spki_len)) == NULL || p != spki + spki_len) {
+		ev_fail(why, why_len, "signing key: not a DER SubjectPublicKeyInfo");
+		goto out;
+	}
+	rsa = EVP_PKEY_is_a(pkey, "RSA");
+	if (!rsa && !EVP_PKEY_is_a(pkey, "EC")) {
+		ev_fail(why, why_len, "signing key: neither RSA nor ECC");
+		goto out;
+	}
+	if (msg == NULL && msg_len > 0) {
+		ev_fail(why, why_len, "signature: no message");
+		goto out;
+	}
+	if (ev_unmarshal_signature(sig, sig_len, &s, why, why_len) != 0 ||
+	    ev_check_spki_scheme(rsa, &s, why, why_len) != 0)
+		goto out;
+	size = (size_t)(EVP_PKEY_get_bits(pkey) + 7) / 8;
+	if (rsa) {
+		const TPM2B_PUBLIC_KEY_RSA *r =
+		    s.sigAlg == TPM2_ALG_RSAPSS ? &s.signature.rsapss.sig : &s.signature.rsassa.sig;
+
+		if (r->size != size) {
+			ev_fail(why, why_len, "signature: %u bytes for an RSA key of %zu", r->size,
+			    size);
+			goto out;
+		}
+		ret = ev_evp_verify(pkey, &s, r->buffer, r->size, msg, msg_len, why, why_len);
+	} else {
+		if (ev_ecdsa_der(&s.signature.ecdsa, size, &der, &der_len, why, why_len) != 0)
 			goto out;
 		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, why, why_len);
 	}

@@ -196,6 +196,16 @@ int evidence_parse_attest(
 int evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg,
     size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len);
 
+/*
+ * The same check with the key given as a DER SubjectPublicKeyInfo (the key
+ * of an AK certificate, which the Privacy CA issued after establishing that
+ * the key is a restricted signing key in a TPM): an RSA key with RSASSA or
+ * RSAPSS, an ECC key with ECDSA, over SHA-256 or SHA-384. Added for the
+ * challenger (vtpm-attest verify), which may hold no TPM2B_PUBLIC.
+ */
+int evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8_t *msg,
+    size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len);
+
 /* ---- checks ---- */
 
 /* The values of one bank's PCRs, as the verifier expects them: value[i]

@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libtpms-dev libtss2-dev libssl-dev libsqlite3-dev libseccomp-dev libcmocka-dev
 libjansson-dev libhttp-parser-dev
 swtpm swtpm-tools swtpm-dev tpm2-tools
-qemu-system-x86 busybox-static cpio kmod curl jq"
+qemu-system-x86 libvirt-daemon-driver-qemu libvirt-clients
+busybox-static cpio kmod curl jq"
 
 missing=""
 for p in $PKGS; do

@@ -55,7 +55,8 @@ PROGRAMS = build/vtpmd build/vtpmd-instance build/vtpmctl $(if $(CA_SRC),build/v
 
 # Test tools: tests/tools/NAME.c, release (build/NAME) or sanitizers (build/san/NAME).
 TOOLS     = $(patsubst tests/tools/%.c,build/%,$(wildcard tests/tools/*.c))
-SAN_TOOLS = build/san/api-stub build/san/makecred build/san/evidence-check
+SAN_TOOLS = build/san/api-stub build/san/makecred build/san/evidence-check \
+            build/san/hostattest-check
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 

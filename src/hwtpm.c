@@ -505,9 +505,19 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	memcpy(sens.sensitive.data.buffer, secret, secret_len);
 	tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
 	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-	/* No userWithAuth: only a policy session can unseal. */
+	/*
+	 * No userWithAuth: only a policy session can unseal (USER role).
+	 * No adminWithPolicy: the ADMIN role is authorized by the empty
+	 * authValue, so that the CK can TPM2_Certify the object (Certify
+	 * needs ADMIN; with adminWithPolicy it would need a policy session
+	 * with PolicyCommandCode(Certify), which PolicyAuthorize of an
+	 * approved PCR policy cannot satisfy without a second approval).
+	 * Whoever has the (non-secret) blob and the host TPM can thus certify
+	 * it, which reveals only its Name, or ObjectChangeAuth it, which makes
+	 * a copy that still unseals only with the policy. Unseal is unchanged.
+	 */
 	tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	    TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_NODA;
+	    TPMA_OBJECT_NODA;
 	tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
 	tmpl.publicArea.authPolicy.size = HWTPM_DIGEST_LEN;
 	memcpy(tmpl.publicArea.authPolicy.buffer, auth_policy, HWTPM_DIGEST_LEN);

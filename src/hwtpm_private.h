@@ -7,6 +7,14 @@
 
 #include <tss2/tss2_esys.h>
 
+/* A persistent key of hwtpm_attest.c, looked up once per connection. */
+struct hwtpm_pkey {
+	bool found;	  /* tr is its handle */
+	bool checked;	  /* pub is its public area, matched against its template */
+	ESYS_TR tr;
+	TPM2B_PUBLIC pub;
+};
+
 /* A TCTI that forwards to the real one and counts commands. */
 struct hwtpm_tcti {
 	TSS2_TCTI_CONTEXT_COMMON_V2 common; /* must be first */
@@ -25,6 +33,9 @@ struct hwtpm {
 	uint8_t ticket_policy[HWTPM_DIGEST_LEN];
 	TPMT_TK_VERIFIED ticket;
 	TPM2B_NAME approval_name;
+	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
+	struct hwtpm_pkey ek[2], ck, bk;
+	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
 };
 
 /* hwtpm.c */

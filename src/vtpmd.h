@@ -224,6 +224,77 @@ int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
     size_t secret_len);
 
+/*
+ * hwtpm_attest.c: the host TPM's side of the chain of trust: its EK (TCG
+ * EK Credential Profile), the Certifying Key (CK, ECC P-256 restricted
+ * signing) and the Binding Key (BK, RSA-2048 OAEP decryption), both under
+ * the SRK, persistent, looked up once per hwtpm_open; certifications and
+ * quotes by the CK. Byte buffers are marshalled TPM structures (TPM wire
+ * format), malloc'd and owned by the caller. Returns 0, or -1 with
+ * hwtpm_error().
+ */
+enum hwtpm_ek_kind {
+	HWTPM_EK_RSA, /* RSA-2048, template L-1 */
+	HWTPM_EK_ECC, /* ECC NIST P-256, template L-2 */
+};
+#define HWTPM_EK_RSA_HANDLE  0x81010001
+#define HWTPM_EK_ECC_HANDLE  0x81010002
+#define HWTPM_EK_RSA_CERT_NV 0x01c00002
+#define HWTPM_EK_ECC_CERT_NV 0x01c0000a
+#define HWTPM_CK_HANDLE      0x81000002
+#define HWTPM_BK_HANDLE      0x81000003
+#define HWTPM_CREDENTIAL_MAX 64 /* a TPM2B_DIGEST */
+/* What a TPM signed: a TPMS_ATTEST (the contents of a TPM2B_ATTEST) and
+ * its TPMT_SIGNATURE; both malloc'd, freed by hwtpm_attestation_clear. */
+struct hwtpm_attestation {
+	uint8_t *attest;
+	size_t attest_len;
+	uint8_t *signature;
+	size_t signature_len;
+};
+void hwtpm_attestation_clear(struct hwtpm_attestation *ev);
+int hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len);
+bool hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub,
+    size_t pub_len);
+int hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public,
+    size_t *ek_public_len, uint8_t **ek_cert, size_t *ek_cert_len);
+int hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len);
+int hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
+    size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
+    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len);
+int hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len,
+    struct hwtpm_attestation *ev);
+int hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev);
+int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev,
+    uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN]);
+
+/*
+ * guesttpm.c: the manager's client of one of its own vTPMs, through the
+ * worker's data socket, before the guest runs: the vTPM's EK (the TCG
+ * templates, persisted at HWTPM_EK_*_HANDLE) and its certificates in the
+ * TCG NV indices, platform-created and write-locked. The platform and
+ * owner authorizations must still be empty. Returns 0, or -1 with
+ * guesttpm_error().
+ */
+#define GUESTTPM_CHAIN_NV_FIRST 0x01c00100 /* EK certificate chain, one per index */
+#define GUESTTPM_CHAIN_NV_LAST	0x01c001ff
+struct guesttpm;
+struct guesttpm_cert {
+	const uint8_t *der;
+	size_t len;
+};
+struct guesttpm *guesttpm_open(const struct endpoint *data);
+void guesttpm_close(struct guesttpm *g);
+const char *guesttpm_error(void);
+int guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public,
+    size_t *len);
+int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der,
+    size_t der_len);
+int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n);
+int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len);
+
 /* approval.c: the administrator's approval key (ECC P-256, PEM files). */
 #define APPROVAL_POLICY_REF "vtpmd approved host configuration"
 int approval_key_create(const char *path);

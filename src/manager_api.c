@@ -160,22 +160,6 @@ api_instances(struct manager *m, const struct api_request *req)
 }
 
 static json_t *
-api_values_json(uint32_t mask, const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
-{
-	char key[8], hex[2 * HWTPM_DIGEST_LEN + 1];
-	json_t *o = json_object();
-
-	for (int i = 0; i < HWTPM_PCRS && o != NULL; i++) {
-		if (!(mask & (1u << i)))
-			continue;
-		snprintf(key, sizeof(key), "%d", i);
-		hex_encode(values[i], HWTPM_DIGEST_LEN, hex);
-		json_object_set_new(o, key, json_string(hex));
-	}
-	return o;
-}
-
-static json_t *
 api_pcr_list(uint32_t mask)
 {
 	json_t *arr = json_array();
@@ -196,7 +180,7 @@ api_policy_show(struct manager *m)
 	if (policy_current(m, values, digest) == -1)
 		return api_error(503, hwtpm_error(), "check the host TPM");
 	hex_encode(digest, sizeof(digest), hex);
-	current = json_pack("{s:o, s:s, s:b}", "values", api_values_json(m->cfg.pcrs.mask, values),
+	current = json_pack("{s:o, s:s, s:b}", "values", policy_values_json(m->cfg.pcrs.mask, values),
 	    "policy", hex, "approved", policy_find(&m->policy, digest) != NULL);
 	approvals = json_array();
 	for (size_t i = 0; approvals != NULL && i < m->policy.n; i++) {
@@ -204,7 +188,7 @@ api_policy_show(struct manager *m)
 		hex_encode(e->ap.policy, HWTPM_DIGEST_LEN, hex);
 		json_array_append_new(approvals,
 		    json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)(i + 1), "policy", hex,
-			"values", api_values_json(e->mask, e->values), "approved_at",
+			"values", policy_values_json(e->mask, e->values), "approved_at",
 			e->approved_at));
 	}
 	hex_encode(m->policy.pub.x, 32, x);
@@ -212,28 +196,6 @@ api_policy_show(struct manager *m)
 	return api_ok(200, json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:s, s:b}}", "bank", "sha256",
 	    "pcrs", api_pcr_list(m->cfg.pcrs.mask), "current", current, "approvals", approvals,
 	    "approval_key", "x", x, "y", y, "private_held", m->policy.private_held));
-}
-
-/* Parses {"0": HEX, …}. */
-static int
-api_values_parse(json_t *o, uint32_t *mask, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
-{
-	const char *key;
-	json_t *val;
-	char *end;
-	long i;
-
-	*mask = 0;
-	if (!json_is_object(o))
-		return -1;
-	json_object_foreach(o, key, val) {
-		i = strtol(key, &end, 10);
-		if (*key == '\0' || *end != '\0' || i < 0 || i >= HWTPM_PCRS || !json_is_string(val) ||
-		    hex_decode(json_string_value(val), values[i], HWTPM_DIGEST_LEN) == -1)
-			return -1;
-		*mask |= 1u << i;
-	}
-	return *mask == 0 ? -1 : 0;
 }
 
 static struct api_response
@@ -260,7 +222,7 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 		&s) != 0 ||
 	    hex_decode(pol, ap.policy, HWTPM_DIGEST_LEN) == -1 || hex_decode(x, ap.pub.x, 32) ||
 	    hex_decode(y, ap.pub.y, 32) || hex_decode(r, ap.sig_r, 32) ||
-	    hex_decode(s, ap.sig_s, 32) || api_values_parse(vals, &mask, values) == -1)
+	    hex_decode(s, ap.sig_s, 32) || policy_values_parse(vals, &mask, values) == -1)
 		return api_error(400, "expected {\"current\": true} or a signed approval",
 		    "see docs/api.md");
 	if (policy_add(m, &ap, mask, values, why, sizeof(why)) == -1)

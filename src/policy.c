@@ -30,7 +30,7 @@ policy_path(const struct manager *m, char *buf, size_t len)
 	snprintf(buf, len, "%s/approvals.json", m->cfg.state_dir);
 }
 
-static json_t *
+json_t *
 policy_values_json(uint32_t mask, const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
 {
 	char key[8], hex[2 * HWTPM_DIGEST_LEN + 1];
@@ -47,7 +47,7 @@ policy_values_json(uint32_t mask, const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_
 }
 
 /* Parses {"0": HEX, …} into mask and values. Returns 0 or -1. */
-static int
+int
 policy_values_parse(json_t *o, uint32_t *mask, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN])
 {
 	const char *key;

@@ -457,6 +457,9 @@ int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
     const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], char *why, size_t why_len);
 int policy_approve_current(struct manager *m, char *why, size_t why_len);
 int policy_auth_digest(const struct policy *p, uint8_t digest[HWTPM_DIGEST_LEN]);
+struct json_t *policy_values_json(uint32_t mask, const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN]);
+int policy_values_parse(struct json_t *o, uint32_t *mask,
+    uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN]);
 
 /* worker.c: one worker process per running instance. */
 struct worker_pending {

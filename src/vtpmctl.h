@@ -17,7 +17,6 @@
 
 #define VTPMCTL_DEFAULT_SOCKET "/run/vtpmd/api.sock"
 #define VTPMCTL_TIMEOUT_S      120 /* a start may unseal with the host TPM */
-#define VTPMCTL_MAX_RESPONSE   (16u << 20)
 
 /* vtpmctl.c: main, global options, the command table and what every
  * command shares: usage errors, --help, --json output, name checks. Exit

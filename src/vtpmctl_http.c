@@ -1,7 +1,7 @@
 /*
  * vtpmctl_http.c: vtpmctl's side of the API: one HTTP/1.1 request over
- * vtpmd's unix socket, the response parsed with http-parser, its body with
- * jansson. vtpmd closes every connection after its answer.
+ * vtpmd's unix socket (the exchange itself is httpc.c's), and the
+ * reporting of failures in words an operator can act on.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -13,15 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <http_parser.h>
-
 #include "vtpmctl.h"
-
-struct vtpmctl_response {
-	const char *body;
-	size_t body_len;
-	bool done;
-};
+#include "vtpmd.h"
 
 static void vtpmctl_why(char *why, size_t why_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -63,127 +56,6 @@ vtpmctl_connect(const char *path)
 	return fd;
 }
 
-/* Sends all of buf. A server that answers before reading everything (a
- * refusal) closes early: EPIPE then leaves the answer to be read. */
-static int
-vtpmctl_send_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = send(fd, buf, len, MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
-			return 0;
-		if (n == -1)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Reads until the server closes; returns a malloc'd buffer or NULL. */
-static char *
-vtpmctl_recv_all(int fd, size_t *len, char *why, size_t why_len)
-{
-	size_t cap = 8192, got = 0;
-	char *buf = malloc(cap), *p;
-	ssize_t n;
-
-	while (buf != NULL) {
-		if (got == cap) {
-			if (cap >= VTPMCTL_MAX_RESPONSE) {
-				vtpmctl_why(why, why_len, "answer larger than %u bytes",
-				    VTPMCTL_MAX_RESPONSE);
-				break;
-			}
-			p = realloc(buf, cap * 2);
-			if (p == NULL)
-				break;
-			buf = p;
-			cap *= 2;
-		}
-		n = recv(fd, buf + got, cap - got, 0);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == ECONNRESET && got > 0)
-			n = 0; /* the answer came before the reset */
-		if (n == 0) {
-			*len = got;
-			return buf;
-		}
-		if (n == -1) {
-			vtpmctl_why(why, why_len, "%s",
-			    errno == EAGAIN || errno == EWOULDBLOCK
-			        ? "no answer within the time limit"
-			        : strerror(errno));
-			break;
-		}
-		got += (size_t)n;
-	}
-	if (buf == NULL)
-		vtpmctl_why(why, why_len, "out of memory");
-	free(buf);
-	return NULL;
-}
-
-static int
-vtpmctl_on_body(http_parser *hp, const char *at, size_t len)
-{
-	struct vtpmctl_response *r = hp->data;
-
-	if (r->body == NULL)
-		r->body = at;
-	r->body_len += len;
-	return 0;
-}
-
-static int
-vtpmctl_on_complete(http_parser *hp)
-{
-	struct vtpmctl_response *r = hp->data;
-
-	r->done = true;
-	http_parser_pause(hp, 1);
-	return 0;
-}
-
-/* Parses the response in buf: status, then the body as JSON. */
-static enum vtpmctl_http_err
-vtpmctl_parse_response(
-    const char *buf, size_t len, int *status, json_t **reply, char *why, size_t why_len)
-{
-	static const http_parser_settings settings = {
-	    .on_body = vtpmctl_on_body,
-	    .on_message_complete = vtpmctl_on_complete,
-	};
-	struct vtpmctl_response r = {0};
-	enum http_errno e;
-	json_error_t jerr;
-	http_parser hp;
-
-	http_parser_init(&hp, HTTP_RESPONSE);
-	hp.data = &r;
-	http_parser_execute(&hp, &settings, buf, len);
-	if (!r.done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
-		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
-	e = HTTP_PARSER_ERRNO(&hp);
-	if (!r.done || (e != HPE_OK && e != HPE_PAUSED)) {
-		vtpmctl_why(why, why_len, "malformed HTTP answer (%s)",
-		    r.done ? http_errno_description(e) : "incomplete");
-		return VTPMCTL_HTTP_PROTOCOL;
-	}
-	*status = hp.status_code;
-	*reply = json_loadb(r.body != NULL ? r.body : "", r.body_len, JSON_DECODE_ANY, &jerr);
-	if (*reply == NULL) {
-		vtpmctl_why(why, why_len, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
-		return VTPMCTL_HTTP_PROTOCOL;
-	}
-	return VTPMCTL_HTTP_OK;
-}
-
 /*
  * Sends METHOD path (with body, a JSON value, when not NULL) to the API
  * socket and waits for the answer. On VTPMCTL_HTTP_OK, *status is the HTTP
@@ -194,10 +66,7 @@ enum vtpmctl_http_err
 vtpmctl_http_request(const char *socket, const char *method, const char *path, const json_t *body,
     int *status, json_t **reply, char *why, size_t why_len)
 {
-	enum vtpmctl_http_err ret = VTPMCTL_HTTP_IO;
-	char *payload = NULL, *req = NULL, *resp = NULL;
-	size_t resp_len = 0;
-	int fd = -1, n, saved;
+	int fd, rc, saved;
 
 	*reply = NULL;
 	*status = 0;
@@ -208,44 +77,11 @@ vtpmctl_http_request(const char *socket, const char *method, const char *path, c
 		errno = saved;
 		return VTPMCTL_HTTP_CONNECT;
 	}
-	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) == NULL) {
-		vtpmctl_why(why, why_len, "out of memory");
-		goto out;
-	}
-	n = asprintf(&req,
-	    "%s %s HTTP/1.1\r\n"
-	    "Host: vtpmd\r\n"
-	    "User-Agent: vtpmctl\r\n"
-	    "Accept: application/json\r\n"
-	    "Connection: close\r\n"
-	    "%s"
-	    "Content-Length: %zu\r\n"
-	    "\r\n"
-	    "%s",
-	    method, path, payload ? "Content-Type: application/json\r\n" : "",
-	    payload ? strlen(payload) : (size_t)0, payload ? payload : "");
-	if (n < 0) {
-		req = NULL;
-		vtpmctl_why(why, why_len, "out of memory");
-		goto out;
-	}
-	if (vtpmctl_send_all(fd, req, (size_t)n) == -1) {
-		vtpmctl_why(why, why_len, "sending the request: %s",
-		    errno == EAGAIN ? "timed out" : strerror(errno));
-		goto out;
-	}
-	shutdown(fd, SHUT_WR);
-	resp = vtpmctl_recv_all(fd, &resp_len, why, why_len);
-	if (resp == NULL)
-		goto out;
-	ret = vtpmctl_parse_response(resp, resp_len, status, reply, why, why_len);
-out:
-	free(resp);
-	free(req);
-	free(payload);
-	if (fd != -1)
-		close(fd);
-	return ret;
+	rc = httpc_exchange(fd, method, "vtpmd", "vtpmctl", path, body, status, reply, why, why_len);
+	close(fd);
+	if (rc == HTTPC_OK)
+		return VTPMCTL_HTTP_OK;
+	return rc == HTTPC_PROTOCOL ? VTPMCTL_HTTP_PROTOCOL : VTPMCTL_HTTP_IO;
 }
 
 /*

@@ -338,6 +338,15 @@ int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);
 int api_next_timeout(const struct api_server *srv);
 
+/* httpc.c: one HTTP/1.1 request with a JSON body on a connected socket. */
+#define HTTPC_MAX_RESPONSE (16u << 20)
+enum { HTTPC_OK = 0, HTTPC_IO = -1, HTTPC_PROTOCOL = -2 };
+int httpc_exchange(int fd, const char *method, const char *host, const char *agent,
+    const char *target, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len);
+int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
+    char *why, size_t why_len);
+
 /* sandbox.c: a worker's confinement, entered before it reads any input. */
 struct sandbox {
 	const char *root; /* directory the worker is confined to (chroot) */

@@ -63,7 +63,8 @@ BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
 all: $(PROGRAMS) $(TOOLS)
-san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS) $(if $(ATTEST_SRC),build/san/vtpm-attest)
+san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS) $(if $(ATTEST_SRC),build/san/vtpm-attest) \
+     $(if $(CA_SRC),build/san/vtpm-ca)
 
 build/obj/%.o: src/%.c $(HDRS) | build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -112,6 +113,9 @@ build/san/vtpmd-instance: build/san/obj/vtpmd_instance.o $(SAN_LIB) | build/san
 build/san/vtpm-attest: $(ATTEST_SRC:src/%.c=build/san/obj/%.o) $(SAN_LIB) | build/san
 	$(SAN_LINK)
 
+build/san/vtpm-ca: $(CA_SRC:src/%.c=build/san/obj/%.o) $(SAN_LIB) | build/san
+	$(SAN_LINK)
+
 $(TOOLS): build/%: tests/tools/%.c $(LIB) $(HDRS) | build
 	$(LINK)
 
@@ -126,6 +130,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(HDRS) | build/fuzz
 
 # Tests of vtpm-attest's parsers compile src/attest_bundle.c into themselves.
 build/san/test_attest_bundle build/fuzz/fuzz_attest: src/attest_bundle.c
+# vtpm-ca's records and request decoders, likewise.
+build/san/test_ca_db: src/ca_db.c
+build/fuzz/fuzz_ca: src/ca_parse.c
 
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat

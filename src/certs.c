@@ -1814,3 +1814,114 @@ certs_read(const char *path, uint8_t **der, size_t *len)
 		errno = EINVAL;
 	return ret;
 }
+
+/* PEM text in memory (vtpm-ca's protocol carries certificates as PEM). */
+
+#define CERTS_PEM_BEGIN "-----BEGIN CERTIFICATE-----"
+
+/* The next certificate of text[*off..len) as malloc'd DER; *off moves past
+ * it. Returns 1, 0 when no certificate follows, or -1 when one is
+ * malformed (why says so). */
+int
+certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, char *why,
+    size_t why_len)
+{
+	const char *start;
+	BIO *b = NULL;
+	X509 *x = NULL;
+	size_t rest;
+	int ret = -1;
+
+	*der = NULL;
+	*der_len = 0;
+	if (*off >= len)
+		return 0;
+	start = memmem(text + *off, len - *off, CERTS_PEM_BEGIN, strlen(CERTS_PEM_BEGIN));
+	if (start == NULL)
+		return 0;
+	rest = len - (size_t)(start - text);
+	if (rest > INT_MAX || (b = BIO_new_mem_buf(start, (int)rest)) == NULL) {
+		certs_fail(why, why_len, "PEM text too large");
+		goto out;
+	}
+	if ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		certs_fail(why, why_len, "malformed PEM certificate");
+		goto out;
+	}
+	if (certs_i2d(x, der, der_len) == -1) {
+		certs_fail(why, why_len, "out of memory");
+		goto out;
+	}
+	*off = len - (size_t)BIO_pending(b);
+	ret = 1;
+out:
+	X509_free(x);
+	BIO_free(b);
+	ERR_clear_error();
+	return ret;
+}
+
+/* A DER certificate as PEM text, malloc'd (free()), or NULL. */
+char *
+certs_pem_encode(const uint8_t *der, size_t len)
+{
+	X509 *x = certs_d2i(der, len);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL, *out = NULL;
+	long n;
+
+	if (x != NULL && b != NULL && PEM_write_bio_X509(b, x) == 1 &&
+	    (n = BIO_get_mem_data(b, &p)) > 0 && (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, p, (size_t)n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+	X509_free(x);
+	ERR_clear_error();
+	return out;
+}
+
+/* Whether issuer's subject names cert's issuer and issuer's key verifies
+ * cert's signature: 1 yes, 0 no, -1 when either is not a certificate. */
+int
+certs_issued_by(const uint8_t *cert, size_t cert_len, const uint8_t *issuer, size_t issuer_len)
+{
+	X509 *c = certs_d2i(cert, cert_len), *i = certs_d2i(issuer, issuer_len);
+	EVP_PKEY *k;
+	int ret = -1;
+
+	if (c != NULL && i != NULL) {
+		k = X509_get0_pubkey(i);
+		ret = X509_check_issued(i, c) == X509_V_OK && k != NULL && X509_verify(c, k) == 1;
+	}
+	X509_free(i);
+	X509_free(c);
+	ERR_clear_error();
+	return ret;
+}
+
+/* A certificate's subject, one line (RFC 2253), into out; or -1. */
+int
+certs_subject(const uint8_t *der, size_t len, char *out, size_t out_len)
+{
+	X509 *x = certs_d2i(der, len);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long n;
+	int ret = -1;
+
+	if (out_len == 0)
+		goto out;
+	out[0] = '\0';
+	if (x == NULL || b == NULL ||
+	    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0)
+		goto out;
+	n = BIO_get_mem_data(b, &p);
+	snprintf(out, out_len, "%.*s", (int)(n > 0 ? n : 0), p != NULL ? p : "");
+	ret = 0;
+out:
+	BIO_free(b);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}

@@ -214,4 +214,18 @@ int certs_parse_ck(
 int certs_write_pem(const char *path, const uint8_t *der, size_t len);
 int certs_read(const char *path, uint8_t **der, size_t *len);
 
+/* PEM text in memory (vtpm-ca's protocol). certs_pem_next() reads the
+ * next certificate of text[*off..len) as malloc'd DER and moves *off past
+ * it: 1, 0 when none follows, -1 when one is malformed. certs_pem_encode()
+ * returns malloc'd PEM text, or NULL. */
+int certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len,
+    char *why, size_t why_len);
+char *certs_pem_encode(const uint8_t *der, size_t len);
+/* Whether issuer names and signed cert (its signature verifies with
+ * issuer's key): 1, 0, or -1 when either is not a DER certificate. A
+ * self-signed certificate is issued by itself. */
+int certs_issued_by(const uint8_t *cert, size_t cert_len, const uint8_t *issuer, size_t issuer_len);
+/* A certificate's subject as one RFC 2253 line. */
+int certs_subject(const uint8_t *der, size_t len, char *out, size_t out_len);
+
 #endif /* CERTS_H */

@@ -376,6 +376,12 @@ void config_format_pcrs(const struct pcr_selection *sel, char *buf, size_t len);
 void hex_encode(const uint8_t *in, size_t len, char *out);
 int hex_decode(const char *in, uint8_t *out, size_t len);
 
+/* base64.c: base64 (RFC 4648, padded, strict). encode: malloc'd text or
+ * NULL. decode: 0, or -1 when in is not canonical base64 or decodes to
+ * more than max bytes. */
+char *base64_encode(const uint8_t *in, size_t len);
+int base64_decode(const char *in, uint8_t *out, size_t max, size_t *len);
+
 /* fileio.c: whole-file reads and crash-safe whole-file replacement. */
 int fileio_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 int fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);

@@ -251,3 +251,38 @@ kill_hard() {
 		wait "$1"
 	} 2>/dev/null || true
 }
+
+# wait_http URL PID: polls URL until an HTTP server answers there, while
+# PID (the server) lives. Returns 0 when it answered, 1 when PID exited or
+# 30 s passed.
+wait_http() {
+	local deadline=$((SECONDS + 30))
+	until curl -s -o /dev/null --max-time 5 "$1"; do
+		kill -0 "$2" 2>/dev/null || return 1
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+	done
+}
+
+# start_vtpm_ca NAME ARGS...: `vtpm-ca serve ARGS` ($VTPM_CA, default the
+# sanitizer build) on a free loopback port, retried when another process
+# took the port first; waits until it answers. Sets CA_URL and CA_PID; its
+# stderr goes to $T/NAME.log.
+start_vtpm_ca() {
+	local name=$1 port
+	shift
+	for _ in 1 2 3 4 5 6 7 8; do
+		port=$(free_port_pair)
+		"${VTPM_CA:-$TOP/build/san/vtpm-ca}" serve --listen "127.0.0.1:$port" "$@" \
+			2>>"$T/$name.log" &
+		CA_PID=$!
+		TEST_PIDS+=("$CA_PID")
+		if wait_http "http://127.0.0.1:$port/v1/privacy/ca" "$CA_PID"; then
+			CA_URL=http://127.0.0.1:$port
+			return 0
+		fi
+		kill_hard "$CA_PID"
+		grep -q "Address already in use" "$T/$name.log" ||
+			{ cat "$T/$name.log" >&2; fail "vtpm-ca serve ($name) did not start"; }
+	done
+	fail "vtpm-ca serve ($name): no free port"
+}

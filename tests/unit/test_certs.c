@@ -1435,6 +1435,58 @@ test_files(void **state)
 	assert_int_equal(access(path("junk.pem"), F_OK), -1);
 }
 
+/* PEM in memory, issuers and subjects (for vtpm-ca's protocol and trust
+ * store). */
+static void
+test_pem_and_issuer(void **state)
+{
+	char *a = certs_pem_encode(F.privacy_der, F.privacy_len);
+	char *b = certs_pem_encode(F.root_der, F.root_len), *text, subject[256];
+	uint8_t *der = NULL;
+	size_t off = 0, len = 0, n;
+	char why[256] = "";
+
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(strstr(a, "-----BEGIN CERTIFICATE-----\n"));
+	text = malloc(strlen(a) + strlen(b) + 64);
+	assert_non_null(text);
+	sprintf(text, "leading text\n%s\nbetween\n%strailing\n", a, b);
+	n = strlen(text);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 1);
+	assert_int_equal(len, F.privacy_len);
+	assert_memory_equal(der, F.privacy_der, len);
+	free(der);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 1);
+	assert_int_equal(len, F.root_len);
+	assert_memory_equal(der, F.root_der, len);
+	free(der);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 0);
+	assert_null(der);
+	/* A damaged body. */
+	off = 0;
+	text[strlen("leading text\n") + 40] ^= 0x01;
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), -1);
+	assert_null(der);
+	assert_true(why[0] != '\0');
+	free(text);
+	free(a);
+	free(b);
+	assert_null(certs_pem_encode(F.root_der, F.root_len - 1));
+
+	assert_int_equal(certs_issued_by(F.ek_ecc, F.ek_ecc_len, F.virt_der, F.virt_len), 1);
+	assert_int_equal(certs_issued_by(F.ek_ecc, F.ek_ecc_len, F.privacy_der, F.privacy_len), 0);
+	assert_int_equal(certs_issued_by(F.ek_ecc, F.ek_ecc_len, F.root_der, F.root_len), 0);
+	assert_int_equal(certs_issued_by(F.virt_der, F.virt_len, F.root_der, F.root_len), 1);
+	assert_int_equal(certs_issued_by(F.root_der, F.root_len, F.root_der, F.root_len), 1);
+	assert_int_equal(certs_issued_by(F.virt_der, F.virt_len, F.virt_der, F.virt_len), 0);
+	assert_int_equal(certs_issued_by(F.root_der, 10, F.root_der, F.root_len), -1);
+
+	assert_int_equal(certs_subject(F.privacy_der, F.privacy_len, subject, sizeof(subject)), 0);
+	assert_non_null(strstr(subject, "CN=vtpmd Privacy CA"));
+	assert_int_equal(certs_subject(F.privacy_der, 3, subject, sizeof(subject)), -1);
+}
+
 int
 main(void)
 {
@@ -1464,6 +1516,7 @@ main(void)
 	    cmocka_unit_test(test_parse_virtual_malformed),
 	    cmocka_unit_test(test_ek_info_foreign),
 	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_pem_and_issuer),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

@@ -1,0 +1,182 @@
+/*
+ * ca_cmd_init.c: `vtpm-ca init`, a new CA: the database, and beside it a
+ * root CA with the Privacy CA and the Virtualization CA under it (keys
+ * mode 0600). The two issuing CAs are entered in the trust store, so that
+ * one vtpm-ca serving both roles trusts its own certificates.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ca.h"
+
+#define INIT_YEAR     (365 * 24 * 3600)
+#define INIT_NAME_MAX 40 /* "NAME Virtualization CA" fits a common name */
+
+static const char init_help[] =
+    "NAME\n"
+    "    vtpm-ca init - create a CA: database, root, Privacy CA, Virtualization CA\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpm-ca init --db FILE [--name NAME]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Creates the database FILE (mode 0600) and, in FILE's directory, the root CA\n"
+    "    (ca-root.pem, ca-root.key; 20 years), and under it the Privacy CA\n"
+    "    (ca-privacy.pem/.key) and the Virtualization CA (ca-virtualization.pem/.key;\n"
+    "    10 years). Keys are ECC P-256, PKCS#8 PEM, mode 0600: their protection is\n"
+    "    the files'. Nothing is overwritten: init refuses when any of them exists.\n"
+    "    The Privacy and Virtualization CAs are added to the trust store (their\n"
+    "    certificates then chain for `serve --role both`). Challengers trust\n"
+    "    ca-root.pem.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --db FILE     the database to create\n"
+    "    --name NAME   names the CAs \"NAME Root CA\", …; default vtpm-ca\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 created; 1 failed (nothing is left behind); 2 usage error.\n";
+
+static const char *const init_roles[] = {"root", "privacy", "virtualization"};
+
+struct init_paths {
+	char key[3][1024], cert[3][1024];
+};
+
+static int
+init_paths(const char *db, struct init_paths *p)
+{
+	for (int i = 0; i < 3; i++) {
+		if (ca_file(db, init_roles[i], "key", p->key[i], sizeof(p->key[i])) == -1 ||
+		    ca_file(db, init_roles[i], "pem", p->cert[i], sizeof(p->cert[i])) == -1)
+			return ca_fail("%s: path too long", db);
+		if (access(p->key[i], F_OK) == 0 || access(p->cert[i], F_OK) == 0)
+			return ca_fail("%s exists already: init makes a new CA and overwrites "
+			               "nothing; choose another directory for --db",
+			    access(p->key[i], F_OK) == 0 ? p->key[i] : p->cert[i]);
+	}
+	return EXIT_OK;
+}
+
+/* Trusts issuing CA i (its certificate, then the root's). */
+static int
+init_trust(struct ca_db *db, const struct init_paths *p, int i, enum ca_trust_kind kind)
+{
+	uint8_t *ca = NULL, *root = NULL;
+	size_t ca_len = 0, root_len = 0;
+	char *text = NULL, why[CA_WHY_MAX];
+	int ret = -1;
+
+	if (fileio_read(p->cert[i], 1 << 20, &ca, &ca_len) == -1 ||
+	    fileio_read(p->cert[0], 1 << 20, &root, &root_len) == -1 ||
+	    (text = malloc(ca_len + root_len + 1)) == NULL) {
+		ca_fail("reading the new certificates: %s", strerror(errno));
+		goto out;
+	}
+	memcpy(text, ca, ca_len);
+	memcpy(text + ca_len, root, root_len);
+	text[ca_len + root_len] = '\0';
+	if (ca_trust_add_pem(db, kind, NULL, text, why, sizeof(why)) == -1) {
+		ca_fail("trusting the new %s CA: %s", init_roles[i], why);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(text);
+	free(root);
+	free(ca);
+	return ret;
+}
+
+static int
+init_run(const char *dbpath, const char *name)
+{
+	static const char *const cn[] = {"Root CA", "Privacy CA", "Virtualization CA"};
+	struct certs_ca *ca[3] = {NULL, NULL, NULL};
+	struct certs_validity v;
+	struct init_paths p;
+	struct ca_db *db = NULL;
+	char why[CA_WHY_MAX], full[CERTS_NAME_MAX + 1];
+	int ret;
+
+	if ((ret = init_paths(dbpath, &p)) != EXIT_OK)
+		return ret;
+	ret = EXIT_RUNTIME;
+	if ((db = ca_db_open(dbpath, true, why, sizeof(why))) == NULL)
+		return ca_fail("%s", why);
+	for (int i = 0; i < 3; i++) {
+		v.not_before = time(NULL) - 60;
+		v.not_after = time(NULL) + (i == 0 ? 20 : 10) * (int64_t)INIT_YEAR;
+		snprintf(full, sizeof(full), "%s %s", name, cn[i]);
+		ca[i] = certs_ca_create(full, i == 0 ? CERTS_CA_ROOT : CERTS_CA_ISSUING,
+		    i == 0 ? NULL : ca[0], &v, p.key[i], p.cert[i], why, sizeof(why));
+		if (ca[i] == NULL) {
+			ca_fail("creating the %s CA: %s", init_roles[i], why);
+			goto out;
+		}
+	}
+	if (init_trust(db, &p, 1, CA_TRUST_PRIVACY) == -1 ||
+	    init_trust(db, &p, 2, CA_TRUST_VIRTUALIZATION) == -1)
+		goto out;
+	snprintf(why, sizeof(why), "name %s", name);
+	ca_db_audit(db, time(NULL), "init", "done", why);
+	printf("database            %s\n", dbpath);
+	for (int i = 0; i < 3; i++)
+		printf("%-19s %s (key %s)\n", cn[i], p.cert[i], p.key[i]);
+	printf("trusted             the Privacy CA and the Virtualization CA\n");
+	printf("next                vtpm-ca trust add --manufacturer ROOT.pem --db %s\n", dbpath);
+	ret = EXIT_OK;
+out:
+	for (int i = 0; i < 3; i++)
+		certs_ca_free(ca[i]);
+	ca_db_close(db);
+	if (ret != EXIT_OK) {
+		for (int i = 0; i < 3; i++) {
+			if (ca[i] != NULL || access(p.key[i], F_OK) == 0) {
+				unlink(p.key[i]);
+				unlink(p.cert[i]);
+			}
+		}
+		unlink(dbpath);
+		snprintf(why, sizeof(why), "%s-wal", dbpath);
+		unlink(why);
+		snprintf(why, sizeof(why), "%s-shm", dbpath);
+		unlink(why);
+	}
+	return ret;
+}
+
+int
+ca_cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"db", required_argument, NULL, 'd'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *db = NULL, *name = "vtpm-ca";
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': db = optarg; break;
+		case 'n': name = optarg; break;
+		case 'h': fputs(init_help, stdout); return EXIT_OK;
+		case ':': return ca_usage("init", "%s needs a value", argv[optind - 1]);
+		default: return ca_usage("init", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return ca_usage("init", "unexpected argument '%s'", argv[optind]);
+	if (db == NULL)
+		return ca_usage("init", "--db is required");
+	if (name[0] == '\0' || strlen(name) > INIT_NAME_MAX)
+		return ca_usage("init", "--name: 1 to %d characters", INIT_NAME_MAX);
+	return init_run(db, name);
+}

@@ -1,0 +1,177 @@
+/*
+ * ca_trust.c: certificates and keys judged against vtpm-ca's trust store.
+ *
+ * An entry of the store is one PEM file as `trust add` read it: the
+ * certificate of the trusted CA first, then (optionally) the certificates
+ * above it. Self-signed certificates of the entries of one kind are the
+ * trust anchors of that kind; the others serve as intermediates. The store
+ * is read again for every request, so `trust add` and `revoke` take effect
+ * on a running server at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca.h"
+
+#define CT_MAX_CERTS 64
+
+struct ct_set {
+	struct certs_der anchors[CT_MAX_CERTS], inter[CT_MAX_CERTS], first[CT_MAX_CERTS];
+	size_t n_anchors, n_inter, n_first, n_entries;
+	uint8_t *owned[CT_MAX_CERTS];
+	size_t n_owned;
+	int error;
+};
+
+static void
+ct_set_free(struct ct_set *set)
+{
+	for (size_t i = 0; i < set->n_owned; i++)
+		free(set->owned[i]);
+	set->n_owned = 0;
+}
+
+/* Adds the certificates of one trust entry to the set. */
+static int
+ct_collect(void *ctx, const struct ca_trust *t)
+{
+	struct ct_set *set = ctx;
+	size_t off = 0, len, n = strlen(t->data);
+	uint8_t *der;
+	int r, self;
+	bool first = true;
+
+	set->n_entries++;
+	while ((r = certs_pem_next(t->data, n, &off, &der, &len, NULL, 0)) == 1) {
+		if (set->n_owned == CT_MAX_CERTS) {
+			free(der);
+			set->error = 1;
+			return 1;
+		}
+		set->owned[set->n_owned++] = der;
+		if (first)
+			set->first[set->n_first++] = (struct certs_der){der, len};
+		first = false;
+		self = certs_issued_by(der, len, der, len);
+		if (self == 1)
+			set->anchors[set->n_anchors++] = (struct certs_der){der, len};
+		else
+			set->inter[set->n_inter++] = (struct certs_der){der, len};
+	}
+	if (r == -1)
+		set->error = 1;
+	return 0;
+}
+
+int
+ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
+    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, char *why,
+    size_t why_len)
+{
+	struct ct_set *set = calloc(1, sizeof(*set));
+	char inner[CA_WHY_MAX] = "";
+	enum certs_verdict v;
+	int ret = -1;
+
+	if (set == NULL) {
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	if (ca_db_trust_list(db, (int)kind, ct_collect, set) != CA_DB_OK || set->error) {
+		snprintf(why, why_len, "trust store: %s",
+		    set->error ? "an entry is malformed or there are too many" : ca_db_error(db));
+		goto out;
+	}
+	if (set->n_entries == 0 || set->n_anchors == 0) {
+		snprintf(why, why_len, "no %s CA is trusted", ca_trust_name(kind));
+		goto out;
+	}
+	for (size_t i = 0; i < n_chain && set->n_inter < CT_MAX_CERTS; i++)
+		set->inter[set->n_inter++] = chain[i];
+	v = certs_verify_chain(leaf, set->inter, set->n_inter, set->anchors, set->n_anchors, now,
+	    inner, sizeof(inner));
+	if (v != CERTS_VALID) {
+		snprintf(why, why_len, "it does not chain to a trusted %s CA (%s: %s)",
+		    ca_trust_name(kind), certs_verdict_name(v), inner);
+		goto out;
+	}
+	if (direct) {
+		for (size_t i = 0; i < set->n_first; i++) {
+			if (certs_issued_by(
+			        leaf->der, leaf->len, set->first[i].der, set->first[i].len) == 1) {
+				ret = 0;
+				goto out;
+			}
+		}
+		snprintf(why, why_len,
+		    "it was not issued by a trusted %s CA itself, only by a CA under its root",
+		    ca_trust_name(kind));
+		goto out;
+	}
+	ret = 0;
+out:
+	ct_set_free(set);
+	free(set);
+	return ret;
+}
+
+struct ct_key_search {
+	const struct approval_pub *pub;
+	int found;
+};
+
+static int
+ct_key_match(void *ctx, const struct ca_trust *t)
+{
+	struct ct_key_search *s = ctx;
+	struct approval_pub p;
+	const char *comma = strchr(t->data, ',');
+	char x[65];
+
+	if (comma == NULL || comma - t->data != 64)
+		return 0;
+	memcpy(x, t->data, 64);
+	x[64] = '\0';
+	if (hex_decode(x, p.x, 32) == -1 || hex_decode(comma + 1, p.y, 32) == -1)
+		return 0;
+	if (memcmp(p.x, s->pub->x, 32) == 0 && memcmp(p.y, s->pub->y, 32) == 0) {
+		s->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int
+ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub)
+{
+	struct ct_key_search s = {pub, 0};
+
+	if (ca_db_trust_list(db, CA_TRUST_APPROVAL_KEY, ct_key_match, &s) != CA_DB_OK)
+		return -1;
+	return s.found;
+}
+
+int
+ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, char *why, size_t why_len)
+{
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_status st;
+	enum ca_db_rc rc;
+
+	if (certs_cert_serial(der, len, serial) == -1) {
+		snprintf(why, why_len, "the certificate's serial number cannot be read");
+		return -1;
+	}
+	rc = ca_db_status(db, serial, &st);
+	if (rc == CA_DB_ERROR) {
+		snprintf(why, why_len, "revocations: %s", ca_db_error(db));
+		return -1;
+	}
+	if (rc == CA_DB_OK && st.revoked) {
+		snprintf(why, why_len, "certificate %s is revoked%s%s", serial,
+		    st.reason[0] != '\0' ? ": " : "", st.reason);
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,566 @@
+/*
+ * test_ca_db.c: vtpm-ca's records (src/ca_db.c, compiled in here), each
+ * test with a database in a fresh mkdtemp directory: the schema and its
+ * version, issued certificates and revocations, the trust store, host
+ * configurations, challenges (single use, expiry, the cap on open ones,
+ * old ones forgotten) and the audit trail.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ca_db.c"
+
+#define NOW INT64_C(1700000000)
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct ca_db *db;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char why[CA_WHY_MAX];
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_ca_db.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/ca.db", f->dir);
+	f->db = ca_db_open(f->path, true, why, sizeof(why));
+	if (f->db == NULL)
+		fail_msg("ca_db_open: %s", why);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[160];
+
+	ca_db_close(f->db);
+	unlink(f->path);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", f->path);
+	unlink(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- schema ---- */
+
+static int
+count_issued(void *ctx, const struct ca_issued *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int
+count_trust(void *ctx, const struct ca_trust *t)
+{
+	(void)t;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int
+count_configs(void *ctx, const struct ca_host_config *hc)
+{
+	(void)hc;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int
+count_audit(void *ctx, const struct ca_audit *a)
+{
+	(void)a;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void
+test_schema_created(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	int n = 0;
+
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(ca_db_issued_list(f->db, count_issued, &n), CA_DB_OK);
+	assert_int_equal(ca_db_trust_list(f->db, -1, count_trust, &n), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n), CA_DB_OK);
+	assert_int_equal(ca_db_audit_list(f->db, count_audit, &n), CA_DB_OK);
+	assert_int_equal(n, 0);
+}
+
+static void
+test_create_refuses_existing(void **state)
+{
+	struct fixture *f = *state;
+	char why[CA_WHY_MAX] = "";
+
+	assert_null(ca_db_open(f->path, true, why, sizeof(why)));
+	assert_non_null(strstr(why, "exists already"));
+	/* and the existing database is untouched */
+	assert_int_equal(access(f->path, F_OK), 0);
+	assert_int_equal(ca_db_audit(f->db, NOW, "a", "done", "still here"), CA_DB_OK);
+}
+
+static void
+test_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_status st;
+	struct ca_db *db;
+	char why[CA_WHY_MAX];
+
+	assert_int_equal(ca_db_revoke(f->db, "abc", "r", NOW, true), CA_DB_OK);
+	ca_db_close(f->db);
+	f->db = NULL;
+	db = ca_db_open(f->path, false, why, sizeof(why));
+	if (db == NULL)
+		fail_msg("reopen: %s", why);
+	f->db = db;
+	assert_int_equal(ca_db_status(db, "abc", &st), CA_DB_OK);
+	assert_true(st.revoked);
+}
+
+static void
+test_open_missing_or_foreign(void **state)
+{
+	struct fixture *f = *state;
+	char why[CA_WHY_MAX] = "", path[160];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/none.db", f->dir);
+	assert_null(ca_db_open(path, false, why, sizeof(why)));
+	assert_int_equal(access(path, F_OK), -1); /* not created by a mere open */
+	snprintf(path, sizeof(path), "%s/other.db", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("not a database at all, but long enough to look like a file header.......", fp);
+	fclose(fp);
+	assert_null(ca_db_open(path, false, why, sizeof(why)));
+	unlink(path);
+}
+
+static void
+test_future_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	char why[CA_WHY_MAX] = "";
+
+	assert_int_equal(ca_db_exec(f->db, "UPDATE schema_version SET version = 99"), 0);
+	ca_db_close(f->db);
+	f->db = ca_db_open(f->path, false, why, sizeof(why));
+	assert_null(f->db);
+	assert_non_null(strstr(why, "schema version 99"));
+	assert_non_null(strstr(why, "newer"));
+}
+
+/* ---- issued certificates and revocations ---- */
+
+static struct ca_issued
+issued(const char *serial, const char *kind)
+{
+	struct ca_issued r = {0};
+
+	snprintf(r.serial, sizeof(r.serial), "%s", serial);
+	snprintf(
+	    r.role, sizeof(r.role), "%s", strcmp(kind, "ek") == 0 ? "virtualization" : "privacy");
+	snprintf(r.kind, sizeof(r.kind), "%s", kind);
+	snprintf(r.subject, sizeof(r.subject), "subject of %s", serial);
+	snprintf(r.detail, sizeof(r.detail), "detail");
+	r.issued_at = NOW;
+	r.not_after = NOW + 100;
+	return r;
+}
+
+struct collected {
+	int n;
+	struct ca_issued rec[4];
+	char pem[4][64];
+};
+
+static int
+collect_issued(void *ctx, const struct ca_issued *r)
+{
+	struct collected *c = ctx;
+
+	if (c->n < 4) {
+		c->rec[c->n] = *r;
+		snprintf(c->pem[c->n], sizeof(c->pem[c->n]), "%s", r->certificate);
+	}
+	c->n++;
+	return 0;
+}
+
+static void
+test_issued_list_and_revoke(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_issued a = issued("1a", "ck"), b = issued("2b", "ek");
+	struct collected c = {0};
+	struct ca_status st;
+
+	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A"), CA_DB_OK);
+	assert_int_equal(ca_db_issued_add(f->db, &b, "PEM-B"), CA_DB_OK);
+	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A2"), CA_DB_EXISTS);
+	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c), CA_DB_OK);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.rec[0].serial, "1a");
+	assert_string_equal(c.rec[0].kind, "ck");
+	assert_string_equal(c.pem[0], "PEM-A");
+	assert_string_equal(c.rec[1].role, "virtualization");
+	assert_false(c.rec[0].revoked);
+
+	/* issued, not revoked */
+	assert_int_equal(ca_db_status(f->db, "1a", &st), CA_DB_OK);
+	assert_true(st.issued_here);
+	assert_false(st.revoked);
+	/* revoked once, with its reason */
+	assert_int_equal(ca_db_revoke(f->db, "1a", "key compromise", NOW + 5, false), CA_DB_OK);
+	assert_int_equal(ca_db_revoke(f->db, "1a", "again", NOW + 6, false), CA_DB_EXISTS);
+	assert_non_null(strstr(ca_db_error(f->db), "revoked already"));
+	assert_int_equal(ca_db_status(f->db, "1a", &st), CA_DB_OK);
+	assert_true(st.revoked);
+	assert_int_equal(st.revoked_at, NOW + 5);
+	assert_string_equal(st.reason, "key compromise");
+	c.n = 0;
+	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c), CA_DB_OK);
+	assert_true(c.rec[0].revoked);
+	assert_false(c.rec[1].revoked);
+	assert_string_equal(c.rec[0].reason, "key compromise");
+}
+
+static void
+test_revoke_unknown_and_foreign(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_status st;
+
+	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_NOTFOUND);
+	assert_int_equal(ca_db_revoke(f->db, "ff", "", NOW, false), CA_DB_NOTFOUND);
+	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_NOTFOUND);
+	assert_int_equal(ca_db_revoke(f->db, "ff", "host EK", NOW, true), CA_DB_OK);
+	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_OK);
+	assert_false(st.issued_here);
+	assert_true(st.revoked);
+}
+
+/* ---- trust store ---- */
+
+struct trust_seen {
+	int n;
+	enum ca_trust_kind kind[4];
+	char name[4][32], data[4][32];
+};
+
+static int
+collect_trust(void *ctx, const struct ca_trust *t)
+{
+	struct trust_seen *s = ctx;
+
+	if (s->n < 4) {
+		s->kind[s->n] = t->kind;
+		snprintf(s->name[s->n], sizeof(s->name[0]), "%s", t->name);
+		snprintf(s->data[s->n], sizeof(s->data[0]), "%s", t->data);
+	}
+	s->n++;
+	return 0;
+}
+
+static void
+test_trust(void **state)
+{
+	struct fixture *f = *state;
+	struct trust_seen s = {0};
+
+	assert_int_equal(
+	    ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "mfr", "fp1", "PEM1", NOW), CA_DB_OK);
+	assert_int_equal(
+	    ca_db_trust_add(f->db, CA_TRUST_APPROVAL_KEY, "key", "fp2", "X,Y", NOW), CA_DB_OK);
+	/* the same fingerprint under another kind is another entry */
+	assert_int_equal(
+	    ca_db_trust_add(f->db, CA_TRUST_PRIVACY, "p", "fp1", "PEM1", NOW), CA_DB_OK);
+	assert_int_equal(ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "again", "fp1", "PEM1", NOW),
+	    CA_DB_EXISTS);
+	assert_int_equal(
+	    ca_db_trust_list(f->db, CA_TRUST_MANUFACTURER, collect_trust, &s), CA_DB_OK);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.name[0], "mfr");
+	assert_string_equal(s.data[0], "PEM1");
+	s.n = 0;
+	assert_int_equal(ca_db_trust_list(f->db, -1, collect_trust, &s), CA_DB_OK);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.kind[1], CA_TRUST_APPROVAL_KEY);
+	s.n = 0;
+	assert_int_equal(
+	    ca_db_trust_list(f->db, CA_TRUST_VIRTUALIZATION, collect_trust, &s), CA_DB_OK);
+	assert_int_equal(s.n, 0);
+}
+
+static void
+test_trust_names(void **state)
+{
+	enum ca_trust_kind k;
+
+	(void)state;
+	for (int i = 0; i < CA_TRUST_KINDS; i++) {
+		assert_int_equal(ca_trust_parse(ca_trust_name((enum ca_trust_kind)i), &k), 0);
+		assert_int_equal(k, i);
+	}
+	assert_int_equal(ca_trust_parse("root", &k), -1);
+	assert_string_equal(ca_trust_name(CA_TRUST_APPROVAL_KEY), "approval-key");
+}
+
+/* ---- host configurations ---- */
+
+static struct ca_host_config
+config(const char *id, uint8_t fill, uint8_t policy_byte)
+{
+	struct ca_host_config hc = {0};
+
+	snprintf(hc.id, sizeof(hc.id), "%s", id);
+	hc.mask = 1u << 0 | 1u << 7;
+	memset(hc.values[0], fill, HWTPM_DIGEST_LEN);
+	memset(hc.values[7], fill + 1, HWTPM_DIGEST_LEN);
+	memset(hc.policy, policy_byte, HWTPM_DIGEST_LEN);
+	hc.approved_at = NOW;
+	return hc;
+}
+
+static void
+test_host_configs(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_host_config a = config("host-a", 0x11, 0xaa), b = config("host-b", 0x22, 0xbb);
+	struct ca_host_config got, dup_id = config("host-a", 0x33, 0xcc),
+	                           dup_policy = config("host-c", 0x44, 0xaa);
+	uint8_t other[HWTPM_DIGEST_LEN];
+	int n = 0;
+
+	assert_int_equal(ca_db_host_config_add(f->db, &a), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_add(f->db, &b), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_add(f->db, &dup_id), CA_DB_EXISTS);
+	assert_int_equal(ca_db_host_config_add(f->db, &dup_policy), CA_DB_EXISTS);
+	assert_int_equal(ca_db_host_config_find(f->db, a.policy, &got), CA_DB_OK);
+	assert_string_equal(got.id, "host-a");
+	assert_int_equal(got.mask, a.mask);
+	assert_memory_equal(got.values[0], a.values[0], HWTPM_DIGEST_LEN);
+	assert_memory_equal(got.values[7], a.values[7], HWTPM_DIGEST_LEN);
+	assert_memory_equal(got.policy, a.policy, HWTPM_DIGEST_LEN);
+	memset(other, 0xdd, sizeof(other));
+	assert_int_equal(ca_db_host_config_find(f->db, other, &got), CA_DB_NOTFOUND);
+	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n), CA_DB_OK);
+	assert_int_equal(n, 2);
+}
+
+/* ---- challenges ---- */
+
+static void
+hash_of(uint8_t h[32], uint8_t b)
+{
+	memset(h, b, 32);
+}
+
+static void
+test_challenge_single_use(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32], got[32];
+	enum ca_kind kind = 0;
+	char *req = NULL;
+
+	hash_of(h, 0x5a);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW, NOW + 300),
+	    CA_DB_OK);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300), CA_DB_EXISTS);
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &kind, &req, got), CA_DB_OK);
+	assert_int_equal(kind, CA_KIND_AK);
+	assert_string_equal(req, "{\"kind\":\"ak\"}");
+	assert_memory_equal(got, h, 32);
+	free(req);
+	req = NULL;
+	/* a second answer, right or wrong, finds it used */
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 11, &kind, &req, got), CA_DB_USED);
+	assert_null(req);
+	assert_int_equal(
+	    ca_db_challenge_take(f->db, "nope", NOW, &kind, &req, got), CA_DB_NOTFOUND);
+	assert_null(req);
+}
+
+static void
+test_challenge_expiry(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32], got[32];
+	enum ca_kind kind;
+	char *req = NULL;
+
+	hash_of(h, 1);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
+	/* at its expiry time exactly it is expired, and taking it uses it */
+	assert_int_equal(
+	    ca_db_challenge_take(f->db, "e1", NOW + 300, &kind, &req, got), CA_DB_EXPIRED);
+	assert_null(req);
+	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &kind, &req, got), CA_DB_USED);
+	/* one second before, it is answered */
+	assert_int_equal(ca_db_challenge_take(f->db, "e2", NOW + 299, &kind, &req, got), CA_DB_OK);
+	assert_int_equal(kind, CA_KIND_CK);
+	free(req);
+	/* a challenge that expires at once (challenge_expiry_seconds 0) */
+	assert_int_equal(ca_db_challenge_add(f->db, "e3", CA_KIND_CK, "{}", h, NOW, NOW), CA_DB_OK);
+	req = NULL;
+	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &kind, &req, got), CA_DB_EXPIRED);
+}
+
+static void
+test_challenge_old_forgotten(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32], got[32];
+	enum ca_kind kind;
+	char *req = NULL;
+
+	hash_of(h, 2);
+	assert_int_equal(ca_db_challenge_add(
+	                     f->db, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400, NOW - 2 * 86400),
+	    CA_DB_OK);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got), CA_DB_EXPIRED);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got), CA_DB_NOTFOUND);
+}
+
+static void
+test_challenge_cap(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32];
+	char sql[256];
+
+	hash_of(h, 3);
+	/* CA_PENDING_MAX open challenges, written directly */
+	assert_int_equal(ca_db_exec(f->db, "BEGIN"), 0);
+	for (int i = 0; i < CA_PENDING_MAX; i++) {
+		snprintf(sql, sizeof(sql),
+		    "INSERT INTO challenges (id, kind, request, secret_hash, created_at, "
+		    "expires_at) "
+		    "VALUES ('p%d', 'ck', '{}', zeroblob(32), %lld, %lld)",
+		    i, (long long)NOW, (long long)NOW + 300);
+		assert_int_equal(ca_db_exec(f->db, sql), 0);
+	}
+	assert_int_equal(ca_db_exec(f->db, "COMMIT"), 0);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300),
+	    CA_DB_FULL);
+	/* once they have expired, new ones are taken again */
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "later", CA_KIND_CK, "{}", h, NOW + 300, NOW + 600),
+	    CA_DB_OK);
+}
+
+/* ---- audit ---- */
+
+struct audit_seen {
+	int n;
+	struct ca_audit a[3];
+};
+
+static int
+collect_audit(void *ctx, const struct ca_audit *a)
+{
+	struct audit_seen *s = ctx;
+
+	if (s->n < 3)
+		s->a[s->n] = *a;
+	s->n++;
+	return 0;
+}
+
+static void
+test_audit(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_seen s = {0};
+
+	assert_int_equal(
+	    ca_db_audit(f->db, NOW, "privacy/challenge", "refused", "wrong"), CA_DB_OK);
+	assert_int_equal(
+	    ca_db_audit(f->db, NOW + 1, "privacy/certify", "issued", "serial 1a"), CA_DB_OK);
+	assert_int_equal(ca_db_audit(f->db, NOW + 2, "revoke", "done", NULL), CA_DB_OK);
+	assert_int_equal(ca_db_audit_list(f->db, collect_audit, &s), CA_DB_OK);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.a[0].action, "privacy/challenge");
+	assert_string_equal(s.a[0].outcome, "refused");
+	assert_string_equal(s.a[1].detail, "serial 1a");
+	assert_string_equal(s.a[2].detail, "");
+	assert_int_equal(s.a[2].time, NOW + 2);
+	assert_true(s.a[0].id < s.a[1].id);
+}
+
+/* SQL in a value stays a value. */
+static void
+test_values_are_bound(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_status st;
+	const char *evil = "x'); DROP TABLE revocations; --";
+
+	assert_int_equal(ca_db_revoke(f->db, evil, evil, NOW, true), CA_DB_OK);
+	assert_int_equal(ca_db_status(f->db, evil, &st), CA_DB_OK);
+	assert_string_equal(st.reason, evil);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_schema_created),
+	    T(test_create_refuses_existing),
+	    T(test_reopen),
+	    T(test_open_missing_or_foreign),
+	    T(test_future_schema_refused),
+	    T(test_issued_list_and_revoke),
+	    T(test_revoke_unknown_and_foreign),
+	    T(test_trust),
+	    cmocka_unit_test(test_trust_names),
+	    T(test_host_configs),
+	    T(test_challenge_single_use),
+	    T(test_challenge_expiry),
+	    T(test_challenge_old_forgotten),
+	    T(test_challenge_cap),
+	    T(test_audit),
+	    T(test_values_are_bound),
+	};
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	log_init("test_ca_db", LOG_LEVEL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

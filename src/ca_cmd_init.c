@@ -107,7 +107,7 @@ init_run(const char *dbpath, const char *name)
 		return ret;
 	ret = EXIT_RUNTIME;
 	if ((db = ca_db_open(dbpath, true, why, sizeof(why))) == NULL)
-		return ca_fail("%s", why);
+		return ca_fail("%s: %s", dbpath, why);
 	for (int i = 0; i < 3; i++) {
 		v.not_before = time(NULL) - 60;
 		v.not_after = time(NULL) + (i == 0 ? 20 : 10) * (int64_t)INIT_YEAR;

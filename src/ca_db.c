@@ -222,7 +222,7 @@ ca_db_open(const char *path, bool create, char *why, size_t why_len)
 	if (create) {
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd == -1) {
-			snprintf(db->error, sizeof(db->error), "%s: %s", path,
+			snprintf(db->error, sizeof(db->error), "%s",
 			    errno == EEXIST ? "exists already" : strerror(errno));
 			goto fail;
 		}
@@ -231,7 +231,10 @@ ca_db_open(const char *path, bool create, char *why, size_t why_len)
 	}
 	if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
 	    SQLITE_OK) {
-		ca_db_fail(db, "%s", path);
+		ca_db_fail(db, "open");
+		if (!create && access(path, F_OK) == -1)
+			snprintf(db->error, sizeof(db->error),
+			    "no such database (create one with 'vtpm-ca init --db %s')", path);
 		goto fail;
 	}
 	sqlite3_busy_timeout(db->h, CA_DB_BUSY_MS);

@@ -2,10 +2,11 @@
 # vtpm-ca, the Privacy CA and the Virtualization CA (docs/ca-api.md), end to
 # end over HTTP with vTPMs (vtpmd instances) and tpm2-tools:
 #  - init (files, modes), trust add, serve on a free loopback port;
-#  - Privacy CA, kind "ck": a host TPM's EK with a "manufacturer" EK
-#    certificate (a throwaway CA made with openssl, trusted), a CK made by
-#    tpm2_createak, the challenge opened by the real tpm2_activatecredential,
-#    a CK certificate that openssl verify accepts; refused: an untrusted EK
+#  - Privacy CA, kind "ck": a host TPM's EK (ECC, and RSA) with a
+#    "manufacturer" EK certificate (a throwaway CA made with openssl,
+#    trusted), a CK made by tpm2_createak, the challenge opened by the real
+#    tpm2_activatecredential, a CK certificate that openssl verify accepts;
+#    refused: an untrusted EK
 #    issuer, an EK public area that is not the certificate's, a key that is
 #    not a restricted signing key, a wrong secret (which consumes the
 #    challenge), a reused challenge, an expired challenge, a revoked EK;
@@ -197,6 +198,18 @@ assert_contains "$(openssl x509 -in "$W/ck.pem" -noout -subject)" "host-a" "CK s
 assert_eq "$(status "$SERIAL")" false "status of the CK certificate"
 assert_eq "$(jq -r '.chain | length' "$T/resp.json")" 2 "chain: Privacy CA and root"
 
+note "Privacy CA, kind ck: an RSA-2048 EK and an RSA AK"
+flushed tpm2_createek -G rsa -c "$W/ekrsa.ctx" -u "$W/ekrsa.pub" >/dev/null ||
+	fail "tpm2_createek rsa"
+tpm2_print -t TPM2B_PUBLIC -f pem "$W/ekrsa.pub" >"$W/ekrsa.pem" || fail "tpm2_print RSA EK"
+mfr_cert mfr "$W/ekrsa.pem" "$W/ekcert-rsa.pem"
+flushed tpm2_createak -C "$W/ekrsa.ctx" -G rsa -g sha256 -s rsassa -c "$W/ckrsa.ctx" \
+	-u "$W/ckrsa.pub" >/dev/null || fail "tpm2_createak rsa"
+challenge_req ck "$W/ekcert-rsa.pem" "$W/ekrsa.pub" "$W/ckrsa.pub" "$W/ckrsa.json" host-rsa
+enrol "$HOST" "$W/ekrsa.ctx" "$W/ckrsa.ctx" "$W/ckrsa.json" "$W/ckrsa.pem" "kind ck, RSA"
+openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$W/ckrsa.pem" >/dev/null ||
+	fail "openssl verify of the RSA CK certificate"
+
 note "refused: the challenge answered again"
 post /v1/privacy/certify "$W/certify.json"
 refused 409 "answered before" "reused challenge"
@@ -207,7 +220,6 @@ post /v1/privacy/challenge "$W/rogue.json"
 refused 403 "does not chain to a trusted manufacturer CA" "untrusted EK issuer"
 
 note "refused: an EK public area that is not the certificate's; a key that cannot sign"
-flushed tpm2_createek -G rsa -c "$W/ekrsa.ctx" -u "$W/ekrsa.pub" >/dev/null
 challenge_req ck "$W/ekcert.pem" "$W/ekrsa.pub" "$W/ck.pub" "$W/mismatch.json" host-a
 post /v1/privacy/challenge "$W/mismatch.json"
 refused 403 "not the key the EK certificate certifies" "EK public area mismatch"
@@ -533,7 +545,7 @@ refused 403 "revoked" "revoked CK"
 
 note "records: certificates, host configurations, the audit trail of every refusal"
 "$CA" list --json --db "$DB" >"$T/certs.json" || fail "list --json"
-assert_eq "$(jq '[.[] | select(.kind == "ck")] | length' "$T/certs.json")" 2 "CK certificates"
+assert_eq "$(jq '[.[] | select(.kind == "ck")] | length' "$T/certs.json")" 3 "CK certificates"
 assert_eq "$(jq '[.[] | select(.kind == "ek")] | length' "$T/certs.json")" 2 "EK certificates"
 assert_eq "$(jq '[.[] | select(.kind == "ak")] | length' "$T/certs.json")" 1 "AK certificates"
 assert_eq "$(jq '[.[] | select(.revoked)] | length' "$T/certs.json")" 3 "revoked certificates"
@@ -552,7 +564,7 @@ for text in "wrong secret" "has expired" "answered before" "approval key is not 
 	jq -e --arg t "$text" 'any(.[]; .outcome == "refused" and (.detail | contains($t)))' \
 		"$T/audit.json" >/dev/null || fail "no audit row for a refusal: $text"
 done
-assert_eq "$(jq '[.[] | select(.outcome == "issued")] | length' "$T/audit.json")" 5 \
+assert_eq "$(jq '[.[] | select(.outcome == "issued")] | length' "$T/audit.json")" 6 \
 	"issued in the audit trail"
 
 note "no transient objects or sessions left; everything stops cleanly"

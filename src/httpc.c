@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <http_parser.h>
@@ -206,4 +208,92 @@ out:
 	free(req);
 	free(payload);
 	return ret;
+}
+
+/* Splits http://HOST[:PORT][/PREFIX] into host, port and path prefix. */
+static int
+httpc_parse_url(const char *url, char *host, size_t host_len, char *port, size_t port_len,
+    char *prefix, size_t prefix_len)
+{
+	const char *p, *slash, *colon;
+
+	if (strncmp(url, "http://", 7) != 0)
+		return -1;
+	p = url + 7;
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		slash = p + strlen(p);
+	colon = memchr(p, ':', (size_t)(slash - p));
+	if ((colon != NULL ? colon : slash) == p ||
+	    (size_t)((colon != NULL ? colon : slash) - p) >= host_len)
+		return -1;
+	snprintf(host, host_len, "%.*s", (int)((colon != NULL ? colon : slash) - p), p);
+	if (colon != NULL && (slash - colon < 2 || (size_t)(slash - colon) > port_len))
+		return -1;
+	snprintf(port, port_len, "%.*s", colon != NULL ? (int)(slash - colon - 1) : 2,
+	    colon != NULL ? colon + 1 : "80");
+	snprintf(prefix, prefix_len, "%s", slash);
+	if (prefix[0] != '\0' && prefix[strlen(prefix) - 1] == '/')
+		prefix[strlen(prefix) - 1] = '\0';
+	return 0;
+}
+
+static int
+httpc_connect_tcp(const char *host, const char *port, int timeout_s, char *why, size_t why_len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+	struct timeval tv = {.tv_sec = timeout_s};
+	int fd = -1, r;
+
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		httpc_why(why, why_len, "%s: %s", host, gai_strerror(r));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		r = errno;
+		close(fd);
+		fd = -1;
+		errno = r;
+	}
+	if (fd == -1)
+		httpc_why(why, why_len, "connecting to %s:%s: %s", host, port, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+/*
+ * One request to an HTTP server named by a base URL (http://HOST[:PORT]
+ * [/PREFIX]) over a new TCP connection, each socket operation bounded by
+ * timeout_s seconds. path is appended to the URL's prefix. Returns
+ * HTTPC_OK with the status and the JSON answer (caller frees), or an error
+ * with why filled in; *reply is NULL then.
+ */
+int
+httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len)
+{
+	char host[256], port[16], prefix[512], target[1024];
+	int fd, rc;
+
+	*reply = NULL;
+	*status = 0;
+	if (httpc_parse_url(
+	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1) {
+		httpc_why(why, why_len, "%s: not an http://HOST:PORT URL", base_url);
+		return HTTPC_PROTOCOL;
+	}
+	snprintf(target, sizeof(target), "%s%s", prefix, path);
+	if ((fd = httpc_connect_tcp(host, port, timeout_s, why, why_len)) == -1)
+		return HTTPC_IO;
+	rc = httpc_exchange(fd, method, host, agent, target, body, status, reply, why, why_len);
+	close(fd);
+	return rc;
 }

@@ -596,6 +596,28 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 }
 
 /*
+ * The public area of a sealed-key blob (hwtpm_seal's output): the leading
+ * TPM2B_PUBLIC, *pub_len bytes at the start of blob. Returns 0, or -1 when
+ * the blob is not a TPM2B_PUBLIC followed by a TPM2B_PRIVATE.
+ */
+int
+hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len)
+{
+	TPM2B_PUBLIC pub = {0};
+	TPM2B_PRIVATE priv = {0};
+	size_t off = 0, end;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS)
+		return -1;
+	end = off;
+	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
+	    off != blob_len)
+		return -1;
+	*pub_len = end;
+	return 0;
+}
+
+/*
  * Unseals a secret sealed by hwtpm_seal, in a policy session that proves
  * the host PCRs in sel match ap->policy, an approved configuration. The
  * secret must be exactly secret_len bytes. Returns 0 with it in secret; HWTPM_ERR_POLICY when the PCRs are

@@ -686,6 +686,11 @@ manager_main(int argc, char **argv)
 		    geteuid() != 0 ? "vtpmd is not root" : "worker-uid-base is 0");
 	if (policy_load(&m, why, sizeof(why)) == -1)
 		fatalx(EXIT_RUNTIME, "%s", why);
+	if (enrol_load(&m, why, sizeof(why)) == -1)
+		fatalx(EXIT_RUNTIME, "host enrolment record: %s", why);
+	if (m.enrol.enrolled)
+		log_info("host enrolled with the Privacy CA at %s as \"%s\"", m.enrol.privacy_ca,
+		    m.enrol.host);
 	manager_resume(&m);
 	m.api = api_listen(m.cfg.socket, manager_api, &m);
 	if (m.api == NULL)
@@ -706,6 +711,7 @@ manager_main(int argc, char **argv)
 	}
 	free(m.vtpms);
 	free(m.policy.entries);
+	enrol_free(&m.enrol);
 	close(m.lockfd);
 	return EXIT_OK;
 }

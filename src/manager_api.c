@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -26,7 +27,7 @@ static json_t *
 api_instance_json(struct manager *m, const struct vtpm *v)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], tcti[PATH_MAX + 16], dir[PATH_MAX];
-	json_t *o;
+	json_t *o, *ek;
 
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(tcti, sizeof(tcti), "swtpm:path=%s", data);
@@ -40,6 +41,8 @@ api_instance_json(struct manager *m, const struct vtpm *v)
 		json_object_set_new(o, "pid", json_integer(v->pid));
 	if (o != NULL && v->error[0] != '\0')
 		json_object_set_new(o, "error", json_string(v->error));
+	if (o != NULL && (ek = provision_json(m, v)) != NULL)
+		json_object_set_new(o, "endorsement", ek);
 	return o;
 }
 
@@ -53,35 +56,115 @@ api_list(struct manager *m)
 	return api_ok(200, json_pack("{s:o}", "instances", arr));
 }
 
+/* The HTTP status of an enrolment or provisioning failure. */
+static int
+api_enrol_status(enum enrol_err err)
+{
+	switch (err) {
+	case ENROL_ERR_CA_REFUSED: return 422;
+	case ENROL_ERR_CA_UNREACHABLE: return 502;
+	default: return 500;
+	}
+}
+
+/* The "ek" member of a create request: absent (every type when the host
+ * is enrolled, none otherwise), or a list of type names (possibly empty). */
+static int
+api_ek_types(struct manager *m, json_t *list, unsigned int tpm_version, unsigned int *set,
+    struct api_response *err)
+{
+	size_t i;
+	json_t *t;
+
+	*set = 0;
+	if (list == NULL) {
+		if (m->enrol.enrolled && tpm_version == 2)
+			*set = 1u << HWTPM_EK_RSA | 1u << HWTPM_EK_ECC;
+		return 0;
+	}
+	json_array_foreach(list, i, t) {
+		if (!json_is_string(t) || provision_parse_type(json_string_value(t), set) == -1) {
+			*err = api_error(400, "unknown EK type",
+			    "\"ek\" is a list of \"rsa2048\" and \"ecc-p256\"");
+			return -1;
+		}
+	}
+	if (*set != 0 && tpm_version != 2) {
+		*err = api_error(400, "EK certificates are provisioned for TPM 2.0 only",
+		    "omit \"ek\" for a TPM 1.2");
+		return -1;
+	}
+	if (*set != 0 && !m->enrol.enrolled) {
+		*err = api_error(409, "the host is not enrolled with a Privacy CA: no EK "
+				      "certificate can be issued",
+		    "enrol it first: vtpmctl host enroll --ca URL");
+		return -1;
+	}
+	return 0;
+}
+
+/* A new instance's EKs and certificates; it is deleted when that fails,
+ * so that no half-provisioned vTPM remains. */
+static int
+api_provision(struct manager *m, struct vtpm *v, unsigned int set, bool keep_running,
+    struct api_response *err)
+{
+	enum enrol_err e = ENROL_ERR_LOCAL;
+	char why[768];
+
+	if (manager_start(m, v, why, sizeof(why)) == -1 ||
+	    provision_instance(m, v, set, &e, why, sizeof(why)) == -1) {
+		log_warnx("%s: provisioning failed, instance deleted: %s", v->name, why);
+		*err = api_error(api_enrol_status(e), why,
+		    e == ENROL_ERR_CA_REFUSED ? "nothing was created; see the CA's reason"
+					      : "nothing was created; see vtpmd's log");
+		manager_delete(m, v);
+		return -1;
+	}
+	if (!keep_running)
+		manager_stop(m, v);
+	return 0;
+}
+
 static struct api_response
 api_create(struct manager *m, const struct api_request *req)
 {
 	const char *name = NULL, *tpm = "2.0";
 	int start = 1;
+	unsigned int version, set;
+	json_t *ek = NULL;
+	struct api_response err;
 	struct vtpm *v;
 	char why[512];
 
 	if (req->body == NULL ||
-	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b}", "name", &name, "tpm", &tpm,
-		"start", &start) != 0)
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o}", "name", &name, "tpm", &tpm,
+		"start", &start, "ek", &ek) != 0 || (ek != NULL && !json_is_array(ek)))
 		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
-				      "\"start\": true|false}", "see docs/api.md");
+				      "\"start\": true|false, \"ek\": [TYPE, ...]}", "see docs/api.md");
 	if (!registry_valid_name(name))
 		return api_error(400, "invalid instance name",
 		    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
 	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
 		return api_error(400, "tpm must be \"2.0\" or \"1.2\"", "omit it for TPM 2.0");
+	version = strcmp(tpm, "1.2") == 0 ? 1 : 2;
+	if (api_ek_types(m, ek, version, &set, &err) == -1)
+		return err;
 	if (manager_find(m, name) != NULL)
 		return api_error(409, "an instance with this name exists",
 		    "choose another name, or delete the existing instance first");
-	if (manager_create(m, name, strcmp(tpm, "1.2") == 0 ? 1 : 2, &v, why, sizeof(why)) == -1)
+	if (manager_create(m, name, version, &v, why, sizeof(why)) == -1)
 		return api_error(500, why, "check vtpmd's log and the host TPM");
 	if (start) {
 		v->desired_running = true;
 		registry_save(&m->cfg, v);
-		if (manager_start(m, v, why, sizeof(why)) == -1)
-			return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
-			    "the instance was created; start it with 'vtpmctl start' once fixed");
+	}
+	if (set != 0) {
+		if (api_provision(m, v, set, start, &err) == -1)
+			return err;
+	} else if (start && manager_start(m, v, why, sizeof(why)) == -1) {
+		return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
+		    "the instance was created; start it with 'vtpmctl start' once fixed");
 	}
 	return api_ok(201, api_instance_json(m, v));
 }
@@ -239,11 +322,71 @@ api_host(struct manager *m)
 	for (size_t i = 0; i < m->n; i++)
 		running += m->vtpms[i]->state == VTPM_RUNNING;
 	config_format_pcrs(&m->cfg.pcrs, pcrs, sizeof(pcrs));
-	return api_ok(200, json_pack("{s:s, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I}",
+	return api_ok(200, json_pack("{s:s, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}",
 	    "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "srk", "handle",
 	    "0x81000001", "pcr_policy", "bank", "sha256", "pcrs", api_pcr_list(m->cfg.pcrs.mask),
 	    "instances", "total", (json_int_t)m->n, "running", (json_int_t)running,
-	    "host_tpm_commands", (json_int_t)hwtpm_command_count(m->hw)));
+	    "host_tpm_commands", (json_int_t)hwtpm_command_count(m->hw), "enrolment",
+	    enrol_json(m)));
+}
+
+/* Whether s is a usable CA base URL: http://HOST[:PORT][/PREFIX]. */
+static bool
+api_valid_url(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (strncmp(s, "http://", 7) != 0 || n <= 7 || n >= sizeof(((struct enrolment *)0)->privacy_ca))
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+/* A host name for the CK certificate: 1-64 printable ASCII characters. */
+static bool
+api_valid_host(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (*p < ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+static struct api_response
+api_host_enrol(struct manager *m, const struct api_request *req)
+{
+	const char *ca = NULL, *vca = NULL, *host = NULL;
+	char hostname[65] = "", why[768];
+	enum enrol_err err;
+
+	if (req->body == NULL ||
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?s}", "ca", &ca, "virtualization_ca",
+		&vca, "host", &host) != 0)
+		return api_error(400, "expected {\"ca\": URL, \"virtualization_ca\": URL, "
+				      "\"host\": NAME}", "see docs/api.md");
+	if (!api_valid_url(ca) || (vca != NULL && !api_valid_url(vca)))
+		return api_error(400, "a CA URL must be http://HOST[:PORT][/PREFIX]",
+		    "for example http://127.0.0.1:8440");
+	if (host == NULL) {
+		if (gethostname(hostname, sizeof(hostname) - 1) == -1)
+			snprintf(hostname, sizeof(hostname), "localhost");
+		host = hostname;
+	}
+	if (!api_valid_host(host))
+		return api_error(400, "the host name must be 1-64 printable ASCII characters",
+		    "give another with --name");
+	if (enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1)
+		return api_error(api_enrol_status(err), why,
+		    err == ENROL_ERR_CA_REFUSED
+		        ? "the previous enrolment, if any, is kept; see the CA's reason"
+		        : "the previous enrolment, if any, is kept; see vtpmd's log");
+	return api_host(m);
 }
 
 /* The API handler: routes one request. */
@@ -267,5 +410,7 @@ manager_api(void *ctx, const struct api_request *req)
 		return api_policy_approve(m, req);
 	if (strcmp(req->path, "/v1/host") == 0 && req->method == API_GET)
 		return api_host(m);
+	if (strcmp(req->path, "/v1/host/enroll") == 0 && req->method == API_POST)
+		return api_host_enrol(m, req);
 	return api_error(404, "no such endpoint", "see docs/api.md");
 }

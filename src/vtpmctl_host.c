@@ -14,18 +14,52 @@ static const char host_help[] =
     "\n"
     "SYNOPSIS\n"
     "    vtpmctl host [--json]\n"
+    "    vtpmctl host enroll --ca URL [--virtualization-ca URL] [--name HOST] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Shows the host TPM vtpmd uses (its TCTI, and a warning when it is a\n"
     "    simulator, which protects nothing), the storage root key vTPM state keys\n"
     "    are sealed under, the PCRs the sealing policy covers, how many vTPMs exist\n"
-    "    and run, and how many commands vtpmd sent the host TPM.\n"
+    "    and run, and how many commands vtpmd sent the host TPM; once the host is\n"
+    "    enrolled, its Certifying Key (CK) certificate and its Binding Key (BK).\n"
+    "\n"
+    "    'host enroll' enrols the host with a Privacy CA (vtpm-ca): vtpmd creates\n"
+    "    the CK in the host TPM (0x81000002) and gets its certificate by proving,\n"
+    "    with the host EK and its manufacturer certificate, that the CK lives in\n"
+    "    this TPM (MakeCredential/ActivateCredential); then it creates the BK\n"
+    "    (0x81000003), certified by the CK. From then on every new TPM 2.0 vTPM\n"
+    "    gets EK certificates from the Virtualization CA (see 'vtpmctl create').\n"
+    "    Enrolling again replaces the record; a failed enrolment keeps it.\n"
     "\n"
     "OPTIONS\n"
-    "    --json   print vtpmd's JSON answer\n"
+    "    --ca URL                 the Privacy CA, http://HOST:PORT[/PREFIX]\n"
+    "    --virtualization-ca URL  the Virtualization CA (default: the same URL)\n"
+    "    --name HOST              the host's name in the CK certificate (default:\n"
+    "                             the system's host name)\n"
+    "    --json                   print vtpmd's JSON answer\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success; 1 vtpmd could not be reached or failed; 2 usage error.\n";
+
+static void
+host_print_enrolment(const json_t *e)
+{
+	const json_t *ck = json_object_get(e, "ck"), *bk = json_object_get(e, "bk");
+
+	if (!json_is_true(json_object_get(e, "enrolled"))) {
+		printf("enrolment:     none (vTPMs get no EK certificate; 'vtpmctl host enroll')\n");
+		return;
+	}
+	printf("enrolled:      as \"%s\" at %s, host EK %s\n", vtpmctl_str(e, "host", "?"),
+	    vtpmctl_str(e, "enrolled_at", "?"), vtpmctl_str(e, "ek", "?"));
+	printf("Privacy CA:    %s\n", vtpmctl_str(e, "privacy_ca", "?"));
+	printf("Virt. CA:      %s\n", vtpmctl_str(e, "virtualization_ca", "?"));
+	printf("CK:            %s, certificate %s serial %s\n", vtpmctl_str(ck, "handle", "?"),
+	    vtpmctl_str(ck, "subject", "?"), vtpmctl_str(ck, "serial", "?"));
+	printf("BK:            %s, RSA-2048 decryption key certified by the CK%s\n",
+	    vtpmctl_str(bk, "handle", "?"),
+	    json_object_get(bk, "certify_signature") ? "" : " (certification missing)");
+}
 
 static void
 host_print(const json_t *h)
@@ -47,6 +81,61 @@ host_print(const json_t *h)
 	    (long long)json_integer_value(json_object_get(n, "running")));
 	printf("TPM commands:  %lld\n",
 	    (long long)json_integer_value(json_object_get(h, "host_tpm_commands")));
+	host_print_enrolment(json_object_get(h, "enrolment"));
+}
+
+static int
+host_enroll(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"ca", required_argument, NULL, 'c'},
+	    {"virtualization-ca", required_argument, NULL, 'v'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *ca = NULL, *vca = NULL, *name = NULL;
+	json_t *body, *reply = NULL;
+	bool json = false;
+	int c, ret;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': vtpmctl_help(host_help); return EXIT_OK;
+		case 'c': ca = optarg; break;
+		case 'v': vca = optarg; break;
+		case 'n': name = optarg; break;
+		case 'j': json = true; break;
+		case ':':
+			return vtpmctl_usage("host enroll", "option '%s' needs a value",
+			    argv[optind - 1]);
+		default:
+			return vtpmctl_usage("host enroll", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return vtpmctl_usage("host enroll", "unexpected argument '%s'", argv[optind]);
+	if (ca == NULL)
+		return vtpmctl_usage("host enroll", "which Privacy CA? give --ca URL");
+	body = json_pack("{s:s}", "ca", ca);
+	if (body == NULL)
+		return vtpmctl_fail("out of memory");
+	if (vca != NULL)
+		json_object_set_new(body, "virtualization_ca", json_string(vca));
+	if (name != NULL)
+		json_object_set_new(body, "host", json_string(name));
+	ret = vtpmctl_call("POST", "/v1/host/enroll", body, &reply);
+	json_decref(body);
+	if (ret != EXIT_OK)
+		return ret;
+	if (json)
+		vtpmctl_print_json(reply);
+	else
+		host_print(reply);
+	json_decref(reply);
+	return EXIT_OK;
 }
 
 int
@@ -61,6 +150,8 @@ vtpmctl_host(int argc, char **argv)
 	bool json = false;
 	int c, ret;
 
+	if (argc > 1 && strcmp(argv[1], "enroll") == 0)
+		return host_enroll(argc - 1, argv + 1);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {

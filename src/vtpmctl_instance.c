@@ -15,11 +15,13 @@ enum {
 	OPT_TPM = 1 << 1,
 	OPT_NO_START = 1 << 2,
 	OPT_FORCE = 1 << 3,
+	OPT_EK = 1 << 4,
 };
 
 struct instance_args {
 	const char *name; /* NULL for list */
 	const char *tpm;  /* "2.0" or "1.2" */
+	const char *ek;   /* --ek LIST, or NULL */
 	bool json, no_start, force;
 };
 
@@ -28,7 +30,7 @@ static const char create_help[] =
     "    vtpmctl create - create a vTPM for a virtual machine\n"
     "\n"
     "SYNOPSIS\n"
-    "    vtpmctl create NAME [--tpm 2|1.2] [--no-start] [--json]\n"
+    "    vtpmctl create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Creates a new virtual TPM called NAME, with fresh state sealed to the host\n"
@@ -36,8 +38,18 @@ static const char create_help[] =
     "    A-Z a-z 0-9 . _ - and does not start with . or -. The output names the\n"
     "    socket to give QEMU (-chardev socket,path=SOCKET -tpmdev emulator).\n"
     "\n"
+    "    Once the host is enrolled ('vtpmctl host enroll'), a TPM 2.0 vTPM is\n"
+    "    provisioned as a manufacturer provisions a TPM: its endorsement keys are\n"
+    "    created from the TCG templates and persisted (0x81010001 RSA, 0x81010002\n"
+    "    ECC), and their certificates, issued by the Virtualization CA on the host\n"
+    "    TPM's evidence, are written to NV (0x01c00002 RSA, 0x01c0000a ECC, the\n"
+    "    issuing chain from 0x01c00100), where guest tools look for them. When\n"
+    "    that fails nothing is created.\n"
+    "\n"
     "OPTIONS\n"
     "    --tpm 2|1.2   TPM version of the vTPM (default 2, i.e. TPM 2.0)\n"
+    "    --ek TYPES    the EKs to provision, a comma-separated list of rsa2048 and\n"
+    "                  ecc-p256 (default: both once the host is enrolled), or none\n"
     "    --no-start    create it stopped; start it later with 'vtpmctl start'\n"
     "    --json        print vtpmd's JSON answer\n"
     "\n"
@@ -166,6 +178,7 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 	    {"tpm", required_argument, NULL, 't'},
 	    {"no-start", no_argument, NULL, 'n'},
 	    {"force", no_argument, NULL, 'f'},
+	    {"ek", required_argument, NULL, 'e'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -201,6 +214,10 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 			seen |= OPT_FORCE;
 			a->force = true;
 			break;
+		case 'e':
+			seen |= OPT_EK;
+			a->ek = optarg;
+			break;
 		case ':': return vtpmctl_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default: return vtpmctl_usage(cmd, "unknown option '%s'", argv[optind - 1]);
 		}
@@ -210,6 +227,7 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 		    (seen & ~allowed & OPT_TPM)        ? "--tpm"
 		    : (seen & ~allowed & OPT_NO_START) ? "--no-start"
 		    : (seen & ~allowed & OPT_FORCE)    ? "--force"
+		    : (seen & ~allowed & OPT_EK)       ? "--ek"
 		                                       : "--json",
 		    cmd);
 	if (want_name) {
@@ -233,6 +251,24 @@ instance_int(const json_t *o, const char *key, char *buf, size_t len)
 		return "-";
 	snprintf(buf, len, "%lld", (long long)json_integer_value(v));
 	return buf;
+}
+
+/* The EKs and their certificates, when the instance was provisioned. */
+static void
+instance_print_endorsement(const json_t *e)
+{
+	const json_t *ek;
+	size_t i;
+
+	if (e == NULL)
+		return;
+	json_array_foreach(json_object_get(e, "eks"), i, ek)
+		printf("ek:         %s at %s, certificate in NV %s (serial %s, host config %s)\n",
+		    vtpmctl_str(ek, "type", "?"), vtpmctl_str(ek, "handle", "?"),
+		    vtpmctl_str(ek, "nv_index", "?"), vtpmctl_str(ek, "serial", "?"),
+		    vtpmctl_str(ek, "host_config", "?"));
+	printf("ek chain:   %zu certificate(s) from NV %s\n",
+	    json_array_size(json_object_get(e, "chain")), vtpmctl_str(e, "chain_nv_first", "?"));
 }
 
 /* Prints one INSTANCE as "key: value" lines. */
@@ -264,6 +300,7 @@ instance_print(const json_t *o)
 	printf("tcti:       %s\n", vtpmctl_str(o, "tcti", "-"));
 	printf("state_dir:  %s\n", vtpmctl_str(o, "state_dir", "-"));
 	printf("created:    %s\n", vtpmctl_str(o, "created", "-"));
+	instance_print_endorsement(json_object_get(o, "endorsement"));
 }
 
 /* GETs or POSTs path and prints the INSTANCE it answers. */
@@ -297,6 +334,32 @@ instance_show(const char *method, const char *path, const json_t *body,
 	return EXIT_OK;
 }
 
+/* --ek LIST into body's "ek": a list of types, [] for "none". */
+static int
+instance_ek_list(const char *list, json_t *body)
+{
+	json_t *arr = json_array();
+	char buf[64], *tok, *save = NULL;
+
+	if (arr == NULL || strlen(list) >= sizeof(buf))
+		goto fail;
+	snprintf(buf, sizeof(buf), "%s", list);
+	if (strcmp(buf, "none") != 0) {
+		for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+			if (strcmp(tok, "rsa2048") != 0 && strcmp(tok, "ecc-p256") != 0)
+				goto fail;
+			json_array_append_new(arr, json_string(tok));
+		}
+		if (json_array_size(arr) == 0)
+			goto fail;
+	}
+	json_object_set_new(body, "ek", arr);
+	return 0;
+fail:
+	json_decref(arr);
+	return -1;
+}
+
 int
 vtpmctl_create(int argc, char **argv)
 {
@@ -304,12 +367,18 @@ vtpmctl_create(int argc, char **argv)
 	json_t *body;
 	int ret;
 
-	ret = instance_parse(argc, argv, OPT_JSON | OPT_TPM | OPT_NO_START, true, create_help, &a);
+	ret = instance_parse(
+	    argc, argv, OPT_JSON | OPT_TPM | OPT_NO_START | OPT_EK, true, create_help, &a);
 	if (ret != -1)
 		return ret;
 	body = json_pack("{s:s, s:s, s:b}", "name", a.name, "tpm", a.tpm, "start", !a.no_start);
 	if (body == NULL)
 		return vtpmctl_fail("out of memory");
+	if (a.ek != NULL && instance_ek_list(a.ek, body) == -1) {
+		json_decref(body);
+		return vtpmctl_usage("create", "--ek takes rsa2048, ecc-p256 or both separated "
+					       "by a comma, or none; not '%s'", a.ek);
+	}
 	ret = instance_show("POST", "/v1/instances", body, &a, false);
 	json_decref(body);
 	return ret;

@@ -220,6 +220,7 @@ int hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_
 #define HWTPM_SEALED_MAX 64
 int hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
     const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len);
+int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len);
 int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
     size_t secret_len);
@@ -338,7 +339,8 @@ int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);
 int api_next_timeout(const struct api_server *srv);
 
-/* httpc.c: one HTTP/1.1 request with a JSON body on a connected socket. */
+/* httpc.c: one HTTP/1.1 request with a JSON body, on a connected socket or
+ * to a URL. */
 #define HTTPC_MAX_RESPONSE (16u << 20)
 enum { HTTPC_OK = 0, HTTPC_IO = -1, HTTPC_PROTOCOL = -2 };
 int httpc_exchange(int fd, const char *method, const char *host, const char *agent,
@@ -346,6 +348,9 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     size_t why_len);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     char *why, size_t why_len);
+int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len);
 
 /* sandbox.c: a worker's confinement, entered before it reads any input. */
 struct sandbox {
@@ -438,12 +443,52 @@ struct policy {
 	uint8_t cached_digest[HWTPM_DIGEST_LEN];
 };
 
+/* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
+ * certified by the CK; STATE/host/. */
+#define ENROL_CA_TIMEOUT_S 30
+enum enrol_err {
+	ENROL_ERR_LOCAL,	  /* vtpmd itself: files, memory */
+	ENROL_ERR_HOST_TPM,	  /* the host TPM failed or refused */
+	ENROL_ERR_VTPM,		  /* the instance's vTPM failed */
+	ENROL_ERR_CA_UNREACHABLE, /* no answer from the CA, or it failed (5xx) */
+	ENROL_ERR_CA_REFUSED,	  /* the CA refused the request (4xx) */
+};
+struct enrolment {
+	bool enrolled;
+	char privacy_ca[256];	     /* base URL of the Privacy CA */
+	char virtualization_ca[256]; /* base URL of the Virtualization CA */
+	char host[65];		     /* the name in the CK certificate */
+	char ek[16];		     /* the host EK enrolled with: rsa2048 | ecc-p256 */
+	char enrolled_at[32];
+	char *ck_pem;		     /* CK certificate and its chain, PEM */
+};
+struct manager;
+int enrol_load(struct manager *m, char *why, size_t why_len);
+int enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
+    enum enrol_err *err, char *why, size_t why_len);
+void enrol_free(struct enrolment *e);
+int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
+struct json_t *enrol_json(struct manager *m);
+int enrol_post(const char *url, const char *path, struct json_t *body, struct json_t **reply,
+    enum enrol_err *err, char *why, size_t why_len);
+struct json_t *enrol_b64(const uint8_t *buf, size_t len);
+char *enrol_answer_pem(const struct json_t *reply);
+char *enrol_ck_certificate(const struct enrolment *e);
+
+/* provision.c: a new vTPM's EKs and their certificates from the
+ * Virtualization CA, written to its NV; STATE/instances/NAME/ek.json. */
+int provision_parse_type(const char *name, unsigned int *set);
+int provision_instance(struct manager *m, struct vtpm *v, unsigned int set, enum enrol_err *err,
+    char *why, size_t why_len);
+struct json_t *provision_json(struct manager *m, const struct vtpm *v);
+
 /* manager.c: the vtpmd service. */
 struct manager {
 	struct config cfg;
 	struct hwtpm *hw;
 	struct api_server *api;
 	struct policy policy;
+	struct enrolment enrol;
 	struct vtpm **vtpms;
 	size_t n;
 	char self[512];	      /* this executable */

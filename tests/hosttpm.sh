@@ -55,3 +55,31 @@ start_vtpmd() {
 jfield() {
 	jq -er "$2" <<<"$1" || fail "JSON has no $2: $1"
 }
+
+# host_ek_certificate DIR: what a TPM manufacturer provides, for the
+# simulated host TPM ($HOST_TCTI): a throwaway manufacturer CA (openssl,
+# DIR/mfr.pem and DIR/mfr.key), the RSA-2048 EK (TCG template) persisted at
+# 0x81010001 and its certificate by that CA in NV 0x01c00002 (platform
+# written, as the TCG EK profile says), DIR/ek-cert.der.
+host_ek_certificate() {
+	local dir=$1
+	mkdir -p "$dir"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$dir/mfr.key" -out "$dir/mfr.pem" -subj "/CN=simulated TPM manufacturer root" \
+		-days 30 -addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign 2>"$dir/openssl.err" ||
+		fail "openssl req: $(cat "$dir/openssl.err")"
+	TPM2TOOLS_TCTI=$HOST_TCTI tpm2_createek -G rsa -c 0x81010001 -u "$dir/ek.pub" >/dev/null ||
+		fail "tpm2_createek on the host TPM"
+	tpm2_print -t TPM2B_PUBLIC -f pem "$dir/ek.pub" >"$dir/ek.pem" || fail "tpm2_print EK"
+	printf 'keyUsage = critical, keyEncipherment\n' >"$dir/ek.ext"
+	openssl x509 -new -subj "/CN=simulated TPM EK" -force_pubkey "$dir/ek.pem" \
+		-CA "$dir/mfr.pem" -CAkey "$dir/mfr.key" -days 30 -extfile "$dir/ek.ext" \
+		-outform DER -out "$dir/ek-cert.der" 2>"$dir/openssl.err" ||
+		fail "openssl x509 -new: $(cat "$dir/openssl.err")"
+	TPM2TOOLS_TCTI=$HOST_TCTI tpm2_nvdefine 0x01c00002 -C p -s "$(stat -c %s "$dir/ek-cert.der")" \
+		-a "ppwrite|writedefine|ppread|ownerread|authread|no_da|platformcreate" >/dev/null ||
+		fail "tpm2_nvdefine 0x01c00002 on the host TPM"
+	TPM2TOOLS_TCTI=$HOST_TCTI tpm2_nvwrite 0x01c00002 -C p -i "$dir/ek-cert.der" ||
+		fail "tpm2_nvwrite 0x01c00002 on the host TPM"
+}

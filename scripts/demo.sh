@@ -1,58 +1,180 @@
 #!/bin/bash
 # make demo: the main job on an embedded default. A simulated host TPM
-# (swtpm: it protects nothing), the vtpmd service rooted in it, two vTPMs,
-# a QEMU guest booting on one of them and tpm2-tools using the other.
-# Everything runs in a temporary directory and is stopped at the end.
+# (swtpm, with a simulated manufacturer's EK certificate: it protects
+# nothing), vtpm-ca as the Privacy CA and the Virtualization CA, the vtpmd
+# service rooted in the host TPM and enrolled with the CA, two vTPMs with
+# EK certificates, a QEMU guest booting on one of them, an AK enrolled
+# against each vTPM, quotes, and both verdicts: vTPM-aware (vtpm-attest)
+# and legacy (openssl verify, tpm2_checkquote). Everything runs in a
+# temporary directory and is stopped at the end, except the evidence
+# directory it names (DEMO_EVIDENCE, default a new /tmp/vtpmd-evidence.*).
 set -euo pipefail
-VTPMD=$(cd "$(dirname "$0")/.." && pwd)/build/vtpmd
-source "$(dirname "$0")/../tests/lib.sh"
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+VTPMD=$TOP/build/vtpmd
+export VTPM_CA=$TOP/build/vtpm-ca
+ATTEST=$TOP/build/vtpm-attest
+source "$TOP/tests/lib.sh"
 source "$TOP/tests/e2e/guest/qemu-lib.sh"
 source "$TOP/tests/hosttpm.sh"
 
 say() { printf '\n== %s\n' "$*"; }
 step() { printf '$ %s\n' "$*"; "$@"; }
+step_quiet() { printf '$ %s\n' "$*"; "$@" >"$T/checkquote.out"; }
 [ "$(id -u)" -eq 0 ] || fail "make demo needs root (vtpmd sandboxes its workers); try: sudo make demo"
+EVIDENCE=${DEMO_EVIDENCE:-$(mktemp -d /tmp/vtpmd-evidence.XXXXXX)}
+mkdir -p "$EVIDENCE"
+DEMO_START=$SECONDS
+
+# cert_line FILE: a certificate's subject (or, for the empty subject of
+# the TCG profile, its subjectAltName) and issuer.
+cert_line() {
+	local subject
+	subject=$(openssl x509 -in "$1" -noout -subject -nameopt oneline | sed 's/^subject=//')
+	if [ -z "${subject// /}" ]; then
+		subject="(empty subject) TPM: $(openssl x509 -in "$1" -noout -ext subjectAltName |
+			sed -n 's/^ *DirName://p')"
+	fi
+	printf '%s\n      issued by %s\n' "$subject" \
+		"$(openssl x509 -in "$1" -noout -issuer -nameopt oneline | sed 's/^issuer=//')"
+}
 
 say "Preparing the guest (Debian cloud kernel + busybox initramfs, cached)"
 guest_prepare
 
-say "A simulated host TPM (swtpm) and the vtpmd service rooted in it"
+say "A simulated host TPM (swtpm) with its manufacturer's EK certificate in NV 0x01c00002"
 start_host_tpm "$T/host"
+host_ek_certificate "$T/mfr"
+cp "$T/mfr/mfr.pem" "$EVIDENCE/manufacturer-root.pem"
+openssl x509 -inform DER -in "$T/mfr/ek-cert.der" -out "$EVIDENCE/host-ek.pem"
+cert_line "$EVIDENCE/host-ek.pem" | sed 's/^/  host EK: /'
+
+say "vtpm-ca: a root, the Privacy CA and the Virtualization CA; it trusts the manufacturer"
+DB=$T/ca/ca.db
+mkdir -p "$T/ca"
+step "$VTPM_CA" init --db "$DB" --name demo
+step "$VTPM_CA" trust add --manufacturer "$EVIDENCE/manufacturer-root.pem" --db "$DB"
+start_vtpm_ca ca --db "$DB" --role both
+echo "  serving both roles on $CA_URL"
+cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"
+cp "$T/ca/ca-privacy.pem" "$EVIDENCE/ca-privacy.pem"
+cp "$T/ca/ca-virtualization.pem" "$EVIDENCE/ca-virtualization.pem"
+
+say "vtpmd rooted in the host TPM; the administrator approves the present host configuration"
 start_vtpmd vtpmd --root-tcti "$HOST_TCTI"
 grep -E 'simulator|SRK|serving' "$T/vtpmd.log" | sed 's/^/  log: /'
+step "$VTPMCTL" policy approve --current >/dev/null
+echo "  ...and tells the Virtualization CA: the approval key and the approved PCR values"
+openssl pkey -in "$T/vtpmd/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null
+step "$VTPM_CA" trust add --approval-key "$T/approval.pub.pem" --name demo-admin --db "$DB"
+"$VTPMCTL" policy --json | jq -c .current.values >"$T/values.json"
+step "$VTPM_CA" approve-host-config --db "$DB" --id demo-rack1-baseline \
+	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
+	--values "$T/values.json"
 
-say "The administrator approves the host's present configuration (PCRs 0,2,4,7)"
-step "$VTPMCTL" policy approve --current
+say "The host enrols: CK certificate from the Privacy CA (MakeCredential/ActivateCredential), BK certified by the CK"
+step "$VTPMCTL" host enroll --ca "$CA_URL" --name demo-rack1
+"$VTPMCTL" host --json | jq -j .enrolment.ck.certificate | openssl x509 -out "$EVIDENCE/host-ck.pem"
 
-say "Two vTPMs: each state key sealed to the host TPM, each worker sandboxed"
+say "Two vTPMs: state keys sealed to the host TPM, EKs certified by the Virtualization CA into NV"
 step "$VTPMCTL" create vm-a
-step "$VTPMCTL" create vm-b
-step "$VTPMCTL" list
-step "$VTPMCTL" info vm-a
+step "$VTPMCTL" create vm-b --ek ecc-p256
+for vm in vm-a vm-b; do
+	mkdir -p "$EVIDENCE/$vm"
+	"$VTPMCTL" info "$vm" --json >"$T/$vm.json"
+	for type in rsa2048 ecc-p256; do
+		jq -j ".endorsement.eks[] | select(.type == \"$type\") | .certificate" "$T/$vm.json" \
+			>"$EVIDENCE/$vm/ek-$type.pem"
+		[ -s "$EVIDENCE/$vm/ek-$type.pem" ] || rm -f "$EVIDENCE/$vm/ek-$type.pem"
+	done
+done
 
-say "VM vm-a boots in QEMU on its vTPM (tpm-crb) and uses it through /dev/tpm0"
-socket=$(jfield "$("$VTPMCTL" info vm-a --json)" .socket)
+say "VM vm-a boots in QEMU on its vTPM (tpm-crb): PCRs, and its EK certificate where hardware keeps it"
+socket=$(jfield "$(cat "$T/vm-a.json")" .socket)
 digest=$(rand_hex 32)
-nv=$(rand_hex 16)
-vm_start vm-a "$socket" tpm-crb "vtpm_test=pcr,extend,pcr,nvwrite,nvread vtpm_digest=$digest vtpm_nv=$nv"
+vm_start vm-a "$socket" tpm-crb "vtpm_test=pcr,extend,pcr,ekcert vtpm_digest=$digest"
 vm_wait_exit
 vm_check_ok
 echo "  the guest saw (its console, $VM_MS ms from QEMU start to power-off):"
 tr -d '\r' <"$T/vm-a.console" | grep -E '^VTPM-' | sed 's/^/    /'
 [ "$(vm_result pcr16)" = "$(pcr_extend "$ZERO_PCR" "$digest")" ] ||
 	fail "PCR 16 in the guest is not sha256(0…0 || digest)"
-echo "  PCR 16 = sha256(0…0 || $digest): as expected"
+[ "$(vm_result ekcert-sha256)" = "$(openssl x509 -in "$EVIDENCE/vm-a/ek-ecc-p256.pem" \
+	-outform DER | sha256sum | cut -c1-64)" ] || fail "the guest read another EK certificate"
+echo "  the guest read its ECC EK certificate from NV 0x01c0000a: the one the CA issued"
 
-say "vm-b, with no VM attached, serves tpm2-tools through its TCTI"
-tcti=$(jfield "$("$VTPMCTL" info vm-b --json)" .tcti)
-step env TPM2TOOLS_TCTI="$tcti" tpm2_getrandom 8 --hex
-echo
-step env TPM2TOOLS_TCTI="$tcti" tpm2_pcrread sha256:0,16
+say "Each vTPM: an AK made with tpm2-tools, enrolled with the Privacy CA; a quote with a fresh nonce"
+for vm in vm-a vm-b; do
+	d=$EVIDENCE/$vm
+	tcti=$(jfield "$(cat "$T/$vm.json")" .tcti)
+	export TPM2TOOLS_TCTI=$tcti
+	flushed tpm2_createak -C 0x81010002 -G ecc -g sha256 -s ecdsa -c "$T/$vm-ak.ctx" \
+		-u "$T/$vm-ak.pub" >/dev/null
+	flushed tpm2_evictcontrol -c "$T/$vm-ak.ctx" 0x81000010 >/dev/null
+	step "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$d/ak.pem"
+	openssl x509 -in "$d/ak.pem" -noout -pubkey >"$d/ak.pub.pem"
+	openssl rand -hex 20 >"$d/nonce"
+	flushed tpm2_quote -c 0x81000010 -l sha256:0,1,2,3,4,5,6,7,16 -q "$(cat "$d/nonce")" \
+		-m "$d/quote.msg" -s "$d/quote.sig" -o "$d/quote.pcrs" -g sha256 >/dev/null
+	echo "  $vm: quote of sha256 PCRs 0-7,16 in $d/quote.{msg,sig,pcrs}"
+	unset TPM2TOOLS_TCTI
+done
 
-say "The host side"
-step "$VTPMCTL" host
-echo
-echo "On disk: instance records, state keys sealed to the host TPM (sealed.key) and"
-echo "AES-256-GCM-encrypted TPM state; no key and no guest data in the clear:"
-(cd "$T/vtpmd/state" && find instances -type f ! -name .lock | sort | sed 's/^/  /')
-say "Done: vtpmd, its workers, the host TPM and the VM are stopped."
+say "The chain (all certificates in $EVIDENCE)"
+echo "  root -> Privacy CA -> CK (the host TPM's Certifying Key):"
+cert_line "$EVIDENCE/host-ck.pem" | sed 's/^/    /'
+echo "  root -> Virtualization CA -> vEK (vm-a's EK, in its NV):"
+cert_line "$EVIDENCE/vm-a/ek-ecc-p256.pem" | sed 's/^/    /'
+echo "    and, in the vtpmd extension (OID 2.25.179198627876174750707956299711527616042.1):"
+echo "    virtual, the host's CK, the approved host configuration, the instance UUID"
+echo "  root -> Privacy CA -> vAK (vm-a's attestation key):"
+cert_line "$EVIDENCE/vm-a/ak.pem" | sed 's/^/    /'
+
+say "Verdict of a vTPM-aware challenger (vtpm-attest verify)"
+for vm in vm-a vm-b; do
+	d=$EVIDENCE/$vm
+	step "$ATTEST" verify --ak-cert "$d/ak.pem" --message "$d/quote.msg" \
+		--signature "$d/quote.sig" --pcr-file "$d/quote.pcrs" --nonce "$(cat "$d/nonce")" \
+		--trust "$EVIDENCE/ca-root.pem" --untrusted "$EVIDENCE/ca-privacy.pem" --ca "$CA_URL" \
+		--policy require-host-config demo-rack1-baseline --state "$T/attest-state"
+done
+echo "  the same quote under --policy reject-virtual:"
+"$ATTEST" verify --ak-cert "$EVIDENCE/vm-a/ak.pem" --message "$EVIDENCE/vm-a/quote.msg" \
+	--signature "$EVIDENCE/vm-a/quote.sig" --pcr-file "$EVIDENCE/vm-a/quote.pcrs" \
+	--nonce "$(cat "$EVIDENCE/vm-a/nonce")" --trust "$EVIDENCE/ca-root.pem" \
+	--untrusted "$EVIDENCE/ca-privacy.pem" --policy reject-virtual --state "$T/attest-state2" \
+	2>&1 | sed 's/^/    /' && fail "reject-virtual accepted a vTPM"
+
+say "Verdict of a legacy challenger that knows nothing of virtualisation (openssl, tpm2_checkquote)"
+for vm in vm-a vm-b; do
+	d=$EVIDENCE/$vm
+	step openssl verify -CAfile "$EVIDENCE/ca-root.pem" -untrusted "$EVIDENCE/ca-privacy.pem" \
+		"$d/ak.pem"
+	step_quiet tpm2_checkquote -u "$d/ak.pub.pem" -m "$d/quote.msg" -s "$d/quote.sig" \
+		-f "$d/quote.pcrs" -g sha256 -q "$(cat "$d/nonce")"
+	echo "  tpm2_checkquote: signature, nonce and PCR digest verified" \
+		"($(grep -c ': 0x' "$T/checkquote.out") PCR values)"
+done
+step openssl verify -CAfile "$EVIDENCE/ca-root.pem" -untrusted "$EVIDENCE/ca-virtualization.pem" \
+	"$EVIDENCE/vm-a/ek-rsa2048.pem" "$EVIDENCE/vm-a/ek-ecc-p256.pem" "$EVIDENCE/vm-b/ek-ecc-p256.pem"
+step openssl verify -CAfile "$EVIDENCE/ca-root.pem" -untrusted "$EVIDENCE/ca-privacy.pem" \
+	"$EVIDENCE/host-ck.pem"
+
+cat >"$EVIDENCE/README" <<EOF
+Evidence left by 'make demo' (vtpmd). Check it with standard tools alone:
+
+  openssl verify -CAfile ca-root.pem -untrusted ca-privacy.pem host-ck.pem vm-a/ak.pem vm-b/ak.pem
+  openssl verify -CAfile ca-root.pem -untrusted ca-virtualization.pem vm-*/ek-*.pem
+  openssl verify -CAfile manufacturer-root.pem host-ek.pem
+  tpm2_checkquote -u vm-a/ak.pub.pem -m vm-a/quote.msg -s vm-a/quote.sig \\
+      -f vm-a/quote.pcrs -g sha256 -q \$(cat vm-a/nonce)
+
+ca-root.pem              the CAs' root; ca-privacy.pem and ca-virtualization.pem under it
+manufacturer-root.pem    the simulated TPM manufacturer; host-ek.pem its certificate of the host EK
+host-ck.pem              the host TPM's Certifying Key (Privacy CA)
+VM/ek-TYPE.pem           the vTPM's EK certificates (Virtualization CA, marked virtual)
+VM/ak.pem, ak.pub.pem    the vTPM's attestation key (Privacy CA) and its public key
+VM/quote.msg, .sig       TPMS_ATTEST and TPMT_SIGNATURE of tpm2_quote
+VM/quote.pcrs, nonce     the PCR values (tpm2_quote -o) and the nonce (hex)
+EOF
+say "Done in $((SECONDS - DEMO_START)) s. Evidence: $EVIDENCE (see its README)"
+echo "vtpmd, its workers, vtpm-ca, the host TPM and the VM are stopped."

@@ -214,9 +214,14 @@ av_check_policy(const struct attest_check *chk, struct attest_result *res)
 		return 0;
 	}
 	hex_encode(v->ck_digest, sizeof(v->ck_digest), ck);
-	snprintf(res->verdict, sizeof(res->verdict),
-	    "virtual TPM on host %.16s in approved configuration %s (instance %s)", ck,
-	    v->host_config, v->instance_uuid);
+	if (v->host[0] != '\0')
+		snprintf(res->verdict, sizeof(res->verdict),
+		    "virtual TPM on host %s (CK %.16s) in approved configuration %s (instance %s)",
+		    v->host, ck, v->host_config, v->instance_uuid);
+	else
+		snprintf(res->verdict, sizeof(res->verdict),
+		    "virtual TPM on host CK %.16s in approved configuration %s (instance %s)", ck,
+		    v->host_config, v->instance_uuid);
 	if (chk->policy == ATTEST_REJECT_VIRTUAL) {
 		av_fail(res, "policy: virtual TPMs are refused (reject-virtual), and this is a %s",
 		    res->verdict);
@@ -600,6 +605,8 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 
 		hex_encode(res->virt.ck_digest, sizeof(res->virt.ck_digest), ck);
 		json_object_set_new(j, "host_ck_digest", json_string(ck));
+		if (res->virt.host[0] != '\0')
+			json_object_set_new(j, "host", json_string(res->virt.host));
 		json_object_set_new(j, "host_config", json_string(res->virt.host_config));
 		json_object_set_new(j, "instance_uuid", json_string(res->virt.instance_uuid));
 	}

@@ -280,6 +280,7 @@ vt_issue(
 	certs_tpm_defaults(&ek.tpm);
 	ek.virt.is_virtual = true;
 	memcpy(ek.virt.ck_digest, c->ck_digest, sizeof(ek.virt.ck_digest));
+	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", c->host.host);
 	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", c->hc.id);
 	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
 	ca_validity(s->cfg.validity_ek, &ek.validity);

@@ -49,7 +49,10 @@
  *                                               -- host's Certifying Key
  *       hostConfigId  UTF8String (SIZE (1..128)), -- the approved host
  *                                               -- configuration
- *       instanceUuid  OCTET STRING (SIZE (16)) } -- the vTPM instance's UUID
+ *       instanceUuid  OCTET STRING (SIZE (16)), -- the vTPM instance's UUID
+ *       hostName      UTF8String (SIZE (1..64)) OPTIONAL }
+ *                                               -- the host's name in its CK
+ *                                               -- certificate
  *
  *   VtpmdHostKey ::= SEQUENCE {                 -- CERTS_OID_HOST_KEY_EXT
  *       version       INTEGER { v1(1) },
@@ -114,6 +117,7 @@ struct certs_vext {
 	ASN1_OCTET_STRING *ck_digest;
 	ASN1_UTF8STRING *host_config;
 	ASN1_OCTET_STRING *uuid;
+	ASN1_UTF8STRING *host; /* optional */
 };
 
 ASN1_SEQUENCE(certs_vext_asn1) = {
@@ -122,6 +126,7 @@ ASN1_SEQUENCE(certs_vext_asn1) = {
 	ASN1_SIMPLE(struct certs_vext, ck_digest, ASN1_OCTET_STRING),
 	ASN1_SIMPLE(struct certs_vext, host_config, ASN1_UTF8STRING),
 	ASN1_SIMPLE(struct certs_vext, uuid, ASN1_OCTET_STRING),
+	ASN1_OPT(struct certs_vext, host, ASN1_UTF8STRING),
 } static_ASN1_SEQUENCE_END_name(struct certs_vext, certs_vext_asn1)
 
 struct certs_hostkey {
@@ -845,6 +850,9 @@ certs_add_virtual(X509 *x, const struct certs_virtual *virt)
 	     ASN1_OCTET_STRING_set(v->ck_digest, virt->ck_digest, CERTS_DIGEST_LEN) == 1 &&
 	     ASN1_STRING_set(v->host_config, virt->host_config, -1) == 1 &&
 	     ASN1_OCTET_STRING_set(v->uuid, uuid, sizeof(uuid)) == 1;
+	if (ok && virt->host[0] != '\0')
+		ok = (v->host = ASN1_UTF8STRING_new()) != NULL &&
+		     ASN1_STRING_set(v->host, virt->host, -1) == 1;
 	if (ok) {
 		v->is_virtual = virt->is_virtual ? 0xff : 0;
 		ok = certs_add_item_oid(
@@ -1282,7 +1290,8 @@ certs_virtual_of(const X509 *x, struct certs_virtual *out, char *why, size_t why
 	    version != CERTS_EXT_V1 || (v->is_virtual != 0 && v->is_virtual != 0xff) ||
 	    ASN1_STRING_length(v->ck_digest) != CERTS_DIGEST_LEN ||
 	    ASN1_STRING_length(v->uuid) != 16 ||
-	    certs_copy_str(out->host_config, CERTS_HOST_CONFIG_MAX, v->host_config) == -1) {
+	    certs_copy_str(out->host_config, CERTS_HOST_CONFIG_MAX, v->host_config) == -1 ||
+	    (v->host != NULL && certs_copy_str(out->host, CERTS_NAME_MAX, v->host) == -1)) {
 		certs_fail(why, why_len, "the vtpmd extension is malformed");
 		goto out;
 	}

@@ -130,6 +130,7 @@ struct certs_virtual {
 	uint8_t ck_digest[CERTS_DIGEST_LEN]; /* SHA-256 of the host CK's SubjectPublicKeyInfo */
 	char host_config[CERTS_HOST_CONFIG_MAX + 1];
 	char instance_uuid[CERTS_UUID_LEN + 1];
+	char host[CERTS_NAME_MAX + 1]; /* the CK certificate's host name; "" when absent */
 };
 
 /* Virtualization CA: an EK certificate per the TCG EK Credential Profile,

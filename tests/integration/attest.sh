@@ -117,7 +117,7 @@ vquote q1 "$AK"
 # shellcheck disable=SC2046
 trusted "bundle" s --ak-cert "$W/ak.pem" $(bundle q1)
 assert_contains "$(cat "$T/out")" \
-	"virtual TPM on host c7c7c7c7c7c7c7c7 in approved configuration $CONFIG (instance $UUID)" \
+	"virtual TPM on host CK c7c7c7c7c7c7c7c7 in approved configuration $CONFIG (instance $UUID)" \
 	"verdict"
 assert_contains "$(cat "$T/out")" "revocation not checked" "no --ca"
 seed bundle-q1 "$W/q1.json"

@@ -178,6 +178,7 @@ bench: deps
 	$(MAKE) all $(BENCH_TOOLS)
 	@bench/run.sh
 	@bench/service.sh
+	@bench/provision.sh
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/tools/*.c

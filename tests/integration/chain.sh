@@ -191,6 +191,35 @@ flushed tpm2_activatecredential -c "$W/ak2.ctx" -C 0x81010001 -i "$W/cred.bin" \
 openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$W/ak2.pem" >/dev/null ||
 	fail "openssl verify of the RSA AK certificate"
 
+note "refused: a CK that is not in the host EK's TPM (activation fails, nothing issued)"
+# The host's EK certificate and EK, with vm-a's AK presented as the CK: the
+# key's holder (vm-a) cannot open a credential made for the host EK.
+jq -n --rawfile cert <(openssl x509 -inform DER -in "$T/mfr/ek-cert.der") \
+	--arg ek "$(base64 -w0 "$T/mfr/ek.pub")" --arg key "$(base64 -w0 "$W/ak.pub")" \
+	'{kind: "ck", ek_certificate: $cert, ek_public: $ek, key_public: $key, host: "rogue"}' \
+	>"$W/rogue.json"
+curl -s -o "$W/rogue.resp" -H 'Content-Type: application/json' --data-binary "@$W/rogue.json" \
+	"$CA_URL/v1/privacy/challenge" || fail "rogue challenge"
+rid=$(jq -er .id "$W/rogue.resp") || fail "no challenge for the rogue CK: $(cat "$W/rogue.resp")"
+{
+	printf '\xba\xdc\xc0\xde\x00\x00\x00\x01'
+	jq -r .credential_blob "$W/rogue.resp" | base64 -d
+	jq -r .encrypted_secret "$W/rogue.resp" | base64 -d
+} >"$W/rogue.cred"
+tpm2_startauthsession --policy-session -S "$W/s2.ctx" || fail "startauthsession"
+tpm2_policysecret -S "$W/s2.ctx" -c e >/dev/null || fail "policysecret"
+rc=0
+flushed tpm2_activatecredential -c 0x81000010 -C 0x81010001 -i "$W/rogue.cred" \
+	-o "$W/rogue.secret" -P "session:$W/s2.ctx" >/dev/null 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "a vTPM opened a credential made for the host EK"
+head -c 32 /dev/urandom >"$W/guess"
+jq -n --arg id "$rid" --arg s "$(base64 -w0 "$W/guess")" '{id: $id, secret: $s}' >"$W/guess.json"
+http=$(curl -s -o "$W/guess.resp" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary "@$W/guess.json" "$CA_URL/v1/privacy/certify")
+assert_eq "$http" 403 "certify with a guessed secret"
+assert_contains "$(jq -r .error "$W/guess.resp")" "wrong secret" "guessed secret refusal"
+[ "$(jq -r '.certificate // ""' "$W/guess.resp")" == "" ] || fail "a certificate was issued"
+
 note "challenger: a quote, verified vTPM-aware and legacy"
 nonce=$(openssl rand -hex 16)
 flushed tpm2_quote -c 0x81000010 -l sha256:0,16 -q "$nonce" -m "$W/q.msg" -s "$W/q.sig" \

@@ -172,6 +172,58 @@ out:
 	return ret;
 }
 
+/* Sends TPM2_FlushContext(handle) as raw bytes: ESYS cannot name a
+ * session it did not start. */
+static void
+hwtpm_flush_raw(struct hwtpm *hw, TPM2_HANDLE handle)
+{
+	TSS2_TCTI_CONTEXT *t = (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti;
+	uint8_t cmd[14] = {0x80, 0x01, 0, 0, 0, 14, 0, 0, 0x01, 0x65}, rsp[64];
+	size_t len = sizeof(rsp);
+
+	cmd[10] = (uint8_t)(handle >> 24);
+	cmd[11] = (uint8_t)(handle >> 16);
+	cmd[12] = (uint8_t)(handle >> 8);
+	cmd[13] = (uint8_t)handle;
+	if (Tss2_Tcti_Transmit(t, sizeof(cmd), cmd) == TSS2_RC_SUCCESS)
+		Tss2_Tcti_Receive(t, &len, rsp, TSS2_TCTI_TIMEOUT_BLOCK);
+}
+
+/*
+ * vtpmd is the host TPM's only user (behind a kernel resource manager,
+ * /dev/tpmrm0, it sees only its own handles). Sessions and transient
+ * objects a killed vtpmd left loaded would otherwise fill the TPM's few
+ * slots for good: they are flushed at start.
+ */
+static void
+hwtpm_flush_leftovers(struct hwtpm *hw)
+{
+	static const TPM2_HANDLE ranges[] = {TPM2_HR_HMAC_SESSION, TPM2_HR_POLICY_SESSION,
+	    TPM2_HR_TRANSIENT};
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	unsigned int n = 0;
+
+	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+		if (Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		        TPM2_CAP_HANDLES, ranges[r], TPM2_MAX_CAP_HANDLES, &more, &cap) !=
+		    TSS2_RC_SUCCESS)
+			continue;
+		for (UINT32 i = 0; i < cap->data.handles.count; i++) {
+			TPM2_HANDLE h = cap->data.handles.handle[i];
+			if ((h & TPM2_HR_RANGE_MASK) != ranges[r])
+				continue;
+			hwtpm_flush_raw(hw, h);
+			n++;
+		}
+		Esys_Free(cap);
+		cap = NULL;
+	}
+	if (n > 0)
+		log_info("host TPM: flushed %u session(s) and object(s) left by an earlier process",
+		    n);
+}
+
 /* Finds the persistent SRK, or creates and persists it. */
 static int
 hwtpm_find_srk(struct hwtpm *hw)
@@ -244,7 +296,7 @@ hwtpm_open(const char *tcti_conf)
 		hwtpm_seterr("out of memory", 0);
 		return NULL;
 	}
-	hw->srk = hw->session = ESYS_TR_NONE;
+	hw->srk = hw->session = hw->policy = hw->pending = ESYS_TR_NONE;
 	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr("open TCTI", rc);
@@ -263,6 +315,7 @@ hwtpm_open(const char *tcti_conf)
 		hwtpm_seterr("host TPM does not answer", rc);
 		goto fail;
 	}
+	hwtpm_flush_leftovers(hw);
 	if (hwtpm_find_srk(hw) == -1)
 		goto fail;
 	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
@@ -284,6 +337,9 @@ hwtpm_close(struct hwtpm *hw)
 	if (hw == NULL)
 		return;
 	if (hw->esys != NULL) {
+		hwtpm_flush_pending(hw);
+		if (hw->policy != ESYS_TR_NONE)
+			Esys_FlushContext(hw->esys, hw->policy);
 		if (hw->session != ESYS_TR_NONE)
 			Esys_FlushContext(hw->esys, hw->session);
 		Esys_Finalize(&hw->esys);
@@ -497,6 +553,7 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	TSS2_RC rc;
 	int ret = -1;
 
+	hwtpm_flush_pending(hw);
 	if (secret_len > HWTPM_SEALED_MAX) {
 		hwtpm_seterr("secret too large to seal", 0);
 		return -1;
@@ -640,6 +697,7 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TSS2_RC rc;
 	int ret = -1;
 
+	hwtpm_flush_pending(hw);
 	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
 	    off != blob_len) {
@@ -658,14 +716,20 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	}
 	/* The policy session carries no secret: it is not salted (no ECDH on
 	 * the TPM); the unsealed key is encrypted through the salted HMAC
-	 * session instead, attached to Unseal as an extra session. */
-	rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_no_sym, TPM2_ALG_SHA256, &session);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("start a policy session", rc);
-		session = ESYS_TR_NONE;
-		goto out;
+	 * session instead, attached to Unseal as an extra session. It is kept
+	 * for the next unseal: a TPM resets a policy session used with
+	 * continueSession, which saves a StartAuthSession per start. */
+	if (hw->policy == ESYS_TR_NONE) {
+		rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		    ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_no_sym, TPM2_ALG_SHA256,
+		    &hw->policy);
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterr("start a policy session", rc);
+			hw->policy = ESYS_TR_NONE;
+			goto out;
+		}
 	}
+	session = hw->policy;
 	hwtpm_selection(sel, &tsel);
 	rc = Esys_PolicyPCR(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nodigest,
 	    &tsel);
@@ -683,20 +747,19 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		ret = HWTPM_ERR_POLICY;
 		goto out;
 	}
-	Esys_TRSess_SetAttributes(hw->esys, session, 0, TPMA_SESSION_CONTINUESESSION);
+	Esys_TRSess_SetAttributes(hw->esys, session, TPMA_SESSION_CONTINUESESSION, 0xff);
 	Esys_TRSess_SetAttributes(hw->esys, hw->session,
 	    TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
 	rc = Esys_Unseal(hw->esys, obj, session, hw->session, ESYS_TR_NONE, &data);
 	Esys_TRSess_SetAttributes(hw->esys, hw->session,
 	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
-	if (rc == TSS2_RC_SUCCESS)
-		session = ESYS_TR_NONE; /* closed by the TPM with the command */
 	if (rc != TSS2_RC_SUCCESS || data->size != secret_len) {
 		hwtpm_seterr(rc != TSS2_RC_SUCCESS ? "unseal state key" : "sealed secret has the wrong size", rc);
 		if ((rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
 			ret = HWTPM_ERR_POLICY;
 		goto out;
 	}
+	session = ESYS_TR_NONE; /* kept, and reset by the TPM */
 	memcpy(secret, data->buffer, secret_len);
 	ret = 0;
 out:
@@ -704,9 +767,26 @@ out:
 		OPENSSL_cleanse(data, sizeof(*data));
 		Esys_Free(data);
 	}
-	if (session != ESYS_TR_NONE)
+	/* A policy session a failure left half-satisfied is not reused. */
+	if (session != ESYS_TR_NONE) {
 		Esys_FlushContext(hw->esys, session);
-	if (obj != ESYS_TR_NONE)
+		hw->policy = ESYS_TR_NONE;
+	}
+	if (obj != ESYS_TR_NONE && ret == 0)
+		hw->pending = obj;
+	else if (obj != ESYS_TR_NONE)
 		Esys_FlushContext(hw->esys, obj);
 	return ret;
+}
+
+/* Drops the object the last successful hwtpm_unseal left loaded. The
+ * caller does this once the unsealed key is on its way, off the path of
+ * the instance's start; every operation that loads objects calls it first. */
+void
+hwtpm_flush_pending(struct hwtpm *hw)
+{
+	if (hw->pending == ESYS_TR_NONE)
+		return;
+	Esys_FlushContext(hw->esys, hw->pending);
+	hw->pending = ESYS_TR_NONE;
 }

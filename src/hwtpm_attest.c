@@ -494,6 +494,7 @@ hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public, si
 	size_t pub_len;
 	int ret = -1;
 
+	hwtpm_flush_pending(hw);
 	*ek_public = *ek_cert = NULL;
 	*ek_public_len = *ek_cert_len = 0;
 	if (hwtpm_ek(hw, kind, true) == -1 ||
@@ -515,6 +516,7 @@ out:
 int
 hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len)
 {
+	hwtpm_flush_pending(hw);
 	*ck_public = NULL;
 	*len = 0;
 	if (hwtpm_ck_key(hw, true) == -1)
@@ -577,6 +579,7 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 	TSS2_RC rc;
 	int ret = -1;
 
+	hwtpm_flush_pending(hw);
 	*secret_len = 0;
 	if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &a, &id) != TSS2_RC_SUCCESS ||
 	    a != blob_len ||
@@ -702,6 +705,7 @@ hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hw
 	size_t pub_len = 0;
 	int r, ret = -1;
 
+	hwtpm_flush_pending(hw);
 	*bk_public = NULL;
 	*bk_public_len = 0;
 	memset(ev, 0, sizeof(*ev));
@@ -746,6 +750,7 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TSS2_RC rc;
 	int ret;
 
+	hwtpm_flush_pending(hw);
 	memset(ev, 0, sizeof(*ev));
 	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||

@@ -27,6 +27,8 @@ struct hwtpm {
 	ESYS_CONTEXT *esys;
 	ESYS_TR srk;
 	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
+	ESYS_TR policy;	 /* the unseal policy session, reset by each Unseal, or NONE */
+	ESYS_TR pending; /* an unsealed object hwtpm_flush_pending drops, or NONE */
 	bool simulator;
 	/* The last verified approval, so it is checked by the TPM once. */
 	bool have_ticket;

@@ -214,6 +214,16 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 	}
 	rc = manager_unseal(m, v, sealed);
 	t1 = manager_now_us();
+	/* The worker starts with its key while the host TPM drops the
+	 * unsealed object: one round trip off the start's path. */
+	if (rc == 0 && worker_send_key(&pending, sealed->key, err, sizeof(err)) == -1) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "worker %s", err);
+		manager_set_error(v, VTPM_FAILED, msg);
+		rc = -1;
+		worker_finish(m, v, &pending, NULL, err, sizeof(err));
+	}
+	hwtpm_flush_pending(m->hw);
 	if (rc == 0) {
 		rc = worker_finish(m, v, &pending, sealed->key, err, sizeof(err));
 		if (rc == -1) {
@@ -221,7 +231,7 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 			snprintf(msg, sizeof(msg), "worker %s", err);
 			manager_set_error(v, VTPM_FAILED, msg);
 		}
-	} else {
+	} else if (pending.keyfd != -1) {
 		worker_finish(m, v, &pending, NULL, err, sizeof(err));
 	}
 	secret_free(sealed, sizeof(*sealed));

@@ -224,6 +224,7 @@ int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len);
 int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
     size_t secret_len);
+void hwtpm_flush_pending(struct hwtpm *hw);
 
 /*
  * hwtpm_attest.c: the host TPM's side of the chain of trust: its EK (TCG
@@ -528,6 +529,7 @@ struct worker_pending {
 };
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
     size_t why_len);
+int worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len);
 int worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
     const uint8_t *key, char *why, size_t why_len);
 int worker_adopt(struct manager *m, struct vtpm *v);

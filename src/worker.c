@@ -314,9 +314,29 @@ fail:
 }
 
 /*
- * Hands the forked worker its state key and waits until it serves; with
- * key NULL (the key could not be unsealed) ends the worker instead.
- * Returns 0 once it serves, or -1 with the reason in why.
+ * Hands the forked worker its state key, so that it starts while the
+ * caller does something else (worker_finish waits for it). Returns 0, or
+ * -1 with the reason in why (the caller then ends the worker with
+ * worker_finish and a NULL key).
+ */
+int
+worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len)
+{
+	/* A pipe holds far more than a key: this never blocks. */
+	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
+		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+		return -1;
+	}
+	close(p->keyfd);
+	p->keyfd = -1;
+	return 0;
+}
+
+/*
+ * Hands the forked worker its state key (unless worker_send_key did) and
+ * waits until it serves; with key NULL (the key could not be unsealed)
+ * ends the worker instead. Returns 0 once it serves, or -1 with the
+ * reason in why.
  */
 int
 worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
@@ -330,15 +350,11 @@ worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
 		waitpid(v->pid, &status, 0);
 		goto fail;
 	}
-	/* A pipe holds far more than a key: this never blocks. */
-	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
-		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+	if (p->keyfd != -1 && worker_send_key(p, key, why, why_len) == -1) {
 		kill(v->pid, SIGKILL);
 		waitpid(v->pid, &status, 0);
 		goto fail;
 	}
-	close(p->keyfd);
-	p->keyfd = -1;
 	if (worker_wait_ready(v, p->readyfd, why, why_len) == -1)
 		goto fail;
 	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));

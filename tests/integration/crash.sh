@@ -4,7 +4,8 @@
 # over. Every restart must find a readable state (the instance starts; no
 # temporary file is left behind) whose NV index holds the value of the last
 # write that was acknowledged, or of the one in flight at the kill; never an
-# older one.
+# older one. (The instance announces readiness before Startup's own state
+# write, so leftovers are looked for once it has answered a command.)
 source "$(dirname "$0")/../lib.sh"
 require_tools tpm2_nvdefine
 
@@ -55,9 +56,11 @@ for cycle in $(seq 1 "$CYCLES"); do
 	writes=$((writes + acked))
 
 	start_tpm crash unix --key-fd 3
+	v=$(nv_value)
+	# Once it answers, the restarted instance has written what Startup
+	# changed: a temporary file now would be one the crash left.
 	leftover=$(find "$T/crash" -name '*.tmp')
 	[ -z "$leftover" ] || fail "cycle $cycle: temporary file left after the restart: $leftover"
-	v=$(nv_value)
 	if [ "$v" -eq $((last + acked + 1)) ] && [ "$acked" -lt "$BATCH" ]; then
 		in_flight_kept=$((in_flight_kept + 1))
 	elif [ "$v" -ne $((last + acked)) ]; then

@@ -15,7 +15,7 @@
 const char *vtpmctl_socket = VTPMCTL_DEFAULT_SOCKET;
 
 static const struct vtpmctl_cmd vtpmctl_cmds[] = {
-    {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--no-start] [--json]",
+    {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]",
         "create a vTPM for a virtual machine, and start it"},
     {"start", vtpmctl_start, "start NAME [--json]", "start a vTPM"},
     {"stop", vtpmctl_stop, "stop NAME [--json]", "stop a vTPM"},
@@ -29,7 +29,8 @@ static const struct vtpmctl_cmd vtpmctl_cmds[] = {
         "policy show [--json]\n"
         "    policy approve --current [--key FILE] [--json]",
         "show or approve the host configuration vTPM state is sealed to"},
-    {"host", vtpmctl_host, "host [--json]", "show the host TPM and the service"},
+    {"host", vtpmctl_host, "host [enroll --ca URL] [--json]",
+        "show the host TPM and the service; enrol the host with a Privacy CA"},
 };
 
 static const char vtpmctl_help_head[] =

@@ -279,6 +279,54 @@ hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session)
 	return 0;
 }
 
+/* Forgets every handle of the current ESYS context (which is finalized):
+ * after a reconnection they name nothing. */
+static void
+hwtpm_disconnect(struct hwtpm *hw)
+{
+	if (hw->esys != NULL)
+		Esys_Finalize(&hw->esys);
+	hw->esys = NULL;
+	hw->srk = hw->session = hw->policy = hw->pending = ESYS_TR_NONE;
+	hw->have_ticket = false;
+	memset(hw->ek, 0, sizeof(hw->ek));
+	memset(&hw->ck, 0, sizeof(hw->ck));
+	memset(&hw->bk, 0, sizeof(hw->bk));
+}
+
+/* Talks to the TPM behind hw->tcti: Startup, stale handles flushed, the
+ * SRK found or made, the salted session started. Returns 0, or -1 with
+ * the context torn down. */
+static int
+hwtpm_connect(struct hwtpm *hw)
+{
+	TSS2_RC rc;
+
+	rc = Esys_Initialize(&hw->esys, (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hw->esys = NULL;
+		hwtpm_seterr("initialize ESYS", rc);
+		return -1;
+	}
+	Esys_SetTimeout(hw->esys, HWTPM_TIMEOUT_MS);
+	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
+	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
+		hwtpm_seterr("host TPM does not answer", rc);
+		goto fail;
+	}
+	hwtpm_flush_leftovers(hw);
+	if (hwtpm_find_srk(hw) == -1)
+		goto fail;
+	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
+		goto fail;
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+	return 0;
+fail:
+	hwtpm_disconnect(hw);
+	return -1;
+}
+
 /*
  * Opens the host TPM named by a TCTI string ("device:/dev/tpmrm0",
  * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and starts
@@ -305,27 +353,46 @@ hwtpm_open(const char *tcti_conf)
 	}
 	hwtpm_tcti_wrap(&hw->tcti, inner);
 	hw->simulator = strncmp(tcti_conf, "device", 6) != 0 && strcmp(tcti_conf, "") != 0;
-	rc = Esys_Initialize(&hw->esys, (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti, NULL);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("initialize ESYS", rc);
-		goto fail;
+	if (hwtpm_connect(hw) == -1) {
+		hwtpm_close(hw);
+		return NULL;
 	}
-	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
-	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-		hwtpm_seterr("host TPM does not answer", rc);
-		goto fail;
-	}
-	hwtpm_flush_leftovers(hw);
-	if (hwtpm_find_srk(hw) == -1)
-		goto fail;
-	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
-		goto fail;
-	Esys_TRSess_SetAttributes(hw->esys, hw->session,
-	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	return hw;
-fail:
-	hwtpm_close(hw);
-	return NULL;
+}
+
+/*
+ * After a failure that may be the host TPM's absence or restart (its
+ * sessions and loaded objects are then gone): drops every handle and
+ * talks to the TPM afresh. Returns 0 when it answers again, -1 (see
+ * hwtpm_error) when it does not: then every operation tries again first.
+ */
+int
+hwtpm_reconnect(struct hwtpm *hw)
+{
+	hwtpm_disconnect(hw);
+	return hwtpm_connect(hw);
+}
+
+/* Whether the host TPM answered when last asked. */
+bool
+hwtpm_available(const struct hwtpm *hw)
+{
+	return hw->esys != NULL;
+}
+
+/* What every operation does first: reconnect if the TPM was lost, drop
+ * what the last unseal left loaded. */
+int
+hwtpm_enter(struct hwtpm *hw)
+{
+	if (hw->esys == NULL && hwtpm_connect(hw) == -1) {
+		char why[256];
+		snprintf(why, sizeof(why), "host TPM unavailable: %s", hwtpm_error());
+		hwtpm_seterr(why, 0);
+		return -1;
+	}
+	hwtpm_flush_pending(hw);
+	return 0;
 }
 
 /* Ends the session and the connection. Accepts NULL. */
@@ -342,8 +409,8 @@ hwtpm_close(struct hwtpm *hw)
 			Esys_FlushContext(hw->esys, hw->policy);
 		if (hw->session != ESYS_TR_NONE)
 			Esys_FlushContext(hw->esys, hw->session);
-		Esys_Finalize(&hw->esys);
 	}
+	hwtpm_disconnect(hw);
 	inner = hw->tcti.inner;
 	if (inner != NULL)
 		Tss2_TctiLdr_Finalize(&inner);
@@ -386,6 +453,8 @@ hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 	uint32_t remaining = sel->mask, counter;
 	TSS2_RC rc;
 
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	/* The TPM returns at most 8 digests per call. */
 	while (remaining != 0) {
 		struct pcr_selection part = {.mask = remaining};
@@ -553,7 +622,8 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	TSS2_RC rc;
 	int ret = -1;
 
-	hwtpm_flush_pending(hw);
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (secret_len > HWTPM_SEALED_MAX) {
 		hwtpm_seterr("secret too large to seal", 0);
 		return -1;
@@ -697,7 +767,8 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TSS2_RC rc;
 	int ret = -1;
 
-	hwtpm_flush_pending(hw);
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
 	    off != blob_len) {

@@ -494,9 +494,10 @@ hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public, si
 	size_t pub_len;
 	int ret = -1;
 
-	hwtpm_flush_pending(hw);
 	*ek_public = *ek_cert = NULL;
 	*ek_public_len = *ek_cert_len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (hwtpm_ek(hw, kind, true) == -1 ||
 	    hwtpm_put_public(&hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].pub, &pub, &pub_len) == -1 ||
 	    hwtpm_nv_cert(hw, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV,
@@ -516,9 +517,10 @@ out:
 int
 hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len)
 {
-	hwtpm_flush_pending(hw);
 	*ck_public = NULL;
 	*len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (hwtpm_ck_key(hw, true) == -1)
 		return -1;
 	return hwtpm_put_public(&hw->ck.pub, ck_public, len);
@@ -579,8 +581,9 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 	TSS2_RC rc;
 	int ret = -1;
 
-	hwtpm_flush_pending(hw);
 	*secret_len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &a, &id) != TSS2_RC_SUCCESS ||
 	    a != blob_len ||
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc_secret, enc_secret_len, &b, &es) !=
@@ -705,10 +708,11 @@ hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hw
 	size_t pub_len = 0;
 	int r, ret = -1;
 
-	hwtpm_flush_pending(hw);
 	*bk_public = NULL;
 	*bk_public_len = 0;
 	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	r = hwtpm_find(hw, &hw->bk, HWTPM_BK_HANDLE, &tmpl, true);
 	if (r == 0)
 		r = hwtpm_make_child(hw, &tmpl, HWTPM_BK_HANDLE, &hw->bk) == 0 ? 1 : -1;
@@ -750,8 +754,9 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TSS2_RC rc;
 	int ret;
 
-	hwtpm_flush_pending(hw);
 	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
 	    off != blob_len) {
@@ -830,6 +835,8 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qu
 	int ret = -1;
 
 	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
 	if (qualifying_len > sizeof(qd.buffer)) {
 		hwtpm_seterr("qualifying data longer than 64 bytes", 0);
 		return -1;

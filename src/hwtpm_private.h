@@ -46,5 +46,9 @@ void hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out);
 int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[HWTPM_DIGEST_LEN]);
 int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session);
+int hwtpm_enter(struct hwtpm *hw);
+/* A host-TPM command that takes longer is taken for a lost TPM (RSA key
+ * generation on a slow TPM takes seconds). */
+#define HWTPM_TIMEOUT_MS 60000
 
 #endif /* HWTPM_PRIVATE_H */

@@ -99,10 +99,29 @@ manager_set_error(struct vtpm *v, enum vtpm_state st, const char *why)
 	log_warnx("%s: %s", v->name, why);
 }
 
+/*
+ * After a host-TPM failure that is not a refusal: the TPM may have gone
+ * away or restarted (losing vtpmd's sessions). Reconnects; returns true
+ * when the TPM answers again, so that the caller may retry once.
+ */
+bool
+manager_host_tpm_recover(struct manager *m)
+{
+	if (hwtpm_reconnect(m->hw) == 0) {
+		log_info("host TPM: reconnected");
+		return true;
+	}
+	log_warnx("host TPM unavailable: %s; running vTPMs keep serving, operations that need "
+	    "it fail until it is back", hwtpm_error());
+	return false;
+}
+
 /* Unseals v's state key into sealed (secret memory), under the approval
  * of the host PCR values (fresh reads when fresh is true). Returns 0, -1
  * with v's state and error set, or HWTPM_ERR_POLICY when cached values may
  * be stale (the caller retries with fresh ones). */
+#define MANAGER_HOST_TPM_FAILED (-4) /* a host-TPM failure, not a refusal */
+
 static int
 manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *sealed, bool fresh)
 {
@@ -117,7 +136,7 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 	if (rc == -1) {
 		snprintf(why, sizeof(why), "host TPM: %s", hwtpm_error());
 		manager_set_error(v, VTPM_FAILED, why);
-		return -1;
+		return MANAGER_HOST_TPM_FAILED;
 	}
 	e = policy_find(&m->policy, digest);
 	if (e == NULL && !fresh)
@@ -155,7 +174,7 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "unseal %s: %s", path, hwtpm_error());
 		manager_set_error(v, VTPM_FAILED, why);
-		return -1;
+		return MANAGER_HOST_TPM_FAILED;
 	}
 	if (manager_uuid_bytes(v->uuid, uuid) == -1 ||
 	    CRYPTO_memcmp(uuid, sealed->uuid, sizeof(uuid)) != 0) {
@@ -169,7 +188,8 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 }
 
 /* Unseals with the PCR values read before; when they turn out stale (the
- * host PCRs changed), reads them again and retries once. */
+ * host PCRs changed), reads them again and retries once; after a host-TPM
+ * failure, reconnects and retries once. */
 static int
 manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
 {
@@ -177,7 +197,9 @@ manager_unseal(struct manager *m, struct vtpm *v, struct manager_sealed *sealed)
 
 	if (rc == HWTPM_ERR_POLICY)
 		rc = manager_unseal_once(m, v, sealed, true);
-	return rc;
+	if (rc == MANAGER_HOST_TPM_FAILED && manager_host_tpm_recover(m))
+		rc = manager_unseal_once(m, v, sealed, true);
+	return rc == MANAGER_HOST_TPM_FAILED ? -1 : rc;
 }
 
 /*
@@ -330,7 +352,9 @@ manager_create(struct manager *m, const char *name, unsigned int tpm_version, st
 		snprintf(why, why_len, "cannot generate the state key");
 		goto fail;
 	}
-	if (hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1) {
+	if (hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1 &&
+	    (!manager_host_tpm_recover(m) ||
+	        hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1)) {
 		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
 		goto fail;
 	}

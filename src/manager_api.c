@@ -63,6 +63,7 @@ api_enrol_status(enum enrol_err err)
 	switch (err) {
 	case ENROL_ERR_CA_REFUSED: return 422;
 	case ENROL_ERR_CA_UNREACHABLE: return 502;
+	case ENROL_ERR_HOST_TPM: return 503;
 	default: return 500;
 	}
 }
@@ -114,6 +115,8 @@ api_provision(struct manager *m, struct vtpm *v, unsigned int set, bool keep_run
 
 	if (manager_start(m, v, why, sizeof(why)) == -1 ||
 	    provision_instance(m, v, set, &e, why, sizeof(why)) == -1) {
+		if (e == ENROL_ERR_HOST_TPM)
+			manager_host_tpm_recover(m);
 		log_warnx("%s: provisioning failed, instance deleted: %s", v->name, why);
 		*err = api_error(api_enrol_status(e), why,
 		    e == ENROL_ERR_CA_REFUSED ? "nothing was created; see the CA's reason"
@@ -154,7 +157,8 @@ api_create(struct manager *m, const struct api_request *req)
 		return api_error(409, "an instance with this name exists",
 		    "choose another name, or delete the existing instance first");
 	if (manager_create(m, name, version, &v, why, sizeof(why)) == -1)
-		return api_error(500, why, "check vtpmd's log and the host TPM");
+		return api_error(hwtpm_available(m->hw) ? 500 : 503, why,
+		    "check vtpmd's log and the host TPM");
 	if (start) {
 		v->desired_running = true;
 		registry_save(&m->cfg, v);
@@ -163,7 +167,7 @@ api_create(struct manager *m, const struct api_request *req)
 		if (api_provision(m, v, set, start, &err) == -1)
 			return err;
 	} else if (start && manager_start(m, v, why, sizeof(why)) == -1) {
-		return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
+		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
 		    "the instance was created; start it with 'vtpmctl start' once fixed");
 	}
 	return api_ok(201, api_instance_json(m, v));
@@ -189,7 +193,7 @@ api_action(struct manager *m, struct vtpm *v, const char *action)
 		return api_error(500, "cannot record the desired state", strerror(errno));
 	v->backoff_ms = 0;
 	if (manager_start(m, v, why, sizeof(why)) == -1)
-		return api_error(v->state == VTPM_REFUSED ? 422 : 500, why,
+		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
 		    v->state == VTPM_REFUSED ? "approve the host configuration if the change is "
 					       "expected: vtpmctl policy approve --current"
 					     : "see vtpmd's log");
@@ -322,8 +326,9 @@ api_host(struct manager *m)
 	for (size_t i = 0; i < m->n; i++)
 		running += m->vtpms[i]->state == VTPM_RUNNING;
 	config_format_pcrs(&m->cfg.pcrs, pcrs, sizeof(pcrs));
-	return api_ok(200, json_pack("{s:s, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}",
-	    "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "srk", "handle",
+	return api_ok(200, json_pack("{s:s, s:b, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}",
+	    "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "available",
+	    hwtpm_available(m->hw), "srk", "handle",
 	    "0x81000001", "pcr_policy", "bank", "sha256", "pcrs", api_pcr_list(m->cfg.pcrs.mask),
 	    "instances", "total", (json_int_t)m->n, "running", (json_int_t)running,
 	    "host_tpm_commands", (json_int_t)hwtpm_command_count(m->hw), "enrolment",
@@ -381,7 +386,9 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 	if (!api_valid_host(host))
 		return api_error(400, "the host name must be 1-64 printable ASCII characters",
 		    "give another with --name");
-	if (enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1)
+	if (enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1 &&
+	    (err != ENROL_ERR_HOST_TPM || !manager_host_tpm_recover(m) ||
+	        enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1))
 		return api_error(api_enrol_status(err), why,
 		    err == ENROL_ERR_CA_REFUSED
 		        ? "the previous enrolment, if any, is kept; see the CA's reason"

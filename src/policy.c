@@ -210,8 +210,10 @@ policy_current(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],
 	struct policy *p = &m->policy;
 
 	p->cached = false;
-	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1 ||
-	    hwtpm_policy_pcr(&m->cfg.pcrs, values, digest) == -1)
+	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1 &&
+	    (!manager_host_tpm_recover(m) || hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1))
+		return -1;
+	if (hwtpm_policy_pcr(&m->cfg.pcrs, values, digest) == -1)
 		return -1;
 	memcpy(p->cached_values, values, sizeof(p->cached_values));
 	memcpy(p->cached_digest, digest, HWTPM_DIGEST_LEN);

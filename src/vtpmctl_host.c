@@ -69,6 +69,9 @@ host_print(const json_t *h)
 	size_t i;
 
 	printf("host TPM:      %s\n", vtpmctl_str(h, "tcti", "?"));
+	if (json_is_false(json_object_get(h, "available")))
+		printf("               UNAVAILABLE: it did not answer when last asked; running vTPMs\n"
+		       "               keep serving, creating and starting wait for it\n");
 	if (json_is_true(json_object_get(h, "simulator")))
 		printf("               SIMULATOR: it provides no hardware protection\n");
 	printf("SRK:           %s\n", vtpmctl_str(json_object_get(h, "srk"), "handle", "?"));

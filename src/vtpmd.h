@@ -209,6 +209,8 @@ struct approval {
 struct hwtpm;
 struct hwtpm *hwtpm_open(const char *tcti_conf);
 void hwtpm_close(struct hwtpm *hw);
+int hwtpm_reconnect(struct hwtpm *hw);
+bool hwtpm_available(const struct hwtpm *hw);
 const char *hwtpm_error(void);
 bool hwtpm_is_simulator(const struct hwtpm *hw);
 unsigned long hwtpm_command_count(const struct hwtpm *hw);
@@ -505,6 +507,7 @@ int manager_create(struct manager *m, const char *name, unsigned int tpm_version
 int manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len);
 int manager_stop(struct manager *m, struct vtpm *v);
 int manager_delete(struct manager *m, struct vtpm *v);
+bool manager_host_tpm_recover(struct manager *m);
 
 int policy_load(struct manager *m, char *why, size_t why_len);
 int policy_current(struct manager *m, uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN],

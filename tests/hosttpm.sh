@@ -24,10 +24,31 @@ start_host_tpm() {
 		if kill -0 "$pid" 2>/dev/null; then
 			HOST_TCTI="swtpm:host=127.0.0.1,port=$port"
 			HOST_TPM_PID=$pid
+			HOST_TPM_PORT=$port
+			HOST_TPM_DIR=$dir
 			return
 		fi
 	done
 	fail "could not start swtpm"
+}
+
+# restart_host_tpm: the host TPM of start_host_tpm started again on the
+# same port and state (after stop_host_tpm, or a crash): a host TPM that
+# comes back.
+restart_host_tpm() {
+	local deadline
+	swtpm socket --tpm2 --tpmstate dir="$HOST_TPM_DIR" \
+		--server type=tcp,port="$HOST_TPM_PORT",bindaddr=127.0.0.1 \
+		--ctrl type=tcp,port=$((HOST_TPM_PORT + 1)),bindaddr=127.0.0.1 \
+		--flags not-need-init,startup-clear 2>>"$HOST_TPM_DIR.log" &
+	HOST_TPM_PID=$!
+	TEST_PIDS+=("$HOST_TPM_PID")
+	deadline=$((SECONDS + 20))
+	until (exec 3<>"/dev/tcp/127.0.0.1/$HOST_TPM_PORT") 2>/dev/null; do
+		kill -0 "$HOST_TPM_PID" 2>/dev/null ||
+			fail "swtpm did not start again on port $HOST_TPM_PORT: $(tail -3 "$HOST_TPM_DIR.log")"
+		[ "$SECONDS" -lt "$deadline" ] || fail "swtpm did not listen again"
+	done
 }
 
 # start_vtpmd NAME ARGS...: starts the service with its state and run

@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -62,10 +63,12 @@ out:
 	return ret;
 }
 
-/* Replaces path with buf durably. Returns 0, or -1 with errno; on failure
- * the previous file is intact. */
-int
-fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+/* Replaces path with buf: atomically (a reader sees the old or the new
+ * file), and durably when durable is set (the file and its directory are
+ * synced). Returns 0, or -1 with errno; on failure the previous file is
+ * intact. */
+static int
+fileio_replace(const char *path, const void *buf, size_t len, mode_t mode, bool durable)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];
 	const uint8_t *p = buf;
@@ -89,7 +92,7 @@ fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
 		p += n;
 		len -= (size_t)n;
 	}
-	if (fsync(fd) == -1)
+	if (durable && fsync(fd) == -1)
 		goto out;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -98,9 +101,11 @@ fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
 	fd = -1;
 	if (rename(tmp, path) == -1)
 		goto out;
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd == -1 || fsync(dfd) == -1)
-		goto out;
+	if (durable) {
+		dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd == -1 || fsync(dfd) == -1)
+			goto out;
+	}
 	ret = 0;
 out:
 	saved = errno;
@@ -112,6 +117,22 @@ out:
 		unlink(tmp);
 	errno = saved;
 	return ret;
+}
+
+/* Replaces path with buf durably (fileio_replace). */
+int
+fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	return fileio_replace(path, buf, len, mode, true);
+}
+
+/* Replaces path with buf atomically but without syncing: for runtime
+ * files (pid files under the run directory) that a host crash makes
+ * meaningless anyway. */
+int
+fileio_write_runtime(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	return fileio_replace(path, buf, len, mode, false);
 }
 
 static int

@@ -210,8 +210,11 @@ hwtpm_flush_leftovers(struct hwtpm *hw)
 		    TSS2_RC_SUCCESS)
 			continue;
 		for (UINT32 i = 0; i < cap->data.handles.count; i++) {
-			TPM2_HANDLE h = cap->data.handles.handle[i];
-			if ((h & TPM2_HR_RANGE_MASK) != ranges[r])
+			TPM2_HANDLE h = cap->data.handles.handle[i], type = h & TPM2_HR_RANGE_MASK;
+			/* Loaded sessions are listed together, policy ones with
+			 * their own prefix. */
+			if (type != ranges[r] && !(ranges[r] == TPM2_HR_HMAC_SESSION &&
+			                              type == TPM2_HR_POLICY_SESSION))
 				continue;
 			hwtpm_flush_raw(hw, h);
 			n++;

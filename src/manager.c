@@ -318,6 +318,50 @@ manager_add(struct manager *m, struct vtpm *v)
  * The TPM inside is manufactured by the worker at its first start.
  * Returns 0 with *out, or -1 with why (nothing is left behind).
  */
+/*
+ * Makes the new instance directory dir, born holding REGISTRY_CREATING:
+ * it is made under a temporary name (REGISTRY_NEW…) with the marker and
+ * renamed into place, so that a vtpmd killed at any step leaves either
+ * nothing under the instance's name or a directory the next vtpmd knows
+ * to remove (manager_resume). Returns 0, or -1 with why.
+ */
+static int
+manager_mkdir_creating(struct manager *m, const char *name, const char *dir, char *why,
+    size_t why_len)
+{
+	char tmp[PATH_MAX], marker[PATH_MAX], instances[PATH_MAX];
+	uint8_t r[8];
+	int dfd;
+
+	snprintf(instances, sizeof(instances), "%s/instances", m->cfg.state_dir);
+	if (RAND_bytes(r, sizeof(r)) != 1 ||
+	    snprintf(tmp, sizeof(tmp), "%s/%s%s-%02x%02x%02x%02x%02x%02x%02x%02x", instances,
+	        REGISTRY_NEW, name, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) >=
+	        (int)sizeof(tmp) ||
+	    snprintf(marker, sizeof(marker), "%s/%s", tmp, REGISTRY_CREATING) >=
+	        (int)sizeof(marker)) {
+		snprintf(why, why_len, "path too long");
+		return -1;
+	}
+	if (mkdir(tmp, 0700) == -1 || fileio_write_atomic(marker, "", 0, 0600) == -1) {
+		snprintf(why, why_len, "%s: %s", tmp, strerror(errno));
+		fileio_remove_tree(tmp);
+		return -1;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_NOREPLACE) == -1) {
+		snprintf(why, why_len, errno == EEXIST ? "%s exists already on disk (an unreadable "
+		    "instance? see vtpmd's log)" : "%s: %s", dir, strerror(errno));
+		fileio_remove_tree(tmp);
+		return -1;
+	}
+	dfd = open(instances, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
 int
 manager_create(struct manager *m, const char *name, unsigned int tpm_version, struct vtpm **out,
     char *why, size_t why_len)
@@ -342,9 +386,11 @@ manager_create(struct manager *m, const char *name, unsigned int tpm_version, st
 		snprintf(why, why_len, "out of memory or path too long");
 		goto out;
 	}
-	if (mkdir(dir, 0700) == -1) {
-		snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+	if (manager_mkdir_creating(m, name, dir, why, why_len) == -1)
 		goto out;
+	if (registry_path(&m->cfg, name, "sealed.key", path, sizeof(path)) == -1) {
+		snprintf(why, why_len, "path too long");
+		goto fail;
 	}
 	if (RAND_priv_bytes(sealed->key, sizeof(sealed->key)) != 1 ||
 	    manager_uuid_bytes(v->uuid, sealed->uuid) == -1 ||
@@ -366,7 +412,7 @@ manager_create(struct manager *m, const char *name, unsigned int tpm_version, st
 		snprintf(why, why_len, "out of memory");
 		goto fail;
 	}
-	log_info("%s: created (TPM %s, uuid %s)", name, tpm_version == 2 ? "2.0" : "1.2", v->uuid);
+	v->creating = true;
 	*out = v;
 	v = NULL;
 	ret = 0;
@@ -385,13 +431,29 @@ out:
 int
 manager_delete(struct manager *m, struct vtpm *v)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], gone[PATH_MAX], instances[PATH_MAX];
+	uint8_t r[8];
+	int dfd;
 
 	if (v->pid > 0)
 		worker_terminate(m, v);
+	/* Renamed first, so that a delete interrupted at any point is either
+	 * not done or finished by the next vtpmd (registry_load). */
 	if (registry_path(&m->cfg, v->name, NULL, dir, sizeof(dir)) == -1 ||
-	    fileio_remove_tree(dir) == -1)
+	    RAND_bytes(r, sizeof(r)) != 1 ||
+	    snprintf(instances, sizeof(instances), "%s/instances", m->cfg.state_dir) < 0 ||
+	    snprintf(gone, sizeof(gone), "%s/%s%s-%02x%02x%02x%02x%02x%02x%02x%02x", instances,
+	        REGISTRY_DELETING, v->name, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) >=
+	        (int)sizeof(gone) ||
+	    rename(dir, gone) == -1)
 		return -1;
+	dfd = open(instances, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		fsync(dfd);
+		close(dfd);
+	}
+	if (fileio_remove_tree(gone) == -1)
+		log_warn("%s: left for the next start to remove", gone);
 	for (size_t i = 0; i < m->n; i++) {
 		if (m->vtpms[i] == v) {
 			m->vtpms[i] = m->vtpms[--m->n];
@@ -400,6 +462,34 @@ manager_delete(struct manager *m, struct vtpm *v)
 	}
 	log_info("%s: deleted", v->name);
 	free(v);
+	return 0;
+}
+
+/* Ends a create: the instance is complete (sealed key, record, EK
+ * certificates when provisioned) and survives a restart of vtpmd. */
+int
+manager_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+{
+	char path[PATH_MAX];
+	int dfd;
+
+	if (registry_path(&m->cfg, v->name, REGISTRY_CREATING, path, sizeof(path)) == -1 ||
+	    unlink(path) == -1) {
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	registry_path(&m->cfg, v->name, NULL, path, sizeof(path));
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || fsync(dfd) == -1) {
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		if (dfd != -1)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	v->creating = false;
+	log_info("%s: created (TPM %s, uuid %s)", v->name, v->tpm_version == 2 ? "2.0" : "1.2",
+	    v->uuid);
 	return 0;
 }
 
@@ -644,15 +734,31 @@ manager_resume(struct manager *m)
 		fatal(EXIT_RUNTIME, "%s/instances", m->cfg.state_dir);
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
-		if (!v->desired_running)
+		bool adopted = worker_adopt(m, v) == 0;
+
+		if (v->creating) {
+			/* Its create never answered: undo it, worker included. */
+			log_info("%s: removing an instance whose create was interrupted", v->name);
+			if (manager_delete(m, v) == -1)
+				log_warn("%s: cannot remove it", v->name);
+			i--;
 			continue;
-		if (worker_adopt(m, v) == 0) {
+		}
+		if (adopted && !v->desired_running) {
+			log_info("%s: stopping worker %d, which should not run", v->name,
+			    (int)v->pid);
+			v->state = VTPM_RUNNING;
+			manager_stop(m, v);
+			continue;
+		}
+		if (adopted) {
 			v->state = VTPM_RUNNING;
 			v->started_at_ms = manager_now_ms();
 			log_info("%s: adopted running worker %d", v->name, (int)v->pid);
 			continue;
 		}
-		manager_start(m, v, why, sizeof(why));
+		if (v->desired_running)
+			manager_start(m, v, why, sizeof(why));
 	}
 }
 

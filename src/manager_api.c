@@ -163,10 +163,13 @@ api_create(struct manager *m, const struct api_request *req)
 		v->desired_running = true;
 		registry_save(&m->cfg, v);
 	}
-	if (set != 0) {
-		if (api_provision(m, v, set, start, &err) == -1)
-			return err;
-	} else if (start && manager_start(m, v, why, sizeof(why)) == -1) {
+	if (set != 0 && api_provision(m, v, set, start, &err) == -1)
+		return err;
+	if (manager_create_done(m, v, why, sizeof(why)) == -1) {
+		manager_delete(m, v);
+		return api_error(500, why, "nothing was created; check the state directory");
+	}
+	if (set == 0 && start && manager_start(m, v, why, sizeof(why)) == -1) {
 		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
 		    "the instance was created; start it with 'vtpmctl start' once fixed");
 	}

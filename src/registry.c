@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -186,9 +187,39 @@ registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 		return 0;
 	}
 	while ((de = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+
+		if (strncmp(de->d_name, REGISTRY_DELETING, strlen(REGISTRY_DELETING)) == 0 ||
+		    strncmp(de->d_name, REGISTRY_NEW, strlen(REGISTRY_NEW)) == 0) {
+			/* A delete or a create that was interrupted: finish or
+			 * undo it. */
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (fileio_remove_tree(path) == 0)
+				log_info("%s: removed what an interrupted %s left", path,
+				    de->d_name[1] == 'd' ? "delete" : "create");
+			else
+				log_warn("%s: cannot remove what an interrupted operation left", path);
+			continue;
+		}
 		if (!registry_valid_name(de->d_name))
 			continue;
-		v = registry_read(cfg, de->d_name);
+		if (registry_path(cfg, de->d_name, REGISTRY_CREATING, path, sizeof(path)) == 0 &&
+		    access(path, F_OK) == 0) {
+			/* A create that never finished: the manager removes it. */
+			v = calloc(1, sizeof(*v));
+			if (v != NULL) {
+				snprintf(v->name, sizeof(v->name), "%s", de->d_name);
+				v->creating = true;
+				v->pidfd = -1;
+			}
+		} else {
+			v = registry_read(cfg, de->d_name);
+			if (v == NULL) {
+				log_warnx("%s/%s: unreadable instance record (instance.json), left "
+				    "alone: repair it or remove the directory", dir, de->d_name);
+				continue;
+			}
+		}
 		if (v == NULL)
 			continue;
 		grown = realloc(arr, (count + 1) * sizeof(*arr));

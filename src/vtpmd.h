@@ -393,6 +393,7 @@ int base64_decode(const char *in, uint8_t *out, size_t max, size_t *len);
 /* fileio.c: whole-file reads and crash-safe whole-file replacement. */
 int fileio_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 int fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+int fileio_write_runtime(const char *path, const void *buf, size_t len, mode_t mode);
 int fileio_remove_tree(const char *path);
 int fileio_mkdirs(const char *path, mode_t mode);
 
@@ -413,6 +414,7 @@ struct vtpm {
 	pid_t pid;
 	int pidfd;
 	bool child;	   /* started by this manager (else adopted) */
+	bool creating;	   /* its create has not finished (REGISTRY_CREATING exists) */
 	unsigned int restarts;
 	unsigned int backoff_ms;
 	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */
@@ -423,6 +425,13 @@ bool registry_valid_name(const char *name);
 const char *registry_state_name(enum vtpm_state st);
 int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
     size_t len);
+/* A create in progress: the instance directory holds this file until the
+ * create has finished (provisioning included). */
+#define REGISTRY_CREATING "creating"
+/* An instance directory being deleted is first renamed to this prefix;
+ * one being created is made under the other, then renamed into place. */
+#define REGISTRY_DELETING ".deleting-"
+#define REGISTRY_NEW	  ".new-"
 int registry_load(const struct config *cfg, struct vtpm ***list, size_t *n);
 int registry_save(const struct config *cfg, const struct vtpm *v);
 struct vtpm *registry_new(const char *name, unsigned int tpm_version, unsigned int slot);
@@ -504,6 +513,7 @@ int64_t manager_now_ms(void);
 struct vtpm *manager_find(struct manager *m, const char *name);
 int manager_create(struct manager *m, const char *name, unsigned int tpm_version,
     struct vtpm **out, char *why, size_t why_len);
+int manager_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len);
 int manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len);
 int manager_stop(struct manager *m, struct vtpm *v);
 int manager_delete(struct manager *m, struct vtpm *v);

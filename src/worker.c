@@ -253,6 +253,20 @@ worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
 	return -1;
 }
 
+/* Records the worker's pid and kernel start time in the run directory as
+ * soon as it is forked, so that a vtpmd that dies at any later step
+ * leaves a worker the next one adopts (or stops), never an orphan. */
+static void
+worker_write_pidfile(struct manager *m, const struct vtpm *v)
+{
+	char pidfile[PATH_MAX], line[64];
+
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	snprintf(line, sizeof(line), "%d %llu\n", (int)v->pid, worker_starttime(v->pid));
+	if (fileio_write_runtime(pidfile, line, strlen(line), 0600) == -1)
+		log_warn("%s", pidfile);
+}
+
 /*
  * Starts v's worker process, which waits for its state key on the pipe
  * in *p: the caller unseals the key meanwhile (host-TPM round trips) and
@@ -302,6 +316,7 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *w
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
+	worker_write_pidfile(m, v);
 	return 0;
 fail:
 	for (int i = 0; i < 2; i++) {
@@ -342,7 +357,6 @@ int
 worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
     const uint8_t *key, char *why, size_t why_len)
 {
-	char pidfile[PATH_MAX], line[64];
 	int status, ret = -1;
 
 	if (key == NULL) {
@@ -357,10 +371,6 @@ worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
 	}
 	if (worker_wait_ready(v, p->readyfd, why, why_len) == -1)
 		goto fail;
-	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
-	snprintf(line, sizeof(line), "%d %llu\n", (int)v->pid, worker_starttime(v->pid));
-	if (fileio_write_atomic(pidfile, line, strlen(line), 0600) == -1)
-		log_warn("%s", pidfile);
 	ret = 0;
 	goto out;
 fail:

@@ -4,26 +4,32 @@
 VTPMCTL=$TOP/build/vtpmctl
 export TSS2_LOG=all+none
 
+# host_tpm_launch DIR PORT: swtpm on PORT (data) and PORT+1 (control) with
+# its state in DIR; sets HOST_TPM_PID. Returns 0 once it listens, 1 when
+# it exited (its port taken).
+host_tpm_launch() {
+	local deadline
+	swtpm socket --tpm2 --tpmstate dir="$1" \
+		--server type=tcp,port="$2",bindaddr=127.0.0.1 \
+		--ctrl type=tcp,port=$(($2 + 1)),bindaddr=127.0.0.1 \
+		--flags not-need-init,startup-clear 2>>"$1.log" &
+	HOST_TPM_PID=$!
+	TEST_PIDS+=("$HOST_TPM_PID")
+	deadline=$((SECONDS + 20))
+	until (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; do
+		kill -0 "$HOST_TPM_PID" 2>/dev/null || return 1
+		[ "$SECONDS" -lt "$deadline" ] || fail "swtpm did not listen on port $2"
+	done
+}
+
 # start_host_tpm DIR: a swtpm TPM 2.0 on free loopback ports; sets HOST_TCTI.
 start_host_tpm() {
-	local dir=$1 port deadline pid
+	local dir=$1 port
 	mkdir -p "$dir"
 	for _ in 1 2 3 4 5; do
 		port=$(free_port_pair)
-		swtpm socket --tpm2 --tpmstate dir="$dir" \
-			--server type=tcp,port="$port",bindaddr=127.0.0.1 \
-			--ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-			--flags not-need-init,startup-clear 2>>"$dir.log" &
-		pid=$!
-		TEST_PIDS+=("$pid")
-		deadline=$((SECONDS + 20))
-		until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-			kill -0 "$pid" 2>/dev/null || break
-			[ "$SECONDS" -lt "$deadline" ] || fail "swtpm did not listen"
-		done
-		if kill -0 "$pid" 2>/dev/null; then
+		if host_tpm_launch "$dir" "$port"; then
 			HOST_TCTI="swtpm:host=127.0.0.1,port=$port"
-			HOST_TPM_PID=$pid
 			HOST_TPM_PORT=$port
 			HOST_TPM_DIR=$dir
 			return
@@ -33,22 +39,10 @@ start_host_tpm() {
 }
 
 # restart_host_tpm: the host TPM of start_host_tpm started again on the
-# same port and state (after stop_host_tpm, or a crash): a host TPM that
-# comes back.
+# same port and state (after a crash): a host TPM that comes back.
 restart_host_tpm() {
-	local deadline
-	swtpm socket --tpm2 --tpmstate dir="$HOST_TPM_DIR" \
-		--server type=tcp,port="$HOST_TPM_PORT",bindaddr=127.0.0.1 \
-		--ctrl type=tcp,port=$((HOST_TPM_PORT + 1)),bindaddr=127.0.0.1 \
-		--flags not-need-init,startup-clear 2>>"$HOST_TPM_DIR.log" &
-	HOST_TPM_PID=$!
-	TEST_PIDS+=("$HOST_TPM_PID")
-	deadline=$((SECONDS + 20))
-	until (exec 3<>"/dev/tcp/127.0.0.1/$HOST_TPM_PORT") 2>/dev/null; do
-		kill -0 "$HOST_TPM_PID" 2>/dev/null ||
-			fail "swtpm did not start again on port $HOST_TPM_PORT: $(tail -3 "$HOST_TPM_DIR.log")"
-		[ "$SECONDS" -lt "$deadline" ] || fail "swtpm did not listen again"
-	done
+	host_tpm_launch "$HOST_TPM_DIR" "$HOST_TPM_PORT" ||
+		fail "swtpm did not start again on port $HOST_TPM_PORT: $(tail -3 "$HOST_TPM_DIR.log")"
 }
 
 # start_vtpmd NAME ARGS...: starts the service with its state and run

@@ -286,3 +286,23 @@ start_vtpm_ca() {
 	done
 	fail "vtpm-ca serve ($name): no free port"
 }
+
+# Raw commands on an 8-byte owner NV index (NV8_INDEX, hex, set by the
+# test) for the crash-safety tests: handles owner and index, then an empty
+# password session (TPM_RS_PW). nv_write_cmd VALUE: TPM2_NV_Write (0x137)
+# of VALUE at offset 0; WRITE_OK its success; nv_value: TPM2_NV_Read
+# (0x14e) of the 8 bytes through $TPMSEND at $DATA_EP, as a number.
+nv8_auth() {
+	hexcat 40000001 "$NV8_INDEX" 00000009 40000009 0000 00 0000
+}
+nv_write_cmd() {
+	printf '%s%s%s0008%016x0000' 8002 0000002b00000137 "$(nv8_auth)" "$1"
+}
+WRITE_OK=80020000001300000000000000000000010000
+nv_value() {
+	local rsp
+	rsp=$("$TPMSEND" "$DATA_EP" "$(hexcat 8002 00000023 0000014e "$(nv8_auth)" 0008 0000)")
+	[[ "$rsp" =~ ^80020000001d000000000000000a0008([0-9a-f]{16})0000010000$ ]] ||
+		fail "NV_Read answered $rsp"
+	echo $((16#${BASH_REMATCH[1]}))
+}

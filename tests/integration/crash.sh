@@ -14,24 +14,7 @@ BATCH=30
 KEYFILE=$T/key
 new_key "$KEYFILE"
 
-# Raw commands on the owner NV index 0x01500016 (8 bytes): handles owner
-# and index, then an empty password session (TPM_RS_PW). TPM2_NV_Write
-# (0x137) of a value at offset 0, TPM2_NV_Read (0x14e) of 8 bytes at 0.
-AUTH=$(hexcat 40000001 01500016 00000009 40000009 0000 00 0000)
-nv_write_cmd() {
-	printf '%s%s%s0008%016x0000' 8002 0000002b00000137 "$AUTH" "$1"
-}
-NV_READ=$(hexcat 8002 00000023 0000014e "$AUTH" 0008 0000)
-WRITE_OK=80020000001300000000000000000000010000
-
-# nv_value: the index's value, read raw.
-nv_value() {
-	local rsp
-	rsp=$("$TPMSEND" "$DATA_EP" "$NV_READ")
-	[[ "$rsp" =~ ^80020000001d000000000000000a0008([0-9a-f]{16})0000010000$ ]] ||
-		fail "NV_Read answered $rsp"
-	echo $((16#${BASH_REMATCH[1]}))
-}
+NV8_INDEX=01500016
 
 start_tpm crash unix --key-fd 3
 tpm2_nvdefine 0x1500016 -C o -s 8 -a "ownerread|ownerwrite" >/dev/null

@@ -16,21 +16,7 @@ require_tools strace tpm2_nvdefine swtpm_ioctl
 KEYFILE=$T/key
 new_key "$KEYFILE"
 
-# Raw TPM2_NV_Write / NV_Read of the 8-byte owner index 0x01500017 (as in
-# crash.sh): handles owner and index, an empty password session.
-AUTH=$(hexcat 40000001 01500017 00000009 40000009 0000 00 0000)
-nv_write_cmd() {
-	printf '%s%s%s0008%016x0000' 8002 0000002b00000137 "$AUTH" "$1"
-}
-NV_READ=$(hexcat 8002 00000023 0000014e "$AUTH" 0008 0000)
-WRITE_OK=80020000001300000000000000000000010000
-nv_value() {
-	local rsp
-	rsp=$("$TPMSEND" "$DATA_EP" "$NV_READ")
-	[[ "$rsp" =~ ^80020000001d000000000000000a0008([0-9a-f]{16})0000010000$ ]] ||
-		fail "NV_Read answered $rsp"
-	echo $((16#${BASH_REMATCH[1]}))
-}
+NV8_INDEX=01500017
 
 mkdir -p "$T/small"
 mount -t tmpfs -o size=512k tmpfs "$T/small" || fail "mount tmpfs"

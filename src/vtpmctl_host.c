@@ -87,6 +87,23 @@ host_print(const json_t *h)
 	host_print_enrolment(json_object_get(h, "enrolment"));
 }
 
+/* Calls vtpmd and prints the HOST it answers. */
+static int
+host_show(const char *method, const char *path, const json_t *body, bool json)
+{
+	json_t *reply = NULL;
+	int ret = vtpmctl_call(method, path, body, &reply);
+
+	if (ret != EXIT_OK)
+		return ret;
+	if (json)
+		vtpmctl_print_json(reply);
+	else
+		host_print(reply);
+	json_decref(reply);
+	return EXIT_OK;
+}
+
 static int
 host_enroll(int argc, char **argv)
 {
@@ -99,7 +116,7 @@ host_enroll(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *ca = NULL, *vca = NULL, *name = NULL;
-	json_t *body, *reply = NULL;
+	json_t *body;
 	bool json = false;
 	int c, ret;
 
@@ -129,16 +146,9 @@ host_enroll(int argc, char **argv)
 		json_object_set_new(body, "virtualization_ca", json_string(vca));
 	if (name != NULL)
 		json_object_set_new(body, "host", json_string(name));
-	ret = vtpmctl_call("POST", "/v1/host/enroll", body, &reply);
+	ret = host_show("POST", "/v1/host/enroll", body, json);
 	json_decref(body);
-	if (ret != EXIT_OK)
-		return ret;
-	if (json)
-		vtpmctl_print_json(reply);
-	else
-		host_print(reply);
-	json_decref(reply);
-	return EXIT_OK;
+	return ret;
 }
 
 int
@@ -149,9 +159,8 @@ vtpmctl_host(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	json_t *reply = NULL;
 	bool json = false;
-	int c, ret;
+	int c;
 
 	if (argc > 1 && strcmp(argv[1], "enroll") == 0)
 		return host_enroll(argc - 1, argv + 1);
@@ -165,13 +174,5 @@ vtpmctl_host(int argc, char **argv)
 	}
 	if (optind < argc)
 		return vtpmctl_usage("host", "unexpected argument '%s'", argv[optind]);
-	ret = vtpmctl_call("GET", "/v1/host", NULL, &reply);
-	if (ret != EXIT_OK)
-		return ret;
-	if (json)
-		vtpmctl_print_json(reply);
-	else
-		host_print(reply);
-	json_decref(reply);
-	return EXIT_OK;
+	return host_show("GET", "/v1/host", NULL, json);
 }

@@ -159,12 +159,50 @@ e2e: all
 
 fuzz-build: $(FUZZ_TARGETS)
 
-# Replays every fuzz target's corpus once (what `make check` runs).
+# Replays every fuzz target's corpus and regression inputs once (what
+# `make check` runs).
 fuzz-replay:
 	@tests/fuzz/replay.sh
 
+# A campaign: every fuzz target for FUZZ_SECONDS each (FUZZ_NAMES="data
+# config" for some), with CPU time, executions, coverage and crashes per
+# target (each built first); crash inputs go to tests/fuzz/regressions/NAME/.
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES ?=
+.PHONY: fuzz
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign.sh $(FUZZ_NAMES)
+
+# Static analysis (scripts/analyze.sh; `make check` runs it): cppcheck,
+# clang-tidy and scan-build over the programs, the test tools and bench/,
+# with the build's warnings and pkg-config flags (less the one clang lacks);
+# any finding fails. Configuration: .clang-tidy, tests/cppcheck.supp and
+# tests/cppcheck.cfg. scan-build compiles into build/analyze, not build/obj.
+ANALYZE_SRC    = $(wildcard src/*.c tests/tools/*.c bench/*.c)
+ANALYZE_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(filter-out -Wno-format-truncation,$(WARN)) \
+                 $(PKG_CFLAGS) -Isrc
+ANALYZE_JOBS  ?= 2
+.PHONY: analyze analyze-objs hardening
+analyze:
+	@ANALYZE_CFLAGS='$(ANALYZE_CFLAGS)' ANALYZE_JOBS='$(ANALYZE_JOBS)' \
+	    scripts/analyze.sh $(ANALYZE_SRC)
+
+# What scan-build watches being compiled (scripts/analyze.sh runs it); -w:
+# the compiler's warnings are clang-tidy's to report (clang-diagnostic-*).
+analyze-objs: $(ANALYZE_SRC:%.c=build/analyze/obj/%.o)
+build/analyze/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ANALYZE_CFLAGS) -w -c -o $@ $<
+
+# Checks every program's ELF for PIE, full RELRO, a non-executable stack,
+# the stack protector and FORTIFY_SOURCE (`make check` runs it).
+hardening: $(PROGRAMS)
+	@scripts/check-hardening.sh $(PROGRAMS)
+
 check: deps
 	$(MAKE) all san
+	$(MAKE) analyze
+	$(MAKE) hardening
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
 	$(MAKE) integration

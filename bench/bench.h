@@ -228,8 +228,7 @@ bench_server_parse(const char *spec, struct bench_server *s)
 	const char *eq = strchr(spec, '=');
 	size_t nlen;
 
-	memset(s, 0, sizeof(*s));
-	s->pid = -1;
+	*s = (struct bench_server){.pid = -1};
 	if (eq == NULL || eq == spec || (nlen = (size_t)(eq - spec)) >= sizeof(s->name))
 		fatalx(2, "-s %s: expected NAME=COMMAND or NAME=unix:PATH", spec);
 	memcpy(s->name, spec, nlen);

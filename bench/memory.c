@@ -64,7 +64,8 @@ memory_read(pid_t pid, struct memory_sum *sum)
 			if (strncmp(line, fields[i].key, klen) != 0 ||
 			    sscanf(line + klen, "%lu", &v) != 1)
 				continue;
-			*(unsigned long *)((char *)sum + fields[i].off) += v;
+			/* through void *: an offsetof of an unsigned long is aligned */
+			*(unsigned long *)(void *)((char *)sum + fields[i].off) += v;
 			if (i == 2)
 				pss_anon = true;
 		}

@@ -11,9 +11,14 @@
  * connection in the poll set until it is written or idle for
  * API_IDLE_TIMEOUT_MS. A malformed request ends that connection only.
  *
- * With API_MAX_CONNECTIONS connections open the listener leaves the poll
- * set: further clients wait in the kernel's backlog (or time out there)
- * rather than being accepted and refused, and are served as slots free up.
+ * With API_MAX_CONNECTIONS connections open, a new client takes the place
+ * of one that has its answer already (draining) or, failing that, of the
+ * one that has waited longest without sending a whole request, which is
+ * closed unanswered: clients that connect and stall, however many, cannot
+ * keep a well-behaved client (which sends its request at once) from being
+ * served. Requests being answered are never dropped; when every slot holds
+ * one, the listener leaves the poll set and further clients wait in the
+ * kernel's backlog until a slot frees up.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -75,6 +80,7 @@ struct api_conn {
 	size_t out_len, out_off;
 	size_t drained;
 	int64_t deadline; /* monotonic ms */
+	uint64_t round;	  /* the api_accept() call that accepted it */
 };
 
 struct api_server {
@@ -87,6 +93,8 @@ struct api_server {
 	void *ctx;
 	int nconns;
 	int64_t accept_resume; /* listener paused until then after EMFILE */
+	uint64_t round;	       /* api_accept() calls so far */
+	int64_t evict_logged;  /* when closing a stalled client was last logged */
 	struct api_conn conns[API_MAX_CONNECTIONS];
 };
 
@@ -775,6 +783,50 @@ api_conn_drain(struct api_server *srv, struct api_conn *c)
 	}
 }
 
+/*
+ * The connection a new client may replace when every slot is taken: one
+ * draining after its answer, else the one reading a request that has been
+ * silent longest (the earliest deadline). Connections accepted by the
+ * current api_accept() call (round) have not been read yet and are spared,
+ * so one burst of clients cannot push out a request that arrived with it.
+ * NULL when every connection is answering.
+ */
+static struct api_conn *
+api_conn_victim(struct api_server *srv, uint64_t round)
+{
+	struct api_conn *victim = NULL;
+
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		struct api_conn *c = &srv->conns[i];
+		if (c->round == round)
+			continue;
+		if (c->state == API_CONN_DRAINING)
+			return c;
+		if (c->state == API_CONN_READING &&
+		    (victim == NULL || c->deadline < victim->deadline))
+			victim = c;
+	}
+	return victim;
+}
+
+/* Closes victim to make room for a new client. */
+static void
+api_conn_evict(struct api_server *srv, struct api_conn *victim)
+{
+	int64_t now;
+
+	if (victim->state == API_CONN_READING) {
+		now = api_now_ms();
+		if (srv->evict_logged == 0 || now - srv->evict_logged >= API_IDLE_TIMEOUT_MS) {
+			log_warnx("api: all %d connections in use; closing those that stall "
+				  "longest to serve new clients (uid %u, pid %d first)",
+			    API_MAX_CONNECTIONS, (unsigned)victim->uid, (int)victim->pid);
+			srv->evict_logged = now;
+		}
+	}
+	api_conn_close(srv, victim);
+}
+
 static void
 api_accept(struct api_server *srv)
 {
@@ -784,7 +836,8 @@ api_accept(struct api_server *srv)
 	uid_t self = geteuid();
 	int fd;
 
-	while (srv->nconns < API_MAX_CONNECTIONS) {
+	srv->round++;
+	while (srv->nconns < API_MAX_CONNECTIONS || api_conn_victim(srv, srv->round) != NULL) {
 		fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -795,6 +848,8 @@ api_accept(struct api_server *srv)
 			}
 			return;
 		}
+		if (srv->nconns == API_MAX_CONNECTIONS)
+			api_conn_evict(srv, api_conn_victim(srv, srv->round));
 		c = NULL;
 		for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
 			if (srv->conns[i].state == API_CONN_FREE) {
@@ -808,6 +863,7 @@ api_accept(struct api_server *srv)
 		}
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
+		c->round = srv->round;
 		c->state = API_CONN_READING;
 		c->deadline = api_now_ms() + API_IDLE_TIMEOUT_MS;
 		sl = sizeof(cred);
@@ -989,8 +1045,9 @@ api_close(struct api_server *srv)
 
 /*
  * Fills fds[0, max) with what the server waits for and returns how many:
- * the listener (unless API_MAX_CONNECTIONS are open, or accept is backing
- * off after running out of descriptors), then every connection. With
+ * the listener (unless API_MAX_CONNECTIONS are open and all of them
+ * answering, or accept is backing off after running out of descriptors),
+ * then every connection. With
  * max >= API_MAX_CONNECTIONS + 1 nothing is left out.
  */
 int
@@ -998,7 +1055,8 @@ api_pollfds(struct api_server *srv, struct pollfd *fds, int max)
 {
 	int n = 0;
 
-	if (n < max && srv->nconns < API_MAX_CONNECTIONS && api_now_ms() >= srv->accept_resume)
+	if (n < max && api_now_ms() >= srv->accept_resume &&
+	    (srv->nconns < API_MAX_CONNECTIONS || api_conn_victim(srv, srv->round + 1) != NULL))
 		fds[n++] = (struct pollfd){.fd = srv->fd, .events = POLLIN};
 	for (int i = 0; i < API_MAX_CONNECTIONS && n < max; i++) {
 		const struct api_conn *c = &srv->conns[i];

@@ -295,6 +295,7 @@ attest_state_load(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN]
 		return -1;
 	}
 	buf[len < 4096 ? len : 4095] = '\0';
+	/* NOLINTNEXTLINE(cert-err34-c): our own file; an out-of-range number saturates */
 	if (sscanf((char *)buf, "%31s %llu %u %u %u", magic, &c, &reset, &restart, &safe) != 5 ||
 	    strcmp(magic, AV_STATE_MAGIC) != 0 || safe > 1) {
 		snprintf(why, why_len, "%s: not a vtpm-attest state file", path);
@@ -321,7 +322,7 @@ attest_state_save(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN]
 	av_state_path(dir, digest, path, sizeof(path));
 	n = snprintf(line, sizeof(line), "%s %llu %u %u %u\n", AV_STATE_MAGIC,
 	    (unsigned long long)clock->clock, clock->reset_count, clock->restart_count,
-	    clock->safe ? 1 : 0);
+	    clock->safe ? 1u : 0u);
 	if (fileio_write_atomic(path, line, (size_t)n, 0600) == -1) {
 		snprintf(why, why_len, "%s: %s", path, strerror(errno));
 		return -1;

@@ -187,8 +187,8 @@ struct ca_status {
 };
 enum ca_db_rc ca_db_revoke(
     struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign);
-/* OK with st filled when the serial was issued here or revoked; NOTFOUND. */
-enum ca_db_rc ca_db_status(struct ca_db *db, const char *serial, struct ca_status *st);
+/* OK with out filled when the serial was issued here or revoked; NOTFOUND. */
+enum ca_db_rc ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out);
 
 struct ca_trust {
 	int64_t id;

@@ -88,7 +88,7 @@ approve_run(const char *dbpath, const char *id, const struct pcr_selection *sel,
 	struct ca_host_config hc = {0};
 	char why[CA_WHY_MAX], hex[2 * HWTPM_DIGEST_LEN + 1], list[128];
 	struct ca_db *db = NULL;
-	uint32_t mask;
+	uint32_t mask = 0;
 	int ret;
 
 	if ((ret = approve_values(vals, &mask, hc.values)) != EXIT_OK)

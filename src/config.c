@@ -7,7 +7,9 @@
  *   pcrs = 0,2,4,7
  *
  * Keys: tcti, state-dir, run-dir, socket, pcrs, worker-uid-base,
- * approval-public-key, log-level. Errors name file:line.
+ * approval-public-key, log-level. Errors name file:line. The text is
+ * parsed from memory (config_parse_buffer), so that the parser can be
+ * fuzzed without files.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +18,9 @@
 #include <string.h>
 
 #include "vtpmd.h"
+
+#define CONFIG_LINE_MAX 1022	   /* bytes, without the newline */
+#define CONFIG_MAX_FILE (1u << 20) /* a configuration is a few lines */
 
 void
 config_defaults(struct config *cfg)
@@ -30,7 +35,8 @@ config_defaults(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 }
 
-/* Parses "0,2,4,7" (PCR indices 0..23, no duplicates). Returns 0 or -1. */
+/* Parses "0,2,4,7" (PCR indices 0..23, no duplicates, spaces around the
+ * commas allowed, none missing). Returns 0 or -1. */
 int
 config_parse_pcrs(const char *list, struct pcr_selection *sel)
 {
@@ -52,10 +58,15 @@ config_parse_pcrs(const char *list, struct pcr_selection *sel)
 		p = end;
 		while (*p == ' ')
 			p++;
-		if (*p == ',')
+		if (*p == ',') {
 			p++;
-		else if (*p != '\0')
+			while (*p == ' ')
+				p++;
+			if (*p == '\0')
+				return -1; /* "0,2," */
+		} else if (*p != '\0') {
 			return -1;
+		}
 	}
 	if (mask == 0)
 		return -1;
@@ -146,51 +157,134 @@ config_trim(char *s)
 	return s;
 }
 
+/* One line's "key = value" (NUL-terminated, without its newline). Returns
+ * the number of problems reported (0 or 1). */
+static int
+config_parse_line(const char *name, int lineno, char *line, struct config *cfg, FILE *errors)
+{
+	char why[256], *key, *value, *eq;
+
+	key = config_trim(line);
+	if (*key == '\0' || *key == '#')
+		return 0;
+	eq = strchr(key, '=');
+	if (eq == NULL) {
+		fprintf(errors, "%s:%d: expected 'key = value'\n", name, lineno);
+		return 1;
+	}
+	*eq = '\0';
+	key = config_trim(key);
+	value = config_trim(eq + 1);
+	if (config_set(cfg, key, value, why, sizeof(why)) == -1) {
+		fprintf(errors, "%s:%d: %s: %s\n", name, lineno, key, why);
+		return 1;
+	}
+	return 0;
+}
+
 /*
- * Reads path over the values already in cfg. Every problem is reported
- * to errors as "path:line: reason". Returns the number of problems (0 when
- * the file is valid), or -1 when it cannot be read.
+ * Parses the text of a configuration, len bytes at text (not necessarily
+ * NUL-terminated), over the values already in cfg; name is what messages
+ * call it. Lines end with '\n' (a last one may not); a line is at most
+ * CONFIG_LINE_MAX bytes and holds no NUL byte. Every problem is reported
+ * to errors as "name:line: reason". Returns the number of problems.
+ */
+int
+config_parse_buffer(const char *name, const char *text, size_t len, struct config *cfg,
+    FILE *errors)
+{
+	char line[CONFIG_LINE_MAX + 1];
+	const char *p = text, *end = text + len, *nl;
+	int lineno = 0, problems = 0;
+	size_t n;
+
+	while (p < end) {
+		lineno++;
+		nl = memchr(p, '\n', (size_t)(end - p));
+		n = (size_t)((nl != NULL ? nl : end) - p);
+		if (n > CONFIG_LINE_MAX) {
+			fprintf(errors, "%s:%d: line longer than %d bytes\n", name, lineno,
+			    CONFIG_LINE_MAX);
+			problems++;
+		} else if (memchr(p, '\0', n) != NULL) {
+			fprintf(errors, "%s:%d: line holds a NUL byte\n", name, lineno);
+			problems++;
+		} else {
+			memcpy(line, p, n);
+			line[n] = '\0';
+			problems += config_parse_line(name, lineno, line, cfg, errors);
+		}
+		p = nl != NULL ? nl + 1 : end;
+	}
+	return problems;
+}
+
+/* Reads all of f, at most CONFIG_MAX_FILE bytes, into a malloc'd buffer.
+ * Returns 0, or -1 with errno (EFBIG when larger). */
+static int
+config_read(FILE *f, char **text, size_t *len)
+{
+	size_t cap = 4096, got = 0, n;
+	char *buf = NULL, *p;
+	int saved;
+
+	for (;;) {
+		if (got == cap || buf == NULL) {
+			if (buf != NULL)
+				cap *= 2;
+			if (cap > CONFIG_MAX_FILE + 1)
+				cap = CONFIG_MAX_FILE + 1;
+			p = realloc(buf, cap);
+			if (p == NULL)
+				break;
+			buf = p;
+		}
+		n = fread(buf + got, 1, cap - got, f);
+		got += n;
+		if (got > CONFIG_MAX_FILE) {
+			errno = EFBIG;
+			break;
+		}
+		if (n == 0) {
+			if (ferror(f))
+				break;
+			*text = buf;
+			*len = got;
+			return 0;
+		}
+	}
+	saved = errno;
+	free(buf);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Reads path over the values already in cfg (config_parse_buffer). Every
+ * problem is reported to errors as "path:line: reason". Returns the number
+ * of problems (0 when the file is valid), or -1 when it cannot be read.
  */
 int
 config_load(const char *path, struct config *cfg, FILE *errors)
 {
-	char line[1024], why[256], *key, *value, *eq;
-	int lineno = 0, problems = 0;
+	char *text = NULL;
+	size_t len = 0;
+	int problems;
 	FILE *f;
 
 	f = fopen(path, "re");
-	if (f == NULL) {
-		fprintf(errors, "%s: %s\n", path, strerror(errno));
+	if (f == NULL || config_read(f, &text, &len) == -1) {
+		if (errno == EFBIG)
+			fprintf(errors, "%s: larger than %u bytes: not a configuration file\n",
+			    path, CONFIG_MAX_FILE);
+		else
+			fprintf(errors, "%s: %s\n", path, strerror(errno));
+		if (f != NULL)
+			fclose(f);
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		lineno++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			fprintf(errors, "%s:%d: line longer than %zu bytes\n", path, lineno,
-			    sizeof(line) - 2);
-			problems++;
-			int c;
-			while ((c = fgetc(f)) != EOF && c != '\n')
-				;
-			continue;
-		}
-		key = config_trim(line);
-		if (*key == '\0' || *key == '#')
-			continue;
-		eq = strchr(key, '=');
-		if (eq == NULL) {
-			fprintf(errors, "%s:%d: expected 'key = value'\n", path, lineno);
-			problems++;
-			continue;
-		}
-		*eq = '\0';
-		key = config_trim(key);
-		value = config_trim(eq + 1);
-		if (config_set(cfg, key, value, why, sizeof(why)) == -1) {
-			fprintf(errors, "%s:%d: %s: %s\n", path, lineno, key, why);
-			problems++;
-		}
-	}
 	fclose(f);
+	problems = config_parse_buffer(path, text, len, cfg, errors);
+	free(text);
 	return problems;
 }

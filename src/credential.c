@@ -216,6 +216,8 @@ cred_kdf(const uint8_t *key, size_t key_len, struct cred_part *parts, size_t n, 
 	ret = 0;
 out:
 	OPENSSL_cleanse(block, sizeof(block));
+	parts[0].p = NULL; /* counter dies with this frame */
+	parts[0].len = 0;
 	return ret;
 }
 

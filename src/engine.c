@@ -179,8 +179,8 @@ engine_process(const uint8_t *cmd, size_t cmd_len, const uint8_t **rsp, size_t *
 {
 	uint32_t len = 0;
 
-	if (TPMLIB_Process(&eng.rsp, &len, &eng.rsp_size, (unsigned char *)(uintptr_t)cmd,
-		(uint32_t)cmd_len) != TPM_SUCCESS)
+	if (TPMLIB_Process(&eng.rsp, &len, &eng.rsp_size, (unsigned char *)cmd,
+	        (uint32_t)cmd_len) != TPM_SUCCESS)
 		return -1;
 	*rsp = eng.rsp;
 	*rsp_len = len;

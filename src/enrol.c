@@ -165,7 +165,7 @@ enrol_answer_pem(const json_t *reply)
 {
 	const char *cert = json_string_value(json_object_get(reply, "certificate"));
 	json_t *chain = json_object_get(reply, "chain"), *c;
-	size_t i, len;
+	size_t i, len, off, n;
 	char *out;
 
 	if (cert == NULL || !json_is_array(chain))
@@ -179,11 +179,16 @@ enrol_answer_pem(const json_t *reply)
 	out = calloc(1, len + 1);
 	if (out == NULL)
 		return NULL;
-	strcpy(out, cert);
+	/* Bounded by len: an empty certificate from the CA (no last byte to
+	 * look at) gets no newline. */
+	off = strlen(cert);
+	memcpy(out, cert, off);
 	json_array_foreach(chain, i, c) {
-		if (out[strlen(out) - 1] != '\n')
-			strcat(out, "\n");
-		strcat(out, json_string_value(c));
+		if (off > 0 && out[off - 1] != '\n')
+			out[off++] = '\n';
+		n = strlen(json_string_value(c));
+		memcpy(out + off, json_string_value(c), n);
+		off += n;
 	}
 	return out;
 }

@@ -7,6 +7,14 @@
  * own for tpm2-tss' swtpm TCTI). Every byte from a peer is untrusted:
  * requests are framed before anything is allocated for them, malformed
  * ones get the protocol's error answer and end that connection only.
+ *
+ * Each channel serves one client at a time, as swtpm's do. Nothing limits
+ * the silence between requests (QEMU keeps both channels open, mostly idle,
+ * for the VM's whole life), but a request must arrive whole within the I/O
+ * timeout of its first byte, an answer must be taken within
+ * SEND_TIMEOUT_MS, and a client that connects while another holds the
+ * channel waits in a short line for at most the I/O timeout
+ * (docs/instance.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <swtpm/tpm_ioctl.h>
@@ -25,7 +34,10 @@
 #include "vtpmd.h"
 
 #define CONN_INITIAL_CAP 8192
-#define SEND_TIMEOUT_MS 5000
+#define SEND_TIMEOUT_MS 5000	     /* for the client to take a whole answer */
+#define INSTANCE_IO_TIMEOUT_MS 10000 /* --io-timeout's default */
+#define INSTANCE_IO_TIMEOUT_MAX 3600000
+#define INSTANCE_MAX_WAITING 4	     /* clients in line for a busy channel */
 #define TPM2_RC_FAILURE 0x101
 #define TPM2_RC_COMMAND_SIZE 0x142
 #define TPM12_FAIL 0x9
@@ -41,7 +53,7 @@ instance_usage(FILE *f)
 	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
 	    "                      [--log-level error|warn|info|debug]\n"
-	    "                      [--sandbox-uid N --sandbox-gid N]\n"
+	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -68,6 +80,16 @@ instance_usage(FILE *f)
 	    "                     allow-list, before reading any input; the directory and\n"
 	    "                     its files must belong to that uid. Its socket files are\n"
 	    "                     then left for whoever started it to remove\n"
+	    "  --io-timeout MS    (default 10000) a client that sends part of a request and\n"
+	    "                     stalls is disconnected once MS have passed since the\n"
+	    "                     request's first byte (nothing of it runs); a client\n"
+	    "                     that connects while another holds the channel waits at\n"
+	    "                     most MS for it. Silence between requests is never\n"
+	    "                     limited\n"
+	    "\n"
+	    "Each channel serves one client at a time; up to 4 more wait in line (more\n"
+	    "are closed at once). An answer not taken within 5 s closes the connection.\n"
+	    "docs/instance.md describes the protocol and these limits.\n"
 	    "\n"
 	    "State that exists but cannot be read (truncated, altered, wrong key, other\n"
 	    "format) is never replaced: the instance refuses to start.\n"
@@ -93,12 +115,23 @@ instance_conn_close(struct conn *c)
 	c->len = 0;
 }
 
-/* Writes all of buf, waiting at most SEND_TIMEOUT_MS for a slow reader.
- * Returns 0, or -1 after closing the connection. */
+static int64_t
+instance_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Writes all of buf, waiting at most SEND_TIMEOUT_MS in all for a slow
+ * reader (a peer taking one byte at a time cannot hold the instance
+ * longer). Returns 0, or -1 after closing the connection. */
 int
 instance_send(struct conn *c, const uint8_t *buf, size_t len)
 {
 	struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+	int64_t deadline = instance_now_ms() + SEND_TIMEOUT_MS, left;
 	ssize_t n;
 
 	while (len > 0 && c->fd != -1) {
@@ -110,9 +143,15 @@ instance_send(struct conn *c, const uint8_t *buf, size_t len)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN && poll(&pfd, 1, SEND_TIMEOUT_MS) > 0)
+		if (errno != EAGAIN) {
+			log_warn("send");
+			break;
+		}
+		left = deadline - instance_now_ms();
+		if (left > 0 && poll(&pfd, 1, (int)left) > 0)
 			continue;
-		log_warn("send");
+		log_warnx("the client did not take its answer within %d ms; closing",
+		    SEND_TIMEOUT_MS);
 		break;
 	}
 	if (len == 0)
@@ -362,21 +401,23 @@ instance_ctrl_skip_padding(struct instance *in, uint32_t cmd)
 		conn_consume(&in->ctrl, in->ctrl.len < 3 ? in->ctrl.len : 3);
 }
 
-/* Handles readable input on the control channel. */
-static void
+/* Handles readable input on the control channel. Returns the number of
+ * requests it answered. */
+static int
 instance_ctrl_input(struct instance *in)
 {
 	struct ctrl_request req;
 	enum ctrl_parse parse;
 	size_t need = 4;
 	ssize_t n;
+	int handled = 0;
 
 	n = conn_fill(&in->ctrl, 4096);
 	if (n == -2)
-		return;
+		return 0;
 	if (n <= 0) {
 		instance_conn_close(&in->ctrl);
-		return;
+		return 0;
 	}
 	while (in->ctrl.fd != -1 && !in->terminate) {
 		parse = ctrl_request_size(in->ctrl.buf, in->ctrl.len, &need);
@@ -387,126 +428,300 @@ instance_ctrl_input(struct instance *in)
 			ctrl_put_u32(out, 0x3 /* TPM_BAD_PARAMETER */);
 			instance_send(&in->ctrl, out, sizeof(out));
 			instance_conn_close(&in->ctrl);
-			return;
+			break;
 		}
 		if (parse == CTRL_INCOMPLETE) {
 			/* Grow to what the frame declares, which is bounded. */
 			if (conn_reserve(&in->ctrl, need) == -1)
 				instance_conn_close(&in->ctrl);
-			return;
+			break;
 		}
 		/* A complete frame only fails to decode for an unknown command,
 		 * which the dispatcher answers with TPM_BAD_ORDINAL. */
 		(void)ctrl_decode(in->ctrl.buf, need, &req);
+		handled++;
 		if (!instance_ctrl_dispatch(in, &req)) {
 			instance_conn_close(&in->ctrl);
-			return;
+			break;
 		}
 		if (in->ctrl.fd != -1) {
 			conn_consume(&in->ctrl, need);
 			instance_ctrl_skip_padding(in, req.cmd);
 		}
 	}
+	return handled;
 }
 
-/* Handles readable input on the data channel: frames TPM commands by the
- * size in their header; a size outside 10..buffer size ends the stream. */
-static void
+/* Handles readable input on the data channel: runs each whole command
+ * (tpmwire_frame); a size outside 10..buffer size ends the stream. Returns
+ * the number of commands it answered. */
+static int
 instance_data_input(struct instance *in)
 {
 	uint8_t err[TPM_HEADER_LEN];
 	struct tpm_header h;
 	uint32_t max = engine_buffer_size();
+	size_t need;
 	ssize_t n;
+	int handled = 0;
 
 	n = conn_fill(&in->data, max);
 	if (n == -2)
-		return;
+		return 0;
 	if (n <= 0) {
 		instance_conn_close(&in->data);
-		return;
+		return 0;
 	}
-	while (in->data.fd != -1 && tpmwire_header(in->data.buf, in->data.len, &h) == 0) {
-		if (h.size < TPM_HEADER_LEN || h.size > max) {
+	while (in->data.fd != -1) {
+		switch (tpmwire_frame(in->data.buf, in->data.len, max, &need)) {
+		case TPMWIRE_INCOMPLETE:
+			return handled;
+		case TPMWIRE_BAD_SIZE:
+			(void)tpmwire_header(in->data.buf, in->data.len, &h);
 			log_warnx("data channel: command size %u outside 10..%u; closing", h.size,
 			    max);
 			instance_send(&in->data, err,
 			    tpmwire_error(err, in->tpm_version,
 				in->tpm_version == 2 ? TPM2_RC_COMMAND_SIZE : TPM12_BAD_PARAM_SIZE));
 			instance_conn_close(&in->data);
-			return;
+			return handled;
+		case TPMWIRE_COMPLETE:
+			break;
 		}
-		if (in->data.len < h.size)
-			return;
-		instance_tpm_command(in, in->data.buf, h.size);
+		instance_tpm_command(in, in->data.buf, need);
+		handled++;
 		if (in->data.fd != -1)
-			conn_consume(&in->data, h.size);
+			conn_consume(&in->data, need);
 	}
+	return handled;
 }
 
+/*
+ * What the loop keeps for each channel beside its struct conn: the
+ * listener, the clients waiting while another holds the channel (oldest
+ * first), and since when the connection's incomplete request has waited
+ * for its remaining bytes.
+ */
+struct instance_waiter {
+	int fd;
+	int64_t since; /* monotonic ms, when accepted */
+};
+struct instance_chan {
+	const char *name; /* "control" or "data", for log lines */
+	struct conn *conn;
+	int listen_fd; /* -1: none (QEMU's data channel comes with SET_DATAFD) */
+	bool is_unix;  /* the listener's kind: may carry descriptors */
+	int64_t partial_since; /* when conn's buffered, incomplete request began, or -1 */
+	struct instance_waiter waiting[INSTANCE_MAX_WAITING];
+	int nwaiting;
+};
+
 static void
-instance_accept(int lfd, struct conn *c, bool is_unix)
+instance_chan_attach(struct instance_chan *ch, int fd)
+{
+	ch->conn->fd = fd;
+	ch->conn->is_unix = ch->is_unix;
+	ch->conn->len = 0;
+	ch->partial_since = -1;
+}
+
+/* Removes waiting client i from the line, closing it. */
+static void
+instance_chan_unqueue(struct instance_chan *ch, int i)
+{
+	close(ch->waiting[i].fd);
+	ch->nwaiting--;
+	memmove(&ch->waiting[i], &ch->waiting[i + 1],
+	    (size_t)(ch->nwaiting - i) * sizeof(ch->waiting[0]));
+}
+
+/* Hands a free channel to the client that has waited longest. */
+static void
+instance_chan_promote(struct instance_chan *ch)
+{
+	if (ch->conn->fd != -1 || ch->nwaiting == 0)
+		return;
+	instance_chan_attach(ch, ch->waiting[0].fd);
+	ch->nwaiting--;
+	memmove(&ch->waiting[0], &ch->waiting[1], (size_t)ch->nwaiting * sizeof(ch->waiting[0]));
+	log_debug("%s channel: a waiting client takes the channel", ch->name);
+}
+
+/* Accepts a client: it gets the channel when nobody holds it, else waits
+ * in line; with INSTANCE_MAX_WAITING in line it is closed at once. */
+static void
+instance_chan_accept(struct instance_chan *ch, int64_t now)
 {
 	int fd;
 
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	fd = accept4(ch->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd == -1) {
-		if (errno != EAGAIN && errno != EINTR)
-			log_warn("accept");
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("%s channel: accept", ch->name);
 		return;
 	}
-	c->fd = fd;
-	c->is_unix = is_unix;
-	c->len = 0;
+	instance_chan_promote(ch);
+	if (ch->conn->fd == -1) {
+		instance_chan_attach(ch, fd);
+	} else if (ch->nwaiting < INSTANCE_MAX_WAITING) {
+		ch->waiting[ch->nwaiting++] = (struct instance_waiter){.fd = fd, .since = now};
+		log_debug("%s channel: busy; a client waits (%d in line)", ch->name, ch->nwaiting);
+	} else {
+		log_debug("%s channel: busy and %d clients in line; another one closed",
+		    ch->name, INSTANCE_MAX_WAITING);
+		close(fd);
+	}
+}
+
+/* After input on ch: starts the clock of an incomplete request, restarts it
+ * when requests were answered (progressed), stops it when none is left. */
+static void
+instance_chan_track(struct instance_chan *ch, bool progressed, int64_t now)
+{
+	if (ch->conn->fd == -1 || ch->conn->len == 0)
+		ch->partial_since = -1;
+	else if (progressed || ch->partial_since == -1)
+		ch->partial_since = now;
+}
+
+/* Closes what has waited timeout_ms: a connection whose request is still
+ * incomplete (its bytes are dropped; nothing of it ran), and clients in
+ * line. Then hands a free channel on. */
+static void
+instance_chan_expire(struct instance_chan *ch, int64_t now, int timeout_ms)
+{
+	if (ch->partial_since != -1 && now - ch->partial_since >= timeout_ms) {
+		log_warnx("%s channel: request incomplete (%zu bytes) after %d ms; closing the "
+			  "connection",
+		    ch->name, ch->conn->len, timeout_ms);
+		instance_conn_close(ch->conn);
+		ch->partial_since = -1;
+	}
+	while (ch->nwaiting > 0 && now - ch->waiting[0].since >= timeout_ms) {
+		log_info("%s channel: busy for %d ms; closing a waiting client", ch->name,
+		    timeout_ms);
+		instance_chan_unqueue(ch, 0);
+	}
+	instance_chan_promote(ch);
+}
+
+/* The earliest time instance_chan_expire has something to do, or -1. */
+static int64_t
+instance_chan_deadline(const struct instance_chan *ch, int timeout_ms)
+{
+	int64_t next = -1;
+
+	if (ch->partial_since != -1)
+		next = ch->partial_since + timeout_ms;
+	if (ch->nwaiting > 0 && (next == -1 || ch->waiting[0].since + timeout_ms < next))
+		next = ch->waiting[0].since + timeout_ms;
+	return next;
+}
+
+/* Adds ch's descriptors to pfd at *n: its connection, its listener and its
+ * waiting clients (watched only for hanging up: their requests stay
+ * unread until they hold the channel). */
+static void
+instance_chan_pollfds(const struct instance_chan *ch, struct pollfd *pfd, int *n, int idx[3])
+{
+	idx[0] = idx[1] = -1;
+	if (ch->conn->fd != -1) {
+		idx[0] = *n;
+		pfd[(*n)++] = (struct pollfd){.fd = ch->conn->fd, .events = POLLIN};
+	}
+	if (ch->listen_fd != -1) {
+		idx[1] = *n;
+		pfd[(*n)++] = (struct pollfd){.fd = ch->listen_fd, .events = POLLIN};
+	}
+	idx[2] = *n;
+	for (int i = 0; i < ch->nwaiting; i++)
+		pfd[(*n)++] = (struct pollfd){.fd = ch->waiting[i].fd, .events = POLLRDHUP};
+}
+
+/* Drops the waiting clients that hung up (their entries at pfd[first]). */
+static void
+instance_chan_hangups(struct instance_chan *ch, const struct pollfd *pfd, int first)
+{
+	for (int i = ch->nwaiting - 1; i >= 0; i--)
+		if (pfd[first + i].revents != 0)
+			instance_chan_unqueue(ch, i);
 }
 
 /* The main loop; returns when SHUTDOWN or a signal asks to stop. */
 static void
-instance_loop(struct instance *in)
+instance_loop(struct instance *in, int timeout_ms)
 {
-	struct pollfd pfd[4];
+	struct instance_chan ctrl = {
+		.name = "control",
+		.conn = &in->ctrl,
+		.listen_fd = in->ctrl_listen,
+		.is_unix = in->ctrl_ep.kind == ENDPOINT_UNIX,
+		.partial_since = -1,
+	};
+	struct instance_chan data = {
+		.name = "data",
+		.conn = &in->data,
+		.listen_fd = in->data_listen,
+		.is_unix = in->data_ep.kind == ENDPOINT_UNIX,
+		.partial_since = -1,
+	};
+	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING)];
+	struct timespec ts, *tsp;
+	int ci[3], di[3], n, handled;
+	int64_t now, next, d;
 	sigset_t unblocked;
-	int n, ctrl_i, data_i, cl_i, dl_i;
 
 	sigemptyset(&unblocked);
 	while (!in->terminate && !instance_signalled) {
+		now = instance_now_ms();
+		instance_chan_expire(&ctrl, now, timeout_ms);
+		instance_chan_expire(&data, now, timeout_ms);
+		next = instance_chan_deadline(&ctrl, timeout_ms);
+		d = instance_chan_deadline(&data, timeout_ms);
+		if (d != -1 && (next == -1 || d < next))
+			next = d;
+		tsp = NULL;
+		if (next != -1) {
+			d = next > now ? next - now : 0;
+			ts = (struct timespec){.tv_sec = d / 1000, .tv_nsec = (d % 1000) * 1000000};
+			tsp = &ts;
+		}
 		n = 0;
-		ctrl_i = data_i = cl_i = dl_i = -1;
-		if (in->ctrl.fd != -1) {
-			ctrl_i = n;
-			pfd[n++] = (struct pollfd){.fd = in->ctrl.fd, .events = POLLIN};
-		} else {
-			cl_i = n;
-			pfd[n++] = (struct pollfd){.fd = in->ctrl_listen, .events = POLLIN};
-		}
-		if (in->data.fd != -1) {
-			data_i = n;
-			pfd[n++] = (struct pollfd){.fd = in->data.fd, .events = POLLIN};
-		} else if (in->data_listen != -1) {
-			dl_i = n;
-			pfd[n++] = (struct pollfd){.fd = in->data_listen, .events = POLLIN};
-		}
-		if (ppoll(pfd, (nfds_t)n, NULL, &unblocked) == -1) {
+		instance_chan_pollfds(&ctrl, pfd, &n, ci);
+		instance_chan_pollfds(&data, pfd, &n, di);
+		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal(EXIT_RUNTIME, "poll");
 		}
-		if (data_i != -1 && pfd[data_i].revents)
-			instance_data_input(in);
-		if (ctrl_i != -1 && pfd[ctrl_i].revents)
-			instance_ctrl_input(in);
-		if (cl_i != -1 && pfd[cl_i].revents)
-			instance_accept(in->ctrl_listen, &in->ctrl,
-			    in->ctrl_ep.kind == ENDPOINT_UNIX);
-		if (dl_i != -1 && pfd[dl_i].revents)
-			instance_accept(in->data_listen, &in->data,
-			    in->data_ep.kind == ENDPOINT_UNIX);
+		now = instance_now_ms();
+		if (di[0] != -1 && pfd[di[0]].revents) {
+			handled = instance_data_input(in);
+			instance_chan_track(&data, handled > 0, now);
+		}
+		if (ci[0] != -1 && pfd[ci[0]].revents) {
+			handled = instance_ctrl_input(in);
+			instance_chan_track(&ctrl, handled > 0, now);
+		}
+		/* SET_DATAFD may have replaced the data connection. */
+		instance_chan_track(&data, false, now);
+		instance_chan_hangups(&ctrl, pfd, ci[2]);
+		instance_chan_hangups(&data, pfd, di[2]);
+		if (ci[1] != -1 && pfd[ci[1]].revents)
+			instance_chan_accept(&ctrl, now);
+		if (di[1] != -1 && pfd[di[1]].revents)
+			instance_chan_accept(&data, now);
 	}
+	for (int i = ctrl.nwaiting - 1; i >= 0; i--)
+		instance_chan_unqueue(&ctrl, i);
+	for (int i = data.nwaiting - 1; i >= 0; i--)
+		instance_chan_unqueue(&data, i);
 }
 
 struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
 	int key_fd, ready_fd;
+	int io_timeout_ms;
 	bool plaintext;
 	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
 };
@@ -538,6 +753,21 @@ instance_parse_id(const char *opt, const char *s)
 	return (unsigned int)v;
 }
 
+/* Milliseconds, 1 to INSTANCE_IO_TIMEOUT_MAX. */
+static int
+instance_parse_ms(const char *opt, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || v < 1 || v > INSTANCE_IO_TIMEOUT_MAX)
+		fatalx(EXIT_USAGE, "%s: expected milliseconds from 1 to %d, not %s", opt,
+		    INSTANCE_IO_TIMEOUT_MAX, s);
+	return (int)v;
+}
+
 static void
 instance_parse_args(int argc, char **argv, struct instance_opts *o)
 {
@@ -554,6 +784,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"log-level", required_argument, NULL, 'l'},
 		{"sandbox-uid", required_argument, NULL, 'U'},
 		{"sandbox-gid", required_argument, NULL, 'G'},
+		{"io-timeout", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -563,6 +794,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 	o->key_fd = o->ready_fd = -1;
 	o->tpm = "2";
 	o->log_level = "info";
+	o->io_timeout_ms = INSTANCE_IO_TIMEOUT_MS;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': o->state_dir = optarg; break;
@@ -583,6 +815,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 			if ((o->ready_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--ready-fd: not a descriptor number: %s", optarg);
 			break;
+		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
 		case 'h':
 			instance_usage(stdout);
 			exit(EXIT_OK);
@@ -739,18 +972,14 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 		in->data_listen = instance_listen(in, &in->data_ep);
 }
 
-/* Powers on at start (data-channel mode), optionally with Startup(CLEAR). */
+/* Startup(CLEAR) at start, in data-channel mode when asked (--startup
+ * clear): a TPM that tools can use without a platform to start it. */
 static void
-instance_autostart(struct instance *in)
+instance_startup_clear(struct instance *in)
 {
 	uint8_t cmd[12];
 	uint32_t rc;
 
-	if (instance_power_on(in, true) == -1)
-		fatalx(EXIT_STATE, "%s: TPM state could not be loaded; refusing to start",
-		    store_dir(in->store));
-	if (!in->startup_clear)
-		return;
 	rc = instance_internal_command(cmd, tpmwire_startup_clear(cmd, in->tpm_version));
 	if (rc != 0)
 		log_warnx("Startup(CLEAR) answered 0x%x", rc);
@@ -797,18 +1026,24 @@ instance_main(int argc, char **argv)
 	secret_harden_process();
 
 	instance_setup(&in, &o);
-	if (in.has_data_ep)
-		instance_autostart(&in);
+	if (in.has_data_ep && instance_power_on(&in, true) == -1)
+		fatalx(EXIT_STATE, "%s: TPM state could not be loaded; refusing to start",
+		    store_dir(in.store));
 	instance_sandbox(&o);
+	/* Ready once the state is loaded and the listeners are up: Startup
+	 * (and the state write it causes) runs before the first command is
+	 * read, while whoever waits for READY goes on. */
 	if (o.ready_fd != -1) {
 		if (write(o.ready_fd, "READY\n", 6) != 6)
 			log_warn("--ready-fd %d", o.ready_fd);
 		close(o.ready_fd);
 	}
+	if (in.has_data_ep && in.startup_clear)
+		instance_startup_clear(&in);
 	log_info("serving TPM %s%s", in.tpm_version == 2 ? "2.0" : "1.2",
 	    store_encrypted(in.store) ? " (encrypted state)" : " (UNPROTECTED state)");
 
-	instance_loop(&in);
+	instance_loop(&in, o.io_timeout_ms);
 
 	if (instance_signalled)
 		log_info("signal %d: saving and stopping", (int)instance_signalled);

@@ -224,13 +224,13 @@ ctrl_get_stateblob(struct instance *in, const struct ctrl_request *req)
 		res = TPM_BAD_PARAMETER;
 	else
 		res = engine_get_state(kind, &blob, &len);
-	if (res == TPM_SUCCESS && req->u.getstate.offset < len)
+	if (res == TPM_SUCCESS && blob != NULL && req->u.getstate.offset < len)
 		n = len - req->u.getstate.offset;
 	ctrl_put_u32(hdr, res);
 	ctrl_put_u32(hdr + 4, 0); /* never encrypted on the wire */
 	ctrl_put_u32(hdr + 8, (uint32_t)n);
 	ctrl_put_u32(hdr + 12, (uint32_t)n);
-	body = n > 0 ? blob + req->u.getstate.offset : NULL;
+	body = blob != NULL && n > 0 ? blob + req->u.getstate.offset : NULL;
 	ok = ctrl_send_with_body(in, hdr, sizeof(hdr), body, n);
 	if (blob != NULL) {
 		explicit_bzero(blob, len);

@@ -41,7 +41,7 @@ log_parse_level(const char *name, enum log_level *level)
 	return -1;
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
 {
 	char msg[1024];

@@ -304,6 +304,7 @@ manager_add(struct manager *m, struct vtpm *v)
 {
 	struct vtpm **grown;
 
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	grown = realloc(m->vtpms, (m->n + 1) * sizeof(*grown));
 	if (grown == NULL)
 		return -1;

@@ -277,7 +277,7 @@ api_policy_show(struct manager *m)
 		const struct policy_entry *e = &m->policy.entries[i];
 		hex_encode(e->ap.policy, HWTPM_DIGEST_LEN, hex);
 		json_array_append_new(approvals,
-		    json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)(i + 1), "policy", hex,
+		    json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)i + 1, "policy", hex,
 			"values", policy_values_json(e->mask, e->values), "approved_at",
 			e->approved_at));
 	}

@@ -222,6 +222,7 @@ registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 		}
 		if (v == NULL)
 			continue;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		grown = realloc(arr, (count + 1) * sizeof(*arr));
 		if (grown == NULL) {
 			free(v);

@@ -217,8 +217,8 @@ statefile_decode(const uint8_t *key, const uint8_t *in, size_t in_len,
 			return STATEFILE_AUTH_FAILED;
 		}
 		memcpy(plain, in + SF_HEADER_LEN, plen);
-	} else if (sf_gcm(0, key, in + SF_NONCE_OFF, in, SF_HEADER_LEN, in + SF_HEADER_LEN,
-		       plen, plain, (uint8_t *)(uintptr_t)(in + SF_HEADER_LEN + plen)) != 0) {
+	} else if (sf_gcm(0, key, in + SF_NONCE_OFF, in, SF_HEADER_LEN, in + SF_HEADER_LEN, plen,
+	               plain, (uint8_t *)(in + SF_HEADER_LEN + plen)) != 0) {
 		OPENSSL_cleanse(plain, plen + 1);
 		free(plain);
 		return STATEFILE_AUTH_FAILED;

@@ -1,8 +1,9 @@
 /*
  * tpmwire.c: the frame every TPM command and response shares (tag, size,
- * code; big-endian), and the handful of commands vtpmd sends to an engine
- * on its own: Startup(CLEAR) at start and an orderly Shutdown(STATE)
- * before a reset, so abrupt resets do not count as dictionary attacks.
+ * code; big-endian), how the data channel cuts a client's byte stream into
+ * commands, and the handful of commands vtpmd sends to an engine on its
+ * own: Startup(CLEAR) at start and an orderly Shutdown(STATE) before a
+ * reset, so abrupt resets do not count as dictionary attacks.
  */
 #include <string.h>
 
@@ -51,6 +52,34 @@ tpmwire_header(const uint8_t *buf, size_t len, struct tpm_header *h)
 	h->size = wire_get32(buf + 2);
 	h->code = wire_get32(buf + 6);
 	return 0;
+}
+
+/*
+ * Frames the data channel's input the way swtpm does: a command is its
+ * 10-byte header and the rest of the size that header declares; the next
+ * command follows directly, and nothing marks the end of one but its size.
+ * buf holds the len bytes received so far; max is the engine's buffer size.
+ * Returns TPMWIRE_COMPLETE with the first command's length in *need,
+ * TPMWIRE_INCOMPLETE with the length it needs in all in *need (10 while
+ * its header is incomplete), or TPMWIRE_BAD_SIZE (*need is 0) when the
+ * declared size is below 10 or above max: nothing after such a header can
+ * be framed, so the channel answers TPM_RC_COMMAND_SIZE and closes. Nothing
+ * is allocated from a declared size: *need never exceeds max.
+ */
+enum tpmwire_frame
+tpmwire_frame(const uint8_t *buf, size_t len, uint32_t max, size_t *need)
+{
+	struct tpm_header h;
+
+	*need = TPM_HEADER_LEN;
+	if (tpmwire_header(buf, len, &h) == -1)
+		return TPMWIRE_INCOMPLETE;
+	if (h.size < TPM_HEADER_LEN || h.size > max) {
+		*need = 0;
+		return TPMWIRE_BAD_SIZE;
+	}
+	*need = h.size;
+	return len < h.size ? TPMWIRE_INCOMPLETE : TPMWIRE_COMPLETE;
 }
 
 /* Writes a bare error response with rc in the framing of tpm_version. */

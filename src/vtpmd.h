@@ -161,6 +161,13 @@ size_t tpmwire_error(uint8_t out[static TPM_HEADER_LEN], unsigned int tpm_versio
 size_t tpmwire_startup_clear(uint8_t out[static 12], unsigned int tpm_version);
 size_t tpmwire_shutdown_state(uint8_t out[static 12], unsigned int tpm_version);
 bool tpmwire_is_shutdown(const uint8_t *cmd, size_t len, unsigned int tpm_version);
+/* How the data channel cuts its input into TPM commands. */
+enum tpmwire_frame {
+	TPMWIRE_INCOMPLETE, /* need more bytes: *need in all for the first command */
+	TPMWIRE_COMPLETE,   /* the first *need bytes are one whole command */
+	TPMWIRE_BAD_SIZE,   /* its header declares a size outside 10..max */
+};
+enum tpmwire_frame tpmwire_frame(const uint8_t *buf, size_t len, uint32_t max, size_t *need);
 
 /* engine.c: the libtpms TPM engine of this process (one per process). */
 struct engine_io {
@@ -289,7 +296,7 @@ struct guesttpm_cert {
 	const uint8_t *der;
 	size_t len;
 };
-struct guesttpm *guesttpm_open(const struct endpoint *data);
+struct guesttpm *guesttpm_open(const struct endpoint *ep);
 void guesttpm_close(struct guesttpm *g);
 const char *guesttpm_error(void);
 int guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public,
@@ -376,6 +383,8 @@ struct config {
 };
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
+int config_parse_buffer(
+    const char *name, const char *text, size_t len, struct config *cfg, FILE *errors);
 int config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len);
 int config_parse_pcrs(const char *list, struct pcr_selection *sel);
 void config_format_pcrs(const struct pcr_selection *sel, char *buf, size_t len);

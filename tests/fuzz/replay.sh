@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds every libFuzzer target tests/fuzz/fuzz_NAME.c (make build/fuzz/fuzz_NAME)
-# and runs it once over each file of its corpus, tests/fuzz/corpus/NAME/.
-# A crash, sanitizer report or broken invariant fails the replay.
+# and runs it once over each file of its corpus, tests/fuzz/corpus/NAME/, and
+# of the inputs that once crashed it, tests/fuzz/regressions/NAME/ (saved by
+# `make fuzz`). A crash, sanitizer report or broken invariant fails the replay.
 # Usage: tests/fuzz/replay.sh [NAME...]   (default: every target)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +24,7 @@ passed=0 failed=0
 for name in "${names[@]}"; do
 	bin=$top/build/fuzz/fuzz_$name
 	corpus=$here/corpus/$name
+	regressions=$here/regressions/$name
 	if ! make -s -C "$top" "build/fuzz/fuzz_$name" >/dev/null; then
 		echo "FAIL fuzz_$name: does not build (needs clang and libclang-rt-14-dev: make deps)"
 		failed=$((failed + 1))
@@ -30,6 +32,9 @@ for name in "${names[@]}"; do
 	fi
 	files=()
 	[ -d "$corpus" ] && mapfile -t files < <(find "$corpus" -type f | sort)
+	if [ ${#files[@]} -gt 0 ] && [ -d "$regressions" ]; then
+		mapfile -t -O ${#files[@]} files < <(find "$regressions" -type f | sort)
+	fi
 	if [ ${#files[@]} -eq 0 ]; then
 		echo "FAIL fuzz_$name: no corpus in ${corpus#"$top"/}"
 		failed=$((failed + 1))

@@ -396,7 +396,7 @@ main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct stub s = {.private_held = true};
-	const char *path = NULL, *key = NULL;
+	const char *path = NULL, *key = NULL, *log_path = NULL;
 	struct approval_pub pub;
 	int c, ready_fd = -1, ret;
 
@@ -413,13 +413,7 @@ main(int argc, char **argv)
 		case 's': path = optarg; break;
 		case 'r': ready_fd = atoi(optarg); break;
 		case 'k': key = optarg; break;
-		case 'l':
-			s.log = fopen(optarg, "ae");
-			if (s.log == NULL) {
-				fprintf(stderr, "api-stub: %s: %s\n", optarg, strerror(errno));
-				return 1;
-			}
-			break;
+		case 'l': log_path = optarg; break;
 		default:
 			fprintf(stderr, "usage: api-stub --socket PATH [--log FILE] [--ready-fd N] "
 			                "[--approval-key FILE]\n       api-stub keygen FILE\n");
@@ -437,6 +431,11 @@ main(int argc, char **argv)
 			return 1;
 		}
 		s.private_held = false;
+	}
+	/* Opened last, so that no error above returns with it open. */
+	if (log_path != NULL && (s.log = fopen(log_path, "ae")) == NULL) {
+		fprintf(stderr, "api-stub: %s: %s\n", log_path, strerror(errno));
+		return 1;
 	}
 	hex_encode(pub.x, 32, s.key_x);
 	hex_encode(pub.y, 32, s.key_y);

@@ -39,6 +39,8 @@
 static const char *demo_dir;
 static char demo_why[256];
 
+static void demo_die(const char *what) __attribute__((noreturn));
+
 static void
 demo_die(const char *what)
 {

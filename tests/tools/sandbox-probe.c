@@ -216,13 +216,16 @@ check_own_dir(int dirfd, uid_t uid)
 {
 	struct stat sb;
 	char buf[16] = {0};
+	bool ok;
 	int fd;
 
 	fd =
 	    openat(dirfd, "probe.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	ok = fd != -1 && write(fd, "state", 5) == 5 && fdatasync(fd) == 0;
+	if (fd != -1 && close(fd) != 0) /* closed even when a write failed */
+		ok = false;
 	check("own-dir-write",
-	    fd != -1 && write(fd, "state", 5) == 5 && fdatasync(fd) == 0 && close(fd) == 0 &&
-	        renameat(dirfd, "probe.tmp", dirfd, "probe.state") == 0 && fsync(dirfd) == 0,
+	    ok && renameat(dirfd, "probe.tmp", dirfd, "probe.state") == 0 && fsync(dirfd) == 0,
 	    strerror(errno));
 	fd = openat(dirfd, "probe.state", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	check("own-dir-read",
@@ -257,6 +260,7 @@ main(int argc, char **argv)
 	struct sockaddr_un sun;
 	char own[PATH_MAX], dotdot[2 * PATH_MAX], name[PATH_MAX + 32];
 	const char *other_file, *other_sock;
+	size_t up = 0;
 	int dirfd, lfd, sfd, xfd, go, rc;
 
 	if (argc < 7) {
@@ -276,11 +280,14 @@ main(int argc, char **argv)
 	if (other_file[0] != '/')
 		fatalx(2, "OTHER_FILE must be an absolute path");
 	/* From OWN_DIR, enough ../ to reach / and then OTHER_FILE. */
-	dotdot[0] = '\0';
 	for (const char *p = own; *p != '\0'; p++)
 		if (*p == '/')
-			strcat(dotdot, "../");
-	strcat(dotdot, other_file + 1);
+			up++;
+	if (3 * up + strlen(other_file + 1) >= sizeof(dotdot))
+		fatalx(2, "OTHER_FILE: too long a path from OWN_DIR");
+	for (size_t i = 0; i < up; i++)
+		snprintf(dotdot + 3 * i, sizeof(dotdot) - 3 * i, "../");
+	snprintf(dotdot + 3 * up, sizeof(dotdot) - 3 * up, "%s", other_file + 1);
 	if (setgroups(0, NULL) == -1)
 		fatal(1, "setgroups");
 
@@ -327,7 +334,7 @@ main(int argc, char **argv)
 		check("sandbox-enter", false, strerror(errno));
 		return 1;
 	}
-	check("sandbox-enter", true, NULL);
+	check("sandbox-enter", true, "");
 
 	check_own_dir(dirfd, sb.uid);
 	check_accept(lfd, go);

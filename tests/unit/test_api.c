@@ -696,37 +696,87 @@ polls_fd(struct api_server *srv, int fd)
 	return false;
 }
 
+/* Whether the server closed fd without answering (and fd is not open). */
+static bool
+closed_unanswered(int fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
 static void
 test_server_connection_limit(void **state)
 {
 	struct fixture *f = *state;
-	int fds[API_MAX_CONNECTIONS + 1], listener;
+	int fds[API_MAX_CONNECTIONS + 1], listener, closed = 0;
 	struct pollfd pfd[API_MAX_CONNECTIONS + 1];
 	char *out;
 
 	assert_int_equal(api_pollfds(f->srv, pfd, API_MAX_CONNECTIONS + 1), 1);
 	listener = pfd[0].fd;
-	for (int i = 0; i <= API_MAX_CONNECTIONS; i++) {
+	/* Every slot taken by a client that stalls: half send nothing, half
+	 * the start of a request. */
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
 		fds[i] = client_connect(f->path);
 		assert_true(fds[i] >= 0);
+		if (i % 2 == 1)
+			assert_int_equal(send(fds[i], "GET /x", 6, 0), 6);
 	}
 	for (int i = 0; i < 5; i++)
 		serve_once(f->srv, -1, 0, 20);
-	/* Full: the listener leaves the poll set; the last client waits. */
-	assert_int_equal(api_pollfds(f->srv, pfd, API_MAX_CONNECTIONS + 1), API_MAX_CONNECTIONS);
-	assert_false(polls_fd(f->srv, listener));
+	/* Full, but of stalled clients: the listener stays in the poll set. */
+	assert_int_equal(
+	    api_pollfds(f->srv, pfd, API_MAX_CONNECTIONS + 1), API_MAX_CONNECTIONS + 1);
+	assert_true(polls_fd(f->srv, listener));
 	/* With max too small, the listener comes first, then connections. */
 	assert_int_equal(api_pollfds(f->srv, pfd, 3), 3);
 
-	out = exchange_fd(f->srv, fds[0], "GET /a HTTP/1.1\r\n\r\n", 19, NULL);
-	assert_non_null(strstr(out, "HTTP/1.1 200 "));
-	free(out);
-	/* The waiting client took the free slot at once. */
-	assert_int_equal(api_pollfds(f->srv, pfd, API_MAX_CONNECTIONS + 1), API_MAX_CONNECTIONS);
-	assert_false(polls_fd(f->srv, listener));
+	/* A new client is served at once; the client silent longest (one that
+	 * sent nothing) made room and was closed unanswered. */
+	fds[API_MAX_CONNECTIONS] = client_connect(f->path);
 	out = exchange_fd(f->srv, fds[API_MAX_CONNECTIONS], "GET /b HTTP/1.1\r\n\r\n", 19, NULL);
 	assert_non_null(strstr(out, "HTTP/1.1 200 "));
 	assert_string_equal(f->last.path, "/b");
+	free(out);
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		if (closed_unanswered(fds[i])) {
+			closed++;
+			assert_int_equal(i % 2, 0);
+		}
+		close(fds[i]);
+	}
+	assert_int_equal(closed, 1);
+	for (int i = 0; i < 5; i++)
+		serve_once(f->srv, -1, 0, 20);
+	assert_int_equal(api_next_timeout(f->srv), -1);
+
+	/* Requests being answered are never dropped: with every slot writing
+	 * an answer its client does not read yet, the listener leaves the
+	 * poll set and a new client waits in the backlog. */
+	f->big = 512u << 10;
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		fds[i] = client_connect(f->path);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(send(fds[i], "GET /big HTTP/1.1\r\n\r\n", 21, 0), 21);
+	}
+	for (int i = 0; i < 10 && f->calls < API_MAX_CONNECTIONS + 1; i++)
+		serve_once(f->srv, -1, 0, 20);
+	assert_int_equal(f->calls, API_MAX_CONNECTIONS + 1);
+	assert_false(polls_fd(f->srv, listener));
+	fds[API_MAX_CONNECTIONS] = client_connect(f->path);
+	assert_int_equal(send(fds[API_MAX_CONNECTIONS], "GET /c HTTP/1.1\r\n\r\n", 19, 0), 19);
+	for (int i = 0; i < 3; i++)
+		serve_once(f->srv, -1, 0, 20);
+	assert_int_equal(f->calls, API_MAX_CONNECTIONS + 1);
+	/* Once one answer is taken, the waiting client gets the free slot. */
+	out = exchange_fd(f->srv, fds[0], "", 0, NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 200 "));
+	free(out);
+	f->big = 0;
+	out = exchange_fd(f->srv, fds[API_MAX_CONNECTIONS], "", 0, NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 200 "));
+	assert_string_equal(f->last.path, "/c");
 	free(out);
 	for (int i = 1; i < API_MAX_CONNECTIONS; i++)
 		close(fds[i]);

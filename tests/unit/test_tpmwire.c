@@ -1,7 +1,7 @@
 /*
- * test_tpmwire.c: the TPM frame header and the commands vtpmd sends on its
- * own (src/tpmwire.c), checked byte for byte against the TPM 2.0 and
- * TPM 1.2 specifications.
+ * test_tpmwire.c: the TPM frame header, the data channel's framing, and the
+ * commands vtpmd sends on its own (src/tpmwire.c), checked byte for byte
+ * against the TPM 2.0 and TPM 1.2 specifications.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -222,6 +222,83 @@ test_is_shutdown_tpm12(void **state)
 		assert_false(is_shutdown(cmd, len, 1));
 }
 
+/* Frames exactly len bytes of buf (copied, so a read past them is caught). */
+static enum tpmwire_frame
+frame(const uint8_t *buf, size_t len, uint32_t max, size_t *need)
+{
+	uint8_t *copy = malloc(len > 0 ? len : 1);
+	enum tpmwire_frame f;
+
+	assert_non_null(copy);
+	memcpy(copy, buf, len);
+	f = tpmwire_frame(copy, len, max, need);
+	free(copy);
+	return f;
+}
+
+static void
+test_frame_whole_and_partial(void **state)
+{
+	/* Two GetRandom(4) in one write, then the start of a third. */
+	const uint8_t two[] = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b, 0x00,
+	    0x04, 0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b, 0x00, 0x04, 0x80};
+	size_t need = 99;
+
+	assert_int_equal(frame(two, sizeof(two), 4096, &need), TPMWIRE_COMPLETE);
+	assert_int_equal(need, 12);
+	assert_int_equal(frame(two + 12, sizeof(two) - 12, 4096, &need), TPMWIRE_COMPLETE);
+	assert_int_equal(need, 12);
+	/* While the header is incomplete, the header is what it needs. */
+	for (size_t len = 0; len < TPM_HEADER_LEN; len++) {
+		need = 99;
+		assert_int_equal(frame(two, len, 4096, &need), TPMWIRE_INCOMPLETE);
+		assert_int_equal(need, TPM_HEADER_LEN);
+	}
+	/* Then the whole declared size. */
+	for (size_t len = TPM_HEADER_LEN; len < 12; len++) {
+		assert_int_equal(frame(two, len, 4096, &need), TPMWIRE_INCOMPLETE);
+		assert_int_equal(need, 12);
+	}
+	assert_int_equal(frame(two + 24, 1, 4096, &need), TPMWIRE_INCOMPLETE);
+	assert_int_equal(need, TPM_HEADER_LEN);
+}
+
+static void
+test_frame_sizes(void **state)
+{
+	/* A bare header declaring size, e.g. TPM2_Startup's tag and code. */
+	uint8_t hdr[TPM_HEADER_LEN] = {0x80, 0x01, 0, 0, 0, 0, 0x00, 0x00, 0x01, 0x44};
+	const uint32_t bad[] = {0, 1, 9, 4097, 0x10000, 0x7fffffff, 0xffffffff};
+	size_t need;
+
+	/* 10 (a command without parameters) and max are the bounds. */
+	hdr[5] = 10;
+	assert_int_equal(frame(hdr, sizeof(hdr), 4096, &need), TPMWIRE_COMPLETE);
+	assert_int_equal(need, 10);
+	hdr[4] = 0x10;
+	hdr[5] = 0x00;
+	assert_int_equal(frame(hdr, sizeof(hdr), 4096, &need), TPMWIRE_INCOMPLETE);
+	assert_int_equal(need, 4096);
+	assert_int_equal(frame(hdr, sizeof(hdr), 4095, &need), TPMWIRE_BAD_SIZE);
+	assert_int_equal(need, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hdr[2] = (uint8_t)(bad[i] >> 24);
+		hdr[3] = (uint8_t)(bad[i] >> 16);
+		hdr[4] = (uint8_t)(bad[i] >> 8);
+		hdr[5] = (uint8_t)bad[i];
+		need = 99;
+		assert_int_equal(frame(hdr, sizeof(hdr), 4096, &need), TPMWIRE_BAD_SIZE);
+		assert_int_equal(need, 0);
+	}
+	/* TPM 1.2 frames the same way: the tag is not looked at. */
+	{
+		const uint8_t savestate[] = {0x00, 0xc1, 0, 0, 0, 0x0a, 0, 0, 0, 0x98};
+		assert_int_equal(
+		    frame(savestate, sizeof(savestate), 4096, &need), TPMWIRE_COMPLETE);
+		assert_int_equal(need, 10);
+	}
+}
+
 int
 main(void)
 {
@@ -237,6 +314,8 @@ main(void)
 	    cmocka_unit_test(test_error_tpm12),
 	    cmocka_unit_test(test_is_shutdown_tpm2),
 	    cmocka_unit_test(test_is_shutdown_tpm12),
+	    cmocka_unit_test(test_frame_whole_and_partial),
+	    cmocka_unit_test(test_frame_sizes),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

@@ -259,7 +259,6 @@ hwtpm_find_srk(struct hwtpm *hw)
 	return 0;
 }
 
-static const TPMT_SYM_DEF hwtpm_no_sym = {.algorithm = TPM2_ALG_NULL};
 
 static const TPMT_SYM_DEF hwtpm_aes_cfb = {
 	.algorithm = TPM2_ALG_AES,
@@ -788,21 +787,14 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
 		return HWTPM_ERR_FOREIGN;
 	}
-	/* The policy session carries no secret: it is not salted (no ECDH on
-	 * the TPM); the unsealed key is encrypted through the salted HMAC
-	 * session instead, attached to Unseal as an extra session. It is kept
-	 * for the next unseal: a TPM resets a policy session used with
-	 * continueSession, which saves a StartAuthSession per start. */
-	if (hw->policy == ESYS_TR_NONE) {
-		rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-		    ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_no_sym, TPM2_ALG_SHA256,
-		    &hw->policy);
-		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterr("start a policy session", rc);
-			hw->policy = ESYS_TR_NONE;
-			goto out;
-		}
-	}
+	/* The policy session is salted to the SRK and encrypts the response:
+	 * the key crosses the bus encrypted. It is started once and kept: a
+	 * TPM resets a policy session used with continueSession, so each
+	 * start saves a StartAuthSession (and its ECDH). It is the command's
+	 * only session: with tpm2-tss 3.2 every session costs the caller
+	 * milliseconds of hashing and nonce generation. */
+	if (hw->policy == ESYS_TR_NONE && hwtpm_start_session(hw, TPM2_SE_POLICY, &hw->policy) == -1)
+		goto out;
 	session = hw->policy;
 	hwtpm_selection(sel, &tsel);
 	rc = Esys_PolicyPCR(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nodigest,
@@ -821,12 +813,9 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		ret = HWTPM_ERR_POLICY;
 		goto out;
 	}
-	Esys_TRSess_SetAttributes(hw->esys, session, TPMA_SESSION_CONTINUESESSION, 0xff);
-	Esys_TRSess_SetAttributes(hw->esys, hw->session,
-	    TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
-	rc = Esys_Unseal(hw->esys, obj, session, hw->session, ESYS_TR_NONE, &data);
-	Esys_TRSess_SetAttributes(hw->esys, hw->session,
-	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+	Esys_TRSess_SetAttributes(hw->esys, session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT, 0xff);
+	rc = Esys_Unseal(hw->esys, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, &data);
 	if (rc != TSS2_RC_SUCCESS || data->size != secret_len) {
 		hwtpm_seterr(rc != TSS2_RC_SUCCESS ? "unseal state key" : "sealed secret has the wrong size", rc);
 		if ((rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))

@@ -212,7 +212,7 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 {
 	struct manager_sealed *sealed;
 	struct worker_pending pending;
-	int64_t t0, t1;
+	int64_t t0, tf, t1;
 	char err[512];
 	int rc;
 
@@ -234,6 +234,7 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 		snprintf(why, why_len, "%s", v->error);
 		return -1;
 	}
+	tf = manager_now_us();
 	rc = manager_unseal(m, v, sealed);
 	t1 = manager_now_us();
 	/* The worker starts with its key while the host TPM drops the
@@ -246,6 +247,9 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 		worker_finish(m, v, &pending, NULL, err, sizeof(err));
 	}
 	hwtpm_flush_pending(m->hw);
+	/* The record's sync, too, overlaps the worker's start. */
+	if (rc == 0 && v->unsaved && registry_save(&m->cfg, v) == 0)
+		v->unsaved = false;
 	if (rc == 0) {
 		rc = worker_finish(m, v, &pending, sealed->key, err, sizeof(err));
 		if (rc == -1) {
@@ -261,8 +265,8 @@ manager_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 		snprintf(why, why_len, "%s", v->error);
 		return -1;
 	}
-	log_debug("%s: unsealed in %lld µs, worker ready in %lld µs", v->name,
-	    (long long)(t1 - t0), (long long)(manager_now_us() - t1));
+	log_debug("%s: forked in %lld µs, unsealed in %lld µs, worker ready in %lld µs", v->name,
+	    (long long)(tf - t0), (long long)(t1 - tf), (long long)(manager_now_us() - t1));
 	v->state = VTPM_RUNNING;
 	v->error[0] = '\0';
 	v->started_at_ms = manager_now_ms();

@@ -180,6 +180,7 @@ static struct api_response
 api_action(struct manager *m, struct vtpm *v, const char *action)
 {
 	char why[512];
+	int rc;
 
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
 		v->desired_running = strcmp(action, "restart") == 0;
@@ -192,10 +193,13 @@ api_action(struct manager *m, struct vtpm *v, const char *action)
 		return api_error(404, "unknown action", "use start, stop or restart");
 	}
 	v->desired_running = true;
-	if (registry_save(&m->cfg, v) == -1)
-		return api_error(500, "cannot record the desired state", strerror(errno));
+	v->unsaved = true;
 	v->backoff_ms = 0;
-	if (manager_start(m, v, why, sizeof(why)) == -1)
+	rc = manager_start(m, v, why, sizeof(why));
+	if (v->unsaved && registry_save(&m->cfg, v) == -1)
+		return api_error(500, "cannot record the desired state", strerror(errno));
+	v->unsaved = false;
+	if (rc == -1)
 		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
 		    v->state == VTPM_REFUSED ? "approve the host configuration if the change is "
 					       "expected: vtpmctl policy approve --current"

@@ -8,6 +8,7 @@ source "$TOP/tests/hosttpm.sh"
 # chroot); the sanitizer build is exercised by the instance tests.
 VTPMD=$TOP/build/vtpmd
 [ "$(id -u)" -eq 0 ] || fail "the service test needs root (workers are sandboxed)"
+require_tools strace
 
 nv_write() { # INSTANCE VALUE
 	local tcti
@@ -59,10 +60,23 @@ assert_contains "$(grep Seccomp: /proc/"$pid"/status)" "2" "seccomp filter"
 uid=$(awk '/^Uid:/ {print $2}' /proc/"$pid"/status)
 [ "$uid" -ne 0 ] || fail "worker runs as root"
 
-note "stop and start keep the TPM"
+note "stop and start keep the TPM; the unsealed key crosses the host-TPM link encrypted"
 "$VTPMCTL" stop vm-a >/dev/null
 assert_eq "$(jfield "$("$VTPMCTL" info vm-a --json)" .state)" stopped "stopped"
+# The sealed secret is the state key followed by the instance's UUID: in
+# the clear, the UUID's 16 bytes would be in what vtpmd reads from the TPM.
+: >"$T/strace.err"
+strace -p "$VTPMD_PID" -e trace=read,recvfrom -e read=all -xx -s 0 -o "$T/tpm-io.trace" \
+	2>"$T/strace.err" &
+sp=$!
+until grep -qs attached "$T/strace.err"; do kill -0 "$sp" 2>/dev/null || fail "strace"; done
 "$VTPMCTL" start vm-a >/dev/null
+kill -INT "$sp"
+wait "$sp" 2>/dev/null || true
+uuid=$(jfield "$("$VTPMCTL" info vm-a --json)" .uuid | tr -d -)
+dump=$(grep -E '^ \| [0-9a-f]{5}  ' "$T/tpm-io.trace" | cut -c11-59 | tr -d ' \n')
+[ ${#dump} -gt 100 ] || fail "strace saw nothing read from the host TPM"
+[[ "$dump" != *"$uuid"* ]] || fail "the sealed secret crossed the host-TPM link in the clear"
 expect_nv vm-a secret-vm-a "NV after restart"
 
 note "a killed worker is restarted with its state, others unaffected"

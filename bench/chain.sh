@@ -40,6 +40,7 @@ PROC_N=${CHAIN_PROC_N:-300}
 CA_N=${CHAIN_CA_N:-300}
 PRIVACY_N=${CHAIN_PRIVACY_N:-100}
 source "$TOP/tests/lib.sh"
+source "$TOP/tests/calib.sh"
 export TSS2_LOG=all+none
 
 require_tools curl jq openssl base64 sha256sum od taskset tpm2_createek tpm2_createak \
@@ -70,36 +71,10 @@ post() {
 	[ "$http" == 200 ] || fail "$3: HTTP $http: $(cat "$T/resp.json")"
 }
 
-b64() {
-	base64 -w0 "$1"
-}
 
-# pem_of FIELD OUT: the PEM of FIELD of the last answer.
-pem_of() {
-	jq -ej ".$1" "$T/resp.json" >"$2" || fail "no $1 in the answer"
-}
 
-# challenge_req KIND EKCERT EKPUB KEYPUB OUT [HOST]
-challenge_req() {
-	jq -n --arg kind "$1" --rawfile cert "$2" --arg ek "$(b64 "$3")" --arg key "$(b64 "$4")" \
-		--arg host "${6:-}" \
-		'{kind: $kind, ek_certificate: $cert, ek_public: $ek, key_public: $key} +
-		 (if $host != "" then {host: $host} else {} end)' >"$5"
-}
 
-# credential_file OUT: tpm2_makecredential's layout of the last challenge.
-credential_file() {
-	{
-		printf '\xba\xdc\xc0\xde\x00\x00\x00\x01'
-		jq -r .credential_blob "$T/resp.json" | base64 -d
-		jq -r .encrypted_secret "$T/resp.json" | base64 -d
-	} >"$1"
-}
 
-# certify_req ID SECRETFILE OUT
-certify_req() {
-	jq -n --arg id "$1" --arg s "$(b64 "$2")" '{id: $id, secret: $s}' >"$3"
-}
 
 # host STEP...: a step of vtpmd's host-TPM module on the host vTPM.
 host() {

@@ -24,6 +24,7 @@
 #    for revocation (GET /v1/status) and refuses it once revoked;
 #  - the audit trail holds every refusal; no process or object left behind.
 source "$(dirname "$0")/../lib.sh"
+source "$TOP/tests/calib.sh"
 CA=${VTPM_CA:-$TOP/build/san/vtpm-ca}
 CHECK=$TOP/build/san/hostattest-check
 ATTEST=$TOP/build/san/vtpm-attest
@@ -61,33 +62,9 @@ refused() {
 	[ "$(jq -r '.certificate // ""' "$T/resp.json")" == "" ] || fail "$3: a certificate came"
 }
 
-# b64 FILE: the file in base64 on one line.
-b64() {
-	base64 -w0 "$1"
-}
 
-# pem_of FIELD: the PEM of FIELD of the last answer, into a file named by $2.
-pem_of() {
-	jq -ej ".$1" "$T/resp.json" >"$2" || fail "no $1 in the answer"
-}
 
-# challenge_req KIND EKCERT EKPUB KEYPUB OUT [HOST]: a challenge request.
-challenge_req() {
-	jq -n --arg kind "$1" --rawfile cert "$2" --arg ek "$(b64 "$3")" --arg key "$(b64 "$4")" \
-		--arg host "${6:-}" \
-		'{kind: $kind, ek_certificate: $cert, ek_public: $ek, key_public: $key} +
-		 (if $host != "" then {host: $host} else {} end)' >"$5"
-}
 
-# credential_file OUT: tpm2_makecredential's layout of the last challenge
-# (0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET).
-credential_file() {
-	{
-		printf '\xba\xdc\xc0\xde\x00\x00\x00\x01'
-		jq -r .credential_blob "$T/resp.json" | base64 -d
-		jq -r .encrypted_secret "$T/resp.json" | base64 -d
-	} >"$1"
-}
 
 # activate TCTI EKCTX KEYCTX CRED OUT: tpm2_activatecredential with the EK
 # (PolicySecret(endorsement)) and the key.
@@ -100,10 +77,6 @@ activate() {
 		>/dev/null 2>"$W/activate.err" || fail "tpm2_activatecredential: $(cat "$W/activate.err")"
 }
 
-# certify_req ID SECRETFILE OUT
-certify_req() {
-	jq -n --arg id "$1" --arg s "$(b64 "$2")" '{id: $id, secret: $s}' >"$3"
-}
 
 # enrol TCTI EKCTX KEYCTX REQ OUT WHAT: challenge, activation, certify; the
 # certificate in OUT, its serial in SERIAL.

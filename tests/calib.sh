@@ -1,0 +1,36 @@
+# Helpers for scripts that speak vtpm-ca's protocol (docs/ca-api.md) with
+# curl and jq: tests/integration/ca.sh and bench/chain.sh. Source it after
+# tests/lib.sh. The last answer of a POST is $T/resp.json.
+
+# b64 FILE: the file in base64 on one line.
+b64() {
+	base64 -w0 "$1"
+}
+
+# pem_of FIELD OUT: the PEM of FIELD of the last answer, into OUT.
+pem_of() {
+	jq -ej ".$1" "$T/resp.json" >"$2" || fail "no $1 in the answer"
+}
+
+# challenge_req KIND EKCERT EKPUB KEYPUB OUT [HOST]: a challenge request.
+challenge_req() {
+	jq -n --arg kind "$1" --rawfile cert "$2" --arg ek "$(b64 "$3")" --arg key "$(b64 "$4")" \
+		--arg host "${6:-}" \
+		'{kind: $kind, ek_certificate: $cert, ek_public: $ek, key_public: $key} +
+		 (if $host != "" then {host: $host} else {} end)' >"$5"
+}
+
+# credential_file OUT: the last challenge in tpm2_makecredential's layout
+# (what tpm2_activatecredential -i reads).
+credential_file() {
+	{
+		printf '\xba\xdc\xc0\xde\x00\x00\x00\x01'
+		jq -r .credential_blob "$T/resp.json" | base64 -d
+		jq -r .encrypted_secret "$T/resp.json" | base64 -d
+	} >"$1"
+}
+
+# certify_req ID SECRETFILE OUT: the certify request answering challenge ID.
+certify_req() {
+	jq -n --arg id "$1" --arg s "$(b64 "$2")" '{id: $id, secret: $s}' >"$3"
+}

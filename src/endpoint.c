@@ -82,7 +82,7 @@ endpoint_format(const struct endpoint *ep, char *buf, size_t len)
 
 /* Fills a sockaddr for ep; returns its length or 0 when the host is not a
  * numeric address. */
-static socklen_t
+socklen_t
 endpoint_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss)
 {
 	struct sockaddr_un *sun = (struct sockaddr_un *)ss;

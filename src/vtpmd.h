@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <poll.h>
 
@@ -53,6 +54,7 @@ struct endpoint {
 	uint16_t port;	/* ENDPOINT_TCP */
 };
 int endpoint_parse(const char *spec, struct endpoint *ep);
+socklen_t endpoint_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss);
 int endpoint_listen(const struct endpoint *ep);
 int endpoint_connect(const struct endpoint *ep);
 void endpoint_format(const struct endpoint *ep, char *buf, size_t len);

@@ -46,31 +46,6 @@ stall_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static socklen_t
-stall_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss)
-{
-	struct sockaddr_un *sun = (struct sockaddr_un *)ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (ep->kind == ENDPOINT_UNIX) {
-		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", ep->path);
-		return sizeof(*sun);
-	}
-	if (inet_pton(AF_INET, ep->host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(ep->port);
-		return sizeof(*sin);
-	}
-	if (inet_pton(AF_INET6, ep->host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(ep->port);
-		return sizeof(*sin6);
-	}
-	return 0;
-}
 
 /* A non-blocking connection to ss, or -1 when it was not accepted into
  * the backlog within STALL_CONNECT_MS. */
@@ -156,7 +131,7 @@ main(int argc, char **argv)
 			stall_usage();
 	}
 	if (i + 1 != argc || count < 1 || count > 10000 || hold < 0 ||
-	    endpoint_parse(argv[i], &ep) == -1 || (sl = stall_sockaddr(&ep, &ss)) == 0)
+	    endpoint_parse(argv[i], &ep) == -1 || (sl = endpoint_sockaddr(&ep, &ss)) == 0)
 		stall_usage();
 	pfd = calloc((size_t)count, sizeof(*pfd));
 	answered = calloc((size_t)count, sizeof(*answered));

@@ -225,6 +225,16 @@ bench: deps
 	@bench/provision.sh
 	@bench/chain.sh
 
+# Load and soak (bench/soak.sh): SOAK_N vTPMs through the service for
+# SOAK_SECONDS, then ASan and valgrind runs; tests/integration/soak.sh is
+# the short version `make check` runs.
+SOAK_SECONDS ?= 60
+SOAK_N ?= 100
+.PHONY: soak
+soak: deps
+	$(MAKE) all san
+	@SOAK_SECONDS=$(SOAK_SECONDS) SOAK_N=$(SOAK_N) bench/soak.sh
+
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/tools/*.c
 

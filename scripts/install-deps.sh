@@ -8,7 +8,7 @@ libtpms-dev libtss2-dev libssl-dev libsqlite3-dev libseccomp-dev libcmocka-dev
 libjansson-dev libhttp-parser-dev
 swtpm swtpm-tools swtpm-dev tpm2-tools
 qemu-system-x86 libvirt-daemon-driver-qemu libvirt-clients
-busybox-static cpio kmod curl jq openssl procps strace
+busybox-static cpio kmod curl jq openssl procps strace valgrind
 cppcheck clang-tidy clang-tools"
 
 missing=""

@@ -12,7 +12,7 @@
 
 #include "attest.h"
 
-static const struct attest_cmd attest_cmds[] = {
+static const struct cli_cmd attest_cmds[] = {
     {"verify", attest_verify,
         "verify --ak-cert FILE --nonce HEX --trust ROOT.pem (--quote FILE | --message FILE\n"
         "        --signature FILE --pcr-file FILE) [--untrusted FILE]... [--pcrs SPEC]\n"
@@ -60,26 +60,24 @@ int
 attest_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpm-attest%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_usagev("vtpm-attest", cmd, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nSee 'vtpm-attest %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
-	return EXIT_USAGE;
+	return ret;
 }
 
 int
 attest_fail(const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpm-attest: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_failv("vtpm-attest", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_RUNTIME;
+	return ret;
 }
 
 /* Decodes hex (an even number of digits, 1 to max bytes) into out;
@@ -115,50 +113,19 @@ attest_parse_handle(const char *cmd, const char *what, const char *s, uint32_t *
 	return EXIT_OK;
 }
 
-static void
-attest_main_help(void)
-{
-	fputs(attest_help_head, stdout);
-	for (size_t i = 0; i < sizeof(attest_cmds) / sizeof(attest_cmds[0]); i++)
-		printf("    %s\n        %s\n", attest_cmds[i].synopsis, attest_cmds[i].summary);
-	fputs(attest_help_tail, stdout);
-}
-
-static const struct attest_cmd *
-attest_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(attest_cmds) / sizeof(attest_cmds[0]); i++)
-		if (strcmp(attest_cmds[i].name, name) == 0)
-			return &attest_cmds[i];
-	return NULL;
-}
+static const struct cli attest_cli = {
+    .name = "vtpm-attest",
+    .usage = "vtpm-attest COMMAND [ARGUMENTS]",
+    .help_head = attest_help_head,
+    .help_tail = attest_help_tail,
+    .cmds = attest_cmds,
+    .n = sizeof(attest_cmds) / sizeof(attest_cmds[0]),
+    .name_width = 9,
+};
 
 int
 main(int argc, char **argv)
 {
-	const struct attest_cmd *cmd;
-	int ret;
-
 	log_init("vtpm-attest", LOG_LEVEL_WARN);
-	if (argc < 2) {
-		fprintf(stderr, "usage: vtpm-attest COMMAND [ARGUMENTS]\n\ncommands:\n");
-		for (size_t i = 0; i < sizeof(attest_cmds) / sizeof(attest_cmds[0]); i++)
-			fprintf(stderr, "  %-9s %s\n", attest_cmds[i].name, attest_cmds[i].summary);
-		fprintf(stderr, "\nSee 'vtpm-attest --help' or 'vtpm-attest COMMAND --help'.\n");
-		return EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		attest_main_help();
-		return EXIT_OK;
-	}
-	if ((cmd = attest_find(argv[1])) == NULL)
-		return attest_usage(NULL, "unknown command '%s'", argv[1]);
-	optind = 0;
-	ret = cmd->run(argc - 1, argv + 1);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "vtpm-attest: cannot write the output: %s\n", strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	return ret;
+	return cli_dispatch(&attest_cli, argc - 1, argv + 1);
 }

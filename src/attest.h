@@ -34,12 +34,6 @@
 #define ATTEST_PCRFILE_SIZE 132 /* tpm2-tools' TPML_PCR_SELECTION in a PCR file */
 
 /* attest.c: main, the command table, and what every command shares. */
-struct attest_cmd {
-	const char *name;
-	int (*run)(int argc, char **argv); /* argv[0] is the command's name */
-	const char *synopsis;
-	const char *summary;
-};
 int attest_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int attest_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int attest_parse_hex(

@@ -14,7 +14,7 @@
 
 #include "ca.h"
 
-static const struct ca_cmd ca_cmds[] = {
+static const struct cli_cmd ca_cmds[] = {
     {"init", ca_cmd_init, "init --db FILE [--name NAME]",
         "create the database, the root CA, the Privacy CA and the Virtualization CA"},
     {"serve", ca_cmd_serve,
@@ -64,26 +64,24 @@ int
 ca_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpm-ca%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_usagev("vtpm-ca", cmd, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nSee 'vtpm-ca %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
-	return EXIT_USAGE;
+	return ret;
 }
 
 int
 ca_fail(const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpm-ca: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_failv("vtpm-ca", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_RUNTIME;
+	return ret;
 }
 
 int
@@ -133,50 +131,19 @@ ca_time_format(int64_t t, char out[static 21])
 		snprintf(out, 21, "%lld", (long long)t);
 }
 
-static void
-ca_main_help(void)
-{
-	fputs(ca_help_head, stdout);
-	for (size_t i = 0; i < sizeof(ca_cmds) / sizeof(ca_cmds[0]); i++)
-		printf("    %s\n        %s\n", ca_cmds[i].synopsis, ca_cmds[i].summary);
-	fputs(ca_help_tail, stdout);
-}
-
-static const struct ca_cmd *
-ca_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(ca_cmds) / sizeof(ca_cmds[0]); i++)
-		if (strcmp(ca_cmds[i].name, name) == 0)
-			return &ca_cmds[i];
-	return NULL;
-}
+static const struct cli ca_cli = {
+    .name = "vtpm-ca",
+    .usage = "vtpm-ca COMMAND [ARGUMENTS]",
+    .help_head = ca_help_head,
+    .help_tail = ca_help_tail,
+    .cmds = ca_cmds,
+    .n = sizeof(ca_cmds) / sizeof(ca_cmds[0]),
+    .name_width = 20,
+};
 
 int
 main(int argc, char **argv)
 {
-	const struct ca_cmd *cmd;
-	int ret;
-
 	log_init("vtpm-ca", LOG_LEVEL_WARN);
-	if (argc < 2) {
-		fprintf(stderr, "usage: vtpm-ca COMMAND [ARGUMENTS]\n\ncommands:\n");
-		for (size_t i = 0; i < sizeof(ca_cmds) / sizeof(ca_cmds[0]); i++)
-			fprintf(stderr, "  %-20s %s\n", ca_cmds[i].name, ca_cmds[i].summary);
-		fprintf(stderr, "\nSee 'vtpm-ca --help' or 'vtpm-ca COMMAND --help'.\n");
-		return EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		ca_main_help();
-		return EXIT_OK;
-	}
-	if ((cmd = ca_find(argv[1])) == NULL)
-		return ca_usage(NULL, "unknown command '%s'", argv[1]);
-	optind = 0;
-	ret = cmd->run(argc - 1, argv + 1);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "vtpm-ca: cannot write the output: %s\n", strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	return ret;
+	return cli_dispatch(&ca_cli, argc - 1, argv + 1);
 }

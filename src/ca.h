@@ -53,12 +53,6 @@ enum ca_trust_kind {
 #define CA_TRUST_KINDS 4
 
 /* ca.c: main, the command table, and what every command shares. */
-struct ca_cmd {
-	const char *name;
-	int (*run)(int argc, char **argv); /* argv[0] is the command's name */
-	const char *synopsis;
-	const char *summary;
-};
 int ca_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ca_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The CA files beside the database: DIR/ca-root.pem, ca-root.key,

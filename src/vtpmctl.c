@@ -14,7 +14,7 @@
 
 const char *vtpmctl_socket = VTPMCTL_DEFAULT_SOCKET;
 
-static const struct vtpmctl_cmd vtpmctl_cmds[] = {
+static const struct cli_cmd vtpmctl_cmds[] = {
     {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]",
         "create a vTPM for a virtual machine, and start it"},
     {"start", vtpmctl_start, "start NAME [--json]", "start a vTPM"},
@@ -82,13 +82,12 @@ int
 vtpmctl_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpmctl%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_usagev("vtpmctl", cmd, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nSee 'vtpmctl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
-	return EXIT_USAGE;
+	return ret;
 }
 
 /* Prints "vtpmctl: message" on stderr; returns EXIT_RUNTIME. */
@@ -96,13 +95,12 @@ int
 vtpmctl_fail(const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fprintf(stderr, "vtpmctl: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = cli_failv("vtpmctl", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_RUNTIME;
+	return ret;
 }
 
 void
@@ -151,32 +149,15 @@ vtpmctl_str(const json_t *obj, const char *key, const char *dflt)
 	return s != NULL ? s : dflt;
 }
 
-static void
-vtpmctl_main_help(void)
-{
-	fputs(vtpmctl_help_head, stdout);
-	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
-		printf("    %s\n        %s\n", vtpmctl_cmds[i].synopsis, vtpmctl_cmds[i].summary);
-	fputs(vtpmctl_help_tail, stdout);
-}
-
-static void
-vtpmctl_short_usage(void)
-{
-	fprintf(stderr, "usage: vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n\ncommands:\n");
-	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
-		fprintf(stderr, "  %-9s %s\n", vtpmctl_cmds[i].name, vtpmctl_cmds[i].summary);
-	fprintf(stderr, "\nSee 'vtpmctl --help' or 'vtpmctl COMMAND --help'.\n");
-}
-
-static const struct vtpmctl_cmd *
-vtpmctl_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]); i++)
-		if (strcmp(vtpmctl_cmds[i].name, name) == 0)
-			return &vtpmctl_cmds[i];
-	return NULL;
-}
+static const struct cli vtpmctl_cli = {
+    .name = "vtpmctl",
+    .usage = "vtpmctl [--socket PATH] COMMAND [ARGUMENTS]",
+    .help_head = vtpmctl_help_head,
+    .help_tail = vtpmctl_help_tail,
+    .cmds = vtpmctl_cmds,
+    .n = sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]),
+    .name_width = 9,
+};
 
 int
 main(int argc, char **argv)
@@ -186,10 +167,8 @@ main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const struct vtpmctl_cmd *cmd;
 	const char *env = getenv("VTPMD_SOCKET");
-	char *help_argv[3];
-	int c, ret;
+	int c;
 
 	log_init("vtpmctl", LOG_LEVEL_WARN);
 	if (env != NULL && env[0] != '\0')
@@ -198,41 +177,12 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': vtpmctl_socket = optarg; break;
-		case 'h': vtpmctl_main_help(); return EXIT_OK;
+		case 'h': cli_help(&vtpmctl_cli); return EXIT_OK;
 		case ':': return vtpmctl_usage(NULL, "option '%s' needs a value", argv[optind - 1]);
 		default: return vtpmctl_usage(NULL, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind >= argc) {
-		vtpmctl_short_usage();
-		return EXIT_USAGE;
-	}
-	if (vtpmctl_socket[0] == '\0')
+	if (optind < argc && vtpmctl_socket[0] == '\0')
 		return vtpmctl_usage(NULL, "--socket needs a path");
-	if (strcmp(argv[optind], "help") == 0) {
-		if (optind + 1 >= argc) {
-			vtpmctl_main_help();
-			return EXIT_OK;
-		}
-		cmd = vtpmctl_find(argv[optind + 1]);
-		if (cmd == NULL)
-			return vtpmctl_usage(NULL, "unknown command '%s'", argv[optind + 1]);
-		help_argv[0] = argv[optind + 1];
-		help_argv[1] = (char *)"--help";
-		help_argv[2] = NULL;
-		optind = 0;
-		return cmd->run(2, help_argv);
-	}
-	cmd = vtpmctl_find(argv[optind]);
-	if (cmd == NULL)
-		return vtpmctl_usage(NULL, "unknown command '%s'", argv[optind]);
-	argc -= optind;
-	argv += optind;
-	optind = 0; /* the command parses its own options from argv[0] on */
-	ret = cmd->run(argc, argv);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "vtpmctl: cannot write the output: %s\n", strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	return ret;
+	return cli_dispatch(&vtpmctl_cli, argc - optind, argv + optind);
 }

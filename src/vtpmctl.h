@@ -22,12 +22,6 @@
  * command shares: usage errors, --help, --json output, name checks. Exit
  * statuses are vtpmd's: EXIT_OK, EXIT_RUNTIME (vtpmd refused or failed,
  * or could not be reached), EXIT_USAGE. */
-struct vtpmctl_cmd {
-	const char *name;
-	int (*run)(int argc, char **argv); /* argv[0] is the command's name */
-	const char *synopsis;
-	const char *summary;
-};
 extern const char *vtpmctl_socket;
 int vtpmctl_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int vtpmctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -391,6 +391,29 @@ int config_set(struct config *cfg, const char *key, const char *value, char *why
 int config_parse_pcrs(const char *list, struct pcr_selection *sel);
 void config_format_pcrs(const struct pcr_selection *sel, char *buf, size_t len);
 
+/* cli.c: the frame of the command-line programs (vtpmctl, vtpm-ca,
+ * vtpm-attest): their command tables, --help, dispatch, messages. */
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+	const char *synopsis;
+	const char *summary;
+};
+struct cli {
+	const char *name;      /* the program */
+	const char *usage;     /* its usage line, without "usage: " */
+	const char *help_head; /* --help: before the commands */
+	const char *help_tail; /* --help: after them */
+	const struct cli_cmd *cmds;
+	size_t n;
+	int name_width; /* of the command column in the short usage */
+};
+int cli_usagev(const char *prog, const char *cmd, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+int cli_failv(const char *prog, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void cli_help(const struct cli *p);
+int cli_dispatch(const struct cli *p, int argc, char **argv);
+
 /* hex.c: lowercase hexadecimal. */
 void hex_encode(const uint8_t *in, size_t len, char *out);
 int hex_decode(const char *in, uint8_t *out, size_t len);

@@ -18,6 +18,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "attest.h"
+#include "tss.h"
 
 #define AT_NV_CHUNK 512 /* below every TPM's TPM_PT_NV_BUFFER_MAX */
 #define AT_NV_MAX   4096
@@ -283,10 +284,10 @@ attest_tpm_nv_read(
     struct attest_tpm *tpm, uint32_t index, uint8_t **buf, size_t *len, char *why, size_t why_len)
 {
 	TPM2B_NV_PUBLIC *pub = NULL;
-	TPM2B_MAX_NV_BUFFER *data = NULL;
 	ESYS_TR nv = ESYS_TR_NONE;
 	uint8_t *out = NULL;
-	size_t size = 0, off = 0;
+	size_t size = 0;
+	uint16_t at = 0;
 	TSS2_RC rc;
 	int ret = -1;
 
@@ -305,27 +306,17 @@ attest_tpm_nv_read(
 		at_fail(why, why_len, "NV 0x%08x: %zu bytes", index, size);
 		goto out;
 	}
-	while (off < size) {
-		UINT16 n = (UINT16)(size - off < AT_NV_CHUNK ? size - off : AT_NV_CHUNK);
-
-		rc = Esys_NV_Read(tpm->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-		    ESYS_TR_NONE, n, (UINT16)off, &data);
-		if (rc != TSS2_RC_SUCCESS || data->size != n) {
-			at_fail(why, why_len, "TPM2_NV_Read of 0x%08x: %s", index,
-			    rc != TSS2_RC_SUCCESS ? Tss2_RC_Decode(rc) : "short read");
-			goto out;
-		}
-		memcpy(out + off, data->buffer, n);
-		off += n;
-		Esys_Free(data);
-		data = NULL;
+	rc = tss_nv_read(tpm->esys, ESYS_TR_RH_OWNER, nv, (uint16_t)size, AT_NV_CHUNK, out, &at);
+	if (rc != TSS2_RC_SUCCESS) {
+		at_fail(why, why_len, "TPM2_NV_Read of 0x%08x at %u: %s", index, at,
+		    Tss2_RC_Decode(rc));
+		goto out;
 	}
 	*buf = out;
 	*len = size;
 	out = NULL;
 	ret = 0;
 out:
-	Esys_Free(data);
 	Esys_Free(pub);
 	free(out);
 	Esys_TR_Close(tpm->esys, &nv);
@@ -472,43 +463,6 @@ out:
 	return ret;
 }
 
-/* The TCG EK Credential Profile's default templates: L-1 (RSA-2048) and
- * L-2 (ECC NIST P-256), authPolicy PolicySecret(TPM_RH_ENDORSEMENT). */
-static void
-at_ek_template(bool ecc, TPM2B_PUBLIC *t)
-{
-	static const uint8_t policy[32] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a,
-	    0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b,
-	    0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa};
-	TPMT_PUBLIC *p = &t->publicArea;
-
-	memset(t, 0, sizeof(*t));
-	p->type = ecc ? TPM2_ALG_ECC : TPM2_ALG_RSA;
-	p->nameAlg = TPM2_ALG_SHA256;
-	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-	                      TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-	p->authPolicy.size = sizeof(policy);
-	memcpy(p->authPolicy.buffer, policy, sizeof(policy));
-	if (ecc) {
-		p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
-		p->parameters.eccDetail.symmetric.keyBits.aes = 128;
-		p->parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
-		p->parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-		p->parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-		p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-		p->unique.ecc.x.size = 32;
-		p->unique.ecc.y.size = 32;
-	} else {
-		p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
-		p->parameters.rsaDetail.symmetric.keyBits.aes = 128;
-		p->parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
-		p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-		p->parameters.rsaDetail.keyBits = 2048;
-		p->unique.rsa.size = 256;
-	}
-}
-
 int
 attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t max, size_t *len,
     char *why, size_t why_len)
@@ -521,7 +475,7 @@ attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t max,
 	TSS2_RC rc;
 	int ret;
 
-	at_ek_template(ecc, &tmpl);
+	tss_ek_template(ecc, &tmpl);
 	rc = Esys_CreatePrimary(tpm->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &ek, &made, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {

@@ -35,6 +35,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "vtpmd.h"
+#include "tss.h"
 
 /* The TCG EK Credential Profile's attributes of certificate indices. */
 #define GUESTTPM_CERT_NV_ATTRS                                                                     \
@@ -443,7 +444,6 @@ int
 guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len)
 {
 	TPM2B_NV_PUBLIC *npub = NULL;
-	TPM2B_MAX_NV_BUFFER *chunk = NULL;
 	TPMA_NV attrs;
 	ESYS_TR nv = ESYS_TR_NONE, auth;
 	uint8_t *buf = NULL;
@@ -474,18 +474,10 @@ guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len
 		guesttpm_seterr(0, "out of memory");
 		goto out;
 	}
-	while (off < size) {
-		uint16_t n = (uint16_t)(size - off < max ? size - off : max);
-		rc = Esys_NV_Read(g->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-		    n, off, &chunk);
-		if (rc != TSS2_RC_SUCCESS || chunk->size != n) {
-			guesttpm_seterr(rc, "read NV index 0x%08x at %u", index, off);
-			goto out;
-		}
-		memcpy(buf + off, chunk->buffer, n);
-		off += n;
-		Esys_Free(chunk);
-		chunk = NULL;
+	rc = tss_nv_read(g->esys, auth, nv, size, max, buf, &off);
+	if (rc != TSS2_RC_SUCCESS) {
+		guesttpm_seterr(rc, "read NV index 0x%08x at %u", index, off);
+		goto out;
 	}
 	*data = buf;
 	*len = size;
@@ -493,7 +485,6 @@ guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len
 	ret = 0;
 out:
 	free(buf);
-	Esys_Free(chunk);
 	Esys_Free(npub);
 	Esys_TR_Close(g->esys, &nv);
 	return ret;

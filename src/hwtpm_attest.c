@@ -45,14 +45,9 @@
 
 #include "vtpmd.h"
 #include "hwtpm_private.h"
+#include "tss.h"
 
 #define HWTPM_QUOTE_TRIES 3 /* a PCR may be extended between quote and read */
-
-/* PolicySecret(TPM_RH_ENDORSEMENT), SHA-256: the EK templates' authPolicy
- * ("PolicyA" of the TCG EK Credential Profile). */
-static const uint8_t hwtpm_policy_a[HWTPM_DIGEST_LEN] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3,
-    0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b,
-    0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa};
 
 static const TPMT_SYM_DEF hwtpm_sym_none = {.algorithm = TPM2_ALG_NULL};
 static const TPMT_SIG_SCHEME hwtpm_key_scheme = {.scheme = TPM2_ALG_NULL};
@@ -78,41 +73,13 @@ hwtpm_rc_absent(TSS2_RC rc)
 	return (rc & ~(TSS2_RC)0xf00) == TPM2_RC_HANDLE;
 }
 
-/* The TCG EK Credential Profile's template L-1 (RSA-2048) or L-2 (ECC
- * NIST P-256): attributes 0x000300b2, PolicyA, AES-128-CFB, unique zero-
- * filled to the key size. */
+/* The TCG EK Credential Profile's template of kind (tss.c). */
 static TPM2B_PUBLIC
 hwtpm_ek_tmpl(enum hwtpm_ek_kind kind)
 {
-	TPM2B_PUBLIC t = {0};
-	TPMT_PUBLIC *p = &t.publicArea;
+	TPM2B_PUBLIC t;
 
-	p->nameAlg = TPM2_ALG_SHA256;
-	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-	                      TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-	p->authPolicy.size = HWTPM_DIGEST_LEN;
-	memcpy(p->authPolicy.buffer, hwtpm_policy_a, HWTPM_DIGEST_LEN);
-	if (kind == HWTPM_EK_RSA) {
-		p->type = TPM2_ALG_RSA;
-		p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
-		p->parameters.rsaDetail.symmetric.keyBits.aes = 128;
-		p->parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
-		p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-		p->parameters.rsaDetail.keyBits = 2048;
-		p->parameters.rsaDetail.exponent = 0;
-		p->unique.rsa.size = 256;
-	} else {
-		p->type = TPM2_ALG_ECC;
-		p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
-		p->parameters.eccDetail.symmetric.keyBits.aes = 128;
-		p->parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
-		p->parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-		p->parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-		p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-		p->unique.ecc.x.size = 32;
-		p->unique.ecc.y.size = 32;
-	}
+	tss_ek_template(kind == HWTPM_EK_ECC, &t);
 	return t;
 }
 
@@ -411,7 +378,6 @@ static int
 hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len)
 {
 	TPM2B_NV_PUBLIC *npub = NULL;
-	TPM2B_MAX_NV_BUFFER *chunk = NULL;
 	uint8_t *buf = NULL;
 	uint16_t size, off = 0, max;
 	ESYS_TR auth;
@@ -433,18 +399,10 @@ hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, 
 		    0, "NV index 0x%08x: %s", index, size == 0 ? "empty" : "out of memory");
 		goto out;
 	}
-	while (off < size) {
-		uint16_t n = size - off < max ? size - off : max;
-		rc = Esys_NV_Read(hw->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-		    n, off, &chunk);
-		if (rc != TSS2_RC_SUCCESS || chunk->size != n) {
-			hwtpm_seterrf(rc, "read NV index 0x%08x at %u", index, off);
-			goto out;
-		}
-		memcpy(buf + off, chunk->buffer, n);
-		off += n;
-		Esys_Free(chunk);
-		chunk = NULL;
+	rc = tss_nv_read(hw->esys, auth, nv, size, max, buf, &off);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "read NV index 0x%08x at %u", index, off);
+		goto out;
 	}
 	*data = buf;
 	*len = size;
@@ -452,7 +410,6 @@ hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, 
 	ret = 0;
 out:
 	free(buf);
-	Esys_Free(chunk);
 	Esys_Free(npub);
 	return ret;
 }

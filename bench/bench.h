@@ -22,6 +22,7 @@
 #define BENCH_H
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -509,6 +510,46 @@ bench_pin_self(int cpu)
 	CPU_SET(cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set) == -1)
 		fatal(1, "sched_setaffinity(%d)", cpu);
+}
+
+/* The options of the benchmarks that start their servers themselves
+ * (coldstart, memory): -n N -c CPU -k KEYFILE -b BASE -s NAME=COMMAND...
+ * n holds the default on entry; usage() is called (and must not return)
+ * on a bad command line. */
+struct bench_launch {
+	struct bench_server sv[BENCH_MAX_SERVERS];
+	size_t ns, n;
+	const char *keyfile, *base;
+	int cpu;
+};
+
+static BENCH_UNUSED void
+bench_launch_parse(int argc, char **argv, struct bench_launch *a, void (*usage)(void))
+{
+	int ch;
+
+	a->ns = 0;
+	a->keyfile = a->base = NULL;
+	a->cpu = -1;
+	while ((ch = getopt(argc, argv, "n:c:k:b:s:")) != -1) {
+		switch (ch) {
+		case 'n': a->n = strtoul(optarg, NULL, 10); break;
+		case 'c': a->cpu = atoi(optarg); break;
+		case 'k': a->keyfile = optarg; break;
+		case 'b': a->base = optarg; break;
+		case 's':
+			if (a->ns == BENCH_MAX_SERVERS)
+				fatalx(2, "at most %d servers", BENCH_MAX_SERVERS);
+			bench_server_parse(optarg, &a->sv[a->ns]);
+			if (a->sv[a->ns].cmdline == NULL)
+				fatalx(2, "-s %s: this benchmark starts its servers: give a command", optarg);
+			a->ns++;
+			break;
+		default: usage();
+		}
+	}
+	if (a->ns == 0 || a->base == NULL || optind != argc || a->n == 0)
+		usage();
 }
 
 #endif /* BENCH_H */

@@ -48,32 +48,20 @@ coldstart_once(struct bench_server *s, const char *keyfile, int cpu)
 int
 main(int argc, char **argv)
 {
-	struct bench_server sv[BENCH_MAX_SERVERS];
+	static struct bench_launch a = {.n = 30};
+	struct bench_server *sv = a.sv;
 	uint64_t *samples[BENCH_MAX_SERVERS];
-	const char *keyfile = NULL, *base = NULL;
-	size_t ns = 0, n = 30;
-	int ch, cpu = -1;
+	const char *keyfile, *base;
+	size_t ns, n;
+	int cpu;
 
 	log_init("bench_coldstart", LOG_LEVEL_INFO);
-	while ((ch = getopt(argc, argv, "n:c:k:b:s:")) != -1) {
-		switch (ch) {
-		case 'n': n = strtoul(optarg, NULL, 10); break;
-		case 'c': cpu = atoi(optarg); break;
-		case 'k': keyfile = optarg; break;
-		case 'b': base = optarg; break;
-		case 's':
-			if (ns == BENCH_MAX_SERVERS)
-				fatalx(2, "at most %d servers", BENCH_MAX_SERVERS);
-			bench_server_parse(optarg, &sv[ns]);
-			if (sv[ns].cmdline == NULL)
-				fatalx(2, "-s %s: cold start needs a command to start", optarg);
-			ns++;
-			break;
-		default: coldstart_usage();
-		}
-	}
-	if (ns == 0 || base == NULL || optind != argc || n == 0)
-		coldstart_usage();
+	bench_launch_parse(argc, argv, &a, coldstart_usage);
+	ns = a.ns;
+	n = a.n;
+	keyfile = a.keyfile;
+	base = a.base;
+	cpu = a.cpu;
 
 	for (size_t k = 0; k < ns; k++) {
 		bench_server_dir(&sv[k], base, -1);

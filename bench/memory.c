@@ -133,31 +133,21 @@ memory_group(
 int
 main(int argc, char **argv)
 {
-	struct bench_server sv[BENCH_MAX_SERVERS];
-	const char *keyfile = NULL, *base = NULL;
-	size_t ns = 0, n = 50;
-	int ch, cpu = -1;
+	static struct bench_launch a = {.n = 50};
+	struct bench_server *sv = a.sv;
+	const char *keyfile, *base;
+	size_t ns, n;
+	int cpu;
 
 	log_init("bench_memory", LOG_LEVEL_INFO);
-	while ((ch = getopt(argc, argv, "n:c:k:b:s:")) != -1) {
-		switch (ch) {
-		case 'n': n = strtoul(optarg, NULL, 10); break;
-		case 'c': cpu = atoi(optarg); break;
-		case 'k': keyfile = optarg; break;
-		case 'b': base = optarg; break;
-		case 's':
-			if (ns == BENCH_MAX_SERVERS)
-				fatalx(2, "at most %d servers", BENCH_MAX_SERVERS);
-			bench_server_parse(optarg, &sv[ns]);
-			if (sv[ns].cmdline == NULL)
-				fatalx(2, "-s %s: the memory benchmark starts its servers", optarg);
-			ns++;
-			break;
-		default: memory_usage();
-		}
-	}
-	if (ns == 0 || base == NULL || optind != argc || n == 0 || n > MEMORY_MAX)
+	bench_launch_parse(argc, argv, &a, memory_usage);
+	if (a.n > MEMORY_MAX)
 		memory_usage();
+	ns = a.ns;
+	n = a.n;
+	keyfile = a.keyfile;
+	base = a.base;
+	cpu = a.cpu;
 	for (size_t k = 0; k < ns; k++)
 		memory_group(&sv[k], n, base, keyfile, cpu);
 	return 0;

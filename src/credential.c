@@ -54,8 +54,8 @@
 static char cred_sha256[] = "SHA256";
 static char cred_p256[] = "prime256v1";
 static char cred_oaep[] = OSSL_PKEY_RSA_PAD_MODE_OAEP;
-/* The OAEP label, with its terminating NUL (9 bytes). */
-static unsigned char cred_identity[] = "IDENTITY";
+/* The longest secret-sharing label, its NUL included ("IDENTITY"). */
+#define CRED_LABEL_MAX 16
 
 static _Thread_local char credential_errbuf[256];
 
@@ -432,17 +432,19 @@ cred_rsa_key(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n)
 	return key;
 }
 
-/* RSA secret sharing: a random seed, encrypted to the EK with OAEP. */
+/* RSA secret sharing: a random seed, encrypted to the key with OAEP
+ * under label (its NUL included, as the TPM expects). */
 static int
-cred_rsa_share(
-    const TPMT_PUBLIC *ek, uint8_t seed[static CRED_SEED_LEN], uint8_t enc[static CRED_RSA_LEN])
+cred_rsa_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
+    uint8_t enc[static CRED_RSA_LEN])
 {
+	unsigned char oaep_label[CRED_LABEL_MAX];
 	OSSL_PARAM params[] = {
 	    OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, cred_oaep, 0),
 	    OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, cred_sha256, 0),
 	    OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, cred_sha256, 0),
 	    OSSL_PARAM_construct_octet_string(
-	        OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, cred_identity, sizeof(cred_identity)),
+	        OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, oaep_label, strlen(label) + 1),
 	    OSSL_PARAM_construct_end(),
 	};
 	EVP_PKEY *key;
@@ -450,6 +452,7 @@ cred_rsa_share(
 	size_t len = CRED_RSA_LEN;
 	int ret = -1;
 
+	memcpy(oaep_label, label, strlen(label) + 1);
 	if ((key = cred_rsa_key(&ek->parameters.rsaDetail, &ek->unique.rsa)) == NULL)
 		return -1;
 	if (RAND_priv_bytes(seed, CRED_SEED_LEN) != 1) {
@@ -515,7 +518,7 @@ cred_ecc_ephemeral(void)
  * agreed with the EK; enc is the marshalled ephemeral TPMS_ECC_POINT.
  */
 static int
-cred_ecc_share(const TPMT_PUBLIC *ek, uint8_t seed[static CRED_SEED_LEN],
+cred_ecc_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
     uint8_t enc[static CRED_ECC_POINT_LEN])
 {
 	const TPM2B_ECC_PARAMETER *ek_x = &ek->unique.ecc.x;
@@ -542,7 +545,7 @@ cred_ecc_share(const TPMT_PUBLIC *ek, uint8_t seed[static CRED_SEED_LEN],
 		cred_ssl_err("seed: ephemeral public point");
 		goto out;
 	}
-	if (credential_kdfe(z, sizeof(z), "IDENTITY", q + 1, CRED_ECC_LEN, ek_x->buffer, ek_x->size,
+	if (credential_kdfe(z, sizeof(z), label, q + 1, CRED_ECC_LEN, ek_x->buffer, ek_x->size,
 	        seed, 8 * CRED_SEED_LEN) != 0)
 		goto out;
 	cred_put16(enc, CRED_ECC_LEN);
@@ -634,6 +637,54 @@ cred_check_inputs(
 	return 0;
 }
 
+/*
+ * Secret sharing with the key ek (checked by cred_check_ek): the seed, and
+ * *enc, the malloc'd marshalled TPM2B_ENCRYPTED_SECRET that carries it.
+ */
+static int
+cred_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
+    uint8_t **enc, size_t *enc_len)
+{
+	size_t len = 2 + (ek->type == TPM2_ALG_RSA ? CRED_RSA_LEN : CRED_ECC_POINT_LEN);
+	uint8_t *s;
+
+	if (label == NULL || strlen(label) + 1 > CRED_LABEL_MAX) {
+		cred_seterr("secret sharing: no label or a label too long");
+		return -1;
+	}
+	if ((s = malloc(len)) == NULL) {
+		cred_seterr("secret sharing: out of memory");
+		return -1;
+	}
+	cred_put16(s, len - 2);
+	if ((ek->type == TPM2_ALG_RSA ? cred_rsa_share(ek, label, seed, s + 2)
+	                              : cred_ecc_share(ek, label, seed, s + 2)) != 0) {
+		OPENSSL_cleanse(seed, CRED_SEED_LEN);
+		free(s);
+		return -1;
+	}
+	*enc = s;
+	*enc_len = len;
+	return 0;
+}
+
+int
+credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len)
+{
+	TPMT_PUBLIC key;
+
+	if (enc_secret == NULL || enc_secret_len == NULL) {
+		cred_seterr("credential_share_secret: missing output argument");
+		return -1;
+	}
+	*enc_secret = NULL;
+	*enc_secret_len = 0;
+	if (cred_parse_public(public, public_len, &key) != 0 || cred_check_ek(&key) != 0)
+		return -1;
+	return cred_share(&key, label, seed, enc_secret, enc_secret_len);
+}
+
 int
 credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_name,
     size_t ak_name_len, const uint8_t *secret, size_t secret_len, uint8_t **blob, size_t *blob_len,
@@ -642,7 +693,7 @@ credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *a
 	TPMT_PUBLIC ek;
 	uint8_t seed[CRED_SEED_LEN];
 	uint8_t *b = NULL, *s = NULL;
-	size_t b_len, s_len;
+	size_t b_len, s_len = 0;
 	int ret = -1;
 
 	if (blob == NULL || blob_len == NULL || enc_secret == NULL || enc_secret_len == NULL) {
@@ -655,14 +706,11 @@ credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *a
 	    cred_parse_public(ek_public, ek_public_len, &ek) != 0 || cred_check_ek(&ek) != 0)
 		return -1;
 	b_len = 2 + 2 + CRED_DIGEST_LEN + 2 + secret_len;
-	s_len = 2 + (ek.type == TPM2_ALG_RSA ? CRED_RSA_LEN : CRED_ECC_POINT_LEN);
-	if ((b = malloc(b_len)) == NULL || (s = malloc(s_len)) == NULL) {
+	if ((b = malloc(b_len)) == NULL) {
 		cred_seterr("credential_make: out of memory");
-		goto out;
+		return -1;
 	}
-	cred_put16(s, s_len - 2);
-	if ((ek.type == TPM2_ALG_RSA ? cred_rsa_share(&ek, seed, s + 2)
-	                             : cred_ecc_share(&ek, seed, s + 2)) != 0)
+	if (cred_share(&ek, "IDENTITY", seed, &s, &s_len) != 0)
 		goto out;
 	if (cred_wrap(seed, ak_name, ak_name_len, secret, secret_len, b, b_len) != 0)
 		goto out;

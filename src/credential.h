@@ -2,7 +2,9 @@
  * credential.h: TPM2_MakeCredential computed in software, for the Privacy
  * CA (vtpm-ca). The CA encrypts a secret to an endorsement key (EK) so that
  * only the TPM holding that EK, and only for the attestation key (AK) whose
- * Name was bound in, recovers it with TPM2_ActivateCredential.
+ * Name was bound in, recovers it with TPM2_ActivateCredential. The secret
+ * sharing and key derivations under it also salt and key vtpmd's sessions
+ * with the host TPM (hwtpm_unseal.c).
  *
  * Accepted EKs are the TCG EK Credential Profile's RSA-2048 (template L-1)
  * and ECC NIST P-256 (L-2) kinds: restricted decryption keys with nameAlg
@@ -49,6 +51,21 @@ int credential_public_name(
 int credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_name,
     size_t ak_name_len, const uint8_t *secret, size_t secret_len, uint8_t **blob, size_t *blob_len,
     uint8_t **enc_secret, size_t *enc_secret_len);
+
+/* The size of a shared seed: the digest size of SHA-256. */
+#define CREDENTIAL_SEED_LEN 32
+
+/*
+ * TPM secret sharing (TPM 2.0 Part 1, "Secret Sharing"): fills seed with a
+ * fresh secret that only the TPM holding the private half of public (a
+ * marshalled TPM2B_PUBLIC of an accepted kind: the EKs above, or an SRK of
+ * the same shape) recovers from *enc_secret, the malloc'd marshalled
+ * TPM2B_ENCRYPTED_SECRET. label is the purpose: "IDENTITY" for a
+ * credential, "SECRET" for the salt of a session (TPM2_StartAuthSession).
+ * The caller wipes seed.
+ */
+int credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len);
 
 /*
  * The TPM's key derivation functions with SHA-256 (TPM 2.0 Part 1, "Key

@@ -248,14 +248,15 @@ ecc_point_key(const uint8_t *p, size_t len)
 	return key;
 }
 
-/* The seed an EK's owner recovers from a TPM2B_ENCRYPTED_SECRET (Part 1,
- * "Secret Sharing"), with ek the EK's private key. Returns 0 or -1. */
+/* The seed a key's owner recovers from a TPM2B_ENCRYPTED_SECRET (Part 1,
+ * "Secret Sharing") made for purpose use, with ek the private key.
+ * Returns 0 or -1. */
 static int
-soft_seed(
-    EVP_PKEY *ek, const TPMT_PUBLIC *ek_pub, const uint8_t *enc, size_t enc_len, uint8_t seed[32])
+soft_seed_for(const char *use, EVP_PKEY *ek, const TPMT_PUBLIC *ek_pub, const uint8_t *enc,
+    size_t enc_len, uint8_t seed[32])
 {
 	char sha256[] = "SHA256", oaep[] = "oaep";
-	unsigned char label[] = "IDENTITY";
+	unsigned char label[16];
 	EVP_PKEY_CTX *ctx;
 	EVP_PKEY *q;
 	uint8_t z[32];
@@ -270,11 +271,13 @@ soft_seed(
 		    OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, sha256, 0),
 		    OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, sha256, 0),
 		    OSSL_PARAM_construct_octet_string(
-		        OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, label, sizeof(label)),
+		        OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, label, strlen(use) + 1),
 		    OSSL_PARAM_construct_end(),
 		};
 		uint8_t out[256];
 
+		assert_true(strlen(use) < sizeof(label));
+		memcpy(label, use, strlen(use) + 1);
 		len = sizeof(out);
 		ctx = EVP_PKEY_CTX_new_from_pkey(NULL, ek, NULL);
 		assert_non_null(ctx);
@@ -293,12 +296,20 @@ soft_seed(
 	assert_non_null(ctx);
 	if (EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, q) == 1 &&
 	    EVP_PKEY_derive(ctx, z, &len) == 1 && len == 32 &&
-	    credential_kdfe(z, 32, "IDENTITY", enc + 4, 32, ek_pub->unique.ecc.x.buffer,
+	    credential_kdfe(z, 32, use, enc + 4, 32, ek_pub->unique.ecc.x.buffer,
 	        ek_pub->unique.ecc.x.size, seed, 256) == 0)
 		ret = 0;
 	EVP_PKEY_CTX_free(ctx);
 	EVP_PKEY_free(q);
 	return ret;
+}
+
+/* soft_seed_for a credential. */
+static int
+soft_seed(
+    EVP_PKEY *ek, const TPMT_PUBLIC *ek_pub, const uint8_t *enc, size_t enc_len, uint8_t seed[32])
+{
+	return soft_seed_for("IDENTITY", ek, ek_pub, enc, enc_len, seed);
 }
 
 /* TPM2_ActivateCredential's unwrapping (Part 1, "Credential Protection")
@@ -523,6 +534,62 @@ test_public_name_refused(void **state)
 	assert_non_null(strstr(credential_error(), "nameAlg 0x0004"));
 	free(copy);
 	free(pub);
+}
+
+/* ---- secret sharing (a session's salt) ---- */
+
+/* A salt shared with a key (RSA or ECC) is what its owner recovers for
+ * "SECRET", and not for another purpose. */
+static void
+share_roundtrip(int rsa)
+{
+	EVP_PKEY *key = new_key(rsa);
+	TPMT_PUBLIC pub;
+	uint8_t seed[CREDENTIAL_SEED_LEN], got[32], *public, *enc = NULL;
+	size_t public_len, enc_len = 0;
+
+	ek_template(key, &pub);
+	public = marshal_public(&pub, &public_len);
+	assert_int_equal(
+	    credential_share_secret(public, public_len, "SECRET", seed, &enc, &enc_len), 0);
+	assert_int_equal(enc_len, rsa ? 2 + 256 : 2 + 68);
+	assert_int_equal(soft_seed_for("SECRET", key, &pub, enc, enc_len, got), 0);
+	assert_memory_equal(got, seed, sizeof(seed));
+	if (soft_seed_for("IDENTITY", key, &pub, enc, enc_len, got) == 0)
+		assert_memory_not_equal(got, seed, sizeof(seed));
+	free(enc);
+	free(public);
+	EVP_PKEY_free(key);
+}
+
+static void
+test_share_secret(void **state)
+{
+	share_roundtrip(0);
+	share_roundtrip(1);
+}
+
+static void
+test_share_secret_refused(void **state)
+{
+	EVP_PKEY *key = new_key(0);
+	TPMT_PUBLIC pub;
+	uint8_t seed[CREDENTIAL_SEED_LEN], *public, *enc = (uint8_t *)1;
+	size_t public_len, enc_len = 1;
+
+	ek_template(key, &pub);
+	public = marshal_public(&pub, &public_len);
+	assert_int_equal(credential_share_secret(public, public_len, "A LABEL FAR TOO LONG", seed,
+	                     &enc, &enc_len),
+	    -1);
+	assert_null(enc);
+	assert_int_equal(enc_len, 0);
+	assert_non_null(strstr(credential_error(), "label"));
+	assert_int_equal(
+	    credential_share_secret(public, public_len - 1, "SECRET", seed, &enc, &enc_len), -1);
+	assert_null(enc);
+	free(public);
+	EVP_PKEY_free(key);
 }
 
 /* ---- MakeCredential ---- */
@@ -869,6 +936,8 @@ main(void)
 	    cmocka_unit_test(test_kdf_bad_arguments),
 	    cmocka_unit_test(test_public_name),
 	    cmocka_unit_test(test_public_name_refused),
+	    cmocka_unit_test(test_share_secret),
+	    cmocka_unit_test(test_share_secret_refused),
 	    cmocka_unit_test(test_make_rsa),
 	    cmocka_unit_test(test_make_ecc),
 	    cmocka_unit_test(test_make_fresh_each_time),

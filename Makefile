@@ -4,7 +4,7 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WERROR  ?=
-PKGS     = libtpms openssl jansson libseccomp sqlite3 tss2-esys tss2-mu tss2-rc tss2-tctildr
+PKGS     = libtpms openssl jansson libseccomp sqlite3 tss2-esys tss2-sys tss2-mu tss2-rc tss2-tctildr
 # -Wno-format-truncation: cutting a message to its buffer with snprintf is
 # intended wherever it happens.
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \

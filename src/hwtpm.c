@@ -34,8 +34,6 @@
 #include "vtpmd.h"
 #include "hwtpm_private.h"
 
-#define HWTPM_SRK_HANDLE 0x81000001
-
 static char hwtpm_errbuf[256];
 
 /* Returns the text of the last error of this module (not thread-safe). */
@@ -166,6 +164,7 @@ hwtpm_check_srk(struct hwtpm *hw)
 		hwtpm_seterr("the key at 0x81000001 is not an ECC P-256 storage root key", 0);
 		goto out;
 	}
+	hw->srk_pub = *pub; /* what sessions are salted to */
 	ret = 0;
 out:
 	Esys_Free(pub);
@@ -256,11 +255,11 @@ hwtpm_find_srk(struct hwtpm *hw)
 		hwtpm_seterr("persist SRK", rc);
 		return -1;
 	}
-	return 0;
+	return hwtpm_check_srk(hw);
 }
 
 
-static const TPMT_SYM_DEF hwtpm_aes_cfb = {
+const TPMT_SYM_DEF hwtpm_aes_cfb = {
 	.algorithm = TPM2_ALG_AES,
 	.keyBits = {.aes = 128},
 	.mode = {.aes = TPM2_ALG_CFB},
@@ -289,7 +288,10 @@ hwtpm_disconnect(struct hwtpm *hw)
 	if (hw->esys != NULL)
 		Esys_Finalize(&hw->esys);
 	hw->esys = NULL;
-	hw->srk = hw->session = hw->policy = hw->pending = ESYS_TR_NONE;
+	hw->sys = NULL;
+	hw->srk = hw->session = ESYS_TR_NONE;
+	hwtpm_policy_end(hw, false);
+	hw->pending = 0;
 	hw->have_ticket = false;
 	memset(hw->ek, 0, sizeof(hw->ek));
 	memset(&hw->ck, 0, sizeof(hw->ck));
@@ -311,6 +313,11 @@ hwtpm_connect(struct hwtpm *hw)
 		return -1;
 	}
 	Esys_SetTimeout(hw->esys, HWTPM_TIMEOUT_MS);
+	rc = Esys_GetSysContext(hw->esys, &hw->sys);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("initialize SAPI", rc);
+		goto fail;
+	}
 	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
 	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
 		hwtpm_seterr("host TPM does not answer", rc);
@@ -346,7 +353,7 @@ hwtpm_open(const char *tcti_conf)
 		hwtpm_seterr("out of memory", 0);
 		return NULL;
 	}
-	hw->srk = hw->session = hw->policy = hw->pending = ESYS_TR_NONE;
+	hw->srk = hw->session = ESYS_TR_NONE;
 	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr("open TCTI", rc);
@@ -407,8 +414,7 @@ hwtpm_close(struct hwtpm *hw)
 		return;
 	if (hw->esys != NULL) {
 		hwtpm_flush_pending(hw);
-		if (hw->policy != ESYS_TR_NONE)
-			Esys_FlushContext(hw->esys, hw->policy);
+		hwtpm_policy_end(hw, true);
 		if (hw->session != ESYS_TR_NONE)
 			Esys_FlushContext(hw->esys, hw->session);
 	}
@@ -678,7 +684,7 @@ out:
 
 /* Has the host TPM check an approval signature once; the ticket it returns
  * is reused until the approved policy changes or the TPM resets. */
-static int
+int
 hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 {
 	TPM2B_PUBLIC pub = hwtpm_approval_public(&ap->pub);
@@ -744,112 +750,4 @@ hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len)
 		return -1;
 	*pub_len = end;
 	return 0;
-}
-
-/*
- * Unseals a secret sealed by hwtpm_seal, in a policy session that proves
- * the host PCRs in sel match ap->policy, an approved configuration. The
- * secret must be exactly secret_len bytes. Returns 0 with it in secret; HWTPM_ERR_POLICY when the PCRs are
- * not in the approved configuration; HWTPM_ERR_FOREIGN when the sealed
- * object does not belong to this TPM; -1 for other failures.
- */
-int
-hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len)
-{
-	TPM2B_PUBLIC pub = {0};
-	TPM2B_PRIVATE priv = {0};
-	TPM2B_DIGEST approved = {.size = HWTPM_DIGEST_LEN}, nodigest = {0};
-	TPM2B_NONCE ref = {0};
-	TPML_PCR_SELECTION tsel;
-	TPM2B_SENSITIVE_DATA *data = NULL;
-	ESYS_TR session = ESYS_TR_NONE, obj = ESYS_TR_NONE;
-	size_t off = 0;
-	TSS2_RC rc;
-	int ret = -1;
-
-	if (hwtpm_enter(hw) == -1)
-		return -1;
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
-	    off != blob_len) {
-		hwtpm_seterr("sealed key file is malformed", 0);
-		return HWTPM_ERR_FOREIGN;
-	}
-	if (hwtpm_verify_approval(hw, ap) == -1)
-		return -1;
-	/* The private part is already encrypted to the SRK, whose authValue is
-	 * empty: a password session suffices and saves HMAC work. */
-	rc = Esys_Load(hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
-	    &obj);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
-		return HWTPM_ERR_FOREIGN;
-	}
-	/* The policy session is salted to the SRK and encrypts the response:
-	 * the key crosses the bus encrypted. It is started once and kept: a
-	 * TPM resets a policy session used with continueSession, so each
-	 * start saves a StartAuthSession (and its ECDH). It is the command's
-	 * only session: with tpm2-tss 3.2 every session costs the caller
-	 * milliseconds of hashing and nonce generation. */
-	if (hw->policy == ESYS_TR_NONE && hwtpm_start_session(hw, TPM2_SE_POLICY, &hw->policy) == -1)
-		goto out;
-	session = hw->policy;
-	hwtpm_selection(sel, &tsel);
-	rc = Esys_PolicyPCR(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nodigest,
-	    &tsel);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("PolicyPCR", rc);
-		goto out;
-	}
-	memcpy(approved.buffer, ap->policy, HWTPM_DIGEST_LEN);
-	ref.size = (UINT16)strlen(APPROVAL_POLICY_REF);
-	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
-	rc = Esys_PolicyAuthorize(hw->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    &approved, &ref, &hw->approval_name, &hw->ticket);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("host PCRs are not in the approved configuration", rc);
-		ret = HWTPM_ERR_POLICY;
-		goto out;
-	}
-	Esys_TRSess_SetAttributes(hw->esys, session,
-	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT, 0xff);
-	rc = Esys_Unseal(hw->esys, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, &data);
-	if (rc != TSS2_RC_SUCCESS || data->size != secret_len) {
-		hwtpm_seterr(rc != TSS2_RC_SUCCESS ? "unseal state key" : "sealed secret has the wrong size", rc);
-		if ((rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
-			ret = HWTPM_ERR_POLICY;
-		goto out;
-	}
-	session = ESYS_TR_NONE; /* kept, and reset by the TPM */
-	memcpy(secret, data->buffer, secret_len);
-	ret = 0;
-out:
-	if (data != NULL) {
-		OPENSSL_cleanse(data, sizeof(*data));
-		Esys_Free(data);
-	}
-	/* A policy session a failure left half-satisfied is not reused. */
-	if (session != ESYS_TR_NONE) {
-		Esys_FlushContext(hw->esys, session);
-		hw->policy = ESYS_TR_NONE;
-	}
-	if (obj != ESYS_TR_NONE && ret == 0)
-		hw->pending = obj;
-	else if (obj != ESYS_TR_NONE)
-		Esys_FlushContext(hw->esys, obj);
-	return ret;
-}
-
-/* Drops the object the last successful hwtpm_unseal left loaded. The
- * caller does this once the unsealed key is on its way, off the path of
- * the instance's start; every operation that loads objects calls it first. */
-void
-hwtpm_flush_pending(struct hwtpm *hw)
-{
-	if (hw->pending == ESYS_TR_NONE)
-		return;
-	Esys_FlushContext(hw->esys, hw->pending);
-	hw->pending = ESYS_TR_NONE;
 }

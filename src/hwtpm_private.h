@@ -6,6 +6,10 @@
 #define HWTPM_PRIVATE_H
 
 #include <tss2/tss2_esys.h>
+#include <tss2/tss2_sys.h>
+
+/* The storage root key, at the TCG-reserved persistent handle. */
+#define HWTPM_SRK_HANDLE 0x81000001
 
 /* A persistent key of hwtpm_attest.c, looked up once per connection. */
 struct hwtpm_pkey {
@@ -22,13 +26,22 @@ struct hwtpm_tcti {
 	unsigned long commands;
 };
 
+/* The unseal's policy session (hwtpm_unseal.c), kept across starts. */
+struct hwtpm_policy {
+	TPM2_HANDLE handle;		/* 0: none */
+	uint8_t key[HWTPM_DIGEST_LEN];	/* sessionKey: secret */
+	TPM2B_NONCE nonce_tpm;		/* the TPM's last nonce */
+};
+
 struct hwtpm {
 	struct hwtpm_tcti tcti;
 	ESYS_CONTEXT *esys;
+	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_unseal.c */
 	ESYS_TR srk;
+	TPM2B_PUBLIC srk_pub;
 	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
-	ESYS_TR policy;	 /* the unseal policy session, reset by each Unseal, or NONE */
-	ESYS_TR pending; /* an unsealed object hwtpm_flush_pending drops, or NONE */
+	struct hwtpm_policy policy;
+	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
 	bool simulator;
 	/* The last verified approval, so it is checked by the TPM once. */
 	bool have_ticket;
@@ -47,6 +60,11 @@ int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[HWTPM_DIGEST_LEN]);
 int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session);
 int hwtpm_enter(struct hwtpm *hw);
+int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap);
+extern const TPMT_SYM_DEF hwtpm_aes_cfb;
+
+/* hwtpm_unseal.c */
+void hwtpm_policy_end(struct hwtpm *hw, bool flush);
 /* A host-TPM command that takes longer is taken for a lost TPM (RSA key
  * generation on a slow TPM takes seconds). */
 #define HWTPM_TIMEOUT_MS 60000

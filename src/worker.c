@@ -2,12 +2,12 @@
  * worker.c: the manager's side of a worker, the process that runs one
  * vTPM (`vtpmd instance`).
  *
- * A worker is started by fork and exec of this executable, with only its
- * state key (a pipe on fd 3, closed after 32 bytes; the worker is forked
- * first and waits on it while the manager unseals the key, so its start-up
- * overlaps the host-TPM round trips), a readiness pipe
- * (fd 4), stderr for its log, and its command line: state directory,
- * sockets and sandbox identity. It runs in its own session so that it
+ * A worker is spawned from vtpmd-instance beside this executable (or from
+ * this one, `vtpmd instance`) with only its state key (a pipe on fd 3,
+ * closed after 32 bytes; the worker is spawned first and waits on it while
+ * the manager unseals the key, so its start-up overlaps the host-TPM round
+ * trips), a readiness pipe (fd 4), stderr for its log, and its command
+ * line: state directory, sockets and sandbox identity. It runs in its own session so that it
  * outlives the manager: a restarted manager adopts it through the pid
  * file RUN/NAME.pid (pid and kernel start time, so a recycled pid is never
  * mistaken for it). Workers are watched through pidfds, which work for
@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,28 +162,26 @@ worker_describe_exit(int status, char *why, size_t why_len)
 	}
 }
 
-static void __attribute__((noreturn))
-worker_exec(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd)
+/*
+ * Spawns the worker with fds 0 and 1 on /dev/null, 3 the key pipe, 4 the
+ * readiness pipe (both above 4 here), stderr kept, nothing else, in its own
+ * session with default signals. posix_spawn (a vfork-like clone in glibc)
+ * rather than fork: the manager is not copied, so neither the copy nor
+ * the copy-on-write faults of the manager's next steps (the unseal, which
+ * runs while the worker starts) cost the start anything.
+ */
+static int
+worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd,
+    pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
 	char uid[16], gid[16];
 	const char *lvl[] = {"error", "warn", "info", "debug"};
 	const char *argv[32];
-	sigset_t none;
-	int n = 0, devnull;
-
-	setsid();
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	devnull = open("/dev/null", O_RDWR);
-	if (devnull != -1) {
-		dup2(devnull, 0);
-		dup2(devnull, 1);
-	}
-	if (dup2(keyfd, 3) == -1 || dup2(readyfd, 4) == -1)
-		_exit(127);
-	close_range(5, ~0U, 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	int n = 0, rc;
 
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(ctrl_ep, sizeof(ctrl_ep), "unix:%s", ctrl);
@@ -223,8 +222,30 @@ worker_exec(struct manager *m, struct vtpm *v, const char *state, int keyfd, int
 		argv[n++] = gid;
 	}
 	argv[n] = NULL;
-	execv(m->worker_exe[0] != '\0' ? m->worker_exe : m->self, (char *const *)argv);
-	_exit(127);
+
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+		return rc;
+	if ((rc = posix_spawnattr_init(&attr)) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return rc;
+	}
+	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, 0, 1)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, keyfd, 3)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, readyfd, 4)) == 0 &&
+	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 5)) == 0 &&
+	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                              POSIX_SPAWN_SETSIGDEF)) == 0 &&
+	    (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
+	    (rc = posix_spawnattr_setsigdefault(&attr, &dfl)) == 0)
+		rc = posix_spawn(pid, m->worker_exe[0] != '\0' ? m->worker_exe : m->self, &fa, &attr,
+		    (char *const *)argv, environ);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	return rc;
 }
 
 /* Waits for the worker's READY line. Returns 0, or -1 when it exited or
@@ -267,6 +288,22 @@ worker_write_pidfile(struct manager *m, const struct vtpm *v)
 		log_warn("%s", pidfile);
 }
 
+/* Moves *fd above min (close-on-exec kept). Returns 0 or -1. */
+static int
+worker_fd_above(int *fd, int min)
+{
+	int nfd;
+
+	if (*fd > min)
+		return 0;
+	nfd = fcntl(*fd, F_DUPFD_CLOEXEC, min + 1);
+	if (nfd == -1)
+		return -1;
+	close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
 /*
  * Starts v's worker process, which waits for its state key on the pipe
  * in *p: the caller unseals the key meanwhile (host-TPM round trips) and
@@ -280,6 +317,7 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *w
 	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
 	uid_t uid = m->cfg.worker_uid_base + v->slot;
 	pid_t pid;
+	int rc;
 
 	p->keyfd = p->readyfd = -1;
 	if (registry_path(&m->cfg, v->name, "state", state, sizeof(state)) == -1) {
@@ -300,14 +338,17 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *w
 		snprintf(why, why_len, "pipe: %s", strerror(errno));
 		goto fail;
 	}
-	pid = fork();
-	if (pid == -1) {
-		snprintf(why, why_len, "fork: %s", strerror(errno));
+	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
+	 * one with the other. */
+	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1) {
+		snprintf(why, why_len, "fcntl: %s", strerror(errno));
 		goto fail;
 	}
-	if (pid == 0) {
-		close(keyp[1]);
-		worker_exec(m, v, state, keyp[0], readyp[1]);
+	rc = worker_spawn(m, v, state, keyp[0], readyp[1], &pid);
+	if (rc != 0) {
+		snprintf(why, why_len, "spawn %s: %s",
+		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
+		goto fail;
 	}
 	close(keyp[0]);
 	close(readyp[1]);

@@ -31,6 +31,8 @@
 
 #include <swtpm/tpm_ioctl.h>
 
+#include <openssl/crypto.h>
+
 #include "vtpmd.h"
 
 #define CONN_INITIAL_CAP 8192
@@ -845,14 +847,13 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
 }
 
-/* Opens the store and checks the state that exists, before serving. */
+/* Reads the key and opens the store (its directory and lock): what needs
+ * the instance's privileges, before the sandbox. */
 static void
-instance_open_state(struct instance *in, const struct instance_opts *o)
+instance_open_store(struct instance *in, const struct instance_opts *o)
 {
-	uint8_t *key = NULL, *blob = NULL;
+	uint8_t *key = NULL;
 	enum store_err err;
-	size_t len = 0;
-	char why[512];
 
 	if (o->key_fd != -1) {
 		key = secret_alloc(STATE_KEY_LEN);
@@ -871,19 +872,35 @@ instance_open_state(struct instance *in, const struct instance_opts *o)
 		fatalx(EXIT_BUSY, "%s: state directory in use by another instance", o->state_dir);
 	if (in->store == NULL)
 		fatal(EXIT_RUNTIME, "%s: open state directory", o->state_dir);
+}
+
+/*
+ * Reads and checks the state that exists, before serving. This is input
+ * like any other (a worker taken over could have written it, with the key
+ * it holds), so it runs in the sandbox. Returns 0, or the exit status with
+ * the reason logged.
+ */
+static int
+instance_read_state(struct instance *in, const char *state_dir)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	char why[512];
 
 	switch (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, why,
 	    sizeof(why))) {
 	case STORE_OK:
-		log_info("%s: existing TPM state loaded", o->state_dir);
+		log_info("%s: existing TPM state loaded", state_dir);
 		break;
 	case STORE_ABSENT:
-		log_info("%s: no state yet: a new TPM will be manufactured", o->state_dir);
+		log_info("%s: no state yet: a new TPM will be manufactured", state_dir);
 		break;
 	case STORE_CORRUPT:
-		fatalx(EXIT_STATE, "%s; refusing to start (the file was left untouched)", why);
+		log_errorx("%s; refusing to start (the file was left untouched)", why);
+		return EXIT_STATE;
 	default:
-		fatalx(EXIT_RUNTIME, "%s", why);
+		log_errorx("%s", why);
+		return EXIT_RUNTIME;
 	}
 	/* Volatile state is checked now too, so a bad file stops us here. */
 	switch (store_get(in->store, STATE_VOLATILE, &blob, &len, why, sizeof(why))) {
@@ -895,10 +912,17 @@ instance_open_state(struct instance *in, const struct instance_opts *o)
 	case STORE_ABSENT:
 		break;
 	case STORE_CORRUPT:
-		fatalx(EXIT_STATE, "%s; refusing to start (the file was left untouched)", why);
+		log_errorx("%s; refusing to start (the file was left untouched)", why);
+		return EXIT_STATE;
 	default:
-		fatalx(EXIT_RUNTIME, "%s", why);
+		log_errorx("%s", why);
+		return EXIT_RUNTIME;
 	}
+	if (in->has_data_ep && instance_power_on(in, true) == -1) {
+		log_errorx("%s: TPM state could not be loaded; refusing to start", state_dir);
+		return EXIT_STATE;
+	}
+	return 0;
 }
 
 static void
@@ -964,7 +988,7 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	instance_open_state(in, o);
+	instance_open_store(in, o);
 	if (engine_select(in->tpm_version, &io) == -1)
 		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
 	in->ctrl_listen = instance_listen(in, &in->ctrl_ep);
@@ -986,7 +1010,9 @@ instance_startup_clear(struct instance *in)
 }
 
 /* Confines the instance (sandbox.c) when asked to; it holds its state
- * directory, lock and listeners by now and has read no input yet. */
+ * directory, lock and listeners by now and has read no input yet (its
+ * state included). OpenSSL's configuration, outside the sandbox's root,
+ * is read first. */
 static void
 instance_sandbox(const struct instance_opts *o)
 {
@@ -998,6 +1024,8 @@ instance_sandbox(const struct instance_opts *o)
 
 	if (o->sandbox_uid == 0)
 		return;
+	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
+		fatalx(EXIT_RUNTIME, "cannot initialise OpenSSL");
 	if (sandbox_enter(&sb) == -1)
 		fatal(EXIT_RUNTIME,
 		    "cannot enter the sandbox as %u:%u in %s (run as root, with "
@@ -1013,6 +1041,7 @@ instance_main(int argc, char **argv)
 	struct instance_opts o;
 	enum log_level level;
 	char tag[96], *dircopy;
+	int status;
 
 	instance_parse_args(argc, argv, &o);
 	if (log_parse_level(o.log_level, &level) == -1)
@@ -1026,10 +1055,16 @@ instance_main(int argc, char **argv)
 	secret_harden_process();
 
 	instance_setup(&in, &o);
-	if (in.has_data_ep && instance_power_on(&in, true) == -1)
-		fatalx(EXIT_STATE, "%s: TPM state could not be loaded; refusing to start",
-		    store_dir(in.store));
 	instance_sandbox(&o);
+	if ((status = instance_read_state(&in, o.state_dir)) != 0) {
+		/* A refused start leaves nothing (sandboxed, the paths are out
+		 * of reach: the manager removes them). */
+		if (o.sandbox_uid == 0) {
+			instance_unlink(&in.ctrl_ep, in.ctrl_listen);
+			instance_unlink(&in.data_ep, in.data_listen);
+		}
+		exit(status);
+	}
 	/* Ready once the state is loaded and the listeners are up: Startup
 	 * (and the state write it causes) runs before the first command is
 	 * read, while whoever waits for READY goes on. */

@@ -98,6 +98,17 @@ log_debug(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* An error the caller handles (fatalx's level, without the exit). */
+void
+log_errorx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+}
+
 /* fatal and fatalx end the process with status; only for start-up errors
  * and broken invariants. fatal appends strerror(errno). */
 void

@@ -3,7 +3,8 @@
  *
  * A worker opens everything it will ever need (its state directory, its
  * lock, its listening sockets) while it is still root, then calls
- * sandbox_enter before it reads any input. From then on it:
+ * sandbox_enter before it reads any input, its state files included (a
+ * worker taken over could have written them). From then on it:
  *   - sees only its own state directory (chroot; it keeps using the
  *     directory descriptor it opened before, which stays valid);
  *   - runs as an unprivileged numeric uid/gid with no supplementary

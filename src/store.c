@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct store {
 	int lockfd;
 	uint8_t *key; /* STATE_KEY_LEN bytes of secret memory, or NULL */
 	unsigned int tpm_version;
+	bool peeked; /* generation[] read from the files */
 	uint64_t generation[STORE_KINDS];
 };
 
@@ -59,19 +61,26 @@ store_encrypted(const struct store *st)
 	return st->key != NULL;
 }
 
-/* Continues each kind's generation numbering from the file on disk. The
- * header is only peeked at here; store_get authenticates it. */
+/* Continues each kind's generation numbering from the file on disk, at
+ * the first read or write (not at store_open: a sandboxed instance reads
+ * no file content before it is confined). The header is only peeked at
+ * here; store_get authenticates it. */
 static void
 store_peek_generations(struct store *st)
 {
 	uint8_t hdr[24];
+	struct stat sb;
 	int fd;
 
+	if (st->peeked)
+		return;
+	st->peeked = true;
 	for (int k = STATE_PERMANENT; k <= STATE_SAVESTATE; k++) {
-		fd = openat(st->dirfd, store_names[k], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = openat(st->dirfd, store_names[k], O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (fd == -1)
 			continue;
-		if (read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
 		    memcmp(hdr, "VTPMDST", 8) == 0) {
 			uint64_t g = 0;
 			for (int i = 16; i < 24; i++)
@@ -135,7 +144,6 @@ store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum s
 		memcpy(st->key, key, STATE_KEY_LEN);
 	}
 	store_sweep(st);
-	store_peek_generations(st);
 	*err = STORE_OK;
 	return st;
 fail:
@@ -172,7 +180,9 @@ store_slurp(struct store *st, const char *name, uint8_t **buf, size_t *len)
 	ssize_t n;
 	int fd, ret = -1;
 
-	fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO in its place fails the check below instead of
+	 * blocking the open. */
+	fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1)
 		return -1;
 	if (fstat(fd, &sb) == -1)
@@ -222,6 +232,7 @@ store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, c
 	size_t raw_len = 0;
 	uint64_t gen = 0;
 
+	store_peek_generations(st);
 	if (store_slurp(st, store_names[kind], &raw, &raw_len) == -1) {
 		if (errno == ENOENT)
 			return STORE_ABSENT;
@@ -266,16 +277,14 @@ store_write_all(int fd, const uint8_t *buf, size_t len)
 int
 store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len)
 {
-	struct statefile_info info = {
-		.kind = kind,
-		.tpm_version = st->tpm_version,
-		.generation = st->generation[kind] + 1,
-	};
+	struct statefile_info info = {.kind = kind, .tpm_version = st->tpm_version};
 	size_t enc_len = statefile_encoded_size(len, st->key != NULL);
 	char tmp[64];
 	uint8_t *enc;
 	int fd = -1, ret = -1, saved;
 
+	store_peek_generations(st);
+	info.generation = st->generation[kind] + 1;
 	if (len > STATEFILE_MAX_PAYLOAD) {
 		errno = EFBIG;
 		return -1;

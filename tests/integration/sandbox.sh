@@ -6,7 +6,8 @@
 # connecting to another instance, exec and root are out of reach. Then a
 # real `vtpmd instance --sandbox-uid/--sandbox-gid` (release and sanitizer
 # builds) serves tpm2-tools with the filter active, keeps its NV across a
-# restart, and refuses to start on a state directory it could not write.
+# restart, reads its state only once confined, and refuses to start on a
+# state directory it could not write.
 source "$(dirname "$0")/../lib.sh"
 PROBE=$TOP/build/sandbox-probe
 RELEASE_VTPMD=${RELEASE_VTPMD:-$TOP/build/vtpmd}
@@ -108,6 +109,28 @@ serve() {
 
 VTPMD=$RELEASE_VTPMD serve release
 serve san # lib.sh's $VTPMD: the sanitizer build
+
+note "the state is input too: read only once the sandbox is in force"
+# A worker taken over could write a state file that its next start parses
+# (it holds the key): the parse must not happen as root, unconfined. A
+# state file with one byte changed is refused from inside the sandbox.
+cp -a "$T/st-release" "$T/st-tampered"
+rm -f "$T/st-tampered/volatile.state"
+printf '\xff' | dd of="$T/st-tampered/permanent.state" bs=1 seek=100 conv=notrunc 2>/dev/null
+rc=0
+strace -f -o "$T/order.trace" -e trace=openat,seccomp,setresuid \
+	"$RELEASE_VTPMD" instance --state "$T/st-tampered" --data "unix:$T/t.sock" \
+	--ctrl "unix:$T/t.sock.ctrl" --plaintext-state --startup clear \
+	--sandbox-uid "$SB_UID" --sandbox-gid "$SB_GID" 2>"$T/t.err" || rc=$?
+assert_eq "$rc" 3 "exit status for tampered state read in the sandbox"
+assert_contains "$(cat "$T/t.err")" "refusing to start" "tampered state message"
+filter=$(grep -n 'seccomp(SECCOMP_SET_MODE_FILTER.* = 0$' "$T/order.trace" | head -n1 | cut -d: -f1)
+first_read=$(grep -n 'openat(.*"permanent.state", O_RDONLY' "$T/order.trace" | head -n1 | cut -d: -f1)
+[ -n "$filter" ] || fail "no seccomp filter installed: $(cat "$T/order.trace")"
+[ -n "$first_read" ] || fail "the state was never opened: $(cat "$T/order.trace")"
+[ "$first_read" -gt "$filter" ] ||
+	fail "permanent.state read (trace line $first_read) before the seccomp filter (line $filter)"
+rm -f "$T/t.sock" "$T/t.sock.ctrl"
 
 note "a state directory the sandbox uid cannot write is refused, clearly"
 mkdir "$T/rootowned"

@@ -364,6 +364,45 @@ test_generation_increments(void **state)
 	store_close(st);
 }
 
+/* A store whose first operation is a write continues the numbering too. */
+static void
+test_generation_continues_on_write(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t blob[] = {4, 5};
+	struct store *st;
+
+	st = open_ok(f, key, 2);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	store_close(st);
+	st = open_ok(f, key, 2);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_true(disk_generation(f, STATE_PERMANENT) == 3);
+	store_close(st);
+}
+
+/* A FIFO where a state file belongs neither blocks the open nor passes for
+ * state; a write replaces it. */
+static void
+test_fifo_refused(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t blob[] = {6};
+	struct store *st;
+	uint8_t *got = NULL;
+	size_t len = 0;
+	char why[256];
+
+	st = open_ok(f, key, 2);
+	assert_int_equal(mkfifo(file(f, "permanent.state"), 0600), 0);
+	assert_int_not_equal(store_get(st, STATE_PERMANENT, &got, &len, why, sizeof(why)), STORE_OK);
+	assert_null(got);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
+	store_close(st);
+}
+
 /* flock locks belong to the open file description, so a second store_open
  * in this same process is refused just as another process would be. */
 static void
@@ -709,6 +748,8 @@ main(void)
 	    T(test_max_blob),
 	    T(test_absent),
 	    T(test_generation_increments),
+	    T(test_generation_continues_on_write),
+	    T(test_fifo_refused),
 	    T(test_busy),
 	    T(test_open_error),
 	    T(test_leftover_tmp_removed),

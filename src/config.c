@@ -9,13 +9,21 @@
  * Keys: tcti, state-dir, run-dir, socket, pcrs, worker-uid-base,
  * approval-public-key, log-level. Errors name file:line. The text is
  * parsed from memory (config_parse_buffer), so that the parser can be
- * fuzzed without files.
+ * fuzzed without files. config_check then checks what syntax cannot show
+ * (the TCTI's module, the approval key, path lengths), still without
+ * touching the TPM, naming the line of each value it refuses.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <tss2/tss2_tctildr.h>
 
 #include "vtpmd.h"
 
@@ -134,6 +142,33 @@ config_set(struct config *cfg, const char *key, const char *value, char *why, si
 		snprintf(why, why_len, "expected a number (0 disables the sandbox)");
 		return -1;
 	}
+	if (strcmp(key, "socket-group") == 0) {
+		struct group gr, *found = NULL;
+		char buf[16384];
+		int rc;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (!isdigit((unsigned char)value[0]) || errno != 0 || *end != '\0') {
+			/* A name, resolved now: vtpmd -n and the start refuse a
+			 * group that does not exist; workers get the gid. */
+			rc = getgrnam_r(value, &gr, buf, sizeof(buf), &found);
+			if (found == NULL) {
+				snprintf(why, why_len, "no group '%s' on this host%s%s: create it "
+				    "(groupadd) or name the group QEMU runs as", value,
+				    rc != 0 ? ": " : "", rc != 0 ? strerror(rc) : "");
+				return -1;
+			}
+			v = found->gr_gid;
+		}
+		if (v != 0 && v < 0xfffffffful) {
+			cfg->socket_gid = (gid_t)v;
+			return 0;
+		}
+		snprintf(why, why_len, "expected a group name or a gid other than 0 (root's "
+		    "sockets need no group: leave socket-group unset)");
+		return -1;
+	}
 	if (strcmp(key, "log-level") == 0) {
 		if (log_parse_level(value, &cfg->log_level) == 0)
 			return 0;
@@ -157,24 +192,41 @@ config_trim(char *s)
 	return s;
 }
 
-/* One line's "key = value" (NUL-terminated, without its newline). Returns
- * the number of problems reported (0 or 1). */
+/* Splits a line (NUL-terminated, without its newline) in place into its
+ * trimmed key and value. Returns 0 with both set, 1 for a blank or comment
+ * line, -1 when there is no '='. */
 static int
-config_parse_line(const char *name, int lineno, char *line, struct config *cfg, FILE *errors)
+config_split(char *line, char **key, char **value)
 {
-	char why[256], *key, *value, *eq;
+	char *eq;
 
-	key = config_trim(line);
-	if (*key == '\0' || *key == '#')
+	*key = config_trim(line);
+	if (**key == '\0' || **key == '#')
+		return 1;
+	eq = strchr(*key, '=');
+	if (eq == NULL)
+		return -1;
+	*eq = '\0';
+	*key = config_trim(*key);
+	*value = config_trim(eq + 1);
+	return 0;
+}
+
+/* One line's "key = value" applied to cfg. Returns the number of problems
+ * reported (0 or 1). */
+static int
+config_parse_line(const char *name, int lineno, char *line, void *ctx, FILE *errors)
+{
+	struct config *cfg = ctx;
+	char why[256], *key, *value;
+	int rc = config_split(line, &key, &value);
+
+	if (rc == 1)
 		return 0;
-	eq = strchr(key, '=');
-	if (eq == NULL) {
+	if (rc == -1) {
 		fprintf(errors, "%s:%d: expected 'key = value'\n", name, lineno);
 		return 1;
 	}
-	*eq = '\0';
-	key = config_trim(key);
-	value = config_trim(eq + 1);
 	if (config_set(cfg, key, value, why, sizeof(why)) == -1) {
 		fprintf(errors, "%s:%d: %s: %s\n", name, lineno, key, why);
 		return 1;
@@ -182,15 +234,19 @@ config_parse_line(const char *name, int lineno, char *line, struct config *cfg, 
 	return 0;
 }
 
+/* What config_each_line calls for each line it can read: returns the
+ * number of problems it reported. */
+typedef int (*config_line_fn)(const char *name, int lineno, char *line, void *ctx, FILE *errors);
+
 /*
- * Parses the text of a configuration, len bytes at text (not necessarily
- * NUL-terminated), over the values already in cfg; name is what messages
- * call it. Lines end with '\n' (a last one may not); a line is at most
- * CONFIG_LINE_MAX bytes and holds no NUL byte. Every problem is reported
- * to errors as "name:line: reason". Returns the number of problems.
+ * Cuts len bytes at text (not necessarily NUL-terminated) into lines and
+ * calls fn on each, as a NUL-terminated copy without its newline. Lines
+ * end with '\n' (a last one may not); a line is at most CONFIG_LINE_MAX
+ * bytes and holds no NUL byte, else it is a problem reported to errors
+ * (when not NULL) as "name:line: reason". Returns the number of problems.
  */
-int
-config_parse_buffer(const char *name, const char *text, size_t len, struct config *cfg,
+static int
+config_each_line(const char *name, const char *text, size_t len, config_line_fn fn, void *ctx,
     FILE *errors)
 {
 	char line[CONFIG_LINE_MAX + 1];
@@ -203,20 +259,35 @@ config_parse_buffer(const char *name, const char *text, size_t len, struct confi
 		nl = memchr(p, '\n', (size_t)(end - p));
 		n = (size_t)((nl != NULL ? nl : end) - p);
 		if (n > CONFIG_LINE_MAX) {
-			fprintf(errors, "%s:%d: line longer than %d bytes\n", name, lineno,
-			    CONFIG_LINE_MAX);
+			if (errors != NULL)
+				fprintf(errors, "%s:%d: line longer than %d bytes\n", name, lineno,
+				    CONFIG_LINE_MAX);
 			problems++;
 		} else if (memchr(p, '\0', n) != NULL) {
-			fprintf(errors, "%s:%d: line holds a NUL byte\n", name, lineno);
+			if (errors != NULL)
+				fprintf(errors, "%s:%d: line holds a NUL byte\n", name, lineno);
 			problems++;
 		} else {
 			memcpy(line, p, n);
 			line[n] = '\0';
-			problems += config_parse_line(name, lineno, line, cfg, errors);
+			problems += fn(name, lineno, line, ctx, errors);
 		}
 		p = nl != NULL ? nl + 1 : end;
 	}
 	return problems;
+}
+
+/*
+ * Parses the text of a configuration, len bytes at text (not necessarily
+ * NUL-terminated), over the values already in cfg; name is what messages
+ * call it. Every problem is reported to errors as "name:line: reason"
+ * (config_each_line). Returns the number of problems.
+ */
+int
+config_parse_buffer(const char *name, const char *text, size_t len, struct config *cfg,
+    FILE *errors)
+{
+	return config_each_line(name, text, len, config_parse_line, cfg, errors);
 }
 
 /* Reads all of f, at most CONFIG_MAX_FILE bytes, into a malloc'd buffer.
@@ -287,4 +358,241 @@ config_load(const char *path, struct config *cfg, FILE *errors)
 	problems = config_parse_buffer(path, text, len, cfg, errors);
 	free(text);
 	return problems;
+}
+
+/*
+ * The checks beyond syntax. Each names where the value it refuses came
+ * from: the line of the file that set it last, the default, or the
+ * command line (which overrides the file).
+ */
+enum config_key {
+	CONFIG_TCTI,
+	CONFIG_STATE_DIR,
+	CONFIG_RUN_DIR,
+	CONFIG_SOCKET,
+	CONFIG_APPROVAL_PUBLIC,
+	CONFIG_NKEYS
+};
+static const char *const config_key_names[CONFIG_NKEYS] = {
+	"tcti", "state-dir", "run-dir", "socket", "approval-public-key",
+};
+
+static const char *
+config_value(const struct config *cfg, enum config_key k)
+{
+	switch (k) {
+	case CONFIG_TCTI: return cfg->tcti;
+	case CONFIG_STATE_DIR: return cfg->state_dir;
+	case CONFIG_RUN_DIR: return cfg->run_dir;
+	case CONFIG_SOCKET: return cfg->socket;
+	case CONFIG_APPROVAL_PUBLIC: return cfg->approval_public;
+	case CONFIG_NKEYS: break;
+	}
+	return "";
+}
+
+/* The file's values over the defaults, and the line that set each key
+ * (0: the file does not set it). */
+struct config_origin {
+	struct config file;
+	int line[CONFIG_NKEYS];
+};
+
+/* config_each_line's callback: records the line of each value applied. */
+static int
+config_origin_line(const char *name, int lineno, char *line, void *ctx, FILE *errors)
+{
+	struct config_origin *o = ctx;
+	char why[256], *key, *value;
+
+	if (config_split(line, &key, &value) != 0 ||
+	    config_set(&o->file, key, value, why, sizeof(why)) == -1)
+		return 0; /* reported by config_load */
+	for (int k = 0; k < CONFIG_NKEYS; k++)
+		if (strcmp(key, config_key_names[k]) == 0)
+			o->line[k] = lineno;
+	return 0;
+}
+
+/* One run of config_check: where the values came from, and the count of
+ * problems reported so far. */
+struct config_checker {
+	const char *path; /* the file read, or NULL */
+	const struct config *cfg;
+	struct config_origin o;
+	FILE *errors;
+	char why[768];
+	int problems;
+};
+
+/* Reports the problem in c->why with key k when rc is -1, saying where the
+ * value came from. */
+static void
+config_verdict(struct config_checker *c, enum config_key k, int rc)
+{
+	struct config defaults;
+	const char *value = config_value(c->cfg, k), *name = config_key_names[k];
+
+	if (rc != -1)
+		return;
+	c->problems++;
+	config_defaults(&defaults);
+	if (c->o.line[k] > 0 && strcmp(config_value(&c->o.file, k), value) == 0)
+		fprintf(c->errors, "%s:%d: %s: %s\n", c->path, c->o.line[k], name, c->why);
+	else if (strcmp(config_value(&defaults, k), value) == 0)
+		fprintf(c->errors, "%s%s%s (the default, %s): %s\n", c->path ? c->path : "",
+		    c->path ? ": " : "", name, value, c->why);
+	else
+		fprintf(c->errors, "command line: %s: %s\n", name, c->why);
+}
+
+/* Whether the TCTI's module (the part before ':') loads; the TPM is not
+ * contacted. Returns 0, or -1 with why. */
+static int
+config_check_tcti(const char *tcti, char *why, size_t why_len)
+{
+	char name[sizeof(((struct config *)0)->tcti)];
+	size_t n = strcspn(tcti, ":");
+	TSS2_TCTI_INFO *info = NULL;
+
+	if (n == 0 || n >= sizeof(name)) {
+		snprintf(why, why_len, "no TCTI module named before ':' (for example "
+		    "device:/dev/tpmrm0)");
+		return -1;
+	}
+	memcpy(name, tcti, n);
+	name[n] = '\0';
+	if (Tss2_TctiLdr_GetInfo(name, &info) != TSS2_RC_SUCCESS || info == NULL) {
+		snprintf(why, why_len, "cannot load the TCTI module '%s' (libtss2-tcti-%s.so.0): "
+		    "install it, or name another, such as device:/dev/tpmrm0", name, name);
+		return -1;
+	}
+	Tss2_TctiLdr_FreeInfo(&info);
+	return 0;
+}
+
+/* Whether path holds the administrator's approval key as vtpmd must hold
+ * it: a readable ECC P-256 public key (PEM) and no private key, so that
+ * vtpmd can never sign an approval itself. Returns 0, or -1 with why. */
+static int
+config_check_approval_key(const char *path, char *why, size_t why_len)
+{
+	struct approval_pub pub;
+	int is_private;
+
+	if (access(path, R_OK) == -1) {
+		snprintf(why, why_len, "cannot read %s: %s; name the PEM file of the "
+		    "administrator's public approval key", path, strerror(errno));
+		return -1;
+	}
+	is_private = approval_key_is_private(path);
+	if (is_private == 1) {
+		snprintf(why, why_len, "%s holds a PRIVATE key: give vtpmd only the public half "
+		    "(openssl pkey -in %s -pubout -out FILE.pub) and keep the private key with the "
+		    "administrator", path, path);
+		return -1;
+	}
+	if (is_private == -1 || approval_key_public(path, &pub) == -1) {
+		snprintf(why, why_len, "%s is not an ECC P-256 public key in PEM (make one with "
+		    "openssl pkey -in PRIVATE.pem -pubout -out FILE.pub)", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the directory path can be made: it exists as a directory, or its
+ * parent does. Returns 0, or -1 with why. */
+static int
+config_check_parent(const char *path, char *why, size_t why_len)
+{
+	char parent[sizeof(((struct config *)0)->state_dir)];
+	struct stat sb;
+	char *slash;
+
+	if (stat(path, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return 0;
+		snprintf(why, why_len, "%s exists and is not a directory", path);
+		return -1;
+	}
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (slash == NULL)
+		return 0;
+	*(slash == parent ? slash + 1 : slash) = '\0';
+	if (stat(parent, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return 0;
+	snprintf(why, why_len, "its parent directory %s does not exist: create it, or correct the "
+	    "path", parent);
+	return -1;
+}
+
+/* Whether the API socket, and the instances' sockets in run-dir, fit in a
+ * unix socket address. Returns 0, or -1 with why. */
+static int
+config_check_socket_len(const char *path, size_t room, char *why, size_t why_len)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+	if (strlen(path) + room <= max)
+		return 0;
+	if (room == 0)
+		snprintf(why, why_len, "%zu bytes, too long for a unix socket (at most %zu): "
+		    "choose a shorter path", strlen(path), max);
+	else
+		snprintf(why, why_len, "%zu bytes leaves no room for an instance's socket "
+		    "(DIR/NAME.sock.ctrl, at most %zu bytes): choose a shorter path", strlen(path),
+		    max);
+	return -1;
+}
+
+/* Records in c->o the line of the file that set each key. */
+static void
+config_origins(struct config_checker *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	config_defaults(&c->o.file);
+	if (c->path == NULL || (f = fopen(c->path, "re")) == NULL)
+		return;
+	if (config_read(f, &text, &len) == 0) {
+		config_each_line(c->path, text, len, config_origin_line, &c->o, NULL);
+		free(text);
+	}
+	fclose(f);
+}
+
+/*
+ * Checks what the syntax cannot show, without contacting the TPM: the
+ * TCTI's module loads, approval-public-key is a readable public key (and
+ * not a private one), the sockets fit in a unix socket address and, unless
+ * starting (vtpmd makes missing directories), the parents of state-dir and
+ * run-dir exist. cfg holds the values in use (the file's, and the command
+ * line's over them); path is the file read, or NULL. Every problem is
+ * reported to errors, as "path:line: key: reason" when the file set the
+ * value. Returns the number of problems.
+ */
+int
+config_check(const char *path, const struct config *cfg, bool starting, FILE *errors)
+{
+	struct config_checker c = {.path = path, .cfg = cfg, .errors = errors};
+
+	config_origins(&c);
+	config_verdict(&c, CONFIG_TCTI, config_check_tcti(cfg->tcti, c.why, sizeof(c.why)));
+	if (cfg->approval_public[0] != '\0')
+		config_verdict(&c, CONFIG_APPROVAL_PUBLIC,
+		    config_check_approval_key(cfg->approval_public, c.why, sizeof(c.why)));
+	config_verdict(&c, CONFIG_SOCKET,
+	    config_check_socket_len(cfg->socket, 0, c.why, sizeof(c.why)));
+	config_verdict(&c, CONFIG_RUN_DIR,
+	    config_check_socket_len(cfg->run_dir, strlen("/x.sock.ctrl"), c.why, sizeof(c.why)));
+	if (!starting) {
+		config_verdict(&c, CONFIG_STATE_DIR,
+		    config_check_parent(cfg->state_dir, c.why, sizeof(c.why)));
+		config_verdict(&c, CONFIG_RUN_DIR,
+		    config_check_parent(cfg->run_dir, c.why, sizeof(c.why)));
+	}
+	return c.problems;
 }

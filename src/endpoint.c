@@ -145,7 +145,9 @@ endpoint_unix_stale(const struct endpoint *ep, const struct sockaddr *sa, sockle
  * Returns a listening, non-blocking, close-on-exec socket for ep, or -1
  * with errno (EADDRINUSE when another process serves it, EEXIST when the
  * path holds something other than a socket). A stale unix socket (nobody
- * accepting) is replaced; a live one is not.
+ * accepting) is replaced; a live one is not. A unix socket's file is left
+ * mode 0600, for its creator only; a caller that serves another user
+ * widens it after this returns (instance.c's --socket-group).
  */
 int
 endpoint_listen(const struct endpoint *ep)

@@ -31,6 +31,7 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
+#include "credential.h"
 #include "vtpmd.h"
 #include "hwtpm_private.h"
 
@@ -290,12 +291,114 @@ hwtpm_disconnect(struct hwtpm *hw)
 	hw->esys = NULL;
 	hw->sys = NULL;
 	hw->srk = hw->session = ESYS_TR_NONE;
-	hwtpm_policy_end(hw, false);
+	hwtpm_session_end(hw, &hw->policy, false);
+	hwtpm_session_end(hw, &hw->seal, false);
 	hw->pending = 0;
 	hw->have_ticket = false;
 	memset(hw->ek, 0, sizeof(hw->ek));
 	memset(&hw->ck, 0, sizeof(hw->ck));
 	memset(&hw->bk, 0, sizeof(hw->bk));
+}
+
+/*
+ * Whether the TPM is software (no hardware protection), from what it says
+ * it is: the manufacturers of software TPMs (libtpms, which swtpm and
+ * vtpmd's own vTPMs run, reports "IBM"; Microsoft's and Google's virtual
+ * TPMs "MSFT" and "GOOG") or a vendor string beginning "SW". A TPM that
+ * cannot be asked is taken for software.
+ */
+static bool
+hwtpm_is_software(struct hwtpm *hw)
+{
+	static const uint32_t software[] = {0x49424d00 /* IBM */, 0x4d534654 /* MSFT */,
+	    0x474f4f47 /* GOOG */};
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	bool sw = true;
+
+	if (Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	        TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 2, &more, &cap) != TSS2_RC_SUCCESS)
+		return true;
+	for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
+		const TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
+
+		if (p->property == TPM2_PT_MANUFACTURER) {
+			sw = false;
+			for (size_t k = 0; k < sizeof(software) / sizeof(software[0]); k++)
+				sw = sw || p->value == software[k];
+		} else if (p->property == TPM2_PT_VENDOR_STRING_1 && (p->value >> 16) == 0x5357) {
+			sw = true; /* "SW" */
+		}
+	}
+	Esys_Free(cap);
+	return sw;
+}
+
+/*
+ * Compares the SRK's Name with the one pinned in hw->pin_path, or pins it
+ * there when there is none yet (the first start). Sessions are salted to
+ * the SRK's public key as the TPM reports it; the pin makes sure that
+ * key stays the one of the TPM that sealed the vTPMs, not one that a TPM
+ * cleared or replaced, or something answering in the TPM's place, offers.
+ * Returns 0, or -1 (hwtpm_error).
+ */
+static int
+hwtpm_check_pin(struct hwtpm *hw)
+{
+	uint8_t pub[sizeof(TPM2B_PUBLIC)], name[CREDENTIAL_NAME_LEN], *pinned = NULL;
+	char hex[2 * CREDENTIAL_NAME_LEN + 2];
+	size_t len = 0, pinned_len = 0;
+	char why[700];
+	int ret = -1;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
+	    credential_public_name(pub, len, name) == -1) {
+		hwtpm_seterr("compute the SRK's Name", 0);
+		return -1;
+	}
+	hex_encode(name, sizeof(name), hex);
+	hex[2 * sizeof(name)] = '\n';
+	hex[2 * sizeof(name) + 1] = '\0';
+	if (fileio_read(hw->pin_path, sizeof(hex), &pinned, &pinned_len) == -1) {
+		if (errno != ENOENT) {
+			snprintf(why, sizeof(why), "%s: %s", hw->pin_path, strerror(errno));
+			hwtpm_seterr(why, 0);
+			return -1;
+		}
+		if (fileio_write_atomic(hw->pin_path, hex, strlen(hex), 0600) == -1) {
+			snprintf(why, sizeof(why), "pin the SRK in %s: %s", hw->pin_path,
+			    strerror(errno));
+			hwtpm_seterr(why, 0);
+			return -1;
+		}
+		log_info("host TPM: SRK Name %.16s… pinned in %s", hex, hw->pin_path);
+		return 0;
+	}
+	if (pinned_len == strlen(hex) && memcmp(pinned, hex, pinned_len) == 0) {
+		ret = 0;
+	} else {
+		snprintf(why, sizeof(why),
+		    "the host TPM's storage root key (Name %.16s…) is not the one pinned in %s: "
+		    "the TPM was cleared or replaced, or something answers in its place; vTPMs "
+		    "sealed before cannot start. If the TPM was replaced on purpose, remove %s",
+		    hex, hw->pin_path, hw->pin_path);
+		hwtpm_seterr(why, 0);
+	}
+	free(pinned);
+	return ret;
+}
+
+/* Pins the SRK (see hwtpm_check_pin) in path, now and at every
+ * reconnection. Returns 0, or -1 (hwtpm_error). */
+int
+hwtpm_pin_srk(struct hwtpm *hw, const char *path)
+{
+	if (snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", path) >= (int)sizeof(hw->pin_path)) {
+		hw->pin_path[0] = '\0';
+		hwtpm_seterr("SRK pin path too long", 0);
+		return -1;
+	}
+	return hwtpm_check_pin(hw);
 }
 
 /* Talks to the TPM behind hw->tcti: Startup, stale handles flushed, the
@@ -324,7 +427,10 @@ hwtpm_connect(struct hwtpm *hw)
 		goto fail;
 	}
 	hwtpm_flush_leftovers(hw);
+	hw->simulator = hw->software_tcti || hwtpm_is_software(hw);
 	if (hwtpm_find_srk(hw) == -1)
+		goto fail;
+	if (hw->pin_path[0] != '\0' && hwtpm_check_pin(hw) == -1)
 		goto fail;
 	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
 		goto fail;
@@ -348,7 +454,8 @@ hwtpm_open(const char *tcti_conf)
 	struct hwtpm *hw;
 	TSS2_RC rc;
 
-	hw = calloc(1, sizeof(*hw));
+	/* Secret memory: it holds session keys. */
+	hw = secret_alloc(sizeof(*hw));
 	if (hw == NULL) {
 		hwtpm_seterr("out of memory", 0);
 		return NULL;
@@ -357,11 +464,12 @@ hwtpm_open(const char *tcti_conf)
 	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr("open TCTI", rc);
-		free(hw);
+		secret_free(hw, sizeof(*hw));
 		return NULL;
 	}
 	hwtpm_tcti_wrap(&hw->tcti, inner);
-	hw->simulator = strncmp(tcti_conf, "device", 6) != 0 && strcmp(tcti_conf, "") != 0;
+	/* A simulator's TCTI says so; anything else says what it is. */
+	hw->software_tcti = strncmp(tcti_conf, "swtpm", 5) == 0 || strncmp(tcti_conf, "mssim", 5) == 0;
 	if (hwtpm_connect(hw) == -1) {
 		hwtpm_close(hw);
 		return NULL;
@@ -414,7 +522,7 @@ hwtpm_close(struct hwtpm *hw)
 		return;
 	if (hw->esys != NULL) {
 		hwtpm_flush_pending(hw);
-		hwtpm_policy_end(hw, true);
+		hwtpm_session_end(hw, &hw->policy, true);
 		if (hw->session != ESYS_TR_NONE)
 			Esys_FlushContext(hw->esys, hw->session);
 	}
@@ -422,8 +530,7 @@ hwtpm_close(struct hwtpm *hw)
 	inner = hw->tcti.inner;
 	if (inner != NULL)
 		Tss2_TctiLdr_Finalize(&inner);
-	OPENSSL_cleanse(hw, sizeof(*hw));
-	free(hw);
+	secret_free(hw, sizeof(*hw));
 }
 
 bool
@@ -607,79 +714,6 @@ hwtpm_policy_authorize(const struct approval_pub *pub, uint8_t policy[HWTPM_DIGE
 		return -1;
 	return hwtpm_sha256(mid, sizeof(mid), (const uint8_t *)APPROVAL_POLICY_REF,
 	    strlen(APPROVAL_POLICY_REF), policy);
-}
-
-/*
- * Seals secret (at most HWTPM_SEALED_MAX bytes) under the SRK with
- * auth_policy (from hwtpm_policy_authorize). The secret crosses the bus
- * encrypted (salted session, decrypt attribute).
- * On success *blob is a malloc'd, non-secret serialisation of the sealed
- * object (TPM2B_PUBLIC || TPM2B_PRIVATE) to keep beside the state.
- */
-int
-hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
-    const uint8_t auth_policy[HWTPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len)
-{
-	TPM2B_SENSITIVE_CREATE sens = {0};
-	TPM2B_PUBLIC tmpl = {0}, *pub = NULL;
-	TPM2B_PRIVATE *priv = NULL;
-	TPML_PCR_SELECTION nopcr = {0};
-	TPM2B_DATA noinfo = {0};
-	size_t cap = sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE), off = 0;
-	uint8_t *out = NULL;
-	TSS2_RC rc;
-	int ret = -1;
-
-	if (hwtpm_enter(hw) == -1)
-		return -1;
-	if (secret_len > HWTPM_SEALED_MAX) {
-		hwtpm_seterr("secret too large to seal", 0);
-		return -1;
-	}
-	sens.sensitive.data.size = (UINT16)secret_len;
-	memcpy(sens.sensitive.data.buffer, secret, secret_len);
-	tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
-	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-	/*
-	 * No userWithAuth: only a policy session can unseal (USER role).
-	 * No adminWithPolicy: the ADMIN role is authorized by the empty
-	 * authValue, so that the CK can TPM2_Certify the object (Certify
-	 * needs ADMIN; with adminWithPolicy it would need a policy session
-	 * with PolicyCommandCode(Certify), which PolicyAuthorize of an
-	 * approved PCR policy cannot satisfy without a second approval).
-	 * Whoever has the (non-secret) blob and the host TPM can thus certify
-	 * it, which reveals only its Name, or ObjectChangeAuth it, which makes
-	 * a copy that still unseals only with the policy. Unseal is unchanged.
-	 */
-	tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	    TPMA_OBJECT_NODA;
-	tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
-	tmpl.publicArea.authPolicy.size = HWTPM_DIGEST_LEN;
-	memcpy(tmpl.publicArea.authPolicy.buffer, auth_policy, HWTPM_DIGEST_LEN);
-
-	rc = Esys_Create(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
-	    &noinfo, &nopcr, &priv, &pub, NULL, NULL, NULL);
-	OPENSSL_cleanse(&sens, sizeof(sens));
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("seal state key", rc);
-		goto out;
-	}
-	out = malloc(cap);
-	if (out == NULL ||
-	    Tss2_MU_TPM2B_PUBLIC_Marshal(pub, out, cap, &off) != TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, out, cap, &off) != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("serialise sealed key", 0);
-		goto out;
-	}
-	*blob = out;
-	*blob_len = off;
-	out = NULL;
-	ret = 0;
-out:
-	free(out);
-	Esys_Free(pub);
-	Esys_Free(priv);
-	return ret;
 }
 
 /* Has the host TPM check an approval signature once; the ticket it returns

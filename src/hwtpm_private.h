@@ -26,8 +26,8 @@ struct hwtpm_tcti {
 	unsigned long commands;
 };
 
-/* The unseal's policy session (hwtpm_unseal.c), kept across starts. */
-struct hwtpm_policy {
+/* A session of hwtpm_seal.c, whose cryptography vtpmd does itself. */
+struct hwtpm_session {
 	TPM2_HANDLE handle;		/* 0: none */
 	uint8_t key[HWTPM_DIGEST_LEN];	/* sessionKey: secret */
 	TPM2B_NONCE nonce_tpm;		/* the TPM's last nonce */
@@ -36,13 +36,15 @@ struct hwtpm_policy {
 struct hwtpm {
 	struct hwtpm_tcti tcti;
 	ESYS_CONTEXT *esys;
-	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_unseal.c */
+	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_seal.c */
 	ESYS_TR srk;
 	TPM2B_PUBLIC srk_pub;
 	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
-	struct hwtpm_policy policy;
+	struct hwtpm_session policy; /* the unseal's, kept across starts */
+	struct hwtpm_session seal;   /* a seal's, for its one command */
 	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
-	bool simulator;
+	bool software_tcti; /* the TCTI is a simulator's (swtpm, mssim) */
+	bool simulator;	    /* ... or the TPM says it is software */
 	/* The last verified approval, so it is checked by the TPM once. */
 	bool have_ticket;
 	uint8_t ticket_policy[HWTPM_DIGEST_LEN];
@@ -51,6 +53,7 @@ struct hwtpm {
 	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
 	struct hwtpm_pkey ek[2], ck, bk;
 	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
+	char pin_path[4096];	/* where the SRK's Name is pinned, or "" */
 };
 
 /* hwtpm.c */
@@ -63,8 +66,8 @@ int hwtpm_enter(struct hwtpm *hw);
 int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap);
 extern const TPMT_SYM_DEF hwtpm_aes_cfb;
 
-/* hwtpm_unseal.c */
-void hwtpm_policy_end(struct hwtpm *hw, bool flush);
+/* hwtpm_seal.c */
+void hwtpm_session_end(struct hwtpm *hw, struct hwtpm_session *s, bool flush);
 /* A host-TPM command that takes longer is taken for a lost TPM (RSA key
  * generation on a slow TPM takes seconds). */
 #define HWTPM_TIMEOUT_MS 60000

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +57,7 @@ instance_usage(FILE *f)
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
 	    "                      [--log-level error|warn|info|debug]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
+	    "                      [--socket-group GID]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -82,6 +84,12 @@ instance_usage(FILE *f)
 	    "                     allow-list, before reading any input; the directory and\n"
 	    "                     its files must belong to that uid. Its socket files are\n"
 	    "                     then left for whoever started it to remove\n"
+	    "  --socket-group GID\n"
+	    "                     give the unix: sockets to numeric group GID, mode 0660,\n"
+	    "                     as soon as they are bound (before the sandbox), so that\n"
+	    "                     a client in that group (QEMU running as libvirt-qemu)\n"
+	    "                     can connect; needs root or membership of GID. Without\n"
+	    "                     it the sockets are 0600, for their creator only\n"
 	    "  --io-timeout MS    (default 10000) a client that sends part of a request and\n"
 	    "                     stalls is disconnected once MS have passed since the\n"
 	    "                     request's first byte (nothing of it runs); a client\n"
@@ -726,6 +734,7 @@ struct instance_opts {
 	int io_timeout_ms;
 	bool plaintext;
 	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
+	unsigned int socket_gid; /* group of the unix sockets (0660); 0: owner only (0600) */
 };
 
 static int
@@ -787,6 +796,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"sandbox-uid", required_argument, NULL, 'U'},
 		{"sandbox-gid", required_argument, NULL, 'G'},
 		{"io-timeout", required_argument, NULL, 'T'},
+		{"socket-group", required_argument, NULL, 'g'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -809,6 +819,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'l': o->log_level = optarg; break;
 		case 'U': o->sandbox_uid = instance_parse_id("--sandbox-uid", optarg); break;
 		case 'G': o->sandbox_gid = instance_parse_id("--sandbox-gid", optarg); break;
+		case 'g': o->socket_gid = instance_parse_id("--socket-group", optarg); break;
 		case 'k':
 			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
@@ -845,6 +856,11 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
 	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
+	if (o->socket_gid != 0 && (strncmp(o->ctrl, "unix:", 5) != 0 ||
+	    (o->data != NULL && strncmp(o->data, "unix:", 5) != 0)))
+		fatalx(EXIT_USAGE, "--socket-group sets a socket file's group: it needs unix: "
+		    "addresses for --ctrl and --data (a tcp: port has no group; bind it to "
+		    "127.0.0.1 or firewall it instead)");
 }
 
 /* Reads the key and opens the store (its directory and lock): what needs
@@ -932,16 +948,42 @@ instance_unlink(const struct endpoint *ep, int listen_fd)
 		unlink(ep->path);
 }
 
-/* Listens on ep, or exits; a control socket made just before is removed
- * first, so that a start refused for its data address leaves nothing. */
+/*
+ * Gives the unix socket at ep (endpoint_listen left it 0600, its
+ * creator's) to group gid with mode 0660: connecting needs write
+ * permission, so a client of that group that is not the creator (QEMU
+ * running as libvirt-qemu) can connect, and others cannot. The path is
+ * changed, not the descriptor: a socket's file and its descriptor are two
+ * inodes. Returns 0, or -1 with errno.
+ */
 static int
-instance_listen(struct instance *in, const struct endpoint *ep)
+instance_share_socket(const struct endpoint *ep, gid_t gid)
+{
+	if (lchown(ep->path, (uid_t)-1, gid) == -1)
+		return -1;
+	return chmod(ep->path, 0660);
+}
+
+/* Listens on ep (its socket file given to socket_gid unless 0), or exits;
+ * a control socket made just before is removed first, so that a start
+ * refused for its data address leaves nothing. */
+static int
+instance_listen(struct instance *in, const struct endpoint *ep, unsigned int socket_gid)
 {
 	char addr[160];
 	int fd, saved;
 
 	endpoint_format(ep, addr, sizeof(addr));
 	fd = endpoint_listen(ep);
+	if (fd != -1 && socket_gid != 0 && instance_share_socket(ep, (gid_t)socket_gid) == -1) {
+		saved = errno;
+		close(fd);
+		unlink(ep->path);
+		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
+		errno = saved;
+		fatal(EXIT_RUNTIME, "%s: cannot give the socket to group %u, mode 0660 (run as "
+		    "root, or as a member of that group)", addr, socket_gid);
+	}
 	if (fd == -1) {
 		saved = errno;
 		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
@@ -951,7 +993,7 @@ instance_listen(struct instance *in, const struct endpoint *ep)
 		fatalx(EXIT_BUSY, "%s: address in use", addr);
 	if (fd == -1)
 		fatal(EXIT_RUNTIME, "%s: listen", addr);
-	log_debug("listening on %s", addr);
+	log_debug("listening on %s%s", addr, socket_gid != 0 ? " (group-shared, 0660)" : "");
 	return fd;
 }
 
@@ -991,9 +1033,9 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	instance_open_store(in, o);
 	if (engine_select(in->tpm_version, &io) == -1)
 		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
-	in->ctrl_listen = instance_listen(in, &in->ctrl_ep);
+	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o->socket_gid);
 	if (in->has_data_ep)
-		in->data_listen = instance_listen(in, &in->data_ep);
+		in->data_listen = instance_listen(in, &in->data_ep, o->socket_gid);
 }
 
 /* Startup(CLEAR) at start, in data-channel mode when asked (--startup

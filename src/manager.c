@@ -116,6 +116,55 @@ manager_host_tpm_recover(struct manager *m)
 	return false;
 }
 
+/* The command that approves the host's present configuration: vtpmd
+ * signs it with the key it holds, or the administrator signs it with the
+ * private key when vtpmd holds only the public one. */
+static const char *
+manager_approve_advice(const struct manager *m)
+{
+	return m->policy.private_held
+	    ? "vtpmctl policy approve --current"
+	    : "vtpmctl policy approve --current --key FILE (the administrator's private key)";
+}
+
+/*
+ * A refusal to unseal, as one message that fits an instance's error: the
+ * cause (cut to fit, never the advice), then how to approve the host's
+ * configuration. manager_refusal_room is the room left for the cause,
+ * without its NUL.
+ */
+#define MANAGER_REFUSAL "refusing to unseal the state key: "
+
+static void
+manager_refusal_advice(const struct manager *m, char *buf, size_t len)
+{
+	snprintf(buf, len, ". If this host change is expected, approve it: %s.",
+	    manager_approve_advice(m));
+}
+
+static size_t
+manager_refusal_room(const struct manager *m)
+{
+	char advice[200];
+	size_t used;
+
+	manager_refusal_advice(m, advice, sizeof(advice));
+	used = strlen(MANAGER_REFUSAL) + strlen(advice);
+	return used < sizeof(((struct vtpm *)0)->error) - 1
+	    ? sizeof(((struct vtpm *)0)->error) - 1 - used
+	    : 0;
+}
+
+static void
+manager_refusal(const struct manager *m, const char *cause, char *why, size_t why_len)
+{
+	char advice[200];
+
+	manager_refusal_advice(m, advice, sizeof(advice));
+	snprintf(why, why_len, "%s%.*s%s", MANAGER_REFUSAL, (int)manager_refusal_room(m), cause,
+	    advice);
+}
+
 /* Unseals v's state key into sealed (secret memory), under the approval
  * of the host PCR values (fresh reads when fresh is true). Returns 0, -1
  * with v's state and error set, or HWTPM_ERR_POLICY when cached values may
@@ -142,10 +191,10 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 	if (e == NULL && !fresh)
 		return HWTPM_ERR_POLICY;
 	if (e == NULL) {
-		char explain[400];
-		policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain, sizeof(explain));
-		snprintf(why, sizeof(why), "refusing to unseal the state key: %s if this host "
-		    "change is expected, run 'vtpmctl policy approve --current'", explain);
+		char explain[sizeof(v->error)];
+		policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain,
+		    manager_refusal_room(m) + 1);
+		manager_refusal(m, explain, why, sizeof(why));
 		manager_set_error(v, VTPM_REFUSED, why);
 		return -1;
 	}
@@ -167,7 +216,7 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 		return -1;
 	}
 	if (rc == HWTPM_ERR_POLICY) {
-		snprintf(why, sizeof(why), "refusing to unseal the state key: %s", hwtpm_error());
+		manager_refusal(m, hwtpm_error(), why, sizeof(why));
 		manager_set_error(v, VTPM_REFUSED, why);
 		return -1;
 	}
@@ -690,16 +739,19 @@ manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
 		fatalx(EXIT_USAGE, "unexpected argument: %s (see --help)", argv[optind]);
 	if (*check_only && config == NULL)
 		fatalx(EXIT_USAGE, "-n checks a configuration file: give --config FILE");
-	if (config != NULL) {
-		problems = config_load(config, cfg, stderr);
-		if (problems != 0)
-			fatalx(EXIT_USAGE, "%s: %s", config,
-			    problems < 0 ? "cannot be read" : "invalid configuration (see above)");
-	}
+	problems = config != NULL ? config_load(config, cfg, stderr) : 0;
+	if (problems < 0)
+		fatalx(EXIT_USAGE, "%s: cannot be read", config);
 	/* Command-line options override the file. */
 	for (int i = 0; i < nset; i++)
 		if (config_set(cfg, keys[i], vals[i], why, sizeof(why)) == -1)
 			fatalx(EXIT_USAGE, "--%s: %s", keys[i], why);
+	/* What syntax cannot show (the TCTI's module, the approval key, path
+	 * lengths), checked at every start as well as by -n. */
+	problems += config_check(config, cfg, !*check_only, stderr);
+	if (problems != 0)
+		fatalx(EXIT_USAGE, "%s: invalid configuration (see above)",
+		    config != NULL ? config : "command line");
 	if (*check_only) {
 		printf("%s: configuration OK\n", config);
 		exit(EXIT_OK);
@@ -767,6 +819,24 @@ manager_resume(struct manager *m)
 	}
 }
 
+/*
+ * Workers are sandboxed (chroot, their own uid) only when vtpmd runs as
+ * root. Without root, vtpmd refuses to start unless the configuration says
+ * worker-uid-base = 0 (its default is not 0): running workers unconfined is
+ * then a choice, and only logged.
+ */
+static void
+manager_check_sandbox(const struct config *cfg)
+{
+	if (cfg->worker_uid_base != 0 && geteuid() != 0)
+		fatalx(EXIT_USAGE, "vtpmd is not root (uid %u), so its workers cannot be sandboxed "
+		    "(chroot, own uid): run vtpmd as root, or set worker-uid-base = 0 to run "
+		    "workers unconfined", (unsigned int)geteuid());
+	if (cfg->worker_uid_base == 0)
+		log_warnx("workers run without a sandbox (worker-uid-base = 0%s): no chroot, no "
+		    "uid of their own", geteuid() != 0 ? ", and vtpmd is not root" : "");
+}
+
 /* Workers run vtpmd-instance from this executable's directory when it is
  * there (it maps fewer libraries), else this executable's instance mode. */
 static void
@@ -789,17 +859,20 @@ manager_main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = manager_on_signal};
 	struct manager m = {.lockfd = -1};
-	char why[512];
+	char why[512], path[PATH_MAX];
 	sigset_t block;
 	ssize_t n;
 
 	config_defaults(&m.cfg);
 	log_init("vtpmd", LOG_LEVEL_INFO);
+	/* tpm2-tss would log each expected TPM error; vtpmd reports its own. */
+	setenv("TSS2_LOG", "all+none", 0);
 	{
 		bool check_only;
 		manager_parse_args(argc, argv, &m.cfg, &check_only);
 	}
 	log_init("vtpmd", m.cfg.log_level);
+	manager_check_sandbox(&m.cfg);
 	secret_harden_process();
 	n = readlink("/proc/self/exe", m.self, sizeof(m.self) - 1);
 	if (n <= 0)
@@ -815,8 +888,6 @@ manager_main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	/* tpm2-tss would log each expected TPM error; vtpmd reports its own. */
-	setenv("TSS2_LOG", "all+none", 0);
 
 	manager_dirs(&m);
 	m.hw = hwtpm_open(m.cfg.tcti);
@@ -826,9 +897,9 @@ manager_main(int argc, char **argv)
 	if (hwtpm_is_simulator(m.hw))
 		log_warnx("host TPM %s is a simulator: it provides NO hardware protection",
 		    m.cfg.tcti);
-	if (m.cfg.worker_uid_base == 0 || geteuid() != 0)
-		log_warnx("workers run without a sandbox (%s)",
-		    geteuid() != 0 ? "vtpmd is not root" : "worker-uid-base is 0");
+	snprintf(path, sizeof(path), "%s/srk.name", m.cfg.state_dir);
+	if (hwtpm_pin_srk(m.hw, path) == -1)
+		fatalx(EXIT_RUNTIME, "host TPM %s: %s", m.cfg.tcti, hwtpm_error());
 	if (policy_load(&m, why, sizeof(why)) == -1)
 		fatalx(EXIT_RUNTIME, "%s", why);
 	if (enrol_load(&m, why, sizeof(why)) == -1)

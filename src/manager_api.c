@@ -56,6 +56,13 @@ api_list(struct manager *m)
 	return api_ok(200, json_pack("{s:o}", "instances", arr));
 }
 
+static struct api_response
+api_invalid_name(void)
+{
+	return api_error(400, "invalid instance name",
+	    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+}
+
 /* The HTTP status of an enrolment or provisioning failure. */
 static int
 api_enrol_status(enum enrol_err err)
@@ -144,10 +151,10 @@ api_create(struct manager *m, const struct api_request *req)
 	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o}", "name", &name, "tpm", &tpm,
 		"start", &start, "ek", &ek) != 0 || (ek != NULL && !json_is_array(ek)))
 		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
-				      "\"start\": true|false, \"ek\": [TYPE, ...]}", "see docs/api.md");
+				      "\"start\": true|false, \"ek\": [TYPE, ...]}",
+		    "send a JSON object with at least a name, for example {\"name\": \"vm-a\"}");
 	if (!registry_valid_name(name))
-		return api_error(400, "invalid instance name",
-		    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+		return api_invalid_name();
 	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
 		return api_error(400, "tpm must be \"2.0\" or \"1.2\"", "omit it for TPM 2.0");
 	version = strcmp(tpm, "1.2") == 0 ? 1 : 2;
@@ -171,9 +178,36 @@ api_create(struct manager *m, const struct api_request *req)
 	}
 	if (set == 0 && start && manager_start(m, v, why, sizeof(why)) == -1) {
 		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
-		    "the instance was created; start it with 'vtpmctl start' once fixed");
+		    v->state == VTPM_REFUSED
+		        ? "the instance was created; it starts by itself once the host configuration "
+		          "is approved"
+		        : "the instance was created; start it with 'vtpmctl start' once fixed (see "
+		          "vtpmd's log)");
 	}
 	return api_ok(201, api_instance_json(m, v));
+}
+
+/* The hint of a refused start: how to approve the host's configuration. */
+static const char *
+api_approve_hint(const struct manager *m)
+{
+	return m->policy.private_held
+	    ? "approve the host configuration if the change is expected: vtpmctl policy approve "
+	      "--current"
+	    : "approve the host configuration if the change is expected, with the administrator's "
+	      "private key: vtpmctl policy approve --current --key FILE";
+}
+
+/* The answer when an instance's desired state cannot be written. */
+static struct api_response
+api_record_failed(const struct vtpm *v)
+{
+	char error[512];
+
+	snprintf(error, sizeof(error), "cannot record the desired state of %s in its "
+	    "instance.json: %s", v->name, strerror(errno));
+	return api_error(500, error, "check that the state directory is writable and not full, "
+	    "then retry");
 }
 
 static struct api_response
@@ -185,7 +219,7 @@ api_action(struct manager *m, struct vtpm *v, const char *action)
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
 		v->desired_running = strcmp(action, "restart") == 0;
 		if (registry_save(&m->cfg, v) == -1)
-			return api_error(500, "cannot record the desired state", strerror(errno));
+			return api_record_failed(v);
 		manager_stop(m, v);
 		if (strcmp(action, "stop") == 0)
 			return api_ok(200, api_instance_json(m, v));
@@ -197,28 +231,96 @@ api_action(struct manager *m, struct vtpm *v, const char *action)
 	v->backoff_ms = 0;
 	rc = manager_start(m, v, why, sizeof(why));
 	if (v->unsaved && registry_save(&m->cfg, v) == -1)
-		return api_error(500, "cannot record the desired state", strerror(errno));
+		return api_record_failed(v);
 	v->unsaved = false;
 	if (rc == -1)
 		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
-		    v->state == VTPM_REFUSED ? "approve the host configuration if the change is "
-					       "expected: vtpmctl policy approve --current"
-					     : "see vtpmd's log");
+		    v->state == VTPM_REFUSED       ? api_approve_hint(m)
+		    : !hwtpm_available(m->hw) ? "check the host TPM (GET /v1/host shows whether it "
+						"answers), then start the instance again"
+					      : "correct what the error names (vtpmd's log has "
+						"details), then start the instance again");
 	return api_ok(200, api_instance_json(m, v));
+}
+
+/* The query of DELETE /v1/instances/NAME: "" or force=1 (or true; 0 and
+ * false ask for no force), pairs joined by '&'. Returns 0 with *force, or
+ * -1 with a 400 answer in *err. */
+static int
+api_delete_query(const char *query, bool *force, struct api_response *err)
+{
+	char copy[sizeof(((struct api_request *)0)->query)], msg[320], *pair, *value, *save = NULL;
+
+	*force = false;
+	snprintf(copy, sizeof(copy), "%s", query);
+	for (pair = strtok_r(copy, "&", &save); pair != NULL; pair = strtok_r(NULL, "&", &save)) {
+		value = strchr(pair, '=');
+		if (value != NULL)
+			*value++ = '\0';
+		if (strcmp(pair, "force") != 0) {
+			snprintf(msg, sizeof(msg), "unknown query parameter '%s'", pair);
+			*err = api_error(400, msg, "DELETE takes only force=1, to delete an instance "
+			    "that runs or should run");
+			return -1;
+		}
+		if (value != NULL && (strcmp(value, "1") == 0 || strcmp(value, "true") == 0)) {
+			*force = true;
+		} else if (value != NULL && (strcmp(value, "0") == 0 || strcmp(value, "false") == 0)) {
+			*force = false;
+		} else {
+			snprintf(msg, sizeof(msg), "force=%s: not a valid value", value ? value : "");
+			*err = api_error(400, msg, "use force=1 (or true) to delete an instance that "
+			    "runs or should run");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Why deleting v needs force, or NULL when it does not: its worker is
+ * alive, or vtpmd keeps starting it (desired state running, in back-off or
+ * refused). Its guest would lose its TPM. */
+static const char *
+api_delete_needs_force(const struct vtpm *v, char *buf, size_t len)
+{
+	if (v->state == VTPM_RUNNING)
+		return "the instance is running";
+	if (v->pid > 0) {
+		snprintf(buf, len, "the instance's worker (pid %d) is alive (state %s)", (int)v->pid,
+		    registry_state_name(v->state));
+		return buf;
+	}
+	if (v->desired_running) {
+		snprintf(buf, len, "the instance should be running (state %s, desired running): "
+		    "vtpmd starts it again", registry_state_name(v->state));
+		return buf;
+	}
+	return NULL;
 }
 
 static struct api_response
 api_delete(struct manager *m, struct vtpm *v, const struct api_request *req)
 {
-	bool force = strstr(req->query, "force=1") != NULL || strstr(req->query, "force=true");
-	char name[VTPM_NAME_MAX + 1];
+	char name[VTPM_NAME_MAX + 1], buf[160], error[512], hint[256];
+	struct api_response err;
+	const char *busy;
+	bool force;
 
-	if (v->state == VTPM_RUNNING && !force)
-		return api_error(409, "the instance is running",
-		    "stop it first, or delete with --force (its guest loses its TPM)");
+	if (api_delete_query(req->query, &force, &err) == -1)
+		return err;
+	busy = api_delete_needs_force(v, buf, sizeof(buf));
+	if (busy != NULL && !force) {
+		snprintf(hint, sizeof(hint), "stop it first (vtpmctl stop %s), or delete with --force "
+		    "(force=1 in the API; its guest loses its TPM)", v->name);
+		return api_error(409, busy, hint);
+	}
 	snprintf(name, sizeof(name), "%s", v->name);
-	if (manager_delete(m, v) == -1)
-		return api_error(500, "could not remove the instance's files", strerror(errno));
+	if (manager_delete(m, v) == -1) {
+		snprintf(error, sizeof(error), "could not remove the files of %s: %s", name,
+		    strerror(errno));
+		return api_error(500, error, "check that the state directory's instances/ is "
+		    "writable (vtpmd's log may say more), then delete again");
+	}
 	return api_ok(200, json_pack("{s:s}", "deleted", name));
 }
 
@@ -231,26 +333,29 @@ api_instances(struct manager *m, const struct api_request *req)
 	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
 	struct vtpm *v;
 
-	if (len == 0 || len > VTPM_NAME_MAX)
+	if (len == 0)
 		return api_error(404, "no such instance", "list instances with 'vtpmctl list'");
+	if (len > VTPM_NAME_MAX)
+		return api_invalid_name();
 	memcpy(name, rest, len);
 	name[len] = '\0';
 	if (!registry_valid_name(name))
-		return api_error(400, "invalid instance name",
-		    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+		return api_invalid_name();
 	v = manager_find(m, name);
 	if (v == NULL)
 		return api_error(404, "no such instance", "list instances with 'vtpmctl list'");
 	if (slash != NULL) {
 		if (req->method != API_POST)
-			return api_error(405, "use POST for actions", "see docs/api.md");
+			return api_error(405, "use POST for actions",
+			    "POST /v1/instances/NAME/start, /stop or /restart");
 		return api_action(m, v, slash + 1);
 	}
 	if (req->method == API_GET)
 		return api_ok(200, api_instance_json(m, v));
 	if (req->method == API_DELETE)
 		return api_delete(m, v, req);
-	return api_error(405, "use GET or DELETE on an instance", "see docs/api.md");
+	return api_error(405, "use GET or DELETE on an instance",
+	    "GET /v1/instances/NAME shows it, DELETE removes it, POST …/start|stop|restart acts");
 }
 
 static json_t *
@@ -292,6 +397,41 @@ api_policy_show(struct manager *m)
 	    "approval_key", "x", x, "y", y, "private_held", m->policy.private_held));
 }
 
+/* After an approval: starts again every instance that should run and was
+ * refused for want of one. Each start is logged; one that fails keeps its
+ * error (manager_start). Returns the names of those started, or NULL. */
+static json_t *
+api_start_refused(struct manager *m)
+{
+	json_t *started = json_array();
+	char why[512];
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct vtpm *v = m->vtpms[i];
+		if (!v->desired_running || v->state != VTPM_REFUSED)
+			continue;
+		log_info("%s: starting again, under the host configuration just approved", v->name);
+		v->backoff_ms = 0;
+		if (manager_start(m, v, why, sizeof(why)) == 0 && started != NULL)
+			json_array_append_new(started, json_string(v->name));
+	}
+	return started;
+}
+
+/* The answer to an approval: POLICY, with the instances it started. */
+static struct api_response
+api_policy_approved(struct manager *m)
+{
+	json_t *started = api_start_refused(m);
+	struct api_response r = api_policy_show(m);
+
+	if (r.status == 200 && started != NULL)
+		json_object_set_new(r.body, "started", started);
+	else
+		json_decref(started);
+	return r;
+}
+
 static struct api_response
 api_policy_approve(struct manager *m, const struct api_request *req)
 {
@@ -304,12 +444,19 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 	int current = 0;
 
 	if (req->body == NULL)
-		return api_error(400, "expected a JSON body", "see docs/api.md");
+		return api_error(400, "expected a JSON body",
+		    "send {\"current\": true}, or an approval signed by 'vtpmctl policy approve "
+		    "--current --key FILE'");
 	if (json_unpack((json_t *)req->body, "{s:b}", "current", &current) == 0 && current) {
 		if (policy_approve_current(m, why, sizeof(why)) == -1)
-			return api_error(m->policy.private_held ? 500 : 409, why,
-			    "see docs/api.md");
-		return api_policy_show(m);
+			return api_error(!m->policy.private_held ? 409
+					 : hwtpm_available(m->hw) ? 500 : 503, why,
+			    !m->policy.private_held
+			        ? "sign the approval with the administrator's private key: vtpmctl "
+				  "policy approve --current --key FILE"
+			        : "check the host TPM and that the state directory is writable "
+				  "(vtpmd's log says more), then approve again");
+		return api_policy_approved(m);
 	}
 	if (json_unpack((json_t *)req->body, "{s:s, s:o, s:{s:s, s:s}, s:{s:s, s:s}}", "policy",
 		&pol, "values", &vals, "public", "x", &x, "y", &y, "signature", "r", &r, "s",
@@ -318,10 +465,11 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 	    hex_decode(y, ap.pub.y, 32) || hex_decode(r, ap.sig_r, 32) ||
 	    hex_decode(s, ap.sig_s, 32) || policy_values_parse(vals, &mask, values) == -1)
 		return api_error(400, "expected {\"current\": true} or a signed approval",
-		    "see docs/api.md");
+		    "send {\"current\": true}, or let 'vtpmctl policy approve --current --key FILE' "
+		    "sign and send the approval");
 	if (policy_add(m, &ap, mask, values, why, sizeof(why)) == -1)
 		return api_error(422, why, "sign the current policy with the approval key");
-	return api_policy_show(m);
+	return api_policy_approved(m);
 }
 
 static struct api_response

@@ -246,15 +246,18 @@ policy_find(const struct policy *p, const uint8_t digest[HWTPM_DIGEST_LEN])
 	return NULL;
 }
 
-/* Explains why values are not approved: which PCRs differ from the most
- * recent approval over the same PCRs. */
+/* Explains why values are not approved, in one clause without final
+ * punctuation: which PCRs differ from the most recent approval over the
+ * same PCRs. The PCRs that do not fit in len are left out, marked "…". */
 void
 policy_explain(const struct policy *p, uint32_t mask,
     const uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], char *buf, size_t len)
 {
 	const struct policy_entry *last = NULL;
-	char now[17], was[17];
+	char now[9], was[9], item[64];
+	const char *sep = " ";
 	size_t off;
+	int n;
 
 	for (size_t i = p->n; i > 0 && last == NULL; i--)
 		if (p->entries[i - 1].mask == mask)
@@ -263,14 +266,22 @@ policy_explain(const struct policy *p, uint32_t mask,
 		snprintf(buf, len, "no host configuration over these PCRs has been approved");
 		return;
 	}
-	off = (size_t)snprintf(buf, len, "host PCRs differ from the last approved configuration:");
+	n = snprintf(buf, len, "host PCRs differ from the last approval:");
+	off = n > 0 && (size_t)n < len ? (size_t)n : len;
 	for (int i = 0; i < HWTPM_PCRS && off < len; i++) {
 		if (!(mask & (1u << i)) || memcmp(values[i], last->values[i], HWTPM_DIGEST_LEN) == 0)
 			continue;
-		hex_encode(values[i], 8, now);
-		hex_encode(last->values[i], 8, was);
-		off += (size_t)snprintf(buf + off, len - off, " PCR %d (sha256) is %s…, approved %s…;",
-		    i, now, was);
+		hex_encode(values[i], 4, now);
+		hex_encode(last->values[i], 4, was);
+		n = snprintf(item, sizeof(item), "%sPCR %d is %s…, approved %s…", sep, i, now, was);
+		/* Room for this one and, if others follow, for "; …". */
+		if (off + (size_t)n + strlen("; …") >= len) {
+			snprintf(buf + off, len - off, "%s…", sep);
+			break;
+		}
+		memcpy(buf + off, item, (size_t)n + 1);
+		off += (size_t)n;
+		sep = "; ";
 	}
 }
 

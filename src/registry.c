@@ -166,8 +166,84 @@ out:
 	return v;
 }
 
-/* Loads every instance under STATE/instances. Returns 0 with a malloc'd
- * array of malloc'd records, or -1. */
+/* Whether name's worker was running at the last look: its pid file (as
+ * worker.c writes it) is in the run directory, which a reboot empties. */
+static bool
+registry_had_worker(const struct config *cfg, const char *name)
+{
+	char path[PATH_MAX];
+
+	return snprintf(path, sizeof(path), "%s/%s.pid", cfg->run_dir, name) < (int)sizeof(path) &&
+	    access(path, F_OK) == 0;
+}
+
+/* The order in which duplicate slots are settled (qsort_r, ctx: the
+ * configuration): instances whose worker may still run (keeping its uid)
+ * first, then by name. */
+static int
+registry_order(const void *a, const void *b, void *ctx)
+{
+	const struct vtpm *va = *(struct vtpm *const *)a, *vb = *(struct vtpm *const *)b;
+	bool wa = registry_had_worker(ctx, va->name), wb = registry_had_worker(ctx, vb->name);
+
+	if (wa != wb)
+		return wa ? -1 : 1;
+	return strcmp(va->name, vb->name);
+}
+
+/* The lowest slot no record of arr[0..n) holds. */
+static unsigned int
+registry_free_slot(struct vtpm *const *arr, size_t n)
+{
+	unsigned int slot = 0;
+	bool used;
+
+	do {
+		used = false;
+		for (size_t i = 0; i < n && !used; i++)
+			used = !arr[i]->creating && arr[i]->slot == slot;
+		if (used)
+			slot++;
+	} while (used);
+	return slot;
+}
+
+/*
+ * Gives every record its own slot, hence its own worker uid: an instance
+ * directory copied or restored under another name holds the slot of the
+ * original. Of the records sharing a slot, the first in registry_order
+ * keeps it; the others move to free slots, saved in their instance.json.
+ */
+static void
+registry_unique_slots(const struct config *cfg, struct vtpm **arr, size_t n)
+{
+	if (n < 2)
+		return;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	qsort_r(arr, n, sizeof(*arr), registry_order, (void *)cfg);
+	for (size_t i = 0; i < n; i++) {
+		const struct vtpm *holder = NULL;
+		unsigned int old = arr[i]->slot;
+
+		for (size_t j = 0; j < i && holder == NULL && !arr[i]->creating; j++)
+			if (!arr[j]->creating && arr[j]->slot == old)
+				holder = arr[j];
+		if (holder == NULL)
+			continue;
+		arr[i]->slot = registry_free_slot(arr, n);
+		log_warnx("%s: its slot %u (worker uid %u) is also %s's (a copied or restored "
+		    "instance?); it gets slot %u (uid %u)", arr[i]->name, old,
+		    (unsigned int)(cfg->worker_uid_base + old), holder->name, arr[i]->slot,
+		    (unsigned int)(cfg->worker_uid_base + arr[i]->slot));
+		if (registry_save(cfg, arr[i]) == -1)
+			log_warn("%s: cannot record its new slot in instance.json; it is given one "
+			    "again at the next start", arr[i]->name);
+	}
+}
+
+/* Loads every instance under STATE/instances, each with a slot of its own
+ * (registry_unique_slots). Returns 0 with a malloc'd array of malloc'd
+ * records, or -1. */
 int
 registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 {
@@ -232,6 +308,7 @@ registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 		arr[count++] = v;
 	}
 	closedir(d);
+	registry_unique_slots(cfg, arr, count);
 	*list = arr;
 	*n = count;
 	return 0;

@@ -218,6 +218,7 @@ struct approval {
 };
 struct hwtpm;
 struct hwtpm *hwtpm_open(const char *tcti_conf);
+int hwtpm_pin_srk(struct hwtpm *hw, const char *path);
 void hwtpm_close(struct hwtpm *hw);
 int hwtpm_reconnect(struct hwtpm *hw);
 bool hwtpm_available(const struct hwtpm *hw);
@@ -313,6 +314,7 @@ int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t 
 #define APPROVAL_POLICY_REF "vtpmd approved host configuration"
 int approval_key_create(const char *path);
 int approval_key_public(const char *path, struct approval_pub *pub);
+int approval_key_is_private(const char *path);
 int approval_digest(const uint8_t policy[HWTPM_DIGEST_LEN], uint8_t ahash[HWTPM_DIGEST_LEN]);
 int approval_sign(const char *path, const uint8_t policy[HWTPM_DIGEST_LEN], struct approval *ap);
 int approval_verify(const struct approval *ap);
@@ -382,10 +384,15 @@ struct config {
 	char approval_public[256]; /* when set, vtpmd holds only the public key */
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
+	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
 	enum log_level log_level;
 };
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
+/* The checks beyond syntax (vtpmd -n, and every start): values that load,
+ * files that exist, paths that fit. Returns the number of problems, each
+ * reported on errors as FILE:LINE: key: reason. */
+int config_check(const char *path, const struct config *cfg, bool starting, FILE *errors);
 int config_parse_buffer(
     const char *name, const char *text, size_t len, struct config *cfg, FILE *errors);
 int config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len);

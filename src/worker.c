@@ -175,7 +175,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
     pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
-	char uid[16], gid[16];
+	char uid[16], gid[16], sockgid[16];
 	const char *lvl[] = {"error", "warn", "info", "debug"};
 	const char *argv[32];
 	posix_spawn_file_actions_t fa;
@@ -220,6 +220,13 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 		argv[n++] = uid;
 		argv[n++] = "--sandbox-gid";
 		argv[n++] = gid;
+	}
+	/* socket-group: the sockets go to that group (QEMU's), mode 0660;
+	 * config.c resolved it to a gid, so the worker looks up no names. */
+	if (m->cfg.socket_gid != 0) {
+		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)m->cfg.socket_gid);
+		argv[n++] = "--socket-group";
+		argv[n++] = sockgid;
 	}
 	argv[n] = NULL;
 

@@ -2,30 +2,37 @@
 # A libvirt guest uses a vTPM that the vtpmd service runs, through libvirt's
 # `external` TPM backend, unchanged: the domain XML names only the control
 # socket `vtpmctl info` prints, and libvirt passes it to QEMU as
-# `-tpmdev emulator`. The guest (direct kernel boot, TCG) writes and reads
-# an NV index; afterwards the value is read on the host through vm-a's own
-# TCTI, and vtpmd has restarted vm-a's worker, which ended with the VM.
+# `-tpmdev emulator`. QEMU runs unprivileged, as libvirt-qemu with a group
+# made for the test as its group, which vtpmd's `socket-group` gives the
+# worker's sockets to (libvirt does not relabel a socket it did not create:
+# without socket-group, QEMU is refused). The guest (direct kernel boot,
+# TCG) writes and reads an NV index; afterwards the value is read on the
+# host through vm-a's own TCTI, and vtpmd has restarted vm-a's worker,
+# which ended with the VM.
 #
 # libvirt runs embedded (the QEMU driver inside virsh, URI
 # qemu:///embed?root=$T/embed): no libvirtd, no virtlogd, no port; every
 # file of the driver is under $T/embed, its configuration in
-# $T/embed/etc/qemu.conf: QEMU as root with no security driver
-# (security_driver "none", dynamic_ownership 0: neither AppArmor/SELinux
-# nor DAC relabelling touches the socket, which libvirt did not create), no
-# cgroups, no private /dev, stdio to plain files (no virtlogd).
+# $T/embed/etc/qemu.conf: QEMU as libvirt-qemu:GROUP with libvirt's DAC
+# driver and its dynamic ownership (it hands the kernel, initramfs and
+# console file, copies under $T, to QEMU's user and back), no AppArmor or
+# SELinux driver (security_driver "none": neither is available where the
+# tests run), no cgroups, no private /dev, stdio to plain files (no
+# virtlogd). $T is opened to others' search (0711) for QEMU's user.
 # (virt-qemu-run, made for this, does not exit when the domain stops in
 # libvirt 9.0.0: its lifecycle callback never sees the STOPPED event; one
 # virsh that creates the domain and then waits for its events does.)
 # virsh runs in a mount namespace of its own, where
 #  - /run is an empty tmpfs: a privileged libvirt keeps a token and the
 #    host-device manager's state under /run/libvirt, left behind otherwise;
-#  - if the host has no user or group libvirt-qemu (libvirt-daemon-system
-#    creates them; this test needs only libvirt-daemon-driver-qemu and
-#    libvirt-clients), they are added to private copies of /etc/passwd and
-#    /etc/group: the QEMU driver of a privileged libvirt resolves its
-#    built-in default user before it reads qemu.conf, and refuses to start
-#    without it.
-# Nothing is left on the host.
+#  - /etc/group is a private copy (and /etc/passwd, when the host has no
+#    user libvirt-qemu) in which the user and group libvirt-qemu exist and
+#    the user is in group kvm, as libvirt-daemon-system makes them (this
+#    test needs only libvirt-daemon-driver-qemu and libvirt-clients): QEMU
+#    runs as that user, and without group kvm libvirt finds /dev/kvm
+#    closed to it and probes QEMU anew again and again (some 40 s) before
+#    it starts the domain.
+# Nothing is left on the host but the test's group, removed at exit.
 VTPMD=${VTPMD:-$(cd "$(dirname "$0")/../.." && pwd)/build/vtpmd}
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/e2e/guest/qemu-lib.sh"
@@ -36,6 +43,10 @@ compgen -G "/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so" >/dev/n
 	fail "libvirt's QEMU driver is not installed (scripts/install-deps.sh installs libvirt-daemon-driver-qemu)"
 DOMAIN=vtpmd-e2e
 NV_INDEX=0x01000100
+GROUP=vtpmd-lv-$$
+groupadd "$GROUP" || fail "groupadd $GROUP"
+trap 'vm_cleanup; test_cleanup; groupdel "$GROUP" 2>/dev/null || true' EXIT
+GID=$(getent group "$GROUP" | cut -d: -f3)
 
 # lv_fail MESSAGE: fails, showing the guest's console, libvirt's events
 # and messages, and its log of the domain (with the QEMU command line).
@@ -51,21 +62,24 @@ lv_fail() {
 # lv_sandbox: the embedded driver's root, configuration and namespace files.
 lv_sandbox() {
 	mkdir -p "$T/embed/etc" "$T/ns"
-	cat >"$T/embed/etc/qemu.conf" <<-'EOF'
-		user = "root"
-		group = "root"
-		dynamic_ownership = 0
+	cat >"$T/embed/etc/qemu.conf" <<-EOF
+		user = "libvirt-qemu"
+		group = "$GROUP"
+		dynamic_ownership = 1
 		security_driver = "none"
 		cgroup_controllers = [ ]
 		namespaces = [ ]
 		stdio_handler = "file"
 	EOF
+	QEMU_UID=$(id -u libvirt-qemu 2>/dev/null) || QEMU_UID=64055
 	if ! getent passwd libvirt-qemu >/dev/null; then
 		{ cat /etc/passwd; echo "libvirt-qemu:x:64055:64055:libvirt (vtpmd test):/nonexistent:/usr/sbin/nologin"; } >"$T/ns/passwd"
 	fi
-	if ! getent group libvirt-qemu >/dev/null; then
-		{ cat /etc/group; echo "libvirt-qemu:x:64055:"; } >"$T/ns/group"
-	fi
+	awk -F: -v OFS=: '
+		$1 == "libvirt-qemu" { seen = 1 }
+		$1 == "kvm" && ("," $4 ",") !~ /,libvirt-qemu,/ { $4 = $4 ($4 == "" ? "" : ",") "libvirt-qemu" }
+		{ print }
+		END { if (!seen) print "libvirt-qemu:x:64055:" }' /etc/group >"$T/ns/group"
 }
 
 # lv_start XML: has libvirt create the transient domain XML, then waits
@@ -88,6 +102,17 @@ lv_start() {
 	TEST_PIDS+=("$LV_PID")
 	VM_PGIDS+=("$LV_PID")
 	VM_START=$(date +%s%N)
+}
+
+# lv_qemu_ids: waits for the domain's QEMU process (libvirt starts it
+# paused, then lets it run) and sets QEMU_IDS to its real uid and gid.
+lv_qemu_ids() {
+	local qpid
+	until qpid=$(pgrep -f -- "-kernel $T/guest/vmlinuz") &&
+		QEMU_IDS=$(awk '/^Uid:/ {u = $2} /^Gid:/ {g = $2} END {print u, g}' "/proc/$qpid/status"); do
+		kill -0 "$LV_PID" 2>/dev/null || lv_fail "virsh exited before QEMU ran"
+		sleep 0.05
+	done
 }
 
 # lv_wait: polls until libvirt reports the domain stopped (after the guest
@@ -115,8 +140,15 @@ lv_wait() {
 }
 
 guest_prepare
+chmod 0711 "$T"
+mkdir -p "$T/guest"
+install -m 0644 "$GUEST_KERNEL" "$T/guest/vmlinuz"
+install -m 0644 "$GUEST_INITRD" "$T/guest/initrd.gz"
+GUEST_KERNEL=$T/guest/vmlinuz
+GUEST_INITRD=$T/guest/initrd.gz
 start_host_tpm "$T/host"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+printf 'socket-group = %s\n' "$GROUP" >"$T/svc.conf"
+start_vtpmd svc --config "$T/svc.conf" --root-tcti "$HOST_TCTI"
 "$VTPMCTL" policy approve --current >/dev/null
 "$VTPMCTL" create vm-a >/dev/null
 info=$("$VTPMCTL" info vm-a --json)
@@ -124,6 +156,7 @@ socket=$(jfield "$info" .socket)
 tcti=$(jfield "$info" .tcti)
 pid=$(jfield "$info" .pid)
 nv=$(rand_hex 16)
+assert_eq "$(stat -c '%U %G %a' "$socket")" "root $GROUP 660" "vm-a's socket, for QEMU's group"
 
 lv_sandbox
 cat >"$T/lv.xml" <<EOF
@@ -161,12 +194,14 @@ note "libvirt (embedded QEMU driver) boots the guest with vm-a as its external T
 # shellcheck disable=SC2034 # vm_result reads $T/$VM_NAME.console
 VM_NAME=lv
 lv_start "$T/lv.xml"
+lv_qemu_ids
 lv_wait
 note "libvirt guest ran $VM_MS ms (libvirt start-up included)"
 grep -q -- "-tpmdev emulator" "$T/embed/log/qemu/$DOMAIN.log" ||
 	lv_fail "libvirt did not give QEMU an emulator TPM"
 grep -q -- "path=$socket" "$T/embed/log/qemu/$DOMAIN.log" ||
 	lv_fail "libvirt did not connect QEMU to $socket"
+assert_eq "$QEMU_IDS" "$QEMU_UID $GID" "QEMU's uid and gid (libvirt-qemu, $GROUP)"
 tr -d '\r' <"$T/lv.console" | grep -q "^VTPM-END ok" || lv_fail "the guest reported a failure"
 assert_eq "$(vm_result tpm_version_major)" 2 "guest: /sys/class/tpm/tpm0/tpm_version_major"
 assert_eq "$(vm_result tpm0)" tpm_crb "guest: driver of /sys/class/tpm/tpm0"

@@ -5,7 +5,9 @@
 #    keeps answering and `vtpmctl host` says the TPM is unavailable;
 #  - back: the next operation reconnects and succeeds, NV data intact;
 #  - restarted behind vtpmd's back (its sessions lost): the next start
-#    recovers by itself.
+#    recovers by itself;
+#  - replaced by another TPM (or something answering in its place with its
+#    own storage root key): vtpmd refuses to start, naming the SRK pin.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 VTPMD=$TOP/build/vtpmd
@@ -52,3 +54,18 @@ restart_host_tpm
 "$VTPMCTL" start vm-a >/dev/null || fail "start vm-a after a host TPM restart"
 assert_eq "$(TPM2TOOLS_TCTI=$tcti tpm2_nvread 0x1500030 -C o -s 8)" "intact!!" "NV after restart"
 assert_contains "$(cat "$T/svc.log")" "host TPM: reconnected" "vtpmd logs the reconnection"
+
+note "another TPM in the host TPM's place: vtpmd refuses to salt sessions to its key"
+pinned=$(cat "$T/svc/state/srk.name")
+[[ "$pinned" =~ ^000b[0-9a-f]{64}$ ]] || fail "SRK pin: expected a SHA-256 Name, got '$pinned'"
+kill_hard "$VTPMD_PID"
+start_host_tpm "$T/other-host"
+rc=0
+"$VTPMD" --state-dir "$T/svc/state" --run-dir "$T/svc/run" --socket "$VTPMD_SOCKET" \
+	--root-tcti "$HOST_TCTI" 2>"$T/replaced.err" || rc=$?
+assert_eq "$rc" 1 "vtpmd's exit status with another host TPM"
+assert_contains "$(cat "$T/replaced.err")" "not the one pinned in $T/svc/state/srk.name" \
+	"the refusal names the pin"
+assert_eq "$(cat "$T/svc/state/srk.name")" "$pinned" "the pin after the refusal"
+TPM2TOOLS_TCTI=$tcti tpm2_getrandom 8 >/dev/null || fail "vm-a stopped serving"
+echo ok

@@ -26,18 +26,40 @@ expect_nv() { # INSTANCE VALUE WHAT [TCTI]
 	assert_eq "$(nv_read "$1" "${4:-}")" "$(printf '%-16s' "$2" | tr -d ' ')" "$3"
 }
 pid_of() { jfield "$("$VTPMCTL" info "$1" --json)" .pid; }
+field_of() { jfield "$("$VTPMCTL" info "$1" --json)" "$2"; } # INSTANCE FILTER
+# refused WHAT NEEDLE CMD...: CMD must fail, saying NEEDLE; its output is
+# left in $T/out.
+refused() {
+	local what=$1 needle=$2 rc=0
+	shift 2
+	"$@" >"$T/out" 2>&1 || rc=$?
+	[ "$rc" -ne 0 ] || fail "$what: succeeded; output: $(cat "$T/out")"
+	assert_contains "$(cat "$T/out")" "$needle" "$what"
+}
+# api STATUS WHAT METHOD PATH [CURL-ARGS...]: one request to vtpmd's API
+# with curl, which must answer STATUS; the body is left in $T/api.out.
+api() {
+	local want=$1 what=$2 method=$3 path=$4 code
+	shift 4
+	code=$(curl -s -o "$T/api.out" -w '%{http_code}' --unix-socket "$VTPMD_SOCKET" \
+		-X "$method" "$@" "http://vtpmd$path") || fail "$what: curl failed"
+	[ "$code" == "$want" ] || fail "$what: HTTP $code, expected $want: $(cat "$T/api.out")"
+}
+api_error() { jq -r .error "$T/api.out"; }
 
 start_host_tpm "$T/host"
 start_vtpmd svc --root-tcti "$HOST_TCTI"
 assert_contains "$(cat "$T/svc.log")" "NO hardware protection" "simulator warning"
 
 note "no approved configuration yet: creating and starting is refused, naming the cause"
-rc=0
-"$VTPMCTL" create vm-a >"$T/out" 2>&1 || rc=$?
-[ "$rc" -ne 0 ] || fail "start without an approved host configuration succeeded"
-assert_contains "$(cat "$T/out")" "approve" "refusal says how to approve"
-"$VTPMCTL" policy approve --current >/dev/null
-"$VTPMCTL" start vm-a >/dev/null
+refused "start without an approved host configuration" \
+	"no host configuration over these PCRs has been approved. If this host change is expected, approve it: vtpmctl policy approve --current." \
+	"$VTPMCTL" create vm-a
+assert_eq "$(field_of vm-a .state)/$(field_of vm-a .desired)" refused/running "vm-a refused"
+note "the approval starts the instance that should run, by itself"
+api 200 "approve the current configuration" POST /v1/policy/approve -d '{"current": true}'
+assert_eq "$(jq -c .started "$T/api.out")" '["vm-a"]' "the approval's answer names vm-a"
+assert_eq "$(field_of vm-a .state)" running "vm-a after the approval"
 "$VTPMCTL" create vm-b --tpm 2 >/dev/null
 "$VTPMCTL" create vm-c --no-start >/dev/null
 
@@ -95,30 +117,74 @@ assert_contains "$(cat "$T/svc.log")" "killed by signal 9" "crash logged"
 note "vtpmd killed: the workers keep serving; a new vtpmd adopts them"
 pid=$(pid_of vm-a)
 tcti=$(jfield "$("$VTPMCTL" info vm-a --json)" .tcti)
-kill -KILL "$VTPMD_PID"
-wait "$VTPMD_PID" 2>/dev/null || true
+kill_hard "$VTPMD_PID"
 expect_nv vm-a secret-vm-a "NV while vtpmd is down" "$tcti"
+# Meanwhile, vm-c is copied (a restored backup, say) as vm-c2: the copy
+# holds vm-c's slot, hence its worker uid, until vtpmd gives it another.
+inst=$T/svc/state/instances
+slot_c=$(jq -r .slot "$inst/vm-c/instance.json")
+cp -a "$inst/vm-c" "$inst/vm-c2"
+jq '.name = "vm-c2"' "$inst/vm-c/instance.json" >"$inst/vm-c2/instance.json"
 start_vtpmd svc --root-tcti "$HOST_TCTI"
 assert_eq "$(pid_of vm-a)" "$pid" "adopted the same worker"
 assert_contains "$(cat "$T/svc.log")" "adopted running worker" "adoption logged"
 
-note "a host PCR change is refused, naming the PCR; one approval restores every instance"
+note "a copied instance gets a slot, and a worker uid, of its own"
+assert_contains "$(cat "$T/svc.log")" "vm-c2: its slot $slot_c" "duplicate slot logged"
+assert_eq "$(jq -r .slot "$inst/vm-c/instance.json")" "$slot_c" "the original keeps its slot"
+slot_c2=$(jq -r .slot "$inst/vm-c2/instance.json")
+[ "$slot_c2" != "$slot_c" ] || fail "the copy's instance.json still has slot $slot_c"
+"$VTPMCTL" start vm-c >/dev/null
+"$VTPMCTL" start vm-c2 >/dev/null
+uid_c=$(ps -o uid= -p "$(pid_of vm-c)" | tr -d ' ')
+uid_c2=$(ps -o uid= -p "$(pid_of vm-c2)" | tr -d ' ')
+[ "$uid_c" -ne 0 ] || fail "vm-c's worker runs as root"
+[ "$uid_c2" -ne 0 ] || fail "vm-c2's worker runs as root"
+[ "$uid_c" != "$uid_c2" ] || fail "vm-c and its copy vm-c2 both run as uid $uid_c"
+"$VTPMCTL" stop vm-c >/dev/null
+"$VTPMCTL" stop vm-c2 >/dev/null
+"$VTPMCTL" delete vm-c2 >/dev/null
+
+note "a host PCR change across a host reboot: refused, naming the PCR"
+# The reboot: vtpmd and every worker gone; the PCRs measure a new boot.
+workers=("$(pid_of vm-a)" "$(pid_of vm-b)")
+kill_hard "$VTPMD_PID"
+kill -KILL "${workers[@]}"
 TPM2TOOLS_TCTI=$HOST_TCTI tpm2_pcrextend \
 	7:sha256=0000000000000000000000000000000000000000000000000000000000000007
-rc=0
-"$VTPMCTL" restart vm-a >"$T/out" 2>&1 || rc=$?
-[ "$rc" -ne 0 ] || fail "restart after an unapproved PCR change succeeded"
-assert_contains "$(cat "$T/out")" "PCR 7" "refusal names the PCR"
-assert_eq "$(jfield "$("$VTPMCTL" info vm-a --json)" .state)" refused "state after refusal"
-"$VTPMCTL" policy approve --current >/dev/null
-"$VTPMCTL" start vm-a >/dev/null
+start_vtpmd svc --root-tcti "$HOST_TCTI"
+for vm in vm-a vm-b; do
+	assert_eq "$(field_of $vm .state)/$(field_of $vm .desired)" refused/running "$vm refused"
+	assert_contains "$(field_of $vm .error)" "PCR 7" "$vm: refusal names the PCR"
+done
+refused "start after an unapproved PCR change" "PCR 7 is " "$VTPMCTL" start vm-a
+assert_contains "$(cat "$T/out")" "If this host change is expected, approve it: vtpmctl policy approve --current." \
+	"refusal says how to approve"
+
+note "deleting an instance that should run needs force; the query is parsed"
+api 409 "delete of a refused instance that should run" DELETE /v1/instances/vm-b
+assert_contains "$(api_error)" "should be running" "delete refused: why"
+assert_contains "$(jq -r .hint "$T/api.out")" "vtpmctl stop vm-b" "delete refused: what to do"
+api 400 "delete with noforce=1" DELETE '/v1/instances/vm-b?noforce=1'
+assert_eq "$(api_error)" "unknown query parameter 'noforce'" "noforce=1 is not force"
+api 400 "delete with force=yes" DELETE '/v1/instances/vm-b?force=yes'
+assert_eq "$(api_error)" "force=yes: not a valid value" "bad force value"
+api 400 "delete with force=1&x=2" DELETE '/v1/instances/vm-b?force=1&x=2'
+api 409 "delete with force=0" DELETE '/v1/instances/vm-b?force=0'
+[ -e "$inst/vm-b/sealed.key" ] || fail "a refused delete removed vm-b"
+
+note "one approval starts every refused instance that should run, with its data"
+"$VTPMCTL" policy approve --current >/dev/null # and no 'vtpmctl start'
+for vm in vm-a vm-b; do
+	assert_eq "$(field_of $vm .state)" running "$vm after the approval"
+	assert_contains "$(cat "$T/svc.log")" \
+		"$vm: starting again, under the host configuration just approved" "$vm: start logged"
+done
 expect_nv vm-a secret-vm-a "NV after approval"
-"$VTPMCTL" restart vm-b >/dev/null
 
 note "a sealed key swapped from another instance is refused"
 "$VTPMCTL" stop vm-a >/dev/null
 "$VTPMCTL" stop vm-b >/dev/null
-inst=$T/svc/state/instances
 cp "$inst/vm-a/sealed.key" "$T/sealed-a"
 cp "$inst/vm-b/sealed.key" "$inst/vm-a/sealed.key"
 rc=0
@@ -145,21 +211,37 @@ assert_contains "$(cat "$T/out")" "not sealed by this host's TPM" "stolen refusa
 export VTPMD_SOCKET=$svc1_socket
 
 note "bad input: names, unknown instances, deletes of running instances"
-rc=0; "$VTPMCTL" create ../etc >"$T/out" 2>&1 || rc=$?
-[ "$rc" -ne 0 ] && assert_contains "$(cat "$T/out")" "invalid instance name" "path name"
-rc=0; "$VTPMCTL" info nosuch >"$T/out" 2>&1 || rc=$?
-[ "$rc" -ne 0 ] && assert_contains "$(cat "$T/out")" "no such instance" "unknown name"
-rc=0; "$VTPMCTL" delete vm-b >"$T/out" 2>&1 || rc=$?
-[ "$rc" -eq 0 ] || fail "deleting a stopped instance failed"
+refused "vtpmctl create ../etc" "invalid instance name" "$VTPMCTL" create ../etc
+refused "vtpmctl info nosuch" "no such instance" "$VTPMCTL" info nosuch
+long=$(printf 'x%.0s' {1..200})
+for name in ../x a/b .hidden "$long"; do
+	api 400 "create '$name' through the API" POST /v1/instances -d "{\"name\": \"$name\"}"
+	assert_eq "$(api_error)" "invalid instance name" "create '$name': error"
+	assert_contains "$(jq -r .hint "$T/api.out")" "1-64 characters" "create '$name': hint"
+done
+for name in .hidden "$long"; do
+	api 400 "GET of instance '$name'" GET "/v1/instances/$name"
+	assert_eq "$(api_error)" "invalid instance name" "GET '$name': error"
+done
+[ -z "$(find "$inst" "$T/svc/run" -name x -o -name b -o -name .hidden -o -name "$long")" ] ||
+	fail "a bad name made a file"
+"$VTPMCTL" delete vm-b >/dev/null || fail "deleting a stopped instance failed"
 "$VTPMCTL" start vm-a >/dev/null
-rc=0; "$VTPMCTL" delete vm-a >"$T/out" 2>&1 || rc=$?
-[ "$rc" -ne 0 ] && assert_contains "$(cat "$T/out")" "--force" "running delete"
+refused "delete of a running instance" "--force" "$VTPMCTL" delete vm-a
+api 400 "delete of a running instance with noforce=1" DELETE '/v1/instances/vm-a?noforce=1'
+assert_eq "$(field_of vm-a .state)" running "noforce=1 deleted nothing"
 "$VTPMCTL" delete vm-a --force >/dev/null
 [ ! -e "$inst/vm-a" ] || fail "deleted instance's files remain"
-out=$(curl -s --unix-socket "$VTPMD_SOCKET" -X POST -d '{not json' http://vtpmd/v1/instances)
-assert_contains "$out" '"error"' "malformed body"
-out=$(curl -s --unix-socket "$VTPMD_SOCKET" http://vtpmd/v1/nowhere)
-assert_contains "$out" '"error"' "unknown path"
+api 400 "malformed body" POST /v1/instances -d '{not json'
+assert_contains "$(api_error)" "JSON" "malformed body: error"
+api 400 "body without a name" POST /v1/instances -d '{"tpm": "2.0"}'
+assert_contains "$(jq -r .hint "$T/api.out")" '{"name": "vm-a"}' "missing name: hint"
+api 404 "unknown path" GET /v1/nowhere
+assert_eq "$(api_error)" "no such endpoint" "unknown path: error"
+api 405 "PUT on an instance" PUT /v1/instances/vm-c
+api 404 "unknown action" POST /v1/instances/vm-c/frob
+api 400 "approve without a body" POST /v1/policy/approve
+assert_contains "$(jq -r .hint "$T/api.out")" '{"current": true}' "approve without a body: hint"
 # Let an unprivileged user reach the socket, to see the credential check.
 chmod 0711 "$T" "$T/svc"
 chmod 0666 "$VTPMD_SOCKET"

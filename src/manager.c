@@ -177,7 +177,7 @@ manager_unseal_once(struct manager *m, struct vtpm *v, struct manager_sealed *se
 	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN], digest[HWTPM_DIGEST_LEN];
 	uint8_t uuid[MANAGER_UUID_LEN], *blob = NULL;
 	const struct policy_entry *e;
-	char path[PATH_MAX], why[512];
+	char path[PATH_MAX], why[VTPM_ERROR_LEN];
 	size_t len;
 	int rc;
 

@@ -32,11 +32,12 @@ api_instance_json(struct manager *m, const struct vtpm *v)
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(tcti, sizeof(tcti), "swtpm:path=%s", data);
 	registry_path(&m->cfg, v->name, NULL, dir, sizeof(dir));
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "name", v->name,
+	/* tpm2-tss speaks TPM 2.0 only: no TCTI for a TPM 1.2 instance. */
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:s}", "name", v->name,
 	    "uuid", v->uuid, "tpm", v->tpm_version == 2 ? "2.0" : "1.2", "state",
 	    registry_state_name(v->state), "desired", v->desired_running ? "running" : "stopped",
-	    "socket", ctrl, "tcti", tcti, "restarts", (json_int_t)v->restarts, "state_dir", dir,
-	    "created", v->created);
+	    "socket", ctrl, "tcti", v->tpm_version == 2 ? tcti : NULL, "restarts",
+	    (json_int_t)v->restarts, "state_dir", dir, "created", v->created);
 	if (o != NULL && v->pid > 0)
 		json_object_set_new(o, "pid", json_integer(v->pid));
 	if (o != NULL && v->error[0] != '\0')
@@ -118,7 +119,7 @@ api_provision(struct manager *m, struct vtpm *v, unsigned int set, bool keep_run
     struct api_response *err)
 {
 	enum enrol_err e = ENROL_ERR_LOCAL;
-	char why[768];
+	char why[VTPM_ERROR_LEN];
 
 	if (manager_start(m, v, why, sizeof(why)) == -1 ||
 	    provision_instance(m, v, set, &e, why, sizeof(why)) == -1) {
@@ -145,7 +146,7 @@ api_create(struct manager *m, const struct api_request *req)
 	json_t *ek = NULL;
 	struct api_response err;
 	struct vtpm *v;
-	char why[512];
+	char why[VTPM_ERROR_LEN];
 
 	if (req->body == NULL ||
 	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o}", "name", &name, "tpm", &tpm,
@@ -213,7 +214,7 @@ api_record_failed(const struct vtpm *v)
 static struct api_response
 api_action(struct manager *m, struct vtpm *v, const char *action)
 {
-	char why[512];
+	char why[VTPM_ERROR_LEN];
 	int rc;
 
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {

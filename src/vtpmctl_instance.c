@@ -155,7 +155,8 @@ static const char info_help[] =
     "DESCRIPTION\n"
     "    Shows the vTPM NAME: its state and last error, the socket to give QEMU\n"
     "    (socket; -chardev socket,path=SOCKET -tpmdev emulator), the TCTI string\n"
-    "    for tpm2-tools when no VM is attached (tcti; TPM2TOOLS_TCTI=...), and\n"
+    "    for tpm2-tools when no VM is attached (tcti; TPM2TOOLS_TCTI=...; none for\n"
+    "    a TPM 1.2 instance, which tpm2-tools cannot use), and\n"
     "    where its state lives.\n"
     "\n"
     "OPTIONS\n"
@@ -297,7 +298,10 @@ instance_print(const json_t *o)
 		       "chardev=chrtpm\n",
 		    sock);
 	}
-	printf("tcti:       %s\n", vtpmctl_str(o, "tcti", "-"));
+	if (json_is_null(json_object_get(o, "tcti")))
+		printf("tcti:       - (tpm2-tools needs a TPM 2.0 instance)\n");
+	else
+		printf("tcti:       %s\n", vtpmctl_str(o, "tcti", "-"));
 	printf("state_dir:  %s\n", vtpmctl_str(o, "state_dir", "-"));
 	printf("created:    %s\n", vtpmctl_str(o, "created", "-"));
 	instance_print_endorsement(json_object_get(o, "endorsement"));

@@ -443,6 +443,10 @@ int fileio_mkdirs(const char *path, mode_t mode);
  * STATE/instances/NAME/instance.json. */
 #define VTPM_NAME_MAX 64
 enum vtpm_state { VTPM_STOPPED, VTPM_STARTING, VTPM_RUNNING, VTPM_FAILED, VTPM_REFUSED };
+/* Room for an instance's error: a refusal naming all 24 host PCRs, with
+ * the advice on approving, fits whole. */
+#define VTPM_ERROR_LEN 1536
+
 struct vtpm {
 	/* persistent */
 	char name[VTPM_NAME_MAX + 1];
@@ -462,7 +466,7 @@ struct vtpm {
 	unsigned int backoff_ms;
 	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */
 	int64_t started_at_ms;
-	char error[256];
+	char error[VTPM_ERROR_LEN];
 };
 bool registry_valid_name(const char *name);
 const char *registry_state_name(enum vtpm_state st);

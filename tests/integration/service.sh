@@ -70,6 +70,16 @@ assert_eq "$(jq -r '.instances[] | select(.name=="vm-c") | .state' <<<"$list")" 
 info=$("$VTPMCTL" info vm-a --json)
 assert_eq "$(jfield "$info" .state)" running "vm-a state"
 [ -S "$(jfield "$info" .socket)" ] || fail "QEMU socket missing"
+assert_contains "$(jfield "$info" .tcti)" "swtpm:path=" "vm-a's tcti"
+
+note "a TPM 1.2 instance has no tcti: tpm2-tools needs TPM 2.0"
+"$VTPMCTL" create vm-12 --tpm 1.2 --no-start >/dev/null
+assert_eq "$(jq -c .tcti <<<"$("$VTPMCTL" info vm-12 --json)")" null "vm-12's tcti in JSON"
+assert_eq "$("$VTPMCTL" list --json | jq -c '.instances[] | select(.name=="vm-12") | .tcti')" \
+	null "vm-12's tcti in the list"
+assert_contains "$("$VTPMCTL" info vm-12)" "tpm2-tools needs a TPM 2.0 instance" \
+	"vm-12's info"
+"$VTPMCTL" delete vm-12 >/dev/null
 
 note "the guest's data lives in the vTPM, and nothing on disk reveals key or data"
 nv_write vm-a "secret-vm-a"
@@ -114,6 +124,28 @@ assert_eq "$(pid_of vm-b)" "$pidb" "other worker untouched"
 expect_nv vm-a secret-vm-a "NV after crash"
 assert_contains "$(cat "$T/svc.log")" "killed by signal 9" "crash logged"
 
+note "a worker killed again and again is restarted with growing back-off"
+# A stop resets the back-off; each replacement is killed as soon as it
+# serves, so none of them counts as stable.
+"$VTPMCTL" stop vm-a >/dev/null
+"$VTPMCTL" start vm-a >/dev/null
+log_from=$(($(stat -c %s "$T/svc.log") + 1))
+for _ in 1 2 3 4; do
+	pid=$(pid_of vm-a)
+	kill -KILL "$pid"
+	deadline=$((SECONDS + 30))
+	until new=$("$VTPMCTL" info vm-a --json | jq -er 'select(.state=="running") | .pid') &&
+		[ "$new" != "$pid" ]; do
+		[ "$SECONDS" -lt "$deadline" ] || fail "worker not restarted after repeated kills"
+	done
+	assert_eq "$(pid_of vm-b)" "$pidb" "other worker untouched by vm-a's crashes"
+done
+delays=$(tail -c "+$log_from" "$T/svc.log" |
+	sed -n 's/.*vm-a: worker (pid [0-9]*) killed by signal 9; restarting in \([0-9]*\) ms$/\1/p' |
+	tr '\n' ' ')
+assert_eq "$delays" "100 200 400 800 " "announced restart delays"
+expect_nv vm-a secret-vm-a "NV after repeated crashes"
+
 note "vtpmd killed: the workers keep serving; a new vtpmd adopts them"
 pid=$(pid_of vm-a)
 tcti=$(jfield "$("$VTPMCTL" info vm-a --json)" .tcti)
@@ -144,6 +176,60 @@ uid_c2=$(ps -o uid= -p "$(pid_of vm-c2)" | tr -d ' ')
 "$VTPMCTL" stop vm-c >/dev/null
 "$VTPMCTL" stop vm-c2 >/dev/null
 "$VTPMCTL" delete vm-c2 >/dev/null
+
+note "concurrent requests on one instance leave it consistent"
+"$VTPMCTL" create vm-d >/dev/null
+ops=(start stop restart start restart stop start restart stop restart)
+racers=()
+for op in "${ops[@]}"; do
+	"$VTPMCTL" "$op" vm-c >/dev/null 2>&1 &
+	racers+=($!)
+done
+"$VTPMCTL" delete vm-d --force >/dev/null 2>&1 &
+racers+=($!)
+"$VTPMCTL" start vm-d >/dev/null 2>&1 &
+racers+=($!)
+for p in "${racers[@]}"; do wait "$p" || true; done
+list=$("$VTPMCTL" list --json)
+for vm in vm-c vm-d; do
+	listed=$(jq -r --arg n "$vm" '.instances[] | select(.name==$n) | .state' <<<"$list")
+	if [ -z "$listed" ]; then
+		[ "$vm" == vm-d ] || fail "$vm vanished in the race"
+		[ ! -e "$inst/$vm" ] || fail "$vm deleted, but its directory remains"
+		refused "info of the deleted $vm" "no such instance" "$VTPMCTL" info "$vm"
+		if pgrep -f -- "--name $vm " >/dev/null; then fail "a worker of the deleted $vm runs"; fi
+		continue
+	fi
+	[ -d "$inst/$vm" ] || fail "$vm listed, but it has no directory"
+	info=$("$VTPMCTL" info "$vm" --json)
+	assert_eq "$(jfield "$info" .state)" "$listed" "$vm: list and info agree"
+	case $listed in
+	running)
+		assert_eq "$(pgrep -f -- "--name $vm " | tr '\n' ' ')" "$(jfield "$info" .pid) " \
+			"$vm: exactly its own worker runs"
+		TPM2TOOLS_TCTI=$(jfield "$info" .tcti) tpm2_getrandom --hex 8 >/dev/null ||
+			fail "$vm running, but its TPM does not answer"
+		"$VTPMCTL" stop "$vm" >/dev/null
+		;;
+	stopped)
+		if pgrep -f -- "--name $vm " >/dev/null; then fail "$vm stopped, but a worker runs"; fi
+		;;
+	*) fail "$vm left in state $listed" ;;
+	esac
+done
+"$VTPMCTL" delete vm-d --force >/dev/null 2>&1 || true
+[ ! -e "$inst/vm-d" ] || fail "vm-d's files remain after its delete"
+
+note "a second vtpmd on the same state directory is refused; the first keeps serving"
+rc=0
+timeout 60 "$VTPMD" --state-dir "$T/svc/state" --run-dir "$T/svc/run" \
+	--socket "$VTPMD_SOCKET" --root-tcti "$HOST_TCTI" >"$T/out" 2>&1 || rc=$?
+assert_eq "$rc" 4 "second vtpmd's exit status"
+assert_contains "$(cat "$T/out")" "another vtpmd manages this state directory" \
+	"second vtpmd's error"
+kill -0 "$VTPMD_PID" || fail "the first vtpmd died"
+assert_eq "$(field_of vm-b .state)" running "the first vtpmd still answers"
+expect_nv vm-a secret-vm-a "NV while a second vtpmd was refused"
 
 note "a host PCR change across a host reboot: refused, naming the PCR"
 # The reboot: vtpmd and every worker gone; the PCRs measure a new boot.

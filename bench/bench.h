@@ -476,6 +476,22 @@ bench_server_stop(struct bench_server *s, int fd)
 	s->pid = -1;
 }
 
+/* Starts s once (pinned to cpu, -1: anywhere), waits for its first answer
+ * and stops it; returns exec-to-answer in ns. */
+static BENCH_UNUSED uint64_t
+bench_server_coldstart(struct bench_server *s, const char *keyfile, int cpu)
+{
+	uint64_t answered;
+	int fd;
+
+	bench_server_start(s, keyfile, cpu);
+	fd = bench_server_ready(s, &answered);
+	bench_server_stop(s, fd);
+	if (*s->exec_ns == 0 || answered < *s->exec_ns)
+		fatalx(1, "%s: no exec time recorded", s->name);
+	return answered - *s->exec_ns;
+}
+
 /* Returns the time a started server has spent on a CPU so far, in ns (the
  * first field of /proc/PID/schedstat), or 0 for one not started by us. */
 static BENCH_UNUSED uint64_t

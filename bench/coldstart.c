@@ -30,21 +30,6 @@ coldstart_usage(void)
 	exit(2);
 }
 
-/* Starts s once; returns exec-to-answer in ns. */
-static uint64_t
-coldstart_once(struct bench_server *s, const char *keyfile, int cpu)
-{
-	uint64_t answered;
-	int fd;
-
-	bench_server_start(s, keyfile, cpu);
-	fd = bench_server_ready(s, &answered);
-	bench_server_stop(s, fd);
-	if (*s->exec_ns == 0 || answered < *s->exec_ns)
-		fatalx(1, "%s: no exec time recorded", s->name);
-	return answered - *s->exec_ns;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -69,12 +54,12 @@ main(int argc, char **argv)
 		if (samples[k] == NULL)
 			fatal(1, "calloc");
 		/* Makes the state, and brings binaries into the page cache. */
-		(void)coldstart_once(&sv[k], keyfile, cpu);
+		(void)bench_server_coldstart(&sv[k], keyfile, cpu);
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < ns; j++) {
 			size_t k = (i + j) % ns; /* who goes first alternates */
-			samples[k][i] = coldstart_once(&sv[k], keyfile, cpu);
+			samples[k][i] = bench_server_coldstart(&sv[k], keyfile, cpu);
 		}
 	}
 	for (size_t k = 0; k < ns; k++) {

@@ -91,21 +91,6 @@ svcstart_vtpmd(const struct endpoint *api, const char *name, const struct endpoi
 	return t1 - t0;
 }
 
-/* One cold start of the -s server; returns exec-to-answer in ns. */
-static uint64_t
-svcstart_server(struct bench_server *s, const char *keyfile)
-{
-	uint64_t answered;
-	int fd;
-
-	bench_server_start(s, keyfile, -1);
-	fd = bench_server_ready(s, &answered);
-	bench_server_stop(s, fd);
-	if (*s->exec_ns == 0 || answered < *s->exec_ns)
-		fatalx(1, "%s: no exec time recorded", s->name);
-	return answered - *s->exec_ns;
-}
-
 static void
 svcstart_report(const char *name, uint64_t *v, size_t n, double *median)
 {
@@ -168,14 +153,14 @@ main(int argc, char **argv)
 		fatal(1, "calloc");
 	bench_server_dir(&sv, base, -1);
 	/* Untimed: makes swtpm's state, brings both into the page cache. */
-	(void)svcstart_server(&sv, keyfile);
+	(void)bench_server_coldstart(&sv, keyfile, -1);
 	(void)svcstart_vtpmd(&api, name, &data);
 	for (size_t i = 0; i < n; i++) {
 		if (i % 2 == 0) {
 			vt[i] = svcstart_vtpmd(&api, name, &data);
-			sw[i] = svcstart_server(&sv, keyfile);
+			sw[i] = bench_server_coldstart(&sv, keyfile, -1);
 		} else {
-			sw[i] = svcstart_server(&sv, keyfile);
+			sw[i] = bench_server_coldstart(&sv, keyfile, -1);
 			vt[i] = svcstart_vtpmd(&api, name, &data);
 		}
 	}

@@ -142,6 +142,23 @@ hwtpm_srk_template(void)
 	return t;
 }
 
+/* Sets hw->srk_name from hw->srk_pub: nameAlg || H(public area), what the
+ * HMACs of commands on the SRK cover and what hwtpm_check_pin pins. */
+static int
+hwtpm_srk_name(struct hwtpm *hw)
+{
+	uint8_t pub[sizeof(TPM2B_PUBLIC)];
+	size_t len = 0;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
+	    credential_public_name(pub, len, hw->srk_name.name) == -1) {
+		hwtpm_seterr("compute the SRK's Name", 0);
+		return -1;
+	}
+	hw->srk_name.size = CREDENTIAL_NAME_LEN;
+	return 0;
+}
+
 /* Checks that a persistent key is usable as our SRK: an ECC P-256
  * restricted decryption key with the TCG attributes. */
 static int
@@ -166,6 +183,8 @@ hwtpm_check_srk(struct hwtpm *hw)
 		goto out;
 	}
 	hw->srk_pub = *pub; /* what sessions are salted to */
+	if (hwtpm_srk_name(hw) == -1)
+		goto out;
 	ret = 0;
 out:
 	Esys_Free(pub);
@@ -345,20 +364,15 @@ hwtpm_is_software(struct hwtpm *hw)
 static int
 hwtpm_check_pin(struct hwtpm *hw)
 {
-	uint8_t pub[sizeof(TPM2B_PUBLIC)], name[CREDENTIAL_NAME_LEN], *pinned = NULL;
-	char hex[2 * CREDENTIAL_NAME_LEN + 2];
-	size_t len = 0, pinned_len = 0;
+	char hex[2 * sizeof(hw->srk_name.name) + 2];
+	size_t n = hw->srk_name.size, pinned_len = 0;
+	uint8_t *pinned = NULL;
 	char why[700];
 	int ret = -1;
 
-	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
-	    credential_public_name(pub, len, name) == -1) {
-		hwtpm_seterr("compute the SRK's Name", 0);
-		return -1;
-	}
-	hex_encode(name, sizeof(name), hex);
-	hex[2 * sizeof(name)] = '\n';
-	hex[2 * sizeof(name) + 1] = '\0';
+	hex_encode(hw->srk_name.name, n, hex);
+	hex[2 * n] = '\n';
+	hex[2 * n + 1] = '\0';
 	if (fileio_read(hw->pin_path, sizeof(hex), &pinned, &pinned_len) == -1) {
 		if (errno != ENOENT) {
 			snprintf(why, sizeof(why), "%s: %s", hw->pin_path, strerror(errno));
@@ -765,23 +779,40 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 }
 
 /*
- * The public area of a sealed-key blob (hwtpm_seal's output): the leading
- * TPM2B_PUBLIC, *pub_len bytes at the start of blob. Returns 0, or -1 when
- * the blob is not a TPM2B_PUBLIC followed by a TPM2B_PRIVATE.
+ * Splits a sealed-key blob (hwtpm_seal's output: TPM2B_PUBLIC followed by
+ * TPM2B_PRIVATE, nothing else) into its parts; *pub_len (when not NULL)
+ * is the length of the leading TPM2B_PUBLIC. Returns 0, or -1 with the
+ * error set when it is not such a blob.
  */
+int
+hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
+    size_t *pub_len)
+{
+	size_t off = 0, end;
+
+	memset(pub, 0, sizeof(*pub));
+	memset(priv, 0, sizeof(*priv));
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, pub) != TSS2_RC_SUCCESS)
+		goto bad;
+	end = off;
+	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, priv) != TSS2_RC_SUCCESS ||
+	    off != blob_len)
+		goto bad;
+	if (pub_len != NULL)
+		*pub_len = end;
+	return 0;
+bad:
+	hwtpm_seterr("sealed key file is malformed", 0);
+	return -1;
+}
+
+/* The length of the public area that leads a sealed-key blob. Returns 0,
+ * or -1 when blob is not one. */
 int
 hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len)
 {
-	TPM2B_PUBLIC pub = {0};
-	TPM2B_PRIVATE priv = {0};
-	size_t off = 0, end;
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
 
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS)
-		return -1;
-	end = off;
-	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
-	    off != blob_len)
-		return -1;
-	*pub_len = end;
-	return 0;
+	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len);
 }

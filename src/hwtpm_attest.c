@@ -704,22 +704,17 @@ int
 hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev)
 {
-	TPM2B_PUBLIC pub = {0};
-	TPM2B_PRIVATE priv = {0};
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
 	ESYS_TR obj = ESYS_TR_NONE;
-	size_t off = 0;
 	TSS2_RC rc;
 	int ret;
 
 	memset(ev, 0, sizeof(*ev));
 	if (hwtpm_enter(hw) == -1)
 		return -1;
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
-	    off != blob_len) {
-		hwtpm_seterr("sealed key file is malformed", 0);
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
 		return HWTPM_ERR_FOREIGN;
-	}
 	if (pub.publicArea.objectAttributes & TPMA_OBJECT_ADMINWITHPOLICY) {
 		hwtpm_seterr("the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
 		             "an older template): seal its key again",

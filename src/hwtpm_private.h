@@ -39,6 +39,7 @@ struct hwtpm {
 	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_seal.c */
 	ESYS_TR srk;
 	TPM2B_PUBLIC srk_pub;
+	TPM2B_NAME srk_name; /* from srk_pub */
 	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
 	struct hwtpm_session policy; /* the unseal's, kept across starts */
 	struct hwtpm_session seal;   /* a seal's, for its one command */
@@ -64,6 +65,8 @@ int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
 int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session);
 int hwtpm_enter(struct hwtpm *hw);
 int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap);
+int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
+    size_t *pub_len);
 extern const TPMT_SYM_DEF hwtpm_aes_cfb;
 
 /* hwtpm_seal.c */

@@ -319,20 +319,6 @@ session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
 	return 0;
 }
 
-/* The SRK's Name: nameAlg || H(its public area). */
-static int
-seal_srk_name(const struct hwtpm *hw, TPM2B_NAME *name)
-{
-	uint8_t pub[sizeof(TPM2B_PUBLIC)];
-	size_t len = 0;
-
-	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
-	    credential_public_name(pub, len, name->name) == -1)
-		return -1;
-	name->size = CREDENTIAL_NAME_LEN;
-	return 0;
-}
-
 /* The sealed object's public area: a keyed-hash object with the secret as
  * its data, usable through auth_policy only. */
 static TPM2B_PUBLIC
@@ -378,7 +364,6 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	TPM2B_SENSITIVE_CREATE zeros = {0};
 	TPML_PCR_SELECTION nopcr = {0};
 	TPM2B_DATA noinfo = {0};
-	TPM2B_NAME srk = {0};
 	TPM2B_NONCE nonce_tpm;
 	size_t sens_len = 4 + secret_len; /* userAuth (empty), data */
 	uint8_t *sens;
@@ -391,10 +376,6 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	sens[2] = (uint8_t)(secret_len >> 8);
 	sens[3] = (uint8_t)secret_len;
 	memcpy(sens + 4, secret, secret_len);
-	if (seal_srk_name(hw, &srk) == -1) {
-		seal_fail("compute the SRK's Name");
-		goto out;
-	}
 	if (session_start(hw, TPM2_SE_HMAC, s) == -1)
 		goto out;
 	if (session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
@@ -406,7 +387,7 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 		rc = Tss2_Sys_Create_Prepare(hw->sys, HWTPM_SRK_HANDLE, &zeros, tmpl, &noinfo, &nopcr);
 		if (rc == TSS2_RC_SUCCESS)
 			rc = Tss2_Sys_SetDecryptParam(hw->sys, sens_len, sens);
-		if (rc == TSS2_RC_SUCCESS && session_sign(hw, s, TPM2_CC_Create, &srk,
+		if (rc == TSS2_RC_SUCCESS && session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
 		                                 &cmd.auths[0]) == -1) {
 			seal_fail("compute the Create authorization");
 			goto out;
@@ -594,22 +575,17 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
     size_t secret_len)
 {
-	TPM2B_PUBLIC pub = {0};
-	TPM2B_PRIVATE priv = {0};
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
 	TPM2B_NAME name = {0};
 	TPM2_HANDLE obj = 0;
-	size_t off = 0;
 	TSS2_RC rc;
 	int ret;
 
 	if (hwtpm_enter(hw) == -1)
 		return -1;
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, &pub) != TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, &priv) != TSS2_RC_SUCCESS ||
-	    off != blob_len) {
-		hwtpm_seterr("sealed key file is malformed", 0);
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
 		return HWTPM_ERR_FOREIGN;
-	}
 	if (hwtpm_verify_approval(hw, ap) == -1)
 		return -1;
 	rc = unseal_load(hw, &priv, &pub, &obj, &name);

@@ -46,8 +46,10 @@ loop_marks() {
 	tr -d '\r' <"$T/$VM_NAME.console" | grep -c '^VTPM-LOOP ' || true
 }
 wait_loop_marks() {
+	local deadline=$((SECONDS + 60))
 	until [ "$(loop_marks)" -ge "$1" ]; do
 		kill -0 "$VM_PID" 2>/dev/null || vm_fail "exited while looping on its TPM"
+		[ "$SECONDS" -lt "$deadline" ] || vm_fail "no TPM loop mark $1 within 60 s"
 		sleep 0.05
 	done
 }

@@ -33,25 +33,40 @@ FUZZ_BASE   = -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
               -fno-sanitize-recover=undefined $(PKG_CFLAGS) -Isrc
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-# Modules: every src/*.c but the programs' own files (src/vtpmd.h,
-# src/vtpmctl.h, src/ca.h … are the maps). Objects are built once per
-# flavour: release (build/obj), sanitizers (build/san/obj), fuzzing.
-MAINS    = src/vtpmd.c src/vtpmd_instance.c
-VTPMCTL_SRC = $(wildcard src/vtpmctl*.c)
-CA_SRC   = $(wildcard src/ca.c src/ca_*.c)
-ATTEST_SRC = $(wildcard src/attest.c src/attest_*.c)
-LIB_SRC  = $(filter-out $(MAINS) $(VTPMCTL_SRC) $(CA_SRC) $(ATTEST_SRC),$(wildcard src/*.c))
-HDRS     = $(wildcard src/*.h)
-OBJ      = $(LIB_SRC:src/%.c=build/obj/%.o)
-SAN_OBJ  = $(LIB_SRC:src/%.c=build/san/obj/%.o)
-FUZZ_OBJ = $(LIB_SRC:src/%.c=build/fuzz/obj/%.o)
-# The modules as archives: a program links only the objects it needs, and
-# --as-needed then drops the libraries nothing of it uses.
-LIB      = build/libvtpmd.a
-SAN_LIB  = build/san/libvtpmd.a
-FUZZ_LIB = build/fuzz/libvtpmd.a
-PROGRAMS = build/vtpmd build/vtpmd-instance build/vtpmctl $(if $(CA_SRC),build/vtpm-ca) \
-           $(if $(ATTEST_SRC),build/vtpm-attest)
+# The tree (docs/architecture.md): one folder per program and shared layer
+# under src/, each building one archive of all its files but main.c, the
+# program's entry. A program links its main.o and the archives of the
+# folders it may use, in dependency order (users before what they use);
+# tests, tools and benchmarks link archives too. Objects are built once per
+# flavour: release (build/obj), sanitizers (build/san/obj), fuzzing
+# (build/fuzz/obj).
+LAYERS   = manager hwtpm ca attest vtpmctl instance tpm common
+HDRS     = $(wildcard src/*/*.h)
+lib_src  = $(filter-out src/$(1)/main.c,$(wildcard src/$(1)/*.c))
+ALL_SRC  = $(wildcard src/*/*.c)
+MAINS    = $(wildcard src/*/main.c)
+OBJ      = $(ALL_SRC:src/%.c=build/obj/%.o)
+SAN_OBJ  = $(ALL_SRC:src/%.c=build/san/obj/%.o)
+FUZZ_OBJ = $(filter-out $(MAINS:src/%.c=build/fuzz/obj/%.o),$(ALL_SRC:src/%.c=build/fuzz/obj/%.o))
+# build/lib/libNAME.a, build/san/lib/libNAME.a, build/fuzz/lib/libNAME.a
+libs     = $(foreach l,$(2),$(1)/lib/lib$(l).a)
+REL_ALL  = $(call libs,build,$(LAYERS))
+SAN_ALL  = $(call libs,build/san,$(LAYERS))
+FUZZ_ALL = $(call libs,build/fuzz,$(LAYERS))
+
+# What each program's main may reach (the allowed arrows of the tree).
+USES_vtpmd          = manager hwtpm instance tpm common
+USES_vtpmd-instance = instance common
+USES_vtpmctl        = vtpmctl tpm common
+USES_vtpm-ca        = ca tpm common
+USES_vtpm-attest    = attest tpm common
+MAIN_vtpmd          = manager
+MAIN_vtpmd-instance = instance
+MAIN_vtpmctl        = vtpmctl
+MAIN_vtpm-ca        = ca
+MAIN_vtpm-attest    = attest
+PROGRAM_NAMES = vtpmd vtpmd-instance vtpmctl vtpm-ca vtpm-attest
+PROGRAMS = $(PROGRAM_NAMES:%=build/%)
 
 # Test tools: tests/tools/NAME.c, release (build/NAME) or sanitizers (build/san/NAME).
 TOOLS     = $(patsubst tests/tools/%.c,build/%,$(wildcard tests/tools/*.c))
@@ -63,92 +78,73 @@ BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 
 all: $(PROGRAMS) $(TOOLS)
-san: build/san/vtpmd build/san/vtpmd-instance $(SAN_TOOLS) $(if $(ATTEST_SRC),build/san/vtpm-attest) \
-     $(if $(CA_SRC),build/san/vtpm-ca)
+san: $(PROGRAM_NAMES:%=build/san/%) $(SAN_TOOLS)
 
-build/obj/%.o: src/%.c $(HDRS) | build/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# -MMD -MP: each object records the headers it read (build/…/NAME.d).
+build/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-build/san/obj/%.o: src/%.c $(HDRS) | build/san/obj
-	$(CC) $(SAN_CFLAGS) -c -o $@ $<
+build/san/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(SAN_CFLAGS) -MMD -MP -c -o $@ $<
 
-build/fuzz/obj/%.o: src/%.c $(HDRS) | build/fuzz/obj
-	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build/fuzz/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+-include $(OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)
 
-$(LIB): $(OBJ)
-	rm -f $@ && ar rcs $@ $^
+# One archive per folder and flavour.
+define layer_rules
+build/lib/lib$(1).a: $(patsubst src/%.c,build/obj/%.o,$(call lib_src,$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+build/san/lib/lib$(1).a: $(patsubst src/%.c,build/san/obj/%.o,$(call lib_src,$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+build/fuzz/lib/lib$(1).a: $(patsubst src/%.c,build/fuzz/obj/%.o,$(call lib_src,$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
 
-$(SAN_LIB): $(SAN_OBJ)
-	rm -f $@ && ar rcs $@ $^
+# A program: its main.o and the archives it may use, and only those.
+define program_rules
+build/$(1): build/obj/$(MAIN_$(1))/main.o $(call libs,build,$(USES_$(1)))
+	@mkdir -p $$(@D)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDHARDEN) $$(LDGC) $$(LDFLAGS) $$(LIBS)
+build/san/$(1): build/san/obj/$(MAIN_$(1))/main.o $(call libs,build/san,$(USES_$(1)))
+	@mkdir -p $$(@D)
+	$$(CC) $$(SAN_CFLAGS) -o $$@ $$^ $$(SAN_LDFLAGS) $$(LIBS)
+endef
+$(foreach p,$(PROGRAM_NAMES),$(eval $(call program_rules,$(p))))
 
-$(FUZZ_LIB): $(FUZZ_OBJ)
-	rm -f $@ && ar rcs $@ $^
+LINK = $(CC) $(ALL_CFLAGS) -o $@ $(filter %.o %.c,$^) $(REL_ALL) $(LDHARDEN) $(LDGC) $(LDFLAGS) $(LIBS)
+SAN_LINK = $(CC) $(SAN_CFLAGS) -o $@ $(filter %.o %.c,$^) $(SAN_ALL) $(SAN_LDFLAGS) $(LIBS)
 
-LINK = $(CC) $(ALL_CFLAGS) -o $@ $(filter %.o %.c,$^) $(LIB) $(LDHARDEN) $(LDGC) $(LDFLAGS) $(LIBS)
-SAN_LINK = $(CC) $(SAN_CFLAGS) -o $@ $(filter %.o %.c,$^) $(SAN_LIB) $(SAN_LDFLAGS) $(LIBS)
-
-build/vtpmd: build/obj/vtpmd.o $(LIB) | build
+$(TOOLS): build/%: tests/tools/%.c $(REL_ALL) $(HDRS)
+	@mkdir -p $(@D)
 	$(LINK)
 
-# The worker's executable: the instance alone, without the manager's
-# libraries (host TPM, JSON, HTTP), so each vTPM starts and sits lighter.
-build/vtpmd-instance: build/obj/vtpmd_instance.o $(LIB) | build
-	$(LINK)
-
-build/vtpmctl: $(VTPMCTL_SRC:src/%.c=build/obj/%.o) $(LIB) | build
-	$(LINK)
-
-build/vtpm-ca: $(CA_SRC:src/%.c=build/obj/%.o) $(LIB) | build
-	$(LINK)
-
-build/vtpm-attest: $(ATTEST_SRC:src/%.c=build/obj/%.o) $(LIB) | build
-	$(LINK)
-
-build/san/vtpmd: build/san/obj/vtpmd.o $(SAN_LIB) | build/san
+$(SAN_TOOLS): build/san/%: tests/tools/%.c $(SAN_ALL) $(HDRS)
+	@mkdir -p $(@D)
 	$(SAN_LINK)
 
-build/san/vtpmd-instance: build/san/obj/vtpmd_instance.o $(SAN_LIB) | build/san
-	$(SAN_LINK)
-
-build/san/vtpm-attest: $(ATTEST_SRC:src/%.c=build/san/obj/%.o) $(SAN_LIB) | build/san
-	$(SAN_LINK)
-
-build/san/vtpm-ca: $(CA_SRC:src/%.c=build/san/obj/%.o) $(SAN_LIB) | build/san
-	$(SAN_LINK)
-
-$(TOOLS): build/%: tests/tools/%.c $(LIB) $(HDRS) | build
+build/bench_%: bench/%.c $(REL_ALL) $(HDRS)
+	@mkdir -p $(@D)
 	$(LINK)
 
-$(SAN_TOOLS): build/san/%: tests/tools/%.c $(SAN_LIB) $(HDRS) | build/san
-	$(SAN_LINK)
-
-build/bench_%: bench/%.c $(LIB) $(HDRS) | build
-	$(LINK)
-
-# The chain-of-trust benchmarks call vtpm-attest's modules (attest_verify_quote,
-# attest_tpm_activate): its objects but attest.o (main); --gc-sections drops
-# the commands that would need it.
-BENCH_ATTEST_OBJ = $(patsubst src/%.c,build/obj/%.o,$(filter-out src/attest.c,$(ATTEST_SRC)))
-build/bench_verify build/bench_caload: $(BENCH_ATTEST_OBJ)
-
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(HDRS) | build/fuzz
-	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LIBS)
-
-# Tests of vtpm-attest's parsers compile src/attest_bundle.c into themselves.
-build/san/test_attest_bundle build/fuzz/fuzz_attest: src/attest_bundle.c
-# vtpm-ca's records and request decoders, likewise.
-build/san/test_ca_db: src/ca_db.c
-build/fuzz/fuzz_ca: src/ca_parse.c
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_ALL) $(HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_ALL) $(LIBS)
 
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
 WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
 
-build/san/test_%: tests/unit/test_%.c $(SAN_LIB) $(HDRS) | build/san
-	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN_LIB) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
-
-build build/obj build/san build/san/obj build/fuzz build/fuzz/obj:
-	mkdir -p $@
+build/san/test_%: tests/unit/test_%.c $(SAN_ALL) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN_ALL) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
 
 # Installs the Debian packages a fresh machine lacks (needs root once).
 deps:
@@ -184,11 +180,11 @@ fuzz:
 # with the build's warnings and pkg-config flags (less the one clang lacks);
 # any finding fails. Configuration: .clang-tidy, tests/cppcheck.supp and
 # tests/cppcheck.cfg. scan-build compiles into build/analyze, not build/obj.
-ANALYZE_SRC    = $(wildcard src/*.c tests/tools/*.c bench/*.c)
+ANALYZE_SRC    = $(wildcard src/*/*.c tests/tools/*.c bench/*.c)
 ANALYZE_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(filter-out -Wno-format-truncation,$(WARN)) \
                  $(PKG_CFLAGS) -Isrc
 ANALYZE_JOBS  ?= 2
-.PHONY: analyze analyze-objs hardening
+.PHONY: analyze analyze-objs hardening layers
 analyze:
 	@ANALYZE_CFLAGS='$(ANALYZE_CFLAGS)' ANALYZE_JOBS='$(ANALYZE_JOBS)' \
 	    scripts/analyze.sh $(ANALYZE_SRC)
@@ -200,13 +196,20 @@ build/analyze/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ANALYZE_CFLAGS) -w -c -o $@ $<
 
+# Checks the tree's shape (scripts/check-layers.sh, docs/architecture.md):
+# includes and calls follow the allowed arrows between folders, no circles.
+layers: $(PROGRAMS)
+	@scripts/check-layers.sh
+
 # Checks every program's ELF for PIE, full RELRO, a non-executable stack,
-# the stack protector and FORTIFY_SOURCE (`make check` runs it).
+# the stack protector, FORTIFY_SOURCE and the libraries it loads (`make
+# check` runs it).
 hardening: $(PROGRAMS)
 	@scripts/check-hardening.sh $(PROGRAMS)
 
 check: deps
 	$(MAKE) all san
+	$(MAKE) layers
 	$(MAKE) analyze
 	$(MAKE) hardening
 	$(MAKE) unit
@@ -236,7 +239,7 @@ soak: deps
 	@SOAK_SECONDS=$(SOAK_SECONDS) SOAK_N=$(SOAK_N) bench/soak.sh
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/tools/*.c
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c
 
 clean:
 	rm -rf build

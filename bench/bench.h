@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 #define BENCH_UNUSED      __attribute__((unused))
 #define BENCH_MAX_SERVERS 4

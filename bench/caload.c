@@ -1,7 +1,7 @@
 /*
  * bench_caload: certificates issued per second by vtpm-ca (docs/ca-api.md),
  * over HTTP on TCP, one request per connection (as the server requires),
- * with src/httpc.c's client.
+ * with src/common/httpc.c's client.
  *
  *   bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
  *	POST /v1/virtualization/ek-certificate with the JSON in BODY, N
@@ -35,7 +35,7 @@
 
 #include <jansson.h>
 
-#include "attest.h"
+#include "attest/attest.h"
 #include "bench.h"
 
 #define CALOAD_MAX_CLIENTS 16

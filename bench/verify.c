@@ -37,7 +37,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-#include "attest.h"
+#include "attest/attest.h"
 #include "bench.h"
 
 #define VERIFY_MAX_UNTRUSTED 4

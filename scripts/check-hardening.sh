@@ -8,6 +8,10 @@
 #   ssp       the stack protector: a reference to __stack_chk_fail
 #   fortify   FORTIFY_SOURCE: a reference to a checked libc function
 #             (__memcpy_chk, __snprintf_chk ...)
+#   needed    the shared libraries it loads (DT_NEEDED) are among those
+#             its part of the tree uses (the list below): a CA without
+#             tpm2-tss's ESYS and TCTI loader, a worker without JSON, HTTP,
+#             SQLite or tpm2-tss
 # One line per program and property; any FAIL fails the run (status 1).
 # Usage: scripts/check-hardening.sh PROGRAM...
 set -eu
@@ -18,6 +22,19 @@ if ! command -v readelf >/dev/null 2>&1; then
 	echo "check-hardening: readelf is missing (binutils): run 'sudo make deps'" >&2
 	exit 1
 fi
+
+# The libraries each program may load, by its file name (sonames
+# without versions). A program not listed here fails: add it.
+needed_allowed() {
+	case "$1" in
+	vtpmd) echo "libc libcrypto libjansson libhttp_parser libseccomp libtpms libtss2-esys libtss2-sys libtss2-mu libtss2-rc libtss2-tctildr" ;;
+	vtpmd-instance) echo "libc libcrypto libseccomp libtpms" ;;
+	vtpmctl) echo "libc libcrypto libjansson libhttp_parser" ;;
+	vtpm-ca) echo "libc libcrypto libjansson libhttp_parser libsqlite3 libseccomp libtss2-mu libtss2-rc" ;;
+	vtpm-attest) echo "libc libcrypto libjansson libhttp_parser libtss2-esys libtss2-mu libtss2-rc libtss2-tctildr" ;;
+	*) echo "?" ;;
+	esac
+}
 
 fails=0
 result() { # PROGRAM PROPERTY OK DETAIL
@@ -88,10 +105,25 @@ for prog in "$@"; do
 	else
 		result "$prog" fortify no "no __*_chk function (want -D_FORTIFY_SOURCE=2 and -O1 or more)"
 	fi
+
+	# needed
+	allowed=$(needed_allowed "$(basename "$prog")")
+	libs=$(printf '%s\n' "$dynamic" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sed 's/\.so.*//' | sort)
+	extra=""
+	for l in $libs; do
+		case " $allowed " in *" $l "*) ;; *) extra="$extra $l" ;; esac
+	done
+	if [ "$allowed" = "?" ]; then
+		result "$prog" needed no "no list of allowed libraries for it in scripts/check-hardening.sh"
+	elif [ -z "$extra" ]; then
+		result "$prog" needed yes "$(printf '%s' "$libs" | tr '\n' ' ')"
+	else
+		result "$prog" needed no "loads what it should not:$extra (which module pulls it in? nm -u on its archives)"
+	fi
 done
 
 if [ $fails -gt 0 ]; then
 	echo "check-hardening: FAILED: $fails checks (see FAIL above); the flags are HARDEN and LDHARDEN in the Makefile" >&2
 	exit 1
 fi
-echo "check-hardening: ok ($# programs: PIE, full RELRO, NX stack, stack protector, FORTIFY_SOURCE)"
+echo "check-hardening: ok ($# programs: PIE, full RELRO, NX stack, stack protector, FORTIFY_SOURCE, libraries)"

@@ -1,6 +1,6 @@
 /*
  * fuzz_attest.c: libFuzzer target for vtpm-attest's readers of untrusted
- * files (src/attest_bundle.c, compiled in here): the evidence bundle
+ * files (src/attest/attest_bundle.c): the evidence bundle
  * (JSON), tpm2-tools' PCR file, and PCR specifications.
  *
  * The whole input goes to each reader. Besides memory safety it checks the
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attest_bundle.c"
+#include "attest/attest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

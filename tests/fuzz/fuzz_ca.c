@@ -1,6 +1,6 @@
 /*
  * fuzz_ca.c: libFuzzer target for vtpm-ca's decoders of untrusted request
- * bodies (src/ca_parse.c, compiled in here): the input is parsed as JSON
+ * bodies (src/ca/ca_parse.c): the input is parsed as JSON
  * and handed to each request decoder (challenge, certify, EK certificate),
  * and, as text, to the PCR-values and serial-number parsers.
  *
@@ -20,7 +20,7 @@
 
 #include <jansson.h>
 
-#include "ca_parse.c"
+#include "ca/ca.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -99,7 +99,7 @@ fuzz_check_ek(void)
 	    fuzz_ek.quote.attest_len > CA_ATTEST_MAX || fuzz_ek.certify.signature_len == 0 ||
 	    fuzz_ek.certify.signature_len > CA_SIG_MAX || fuzz_ek.quote.signature_len == 0 ||
 	    fuzz_ek.quote.signature_len > CA_SIG_MAX || fuzz_ek.pcr_mask == 0 ||
-	    (fuzz_ek.pcr_mask >> HWTPM_PCRS) != 0)
+	    (fuzz_ek.pcr_mask >> TPM_PCRS) != 0)
 		abort();
 	for (size_t i = 0; i < CERTS_UUID_LEN; i++)
 		if (isupper((unsigned char)fuzz_ek.instance_uuid[i]))
@@ -167,13 +167,13 @@ fuzz_json(const json_t *o)
 static void
 fuzz_text(const char *text)
 {
-	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
 	char serial[CERTS_SERIAL_HEX_MAX + 1], why[CA_WHY_MAX];
 	uint32_t mask = 0;
 
 	why[0] = '\0';
 	if (ca_parse_pcr_values(text, &mask, values, why, sizeof(why)) == 0) {
-		if (mask == 0 || (mask >> HWTPM_PCRS) != 0)
+		if (mask == 0 || (mask >> TPM_PCRS) != 0)
 			abort();
 	} else if (mask != 0 || why[0] == '\0') {
 		abort();

@@ -1,6 +1,6 @@
 /*
  * fuzz_certs.c: libFuzzer target for the readers of certificates that a
- * challenger or CA receives from guests and hosts (src/certs.c):
+ * challenger or CA receives from guests and hosts (src/tpm/certs.c):
  * certs_parse_virtual(), certs_ek_info(), certs_parse_ck(),
  * certs_cert_key_digest() and certs_verify_chain(). Besides memory safety
  * it checks their contracts: a refusal says why and leaves the output
@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vtpmd.h"
-#include "certs.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vtpmd.h"
+#include "manager/manager.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -77,12 +77,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    !fuzz_string_ok(cfg.socket, sizeof(cfg.socket), true, false) ||
 	    !fuzz_string_ok(cfg.approval_public, sizeof(cfg.approval_public), true, true))
 		abort();
-	if (cfg.pcrs.mask == 0 || cfg.pcrs.mask >= 1u << HWTPM_PCRS)
+	if (cfg.pcrs.mask == 0 || cfg.pcrs.mask >= 1u << TPM_PCRS)
 		abort();
 	if (cfg.worker_uid_base >= 0x7fff0000u || cfg.log_level > LOG_LEVEL_DEBUG)
 		abort();
-	config_format_pcrs(&cfg.pcrs, pcrs, sizeof(pcrs));
-	if (config_parse_pcrs(pcrs, &again) == -1 || again.mask != cfg.pcrs.mask)
+	pcrpolicy_format(&cfg.pcrs, pcrs, sizeof(pcrs));
+	if (pcrpolicy_parse(pcrs, &again) == -1 || again.mask != cfg.pcrs.mask)
 		abort();
 	return 0;
 }

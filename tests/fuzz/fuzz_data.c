@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

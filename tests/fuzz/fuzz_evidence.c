@@ -1,6 +1,6 @@
 /*
  * fuzz_evidence.c: libFuzzer target for the readers and checkers of TPM
- * attestation evidence (src/evidence.c), which the CAs and the challenger
+ * attestation evidence (src/tpm/evidence.c), which the CAs and the challenger
  * run on bytes from hosts and guests.
  *
  * The whole input goes to evidence_parse_attest() and
@@ -28,7 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evidence.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# vtpm-ca's certificates (src/certs.c, written by tests/tools/certs-demo)
+# vtpm-ca's certificates (src/tpm/certs.c, written by tests/tools/certs-demo)
 # checked with the openssl command, as a challenger that knows nothing of
 # vtpmd would check them: every chain verifies (also under -x509_strict) and
 # the wrong ones do not; the TCG EK Credential Profile fields are where the

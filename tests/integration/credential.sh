@@ -1,5 +1,5 @@
 #!/bin/bash
-# Software TPM2_MakeCredential (src/credential.c, through build/san/makecred)
+# Software TPM2_MakeCredential (src/tpm/credential.c, through build/san/makecred)
 # against TPM2_ActivateCredential of vTPMs (vtpmd instances, libtpms), driven
 # with tpm2-tools, for RSA-2048 and ECC P-256 EKs (TCG default templates):
 # the vTPM recovers exactly the secret; the Names computed in software are

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Attestation evidence (src/evidence.c, through build/san/evidence-check)
+# Attestation evidence (src/tpm/evidence.c, through build/san/evidence-check)
 # made by a vTPM (a vtpmd instance, libtpms) with tpm2-tools: quotes by ECC
 # P-256, ECC P-384, RSA-2048 RSASSA and RSAPSS attestation keys, one over
 # two PCR banks, and TPM2_Certify of a sealed object (tpm2_certify, and a

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The host TPM's side of the chain of trust (src/hwtpm_attest.c) and the
-# provisioning of a vTPM's EK and certificates (src/guesttpm.c), through
+# The host TPM's side of the chain of trust (src/hwtpm/hwtpm_attest.c) and the
+# provisioning of a vTPM's EK and certificates (src/manager/guesttpm.c), through
 # build/san/hostattest-check, checked with tpm2-tools and openssl:
 #  - a host TPM provisioned like a manufacturer's (swtpm_setup: EK and EK
 #    certificate in NV): vtpmd's RSA EK is the certified key, its ECC EK is

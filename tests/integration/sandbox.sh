@@ -1,5 +1,5 @@
 #!/bin/bash
-# The worker sandbox (src/sandbox.c). First the probe: like a worker, it
+# The worker sandbox (src/instance/sandbox.c). First the probe: like a worker, it
 # opens its state directory and a listener, enters the real sandbox and
 # checks that its own files and listener still work while another
 # instance's state (by path and by ../), the host TPM, new sockets,

@@ -28,7 +28,8 @@
 
 #include <jansson.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define STUB_MAX    32
 #define STUB_POLICY "5c1d3e2f4a6b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f"

@@ -1,6 +1,6 @@
 /*
  * attest-ca: a throwaway Privacy CA and Virtualization CA for
- * tests/integration/attest.sh, through src/certs.c (what vtpm-ca issues,
+ * tests/integration/attest.sh, through src/tpm/certs.c (what vtpm-ca issues,
  * without its protocol):
  *
  *   attest-ca init DIR
@@ -23,9 +23,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "vtpmd.h"
-#include "certs.h"
-#include "evidence.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define ACA_YEAR (365 * 24 * 3600)
 

@@ -1,5 +1,5 @@
 /*
- * certs-demo: writes, through src/certs.c, the certificates vtpm-ca issues,
+ * certs-demo: writes, through src/tpm/certs.c, the certificates vtpm-ca issues,
  * for checking with the openssl command (tests/integration/certs.sh):
  *
  *   certs-demo DIR
@@ -29,8 +29,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "vtpmd.h"
-#include "certs.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define DEMO_UUID   "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23"
 #define DEMO_CONFIG "host-config-2024-06-01"

@@ -1,5 +1,5 @@
 /*
- * evidence-check: src/evidence.c from the command line, for
+ * evidence-check: src/tpm/evidence.c from the command line, for
  * tests/integration/evidence.sh. Files hold TPM wire formats, as tpm2-tools
  * writes them: PUBLIC a TPM2B_PUBLIC (tpm2_createak -u, tpm2_readpublic
  * -o), ATTEST a TPMS_ATTEST (tpm2_quote -m, tpm2_certify -o), SIGNATURE a
@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evidence.h"
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define CHECK_MAX_FILE 8192
 

@@ -1,5 +1,5 @@
 /*
- * hostattest-check: src/hwtpm_attest.c and src/guesttpm.c from the command
+ * hostattest-check: src/hwtpm/hwtpm_attest.c and src/manager/guesttpm.c from the command
  * line, for tests/integration/hostattest.sh. Files hold TPM wire formats
  * (as tpm2-tools writes them): .pub a TPM2B_PUBLIC, .attest a TPMS_ATTEST,
  * .sig a TPMT_SIGNATURE; certificates are DER.
@@ -41,8 +41,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "credential.h"
-#include "vtpmd.h"
+#include "manager/manager.h"
 
 #define CHECK_MAX_FILE 16384
 
@@ -225,7 +224,7 @@ host_bk(struct hwtpm *hw, const char *dir, bool save)
 static void
 host_seal(struct hwtpm *hw, const char *dir)
 {
-	uint8_t key[STATE_KEY_LEN], policy[HWTPM_DIGEST_LEN], *sealed;
+	uint8_t key[STATE_KEY_LEN], policy[TPM_DIGEST_LEN], *sealed;
 	struct approval_pub pub;
 	char keypath[512];
 	size_t len;
@@ -234,7 +233,7 @@ host_seal(struct hwtpm *hw, const char *dir)
 	if (approval_key_public(keypath, &pub) == -1 &&
 	    (approval_key_create(keypath) == -1 || approval_key_public(keypath, &pub) == -1))
 		fatalx(1, "approval key");
-	if (hwtpm_policy_authorize(&pub, policy) == -1)
+	if (pcrpolicy_authorize(&pub, policy) == -1)
 		fatalx(1, "policy");
 	RAND_bytes(key, sizeof(key));
 	if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len) == -1)
@@ -263,7 +262,7 @@ host_certify_sealed(struct hwtpm *hw, const char *dir, const uint8_t *qd, size_t
 static void
 host_quote(struct hwtpm *hw, const char *dir, const uint8_t *nonce, size_t nonce_len, bool save)
 {
-	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation ev;
 	char label[16];
 
@@ -271,10 +270,10 @@ host_quote(struct hwtpm *hw, const char *dir, const uint8_t *nonce, size_t nonce
 		fatalx(1, "quote: %s", hwtpm_error());
 	if (save) {
 		check_write_attestation(dir, "quote", &ev);
-		for (int i = 0; i < HWTPM_PCRS; i++) {
+		for (int i = 0; i < TPM_PCRS; i++) {
 			if (check_sel.mask & (1u << i)) {
 				snprintf(label, sizeof(label), "pcr %d", i);
-				check_hex(label, values[i], HWTPM_DIGEST_LEN);
+				check_hex(label, values[i], TPM_DIGEST_LEN);
 			}
 		}
 	}

@@ -1,5 +1,5 @@
 /*
- * hwtpm-check: drives src/hwtpm.c and src/approval.c against a host TPM
+ * hwtpm-check: drives src/hwtpm/hwtpm.c and src/tpm/approval.c against a host TPM
  * (a swtpm simulator in tests), one step per invocation:
  *
  *   hwtpm-check TCTI DIR seal      seal a fresh key; DIR/sealed.bin and,
@@ -18,7 +18,8 @@
 
 #include <openssl/rand.h>
 
-#include "vtpmd.h"
+#include "hwtpm/hwtpm.h"
+#include "instance/instance.h"
 
 static const struct pcr_selection check_sel = {
 	.mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7 | 1u << 16,
@@ -55,8 +56,8 @@ check_read(const char *dir, const char *name, void *buf, size_t cap)
 int
 main(int argc, char **argv)
 {
-	uint8_t key[STATE_KEY_LEN], policy[HWTPM_DIGEST_LEN], blob[4096];
-	uint8_t values[HWTPM_PCRS][HWTPM_DIGEST_LEN];
+	uint8_t key[STATE_KEY_LEN], policy[TPM_DIGEST_LEN], blob[4096];
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct approval_pub pub;
 	struct approval ap;
 	char keypath[512];
@@ -78,7 +79,7 @@ main(int argc, char **argv)
 		if (approval_key_public(keypath, &pub) == -1 &&
 		    (approval_key_create(keypath) == -1 || approval_key_public(keypath, &pub) == -1))
 			fatalx(1, "approval key");
-		if (hwtpm_policy_authorize(&pub, policy) == -1)
+		if (pcrpolicy_authorize(&pub, policy) == -1)
 			fatalx(1, "policy");
 		RAND_bytes(key, sizeof(key));
 		if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len) == -1)
@@ -89,7 +90,7 @@ main(int argc, char **argv)
 	} else if (strcmp(argv[3], "approve") == 0) {
 		if (hwtpm_pcr_read(hw, &check_sel, values) == -1)
 			fatalx(1, "%s", hwtpm_error());
-		if (hwtpm_policy_pcr(&check_sel, values, policy) == -1 ||
+		if (pcrpolicy_digest(&check_sel, values, policy) == -1 ||
 		    approval_sign(keypath, policy, &ap) == -1)
 			fatalx(1, "sign approval");
 		check_write(argv[2], "approval.bin", &ap, sizeof(ap));

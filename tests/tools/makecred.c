@@ -1,5 +1,5 @@
 /*
- * makecred: src/credential.c from the command line, for
+ * makecred: src/tpm/credential.c from the command line, for
  * tests/integration/credential.sh.
  *
  *   makecred name PUBLIC
@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "credential.h"
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define MAKECRED_MAX_FILE 4096
 

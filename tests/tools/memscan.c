@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
 
 struct region {
 	unsigned long start, end;

@@ -1,5 +1,5 @@
 /*
- * sandbox-probe: checks sandbox_enter (src/sandbox.c) from the inside.
+ * sandbox-probe: checks sandbox_enter (src/instance/sandbox.c) from the inside.
  *
  *   sandbox-probe UID GID OWN_DIR LISTEN_PATH OTHER_FILE OTHER_SOCKET [PATH...]
  *
@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 static int failures;
 

@@ -53,7 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 #define TPM2_ST_NO_SESSIONS     0x8001
 #define TPM2_ST_SESSIONS        0x8002

@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
 
 #define STALL_CONNECT_MS 5000
 

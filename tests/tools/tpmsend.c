@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 static int
 tpmsend_hex_decode(const char *hex, uint8_t **out, size_t *len)

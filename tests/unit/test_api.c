@@ -1,5 +1,5 @@
 /*
- * test_api.c: the control API server (src/api.c): api_parse over good and
+ * test_api.c: the control API server (src/common/api.c): api_parse over good and
  * bad requests, split at every byte, and whole exchanges through a real
  * api_listen socket in a fresh directory.
  */
@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
 
 /* --- api_parse ------------------------------------------------------------ */
 

@@ -1,5 +1,5 @@
 /*
- * test_approval.c: the approval key (src/approval.c). vtpmd's own key
+ * test_approval.c: the approval key (src/tpm/approval.c). vtpmd's own key
  * (SEC1 PEM, written and read without OpenSSL's PEM code) and keys an
  * administrator makes with OpenSSL (PKCS#8, SEC1 with its parameters
  * block) sign approvals that verify under the public point read from the
@@ -20,7 +20,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 struct fixture {
 	char dir[64];
@@ -56,7 +57,7 @@ teardown(void **state)
 static void
 sign_and_verify(const char *path)
 {
-	uint8_t policy[HWTPM_DIGEST_LEN];
+	uint8_t policy[TPM_DIGEST_LEN];
 	struct approval ap = {0};
 	struct approval_pub pub;
 
@@ -156,7 +157,7 @@ static void
 test_refused(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t policy[HWTPM_DIGEST_LEN] = {0};
+	uint8_t policy[TPM_DIGEST_LEN] = {0};
 	struct approval ap;
 	struct approval_pub pub;
 	EVP_PKEY *p384 = EVP_EC_gen("P-384");

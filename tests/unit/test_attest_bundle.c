@@ -1,7 +1,6 @@
 /*
- * test_attest_bundle.c: vtpm-attest's parsers (src/attest_bundle.c,
- * compiled in here: it is a file of the vtpm-attest program, not of the
- * library): base64, the evidence bundle (parse, encode, round trip,
+ * test_attest_bundle.c: vtpm-attest's parsers (src/attest/attest_bundle.c,
+ * from vtpm-attest's archive): base64, the evidence bundle (parse, encode, round trip,
  * refusals), tpm2-tools' PCR file (the layout tpm2_quote -o writes,
  * values spread over several digest lists, every malformation) and PCR
  * specifications. tests/integration/attest.sh reads real files.
@@ -16,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "attest_bundle.c"
+#include "attest/attest.h"
 
 /* ---- base64 ---- */
 

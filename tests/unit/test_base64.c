@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
 
 static const char *const vectors[][2] = {
     {"", ""},

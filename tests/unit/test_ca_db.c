@@ -1,5 +1,5 @@
 /*
- * test_ca_db.c: vtpm-ca's records (src/ca_db.c, compiled in here), each
+ * test_ca_db.c: vtpm-ca's records (src/ca/ca_db.c), each
  * test with a database in a fresh mkdtemp directory: the schema and its
  * version, issued certificates and revocations, the trust store, host
  * configurations, challenges (single use, expiry, the cap on open ones,
@@ -17,7 +17,9 @@
 
 #include <cmocka.h>
 
-#include "ca_db.c"
+#include <sqlite3.h>
+
+#include "ca/ca.h"
 
 #define NOW INT64_C(1700000000)
 
@@ -168,8 +170,14 @@ test_future_schema_refused(void **state)
 	struct fixture *f = *state;
 	char why[CA_WHY_MAX] = "";
 
-	assert_int_equal(ca_db_exec(f->db, "UPDATE schema_version SET version = 99"), 0);
+	sqlite3 *h = NULL;
+
+	/* As a newer vtpm-ca would leave the file. */
 	ca_db_close(f->db);
+	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(h, "UPDATE schema_version SET version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
 	f->db = ca_db_open(f->path, false, why, sizeof(why));
 	assert_null(f->db);
 	assert_non_null(strstr(why, "schema version 99"));
@@ -341,9 +349,9 @@ config(const char *id, uint8_t fill, uint8_t policy_byte)
 
 	snprintf(hc.id, sizeof(hc.id), "%s", id);
 	hc.mask = 1u << 0 | 1u << 7;
-	memset(hc.values[0], fill, HWTPM_DIGEST_LEN);
-	memset(hc.values[7], fill + 1, HWTPM_DIGEST_LEN);
-	memset(hc.policy, policy_byte, HWTPM_DIGEST_LEN);
+	memset(hc.values[0], fill, TPM_DIGEST_LEN);
+	memset(hc.values[7], fill + 1, TPM_DIGEST_LEN);
+	memset(hc.policy, policy_byte, TPM_DIGEST_LEN);
 	hc.approved_at = NOW;
 	return hc;
 }
@@ -355,7 +363,7 @@ test_host_configs(void **state)
 	struct ca_host_config a = config("host-a", 0x11, 0xaa), b = config("host-b", 0x22, 0xbb);
 	struct ca_host_config got, dup_id = config("host-a", 0x33, 0xcc),
 	                           dup_policy = config("host-c", 0x44, 0xaa);
-	uint8_t other[HWTPM_DIGEST_LEN];
+	uint8_t other[TPM_DIGEST_LEN];
 	int n = 0;
 
 	assert_int_equal(ca_db_host_config_add(f->db, &a), CA_DB_OK);
@@ -365,9 +373,9 @@ test_host_configs(void **state)
 	assert_int_equal(ca_db_host_config_find(f->db, a.policy, &got), CA_DB_OK);
 	assert_string_equal(got.id, "host-a");
 	assert_int_equal(got.mask, a.mask);
-	assert_memory_equal(got.values[0], a.values[0], HWTPM_DIGEST_LEN);
-	assert_memory_equal(got.values[7], a.values[7], HWTPM_DIGEST_LEN);
-	assert_memory_equal(got.policy, a.policy, HWTPM_DIGEST_LEN);
+	assert_memory_equal(got.values[0], a.values[0], TPM_DIGEST_LEN);
+	assert_memory_equal(got.values[7], a.values[7], TPM_DIGEST_LEN);
+	assert_memory_equal(got.policy, a.policy, TPM_DIGEST_LEN);
 	memset(other, 0xdd, sizeof(other));
 	assert_int_equal(ca_db_host_config_find(f->db, other, &got), CA_DB_NOTFOUND);
 	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n), CA_DB_OK);
@@ -464,17 +472,22 @@ test_challenge_cap(void **state)
 	char sql[256];
 
 	hash_of(h, 3);
-	/* CA_PENDING_MAX open challenges, written directly */
-	assert_int_equal(ca_db_exec(f->db, "BEGIN"), 0);
+	sqlite3 *raw = NULL;
+
+	/* CA_PENDING_MAX open challenges, written directly by a second
+	 * connection to the same file */
+	assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < CA_PENDING_MAX; i++) {
 		snprintf(sql, sizeof(sql),
 		    "INSERT INTO challenges (id, kind, request, secret_hash, created_at, "
 		    "expires_at) "
 		    "VALUES ('p%d', 'ck', '{}', zeroblob(32), %lld, %lld)",
 		    i, (long long)NOW, (long long)NOW + 300);
-		assert_int_equal(ca_db_exec(f->db, sql), 0);
+		assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
 	}
-	assert_int_equal(ca_db_exec(f->db, "COMMIT"), 0);
+	assert_int_equal(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(raw);
 	assert_int_equal(
 	    ca_db_challenge_add(f->db, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300),
 	    CA_DB_FULL);

@@ -1,5 +1,5 @@
 /*
- * test_certs.c: X.509 issuance and checking (src/certs.c). One hierarchy
+ * test_certs.c: X.509 issuance and checking (src/tpm/certs.c). One hierarchy
  * (root -> Privacy CA, root -> Virtualization CA) is made for the group in a
  * mkdtemp directory; the tests read every certificate back with OpenSSL and
  * check each field, OID, criticality and key usage, compare the vtpmd
@@ -27,8 +27,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "vtpmd.h"
-#include "certs.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 #define YEAR        (INT64_C(365) * 24 * 3600)
 #define UUID        "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23"

@@ -1,5 +1,5 @@
 /*
- * test_config.c: the configuration file (src/config.c): config_parse_buffer
+ * test_config.c: the configuration file (src/manager/config.c): config_parse_buffer
  * over text in memory, with every problem reported as NAME:LINE, and
  * config_load reading a file into it.
  */
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "manager/manager.h"
 
 /* Parses text (len bytes; strlen when len is -1) over the defaults; the
  * messages are left in *messages (malloc'd). Returns the problems. */
@@ -210,14 +210,14 @@ test_pcrs_round_trip(void **state)
 	char buf[128];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(config_parse_pcrs(bad[i], &sel), -1);
-	assert_int_equal(config_parse_pcrs("23, 0 ,7", &sel), 0);
+		assert_int_equal(pcrpolicy_parse(bad[i], &sel), -1);
+	assert_int_equal(pcrpolicy_parse("23, 0 ,7", &sel), 0);
 	assert_int_equal(sel.mask, 1u << 23 | 1u << 0 | 1u << 7);
-	config_format_pcrs(&sel, buf, sizeof(buf));
+	pcrpolicy_format(&sel, buf, sizeof(buf));
 	assert_string_equal(buf, "0,7,23");
 	sel.mask = (1u << 24) - 1;
-	config_format_pcrs(&sel, buf, sizeof(buf));
-	assert_int_equal(config_parse_pcrs(buf, &again), 0);
+	pcrpolicy_format(&sel, buf, sizeof(buf));
+	assert_int_equal(pcrpolicy_parse(buf, &again), 0);
 	assert_int_equal(again.mask, sel.mask);
 }
 

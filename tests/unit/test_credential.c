@@ -1,5 +1,5 @@
 /*
- * test_credential.c: TPM2_MakeCredential in software (src/credential.c).
+ * test_credential.c: TPM2_MakeCredential in software (src/tpm/credential.c).
  *
  * - KDFa and KDFe against published known answers: the KDFa self-test
  *   vector of the TCG reference implementation (KdfTestData.h), and vectors
@@ -36,8 +36,8 @@
 #include <openssl/x509.h>
 #include <tss2/tss2_mu.h>
 
-#include "credential.h"
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 /* ---- link-time fake: a fixed "ephemeral" key when one is armed ---- */
 

@@ -1,5 +1,5 @@
 /*
- * test_ctrl.c: the swtpm control-channel codec (src/ctrl.c): framing of
+ * test_ctrl.c: the swtpm control-channel codec (src/instance/ctrl.c): framing of
  * every command at every byte boundary, decoding of every field, and the
  * limits on declared data lengths.
  *
@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 enum {
 	C_GET_CAPABILITY = 0x01,

@@ -1,5 +1,5 @@
 /*
- * test_endpoint.c: socket addresses (src/endpoint.c): parsing and
+ * test_endpoint.c: socket addresses (src/common/endpoint.c): parsing and
  * formatting of "unix:PATH" and "tcp:HOST:PORT", and listening on a unix
  * path (in a mkdtemp directory) or on an ephemeral loopback TCP port.
  */
@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "common/common.h"
 
 static void
 test_parse_unix(void **state)

@@ -1,5 +1,5 @@
 /*
- * test_evidence.c: TPM attestation evidence (src/evidence.c).
+ * test_evidence.c: TPM attestation evidence (src/tpm/evidence.c).
  *
  * - Real evidence from a vTPM (vtpmd instance, libtpms 0.9, tpm2-tools
  *   5.4): an ECC P-256 and an RSA-2048 attestation key made by
@@ -40,8 +40,8 @@
 #include <openssl/rsa.h>
 #include <tss2/tss2_mu.h>
 
-#include "evidence.h"
-#include "vtpmd.h"
+#include "common/common.h"
+#include "tpm/tpm.h"
 
 /* ---- real evidence ---- */
 

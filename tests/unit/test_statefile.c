@@ -1,5 +1,5 @@
 /*
- * test_statefile.c: the state file codec (src/statefile.c): round trips,
+ * test_statefile.c: the state file codec (src/instance/statefile.c): round trips,
  * the layout of the header, and every way a file is refused, including a
  * flipped bit at every position of a small file.
  *
@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 #define HDR     40
 #define GCM_TAG 16

@@ -1,5 +1,5 @@
 /*
- * test_store.c: the state directory (src/store.c), each test in a fresh
+ * test_store.c: the state directory (src/instance/store.c), each test in a fresh
  * mkdtemp directory: round trips, the lock, crash leftovers, refusal of
  * damaged files, permissions, and (through link-time fakes of fdatasync,
  * fsync and renameat, see WRAP_test_store in the Makefile) that a failed
@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 /* The link-time fakes: pass through unless a test sets an errno to fail
  * with; every call is counted. */

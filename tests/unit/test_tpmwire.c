@@ -1,6 +1,6 @@
 /*
  * test_tpmwire.c: the TPM frame header, the data channel's framing, and the
- * commands vtpmd sends on its own (src/tpmwire.c), checked byte for byte
+ * commands vtpmd sends on its own (src/instance/tpmwire.c), checked byte for byte
  * against the TPM 2.0 and TPM 1.2 specifications.
  */
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "vtpmd.h"
+#include "instance/instance.h"
 
 #define GUARD 0xa5
 

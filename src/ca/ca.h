@@ -1,0 +1,315 @@
+/*
+ * vtpm-ca: the Privacy CA and the Virtualization CA (docs/ca-api.md).
+ *
+ * This header is the map of src/ca/: the prototypes of its files, grouped
+ * by the file that defines them (main.c holds the command table). It uses
+ * src/tpm/ (certs.h: X.509; credential.h: TPM2_MakeCredential; evidence.h:
+ * TPM attestation structures and signatures; pcrpolicy.c: policy digests;
+ * approval.c) and src/common/ (api.c: the HTTP/JSON server). SQLite's
+ * types stay in ca_db.c,
+ * OpenSSL's in ca_crypto.c (and the modules above), jansson's in the files
+ * that read or write JSON.
+ *
+ * Conventions: functions return 0 or -1 and, when they fail, write a
+ * one-line reason to why (why may be NULL), as certs.h and evidence.h do;
+ * ca_db.c returns an enum ca_db_rc. Commands return vtpmd's exit statuses:
+ * EXIT_OK, EXIT_RUNTIME (refused, or failed), EXIT_USAGE.
+ */
+#ifndef VTPM_CA_H
+#define VTPM_CA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "tpm/tpm.h"
+
+#define CA_WHY_MAX     256
+#define CA_CERT_MAX    8192 /* one DER certificate from a request */
+#define CA_CHAIN_MAX   4    /* intermediates a request may carry */
+#define CA_PUBLIC_MAX  1024 /* a TPM2B_PUBLIC */
+#define CA_ATTEST_MAX  2048 /* a TPMS_ATTEST */
+#define CA_SIG_MAX     1024 /* a TPMT_SIGNATURE */
+#define CA_ID_BYTES    16   /* a challenge id: 16 random bytes, in hex */
+#define CA_ID_HEX      (2 * CA_ID_BYTES)
+#define CA_SECRET_LEN  32 /* the credential a challenge encrypts */
+#define CA_SUBJECT_MAX 256
+#define CA_DETAIL_MAX  512
+#define CA_PENDING_MAX 10000 /* challenges open at once */
+
+enum ca_role { CA_ROLE_PRIVACY = 1, CA_ROLE_VIRTUALIZATION = 2, CA_ROLE_BOTH = 3 };
+enum ca_kind { CA_KIND_CK = 1, CA_KIND_AK = 2 };
+
+/* What the trust store holds (`vtpm-ca trust add`). */
+enum ca_trust_kind {
+	CA_TRUST_MANUFACTURER,   /* TPM manufacturer roots: host EK certificates */
+	CA_TRUST_VIRTUALIZATION, /* Virtualization CAs: vEK certificates */
+	CA_TRUST_PRIVACY,        /* Privacy CAs: host CK certificates */
+	CA_TRUST_APPROVAL_KEY,   /* approval keys of host configurations */
+};
+#define CA_TRUST_KINDS 4
+
+/* ca.c: what every command shares. */
+int ca_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ca_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The CA files beside the database: DIR/ca-root.pem, ca-root.key,
+ * ca-privacy.{pem,key}, ca-virtualization.{pem,key}, where DIR is the
+ * database's directory. which: "root", "privacy", "virtualization";
+ * ext: "pem" or "key". */
+int ca_file(const char *db, const char *which, const char *ext, char *out, size_t len);
+const char *ca_role_name(enum ca_role role);
+int ca_role_parse(const char *s, enum ca_role *role);
+/* "YYYY-MM-DDTHH:MM:SSZ" of t. */
+void ca_time_format(int64_t t, char out[static 21]);
+
+/* ca_crypto.c: the few primitives vtpm-ca needs beyond the modules. */
+int ca_sha256(const uint8_t *a, size_t alen, uint8_t out[static 32]);
+int ca_random(uint8_t *out, size_t len);
+bool ca_equal(const uint8_t *a, const uint8_t *b, size_t len); /* constant time */
+void ca_cleanse(void *p, size_t len);
+
+/*
+ * ca_parse.c: request bodies (untrusted JSON) decoded into fixed-size
+ * structures, as pure functions (no I/O, nothing allocated survives a
+ * call). On failure why names the offending field and the out-structure
+ * is zeroed.
+ */
+struct ca_der {
+	uint8_t der[CA_CERT_MAX];
+	size_t len;
+};
+struct ca_challenge_req {
+	enum ca_kind kind;
+	struct ca_der ek_cert;
+	struct ca_der chain[CA_CHAIN_MAX]; /* "ek_chain": intermediates, optional */
+	size_t n_chain;
+	uint8_t ek_public[CA_PUBLIC_MAX];
+	size_t ek_public_len;
+	uint8_t key_public[CA_PUBLIC_MAX];
+	size_t key_public_len;
+	char host[CERTS_NAME_MAX + 1]; /* ck only */
+};
+struct ca_certify_req {
+	char id[CA_ID_HEX + 1];
+	uint8_t secret[CREDENTIAL_MAX_SECRET];
+	size_t secret_len;
+};
+struct ca_signed {
+	uint8_t attest[CA_ATTEST_MAX];
+	size_t attest_len;
+	uint8_t signature[CA_SIG_MAX];
+	size_t signature_len;
+};
+struct ca_ek_req {
+	struct ca_der ck_cert;
+	char instance_uuid[CERTS_UUID_LEN + 1]; /* lowercase */
+	uint8_t vek_public[CA_PUBLIC_MAX];
+	size_t vek_public_len;
+	uint8_t sealed_public[CA_PUBLIC_MAX];
+	size_t sealed_public_len;
+	struct ca_signed certify, quote;
+	uint32_t pcr_mask; /* the quote's sha256 PCRs */
+	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
+	struct approval_pub approval;
+};
+struct json_t;
+int ca_parse_challenge(
+    const struct json_t *body, struct ca_challenge_req *req, char *why, size_t why_len);
+int ca_parse_certify(
+    const struct json_t *body, struct ca_certify_req *req, char *why, size_t why_len);
+int ca_parse_ek_request(
+    const struct json_t *body, struct ca_ek_req *req, char *why, size_t why_len);
+/* "0=HEX,2=HEX,…" or a JSON object {"0": HEX, …} (text) of sha256 PCR
+ * values. */
+int ca_parse_pcr_values(const char *text, uint32_t *mask,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *why, size_t why_len);
+/* A serial number: 1 to CERTS_SERIAL_HEX_MAX hex digits, lowercased into
+ * out without leading zeros ("0" for zero). */
+int ca_parse_serial(const char *s, char out[static CERTS_SERIAL_HEX_MAX + 1]);
+
+/*
+ * ca_db.c: the records (SQLite, WAL): issued certificates, revocations,
+ * the trust store, approved host configurations, challenges and the
+ * audit trail. Times are seconds since the Unix epoch, passed in by the
+ * caller. Text fields are copied out into fixed-size fields.
+ */
+enum ca_db_rc {
+	CA_DB_ERROR = -1,
+	CA_DB_OK = 0,
+	CA_DB_NOTFOUND, /* no such record */
+	CA_DB_EXISTS,   /* a record with that key is there already */
+	CA_DB_USED,     /* a challenge answered before */
+	CA_DB_EXPIRED,  /* a challenge past its time */
+	CA_DB_FULL,     /* CA_PENDING_MAX challenges are open */
+};
+#define CA_DB_SCHEMA_VERSION 1
+const char *ca_trust_name(enum ca_trust_kind kind); /* "manufacturer", … */
+int ca_trust_parse(const char *s, enum ca_trust_kind *kind);
+struct ca_db;
+/* create: make the file and the schema (it must not exist); else open an
+ * existing database of this schema version. */
+struct ca_db *ca_db_open(const char *path, bool create, char *why, size_t why_len);
+void ca_db_close(struct ca_db *db);
+const char *ca_db_error(const struct ca_db *db);
+
+struct ca_issued {
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	char role[16]; /* "privacy" or "virtualization" */
+	char kind[8];  /* "ck", "ak", "ek" */
+	char subject[CA_SUBJECT_MAX];
+	char detail[CA_DETAIL_MAX]; /* host configuration, host EK, … */
+	int64_t issued_at, not_after;
+	const char *certificate; /* PEM; only valid during a listing callback */
+	/* from the revocations */
+	bool revoked;
+	int64_t revoked_at;
+	char reason[CA_DETAIL_MAX];
+};
+enum ca_db_rc ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem);
+enum ca_db_rc ca_db_issued_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec), void *ctx);
+
+/* Revocations: of a certificate issued here, or (foreign) of another CA's
+ * (a host EK, a remote Privacy CA's CK). */
+struct ca_status {
+	bool issued_here, revoked;
+	int64_t revoked_at;
+	char reason[CA_DETAIL_MAX];
+};
+enum ca_db_rc ca_db_revoke(
+    struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign);
+/* OK with out filled when the serial was issued here or revoked; NOTFOUND. */
+enum ca_db_rc ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out);
+
+struct ca_trust {
+	int64_t id;
+	enum ca_trust_kind kind;
+	char name[CA_SUBJECT_MAX];
+	char fingerprint[65]; /* SHA-256 of the first certificate's DER, or of the key */
+	int64_t added_at;
+	const char *data; /* PEM certificates, or "X,Y" (hex) of an approval key;
+	                   * only valid during a listing callback */
+};
+enum ca_db_rc ca_db_trust_add(struct ca_db *db, enum ca_trust_kind kind, const char *name,
+    const char *fingerprint, const char *data, int64_t now);
+/* Every entry, or those of one kind (kind >= 0). fn returns 0 to go on. */
+enum ca_db_rc ca_db_trust_list(
+    struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t), void *ctx);
+
+struct ca_host_config {
+	char id[CERTS_HOST_CONFIG_MAX + 1];
+	uint32_t mask; /* sha256 PCRs */
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
+	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR digest of the values */
+	int64_t approved_at;
+};
+enum ca_db_rc ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc);
+enum ca_db_rc ca_db_host_config_find(
+    struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN], struct ca_host_config *hc);
+enum ca_db_rc ca_db_host_config_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc), void *ctx);
+
+/* Challenges: stored with the SHA-256 of their secret only. take marks
+ * the challenge used whatever its state, so it is answered at most once;
+ * OK (with *request, malloc'd, and hash), NOTFOUND, USED or EXPIRED (at
+ * or after expires_at). */
+enum ca_db_rc ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind,
+    const char *request, const uint8_t hash[static 32], int64_t now, int64_t expires_at);
+enum ca_db_rc ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now,
+    enum ca_kind *kind, char **request, uint8_t hash[static 32]);
+
+struct ca_audit {
+	int64_t id, time;
+	char action[64];
+	char outcome[32];
+	char detail[CA_DETAIL_MAX];
+};
+enum ca_db_rc ca_db_audit(
+    struct ca_db *db, int64_t now, const char *action, const char *outcome, const char *detail);
+enum ca_db_rc ca_db_audit_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx);
+
+/* ca_trust.c: judging certificates and keys against the trust store. */
+/* Whether leaf (with optional untrusted intermediates) chains, valid at
+ * now, to a trusted entry of kind; with direct, leaf must be issued by
+ * the first certificate of a trusted entry itself (a Virtualization or
+ * Privacy CA, not some other CA under its root). 0, or -1 with why. */
+int ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
+    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, char *why,
+    size_t why_len);
+/* Whether pub is a trusted approval key: 1, 0, -1. */
+int ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub);
+/* The revocation state of a certificate (DER): 0 good, 1 revoked (why
+ * says so), -1 error. */
+int ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, char *why, size_t why_len);
+
+/* ca_settings.c: vtpm-ca serve's settings. */
+struct ca_settings {
+	enum ca_role role;
+	char listen[80];       /* HOST:PORT */
+	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
+	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
+	int64_t validity_ak;
+	int64_t validity_ek;
+};
+void ca_settings_defaults(struct ca_settings *s);
+/* Reads the JSON configuration file into s (see `vtpm-ca serve --help`). */
+int ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_len);
+
+/* ca_api.c: the routes. */
+struct ca_server {
+	struct ca_db *db;
+	struct ca_settings cfg;
+	struct certs_ca *privacy, *virt; /* the signing CAs of the roles served */
+	struct ca_der root, privacy_cert, virt_cert;
+};
+struct api_response ca_api(void *ctx, const struct api_request *req);
+
+/* ca_issue.c: what the roles' handlers share. What a route handler tells the dispatcher: a status, and either a body
+ * (200) or an error and hint; detail goes to the audit trail. */
+struct ca_reply {
+	int status;
+	struct json_t *body;
+	char error[CA_WHY_MAX];
+	char hint[CA_WHY_MAX];
+	char detail[CA_DETAIL_MAX];
+	const char *outcome; /* "issued", "challenged"; refusals: "refused" */
+};
+void ca_refuse(struct ca_reply *r, int status, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* {"certificate": PEM, "chain": [PEM…], "serial": HEX} for a DER
+ * certificate issued by ca_cert under root. */
+struct json_t *ca_issued_json(const uint8_t *der, size_t len, const struct ca_der *ca_cert,
+    const struct ca_der *root, const char *serial);
+/* The public key of a TPM2B_PUBLIC (RSA or ECC P-256), or NULL. */
+struct certs_pkey *ca_tpm_pkey(const struct evidence_public *pub);
+/* Records an issued certificate (DER) in the database. */
+int ca_record_issued(struct ca_server *s, const char *role, const char *kind, const char *subject,
+    const char *detail, const uint8_t *der, size_t len, const struct certs_validity *v,
+    char serial[static CERTS_SERIAL_HEX_MAX + 1]);
+void ca_validity(int64_t seconds, struct certs_validity *v);
+
+/* ca_privacy.c: POST /v1/privacy/challenge and /v1/privacy/certify. */
+void ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+void ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+
+/* ca_virt.c: POST /v1/virtualization/ek-certificate. */
+void ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+
+/* ca_cmd_trust.c: a trust entry from PEM text (the CA's certificate, then
+ * those above it up to a self-signed root; the chain must verify now).
+ * name NULL: the first certificate's subject. */
+int ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, const char *text,
+    char *why, size_t why_len);
+
+/* One file per command. */
+int ca_cmd_serve(int argc, char **argv);
+int ca_cmd_init(int argc, char **argv);
+int ca_cmd_trust(int argc, char **argv);
+int ca_cmd_approve(int argc, char **argv);
+int ca_cmd_list(int argc, char **argv);
+int ca_cmd_revoke(int argc, char **argv);
+int ca_cmd_cert(int argc, char **argv);
+
+#endif /* VTPM_CA_H */

@@ -1,0 +1,154 @@
+/*
+ * ca_api.c: vtpm-ca's routes (docs/ca-api.md). Every POST is answered
+ * through ca_dispatch(), which writes one audit row per request: what was
+ * issued, or why it was refused.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "ca.h"
+
+/* ---- GET routes ---- */
+
+static struct api_response
+ca_reply_json(int status, json_t *body)
+{
+	struct api_response r = {.status = status, .body = (struct json_t *)body};
+
+	if (body == NULL)
+		return api_error(500, "out of memory", "try again");
+	return r;
+}
+
+static struct api_response
+ca_get_ca(struct ca_server *s, const struct ca_der *cert)
+{
+	char *pem = certs_pem_encode(cert->der, cert->len);
+	char *root = certs_pem_encode(s->root.der, s->root.len);
+	json_t *o = NULL;
+
+	if (pem != NULL && root != NULL)
+		o = json_pack("{s:s, s:[s]}", "certificate", pem, "chain", root);
+	free(root);
+	free(pem);
+	return ca_reply_json(200, o);
+}
+
+static struct api_response
+ca_get_status(struct ca_server *s, const char *arg)
+{
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_status st;
+	enum ca_db_rc rc;
+
+	if (ca_parse_serial(arg, serial) == -1)
+		return api_error(400, "not a certificate serial number",
+		    "give the serial in hexadecimal: GET /v1/status/SERIAL");
+	rc = ca_db_status(s->db, serial, &st);
+	if (rc == CA_DB_ERROR) {
+		log_warnx("status: %s", ca_db_error(s->db));
+		return api_error(500, "the records cannot be read", "try again; see vtpm-ca's log");
+	}
+	if (rc == CA_DB_NOTFOUND)
+		return api_error(404, "no certificate with this serial was issued here",
+		    "ask the CA that issued it");
+	if (!st.revoked)
+		return ca_reply_json(
+		    200, json_pack("{s:s, s:b, s:n}", "serial", serial, "revoked", 0, "reason"));
+	return ca_reply_json(
+	    200, json_pack("{s:s, s:b, s:s, s:I}", "serial", serial, "revoked", 1, "reason",
+	             st.reason, "revoked_at", (json_int_t)st.revoked_at));
+}
+
+/* ---- POST routes ---- */
+
+typedef void (*ca_post_handler)(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+
+static struct api_response
+ca_dispatch(struct ca_server *s, const char *action, ca_post_handler fn, const struct json_t *body)
+{
+	struct ca_reply r = {0};
+	struct api_response out;
+	const char *detail;
+
+	if (body == NULL)
+		ca_refuse(
+		    &r, 400, "send a JSON object (docs/ca-api.md)", "the request has no body");
+	else
+		fn(s, body, &r);
+	if (r.status == 0)
+		ca_refuse(&r, 500, "report this as a bug", "the handler gave no answer");
+	if (r.outcome == NULL)
+		r.outcome = r.status == 200 ? "done" : "refused";
+	detail = r.status == 200 ? r.detail : r.error;
+	if (ca_db_audit(s->db, time(NULL), action, r.outcome, detail) != CA_DB_OK)
+		log_warnx("audit trail: %s", ca_db_error(s->db));
+	if (r.status == 200) {
+		log_info("%s: %s %s", action, r.outcome, r.detail);
+		out.status = 200;
+		out.body = r.body;
+		return out;
+	}
+	log_info("%s: %s (%d): %s", action, r.outcome, r.status, r.error);
+	json_decref(r.body);
+	return api_error(r.status, r.error, r.hint[0] != '\0' ? r.hint : NULL);
+}
+
+static bool
+ca_serves(const struct ca_server *s, enum ca_role role)
+{
+	return (s->cfg.role & role) != 0;
+}
+
+static struct api_response
+ca_not_served(const char *role)
+{
+	char hint[128];
+
+	snprintf(hint, sizeof(hint),
+	    "this vtpm-ca does not serve the %s role; "
+	    "start one with --role %s or --role both",
+	    role, role);
+	return api_error(404, "no such route on this CA", hint);
+}
+
+struct api_response
+ca_api(void *ctx, const struct api_request *req)
+{
+	struct ca_server *s = ctx;
+	const char *p = req->path;
+
+	if (strncmp(p, "/v1/status/", 11) == 0 && p[11] != '\0') {
+		if (req->method != API_GET)
+			return api_error(405, "method not allowed", "use GET");
+		return ca_get_status(s, p + 11);
+	}
+	if (strcmp(p, "/v1/privacy/ca") == 0 || strcmp(p, "/v1/virtualization/ca") == 0) {
+		if (req->method != API_GET)
+			return api_error(405, "method not allowed", "use GET");
+		return ca_get_ca(s, p[4] == 'p' ? &s->privacy_cert : &s->virt_cert);
+	}
+	if (strcmp(p, "/v1/privacy/challenge") == 0 || strcmp(p, "/v1/privacy/certify") == 0 ||
+	    strcmp(p, "/v1/virtualization/ek-certificate") == 0) {
+		if (req->method != API_POST)
+			return api_error(405, "method not allowed", "use POST");
+		if (p[4] == 'p' && !ca_serves(s, CA_ROLE_PRIVACY))
+			return ca_not_served("privacy");
+		if (p[4] == 'v' && !ca_serves(s, CA_ROLE_VIRTUALIZATION))
+			return ca_not_served("virtualization");
+		if (strcmp(p, "/v1/privacy/challenge") == 0)
+			return ca_dispatch(s, "privacy/challenge", ca_privacy_challenge, req->body);
+		if (strcmp(p, "/v1/privacy/certify") == 0)
+			return ca_dispatch(s, "privacy/certify", ca_privacy_certify, req->body);
+		return ca_dispatch(
+		    s, "virtualization/ek-certificate", ca_virt_ek_certificate, req->body);
+	}
+	return api_error(404, "no such route",
+	    "see docs/ca-api.md: /v1/privacy/{ca,challenge,certify}, "
+	    "/v1/virtualization/{ca,ek-certificate}, /v1/status/SERIAL");
+}

@@ -1,0 +1,813 @@
+/*
+ * ca_db.c: vtpm-ca's records in SQLite (the only file that sees it).
+ *
+ * One database file, created by `vtpm-ca init` (mode 0600), in WAL mode
+ * with full synchronisation (an issued serial is on disk before its
+ * certificate leaves), a busy timeout so that the CLI can revoke or trust
+ * while `serve` runs, and a schema version table: a database of another
+ * version is refused rather than guessed at. Every statement is prepared
+ * with bound parameters; nothing from a request is pasted into SQL.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "ca.h"
+
+#define CA_DB_BUSY_MS 5000
+/* Used or expired challenges are deleted this long after they expired. */
+#define CA_DB_CHALLENGE_KEEP (24 * 3600)
+
+struct ca_db {
+	sqlite3 *h;
+	char error[CA_WHY_MAX];
+};
+
+static const char *const ca_db_schema[] = {
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE issued ("
+    " serial TEXT PRIMARY KEY,"
+    " role TEXT NOT NULL CHECK (role IN ('privacy', 'virtualization')),"
+    " kind TEXT NOT NULL CHECK (kind IN ('ck', 'ak', 'ek')),"
+    " subject TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " certificate TEXT NOT NULL,"
+    " issued_at INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL)",
+    "CREATE TABLE revocations ("
+    " serial TEXT PRIMARY KEY,"
+    " revoked_at INTEGER NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " foreign_cert INTEGER NOT NULL)",
+    "CREATE TABLE trust ("
+    " id INTEGER PRIMARY KEY,"
+    " kind TEXT NOT NULL CHECK (kind IN"
+    "  ('manufacturer', 'virtualization', 'privacy', 'approval-key')),"
+    " name TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL,"
+    " data TEXT NOT NULL,"
+    " added_at INTEGER NOT NULL,"
+    " UNIQUE (kind, fingerprint))",
+    "CREATE TABLE host_configs ("
+    " id TEXT PRIMARY KEY,"
+    " bank TEXT NOT NULL,"
+    " pcr_values TEXT NOT NULL,"
+    " policy TEXT NOT NULL UNIQUE,"
+    " approved_at INTEGER NOT NULL)",
+    "CREATE TABLE challenges ("
+    " id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL CHECK (kind IN ('ck', 'ak')),"
+    " request TEXT NOT NULL,"
+    " secret_hash BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " used INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX challenges_expiry ON challenges (expires_at)",
+    "CREATE TABLE audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time INTEGER NOT NULL,"
+    " action TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " detail TEXT NOT NULL)",
+};
+
+static const char *const ca_trust_names[CA_TRUST_KINDS] = {
+    [CA_TRUST_MANUFACTURER] = "manufacturer",
+    [CA_TRUST_VIRTUALIZATION] = "virtualization",
+    [CA_TRUST_PRIVACY] = "privacy",
+    [CA_TRUST_APPROVAL_KEY] = "approval-key",
+};
+
+const char *
+ca_trust_name(enum ca_trust_kind kind)
+{
+	return (unsigned)kind < CA_TRUST_KINDS ? ca_trust_names[kind] : "?";
+}
+
+int
+ca_trust_parse(const char *s, enum ca_trust_kind *kind)
+{
+	for (int i = 0; i < CA_TRUST_KINDS; i++) {
+		if (strcmp(s, ca_trust_names[i]) == 0) {
+			*kind = (enum ca_trust_kind)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void ca_db_fail(struct ca_db *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Records why the last call failed, with SQLite's message. */
+static void
+ca_db_fail(struct ca_db *db, const char *fmt, ...)
+{
+	char msg[CA_WHY_MAX / 2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (db->h != NULL)
+		snprintf(db->error, sizeof(db->error), "%s: %s", msg, sqlite3_errmsg(db->h));
+	else
+		snprintf(db->error, sizeof(db->error), "%s", msg);
+}
+
+const char *
+ca_db_error(const struct ca_db *db)
+{
+	return db != NULL ? db->error : "no database";
+}
+
+static int
+ca_db_exec(struct ca_db *db, const char *sql)
+{
+	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		ca_db_fail(db, "%.60s", sql);
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3_stmt *
+ca_db_prepare(struct ca_db *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+		ca_db_fail(db, "prepare");
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* Copies a text column into a fixed-size field. */
+static void
+ca_db_text(sqlite3_stmt *st, int col, char *out, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	snprintf(out, len, "%s", t != NULL ? (const char *)t : "");
+}
+
+static int
+ca_db_create_schema(struct ca_db *db)
+{
+	char sql[64];
+
+	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
+		return -1;
+	for (size_t i = 0; i < sizeof(ca_db_schema) / sizeof(ca_db_schema[0]); i++)
+		if (ca_db_exec(db, ca_db_schema[i]) == -1)
+			goto fail;
+	snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d)", CA_DB_SCHEMA_VERSION);
+	if (ca_db_exec(db, sql) == -1 || ca_db_exec(db, "COMMIT") == -1)
+		goto fail;
+	return 0;
+fail:
+	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+static int
+ca_db_check_version(struct ca_db *db)
+{
+	sqlite3_stmt *st;
+	int ret = -1, v;
+
+	st = ca_db_prepare(db, "SELECT version FROM schema_version");
+	if (st == NULL) {
+		snprintf(db->error, sizeof(db->error),
+		    "not a vtpm-ca database (create one with 'vtpm-ca init')");
+		return -1;
+	}
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		snprintf(db->error, sizeof(db->error), "the database has no schema version");
+		goto out;
+	}
+	v = sqlite3_column_int(st, 0);
+	if (v != CA_DB_SCHEMA_VERSION) {
+		snprintf(db->error, sizeof(db->error),
+		    "database schema version %d, this vtpm-ca reads version %d%s", v,
+		    CA_DB_SCHEMA_VERSION, v > CA_DB_SCHEMA_VERSION ? ": use a newer vtpm-ca" : "");
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+struct ca_db *
+ca_db_open(const char *path, bool create, char *why, size_t why_len)
+{
+	struct ca_db *db = calloc(1, sizeof(*db));
+	bool created = false;
+	int fd;
+
+	if (db == NULL) {
+		snprintf(why, why_len, "out of memory");
+		return NULL;
+	}
+	if (create) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1) {
+			snprintf(db->error, sizeof(db->error), "%s",
+			    errno == EEXIST ? "exists already" : strerror(errno));
+			goto fail;
+		}
+		close(fd);
+		created = true;
+	}
+	if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+	    SQLITE_OK) {
+		ca_db_fail(db, "open");
+		if (!create && access(path, F_OK) == -1)
+			snprintf(db->error, sizeof(db->error),
+			    "no such database (create one with 'vtpm-ca init --db %s')", path);
+		goto fail;
+	}
+	sqlite3_busy_timeout(db->h, CA_DB_BUSY_MS);
+	sqlite3_extended_result_codes(db->h, 1);
+	if (ca_db_exec(db, "PRAGMA journal_mode = WAL") == -1 ||
+	    ca_db_exec(db, "PRAGMA synchronous = FULL") == -1 ||
+	    ca_db_exec(db, "PRAGMA foreign_keys = ON") == -1)
+		goto fail;
+	if (create ? ca_db_create_schema(db) : ca_db_check_version(db))
+		goto fail;
+	return db;
+fail:
+	if (why != NULL)
+		snprintf(why, why_len, "%s", db->error);
+	ca_db_close(db);
+	if (created)
+		unlink(path); /* only what this call made */
+	return NULL;
+}
+
+void
+ca_db_close(struct ca_db *db)
+{
+	if (db == NULL)
+		return;
+	sqlite3_close(db->h);
+	free(db);
+}
+
+/* Steps a statement that returns no rows; maps a constraint to EXISTS. */
+static enum ca_db_rc
+ca_db_step_done(struct ca_db *db, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_DONE)
+		return CA_DB_OK;
+	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+		ca_db_fail(db, "%s", what);
+		return CA_DB_EXISTS;
+	}
+	ca_db_fail(db, "%s", what);
+	return CA_DB_ERROR;
+}
+
+/* ---- issued certificates and revocations ---- */
+
+enum ca_db_rc
+ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem)
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc rc;
+
+	st =
+	    ca_db_prepare(db, "INSERT INTO issued (serial, role, kind, subject, detail, "
+	                      "certificate, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, rec->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rec->role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, rec->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, rec->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, rec->detail, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, pem, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, rec->issued_at);
+	sqlite3_bind_int64(st, 8, rec->not_after);
+	rc = ca_db_step_done(db, st, "record the issued certificate");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum ca_db_rc
+ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec), void *ctx)
+{
+	struct ca_issued rec;
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_OK;
+	int rc;
+
+	st = ca_db_prepare(db, "SELECT i.serial, i.role, i.kind, i.subject, i.detail, "
+	                       "i.certificate, i.issued_at, i.not_after, r.revoked_at, r.reason "
+	                       "FROM issued i LEFT JOIN revocations r ON r.serial = i.serial "
+	                       "ORDER BY i.issued_at, i.rowid");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&rec, 0, sizeof(rec));
+		ca_db_text(st, 0, rec.serial, sizeof(rec.serial));
+		ca_db_text(st, 1, rec.role, sizeof(rec.role));
+		ca_db_text(st, 2, rec.kind, sizeof(rec.kind));
+		ca_db_text(st, 3, rec.subject, sizeof(rec.subject));
+		ca_db_text(st, 4, rec.detail, sizeof(rec.detail));
+		rec.certificate = (const char *)sqlite3_column_text(st, 5);
+		rec.issued_at = sqlite3_column_int64(st, 6);
+		rec.not_after = sqlite3_column_int64(st, 7);
+		rec.revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
+		rec.revoked_at = sqlite3_column_int64(st, 8);
+		ca_db_text(st, 9, rec.reason, sizeof(rec.reason));
+		if (fn(ctx, &rec) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ca_db_fail(db, "list issued certificates");
+		ret = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Whether serial was issued here: 1, 0, -1. */
+static int
+ca_db_is_issued(struct ca_db *db, const char *serial)
+{
+	sqlite3_stmt *st = ca_db_prepare(db, "SELECT 1 FROM issued WHERE serial = ?");
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	ca_db_fail(db, "look up serial");
+	return -1;
+}
+
+enum ca_db_rc
+ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign)
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc rc;
+	int issued = ca_db_is_issued(db, serial);
+
+	if (issued == -1)
+		return CA_DB_ERROR;
+	if (!issued && !foreign) {
+		snprintf(db->error, sizeof(db->error),
+		    "no certificate with serial %s was issued here", serial);
+		return CA_DB_NOTFOUND;
+	}
+	st = ca_db_prepare(db, "INSERT INTO revocations (serial, revoked_at, reason, foreign_cert) "
+	                       "VALUES (?, ?, ?, ?)");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, !issued);
+	rc = ca_db_step_done(db, st, "record the revocation");
+	sqlite3_finalize(st);
+	if (rc == CA_DB_EXISTS)
+		snprintf(db->error, sizeof(db->error), "serial %s is revoked already", serial);
+	return rc;
+}
+
+enum ca_db_rc
+ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out)
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_NOTFOUND;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	st = ca_db_prepare(db, "SELECT (SELECT COUNT(*) FROM issued WHERE serial = ?1), "
+	                       "r.revoked_at, r.reason FROM (SELECT 1) "
+	                       "LEFT JOIN revocations r ON r.serial = ?1");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		ca_db_fail(db, "look up serial");
+		ret = CA_DB_ERROR;
+		goto out;
+	}
+	out->issued_here = sqlite3_column_int(st, 0) > 0;
+	out->revoked = sqlite3_column_type(st, 1) != SQLITE_NULL;
+	out->revoked_at = sqlite3_column_int64(st, 1);
+	ca_db_text(st, 2, out->reason, sizeof(out->reason));
+	if (out->issued_here || out->revoked)
+		ret = CA_DB_OK;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* ---- trust store ---- */
+
+enum ca_db_rc
+ca_db_trust_add(struct ca_db *db, enum ca_trust_kind kind, const char *name,
+    const char *fingerprint, const char *data, int64_t now)
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc rc;
+
+	st = ca_db_prepare(db, "INSERT INTO trust (kind, name, fingerprint, data, added_at) "
+	                       "VALUES (?, ?, ?, ?, ?)");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, ca_trust_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, data, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	rc = ca_db_step_done(db, st, "add to the trust store");
+	sqlite3_finalize(st);
+	if (rc == CA_DB_EXISTS)
+		snprintf(db->error, sizeof(db->error), "this %s is trusted already",
+		    ca_trust_name(kind));
+	return rc;
+}
+
+enum ca_db_rc
+ca_db_trust_list(
+    struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t), void *ctx)
+{
+	struct ca_trust t;
+	char kname[32];
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_OK;
+	int rc;
+
+	st = ca_db_prepare(db, "SELECT id, kind, name, fingerprint, data, added_at FROM trust "
+	                       "WHERE ?1 IS NULL OR kind = ?1 ORDER BY id");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	if (kind >= 0)
+		sqlite3_bind_text(
+		    st, 1, ca_trust_name((enum ca_trust_kind)kind), -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&t, 0, sizeof(t));
+		t.id = sqlite3_column_int64(st, 0);
+		ca_db_text(st, 1, kname, sizeof(kname));
+		if (ca_trust_parse(kname, &t.kind) == -1)
+			continue;
+		ca_db_text(st, 2, t.name, sizeof(t.name));
+		ca_db_text(st, 3, t.fingerprint, sizeof(t.fingerprint));
+		t.data = (const char *)sqlite3_column_text(st, 4);
+		t.added_at = sqlite3_column_int64(st, 5);
+		if (t.data == NULL || fn(ctx, &t) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ca_db_fail(db, "list the trust store");
+		ret = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* ---- host configurations ---- */
+
+enum ca_db_rc
+ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc)
+{
+	char policy[2 * TPM_DIGEST_LEN + 1], *values = NULL;
+	json_t *o = pcrpolicy_values_json(hc->mask, hc->values);
+	sqlite3_stmt *st = NULL;
+	enum ca_db_rc rc = CA_DB_ERROR;
+
+	if (o == NULL || (values = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		snprintf(db->error, sizeof(db->error), "out of memory");
+		goto out;
+	}
+	hex_encode(hc->policy, TPM_DIGEST_LEN, policy);
+	st = ca_db_prepare(db, "INSERT INTO host_configs (id, bank, pcr_values, policy, "
+	                       "approved_at) VALUES (?, 'sha256', ?, ?, ?)");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, hc->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, values, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, hc->approved_at);
+	rc = ca_db_step_done(db, st, "add the host configuration");
+	if (rc == CA_DB_EXISTS)
+		snprintf(db->error, sizeof(db->error),
+		    "a host configuration with this id or these PCR values is approved already");
+out:
+	sqlite3_finalize(st);
+	free(values);
+	json_decref(o);
+	return rc;
+}
+
+/* Fills hc from a row (id, pcr_values, policy, approved_at). */
+static int
+ca_db_host_config_row(sqlite3_stmt *st, struct ca_host_config *hc)
+{
+	const char *values = (const char *)sqlite3_column_text(st, 1);
+	char policy[2 * TPM_DIGEST_LEN + 1];
+	json_t *o;
+	int ret;
+
+	memset(hc, 0, sizeof(*hc));
+	ca_db_text(st, 0, hc->id, sizeof(hc->id));
+	ca_db_text(st, 2, policy, sizeof(policy));
+	hc->approved_at = sqlite3_column_int64(st, 3);
+	o = values != NULL ? json_loads(values, 0, NULL) : NULL;
+	ret = o != NULL && pcrpolicy_values_parse(o, &hc->mask, hc->values) == 0 &&
+	              hex_decode(policy, hc->policy, TPM_DIGEST_LEN) == 0
+	          ? 0
+	          : -1;
+	json_decref(o);
+	return ret;
+}
+
+enum ca_db_rc
+ca_db_host_config_find(
+    struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN], struct ca_host_config *hc)
+{
+	char hex[2 * TPM_DIGEST_LEN + 1];
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_NOTFOUND;
+	int rc;
+
+	memset(hc, 0, sizeof(*hc));
+	hex_encode(policy, TPM_DIGEST_LEN, hex);
+	st = ca_db_prepare(db, "SELECT id, pcr_values, policy, approved_at FROM host_configs "
+	                       "WHERE policy = ?");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		ret = CA_DB_OK;
+		if (ca_db_host_config_row(st, hc) == -1) {
+			snprintf(
+			    db->error, sizeof(db->error), "host configuration record is malformed");
+			ret = CA_DB_ERROR;
+		}
+	} else if (rc != SQLITE_DONE) {
+		ca_db_fail(db, "look up the host configuration");
+		ret = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+enum ca_db_rc
+ca_db_host_config_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc), void *ctx)
+{
+	struct ca_host_config hc;
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_OK;
+	int rc;
+
+	st = ca_db_prepare(db, "SELECT id, pcr_values, policy, approved_at FROM host_configs "
+	                       "ORDER BY approved_at, id");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (ca_db_host_config_row(st, &hc) == -1)
+			continue;
+		if (fn(ctx, &hc) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ca_db_fail(db, "list host configurations");
+		ret = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* ---- challenges ---- */
+
+static const char *
+ca_db_kind_name(enum ca_kind kind)
+{
+	return kind == CA_KIND_CK ? "ck" : "ak";
+}
+
+/* Open challenges (unused, not expired): their count, or -1. */
+static int64_t
+ca_db_challenges_open(struct ca_db *db, int64_t now)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	st = ca_db_prepare(db, "SELECT COUNT(*) FROM challenges WHERE used = 0 AND expires_at > ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else
+		ca_db_fail(db, "count challenges");
+	sqlite3_finalize(st);
+	return n;
+}
+
+enum ca_db_rc
+ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const char *request,
+    const uint8_t hash[static 32], int64_t now, int64_t expires_at)
+{
+	sqlite3_stmt *st = NULL;
+	enum ca_db_rc rc = CA_DB_ERROR;
+	int64_t open;
+
+	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
+		return CA_DB_ERROR;
+	st = ca_db_prepare(db, "DELETE FROM challenges WHERE expires_at < ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_KEEP);
+	if ((rc = ca_db_step_done(db, st, "forget old challenges")) != CA_DB_OK)
+		goto out;
+	sqlite3_finalize(st);
+	st = NULL;
+	rc = CA_DB_ERROR;
+	if ((open = ca_db_challenges_open(db, now)) == -1)
+		goto out;
+	if (open >= CA_PENDING_MAX) {
+		snprintf(db->error, sizeof(db->error), "%lld challenges are open", (long long)open);
+		rc = CA_DB_FULL;
+		goto out;
+	}
+	st = ca_db_prepare(db, "INSERT INTO challenges (id, kind, request, secret_hash, "
+	                       "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ca_db_kind_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, request, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	sqlite3_bind_int64(st, 6, expires_at);
+	rc = ca_db_step_done(db, st, "record the challenge");
+out:
+	sqlite3_finalize(st);
+	if (rc == CA_DB_OK && ca_db_exec(db, "COMMIT") == -1)
+		rc = CA_DB_ERROR;
+	if (rc != CA_DB_OK)
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Reads a challenge row (kind, request, secret_hash, expires_at, used). */
+static enum ca_db_rc
+ca_db_challenge_read(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
+    char **request, uint8_t hash[static 32])
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc rc = CA_DB_NOTFOUND;
+	const char *k, *req;
+	int step;
+
+	st = ca_db_prepare(db, "SELECT kind, request, secret_hash, expires_at, used "
+	                       "FROM challenges WHERE id = ?");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_DONE)
+		goto out;
+	rc = CA_DB_ERROR;
+	if (step != SQLITE_ROW) {
+		ca_db_fail(db, "look up the challenge");
+		goto out;
+	}
+	k = (const char *)sqlite3_column_text(st, 0);
+	req = (const char *)sqlite3_column_text(st, 1);
+	if (k == NULL || req == NULL || sqlite3_column_bytes(st, 2) != 32) {
+		snprintf(db->error, sizeof(db->error), "challenge record is malformed");
+		goto out;
+	}
+	if (sqlite3_column_int(st, 4) != 0) {
+		rc = CA_DB_USED;
+		goto out;
+	}
+	if (now >= sqlite3_column_int64(st, 3)) {
+		rc = CA_DB_EXPIRED;
+		goto out;
+	}
+	if ((*request = strdup(req)) == NULL) {
+		snprintf(db->error, sizeof(db->error), "out of memory");
+		goto out;
+	}
+	*kind = strcmp(k, "ck") == 0 ? CA_KIND_CK : CA_KIND_AK;
+	memcpy(hash, sqlite3_column_blob(st, 2), 32);
+	rc = CA_DB_OK;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum ca_db_rc
+ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
+    char **request, uint8_t hash[static 32])
+{
+	sqlite3_stmt *st = NULL;
+	enum ca_db_rc rc;
+
+	*request = NULL;
+	memset(hash, 0, 32);
+	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
+		return CA_DB_ERROR;
+	rc = ca_db_challenge_read(db, id, now, kind, request, hash);
+	if (rc == CA_DB_OK || rc == CA_DB_EXPIRED) {
+		st = ca_db_prepare(db, "UPDATE challenges SET used = 1 WHERE id = ?");
+		if (st != NULL)
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (st == NULL || ca_db_step_done(db, st, "mark the challenge used") != CA_DB_OK)
+			rc = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	if (rc != CA_DB_ERROR && ca_db_exec(db, "COMMIT") == -1)
+		rc = CA_DB_ERROR;
+	if (rc == CA_DB_ERROR) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		free(*request);
+		*request = NULL;
+		memset(hash, 0, 32);
+	} else if (rc != CA_DB_OK) {
+		snprintf(db->error, sizeof(db->error), "challenge %s",
+		    rc == CA_DB_NOTFOUND ? "unknown"
+		    : rc == CA_DB_USED   ? "used"
+		                         : "expired");
+	}
+	return rc;
+}
+
+/* ---- audit trail ---- */
+
+enum ca_db_rc
+ca_db_audit(
+    struct ca_db *db, int64_t now, const char *action, const char *outcome, const char *detail)
+{
+	sqlite3_stmt *st;
+	enum ca_db_rc rc;
+
+	st = ca_db_prepare(
+	    db, "INSERT INTO audit (time, action, outcome, detail) VALUES (?, ?, ?, ?)");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, detail != NULL ? detail : "", -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "write the audit trail");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum ca_db_rc
+ca_db_audit_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx)
+{
+	struct ca_audit a;
+	sqlite3_stmt *st;
+	enum ca_db_rc ret = CA_DB_OK;
+	int rc;
+
+	st = ca_db_prepare(db, "SELECT id, time, action, outcome, detail FROM audit ORDER BY id");
+	if (st == NULL)
+		return CA_DB_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&a, 0, sizeof(a));
+		a.id = sqlite3_column_int64(st, 0);
+		a.time = sqlite3_column_int64(st, 1);
+		ca_db_text(st, 2, a.action, sizeof(a.action));
+		ca_db_text(st, 3, a.outcome, sizeof(a.outcome));
+		ca_db_text(st, 4, a.detail, sizeof(a.detail));
+		if (fn(ctx, &a) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ca_db_fail(db, "list the audit trail");
+		ret = CA_DB_ERROR;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}

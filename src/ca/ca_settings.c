@@ -1,0 +1,104 @@
+/*
+ * ca_settings.c: vtpm-ca serve's settings (--config FILE, JSON): the
+ * role it serves, challenge lifetime and certificate validities, with the
+ * defaults docs/ca-api.md gives.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "ca.h"
+
+#define CA_DAY (24 * 3600)
+
+void
+ca_settings_defaults(struct ca_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->role = CA_ROLE_BOTH;
+	s->challenge_ttl = 300;
+	s->validity_ck = 5 * 365 * CA_DAY;
+	s->validity_ak = 365 * CA_DAY;
+	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
+}
+
+/* A non-negative integer field, in seconds (or days, times unit). */
+static int
+ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, char *why, size_t why_len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > INT64_MAX / unit / 2) {
+		snprintf(why, why_len, "%s must be a non-negative integer", key);
+		return -1;
+	}
+	*out = json_integer_value(v) * unit;
+	return 0;
+}
+
+int
+ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_len)
+{
+	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
+	    "ck_validity_days", "ak_validity_days", "ek_validity_days"};
+	char inner[CA_WHY_MAX] = "";
+	json_error_t jerr;
+	const char *key, *str;
+	json_t *o, *v;
+	size_t i;
+	int ret = -1;
+
+	if ((o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		snprintf(why, why_len, "%s:%d: %s", path, jerr.line, jerr.text);
+		return -1;
+	}
+	if (!json_is_object(o)) {
+		snprintf(why, why_len, "%s: the configuration must be a JSON object", path);
+		goto out;
+	}
+	json_object_foreach(o, key, v)
+	{
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (i == sizeof(known) / sizeof(known[0])) {
+			snprintf(why, why_len, "%s: unknown setting \"%s\"", path, key);
+			goto out;
+		}
+	}
+	if ((v = json_object_get(o, "role")) != NULL &&
+	    (!json_is_string(v) || ca_role_parse(json_string_value(v), &s->role) == -1)) {
+		snprintf(why, why_len, "%s: role must be privacy, virtualization or both", path);
+		goto out;
+	}
+	if ((v = json_object_get(o, "listen")) != NULL) {
+		str = json_string_value(v);
+		if (str == NULL || strlen(str) >= sizeof(s->listen)) {
+			snprintf(why, why_len, "%s: listen must be HOST:PORT", path);
+			goto out;
+		}
+		snprintf(s->listen, sizeof(s->listen), "%s", str);
+	}
+	if (ca_settings_int(
+	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, inner, sizeof(inner)) == -1 ||
+	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, inner, sizeof(inner)) ==
+	        -1 ||
+	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, inner, sizeof(inner)) ==
+	        -1 ||
+	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, inner, sizeof(inner)) ==
+	        -1) {
+		snprintf(why, why_len, "%s: %s", path, inner);
+		goto out;
+	}
+	ret = 0;
+out:
+	json_decref(o);
+	return ret;
+}

@@ -1,0 +1,186 @@
+/*
+ * common.h: the map of src/common/, the layer every program shares: logs,
+ * key memory, files, socket addresses, hex and base64, the CLI frame, and
+ * HTTP/1.1 with JSON bodies (server and client). Nothing here knows a TPM.
+ * Prototypes are grouped by the file that defines them.
+ */
+#ifndef VTPM_COMMON_H
+#define VTPM_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <poll.h>
+
+/* Exit statuses of every program; each one's --help documents them. */
+enum vtpmd_exit {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1, /* an error while serving (I/O, engine failure) */
+	EXIT_USAGE = 2,	  /* bad command line */
+	EXIT_STATE = 3,	  /* state exists but cannot be read: nothing was started */
+	EXIT_BUSY = 4,	  /* state directory or socket address already in use */
+};
+
+/*
+ * err.c: the one error convention. A function that can fail returns -1
+ * (or NULL) and, when its caller passed a struct err (it may pass NULL),
+ * fills it: kind says what the caller may act on, msg what a person reads
+ * (one line, never a secret). Success leaves it untouched.
+ */
+enum err_kind {
+	ERR_NONE = 0,
+	ERR_FAILED,	 /* no finer kind: the message says */
+	ERR_INVALID,	 /* the input is malformed or out of range */
+	ERR_IO,		 /* the system refused (the message ends with strerror) */
+	ERR_ABSENT,	 /* what was asked for does not exist */
+	ERR_BUSY,	 /* in use by another process */
+	ERR_CORRUPT,	 /* it exists but cannot be read: altered, truncated, wrong key */
+	ERR_REFUSED,	 /* a peer said no (a CA's 4xx, a TPM's refusal) */
+	ERR_UNREACHABLE, /* a peer could not be reached, or failed (5xx) */
+	ERR_TIMEOUT,	 /* a peer did not answer in time */
+	ERR_POLICY,	 /* the host PCRs are not in an approved configuration */
+	ERR_FOREIGN,	 /* an object that is not this TPM's, or not this instance's */
+	ERR_HOST_TPM,	 /* the host TPM failed or went away (not a refusal) */
+};
+/* Room for any message, a refusal naming all 24 host PCRs with its advice included. */
+#define ERR_MSG_MAX 1536
+struct err {
+	enum err_kind kind;
+	char msg[ERR_MSG_MAX];
+};
+int err_set(struct err *e, enum err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int err_errno(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int err_wrap(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void err_clear(struct err *e);
+const char *err_kind_name(enum err_kind kind);
+
+/* log.c: stderr logging, each line tagged with the process name. */
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+void log_init(const char *tag, enum log_level level);
+int log_parse_level(const char *name, enum log_level *level);
+void log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void fatalx(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* mono.c: the monotonic clock, in milliseconds and microseconds. */
+int64_t mono_ms(void);
+int64_t mono_us(void);
+
+/* secret.c: memory for key material: locked, not dumped, wiped on free. */
+void *secret_alloc(size_t len);
+void secret_free(void *p, size_t len);
+int secret_read_fd(int fd, uint8_t *out, size_t len);
+void secret_harden_process(void);
+
+/* endpoint.c: "unix:PATH" and "tcp:HOST:PORT" socket addresses. */
+enum endpoint_kind { ENDPOINT_UNIX, ENDPOINT_TCP };
+struct endpoint {
+	enum endpoint_kind kind;
+	char path[108]; /* ENDPOINT_UNIX */
+	char host[64];	/* ENDPOINT_TCP: numeric address */
+	uint16_t port;	/* ENDPOINT_TCP */
+};
+int endpoint_parse(const char *spec, struct endpoint *ep);
+socklen_t endpoint_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss);
+int endpoint_listen(const struct endpoint *ep);
+int endpoint_connect(const struct endpoint *ep);
+void endpoint_format(const struct endpoint *ep, char *buf, size_t len);
+
+/* cli.c: the frame of the command-line programs (vtpmctl, vtpm-ca,
+ * vtpm-attest): their command tables, --help, dispatch, messages. */
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+	const char *synopsis;
+	const char *summary;
+};
+struct cli {
+	const char *name;      /* the program */
+	const char *usage;     /* its usage line, without "usage: " */
+	const char *help_head; /* --help: before the commands */
+	const char *help_tail; /* --help: after them */
+	const struct cli_cmd *cmds;
+	size_t n;
+	int name_width; /* of the command column in the short usage */
+};
+int cli_usagev(const char *prog, const char *cmd, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+int cli_failv(const char *prog, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void cli_help(const struct cli *p);
+int cli_dispatch(const struct cli *p, int argc, char **argv);
+
+/* hex.c: lowercase hexadecimal. */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+int hex_decode(const char *in, uint8_t *out, size_t len);
+
+/* base64.c: base64 (RFC 4648, padded, strict). encode: malloc'd text or
+ * NULL. decode: 0, or -1 when in is not canonical base64 or decodes to
+ * more than max bytes. */
+char *base64_encode(const uint8_t *in, size_t len);
+int base64_decode(const char *in, uint8_t *out, size_t max, size_t *len);
+
+/* fileio.c: whole-file reads and crash-safe whole-file replacement. */
+int fileio_read(const char *path, size_t max, uint8_t **buf, size_t *len);
+int fileio_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+int fileio_write_runtime(const char *path, const void *buf, size_t len, mode_t mode);
+int fileio_remove_tree(const char *path);
+int fileio_mkdirs(const char *path, mode_t mode);
+
+/* api.c: the control API server: HTTP/1.1 + JSON on a unix socket
+ * (docs/api.md). Parsing uses http-parser; bodies are jansson values. */
+#define API_MAX_REQUEST (64u << 10)
+#define API_MAX_CONNECTIONS 64
+#define API_IDLE_TIMEOUT_MS 10000
+enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
+struct json_t;
+struct api_request {
+	enum api_method method;
+	char path[256];	 /* percent-decoded path, without the query */
+	char query[256]; /* raw query string, "" when absent */
+	struct json_t *body; /* parsed JSON object, or NULL when no body */
+	uid_t peer_uid;
+	pid_t peer_pid;
+	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
+		      * before parsing again can change the result */
+};
+struct api_response {
+	int status;		/* HTTP status */
+	struct json_t *body;	/* owned by the response; api.c serialises and frees it */
+};
+enum api_parse { API_PARSE_INCOMPLETE, API_PARSE_COMPLETE, API_PARSE_ERROR };
+enum api_parse api_parse(const uint8_t *buf, size_t len, struct api_request *req, int *status,
+    char *why, size_t why_len);
+void api_request_clear(struct api_request *req);
+struct api_response api_error(int status, const char *error, const char *hint);
+typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
+struct api_server;
+struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
+struct api_server *api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx);
+void api_close(struct api_server *srv);
+int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
+void api_process(struct api_server *srv, const struct pollfd *fds, int n);
+int api_next_timeout(const struct api_server *srv);
+
+/* httpc.c: one HTTP/1.1 request with a JSON body, on a connected socket or
+ * to a URL. */
+#define HTTPC_MAX_RESPONSE (16u << 20)
+enum { HTTPC_OK = 0, HTTPC_IO = -1, HTTPC_PROTOCOL = -2 };
+int httpc_exchange(int fd, const char *method, const char *host, const char *agent,
+    const char *target, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len);
+int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
+    char *why, size_t why_len);
+int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len);
+
+#endif /* VTPM_COMMON_H */

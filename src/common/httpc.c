@@ -1,0 +1,299 @@
+/*
+ * httpc.c: the client side of vtpmd's HTTP/JSON protocols (vtpmctl to
+ * vtpmd, vtpm-attest and vtpmd to vtpm-ca): one request on a connected
+ * socket, the whole answer read until the server closes (servers answer
+ * with "Connection: close"), parsed with http-parser, its body with
+ * jansson. Connecting is the caller's business (unix or TCP).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <jansson.h>
+
+#include "common.h"
+
+struct httpc_reply {
+	const char *body;
+	size_t body_len;
+	bool done;
+};
+
+static void httpc_why(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+httpc_why(char *why, size_t why_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, why_len, fmt, ap);
+	va_end(ap);
+}
+
+/* Sends all of buf. A server that answers before reading everything (a
+ * refusal) closes early: EPIPE then leaves the answer to be read. */
+static int
+httpc_send_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
+			return 0;
+		if (n == -1)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads until the server closes; returns a malloc'd buffer or NULL. */
+static char *
+httpc_recv_all(int fd, size_t *len, char *why, size_t why_len)
+{
+	size_t cap = 8192, got = 0;
+	char *buf = malloc(cap), *p;
+	ssize_t n;
+
+	while (buf != NULL) {
+		if (got == cap) {
+			if (cap >= HTTPC_MAX_RESPONSE) {
+				httpc_why(why, why_len, "answer larger than %u bytes",
+				    HTTPC_MAX_RESPONSE);
+				break;
+			}
+			p = realloc(buf, cap * 2);
+			if (p == NULL)
+				break;
+			buf = p;
+			cap *= 2;
+		}
+		n = recv(fd, buf + got, cap - got, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == ECONNRESET && got > 0)
+			n = 0; /* the answer came before the reset */
+		if (n == 0) {
+			*len = got;
+			return buf;
+		}
+		if (n == -1) {
+			httpc_why(why, why_len, "%s",
+			    errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within the time limit"
+								    : strerror(errno));
+			free(buf);
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	if (buf == NULL)
+		httpc_why(why, why_len, "out of memory");
+	free(buf);
+	return NULL;
+}
+
+static int
+httpc_on_body(http_parser *hp, const char *at, size_t len)
+{
+	struct httpc_reply *r = hp->data;
+
+	if (r->body == NULL)
+		r->body = at;
+	r->body_len += len;
+	return 0;
+}
+
+static int
+httpc_on_complete(http_parser *hp)
+{
+	struct httpc_reply *r = hp->data;
+
+	r->done = true;
+	http_parser_pause(hp, 1);
+	return 0;
+}
+
+/* Parses a whole HTTP response: status, then the body as JSON (any value). */
+int
+httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, char *why,
+    size_t why_len)
+{
+	static const http_parser_settings settings = {
+		.on_body = httpc_on_body,
+		.on_message_complete = httpc_on_complete,
+	};
+	struct httpc_reply r = {0};
+	enum http_errno e;
+	json_error_t jerr;
+	http_parser hp;
+
+	*reply = NULL;
+	http_parser_init(&hp, HTTP_RESPONSE);
+	hp.data = &r;
+	http_parser_execute(&hp, &settings, buf, len);
+	if (!r.done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
+		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
+	e = HTTP_PARSER_ERRNO(&hp);
+	if (!r.done || (e != HPE_OK && e != HPE_PAUSED)) {
+		httpc_why(why, why_len, "malformed HTTP answer (%s)",
+		    r.done ? http_errno_description(e) : "incomplete");
+		return HTTPC_PROTOCOL;
+	}
+	*status = hp.status_code;
+	*reply = json_loadb(r.body != NULL ? r.body : "", r.body_len, JSON_DECODE_ANY, &jerr);
+	if (*reply == NULL) {
+		httpc_why(why, why_len, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
+		return HTTPC_PROTOCOL;
+	}
+	return HTTPC_OK;
+}
+
+/*
+ * Sends METHOD target (with body, a JSON value, when not NULL) on the
+ * connected socket fd, naming host and agent in the headers, and reads
+ * and parses the answer. Returns HTTPC_OK with *status and *reply (the
+ * caller frees it), or HTTPC_IO / HTTPC_PROTOCOL with why. fd is left
+ * open; a timeout on it (SO_RCVTIMEO) bounds the wait.
+ */
+int
+httpc_exchange(int fd, const char *method, const char *host, const char *agent,
+    const char *target, const json_t *body, int *status, json_t **reply, char *why,
+    size_t why_len)
+{
+	char *payload = NULL, *req = NULL, *resp = NULL;
+	size_t resp_len = 0;
+	int n, ret = HTTPC_IO;
+
+	*reply = NULL;
+	*status = 0;
+	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) == NULL) {
+		httpc_why(why, why_len, "out of memory");
+		return HTTPC_IO;
+	}
+	n = asprintf(&req,
+	    "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
+	    "Connection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+	    method, target, host, agent, payload ? "Content-Type: application/json\r\n" : "",
+	    payload ? strlen(payload) : (size_t)0, payload ? payload : "");
+	if (n < 0) {
+		req = NULL;
+		httpc_why(why, why_len, "out of memory");
+		goto out;
+	}
+	if (httpc_send_all(fd, req, (size_t)n) == -1) {
+		httpc_why(why, why_len, "sending the request: %s",
+		    errno == EAGAIN ? "timed out" : strerror(errno));
+		goto out;
+	}
+	shutdown(fd, SHUT_WR);
+	resp = httpc_recv_all(fd, &resp_len, why, why_len);
+	if (resp == NULL)
+		goto out;
+	ret = httpc_parse_response(resp, resp_len, status, reply, why, why_len);
+out:
+	free(resp);
+	free(req);
+	free(payload);
+	return ret;
+}
+
+/* Splits http://HOST[:PORT][/PREFIX] into host, port and path prefix. */
+static int
+httpc_parse_url(const char *url, char *host, size_t host_len, char *port, size_t port_len,
+    char *prefix, size_t prefix_len)
+{
+	const char *p, *slash, *colon;
+
+	if (strncmp(url, "http://", 7) != 0)
+		return -1;
+	p = url + 7;
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		slash = p + strlen(p);
+	colon = memchr(p, ':', (size_t)(slash - p));
+	if ((colon != NULL ? colon : slash) == p ||
+	    (size_t)((colon != NULL ? colon : slash) - p) >= host_len)
+		return -1;
+	snprintf(host, host_len, "%.*s", (int)((colon != NULL ? colon : slash) - p), p);
+	if (colon != NULL && (slash - colon < 2 || (size_t)(slash - colon) > port_len))
+		return -1;
+	snprintf(port, port_len, "%.*s", colon != NULL ? (int)(slash - colon - 1) : 2,
+	    colon != NULL ? colon + 1 : "80");
+	snprintf(prefix, prefix_len, "%s", slash);
+	if (prefix[0] != '\0' && prefix[strlen(prefix) - 1] == '/')
+		prefix[strlen(prefix) - 1] = '\0';
+	return 0;
+}
+
+static int
+httpc_connect_tcp(const char *host, const char *port, int timeout_s, char *why, size_t why_len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+	struct timeval tv = {.tv_sec = timeout_s};
+	int fd = -1, r;
+
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		httpc_why(why, why_len, "%s: %s", host, gai_strerror(r));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		r = errno;
+		close(fd);
+		fd = -1;
+		errno = r;
+	}
+	if (fd == -1)
+		httpc_why(why, why_len, "connecting to %s:%s: %s", host, port, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+/*
+ * One request to an HTTP server named by a base URL (http://HOST[:PORT]
+ * [/PREFIX]) over a new TCP connection, each socket operation bounded by
+ * timeout_s seconds. path is appended to the URL's prefix. Returns
+ * HTTPC_OK with the status and the JSON answer (caller frees), or an error
+ * with why filled in; *reply is NULL then.
+ */
+int
+httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
+    size_t why_len)
+{
+	char host[256], port[16], prefix[512], target[1024];
+	int fd, rc;
+
+	*reply = NULL;
+	*status = 0;
+	if (httpc_parse_url(
+	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1) {
+		httpc_why(why, why_len, "%s: not an http://HOST:PORT URL", base_url);
+		return HTTPC_PROTOCOL;
+	}
+	snprintf(target, sizeof(target), "%s%s", prefix, path);
+	if ((fd = httpc_connect_tcp(host, port, timeout_s, why, why_len)) == -1)
+		return HTTPC_IO;
+	rc = httpc_exchange(fd, method, host, agent, target, body, status, reply, why, why_len);
+	close(fd);
+	return rc;
+}

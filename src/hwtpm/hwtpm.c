@@ -1,0 +1,747 @@
+/*
+ * hwtpm.c: the host TPM, the root of every vTPM.
+ *
+ * vtpmd is the only process that talks to the host TPM. This module is the
+ * only one that sees tpm2-tss (ESYS_TR, TSS2_RC, TPM2B_*): it opens the TPM
+ * through a TCTI string, finds or creates the storage root key (SRK, an ECC
+ * P-256 primary persisted at the TCG-reserved handle 0x81000001), keeps one
+ * HMAC session salted to the SRK for parameter encryption, and seals and
+ * unseals the vTPMs' state keys.
+ *
+ * A state key is sealed under the SRK with an authPolicy of
+ * PolicyAuthorize(approval key, APPROVAL_POLICY_REF): it can be unsealed only
+ * in a policy session whose PolicyPCR digest an administrator's approval
+ * key has signed. A host update that changes PCRs therefore needs one new
+ * signature, not a re-seal of every vTPM.
+ *
+ * Every command sent to the host TPM goes through a counting TCTI, so the
+ * cost of an operation in host-TPM commands is measured, not guessed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "hwtpm.h"
+#include "hwtpm_private.h"
+
+static char hwtpm_errbuf[256];
+
+/* Returns the text of the last error of this module (not thread-safe). */
+const char *
+hwtpm_error(void)
+{
+	return hwtpm_errbuf;
+}
+
+void
+hwtpm_seterr(const char *what, TSS2_RC rc)
+{
+	if (rc != TSS2_RC_SUCCESS)
+		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s: %s", what, Tss2_RC_Decode(rc));
+	else
+		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s", what);
+}
+
+static struct hwtpm_tcti *
+hwtpm_tcti_of(TSS2_TCTI_CONTEXT *ctx)
+{
+	return (struct hwtpm_tcti *)(void *)ctx;
+}
+
+static TSS2_RC
+hwtpm_tcti_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t *cmd)
+{
+	struct hwtpm_tcti *t = hwtpm_tcti_of(ctx);
+
+	t->commands++;
+	return Tss2_Tcti_Transmit(t->inner, size, cmd);
+}
+
+static TSS2_RC
+hwtpm_tcti_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *rsp, int32_t timeout)
+{
+	return Tss2_Tcti_Receive(hwtpm_tcti_of(ctx)->inner, size, rsp, timeout);
+}
+
+static void
+hwtpm_tcti_finalize(TSS2_TCTI_CONTEXT *ctx)
+{
+	(void)ctx; /* the inner context is finalized by hwtpm_close */
+}
+
+static TSS2_RC
+hwtpm_tcti_cancel(TSS2_TCTI_CONTEXT *ctx)
+{
+	return Tss2_Tcti_Cancel(hwtpm_tcti_of(ctx)->inner);
+}
+
+static TSS2_RC
+hwtpm_tcti_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
+{
+	return Tss2_Tcti_GetPollHandles(hwtpm_tcti_of(ctx)->inner, h, n);
+}
+
+static TSS2_RC
+hwtpm_tcti_set_locality(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
+{
+	return Tss2_Tcti_SetLocality(hwtpm_tcti_of(ctx)->inner, locality);
+}
+
+static TSS2_RC
+hwtpm_tcti_make_sticky(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *handle, uint8_t sticky)
+{
+	return Tss2_Tcti_MakeSticky(hwtpm_tcti_of(ctx)->inner, handle, sticky);
+}
+
+static void
+hwtpm_tcti_wrap(struct hwtpm_tcti *t, TSS2_TCTI_CONTEXT *inner)
+{
+	memset(t, 0, sizeof(*t));
+	t->common.v1.magic = 0x7674706d64746374ULL; /* "vtpmdtct" */
+	t->common.v1.version = 2;
+	t->common.v1.transmit = hwtpm_tcti_transmit;
+	t->common.v1.receive = hwtpm_tcti_receive;
+	t->common.v1.finalize = hwtpm_tcti_finalize;
+	t->common.v1.cancel = hwtpm_tcti_cancel;
+	t->common.v1.getPollHandles = hwtpm_tcti_poll_handles;
+	t->common.v1.setLocality = hwtpm_tcti_set_locality;
+	t->common.makeSticky = hwtpm_tcti_make_sticky;
+	t->inner = inner;
+}
+
+/* The TCG template of the ECC P-256 storage root key. */
+static TPM2B_PUBLIC
+hwtpm_srk_template(void)
+{
+	TPM2B_PUBLIC t = {0};
+
+	t.publicArea.type = TPM2_ALG_ECC;
+	t.publicArea.nameAlg = TPM2_ALG_SHA256;
+	t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
+	    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+	t.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
+	t.publicArea.parameters.eccDetail.symmetric.keyBits.aes = 128;
+	t.publicArea.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+	t.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+	t.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	t.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	t.publicArea.unique.ecc.x.size = 32;
+	t.publicArea.unique.ecc.y.size = 32;
+	return t;
+}
+
+/* Sets hw->srk_name from hw->srk_pub: nameAlg || H(public area), what the
+ * HMACs of commands on the SRK cover and what hwtpm_check_pin pins. */
+static int
+hwtpm_srk_name(struct hwtpm *hw)
+{
+	uint8_t pub[sizeof(TPM2B_PUBLIC)];
+	size_t len = 0;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
+	    credential_public_name(pub, len, hw->srk_name.name) == -1) {
+		hwtpm_seterr("compute the SRK's Name", 0);
+		return -1;
+	}
+	hw->srk_name.size = CREDENTIAL_NAME_LEN;
+	return 0;
+}
+
+/* Checks that a persistent key is usable as our SRK: an ECC P-256
+ * restricted decryption key with the TCG attributes. */
+static int
+hwtpm_check_srk(struct hwtpm *hw)
+{
+	TPM2B_PUBLIC *pub = NULL;
+	TPMA_OBJECT want = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+	TSS2_RC rc;
+	int ret = -1;
+
+	rc = Esys_ReadPublic(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+	    NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("read SRK public area", rc);
+		return -1;
+	}
+	if (pub->publicArea.type != TPM2_ALG_ECC ||
+	    pub->publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+	    (pub->publicArea.objectAttributes & want) != want) {
+		hwtpm_seterr("the key at 0x81000001 is not an ECC P-256 storage root key", 0);
+		goto out;
+	}
+	hw->srk_pub = *pub; /* what sessions are salted to */
+	if (hwtpm_srk_name(hw) == -1)
+		goto out;
+	ret = 0;
+out:
+	Esys_Free(pub);
+	return ret;
+}
+
+/* Sends TPM2_FlushContext(handle) as raw bytes: ESYS cannot name a
+ * session it did not start. */
+static void
+hwtpm_flush_raw(struct hwtpm *hw, TPM2_HANDLE handle)
+{
+	TSS2_TCTI_CONTEXT *t = (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti;
+	uint8_t cmd[14] = {0x80, 0x01, 0, 0, 0, 14, 0, 0, 0x01, 0x65}, rsp[64];
+	size_t len = sizeof(rsp);
+
+	cmd[10] = (uint8_t)(handle >> 24);
+	cmd[11] = (uint8_t)(handle >> 16);
+	cmd[12] = (uint8_t)(handle >> 8);
+	cmd[13] = (uint8_t)handle;
+	if (Tss2_Tcti_Transmit(t, sizeof(cmd), cmd) == TSS2_RC_SUCCESS)
+		Tss2_Tcti_Receive(t, &len, rsp, TSS2_TCTI_TIMEOUT_BLOCK);
+}
+
+/*
+ * vtpmd is the host TPM's only user (behind a kernel resource manager,
+ * /dev/tpmrm0, it sees only its own handles). Sessions and transient
+ * objects a killed vtpmd left loaded would otherwise fill the TPM's few
+ * slots for good: they are flushed at start.
+ */
+static void
+hwtpm_flush_leftovers(struct hwtpm *hw)
+{
+	static const TPM2_HANDLE ranges[] = {TPM2_HR_HMAC_SESSION, TPM2_HR_POLICY_SESSION,
+	    TPM2_HR_TRANSIENT};
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	unsigned int n = 0;
+
+	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+		if (Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		        TPM2_CAP_HANDLES, ranges[r], TPM2_MAX_CAP_HANDLES, &more, &cap) !=
+		    TSS2_RC_SUCCESS)
+			continue;
+		for (UINT32 i = 0; i < cap->data.handles.count; i++) {
+			TPM2_HANDLE h = cap->data.handles.handle[i], type = h & TPM2_HR_RANGE_MASK;
+			/* Loaded sessions are listed together, policy ones with
+			 * their own prefix. */
+			if (type != ranges[r] && !(ranges[r] == TPM2_HR_HMAC_SESSION &&
+			                              type == TPM2_HR_POLICY_SESSION))
+				continue;
+			hwtpm_flush_raw(hw, h);
+			n++;
+		}
+		Esys_Free(cap);
+		cap = NULL;
+	}
+	if (n > 0)
+		log_info("host TPM: flushed %u session(s) and object(s) left by an earlier process",
+		    n);
+}
+
+/* Finds the persistent SRK, or creates and persists it. */
+static int
+hwtpm_find_srk(struct hwtpm *hw)
+{
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_PUBLIC tmpl = hwtpm_srk_template();
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	ESYS_TR primary = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	rc = Esys_TR_FromTPMPublic(hw->esys, HWTPM_SRK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &hw->srk);
+	if (rc == TSS2_RC_SUCCESS)
+		return hwtpm_check_srk(hw);
+	log_info("host TPM: no SRK at 0x%x; creating one", HWTPM_SRK_HANDLE);
+	rc = Esys_CreatePrimary(hw->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &sens, &tmpl, &noinfo, &nopcr, &primary, NULL, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("create SRK", rc);
+		return -1;
+	}
+	rc = Esys_EvictControl(hw->esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD,
+	    ESYS_TR_NONE, ESYS_TR_NONE, HWTPM_SRK_HANDLE, &hw->srk);
+	Esys_FlushContext(hw->esys, primary);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("persist SRK", rc);
+		return -1;
+	}
+	return hwtpm_check_srk(hw);
+}
+
+
+const TPMT_SYM_DEF hwtpm_aes_cfb = {
+	.algorithm = TPM2_ALG_AES,
+	.keyBits = {.aes = 128},
+	.mode = {.aes = TPM2_ALG_CFB},
+};
+
+/* Starts a session salted to the SRK, so its secrets never cross the bus. */
+int
+hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session)
+{
+	TSS2_RC rc;
+
+	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, NULL, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("start a salted session", rc);
+		return -1;
+	}
+	return 0;
+}
+
+/* Forgets every handle of the current ESYS context (which is finalized):
+ * after a reconnection they name nothing. */
+static void
+hwtpm_disconnect(struct hwtpm *hw)
+{
+	if (hw->esys != NULL)
+		Esys_Finalize(&hw->esys);
+	hw->esys = NULL;
+	hw->sys = NULL;
+	hw->srk = hw->session = ESYS_TR_NONE;
+	hwtpm_session_end(hw, &hw->policy, false);
+	hwtpm_session_end(hw, &hw->seal, false);
+	hw->pending = 0;
+	hw->have_ticket = false;
+	memset(hw->ek, 0, sizeof(hw->ek));
+	memset(&hw->ck, 0, sizeof(hw->ck));
+	memset(&hw->bk, 0, sizeof(hw->bk));
+}
+
+/*
+ * Whether the TPM is software (no hardware protection), from what it says
+ * it is: the manufacturers of software TPMs (libtpms, which swtpm and
+ * vtpmd's own vTPMs run, reports "IBM"; Microsoft's and Google's virtual
+ * TPMs "MSFT" and "GOOG") or a vendor string beginning "SW". A TPM that
+ * cannot be asked is taken for software.
+ */
+static bool
+hwtpm_is_software(struct hwtpm *hw)
+{
+	static const uint32_t software[] = {0x49424d00 /* IBM */, 0x4d534654 /* MSFT */,
+	    0x474f4f47 /* GOOG */};
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	bool sw = true;
+
+	if (Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	        TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 2, &more, &cap) != TSS2_RC_SUCCESS)
+		return true;
+	for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
+		const TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
+
+		if (p->property == TPM2_PT_MANUFACTURER) {
+			sw = false;
+			for (size_t k = 0; k < sizeof(software) / sizeof(software[0]); k++)
+				sw = sw || p->value == software[k];
+		} else if (p->property == TPM2_PT_VENDOR_STRING_1 && (p->value >> 16) == 0x5357) {
+			sw = true; /* "SW" */
+		}
+	}
+	Esys_Free(cap);
+	return sw;
+}
+
+/*
+ * Compares the SRK's Name with the one pinned in hw->pin_path, or pins it
+ * there when there is none yet (the first start). Sessions are salted to
+ * the SRK's public key as the TPM reports it; the pin makes sure that
+ * key stays the one of the TPM that sealed the vTPMs, not one that a TPM
+ * cleared or replaced, or something answering in the TPM's place, offers.
+ * Returns 0, or -1 (hwtpm_error).
+ */
+static int
+hwtpm_check_pin(struct hwtpm *hw)
+{
+	char hex[2 * sizeof(hw->srk_name.name) + 2];
+	size_t n = hw->srk_name.size, pinned_len = 0;
+	uint8_t *pinned = NULL;
+	char why[700];
+	int ret = -1;
+
+	hex_encode(hw->srk_name.name, n, hex);
+	hex[2 * n] = '\n';
+	hex[2 * n + 1] = '\0';
+	if (fileio_read(hw->pin_path, sizeof(hex), &pinned, &pinned_len) == -1) {
+		if (errno != ENOENT) {
+			snprintf(why, sizeof(why), "%s: %s", hw->pin_path, strerror(errno));
+			hwtpm_seterr(why, 0);
+			return -1;
+		}
+		if (fileio_write_atomic(hw->pin_path, hex, strlen(hex), 0600) == -1) {
+			snprintf(why, sizeof(why), "pin the SRK in %s: %s", hw->pin_path,
+			    strerror(errno));
+			hwtpm_seterr(why, 0);
+			return -1;
+		}
+		log_info("host TPM: SRK Name %.16s… pinned in %s", hex, hw->pin_path);
+		return 0;
+	}
+	if (pinned_len == strlen(hex) && memcmp(pinned, hex, pinned_len) == 0) {
+		ret = 0;
+	} else {
+		snprintf(why, sizeof(why),
+		    "the host TPM's storage root key (Name %.16s…) is not the one pinned in %s: "
+		    "the TPM was cleared or replaced, or something answers in its place; vTPMs "
+		    "sealed before cannot start. If the TPM was replaced on purpose, remove %s",
+		    hex, hw->pin_path, hw->pin_path);
+		hwtpm_seterr(why, 0);
+	}
+	free(pinned);
+	return ret;
+}
+
+/* Pins the SRK (see hwtpm_check_pin) in path, now and at every
+ * reconnection. Returns 0, or -1 (hwtpm_error). */
+int
+hwtpm_pin_srk(struct hwtpm *hw, const char *path)
+{
+	if (snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", path) >= (int)sizeof(hw->pin_path)) {
+		hw->pin_path[0] = '\0';
+		hwtpm_seterr("SRK pin path too long", 0);
+		return -1;
+	}
+	return hwtpm_check_pin(hw);
+}
+
+/* Talks to the TPM behind hw->tcti: Startup, stale handles flushed, the
+ * SRK found or made, the salted session started. Returns 0, or -1 with
+ * the context torn down. */
+static int
+hwtpm_connect(struct hwtpm *hw)
+{
+	TSS2_RC rc;
+
+	rc = Esys_Initialize(&hw->esys, (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hw->esys = NULL;
+		hwtpm_seterr("initialize ESYS", rc);
+		return -1;
+	}
+	Esys_SetTimeout(hw->esys, HWTPM_TIMEOUT_MS);
+	rc = Esys_GetSysContext(hw->esys, &hw->sys);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("initialize SAPI", rc);
+		goto fail;
+	}
+	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
+	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
+		hwtpm_seterr("host TPM does not answer", rc);
+		goto fail;
+	}
+	hwtpm_flush_leftovers(hw);
+	hw->simulator = hw->software_tcti || hwtpm_is_software(hw);
+	if (hwtpm_find_srk(hw) == -1)
+		goto fail;
+	if (hw->pin_path[0] != '\0' && hwtpm_check_pin(hw) == -1)
+		goto fail;
+	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
+		goto fail;
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+	return 0;
+fail:
+	hwtpm_disconnect(hw);
+	return -1;
+}
+
+/*
+ * Opens the host TPM named by a TCTI string ("device:/dev/tpmrm0",
+ * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and starts
+ * the salted session. Returns NULL on failure (see hwtpm_error).
+ */
+struct hwtpm *
+hwtpm_open(const char *tcti_conf)
+{
+	TSS2_TCTI_CONTEXT *inner = NULL;
+	struct hwtpm *hw;
+	TSS2_RC rc;
+
+	/* Secret memory: it holds session keys. */
+	hw = secret_alloc(sizeof(*hw));
+	if (hw == NULL) {
+		hwtpm_seterr("out of memory", 0);
+		return NULL;
+	}
+	hw->srk = hw->session = ESYS_TR_NONE;
+	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("open TCTI", rc);
+		secret_free(hw, sizeof(*hw));
+		return NULL;
+	}
+	hwtpm_tcti_wrap(&hw->tcti, inner);
+	/* A simulator's TCTI says so; anything else says what it is. */
+	hw->software_tcti = strncmp(tcti_conf, "swtpm", 5) == 0 || strncmp(tcti_conf, "mssim", 5) == 0;
+	if (hwtpm_connect(hw) == -1) {
+		hwtpm_close(hw);
+		return NULL;
+	}
+	return hw;
+}
+
+/*
+ * After a failure that may be the host TPM's absence or restart (its
+ * sessions and loaded objects are then gone): drops every handle and
+ * talks to the TPM afresh. Returns 0 when it answers again, -1 (see
+ * hwtpm_error) when it does not: then every operation tries again first.
+ */
+int
+hwtpm_reconnect(struct hwtpm *hw)
+{
+	hwtpm_disconnect(hw);
+	return hwtpm_connect(hw);
+}
+
+/* Whether the host TPM answered when last asked. */
+/*
+ * After a host-TPM failure that is not a refusal: the TPM may have gone
+ * away or restarted (losing vtpmd's sessions). Reconnects; returns true
+ * when the TPM answers again, so that the caller may retry once.
+ */
+bool
+hwtpm_recover(struct hwtpm *hw)
+{
+	if (hwtpm_reconnect(hw) == 0) {
+		log_info("host TPM: reconnected");
+		return true;
+	}
+	log_warnx("host TPM unavailable: %s; running vTPMs keep serving, operations that need "
+	    "it fail until it is back", hwtpm_error());
+	return false;
+}
+
+bool
+hwtpm_available(const struct hwtpm *hw)
+{
+	return hw->esys != NULL;
+}
+
+/* What every operation does first: reconnect if the TPM was lost, drop
+ * what the last unseal left loaded. */
+int
+hwtpm_enter(struct hwtpm *hw)
+{
+	if (hw->esys == NULL && hwtpm_connect(hw) == -1) {
+		char why[256];
+		snprintf(why, sizeof(why), "host TPM unavailable: %s", hwtpm_error());
+		hwtpm_seterr(why, 0);
+		return -1;
+	}
+	hwtpm_flush_pending(hw);
+	return 0;
+}
+
+/* Ends the session and the connection. Accepts NULL. */
+void
+hwtpm_close(struct hwtpm *hw)
+{
+	TSS2_TCTI_CONTEXT *inner;
+
+	if (hw == NULL)
+		return;
+	if (hw->esys != NULL) {
+		hwtpm_flush_pending(hw);
+		hwtpm_session_end(hw, &hw->policy, true);
+		if (hw->session != ESYS_TR_NONE)
+			Esys_FlushContext(hw->esys, hw->session);
+	}
+	hwtpm_disconnect(hw);
+	inner = hw->tcti.inner;
+	if (inner != NULL)
+		Tss2_TctiLdr_Finalize(&inner);
+	secret_free(hw, sizeof(*hw));
+}
+
+bool
+hwtpm_is_simulator(const struct hwtpm *hw)
+{
+	return hw->simulator;
+}
+
+unsigned long
+hwtpm_command_count(const struct hwtpm *hw)
+{
+	return hw->tcti.commands;
+}
+
+int
+hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out)
+{
+	uint8_t buf[PCRPOLICY_SELECTION_LEN];
+	size_t off = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (pcrpolicy_selection(sel, buf) == -1 ||
+	    Tss2_MU_TPML_PCR_SELECTION_Unmarshal(buf, sizeof(buf), &off, out) != TSS2_RC_SUCCESS)
+		return -1;
+	return 0;
+}
+
+/* Reads the selected sha256 PCRs into values[i] for every bit i of the
+ * mask. Returns 0 or -1. */
+int
+hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+{
+	TPML_PCR_SELECTION want, *got = NULL;
+	TPML_DIGEST *digests = NULL;
+	uint32_t remaining = sel->mask, counter;
+	TSS2_RC rc;
+
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	/* The TPM returns at most 8 digests per call. */
+	while (remaining != 0) {
+		struct pcr_selection part = {.mask = remaining};
+		if (hwtpm_selection(&part, &want) == -1) {
+			hwtpm_seterr("select host PCRs", 0);
+			return -1;
+		}
+		rc = Esys_PCR_Read(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want,
+		    &counter, &got, &digests);
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterr("read host PCRs", rc);
+			return -1;
+		}
+		uint32_t answered = 0;
+		uint32_t d = 0;
+		for (int i = 0; i < TPM_PCRS && got->count == 1; i++) {
+			if (!(got->pcrSelections[0].pcrSelect[i / 8] & (1u << (i % 8))))
+				continue;
+			if (d >= digests->count || digests->digests[d].size != TPM_DIGEST_LEN)
+				break;
+			memcpy(values[i], digests->digests[d].buffer, TPM_DIGEST_LEN);
+			answered |= 1u << i;
+			d++;
+		}
+		Esys_Free(got);
+		Esys_Free(digests);
+		got = NULL;
+		digests = NULL;
+		if (answered == 0) {
+			hwtpm_seterr("host TPM has no sha256 bank for the selected PCRs", 0);
+			return -1;
+		}
+		remaining &= ~answered;
+	}
+	return 0;
+}
+
+int
+hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+    uint8_t out[TPM_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok;
+
+	if (ctx == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, a, alen) == 1 && (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+/* Has the host TPM check an approval signature once; the ticket it returns
+ * is reused until the approved policy changes or the TPM resets. */
+int
+hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
+{
+	TPM2B_PUBLIC pub = {0};
+	TPMT_TK_VERIFIED *ticket = NULL;
+	TPMT_SIGNATURE sig = {0};
+	TPM2B_DIGEST ahash = {.size = TPM_DIGEST_LEN};
+	ESYS_TR key = ESYS_TR_NONE;
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	size_t len, off = 0;
+	TSS2_RC rc;
+
+	if (hw->have_ticket && memcmp(hw->ticket_policy, ap->policy, TPM_DIGEST_LEN) == 0)
+		return 0;
+	hw->have_ticket = false;
+	hw->approval_name.size = PCRPOLICY_NAME_LEN;
+	if (pcrpolicy_approval_public(&ap->pub, buf, sizeof(buf), &len) == -1 ||
+	    Tss2_MU_TPM2B_PUBLIC_Unmarshal(buf, len, &off, &pub) != TSS2_RC_SUCCESS ||
+	    pcrpolicy_approval_name(&ap->pub, hw->approval_name.name) == -1 ||
+	    approval_digest(ap->policy, ahash.buffer) == -1) {
+		hwtpm_seterr("compute approval digest", 0);
+		return -1;
+	}
+	sig.sigAlg = TPM2_ALG_ECDSA;
+	sig.signature.ecdsa.hash = TPM2_ALG_SHA256;
+	sig.signature.ecdsa.signatureR.size = 32;
+	memcpy(sig.signature.ecdsa.signatureR.buffer, ap->sig_r, 32);
+	sig.signature.ecdsa.signatureS.size = 32;
+	memcpy(sig.signature.ecdsa.signatureS.buffer, ap->sig_s, 32);
+	/* In the owner hierarchy: a key in the null hierarchy yields a null
+	 * ticket, which PolicyAuthorize rejects. */
+	rc = Esys_LoadExternal(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, &pub,
+	    ESYS_TR_RH_OWNER, &key);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("load approval key", rc);
+		return -1;
+	}
+	rc = Esys_VerifySignature(hw->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ahash,
+	    &sig, &ticket);
+	Esys_FlushContext(hw->esys, key);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("approval signature rejected by the host TPM", rc);
+		return -1;
+	}
+	hw->ticket = *ticket;
+	Esys_Free(ticket);
+	memcpy(hw->ticket_policy, ap->policy, TPM_DIGEST_LEN);
+	hw->have_ticket = true;
+	return 0;
+}
+
+/*
+ * Splits a sealed-key blob (hwtpm_seal's output: TPM2B_PUBLIC followed by
+ * TPM2B_PRIVATE, nothing else) into its parts; *pub_len (when not NULL)
+ * is the length of the leading TPM2B_PUBLIC. Returns 0, or -1 with the
+ * error set when it is not such a blob.
+ */
+int
+hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
+    size_t *pub_len)
+{
+	size_t off = 0, end;
+
+	memset(pub, 0, sizeof(*pub));
+	memset(priv, 0, sizeof(*priv));
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob, blob_len, &off, pub) != TSS2_RC_SUCCESS)
+		goto bad;
+	end = off;
+	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, priv) != TSS2_RC_SUCCESS ||
+	    off != blob_len)
+		goto bad;
+	if (pub_len != NULL)
+		*pub_len = end;
+	return 0;
+bad:
+	hwtpm_seterr("sealed key file is malformed", 0);
+	return -1;
+}
+
+/* The length of the public area that leads a sealed-key blob. Returns 0,
+ * or -1 when blob is not one. */
+int
+hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len)
+{
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+
+	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len);
+}

@@ -1,0 +1,90 @@
+/*
+ * hwtpm.h: the map of src/hwtpm/, the host-TPM module: vtpmd's only way
+ * to the host's TPM (tpm2-tss: ESYS, and SAPI where vtpmd keeps its
+ * session cryptography itself). It seals and unseals the vTPMs' state
+ * keys under the approved host configuration, and holds the host's side
+ * of the chain of trust: EK, Certifying Key, Binding Key, certifications
+ * and quotes. tpm2-tss types stay inside this folder (hwtpm_private.h);
+ * what crosses this header is project types and marshalled TPM bytes.
+ */
+#ifndef VTPM_HWTPM_H
+#define VTPM_HWTPM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "tpm/tpm.h"
+
+/* hwtpm.c: the host TPM (tpm2-tss): SRK, salted sessions, sealed keys. */
+#define HWTPM_ERR_POLICY (-2)  /* host PCRs not in the approved configuration */
+#define HWTPM_ERR_FOREIGN (-3) /* sealed object is not this TPM's */
+struct hwtpm;
+struct hwtpm *hwtpm_open(const char *tcti_conf);
+int hwtpm_pin_srk(struct hwtpm *hw, const char *path);
+void hwtpm_close(struct hwtpm *hw);
+int hwtpm_reconnect(struct hwtpm *hw);
+bool hwtpm_recover(struct hwtpm *hw);
+bool hwtpm_available(const struct hwtpm *hw);
+const char *hwtpm_error(void);
+bool hwtpm_is_simulator(const struct hwtpm *hw);
+unsigned long hwtpm_command_count(const struct hwtpm *hw);
+int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
+#define HWTPM_SEALED_MAX 64
+int hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
+    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len);
+int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len);
+int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
+    size_t secret_len);
+void hwtpm_flush_pending(struct hwtpm *hw);
+
+/*
+ * hwtpm_attest.c: the host TPM's side of the chain of trust: its EK (TCG
+ * EK Credential Profile), the Certifying Key (CK, ECC P-256 restricted
+ * signing) and the Binding Key (BK, RSA-2048 OAEP decryption), both under
+ * the SRK, persistent, looked up once per hwtpm_open; certifications and
+ * quotes by the CK. Byte buffers are marshalled TPM structures (TPM wire
+ * format), malloc'd and owned by the caller. Returns 0, or -1 with
+ * hwtpm_error().
+ */
+enum hwtpm_ek_kind {
+	HWTPM_EK_RSA, /* RSA-2048, template L-1 */
+	HWTPM_EK_ECC, /* ECC NIST P-256, template L-2 */
+};
+#define HWTPM_EK_RSA_HANDLE  0x81010001
+#define HWTPM_EK_ECC_HANDLE  0x81010002
+#define HWTPM_EK_RSA_CERT_NV 0x01c00002
+#define HWTPM_EK_ECC_CERT_NV 0x01c0000a
+#define HWTPM_CK_HANDLE      0x81000002
+#define HWTPM_BK_HANDLE      0x81000003
+#define HWTPM_CREDENTIAL_MAX 64 /* a TPM2B_DIGEST */
+/* What a TPM signed: a TPMS_ATTEST (the contents of a TPM2B_ATTEST) and
+ * its TPMT_SIGNATURE; both malloc'd, freed by hwtpm_attestation_clear. */
+struct hwtpm_attestation {
+	uint8_t *attest;
+	size_t attest_len;
+	uint8_t *signature;
+	size_t signature_len;
+};
+void hwtpm_attestation_clear(struct hwtpm_attestation *ev);
+int hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len);
+bool hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub,
+    size_t pub_len);
+int hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public,
+    size_t *ek_public_len, uint8_t **ek_cert, size_t *ek_cert_len);
+int hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len);
+int hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
+    size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
+    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len);
+int hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len,
+    struct hwtpm_attestation *ev);
+int hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev);
+int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
+
+#endif /* VTPM_HWTPM_H */

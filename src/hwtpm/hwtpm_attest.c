@@ -1,0 +1,835 @@
+/*
+ * hwtpm_attest.c: the host TPM's side of the chain of trust.
+ *
+ * The keys that vouch for the host, all persistent in the host TPM and
+ * looked up once per hwtpm_open (struct hwtpm_pkey, hwtpm_private.h):
+ *
+ *   EK  0x81010001 (RSA-2048) / 0x81010002 (ECC P-256): the endorsement key
+ *       of the TCG EK Credential Profile (templates L-1 and L-2), with the
+ *       manufacturer's certificate in NV 0x01c00002 / 0x01c0000a if any.
+ *   CK  0x81000002: the Certifying Key, an ECC P-256 restricted signing key
+ *       (ECDSA-SHA256) under the SRK. The Privacy CA certifies it after
+ *       TPM2_ActivateCredential proves it shares a TPM with the EK.
+ *   BK  0x81000003: the Binding Key, an RSA-2048 decryption key (OAEP with
+ *       SHA-256, fixed in the key) under the SRK, certified by the CK. Data
+ *       leaving the host (export, migration) is encrypted to it. RSA-OAEP
+ *       rather than ECC: a sender needs one standard primitive (RFC 8017,
+ *       one call in any crypto library) and no agreement on an ECIES
+ *       construction (KDF, MAC, point format); the TPM opens it with one
+ *       TPM2_RSA_Decrypt; the scheme in the key forbids PKCS#1 v1.5
+ *       decryption (no padding oracle); the slow RSA key generation happens
+ *       once per host.
+ *
+ * The CK and BK have an empty authValue and noDA: anyone who can reach the
+ * host TPM could use them anyway, and failed authorizations against them
+ * must not count towards the TPM's lockout (a denial of service for the
+ * sealed state keys).
+ *
+ * The CK certifies the vTPMs' sealed state-key objects (TPM2_Certify needs
+ * the ADMIN role of the certified object: see hwtpm_seal, whose objects
+ * keep adminWithPolicy clear for this) and quotes the host PCRs.
+ *
+ * Outputs are marshalled TPM structures (TPM wire format), malloc'd and
+ * owned by the caller. Functions return 0, or -1 with hwtpm_error().
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+
+#include "hwtpm.h"
+#include "hwtpm_private.h"
+#include "tpm/tss.h"
+
+#define HWTPM_QUOTE_TRIES 3 /* a PCR may be extended between quote and read */
+
+static const TPMT_SYM_DEF hwtpm_sym_none = {.algorithm = TPM2_ALG_NULL};
+static const TPMT_SIG_SCHEME hwtpm_key_scheme = {.scheme = TPM2_ALG_NULL};
+
+static void hwtpm_seterrf(TSS2_RC rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+hwtpm_seterrf(TSS2_RC rc, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	hwtpm_seterr(what, rc);
+}
+
+/* Whether a TPM response code says "no such handle" (TPM_RC_HANDLE). */
+static bool
+hwtpm_rc_absent(TSS2_RC rc)
+{
+	return (rc & ~(TSS2_RC)0xf00) == TPM2_RC_HANDLE;
+}
+
+/* The TCG EK Credential Profile's template of kind (tss.c). */
+static TPM2B_PUBLIC
+hwtpm_ek_tmpl(enum hwtpm_ek_kind kind)
+{
+	TPM2B_PUBLIC t;
+
+	tss_ek_template(kind == HWTPM_EK_ECC, &t);
+	return t;
+}
+
+/* The CK: ECC P-256, restricted signing, ECDSA-SHA256. */
+static TPM2B_PUBLIC
+hwtpm_ck_tmpl(void)
+{
+	TPM2B_PUBLIC t = {0};
+	TPMT_PUBLIC *p = &t.publicArea;
+
+	p->type = TPM2_ALG_ECC;
+	p->nameAlg = TPM2_ALG_SHA256;
+	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+	                      TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+	p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	p->parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+	p->parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	p->parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	return t;
+}
+
+/* The BK: RSA-2048, non-restricted decryption, OAEP with SHA-256. */
+static TPM2B_PUBLIC
+hwtpm_bk_tmpl(void)
+{
+	TPM2B_PUBLIC t = {0};
+	TPMT_PUBLIC *p = &t.publicArea;
+
+	p->type = TPM2_ALG_RSA;
+	p->nameAlg = TPM2_ALG_SHA256;
+	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+	                      TPMA_OBJECT_NODA | TPMA_OBJECT_DECRYPT;
+	p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_OAEP;
+	p->parameters.rsaDetail.scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
+	p->parameters.rsaDetail.keyBits = 2048;
+	p->parameters.rsaDetail.exponent = 0;
+	return t;
+}
+
+/* Whether got is an object made from tmpl: every field of the public area
+ * but the key itself (unique) is the template's. */
+static bool
+hwtpm_same_template(const TPMT_PUBLIC *tmpl, const TPMT_PUBLIC *got)
+{
+	TPMT_PUBLIC want = *tmpl;
+	uint8_t a[sizeof(TPMT_PUBLIC)], b[sizeof(TPMT_PUBLIC)];
+	size_t alen = 0, blen = 0;
+
+	want.unique = got->unique;
+	if (Tss2_MU_TPMT_PUBLIC_Marshal(&want, a, sizeof(a), &alen) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPMT_PUBLIC_Marshal(got, b, sizeof(b), &blen) != TSS2_RC_SUCCESS)
+		return false;
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* Copies a marshalled TPM2B_PUBLIC into a malloc'd buffer. */
+static int
+hwtpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *out_len)
+{
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	size_t off = 0;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("marshal a public area", 0);
+		return -1;
+	}
+	if ((*out = malloc(off)) == NULL) {
+		hwtpm_seterr("out of memory", 0);
+		return -1;
+	}
+	memcpy(*out, buf, off);
+	*out_len = off;
+	return 0;
+}
+
+/*
+ * The TCG template of an EK kind as a marshalled TPM2B_PUBLIC (malloc'd,
+ * owned by the caller), for the other TPMs vtpmd provisions (guesttpm.c).
+ */
+int
+hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len)
+{
+	TPM2B_PUBLIC t = hwtpm_ek_tmpl(kind);
+
+	return hwtpm_put_public(&t, tmpl, len);
+}
+
+/* Whether the marshalled TPM2B_PUBLIC pub was made from the template tmpl
+ * (hwtpm_ek_template): everything but the key itself is equal. */
+bool
+hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub, size_t pub_len)
+{
+	TPM2B_PUBLIC a = {0}, b = {0};
+	size_t aoff = 0, boff = 0;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(tmpl, tmpl_len, &aoff, &a) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPM2B_PUBLIC_Unmarshal(pub, pub_len, &boff, &b) != TSS2_RC_SUCCESS ||
+	    aoff != tmpl_len || boff != pub_len)
+		return false;
+	return hwtpm_same_template(&a.publicArea, &b.publicArea);
+}
+
+/*
+ * Finds the persistent key at handle, once per connection. With check, its
+ * public area is read and must come from tmpl (else an error: vtpmd never
+ * replaces someone else's key). Returns 1 when found, 0 when the handle is
+ * empty, -1 on error.
+ */
+static int
+hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM2B_PUBLIC *tmpl,
+    bool check)
+{
+	TPM2B_PUBLIC *pub = NULL;
+	TSS2_RC rc;
+
+	if (!k->found) {
+		rc = Esys_TR_FromTPMPublic(
+		    hw->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &k->tr);
+		if (hwtpm_rc_absent(rc))
+			return 0;
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterrf(rc, "look up 0x%08x", handle);
+			return -1;
+		}
+		k->found = true;
+	}
+	if (!check || k->checked)
+		return 1;
+	rc = Esys_ReadPublic(
+	    hw->esys, k->tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "read the public area of 0x%08x", handle);
+		return -1;
+	}
+	if (!hwtpm_same_template(&tmpl->publicArea, &pub->publicArea)) {
+		hwtpm_seterrf(0,
+		    "the key at 0x%08x is not the one vtpmd expects there "
+		    "(another template); it is left alone",
+		    handle);
+		Esys_Free(pub);
+		return -1;
+	}
+	k->pub = *pub;
+	k->checked = true;
+	Esys_Free(pub);
+	return 1;
+}
+
+/* Makes transient key obj persistent at handle and flushes it. */
+static int
+hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pkey *k)
+{
+	TSS2_RC rc;
+
+	rc = Esys_EvictControl(hw->esys, ESYS_TR_RH_OWNER, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE, handle, &k->tr);
+	Esys_FlushContext(hw->esys, obj);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "make the key persistent at 0x%08x", handle);
+		return -1;
+	}
+	k->found = k->checked = true;
+	return 0;
+}
+
+/* Creates the EK from its template in the endorsement hierarchy and
+ * persists it. The endorsement and owner authorizations must be empty. */
+static int
+hwtpm_make_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, struct hwtpm_pkey *k)
+{
+	TPM2B_PUBLIC tmpl = hwtpm_ek_tmpl(kind), *pub = NULL;
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	TPM2_HANDLE handle = kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE;
+	ESYS_TR obj = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	log_info("host TPM: no EK at 0x%08x; creating one (TCG template)", handle);
+	rc = Esys_CreatePrimary(hw->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &sens, &tmpl, &noinfo, &nopcr, &obj, &pub, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("create the EK", rc);
+		return -1;
+	}
+	k->pub = *pub;
+	Esys_Free(pub);
+	return hwtpm_persist(hw, obj, handle, k);
+}
+
+/* Creates a key from tmpl under the SRK and persists it at handle. The
+ * salted session authorizes the SRK and encrypts what crosses the bus. */
+static int
+hwtpm_make_child(
+    struct hwtpm *hw, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, struct hwtpm_pkey *k)
+{
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	TPM2B_PRIVATE *priv = NULL;
+	TPM2B_PUBLIC *pub = NULL;
+	ESYS_TR obj = ESYS_TR_NONE;
+	TSS2_RC rc;
+	int ret = -1;
+
+	log_info("host TPM: no key at 0x%08x; creating one under the SRK", handle);
+	rc = Esys_Create(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, tmpl,
+	    &noinfo, &nopcr, &priv, &pub, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "create the key for 0x%08x", handle);
+		goto out;
+	}
+	rc = Esys_Load(
+	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "load the key for 0x%08x", handle);
+		goto out;
+	}
+	k->pub = *pub;
+	ret = hwtpm_persist(hw, obj, handle, k);
+out:
+	Esys_Free(priv);
+	Esys_Free(pub);
+	return ret;
+}
+
+/* Finds or creates the EK of a kind. check: see hwtpm_find. */
+static int
+hwtpm_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, bool check)
+{
+	struct hwtpm_pkey *k = &hw->ek[kind == HWTPM_EK_RSA ? 0 : 1];
+	TPM2B_PUBLIC tmpl = hwtpm_ek_tmpl(kind);
+	int r;
+
+	r = hwtpm_find(
+	    hw, k, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE, &tmpl, check);
+	if (r == 0)
+		return hwtpm_make_ek(hw, kind, k);
+	return r == 1 ? 0 : -1;
+}
+
+/* Finds or creates the CK. */
+static int
+hwtpm_ck_key(struct hwtpm *hw, bool check)
+{
+	TPM2B_PUBLIC tmpl = hwtpm_ck_tmpl();
+	int r;
+
+	r = hwtpm_find(hw, &hw->ck, HWTPM_CK_HANDLE, &tmpl, check);
+	if (r == 0)
+		return hwtpm_make_child(hw, &tmpl, HWTPM_CK_HANDLE, &hw->ck);
+	return r == 1 ? 0 : -1;
+}
+
+/* TPM_PT_NV_BUFFER_MAX, asked once per connection. */
+static int
+hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	TSS2_RC rc;
+	uint32_t v;
+
+	if (hw->nv_buffer_max == 0) {
+		rc = Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		    TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, &more, &cap);
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterr("ask the TPM for its NV buffer size", rc);
+			return -1;
+		}
+		v = 0;
+		if (cap->data.tpmProperties.count == 1 &&
+		    cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX)
+			v = cap->data.tpmProperties.tpmProperty[0].value;
+		Esys_Free(cap);
+		if (v == 0) {
+			hwtpm_seterr("the TPM does not say its NV buffer size", 0);
+			return -1;
+		}
+		if (v > TPM2_MAX_NV_BUFFER_SIZE)
+			v = TPM2_MAX_NV_BUFFER_SIZE;
+		hw->nv_buffer_max = (uint16_t)v;
+	}
+	*max = hw->nv_buffer_max;
+	return 0;
+}
+
+/* Reads the whole of an NV index whose ESYS_TR is nv, authorized by the
+ * index itself (AUTHREAD) or the owner (OWNERREAD), both with empty
+ * authorization; *data is malloc'd. */
+static int
+hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len)
+{
+	TPM2B_NV_PUBLIC *npub = NULL;
+	uint8_t *buf = NULL;
+	uint16_t size, off = 0, max;
+	ESYS_TR auth;
+	TSS2_RC rc;
+	int ret = -1;
+
+	rc =
+	    Esys_NV_ReadPublic(hw->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &npub, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "read the public area of NV index 0x%08x", index);
+		return -1;
+	}
+	size = npub->nvPublic.dataSize;
+	auth = (npub->nvPublic.attributes & TPMA_NV_AUTHREAD) ? nv : ESYS_TR_RH_OWNER;
+	if (hwtpm_nv_buffer_max(hw, &max) == -1)
+		goto out;
+	if (size == 0 || (buf = malloc(size)) == NULL) {
+		hwtpm_seterrf(
+		    0, "NV index 0x%08x: %s", index, size == 0 ? "empty" : "out of memory");
+		goto out;
+	}
+	rc = tss_nv_read(hw->esys, auth, nv, size, max, buf, &off);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "read NV index 0x%08x at %u", index, off);
+		goto out;
+	}
+	*data = buf;
+	*len = size;
+	buf = NULL;
+	ret = 0;
+out:
+	free(buf);
+	Esys_Free(npub);
+	return ret;
+}
+
+/* Reads the certificate in NV index, or sets *cert to NULL when the index
+ * does not exist. */
+static int
+hwtpm_nv_cert(struct hwtpm *hw, uint32_t index, uint8_t **cert, size_t *len)
+{
+	ESYS_TR nv = ESYS_TR_NONE;
+	TSS2_RC rc;
+	int ret;
+
+	*cert = NULL;
+	*len = 0;
+	rc = Esys_TR_FromTPMPublic(hw->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+	if (hwtpm_rc_absent(rc))
+		return 0;
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterrf(rc, "look up NV index 0x%08x", index);
+		return -1;
+	}
+	ret = hwtpm_nv_read_all(hw, nv, index, cert, len);
+	Esys_TR_Close(hw->esys, &nv);
+	return ret;
+}
+
+/*
+ * The host's EK of a kind, found at its TCG handle (and checked against
+ * the template) or created and persisted there. *ek_public is its
+ * TPM2B_PUBLIC; *ek_cert its certificate (DER) from the TCG NV index, or
+ * NULL with length 0 when the TPM holds none. Both malloc'd.
+ */
+int
+hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *ek_public_len,
+    uint8_t **ek_cert, size_t *ek_cert_len)
+{
+	uint8_t *pub = NULL;
+	size_t pub_len;
+	int ret = -1;
+
+	*ek_public = *ek_cert = NULL;
+	*ek_public_len = *ek_cert_len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (hwtpm_ek(hw, kind, true) == -1 ||
+	    hwtpm_put_public(&hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].pub, &pub, &pub_len) == -1 ||
+	    hwtpm_nv_cert(hw, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV,
+	        ek_cert, ek_cert_len) == -1)
+		goto out;
+	*ek_public = pub;
+	*ek_public_len = pub_len;
+	pub = NULL;
+	ret = 0;
+out:
+	free(pub);
+	return ret;
+}
+
+/* The CK, found at HWTPM_CK_HANDLE (and checked) or created there; its
+ * TPM2B_PUBLIC in *ck_public (malloc'd). */
+int
+hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len)
+{
+	*ck_public = NULL;
+	*len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (hwtpm_ck_key(hw, true) == -1)
+		return -1;
+	return hwtpm_put_public(&hw->ck.pub, ck_public, len);
+}
+
+/* Starts a policy session and satisfies PolicyA, PolicySecret(TPM_RH_
+ * ENDORSEMENT), the EK's authPolicy. The session carries no secret and
+ * is not salted; the session ends with the command it authorizes. */
+static int
+hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session)
+{
+	TPM2B_NONCE nonce = {0}, ref = {0};
+	TPM2B_DIGEST cphash = {0};
+	TPM2B_TIMEOUT *timeout = NULL;
+	TPMT_TK_AUTH *ticket = NULL;
+	TSS2_RC rc;
+
+	rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_sym_none, TPM2_ALG_SHA256, session);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("start a policy session", rc);
+		*session = ESYS_TR_NONE;
+		return -1;
+	}
+	rc = Esys_PolicySecret(hw->esys, ESYS_TR_RH_ENDORSEMENT, *session, ESYS_TR_PASSWORD,
+	    ESYS_TR_NONE, ESYS_TR_NONE, &nonce, &cphash, &ref, 0, &timeout, &ticket);
+	Esys_Free(timeout);
+	Esys_Free(ticket);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("PolicySecret(endorsement) for the EK", rc);
+		Esys_FlushContext(hw->esys, *session);
+		*session = ESYS_TR_NONE;
+		return -1;
+	}
+	Esys_TRSess_SetAttributes(hw->esys, *session, 0, TPMA_SESSION_CONTINUESESSION);
+	return 0;
+}
+
+/*
+ * TPM2_ActivateCredential of a credential a Privacy CA made for the host
+ * EK of kind and the CK: blob is its marshalled TPM2B_ID_OBJECT, enc_secret
+ * its TPM2B_ENCRYPTED_SECRET. The CK's ADMIN role is authorized with its
+ * empty authValue, the EK's with a policy session (PolicyA); the recovered
+ * secret crosses the bus encrypted (the salted session, attached for
+ * response encryption). On success secret holds *secret_len bytes; the
+ * caller wipes them.
+ */
+int
+hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
+    size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
+    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len)
+{
+	TPM2B_ID_OBJECT id = {0};
+	TPM2B_ENCRYPTED_SECRET es = {0};
+	TPM2B_DIGEST *cred = NULL;
+	ESYS_TR session = ESYS_TR_NONE;
+	size_t a = 0, b = 0;
+	TSS2_RC rc;
+	int ret = -1;
+
+	*secret_len = 0;
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &a, &id) != TSS2_RC_SUCCESS ||
+	    a != blob_len ||
+	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc_secret, enc_secret_len, &b, &es) !=
+	        TSS2_RC_SUCCESS ||
+	    b != enc_secret_len) {
+		hwtpm_seterr("credential is malformed (expected TPM2B_ID_OBJECT and "
+		             "TPM2B_ENCRYPTED_SECRET)",
+		    0);
+		return -1;
+	}
+	if (hwtpm_ek(hw, kind, false) == -1 || hwtpm_ck_key(hw, false) == -1 ||
+	    hwtpm_policy_a_session(hw, &session) == -1)
+		return -1;
+	Esys_TRSess_SetAttributes(
+	    hw->esys, hw->session, TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
+	rc = Esys_ActivateCredential(hw->esys, hw->ck.tr, hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].tr,
+	    ESYS_TR_PASSWORD, session, hw->session, &id, &es, &cred);
+	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr(
+		    "activate the credential (made for another EK or key, or altered?)", rc);
+		goto out;
+	}
+	session = ESYS_TR_NONE; /* ended by the TPM with the command */
+	memcpy(secret, cred->buffer, cred->size);
+	*secret_len = cred->size;
+	ret = 0;
+out:
+	if (cred != NULL) {
+		OPENSSL_cleanse(cred, sizeof(*cred));
+		Esys_Free(cred);
+	}
+	if (session != ESYS_TR_NONE)
+		Esys_FlushContext(hw->esys, session);
+	return ret;
+}
+
+/* Copies what the TPM signed (the TPMS_ATTEST inside a TPM2B_ATTEST) and
+ * its marshalled TPMT_SIGNATURE into ev. */
+static int
+hwtpm_put_attestation(
+    const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig, struct hwtpm_attestation *ev)
+{
+	uint8_t buf[sizeof(TPMT_SIGNATURE)];
+	size_t off = 0;
+
+	if (Tss2_MU_TPMT_SIGNATURE_Marshal(sig, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("marshal a signature", 0);
+		return -1;
+	}
+	ev->attest = malloc(attest->size);
+	ev->signature = malloc(off);
+	if (ev->attest == NULL || ev->signature == NULL) {
+		hwtpm_attestation_clear(ev);
+		hwtpm_seterr("out of memory", 0);
+		return -1;
+	}
+	memcpy(ev->attest, attest->attestationData, attest->size);
+	ev->attest_len = attest->size;
+	memcpy(ev->signature, buf, off);
+	ev->signature_len = off;
+	return 0;
+}
+
+/* Frees what an attestation holds (not ev itself) and zeroes it. Accepts
+ * NULL. */
+void
+hwtpm_attestation_clear(struct hwtpm_attestation *ev)
+{
+	if (ev == NULL)
+		return;
+	free(ev->attest);
+	free(ev->signature);
+	memset(ev, 0, sizeof(*ev));
+}
+
+/* TPM2_Certify of the loaded object obj by the CK, over qualifying data.
+ * The object's ADMIN role is authorized with its empty authValue. */
+static int
+hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const uint8_t *qualifying, size_t qualifying_len,
+    struct hwtpm_attestation *ev)
+{
+	TPM2B_DATA qd = {0};
+	TPM2B_ATTEST *attest = NULL;
+	TPMT_SIGNATURE *sig = NULL;
+	TSS2_RC rc;
+	int ret = -1;
+
+	if (qualifying_len > sizeof(qd.buffer)) {
+		hwtpm_seterr("qualifying data longer than 64 bytes", 0);
+		return -1;
+	}
+	qd.size = (UINT16)qualifying_len;
+	memcpy(qd.buffer, qualifying, qualifying_len);
+	if (hwtpm_ck_key(hw, false) == -1)
+		return -1;
+	rc = Esys_Certify(hw->esys, obj, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
+	    ESYS_TR_NONE, &qd, &hwtpm_key_scheme, &attest, &sig);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("certify with the CK", rc);
+		goto out;
+	}
+	ret = hwtpm_put_attestation(attest, sig, ev);
+out:
+	Esys_Free(attest);
+	Esys_Free(sig);
+	return ret;
+}
+
+/*
+ * The BK, found at HWTPM_BK_HANDLE (and checked) or created there, and a
+ * fresh TPM2_Certify of it by the CK with qualifyingData = SHA-256 of its
+ * TPM2B_PUBLIC. *bk_public is malloc'd; ev is cleared with
+ * hwtpm_attestation_clear.
+ */
+int
+hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev)
+{
+	TPM2B_PUBLIC tmpl = hwtpm_bk_tmpl();
+	uint8_t digest[TPM_DIGEST_LEN], *pub = NULL;
+	size_t pub_len = 0;
+	int r, ret = -1;
+
+	*bk_public = NULL;
+	*bk_public_len = 0;
+	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	r = hwtpm_find(hw, &hw->bk, HWTPM_BK_HANDLE, &tmpl, true);
+	if (r == 0)
+		r = hwtpm_make_child(hw, &tmpl, HWTPM_BK_HANDLE, &hw->bk) == 0 ? 1 : -1;
+	if (r == -1 || hwtpm_put_public(&hw->bk.pub, &pub, &pub_len) == -1)
+		goto out;
+	if (hwtpm_sha256(pub, pub_len, NULL, 0, digest) == -1) {
+		hwtpm_seterr("hash the BK's public area", 0);
+		goto out;
+	}
+	if (hwtpm_certify(hw, hw->bk.tr, digest, sizeof(digest), ev) == -1)
+		goto out;
+	*bk_public = pub;
+	*bk_public_len = pub_len;
+	pub = NULL;
+	ret = 0;
+out:
+	free(pub);
+	return ret;
+}
+
+/*
+ * TPM2_Certify by the CK of a sealed object (blob as hwtpm_seal writes
+ * it), loaded under the SRK for the command and flushed after it; the
+ * certification names the object (its Name covers its authPolicy, the
+ * PCR binding) and carries qualifying (at most 64 bytes: a digest of the
+ * vEK's public area). Certify needs the object's ADMIN role: objects
+ * sealed with adminWithPolicy set (before this module) cannot be
+ * certified and must be sealed again. Returns 0, HWTPM_ERR_FOREIGN when
+ * the object is not this TPM's, or -1.
+ */
+int
+hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev)
+{
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+	ESYS_TR obj = ESYS_TR_NONE;
+	TSS2_RC rc;
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
+		return HWTPM_ERR_FOREIGN;
+	if (pub.publicArea.objectAttributes & TPMA_OBJECT_ADMINWITHPOLICY) {
+		hwtpm_seterr("the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
+		             "an older template): seal its key again",
+		    0);
+		return -1;
+	}
+	rc = Esys_Load(
+	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
+		return HWTPM_ERR_FOREIGN;
+	}
+	ret = hwtpm_certify(hw, obj, qualifying, qualifying_len, ev);
+	Esys_FlushContext(hw->esys, obj);
+	return ret;
+}
+
+/* The PCR digest of a quote over sel: SHA-256 of the selected values in
+ * PCR order. */
+static int
+hwtpm_pcr_digest(const struct pcr_selection *sel,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], uint8_t out[TPM_DIGEST_LEN])
+{
+	uint8_t concat[TPM_PCRS * TPM_DIGEST_LEN];
+	size_t n = 0;
+
+	for (int i = 0; i < TPM_PCRS; i++) {
+		if (sel->mask & (1u << i)) {
+			memcpy(concat + n, values[i], TPM_DIGEST_LEN);
+			n += TPM_DIGEST_LEN;
+		}
+	}
+	return hwtpm_sha256(concat, n, NULL, 0, out);
+}
+
+/* Whether a quote's TPMS_ATTEST holds digest as its PCR digest. */
+static bool
+hwtpm_quote_has(const TPM2B_ATTEST *attest, const uint8_t digest[TPM_DIGEST_LEN])
+{
+	TPMS_ATTEST a;
+	size_t off = 0;
+
+	if (Tss2_MU_TPMS_ATTEST_Unmarshal(attest->attestationData, attest->size, &off, &a) !=
+	        TSS2_RC_SUCCESS ||
+	    a.type != TPM2_ST_ATTEST_QUOTE)
+		return false;
+	return a.attested.quote.pcrDigest.size == TPM_DIGEST_LEN &&
+	       memcmp(a.attested.quote.pcrDigest.buffer, digest, TPM_DIGEST_LEN) == 0;
+}
+
+/*
+ * TPM2_Quote by the CK (ECDSA-SHA256) of the sha256 PCRs in sel, with
+ * qualifying (at most 64 bytes) as extraData, and the values of those
+ * PCRs in values[i] for every bit i of sel->mask: the quote's PCR digest
+ * is checked against them (and the pair taken again if a PCR moved in
+ * between), so the verifier can recompute it. ev is cleared with
+ * hwtpm_attestation_clear.
+ */
+int
+hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+{
+	TPML_PCR_SELECTION tsel;
+	TPM2B_DATA qd = {0};
+	TPM2B_ATTEST *attest = NULL;
+	TPMT_SIGNATURE *sig = NULL;
+	uint8_t digest[TPM_DIGEST_LEN];
+	TSS2_RC rc;
+	int ret = -1;
+
+	memset(ev, 0, sizeof(*ev));
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (qualifying_len > sizeof(qd.buffer)) {
+		hwtpm_seterr("qualifying data longer than 64 bytes", 0);
+		return -1;
+	}
+	if (sel->mask == 0 || (sel->mask >> TPM_PCRS) != 0) {
+		hwtpm_seterr("select from 1 to 24 PCRs (0 to 23) to quote", 0);
+		return -1;
+	}
+	qd.size = (UINT16)qualifying_len;
+	memcpy(qd.buffer, qualifying, qualifying_len);
+	if (hwtpm_selection(sel, &tsel) == -1) {
+		hwtpm_seterr("select host PCRs", 0);
+		return -1;
+	}
+	if (hwtpm_ck_key(hw, false) == -1)
+		return -1;
+	for (int i = 0; i < HWTPM_QUOTE_TRIES; i++) {
+		Esys_Free(attest);
+		Esys_Free(sig);
+		attest = NULL;
+		sig = NULL;
+		rc = Esys_Quote(hw->esys, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+		    &qd, &hwtpm_key_scheme, &tsel, &attest, &sig);
+		if (rc != TSS2_RC_SUCCESS) {
+			hwtpm_seterr("quote with the CK", rc);
+			goto out;
+		}
+		if (hwtpm_pcr_read(hw, sel, values) == -1)
+			goto out;
+		if (hwtpm_pcr_digest(sel, values, digest) == -1) {
+			hwtpm_seterr("hash the PCR values", 0);
+			goto out;
+		}
+		if (hwtpm_quote_has(attest, digest)) {
+			ret = hwtpm_put_attestation(attest, sig, ev);
+			goto out;
+		}
+	}
+	hwtpm_seterr("the host PCRs kept changing while being quoted", 0);
+out:
+	Esys_Free(attest);
+	Esys_Free(sig);
+	return ret;
+}

@@ -1,0 +1,82 @@
+/*
+ * hwtpm_private.h: what the files of the host-TPM module (hwtpm*.c) share.
+ * Only they include it: tpm2-tss types stay inside the module.
+ */
+#ifndef HWTPM_PRIVATE_H
+#define HWTPM_PRIVATE_H
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_sys.h>
+
+/* The storage root key, at the TCG-reserved persistent handle. */
+#define HWTPM_SRK_HANDLE 0x81000001
+
+/* A persistent key of hwtpm_attest.c, looked up once per connection. */
+struct hwtpm_pkey {
+	bool found;	  /* tr is its handle */
+	bool checked;	  /* pub is its public area, matched against its template */
+	ESYS_TR tr;
+	TPM2B_PUBLIC pub;
+};
+
+/* A TCTI that forwards to the real one and counts commands. */
+struct hwtpm_tcti {
+	TSS2_TCTI_CONTEXT_COMMON_V2 common; /* must be first */
+	TSS2_TCTI_CONTEXT *inner;
+	unsigned long commands;
+};
+
+/* A session of hwtpm_seal.c, whose cryptography vtpmd does itself. */
+struct hwtpm_session {
+	TPM2_HANDLE handle;		/* 0: none */
+	uint8_t key[TPM_DIGEST_LEN];	/* sessionKey: secret */
+	TPM2B_NONCE nonce_tpm;		/* the TPM's last nonce */
+};
+
+struct hwtpm {
+	struct hwtpm_tcti tcti;
+	ESYS_CONTEXT *esys;
+	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_seal.c */
+	ESYS_TR srk;
+	TPM2B_PUBLIC srk_pub;
+	TPM2B_NAME srk_name; /* from srk_pub */
+	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
+	struct hwtpm_session policy; /* the unseal's, kept across starts */
+	struct hwtpm_session seal;   /* a seal's, for its one command */
+	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
+	bool software_tcti; /* the TCTI is a simulator's (swtpm, mssim) */
+	bool simulator;	    /* ... or the TPM says it is software */
+	/* The last verified approval, so it is checked by the TPM once. */
+	bool have_ticket;
+	uint8_t ticket_policy[TPM_DIGEST_LEN];
+	TPMT_TK_VERIFIED ticket;
+	TPM2B_NAME approval_name;
+	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
+	struct hwtpm_pkey ek[2], ck, bk;
+	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
+	char pin_path[4096];	/* where the SRK's Name is pinned, or "" */
+};
+
+/* hwtpm.c */
+void hwtpm_seterr(const char *what, TSS2_RC rc);
+int hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out);
+int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+    uint8_t out[TPM_DIGEST_LEN]);
+int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session);
+int hwtpm_enter(struct hwtpm *hw);
+int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap);
+int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
+    size_t *pub_len);
+extern const TPMT_SYM_DEF hwtpm_aes_cfb;
+
+/* hwtpm_sapi.c */
+TSS2_RC hwtpm_sapi_execute(struct hwtpm *hw, const TSS2L_SYS_AUTH_COMMAND *auths,
+    TSS2L_SYS_AUTH_RESPONSE *rsp);
+bool hwtpm_sapi_again(TSS2_RC rc, int *tries);
+void hwtpm_sapi_flush(struct hwtpm *hw, TPM2_HANDLE handle);
+void hwtpm_session_end(struct hwtpm *hw, struct hwtpm_session *s, bool flush);
+/* A host-TPM command that takes longer is taken for a lost TPM (RSA key
+ * generation on a slow TPM takes seconds). */
+#define HWTPM_TIMEOUT_MS 60000
+
+#endif /* HWTPM_PRIVATE_H */

@@ -1,0 +1,561 @@
+/*
+ * hwtpm_seal.c: the state keys and the host TPM. A vTPM's state key is
+ * sealed under the SRK at create (TPM2_Create with the key as the object's
+ * sensitive data) and unsealed at every start: the sealed object is
+ * loaded, a policy session proves the host PCRs (PolicyPCR) are in a
+ * configuration the administrator approved (PolicyAuthorize with the
+ * ticket hwtpm_verify_approval got once), and Unseal returns the key.
+ *
+ * These commands go through tpm2-tss's System API, with the sessions'
+ * cryptography done here, instead of through ESYS, for two measured
+ * reasons:
+ *   - tpm2-tss 3.2 (Debian 12) builds a new OpenSSL library context for
+ *     every hash and nonce ESYS computes, which cost vtpmd about 4 ms of
+ *     CPU per start (perf: OpenSSL's name map and DRBG set up again and
+ *     again), more than the rest of the manager's share. tpm2-tss 4 lets
+ *     a caller replace that code (Esys_SetCryptoCallbacks); Debian 12
+ *     does not have it.
+ *   - ESYS keeps a copy of every command's parameters in its own heap,
+ *     unlocked and never wiped: the state key given to Esys_Create stayed
+ *     there in the clear. Here the key exists only in secret memory and,
+ *     encrypted, in the command buffer.
+ * Every other host-TPM operation stays on ESYS.
+ *
+ * Sessions are salted to the SRK and unbound. The policy session is
+ * started once and kept (a TPM resets a policy session that authorized a
+ * command with continueSession set); a seal uses an HMAC session for that
+ * one command. What this file computes (TPM 2.0 Part 1, "Session-based
+ * Authorizations", "Salted Session", "Parameter Encryption"):
+ *   salt        secret sharing with the SRK, label "SECRET" (credential.c)
+ *   sessionKey  KDFa(SHA-256, salt, "ATH", nonceTPM, nonceCaller, 256)
+ *   command     HMAC(sessionKey, cpHash || nonceCaller || nonceTPM || attrs),
+ *               cpHash = H(commandCode || Name(handle) || parameters)
+ *   response    HMAC(sessionKey, rpHash || nonceTPM' || nonceCaller || attrs),
+ *               rpHash = H(TPM_RC_SUCCESS || commandCode || parameters),
+ *               checked before anything of the response is used
+ *   parameters  AES-128-CFB, key || IV = KDFa(SHA-256, sessionKey, "CFB",
+ *               nonceNewer, nonceOlder, 256): the caller's nonce is the
+ *               newer one for a command, the TPM's for a response.
+ * The authValues involved are empty (the SRK's; the sealed object's, and a
+ * policy session without PolicyAuthValue uses none), so nothing joins
+ * sessionKey in any key. Session keys live in struct hwtpm, which is
+ * secret memory, and are wiped when their session ends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_sys.h>
+
+#include "hwtpm.h"
+#include "hwtpm_private.h"
+
+#define SEAL_NONCE_LEN TPM_DIGEST_LEN
+#define SEAL_AES_LEN   16 /* AES-128: key and IV */
+#define HWTPM_SAPI_TRIES     10 /* sends of one command the TPM asks to retry */
+#define UNSEAL_ATTRS   (TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT)
+#define SEAL_ATTRS     TPMA_SESSION_DECRYPT /* and ends the session */
+
+static void
+seal_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A failure: the message, and -1. */
+static int
+seal_fail(const char *what)
+{
+	hwtpm_seterr(what, 0);
+	return -1;
+}
+
+/* Whether rc is the TPM's answer (as opposed to a failure to reach it). */
+static bool
+seal_from_tpm(TSS2_RC rc)
+{
+	return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER;
+}
+
+/* Starts a session of type salted to the SRK into s. Returns 0 or -1. */
+static int
+session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s)
+{
+	uint8_t pub[sizeof(TPM2B_PUBLIC)], salt[CREDENTIAL_SEED_LEN], *enc = NULL;
+	size_t pub_len = 0, enc_len = 0, off = 0;
+	TPM2B_ENCRYPTED_SECRET encrypted = {0};
+	TPM2B_NONCE caller = {.size = SEAL_NONCE_LEN}, tpm = {0};
+	TPMI_SH_AUTH_SESSION handle = 0;
+	int tries = 0, ret = -1;
+	TSS2_RC rc;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &pub_len) !=
+	        TSS2_RC_SUCCESS ||
+	    credential_share_secret(pub, pub_len, "SECRET", salt, &enc, &enc_len) == -1 ||
+	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc, enc_len, &off, &encrypted) !=
+	        TSS2_RC_SUCCESS ||
+	    RAND_bytes(caller.buffer, caller.size) != 1) {
+		char why[300];
+		snprintf(why, sizeof(why), "salt a session to the SRK: %s", credential_error());
+		hwtpm_seterr(why, 0);
+		goto out;
+	}
+	do {
+		rc = Tss2_Sys_StartAuthSession_Prepare(hw->sys, HWTPM_SRK_HANDLE, TPM2_RH_NULL,
+		    &caller, &encrypted, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, NULL, NULL);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Tss2_Sys_StartAuthSession_Complete(hw->sys, &handle, &tpm);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("start a salted session", rc);
+		goto out;
+	}
+	s->handle = handle;
+	s->nonce_tpm = tpm;
+	if (credential_kdfa(salt, sizeof(salt), "ATH", tpm.buffer, tpm.size, caller.buffer,
+	        caller.size, s->key, 8 * sizeof(s->key)) == -1) {
+		hwtpm_seterr("derive the session key", 0);
+		hwtpm_session_end(hw, s, true);
+		goto out;
+	}
+	ret = 0;
+out:
+	OPENSSL_cleanse(salt, sizeof(salt));
+	free(enc);
+	return ret;
+}
+
+/* HMAC-SHA-256 under s's key of the n parts, into out. */
+static int
+session_hmac(const struct hwtpm_session *s, const TPM2B_DIGEST *parts[], size_t n,
+    uint8_t out[TPM_DIGEST_LEN])
+{
+	uint8_t buf[4 * sizeof(TPMU_HA) + 1];
+	size_t len = 0;
+	unsigned int out_len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (parts[i]->size > sizeof(buf) - len)
+			return -1;
+		memcpy(buf + len, parts[i]->buffer, parts[i]->size);
+		len += parts[i]->size;
+	}
+	if (HMAC(EVP_sha256(), s->key, sizeof(s->key), buf, len, out, &out_len) == NULL ||
+	    out_len != TPM_DIGEST_LEN)
+		return -1;
+	return 0;
+}
+
+/* A session-attributes octet as a part of an HMAC. */
+static TPM2B_DIGEST
+session_attrs(TPMA_SESSION attrs)
+{
+	TPM2B_DIGEST d = {.size = 1};
+
+	d.buffer[0] = attrs;
+	return d;
+}
+
+/* AES-128-CFB over len bytes of buf in place, under s's key and the two
+ * nonces (newer first); encrypt or decrypt. Returns 0 or -1. */
+static int
+session_cfb(const struct hwtpm_session *s, const TPM2B_NONCE *newer, const TPM2B_NONCE *older,
+    uint8_t *buf, size_t len, int encrypt)
+{
+	uint8_t keys[2 * SEAL_AES_LEN];
+	EVP_CIPHER_CTX *aes = NULL;
+	int n = 0, ret = -1;
+
+	if (credential_kdfa(s->key, sizeof(s->key), "CFB", newer->buffer, newer->size,
+	        older->buffer, older->size, keys, 8 * sizeof(keys)) == 0 &&
+	    (aes = EVP_CIPHER_CTX_new()) != NULL &&
+	    EVP_CipherInit_ex(aes, EVP_aes_128_cfb128(), NULL, keys, keys + SEAL_AES_LEN,
+	        encrypt) == 1 &&
+	    EVP_CipherUpdate(aes, buf, &n, buf, (int)len) == 1 && (size_t)n == len)
+		ret = 0;
+	EVP_CIPHER_CTX_free(aes);
+	OPENSSL_cleanse(keys, sizeof(keys));
+	return ret;
+}
+
+/* Fills auth for s with a fresh nonce and attrs; its HMAC comes later
+ * (session_sign), once the parameters are final. Returns 0 or -1. */
+static int
+session_begin(const struct hwtpm_session *s, TPMA_SESSION attrs, TPMS_AUTH_COMMAND *auth)
+{
+	memset(auth, 0, sizeof(*auth));
+	auth->sessionHandle = s->handle;
+	auth->sessionAttributes = attrs;
+	auth->nonce.size = SEAL_NONCE_LEN;
+	return RAND_bytes(auth->nonce.buffer, auth->nonce.size) == 1 ? 0 : -1;
+}
+
+/* The command HMAC of auth for the command prepared in hw->sys, code cc,
+ * authorizing the entity called name. Returns 0 or -1. */
+static int
+session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc, const TPM2B_NAME *name,
+    TPMS_AUTH_COMMAND *auth)
+{
+	TPM2B_DIGEST cp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_tpm, attrs;
+	uint8_t head[4 + sizeof(name->name)];
+	const uint8_t *params;
+	size_t params_len;
+
+	if (Tss2_Sys_GetCpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
+		return -1;
+	seal_put32(head, cc);
+	memcpy(head + 4, name->name, name->size);
+	if (hwtpm_sha256(head, 4 + name->size, params, params_len, cp.buffer) == -1)
+		return -1;
+	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
+	memcpy(&nonce_tpm, &s->nonce_tpm, sizeof(s->nonce_tpm));
+	attrs = session_attrs(auth->sessionAttributes);
+	auth->hmac.size = TPM_DIGEST_LEN;
+	return session_hmac(s, (const TPM2B_DIGEST *[]){&cp, &nonce_caller, &nonce_tpm, &attrs}, 4,
+	    auth->hmac.buffer);
+}
+
+/* Checks the session area of the response to cc that hw->sys holds,
+ * against the command's auth; on success the TPM's new nonce is kept in s
+ * and copied to *nonce_tpm. Returns 0 or -1 (message set). */
+static int
+session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
+    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm)
+{
+	TPM2B_DIGEST rp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_new, attrs, expected;
+	const uint8_t *params;
+	size_t params_len;
+	uint8_t code[8];
+
+	if (rsp->count != 1 || rsp->auths[0].nonce.size == 0 ||
+	    rsp->auths[0].nonce.size > sizeof(nonce_new.buffer) ||
+	    Tss2_Sys_GetRpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
+		return seal_fail("the host TPM's response has no session");
+	seal_put32(code, TPM2_RC_SUCCESS);
+	seal_put32(code + 4, cc);
+	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
+	memcpy(&nonce_new, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
+	attrs = session_attrs(rsp->auths[0].sessionAttributes);
+	if (hwtpm_sha256(code, 8, params, params_len, rp.buffer) == -1 ||
+	    session_hmac(s, (const TPM2B_DIGEST *[]){&rp, &nonce_new, &nonce_caller, &attrs}, 4,
+	        expected.buffer) == -1 ||
+	    rsp->auths[0].hmac.size != TPM_DIGEST_LEN ||
+	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0)
+		return seal_fail("the host TPM's response does not authenticate");
+	memcpy(&s->nonce_tpm, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
+	*nonce_tpm = rsp->auths[0].nonce;
+	return 0;
+}
+
+/* The sealed object's public area: a keyed-hash object with the secret as
+ * its data, usable through auth_policy only. */
+static TPM2B_PUBLIC
+seal_template(const uint8_t auth_policy[TPM_DIGEST_LEN])
+{
+	TPM2B_PUBLIC t = {0};
+
+	t.publicArea.type = TPM2_ALG_KEYEDHASH;
+	t.publicArea.nameAlg = TPM2_ALG_SHA256;
+	/*
+	 * No userWithAuth: only a policy session can unseal (USER role).
+	 * No adminWithPolicy: the ADMIN role is authorized by the empty
+	 * authValue, so that the CK can TPM2_Certify the object (Certify
+	 * needs ADMIN; with adminWithPolicy it would need a policy session
+	 * with PolicyCommandCode(Certify), which PolicyAuthorize of an
+	 * approved PCR policy cannot satisfy without a second approval).
+	 * Whoever has the (non-secret) blob and the host TPM can thus certify
+	 * it, which reveals only its Name, or ObjectChangeAuth it, which makes
+	 * a copy that still unseals only with the policy. Unseal is unchanged.
+	 */
+	t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	    TPMA_OBJECT_NODA;
+	t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+	t.publicArea.authPolicy.size = TPM_DIGEST_LEN;
+	memcpy(t.publicArea.authPolicy.buffer, auth_policy, TPM_DIGEST_LEN);
+	return t;
+}
+
+/*
+ * TPM2_Create under the SRK of the sealed object, in a one-command HMAC
+ * session whose decrypt attribute encrypts the sensitive data. The
+ * command is prepared with zeros of the right size in its place (so the
+ * secret never enters tpm2-tss's memory) and the encrypted sensitive area
+ * is put in afterwards. Returns 0 with the object's parts, or -1.
+ */
+static int
+seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
+    const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE *priv, TPM2B_PUBLIC *pub)
+{
+	struct hwtpm_session *s = &hw->seal;
+	TSS2L_SYS_AUTH_COMMAND cmd = {.count = 1};
+	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TPM2B_SENSITIVE_CREATE zeros = {0};
+	TPML_PCR_SELECTION nopcr = {0};
+	TPM2B_DATA noinfo = {0};
+	TPM2B_NONCE nonce_tpm;
+	size_t sens_len = 4 + secret_len; /* userAuth (empty), data */
+	uint8_t *sens;
+	int tries = 0, ret = -1;
+	TSS2_RC rc;
+
+	if ((sens = secret_alloc(sens_len)) == NULL)
+		return seal_fail("out of memory");
+	zeros.sensitive.data.size = (UINT16)secret_len;
+	sens[2] = (uint8_t)(secret_len >> 8);
+	sens[3] = (uint8_t)secret_len;
+	memcpy(sens + 4, secret, secret_len);
+	if (session_start(hw, TPM2_SE_HMAC, s) == -1)
+		goto out;
+	if (session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
+	    session_cfb(s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
+		seal_fail("encrypt the secret to seal");
+		goto out;
+	}
+	do {
+		rc = Tss2_Sys_Create_Prepare(hw->sys, HWTPM_SRK_HANDLE, &zeros, tmpl, &noinfo, &nopcr);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = Tss2_Sys_SetDecryptParam(hw->sys, sens_len, sens);
+		if (rc == TSS2_RC_SUCCESS && session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
+		                                 &cmd.auths[0]) == -1) {
+			seal_fail("compute the Create authorization");
+			goto out;
+		}
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("seal state key", rc);
+		goto out;
+	}
+	s->handle = 0; /* ended by its last command */
+	if (session_check(hw, s, TPM2_CC_Create, &cmd.auths[0], &rsp, &nonce_tpm) == -1)
+		goto out;
+	rc = Tss2_Sys_Create_Complete(hw->sys, priv, pub, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("seal state key", rc);
+		goto out;
+	}
+	ret = 0;
+out:
+	hwtpm_session_end(hw, s, s->handle != 0);
+	secret_free(sens, sens_len);
+	return ret;
+}
+
+/*
+ * Seals secret (at most HWTPM_SEALED_MAX bytes) under the SRK with
+ * auth_policy (from pcrpolicy_authorize). The secret crosses the bus
+ * encrypted. On success *blob is a malloc'd, non-secret serialisation of
+ * the sealed object (TPM2B_PUBLIC || TPM2B_PRIVATE) to keep beside the
+ * state.
+ */
+int
+hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
+    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len)
+{
+	TPM2B_PUBLIC tmpl = seal_template(auth_policy), pub = {0};
+	TPM2B_PRIVATE priv = {0};
+	size_t cap = sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE), off = 0;
+	uint8_t *out;
+
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (secret_len == 0 || secret_len > HWTPM_SEALED_MAX)
+		return seal_fail("secret too large to seal");
+	if (seal_create(hw, secret, secret_len, &tmpl, &priv, &pub) == -1)
+		return -1;
+	out = malloc(cap);
+	if (out == NULL || Tss2_MU_TPM2B_PUBLIC_Marshal(&pub, out, cap, &off) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPM2B_PRIVATE_Marshal(&priv, out, cap, &off) != TSS2_RC_SUCCESS) {
+		free(out);
+		return seal_fail("serialise sealed key");
+	}
+	*blob = out;
+	*blob_len = off;
+	return 0;
+}
+
+/*
+ * Unseal of the loaded object (handle, name) in the policy session, which
+ * PolicyPCR and PolicyAuthorize have satisfied. Returns 0 with the secret
+ * in secret; HWTPM_ERR_POLICY when the TPM refuses the policy; -1 for
+ * other failures, among them a response that does not authenticate.
+ */
+static int
+unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_t *secret,
+    size_t secret_len)
+{
+	struct hwtpm_session *s = &hw->policy;
+	TSS2L_SYS_AUTH_COMMAND cmd = {.count = 1};
+	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TPM2B_SENSITIVE_DATA out = {0};
+	TPM2B_NONCE nonce_tpm;
+	int tries = 0, ret = -1;
+	TSS2_RC rc;
+
+	if (session_begin(s, UNSEAL_ATTRS, &cmd.auths[0]) == -1)
+		return seal_fail("draw a session nonce");
+	do {
+		rc = Tss2_Sys_Unseal_Prepare(hw->sys, handle);
+		if (rc == TSS2_RC_SUCCESS &&
+		    session_sign(hw, s, TPM2_CC_Unseal, name, &cmd.auths[0]) == -1)
+			return seal_fail("compute the Unseal authorization");
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("unseal state key", rc);
+		return seal_from_tpm(rc) && (rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff) ?
+		    HWTPM_ERR_POLICY :
+		    -1;
+	}
+	if (session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm) == -1)
+		return -1;
+	rc = Tss2_Sys_Unseal_Complete(hw->sys, &out);
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("unseal state key", rc);
+		return -1;
+	}
+	if (out.size != secret_len)
+		seal_fail("sealed secret has the wrong size");
+	else if (session_cfb(s, &nonce_tpm, &cmd.auths[0].nonce, out.buffer, out.size, 0) == -1)
+		seal_fail("decrypt the unsealed key");
+	else {
+		memcpy(secret, out.buffer, secret_len);
+		ret = 0;
+	}
+	OPENSSL_cleanse(&out, sizeof(out));
+	return ret;
+}
+
+/* Loads the sealed object under the SRK (its private part is encrypted to
+ * the SRK, whose authValue is empty: a password session suffices). */
+static TSS2_RC
+unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
+    TPM2_HANDLE *handle, TPM2B_NAME *name)
+{
+	TSS2L_SYS_AUTH_COMMAND pw = {.count = 1, .auths = {{.sessionHandle = TPM2_RS_PW}}};
+	int tries = 0;
+	TSS2_RC rc;
+
+	do {
+		rc = Tss2_Sys_Load_Prepare(hw->sys, HWTPM_SRK_HANDLE, priv, pub);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, &pw, NULL);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Tss2_Sys_Load_Complete(hw->sys, handle, name);
+	return rc;
+}
+
+/* PolicyPCR over sel, then PolicyAuthorize of the approved digest with the
+ * ticket: the session's digest becomes the sealed object's authPolicy. */
+static int
+unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap)
+{
+	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, nodigest = {0};
+	TPM2B_NONCE ref = {0};
+	TPML_PCR_SELECTION tsel;
+	int tries = 0;
+	TSS2_RC rc;
+
+	if (hwtpm_selection(sel, &tsel) == -1) {
+		hwtpm_seterr("PolicyPCR: select host PCRs", 0);
+		return -1;
+	}
+	do {
+		rc = Tss2_Sys_PolicyPCR_Prepare(hw->sys, hw->policy.handle, &nodigest, &tsel);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, NULL, NULL);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("PolicyPCR", rc);
+		return -1;
+	}
+	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
+	ref.size = (UINT16)strlen(APPROVAL_POLICY_REF);
+	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
+	tries = 0;
+	do {
+		rc = Tss2_Sys_PolicyAuthorize_Prepare(hw->sys, hw->policy.handle, &approved, &ref,
+		    &hw->approval_name, &hw->ticket);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, NULL, NULL);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc != TSS2_RC_SUCCESS && !seal_from_tpm(rc)) {
+		hwtpm_seterr("PolicyAuthorize", rc);
+		return -1;
+	}
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr("host PCRs are not in the approved configuration", rc);
+		return HWTPM_ERR_POLICY;
+	}
+	return 0;
+}
+
+/*
+ * Unseals a secret sealed by hwtpm_seal, in a policy session that proves
+ * the host PCRs in sel match ap->policy, an approved configuration. The
+ * secret must be exactly secret_len bytes. Returns 0 with it in secret;
+ * HWTPM_ERR_POLICY when the PCRs are not in the approved configuration;
+ * HWTPM_ERR_FOREIGN when the sealed object does not belong to this TPM; -1
+ * for other failures. The object stays loaded until hwtpm_flush_pending.
+ */
+int
+hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
+    size_t secret_len)
+{
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+	TPM2B_NAME name = {0};
+	TPM2_HANDLE obj = 0;
+	TSS2_RC rc;
+	int ret;
+
+	if (hwtpm_enter(hw) == -1)
+		return -1;
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
+		return HWTPM_ERR_FOREIGN;
+	if (hwtpm_verify_approval(hw, ap) == -1)
+		return -1;
+	rc = unseal_load(hw, &priv, &pub, &obj, &name);
+	if (rc != TSS2_RC_SUCCESS) {
+		/* The TPM's refusal means another TPM's object; a failure to
+		 * reach the TPM is a host-TPM failure. */
+		if (!seal_from_tpm(rc)) {
+			hwtpm_seterr("load the sealed key", rc);
+			return -1;
+		}
+		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
+		return HWTPM_ERR_FOREIGN;
+	}
+	ret = -1;
+	if (hw->policy.handle == 0 && session_start(hw, TPM2_SE_POLICY, &hw->policy) == -1)
+		goto out;
+	ret = unseal_policy(hw, sel, ap);
+	if (ret == 0)
+		ret = unseal_item(hw, obj, &name, secret, secret_len);
+out:
+	/* A policy session a failure left half-satisfied is not reused. */
+	if (ret != 0) {
+		OPENSSL_cleanse(secret, secret_len);
+		hwtpm_session_end(hw, &hw->policy, true);
+		hwtpm_sapi_flush(hw, obj);
+	} else {
+		hw->pending = obj;
+	}
+	return ret;
+}

@@ -1,0 +1,855 @@
+/*
+ * instance.c: `vtpmd instance`, one virtual TPM.
+ *
+ * A single-threaded poll loop serves a control channel (the swtpm
+ * protocol; QEMU's -tpmdev emulator) and a data channel (raw TPM
+ * commands: a descriptor QEMU passes with SET_DATAFD, or a socket of our
+ * own for tpm2-tss' swtpm TCTI). Every byte from a peer is untrusted:
+ * requests are framed before anything is allocated for them, malformed
+ * ones get the protocol's error answer and end that connection only.
+ *
+ * Each channel serves one client at a time, as swtpm's do. Nothing limits
+ * the silence between requests (QEMU keeps both channels open, mostly idle,
+ * for the VM's whole life), but a request must arrive whole within the I/O
+ * timeout of its first byte, an answer must be taken within
+ * 5 s (conn.c), and a client that connects while another holds the
+ * channel waits in a short line for at most the I/O timeout
+ * (docs/instance.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <swtpm/tpm_ioctl.h>
+
+#include <openssl/crypto.h>
+
+#include "instance.h"
+
+#define INSTANCE_IO_TIMEOUT_MS 10000 /* --io-timeout's default */
+#define INSTANCE_IO_TIMEOUT_MAX 3600000
+#define INSTANCE_MAX_WAITING 4	     /* clients in line for a busy channel */
+#define TPM2_RC_COMMAND_SIZE 0x142
+#define TPM12_BAD_PARAM_SIZE 0x19
+
+static volatile sig_atomic_t instance_signalled;
+
+static void
+instance_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
+	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
+	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
+	    "                      [--log-level error|warn|info|debug]\n"
+	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
+	    "                      [--socket-group GID]\n"
+	    "\n"
+	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
+	    "\n"
+	    "  --state DIR        state directory (created 0700; locked while running)\n"
+	    "  --ctrl ENDPOINT    control channel: unix:PATH or tcp:HOST:PORT. Alone, it\n"
+	    "                     serves QEMU (-chardev socket,path=PATH with -tpmdev\n"
+	    "                     emulator): the data channel arrives with SET_DATAFD and\n"
+	    "                     the TPM powers on at INIT\n"
+	    "  --data ENDPOINT    data channel for tpm2-tss' swtpm TCTI, e.g. unix:PATH with\n"
+	    "                     --ctrl unix:PATH.ctrl, or tcp:127.0.0.1:P with --ctrl\n"
+	    "                     tcp:127.0.0.1:P+1; the TPM is powered on at start\n"
+	    "  --key-fd N         read the 32-byte state key from descriptor N; state files\n"
+	    "                     are encrypted and authenticated with AES-256-GCM\n"
+	    "  --plaintext-state  keep state unencrypted (checksummed only); logged as\n"
+	    "                     unprotected\n"
+	    "  --tpm 2|1.2        TPM version (default 2)\n"
+	    "  --startup clear    with --data, also send TPM_Startup(CLEAR) at start\n"
+	    "  --name NAME        name in log lines (default: the state directory's name)\n"
+	    "  --ready-fd N       write \"READY\\n\" to descriptor N once serving, then close it\n"
+	    "  --log-level L      error, warn, info (default) or debug\n"
+	    "  --sandbox-uid N, --sandbox-gid N\n"
+	    "                     (as root) once set up, confine the instance to its state\n"
+	    "                     directory (chroot) as uid:gid N (not 0) under a seccomp\n"
+	    "                     allow-list, before reading any input; the directory and\n"
+	    "                     its files must belong to that uid. Its socket files are\n"
+	    "                     then left for whoever started it to remove\n"
+	    "  --socket-group GID\n"
+	    "                     give the unix: sockets to numeric group GID, mode 0660,\n"
+	    "                     as soon as they are bound (before the sandbox), so that\n"
+	    "                     a client in that group (QEMU running as libvirt-qemu)\n"
+	    "                     can connect; needs root or membership of GID. Without\n"
+	    "                     it the sockets are 0600, for their creator only\n"
+	    "  --io-timeout MS    (default 10000) a client that sends part of a request and\n"
+	    "                     stalls is disconnected once MS have passed since the\n"
+	    "                     request's first byte (nothing of it runs); a client\n"
+	    "                     that connects while another holds the channel waits at\n"
+	    "                     most MS for it. Silence between requests is never\n"
+	    "                     limited\n"
+	    "\n"
+	    "Each channel serves one client at a time; up to 4 more wait in line (more\n"
+	    "are closed at once). An answer not taken within 5 s closes the connection.\n"
+	    "docs/instance.md describes the protocol and these limits.\n"
+	    "\n"
+	    "State that exists but cannot be read (truncated, altered, wrong key, other\n"
+	    "format) is never replaced: the instance refuses to start.\n"
+	    "\n"
+	    "Exit status: 0 after SHUTDOWN or SIGTERM; 1 runtime error; 2 usage error;\n"
+	    "3 unreadable state; 4 state directory or address in use.\n");
+}
+
+static void
+instance_on_signal(int sig)
+{
+	instance_signalled = sig;
+}
+
+/*
+ * QEMU sends SET_LOCALITY and RESET_TPMESTABLISHED with a whole 4-byte
+ * ptm_loc / ptm_reset_est union as payload: the locality byte, then 3 bytes
+ * of padding (uninitialised for RESET_TPMESTABLISHED); tpm2-tss' swtpm TCTI
+ * sends the bare byte. Clients wait for each answer before the next
+ * request, and QEMU writes the request at once on a unix socket, so up to 3
+ * bytes already received behind the locality byte are that padding, not the
+ * start of the next request (read as one, they desynchronised the channel:
+ * QEMU's SHUTDOWN at exit then arrived as "unknown command 0").
+ */
+static void
+instance_ctrl_skip_padding(struct instance *in, uint32_t cmd)
+{
+	if (cmd == CMD_SET_LOCALITY || cmd == CMD_RESET_TPMESTABLISHED)
+		conn_consume(&in->ctrl, in->ctrl.len < 3 ? in->ctrl.len : 3);
+}
+
+/* Handles readable input on the control channel. Returns the number of
+ * requests it answered. */
+static int
+instance_ctrl_input(struct instance *in)
+{
+	struct ctrl_request req;
+	enum ctrl_parse parse;
+	size_t need = 4;
+	ssize_t n;
+	int handled = 0;
+
+	n = conn_fill(&in->ctrl, 4096);
+	if (n == -2)
+		return 0;
+	if (n <= 0) {
+		conn_close(&in->ctrl);
+		return 0;
+	}
+	while (in->ctrl.fd != -1 && !in->terminate) {
+		parse = ctrl_request_size(in->ctrl.buf, in->ctrl.len, &need);
+		if (parse == CTRL_OVERSIZED) {
+			uint8_t out[4];
+			log_warnx("control channel: declared length above %u bytes; closing",
+			    CTRL_MAX_BLOB);
+			ctrl_put_u32(out, 0x3 /* TPM_BAD_PARAMETER */);
+			conn_send(&in->ctrl, out, sizeof(out));
+			conn_close(&in->ctrl);
+			break;
+		}
+		if (parse == CTRL_INCOMPLETE) {
+			/* Grow to what the frame declares, which is bounded. */
+			if (conn_reserve(&in->ctrl, need) == -1)
+				conn_close(&in->ctrl);
+			break;
+		}
+		/* A complete frame only fails to decode for an unknown command,
+		 * which the dispatcher answers with TPM_BAD_ORDINAL. */
+		(void)ctrl_decode(in->ctrl.buf, need, &req);
+		handled++;
+		if (!instance_ctrl_dispatch(in, &req)) {
+			conn_close(&in->ctrl);
+			break;
+		}
+		if (in->ctrl.fd != -1) {
+			conn_consume(&in->ctrl, need);
+			instance_ctrl_skip_padding(in, req.cmd);
+		}
+	}
+	return handled;
+}
+
+/* Handles readable input on the data channel: runs each whole command
+ * (tpmwire_frame); a size outside 10..buffer size ends the stream. Returns
+ * the number of commands it answered. */
+static int
+instance_data_input(struct instance *in)
+{
+	uint8_t err[TPM_HEADER_LEN];
+	struct tpm_header h;
+	uint32_t max = engine_buffer_size();
+	size_t need;
+	ssize_t n;
+	int handled = 0;
+
+	n = conn_fill(&in->data, max);
+	if (n == -2)
+		return 0;
+	if (n <= 0) {
+		conn_close(&in->data);
+		return 0;
+	}
+	while (in->data.fd != -1) {
+		switch (tpmwire_frame(in->data.buf, in->data.len, max, &need)) {
+		case TPMWIRE_INCOMPLETE:
+			return handled;
+		case TPMWIRE_BAD_SIZE:
+			(void)tpmwire_header(in->data.buf, in->data.len, &h);
+			log_warnx("data channel: command size %u outside 10..%u; closing", h.size,
+			    max);
+			conn_send(&in->data, err,
+			    tpmwire_error(err, in->tpm_version,
+				in->tpm_version == 2 ? TPM2_RC_COMMAND_SIZE : TPM12_BAD_PARAM_SIZE));
+			conn_close(&in->data);
+			return handled;
+		case TPMWIRE_COMPLETE:
+			break;
+		}
+		instance_tpm_command(in, in->data.buf, need);
+		handled++;
+		if (in->data.fd != -1)
+			conn_consume(&in->data, need);
+	}
+	return handled;
+}
+
+/*
+ * What the loop keeps for each channel beside its struct conn: the
+ * listener, the clients waiting while another holds the channel (oldest
+ * first), and since when the connection's incomplete request has waited
+ * for its remaining bytes.
+ */
+struct instance_waiter {
+	int fd;
+	int64_t since; /* monotonic ms, when accepted */
+};
+struct instance_chan {
+	const char *name; /* "control" or "data", for log lines */
+	struct conn *conn;
+	int listen_fd; /* -1: none (QEMU's data channel comes with SET_DATAFD) */
+	bool is_unix;  /* the listener's kind: may carry descriptors */
+	int64_t partial_since; /* when conn's buffered, incomplete request began, or -1 */
+	struct instance_waiter waiting[INSTANCE_MAX_WAITING];
+	int nwaiting;
+};
+
+static void
+instance_chan_attach(struct instance_chan *ch, int fd)
+{
+	ch->conn->fd = fd;
+	ch->conn->is_unix = ch->is_unix;
+	ch->conn->len = 0;
+	ch->partial_since = -1;
+}
+
+/* Removes waiting client i from the line, closing it. */
+static void
+instance_chan_unqueue(struct instance_chan *ch, int i)
+{
+	close(ch->waiting[i].fd);
+	ch->nwaiting--;
+	memmove(&ch->waiting[i], &ch->waiting[i + 1],
+	    (size_t)(ch->nwaiting - i) * sizeof(ch->waiting[0]));
+}
+
+/* Hands a free channel to the client that has waited longest. */
+static void
+instance_chan_promote(struct instance_chan *ch)
+{
+	if (ch->conn->fd != -1 || ch->nwaiting == 0)
+		return;
+	instance_chan_attach(ch, ch->waiting[0].fd);
+	ch->nwaiting--;
+	memmove(&ch->waiting[0], &ch->waiting[1], (size_t)ch->nwaiting * sizeof(ch->waiting[0]));
+	log_debug("%s channel: a waiting client takes the channel", ch->name);
+}
+
+/* Accepts a client: it gets the channel when nobody holds it, else waits
+ * in line; with INSTANCE_MAX_WAITING in line it is closed at once. */
+static void
+instance_chan_accept(struct instance_chan *ch, int64_t now)
+{
+	int fd;
+
+	fd = accept4(ch->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("%s channel: accept", ch->name);
+		return;
+	}
+	instance_chan_promote(ch);
+	if (ch->conn->fd == -1) {
+		instance_chan_attach(ch, fd);
+	} else if (ch->nwaiting < INSTANCE_MAX_WAITING) {
+		ch->waiting[ch->nwaiting++] = (struct instance_waiter){.fd = fd, .since = now};
+		log_debug("%s channel: busy; a client waits (%d in line)", ch->name, ch->nwaiting);
+	} else {
+		log_debug("%s channel: busy and %d clients in line; another one closed",
+		    ch->name, INSTANCE_MAX_WAITING);
+		close(fd);
+	}
+}
+
+/* After input on ch: starts the clock of an incomplete request, restarts it
+ * when requests were answered (progressed), stops it when none is left. */
+static void
+instance_chan_track(struct instance_chan *ch, bool progressed, int64_t now)
+{
+	if (ch->conn->fd == -1 || ch->conn->len == 0)
+		ch->partial_since = -1;
+	else if (progressed || ch->partial_since == -1)
+		ch->partial_since = now;
+}
+
+/* Closes what has waited timeout_ms: a connection whose request is still
+ * incomplete (its bytes are dropped; nothing of it ran), and clients in
+ * line. Then hands a free channel on. */
+static void
+instance_chan_expire(struct instance_chan *ch, int64_t now, int timeout_ms)
+{
+	if (ch->partial_since != -1 && now - ch->partial_since >= timeout_ms) {
+		log_warnx("%s channel: request incomplete (%zu bytes) after %d ms; closing the "
+			  "connection",
+		    ch->name, ch->conn->len, timeout_ms);
+		conn_close(ch->conn);
+		ch->partial_since = -1;
+	}
+	while (ch->nwaiting > 0 && now - ch->waiting[0].since >= timeout_ms) {
+		log_info("%s channel: busy for %d ms; closing a waiting client", ch->name,
+		    timeout_ms);
+		instance_chan_unqueue(ch, 0);
+	}
+	instance_chan_promote(ch);
+}
+
+/* The earliest time instance_chan_expire has something to do, or -1. */
+static int64_t
+instance_chan_deadline(const struct instance_chan *ch, int timeout_ms)
+{
+	int64_t next = -1;
+
+	if (ch->partial_since != -1)
+		next = ch->partial_since + timeout_ms;
+	if (ch->nwaiting > 0 && (next == -1 || ch->waiting[0].since + timeout_ms < next))
+		next = ch->waiting[0].since + timeout_ms;
+	return next;
+}
+
+/* Adds ch's descriptors to pfd at *n: its connection, its listener and its
+ * waiting clients (watched only for hanging up: their requests stay
+ * unread until they hold the channel). */
+static void
+instance_chan_pollfds(const struct instance_chan *ch, struct pollfd *pfd, int *n, int idx[3])
+{
+	idx[0] = idx[1] = -1;
+	if (ch->conn->fd != -1) {
+		idx[0] = *n;
+		pfd[(*n)++] = (struct pollfd){.fd = ch->conn->fd, .events = POLLIN};
+	}
+	if (ch->listen_fd != -1) {
+		idx[1] = *n;
+		pfd[(*n)++] = (struct pollfd){.fd = ch->listen_fd, .events = POLLIN};
+	}
+	idx[2] = *n;
+	for (int i = 0; i < ch->nwaiting; i++)
+		pfd[(*n)++] = (struct pollfd){.fd = ch->waiting[i].fd, .events = POLLRDHUP};
+}
+
+/* Drops the waiting clients that hung up (their entries at pfd[first]). */
+static void
+instance_chan_hangups(struct instance_chan *ch, const struct pollfd *pfd, int first)
+{
+	for (int i = ch->nwaiting - 1; i >= 0; i--)
+		if (pfd[first + i].revents != 0)
+			instance_chan_unqueue(ch, i);
+}
+
+/* The main loop; returns when SHUTDOWN or a signal asks to stop. */
+static void
+instance_loop(struct instance *in, int timeout_ms)
+{
+	struct instance_chan ctrl = {
+		.name = "control",
+		.conn = &in->ctrl,
+		.listen_fd = in->ctrl_listen,
+		.is_unix = in->ctrl_ep.kind == ENDPOINT_UNIX,
+		.partial_since = -1,
+	};
+	struct instance_chan data = {
+		.name = "data",
+		.conn = &in->data,
+		.listen_fd = in->data_listen,
+		.is_unix = in->data_ep.kind == ENDPOINT_UNIX,
+		.partial_since = -1,
+	};
+	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING)];
+	struct timespec ts, *tsp;
+	int ci[3], di[3], n, handled;
+	int64_t now, next, d;
+	sigset_t unblocked;
+
+	sigemptyset(&unblocked);
+	while (!in->terminate && !instance_signalled) {
+		now = mono_ms();
+		instance_chan_expire(&ctrl, now, timeout_ms);
+		instance_chan_expire(&data, now, timeout_ms);
+		next = instance_chan_deadline(&ctrl, timeout_ms);
+		d = instance_chan_deadline(&data, timeout_ms);
+		if (d != -1 && (next == -1 || d < next))
+			next = d;
+		tsp = NULL;
+		if (next != -1) {
+			d = next > now ? next - now : 0;
+			ts = (struct timespec){.tv_sec = d / 1000, .tv_nsec = (d % 1000) * 1000000};
+			tsp = &ts;
+		}
+		n = 0;
+		instance_chan_pollfds(&ctrl, pfd, &n, ci);
+		instance_chan_pollfds(&data, pfd, &n, di);
+		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal(EXIT_RUNTIME, "poll");
+		}
+		now = mono_ms();
+		if (di[0] != -1 && pfd[di[0]].revents) {
+			handled = instance_data_input(in);
+			instance_chan_track(&data, handled > 0, now);
+		}
+		if (ci[0] != -1 && pfd[ci[0]].revents) {
+			handled = instance_ctrl_input(in);
+			instance_chan_track(&ctrl, handled > 0, now);
+		}
+		/* SET_DATAFD may have replaced the data connection. */
+		instance_chan_track(&data, false, now);
+		instance_chan_hangups(&ctrl, pfd, ci[2]);
+		instance_chan_hangups(&data, pfd, di[2]);
+		if (ci[1] != -1 && pfd[ci[1]].revents)
+			instance_chan_accept(&ctrl, now);
+		if (di[1] != -1 && pfd[di[1]].revents)
+			instance_chan_accept(&data, now);
+	}
+	for (int i = ctrl.nwaiting - 1; i >= 0; i--)
+		instance_chan_unqueue(&ctrl, i);
+	for (int i = data.nwaiting - 1; i >= 0; i--)
+		instance_chan_unqueue(&data, i);
+}
+
+struct instance_opts {
+	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
+	int key_fd, ready_fd;
+	int io_timeout_ms;
+	bool plaintext;
+	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
+	unsigned int socket_gid; /* group of the unix sockets (0660); 0: owner only (0600) */
+};
+
+static int
+instance_parse_fd(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || v < 0 || v > 65535)
+		return -1;
+	return (int)v;
+}
+
+/* A numeric uid or gid for the sandbox: neither root's nor (id_t)-1. */
+static unsigned int
+instance_parse_id(const char *opt, const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v == 0 || v >= UINT32_MAX)
+		fatalx(EXIT_USAGE, "%s: expected a numeric id other than 0, not %s", opt, s);
+	return (unsigned int)v;
+}
+
+/* Milliseconds, 1 to INSTANCE_IO_TIMEOUT_MAX. */
+static int
+instance_parse_ms(const char *opt, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || v < 1 || v > INSTANCE_IO_TIMEOUT_MAX)
+		fatalx(EXIT_USAGE, "%s: expected milliseconds from 1 to %d, not %s", opt,
+		    INSTANCE_IO_TIMEOUT_MAX, s);
+	return (int)v;
+}
+
+static void
+instance_parse_args(int argc, char **argv, struct instance_opts *o)
+{
+	static const struct option longopts[] = {
+		{"state", required_argument, NULL, 's'},
+		{"ctrl", required_argument, NULL, 'c'},
+		{"data", required_argument, NULL, 'd'},
+		{"key-fd", required_argument, NULL, 'k'},
+		{"plaintext-state", no_argument, NULL, 'p'},
+		{"tpm", required_argument, NULL, 't'},
+		{"startup", required_argument, NULL, 'S'},
+		{"name", required_argument, NULL, 'n'},
+		{"ready-fd", required_argument, NULL, 'r'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"sandbox-uid", required_argument, NULL, 'U'},
+		{"sandbox-gid", required_argument, NULL, 'G'},
+		{"io-timeout", required_argument, NULL, 'T'},
+		{"socket-group", required_argument, NULL, 'g'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->key_fd = o->ready_fd = -1;
+	o->tpm = "2";
+	o->log_level = "info";
+	o->io_timeout_ms = INSTANCE_IO_TIMEOUT_MS;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': o->state_dir = optarg; break;
+		case 'c': o->ctrl = optarg; break;
+		case 'd': o->data = optarg; break;
+		case 'p': o->plaintext = true; break;
+		case 't': o->tpm = optarg; break;
+		case 'S': o->startup = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'l': o->log_level = optarg; break;
+		case 'U': o->sandbox_uid = instance_parse_id("--sandbox-uid", optarg); break;
+		case 'G': o->sandbox_gid = instance_parse_id("--sandbox-gid", optarg); break;
+		case 'g': o->socket_gid = instance_parse_id("--socket-group", optarg); break;
+		case 'k':
+			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
+			break;
+		case 'r':
+			if ((o->ready_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--ready-fd: not a descriptor number: %s", optarg);
+			break;
+		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
+		case 'h':
+			instance_usage(stdout);
+			exit(EXIT_OK);
+		default:
+			instance_usage(stderr);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (optind != argc)
+		fatalx(EXIT_USAGE, "unexpected argument: %s (see --help)", argv[optind]);
+	if (o->state_dir == NULL || o->ctrl == NULL)
+		fatalx(EXIT_USAGE, "--state and --ctrl are required (see --help)");
+	if (o->state_dir[0] == '\0')
+		fatalx(EXIT_USAGE, "--state: expected a directory, not an empty string");
+	if (o->data != NULL && strcmp(o->data, o->ctrl) == 0)
+		fatalx(EXIT_USAGE, "--data and --ctrl need two different addresses, not %s twice",
+		    o->ctrl);
+	if ((o->key_fd == -1) == !o->plaintext)
+		fatalx(EXIT_USAGE, "give exactly one of --key-fd N and --plaintext-state");
+	if (strcmp(o->tpm, "2") != 0 && strcmp(o->tpm, "2.0") != 0 && strcmp(o->tpm, "1.2") != 0)
+		fatalx(EXIT_USAGE, "--tpm: expected 2 or 1.2, not %s", o->tpm);
+	if (o->startup != NULL && strcmp(o->startup, "clear") != 0)
+		fatalx(EXIT_USAGE, "--startup: only 'clear' is supported, not %s", o->startup);
+	if (o->startup != NULL && o->data == NULL)
+		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
+	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
+		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
+	if (o->socket_gid != 0 && (strncmp(o->ctrl, "unix:", 5) != 0 ||
+	    (o->data != NULL && strncmp(o->data, "unix:", 5) != 0)))
+		fatalx(EXIT_USAGE, "--socket-group sets a socket file's group: it needs unix: "
+		    "addresses for --ctrl and --data (a tcp: port has no group; bind it to "
+		    "127.0.0.1 or firewall it instead)");
+}
+
+/* Reads the key and opens the store (its directory and lock): what needs
+ * the instance's privileges, before the sandbox. */
+static void
+instance_open_store(struct instance *in, const struct instance_opts *o)
+{
+	uint8_t *key = NULL;
+	enum store_err err;
+
+	if (o->key_fd != -1) {
+		key = secret_alloc(STATE_KEY_LEN);
+		if (key == NULL)
+			fatal(EXIT_RUNTIME, "allocate key memory");
+		if (secret_read_fd(o->key_fd, key, STATE_KEY_LEN) == -1)
+			fatal(EXIT_USAGE, "--key-fd %d: need exactly %d key bytes", o->key_fd,
+			    STATE_KEY_LEN);
+	} else {
+		log_warnx("state in %s is NOT encrypted (--plaintext-state): anyone who can "
+			  "read it can read the TPM's secrets", o->state_dir);
+	}
+	in->store = store_open(o->state_dir, key, in->tpm_version, &err);
+	secret_free(key, STATE_KEY_LEN);
+	if (in->store == NULL && err == STORE_BUSY)
+		fatalx(EXIT_BUSY, "%s: state directory in use by another instance", o->state_dir);
+	if (in->store == NULL)
+		fatal(EXIT_RUNTIME, "%s: open state directory", o->state_dir);
+}
+
+/*
+ * Reads and checks the state that exists, before serving. This is input
+ * like any other (a worker taken over could have written it, with the key
+ * it holds), so it runs in the sandbox. Returns 0, or the exit status with
+ * the reason logged.
+ */
+static int
+instance_read_state(struct instance *in, const char *state_dir)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	char why[512];
+
+	switch (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, why,
+	    sizeof(why))) {
+	case STORE_OK:
+		log_info("%s: existing TPM state loaded", state_dir);
+		break;
+	case STORE_ABSENT:
+		log_info("%s: no state yet: a new TPM will be manufactured", state_dir);
+		break;
+	case STORE_CORRUPT:
+		log_errorx("%s; refusing to start (the file was left untouched)", why);
+		return EXIT_STATE;
+	default:
+		log_errorx("%s", why);
+		return EXIT_RUNTIME;
+	}
+	/* Volatile state is checked now too, so a bad file stops us here. */
+	switch (store_get(in->store, STATE_VOLATILE, &blob, &len, why, sizeof(why))) {
+	case STORE_OK:
+		explicit_bzero(blob, len);
+		free(blob);
+		in->volatile_saved = true;
+		break;
+	case STORE_ABSENT:
+		break;
+	case STORE_CORRUPT:
+		log_errorx("%s; refusing to start (the file was left untouched)", why);
+		return EXIT_STATE;
+	default:
+		log_errorx("%s", why);
+		return EXIT_RUNTIME;
+	}
+	if (in->has_data_ep && instance_power_on(in, true) == -1) {
+		log_errorx("%s: TPM state could not be loaded; refusing to start", state_dir);
+		return EXIT_STATE;
+	}
+	return 0;
+}
+
+static void
+instance_unlink(const struct endpoint *ep, int listen_fd)
+{
+	if (listen_fd != -1 && ep->kind == ENDPOINT_UNIX)
+		unlink(ep->path);
+}
+
+/*
+ * Gives the unix socket at ep (endpoint_listen left it 0600, its
+ * creator's) to group gid with mode 0660: connecting needs write
+ * permission, so a client of that group that is not the creator (QEMU
+ * running as libvirt-qemu) can connect, and others cannot. The path is
+ * changed, not the descriptor: a socket's file and its descriptor are two
+ * inodes. Returns 0, or -1 with errno.
+ */
+static int
+instance_share_socket(const struct endpoint *ep, gid_t gid)
+{
+	if (lchown(ep->path, (uid_t)-1, gid) == -1)
+		return -1;
+	return chmod(ep->path, 0660);
+}
+
+/* Listens on ep (its socket file given to socket_gid unless 0), or exits;
+ * a control socket made just before is removed first, so that a start
+ * refused for its data address leaves nothing. */
+static int
+instance_listen(struct instance *in, const struct endpoint *ep, unsigned int socket_gid)
+{
+	char addr[160];
+	int fd, saved;
+
+	endpoint_format(ep, addr, sizeof(addr));
+	fd = endpoint_listen(ep);
+	if (fd != -1 && socket_gid != 0 && instance_share_socket(ep, (gid_t)socket_gid) == -1) {
+		saved = errno;
+		close(fd);
+		unlink(ep->path);
+		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
+		errno = saved;
+		fatal(EXIT_RUNTIME, "%s: cannot give the socket to group %u, mode 0660 (run as "
+		    "root, or as a member of that group)", addr, socket_gid);
+	}
+	if (fd == -1) {
+		saved = errno;
+		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
+		errno = saved;
+	}
+	if (fd == -1 && errno == EADDRINUSE)
+		fatalx(EXIT_BUSY, "%s: address in use", addr);
+	if (fd == -1)
+		fatal(EXIT_RUNTIME, "%s: listen", addr);
+	log_debug("listening on %s%s", addr, socket_gid != 0 ? " (group-shared, 0660)" : "");
+	return fd;
+}
+
+static void
+instance_setup(struct instance *in, const struct instance_opts *o)
+{
+	struct sigaction sa = {.sa_handler = instance_on_signal};
+	sigset_t block;
+
+	in->tpm_version = strcmp(o->tpm, "1.2") == 0 ? 1 : 2;
+	in->ctrl.fd = in->data.fd = in->ctrl.passed_fd = in->data.passed_fd = -1;
+	in->ctrl_listen = in->data_listen = -1;
+	if (endpoint_parse(o->ctrl, &in->ctrl_ep) == -1)
+		fatalx(EXIT_USAGE, "--ctrl: expected unix:PATH or tcp:HOST:PORT, not %s", o->ctrl);
+	if (o->data != NULL && endpoint_parse(o->data, &in->data_ep) == -1)
+		fatalx(EXIT_USAGE, "--data: expected unix:PATH or tcp:HOST:PORT, not %s", o->data);
+	in->has_data_ep = o->data != NULL;
+	in->startup_clear = o->startup != NULL;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	instance_open_store(in, o);
+	if (instance_engine_select(in) == -1)
+		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
+	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o->socket_gid);
+	if (in->has_data_ep)
+		in->data_listen = instance_listen(in, &in->data_ep, o->socket_gid);
+}
+
+/* Startup(CLEAR) at start, in data-channel mode when asked (--startup
+ * clear): a TPM that tools can use without a platform to start it. */
+static void
+instance_startup_clear(struct instance *in)
+{
+	uint8_t cmd[12];
+	uint32_t rc;
+
+	rc = instance_internal_command(cmd, tpmwire_startup_clear(cmd, in->tpm_version));
+	if (rc != 0)
+		log_warnx("Startup(CLEAR) answered 0x%x", rc);
+}
+
+/* Confines the instance (sandbox.c) when asked to; it holds its state
+ * directory, lock and listeners by now and has read no input yet (its
+ * state included). OpenSSL's configuration, outside the sandbox's root,
+ * is read first. */
+static void
+instance_sandbox(const struct instance_opts *o)
+{
+	struct sandbox sb = {
+		.root = o->state_dir,
+		.uid = (uid_t)o->sandbox_uid,
+		.gid = (gid_t)o->sandbox_gid,
+	};
+
+	if (o->sandbox_uid == 0)
+		return;
+	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
+		fatalx(EXIT_RUNTIME, "cannot initialise OpenSSL");
+	if (sandbox_enter(&sb) == -1)
+		fatal(EXIT_RUNTIME,
+		    "cannot enter the sandbox as %u:%u in %s (run as root, with "
+		    "the state directory and its files owned by that uid)",
+		    o->sandbox_uid, o->sandbox_gid, o->state_dir);
+	log_debug("sandboxed in %s as %u:%u", o->state_dir, o->sandbox_uid, o->sandbox_gid);
+}
+
+int
+instance_main(int argc, char **argv)
+{
+	struct instance in = {0};
+	struct instance_opts o;
+	enum log_level level;
+	char tag[96], *dircopy;
+	int status;
+
+	instance_parse_args(argc, argv, &o);
+	if (log_parse_level(o.log_level, &level) == -1)
+		fatalx(EXIT_USAGE, "--log-level: expected error, warn, info or debug");
+	dircopy = strdup(o.state_dir);
+	if (dircopy == NULL)
+		fatal(EXIT_RUNTIME, "strdup");
+	in.name = o.name != NULL ? o.name : basename(dircopy);
+	snprintf(tag, sizeof(tag), "instance[%s]", in.name);
+	log_init(tag, level);
+	secret_harden_process();
+
+	instance_setup(&in, &o);
+	instance_sandbox(&o);
+	if ((status = instance_read_state(&in, o.state_dir)) != 0) {
+		/* A refused start leaves nothing (sandboxed, the paths are out
+		 * of reach: the manager removes them). */
+		if (o.sandbox_uid == 0) {
+			instance_unlink(&in.ctrl_ep, in.ctrl_listen);
+			instance_unlink(&in.data_ep, in.data_listen);
+		}
+		exit(status);
+	}
+	/* Ready once the state is loaded and the listeners are up: Startup
+	 * (and the state write it causes) runs before the first command is
+	 * read, while whoever waits for READY goes on. */
+	if (o.ready_fd != -1) {
+		if (write(o.ready_fd, "READY\n", 6) != 6)
+			log_warn("--ready-fd %d", o.ready_fd);
+		close(o.ready_fd);
+	}
+	if (in.has_data_ep && in.startup_clear)
+		instance_startup_clear(&in);
+	log_info("serving TPM %s%s", in.tpm_version == 2 ? "2.0" : "1.2",
+	    store_encrypted(in.store) ? " (encrypted state)" : " (UNPROTECTED state)");
+
+	instance_loop(&in, o.io_timeout_ms);
+
+	if (instance_signalled)
+		log_info("signal %d: saving and stopping", (int)instance_signalled);
+	instance_power_off(&in);
+	conn_close(&in.ctrl);
+	conn_close(&in.data);
+	/* From the sandbox the socket paths are out of reach: whoever
+	 * started the instance removes them. */
+	if (o.sandbox_uid == 0) {
+		instance_unlink(&in.ctrl_ep, in.ctrl_listen);
+		instance_unlink(&in.data_ep, in.data_listen);
+	}
+	free(in.ctrl.buf);
+	free(in.data.buf);
+	if (in.cache != NULL) {
+		explicit_bzero(in.cache, in.cache_len);
+		free(in.cache);
+	}
+	store_close(in.store);
+	free(dircopy);
+	log_info("stopped");
+	return EXIT_OK;
+}

@@ -1,0 +1,211 @@
+/*
+ * instance.h: the map of src/instance/, the vTPM worker: one process per
+ * vTPM (vtpmd-instance, or `vtpmd instance`) running a libtpms engine
+ * behind the swtpm socket protocol, its state encrypted in its own
+ * directory, confined before it reads any input. Prototypes are grouped by
+ * the file that defines them, from the bottom up: codecs (statefile, ctrl,
+ * tpmwire), the store, the engine, the sandbox, then the worker itself.
+ */
+#ifndef VTPM_INSTANCE_H
+#define VTPM_INSTANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+#define STATE_KEY_LEN 32 /* an instance's state key: AES-256-GCM */
+
+/* statefile.c: the on-disk format of one state blob (pure codec). */
+enum state_kind {
+	STATE_PERMANENT = 1,
+	STATE_VOLATILE = 2,
+	STATE_SAVESTATE = 3,
+};
+enum statefile_err {
+	STATEFILE_OK = 0,
+	STATEFILE_TRUNCATED,
+	STATEFILE_BAD_MAGIC,
+	STATEFILE_FUTURE_FORMAT,
+	STATEFILE_WRONG_KIND,
+	STATEFILE_WRONG_TPM,
+	STATEFILE_TOO_LARGE,
+	STATEFILE_TRAILING,
+	STATEFILE_NEEDS_KEY,
+	STATEFILE_UNPROTECTED,
+	STATEFILE_AUTH_FAILED,
+	STATEFILE_NOMEM,
+};
+#define STATEFILE_MAX_PAYLOAD (4u << 20)
+struct statefile_info {
+	enum state_kind kind;
+	unsigned int tpm_version; /* 1 for TPM 1.2, 2 for TPM 2.0 */
+	uint64_t generation;	  /* incremented by every write */
+};
+const char *statefile_strerror(enum statefile_err err);
+size_t statefile_encoded_size(size_t payload_len, bool encrypted);
+int statefile_encode(const struct statefile_info *info, const uint8_t *key,
+    const uint8_t *payload, size_t payload_len, uint8_t *out, size_t out_len);
+enum statefile_err statefile_decode(const uint8_t *key, const uint8_t *in,
+    size_t in_len, const struct statefile_info *expect, uint64_t *generation,
+    uint8_t **payload, size_t *payload_len);
+
+/* store.c: an instance's state directory: locked, crash-safe writes. */
+struct store;
+enum store_err {
+	STORE_OK = 0,
+	STORE_ABSENT, /* no such blob: a new TPM */
+	STORE_BUSY,   /* another instance holds the directory */
+	STORE_IO,     /* errno says why */
+	STORE_CORRUPT /* the file exists but cannot be read; see message */
+};
+struct store *store_open(const char *dir, const uint8_t *key, unsigned int tpm_version,
+    enum store_err *err);
+void store_close(struct store *st);
+enum store_err store_get(struct store *st, enum state_kind kind, uint8_t **blob,
+    size_t *len, char *why, size_t why_len);
+int store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len);
+int store_delete(struct store *st, enum state_kind kind);
+bool store_encrypted(const struct store *st);
+const char *store_dir(const struct store *st);
+const char *store_filename(enum state_kind kind);
+
+/* ctrl.c: the swtpm control-channel codec (pure, no I/O). */
+#define CTRL_MAX_BLOB (4u << 20)
+enum ctrl_parse {
+	CTRL_INCOMPLETE, /* need more bytes */
+	CTRL_COMPLETE,	 /* a whole request is at the start of the buffer */
+	CTRL_OVERSIZED,	 /* declared length is above the limit */
+};
+enum ctrl_parse ctrl_request_size(const uint8_t *buf, size_t len, size_t *need);
+struct ctrl_request {
+	uint32_t cmd;
+	union {
+		uint32_t init_flags;   /* INIT */
+		uint8_t locality;      /* SET_LOCALITY, RESET_TPMESTABLISHED */
+		uint32_t buffersize;   /* SET_BUFFERSIZE */
+		uint32_t retries;      /* LOCK_STORAGE */
+		struct {
+			uint32_t flags, type, offset;
+		} getstate;	       /* GET_STATEBLOB */
+		struct {
+			uint32_t flags, type, length;
+			const uint8_t *data;
+		} setstate;	       /* SET_STATEBLOB */
+		struct {
+			uint32_t length;
+			const uint8_t *data;
+		} hash;		       /* HASH_DATA */
+		struct {
+			uint64_t flags;
+			uint32_t offset;
+		} info;		       /* GET_INFO */
+	} u;
+};
+int ctrl_decode(const uint8_t *buf, size_t len, struct ctrl_request *req);
+size_t ctrl_put_u32(uint8_t *out, uint32_t v);
+size_t ctrl_put_u64(uint8_t *out, uint64_t v);
+const char *ctrl_cmd_name(uint32_t cmd);
+
+/* tpmwire.c: the TPM command/response frame and the few commands vtpmd
+ * itself sends to an engine. */
+#define TPM_HEADER_LEN 10
+struct tpm_header {
+	uint16_t tag;
+	uint32_t size;
+	uint32_t code; /* command code or response code */
+};
+int tpmwire_header(const uint8_t *buf, size_t len, struct tpm_header *h);
+size_t tpmwire_error(uint8_t out[static TPM_HEADER_LEN], unsigned int tpm_version, uint32_t rc);
+size_t tpmwire_startup_clear(uint8_t out[static 12], unsigned int tpm_version);
+size_t tpmwire_shutdown_state(uint8_t out[static 12], unsigned int tpm_version);
+bool tpmwire_is_shutdown(const uint8_t *cmd, size_t len, unsigned int tpm_version);
+/* How the data channel cuts its input into TPM commands. */
+enum tpmwire_frame {
+	TPMWIRE_INCOMPLETE, /* need more bytes: *need in all for the first command */
+	TPMWIRE_COMPLETE,   /* the first *need bytes are one whole command */
+	TPMWIRE_BAD_SIZE,   /* its header declares a size outside 10..max */
+};
+enum tpmwire_frame tpmwire_frame(const uint8_t *buf, size_t len, uint32_t max, size_t *need);
+
+/* engine.c: the libtpms TPM engine of this process (one per process). */
+struct engine_io {
+	void *ctx;
+	/* Returns STORE_OK with a malloc'd blob, STORE_ABSENT, or an error. */
+	enum store_err (*load)(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len);
+	int (*save)(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len);
+	int (*remove)(void *ctx, enum state_kind kind);
+	uint8_t (*locality)(void *ctx);
+};
+int engine_select(unsigned int tpm_version, const struct engine_io *io);
+int engine_power_on(void);
+void engine_power_off(void);
+bool engine_is_on(void);
+int engine_process(const uint8_t *cmd, size_t cmd_len, const uint8_t **rsp, size_t *rsp_len);
+uint32_t engine_store_volatile(void);
+uint32_t engine_get_state(enum state_kind kind, uint8_t **blob, size_t *len);
+uint32_t engine_set_state(enum state_kind kind, const uint8_t *blob, size_t len);
+uint32_t engine_set_buffer_size(uint32_t wanted, uint32_t *min, uint32_t *max);
+uint32_t engine_buffer_size(void);
+char *engine_info(uint64_t flags);
+uint32_t engine_cancel(void);
+uint32_t engine_established_get(bool *bit);
+uint32_t engine_established_reset(void);
+uint32_t engine_hash_start(void);
+uint32_t engine_hash_data(const uint8_t *data, size_t len);
+uint32_t engine_hash_end(void);
+
+/* sandbox.c: a worker's confinement, entered before it reads any input. */
+struct sandbox {
+	const char *root; /* directory the worker is confined to (chroot) */
+	uid_t uid;	  /* unprivileged identity to switch to */
+	gid_t gid;
+};
+int sandbox_enter(const struct sandbox *sb);
+
+/* conn.c: one peer connection of a channel. */
+struct conn {
+	int fd;		/* -1 when not connected */
+	bool is_unix;	/* may carry descriptors (SET_DATAFD) */
+	uint8_t *buf;	/* bytes received and not yet consumed */
+	size_t len, cap;
+	int passed_fd;	/* a descriptor that arrived with the bytes, or -1 */
+};
+void conn_close(struct conn *c);
+int conn_send(struct conn *c, const uint8_t *buf, size_t len);
+int conn_reserve(struct conn *c, size_t need);
+ssize_t conn_fill(struct conn *c, size_t want);
+void conn_consume(struct conn *c, size_t n);
+
+/* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */
+struct instance {
+	const char *name;
+	unsigned int tpm_version; /* 1 (TPM 1.2) or 2 (TPM 2.0) */
+	struct store *store;
+	struct endpoint ctrl_ep, data_ep;
+	bool has_data_ep, startup_clear;
+	int ctrl_listen, data_listen; /* -1 when absent */
+	struct conn ctrl, data;
+	uint8_t locality;
+	bool orderly;	/* the engine saw an orderly shutdown since its last command */
+	bool volatile_saved; /* a volatile-state snapshot is on disk */
+	bool terminate; /* leave the main loop */
+	uint8_t *cache; /* decrypted permanent state, until the first power-on */
+	size_t cache_len;
+};
+int instance_main(int argc, char **argv);
+
+/* instance_power.c: the engine as the instance runs it. */
+int instance_engine_select(struct instance *in);
+int instance_power_on(struct instance *in, bool delete_volatile);
+void instance_power_off(struct instance *in);
+uint32_t instance_internal_command(const uint8_t *cmd, size_t len);
+void instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len);
+
+/* instance_ctrl.c: one handler per control-channel command. Returns false
+ * when the connection must be closed after the answer. */
+bool instance_ctrl_dispatch(struct instance *in, const struct ctrl_request *req);
+
+#endif /* VTPM_INSTANCE_H */

@@ -1,0 +1,336 @@
+/*
+ * store.c: an instance's state directory.
+ *
+ * Holds one file per state kind (statefile.c format) and a lock file.
+ * Contract: a blob handed to store_put is on stable storage when it
+ * returns 0 (written to a new file, synced, renamed over the old one, and
+ * the directory synced), so a crash at any moment leaves either the old or
+ * the new blob, never a mix. The directory is locked for the lifetime of
+ * the store, so two instances never share one state.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "instance.h"
+
+#define STORE_KINDS 4
+
+struct store {
+	char *dir;
+	int dirfd;
+	int lockfd;
+	uint8_t *key; /* STATE_KEY_LEN bytes of secret memory, or NULL */
+	unsigned int tpm_version;
+	bool peeked; /* generation[] read from the files */
+	uint64_t generation[STORE_KINDS];
+};
+
+static const char *const store_names[STORE_KINDS] = {
+	[STATE_PERMANENT] = "permanent.state",
+	[STATE_VOLATILE] = "volatile.state",
+	[STATE_SAVESTATE] = "savestate.state",
+};
+
+const char *
+store_filename(enum state_kind kind)
+{
+	if (kind < STATE_PERMANENT || kind > STATE_SAVESTATE)
+		return "?";
+	return store_names[kind];
+}
+
+const char *
+store_dir(const struct store *st)
+{
+	return st->dir;
+}
+
+bool
+store_encrypted(const struct store *st)
+{
+	return st->key != NULL;
+}
+
+/* Continues each kind's generation numbering from the file on disk, at
+ * the first read or write (not at store_open: a sandboxed instance reads
+ * no file content before it is confined). The header is only peeked at
+ * here; store_get authenticates it. */
+static void
+store_peek_generations(struct store *st)
+{
+	uint8_t hdr[24];
+	struct stat sb;
+	int fd;
+
+	if (st->peeked)
+		return;
+	st->peeked = true;
+	for (int k = STATE_PERMANENT; k <= STATE_SAVESTATE; k++) {
+		fd = openat(st->dirfd, store_names[k], O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (fd == -1)
+			continue;
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+		    memcmp(hdr, "VTPMDST", 8) == 0) {
+			uint64_t g = 0;
+			for (int i = 16; i < 24; i++)
+				g = g << 8 | hdr[i];
+			st->generation[k] = g;
+		}
+		close(fd);
+	}
+}
+
+/* Removes temporary files that a crash in the middle of store_put left. */
+static void
+store_sweep(struct store *st)
+{
+	char tmp[64];
+
+	for (int k = STATE_PERMANENT; k <= STATE_SAVESTATE; k++) {
+		snprintf(tmp, sizeof(tmp), "%s.tmp", store_names[k]);
+		if (unlinkat(st->dirfd, tmp, 0) == 0)
+			log_info("%s: removed %s left by an interrupted write", st->dir, tmp);
+	}
+}
+
+/*
+ * Opens (creating if needed, mode 0700) the state directory dir and locks
+ * it. key is STATE_KEY_LEN bytes (copied into locked memory) or NULL for
+ * unprotected state. Returns the store, or NULL with *err set (STORE_BUSY
+ * when another process holds the lock, STORE_IO with errno otherwise).
+ */
+struct store *
+store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum store_err *err)
+{
+	struct store *st;
+
+	*err = STORE_IO;
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	st->dirfd = st->lockfd = -1;
+	st->tpm_version = tpm_version;
+	st->dir = strdup(dir);
+	if (st->dir == NULL)
+		goto fail;
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		goto fail;
+	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->dirfd == -1)
+		goto fail;
+	st->lockfd = openat(st->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (st->lockfd == -1)
+		goto fail;
+	if (flock(st->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			*err = STORE_BUSY;
+		goto fail;
+	}
+	if (key != NULL) {
+		st->key = secret_alloc(STATE_KEY_LEN);
+		if (st->key == NULL)
+			goto fail;
+		memcpy(st->key, key, STATE_KEY_LEN);
+	}
+	store_sweep(st);
+	*err = STORE_OK;
+	return st;
+fail:
+	store_close(st);
+	return NULL;
+}
+
+/* Releases the lock and wipes the key. Accepts NULL. */
+void
+store_close(struct store *st)
+{
+	int saved = errno;
+
+	if (st == NULL)
+		return;
+	secret_free(st->key, STATE_KEY_LEN);
+	if (st->lockfd != -1)
+		close(st->lockfd);
+	if (st->dirfd != -1)
+		close(st->dirfd);
+	free(st->dir);
+	free(st);
+	errno = saved;
+}
+
+/* Reads a whole file below the store's directory. Returns 0 with a malloc'd
+ * buffer, or -1 with errno (EFBIG when it exceeds any valid state file). */
+static int
+store_slurp(struct store *st, const char *name, uint8_t **buf, size_t *len)
+{
+	struct stat sb;
+	size_t got = 0;
+	uint8_t *p = NULL;
+	ssize_t n;
+	int fd, ret = -1;
+
+	/* O_NONBLOCK: a FIFO in its place fails the check below instead of
+	 * blocking the open. */
+	fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &sb) == -1)
+		goto out;
+	if (!S_ISREG(sb.st_mode) ||
+	    (size_t)sb.st_size > statefile_encoded_size(STATEFILE_MAX_PAYLOAD, false)) {
+		errno = S_ISREG(sb.st_mode) ? EFBIG : EINVAL;
+		goto out;
+	}
+	p = malloc((size_t)sb.st_size + 1);
+	if (p == NULL)
+		goto out;
+	while (got < (size_t)sb.st_size) {
+		n = read(fd, p + got, (size_t)sb.st_size - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				break; /* shrank under us: the decoder reports truncation */
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	*buf = p;
+	*len = got;
+	p = NULL;
+	ret = 0;
+out:
+	free(p);
+	close(fd);
+	return ret;
+}
+
+/*
+ * Reads and authenticates the blob of kind. Returns STORE_OK with a
+ * malloc'd plaintext (*blob, to be wiped and freed by the caller),
+ * STORE_ABSENT when there is none, or STORE_CORRUPT / STORE_IO with a
+ * message in why that names the file and the reason.
+ */
+enum store_err
+store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, char *why,
+    size_t why_len)
+{
+	struct statefile_info expect = {.kind = kind, .tpm_version = st->tpm_version};
+	enum statefile_err serr;
+	uint8_t *raw = NULL;
+	size_t raw_len = 0;
+	uint64_t gen = 0;
+
+	store_peek_generations(st);
+	if (store_slurp(st, store_names[kind], &raw, &raw_len) == -1) {
+		if (errno == ENOENT)
+			return STORE_ABSENT;
+		snprintf(why, why_len, "%s/%s: %s", st->dir, store_names[kind],
+		    errno == EFBIG ? "larger than any valid state file" : strerror(errno));
+		return errno == EFBIG ? STORE_CORRUPT : STORE_IO;
+	}
+	serr = statefile_decode(st->key, raw, raw_len, &expect, &gen, blob, len);
+	free(raw);
+	if (serr != STATEFILE_OK) {
+		snprintf(why, why_len, "%s/%s: %s", st->dir, store_names[kind],
+		    statefile_strerror(serr));
+		return serr == STATEFILE_NOMEM ? STORE_IO : STORE_CORRUPT;
+	}
+	st->generation[kind] = gen;
+	return STORE_OK;
+}
+
+static int
+store_write_all(int fd, const uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Durably replaces the blob of kind. Returns 0 once the new blob is on
+ * stable storage, or -1 with errno. On failure the file holds either the
+ * previous blob or (when only the final directory sync failed) the whole
+ * new one; never a mix.
+ */
+int
+store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	struct statefile_info info = {.kind = kind, .tpm_version = st->tpm_version};
+	size_t enc_len = statefile_encoded_size(len, st->key != NULL);
+	char tmp[64];
+	uint8_t *enc;
+	int fd = -1, ret = -1, saved;
+
+	store_peek_generations(st);
+	info.generation = st->generation[kind] + 1;
+	if (len > STATEFILE_MAX_PAYLOAD) {
+		errno = EFBIG;
+		return -1;
+	}
+	enc = malloc(enc_len);
+	if (enc == NULL)
+		return -1;
+	if (statefile_encode(&info, st->key, blob, len, enc, enc_len) < 0) {
+		errno = EIO;
+		goto out;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", store_names[kind]);
+	fd = openat(st->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1)
+		goto out;
+	if (store_write_all(fd, enc, enc_len) == -1 || fdatasync(fd) == -1)
+		goto out;
+	if (close(fd) == -1) {
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	if (renameat(st->dirfd, tmp, st->dirfd, store_names[kind]) == -1)
+		goto out;
+	/* From here the new blob is in place (whole, synced): only its
+	 * durability across a power loss is in doubt if the sync fails. */
+	st->generation[kind] = info.generation;
+	if (fsync(st->dirfd) == -1)
+		goto out;
+	ret = 0;
+out:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	if (ret != 0)
+		unlinkat(st->dirfd, tmp, 0);
+	free(enc);
+	errno = saved;
+	return ret;
+}
+
+/* Durably removes the blob of kind; a missing blob is not an error. */
+int
+store_delete(struct store *st, enum state_kind kind)
+{
+	if (unlinkat(st->dirfd, store_names[kind], 0) == -1)
+		return errno == ENOENT ? 0 : -1;
+	return fsync(st->dirfd);
+}

@@ -1,0 +1,450 @@
+/*
+ * enrol.c: the host's enrolment with a Privacy CA (docs/ca-api.md), run by
+ * the manager when the administrator asks (`vtpmctl host enroll`).
+ *
+ * The host TPM's Certifying Key (CK) gets a certificate from the Privacy
+ * CA: vtpmd presents the host EK certificate (from the TPM's NV, written by
+ * its manufacturer) with the EK and CK public areas; the CA answers with a
+ * TPM2_MakeCredential for the EK and the CK's Name, which only this TPM can
+ * open (TPM2_ActivateCredential); the opened secret buys the certificate.
+ * Then the CK certifies the Binding Key (BK). What the enrolment produced
+ * is public and kept in STATE/host/:
+ *
+ *   enrolment.json   the CA URLs, the host name, the EK used, when
+ *   ck.pem           the CK certificate followed by its chain (Privacy CA,
+ *                    root), as the CA returned them
+ *   bk.pub           the BK's TPM2B_PUBLIC
+ *   bk.attest/.sig   TPM2_Certify of the BK by the CK (TPMS_ATTEST and
+ *                    TPMT_SIGNATURE)
+ *
+ * Enrolling again replaces them (a new CA, a renewed certificate); a
+ * failed enrolment leaves the previous one in place. The CA is reached
+ * with blocking HTTP bounded by ENROL_CA_TIMEOUT_S per socket operation;
+ * the manager answers nothing else meanwhile.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "manager.h"
+
+static void
+enrol_clear(struct enrolment *e)
+{
+	free(e->ck_pem);
+	memset(e, 0, sizeof(*e));
+}
+
+void
+enrol_free(struct enrolment *e)
+{
+	if (e != NULL)
+		enrol_clear(e);
+}
+
+int
+enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/host%s%s", cfg->state_dir, leaf ? "/" : "", leaf ? leaf : "");
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/*
+ * Reads STATE/host/ into m->enrol. A host never enrolled is not an error
+ * (m->enrol.enrolled stays false); files that exist but cannot be read
+ * are.
+ */
+int
+enrol_load(struct manager *m, char *why, size_t why_len)
+{
+	char path[PATH_MAX];
+	const char *pca, *vca, *host, *ek, *at;
+	struct enrolment e = {0};
+	json_t *o = NULL;
+	json_error_t jerr;
+	uint8_t *pem = NULL;
+	size_t len;
+
+	enrol_clear(&m->enrol);
+	if (enrol_path(&m->cfg, "enrolment.json", path, sizeof(path)) == -1)
+		return -1;
+	o = json_load_file(path, 0, &jerr);
+	if (o == NULL) {
+		if (access(path, F_OK) == -1 && errno == ENOENT)
+			return 0;
+		snprintf(why, why_len, "%s: %s", path, jerr.text);
+		return -1;
+	}
+	if (json_unpack(o, "{s:s, s:s, s:s, s:s, s:s}", "privacy_ca", &pca, "virtualization_ca",
+	        &vca, "host", &host, "ek", &ek, "enrolled_at", &at) != 0) {
+		snprintf(why, why_len, "%s: not a vtpmd enrolment record", path);
+		json_decref(o);
+		return -1;
+	}
+	snprintf(e.privacy_ca, sizeof(e.privacy_ca), "%s", pca);
+	snprintf(e.virtualization_ca, sizeof(e.virtualization_ca), "%s", vca);
+	snprintf(e.host, sizeof(e.host), "%s", host);
+	snprintf(e.ek, sizeof(e.ek), "%s", ek);
+	snprintf(e.enrolled_at, sizeof(e.enrolled_at), "%s", at);
+	json_decref(o);
+	if (enrol_path(&m->cfg, "ck.pem", path, sizeof(path)) == -1 ||
+	    fileio_read(path, 1u << 20, &pem, &len) == -1) {
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	e.ck_pem = calloc(1, len + 1);
+	if (e.ck_pem == NULL) {
+		free(pem);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	memcpy(e.ck_pem, pem, len);
+	free(pem);
+	e.enrolled = true;
+	m->enrol = e;
+	return 0;
+}
+
+/* POSTs body to url+path; a 200 answer's JSON in *reply. Any other outcome
+ * is an error naming the CA's reason, classified in *err. */
+int
+enrol_post(const char *url, const char *path, json_t *body, json_t **reply,
+    enum enrol_err *err, char *why, size_t why_len)
+{
+	char inner[384];
+	const char *error, *hint;
+	int status;
+
+	*reply = NULL;
+	if (body == NULL) {
+		*err = ENROL_ERR_LOCAL;
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	if (httpc_request_url(url, "vtpmd", ENROL_CA_TIMEOUT_S, "POST", path, body, &status,
+	        reply, inner, sizeof(inner)) != HTTPC_OK) {
+		*err = ENROL_ERR_CA_UNREACHABLE;
+		snprintf(why, why_len, "CA at %s: %s", url, inner);
+		return -1;
+	}
+	if (status == 200)
+		return 0;
+	error = json_string_value(json_object_get(*reply, "error"));
+	hint = json_string_value(json_object_get(*reply, "hint"));
+	*err = status >= 500 ? ENROL_ERR_CA_UNREACHABLE : ENROL_ERR_CA_REFUSED;
+	snprintf(why, why_len, "CA at %s refused %s (HTTP %d): %s%s%s", url, path, status,
+	    error ? error : "no reason given", hint ? "; CA's hint: " : "", hint ? hint : "");
+	json_decref(*reply);
+	*reply = NULL;
+	return -1;
+}
+
+/* base64 of bytes as a new JSON string (NULL when out of memory). */
+json_t *
+enrol_b64(const uint8_t *buf, size_t len)
+{
+	char *s = base64_encode(buf, len);
+	json_t *j = s ? json_string(s) : NULL;
+
+	free(s);
+	return j;
+}
+
+/* The certificate and its chain of an issuing answer, as one PEM text. */
+char *
+enrol_answer_pem(const json_t *reply)
+{
+	const char *cert = json_string_value(json_object_get(reply, "certificate"));
+	json_t *chain = json_object_get(reply, "chain"), *c;
+	size_t i, len, off, n;
+	char *out;
+
+	if (cert == NULL || !json_is_array(chain))
+		return NULL;
+	len = strlen(cert) + 1;
+	json_array_foreach(chain, i, c) {
+		if (!json_is_string(c))
+			return NULL;
+		len += strlen(json_string_value(c)) + 1;
+	}
+	out = calloc(1, len + 1);
+	if (out == NULL)
+		return NULL;
+	/* Bounded by len: an empty certificate from the CA (no last byte to
+	 * look at) gets no newline. */
+	off = strlen(cert);
+	memcpy(out, cert, off);
+	json_array_foreach(chain, i, c) {
+		if (off > 0 && out[off - 1] != '\n')
+			out[off++] = '\n';
+		n = strlen(json_string_value(c));
+		memcpy(out + off, json_string_value(c), n);
+		off += n;
+	}
+	return out;
+}
+
+/* The host EK to enrol with: the first of RSA, ECC whose certificate the
+ * TPM holds. */
+static int
+enrol_pick_ek(struct hwtpm *hw, enum hwtpm_ek_kind *kind, uint8_t **pub, size_t *pub_len,
+    uint8_t **cert, size_t *cert_len, char *why, size_t why_len)
+{
+	static const enum hwtpm_ek_kind kinds[] = {HWTPM_EK_RSA, HWTPM_EK_ECC};
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (hwtpm_host_ek(hw, kinds[i], pub, pub_len, cert, cert_len) == -1) {
+			snprintf(why, why_len, "host EK: %s", hwtpm_error());
+			return -1;
+		}
+		if (*cert != NULL) {
+			*kind = kinds[i];
+			return 0;
+		}
+		free(*pub);
+		*pub = NULL;
+	}
+	snprintf(why, why_len, "the host TPM holds no EK certificate (NV 0x%08x RSA, 0x%08x ECC): "
+	    "a TPM without its manufacturer's certificate cannot be enrolled",
+	    HWTPM_EK_RSA_CERT_NV, HWTPM_EK_ECC_CERT_NV);
+	return -1;
+}
+
+/* The challenge request (docs/ca-api.md) for the CK. */
+static json_t *
+enrol_challenge_req(const char *host, const uint8_t *ek_cert, size_t ek_cert_len,
+    const uint8_t *ek_pub, size_t ek_pub_len, const uint8_t *ck_pub, size_t ck_pub_len)
+{
+	char *pem = certs_pem_encode(ek_cert, ek_cert_len);
+	json_t *o = NULL;
+
+	if (pem != NULL)
+		o = json_pack("{s:s, s:s, s:o, s:o, s:s}", "kind", "ck", "ek_certificate", pem,
+		    "ek_public", enrol_b64(ek_pub, ek_pub_len), "key_public",
+		    enrol_b64(ck_pub, ck_pub_len), "host", host);
+	free(pem);
+	return o;
+}
+
+/* Opens the CA's credential with the host TPM; the certify request. */
+static json_t *
+enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challenge, char *why,
+    size_t why_len)
+{
+	const char *id, *blob64, *enc64;
+	uint8_t blob[512], enc[512], secret[HWTPM_CREDENTIAL_MAX];
+	size_t blob_len, enc_len, secret_len = 0;
+	json_t *o;
+
+	if (json_unpack((json_t *)challenge, "{s:s, s:s, s:s}", "id", &id, "credential_blob",
+	        &blob64, "encrypted_secret", &enc64) != 0 ||
+	    base64_decode(blob64, blob, sizeof(blob), &blob_len) == -1 ||
+	    base64_decode(enc64, enc, sizeof(enc), &enc_len) == -1) {
+		snprintf(why, why_len, "the CA's challenge is malformed");
+		return NULL;
+	}
+	if (hwtpm_activate_credential(hw, kind, blob, blob_len, enc, enc_len, secret,
+	        &secret_len) == -1) {
+		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
+		return NULL;
+	}
+	o = json_pack("{s:s, s:o}", "id", id, "secret", enrol_b64(secret, secret_len));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (o == NULL)
+		snprintf(why, why_len, "out of memory");
+	return o;
+}
+
+/* Writes the enrolment's files; enrolment.json last, so that a crash in
+ * between leaves the previous record. */
+static int
+enrol_save(struct manager *m, const struct enrolment *e, const uint8_t *bk_pub, size_t bk_len,
+    const struct hwtpm_attestation *bk_ev, char *why, size_t why_len)
+{
+	char dir[PATH_MAX], path[PATH_MAX], *text = NULL;
+	json_t *o;
+	int ret = -1;
+
+	if (enrol_path(&m->cfg, NULL, dir, sizeof(dir)) == -1 ||
+	    (fileio_mkdirs(dir, 0700) == -1 && errno != EEXIST))
+		goto io;
+	if (enrol_path(&m->cfg, "ck.pem", path, sizeof(path)) == -1 ||
+	    fileio_write_atomic(path, e->ck_pem, strlen(e->ck_pem), 0644) == -1)
+		goto io;
+	if (enrol_path(&m->cfg, "bk.pub", path, sizeof(path)) == -1 ||
+	    fileio_write_atomic(path, bk_pub, bk_len, 0644) == -1)
+		goto io;
+	if (enrol_path(&m->cfg, "bk.attest", path, sizeof(path)) == -1 ||
+	    fileio_write_atomic(path, bk_ev->attest, bk_ev->attest_len, 0644) == -1)
+		goto io;
+	if (enrol_path(&m->cfg, "bk.sig", path, sizeof(path)) == -1 ||
+	    fileio_write_atomic(path, bk_ev->signature, bk_ev->signature_len, 0644) == -1)
+		goto io;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "privacy_ca", e->privacy_ca,
+	    "virtualization_ca", e->virtualization_ca, "host", e->host, "ek", e->ek,
+	    "enrolled_at", e->enrolled_at);
+	text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+	json_decref(o);
+	if (text == NULL || enrol_path(&m->cfg, "enrolment.json", path, sizeof(path)) == -1 ||
+	    fileio_write_atomic(path, text, strlen(text), 0644) == -1)
+		goto io;
+	ret = 0;
+	goto out;
+io:
+	snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+out:
+	free(text);
+	return ret;
+}
+
+/*
+ * Enrols the host with the Privacy CA at privacy_url (see the top of this
+ * file); the Virtualization CA that vTPM EK certificates will come from is
+ * virt_url (NULL: the same server). host is the name the CK certificate
+ * carries. Returns 0 with m->enrol updated, or -1 with *err and why set;
+ * the previous enrolment, if any, is kept then.
+ */
+int
+enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
+    enum enrol_err *err, char *why, size_t why_len)
+{
+	uint8_t *ek_pub = NULL, *ek_cert = NULL, *ck_pub = NULL, *bk_pub = NULL;
+	size_t ek_pub_len, ek_cert_len, ck_pub_len, bk_pub_len;
+	struct hwtpm_attestation bk_ev = {0};
+	enum hwtpm_ek_kind kind;
+	struct enrolment e = {0};
+	json_t *reply = NULL, *req;
+	struct tm tm;
+	time_t now = time(NULL);
+	int ret = -1;
+
+	*err = ENROL_ERR_HOST_TPM;
+	if (enrol_pick_ek(m->hw, &kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len, why,
+	        why_len) == -1)
+		goto out;
+	if (hwtpm_ck(m->hw, &ck_pub, &ck_pub_len) == -1) {
+		snprintf(why, why_len, "host TPM: CK: %s", hwtpm_error());
+		goto out;
+	}
+	req = enrol_challenge_req(host, ek_cert, ek_cert_len, ek_pub, ek_pub_len, ck_pub,
+	    ck_pub_len);
+	ret = enrol_post(privacy_url, "/v1/privacy/challenge", req, &reply, err, why, why_len);
+	json_decref(req);
+	if (ret == -1)
+		goto out;
+	ret = -1;
+	*err = ENROL_ERR_HOST_TPM;
+	req = enrol_activate(m->hw, kind, reply, why, why_len);
+	json_decref(reply);
+	reply = NULL;
+	if (req == NULL)
+		goto out;
+	ret = enrol_post(privacy_url, "/v1/privacy/certify", req, &reply, err, why, why_len);
+	json_decref(req);
+	if (ret == -1)
+		goto out;
+	ret = -1;
+	*err = ENROL_ERR_LOCAL;
+	if ((e.ck_pem = enrol_answer_pem(reply)) == NULL) {
+		snprintf(why, why_len, "the Privacy CA's answer holds no certificate");
+		goto out;
+	}
+	*err = ENROL_ERR_HOST_TPM;
+	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev) == -1) {
+		snprintf(why, why_len, "host TPM: BK: %s", hwtpm_error());
+		goto out;
+	}
+	e.enrolled = true;
+	snprintf(e.privacy_ca, sizeof(e.privacy_ca), "%s", privacy_url);
+	snprintf(e.virtualization_ca, sizeof(e.virtualization_ca), "%s",
+	    virt_url ? virt_url : privacy_url);
+	snprintf(e.host, sizeof(e.host), "%s", host);
+	snprintf(e.ek, sizeof(e.ek), "%s", kind == HWTPM_EK_RSA ? "rsa2048" : "ecc-p256");
+	gmtime_r(&now, &tm);
+	strftime(e.enrolled_at, sizeof(e.enrolled_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	*err = ENROL_ERR_LOCAL;
+	if (enrol_save(m, &e, bk_pub, bk_pub_len, &bk_ev, why, why_len) == -1)
+		goto out;
+	enrol_clear(&m->enrol);
+	m->enrol = e;
+	memset(&e, 0, sizeof(e));
+	log_info("host enrolled with the Privacy CA at %s as \"%s\" (CK certificate serial %s)",
+	    privacy_url, host, json_string_value(json_object_get(reply, "serial")));
+	ret = 0;
+out:
+	enrol_clear(&e);
+	json_decref(reply);
+	hwtpm_attestation_clear(&bk_ev);
+	free(ek_pub);
+	free(ek_cert);
+	free(ck_pub);
+	free(bk_pub);
+	return ret;
+}
+
+/* The CK certificate alone (the first of e->ck_pem), as malloc'd PEM, or
+ * NULL. */
+char *
+enrol_ck_certificate(const struct enrolment *e)
+{
+	uint8_t *der = NULL;
+	size_t off = 0, len;
+	char *pem = NULL;
+
+	if (e->ck_pem != NULL &&
+	    certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL, 0) == 1)
+		pem = certs_pem_encode(der, len);
+	free(der);
+	return pem;
+}
+
+/* A file of STATE/host/ as base64 in o[key] (absent when unreadable). */
+static void
+enrol_json_file(struct manager *m, json_t *o, const char *key, const char *leaf)
+{
+	char path[PATH_MAX];
+	uint8_t *buf = NULL;
+	size_t len;
+
+	if (enrol_path(&m->cfg, leaf, path, sizeof(path)) == 0 &&
+	    fileio_read(path, 1u << 16, &buf, &len) == 0)
+		json_object_set_new(o, key, enrol_b64(buf, len));
+	free(buf);
+}
+
+/* The enrolment for GET /v1/host: {"enrolled": false} or the record, the
+ * CK certificate (PEM, with its chain) and the BK with its certification. */
+json_t *
+enrol_json(struct manager *m)
+{
+	const struct enrolment *e = &m->enrol;
+	char subject[256] = "", serial[CERTS_SERIAL_HEX_MAX + 1] = "";
+	uint8_t *der = NULL;
+	size_t off = 0, len;
+	json_t *o, *bk;
+
+	if (!e->enrolled)
+		return json_pack("{s:b}", "enrolled", 0);
+	if (certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL, 0) == 1) {
+		certs_subject(der, len, subject, sizeof(subject));
+		certs_cert_serial(der, len, serial);
+	}
+	free(der);
+	bk = json_pack("{s:s}", "handle", "0x81000003");
+	enrol_json_file(m, bk, "public", "bk.pub");
+	enrol_json_file(m, bk, "certify_attest", "bk.attest");
+	enrol_json_file(m, bk, "certify_signature", "bk.sig");
+	o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:o}", "enrolled", 1,
+	    "privacy_ca", e->privacy_ca, "virtualization_ca", e->virtualization_ca, "host",
+	    e->host, "ek", e->ek, "enrolled_at", e->enrolled_at, "ck", "handle", "0x81000002",
+	    "subject", subject, "serial", serial, "certificate", e->ck_pem, "bk", bk);
+	return o;
+}

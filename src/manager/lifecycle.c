@@ -1,0 +1,498 @@
+/*
+ * lifecycle.c: one vTPM's life as the manager runs it: create (a fresh
+ * state key sealed to the host TPM under the approval policy, its
+ * directory made whole before it is renamed into place), start (unseal,
+ * then hand the key to a new worker through a pipe; the key is never
+ * written anywhere), stop, delete. Refusals to unseal name the host PCRs
+ * that differ from every approved configuration and the command that
+ * approves the present one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "manager.h"
+
+#define LIFECYCLE_SEALED_MAX 4096
+#define LIFECYCLE_UUID_LEN 16
+
+struct vtpm *
+lifecycle_find(struct manager *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->vtpms[i]->name, name) == 0)
+			return m->vtpms[i];
+	return NULL;
+}
+
+/* The sealed secret: the state key, then the instance's UUID, so a sealed
+ * key swapped in from another instance is recognised as such. */
+struct lifecycle_sealed {
+	uint8_t key[STATE_KEY_LEN];
+	uint8_t uuid[LIFECYCLE_UUID_LEN];
+};
+
+static int
+lifecycle_uuid_bytes(const char *uuid, uint8_t out[LIFECYCLE_UUID_LEN])
+{
+	char hex[33];
+	size_t n = 0;
+
+	for (const char *p = uuid; *p != '\0' && n < 32; p++)
+		if (*p != '-')
+			hex[n++] = *p;
+	hex[n] = '\0';
+	return hex_decode(hex, out, LIFECYCLE_UUID_LEN);
+}
+
+/* Marks v failed or refused (st) for why, which vtpmctl info shows. */
+void
+lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why)
+{
+	v->state = st;
+	snprintf(v->error, sizeof(v->error), "%s", why);
+	log_warnx("%s: %s", v->name, why);
+}
+
+/* The command that approves the host's present configuration: vtpmd
+ * signs it with the key it holds, or the administrator signs it with the
+ * private key when vtpmd holds only the public one. */
+static const char *
+lifecycle_approve_advice(const struct manager *m)
+{
+	return m->policy.private_held
+	    ? "vtpmctl policy approve --current"
+	    : "vtpmctl policy approve --current --key FILE (the administrator's private key)";
+}
+
+/*
+ * A refusal to unseal, as one message that fits an instance's error: the
+ * cause (cut to fit, never the advice), then how to approve the host's
+ * configuration. lifecycle_refusal_room is the room left for the cause,
+ * without its NUL.
+ */
+#define LIFECYCLE_REFUSAL "refusing to unseal the state key: "
+
+static void
+lifecycle_refusal_advice(const struct manager *m, char *buf, size_t len)
+{
+	snprintf(buf, len, ". If this host change is expected, approve it: %s.",
+	    lifecycle_approve_advice(m));
+}
+
+static size_t
+lifecycle_refusal_room(const struct manager *m)
+{
+	char advice[200];
+	size_t used;
+
+	lifecycle_refusal_advice(m, advice, sizeof(advice));
+	used = strlen(LIFECYCLE_REFUSAL) + strlen(advice);
+	return used < sizeof(((struct vtpm *)0)->error) - 1
+	    ? sizeof(((struct vtpm *)0)->error) - 1 - used
+	    : 0;
+}
+
+static void
+lifecycle_refusal(const struct manager *m, const char *cause, char *why, size_t why_len)
+{
+	char advice[200];
+
+	lifecycle_refusal_advice(m, advice, sizeof(advice));
+	snprintf(why, why_len, "%s%.*s%s", LIFECYCLE_REFUSAL, (int)lifecycle_refusal_room(m), cause,
+	    advice);
+}
+
+/* Unseals v's state key into sealed (secret memory), under the approval
+ * of the host PCR values (fresh reads when fresh is true). Returns 0, -1
+ * with v's state and error set, or HWTPM_ERR_POLICY when cached values may
+ * be stale (the caller retries with fresh ones). */
+#define LIFECYCLE_HOST_TPM_FAILED (-4) /* a host-TPM failure, not a refusal */
+
+static int
+lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed, bool fresh)
+{
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
+	uint8_t uuid[LIFECYCLE_UUID_LEN], *blob = NULL;
+	const struct policy_entry *e;
+	char path[PATH_MAX], why[VTPM_ERROR_LEN];
+	size_t len;
+	int rc;
+
+	rc = fresh ? policy_current(m, values, digest) : policy_current_cached(m, values, digest);
+	if (rc == -1) {
+		snprintf(why, sizeof(why), "host TPM: %s", hwtpm_error());
+		lifecycle_set_error(v, VTPM_FAILED, why);
+		return LIFECYCLE_HOST_TPM_FAILED;
+	}
+	e = policy_find(&m->policy, digest);
+	if (e == NULL && !fresh)
+		return HWTPM_ERR_POLICY;
+	if (e == NULL) {
+		char explain[sizeof(v->error)];
+		policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain,
+		    lifecycle_refusal_room(m) + 1);
+		lifecycle_refusal(m, explain, why, sizeof(why));
+		lifecycle_set_error(v, VTPM_REFUSED, why);
+		return -1;
+	}
+	if (registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) == -1 ||
+	    fileio_read(path, LIFECYCLE_SEALED_MAX, &blob, &len) == -1) {
+		snprintf(why, sizeof(why), "%s: %s", path, strerror(errno));
+		lifecycle_set_error(v, VTPM_FAILED, why);
+		return -1;
+	}
+	rc = hwtpm_unseal(m->hw, blob, len, &m->cfg.pcrs, &e->ap, (uint8_t *)sealed,
+	    sizeof(*sealed));
+	free(blob);
+	if (rc == HWTPM_ERR_POLICY && !fresh)
+		return HWTPM_ERR_POLICY;
+	if (rc == HWTPM_ERR_FOREIGN) {
+		snprintf(why, sizeof(why), "%s was not sealed by this host's TPM (copied from "
+		    "another host?): %s", path, hwtpm_error());
+		lifecycle_set_error(v, VTPM_FAILED, why);
+		return -1;
+	}
+	if (rc == HWTPM_ERR_POLICY) {
+		lifecycle_refusal(m, hwtpm_error(), why, sizeof(why));
+		lifecycle_set_error(v, VTPM_REFUSED, why);
+		return -1;
+	}
+	if (rc != 0) {
+		snprintf(why, sizeof(why), "unseal %s: %s", path, hwtpm_error());
+		lifecycle_set_error(v, VTPM_FAILED, why);
+		return LIFECYCLE_HOST_TPM_FAILED;
+	}
+	if (lifecycle_uuid_bytes(v->uuid, uuid) == -1 ||
+	    CRYPTO_memcmp(uuid, sealed->uuid, sizeof(uuid)) != 0) {
+		OPENSSL_cleanse(sealed, sizeof(*sealed));
+		snprintf(why, sizeof(why), "%s holds the key of another instance, not of %s "
+		    "(files swapped?)", path, v->name);
+		lifecycle_set_error(v, VTPM_FAILED, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Unseals with the PCR values read before; when they turn out stale (the
+ * host PCRs changed), reads them again and retries once; after a host-TPM
+ * failure, reconnects and retries once. */
+static int
+lifecycle_unseal(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed)
+{
+	int rc = lifecycle_unseal_once(m, v, sealed, false);
+
+	if (rc == HWTPM_ERR_POLICY)
+		rc = lifecycle_unseal_once(m, v, sealed, true);
+	if (rc == LIFECYCLE_HOST_TPM_FAILED && hwtpm_recover(m->hw))
+		rc = lifecycle_unseal_once(m, v, sealed, true);
+	return rc == LIFECYCLE_HOST_TPM_FAILED ? -1 : rc;
+}
+
+/*
+ * Starts v's worker: unseal under the approved policy, spawn, wait until it
+ * serves. Returns 0, or -1 with v->state (failed or refused) and v->error
+ * set and copied to why.
+ */
+int
+lifecycle_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+{
+	struct lifecycle_sealed *sealed;
+	struct worker_pending pending;
+	int64_t t0, tf, t1;
+	char err[512];
+	int rc;
+
+	if (v->state == VTPM_RUNNING)
+		return 0;
+	v->state = VTPM_STARTING;
+	sealed = secret_alloc(sizeof(*sealed));
+	if (sealed == NULL) {
+		snprintf(why, why_len, "out of memory");
+		v->state = VTPM_FAILED;
+		return -1;
+	}
+	t0 = mono_us();
+	if (worker_fork(m, v, &pending, err, sizeof(err)) == -1) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "worker %s", err);
+		lifecycle_set_error(v, VTPM_FAILED, msg);
+		secret_free(sealed, sizeof(*sealed));
+		snprintf(why, why_len, "%s", v->error);
+		return -1;
+	}
+	tf = mono_us();
+	rc = lifecycle_unseal(m, v, sealed);
+	t1 = mono_us();
+	/* The worker starts with its key while the host TPM drops the
+	 * unsealed object: one round trip off the start's path. */
+	if (rc == 0 && worker_send_key(&pending, sealed->key, err, sizeof(err)) == -1) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "worker %s", err);
+		lifecycle_set_error(v, VTPM_FAILED, msg);
+		rc = -1;
+		worker_finish(m, v, &pending, NULL, err, sizeof(err));
+	}
+	hwtpm_flush_pending(m->hw);
+	/* The record's sync, too, overlaps the worker's start. */
+	if (rc == 0 && v->unsaved && registry_save(&m->cfg, v) == 0)
+		v->unsaved = false;
+	if (rc == 0) {
+		rc = worker_finish(m, v, &pending, sealed->key, err, sizeof(err));
+		if (rc == -1) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "worker %s", err);
+			lifecycle_set_error(v, VTPM_FAILED, msg);
+		}
+	} else if (pending.keyfd != -1) {
+		worker_finish(m, v, &pending, NULL, err, sizeof(err));
+	}
+	secret_free(sealed, sizeof(*sealed));
+	if (rc == -1) {
+		snprintf(why, why_len, "%s", v->error);
+		return -1;
+	}
+	log_debug("%s: forked in %lld µs, unsealed in %lld µs, worker ready in %lld µs", v->name,
+	    (long long)(tf - t0), (long long)(t1 - tf), (long long)(mono_us() - t1));
+	v->state = VTPM_RUNNING;
+	v->error[0] = '\0';
+	v->started_at_ms = mono_ms();
+	v->restart_at_ms = 0;
+	log_info("%s: worker %d serving", v->name, (int)v->pid);
+	return 0;
+}
+
+/* Stops v's worker (it saves its state first). */
+int
+lifecycle_stop(struct manager *m, struct vtpm *v)
+{
+	worker_terminate(m, v);
+	v->state = VTPM_STOPPED;
+	v->restart_at_ms = 0;
+	v->backoff_ms = 0;
+	log_info("%s: stopped", v->name);
+	return 0;
+}
+
+static unsigned int
+lifecycle_free_slot(const struct manager *m)
+{
+	unsigned int slot = 0;
+	bool used;
+
+	do {
+		used = false;
+		for (size_t i = 0; i < m->n && !used; i++)
+			used = m->vtpms[i]->slot == slot;
+		if (used)
+			slot++;
+	} while (used);
+	return slot;
+}
+
+static int
+lifecycle_add(struct manager *m, struct vtpm *v)
+{
+	struct vtpm **grown;
+
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	grown = realloc(m->vtpms, (m->n + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	m->vtpms = grown;
+	m->vtpms[m->n++] = v;
+	return 0;
+}
+
+/*
+ * Creates instance name: its directory, a fresh 256-bit state key sealed
+ * to the host TPM (the key itself never reaches the disk) and its record.
+ * The TPM inside is manufactured by the worker at its first start.
+ * Returns 0 with *out, or -1 with why (nothing is left behind).
+ */
+/*
+ * Makes the new instance directory dir, born holding REGISTRY_CREATING:
+ * it is made under a temporary name (REGISTRY_NEW…) with the marker and
+ * renamed into place, so that a vtpmd killed at any step leaves either
+ * nothing under the instance's name or a directory the next vtpmd knows
+ * to remove (manager_resume). Returns 0, or -1 with why.
+ */
+static int
+lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, char *why,
+    size_t why_len)
+{
+	char tmp[PATH_MAX], marker[PATH_MAX], instances[PATH_MAX];
+	uint8_t r[8];
+	int dfd;
+
+	snprintf(instances, sizeof(instances), "%s/instances", m->cfg.state_dir);
+	if (RAND_bytes(r, sizeof(r)) != 1 ||
+	    snprintf(tmp, sizeof(tmp), "%s/%s%s-%02x%02x%02x%02x%02x%02x%02x%02x", instances,
+	        REGISTRY_NEW, name, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) >=
+	        (int)sizeof(tmp) ||
+	    snprintf(marker, sizeof(marker), "%s/%s", tmp, REGISTRY_CREATING) >=
+	        (int)sizeof(marker)) {
+		snprintf(why, why_len, "path too long");
+		return -1;
+	}
+	if (mkdir(tmp, 0700) == -1 || fileio_write_atomic(marker, "", 0, 0600) == -1) {
+		snprintf(why, why_len, "%s: %s", tmp, strerror(errno));
+		fileio_remove_tree(tmp);
+		return -1;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_NOREPLACE) == -1) {
+		snprintf(why, why_len, errno == EEXIST ? "%s exists already on disk (an unreadable "
+		    "instance? see vtpmd's log)" : "%s: %s", dir, strerror(errno));
+		fileio_remove_tree(tmp);
+		return -1;
+	}
+	dfd = open(instances, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int
+lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, struct vtpm **out,
+    char *why, size_t why_len)
+{
+	char dir[PATH_MAX], path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
+	uint8_t policy[TPM_DIGEST_LEN], *blob = NULL;
+	struct lifecycle_sealed *sealed = NULL;
+	struct vtpm *v = NULL;
+	size_t len = 0;
+	int ret = -1;
+
+	worker_socket_paths(&m->cfg, name, ctrl, sizeof(ctrl), data, sizeof(data));
+	if (strlen(ctrl) >= 108) {
+		snprintf(why, why_len, "socket path %s is too long for a unix socket: use a "
+		    "shorter name or run-dir", ctrl);
+		return -1;
+	}
+	v = registry_new(name, tpm_version, lifecycle_free_slot(m));
+	sealed = secret_alloc(sizeof(*sealed));
+	if (v == NULL || sealed == NULL || registry_path(&m->cfg, name, NULL, dir, sizeof(dir)) ||
+	    registry_path(&m->cfg, name, "sealed.key", path, sizeof(path))) {
+		snprintf(why, why_len, "out of memory or path too long");
+		goto out;
+	}
+	if (lifecycle_mkdir_creating(m, name, dir, why, why_len) == -1)
+		goto out;
+	if (registry_path(&m->cfg, name, "sealed.key", path, sizeof(path)) == -1) {
+		snprintf(why, why_len, "path too long");
+		goto fail;
+	}
+	if (RAND_priv_bytes(sealed->key, sizeof(sealed->key)) != 1 ||
+	    lifecycle_uuid_bytes(v->uuid, sealed->uuid) == -1 ||
+	    policy_auth_digest(&m->policy, policy) == -1) {
+		snprintf(why, why_len, "cannot generate the state key");
+		goto fail;
+	}
+	if (hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1 &&
+	    (!hwtpm_recover(m->hw) ||
+	        hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1)) {
+		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
+		goto fail;
+	}
+	if (fileio_write_atomic(path, blob, len, 0600) == -1 || registry_save(&m->cfg, v) == -1) {
+		snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (lifecycle_add(m, v) == -1) {
+		snprintf(why, why_len, "out of memory");
+		goto fail;
+	}
+	v->creating = true;
+	*out = v;
+	v = NULL;
+	ret = 0;
+	goto out;
+fail:
+	fileio_remove_tree(dir);
+out:
+	secret_free(sealed, sizeof(*sealed));
+	free(blob);
+	free(v);
+	return ret;
+}
+
+/* Deletes v: its worker, its directory (state and sealed key) and its
+ * record. v is freed. */
+int
+lifecycle_delete(struct manager *m, struct vtpm *v)
+{
+	char dir[PATH_MAX], gone[PATH_MAX], instances[PATH_MAX];
+	uint8_t r[8];
+	int dfd;
+
+	if (v->pid > 0)
+		worker_terminate(m, v);
+	/* Renamed first, so that a delete interrupted at any point is either
+	 * not done or finished by the next vtpmd (registry_load). */
+	if (registry_path(&m->cfg, v->name, NULL, dir, sizeof(dir)) == -1 ||
+	    RAND_bytes(r, sizeof(r)) != 1 ||
+	    snprintf(instances, sizeof(instances), "%s/instances", m->cfg.state_dir) < 0 ||
+	    snprintf(gone, sizeof(gone), "%s/%s%s-%02x%02x%02x%02x%02x%02x%02x%02x", instances,
+	        REGISTRY_DELETING, v->name, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) >=
+	        (int)sizeof(gone) ||
+	    rename(dir, gone) == -1)
+		return -1;
+	dfd = open(instances, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		fsync(dfd);
+		close(dfd);
+	}
+	if (fileio_remove_tree(gone) == -1)
+		log_warn("%s: left for the next start to remove", gone);
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->vtpms[i] == v) {
+			m->vtpms[i] = m->vtpms[--m->n];
+			break;
+		}
+	}
+	log_info("%s: deleted", v->name);
+	free(v);
+	return 0;
+}
+
+/* Ends a create: the instance is complete (sealed key, record, EK
+ * certificates when provisioned) and survives a restart of vtpmd. */
+int
+lifecycle_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+{
+	char path[PATH_MAX];
+	int dfd;
+
+	if (registry_path(&m->cfg, v->name, REGISTRY_CREATING, path, sizeof(path)) == -1 ||
+	    unlink(path) == -1) {
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	registry_path(&m->cfg, v->name, NULL, path, sizeof(path));
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || fsync(dfd) == -1) {
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		if (dfd != -1)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	v->creating = false;
+	log_info("%s: created (TPM %s, uuid %s)", v->name, v->tpm_version == 2 ? "2.0" : "1.2",
+	    v->uuid);
+	return 0;
+}

@@ -1,0 +1,428 @@
+/*
+ * manager.c: `vtpmd`, the service (the patent's vTPM service).
+ *
+ * The only process that talks to the host TPM. It keeps the instance
+ * registry, seals each instance's state key to the host TPM when the
+ * instance is created, unseals it (under the approved PCR policy) each
+ * time the worker starts, and hands it to the worker through a pipe; the
+ * key is never written anywhere. It serves the control API and watches
+ * its workers, restarting those that die with back-off.
+ *
+ * Single-threaded: API requests and worker events are handled one at a
+ * time, so two operations on one instance cannot interleave.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "manager.h"
+
+#define MANAGER_BACKOFF_MIN_MS 100
+#define MANAGER_BACKOFF_MAX_MS 30000
+#define MANAGER_STABLE_MS 60000
+#define MANAGER_MAX_POLL 512
+
+static volatile sig_atomic_t manager_signalled;
+
+static void
+manager_on_signal(int sig)
+{
+	manager_signalled = sig;
+}
+
+/* A worker ended: restart it when it should run, with back-off after a
+ * crash; state it cannot read is never replaced, so no restart then. */
+static void
+manager_worker_ended(struct manager *m, struct vtpm *v)
+{
+	int64_t now = mono_ms();
+	pid_t pid = v->pid;
+	char why[256];
+	int status;
+
+	status = worker_exited(m, v, why, sizeof(why));
+	if (!v->desired_running) {
+		v->state = VTPM_STOPPED;
+		return;
+	}
+	if (status == EXIT_STATE || status == EXIT_BUSY || status == EXIT_USAGE) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "worker %s; not restarted", why);
+		lifecycle_set_error(v, VTPM_FAILED, msg);
+		return;
+	}
+	if (now - v->started_at_ms > MANAGER_STABLE_MS || status == 0)
+		v->backoff_ms = 0;
+	v->backoff_ms = v->backoff_ms == 0 ? MANAGER_BACKOFF_MIN_MS
+					   : (v->backoff_ms * 2 > MANAGER_BACKOFF_MAX_MS
+						     ? MANAGER_BACKOFF_MAX_MS
+						     : v->backoff_ms * 2);
+	if (status == 0) {
+		/* Orderly: QEMU sent SHUTDOWN as its VM stopped. */
+		log_info("%s: worker finished (VM shut down); restarting it", v->name);
+		v->restart_at_ms = now;
+	} else {
+		log_warnx("%s: worker (pid %d) %s; restarting in %u ms", v->name, (int)pid, why,
+		    v->backoff_ms);
+		snprintf(v->error, sizeof(v->error), "worker %s", why);
+		v->restart_at_ms = now + v->backoff_ms;
+	}
+	v->restarts++;
+	v->state = VTPM_STARTING;
+}
+
+static void
+manager_restarts_due(struct manager *m)
+{
+	int64_t now = mono_ms();
+	char why[512];
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct vtpm *v = m->vtpms[i];
+		if (v->restart_at_ms == 0 || v->restart_at_ms > now || !v->desired_running)
+			continue;
+		v->restart_at_ms = 0;
+		if (lifecycle_start(m, v, why, sizeof(why)) == -1 && v->state == VTPM_FAILED) {
+			/* Transient failures retry; refusals wait for an approval. */
+			v->backoff_ms = v->backoff_ms ? v->backoff_ms * 2 : MANAGER_BACKOFF_MIN_MS;
+			if (v->backoff_ms > MANAGER_BACKOFF_MAX_MS)
+				v->backoff_ms = MANAGER_BACKOFF_MAX_MS;
+			v->restart_at_ms = now + v->backoff_ms;
+		}
+	}
+}
+
+static int
+manager_timeout(struct manager *m)
+{
+	int64_t now = mono_ms(), next = -1;
+	int api = api_next_timeout(m->api);
+
+	for (size_t i = 0; i < m->n; i++) {
+		int64_t due = m->vtpms[i]->restart_at_ms;
+		if (due != 0 && (next == -1 || due < next))
+			next = due;
+	}
+	if (next != -1) {
+		next = next > now ? next - now : 0;
+		if (api == -1 || next < api)
+			return (int)next;
+	}
+	return api;
+}
+
+static void
+manager_loop(struct manager *m)
+{
+	struct pollfd pfd[MANAGER_MAX_POLL];
+	struct vtpm *owner[MANAGER_MAX_POLL];
+	sigset_t unblocked;
+	struct timespec ts, *tsp;
+	int napi, n, timeout;
+
+	sigemptyset(&unblocked);
+	while (!manager_signalled) {
+		napi = api_pollfds(m->api, pfd, MANAGER_MAX_POLL);
+		n = napi;
+		for (size_t i = 0; i < m->n && n < MANAGER_MAX_POLL; i++) {
+			if (m->vtpms[i]->pidfd == -1)
+				continue;
+			owner[n] = m->vtpms[i];
+			pfd[n++] = (struct pollfd){.fd = m->vtpms[i]->pidfd, .events = POLLIN};
+		}
+		timeout = manager_timeout(m);
+		tsp = NULL;
+		if (timeout >= 0) {
+			ts.tv_sec = timeout / 1000;
+			ts.tv_nsec = (long)(timeout % 1000) * 1000000;
+			tsp = &ts;
+		}
+		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal(EXIT_RUNTIME, "poll");
+		}
+		for (int i = napi; i < n; i++)
+			if (pfd[i].revents)
+				manager_worker_ended(m, owner[i]);
+		api_process(m->api, pfd, napi);
+		manager_restarts_due(m);
+	}
+}
+
+static void
+manager_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: vtpmd [--config FILE] [--root-tcti TCTI] [--state-dir DIR] [--run-dir DIR]\n"
+	    "             [--socket PATH] [--log-level L]\n"
+	    "       vtpmd -n --config FILE\n"
+	    "       vtpmd instance …          (one vTPM worker; see vtpmd instance --help)\n"
+	    "\n"
+	    "The vTPM service: owns the host TPM, runs one sandboxed vTPM worker per\n"
+	    "virtual machine, and seals every vTPM's state key to the host TPM.\n"
+	    "\n"
+	    "  --config FILE     configuration (key = value lines; see docs/config.md)\n"
+	    "  --root-tcti TCTI  host TPM (default device:/dev/tpmrm0; for a simulator\n"
+	    "                    swtpm:host=127.0.0.1,port=P — which protects nothing)\n"
+	    "  --state-dir DIR   instances and approvals (default /var/lib/vtpmd)\n"
+	    "  --run-dir DIR     worker sockets and pid files (default /run/vtpmd)\n"
+	    "  --socket PATH     control API socket (default /run/vtpmd/api.sock)\n"
+	    "  --log-level L     error, warn, info (default) or debug\n"
+	    "  -n                check the configuration, report problems as FILE:LINE, exit\n"
+	    "\n"
+	    "Runs in the foreground and logs to stderr. Operate it with vtpmctl.\n"
+	    "Exit status: 0 after SIGTERM (workers keep serving; a new vtpmd adopts them);\n"
+	    "1 runtime error (e.g. host TPM unavailable); 2 usage or configuration error;\n"
+	    "4 another vtpmd manages the state directory.\n");
+}
+
+static void
+manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"root-tcti", required_argument, NULL, 't'},
+		{"state-dir", required_argument, NULL, 's'},
+		{"run-dir", required_argument, NULL, 'r'},
+		{"socket", required_argument, NULL, 'S'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *keys[128] = {0}, *vals[128] = {0};
+	const char *config = NULL;
+	char why[256];
+	int ch, nset = 0, problems;
+
+	*check_only = false;
+	while ((ch = getopt_long(argc, argv, "nh", longopts, NULL)) != -1) {
+		const char *key = NULL;
+		switch (ch) {
+		case 'c': config = optarg; break;
+		case 't': key = "tcti"; break;
+		case 's': key = "state-dir"; break;
+		case 'r': key = "run-dir"; break;
+		case 'S': key = "socket"; break;
+		case 'l': key = "log-level"; break;
+		case 'n': *check_only = true; break;
+		case 'h':
+			manager_usage(stdout);
+			exit(EXIT_OK);
+		default:
+			manager_usage(stderr);
+			exit(EXIT_USAGE);
+		}
+		if (key != NULL && nset < 128) {
+			keys[nset] = key;
+			vals[nset++] = optarg;
+		}
+	}
+	if (optind != argc)
+		fatalx(EXIT_USAGE, "unexpected argument: %s (see --help)", argv[optind]);
+	if (*check_only && config == NULL)
+		fatalx(EXIT_USAGE, "-n checks a configuration file: give --config FILE");
+	problems = config != NULL ? config_load(config, cfg, stderr) : 0;
+	if (problems < 0)
+		fatalx(EXIT_USAGE, "%s: cannot be read", config);
+	/* Command-line options override the file. */
+	for (int i = 0; i < nset; i++)
+		if (config_set(cfg, keys[i], vals[i], why, sizeof(why)) == -1)
+			fatalx(EXIT_USAGE, "--%s: %s", keys[i], why);
+	/* What syntax cannot show (the TCTI's module, the approval key, path
+	 * lengths), checked at every start as well as by -n. */
+	problems += config_check(config, cfg, !*check_only, stderr);
+	if (problems != 0)
+		fatalx(EXIT_USAGE, "%s: invalid configuration (see above)",
+		    config != NULL ? config : "command line");
+	if (*check_only) {
+		printf("%s: configuration OK\n", config);
+		exit(EXIT_OK);
+	}
+}
+
+static void
+manager_dirs(struct manager *m)
+{
+	char path[PATH_MAX];
+
+	if (fileio_mkdirs(m->cfg.state_dir, 0700) == -1)
+		fatal(EXIT_RUNTIME, "%s", m->cfg.state_dir);
+	snprintf(path, sizeof(path), "%s/instances", m->cfg.state_dir);
+	if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		fatal(EXIT_RUNTIME, "%s", path);
+	/* Searchable, so that QEMU running as another user reaches its socket. */
+	if (fileio_mkdirs(m->cfg.run_dir, 0711) == -1)
+		fatal(EXIT_RUNTIME, "%s", m->cfg.run_dir);
+	snprintf(path, sizeof(path), "%s/.lock", m->cfg.state_dir);
+	m->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (m->lockfd == -1)
+		fatal(EXIT_RUNTIME, "%s", path);
+	if (flock(m->lockfd, LOCK_EX | LOCK_NB) == -1)
+		fatalx(EXIT_BUSY, "%s: another vtpmd manages this state directory",
+		    m->cfg.state_dir);
+}
+
+/* Brings up the instances that should run: adopt live workers of a
+ * previous vtpmd, start the others. */
+static void
+manager_resume(struct manager *m)
+{
+	char why[512];
+
+	if (registry_load(&m->cfg, &m->vtpms, &m->n) == -1)
+		fatal(EXIT_RUNTIME, "%s/instances", m->cfg.state_dir);
+	for (size_t i = 0; i < m->n; i++) {
+		struct vtpm *v = m->vtpms[i];
+		bool adopted = worker_adopt(m, v) == 0;
+
+		if (v->creating) {
+			/* Its create never answered: undo it, worker included. */
+			log_info("%s: removing an instance whose create was interrupted", v->name);
+			if (lifecycle_delete(m, v) == -1)
+				log_warn("%s: cannot remove it", v->name);
+			i--;
+			continue;
+		}
+		if (adopted && !v->desired_running) {
+			log_info("%s: stopping worker %d, which should not run", v->name,
+			    (int)v->pid);
+			v->state = VTPM_RUNNING;
+			lifecycle_stop(m, v);
+			continue;
+		}
+		if (adopted) {
+			v->state = VTPM_RUNNING;
+			v->started_at_ms = mono_ms();
+			log_info("%s: adopted running worker %d", v->name, (int)v->pid);
+			continue;
+		}
+		if (v->desired_running)
+			lifecycle_start(m, v, why, sizeof(why));
+	}
+}
+
+/*
+ * Workers are sandboxed (chroot, their own uid) only when vtpmd runs as
+ * root. Without root, vtpmd refuses to start unless the configuration says
+ * worker-uid-base = 0 (its default is not 0): running workers unconfined is
+ * then a choice, and only logged.
+ */
+static void
+manager_check_sandbox(const struct config *cfg)
+{
+	if (cfg->worker_uid_base != 0 && geteuid() != 0)
+		fatalx(EXIT_USAGE, "vtpmd is not root (uid %u), so its workers cannot be sandboxed "
+		    "(chroot, own uid): run vtpmd as root, or set worker-uid-base = 0 to run "
+		    "workers unconfined", (unsigned int)geteuid());
+	if (cfg->worker_uid_base == 0)
+		log_warnx("workers run without a sandbox (worker-uid-base = 0%s): no chroot, no "
+		    "uid of their own", geteuid() != 0 ? ", and vtpmd is not root" : "");
+}
+
+/* Workers run vtpmd-instance from this executable's directory when it is
+ * there (it maps fewer libraries), else this executable's instance mode. */
+static void
+manager_find_worker_exe(struct manager *m)
+{
+	char *slash;
+
+	snprintf(m->worker_exe, sizeof(m->worker_exe), "%s", m->self);
+	slash = strrchr(m->worker_exe, '/');
+	if (slash != NULL && (size_t)(slash - m->worker_exe) + sizeof("/vtpmd-instance") <=
+	    sizeof(m->worker_exe))
+		memcpy(slash + 1, "vtpmd-instance", sizeof("vtpmd-instance"));
+	if (slash == NULL || access(m->worker_exe, X_OK) == -1)
+		m->worker_exe[0] = '\0';
+	log_debug("workers run %s", m->worker_exe[0] ? m->worker_exe : "vtpmd instance");
+}
+
+int
+manager_main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = manager_on_signal};
+	struct manager m = {.lockfd = -1};
+	char why[512], path[PATH_MAX];
+	sigset_t block;
+	ssize_t n;
+
+	config_defaults(&m.cfg);
+	log_init("vtpmd", LOG_LEVEL_INFO);
+	/* tpm2-tss would log each expected TPM error; vtpmd reports its own. */
+	setenv("TSS2_LOG", "all+none", 0);
+	{
+		bool check_only;
+		manager_parse_args(argc, argv, &m.cfg, &check_only);
+	}
+	log_init("vtpmd", m.cfg.log_level);
+	manager_check_sandbox(&m.cfg);
+	secret_harden_process();
+	n = readlink("/proc/self/exe", m.self, sizeof(m.self) - 1);
+	if (n <= 0)
+		fatal(EXIT_RUNTIME, "readlink /proc/self/exe");
+	m.self[n] = '\0';
+	manager_find_worker_exe(&m);
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	manager_dirs(&m);
+	m.hw = hwtpm_open(m.cfg.tcti);
+	if (m.hw == NULL)
+		fatalx(EXIT_RUNTIME, "host TPM %s: %s; check the TCTI (--root-tcti) and that the "
+		    "TPM is present", m.cfg.tcti, hwtpm_error());
+	if (hwtpm_is_simulator(m.hw))
+		log_warnx("host TPM %s is a simulator: it provides NO hardware protection",
+		    m.cfg.tcti);
+	snprintf(path, sizeof(path), "%s/srk.name", m.cfg.state_dir);
+	if (hwtpm_pin_srk(m.hw, path) == -1)
+		fatalx(EXIT_RUNTIME, "host TPM %s: %s", m.cfg.tcti, hwtpm_error());
+	if (policy_load(&m, why, sizeof(why)) == -1)
+		fatalx(EXIT_RUNTIME, "%s", why);
+	if (enrol_load(&m, why, sizeof(why)) == -1)
+		fatalx(EXIT_RUNTIME, "host enrolment record: %s", why);
+	if (m.enrol.enrolled)
+		log_info("host enrolled with the Privacy CA at %s as \"%s\"", m.enrol.privacy_ca,
+		    m.enrol.host);
+	manager_resume(&m);
+	m.api = api_listen(m.cfg.socket, manager_api, &m);
+	if (m.api == NULL)
+		fatal(errno == EADDRINUSE ? EXIT_BUSY : EXIT_RUNTIME, "%s: cannot listen",
+		    m.cfg.socket);
+	log_info("serving the API on %s (%zu instances)", m.cfg.socket, m.n);
+
+	manager_loop(&m);
+
+	log_info("signal %d: exiting; workers keep serving and a new vtpmd adopts them",
+	    (int)manager_signalled);
+	api_close(m.api);
+	hwtpm_close(m.hw);
+	for (size_t i = 0; i < m.n; i++) {
+		if (m.vtpms[i]->pidfd != -1)
+			close(m.vtpms[i]->pidfd);
+		free(m.vtpms[i]);
+	}
+	free(m.vtpms);
+	free(m.policy.entries);
+	enrol_free(&m.enrol);
+	close(m.lockfd);
+	return EXIT_OK;
+}

@@ -1,0 +1,230 @@
+/*
+ * manager.h: the map of src/manager/, vtpmd the service: the one process
+ * that talks to the host TPM (src/hwtpm/), keeps the instances' records,
+ * seals and unseals their state keys under approved host configurations,
+ * enrols the host and provisions vTPMs with the CAs, serves the control
+ * API, and runs one sandboxed worker (src/instance/) per running vTPM.
+ * Prototypes are grouped by the file that defines them.
+ */
+#ifndef VTPM_MANAGER_H
+#define VTPM_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+#include "hwtpm/hwtpm.h"
+#include "instance/instance.h"
+#include "tpm/tpm.h"
+
+/* config.c: vtpmd's configuration ("key = value" lines, '#' comments). */
+struct config {
+	char tcti[256];		/* host TPM, a tpm2-tss TCTI string */
+	char state_dir[256];	/* instances, approvals, approval key */
+	char run_dir[256];	/* worker sockets and pid files */
+	char socket[256];	/* the API socket */
+	char approval_public[256]; /* when set, vtpmd holds only the public key */
+	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
+	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
+	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
+	enum log_level log_level;
+};
+void config_defaults(struct config *cfg);
+int config_load(const char *path, struct config *cfg, FILE *errors);
+/* The checks beyond syntax (vtpmd -n, and every start): values that load,
+ * files that exist, paths that fit. Returns the number of problems, each
+ * reported on errors as FILE:LINE: key: reason. */
+int config_check(const char *path, const struct config *cfg, bool starting, FILE *errors);
+int config_parse_buffer(
+    const char *name, const char *text, size_t len, struct config *cfg, FILE *errors);
+int config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len);
+
+/* registry.c: the instances the manager knows, as recorded on disk in
+ * STATE/instances/NAME/instance.json. */
+#define VTPM_NAME_MAX 64
+enum vtpm_state { VTPM_STOPPED, VTPM_STARTING, VTPM_RUNNING, VTPM_FAILED, VTPM_REFUSED };
+/* Room for an instance's error: a refusal naming all 24 host PCRs, with
+ * the advice on approving, fits whole. */
+#define VTPM_ERROR_LEN 1536
+
+struct vtpm {
+	/* persistent */
+	char name[VTPM_NAME_MAX + 1];
+	char uuid[37];
+	unsigned int tpm_version; /* 1 (TPM 1.2) or 2 (TPM 2.0) */
+	bool desired_running;
+	char created[32];
+	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* runtime */
+	enum vtpm_state state;
+	pid_t pid;
+	int pidfd;
+	bool child;	   /* started by this manager (else adopted) */
+	bool creating;	   /* its create has not finished (REGISTRY_CREATING exists) */
+	bool unsaved;	   /* the record changed; manager_start saves it while the worker starts */
+	unsigned int restarts;
+	unsigned int backoff_ms;
+	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */
+	int64_t started_at_ms;
+	char error[VTPM_ERROR_LEN];
+};
+bool registry_valid_name(const char *name);
+const char *registry_state_name(enum vtpm_state st);
+int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
+    size_t len);
+/* A create in progress: the instance directory holds this file until the
+ * create has finished (provisioning included). */
+#define REGISTRY_CREATING "creating"
+/* An instance directory being deleted is first renamed to this prefix;
+ * one being created is made under the other, then renamed into place. */
+#define REGISTRY_DELETING ".deleting-"
+#define REGISTRY_NEW	  ".new-"
+int registry_load(const struct config *cfg, struct vtpm ***list, size_t *n);
+int registry_save(const struct config *cfg, const struct vtpm *v);
+struct vtpm *registry_new(const char *name, unsigned int tpm_version, unsigned int slot);
+
+/* policy.c: approved host configurations (PCR policy digests signed with
+ * the approval key), STATE/approvals.json. */
+struct policy_entry {
+	struct approval ap;
+	uint32_t mask;
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
+	char approved_at[32];
+};
+struct policy {
+	struct approval_pub pub;
+	bool private_held; /* vtpmd holds the private approval key */
+	char key_path[300];
+	struct policy_entry *entries;
+	size_t n;
+	bool cached; /* host PCR values read before (policy_current_cached) */
+	uint8_t cached_values[TPM_PCRS][TPM_DIGEST_LEN];
+	uint8_t cached_digest[TPM_DIGEST_LEN];
+};
+struct manager;
+int policy_load(struct manager *m, char *why, size_t why_len);
+int policy_current(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
+    uint8_t digest[TPM_DIGEST_LEN]);
+int policy_current_cached(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
+    uint8_t digest[TPM_DIGEST_LEN]);
+const struct policy_entry *policy_find(const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN]);
+void policy_explain(const struct policy *p, uint32_t mask,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *buf, size_t len);
+int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *why, size_t why_len);
+int policy_approve_current(struct manager *m, char *why, size_t why_len);
+int policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN]);
+
+/*
+ * guesttpm.c: the manager's client of one of its own vTPMs, through the
+ * worker's data socket, before the guest runs: the vTPM's EK (the TCG
+ * templates, persisted at HWTPM_EK_*_HANDLE) and its certificates in the
+ * TCG NV indices, platform-created and write-locked. The platform and
+ * owner authorizations must still be empty. Returns 0, or -1 with
+ * guesttpm_error().
+ */
+#define GUESTTPM_CHAIN_NV_FIRST 0x01c00100 /* EK certificate chain, one per index */
+#define GUESTTPM_CHAIN_NV_LAST	0x01c001ff
+struct guesttpm;
+struct guesttpm_cert {
+	const uint8_t *der;
+	size_t len;
+};
+struct guesttpm *guesttpm_open(const struct endpoint *ep);
+void guesttpm_close(struct guesttpm *g);
+const char *guesttpm_error(void);
+int guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public,
+    size_t *len);
+int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der,
+    size_t der_len);
+int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n);
+int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len);
+
+/* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
+ * certified by the CK; STATE/host/. */
+#define ENROL_CA_TIMEOUT_S 30
+enum enrol_err {
+	ENROL_ERR_LOCAL,	  /* vtpmd itself: files, memory */
+	ENROL_ERR_HOST_TPM,	  /* the host TPM failed or refused */
+	ENROL_ERR_VTPM,		  /* the instance's vTPM failed */
+	ENROL_ERR_CA_UNREACHABLE, /* no answer from the CA, or it failed (5xx) */
+	ENROL_ERR_CA_REFUSED,	  /* the CA refused the request (4xx) */
+};
+struct enrolment {
+	bool enrolled;
+	char privacy_ca[256];	     /* base URL of the Privacy CA */
+	char virtualization_ca[256]; /* base URL of the Virtualization CA */
+	char host[65];		     /* the name in the CK certificate */
+	char ek[16];		     /* the host EK enrolled with: rsa2048 | ecc-p256 */
+	char enrolled_at[32];
+	char *ck_pem;		     /* CK certificate and its chain, PEM */
+};
+struct manager;
+int enrol_load(struct manager *m, char *why, size_t why_len);
+int enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
+    enum enrol_err *err, char *why, size_t why_len);
+void enrol_free(struct enrolment *e);
+int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
+struct json_t *enrol_json(struct manager *m);
+int enrol_post(const char *url, const char *path, struct json_t *body, struct json_t **reply,
+    enum enrol_err *err, char *why, size_t why_len);
+struct json_t *enrol_b64(const uint8_t *buf, size_t len);
+char *enrol_answer_pem(const struct json_t *reply);
+char *enrol_ck_certificate(const struct enrolment *e);
+
+/* provision.c: a new vTPM's EKs and their certificates from the
+ * Virtualization CA, written to its NV; STATE/instances/NAME/ek.json. */
+int provision_parse_type(const char *name, unsigned int *set);
+int provision_instance(struct manager *m, struct vtpm *v, unsigned int set, enum enrol_err *err,
+    char *why, size_t why_len);
+struct json_t *provision_json(struct manager *m, const struct vtpm *v);
+
+/* manager.c: the vtpmd service. */
+struct manager {
+	struct config cfg;
+	struct hwtpm *hw;
+	struct api_server *api;
+	struct policy policy;
+	struct enrolment enrol;
+	struct vtpm **vtpms;
+	size_t n;
+	char self[512];	      /* this executable */
+	char worker_exe[512]; /* vtpmd-instance beside it, or "" to run `self instance` */
+	int lockfd;
+	bool terminate;
+};
+int manager_main(int argc, char **argv);
+
+/* lifecycle.c: one vTPM's create, start, stop and delete. */
+struct vtpm *lifecycle_find(struct manager *m, const char *name);
+int lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version,
+    struct vtpm **out, char *why, size_t why_len);
+int lifecycle_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+int lifecycle_start(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+int lifecycle_stop(struct manager *m, struct vtpm *v);
+int lifecycle_delete(struct manager *m, struct vtpm *v);
+void lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why);
+
+/* worker.c: one worker process per running instance. */
+struct worker_pending {
+	int keyfd;   /* write end of the worker's key pipe */
+	int readyfd; /* read end of its readiness pipe */
+};
+int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
+    size_t why_len);
+int worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len);
+int worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
+    const uint8_t *key, char *why, size_t why_len);
+int worker_adopt(struct manager *m, struct vtpm *v);
+void worker_terminate(struct manager *m, struct vtpm *v);
+int worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
+    char *data, size_t dlen);
+
+/* manager_api.c: the API's routes onto manager operations. */
+struct api_response manager_api(void *ctx, const struct api_request *req);
+
+#endif /* VTPM_MANAGER_H */

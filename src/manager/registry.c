@@ -1,0 +1,315 @@
+/*
+ * registry.c: the instances the manager knows.
+ *
+ * Each instance is a directory STATE/instances/NAME holding instance.json
+ * (name, uuid, TPM version, desired state, sandbox slot, creation time),
+ * sealed.key (its state key sealed to the host TPM) and state/ (the
+ * worker's encrypted state). Names are checked before any path is built.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "manager.h"
+
+#define REGISTRY_RECORD_MAX (16u << 10)
+
+/* A name is 1..64 of [A-Za-z0-9._-], not starting with '.' or '-': it is
+ * safe as a path component and in a socket path. */
+bool
+registry_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > VTPM_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+const char *
+registry_state_name(enum vtpm_state st)
+{
+	switch (st) {
+	case VTPM_STOPPED:
+		return "stopped";
+	case VTPM_STARTING:
+		return "starting";
+	case VTPM_RUNNING:
+		return "running";
+	case VTPM_FAILED:
+		return "failed";
+	case VTPM_REFUSED:
+		return "refused";
+	}
+	return "unknown";
+}
+
+/* STATE/instances/NAME[/leaf]. Returns 0, or -1 when it does not fit. */
+int
+registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf, size_t len)
+{
+	int n;
+
+	if (leaf != NULL)
+		n = snprintf(buf, len, "%s/instances/%s/%s", cfg->state_dir, name, leaf);
+	else
+		n = snprintf(buf, len, "%s/instances/%s", cfg->state_dir, name);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* A fresh record (not yet on disk): random v4 UUID, creation time now. */
+struct vtpm *
+registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
+{
+	struct vtpm *v;
+	uint8_t u[16];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	v = calloc(1, sizeof(*v));
+	if (v == NULL || RAND_bytes(u, sizeof(u)) != 1) {
+		free(v);
+		return NULL;
+	}
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	snprintf(v->uuid, sizeof(v->uuid),
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+	    u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	gmtime_r(&now, &tm);
+	strftime(v->created, sizeof(v->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	v->tpm_version = tpm_version;
+	v->slot = slot;
+	v->pidfd = -1;
+	return v;
+}
+
+/* Writes v's persistent fields to its instance.json, crash-safe. */
+int
+registry_save(const struct config *cfg, const struct vtpm *v)
+{
+	char path[PATH_MAX];
+	json_t *o;
+	char *text;
+	int ret;
+
+	if (registry_path(cfg, v->name, "instance.json", path, sizeof(path)) == -1)
+		return -1;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "name", v->name, "uuid", v->uuid, "tpm",
+	    v->tpm_version == 2 ? "2.0" : "1.2", "desired", v->desired_running ? "running" : "stopped",
+	    "created", v->created, "slot", (int)v->slot);
+	if (o == NULL)
+		return -1;
+	text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(o);
+	if (text == NULL)
+		return -1;
+	ret = fileio_write_atomic(path, text, strlen(text), 0600);
+	free(text);
+	return ret;
+}
+
+static struct vtpm *
+registry_read(const struct config *cfg, const char *name)
+{
+	const char *rname = NULL, *uuid = NULL, *tpm = NULL, *desired = NULL, *created = "";
+	char path[PATH_MAX];
+	json_error_t jerr;
+	struct vtpm *v = NULL;
+	uint8_t *buf = NULL;
+	json_t *o = NULL;
+	size_t len;
+	int slot = -1;
+
+	if (registry_path(cfg, name, "instance.json", path, sizeof(path)) == -1 ||
+	    fileio_read(path, REGISTRY_RECORD_MAX, &buf, &len) == -1) {
+		log_warn("%s: cannot read", path);
+		return NULL;
+	}
+	o = json_loadb((const char *)buf, len, 0, &jerr);
+	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i}", "name", &rname, "uuid",
+			     &uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot",
+			     &slot) != 0) {
+		log_warnx("%s: not a valid instance record (%s); skipped", path,
+		    o == NULL ? jerr.text : "missing fields");
+		goto out;
+	}
+	if (strcmp(rname, name) != 0 || strlen(uuid) != 36 || slot < 0 ||
+	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0)) {
+		log_warnx("%s: inconsistent instance record; skipped", path);
+		goto out;
+	}
+	v = registry_new(name, strcmp(tpm, "2.0") == 0 ? 2 : 1, (unsigned int)slot);
+	if (v == NULL)
+		goto out;
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	snprintf(v->created, sizeof(v->created), "%s", created);
+	v->desired_running = strcmp(desired, "running") == 0;
+out:
+	json_decref(o);
+	free(buf);
+	return v;
+}
+
+/* Whether name's worker was running at the last look: its pid file (as
+ * worker.c writes it) is in the run directory, which a reboot empties. */
+static bool
+registry_had_worker(const struct config *cfg, const char *name)
+{
+	char path[PATH_MAX];
+
+	return snprintf(path, sizeof(path), "%s/%s.pid", cfg->run_dir, name) < (int)sizeof(path) &&
+	    access(path, F_OK) == 0;
+}
+
+/* The order in which duplicate slots are settled (qsort_r, ctx: the
+ * configuration): instances whose worker may still run (keeping its uid)
+ * first, then by name. */
+static int
+registry_order(const void *a, const void *b, void *ctx)
+{
+	const struct vtpm *va = *(struct vtpm *const *)a, *vb = *(struct vtpm *const *)b;
+	bool wa = registry_had_worker(ctx, va->name), wb = registry_had_worker(ctx, vb->name);
+
+	if (wa != wb)
+		return wa ? -1 : 1;
+	return strcmp(va->name, vb->name);
+}
+
+/* The lowest slot no record of arr[0..n) holds. */
+static unsigned int
+registry_free_slot(struct vtpm *const *arr, size_t n)
+{
+	unsigned int slot = 0;
+	bool used;
+
+	do {
+		used = false;
+		for (size_t i = 0; i < n && !used; i++)
+			used = !arr[i]->creating && arr[i]->slot == slot;
+		if (used)
+			slot++;
+	} while (used);
+	return slot;
+}
+
+/*
+ * Gives every record its own slot, hence its own worker uid: an instance
+ * directory copied or restored under another name holds the slot of the
+ * original. Of the records sharing a slot, the first in registry_order
+ * keeps it; the others move to free slots, saved in their instance.json.
+ */
+static void
+registry_unique_slots(const struct config *cfg, struct vtpm **arr, size_t n)
+{
+	if (n < 2)
+		return;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	qsort_r(arr, n, sizeof(*arr), registry_order, (void *)cfg);
+	for (size_t i = 0; i < n; i++) {
+		const struct vtpm *holder = NULL;
+		unsigned int old = arr[i]->slot;
+
+		for (size_t j = 0; j < i && holder == NULL && !arr[i]->creating; j++)
+			if (!arr[j]->creating && arr[j]->slot == old)
+				holder = arr[j];
+		if (holder == NULL)
+			continue;
+		arr[i]->slot = registry_free_slot(arr, n);
+		log_warnx("%s: its slot %u (worker uid %u) is also %s's (a copied or restored "
+		    "instance?); it gets slot %u (uid %u)", arr[i]->name, old,
+		    (unsigned int)(cfg->worker_uid_base + old), holder->name, arr[i]->slot,
+		    (unsigned int)(cfg->worker_uid_base + arr[i]->slot));
+		if (registry_save(cfg, arr[i]) == -1)
+			log_warn("%s: cannot record its new slot in instance.json; it is given one "
+			    "again at the next start", arr[i]->name);
+	}
+}
+
+/* Loads every instance under STATE/instances, each with a slot of its own
+ * (registry_unique_slots). Returns 0 with a malloc'd array of malloc'd
+ * records, or -1. */
+int
+registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
+{
+	char dir[PATH_MAX];
+	struct vtpm **arr = NULL, **grown, *v;
+	struct dirent *de;
+	size_t count = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/instances", cfg->state_dir);
+	d = opendir(dir);
+	if (d == NULL) {
+		if (errno != ENOENT)
+			return -1;
+		*list = NULL;
+		*n = 0;
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+
+		if (strncmp(de->d_name, REGISTRY_DELETING, strlen(REGISTRY_DELETING)) == 0 ||
+		    strncmp(de->d_name, REGISTRY_NEW, strlen(REGISTRY_NEW)) == 0) {
+			/* A delete or a create that was interrupted: finish or
+			 * undo it. */
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (fileio_remove_tree(path) == 0)
+				log_info("%s: removed what an interrupted %s left", path,
+				    de->d_name[1] == 'd' ? "delete" : "create");
+			else
+				log_warn("%s: cannot remove what an interrupted operation left", path);
+			continue;
+		}
+		if (!registry_valid_name(de->d_name))
+			continue;
+		if (registry_path(cfg, de->d_name, REGISTRY_CREATING, path, sizeof(path)) == 0 &&
+		    access(path, F_OK) == 0) {
+			/* A create that never finished: the manager removes it. */
+			v = calloc(1, sizeof(*v));
+			if (v != NULL) {
+				snprintf(v->name, sizeof(v->name), "%s", de->d_name);
+				v->creating = true;
+				v->pidfd = -1;
+			}
+		} else {
+			v = registry_read(cfg, de->d_name);
+			if (v == NULL) {
+				log_warnx("%s/%s: unreadable instance record (instance.json), left "
+				    "alone: repair it or remove the directory", dir, de->d_name);
+				continue;
+			}
+		}
+		if (v == NULL)
+			continue;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+		grown = realloc(arr, (count + 1) * sizeof(*arr));
+		if (grown == NULL) {
+			free(v);
+			break;
+		}
+		arr = grown;
+		arr[count++] = v;
+	}
+	closedir(d);
+	registry_unique_slots(cfg, arr, count);
+	*list = arr;
+	*n = count;
+	return 0;
+}

@@ -1,0 +1,522 @@
+/*
+ * worker.c: the manager's side of a worker, the process that runs one
+ * vTPM (`vtpmd instance`).
+ *
+ * A worker is spawned from vtpmd-instance beside this executable (or from
+ * this one, `vtpmd instance`) with only its state key (a pipe on fd 3,
+ * closed after 32 bytes; the worker is spawned first and waits on it while
+ * the manager unseals the key, so its start-up overlaps the host-TPM round
+ * trips), a readiness pipe (fd 4), stderr for its log, and its command
+ * line: state directory, sockets and sandbox identity. It runs in its own session so that it
+ * outlives the manager: a restarted manager adopts it through the pid
+ * file RUN/NAME.pid (pid and kernel start time, so a recycled pid is never
+ * mistaken for it). Workers are watched through pidfds, which work for
+ * children and adopted processes alike.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "manager.h"
+
+#define WORKER_READY_TIMEOUT_MS 15000
+#define WORKER_STOP_TIMEOUT_MS 5000
+
+static int
+worker_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+void
+worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
+    char *data, size_t dlen)
+{
+	snprintf(data, dlen, "%s/%s.sock", cfg->run_dir, name);
+	snprintf(ctrl, clen, "%s/%s.sock.ctrl", cfg->run_dir, name);
+}
+
+static void
+worker_pidfile(const struct config *cfg, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.pid", cfg->run_dir, name);
+}
+
+/* The kernel's start time of pid (clock ticks since boot), or 0. */
+static unsigned long long
+worker_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	/* Field 3 follows ") "; the start time is field 22. */
+	p += 2;
+	for (field = 3; field < 22 && p != NULL; field++) {
+		p = strchr(p, ' ');
+		if (p != NULL)
+			p++;
+	}
+	if (p != NULL)
+		start = strtoull(p, NULL, 10);
+	return start;
+}
+
+static bool
+worker_cmdline_matches(pid_t pid, const char *name)
+{
+	char path[64], buf[4096];
+	bool instance = false, named = false;
+	const char *prev = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
+		if (strcmp(p, "instance") == 0 || strcmp(p, "vtpmd-instance") == 0)
+			instance = true;
+		if (strcmp(prev, "--name") == 0 && strcmp(p, name) == 0)
+			named = true;
+		prev = p;
+	}
+	return instance && named;
+}
+
+/* Gives the state directory (and what is in it) to the worker's uid. */
+static int
+worker_chown_state(const char *dir, uid_t uid, gid_t gid)
+{
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (chown(dir, uid, gid) == -1)
+		return -1;
+	d = opendir(dir);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (fchownat(dirfd(d), de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) == -1)
+			ret = -1;
+	}
+	closedir(d);
+	return ret;
+}
+
+static void
+worker_describe_exit(int status, char *why, size_t why_len)
+{
+	if (WIFSIGNALED(status)) {
+		snprintf(why, why_len, "killed by signal %d", WTERMSIG(status));
+		return;
+	}
+	switch (WEXITSTATUS(status)) {
+	case EXIT_STATE:
+		snprintf(why, why_len, "its state cannot be read (see the log); it was not "
+				       "replaced: restore it or delete the instance");
+		break;
+	case EXIT_BUSY:
+		snprintf(why, why_len, "its state directory or socket is in use by another "
+				       "process");
+		break;
+	case EXIT_USAGE:
+		snprintf(why, why_len, "it rejected its command line (vtpmd version mismatch?)");
+		break;
+	default:
+		snprintf(why, why_len, "exited with status %d", WEXITSTATUS(status));
+	}
+}
+
+/*
+ * Spawns the worker with fds 0 and 1 on /dev/null, 3 the key pipe, 4 the
+ * readiness pipe (both above 4 here), stderr kept, nothing else, in its own
+ * session with default signals. posix_spawn (a vfork-like clone in glibc)
+ * rather than fork: the manager is not copied, so neither the copy nor
+ * the copy-on-write faults of the manager's next steps (the unseal, which
+ * runs while the worker starts) cost the start anything.
+ */
+static int
+worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd,
+    pid_t *pid)
+{
+	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
+	char uid[16], gid[16], sockgid[16];
+	const char *lvl[] = {"error", "warn", "info", "debug"};
+	const char *argv[32];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	int n = 0, rc;
+
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	snprintf(ctrl_ep, sizeof(ctrl_ep), "unix:%s", ctrl);
+	snprintf(data_ep, sizeof(data_ep), "unix:%s", data);
+	/* The lean worker executable beside this one, else `vtpmd instance`. */
+	if (m->worker_exe[0] != '\0') {
+		argv[n++] = "vtpmd-instance";
+	} else {
+		argv[n++] = "vtpmd";
+		argv[n++] = "instance";
+	}
+	argv[n++] = "--name";
+	argv[n++] = v->name;
+	argv[n++] = "--state";
+	argv[n++] = state;
+	argv[n++] = "--ctrl";
+	argv[n++] = ctrl_ep;
+	argv[n++] = "--data";
+	argv[n++] = data_ep;
+	argv[n++] = "--key-fd";
+	argv[n++] = "3";
+	argv[n++] = "--ready-fd";
+	argv[n++] = "4";
+	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
+	 * and the guest sends its own Startup. */
+	argv[n++] = "--startup";
+	argv[n++] = "clear";
+	argv[n++] = "--tpm";
+	argv[n++] = v->tpm_version == 2 ? "2" : "1.2";
+	argv[n++] = "--log-level";
+	argv[n++] = lvl[m->cfg.log_level];
+	if (m->cfg.worker_uid_base != 0 && geteuid() == 0) {
+		snprintf(uid, sizeof(uid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
+		snprintf(gid, sizeof(gid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
+		argv[n++] = "--sandbox-uid";
+		argv[n++] = uid;
+		argv[n++] = "--sandbox-gid";
+		argv[n++] = gid;
+	}
+	/* socket-group: the sockets go to that group (QEMU's), mode 0660;
+	 * config.c resolved it to a gid, so the worker looks up no names. */
+	if (m->cfg.socket_gid != 0) {
+		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)m->cfg.socket_gid);
+		argv[n++] = "--socket-group";
+		argv[n++] = sockgid;
+	}
+	argv[n] = NULL;
+
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+		return rc;
+	if ((rc = posix_spawnattr_init(&attr)) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return rc;
+	}
+	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, 0, 1)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, keyfd, 3)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, readyfd, 4)) == 0 &&
+	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 5)) == 0 &&
+	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                              POSIX_SPAWN_SETSIGDEF)) == 0 &&
+	    (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
+	    (rc = posix_spawnattr_setsigdefault(&attr, &dfl)) == 0)
+		rc = posix_spawn(pid, m->worker_exe[0] != '\0' ? m->worker_exe : m->self, &fa, &attr,
+		    (char *const *)argv, environ);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	return rc;
+}
+
+/* Waits for the worker's READY line. Returns 0, or -1 when it exited or
+ * did not answer in time (why says which). */
+static int
+worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
+{
+	struct pollfd pfd = {.fd = readyfd, .events = POLLIN};
+	char buf[8] = {0};
+	int status;
+	ssize_t n;
+
+	if (poll(&pfd, 1, WORKER_READY_TIMEOUT_MS) <= 0) {
+		snprintf(why, why_len, "did not become ready within %d ms", WORKER_READY_TIMEOUT_MS);
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		return -1;
+	}
+	n = read(readyfd, buf, sizeof(buf) - 1);
+	if (n == 6 && memcmp(buf, "READY\n", 6) == 0)
+		return 0;
+	if (waitpid(v->pid, &status, 0) == v->pid)
+		worker_describe_exit(status, why, why_len);
+	else
+		snprintf(why, why_len, "ended before it was ready");
+	return -1;
+}
+
+/* Records the worker's pid and kernel start time in the run directory as
+ * soon as it is forked, so that a vtpmd that dies at any later step
+ * leaves a worker the next one adopts (or stops), never an orphan. */
+static void
+worker_write_pidfile(struct manager *m, const struct vtpm *v)
+{
+	char pidfile[PATH_MAX], line[64];
+
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	snprintf(line, sizeof(line), "%d %llu\n", (int)v->pid, worker_starttime(v->pid));
+	if (fileio_write_runtime(pidfile, line, strlen(line), 0600) == -1)
+		log_warn("%s", pidfile);
+}
+
+/* Moves *fd above min (close-on-exec kept). Returns 0 or -1. */
+static int
+worker_fd_above(int *fd, int min)
+{
+	int nfd;
+
+	if (*fd > min)
+		return 0;
+	nfd = fcntl(*fd, F_DUPFD_CLOEXEC, min + 1);
+	if (nfd == -1)
+		return -1;
+	close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
+/*
+ * Starts v's worker process, which waits for its state key on the pipe
+ * in *p: the caller unseals the key meanwhile (host-TPM round trips) and
+ * then calls worker_finish. Returns 0, or -1 with the reason in why.
+ */
+int
+worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
+    size_t why_len)
+{
+	char state[PATH_MAX];
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
+	uid_t uid = m->cfg.worker_uid_base + v->slot;
+	pid_t pid;
+	int rc;
+
+	p->keyfd = p->readyfd = -1;
+	if (registry_path(&m->cfg, v->name, "state", state, sizeof(state)) == -1) {
+		snprintf(why, why_len, "state path too long");
+		return -1;
+	}
+	if (mkdir(state, 0700) == -1 && errno != EEXIST) {
+		snprintf(why, why_len, "%s: %s", state, strerror(errno));
+		return -1;
+	}
+	if (m->cfg.worker_uid_base != 0 && geteuid() == 0 &&
+	    worker_chown_state(state, uid, uid) == -1) {
+		snprintf(why, why_len, "%s: cannot give it to uid %u: %s", state, (unsigned)uid,
+		    strerror(errno));
+		return -1;
+	}
+	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1) {
+		snprintf(why, why_len, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
+	 * one with the other. */
+	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1) {
+		snprintf(why, why_len, "fcntl: %s", strerror(errno));
+		goto fail;
+	}
+	rc = worker_spawn(m, v, state, keyp[0], readyp[1], &pid);
+	if (rc != 0) {
+		snprintf(why, why_len, "spawn %s: %s",
+		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
+		goto fail;
+	}
+	close(keyp[0]);
+	close(readyp[1]);
+	p->keyfd = keyp[1];
+	p->readyfd = readyp[0];
+	v->pid = pid;
+	v->child = true;
+	v->pidfd = worker_pidfd_open(pid);
+	worker_write_pidfile(m, v);
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (keyp[i] != -1)
+			close(keyp[i]);
+		if (readyp[i] != -1)
+			close(readyp[i]);
+	}
+	return -1;
+}
+
+/*
+ * Hands the forked worker its state key, so that it starts while the
+ * caller does something else (worker_finish waits for it). Returns 0, or
+ * -1 with the reason in why (the caller then ends the worker with
+ * worker_finish and a NULL key).
+ */
+int
+worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len)
+{
+	/* A pipe holds far more than a key: this never blocks. */
+	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
+		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+		return -1;
+	}
+	close(p->keyfd);
+	p->keyfd = -1;
+	return 0;
+}
+
+/*
+ * Hands the forked worker its state key (unless worker_send_key did) and
+ * waits until it serves; with key NULL (the key could not be unsealed)
+ * ends the worker instead. Returns 0 once it serves, or -1 with the
+ * reason in why.
+ */
+int
+worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
+    const uint8_t *key, char *why, size_t why_len)
+{
+	int status, ret = -1;
+
+	if (key == NULL) {
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		goto fail;
+	}
+	if (p->keyfd != -1 && worker_send_key(p, key, why, why_len) == -1) {
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, &status, 0);
+		goto fail;
+	}
+	if (worker_wait_ready(v, p->readyfd, why, why_len) == -1)
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	if (v->pidfd != -1)
+		close(v->pidfd);
+	v->pidfd = -1;
+	v->pid = 0;
+out:
+	if (p->keyfd != -1)
+		close(p->keyfd);
+	if (p->readyfd != -1)
+		close(p->readyfd);
+	p->keyfd = p->readyfd = -1;
+	return ret;
+}
+
+/* Takes over a worker that a previous manager started, if its pid file
+ * names a live worker of this instance. Returns 0 when adopted. */
+int
+worker_adopt(struct manager *m, struct vtpm *v)
+{
+	char pidfile[PATH_MAX];
+	unsigned long long start;
+	uint8_t *buf;
+	size_t len;
+	int pid;
+
+	worker_pidfile(&m->cfg, v->name, pidfile, sizeof(pidfile));
+	if (fileio_read(pidfile, 128, &buf, &len) == -1)
+		return -1;
+	/* NOLINTNEXTLINE(cert-err34-c): our own pid file; a wrong pid fails the checks below */
+	if (sscanf((char *)buf, "%d %llu", &pid, &start) != 2 || pid <= 1) {
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	if (worker_starttime(pid) != start || !worker_cmdline_matches(pid, v->name))
+		return -1;
+	v->pidfd = worker_pidfd_open(pid);
+	if (v->pidfd == -1)
+		return -1;
+	v->pid = pid;
+	v->child = false;
+	return 0;
+}
+
+static void
+worker_forget(struct manager *m, struct vtpm *v)
+{
+	char path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
+
+	if (v->pidfd != -1)
+		close(v->pidfd);
+	v->pidfd = -1;
+	v->pid = 0;
+	worker_pidfile(&m->cfg, v->name, path, sizeof(path));
+	unlink(path);
+	/* A sandboxed worker cannot remove its sockets from its chroot. */
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	unlink(ctrl);
+	unlink(data);
+}
+
+/* Stops the worker: SIGTERM (it saves and exits), SIGKILL if it lingers. */
+void
+worker_terminate(struct manager *m, struct vtpm *v)
+{
+	struct pollfd pfd = {.fd = v->pidfd, .events = POLLIN};
+	int status;
+
+	if (v->pid <= 0)
+		return;
+	kill(v->pid, SIGTERM);
+	if (v->pidfd != -1 && poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS) <= 0) {
+		log_warnx("worker %s (pid %d) ignored SIGTERM; killing it", v->name, (int)v->pid);
+		kill(v->pid, SIGKILL);
+		poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS);
+	}
+	if (v->child)
+		waitpid(v->pid, &status, 0);
+	worker_forget(m, v);
+}
+
+/*
+ * Collects a worker whose pidfd became readable. Returns its exit status
+ * (128+signal when killed), or -1 when unknown (an adopted process), with
+ * a description in why.
+ */
+int
+worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+{
+	int status, ret = -1;
+
+	snprintf(why, why_len, "exited");
+	if (v->child && waitpid(v->pid, &status, WNOHANG) == v->pid) {
+		worker_describe_exit(status, why, why_len);
+		ret = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	}
+	worker_forget(m, v);
+	return ret;
+}

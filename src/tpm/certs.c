@@ -1,0 +1,1937 @@
+/*
+ * certs.c: X.509 for vtpmd's certificate authorities and challenger, with
+ * OpenSSL 3 (the only file that sees its X.509 types; see certs.h).
+ *
+ * CAs: ECC P-256 keys, ECDSA with SHA-256. P-256 because the CA certifies
+ * RSA-2048 and P-256 endorsement keys (about 112 and 128 bits of strength:
+ * a stronger CA key buys nothing), because every TPM 2.0 and HSM can hold a
+ * P-256 key should the CA keys move into one, and because EK certificates
+ * live in the vTPM's NV indices, where P-256 signatures keep them small.
+ *
+ *   root            O=vtpmd, CN=NAME; CA:TRUE, pathlen 1 (critical);
+ *                   keyUsage keyCertSign, cRLSign (critical); SKI; AKI
+ *   issuing CA      the same with pathlen 0: the Privacy CA and the
+ *                   Virtualization CA, under a root or self-signed
+ *
+ * Leaves (serial: 16 random bytes, positive; AKI = the CA's key id):
+ *
+ *   vEK (TCG EK Credential Profile for TPM Family 2.0, sections 3.1-3.2)
+ *     subject         empty
+ *     subjectAltName  critical (the subject is empty: RFC 5280 4.2.1.6);
+ *                     one directoryName of three RDNs, each a UTF8String:
+ *                     tcg-at-tpmManufacturer "id:" + 8 hex digits of the TCG
+ *                     vendor id, tcg-at-tpmModel, tcg-at-tpmVersion "id:" +
+ *                     8 hex digits of TPM_PT_FIRMWARE_VERSION_1
+ *     subjectDirectoryAttributes  tcg-at-tpmSpecification
+ *                     TPMSpecification ::= SEQUENCE { family UTF8String,
+ *                     level INTEGER, revision INTEGER }
+ *     basicConstraints CA:FALSE (critical)
+ *     keyUsage        keyEncipherment (RSA) or keyAgreement (ECC), critical
+ *     extKeyUsage     tcg-kp-EKCertificate
+ *     certificatePolicies  CERTS_OID_POLICY_VEK
+ *     VtpmdVirtualTPM (below), not critical
+ *   vAK: subject CN=NAME (or empty, then the SAN is critical); the vEK's
+ *     subjectAltName, subjectDirectoryAttributes and VtpmdVirtualTPM
+ *     copied; CA:FALSE; keyUsage
+ *     digitalSignature (critical); extKeyUsage tcg-kp-AIKCertificate;
+ *     certificatePolicies CERTS_OID_POLICY_VAK
+ *   CK: subject CN=HOST; CA:FALSE; keyUsage digitalSignature (critical);
+ *     extKeyUsage tcg-kp-AIKCertificate; certificatePolicies
+ *     CERTS_OID_POLICY_HOST_CK; VtpmdHostKey (below), not critical
+ *
+ * vtpmd's extensions, DER, under the arc in certs.h (2.25.<UUID>):
+ *
+ *   VtpmdVirtualTPM ::= SEQUENCE {              -- CERTS_OID_VIRTUAL_EXT
+ *       version       INTEGER { v1(1) },
+ *       virtual       BOOLEAN,                  -- TRUE: a vtpmd virtual TPM
+ *       hostCkDigest  OCTET STRING (SIZE (32)), -- SHA-256 of the DER
+ *                                               -- SubjectPublicKeyInfo of the
+ *                                               -- host's Certifying Key
+ *       hostConfigId  UTF8String (SIZE (1..128)), -- the approved host
+ *                                               -- configuration
+ *       instanceUuid  OCTET STRING (SIZE (16)), -- the vTPM instance's UUID
+ *       hostName      UTF8String (SIZE (1..64)) OPTIONAL }
+ *                                               -- the host's name in its CK
+ *                                               -- certificate
+ *
+ *   VtpmdHostKey ::= SEQUENCE {                 -- CERTS_OID_HOST_KEY_EXT
+ *       version       INTEGER { v1(1) },
+ *       hostName      UTF8String (SIZE (1..64)),
+ *       hostEkDigest  OCTET STRING (SIZE (32)) } -- SHA-256 of the host EK's
+ *                                               -- SubjectPublicKeyInfo
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/asn1t.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common/common.h"
+#include "tpm.h"
+#include "certs.h"
+
+#define CERTS_SERIAL_LEN 16
+#define CERTS_FILE_MAX   (1u << 20)
+#define CERTS_OID_TXT    128 /* room for any OID this file handles */
+#define CERTS_EXT_V1     1
+#define CERTS_OID_SDA    "2.5.29.9" /* subjectDirectoryAttributes */
+
+/* keyUsage bit numbers (RFC 5280 4.2.1.3). */
+enum certs_ku {
+	CERTS_KU_DIGITAL_SIGNATURE = 1 << 0,
+	CERTS_KU_KEY_ENCIPHERMENT = 1 << 2,
+	CERTS_KU_KEY_AGREEMENT = 1 << 4,
+	CERTS_KU_KEY_CERT_SIGN = 1 << 5,
+	CERTS_KU_CRL_SIGN = 1 << 6,
+};
+
+struct certs_pkey {
+	EVP_PKEY *pkey;
+};
+
+struct certs_ca {
+	EVP_PKEY *key;
+	X509 *cert;
+	ASN1_OCTET_STRING *keyid; /* what certificates it issues carry in AKI */
+};
+
+/* ASN.1 templates of the structures above (OpenSSL's macros, which the
+ * formatter cannot read). */
+/* clang-format off */
+struct certs_vext {
+	ASN1_INTEGER *version;
+	ASN1_BOOLEAN is_virtual;
+	ASN1_OCTET_STRING *ck_digest;
+	ASN1_UTF8STRING *host_config;
+	ASN1_OCTET_STRING *uuid;
+	ASN1_UTF8STRING *host; /* optional */
+};
+
+ASN1_SEQUENCE(certs_vext_asn1) = {
+	ASN1_SIMPLE(struct certs_vext, version, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_vext, is_virtual, ASN1_BOOLEAN),
+	ASN1_SIMPLE(struct certs_vext, ck_digest, ASN1_OCTET_STRING),
+	ASN1_SIMPLE(struct certs_vext, host_config, ASN1_UTF8STRING),
+	ASN1_SIMPLE(struct certs_vext, uuid, ASN1_OCTET_STRING),
+	ASN1_OPT(struct certs_vext, host, ASN1_UTF8STRING),
+} static_ASN1_SEQUENCE_END_name(struct certs_vext, certs_vext_asn1)
+
+struct certs_hostkey {
+	ASN1_INTEGER *version;
+	ASN1_UTF8STRING *host;
+	ASN1_OCTET_STRING *ek_digest;
+};
+
+ASN1_SEQUENCE(certs_hostkey_asn1) = {
+	ASN1_SIMPLE(struct certs_hostkey, version, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_hostkey, host, ASN1_UTF8STRING),
+	ASN1_SIMPLE(struct certs_hostkey, ek_digest, ASN1_OCTET_STRING),
+} static_ASN1_SEQUENCE_END_name(struct certs_hostkey, certs_hostkey_asn1)
+
+struct certs_tpmspec {
+	ASN1_UTF8STRING *family;
+	ASN1_INTEGER *level;
+	ASN1_INTEGER *revision;
+};
+
+ASN1_SEQUENCE(certs_tpmspec_asn1) = {
+	ASN1_SIMPLE(struct certs_tpmspec, family, ASN1_UTF8STRING),
+	ASN1_SIMPLE(struct certs_tpmspec, level, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_tpmspec, revision, ASN1_INTEGER),
+} static_ASN1_SEQUENCE_END_name(struct certs_tpmspec, certs_tpmspec_asn1)
+
+/* SubjectDirectoryAttributes ::= SEQUENCE SIZE (1..MAX) OF Attribute */
+ASN1_ITEM_TEMPLATE(certs_sda_asn1) =
+	ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, certs_sda_asn1, X509_ATTRIBUTE)
+static_ASN1_ITEM_TEMPLATE_END(certs_sda_asn1)
+
+static void certs_fail(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* clang-format on */
+
+/* Writes a reason to why, with OpenSSL's own when it queued one, and
+ * empties OpenSSL's error queue. */
+static void
+certs_fail(char *why, size_t why_len, const char *fmt, ...)
+{
+	const char *reason = NULL;
+	unsigned long e;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e = ERR_peek_last_error();
+	if (e != 0)
+		reason = ERR_reason_error_string(e);
+	if (why != NULL && why_len > 0) {
+		if (reason != NULL)
+			snprintf(why, why_len, "%s: %s", msg, reason);
+		else
+			snprintf(why, why_len, "%s", msg);
+	}
+	ERR_clear_error();
+}
+
+/* Parses exactly len bytes of DER as a certificate, or returns NULL. */
+static X509 *
+certs_d2i(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *x;
+
+	if (der == NULL || len == 0 || len > LONG_MAX)
+		return NULL;
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x != NULL && p != der + len) {
+		X509_free(x);
+		x = NULL;
+	}
+	return x;
+}
+
+/* x as a malloc'd DER buffer. */
+static int
+certs_i2d(X509 *x, uint8_t **der, size_t *len)
+{
+	unsigned char *p;
+	uint8_t *buf;
+	int n;
+
+	n = i2d_X509(x, NULL);
+	if (n <= 0)
+		return -1;
+	buf = malloc((size_t)n);
+	if (buf == NULL)
+		return -1;
+	p = buf;
+	if (i2d_X509(x, &p) != n) {
+		free(buf);
+		return -1;
+	}
+	*der = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Decodes all of os as an item of type it, or returns NULL. */
+static ASN1_VALUE *
+certs_item_d2i(const ASN1_OCTET_STRING *os, const ASN1_ITEM *it)
+{
+	const unsigned char *p = ASN1_STRING_get0_data(os);
+	const unsigned char *end = p + ASN1_STRING_length(os);
+	ASN1_VALUE *v;
+
+	v = ASN1_item_d2i(NULL, &p, ASN1_STRING_length(os), it);
+	if (v != NULL && p != end) {
+		ASN1_item_free(v, it);
+		v = NULL;
+	}
+	return v;
+}
+
+static int
+certs_oid_is(const ASN1_OBJECT *obj, const char *oid)
+{
+	char txt[CERTS_OID_TXT];
+	int n;
+
+	n = OBJ_obj2txt(txt, sizeof(txt), obj, 1);
+	return n > 0 && (size_t)n < sizeof(txt) && strcmp(txt, oid) == 0;
+}
+
+/* Copies an ASN.1 string of at most max bytes and no NUL into dst[max+1]. */
+static int
+certs_copy_str(char *dst, size_t max, const ASN1_STRING *s)
+{
+	int n = ASN1_STRING_length(s);
+	const unsigned char *p = ASN1_STRING_get0_data(s);
+
+	if (n <= 0 || (size_t)n > max || memchr(p, '\0', (size_t)n) != NULL)
+		return -1;
+	memcpy(dst, p, (size_t)n);
+	dst[n] = '\0';
+	return 0;
+}
+
+static int
+certs_uint32(const ASN1_INTEGER *a, uint32_t *v)
+{
+	uint64_t u;
+
+	if (ASN1_INTEGER_get_uint64(&u, a) != 1 || u > UINT32_MAX)
+		return -1;
+	*v = (uint32_t)u;
+	return 0;
+}
+
+/* "8-4-4-4-12" hexadecimal to 16 bytes. */
+static int
+certs_uuid_parse(const char *s, uint8_t out[static 16])
+{
+	char hex[33];
+	size_t j = 0;
+
+	if (strlen(s) != CERTS_UUID_LEN)
+		return -1;
+	for (size_t i = 0; i < CERTS_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash != (s[i] == '-'))
+			return -1;
+		if (!dash)
+			hex[j++] = s[i];
+	}
+	hex[j] = '\0';
+	return hex_decode(hex, out, 16);
+}
+
+static void
+certs_uuid_format(const uint8_t in[static 16], char out[static CERTS_UUID_LEN + 1])
+{
+	char hex[33];
+	size_t j = 0;
+
+	hex_encode(in, 16, hex);
+	for (size_t i = 0; i < CERTS_UUID_LEN; i++)
+		out[i] = (i == 8 || i == 13 || i == 18 || i == 23) ? '-' : hex[j++];
+	out[CERTS_UUID_LEN] = '\0';
+}
+
+/* Public keys. */
+
+static struct certs_pkey *
+certs_pkey_wrap(EVP_PKEY *pkey)
+{
+	struct certs_pkey *k;
+
+	if (pkey == NULL)
+		return NULL;
+	k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	k->pkey = pkey;
+	return k;
+}
+
+static EVP_PKEY *
+certs_fromdata(const char *type, OSSL_PARAM *params)
+{
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		goto out;
+	EVP_PKEY_CTX_free(ctx);
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (ctx == NULL || EVP_PKEY_public_check(ctx) != 1) {
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
+out:
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return pkey;
+}
+
+/* An RSA public key from a TPM public area: the big-endian modulus (2048
+ * to 4096 bits, no leading zero byte) and the exponent, where 0 means the
+ * TPM's default 65537. Returns NULL when they are not such a key. */
+struct certs_pkey *
+certs_pkey_from_rsa(const uint8_t *modulus, size_t len, uint32_t exponent)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	EVP_PKEY *pkey = NULL;
+
+	if (exponent == 0)
+		exponent = 65537;
+	if (modulus == NULL || len < 256 || len > 512 || modulus[0] == 0 || exponent < 3 ||
+	    exponent % 2 == 0)
+		return NULL;
+	n = BN_bin2bn(modulus, (int)len, NULL);
+	e = BN_new();
+	bld = OSSL_PARAM_BLD_new();
+	if (n == NULL || e == NULL || bld == NULL || BN_set_word(e, exponent) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1)
+		goto out;
+	params = OSSL_PARAM_BLD_to_param(bld);
+	if (params != NULL)
+		pkey = certs_fromdata("RSA", params);
+out:
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	ERR_clear_error();
+	return certs_pkey_wrap(pkey);
+}
+
+/* A P-256 public key from a TPM public area's point. Returns NULL when the
+ * point is not on the curve. */
+struct certs_pkey *
+certs_pkey_from_ecc_p256(const uint8_t x[static 32], const uint8_t y[static 32])
+{
+	char group[] = "P-256";
+	OSSL_PARAM params[3];
+	uint8_t pt[65];
+
+	pt[0] = 0x04;
+	memcpy(pt + 1, x, 32);
+	memcpy(pt + 33, y, 32);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt));
+	params[2] = OSSL_PARAM_construct_end();
+	return certs_pkey_wrap(certs_fromdata("EC", params));
+}
+
+/* A public key from exactly len bytes of DER SubjectPublicKeyInfo. */
+struct certs_pkey *
+certs_pkey_from_spki(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	EVP_PKEY *pkey;
+
+	if (der == NULL || len == 0 || len > LONG_MAX)
+		return NULL;
+	pkey = d2i_PUBKEY(NULL, &p, (long)len);
+	if (pkey != NULL && p != der + len) {
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
+	ERR_clear_error();
+	return certs_pkey_wrap(pkey);
+}
+
+/* The public key of a DER certificate. */
+struct certs_pkey *
+certs_pkey_from_cert(const uint8_t *der, size_t len)
+{
+	EVP_PKEY *pkey = NULL;
+	X509 *x;
+
+	x = certs_d2i(der, len);
+	if (x != NULL)
+		pkey = X509_get_pubkey(x);
+	X509_free(x);
+	ERR_clear_error();
+	return certs_pkey_wrap(pkey);
+}
+
+void
+certs_pkey_free(struct certs_pkey *k)
+{
+	if (k == NULL)
+		return;
+	EVP_PKEY_free(k->pkey);
+	free(k);
+}
+
+/* k as DER SubjectPublicKeyInfo, malloc'd. */
+int
+certs_pkey_spki(const struct certs_pkey *k, uint8_t **der, size_t *len)
+{
+	unsigned char *p;
+	uint8_t *buf;
+	int n;
+
+	n = i2d_PUBKEY(k->pkey, NULL);
+	if (n <= 0)
+		return -1;
+	buf = malloc((size_t)n);
+	if (buf == NULL)
+		return -1;
+	p = buf;
+	if (i2d_PUBKEY(k->pkey, &p) != n) {
+		free(buf);
+		return -1;
+	}
+	*der = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int
+certs_evp_digest(EVP_PKEY *pkey, uint8_t out[static CERTS_DIGEST_LEN])
+{
+	unsigned char *spki = NULL;
+	int n, ret = -1;
+
+	n = i2d_PUBKEY(pkey, &spki);
+	if (n > 0 && EVP_Digest(spki, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1)
+		ret = 0;
+	OPENSSL_free(spki);
+	return ret;
+}
+
+/* The key's identity throughout vtpmd: SHA-256 of its DER
+ * SubjectPublicKeyInfo. */
+int
+certs_pkey_digest(const struct certs_pkey *k, uint8_t out[static CERTS_DIGEST_LEN])
+{
+	return certs_evp_digest(k->pkey, out);
+}
+
+/* The same digest for the key a DER certificate certifies. */
+int
+certs_cert_key_digest(const uint8_t *der, size_t len, uint8_t out[static CERTS_DIGEST_LEN])
+{
+	X509 *x = certs_d2i(der, len);
+	int ret = -1;
+
+	if (x != NULL && X509_get0_pubkey(x) != NULL)
+		ret = certs_evp_digest(X509_get0_pubkey(x), out);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/* The serial number of a DER certificate, lowercase hex without leading
+ * zeros ("0" for zero), in out (NUL-terminated). Added for the challenger's
+ * revocation query (vtpm-attest verify --ca). */
+int
+certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1])
+{
+	X509 *x = certs_d2i(der, len);
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	const char *p;
+	int ret = -1;
+
+	out[0] = '\0';
+	if (x == NULL || (bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) == NULL ||
+	    BN_is_negative(bn) || (hex = BN_bn2hex(bn)) == NULL)
+		goto out;
+	for (p = hex; *p == '0' && p[1] != '\0'; p++)
+		;
+	if (strlen(p) > CERTS_SERIAL_HEX_MAX)
+		goto out;
+	for (size_t i = 0; p[i] != '\0'; i++)
+		out[i] = (char)(p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 'a' : p[i]);
+	out[strlen(p)] = '\0';
+	ret = 0;
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/* Building certificates. */
+
+/* A name of O=org (when not NULL) and CN=cn (when not empty). */
+static X509_NAME *
+certs_name(const char *org, const char *cn)
+{
+	X509_NAME *n = X509_NAME_new();
+
+	if (n == NULL)
+		return NULL;
+	if (org != NULL && X509_NAME_add_entry_by_NID(n, NID_organizationName, MBSTRING_UTF8,
+	                       (const unsigned char *)org, -1, -1, 0) != 1)
+		goto fail;
+	if (cn != NULL && cn[0] != '\0' &&
+	    X509_NAME_add_entry_by_NID(
+	        n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) != 1)
+		goto fail;
+	return n;
+fail:
+	X509_NAME_free(n);
+	return NULL;
+}
+
+static int
+certs_set_serial(X509 *x)
+{
+	uint8_t b[CERTS_SERIAL_LEN];
+	BIGNUM *bn;
+	int ok;
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return -1;
+	b[0] = (b[0] & 0x7f) | 0x40; /* positive, and 16 octets long */
+	bn = BN_bin2bn(b, sizeof(b), NULL);
+	ok = bn != NULL && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+	BN_free(bn);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_set_validity(X509 *x, const struct certs_validity *v)
+{
+	ASN1_TIME *nb, *na;
+	int ok;
+
+	if (v->not_before < 0 || v->not_before >= v->not_after || v->not_after > CERTS_NO_EXPIRY)
+		return -1;
+	nb = ASN1_TIME_set(NULL, (time_t)v->not_before);
+	na = ASN1_TIME_set(NULL, (time_t)v->not_after);
+	ok = nb != NULL && na != NULL && X509_set1_notBefore(x, nb) == 1 &&
+	     X509_set1_notAfter(x, na) == 1;
+	ASN1_TIME_free(nb);
+	ASN1_TIME_free(na);
+	return ok ? 0 : -1;
+}
+
+/* A version 3 certificate without extensions; subject NULL means empty. */
+static X509 *
+certs_cert_new(const X509_NAME *issuer, EVP_PKEY *pub, const X509_NAME *subject,
+    const struct certs_validity *v, char *why, size_t why_len)
+{
+	X509 *x = X509_new();
+
+	if (x == NULL || X509_set_version(x, X509_VERSION_3) != 1 || certs_set_serial(x) == -1 ||
+	    X509_set_issuer_name(x, issuer) != 1 ||
+	    (subject != NULL && X509_set_subject_name(x, subject) != 1) ||
+	    X509_set_pubkey(x, pub) != 1) {
+		certs_fail(why, why_len, "new certificate");
+		X509_free(x);
+		return NULL;
+	}
+	if (certs_set_validity(x, v) == -1) {
+		certs_fail(why, why_len, "validity: need 0 <= notBefore < notAfter <= 9999-12-31");
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static int
+certs_add_bc(X509 *x, bool ca, int pathlen)
+{
+	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+	int ok;
+
+	if (bc == NULL)
+		return -1;
+	bc->ca = ca ? 0xff : 0;
+	if (pathlen >= 0) {
+		bc->pathlen = ASN1_INTEGER_new();
+		if (bc->pathlen == NULL || ASN1_INTEGER_set(bc->pathlen, pathlen) != 1) {
+			BASIC_CONSTRAINTS_free(bc);
+			return -1;
+		}
+	}
+	ok = X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT) == 1;
+	BASIC_CONSTRAINTS_free(bc);
+	return ok ? 0 : -1;
+}
+
+/* keyUsage, critical, from a mask of enum certs_ku. */
+static int
+certs_add_ku(X509 *x, int mask)
+{
+	ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+	int ok = ku != NULL;
+
+	for (int bit = 0; ok && bit < 9; bit++)
+		if (mask & (1 << bit))
+			ok = ASN1_BIT_STRING_set_bit(ku, bit, 1) == 1;
+	ok = ok && X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT) == 1;
+	ASN1_BIT_STRING_free(ku);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_add_eku(X509 *x, const char *oid)
+{
+	EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
+	int ok = 0;
+
+	if (eku != NULL && obj != NULL && sk_ASN1_OBJECT_push(eku, obj) > 0) {
+		obj = NULL;
+		ok = X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) == 1;
+	}
+	ASN1_OBJECT_free(obj);
+	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_add_policy(X509 *x, const char *oid)
+{
+	CERTIFICATEPOLICIES *pols = sk_POLICYINFO_new_null();
+	POLICYINFO *pi = POLICYINFO_new();
+	int ok = 0;
+
+	if (pols == NULL || pi == NULL)
+		goto out;
+	ASN1_OBJECT_free(pi->policyid);
+	pi->policyid = OBJ_txt2obj(oid, 1);
+	if (pi->policyid == NULL || sk_POLICYINFO_push(pols, pi) <= 0)
+		goto out;
+	pi = NULL;
+	ok = X509_add1_ext_i2d(x, NID_certificate_policies, pols, 0, X509V3_ADD_DEFAULT) == 1;
+out:
+	POLICYINFO_free(pi);
+	sk_POLICYINFO_pop_free(pols, POLICYINFO_free);
+	return ok ? 0 : -1;
+}
+
+/* The SKI of x's key: SHA-1 of the subjectPublicKey bits (RFC 5280
+ * 4.2.1.2, method 1), as OpenSSL computes it for "hash". */
+static ASN1_OCTET_STRING *
+certs_key_id(const X509 *x)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	ASN1_OCTET_STRING *os;
+	unsigned int n = 0;
+
+	if (X509_pubkey_digest(x, EVP_sha1(), md, &n) != 1)
+		return NULL;
+	os = ASN1_OCTET_STRING_new();
+	if (os != NULL && ASN1_OCTET_STRING_set(os, md, (int)n) != 1) {
+		ASN1_OCTET_STRING_free(os);
+		os = NULL;
+	}
+	return os;
+}
+
+static int
+certs_add_aki(X509 *x, const ASN1_OCTET_STRING *keyid)
+{
+	AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+	int ok = 0;
+
+	if (akid == NULL)
+		return -1;
+	akid->keyid = ASN1_OCTET_STRING_dup(keyid);
+	if (akid->keyid != NULL)
+		ok = X509_add1_ext_i2d(
+		         x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1;
+	AUTHORITY_KEYID_free(akid);
+	return ok ? 0 : -1;
+}
+
+/* Adds an extension whose value is the DER of val, of ASN.1 type it. */
+static int
+certs_add_item(X509 *x, const ASN1_OBJECT *obj, int crit, const void *val, const ASN1_ITEM *it)
+{
+	ASN1_OCTET_STRING *os = NULL;
+	X509_EXTENSION *ext = NULL;
+	unsigned char *der = NULL;
+	int n, ok = 0;
+
+	n = ASN1_item_i2d((const ASN1_VALUE *)val, &der, it);
+	os = ASN1_OCTET_STRING_new();
+	if (n <= 0 || os == NULL || ASN1_OCTET_STRING_set(os, der, n) != 1)
+		goto out;
+	ext = X509_EXTENSION_create_by_OBJ(NULL, obj, crit, os);
+	ok = ext != NULL && X509_add_ext(x, ext, -1) == 1;
+out:
+	X509_EXTENSION_free(ext);
+	ASN1_OCTET_STRING_free(os);
+	OPENSSL_free(der);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_add_item_oid(X509 *x, const char *oid, int crit, const void *val, const ASN1_ITEM *it)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
+	int ret = -1;
+
+	if (obj != NULL)
+		ret = certs_add_item(x, obj, crit, val, it);
+	ASN1_OBJECT_free(obj);
+	return ret;
+}
+
+static int
+certs_name_add(X509_NAME *n, const char *oid, const char *value)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
+	int ok;
+
+	ok = obj != NULL && X509_NAME_add_entry_by_OBJ(n, obj, V_ASN1_UTF8STRING,
+	                        (const unsigned char *)value, -1, -1, 0) == 1;
+	ASN1_OBJECT_free(obj);
+	return ok ? 0 : -1;
+}
+
+/* subjectAltName: one directoryName with the three TCG device attributes,
+ * each in its own RDN. */
+static int
+certs_add_tpm_san(X509 *x, const struct certs_tpm *tpm, int crit)
+{
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	X509_NAME *dn = X509_NAME_new();
+	char manuf[16], version[16];
+	int ok = 0;
+
+	snprintf(manuf, sizeof(manuf), "id:%08X", (unsigned int)tpm->manufacturer);
+	snprintf(version, sizeof(version), "id:%08X", (unsigned int)tpm->firmware);
+	if (gens == NULL || gn == NULL || dn == NULL ||
+	    certs_name_add(dn, CERTS_OID_TCG_TPM_MANUFACTURER, manuf) == -1 ||
+	    certs_name_add(dn, CERTS_OID_TCG_TPM_MODEL, tpm->model) == -1 ||
+	    certs_name_add(dn, CERTS_OID_TCG_TPM_VERSION, version) == -1)
+		goto out;
+	GENERAL_NAME_set0_value(gn, GEN_DIRNAME, dn);
+	dn = NULL;
+	if (sk_GENERAL_NAME_push(gens, gn) <= 0)
+		goto out;
+	gn = NULL;
+	ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, crit, X509V3_ADD_DEFAULT) == 1;
+out:
+	X509_NAME_free(dn);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(gens);
+	return ok ? 0 : -1;
+}
+
+/* subjectDirectoryAttributes holding tcg-at-tpmSpecification. */
+static int
+certs_add_tpm_spec(X509 *x, const struct certs_tpm *tpm)
+{
+	STACK_OF(X509_ATTRIBUTE) *attrs = sk_X509_ATTRIBUTE_new_null();
+	struct certs_tpmspec *spec = NULL;
+	X509_ATTRIBUTE *attr = NULL;
+	ASN1_OBJECT *obj = OBJ_txt2obj(CERTS_OID_TCG_TPM_SPEC, 1);
+	unsigned char *der = NULL;
+	int n, ok = 0;
+
+	spec = (struct certs_tpmspec *)ASN1_item_new(ASN1_ITEM_rptr(certs_tpmspec_asn1));
+	if (attrs == NULL || obj == NULL || spec == NULL ||
+	    ASN1_STRING_set(spec->family, tpm->family, -1) != 1 ||
+	    ASN1_INTEGER_set_uint64(spec->level, tpm->level) != 1 ||
+	    ASN1_INTEGER_set_uint64(spec->revision, tpm->revision) != 1)
+		goto out;
+	n = ASN1_item_i2d((ASN1_VALUE *)spec, &der, ASN1_ITEM_rptr(certs_tpmspec_asn1));
+	if (n <= 0)
+		goto out;
+	attr = X509_ATTRIBUTE_create_by_OBJ(NULL, obj, V_ASN1_SEQUENCE, der, n);
+	if (attr == NULL || sk_X509_ATTRIBUTE_push(attrs, attr) <= 0)
+		goto out;
+	attr = NULL;
+	ok = certs_add_item(x, OBJ_nid2obj(NID_subject_directory_attributes), 0, attrs,
+	         ASN1_ITEM_rptr(certs_sda_asn1)) == 0;
+out:
+	OPENSSL_free(der);
+	X509_ATTRIBUTE_free(attr);
+	sk_X509_ATTRIBUTE_pop_free(attrs, X509_ATTRIBUTE_free);
+	ASN1_item_free((ASN1_VALUE *)spec, ASN1_ITEM_rptr(certs_tpmspec_asn1));
+	ASN1_OBJECT_free(obj);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_add_virtual(X509 *x, const struct certs_virtual *virt)
+{
+	struct certs_vext *v;
+	uint8_t uuid[16];
+	int ok;
+
+	if (certs_uuid_parse(virt->instance_uuid, uuid) == -1)
+		return -1;
+	v = (struct certs_vext *)ASN1_item_new(ASN1_ITEM_rptr(certs_vext_asn1));
+	ok = v != NULL && ASN1_INTEGER_set(v->version, CERTS_EXT_V1) == 1 &&
+	     ASN1_OCTET_STRING_set(v->ck_digest, virt->ck_digest, CERTS_DIGEST_LEN) == 1 &&
+	     ASN1_STRING_set(v->host_config, virt->host_config, -1) == 1 &&
+	     ASN1_OCTET_STRING_set(v->uuid, uuid, sizeof(uuid)) == 1;
+	if (ok && virt->host[0] != '\0')
+		ok = (v->host = ASN1_UTF8STRING_new()) != NULL &&
+		     ASN1_STRING_set(v->host, virt->host, -1) == 1;
+	if (ok) {
+		v->is_virtual = virt->is_virtual ? 0xff : 0;
+		ok = certs_add_item_oid(
+		         x, CERTS_OID_VIRTUAL_EXT, 0, v, ASN1_ITEM_rptr(certs_vext_asn1)) == 0;
+	}
+	ASN1_item_free((ASN1_VALUE *)v, ASN1_ITEM_rptr(certs_vext_asn1));
+	return ok ? 0 : -1;
+}
+
+static int
+certs_add_hostkey(X509 *x, const char *host, const uint8_t digest[static CERTS_DIGEST_LEN])
+{
+	struct certs_hostkey *h;
+	int ok;
+
+	h = (struct certs_hostkey *)ASN1_item_new(ASN1_ITEM_rptr(certs_hostkey_asn1));
+	ok = h != NULL && ASN1_INTEGER_set(h->version, CERTS_EXT_V1) == 1 &&
+	     ASN1_STRING_set(h->host, host, -1) == 1 &&
+	     ASN1_OCTET_STRING_set(h->ek_digest, digest, CERTS_DIGEST_LEN) == 1 &&
+	     certs_add_item_oid(
+	         x, CERTS_OID_HOST_KEY_EXT, 0, h, ASN1_ITEM_rptr(certs_hostkey_asn1)) == 0;
+	ASN1_item_free((ASN1_VALUE *)h, ASN1_ITEM_rptr(certs_hostkey_asn1));
+	return ok ? 0 : -1;
+}
+
+static const EVP_MD *
+certs_md(EVP_PKEY *key)
+{
+	if (EVP_PKEY_is_a(key, "EC") && EVP_PKEY_get_bits(key) > 256)
+		return EVP_sha384();
+	return EVP_sha256();
+}
+
+/* Signs x with key, checks the signature, and encodes x. */
+static int
+certs_sign(X509 *x, EVP_PKEY *key, uint8_t **der, size_t *len, char *why, size_t why_len)
+{
+	if (X509_sign(x, key, certs_md(key)) <= 0 || X509_verify(x, key) != 1) {
+		certs_fail(why, why_len, "signing the certificate");
+		return -1;
+	}
+	if (certs_i2d(x, der, len) == -1) {
+		certs_fail(why, why_len, "encoding the certificate");
+		return -1;
+	}
+	return 0;
+}
+
+/* CAs. */
+
+void
+certs_ca_free(struct certs_ca *ca)
+{
+	if (ca == NULL)
+		return;
+	EVP_PKEY_free(ca->key);
+	X509_free(ca->cert);
+	ASN1_OCTET_STRING_free(ca->keyid);
+	free(ca);
+}
+
+/* A CA from its key and certificate, which it takes when it succeeds, after
+ * checking that they belong together and that the certificate is a CA's.
+ * Returns NULL with why, leaving key and cert to the caller. */
+static struct certs_ca *
+certs_ca_new(EVP_PKEY *key, X509 *cert, char *why, size_t why_len)
+{
+	uint32_t flags = X509_get_extension_flags(cert);
+	const ASN1_OCTET_STRING *ski;
+	struct certs_ca *ca;
+
+	if (!EVP_PKEY_is_a(key, "EC") && !EVP_PKEY_is_a(key, "RSA")) {
+		certs_fail(why, why_len, "CA key: neither ECC nor RSA");
+		return NULL;
+	}
+	if (X509_check_private_key(cert, key) != 1) {
+		certs_fail(why, why_len, "the CA key does not match the CA certificate");
+		return NULL;
+	}
+	if (!(flags & EXFLAG_CA) ||
+	    ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN))) {
+		certs_fail(why, why_len, "not a CA certificate (needs CA:TRUE and keyCertSign)");
+		return NULL;
+	}
+	ca = calloc(1, sizeof(*ca));
+	if (ca == NULL) {
+		certs_fail(why, why_len, "out of memory");
+		return NULL;
+	}
+	ski = X509_get0_subject_key_id(cert);
+	ca->keyid = ski != NULL ? ASN1_OCTET_STRING_dup(ski) : certs_key_id(cert);
+	if (ca->keyid == NULL) {
+		certs_fail(why, why_len, "CA key identifier");
+		free(ca);
+		return NULL;
+	}
+	ca->key = key;
+	ca->cert = cert;
+	return ca;
+}
+
+/* Creates path (which must not exist) holding buf, synced; on failure it
+ * leaves no file behind. */
+static int
+certs_write_new(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	const uint8_t *p = buf;
+	int fd, saved, ret = -1;
+	ssize_t n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd == -1)
+		return -1;
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto out;
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) == -1)
+		goto out;
+	ret = 0;
+out:
+	saved = errno;
+	if (close(fd) == -1 && ret == 0) {
+		saved = errno;
+		ret = -1;
+	}
+	if (ret != 0)
+		unlink(path);
+	errno = saved;
+	return ret;
+}
+
+/* Writes key (PEM, PKCS#8, mode 0600) and the DER certificate (PEM, mode
+ * 0644) to new files. */
+static int
+certs_ca_write(EVP_PKEY *key, const uint8_t *der, size_t len, const char *key_path,
+    const char *cert_path, char *why, size_t why_len)
+{
+	BIO *kb = BIO_new(BIO_s_secmem()), *cb = BIO_new(BIO_s_mem());
+	X509 *x = certs_d2i(der, len);
+	char *kp = NULL, *cp = NULL;
+	long kn, cn;
+	int ret = -1;
+
+	if (kb == NULL || cb == NULL || x == NULL ||
+	    PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) != 1 ||
+	    PEM_write_bio_X509(cb, x) != 1) {
+		certs_fail(why, why_len, "PEM encoding");
+		goto out;
+	}
+	kn = BIO_get_mem_data(kb, &kp);
+	cn = BIO_get_mem_data(cb, &cp);
+	if (certs_write_new(key_path, kp, (size_t)kn, 0600) == -1) {
+		certs_fail(why, why_len, "%s: %s", key_path, strerror(errno));
+		goto out;
+	}
+	if (certs_write_new(cert_path, cp, (size_t)cn, 0644) == -1) {
+		certs_fail(why, why_len, "%s: %s", cert_path, strerror(errno));
+		unlink(key_path);
+		goto out;
+	}
+	ret = 0;
+out:
+	BIO_free(kb);
+	BIO_free(cb);
+	X509_free(x);
+	return ret;
+}
+
+static int
+certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent, char *why,
+    size_t why_len)
+{
+	if (name == NULL || name[0] == '\0' || strlen(name) > CERTS_NAME_MAX)
+		certs_fail(why, why_len, "CA name: 1 to %d bytes", CERTS_NAME_MAX);
+	else if (kind != CERTS_CA_ROOT && kind != CERTS_CA_ISSUING)
+		certs_fail(why, why_len, "unknown CA kind");
+	else if (kind == CERTS_CA_ROOT && parent != NULL)
+		certs_fail(why, why_len, "a root CA has no parent");
+	else if (parent != NULL && X509_get_pathlen(parent->cert) == 0)
+		certs_fail(why, why_len, "the parent CA may not certify CAs (pathlen 0)");
+	else
+		return 0;
+	return -1;
+}
+
+/* Creates a CA named name (its CN): a new P-256 key at key_path and its
+ * certificate at cert_path, neither of which may exist; parent signs it, or
+ * the key itself when parent is NULL. Returns the CA (free with
+ * certs_ca_free), or NULL with why. */
+struct certs_ca *
+certs_ca_create(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent,
+    const struct certs_validity *validity, const char *key_path, const char *cert_path, char *why,
+    size_t why_len)
+{
+	struct certs_ca *ca = NULL;
+	ASN1_OCTET_STRING *ski = NULL;
+	X509_NAME *subject = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL, *cert = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	if (certs_ca_check(name, kind, parent, why, why_len) == -1)
+		return NULL;
+	key = EVP_EC_gen("P-256");
+	subject = certs_name("vtpmd", name);
+	if (key == NULL || subject == NULL) {
+		certs_fail(why, why_len, "new CA key");
+		goto out;
+	}
+	x = certs_cert_new(parent != NULL ? X509_get_subject_name(parent->cert) : subject, key,
+	    subject, validity, why, why_len);
+	if (x == NULL)
+		goto out;
+	ski = certs_key_id(x);
+	if (ski == NULL || certs_add_bc(x, true, kind == CERTS_CA_ROOT ? 1 : 0) == -1 ||
+	    certs_add_ku(x, CERTS_KU_KEY_CERT_SIGN | CERTS_KU_CRL_SIGN) == -1 ||
+	    X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) != 1 ||
+	    certs_add_aki(x, parent != NULL ? parent->keyid : ski) == -1) {
+		certs_fail(why, why_len, "CA certificate extensions");
+		goto out;
+	}
+	if (certs_sign(x, parent != NULL ? parent->key : key, &der, &len, why, why_len) == -1 ||
+	    certs_ca_write(key, der, len, key_path, cert_path, why, why_len) == -1)
+		goto out;
+	cert = certs_d2i(der, len);
+	if (cert == NULL) {
+		certs_fail(why, why_len, "re-reading the CA certificate");
+		goto out;
+	}
+	ca = certs_ca_new(key, cert, why, why_len);
+	if (ca != NULL)
+		key = NULL, cert = NULL; /* the CA's now */
+out:
+	free(der);
+	X509_free(cert);
+	X509_free(x);
+	X509_NAME_free(subject);
+	ASN1_OCTET_STRING_free(ski);
+	EVP_PKEY_free(key);
+	return ca;
+}
+
+/* A private key from a PEM file, or NULL with why. */
+static EVP_PKEY *
+certs_read_key(const char *path, char *why, size_t why_len)
+{
+	EVP_PKEY *key = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	BIO *bio;
+
+	if (fileio_read(path, CERTS_FILE_MAX, &buf, &len) == -1) {
+		certs_fail(why, why_len, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio != NULL)
+		key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	if (key == NULL)
+		certs_fail(why, why_len, "%s: not a PEM private key", path);
+	return key;
+}
+
+/* Loads a CA's PEM private key and its certificate (PEM or DER). Returns
+ * the CA (free with certs_ca_free), or NULL with why. */
+struct certs_ca *
+certs_ca_load(const char *key_path, const char *cert_path, char *why, size_t why_len)
+{
+	struct certs_ca *ca = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	if (certs_read(cert_path, &der, &len) == -1) {
+		certs_fail(why, why_len, "%s: %s", cert_path,
+		    errno == EINVAL ? "not a certificate" : strerror(errno));
+		goto out;
+	}
+	cert = certs_d2i(der, len);
+	key = certs_read_key(key_path, why, why_len);
+	if (cert != NULL && key != NULL && (ca = certs_ca_new(key, cert, why, why_len)) != NULL)
+		key = NULL, cert = NULL; /* the CA's now */
+out:
+	free(der);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return ca;
+}
+
+/* The CA's certificate as DER, malloc'd. */
+int
+certs_ca_cert(const struct certs_ca *ca, uint8_t **der, size_t *len)
+{
+	return certs_i2d(ca->cert, der, len);
+}
+
+/* Leaves. */
+
+void
+certs_tpm_defaults(struct certs_tpm *tpm)
+{
+	memset(tpm, 0, sizeof(*tpm));
+	tpm->manufacturer = CERTS_VTPM_MANUFACTURER;
+	snprintf(tpm->model, sizeof(tpm->model), "%s", CERTS_VTPM_MODEL);
+	tpm->firmware = CERTS_VTPM_FIRMWARE;
+	snprintf(tpm->family, sizeof(tpm->family), "%s", CERTS_VTPM_FAMILY);
+	tpm->level = CERTS_VTPM_LEVEL;
+	tpm->revision = CERTS_VTPM_REVISION;
+}
+
+static bool
+certs_str_ok(const char *s, size_t size)
+{
+	size_t n = strnlen(s, size);
+
+	return n > 0 && n < size;
+}
+
+static int
+certs_check_ek_req(const struct certs_ek_req *req, int *ku, char *why, size_t why_len)
+{
+	uint8_t uuid[16];
+
+	if (req->ek == NULL) {
+		certs_fail(why, why_len, "no EK public key");
+		return -1;
+	}
+	if (EVP_PKEY_is_a(req->ek->pkey, "RSA") && EVP_PKEY_get_bits(req->ek->pkey) >= 2048)
+		*ku = CERTS_KU_KEY_ENCIPHERMENT;
+	else if (EVP_PKEY_is_a(req->ek->pkey, "EC"))
+		*ku = CERTS_KU_KEY_AGREEMENT;
+	else {
+		certs_fail(why, why_len, "EK: neither RSA (2048 bits or more) nor ECC");
+		return -1;
+	}
+	if (!certs_str_ok(req->tpm.model, sizeof(req->tpm.model)) ||
+	    !certs_str_ok(req->tpm.family, sizeof(req->tpm.family))) {
+		certs_fail(why, why_len, "TPM model and family must not be empty");
+		return -1;
+	}
+	if (!certs_str_ok(req->virt.host_config, sizeof(req->virt.host_config))) {
+		certs_fail(
+		    why, why_len, "host configuration id: 1 to %d bytes", CERTS_HOST_CONFIG_MAX);
+		return -1;
+	}
+	if (certs_uuid_parse(req->virt.instance_uuid, uuid) == -1) {
+		certs_fail(why, why_len, "instance UUID: not of the form 8-4-4-4-12 hex digits");
+		return -1;
+	}
+	return 0;
+}
+
+/* Issues a vEK certificate for req into *der (malloc'd). */
+int
+certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_t **der,
+    size_t *len, char *why, size_t why_len)
+{
+	X509 *x = NULL;
+	int ku, ret = -1;
+
+	if (certs_check_ek_req(req, &ku, why, why_len) == -1)
+		return -1;
+	x = certs_cert_new(
+	    X509_get_subject_name(ca->cert), req->ek->pkey, NULL, &req->validity, why, why_len);
+	if (x == NULL)
+		return -1;
+	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, ku) == -1 ||
+	    certs_add_eku(x, CERTS_OID_TCG_KP_EK) == -1 ||
+	    certs_add_tpm_san(x, &req->tpm, 1) == -1 || certs_add_tpm_spec(x, &req->tpm) == -1 ||
+	    certs_add_aki(x, ca->keyid) == -1 || certs_add_policy(x, CERTS_OID_POLICY_VEK) == -1 ||
+	    certs_add_virtual(x, &req->virt) == -1) {
+		certs_fail(why, why_len, "EK certificate extensions");
+		goto out;
+	}
+	ret = certs_sign(x, ca->key, der, len, why, why_len);
+out:
+	X509_free(x);
+	return ret;
+}
+
+/* Finds the only extension of x with the given OID: 0 found, 1 absent, -1
+ * present more than once. */
+static int
+certs_find_ext(const X509 *x, const char *oid, X509_EXTENSION **ext)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
+	int i, ret = -1;
+
+	*ext = NULL;
+	if (obj == NULL)
+		return -1;
+	i = X509_get_ext_by_OBJ(x, obj, -1);
+	if (i < 0)
+		ret = 1;
+	else if (X509_get_ext_by_OBJ(x, obj, i) < 0) {
+		*ext = X509_get_ext(x, i);
+		ret = 0;
+	}
+	ASN1_OBJECT_free(obj);
+	return ret;
+}
+
+/* Decodes the vtpmd extension of x into out: 0, 1 when absent, -1 when
+ * malformed (with why). */
+static int
+certs_virtual_of(const X509 *x, struct certs_virtual *out, char *why, size_t why_len)
+{
+	struct certs_vext *v = NULL;
+	X509_EXTENSION *ext;
+	int64_t version;
+	int r, ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	r = certs_find_ext(x, CERTS_OID_VIRTUAL_EXT, &ext);
+	if (r == 1)
+		return 1;
+	if (r == -1) {
+		certs_fail(why, why_len, "the vtpmd extension appears more than once");
+		return -1;
+	}
+	v = (struct certs_vext *)certs_item_d2i(
+	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(certs_vext_asn1));
+	if (v == NULL || ASN1_INTEGER_get_int64(&version, v->version) != 1 ||
+	    version != CERTS_EXT_V1 || (v->is_virtual != 0 && v->is_virtual != 0xff) ||
+	    ASN1_STRING_length(v->ck_digest) != CERTS_DIGEST_LEN ||
+	    ASN1_STRING_length(v->uuid) != 16 ||
+	    certs_copy_str(out->host_config, CERTS_HOST_CONFIG_MAX, v->host_config) == -1 ||
+	    (v->host != NULL && certs_copy_str(out->host, CERTS_NAME_MAX, v->host) == -1)) {
+		certs_fail(why, why_len, "the vtpmd extension is malformed");
+		goto out;
+	}
+	out->is_virtual = v->is_virtual != 0;
+	memcpy(out->ck_digest, ASN1_STRING_get0_data(v->ck_digest), CERTS_DIGEST_LEN);
+	certs_uuid_format(ASN1_STRING_get0_data(v->uuid), out->instance_uuid);
+	ret = 0;
+out:
+	if (ret != 0)
+		memset(out, 0, sizeof(*out));
+	ASN1_item_free((ASN1_VALUE *)v, ASN1_ITEM_rptr(certs_vext_asn1));
+	return ret;
+}
+
+/* Adds a copy of ext to x, not critical. */
+static int
+certs_add_copy(X509 *x, const X509_EXTENSION *ext)
+{
+	X509_EXTENSION *dup = X509_EXTENSION_dup(ext);
+	int ok;
+
+	ok = dup != NULL && X509_EXTENSION_set_critical(dup, 0) == 1 &&
+	     X509_add_ext(x, dup, -1) == 1;
+	X509_EXTENSION_free(dup);
+	return ok ? 0 : -1;
+}
+
+/* Copies the vEK certificate's subjectAltName (critical or not), and its
+ * subjectDirectoryAttributes and vtpmd extension (not critical), into x. */
+static int
+certs_copy_from_ek(X509 *x, const X509 *ek, bool san_critical, char *why, size_t why_len)
+{
+	struct certs_virtual virt;
+	X509_EXTENSION *ext;
+	GENERAL_NAMES *gens;
+	int crit = -1, ret = -1, r;
+
+	gens = X509_get_ext_d2i(ek, NID_subject_alt_name, &crit, NULL);
+	if (gens == NULL && crit != -1) {
+		certs_fail(why, why_len, "the vEK certificate's subjectAltName is malformed");
+		return -1;
+	}
+	if (gens == NULL && san_critical) {
+		certs_fail(why, why_len,
+		    "the vEK certificate has no subjectAltName to copy, and "
+		    "the subject is empty");
+		return -1;
+	}
+	if (gens != NULL && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, san_critical,
+	                        X509V3_ADD_DEFAULT) != 1) {
+		certs_fail(why, why_len, "copying subjectAltName");
+		goto out;
+	}
+	if (certs_find_ext(ek, CERTS_OID_SDA, &ext) == 0 && certs_add_copy(x, ext) == -1) {
+		certs_fail(why, why_len, "copying subjectDirectoryAttributes");
+		goto out;
+	}
+	r = certs_virtual_of(ek, &virt, why, why_len);
+	if (r == -1)
+		goto out;
+	if (r == 0 && (certs_find_ext(ek, CERTS_OID_VIRTUAL_EXT, &ext) != 0 ||
+	                  certs_add_copy(x, ext) == -1)) {
+		certs_fail(why, why_len, "copying the vtpmd extension");
+		goto out;
+	}
+	ret = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	return ret;
+}
+
+static bool
+certs_signing_key(EVP_PKEY *k)
+{
+	return EVP_PKEY_is_a(k, "EC") || (EVP_PKEY_is_a(k, "RSA") && EVP_PKEY_get_bits(k) >= 2048);
+}
+
+/* Issues a vAK certificate for req into *der (malloc'd). The caller has
+ * verified req->ek_cert. */
+int
+certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
+    size_t *len, char *why, size_t why_len)
+{
+	bool empty = req->subject == NULL || req->subject[0] == '\0';
+	X509_NAME *subject = NULL;
+	X509 *x = NULL, *ek = NULL;
+	int ret = -1;
+
+	if (req->ak == NULL || !certs_signing_key(req->ak->pkey)) {
+		certs_fail(why, why_len, "AK: neither ECC nor RSA of 2048 bits or more");
+		return -1;
+	}
+	if (!empty && strlen(req->subject) > CERTS_NAME_MAX) {
+		certs_fail(why, why_len, "AK subject: at most %d bytes", CERTS_NAME_MAX);
+		return -1;
+	}
+	ek = certs_d2i(req->ek_cert.der, req->ek_cert.len);
+	if (ek == NULL) {
+		certs_fail(why, why_len, "vEK certificate: not a DER certificate");
+		return -1;
+	}
+	if (!empty && (subject = certs_name(NULL, req->subject)) == NULL) {
+		certs_fail(why, why_len, "AK subject");
+		goto out;
+	}
+	x = certs_cert_new(
+	    X509_get_subject_name(ca->cert), req->ak->pkey, subject, &req->validity, why, why_len);
+	if (x == NULL)
+		goto out;
+	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
+	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
+	    certs_add_policy(x, CERTS_OID_POLICY_VAK) == -1) {
+		certs_fail(why, why_len, "AK certificate extensions");
+		goto out;
+	}
+	if (certs_copy_from_ek(x, ek, empty, why, why_len) == -1)
+		goto out;
+	ret = certs_sign(x, ca->key, der, len, why, why_len);
+out:
+	X509_NAME_free(subject);
+	X509_free(x);
+	X509_free(ek);
+	return ret;
+}
+
+/* Issues the certificate of a host's Certifying Key into *der (malloc'd).
+ * The caller has established that the key is a restricted signing key in
+ * the TPM whose EK has the digest req->host_ek_digest. */
+int
+certs_issue_ck(const struct certs_ca *ca, const struct certs_ck_req *req, uint8_t **der,
+    size_t *len, char *why, size_t why_len)
+{
+	X509_NAME *subject = NULL;
+	X509 *x = NULL;
+	int ret = -1;
+
+	if (req->ck == NULL || !certs_signing_key(req->ck->pkey)) {
+		certs_fail(why, why_len, "CK: neither ECC nor RSA of 2048 bits or more");
+		return -1;
+	}
+	if (req->host == NULL || req->host[0] == '\0' || strlen(req->host) > CERTS_NAME_MAX) {
+		certs_fail(why, why_len, "host name: 1 to %d bytes", CERTS_NAME_MAX);
+		return -1;
+	}
+	subject = certs_name(NULL, req->host);
+	if (subject == NULL) {
+		certs_fail(why, why_len, "CK subject");
+		return -1;
+	}
+	x = certs_cert_new(
+	    X509_get_subject_name(ca->cert), req->ck->pkey, subject, &req->validity, why, why_len);
+	if (x == NULL)
+		goto out;
+	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
+	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
+	    certs_add_policy(x, CERTS_OID_POLICY_HOST_CK) == -1 ||
+	    certs_add_hostkey(x, req->host, req->host_ek_digest) == -1) {
+		certs_fail(why, why_len, "CK certificate extensions");
+		goto out;
+	}
+	ret = certs_sign(x, ca->key, der, len, why, why_len);
+out:
+	X509_NAME_free(subject);
+	X509_free(x);
+	return ret;
+}
+
+/* Checking. */
+
+const char *
+certs_verdict_name(enum certs_verdict v)
+{
+	switch (v) {
+	case CERTS_VALID: return "valid";
+	case CERTS_MALFORMED: return "malformed";
+	case CERTS_UNTRUSTED: return "untrusted";
+	case CERTS_BAD_SIGNATURE: return "bad signature";
+	case CERTS_EXPIRED: return "expired";
+	case CERTS_NOT_YET_VALID: return "not yet valid";
+	case CERTS_NOT_CA: return "issuer is not a CA";
+	case CERTS_INVALID: return "invalid";
+	}
+	return "unknown";
+}
+
+static enum certs_verdict
+certs_verdict_of(int err)
+{
+	switch (err) {
+	case X509_V_ERR_CERT_HAS_EXPIRED: return CERTS_EXPIRED;
+	case X509_V_ERR_CERT_NOT_YET_VALID: return CERTS_NOT_YET_VALID;
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+	case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return CERTS_BAD_SIGNATURE;
+	case X509_V_ERR_INVALID_CA:
+	case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+	case X509_V_ERR_PATH_LENGTH_EXCEEDED: return CERTS_NOT_CA;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_UNTRUSTED:
+	case X509_V_ERR_CERT_REJECTED: return CERTS_UNTRUSTED;
+	default: return CERTS_INVALID;
+	}
+}
+
+static STACK_OF(X509) * certs_stack(const struct certs_der *list, size_t n)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	X509 *x;
+
+	if (sk == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		x = certs_d2i(list[i].der, list[i].len);
+		if (x == NULL || sk_X509_push(sk, x) <= 0) {
+			X509_free(x);
+			sk_X509_pop_free(sk, X509_free);
+			return NULL;
+		}
+	}
+	return sk;
+}
+
+/* The reason a verification failed, naming the certificate. */
+static void
+certs_verify_why(X509_STORE_CTX *ctx, char *why, size_t why_len)
+{
+	int err = X509_STORE_CTX_get_error(ctx);
+	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
+	char subject[256] = "";
+
+	if (cur != NULL)
+		X509_NAME_oneline(X509_get_subject_name(cur), subject, sizeof(subject));
+	certs_fail(why, why_len, "%s (depth %d, subject %s)", X509_verify_cert_error_string(err),
+	    X509_STORE_CTX_get_error_depth(ctx), subject[0] != '\0' ? subject : "empty");
+}
+
+/* Verifies leaf's chain to one of roots at time at. Returns CERTS_VALID or
+ * the kind of failure, with why. */
+enum certs_verdict
+certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrusted,
+    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at, char *why,
+    size_t why_len)
+{
+	enum certs_verdict verdict = CERTS_MALFORMED;
+	STACK_OF(X509) *chain = NULL, *anchors = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	X509_STORE *store = NULL;
+	X509 *cert = NULL;
+
+	cert = certs_d2i(leaf->der, leaf->len);
+	chain = certs_stack(untrusted, n_untrusted);
+	anchors = certs_stack(roots, n_roots);
+	if (cert == NULL || chain == NULL || anchors == NULL) {
+		certs_fail(why, why_len, "%s is not a DER certificate",
+		    cert == NULL    ? "the leaf"
+		    : chain == NULL ? "an intermediate"
+		                    : "a root");
+		goto out;
+	}
+	verdict = CERTS_INVALID;
+	store = X509_STORE_new();
+	ctx = X509_STORE_CTX_new();
+	if (store == NULL || ctx == NULL) {
+		certs_fail(why, why_len, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_num(anchors); i++)
+		if (X509_STORE_add_cert(store, sk_X509_value(anchors, i)) != 1) {
+			certs_fail(why, why_len, "adding a trusted root");
+			goto out;
+		}
+	if (X509_STORE_CTX_init(ctx, store, cert, chain) != 1) {
+		certs_fail(why, why_len, "verification context");
+		goto out;
+	}
+	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)at);
+	if (X509_verify_cert(ctx) == 1) {
+		verdict = CERTS_VALID;
+		ERR_clear_error();
+		goto out;
+	}
+	verdict = certs_verdict_of(X509_STORE_CTX_get_error(ctx));
+	certs_verify_why(ctx, why, why_len);
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(anchors, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	X509_free(cert);
+	return verdict;
+}
+
+/* Reading certificates. */
+
+/* The vtpmd extension of a DER certificate: 0 (is_virtual false when it
+ * has none) or -1 when the certificate or the extension is malformed. */
+int
+certs_parse_virtual(
+    const uint8_t *der, size_t len, struct certs_virtual *out, char *why, size_t why_len)
+{
+	X509 *x = certs_d2i(der, len);
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL) {
+		certs_fail(why, why_len, "not a DER certificate");
+		return -1;
+	}
+	r = certs_virtual_of(x, out, why, why_len);
+	X509_free(x);
+	return r == -1 ? -1 : 0;
+}
+
+/* The TCG device attributes of x's subjectAltName (any number of RDNs). */
+static int
+certs_san_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_len)
+{
+	GENERAL_NAMES *gens;
+	GENERAL_NAME *gn;
+	X509_NAME_ENTRY *e;
+	const X509_NAME *dn;
+	char *dst;
+	int crit = -1, ret = -1;
+
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
+	if (gens == NULL) {
+		certs_fail(why, why_len, "no subjectAltName (or more than one)");
+		return -1;
+	}
+	for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+		gn = sk_GENERAL_NAME_value(gens, i);
+		if (gn->type != GEN_DIRNAME)
+			continue;
+		dn = gn->d.directoryName;
+		for (int j = 0; j < X509_NAME_entry_count(dn); j++) {
+			e = X509_NAME_get_entry(dn, j);
+			if (certs_oid_is(
+			        X509_NAME_ENTRY_get_object(e), CERTS_OID_TCG_TPM_MANUFACTURER))
+				dst = out->manufacturer;
+			else if (certs_oid_is(
+			             X509_NAME_ENTRY_get_object(e), CERTS_OID_TCG_TPM_MODEL))
+				dst = out->model;
+			else if (certs_oid_is(
+			             X509_NAME_ENTRY_get_object(e), CERTS_OID_TCG_TPM_VERSION))
+				dst = out->version;
+			else
+				continue;
+			if (dst[0] != '\0' || certs_copy_str(dst, CERTS_TPM_STR_MAX,
+			                          X509_NAME_ENTRY_get_data(e)) == -1) {
+				certs_fail(
+				    why, why_len, "a TPM attribute is repeated or malformed");
+				goto out;
+			}
+		}
+	}
+	if (out->manufacturer[0] == '\0' || out->model[0] == '\0' || out->version[0] == '\0') {
+		certs_fail(
+		    why, why_len, "subjectAltName lacks a TPM manufacturer, model or version");
+		goto out;
+	}
+	ret = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	return ret;
+}
+
+/* tcg-at-tpmSpecification from x's subjectDirectoryAttributes, if any. */
+static int
+certs_spec_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_len)
+{
+	STACK_OF(X509_ATTRIBUTE) *attrs = NULL;
+	struct certs_tpmspec *spec = NULL;
+	X509_ATTRIBUTE *attr;
+	ASN1_TYPE *t;
+	int i, ret = -1;
+
+	i = X509_get_ext_by_NID(x, NID_subject_directory_attributes, -1);
+	if (i < 0)
+		return 0;
+	if (X509_get_ext_by_NID(x, NID_subject_directory_attributes, i) >= 0)
+		goto bad;
+	attrs = (STACK_OF(X509_ATTRIBUTE) *)certs_item_d2i(
+	    X509_EXTENSION_get_data(X509_get_ext(x, i)), ASN1_ITEM_rptr(certs_sda_asn1));
+	if (attrs == NULL)
+		goto bad;
+	for (i = 0; i < sk_X509_ATTRIBUTE_num(attrs); i++) {
+		attr = sk_X509_ATTRIBUTE_value(attrs, i);
+		if (!certs_oid_is(X509_ATTRIBUTE_get0_object(attr), CERTS_OID_TCG_TPM_SPEC))
+			continue;
+		t = X509_ATTRIBUTE_get0_type(attr, 0);
+		if (out->has_spec || X509_ATTRIBUTE_count(attr) != 1 || t == NULL ||
+		    t->type != V_ASN1_SEQUENCE)
+			goto bad;
+		spec = (struct certs_tpmspec *)certs_item_d2i(
+		    t->value.sequence, ASN1_ITEM_rptr(certs_tpmspec_asn1));
+		if (spec == NULL ||
+		    certs_copy_str(out->family, CERTS_TPM_STR_MAX, spec->family) == -1 ||
+		    certs_uint32(spec->level, &out->level) == -1 ||
+		    certs_uint32(spec->revision, &out->revision) == -1)
+			goto bad;
+		out->has_spec = true;
+		ASN1_item_free((ASN1_VALUE *)spec, ASN1_ITEM_rptr(certs_tpmspec_asn1));
+		spec = NULL;
+	}
+	ret = 0;
+	goto out;
+bad:
+	certs_fail(why, why_len, "subjectDirectoryAttributes: malformed tpmSpecification");
+out:
+	ASN1_item_free((ASN1_VALUE *)spec, ASN1_ITEM_rptr(certs_tpmspec_asn1));
+	sk_X509_ATTRIBUTE_pop_free(attrs, X509_ATTRIBUTE_free);
+	return ret;
+}
+
+/* The TPM an EK (or AK) certificate describes: the strings of its
+ * subjectAltName and, when present, its tpmSpecification. */
+int
+certs_ek_info(const uint8_t *der, size_t len, struct certs_ek_info *out, char *why, size_t why_len)
+{
+	X509 *x = certs_d2i(der, len);
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL) {
+		certs_fail(why, why_len, "not a DER certificate");
+		return -1;
+	}
+	if (certs_san_info(x, out, why, why_len) == 0 && certs_spec_info(x, out, why, why_len) == 0)
+		ret = 0;
+	else
+		memset(out, 0, sizeof(*out));
+	X509_free(x);
+	return ret;
+}
+
+/* The host a CK certificate names, from its VtpmdHostKey extension. */
+int
+certs_parse_ck(
+    const uint8_t *der, size_t len, struct certs_host_key *out, char *why, size_t why_len)
+{
+	struct certs_hostkey *h = NULL;
+	X509_EXTENSION *ext;
+	X509 *x = certs_d2i(der, len);
+	int64_t version;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL) {
+		certs_fail(why, why_len, "not a DER certificate");
+		return -1;
+	}
+	if (certs_find_ext(x, CERTS_OID_HOST_KEY_EXT, &ext) != 0) {
+		certs_fail(
+		    why, why_len, "not a vtpmd CK certificate (no single host-key extension)");
+		goto out;
+	}
+	h = (struct certs_hostkey *)certs_item_d2i(
+	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(certs_hostkey_asn1));
+	if (h == NULL || ASN1_INTEGER_get_int64(&version, h->version) != 1 ||
+	    version != CERTS_EXT_V1 || ASN1_STRING_length(h->ek_digest) != CERTS_DIGEST_LEN ||
+	    certs_copy_str(out->host, CERTS_NAME_MAX, h->host) == -1) {
+		certs_fail(why, why_len, "the host-key extension is malformed");
+		memset(out, 0, sizeof(*out));
+		goto out;
+	}
+	memcpy(out->host_ek_digest, ASN1_STRING_get0_data(h->ek_digest), CERTS_DIGEST_LEN);
+	ret = 0;
+out:
+	ASN1_item_free((ASN1_VALUE *)h, ASN1_ITEM_rptr(certs_hostkey_asn1));
+	X509_free(x);
+	return ret;
+}
+
+/* Files. */
+
+/* Writes a DER certificate to path as PEM, replacing it crash-safely.
+ * Returns 0, or -1 with errno. */
+int
+certs_write_pem(const char *path, const uint8_t *der, size_t len)
+{
+	X509 *x = certs_d2i(der, len);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long n;
+	int ret = -1;
+
+	if (x == NULL || b == NULL || PEM_write_bio_X509(b, x) != 1) {
+		errno = EINVAL;
+		goto out;
+	}
+	n = BIO_get_mem_data(b, &p);
+	ret = fileio_write_atomic(path, p, (size_t)n, 0644);
+out:
+	BIO_free(b);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/* Reads the (first) certificate of a PEM or DER file as malloc'd DER.
+ * Returns 0, or -1 with errno (EINVAL: not a certificate). */
+int
+certs_read(const char *path, uint8_t **der, size_t *len)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	BIO *b;
+	X509 *x;
+	int ret;
+
+	if (fileio_read(path, CERTS_FILE_MAX, &buf, &n) == -1)
+		return -1;
+	if (memmem(buf, n, "-----BEGIN", 10) == NULL) {
+		x = certs_d2i(buf, n);
+	} else {
+		b = BIO_new_mem_buf(buf, (int)n);
+		x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+		BIO_free(b);
+	}
+	free(buf);
+	ret = x != NULL ? certs_i2d(x, der, len) : -1;
+	X509_free(x);
+	ERR_clear_error();
+	if (ret == -1)
+		errno = EINVAL;
+	return ret;
+}
+
+/* PEM text in memory (vtpm-ca's protocol carries certificates as PEM). */
+
+#define CERTS_PEM_BEGIN "-----BEGIN CERTIFICATE-----"
+
+/* The next certificate of text[*off..len) as malloc'd DER; *off moves past
+ * it. Returns 1, 0 when no certificate follows, or -1 when one is
+ * malformed (why says so). */
+int
+certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, char *why,
+    size_t why_len)
+{
+	const char *start;
+	BIO *b = NULL;
+	X509 *x = NULL;
+	size_t rest;
+	int ret = -1;
+
+	*der = NULL;
+	*der_len = 0;
+	if (*off >= len)
+		return 0;
+	start = memmem(text + *off, len - *off, CERTS_PEM_BEGIN, strlen(CERTS_PEM_BEGIN));
+	if (start == NULL)
+		return 0;
+	rest = len - (size_t)(start - text);
+	if (rest > INT_MAX || (b = BIO_new_mem_buf(start, (int)rest)) == NULL) {
+		certs_fail(why, why_len, "PEM text too large");
+		goto out;
+	}
+	if ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		certs_fail(why, why_len, "malformed PEM certificate");
+		goto out;
+	}
+	if (certs_i2d(x, der, der_len) == -1) {
+		certs_fail(why, why_len, "out of memory");
+		goto out;
+	}
+	*off = len - (size_t)BIO_pending(b);
+	ret = 1;
+out:
+	X509_free(x);
+	BIO_free(b);
+	ERR_clear_error();
+	return ret;
+}
+
+/* A DER certificate as PEM text, malloc'd (free()), or NULL. */
+char *
+certs_pem_encode(const uint8_t *der, size_t len)
+{
+	X509 *x = certs_d2i(der, len);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL, *out = NULL;
+	long n;
+
+	if (x != NULL && b != NULL && PEM_write_bio_X509(b, x) == 1 &&
+	    (n = BIO_get_mem_data(b, &p)) > 0 && (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, p, (size_t)n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+	X509_free(x);
+	ERR_clear_error();
+	return out;
+}
+
+/* Whether issuer's subject names cert's issuer and issuer's key verifies
+ * cert's signature: 1 yes, 0 no, -1 when either is not a certificate. */
+int
+certs_issued_by(const uint8_t *cert, size_t cert_len, const uint8_t *issuer, size_t issuer_len)
+{
+	X509 *c = certs_d2i(cert, cert_len), *i = certs_d2i(issuer, issuer_len);
+	EVP_PKEY *k;
+	int ret = -1;
+
+	if (c != NULL && i != NULL) {
+		k = X509_get0_pubkey(i);
+		ret = X509_check_issued(i, c) == X509_V_OK && k != NULL && X509_verify(c, k) == 1;
+	}
+	X509_free(i);
+	X509_free(c);
+	ERR_clear_error();
+	return ret;
+}
+
+/* A certificate's subject, one line (RFC 2253), into out; or -1. */
+int
+certs_subject(const uint8_t *der, size_t len, char *out, size_t out_len)
+{
+	X509 *x = certs_d2i(der, len);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long n;
+	int ret = -1;
+
+	if (out_len == 0)
+		goto out;
+	out[0] = '\0';
+	if (x == NULL || b == NULL ||
+	    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0)
+		goto out;
+	n = BIO_get_mem_data(b, &p);
+	snprintf(out, out_len, "%.*s", (int)(n > 0 ? n : 0), p != NULL ? p : "");
+	ret = 0;
+out:
+	BIO_free(b);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}

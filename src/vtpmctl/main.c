@@ -1,0 +1,111 @@
+/*
+ * main.c: vtpmctl's entry: global options, the command table (one file per command group) and main.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "vtpmctl.h"
+
+static const struct cli_cmd vtpmctl_cmds[] = {
+    {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]",
+        "create a vTPM for a virtual machine, and start it"},
+    {"start", vtpmctl_start, "start NAME [--json]", "start a vTPM"},
+    {"stop", vtpmctl_stop, "stop NAME [--json]", "stop a vTPM"},
+    {"restart", vtpmctl_restart, "restart NAME [--json]", "stop and start a vTPM"},
+    {"delete", vtpmctl_delete, "delete NAME [--force] [--json]",
+        "delete a vTPM and its state, for good"},
+    {"list", vtpmctl_list, "list [--json]", "list the vTPMs"},
+    {"info", vtpmctl_info, "info NAME [--json]",
+        "show a vTPM: state, and the sockets for QEMU and tpm2-tools"},
+    {"policy", vtpmctl_policy,
+        "policy show [--json]\n"
+        "    policy approve --current [--key FILE] [--json]",
+        "show or approve the host configuration vTPM state is sealed to"},
+    {"host", vtpmctl_host, "host [enroll --ca URL] [--json]",
+        "show the host TPM and the service; enrol the host with a Privacy CA"},
+};
+
+static const char vtpmctl_help_head[] =
+    "NAME\n"
+    "    vtpmctl - control vtpmd, the virtual TPM service\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n"
+    "    vtpmctl COMMAND --help\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    vtpmd gives every virtual machine its own virtual TPM, rooted in the host's\n"
+    "    TPM. vtpmctl creates, starts, stops, lists and deletes those vTPMs, and\n"
+    "    approves the host configuration their state is sealed to. It talks to vtpmd\n"
+    "    over its API socket (HTTP/1.1 and JSON; see docs/api.md) and needs to run as\n"
+    "    root or as vtpmd's user.\n"
+    "\n"
+    "COMMANDS\n";
+
+static const char vtpmctl_help_tail[] =
+    "\n"
+    "OPTIONS\n"
+    "    -s, --socket PATH\n"
+    "        vtpmd's API socket (default " VTPMCTL_DEFAULT_SOCKET ", or $VTPMD_SOCKET).\n"
+    "    -h, --help\n"
+    "        Show this help; 'vtpmctl COMMAND --help' shows a command's.\n"
+    "\n"
+    "    Every command that prints something takes --json, which prints vtpmd's JSON\n"
+    "    answer instead of the human-readable form.\n"
+    "\n"
+    "ENVIRONMENT\n"
+    "    VTPMD_SOCKET   the API socket, unless --socket is given.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0  success\n"
+    "    1  vtpmd refused or failed the request, or could not be reached; the\n"
+    "       message on stderr says what went wrong and what to do\n"
+    "    2  usage error\n"
+    "\n"
+    "EXAMPLES\n"
+    "    vtpmctl create vm-a\n"
+    "    qemu-system-x86_64 ... -chardev socket,id=chrtpm,path=$(vtpmctl info vm-a --json |\n"
+    "        jq -r .socket) -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0\n"
+    "    vtpmctl list\n"
+    "    vtpmctl policy approve --current --key /root/approval.pem\n";
+
+static const struct cli vtpmctl_cli = {
+    .name = "vtpmctl",
+    .usage = "vtpmctl [--socket PATH] COMMAND [ARGUMENTS]",
+    .help_head = vtpmctl_help_head,
+    .help_tail = vtpmctl_help_tail,
+    .cmds = vtpmctl_cmds,
+    .n = sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]),
+    .name_width = 9,
+};
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *env = getenv("VTPMD_SOCKET");
+	int c;
+
+	log_init("vtpmctl", LOG_LEVEL_WARN);
+	if (env != NULL && env[0] != '\0')
+		vtpmctl_socket = env;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': vtpmctl_socket = optarg; break;
+		case 'h': cli_help(&vtpmctl_cli); return EXIT_OK;
+		case ':': return vtpmctl_usage(NULL, "option '%s' needs a value", argv[optind - 1]);
+		default: return vtpmctl_usage(NULL, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc && vtpmctl_socket[0] == '\0')
+		return vtpmctl_usage(NULL, "--socket needs a path");
+	return cli_dispatch(&vtpmctl_cli, argc - optind, argv + optind);
+}

@@ -80,28 +80,27 @@ caload_server_cpu(const struct caload *c)
 /* One POST on a new connection: 0 with *reply (a 200 answer), or -1 with
  * why. */
 static int
-caload_post(const struct caload *c, const char *path, const json_t *body, json_t **reply, char *why,
-    size_t why_len)
+caload_post(const struct caload *c, const char *path, const json_t *body, json_t **reply, struct err *err)
 {
-	char inner[256];
+	struct err inner;
 	int fd, status, r;
 
 	*reply = NULL;
 	if ((fd = endpoint_connect(&c->ep)) == -1) {
-		snprintf(why, why_len, "connect %s: %s", c->host, strerror(errno));
+		err_set(err, ERR_FAILED, "connect %s: %s", c->host, strerror(errno));
 		return -1;
 	}
 	r = httpc_exchange(
-	    fd, "POST", c->host, "bench_caload", path, body, &status, reply, inner, sizeof(inner));
+	    fd, "POST", c->host, "bench_caload", path, body, &status, reply, &inner);
 	close(fd);
-	if (r != HTTPC_OK) {
-		snprintf(why, why_len, "POST %s: %s", path, inner);
+	if (r == -1) {
+		err_set(err, ERR_FAILED, "POST %s: %s", path, inner.msg);
 		return -1;
 	}
 	if (status != 200) {
 		const char *e = json_string_value(json_object_get(*reply, "error"));
 
-		snprintf(why, why_len, "POST %s: HTTP %d: %s", path, status, e ? e : "(no error)");
+		err_set(err, ERR_FAILED, "POST %s: HTTP %d: %s", path, status, e ? e : "(no error)");
 		json_decref(*reply);
 		*reply = NULL;
 		return -1;
@@ -120,17 +119,17 @@ caload_failed(struct caload *c, const char *why)
 
 /* One EK certificate request: 0, or -1 with why. */
 static int
-caload_ek_one(const struct caload *c, char *why, size_t why_len)
+caload_ek_one(const struct caload *c, struct err *err)
 {
 	json_t *reply;
 	int ret = 0;
 
-	if (caload_post(c, "/v1/virtualization/ek-certificate", c->body, &reply, why, why_len) ==
+	if (caload_post(c, "/v1/virtualization/ek-certificate", c->body, &reply, err) ==
 	    -1)
 		return -1;
 	if (json_string_value(json_object_get(reply, "certificate")) == NULL ||
 	    json_string_value(json_object_get(reply, "serial")) == NULL) {
-		snprintf(why, why_len, "200 without a certificate and its serial");
+		err_set(err, ERR_FAILED, "200 without a certificate and its serial");
 		ret = -1;
 	}
 	json_decref(reply);
@@ -141,14 +140,14 @@ static void *
 caload_ek_client(void *arg)
 {
 	struct caload *c = arg;
-	char why[512];
+	struct err err;
 	long i;
 
 	while ((i = atomic_fetch_add(&c->next, 1)) < c->n) {
 		uint64_t t0 = bench_now_ns();
 
-		if (caload_ek_one(c, why, sizeof(why)) == -1) {
-			caload_failed(c, why);
+		if (caload_ek_one(c, &err) == -1) {
+			caload_failed(c, err.msg);
 			atomic_store(&c->next, c->n);
 			break;
 		}
@@ -171,11 +170,11 @@ static void
 caload_ek(struct caload *c)
 {
 	pthread_t th[CALOAD_MAX_CLIENTS];
-	char why[512];
+	struct err err;
 	uint64_t t0, t1, s0, s1;
 
-	if (caload_ek_one(c, why, sizeof(why)) == -1)
-		fatalx(1, "%s: warm-up: %s", c->label, why);
+	if (caload_ek_one(c, &err) == -1)
+		fatalx(1, "%s: warm-up: %s", c->label, err.msg);
 	s0 = caload_server_cpu(c);
 	t0 = bench_now_ns();
 	for (int i = 0; i < c->clients; i++)
@@ -203,7 +202,7 @@ caload_b64_field(const json_t *reply, const char *key, uint8_t *out, size_t max,
 {
 	const char *s = json_string_value(json_object_get(reply, key));
 
-	if (s == NULL || attest_b64_decode(s, out, max, len) == -1)
+	if (s == NULL || base64_decode(s, out, max, len) == -1)
 		fatalx(1, "challenge answer: %s missing or not base64", key);
 }
 
@@ -214,20 +213,21 @@ caload_privacy_round(struct caload *c, struct attest_tpm *tpm, uint64_t *ca_ns, 
 {
 	uint8_t blob[CALOAD_BLOB_MAX], enc[CALOAD_BLOB_MAX], secret[CALOAD_SECRET_MAX];
 	size_t blob_len, enc_len, secret_len;
-	char why[512], *s64;
+	char *s64;
+	struct err err;
 	json_t *reply, *req;
 	uint64_t t0, t1, t2, t3;
 
 	t0 = bench_now_ns();
-	if (caload_post(c, "/v1/privacy/challenge", c->body, &reply, why, sizeof(why)) == -1)
-		fatalx(1, "%s: %s", c->label, why);
+	if (caload_post(c, "/v1/privacy/challenge", c->body, &reply, &err) == -1)
+		fatalx(1, "%s: %s", c->label, err.msg);
 	t1 = bench_now_ns();
 	caload_b64_field(reply, "credential_blob", blob, sizeof(blob), &blob_len);
 	caload_b64_field(reply, "encrypted_secret", enc, sizeof(enc), &enc_len);
 	if (attest_tpm_activate(tpm, c->ak, c->ek, NULL, 0, blob, blob_len, enc, enc_len, secret,
-	        sizeof(secret), &secret_len, why, sizeof(why)) == -1)
-		fatalx(1, "%s: activate: %s", c->label, why);
-	if ((s64 = attest_b64_encode(secret, secret_len)) == NULL)
+	        sizeof(secret), &secret_len, &err) == -1)
+		fatalx(1, "%s: activate: %s", c->label, err.msg);
+	if ((s64 = base64_encode(secret, secret_len)) == NULL)
 		fatalx(1, "out of memory");
 	req = json_pack("{s:O, s:s}", "id", json_object_get(reply, "id"), "secret", s64);
 	free(s64);
@@ -235,8 +235,8 @@ caload_privacy_round(struct caload *c, struct attest_tpm *tpm, uint64_t *ca_ns, 
 	if (req == NULL)
 		fatalx(1, "%s: the challenge answer has no id", c->label);
 	t2 = bench_now_ns();
-	if (caload_post(c, "/v1/privacy/certify", req, &reply, why, sizeof(why)) == -1)
-		fatalx(1, "%s: %s", c->label, why);
+	if (caload_post(c, "/v1/privacy/certify", req, &reply, &err) == -1)
+		fatalx(1, "%s: %s", c->label, err.msg);
 	t3 = bench_now_ns();
 	if (json_string_value(json_object_get(reply, "certificate")) == NULL)
 		fatalx(1, "%s: certify: 200 without a certificate", c->label);
@@ -250,11 +250,11 @@ static void
 caload_privacy(struct caload *c)
 {
 	struct attest_tpm *tpm;
-	char why[512];
+	struct err err;
 	uint64_t ca = 0, tp = 0, t0, t1, s0, s1;
 
-	if ((tpm = attest_tpm_open(c->tcti, why, sizeof(why))) == NULL)
-		fatalx(1, "%s: %s", c->tcti, why);
+	if ((tpm = attest_tpm_open(c->tcti, &err)) == NULL)
+		fatalx(1, "%s: %s", c->tcti, err.msg);
 	caload_privacy_round(c, tpm, &ca, &tp);
 	ca = tp = 0;
 	s0 = caload_server_cpu(c);

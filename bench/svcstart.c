@@ -47,7 +47,8 @@ svcstart_usage(void)
 static void
 svcstart_api(const struct endpoint *api, const char *name, const char *action)
 {
-	char target[256], why[256];
+	char target[256];
+	struct err err;
 	json_t *reply = NULL;
 	int fd, status;
 
@@ -55,8 +56,8 @@ svcstart_api(const struct endpoint *api, const char *name, const char *action)
 	if ((fd = endpoint_connect(api)) == -1)
 		fatal(1, "connect to vtpmd's API");
 	if (httpc_exchange(fd, "POST", "localhost", SVCSTART_AGENT, target, NULL, &status, &reply,
-	        why, sizeof(why)) != HTTPC_OK)
-		fatalx(1, "vtpmd: %s: %s", target, why);
+	        &err) == -1)
+		fatalx(1, "vtpmd: %s: %s", target, err.msg);
 	close(fd);
 	if (status != 200) {
 		json_t *e = json_object_get(reply, "error");

@@ -155,7 +155,7 @@ verify_library(const struct verify_opts *o)
 	struct attest_result res;
 	uint8_t nonce[EVIDENCE_DATA_MAX], *buf = NULL;
 	size_t nonce_len = strlen(o->nonce) / 2, len = 0;
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	uint64_t t0, t1;
 	double c0, c1;
 	long bad = 0;
@@ -173,8 +173,8 @@ verify_library(const struct verify_opts *o)
 	verify_read(o->sig, ev->signature, sizeof(ev->signature), &ev->signature_len);
 	if (fileio_read(o->pcrs, VERIFY_FILE_MAX, &buf, &len) == -1)
 		fatal(1, "%s", o->pcrs);
-	if (attest_pcrfile_parse(buf, len, ev->pcrs, &ev->n_pcrs, why, sizeof(why)) == -1)
-		fatalx(1, "%s: %s", o->pcrs, why);
+	if (attest_pcrfile_parse(buf, len, ev->pcrs, &ev->n_pcrs, &err) == -1)
+		fatalx(1, "%s: %s", o->pcrs, err.msg);
 	free(buf);
 	chk = (struct attest_check){.ak_cert = ak,
 	    .untrusted = untrusted,

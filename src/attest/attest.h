@@ -59,7 +59,7 @@ struct attest_evidence {
 	size_t n_pcrs;
 };
 int attest_bundle_parse(
-    const uint8_t *buf, size_t len, struct attest_evidence *ev, char *why, size_t why_len);
+    const uint8_t *buf, size_t len, struct attest_evidence *ev, struct err *err);
 /* The bundle as JSON text, malloc'd (free()), or NULL. */
 char *attest_bundle_encode(const struct attest_evidence *ev);
 /*
@@ -77,7 +77,7 @@ char *attest_bundle_encode(const struct attest_evidence *ev);
 #define AB_PCRFILE_LIST	   (4 + AB_PCRFILE_DIGESTS * AB_PCRFILE_DIGEST)
 #define AB_PCRFILE_BANK	   8 /* a TPMS_PCR_SELECTION as laid out in memory */
 int attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values *vals,
-    size_t *n, char *why, size_t why_len);
+    size_t *n, struct err *err);
 /*
  * A PCR specification: banks separated by '+', each "BANK:PCR[=HEX],...",
  * e.g. "sha256:0,1,16" (a selection) or "sha256:16=ab..,17=cd.." (values).
@@ -85,14 +85,10 @@ int attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_val
  * vals (with its bit in vals' mask; a bank without values has mask 0).
  */
 int attest_pcr_spec_parse(const char *spec, struct evidence_pcr_select *sel,
-    struct evidence_pcr_values *vals, size_t *n_vals, char *why, size_t why_len);
+    struct evidence_pcr_values *vals, size_t *n_vals, struct err *err);
 uint16_t attest_bank_alg(const char *name);
 const char *attest_bank_name(uint16_t alg);
 size_t attest_bank_size(uint16_t alg);
-/* Base64 (RFC 4648, with padding). decode: 0, or -1 when in is not
- * base64 or decodes to more than max bytes. */
-int attest_b64_decode(const char *in, uint8_t *out, size_t max, size_t *len);
-char *attest_b64_encode(const uint8_t *in, size_t len);
 
 /*
  * attest_verify.c: the challenger. attest_verify_quote() is a pure
@@ -135,30 +131,30 @@ int attest_verify_quote(const struct attest_check *chk, struct attest_result *re
 /* The state of the last quote accepted from an AK: DIR/<ak digest hex>.
  * load: 1 found, 0 none, -1 unreadable. */
 int attest_state_load(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN],
-    struct evidence_clock *clock, char *why, size_t why_len);
+    struct evidence_clock *clock, struct err *err);
 int attest_state_save(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN],
-    const struct evidence_clock *clock, char *why, size_t why_len);
+    const struct evidence_clock *clock, struct err *err);
 int attest_verify(int argc, char **argv);
 
 /* attest_tpm.c: the TPM through tpm2-tss ESYS (the only file that sees it). */
 struct attest_tpm;
-struct attest_tpm *attest_tpm_open(const char *tcti, char *why, size_t why_len);
+struct attest_tpm *attest_tpm_open(const char *tcti, struct err *err);
 void attest_tpm_close(struct attest_tpm *tpm);
 /* TPM2_Quote of sel with the key at a persistent handle (empty auth), then
  * TPM2_PCR_Read of what it quoted; fills ev, ak_public included. */
 int attest_tpm_quote(struct attest_tpm *tpm, uint32_t ak_handle,
     const struct evidence_pcr_select *sel, const uint8_t *nonce, size_t nonce_len,
-    struct attest_evidence *ev, char *why, size_t why_len);
+    struct attest_evidence *ev, struct err *err);
 /* The marshalled TPM2B_PUBLIC of a persistent object. */
 int attest_tpm_read_public(struct attest_tpm *tpm, uint32_t handle, uint8_t *out, size_t max,
-    size_t *len, char *why, size_t why_len);
+    size_t *len, struct err *err);
 /* The contents of an NV index, malloc'd into *buf (free()). */
 int attest_tpm_nv_read(
-    struct attest_tpm *tpm, uint32_t index, uint8_t **buf, size_t *len, char *why, size_t why_len);
+    struct attest_tpm *tpm, uint32_t index, uint8_t **buf, size_t *len, struct err *err);
 /* The EK of the TCG default template (L-1 RSA-2048, L-2 ECC P-256), made
  * with TPM2_CreatePrimary and flushed: its marshalled TPM2B_PUBLIC. */
 int attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t max, size_t *len,
-    char *why, size_t why_len);
+    struct err *err);
 /* TPM2_ActivateCredential: blob and enc_secret are marshalled
  * TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET (size fields included). The
  * AK (persistent, admin role with empty auth) and the EK (persistent, or
@@ -167,7 +163,7 @@ int attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t 
 int attest_tpm_activate(struct attest_tpm *tpm, uint32_t ak_handle, uint32_t ek_handle,
     const uint8_t *ek_public, size_t ek_public_len, const uint8_t *blob, size_t blob_len,
     const uint8_t *enc_secret, size_t enc_secret_len, uint8_t *secret, size_t max,
-    size_t *secret_len, char *why, size_t why_len);
+    size_t *secret_len, struct err *err);
 
 /* attest_quote.c: quote. */
 int attest_quote(int argc, char **argv);
@@ -175,10 +171,10 @@ int attest_quote(int argc, char **argv);
 /* attest_http.c: one HTTP/1.1 request to vtpm-ca (http://HOST:PORT). */
 struct json_t;
 int attest_http_json(const char *base_url, const char *method, const char *path,
-    const struct json_t *body, int *status, struct json_t **reply, char *why, size_t why_len);
+    const struct json_t *body, int *status, struct json_t **reply, struct err *err);
 /* Asks vtpm-ca whether the certificate with serial (hex) is revoked:
  * 0 good, 1 revoked (reason in why), -1 unknown or unreachable. */
-int attest_http_status(const char *base_url, const char *serial, char *why, size_t why_len);
+int attest_http_status(const char *base_url, const char *serial, struct err *err);
 
 /* attest_enroll.c: enroll, challenge, certify. */
 int attest_enroll(int argc, char **argv);

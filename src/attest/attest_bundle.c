@@ -14,20 +14,6 @@
 #include "attest.h"
 
 
-static void ab_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-ab_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || why_len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- banks ---- */
 
@@ -86,84 +72,12 @@ ab_bank_slot(struct evidence_pcr_values *vals, size_t *n, uint16_t alg)
 	return &vals[(*n)++];
 }
 
-/* ---- base64 ---- */
-
-static const char ab_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int
-ab_b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(ab_b64, c) : NULL;
-
-	return p != NULL ? (int)(p - ab_b64) : -1;
-}
-
-char *
-attest_b64_encode(const uint8_t *in, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1), *p = out;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		size_t left = len - i;
-
-		if (left > 1)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (left > 2)
-			v |= in[i + 2];
-		*p++ = ab_b64[v >> 18 & 63];
-		*p++ = ab_b64[v >> 12 & 63];
-		*p++ = left > 1 ? ab_b64[v >> 6 & 63] : '=';
-		*p++ = left > 2 ? ab_b64[v & 63] : '=';
-	}
-	*p = '\0';
-	return out;
-}
-
-int
-attest_b64_decode(const char *in, uint8_t *out, size_t max, size_t *len)
-{
-	size_t n = strlen(in), o = 0, pad = 0;
-
-	*len = 0;
-	if (n % 4 != 0)
-		return -1;
-	if (n > 0 && in[n - 1] == '=')
-		pad++;
-	if (n > 1 && in[n - 2] == '=')
-		pad++;
-	if (n / 4 * 3 - pad > max)
-		return -1;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		bool last = i + 4 == n;
-
-		for (int j = 0; j < 4; j++) {
-			v[j] = ab_b64_value(in[i + j]);
-			/* '=' only as the last one or two characters */
-			if (v[j] < 0 && !(last && in[i + j] == '=' && j >= 4 - (int)pad))
-				return -1;
-			if (v[j] < 0)
-				v[j] = 0;
-		}
-		out[o++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
-		if (!last || pad < 2)
-			out[o++] = (uint8_t)((v[1] & 15) << 4 | v[2] >> 2);
-		if (!last || pad < 1)
-			out[o++] = (uint8_t)((v[2] & 3) << 6 | v[3]);
-	}
-	*len = o;
-	return 0;
-}
-
 /* ---- the bundle ---- */
 
 /* Decodes obj[key], a base64 string, into out (at most max bytes). */
 static int
 ab_json_b64(const json_t *obj, const char *key, bool optional, uint8_t *out, size_t max,
-    size_t *len, char *why, size_t why_len)
+    size_t *len, struct err *err)
 {
 	const json_t *v = json_object_get(obj, key);
 
@@ -171,12 +85,12 @@ ab_json_b64(const json_t *obj, const char *key, bool optional, uint8_t *out, siz
 	if (v == NULL && optional)
 		return 0;
 	if (!json_is_string(v)) {
-		ab_fail(why, why_len, "bundle: \"%s\" is %s", key,
+		err_set(err, ERR_INVALID, "bundle: \"%s\" is %s", key,
 		    v == NULL ? "missing" : "not a string");
 		return -1;
 	}
-	if (attest_b64_decode(json_string_value(v), out, max, len) == -1 || *len == 0) {
-		ab_fail(why, why_len, "bundle: \"%s\" is not base64 of 1 to %zu bytes", key, max);
+	if (base64_decode(json_string_value(v), out, max, len) == -1 || *len == 0) {
+		err_set(err, ERR_INVALID, "bundle: \"%s\" is not base64 of 1 to %zu bytes", key, max);
 		return -1;
 	}
 	return 0;
@@ -201,7 +115,7 @@ ab_pcr_index(const char *s)
 /* Reads one bank {"16": HEX, ...} into vals. */
 static int
 ab_json_bank(const char *name, const json_t *bank, struct evidence_pcr_values *vals, size_t *n,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	uint16_t alg = attest_bank_alg(name);
 	size_t size = attest_bank_size(alg);
@@ -211,31 +125,30 @@ ab_json_bank(const char *name, const json_t *bank, struct evidence_pcr_values *v
 	int pcr;
 
 	if (alg == 0) {
-		ab_fail(why, why_len,
-		    "bundle: unknown PCR bank \"%.16s\" (sha1, sha256, sha384, "
+		err_set(err, ERR_INVALID, "bundle: unknown PCR bank \"%.16s\" (sha1, sha256, sha384, "
 		    "sha512)",
 		    name);
 		return -1;
 	}
 	if (!json_is_object(bank)) {
-		ab_fail(why, why_len, "bundle: pcrs.%s is not an object", name);
+		err_set(err, ERR_INVALID, "bundle: pcrs.%s is not an object", name);
 		return -1;
 	}
 	if ((v = ab_bank_slot(vals, n, alg)) == NULL) {
-		ab_fail(why, why_len, "bundle: too many PCR banks");
+		err_set(err, ERR_INVALID, "bundle: too many PCR banks");
 		return -1;
 	}
 	json_object_foreach((json_t *)bank, key, val)
 	{
 		pcr = ab_pcr_index(key);
 		if (pcr < 0) {
-			ab_fail(why, why_len, "bundle: pcrs.%s: \"%.8s\" is not a PCR index 0-31",
+			err_set(err, ERR_INVALID, "bundle: pcrs.%s: \"%.8s\" is not a PCR index 0-31",
 			    name, key);
 			return -1;
 		}
 		if (!json_is_string(val) ||
 		    hex_decode(json_string_value(val), v->value[pcr], size)) {
-			ab_fail(why, why_len, "bundle: pcrs.%s.%d is not %zu bytes in hex", name,
+			err_set(err, ERR_INVALID, "bundle: pcrs.%s.%d is not %zu bytes in hex", name,
 			    pcr, size);
 			return -1;
 		}
@@ -246,7 +159,7 @@ ab_json_bank(const char *name, const json_t *bank, struct evidence_pcr_values *v
 
 int
 attest_bundle_parse(
-    const uint8_t *buf, size_t len, struct attest_evidence *ev, char *why, size_t why_len)
+    const uint8_t *buf, size_t len, struct attest_evidence *ev, struct err *err)
 {
 	json_error_t jerr;
 	const json_t *pcrs;
@@ -256,34 +169,33 @@ attest_bundle_parse(
 
 	memset(ev, 0, sizeof(*ev));
 	if (len > ATTEST_BUNDLE_MAX) {
-		ab_fail(why, why_len, "bundle: larger than %u bytes", ATTEST_BUNDLE_MAX);
+		err_set(err, ERR_INVALID, "bundle: larger than %u bytes", ATTEST_BUNDLE_MAX);
 		return -1;
 	}
 	root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		ab_fail(why, why_len, "bundle: not JSON: %s (line %d)", jerr.text, jerr.line);
+		err_set(err, ERR_INVALID, "bundle: not JSON: %s (line %d)", jerr.text, jerr.line);
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		ab_fail(why, why_len, "bundle: not a JSON object");
+		err_set(err, ERR_INVALID, "bundle: not a JSON object");
 		goto out;
 	}
-	if (ab_json_b64(root, "attest", false, ev->attest, sizeof(ev->attest), &ev->attest_len, why,
-	        why_len) == -1 ||
+	if (ab_json_b64(root, "attest", false, ev->attest, sizeof(ev->attest), &ev->attest_len, err) == -1 ||
 	    ab_json_b64(root, "signature", false, ev->signature, sizeof(ev->signature),
-	        &ev->signature_len, why, why_len) == -1 ||
+	        &ev->signature_len, err) == -1 ||
 	    ab_json_b64(root, "ak_public", true, ev->ak_public, sizeof(ev->ak_public),
-	        &ev->ak_public_len, why, why_len) == -1)
+	        &ev->ak_public_len, err) == -1)
 		goto out;
 	pcrs = json_object_get(root, "pcrs");
 	if (!json_is_object(pcrs)) {
-		ab_fail(why, why_len, "bundle: \"pcrs\" is %s",
+		err_set(err, ERR_INVALID, "bundle: \"pcrs\" is %s",
 		    pcrs == NULL ? "missing" : "not an object");
 		goto out;
 	}
 	json_object_foreach((json_t *)pcrs, key, val)
 	{
-		if (ab_json_bank(key, val, ev->pcrs, &ev->n_pcrs, why, why_len) == -1)
+		if (ab_json_bank(key, val, ev->pcrs, &ev->n_pcrs, err) == -1)
 			goto out;
 	}
 	ret = 0;
@@ -298,7 +210,7 @@ out:
 static int
 ab_set_b64(json_t *obj, const char *key, const uint8_t *buf, size_t len)
 {
-	char *s = attest_b64_encode(buf, len);
+	char *s = base64_encode(buf, len);
 	int ret = s != NULL ? json_object_set_new(obj, key, json_string(s)) : -1;
 
 	free(s);
@@ -367,13 +279,13 @@ ab_le16(const uint8_t *p)
 
 /* Reads the selection at the head of a PCR file into sel. */
 static int
-ab_pcrfile_selection(const uint8_t *buf, struct evidence_pcr_select *sel, char *why, size_t why_len)
+ab_pcrfile_selection(const uint8_t *buf, struct evidence_pcr_select *sel, struct err *err)
 {
 	uint32_t count = ab_le32(buf);
 
 	memset(sel, 0, sizeof(*sel));
 	if (count > EVIDENCE_MAX_BANKS) {
-		ab_fail(why, why_len, "PCR file: %u banks selected (at most %d)", count,
+		err_set(err, ERR_INVALID, "PCR file: %u banks selected (at most %d)", count,
 		    EVIDENCE_MAX_BANKS);
 		return -1;
 	}
@@ -382,7 +294,7 @@ ab_pcrfile_selection(const uint8_t *buf, struct evidence_pcr_select *sel, char *
 		uint8_t size = b[2];
 
 		if (size > EVIDENCE_MAX_PCRS / 8) {
-			ab_fail(why, why_len, "PCR file: a selection of %u bytes (at most %d)",
+			err_set(err, ERR_INVALID, "PCR file: a selection of %u bytes (at most %d)",
 			    size, EVIDENCE_MAX_PCRS / 8);
 			return -1;
 		}
@@ -391,13 +303,12 @@ ab_pcrfile_selection(const uint8_t *buf, struct evidence_pcr_select *sel, char *
 			sel->bank[i].mask |= (uint32_t)b[3 + j] << (8 * j);
 		for (uint32_t k = 0; k < i; k++)
 			if (sel->bank[k].hash_alg == sel->bank[i].hash_alg) {
-				ab_fail(why, why_len, "PCR file: bank 0x%04x selected twice",
+				err_set(err, ERR_INVALID, "PCR file: bank 0x%04x selected twice",
 				    sel->bank[i].hash_alg);
 				return -1;
 			}
 		if (sel->bank[i].mask != 0 && attest_bank_size(sel->bank[i].hash_alg) == 0) {
-			ab_fail(why, why_len,
-			    "PCR file: bank 0x%04x is not sha1, sha256, sha384 "
+			err_set(err, ERR_INVALID, "PCR file: bank 0x%04x is not sha1, sha256, sha384 "
 			    "or sha512",
 			    sel->bank[i].hash_alg);
 			return -1;
@@ -409,7 +320,7 @@ ab_pcrfile_selection(const uint8_t *buf, struct evidence_pcr_select *sel, char *
 
 int
 attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values *vals, size_t *n,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	struct evidence_pcr_select sel;
 	uint32_t lists, list = 0, in_list = 0, list_count = 0;
@@ -417,16 +328,16 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 
 	*n = 0;
 	if (buf == NULL || len < ATTEST_PCRFILE_SIZE + 4) {
-		ab_fail(why, why_len, "PCR file: %zu bytes, too short for tpm2-tools' format",
+		err_set(err, ERR_INVALID, "PCR file: %zu bytes, too short for tpm2-tools' format",
 		    buf == NULL ? 0 : len);
 		return -1;
 	}
-	if (ab_pcrfile_selection(buf, &sel, why, why_len) == -1)
+	if (ab_pcrfile_selection(buf, &sel, err) == -1)
 		return -1;
 	lists = ab_le32(buf + ATTEST_PCRFILE_SIZE);
 	if (lists > (len - ATTEST_PCRFILE_SIZE - 4) / AB_PCRFILE_LIST ||
 	    len != ATTEST_PCRFILE_SIZE + 4 + (size_t)lists * AB_PCRFILE_LIST) {
-		ab_fail(why, why_len, "PCR file: %zu bytes for %u digest lists", len, lists);
+		err_set(err, ERR_INVALID, "PCR file: %zu bytes for %u digest lists", len, lists);
 		return -1;
 	}
 	for (size_t b = 0; b < sel.count; b++) {
@@ -436,7 +347,7 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 		if (sel.bank[b].mask == 0)
 			continue;
 		if ((v = ab_bank_slot(vals, n, sel.bank[b].hash_alg)) == NULL) {
-			ab_fail(why, why_len, "PCR file: more than %d banks", ATTEST_BANKS);
+			err_set(err, ERR_INVALID, "PCR file: more than %d banks", ATTEST_BANKS);
 			goto fail;
 		}
 		for (int p = 0; p < EVIDENCE_MAX_PCRS; p++) {
@@ -446,8 +357,7 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 				continue;
 			while (lp == NULL || in_list == list_count) {
 				if (list == lists) {
-					ab_fail(why, why_len,
-					    "PCR file: fewer values than PCRs "
+					err_set(err, ERR_INVALID, "PCR file: fewer values than PCRs "
 					    "selected");
 					goto fail;
 				}
@@ -456,8 +366,7 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 				list_count = ab_le32(lp);
 				in_list = 0;
 				if (list_count > AB_PCRFILE_DIGESTS) {
-					ab_fail(why, why_len,
-					    "PCR file: a list of %u digests (at "
+					err_set(err, ERR_INVALID, "PCR file: a list of %u digests (at "
 					    "most %d)",
 					    list_count, AB_PCRFILE_DIGESTS);
 					goto fail;
@@ -465,7 +374,7 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 			}
 			d = lp + 4 + (size_t)in_list++ * AB_PCRFILE_DIGEST;
 			if (ab_le16(d) != size) {
-				ab_fail(why, why_len, "PCR file: %s PCR %d: a value of %u bytes",
+				err_set(err, ERR_INVALID, "PCR file: %s PCR %d: a value of %u bytes",
 				    attest_bank_name(sel.bank[b].hash_alg), p, ab_le16(d));
 				goto fail;
 			}
@@ -474,7 +383,7 @@ attest_pcrfile_parse(const uint8_t *buf, size_t len, struct evidence_pcr_values 
 		}
 	}
 	if (in_list != list_count || list != lists) {
-		ab_fail(why, why_len, "PCR file: more values than PCRs selected");
+		err_set(err, ERR_INVALID, "PCR file: more values than PCRs selected");
 		goto fail;
 	}
 	return 0;
@@ -489,7 +398,7 @@ fail:
 /* Parses one "BANK:PCR[=HEX],..." of a specification. */
 static int
 ab_spec_bank(char *part, struct evidence_pcr_select *sel, struct evidence_pcr_values *vals,
-    size_t *n_vals, char *why, size_t why_len)
+    size_t *n_vals, struct err *err)
 {
 	char *colon = strchr(part, ':'), *item, *save = NULL, *eq;
 	struct evidence_pcr_values *v = NULL;
@@ -498,26 +407,25 @@ ab_spec_bank(char *part, struct evidence_pcr_select *sel, struct evidence_pcr_va
 	int pcr;
 
 	if (colon == NULL) {
-		ab_fail(why, why_len, "PCR spec: \"%.32s\" is not BANK:PCR,...", part);
+		err_set(err, ERR_INVALID, "PCR spec: \"%.32s\" is not BANK:PCR,...", part);
 		return -1;
 	}
 	*colon = '\0';
 	alg = attest_bank_alg(part);
 	size = attest_bank_size(alg);
 	if (alg == 0) {
-		ab_fail(why, why_len,
-		    "PCR spec: unknown bank \"%.16s\" (sha1, sha256, sha384, "
+		err_set(err, ERR_INVALID, "PCR spec: unknown bank \"%.16s\" (sha1, sha256, sha384, "
 		    "sha512)",
 		    part);
 		return -1;
 	}
 	for (size_t i = 0; i < sel->count; i++)
 		if (sel->bank[i].hash_alg == alg) {
-			ab_fail(why, why_len, "PCR spec: bank %s given twice", part);
+			err_set(err, ERR_INVALID, "PCR spec: bank %s given twice", part);
 			return -1;
 		}
 	if (sel->count >= ATTEST_BANKS || (v = ab_bank_slot(vals, n_vals, alg)) == NULL) {
-		ab_fail(why, why_len, "PCR spec: too many banks");
+		err_set(err, ERR_INVALID, "PCR spec: too many banks");
 		return -1;
 	}
 	sel->bank[sel->count].hash_alg = alg;
@@ -526,21 +434,21 @@ ab_spec_bank(char *part, struct evidence_pcr_select *sel, struct evidence_pcr_va
 		if ((eq = strchr(item, '=')) != NULL)
 			*eq = '\0';
 		if ((pcr = ab_pcr_index(item)) < 0) {
-			ab_fail(why, why_len, "PCR spec: \"%.8s\" is not a PCR index 0-31", item);
+			err_set(err, ERR_INVALID, "PCR spec: \"%.8s\" is not a PCR index 0-31", item);
 			return -1;
 		}
 		sel->bank[sel->count].mask |= 1u << pcr;
 		if (eq == NULL)
 			continue;
 		if (hex_decode(eq + 1, v->value[pcr], size) == -1) {
-			ab_fail(why, why_len, "PCR spec: %s PCR %d: not %zu bytes in hex", part,
+			err_set(err, ERR_INVALID, "PCR spec: %s PCR %d: not %zu bytes in hex", part,
 			    pcr, size);
 			return -1;
 		}
 		v->mask |= 1u << pcr;
 	}
 	if (sel->bank[sel->count].mask == 0) {
-		ab_fail(why, why_len, "PCR spec: bank %s without PCRs", part);
+		err_set(err, ERR_INVALID, "PCR spec: bank %s without PCRs", part);
 		return -1;
 	}
 	sel->count++;
@@ -549,7 +457,7 @@ ab_spec_bank(char *part, struct evidence_pcr_select *sel, struct evidence_pcr_va
 
 int
 attest_pcr_spec_parse(const char *spec, struct evidence_pcr_select *sel,
-    struct evidence_pcr_values *vals, size_t *n_vals, char *why, size_t why_len)
+    struct evidence_pcr_values *vals, size_t *n_vals, struct err *err)
 {
 	char *copy = strdup(spec), *part, *save = NULL;
 	int ret = -1;
@@ -557,14 +465,14 @@ attest_pcr_spec_parse(const char *spec, struct evidence_pcr_select *sel,
 	memset(sel, 0, sizeof(*sel));
 	*n_vals = 0;
 	if (copy == NULL) {
-		ab_fail(why, why_len, "out of memory");
+		err_set(err, ERR_INVALID, "out of memory");
 		return -1;
 	}
 	for (part = strtok_r(copy, "+", &save); part != NULL; part = strtok_r(NULL, "+", &save))
-		if (ab_spec_bank(part, sel, vals, n_vals, why, why_len) == -1)
+		if (ab_spec_bank(part, sel, vals, n_vals, err) == -1)
 			goto out;
 	if (sel->count == 0) {
-		ab_fail(why, why_len, "PCR spec: empty (e.g. sha256:0,1,16)");
+		err_set(err, ERR_INVALID, "PCR spec: empty (e.g. sha256:0,1,16)");
 		goto out;
 	}
 	ret = 0;

@@ -29,7 +29,7 @@
 static char *
 ae_pem(const uint8_t *der, size_t len)
 {
-	char *b64 = attest_b64_encode(der, len), *out, *p;
+	char *b64 = base64_encode(der, len), *out, *p;
 	size_t n;
 
 	if (b64 == NULL)
@@ -51,13 +51,13 @@ ae_pem(const uint8_t *der, size_t len)
 static int
 ae_call(const char *ca, const char *path, json_t *body, json_t **reply)
 {
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	const char *hint;
 	int status;
 
 	if (attest_http_json(ca, "POST", path, (struct json_t *)body, &status,
-	        (struct json_t **)reply, why, sizeof(why)) == -1)
-		return attest_fail("POST %s at %s: %s", path, ca, why);
+	        (struct json_t **)reply, &err) == -1)
+		return attest_fail("POST %s at %s: %s", path, ca, err.msg);
 	if (status == 200)
 		return EXIT_OK;
 	attest_fail("vtpm-ca refused %s: %s (HTTP %d)", path,
@@ -78,8 +78,8 @@ static int
 ae_challenge(const char *ca, const uint8_t *ek_cert, size_t ek_cert_len, const uint8_t *ek_pub,
     size_t ek_pub_len, const uint8_t *ak_pub, size_t ak_pub_len, json_t **reply)
 {
-	char *pem = ae_pem(ek_cert, ek_cert_len), *ekb = attest_b64_encode(ek_pub, ek_pub_len),
-	     *akb = attest_b64_encode(ak_pub, ak_pub_len);
+	char *pem = ae_pem(ek_cert, ek_cert_len), *ekb = base64_encode(ek_pub, ek_pub_len),
+	     *akb = base64_encode(ak_pub, ak_pub_len);
 	json_t *body = NULL;
 	int ret = EXIT_RUNTIME;
 
@@ -112,7 +112,7 @@ static int
 ae_certify(
     const char *ca, const char *id, const uint8_t *secret, size_t secret_len, const char *out)
 {
-	char *sb = attest_b64_encode(secret, secret_len);
+	char *sb = base64_encode(secret, secret_len);
 	const char *pem;
 	json_t *body = NULL, *reply = NULL;
 	uint8_t *der = NULL;
@@ -151,9 +151,9 @@ static int
 ae_challenge_parts(
     const json_t *reply, uint8_t *blob, size_t *blob_len, uint8_t *enc, size_t *enc_len)
 {
-	if (attest_b64_decode(json_string_value(json_object_get(reply, "credential_blob")), blob,
+	if (base64_decode(json_string_value(json_object_get(reply, "credential_blob")), blob,
 	        AE_BLOB_MAX, blob_len) == -1 ||
-	    attest_b64_decode(json_string_value(json_object_get(reply, "encrypted_secret")), enc,
+	    base64_decode(json_string_value(json_object_get(reply, "encrypted_secret")), enc,
 	        AE_BLOB_MAX, enc_len) == -1)
 		return attest_fail("vtpm-ca's challenge is not base64");
 	return EXIT_OK;
@@ -187,29 +187,30 @@ struct ae_tpm_keys {
 static int
 ae_read_keys(struct attest_tpm *tpm, uint32_t ak, uint32_t ek, struct ae_tpm_keys *k)
 {
-	char why[ATTEST_WHY_MAX], why2[ATTEST_WHY_MAX];
+	struct err why2;
+	struct err err;
 	bool ecc = true;
 
-	if (attest_tpm_nv_read(tpm, AE_NV_EK_ECC, &k->ek_cert, &k->ek_cert_len, why, sizeof(why)) ==
+	if (attest_tpm_nv_read(tpm, AE_NV_EK_ECC, &k->ek_cert, &k->ek_cert_len, &err) ==
 	    -1) {
 		ecc = false;
 		if (attest_tpm_nv_read(
-		        tpm, AE_NV_EK_RSA, &k->ek_cert, &k->ek_cert_len, why2, sizeof(why2)) == -1)
-			return attest_fail("no EK certificate in NV: %s; %s", why, why2);
+		        tpm, AE_NV_EK_RSA, &k->ek_cert, &k->ek_cert_len, &why2) == -1)
+			return attest_fail("no EK certificate in NV: %s; %s", err.msg, why2.msg);
 	}
 	k->ek_handle = ek != 0 ? ek : ecc ? AE_EK_ECC : AE_EK_RSA;
 	if (attest_tpm_read_public(tpm, k->ek_handle, k->ek_pub, sizeof(k->ek_pub), &k->ek_pub_len,
-	        why, sizeof(why)) == -1) {
+	        &err) == -1) {
 		if (ek != 0)
-			return attest_fail("EK: %s", why);
+			return attest_fail("EK: %s", err.msg);
 		k->ek_handle = 0;
 		if (attest_tpm_ek_public(tpm, ecc, k->ek_pub, sizeof(k->ek_pub), &k->ek_pub_len,
-		        why, sizeof(why)) == -1)
-			return attest_fail("EK: %s", why);
+		        &err) == -1)
+			return attest_fail("EK: %s", err.msg);
 	}
 	if (attest_tpm_read_public(
-	        tpm, ak, k->ak_pub, sizeof(k->ak_pub), &k->ak_pub_len, why, sizeof(why)) == -1)
-		return attest_fail("AK: %s", why);
+	        tpm, ak, k->ak_pub, sizeof(k->ak_pub), &k->ak_pub_len, &err) == -1)
+		return attest_fail("AK: %s", err.msg);
 	return EXIT_OK;
 }
 
@@ -220,14 +221,14 @@ ae_enroll_run(const char *ca, const char *tcti, uint32_t ak, uint32_t ek, const 
 	struct attest_tpm *tpm = NULL;
 	uint8_t blob[AE_BLOB_MAX], enc[AE_BLOB_MAX], secret[AE_SECRET_MAX];
 	size_t blob_len = 0, enc_len = 0, secret_len = 0;
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	json_t *reply = NULL;
 	int ret = EXIT_RUNTIME;
 
 	if (k == NULL)
 		return attest_fail("out of memory");
-	if ((tpm = attest_tpm_open(tcti, why, sizeof(why))) == NULL) {
-		attest_fail("%s", why);
+	if ((tpm = attest_tpm_open(tcti, &err)) == NULL) {
+		attest_fail("%s", err.msg);
 		goto out;
 	}
 	if ((ret = ae_read_keys(tpm, ak, ek, k)) != EXIT_OK ||
@@ -237,8 +238,8 @@ ae_enroll_run(const char *ca, const char *tcti, uint32_t ak, uint32_t ek, const 
 		goto out;
 	ret = EXIT_RUNTIME;
 	if (attest_tpm_activate(tpm, ak, k->ek_handle, k->ek_pub, k->ek_pub_len, blob, blob_len,
-	        enc, enc_len, secret, sizeof(secret), &secret_len, why, sizeof(why)) == -1) {
-		attest_fail("%s", why);
+	        enc, enc_len, secret, sizeof(secret), &secret_len, &err) == -1) {
+		attest_fail("%s", err.msg);
 		goto out;
 	}
 	ret = ae_certify(

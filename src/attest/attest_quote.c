@@ -51,7 +51,8 @@ attest_quote(int argc, char **argv)
 	uint8_t nonce[EVIDENCE_DATA_MAX];
 	size_t nonce_len = 0, n_vals = 0;
 	uint32_t ak = 0;
-	char why[ATTEST_WHY_MAX], *json = NULL;
+	char *json = NULL;
+	struct err err;
 	int c, ret = EXIT_USAGE;
 
 	if (vals == NULL || ev == NULL) {
@@ -94,14 +95,14 @@ attest_quote(int argc, char **argv)
 		attest_usage("quote", "--ak-handle, --pcrs, --nonce and --out are required");
 		goto out;
 	}
-	if (attest_pcr_spec_parse(pcrs, &sel, vals, &n_vals, why, sizeof(why)) == -1) {
-		attest_usage("quote", "--pcrs: %s", why);
+	if (attest_pcr_spec_parse(pcrs, &sel, vals, &n_vals, &err) == -1) {
+		attest_usage("quote", "--pcrs: %s", err.msg);
 		goto out;
 	}
 	ret = EXIT_RUNTIME;
-	if ((tpm = attest_tpm_open(tcti, why, sizeof(why))) == NULL ||
-	    attest_tpm_quote(tpm, ak, &sel, nonce, nonce_len, ev, why, sizeof(why)) == -1) {
-		attest_fail("%s", why);
+	if ((tpm = attest_tpm_open(tcti, &err)) == NULL ||
+	    attest_tpm_quote(tpm, ak, &sel, nonce, nonce_len, ev, &err) == -1) {
+		attest_fail("%s", err.msg);
 		goto out;
 	}
 	if ((json = attest_bundle_encode(ev)) == NULL) {

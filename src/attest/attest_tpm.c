@@ -28,41 +28,26 @@ struct attest_tpm {
 	ESYS_CONTEXT *esys;
 };
 
-static void at_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-at_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || why_len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 struct attest_tpm *
-attest_tpm_open(const char *tcti, char *why, size_t why_len)
+attest_tpm_open(const char *tcti, struct err *err)
 {
 	struct attest_tpm *tpm = calloc(1, sizeof(*tpm));
 	TSS2_RC rc;
 
 	if (tpm == NULL) {
-		at_fail(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return NULL;
 	}
 	rc = Tss2_TctiLdr_Initialize(tcti, &tpm->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TCTI %s: %s", tcti ? tcti : "(default)", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TCTI %s: %s", tcti ? tcti : "(default)", Tss2_RC_Decode(rc));
 		free(tpm);
 		return NULL;
 	}
 	rc = Esys_Initialize(&tpm->esys, tpm->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(
-		    why, why_len, "ESYS on %s: %s", tcti ? tcti : "(default)", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "ESYS on %s: %s", tcti ? tcti : "(default)", Tss2_RC_Decode(rc));
 		Tss2_TctiLdr_Finalize(&tpm->tcti);
 		free(tpm);
 		return NULL;
@@ -82,13 +67,13 @@ attest_tpm_close(struct attest_tpm *tpm)
 
 /* An ESYS object for a persistent handle or NV index. */
 static int
-at_object(struct attest_tpm *tpm, uint32_t handle, ESYS_TR *tr, char *why, size_t why_len)
+at_object(struct attest_tpm *tpm, uint32_t handle, ESYS_TR *tr, struct err *err)
 {
 	TSS2_RC rc =
 	    Esys_TR_FromTPMPublic(tpm->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, tr);
 
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "handle 0x%08x: %s", handle, Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "handle 0x%08x: %s", handle, Tss2_RC_Decode(rc));
 		return -1;
 	}
 	return 0;
@@ -96,13 +81,13 @@ at_object(struct attest_tpm *tpm, uint32_t handle, ESYS_TR *tr, char *why, size_
 
 static int
 at_marshal_public(
-    const TPM2B_PUBLIC *pub, uint8_t *out, size_t max, size_t *len, char *why, size_t why_len)
+    const TPM2B_PUBLIC *pub, uint8_t *out, size_t max, size_t *len, struct err *err)
 {
 	size_t off = 0;
 	TSS2_RC rc = Tss2_MU_TPM2B_PUBLIC_Marshal(pub, out, max, &off);
 
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "public area: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "public area: %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
 	*len = off;
@@ -111,7 +96,7 @@ at_marshal_public(
 
 static int
 at_read_public_tr(struct attest_tpm *tpm, ESYS_TR tr, uint8_t *out, size_t max, size_t *len,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	TPM2B_PUBLIC *pub = NULL;
 	TSS2_RC rc;
@@ -120,24 +105,24 @@ at_read_public_tr(struct attest_tpm *tpm, ESYS_TR tr, uint8_t *out, size_t max, 
 	rc = Esys_ReadPublic(
 	    tpm->esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_ReadPublic: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_ReadPublic: %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
-	ret = at_marshal_public(pub, out, max, len, why, why_len);
+	ret = at_marshal_public(pub, out, max, len, err);
 	Esys_Free(pub);
 	return ret;
 }
 
 int
 attest_tpm_read_public(struct attest_tpm *tpm, uint32_t handle, uint8_t *out, size_t max,
-    size_t *len, char *why, size_t why_len)
+    size_t *len, struct err *err)
 {
 	ESYS_TR tr;
 	int ret;
 
-	if (at_object(tpm, handle, &tr, why, why_len) == -1)
+	if (at_object(tpm, handle, &tr, err) == -1)
 		return -1;
-	ret = at_read_public_tr(tpm, tr, out, max, len, why, why_len);
+	ret = at_read_public_tr(tpm, tr, out, max, len, err);
 	Esys_TR_Close(tpm->esys, &tr);
 	return ret;
 }
@@ -163,7 +148,7 @@ at_selection(const struct evidence_pcr_select *sel, TPML_PCR_SELECTION *out)
  * most 8 values at a time: what it left out is asked for again). */
 static int
 at_pcr_read(struct attest_tpm *tpm, const struct evidence_pcr_select *sel,
-    struct attest_evidence *ev, char *why, size_t why_len)
+    struct attest_evidence *ev, struct err *err)
 {
 	struct evidence_pcr_select left = *sel;
 	TPML_PCR_SELECTION in, *out = NULL;
@@ -187,7 +172,7 @@ at_pcr_read(struct attest_tpm *tpm, const struct evidence_pcr_select *sel,
 		rc = Esys_PCR_Read(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &in,
 		    &counter, &out, &values);
 		if (rc != TSS2_RC_SUCCESS) {
-			at_fail(why, why_len, "TPM2_PCR_Read: %s", Tss2_RC_Decode(rc));
+			err_set(err, ERR_FAILED, "TPM2_PCR_Read: %s", Tss2_RC_Decode(rc));
 			return -1;
 		}
 		for (UINT32 b = 0; b < out->count; b++) {
@@ -214,17 +199,17 @@ at_pcr_read(struct attest_tpm *tpm, const struct evidence_pcr_select *sel,
 		out = NULL;
 		values = NULL;
 		if (k == 0) {
-			at_fail(why, why_len, "TPM2_PCR_Read: a PCR selected is not in the TPM");
+			err_set(err, ERR_FAILED, "TPM2_PCR_Read: a PCR selected is not in the TPM");
 			return -1;
 		}
 	}
-	at_fail(why, why_len, "TPM2_PCR_Read: too many rounds");
+	err_set(err, ERR_FAILED, "TPM2_PCR_Read: too many rounds");
 	return -1;
 }
 
 int
 attest_tpm_quote(struct attest_tpm *tpm, uint32_t ak_handle, const struct evidence_pcr_select *sel,
-    const uint8_t *nonce, size_t nonce_len, struct attest_evidence *ev, char *why, size_t why_len)
+    const uint8_t *nonce, size_t nonce_len, struct attest_evidence *ev, struct err *err)
 {
 	TPMT_SIG_SCHEME scheme = {.scheme = TPM2_ALG_NULL};
 	TPM2B_DATA qualifying = {0};
@@ -238,35 +223,35 @@ attest_tpm_quote(struct attest_tpm *tpm, uint32_t ak_handle, const struct eviden
 
 	memset(ev, 0, sizeof(*ev));
 	if (nonce_len > sizeof(qualifying.buffer)) {
-		at_fail(why, why_len, "nonce: at most %zu bytes", sizeof(qualifying.buffer));
+		err_set(err, ERR_FAILED, "nonce: at most %zu bytes", sizeof(qualifying.buffer));
 		return -1;
 	}
 	qualifying.size = (UINT16)nonce_len;
 	memcpy(qualifying.buffer, nonce, nonce_len);
 	at_selection(sel, &pcrs);
-	if (at_object(tpm, ak_handle, &ak, why, why_len) == -1 ||
+	if (at_object(tpm, ak_handle, &ak, err) == -1 ||
 	    at_read_public_tr(tpm, ak, ev->ak_public, sizeof(ev->ak_public), &ev->ak_public_len,
-	        why, why_len) == -1)
+	        err) == -1)
 		goto out;
 	rc = Esys_Quote(tpm->esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qualifying,
 	    &scheme, &pcrs, &quoted, &sig);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_Quote with 0x%08x: %s", ak_handle, Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_Quote with 0x%08x: %s", ak_handle, Tss2_RC_Decode(rc));
 		goto out;
 	}
 	if (quoted->size > sizeof(ev->attest)) {
-		at_fail(why, why_len, "TPM2_Quote: %u bytes of attestation", quoted->size);
+		err_set(err, ERR_FAILED, "TPM2_Quote: %u bytes of attestation", quoted->size);
 		goto out;
 	}
 	memcpy(ev->attest, quoted->attestationData, quoted->size);
 	ev->attest_len = quoted->size;
 	rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, ev->signature, sizeof(ev->signature), &off);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "signature: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "signature: %s", Tss2_RC_Decode(rc));
 		goto out;
 	}
 	ev->signature_len = off;
-	ret = at_pcr_read(tpm, sel, ev, why, why_len);
+	ret = at_pcr_read(tpm, sel, ev, err);
 out:
 	Esys_Free(quoted);
 	Esys_Free(sig);
@@ -281,7 +266,7 @@ out:
 
 int
 attest_tpm_nv_read(
-    struct attest_tpm *tpm, uint32_t index, uint8_t **buf, size_t *len, char *why, size_t why_len)
+    struct attest_tpm *tpm, uint32_t index, uint8_t **buf, size_t *len, struct err *err)
 {
 	TPM2B_NV_PUBLIC *pub = NULL;
 	ESYS_TR nv = ESYS_TR_NONE;
@@ -293,22 +278,22 @@ attest_tpm_nv_read(
 
 	*buf = NULL;
 	*len = 0;
-	if (at_object(tpm, index, &nv, why, why_len) == -1)
+	if (at_object(tpm, index, &nv, err) == -1)
 		return -1;
 	rc =
 	    Esys_NV_ReadPublic(tpm->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "NV 0x%08x: %s", index, Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "NV 0x%08x: %s", index, Tss2_RC_Decode(rc));
 		goto out;
 	}
 	size = pub->nvPublic.dataSize;
 	if (size == 0 || size > AT_NV_MAX || (out = malloc(size)) == NULL) {
-		at_fail(why, why_len, "NV 0x%08x: %zu bytes", index, size);
+		err_set(err, ERR_FAILED, "NV 0x%08x: %zu bytes", index, size);
 		goto out;
 	}
 	rc = tss_nv_read(tpm->esys, ESYS_TR_RH_OWNER, nv, (uint16_t)size, AT_NV_CHUNK, out, &at);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_NV_Read of 0x%08x at %u: %s", index, at,
+		err_set(err, ERR_FAILED, "TPM2_NV_Read of 0x%08x at %u: %s", index, at,
 		    Tss2_RC_Decode(rc));
 		goto out;
 	}
@@ -330,7 +315,7 @@ out:
  * public area. */
 static int
 at_create_ek(struct attest_tpm *tpm, const uint8_t *ek_public, size_t ek_public_len, ESYS_TR *ek,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPM2B_PUBLIC tmpl = {0}, *made = NULL;
@@ -343,7 +328,7 @@ at_create_ek(struct attest_tpm *tpm, const uint8_t *ek_public, size_t ek_public_
 
 	rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(ek_public, ek_public_len, &off, &tmpl);
 	if (rc != TSS2_RC_SUCCESS || off != ek_public_len) {
-		at_fail(why, why_len, "EK public area: malformed");
+		err_set(err, ERR_FAILED, "EK public area: malformed");
 		return -1;
 	}
 	if (tmpl.publicArea.type == TPM2_ALG_RSA) {
@@ -354,20 +339,20 @@ at_create_ek(struct attest_tpm *tpm, const uint8_t *ek_public, size_t ek_public_
 		tmpl.publicArea.unique.ecc.x.size = 32;
 		tmpl.publicArea.unique.ecc.y.size = 32;
 	} else {
-		at_fail(why, why_len, "EK public area: neither RSA nor ECC");
+		err_set(err, ERR_FAILED, "EK public area: neither RSA nor ECC");
 		return -1;
 	}
 	tmpl.size = 0;
 	rc = Esys_CreatePrimary(tpm->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, ek, &made, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_CreatePrimary (EK): %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_CreatePrimary (EK): %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
-	if (at_marshal_public(made, buf, sizeof(buf), &len, why, why_len) == -1)
+	if (at_marshal_public(made, buf, sizeof(buf), &len, err) == -1)
 		goto out;
 	if (len != ek_public_len || memcmp(buf, ek_public, len) != 0) {
-		at_fail(why, why_len, "the EK made from the TCG template is not the EK given");
+		err_set(err, ERR_FAILED, "the EK made from the TCG template is not the EK given");
 		goto out;
 	}
 	ret = 0;
@@ -383,7 +368,7 @@ out:
 /* A policy session satisfied by PolicySecret(TPM_RH_ENDORSEMENT), what the
  * TCG EK templates' authPolicy asks for. */
 static int
-at_ek_session(struct attest_tpm *tpm, ESYS_TR *session, char *why, size_t why_len)
+at_ek_session(struct attest_tpm *tpm, ESYS_TR *session, struct err *err)
 {
 	TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
 	TSS2_RC rc;
@@ -391,13 +376,13 @@ at_ek_session(struct attest_tpm *tpm, ESYS_TR *session, char *why, size_t why_le
 	rc = Esys_StartAuthSession(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, session);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_StartAuthSession: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_StartAuthSession: %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
 	rc = Esys_PolicySecret(tpm->esys, ESYS_TR_RH_ENDORSEMENT, *session, ESYS_TR_PASSWORD,
 	    ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_PolicySecret(endorsement): %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_PolicySecret(endorsement): %s", Tss2_RC_Decode(rc));
 		Esys_FlushContext(tpm->esys, *session);
 		*session = ESYS_TR_NONE;
 		return -1;
@@ -409,7 +394,7 @@ int
 attest_tpm_activate(struct attest_tpm *tpm, uint32_t ak_handle, uint32_t ek_handle,
     const uint8_t *ek_public, size_t ek_public_len, const uint8_t *blob, size_t blob_len,
     const uint8_t *enc_secret, size_t enc_secret_len, uint8_t *secret, size_t max,
-    size_t *secret_len, char *why, size_t why_len)
+    size_t *secret_len, struct err *err)
 {
 	ESYS_TR ak = ESYS_TR_NONE, ek = ESYS_TR_NONE, session = ESYS_TR_NONE;
 	TPM2B_ID_OBJECT id = {0};
@@ -425,26 +410,25 @@ attest_tpm_activate(struct attest_tpm *tpm, uint32_t ak_handle, uint32_t ek_hand
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc_secret, enc_secret_len, &off2, &enc) !=
 	        TSS2_RC_SUCCESS ||
 	    off2 != enc_secret_len) {
-		at_fail(why, why_len,
-		    "credential: malformed TPM2B_ID_OBJECT or "
+		err_set(err, ERR_FAILED, "credential: malformed TPM2B_ID_OBJECT or "
 		    "TPM2B_ENCRYPTED_SECRET");
 		return -1;
 	}
-	if (at_object(tpm, ak_handle, &ak, why, why_len) == -1)
+	if (at_object(tpm, ak_handle, &ak, err) == -1)
 		return -1;
-	if (ek_handle != 0 ? at_object(tpm, ek_handle, &ek, why, why_len)
-	                   : at_create_ek(tpm, ek_public, ek_public_len, &ek, why, why_len))
+	if (ek_handle != 0 ? at_object(tpm, ek_handle, &ek, err)
+	                   : at_create_ek(tpm, ek_public, ek_public_len, &ek, err))
 		goto out;
-	if (at_ek_session(tpm, &session, why, why_len) == -1)
+	if (at_ek_session(tpm, &session, err) == -1)
 		goto out;
 	rc = Esys_ActivateCredential(
 	    tpm->esys, ak, ek, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &id, &enc, &cred);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_ActivateCredential: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_ActivateCredential: %s", Tss2_RC_Decode(rc));
 		goto out;
 	}
 	if (cred->size > max) {
-		at_fail(why, why_len, "credential: %u bytes", cred->size);
+		err_set(err, ERR_FAILED, "credential: %u bytes", cred->size);
 		goto out;
 	}
 	memcpy(secret, cred->buffer, cred->size);
@@ -465,7 +449,7 @@ out:
 
 int
 attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t max, size_t *len,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPM2B_PUBLIC tmpl, *made = NULL;
@@ -479,10 +463,10 @@ attest_tpm_ek_public(struct attest_tpm *tpm, bool ecc, uint8_t *out, size_t max,
 	rc = Esys_CreatePrimary(tpm->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &ek, &made, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		at_fail(why, why_len, "TPM2_CreatePrimary (EK): %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_FAILED, "TPM2_CreatePrimary (EK): %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
-	ret = at_marshal_public(made, out, max, len, why, why_len);
+	ret = at_marshal_public(made, out, max, len, err);
 	Esys_Free(made);
 	Esys_FlushContext(tpm->esys, ek);
 	return ret;

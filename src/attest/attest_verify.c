@@ -49,22 +49,22 @@ av_fail(struct attest_result *res, const char *fmt, ...)
 static int
 av_check_cert(const struct attest_check *chk, struct attest_result *res)
 {
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	enum certs_verdict v;
 
 	v = certs_verify_chain(&chk->ak_cert, chk->untrusted, chk->n_untrusted, chk->roots,
-	    chk->n_roots, chk->now, why, sizeof(why));
+	    chk->n_roots, chk->now, &err);
 	if (v != CERTS_VALID) {
-		av_fail(res, "AK certificate: %s: %s", certs_verdict_name(v), why);
+		av_fail(res, "AK certificate: %s: %s", certs_verdict_name(v), err.msg);
 		return -1;
 	}
 	if (certs_cert_key_digest(chk->ak_cert.der, chk->ak_cert.len, res->ak_digest) == -1) {
 		av_fail(res, "AK certificate: its key cannot be read");
 		return -1;
 	}
-	if (certs_parse_virtual(chk->ak_cert.der, chk->ak_cert.len, &res->virt, why, sizeof(why)) ==
+	if (certs_parse_virtual(chk->ak_cert.der, chk->ak_cert.len, &res->virt, &err) ==
 	    -1) {
-		av_fail(res, "AK certificate: vtpmd extension: %s", why);
+		av_fail(res, "AK certificate: vtpmd extension: %s", err.msg);
 		return -1;
 	}
 	return 0;
@@ -79,13 +79,13 @@ av_check_ak_public(const struct attest_check *chk, struct attest_result *res)
 	struct evidence_public pub;
 	struct certs_pkey *k = NULL;
 	uint8_t digest[CERTS_DIGEST_LEN];
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	int ret = -1;
 
 	if (ev->ak_public_len == 0)
 		return 0;
-	if (evidence_parse_public(ev->ak_public, ev->ak_public_len, &pub, why, sizeof(why)) == -1) {
-		av_fail(res, "AK public area: %s", why);
+	if (evidence_parse_public(ev->ak_public, ev->ak_public_len, &pub, &err) == -1) {
+		av_fail(res, "AK public area: %s", err.msg);
 		return -1;
 	}
 	if (!evidence_key_is_restricted_signing(&pub)) {
@@ -116,7 +116,7 @@ static int
 av_check_signature(const struct attest_check *chk, struct attest_result *res)
 {
 	struct certs_pkey *k = certs_pkey_from_cert(chk->ak_cert.der, chk->ak_cert.len);
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 	uint8_t *spki = NULL;
 	size_t spki_len = 0;
 	int ret = -1;
@@ -126,8 +126,8 @@ av_check_signature(const struct attest_check *chk, struct attest_result *res)
 		goto out;
 	}
 	if (evidence_verify_signature_spki(spki, spki_len, chk->ev->attest, chk->ev->attest_len,
-	        chk->ev->signature, chk->ev->signature_len, why, sizeof(why)) == -1) {
-		av_fail(res, "quote not signed by the certified AK: %s", why);
+	        chk->ev->signature, chk->ev->signature_len, &err) == -1) {
+		av_fail(res, "quote not signed by the certified AK: %s", err.msg);
 		goto out;
 	}
 	ret = 0;
@@ -175,12 +175,12 @@ av_check_clock(
     const struct attest_check *chk, const struct evidence_attest *a, struct attest_result *res)
 {
 	const struct evidence_clock *p = chk->prev;
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 
 	if (p == NULL)
 		return 0;
-	if (evidence_check_clock(p, &a->clock, why, sizeof(why)) == -1) {
-		av_fail(res, "%s", why);
+	if (evidence_check_clock(p, &a->clock, &err) == -1) {
+		av_fail(res, "%s", err.msg);
 		return -1;
 	}
 	if (a->clock.clock == p->clock && a->clock.reset_count == p->reset_count &&
@@ -240,21 +240,21 @@ int
 attest_verify_quote(const struct attest_check *chk, struct attest_result *res)
 {
 	struct evidence_attest a;
-	char why[ATTEST_WHY_MAX];
+	struct err err;
 
 	memset(res, 0, sizeof(*res));
 	if (av_check_cert(chk, res) == -1 || av_check_ak_public(chk, res) == -1 ||
 	    av_check_signature(chk, res) == -1)
 		return -1;
-	if (evidence_parse_attest(chk->ev->attest, chk->ev->attest_len, &a, why, sizeof(why)) ==
+	if (evidence_parse_attest(chk->ev->attest, chk->ev->attest_len, &a, &err) ==
 	    -1) {
-		av_fail(res, "attestation: %s", why);
+		av_fail(res, "attestation: %s", err.msg);
 		return -1;
 	}
 	res->clock = a.clock;
 	if (evidence_check_quote(&a, chk->nonce, chk->nonce_len, chk->ev->pcrs, chk->ev->n_pcrs,
-	        NULL, why, sizeof(why)) == -1) {
-		av_fail(res, "quote: %s", why);
+	        NULL, &err) == -1) {
+		av_fail(res, "quote: %s", err.msg);
 		return -1;
 	}
 	if (av_check_required(chk, res) == -1 || av_check_clock(chk, &a, res) == -1 ||
@@ -277,7 +277,7 @@ av_state_path(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN], ch
 
 int
 attest_state_load(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN],
-    struct evidence_clock *clock, char *why, size_t why_len)
+    struct evidence_clock *clock, struct err *err)
 {
 	char path[4096], magic[32];
 	unsigned long long c;
@@ -291,14 +291,14 @@ attest_state_load(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN]
 	if (fileio_read(path, 4096, &buf, &len) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	buf[len < 4096 ? len : 4095] = '\0';
 	/* NOLINTNEXTLINE(cert-err34-c): our own file; an out-of-range number saturates */
 	if (sscanf((char *)buf, "%31s %llu %u %u %u", magic, &c, &reset, &restart, &safe) != 5 ||
 	    strcmp(magic, AV_STATE_MAGIC) != 0 || safe > 1) {
-		snprintf(why, why_len, "%s: not a vtpm-attest state file", path);
+		err_set(err, ERR_FAILED, "%s: not a vtpm-attest state file", path);
 		goto out;
 	}
 	*clock = (struct evidence_clock){c, reset, restart, safe == 1};
@@ -310,13 +310,13 @@ out:
 
 int
 attest_state_save(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN],
-    const struct evidence_clock *clock, char *why, size_t why_len)
+    const struct evidence_clock *clock, struct err *err)
 {
 	char path[4096], line[128];
 	int n;
 
 	if (fileio_mkdirs(dir, 0700) == -1) {
-		snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	av_state_path(dir, digest, path, sizeof(path));
@@ -324,7 +324,7 @@ attest_state_save(const char *dir, const uint8_t digest[static CERTS_DIGEST_LEN]
 	    (unsigned long long)clock->clock, clock->reset_count, clock->restart_count,
 	    clock->safe ? 1u : 0u);
 	if (fileio_write_atomic(path, line, (size_t)n, 0600) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -468,14 +468,13 @@ av_parse(struct av_opts *o, int argc, char **argv)
 
 /* Reads a whole file of at most max bytes into out. */
 static int
-av_read_into(const char *path, uint8_t *out, size_t max, size_t *len, char *why, size_t why_len)
+av_read_into(const char *path, uint8_t *out, size_t max, size_t *len, struct err *err)
 {
 	uint8_t *buf = NULL;
 	size_t n = 0;
 
 	if (fileio_read(path, max, &buf, &n) == -1) {
-		snprintf(
-		    why, why_len, "%s: %s", path, errno == EFBIG ? "too large" : strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, errno == EFBIG ? "too large" : strerror(errno));
 		return -1;
 	}
 	memcpy(out, buf, n);
@@ -486,37 +485,37 @@ av_read_into(const char *path, uint8_t *out, size_t max, size_t *len, char *why,
 
 /* The evidence from the bundle or from tpm2_quote's three files. */
 static int
-av_load_evidence(const struct av_opts *o, struct attest_evidence *ev, char *why, size_t why_len)
+av_load_evidence(const struct av_opts *o, struct attest_evidence *ev, struct err *err)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	char inner[ATTEST_WHY_MAX];
+	struct err inner;
 	int ret = -1;
 
 	memset(ev, 0, sizeof(*ev));
 	if (o->quote != NULL) {
 		if (fileio_read(o->quote, ATTEST_BUNDLE_MAX, &buf, &len) == -1) {
-			snprintf(why, why_len, "%s: %s", o->quote, strerror(errno));
+			err_set(err, ERR_FAILED, "%s: %s", o->quote, strerror(errno));
 			return -1;
 		}
-		ret = attest_bundle_parse(buf, len, ev, inner, sizeof(inner));
+		ret = attest_bundle_parse(buf, len, ev, &inner);
 		if (ret == -1)
-			snprintf(why, why_len, "%s: %s", o->quote, inner);
+			err_set(err, ERR_FAILED, "%s: %s", o->quote, inner.msg);
 		free(buf);
 		return ret;
 	}
 	if (av_read_into(
-	        o->message, ev->attest, sizeof(ev->attest), &ev->attest_len, why, why_len) == -1 ||
+	        o->message, ev->attest, sizeof(ev->attest), &ev->attest_len, err) == -1 ||
 	    av_read_into(o->signature, ev->signature, sizeof(ev->signature), &ev->signature_len,
-	        why, why_len) == -1)
+	        err) == -1)
 		return -1;
 	if (fileio_read(o->pcr_file, AV_FILE_MAX, &buf, &len) == -1) {
-		snprintf(why, why_len, "%s: %s", o->pcr_file, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", o->pcr_file, strerror(errno));
 		return -1;
 	}
-	ret = attest_pcrfile_parse(buf, len, ev->pcrs, &ev->n_pcrs, inner, sizeof(inner));
+	ret = attest_pcrfile_parse(buf, len, ev->pcrs, &ev->n_pcrs, &inner);
 	if (ret == -1)
-		snprintf(why, why_len, "%s: %s", o->pcr_file, inner);
+		err_set(err, ERR_FAILED, "%s: %s", o->pcr_file, inner.msg);
 	free(buf);
 	return ret;
 }
@@ -554,13 +553,13 @@ av_free_certs(struct av_certs *c)
 }
 
 static int
-av_read_cert(const char *path, struct certs_der *out, char *why, size_t why_len)
+av_read_cert(const char *path, struct certs_der *out, struct err *err)
 {
 	uint8_t *der = NULL;
 	size_t len = 0;
 
 	if (certs_read(path, &der, &len) == -1) {
-		snprintf(why, why_len, "%s: %s", path,
+		err_set(err, ERR_FAILED, "%s: %s", path,
 		    errno == EINVAL ? "not a certificate (PEM or DER)" : strerror(errno));
 		return -1;
 	}
@@ -569,13 +568,13 @@ av_read_cert(const char *path, struct certs_der *out, char *why, size_t why_len)
 }
 
 static int
-av_load_certs(const struct av_opts *o, struct av_certs *c, char *why, size_t why_len)
+av_load_certs(const struct av_opts *o, struct av_certs *c, struct err *err)
 {
-	if (av_read_cert(o->ak_cert, &c->ak, why, why_len) == -1 ||
-	    av_read_cert(o->trust, &c->root, why, why_len) == -1)
+	if (av_read_cert(o->ak_cert, &c->ak, err) == -1 ||
+	    av_read_cert(o->trust, &c->root, err) == -1)
 		return -1;
 	for (size_t i = 0; i < o->n_untrusted; i++) {
-		if (av_read_cert(o->untrusted[i], &c->untrusted[i], why, why_len) == -1)
+		if (av_read_cert(o->untrusted[i], &c->untrusted[i], err) == -1)
 			return -1;
 		c->n_untrusted++;
 	}
@@ -625,7 +624,8 @@ static int
 av_revocation(const struct av_opts *o, const struct certs_der *ak, struct attest_result *res,
     char *text, size_t len)
 {
-	char serial[CERTS_SERIAL_HEX_MAX + 1], why[ATTEST_WHY_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct err err;
 	int r;
 
 	if (o->ca == NULL) {
@@ -636,12 +636,12 @@ av_revocation(const struct av_opts *o, const struct certs_der *ak, struct attest
 		snprintf(res->reason, sizeof(res->reason), "AK certificate: no serial number");
 		return -1;
 	}
-	r = attest_http_status(o->ca, serial, why, sizeof(why));
+	r = attest_http_status(o->ca, serial, &err);
 	if (r == 0) {
 		snprintf(text, len, "not revoked (vtpm-ca at %s)", o->ca);
 		return 0;
 	}
-	snprintf(res->reason, sizeof(res->reason), "AK certificate %s: %s", serial, why);
+	snprintf(res->reason, sizeof(res->reason), "AK certificate %s: %s", serial, err.msg);
 	return -1;
 }
 
@@ -656,7 +656,8 @@ attest_verify(int argc, char **argv)
 	struct attest_check chk;
 	struct attest_result res;
 	struct evidence_clock prev;
-	char why[ATTEST_WHY_MAX], dirbuf[4096], revocation[160];
+	char dirbuf[4096], revocation[160];
+	struct err err;
 	const char *dir;
 	size_t n_want = 0;
 	int ret, found;
@@ -671,14 +672,14 @@ attest_verify(int argc, char **argv)
 		goto out;
 	}
 	if (o.pcrs != NULL &&
-	    attest_pcr_spec_parse(o.pcrs, &want_sel, want, &n_want, why, sizeof(why)) == -1) {
-		ret = attest_usage("verify", "--pcrs: %s", why);
+	    attest_pcr_spec_parse(o.pcrs, &want_sel, want, &n_want, &err) == -1) {
+		ret = attest_usage("verify", "--pcrs: %s", err.msg);
 		goto out;
 	}
 	ret = EXIT_RUNTIME;
-	if (av_load_certs(&o, &c, why, sizeof(why)) == -1 ||
-	    av_load_evidence(&o, ev, why, sizeof(why)) == -1) {
-		attest_fail("%s", why);
+	if (av_load_certs(&o, &c, &err) == -1 ||
+	    av_load_evidence(&o, ev, &err) == -1) {
+		attest_fail("%s", err.msg);
 		goto out;
 	}
 	dir = o.state != NULL ? o.state : av_state_dir(dirbuf, sizeof(dirbuf));
@@ -686,9 +687,9 @@ attest_verify(int argc, char **argv)
 		attest_fail("%s: its key cannot be read", o.ak_cert);
 		goto out;
 	}
-	found = attest_state_load(dir, res.ak_digest, &prev, why, sizeof(why));
+	found = attest_state_load(dir, res.ak_digest, &prev, &err);
 	if (found == -1) {
-		attest_fail("%s", why);
+		attest_fail("%s", err.msg);
 		goto out;
 	}
 	chk = (struct attest_check){.ak_cert = c.ak,
@@ -709,10 +710,10 @@ attest_verify(int argc, char **argv)
 	    av_revocation(&o, &c.ak, &res, revocation, sizeof(revocation)) == -1)
 		res.trusted = false;
 	if (res.trusted &&
-	    attest_state_save(dir, res.ak_digest, &res.clock, why, sizeof(why)) == -1) {
+	    attest_state_save(dir, res.ak_digest, &res.clock, &err) == -1) {
 		res.trusted = false;
 		snprintf(
-		    res.reason, sizeof(res.reason), "cannot record the quote's clock: %s", why);
+		    res.reason, sizeof(res.reason), "cannot record the quote's clock: %s", err.msg);
 	}
 	if (!res.trusted)
 		revocation[0] = '\0';

@@ -115,15 +115,15 @@ struct ca_ek_req {
 };
 struct json_t;
 int ca_parse_challenge(
-    const struct json_t *body, struct ca_challenge_req *req, char *why, size_t why_len);
+    const struct json_t *body, struct ca_challenge_req *req, struct err *err);
 int ca_parse_certify(
-    const struct json_t *body, struct ca_certify_req *req, char *why, size_t why_len);
+    const struct json_t *body, struct ca_certify_req *req, struct err *err);
 int ca_parse_ek_request(
-    const struct json_t *body, struct ca_ek_req *req, char *why, size_t why_len);
+    const struct json_t *body, struct ca_ek_req *req, struct err *err);
 /* "0=HEX,2=HEX,…" or a JSON object {"0": HEX, …} (text) of sha256 PCR
  * values. */
 int ca_parse_pcr_values(const char *text, uint32_t *mask,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *why, size_t why_len);
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 /* A serial number: 1 to CERTS_SERIAL_HEX_MAX hex digits, lowercased into
  * out without leading zeros ("0" for zero). */
 int ca_parse_serial(const char *s, char out[static CERTS_SERIAL_HEX_MAX + 1]);
@@ -149,7 +149,7 @@ int ca_trust_parse(const char *s, enum ca_trust_kind *kind);
 struct ca_db;
 /* create: make the file and the schema (it must not exist); else open an
  * existing database of this schema version. */
-struct ca_db *ca_db_open(const char *path, bool create, char *why, size_t why_len);
+struct ca_db *ca_db_open(const char *path, bool create, struct err *err);
 void ca_db_close(struct ca_db *db);
 const char *ca_db_error(const struct ca_db *db);
 
@@ -236,13 +236,12 @@ enum ca_db_rc ca_db_audit_list(
  * the first certificate of a trusted entry itself (a Virtualization or
  * Privacy CA, not some other CA under its root). 0, or -1 with why. */
 int ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
-    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, char *why,
-    size_t why_len);
+    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, struct err *err);
 /* Whether pub is a trusted approval key: 1, 0, -1. */
 int ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub);
 /* The revocation state of a certificate (DER): 0 good, 1 revoked (why
  * says so), -1 error. */
-int ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, char *why, size_t why_len);
+int ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, struct err *err);
 
 /* ca_settings.c: vtpm-ca serve's settings. */
 struct ca_settings {
@@ -255,7 +254,7 @@ struct ca_settings {
 };
 void ca_settings_defaults(struct ca_settings *s);
 /* Reads the JSON configuration file into s (see `vtpm-ca serve --help`). */
-int ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_len);
+int ca_settings_load(const char *path, struct ca_settings *s, struct err *err);
 
 /* ca_api.c: the routes. */
 struct ca_server {
@@ -301,7 +300,7 @@ void ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, stru
  * those above it up to a self-signed root; the chain must verify now).
  * name NULL: the first certificate's subject. */
 int ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, const char *text,
-    char *why, size_t why_len);
+    struct err *err);
 
 /* One file per command. */
 int ca_cmd_serve(int argc, char **argv);

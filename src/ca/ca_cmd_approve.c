@@ -59,7 +59,8 @@ approve_valid_id(const char *id)
 static int
 approve_values(const char *arg, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
 {
-	char why[CA_WHY_MAX], *text = NULL;
+	char *text = NULL;
+	struct err err;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	struct stat st;
@@ -75,10 +76,10 @@ approve_values(const char *arg, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIG
 		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
 			text[--len] = '\0';
 	}
-	ret = ca_parse_pcr_values(text != NULL ? text : arg, mask, values, why, sizeof(why));
+	ret = ca_parse_pcr_values(text != NULL ? text : arg, mask, values, &err);
 	free(text);
 	if (ret == -1)
-		return ca_usage("approve-host-config", "--values: %s", why);
+		return ca_usage("approve-host-config", "--values: %s", err.msg);
 	return EXIT_OK;
 }
 
@@ -86,7 +87,8 @@ static int
 approve_run(const char *dbpath, const char *id, const struct pcr_selection *sel, const char *vals)
 {
 	struct ca_host_config hc = {0};
-	char why[CA_WHY_MAX], hex[2 * TPM_DIGEST_LEN + 1], list[128];
+	char hex[2 * TPM_DIGEST_LEN + 1], list[128];
+	struct err err;
 	struct ca_db *db = NULL;
 	uint32_t mask = 0;
 	int ret;
@@ -105,8 +107,8 @@ approve_run(const char *dbpath, const char *id, const struct pcr_selection *sel,
 	hc.approved_at = time(NULL);
 	if (pcrpolicy_digest(sel, hc.values, hc.policy) == -1)
 		return ca_fail("the PolicyPCR digest cannot be computed");
-	if ((db = ca_db_open(dbpath, false, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	ret = EXIT_RUNTIME;
 	if (ca_db_host_config_add(db, &hc) != CA_DB_OK) {
 		ca_fail("%s: %s", id, ca_db_error(db));
@@ -114,9 +116,9 @@ approve_run(const char *dbpath, const char *id, const struct pcr_selection *sel,
 	}
 	hex_encode(hc.policy, sizeof(hc.policy), hex);
 	pcrpolicy_format(sel, list, sizeof(list));
-	snprintf(why, sizeof(why), "%s: sha256 PCRs %s, PolicyPCR %s", id, list, hex);
-	ca_db_audit(db, time(NULL), "approve-host-config", "done", why);
-	printf("approved host configuration %s\n", why);
+	err_set(&err, ERR_FAILED, "%s: sha256 PCRs %s, PolicyPCR %s", id, list, hex);
+	ca_db_audit(db, time(NULL), "approve-host-config", "done", err.msg);
+	printf("approved host configuration %s\n", err.msg);
 	ret = EXIT_OK;
 out:
 	ca_db_close(db);

@@ -68,7 +68,8 @@ init_trust(struct ca_db *db, const struct init_paths *p, int i, enum ca_trust_ki
 {
 	uint8_t *ca = NULL, *root = NULL;
 	size_t ca_len = 0, root_len = 0;
-	char *text = NULL, why[CA_WHY_MAX];
+	char *text = NULL;
+	struct err err;
 	int ret = -1;
 
 	if (fileio_read(p->cert[i], 1 << 20, &ca, &ca_len) == -1 ||
@@ -80,8 +81,8 @@ init_trust(struct ca_db *db, const struct init_paths *p, int i, enum ca_trust_ki
 	memcpy(text, ca, ca_len);
 	memcpy(text + ca_len, root, root_len);
 	text[ca_len + root_len] = '\0';
-	if (ca_trust_add_pem(db, kind, NULL, text, why, sizeof(why)) == -1) {
-		ca_fail("trusting the new %s CA: %s", init_roles[i], why);
+	if (ca_trust_add_pem(db, kind, NULL, text, &err) == -1) {
+		ca_fail("trusting the new %s CA: %s", init_roles[i], err.msg);
 		goto out;
 	}
 	ret = 0;
@@ -100,30 +101,31 @@ init_run(const char *dbpath, const char *name)
 	struct certs_validity v;
 	struct init_paths p;
 	struct ca_db *db = NULL;
-	char why[CA_WHY_MAX], full[CERTS_NAME_MAX + 1];
+	char full[CERTS_NAME_MAX + 1];
+	struct err err;
 	int ret;
 
 	if ((ret = init_paths(dbpath, &p)) != EXIT_OK)
 		return ret;
 	ret = EXIT_RUNTIME;
-	if ((db = ca_db_open(dbpath, true, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((db = ca_db_open(dbpath, true, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	for (int i = 0; i < 3; i++) {
 		v.not_before = time(NULL) - 60;
 		v.not_after = time(NULL) + (i == 0 ? 20 : 10) * (int64_t)INIT_YEAR;
 		snprintf(full, sizeof(full), "%s %s", name, cn[i]);
 		ca[i] = certs_ca_create(full, i == 0 ? CERTS_CA_ROOT : CERTS_CA_ISSUING,
-		    i == 0 ? NULL : ca[0], &v, p.key[i], p.cert[i], why, sizeof(why));
+		    i == 0 ? NULL : ca[0], &v, p.key[i], p.cert[i], &err);
 		if (ca[i] == NULL) {
-			ca_fail("creating the %s CA: %s", init_roles[i], why);
+			ca_fail("creating the %s CA: %s", init_roles[i], err.msg);
 			goto out;
 		}
 	}
 	if (init_trust(db, &p, 1, CA_TRUST_PRIVACY) == -1 ||
 	    init_trust(db, &p, 2, CA_TRUST_VIRTUALIZATION) == -1)
 		goto out;
-	snprintf(why, sizeof(why), "name %s", name);
-	ca_db_audit(db, time(NULL), "init", "done", why);
+	err_set(&err, ERR_FAILED, "name %s", name);
+	ca_db_audit(db, time(NULL), "init", "done", err.msg);
 	printf("database            %s\n", dbpath);
 	for (int i = 0; i < 3; i++)
 		printf("%-19s %s (key %s)\n", cn[i], p.cert[i], p.key[i]);
@@ -142,10 +144,10 @@ out:
 			}
 		}
 		unlink(dbpath);
-		snprintf(why, sizeof(why), "%s-wal", dbpath);
-		unlink(why);
-		snprintf(why, sizeof(why), "%s-shm", dbpath);
-		unlink(why);
+		err_set(&err, ERR_FAILED, "%s-wal", dbpath);
+		unlink(err.msg);
+		err_set(&err, ERR_FAILED, "%s-shm", dbpath);
+		unlink(err.msg);
 	}
 	return ret;
 }

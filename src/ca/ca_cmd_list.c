@@ -159,7 +159,7 @@ ca_cmd_list(int argc, char **argv)
 	static const char *const whats[] = {"certificates", "trust", "host-configs", "audit"};
 	struct list_ctx l = {0};
 	const char *dbpath = NULL, *what = "certificates";
-	char why[CA_WHY_MAX];
+	struct err err;
 	struct ca_db *db;
 	size_t i;
 	int c, ret = EXIT_RUNTIME;
@@ -186,8 +186,8 @@ ca_cmd_list(int argc, char **argv)
 		    "list", "list certificates, trust, host-configs or audit, not '%s'", what);
 	if (dbpath == NULL)
 		return ca_usage("list", "--db is required");
-	if ((db = ca_db_open(dbpath, false, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	if (l.json && (l.arr = json_array()) == NULL) {
 		ca_fail("out of memory");
 		goto out;

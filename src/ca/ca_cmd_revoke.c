@@ -43,7 +43,8 @@ ca_cmd_revoke(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dbpath = NULL, *serial_arg = NULL, *reason = "";
-	char serial[CERTS_SERIAL_HEX_MAX + 1], why[CA_WHY_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct err err;
 	struct ca_db *db;
 	bool foreign = false;
 	enum ca_db_rc rc;
@@ -70,8 +71,8 @@ ca_cmd_revoke(int argc, char **argv)
 		    "revoke", "--serial: 1 to %d hexadecimal digits", CERTS_SERIAL_HEX_MAX);
 	if (strlen(reason) > 200)
 		return ca_usage("revoke", "--reason: at most 200 characters");
-	if ((db = ca_db_open(dbpath, false, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	rc = ca_db_revoke(db, serial, reason, time(NULL), foreign);
 	if (rc != CA_DB_OK) {
 		ca_fail("%s%s", ca_db_error(db),
@@ -81,10 +82,10 @@ ca_cmd_revoke(int argc, char **argv)
 		ca_db_close(db);
 		return EXIT_RUNTIME;
 	}
-	snprintf(why, sizeof(why), "serial %s%s%s%s", serial, foreign ? " (foreign)" : "",
+	err_set(&err, ERR_FAILED, "serial %s%s%s%s", serial, foreign ? " (foreign)" : "",
 	    reason[0] != '\0' ? ": " : "", reason);
-	ca_db_audit(db, time(NULL), "revoke", "done", why);
+	ca_db_audit(db, time(NULL), "revoke", "done", err.msg);
 	ca_db_close(db);
-	printf("revoked %s\n", why);
+	printf("revoked %s\n", err.msg);
 	return EXIT_OK;
 }

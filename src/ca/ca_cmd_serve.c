@@ -80,7 +80,8 @@ serve_read_cert(const char *db, const char *which, struct ca_der *out)
 static struct certs_ca *
 serve_load_ca(const char *db, const char *which)
 {
-	char key[1024], cert[1024], why[CA_WHY_MAX];
+	char key[1024], cert[1024];
+	struct err err;
 	struct certs_ca *ca;
 
 	if (ca_file(db, which, "key", key, sizeof(key)) == -1 ||
@@ -88,18 +89,18 @@ serve_load_ca(const char *db, const char *which)
 		ca_fail("%s: path too long", db);
 		return NULL;
 	}
-	if ((ca = certs_ca_load(key, cert, why, sizeof(why))) == NULL)
-		ca_fail("the %s CA: %s", which, why);
+	if ((ca = certs_ca_load(key, cert, &err)) == NULL)
+		ca_fail("the %s CA: %s", which, err.msg);
 	return ca;
 }
 
 static int
 serve_open(struct ca_server *s, const char *dbpath)
 {
-	char why[CA_WHY_MAX];
+	struct err err;
 
-	if ((s->db = ca_db_open(dbpath, false, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((s->db = ca_db_open(dbpath, false, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	if (serve_read_cert(dbpath, "root", &s->root) != EXIT_OK ||
 	    serve_read_cert(dbpath, "privacy", &s->privacy_cert) != EXIT_OK ||
 	    serve_read_cert(dbpath, "virtualization", &s->virt_cert) != EXIT_OK)
@@ -196,7 +197,7 @@ ca_cmd_serve(int argc, char **argv)
 	const char *db = NULL, *role = NULL, *listen = NULL, *config = NULL;
 	struct ca_server *s = calloc(1, sizeof(*s));
 	enum log_level level = LOG_LEVEL_INFO;
-	char why[CA_WHY_MAX];
+	struct err err;
 	int c, ret = EXIT_USAGE;
 
 	if (s == NULL)
@@ -231,8 +232,8 @@ ca_cmd_serve(int argc, char **argv)
 		ca_usage("serve", "--db is required");
 		goto out;
 	}
-	if (config != NULL && ca_settings_load(config, &s->cfg, why, sizeof(why)) == -1) {
-		ret = ca_fail("%s", why);
+	if (config != NULL && ca_settings_load(config, &s->cfg, &err) == -1) {
+		ret = ca_fail("%s", err.msg);
 		goto out;
 	}
 	if (role != NULL && ca_role_parse(role, &s->cfg.role) == -1) {

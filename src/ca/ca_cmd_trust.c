@@ -61,17 +61,17 @@ trust_certs_free(struct trust_certs *c)
 }
 
 static int
-trust_split(const char *text, struct trust_certs *c, char *why, size_t why_len)
+trust_split(const char *text, struct trust_certs *c, struct err *err)
 {
 	size_t off = 0, n = strlen(text);
 	uint8_t *der;
 	size_t len;
 	int r;
 
-	while ((r = certs_pem_next(text, n, &off, &der, &len, why, why_len)) == 1) {
+	while ((r = certs_pem_next(text, n, &off, &der, &len, err)) == 1) {
 		if (c->n == TRUST_CERTS_MAX) {
 			free(der);
-			snprintf(why, why_len, "more than %d certificates", TRUST_CERTS_MAX);
+			err_set(err, ERR_FAILED, "more than %d certificates", TRUST_CERTS_MAX);
 			return -1;
 		}
 		c->der[c->n] = der;
@@ -80,7 +80,7 @@ trust_split(const char *text, struct trust_certs *c, char *why, size_t why_len)
 	if (r == -1)
 		return -1;
 	if (c->n == 0) {
-		snprintf(why, why_len, "no PEM certificate");
+		err_set(err, ERR_FAILED, "no PEM certificate");
 		return -1;
 	}
 	return 0;
@@ -88,12 +88,12 @@ trust_split(const char *text, struct trust_certs *c, char *why, size_t why_len)
 
 /* The certificates must form a chain from the first to a root among them. */
 static int
-trust_check_chain(const struct trust_certs *c, char *why, size_t why_len)
+trust_check_chain(const struct trust_certs *c, struct err *err)
 {
 	struct certs_der leaf = {c->der[0], c->len[0]}, roots[TRUST_CERTS_MAX],
 	                 inter[TRUST_CERTS_MAX];
 	size_t n_roots = 0, n_inter = 0;
-	char inner[CA_WHY_MAX];
+	struct err inner;
 	enum certs_verdict v;
 
 	for (size_t i = 0; i < c->n; i++) {
@@ -103,19 +103,17 @@ trust_check_chain(const struct trust_certs *c, char *why, size_t why_len)
 			inter[n_inter++] = (struct certs_der){c->der[i], c->len[i]};
 	}
 	if (n_roots == 0) {
-		snprintf(why, why_len,
-		    "no self-signed root certificate in the file: append the "
+		err_set(err, ERR_FAILED, "no self-signed root certificate in the file: append the "
 		    "certificates above the CA, up to its root "
 		    "(cat CA.pem ROOT.pem > CHAIN.pem)");
 		return -1;
 	}
 	v = certs_verify_chain(
-	    &leaf, inter, n_inter, roots, n_roots, time(NULL), inner, sizeof(inner));
+	    &leaf, inter, n_inter, roots, n_roots, time(NULL), &inner);
 	if (v != CERTS_VALID) {
-		snprintf(why, why_len,
-		    "the first certificate does not verify up to the root in "
+		err_set(err, ERR_FAILED, "the first certificate does not verify up to the root in "
 		    "the file (%s: %s)",
-		    certs_verdict_name(v), inner);
+		    certs_verdict_name(v), inner.msg);
 		return -1;
 	}
 	return 0;
@@ -123,7 +121,7 @@ trust_check_chain(const struct trust_certs *c, char *why, size_t why_len)
 
 int
 ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, const char *text,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	struct trust_certs c = {0};
 	char subject[CA_SUBJECT_MAX], label[CA_SUBJECT_MAX + 96], fp[65], *data = NULL, *pem;
@@ -132,7 +130,7 @@ ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, co
 	enum ca_db_rc rc;
 	int ret = -1;
 
-	if (trust_split(text, &c, why, why_len) == -1 || trust_check_chain(&c, why, why_len) == -1)
+	if (trust_split(text, &c, err) == -1 || trust_check_chain(&c, err) == -1)
 		goto out;
 	for (size_t i = 0; i < c.n; i++) {
 		if ((pem = certs_pem_encode(c.der[i], c.len[i])) == NULL)
@@ -158,7 +156,7 @@ ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, co
 	hex_encode(digest, sizeof(digest), fp);
 	rc = ca_db_trust_add(db, kind, name, fp, data, time(NULL));
 	if (rc != CA_DB_OK) {
-		snprintf(why, why_len, "%s", ca_db_error(db));
+		err_set(err, ERR_FAILED, "%s", ca_db_error(db));
 		goto out;
 	}
 	snprintf(label, sizeof(label), "%s %s (%.16s)", ca_trust_name(kind), name, fp);
@@ -166,7 +164,7 @@ ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, co
 	ret = 0;
 	goto out;
 oom:
-	snprintf(why, why_len, "out of memory");
+	err_set(err, ERR_FAILED, "out of memory");
 out:
 	free(data);
 	trust_certs_free(&c);
@@ -216,7 +214,8 @@ trust_add_file(struct ca_db *db, enum ca_trust_kind kind, const char *path, cons
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	char *text = NULL, why[CA_WHY_MAX];
+	char *text = NULL;
+	struct err err;
 	int ret = EXIT_RUNTIME;
 
 	if (fileio_read(path, TRUST_FILE_MAX, &buf, &len) == -1)
@@ -232,8 +231,8 @@ trust_add_file(struct ca_db *db, enum ca_trust_kind kind, const char *path, cons
 		ca_fail("out of memory");
 		goto out;
 	}
-	if (ca_trust_add_pem(db, kind, name, text, why, sizeof(why)) == -1) {
-		ca_fail("%s: %s", path, why);
+	if (ca_trust_add_pem(db, kind, name, text, &err) == -1) {
+		ca_fail("%s: %s", path, err.msg);
 		goto out;
 	}
 	printf("trusted %s CA from %s\n", ca_trust_name(kind), path);
@@ -259,7 +258,7 @@ ca_cmd_trust(int argc, char **argv)
 	};
 	const char *dbpath = NULL, *file = NULL, *name = NULL;
 	enum ca_trust_kind kind = CA_TRUST_MANUFACTURER;
-	char why[CA_WHY_MAX];
+	struct err err;
 	struct ca_db *db;
 	int c, n = 0, ret;
 
@@ -305,8 +304,8 @@ ca_cmd_trust(int argc, char **argv)
 		return ca_usage("trust", "--db is required");
 	if (name != NULL && (name[0] == '\0' || strlen(name) >= CA_SUBJECT_MAX))
 		return ca_usage("trust", "--name: 1 to %d characters", CA_SUBJECT_MAX - 1);
-	if ((db = ca_db_open(dbpath, false, why, sizeof(why))) == NULL)
-		return ca_fail("%s: %s", dbpath, why);
+	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
+		return ca_fail("%s: %s", dbpath, err.msg);
 	if (kind == CA_TRUST_APPROVAL_KEY)
 		ret = trust_add_key(db, file, name);
 	else

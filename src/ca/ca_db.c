@@ -209,14 +209,14 @@ out:
 }
 
 struct ca_db *
-ca_db_open(const char *path, bool create, char *why, size_t why_len)
+ca_db_open(const char *path, bool create, struct err *err)
 {
 	struct ca_db *db = calloc(1, sizeof(*db));
 	bool created = false;
 	int fd;
 
 	if (db == NULL) {
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return NULL;
 	}
 	if (create) {
@@ -247,8 +247,7 @@ ca_db_open(const char *path, bool create, char *why, size_t why_len)
 		goto fail;
 	return db;
 fail:
-	if (why != NULL)
-		snprintf(why, why_len, "%s", db->error);
+	err_set(err, ERR_FAILED, "%s", db->error);
 	ca_db_close(db);
 	if (created)
 		unlink(path); /* only what this call made */

@@ -18,21 +18,6 @@
 
 #include "ca.h"
 
-static int cp_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-cp_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why != NULL && why_len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static const json_t *
 cp_get(const json_t *o, const char *field)
@@ -42,16 +27,16 @@ cp_get(const json_t *o, const char *field)
 
 /* A required string field. */
 static const char *
-cp_string(const json_t *o, const char *field, char *why, size_t why_len)
+cp_string(const json_t *o, const char *field, struct err *err)
 {
 	const json_t *v = cp_get(o, field);
 
 	if (v == NULL) {
-		cp_fail(why, why_len, "%s is missing", field);
+		err_set(err, ERR_INVALID, "%s is missing", field);
 		return NULL;
 	}
 	if (!json_is_string(v)) {
-		cp_fail(why, why_len, "%s must be a string", field);
+		err_set(err, ERR_INVALID, "%s must be a string", field);
 		return NULL;
 	}
 	return json_string_value(v);
@@ -59,51 +44,49 @@ cp_string(const json_t *o, const char *field, char *why, size_t why_len)
 
 /* A required base64 field of 1 to max bytes. */
 static int
-cp_b64(const json_t *o, const char *field, uint8_t *out, size_t max, size_t *len, char *why,
-    size_t why_len)
+cp_b64(const json_t *o, const char *field, uint8_t *out, size_t max, size_t *len, struct err *err)
 {
-	const char *s = cp_string(o, field, why, why_len);
+	const char *s = cp_string(o, field, err);
 
 	if (s == NULL)
 		return -1;
 	if (base64_decode(s, out, max, len) == -1 || *len == 0)
-		return cp_fail(why, why_len, "%s must be base64 of 1 to %zu bytes", field, max);
+		return err_set(err, ERR_INVALID, "%s must be base64 of 1 to %zu bytes", field, max);
 	return 0;
 }
 
 /* A required hex field of exactly len bytes. */
 static int
-cp_hex(const json_t *o, const char *field, uint8_t *out, size_t len, char *why, size_t why_len)
+cp_hex(const json_t *o, const char *field, uint8_t *out, size_t len, struct err *err)
 {
-	const char *s = cp_string(o, field, why, why_len);
+	const char *s = cp_string(o, field, err);
 
 	if (s == NULL)
 		return -1;
 	if (strlen(s) != 2 * len || hex_decode(s, out, len) == -1)
-		return cp_fail(why, why_len, "%s must be %zu bytes in hexadecimal", field, len);
+		return err_set(err, ERR_INVALID, "%s must be %zu bytes in hexadecimal", field, len);
 	return 0;
 }
 
 /* Exactly one PEM certificate. */
 static int
-cp_pem_text(const char *pem, const char *field, struct ca_der *out, char *why, size_t why_len)
+cp_pem_text(const char *pem, const char *field, struct ca_der *out, struct err *err)
 {
-	char inner[CA_WHY_MAX];
+	struct err inner;
 	uint8_t *der = NULL, *more = NULL;
 	size_t len = 0, more_len = 0, off = 0, n = strlen(pem);
 	int r, ret = -1;
 
-	if ((r = certs_pem_next(pem, n, &off, &der, &len, inner, sizeof(inner))) != 1) {
-		cp_fail(why, why_len, "%s: %s", field, r == 0 ? "no PEM certificate" : inner);
+	if ((r = certs_pem_next(pem, n, &off, &der, &len, &inner)) != 1) {
+		err_set(err, ERR_INVALID, "%s: %s", field, r == 0 ? "no PEM certificate" : inner.msg);
 		goto out;
 	}
-	if (certs_pem_next(pem, n, &off, &more, &more_len, NULL, 0) != 0) {
-		cp_fail(why, why_len, "%s must hold one certificate", field);
+	if (certs_pem_next(pem, n, &off, &more, &more_len, NULL) != 0) {
+		err_set(err, ERR_INVALID, "%s must hold one certificate", field);
 		goto out;
 	}
 	if (len > sizeof(out->der)) {
-		cp_fail(
-		    why, why_len, "%s: certificate larger than %zu bytes", field, sizeof(out->der));
+		err_set(err, ERR_INVALID, "%s: certificate larger than %zu bytes", field, sizeof(out->der));
 		goto out;
 	}
 	memcpy(out->der, der, len);
@@ -116,17 +99,16 @@ out:
 }
 
 static int
-cp_pem(const json_t *o, const char *field, struct ca_der *out, char *why, size_t why_len)
+cp_pem(const json_t *o, const char *field, struct ca_der *out, struct err *err)
 {
-	const char *s = cp_string(o, field, why, why_len);
+	const char *s = cp_string(o, field, err);
 
-	return s != NULL ? cp_pem_text(s, field, out, why, why_len) : -1;
+	return s != NULL ? cp_pem_text(s, field, out, err) : -1;
 }
 
 /* An optional array of PEM certificates. */
 static int
-cp_chain(const json_t *o, const char *field, struct ca_der *out, size_t max, size_t *n, char *why,
-    size_t why_len)
+cp_chain(const json_t *o, const char *field, struct ca_der *out, size_t max, size_t *n, struct err *err)
 {
 	const json_t *a = cp_get(o, field), *v;
 	char name[48];
@@ -136,14 +118,14 @@ cp_chain(const json_t *o, const char *field, struct ca_der *out, size_t max, siz
 	if (a == NULL)
 		return 0;
 	if (!json_is_array(a) || json_array_size(a) > max)
-		return cp_fail(why, why_len, "%s must be an array of at most %zu PEM certificates",
+		return err_set(err, ERR_INVALID, "%s must be an array of at most %zu PEM certificates",
 		    field, max);
 	json_array_foreach(a, i, v)
 	{
 		snprintf(name, sizeof(name), "%s[%zu]", field, i);
 		if (!json_is_string(v))
-			return cp_fail(why, why_len, "%s must be a string", name);
-		if (cp_pem_text(json_string_value(v), name, &out[i], why, why_len) == -1)
+			return err_set(err, ERR_INVALID, "%s must be a string", name);
+		if (cp_pem_text(json_string_value(v), name, &out[i], err) == -1)
 			return -1;
 	}
 	*n = json_array_size(a);
@@ -153,92 +135,92 @@ cp_chain(const json_t *o, const char *field, struct ca_der *out, size_t max, siz
 /* A host name for a CK certificate: 1 to CERTS_NAME_MAX printable ASCII
  * characters. */
 static int
-cp_host(const char *s, char *out, size_t len, char *why, size_t why_len)
+cp_host(const char *s, char *out, size_t len, struct err *err)
 {
 	size_t n = strlen(s);
 
 	if (n == 0 || n > CERTS_NAME_MAX || n >= len)
-		return cp_fail(why, why_len, "host must be 1 to %d characters", CERTS_NAME_MAX);
+		return err_set(err, ERR_INVALID, "host must be 1 to %d characters", CERTS_NAME_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (s[i] < 0x21 || s[i] > 0x7e)
-			return cp_fail(why, why_len, "host must be printable ASCII without spaces");
+			return err_set(err, ERR_INVALID, "host must be printable ASCII without spaces");
 	memcpy(out, s, n + 1);
 	return 0;
 }
 
 static int
-cp_challenge(const json_t *body, struct ca_challenge_req *req, char *why, size_t why_len)
+cp_challenge(const json_t *body, struct ca_challenge_req *req, struct err *err)
 {
 	const json_t *host;
 	const char *kind;
 
 	if (!json_is_object(body))
-		return cp_fail(why, why_len, "the body must be a JSON object");
-	if ((kind = cp_string(body, "kind", why, why_len)) == NULL)
+		return err_set(err, ERR_INVALID, "the body must be a JSON object");
+	if ((kind = cp_string(body, "kind", err)) == NULL)
 		return -1;
 	if (strcmp(kind, "ck") == 0)
 		req->kind = CA_KIND_CK;
 	else if (strcmp(kind, "ak") == 0)
 		req->kind = CA_KIND_AK;
 	else
-		return cp_fail(why, why_len, "kind must be \"ck\" or \"ak\"");
-	if (cp_pem(body, "ek_certificate", &req->ek_cert, why, why_len) == -1 ||
-	    cp_chain(body, "ek_chain", req->chain, CA_CHAIN_MAX, &req->n_chain, why, why_len) ==
+		return err_set(err, ERR_INVALID, "kind must be \"ck\" or \"ak\"");
+	if (cp_pem(body, "ek_certificate", &req->ek_cert, err) == -1 ||
+	    cp_chain(body, "ek_chain", req->chain, CA_CHAIN_MAX, &req->n_chain, err) ==
 	        -1 ||
 	    cp_b64(body, "ek_public", req->ek_public, sizeof(req->ek_public), &req->ek_public_len,
-	        why, why_len) == -1 ||
+	        err) == -1 ||
 	    cp_b64(body, "key_public", req->key_public, sizeof(req->key_public),
-	        &req->key_public_len, why, why_len) == -1)
+	        &req->key_public_len, err) == -1)
 		return -1;
 	host = cp_get(body, "host");
 	if (req->kind == CA_KIND_AK) {
 		if (host != NULL)
-			return cp_fail(why, why_len, "host is for kind \"ck\" only");
+			return err_set(err, ERR_INVALID, "host is for kind \"ck\" only");
 		return 0;
 	}
 	if (host == NULL)
-		return cp_fail(why, why_len, "host is missing (the host's name, for kind \"ck\")");
+		return err_set(err, ERR_INVALID, "host is missing (the host's name, for kind \"ck\")");
 	if (!json_is_string(host))
-		return cp_fail(why, why_len, "host must be a string");
-	return cp_host(json_string_value(host), req->host, sizeof(req->host), why, why_len);
+		return err_set(err, ERR_INVALID, "host must be a string");
+	return cp_host(json_string_value(host), req->host, sizeof(req->host), err);
 }
 
 int
 ca_parse_challenge(
-    const struct json_t *body, struct ca_challenge_req *req, char *why, size_t why_len)
+    const struct json_t *body, struct ca_challenge_req *req, struct err *err)
 {
 	memset(req, 0, sizeof(*req));
-	if (cp_challenge((const json_t *)body, req, why, why_len) == 0)
+	if (cp_challenge((const json_t *)body, req, err) == 0)
 		return 0;
 	memset(req, 0, sizeof(*req));
 	return -1;
 }
 
 static int
-cp_certify(const json_t *body, struct ca_certify_req *req, char *why, size_t why_len)
+cp_certify(const json_t *body, struct ca_certify_req *req, struct err *err)
 {
 	const char *id;
 
 	if (!json_is_object(body))
-		return cp_fail(why, why_len, "the body must be a JSON object");
-	if ((id = cp_string(body, "id", why, why_len)) == NULL)
+		return err_set(err, ERR_INVALID, "the body must be a JSON object");
+	if ((id = cp_string(body, "id", err)) == NULL)
 		return -1;
 	if (strlen(id) != CA_ID_HEX)
-		return cp_fail(why, why_len, "id must be %d hexadecimal digits", CA_ID_HEX);
+		return err_set(err, ERR_INVALID, "id must be %d hexadecimal digits", CA_ID_HEX);
 	for (size_t i = 0; i < CA_ID_HEX; i++) {
 		if (!isxdigit((unsigned char)id[i]))
-			return cp_fail(why, why_len, "id must be %d hexadecimal digits", CA_ID_HEX);
+			return err_set(err, ERR_INVALID, "id must be %d hexadecimal digits", CA_ID_HEX);
 		req->id[i] = (char)tolower((unsigned char)id[i]);
 	}
 	return cp_b64(
-	    body, "secret", req->secret, sizeof(req->secret), &req->secret_len, why, why_len);
+	    body, "secret", req->secret, sizeof(req->secret), &req->secret_len, err);
 }
 
 int
-ca_parse_certify(const struct json_t *body, struct ca_certify_req *req, char *why, size_t why_len)
+ca_parse_certify(const struct json_t *body, struct ca_certify_req *req, struct err *err)
 {
 	memset(req, 0, sizeof(*req));
-	if (cp_certify((const json_t *)body, req, why, why_len) == 0)
+	if (cp_certify((const json_t *)body, req, err) == 0)
 		return 0;
 	memset(req, 0, sizeof(*req));
 	return -1;
@@ -246,7 +228,7 @@ ca_parse_certify(const struct json_t *body, struct ca_certify_req *req, char *wh
 
 /* A UUID, 8-4-4-4-12 hexadecimal digits, lowercased into out. */
 static int
-cp_uuid(const char *s, char out[static CERTS_UUID_LEN + 1], char *why, size_t why_len)
+cp_uuid(const char *s, char out[static CERTS_UUID_LEN + 1], struct err *err)
 {
 	if (strlen(s) != CERTS_UUID_LEN)
 		goto bad;
@@ -262,31 +244,27 @@ cp_uuid(const char *s, char out[static CERTS_UUID_LEN + 1], char *why, size_t wh
 	out[CERTS_UUID_LEN] = '\0';
 	return 0;
 bad:
-	return cp_fail(
-	    why, why_len, "instance_uuid must be a UUID (8-4-4-4-12 hexadecimal digits)");
+	return err_set(err, ERR_INVALID, "instance_uuid must be a UUID (8-4-4-4-12 hexadecimal digits)");
 }
 
 /* {"attest": B64, "signature": B64} */
 static int
-cp_signed(const json_t *body, const char *field, struct ca_signed *out, char *why, size_t why_len)
+cp_signed(const json_t *body, const char *field, struct ca_signed *out, struct err *err)
 {
 	const json_t *o = cp_get(body, field);
 	char name[48];
 
 	if (!json_is_object(o))
-		return cp_fail(
-		    why, why_len, "%s must be an object with attest and signature", field);
+		return err_set(err, ERR_INVALID, "%s must be an object with attest and signature", field);
 	snprintf(name, sizeof(name), "%s.attest", field);
-	if (cp_b64(o, "attest", out->attest, sizeof(out->attest), &out->attest_len, why, why_len) ==
+	if (cp_b64(o, "attest", out->attest, sizeof(out->attest), &out->attest_len, err) ==
 	    -1) {
-		cp_fail(
-		    why, why_len, "%s must be base64 of 1 to %zu bytes", name, sizeof(out->attest));
+		err_set(err, ERR_INVALID, "%s must be base64 of 1 to %zu bytes", name, sizeof(out->attest));
 		return -1;
 	}
 	snprintf(name, sizeof(name), "%s.signature", field);
-	if (cp_b64(o, "signature", out->signature, sizeof(out->signature), &out->signature_len, why,
-	        why_len) == -1) {
-		cp_fail(why, why_len, "%s must be base64 of 1 to %zu bytes", name,
+	if (cp_b64(o, "signature", out->signature, sizeof(out->signature), &out->signature_len, err) == -1) {
+		err_set(err, ERR_INVALID, "%s must be base64 of 1 to %zu bytes", name,
 		    sizeof(out->signature));
 		return -1;
 	}
@@ -294,45 +272,43 @@ cp_signed(const json_t *body, const char *field, struct ca_signed *out, char *wh
 }
 
 static int
-cp_ek_request(const json_t *body, struct ca_ek_req *req, char *why, size_t why_len)
+cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;
 
 	if (!json_is_object(body))
-		return cp_fail(why, why_len, "the body must be a JSON object");
-	if (cp_pem(body, "ck_certificate", &req->ck_cert, why, why_len) == -1 ||
-	    (uuid = cp_string(body, "instance_uuid", why, why_len)) == NULL ||
-	    cp_uuid(uuid, req->instance_uuid, why, why_len) == -1 ||
+		return err_set(err, ERR_INVALID, "the body must be a JSON object");
+	if (cp_pem(body, "ck_certificate", &req->ck_cert, err) == -1 ||
+	    (uuid = cp_string(body, "instance_uuid", err)) == NULL ||
+	    cp_uuid(uuid, req->instance_uuid, err) == -1 ||
 	    cp_b64(body, "vek_public", req->vek_public, sizeof(req->vek_public),
-	        &req->vek_public_len, why, why_len) == -1 ||
+	        &req->vek_public_len, err) == -1 ||
 	    cp_b64(body, "sealed_public", req->sealed_public, sizeof(req->sealed_public),
-	        &req->sealed_public_len, why, why_len) == -1 ||
-	    cp_signed(body, "certify", &req->certify, why, why_len) == -1 ||
-	    cp_signed(body, "quote", &req->quote, why, why_len) == -1)
+	        &req->sealed_public_len, err) == -1 ||
+	    cp_signed(body, "certify", &req->certify, err) == -1 ||
+	    cp_signed(body, "quote", &req->quote, err) == -1)
 		return -1;
 	quote = cp_get(body, "quote");
 	pcrs = cp_get(quote, "pcrs");
 	if (pcrs == NULL)
-		return cp_fail(why, why_len, "quote.pcrs is missing");
+		return err_set(err, ERR_INVALID, "quote.pcrs is missing");
 	if (pcrpolicy_values_parse((json_t *)pcrs, &req->pcr_mask, req->pcrs) == -1)
-		return cp_fail(why, why_len,
-		    "quote.pcrs must map sha256 PCR numbers (0-23) to 32-byte hexadecimal values");
+		return err_set(err, ERR_INVALID, "quote.pcrs must map sha256 PCR numbers (0-23) to 32-byte hexadecimal values");
 	ak = cp_get(body, "approval_key");
 	if (!json_is_object(ak))
-		return cp_fail(why, why_len, "approval_key must be an object with x and y");
-	if (cp_hex(ak, "x", req->approval.x, sizeof(req->approval.x), why, why_len) == -1 ||
-	    cp_hex(ak, "y", req->approval.y, sizeof(req->approval.y), why, why_len) == -1)
-		return cp_fail(
-		    why, why_len, "approval_key.x and .y must be 32 bytes in hexadecimal");
+		return err_set(err, ERR_INVALID, "approval_key must be an object with x and y");
+	if (cp_hex(ak, "x", req->approval.x, sizeof(req->approval.x), err) == -1 ||
+	    cp_hex(ak, "y", req->approval.y, sizeof(req->approval.y), err) == -1)
+		return err_set(err, ERR_INVALID, "approval_key.x and .y must be 32 bytes in hexadecimal");
 	return 0;
 }
 
 int
-ca_parse_ek_request(const struct json_t *body, struct ca_ek_req *req, char *why, size_t why_len)
+ca_parse_ek_request(const struct json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	memset(req, 0, sizeof(*req));
-	if (cp_ek_request((const json_t *)body, req, why, why_len) == 0)
+	if (cp_ek_request((const json_t *)body, req, err) == 0)
 		return 0;
 	memset(req, 0, sizeof(*req));
 	return -1;
@@ -341,7 +317,7 @@ ca_parse_ek_request(const struct json_t *body, struct ca_ek_req *req, char *why,
 /* "I=HEX,I=HEX,…" */
 static int
 cp_pcr_list(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    char *why, size_t why_len)
+    struct err *err)
 {
 	const char *p = text, *eq, *end;
 	char hex[2 * TPM_DIGEST_LEN + 1];
@@ -350,26 +326,22 @@ cp_pcr_list(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIGES
 
 	for (;;) {
 		if (*p < '0' || *p > '9')
-			return cp_fail(
-			    why, why_len, "PCR values: expected a PCR number at '%.20s'", p);
+			return err_set(err, ERR_INVALID, "PCR values: expected a PCR number at '%.20s'", p);
 		i = strtoul(p, &num_end, 10);
 		eq = num_end;
 		if (*eq != '=' || i >= TPM_PCRS)
-			return cp_fail(
-			    why, why_len, "PCR values: expected PCR=HEX (PCR 0-23) at '%.20s'", p);
+			return err_set(err, ERR_INVALID, "PCR values: expected PCR=HEX (PCR 0-23) at '%.20s'", p);
 		end = strchr(eq + 1, ',');
 		if (end == NULL)
 			end = eq + 1 + strlen(eq + 1);
 		if ((size_t)(end - eq - 1) != 2 * TPM_DIGEST_LEN)
-			return cp_fail(
-			    why, why_len, "PCR %lu: the value must be 32 bytes in hexadecimal", i);
+			return err_set(err, ERR_INVALID, "PCR %lu: the value must be 32 bytes in hexadecimal", i);
 		memcpy(hex, eq + 1, 2 * TPM_DIGEST_LEN);
 		hex[2 * TPM_DIGEST_LEN] = '\0';
 		if (hex_decode(hex, values[i], TPM_DIGEST_LEN) == -1)
-			return cp_fail(
-			    why, why_len, "PCR %lu: the value must be 32 bytes in hexadecimal", i);
+			return err_set(err, ERR_INVALID, "PCR %lu: the value must be 32 bytes in hexadecimal", i);
 		if (*mask & (1u << i))
-			return cp_fail(why, why_len, "PCR %lu is given twice", i);
+			return err_set(err, ERR_INVALID, "PCR %lu is given twice", i);
 		*mask |= 1u << i;
 		if (*end == '\0')
 			return 0;
@@ -379,7 +351,7 @@ cp_pcr_list(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIGES
 
 int
 ca_parse_pcr_values(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    char *why, size_t why_len)
+    struct err *err)
 {
 	json_error_t jerr;
 	json_t *o;
@@ -390,14 +362,13 @@ ca_parse_pcr_values(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][T
 	while (isspace((unsigned char)*text))
 		text++;
 	if (*text != '{') {
-		ret = cp_pcr_list(text, mask, values, why, why_len);
+		ret = cp_pcr_list(text, mask, values, err);
 	} else if ((o = json_loads(text, 0, &jerr)) == NULL) {
-		ret = cp_fail(why, why_len, "PCR values: line %d: %s", jerr.line, jerr.text);
+		ret = err_set(err, ERR_INVALID, "PCR values: line %d: %s", jerr.line, jerr.text);
 	} else {
 		ret = pcrpolicy_values_parse(o, mask, values);
 		if (ret == -1)
-			cp_fail(why, why_len,
-			    "PCR values must map PCR numbers (0-23) to 32-byte hexadecimal values");
+			err_set(err, ERR_INVALID, "PCR values must map PCR numbers (0-23) to 32-byte hexadecimal values");
 		json_decref(o);
 	}
 	if (ret == -1) {

@@ -36,33 +36,33 @@ pv_check_ek_cert(
     struct ca_server *s, const struct ca_challenge_req *q, struct pv_checked *c, struct ca_reply *r)
 {
 	struct certs_der leaf = {q->ek_cert.der, q->ek_cert.len}, chain[CA_CHAIN_MAX];
-	char why[CA_WHY_MAX];
+	struct err err;
 	int rv;
 
 	for (size_t i = 0; i < q->n_chain; i++)
 		chain[i] = (struct certs_der){q->chain[i].der, q->chain[i].len};
 	if (q->kind == CA_KIND_CK) {
 		if (ca_trust_verify(s->db, CA_TRUST_MANUFACTURER, &leaf, chain, q->n_chain, false,
-		        time(NULL), why, sizeof(why)) == -1) {
+		        time(NULL), &err) == -1) {
 			ca_refuse(r, 403,
 			    "trust the TPM manufacturer's root with 'vtpm-ca trust add "
 			    "--manufacturer "
 			    "ROOT.pem', and send intermediate certificates in ek_chain",
-			    "host EK certificate refused: %s", why);
+			    "host EK certificate refused: %s", err.msg);
 			return -1;
 		}
 	} else {
 		if (ca_trust_verify(s->db, CA_TRUST_VIRTUALIZATION, &leaf, chain, q->n_chain, true,
-		        time(NULL), why, sizeof(why)) == -1) {
+		        time(NULL), &err) == -1) {
 			ca_refuse(r, 403,
 			    "a vEK certificate must come from a Virtualization CA trusted with "
 			    "'vtpm-ca trust add --virtualization CA.pem'",
-			    "vEK certificate refused: %s", why);
+			    "vEK certificate refused: %s", err.msg);
 			return -1;
 		}
-		if (certs_parse_virtual(leaf.der, leaf.len, &c->virt, why, sizeof(why)) == -1) {
+		if (certs_parse_virtual(leaf.der, leaf.len, &c->virt, &err) == -1) {
 			ca_refuse(r, 403, "send the vEK certificate vtpmd wrote",
-			    "vEK certificate refused: %s", why);
+			    "vEK certificate refused: %s", err.msg);
 			return -1;
 		}
 		if (!c->virt.is_virtual) {
@@ -72,11 +72,11 @@ pv_check_ek_cert(
 			return -1;
 		}
 	}
-	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, why, sizeof(why));
+	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, &err);
 	if (rv != 0) {
 		ca_refuse(r, rv == 1 ? 403 : 500,
 		    rv == 1 ? "a revoked TPM cannot enrol keys" : "try again; see vtpm-ca's log",
-		    "EK certificate refused: %s", why);
+		    "EK certificate refused: %s", err.msg);
 		return -1;
 	}
 	return 0;
@@ -88,12 +88,12 @@ pv_check_ek_public(const struct ca_challenge_req *q, struct pv_checked *c, struc
 {
 	uint8_t want[CERTS_DIGEST_LEN], got[CERTS_DIGEST_LEN];
 	struct certs_pkey *k = NULL;
-	char why[CA_WHY_MAX];
+	struct err err;
 	int ret = -1;
 
-	if (evidence_parse_public(q->ek_public, q->ek_public_len, &c->ek, why, sizeof(why)) == -1) {
+	if (evidence_parse_public(q->ek_public, q->ek_public_len, &c->ek, &err) == -1) {
 		ca_refuse(r, 400, "send the EK's TPM2B_PUBLIC (tpm2_createek -u), base64",
-		    "ek_public: %s", why);
+		    "ek_public: %s", err.msg);
 		return -1;
 	}
 	if ((k = ca_tpm_pkey(&c->ek)) == NULL || certs_pkey_digest(k, got) == -1 ||
@@ -119,12 +119,12 @@ static int
 pv_check_key(const struct ca_challenge_req *q, struct pv_checked *c, struct ca_reply *r)
 {
 	const struct evidence_public *k = &c->key;
-	char why[CA_WHY_MAX];
+	struct err err;
 
-	if (evidence_parse_public(q->key_public, q->key_public_len, &c->key, why, sizeof(why)) ==
+	if (evidence_parse_public(q->key_public, q->key_public_len, &c->key, &err) ==
 	    -1) {
 		ca_refuse(r, 400, "send the key's TPM2B_PUBLIC (tpm2_createak -u), base64",
-		    "key_public: %s", why);
+		    "key_public: %s", err.msg);
 		return -1;
 	}
 	if (!evidence_key_is_restricted_signing(k)) {
@@ -169,25 +169,23 @@ pv_kind(enum ca_kind kind)
 /* TPM2_MakeCredential of secret; the answer's body. */
 static json_t *
 pv_credential(const struct ca_challenge_req *q, const char *id, const uint8_t *secret, int64_t ttl,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	uint8_t name[CREDENTIAL_NAME_LEN], *blob = NULL, *enc = NULL;
 	size_t blob_len = 0, enc_len = 0;
 	char *b64blob = NULL, *b64enc = NULL;
 	json_t *o = NULL;
 
-	if (credential_public_name(q->key_public, q->key_public_len, name) == -1 ||
+	if (credential_public_name(q->key_public, q->key_public_len, name, err) == -1 ||
 	    credential_make(q->ek_public, q->ek_public_len, name, sizeof(name), secret,
-	        CA_SECRET_LEN, &blob, &blob_len, &enc, &enc_len) == -1) {
-		snprintf(why, why_len, "%s", credential_error());
+	        CA_SECRET_LEN, &blob, &blob_len, &enc, &enc_len, err) == -1)
 		goto out;
-	}
 	b64blob = base64_encode(blob, blob_len);
 	b64enc = base64_encode(enc, enc_len);
 	if (b64blob == NULL || b64enc == NULL ||
 	    (o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "credential_blob", b64blob,
 	         "encrypted_secret", b64enc, "expires_in", (json_int_t)ttl)) == NULL)
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 out:
 	free(b64enc);
 	free(b64blob);
@@ -202,7 +200,8 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 	struct ca_challenge_req *q = calloc(1, sizeof(*q));
 	struct pv_checked c;
 	uint8_t secret[CA_SECRET_LEN], hash[32], idb[CA_ID_BYTES];
-	char id[CA_ID_HEX + 1], why[CA_WHY_MAX], *text = NULL;
+	char id[CA_ID_HEX + 1], *text = NULL;
+	struct err err;
 	int64_t now = time(NULL);
 	enum ca_db_rc rc;
 	json_t *o = NULL;
@@ -211,8 +210,8 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		ca_refuse(r, 500, "try again", "out of memory");
 		return;
 	}
-	if (ca_parse_challenge(body, q, why, sizeof(why)) == -1) {
-		ca_refuse(r, 400, PV_HINT_REQ, "%s", why);
+	if (ca_parse_challenge(body, q, &err) == -1) {
+		ca_refuse(r, 400, PV_HINT_REQ, "%s", err.msg);
 		goto out;
 	}
 	if (pv_check(s, q, &c, r) == -1)
@@ -223,11 +222,11 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		goto out;
 	}
 	hex_encode(idb, sizeof(idb), id);
-	if ((o = pv_credential(q, id, secret, s->cfg.challenge_ttl, why, sizeof(why))) == NULL) {
+	if ((o = pv_credential(q, id, secret, s->cfg.challenge_ttl, &err)) == NULL) {
 		ca_refuse(r, 403,
 		    "ek_public must be an EK of the TCG templates (restricted "
 		    "decryption key, RSA-2048 or ECC P-256, AES-128-CFB)",
-		    "no credential can be made for this EK: %s", why);
+		    "no credential can be made for this EK: %s", err.msg);
 		goto out;
 	}
 	if ((text = json_dumps((const json_t *)body, JSON_COMPACT)) == NULL) {
@@ -264,7 +263,8 @@ static void
 pv_issue(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_checked *c,
     struct ca_reply *r)
 {
-	char why[CA_WHY_MAX], serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
+	struct err err;
 	char detail[CA_DETAIL_MAX], hex[2 * CERTS_DIGEST_LEN + 1];
 	struct certs_pkey *key = ca_tpm_pkey(&c->key);
 	struct certs_validity v;
@@ -282,7 +282,7 @@ pv_issue(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_
 		ca_validity(s->cfg.validity_ck, &v);
 		ck = (struct certs_ck_req){.ck = key, .host = q->host, .validity = v};
 		if (certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, ck.host_ek_digest) == 0)
-			rc = certs_issue_ck(s->privacy, &ck, &der, &len, why, sizeof(why));
+			rc = certs_issue_ck(s->privacy, &ck, &der, &len, &err);
 		hex_encode(ck.host_ek_digest, CERTS_DIGEST_LEN, hex);
 		snprintf(subject, sizeof(subject), "%s", q->host);
 		snprintf(detail, sizeof(detail), "host EK key %.16s", hex);
@@ -292,12 +292,12 @@ pv_issue(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_
 		    .subject = "",
 		    .ek_cert = {q->ek_cert.der, q->ek_cert.len},
 		    .validity = v};
-		rc = certs_issue_ak(s->privacy, &ak, &der, &len, why, sizeof(why));
+		rc = certs_issue_ak(s->privacy, &ak, &der, &len, &err);
 		snprintf(subject, sizeof(subject), "AK of vTPM %s", c->virt.instance_uuid);
 		snprintf(detail, sizeof(detail), "host configuration %s", c->virt.host_config);
 	}
 	if (rc == -1) {
-		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", why);
+		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", err.msg);
 		goto out;
 	}
 	if (ca_record_issued(
@@ -326,7 +326,8 @@ ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_rep
 	struct ca_certify_req a;
 	struct pv_checked c;
 	uint8_t hash[32], got[32];
-	char why[CA_WHY_MAX], *text = NULL;
+	char *text = NULL;
+	struct err err;
 	enum ca_kind kind;
 	enum ca_db_rc rc;
 	json_t *stored = NULL;
@@ -335,8 +336,8 @@ ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_rep
 		ca_refuse(r, 500, "try again", "out of memory");
 		return;
 	}
-	if (ca_parse_certify(body, &a, why, sizeof(why)) == -1) {
-		ca_refuse(r, 400, PV_HINT_REQ, "%s", why);
+	if (ca_parse_certify(body, &a, &err) == -1) {
+		ca_refuse(r, 400, PV_HINT_REQ, "%s", err.msg);
 		goto out;
 	}
 	rc = ca_db_challenge_take(s->db, a.id, time(NULL), &kind, &text, hash);
@@ -367,7 +368,7 @@ ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_rep
 		goto out;
 	}
 	if ((stored = json_loads(text, 0, NULL)) == NULL ||
-	    ca_parse_challenge((struct json_t *)stored, q, why, sizeof(why)) == -1 ||
+	    ca_parse_challenge((struct json_t *)stored, q, &err) == -1 ||
 	    q->kind != kind) {
 		ca_refuse(r, 500, "report this as a bug",
 		    "challenge %s: the stored request is "

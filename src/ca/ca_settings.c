@@ -28,7 +28,7 @@ ca_settings_defaults(struct ca_settings *s)
 
 /* A non-negative integer field, in seconds (or days, times unit). */
 static int
-ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, char *why, size_t why_len)
+ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, struct err *err)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -36,7 +36,7 @@ ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, char *wh
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    json_integer_value(v) > INT64_MAX / unit / 2) {
-		snprintf(why, why_len, "%s must be a non-negative integer", key);
+		err_set(err, ERR_FAILED, "%s must be a non-negative integer", key);
 		return -1;
 	}
 	*out = json_integer_value(v) * unit;
@@ -44,11 +44,11 @@ ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, char *wh
 }
 
 int
-ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_len)
+ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
 	    "ck_validity_days", "ak_validity_days", "ek_validity_days"};
-	char inner[CA_WHY_MAX] = "";
+	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
 	json_t *o, *v;
@@ -56,11 +56,11 @@ ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_
 	int ret = -1;
 
 	if ((o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		snprintf(why, why_len, "%s:%d: %s", path, jerr.line, jerr.text);
+		err_set(err, ERR_FAILED, "%s:%d: %s", path, jerr.line, jerr.text);
 		return -1;
 	}
 	if (!json_is_object(o)) {
-		snprintf(why, why_len, "%s: the configuration must be a JSON object", path);
+		err_set(err, ERR_FAILED, "%s: the configuration must be a JSON object", path);
 		goto out;
 	}
 	json_object_foreach(o, key, v)
@@ -69,32 +69,32 @@ ca_settings_load(const char *path, struct ca_settings *s, char *why, size_t why_
 			if (strcmp(key, known[i]) == 0)
 				break;
 		if (i == sizeof(known) / sizeof(known[0])) {
-			snprintf(why, why_len, "%s: unknown setting \"%s\"", path, key);
+			err_set(err, ERR_FAILED, "%s: unknown setting \"%s\"", path, key);
 			goto out;
 		}
 	}
 	if ((v = json_object_get(o, "role")) != NULL &&
 	    (!json_is_string(v) || ca_role_parse(json_string_value(v), &s->role) == -1)) {
-		snprintf(why, why_len, "%s: role must be privacy, virtualization or both", path);
+		err_set(err, ERR_FAILED, "%s: role must be privacy, virtualization or both", path);
 		goto out;
 	}
 	if ((v = json_object_get(o, "listen")) != NULL) {
 		str = json_string_value(v);
 		if (str == NULL || strlen(str) >= sizeof(s->listen)) {
-			snprintf(why, why_len, "%s: listen must be HOST:PORT", path);
+			err_set(err, ERR_FAILED, "%s: listen must be HOST:PORT", path);
 			goto out;
 		}
 		snprintf(s->listen, sizeof(s->listen), "%s", str);
 	}
 	if (ca_settings_int(
-	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, inner, sizeof(inner)) == -1 ||
-	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, inner, sizeof(inner)) ==
+	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
+	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) ==
 	        -1 ||
-	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, inner, sizeof(inner)) ==
+	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) ==
 	        -1 ||
-	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, inner, sizeof(inner)) ==
+	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) ==
 	        -1) {
-		snprintf(why, why_len, "%s: %s", path, inner);
+		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
 		goto out;
 	}
 	ret = 0;

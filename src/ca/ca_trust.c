@@ -43,7 +43,7 @@ ct_collect(void *ctx, const struct ca_trust *t)
 	bool first = true;
 
 	set->n_entries++;
-	while ((r = certs_pem_next(t->data, n, &off, &der, &len, NULL, 0)) == 1) {
+	while ((r = certs_pem_next(t->data, n, &off, &der, &len, NULL)) == 1) {
 		if (set->n_owned == CT_MAX_CERTS) {
 			free(der);
 			set->error = 1;
@@ -66,34 +66,33 @@ ct_collect(void *ctx, const struct ca_trust *t)
 
 int
 ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
-    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, char *why,
-    size_t why_len)
+    const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, struct err *err)
 {
 	struct ct_set *set = calloc(1, sizeof(*set));
-	char inner[CA_WHY_MAX] = "";
+	struct err inner = {0};
 	enum certs_verdict v;
 	int ret = -1;
 
 	if (set == NULL) {
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return -1;
 	}
 	if (ca_db_trust_list(db, (int)kind, ct_collect, set) != CA_DB_OK || set->error) {
-		snprintf(why, why_len, "trust store: %s",
+		err_set(err, ERR_FAILED, "trust store: %s",
 		    set->error ? "an entry is malformed or there are too many" : ca_db_error(db));
 		goto out;
 	}
 	if (set->n_entries == 0 || set->n_anchors == 0) {
-		snprintf(why, why_len, "no %s CA is trusted", ca_trust_name(kind));
+		err_set(err, ERR_FAILED, "no %s CA is trusted", ca_trust_name(kind));
 		goto out;
 	}
 	for (size_t i = 0; i < n_chain && set->n_inter < CT_MAX_CERTS; i++)
 		set->inter[set->n_inter++] = chain[i];
 	v = certs_verify_chain(leaf, set->inter, set->n_inter, set->anchors, set->n_anchors, now,
-	    inner, sizeof(inner));
+	    &inner);
 	if (v != CERTS_VALID) {
-		snprintf(why, why_len, "it does not chain to a trusted %s CA (%s: %s)",
-		    ca_trust_name(kind), certs_verdict_name(v), inner);
+		err_set(err, ERR_FAILED, "it does not chain to a trusted %s CA (%s: %s)",
+		    ca_trust_name(kind), certs_verdict_name(v), inner.msg);
 		goto out;
 	}
 	if (direct) {
@@ -104,8 +103,7 @@ ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_de
 				goto out;
 			}
 		}
-		snprintf(why, why_len,
-		    "it was not issued by a trusted %s CA itself, only by a CA under its root",
+		err_set(err, ERR_FAILED, "it was not issued by a trusted %s CA itself, only by a CA under its root",
 		    ca_trust_name(kind));
 		goto out;
 	}
@@ -153,23 +151,23 @@ ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub)
 }
 
 int
-ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, char *why, size_t why_len)
+ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, struct err *err)
 {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status st;
 	enum ca_db_rc rc;
 
 	if (certs_cert_serial(der, len, serial) == -1) {
-		snprintf(why, why_len, "the certificate's serial number cannot be read");
+		err_set(err, ERR_FAILED, "the certificate's serial number cannot be read");
 		return -1;
 	}
 	rc = ca_db_status(db, serial, &st);
 	if (rc == CA_DB_ERROR) {
-		snprintf(why, why_len, "revocations: %s", ca_db_error(db));
+		err_set(err, ERR_FAILED, "revocations: %s", ca_db_error(db));
 		return -1;
 	}
 	if (rc == CA_DB_OK && st.revoked) {
-		snprintf(why, why_len, "certificate %s is revoked%s%s", serial,
+		err_set(err, ERR_FAILED, "certificate %s is revoked%s%s", serial,
 		    st.reason[0] != '\0' ? ": " : "", st.reason);
 		return 1;
 	}

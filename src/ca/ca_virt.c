@@ -36,30 +36,29 @@ vt_check_ck(
     struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r)
 {
 	struct certs_der leaf = {q->ck_cert.der, q->ck_cert.len};
-	char why[CA_WHY_MAX];
+	struct err err;
 	int rv;
 
-	if (ca_trust_verify(s->db, CA_TRUST_PRIVACY, &leaf, NULL, 0, true, time(NULL), why,
-	        sizeof(why)) == -1) {
+	if (ca_trust_verify(s->db, CA_TRUST_PRIVACY, &leaf, NULL, 0, true, time(NULL), &err) == -1) {
 		ca_refuse(r, 403,
 		    "the CK certificate must come from a Privacy CA trusted with "
 		    "'vtpm-ca trust add --privacy CA.pem'",
-		    "CK certificate refused: %s", why);
+		    "CK certificate refused: %s", err.msg);
 		return -1;
 	}
-	if (certs_parse_ck(leaf.der, leaf.len, &c->host, why, sizeof(why)) == -1) {
+	if (certs_parse_ck(leaf.der, leaf.len, &c->host, &err) == -1) {
 		ca_refuse(r, 403,
 		    "enrol the host's Certifying Key with kind \"ck\"; an AK certificate "
 		    "cannot vouch for vTPMs",
-		    "CK certificate refused: %s", why);
+		    "CK certificate refused: %s", err.msg);
 		return -1;
 	}
-	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, why, sizeof(why));
+	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, &err);
 	if (rv != 0) {
 		ca_refuse(r, rv == 1 ? 403 : 500,
 		    rv == 1 ? "a revoked host cannot vouch for vTPMs: enrol a new CK"
 		            : "try again; see vtpm-ca's log",
-		    "CK certificate refused: %s", why);
+		    "CK certificate refused: %s", err.msg);
 		return -1;
 	}
 	if (certs_cert_key_digest(leaf.der, leaf.len, c->ck_digest) == -1 ||
@@ -75,17 +74,17 @@ static int
 vt_attest(const uint8_t *spki, size_t spki_len, const struct ca_signed *ev, uint16_t type,
     const char *what, struct evidence_attest *a, struct ca_reply *r)
 {
-	char why[CA_WHY_MAX];
+	struct err err;
 
 	if (evidence_verify_signature_spki(spki, spki_len, ev->attest, ev->attest_len,
-	        ev->signature, ev->signature_len, why, sizeof(why)) == -1) {
+	        ev->signature, ev->signature_len, &err) == -1) {
 		ca_refuse(r, 403, "sign it with the CK the certificate names",
 		    "%s: the signature does not verify with the CK certificate's key: %s", what,
-		    why);
+		    err.msg);
 		return -1;
 	}
-	if (evidence_parse_attest(ev->attest, ev->attest_len, a, why, sizeof(why)) == -1) {
-		ca_refuse(r, 403, "send the TPMS_ATTEST the TPM signed", "%s: %s", what, why);
+	if (evidence_parse_attest(ev->attest, ev->attest_len, a, &err) == -1) {
+		ca_refuse(r, 403, "send the TPMS_ATTEST the TPM signed", "%s: %s", what, err.msg);
 		return -1;
 	}
 	if (a->type != type) {
@@ -106,13 +105,13 @@ vt_check_sealed(struct ca_server *s, const struct ca_ek_req *q, struct ca_reply 
 	                        EVIDENCE_OBJ_DECRYPT | EVIDENCE_OBJ_RESTRICTED;
 	uint8_t policy[TPM_DIGEST_LEN];
 	struct evidence_public p;
-	char why[CA_WHY_MAX];
+	struct err err;
 	int trusted;
 
-	if (evidence_parse_public(q->sealed_public, q->sealed_public_len, &p, why, sizeof(why)) ==
+	if (evidence_parse_public(q->sealed_public, q->sealed_public_len, &p, &err) ==
 	    -1) {
 		ca_refuse(
-		    r, 400, "send the sealed object's TPM2B_PUBLIC", "sealed_public: %s", why);
+		    r, 400, "send the sealed object's TPM2B_PUBLIC", "sealed_public: %s", err.msg);
 		return -1;
 	}
 	if (p.type != EVIDENCE_ALG_KEYEDHASH || (p.attributes & need) != need ||
@@ -152,7 +151,8 @@ vt_check_quote(struct ca_server *s, const struct ca_ek_req *q, const struct evid
 	struct evidence_pcr_values *vals = calloc(1, sizeof(*vals));
 	const struct pcr_selection sel = {.mask = q->pcr_mask};
 	uint8_t policy[TPM_DIGEST_LEN];
-	char why[CA_WHY_MAX], hex[2 * TPM_DIGEST_LEN + 1];
+	char hex[2 * TPM_DIGEST_LEN + 1];
+	struct err err;
 	enum ca_db_rc rc;
 	int ret = -1;
 
@@ -164,11 +164,11 @@ vt_check_quote(struct ca_server *s, const struct ca_ek_req *q, const struct evid
 	vals->mask = q->pcr_mask;
 	for (int i = 0; i < TPM_PCRS; i++)
 		memcpy(vals->value[i], q->pcrs[i], TPM_DIGEST_LEN);
-	if (evidence_check_quote(a, extra, 32, vals, 1, NULL, why, sizeof(why)) == -1) {
+	if (evidence_check_quote(a, extra, 32, vals, 1, NULL, &err) == -1) {
 		ca_refuse(r, 403,
 		    "quote the sha256 PCRs given in quote.pcrs, with qualifying data "
 		    "SHA-256(vek_public)",
-		    "%s", why);
+		    "%s", err.msg);
 		goto out;
 	}
 	if (pcrpolicy_digest(&sel, q->pcrs, policy) == -1) {
@@ -198,11 +198,11 @@ vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r
 {
 	const uint32_t need = EVIDENCE_OBJ_RESTRICTED | EVIDENCE_OBJ_DECRYPT |
 	                      EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT;
-	char why[CA_WHY_MAX];
+	struct err err;
 
-	if (evidence_parse_public(q->vek_public, q->vek_public_len, &c->vek, why, sizeof(why)) ==
+	if (evidence_parse_public(q->vek_public, q->vek_public_len, &c->vek, &err) ==
 	    -1) {
-		ca_refuse(r, 400, "send the vEK's TPM2B_PUBLIC", "vek_public: %s", why);
+		ca_refuse(r, 400, "send the vEK's TPM2B_PUBLIC", "vek_public: %s", err.msg);
 		return -1;
 	}
 	if ((c->vek.attributes & need) != need || (c->vek.attributes & EVIDENCE_OBJ_SIGN) != 0 ||
@@ -224,7 +224,7 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	struct evidence_attest *a = calloc(1, sizeof(*a));
 	uint8_t extra[32], *spki = NULL;
 	size_t spki_len = 0;
-	char why[CA_WHY_MAX];
+	struct err err;
 	int ret = -1;
 
 	memset(c, 0, sizeof(*c));
@@ -243,11 +243,11 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	if (vt_attest(spki, spki_len, &q->certify, EVIDENCE_ST_CERTIFY, "certify", a, r) == -1)
 		goto out;
 	if (evidence_check_certify(a, q->sealed_public, q->sealed_public_len, extra, sizeof(extra),
-	        why, sizeof(why)) == -1) {
+	        &err) == -1) {
 		ca_refuse(r, 403,
 		    "certify the sealed object of sealed_public, with qualifying data "
 		    "SHA-256(vek_public)",
-		    "%s", why);
+		    "%s", err.msg);
 		goto out;
 	}
 	if (vt_check_sealed(s, q, r) == -1 ||
@@ -266,7 +266,8 @@ static void
 vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
-	char why[CA_WHY_MAX], serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
+	struct err err;
 	char detail[CA_DETAIL_MAX];
 	struct certs_ek_req ek = {0};
 	uint8_t *der = NULL;
@@ -284,8 +285,8 @@ vt_issue(
 	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", c->hc.id);
 	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
 	ca_validity(s->cfg.validity_ek, &ek.validity);
-	if (certs_issue_ek(s->virt, &ek, &der, &len, why, sizeof(why)) == -1) {
-		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", why);
+	if (certs_issue_ek(s->virt, &ek, &der, &len, &err) == -1) {
+		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", err.msg);
 		goto out;
 	}
 	snprintf(subject, sizeof(subject), "vTPM %s", q->instance_uuid);
@@ -318,14 +319,14 @@ ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, struct ca
 {
 	struct ca_ek_req *q = calloc(1, sizeof(*q));
 	struct vt_checked *c = calloc(1, sizeof(*c));
-	char why[CA_WHY_MAX];
+	struct err err;
 
 	if (q == NULL || c == NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;
 	}
-	if (ca_parse_ek_request(body, q, why, sizeof(why)) == -1) {
-		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", why);
+	if (ca_parse_ek_request(body, q, &err) == -1) {
+		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		goto out;
 	}
 	if (vt_check(s, q, c, r) == 0)

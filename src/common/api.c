@@ -396,7 +396,7 @@ api_parse_body(struct api_parser *p)
  */
 enum api_parse
 api_parse(
-    const uint8_t *buf, size_t len, struct api_request *req, int *status, char *why, size_t why_len)
+    const uint8_t *buf, size_t len, struct api_request *req, int *status, struct err *err)
 {
 	struct api_parser *p;
 	enum api_parse ret = API_PARSE_ERROR;
@@ -406,13 +406,10 @@ api_parse(
 	memset(req, 0, sizeof(*req));
 	req->peer_uid = (uid_t)-1;
 	*status = 0;
-	if (why != NULL && why_len > 0)
-		why[0] = '\0';
 	p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		*status = 500;
-		if (why != NULL && why_len > 0)
-			snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return API_PARSE_ERROR;
 	}
 	p->buf = buf;
@@ -470,8 +467,7 @@ api_parse(
 out:
 	if (ret == API_PARSE_ERROR) {
 		*status = p->status != 0 ? p->status : 400;
-		if (why != NULL && why_len > 0)
-			snprintf(why, why_len, "%s", p->why);
+		err_set(err, ERR_INVALID, "%s", p->why);
 		api_request_clear(req);
 	}
 	free(p);
@@ -671,7 +667,7 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 	struct api_request req;
 	struct api_response r;
 	enum api_parse res;
-	char why[200];
+	struct err err;
 	int status;
 
 	if (c->in_len == 0 && eof) {
@@ -680,7 +676,7 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 	}
 	if (!eof && c->in_len < c->need)
 		return;
-	res = api_parse(c->in, c->in_len, &req, &status, why, sizeof(why));
+	res = api_parse(c->in, c->in_len, &req, &status, &err);
 	if (res == API_PARSE_INCOMPLETE && !eof) {
 		c->need = req.need;
 		return;
@@ -702,8 +698,8 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 		r = api_error(400, "request ended before it was complete",
 		    "send the whole request, with Content-Length for a body");
 	} else {
-		log_debug("api: uid %u: refused (%d): %s", (unsigned)c->uid, status, why);
-		r = api_error(status, why, api_parse_hint(status));
+		log_debug("api: uid %u: refused (%d): %s", (unsigned)c->uid, status, err.msg);
+		r = api_error(status, err.msg, api_parse_hint(status));
 	}
 	api_request_clear(&req);
 	api_conn_respond(srv, c, r);

@@ -54,7 +54,12 @@ struct err {
 };
 int err_set(struct err *e, enum err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* err_errno: kind ERR_IO, and ": strerror(errno)" appended (errno kept). */
 int err_errno(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* err_ssl: kind ERR_FAILED, and the reason OpenSSL's error queue holds, if
+ * any; the queue is emptied. */
+int err_ssl(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* err_wrap: prefixes context ("context: message"), keeping the kind. */
 int err_wrap(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void err_clear(struct err *e);
 const char *err_kind_name(enum err_kind kind);
@@ -158,7 +163,7 @@ struct api_response {
 };
 enum api_parse { API_PARSE_INCOMPLETE, API_PARSE_COMPLETE, API_PARSE_ERROR };
 enum api_parse api_parse(const uint8_t *buf, size_t len, struct api_request *req, int *status,
-    char *why, size_t why_len);
+    struct err *err);
 void api_request_clear(struct api_request *req);
 struct api_response api_error(int status, const char *error, const char *hint);
 typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
@@ -173,14 +178,11 @@ int api_next_timeout(const struct api_server *srv);
 /* httpc.c: one HTTP/1.1 request with a JSON body, on a connected socket or
  * to a URL. */
 #define HTTPC_MAX_RESPONSE (16u << 20)
-enum { HTTPC_OK = 0, HTTPC_IO = -1, HTTPC_PROTOCOL = -2 };
 int httpc_exchange(int fd, const char *method, const char *host, const char *agent,
-    const char *target, const struct json_t *body, int *status, struct json_t **reply, char *why,
-    size_t why_len);
+    const char *target, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
-    char *why, size_t why_len);
+    struct err *err);
 int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
-    size_t why_len);
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
 
 #endif /* VTPM_COMMON_H */

@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
 #include "common.h"
+
+static void err_vset(struct err *e, enum err_kind kind, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 static void
 err_vset(struct err *e, enum err_kind kind, const char *fmt, va_list ap)
@@ -47,6 +52,29 @@ err_errno(struct err *e, const char *fmt, ...)
 	n = strlen(e->msg);
 	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
 	errno = saved;
+	return -1;
+}
+
+int
+err_ssl(struct err *e, const char *fmt, ...)
+{
+	unsigned long code = ERR_peek_last_error();
+	const char *reason = code != 0 ? ERR_reason_error_string(code) : NULL;
+	size_t n;
+	va_list ap;
+
+	if (e == NULL) {
+		ERR_clear_error();
+		return -1;
+	}
+	va_start(ap, fmt);
+	err_vset(e, ERR_FAILED, fmt, ap);
+	va_end(ap);
+	if (reason != NULL) {
+		n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": OpenSSL: %s", reason);
+	}
+	ERR_clear_error();
 	return -1;
 }
 

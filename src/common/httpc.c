@@ -26,18 +26,6 @@ struct httpc_reply {
 	bool done;
 };
 
-static void httpc_why(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-httpc_why(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 /* Sends all of buf. A server that answers before reading everything (a
  * refusal) closes early: EPIPE then leaves the answer to be read. */
@@ -62,7 +50,7 @@ httpc_send_all(int fd, const char *buf, size_t len)
 
 /* Reads until the server closes; returns a malloc'd buffer or NULL. */
 static char *
-httpc_recv_all(int fd, size_t *len, char *why, size_t why_len)
+httpc_recv_all(int fd, size_t *len, struct err *err)
 {
 	size_t cap = 8192, got = 0;
 	char *buf = malloc(cap), *p;
@@ -71,7 +59,7 @@ httpc_recv_all(int fd, size_t *len, char *why, size_t why_len)
 	while (buf != NULL) {
 		if (got == cap) {
 			if (cap >= HTTPC_MAX_RESPONSE) {
-				httpc_why(why, why_len, "answer larger than %u bytes",
+				err_set(err, ERR_INVALID, "answer larger than %u bytes",
 				    HTTPC_MAX_RESPONSE);
 				break;
 			}
@@ -91,16 +79,17 @@ httpc_recv_all(int fd, size_t *len, char *why, size_t why_len)
 			return buf;
 		}
 		if (n == -1) {
-			httpc_why(why, why_len, "%s",
-			    errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within the time limit"
-								    : strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				err_set(err, ERR_TIMEOUT, "no answer within the time limit");
+			else
+				err_set(err, ERR_UNREACHABLE, "%s", strerror(errno));
 			free(buf);
 			return NULL;
 		}
 		got += (size_t)n;
 	}
 	if (buf == NULL)
-		httpc_why(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 	free(buf);
 	return NULL;
 }
@@ -128,8 +117,7 @@ httpc_on_complete(http_parser *hp)
 
 /* Parses a whole HTTP response: status, then the body as JSON (any value). */
 int
-httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, char *why,
-    size_t why_len)
+httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, struct err *err)
 {
 	static const http_parser_settings settings = {
 		.on_body = httpc_on_body,
@@ -148,40 +136,41 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, c
 		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
 	e = HTTP_PARSER_ERRNO(&hp);
 	if (!r.done || (e != HPE_OK && e != HPE_PAUSED)) {
-		httpc_why(why, why_len, "malformed HTTP answer (%s)",
+		err_set(err, ERR_INVALID, "malformed HTTP answer (%s)",
 		    r.done ? http_errno_description(e) : "incomplete");
-		return HTTPC_PROTOCOL;
+		return -1;
 	}
 	*status = hp.status_code;
 	*reply = json_loadb(r.body != NULL ? r.body : "", r.body_len, JSON_DECODE_ANY, &jerr);
 	if (*reply == NULL) {
-		httpc_why(why, why_len, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
-		return HTTPC_PROTOCOL;
+		err_set(err, ERR_INVALID, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
+		return -1;
 	}
-	return HTTPC_OK;
+	return 0;
 }
 
 /*
  * Sends METHOD target (with body, a JSON value, when not NULL) on the
  * connected socket fd, naming host and agent in the headers, and reads
- * and parses the answer. Returns HTTPC_OK with *status and *reply (the
- * caller frees it), or HTTPC_IO / HTTPC_PROTOCOL with why. fd is left
+ * and parses the answer. Returns 0 with *status and *reply (the caller
+ * frees it), or -1 with err: ERR_UNREACHABLE or ERR_TIMEOUT when the
+ * exchange failed, ERR_INVALID when the answer is not HTTP with a JSON
+ * body. fd is left
  * open; a timeout on it (SO_RCVTIMEO) bounds the wait.
  */
 int
 httpc_exchange(int fd, const char *method, const char *host, const char *agent,
-    const char *target, const json_t *body, int *status, json_t **reply, char *why,
-    size_t why_len)
+    const char *target, const json_t *body, int *status, json_t **reply, struct err *err)
 {
 	char *payload = NULL, *req = NULL, *resp = NULL;
 	size_t resp_len = 0;
-	int n, ret = HTTPC_IO;
+	int n, ret = -1;
 
 	*reply = NULL;
 	*status = 0;
 	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) == NULL) {
-		httpc_why(why, why_len, "out of memory");
-		return HTTPC_IO;
+		err_set(err, ERR_FAILED, "out of memory");
+		return -1;
 	}
 	n = asprintf(&req,
 	    "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
@@ -190,19 +179,19 @@ httpc_exchange(int fd, const char *method, const char *host, const char *agent,
 	    payload ? strlen(payload) : (size_t)0, payload ? payload : "");
 	if (n < 0) {
 		req = NULL;
-		httpc_why(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
 	if (httpc_send_all(fd, req, (size_t)n) == -1) {
-		httpc_why(why, why_len, "sending the request: %s",
+		err_set(err, errno == EAGAIN ? ERR_TIMEOUT : ERR_UNREACHABLE, "sending the request: %s",
 		    errno == EAGAIN ? "timed out" : strerror(errno));
 		goto out;
 	}
 	shutdown(fd, SHUT_WR);
-	resp = httpc_recv_all(fd, &resp_len, why, why_len);
+	resp = httpc_recv_all(fd, &resp_len, err);
 	if (resp == NULL)
 		goto out;
-	ret = httpc_parse_response(resp, resp_len, status, reply, why, why_len);
+	ret = httpc_parse_response(resp, resp_len, status, reply, err);
 out:
 	free(resp);
 	free(req);
@@ -239,14 +228,14 @@ httpc_parse_url(const char *url, char *host, size_t host_len, char *port, size_t
 }
 
 static int
-httpc_connect_tcp(const char *host, const char *port, int timeout_s, char *why, size_t why_len)
+httpc_connect_tcp(const char *host, const char *port, int timeout_s, struct err *err)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
 	struct timeval tv = {.tv_sec = timeout_s};
 	int fd = -1, r;
 
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
-		httpc_why(why, why_len, "%s: %s", host, gai_strerror(r));
+		err_set(err, ERR_UNREACHABLE, "%s: %s", host, gai_strerror(r));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -263,7 +252,7 @@ httpc_connect_tcp(const char *host, const char *port, int timeout_s, char *why, 
 		errno = r;
 	}
 	if (fd == -1)
-		httpc_why(why, why_len, "connecting to %s:%s: %s", host, port, strerror(errno));
+		err_set(err, ERR_UNREACHABLE, "connecting to %s:%s: %s", host, port, strerror(errno));
 	freeaddrinfo(res);
 	return fd;
 }
@@ -271,14 +260,13 @@ httpc_connect_tcp(const char *host, const char *port, int timeout_s, char *why, 
 /*
  * One request to an HTTP server named by a base URL (http://HOST[:PORT]
  * [/PREFIX]) over a new TCP connection, each socket operation bounded by
- * timeout_s seconds. path is appended to the URL's prefix. Returns
- * HTTPC_OK with the status and the JSON answer (caller frees), or an error
- * with why filled in; *reply is NULL then.
+ * timeout_s seconds. path is appended to the URL's prefix. Returns 0 with
+ * the status and the JSON answer (caller frees), or -1 with err (as
+ * httpc_exchange's); *reply is NULL then.
  */
 int
 httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply, char *why,
-    size_t why_len)
+    const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err)
 {
 	char host[256], port[16], prefix[512], target[1024];
 	int fd, rc;
@@ -287,13 +275,13 @@ httpc_request_url(const char *base_url, const char *agent, int timeout_s, const 
 	*status = 0;
 	if (httpc_parse_url(
 	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1) {
-		httpc_why(why, why_len, "%s: not an http://HOST:PORT URL", base_url);
-		return HTTPC_PROTOCOL;
+		err_set(err, ERR_INVALID, "%s: not an http://HOST:PORT URL", base_url);
+		return -1;
 	}
 	snprintf(target, sizeof(target), "%s%s", prefix, path);
-	if ((fd = httpc_connect_tcp(host, port, timeout_s, why, why_len)) == -1)
-		return HTTPC_IO;
-	rc = httpc_exchange(fd, method, host, agent, target, body, status, reply, why, why_len);
+	if ((fd = httpc_connect_tcp(host, port, timeout_s, err)) == -1)
+		return -1;
+	rc = httpc_exchange(fd, method, host, agent, target, body, status, reply, err);
 	close(fd);
 	return rc;
 }

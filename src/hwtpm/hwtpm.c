@@ -18,6 +18,7 @@
  * cost of an operation in host-TPM commands is measured, not guessed.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,23 +34,19 @@
 
 #include "hwtpm.h"
 #include "hwtpm_private.h"
+#include "tpm/tss.h"
 
-static char hwtpm_errbuf[256];
-
-/* Returns the text of the last error of this module (not thread-safe). */
-const char *
-hwtpm_error(void)
+/* Fills err (kind ERR_HOST_TPM) with fmt and, when rc is a tpm2-tss
+ * failure, its decoded text. Returns -1. */
+int
+hwtpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
 {
-	return hwtpm_errbuf;
-}
+	va_list ap;
 
-void
-hwtpm_seterr(const char *what, TSS2_RC rc)
-{
-	if (rc != TSS2_RC_SUCCESS)
-		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s: %s", what, Tss2_RC_Decode(rc));
-	else
-		snprintf(hwtpm_errbuf, sizeof(hwtpm_errbuf), "%s", what);
+	va_start(ap, fmt);
+	tss_verr(err, ERR_HOST_TPM, "", rc, fmt, ap);
+	va_end(ap);
+	return -1;
 }
 
 static struct hwtpm_tcti *
@@ -144,14 +141,14 @@ hwtpm_srk_template(void)
 /* Sets hw->srk_name from hw->srk_pub: nameAlg || H(public area), what the
  * HMACs of commands on the SRK cover and what hwtpm_check_pin pins. */
 static int
-hwtpm_srk_name(struct hwtpm *hw)
+hwtpm_srk_name(struct hwtpm *hw, struct err *err)
 {
 	uint8_t pub[sizeof(TPM2B_PUBLIC)];
 	size_t len = 0;
 
 	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &len) != TSS2_RC_SUCCESS ||
-	    credential_public_name(pub, len, hw->srk_name.name) == -1) {
-		hwtpm_seterr("compute the SRK's Name", 0);
+	    credential_public_name(pub, len, hw->srk_name.name, NULL) == -1) {
+		hwtpm_seterr(err, 0, "compute the SRK's Name");
 		return -1;
 	}
 	hw->srk_name.size = CREDENTIAL_NAME_LEN;
@@ -161,7 +158,7 @@ hwtpm_srk_name(struct hwtpm *hw)
 /* Checks that a persistent key is usable as our SRK: an ECC P-256
  * restricted decryption key with the TCG attributes. */
 static int
-hwtpm_check_srk(struct hwtpm *hw)
+hwtpm_check_srk(struct hwtpm *hw, struct err *err)
 {
 	TPM2B_PUBLIC *pub = NULL;
 	TPMA_OBJECT want = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
@@ -172,17 +169,17 @@ hwtpm_check_srk(struct hwtpm *hw)
 	rc = Esys_ReadPublic(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
 	    NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("read SRK public area", rc);
+		hwtpm_seterr(err, rc, "read SRK public area");
 		return -1;
 	}
 	if (pub->publicArea.type != TPM2_ALG_ECC ||
 	    pub->publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
 	    (pub->publicArea.objectAttributes & want) != want) {
-		hwtpm_seterr("the key at 0x81000001 is not an ECC P-256 storage root key", 0);
+		hwtpm_seterr(err, 0, "the key at 0x81000001 is not an ECC P-256 storage root key");
 		goto out;
 	}
 	hw->srk_pub = *pub; /* what sessions are salted to */
-	if (hwtpm_srk_name(hw) == -1)
+	if (hwtpm_srk_name(hw, err) == -1)
 		goto out;
 	ret = 0;
 out:
@@ -247,7 +244,7 @@ hwtpm_flush_leftovers(struct hwtpm *hw)
 
 /* Finds the persistent SRK, or creates and persists it. */
 static int
-hwtpm_find_srk(struct hwtpm *hw)
+hwtpm_find_srk(struct hwtpm *hw, struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPM2B_PUBLIC tmpl = hwtpm_srk_template();
@@ -259,22 +256,22 @@ hwtpm_find_srk(struct hwtpm *hw)
 	rc = Esys_TR_FromTPMPublic(hw->esys, HWTPM_SRK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &hw->srk);
 	if (rc == TSS2_RC_SUCCESS)
-		return hwtpm_check_srk(hw);
+		return hwtpm_check_srk(hw, err);
 	log_info("host TPM: no SRK at 0x%x; creating one", HWTPM_SRK_HANDLE);
 	rc = Esys_CreatePrimary(hw->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, &tmpl, &noinfo, &nopcr, &primary, NULL, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("create SRK", rc);
+		hwtpm_seterr(err, rc, "create SRK");
 		return -1;
 	}
 	rc = Esys_EvictControl(hw->esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD,
 	    ESYS_TR_NONE, ESYS_TR_NONE, HWTPM_SRK_HANDLE, &hw->srk);
 	Esys_FlushContext(hw->esys, primary);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("persist SRK", rc);
+		hwtpm_seterr(err, rc, "persist SRK");
 		return -1;
 	}
-	return hwtpm_check_srk(hw);
+	return hwtpm_check_srk(hw, err);
 }
 
 
@@ -286,14 +283,14 @@ const TPMT_SYM_DEF hwtpm_aes_cfb = {
 
 /* Starts a session salted to the SRK, so its secrets never cross the bus. */
 int
-hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session)
+hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session, struct err *err)
 {
 	TSS2_RC rc;
 
 	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, NULL, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("start a salted session", rc);
+		hwtpm_seterr(err, rc, "start a salted session");
 		return -1;
 	}
 	return 0;
@@ -358,15 +355,14 @@ hwtpm_is_software(struct hwtpm *hw)
  * the SRK's public key as the TPM reports it; the pin makes sure that
  * key stays the one of the TPM that sealed the vTPMs, not one that a TPM
  * cleared or replaced, or something answering in the TPM's place, offers.
- * Returns 0, or -1 (hwtpm_error).
+ * Returns 0, or -1 with err set.
  */
 static int
-hwtpm_check_pin(struct hwtpm *hw)
+hwtpm_check_pin(struct hwtpm *hw, struct err *err)
 {
 	char hex[2 * sizeof(hw->srk_name.name) + 2];
 	size_t n = hw->srk_name.size, pinned_len = 0;
 	uint8_t *pinned = NULL;
-	char why[700];
 	int ret = -1;
 
 	hex_encode(hw->srk_name.name, n, hex);
@@ -374,15 +370,11 @@ hwtpm_check_pin(struct hwtpm *hw)
 	hex[2 * n + 1] = '\0';
 	if (fileio_read(hw->pin_path, sizeof(hex), &pinned, &pinned_len) == -1) {
 		if (errno != ENOENT) {
-			snprintf(why, sizeof(why), "%s: %s", hw->pin_path, strerror(errno));
-			hwtpm_seterr(why, 0);
-			return -1;
+			return hwtpm_seterr(err, 0, "%s: %s", hw->pin_path, strerror(errno));
 		}
 		if (fileio_write_atomic(hw->pin_path, hex, strlen(hex), 0600) == -1) {
-			snprintf(why, sizeof(why), "pin the SRK in %s: %s", hw->pin_path,
+			return hwtpm_seterr(err, 0, "pin the SRK in %s: %s", hw->pin_path,
 			    strerror(errno));
-			hwtpm_seterr(why, 0);
-			return -1;
 		}
 		log_info("host TPM: SRK Name %.16s… pinned in %s", hex, hw->pin_path);
 		return 0;
@@ -390,62 +382,60 @@ hwtpm_check_pin(struct hwtpm *hw)
 	if (pinned_len == strlen(hex) && memcmp(pinned, hex, pinned_len) == 0) {
 		ret = 0;
 	} else {
-		snprintf(why, sizeof(why),
-		    "the host TPM's storage root key (Name %.16s…) is not the one pinned in %s: "
-		    "the TPM was cleared or replaced, or something answers in its place; vTPMs "
-		    "sealed before cannot start. If the TPM was replaced on purpose, remove %s",
-		    hex, hw->pin_path, hw->pin_path);
-		hwtpm_seterr(why, 0);
+		hwtpm_seterr(err, 0, "the host TPM's storage root key (Name %.16s…) is not the one "
+		    "pinned in %s: the TPM was cleared or replaced, or something answers in its "
+		    "place; vTPMs sealed before cannot start. If the TPM was replaced on purpose, "
+		    "remove %s", hex, hw->pin_path, hw->pin_path);
 	}
 	free(pinned);
 	return ret;
 }
 
 /* Pins the SRK (see hwtpm_check_pin) in path, now and at every
- * reconnection. Returns 0, or -1 (hwtpm_error). */
+ * reconnection. Returns 0, or -1 with err set. */
 int
-hwtpm_pin_srk(struct hwtpm *hw, const char *path)
+hwtpm_pin_srk(struct hwtpm *hw, const char *path, struct err *err)
 {
 	if (snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", path) >= (int)sizeof(hw->pin_path)) {
 		hw->pin_path[0] = '\0';
-		hwtpm_seterr("SRK pin path too long", 0);
+		hwtpm_seterr(err, 0, "SRK pin path too long");
 		return -1;
 	}
-	return hwtpm_check_pin(hw);
+	return hwtpm_check_pin(hw, err);
 }
 
 /* Talks to the TPM behind hw->tcti: Startup, stale handles flushed, the
  * SRK found or made, the salted session started. Returns 0, or -1 with
  * the context torn down. */
 static int
-hwtpm_connect(struct hwtpm *hw)
+hwtpm_connect(struct hwtpm *hw, struct err *err)
 {
 	TSS2_RC rc;
 
 	rc = Esys_Initialize(&hw->esys, (TSS2_TCTI_CONTEXT *)(void *)&hw->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		hw->esys = NULL;
-		hwtpm_seterr("initialize ESYS", rc);
+		hwtpm_seterr(err, rc, "initialize ESYS");
 		return -1;
 	}
 	Esys_SetTimeout(hw->esys, HWTPM_TIMEOUT_MS);
 	rc = Esys_GetSysContext(hw->esys, &hw->sys);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("initialize SAPI", rc);
+		hwtpm_seterr(err, rc, "initialize SAPI");
 		goto fail;
 	}
 	rc = Esys_Startup(hw->esys, TPM2_SU_CLEAR);
 	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-		hwtpm_seterr("host TPM does not answer", rc);
+		hwtpm_seterr(err, rc, "host TPM does not answer");
 		goto fail;
 	}
 	hwtpm_flush_leftovers(hw);
 	hw->simulator = hw->software_tcti || hwtpm_is_software(hw);
-	if (hwtpm_find_srk(hw) == -1)
+	if (hwtpm_find_srk(hw, err) == -1)
 		goto fail;
-	if (hw->pin_path[0] != '\0' && hwtpm_check_pin(hw) == -1)
+	if (hw->pin_path[0] != '\0' && hwtpm_check_pin(hw, err) == -1)
 		goto fail;
-	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session) == -1)
+	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session, err) == -1)
 		goto fail;
 	Esys_TRSess_SetAttributes(hw->esys, hw->session,
 	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
@@ -458,10 +448,10 @@ fail:
 /*
  * Opens the host TPM named by a TCTI string ("device:/dev/tpmrm0",
  * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and starts
- * the salted session. Returns NULL on failure (see hwtpm_error).
+ * the salted session. Returns NULL on failure, with err set.
  */
 struct hwtpm *
-hwtpm_open(const char *tcti_conf)
+hwtpm_open(const char *tcti_conf, struct err *err)
 {
 	TSS2_TCTI_CONTEXT *inner = NULL;
 	struct hwtpm *hw;
@@ -470,20 +460,20 @@ hwtpm_open(const char *tcti_conf)
 	/* Secret memory: it holds session keys. */
 	hw = secret_alloc(sizeof(*hw));
 	if (hw == NULL) {
-		hwtpm_seterr("out of memory", 0);
+		hwtpm_seterr(err, 0, "out of memory");
 		return NULL;
 	}
 	hw->srk = hw->session = ESYS_TR_NONE;
 	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("open TCTI", rc);
+		hwtpm_seterr(err, rc, "open TCTI");
 		secret_free(hw, sizeof(*hw));
 		return NULL;
 	}
 	hwtpm_tcti_wrap(&hw->tcti, inner);
 	/* A simulator's TCTI says so; anything else says what it is. */
 	hw->software_tcti = strncmp(tcti_conf, "swtpm", 5) == 0 || strncmp(tcti_conf, "mssim", 5) == 0;
-	if (hwtpm_connect(hw) == -1) {
+	if (hwtpm_connect(hw, err) == -1) {
 		hwtpm_close(hw);
 		return NULL;
 	}
@@ -494,30 +484,33 @@ hwtpm_open(const char *tcti_conf)
  * After a failure that may be the host TPM's absence or restart (its
  * sessions and loaded objects are then gone): drops every handle and
  * talks to the TPM afresh. Returns 0 when it answers again, -1 (see
- * hwtpm_error) when it does not: then every operation tries again first.
+ * err) when it does not: then every operation tries again first.
  */
 int
-hwtpm_reconnect(struct hwtpm *hw)
+hwtpm_reconnect(struct hwtpm *hw, struct err *err)
 {
 	hwtpm_disconnect(hw);
-	return hwtpm_connect(hw);
+	return hwtpm_connect(hw, err);
 }
 
 /* Whether the host TPM answered when last asked. */
 /*
  * After a host-TPM failure that is not a refusal: the TPM may have gone
  * away or restarted (losing vtpmd's sessions). Reconnects; returns true
- * when the TPM answers again, so that the caller may retry once.
+ * when the TPM answers again, so that the caller may retry once. The
+ * caller's err, which holds the failure that led here, is left as it is.
  */
 bool
 hwtpm_recover(struct hwtpm *hw)
 {
-	if (hwtpm_reconnect(hw) == 0) {
+	struct err err;
+
+	if (hwtpm_reconnect(hw, &err) == 0) {
 		log_info("host TPM: reconnected");
 		return true;
 	}
 	log_warnx("host TPM unavailable: %s; running vTPMs keep serving, operations that need "
-	    "it fail until it is back", hwtpm_error());
+	    "it fail until it is back", err.msg);
 	return false;
 }
 
@@ -530,14 +523,10 @@ hwtpm_available(const struct hwtpm *hw)
 /* What every operation does first: reconnect if the TPM was lost, drop
  * what the last unseal left loaded. */
 int
-hwtpm_enter(struct hwtpm *hw)
+hwtpm_enter(struct hwtpm *hw, struct err *err)
 {
-	if (hw->esys == NULL && hwtpm_connect(hw) == -1) {
-		char why[256];
-		snprintf(why, sizeof(why), "host TPM unavailable: %s", hwtpm_error());
-		hwtpm_seterr(why, 0);
-		return -1;
-	}
+	if (hw->esys == NULL && hwtpm_connect(hw, err) == -1)
+		return err_wrap(err, "host TPM unavailable");
 	hwtpm_flush_pending(hw);
 	return 0;
 }
@@ -592,26 +581,26 @@ hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out)
  * mask. Returns 0 or -1. */
 int
 hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	TPML_PCR_SELECTION want, *got = NULL;
 	TPML_DIGEST *digests = NULL;
 	uint32_t remaining = sel->mask, counter;
 	TSS2_RC rc;
 
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
 	/* The TPM returns at most 8 digests per call. */
 	while (remaining != 0) {
 		struct pcr_selection part = {.mask = remaining};
 		if (hwtpm_selection(&part, &want) == -1) {
-			hwtpm_seterr("select host PCRs", 0);
+			hwtpm_seterr(err, 0, "select host PCRs");
 			return -1;
 		}
 		rc = Esys_PCR_Read(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want,
 		    &counter, &got, &digests);
 		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterr("read host PCRs", rc);
+			hwtpm_seterr(err, rc, "read host PCRs");
 			return -1;
 		}
 		uint32_t answered = 0;
@@ -630,7 +619,7 @@ hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 		got = NULL;
 		digests = NULL;
 		if (answered == 0) {
-			hwtpm_seterr("host TPM has no sha256 bank for the selected PCRs", 0);
+			hwtpm_seterr(err, 0, "host TPM has no sha256 bank for the selected PCRs");
 			return -1;
 		}
 		remaining &= ~answered;
@@ -657,7 +646,7 @@ hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
 /* Has the host TPM check an approval signature once; the ticket it returns
  * is reused until the approved policy changes or the TPM resets. */
 int
-hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
+hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *err)
 {
 	TPM2B_PUBLIC pub = {0};
 	TPMT_TK_VERIFIED *ticket = NULL;
@@ -676,7 +665,7 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 	    Tss2_MU_TPM2B_PUBLIC_Unmarshal(buf, len, &off, &pub) != TSS2_RC_SUCCESS ||
 	    pcrpolicy_approval_name(&ap->pub, hw->approval_name.name) == -1 ||
 	    approval_digest(ap->policy, ahash.buffer) == -1) {
-		hwtpm_seterr("compute approval digest", 0);
+		hwtpm_seterr(err, 0, "compute approval digest");
 		return -1;
 	}
 	sig.sigAlg = TPM2_ALG_ECDSA;
@@ -690,14 +679,14 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
 	rc = Esys_LoadExternal(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, &pub,
 	    ESYS_TR_RH_OWNER, &key);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("load approval key", rc);
+		hwtpm_seterr(err, rc, "load approval key");
 		return -1;
 	}
 	rc = Esys_VerifySignature(hw->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ahash,
 	    &sig, &ticket);
 	Esys_FlushContext(hw->esys, key);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("approval signature rejected by the host TPM", rc);
+		hwtpm_seterr(err, rc, "approval signature rejected by the host TPM");
 		return -1;
 	}
 	hw->ticket = *ticket;
@@ -715,7 +704,7 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap)
  */
 int
 hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
-    size_t *pub_len)
+    size_t *pub_len, struct err *err)
 {
 	size_t off = 0, end;
 
@@ -731,17 +720,17 @@ hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2
 		*pub_len = end;
 	return 0;
 bad:
-	hwtpm_seterr("sealed key file is malformed", 0);
+	err_set(err, ERR_FOREIGN, "sealed key file is malformed");
 	return -1;
 }
 
 /* The length of the public area that leads a sealed-key blob. Returns 0,
  * or -1 when blob is not one. */
 int
-hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len)
+hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len, struct err *err)
 {
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
 
-	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len);
+	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len, err);
 }

@@ -17,28 +17,29 @@
 #include "common/common.h"
 #include "tpm/tpm.h"
 
-/* hwtpm.c: the host TPM (tpm2-tss): SRK, salted sessions, sealed keys. */
-#define HWTPM_ERR_POLICY (-2)  /* host PCRs not in the approved configuration */
-#define HWTPM_ERR_FOREIGN (-3) /* sealed object is not this TPM's */
+/* hwtpm.c, hwtpm_seal.c: the host TPM (tpm2-tss): SRK, salted sessions,
+ * sealed keys. Functions that can fail return -1 (NULL) with err set:
+ * ERR_HOST_TPM when the TPM failed or could not be reached; hwtpm_unseal
+ * also ERR_POLICY (the host PCRs are in no approved configuration) and
+ * ERR_FOREIGN (the sealed object is not this TPM's). */
 struct hwtpm;
-struct hwtpm *hwtpm_open(const char *tcti_conf);
-int hwtpm_pin_srk(struct hwtpm *hw, const char *path);
+struct hwtpm *hwtpm_open(const char *tcti_conf, struct err *err);
+int hwtpm_pin_srk(struct hwtpm *hw, const char *path, struct err *err);
 void hwtpm_close(struct hwtpm *hw);
-int hwtpm_reconnect(struct hwtpm *hw);
+int hwtpm_reconnect(struct hwtpm *hw, struct err *err);
 bool hwtpm_recover(struct hwtpm *hw);
 bool hwtpm_available(const struct hwtpm *hw);
-const char *hwtpm_error(void);
 bool hwtpm_is_simulator(const struct hwtpm *hw);
 unsigned long hwtpm_command_count(const struct hwtpm *hw);
 int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 #define HWTPM_SEALED_MAX 64
 int hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
-    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len);
-int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len);
+    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len, struct err *err);
+int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len, struct err *err);
 int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len);
+    size_t secret_len, struct err *err);
 void hwtpm_flush_pending(struct hwtpm *hw);
 
 /*
@@ -47,8 +48,8 @@ void hwtpm_flush_pending(struct hwtpm *hw);
  * signing) and the Binding Key (BK, RSA-2048 OAEP decryption), both under
  * the SRK, persistent, looked up once per hwtpm_open; certifications and
  * quotes by the CK. Byte buffers are marshalled TPM structures (TPM wire
- * format), malloc'd and owned by the caller. Returns 0, or -1 with
- * hwtpm_error().
+ * format), malloc'd and owned by the caller. Returns 0, or -1 with err
+ * set (ERR_HOST_TPM, unless a finer kind applies).
  */
 enum hwtpm_ek_kind {
 	HWTPM_EK_RSA, /* RSA-2048, template L-1 */
@@ -70,21 +71,21 @@ struct hwtpm_attestation {
 	size_t signature_len;
 };
 void hwtpm_attestation_clear(struct hwtpm_attestation *ev);
-int hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len);
+int hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len, struct err *err);
 bool hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub,
     size_t pub_len);
 int hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public,
-    size_t *ek_public_len, uint8_t **ek_cert, size_t *ek_cert_len);
-int hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len);
+    size_t *ek_public_len, uint8_t **ek_cert, size_t *ek_cert_len, struct err *err);
+int hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len, struct err *err);
 int hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
     size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
-    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len);
+    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len, struct err *err);
 int hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len,
-    struct hwtpm_attestation *ev);
+    struct hwtpm_attestation *ev, struct err *err);
 int hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev);
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err);
 int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
     size_t qualifying_len, struct hwtpm_attestation *ev,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 
 #endif /* VTPM_HWTPM_H */

@@ -30,7 +30,7 @@
  * keep adminWithPolicy clear for this) and quotes the host PCRs.
  *
  * Outputs are marshalled TPM structures (TPM wire format), malloc'd and
- * owned by the caller. Functions return 0, or -1 with hwtpm_error().
+ * owned by the caller. Functions return 0, or -1 with err set.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,20 +51,6 @@
 
 static const TPMT_SYM_DEF hwtpm_sym_none = {.algorithm = TPM2_ALG_NULL};
 static const TPMT_SIG_SCHEME hwtpm_key_scheme = {.scheme = TPM2_ALG_NULL};
-
-static void hwtpm_seterrf(TSS2_RC rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-hwtpm_seterrf(TSS2_RC rc, const char *fmt, ...)
-{
-	char what[200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	hwtpm_seterr(what, rc);
-}
 
 /* Whether a TPM response code says "no such handle" (TPM_RC_HANDLE). */
 static bool
@@ -141,17 +127,17 @@ hwtpm_same_template(const TPMT_PUBLIC *tmpl, const TPMT_PUBLIC *got)
 
 /* Copies a marshalled TPM2B_PUBLIC into a malloc'd buffer. */
 static int
-hwtpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *out_len)
+hwtpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *out_len, struct err *err)
 {
 	uint8_t buf[sizeof(TPM2B_PUBLIC)];
 	size_t off = 0;
 
 	if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("marshal a public area", 0);
+		hwtpm_seterr(err, 0, "marshal a public area");
 		return -1;
 	}
 	if ((*out = malloc(off)) == NULL) {
-		hwtpm_seterr("out of memory", 0);
+		hwtpm_seterr(err, 0, "out of memory");
 		return -1;
 	}
 	memcpy(*out, buf, off);
@@ -164,11 +150,11 @@ hwtpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *out_len)
  * owned by the caller), for the other TPMs vtpmd provisions (guesttpm.c).
  */
 int
-hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len)
+hwtpm_ek_template(enum hwtpm_ek_kind kind, uint8_t **tmpl, size_t *len, struct err *err)
 {
 	TPM2B_PUBLIC t = hwtpm_ek_tmpl(kind);
 
-	return hwtpm_put_public(&t, tmpl, len);
+	return hwtpm_put_public(&t, tmpl, len, err);
 }
 
 /* Whether the marshalled TPM2B_PUBLIC pub was made from the template tmpl
@@ -194,7 +180,7 @@ hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub, s
  */
 static int
 hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM2B_PUBLIC *tmpl,
-    bool check)
+    bool check, struct err *err)
 {
 	TPM2B_PUBLIC *pub = NULL;
 	TSS2_RC rc;
@@ -205,7 +191,7 @@ hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM
 		if (hwtpm_rc_absent(rc))
 			return 0;
 		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterrf(rc, "look up 0x%08x", handle);
+			hwtpm_seterr(err, rc, "look up 0x%08x", handle);
 			return -1;
 		}
 		k->found = true;
@@ -215,14 +201,12 @@ hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM
 	rc = Esys_ReadPublic(
 	    hw->esys, k->tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "read the public area of 0x%08x", handle);
+		hwtpm_seterr(err, rc, "read the public area of 0x%08x", handle);
 		return -1;
 	}
 	if (!hwtpm_same_template(&tmpl->publicArea, &pub->publicArea)) {
-		hwtpm_seterrf(0,
-		    "the key at 0x%08x is not the one vtpmd expects there "
-		    "(another template); it is left alone",
-		    handle);
+		hwtpm_seterr(err, 0, "the key at 0x%08x is not the one vtpmd expects there "
+		    "(another template); it is left alone", handle);
 		Esys_Free(pub);
 		return -1;
 	}
@@ -234,7 +218,7 @@ hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM
 
 /* Makes transient key obj persistent at handle and flushes it. */
 static int
-hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pkey *k)
+hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pkey *k, struct err *err)
 {
 	TSS2_RC rc;
 
@@ -242,7 +226,7 @@ hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pk
 	    ESYS_TR_NONE, handle, &k->tr);
 	Esys_FlushContext(hw->esys, obj);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "make the key persistent at 0x%08x", handle);
+		hwtpm_seterr(err, rc, "make the key persistent at 0x%08x", handle);
 		return -1;
 	}
 	k->found = k->checked = true;
@@ -252,7 +236,7 @@ hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pk
 /* Creates the EK from its template in the endorsement hierarchy and
  * persists it. The endorsement and owner authorizations must be empty. */
 static int
-hwtpm_make_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, struct hwtpm_pkey *k)
+hwtpm_make_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, struct hwtpm_pkey *k, struct err *err)
 {
 	TPM2B_PUBLIC tmpl = hwtpm_ek_tmpl(kind), *pub = NULL;
 	TPM2B_SENSITIVE_CREATE sens = {0};
@@ -266,19 +250,19 @@ hwtpm_make_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, struct hwtpm_pkey *k)
 	rc = Esys_CreatePrimary(hw->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, &tmpl, &noinfo, &nopcr, &obj, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("create the EK", rc);
+		hwtpm_seterr(err, rc, "create the EK");
 		return -1;
 	}
 	k->pub = *pub;
 	Esys_Free(pub);
-	return hwtpm_persist(hw, obj, handle, k);
+	return hwtpm_persist(hw, obj, handle, k, err);
 }
 
 /* Creates a key from tmpl under the SRK and persists it at handle. The
  * salted session authorizes the SRK and encrypts what crosses the bus. */
 static int
 hwtpm_make_child(
-    struct hwtpm *hw, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, struct hwtpm_pkey *k)
+    struct hwtpm *hw, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, struct hwtpm_pkey *k, struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPML_PCR_SELECTION nopcr = {0};
@@ -293,17 +277,17 @@ hwtpm_make_child(
 	rc = Esys_Create(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, tmpl,
 	    &noinfo, &nopcr, &priv, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "create the key for 0x%08x", handle);
+		hwtpm_seterr(err, rc, "create the key for 0x%08x", handle);
 		goto out;
 	}
 	rc = Esys_Load(
 	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "load the key for 0x%08x", handle);
+		hwtpm_seterr(err, rc, "load the key for 0x%08x", handle);
 		goto out;
 	}
 	k->pub = *pub;
-	ret = hwtpm_persist(hw, obj, handle, k);
+	ret = hwtpm_persist(hw, obj, handle, k, err);
 out:
 	Esys_Free(priv);
 	Esys_Free(pub);
@@ -312,35 +296,35 @@ out:
 
 /* Finds or creates the EK of a kind. check: see hwtpm_find. */
 static int
-hwtpm_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, bool check)
+hwtpm_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, bool check, struct err *err)
 {
 	struct hwtpm_pkey *k = &hw->ek[kind == HWTPM_EK_RSA ? 0 : 1];
 	TPM2B_PUBLIC tmpl = hwtpm_ek_tmpl(kind);
 	int r;
 
 	r = hwtpm_find(
-	    hw, k, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE, &tmpl, check);
+	    hw, k, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE, &tmpl, check, err);
 	if (r == 0)
-		return hwtpm_make_ek(hw, kind, k);
+		return hwtpm_make_ek(hw, kind, k, err);
 	return r == 1 ? 0 : -1;
 }
 
 /* Finds or creates the CK. */
 static int
-hwtpm_ck_key(struct hwtpm *hw, bool check)
+hwtpm_ck_key(struct hwtpm *hw, bool check, struct err *err)
 {
 	TPM2B_PUBLIC tmpl = hwtpm_ck_tmpl();
 	int r;
 
-	r = hwtpm_find(hw, &hw->ck, HWTPM_CK_HANDLE, &tmpl, check);
+	r = hwtpm_find(hw, &hw->ck, HWTPM_CK_HANDLE, &tmpl, check, err);
 	if (r == 0)
-		return hwtpm_make_child(hw, &tmpl, HWTPM_CK_HANDLE, &hw->ck);
+		return hwtpm_make_child(hw, &tmpl, HWTPM_CK_HANDLE, &hw->ck, err);
 	return r == 1 ? 0 : -1;
 }
 
 /* TPM_PT_NV_BUFFER_MAX, asked once per connection. */
 static int
-hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max)
+hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max, struct err *err)
 {
 	TPMS_CAPABILITY_DATA *cap = NULL;
 	TPMI_YES_NO more;
@@ -351,7 +335,7 @@ hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max)
 		rc = Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 		    TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, &more, &cap);
 		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterr("ask the TPM for its NV buffer size", rc);
+			hwtpm_seterr(err, rc, "ask the TPM for its NV buffer size");
 			return -1;
 		}
 		v = 0;
@@ -360,7 +344,7 @@ hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max)
 			v = cap->data.tpmProperties.tpmProperty[0].value;
 		Esys_Free(cap);
 		if (v == 0) {
-			hwtpm_seterr("the TPM does not say its NV buffer size", 0);
+			hwtpm_seterr(err, 0, "the TPM does not say its NV buffer size");
 			return -1;
 		}
 		if (v > TPM2_MAX_NV_BUFFER_SIZE)
@@ -375,7 +359,7 @@ hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max)
  * index itself (AUTHREAD) or the owner (OWNERREAD), both with empty
  * authorization; *data is malloc'd. */
 static int
-hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len)
+hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len, struct err *err)
 {
 	TPM2B_NV_PUBLIC *npub = NULL;
 	uint8_t *buf = NULL;
@@ -387,21 +371,20 @@ hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, 
 	rc =
 	    Esys_NV_ReadPublic(hw->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &npub, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "read the public area of NV index 0x%08x", index);
+		hwtpm_seterr(err, rc, "read the public area of NV index 0x%08x", index);
 		return -1;
 	}
 	size = npub->nvPublic.dataSize;
 	auth = (npub->nvPublic.attributes & TPMA_NV_AUTHREAD) ? nv : ESYS_TR_RH_OWNER;
-	if (hwtpm_nv_buffer_max(hw, &max) == -1)
+	if (hwtpm_nv_buffer_max(hw, &max, err) == -1)
 		goto out;
 	if (size == 0 || (buf = malloc(size)) == NULL) {
-		hwtpm_seterrf(
-		    0, "NV index 0x%08x: %s", index, size == 0 ? "empty" : "out of memory");
+		hwtpm_seterr(err, 0, "NV index 0x%08x: %s", index, size == 0 ? "empty" : "out of memory");
 		goto out;
 	}
 	rc = tss_nv_read(hw->esys, auth, nv, size, max, buf, &off);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "read NV index 0x%08x at %u", index, off);
+		hwtpm_seterr(err, rc, "read NV index 0x%08x at %u", index, off);
 		goto out;
 	}
 	*data = buf;
@@ -417,7 +400,7 @@ out:
 /* Reads the certificate in NV index, or sets *cert to NULL when the index
  * does not exist. */
 static int
-hwtpm_nv_cert(struct hwtpm *hw, uint32_t index, uint8_t **cert, size_t *len)
+hwtpm_nv_cert(struct hwtpm *hw, uint32_t index, uint8_t **cert, size_t *len, struct err *err)
 {
 	ESYS_TR nv = ESYS_TR_NONE;
 	TSS2_RC rc;
@@ -429,10 +412,10 @@ hwtpm_nv_cert(struct hwtpm *hw, uint32_t index, uint8_t **cert, size_t *len)
 	if (hwtpm_rc_absent(rc))
 		return 0;
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterrf(rc, "look up NV index 0x%08x", index);
+		hwtpm_seterr(err, rc, "look up NV index 0x%08x", index);
 		return -1;
 	}
-	ret = hwtpm_nv_read_all(hw, nv, index, cert, len);
+	ret = hwtpm_nv_read_all(hw, nv, index, cert, len, err);
 	Esys_TR_Close(hw->esys, &nv);
 	return ret;
 }
@@ -445,7 +428,7 @@ hwtpm_nv_cert(struct hwtpm *hw, uint32_t index, uint8_t **cert, size_t *len)
  */
 int
 hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *ek_public_len,
-    uint8_t **ek_cert, size_t *ek_cert_len)
+    uint8_t **ek_cert, size_t *ek_cert_len, struct err *err)
 {
 	uint8_t *pub = NULL;
 	size_t pub_len;
@@ -453,12 +436,12 @@ hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public, si
 
 	*ek_public = *ek_cert = NULL;
 	*ek_public_len = *ek_cert_len = 0;
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_ek(hw, kind, true) == -1 ||
-	    hwtpm_put_public(&hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].pub, &pub, &pub_len) == -1 ||
+	if (hwtpm_ek(hw, kind, true, err) == -1 ||
+	    hwtpm_put_public(&hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].pub, &pub, &pub_len, err) == -1 ||
 	    hwtpm_nv_cert(hw, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV,
-	        ek_cert, ek_cert_len) == -1)
+	        ek_cert, ek_cert_len, err) == -1)
 		goto out;
 	*ek_public = pub;
 	*ek_public_len = pub_len;
@@ -472,22 +455,22 @@ out:
 /* The CK, found at HWTPM_CK_HANDLE (and checked) or created there; its
  * TPM2B_PUBLIC in *ck_public (malloc'd). */
 int
-hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len)
+hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len, struct err *err)
 {
 	*ck_public = NULL;
 	*len = 0;
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_ck_key(hw, true) == -1)
+	if (hwtpm_ck_key(hw, true, err) == -1)
 		return -1;
-	return hwtpm_put_public(&hw->ck.pub, ck_public, len);
+	return hwtpm_put_public(&hw->ck.pub, ck_public, len, err);
 }
 
 /* Starts a policy session and satisfies PolicyA, PolicySecret(TPM_RH_
  * ENDORSEMENT), the EK's authPolicy. The session carries no secret and
  * is not salted; the session ends with the command it authorizes. */
 static int
-hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session)
+hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session, struct err *err)
 {
 	TPM2B_NONCE nonce = {0}, ref = {0};
 	TPM2B_DIGEST cphash = {0};
@@ -498,7 +481,7 @@ hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session)
 	rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_sym_none, TPM2_ALG_SHA256, session);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("start a policy session", rc);
+		hwtpm_seterr(err, rc, "start a policy session");
 		*session = ESYS_TR_NONE;
 		return -1;
 	}
@@ -507,7 +490,7 @@ hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session)
 	Esys_Free(timeout);
 	Esys_Free(ticket);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("PolicySecret(endorsement) for the EK", rc);
+		hwtpm_seterr(err, rc, "PolicySecret(endorsement) for the EK");
 		Esys_FlushContext(hw->esys, *session);
 		*session = ESYS_TR_NONE;
 		return -1;
@@ -528,7 +511,7 @@ hwtpm_policy_a_session(struct hwtpm *hw, ESYS_TR *session)
 int
 hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
     size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
-    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len)
+    uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len, struct err *err)
 {
 	TPM2B_ID_OBJECT id = {0};
 	TPM2B_ENCRYPTED_SECRET es = {0};
@@ -539,20 +522,19 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 	int ret = -1;
 
 	*secret_len = 0;
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
 	if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &a, &id) != TSS2_RC_SUCCESS ||
 	    a != blob_len ||
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc_secret, enc_secret_len, &b, &es) !=
 	        TSS2_RC_SUCCESS ||
 	    b != enc_secret_len) {
-		hwtpm_seterr("credential is malformed (expected TPM2B_ID_OBJECT and "
-		             "TPM2B_ENCRYPTED_SECRET)",
-		    0);
+		hwtpm_seterr(err, 0, "credential is malformed (expected TPM2B_ID_OBJECT and "
+		             "TPM2B_ENCRYPTED_SECRET)");
 		return -1;
 	}
-	if (hwtpm_ek(hw, kind, false) == -1 || hwtpm_ck_key(hw, false) == -1 ||
-	    hwtpm_policy_a_session(hw, &session) == -1)
+	if (hwtpm_ek(hw, kind, false, err) == -1 || hwtpm_ck_key(hw, false, err) == -1 ||
+	    hwtpm_policy_a_session(hw, &session, err) == -1)
 		return -1;
 	Esys_TRSess_SetAttributes(
 	    hw->esys, hw->session, TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
@@ -561,8 +543,7 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 	Esys_TRSess_SetAttributes(hw->esys, hw->session,
 	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(
-		    "activate the credential (made for another EK or key, or altered?)", rc);
+		hwtpm_seterr(err, rc, "activate the credential (made for another EK or key, or altered?)");
 		goto out;
 	}
 	session = ESYS_TR_NONE; /* ended by the TPM with the command */
@@ -583,20 +564,20 @@ out:
  * its marshalled TPMT_SIGNATURE into ev. */
 static int
 hwtpm_put_attestation(
-    const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig, struct hwtpm_attestation *ev)
+    const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig, struct hwtpm_attestation *ev, struct err *err)
 {
 	uint8_t buf[sizeof(TPMT_SIGNATURE)];
 	size_t off = 0;
 
 	if (Tss2_MU_TPMT_SIGNATURE_Marshal(sig, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("marshal a signature", 0);
+		hwtpm_seterr(err, 0, "marshal a signature");
 		return -1;
 	}
 	ev->attest = malloc(attest->size);
 	ev->signature = malloc(off);
 	if (ev->attest == NULL || ev->signature == NULL) {
 		hwtpm_attestation_clear(ev);
-		hwtpm_seterr("out of memory", 0);
+		hwtpm_seterr(err, 0, "out of memory");
 		return -1;
 	}
 	memcpy(ev->attest, attest->attestationData, attest->size);
@@ -622,7 +603,7 @@ hwtpm_attestation_clear(struct hwtpm_attestation *ev)
  * The object's ADMIN role is authorized with its empty authValue. */
 static int
 hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const uint8_t *qualifying, size_t qualifying_len,
-    struct hwtpm_attestation *ev)
+    struct hwtpm_attestation *ev, struct err *err)
 {
 	TPM2B_DATA qd = {0};
 	TPM2B_ATTEST *attest = NULL;
@@ -631,20 +612,20 @@ hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const uint8_t *qualifying, size_t q
 	int ret = -1;
 
 	if (qualifying_len > sizeof(qd.buffer)) {
-		hwtpm_seterr("qualifying data longer than 64 bytes", 0);
+		hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
 		return -1;
 	}
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying, qualifying_len);
-	if (hwtpm_ck_key(hw, false) == -1)
+	if (hwtpm_ck_key(hw, false, err) == -1)
 		return -1;
 	rc = Esys_Certify(hw->esys, obj, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
 	    ESYS_TR_NONE, &qd, &hwtpm_key_scheme, &attest, &sig);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("certify with the CK", rc);
+		hwtpm_seterr(err, rc, "certify with the CK");
 		goto out;
 	}
-	ret = hwtpm_put_attestation(attest, sig, ev);
+	ret = hwtpm_put_attestation(attest, sig, ev, err);
 out:
 	Esys_Free(attest);
 	Esys_Free(sig);
@@ -658,7 +639,7 @@ out:
  * hwtpm_attestation_clear.
  */
 int
-hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev)
+hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev, struct err *err)
 {
 	TPM2B_PUBLIC tmpl = hwtpm_bk_tmpl();
 	uint8_t digest[TPM_DIGEST_LEN], *pub = NULL;
@@ -668,18 +649,18 @@ hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hw
 	*bk_public = NULL;
 	*bk_public_len = 0;
 	memset(ev, 0, sizeof(*ev));
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	r = hwtpm_find(hw, &hw->bk, HWTPM_BK_HANDLE, &tmpl, true);
+	r = hwtpm_find(hw, &hw->bk, HWTPM_BK_HANDLE, &tmpl, true, err);
 	if (r == 0)
-		r = hwtpm_make_child(hw, &tmpl, HWTPM_BK_HANDLE, &hw->bk) == 0 ? 1 : -1;
-	if (r == -1 || hwtpm_put_public(&hw->bk.pub, &pub, &pub_len) == -1)
+		r = hwtpm_make_child(hw, &tmpl, HWTPM_BK_HANDLE, &hw->bk, err) == 0 ? 1 : -1;
+	if (r == -1 || hwtpm_put_public(&hw->bk.pub, &pub, &pub_len, err) == -1)
 		goto out;
 	if (hwtpm_sha256(pub, pub_len, NULL, 0, digest) == -1) {
-		hwtpm_seterr("hash the BK's public area", 0);
+		hwtpm_seterr(err, 0, "hash the BK's public area");
 		goto out;
 	}
-	if (hwtpm_certify(hw, hw->bk.tr, digest, sizeof(digest), ev) == -1)
+	if (hwtpm_certify(hw, hw->bk.tr, digest, sizeof(digest), ev, err) == -1)
 		goto out;
 	*bk_public = pub;
 	*bk_public_len = pub_len;
@@ -697,12 +678,12 @@ out:
  * PCR binding) and carries qualifying (at most 64 bytes: a digest of the
  * vEK's public area). Certify needs the object's ADMIN role: objects
  * sealed with adminWithPolicy set (before this module) cannot be
- * certified and must be sealed again. Returns 0, HWTPM_ERR_FOREIGN when
- * the object is not this TPM's, or -1.
+ * certified and must be sealed again. Returns 0, or -1 with err (kind
+ * ERR_FOREIGN when the object is not this TPM's).
  */
 int
 hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev)
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
 {
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
@@ -711,23 +692,22 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	int ret;
 
 	memset(ev, 0, sizeof(*ev));
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
-		return HWTPM_ERR_FOREIGN;
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, err) == -1)
+		return -1;
 	if (pub.publicArea.objectAttributes & TPMA_OBJECT_ADMINWITHPOLICY) {
-		hwtpm_seterr("the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
-		             "an older template): seal its key again",
-		    0);
+		hwtpm_seterr(err, 0, "the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
+		             "an older template): seal its key again");
 		return -1;
 	}
 	rc = Esys_Load(
 	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
-		return HWTPM_ERR_FOREIGN;
+		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
+		    Tss2_RC_Decode(rc));
 	}
-	ret = hwtpm_certify(hw, obj, qualifying, qualifying_len, ev);
+	ret = hwtpm_certify(hw, obj, qualifying, qualifying_len, ev, err);
 	Esys_FlushContext(hw->esys, obj);
 	return ret;
 }
@@ -776,7 +756,7 @@ hwtpm_quote_has(const TPM2B_ATTEST *attest, const uint8_t digest[TPM_DIGEST_LEN]
 int
 hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
     size_t qualifying_len, struct hwtpm_attestation *ev,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	TPML_PCR_SELECTION tsel;
 	TPM2B_DATA qd = {0};
@@ -787,23 +767,23 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qu
 	int ret = -1;
 
 	memset(ev, 0, sizeof(*ev));
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
 	if (qualifying_len > sizeof(qd.buffer)) {
-		hwtpm_seterr("qualifying data longer than 64 bytes", 0);
+		hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
 		return -1;
 	}
 	if (sel->mask == 0 || (sel->mask >> TPM_PCRS) != 0) {
-		hwtpm_seterr("select from 1 to 24 PCRs (0 to 23) to quote", 0);
+		hwtpm_seterr(err, 0, "select from 1 to 24 PCRs (0 to 23) to quote");
 		return -1;
 	}
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying, qualifying_len);
 	if (hwtpm_selection(sel, &tsel) == -1) {
-		hwtpm_seterr("select host PCRs", 0);
+		hwtpm_seterr(err, 0, "select host PCRs");
 		return -1;
 	}
-	if (hwtpm_ck_key(hw, false) == -1)
+	if (hwtpm_ck_key(hw, false, err) == -1)
 		return -1;
 	for (int i = 0; i < HWTPM_QUOTE_TRIES; i++) {
 		Esys_Free(attest);
@@ -813,21 +793,21 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qu
 		rc = Esys_Quote(hw->esys, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 		    &qd, &hwtpm_key_scheme, &tsel, &attest, &sig);
 		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterr("quote with the CK", rc);
+			hwtpm_seterr(err, rc, "quote with the CK");
 			goto out;
 		}
-		if (hwtpm_pcr_read(hw, sel, values) == -1)
+		if (hwtpm_pcr_read(hw, sel, values, err) == -1)
 			goto out;
 		if (hwtpm_pcr_digest(sel, values, digest) == -1) {
-			hwtpm_seterr("hash the PCR values", 0);
+			hwtpm_seterr(err, 0, "hash the PCR values");
 			goto out;
 		}
 		if (hwtpm_quote_has(attest, digest)) {
-			ret = hwtpm_put_attestation(attest, sig, ev);
+			ret = hwtpm_put_attestation(attest, sig, ev, err);
 			goto out;
 		}
 	}
-	hwtpm_seterr("the host PCRs kept changing while being quoted", 0);
+	hwtpm_seterr(err, 0, "the host PCRs kept changing while being quoted");
 out:
 	Esys_Free(attest);
 	Esys_Free(sig);

@@ -58,15 +58,16 @@ struct hwtpm {
 };
 
 /* hwtpm.c */
-void hwtpm_seterr(const char *what, TSS2_RC rc);
+int hwtpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out);
 int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[TPM_DIGEST_LEN]);
-int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session);
-int hwtpm_enter(struct hwtpm *hw);
-int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap);
+int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session, struct err *err);
+int hwtpm_enter(struct hwtpm *hw, struct err *err);
+int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *err);
 int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
-    size_t *pub_len);
+    size_t *pub_len, struct err *err);
 extern const TPMT_SYM_DEF hwtpm_aes_cfb;
 
 /* hwtpm_sapi.c */

@@ -52,6 +52,7 @@
 #include <openssl/rand.h>
 
 #include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
 #include <tss2/tss2_sys.h>
 
 #include "hwtpm.h"
@@ -72,14 +73,6 @@ seal_put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* A failure: the message, and -1. */
-static int
-seal_fail(const char *what)
-{
-	hwtpm_seterr(what, 0);
-	return -1;
-}
-
 /* Whether rc is the TPM's answer (as opposed to a failure to reach it). */
 static bool
 seal_from_tpm(TSS2_RC rc)
@@ -89,7 +82,7 @@ seal_from_tpm(TSS2_RC rc)
 
 /* Starts a session of type salted to the SRK into s. Returns 0 or -1. */
 static int
-session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s)
+session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct err *err)
 {
 	uint8_t pub[sizeof(TPM2B_PUBLIC)], salt[CREDENTIAL_SEED_LEN], *enc = NULL;
 	size_t pub_len = 0, enc_len = 0, off = 0;
@@ -97,17 +90,16 @@ session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s)
 	TPM2B_NONCE caller = {.size = SEAL_NONCE_LEN}, tpm = {0};
 	TPMI_SH_AUTH_SESSION handle = 0;
 	int tries = 0, ret = -1;
+	struct err share = {.msg = "marshalling"};
 	TSS2_RC rc;
 
 	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &pub_len) !=
 	        TSS2_RC_SUCCESS ||
-	    credential_share_secret(pub, pub_len, "SECRET", salt, &enc, &enc_len) == -1 ||
+	    credential_share_secret(pub, pub_len, "SECRET", salt, &enc, &enc_len, &share) == -1 ||
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc, enc_len, &off, &encrypted) !=
 	        TSS2_RC_SUCCESS ||
 	    RAND_bytes(caller.buffer, caller.size) != 1) {
-		char why[300];
-		snprintf(why, sizeof(why), "salt a session to the SRK: %s", credential_error());
-		hwtpm_seterr(why, 0);
+		hwtpm_seterr(err, 0, "salt a session to the SRK: %s", share.msg);
 		goto out;
 	}
 	do {
@@ -119,14 +111,14 @@ session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s)
 	if (rc == TSS2_RC_SUCCESS)
 		rc = Tss2_Sys_StartAuthSession_Complete(hw->sys, &handle, &tpm);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("start a salted session", rc);
+		hwtpm_seterr(err, rc, "start a salted session");
 		goto out;
 	}
 	s->handle = handle;
 	s->nonce_tpm = tpm;
 	if (credential_kdfa(salt, sizeof(salt), "ATH", tpm.buffer, tpm.size, caller.buffer,
-	        caller.size, s->key, 8 * sizeof(s->key)) == -1) {
-		hwtpm_seterr("derive the session key", 0);
+	        caller.size, s->key, 8 * sizeof(s->key), NULL) == -1) {
+		hwtpm_seterr(err, 0, "derive the session key");
 		hwtpm_session_end(hw, s, true);
 		goto out;
 	}
@@ -179,7 +171,7 @@ session_cfb(const struct hwtpm_session *s, const TPM2B_NONCE *newer, const TPM2B
 	int n = 0, ret = -1;
 
 	if (credential_kdfa(s->key, sizeof(s->key), "CFB", newer->buffer, newer->size,
-	        older->buffer, older->size, keys, 8 * sizeof(keys)) == 0 &&
+	        older->buffer, older->size, keys, 8 * sizeof(keys), NULL) == 0 &&
 	    (aes = EVP_CIPHER_CTX_new()) != NULL &&
 	    EVP_CipherInit_ex(aes, EVP_aes_128_cfb128(), NULL, keys, keys + SEAL_AES_LEN,
 	        encrypt) == 1 &&
@@ -232,7 +224,7 @@ session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc, const 
  * and copied to *nonce_tpm. Returns 0 or -1 (message set). */
 static int
 session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
-    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm)
+    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm, struct err *err)
 {
 	TPM2B_DIGEST rp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_new, attrs, expected;
 	const uint8_t *params;
@@ -241,8 +233,10 @@ session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
 
 	if (rsp->count != 1 || rsp->auths[0].nonce.size == 0 ||
 	    rsp->auths[0].nonce.size > sizeof(nonce_new.buffer) ||
-	    Tss2_Sys_GetRpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
-		return seal_fail("the host TPM's response has no session");
+	    Tss2_Sys_GetRpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS) {
+		hwtpm_seterr(err, 0, "the host TPM's response has no session");
+		return -1;
+	}
 	seal_put32(code, TPM2_RC_SUCCESS);
 	seal_put32(code + 4, cc);
 	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
@@ -252,8 +246,10 @@ session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
 	    session_hmac(s, (const TPM2B_DIGEST *[]){&rp, &nonce_new, &nonce_caller, &attrs}, 4,
 	        expected.buffer) == -1 ||
 	    rsp->auths[0].hmac.size != TPM_DIGEST_LEN ||
-	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0)
-		return seal_fail("the host TPM's response does not authenticate");
+	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0) {
+		hwtpm_seterr(err, 0, "the host TPM's response does not authenticate");
+		return -1;
+	}
 	memcpy(&s->nonce_tpm, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
 	*nonce_tpm = rsp->auths[0].nonce;
 	return 0;
@@ -296,7 +292,7 @@ seal_template(const uint8_t auth_policy[TPM_DIGEST_LEN])
  */
 static int
 seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
-    const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE *priv, TPM2B_PUBLIC *pub)
+    const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE *priv, TPM2B_PUBLIC *pub, struct err *err)
 {
 	struct hwtpm_session *s = &hw->seal;
 	TSS2L_SYS_AUTH_COMMAND cmd = {.count = 1};
@@ -311,16 +307,16 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	TSS2_RC rc;
 
 	if ((sens = secret_alloc(sens_len)) == NULL)
-		return seal_fail("out of memory");
+		return hwtpm_seterr(err, 0, "out of memory");
 	zeros.sensitive.data.size = (UINT16)secret_len;
 	sens[2] = (uint8_t)(secret_len >> 8);
 	sens[3] = (uint8_t)secret_len;
 	memcpy(sens + 4, secret, secret_len);
-	if (session_start(hw, TPM2_SE_HMAC, s) == -1)
+	if (session_start(hw, TPM2_SE_HMAC, s, err) == -1)
 		goto out;
 	if (session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
 	    session_cfb(s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
-		seal_fail("encrypt the secret to seal");
+		hwtpm_seterr(err, 0, "encrypt the secret to seal");
 		goto out;
 	}
 	do {
@@ -329,22 +325,22 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 			rc = Tss2_Sys_SetDecryptParam(hw->sys, sens_len, sens);
 		if (rc == TSS2_RC_SUCCESS && session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
 		                                 &cmd.auths[0]) == -1) {
-			seal_fail("compute the Create authorization");
+			hwtpm_seterr(err, 0, "compute the Create authorization");
 			goto out;
 		}
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
 	} while (hwtpm_sapi_again(rc, &tries));
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("seal state key", rc);
+		hwtpm_seterr(err, rc, "seal state key");
 		goto out;
 	}
 	s->handle = 0; /* ended by its last command */
-	if (session_check(hw, s, TPM2_CC_Create, &cmd.auths[0], &rsp, &nonce_tpm) == -1)
+	if (session_check(hw, s, TPM2_CC_Create, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
 		goto out;
 	rc = Tss2_Sys_Create_Complete(hw->sys, priv, pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("seal state key", rc);
+		hwtpm_seterr(err, rc, "seal state key");
 		goto out;
 	}
 	ret = 0;
@@ -363,24 +359,24 @@ out:
  */
 int
 hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
-    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len)
+    const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len, struct err *err)
 {
 	TPM2B_PUBLIC tmpl = seal_template(auth_policy), pub = {0};
 	TPM2B_PRIVATE priv = {0};
 	size_t cap = sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE), off = 0;
 	uint8_t *out;
 
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
 	if (secret_len == 0 || secret_len > HWTPM_SEALED_MAX)
-		return seal_fail("secret too large to seal");
-	if (seal_create(hw, secret, secret_len, &tmpl, &priv, &pub) == -1)
+		return hwtpm_seterr(err, 0, "secret too large to seal");
+	if (seal_create(hw, secret, secret_len, &tmpl, &priv, &pub, err) == -1)
 		return -1;
 	out = malloc(cap);
 	if (out == NULL || Tss2_MU_TPM2B_PUBLIC_Marshal(&pub, out, cap, &off) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2B_PRIVATE_Marshal(&priv, out, cap, &off) != TSS2_RC_SUCCESS) {
 		free(out);
-		return seal_fail("serialise sealed key");
+		return hwtpm_seterr(err, 0, "serialise sealed key");
 	}
 	*blob = out;
 	*blob_len = off;
@@ -390,12 +386,13 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 /*
  * Unseal of the loaded object (handle, name) in the policy session, which
  * PolicyPCR and PolicyAuthorize have satisfied. Returns 0 with the secret
- * in secret; HWTPM_ERR_POLICY when the TPM refuses the policy; -1 for
- * other failures, among them a response that does not authenticate.
+ * in secret, or -1 with err: ERR_POLICY when the TPM refuses the policy,
+ * ERR_HOST_TPM for other failures, among them a response that does not
+ * authenticate.
  */
 static int
 unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_t *secret,
-    size_t secret_len)
+    size_t secret_len, struct err *err)
 {
 	struct hwtpm_session *s = &hw->policy;
 	TSS2L_SYS_AUTH_COMMAND cmd = {.count = 1};
@@ -406,32 +403,32 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	TSS2_RC rc;
 
 	if (session_begin(s, UNSEAL_ATTRS, &cmd.auths[0]) == -1)
-		return seal_fail("draw a session nonce");
+		return hwtpm_seterr(err, 0, "draw a session nonce");
 	do {
 		rc = Tss2_Sys_Unseal_Prepare(hw->sys, handle);
 		if (rc == TSS2_RC_SUCCESS &&
 		    session_sign(hw, s, TPM2_CC_Unseal, name, &cmd.auths[0]) == -1)
-			return seal_fail("compute the Unseal authorization");
+			return hwtpm_seterr(err, 0, "compute the Unseal authorization");
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
 	} while (hwtpm_sapi_again(rc, &tries));
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("unseal state key", rc);
-		return seal_from_tpm(rc) && (rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff) ?
-		    HWTPM_ERR_POLICY :
-		    -1;
+		hwtpm_seterr(err, rc, "unseal state key");
+		if (seal_from_tpm(rc) && (rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
+			err->kind = ERR_POLICY;
+		return -1;
 	}
-	if (session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm) == -1)
+	if (session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
 		return -1;
 	rc = Tss2_Sys_Unseal_Complete(hw->sys, &out);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("unseal state key", rc);
+		hwtpm_seterr(err, rc, "unseal state key");
 		return -1;
 	}
 	if (out.size != secret_len)
-		seal_fail("sealed secret has the wrong size");
+		hwtpm_seterr(err, 0, "sealed secret has the wrong size");
 	else if (session_cfb(s, &nonce_tpm, &cmd.auths[0].nonce, out.buffer, out.size, 0) == -1)
-		seal_fail("decrypt the unsealed key");
+		hwtpm_seterr(err, 0, "decrypt the unsealed key");
 	else {
 		memcpy(secret, out.buffer, secret_len);
 		ret = 0;
@@ -463,7 +460,7 @@ unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub
 /* PolicyPCR over sel, then PolicyAuthorize of the approved digest with the
  * ticket: the session's digest becomes the sealed object's authPolicy. */
 static int
-unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap)
+unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err)
 {
 	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, nodigest = {0};
 	TPM2B_NONCE ref = {0};
@@ -472,7 +469,7 @@ unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct ap
 	TSS2_RC rc;
 
 	if (hwtpm_selection(sel, &tsel) == -1) {
-		hwtpm_seterr("PolicyPCR: select host PCRs", 0);
+		hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
 		return -1;
 	}
 	do {
@@ -481,7 +478,7 @@ unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct ap
 			rc = hwtpm_sapi_execute(hw, NULL, NULL);
 	} while (hwtpm_sapi_again(rc, &tries));
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("PolicyPCR", rc);
+		hwtpm_seterr(err, rc, "PolicyPCR");
 		return -1;
 	}
 	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
@@ -495,12 +492,13 @@ unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct ap
 			rc = hwtpm_sapi_execute(hw, NULL, NULL);
 	} while (hwtpm_sapi_again(rc, &tries));
 	if (rc != TSS2_RC_SUCCESS && !seal_from_tpm(rc)) {
-		hwtpm_seterr("PolicyAuthorize", rc);
+		hwtpm_seterr(err, rc, "PolicyAuthorize");
 		return -1;
 	}
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr("host PCRs are not in the approved configuration", rc);
-		return HWTPM_ERR_POLICY;
+		hwtpm_seterr(err, rc, "host PCRs are not in the approved configuration");
+		err->kind = ERR_POLICY;
+		return -1;
 	}
 	return 0;
 }
@@ -509,14 +507,14 @@ unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct ap
  * Unseals a secret sealed by hwtpm_seal, in a policy session that proves
  * the host PCRs in sel match ap->policy, an approved configuration. The
  * secret must be exactly secret_len bytes. Returns 0 with it in secret;
- * HWTPM_ERR_POLICY when the PCRs are not in the approved configuration;
- * HWTPM_ERR_FOREIGN when the sealed object does not belong to this TPM; -1
- * for other failures. The object stays loaded until hwtpm_flush_pending.
+ * -1 with err: ERR_POLICY when the PCRs are not in the approved
+ * configuration, ERR_FOREIGN when the sealed object does not belong to this
+ * TPM, ERR_HOST_TPM for other failures. The object stays loaded until hwtpm_flush_pending.
  */
 int
 hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len)
+    size_t secret_len, struct err *err)
 {
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
@@ -525,29 +523,29 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TSS2_RC rc;
 	int ret;
 
-	if (hwtpm_enter(hw) == -1)
+	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL) == -1)
-		return HWTPM_ERR_FOREIGN;
-	if (hwtpm_verify_approval(hw, ap) == -1)
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, err) == -1)
+		return -1;
+	if (hwtpm_verify_approval(hw, ap, err) == -1)
 		return -1;
 	rc = unseal_load(hw, &priv, &pub, &obj, &name);
 	if (rc != TSS2_RC_SUCCESS) {
 		/* The TPM's refusal means another TPM's object; a failure to
 		 * reach the TPM is a host-TPM failure. */
 		if (!seal_from_tpm(rc)) {
-			hwtpm_seterr("load the sealed key", rc);
+			hwtpm_seterr(err, rc, "load the sealed key");
 			return -1;
 		}
-		hwtpm_seterr("sealed key does not load under this host's SRK", rc);
-		return HWTPM_ERR_FOREIGN;
+		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
+		    Tss2_RC_Decode(rc));
 	}
 	ret = -1;
-	if (hw->policy.handle == 0 && session_start(hw, TPM2_SE_POLICY, &hw->policy) == -1)
+	if (hw->policy.handle == 0 && session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
 		goto out;
-	ret = unseal_policy(hw, sel, ap);
+	ret = unseal_policy(hw, sel, ap, err);
 	if (ret == 0)
-		ret = unseal_item(hw, obj, &name, secret, secret_len);
+		ret = unseal_item(hw, obj, &name, secret, secret_len, err);
 out:
 	/* A policy session a failure left half-satisfied is not reused. */
 	if (ret != 0) {

@@ -85,8 +85,8 @@ conn_reserve(struct conn *c, size_t need)
 }
 
 /* Reads what is available on c, keeping a passed descriptor. Returns the
- * number of bytes read, 0 at end of stream, -2 when nothing is there yet,
- * -1 on error. */
+ * number of bytes read, 0 at end of stream, or -1 with errno (EAGAIN: nothing
+ * is there yet). */
 ssize_t
 conn_fill(struct conn *c, size_t want)
 {
@@ -113,7 +113,7 @@ conn_fill(struct conn *c, size_t want)
 		n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
 	while (n == -1 && errno == EINTR);
 	if (n == -1)
-		return errno == EAGAIN ? -2 : -1;
+		return -1;
 	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int))) {

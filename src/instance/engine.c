@@ -53,20 +53,16 @@ engine_cb_load(unsigned char **data, uint32_t *length, uint32_t tpm_number, cons
 	enum state_kind kind;
 	uint8_t *blob = NULL;
 	size_t len = 0;
+	bool absent = false;
 
 	(void)tpm_number;
 	if (engine_kind(name, &kind) == -1)
 		return TPM_FAIL;
-	switch (eng.io.load(eng.io.ctx, kind, &blob, &len)) {
-	case STORE_OK:
-		*data = blob;
-		*length = (uint32_t)len;
-		return TPM_SUCCESS;
-	case STORE_ABSENT:
-		return TPM_RETRY;
-	default:
-		return TPM_FAIL;
-	}
+	if (eng.io.load(eng.io.ctx, kind, &blob, &len, &absent) == -1)
+		return absent ? TPM_RETRY : TPM_FAIL;
+	*data = blob;
+	*length = (uint32_t)len;
+	return TPM_SUCCESS;
 }
 
 static TPM_RESULT

@@ -139,7 +139,7 @@ instance_ctrl_input(struct instance *in)
 	int handled = 0;
 
 	n = conn_fill(&in->ctrl, 4096);
-	if (n == -2)
+	if (n == -1 && errno == EAGAIN)
 		return 0;
 	if (n <= 0) {
 		conn_close(&in->ctrl);
@@ -192,7 +192,7 @@ instance_data_input(struct instance *in)
 	int handled = 0;
 
 	n = conn_fill(&in->data, max);
-	if (n == -2)
+	if (n == -1 && errno == EAGAIN)
 		return 0;
 	if (n <= 0) {
 		conn_close(&in->data);
@@ -585,7 +585,7 @@ static void
 instance_open_store(struct instance *in, const struct instance_opts *o)
 {
 	uint8_t *key = NULL;
-	enum store_err err;
+	struct err err;
 
 	if (o->key_fd != -1) {
 		key = secret_alloc(STATE_KEY_LEN);
@@ -600,10 +600,20 @@ instance_open_store(struct instance *in, const struct instance_opts *o)
 	}
 	in->store = store_open(o->state_dir, key, in->tpm_version, &err);
 	secret_free(key, STATE_KEY_LEN);
-	if (in->store == NULL && err == STORE_BUSY)
-		fatalx(EXIT_BUSY, "%s: state directory in use by another instance", o->state_dir);
 	if (in->store == NULL)
-		fatal(EXIT_RUNTIME, "%s: open state directory", o->state_dir);
+		fatalx(err.kind == ERR_BUSY ? EXIT_BUSY : EXIT_RUNTIME, "%s", err.msg);
+}
+
+/* The exit status for state that exists and cannot be read, logged. */
+static int
+instance_state_refused(const struct err *err)
+{
+	if (err->kind == ERR_CORRUPT) {
+		log_errorx("%s; refusing to start (the file was left untouched)", err->msg);
+		return EXIT_STATE;
+	}
+	log_errorx("%s", err->msg);
+	return EXIT_RUNTIME;
 }
 
 /*
@@ -617,38 +627,21 @@ instance_read_state(struct instance *in, const char *state_dir)
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
-	char why[512];
+	struct err err;
 
-	switch (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, why,
-	    sizeof(why))) {
-	case STORE_OK:
+	if (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, &err) == 0)
 		log_info("%s: existing TPM state loaded", state_dir);
-		break;
-	case STORE_ABSENT:
+	else if (err.kind == ERR_ABSENT)
 		log_info("%s: no state yet: a new TPM will be manufactured", state_dir);
-		break;
-	case STORE_CORRUPT:
-		log_errorx("%s; refusing to start (the file was left untouched)", why);
-		return EXIT_STATE;
-	default:
-		log_errorx("%s", why);
-		return EXIT_RUNTIME;
-	}
+	else
+		return instance_state_refused(&err);
 	/* Volatile state is checked now too, so a bad file stops us here. */
-	switch (store_get(in->store, STATE_VOLATILE, &blob, &len, why, sizeof(why))) {
-	case STORE_OK:
+	if (store_get(in->store, STATE_VOLATILE, &blob, &len, &err) == 0) {
 		explicit_bzero(blob, len);
 		free(blob);
 		in->volatile_saved = true;
-		break;
-	case STORE_ABSENT:
-		break;
-	case STORE_CORRUPT:
-		log_errorx("%s; refusing to start (the file was left untouched)", why);
-		return EXIT_STATE;
-	default:
-		log_errorx("%s", why);
-		return EXIT_RUNTIME;
+	} else if (err.kind != ERR_ABSENT) {
+		return instance_state_refused(&err);
 	}
 	if (in->has_data_ep && instance_power_on(in, true) == -1) {
 		log_errorx("%s: TPM state could not be loaded; refusing to start", state_dir);

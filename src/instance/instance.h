@@ -24,7 +24,7 @@ enum state_kind {
 	STATE_VOLATILE = 2,
 	STATE_SAVESTATE = 3,
 };
-enum statefile_err {
+enum statefile_verdict {
 	STATEFILE_OK = 0,
 	STATEFILE_TRUNCATED,
 	STATEFILE_BAD_MAGIC,
@@ -44,28 +44,21 @@ struct statefile_info {
 	unsigned int tpm_version; /* 1 for TPM 1.2, 2 for TPM 2.0 */
 	uint64_t generation;	  /* incremented by every write */
 };
-const char *statefile_strerror(enum statefile_err err);
+const char *statefile_strerror(enum statefile_verdict err);
 size_t statefile_encoded_size(size_t payload_len, bool encrypted);
 int statefile_encode(const struct statefile_info *info, const uint8_t *key,
     const uint8_t *payload, size_t payload_len, uint8_t *out, size_t out_len);
-enum statefile_err statefile_decode(const uint8_t *key, const uint8_t *in,
+enum statefile_verdict statefile_decode(const uint8_t *key, const uint8_t *in,
     size_t in_len, const struct statefile_info *expect, uint64_t *generation,
     uint8_t **payload, size_t *payload_len);
 
 /* store.c: an instance's state directory: locked, crash-safe writes. */
 struct store;
-enum store_err {
-	STORE_OK = 0,
-	STORE_ABSENT, /* no such blob: a new TPM */
-	STORE_BUSY,   /* another instance holds the directory */
-	STORE_IO,     /* errno says why */
-	STORE_CORRUPT /* the file exists but cannot be read; see message */
-};
 struct store *store_open(const char *dir, const uint8_t *key, unsigned int tpm_version,
-    enum store_err *err);
+    struct err *err);
 void store_close(struct store *st);
-enum store_err store_get(struct store *st, enum state_kind kind, uint8_t **blob,
-    size_t *len, char *why, size_t why_len);
+int store_get(struct store *st, enum state_kind kind, uint8_t **blob,
+    size_t *len, struct err *err);
 int store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len);
 int store_delete(struct store *st, enum state_kind kind);
 bool store_encrypted(const struct store *st);
@@ -133,8 +126,9 @@ enum tpmwire_frame tpmwire_frame(const uint8_t *buf, size_t len, uint32_t max, s
 /* engine.c: the libtpms TPM engine of this process (one per process). */
 struct engine_io {
 	void *ctx;
-	/* Returns STORE_OK with a malloc'd blob, STORE_ABSENT, or an error. */
-	enum store_err (*load)(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len);
+	/* Returns 0 with a malloc'd blob, or -1: *absent is set when there is
+	 * none (a new TPM), else the failure was logged. */
+	int (*load)(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, bool *absent);
 	int (*save)(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len);
 	int (*remove)(void *ctx, enum state_kind kind);
 	uint8_t (*locality)(void *ctx);

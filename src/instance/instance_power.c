@@ -15,25 +15,28 @@
 
 /* Engine callbacks: state comes from the store (or the cache filled at
  * start), goes to the store. */
-static enum store_err
-instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len)
+static int
+instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, bool *absent)
 {
 	struct instance *in = ctx;
-	enum store_err err;
-	char why[512];
+	struct err e;
 
 	if (kind == STATE_PERMANENT && in->cache != NULL) {
 		*blob = malloc(in->cache_len + 1);
-		if (*blob == NULL)
-			return STORE_IO;
+		if (*blob == NULL) {
+			log_warnx("out of memory for the TPM state");
+			return -1;
+		}
 		memcpy(*blob, in->cache, in->cache_len);
 		*len = in->cache_len;
-		return STORE_OK;
+		return 0;
 	}
-	err = store_get(in->store, kind, blob, len, why, sizeof(why));
-	if (err != STORE_OK && err != STORE_ABSENT)
-		log_warnx("%s", why);
-	return err;
+	if (store_get(in->store, kind, blob, len, &e) == 0)
+		return 0;
+	*absent = e.kind == ERR_ABSENT;
+	if (!*absent)
+		log_warnx("%s", e.msg);
+	return -1;
 }
 
 static int

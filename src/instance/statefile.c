@@ -55,7 +55,7 @@ static const char *const statefile_errs[] = {
 };
 
 const char *
-statefile_strerror(enum statefile_err err)
+statefile_strerror(enum statefile_verdict err)
 {
 	if ((size_t)err >= sizeof(statefile_errs) / sizeof(statefile_errs[0]))
 		return "unknown error";
@@ -152,7 +152,7 @@ statefile_encode(const struct statefile_info *info, const uint8_t *key,
 	return (int)total;
 }
 
-static enum statefile_err
+static enum statefile_verdict
 sf_check_header(const uint8_t *in, size_t in_len, const struct statefile_info *expect,
     bool have_key, size_t *payload_len)
 {
@@ -193,13 +193,13 @@ sf_check_header(const uint8_t *in, size_t in_len, const struct statefile_info *e
  * *generation is set.
  * Nothing is allocated on error.
  */
-enum statefile_err
+enum statefile_verdict
 statefile_decode(const uint8_t *key, const uint8_t *in, size_t in_len,
     const struct statefile_info *expect, uint64_t *generation, uint8_t **payload,
     size_t *payload_len)
 {
 	uint8_t digest[SF_SHA_LEN];
-	enum statefile_err err;
+	enum statefile_verdict err;
 	size_t plen = 0;
 	uint8_t *plain;
 

@@ -107,18 +107,19 @@ store_sweep(struct store *st)
 /*
  * Opens (creating if needed, mode 0700) the state directory dir and locks
  * it. key is STATE_KEY_LEN bytes (copied into locked memory) or NULL for
- * unprotected state. Returns the store, or NULL with *err set (STORE_BUSY
- * when another process holds the lock, STORE_IO with errno otherwise).
+ * unprotected state. Returns the store, or NULL with err set (ERR_BUSY
+ * when another process holds the lock, ERR_IO otherwise).
  */
 struct store *
-store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum store_err *err)
+store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, struct err *err)
 {
 	struct store *st;
 
-	*err = STORE_IO;
 	st = calloc(1, sizeof(*st));
-	if (st == NULL)
+	if (st == NULL) {
+		err_errno(err, "%s", dir);
 		return NULL;
+	}
 	st->dirfd = st->lockfd = -1;
 	st->tpm_version = tpm_version;
 	st->dir = strdup(dir);
@@ -133,8 +134,11 @@ store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum s
 	if (st->lockfd == -1)
 		goto fail;
 	if (flock(st->lockfd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno == EWOULDBLOCK)
-			*err = STORE_BUSY;
+		if (errno == EWOULDBLOCK) {
+			err_set(err, ERR_BUSY, "%s: state directory in use by another instance", dir);
+			store_close(st);
+			return NULL;
+		}
 		goto fail;
 	}
 	if (key != NULL) {
@@ -144,9 +148,9 @@ store_open(const char *dir, const uint8_t *key, unsigned int tpm_version, enum s
 		memcpy(st->key, key, STATE_KEY_LEN);
 	}
 	store_sweep(st);
-	*err = STORE_OK;
 	return st;
 fail:
+	err_errno(err, "%s: open state directory", dir);
 	store_close(st);
 	return NULL;
 }
@@ -217,17 +221,17 @@ out:
 }
 
 /*
- * Reads and authenticates the blob of kind. Returns STORE_OK with a
- * malloc'd plaintext (*blob, to be wiped and freed by the caller),
- * STORE_ABSENT when there is none, or STORE_CORRUPT / STORE_IO with a
- * message in why that names the file and the reason.
+ * Reads and authenticates the blob of kind. Returns 0 with a malloc'd
+ * plaintext (*blob, to be wiped and freed by the caller), or -1 with err:
+ * ERR_ABSENT when there is none, ERR_CORRUPT when the file exists but
+ * cannot be read as the state it should be, ERR_IO otherwise; the message
+ * names the file and the reason.
  */
-enum store_err
-store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, char *why,
-    size_t why_len)
+int
+store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, struct err *err)
 {
 	struct statefile_info expect = {.kind = kind, .tpm_version = st->tpm_version};
-	enum statefile_err serr;
+	enum statefile_verdict serr;
 	uint8_t *raw = NULL;
 	size_t raw_len = 0;
 	uint64_t gen = 0;
@@ -235,20 +239,20 @@ store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, c
 	store_peek_generations(st);
 	if (store_slurp(st, store_names[kind], &raw, &raw_len) == -1) {
 		if (errno == ENOENT)
-			return STORE_ABSENT;
-		snprintf(why, why_len, "%s/%s: %s", st->dir, store_names[kind],
-		    errno == EFBIG ? "larger than any valid state file" : strerror(errno));
-		return errno == EFBIG ? STORE_CORRUPT : STORE_IO;
+			return err_set(err, ERR_ABSENT, "%s/%s: no state yet", st->dir,
+			    store_names[kind]);
+		if (errno == EFBIG)
+			return err_set(err, ERR_CORRUPT, "%s/%s: larger than any valid state file",
+			    st->dir, store_names[kind]);
+		return err_errno(err, "%s/%s", st->dir, store_names[kind]);
 	}
 	serr = statefile_decode(st->key, raw, raw_len, &expect, &gen, blob, len);
 	free(raw);
-	if (serr != STATEFILE_OK) {
-		snprintf(why, why_len, "%s/%s: %s", st->dir, store_names[kind],
-		    statefile_strerror(serr));
-		return serr == STATEFILE_NOMEM ? STORE_IO : STORE_CORRUPT;
-	}
+	if (serr != STATEFILE_OK)
+		return err_set(err, serr == STATEFILE_NOMEM ? ERR_FAILED : ERR_CORRUPT, "%s/%s: %s",
+		    st->dir, store_names[kind], statefile_strerror(serr));
 	st->generation[kind] = gen;
-	return STORE_OK;
+	return 0;
 }
 
 static int

@@ -44,14 +44,14 @@ config_defaults(struct config *cfg)
 }
 
 static int
-config_copy(char *dst, size_t dlen, const char *value, bool absolute, char *why, size_t why_len)
+config_copy(char *dst, size_t dlen, const char *value, bool absolute, struct err *err)
 {
 	if (value[0] == '\0' || strlen(value) >= dlen) {
-		snprintf(why, why_len, "value is empty or longer than %zu bytes", dlen - 1);
+		err_set(err, ERR_FAILED, "value is empty or longer than %zu bytes", dlen - 1);
 		return -1;
 	}
 	if (absolute && value[0] != '/') {
-		snprintf(why, why_len, "must be an absolute path");
+		err_set(err, ERR_FAILED, "must be an absolute path");
 		return -1;
 	}
 	memcpy(dst, value, strlen(value) + 1);
@@ -60,26 +60,26 @@ config_copy(char *dst, size_t dlen, const char *value, bool absolute, char *why,
 
 /* Sets one key. Returns 0, or -1 with a reason in why. */
 int
-config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len)
+config_set(struct config *cfg, const char *key, const char *value, struct err *err)
 {
 	char *end;
 	unsigned long v;
 
 	if (strcmp(key, "tcti") == 0)
-		return config_copy(cfg->tcti, sizeof(cfg->tcti), value, false, why, why_len);
+		return config_copy(cfg->tcti, sizeof(cfg->tcti), value, false, err);
 	if (strcmp(key, "state-dir") == 0)
-		return config_copy(cfg->state_dir, sizeof(cfg->state_dir), value, true, why, why_len);
+		return config_copy(cfg->state_dir, sizeof(cfg->state_dir), value, true, err);
 	if (strcmp(key, "run-dir") == 0)
-		return config_copy(cfg->run_dir, sizeof(cfg->run_dir), value, true, why, why_len);
+		return config_copy(cfg->run_dir, sizeof(cfg->run_dir), value, true, err);
 	if (strcmp(key, "socket") == 0)
-		return config_copy(cfg->socket, sizeof(cfg->socket), value, true, why, why_len);
+		return config_copy(cfg->socket, sizeof(cfg->socket), value, true, err);
 	if (strcmp(key, "approval-public-key") == 0)
 		return config_copy(cfg->approval_public, sizeof(cfg->approval_public), value, true,
-		    why, why_len);
+		    err);
 	if (strcmp(key, "pcrs") == 0) {
 		if (pcrpolicy_parse(value, &cfg->pcrs) == 0)
 			return 0;
-		snprintf(why, why_len, "expected a list of PCR numbers 0-23 such as 0,2,4,7");
+		err_set(err, ERR_FAILED, "expected a list of PCR numbers 0-23 such as 0,2,4,7");
 		return -1;
 	}
 	if (strcmp(key, "worker-uid-base") == 0) {
@@ -89,7 +89,7 @@ config_set(struct config *cfg, const char *key, const char *value, char *why, si
 			cfg->worker_uid_base = (uid_t)v;
 			return 0;
 		}
-		snprintf(why, why_len, "expected a number (0 disables the sandbox)");
+		err_set(err, ERR_FAILED, "expected a number (0 disables the sandbox)");
 		return -1;
 	}
 	if (strcmp(key, "socket-group") == 0) {
@@ -104,7 +104,7 @@ config_set(struct config *cfg, const char *key, const char *value, char *why, si
 			 * group that does not exist; workers get the gid. */
 			rc = getgrnam_r(value, &gr, buf, sizeof(buf), &found);
 			if (found == NULL) {
-				snprintf(why, why_len, "no group '%s' on this host%s%s: create it "
+				err_set(err, ERR_FAILED, "no group '%s' on this host%s%s: create it "
 				    "(groupadd) or name the group QEMU runs as", value,
 				    rc != 0 ? ": " : "", rc != 0 ? strerror(rc) : "");
 				return -1;
@@ -115,17 +115,17 @@ config_set(struct config *cfg, const char *key, const char *value, char *why, si
 			cfg->socket_gid = (gid_t)v;
 			return 0;
 		}
-		snprintf(why, why_len, "expected a group name or a gid other than 0 (root's "
+		err_set(err, ERR_FAILED, "expected a group name or a gid other than 0 (root's "
 		    "sockets need no group: leave socket-group unset)");
 		return -1;
 	}
 	if (strcmp(key, "log-level") == 0) {
 		if (log_parse_level(value, &cfg->log_level) == 0)
 			return 0;
-		snprintf(why, why_len, "expected error, warn, info or debug");
+		err_set(err, ERR_FAILED, "expected error, warn, info or debug");
 		return -1;
 	}
-	snprintf(why, why_len, "unknown key '%s'", key);
+	err_set(err, ERR_FAILED, "unknown key '%s'", key);
 	return -1;
 }
 
@@ -168,7 +168,8 @@ static int
 config_parse_line(const char *name, int lineno, char *line, void *ctx, FILE *errors)
 {
 	struct config *cfg = ctx;
-	char why[256], *key, *value;
+	char *key, *value;
+	struct err err;
 	int rc = config_split(line, &key, &value);
 
 	if (rc == 1)
@@ -177,8 +178,8 @@ config_parse_line(const char *name, int lineno, char *line, void *ctx, FILE *err
 		fprintf(errors, "%s:%d: expected 'key = value'\n", name, lineno);
 		return 1;
 	}
-	if (config_set(cfg, key, value, why, sizeof(why)) == -1) {
-		fprintf(errors, "%s:%d: %s: %s\n", name, lineno, key, why);
+	if (config_set(cfg, key, value, &err) == -1) {
+		fprintf(errors, "%s:%d: %s: %s\n", name, lineno, key, err.msg);
 		return 1;
 	}
 	return 0;
@@ -353,10 +354,11 @@ static int
 config_origin_line(const char *name, int lineno, char *line, void *ctx, FILE *errors)
 {
 	struct config_origin *o = ctx;
-	char why[256], *key, *value;
+	char *key, *value;
+	struct err err;
 
 	if (config_split(line, &key, &value) != 0 ||
-	    config_set(&o->file, key, value, why, sizeof(why)) == -1)
+	    config_set(&o->file, key, value, &err) == -1)
 		return 0; /* reported by config_load */
 	for (int k = 0; k < CONFIG_NKEYS; k++)
 		if (strcmp(key, config_key_names[k]) == 0)
@@ -371,11 +373,11 @@ struct config_checker {
 	const struct config *cfg;
 	struct config_origin o;
 	FILE *errors;
-	char why[768];
+	struct err err;
 	int problems;
 };
 
-/* Reports the problem in c->why with key k when rc is -1, saying where the
+/* Reports the problem in c->err.msg with key k when rc is -1, saying where the
  * value came from. */
 static void
 config_verdict(struct config_checker *c, enum config_key k, int rc)
@@ -388,32 +390,32 @@ config_verdict(struct config_checker *c, enum config_key k, int rc)
 	c->problems++;
 	config_defaults(&defaults);
 	if (c->o.line[k] > 0 && strcmp(config_value(&c->o.file, k), value) == 0)
-		fprintf(c->errors, "%s:%d: %s: %s\n", c->path, c->o.line[k], name, c->why);
+		fprintf(c->errors, "%s:%d: %s: %s\n", c->path, c->o.line[k], name, c->err.msg);
 	else if (strcmp(config_value(&defaults, k), value) == 0)
 		fprintf(c->errors, "%s%s%s (the default, %s): %s\n", c->path ? c->path : "",
-		    c->path ? ": " : "", name, value, c->why);
+		    c->path ? ": " : "", name, value, c->err.msg);
 	else
-		fprintf(c->errors, "command line: %s: %s\n", name, c->why);
+		fprintf(c->errors, "command line: %s: %s\n", name, c->err.msg);
 }
 
 /* Whether the TCTI's module (the part before ':') loads; the TPM is not
  * contacted. Returns 0, or -1 with why. */
 static int
-config_check_tcti(const char *tcti, char *why, size_t why_len)
+config_check_tcti(const char *tcti, struct err *err)
 {
 	char name[sizeof(((struct config *)0)->tcti)];
 	size_t n = strcspn(tcti, ":");
 	TSS2_TCTI_INFO *info = NULL;
 
 	if (n == 0 || n >= sizeof(name)) {
-		snprintf(why, why_len, "no TCTI module named before ':' (for example "
+		err_set(err, ERR_FAILED, "no TCTI module named before ':' (for example "
 		    "device:/dev/tpmrm0)");
 		return -1;
 	}
 	memcpy(name, tcti, n);
 	name[n] = '\0';
 	if (Tss2_TctiLdr_GetInfo(name, &info) != TSS2_RC_SUCCESS || info == NULL) {
-		snprintf(why, why_len, "cannot load the TCTI module '%s' (libtss2-tcti-%s.so.0): "
+		err_set(err, ERR_FAILED, "cannot load the TCTI module '%s' (libtss2-tcti-%s.so.0): "
 		    "install it, or name another, such as device:/dev/tpmrm0", name, name);
 		return -1;
 	}
@@ -425,25 +427,25 @@ config_check_tcti(const char *tcti, char *why, size_t why_len)
  * it: a readable ECC P-256 public key (PEM) and no private key, so that
  * vtpmd can never sign an approval itself. Returns 0, or -1 with why. */
 static int
-config_check_approval_key(const char *path, char *why, size_t why_len)
+config_check_approval_key(const char *path, struct err *err)
 {
 	struct approval_pub pub;
 	int is_private;
 
 	if (access(path, R_OK) == -1) {
-		snprintf(why, why_len, "cannot read %s: %s; name the PEM file of the "
+		err_set(err, ERR_FAILED, "cannot read %s: %s; name the PEM file of the "
 		    "administrator's public approval key", path, strerror(errno));
 		return -1;
 	}
 	is_private = approval_key_is_private(path);
 	if (is_private == 1) {
-		snprintf(why, why_len, "%s holds a PRIVATE key: give vtpmd only the public half "
+		err_set(err, ERR_FAILED, "%s holds a PRIVATE key: give vtpmd only the public half "
 		    "(openssl pkey -in %s -pubout -out FILE.pub) and keep the private key with the "
 		    "administrator", path, path);
 		return -1;
 	}
 	if (is_private == -1 || approval_key_public(path, &pub) == -1) {
-		snprintf(why, why_len, "%s is not an ECC P-256 public key in PEM (make one with "
+		err_set(err, ERR_FAILED, "%s is not an ECC P-256 public key in PEM (make one with "
 		    "openssl pkey -in PRIVATE.pem -pubout -out FILE.pub)", path);
 		return -1;
 	}
@@ -453,7 +455,7 @@ config_check_approval_key(const char *path, char *why, size_t why_len)
 /* Whether the directory path can be made: it exists as a directory, or its
  * parent does. Returns 0, or -1 with why. */
 static int
-config_check_parent(const char *path, char *why, size_t why_len)
+config_check_parent(const char *path, struct err *err)
 {
 	char parent[sizeof(((struct config *)0)->state_dir)];
 	struct stat sb;
@@ -462,7 +464,7 @@ config_check_parent(const char *path, char *why, size_t why_len)
 	if (stat(path, &sb) == 0) {
 		if (S_ISDIR(sb.st_mode))
 			return 0;
-		snprintf(why, why_len, "%s exists and is not a directory", path);
+		err_set(err, ERR_FAILED, "%s exists and is not a directory", path);
 		return -1;
 	}
 	snprintf(parent, sizeof(parent), "%s", path);
@@ -472,7 +474,7 @@ config_check_parent(const char *path, char *why, size_t why_len)
 	*(slash == parent ? slash + 1 : slash) = '\0';
 	if (stat(parent, &sb) == 0 && S_ISDIR(sb.st_mode))
 		return 0;
-	snprintf(why, why_len, "its parent directory %s does not exist: create it, or correct the "
+	err_set(err, ERR_FAILED, "its parent directory %s does not exist: create it, or correct the "
 	    "path", parent);
 	return -1;
 }
@@ -480,17 +482,17 @@ config_check_parent(const char *path, char *why, size_t why_len)
 /* Whether the API socket, and the instances' sockets in run-dir, fit in a
  * unix socket address. Returns 0, or -1 with why. */
 static int
-config_check_socket_len(const char *path, size_t room, char *why, size_t why_len)
+config_check_socket_len(const char *path, size_t room, struct err *err)
 {
 	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
 
 	if (strlen(path) + room <= max)
 		return 0;
 	if (room == 0)
-		snprintf(why, why_len, "%zu bytes, too long for a unix socket (at most %zu): "
+		err_set(err, ERR_FAILED, "%zu bytes, too long for a unix socket (at most %zu): "
 		    "choose a shorter path", strlen(path), max);
 	else
-		snprintf(why, why_len, "%zu bytes leaves no room for an instance's socket "
+		err_set(err, ERR_FAILED, "%zu bytes leaves no room for an instance's socket "
 		    "(DIR/NAME.sock.ctrl, at most %zu bytes): choose a shorter path", strlen(path),
 		    max);
 	return -1;
@@ -530,19 +532,19 @@ config_check(const char *path, const struct config *cfg, bool starting, FILE *er
 	struct config_checker c = {.path = path, .cfg = cfg, .errors = errors};
 
 	config_origins(&c);
-	config_verdict(&c, CONFIG_TCTI, config_check_tcti(cfg->tcti, c.why, sizeof(c.why)));
+	config_verdict(&c, CONFIG_TCTI, config_check_tcti(cfg->tcti, &c.err));
 	if (cfg->approval_public[0] != '\0')
 		config_verdict(&c, CONFIG_APPROVAL_PUBLIC,
-		    config_check_approval_key(cfg->approval_public, c.why, sizeof(c.why)));
+		    config_check_approval_key(cfg->approval_public, &c.err));
 	config_verdict(&c, CONFIG_SOCKET,
-	    config_check_socket_len(cfg->socket, 0, c.why, sizeof(c.why)));
+	    config_check_socket_len(cfg->socket, 0, &c.err));
 	config_verdict(&c, CONFIG_RUN_DIR,
-	    config_check_socket_len(cfg->run_dir, strlen("/x.sock.ctrl"), c.why, sizeof(c.why)));
+	    config_check_socket_len(cfg->run_dir, strlen("/x.sock.ctrl"), &c.err));
 	if (!starting) {
 		config_verdict(&c, CONFIG_STATE_DIR,
-		    config_check_parent(cfg->state_dir, c.why, sizeof(c.why)));
+		    config_check_parent(cfg->state_dir, &c.err));
 		config_verdict(&c, CONFIG_RUN_DIR,
-		    config_check_parent(cfg->run_dir, c.why, sizeof(c.why)));
+		    config_check_parent(cfg->run_dir, &c.err));
 	}
 	return c.problems;
 }

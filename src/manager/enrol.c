@@ -63,7 +63,7 @@ enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len)
  * are.
  */
 int
-enrol_load(struct manager *m, char *why, size_t why_len)
+enrol_load(struct manager *m, struct err *err)
 {
 	char path[PATH_MAX];
 	const char *pca, *vca, *host, *ek, *at;
@@ -80,12 +80,12 @@ enrol_load(struct manager *m, char *why, size_t why_len)
 	if (o == NULL) {
 		if (access(path, F_OK) == -1 && errno == ENOENT)
 			return 0;
-		snprintf(why, why_len, "%s: %s", path, jerr.text);
+		err_set(err, ERR_FAILED, "%s: %s", path, jerr.text);
 		return -1;
 	}
 	if (json_unpack(o, "{s:s, s:s, s:s, s:s, s:s}", "privacy_ca", &pca, "virtualization_ca",
 	        &vca, "host", &host, "ek", &ek, "enrolled_at", &at) != 0) {
-		snprintf(why, why_len, "%s: not a vtpmd enrolment record", path);
+		err_set(err, ERR_FAILED, "%s: not a vtpmd enrolment record", path);
 		json_decref(o);
 		return -1;
 	}
@@ -97,13 +97,13 @@ enrol_load(struct manager *m, char *why, size_t why_len)
 	json_decref(o);
 	if (enrol_path(&m->cfg, "ck.pem", path, sizeof(path)) == -1 ||
 	    fileio_read(path, 1u << 20, &pem, &len) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	e.ck_pem = calloc(1, len + 1);
 	if (e.ck_pem == NULL) {
 		free(pem);
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return -1;
 	}
 	memcpy(e.ck_pem, pem, len);
@@ -114,33 +114,29 @@ enrol_load(struct manager *m, char *why, size_t why_len)
 }
 
 /* POSTs body to url+path; a 200 answer's JSON in *reply. Any other outcome
- * is an error naming the CA's reason, classified in *err. */
+ * is an error naming the CA's reason, of kind ERR_UNREACHABLE (no answer,
+ * or the CA failed: 5xx) or ERR_REFUSED (4xx). */
 int
 enrol_post(const char *url, const char *path, json_t *body, json_t **reply,
-    enum enrol_err *err, char *why, size_t why_len)
+    struct err *err)
 {
-	char inner[384];
+	struct err inner;
 	const char *error, *hint;
 	int status;
 
 	*reply = NULL;
 	if (body == NULL) {
-		*err = ENROL_ERR_LOCAL;
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return -1;
 	}
 	if (httpc_request_url(url, "vtpmd", ENROL_CA_TIMEOUT_S, "POST", path, body, &status,
-	        reply, inner, sizeof(inner)) != HTTPC_OK) {
-		*err = ENROL_ERR_CA_UNREACHABLE;
-		snprintf(why, why_len, "CA at %s: %s", url, inner);
-		return -1;
-	}
+	        reply, &inner) == -1)
+		return err_set(err, ERR_UNREACHABLE, "CA at %s: %s", url, inner.msg);
 	if (status == 200)
 		return 0;
 	error = json_string_value(json_object_get(*reply, "error"));
 	hint = json_string_value(json_object_get(*reply, "hint"));
-	*err = status >= 500 ? ENROL_ERR_CA_UNREACHABLE : ENROL_ERR_CA_REFUSED;
-	snprintf(why, why_len, "CA at %s refused %s (HTTP %d): %s%s%s", url, path, status,
+	err_set(err, status >= 500 ? ERR_UNREACHABLE : ERR_REFUSED, "CA at %s refused %s (HTTP %d): %s%s%s", url, path, status,
 	    error ? error : "no reason given", hint ? "; CA's hint: " : "", hint ? hint : "");
 	json_decref(*reply);
 	*reply = NULL;
@@ -196,13 +192,13 @@ enrol_answer_pem(const json_t *reply)
  * TPM holds. */
 static int
 enrol_pick_ek(struct hwtpm *hw, enum hwtpm_ek_kind *kind, uint8_t **pub, size_t *pub_len,
-    uint8_t **cert, size_t *cert_len, char *why, size_t why_len)
+    uint8_t **cert, size_t *cert_len, struct err *err)
 {
 	static const enum hwtpm_ek_kind kinds[] = {HWTPM_EK_RSA, HWTPM_EK_ECC};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		if (hwtpm_host_ek(hw, kinds[i], pub, pub_len, cert, cert_len) == -1) {
-			snprintf(why, why_len, "host EK: %s", hwtpm_error());
+		if (hwtpm_host_ek(hw, kinds[i], pub, pub_len, cert, cert_len, err) == -1) {
+			err_wrap(err, "host EK");
 			return -1;
 		}
 		if (*cert != NULL) {
@@ -212,7 +208,7 @@ enrol_pick_ek(struct hwtpm *hw, enum hwtpm_ek_kind *kind, uint8_t **pub, size_t 
 		free(*pub);
 		*pub = NULL;
 	}
-	snprintf(why, why_len, "the host TPM holds no EK certificate (NV 0x%08x RSA, 0x%08x ECC): "
+	err_set(err, ERR_FAILED, "the host TPM holds no EK certificate (NV 0x%08x RSA, 0x%08x ECC): "
 	    "a TPM without its manufacturer's certificate cannot be enrolled",
 	    HWTPM_EK_RSA_CERT_NV, HWTPM_EK_ECC_CERT_NV);
 	return -1;
@@ -236,8 +232,7 @@ enrol_challenge_req(const char *host, const uint8_t *ek_cert, size_t ek_cert_len
 
 /* Opens the CA's credential with the host TPM; the certify request. */
 static json_t *
-enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challenge, char *why,
-    size_t why_len)
+enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challenge, struct err *err)
 {
 	const char *id, *blob64, *enc64;
 	uint8_t blob[512], enc[512], secret[HWTPM_CREDENTIAL_MAX];
@@ -248,18 +243,18 @@ enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challeng
 	        &blob64, "encrypted_secret", &enc64) != 0 ||
 	    base64_decode(blob64, blob, sizeof(blob), &blob_len) == -1 ||
 	    base64_decode(enc64, enc, sizeof(enc), &enc_len) == -1) {
-		snprintf(why, why_len, "the CA's challenge is malformed");
+		err_set(err, ERR_FAILED, "the CA's challenge is malformed");
 		return NULL;
 	}
 	if (hwtpm_activate_credential(hw, kind, blob, blob_len, enc, enc_len, secret,
-	        &secret_len) == -1) {
-		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
+	        &secret_len, err) == -1) {
+		err_wrap(err, "host TPM");
 		return NULL;
 	}
 	o = json_pack("{s:s, s:o}", "id", id, "secret", enrol_b64(secret, secret_len));
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (o == NULL)
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 	return o;
 }
 
@@ -267,7 +262,7 @@ enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challeng
  * between leaves the previous record. */
 static int
 enrol_save(struct manager *m, const struct enrolment *e, const uint8_t *bk_pub, size_t bk_len,
-    const struct hwtpm_attestation *bk_ev, char *why, size_t why_len)
+    const struct hwtpm_attestation *bk_ev, struct err *err)
 {
 	char dir[PATH_MAX], path[PATH_MAX], *text = NULL;
 	json_t *o;
@@ -299,7 +294,7 @@ enrol_save(struct manager *m, const struct enrolment *e, const uint8_t *bk_pub, 
 	ret = 0;
 	goto out;
 io:
-	snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+	err_set(err, ERR_FAILED, "%s: %s", dir, strerror(errno));
 out:
 	free(text);
 	return ret;
@@ -314,7 +309,7 @@ out:
  */
 int
 enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    enum enrol_err *err, char *why, size_t why_len)
+    struct err *err)
 {
 	uint8_t *ek_pub = NULL, *ek_cert = NULL, *ck_pub = NULL, *bk_pub = NULL;
 	size_t ek_pub_len, ek_cert_len, ck_pub_len, bk_pub_len;
@@ -326,40 +321,35 @@ enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, con
 	time_t now = time(NULL);
 	int ret = -1;
 
-	*err = ENROL_ERR_HOST_TPM;
-	if (enrol_pick_ek(m->hw, &kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len, why,
-	        why_len) == -1)
+	if (enrol_pick_ek(m->hw, &kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len, err) == -1)
 		goto out;
-	if (hwtpm_ck(m->hw, &ck_pub, &ck_pub_len) == -1) {
-		snprintf(why, why_len, "host TPM: CK: %s", hwtpm_error());
+	if (hwtpm_ck(m->hw, &ck_pub, &ck_pub_len, err) == -1) {
+		err_wrap(err, "host TPM: CK");
 		goto out;
 	}
 	req = enrol_challenge_req(host, ek_cert, ek_cert_len, ek_pub, ek_pub_len, ck_pub,
 	    ck_pub_len);
-	ret = enrol_post(privacy_url, "/v1/privacy/challenge", req, &reply, err, why, why_len);
+	ret = enrol_post(privacy_url, "/v1/privacy/challenge", req, &reply, err);
 	json_decref(req);
 	if (ret == -1)
 		goto out;
 	ret = -1;
-	*err = ENROL_ERR_HOST_TPM;
-	req = enrol_activate(m->hw, kind, reply, why, why_len);
+	req = enrol_activate(m->hw, kind, reply, err);
 	json_decref(reply);
 	reply = NULL;
 	if (req == NULL)
 		goto out;
-	ret = enrol_post(privacy_url, "/v1/privacy/certify", req, &reply, err, why, why_len);
+	ret = enrol_post(privacy_url, "/v1/privacy/certify", req, &reply, err);
 	json_decref(req);
 	if (ret == -1)
 		goto out;
 	ret = -1;
-	*err = ENROL_ERR_LOCAL;
 	if ((e.ck_pem = enrol_answer_pem(reply)) == NULL) {
-		snprintf(why, why_len, "the Privacy CA's answer holds no certificate");
+		err_set(err, ERR_FAILED, "the Privacy CA's answer holds no certificate");
 		goto out;
 	}
-	*err = ENROL_ERR_HOST_TPM;
-	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev) == -1) {
-		snprintf(why, why_len, "host TPM: BK: %s", hwtpm_error());
+	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1) {
+		err_wrap(err, "host TPM: BK");
 		goto out;
 	}
 	e.enrolled = true;
@@ -370,8 +360,7 @@ enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, con
 	snprintf(e.ek, sizeof(e.ek), "%s", kind == HWTPM_EK_RSA ? "rsa2048" : "ecc-p256");
 	gmtime_r(&now, &tm);
 	strftime(e.enrolled_at, sizeof(e.enrolled_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	*err = ENROL_ERR_LOCAL;
-	if (enrol_save(m, &e, bk_pub, bk_pub_len, &bk_ev, why, why_len) == -1)
+	if (enrol_save(m, &e, bk_pub, bk_pub_len, &bk_ev, err) == -1)
 		goto out;
 	enrol_clear(&m->enrol);
 	m->enrol = e;
@@ -400,7 +389,7 @@ enrol_ck_certificate(const struct enrolment *e)
 	char *pem = NULL;
 
 	if (e->ck_pem != NULL &&
-	    certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL, 0) == 1)
+	    certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL) == 1)
 		pem = certs_pem_encode(der, len);
 	free(der);
 	return pem;
@@ -433,7 +422,7 @@ enrol_json(struct manager *m)
 
 	if (!e->enrolled)
 		return json_pack("{s:b}", "enrolled", 0);
-	if (certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL, 0) == 1) {
+	if (certs_pem_next(e->ck_pem, strlen(e->ck_pem), &off, &der, &len, NULL) == 1) {
 		certs_subject(der, len, subject, sizeof(subject));
 		certs_cert_serial(der, len, serial);
 	}

@@ -48,31 +48,20 @@ struct guesttpm {
 	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
 };
 
-static char guesttpm_errbuf[256];
+/* Fills err (kind ERR_FAILED) with "vTPM: " fmt and, when rc is a
+ * tpm2-tss failure, its decoded text. Returns -1. */
+static int guesttpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/* The text of the last error of this module (not thread-safe). */
-const char *
-guesttpm_error(void)
+static int
+guesttpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
 {
-	return guesttpm_errbuf;
-}
-
-static void guesttpm_seterr(TSS2_RC rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-guesttpm_seterr(TSS2_RC rc, const char *fmt, ...)
-{
-	char what[200];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	tss_verr(err, ERR_FAILED, "vTPM: ", rc, fmt, ap);
 	va_end(ap);
-	if (rc != TSS2_RC_SUCCESS)
-		snprintf(guesttpm_errbuf, sizeof(guesttpm_errbuf), "vTPM: %s: %s", what,
-		    Tss2_RC_Decode(rc));
-	else
-		snprintf(guesttpm_errbuf, sizeof(guesttpm_errbuf), "vTPM: %s", what);
+	return -1;
 }
 
 /* Whether a TPM response code says "no such handle" (TPM_RC_HANDLE). */
@@ -85,11 +74,11 @@ guesttpm_rc_absent(TSS2_RC rc)
 /*
  * Connects to the vTPM whose data channel is at ep (unix or tcp) and
  * starts it (Startup(CLEAR), unless it is started already). Returns NULL
- * on failure (see guesttpm_error). Close with guesttpm_close, which
+ * on failure (err says why). Close with guesttpm_close, which
  * leaves the vTPM running: the VM's start resets it (CMD_INIT).
  */
 struct guesttpm *
-guesttpm_open(const struct endpoint *ep)
+guesttpm_open(const struct endpoint *ep, struct err *err)
 {
 	struct guesttpm *g;
 	char conf[256];
@@ -100,22 +89,22 @@ guesttpm_open(const struct endpoint *ep)
 	else
 		snprintf(conf, sizeof(conf), "swtpm:host=%s,port=%u", ep->host, ep->port);
 	if ((g = calloc(1, sizeof(*g))) == NULL) {
-		guesttpm_seterr(0, "out of memory");
+		guesttpm_seterr(err, 0, "out of memory");
 		return NULL;
 	}
 	rc = Tss2_TctiLdr_Initialize(conf, &g->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "open TCTI %s", conf);
+		guesttpm_seterr(err, rc, "open TCTI %s", conf);
 		goto fail;
 	}
 	rc = Esys_Initialize(&g->esys, g->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "initialize ESYS");
+		guesttpm_seterr(err, rc, "initialize ESYS");
 		goto fail;
 	}
 	rc = Esys_Startup(g->esys, TPM2_SU_CLEAR);
 	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-		guesttpm_seterr(rc, "the vTPM at %s does not answer", conf);
+		guesttpm_seterr(err, rc, "the vTPM at %s does not answer", conf);
 		goto fail;
 	}
 	return g;
@@ -139,17 +128,17 @@ guesttpm_close(struct guesttpm *g)
 
 /* Marshals pub into a malloc'd buffer. */
 static int
-guesttpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *len)
+guesttpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *len, struct err *err)
 {
 	uint8_t buf[sizeof(TPM2B_PUBLIC)];
 	size_t off = 0;
 
 	if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(0, "marshal a public area");
+		guesttpm_seterr(err, 0, "marshal a public area");
 		return -1;
 	}
 	if ((*out = malloc(off)) == NULL) {
-		guesttpm_seterr(0, "out of memory");
+		guesttpm_seterr(err, 0, "out of memory");
 		return -1;
 	}
 	memcpy(*out, buf, off);
@@ -161,7 +150,7 @@ guesttpm_put_public(const TPM2B_PUBLIC *pub, uint8_t **out, size_t *len)
  * (marshalled); it is copied, marshalled, into *out. */
 static int
 guesttpm_check_ek(struct guesttpm *g, ESYS_TR ek, TPM2_HANDLE handle, const uint8_t *tmpl,
-    size_t tmpl_len, uint8_t **out, size_t *len)
+    size_t tmpl_len, uint8_t **out, size_t *len, struct err *err)
 {
 	TPM2B_PUBLIC *pub = NULL;
 	TSS2_RC rc;
@@ -170,13 +159,13 @@ guesttpm_check_ek(struct guesttpm *g, ESYS_TR ek, TPM2_HANDLE handle, const uint
 	rc = Esys_ReadPublic(
 	    g->esys, ek, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "read the public area of 0x%08x", handle);
+		guesttpm_seterr(err, rc, "read the public area of 0x%08x", handle);
 		return -1;
 	}
-	if (guesttpm_put_public(pub, out, len) == -1)
+	if (guesttpm_put_public(pub, out, len, err) == -1)
 		goto out;
 	if (!hwtpm_public_matches(tmpl, tmpl_len, *out, *len)) {
-		guesttpm_seterr(0, "the key at 0x%08x is not a TCG EK; it is left alone", handle);
+		guesttpm_seterr(err, 0, "the key at 0x%08x is not a TCG EK; it is left alone", handle);
 		free(*out);
 		*out = NULL;
 		goto out;
@@ -191,7 +180,7 @@ out:
  * makes it persistent at handle. */
 static int
 guesttpm_make_ek(
-    struct guesttpm *g, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, uint8_t **out, size_t *len)
+    struct guesttpm *g, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, uint8_t **out, size_t *len, struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPML_PCR_SELECTION nopcr = {0};
@@ -204,17 +193,17 @@ guesttpm_make_ek(
 	rc = Esys_CreatePrimary(g->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &sens, tmpl, &noinfo, &nopcr, &obj, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "create the EK");
+		guesttpm_seterr(err, rc, "create the EK");
 		return -1;
 	}
 	rc = Esys_EvictControl(g->esys, ESYS_TR_RH_OWNER, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, handle, &persistent);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "make the EK persistent at 0x%08x", handle);
+		guesttpm_seterr(err, rc, "make the EK persistent at 0x%08x", handle);
 		goto out;
 	}
 	Esys_TR_Close(g->esys, &persistent);
-	ret = guesttpm_put_public(pub, out, len);
+	ret = guesttpm_put_public(pub, out, len, err);
 out:
 	Esys_FlushContext(g->esys, obj);
 	Esys_Free(pub);
@@ -227,7 +216,7 @@ out:
  * *ek_public is its marshalled TPM2B_PUBLIC, malloc'd.
  */
 int
-guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *len)
+guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *len, struct err *err)
 {
 	TPM2_HANDLE handle = kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE;
 	TPM2B_PUBLIC tmpl = {0};
@@ -239,19 +228,19 @@ guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_pub
 
 	*ek_public = NULL;
 	*len = 0;
-	if (hwtpm_ek_template(kind, &t, &tlen) == -1 ||
+	if (hwtpm_ek_template(kind, &t, &tlen, NULL) == -1 ||
 	    Tss2_MU_TPM2B_PUBLIC_Unmarshal(t, tlen, &off, &tmpl) != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(0, "EK template: %s", hwtpm_error());
+		guesttpm_seterr(err, 0, "EK template");
 		goto out;
 	}
 	rc = Esys_TR_FromTPMPublic(g->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ek);
 	if (rc == TSS2_RC_SUCCESS) {
-		ret = guesttpm_check_ek(g, ek, handle, t, tlen, ek_public, len);
+		ret = guesttpm_check_ek(g, ek, handle, t, tlen, ek_public, len, err);
 		Esys_TR_Close(g->esys, &ek);
 	} else if (guesttpm_rc_absent(rc)) {
-		ret = guesttpm_make_ek(g, &tmpl, handle, ek_public, len);
+		ret = guesttpm_make_ek(g, &tmpl, handle, ek_public, len, err);
 	} else {
-		guesttpm_seterr(rc, "look up 0x%08x", handle);
+		guesttpm_seterr(err, rc, "look up 0x%08x", handle);
 	}
 out:
 	free(t);
@@ -260,7 +249,7 @@ out:
 
 /* TPM_PT_NV_BUFFER_MAX of the vTPM, asked once per connection. */
 static int
-guesttpm_nv_buffer_max(struct guesttpm *g, uint16_t *max)
+guesttpm_nv_buffer_max(struct guesttpm *g, uint16_t *max, struct err *err)
 {
 	TPMS_CAPABILITY_DATA *cap = NULL;
 	TPMI_YES_NO more;
@@ -271,7 +260,7 @@ guesttpm_nv_buffer_max(struct guesttpm *g, uint16_t *max)
 		rc = Esys_GetCapability(g->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 		    TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, &more, &cap);
 		if (rc != TSS2_RC_SUCCESS) {
-			guesttpm_seterr(rc, "ask the vTPM for its NV buffer size");
+			guesttpm_seterr(err, rc, "ask the vTPM for its NV buffer size");
 			return -1;
 		}
 		if (cap->data.tpmProperties.count == 1 &&
@@ -279,7 +268,7 @@ guesttpm_nv_buffer_max(struct guesttpm *g, uint16_t *max)
 			v = cap->data.tpmProperties.tpmProperty[0].value;
 		Esys_Free(cap);
 		if (v == 0) {
-			guesttpm_seterr(0, "the vTPM does not say its NV buffer size");
+			guesttpm_seterr(err, 0, "the vTPM does not say its NV buffer size");
 			return -1;
 		}
 		g->nv_buffer_max =
@@ -291,7 +280,7 @@ guesttpm_nv_buffer_max(struct guesttpm *g, uint16_t *max)
 
 /* Looks an NV index up: 1 with *nv set when it exists, 0 when not, -1. */
 static int
-guesttpm_nv_find(struct guesttpm *g, uint32_t index, ESYS_TR *nv)
+guesttpm_nv_find(struct guesttpm *g, uint32_t index, ESYS_TR *nv, struct err *err)
 {
 	TSS2_RC rc;
 
@@ -302,20 +291,20 @@ guesttpm_nv_find(struct guesttpm *g, uint32_t index, ESYS_TR *nv)
 	*nv = ESYS_TR_NONE;
 	if (guesttpm_rc_absent(rc))
 		return 0;
-	guesttpm_seterr(rc, "look up NV index 0x%08x", index);
+	guesttpm_seterr(err, rc, "look up NV index 0x%08x", index);
 	return -1;
 }
 
 /* Deletes NV index nv with the platform's authorization; nv is released. */
 static int
-guesttpm_nv_delete(struct guesttpm *g, ESYS_TR *nv, uint32_t index)
+guesttpm_nv_delete(struct guesttpm *g, ESYS_TR *nv, uint32_t index, struct err *err)
 {
 	TSS2_RC rc;
 
 	rc = Esys_NV_UndefineSpace(
 	    g->esys, ESYS_TR_RH_PLATFORM, *nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "delete NV index 0x%08x (not the platform's?)", index);
+		guesttpm_seterr(err, rc, "delete NV index 0x%08x (not the platform's?)", index);
 		Esys_TR_Close(g->esys, nv);
 		return -1;
 	}
@@ -326,13 +315,13 @@ guesttpm_nv_delete(struct guesttpm *g, ESYS_TR *nv, uint32_t index)
 /* Writes data to the defined index nv in chunks the vTPM accepts, with
  * the platform's authorization (PPWRITE). */
 static int
-guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t *data, size_t len)
+guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t *data, size_t len, struct err *err)
 {
 	TPM2B_MAX_NV_BUFFER chunk;
 	uint16_t max, off = 0;
 	TSS2_RC rc;
 
-	if (guesttpm_nv_buffer_max(g, &max) == -1)
+	if (guesttpm_nv_buffer_max(g, &max, err) == -1)
 		return -1;
 	while (off < len) {
 		chunk.size = (uint16_t)(len - off < max ? len - off : max);
@@ -340,7 +329,7 @@ guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t 
 		rc = Esys_NV_Write(g->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 		    ESYS_TR_NONE, &chunk, off);
 		if (rc != TSS2_RC_SUCCESS) {
-			guesttpm_seterr(rc, "write NV index 0x%08x at %u", index, off);
+			guesttpm_seterr(err, rc, "write NV index 0x%08x at %u", index, off);
 			return -1;
 		}
 		off += chunk.size;
@@ -355,7 +344,7 @@ guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t 
  * defined with the certificate-index attributes, written and write-locked.
  */
 static int
-guesttpm_nv_put(struct guesttpm *g, uint32_t index, const uint8_t *data, size_t len)
+guesttpm_nv_put(struct guesttpm *g, uint32_t index, const uint8_t *data, size_t len, struct err *err)
 {
 	TPM2B_AUTH noauth = {0};
 	TPM2B_NV_PUBLIC pub = {0};
@@ -364,11 +353,11 @@ guesttpm_nv_put(struct guesttpm *g, uint32_t index, const uint8_t *data, size_t 
 	int r, ret = -1;
 
 	if (len == 0 || len > UINT16_MAX) {
-		guesttpm_seterr(0, "NV index 0x%08x: %zu bytes cannot be stored", index, len);
+		guesttpm_seterr(err, 0, "NV index 0x%08x: %zu bytes cannot be stored", index, len);
 		return -1;
 	}
-	if ((r = guesttpm_nv_find(g, index, &nv)) == -1 ||
-	    (r == 1 && guesttpm_nv_delete(g, &nv, index) == -1))
+	if ((r = guesttpm_nv_find(g, index, &nv, err)) == -1 ||
+	    (r == 1 && guesttpm_nv_delete(g, &nv, index, err) == -1))
 		return -1;
 	pub.nvPublic.nvIndex = index;
 	pub.nvPublic.nameAlg = TPM2_ALG_SHA256;
@@ -377,15 +366,15 @@ guesttpm_nv_put(struct guesttpm *g, uint32_t index, const uint8_t *data, size_t 
 	rc = Esys_NV_DefineSpace(g->esys, ESYS_TR_RH_PLATFORM, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &noauth, &pub, &nv);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "define NV index 0x%08x (%zu bytes)", index, len);
+		guesttpm_seterr(err, rc, "define NV index 0x%08x (%zu bytes)", index, len);
 		return -1;
 	}
-	if (guesttpm_nv_write(g, nv, index, data, len) == -1)
+	if (guesttpm_nv_write(g, nv, index, data, len, err) == -1)
 		goto out;
 	rc = Esys_NV_WriteLock(
 	    g->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "write-lock NV index 0x%08x", index);
+		guesttpm_seterr(err, rc, "write-lock NV index 0x%08x", index);
 		goto out;
 	}
 	ret = 0;
@@ -398,10 +387,10 @@ out:
  * index (0x01c00002 RSA, 0x01c0000a ECC), replacing any there. */
 int
 guesttpm_write_ek_cert(
-    struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der, size_t der_len)
+    struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der, size_t der_len, struct err *err)
 {
 	return guesttpm_nv_put(
-	    g, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV, der, der_len);
+	    g, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV, der, der_len, err);
 }
 
 /*
@@ -411,25 +400,25 @@ guesttpm_write_ek_cert(
  * indices after the last (a shorter chain replacing a longer one).
  */
 int
-guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n)
+guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err)
 {
 	uint32_t index;
 	ESYS_TR nv;
 	int r;
 
 	if (n > GUESTTPM_CHAIN_NV_LAST - GUESTTPM_CHAIN_NV_FIRST + 1) {
-		guesttpm_seterr(0, "a chain of %zu certificates does not fit the chain indices", n);
+		guesttpm_seterr(err, 0, "a chain of %zu certificates does not fit the chain indices", n);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (guesttpm_nv_put(
-		        g, GUESTTPM_CHAIN_NV_FIRST + (uint32_t)i, certs[i].der, certs[i].len) == -1)
+		        g, GUESTTPM_CHAIN_NV_FIRST + (uint32_t)i, certs[i].der, certs[i].len, err) == -1)
 			return -1;
 	for (index = GUESTTPM_CHAIN_NV_FIRST + (uint32_t)n; index <= GUESTTPM_CHAIN_NV_LAST;
 	     index++) {
-		if ((r = guesttpm_nv_find(g, index, &nv)) != 1)
+		if ((r = guesttpm_nv_find(g, index, &nv, err)) != 1)
 			return r;
-		if (guesttpm_nv_delete(g, &nv, index) == -1)
+		if (guesttpm_nv_delete(g, &nv, index, err) == -1)
 			return -1;
 	}
 	return 0;
@@ -441,7 +430,7 @@ guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size
  * the platform (PPREAD). *data is malloc'd.
  */
 int
-guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len)
+guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err)
 {
 	TPM2B_NV_PUBLIC *npub = NULL;
 	TPMA_NV attrs;
@@ -453,14 +442,14 @@ guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len
 
 	*data = NULL;
 	*len = 0;
-	if ((r = guesttpm_nv_find(g, index, &nv)) != 1) {
+	if ((r = guesttpm_nv_find(g, index, &nv, err)) != 1) {
 		if (r == 0)
-			guesttpm_seterr(0, "no NV index 0x%08x", index);
+			guesttpm_seterr(err, 0, "no NV index 0x%08x", index);
 		return -1;
 	}
 	rc = Esys_NV_ReadPublic(g->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &npub, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "read the public area of NV index 0x%08x", index);
+		guesttpm_seterr(err, rc, "read the public area of NV index 0x%08x", index);
 		goto out;
 	}
 	size = npub->nvPublic.dataSize;
@@ -468,15 +457,15 @@ guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len
 	auth = (attrs & TPMA_NV_AUTHREAD)    ? nv
 	       : (attrs & TPMA_NV_OWNERREAD) ? ESYS_TR_RH_OWNER
 	                                     : ESYS_TR_RH_PLATFORM;
-	if (guesttpm_nv_buffer_max(g, &max) == -1)
+	if (guesttpm_nv_buffer_max(g, &max, err) == -1)
 		goto out;
 	if ((buf = malloc(size ? size : 1)) == NULL) {
-		guesttpm_seterr(0, "out of memory");
+		guesttpm_seterr(err, 0, "out of memory");
 		goto out;
 	}
 	rc = tss_nv_read(g->esys, auth, nv, size, max, buf, &off);
 	if (rc != TSS2_RC_SUCCESS) {
-		guesttpm_seterr(rc, "read NV index 0x%08x at %u", index, off);
+		guesttpm_seterr(err, rc, "read NV index 0x%08x at %u", index, off);
 		goto out;
 	}
 	*data = buf;

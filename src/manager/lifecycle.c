@@ -106,113 +106,121 @@ lifecycle_refusal_room(const struct manager *m)
 }
 
 static void
-lifecycle_refusal(const struct manager *m, const char *cause, char *why, size_t why_len)
+lifecycle_refusal(const struct manager *m, const char *cause, struct err *err)
 {
 	char advice[200];
 
 	lifecycle_refusal_advice(m, advice, sizeof(advice));
-	snprintf(why, why_len, "%s%.*s%s", LIFECYCLE_REFUSAL, (int)lifecycle_refusal_room(m), cause,
-	    advice);
+	err_set(err, ERR_REFUSED, "%s%.*s%s", LIFECYCLE_REFUSAL, (int)lifecycle_refusal_room(m),
+	    cause, advice);
 }
 
-/* Unseals v's state key into sealed (secret memory), under the approval
- * of the host PCR values (fresh reads when fresh is true). Returns 0, -1
- * with v's state and error set, or HWTPM_ERR_POLICY when cached values may
- * be stale (the caller retries with fresh ones). */
-#define LIFECYCLE_HOST_TPM_FAILED (-4) /* a host-TPM failure, not a refusal */
-
+/*
+ * Unseals v's state key into sealed (secret memory), under the approval
+ * of the host PCR values (fresh reads when fresh is true). Returns 0, or
+ * -1 with err: ERR_POLICY when the values are in no approved configuration
+ * (cached values may be stale: only then is v left untouched, for the
+ * caller to retry with fresh ones), ERR_HOST_TPM when the host TPM failed,
+ * another kind otherwise; v's state and error are set in those cases.
+ */
 static int
-lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed, bool fresh)
+lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed,
+    bool fresh, struct err *err)
 {
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
 	uint8_t uuid[LIFECYCLE_UUID_LEN], *blob = NULL;
 	const struct policy_entry *e;
-	char path[PATH_MAX], why[VTPM_ERROR_LEN];
+	char path[PATH_MAX];
 	size_t len;
 	int rc;
 
-	rc = fresh ? policy_current(m, values, digest) : policy_current_cached(m, values, digest);
+	rc = fresh ? policy_current(m, values, digest, err)
+		   : policy_current_cached(m, values, digest, err);
 	if (rc == -1) {
-		snprintf(why, sizeof(why), "host TPM: %s", hwtpm_error());
-		lifecycle_set_error(v, VTPM_FAILED, why);
-		return LIFECYCLE_HOST_TPM_FAILED;
+		err_wrap(err, "host TPM");
+		goto failed;
 	}
 	e = policy_find(&m->policy, digest);
 	if (e == NULL && !fresh)
-		return HWTPM_ERR_POLICY;
+		return err_set(err, ERR_POLICY, "the host PCRs read before are in no approved "
+		    "configuration");
 	if (e == NULL) {
 		char explain[sizeof(v->error)];
 		policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain,
 		    lifecycle_refusal_room(m) + 1);
-		lifecycle_refusal(m, explain, why, sizeof(why));
-		lifecycle_set_error(v, VTPM_REFUSED, why);
-		return -1;
+		lifecycle_refusal(m, explain, err);
+		goto refused;
 	}
 	if (registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) == -1 ||
 	    fileio_read(path, LIFECYCLE_SEALED_MAX, &blob, &len) == -1) {
-		snprintf(why, sizeof(why), "%s: %s", path, strerror(errno));
-		lifecycle_set_error(v, VTPM_FAILED, why);
-		return -1;
+		err_errno(err, "%s", path);
+		goto failed;
 	}
 	rc = hwtpm_unseal(m->hw, blob, len, &m->cfg.pcrs, &e->ap, (uint8_t *)sealed,
-	    sizeof(*sealed));
+	    sizeof(*sealed), err);
 	free(blob);
-	if (rc == HWTPM_ERR_POLICY && !fresh)
-		return HWTPM_ERR_POLICY;
-	if (rc == HWTPM_ERR_FOREIGN) {
-		snprintf(why, sizeof(why), "%s was not sealed by this host's TPM (copied from "
-		    "another host?): %s", path, hwtpm_error());
-		lifecycle_set_error(v, VTPM_FAILED, why);
+	if (rc == -1 && err->kind == ERR_POLICY && !fresh)
 		return -1;
+	if (rc == -1 && err->kind == ERR_FOREIGN) {
+		err_set(err, ERR_FOREIGN, "%s was not sealed by this host's TPM (copied from "
+		    "another host?): %s", path, err->msg);
+		goto failed;
 	}
-	if (rc == HWTPM_ERR_POLICY) {
-		lifecycle_refusal(m, hwtpm_error(), why, sizeof(why));
-		lifecycle_set_error(v, VTPM_REFUSED, why);
-		return -1;
+	if (rc == -1 && err->kind == ERR_POLICY) {
+		char cause[ERR_MSG_MAX];
+		snprintf(cause, sizeof(cause), "%s", err->msg);
+		lifecycle_refusal(m, cause, err);
+		goto refused;
 	}
-	if (rc != 0) {
-		snprintf(why, sizeof(why), "unseal %s: %s", path, hwtpm_error());
-		lifecycle_set_error(v, VTPM_FAILED, why);
-		return LIFECYCLE_HOST_TPM_FAILED;
+	if (rc == -1) {
+		err_wrap(err, "unseal %s", path);
+		goto failed;
 	}
 	if (lifecycle_uuid_bytes(v->uuid, uuid) == -1 ||
 	    CRYPTO_memcmp(uuid, sealed->uuid, sizeof(uuid)) != 0) {
 		OPENSSL_cleanse(sealed, sizeof(*sealed));
-		snprintf(why, sizeof(why), "%s holds the key of another instance, not of %s "
+		err_set(err, ERR_FOREIGN, "%s holds the key of another instance, not of %s "
 		    "(files swapped?)", path, v->name);
-		lifecycle_set_error(v, VTPM_FAILED, why);
-		return -1;
+		goto failed;
 	}
 	return 0;
+refused:
+	lifecycle_set_error(v, VTPM_REFUSED, err->msg);
+	err->kind = ERR_REFUSED;
+	return -1;
+failed:
+	lifecycle_set_error(v, VTPM_FAILED, err->msg);
+	return -1;
 }
 
 /* Unseals with the PCR values read before; when they turn out stale (the
  * host PCRs changed), reads them again and retries once; after a host-TPM
  * failure, reconnects and retries once. */
 static int
-lifecycle_unseal(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed)
+lifecycle_unseal(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sealed,
+    struct err *err)
 {
-	int rc = lifecycle_unseal_once(m, v, sealed, false);
+	int rc = lifecycle_unseal_once(m, v, sealed, false, err);
 
-	if (rc == HWTPM_ERR_POLICY)
-		rc = lifecycle_unseal_once(m, v, sealed, true);
-	if (rc == LIFECYCLE_HOST_TPM_FAILED && hwtpm_recover(m->hw))
-		rc = lifecycle_unseal_once(m, v, sealed, true);
-	return rc == LIFECYCLE_HOST_TPM_FAILED ? -1 : rc;
+	if (rc == -1 && err->kind == ERR_POLICY)
+		rc = lifecycle_unseal_once(m, v, sealed, true, err);
+	if (rc == -1 && err->kind == ERR_HOST_TPM && hwtpm_recover(m->hw))
+		rc = lifecycle_unseal_once(m, v, sealed, true, err);
+	return rc;
 }
 
 /*
  * Starts v's worker: unseal under the approved policy, spawn, wait until it
  * serves. Returns 0, or -1 with v->state (failed or refused) and v->error
- * set and copied to why.
+ * set, and err (ERR_REFUSED for a refusal to unseal).
  */
 int
-lifecycle_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 {
 	struct lifecycle_sealed *sealed;
 	struct worker_pending pending;
 	int64_t t0, tf, t1;
-	char err[512];
+	struct err werr;
 	int rc;
 
 	if (v->state == VTPM_RUNNING)
@@ -220,50 +228,44 @@ lifecycle_start(struct manager *m, struct vtpm *v, char *why, size_t why_len)
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed));
 	if (sealed == NULL) {
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		v->state = VTPM_FAILED;
 		return -1;
 	}
 	t0 = mono_us();
-	if (worker_fork(m, v, &pending, err, sizeof(err)) == -1) {
-		char msg[600];
-		snprintf(msg, sizeof(msg), "worker %s", err);
-		lifecycle_set_error(v, VTPM_FAILED, msg);
+	if (worker_fork(m, v, &pending, err) == -1) {
+		err_wrap(err, "worker");
+		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		secret_free(sealed, sizeof(*sealed));
-		snprintf(why, why_len, "%s", v->error);
 		return -1;
 	}
 	tf = mono_us();
-	rc = lifecycle_unseal(m, v, sealed);
+	rc = lifecycle_unseal(m, v, sealed, err);
 	t1 = mono_us();
 	/* The worker starts with its key while the host TPM drops the
 	 * unsealed object: one round trip off the start's path. */
-	if (rc == 0 && worker_send_key(&pending, sealed->key, err, sizeof(err)) == -1) {
-		char msg[600];
-		snprintf(msg, sizeof(msg), "worker %s", err);
-		lifecycle_set_error(v, VTPM_FAILED, msg);
+	if (rc == 0 && worker_send_key(&pending, sealed->key, err) == -1) {
+		err_wrap(err, "worker");
+		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		rc = -1;
-		worker_finish(m, v, &pending, NULL, err, sizeof(err));
+		worker_finish(m, v, &pending, NULL, &werr);
 	}
 	hwtpm_flush_pending(m->hw);
 	/* The record's sync, too, overlaps the worker's start. */
 	if (rc == 0 && v->unsaved && registry_save(&m->cfg, v) == 0)
 		v->unsaved = false;
 	if (rc == 0) {
-		rc = worker_finish(m, v, &pending, sealed->key, err, sizeof(err));
+		rc = worker_finish(m, v, &pending, sealed->key, err);
 		if (rc == -1) {
-			char msg[600];
-			snprintf(msg, sizeof(msg), "worker %s", err);
-			lifecycle_set_error(v, VTPM_FAILED, msg);
+			err_wrap(err, "worker");
+			lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		}
 	} else if (pending.keyfd != -1) {
-		worker_finish(m, v, &pending, NULL, err, sizeof(err));
+		worker_finish(m, v, &pending, NULL, &werr);
 	}
 	secret_free(sealed, sizeof(*sealed));
-	if (rc == -1) {
-		snprintf(why, why_len, "%s", v->error);
+	if (rc == -1)
 		return -1;
-	}
 	log_debug("%s: forked in %lld µs, unsealed in %lld µs, worker ready in %lld µs", v->name,
 	    (long long)(tf - t0), (long long)(t1 - tf), (long long)(mono_us() - t1));
 	v->state = VTPM_RUNNING;
@@ -330,8 +332,7 @@ lifecycle_add(struct manager *m, struct vtpm *v)
  * to remove (manager_resume). Returns 0, or -1 with why.
  */
 static int
-lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, char *why,
-    size_t why_len)
+lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, struct err *err)
 {
 	char tmp[PATH_MAX], marker[PATH_MAX], instances[PATH_MAX];
 	uint8_t r[8];
@@ -344,16 +345,16 @@ lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, c
 	        (int)sizeof(tmp) ||
 	    snprintf(marker, sizeof(marker), "%s/%s", tmp, REGISTRY_CREATING) >=
 	        (int)sizeof(marker)) {
-		snprintf(why, why_len, "path too long");
+		err_set(err, ERR_FAILED, "path too long");
 		return -1;
 	}
 	if (mkdir(tmp, 0700) == -1 || fileio_write_atomic(marker, "", 0, 0600) == -1) {
-		snprintf(why, why_len, "%s: %s", tmp, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", tmp, strerror(errno));
 		fileio_remove_tree(tmp);
 		return -1;
 	}
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_NOREPLACE) == -1) {
-		snprintf(why, why_len, errno == EEXIST ? "%s exists already on disk (an unreadable "
+		err_set(err, ERR_FAILED, errno == EEXIST ? "%s exists already on disk (an unreadable "
 		    "instance? see vtpmd's log)" : "%s: %s", dir, strerror(errno));
 		fileio_remove_tree(tmp);
 		return -1;
@@ -368,7 +369,7 @@ lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, c
 
 int
 lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, struct vtpm **out,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	char dir[PATH_MAX], path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
 	uint8_t policy[TPM_DIGEST_LEN], *blob = NULL;
@@ -379,7 +380,7 @@ lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, 
 
 	worker_socket_paths(&m->cfg, name, ctrl, sizeof(ctrl), data, sizeof(data));
 	if (strlen(ctrl) >= 108) {
-		snprintf(why, why_len, "socket path %s is too long for a unix socket: use a "
+		err_set(err, ERR_FAILED, "socket path %s is too long for a unix socket: use a "
 		    "shorter name or run-dir", ctrl);
 		return -1;
 	}
@@ -387,33 +388,33 @@ lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, 
 	sealed = secret_alloc(sizeof(*sealed));
 	if (v == NULL || sealed == NULL || registry_path(&m->cfg, name, NULL, dir, sizeof(dir)) ||
 	    registry_path(&m->cfg, name, "sealed.key", path, sizeof(path))) {
-		snprintf(why, why_len, "out of memory or path too long");
+		err_set(err, ERR_FAILED, "out of memory or path too long");
 		goto out;
 	}
-	if (lifecycle_mkdir_creating(m, name, dir, why, why_len) == -1)
+	if (lifecycle_mkdir_creating(m, name, dir, err) == -1)
 		goto out;
 	if (registry_path(&m->cfg, name, "sealed.key", path, sizeof(path)) == -1) {
-		snprintf(why, why_len, "path too long");
+		err_set(err, ERR_FAILED, "path too long");
 		goto fail;
 	}
 	if (RAND_priv_bytes(sealed->key, sizeof(sealed->key)) != 1 ||
 	    lifecycle_uuid_bytes(v->uuid, sealed->uuid) == -1 ||
 	    policy_auth_digest(&m->policy, policy) == -1) {
-		snprintf(why, why_len, "cannot generate the state key");
+		err_set(err, ERR_FAILED, "cannot generate the state key");
 		goto fail;
 	}
-	if (hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1 &&
+	if (hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len, err) == -1 &&
 	    (!hwtpm_recover(m->hw) ||
-	        hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len) == -1)) {
-		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
+	        hwtpm_seal(m->hw, (uint8_t *)sealed, sizeof(*sealed), policy, &blob, &len, err) == -1)) {
+		err_wrap(err, "host TPM");
 		goto fail;
 	}
 	if (fileio_write_atomic(path, blob, len, 0600) == -1 || registry_save(&m->cfg, v) == -1) {
-		snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
 	if (lifecycle_add(m, v) == -1) {
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		goto fail;
 	}
 	v->creating = true;
@@ -472,20 +473,20 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 /* Ends a create: the instance is complete (sealed key, record, EK
  * certificates when provisioned) and survives a restart of vtpmd. */
 int
-lifecycle_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+lifecycle_create_done(struct manager *m, struct vtpm *v, struct err *err)
 {
 	char path[PATH_MAX];
 	int dfd;
 
 	if (registry_path(&m->cfg, v->name, REGISTRY_CREATING, path, sizeof(path)) == -1 ||
 	    unlink(path) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	registry_path(&m->cfg, v->name, NULL, path, sizeof(path));
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1 || fsync(dfd) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		if (dfd != -1)
 			close(dfd);
 		return -1;

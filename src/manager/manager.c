@@ -49,17 +49,17 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 {
 	int64_t now = mono_ms();
 	pid_t pid = v->pid;
-	char why[256];
+	struct err err;
 	int status;
 
-	status = worker_exited(m, v, why, sizeof(why));
+	status = worker_exited(m, v, &err);
 	if (!v->desired_running) {
 		v->state = VTPM_STOPPED;
 		return;
 	}
 	if (status == EXIT_STATE || status == EXIT_BUSY || status == EXIT_USAGE) {
 		char msg[300];
-		snprintf(msg, sizeof(msg), "worker %s; not restarted", why);
+		snprintf(msg, sizeof(msg), "worker %s; not restarted", err.msg);
 		lifecycle_set_error(v, VTPM_FAILED, msg);
 		return;
 	}
@@ -74,9 +74,9 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 		log_info("%s: worker finished (VM shut down); restarting it", v->name);
 		v->restart_at_ms = now;
 	} else {
-		log_warnx("%s: worker (pid %d) %s; restarting in %u ms", v->name, (int)pid, why,
+		log_warnx("%s: worker (pid %d) %s; restarting in %u ms", v->name, (int)pid, err.msg,
 		    v->backoff_ms);
-		snprintf(v->error, sizeof(v->error), "worker %s", why);
+		snprintf(v->error, sizeof(v->error), "worker %s", err.msg);
 		v->restart_at_ms = now + v->backoff_ms;
 	}
 	v->restarts++;
@@ -87,14 +87,14 @@ static void
 manager_restarts_due(struct manager *m)
 {
 	int64_t now = mono_ms();
-	char why[512];
+	struct err err;
 
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
 		if (v->restart_at_ms == 0 || v->restart_at_ms > now || !v->desired_running)
 			continue;
 		v->restart_at_ms = 0;
-		if (lifecycle_start(m, v, why, sizeof(why)) == -1 && v->state == VTPM_FAILED) {
+		if (lifecycle_start(m, v, &err) == -1 && v->state == VTPM_FAILED) {
 			/* Transient failures retry; refusals wait for an approval. */
 			v->backoff_ms = v->backoff_ms ? v->backoff_ms * 2 : MANAGER_BACKOFF_MIN_MS;
 			if (v->backoff_ms > MANAGER_BACKOFF_MAX_MS)
@@ -204,7 +204,7 @@ manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
 	};
 	const char *keys[128] = {0}, *vals[128] = {0};
 	const char *config = NULL;
-	char why[256];
+	struct err err;
 	int ch, nset = 0, problems;
 
 	*check_only = false;
@@ -239,8 +239,8 @@ manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
 		fatalx(EXIT_USAGE, "%s: cannot be read", config);
 	/* Command-line options override the file. */
 	for (int i = 0; i < nset; i++)
-		if (config_set(cfg, keys[i], vals[i], why, sizeof(why)) == -1)
-			fatalx(EXIT_USAGE, "--%s: %s", keys[i], why);
+		if (config_set(cfg, keys[i], vals[i], &err) == -1)
+			fatalx(EXIT_USAGE, "--%s: %s", keys[i], err.msg);
 	/* What syntax cannot show (the TCTI's module, the approval key, path
 	 * lengths), checked at every start as well as by -n. */
 	problems += config_check(config, cfg, !*check_only, stderr);
@@ -280,7 +280,7 @@ manager_dirs(struct manager *m)
 static void
 manager_resume(struct manager *m)
 {
-	char why[512];
+	struct err err;
 
 	if (registry_load(&m->cfg, &m->vtpms, &m->n) == -1)
 		fatal(EXIT_RUNTIME, "%s/instances", m->cfg.state_dir);
@@ -310,7 +310,7 @@ manager_resume(struct manager *m)
 			continue;
 		}
 		if (v->desired_running)
-			lifecycle_start(m, v, why, sizeof(why));
+			lifecycle_start(m, v, &err);
 	}
 }
 
@@ -354,7 +354,8 @@ manager_main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = manager_on_signal};
 	struct manager m = {.lockfd = -1};
-	char why[512], path[PATH_MAX];
+	char path[PATH_MAX];
+	struct err err;
 	sigset_t block;
 	ssize_t n;
 
@@ -385,20 +386,20 @@ manager_main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 
 	manager_dirs(&m);
-	m.hw = hwtpm_open(m.cfg.tcti);
+	m.hw = hwtpm_open(m.cfg.tcti, &err);
 	if (m.hw == NULL)
 		fatalx(EXIT_RUNTIME, "host TPM %s: %s; check the TCTI (--root-tcti) and that the "
-		    "TPM is present", m.cfg.tcti, hwtpm_error());
+		    "TPM is present", m.cfg.tcti, err.msg);
 	if (hwtpm_is_simulator(m.hw))
 		log_warnx("host TPM %s is a simulator: it provides NO hardware protection",
 		    m.cfg.tcti);
 	snprintf(path, sizeof(path), "%s/srk.name", m.cfg.state_dir);
-	if (hwtpm_pin_srk(m.hw, path) == -1)
-		fatalx(EXIT_RUNTIME, "host TPM %s: %s", m.cfg.tcti, hwtpm_error());
-	if (policy_load(&m, why, sizeof(why)) == -1)
-		fatalx(EXIT_RUNTIME, "%s", why);
-	if (enrol_load(&m, why, sizeof(why)) == -1)
-		fatalx(EXIT_RUNTIME, "host enrolment record: %s", why);
+	if (hwtpm_pin_srk(m.hw, path, &err) == -1)
+		fatalx(EXIT_RUNTIME, "host TPM %s: %s", m.cfg.tcti, err.msg);
+	if (policy_load(&m, &err) == -1)
+		fatalx(EXIT_RUNTIME, "%s", err.msg);
+	if (enrol_load(&m, &err) == -1)
+		fatalx(EXIT_RUNTIME, "host enrolment record: %s", err.msg);
 	if (m.enrol.enrolled)
 		log_info("host enrolled with the Privacy CA at %s as \"%s\"", m.enrol.privacy_ca,
 		    m.enrol.host);

@@ -40,7 +40,7 @@ int config_load(const char *path, struct config *cfg, FILE *errors);
 int config_check(const char *path, const struct config *cfg, bool starting, FILE *errors);
 int config_parse_buffer(
     const char *name, const char *text, size_t len, struct config *cfg, FILE *errors);
-int config_set(struct config *cfg, const char *key, const char *value, char *why, size_t why_len);
+int config_set(struct config *cfg, const char *key, const char *value, struct err *err);
 
 /* registry.c: the instances the manager knows, as recorded on disk in
  * STATE/instances/NAME/instance.json. */
@@ -105,17 +105,17 @@ struct policy {
 	uint8_t cached_digest[TPM_DIGEST_LEN];
 };
 struct manager;
-int policy_load(struct manager *m, char *why, size_t why_len);
+int policy_load(struct manager *m, struct err *err);
 int policy_current(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    uint8_t digest[TPM_DIGEST_LEN]);
+    uint8_t digest[TPM_DIGEST_LEN], struct err *err);
 int policy_current_cached(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    uint8_t digest[TPM_DIGEST_LEN]);
+    uint8_t digest[TPM_DIGEST_LEN], struct err *err);
 const struct policy_entry *policy_find(const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN]);
 void policy_explain(const struct policy *p, uint32_t mask,
     const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *buf, size_t len);
 int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
-    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *why, size_t why_len);
-int policy_approve_current(struct manager *m, char *why, size_t why_len);
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
+int policy_approve_current(struct manager *m, struct err *err);
 int policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN]);
 
 /*
@@ -123,8 +123,7 @@ int policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN]);
  * worker's data socket, before the guest runs: the vTPM's EK (the TCG
  * templates, persisted at HWTPM_EK_*_HANDLE) and its certificates in the
  * TCG NV indices, platform-created and write-locked. The platform and
- * owner authorizations must still be empty. Returns 0, or -1 with
- * guesttpm_error().
+ * owner authorizations must still be empty. Returns 0, or -1 with err set.
  */
 #define GUESTTPM_CHAIN_NV_FIRST 0x01c00100 /* EK certificate chain, one per index */
 #define GUESTTPM_CHAIN_NV_LAST	0x01c001ff
@@ -133,26 +132,18 @@ struct guesttpm_cert {
 	const uint8_t *der;
 	size_t len;
 };
-struct guesttpm *guesttpm_open(const struct endpoint *ep);
+struct guesttpm *guesttpm_open(const struct endpoint *ep, struct err *err);
 void guesttpm_close(struct guesttpm *g);
-const char *guesttpm_error(void);
 int guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public,
-    size_t *len);
+    size_t *len, struct err *err);
 int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der,
-    size_t der_len);
-int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n);
-int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len);
+    size_t der_len, struct err *err);
+int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err);
+int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err);
 
 /* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
  * certified by the CK; STATE/host/. */
 #define ENROL_CA_TIMEOUT_S 30
-enum enrol_err {
-	ENROL_ERR_LOCAL,	  /* vtpmd itself: files, memory */
-	ENROL_ERR_HOST_TPM,	  /* the host TPM failed or refused */
-	ENROL_ERR_VTPM,		  /* the instance's vTPM failed */
-	ENROL_ERR_CA_UNREACHABLE, /* no answer from the CA, or it failed (5xx) */
-	ENROL_ERR_CA_REFUSED,	  /* the CA refused the request (4xx) */
-};
 struct enrolment {
 	bool enrolled;
 	char privacy_ca[256];	     /* base URL of the Privacy CA */
@@ -163,14 +154,14 @@ struct enrolment {
 	char *ck_pem;		     /* CK certificate and its chain, PEM */
 };
 struct manager;
-int enrol_load(struct manager *m, char *why, size_t why_len);
+int enrol_load(struct manager *m, struct err *err);
 int enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    enum enrol_err *err, char *why, size_t why_len);
+    struct err *err);
 void enrol_free(struct enrolment *e);
 int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
 struct json_t *enrol_json(struct manager *m);
 int enrol_post(const char *url, const char *path, struct json_t *body, struct json_t **reply,
-    enum enrol_err *err, char *why, size_t why_len);
+    struct err *err);
 struct json_t *enrol_b64(const uint8_t *buf, size_t len);
 char *enrol_answer_pem(const struct json_t *reply);
 char *enrol_ck_certificate(const struct enrolment *e);
@@ -178,8 +169,7 @@ char *enrol_ck_certificate(const struct enrolment *e);
 /* provision.c: a new vTPM's EKs and their certificates from the
  * Virtualization CA, written to its NV; STATE/instances/NAME/ek.json. */
 int provision_parse_type(const char *name, unsigned int *set);
-int provision_instance(struct manager *m, struct vtpm *v, unsigned int set, enum enrol_err *err,
-    char *why, size_t why_len);
+int provision_instance(struct manager *m, struct vtpm *v, unsigned int set, struct err *err);
 struct json_t *provision_json(struct manager *m, const struct vtpm *v);
 
 /* manager.c: the vtpmd service. */
@@ -201,9 +191,9 @@ int manager_main(int argc, char **argv);
 /* lifecycle.c: one vTPM's create, start, stop and delete. */
 struct vtpm *lifecycle_find(struct manager *m, const char *name);
 int lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version,
-    struct vtpm **out, char *why, size_t why_len);
-int lifecycle_create_done(struct manager *m, struct vtpm *v, char *why, size_t why_len);
-int lifecycle_start(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+    struct vtpm **out, struct err *err);
+int lifecycle_create_done(struct manager *m, struct vtpm *v, struct err *err);
+int lifecycle_start(struct manager *m, struct vtpm *v, struct err *err);
 int lifecycle_stop(struct manager *m, struct vtpm *v);
 int lifecycle_delete(struct manager *m, struct vtpm *v);
 void lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why);
@@ -213,14 +203,13 @@ struct worker_pending {
 	int keyfd;   /* write end of the worker's key pipe */
 	int readyfd; /* read end of its readiness pipe */
 };
-int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
-    size_t why_len);
-int worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len);
+int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
+int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
 int worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
-    const uint8_t *key, char *why, size_t why_len);
+    const uint8_t *key, struct err *err);
 int worker_adopt(struct manager *m, struct vtpm *v);
 void worker_terminate(struct manager *m, struct vtpm *v);
-int worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len);
+int worker_exited(struct manager *m, struct vtpm *v, struct err *err);
 void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
     char *data, size_t dlen);
 

@@ -66,12 +66,13 @@ api_invalid_name(void)
 
 /* The HTTP status of an enrolment or provisioning failure. */
 static int
-api_enrol_status(enum enrol_err err)
+api_enrol_status(enum err_kind kind)
 {
-	switch (err) {
-	case ENROL_ERR_CA_REFUSED: return 422;
-	case ENROL_ERR_CA_UNREACHABLE: return 502;
-	case ENROL_ERR_HOST_TPM: return 503;
+	switch (kind) {
+	case ERR_REFUSED: return 422;
+	case ERR_UNREACHABLE:
+	case ERR_TIMEOUT: return 502;
+	case ERR_HOST_TPM: return 503;
 	default: return 500;
 	}
 }
@@ -118,17 +119,19 @@ static int
 api_provision(struct manager *m, struct vtpm *v, unsigned int set, bool keep_running,
     struct api_response *err)
 {
-	enum enrol_err e = ENROL_ERR_LOCAL;
-	char why[VTPM_ERROR_LEN];
+	struct err e;
+	int status = 500;
 
-	if (lifecycle_start(m, v, why, sizeof(why)) == -1 ||
-	    provision_instance(m, v, set, &e, why, sizeof(why)) == -1) {
-		if (e == ENROL_ERR_HOST_TPM)
+	if (lifecycle_start(m, v, &e) == -1 ||
+	    (status = 0, provision_instance(m, v, set, &e) == -1)) {
+		if (status == 0)
+			status = api_enrol_status(e.kind);
+		if (e.kind == ERR_HOST_TPM)
 			hwtpm_recover(m->hw);
-		log_warnx("%s: provisioning failed, instance deleted: %s", v->name, why);
-		*err = api_error(api_enrol_status(e), why,
-		    e == ENROL_ERR_CA_REFUSED ? "nothing was created; see the CA's reason"
-					      : "nothing was created; see vtpmd's log");
+		log_warnx("%s: provisioning failed, instance deleted: %s", v->name, e.msg);
+		*err = api_error(status, e.msg,
+		    status == 422 ? "nothing was created; see the CA's reason"
+				  : "nothing was created; see vtpmd's log");
 		lifecycle_delete(m, v);
 		return -1;
 	}
@@ -146,7 +149,7 @@ api_create(struct manager *m, const struct api_request *req)
 	json_t *ek = NULL;
 	struct api_response err;
 	struct vtpm *v;
-	char why[VTPM_ERROR_LEN];
+	struct err e;
 
 	if (req->body == NULL ||
 	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o}", "name", &name, "tpm", &tpm,
@@ -164,8 +167,8 @@ api_create(struct manager *m, const struct api_request *req)
 	if (lifecycle_find(m, name) != NULL)
 		return api_error(409, "an instance with this name exists",
 		    "choose another name, or delete the existing instance first");
-	if (lifecycle_create(m, name, version, &v, why, sizeof(why)) == -1)
-		return api_error(hwtpm_available(m->hw) ? 500 : 503, why,
+	if (lifecycle_create(m, name, version, &v, &e) == -1)
+		return api_error(hwtpm_available(m->hw) ? 500 : 503, e.msg,
 		    "check vtpmd's log and the host TPM");
 	if (start) {
 		v->desired_running = true;
@@ -173,12 +176,12 @@ api_create(struct manager *m, const struct api_request *req)
 	}
 	if (set != 0 && api_provision(m, v, set, start, &err) == -1)
 		return err;
-	if (lifecycle_create_done(m, v, why, sizeof(why)) == -1) {
+	if (lifecycle_create_done(m, v, &e) == -1) {
 		lifecycle_delete(m, v);
-		return api_error(500, why, "nothing was created; check the state directory");
+		return api_error(500, e.msg, "nothing was created; check the state directory");
 	}
-	if (set == 0 && start && lifecycle_start(m, v, why, sizeof(why)) == -1) {
-		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
+	if (set == 0 && start && lifecycle_start(m, v, &e) == -1) {
+		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, e.msg,
 		    v->state == VTPM_REFUSED
 		        ? "the instance was created; it starts by itself once the host configuration "
 		          "is approved"
@@ -214,7 +217,7 @@ api_record_failed(const struct vtpm *v)
 static struct api_response
 api_action(struct manager *m, struct vtpm *v, const char *action)
 {
-	char why[VTPM_ERROR_LEN];
+	struct err err;
 	int rc;
 
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
@@ -230,12 +233,12 @@ api_action(struct manager *m, struct vtpm *v, const char *action)
 	v->desired_running = true;
 	v->unsaved = true;
 	v->backoff_ms = 0;
-	rc = lifecycle_start(m, v, why, sizeof(why));
+	rc = lifecycle_start(m, v, &err);
 	if (v->unsaved && registry_save(&m->cfg, v) == -1)
 		return api_record_failed(v);
 	v->unsaved = false;
 	if (rc == -1)
-		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, why,
+		return api_error(v->state == VTPM_REFUSED ? 422 : hwtpm_available(m->hw) ? 500 : 503, err.msg,
 		    v->state == VTPM_REFUSED       ? api_approve_hint(m)
 		    : !hwtpm_available(m->hw) ? "check the host TPM (GET /v1/host shows whether it "
 						"answers), then start the instance again"
@@ -376,9 +379,10 @@ api_policy_show(struct manager *m)
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
 	char hex[65], x[65], y[65];
 	json_t *approvals, *current;
+	struct err err;
 
-	if (policy_current(m, values, digest) == -1)
-		return api_error(503, hwtpm_error(), "check the host TPM");
+	if (policy_current(m, values, digest, &err) == -1)
+		return api_error(503, err.msg, "check the host TPM");
 	hex_encode(digest, sizeof(digest), hex);
 	current = json_pack("{s:o, s:s, s:b}", "values", pcrpolicy_values_json(m->cfg.pcrs.mask, values),
 	    "policy", hex, "approved", policy_find(&m->policy, digest) != NULL);
@@ -405,7 +409,7 @@ static json_t *
 api_start_refused(struct manager *m)
 {
 	json_t *started = json_array();
-	char why[512];
+	struct err err;
 
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
@@ -413,7 +417,7 @@ api_start_refused(struct manager *m)
 			continue;
 		log_info("%s: starting again, under the host configuration just approved", v->name);
 		v->backoff_ms = 0;
-		if (lifecycle_start(m, v, why, sizeof(why)) == 0 && started != NULL)
+		if (lifecycle_start(m, v, &err) == 0 && started != NULL)
 			json_array_append_new(started, json_string(v->name));
 	}
 	return started;
@@ -441,7 +445,7 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 	struct approval ap;
 	json_t *vals;
 	uint32_t mask;
-	char why[512];
+	struct err err;
 	int current = 0;
 
 	if (req->body == NULL)
@@ -449,9 +453,9 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 		    "send {\"current\": true}, or an approval signed by 'vtpmctl policy approve "
 		    "--current --key FILE'");
 	if (json_unpack((json_t *)req->body, "{s:b}", "current", &current) == 0 && current) {
-		if (policy_approve_current(m, why, sizeof(why)) == -1)
+		if (policy_approve_current(m, &err) == -1)
 			return api_error(!m->policy.private_held ? 409
-					 : hwtpm_available(m->hw) ? 500 : 503, why,
+					 : hwtpm_available(m->hw) ? 500 : 503, err.msg,
 			    !m->policy.private_held
 			        ? "sign the approval with the administrator's private key: vtpmctl "
 				  "policy approve --current --key FILE"
@@ -468,8 +472,8 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 		return api_error(400, "expected {\"current\": true} or a signed approval",
 		    "send {\"current\": true}, or let 'vtpmctl policy approve --current --key FILE' "
 		    "sign and send the approval");
-	if (policy_add(m, &ap, mask, values, why, sizeof(why)) == -1)
-		return api_error(422, why, "sign the current policy with the approval key");
+	if (policy_add(m, &ap, mask, values, &err) == -1)
+		return api_error(422, err.msg, "sign the current policy with the approval key");
 	return api_policy_approved(m);
 }
 
@@ -523,8 +527,8 @@ static struct api_response
 api_host_enrol(struct manager *m, const struct api_request *req)
 {
 	const char *ca = NULL, *vca = NULL, *host = NULL;
-	char hostname[65] = "", why[768];
-	enum enrol_err err;
+	char hostname[65] = "";
+	struct err e;
 
 	if (req->body == NULL ||
 	    json_unpack((json_t *)req->body, "{s:s, s?s, s?s}", "ca", &ca, "virtualization_ca",
@@ -542,11 +546,11 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 	if (!api_valid_host(host))
 		return api_error(400, "the host name must be 1-64 printable ASCII characters",
 		    "give another with --name");
-	if (enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1 &&
-	    (err != ENROL_ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
-	        enrol_host(m, ca, vca, host, &err, why, sizeof(why)) == -1))
-		return api_error(api_enrol_status(err), why,
-		    err == ENROL_ERR_CA_REFUSED
+	if (enrol_host(m, ca, vca, host, &e) == -1 &&
+	    (e.kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
+	        enrol_host(m, ca, vca, host, &e) == -1))
+		return api_error(api_enrol_status(e.kind), e.msg,
+		    e.kind == ERR_REFUSED
 		        ? "the previous enrolment, if any, is kept; see the CA's reason"
 		        : "the previous enrolment, if any, is kept; see vtpmd's log");
 	return api_host(m);

@@ -87,7 +87,7 @@ policy_entry_parse(const struct policy *p, json_t *o, struct policy_entry *e)
 }
 
 static int
-policy_read_file(struct manager *m, char *why, size_t why_len)
+policy_read_file(struct manager *m, struct err *err)
 {
 	char path[PATH_MAX];
 	json_error_t jerr;
@@ -99,14 +99,14 @@ policy_read_file(struct manager *m, char *why, size_t why_len)
 	if (fileio_read(path, POLICY_FILE_MAX, &buf, &len) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	o = json_loadb((const char *)buf, len, 0, &jerr);
 	free(buf);
 	arr = json_object_get(o, "approvals");
 	if (!json_is_array(arr)) {
-		snprintf(why, why_len, "%s: not an approvals file (%s)", path,
+		err_set(err, ERR_FAILED, "%s: not an approvals file (%s)", path,
 		    o == NULL ? jerr.text : "no \"approvals\" array");
 		json_decref(o);
 		return -1;
@@ -130,7 +130,7 @@ policy_read_file(struct manager *m, char *why, size_t why_len)
 /* Loads the approval key (creating the private one on first start unless
  * only a public key is configured) and the stored approvals. */
 int
-policy_load(struct manager *m, char *why, size_t why_len)
+policy_load(struct manager *m, struct err *err)
 {
 	struct policy *p = &m->policy;
 
@@ -142,7 +142,7 @@ policy_load(struct manager *m, char *why, size_t why_len)
 		p->private_held = true;
 		if (access(p->key_path, F_OK) == -1 && errno == ENOENT) {
 			if (approval_key_create(p->key_path) == -1) {
-				snprintf(why, why_len, "%s: cannot create the approval key: %s",
+				err_set(err, ERR_FAILED, "%s: cannot create the approval key: %s",
 				    p->key_path, strerror(errno));
 				return -1;
 			}
@@ -150,10 +150,10 @@ policy_load(struct manager *m, char *why, size_t why_len)
 		}
 	}
 	if (approval_key_public(p->key_path, &p->pub) == -1) {
-		snprintf(why, why_len, "%s: not a readable ECC P-256 key (PEM)", p->key_path);
+		err_set(err, ERR_FAILED, "%s: not a readable ECC P-256 key (PEM)", p->key_path);
 		return -1;
 	}
-	return policy_read_file(m, why, why_len);
+	return policy_read_file(m, err);
 }
 
 /* The authPolicy every state key is sealed with. */
@@ -164,19 +164,20 @@ policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN])
 }
 
 /* Reads the configured host PCRs and computes their PolicyPCR digest;
- * the result is also kept for policy_current_cached. */
+ * the result is also kept for policy_current_cached. Returns 0, or -1
+ * with err. */
 int
 policy_current(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    uint8_t digest[TPM_DIGEST_LEN])
+    uint8_t digest[TPM_DIGEST_LEN], struct err *err)
 {
 	struct policy *p = &m->policy;
 
 	p->cached = false;
-	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1 &&
-	    (!hwtpm_recover(m->hw) || hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values) == -1))
+	if (hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values, err) == -1 &&
+	    (!hwtpm_recover(m->hw) || hwtpm_pcr_read(m->hw, &m->cfg.pcrs, values, err) == -1))
 		return -1;
 	if (pcrpolicy_digest(&m->cfg.pcrs, values, digest) == -1)
-		return -1;
+		return err_set(err, ERR_FAILED, "compute the PolicyPCR digest of the host PCRs");
 	memcpy(p->cached_values, values, sizeof(p->cached_values));
 	memcpy(p->cached_digest, digest, TPM_DIGEST_LEN);
 	p->cached = true;
@@ -188,12 +189,12 @@ policy_current(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
  * and a refusal makes the caller read afresh (policy_current). */
 int
 policy_current_cached(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    uint8_t digest[TPM_DIGEST_LEN])
+    uint8_t digest[TPM_DIGEST_LEN], struct err *err)
 {
 	struct policy *p = &m->policy;
 
 	if (!p->cached)
-		return policy_current(m, values, digest);
+		return policy_current(m, values, digest, err);
 	memcpy(values, p->cached_values, sizeof(p->cached_values));
 	memcpy(digest, p->cached_digest, TPM_DIGEST_LEN);
 	return 0;
@@ -251,7 +252,7 @@ policy_explain(const struct policy *p, uint32_t mask,
  * policy is the PolicyPCR digest of the values it claims. */
 int
 policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
-    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *why, size_t why_len)
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	struct pcr_selection sel = {.mask = mask};
 	struct policy_entry *grown, *e;
@@ -260,23 +261,23 @@ policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
 	struct tm tm;
 
 	if (memcmp(&ap->pub, &m->policy.pub, sizeof(ap->pub)) != 0) {
-		snprintf(why, why_len, "signed with a key other than vtpmd's approval key");
+		err_set(err, ERR_FAILED, "signed with a key other than vtpmd's approval key");
 		return -1;
 	}
 	if (approval_verify(ap) == -1) {
-		snprintf(why, why_len, "the signature does not verify");
+		err_set(err, ERR_FAILED, "the signature does not verify");
 		return -1;
 	}
 	if (pcrpolicy_digest(&sel, values, digest) == -1 ||
 	    memcmp(digest, ap->policy, TPM_DIGEST_LEN) != 0) {
-		snprintf(why, why_len, "the policy digest does not match the PCR values given");
+		err_set(err, ERR_FAILED, "the policy digest does not match the PCR values given");
 		return -1;
 	}
 	if (policy_find(&m->policy, digest) != NULL)
 		return 0;
 	grown = realloc(m->policy.entries, (m->policy.n + 1) * sizeof(*grown));
 	if (grown == NULL) {
-		snprintf(why, why_len, "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		return -1;
 	}
 	m->policy.entries = grown;
@@ -290,7 +291,7 @@ policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
 	m->policy.n++;
 	if (policy_save(m) == -1) {
 		m->policy.n--;
-		snprintf(why, why_len, "cannot write approvals: %s", strerror(errno));
+		err_set(err, ERR_FAILED, "cannot write approvals: %s", strerror(errno));
 		return -1;
 	}
 	log_info("approved host configuration %zu", m->policy.n);
@@ -299,23 +300,21 @@ policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
 
 /* Approves the host's present PCR values with the approval key vtpmd holds. */
 int
-policy_approve_current(struct manager *m, char *why, size_t why_len)
+policy_approve_current(struct manager *m, struct err *err)
 {
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
 	struct approval ap;
 
 	if (!m->policy.private_held) {
-		snprintf(why, why_len, "vtpmd holds only the public approval key: sign with "
+		err_set(err, ERR_FAILED, "vtpmd holds only the public approval key: sign with "
 				       "'vtpmctl policy approve --current --key FILE'");
 		return -1;
 	}
-	if (policy_current(m, values, digest) == -1) {
-		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
-		return -1;
-	}
+	if (policy_current(m, values, digest, err) == -1)
+		return err_wrap(err, "host TPM");
 	if (approval_sign(m->policy.key_path, digest, &ap) == -1) {
-		snprintf(why, why_len, "%s: cannot sign with the approval key", m->policy.key_path);
+		err_set(err, ERR_FAILED, "%s: cannot sign with the approval key", m->policy.key_path);
 		return -1;
 	}
-	return policy_add(m, &ap, m->cfg.pcrs.mask, values, why, why_len);
+	return policy_add(m, &ap, m->cfg.pcrs.mask, values, err);
 }

@@ -80,7 +80,7 @@ provision_request(struct manager *m, const struct vtpm *v, const uint8_t *vek, s
 static int
 provision_certify(struct manager *m, const struct vtpm *v, const uint8_t *sealed,
     size_t sealed_len, const uint8_t *vek, size_t vek_len, json_t **reply,
-    enum enrol_err *err, char *why, size_t why_len)
+    struct err *err)
 {
 	uint8_t qd[TPM_DIGEST_LEN], values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation cert = {0}, quote = {0};
@@ -88,24 +88,22 @@ provision_certify(struct manager *m, const struct vtpm *v, const uint8_t *sealed
 	json_t *req = NULL;
 	int ret = -1;
 
-	*err = ENROL_ERR_HOST_TPM;
-	if (hwtpm_sealed_public(sealed, sealed_len, &pub_len) == -1) {
-		snprintf(why, why_len, "%s: sealed.key is malformed", v->name);
+	if (hwtpm_sealed_public(sealed, sealed_len, &pub_len, err) == -1) {
+		err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
 		return -1;
 	}
 	if (EVP_Digest(vek, vek_len, qd, NULL, EVP_sha256(), NULL) != 1) {
-		*err = ENROL_ERR_LOCAL;
-		snprintf(why, why_len, "SHA-256 failed");
+		err_set(err, ERR_FAILED, "SHA-256 failed");
 		return -1;
 	}
-	if (hwtpm_certify_sealed(m->hw, sealed, sealed_len, qd, sizeof(qd), &cert) != 0 ||
-	    hwtpm_quote(m->hw, &m->cfg.pcrs, qd, sizeof(qd), &quote, values) == -1) {
-		snprintf(why, why_len, "host TPM: %s", hwtpm_error());
+	if (hwtpm_certify_sealed(m->hw, sealed, sealed_len, qd, sizeof(qd), &cert, err) != 0 ||
+	    hwtpm_quote(m->hw, &m->cfg.pcrs, qd, sizeof(qd), &quote, values, err) == -1) {
+		err_wrap(err, "host TPM");
 		goto out;
 	}
 	req = provision_request(m, v, vek, vek_len, sealed, pub_len, &cert, &quote, values);
 	ret = enrol_post(m->enrol.virtualization_ca, "/v1/virtualization/ek-certificate", req,
-	    reply, err, why, why_len);
+	    reply, err);
 out:
 	json_decref(req);
 	hwtpm_attestation_clear(&cert);
@@ -119,13 +117,13 @@ provision_der(const char *pem, uint8_t **der, size_t *len)
 {
 	size_t off = 0;
 
-	return pem != NULL && certs_pem_next(pem, strlen(pem), &off, der, len, NULL, 0) == 1 ? 0
+	return pem != NULL && certs_pem_next(pem, strlen(pem), &off, der, len, NULL) == 1 ? 0
 	                                                                                     : -1;
 }
 
 /* Writes the issuing chain of a CA answer into the vTPM's chain indices. */
 static int
-provision_write_chain(struct guesttpm *g, const json_t *chain, char *why, size_t why_len)
+provision_write_chain(struct guesttpm *g, const json_t *chain, struct err *err)
 {
 	struct guesttpm_cert certs[8] = {{0}};
 	size_t n = 0, i;
@@ -133,7 +131,7 @@ provision_write_chain(struct guesttpm *g, const json_t *chain, char *why, size_t
 	int ret = -1;
 
 	if (!json_is_array(chain) || json_array_size(chain) > 8) {
-		snprintf(why, why_len, "the Virtualization CA's chain is malformed");
+		err_set(err, ERR_FAILED, "the Virtualization CA's chain is malformed");
 		return -1;
 	}
 	json_array_foreach(chain, i, c) {
@@ -141,14 +139,13 @@ provision_write_chain(struct guesttpm *g, const json_t *chain, char *why, size_t
 		size_t len;
 
 		if (provision_der(json_string_value(c), &der, &len) == -1) {
-			snprintf(why, why_len, "the Virtualization CA's chain is malformed");
+			err_set(err, ERR_FAILED, "the Virtualization CA's chain is malformed");
 			goto out;
 		}
 		certs[n].der = der;
 		certs[n++].len = len;
 	}
-	if (guesttpm_write_chain(g, certs, n) == -1) {
-		snprintf(why, why_len, "%s", guesttpm_error());
+	if (guesttpm_write_chain(g, certs, n, err) == -1) {
 		goto out;
 	}
 	ret = 0;
@@ -163,7 +160,7 @@ out:
 static int
 provision_one(struct manager *m, struct vtpm *v, struct guesttpm *g, size_t t,
     const uint8_t *sealed, size_t sealed_len, json_t *eks, json_t **chain,
-    enum enrol_err *err, char *why, size_t why_len)
+    struct err *err)
 {
 	uint8_t *vek = NULL, *der = NULL;
 	size_t vek_len, der_len;
@@ -172,27 +169,21 @@ provision_one(struct manager *m, struct vtpm *v, struct guesttpm *g, size_t t,
 	const char *pem;
 	int ret = -1;
 
-	*err = ENROL_ERR_VTPM;
-	if (guesttpm_create_ek(g, provision_types[t].kind, &vek, &vek_len) == -1) {
-		snprintf(why, why_len, "%s", guesttpm_error());
+	if (guesttpm_create_ek(g, provision_types[t].kind, &vek, &vek_len, err) == -1) {
 		goto out;
 	}
-	if (provision_certify(m, v, sealed, sealed_len, vek, vek_len, &reply, err, why,
-	        why_len) == -1)
+	if (provision_certify(m, v, sealed, sealed_len, vek, vek_len, &reply, err) == -1)
 		goto out;
-	*err = ENROL_ERR_LOCAL;
 	pem = json_string_value(json_object_get(reply, "certificate"));
 	if (provision_der(pem, &der, &der_len) == -1) {
-		snprintf(why, why_len, "the Virtualization CA's answer holds no certificate");
+		err_set(err, ERR_FAILED, "the Virtualization CA's answer holds no certificate");
 		goto out;
 	}
-	*err = ENROL_ERR_VTPM;
-	if (guesttpm_write_ek_cert(g, provision_types[t].kind, der, der_len) == -1) {
-		snprintf(why, why_len, "%s", guesttpm_error());
+	if (guesttpm_write_ek_cert(g, provision_types[t].kind, der, der_len, err) == -1) {
 		goto out;
 	}
 	if (*chain == NULL) {
-		if (provision_write_chain(g, json_object_get(reply, "chain"), why, why_len) == -1)
+		if (provision_write_chain(g, json_object_get(reply, "chain"), err) == -1)
 			goto out;
 		*chain = json_incref(json_object_get(reply, "chain"));
 	}
@@ -220,8 +211,7 @@ out:
  * of the EKs: the caller deletes it.
  */
 int
-provision_instance(struct manager *m, struct vtpm *v, unsigned int set, enum enrol_err *err,
-    char *why, size_t why_len)
+provision_instance(struct manager *m, struct vtpm *v, unsigned int set, struct err *err)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], path[PATH_MAX], *text = NULL;
 	struct endpoint ep = {.kind = ENDPOINT_UNIX};
@@ -231,33 +221,28 @@ provision_instance(struct manager *m, struct vtpm *v, unsigned int set, enum enr
 	json_t *eks = json_array(), *chain = NULL, *rec = NULL;
 	int ret = -1;
 
-	*err = ENROL_ERR_LOCAL;
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(ep.path, sizeof(ep.path), "%s", data);
 	if (eks == NULL || registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) ||
 	    fileio_read(path, 4096, &sealed, &sealed_len) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	*err = ENROL_ERR_VTPM;
-	if ((g = guesttpm_open(&ep)) == NULL) {
-		snprintf(why, why_len, "%s", guesttpm_error());
+	if ((g = guesttpm_open(&ep, err)) == NULL) {
 		goto out;
 	}
 	for (size_t t = 0; t < PROVISION_NTYPES; t++) {
 		if (!(set & (1u << provision_types[t].kind)))
 			continue;
-		if (provision_one(m, v, g, t, sealed, sealed_len, eks, &chain, err, why,
-		        why_len) == -1)
+		if (provision_one(m, v, g, t, sealed, sealed_len, eks, &chain, err) == -1)
 			goto out;
 	}
-	*err = ENROL_ERR_LOCAL;
 	rec = json_pack("{s:o, s:s, s:O?}", "eks", json_incref(eks), "chain_nv_first", "0x01c00100",
 	    "chain", chain);
 	text = rec ? json_dumps(rec, JSON_INDENT(2)) : NULL;
 	if (text == NULL || registry_path(&m->cfg, v->name, "ek.json", path, sizeof(path)) ||
 	    fileio_write_atomic(path, text, strlen(text), 0644) == -1) {
-		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	ret = 0;

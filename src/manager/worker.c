@@ -139,26 +139,26 @@ worker_chown_state(const char *dir, uid_t uid, gid_t gid)
 }
 
 static void
-worker_describe_exit(int status, char *why, size_t why_len)
+worker_describe_exit(int status, struct err *err)
 {
 	if (WIFSIGNALED(status)) {
-		snprintf(why, why_len, "killed by signal %d", WTERMSIG(status));
+		err_set(err, ERR_FAILED, "killed by signal %d", WTERMSIG(status));
 		return;
 	}
 	switch (WEXITSTATUS(status)) {
 	case EXIT_STATE:
-		snprintf(why, why_len, "its state cannot be read (see the log); it was not "
+		err_set(err, ERR_FAILED, "its state cannot be read (see the log); it was not "
 				       "replaced: restore it or delete the instance");
 		break;
 	case EXIT_BUSY:
-		snprintf(why, why_len, "its state directory or socket is in use by another "
+		err_set(err, ERR_FAILED, "its state directory or socket is in use by another "
 				       "process");
 		break;
 	case EXIT_USAGE:
-		snprintf(why, why_len, "it rejected its command line (vtpmd version mismatch?)");
+		err_set(err, ERR_FAILED, "it rejected its command line (vtpmd version mismatch?)");
 		break;
 	default:
-		snprintf(why, why_len, "exited with status %d", WEXITSTATUS(status));
+		err_set(err, ERR_FAILED, "exited with status %d", WEXITSTATUS(status));
 	}
 }
 
@@ -258,7 +258,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 /* Waits for the worker's READY line. Returns 0, or -1 when it exited or
  * did not answer in time (why says which). */
 static int
-worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
+worker_wait_ready(struct vtpm *v, int readyfd, struct err *err)
 {
 	struct pollfd pfd = {.fd = readyfd, .events = POLLIN};
 	char buf[8] = {0};
@@ -266,7 +266,7 @@ worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
 	ssize_t n;
 
 	if (poll(&pfd, 1, WORKER_READY_TIMEOUT_MS) <= 0) {
-		snprintf(why, why_len, "did not become ready within %d ms", WORKER_READY_TIMEOUT_MS);
+		err_set(err, ERR_FAILED, "did not become ready within %d ms", WORKER_READY_TIMEOUT_MS);
 		kill(v->pid, SIGKILL);
 		waitpid(v->pid, &status, 0);
 		return -1;
@@ -275,9 +275,9 @@ worker_wait_ready(struct vtpm *v, int readyfd, char *why, size_t why_len)
 	if (n == 6 && memcmp(buf, "READY\n", 6) == 0)
 		return 0;
 	if (waitpid(v->pid, &status, 0) == v->pid)
-		worker_describe_exit(status, why, why_len);
+		worker_describe_exit(status, err);
 	else
-		snprintf(why, why_len, "ended before it was ready");
+		err_set(err, ERR_FAILED, "ended before it was ready");
 	return -1;
 }
 
@@ -317,8 +317,7 @@ worker_fd_above(int *fd, int min)
  * then calls worker_finish. Returns 0, or -1 with the reason in why.
  */
 int
-worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *why,
-    size_t why_len)
+worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err)
 {
 	char state[PATH_MAX];
 	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
@@ -328,32 +327,32 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, char *w
 
 	p->keyfd = p->readyfd = -1;
 	if (registry_path(&m->cfg, v->name, "state", state, sizeof(state)) == -1) {
-		snprintf(why, why_len, "state path too long");
+		err_set(err, ERR_FAILED, "state path too long");
 		return -1;
 	}
 	if (mkdir(state, 0700) == -1 && errno != EEXIST) {
-		snprintf(why, why_len, "%s: %s", state, strerror(errno));
+		err_set(err, ERR_FAILED, "%s: %s", state, strerror(errno));
 		return -1;
 	}
 	if (m->cfg.worker_uid_base != 0 && geteuid() == 0 &&
 	    worker_chown_state(state, uid, uid) == -1) {
-		snprintf(why, why_len, "%s: cannot give it to uid %u: %s", state, (unsigned)uid,
+		err_set(err, ERR_FAILED, "%s: cannot give it to uid %u: %s", state, (unsigned)uid,
 		    strerror(errno));
 		return -1;
 	}
 	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1) {
-		snprintf(why, why_len, "pipe: %s", strerror(errno));
+		err_set(err, ERR_FAILED, "pipe: %s", strerror(errno));
 		goto fail;
 	}
 	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
 	 * one with the other. */
 	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1) {
-		snprintf(why, why_len, "fcntl: %s", strerror(errno));
+		err_set(err, ERR_FAILED, "fcntl: %s", strerror(errno));
 		goto fail;
 	}
 	rc = worker_spawn(m, v, state, keyp[0], readyp[1], &pid);
 	if (rc != 0) {
-		snprintf(why, why_len, "spawn %s: %s",
+		err_set(err, ERR_FAILED, "spawn %s: %s",
 		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
 		goto fail;
 	}
@@ -383,11 +382,11 @@ fail:
  * worker_finish and a NULL key).
  */
 int
-worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t why_len)
+worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err)
 {
 	/* A pipe holds far more than a key: this never blocks. */
 	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
-		snprintf(why, why_len, "key pipe: %s", strerror(errno));
+		err_set(err, ERR_FAILED, "key pipe: %s", strerror(errno));
 		return -1;
 	}
 	close(p->keyfd);
@@ -403,7 +402,7 @@ worker_send_key(struct worker_pending *p, const uint8_t *key, char *why, size_t 
  */
 int
 worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
-    const uint8_t *key, char *why, size_t why_len)
+    const uint8_t *key, struct err *err)
 {
 	int status, ret = -1;
 
@@ -412,12 +411,12 @@ worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
 		waitpid(v->pid, &status, 0);
 		goto fail;
 	}
-	if (p->keyfd != -1 && worker_send_key(p, key, why, why_len) == -1) {
+	if (p->keyfd != -1 && worker_send_key(p, key, err) == -1) {
 		kill(v->pid, SIGKILL);
 		waitpid(v->pid, &status, 0);
 		goto fail;
 	}
-	if (worker_wait_ready(v, p->readyfd, why, why_len) == -1)
+	if (worker_wait_ready(v, p->readyfd, err) == -1)
 		goto fail;
 	ret = 0;
 	goto out;
@@ -508,13 +507,13 @@ worker_terminate(struct manager *m, struct vtpm *v)
  * a description in why.
  */
 int
-worker_exited(struct manager *m, struct vtpm *v, char *why, size_t why_len)
+worker_exited(struct manager *m, struct vtpm *v, struct err *err)
 {
 	int status, ret = -1;
 
-	snprintf(why, why_len, "exited");
+	err_set(err, ERR_FAILED, "exited");
 	if (v->child && waitpid(v->pid, &status, WNOHANG) == v->pid) {
-		worker_describe_exit(status, why, why_len);
+		worker_describe_exit(status, err);
 		ret = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 	}
 	worker_forget(m, v);

@@ -159,34 +159,7 @@ ASN1_ITEM_TEMPLATE(certs_sda_asn1) =
 	ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, certs_sda_asn1, X509_ATTRIBUTE)
 static_ASN1_ITEM_TEMPLATE_END(certs_sda_asn1)
 
-static void certs_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* clang-format on */
-
-/* Writes a reason to why, with OpenSSL's own when it queued one, and
- * empties OpenSSL's error queue. */
-static void
-certs_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	const char *reason = NULL;
-	unsigned long e;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	e = ERR_peek_last_error();
-	if (e != 0)
-		reason = ERR_reason_error_string(e);
-	if (why != NULL && why_len > 0) {
-		if (reason != NULL)
-			snprintf(why, why_len, "%s: %s", msg, reason);
-		else
-			snprintf(why, why_len, "%s", msg);
-	}
-	ERR_clear_error();
-}
 
 /* Parses exactly len bytes of DER as a certificate, or returns NULL. */
 static X509 *
@@ -597,7 +570,7 @@ certs_set_validity(X509 *x, const struct certs_validity *v)
 /* A version 3 certificate without extensions; subject NULL means empty. */
 static X509 *
 certs_cert_new(const X509_NAME *issuer, EVP_PKEY *pub, const X509_NAME *subject,
-    const struct certs_validity *v, char *why, size_t why_len)
+    const struct certs_validity *v, struct err *err)
 {
 	X509 *x = X509_new();
 
@@ -605,12 +578,12 @@ certs_cert_new(const X509_NAME *issuer, EVP_PKEY *pub, const X509_NAME *subject,
 	    X509_set_issuer_name(x, issuer) != 1 ||
 	    (subject != NULL && X509_set_subject_name(x, subject) != 1) ||
 	    X509_set_pubkey(x, pub) != 1) {
-		certs_fail(why, why_len, "new certificate");
+		err_ssl(err, "new certificate");
 		X509_free(x);
 		return NULL;
 	}
 	if (certs_set_validity(x, v) == -1) {
-		certs_fail(why, why_len, "validity: need 0 <= notBefore < notAfter <= 9999-12-31");
+		err_ssl(err, "validity: need 0 <= notBefore < notAfter <= 9999-12-31");
 		X509_free(x);
 		return NULL;
 	}
@@ -889,14 +862,14 @@ certs_md(EVP_PKEY *key)
 
 /* Signs x with key, checks the signature, and encodes x. */
 static int
-certs_sign(X509 *x, EVP_PKEY *key, uint8_t **der, size_t *len, char *why, size_t why_len)
+certs_sign(X509 *x, EVP_PKEY *key, uint8_t **der, size_t *len, struct err *err)
 {
 	if (X509_sign(x, key, certs_md(key)) <= 0 || X509_verify(x, key) != 1) {
-		certs_fail(why, why_len, "signing the certificate");
+		err_ssl(err, "signing the certificate");
 		return -1;
 	}
 	if (certs_i2d(x, der, len) == -1) {
-		certs_fail(why, why_len, "encoding the certificate");
+		err_ssl(err, "encoding the certificate");
 		return -1;
 	}
 	return 0;
@@ -919,34 +892,34 @@ certs_ca_free(struct certs_ca *ca)
  * checking that they belong together and that the certificate is a CA's.
  * Returns NULL with why, leaving key and cert to the caller. */
 static struct certs_ca *
-certs_ca_new(EVP_PKEY *key, X509 *cert, char *why, size_t why_len)
+certs_ca_new(EVP_PKEY *key, X509 *cert, struct err *err)
 {
 	uint32_t flags = X509_get_extension_flags(cert);
 	const ASN1_OCTET_STRING *ski;
 	struct certs_ca *ca;
 
 	if (!EVP_PKEY_is_a(key, "EC") && !EVP_PKEY_is_a(key, "RSA")) {
-		certs_fail(why, why_len, "CA key: neither ECC nor RSA");
+		err_ssl(err, "CA key: neither ECC nor RSA");
 		return NULL;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		certs_fail(why, why_len, "the CA key does not match the CA certificate");
+		err_ssl(err, "the CA key does not match the CA certificate");
 		return NULL;
 	}
 	if (!(flags & EXFLAG_CA) ||
 	    ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN))) {
-		certs_fail(why, why_len, "not a CA certificate (needs CA:TRUE and keyCertSign)");
+		err_ssl(err, "not a CA certificate (needs CA:TRUE and keyCertSign)");
 		return NULL;
 	}
 	ca = calloc(1, sizeof(*ca));
 	if (ca == NULL) {
-		certs_fail(why, why_len, "out of memory");
+		err_ssl(err, "out of memory");
 		return NULL;
 	}
 	ski = X509_get0_subject_key_id(cert);
 	ca->keyid = ski != NULL ? ASN1_OCTET_STRING_dup(ski) : certs_key_id(cert);
 	if (ca->keyid == NULL) {
-		certs_fail(why, why_len, "CA key identifier");
+		err_ssl(err, "CA key identifier");
 		free(ca);
 		return NULL;
 	}
@@ -995,7 +968,7 @@ out:
  * 0644) to new files. */
 static int
 certs_ca_write(EVP_PKEY *key, const uint8_t *der, size_t len, const char *key_path,
-    const char *cert_path, char *why, size_t why_len)
+    const char *cert_path, struct err *err)
 {
 	BIO *kb = BIO_new(BIO_s_secmem()), *cb = BIO_new(BIO_s_mem());
 	X509 *x = certs_d2i(der, len);
@@ -1006,17 +979,17 @@ certs_ca_write(EVP_PKEY *key, const uint8_t *der, size_t len, const char *key_pa
 	if (kb == NULL || cb == NULL || x == NULL ||
 	    PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) != 1 ||
 	    PEM_write_bio_X509(cb, x) != 1) {
-		certs_fail(why, why_len, "PEM encoding");
+		err_ssl(err, "PEM encoding");
 		goto out;
 	}
 	kn = BIO_get_mem_data(kb, &kp);
 	cn = BIO_get_mem_data(cb, &cp);
 	if (certs_write_new(key_path, kp, (size_t)kn, 0600) == -1) {
-		certs_fail(why, why_len, "%s: %s", key_path, strerror(errno));
+		err_ssl(err, "%s: %s", key_path, strerror(errno));
 		goto out;
 	}
 	if (certs_write_new(cert_path, cp, (size_t)cn, 0644) == -1) {
-		certs_fail(why, why_len, "%s: %s", cert_path, strerror(errno));
+		err_ssl(err, "%s: %s", cert_path, strerror(errno));
 		unlink(key_path);
 		goto out;
 	}
@@ -1029,17 +1002,16 @@ out:
 }
 
 static int
-certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent, char *why,
-    size_t why_len)
+certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent, struct err *err)
 {
 	if (name == NULL || name[0] == '\0' || strlen(name) > CERTS_NAME_MAX)
-		certs_fail(why, why_len, "CA name: 1 to %d bytes", CERTS_NAME_MAX);
+		err_ssl(err, "CA name: 1 to %d bytes", CERTS_NAME_MAX);
 	else if (kind != CERTS_CA_ROOT && kind != CERTS_CA_ISSUING)
-		certs_fail(why, why_len, "unknown CA kind");
+		err_ssl(err, "unknown CA kind");
 	else if (kind == CERTS_CA_ROOT && parent != NULL)
-		certs_fail(why, why_len, "a root CA has no parent");
+		err_ssl(err, "a root CA has no parent");
 	else if (parent != NULL && X509_get_pathlen(parent->cert) == 0)
-		certs_fail(why, why_len, "the parent CA may not certify CAs (pathlen 0)");
+		err_ssl(err, "the parent CA may not certify CAs (pathlen 0)");
 	else
 		return 0;
 	return -1;
@@ -1051,8 +1023,7 @@ certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca 
  * certs_ca_free), or NULL with why. */
 struct certs_ca *
 certs_ca_create(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent,
-    const struct certs_validity *validity, const char *key_path, const char *cert_path, char *why,
-    size_t why_len)
+    const struct certs_validity *validity, const char *key_path, const char *cert_path, struct err *err)
 {
 	struct certs_ca *ca = NULL;
 	ASN1_OCTET_STRING *ski = NULL;
@@ -1062,16 +1033,16 @@ certs_ca_create(const char *name, enum certs_ca_kind kind, const struct certs_ca
 	uint8_t *der = NULL;
 	size_t len = 0;
 
-	if (certs_ca_check(name, kind, parent, why, why_len) == -1)
+	if (certs_ca_check(name, kind, parent, err) == -1)
 		return NULL;
 	key = EVP_EC_gen("P-256");
 	subject = certs_name("vtpmd", name);
 	if (key == NULL || subject == NULL) {
-		certs_fail(why, why_len, "new CA key");
+		err_ssl(err, "new CA key");
 		goto out;
 	}
 	x = certs_cert_new(parent != NULL ? X509_get_subject_name(parent->cert) : subject, key,
-	    subject, validity, why, why_len);
+	    subject, validity, err);
 	if (x == NULL)
 		goto out;
 	ski = certs_key_id(x);
@@ -1079,18 +1050,18 @@ certs_ca_create(const char *name, enum certs_ca_kind kind, const struct certs_ca
 	    certs_add_ku(x, CERTS_KU_KEY_CERT_SIGN | CERTS_KU_CRL_SIGN) == -1 ||
 	    X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) != 1 ||
 	    certs_add_aki(x, parent != NULL ? parent->keyid : ski) == -1) {
-		certs_fail(why, why_len, "CA certificate extensions");
+		err_ssl(err, "CA certificate extensions");
 		goto out;
 	}
-	if (certs_sign(x, parent != NULL ? parent->key : key, &der, &len, why, why_len) == -1 ||
-	    certs_ca_write(key, der, len, key_path, cert_path, why, why_len) == -1)
+	if (certs_sign(x, parent != NULL ? parent->key : key, &der, &len, err) == -1 ||
+	    certs_ca_write(key, der, len, key_path, cert_path, err) == -1)
 		goto out;
 	cert = certs_d2i(der, len);
 	if (cert == NULL) {
-		certs_fail(why, why_len, "re-reading the CA certificate");
+		err_ssl(err, "re-reading the CA certificate");
 		goto out;
 	}
-	ca = certs_ca_new(key, cert, why, why_len);
+	ca = certs_ca_new(key, cert, err);
 	if (ca != NULL)
 		key = NULL, cert = NULL; /* the CA's now */
 out:
@@ -1105,7 +1076,7 @@ out:
 
 /* A private key from a PEM file, or NULL with why. */
 static EVP_PKEY *
-certs_read_key(const char *path, char *why, size_t why_len)
+certs_read_key(const char *path, struct err *err)
 {
 	EVP_PKEY *key = NULL;
 	uint8_t *buf = NULL;
@@ -1113,7 +1084,7 @@ certs_read_key(const char *path, char *why, size_t why_len)
 	BIO *bio;
 
 	if (fileio_read(path, CERTS_FILE_MAX, &buf, &len) == -1) {
-		certs_fail(why, why_len, "%s: %s", path, strerror(errno));
+		err_ssl(err, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	bio = BIO_new_mem_buf(buf, (int)len);
@@ -1123,14 +1094,14 @@ certs_read_key(const char *path, char *why, size_t why_len)
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	if (key == NULL)
-		certs_fail(why, why_len, "%s: not a PEM private key", path);
+		err_ssl(err, "%s: not a PEM private key", path);
 	return key;
 }
 
 /* Loads a CA's PEM private key and its certificate (PEM or DER). Returns
  * the CA (free with certs_ca_free), or NULL with why. */
 struct certs_ca *
-certs_ca_load(const char *key_path, const char *cert_path, char *why, size_t why_len)
+certs_ca_load(const char *key_path, const char *cert_path, struct err *err)
 {
 	struct certs_ca *ca = NULL;
 	EVP_PKEY *key = NULL;
@@ -1139,13 +1110,13 @@ certs_ca_load(const char *key_path, const char *cert_path, char *why, size_t why
 	size_t len = 0;
 
 	if (certs_read(cert_path, &der, &len) == -1) {
-		certs_fail(why, why_len, "%s: %s", cert_path,
+		err_ssl(err, "%s: %s", cert_path,
 		    errno == EINVAL ? "not a certificate" : strerror(errno));
 		goto out;
 	}
 	cert = certs_d2i(der, len);
-	key = certs_read_key(key_path, why, why_len);
-	if (cert != NULL && key != NULL && (ca = certs_ca_new(key, cert, why, why_len)) != NULL)
+	key = certs_read_key(key_path, err);
+	if (cert != NULL && key != NULL && (ca = certs_ca_new(key, cert, err)) != NULL)
 		key = NULL, cert = NULL; /* the CA's now */
 out:
 	free(der);
@@ -1184,12 +1155,12 @@ certs_str_ok(const char *s, size_t size)
 }
 
 static int
-certs_check_ek_req(const struct certs_ek_req *req, int *ku, char *why, size_t why_len)
+certs_check_ek_req(const struct certs_ek_req *req, int *ku, struct err *err)
 {
 	uint8_t uuid[16];
 
 	if (req->ek == NULL) {
-		certs_fail(why, why_len, "no EK public key");
+		err_ssl(err, "no EK public key");
 		return -1;
 	}
 	if (EVP_PKEY_is_a(req->ek->pkey, "RSA") && EVP_PKEY_get_bits(req->ek->pkey) >= 2048)
@@ -1197,21 +1168,20 @@ certs_check_ek_req(const struct certs_ek_req *req, int *ku, char *why, size_t wh
 	else if (EVP_PKEY_is_a(req->ek->pkey, "EC"))
 		*ku = CERTS_KU_KEY_AGREEMENT;
 	else {
-		certs_fail(why, why_len, "EK: neither RSA (2048 bits or more) nor ECC");
+		err_ssl(err, "EK: neither RSA (2048 bits or more) nor ECC");
 		return -1;
 	}
 	if (!certs_str_ok(req->tpm.model, sizeof(req->tpm.model)) ||
 	    !certs_str_ok(req->tpm.family, sizeof(req->tpm.family))) {
-		certs_fail(why, why_len, "TPM model and family must not be empty");
+		err_ssl(err, "TPM model and family must not be empty");
 		return -1;
 	}
 	if (!certs_str_ok(req->virt.host_config, sizeof(req->virt.host_config))) {
-		certs_fail(
-		    why, why_len, "host configuration id: 1 to %d bytes", CERTS_HOST_CONFIG_MAX);
+		err_ssl(err, "host configuration id: 1 to %d bytes", CERTS_HOST_CONFIG_MAX);
 		return -1;
 	}
 	if (certs_uuid_parse(req->virt.instance_uuid, uuid) == -1) {
-		certs_fail(why, why_len, "instance UUID: not of the form 8-4-4-4-12 hex digits");
+		err_ssl(err, "instance UUID: not of the form 8-4-4-4-12 hex digits");
 		return -1;
 	}
 	return 0;
@@ -1220,15 +1190,15 @@ certs_check_ek_req(const struct certs_ek_req *req, int *ku, char *why, size_t wh
 /* Issues a vEK certificate for req into *der (malloc'd). */
 int
 certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len)
+    size_t *len, struct err *err)
 {
 	X509 *x = NULL;
 	int ku, ret = -1;
 
-	if (certs_check_ek_req(req, &ku, why, why_len) == -1)
+	if (certs_check_ek_req(req, &ku, err) == -1)
 		return -1;
 	x = certs_cert_new(
-	    X509_get_subject_name(ca->cert), req->ek->pkey, NULL, &req->validity, why, why_len);
+	    X509_get_subject_name(ca->cert), req->ek->pkey, NULL, &req->validity, err);
 	if (x == NULL)
 		return -1;
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, ku) == -1 ||
@@ -1236,10 +1206,10 @@ certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_
 	    certs_add_tpm_san(x, &req->tpm, 1) == -1 || certs_add_tpm_spec(x, &req->tpm) == -1 ||
 	    certs_add_aki(x, ca->keyid) == -1 || certs_add_policy(x, CERTS_OID_POLICY_VEK) == -1 ||
 	    certs_add_virtual(x, &req->virt) == -1) {
-		certs_fail(why, why_len, "EK certificate extensions");
+		err_ssl(err, "EK certificate extensions");
 		goto out;
 	}
-	ret = certs_sign(x, ca->key, der, len, why, why_len);
+	ret = certs_sign(x, ca->key, der, len, err);
 out:
 	X509_free(x);
 	return ret;
@@ -1270,7 +1240,7 @@ certs_find_ext(const X509 *x, const char *oid, X509_EXTENSION **ext)
 /* Decodes the vtpmd extension of x into out: 0, 1 when absent, -1 when
  * malformed (with why). */
 static int
-certs_virtual_of(const X509 *x, struct certs_virtual *out, char *why, size_t why_len)
+certs_virtual_of(const X509 *x, struct certs_virtual *out, struct err *err)
 {
 	struct certs_vext *v = NULL;
 	X509_EXTENSION *ext;
@@ -1282,7 +1252,7 @@ certs_virtual_of(const X509 *x, struct certs_virtual *out, char *why, size_t why
 	if (r == 1)
 		return 1;
 	if (r == -1) {
-		certs_fail(why, why_len, "the vtpmd extension appears more than once");
+		err_ssl(err, "the vtpmd extension appears more than once");
 		return -1;
 	}
 	v = (struct certs_vext *)certs_item_d2i(
@@ -1293,7 +1263,7 @@ certs_virtual_of(const X509 *x, struct certs_virtual *out, char *why, size_t why
 	    ASN1_STRING_length(v->uuid) != 16 ||
 	    certs_copy_str(out->host_config, CERTS_HOST_CONFIG_MAX, v->host_config) == -1 ||
 	    (v->host != NULL && certs_copy_str(out->host, CERTS_NAME_MAX, v->host) == -1)) {
-		certs_fail(why, why_len, "the vtpmd extension is malformed");
+		err_ssl(err, "the vtpmd extension is malformed");
 		goto out;
 	}
 	out->is_virtual = v->is_virtual != 0;
@@ -1323,7 +1293,7 @@ certs_add_copy(X509 *x, const X509_EXTENSION *ext)
 /* Copies the vEK certificate's subjectAltName (critical or not), and its
  * subjectDirectoryAttributes and vtpmd extension (not critical), into x. */
 static int
-certs_copy_from_ek(X509 *x, const X509 *ek, bool san_critical, char *why, size_t why_len)
+certs_copy_from_ek(X509 *x, const X509 *ek, bool san_critical, struct err *err)
 {
 	struct certs_virtual virt;
 	X509_EXTENSION *ext;
@@ -1332,30 +1302,29 @@ certs_copy_from_ek(X509 *x, const X509 *ek, bool san_critical, char *why, size_t
 
 	gens = X509_get_ext_d2i(ek, NID_subject_alt_name, &crit, NULL);
 	if (gens == NULL && crit != -1) {
-		certs_fail(why, why_len, "the vEK certificate's subjectAltName is malformed");
+		err_ssl(err, "the vEK certificate's subjectAltName is malformed");
 		return -1;
 	}
 	if (gens == NULL && san_critical) {
-		certs_fail(why, why_len,
-		    "the vEK certificate has no subjectAltName to copy, and "
+		err_ssl(err, "the vEK certificate has no subjectAltName to copy, and "
 		    "the subject is empty");
 		return -1;
 	}
 	if (gens != NULL && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, san_critical,
 	                        X509V3_ADD_DEFAULT) != 1) {
-		certs_fail(why, why_len, "copying subjectAltName");
+		err_ssl(err, "copying subjectAltName");
 		goto out;
 	}
 	if (certs_find_ext(ek, CERTS_OID_SDA, &ext) == 0 && certs_add_copy(x, ext) == -1) {
-		certs_fail(why, why_len, "copying subjectDirectoryAttributes");
+		err_ssl(err, "copying subjectDirectoryAttributes");
 		goto out;
 	}
-	r = certs_virtual_of(ek, &virt, why, why_len);
+	r = certs_virtual_of(ek, &virt, err);
 	if (r == -1)
 		goto out;
 	if (r == 0 && (certs_find_ext(ek, CERTS_OID_VIRTUAL_EXT, &ext) != 0 ||
 	                  certs_add_copy(x, ext) == -1)) {
-		certs_fail(why, why_len, "copying the vtpmd extension");
+		err_ssl(err, "copying the vtpmd extension");
 		goto out;
 	}
 	ret = 0;
@@ -1374,7 +1343,7 @@ certs_signing_key(EVP_PKEY *k)
  * verified req->ek_cert. */
 int
 certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len)
+    size_t *len, struct err *err)
 {
 	bool empty = req->subject == NULL || req->subject[0] == '\0';
 	X509_NAME *subject = NULL;
@@ -1382,35 +1351,35 @@ certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_
 	int ret = -1;
 
 	if (req->ak == NULL || !certs_signing_key(req->ak->pkey)) {
-		certs_fail(why, why_len, "AK: neither ECC nor RSA of 2048 bits or more");
+		err_ssl(err, "AK: neither ECC nor RSA of 2048 bits or more");
 		return -1;
 	}
 	if (!empty && strlen(req->subject) > CERTS_NAME_MAX) {
-		certs_fail(why, why_len, "AK subject: at most %d bytes", CERTS_NAME_MAX);
+		err_ssl(err, "AK subject: at most %d bytes", CERTS_NAME_MAX);
 		return -1;
 	}
 	ek = certs_d2i(req->ek_cert.der, req->ek_cert.len);
 	if (ek == NULL) {
-		certs_fail(why, why_len, "vEK certificate: not a DER certificate");
+		err_ssl(err, "vEK certificate: not a DER certificate");
 		return -1;
 	}
 	if (!empty && (subject = certs_name(NULL, req->subject)) == NULL) {
-		certs_fail(why, why_len, "AK subject");
+		err_ssl(err, "AK subject");
 		goto out;
 	}
 	x = certs_cert_new(
-	    X509_get_subject_name(ca->cert), req->ak->pkey, subject, &req->validity, why, why_len);
+	    X509_get_subject_name(ca->cert), req->ak->pkey, subject, &req->validity, err);
 	if (x == NULL)
 		goto out;
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
 	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
 	    certs_add_policy(x, CERTS_OID_POLICY_VAK) == -1) {
-		certs_fail(why, why_len, "AK certificate extensions");
+		err_ssl(err, "AK certificate extensions");
 		goto out;
 	}
-	if (certs_copy_from_ek(x, ek, empty, why, why_len) == -1)
+	if (certs_copy_from_ek(x, ek, empty, err) == -1)
 		goto out;
-	ret = certs_sign(x, ca->key, der, len, why, why_len);
+	ret = certs_sign(x, ca->key, der, len, err);
 out:
 	X509_NAME_free(subject);
 	X509_free(x);
@@ -1423,37 +1392,37 @@ out:
  * the TPM whose EK has the digest req->host_ek_digest. */
 int
 certs_issue_ck(const struct certs_ca *ca, const struct certs_ck_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len)
+    size_t *len, struct err *err)
 {
 	X509_NAME *subject = NULL;
 	X509 *x = NULL;
 	int ret = -1;
 
 	if (req->ck == NULL || !certs_signing_key(req->ck->pkey)) {
-		certs_fail(why, why_len, "CK: neither ECC nor RSA of 2048 bits or more");
+		err_ssl(err, "CK: neither ECC nor RSA of 2048 bits or more");
 		return -1;
 	}
 	if (req->host == NULL || req->host[0] == '\0' || strlen(req->host) > CERTS_NAME_MAX) {
-		certs_fail(why, why_len, "host name: 1 to %d bytes", CERTS_NAME_MAX);
+		err_ssl(err, "host name: 1 to %d bytes", CERTS_NAME_MAX);
 		return -1;
 	}
 	subject = certs_name(NULL, req->host);
 	if (subject == NULL) {
-		certs_fail(why, why_len, "CK subject");
+		err_ssl(err, "CK subject");
 		return -1;
 	}
 	x = certs_cert_new(
-	    X509_get_subject_name(ca->cert), req->ck->pkey, subject, &req->validity, why, why_len);
+	    X509_get_subject_name(ca->cert), req->ck->pkey, subject, &req->validity, err);
 	if (x == NULL)
 		goto out;
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
 	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
 	    certs_add_policy(x, CERTS_OID_POLICY_HOST_CK) == -1 ||
 	    certs_add_hostkey(x, req->host, req->host_ek_digest) == -1) {
-		certs_fail(why, why_len, "CK certificate extensions");
+		err_ssl(err, "CK certificate extensions");
 		goto out;
 	}
-	ret = certs_sign(x, ca->key, der, len, why, why_len);
+	ret = certs_sign(x, ca->key, der, len, err);
 out:
 	X509_NAME_free(subject);
 	X509_free(x);
@@ -1521,15 +1490,15 @@ static STACK_OF(X509) * certs_stack(const struct certs_der *list, size_t n)
 
 /* The reason a verification failed, naming the certificate. */
 static void
-certs_verify_why(X509_STORE_CTX *ctx, char *why, size_t why_len)
+certs_verify_why(X509_STORE_CTX *ctx, struct err *err)
 {
-	int err = X509_STORE_CTX_get_error(ctx);
+	int code = X509_STORE_CTX_get_error(ctx);
 	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
 	char subject[256] = "";
 
 	if (cur != NULL)
 		X509_NAME_oneline(X509_get_subject_name(cur), subject, sizeof(subject));
-	certs_fail(why, why_len, "%s (depth %d, subject %s)", X509_verify_cert_error_string(err),
+	err_ssl(err, "%s (depth %d, subject %s)", X509_verify_cert_error_string(code),
 	    X509_STORE_CTX_get_error_depth(ctx), subject[0] != '\0' ? subject : "empty");
 }
 
@@ -1537,8 +1506,7 @@ certs_verify_why(X509_STORE_CTX *ctx, char *why, size_t why_len)
  * the kind of failure, with why. */
 enum certs_verdict
 certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrusted,
-    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at, char *why,
-    size_t why_len)
+    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at, struct err *err)
 {
 	enum certs_verdict verdict = CERTS_MALFORMED;
 	STACK_OF(X509) *chain = NULL, *anchors = NULL;
@@ -1550,7 +1518,7 @@ certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrust
 	chain = certs_stack(untrusted, n_untrusted);
 	anchors = certs_stack(roots, n_roots);
 	if (cert == NULL || chain == NULL || anchors == NULL) {
-		certs_fail(why, why_len, "%s is not a DER certificate",
+		err_ssl(err, "%s is not a DER certificate",
 		    cert == NULL    ? "the leaf"
 		    : chain == NULL ? "an intermediate"
 		                    : "a root");
@@ -1560,16 +1528,16 @@ certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrust
 	store = X509_STORE_new();
 	ctx = X509_STORE_CTX_new();
 	if (store == NULL || ctx == NULL) {
-		certs_fail(why, why_len, "out of memory");
+		err_ssl(err, "out of memory");
 		goto out;
 	}
 	for (int i = 0; i < sk_X509_num(anchors); i++)
 		if (X509_STORE_add_cert(store, sk_X509_value(anchors, i)) != 1) {
-			certs_fail(why, why_len, "adding a trusted root");
+			err_ssl(err, "adding a trusted root");
 			goto out;
 		}
 	if (X509_STORE_CTX_init(ctx, store, cert, chain) != 1) {
-		certs_fail(why, why_len, "verification context");
+		err_ssl(err, "verification context");
 		goto out;
 	}
 	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)at);
@@ -1579,7 +1547,7 @@ certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrust
 		goto out;
 	}
 	verdict = certs_verdict_of(X509_STORE_CTX_get_error(ctx));
-	certs_verify_why(ctx, why, why_len);
+	certs_verify_why(ctx, err);
 out:
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
@@ -1595,24 +1563,24 @@ out:
  * has none) or -1 when the certificate or the extension is malformed. */
 int
 certs_parse_virtual(
-    const uint8_t *der, size_t len, struct certs_virtual *out, char *why, size_t why_len)
+    const uint8_t *der, size_t len, struct certs_virtual *out, struct err *err)
 {
 	X509 *x = certs_d2i(der, len);
 	int r;
 
 	memset(out, 0, sizeof(*out));
 	if (x == NULL) {
-		certs_fail(why, why_len, "not a DER certificate");
+		err_ssl(err, "not a DER certificate");
 		return -1;
 	}
-	r = certs_virtual_of(x, out, why, why_len);
+	r = certs_virtual_of(x, out, err);
 	X509_free(x);
 	return r == -1 ? -1 : 0;
 }
 
 /* The TCG device attributes of x's subjectAltName (any number of RDNs). */
 static int
-certs_san_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_len)
+certs_san_info(const X509 *x, struct certs_ek_info *out, struct err *err)
 {
 	GENERAL_NAMES *gens;
 	GENERAL_NAME *gn;
@@ -1623,7 +1591,7 @@ certs_san_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_l
 
 	gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
 	if (gens == NULL) {
-		certs_fail(why, why_len, "no subjectAltName (or more than one)");
+		err_ssl(err, "no subjectAltName (or more than one)");
 		return -1;
 	}
 	for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
@@ -1646,15 +1614,13 @@ certs_san_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_l
 				continue;
 			if (dst[0] != '\0' || certs_copy_str(dst, CERTS_TPM_STR_MAX,
 			                          X509_NAME_ENTRY_get_data(e)) == -1) {
-				certs_fail(
-				    why, why_len, "a TPM attribute is repeated or malformed");
+				err_ssl(err, "a TPM attribute is repeated or malformed");
 				goto out;
 			}
 		}
 	}
 	if (out->manufacturer[0] == '\0' || out->model[0] == '\0' || out->version[0] == '\0') {
-		certs_fail(
-		    why, why_len, "subjectAltName lacks a TPM manufacturer, model or version");
+		err_ssl(err, "subjectAltName lacks a TPM manufacturer, model or version");
 		goto out;
 	}
 	ret = 0;
@@ -1665,7 +1631,7 @@ out:
 
 /* tcg-at-tpmSpecification from x's subjectDirectoryAttributes, if any. */
 static int
-certs_spec_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_len)
+certs_spec_info(const X509 *x, struct certs_ek_info *out, struct err *err)
 {
 	STACK_OF(X509_ATTRIBUTE) *attrs = NULL;
 	struct certs_tpmspec *spec = NULL;
@@ -1704,7 +1670,7 @@ certs_spec_info(const X509 *x, struct certs_ek_info *out, char *why, size_t why_
 	ret = 0;
 	goto out;
 bad:
-	certs_fail(why, why_len, "subjectDirectoryAttributes: malformed tpmSpecification");
+	err_ssl(err, "subjectDirectoryAttributes: malformed tpmSpecification");
 out:
 	ASN1_item_free((ASN1_VALUE *)spec, ASN1_ITEM_rptr(certs_tpmspec_asn1));
 	sk_X509_ATTRIBUTE_pop_free(attrs, X509_ATTRIBUTE_free);
@@ -1714,17 +1680,17 @@ out:
 /* The TPM an EK (or AK) certificate describes: the strings of its
  * subjectAltName and, when present, its tpmSpecification. */
 int
-certs_ek_info(const uint8_t *der, size_t len, struct certs_ek_info *out, char *why, size_t why_len)
+certs_ek_info(const uint8_t *der, size_t len, struct certs_ek_info *out, struct err *err)
 {
 	X509 *x = certs_d2i(der, len);
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
 	if (x == NULL) {
-		certs_fail(why, why_len, "not a DER certificate");
+		err_ssl(err, "not a DER certificate");
 		return -1;
 	}
-	if (certs_san_info(x, out, why, why_len) == 0 && certs_spec_info(x, out, why, why_len) == 0)
+	if (certs_san_info(x, out, err) == 0 && certs_spec_info(x, out, err) == 0)
 		ret = 0;
 	else
 		memset(out, 0, sizeof(*out));
@@ -1735,7 +1701,7 @@ certs_ek_info(const uint8_t *der, size_t len, struct certs_ek_info *out, char *w
 /* The host a CK certificate names, from its VtpmdHostKey extension. */
 int
 certs_parse_ck(
-    const uint8_t *der, size_t len, struct certs_host_key *out, char *why, size_t why_len)
+    const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err)
 {
 	struct certs_hostkey *h = NULL;
 	X509_EXTENSION *ext;
@@ -1745,12 +1711,11 @@ certs_parse_ck(
 
 	memset(out, 0, sizeof(*out));
 	if (x == NULL) {
-		certs_fail(why, why_len, "not a DER certificate");
+		err_ssl(err, "not a DER certificate");
 		return -1;
 	}
 	if (certs_find_ext(x, CERTS_OID_HOST_KEY_EXT, &ext) != 0) {
-		certs_fail(
-		    why, why_len, "not a vtpmd CK certificate (no single host-key extension)");
+		err_ssl(err, "not a vtpmd CK certificate (no single host-key extension)");
 		goto out;
 	}
 	h = (struct certs_hostkey *)certs_item_d2i(
@@ -1758,7 +1723,7 @@ certs_parse_ck(
 	if (h == NULL || ASN1_INTEGER_get_int64(&version, h->version) != 1 ||
 	    version != CERTS_EXT_V1 || ASN1_STRING_length(h->ek_digest) != CERTS_DIGEST_LEN ||
 	    certs_copy_str(out->host, CERTS_NAME_MAX, h->host) == -1) {
-		certs_fail(why, why_len, "the host-key extension is malformed");
+		err_ssl(err, "the host-key extension is malformed");
 		memset(out, 0, sizeof(*out));
 		goto out;
 	}
@@ -1833,8 +1798,7 @@ certs_read(const char *path, uint8_t **der, size_t *len)
  * it. Returns 1, 0 when no certificate follows, or -1 when one is
  * malformed (why says so). */
 int
-certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, char *why,
-    size_t why_len)
+certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, struct err *err)
 {
 	const char *start;
 	BIO *b = NULL;
@@ -1851,15 +1815,15 @@ certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t 
 		return 0;
 	rest = len - (size_t)(start - text);
 	if (rest > INT_MAX || (b = BIO_new_mem_buf(start, (int)rest)) == NULL) {
-		certs_fail(why, why_len, "PEM text too large");
+		err_ssl(err, "PEM text too large");
 		goto out;
 	}
 	if ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
-		certs_fail(why, why_len, "malformed PEM certificate");
+		err_ssl(err, "malformed PEM certificate");
 		goto out;
 	}
 	if (certs_i2d(x, der, der_len) == -1) {
-		certs_fail(why, why_len, "out of memory");
+		err_ssl(err, "out of memory");
 		goto out;
 	}
 	*off = len - (size_t)BIO_pending(b);

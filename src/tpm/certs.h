@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
+
 /*
  * Object identifiers.
  *
@@ -108,9 +110,9 @@ enum certs_ca_kind { CERTS_CA_ROOT, CERTS_CA_ISSUING };
 struct certs_ca;
 struct certs_ca *certs_ca_create(const char *name, enum certs_ca_kind kind,
     const struct certs_ca *parent, const struct certs_validity *validity, const char *key_path,
-    const char *cert_path, char *why, size_t why_len);
+    const char *cert_path, struct err *err);
 struct certs_ca *certs_ca_load(
-    const char *key_path, const char *cert_path, char *why, size_t why_len);
+    const char *key_path, const char *cert_path, struct err *err);
 void certs_ca_free(struct certs_ca *ca);
 int certs_ca_cert(const struct certs_ca *ca, uint8_t **der, size_t *len);
 
@@ -143,7 +145,7 @@ struct certs_ek_req {
 	struct certs_validity validity;
 };
 int certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len);
+    size_t *len, struct err *err);
 
 /* Privacy CA: a guest attestation key's certificate. The TPM attributes
  * (subjectAltName, subjectDirectoryAttributes) and the vtpmd extension are
@@ -157,7 +159,7 @@ struct certs_ak_req {
 	struct certs_validity validity;
 };
 int certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len);
+    size_t *len, struct err *err);
 
 /* Privacy CA: the host Certifying Key's certificate, subject CN=host. */
 struct certs_ck_req {
@@ -168,7 +170,7 @@ struct certs_ck_req {
 	struct certs_validity validity;
 };
 int certs_issue_ck(const struct certs_ca *ca, const struct certs_ck_req *req, uint8_t **der,
-    size_t *len, char *why, size_t why_len);
+    size_t *len, struct err *err);
 
 /* Checking. The chain must lead to one of roots (self-signed) through
  * untrusted; no purpose or EKU is imposed, so TCG EKUs are accepted;
@@ -185,7 +187,7 @@ enum certs_verdict {
 };
 enum certs_verdict certs_verify_chain(const struct certs_der *leaf,
     const struct certs_der *untrusted, size_t n_untrusted, const struct certs_der *roots,
-    size_t n_roots, int64_t at, char *why, size_t why_len);
+    size_t n_roots, int64_t at, struct err *err);
 const char *certs_verdict_name(enum certs_verdict v);
 
 /* Reading certificates. certs_parse_virtual() returns 0 with is_virtual
@@ -200,15 +202,15 @@ struct certs_ek_info {
 	uint32_t level, revision;
 };
 int certs_parse_virtual(
-    const uint8_t *der, size_t len, struct certs_virtual *out, char *why, size_t why_len);
+    const uint8_t *der, size_t len, struct certs_virtual *out, struct err *err);
 int certs_ek_info(
-    const uint8_t *der, size_t len, struct certs_ek_info *out, char *why, size_t why_len);
+    const uint8_t *der, size_t len, struct certs_ek_info *out, struct err *err);
 struct certs_host_key {
 	char host[CERTS_NAME_MAX + 1];
 	uint8_t host_ek_digest[CERTS_DIGEST_LEN];
 };
 int certs_parse_ck(
-    const uint8_t *der, size_t len, struct certs_host_key *out, char *why, size_t why_len);
+    const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err);
 
 /* Files: a certificate as PEM (replaced crash-safely, mode 0644); reading
  * accepts PEM or DER and yields DER. */
@@ -220,7 +222,7 @@ int certs_read(const char *path, uint8_t **der, size_t *len);
  * it: 1, 0 when none follows, -1 when one is malformed. certs_pem_encode()
  * returns malloc'd PEM text, or NULL. */
 int certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len,
-    char *why, size_t why_len);
+    struct err *err);
 char *certs_pem_encode(const uint8_t *der, size_t len);
 /* Whether issuer names and signed cert (its signature verifies with
  * issuer's key): 1, 0, or -1 when either is not a DER certificate. A

@@ -57,45 +57,12 @@ static char cred_oaep[] = OSSL_PKEY_RSA_PAD_MODE_OAEP;
 /* The longest secret-sharing label, its NUL included ("IDENTITY"). */
 #define CRED_LABEL_MAX 16
 
-static _Thread_local char credential_errbuf[256];
 
 /* One input to a hash or HMAC; p may be NULL when len is 0. */
 struct cred_part {
 	const void *p;
 	size_t len;
 };
-
-const char *
-credential_error(void)
-{
-	return credential_errbuf;
-}
-
-static void cred_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-cred_seterr(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(credential_errbuf, sizeof(credential_errbuf), fmt, ap);
-	va_end(ap);
-}
-
-/* Records an OpenSSL failure of what, with OpenSSL's reason, and empties
- * OpenSSL's error queue. */
-static void
-cred_ssl_err(const char *what)
-{
-	unsigned long e = ERR_peek_last_error();
-	char reason[160] = "no reason given";
-
-	if (e != 0)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	ERR_clear_error();
-	cred_seterr("%s: OpenSSL: %s", what, reason);
-}
 
 static void
 cred_put16(uint8_t *p, size_t v)
@@ -116,7 +83,7 @@ cred_put32(uint8_t *p, uint32_t v)
 /* HMAC-SHA-256 of the concatenation of n parts, into out. */
 static int
 cred_hmac(const uint8_t *key, size_t key_len, const struct cred_part *in, size_t n,
-    uint8_t out[static CRED_DIGEST_LEN])
+    uint8_t out[static CRED_DIGEST_LEN], struct err *err)
 {
 	OSSL_PARAM params[] = {
 	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, cred_sha256, 0),
@@ -139,7 +106,7 @@ cred_hmac(const uint8_t *key, size_t key_len, const struct cred_part *in, size_t
 	ret = 0;
 out:
 	if (ret != 0)
-		cred_ssl_err("HMAC-SHA-256");
+		err_ssl(err, "HMAC-SHA-256");
 	EVP_MAC_CTX_free(ctx);
 	EVP_MAC_free(mac);
 	return ret;
@@ -147,7 +114,7 @@ out:
 
 /* SHA-256 of the concatenation of n parts, into out. */
 static int
-cred_sha(const struct cred_part *in, size_t n, uint8_t out[static CRED_DIGEST_LEN])
+cred_sha(const struct cred_part *in, size_t n, uint8_t out[static CRED_DIGEST_LEN], struct err *err)
 {
 	EVP_MD_CTX *ctx;
 	size_t i;
@@ -164,7 +131,7 @@ cred_sha(const struct cred_part *in, size_t n, uint8_t out[static CRED_DIGEST_LE
 	ret = 0;
 out:
 	if (ret != 0)
-		cred_ssl_err("SHA-256");
+		err_ssl(err, "SHA-256");
 	EVP_MD_CTX_free(ctx);
 	return ret;
 }
@@ -172,14 +139,14 @@ out:
 /* The checks common to both KDFs. */
 static int
 cred_kdf_args(const char *what, const char *label, const uint8_t *a, size_t a_len, const uint8_t *b,
-    size_t b_len, const uint8_t *out, size_t bits)
+    size_t b_len, const uint8_t *out, size_t bits, struct err *err)
 {
 	if (label == NULL || out == NULL || (a == NULL && a_len > 0) || (b == NULL && b_len > 0)) {
-		cred_seterr("%s: missing argument", what);
+		err_set(err, ERR_INVALID, "%s: missing argument", what);
 		return -1;
 	}
 	if (bits == 0 || bits > CRED_KDF_MAX_BITS) {
-		cred_seterr("%s: %zu bits asked (1 to %d)", what, bits, CRED_KDF_MAX_BITS);
+		err_set(err, ERR_INVALID, "%s: %zu bits asked (1 to %d)", what, bits, CRED_KDF_MAX_BITS);
 		return -1;
 	}
 	return 0;
@@ -192,7 +159,7 @@ cred_kdf_args(const char *what, const char *label, const uint8_t *a, size_t a_le
  */
 static int
 cred_kdf(const uint8_t *key, size_t key_len, struct cred_part *parts, size_t n, uint8_t *out,
-    size_t bits)
+    size_t bits, struct err *err)
 {
 	uint8_t counter[4], block[CRED_DIGEST_LEN];
 	size_t len = (bits + 7) / 8, off, take;
@@ -203,8 +170,8 @@ cred_kdf(const uint8_t *key, size_t key_len, struct cred_part *parts, size_t n, 
 	parts[0].len = sizeof(counter);
 	for (i = 1, off = 0; off < len; i++, off += take) {
 		cred_put32(counter, i);
-		if ((key != NULL ? cred_hmac(key, key_len, parts, n, block)
-		                 : cred_sha(parts, n, block)) != 0)
+		if ((key != NULL ? cred_hmac(key, key_len, parts, n, block, err)
+		                 : cred_sha(parts, n, block, err)) != 0)
 			goto out;
 		take = len - off < sizeof(block) ? len - off : sizeof(block);
 		memcpy(out + off, block, take);
@@ -223,7 +190,7 @@ out:
 
 int
 credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const uint8_t *context_u,
-    size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out, size_t bits)
+    size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out, size_t bits, struct err *err)
 {
 	uint8_t l[4];
 	struct cred_part parts[CRED_MAX_PARTS] = {
@@ -235,19 +202,19 @@ credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const uin
 	};
 
 	if (cred_kdf_args(
-	        "KDFa", label, context_u, context_u_len, context_v, context_v_len, out, bits) != 0)
+	        "KDFa", label, context_u, context_u_len, context_v, context_v_len, out, bits, err) != 0)
 		return -1;
 	if (key == NULL || key_len == 0) {
-		cred_seterr("KDFa: no key");
+		err_set(err, ERR_INVALID, "KDFa: no key");
 		return -1;
 	}
 	cred_put32(l, (uint32_t)bits);
-	return cred_kdf(key, key_len, parts, CRED_MAX_PARTS, out, bits);
+	return cred_kdf(key, key_len, parts, CRED_MAX_PARTS, out, bits, err);
 }
 
 int
 credential_kdfe(const uint8_t *z, size_t z_len, const char *use, const uint8_t *party_u,
-    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits)
+    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits, struct err *err)
 {
 	struct cred_part parts[CRED_MAX_PARTS] = {
 	    {NULL, 0}, /* the counter */
@@ -257,55 +224,55 @@ credential_kdfe(const uint8_t *z, size_t z_len, const char *use, const uint8_t *
 	    {party_v, party_v_len},
 	};
 
-	if (cred_kdf_args("KDFe", use, party_u, party_u_len, party_v, party_v_len, out, bits) != 0)
+	if (cred_kdf_args("KDFe", use, party_u, party_u_len, party_v, party_v_len, out, bits, err) != 0)
 		return -1;
 	if (z == NULL && z_len > 0) {
-		cred_seterr("KDFe: missing argument");
+		err_set(err, ERR_INVALID, "KDFe: missing argument");
 		return -1;
 	}
-	return cred_kdf(NULL, 0, parts, CRED_MAX_PARTS, out, bits);
+	return cred_kdf(NULL, 0, parts, CRED_MAX_PARTS, out, bits, err);
 }
 
 /* Unmarshals a whole TPM2B_PUBLIC (nothing after it) into pub. */
 static int
-cred_parse_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub)
+cred_parse_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub, struct err *err)
 {
 	size_t size, off = 0;
 	TSS2_RC rc;
 
 	if (buf == NULL || len < 2) {
-		cred_seterr("public area: truncated (%zu bytes)", buf == NULL ? 0 : len);
+		err_set(err, ERR_INVALID, "public area: truncated (%zu bytes)", buf == NULL ? 0 : len);
 		return -1;
 	}
 	size = (size_t)buf[0] << 8 | buf[1];
 	if (size != len - 2) {
-		cred_seterr(
+		err_set(err, ERR_INVALID, 
 		    "public area: TPM2B_PUBLIC declares %zu bytes but %zu follow", size, len - 2);
 		return -1;
 	}
 	memset(pub, 0, sizeof(*pub));
 	rc = Tss2_MU_TPMT_PUBLIC_Unmarshal(buf + 2, size, &off, pub);
 	if (rc != TSS2_RC_SUCCESS) {
-		cred_seterr("public area: not a valid TPMT_PUBLIC: %s", Tss2_RC_Decode(rc));
+		err_set(err, ERR_INVALID, "public area: not a valid TPMT_PUBLIC: %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
 	if (off != size) {
-		cred_seterr("public area: %zu bytes after the TPMT_PUBLIC", size - off);
+		err_set(err, ERR_INVALID, "public area: %zu bytes after the TPMT_PUBLIC", size - off);
 		return -1;
 	}
 	return 0;
 }
 
 int
-credential_public_name(const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN])
+credential_public_name(const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN], struct err *err)
 {
 	TPMT_PUBLIC pub;
 	struct cred_part tpmt;
 
-	if (cred_parse_public(public, len, &pub) != 0)
+	if (cred_parse_public(public, len, &pub, err) != 0)
 		return -1;
 	if (pub.nameAlg != TPM2_ALG_SHA256) {
-		cred_seterr("public area: nameAlg 0x%04x is not SHA-256 (0x000b)", pub.nameAlg);
+		err_set(err, ERR_INVALID, "public area: nameAlg 0x%04x is not SHA-256 (0x000b)", pub.nameAlg);
 		return -1;
 	}
 	/* The TPM hashes its own marshalling; an unmarshal that consumed every
@@ -313,15 +280,15 @@ credential_public_name(const uint8_t *public, size_t len, uint8_t name[static CR
 	tpmt.p = public + 2;
 	tpmt.len = len - 2;
 	cred_put16(name, TPM2_ALG_SHA256);
-	return cred_sha(&tpmt, 1, name + 2);
+	return cred_sha(&tpmt, 1, name + 2, err);
 }
 
 static int
-cred_check_sym(const TPMT_SYM_DEF_OBJECT *sym)
+cred_check_sym(const TPMT_SYM_DEF_OBJECT *sym, struct err *err)
 {
 	if (sym->algorithm != TPM2_ALG_AES || sym->keyBits.aes != CRED_SYM_KEY_BITS ||
 	    sym->mode.aes != TPM2_ALG_CFB) {
-		cred_seterr(
+		err_set(err, ERR_INVALID, 
 		    "EK: symmetric algorithm 0x%04x, %u bits, mode 0x%04x is not AES-128-CFB",
 		    sym->algorithm, sym->keyBits.aes, sym->mode.aes);
 		return -1;
@@ -330,49 +297,49 @@ cred_check_sym(const TPMT_SYM_DEF_OBJECT *sym)
 }
 
 static int
-cred_check_rsa(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n)
+cred_check_rsa(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n, struct err *err)
 {
-	if (cred_check_sym(&parms->symmetric) != 0)
+	if (cred_check_sym(&parms->symmetric, err) != 0)
 		return -1;
 	if (parms->scheme.scheme != TPM2_ALG_NULL) {
-		cred_seterr("EK: RSA scheme 0x%04x is not TPM_ALG_NULL", parms->scheme.scheme);
+		err_set(err, ERR_INVALID, "EK: RSA scheme 0x%04x is not TPM_ALG_NULL", parms->scheme.scheme);
 		return -1;
 	}
 	if (parms->keyBits != CRED_RSA_BITS) {
-		cred_seterr("EK: RSA-%u is not accepted; only RSA-2048 and NIST P-256 EKs are",
+		err_set(err, ERR_INVALID, "EK: RSA-%u is not accepted; only RSA-2048 and NIST P-256 EKs are",
 		    parms->keyBits);
 		return -1;
 	}
 	if (parms->exponent != 0 && parms->exponent != CRED_RSA_EXPONENT) {
-		cred_seterr("EK: RSA exponent %u is not 65537", parms->exponent);
+		err_set(err, ERR_INVALID, "EK: RSA exponent %u is not 65537", parms->exponent);
 		return -1;
 	}
 	if (n->size != CRED_RSA_LEN || (n->buffer[0] & 0x80) == 0) {
-		cred_seterr("EK: RSA modulus is not 2048 bits long (%u bytes)", n->size);
+		err_set(err, ERR_INVALID, "EK: RSA modulus is not 2048 bits long (%u bytes)", n->size);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-cred_check_ecc(const TPMS_ECC_PARMS *parms, const TPMS_ECC_POINT *q)
+cred_check_ecc(const TPMS_ECC_PARMS *parms, const TPMS_ECC_POINT *q, struct err *err)
 {
-	if (cred_check_sym(&parms->symmetric) != 0)
+	if (cred_check_sym(&parms->symmetric, err) != 0)
 		return -1;
 	if (parms->scheme.scheme != TPM2_ALG_NULL || parms->kdf.scheme != TPM2_ALG_NULL) {
-		cred_seterr("EK: ECC scheme 0x%04x and KDF 0x%04x are not both TPM_ALG_NULL",
+		err_set(err, ERR_INVALID, "EK: ECC scheme 0x%04x and KDF 0x%04x are not both TPM_ALG_NULL",
 		    parms->scheme.scheme, parms->kdf.scheme);
 		return -1;
 	}
 	if (parms->curveID != TPM2_ECC_NIST_P256) {
-		cred_seterr("EK: ECC curve 0x%04x is not accepted; only NIST P-256 (0x0003) and "
+		err_set(err, ERR_INVALID, "EK: ECC curve 0x%04x is not accepted; only NIST P-256 (0x0003) and "
 		            "RSA-2048 EKs are",
 		    parms->curveID);
 		return -1;
 	}
 	if (q->x.size == 0 || q->x.size > CRED_ECC_LEN || q->y.size == 0 ||
 	    q->y.size > CRED_ECC_LEN) {
-		cred_seterr("EK: ECC point coordinates of %u and %u bytes (1 to %d)", q->x.size,
+		err_set(err, ERR_INVALID, "EK: ECC point coordinates of %u and %u bytes (1 to %d)", q->x.size,
 		    q->y.size, CRED_ECC_LEN);
 		return -1;
 	}
@@ -381,32 +348,32 @@ cred_check_ecc(const TPMS_ECC_PARMS *parms, const TPMS_ECC_POINT *q)
 
 /* Refuses every EK but the kinds credential.h names. */
 static int
-cred_check_ek(const TPMT_PUBLIC *ek)
+cred_check_ek(const TPMT_PUBLIC *ek, struct err *err)
 {
 	const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
 
 	if (ek->nameAlg != TPM2_ALG_SHA256) {
-		cred_seterr("EK: nameAlg 0x%04x is not SHA-256 (0x000b)", ek->nameAlg);
+		err_set(err, ERR_INVALID, "EK: nameAlg 0x%04x is not SHA-256 (0x000b)", ek->nameAlg);
 		return -1;
 	}
 	if ((ek->objectAttributes & need) != need ||
 	    (ek->objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) != 0) {
-		cred_seterr("EK: attributes 0x%08x are not those of a restricted decryption key",
+		err_set(err, ERR_INVALID, "EK: attributes 0x%08x are not those of a restricted decryption key",
 		    ek->objectAttributes);
 		return -1;
 	}
 	switch (ek->type) {
-	case TPM2_ALG_RSA: return cred_check_rsa(&ek->parameters.rsaDetail, &ek->unique.rsa);
-	case TPM2_ALG_ECC: return cred_check_ecc(&ek->parameters.eccDetail, &ek->unique.ecc);
+	case TPM2_ALG_RSA: return cred_check_rsa(&ek->parameters.rsaDetail, &ek->unique.rsa, err);
+	case TPM2_ALG_ECC: return cred_check_ecc(&ek->parameters.eccDetail, &ek->unique.ecc, err);
 	default:
-		cred_seterr("EK: type 0x%04x is neither RSA (0x0001) nor ECC (0x0023)", ek->type);
+		err_set(err, ERR_INVALID, "EK: type 0x%04x is neither RSA (0x0001) nor ECC (0x0023)", ek->type);
 		return -1;
 	}
 }
 
 /* The EK's RSA public key, or NULL. */
 static EVP_PKEY *
-cred_rsa_key(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n)
+cred_rsa_key(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n, struct err *err)
 {
 	OSSL_PARAM_BLD *bld = NULL;
 	OSSL_PARAM *params = NULL;
@@ -423,7 +390,7 @@ cred_rsa_key(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n)
 	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
 	    EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		cred_ssl_err("EK: RSA public key");
+		err_ssl(err, "EK: RSA public key");
 	EVP_PKEY_CTX_free(ctx);
 	OSSL_PARAM_free(params);
 	OSSL_PARAM_BLD_free(bld);
@@ -436,7 +403,7 @@ cred_rsa_key(const TPMS_RSA_PARMS *parms, const TPM2B_PUBLIC_KEY_RSA *n)
  * under label (its NUL included, as the TPM expects). */
 static int
 cred_rsa_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
-    uint8_t enc[static CRED_RSA_LEN])
+    uint8_t enc[static CRED_RSA_LEN], struct err *err)
 {
 	unsigned char oaep_label[CRED_LABEL_MAX];
 	OSSL_PARAM params[] = {
@@ -453,16 +420,16 @@ cred_rsa_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRE
 	int ret = -1;
 
 	memcpy(oaep_label, label, strlen(label) + 1);
-	if ((key = cred_rsa_key(&ek->parameters.rsaDetail, &ek->unique.rsa)) == NULL)
+	if ((key = cred_rsa_key(&ek->parameters.rsaDetail, &ek->unique.rsa, err)) == NULL)
 		return -1;
 	if (RAND_priv_bytes(seed, CRED_SEED_LEN) != 1) {
-		cred_ssl_err("seed: random bytes");
+		err_ssl(err, "seed: random bytes");
 		goto out;
 	}
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) == NULL ||
 	    EVP_PKEY_encrypt_init_ex(ctx, params) != 1 ||
 	    EVP_PKEY_encrypt(ctx, enc, &len, seed, CRED_SEED_LEN) != 1 || len != CRED_RSA_LEN) {
-		cred_ssl_err("seed: RSA-OAEP encryption to the EK");
+		err_ssl(err, "seed: RSA-OAEP encryption to the EK");
 		goto out;
 	}
 	ret = 0;
@@ -474,7 +441,7 @@ out:
 
 /* The EK's P-256 public key, or NULL when its point is not on the curve. */
 static EVP_PKEY *
-cred_ecc_key(const TPMS_ECC_POINT *q)
+cred_ecc_key(const TPMS_ECC_POINT *q, struct err *err)
 {
 	uint8_t pt[1 + 2 * CRED_ECC_LEN] = {0x04}; /* uncompressed: 04 || x || y */
 	OSSL_PARAM params[] = {
@@ -490,14 +457,14 @@ cred_ecc_key(const TPMS_ECC_POINT *q)
 	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		cred_ssl_err("EK: ECC public point is not a point of NIST P-256");
+		err_ssl(err, "EK: ECC public point is not a point of NIST P-256");
 	EVP_PKEY_CTX_free(ctx);
 	return key;
 }
 
 /* A fresh P-256 key pair, or NULL. */
 static EVP_PKEY *
-cred_ecc_ephemeral(void)
+cred_ecc_ephemeral(struct err *err)
 {
 	EVP_PKEY_CTX *ctx;
 	EVP_PKEY *key = NULL;
@@ -505,7 +472,7 @@ cred_ecc_ephemeral(void)
 	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 	if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 ||
 	    EVP_PKEY_CTX_set_group_name(ctx, cred_p256) != 1 || EVP_PKEY_generate(ctx, &key) != 1) {
-		cred_ssl_err("ephemeral P-256 key");
+		err_ssl(err, "ephemeral P-256 key");
 		EVP_PKEY_free(key);
 		key = NULL;
 	}
@@ -519,7 +486,7 @@ cred_ecc_ephemeral(void)
  */
 static int
 cred_ecc_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
-    uint8_t enc[static CRED_ECC_POINT_LEN])
+    uint8_t enc[static CRED_ECC_POINT_LEN], struct err *err)
 {
 	const TPM2B_ECC_PARAMETER *ek_x = &ek->unique.ecc.x;
 	EVP_PKEY *ek_key, *eph = NULL;
@@ -528,25 +495,25 @@ cred_ecc_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRE
 	size_t z_len = sizeof(z), q_len = 0;
 	int ret = -1;
 
-	if ((ek_key = cred_ecc_key(&ek->unique.ecc)) == NULL)
+	if ((ek_key = cred_ecc_key(&ek->unique.ecc, err)) == NULL)
 		return -1;
-	if ((eph = cred_ecc_ephemeral()) == NULL)
+	if ((eph = cred_ecc_ephemeral(err)) == NULL)
 		goto out;
 	/* OpenSSL's ECDH output is Z's x-coordinate at the field size. */
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, eph, NULL)) == NULL ||
 	    EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, ek_key) != 1 ||
 	    EVP_PKEY_derive(ctx, z, &z_len) != 1 || z_len != sizeof(z)) {
-		cred_ssl_err("seed: ECDH with the EK");
+		err_ssl(err, "seed: ECDH with the EK");
 		goto out;
 	}
 	if (EVP_PKEY_get_octet_string_param(
 	        eph, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, q, sizeof(q), &q_len) != 1 ||
 	    q_len != sizeof(q) || q[0] != 0x04) {
-		cred_ssl_err("seed: ephemeral public point");
+		err_ssl(err, "seed: ephemeral public point");
 		goto out;
 	}
 	if (credential_kdfe(z, sizeof(z), label, q + 1, CRED_ECC_LEN, ek_x->buffer, ek_x->size,
-	        seed, 8 * CRED_SEED_LEN) != 0)
+	        seed, 8 * CRED_SEED_LEN, err) != 0)
 		goto out;
 	cred_put16(enc, CRED_ECC_LEN);
 	memcpy(enc + 2, q + 1, CRED_ECC_LEN);
@@ -564,7 +531,7 @@ out:
 /* AES-128-CFB with a zero IV over len bytes of in, into out. */
 static int
 cred_cfb(
-    const uint8_t key[static CRED_SYM_KEY_BITS / 8], const uint8_t *in, size_t len, uint8_t *out)
+    const uint8_t key[static CRED_SYM_KEY_BITS / 8], const uint8_t *in, size_t len, uint8_t *out, struct err *err)
 {
 	static const uint8_t iv[16];
 	EVP_CIPHER_CTX *ctx;
@@ -574,7 +541,7 @@ cred_cfb(
 	if (ctx == NULL || EVP_EncryptInit_ex(ctx, EVP_aes_128_cfb128(), NULL, key, iv) != 1 ||
 	    EVP_EncryptUpdate(ctx, out, &n, in, (int)len) != 1 ||
 	    EVP_EncryptFinal_ex(ctx, out + n, &fin) != 1 || (size_t)n + (size_t)fin != len)
-		cred_ssl_err("credential: AES-128-CFB");
+		err_ssl(err, "credential: AES-128-CFB");
 	else
 		ret = 0;
 	EVP_CIPHER_CTX_free(ctx);
@@ -587,7 +554,7 @@ cred_cfb(
  */
 static int
 cred_wrap(const uint8_t seed[static CRED_SEED_LEN], const uint8_t *name, size_t name_len,
-    const uint8_t *secret, size_t secret_len, uint8_t *blob, size_t blob_len)
+    const uint8_t *secret, size_t secret_len, uint8_t *blob, size_t blob_len, struct err *err)
 {
 	uint8_t sym_key[CRED_SYM_KEY_BITS / 8], hmac_key[CRED_DIGEST_LEN];
 	uint8_t plain[2 + CREDENTIAL_MAX_SECRET];
@@ -601,11 +568,11 @@ cred_wrap(const uint8_t seed[static CRED_SEED_LEN], const uint8_t *name, size_t 
 	cred_put16(plain, secret_len);
 	memcpy(plain + 2, secret, secret_len);
 	if (credential_kdfa(seed, CRED_SEED_LEN, "STORAGE", name, name_len, NULL, 0, sym_key,
-	        CRED_SYM_KEY_BITS) != 0 ||
-	    cred_cfb(sym_key, plain, enc_len, enc) != 0 ||
+	        CRED_SYM_KEY_BITS, err) != 0 ||
+	    cred_cfb(sym_key, plain, enc_len, enc, err) != 0 ||
 	    credential_kdfa(seed, CRED_SEED_LEN, "INTEGRITY", NULL, 0, NULL, 0, hmac_key,
-	        8 * CRED_DIGEST_LEN) != 0 ||
-	    cred_hmac(hmac_key, sizeof(hmac_key), outer, 2, blob + 4) != 0)
+	        8 * CRED_DIGEST_LEN, err) != 0 ||
+	    cred_hmac(hmac_key, sizeof(hmac_key), outer, 2, blob + 4, err) != 0)
 		goto out;
 	ret = 0;
 out:
@@ -618,11 +585,11 @@ out:
 /* The AK's Name and the credential, before any work. */
 static int
 cred_check_inputs(
-    const uint8_t *ak_name, size_t ak_name_len, const uint8_t *secret, size_t secret_len)
+    const uint8_t *ak_name, size_t ak_name_len, const uint8_t *secret, size_t secret_len, struct err *err)
 {
 	if (ak_name == NULL || ak_name_len != CREDENTIAL_NAME_LEN || ak_name[0] != 0x00 ||
 	    ak_name[1] != TPM2_ALG_SHA256) {
-		cred_seterr("AK Name: %zu bytes, nameAlg 0x%04x; expected a SHA-256 Name "
+		err_set(err, ERR_INVALID, "AK Name: %zu bytes, nameAlg 0x%04x; expected a SHA-256 Name "
 		            "(0x000b and 32 bytes)",
 		    ak_name == NULL ? 0 : ak_name_len,
 		    ak_name == NULL || ak_name_len < 2 ? 0
@@ -630,7 +597,7 @@ cred_check_inputs(
 		return -1;
 	}
 	if (secret == NULL || secret_len == 0 || secret_len > CREDENTIAL_MAX_SECRET) {
-		cred_seterr("credential: %zu bytes (1 to %d)", secret == NULL ? 0 : secret_len,
+		err_set(err, ERR_INVALID, "credential: %zu bytes (1 to %d)", secret == NULL ? 0 : secret_len,
 		    CREDENTIAL_MAX_SECRET);
 		return -1;
 	}
@@ -643,22 +610,22 @@ cred_check_inputs(
  */
 static int
 cred_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SEED_LEN],
-    uint8_t **enc, size_t *enc_len)
+    uint8_t **enc, size_t *enc_len, struct err *err)
 {
 	size_t len = 2 + (ek->type == TPM2_ALG_RSA ? CRED_RSA_LEN : CRED_ECC_POINT_LEN);
 	uint8_t *s;
 
 	if (label == NULL || strlen(label) + 1 > CRED_LABEL_MAX) {
-		cred_seterr("secret sharing: no label or a label too long");
+		err_set(err, ERR_INVALID, "secret sharing: no label or a label too long");
 		return -1;
 	}
 	if ((s = malloc(len)) == NULL) {
-		cred_seterr("secret sharing: out of memory");
+		err_set(err, ERR_INVALID, "secret sharing: out of memory");
 		return -1;
 	}
 	cred_put16(s, len - 2);
-	if ((ek->type == TPM2_ALG_RSA ? cred_rsa_share(ek, label, seed, s + 2)
-	                              : cred_ecc_share(ek, label, seed, s + 2)) != 0) {
+	if ((ek->type == TPM2_ALG_RSA ? cred_rsa_share(ek, label, seed, s + 2, err)
+	                              : cred_ecc_share(ek, label, seed, s + 2, err)) != 0) {
 		OPENSSL_cleanse(seed, CRED_SEED_LEN);
 		free(s);
 		return -1;
@@ -670,25 +637,25 @@ cred_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SE
 
 int
 credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
-    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len)
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len, struct err *err)
 {
 	TPMT_PUBLIC key;
 
 	if (enc_secret == NULL || enc_secret_len == NULL) {
-		cred_seterr("credential_share_secret: missing output argument");
+		err_set(err, ERR_INVALID, "credential_share_secret: missing output argument");
 		return -1;
 	}
 	*enc_secret = NULL;
 	*enc_secret_len = 0;
-	if (cred_parse_public(public, public_len, &key) != 0 || cred_check_ek(&key) != 0)
+	if (cred_parse_public(public, public_len, &key, err) != 0 || cred_check_ek(&key, err) != 0)
 		return -1;
-	return cred_share(&key, label, seed, enc_secret, enc_secret_len);
+	return cred_share(&key, label, seed, enc_secret, enc_secret_len, err);
 }
 
 int
 credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_name,
     size_t ak_name_len, const uint8_t *secret, size_t secret_len, uint8_t **blob, size_t *blob_len,
-    uint8_t **enc_secret, size_t *enc_secret_len)
+    uint8_t **enc_secret, size_t *enc_secret_len, struct err *err)
 {
 	TPMT_PUBLIC ek;
 	uint8_t seed[CRED_SEED_LEN];
@@ -697,22 +664,22 @@ credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *a
 	int ret = -1;
 
 	if (blob == NULL || blob_len == NULL || enc_secret == NULL || enc_secret_len == NULL) {
-		cred_seterr("credential_make: missing output argument");
+		err_set(err, ERR_INVALID, "credential_make: missing output argument");
 		return -1;
 	}
 	*blob = *enc_secret = NULL;
 	*blob_len = *enc_secret_len = 0;
-	if (cred_check_inputs(ak_name, ak_name_len, secret, secret_len) != 0 ||
-	    cred_parse_public(ek_public, ek_public_len, &ek) != 0 || cred_check_ek(&ek) != 0)
+	if (cred_check_inputs(ak_name, ak_name_len, secret, secret_len, err) != 0 ||
+	    cred_parse_public(ek_public, ek_public_len, &ek, err) != 0 || cred_check_ek(&ek, err) != 0)
 		return -1;
 	b_len = 2 + 2 + CRED_DIGEST_LEN + 2 + secret_len;
 	if ((b = malloc(b_len)) == NULL) {
-		cred_seterr("credential_make: out of memory");
+		err_set(err, ERR_INVALID, "credential_make: out of memory");
 		return -1;
 	}
-	if (cred_share(&ek, "IDENTITY", seed, &s, &s_len) != 0)
+	if (cred_share(&ek, "IDENTITY", seed, &s, &s_len, err) != 0)
 		goto out;
-	if (cred_wrap(seed, ak_name, ak_name_len, secret, secret_len, b, b_len) != 0)
+	if (cred_wrap(seed, ak_name, ak_name_len, secret, secret_len, b, b_len, err) != 0)
 		goto out;
 	*blob = b;
 	*blob_len = b_len;

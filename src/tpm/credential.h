@@ -10,8 +10,8 @@
  * and ECC NIST P-256 (L-2) kinds: restricted decryption keys with nameAlg
  * SHA-256 and symmetric AES-128-CFB. Everything here takes and returns TPM
  * wire formats (big-endian marshalled structures); no library type crosses
- * this interface. Every function returns 0, or -1 with credential_error()
- * saying why.
+ * this interface. Every function returns 0, or -1 with err (which may be
+ * NULL) saying why.
  */
 #ifndef CREDENTIAL_H
 #define CREDENTIAL_H
@@ -19,15 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
+
 /* A Name of a SHA-256 object: TPM_ALG_SHA256 (0x000b) || SHA-256 digest. */
 #define CREDENTIAL_NAME_LEN 34
 /* The largest credential TPM2_MakeCredential accepts for a SHA-256 EK: the
  * digest size of the EK's nameAlg (TPM 2.0 Part 3, TPM2_MakeCredential). */
 #define CREDENTIAL_MAX_SECRET 32
-
-/* The text of this thread's last failure; "" before any. Never holds key
- * material. */
-const char *credential_error(void);
 
 /*
  * Computes the Name of an object from its marshalled TPM2B_PUBLIC (the
@@ -35,7 +33,7 @@ const char *credential_error(void);
  * nameAlg SHA-256 is accepted.
  */
 int credential_public_name(
-    const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN]);
+    const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN], struct err *err);
 
 /*
  * TPM2_MakeCredential: protects secret (1 to CREDENTIAL_MAX_SECRET bytes)
@@ -44,13 +42,13 @@ int credential_public_name(
  * ak_name. On success *blob is the marshalled TPM2B_ID_OBJECT and
  * *enc_secret the marshalled TPM2B_ENCRYPTED_SECRET, both with their size
  * fields, both malloc'd and owned by the caller (free()). On failure both
- * are NULL with length 0 and credential_error() says why (an EK of
+ * are NULL with length 0 and err says why (an EK of
  * another kind, a malformed input, a library failure). A fresh random seed
  * (RSA) or ephemeral key (ECC) is drawn for every call.
  */
 int credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_name,
     size_t ak_name_len, const uint8_t *secret, size_t secret_len, uint8_t **blob, size_t *blob_len,
-    uint8_t **enc_secret, size_t *enc_secret_len);
+    uint8_t **enc_secret, size_t *enc_secret_len, struct err *err);
 
 /* The size of a shared seed: the digest size of SHA-256. */
 #define CREDENTIAL_SEED_LEN 32
@@ -65,7 +63,7 @@ int credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_
  * The caller wipes seed.
  */
 int credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
-    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len);
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len, struct err *err);
 
 /*
  * The TPM's key derivation functions with SHA-256 (TPM 2.0 Part 1, "Key
@@ -82,8 +80,8 @@ int credential_share_secret(const uint8_t *public, size_t public_len, const char
  */
 int credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const uint8_t *context_u,
     size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out,
-    size_t bits);
+    size_t bits, struct err *err);
 int credential_kdfe(const uint8_t *z, size_t z_len, const char *use, const uint8_t *party_u,
-    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits);
+    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits, struct err *err);
 
 #endif /* CREDENTIAL_H */

@@ -52,30 +52,6 @@ _Static_assert(TPMA_OBJECT_SIGN_ENCRYPT == EVIDENCE_OBJ_SIGN, "TPMA_OBJECT");
 static char ev_p256[] = "prime256v1";
 static char ev_p384[] = "secp384r1";
 
-static void ev_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Writes a reason to why (when not NULL), with OpenSSL's own when it
- * queued one, and empties OpenSSL's error queue. */
-static void
-ev_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (why != NULL && why_len > 0) {
-		if (reason != NULL)
-			snprintf(why, why_len, "%s: OpenSSL: %s", msg, reason);
-		else
-			snprintf(why, why_len, "%s", msg);
-	}
-	ERR_clear_error();
-}
 
 static uint16_t
 ev_get16(const uint8_t *p)
@@ -159,18 +135,18 @@ ev_format_mask(uint32_t mask, char *buf, size_t len)
 /* H_alg(in) into out (EVIDENCE_DIGEST_MAX bytes), its size to *out_len. */
 static int
 ev_hash(uint16_t alg, const uint8_t *in, size_t len, uint8_t out[static EVIDENCE_DIGEST_MAX],
-    size_t *out_len, char *why, size_t why_len)
+    size_t *out_len, struct err *err)
 {
 	const EVP_MD *md = ev_md(alg);
 	unsigned int n = 0;
 	char a[16];
 
 	if (md == NULL) {
-		ev_fail(why, why_len, "hash %s is not supported", ev_alg_name(alg, a));
+		err_ssl(err, "hash %s is not supported", ev_alg_name(alg, a));
 		return -1;
 	}
 	if (EVP_Digest(in, len, out, &n, md, NULL) != 1) {
-		ev_fail(why, why_len, "hash %s", ev_alg_name(alg, a));
+		err_ssl(err, "hash %s", ev_alg_name(alg, a));
 		return -1;
 	}
 	*out_len = n;
@@ -181,31 +157,30 @@ ev_hash(uint16_t alg, const uint8_t *in, size_t len, uint8_t out[static EVIDENCE
 
 /* Unmarshals a whole TPM2B_PUBLIC (nothing after it) into pub. */
 static int
-ev_unmarshal_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub, char *why, size_t why_len)
+ev_unmarshal_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub, struct err *err)
 {
 	size_t size, off = 0;
 	TSS2_RC rc;
 
 	memset(pub, 0, sizeof(*pub));
 	if (buf == NULL || len < 2) {
-		ev_fail(why, why_len, "public area: truncated (%zu bytes)", buf == NULL ? 0 : len);
+		err_ssl(err, "public area: truncated (%zu bytes)", buf == NULL ? 0 : len);
 		return -1;
 	}
 	size = ev_get16(buf);
 	if (size != len - 2) {
-		ev_fail(why, why_len, "public area: TPM2B_PUBLIC declares %zu bytes but %zu follow",
+		err_ssl(err, "public area: TPM2B_PUBLIC declares %zu bytes but %zu follow",
 		    size, len - 2);
 		return -1;
 	}
 	rc = Tss2_MU_TPMT_PUBLIC_Unmarshal(buf + 2, size, &off, pub);
 	if (rc != TSS2_RC_SUCCESS) {
 		memset(pub, 0, sizeof(*pub));
-		ev_fail(
-		    why, why_len, "public area: not a valid TPMT_PUBLIC: %s", Tss2_RC_Decode(rc));
+		err_ssl(err, "public area: not a valid TPMT_PUBLIC: %s", Tss2_RC_Decode(rc));
 		return -1;
 	}
 	if (off != size) {
-		ev_fail(why, why_len, "public area: %zu bytes after the TPMT_PUBLIC", size - off);
+		err_ssl(err, "public area: %zu bytes after the TPMT_PUBLIC", size - off);
 		return -1;
 	}
 	return 0;
@@ -213,7 +188,7 @@ ev_unmarshal_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub, char *why,
 
 /* An RSA public area into out: a recognised size must be exact. */
 static int
-ev_public_rsa(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size_t why_len)
+ev_public_rsa(const TPMT_PUBLIC *p, struct evidence_public *out, struct err *err)
 {
 	const TPMS_RSA_PARMS *parms = &p->parameters.rsaDetail;
 	const TPM2B_PUBLIC_KEY_RSA *n = &p->unique.rsa;
@@ -229,7 +204,7 @@ ev_public_rsa(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size
 	default: return 0; /* read, not recognised */
 	}
 	if (n->size != parms->keyBits / 8 || (n->buffer[0] & 0x80) == 0) {
-		ev_fail(why, why_len, "public area: an RSA-%u key with a modulus of %u bytes",
+		err_ssl(err, "public area: an RSA-%u key with a modulus of %u bytes",
 		    parms->keyBits, n->size);
 		return -1;
 	}
@@ -240,7 +215,7 @@ ev_public_rsa(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size
 
 /* An ECC public area into out: a recognised curve's point must fit. */
 static int
-ev_public_ecc(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size_t why_len)
+ev_public_ecc(const TPMT_PUBLIC *p, struct evidence_public *out, struct err *err)
 {
 	const TPMS_ECC_PARMS *parms = &p->parameters.eccDetail;
 	const TPMS_ECC_POINT *q = &p->unique.ecc;
@@ -256,8 +231,7 @@ ev_public_ecc(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size
 	default: return 0; /* read, not recognised */
 	}
 	if (q->x.size == 0 || q->x.size > size || q->y.size == 0 || q->y.size > size) {
-		ev_fail(why, why_len,
-		    "public area: ECC point coordinates of %u and %u bytes (1 to %zu)", q->x.size,
+		err_ssl(err, "public area: ECC point coordinates of %u and %u bytes (1 to %zu)", q->x.size,
 		    q->y.size, size);
 		return -1;
 	}
@@ -270,7 +244,7 @@ ev_public_ecc(const TPMT_PUBLIC *p, struct evidence_public *out, char *why, size
 /* The fields of p (the TPMT_PUBLIC marshalled in tpmt) into out. */
 static int
 ev_public_fields(const TPMT_PUBLIC *p, const uint8_t *tpmt, size_t tpmt_len,
-    struct evidence_public *out, char *why, size_t why_len)
+    struct evidence_public *out, struct err *err)
 {
 	uint8_t digest[EVIDENCE_DIGEST_MAX];
 	size_t digest_len;
@@ -281,34 +255,33 @@ ev_public_fields(const TPMT_PUBLIC *p, const uint8_t *tpmt, size_t tpmt_len,
 	out->attributes = p->objectAttributes;
 	out->scheme = out->scheme_hash = TPM2_ALG_NULL;
 	if (ev_md(p->nameAlg) == NULL) {
-		ev_fail(why, why_len,
-		    "public area: nameAlg %s is not SHA-1, SHA-256, SHA-384 or "
+		err_ssl(err, "public area: nameAlg %s is not SHA-1, SHA-256, SHA-384 or "
 		    "SHA-512",
 		    ev_alg_name(p->nameAlg, a));
 		return -1;
 	}
 	/* The TPM allows an empty policy or one of nameAlg's size. */
 	if (p->authPolicy.size != 0 && p->authPolicy.size != ev_digest_size(p->nameAlg)) {
-		ev_fail(why, why_len, "public area: authPolicy of %u bytes with nameAlg %s",
+		err_ssl(err, "public area: authPolicy of %u bytes with nameAlg %s",
 		    p->authPolicy.size, ev_alg_name(p->nameAlg, a));
 		return -1;
 	}
 	memcpy(out->auth_policy, p->authPolicy.buffer, p->authPolicy.size);
 	out->auth_policy_len = p->authPolicy.size;
 	/* Name = nameAlg || H_nameAlg(the TPMT_PUBLIC as marshalled). */
-	if (ev_hash(p->nameAlg, tpmt, tpmt_len, digest, &digest_len, why, why_len) != 0)
+	if (ev_hash(p->nameAlg, tpmt, tpmt_len, digest, &digest_len, err) != 0)
 		return -1;
 	out->name[0] = (uint8_t)(p->nameAlg >> 8);
 	out->name[1] = (uint8_t)p->nameAlg;
 	memcpy(out->name + 2, digest, digest_len);
 	out->name_len = 2 + digest_len;
 	switch (p->type) {
-	case TPM2_ALG_RSA: return ev_public_rsa(p, out, why, why_len);
-	case TPM2_ALG_ECC: return ev_public_ecc(p, out, why, why_len);
+	case TPM2_ALG_RSA: return ev_public_rsa(p, out, err);
+	case TPM2_ALG_ECC: return ev_public_ecc(p, out, err);
 	case TPM2_ALG_KEYEDHASH:
 	case TPM2_ALG_SYMCIPHER: return 0;
 	default:
-		ev_fail(why, why_len, "public area: type %s is not an object type",
+		err_ssl(err, "public area: type %s is not an object type",
 		    ev_alg_name(p->type, a));
 		return -1;
 	}
@@ -316,16 +289,16 @@ ev_public_fields(const TPMT_PUBLIC *p, const uint8_t *tpmt, size_t tpmt_len,
 
 int
 evidence_parse_public(
-    const uint8_t *buf, size_t len, struct evidence_public *out, char *why, size_t why_len)
+    const uint8_t *buf, size_t len, struct evidence_public *out, struct err *err)
 {
 	TPMT_PUBLIC p;
 
 	memset(out, 0, sizeof(*out));
-	if (ev_unmarshal_public(buf, len, &p, why, why_len) != 0)
+	if (ev_unmarshal_public(buf, len, &p, err) != 0)
 		return -1;
 	/* An unmarshal that consumed every byte read exactly these bytes, so
 	 * they are the TPM's marshalling of p, which the Name is over. */
-	if (ev_public_fields(&p, buf + 2, len - 2, out, why, why_len) != 0) {
+	if (ev_public_fields(&p, buf + 2, len - 2, out, err) != 0) {
 		memset(out, 0, sizeof(*out));
 		return -1;
 	}
@@ -347,7 +320,7 @@ evidence_key_is_restricted_signing(const struct evidence_public *pub)
 /* The QUOTE's selection into out; no bank twice. */
 static int
 ev_attest_pcrs(
-    const TPML_PCR_SELECTION *sel, struct evidence_pcr_select *out, char *why, size_t why_len)
+    const TPML_PCR_SELECTION *sel, struct evidence_pcr_select *out, struct err *err)
 {
 	char a[16];
 
@@ -360,7 +333,7 @@ ev_attest_pcrs(
 
 		for (uint32_t j = 0; j < i; j++)
 			if (sel->pcrSelections[j].hash == s->hash) {
-				ev_fail(why, why_len, "attestation: PCR bank %s selected twice",
+				err_ssl(err, "attestation: PCR bank %s selected twice",
 				    ev_alg_name(s->hash, a));
 				return -1;
 			}
@@ -375,10 +348,10 @@ ev_attest_pcrs(
 /* A TPM2B_NAME of the attestation into out (EVIDENCE_NAME_MAX bytes). */
 static int
 ev_attest_name(
-    const TPM2B_NAME *n, const char *what, uint8_t *out, size_t *out_len, char *why, size_t why_len)
+    const TPM2B_NAME *n, const char *what, uint8_t *out, size_t *out_len, struct err *err)
 {
 	if (n->size > EVIDENCE_NAME_MAX) {
-		ev_fail(why, why_len, "attestation: %s of %u bytes (at most %d)", what, n->size,
+		err_ssl(err, "attestation: %s of %u bytes (at most %d)", what, n->size,
 		    EVIDENCE_NAME_MAX);
 		return -1;
 	}
@@ -389,16 +362,16 @@ ev_attest_name(
 
 /* The fields of at (a CERTIFY or QUOTE) into out. */
 static int
-ev_attest_fields(const TPMS_ATTEST *at, struct evidence_attest *out, char *why, size_t why_len)
+ev_attest_fields(const TPMS_ATTEST *at, struct evidence_attest *out, struct err *err)
 {
 	if (at->clockInfo.safe != TPM2_NO && at->clockInfo.safe != TPM2_YES) {
-		ev_fail(why, why_len, "attestation: clockInfo.safe is %u, not 0 or 1",
+		err_ssl(err, "attestation: clockInfo.safe is %u, not 0 or 1",
 		    at->clockInfo.safe);
 		return -1;
 	}
 	out->type = at->type;
 	if (ev_attest_name(&at->qualifiedSigner, "qualifiedSigner", out->signer, &out->signer_len,
-	        why, why_len) != 0)
+	        err) != 0)
 		return -1;
 	memcpy(out->extra, at->extraData.buffer, at->extraData.size);
 	out->extra_len = at->extraData.size;
@@ -411,20 +384,20 @@ ev_attest_fields(const TPMS_ATTEST *at, struct evidence_attest *out, char *why, 
 		const TPMS_CERTIFY_INFO *c = &at->attested.certify;
 
 		if (ev_attest_name(
-		        &c->name, "certified Name", out->name, &out->name_len, why, why_len) != 0)
+		        &c->name, "certified Name", out->name, &out->name_len, err) != 0)
 			return -1;
 		return ev_attest_name(&c->qualifiedName, "certified qualifiedName",
-		    out->qualified_name, &out->qualified_name_len, why, why_len);
+		    out->qualified_name, &out->qualified_name_len, err);
 	}
 	memcpy(out->pcr_digest, at->attested.quote.pcrDigest.buffer,
 	    at->attested.quote.pcrDigest.size);
 	out->pcr_digest_len = at->attested.quote.pcrDigest.size;
-	return ev_attest_pcrs(&at->attested.quote.pcrSelect, &out->pcrs, why, why_len);
+	return ev_attest_pcrs(&at->attested.quote.pcrSelect, &out->pcrs, err);
 }
 
 int
 evidence_parse_attest(
-    const uint8_t *buf, size_t len, struct evidence_attest *out, char *why, size_t why_len)
+    const uint8_t *buf, size_t len, struct evidence_attest *out, struct err *err)
 {
 	TPMS_ATTEST at;
 	uint32_t magic = 0;
@@ -435,25 +408,23 @@ evidence_parse_attest(
 
 	memset(out, 0, sizeof(*out));
 	if (buf == NULL || len < 6) {
-		ev_fail(why, why_len, "attestation: truncated (%zu bytes)", buf == NULL ? 0 : len);
+		err_ssl(err, "attestation: truncated (%zu bytes)", buf == NULL ? 0 : len);
 		return -1;
 	}
 	/* The header first, for a precise refusal of what is not evidence. */
 	if (Tss2_MU_UINT32_Unmarshal(buf, len, &off, &magic) != TSS2_RC_SUCCESS ||
 	    Tss2_MU_TPM2_ST_Unmarshal(buf, len, &off, &type) != TSS2_RC_SUCCESS) {
-		ev_fail(why, why_len, "attestation: truncated header");
+		err_ssl(err, "attestation: truncated header");
 		return -1;
 	}
 	if (magic != TPM2_GENERATED_VALUE) {
-		ev_fail(why, why_len,
-		    "attestation: magic 0x%08x is not TPM_GENERATED_VALUE "
+		err_ssl(err, "attestation: magic 0x%08x is not TPM_GENERATED_VALUE "
 		    "(0xff544347)",
 		    magic);
 		return -1;
 	}
 	if (type != TPM2_ST_ATTEST_CERTIFY && type != TPM2_ST_ATTEST_QUOTE) {
-		ev_fail(why, why_len,
-		    "attestation: type 0x%04x is neither CERTIFY (0x8017) nor "
+		err_ssl(err, "attestation: type 0x%04x is neither CERTIFY (0x8017) nor "
 		    "QUOTE (0x8018)",
 		    type);
 		return -1;
@@ -461,12 +432,12 @@ evidence_parse_attest(
 	off = 0;
 	rc = Tss2_MU_TPMS_ATTEST_Unmarshal(buf, len, &off, &at);
 	if (rc != TSS2_RC_SUCCESS)
-		ev_fail(why, why_len, "attestation: malformed or truncated TPMS_ATTEST: %s",
+		err_ssl(err, "attestation: malformed or truncated TPMS_ATTEST: %s",
 		    Tss2_RC_Decode(rc));
 	else if (off != len)
-		ev_fail(why, why_len, "attestation: %zu bytes after the TPMS_ATTEST", len - off);
+		err_ssl(err, "attestation: %zu bytes after the TPMS_ATTEST", len - off);
 	else
-		ret = ev_attest_fields(&at, out, why, why_len);
+		ret = ev_attest_fields(&at, out, err);
 	if (ret != 0)
 		memset(out, 0, sizeof(*out));
 	return ret;
@@ -476,7 +447,7 @@ evidence_parse_attest(
 
 /* The RSA public key of pub, or NULL. */
 static EVP_PKEY *
-ev_pkey_rsa(const struct evidence_public *pub, char *why, size_t why_len)
+ev_pkey_rsa(const struct evidence_public *pub, struct err *err)
 {
 	OSSL_PARAM_BLD *bld = NULL;
 	OSSL_PARAM *params = NULL;
@@ -493,7 +464,7 @@ ev_pkey_rsa(const struct evidence_public *pub, char *why, size_t why_len)
 	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
 	    EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		ev_fail(why, why_len, "signing key: not a usable RSA public key");
+		err_ssl(err, "signing key: not a usable RSA public key");
 		EVP_PKEY_free(key);
 		key = NULL;
 	}
@@ -507,7 +478,7 @@ ev_pkey_rsa(const struct evidence_public *pub, char *why, size_t why_len)
 
 /* The ECC public key of pub, or NULL when its point is not on its curve. */
 static EVP_PKEY *
-ev_pkey_ecc(const struct evidence_public *pub, char *why, size_t why_len)
+ev_pkey_ecc(const struct evidence_public *pub, struct err *err)
 {
 	uint8_t pt[1 + 2 * EVIDENCE_ECC_MAX];
 	char *group = pub->key == EVIDENCE_KEY_ECC_P256 ? ev_p256 : ev_p384;
@@ -527,7 +498,7 @@ ev_pkey_ecc(const struct evidence_public *pub, char *why, size_t why_len)
 	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
 	    (check = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) == NULL ||
 	    EVP_PKEY_public_check(check) != 1) {
-		ev_fail(why, why_len, "signing key: its ECC point is not a point of %s",
+		err_ssl(err, "signing key: its ECC point is not a point of %s",
 		    pub->key == EVIDENCE_KEY_ECC_P256 ? "NIST P-256" : "NIST P-384");
 		EVP_PKEY_free(key);
 		key = NULL;
@@ -539,24 +510,24 @@ ev_pkey_ecc(const struct evidence_public *pub, char *why, size_t why_len)
 
 /* Unmarshals a whole TPMT_SIGNATURE (nothing after it) into s. */
 static int
-ev_unmarshal_signature(const uint8_t *buf, size_t len, TPMT_SIGNATURE *s, char *why, size_t why_len)
+ev_unmarshal_signature(const uint8_t *buf, size_t len, TPMT_SIGNATURE *s, struct err *err)
 {
 	size_t off = 0;
 	TSS2_RC rc;
 
 	memset(s, 0, sizeof(*s));
 	if (buf == NULL || len < 2) {
-		ev_fail(why, why_len, "signature: truncated (%zu bytes)", buf == NULL ? 0 : len);
+		err_ssl(err, "signature: truncated (%zu bytes)", buf == NULL ? 0 : len);
 		return -1;
 	}
 	rc = Tss2_MU_TPMT_SIGNATURE_Unmarshal(buf, len, &off, s);
 	if (rc != TSS2_RC_SUCCESS) {
-		ev_fail(why, why_len, "signature: malformed or truncated TPMT_SIGNATURE: %s",
+		err_ssl(err, "signature: malformed or truncated TPMT_SIGNATURE: %s",
 		    Tss2_RC_Decode(rc));
 		return -1;
 	}
 	if (off != len) {
-		ev_fail(why, why_len, "signature: %zu bytes after the TPMT_SIGNATURE", len - off);
+		err_ssl(err, "signature: %zu bytes after the TPMT_SIGNATURE", len - off);
 		return -1;
 	}
 	return 0;
@@ -567,7 +538,7 @@ ev_unmarshal_signature(const uint8_t *buf, size_t len, TPMT_SIGNATURE *s, char *
  * when it names one. */
 static int
 ev_check_scheme(
-    const struct evidence_public *pub, const TPMT_SIGNATURE *s, char *why, size_t why_len)
+    const struct evidence_public *pub, const TPMT_SIGNATURE *s, struct err *err)
 {
 	bool rsa = pub->type == TPM2_ALG_RSA;
 	uint16_t hash;
@@ -575,19 +546,19 @@ ev_check_scheme(
 
 	if (rsa ? s->sigAlg != TPM2_ALG_RSASSA && s->sigAlg != TPM2_ALG_RSAPSS
 	        : s->sigAlg != TPM2_ALG_ECDSA) {
-		ev_fail(why, why_len, "signature: algorithm %s is not %s",
+		err_ssl(err, "signature: algorithm %s is not %s",
 		    ev_alg_name(s->sigAlg, a), rsa ? "RSASSA or RSAPSS" : "ECDSA");
 		return -1;
 	}
 	hash = s->signature.any.hashAlg;
 	if (hash != TPM2_ALG_SHA256 && hash != TPM2_ALG_SHA384) {
-		ev_fail(why, why_len, "signature: hash %s is not sha256 or sha384",
+		err_ssl(err, "signature: hash %s is not sha256 or sha384",
 		    ev_alg_name(hash, a));
 		return -1;
 	}
 	if (pub->scheme != TPM2_ALG_NULL &&
 	    (s->sigAlg != pub->scheme || hash != pub->scheme_hash)) {
-		ev_fail(why, why_len, "signature: %s with %s, but the key's scheme is %s with %s",
+		err_ssl(err, "signature: %s with %s, but the key's scheme is %s with %s",
 		    ev_alg_name(s->sigAlg, a), ev_alg_name(hash, b), ev_alg_name(pub->scheme, c),
 		    ev_alg_name(pub->scheme_hash, d));
 		return -1;
@@ -598,8 +569,7 @@ ev_check_scheme(
 /* The DER ECDSA-Sig-Value of an ECDSA signature s, malloc'd into *der
  * (OPENSSL_free), for a curve of size bytes. */
 static int
-ev_ecdsa_der(const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *der_len, char *why,
-    size_t why_len)
+ev_ecdsa_der(const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *der_len, struct err *err)
 {
 	ECDSA_SIG *sig = NULL;
 	BIGNUM *r = NULL, *sv = NULL;
@@ -609,7 +579,7 @@ ev_ecdsa_der(const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *de
 	*der = NULL;
 	if (s->signatureR.size == 0 || s->signatureR.size > size || s->signatureS.size == 0 ||
 	    s->signatureS.size > size) {
-		ev_fail(why, why_len, "signature: ECDSA r and s of %u and %u bytes (1 to %zu)",
+		err_ssl(err, "signature: ECDSA r and s of %u and %u bytes (1 to %zu)",
 		    s->signatureR.size, s->signatureS.size, size);
 		return -1;
 	}
@@ -617,13 +587,13 @@ ev_ecdsa_der(const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *de
 	    (r = BN_bin2bn(s->signatureR.buffer, s->signatureR.size, NULL)) == NULL ||
 	    (sv = BN_bin2bn(s->signatureS.buffer, s->signatureS.size, NULL)) == NULL ||
 	    ECDSA_SIG_set0(sig, r, sv) != 1) {
-		ev_fail(why, why_len, "signature: ECDSA");
+		err_ssl(err, "signature: ECDSA");
 		BN_free(r);
 		BN_free(sv);
 		goto out;
 	}
 	if ((n = i2d_ECDSA_SIG(sig, &p)) <= 0) {
-		ev_fail(why, why_len, "signature: ECDSA encoding");
+		err_ssl(err, "signature: ECDSA encoding");
 		goto out;
 	}
 	*der = p;
@@ -638,7 +608,7 @@ out:
  * under s's algorithm and hash. */
 static int
 ev_evp_verify(EVP_PKEY *key, const TPMT_SIGNATURE *s, const uint8_t *sig_bytes, size_t sig_len,
-    const uint8_t *msg, size_t msg_len, char *why, size_t why_len)
+    const uint8_t *msg, size_t msg_len, struct err *err)
 {
 	const char *md = s->signature.any.hashAlg == TPM2_ALG_SHA256 ? "SHA256" : "SHA384";
 	EVP_MD_CTX *ctx;
@@ -650,13 +620,13 @@ ev_evp_verify(EVP_PKEY *key, const TPMT_SIGNATURE *s, const uint8_t *sig_bytes, 
 	    (s->sigAlg == TPM2_ALG_RSAPSS &&
 	        (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
 	            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) != 1))) {
-		ev_fail(why, why_len, "signature: cannot set up the verification");
+		err_ssl(err, "signature: cannot set up the verification");
 		goto out;
 	}
 	ok = EVP_DigestVerify(ctx, sig_bytes, sig_len, msg, msg_len);
 	if (ok != 1) {
 		ERR_clear_error();
-		ev_fail(why, why_len, "signature: does not verify with the signing key");
+		err_ssl(err, "signature: does not verify with the signing key");
 		goto out;
 	}
 	ret = 0;
@@ -667,7 +637,7 @@ out:
 
 int
 evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg, size_t msg_len,
-    const uint8_t *sig, size_t sig_len, char *why, size_t why_len)
+    const uint8_t *sig, size_t sig_len, struct err *err)
 {
 	const uint32_t restricted = EVIDENCE_OBJ_RESTRICTED | EVIDENCE_OBJ_SIGN;
 	struct evidence_public key;
@@ -677,28 +647,26 @@ evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg
 	size_t der_len = 0;
 	int ret = -1;
 
-	if (evidence_parse_public(pub, pub_len, &key, why, why_len) != 0)
+	if (evidence_parse_public(pub, pub_len, &key, err) != 0)
 		return -1;
 	if (key.key == EVIDENCE_KEY_NONE) {
-		ev_fail(why, why_len,
-		    "signing key: not an RSA-2048/3072/4096 or NIST P-256/P-384 "
+		err_ssl(err, "signing key: not an RSA-2048/3072/4096 or NIST P-256/P-384 "
 		    "key");
 		return -1;
 	}
 	if ((key.attributes & restricted) != restricted ||
 	    (key.attributes & EVIDENCE_OBJ_DECRYPT) != 0) {
-		ev_fail(why, why_len,
-		    "signing key: attributes 0x%08x are not those of a "
+		err_ssl(err, "signing key: attributes 0x%08x are not those of a "
 		    "restricted signing key",
 		    key.attributes);
 		return -1;
 	}
 	if (msg == NULL && msg_len > 0) {
-		ev_fail(why, why_len, "signature: no message");
+		err_ssl(err, "signature: no message");
 		return -1;
 	}
-	if (ev_unmarshal_signature(sig, sig_len, &s, why, why_len) != 0 ||
-	    ev_check_scheme(&key, &s, why, why_len) != 0)
+	if (ev_unmarshal_signature(sig, sig_len, &s, err) != 0 ||
+	    ev_check_scheme(&key, &s, err) != 0)
 		return -1;
 	if (key.type == TPM2_ALG_RSA) {
 		const TPM2B_PUBLIC_KEY_RSA *r = &s.signature.rsassa.sig; /* rsapss: same layout */
@@ -706,19 +674,19 @@ evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg
 		if (s.sigAlg == TPM2_ALG_RSAPSS)
 			r = &s.signature.rsapss.sig;
 		if (r->size != key.modulus_len) {
-			ev_fail(why, why_len, "signature: %u bytes for an RSA key of %zu", r->size,
+			err_ssl(err, "signature: %u bytes for an RSA key of %zu", r->size,
 			    key.modulus_len);
 			goto out;
 		}
-		if ((pkey = ev_pkey_rsa(&key, why, why_len)) == NULL)
+		if ((pkey = ev_pkey_rsa(&key, err)) == NULL)
 			goto out;
-		ret = ev_evp_verify(pkey, &s, r->buffer, r->size, msg, msg_len, why, why_len);
+		ret = ev_evp_verify(pkey, &s, r->buffer, r->size, msg, msg_len, err);
 	} else {
-		if ((pkey = ev_pkey_ecc(&key, why, why_len)) == NULL ||
-		    ev_ecdsa_der(&s.signature.ecdsa, key.ecc_len, &der, &der_len, why, why_len) !=
+		if ((pkey = ev_pkey_ecc(&key, err)) == NULL ||
+		    ev_ecdsa_der(&s.signature.ecdsa, key.ecc_len, &der, &der_len, err) !=
 		        0)
 			goto out;
-		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, why, why_len);
+		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, err);
 	}
 out:
 	OPENSSL_free(der);
@@ -730,19 +698,19 @@ out:
  * the algorithm must fit the key (RSASSA or RSAPSS for RSA, ECDSA for EC),
  * the hash be SHA-256 or SHA-384. */
 static int
-ev_check_spki_scheme(bool rsa, const TPMT_SIGNATURE *s, char *why, size_t why_len)
+ev_check_spki_scheme(bool rsa, const TPMT_SIGNATURE *s, struct err *err)
 {
 	struct evidence_public any = {
 	    .type = rsa ? TPM2_ALG_RSA : TPM2_ALG_ECC,
 	    .scheme = TPM2_ALG_NULL,
 	};
 
-	return ev_check_scheme(&any, s, why, why_len);
+	return ev_check_scheme(&any, s, err);
 }
 
 int
 evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8_t *msg,
-    size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len)
+    size_t msg_len, const uint8_t *sig, size_t sig_len, struct err *err)
 {
 	const unsigned char *p = spki;
 	EVP_PKEY *pkey = NULL;
@@ -754,20 +722,20 @@ evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8
 
 	if (spki == NULL || spki_len == 0 || spki_len > LONG_MAX ||
 	    (pkey = d2i_PUBKEY(NULL, &p, (long)spki_len)) == NULL || p != spki + spki_len) {
-		ev_fail(why, why_len, "signing key: not a DER SubjectPublicKeyInfo");
+		err_ssl(err, "signing key: not a DER SubjectPublicKeyInfo");
 		goto out;
 	}
 	rsa = EVP_PKEY_is_a(pkey, "RSA");
 	if (!rsa && !EVP_PKEY_is_a(pkey, "EC")) {
-		ev_fail(why, why_len, "signing key: neither RSA nor ECC");
+		err_ssl(err, "signing key: neither RSA nor ECC");
 		goto out;
 	}
 	if (msg == NULL && msg_len > 0) {
-		ev_fail(why, why_len, "signature: no message");
+		err_ssl(err, "signature: no message");
 		goto out;
 	}
-	if (ev_unmarshal_signature(sig, sig_len, &s, why, why_len) != 0 ||
-	    ev_check_spki_scheme(rsa, &s, why, why_len) != 0)
+	if (ev_unmarshal_signature(sig, sig_len, &s, err) != 0 ||
+	    ev_check_spki_scheme(rsa, &s, err) != 0)
 		goto out;
 	size = (size_t)(EVP_PKEY_get_bits(pkey) + 7) / 8;
 	if (rsa) {
@@ -775,15 +743,15 @@ evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8
 		    s.sigAlg == TPM2_ALG_RSAPSS ? &s.signature.rsapss.sig : &s.signature.rsassa.sig;
 
 		if (r->size != size) {
-			ev_fail(why, why_len, "signature: %u bytes for an RSA key of %zu", r->size,
+			err_ssl(err, "signature: %u bytes for an RSA key of %zu", r->size,
 			    size);
 			goto out;
 		}
-		ret = ev_evp_verify(pkey, &s, r->buffer, r->size, msg, msg_len, why, why_len);
+		ret = ev_evp_verify(pkey, &s, r->buffer, r->size, msg, msg_len, err);
 	} else {
-		if (ev_ecdsa_der(&s.signature.ecdsa, size, &der, &der_len, why, why_len) != 0)
+		if (ev_ecdsa_der(&s.signature.ecdsa, size, &der, &der_len, err) != 0)
 			goto out;
-		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, why, why_len);
+		ret = ev_evp_verify(pkey, &s, der, der_len, msg, msg_len, err);
 	}
 out:
 	OPENSSL_free(der);
@@ -796,7 +764,7 @@ out:
 int
 evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel,
     const struct evidence_pcr_values *vals, size_t n_vals, uint8_t out[static EVIDENCE_DIGEST_MAX],
-    size_t *out_len, char *why, size_t why_len)
+    size_t *out_len, struct err *err)
 {
 	const EVP_MD *md = ev_md(hash_alg);
 	EVP_MD_CTX *ctx = NULL;
@@ -807,23 +775,22 @@ evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel,
 	memset(out, 0, EVIDENCE_DIGEST_MAX);
 	*out_len = 0;
 	if (md == NULL) {
-		ev_fail(
-		    why, why_len, "PCR digest: hash %s is not supported", ev_alg_name(hash_alg, a));
+		err_ssl(err, "PCR digest: hash %s is not supported", ev_alg_name(hash_alg, a));
 		return -1;
 	}
 	if (sel == NULL || sel->count > EVIDENCE_MAX_BANKS || (vals == NULL && n_vals > 0)) {
-		ev_fail(why, why_len, "PCR digest: bad arguments");
+		err_ssl(err, "PCR digest: bad arguments");
 		return -1;
 	}
 	for (size_t i = 0; i < n_vals; i++)
 		for (size_t j = 0; j < i; j++)
 			if (vals[i].hash_alg == vals[j].hash_alg) {
-				ev_fail(why, why_len, "PCR values: bank %s given twice",
+				err_ssl(err, "PCR values: bank %s given twice",
 				    ev_alg_name(vals[i].hash_alg, a));
 				return -1;
 			}
 	if ((ctx = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(ctx, md, NULL) != 1) {
-		ev_fail(why, why_len, "PCR digest");
+		err_ssl(err, "PCR digest");
 		goto out;
 	}
 	for (size_t b = 0; b < sel->count; b++) {
@@ -837,12 +804,12 @@ evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel,
 			if (vals[i].hash_alg == bank->hash_alg)
 				v = &vals[i];
 		if (size == 0) {
-			ev_fail(why, why_len, "PCR digest: bank %s has no known digest size",
+			err_ssl(err, "PCR digest: bank %s has no known digest size",
 			    ev_alg_name(bank->hash_alg, a));
 			goto out;
 		}
 		if (v == NULL || (bank->mask & ~v->mask) != 0) {
-			ev_fail(why, why_len, "PCR digest: no value given for %s PCRs %s",
+			err_ssl(err, "PCR digest: no value given for %s PCRs %s",
 			    ev_alg_name(bank->hash_alg, a),
 			    ev_format_mask(
 			        bank->mask & ~(v != NULL ? v->mask : 0), pcrs, sizeof(pcrs)));
@@ -851,12 +818,12 @@ evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel,
 		for (unsigned int i = 0; i < EVIDENCE_MAX_PCRS; i++)
 			if ((bank->mask & (UINT32_C(1) << i)) != 0 &&
 			    EVP_DigestUpdate(ctx, v->value[i], size) != 1) {
-				ev_fail(why, why_len, "PCR digest");
+				err_ssl(err, "PCR digest");
 				goto out;
 			}
 	}
 	if (EVP_DigestFinal_ex(ctx, out, &n) != 1) {
-		ev_fail(why, why_len, "PCR digest");
+		err_ssl(err, "PCR digest");
 		goto out;
 	}
 	*out_len = n;
@@ -875,25 +842,23 @@ ev_behind(uint32_t now, uint32_t prev)
 
 int
 evidence_check_clock(
-    const struct evidence_clock *prev, const struct evidence_clock *now, char *why, size_t why_len)
+    const struct evidence_clock *prev, const struct evidence_clock *now, struct err *err)
 {
 	bool powered_again;
 
 	if (prev == NULL || now == NULL) {
-		ev_fail(why, why_len, "clock: bad arguments");
+		err_ssl(err, "clock: bad arguments");
 		return -1;
 	}
 	if (ev_behind(now->reset_count, prev->reset_count)) {
-		ev_fail(why, why_len,
-		    "clock: resetCount went backwards (%u after %u): an older or "
+		err_ssl(err, "clock: resetCount went backwards (%u after %u): an older or "
 		    "cleared TPM state",
 		    now->reset_count, prev->reset_count);
 		return -1;
 	}
 	if (now->reset_count == prev->reset_count &&
 	    ev_behind(now->restart_count, prev->restart_count)) {
-		ev_fail(why, why_len,
-		    "clock: restartCount went backwards (%u after %u) without a "
+		err_ssl(err, "clock: restartCount went backwards (%u after %u) without a "
 		    "TPM Reset: an older TPM state",
 		    now->restart_count, prev->restart_count);
 		return -1;
@@ -901,15 +866,13 @@ evidence_check_clock(
 	powered_again =
 	    now->reset_count != prev->reset_count || now->restart_count != prev->restart_count;
 	if (now->clock < prev->clock && !powered_again) {
-		ev_fail(why, why_len,
-		    "clock: went backwards (%llu ms after %llu ms) without a TPM "
+		err_ssl(err, "clock: went backwards (%llu ms after %llu ms) without a TPM "
 		    "Reset or Restart",
 		    (unsigned long long)now->clock, (unsigned long long)prev->clock);
 		return -1;
 	}
 	if (now->clock < prev->clock && now->safe) {
-		ev_fail(why, why_len,
-		    "clock: went backwards (%llu ms after %llu ms) though the TPM "
+		err_ssl(err, "clock: went backwards (%llu ms after %llu ms) though the TPM "
 		    "reports no greater value before it (safe)",
 		    (unsigned long long)now->clock, (unsigned long long)prev->clock);
 		return -1;
@@ -940,7 +903,7 @@ ev_find_bank(const struct evidence_pcr_select *sel, uint16_t alg)
 /* Whether the quote selects exactly the PCRs vals gives. */
 static int
 ev_check_coverage(const struct evidence_attest *a, const struct evidence_pcr_values *vals,
-    size_t n_vals, char *why, size_t why_len)
+    size_t n_vals, struct err *err)
 {
 	char alg[16], q[128], g[128];
 
@@ -949,8 +912,7 @@ ev_check_coverage(const struct evidence_attest *a, const struct evidence_pcr_val
 		const struct evidence_pcr_values *v = ev_find_values(vals, n_vals, b->hash_alg);
 
 		if (b->mask != 0 && (v == NULL || v->mask != b->mask)) {
-			ev_fail(why, why_len,
-			    "quote: selects %s PCRs %s, the values given are for "
+			err_ssl(err, "quote: selects %s PCRs %s, the values given are for "
 			    "PCRs %s",
 			    ev_alg_name(b->hash_alg, alg), ev_format_mask(b->mask, q, sizeof(q)),
 			    ev_format_mask(v != NULL ? v->mask : 0, g, sizeof(g)));
@@ -959,8 +921,7 @@ ev_check_coverage(const struct evidence_attest *a, const struct evidence_pcr_val
 	}
 	for (size_t i = 0; i < n_vals; i++)
 		if (vals[i].mask != 0 && ev_find_bank(&a->pcrs, vals[i].hash_alg) == NULL) {
-			ev_fail(why, why_len,
-			    "quote: selects no %s PCRs, values are given for PCRs "
+			err_ssl(err, "quote: selects no %s PCRs, values are given for PCRs "
 			    "%s",
 			    ev_alg_name(vals[i].hash_alg, alg),
 			    ev_format_mask(vals[i].mask, g, sizeof(g)));
@@ -985,15 +946,14 @@ ev_quote_hash(size_t digest_len)
 /* Whether the attestation's extraData is exactly want. */
 static int
 ev_check_extra(const struct evidence_attest *a, const uint8_t *want, size_t want_len,
-    const char *what, char *why, size_t why_len)
+    const char *what, struct err *err)
 {
 	if ((want == NULL && want_len > 0) || want_len > EVIDENCE_DATA_MAX) {
-		ev_fail(why, why_len, "%s: bad arguments", what);
+		err_ssl(err, "%s: bad arguments", what);
 		return -1;
 	}
 	if (a->extra_len != want_len || (want_len > 0 && memcmp(a->extra, want, want_len) != 0)) {
-		ev_fail(why, why_len,
-		    "%s: extraData (%zu bytes) is not the one expected (%zu bytes)", what,
+		err_ssl(err, "%s: extraData (%zu bytes) is not the one expected (%zu bytes)", what,
 		    a->extra_len, want_len);
 		return -1;
 	}
@@ -1003,72 +963,68 @@ ev_check_extra(const struct evidence_attest *a, const uint8_t *want, size_t want
 int
 evidence_check_quote(const struct evidence_attest *a, const uint8_t *nonce, size_t nonce_len,
     const struct evidence_pcr_values *vals, size_t n_vals, const struct evidence_clock *prev,
-    char *why, size_t why_len)
+    struct err *err)
 {
 	uint8_t digest[EVIDENCE_DIGEST_MAX];
 	size_t digest_len;
 	uint16_t hash;
 
 	if (a == NULL || (vals == NULL && n_vals > 0) || a->pcrs.count > EVIDENCE_MAX_BANKS) {
-		ev_fail(why, why_len, "quote: bad arguments");
+		err_ssl(err, "quote: bad arguments");
 		return -1;
 	}
 	if (a->type != EVIDENCE_ST_QUOTE) {
-		ev_fail(why, why_len,
-		    "quote: the attestation is of type 0x%04x%s, not QUOTE "
+		err_ssl(err, "quote: the attestation is of type 0x%04x%s, not QUOTE "
 		    "(0x8018)",
 		    a->type, a->type == EVIDENCE_ST_CERTIFY ? " (CERTIFY)" : "");
 		return -1;
 	}
-	if (ev_check_extra(a, nonce, nonce_len, "quote", why, why_len) != 0 ||
-	    ev_check_coverage(a, vals, n_vals, why, why_len) != 0)
+	if (ev_check_extra(a, nonce, nonce_len, "quote", err) != 0 ||
+	    ev_check_coverage(a, vals, n_vals, err) != 0)
 		return -1;
 	if ((hash = ev_quote_hash(a->pcr_digest_len)) == TPM2_ALG_NULL) {
-		ev_fail(why, why_len, "quote: a pcrDigest of %zu bytes", a->pcr_digest_len);
+		err_ssl(err, "quote: a pcrDigest of %zu bytes", a->pcr_digest_len);
 		return -1;
 	}
-	if (evidence_pcr_digest(hash, &a->pcrs, vals, n_vals, digest, &digest_len, why, why_len) !=
+	if (evidence_pcr_digest(hash, &a->pcrs, vals, n_vals, digest, &digest_len, err) !=
 	    0)
 		return -1;
 	if (digest_len != a->pcr_digest_len || memcmp(digest, a->pcr_digest, digest_len) != 0) {
-		ev_fail(why, why_len,
-		    "quote: its PCR digest is not the digest of the PCR values "
+		err_ssl(err, "quote: its PCR digest is not the digest of the PCR values "
 		    "given");
 		return -1;
 	}
-	if (prev != NULL && evidence_check_clock(prev, &a->clock, why, why_len) != 0)
+	if (prev != NULL && evidence_check_clock(prev, &a->clock, err) != 0)
 		return -1;
 	return 0;
 }
 
 int
 evidence_check_certify(const struct evidence_attest *a, const uint8_t *certified_public,
-    size_t certified_public_len, const uint8_t *extra, size_t extra_len, char *why, size_t why_len)
+    size_t certified_public_len, const uint8_t *extra, size_t extra_len, struct err *err)
 {
 	struct evidence_public pub;
-	char reason[EV_REASON_MAX];
+	struct err reason;
 
 	if (a == NULL) {
-		ev_fail(why, why_len, "certify: bad arguments");
+		err_ssl(err, "certify: bad arguments");
 		return -1;
 	}
 	if (a->type != EVIDENCE_ST_CERTIFY) {
-		ev_fail(why, why_len,
-		    "certify: the attestation is of type 0x%04x%s, not CERTIFY "
+		err_ssl(err, "certify: the attestation is of type 0x%04x%s, not CERTIFY "
 		    "(0x8017)",
 		    a->type, a->type == EVIDENCE_ST_QUOTE ? " (QUOTE)" : "");
 		return -1;
 	}
-	if (ev_check_extra(a, extra, extra_len, "certify", why, why_len) != 0)
+	if (ev_check_extra(a, extra, extra_len, "certify", err) != 0)
 		return -1;
 	if (evidence_parse_public(
-	        certified_public, certified_public_len, &pub, reason, sizeof(reason)) != 0) {
-		ev_fail(why, why_len, "certify: the certified object's %s", reason);
+	        certified_public, certified_public_len, &pub, &reason) != 0) {
+		err_ssl(err, "certify: the certified object's %s", reason.msg);
 		return -1;
 	}
 	if (a->name_len != pub.name_len || memcmp(a->name, pub.name, pub.name_len) != 0) {
-		ev_fail(why, why_len,
-		    "certify: the certified Name is not the Name of the public "
+		err_ssl(err, "certify: the certified Name is not the Name of the public "
 		    "area given");
 		return -1;
 	}

@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
+
 /* TPM_ALG_ID values this interface names. */
 #define EVIDENCE_ALG_RSA       0x0001
 #define EVIDENCE_ALG_SHA1      0x0004
@@ -121,7 +123,7 @@ struct evidence_public {
  * SHA-512, so that the Name can be computed.
  */
 int evidence_parse_public(
-    const uint8_t *buf, size_t len, struct evidence_public *out, char *why, size_t why_len);
+    const uint8_t *buf, size_t len, struct evidence_public *out, struct err *err);
 
 /* Whether pub is what an attestation key must be (TCG: an AK, a host CK):
  * restricted, sign, fixedTPM, fixedParent and sensitiveDataOrigin set,
@@ -182,7 +184,7 @@ struct evidence_attest {
  * evidence_verify_signature().
  */
 int evidence_parse_attest(
-    const uint8_t *buf, size_t len, struct evidence_attest *out, char *why, size_t why_len);
+    const uint8_t *buf, size_t len, struct evidence_attest *out, struct err *err);
 
 /*
  * Verifies that sig, a marshalled TPMT_SIGNATURE (tpm2-tools' default
@@ -194,7 +196,7 @@ int evidence_parse_attest(
  * names a scheme, the signature must use exactly that scheme and hash.
  */
 int evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t *msg,
-    size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len);
+    size_t msg_len, const uint8_t *sig, size_t sig_len, struct err *err);
 
 /*
  * The same check with the key given as a DER SubjectPublicKeyInfo (the key
@@ -204,7 +206,7 @@ int evidence_verify_signature(const uint8_t *pub, size_t pub_len, const uint8_t 
  * challenger (vtpm-attest verify), which may hold no TPM2B_PUBLIC.
  */
 int evidence_verify_signature_spki(const uint8_t *spki, size_t spki_len, const uint8_t *msg,
-    size_t msg_len, const uint8_t *sig, size_t sig_len, char *why, size_t why_len);
+    size_t msg_len, const uint8_t *sig, size_t sig_len, struct err *err);
 
 /* ---- checks ---- */
 
@@ -227,7 +229,7 @@ struct evidence_pcr_values {
  */
 int evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel,
     const struct evidence_pcr_values *vals, size_t n_vals, uint8_t out[static EVIDENCE_DIGEST_MAX],
-    size_t *out_len, char *why, size_t why_len);
+    size_t *out_len, struct err *err);
 
 /*
  * Whether now, a later quote's clockInfo, may follow prev, the last one
@@ -254,7 +256,7 @@ int evidence_pcr_digest(uint16_t hash_alg, const struct evidence_pcr_select *sel
  * or more ahead reads as behind.
  */
 int evidence_check_clock(
-    const struct evidence_clock *prev, const struct evidence_clock *now, char *why, size_t why_len);
+    const struct evidence_clock *prev, const struct evidence_clock *now, struct err *err);
 
 /*
  * Checks a parsed (and, separately, signature-verified) QUOTE: extraData
@@ -267,7 +269,7 @@ int evidence_check_clock(
  */
 int evidence_check_quote(const struct evidence_attest *a, const uint8_t *nonce, size_t nonce_len,
     const struct evidence_pcr_values *vals, size_t n_vals, const struct evidence_clock *prev,
-    char *why, size_t why_len);
+    struct err *err);
 
 /*
  * Checks a parsed (and, separately, signature-verified) CERTIFY: extraData
@@ -277,6 +279,6 @@ int evidence_check_quote(const struct evidence_attest *a, const uint8_t *nonce, 
  * that public area was loaded in it. The qualified Name is not checked.
  */
 int evidence_check_certify(const struct evidence_attest *a, const uint8_t *certified_public,
-    size_t certified_public_len, const uint8_t *extra, size_t extra_len, char *why, size_t why_len);
+    size_t certified_public_len, const uint8_t *extra, size_t extra_len, struct err *err);
 
 #endif /* EVIDENCE_H */

@@ -1,9 +1,24 @@
 /*
  * tss.c: tpm2-tss helpers shared by the modules that speak ESYS (tss.h).
  */
+#include <stdio.h>
 #include <string.h>
 
+#include <tss2/tss2_rc.h>
+
 #include "tss.h"
+
+int
+tss_verr(struct err *err, enum err_kind kind, const char *prefix, TSS2_RC rc, const char *fmt,
+    va_list ap)
+{
+	char what[ERR_MSG_MAX];
+
+	vsnprintf(what, sizeof(what), fmt, ap);
+	if (rc != TSS2_RC_SUCCESS)
+		return err_set(err, kind, "%s%s: %s", prefix, what, Tss2_RC_Decode(rc));
+	return err_set(err, kind, "%s%s", prefix, what);
+}
 
 /* PolicyA of the TCG EK Credential Profile: PolicySecret(TPM_RH_ENDORSEMENT). */
 static const uint8_t tss_policy_a[32] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a,

@@ -32,14 +32,8 @@ void vtpmctl_print_json(const json_t *v);
 const char *vtpmctl_str(const json_t *obj, const char *key, const char *dflt);
 
 /* vtpmctl_http.c: one HTTP/1.1 request and response over the API socket. */
-enum vtpmctl_http_err {
-	VTPMCTL_HTTP_OK,
-	VTPMCTL_HTTP_CONNECT,  /* the socket could not be reached; errno says why */
-	VTPMCTL_HTTP_IO,       /* the connection failed or timed out */
-	VTPMCTL_HTTP_PROTOCOL, /* the answer was not HTTP with a JSON body */
-};
-enum vtpmctl_http_err vtpmctl_http_request(const char *socket, const char *method, const char *path,
-    const json_t *body, int *status, json_t **reply, char *why, size_t why_len);
+int vtpmctl_http_request(const char *socket, const char *method, const char *path,
+    const json_t *body, int *status, json_t **reply, struct err *err);
 int vtpmctl_call(const char *method, const char *path, const json_t *body, json_t **reply);
 
 /* vtpmctl_instance.c: create, start, stop, restart, delete, list, info. */

@@ -15,18 +15,6 @@
 
 #include "vtpmctl.h"
 
-static void vtpmctl_why(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-vtpmctl_why(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 /* Connects to the unix socket at path; -1 with errno. */
 static int
@@ -57,13 +45,14 @@ vtpmctl_connect(const char *path)
 
 /*
  * Sends METHOD path (with body, a JSON value, when not NULL) to the API
- * socket and waits for the answer. On VTPMCTL_HTTP_OK, *status is the HTTP
- * status and *reply the JSON body (the caller frees it); otherwise why says
- * what failed (for VTPMCTL_HTTP_CONNECT, errno is connect's).
+ * socket and waits for the answer. Returns 0 with *status, the HTTP
+ * status, and *reply, the JSON body (the caller frees it); or -1 with err:
+ * ERR_ABSENT when the socket could not be reached (errno is connect's),
+ * otherwise as httpc_exchange's.
  */
-enum vtpmctl_http_err
+int
 vtpmctl_http_request(const char *socket, const char *method, const char *path, const json_t *body,
-    int *status, json_t **reply, char *why, size_t why_len)
+    int *status, json_t **reply, struct err *err)
 {
 	int fd, rc, saved;
 
@@ -72,15 +61,13 @@ vtpmctl_http_request(const char *socket, const char *method, const char *path, c
 	fd = vtpmctl_connect(socket);
 	if (fd == -1) {
 		saved = errno;
-		vtpmctl_why(why, why_len, "%s", strerror(saved));
+		err_set(err, ERR_ABSENT, "%s", strerror(saved));
 		errno = saved;
-		return VTPMCTL_HTTP_CONNECT;
+		return -1;
 	}
-	rc = httpc_exchange(fd, method, "vtpmd", "vtpmctl", path, body, status, reply, why, why_len);
+	rc = httpc_exchange(fd, method, "vtpmd", "vtpmctl", path, body, status, reply, err);
 	close(fd);
-	if (rc == HTTPC_OK)
-		return VTPMCTL_HTTP_OK;
-	return rc == HTTPC_PROTOCOL ? VTPMCTL_HTTP_PROTOCOL : VTPMCTL_HTTP_IO;
+	return rc;
 }
 
 /*
@@ -91,17 +78,13 @@ vtpmctl_http_request(const char *socket, const char *method, const char *path, c
 int
 vtpmctl_call(const char *method, const char *path, const json_t *body, json_t **reply)
 {
-	enum vtpmctl_http_err err;
-	char why[256];
-	int status, saved;
+	struct err e;
+	int status, saved, rc;
 
-	err = vtpmctl_http_request(
-	    vtpmctl_socket, method, path, body, &status, reply, why, sizeof(why));
+	rc = vtpmctl_http_request(vtpmctl_socket, method, path, body, &status, reply, &e);
 	saved = errno;
-	switch (err) {
-	case VTPMCTL_HTTP_OK: break;
-	case VTPMCTL_HTTP_CONNECT:
-		vtpmctl_fail("cannot connect to vtpmd at %s: %s", vtpmctl_socket, why);
+	if (rc == -1 && e.kind == ERR_ABSENT) {
+		vtpmctl_fail("cannot connect to vtpmd at %s: %s", vtpmctl_socket, e.msg);
 		if (saved == EACCES || saved == EPERM)
 			fprintf(stderr, "vtpmctl: hint: run vtpmctl as root or as vtpmd's user\n");
 		else
@@ -109,9 +92,9 @@ vtpmctl_call(const char *method, const char *path, const json_t *body, json_t **
 			                "status vtpmd), or name its socket with --socket PATH or "
 			                "VTPMD_SOCKET\n");
 		return EXIT_RUNTIME;
-	case VTPMCTL_HTTP_IO:
-	case VTPMCTL_HTTP_PROTOCOL:
-		vtpmctl_fail("%s %s via %s: %s", method, path, vtpmctl_socket, why);
+	}
+	if (rc == -1) {
+		vtpmctl_fail("%s %s via %s: %s", method, path, vtpmctl_socket, e.msg);
 		fprintf(stderr, "vtpmctl: hint: check vtpmd's log (journalctl -u vtpmd)\n");
 		return EXIT_RUNTIME;
 	}

@@ -40,17 +40,17 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct api_request req;
-	char why[256];
+	struct err err;
 	int status = -1;
 
-	switch (api_parse(data, size, &req, &status, why, sizeof(why))) {
+	switch (api_parse(data, size, &req, &status, &err)) {
 	case API_PARSE_COMPLETE: fuzz_check_complete(&req, size); break;
 	case API_PARSE_INCOMPLETE:
 		if (req.need <= size || req.need > API_MAX_REQUEST || req.body != NULL)
 			abort();
 		break;
 	case API_PARSE_ERROR:
-		if (status < 400 || status > 599 || why[0] == '\0' || req.body != NULL)
+		if (status < 400 || status > 599 || err.msg[0] == '\0' || req.body != NULL)
 			abort();
 		break;
 	}

@@ -37,10 +37,11 @@ fuzz_zeroed(const void *p, size_t len)
 static void
 fuzz_bundle(const uint8_t *data, size_t size)
 {
-	char why[ATTEST_WHY_MAX] = "", *json;
+	char *json;
+	struct err err = {0};
 
-	if (attest_bundle_parse(data, size, &fuzz_ev, why, sizeof(why)) == -1) {
-		if (why[0] == '\0')
+	if (attest_bundle_parse(data, size, &fuzz_ev, &err) == -1) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(&fuzz_ev, sizeof(fuzz_ev));
 		return;
@@ -49,7 +50,7 @@ fuzz_bundle(const uint8_t *data, size_t size)
 		abort();
 	json = attest_bundle_encode(&fuzz_ev);
 	if (json == NULL ||
-	    attest_bundle_parse((uint8_t *)json, strlen(json), &fuzz_back, why, sizeof(why)) ==
+	    attest_bundle_parse((uint8_t *)json, strlen(json), &fuzz_back, &err) ==
 	        -1 ||
 	    memcmp(&fuzz_ev, &fuzz_back, sizeof(fuzz_ev)) != 0)
 		abort();
@@ -59,12 +60,12 @@ fuzz_bundle(const uint8_t *data, size_t size)
 static void
 fuzz_pcrfile(const uint8_t *data, size_t size)
 {
-	char why[ATTEST_WHY_MAX] = "";
+	struct err err = {0};
 	size_t n = 99;
 
 	memset(fuzz_vals, 0, sizeof(fuzz_vals));
-	if (attest_pcrfile_parse(data, size, fuzz_vals, &n, why, sizeof(why)) == -1) {
-		if (why[0] == '\0' || n != 0)
+	if (attest_pcrfile_parse(data, size, fuzz_vals, &n, &err) == -1) {
+		if (err.msg[0] == '\0' || n != 0)
 			abort();
 		fuzz_zeroed(fuzz_vals, sizeof(fuzz_vals));
 		return;
@@ -84,15 +85,16 @@ static void
 fuzz_spec(const uint8_t *data, size_t size)
 {
 	struct evidence_pcr_select sel;
-	char why[ATTEST_WHY_MAX] = "", *s;
+	char *s;
+	struct err err = {0};
 	size_t n = 99;
 
 	if (size > 4096 || (s = malloc(size + 1)) == NULL)
 		return;
 	memcpy(s, data, size);
 	s[size] = '\0';
-	if (attest_pcr_spec_parse(s, &sel, fuzz_vals, &n, why, sizeof(why)) == -1) {
-		if (why[0] == '\0' || n != 0 || sel.count != 0)
+	if (attest_pcr_spec_parse(s, &sel, fuzz_vals, &n, &err) == -1) {
+		if (err.msg[0] == '\0' || n != 0 || sel.count != 0)
 			abort();
 	} else if (sel.count == 0 || sel.count > ATTEST_BANKS || n != sel.count) {
 		abort();

@@ -123,44 +123,44 @@ fuzz_again(const json_t *o)
 static void
 fuzz_json(const json_t *o)
 {
-	char why[CA_WHY_MAX];
+	struct err err;
 	json_t *back;
 
-	why[0] = '\0';
-	if (ca_parse_challenge(o, &fuzz_ch, why, sizeof(why)) == 0) {
+	err.msg[0] = '\0';
+	if (ca_parse_challenge(o, &fuzz_ch, &err) == 0) {
 		fuzz_check_challenge();
 		if ((back = fuzz_again(o)) != NULL) {
-			if (ca_parse_challenge(back, &fuzz_ch2, why, sizeof(why)) != 0 ||
+			if (ca_parse_challenge(back, &fuzz_ch2, &err) != 0 ||
 			    memcmp(&fuzz_ch, &fuzz_ch2, sizeof(fuzz_ch)) != 0)
 				abort();
 			json_decref(back);
 		}
 	} else {
-		fuzz_refused(why, &fuzz_ch, sizeof(fuzz_ch));
+		fuzz_refused(err.msg, &fuzz_ch, sizeof(fuzz_ch));
 	}
-	why[0] = '\0';
-	if (ca_parse_certify(o, &fuzz_ce, why, sizeof(why)) == 0) {
+	err.msg[0] = '\0';
+	if (ca_parse_certify(o, &fuzz_ce, &err) == 0) {
 		fuzz_check_certify();
 		if ((back = fuzz_again(o)) != NULL) {
-			if (ca_parse_certify(back, &fuzz_ce2, why, sizeof(why)) != 0 ||
+			if (ca_parse_certify(back, &fuzz_ce2, &err) != 0 ||
 			    memcmp(&fuzz_ce, &fuzz_ce2, sizeof(fuzz_ce)) != 0)
 				abort();
 			json_decref(back);
 		}
 	} else {
-		fuzz_refused(why, &fuzz_ce, sizeof(fuzz_ce));
+		fuzz_refused(err.msg, &fuzz_ce, sizeof(fuzz_ce));
 	}
-	why[0] = '\0';
-	if (ca_parse_ek_request(o, &fuzz_ek, why, sizeof(why)) == 0) {
+	err.msg[0] = '\0';
+	if (ca_parse_ek_request(o, &fuzz_ek, &err) == 0) {
 		fuzz_check_ek();
 		if ((back = fuzz_again(o)) != NULL) {
-			if (ca_parse_ek_request(back, &fuzz_ek2, why, sizeof(why)) != 0 ||
+			if (ca_parse_ek_request(back, &fuzz_ek2, &err) != 0 ||
 			    memcmp(&fuzz_ek, &fuzz_ek2, sizeof(fuzz_ek)) != 0)
 				abort();
 			json_decref(back);
 		}
 	} else {
-		fuzz_refused(why, &fuzz_ek, sizeof(fuzz_ek));
+		fuzz_refused(err.msg, &fuzz_ek, sizeof(fuzz_ek));
 	}
 }
 
@@ -168,14 +168,15 @@ static void
 fuzz_text(const char *text)
 {
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
-	char serial[CERTS_SERIAL_HEX_MAX + 1], why[CA_WHY_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct err err;
 	uint32_t mask = 0;
 
-	why[0] = '\0';
-	if (ca_parse_pcr_values(text, &mask, values, why, sizeof(why)) == 0) {
+	err.msg[0] = '\0';
+	if (ca_parse_pcr_values(text, &mask, values, &err) == 0) {
 		if (mask == 0 || (mask >> TPM_PCRS) != 0)
 			abort();
-	} else if (mask != 0 || why[0] == '\0') {
+	} else if (mask != 0 || err.msg[0] == '\0') {
 		abort();
 	}
 	if (ca_parse_serial(text, serial) == 0) {

@@ -30,10 +30,10 @@ static void
 fuzz_virtual(const uint8_t *data, size_t size)
 {
 	struct certs_virtual v;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (certs_parse_virtual(data, size, &v, why, sizeof(why)) == -1) {
-		if (why[0] == '\0')
+	if (certs_parse_virtual(data, size, &v, &err) == -1) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(&v, sizeof(v));
 		return;
@@ -51,10 +51,10 @@ static void
 fuzz_ek_info(const uint8_t *data, size_t size)
 {
 	struct certs_ek_info info;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (certs_ek_info(data, size, &info, why, sizeof(why)) == -1) {
-		if (why[0] == '\0')
+	if (certs_ek_info(data, size, &info, &err) == -1) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(&info, sizeof(info));
 		return;
@@ -68,10 +68,10 @@ static void
 fuzz_ck(const uint8_t *data, size_t size)
 {
 	struct certs_host_key hk;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (certs_parse_ck(data, size, &hk, why, sizeof(why)) == -1) {
-		if (why[0] == '\0')
+	if (certs_parse_ck(data, size, &hk, &err) == -1) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(&hk, sizeof(hk));
 	} else if (hk.host[0] == '\0' || strnlen(hk.host, sizeof(hk.host)) == sizeof(hk.host)) {
@@ -85,15 +85,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct certs_der leaf = {data, size};
 	uint8_t digest[CERTS_DIGEST_LEN];
 	enum certs_verdict v;
-	char why[256] = "";
+	struct err err = {0};
 
 	fuzz_virtual(data, size);
 	fuzz_ek_info(data, size);
 	fuzz_ck(data, size);
 	(void)certs_cert_key_digest(data, size, digest);
 	/* Against itself as the only root: whatever it is, a refusal says why. */
-	v = certs_verify_chain(&leaf, NULL, 0, &leaf, 1, 0, why, sizeof(why));
-	if (v != CERTS_VALID && why[0] == '\0')
+	v = certs_verify_chain(&leaf, NULL, 0, &leaf, 1, 0, &err);
+	if (v != CERTS_VALID && err.msg[0] == '\0')
 		abort();
 	if (v > CERTS_INVALID)
 		abort();

@@ -86,10 +86,10 @@ fuzz_digest_size(uint16_t alg)
 static int
 fuzz_parse_attest(const uint8_t *data, size_t size, struct evidence_attest *a)
 {
-	char why[256] = "";
+	struct err err = {0};
 
-	if (evidence_parse_attest(data, size, a, why, sizeof(why)) != 0) {
-		if (why[0] == '\0')
+	if (evidence_parse_attest(data, size, a, &err) != 0) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(a, sizeof(*a));
 		return -1;
@@ -103,7 +103,7 @@ fuzz_parse_attest(const uint8_t *data, size_t size, struct evidence_attest *a)
 		for (size_t j = 0; j < i; j++)
 			if (a->pcrs.bank[i].hash_alg == a->pcrs.bank[j].hash_alg)
 				abort();
-	if (evidence_check_clock(&a->clock, &a->clock, why, sizeof(why)) != 0)
+	if (evidence_check_clock(&a->clock, &a->clock, &err) != 0)
 		abort();
 	return 0;
 }
@@ -111,10 +111,10 @@ fuzz_parse_attest(const uint8_t *data, size_t size, struct evidence_attest *a)
 static int
 fuzz_parse_public(const uint8_t *data, size_t size, struct evidence_public *pub)
 {
-	char why[256] = "";
+	struct err err = {0};
 
-	if (evidence_parse_public(data, size, pub, why, sizeof(why)) != 0) {
-		if (why[0] == '\0')
+	if (evidence_parse_public(data, size, pub, &err) != 0) {
+		if (err.msg[0] == '\0')
 			abort();
 		fuzz_zeroed(pub, sizeof(*pub));
 		return -1;
@@ -200,34 +200,33 @@ fuzz_checks(const struct evidence_attest *a, const struct fuzz_piece *pieces)
 	struct evidence_clock prev;
 	uint8_t digest[EVIDENCE_DIGEST_MAX];
 	size_t n, digest_len;
-	char why[256] = "";
+	struct err err = {0};
 	bool has_prev = pieces[6].len >= 17;
 
 	memset(vals, 0, sizeof(vals));
 	n = fuzz_values(a, &pieces[5], vals);
 	if (has_prev)
 		fuzz_clock(&pieces[6], &prev);
-	if (evidence_pcr_digest(EVIDENCE_ALG_SHA256, &a->pcrs, vals, n, digest, &digest_len, why,
-	        sizeof(why)) != 0 &&
-	    why[0] == '\0')
+	if (evidence_pcr_digest(EVIDENCE_ALG_SHA256, &a->pcrs, vals, n, digest, &digest_len, &err) != 0 &&
+	    err.msg[0] == '\0')
 		abort();
-	why[0] = '\0';
+	err.msg[0] = '\0';
 	if (evidence_check_quote(a, pieces[3].p, pieces[3].len, vals, n, has_prev ? &prev : NULL,
-	        why, sizeof(why)) == 0) {
+	        &err) == 0) {
 		if (a->type != EVIDENCE_ST_QUOTE || a->extra_len != pieces[3].len)
 			abort();
-	} else if (why[0] == '\0') {
+	} else if (err.msg[0] == '\0') {
 		abort();
 	}
-	why[0] = '\0';
+	err.msg[0] = '\0';
 	if (evidence_check_certify(
-	        a, pieces[4].p, pieces[4].len, pieces[3].p, pieces[3].len, why, sizeof(why)) == 0) {
+	        a, pieces[4].p, pieces[4].len, pieces[3].p, pieces[3].len, &err) == 0) {
 		if (a->type != EVIDENCE_ST_CERTIFY || a->extra_len != pieces[3].len ||
 		    fuzz_parse_public(pieces[4].p, pieces[4].len, &certified) != 0 ||
 		    certified.name_len != a->name_len ||
 		    memcmp(certified.name, a->name, a->name_len) != 0)
 			abort();
-	} else if (why[0] == '\0') {
+	} else if (err.msg[0] == '\0') {
 		abort();
 	}
 }
@@ -238,19 +237,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_piece pieces[FUZZ_PIECES];
 	struct evidence_attest a;
 	struct evidence_public pub;
-	char why[256] = "";
+	struct err err = {0};
 
 	(void)fuzz_parse_attest(data, size, &a);
 	(void)fuzz_parse_public(data, size, &pub);
 	fuzz_split(data, size, pieces);
 	if (evidence_verify_signature(pieces[0].p, pieces[0].len, pieces[1].p, pieces[1].len,
-	        pieces[2].p, pieces[2].len, why, sizeof(why)) == 0) {
+	        pieces[2].p, pieces[2].len, &err) == 0) {
 		if (fuzz_parse_public(pieces[0].p, pieces[0].len, &pub) != 0 ||
 		    (pub.attributes & EVIDENCE_OBJ_RESTRICTED) == 0 ||
 		    (pub.attributes & EVIDENCE_OBJ_SIGN) == 0 ||
 		    (pub.attributes & EVIDENCE_OBJ_DECRYPT) != 0)
 			abort();
-	} else if (why[0] == '\0') {
+	} else if (err.msg[0] == '\0') {
 		abort();
 	}
 	if (fuzz_parse_attest(pieces[1].p, pieces[1].len, &a) == 0)

@@ -28,12 +28,12 @@
 
 #define ACA_YEAR (365 * 24 * 3600)
 
-static char aca_why[256];
+static struct err aca_why;
 
 static void
 aca_die(const char *what)
 {
-	fprintf(stderr, "attest-ca: %s%s%s\n", what, aca_why[0] != '\0' ? ": " : "", aca_why);
+	fprintf(stderr, "attest-ca: %s%s%s\n", what, aca_why.msg[0] != '\0' ? ": " : "", aca_why.msg);
 	exit(1);
 }
 
@@ -59,7 +59,7 @@ aca_tpm_key(const char *file)
 
 	if (fileio_read(file, 4096, &buf, &len) == -1)
 		aca_die(file);
-	if (evidence_parse_public(buf, len, &pub, aca_why, sizeof(aca_why)) == -1)
+	if (evidence_parse_public(buf, len, &pub, &aca_why) == -1)
 		aca_die(file);
 	if (pub.key == EVIDENCE_KEY_ECC_P256)
 		k = certs_pkey_from_ecc_p256(pub.ecc_x, pub.ecc_y);
@@ -79,7 +79,7 @@ aca_load(const char *dir, const char *name)
 
 	snprintf(key, sizeof(key), "%s.key", name);
 	snprintf(cert, sizeof(cert), "%s.pem", name);
-	ca = certs_ca_load(aca_path(dir, key), aca_path(dir, cert), aca_why, sizeof(aca_why));
+	ca = certs_ca_load(aca_path(dir, key), aca_path(dir, cert), &aca_why);
 	if (ca == NULL)
 		aca_die(name);
 	return ca;
@@ -95,8 +95,7 @@ aca_create(const char *dir, const char *cn, enum certs_ca_kind kind, const struc
 
 	snprintf(key, sizeof(key), "%s.key", name);
 	snprintf(cert, sizeof(cert), "%s.pem", name);
-	ca = certs_ca_create(cn, kind, parent, &v, aca_path(dir, key), aca_path(dir, cert), aca_why,
-	    sizeof(aca_why));
+	ca = certs_ca_create(cn, kind, parent, &v, aca_path(dir, key), aca_path(dir, cert), &aca_why);
 	if (ca == NULL)
 		aca_die(name);
 	return ca;
@@ -134,7 +133,7 @@ aca_ek(const char *dir, const char *pub, const char *out, const char *config, co
 	snprintf(req.virt.host_config, sizeof(req.virt.host_config), "%s", config);
 	snprintf(req.virt.instance_uuid, sizeof(req.virt.instance_uuid), "%s", uuid);
 	req.validity = (struct certs_validity){time(NULL) - 60, CERTS_NO_EXPIRY};
-	if (certs_issue_ek(virt, &req, &der, &len, aca_why, sizeof(aca_why)) == -1 ||
+	if (certs_issue_ek(virt, &req, &der, &len, &aca_why) == -1 ||
 	    certs_write_pem(out, der, len) == -1)
 		aca_die("vEK certificate");
 	free(der);
@@ -153,7 +152,7 @@ aca_hardware_ek(const struct certs_ca *ca, const struct certs_pkey *key, uint8_t
 	ck.ck = key;
 	ck.host = "hardware-tpm";
 	ck.validity = (struct certs_validity){time(NULL) - 60, CERTS_NO_EXPIRY};
-	if (certs_issue_ck(ca, &ck, der, len, aca_why, sizeof(aca_why)) == -1)
+	if (certs_issue_ck(ca, &ck, der, len, &aca_why) == -1)
 		aca_die("hardware EK stand-in");
 }
 
@@ -174,7 +173,7 @@ aca_ak(const char *dir, const char *ca_name, const char *pub, const char *ek, co
 	req.subject = hardware ? "hardware AK" : "";
 	req.ek_cert = (struct certs_der){ek_der, ek_len};
 	req.validity = (struct certs_validity){time(NULL) - 60, CERTS_NO_EXPIRY};
-	if (certs_issue_ak(ca, &req, &der, &len, aca_why, sizeof(aca_why)) == -1 ||
+	if (certs_issue_ak(ca, &req, &der, &len, &aca_why) == -1 ||
 	    certs_write_pem(out, der, len) == -1)
 		aca_die("AK certificate");
 	free(der);

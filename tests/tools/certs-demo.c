@@ -37,14 +37,14 @@
 #define DEMO_YEAR   (365 * 24 * 3600)
 
 static const char *demo_dir;
-static char demo_why[256];
+static struct err demo_why;
 
 static void demo_die(const char *what) __attribute__((noreturn));
 
 static void
 demo_die(const char *what)
 {
-	fprintf(stderr, "certs-demo: %s%s%s\n", what, demo_why[0] != '\0' ? ": " : "", demo_why);
+	fprintf(stderr, "certs-demo: %s%s%s\n", what, demo_why.msg[0] != '\0' ? ": " : "", demo_why.msg);
 	exit(1);
 }
 
@@ -133,7 +133,7 @@ demo_ca(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent
 	snprintf(key, sizeof(key), "%s.key", file);
 	snprintf(cert, sizeof(cert), "%s.pem", file);
 	ca = certs_ca_create(
-	    name, kind, parent, v, demo_path(key), demo_path(cert), demo_why, sizeof(demo_why));
+	    name, kind, parent, v, demo_path(key), demo_path(cert), &demo_why);
 	if (ca == NULL)
 		demo_die(name);
 	return ca;
@@ -146,8 +146,8 @@ demo_print(const uint8_t *der, size_t len)
 	struct certs_ek_info info;
 	char hex[2 * CERTS_DIGEST_LEN + 1];
 
-	if (certs_parse_virtual(der, len, &virt, demo_why, sizeof(demo_why)) == -1 ||
-	    certs_ek_info(der, len, &info, demo_why, sizeof(demo_why)) == -1)
+	if (certs_parse_virtual(der, len, &virt, &demo_why) == -1 ||
+	    certs_ek_info(der, len, &info, &demo_why) == -1)
 		demo_die("reading the vEK certificate back");
 	hex_encode(virt.ck_digest, sizeof(virt.ck_digest), hex);
 	printf("virtual=%s\n", virt.is_virtual ? "yes" : "no");
@@ -193,7 +193,7 @@ main(int argc, char **argv)
 	ckr.host = "host-a.example";
 	ckr.validity = leafv;
 	if (certs_pkey_digest(host_ek, ckr.host_ek_digest) == -1 ||
-	    certs_issue_ck(privacy, &ckr, &der, &len, demo_why, sizeof(demo_why)) == -1)
+	    certs_issue_ck(privacy, &ckr, &der, &len, &demo_why) == -1)
 		demo_die("CK certificate");
 	demo_write("ck.pem", der, len);
 
@@ -208,7 +208,7 @@ main(int argc, char **argv)
 
 	ek_rsa = demo_rsa_ek();
 	ek.ek = ek_rsa;
-	if (certs_issue_ek(virt, &ek, &ek_der, &ek_len, demo_why, sizeof(demo_why)) == -1)
+	if (certs_issue_ek(virt, &ek, &ek_der, &ek_len, &demo_why) == -1)
 		demo_die("RSA vEK certificate");
 	demo_write("ek-rsa.pem", ek_der, ek_len);
 	if (fileio_write_atomic(demo_path("ek-rsa.der"), ek_der, ek_len, 0644) == -1)
@@ -216,11 +216,11 @@ main(int argc, char **argv)
 
 	ek_ecc = demo_ecc_ek();
 	ek.ek = ek_ecc;
-	if (certs_issue_ek(virt, &ek, &der, &len, demo_why, sizeof(demo_why)) == -1)
+	if (certs_issue_ek(virt, &ek, &der, &len, &demo_why) == -1)
 		demo_die("ECC vEK certificate");
 	demo_write("ek-ecc.pem", der, len);
 	free(der);
-	if (certs_issue_ek(single, &ek, &der, &len, demo_why, sizeof(demo_why)) == -1)
+	if (certs_issue_ek(single, &ek, &der, &len, &demo_why) == -1)
 		demo_die("vEK certificate by the self-signed CA");
 	demo_write("ek-single.pem", der, len);
 	free(der);
@@ -230,7 +230,7 @@ main(int argc, char **argv)
 	akr.subject = "vm-a attestation key";
 	akr.ek_cert = (struct certs_der){ek_der, ek_len};
 	akr.validity = leafv;
-	if (certs_issue_ak(privacy, &akr, &der, &len, demo_why, sizeof(demo_why)) == -1)
+	if (certs_issue_ak(privacy, &akr, &der, &len, &demo_why) == -1)
 		demo_die("AK certificate");
 	demo_write("ak.pem", der, len);
 	free(der);

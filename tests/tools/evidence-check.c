@@ -184,13 +184,13 @@ check_public(const char *path)
 	struct evidence_public pub;
 	uint8_t *buf = NULL;
 	size_t len;
-	char why[256];
+	struct err err;
 	int ret = 1;
 
 	if (check_read(path, &buf, &len) != 0)
 		goto out;
-	if (evidence_parse_public(buf, len, &pub, why, sizeof(why)) != 0) {
-		fprintf(stderr, "%s: %s\n", path, why);
+	if (evidence_parse_public(buf, len, &pub, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", path, err.msg);
 		goto out;
 	}
 	printf("type=0x%04x\nkey=%s\nname_alg=0x%04x\nattributes=0x%08x\n", pub.type,
@@ -211,13 +211,13 @@ check_attest(const char *path)
 	struct evidence_attest a;
 	uint8_t *buf = NULL;
 	size_t len;
-	char why[256];
+	struct err err;
 	int ret = 1;
 
 	if (check_read(path, &buf, &len) != 0)
 		goto out;
-	if (evidence_parse_attest(buf, len, &a, why, sizeof(why)) != 0) {
-		fprintf(stderr, "%s: %s\n", path, why);
+	if (evidence_parse_attest(buf, len, &a, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", path, err.msg);
 		goto out;
 	}
 	printf("type=%s\n", a.type == EVIDENCE_ST_QUOTE ? "quote" : "certify");
@@ -248,16 +248,16 @@ check_signed(char **argv, struct evidence_attest *a)
 {
 	uint8_t *pub = NULL, *msg = NULL, *sig = NULL;
 	size_t pub_len, msg_len, sig_len;
-	char why[256];
+	struct err err;
 	int ret = -1;
 
 	if (check_read(argv[0], &pub, &pub_len) != 0 || check_read(argv[1], &msg, &msg_len) != 0 ||
 	    check_read(argv[2], &sig, &sig_len) != 0)
 		goto out;
-	if (evidence_verify_signature(pub, pub_len, msg, msg_len, sig, sig_len, why, sizeof(why)) !=
+	if (evidence_verify_signature(pub, pub_len, msg, msg_len, sig, sig_len, &err) !=
 	        0 ||
-	    evidence_parse_attest(msg, msg_len, a, why, sizeof(why)) != 0) {
-		fprintf(stderr, "refused: %s\n", why);
+	    evidence_parse_attest(msg, msg_len, a, &err) != 0) {
+		fprintf(stderr, "refused: %s\n", err.msg);
 		goto out;
 	}
 	ret = 0;
@@ -276,7 +276,7 @@ check_quote(char **argv, const char *prev_spec)
 	struct evidence_attest a;
 	uint8_t nonce[EVIDENCE_DATA_MAX];
 	size_t nonce_len, n;
-	char why[256];
+	struct err err;
 	int ret = 1;
 
 	if ((vals = calloc(EVIDENCE_MAX_BANKS, sizeof(*vals))) == NULL) {
@@ -292,8 +292,8 @@ check_quote(char **argv, const char *prev_spec)
 	if (check_signed(argv, &a) != 0)
 		goto out;
 	if (evidence_check_quote(&a, nonce, nonce_len, vals, n, prev_spec != NULL ? &prev : NULL,
-	        why, sizeof(why)) != 0) {
-		fprintf(stderr, "refused: %s\n", why);
+	        &err) != 0) {
+		fprintf(stderr, "refused: %s\n", err.msg);
 		goto out;
 	}
 	printf("ok clock=");
@@ -311,7 +311,7 @@ check_certify(char **argv)
 	struct evidence_attest a;
 	uint8_t extra[EVIDENCE_DATA_MAX], *certified = NULL;
 	size_t extra_len, certified_len;
-	char why[256];
+	struct err err;
 	int ret = 1;
 
 	if (check_unhex(argv[4], extra, sizeof(extra), &extra_len) != 0)
@@ -319,8 +319,8 @@ check_certify(char **argv)
 	if (check_read(argv[3], &certified, &certified_len) != 0 || check_signed(argv, &a) != 0)
 		goto out;
 	if (evidence_check_certify(
-	        &a, certified, certified_len, extra, extra_len, why, sizeof(why)) != 0) {
-		fprintf(stderr, "refused: %s\n", why);
+	        &a, certified, certified_len, extra, extra_len, &err) != 0) {
+		fprintf(stderr, "refused: %s\n", err.msg);
 		goto out;
 	}
 	printf("ok clock=");

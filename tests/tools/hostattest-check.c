@@ -43,6 +43,9 @@
 
 #include "manager/manager.h"
 
+/* The last failure of a library call, for the message this tool dies with. */
+static struct err terr;
+
 #define CHECK_MAX_FILE 16384
 
 static const struct pcr_selection check_sel = {
@@ -137,8 +140,8 @@ host_ek(struct hwtpm *hw, const char *dir, enum hwtpm_ek_kind kind, bool save)
 	const char *k = kind == HWTPM_EK_RSA ? "rsa" : "ecc";
 	char name[64];
 
-	if (hwtpm_host_ek(hw, kind, &pub, &pub_len, &cert, &cert_len) == -1)
-		fatalx(1, "host EK: %s", hwtpm_error());
+	if (hwtpm_host_ek(hw, kind, &pub, &pub_len, &cert, &cert_len, &terr) == -1)
+		fatalx(1, "host EK: %s", terr.msg);
 	if (save) {
 		snprintf(name, sizeof(name), "ek-%s.pub", k);
 		check_write(dir, name, pub, pub_len);
@@ -158,12 +161,12 @@ host_ck(struct hwtpm *hw, const char *dir, bool save)
 	uint8_t *pub, name[CREDENTIAL_NAME_LEN];
 	size_t len;
 
-	if (hwtpm_ck(hw, &pub, &len) == -1)
-		fatalx(1, "CK: %s", hwtpm_error());
+	if (hwtpm_ck(hw, &pub, &len, &terr) == -1)
+		fatalx(1, "CK: %s", terr.msg);
 	if (save) {
 		check_write(dir, "ck.pub", pub, len);
-		if (credential_public_name(pub, len, name) == -1)
-			fatalx(1, "CK name: %s", credential_error());
+		if (credential_public_name(pub, len, name, &terr) == -1)
+			fatalx(1, "CK name: %s", terr.msg);
 		check_hex("name", name, sizeof(name));
 	}
 	free(pub);
@@ -196,8 +199,8 @@ host_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const char *cred, const
 	check_read(NULL, cred, &f, &len);
 	check_split_cred(f, len, &boff, &blen, &soff, &slen);
 	if (hwtpm_activate_credential(
-	        hw, kind, f + boff, blen, f + soff, slen, secret, &secret_len) == -1)
-		fatalx(1, "activate: %s", hwtpm_error());
+	        hw, kind, f + boff, blen, f + soff, slen, secret, &secret_len, &terr) == -1)
+		fatalx(1, "activate: %s", terr.msg);
 	if (fileio_write_atomic(out, secret, secret_len, 0600) == -1)
 		fatal(1, "write %s", out);
 	OPENSSL_cleanse(secret, sizeof(secret));
@@ -211,8 +214,8 @@ host_bk(struct hwtpm *hw, const char *dir, bool save)
 	uint8_t *pub;
 	size_t len;
 
-	if (hwtpm_bk(hw, &pub, &len, &ev) == -1)
-		fatalx(1, "BK: %s", hwtpm_error());
+	if (hwtpm_bk(hw, &pub, &len, &ev, &terr) == -1)
+		fatalx(1, "BK: %s", terr.msg);
 	if (save) {
 		check_write(dir, "bk.pub", pub, len);
 		check_write_attestation(dir, "bk", &ev);
@@ -236,8 +239,8 @@ host_seal(struct hwtpm *hw, const char *dir)
 	if (pcrpolicy_authorize(&pub, policy) == -1)
 		fatalx(1, "policy");
 	RAND_bytes(key, sizeof(key));
-	if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len) == -1)
-		fatalx(1, "seal: %s", hwtpm_error());
+	if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len, &terr) == -1)
+		fatalx(1, "seal: %s", terr.msg);
 	OPENSSL_cleanse(key, sizeof(key));
 	check_write(dir, "sealed.bin", sealed, len);
 	free(sealed);
@@ -251,8 +254,8 @@ host_certify_sealed(struct hwtpm *hw, const char *dir, const uint8_t *qd, size_t
 	size_t len;
 
 	check_read(dir, "sealed.bin", &blob, &len);
-	if (hwtpm_certify_sealed(hw, blob, len, qd, qd_len, &ev) != 0)
-		fatalx(1, "certify sealed: %s", hwtpm_error());
+	if (hwtpm_certify_sealed(hw, blob, len, qd, qd_len, &ev, &terr) != 0)
+		fatalx(1, "certify sealed: %s", terr.msg);
 	if (save)
 		check_write_attestation(dir, "sealed", &ev);
 	hwtpm_attestation_clear(&ev);
@@ -266,8 +269,8 @@ host_quote(struct hwtpm *hw, const char *dir, const uint8_t *nonce, size_t nonce
 	struct hwtpm_attestation ev;
 	char label[16];
 
-	if (hwtpm_quote(hw, &check_sel, nonce, nonce_len, &ev, values) == -1)
-		fatalx(1, "quote: %s", hwtpm_error());
+	if (hwtpm_quote(hw, &check_sel, nonce, nonce_len, &ev, values, &terr) == -1)
+		fatalx(1, "quote: %s", terr.msg);
 	if (save) {
 		check_write_attestation(dir, "quote", &ev);
 		for (int i = 0; i < TPM_PCRS; i++) {
@@ -290,17 +293,17 @@ host_activate_made(struct hwtpm *hw, enum hwtpm_ek_kind kind)
 	size_t ek_len, cert_len, ck_len, blob_len, enc_len, got_len;
 	unsigned long before;
 
-	if (hwtpm_host_ek(hw, kind, &ek, &ek_len, &cert, &cert_len) == -1 ||
-	    hwtpm_ck(hw, &ck, &ck_len) == -1)
-		fatalx(1, "keys: %s", hwtpm_error());
+	if (hwtpm_host_ek(hw, kind, &ek, &ek_len, &cert, &cert_len, &terr) == -1 ||
+	    hwtpm_ck(hw, &ck, &ck_len, &terr) == -1)
+		fatalx(1, "keys: %s", terr.msg);
 	RAND_bytes(secret, sizeof(secret));
-	if (credential_public_name(ck, ck_len, name) == -1 ||
+	if (credential_public_name(ck, ck_len, name, &terr) == -1 ||
 	    credential_make(ek, ek_len, name, sizeof(name), secret, sizeof(secret), &blob,
-	        &blob_len, &enc, &enc_len) == -1)
-		fatalx(1, "credential_make: %s", credential_error());
+	        &blob_len, &enc, &enc_len, &terr) == -1)
+		fatalx(1, "credential_make: %s", terr.msg);
 	before = hwtpm_command_count(hw);
-	if (hwtpm_activate_credential(hw, kind, blob, blob_len, enc, enc_len, got, &got_len) == -1)
-		fatalx(1, "activate: %s", hwtpm_error());
+	if (hwtpm_activate_credential(hw, kind, blob, blob_len, enc, enc_len, got, &got_len, &terr) == -1)
+		fatalx(1, "activate: %s", terr.msg);
 	if (got_len != sizeof(secret) || memcmp(got, secret, sizeof(secret)) != 0)
 		fatalx(1, "credential_make: the activated secret differs");
 	printf("count activate-%s %lu\n", kind == HWTPM_EK_RSA ? "rsa" : "ecc",
@@ -348,9 +351,9 @@ host_main(int argc, char **argv)
 	unsigned long before;
 	size_t n;
 
-	hw = check_hw = hwtpm_open(argv[2]);
+	hw = check_hw = hwtpm_open(argv[2], &terr);
 	if (hw == NULL)
-		fatalx(1, "host TPM: %s", hwtpm_error());
+		fatalx(1, "host TPM: %s", terr.msg);
 	before = hwtpm_command_count(hw);
 	if (strcmp(op, "ek") == 0 && argc == 6) {
 		host_ek(hw, dir, check_kind(argv[5]), true);
@@ -392,18 +395,18 @@ vtpm_main(int argc, char **argv)
 
 	if (endpoint_parse(argv[2], &ep) == -1)
 		fatalx(2, "endpoint: %s", argv[2]);
-	if ((g = check_g = guesttpm_open(&ep)) == NULL)
-		fatalx(1, "%s", guesttpm_error());
+	if ((g = check_g = guesttpm_open(&ep, &terr)) == NULL)
+		fatalx(1, "%s", terr.msg);
 	if (strcmp(op, "ek") == 0 && argc == 6) {
-		if (guesttpm_create_ek(g, check_kind(argv[5]), &data, &len) == -1)
-			fatalx(1, "%s", guesttpm_error());
+		if (guesttpm_create_ek(g, check_kind(argv[5]), &data, &len, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		snprintf(name, sizeof(name), "vek-%s.pub", argv[5]);
 		check_write(dir, name, data, len);
 		free(data);
 	} else if (strcmp(op, "cert") == 0 && argc == 7) {
 		check_read(NULL, argv[6], &data, &len);
-		if (guesttpm_write_ek_cert(g, check_kind(argv[5]), data, len) == -1)
-			fatalx(1, "%s", guesttpm_error());
+		if (guesttpm_write_ek_cert(g, check_kind(argv[5]), data, len, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		free(data);
 	} else if (strcmp(op, "chain") == 0 && argc >= 5 && argc - 5 <= 16) {
 		n = argc - 5;
@@ -411,14 +414,14 @@ vtpm_main(int argc, char **argv)
 			check_read(NULL, argv[5 + i], &buf[i], &certs[i].len);
 			certs[i].der = buf[i];
 		}
-		if (guesttpm_write_chain(g, certs, (size_t)n) == -1)
-			fatalx(1, "%s", guesttpm_error());
+		if (guesttpm_write_chain(g, certs, (size_t)n, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		for (int i = 0; i < n; i++)
 			free(buf[i]);
 	} else if (strcmp(op, "read") == 0 && argc == 7) {
 		index = strtoul(argv[5], NULL, 16);
-		if (guesttpm_read_nv(g, (uint32_t)index, &data, &len) == -1)
-			fatalx(1, "%s", guesttpm_error());
+		if (guesttpm_read_nv(g, (uint32_t)index, &data, &len, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		if (fileio_write_atomic(argv[6], data, len, 0600) == -1)
 			fatal(1, "write %s", argv[6]);
 		free(data);

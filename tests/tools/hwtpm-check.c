@@ -21,6 +21,9 @@
 #include "hwtpm/hwtpm.h"
 #include "instance/instance.h"
 
+/* The last failure of a library call, for the message this tool dies with. */
+static struct err terr;
+
 static const struct pcr_selection check_sel = {
 	.mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7 | 1u << 16,
 };
@@ -71,9 +74,9 @@ main(int argc, char **argv)
 	if (argc != 4)
 		fatalx(2, "usage: hwtpm-check TCTI DIR seal|approve|unseal");
 	snprintf(keypath, sizeof(keypath), "%s/approval.pem", argv[2]);
-	hw = hwtpm_open(argv[1]);
+	hw = hwtpm_open(argv[1], &terr);
 	if (hw == NULL)
-		fatalx(1, "host TPM: %s", hwtpm_error());
+		fatalx(1, "host TPM: %s", terr.msg);
 	before = hwtpm_command_count(hw);
 	if (strcmp(argv[3], "seal") == 0) {
 		if (approval_key_public(keypath, &pub) == -1 &&
@@ -82,14 +85,14 @@ main(int argc, char **argv)
 		if (pcrpolicy_authorize(&pub, policy) == -1)
 			fatalx(1, "policy");
 		RAND_bytes(key, sizeof(key));
-		if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len) == -1)
-			fatalx(1, "%s", hwtpm_error());
+		if (hwtpm_seal(hw, key, sizeof(key), policy, &sealed, &len, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		check_write(argv[2], "sealed.bin", sealed, len);
 		check_write(argv[2], "expected-key.bin", key, sizeof(key));
 		free(sealed);
 	} else if (strcmp(argv[3], "approve") == 0) {
-		if (hwtpm_pcr_read(hw, &check_sel, values) == -1)
-			fatalx(1, "%s", hwtpm_error());
+		if (hwtpm_pcr_read(hw, &check_sel, values, &terr) == -1)
+			fatalx(1, "%s", terr.msg);
 		if (pcrpolicy_digest(&check_sel, values, policy) == -1 ||
 		    approval_sign(keypath, policy, &ap) == -1)
 			fatalx(1, "sign approval");
@@ -98,12 +101,12 @@ main(int argc, char **argv)
 		if (check_read(argv[2], "approval.bin", &ap, sizeof(ap)) != sizeof(ap))
 			fatalx(1, "approval.bin");
 		len = check_read(argv[2], "sealed.bin", blob, sizeof(blob));
-		rc = hwtpm_unseal(hw, blob, len, &check_sel, &ap, key, sizeof(key));
+		rc = hwtpm_unseal(hw, blob, len, &check_sel, &ap, key, sizeof(key), &terr);
 		if (rc != 0) {
 			printf("commands %lu\n", hwtpm_command_count(hw) - before);
-			log_warnx("%s", hwtpm_error());
+			log_warnx("%s", terr.msg);
 			hwtpm_close(hw);
-			return rc == HWTPM_ERR_POLICY ? 3 : rc == HWTPM_ERR_FOREIGN ? 4 : 1;
+			return terr.kind == ERR_POLICY ? 3 : terr.kind == ERR_FOREIGN ? 4 : 1;
 		}
 		for (size_t i = 0; i < sizeof(key); i++)
 			printf("%02x", key[i]);

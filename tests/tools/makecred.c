@@ -22,6 +22,9 @@
 #include "common/common.h"
 #include "tpm/tpm.h"
 
+/* The last failure of a library call, for the message this tool dies with. */
+static struct err terr;
+
 #define MAKECRED_MAX_FILE 4096
 
 static const uint8_t makecred_header[8] = {0xba, 0xdc, 0xc0, 0xde, 0x00, 0x00, 0x00, 0x01};
@@ -57,8 +60,8 @@ makecred_name(const char *path)
 
 	if (makecred_read(path, pub, &len) != 0)
 		return 1;
-	if (credential_public_name(pub, len, name) != 0) {
-		fprintf(stderr, "%s: %s\n", path, credential_error());
+	if (credential_public_name(pub, len, name, &terr) != 0) {
+		fprintf(stderr, "%s: %s\n", path, terr.msg);
 		return 1;
 	}
 	hex_encode(name, sizeof(name), hex);
@@ -81,8 +84,8 @@ makecred_make(
 	    makecred_read(secret_path, secret, &secret_len) != 0)
 		goto out;
 	if (credential_make(ek, ek_len, name, name_len, secret, secret_len, &blob, &blob_len, &enc,
-	        &enc_len) != 0) {
-		fprintf(stderr, "makecred: %s\n", credential_error());
+	        &enc_len, &terr) != 0) {
+		fprintf(stderr, "makecred: %s\n", terr.msg);
 		goto out;
 	}
 	if ((f = fopen(out_path, "wb")) == NULL ||

@@ -53,13 +53,13 @@ check(const char *name, bool ok, const char *why)
 static void
 check_fails(const char *name, int rc, int err)
 {
-	char why[128];
+	struct err e;
 
-	snprintf(why, sizeof(why), "succeeded (%d)", rc);
+	err_set(&e, ERR_FAILED, "succeeded (%d)", rc);
 	if (rc == -1)
 		printf("ok %s (%s)\n", name, strerror(err));
 	else
-		check(name, false, why);
+		check(name, false, e.msg);
 	fflush(stdout);
 }
 
@@ -131,7 +131,7 @@ controls(uid_t uid, gid_t gid, int dirfd, const char *other_file, const char *do
 static void
 expect_killed(const char *name, const struct sandbox *sb, int what)
 {
-	char why[64];
+	struct err err;
 	pid_t pid;
 	int status;
 
@@ -150,8 +150,8 @@ expect_killed(const char *name, const struct sandbox *sb, int what)
 	}
 	if (waitpid(pid, &status, 0) == -1)
 		fatal(1, "waitpid");
-	snprintf(why, sizeof(why), "status 0x%x, expected SIGSYS", status);
-	check(name, WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS, why);
+	err_set(&err, ERR_FAILED, "status 0x%x, expected SIGSYS", status);
+	check(name, WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS, err.msg);
 }
 
 /* The helper that connects to our listener once the sandbox is up. */

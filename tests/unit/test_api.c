@@ -30,7 +30,7 @@
 struct parsed {
 	enum api_parse res;
 	int status;
-	char why[256];
+	struct err err;
 	struct api_request req;
 };
 
@@ -38,7 +38,7 @@ static void
 parse(const char *s, struct parsed *p)
 {
 	p->res =
-	    api_parse((const uint8_t *)s, strlen(s), &p->req, &p->status, p->why, sizeof(p->why));
+	    api_parse((const uint8_t *)s, strlen(s), &p->req, &p->status, &p->err);
 }
 
 /* Expects s to be refused with status, and nothing left to free. */
@@ -50,11 +50,11 @@ expect_error(const char *s, int status, const char *why_part)
 	parse(s, &p);
 	if (p.res != API_PARSE_ERROR || p.status != status)
 		fail_msg("expected %d for %.200s, got result %d status %d (%s)", status, s, p.res,
-		    p.status, p.why);
+		    p.status, p.err.msg);
 	assert_null(p.req.body);
-	assert_true(p.why[0] != '\0');
-	if (why_part != NULL && strstr(p.why, why_part) == NULL)
-		fail_msg("reason '%s' lacks '%s'", p.why, why_part);
+	assert_true(p.err.msg[0] != '\0');
+	if (why_part != NULL && strstr(p.err.msg, why_part) == NULL)
+		fail_msg("reason '%s' lacks '%s'", p.err.msg, why_part);
 }
 
 /* Every strict prefix of s is INCOMPLETE and asks for more than it has;
@@ -64,19 +64,19 @@ expect_complete_only_whole(const char *s)
 {
 	size_t len = strlen(s);
 	struct api_request req;
-	char why[256];
+	struct err err;
 	int status;
 
 	for (size_t k = 0; k < len; k++) {
 		enum api_parse r =
-		    api_parse((const uint8_t *)s, k, &req, &status, why, sizeof(why));
+		    api_parse((const uint8_t *)s, k, &req, &status, &err);
 		if (r != API_PARSE_INCOMPLETE)
 			fail_msg("prefix of %zu/%zu bytes: result %d status %d (%s)", k, len, r,
-			    status, why);
+			    status, err.msg);
 		assert_true(req.need > k);
 		assert_null(req.body);
 	}
-	assert_int_equal(api_parse((const uint8_t *)s, len, &req, &status, why, sizeof(why)),
+	assert_int_equal(api_parse((const uint8_t *)s, len, &req, &status, &err),
 	    API_PARSE_COMPLETE);
 	assert_int_equal(req.need, len);
 	api_request_clear(&req);
@@ -361,14 +361,14 @@ test_parse_empty(void **state)
 {
 	struct api_request req;
 	int status;
-	char why[64];
+	struct err err;
 
-	assert_int_equal(api_parse((const uint8_t *)"", 0, &req, &status, why, sizeof(why)),
+	assert_int_equal(api_parse((const uint8_t *)"", 0, &req, &status, &err),
 	    API_PARSE_INCOMPLETE);
 	assert_int_equal(req.need, 1);
-	/* why may be omitted. */
+	/* the reason may be omitted (NULL). */
 	assert_int_equal(
-	    api_parse((const uint8_t *)"XX", 2, &req, &status, NULL, 0), API_PARSE_ERROR);
+	    api_parse((const uint8_t *)"XX", 2, &req, &status, NULL), API_PARSE_ERROR);
 	assert_int_equal(status, 400);
 }
 

@@ -103,6 +103,7 @@ test_max(void **state)
 	assert_int_equal(base64_decode("Zm9vYmFy", out, 5, &len), -1);
 	assert_int_equal(base64_decode("Zm9vYg==", out, 4, &len), 0);
 	assert_int_equal(base64_decode("Zm9vYg==", out, 3, &len), -1);
+	assert_int_equal(base64_decode("Zm9vYmE=", out, 5, &len), 0);
 }
 
 int

@@ -33,15 +33,15 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char why[CA_WHY_MAX];
+	struct err err;
 
 	assert_non_null(f);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test_ca_db.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/ca.db", f->dir);
-	f->db = ca_db_open(f->path, true, why, sizeof(why));
+	f->db = ca_db_open(f->path, true, &err);
 	if (f->db == NULL)
-		fail_msg("ca_db_open: %s", why);
+		fail_msg("ca_db_open: %s", err.msg);
 	*state = f;
 	return 0;
 }
@@ -117,10 +117,10 @@ static void
 test_create_refuses_existing(void **state)
 {
 	struct fixture *f = *state;
-	char why[CA_WHY_MAX] = "";
+	struct err err = {0};
 
-	assert_null(ca_db_open(f->path, true, why, sizeof(why)));
-	assert_non_null(strstr(why, "exists already"));
+	assert_null(ca_db_open(f->path, true, &err));
+	assert_non_null(strstr(err.msg, "exists already"));
 	/* and the existing database is untouched */
 	assert_int_equal(access(f->path, F_OK), 0);
 	assert_int_equal(ca_db_audit(f->db, NOW, "a", "done", "still here"), CA_DB_OK);
@@ -132,14 +132,14 @@ test_reopen(void **state)
 	struct fixture *f = *state;
 	struct ca_status st;
 	struct ca_db *db;
-	char why[CA_WHY_MAX];
+	struct err err;
 
 	assert_int_equal(ca_db_revoke(f->db, "abc", "r", NOW, true), CA_DB_OK);
 	ca_db_close(f->db);
 	f->db = NULL;
-	db = ca_db_open(f->path, false, why, sizeof(why));
+	db = ca_db_open(f->path, false, &err);
 	if (db == NULL)
-		fail_msg("reopen: %s", why);
+		fail_msg("reopen: %s", err.msg);
 	f->db = db;
 	assert_int_equal(ca_db_status(db, "abc", &st), CA_DB_OK);
 	assert_true(st.revoked);
@@ -149,18 +149,19 @@ static void
 test_open_missing_or_foreign(void **state)
 {
 	struct fixture *f = *state;
-	char why[CA_WHY_MAX] = "", path[160];
+	char path[160];
+	struct err err = {0};
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/none.db", f->dir);
-	assert_null(ca_db_open(path, false, why, sizeof(why)));
+	assert_null(ca_db_open(path, false, &err));
 	assert_int_equal(access(path, F_OK), -1); /* not created by a mere open */
 	snprintf(path, sizeof(path), "%s/other.db", f->dir);
 	fp = fopen(path, "w");
 	assert_non_null(fp);
 	fputs("not a database at all, but long enough to look like a file header.......", fp);
 	fclose(fp);
-	assert_null(ca_db_open(path, false, why, sizeof(why)));
+	assert_null(ca_db_open(path, false, &err));
 	unlink(path);
 }
 
@@ -168,7 +169,7 @@ static void
 test_future_schema_refused(void **state)
 {
 	struct fixture *f = *state;
-	char why[CA_WHY_MAX] = "";
+	struct err err = {0};
 
 	sqlite3 *h = NULL;
 
@@ -178,10 +179,10 @@ test_future_schema_refused(void **state)
 	assert_int_equal(
 	    sqlite3_exec(h, "UPDATE schema_version SET version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(h);
-	f->db = ca_db_open(f->path, false, why, sizeof(why));
+	f->db = ca_db_open(f->path, false, &err);
 	assert_null(f->db);
-	assert_non_null(strstr(why, "schema version 99"));
-	assert_non_null(strstr(why, "newer"));
+	assert_non_null(strstr(err.msg, "schema version 99"));
+	assert_non_null(strstr(err.msg, "newer"));
 }
 
 /* ---- issued certificates and revocations ---- */

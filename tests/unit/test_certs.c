@@ -138,11 +138,11 @@ issue_ek(const struct certs_ca *ca, const struct certs_pkey *ek, const struct ce
 {
 	struct certs_ek_req req;
 	uint8_t *der = NULL;
-	char why[256] = "";
+	struct err err = {0};
 
 	ek_req(&req, ek, v);
-	if (certs_issue_ek(ca, &req, &der, len, why, sizeof(why)) != 0)
-		fail_msg("certs_issue_ek: %s", why);
+	if (certs_issue_ek(ca, &req, &der, len, &err) != 0)
+		fail_msg("certs_issue_ek: %s", err.msg);
 	return der;
 }
 
@@ -151,7 +151,7 @@ setup(void **state)
 {
 	struct certs_ak_req akr = {0};
 	struct certs_ck_req ckr = {0};
-	char why[256] = "";
+	struct err err = {0};
 
 	snprintf(F.dir, sizeof(F.dir), "/tmp/vtpmd-certs.XXXXXX");
 	if (mkdtemp(F.dir) == NULL)
@@ -160,13 +160,13 @@ setup(void **state)
 	F.cav = (struct certs_validity){F.now - 3600, F.now + 20 * YEAR};
 	F.leafv = (struct certs_validity){F.now - 60, F.now + 10 * YEAR};
 	F.root = certs_ca_create("vtpmd Root CA", CERTS_CA_ROOT, NULL, &F.cav, path("root.key"),
-	    path("root.pem"), why, sizeof(why));
+	    path("root.pem"), &err);
 	if (F.root == NULL)
 		goto fail;
 	F.privacy = certs_ca_create("vtpmd Privacy CA", CERTS_CA_ISSUING, F.root, &F.cav,
-	    path("privacy.key"), path("privacy.pem"), why, sizeof(why));
+	    path("privacy.key"), path("privacy.pem"), &err);
 	F.virt = certs_ca_create("vtpmd Virtualization CA", CERTS_CA_ISSUING, F.root, &F.cav,
-	    path("virt.key"), path("virt.pem"), why, sizeof(why));
+	    path("virt.key"), path("virt.pem"), &err);
 	if (F.privacy == NULL || F.virt == NULL ||
 	    certs_ca_cert(F.root, &F.root_der, &F.root_len) != 0 ||
 	    certs_ca_cert(F.privacy, &F.privacy_der, &F.privacy_len) != 0 ||
@@ -197,7 +197,7 @@ setup(void **state)
 			goto fail;
 	}
 	memcpy(ckr.host_ek_digest, F.host_ek_digest, CERTS_DIGEST_LEN);
-	if (certs_issue_ck(F.privacy, &ckr, &F.ck_cert, &F.ck_cert_len, why, sizeof(why)) != 0 ||
+	if (certs_issue_ck(F.privacy, &ckr, &F.ck_cert, &F.ck_cert_len, &err) != 0 ||
 	    certs_cert_key_digest(F.ck_cert, F.ck_cert_len, F.ck_digest) != 0)
 		goto fail;
 
@@ -207,12 +207,12 @@ setup(void **state)
 	akr.subject = "vm-a attestation key";
 	akr.ek_cert = (struct certs_der){F.ek_rsa, F.ek_rsa_len};
 	akr.validity = F.leafv;
-	if (certs_issue_ak(F.privacy, &akr, &F.ak_cert, &F.ak_cert_len, why, sizeof(why)) != 0)
+	if (certs_issue_ak(F.privacy, &akr, &F.ak_cert, &F.ak_cert_len, &err) != 0)
 		goto fail;
 	*state = NULL;
 	return 0;
 fail:
-	fprintf(stderr, "setup: %s\n", why);
+	fprintf(stderr, "setup: %s\n", err.msg);
 	return -1;
 }
 
@@ -466,10 +466,10 @@ static void
 assert_ek_info(const uint8_t *der, size_t len)
 {
 	struct certs_ek_info info;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (certs_ek_info(der, len, &info, why, sizeof(why)) != 0)
-		fail_msg("certs_ek_info: %s", why);
+	if (certs_ek_info(der, len, &info, &err) != 0)
+		fail_msg("certs_ek_info: %s", err.msg);
 	assert_string_equal(info.manufacturer, "id:49424D00");
 	assert_string_equal(info.model, "vtpmd-vTPM");
 	assert_string_equal(info.version, "id:20191023");
@@ -483,10 +483,10 @@ static void
 assert_virtual(const uint8_t *der, size_t len)
 {
 	struct certs_virtual v;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (certs_parse_virtual(der, len, &v, why, sizeof(why)) != 0)
-		fail_msg("certs_parse_virtual: %s", why);
+	if (certs_parse_virtual(der, len, &v, &err) != 0)
+		fail_msg("certs_parse_virtual: %s", err.msg);
 	assert_true(v.is_virtual);
 	assert_memory_equal(v.ck_digest, F.ck_digest, CERTS_DIGEST_LEN);
 	assert_string_equal(v.host_config, HOST_CONFIG);
@@ -540,9 +540,9 @@ test_ca_load(void **state)
 	struct certs_ca *ca;
 	uint8_t *der = NULL;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 
-	ca = certs_ca_load(path("virt.key"), path("virt.pem"), why, sizeof(why));
+	ca = certs_ca_load(path("virt.key"), path("virt.pem"), &err);
 	assert_non_null(ca);
 	assert_int_equal(certs_ca_cert(ca, &der, &len), 0);
 	assert_int_equal(len, F.virt_len);
@@ -551,13 +551,13 @@ test_ca_load(void **state)
 	certs_ca_free(ca);
 
 	/* The key of another CA. */
-	assert_null(certs_ca_load(path("root.key"), path("virt.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "does not match"));
+	assert_null(certs_ca_load(path("root.key"), path("virt.pem"), &err));
+	assert_non_null(strstr(err.msg, "does not match"));
 	/* No such file. */
-	assert_null(certs_ca_load(path("none.key"), path("virt.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "none.key"));
+	assert_null(certs_ca_load(path("none.key"), path("virt.pem"), &err));
+	assert_non_null(strstr(err.msg, "none.key"));
 	/* A certificate is not a key. */
-	assert_null(certs_ca_load(path("virt.pem"), path("virt.pem"), why, sizeof(why)));
+	assert_null(certs_ca_load(path("virt.pem"), path("virt.pem"), &err));
 	certs_ca_free(NULL);
 }
 
@@ -566,14 +566,14 @@ static void
 test_ca_load_not_ca(void **state)
 {
 	FILE *f = fopen(path("ak.key"), "w");
-	char why[256] = "";
+	struct err err = {0};
 
 	assert_non_null(f);
 	assert_int_equal(PEM_write_PrivateKey(f, F.ak_key, NULL, NULL, 0, NULL, NULL), 1);
 	assert_int_equal(fclose(f), 0);
 	assert_int_equal(certs_write_pem(path("ak.pem"), F.ak_cert, F.ak_cert_len), 0);
-	assert_null(certs_ca_load(path("ak.key"), path("ak.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "not a CA"));
+	assert_null(certs_ca_load(path("ak.key"), path("ak.pem"), &err));
+	assert_non_null(strstr(err.msg, "not a CA"));
 	unlink(path("ak.key"));
 	unlink(path("ak.pem"));
 }
@@ -584,13 +584,13 @@ test_ca_refusals(void **state)
 	struct certs_validity bad = {F.now, F.now - 1};
 	uint8_t *before = NULL, *after = NULL;
 	size_t blen = 0, alen = 0;
-	char why[256] = "";
+	struct err err = {0};
 
 	/* Never overwrites a key; leaves nothing behind when it fails. */
 	assert_int_equal(fileio_read(path("root.key"), 4096, &before, &blen), 0);
 	assert_null(certs_ca_create(
-	    "x", CERTS_CA_ROOT, NULL, &F.cav, path("root.key"), path("x.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "root.key"));
+	    "x", CERTS_CA_ROOT, NULL, &F.cav, path("root.key"), path("x.pem"), &err));
+	assert_non_null(strstr(err.msg, "root.key"));
 	assert_int_equal(fileio_read(path("root.key"), 4096, &after, &alen), 0);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(after, before, blen);
@@ -598,21 +598,21 @@ test_ca_refusals(void **state)
 	free(before);
 	free(after);
 	assert_null(certs_ca_create(
-	    "x", CERTS_CA_ROOT, NULL, &F.cav, path("x.key"), path("root.pem"), why, sizeof(why)));
+	    "x", CERTS_CA_ROOT, NULL, &F.cav, path("x.key"), path("root.pem"), &err));
 	assert_int_equal(access(path("x.key"), F_OK), -1);
 
 	/* A root has no parent; an issuing CA certifies no CA. */
 	assert_null(certs_ca_create(
-	    "x", CERTS_CA_ROOT, F.root, &F.cav, path("x.key"), path("x.pem"), why, sizeof(why)));
+	    "x", CERTS_CA_ROOT, F.root, &F.cav, path("x.key"), path("x.pem"), &err));
 	assert_null(certs_ca_create(
-	    "x", CERTS_CA_ISSUING, F.virt, &F.cav, path("x.key"), path("x.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "pathlen 0"));
+	    "x", CERTS_CA_ISSUING, F.virt, &F.cav, path("x.key"), path("x.pem"), &err));
+	assert_non_null(strstr(err.msg, "pathlen 0"));
 	/* Names and validity. */
 	assert_null(certs_ca_create(
-	    "", CERTS_CA_ROOT, NULL, &F.cav, path("x.key"), path("x.pem"), why, sizeof(why)));
+	    "", CERTS_CA_ROOT, NULL, &F.cav, path("x.key"), path("x.pem"), &err));
 	assert_null(certs_ca_create(
-	    "x", CERTS_CA_ROOT, NULL, &bad, path("x.key"), path("x.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "validity"));
+	    "x", CERTS_CA_ROOT, NULL, &bad, path("x.key"), path("x.pem"), &err));
+	assert_non_null(strstr(err.msg, "validity"));
 	assert_int_equal(access(path("x.key"), F_OK), -1);
 	assert_int_equal(access(path("x.pem"), F_OK), -1);
 }
@@ -624,11 +624,11 @@ test_single_ca(void **state)
 	struct certs_ca *ca;
 	uint8_t *ca_der = NULL, *ek;
 	size_t ca_len = 0, ek_len = 0;
-	char why[256] = "";
+	struct err err = {0};
 	X509 *x;
 
 	ca = certs_ca_create("vtpmd Virtualization CA", CERTS_CA_ISSUING, NULL, &F.cav,
-	    path("single.key"), path("single.pem"), why, sizeof(why));
+	    path("single.key"), path("single.pem"), &err);
 	assert_non_null(ca);
 	assert_int_equal(certs_ca_cert(ca, &ca_der, &ca_len), 0);
 	x = parse(ca_der, ca_len);
@@ -637,7 +637,7 @@ test_single_ca(void **state)
 	X509_free(x);
 	ek = issue_ek(ca, F.rsa, &F.leafv, &ek_len);
 	assert_int_equal(certs_verify_chain(&(struct certs_der){ek, ek_len}, NULL, 0,
-	                     &(struct certs_der){ca_der, ca_len}, 1, F.now, why, sizeof(why)),
+	                     &(struct certs_der){ca_der, ca_len}, 1, F.now, &err),
 	    CERTS_VALID);
 	free(ek);
 	free(ca_der);
@@ -703,7 +703,7 @@ test_ek_fields_follow_request(void **state)
 	struct certs_virtual v;
 	uint8_t *der = NULL, vext[128];
 	size_t len = 0, vlen = vext_der(vext, false);
-	char why[256] = "";
+	struct err err = {0};
 	X509 *x;
 
 	ek_req(&req, F.ecc, &F.leafv);
@@ -712,13 +712,13 @@ test_ek_fields_follow_request(void **state)
 	req.tpm.firmware = 0x00070055;
 	req.tpm.revision = 138;
 	req.virt.is_virtual = false;
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), 0);
-	assert_int_equal(certs_ek_info(der, len, &info, why, sizeof(why)), 0);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), 0);
+	assert_int_equal(certs_ek_info(der, len, &info, &err), 0);
 	assert_string_equal(info.manufacturer, "id:494E5443");
 	assert_string_equal(info.model, "other model");
 	assert_string_equal(info.version, "id:00070055");
 	assert_int_equal(info.revision, 138);
-	assert_int_equal(certs_parse_virtual(der, len, &v, why, sizeof(why)), 0);
+	assert_int_equal(certs_parse_virtual(der, len, &v, &err), 0);
 	assert_false(v.is_virtual);
 	assert_string_equal(v.instance_uuid, UUID);
 	x = parse(der, len);
@@ -736,38 +736,38 @@ test_ek_refusals(void **state)
 	struct certs_ek_req req;
 	uint8_t *der = NULL;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 
 	ek_req(&req, F.rsa, &F.leafv);
 	snprintf(req.virt.instance_uuid, sizeof(req.virt.instance_uuid), "%s",
 	    "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a2g");
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "UUID"));
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
+	assert_non_null(strstr(err.msg, "UUID"));
 	snprintf(req.virt.instance_uuid, sizeof(req.virt.instance_uuid), "%s",
 	    "3f1c2a9e5b7d-4e21-9c0a-7d4b8e6f1a23-");
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
 
 	ek_req(&req, F.rsa, &F.leafv);
 	req.virt.host_config[0] = '\0';
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
 	memset(req.virt.host_config, 'a', sizeof(req.virt.host_config)); /* no NUL */
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
 
 	ek_req(&req, F.rsa, &inverted);
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "validity"));
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
+	assert_non_null(strstr(err.msg, "validity"));
 
 	k = EVP_RSA_gen(1024);
 	small = pub_of(k);
 	EVP_PKEY_free(k);
 	ek_req(&req, small, &F.leafv);
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
 	certs_pkey_free(small);
 	k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	ed = pub_of(k);
 	EVP_PKEY_free(k);
 	ek_req(&req, ed, &F.leafv);
-	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ek(F.virt, &req, &der, &len, &err), -1);
 	certs_pkey_free(ed);
 	assert_null(der);
 }
@@ -889,14 +889,14 @@ test_ak_empty_subject(void **state)
 	struct certs_ak_req akr = {0};
 	uint8_t *der = NULL;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 	X509 *x;
 
 	akr.ak = F.ak;
 	akr.subject = "";
 	akr.ek_cert = (struct certs_der){F.ek_ecc, F.ek_ecc_len};
 	akr.validity = F.leafv;
-	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, why, sizeof(why)), 0);
+	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), 0);
 	x = parse(der, len);
 	assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
 	assert_tpm_san(x, 1);
@@ -906,17 +906,17 @@ test_ak_empty_subject(void **state)
 	/* Without a SAN to copy, an empty subject is refused ... */
 	der = NULL;
 	akr.ek_cert = (struct certs_der){F.ck_cert, F.ck_cert_len};
-	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
 	assert_null(der);
 	/* ... but a named AK of a non-virtual TPM is plain. */
 	akr.subject = "plain";
-	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, why, sizeof(why)), 0);
+	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), 0);
 	x = parse(der, len);
 	assert_int_equal(X509_get_ext_by_NID(x, NID_subject_alt_name, -1), -1);
 	X509_free(x);
 	{
 		struct certs_virtual v;
-		assert_int_equal(certs_parse_virtual(der, len, &v, why, sizeof(why)), 0);
+		assert_int_equal(certs_parse_virtual(der, len, &v, &err), 0);
 		assert_false(v.is_virtual);
 	}
 	free(der);
@@ -924,11 +924,11 @@ test_ak_empty_subject(void **state)
 
 	/* Garbage for a vEK certificate. */
 	akr.ek_cert = (struct certs_der){(const uint8_t *)"\x30\x03\x02\x01\x01", 5};
-	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "vEK"));
+	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
+	assert_non_null(strstr(err.msg, "vEK"));
 	akr.ek_cert = (struct certs_der){F.ek_rsa, F.ek_rsa_len};
 	akr.subject = "a subject of more than sixty-four bytes, which no common name allows";
-	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
 	assert_null(der);
 }
 
@@ -945,7 +945,7 @@ test_ck(void **state)
 	};
 	X509 *x = parse(F.ck_cert, F.ck_cert_len);
 	struct certs_host_key hk;
-	char why[256] = "";
+	struct err err = {0};
 	uint8_t want[2 + 3 + 2 + 14 + 2 + CERTS_DIGEST_LEN];
 
 	assert_common(x);
@@ -966,16 +966,16 @@ test_ck(void **state)
 	assert_value(x, CERTS_OID_HOST_KEY_EXT, want, sizeof(want));
 	X509_free(x);
 
-	assert_int_equal(certs_parse_ck(F.ck_cert, F.ck_cert_len, &hk, why, sizeof(why)), 0);
+	assert_int_equal(certs_parse_ck(F.ck_cert, F.ck_cert_len, &hk, &err), 0);
 	assert_string_equal(hk.host, "host-a.example");
 	assert_memory_equal(hk.host_ek_digest, F.host_ek_digest, CERTS_DIGEST_LEN);
-	assert_int_equal(certs_parse_ck(F.ek_rsa, F.ek_rsa_len, &hk, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "CK"));
+	assert_int_equal(certs_parse_ck(F.ek_rsa, F.ek_rsa_len, &hk, &err), -1);
+	assert_non_null(strstr(err.msg, "CK"));
 	/* A CK is not virtual. */
 	{
 		struct certs_virtual v;
 		assert_int_equal(
-		    certs_parse_virtual(F.ck_cert, F.ck_cert_len, &v, why, sizeof(why)), 0);
+		    certs_parse_virtual(F.ck_cert, F.ck_cert_len, &v, &err), 0);
 		assert_false(v.is_virtual);
 	}
 }
@@ -986,14 +986,14 @@ test_ck_refusals(void **state)
 	struct certs_ck_req req = {0};
 	uint8_t *der = NULL;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 
 	req.ck = F.ck;
 	req.validity = F.leafv;
 	req.host = "";
-	assert_int_equal(certs_issue_ck(F.privacy, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ck(F.privacy, &req, &der, &len, &err), -1);
 	req.host = NULL;
-	assert_int_equal(certs_issue_ck(F.privacy, &req, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_issue_ck(F.privacy, &req, &der, &len, &err), -1);
 	assert_null(der);
 }
 
@@ -1001,34 +1001,32 @@ test_ck_refusals(void **state)
 
 static enum certs_verdict
 verify(const uint8_t *leaf, size_t len, const struct certs_der *inter, size_t ni,
-    const uint8_t *root, size_t root_len, int64_t at, char *why, size_t why_len)
+    const uint8_t *root, size_t root_len, int64_t at, struct err *err)
 {
 	struct certs_der l = {leaf, len}, r = {root, root_len};
 
-	return certs_verify_chain(&l, inter, ni, &r, 1, at, why, why_len);
+	return certs_verify_chain(&l, inter, ni, &r, 1, at, err);
 }
 
 static void
 test_verify_valid(void **state)
 {
 	struct certs_der both[] = {{F.privacy_der, F.privacy_len}, {F.virt_der, F.virt_len}};
-	char why[256] = "";
+	struct err err = {0};
 
 	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &both[1], 1, F.root_der, F.root_len, F.now,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_VALID);
-	assert_int_equal(verify(F.ek_ecc, F.ek_ecc_len, both, 2, F.root_der, F.root_len, F.now, why,
-	                     sizeof(why)),
+	assert_int_equal(verify(F.ek_ecc, F.ek_ecc_len, both, 2, F.root_der, F.root_len, F.now, &err),
 	    CERTS_VALID);
 	assert_int_equal(verify(F.ak_cert, F.ak_cert_len, both, 2, F.root_der, F.root_len, F.now,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_VALID);
 	assert_int_equal(verify(F.ck_cert, F.ck_cert_len, both, 1, F.root_der, F.root_len, F.now,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_VALID);
 	/* The intermediates themselves. */
-	assert_int_equal(verify(F.virt_der, F.virt_len, NULL, 0, F.root_der, F.root_len, F.now, why,
-	                     sizeof(why)),
+	assert_int_equal(verify(F.virt_der, F.virt_len, NULL, 0, F.root_der, F.root_len, F.now, &err),
 	    CERTS_VALID);
 }
 
@@ -1040,33 +1038,31 @@ test_verify_wrong_root(void **state)
 	struct certs_ca *other, *twin;
 	uint8_t *o = NULL, *t = NULL;
 	size_t olen = 0, tlen = 0;
-	char why[256] = "";
+	struct err err = {0};
 
 	other = certs_ca_create("another root", CERTS_CA_ROOT, NULL, &F.cav, path("other.key"),
-	    path("other.pem"), why, sizeof(why));
+	    path("other.pem"), &err);
 	/* An impostor with the real root's name. */
 	twin = certs_ca_create("vtpmd Root CA", CERTS_CA_ROOT, NULL, &F.cav, path("twin.key"),
-	    path("twin.pem"), why, sizeof(why));
+	    path("twin.pem"), &err);
 	assert_non_null(other);
 	assert_non_null(twin);
 	assert_int_equal(certs_ca_cert(other, &o, &olen), 0);
 	assert_int_equal(certs_ca_cert(twin, &t, &tlen), 0);
 
-	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &virt, 1, o, olen, F.now, why, sizeof(why)),
+	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &virt, 1, o, olen, F.now, &err),
 	    CERTS_UNTRUSTED);
-	assert_non_null(strstr(why, "depth 1"));
-	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &virt, 1, t, tlen, F.now, why, sizeof(why)),
+	assert_non_null(strstr(err.msg, "depth 1"));
+	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &virt, 1, t, tlen, F.now, &err),
 	    CERTS_UNTRUSTED);
 	/* No intermediate, the wrong one, or the intermediate as the root. */
-	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, NULL, 0, F.root_der, F.root_len, F.now, why,
-	                     sizeof(why)),
+	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, NULL, 0, F.root_der, F.root_len, F.now, &err),
 	    CERTS_UNTRUSTED);
-	assert_non_null(strstr(why, "depth 0"));
+	assert_non_null(strstr(err.msg, "depth 0"));
 	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &privacy, 1, F.root_der, F.root_len, F.now,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_UNTRUSTED);
-	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, NULL, 0, F.virt_der, F.virt_len, F.now, why,
-	                     sizeof(why)),
+	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, NULL, 0, F.virt_der, F.virt_len, F.now, &err),
 	    CERTS_UNTRUSTED);
 	free(o);
 	free(t);
@@ -1081,25 +1077,25 @@ test_verify_time(void **state)
 	struct certs_der virt = {F.virt_der, F.virt_len};
 	uint8_t *ek;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 
 	ek = issue_ek(F.virt, F.ecc, &later, &len);
-	assert_int_equal(verify(ek, len, &virt, 1, F.root_der, F.root_len, F.now, why, sizeof(why)),
+	assert_int_equal(verify(ek, len, &virt, 1, F.root_der, F.root_len, F.now, &err),
 	    CERTS_NOT_YET_VALID);
-	assert_non_null(strstr(why, "not yet valid"));
-	assert_non_null(strstr(why, "depth 0"));
+	assert_non_null(strstr(err.msg, "not yet valid"));
+	assert_non_null(strstr(err.msg, "depth 0"));
 	assert_int_equal(
-	    verify(ek, len, &virt, 1, F.root_der, F.root_len, F.now + 3 * YEAR, why, sizeof(why)),
+	    verify(ek, len, &virt, 1, F.root_der, F.root_len, F.now + 3 * YEAR, &err),
 	    CERTS_EXPIRED);
-	assert_non_null(strstr(why, "expired"));
-	assert_non_null(strstr(why, "depth 0"));
+	assert_non_null(strstr(err.msg, "expired"));
+	assert_non_null(strstr(err.msg, "depth 0"));
 	assert_int_equal(verify(ek, len, &virt, 1, F.root_der, F.root_len, F.now + YEAR + YEAR / 2,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_VALID);
 	free(ek);
 	/* An expired CA fails its leaves. */
 	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &virt, 1, F.root_der, F.root_len,
-	                     F.now + 21 * YEAR, why, sizeof(why)),
+	                     F.now + 21 * YEAR, &err),
 	    CERTS_EXPIRED);
 }
 
@@ -1109,16 +1105,16 @@ test_verify_tampered(void **state)
 	struct certs_der virt = {F.virt_der, F.virt_len};
 	struct certs_der bad_virt;
 	uint8_t *copy;
-	char why[256] = "";
+	struct err err = {0};
 	uint8_t *model;
 
 	/* The signature. */
 	copy = dup_bytes(F.ek_rsa, F.ek_rsa_len);
 	copy[F.ek_rsa_len - 1] ^= 0x01;
 	assert_int_equal(
-	    verify(copy, F.ek_rsa_len, &virt, 1, F.root_der, F.root_len, F.now, why, sizeof(why)),
+	    verify(copy, F.ek_rsa_len, &virt, 1, F.root_der, F.root_len, F.now, &err),
 	    CERTS_BAD_SIGNATURE);
-	assert_non_null(strstr(why, "signature"));
+	assert_non_null(strstr(err.msg, "signature"));
 	free(copy);
 	/* The signed body: the model string. */
 	copy = dup_bytes(F.ek_rsa, F.ek_rsa_len);
@@ -1126,7 +1122,7 @@ test_verify_tampered(void **state)
 	assert_non_null(model);
 	model[0] = 'V';
 	assert_int_equal(
-	    verify(copy, F.ek_rsa_len, &virt, 1, F.root_der, F.root_len, F.now, why, sizeof(why)),
+	    verify(copy, F.ek_rsa_len, &virt, 1, F.root_der, F.root_len, F.now, &err),
 	    CERTS_BAD_SIGNATURE);
 	free(copy);
 	/* The intermediate's signature. */
@@ -1134,9 +1130,9 @@ test_verify_tampered(void **state)
 	copy[F.virt_len - 1] ^= 0x01;
 	bad_virt = (struct certs_der){copy, F.virt_len};
 	assert_int_equal(verify(F.ek_rsa, F.ek_rsa_len, &bad_virt, 1, F.root_der, F.root_len, F.now,
-	                     why, sizeof(why)),
+	                     &err),
 	    CERTS_BAD_SIGNATURE);
-	assert_non_null(strstr(why, "depth 1"));
+	assert_non_null(strstr(err.msg, "depth 1"));
 	free(copy);
 }
 
@@ -1178,7 +1174,7 @@ make_cert(X509 *issuer, EVP_PKEY *issuer_key, const char *cn, EVP_PKEY *key, con
 }
 
 static enum certs_verdict
-verify_x509(X509 *leaf, X509 *inter, char *why, size_t why_len)
+verify_x509(X509 *leaf, X509 *inter, struct err *err)
 {
 	unsigned char *l = NULL, *i = NULL;
 	int ll = i2d_X509(leaf, &l), il = i2d_X509(inter, &i);
@@ -1186,7 +1182,7 @@ verify_x509(X509 *leaf, X509 *inter, char *why, size_t why_len)
 	struct certs_der rd = {F.root_der, F.root_len};
 	enum certs_verdict v;
 
-	v = certs_verify_chain(&ld, &id, 1, &rd, 1, F.now, why, why_len);
+	v = certs_verify_chain(&ld, &id, 1, &rd, 1, F.now, err);
 	OPENSSL_free(l);
 	OPENSSL_free(i);
 	return v;
@@ -1199,14 +1195,14 @@ test_verify_not_ca(void **state)
 	EVP_PKEY *root_key = read_key("root.key"), *mid_key = EVP_EC_gen("P-256");
 	EVP_PKEY *leaf_key = EVP_EC_gen("P-256");
 	X509 *root = parse(F.root_der, F.root_len), *mid, *leaf, *ak, *ak_leaf;
-	char why[256] = "";
+	struct err err = {0};
 
 	/* The control: a proper intermediate works ... */
 	mid = make_cert(root, root_key, "mid", mid_key, "critical,CA:TRUE", "critical,keyCertSign",
 	    "keyid:always");
 	leaf = make_cert(mid, mid_key, "leaf", leaf_key, "critical,CA:FALSE",
 	    "critical,digitalSignature", "keyid:always");
-	assert_int_equal(verify_x509(leaf, mid, why, sizeof(why)), CERTS_VALID);
+	assert_int_equal(verify_x509(leaf, mid, &err), CERTS_VALID);
 	X509_free(mid);
 	X509_free(leaf);
 	/* ... and with CA:FALSE it does not, even with keyCertSign. */
@@ -1214,8 +1210,8 @@ test_verify_not_ca(void **state)
 	    "keyid:always");
 	leaf = make_cert(mid, mid_key, "leaf", leaf_key, "critical,CA:FALSE",
 	    "critical,digitalSignature", "keyid:always");
-	assert_int_equal(verify_x509(leaf, mid, why, sizeof(why)), CERTS_NOT_CA);
-	assert_non_null(strstr(why, "depth 1"));
+	assert_int_equal(verify_x509(leaf, mid, &err), CERTS_NOT_CA);
+	assert_non_null(strstr(err.msg, "depth 1"));
 	X509_free(mid);
 	X509_free(leaf);
 
@@ -1223,7 +1219,7 @@ test_verify_not_ca(void **state)
 	ak = parse(F.ak_cert, F.ak_cert_len);
 	ak_leaf = make_cert(
 	    ak, F.ak_key, "leaf", leaf_key, "critical,CA:FALSE", "critical,digitalSignature", NULL);
-	assert_int_not_equal(verify_x509(ak_leaf, ak, why, sizeof(why)), CERTS_VALID);
+	assert_int_not_equal(verify_x509(ak_leaf, ak, &err), CERTS_VALID);
 	X509_free(ak);
 	X509_free(ak_leaf);
 
@@ -1239,7 +1235,7 @@ test_ca_load_ca_false(void **state)
 {
 	EVP_PKEY *root_key = read_key("root.key"), *mid_key = EVP_EC_gen("P-256");
 	X509 *root = parse(F.root_der, F.root_len), *mid;
-	char why[256] = "";
+	struct err err = {0};
 	FILE *f;
 
 	mid = make_cert(root, root_key, "mid", mid_key, "critical,CA:FALSE", "critical,keyCertSign",
@@ -1252,8 +1248,8 @@ test_ca_load_ca_false(void **state)
 	assert_non_null(f);
 	assert_int_equal(PEM_write_X509(f, mid), 1);
 	assert_int_equal(fclose(f), 0);
-	assert_null(certs_ca_load(path("mid.key"), path("mid.pem"), why, sizeof(why)));
-	assert_non_null(strstr(why, "not a CA"));
+	assert_null(certs_ca_load(path("mid.key"), path("mid.pem"), &err));
+	assert_non_null(strstr(err.msg, "not a CA"));
 	unlink(path("mid.key"));
 	unlink(path("mid.pem"));
 	X509_free(mid);
@@ -1268,22 +1264,22 @@ test_verify_malformed(void **state)
 	struct certs_der junk = {(const uint8_t *)"\x30\x03\x02\x01\x01", 5};
 	struct certs_der root = {F.root_der, F.root_len}, ek = {F.ek_rsa, F.ek_rsa_len};
 	struct certs_der empty = {F.ek_rsa, 0}, cut = {F.ek_rsa, F.ek_rsa_len - 1};
-	char why[256] = "";
+	struct err err = {0};
 
 	assert_int_equal(
-	    certs_verify_chain(&junk, NULL, 0, &root, 1, F.now, why, sizeof(why)), CERTS_MALFORMED);
-	assert_non_null(strstr(why, "leaf"));
+	    certs_verify_chain(&junk, NULL, 0, &root, 1, F.now, &err), CERTS_MALFORMED);
+	assert_non_null(strstr(err.msg, "leaf"));
 	assert_int_equal(
-	    certs_verify_chain(&ek, &junk, 1, &root, 1, F.now, why, sizeof(why)), CERTS_MALFORMED);
+	    certs_verify_chain(&ek, &junk, 1, &root, 1, F.now, &err), CERTS_MALFORMED);
 	assert_int_equal(
-	    certs_verify_chain(&ek, NULL, 0, &junk, 1, F.now, why, sizeof(why)), CERTS_MALFORMED);
-	assert_int_equal(certs_verify_chain(&empty, NULL, 0, &root, 1, F.now, why, sizeof(why)),
+	    certs_verify_chain(&ek, NULL, 0, &junk, 1, F.now, &err), CERTS_MALFORMED);
+	assert_int_equal(certs_verify_chain(&empty, NULL, 0, &root, 1, F.now, &err),
 	    CERTS_MALFORMED);
 	assert_int_equal(
-	    certs_verify_chain(&cut, NULL, 0, &root, 1, F.now, NULL, 0), CERTS_MALFORMED);
+	    certs_verify_chain(&cut, NULL, 0, &root, 1, F.now, NULL), CERTS_MALFORMED);
 	/* No roots at all. */
 	assert_int_equal(
-	    certs_verify_chain(&ek, NULL, 0, NULL, 0, F.now, why, sizeof(why)), CERTS_UNTRUSTED);
+	    certs_verify_chain(&ek, NULL, 0, NULL, 0, F.now, &err), CERTS_UNTRUSTED);
 	for (int v = CERTS_VALID; v <= CERTS_INVALID; v++)
 		for (int w = CERTS_VALID; w < v; w++)
 			assert_string_not_equal(certs_verdict_name((enum certs_verdict)v),
@@ -1332,18 +1328,18 @@ test_parse_virtual_malformed(void **state)
 	uint8_t good[128], bad[128], *der;
 	size_t glen = vext_der(good, true), len = 0;
 	struct certs_virtual v;
-	char why[256] = "";
+	struct err err = {0};
 
 	/* The hand-made DER parses, so the refusals below are about the fault. */
 	der = cert_with_ext(CERTS_OID_VIRTUAL_EXT, good, glen, 1, &len);
-	assert_int_equal(certs_parse_virtual(der, len, &v, why, sizeof(why)), 0);
+	assert_int_equal(certs_parse_virtual(der, len, &v, &err), 0);
 	assert_true(v.is_virtual);
 	assert_string_equal(v.instance_uuid, UUID);
 	free(der);
 	/* Twice. */
 	der = cert_with_ext(CERTS_OID_VIRTUAL_EXT, good, glen, 2, &len);
-	assert_int_equal(certs_parse_virtual(der, len, &v, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "more than once"));
+	assert_int_equal(certs_parse_virtual(der, len, &v, &err), -1);
+	assert_non_null(strstr(err.msg, "more than once"));
 	free(der);
 	/* Version 2; a BOOLEAN that is not DER; a short digest; trailing bytes. */
 	for (int c = 0; c < 4; c++) {
@@ -1356,13 +1352,13 @@ test_parse_virtual_malformed(void **state)
 		case 3: bad[blen++] = 0; break;
 		}
 		der = cert_with_ext(CERTS_OID_VIRTUAL_EXT, bad, blen, 1, &len);
-		assert_int_equal(certs_parse_virtual(der, len, &v, why, sizeof(why)), -1);
+		assert_int_equal(certs_parse_virtual(der, len, &v, &err), -1);
 		assert_false(v.is_virtual);
 		free(der);
 	}
-	assert_int_equal(certs_parse_virtual(good, glen, &v, why, sizeof(why)), -1);
+	assert_int_equal(certs_parse_virtual(good, glen, &v, &err), -1);
 	/* No extension: not virtual. */
-	assert_int_equal(certs_parse_virtual(F.root_der, F.root_len, &v, why, sizeof(why)), 0);
+	assert_int_equal(certs_parse_virtual(F.root_der, F.root_len, &v, &err), 0);
 	assert_false(v.is_virtual);
 }
 
@@ -1377,7 +1373,7 @@ test_ek_info_foreign(void **state)
 	GENERAL_NAME *gn = GENERAL_NAME_new();
 	struct certs_ek_info info;
 	unsigned char *der = NULL;
-	char why[256] = "";
+	struct err err = {0};
 	int n;
 
 	X509_NAME_add_entry_by_txt(dn, CERTS_OID_TCG_TPM_MANUFACTURER, V_ASN1_UTF8STRING,
@@ -1396,7 +1392,7 @@ test_ek_info_foreign(void **state)
 	X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 1, X509V3_ADD_DEFAULT);
 	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
 	n = i2d_X509(x, &der);
-	assert_int_equal(certs_ek_info(der, (size_t)n, &info, why, sizeof(why)), 0);
+	assert_int_equal(certs_ek_info(der, (size_t)n, &info, &err), 0);
 	assert_string_equal(info.manufacturer, "id:49465800");
 	assert_string_equal(info.model, "SLB 9670 TPM2.0");
 	assert_string_equal(info.version, "id:0755");
@@ -1407,8 +1403,8 @@ test_ek_info_foreign(void **state)
 	EVP_PKEY_free(k);
 
 	/* Not an EK certificate. */
-	assert_int_equal(certs_ek_info(F.ck_cert, F.ck_cert_len, &info, why, sizeof(why)), -1);
-	assert_int_equal(certs_ek_info(F.ek_rsa, 10, &info, why, sizeof(why)), -1);
+	assert_int_equal(certs_ek_info(F.ck_cert, F.ck_cert_len, &info, &err), -1);
+	assert_int_equal(certs_ek_info(F.ek_rsa, 10, &info, &err), -1);
 }
 
 static void
@@ -1444,7 +1440,7 @@ test_pem_and_issuer(void **state)
 	char *b = certs_pem_encode(F.root_der, F.root_len), *text, subject[256];
 	uint8_t *der = NULL;
 	size_t off = 0, len = 0, n;
-	char why[256] = "";
+	struct err err = {0};
 
 	assert_non_null(a);
 	assert_non_null(b);
@@ -1453,22 +1449,22 @@ test_pem_and_issuer(void **state)
 	assert_non_null(text);
 	sprintf(text, "leading text\n%s\nbetween\n%strailing\n", a, b);
 	n = strlen(text);
-	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 1);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, &err), 1);
 	assert_int_equal(len, F.privacy_len);
 	assert_memory_equal(der, F.privacy_der, len);
 	free(der);
-	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 1);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, &err), 1);
 	assert_int_equal(len, F.root_len);
 	assert_memory_equal(der, F.root_der, len);
 	free(der);
-	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), 0);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, &err), 0);
 	assert_null(der);
 	/* A damaged body. */
 	off = 0;
 	text[strlen("leading text\n") + 40] ^= 0x01;
-	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, why, sizeof(why)), -1);
+	assert_int_equal(certs_pem_next(text, n, &off, &der, &len, &err), -1);
 	assert_null(der);
-	assert_true(why[0] != '\0');
+	assert_true(err.msg[0] != '\0');
 	free(text);
 	free(a);
 	free(b);

@@ -39,6 +39,9 @@
 #include "common/common.h"
 #include "tpm/tpm.h"
 
+/* The last failure of a credential_* call. */
+static struct err cerr;
+
 /* ---- link-time fake: a fixed "ephemeral" key when one is armed ---- */
 
 int __real_EVP_PKEY_generate(EVP_PKEY_CTX *ctx, EVP_PKEY **ppkey);
@@ -297,7 +300,7 @@ soft_seed_for(const char *use, EVP_PKEY *ek, const TPMT_PUBLIC *ek_pub, const ui
 	if (EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, q) == 1 &&
 	    EVP_PKEY_derive(ctx, z, &len) == 1 && len == 32 &&
 	    credential_kdfe(z, 32, use, enc + 4, 32, ek_pub->unique.ecc.x.buffer,
-	        ek_pub->unique.ecc.x.size, seed, 256) == 0)
+	        ek_pub->unique.ecc.x.size, seed, 256, &cerr) == 0)
 		ret = 0;
 	EVP_PKEY_CTX_free(ctx);
 	EVP_PKEY_free(q);
@@ -333,7 +336,7 @@ soft_unwrap(const uint8_t seed[32], const uint8_t name[CREDENTIAL_NAME_LEN], con
 	if (enc_len > sizeof(plain))
 		return -1;
 	assert_int_equal(
-	    credential_kdfa(seed, 32, "INTEGRITY", NULL, 0, NULL, 0, hmac_key, 256), 0);
+	    credential_kdfa(seed, 32, "INTEGRITY", NULL, 0, NULL, 0, hmac_key, 256, &cerr), 0);
 	msg = malloc(enc_len + CREDENTIAL_NAME_LEN);
 	assert_non_null(msg);
 	memcpy(msg, enc, enc_len);
@@ -344,7 +347,7 @@ soft_unwrap(const uint8_t seed[32], const uint8_t name[CREDENTIAL_NAME_LEN], con
 	if (memcmp(mac, blob + 4, 32) != 0)
 		return -1;
 	assert_int_equal(
-	    credential_kdfa(seed, 32, "STORAGE", name, CREDENTIAL_NAME_LEN, NULL, 0, sym_key, 128),
+	    credential_kdfa(seed, 32, "STORAGE", name, CREDENTIAL_NAME_LEN, NULL, 0, sym_key, 128, &cerr),
 	    0);
 	c = EVP_CIPHER_CTX_new();
 	assert_non_null(c);
@@ -366,7 +369,7 @@ make(const uint8_t *ek, size_t ek_len, const uint8_t *name, size_t name_len, con
 	uint8_t *s = dup_exact(secret, secret_len);
 	int rc;
 
-	rc = credential_make(e, ek_len, n, name_len, s, secret_len, blob, blob_len, enc, enc_len);
+	rc = credential_make(e, ek_len, n, name_len, s, secret_len, blob, blob_len, enc, enc_len, &cerr);
 	free(e);
 	free(n);
 	free(s);
@@ -384,7 +387,7 @@ test_kdfa_tcg_selftest(void **state)
 	uint8_t out[20];
 
 	assert_int_equal(
-	    credential_kdfa(key, key_len, "KDFSELFTESTLABEL", u, u_len, v, v_len, out, 160), 0);
+	    credential_kdfa(key, key_len, "KDFSELFTESTLABEL", u, u_len, v, v_len, out, 160, &cerr), 0);
 	assert_hex_equal(out, sizeof(out), "bb0259e1c8ba607e6a2cd704b69a902e9ade84c4");
 	free(key);
 	free(u);
@@ -402,7 +405,7 @@ test_kdfa_partial_byte(void **state)
 	uint8_t out[15];
 
 	assert_int_equal(
-	    credential_kdfa(key, key_len, "IDENTITY", u, u_len, v, v_len, out, 116), 0);
+	    credential_kdfa(key, key_len, "IDENTITY", u, u_len, v, v_len, out, 116, &cerr), 0);
 	assert_hex_equal(out, sizeof(out), "019ed5e0956338ddda4413ecee5cf2");
 	free(key);
 	free(u);
@@ -439,7 +442,7 @@ test_kdfe_vectors(void **state)
 
 		assert_non_null(out);
 		assert_int_equal(credential_kdfe(z, z_len, vec[i].use, u_len > 0 ? u : NULL, u_len,
-		                     v_len > 0 ? v : NULL, v_len, out, vec[i].bits),
+		                     v_len > 0 ? v : NULL, v_len, out, vec[i].bits, &cerr),
 		    0);
 		assert_hex_equal(out, out_len, vec[i].result);
 		free(z);
@@ -455,14 +458,14 @@ test_kdf_bad_arguments(void **state)
 	uint8_t key[32] = {1}, out[32];
 
 	assert_int_equal(
-	    credential_kdfa(key, sizeof(key), "STORAGE", NULL, 0, NULL, 0, out, 0), -1);
-	assert_non_null(strstr(credential_error(), "bits"));
-	assert_int_equal(credential_kdfa(key, sizeof(key), NULL, NULL, 0, NULL, 0, out, 128), -1);
+	    credential_kdfa(key, sizeof(key), "STORAGE", NULL, 0, NULL, 0, out, 0, &cerr), -1);
+	assert_non_null(strstr(cerr.msg, "bits"));
+	assert_int_equal(credential_kdfa(key, sizeof(key), NULL, NULL, 0, NULL, 0, out, 128, &cerr), -1);
 	assert_int_equal(
-	    credential_kdfa(key, sizeof(key), "STORAGE", NULL, 5, NULL, 0, out, 128), -1);
-	assert_int_equal(credential_kdfa(NULL, 0, "STORAGE", NULL, 0, NULL, 0, out, 128), -1);
-	assert_int_equal(credential_kdfe(key, 32, "IDENTITY", NULL, 0, NULL, 0, out, 65537), -1);
-	assert_int_equal(credential_kdfe(NULL, 3, "IDENTITY", NULL, 0, NULL, 0, out, 256), -1);
+	    credential_kdfa(key, sizeof(key), "STORAGE", NULL, 5, NULL, 0, out, 128, &cerr), -1);
+	assert_int_equal(credential_kdfa(NULL, 0, "STORAGE", NULL, 0, NULL, 0, out, 128, &cerr), -1);
+	assert_int_equal(credential_kdfe(key, 32, "IDENTITY", NULL, 0, NULL, 0, out, 65537, &cerr), -1);
+	assert_int_equal(credential_kdfe(NULL, 3, "IDENTITY", NULL, 0, NULL, 0, out, 256, &cerr), -1);
 }
 
 /* ---- Names ---- */
@@ -489,11 +492,11 @@ test_public_name(void **state)
 	uint8_t *pub, name[CREDENTIAL_NAME_LEN];
 
 	pub = unhex(ak_public_hex, &len);
-	assert_int_equal(credential_public_name(pub, len, name), 0);
+	assert_int_equal(credential_public_name(pub, len, name, &cerr), 0);
 	assert_hex_equal(name, sizeof(name), ak_name_hex);
 	free(pub);
 	pub = unhex(ek_public_hex, &len);
-	assert_int_equal(credential_public_name(pub, len, name), 0);
+	assert_int_equal(credential_public_name(pub, len, name, &cerr), 0);
 	assert_hex_equal(name, sizeof(name), ek_name_hex);
 	free(pub);
 }
@@ -508,14 +511,14 @@ test_public_name_refused(void **state)
 	 * match: never read past the buffer, always refused. */
 	for (size_t cut = 0; cut < len; cut++) {
 		copy = dup_exact(pub, cut);
-		assert_int_equal(credential_public_name(copy, cut, name), -1);
+		assert_int_equal(credential_public_name(copy, cut, name, &cerr), -1);
 		if (cut >= 2) {
 			put16(copy, (unsigned)(cut - 2));
-			assert_int_equal(credential_public_name(copy, cut, name), -1);
+			assert_int_equal(credential_public_name(copy, cut, name, &cerr), -1);
 		}
 		free(copy);
 	}
-	assert_int_equal(credential_public_name(NULL, 0, name), -1);
+	assert_int_equal(credential_public_name(NULL, 0, name, &cerr), -1);
 
 	/* A byte after the TPMT_PUBLIC, inside the TPM2B. */
 	copy = malloc(len + 1);
@@ -523,15 +526,15 @@ test_public_name_refused(void **state)
 	memcpy(copy, pub, len);
 	copy[len] = 0;
 	put16(copy, (unsigned)(len - 1));
-	assert_int_equal(credential_public_name(copy, len + 1, name), -1);
-	assert_non_null(strstr(credential_error(), "after the TPMT_PUBLIC"));
+	assert_int_equal(credential_public_name(copy, len + 1, name, &cerr), -1);
+	assert_non_null(strstr(cerr.msg, "after the TPMT_PUBLIC"));
 	free(copy);
 
 	/* nameAlg SHA-1. */
 	copy = dup_exact(pub, len);
 	put16(copy + 4, TPM2_ALG_SHA1);
-	assert_int_equal(credential_public_name(copy, len, name), -1);
-	assert_non_null(strstr(credential_error(), "nameAlg 0x0004"));
+	assert_int_equal(credential_public_name(copy, len, name, &cerr), -1);
+	assert_non_null(strstr(cerr.msg, "nameAlg 0x0004"));
 	free(copy);
 	free(pub);
 }
@@ -551,7 +554,7 @@ share_roundtrip(int rsa)
 	ek_template(key, &pub);
 	public = marshal_public(&pub, &public_len);
 	assert_int_equal(
-	    credential_share_secret(public, public_len, "SECRET", seed, &enc, &enc_len), 0);
+	    credential_share_secret(public, public_len, "SECRET", seed, &enc, &enc_len, &cerr), 0);
 	assert_int_equal(enc_len, rsa ? 2 + 256 : 2 + 68);
 	assert_int_equal(soft_seed_for("SECRET", key, &pub, enc, enc_len, got), 0);
 	assert_memory_equal(got, seed, sizeof(seed));
@@ -580,13 +583,13 @@ test_share_secret_refused(void **state)
 	ek_template(key, &pub);
 	public = marshal_public(&pub, &public_len);
 	assert_int_equal(credential_share_secret(public, public_len, "A LABEL FAR TOO LONG", seed,
-	                     &enc, &enc_len),
+	                     &enc, &enc_len, &cerr),
 	    -1);
 	assert_null(enc);
 	assert_int_equal(enc_len, 0);
-	assert_non_null(strstr(credential_error(), "label"));
+	assert_non_null(strstr(cerr.msg, "label"));
 	assert_int_equal(
-	    credential_share_secret(public, public_len - 1, "SECRET", seed, &enc, &enc_len), -1);
+	    credential_share_secret(public, public_len - 1, "SECRET", seed, &enc, &enc_len, &cerr), -1);
 	assert_null(enc);
 	free(public);
 	EVP_PKEY_free(key);
@@ -794,7 +797,7 @@ enum mutation {
 static const struct {
 	enum mutation m;
 	int rsa;
-	const char *reason; /* expected in credential_error() */
+	const char *reason; /* expected in cerr.msg */
 } mutations[] = {
     {MUT_KEYEDHASH, 1, "neither RSA"},
     {MUT_SIGNING, 1, "restricted decryption"},
@@ -866,8 +869,8 @@ assert_refused(const uint8_t *ek, size_t ek_len, const uint8_t *name, size_t nam
 	assert_null(enc);
 	assert_int_equal(blob_len, 0);
 	assert_int_equal(enc_len, 0);
-	if (reason != NULL && strstr(credential_error(), reason) == NULL)
-		fail_msg("error \"%s\" does not say \"%s\"", credential_error(), reason);
+	if (reason != NULL && strstr(cerr.msg, reason) == NULL)
+		fail_msg("error \"%s\" does not say \"%s\"", cerr.msg, reason);
 }
 
 static void
@@ -921,7 +924,7 @@ test_make_refuses_malformed(void **state)
 	assert_refused(ek, ek_len, name, sizeof(name), secret, 0, "credential");
 	assert_refused(ek, ek_len, name, sizeof(name), secret, 33, "credential: 33 bytes");
 	assert_int_equal(
-	    credential_make(ek, ek_len, name, sizeof(name), secret, 32, NULL, NULL, NULL, NULL),
+	    credential_make(ek, ek_len, name, sizeof(name), secret, 32, NULL, NULL, NULL, NULL, &cerr),
 	    -1);
 	free(ek);
 }

@@ -186,12 +186,12 @@ static void
 attest_refused(struct buf b, const char *reason)
 {
 	struct evidence_attest a;
-	char why[256] = "";
+	struct err err = {0};
 
-	assert_int_equal(evidence_parse_attest(b.p, b.len, &a, why, sizeof(why)), -1);
-	assert_true(why[0] != '\0');
-	if (reason != NULL && strstr(why, reason) == NULL)
-		fail_msg("reason \"%s\" lacks \"%s\"", why, reason);
+	assert_int_equal(evidence_parse_attest(b.p, b.len, &a, &err), -1);
+	assert_true(err.msg[0] != '\0');
+	if (reason != NULL && strstr(err.msg, reason) == NULL)
+		fail_msg("reason \"%s\" lacks \"%s\"", err.msg, reason);
 	assert_zeroed(&a, sizeof(a));
 }
 
@@ -199,12 +199,12 @@ static void
 public_refused(struct buf b, const char *reason)
 {
 	struct evidence_public pub;
-	char why[256] = "";
+	struct err err = {0};
 
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), -1);
-	assert_true(why[0] != '\0');
-	if (reason != NULL && strstr(why, reason) == NULL)
-		fail_msg("reason \"%s\" lacks \"%s\"", why, reason);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), -1);
+	assert_true(err.msg[0] != '\0');
+	if (reason != NULL && strstr(err.msg, reason) == NULL)
+		fail_msg("reason \"%s\" lacks \"%s\"", err.msg, reason);
 	assert_zeroed(&pub, sizeof(pub));
 }
 
@@ -212,34 +212,34 @@ public_refused(struct buf b, const char *reason)
 static void
 verify_refused(struct buf pub, struct buf msg, struct buf sig, const char *reason)
 {
-	char why[256] = "";
+	struct err err = {0};
 
 	assert_int_equal(evidence_verify_signature(
-	                     pub.p, pub.len, msg.p, msg.len, sig.p, sig.len, why, sizeof(why)),
+	                     pub.p, pub.len, msg.p, msg.len, sig.p, sig.len, &err),
 	    -1);
-	if (reason != NULL && strstr(why, reason) == NULL)
-		fail_msg("reason \"%s\" lacks \"%s\"", why, reason);
-	assert_true(why[0] != '\0');
+	if (reason != NULL && strstr(err.msg, reason) == NULL)
+		fail_msg("reason \"%s\" lacks \"%s\"", err.msg, reason);
+	assert_true(err.msg[0] != '\0');
 }
 
 static void
 verify_ok(struct buf pub, struct buf msg, struct buf sig)
 {
-	char why[256] = "";
+	struct err err = {0};
 
 	if (evidence_verify_signature(
-	        pub.p, pub.len, msg.p, msg.len, sig.p, sig.len, why, sizeof(why)) != 0)
-		fail_msg("refused: %s", why);
+	        pub.p, pub.len, msg.p, msg.len, sig.p, sig.len, &err) != 0)
+		fail_msg("refused: %s", err.msg);
 }
 
 static struct evidence_attest
 parse_ok(struct buf b)
 {
 	struct evidence_attest a;
-	char why[256] = "";
+	struct err err = {0};
 
-	if (evidence_parse_attest(b.p, b.len, &a, why, sizeof(why)) != 0)
-		fail_msg("refused: %s", why);
+	if (evidence_parse_attest(b.p, b.len, &a, &err) != 0)
+		fail_msg("refused: %s", err.msg);
 	return a;
 }
 
@@ -524,10 +524,10 @@ test_public_ak(void **state)
 {
 	struct buf b = unhex(ak_pub_hex);
 	struct evidence_public pub;
-	char why[256] = "";
+	struct err err = {0};
 
 	(void)state;
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.type, EVIDENCE_ALG_ECC);
 	assert_int_equal(pub.key, EVIDENCE_KEY_ECC_P256);
 	assert_int_equal(pub.name_alg, EVIDENCE_ALG_SHA256);
@@ -545,7 +545,7 @@ test_public_ak(void **state)
 	free(b.p);
 
 	b = unhex(akr_pub_hex);
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.key, EVIDENCE_KEY_RSA_2048);
 	assert_int_equal(pub.scheme, EVIDENCE_ALG_RSASSA);
 	assert_int_equal(pub.exponent, 65537);
@@ -560,10 +560,10 @@ test_public_ek_and_sealed(void **state)
 {
 	struct buf b = unhex(ek_pub_hex);
 	struct evidence_public pub;
-	char why[256] = "";
+	struct err err = {0};
 
 	(void)state;
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.key, EVIDENCE_KEY_RSA_2048);
 	assert_int_equal(pub.attributes, 0x000300b2);
 	assert_int_equal(pub.scheme, EVIDENCE_ALG_NULL);
@@ -573,7 +573,7 @@ test_public_ek_and_sealed(void **state)
 	free(b.p);
 
 	b = unhex(seal_pub_hex);
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.type, EVIDENCE_ALG_KEYEDHASH);
 	assert_int_equal(pub.key, EVIDENCE_KEY_NONE);
 	assert_int_equal(pub.attributes, 0x00000052);
@@ -658,7 +658,7 @@ static void
 test_public_unrecognised_keys(void **state)
 {
 	struct evidence_public pub;
-	char why[256] = "";
+	struct err err = {0};
 	TPMT_PUBLIC t;
 	struct buf b;
 
@@ -667,7 +667,7 @@ test_public_unrecognised_keys(void **state)
 	t.parameters.rsaDetail.keyBits = 1024;
 	t.unique.rsa.size = 128;
 	b = marshal_public(&t);
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.key, EVIDENCE_KEY_NONE);
 	assert_int_equal(pub.modulus_len, 0);
 	assert_false(evidence_key_is_restricted_signing(&pub));
@@ -675,7 +675,7 @@ test_public_unrecognised_keys(void **state)
 	t = unmarshal_public(ak_pub_hex);
 	t.parameters.eccDetail.curveID = TPM2_ECC_NIST_P521;
 	b = marshal_public(&t);
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	assert_int_equal(pub.key, EVIDENCE_KEY_NONE);
 	assert_int_equal(pub.ecc_len, 0);
 	free(b.p);
@@ -688,10 +688,10 @@ test_restricted_signing(void **state)
 	    EVIDENCE_OBJ_FIXED_TPM, EVIDENCE_OBJ_FIXED_PARENT, EVIDENCE_OBJ_SENSITIVE_ORIG};
 	struct buf b = unhex(ak_pub_hex);
 	struct evidence_public pub, p;
-	char why[256] = "";
+	struct err err = {0};
 
 	(void)state;
-	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, why, sizeof(why)), 0);
+	assert_int_equal(evidence_parse_public(b.p, b.len, &pub, &err), 0);
 	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
 		p = pub;
 		p.attributes &= ~needed[i];
@@ -1006,14 +1006,14 @@ test_pcr_digest(void **state)
 	uint8_t out[EVIDENCE_DIGEST_MAX], want[EVIDENCE_DIGEST_MAX], cat[32 + 20 + 32];
 	unsigned int want_len;
 	size_t len;
-	char why[256];
+	struct err err;
 
 	(void)state;
 	memset(vals, 0, sizeof(vals));
 	vals[0].hash_alg = EVIDENCE_ALG_SHA256;
 	vals[0].mask = 0x10003;
 	assert_int_equal(
-	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 1, out, &len, why, sizeof(why)),
+	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 1, out, &len, &err),
 	    0);
 	assert_bytes(out, len, zero3_digest_hex);
 	/* Banks in the selection's order, PCRs ascending; unselected values
@@ -1031,30 +1031,30 @@ test_pcr_digest(void **state)
 	memset(cat + 52, 0x16, 32);
 	assert_int_equal(EVP_Digest(cat, sizeof(cat), want, &want_len, EVP_sha384(), NULL), 1);
 	assert_int_equal(
-	    evidence_pcr_digest(EVIDENCE_ALG_SHA384, &sel, vals, 2, out, &len, why, sizeof(why)),
+	    evidence_pcr_digest(EVIDENCE_ALG_SHA384, &sel, vals, 2, out, &len, &err),
 	    0);
 	assert_int_equal(len, 48);
 	assert_memory_equal(out, want, 48);
 	/* A selected PCR without a value, a bank twice, an unknown hash. */
 	sel.bank[1].mask = 0x10009;
 	assert_int_equal(
-	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 2, out, &len, why, sizeof(why)),
+	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 2, out, &len, &err),
 	    -1);
-	assert_non_null(strstr(why, "no value given for sha256 PCRs 3"));
+	assert_non_null(strstr(err.msg, "no value given for sha256 PCRs 3"));
 	assert_int_equal(len, 0);
 	sel.bank[1].mask = 0x10001;
 	vals[1].hash_alg = EVIDENCE_ALG_SHA256;
 	assert_int_equal(
-	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 2, out, &len, why, sizeof(why)),
+	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 2, out, &len, &err),
 	    -1);
-	assert_non_null(strstr(why, "bank sha256 given twice"));
+	assert_non_null(strstr(err.msg, "bank sha256 given twice"));
 	assert_int_equal(
-	    evidence_pcr_digest(TPM2_ALG_SM3_256, &sel, vals, 1, out, &len, why, sizeof(why)), -1);
+	    evidence_pcr_digest(TPM2_ALG_SM3_256, &sel, vals, 1, out, &len, &err), -1);
 	sel.bank[0].hash_alg = 0x1234;
 	assert_int_equal(
-	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 1, out, &len, why, sizeof(why)),
+	    evidence_pcr_digest(EVIDENCE_ALG_SHA256, &sel, vals, 1, out, &len, &err),
 	    -1);
-	assert_non_null(strstr(why, "alg 0x1234 has no known digest size"));
+	assert_non_null(strstr(err.msg, "alg 0x1234 has no known digest size"));
 }
 
 /* check_quote of the real quote (PCRs 0, 1, 16 all zero) with vals. */
@@ -1063,13 +1063,13 @@ quote_check(const struct evidence_attest *a, const uint8_t *nonce, size_t nonce_
     const struct evidence_pcr_values *vals, size_t n, const struct evidence_clock *prev,
     const char *reason)
 {
-	char why[256] = "";
-	int ret = evidence_check_quote(a, nonce, nonce_len, vals, n, prev, why, sizeof(why));
+	struct err err = {0};
+	int ret = evidence_check_quote(a, nonce, nonce_len, vals, n, prev, &err);
 
 	if (ret == 0 && reason != NULL)
 		fail_msg("accepted, expected \"%s\"", reason);
-	if (ret != 0 && (reason == NULL || strstr(why, reason) == NULL))
-		fail_msg("refused: \"%s\", expected \"%s\"", why, reason != NULL ? reason : "");
+	if (ret != 0 && (reason == NULL || strstr(err.msg, reason) == NULL))
+		fail_msg("refused: \"%s\", expected \"%s\"", err.msg, reason != NULL ? reason : "");
 	return ret;
 }
 
@@ -1130,28 +1130,28 @@ test_check_certify(void **state)
 	struct buf q = unhex(q_msg_hex), c = unhex(cert_attest_hex), seal = unhex(seal_pub_hex);
 	struct buf ak = unhex(ak_pub_hex);
 	struct evidence_attest a = parse_ok(q), ca = parse_ok(c);
-	char why[256] = "";
+	struct err err = {0};
 
 	(void)state;
 	assert_int_equal(evidence_check_certify(&ca, seal.p, seal.len, cert_extra,
-	                     sizeof(cert_extra), why, sizeof(why)),
+	                     sizeof(cert_extra), &err),
 	    0);
 	assert_int_equal(evidence_check_certify(
-	                     &ca, seal.p, seal.len, q_nonce, sizeof(q_nonce), why, sizeof(why)),
+	                     &ca, seal.p, seal.len, q_nonce, sizeof(q_nonce), &err),
 	    -1);
-	assert_non_null(strstr(why, "extraData"));
+	assert_non_null(strstr(err.msg, "extraData"));
 	assert_int_equal(evidence_check_certify(
-	                     &ca, ak.p, ak.len, cert_extra, sizeof(cert_extra), why, sizeof(why)),
+	                     &ca, ak.p, ak.len, cert_extra, sizeof(cert_extra), &err),
 	    -1);
-	assert_non_null(strstr(why, "certified Name is not the Name"));
+	assert_non_null(strstr(err.msg, "certified Name is not the Name"));
 	assert_int_equal(evidence_check_certify(&ca, seal.p, seal.len - 1, cert_extra,
-	                     sizeof(cert_extra), why, sizeof(why)),
+	                     sizeof(cert_extra), &err),
 	    -1);
-	assert_non_null(strstr(why, "the certified object's public area"));
+	assert_non_null(strstr(err.msg, "the certified object's public area"));
 	assert_int_equal(evidence_check_certify(
-	                     &a, seal.p, seal.len, q_nonce, sizeof(q_nonce), why, sizeof(why)),
+	                     &a, seal.p, seal.len, q_nonce, sizeof(q_nonce), &err),
 	    -1);
-	assert_non_null(strstr(why, "type 0x8018 (QUOTE), not CERTIFY"));
+	assert_non_null(strstr(err.msg, "type 0x8018 (QUOTE), not CERTIFY"));
 	free(q.p), free(c.p), free(seal.p), free(ak.p);
 }
 
@@ -1194,22 +1194,22 @@ test_check_clock(void **state)
 	    {{1000, 5, 1, true}, {1001, 5, 0xfffffffeu, true}, "restartCount went backwards"},
 	};
 	struct evidence_clock c = {0};
-	char why[256];
+	struct err err;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int ret;
 
-		why[0] = '\0';
-		ret = evidence_check_clock(&cases[i].prev, &cases[i].now, why, sizeof(why));
+		err.msg[0] = '\0';
+		ret = evidence_check_clock(&cases[i].prev, &cases[i].now, &err);
 		if (cases[i].refused == NULL && ret != 0)
-			fail_msg("case %zu refused: %s", i, why);
+			fail_msg("case %zu refused: %s", i, err.msg);
 		if (cases[i].refused != NULL &&
-		    (ret != -1 || strstr(why, cases[i].refused) == NULL))
-			fail_msg("case %zu: \"%s\", expected \"%s\"", i, why, cases[i].refused);
+		    (ret != -1 || strstr(err.msg, cases[i].refused) == NULL))
+			fail_msg("case %zu: \"%s\", expected \"%s\"", i, err.msg, cases[i].refused);
 	}
-	assert_int_equal(evidence_check_clock(NULL, &c, why, sizeof(why)), -1);
-	assert_int_equal(evidence_check_clock(&c, NULL, NULL, 0), -1);
+	assert_int_equal(evidence_check_clock(NULL, &c, &err), -1);
+	assert_int_equal(evidence_check_clock(&c, NULL, NULL), -1);
 }
 
 int

@@ -82,12 +82,12 @@ encode(const struct statefile_info *info, const uint8_t *k, const uint8_t *paylo
 
 /* Decodes a copy of the first len bytes of in, made in a buffer of exactly
  * len bytes. On success the payload is compared with want and freed. */
-static enum statefile_err
+static enum statefile_verdict
 decode(const uint8_t *k, const uint8_t *in, size_t len, const struct statefile_info *expect,
     uint64_t *gen, const uint8_t *want, size_t want_len)
 {
 	uint8_t *copy = malloc(len > 0 ? len : 1), *payload = NULL;
-	enum statefile_err err;
+	enum statefile_verdict err;
 	size_t plen = 0;
 
 	assert_non_null(copy);
@@ -217,7 +217,7 @@ check_truncations(const uint8_t *k)
 
 	f = encode(&perm2, k, payload, 20, &len);
 	for (size_t n = 0; n < len; n++) {
-		enum statefile_err err = decode(k, f, n, &perm2, &gen, payload, 20);
+		enum statefile_verdict err = decode(k, f, n, &perm2, &gen, payload, 20);
 		if (err != STATEFILE_TRUNCATED)
 			fail_msg("%s file cut to %zu of %zu bytes: %d (%s)",
 			    k ? "encrypted" : "plaintext", n, len, err, statefile_strerror(err));
@@ -419,7 +419,7 @@ check_bit_flips(const uint8_t *k)
 	const LargestIntegralType length_errs[] = {
 	    STATEFILE_TRUNCATED, STATEFILE_TRAILING, STATEFILE_TOO_LARGE};
 	uint8_t payload[8] = {'s', 'e', 'c', 'r', 'e', 't', '!', 0}, *f;
-	enum statefile_err err, want;
+	enum statefile_verdict err, want;
 	size_t len;
 	uint64_t gen;
 
@@ -601,16 +601,16 @@ static void
 test_strerror(void **state)
 {
 	for (int e = STATEFILE_OK; e <= STATEFILE_NOMEM; e++) {
-		const char *s = statefile_strerror((enum statefile_err)e);
+		const char *s = statefile_strerror((enum statefile_verdict)e);
 
 		assert_non_null(s);
 		assert_true(strlen(s) > 0);
 		assert_string_not_equal(s, "unknown error");
 		for (int o = STATEFILE_OK; o < e; o++)
-			assert_string_not_equal(s, statefile_strerror((enum statefile_err)o));
+			assert_string_not_equal(s, statefile_strerror((enum statefile_verdict)o));
 	}
 	assert_string_equal(
-	    statefile_strerror((enum statefile_err)(STATEFILE_NOMEM + 1)), "unknown error");
+	    statefile_strerror((enum statefile_verdict)(STATEFILE_NOMEM + 1)), "unknown error");
 }
 
 int

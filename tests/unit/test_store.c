@@ -188,12 +188,12 @@ count_tmp(struct fixture *f)
 static struct store *
 open_ok(struct fixture *f, const uint8_t *k, unsigned int tpm_version)
 {
-	enum store_err err = STORE_CORRUPT;
+	struct err err = {0};
 	struct store *st;
 
 	st = store_open(f->dir, k, tpm_version, &err);
-	assert_non_null(st);
-	assert_int_equal(err, STORE_OK);
+	if (st == NULL)
+		fail_msg("store_open: %s", err.msg);
 	return st;
 }
 
@@ -203,12 +203,10 @@ expect_blob(struct store *st, enum state_kind kind, const void *want, size_t wan
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
-	char why[512] = "";
-	enum store_err err;
+	struct err e = {0};
 
-	err = store_get(st, kind, &blob, &len, why, sizeof(why));
-	if (err != STORE_OK)
-		fail_msg("store_get(%s): %d: %s", store_filename(kind), err, why);
+	if (store_get(st, kind, &blob, &len, &e) != 0)
+		fail_msg("store_get(%s): %s: %s", store_filename(kind), err_kind_name(e.kind), e.msg);
 	assert_int_equal(len, want_len);
 	if (want_len > 0)
 		assert_memory_equal(blob, want, want_len);
@@ -221,19 +219,18 @@ expect_corrupt(struct fixture *f, struct store *st, enum state_kind kind, const 
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
-	char why[512] = "", name[200];
-	enum store_err err;
+	char name[200];
+	struct err e = {0};
 
-	err = store_get(st, kind, &blob, &len, why, sizeof(why));
-	if (err != STORE_CORRUPT)
-		fail_msg(
-		    "store_get(%s): %d, want STORE_CORRUPT (%s)", store_filename(kind), err, why);
+	if (store_get(st, kind, &blob, &len, &e) != -1 || e.kind != ERR_CORRUPT)
+		fail_msg("store_get(%s): %s, want ERR_CORRUPT (%s)", store_filename(kind),
+		    err_kind_name(e.kind), e.msg);
 	assert_null(blob);
 	snprintf(name, sizeof(name), "%s/%s", f->dir, store_filename(kind));
-	if (strstr(why, name) == NULL)
-		fail_msg("message does not name %s: \"%s\"", name, why);
-	if (reason != NULL && strstr(why, reason) == NULL)
-		fail_msg("message does not say \"%s\": \"%s\"", reason, why);
+	if (strstr(e.msg, name) == NULL)
+		fail_msg("message does not name %s: \"%s\"", name, e.msg);
+	if (reason != NULL && strstr(e.msg, reason) == NULL)
+		fail_msg("message does not say \"%s\": \"%s\"", reason, e.msg);
 }
 
 static void
@@ -241,9 +238,10 @@ expect_absent(struct store *st, enum state_kind kind)
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
-	char why[256] = "";
+	struct err err = {0};
 
-	assert_int_equal(store_get(st, kind, &blob, &len, why, sizeof(why)), STORE_ABSENT);
+	assert_int_equal(store_get(st, kind, &blob, &len, &err), -1);
+	assert_int_equal(err.kind, ERR_ABSENT);
 	assert_null(blob);
 }
 
@@ -392,11 +390,11 @@ test_fifo_refused(void **state)
 	struct store *st;
 	uint8_t *got = NULL;
 	size_t len = 0;
-	char why[256];
+	struct err err;
 
 	st = open_ok(f, key, 2);
 	assert_int_equal(mkfifo(file(f, "permanent.state"), 0600), 0);
-	assert_int_not_equal(store_get(st, STATE_PERMANENT, &got, &len, why, sizeof(why)), STORE_OK);
+	assert_int_equal(store_get(st, STATE_PERMANENT, &got, &len, &err), -1);
 	assert_null(got);
 	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
 	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
@@ -409,16 +407,16 @@ static void
 test_busy(void **state)
 {
 	struct fixture *f = *state;
-	enum store_err err = STORE_OK;
+	struct err err = {0};
 	struct store *a, *b;
 
 	a = open_ok(f, key, 2);
 	b = store_open(f->dir, key, 2, &err);
 	assert_null(b);
-	assert_int_equal(err, STORE_BUSY);
+	assert_int_equal(err.kind, ERR_BUSY);
 	b = store_open(f->dir, NULL, 1, &err);
 	assert_null(b);
-	assert_int_equal(err, STORE_BUSY);
+	assert_int_equal(err.kind, ERR_BUSY);
 	store_close(a);
 	b = open_ok(f, key, 2);
 	store_close(b);
@@ -428,18 +426,18 @@ static void
 test_open_error(void **state)
 {
 	struct fixture *f = *state;
-	enum store_err err = STORE_OK;
+	struct err err = {0};
 	char path[128];
 
 	snprintf(path, sizeof(path), "%s/no/such/parent", f->root);
 	assert_null(store_open(path, key, 2, &err));
-	assert_int_equal(err, STORE_IO);
+	assert_int_equal(err.kind, ERR_IO);
 	/* A file where the directory should be. */
 	snprintf(path, sizeof(path), "%s/plain", f->root);
 	spew(path, "x", 1);
-	err = STORE_OK;
+	err_clear(&err);
 	assert_null(store_open(path, key, 2, &err));
-	assert_int_equal(err, STORE_IO);
+	assert_int_equal(err.kind, ERR_IO);
 	store_close(NULL);
 }
 

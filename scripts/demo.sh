@@ -112,10 +112,15 @@ for vm in vm-a vm-b; do
 	flushed tpm2_evictcontrol -c "$T/$vm-ak.ctx" 0x81000010 >/dev/null
 	step "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$d/ak.pem"
 	openssl x509 -in "$d/ak.pem" -noout -pubkey >"$d/ak.pub.pem"
+	# A measurement of the workload into PCR 16, which the challenger expects.
+	rand_hex 32 >"$d/measurement"
+	flushed tpm2_pcrextend "16:sha256=$(cat "$d/measurement")"
+	echo "sha256:16=$(pcr_extend "$ZERO_PCR" "$(cat "$d/measurement")")" >"$d/expected-pcrs"
 	openssl rand -hex 20 >"$d/nonce"
 	flushed tpm2_quote -c 0x81000010 -l sha256:0,1,2,3,4,5,6,7,16 -q "$(cat "$d/nonce")" \
 		-m "$d/quote.msg" -s "$d/quote.sig" -o "$d/quote.pcrs" -g sha256 >/dev/null
-	echo "  $vm: quote of sha256 PCRs 0-7,16 in $d/quote.{msg,sig,pcrs}"
+	echo "  $vm: PCR 16 extended with a measurement; quote of sha256 PCRs 0-7,16 in" \
+		"$d/quote.{msg,sig,pcrs}; the value expected in $d/expected-pcrs"
 	unset TPM2TOOLS_TCTI
 done
 
@@ -135,6 +140,7 @@ for vm in vm-a vm-b; do
 	step "$ATTEST" verify --ak-cert "$d/ak.pem" --message "$d/quote.msg" \
 		--signature "$d/quote.sig" --pcr-file "$d/quote.pcrs" --nonce "$(cat "$d/nonce")" \
 		--trust "$EVIDENCE/ca-root.pem" --untrusted "$EVIDENCE/ca-privacy.pem" --ca "$CA_URL" \
+		--pcrs "$(cat "$d/expected-pcrs")" \
 		--policy require-host-config demo-rack1-baseline --state "$T/attest-state"
 done
 echo "  the same quote under --policy reject-virtual:"
@@ -175,6 +181,8 @@ VM/ek-TYPE.pem           the vTPM's EK certificates (Virtualization CA, marked v
 VM/ak.pem, ak.pub.pem    the vTPM's attestation key (Privacy CA) and its public key
 VM/quote.msg, .sig       TPMS_ATTEST and TPMT_SIGNATURE of tpm2_quote
 VM/quote.pcrs, nonce     the PCR values (tpm2_quote -o) and the nonce (hex)
+VM/measurement           what was extended into PCR 16 before the quote
+VM/expected-pcrs         the PCR 16 value a challenger expects (vtpm-attest verify --pcrs)
 EOF
 say "Done in $((SECONDS - DEMO_START)) s. Evidence: $EVIDENCE (see its README)"
 echo "vtpmd, its workers, vtpm-ca, the host TPM and the VM are stopped."

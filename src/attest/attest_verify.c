@@ -339,7 +339,8 @@ static const char av_help[] =
     "SYNOPSIS\n"
     "    vtpm-attest verify --ak-cert FILE --nonce HEX --trust ROOT.pem\n"
     "        (--quote BUNDLE | --message FILE --signature FILE --pcr-file FILE)\n"
-    "        [--untrusted FILE]... [--pcrs SPEC] [--ca URL] [--state DIR]\n"
+    "        [--untrusted FILE]... [--pcrs SPEC | --any-pcrs]\n"
+    "        [--ca URL | --no-revocation-check] [--state DIR]\n"
     "        [--policy accept-virtual|reject-virtual|require-host-config ID] [--json]\n"
     "\n"
     "DESCRIPTION\n"
@@ -355,10 +356,18 @@ static const char av_help[] =
     "    The quote is vtpm-attest quote's bundle (--quote), or the three files of\n"
     "    tpm2_quote -m, -s and -o (tpm2-tools' formats).\n"
     "\n"
+    "    require-host-config claims more than the others, so it needs the checks\n"
+    "    that make it true: revocation (--ca) and the PCR values expected (--pcrs).\n"
+    "    --no-revocation-check and --any-pcrs waive them explicitly; the verdict\n"
+    "    then says what was waived.\n"
+    "\n"
     "OPTIONS\n"
     "    --pcrs SPEC   required values, e.g. sha256:16=HEX,17=HEX+sha1:16=HEX\n"
+    "    --any-pcrs    require no PCR value (require-host-config needs this or --pcrs)\n"
     "    --ca URL      ask vtpm-ca (http://HOST:PORT) whether the AK certificate is\n"
     "                  revoked; without it revocation is not checked\n"
+    "    --no-revocation-check\n"
+    "                  check no revocation (require-host-config needs this or --ca)\n"
     "    --state DIR   the last quote seen from each AK (default\n"
     "                  $XDG_STATE_HOME/vtpm-attest, ~/.local/state/vtpm-attest, or\n"
     "                  /var/lib/vtpm-attest for root)\n"
@@ -374,6 +383,7 @@ struct av_opts {
 	uint8_t nonce[EVIDENCE_DATA_MAX];
 	size_t nonce_len;
 	bool have_nonce, json;
+	bool any_pcrs, no_revocation_check; /* checks waived explicitly */
 	enum attest_policy policy;
 	const char *host_config;
 };
@@ -397,6 +407,28 @@ av_parse_policy(struct av_opts *o, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* "Trusted … in approved configuration" only with the checks that make it
+ * true, or with them waived by name. */
+static int
+av_check_waivers(const struct av_opts *o)
+{
+	if (o->ca != NULL && o->no_revocation_check)
+		return attest_usage("verify", "--ca and --no-revocation-check contradict each other");
+	if (o->pcrs != NULL && o->any_pcrs)
+		return attest_usage("verify", "--pcrs and --any-pcrs contradict each other");
+	if (o->policy != ATTEST_REQUIRE_HOST_CONFIG)
+		return EXIT_OK;
+	if (o->ca == NULL && !o->no_revocation_check)
+		return attest_usage("verify",
+		    "require-host-config needs revocation checked: give --ca URL, or waive it "
+		    "with --no-revocation-check");
+	if (o->pcrs == NULL && !o->any_pcrs)
+		return attest_usage("verify",
+		    "require-host-config needs the PCR values expected: give --pcrs SPEC, or "
+		    "waive it with --any-pcrs");
+	return EXIT_OK;
+}
+
 static int
 av_parse(struct av_opts *o, int argc, char **argv)
 {
@@ -414,6 +446,8 @@ av_parse(struct av_opts *o, int argc, char **argv)
 	    {"ca", required_argument, NULL, 'c'},
 	    {"state", required_argument, NULL, 'S'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"any-pcrs", no_argument, NULL, 'A'},
+	    {"no-revocation-check", no_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -432,6 +466,8 @@ av_parse(struct av_opts *o, int argc, char **argv)
 		case 'c': o->ca = optarg; break;
 		case 'S': o->state = optarg; break;
 		case 'j': o->json = true; break;
+		case 'A': o->any_pcrs = true; break;
+		case 'R': o->no_revocation_check = true; break;
 		case 'h': fputs(av_help, stdout); return -1;
 		case 'n':
 			if ((r = attest_parse_hex("verify", "--nonce", optarg, o->nonce,
@@ -463,7 +499,7 @@ av_parse(struct av_opts *o, int argc, char **argv)
 		    "give either --quote BUNDLE or --message, --signature and --pcr-file");
 	if (o->quote == NULL && (o->message == NULL || o->signature == NULL || o->pcr_file == NULL))
 		return attest_usage("verify", "--message, --signature and --pcr-file go together");
-	return EXIT_OK;
+	return av_check_waivers(o);
 }
 
 /* Reads a whole file of at most max bytes into out. */
@@ -590,7 +626,10 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 	hex_encode(res->ak_digest, sizeof(res->ak_digest), digest);
 	if (!o->json) {
 		if (res->trusted)
-			printf("trusted: %s; %s\n", res->verdict, revocation);
+			printf("trusted: %s; %s%s\n", res->verdict, revocation,
+			    o->any_pcrs ? "; PCR values NOT compared with any expected (waived: "
+			                  "--any-pcrs)"
+			                : "");
 		else
 			fprintf(stderr, "vtpm-attest: refused: %s\n", res->reason);
 		return;
@@ -610,8 +649,16 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 		json_object_set_new(j, "host_config", json_string(res->virt.host_config));
 		json_object_set_new(j, "instance_uuid", json_string(res->virt.instance_uuid));
 	}
-	if (j != NULL)
+	if (j != NULL) {
+		json_t *w = json_array();
+
 		json_object_set_new(j, "revocation", json_string(revocation));
+		if (w != NULL && o->no_revocation_check)
+			json_array_append_new(w, json_string("revocation-check"));
+		if (w != NULL && o->any_pcrs)
+			json_array_append_new(w, json_string("pcr-expectations"));
+		json_object_set_new(j, "waived", w);
+	}
 	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
 	json_decref(j);
@@ -629,7 +676,9 @@ av_revocation(const struct av_opts *o, const struct certs_der *ak, struct attest
 	int r;
 
 	if (o->ca == NULL) {
-		snprintf(text, len, "revocation not checked");
+		snprintf(text, len, "%s", o->no_revocation_check
+		                              ? "revocation NOT checked (waived: --no-revocation-check)"
+		                              : "revocation not checked");
 		return 0;
 	}
 	if (certs_cert_serial(ak->der, ak->len, serial) == -1) {

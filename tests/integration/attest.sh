@@ -214,16 +214,48 @@ refused "reject-virtual" "virtual TPMs are refused" p1 --ak-cert "$W/ak.pem" $(b
 	--policy reject-virtual
 # shellcheck disable=SC2046
 refused "require-host-config mismatch" "host configuration other-config required" p1 \
-	--ak-cert "$W/ak.pem" $(bundle p1) --policy require-host-config other-config
+	--ak-cert "$W/ak.pem" $(bundle p1) --policy require-host-config other-config \
+	--no-revocation-check --any-pcrs
+# "Trusted in approved configuration" only with the checks that make it true
+# (revocation, PCR expectations), or with them waived by name (usage error 2
+# otherwise), and the verdict says what was waived.
 # shellcheck disable=SC2046
-trusted "require-host-config match" p1 --ak-cert "$W/ak.pem" $(bundle p1) \
-	--policy require-host-config "$CONFIG"
+expect_exit 2 "require-host-config without --ca" "$ATTEST" verify --trust "$CA/root.pem" \
+	--untrusted "$CA/privacy.pem" --state "$T/p1" --ak-cert "$W/ak.pem" $(bundle p1) \
+	--policy require-host-config "$CONFIG" --any-pcrs
+assert_contains "$(cat "$T/out")" "needs revocation checked" "no revocation check"
+# shellcheck disable=SC2046
+expect_exit 2 "require-host-config without --pcrs" "$ATTEST" verify --trust "$CA/root.pem" \
+	--untrusted "$CA/privacy.pem" --state "$T/p1" --ak-cert "$W/ak.pem" $(bundle p1) \
+	--policy require-host-config "$CONFIG" --no-revocation-check
+assert_contains "$(cat "$T/out")" "needs the PCR values expected" "no PCR expectations"
+# shellcheck disable=SC2046
+expect_exit 2 "--pcrs with --any-pcrs" "$ATTEST" verify --trust "$CA/root.pem" \
+	--untrusted "$CA/privacy.pem" --state "$T/p1" --ak-cert "$W/ak.pem" $(bundle p1) \
+	--policy require-host-config "$CONFIG" --no-revocation-check --any-pcrs \
+	--pcrs "sha256:16=$(pcr_value 16)"
+# shellcheck disable=SC2046
+trusted "require-host-config match, both waived" p1 --ak-cert "$W/ak.pem" $(bundle p1) \
+	--policy require-host-config "$CONFIG" --no-revocation-check --any-pcrs
+assert_contains "$(cat "$T/out")" "revocation NOT checked (waived: --no-revocation-check)" \
+	"waived revocation said"
+assert_contains "$(cat "$T/out")" "PCR values NOT compared" "waived PCRs said"
+# shellcheck disable=SC2046
+trusted "require-host-config match, PCR 16 expected" p1b --ak-cert "$W/ak.pem" $(bundle p1) \
+	--policy require-host-config "$CONFIG" --no-revocation-check \
+	--pcrs "sha256:16=$(pcr_value 16)" --json
+[ "$(jq -r '.waived | join(",")' "$T/out")" = "revocation-check" ] ||
+	fail "--json does not list the waived check: $(cat "$T/out")"
+# shellcheck disable=SC2046
+refused "require-host-config, PCR 16 unexpected" "PCR sha256:16 differs" p1c \
+	--ak-cert "$W/ak.pem" $(bundle p1) --policy require-host-config "$CONFIG" \
+	--no-revocation-check --pcrs "sha256:16=$(printf '%064d' 0 | tr 0 1)"
 
 note "an AK certificate without the virtual marker: hardware TPM"
 vquote h1 "$AK"
 # shellcheck disable=SC2046
 refused "hardware, require-host-config" "is a hardware TPM's" h1 --ak-cert "$W/ak-hw.pem" \
-	$(bundle h1) --policy require-host-config "$CONFIG"
+	$(bundle h1) --policy require-host-config "$CONFIG" --no-revocation-check --any-pcrs
 # shellcheck disable=SC2046
 trusted "hardware, reject-virtual" h1 --ak-cert "$W/ak-hw.pem" $(bundle h1) \
 	--policy reject-virtual

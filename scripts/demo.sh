@@ -59,12 +59,17 @@ cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"
 cp "$T/ca/ca-privacy.pem" "$EVIDENCE/ca-privacy.pem"
 cp "$T/ca/ca-virtualization.pem" "$EVIDENCE/ca-virtualization.pem"
 
+say "The administrator's approval key, kept off the host: vtpmd gets only its public half"
+mkdir -p "$T/admin"
+step openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/admin/approval.pem"
+step openssl pkey -in "$T/admin/approval.pem" -pubout -out "$T/approval.pub.pem"
+printf 'approval-public-key = %s\n' "$T/approval.pub.pem" >"$T/vtpmd.conf"
+
 say "vtpmd rooted in the host TPM; the administrator approves the present host configuration"
-start_vtpmd vtpmd --root-tcti "$HOST_TCTI"
+start_vtpmd vtpmd --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
 grep -E 'simulator|SRK|serving' "$T/vtpmd.log" | sed 's/^/  log: /'
-step "$VTPMCTL" policy approve --current >/dev/null
+step "$VTPMCTL" policy approve --current --key "$T/admin/approval.pem" >/dev/null
 echo "  ...and tells the Virtualization CA: the approval key and the approved PCR values"
-openssl pkey -in "$T/vtpmd/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null
 step "$VTPM_CA" trust add --approval-key "$T/approval.pub.pem" --name demo-admin --db "$DB"
 "$VTPMCTL" policy --json | jq -c .current.values >"$T/values.json"
 step "$VTPM_CA" approve-host-config --db "$DB" --id demo-rack1-baseline \

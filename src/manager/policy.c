@@ -148,6 +148,11 @@ policy_load(struct manager *m, struct err *err)
 			}
 			log_info("created approval key %s", p->key_path);
 		}
+		log_warnx("vtpmd holds the private approval key %s: anyone who can read %s can "
+		    "approve any host configuration, this host booted into another one included; "
+		    "in production keep only its public half here (approval-public-key) and sign "
+		    "approvals elsewhere with 'vtpmctl policy approve --current --key FILE' "
+		    "(docs/config.md)", p->key_path, m->cfg.state_dir);
 	}
 	if (approval_key_public(p->key_path, &p->pub) == -1) {
 		err_set(err, ERR_FAILED, "%s: not a readable ECC P-256 key (PEM)", p->key_path);

@@ -87,6 +87,9 @@ rc=0
 [ "$rc" -ne 0 ] || fail "vtpmd signed an approval without the private key"
 assert_contains "$(cat "$T/out")" "--key" "refusal says to sign with --key"
 [ ! -e "$T/svc/state/approval.pem" ] || fail "vtpmd created a private approval key"
+case "$(cat "$T/svc.log")" in
+*"holds the private approval key"*) fail "vtpmd with the public key alone warns it holds the private one" ;;
+esac
 "$VTPMCTL" policy approve --current --key "$T/admin.pem" >/dev/null
 "$VTPMCTL" create vm-a >/dev/null
 "$VTPMCTL" create vm-b --no-start >/dev/null
@@ -139,6 +142,12 @@ chmod 0644 "$T/unconfined.conf"
 VTPMD=$T/vtpmd-nobody start_vtpmd unpriv --config "$T/unconfined.conf" --root-tcti "$HOST_TCTI"
 assert_contains "$(cat "$T/unpriv.log")" \
 	"workers run without a sandbox (worker-uid-base = 0, and vtpmd is not root)" "warning logged"
+# A vtpmd holding the private approval key (the default) says at start what
+# that means for whoever reads its state directory.
+assert_contains "$(cat "$T/unpriv.log")" "vtpmd holds the private approval key" \
+	"the private approval key on the host is logged"
+assert_contains "$(cat "$T/unpriv.log")" "can approve any host configuration" \
+	"... and what that allows"
 "$VTPMCTL" policy approve --current >/dev/null
 "$VTPMCTL" create vm-u >/dev/null
 assert_eq "$(ps -o uid= -p "$(jfield "$("$VTPMCTL" info vm-u --json)" .pid)" | tr -d ' ')" \

@@ -30,8 +30,13 @@ struct config {
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
+	int ca_timeout_s;	/* the deadline of one request to a CA (caclient.c) */
 	enum log_level log_level;
 };
+/* A create waits for its worker (at most WORKER_READY_TIMEOUT_MS), then one CA
+ * request per EK type: at most 45 s each keeps it within vtpmctl's 120 s. */
+#define CONFIG_CA_TIMEOUT_DEFAULT 30
+#define CONFIG_CA_TIMEOUT_MAX	  45
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
 /* The checks beyond syntax (vtpmd -n, and every start): values that load,
@@ -140,6 +145,17 @@ int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const ui
     size_t der_len, struct err *err);
 int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err);
 int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err);
+
+/* caclient.c: one request to a CA, run by a short-lived child so that
+ * the loop never waits on the network; an overall deadline per request. */
+struct caclient;
+struct caclient *caclient_post(const char *url, const char *path, const struct json_t *body,
+    int timeout_s, struct err *err);
+int caclient_fd(const struct caclient *c);
+int64_t caclient_deadline(const struct caclient *c);
+bool caclient_step(struct caclient *c);
+int caclient_result(const struct caclient *c, struct json_t **reply, struct err *err);
+void caclient_free(struct caclient *c);
 
 /* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
  * certified by the CK; STATE/host/. */

@@ -80,7 +80,7 @@ struct vtpm {
 	int pidfd;
 	bool child;	   /* started by this manager (else adopted) */
 	bool creating;	   /* its create has not finished (REGISTRY_CREATING exists) */
-	bool unsaved;	   /* the record changed; manager_start saves it while the worker starts */
+	bool unsaved;	   /* the record changed; lifecycle_start saves it while the worker starts */
 	unsigned int restarts;
 	unsigned int backoff_ms;
 	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */

@@ -44,12 +44,12 @@
 #include "manager.h"
 
 #define CACLIENT_MAX_ANSWER (1u << 20) /* a certificate and its chain */
-#define CACLIENT_NOBODY	    65534
-#define CACLIENT_OUT	    3 /* the child's end of the pipe */
+#define CACLIENT_NOBODY     65534
+#define CACLIENT_OUT        3 /* the child's end of the pipe */
 
 struct caclient {
-	pid_t pid;	  /* the child, until reaped (0 then) */
-	int fd;		  /* the pipe's read end (non-blocking), -1 once at its end */
+	pid_t pid;        /* the child, until reaped (0 then) */
+	int fd;           /* the pipe's read end (non-blocking), -1 once at its end */
 	int64_t deadline; /* monotonic ms */
 	int timeout_s;
 	bool timed_out;
@@ -121,8 +121,8 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
 		caclient_write(broken, sizeof(broken) - 1);
 		_exit(1);
 	}
-	if (httpc_fetch_url(c->url, "vtpmd", c->timeout_s, "POST", c->path, body, &raw, &len,
-	        &err) == 0) {
+	if (httpc_fetch_url(
+	        c->url, "vtpmd", c->timeout_s, "POST", c->path, body, &raw, &len, &err) == 0) {
 		caclient_write("A", 1);
 		caclient_write(raw, len);
 	} else {
@@ -139,8 +139,8 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
  * caclient_free, or NULL with err.
  */
 struct caclient *
-caclient_post(const char *url, const char *path, const struct json_t *body, int timeout_s,
-    struct err *err)
+caclient_post(
+    const char *url, const char *path, const struct json_t *body, int timeout_s, struct err *err)
 {
 	struct caclient *c = calloc(1, sizeof(*c));
 	pid_t parent = getpid();
@@ -299,19 +299,22 @@ caclient_result(const struct caclient *c, struct json_t **reply, struct err *err
 
 	*reply = NULL;
 	if (c->timed_out)
-		return err_set(err, ERR_TIMEOUT, "CA at %s: no answer to %s within %d s (ca-timeout)",
-		    c->url, c->path, c->timeout_s);
+		return err_set(err, ERR_TIMEOUT,
+		    "CA at %s: no answer to %s within %d s (ca-timeout)", c->url, c->path,
+		    c->timeout_s);
 	if (c->too_large)
 		return err_set(err, ERR_UNREACHABLE, "CA at %s: answer to %s larger than %u bytes",
 		    c->url, c->path, CACLIENT_MAX_ANSWER);
 	if (c->len == 0 || (c->buf[0] != 'A' && c->buf[0] != 'E'))
-		return err_set(err, ERR_UNREACHABLE, "CA at %s: the request's process ended "
-		    "without an answer", c->url);
+		return err_set(err, ERR_UNREACHABLE,
+		    "CA at %s: the request's process ended "
+		    "without an answer",
+		    c->url);
 	if (c->buf[0] == 'E')
 		return err_set(err, ERR_UNREACHABLE, "CA at %s: %.*s", c->url,
 		    (int)(c->len - 1 < 512 ? c->len - 1 : 512), (const char *)c->buf + 1);
-	if (httpc_parse_response((const char *)c->buf + 1, c->len - 1, &status, reply,
-	        &inner) == -1)
+	if (httpc_parse_response((const char *)c->buf + 1, c->len - 1, &status, reply, &inner) ==
+	    -1)
 		return err_set(err, ERR_UNREACHABLE, "CA at %s: %s", c->url, inner.msg);
 	if (status == 200)
 		return 0;

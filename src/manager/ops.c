@@ -158,8 +158,8 @@ ops_provision_event(struct manager *m, struct vtpm *v)
  * it under way, or -1 with err when it failed at once: v is deleted then.
  */
 int
-ops_create_provisioned(struct manager *m, struct vtpm *v, unsigned int set, uint64_t ticket,
-    struct err *err)
+ops_create_provisioned(
+    struct manager *m, struct vtpm *v, unsigned int set, uint64_t ticket, struct err *err)
 {
 	v->prov = provision_new(m, set, err);
 	if (v->prov != NULL && ops_start(m, v, VTPM_OP_PROVISION, ticket, err) == 0)
@@ -260,8 +260,7 @@ ops_approved(struct manager *m, uint64_t ticket)
 
 /* A start that an API start or restart waits for ended. */
 static void
-ops_start_answer(struct manager *m, struct vtpm *v, uint64_t ticket, int rc,
-    const struct err *err)
+ops_start_answer(struct manager *m, struct vtpm *v, uint64_t ticket, int rc, const struct err *err)
 {
 	if (v->unsaved && registry_save(&m->cfg, v) == -1) {
 		ops_answer(m, ticket, reply_record_failed(v));
@@ -294,8 +293,9 @@ ops_start_ended(struct manager *m, struct vtpm *v, int rc, const struct err *err
 		break;
 	case VTPM_OP_START: ops_start_answer(m, v, ticket, rc, err); break;
 	case VTPM_OP_CREATE:
-		ops_answer(m, ticket, rc == 0 ? reply_ok(201, reply_instance(m, v))
-					      : reply_created_not_started(m, v, err));
+		ops_answer(m, ticket,
+		    rc == 0 ? reply_ok(201, reply_instance(m, v))
+		            : reply_created_not_started(m, v, err));
 		break;
 	case VTPM_OP_PROVISION:
 		if (rc == 0)
@@ -398,7 +398,7 @@ ops_deadlines(struct manager *m)
 		if (v->start_pending && !v->ready_late && now >= v->ready_by)
 			lifecycle_start_late(m, v);
 		else if (v->prov != NULL && provision_ca(v->prov) != NULL &&
-		    now >= caclient_deadline(provision_ca(v->prov)))
+		         now >= caclient_deadline(provision_ca(v->prov)))
 			ops_provision_event(m, v);
 	}
 	if (m->enrolling != NULL && enrol_ca(m->enrolling) != NULL &&

@@ -72,13 +72,13 @@ reply_host(struct manager *m)
 	for (size_t i = 0; i < m->n; i++)
 		running += m->vtpms[i]->state == VTPM_RUNNING;
 	pcrpolicy_format(&m->cfg.pcrs, pcrs, sizeof(pcrs));
-	return reply_ok(200, json_pack("{s:s, s:b, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}",
-	    "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "available",
-	    hwtpm_available(m->hw), "srk", "handle",
-	    "0x81000001", "pcr_policy", "bank", "sha256", "pcrs", reply_pcr_list(m->cfg.pcrs.mask),
-	    "instances", "total", (json_int_t)m->n, "running", (json_int_t)running,
-	    "host_tpm_commands", (json_int_t)hwtpm_command_count(m->hw), "enrolment",
-	    enrol_json(m)));
+	return reply_ok(
+	    200, json_pack("{s:s, s:b, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}", "tcti",
+	             m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "available",
+	             hwtpm_available(m->hw), "srk", "handle", "0x81000001", "pcr_policy", "bank",
+	             "sha256", "pcrs", reply_pcr_list(m->cfg.pcrs.mask), "instances", "total",
+	             (json_int_t)m->n, "running", (json_int_t)running, "host_tpm_commands",
+	             (json_int_t)hwtpm_command_count(m->hw), "enrolment", enrol_json(m)));
 }
 
 /* 200 POLICY: the host PCRs now, the approvals, the approval key. */
@@ -93,22 +93,24 @@ reply_policy(struct manager *m)
 	if (policy_current(m, values, digest, &err) == -1)
 		return api_error(503, err.msg, "check the host TPM");
 	hex_encode(digest, sizeof(digest), hex);
-	current = json_pack("{s:o, s:s, s:b}", "values", pcrpolicy_values_json(m->cfg.pcrs.mask, values),
-	    "policy", hex, "approved", policy_find(&m->policy, digest) != NULL);
+	current =
+	    json_pack("{s:o, s:s, s:b}", "values", pcrpolicy_values_json(m->cfg.pcrs.mask, values),
+	        "policy", hex, "approved", policy_find(&m->policy, digest) != NULL);
 	approvals = json_array();
 	for (size_t i = 0; approvals != NULL && i < m->policy.n; i++) {
 		const struct policy_entry *e = &m->policy.entries[i];
 		hex_encode(e->ap.policy, TPM_DIGEST_LEN, hex);
-		json_array_append_new(approvals,
-		    json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)i + 1, "policy", hex,
-			"values", pcrpolicy_values_json(e->mask, e->values), "approved_at",
-			e->approved_at));
+		json_array_append_new(
+		    approvals, json_pack("{s:I, s:s, s:o, s:s}", "id", (json_int_t)i + 1, "policy",
+		                   hex, "values", pcrpolicy_values_json(e->mask, e->values),
+		                   "approved_at", e->approved_at));
 	}
 	hex_encode(m->policy.pub.x, 32, x);
 	hex_encode(m->policy.pub.y, 32, y);
-	return reply_ok(200, json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:s, s:b}}", "bank", "sha256",
-	    "pcrs", reply_pcr_list(m->cfg.pcrs.mask), "current", current, "approvals", approvals,
-	    "approval_key", "x", x, "y", y, "private_held", m->policy.private_held));
+	return reply_ok(
+	    200, json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:s, s:b}}", "bank", "sha256", "pcrs",
+	             reply_pcr_list(m->cfg.pcrs.mask), "current", current, "approvals", approvals,
+	             "approval_key", "x", x, "y", y, "private_held", m->policy.private_held));
 }
 
 /* The answer when an instance's desired state cannot be written (errno
@@ -118,9 +120,12 @@ reply_record_failed(const struct vtpm *v)
 {
 	char error[512];
 
-	snprintf(error, sizeof(error), "cannot record the desired state of %s in its "
-	    "instance.json: %s", v->name, strerror(errno));
-	return api_error(500, error, "check that the state directory is writable and not full, "
+	snprintf(error, sizeof(error),
+	    "cannot record the desired state of %s in its "
+	    "instance.json: %s",
+	    v->name, strerror(errno));
+	return api_error(500, error,
+	    "check that the state directory is writable and not full, "
 	    "then retry");
 }
 
@@ -128,11 +133,12 @@ reply_record_failed(const struct vtpm *v)
 static const char *
 reply_approve_hint(const struct manager *m)
 {
-	return m->policy.private_held
-	    ? "approve the host configuration if the change is expected: vtpmctl policy approve "
-	      "--current"
-	    : "approve the host configuration if the change is expected, with the administrator's "
-	      "private key: vtpmctl policy approve --current --key FILE";
+	return m->policy.private_held ? "approve the host configuration if the change is expected: "
+	                                "vtpmctl policy approve "
+	                                "--current"
+	                              : "approve the host configuration if the change is expected, "
+	                                "with the administrator's "
+	                                "private key: vtpmctl policy approve --current --key FILE";
 }
 
 /* The status of a failed start: refused 422, the host TPM gone 503. */
@@ -151,10 +157,10 @@ reply_start_failed(struct manager *m, const struct vtpm *v, const struct err *er
 	return api_error(reply_start_status(m, v), err->msg,
 	    v->state == VTPM_REFUSED ? reply_approve_hint(m)
 	    : !hwtpm_available(m->hw)
-		? "check the host TPM (GET /v1/host shows whether it answers), then start the "
-		  "instance again"
-		: "correct what the error names (vtpmd's log has details), then start the "
-		  "instance again");
+	        ? "check the host TPM (GET /v1/host shows whether it answers), then start the "
+	          "instance again"
+	        : "correct what the error names (vtpmd's log has details), then start the "
+	          "instance again");
 }
 
 /* The answer to a create whose instance was made but whose start failed. */
@@ -163,10 +169,10 @@ reply_created_not_started(struct manager *m, const struct vtpm *v, const struct 
 {
 	return api_error(reply_start_status(m, v), err->msg,
 	    v->state == VTPM_REFUSED
-		? "the instance was created; it starts by itself once the host configuration is "
-		  "approved"
-		: "the instance was created; start it with 'vtpmctl start' once fixed (see "
-		  "vtpmd's log)");
+	        ? "the instance was created; it starts by itself once the host configuration is "
+	          "approved"
+	        : "the instance was created; start it with 'vtpmctl start' once fixed (see "
+	          "vtpmd's log)");
 }
 
 /* The HTTP status of a failure that involved a CA: refused by it 422, no
@@ -190,8 +196,8 @@ reply_provision_failed(const struct err *err)
 	return api_error(reply_ca_status(err->kind), err->msg,
 	    err->kind == ERR_REFUSED ? "nothing was created; see the CA's reason"
 	    : err->kind == ERR_TIMEOUT
-		? "nothing was created; check that the CA answers, or raise ca-timeout"
-		: "nothing was created; see vtpmd's log");
+	        ? "nothing was created; check that the CA answers, or raise ca-timeout"
+	        : "nothing was created; see vtpmd's log");
 }
 
 /* The answer to an enrolment that failed (the previous one is kept). */
@@ -199,11 +205,12 @@ struct api_response
 reply_enrol_failed(const struct err *err)
 {
 	return api_error(reply_ca_status(err->kind), err->msg,
-	    err->kind == ERR_REFUSED ? "the previous enrolment, if any, is kept; see the CA's reason"
+	    err->kind == ERR_REFUSED
+	        ? "the previous enrolment, if any, is kept; see the CA's reason"
 	    : err->kind == ERR_TIMEOUT
-		? "the previous enrolment, if any, is kept; check that the CA answers, or raise "
-		  "ca-timeout"
-		: "the previous enrolment, if any, is kept; see vtpmd's log");
+	        ? "the previous enrolment, if any, is kept; check that the CA answers, or raise "
+	          "ca-timeout"
+	        : "the previous enrolment, if any, is kept; see vtpmd's log");
 }
 
 /* 409: another operation on v is in flight (ops_busy). */
@@ -214,7 +221,7 @@ reply_busy(const struct vtpm *v)
 
 	snprintf(error, sizeof(error), "an operation on %s is in progress (its %s)", v->name,
 	    v->op == VTPM_OP_PROVISION || v->op == VTPM_OP_CREATE ? "create"
-	    : v->op == VTPM_OP_APPROVED			  ? "start after an approval"
-							  : "start");
+	    : v->op == VTPM_OP_APPROVED                           ? "start after an approval"
+	                                                          : "start");
 	return api_error(409, error, "retry once it has answered");
 }

@@ -161,8 +161,8 @@ worker_describe_exit(int status, struct err *err)
 	}
 }
 
-/* Waits for v's child, already killed or ending (a matter of
- * milliseconds). */
+/* Reaps the child pid, already killed or ending: a matter of
+ * milliseconds, not a wait for a worker's good will. */
 static void
 worker_reap(pid_t pid)
 {

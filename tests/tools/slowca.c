@@ -64,7 +64,7 @@ static void
 slowca_usage(void)
 {
 	fprintf(stderr, "usage: slowca --trickle MS [--length N]\n"
-			"       slowca --silent\n");
+	                "       slowca --silent\n");
 	exit(2);
 }
 
@@ -73,7 +73,7 @@ static char *
 slowca_answer(size_t len, size_t *out_len)
 {
 	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-				   "Connection: close\r\nContent-Length: %05zu\r\n\r\n";
+	                           "Connection: close\r\nContent-Length: %05zu\r\n\r\n";
 	size_t hlen = sizeof(head) - 1, body; /* "%05zu" prints as many digits */
 	char *buf;
 
@@ -103,8 +103,7 @@ slowca_listen(void)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
-	    listen(fd, SLOWCA_MAX) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &sl) == -1)
+	    listen(fd, SLOWCA_MAX) == -1 || getsockname(fd, (struct sockaddr *)&sin, &sl) == -1)
 		fatal(1, "slowca: listen on 127.0.0.1");
 	printf("%u\n", (unsigned int)ntohs(sin.sin_port));
 	fflush(stdout);
@@ -156,8 +155,9 @@ slowca_read(struct slowca_conn *c)
 	while ((n = recv(c->fd, buf, sizeof(buf), 0)) > 0) {
 		if (c->line_done)
 			continue;
-		take = (size_t)n < sizeof(c->line) - 1 - c->line_len ? (size_t)n
-								      : sizeof(c->line) - 1 - c->line_len;
+		take = (size_t)n < sizeof(c->line) - 1 - c->line_len
+		           ? (size_t)n
+		           : sizeof(c->line) - 1 - c->line_len;
 		memcpy(c->line + c->line_len, buf, take);
 		c->line_len += take;
 		c->line[c->line_len] = '\0';
@@ -254,7 +254,8 @@ main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--silent") == 0 && s.trickle_ms == -2) {
 			s.trickle_ms = -1;
-		} else if (strcmp(argv[i], "--trickle") == 0 && i + 1 < argc && s.trickle_ms == -2) {
+		} else if (strcmp(argv[i], "--trickle") == 0 && i + 1 < argc &&
+		           s.trickle_ms == -2) {
 			s.trickle_ms = strtol(argv[++i], &end, 10);
 			if (*end != '\0' || s.trickle_ms < 1 || s.trickle_ms > 600000)
 				slowca_usage();

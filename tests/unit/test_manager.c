@@ -43,7 +43,7 @@
 enum fake_ca { CA_ANSWER, CA_REFUSE, CA_FAIL, CA_TRICKLE, CA_SILENT };
 
 struct ca_server {
-	int fd;	   /* the listening socket (-1 when closed) */
+	int fd;    /* the listening socket (-1 when closed) */
 	pid_t pid; /* the server, or 0 (CA_SILENT: nobody accepts) */
 	char url[64];
 };
@@ -66,12 +66,11 @@ ca_send(int fd, const char *s)
 }
 
 /* The server's side: one connection, answered as mode says. */
-static void __attribute__((noreturn))
-ca_serve(int lfd, enum fake_ca mode)
+static void __attribute__((noreturn)) ca_serve(int lfd, enum fake_ca mode)
 {
 	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
 	static const char refused[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 29\r\n\r\n"
-				      "{\"error\":\"no\",\"hint\":\"ask\"}\n\n";
+	                              "{\"error\":\"no\",\"hint\":\"ask\"}\n\n";
 	static const char failed[] = "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\n{}";
 	static const char slow[] = "HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n{\"pad\":\"";
 	struct timespec pause = {.tv_nsec = 50 * 1000000};
@@ -285,8 +284,10 @@ test_ca_deadline(void **state)
 		assert_int_equal(caclient_fd(c), -1);
 		assert_int_equal(caclient_result(c, &reply, &err), -1);
 		assert_int_equal(err.kind, ERR_TIMEOUT);
-		snprintf(want, sizeof(want), "CA at %s: no answer to "
-		    "/v1/virtualization/ek-certificate within 1 s (ca-timeout)", ca.url);
+		snprintf(want, sizeof(want),
+		    "CA at %s: no answer to "
+		    "/v1/virtualization/ek-certificate within 1 s (ca-timeout)",
+		    ca.url);
 		assert_string_equal(err.msg, want);
 		caclient_free(c);
 		ca_stop(&ca);
@@ -320,11 +321,11 @@ test_ca_abandoned(void **state)
 
 int __wrap_policy_current_cached(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
     uint8_t digest[TPM_DIGEST_LEN], struct err *err);
-const struct policy_entry *__wrap_policy_find(const struct policy *p,
-    const uint8_t digest[TPM_DIGEST_LEN]);
+const struct policy_entry *__wrap_policy_find(
+    const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN]);
 int __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len, struct err *err);
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret, size_t secret_len,
+    struct err *err);
 void __wrap_hwtpm_flush_pending(struct hwtpm *hw);
 bool __wrap_hwtpm_available(const struct hwtpm *hw);
 int __real_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
@@ -356,8 +357,8 @@ __wrap_policy_find(const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN])
  * the test's sealed.key holds the UUID. */
 int
 __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len, struct err *err)
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret, size_t secret_len,
+    struct err *err)
 {
 	assert_int_equal(secret_len, STATE_KEY_LEN + blob_len);
 	memset(secret, 0, STATE_KEY_LEN);
@@ -539,7 +540,7 @@ client_waits(int fd)
 }
 
 #define START_VM1 "POST /v1/instances/vm1/start HTTP/1.1\r\n\r\n"
-#define LIST	  "GET /v1/instances HTTP/1.1\r\n\r\n"
+#define LIST      "GET /v1/instances HTTP/1.1\r\n\r\n"
 
 /* --- starts: answered when the worker is ready, failed or late --------- */
 
@@ -639,20 +640,20 @@ test_busy_while_starting(void **state)
 	a = client_send(f, START_VM1);
 	while (!f->v->start_pending)
 		manager_step(&f->m, &f->unblocked);
-	out = client_answer(f, client_send(f, "POST /v1/instances/vm1/stop HTTP/1.1\r\n\r\n"),
-	    NULL);
+	out =
+	    client_answer(f, client_send(f, "POST /v1/instances/vm1/stop HTTP/1.1\r\n\r\n"), NULL);
 	assert_non_null(strstr(out, "HTTP/1.1 409 "));
 	assert_non_null(strstr(out, "an operation on vm1 is in progress (its start)"));
 	free(out);
-	out = client_answer(f, client_send(f, "DELETE /v1/instances/vm1?force=1 HTTP/1.1\r\n\r\n"),
-	    NULL);
+	out = client_answer(
+	    f, client_send(f, "DELETE /v1/instances/vm1?force=1 HTTP/1.1\r\n\r\n"), NULL);
 	assert_non_null(strstr(out, "HTTP/1.1 409 "));
 	free(out);
 	out = client_answer(f, a, NULL);
 	assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
 	free(out);
-	out = client_answer(f, client_send(f, "POST /v1/instances/vm1/stop HTTP/1.1\r\n\r\n"),
-	    NULL);
+	out =
+	    client_answer(f, client_send(f, "POST /v1/instances/vm1/stop HTTP/1.1\r\n\r\n"), NULL);
 	assert_non_null(strstr(out, "\"state\":\"stopped\""));
 	free(out);
 	assert_no_children();

@@ -19,6 +19,12 @@
  * served. Requests being answered are never dropped; when every slot holds
  * one, the listener leaves the poll set and further clients wait in the
  * kernel's backlog until a slot frees up.
+ *
+ * A handler that cannot answer at once (its answer waits for a worker or
+ * a CA) returns api_deferred(): the connection then waits, out of the poll
+ * set and without an idle deadline (the operation's own deadline bounds
+ * it), until the caller answers it with api_answer() and the request's
+ * ticket. Meanwhile the server serves everyone else.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -64,7 +70,13 @@ struct api_parser {
 	char why[160];
 };
 
-enum api_conn_state { API_CONN_FREE, API_CONN_READING, API_CONN_WRITING, API_CONN_DRAINING };
+enum api_conn_state {
+	API_CONN_FREE,
+	API_CONN_READING,
+	API_CONN_WAITING, /* for api_answer() */
+	API_CONN_WRITING,
+	API_CONN_DRAINING,
+};
 
 struct api_conn {
 	enum api_conn_state state;
@@ -81,6 +93,9 @@ struct api_conn {
 	size_t drained;
 	int64_t deadline; /* monotonic ms */
 	uint64_t round;	  /* the api_accept() call that accepted it */
+	uint64_t ticket;  /* this connection's number, never 0 (api_request.ticket) */
+	enum api_method method; /* API_CONN_WAITING: what it asked, for the log */
+	char path[64];
 };
 
 struct api_server {
@@ -94,6 +109,7 @@ struct api_server {
 	int nconns;
 	int64_t accept_resume; /* listener paused until then after EMFILE */
 	uint64_t round;	       /* api_accept() calls so far */
+	uint64_t tickets;      /* connections accepted so far */
 	int64_t evict_logged;  /* when closing a stalled client was last logged */
 	struct api_conn conns[API_MAX_CONNECTIONS];
 };
@@ -523,7 +539,9 @@ api_reason(int status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	case 505: return "HTTP Version Not Supported";
 	default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 	}
@@ -652,6 +670,30 @@ api_conn_respond(struct api_server *srv, struct api_conn *c, struct api_response
 	api_conn_write(srv, c);
 }
 
+static const char *
+api_method_name(enum api_method method)
+{
+	switch (method) {
+	case API_GET: return "GET";
+	case API_POST: return "POST";
+	case API_DELETE: return "DELETE";
+	case API_OTHER: break;
+	}
+	return "other";
+}
+
+/* The debug log line of a request's answer (status 0: deferred). */
+static void
+api_log(const struct api_conn *c, enum api_method method, const char *path, int status)
+{
+	if (status == 0)
+		log_debug("api: uid %u: %s %s -> answered later", (unsigned)c->uid,
+		    api_method_name(method), path);
+	else
+		log_debug("api: uid %u: %s %s -> %d", (unsigned)c->uid, api_method_name(method),
+		    path, status);
+}
+
 static struct api_response
 api_forbidden(const struct api_conn *c)
 {
@@ -687,13 +729,16 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 	} else if (res == API_PARSE_COMPLETE) {
 		req.peer_uid = c->uid;
 		req.peer_pid = c->pid;
+		req.ticket = c->ticket;
 		r = srv->handler(srv->ctx, &req);
-		log_debug("api: uid %u: %s %s -> %d", (unsigned)c->uid,
-		    req.method == API_GET      ? "GET"
-		    : req.method == API_POST   ? "POST"
-		    : req.method == API_DELETE ? "DELETE"
-		                               : "other",
-		    req.path, r.status);
+		api_log(c, req.method, req.path, r.status);
+		if (r.status == 0 && r.body == NULL) {
+			c->state = API_CONN_WAITING;
+			c->method = req.method;
+			snprintf(c->path, sizeof(c->path), "%s", req.path);
+			api_request_clear(&req);
+			return;
+		}
 	} else if (res == API_PARSE_INCOMPLETE) {
 		r = api_error(400, "request ended before it was complete",
 		    "send the whole request, with Content-Length for a body");
@@ -851,6 +896,7 @@ api_accept(struct api_server *srv)
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
 		c->round = srv->round;
+		c->ticket = ++srv->tickets;
 		c->state = API_CONN_READING;
 		c->deadline = mono_ms() + API_IDLE_TIMEOUT_MS;
 		sl = sizeof(cred);
@@ -1055,6 +1101,7 @@ api_pollfds(struct api_server *srv, struct pollfd *fds, int max)
 		case API_CONN_WRITING:
 			fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
 			break;
+		case API_CONN_WAITING:
 		case API_CONN_FREE: break;
 		}
 	}
@@ -1099,13 +1146,14 @@ api_process(struct api_server *srv, const struct pollfd *fds, int n)
 		case API_CONN_READING: api_conn_read(srv, c); break;
 		case API_CONN_WRITING: api_conn_write(srv, c); break;
 		case API_CONN_DRAINING: api_conn_drain(srv, c); break;
+		case API_CONN_WAITING:
 		case API_CONN_FREE: break;
 		}
 	}
 	now = mono_ms();
 	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
 		struct api_conn *c = &srv->conns[i];
-		if (c->state != API_CONN_FREE && now >= c->deadline) {
+		if (c->state != API_CONN_FREE && c->state != API_CONN_WAITING && now >= c->deadline) {
 			if (c->state != API_CONN_DRAINING)
 				log_debug("api: uid %u: connection idle for %d ms, closed",
 				    (unsigned)c->uid, API_IDLE_TIMEOUT_MS);
@@ -1126,10 +1174,38 @@ api_next_timeout(const struct api_server *srv)
 		next = srv->accept_resume;
 	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
 		const struct api_conn *c = &srv->conns[i];
-		if (c->state != API_CONN_FREE && (next == -1 || c->deadline < next))
+		if (c->state != API_CONN_FREE && c->state != API_CONN_WAITING &&
+		    (next == -1 || c->deadline < next))
 			next = c->deadline;
 	}
 	if (next == -1)
 		return -1;
 	return next > now ? (int)(next - now) : 0;
+}
+
+/* What a handler returns when it answers later, with api_answer(). */
+struct api_response
+api_deferred(void)
+{
+	return (struct api_response){.status = 0, .body = NULL};
+}
+
+/*
+ * Answers the request whose api_request.ticket is ticket, which its
+ * handler deferred; r's body is consumed either way. Returns 0, or -1 when
+ * that connection is gone (closed by api_close(), or never deferred).
+ */
+int
+api_answer(struct api_server *srv, uint64_t ticket, struct api_response r)
+{
+	for (int i = 0; ticket != 0 && i < API_MAX_CONNECTIONS; i++) {
+		struct api_conn *c = &srv->conns[i];
+		if (c->state != API_CONN_WAITING || c->ticket != ticket)
+			continue;
+		api_log(c, c->method, c->path, r.status);
+		api_conn_respond(srv, c, r);
+		return 0;
+	}
+	json_decref((json_t *)r.body);
+	return -1;
 }

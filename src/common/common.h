@@ -156,6 +156,7 @@ struct api_request {
 	pid_t peer_pid;
 	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
 		      * before parsing again can change the result */
+	uint64_t ticket; /* the server's: names the request to api_answer() */
 };
 struct api_response {
 	int status;		/* HTTP status */
@@ -174,6 +175,10 @@ void api_close(struct api_server *srv);
 int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);
 int api_next_timeout(const struct api_server *srv);
+/* A handler that cannot answer yet returns api_deferred() and keeps
+ * req->ticket; api_answer() answers later (-1: the client is gone). */
+struct api_response api_deferred(void);
+int api_answer(struct api_server *srv, uint64_t ticket, struct api_response r);
 
 /* httpc.c: one HTTP/1.1 request with a JSON body, on a connected socket or
  * to a URL. */
@@ -182,6 +187,8 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     const char *target, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
+int httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, char **resp, size_t *resp_len, struct err *err);
 int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
     const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
 

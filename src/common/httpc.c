@@ -151,27 +151,21 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, s
 
 /*
  * Sends METHOD target (with body, a JSON value, when not NULL) on the
- * connected socket fd, naming host and agent in the headers, and reads
- * and parses the answer. Returns 0 with *status and *reply (the caller
- * frees it), or -1 with err: ERR_UNREACHABLE or ERR_TIMEOUT when the
- * exchange failed, ERR_INVALID when the answer is not HTTP with a JSON
- * body. fd is left
- * open; a timeout on it (SO_RCVTIMEO) bounds the wait.
+ * connected socket fd and reads the raw answer until the server closes.
+ * Returns 0 with *resp (malloc'd, the caller frees it) and *resp_len, or
+ * -1 with err (ERR_UNREACHABLE, ERR_TIMEOUT, ERR_INVALID when the answer
+ * is too large).
  */
-int
-httpc_exchange(int fd, const char *method, const char *host, const char *agent,
-    const char *target, const json_t *body, int *status, json_t **reply, struct err *err)
+static int
+httpc_send_recv(int fd, const char *method, const char *host, const char *agent,
+    const char *target, const json_t *body, char **resp, size_t *resp_len, struct err *err)
 {
-	char *payload = NULL, *req = NULL, *resp = NULL;
-	size_t resp_len = 0;
+	char *payload = NULL, *req = NULL;
 	int n, ret = -1;
 
-	*reply = NULL;
-	*status = 0;
-	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) == NULL) {
-		err_set(err, ERR_FAILED, "out of memory");
-		return -1;
-	}
+	*resp = NULL;
+	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) == NULL)
+		return err_set(err, ERR_FAILED, "out of memory");
 	n = asprintf(&req,
 	    "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
 	    "Connection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
@@ -188,14 +182,37 @@ httpc_exchange(int fd, const char *method, const char *host, const char *agent,
 		goto out;
 	}
 	shutdown(fd, SHUT_WR);
-	resp = httpc_recv_all(fd, &resp_len, err);
-	if (resp == NULL)
-		goto out;
-	ret = httpc_parse_response(resp, resp_len, status, reply, err);
+	*resp = httpc_recv_all(fd, resp_len, err);
+	if (*resp != NULL)
+		ret = 0;
 out:
-	free(resp);
 	free(req);
 	free(payload);
+	return ret;
+}
+
+/*
+ * Sends METHOD target (with body, a JSON value, when not NULL) on the
+ * connected socket fd, naming host and agent in the headers, and reads
+ * and parses the answer. Returns 0 with *status and *reply (the caller
+ * frees it), or -1 with err: ERR_UNREACHABLE or ERR_TIMEOUT when the
+ * exchange failed, ERR_INVALID when the answer is not HTTP with a JSON
+ * body. fd is left
+ * open; a timeout on it (SO_RCVTIMEO) bounds the wait.
+ */
+int
+httpc_exchange(int fd, const char *method, const char *host, const char *agent,
+    const char *target, const json_t *body, int *status, json_t **reply, struct err *err)
+{
+	char *resp = NULL;
+	size_t resp_len = 0;
+	int ret = -1;
+
+	*reply = NULL;
+	*status = 0;
+	if (httpc_send_recv(fd, method, host, agent, target, body, &resp, &resp_len, err) == 0)
+		ret = httpc_parse_response(resp, resp_len, status, reply, err);
+	free(resp);
 	return ret;
 }
 
@@ -260,28 +277,48 @@ httpc_connect_tcp(const char *host, const char *port, int timeout_s, struct err 
 /*
  * One request to an HTTP server named by a base URL (http://HOST[:PORT]
  * [/PREFIX]) over a new TCP connection, each socket operation bounded by
- * timeout_s seconds. path is appended to the URL's prefix. Returns 0 with
- * the status and the JSON answer (caller frees), or -1 with err (as
- * httpc_exchange's); *reply is NULL then.
+ * timeout_s seconds; path is appended to the URL's prefix. The answer is
+ * not parsed: returns 0 with the raw answer in *resp (malloc'd, the caller
+ * frees it) and *resp_len, or -1 with err (as httpc_exchange's).
+ */
+int
+httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const char *method,
+    const char *path, const struct json_t *body, char **resp, size_t *resp_len, struct err *err)
+{
+	char host[256], port[16], prefix[512], target[1024];
+	int fd, rc;
+
+	*resp = NULL;
+	*resp_len = 0;
+	if (httpc_parse_url(
+	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1)
+		return err_set(err, ERR_INVALID, "%s: not an http://HOST:PORT URL", base_url);
+	snprintf(target, sizeof(target), "%s%s", prefix, path);
+	if ((fd = httpc_connect_tcp(host, port, timeout_s, err)) == -1)
+		return -1;
+	rc = httpc_send_recv(fd, method, host, agent, target, body, resp, resp_len, err);
+	close(fd);
+	return rc;
+}
+
+/*
+ * httpc_fetch_url, and the answer parsed: returns 0 with the status and
+ * the JSON answer (caller frees), or -1 with err (as httpc_exchange's);
+ * *reply is NULL then.
  */
 int
 httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
     const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err)
 {
-	char host[256], port[16], prefix[512], target[1024];
-	int fd, rc;
+	char *resp = NULL;
+	size_t resp_len = 0;
+	int rc = -1;
 
 	*reply = NULL;
 	*status = 0;
-	if (httpc_parse_url(
-	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1) {
-		err_set(err, ERR_INVALID, "%s: not an http://HOST:PORT URL", base_url);
-		return -1;
-	}
-	snprintf(target, sizeof(target), "%s%s", prefix, path);
-	if ((fd = httpc_connect_tcp(host, port, timeout_s, err)) == -1)
-		return -1;
-	rc = httpc_exchange(fd, method, host, agent, target, body, status, reply, err);
-	close(fd);
+	if (httpc_fetch_url(base_url, agent, timeout_s, method, path, body, &resp, &resp_len,
+	        err) == 0)
+		rc = httpc_parse_response(resp, resp_len, status, reply, err);
+	free(resp);
 	return rc;
 }

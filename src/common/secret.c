@@ -1,7 +1,8 @@
 /*
  * secret.c: where key material lives. Pages are locked (never swapped),
- * excluded from core dumps, and wiped before they are returned; the
- * process itself is made non-dumpable so no other user can ptrace it.
+ * excluded from core dumps, zero in a forked child (the manager forks a
+ * helper per CA request), and wiped before they are returned; the process
+ * itself is made non-dumpable so no other user can ptrace it.
  */
 #include <errno.h>
 #include <string.h>
@@ -25,6 +26,8 @@ secret_alloc(size_t len)
 		return NULL;
 	if (madvise(p, len, MADV_DONTDUMP) == -1)
 		log_warn("secret: madvise(DONTDUMP)");
+	if (madvise(p, len, MADV_WIPEONFORK) == -1)
+		log_warn("secret: madvise(WIPEONFORK)");
 	if (mlock(p, len) == -1)
 		log_warn("secret: mlock (key may be swapped)");
 	return p;

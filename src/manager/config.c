@@ -7,7 +7,7 @@
  *   pcrs = 0,2,4,7
  *
  * Keys: tcti, state-dir, run-dir, socket, pcrs, worker-uid-base,
- * approval-public-key, log-level. Errors name file:line. The text is
+ * socket-group, approval-public-key, ca-timeout, log-level. Errors name file:line. The text is
  * parsed from memory (config_parse_buffer), so that the parser can be
  * fuzzed without files. config_check then checks what syntax cannot show
  * (the TCTI's module, the approval key, path lengths), still without
@@ -40,6 +40,7 @@ config_defaults(struct config *cfg)
 	snprintf(cfg->socket, sizeof(cfg->socket), "/run/vtpmd/api.sock");
 	cfg->pcrs.mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7;
 	cfg->worker_uid_base = 200000;
+	cfg->ca_timeout_s = CONFIG_CA_TIMEOUT_DEFAULT;
 	cfg->log_level = LOG_LEVEL_INFO;
 }
 
@@ -118,6 +119,17 @@ config_set(struct config *cfg, const char *key, const char *value, struct err *e
 		err_set(err, ERR_FAILED, "expected a group name or a gid other than 0 (root's "
 		    "sockets need no group: leave socket-group unset)");
 		return -1;
+	}
+	if (strcmp(key, "ca-timeout") == 0) {
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (isdigit((unsigned char)value[0]) && errno == 0 && *end == '\0' && v >= 1 &&
+		    v <= CONFIG_CA_TIMEOUT_MAX) {
+			cfg->ca_timeout_s = (int)v;
+			return 0;
+		}
+		return err_set(err, ERR_INVALID, "expected seconds, 1 to %d (the deadline of one "
+		    "request to a CA)", CONFIG_CA_TIMEOUT_MAX);
 	}
 	if (strcmp(key, "log-level") == 0) {
 		if (log_parse_level(value, &cfg->log_level) == 0)

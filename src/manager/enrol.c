@@ -18,9 +18,11 @@
  *                    TPMT_SIGNATURE)
  *
  * Enrolling again replaces them (a new CA, a renewed certificate); a
- * failed enrolment leaves the previous one in place. The CA is reached
- * with blocking HTTP bounded by ENROL_CA_TIMEOUT_S per socket operation;
- * the manager answers nothing else meanwhile.
+ * failed enrolment leaves the previous one in place: nothing is written
+ * before the end. The two CA requests run off the loop (caclient.c, with
+ * the ca-timeout deadline each): an enrolment is a state (struct
+ * enrol_op) that the loop moves on at each event of its request
+ * (enrol_step); the host-TPM steps in between run in the loop.
  */
 #include <errno.h>
 #include <limits.h>
@@ -113,35 +115,17 @@ enrol_load(struct manager *m, struct err *err)
 	return 0;
 }
 
-/* POSTs body to url+path; a 200 answer's JSON in *reply. Any other outcome
- * is an error naming the CA's reason, of kind ERR_UNREACHABLE (no answer,
- * or the CA failed: 5xx) or ERR_REFUSED (4xx). */
-int
-enrol_post(const char *url, const char *path, json_t *body, json_t **reply,
-    struct err *err)
-{
-	struct err inner;
-	const char *error, *hint;
-	int status;
-
-	*reply = NULL;
-	if (body == NULL) {
-		err_set(err, ERR_FAILED, "out of memory");
-		return -1;
-	}
-	if (httpc_request_url(url, "vtpmd", ENROL_CA_TIMEOUT_S, "POST", path, body, &status,
-	        reply, &inner) == -1)
-		return err_set(err, ERR_UNREACHABLE, "CA at %s: %s", url, inner.msg);
-	if (status == 200)
-		return 0;
-	error = json_string_value(json_object_get(*reply, "error"));
-	hint = json_string_value(json_object_get(*reply, "hint"));
-	err_set(err, status >= 500 ? ERR_UNREACHABLE : ERR_REFUSED, "CA at %s refused %s (HTTP %d): %s%s%s", url, path, status,
-	    error ? error : "no reason given", hint ? "; CA's hint: " : "", hint ? hint : "");
-	json_decref(*reply);
-	*reply = NULL;
-	return -1;
-}
+/* An enrolment in flight: what it needs between the CA's answers. */
+enum enrol_stage { ENROL_CHALLENGE, ENROL_CERTIFY };
+struct enrol_op {
+	enum enrol_stage stage; /* the CA request in flight */
+	enum hwtpm_ek_kind kind; /* the host EK it enrols with */
+	char privacy_url[256];
+	char virt_url[256];
+	char host[65];
+	int timeout_s;
+	struct caclient *ca;
+};
 
 /* base64 of bytes as a new JSON string (NULL when out of memory). */
 json_t *
@@ -300,64 +284,84 @@ out:
 	return ret;
 }
 
-/*
- * Enrols the host with the Privacy CA at privacy_url (see the top of this
- * file); the Virtualization CA that vTPM EK certificates will come from is
- * virt_url (NULL: the same server). host is the name the CK certificate
- * carries. Returns 0 with m->enrol updated, or -1 with *err and why set;
- * the previous enrolment, if any, is kept then.
- */
-int
-enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    struct err *err)
+/* The host EK and CK, and the challenge request to the Privacy CA:
+ * op->ca. */
+static int
+enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
 {
-	uint8_t *ek_pub = NULL, *ek_cert = NULL, *ck_pub = NULL, *bk_pub = NULL;
-	size_t ek_pub_len, ek_cert_len, ck_pub_len, bk_pub_len;
-	struct hwtpm_attestation bk_ev = {0};
-	enum hwtpm_ek_kind kind;
-	struct enrolment e = {0};
-	json_t *reply = NULL, *req;
-	struct tm tm;
-	time_t now = time(NULL);
+	uint8_t *ek_pub = NULL, *ek_cert = NULL, *ck_pub = NULL;
+	size_t ek_pub_len, ek_cert_len, ck_pub_len;
+	json_t *req = NULL;
 	int ret = -1;
 
-	if (enrol_pick_ek(m->hw, &kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len, err) == -1)
+	if (enrol_pick_ek(m->hw, &op->kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len,
+	        err) == -1)
 		goto out;
 	if (hwtpm_ck(m->hw, &ck_pub, &ck_pub_len, err) == -1) {
 		err_wrap(err, "host TPM: CK");
 		goto out;
 	}
-	req = enrol_challenge_req(host, ek_cert, ek_cert_len, ek_pub, ek_pub_len, ck_pub,
+	req = enrol_challenge_req(op->host, ek_cert, ek_cert_len, ek_pub, ek_pub_len, ck_pub,
 	    ck_pub_len);
-	ret = enrol_post(privacy_url, "/v1/privacy/challenge", req, &reply, err);
-	json_decref(req);
-	if (ret == -1)
+	if (req == NULL) {
+		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
-	ret = -1;
-	req = enrol_activate(m->hw, kind, reply, err);
-	json_decref(reply);
-	reply = NULL;
+	}
+	op->ca = caclient_post(op->privacy_url, "/v1/privacy/challenge", req, op->timeout_s, err);
+	if (op->ca != NULL)
+		ret = 0;
+out:
+	json_decref(req);
+	free(ek_pub);
+	free(ek_cert);
+	free(ck_pub);
+	return ret;
+}
+
+/* The challenge opened by the host TPM, and the certify request: op->ca. */
+static int
+enrol_certify(struct manager *m, struct enrol_op *op, const json_t *challenge, struct err *err)
+{
+	json_t *req = enrol_activate(m->hw, op->kind, challenge, err);
+
+	if (req == NULL && err->kind == ERR_HOST_TPM && hwtpm_recover(m->hw))
+		req = enrol_activate(m->hw, op->kind, challenge, err);
 	if (req == NULL)
-		goto out;
-	ret = enrol_post(privacy_url, "/v1/privacy/certify", req, &reply, err);
+		return -1;
+	op->ca = caclient_post(op->privacy_url, "/v1/privacy/certify", req, op->timeout_s, err);
 	json_decref(req);
-	if (ret == -1)
-		goto out;
-	ret = -1;
+	op->stage = ENROL_CERTIFY;
+	return op->ca != NULL ? 0 : -1;
+}
+
+/* The CK certificate is in: the BK, certified by the CK, and the record.
+ * m->enrol is replaced only once everything is saved. */
+static int
+enrol_finish(struct manager *m, const struct enrol_op *op, const json_t *reply, struct err *err)
+{
+	struct hwtpm_attestation bk_ev = {0};
+	struct enrolment e = {0};
+	uint8_t *bk_pub = NULL;
+	size_t bk_pub_len;
+	time_t now = time(NULL);
+	struct tm tm;
+	int ret = -1;
+
 	if ((e.ck_pem = enrol_answer_pem(reply)) == NULL) {
 		err_set(err, ERR_FAILED, "the Privacy CA's answer holds no certificate");
 		goto out;
 	}
-	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1) {
+	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1 &&
+	    (err->kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
+	        hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1)) {
 		err_wrap(err, "host TPM: BK");
 		goto out;
 	}
 	e.enrolled = true;
-	snprintf(e.privacy_ca, sizeof(e.privacy_ca), "%s", privacy_url);
-	snprintf(e.virtualization_ca, sizeof(e.virtualization_ca), "%s",
-	    virt_url ? virt_url : privacy_url);
-	snprintf(e.host, sizeof(e.host), "%s", host);
-	snprintf(e.ek, sizeof(e.ek), "%s", kind == HWTPM_EK_RSA ? "rsa2048" : "ecc-p256");
+	snprintf(e.privacy_ca, sizeof(e.privacy_ca), "%s", op->privacy_url);
+	snprintf(e.virtualization_ca, sizeof(e.virtualization_ca), "%s", op->virt_url);
+	snprintf(e.host, sizeof(e.host), "%s", op->host);
+	snprintf(e.ek, sizeof(e.ek), "%s", op->kind == HWTPM_EK_RSA ? "rsa2048" : "ecc-p256");
 	gmtime_r(&now, &tm);
 	strftime(e.enrolled_at, sizeof(e.enrolled_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (enrol_save(m, &e, bk_pub, bk_pub_len, &bk_ev, err) == -1)
@@ -366,17 +370,92 @@ enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, con
 	m->enrol = e;
 	memset(&e, 0, sizeof(e));
 	log_info("host enrolled with the Privacy CA at %s as \"%s\" (CK certificate serial %s)",
-	    privacy_url, host, json_string_value(json_object_get(reply, "serial")));
+	    op->privacy_url, op->host, json_string_value(json_object_get(reply, "serial")));
 	ret = 0;
 out:
 	enrol_clear(&e);
-	json_decref(reply);
 	hwtpm_attestation_clear(&bk_ev);
-	free(ek_pub);
-	free(ek_cert);
-	free(ck_pub);
 	free(bk_pub);
 	return ret;
+}
+
+/*
+ * Begins the host's enrolment with the Privacy CA at privacy_url (see the
+ * top of this file); the Virtualization CA that vTPM EK certificates will
+ * come from is virt_url (NULL: the same server). host is the name the CK
+ * certificate carries. Returns the enrolment, its challenge request to the
+ * CA in flight (enrol_ca), to be moved on with enrol_step; or NULL with
+ * err (a host-TPM failure is retried once, after reconnecting).
+ */
+struct enrol_op *
+enrol_begin(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
+    struct err *err)
+{
+	struct enrol_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL) {
+		err_set(err, ERR_FAILED, "out of memory");
+		return NULL;
+	}
+	snprintf(op->privacy_url, sizeof(op->privacy_url), "%s", privacy_url);
+	snprintf(op->virt_url, sizeof(op->virt_url), "%s", virt_url ? virt_url : privacy_url);
+	snprintf(op->host, sizeof(op->host), "%s", host);
+	op->timeout_s = m->cfg.ca_timeout_s;
+	op->stage = ENROL_CHALLENGE;
+	if (enrol_challenge(m, op, err) == -1 &&
+	    (err->kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
+	        enrol_challenge(m, op, err) == -1)) {
+		enrol_op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
+/*
+ * Moves the enrolment on, at each event of its CA request (its pipe
+ * readable, its deadline): once the challenge is answered, the host TPM
+ * opens it and the certify request goes out; once the CK certificate is
+ * in, the BK is made and certified and everything is saved. Returns 1
+ * while a CA request is in flight, 0 when the host is enrolled (m->enrol
+ * replaced), or -1 with err (the previous enrolment is kept).
+ */
+int
+enrol_step(struct manager *m, struct enrol_op *op, struct err *err)
+{
+	json_t *reply = NULL;
+	int rc;
+
+	if (!caclient_step(op->ca))
+		return 1;
+	rc = caclient_result(op->ca, &reply, err);
+	caclient_free(op->ca);
+	op->ca = NULL;
+	if (rc == -1)
+		return -1;
+	if (op->stage == ENROL_CHALLENGE)
+		rc = enrol_certify(m, op, reply, err) == 0 ? 1 : -1;
+	else
+		rc = enrol_finish(m, op, reply, err);
+	json_decref(reply);
+	return rc;
+}
+
+/* The CA request in flight, or NULL. */
+struct caclient *
+enrol_ca(const struct enrol_op *op)
+{
+	return op->ca;
+}
+
+/* Abandons an enrolment (its CA request, if any, is called off) and frees
+ * it. NULL-safe. */
+void
+enrol_op_free(struct enrol_op *op)
+{
+	if (op == NULL)
+		return;
+	caclient_free(op->ca);
+	free(op);
 }
 
 /* The CK certificate alone (the first of e->ck_pem), as malloc'd PEM, or

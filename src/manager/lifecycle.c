@@ -210,9 +210,14 @@ lifecycle_unseal(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sea
 }
 
 /*
- * Starts v's worker: unseal under the approved policy, spawn, wait until it
- * serves. Returns 0, or -1 with v->state (failed or refused) and v->error
- * set, and err (ERR_REFUSED for a refusal to unseal).
+ * Starts v's worker: spawn, unseal under the approved policy, hand the key
+ * over. The worker then starts on its own while the loop serves others;
+ * the loop watches its readiness pipe (v->readyfd), its end (v->pidfd) and
+ * its deadline (v->ready_by), and calls lifecycle_ready,
+ * lifecycle_start_ended or lifecycle_start_late. Returns 1 when v runs
+ * already, 0 with the start under way (v->start_pending), or -1 with
+ * v->state (failed or refused), v->error and err set (ERR_REFUSED for a
+ * refusal to unseal); no worker runs then.
  */
 int
 lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
@@ -220,16 +225,15 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 	struct lifecycle_sealed *sealed;
 	struct worker_pending pending;
 	int64_t t0, tf, t1;
-	struct err werr;
 	int rc;
 
 	if (v->state == VTPM_RUNNING)
-		return 0;
+		return 1;
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed));
 	if (sealed == NULL) {
 		err_set(err, ERR_FAILED, "out of memory");
-		v->state = VTPM_FAILED;
+		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		return -1;
 	}
 	t0 = mono_us();
@@ -248,38 +252,114 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		err_wrap(err, "worker");
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		rc = -1;
-		worker_finish(m, v, &pending, NULL, &werr);
-	}
-	hwtpm_flush_pending(m->hw);
-	/* The record's sync, too, overlaps the worker's start. */
-	if (rc == 0 && v->unsaved && registry_save(&m->cfg, v) == 0)
-		v->unsaved = false;
-	if (rc == 0) {
-		rc = worker_finish(m, v, &pending, sealed->key, err);
-		if (rc == -1) {
-			err_wrap(err, "worker");
-			lifecycle_set_error(v, VTPM_FAILED, err->msg);
-		}
-	} else if (pending.keyfd != -1) {
-		worker_finish(m, v, &pending, NULL, &werr);
 	}
 	secret_free(sealed, sizeof(*sealed));
-	if (rc == -1)
+	hwtpm_flush_pending(m->hw);
+	if (rc == -1) {
+		worker_abort(m, v, &pending);
 		return -1;
-	log_debug("%s: forked in %lld µs, unsealed in %lld µs, worker ready in %lld µs", v->name,
-	    (long long)(tf - t0), (long long)(t1 - tf), (long long)(mono_us() - t1));
+	}
+	/* The record's sync, too, overlaps the worker's start. */
+	if (v->unsaved && registry_save(&m->cfg, v) == 0)
+		v->unsaved = false;
+	v->readyfd = pending.readyfd;
+	v->start_pending = true;
+	v->ready_late = false;
+	v->ready_by = mono_ms() + m->ready_timeout_ms;
+	v->start_us = t0;
+	log_debug("%s: forked in %lld µs, unsealed in %lld µs", v->name, (long long)(tf - t0),
+	    (long long)(t1 - tf));
+	return 0;
+}
+
+/*
+ * v's readiness pipe is readable. Returns 0 once its worker serves (v
+ * running), 1 while its start is still under way: nothing has come yet,
+ * or the worker failed (anything but READY), in which case it is killed
+ * if still alive and its end, on v->pidfd, completes the start.
+ */
+int
+lifecycle_ready(struct manager *m, struct vtpm *v)
+{
+	int rc = worker_ready(v);
+
+	if (rc == 0)
+		return 1;
+	if (rc == -1) {
+		kill(v->pid, SIGKILL);
+		return 1;
+	}
+	v->start_pending = false;
 	v->state = VTPM_RUNNING;
 	v->error[0] = '\0';
 	v->started_at_ms = mono_ms();
 	v->restart_at_ms = 0;
+	log_debug("%s: worker ready %lld µs after its spawn", v->name,
+	    (long long)(mono_us() - v->start_us));
 	log_info("%s: worker %d serving", v->name, (int)v->pid);
 	return 0;
+}
+
+/* v's worker ended before it served (v->pidfd is readable): reaps it.
+ * Returns -1, with v failed and its error in v->error and err. */
+int
+lifecycle_start_ended(struct manager *m, struct vtpm *v, struct err *err)
+{
+	bool late = v->ready_late;
+	struct err why;
+
+	worker_exited(m, v, &why);
+	v->start_pending = false;
+	v->ready_late = false;
+	if (late)
+		err_set(err, ERR_TIMEOUT, "worker did not become ready within %d ms",
+		    m->ready_timeout_ms);
+	else
+		err_set(err, why.kind, "worker %s", why.msg);
+	lifecycle_set_error(v, VTPM_FAILED, err->msg);
+	return -1;
+}
+
+/* v's start passed its deadline: its worker is killed, and its end
+ * completes the start (lifecycle_start_ended). */
+void
+lifecycle_start_late(struct manager *m, struct vtpm *v)
+{
+	v->ready_late = true;
+	if (v->readyfd != -1)
+		close(v->readyfd);
+	v->readyfd = -1;
+	kill(v->pid, SIGKILL);
+}
+
+/* Calls off v's start: its worker is killed and forgotten; v is stopped. */
+void
+lifecycle_start_cancel(struct manager *m, struct vtpm *v)
+{
+	worker_abort(m, v, NULL);
+	v->start_pending = false;
+	v->ready_late = false;
+	v->state = VTPM_STOPPED;
+	log_info("%s: start called off", v->name);
+}
+
+/* Schedules v's next start after its back-off, doubled (100 ms first, 30 s
+ * at most): a transient failure retries, by itself. */
+void
+lifecycle_retry_later(struct vtpm *v, int64_t now)
+{
+	v->backoff_ms = v->backoff_ms ? v->backoff_ms * 2 : LIFECYCLE_BACKOFF_MIN_MS;
+	if (v->backoff_ms > LIFECYCLE_BACKOFF_MAX_MS)
+		v->backoff_ms = LIFECYCLE_BACKOFF_MAX_MS;
+	v->restart_at_ms = now + v->backoff_ms;
 }
 
 /* Stops v's worker (it saves its state first). */
 int
 lifecycle_stop(struct manager *m, struct vtpm *v)
 {
+	if (v->start_pending)
+		lifecycle_start_cancel(m, v);
 	worker_terminate(m, v);
 	v->state = VTPM_STOPPED;
 	v->restart_at_ms = 0;
@@ -440,6 +520,8 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 	uint8_t r[8];
 	int dfd;
 
+	if (v->start_pending)
+		lifecycle_start_cancel(m, v);
 	if (v->pid > 0)
 		worker_terminate(m, v);
 	/* Renamed first, so that a delete interrupted at any point is either

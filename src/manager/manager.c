@@ -8,8 +8,15 @@
  * key is never written anywhere. It serves the control API and watches
  * its workers, restarting those that die with back-off.
  *
- * Single-threaded: API requests and worker events are handled one at a
- * time, so two operations on one instance cannot interleave.
+ * Single-threaded, one poll loop (manager_step), which never waits for a
+ * worker or a CA: a start waits for its worker's readiness pipe, an
+ * enrolment or a provisioning for its CA request's pipe (caclient.c), as
+ * events of the loop with deadlines, while the loop serves everyone else;
+ * the operations go on from those events (ops.c) and answer the API
+ * requests that asked, which wait meanwhile (api_deferred). Events are
+ * handled one at a time, and an instance has at most one operation in
+ * flight, so two operations on one instance cannot interleave
+ * (docs/architecture.md, "The manager's loop").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,8 +36,6 @@
 
 #include "manager.h"
 
-#define MANAGER_BACKOFF_MIN_MS 100
-#define MANAGER_BACKOFF_MAX_MS 30000
 #define MANAGER_STABLE_MS 60000
 #define MANAGER_MAX_POLL 512
 
@@ -65,9 +70,9 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 	}
 	if (now - v->started_at_ms > MANAGER_STABLE_MS || status == 0)
 		v->backoff_ms = 0;
-	v->backoff_ms = v->backoff_ms == 0 ? MANAGER_BACKOFF_MIN_MS
-					   : (v->backoff_ms * 2 > MANAGER_BACKOFF_MAX_MS
-						     ? MANAGER_BACKOFF_MAX_MS
+	v->backoff_ms = v->backoff_ms == 0 ? LIFECYCLE_BACKOFF_MIN_MS
+					   : (v->backoff_ms * 2 > LIFECYCLE_BACKOFF_MAX_MS
+						     ? LIFECYCLE_BACKOFF_MAX_MS
 						     : v->backoff_ms * 2);
 	if (status == 0) {
 		/* Orderly: QEMU sent SHUTDOWN as its VM stopped. */
@@ -83,83 +88,152 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 	v->state = VTPM_STARTING;
 }
 
-static void
-manager_restarts_due(struct manager *m)
-{
-	int64_t now = mono_ms();
-	struct err err;
+/* What an entry of the loop's poll set belongs to. Readiness comes first
+ * in the set: a worker that served and then died within one round
+ * started, then ended. */
+enum manager_watch { MANAGER_WATCH_READY, MANAGER_WATCH_CA, MANAGER_WATCH_ENROL, MANAGER_WATCH_PID };
+struct manager_fd {
+	enum manager_watch what;
+	struct vtpm *v; /* NULL for the enrolment */
+};
 
-	for (size_t i = 0; i < m->n; i++) {
-		struct vtpm *v = m->vtpms[i];
-		if (v->restart_at_ms == 0 || v->restart_at_ms > now || !v->desired_running)
-			continue;
-		v->restart_at_ms = 0;
-		if (lifecycle_start(m, v, &err) == -1 && v->state == VTPM_FAILED) {
-			/* Transient failures retry; refusals wait for an approval. */
-			v->backoff_ms = v->backoff_ms ? v->backoff_ms * 2 : MANAGER_BACKOFF_MIN_MS;
-			if (v->backoff_ms > MANAGER_BACKOFF_MAX_MS)
-				v->backoff_ms = MANAGER_BACKOFF_MAX_MS;
-			v->restart_at_ms = now + v->backoff_ms;
-		}
+static int
+manager_add(struct pollfd *pfd, struct manager_fd *owner, int n, int fd, enum manager_watch what,
+    struct vtpm *v)
+{
+	if (fd == -1 || n >= MANAGER_MAX_POLL)
+		return n;
+	pfd[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+	owner[n] = (struct manager_fd){.what = what, .v = v};
+	return n + 1;
+}
+
+/* Fills pfd from index n with what the manager's operations and workers
+ * wait for; returns the new count. */
+static int
+manager_pollfds(struct manager *m, struct pollfd *pfd, struct manager_fd *owner, int n)
+{
+	for (size_t i = 0; i < m->n; i++)
+		n = manager_add(pfd, owner, n, m->vtpms[i]->readyfd, MANAGER_WATCH_READY, m->vtpms[i]);
+	for (size_t i = 0; i < m->n; i++)
+		if (m->vtpms[i]->prov != NULL && provision_ca(m->vtpms[i]->prov) != NULL)
+			n = manager_add(pfd, owner, n, caclient_fd(provision_ca(m->vtpms[i]->prov)),
+			    MANAGER_WATCH_CA, m->vtpms[i]);
+	if (m->enrolling != NULL && enrol_ca(m->enrolling) != NULL)
+		n = manager_add(pfd, owner, n, caclient_fd(enrol_ca(m->enrolling)),
+		    MANAGER_WATCH_ENROL, NULL);
+	for (size_t i = 0; i < m->n; i++)
+		n = manager_add(pfd, owner, n, m->vtpms[i]->pidfd, MANAGER_WATCH_PID, m->vtpms[i]);
+	return n;
+}
+
+/* Whether v is still one of m's instances (an event may delete one). */
+static bool
+manager_has(const struct manager *m, const struct vtpm *v)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->vtpms[i] == v)
+			return true;
+	return false;
+}
+
+/* Hands one event to what waits for it: an instance's start, its
+ * provisioning or its worker's end, or the enrolment. */
+static void
+manager_event(struct manager *m, const struct pollfd *p, const struct manager_fd *o)
+{
+	struct vtpm *v = o->v;
+
+	if (o->what == MANAGER_WATCH_ENROL) {
+		if (m->enrolling != NULL)
+			ops_enrol_event(m);
+		return;
+	}
+	/* An earlier event of this round may have deleted v. */
+	if (v == NULL || !manager_has(m, v))
+		return;
+	switch (o->what) {
+	case MANAGER_WATCH_READY:
+		if (v->readyfd == p->fd)
+			ops_ready(m, v);
+		break;
+	case MANAGER_WATCH_CA:
+		if (v->prov != NULL && provision_ca(v->prov) != NULL)
+			ops_provision_event(m, v);
+		break;
+	case MANAGER_WATCH_PID:
+		if (v->pidfd != p->fd)
+			break;
+		if (v->start_pending)
+			ops_worker_ended(m, v);
+		else
+			manager_worker_ended(m, v);
+		break;
+	case MANAGER_WATCH_ENROL: break;
 	}
 }
 
+/* Milliseconds until the earliest deadline of the API, an operation or a
+ * scheduled restart, or -1 for none. */
 static int
 manager_timeout(struct manager *m)
 {
-	int64_t now = mono_ms(), next = -1;
+	int64_t now = mono_ms(), next = ops_next_deadline(m);
 	int api = api_next_timeout(m->api);
 
-	for (size_t i = 0; i < m->n; i++) {
-		int64_t due = m->vtpms[i]->restart_at_ms;
-		if (due != 0 && (next == -1 || due < next))
-			next = due;
-	}
 	if (next != -1) {
 		next = next > now ? next - now : 0;
 		if (api == -1 || next < api)
-			return (int)next;
+			return (int)(next < INT32_MAX ? next : INT32_MAX);
 	}
 	return api;
+}
+
+/*
+ * One round of the manager's loop: waits (ppoll, with unblocked as the
+ * signal mask) until an event or the earliest deadline, then hands out the
+ * events: workers' readiness and ends, CA answers, deadlines passed, API
+ * requests, restarts due. Nothing in a round waits for a worker or a CA.
+ * Returns 0, or -1 when a signal interrupted the wait.
+ */
+int
+manager_step(struct manager *m, const sigset_t *unblocked)
+{
+	struct pollfd pfd[MANAGER_MAX_POLL];
+	struct manager_fd owner[MANAGER_MAX_POLL];
+	struct timespec ts, *tsp = NULL;
+	int napi, n, timeout;
+
+	napi = api_pollfds(m->api, pfd, MANAGER_MAX_POLL);
+	n = manager_pollfds(m, pfd, owner, napi);
+	timeout = manager_timeout(m);
+	if (timeout >= 0) {
+		ts.tv_sec = timeout / 1000;
+		ts.tv_nsec = (long)(timeout % 1000) * 1000000;
+		tsp = &ts;
+	}
+	if (ppoll(pfd, (nfds_t)n, tsp, unblocked) == -1) {
+		if (errno == EINTR)
+			return -1;
+		fatal(EXIT_RUNTIME, "poll");
+	}
+	for (int i = napi; i < n; i++)
+		if (pfd[i].revents != 0)
+			manager_event(m, &pfd[i], &owner[i]);
+	ops_deadlines(m);
+	api_process(m->api, pfd, napi);
+	ops_restarts_due(m);
+	return 0;
 }
 
 static void
 manager_loop(struct manager *m)
 {
-	struct pollfd pfd[MANAGER_MAX_POLL];
-	struct vtpm *owner[MANAGER_MAX_POLL];
 	sigset_t unblocked;
-	struct timespec ts, *tsp;
-	int napi, n, timeout;
 
 	sigemptyset(&unblocked);
-	while (!manager_signalled) {
-		napi = api_pollfds(m->api, pfd, MANAGER_MAX_POLL);
-		n = napi;
-		for (size_t i = 0; i < m->n && n < MANAGER_MAX_POLL; i++) {
-			if (m->vtpms[i]->pidfd == -1)
-				continue;
-			owner[n] = m->vtpms[i];
-			pfd[n++] = (struct pollfd){.fd = m->vtpms[i]->pidfd, .events = POLLIN};
-		}
-		timeout = manager_timeout(m);
-		tsp = NULL;
-		if (timeout >= 0) {
-			ts.tv_sec = timeout / 1000;
-			ts.tv_nsec = (long)(timeout % 1000) * 1000000;
-			tsp = &ts;
-		}
-		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
-			if (errno == EINTR)
-				continue;
-			fatal(EXIT_RUNTIME, "poll");
-		}
-		for (int i = napi; i < n; i++)
-			if (pfd[i].revents)
-				manager_worker_ended(m, owner[i]);
-		api_process(m->api, pfd, napi);
-		manager_restarts_due(m);
-	}
+	while (!manager_signalled)
+		manager_step(m, &unblocked);
 }
 
 static void
@@ -309,8 +383,9 @@ manager_resume(struct manager *m)
 			log_info("%s: adopted running worker %d", v->name, (int)v->pid);
 			continue;
 		}
+		/* Started in the background: the loop sees each worker serve. */
 		if (v->desired_running)
-			lifecycle_start(m, v, &err);
+			ops_start(m, v, VTPM_OP_RESUME, 0, &err);
 	}
 }
 
@@ -353,7 +428,7 @@ int
 manager_main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = manager_on_signal};
-	struct manager m = {.lockfd = -1};
+	struct manager m = {.lockfd = -1, .ready_timeout_ms = WORKER_READY_TIMEOUT_MS};
 	char path[PATH_MAX];
 	struct err err;
 	sigset_t block;
@@ -414,6 +489,7 @@ manager_main(int argc, char **argv)
 
 	log_info("signal %d: exiting; workers keep serving and a new vtpmd adopts them",
 	    (int)manager_signalled);
+	ops_shutdown(&m);
 	api_close(m.api);
 	hwtpm_close(m.hw);
 	for (size_t i = 0; i < m.n; i++) {

@@ -9,6 +9,7 @@
 #ifndef VTPM_MANAGER_H
 #define VTPM_MANAGER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,8 +31,13 @@ struct config {
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
+	int ca_timeout_s;	/* the deadline of one request to a CA (caclient.c) */
 	enum log_level log_level;
 };
+/* A create waits for its worker (at most WORKER_READY_TIMEOUT_MS), then one CA
+ * request per EK type: at most 45 s each keeps it within vtpmctl's 120 s. */
+#define CONFIG_CA_TIMEOUT_DEFAULT 30
+#define CONFIG_CA_TIMEOUT_MAX	  45
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
 /* The checks beyond syntax (vtpmd -n, and every start): values that load,
@@ -46,6 +52,16 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
  * STATE/instances/NAME/instance.json. */
 #define VTPM_NAME_MAX 64
 enum vtpm_state { VTPM_STOPPED, VTPM_STARTING, VTPM_RUNNING, VTPM_FAILED, VTPM_REFUSED };
+/* An operation in flight on an instance (ops.c), and who waits for it. */
+enum vtpm_op {
+	VTPM_OP_NONE,
+	VTPM_OP_RESUME,	   /* a start at vtpmd's start; nobody waits */
+	VTPM_OP_RESTART,   /* a restart after the worker ended; a failure retries */
+	VTPM_OP_START,	   /* POST …/start or …/restart waits for the worker */
+	VTPM_OP_CREATE,	   /* POST /v1/instances waits for the worker */
+	VTPM_OP_PROVISION, /* POST /v1/instances waits for the worker, then the CA */
+	VTPM_OP_APPROVED,  /* an approval waits for this start and its others */
+};
 /* Room for an instance's error: a refusal naming all 24 host PCRs, with
  * the advice on approving, fits whole. */
 #define VTPM_ERROR_LEN 1536
@@ -64,12 +80,22 @@ struct vtpm {
 	int pidfd;
 	bool child;	   /* started by this manager (else adopted) */
 	bool creating;	   /* its create has not finished (REGISTRY_CREATING exists) */
-	bool unsaved;	   /* the record changed; manager_start saves it while the worker starts */
+	bool unsaved;	   /* the record changed; lifecycle_start saves it while the worker starts */
 	unsigned int restarts;
 	unsigned int backoff_ms;
 	int64_t restart_at_ms; /* when a scheduled restart is due, or 0 */
 	int64_t started_at_ms;
 	char error[VTPM_ERROR_LEN];
+	/* a start under way (lifecycle_start until its worker serves or ends) */
+	bool start_pending;
+	int readyfd;	  /* its readiness pipe, until read (-1) */
+	int64_t ready_by; /* when it must serve (monotonic ms) */
+	bool ready_late;  /* killed for missing ready_by; its end is awaited */
+	int64_t start_us; /* when it began, for the log */
+	/* the operation in flight, and the API request answered when it ends */
+	enum vtpm_op op;
+	uint64_t ticket;
+	struct provision *prov; /* VTPM_OP_PROVISION, once the worker serves */
 };
 bool registry_valid_name(const char *name);
 const char *registry_state_name(enum vtpm_state st);
@@ -141,9 +167,20 @@ int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const ui
 int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err);
 int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err);
 
+/* caclient.c: one request to a CA, run by a short-lived child so that
+ * the loop never waits on the network; an overall deadline per request. */
+struct caclient;
+struct caclient *caclient_post(const char *url, const char *path, const struct json_t *body,
+    int timeout_s, struct err *err);
+int caclient_fd(const struct caclient *c);
+int64_t caclient_deadline(const struct caclient *c);
+bool caclient_step(struct caclient *c);
+int caclient_result(const struct caclient *c, struct json_t **reply, struct err *err);
+void caclient_free(struct caclient *c);
+
 /* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
- * certified by the CK; STATE/host/. */
-#define ENROL_CA_TIMEOUT_S 30
+ * certified by the CK; STATE/host/. An enrolment in flight (enrol_op) waits
+ * for the CA between its host-TPM steps. */
 struct enrolment {
 	bool enrolled;
 	char privacy_ca[256];	     /* base URL of the Privacy CA */
@@ -155,21 +192,28 @@ struct enrolment {
 };
 struct manager;
 int enrol_load(struct manager *m, struct err *err);
-int enrol_host(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    struct err *err);
+struct enrol_op;
+struct enrol_op *enrol_begin(struct manager *m, const char *privacy_url, const char *virt_url,
+    const char *host, struct err *err);
+int enrol_step(struct manager *m, struct enrol_op *op, struct err *err);
+struct caclient *enrol_ca(const struct enrol_op *op);
+void enrol_op_free(struct enrol_op *op);
 void enrol_free(struct enrolment *e);
 int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
 struct json_t *enrol_json(struct manager *m);
-int enrol_post(const char *url, const char *path, struct json_t *body, struct json_t **reply,
-    struct err *err);
 struct json_t *enrol_b64(const uint8_t *buf, size_t len);
 char *enrol_answer_pem(const struct json_t *reply);
 char *enrol_ck_certificate(const struct enrolment *e);
 
 /* provision.c: a new vTPM's EKs and their certificates from the
- * Virtualization CA, written to its NV; STATE/instances/NAME/ek.json. */
+ * Virtualization CA, written to its NV; STATE/instances/NAME/ek.json. A
+ * provisioning in flight waits for the CA between its steps. */
 int provision_parse_type(const char *name, unsigned int *set);
-int provision_instance(struct manager *m, struct vtpm *v, unsigned int set, struct err *err);
+struct provision;
+struct provision *provision_new(struct manager *m, unsigned int set, struct err *err);
+int provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct err *err);
+struct caclient *provision_ca(const struct provision *p);
+void provision_free(struct provision *p);
 struct json_t *provision_json(struct manager *m, const struct vtpm *v);
 
 /* manager.c: the vtpmd service. */
@@ -185,15 +229,30 @@ struct manager {
 	char worker_exe[512]; /* vtpmd-instance beside it, or "" to run `self instance` */
 	int lockfd;
 	bool terminate;
+	int ready_timeout_ms;		/* a start's deadline, WORKER_READY_TIMEOUT_MS */
+	struct enrol_op *enrolling;	/* the enrolment in flight (ops.c), or NULL */
+	uint64_t enrol_ticket;		/* the API request that waits for it */
+	struct ops_approval *approvals; /* approvals that wait for their starts */
 };
 int manager_main(int argc, char **argv);
+int manager_step(struct manager *m, const sigset_t *unblocked);
 
-/* lifecycle.c: one vTPM's create, start, stop and delete. */
+/* lifecycle.c: one vTPM's create, start, stop and delete. A start ends in
+ * the loop: lifecycle_ready, lifecycle_start_ended or lifecycle_start_late
+ * on the events of its worker. */
+#define WORKER_READY_TIMEOUT_MS 15000
+#define LIFECYCLE_BACKOFF_MIN_MS 100
+#define LIFECYCLE_BACKOFF_MAX_MS 30000
 struct vtpm *lifecycle_find(struct manager *m, const char *name);
 int lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version,
     struct vtpm **out, struct err *err);
 int lifecycle_create_done(struct manager *m, struct vtpm *v, struct err *err);
 int lifecycle_start(struct manager *m, struct vtpm *v, struct err *err);
+int lifecycle_ready(struct manager *m, struct vtpm *v);
+int lifecycle_start_ended(struct manager *m, struct vtpm *v, struct err *err);
+void lifecycle_start_late(struct manager *m, struct vtpm *v);
+void lifecycle_start_cancel(struct manager *m, struct vtpm *v);
+void lifecycle_retry_later(struct vtpm *v, int64_t now);
 int lifecycle_stop(struct manager *m, struct vtpm *v);
 int lifecycle_delete(struct manager *m, struct vtpm *v);
 void lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why);
@@ -205,13 +264,50 @@ struct worker_pending {
 };
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
 int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
-int worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
-    const uint8_t *key, struct err *err);
+int worker_ready(struct vtpm *v);
+void worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p);
 int worker_adopt(struct manager *m, struct vtpm *v);
 void worker_terminate(struct manager *m, struct vtpm *v);
 int worker_exited(struct manager *m, struct vtpm *v, struct err *err);
 void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
     char *data, size_t dlen);
+
+/* reply.c: the API's answers that operations share: objects (INSTANCE,
+ * HOST, POLICY) and failures, with the status and hint of each. */
+struct api_response reply_ok(int status, struct json_t *body);
+struct json_t *reply_instance(struct manager *m, const struct vtpm *v);
+struct api_response reply_host(struct manager *m);
+struct api_response reply_policy(struct manager *m);
+struct api_response reply_record_failed(const struct vtpm *v);
+struct api_response reply_start_failed(struct manager *m, const struct vtpm *v,
+    const struct err *err);
+struct api_response reply_created_not_started(struct manager *m, const struct vtpm *v,
+    const struct err *err);
+struct api_response reply_provision_failed(const struct err *err);
+struct api_response reply_enrol_failed(const struct err *err);
+struct api_response reply_busy(const struct vtpm *v);
+int reply_ca_status(enum err_kind kind);
+
+/* ops.c: operations in flight, as continuations of the loop's events; each
+ * answers the API request that asked (its ticket) when it ends. */
+struct ops_approval;
+int ops_start(struct manager *m, struct vtpm *v, enum vtpm_op op, uint64_t ticket,
+    struct err *err);
+int ops_create_provisioned(struct manager *m, struct vtpm *v, unsigned int set, uint64_t ticket,
+    struct err *err);
+int ops_enrol(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
+    uint64_t ticket, struct err *err);
+struct api_response ops_approved(struct manager *m, uint64_t ticket);
+bool ops_busy(const struct vtpm *v);
+void ops_call_off(struct manager *m, struct vtpm *v);
+void ops_ready(struct manager *m, struct vtpm *v);
+void ops_worker_ended(struct manager *m, struct vtpm *v);
+void ops_provision_event(struct manager *m, struct vtpm *v);
+void ops_enrol_event(struct manager *m);
+void ops_deadlines(struct manager *m);
+int64_t ops_next_deadline(const struct manager *m);
+void ops_restarts_due(struct manager *m);
+void ops_shutdown(struct manager *m);
 
 /* manager_api.c: the API's routes onto manager operations. */
 struct api_response manager_api(void *ctx, const struct api_request *req);

@@ -13,7 +13,9 @@
  * issued is recorded, public, in STATE/instances/NAME/ek.json.
  *
  * Host-TPM cost per EK: the certification (Load, Certify, FlushContext)
- * and the quote.
+ * and the quote. The CA request runs off the loop (caclient.c): a
+ * provisioning is a state (struct provision) that the loop moves on at
+ * each event of its request (provision_step), while it serves others.
  */
 #include <errno.h>
 #include <limits.h>
@@ -50,20 +52,35 @@ provision_parse_type(const char *name, unsigned int *set)
 	return -1;
 }
 
+/* A provisioning in flight: the state between the CA's answers. */
+struct provision {
+	unsigned int set; /* the types asked for (bits 1 << HWTPM_EK_*) */
+	size_t next;	  /* the index in provision_types looked at next */
+	size_t cur;	  /* the type whose CA request is in flight */
+	char *ck_pem;	  /* the CK certificate, as enrolled when it began */
+	char url[256];	  /* the Virtualization CA, idem */
+	int timeout_s;
+	struct guesttpm *g; /* the vTPM, once its worker serves */
+	uint8_t *sealed;    /* the instance's sealed.key */
+	size_t sealed_len;
+	uint8_t *vek; /* the vEK in flight (TPM2B_PUBLIC) */
+	size_t vek_len;
+	struct caclient *ca; /* the CA request in flight, or NULL */
+	json_t *eks, *chain; /* what ek.json will record */
+};
+
 /* The Virtualization CA request for one vEK (docs/ca-api.md). */
 static json_t *
-provision_request(struct manager *m, const struct vtpm *v, const uint8_t *vek, size_t vek_len,
-    const uint8_t *sealed, size_t sealed_pub_len, const struct hwtpm_attestation *cert,
-    const struct hwtpm_attestation *quote, const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+provision_request(struct manager *m, const struct vtpm *v, const char *ck, const uint8_t *vek,
+    size_t vek_len, const uint8_t *sealed, size_t sealed_pub_len,
+    const struct hwtpm_attestation *cert, const struct hwtpm_attestation *quote,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
 {
-	char x[65], y[65], *ck = enrol_ck_certificate(&m->enrol);
-	json_t *o;
+	char x[65], y[65];
 
-	if (ck == NULL)
-		return NULL;
 	hex_encode(m->policy.pub.x, 32, x);
 	hex_encode(m->policy.pub.y, 32, y);
-	o = json_pack("{s:s, s:s, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
+	return json_pack("{s:s, s:s, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
 	    "ck_certificate", ck, "instance_uuid", v->uuid, "vek_public",
 	    enrol_b64(vek, vek_len), "sealed_public", enrol_b64(sealed, sealed_pub_len), "certify",
 	    "attest", enrol_b64(cert->attest, cert->attest_len), "signature",
@@ -71,16 +88,13 @@ provision_request(struct manager *m, const struct vtpm *v, const uint8_t *vek, s
 	    enrol_b64(quote->attest, quote->attest_len), "signature",
 	    enrol_b64(quote->signature, quote->signature_len), "pcrs",
 	    pcrpolicy_values_json(m->cfg.pcrs.mask, values), "approval_key", "x", x, "y", y);
-	free(ck);
-	return o;
 }
 
-/* Asks the Virtualization CA for the certificate of one vEK; its answer
- * in *reply. */
+/* The host TPM's evidence for the vEK in flight (the CK's certification of
+ * the sealed key object and its quote of the host PCRs, both qualified by
+ * the vEK), sent to the Virtualization CA: p->ca. */
 static int
-provision_certify(struct manager *m, const struct vtpm *v, const uint8_t *sealed,
-    size_t sealed_len, const uint8_t *vek, size_t vek_len, json_t **reply,
-    struct err *err)
+provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
 	uint8_t qd[TPM_DIGEST_LEN], values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation cert = {0}, quote = {0};
@@ -88,22 +102,24 @@ provision_certify(struct manager *m, const struct vtpm *v, const uint8_t *sealed
 	json_t *req = NULL;
 	int ret = -1;
 
-	if (hwtpm_sealed_public(sealed, sealed_len, &pub_len, err) == -1) {
-		err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
-		return -1;
-	}
-	if (EVP_Digest(vek, vek_len, qd, NULL, EVP_sha256(), NULL) != 1) {
-		err_set(err, ERR_FAILED, "SHA-256 failed");
-		return -1;
-	}
-	if (hwtpm_certify_sealed(m->hw, sealed, sealed_len, qd, sizeof(qd), &cert, err) != 0 ||
+	if (hwtpm_sealed_public(p->sealed, p->sealed_len, &pub_len, err) == -1)
+		return err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
+	if (EVP_Digest(p->vek, p->vek_len, qd, NULL, EVP_sha256(), NULL) != 1)
+		return err_set(err, ERR_FAILED, "SHA-256 failed");
+	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, qd, sizeof(qd), &cert, err) != 0 ||
 	    hwtpm_quote(m->hw, &m->cfg.pcrs, qd, sizeof(qd), &quote, values, err) == -1) {
 		err_wrap(err, "host TPM");
 		goto out;
 	}
-	req = provision_request(m, v, vek, vek_len, sealed, pub_len, &cert, &quote, values);
-	ret = enrol_post(m->enrol.virtualization_ca, "/v1/virtualization/ek-certificate", req,
-	    reply, err);
+	req = provision_request(m, v, p->ck_pem, p->vek, p->vek_len, p->sealed, pub_len, &cert,
+	    &quote, values);
+	if (req == NULL) {
+		err_set(err, ERR_FAILED, "out of memory");
+		goto out;
+	}
+	p->ca = caclient_post(p->url, "/v1/virtualization/ek-certificate", req, p->timeout_s, err);
+	if (p->ca != NULL)
+		ret = 0;
 out:
 	json_decref(req);
 	hwtpm_attestation_clear(&cert);
@@ -155,105 +171,173 @@ out:
 	return ret;
 }
 
-/* One vEK: created in the vTPM, certified, its certificate written to NV.
- * Its record is appended to eks; the chain is written with the first. */
+/* The CA answered for the vEK in flight: its certificate goes to the
+ * vTPM's NV (the chain with the first), its record to p->eks. */
 static int
-provision_one(struct manager *m, struct vtpm *v, struct guesttpm *g, size_t t,
-    const uint8_t *sealed, size_t sealed_len, json_t *eks, json_t **chain,
-    struct err *err)
+provision_store(const struct vtpm *v, struct provision *p, struct err *err)
 {
-	uint8_t *vek = NULL, *der = NULL;
-	size_t vek_len, der_len;
+	size_t t = p->cur;
+	uint8_t *der = NULL;
+	size_t der_len;
 	json_t *reply = NULL;
 	char handle[16], index[16];
 	const char *pem;
 	int ret = -1;
 
-	if (guesttpm_create_ek(g, provision_types[t].kind, &vek, &vek_len, err) == -1) {
-		goto out;
-	}
-	if (provision_certify(m, v, sealed, sealed_len, vek, vek_len, &reply, err) == -1)
+	if (caclient_result(p->ca, &reply, err) == -1)
 		goto out;
 	pem = json_string_value(json_object_get(reply, "certificate"));
 	if (provision_der(pem, &der, &der_len) == -1) {
 		err_set(err, ERR_FAILED, "the Virtualization CA's answer holds no certificate");
 		goto out;
 	}
-	if (guesttpm_write_ek_cert(g, provision_types[t].kind, der, der_len, err) == -1) {
+	if (guesttpm_write_ek_cert(p->g, provision_types[t].kind, der, der_len, err) == -1)
 		goto out;
-	}
-	if (*chain == NULL) {
-		if (provision_write_chain(g, json_object_get(reply, "chain"), err) == -1)
+	if (p->chain == NULL) {
+		if (provision_write_chain(p->g, json_object_get(reply, "chain"), err) == -1)
 			goto out;
-		*chain = json_incref(json_object_get(reply, "chain"));
+		p->chain = json_incref(json_object_get(reply, "chain"));
 	}
 	snprintf(handle, sizeof(handle), "0x%08x", provision_types[t].handle);
 	snprintf(index, sizeof(index), "0x%08x", provision_types[t].nv_index);
-	json_array_append_new(eks, json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:s, s:o}", "type",
+	json_array_append_new(p->eks, json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:s, s:o}", "type",
 	    provision_types[t].name, "handle", handle, "nv_index", index, "serial",
 	    json_object_get(reply, "serial"), "host_config", json_object_get(reply, "host_config"),
-	    "certificate", pem, "public", enrol_b64(vek, vek_len)));
+	    "certificate", pem, "public", enrol_b64(p->vek, p->vek_len)));
 	log_info("%s: EK %s certified by the Virtualization CA (serial %s), written to NV %s",
 	    v->name, provision_types[t].name, json_string_value(json_object_get(reply, "serial")),
 	    index);
 	ret = 0;
 out:
+	caclient_free(p->ca);
+	p->ca = NULL;
+	free(p->vek);
+	p->vek = NULL;
 	json_decref(reply);
-	free(vek);
 	free(der);
 	return ret;
 }
 
-/*
- * Provisions the EKs of the types in set (bits 1 << HWTPM_EK_*) of a
- * running TPM 2.0 instance whose guest has not run yet, and records them.
- * Returns 0, or -1 with *err and why set; the instance may then hold some
- * of the EKs: the caller deletes it.
- */
-int
-provision_instance(struct manager *m, struct vtpm *v, unsigned int set, struct err *err)
+/* Opens the new vTPM (its worker serves now) and reads its sealed key. */
+static int
+provision_open(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
-	char ctrl[PATH_MAX], data[PATH_MAX], path[PATH_MAX], *text = NULL;
+	char ctrl[PATH_MAX], data[PATH_MAX], path[PATH_MAX];
 	struct endpoint ep = {.kind = ENDPOINT_UNIX};
-	uint8_t *sealed = NULL;
-	size_t sealed_len;
-	struct guesttpm *g = NULL;
-	json_t *eks = json_array(), *chain = NULL, *rec = NULL;
-	int ret = -1;
 
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	snprintf(ep.path, sizeof(ep.path), "%s", data);
-	if (eks == NULL || registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) ||
-	    fileio_read(path, 4096, &sealed, &sealed_len) == -1) {
-		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if ((g = guesttpm_open(&ep, err)) == NULL) {
-		goto out;
-	}
-	for (size_t t = 0; t < PROVISION_NTYPES; t++) {
-		if (!(set & (1u << provision_types[t].kind)))
-			continue;
-		if (provision_one(m, v, g, t, sealed, sealed_len, eks, &chain, err) == -1)
-			goto out;
-	}
-	rec = json_pack("{s:o, s:s, s:O?}", "eks", json_incref(eks), "chain_nv_first", "0x01c00100",
-	    "chain", chain);
+	if (registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) == -1 ||
+	    fileio_read(path, 4096, &p->sealed, &p->sealed_len) == -1)
+		return err_errno(err, "%s", path);
+	p->g = guesttpm_open(&ep, err);
+	return p->g != NULL ? 0 : -1;
+}
+
+/* Records what was provisioned: STATE/instances/NAME/ek.json. */
+static int
+provision_record(struct manager *m, const struct vtpm *v, const struct provision *p,
+    struct err *err)
+{
+	char path[PATH_MAX], *text;
+	json_t *rec;
+	int ret = 0;
+
+	rec = json_pack("{s:O, s:s, s:O?}", "eks", p->eks, "chain_nv_first", "0x01c00100", "chain",
+	    p->chain);
 	text = rec ? json_dumps(rec, JSON_INDENT(2)) : NULL;
 	if (text == NULL || registry_path(&m->cfg, v->name, "ek.json", path, sizeof(path)) ||
-	    fileio_write_atomic(path, text, strlen(text), 0644) == -1) {
-		err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	ret = 0;
-out:
-	guesttpm_close(g);
-	free(sealed);
+	    fileio_write_atomic(path, text, strlen(text), 0644) == -1)
+		ret = err_set(err, ERR_FAILED, "%s: %s", path, strerror(errno));
 	free(text);
 	json_decref(rec);
-	json_decref(eks);
-	json_decref(chain);
 	return ret;
+}
+
+/*
+ * A provisioning of the EK types in set (bits 1 << HWTPM_EK_*) for a TPM
+ * 2.0 instance whose guest has not run yet. It takes the CK certificate
+ * and the Virtualization CA's URL of the enrolment now, so that an
+ * enrolment meanwhile cannot mix two CAs in one vTPM. Returns it, to be
+ * moved on with provision_step once the instance's worker serves, or NULL
+ * with err.
+ */
+struct provision *
+provision_new(struct manager *m, unsigned int set, struct err *err)
+{
+	struct provision *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || (p->eks = json_array()) == NULL) {
+		free(p);
+		err_set(err, ERR_FAILED, "out of memory");
+		return NULL;
+	}
+	p->set = set;
+	p->timeout_s = m->cfg.ca_timeout_s;
+	snprintf(p->url, sizeof(p->url), "%s", m->enrol.virtualization_ca);
+	p->ck_pem = enrol_ck_certificate(&m->enrol);
+	if (p->ck_pem == NULL) {
+		err_set(err, ERR_FAILED, "the host's enrolment holds no CK certificate: enrol again");
+		provision_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * Moves the provisioning of v on, after v's worker began to serve and
+ * after each event of the CA request in flight (its pipe readable, its
+ * deadline): when the CA's answer is in, its certificate is written into
+ * the vTPM; then the next vEK is made, certified by the host TPM and sent
+ * to the CA, or, when none is left, ek.json is written. Returns 1 while a
+ * CA request is in flight (provision_ca), 0 when the instance is
+ * provisioned, -1 with err when it failed: it may then hold some of its
+ * EKs, and the caller deletes it.
+ */
+int
+provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct err *err)
+{
+	if (p->g == NULL && provision_open(m, v, p, err) == -1)
+		return -1;
+	if (p->ca != NULL) {
+		if (!caclient_step(p->ca))
+			return 1;
+		if (provision_store(v, p, err) == -1)
+			return -1;
+	}
+	while (p->next < PROVISION_NTYPES && !(p->set & (1u << provision_types[p->next].kind)))
+		p->next++;
+	if (p->next == PROVISION_NTYPES)
+		return provision_record(m, v, p, err);
+	p->cur = p->next++;
+	if (guesttpm_create_ek(p->g, provision_types[p->cur].kind, &p->vek, &p->vek_len, err) == -1 ||
+	    provision_ask(m, v, p, err) == -1)
+		return -1;
+	return 1;
+}
+
+/* The CA request in flight, or NULL. */
+struct caclient *
+provision_ca(const struct provision *p)
+{
+	return p->ca;
+}
+
+/* Abandons a provisioning (its CA request, if any, is called off) and
+ * frees it. NULL-safe. */
+void
+provision_free(struct provision *p)
+{
+	if (p == NULL)
+		return;
+	caclient_free(p->ca);
+	guesttpm_close(p->g);
+	free(p->ck_pem);
+	free(p->sealed);
+	free(p->vek);
+	json_decref(p->eks);
+	json_decref(p->chain);
+	free(p);
 }
 
 /* The instance's EK record (ek.json) for the API, or NULL when it has

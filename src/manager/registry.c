@@ -96,6 +96,7 @@ registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
 	v->tpm_version = tpm_version;
 	v->slot = slot;
 	v->pidfd = -1;
+	v->readyfd = -1;
 	return v;
 }
 
@@ -287,6 +288,7 @@ registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 				snprintf(v->name, sizeof(v->name), "%s", de->d_name);
 				v->creating = true;
 				v->pidfd = -1;
+				v->readyfd = -1;
 			}
 		} else {
 			v = registry_read(cfg, de->d_name);

@@ -30,7 +30,6 @@
 
 #include "manager.h"
 
-#define WORKER_READY_TIMEOUT_MS 15000
 #define WORKER_STOP_TIMEOUT_MS 5000
 
 static int
@@ -162,6 +161,15 @@ worker_describe_exit(int status, struct err *err)
 	}
 }
 
+/* Reaps the child pid, already killed or ending: a matter of
+ * milliseconds, not a wait for a worker's good will. */
+static void
+worker_reap(pid_t pid)
+{
+	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+		;
+}
+
 /*
  * Spawns the worker with fds 0 and 1 on /dev/null, 3 the key pipe, 4 the
  * readiness pipe (both above 4 here), stderr kept, nothing else, in its own
@@ -255,32 +263,6 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	return rc;
 }
 
-/* Waits for the worker's READY line. Returns 0, or -1 when it exited or
- * did not answer in time (why says which). */
-static int
-worker_wait_ready(struct vtpm *v, int readyfd, struct err *err)
-{
-	struct pollfd pfd = {.fd = readyfd, .events = POLLIN};
-	char buf[8] = {0};
-	int status;
-	ssize_t n;
-
-	if (poll(&pfd, 1, WORKER_READY_TIMEOUT_MS) <= 0) {
-		err_set(err, ERR_FAILED, "did not become ready within %d ms", WORKER_READY_TIMEOUT_MS);
-		kill(v->pid, SIGKILL);
-		waitpid(v->pid, &status, 0);
-		return -1;
-	}
-	n = read(readyfd, buf, sizeof(buf) - 1);
-	if (n == 6 && memcmp(buf, "READY\n", 6) == 0)
-		return 0;
-	if (waitpid(v->pid, &status, 0) == v->pid)
-		worker_describe_exit(status, err);
-	else
-		err_set(err, ERR_FAILED, "ended before it was ready");
-	return -1;
-}
-
 /* Records the worker's pid and kernel start time in the run directory as
  * soon as it is forked, so that a vtpmd that dies at any later step
  * leaves a worker the next one adopts (or stops), never an orphan. */
@@ -313,8 +295,10 @@ worker_fd_above(int *fd, int min)
 
 /*
  * Starts v's worker process, which waits for its state key on the pipe
- * in *p: the caller unseals the key meanwhile (host-TPM round trips) and
- * then calls worker_finish. Returns 0, or -1 with the reason in why.
+ * in *p: the caller unseals the key meanwhile (host-TPM round trips), then
+ * hands it over (worker_send_key) and waits, in its loop, for the
+ * readiness pipe p->readyfd (non-blocking; worker_ready reads it) or the
+ * worker's end (v->pidfd). Returns 0, or -1 with err (nothing runs then).
  */
 int
 worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err)
@@ -358,11 +342,23 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	}
 	close(keyp[0]);
 	close(readyp[1]);
-	p->keyfd = keyp[1];
-	p->readyfd = readyp[0];
+	keyp[0] = readyp[1] = -1;
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
+	if (v->pidfd == -1 || fcntl(readyp[0], F_SETFL, O_NONBLOCK) == -1) {
+		/* The loop could not tell when it ends. */
+		err_errno(err, "pidfd_open %d", (int)pid);
+		kill(pid, SIGKILL);
+		worker_reap(pid);
+		if (v->pidfd != -1)
+			close(v->pidfd);
+		v->pidfd = -1;
+		v->pid = 0;
+		goto fail;
+	}
+	p->keyfd = keyp[1];
+	p->readyfd = readyp[0];
 	worker_write_pidfile(m, v);
 	return 0;
 fail:
@@ -376,10 +372,9 @@ fail:
 }
 
 /*
- * Hands the forked worker its state key, so that it starts while the
- * caller does something else (worker_finish waits for it). Returns 0, or
- * -1 with the reason in why (the caller then ends the worker with
- * worker_finish and a NULL key).
+ * Hands the forked worker its state key and closes the key pipe, so that
+ * it starts while the caller does something else. Returns 0, or -1 with
+ * err (the caller then ends the worker with worker_abort).
  */
 int
 worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err)
@@ -395,43 +390,26 @@ worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err)
 }
 
 /*
- * Hands the forked worker its state key (unless worker_send_key did) and
- * waits until it serves; with key NULL (the key could not be unsealed)
- * ends the worker instead. Returns 0 once it serves, or -1 with the
- * reason in why.
+ * Reads v's readiness pipe (v->readyfd) after poll said it is readable.
+ * Returns 1 once the worker wrote READY, 0 when nothing has come yet, -1
+ * when it ended its pipe or wrote anything else (it failed: the caller
+ * waits for its end on v->pidfd, or kills it). The pipe is closed unless
+ * 0 is returned.
  */
 int
-worker_finish(struct manager *m, struct vtpm *v, struct worker_pending *p,
-    const uint8_t *key, struct err *err)
+worker_ready(struct vtpm *v)
 {
-	int status, ret = -1;
+	char buf[8] = {0};
+	ssize_t n;
 
-	if (key == NULL) {
-		kill(v->pid, SIGKILL);
-		waitpid(v->pid, &status, 0);
-		goto fail;
-	}
-	if (p->keyfd != -1 && worker_send_key(p, key, err) == -1) {
-		kill(v->pid, SIGKILL);
-		waitpid(v->pid, &status, 0);
-		goto fail;
-	}
-	if (worker_wait_ready(v, p->readyfd, err) == -1)
-		goto fail;
-	ret = 0;
-	goto out;
-fail:
-	if (v->pidfd != -1)
-		close(v->pidfd);
-	v->pidfd = -1;
-	v->pid = 0;
-out:
-	if (p->keyfd != -1)
-		close(p->keyfd);
-	if (p->readyfd != -1)
-		close(p->readyfd);
-	p->keyfd = p->readyfd = -1;
-	return ret;
+	do
+		n = read(v->readyfd, buf, sizeof(buf) - 1);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	close(v->readyfd);
+	v->readyfd = -1;
+	return n == 6 && memcmp(buf, "READY\n", 6) == 0 ? 1 : -1;
 }
 
 /* Takes over a worker that a previous manager started, if its pid file
@@ -473,12 +451,38 @@ worker_forget(struct manager *m, struct vtpm *v)
 		close(v->pidfd);
 	v->pidfd = -1;
 	v->pid = 0;
+	if (v->readyfd != -1)
+		close(v->readyfd);
+	v->readyfd = -1;
 	worker_pidfile(&m->cfg, v->name, path, sizeof(path));
 	unlink(path);
 	/* A sandboxed worker cannot remove its sockets from its chroot. */
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	unlink(ctrl);
 	unlink(data);
+}
+
+/*
+ * Ends a worker that never served (its key could not be unsealed or
+ * handed over, or its start was called off): SIGKILL, reaped at once (a
+ * killed process ends at once), forgotten. The key pipe in p, if still
+ * open, and v's readiness pipe are closed.
+ */
+void
+worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p)
+{
+	if (p != NULL && p->keyfd != -1)
+		close(p->keyfd);
+	if (p != NULL && p->readyfd != -1)
+		close(p->readyfd);
+	if (p != NULL)
+		p->keyfd = p->readyfd = -1;
+	if (v->pid > 0) {
+		kill(v->pid, SIGKILL);
+		if (v->child)
+			worker_reap(v->pid);
+	}
+	worker_forget(m, v);
 }
 
 /* Stops the worker: SIGTERM (it saves and exits), SIGKILL if it lingers. */

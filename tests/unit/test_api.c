@@ -424,6 +424,8 @@ echo_handler(void *ctx, const struct api_request *req)
 	}
 	if (strcmp(req->path, "/missing") == 0)
 		return api_error(404, "no such thing", "look elsewhere");
+	if (strcmp(req->path, "/later") == 0)
+		return api_deferred();
 	if (f->big != 0) {
 		char *s = malloc(f->big + 1);
 		memset(s, 'x', f->big);
@@ -684,6 +686,70 @@ test_server_slow_reader(void **state)
 	f->big = 0;
 }
 
+/* Sends req on a new connection and serves a few rounds; the handler
+ * deferred it (f->last.ticket names it). Returns the client's end. */
+static int
+send_deferred(struct fixture *f, const char *req)
+{
+	int fd = client_connect(f->path);
+	char c;
+
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+	for (int i = 0; i < 5; i++)
+		serve_once(f->srv, -1, 0, 20);
+	assert_int_equal(strcmp(f->last.path, "/later"), 0);
+	assert_int_equal(recv(fd, &c, 1, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	return fd;
+}
+
+static void
+test_server_deferred(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t first, second;
+	char *out;
+	int a, b;
+
+	/* A request answered later waits without a deadline, while others
+	 * are served. */
+	a = send_deferred(f, "GET /later HTTP/1.1\r\n\r\n");
+	first = f->last.ticket;
+	assert_true(first != 0);
+	assert_int_equal(api_next_timeout(f->srv), -1);
+	out = exchange(f, "GET /ok HTTP/1.1\r\n\r\n");
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+	free(out);
+	b = send_deferred(f, "POST /later HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+	second = f->last.ticket;
+	assert_true(second != first);
+
+	/* Answered in the other order; each gets its own answer. */
+	assert_int_equal(api_answer(f->srv, second, api_error(504, "too slow", "retry")), 0);
+	out = exchange_fd(f->srv, b, "", 0, NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 504 Gateway Timeout\r\n"));
+	assert_non_null(strstr(out, "\"error\":\"too slow\""));
+	free(out);
+	assert_int_equal(api_answer(f->srv, first,
+	    (struct api_response){.status = 200, .body = (struct json_t *)json_pack("{s:b}", "late", 1)}),
+	    0);
+	out = exchange_fd(f->srv, a, "", 0, NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(out, "{\"late\":true}"));
+	free(out);
+
+	/* A ticket answered already, or never given, is refused (the body
+	 * is freed all the same). */
+	assert_int_equal(api_answer(f->srv, first, api_error(500, "twice", NULL)), -1);
+	assert_int_equal(api_answer(f->srv, 0, api_error(500, "none", NULL)), -1);
+	assert_int_equal(f->calls, 3);
+
+	/* One still waiting when the server closes is closed with it. */
+	a = send_deferred(f, "GET /later HTTP/1.1\r\n\r\n");
+	close(a);
+}
+
 static bool
 polls_fd(struct api_server *srv, int fd)
 {
@@ -912,6 +978,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_server_refused_body_is_drained, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_eof_mid_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_slow_reader, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_connection_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_forbidden, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_listen_socket_file, setup, teardown),

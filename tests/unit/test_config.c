@@ -57,6 +57,7 @@ test_parse_valid(void **state)
 	                       "socket = /run/v/api.sock\n"
 	                       "worker-uid-base = 0\n"
 	                       "approval-public-key = /etc/vtpmd/approval.pub\n"
+	                       "ca-timeout = 3\n"
 	                       "log-level = debug",
 	                     -1, &cfg, &msg),
 	    0);
@@ -69,11 +70,13 @@ test_parse_valid(void **state)
 	assert_int_equal(cfg.worker_uid_base, 0);
 	assert_string_equal(cfg.approval_public, "/etc/vtpmd/approval.pub");
 	assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
+	assert_int_equal(cfg.ca_timeout_s, 3);
 	free(msg);
 
 	/* Empty text, and comments only, leave the defaults. */
 	assert_int_equal(parse("", 0, &cfg, &msg), 0);
 	assert_string_equal(cfg.tcti, "device:/dev/tpmrm0");
+	assert_int_equal(cfg.ca_timeout_s, CONFIG_CA_TIMEOUT_DEFAULT);
 	free(msg);
 	assert_int_equal(parse("#tcti = x\n   # indented\n\n", -1, &cfg, &msg), 0);
 	assert_string_equal(cfg.tcti, "device:/dev/tpmrm0");
@@ -105,6 +108,26 @@ test_parse_problems_located(void **state)
 	/* What was valid was applied; what was not left the default. */
 	assert_string_equal(cfg.tcti, "device:/dev/tpmrm0");
 	assert_string_equal(cfg.state_dir, "/var/lib/vtpmd");
+	free(msg);
+}
+
+/* ca-timeout: whole seconds from 1 to CONFIG_CA_TIMEOUT_MAX. */
+static void
+test_parse_ca_timeout(void **state)
+{
+	struct config cfg;
+	char *msg;
+
+	assert_int_equal(parse("ca-timeout = 45\n", -1, &cfg, &msg), 0);
+	assert_int_equal(cfg.ca_timeout_s, 45);
+	free(msg);
+	assert_int_equal(parse("ca-timeout = 0\nca-timeout = 46\nca-timeout = 2s\n"
+	                       "ca-timeout = -1\nca-timeout =\n",
+	                     -1, &cfg, &msg),
+	    5);
+	assert_non_null(strstr(msg, "test.conf:1: ca-timeout: expected seconds, 1 to 45"));
+	assert_non_null(strstr(msg, "test.conf:5: ca-timeout: expected seconds"));
+	assert_int_equal(cfg.ca_timeout_s, CONFIG_CA_TIMEOUT_DEFAULT);
 	free(msg);
 }
 
@@ -227,6 +250,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_valid),
 	    cmocka_unit_test(test_parse_problems_located),
+	    cmocka_unit_test(test_parse_ca_timeout),
 	    cmocka_unit_test(test_parse_line_limits),
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_pcrs_round_trip),

@@ -144,6 +144,7 @@ WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
 WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=policy_find -Wl,--wrap=hwtpm_unseal \
                     -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available
+WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 
 build/san/test_%: tests/unit/test_%.c $(SAN_ALL) $(HDRS)
 	@mkdir -p $(@D)

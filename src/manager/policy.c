@@ -214,9 +214,18 @@ policy_find(const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN])
 	return NULL;
 }
 
+/* Whether PCR i is one of mask's and its value differs from e's. */
+static bool
+policy_pcr_differs(const struct policy_entry *e, uint32_t mask,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], int i)
+{
+	return (mask & (1u << i)) && memcmp(values[i], e->values[i], TPM_DIGEST_LEN) != 0;
+}
+
 /* Explains why values are not approved, in one clause without final
  * punctuation: which PCRs differ from the most recent approval over the
- * same PCRs. The PCRs that do not fit in len are left out, marked "…". */
+ * same PCRs. The PCRs that do not fit in len are left out, marked "…"
+ * (when even the mark does not fit, it is left out too, never cut). */
 void
 policy_explain(const struct policy *p, uint32_t mask,
     const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *buf, size_t len)
@@ -224,6 +233,7 @@ policy_explain(const struct policy *p, uint32_t mask,
 	const struct policy_entry *last = NULL;
 	char now[9], was[9], item[64];
 	const char *sep = " ";
+	bool more;
 	size_t off;
 	int n;
 
@@ -237,14 +247,18 @@ policy_explain(const struct policy *p, uint32_t mask,
 	n = snprintf(buf, len, "host PCRs differ from the last approval:");
 	off = n > 0 && (size_t)n < len ? (size_t)n : len;
 	for (int i = 0; i < TPM_PCRS && off < len; i++) {
-		if (!(mask & (1u << i)) || memcmp(values[i], last->values[i], TPM_DIGEST_LEN) == 0)
+		if (!policy_pcr_differs(last, mask, values, i))
 			continue;
+		more = false;
+		for (int j = i + 1; j < TPM_PCRS && !more; j++)
+			more = policy_pcr_differs(last, mask, values, j);
 		hex_encode(values[i], 4, now);
 		hex_encode(last->values[i], 4, was);
 		n = snprintf(item, sizeof(item), "%sPCR %d is %s…, approved %s…", sep, i, now, was);
 		/* Room for this one and, if others follow, for "; …". */
-		if (off + (size_t)n + strlen("; …") >= len) {
-			snprintf(buf + off, len - off, "%s…", sep);
+		if (off + (size_t)n + (more ? strlen("; …") : 0) >= len) {
+			if (off + strlen(sep) + strlen("…") < len)
+				snprintf(buf + off, len - off, "%s…", sep);
 			break;
 		}
 		memcpy(buf + off, item, (size_t)n + 1);

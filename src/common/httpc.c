@@ -20,10 +20,15 @@
 
 #include "common.h"
 
+/* The answer's body: in the answer itself while its bytes are contiguous
+ * there (a Content-Length, one chunk), else joined in copy (chunks). */
 struct httpc_reply {
 	const char *body;
 	size_t body_len;
+	char *copy;
+	size_t copy_cap;
 	bool done;
+	bool nomem;
 };
 
 
@@ -48,7 +53,9 @@ httpc_send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* Reads until the server closes; returns a malloc'd buffer or NULL. */
+/* Reads until the server closes; returns a malloc'd buffer of at most
+ * HTTPC_MAX_RESPONSE bytes, or NULL. The buffer grows to one byte more than
+ * that, to tell an answer of the largest size from a larger one. */
 static char *
 httpc_recv_all(int fd, size_t *len, struct err *err)
 {
@@ -58,16 +65,18 @@ httpc_recv_all(int fd, size_t *len, struct err *err)
 
 	while (buf != NULL) {
 		if (got == cap) {
-			if (cap >= HTTPC_MAX_RESPONSE) {
+			if (cap > HTTPC_MAX_RESPONSE) {
 				err_set(err, ERR_INVALID, "answer larger than %u bytes",
 				    HTTPC_MAX_RESPONSE);
 				break;
 			}
-			p = realloc(buf, cap * 2);
-			if (p == NULL)
+			cap = cap * 2 > HTTPC_MAX_RESPONSE ? HTTPC_MAX_RESPONSE + 1 : cap * 2;
+			p = realloc(buf, cap);
+			if (p == NULL) {
+				err_set(err, ERR_FAILED, "out of memory");
 				break;
+			}
 			buf = p;
-			cap *= 2;
 		}
 		n = recv(fd, buf + got, cap - got, 0);
 		if (n == -1 && errno == EINTR)
@@ -94,13 +103,44 @@ httpc_recv_all(int fd, size_t *len, struct err *err)
 	return NULL;
 }
 
+/* Makes room for need bytes of body in r->copy, moving the body there the
+ * first time. Returns 0, or -1 (r->nomem). */
+static int
+httpc_body_reserve(struct httpc_reply *r, size_t need)
+{
+	size_t cap;
+	char *p;
+
+	if (r->copy != NULL && need <= r->copy_cap)
+		return 0;
+	cap = r->copy_cap != 0 ? r->copy_cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	if ((p = realloc(r->copy, cap)) == NULL) {
+		r->nomem = true;
+		return -1;
+	}
+	if (r->copy == NULL)
+		memcpy(p, r->body, r->body_len);
+	r->copy = p;
+	r->copy_cap = cap;
+	r->body = p;
+	return 0;
+}
+
 static int
 httpc_on_body(http_parser *hp, const char *at, size_t len)
 {
 	struct httpc_reply *r = hp->data;
 
-	if (r->body == NULL)
+	if (r->body == NULL) {
 		r->body = at;
+	} else if (r->copy != NULL || r->body + r->body_len != at) {
+		/* A chunk that does not follow the last one: join them. */
+		if (httpc_body_reserve(r, r->body_len + len) == -1)
+			return -1;
+		memcpy(r->copy + r->body_len, at, len);
+	}
 	r->body_len += len;
 	return 0;
 }
@@ -135,13 +175,19 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, s
 	if (!r.done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
 		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
 	e = HTTP_PARSER_ERRNO(&hp);
+	if (r.nomem) {
+		free(r.copy);
+		return err_set(err, ERR_FAILED, "out of memory");
+	}
 	if (!r.done || (e != HPE_OK && e != HPE_PAUSED)) {
+		free(r.copy);
 		err_set(err, ERR_INVALID, "malformed HTTP answer (%s)",
 		    r.done ? http_errno_description(e) : "incomplete");
 		return -1;
 	}
 	*status = hp.status_code;
 	*reply = json_loadb(r.body != NULL ? r.body : "", r.body_len, JSON_DECODE_ANY, &jerr);
+	free(r.copy);
 	if (*reply == NULL) {
 		err_set(err, ERR_INVALID, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
 		return -1;

@@ -147,6 +147,7 @@ WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc
+WRAP_test_worker = -Wl,--wrap=poll
 
 build/san/test_%: tests/unit/test_%.c $(SAN_ALL) $(HDRS)
 	@mkdir -p $(@D)

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1442,7 +1443,7 @@ start(struct lfx *f, bool data, const uint8_t *k)
 	char buf[8] = {0};
 	struct pollfd pfd = {.events = POLLIN};
 	ssize_t got;
-	pid_t pid;
+	pid_t pid, parent;
 
 	assert_int_equal(pipe2(keyp, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(readyp, O_CLOEXEC), 0);
@@ -1473,6 +1474,7 @@ start(struct lfx *f, bool data, const uint8_t *k)
 	argv[n++] = "info";
 	argv[n] = NULL;
 
+	parent = getpid();
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1482,6 +1484,9 @@ start(struct lfx *f, bool data, const uint8_t *k)
 		int kfd = fcntl(keyp[0], F_DUPFD_CLOEXEC, 5);
 		int rfd = fcntl(readyp[1], F_DUPFD_CLOEXEC, 5);
 
+		/* The instance ends with the test, whatever happens to it. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+			_exit(124);
 		if (logfd == -1 || kfd == -1 || rfd == -1 || dup2(logfd, 2) == -1 ||
 		    dup2(kfd, 3) == -1 || dup2(rfd, 4) == -1 || close_range(5, ~0u, 0) == -1)
 			_exit(125);

@@ -288,11 +288,9 @@ pv_issue(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_
 		snprintf(detail, sizeof(detail), "host EK key %.16s", hex);
 	} else {
 		ca_validity(s->cfg.validity_ak, &v);
-		ak = (struct certs_ak_req){.ak = key,
-		    .subject = "",
-		    .ek_cert = {q->ek_cert.der, q->ek_cert.len},
-		    .validity = v};
-		rc = certs_issue_ak(s->privacy, &ak, &der, &len, &err);
+		ak = (struct certs_ak_req){.ak = key, .subject = "", .validity = v};
+		if (certs_ak_from_ek(q->ek_cert.der, q->ek_cert.len, &ak, &err) == 0)
+			rc = certs_issue_ak(s->privacy, &ak, &der, &len, &err);
 		snprintf(subject, sizeof(subject), "AK of vTPM %s", c->virt.instance_uuid);
 		snprintf(detail, sizeof(detail), "host configuration %s", c->virt.host_config);
 	}

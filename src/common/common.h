@@ -202,7 +202,7 @@ struct api_response api_error(int status, const char *error, const char *hint);
 typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
 struct api_server;
 struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
-struct api_server *api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx);
+struct api_server *api_serve_tcp(int fd, api_handler handler, void *ctx);
 void api_close(struct api_server *srv);
 int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);

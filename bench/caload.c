@@ -18,8 +18,9 @@
  *	certificate. The time on the CA (the two requests) and on the vTPM
  *	are reported apart.
  *
- * One request (or round) first as a warm-up, not counted. -S PID: the
- * server's process, whose CPU time (/proc/PID/schedstat) per request is
+ * One request (or round) first as a warm-up, not counted. -S PID (up to
+ * four times): the server's processes (vtpm-ca serve's parent and network
+ * child), whose CPU time together (/proc/PID/schedstat) per request is
  * reported. Prints on stdout "RESULT ca.LABEL METRIC - VALUE" lines:
  *	per_s		certificates per second (wall clock)
  *	median_ms p99_ms	latency of one request (privacy: one round)
@@ -48,7 +49,8 @@ struct caload {
 	const char *label;
 	long n;
 	int clients;
-	pid_t server;
+	pid_t server[4]; /* -S: the server's processes */
+	int nserver;
 	json_t *body;
 	atomic_long next;  /* the next request to make */
 	uint64_t *lat_ns;  /* per request */
@@ -68,13 +70,18 @@ caload_usage(void)
 	    "AK EK");
 }
 
-/* The server's CPU time so far (ns), or 0 without -S. */
+/* The server's CPU time so far (ns), its processes' together; 0 without
+ * -S. */
 static uint64_t
 caload_server_cpu(const struct caload *c)
 {
-	struct bench_server s = {.pid = c->server};
+	uint64_t ns = 0;
 
-	return c->server > 0 ? bench_server_cpu_ns(&s) : 0;
+	for (int i = 0; i < c->nserver; i++) {
+		struct bench_server s = {.pid = c->server[i]};
+		ns += bench_server_cpu_ns(&s);
+	}
+	return ns;
 }
 
 /* One POST on a new connection: 0 with *reply (a 200 answer), or -1 with
@@ -187,7 +194,7 @@ caload_ek(struct caload *c)
 	if (c->failure[0] != '\0')
 		fatalx(1, "%s: %s", c->label, c->failure);
 	printf("RESULT ca.%s per_s - %.1f\n", c->label, (double)c->n * 1e9 / (double)(t1 - t0));
-	if (c->server > 0)
+	if (c->nserver > 0)
 		printf("RESULT ca.%s server_cpu_ms - %.3f\n", c->label,
 		    (double)(s1 - s0) / 1e6 / (double)c->n);
 	fprintf(stderr, "bench_caload %s: %ld certificates in %.3f s from %d client(s): %.1f/s\n",
@@ -271,7 +278,7 @@ caload_privacy(struct caload *c)
 	printf("RESULT ca.%s per_s - %.1f\n", c->label, (double)c->n * 1e9 / (double)(t1 - t0));
 	printf("RESULT ca.%s ca_per_s - %.1f\n", c->label, (double)c->n * 1e9 / (double)ca);
 	printf("RESULT ca.%s tpm_ms - %.3f\n", c->label, (double)tp / 1e6 / (double)c->n);
-	if (c->server > 0)
+	if (c->nserver > 0)
 		printf("RESULT ca.%s server_cpu_ms - %.3f\n", c->label,
 		    (double)(s1 - s0) / 1e6 / (double)c->n);
 	fprintf(stderr,
@@ -294,7 +301,11 @@ main(int argc, char **argv)
 		case 'e': ep = optarg; break;
 		case 'n': c.n = strtol(optarg, NULL, 10); break;
 		case 'c': c.clients = (int)strtol(optarg, NULL, 10); break;
-		case 'S': c.server = (pid_t)strtol(optarg, NULL, 10); break;
+		case 'S':
+			if (c.nserver == (int)(sizeof(c.server) / sizeof(c.server[0])))
+				caload_usage();
+			c.server[c.nserver++] = (pid_t)strtol(optarg, NULL, 10);
+			break;
 		case 'l': c.label = optarg; break;
 		default: caload_usage();
 		}

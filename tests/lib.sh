@@ -265,14 +265,16 @@ wait_http() {
 
 # start_vtpm_ca NAME ARGS...: `vtpm-ca serve ARGS` ($VTPM_CA, default the
 # sanitizer build) on a free loopback port, retried when another process
-# took the port first; waits until it answers. Sets CA_URL and CA_PID; its
-# stderr goes to $T/NAME.log.
+# took the port first; waits until it answers. As root, its network child
+# runs as $VTPM_CA_USER (default 40100:40100; ARGS may give --user again).
+# Sets CA_URL and CA_PID (the parent); its stderr goes to $T/NAME.log.
 start_vtpm_ca() {
-	local name=$1 port
+	local name=$1 port user=()
 	shift
+	[ "$(id -u)" -ne 0 ] || user=(--user "${VTPM_CA_USER:-40100:40100}")
 	for _ in 1 2 3 4 5 6 7 8; do
 		port=$(free_port_pair)
-		"${VTPM_CA:-$TOP/build/san/vtpm-ca}" serve --listen "127.0.0.1:$port" "$@" \
+		"${VTPM_CA:-$TOP/build/san/vtpm-ca}" serve --listen "127.0.0.1:$port" "${user[@]}" "$@" \
 			2>>"$T/$name.log" &
 		CA_PID=$!
 		TEST_PIDS+=("$CA_PID")

@@ -2,7 +2,13 @@
  * vtpm-ca: the Privacy CA and the Virtualization CA (docs/ca-api.md).
  *
  * This header is the map of src/ca/: the prototypes of its files, grouped
- * by the file that defines them (main.c holds the command table). It uses
+ * by the file that defines them (main.c holds the command table).
+ * `vtpm-ca serve` runs as two processes (docs/ca-api.md, "Processes"): a
+ * parent that holds the database and the CA keys (ca_cmd_serve.c,
+ * ca_parent.c, ca_db.c) and a sandboxed network child that parses every
+ * request (ca_child.c, ca_api.c, ca_parse.c, ca_privacy.c, ca_virt.c,
+ * ca_trust.c, ca_issue.c) and asks the parent for records, challenges and
+ * certificates (ca_ask.c) in the messages of ca_msg.h. It uses
  * src/tpm/ (certs.h: X.509; credential.h: TPM2_MakeCredential; evidence.h:
  * TPM attestation structures and signatures; pcrpolicy.c: policy digests;
  * approval.c) and src/common/ (api.c: the HTTP/JSON server). SQLite's
@@ -10,9 +16,9 @@
  * OpenSSL's in ca_crypto.c (and the modules above), jansson's in the files
  * that read or write JSON.
  *
- * Conventions: functions return 0 or -1 and, when they fail, write a
- * one-line reason to why (why may be NULL), as certs.h and evidence.h do;
- * ca_db.c returns an enum ca_db_rc. Commands return vtpmd's exit statuses:
+ * Conventions: functions return 0 or -1 and, when they fail, fill the
+ * caller's struct err (docs/architecture.md, "Errors"); ca_db.c returns an
+ * enum ca_db_rc; ca_msg.h's answers carry an enum ca_msg_rc. Commands return vtpmd's exit statuses:
  * EXIT_OK, EXIT_RUNTIME (refused, or failed), EXIT_USAGE.
  */
 #ifndef VTPM_CA_H
@@ -64,6 +70,7 @@ int ca_role_parse(const char *s, enum ca_role *role);
 void ca_time_format(int64_t t, char out[static 21]);
 
 /* ca_crypto.c: the few primitives vtpm-ca needs beyond the modules. */
+int ca_crypto_init(void); /* OpenSSL, its configuration read: 0 or -1 */
 int ca_sha256(const uint8_t *a, size_t alen, uint8_t out[static 32]);
 int ca_random(uint8_t *out, size_t len);
 bool ca_equal(const uint8_t *a, const uint8_t *b, size_t len); /* constant time */
@@ -72,7 +79,7 @@ void ca_cleanse(void *p, size_t len);
 /*
  * ca_parse.c: request bodies (untrusted JSON) decoded into fixed-size
  * structures, as pure functions (no I/O, nothing allocated survives a
- * call). On failure why names the offending field and the out-structure
+ * call). On failure err names the offending field and the out-structure
  * is zeroed.
  */
 struct ca_der {
@@ -230,18 +237,76 @@ enum ca_db_rc ca_db_audit(
 enum ca_db_rc ca_db_audit_list(
     struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx);
 
-/* ca_trust.c: judging certificates and keys against the trust store. */
+/* ca_ask.c: the network child's questions to the parent, one function per
+ * request of ca_msg.h. A broken channel or a malformed answer ends the
+ * child (the parent holds every state and starts another). */
+struct ca_msg;
+struct ca_msg_key;
+struct ca_msg_tpm;
+struct ca_msg_virtual;
+struct ca_link {
+	int fd;             /* the channel to the parent */
+	struct ca_msg *msg; /* the message being exchanged */
+};
+/* fn(ctx, pem) for each entry of a kind of certificates (its PEM text);
+ * fn returns 0 to go on. 0, or -1 with err when the records failed. */
+int ca_ask_trust(struct ca_link *l, enum ca_trust_kind kind, int (*fn)(void *ctx, const char *pem),
+    void *ctx, struct err *err);
+/* OK with out filled, NOTFOUND, or ERROR (the parent's records failed). */
+enum ca_db_rc ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out);
+/* Whether pub is a trusted approval key: 1, 0, -1. */
+int ca_ask_approval(struct ca_link *l, const struct approval_pub *pub);
+/* What the parent answers about a challenge or a certificate (enum
+ * ca_msg_rc in rc); reason when it failed. */
+struct ca_answer {
+	int rc;
+	char reason[CA_WHY_MAX];
+	char id[CA_ID_HEX + 1];                      /* challenge added */
+	int64_t expires_in;                          /* challenge added */
+	enum ca_kind kind;                           /* challenge taken */
+	char *request;                               /* challenge taken: malloc'd */
+	char serial[CERTS_SERIAL_HEX_MAX + 1];       /* issued */
+	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* issued: EK */
+	uint8_t *der;                                /* issued: malloc'd */
+	size_t der_len;
+};
+void ca_answer_clear(struct ca_answer *a);
+/* Records a challenge: the SHA-256 of its secret, what it is for (the
+ * host, or the vTPM's UUID) and the request to check again at certify. */
+void ca_ask_challenge_add(struct ca_link *l, enum ca_kind kind, const uint8_t hash[static 32],
+    const char *subject, const char *request, struct ca_answer *a);
+/* Takes a challenge (once) and has the parent compare the secret. */
+void ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *secret,
+    size_t secret_len, struct ca_answer *a);
+/* Certificates, from typed values only (ca_msg.h). CK and AK: right after
+ * the challenge id was taken. */
+void ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key *key,
+    const char *host, const uint8_t host_ek_digest[static 32], struct ca_answer *a);
+void ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
+    const struct certs_ek_info *tpm, const struct certs_virtual *virt, struct ca_answer *a);
+struct ca_ek_issue {
+	const struct ca_msg_key *vek;
+	const uint8_t *ck_digest; /* 32 bytes */
+	const uint8_t *policy;    /* 32 bytes: PolicyPCR of the quoted PCRs */
+	const char *ck_serial, *host, *instance_uuid;
+};
+void ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a);
+/* A refusal for the audit trail (action: enum ca_msg_action; failed: a
+ * 5xx), written by the parent before this returns. detail is cut to
+ * CA_DETAIL_MAX and made printable. */
+void ca_ask_audit(struct ca_link *l, int action, bool failed, const char *detail);
+
+/* ca_trust.c: judging certificates and keys against the trust store,
+ * which the parent reads for every question. */
 /* Whether leaf (with optional untrusted intermediates) chains, valid at
  * now, to a trusted entry of kind; with direct, leaf must be issued by
  * the first certificate of a trusted entry itself (a Virtualization or
- * Privacy CA, not some other CA under its root). 0, or -1 with why. */
-int ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
+ * Privacy CA, not some other CA under its root). 0, or -1 with err. */
+int ca_trust_verify(struct ca_link *l, enum ca_trust_kind kind, const struct certs_der *leaf,
     const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, struct err *err);
-/* Whether pub is a trusted approval key: 1, 0, -1. */
-int ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub);
-/* The revocation state of a certificate (DER): 0 good, 1 revoked (why
+/* The revocation state of a certificate (DER): 0 good, 1 revoked (err
  * says so), -1 error. */
-int ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, struct err *err);
+int ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct err *err);
 
 /* ca_settings.c: vtpm-ca serve's settings. */
 struct ca_settings {
@@ -256,11 +321,10 @@ void ca_settings_defaults(struct ca_settings *s);
 /* Reads the JSON configuration file into s (see `vtpm-ca serve --help`). */
 int ca_settings_load(const char *path, struct ca_settings *s, struct err *err);
 
-/* ca_api.c: the routes. */
+/* ca_api.c: the routes, in the network child. */
 struct ca_server {
-	struct ca_db *db;
-	struct ca_settings cfg;
-	struct certs_ca *privacy, *virt; /* the signing CAs of the roles served */
+	struct ca_link link;
+	enum ca_role role;
 	struct ca_der root, privacy_cert, virt_cert;
 };
 struct api_response ca_api(void *ctx, const struct api_request *req);
@@ -283,11 +347,9 @@ struct json_t *ca_issued_json(const uint8_t *der, size_t len, const struct ca_de
     const struct ca_der *root, const char *serial);
 /* The public key of a TPM2B_PUBLIC (RSA or ECC P-256), or NULL. */
 struct certs_pkey *ca_tpm_pkey(const struct evidence_public *pub);
-/* Records an issued certificate (DER) in the database. */
-int ca_record_issued(struct ca_server *s, const char *role, const char *kind, const char *subject,
-    const char *detail, const uint8_t *der, size_t len, const struct certs_validity *v,
-    char serial[static CERTS_SERIAL_HEX_MAX + 1]);
-void ca_validity(int64_t seconds, struct certs_validity *v);
+/* The same as the parent takes it: 0, or -1 when it is neither ECC P-256
+ * nor RSA-2048. */
+int ca_tpm_key(const struct evidence_public *pub, struct ca_msg_key *out);
 
 /* ca_privacy.c: POST /v1/privacy/challenge and /v1/privacy/certify. */
 void ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
@@ -301,6 +363,70 @@ void ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, stru
  * name NULL: the first certificate's subject. */
 int ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, const char *text,
     struct err *err);
+
+/* ca_parent.c: the parent's side of ca_msg.h: it answers the child from
+ * the records and the keys, and writes the audit rows of what it does. */
+struct ca_parent {
+	struct ca_db *db;
+	struct ca_settings cfg;
+	struct certs_ca *privacy, *virt; /* the signing CAs of the roles served */
+	struct ca_der root, privacy_cert, virt_cert;
+	int fd;             /* the channel to the child */
+	struct ca_msg *out; /* the answer being built */
+	struct {            /* the challenge the child just took, for one issuance */
+		bool valid;
+		enum ca_kind kind;
+		char id[CA_ID_HEX + 1];
+	} permit;
+};
+/* The child's first message. */
+void ca_parent_hello(const struct ca_parent *p, struct ca_msg *m);
+/* Answers one checked message from the child (ca_msg_check). 0, or -1
+ * with err when the child broke the protocol or did not take the answer:
+ * the caller ends it. */
+int ca_parent_handle(struct ca_parent *p, const struct ca_msg *m, struct err *err);
+/* A new child: no permit survives its predecessor. */
+void ca_parent_reset(struct ca_parent *p, int fd);
+/* An audit row of the parent's own (the child's ends, serve's start). */
+void ca_parent_audit(struct ca_parent *p, const char *action, const char *outcome, const char *fmt,
+    ...) __attribute__((format(printf, 4, 5)));
+
+/* ca_child.c: the network child (`vtpm-ca serve --network-child`): enters
+ * its sandbox, reads HELLO on descriptor 3, answers READY, then serves the
+ * listener on descriptor 4 until SIGTERM or its parent goes. root NULL:
+ * no chroot or change of identity (started by a user other than root).
+ * Returns an exit status. */
+#define CA_CHILD_FD_PARENT   3
+#define CA_CHILD_FD_LISTENER 4
+int ca_child_main(const char *root, uid_t uid, gid_t gid);
+
+/* ca_spawn.c: the network child's start and end, from the parent. */
+#define CA_CHILD_STOP_MS 2000 /* after SIGTERM, then SIGKILL */
+struct ca_child_proc {
+	bool confine; /* chroot to a fresh empty directory and become uid:gid */
+	uid_t uid;
+	gid_t gid;
+	enum log_level log_level;
+	pid_t pid;       /* -1: none */
+	int fd;          /* the parent's end of the channel (non-blocking); -1: none */
+	bool ready;      /* its READY came */
+	int64_t started; /* mono_ms() */
+	char root[64];   /* its empty root, until the child is in it */
+};
+/* Starts a child on the listener (which stays the caller's). 0, or -1
+ * with err. */
+int ca_spawn(struct ca_child_proc *c, int listener, struct err *err);
+/* The child's READY came: its root loses its name. */
+void ca_spawn_confined(struct ca_child_proc *c);
+/* Ends the child (SIGKILL when kill_it), reaps it, says how it ended in
+ * how (may be NULL); returns its wait status. */
+int ca_spawn_end(struct ca_child_proc *c, bool kill_it, char *how, size_t how_len);
+/* SIGTERM, up to CA_CHILD_STOP_MS for it to exit, then ca_spawn_end. */
+void ca_spawn_stop(struct ca_child_proc *c);
+
+/* ca_sandbox.c: the network child's confinement (its allow-list on
+ * src/common/sandbox.c): root NULL as above. 0, or -1 with err. */
+int ca_sandbox_enter(const char *root, uid_t uid, gid_t gid, struct err *err);
 
 /* One file per command. */
 int ca_cmd_serve(int argc, char **argv);

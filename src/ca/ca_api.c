@@ -1,7 +1,8 @@
 /*
- * ca_api.c: vtpm-ca's routes (docs/ca-api.md). Every POST is answered
- * through ca_dispatch(), which writes one audit row per request: what was
- * issued, or why it was refused.
+ * ca_api.c: vtpm-ca's routes (docs/ca-api.md), in the network child.
+ * Every POST is answered through ca_dispatch(); each leaves one audit row:
+ * what was challenged or issued (written by the parent as it does it), or
+ * why it was refused (reported to the parent from here).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "ca.h"
+#include "ca_msg.h"
 
 /* ---- GET routes ---- */
 
@@ -49,11 +50,9 @@ ca_get_status(struct ca_server *s, const char *arg)
 	if (ca_parse_serial(arg, serial) == -1)
 		return api_error(400, "not a certificate serial number",
 		    "give the serial in hexadecimal: GET /v1/status/SERIAL");
-	rc = ca_db_status(s->db, serial, &st);
-	if (rc == CA_DB_ERROR) {
-		log_warnx("status: %s", ca_db_error(s->db));
+	rc = ca_ask_status(&s->link, serial, &st);
+	if (rc == CA_DB_ERROR)
 		return api_error(500, "the records cannot be read", "try again; see vtpm-ca's log");
-	}
 	if (rc == CA_DB_NOTFOUND)
 		return api_error(404, "no certificate with this serial was issued here",
 		    "ask the CA that issued it");
@@ -70,11 +69,12 @@ ca_get_status(struct ca_server *s, const char *arg)
 typedef void (*ca_post_handler)(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
 
 static struct api_response
-ca_dispatch(struct ca_server *s, const char *action, ca_post_handler fn, const struct json_t *body)
+ca_dispatch(
+    struct ca_server *s, enum ca_msg_action action, ca_post_handler fn, const struct json_t *body)
 {
+	const char *name = ca_msg_action_name(action);
 	struct ca_reply r = {0};
 	struct api_response out;
-	const char *detail;
 
 	if (body == NULL)
 		ca_refuse(
@@ -85,16 +85,15 @@ ca_dispatch(struct ca_server *s, const char *action, ca_post_handler fn, const s
 		ca_refuse(&r, 500, "report this as a bug", "the handler gave no answer");
 	if (r.outcome == NULL)
 		r.outcome = r.status == 200 ? "done" : "refused";
-	detail = r.status == 200 ? r.detail : r.error;
-	if (ca_db_audit(s->db, time(NULL), action, r.outcome, detail) != CA_DB_OK)
-		log_warnx("audit trail: %s", ca_db_error(s->db));
 	if (r.status == 200) {
-		log_info("%s: %s %s", action, r.outcome, r.detail);
+		/* The parent wrote its audit row as it challenged or issued. */
+		log_info("%s: %s %s", name, r.outcome, r.detail);
 		out.status = 200;
 		out.body = r.body;
 		return out;
 	}
-	log_info("%s: %s (%d): %s", action, r.outcome, r.status, r.error);
+	ca_ask_audit(&s->link, (int)action, r.status >= 500, r.error);
+	log_info("%s: %s (%d): %s", name, r.outcome, r.status, r.error);
 	json_decref(r.body);
 	return api_error(r.status, r.error, r.hint[0] != '\0' ? r.hint : NULL);
 }
@@ -102,7 +101,7 @@ ca_dispatch(struct ca_server *s, const char *action, ca_post_handler fn, const s
 static bool
 ca_serves(const struct ca_server *s, enum ca_role role)
 {
-	return (s->cfg.role & role) != 0;
+	return (s->role & role) != 0;
 }
 
 static struct api_response
@@ -142,11 +141,10 @@ ca_api(void *ctx, const struct api_request *req)
 		if (p[4] == 'v' && !ca_serves(s, CA_ROLE_VIRTUALIZATION))
 			return ca_not_served("virtualization");
 		if (strcmp(p, "/v1/privacy/challenge") == 0)
-			return ca_dispatch(s, "privacy/challenge", ca_privacy_challenge, req->body);
+			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req->body);
 		if (strcmp(p, "/v1/privacy/certify") == 0)
-			return ca_dispatch(s, "privacy/certify", ca_privacy_certify, req->body);
-		return ca_dispatch(
-		    s, "virtualization/ek-certificate", ca_virt_ek_certificate, req->body);
+			return ca_dispatch(s, CA_ACTION_CERTIFY, ca_privacy_certify, req->body);
+		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req->body);
 	}
 	return api_error(404, "no such route",
 	    "see docs/ca-api.md: /v1/privacy/{ca,challenge,certify}, "

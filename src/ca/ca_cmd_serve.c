@@ -1,19 +1,37 @@
 /*
  * ca_cmd_serve.c: `vtpm-ca serve`, the CA protocol over HTTP on TCP
- * (docs/ca-api.md): one process, one poll loop, the database read for every
- * request. SIGTERM or SIGINT ends it with status 0.
+ * (docs/ca-api.md), as two processes:
+ *   - this one, the parent: it opens the database, loads the CA keys and
+ *     binds the listener, then starts the network child (ca_spawn.c) and
+ *     answers its messages (ca_parent.c) in one poll loop; it never
+ *     accepts a connection or reads a network byte;
+ *   - the network child (`serve --network-child`, ca_child.c), sandboxed,
+ *     which serves HTTP on the listener and asks the parent for records
+ *     and certificates.
+ * A child that ends, or that the parent ends for a malformed message or
+ * a request it had no business making, is replaced after a back-off
+ * (100 ms doubling to 10 s; reset once a child has served a minute); each
+ * end is logged and audited. The parent ends only on SIGTERM or SIGINT
+ * (status 0, the child stopped first), or when the first child never
+ * becomes ready (status 1).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "ca.h"
+#include "ca_msg.h"
 
-#define SERVE_MAX_POLL (API_MAX_CONNECTIONS + 1)
+#define SERVE_READY_MS    30000 /* for a child to be confined and say so */
+#define SERVE_BACKOFF_MS  100   /* first delay before a new child */
+#define SERVE_BACKOFF_MAX 10000
+#define SERVE_SERVED_MS   60000 /* a child that lived this long resets the back-off */
 
 static volatile sig_atomic_t serve_signalled;
 
@@ -23,7 +41,8 @@ static const char serve_help[] =
     "\n"
     "SYNOPSIS\n"
     "    vtpm-ca serve --db FILE [--role privacy|virtualization|both]\n"
-    "        [--listen HOST:PORT] [--config FILE] [--log-level LEVEL]\n"
+    "        [--listen HOST:PORT] [--user NAME|UID[:GID]] [--config FILE]\n"
+    "        [--log-level LEVEL]\n"
     "\n"
     "DESCRIPTION\n"
     "    Serves HTTP/1.1 with JSON bodies (docs/ca-api.md) on a numeric TCP address.\n"
@@ -37,9 +56,22 @@ static const char serve_help[] =
     "    nothing secret crosses in clear (the challenge secret is encrypted to the\n"
     "    EK), but the requests name hosts and vTPMs.\n"
     "\n"
+    "PROCESSES\n"
+    "    serve holds the database and the CA keys and never reads the network: it\n"
+    "    starts itself again as `vtpm-ca serve --network-child`, a child that parses\n"
+    "    every request in a sandbox (an empty root directory, the --user identity,\n"
+    "    no capabilities, a seccomp allow-list; no key, no database) and asks the\n"
+    "    parent, in typed messages, for records and certificates. A child that ends\n"
+    "    is replaced, and its end audited. Started as root, serve needs --user; as\n"
+    "    another user, the child keeps that uid and has no chroot, only the\n"
+    "    allow-list (which opens no file).\n"
+    "\n"
     "OPTIONS\n"
     "    --role R         privacy, virtualization or both (default both)\n"
     "    --listen A       HOST:PORT (or tcp:HOST:PORT; [::1]:PORT for IPv6)\n"
+    "    --user U         the network child's identity: a user NAME (and its group),\n"
+    "                     or a numeric UID[:GID] (GID defaults to UID); not root.\n"
+    "                     Required when serve starts as root; an account of its own\n"
     "    --config FILE    a JSON object; options given on the command line win:\n"
     "                       \"role\": \"both\", \"listen\": \"127.0.0.1:8440\",\n"
     "                       \"challenge_expiry_seconds\": 300 (0: at once, for tests),\n"
@@ -49,12 +81,66 @@ static const char serve_help[] =
     "\n"
     "EXIT STATUS\n"
     "    0 stopped by SIGTERM or SIGINT; 1 could not start (address in use, CA files\n"
-    "    or database unreadable); 2 usage error.\n";
+    "    or database unreadable, the network child could not be confined); 2 usage\n"
+    "    error.\n";
+
+struct serve_opts {
+	const char *db, *role, *listen, *config, *user, *chroot;
+	enum log_level level;
+	bool network_child;
+};
+
+/* The parent's state: its records and keys, its child, its listener. */
+struct serve {
+	struct ca_parent *p;
+	struct ca_child_proc c;
+	struct ca_msg *in;
+	int listener;
+	char spec[96];
+	bool ever_ready; /* a child has served: start-up is over */
+	bool start_failed;
+	int restarts; /* in a row, for the back-off */
+	int64_t respawn_at;
+};
 
 static void
 serve_on_signal(int sig)
 {
 	serve_signalled = sig;
+}
+
+/* NAME (its primary group), or UID[:GID] (GID defaults to UID); neither
+ * root's nor -1. 0, or EXIT_USAGE (the error said). */
+static int
+serve_parse_user(const char *spec, uid_t *uid, gid_t *gid)
+{
+	unsigned long u, g;
+	struct passwd pwd, *pw = NULL;
+	char *end, buf[4096];
+
+	errno = 0;
+	u = strtoul(spec, &end, 10);
+	if (end != spec && errno == 0 && (*end == '\0' || *end == ':')) {
+		g = u;
+		if (*end == ':') {
+			g = strtoul(end + 1, &end, 10);
+			if (errno != 0 || *end != '\0')
+				return ca_usage(
+				    "serve", "--user: UID[:GID] or a user name, not '%s'", spec);
+		}
+	} else if (getpwnam_r(spec, &pwd, buf, sizeof(buf), &pw) == 0 && pw != NULL) {
+		u = pw->pw_uid;
+		g = pw->pw_gid;
+	} else {
+		return ca_usage(
+		    "serve", "--user: no user '%s' (give a name or a numeric UID[:GID])", spec);
+	}
+	if (u == 0 || g == 0 || u >= UINT_MAX || g >= UINT_MAX)
+		return ca_usage("serve",
+		    "--user: the network child needs an unprivileged identity, not %lu:%lu", u, g);
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
+	return 0;
 }
 
 /* Reads one CA certificate file beside the database. */
@@ -81,8 +167,8 @@ static struct certs_ca *
 serve_load_ca(const char *db, const char *which)
 {
 	char key[1024], cert[1024];
-	struct err err;
 	struct certs_ca *ca;
+	struct err err;
 
 	if (ca_file(db, which, "key", key, sizeof(key)) == -1 ||
 	    ca_file(db, which, "pem", cert, sizeof(cert)) == -1) {
@@ -94,70 +180,177 @@ serve_load_ca(const char *db, const char *which)
 	return ca;
 }
 
+/* The database, the CA certificates and the keys of the roles served. */
 static int
-serve_open(struct ca_server *s, const char *dbpath)
+serve_open(struct ca_parent *p, const char *dbpath)
 {
 	struct err err;
 
-	if ((s->db = ca_db_open(dbpath, false, &err)) == NULL)
+	if ((p->db = ca_db_open(dbpath, false, &err)) == NULL)
 		return ca_fail("%s: %s", dbpath, err.msg);
-	if (serve_read_cert(dbpath, "root", &s->root) != EXIT_OK ||
-	    serve_read_cert(dbpath, "privacy", &s->privacy_cert) != EXIT_OK ||
-	    serve_read_cert(dbpath, "virtualization", &s->virt_cert) != EXIT_OK)
+	if (serve_read_cert(dbpath, "root", &p->root) != EXIT_OK ||
+	    serve_read_cert(dbpath, "privacy", &p->privacy_cert) != EXIT_OK ||
+	    serve_read_cert(dbpath, "virtualization", &p->virt_cert) != EXIT_OK)
 		return EXIT_RUNTIME;
-	if ((s->cfg.role & CA_ROLE_PRIVACY) &&
-	    (s->privacy = serve_load_ca(dbpath, "privacy")) == NULL)
+	if ((p->cfg.role & CA_ROLE_PRIVACY) &&
+	    (p->privacy = serve_load_ca(dbpath, "privacy")) == NULL)
 		return EXIT_RUNTIME;
-	if ((s->cfg.role & CA_ROLE_VIRTUALIZATION) &&
-	    (s->virt = serve_load_ca(dbpath, "virtualization")) == NULL)
+	if ((p->cfg.role & CA_ROLE_VIRTUALIZATION) &&
+	    (p->virt = serve_load_ca(dbpath, "virtualization")) == NULL)
 		return EXIT_RUNTIME;
 	return EXIT_OK;
 }
 
+/* Starts a child and sends it HELLO (it reads it once confined). */
 static void
-serve_loop(struct api_server *api)
+serve_start_child(struct serve *sv)
 {
-	struct pollfd pfd[SERVE_MAX_POLL];
+	struct err err = {0};
+
+	if (ca_spawn(&sv->c, sv->listener, &err) == -1) {
+		log_warnx("the network child cannot be started: %s", err.msg);
+		sv->respawn_at = mono_ms() + SERVE_BACKOFF_MAX;
+		if (!sv->ever_ready)
+			sv->start_failed = true;
+		return;
+	}
+	ca_parent_reset(sv->p, sv->c.fd);
+	ca_parent_hello(sv->p, sv->p->out);
+	if (ca_msg_send(sv->c.fd, sv->p->out, &err) == -1) {
+		log_warnx("network child: %s", err.msg);
+		ca_spawn_end(&sv->c, true, NULL, 0);
+		sv->respawn_at = mono_ms() + SERVE_BACKOFF_MAX;
+	}
+}
+
+/* The child ended, or must: it is reaped, its end logged and audited, and
+ * the next one scheduled. seen: what the parent saw (NULL: it just ended). */
+static void
+serve_child_ended(struct serve *sv, bool kill_it, const char *seen)
+{
+	int64_t lived = mono_ms() - sv->c.started, delay;
+	char how[160];
+
+	ca_spawn_end(&sv->c, kill_it, how, sizeof(how));
+	log_warnx("the network child ended (%s%s%s)", seen != NULL ? seen : "",
+	    seen != NULL ? "; " : "", how);
+	ca_parent_audit(sv->p, "serve", "child ended", "%s%s%s", seen != NULL ? seen : "",
+	    seen != NULL ? "; " : "", how);
+	if (!sv->ever_ready) {
+		sv->start_failed = true;
+		return;
+	}
+	if (lived >= SERVE_SERVED_MS)
+		sv->restarts = 0;
+	delay = SERVE_BACKOFF_MS << (sv->restarts < 7 ? sv->restarts : 7);
+	sv->respawn_at = mono_ms() + (delay < SERVE_BACKOFF_MAX ? delay : SERVE_BACKOFF_MAX);
+	sv->restarts++;
+}
+
+/* The child's READY: it is confined. */
+static void
+serve_ready(struct serve *sv)
+{
+	ca_spawn_confined(&sv->c);
+	if (sv->ever_ready) {
+		log_info("a new network child (%ld) serves", (long)sv->c.pid);
+		return;
+	}
+	sv->ever_ready = true;
+	ca_parent_audit(sv->p, "serve", "started", "%s", sv->spec);
+	log_info("serving the %s on %s",
+	    sv->p->cfg.role == CA_ROLE_BOTH      ? "Privacy CA and the Virtualization CA"
+	    : sv->p->cfg.role == CA_ROLE_PRIVACY ? "Privacy CA"
+	                                         : "Virtualization CA",
+	    sv->p->cfg.listen);
+}
+
+/* One message from the child. */
+static void
+serve_message(struct serve *sv)
+{
+	const size_t most = sizeof(*sv->in) - sizeof(sv->in->hdr);
+	struct err err = {0};
+	char seen[ERR_MSG_MAX + 32];
+	int rc;
+
+	rc = ca_msg_recv(sv->c.fd, sv->in, CA_MSG_TO_PARENT, &err);
+	if (rc == -1 && err.kind == ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (rc == 0) {
+		serve_child_ended(sv, false, NULL);
+	} else if (rc == -1) {
+		snprintf(seen, sizeof(seen), "%s: %s",
+		    err.kind == ERR_INVALID ? "malformed message" : "its channel", err.msg);
+		serve_child_ended(sv, true, seen);
+	} else if (!sv->c.ready && sv->in->hdr.type == CA_MSG_READY) {
+		serve_ready(sv);
+	} else if (!sv->c.ready) {
+		serve_child_ended(sv, true, "a request before READY");
+	} else if (ca_parent_handle(sv->p, sv->in, &err) == -1) {
+		snprintf(seen, sizeof(seen), "protocol: %s", err.msg);
+		serve_child_ended(sv, true, seen);
+	}
+	/* What was read, the secrets of challenge answers included. */
+	ca_cleanse(sv->in, sizeof(sv->in->hdr) + (sv->in->hdr.len < most ? sv->in->hdr.len : most));
+}
+
+static void
+serve_loop(struct serve *sv)
+{
+	struct pollfd pfd = {.events = POLLIN};
 	struct timespec ts, *tsp;
 	sigset_t unblocked;
-	int n, timeout;
+	int64_t now, timeout;
+	int n;
 
 	sigemptyset(&unblocked);
-	while (!serve_signalled) {
-		n = api_pollfds(api, pfd, SERVE_MAX_POLL);
-		timeout = api_next_timeout(api);
+	while (!serve_signalled && !sv->start_failed) {
+		now = mono_ms();
+		timeout = -1;
+		if (sv->c.fd < 0)
+			timeout = sv->respawn_at > now ? sv->respawn_at - now : 0;
+		else if (!sv->c.ready)
+			timeout = sv->c.started + SERVE_READY_MS > now
+			              ? sv->c.started + SERVE_READY_MS - now
+			              : 0;
 		tsp = NULL;
 		if (timeout >= 0) {
 			ts.tv_sec = timeout / 1000;
 			ts.tv_nsec = (long)(timeout % 1000) * 1000000;
 			tsp = &ts;
 		}
-		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
-			if (errno == EINTR)
-				continue;
+		pfd.fd = sv->c.fd;
+		n = ppoll(&pfd, sv->c.fd >= 0 ? 1 : 0, tsp, &unblocked);
+		if (n == -1 && errno != EINTR)
 			fatal(EXIT_RUNTIME, "poll");
-		}
-		api_process(api, pfd, n);
+		if (n == -1)
+			continue;
+		if (sv->c.fd < 0 && mono_ms() >= sv->respawn_at)
+			serve_start_child(sv);
+		else if (sv->c.fd >= 0 && n == 1)
+			serve_message(sv);
+		else if (sv->c.fd >= 0 && !sv->c.ready &&
+		         mono_ms() >= sv->c.started + SERVE_READY_MS)
+			serve_child_ended(sv, true, "not ready in time");
 	}
 }
 
 static int
-serve_run(struct ca_server *s, const char *dbpath)
+serve_run(struct serve *sv, const struct serve_opts *o)
 {
 	struct sigaction sa = {.sa_handler = serve_on_signal};
-	struct api_server *api = NULL;
 	struct endpoint ep;
-	char spec[96];
 	sigset_t block;
 	int ret;
 
-	snprintf(spec, sizeof(spec), "%s%s",
-	    strncmp(s->cfg.listen, "tcp:", 4) == 0 ? "" : "tcp:", s->cfg.listen);
-	if (endpoint_parse(spec, &ep) == -1 || ep.kind != ENDPOINT_TCP)
+	snprintf(sv->spec, sizeof(sv->spec), "%s%s",
+	    strncmp(sv->p->cfg.listen, "tcp:", 4) == 0 ? "" : "tcp:", sv->p->cfg.listen);
+	if (endpoint_parse(sv->spec, &ep) == -1 || ep.kind != ENDPOINT_TCP)
 		return ca_usage("serve",
 		    "--listen: a numeric HOST:PORT such as 127.0.0.1:8440, "
 		    "not '%s'",
-		    s->cfg.listen);
+		    sv->p->cfg.listen);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
@@ -165,93 +358,149 @@ serve_run(struct ca_server *s, const char *dbpath)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((ret = serve_open(s, dbpath)) != EXIT_OK)
+	/* Keys in this process: no core files, no ptrace by its own uid. */
+	secret_harden_process();
+	if ((ret = serve_open(sv->p, o->db)) != EXIT_OK)
 		return ret;
-	if ((api = api_listen_tcp(&ep, ca_api, s)) == NULL)
-		return ca_fail("listening on %s: %s%s", s->cfg.listen, strerror(errno),
+	if ((sv->listener = endpoint_listen(&ep)) == -1)
+		return ca_fail("listening on %s: %s%s", sv->p->cfg.listen, strerror(errno),
 		    errno == EADDRINUSE ? ": choose another --listen port" : "");
-	ca_db_audit(s->db, time(NULL), "serve", "started", spec);
-	log_info("serving the %s on %s (database %s)",
-	    s->cfg.role == CA_ROLE_BOTH      ? "Privacy CA and the Virtualization CA"
-	    : s->cfg.role == CA_ROLE_PRIVACY ? "Privacy CA"
-	                                     : "Virtualization CA",
-	    s->cfg.listen, dbpath);
-	serve_loop(api);
+	serve_start_child(sv);
+	serve_loop(sv);
+	if (sv->start_failed)
+		return ca_fail("the network child could not start (see above)");
 	log_info("stopping on signal %d", (int)serve_signalled);
-	api_close(api);
+	ca_spawn_stop(&sv->c);
 	return EXIT_OK;
 }
 
-int
-ca_cmd_serve(int argc, char **argv)
+static int
+serve_parse(int argc, char **argv, struct serve_opts *o)
 {
 	static const struct option opts[] = {
 	    {"db", required_argument, NULL, 'd'},
 	    {"role", required_argument, NULL, 'r'},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"config", required_argument, NULL, 'c'},
+	    {"user", required_argument, NULL, 'u'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"network-child", no_argument, NULL, 'N'},
+	    {"chroot", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *db = NULL, *role = NULL, *listen = NULL, *config = NULL;
-	struct ca_server *s = calloc(1, sizeof(*s));
-	enum log_level level = LOG_LEVEL_INFO;
-	struct err err;
-	int c, ret = EXIT_USAGE;
+	int c;
 
-	if (s == NULL)
-		return ca_fail("out of memory");
-	ca_settings_defaults(&s->cfg);
+	memset(o, 0, sizeof(*o));
+	o->level = LOG_LEVEL_INFO;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': db = optarg; break;
-		case 'r': role = optarg; break;
-		case 'l': listen = optarg; break;
-		case 'c': config = optarg; break;
+		case 'd': o->db = optarg; break;
+		case 'r': o->role = optarg; break;
+		case 'l': o->listen = optarg; break;
+		case 'c': o->config = optarg; break;
+		case 'u': o->user = optarg; break;
+		case 'N': o->network_child = true; break;
+		case 'C': o->chroot = optarg; break;
 		case 'L':
-			if (log_parse_level(optarg, &level) == -1) {
-				ca_usage("serve", "--log-level: error, warn, info or debug");
-				goto out;
-			}
+			if (log_parse_level(optarg, &o->level) == -1)
+				return ca_usage("serve", "--log-level: error, warn, info or debug");
 			break;
-		case 'h':
-			fputs(serve_help, stdout);
-			ret = EXIT_OK;
-			goto out;
-		case ':': ca_usage("serve", "%s needs a value", argv[optind - 1]); goto out;
-		default: ca_usage("serve", "unknown option '%s'", argv[optind - 1]); goto out;
+		case 'h': fputs(serve_help, stdout); return -1;
+		case ':': return ca_usage("serve", "%s needs a value", argv[optind - 1]);
+		default: return ca_usage("serve", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind < argc) {
-		ca_usage("serve", "unexpected argument '%s'", argv[optind]);
+	if (optind < argc)
+		return ca_usage("serve", "unexpected argument '%s'", argv[optind]);
+	return EXIT_OK;
+}
+
+/* The child's side: `serve --network-child [--user UID:GID --chroot DIR]`. */
+static int
+serve_child(const struct serve_opts *o)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+
+	log_init("vtpm-ca[network]", o->level);
+	if ((o->user == NULL) != (o->chroot == NULL))
+		return ca_usage("serve", "--network-child: --user and --chroot go together");
+	if (o->user != NULL && serve_parse_user(o->user, &uid, &gid) != 0)
+		return EXIT_USAGE;
+	return ca_child_main(o->chroot, uid, gid);
+}
+
+/* The parent's settings: --config, then the command line. */
+static int
+serve_settings(const struct serve_opts *o, struct serve *sv)
+{
+	struct err err;
+
+	if (o->db == NULL)
+		return ca_usage("serve", "--db is required");
+	if (o->chroot != NULL)
+		return ca_usage("serve", "--chroot is the network child's (serve makes its root)");
+	if (o->config != NULL && ca_settings_load(o->config, &sv->p->cfg, &err) == -1)
+		return ca_fail("%s", err.msg);
+	if (o->role != NULL && ca_role_parse(o->role, &sv->p->cfg.role) == -1)
+		return ca_usage("serve", "--role: privacy, virtualization or both");
+	if (o->listen != NULL)
+		snprintf(sv->p->cfg.listen, sizeof(sv->p->cfg.listen), "%s", o->listen);
+	if (sv->p->cfg.listen[0] == '\0')
+		return ca_usage("serve", "give --listen HOST:PORT (or \"listen\" in --config)");
+	sv->c.confine = geteuid() == 0;
+	sv->c.log_level = o->level;
+	if (sv->c.confine && o->user == NULL)
+		return ca_usage("serve",
+		    "started as root, serve needs --user NAME|UID[:GID]: the unprivileged "
+		    "identity of its network child (an account of its own, not root)");
+	if (!sv->c.confine && o->user != NULL)
+		return ca_usage(
+		    "serve", "--user needs root; without it the network child keeps your uid");
+	if (o->user != NULL && serve_parse_user(o->user, &sv->c.uid, &sv->c.gid) != 0)
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
+int
+ca_cmd_serve(int argc, char **argv)
+{
+	struct serve sv = {.listener = -1, .c = {.pid = -1, .fd = -1}};
+	struct serve_opts o;
+	int ret;
+
+	if ((ret = serve_parse(argc, argv, &o)) != EXIT_OK)
+		return ret == -1 ? EXIT_OK : ret;
+	if (o.network_child)
+		return serve_child(&o);
+	sv.p = calloc(1, sizeof(*sv.p));
+	sv.in = calloc(1, sizeof(*sv.in));
+	if (sv.p == NULL || sv.in == NULL || (sv.p->out = calloc(1, sizeof(*sv.p->out))) == NULL) {
+		ret = ca_fail("out of memory");
 		goto out;
 	}
-	if (db == NULL) {
-		ca_usage("serve", "--db is required");
+	sv.p->fd = -1;
+	ca_settings_defaults(&sv.p->cfg);
+	if ((ret = serve_settings(&o, &sv)) != EXIT_OK)
 		goto out;
-	}
-	if (config != NULL && ca_settings_load(config, &s->cfg, &err) == -1) {
-		ret = ca_fail("%s", err.msg);
-		goto out;
-	}
-	if (role != NULL && ca_role_parse(role, &s->cfg.role) == -1) {
-		ca_usage("serve", "--role: privacy, virtualization or both");
-		goto out;
-	}
-	if (listen != NULL)
-		snprintf(s->cfg.listen, sizeof(s->cfg.listen), "%s", listen);
-	if (s->cfg.listen[0] == '\0') {
-		ca_usage("serve", "give --listen HOST:PORT (or \"listen\" in --config)");
-		goto out;
-	}
-	log_init("vtpm-ca", level);
-	ret = serve_run(s, db);
+	log_init("vtpm-ca", o.level);
+	if (!sv.c.confine)
+		log_warnx("not root: the network child keeps uid %lu and gets no chroot, only its "
+		          "allow-list",
+		    (unsigned long)geteuid());
+	ret = serve_run(&sv, &o);
 out:
-	certs_ca_free(s->privacy);
-	certs_ca_free(s->virt);
-	ca_db_close(s->db);
-	free(s);
+	if (sv.listener >= 0)
+		close(sv.listener);
+	if (sv.p != NULL) {
+		certs_ca_free(sv.p->privacy);
+		certs_ca_free(sv.p->virt);
+		ca_db_close(sv.p->db);
+		free(sv.p->out);
+	}
+	free(sv.p);
+	free(sv.in);
 	return ret;
 }

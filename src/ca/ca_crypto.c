@@ -1,14 +1,21 @@
 /*
  * ca_crypto.c: the primitives vtpm-ca needs beyond certs.c, credential.c
- * and evidence.c: SHA-256 (challenge secrets, qualifying data), random
- * bytes (challenge ids and secrets), a constant-time comparison and
- * wiping. The only file of the program that sees OpenSSL.
+ * and evidence.c: OpenSSL's initialisation (before the network child's
+ * sandbox closes the filesystem), SHA-256 (challenge secrets, qualifying
+ * data), random bytes (challenge ids and secrets), a constant-time
+ * comparison and wiping. The only file of the program that sees OpenSSL.
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "ca.h"
+
+int
+ca_crypto_init(void)
+{
+	return OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) == 1 ? 0 : -1;
+}
 
 /* SHA-256 of a. */
 int

@@ -1,8 +1,9 @@
 /*
  * ca_issue.c: what the Privacy CA's and the Virtualization CA's handlers
- * share when they answer: a refusal with its reason and hint, a
- * certificate's validity, the key inside a TPM public area, the JSON of an
- * issued certificate and its record in the database and the audit trail.
+ * share when they answer, in the network child: a refusal with its reason
+ * and hint, the key inside a TPM public area (as a key to check with, and
+ * as the typed key the parent certifies), the JSON of an issued
+ * certificate.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "ca.h"
+#include "ca_msg.h"
 
 void
 ca_refuse(struct ca_reply *r, int status, const char *hint, const char *fmt, ...)
@@ -28,16 +29,6 @@ ca_refuse(struct ca_reply *r, int status, const char *hint, const char *fmt, ...
 		r->outcome = status >= 500 ? "failed" : "refused";
 	json_decref(r->body);
 	r->body = NULL;
-}
-
-void
-ca_validity(int64_t seconds, struct certs_validity *v)
-{
-	int64_t now = time(NULL);
-
-	v->not_before = now - 60; /* a verifier's clock a little behind */
-	v->not_after =
-	    seconds == 0 || seconds > CERTS_NO_EXPIRY - now ? CERTS_NO_EXPIRY : now + seconds;
 }
 
 struct certs_pkey *
@@ -68,25 +59,21 @@ ca_issued_json(const uint8_t *der, size_t len, const struct ca_der *ca_cert,
 }
 
 int
-ca_record_issued(struct ca_server *s, const char *role, const char *kind, const char *subject,
-    const char *detail, const uint8_t *der, size_t len, const struct certs_validity *v,
-    char serial[static CERTS_SERIAL_HEX_MAX + 1])
+ca_tpm_key(const struct evidence_public *pub, struct ca_msg_key *out)
 {
-	struct ca_issued rec = {0};
-	char *pem = certs_pem_encode(der, len);
-	int ret = -1;
-
-	if (pem == NULL || certs_cert_serial(der, len, serial) == -1)
-		goto out;
-	snprintf(rec.serial, sizeof(rec.serial), "%s", serial);
-	snprintf(rec.role, sizeof(rec.role), "%s", role);
-	snprintf(rec.kind, sizeof(rec.kind), "%s", kind);
-	snprintf(rec.subject, sizeof(rec.subject), "%s", subject);
-	snprintf(rec.detail, sizeof(rec.detail), "%s", detail);
-	rec.issued_at = time(NULL);
-	rec.not_after = v->not_after;
-	ret = ca_db_issued_add(s->db, &rec, pem) == CA_DB_OK ? 0 : -1;
-out:
-	free(pem);
-	return ret;
+	memset(out, 0, sizeof(*out));
+	if (pub->key == EVIDENCE_KEY_ECC_P256 && pub->ecc_len <= sizeof(out->x)) {
+		/* Coordinates shorter than the curve's size are left-padded. */
+		out->type = CA_KEY_ECC_P256;
+		memcpy(out->x + sizeof(out->x) - pub->ecc_len, pub->ecc_x, pub->ecc_len);
+		memcpy(out->y + sizeof(out->y) - pub->ecc_len, pub->ecc_y, pub->ecc_len);
+		return 0;
+	}
+	if (pub->key == EVIDENCE_KEY_RSA_2048 && pub->modulus_len == sizeof(out->modulus)) {
+		out->type = CA_KEY_RSA_2048;
+		out->exponent = pub->exponent;
+		memcpy(out->modulus, pub->modulus, sizeof(out->modulus));
+		return 0;
+	}
+	return -1;
 }

@@ -8,11 +8,15 @@
  *              the virtual marker), that it certifies ek_public, that it is
  *              not revoked, and that key_public is a restricted signing key;
  *              then TPM2_MakeCredential of a fresh secret for the EK and the
- *              key's Name. Only SHA-256(secret) is kept.
- *   certify:   take the challenge (single use: a wrong secret consumes it),
- *              compare the secret, check the stored request again (trust and
- *              revocation may have changed), and issue the CK or AK
- *              certificate.
+ *              key's Name. Only SHA-256(secret) is kept, by the parent.
+ *   certify:   the parent takes the challenge (single use: a wrong secret
+ *              consumes it) and compares the secret; here the stored
+ *              request is checked again (trust and revocation may have
+ *              changed), and the parent issues the CK or AK certificate
+ *              from the values checked.
+ *
+ * This runs in the network child: every check of the request is made
+ * here, and the parent is asked only for records and signatures.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +25,7 @@
 
 #include <jansson.h>
 
-#include "ca.h"
+#include "ca_msg.h"
 
 #define PV_HINT_REQ "see docs/ca-api.md for the request's fields"
 
@@ -29,6 +33,7 @@
 struct pv_checked {
 	struct evidence_public ek, key;
 	struct certs_virtual virt; /* ak: the vEK certificate's marker */
+	struct certs_ek_info tpm;  /* ak: the vEK certificate's TPM attributes */
 };
 
 static int
@@ -42,8 +47,8 @@ pv_check_ek_cert(
 	for (size_t i = 0; i < q->n_chain; i++)
 		chain[i] = (struct certs_der){q->chain[i].der, q->chain[i].len};
 	if (q->kind == CA_KIND_CK) {
-		if (ca_trust_verify(s->db, CA_TRUST_MANUFACTURER, &leaf, chain, q->n_chain, false,
-		        time(NULL), &err) == -1) {
+		if (ca_trust_verify(&s->link, CA_TRUST_MANUFACTURER, &leaf, chain, q->n_chain,
+		        false, time(NULL), &err) == -1) {
 			ca_refuse(r, 403,
 			    "trust the TPM manufacturer's root with 'vtpm-ca trust add "
 			    "--manufacturer "
@@ -52,8 +57,8 @@ pv_check_ek_cert(
 			return -1;
 		}
 	} else {
-		if (ca_trust_verify(s->db, CA_TRUST_VIRTUALIZATION, &leaf, chain, q->n_chain, true,
-		        time(NULL), &err) == -1) {
+		if (ca_trust_verify(&s->link, CA_TRUST_VIRTUALIZATION, &leaf, chain, q->n_chain,
+		        true, time(NULL), &err) == -1) {
 			ca_refuse(r, 403,
 			    "a vEK certificate must come from a Virtualization CA trusted with "
 			    "'vtpm-ca trust add --virtualization CA.pem'",
@@ -71,8 +76,13 @@ pv_check_ek_cert(
 			    "vEK certificate refused: it carries no vtpmd virtual marker");
 			return -1;
 		}
+		if (certs_ek_info(leaf.der, leaf.len, &c->tpm, &err) == -1) {
+			ca_refuse(r, 403, "send the vEK certificate vtpmd wrote",
+			    "vEK certificate refused: its TPM attributes: %s", err.msg);
+			return -1;
+		}
 	}
-	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, &err);
+	rv = ca_trust_revoked(&s->link, leaf.der, leaf.len, &err);
 	if (rv != 0) {
 		ca_refuse(r, rv == 1 ? 403 : 500,
 		    rv == 1 ? "a revoked TPM cannot enrol keys" : "try again; see vtpm-ca's log",
@@ -160,51 +170,75 @@ pv_check(
 	return 0;
 }
 
-static const char *
-pv_kind(enum ca_kind kind)
-{
-	return kind == CA_KIND_CK ? "ck" : "ak";
-}
-
-/* TPM2_MakeCredential of secret; the answer's body. */
-static json_t *
-pv_credential(const struct ca_challenge_req *q, const char *id, const uint8_t *secret, int64_t ttl,
+/* TPM2_MakeCredential of secret for the EK and the key, base64: 0, or -1
+ * with err. The caller frees *blob64 and *enc64. */
+static int
+pv_credential(const struct ca_challenge_req *q, const uint8_t *secret, char **blob64, char **enc64,
     struct err *err)
 {
 	uint8_t name[CREDENTIAL_NAME_LEN], *blob = NULL, *enc = NULL;
 	size_t blob_len = 0, enc_len = 0;
-	char *b64blob = NULL, *b64enc = NULL;
-	json_t *o = NULL;
+	int ret = -1;
 
+	*blob64 = *enc64 = NULL;
 	if (credential_public_name(q->key_public, q->key_public_len, name, err) == -1 ||
 	    credential_make(q->ek_public, q->ek_public_len, name, sizeof(name), secret,
 	        CA_SECRET_LEN, &blob, &blob_len, &enc, &enc_len, err) == -1)
 		goto out;
-	b64blob = base64_encode(blob, blob_len);
-	b64enc = base64_encode(enc, enc_len);
-	if (b64blob == NULL || b64enc == NULL ||
-	    (o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "credential_blob", b64blob,
-	         "encrypted_secret", b64enc, "expires_in", (json_int_t)ttl)) == NULL)
+	*blob64 = base64_encode(blob, blob_len);
+	*enc64 = base64_encode(enc, enc_len);
+	if (*blob64 == NULL || *enc64 == NULL) {
 		err_set(err, ERR_FAILED, "out of memory");
+		goto out;
+	}
+	ret = 0;
 out:
-	free(b64enc);
-	free(b64blob);
+	if (ret != 0) {
+		free(*blob64);
+		free(*enc64);
+		*blob64 = *enc64 = NULL;
+	}
 	free(enc);
 	free(blob);
-	return o;
+	return ret;
+}
+
+/* The parent records the challenge (the hash of its secret, the request
+ * to check again); 0, or -1 with r refused. */
+static int
+pv_record(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_checked *c,
+    const json_t *body, const uint8_t hash[static 32], struct ca_answer *a, struct ca_reply *r)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	if (text == NULL) {
+		ca_refuse(r, 500, "try again", "out of memory");
+		return -1;
+	}
+	ca_ask_challenge_add(&s->link, q->kind, hash,
+	    q->kind == CA_KIND_CK ? q->host : c->virt.instance_uuid, text, a);
+	free(text);
+	if (a->rc != CA_MSG_OK) {
+		ca_refuse(r, a->rc == CA_MSG_FULL ? 503 : 500,
+		    a->rc == CA_MSG_FULL
+		        ? "answer or let expire the open challenges, then try again"
+		        : "try again; see vtpm-ca's log",
+		    "the challenge cannot be recorded: %s", a->reason);
+		return -1;
+	}
+	return 0;
 }
 
 void
 ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_reply *r)
 {
 	struct ca_challenge_req *q = calloc(1, sizeof(*q));
+	struct ca_answer a = {0};
 	struct pv_checked c;
-	uint8_t secret[CA_SECRET_LEN], hash[32], idb[CA_ID_BYTES];
-	char id[CA_ID_HEX + 1], *text = NULL;
+	uint8_t secret[CA_SECRET_LEN], hash[32];
+	char *blob = NULL, *enc = NULL;
 	struct err err;
-	int64_t now = time(NULL);
-	enum ca_db_rc rc;
-	json_t *o = NULL;
+	json_t *o;
 
 	if (q == NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
@@ -216,120 +250,129 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 	}
 	if (pv_check(s, q, &c, r) == -1)
 		goto out;
-	if (ca_random(secret, sizeof(secret)) == -1 || ca_random(idb, sizeof(idb)) == -1 ||
+	if (ca_random(secret, sizeof(secret)) == -1 ||
 	    ca_sha256(secret, sizeof(secret), hash) == -1) {
 		ca_refuse(r, 500, "try again", "no random numbers");
 		goto out;
 	}
-	hex_encode(idb, sizeof(idb), id);
-	if ((o = pv_credential(q, id, secret, s->cfg.challenge_ttl, &err)) == NULL) {
+	if (pv_credential(q, secret, &blob, &enc, &err) == -1) {
 		ca_refuse(r, 403,
 		    "ek_public must be an EK of the TCG templates (restricted "
 		    "decryption key, RSA-2048 or ECC P-256, AES-128-CFB)",
 		    "no credential can be made for this EK: %s", err.msg);
 		goto out;
 	}
-	if ((text = json_dumps((const json_t *)body, JSON_COMPACT)) == NULL) {
-		ca_refuse(r, 500, "try again", "out of memory");
+	if (pv_record(s, q, &c, (const json_t *)body, hash, &a, r) == -1)
 		goto out;
-	}
-	rc = ca_db_challenge_add(s->db, id, q->kind, text, hash, now, now + s->cfg.challenge_ttl);
-	if (rc != CA_DB_OK) {
-		ca_refuse(r, rc == CA_DB_FULL ? 503 : 500,
-		    rc == CA_DB_FULL ? "answer or let expire the open challenges, then try again"
-		                     : "try again; see vtpm-ca's log",
-		    "the challenge cannot be recorded: %s", ca_db_error(s->db));
+	o = json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
+	    "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
+	if (o == NULL) {
+		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;
 	}
 	r->status = 200;
 	r->body = (struct json_t *)o;
-	o = NULL;
 	r->outcome = "challenged";
 	if (q->kind == CA_KIND_CK)
-		snprintf(r->detail, sizeof(r->detail), "challenge %s for the CK of host %s", id,
+		snprintf(r->detail, sizeof(r->detail), "challenge %s for the CK of host %s", a.id,
 		    q->host);
 	else
-		snprintf(r->detail, sizeof(r->detail), "challenge %s for an AK of vTPM %s", id,
+		snprintf(r->detail, sizeof(r->detail), "challenge %s for an AK of vTPM %s", a.id,
 		    c.virt.instance_uuid);
 out:
 	ca_cleanse(secret, sizeof(secret));
-	json_decref(o);
-	free(text);
+	ca_answer_clear(&a);
+	free(enc);
+	free(blob);
 	free(q);
 }
 
-/* Issues the certificate of a challenge answered correctly. */
+/* Has the parent issue the certificate of challenge id, answered
+ * correctly, from the values checked. */
 static void
-pv_issue(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_checked *c,
-    struct ca_reply *r)
+pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
+    const struct pv_checked *c, struct ca_reply *r)
 {
-	char serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
-	struct err err;
-	char detail[CA_DETAIL_MAX], hex[2 * CERTS_DIGEST_LEN + 1];
-	struct certs_pkey *key = ca_tpm_pkey(&c->key);
-	struct certs_validity v;
-	struct certs_ck_req ck = {0};
-	struct certs_ak_req ak = {0};
-	uint8_t *der = NULL;
-	size_t len = 0;
-	int rc = -1;
+	uint8_t digest[CERTS_DIGEST_LEN];
+	struct ca_answer a = {0};
+	struct ca_msg_key key;
 
-	if (key == NULL) {
+	if (ca_tpm_key(&c->key, &key) == -1) {
 		ca_refuse(r, 500, "report this as a bug", "the key cannot be read again");
-		goto out;
+		return;
 	}
 	if (q->kind == CA_KIND_CK) {
-		ca_validity(s->cfg.validity_ck, &v);
-		ck = (struct certs_ck_req){.ck = key, .host = q->host, .validity = v};
-		if (certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, ck.host_ek_digest) == 0)
-			rc = certs_issue_ck(s->privacy, &ck, &der, &len, &err);
-		hex_encode(ck.host_ek_digest, CERTS_DIGEST_LEN, hex);
-		snprintf(subject, sizeof(subject), "%s", q->host);
-		snprintf(detail, sizeof(detail), "host EK key %.16s", hex);
+		if (certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, digest) == -1) {
+			ca_refuse(
+			    r, 500, "report this as a bug", "the EK's key cannot be read again");
+			return;
+		}
+		ca_ask_issue_ck(&s->link, id, &key, q->host, digest, &a);
 	} else {
-		ca_validity(s->cfg.validity_ak, &v);
-		ak = (struct certs_ak_req){.ak = key,
-		    .subject = "",
-		    .ek_cert = {q->ek_cert.der, q->ek_cert.len},
-		    .validity = v};
-		rc = certs_issue_ak(s->privacy, &ak, &der, &len, &err);
-		snprintf(subject, sizeof(subject), "AK of vTPM %s", c->virt.instance_uuid);
-		snprintf(detail, sizeof(detail), "host configuration %s", c->virt.host_config);
+		ca_ask_issue_ak(&s->link, id, &key, &c->tpm, &c->virt, &a);
 	}
-	if (rc == -1) {
-		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", err.msg);
+	if (a.rc != CA_MSG_OK) {
+		ca_refuse(
+		    r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", a.reason);
 		goto out;
 	}
-	if (ca_record_issued(
-	        s, "privacy", pv_kind(q->kind), subject, detail, der, len, &v, serial) == -1) {
-		ca_refuse(r, 500, "try again; see vtpm-ca's log",
-		    "the certificate cannot be recorded: %s", ca_db_error(s->db));
-		goto out;
-	}
-	if ((r->body = ca_issued_json(der, len, &s->privacy_cert, &s->root, serial)) == NULL) {
+	if ((r->body = ca_issued_json(a.der, a.der_len, &s->privacy_cert, &s->root, a.serial)) ==
+	    NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;
 	}
 	r->status = 200;
 	r->outcome = "issued";
-	snprintf(r->detail, sizeof(r->detail), "%s certificate %s for %s", pv_kind(q->kind), serial,
-	    subject);
+	if (q->kind == CA_KIND_CK)
+		snprintf(
+		    r->detail, sizeof(r->detail), "ck certificate %s for %s", a.serial, q->host);
+	else
+		snprintf(r->detail, sizeof(r->detail), "ak certificate %s for AK of vTPM %s",
+		    a.serial, c->virt.instance_uuid);
 out:
-	free(der);
-	certs_pkey_free(key);
+	ca_answer_clear(&a);
+}
+
+/* The parent's verdict on the answer to a challenge: 0 when it matched,
+ * or -1 with r refused. */
+static int
+pv_taken(const struct ca_certify_req *q, const struct ca_answer *t, struct ca_reply *r)
+{
+	switch (t->rc) {
+	case CA_MSG_OK: return 0;
+	case CA_MSG_NOTFOUND:
+		ca_refuse(r, 404, "ask for a challenge with POST /v1/privacy/challenge",
+		    "no challenge %s", q->id);
+		return -1;
+	case CA_MSG_USED:
+		ca_refuse(r, 409, "a challenge is answered once: ask for a new one",
+		    "challenge %s was answered before", q->id);
+		return -1;
+	case CA_MSG_EXPIRED:
+		ca_refuse(r, 410, "answer within expires_in seconds: ask for a new challenge",
+		    "challenge %s has expired", q->id);
+		return -1;
+	case CA_MSG_WRONG:
+		ca_refuse(r, 403,
+		    "send what TPM2_ActivateCredential returned with the challenge's EK and key; "
+		    "the challenge is used up: ask for a new one",
+		    "challenge %s: wrong secret", q->id);
+		return -1;
+	default:
+		ca_refuse(
+		    r, 500, "try again; see vtpm-ca's log", "challenge %s: %s", q->id, t->reason);
+		return -1;
+	}
 }
 
 void
 ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_reply *r)
 {
 	struct ca_challenge_req *q = calloc(1, sizeof(*q));
+	struct ca_answer t = {0};
 	struct ca_certify_req a;
 	struct pv_checked c;
-	uint8_t hash[32], got[32];
-	char *text = NULL;
 	struct err err;
-	enum ca_kind kind;
-	enum ca_db_rc rc;
 	json_t *stored = NULL;
 
 	if (q == NULL) {
@@ -340,36 +383,11 @@ ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_rep
 		ca_refuse(r, 400, PV_HINT_REQ, "%s", err.msg);
 		goto out;
 	}
-	rc = ca_db_challenge_take(s->db, a.id, time(NULL), &kind, &text, hash);
-	switch (rc) {
-	case CA_DB_OK: break;
-	case CA_DB_NOTFOUND:
-		ca_refuse(r, 404, "ask for a challenge with POST /v1/privacy/challenge",
-		    "no challenge %s", a.id);
+	ca_ask_challenge_take(&s->link, a.id, a.secret, a.secret_len, &t);
+	if (pv_taken(&a, &t, r) == -1)
 		goto out;
-	case CA_DB_USED:
-		ca_refuse(r, 409, "a challenge is answered once: ask for a new one",
-		    "challenge %s was answered before", a.id);
-		goto out;
-	case CA_DB_EXPIRED:
-		ca_refuse(r, 410, "answer within expires_in seconds: ask for a new challenge",
-		    "challenge %s has expired", a.id);
-		goto out;
-	default:
-		ca_refuse(r, 500, "try again; see vtpm-ca's log", "challenge %s: %s", a.id,
-		    ca_db_error(s->db));
-		goto out;
-	}
-	if (ca_sha256(a.secret, a.secret_len, got) == -1 || !ca_equal(got, hash, sizeof(got))) {
-		ca_refuse(r, 403,
-		    "send what TPM2_ActivateCredential returned with the challenge's EK and key; "
-		    "the challenge is used up: ask for a new one",
-		    "challenge %s: wrong secret", a.id);
-		goto out;
-	}
-	if ((stored = json_loads(text, 0, NULL)) == NULL ||
-	    ca_parse_challenge((struct json_t *)stored, q, &err) == -1 ||
-	    q->kind != kind) {
+	if ((stored = json_loads(t.request, 0, NULL)) == NULL ||
+	    ca_parse_challenge((struct json_t *)stored, q, &err) == -1 || q->kind != t.kind) {
 		ca_refuse(r, 500, "report this as a bug",
 		    "challenge %s: the stored request is "
 		    "malformed",
@@ -378,10 +396,10 @@ ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct ca_rep
 	}
 	if (pv_check(s, q, &c, r) == -1)
 		goto out;
-	pv_issue(s, q, &c, r);
+	pv_issue(s, a.id, q, &c, r);
 out:
 	ca_cleanse(&a, sizeof(a));
+	ca_answer_clear(&t);
 	json_decref(stored);
-	free(text);
 	free(q);
 }

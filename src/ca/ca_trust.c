@@ -1,5 +1,7 @@
 /*
- * ca_trust.c: certificates and keys judged against vtpm-ca's trust store.
+ * ca_trust.c: certificates judged against vtpm-ca's trust store, in the
+ * network child (the parsing of certificates is the child's; the store is
+ * the parent's, which sends it for each question, ca_ask.c).
  *
  * An entry of the store is one PEM file as `trust add` read it: the
  * certificate of the trusted CA first, then (optionally) the certificates
@@ -32,18 +34,18 @@ ct_set_free(struct ct_set *set)
 	set->n_owned = 0;
 }
 
-/* Adds the certificates of one trust entry to the set. */
+/* Adds the certificates of one trust entry (its PEM text) to the set. */
 static int
-ct_collect(void *ctx, const struct ca_trust *t)
+ct_collect(void *ctx, const char *pem)
 {
 	struct ct_set *set = ctx;
-	size_t off = 0, len, n = strlen(t->data);
+	size_t off = 0, len, n = strlen(pem);
 	uint8_t *der;
 	int r, self;
 	bool first = true;
 
 	set->n_entries++;
-	while ((r = certs_pem_next(t->data, n, &off, &der, &len, NULL)) == 1) {
+	while ((r = certs_pem_next(pem, n, &off, &der, &len, NULL)) == 1) {
 		if (set->n_owned == CT_MAX_CERTS) {
 			free(der);
 			set->error = 1;
@@ -65,7 +67,7 @@ ct_collect(void *ctx, const struct ca_trust *t)
 }
 
 int
-ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_der *leaf,
+ca_trust_verify(struct ca_link *l, enum ca_trust_kind kind, const struct certs_der *leaf,
     const struct certs_der *chain, size_t n_chain, bool direct, int64_t now, struct err *err)
 {
 	struct ct_set *set = calloc(1, sizeof(*set));
@@ -77,9 +79,9 @@ ca_trust_verify(struct ca_db *db, enum ca_trust_kind kind, const struct certs_de
 		err_set(err, ERR_FAILED, "out of memory");
 		return -1;
 	}
-	if (ca_db_trust_list(db, (int)kind, ct_collect, set) != CA_DB_OK || set->error) {
+	if (ca_ask_trust(l, kind, ct_collect, set, &inner) == -1 || set->error) {
 		err_set(err, ERR_FAILED, "trust store: %s",
-		    set->error ? "an entry is malformed or there are too many" : ca_db_error(db));
+		    set->error ? "an entry is malformed or there are too many" : inner.msg);
 		goto out;
 	}
 	if (set->n_entries == 0 || set->n_anchors == 0) {
@@ -114,44 +116,8 @@ out:
 	return ret;
 }
 
-struct ct_key_search {
-	const struct approval_pub *pub;
-	int found;
-};
-
-static int
-ct_key_match(void *ctx, const struct ca_trust *t)
-{
-	struct ct_key_search *s = ctx;
-	struct approval_pub p;
-	const char *comma = strchr(t->data, ',');
-	char x[65];
-
-	if (comma == NULL || comma - t->data != 64)
-		return 0;
-	memcpy(x, t->data, 64);
-	x[64] = '\0';
-	if (hex_decode(x, p.x, 32) == -1 || hex_decode(comma + 1, p.y, 32) == -1)
-		return 0;
-	if (memcmp(p.x, s->pub->x, 32) == 0 && memcmp(p.y, s->pub->y, 32) == 0) {
-		s->found = 1;
-		return 1;
-	}
-	return 0;
-}
-
 int
-ca_trust_approval_key(struct ca_db *db, const struct approval_pub *pub)
-{
-	struct ct_key_search s = {pub, 0};
-
-	if (ca_db_trust_list(db, CA_TRUST_APPROVAL_KEY, ct_key_match, &s) != CA_DB_OK)
-		return -1;
-	return s.found;
-}
-
-int
-ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, struct err *err)
+ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct err *err)
 {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status st;
@@ -161,9 +127,9 @@ ca_trust_revoked(struct ca_db *db, const uint8_t *der, size_t len, struct err *e
 		err_set(err, ERR_FAILED, "the certificate's serial number cannot be read");
 		return -1;
 	}
-	rc = ca_db_status(db, serial, &st);
+	rc = ca_ask_status(l, serial, &st);
 	if (rc == CA_DB_ERROR) {
-		err_set(err, ERR_FAILED, "revocations: %s", ca_db_error(db));
+		err_set(err, ERR_FAILED, "revocations: the records cannot be read");
 		return -1;
 	}
 	if (rc == CA_DB_OK && st.revoked) {

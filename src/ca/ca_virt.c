@@ -11,6 +11,10 @@
  * approval key, and this was asked for this vEK; and that TPM's PCRs are
  * an approved host configuration. Every check that fails refuses with 403
  * and names what to do; nothing is issued.
+ *
+ * This runs in the network child; the parent looks up the approved host
+ * configuration of the quoted PCRs itself when it issues, so the
+ * certificate names what the records say, not what the child claims.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +23,13 @@
 
 #include <jansson.h>
 
-#include "ca.h"
+#include "ca_msg.h"
 
 /* What the checks establish, for the certificate. */
 struct vt_checked {
 	struct certs_host_key host;
 	uint8_t ck_digest[CERTS_DIGEST_LEN];
-	struct ca_host_config hc;
+	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
 	struct evidence_public vek;
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
 };
@@ -39,7 +43,8 @@ vt_check_ck(
 	struct err err;
 	int rv;
 
-	if (ca_trust_verify(s->db, CA_TRUST_PRIVACY, &leaf, NULL, 0, true, time(NULL), &err) == -1) {
+	if (ca_trust_verify(&s->link, CA_TRUST_PRIVACY, &leaf, NULL, 0, true, time(NULL), &err) ==
+	    -1) {
 		ca_refuse(r, 403,
 		    "the CK certificate must come from a Privacy CA trusted with "
 		    "'vtpm-ca trust add --privacy CA.pem'",
@@ -53,7 +58,7 @@ vt_check_ck(
 		    "CK certificate refused: %s", err.msg);
 		return -1;
 	}
-	rv = ca_trust_revoked(s->db, leaf.der, leaf.len, &err);
+	rv = ca_trust_revoked(&s->link, leaf.der, leaf.len, &err);
 	if (rv != 0) {
 		ca_refuse(r, rv == 1 ? 403 : 500,
 		    rv == 1 ? "a revoked host cannot vouch for vTPMs: enrol a new CK"
@@ -131,7 +136,7 @@ vt_check_sealed(struct ca_server *s, const struct ca_ek_req *q, struct ca_reply 
 		    APPROVAL_POLICY_REF);
 		return -1;
 	}
-	trusted = ca_trust_approval_key(s->db, &q->approval);
+	trusted = ca_ask_approval(&s->link, &q->approval);
 	if (trusted != 1) {
 		ca_refuse(r, trusted == 0 ? 403 : 500,
 		    trusted == 0 ? "trust the host administrator's approval key with "
@@ -143,17 +148,15 @@ vt_check_sealed(struct ca_server *s, const struct ca_ek_req *q, struct ca_reply 
 	return 0;
 }
 
-/* The quote's PCRs: the values given, and an approved host configuration. */
+/* The quote's PCRs: the values given; their PolicyPCR digest, which the
+ * parent finds among the approved host configurations when it issues. */
 static int
-vt_check_quote(struct ca_server *s, const struct ca_ek_req *q, const struct evidence_attest *a,
+vt_check_quote(const struct ca_ek_req *q, const struct evidence_attest *a,
     const uint8_t extra[static 32], struct vt_checked *c, struct ca_reply *r)
 {
 	struct evidence_pcr_values *vals = calloc(1, sizeof(*vals));
 	const struct pcr_selection sel = {.mask = q->pcr_mask};
-	uint8_t policy[TPM_DIGEST_LEN];
-	char hex[2 * TPM_DIGEST_LEN + 1];
 	struct err err;
-	enum ca_db_rc rc;
 	int ret = -1;
 
 	if (vals == NULL) {
@@ -171,19 +174,8 @@ vt_check_quote(struct ca_server *s, const struct ca_ek_req *q, const struct evid
 		    "%s", err.msg);
 		goto out;
 	}
-	if (pcrpolicy_digest(&sel, q->pcrs, policy) == -1) {
+	if (pcrpolicy_digest(&sel, q->pcrs, c->policy) == -1) {
 		ca_refuse(r, 500, "report this as a bug", "the PCR policy cannot be computed");
-		goto out;
-	}
-	rc = ca_db_host_config_find(s->db, policy, &c->hc);
-	if (rc != CA_DB_OK) {
-		hex_encode(policy, sizeof(policy), hex);
-		ca_refuse(r, rc == CA_DB_NOTFOUND ? 403 : 500,
-		    rc == CA_DB_NOTFOUND
-		        ? "if this host configuration is good, approve it with "
-		          "'vtpm-ca approve-host-config --id NAME --pcrs … --values …'"
-		        : "try again; see vtpm-ca's log",
-		    "the host's PCRs are not an approved host configuration (PolicyPCR %s)", hex);
 		goto out;
 	}
 	ret = 0;
@@ -252,7 +244,7 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	}
 	if (vt_check_sealed(s, q, r) == -1 ||
 	    vt_attest(spki, spki_len, &q->quote, EVIDENCE_ST_QUOTE, "quote", a, r) == -1 ||
-	    vt_check_quote(s, q, a, extra, c, r) == -1)
+	    vt_check_quote(q, a, extra, c, r) == -1)
 		goto out;
 	ret = 0;
 out:
@@ -262,44 +254,52 @@ out:
 	return ret;
 }
 
+/* The parent's refusal of an issuance: no approved host configuration
+ * has the quoted PCRs' policy, or it failed. */
+static void
+vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_reply *r)
+{
+	char hex[2 * TPM_DIGEST_LEN + 1];
+
+	if (a->rc != CA_MSG_NOTFOUND) {
+		ca_refuse(
+		    r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", a->reason);
+		return;
+	}
+	hex_encode(c->policy, sizeof(c->policy), hex);
+	ca_refuse(r, 403,
+	    "if this host configuration is good, approve it with "
+	    "'vtpm-ca approve-host-config --id NAME --pcrs … --values …'",
+	    "the host's PCRs are not an approved host configuration (PolicyPCR %s)", hex);
+}
+
 static void
 vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
-	char serial[CERTS_SERIAL_HEX_MAX + 1], subject[CA_SUBJECT_MAX];
-	struct err err;
-	char detail[CA_DETAIL_MAX];
-	struct certs_ek_req ek = {0};
-	uint8_t *der = NULL;
-	size_t len = 0;
+	struct ca_answer a = {0};
+	struct ca_msg_key vek;
+	struct ca_ek_issue e = {
+	    .vek = &vek,
+	    .ck_digest = c->ck_digest,
+	    .policy = c->policy,
+	    .ck_serial = c->ck_serial,
+	    .host = c->host.host,
+	    .instance_uuid = q->instance_uuid,
+	};
 	json_t *o;
 
-	if ((ek.ek = ca_tpm_pkey(&c->vek)) == NULL) {
+	if (ca_tpm_key(&c->vek, &vek) == -1) {
 		ca_refuse(r, 500, "report this as a bug", "the vEK cannot be read again");
 		return;
 	}
-	certs_tpm_defaults(&ek.tpm);
-	ek.virt.is_virtual = true;
-	memcpy(ek.virt.ck_digest, c->ck_digest, sizeof(ek.virt.ck_digest));
-	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", c->host.host);
-	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", c->hc.id);
-	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
-	ca_validity(s->cfg.validity_ek, &ek.validity);
-	if (certs_issue_ek(s->virt, &ek, &der, &len, &err) == -1) {
-		ca_refuse(r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", err.msg);
+	ca_ask_issue_ek(&s->link, &e, &a);
+	if (a.rc != CA_MSG_OK) {
+		vt_refused(c, &a, r);
 		goto out;
 	}
-	snprintf(subject, sizeof(subject), "vTPM %s", q->instance_uuid);
-	snprintf(detail, sizeof(detail), "host %s, host configuration %s, CK %s", c->host.host,
-	    c->hc.id, c->ck_serial);
-	if (ca_record_issued(
-	        s, "virtualization", "ek", subject, detail, der, len, &ek.validity, serial) == -1) {
-		ca_refuse(r, 500, "try again; see vtpm-ca's log",
-		    "the certificate cannot be recorded: %s", ca_db_error(s->db));
-		goto out;
-	}
-	o = (json_t *)ca_issued_json(der, len, &s->virt_cert, &s->root, serial);
-	if (o == NULL || json_object_set_new(o, "host_config", json_string(c->hc.id)) == -1) {
+	o = (json_t *)ca_issued_json(a.der, a.der_len, &s->virt_cert, &s->root, a.serial);
+	if (o == NULL || json_object_set_new(o, "host_config", json_string(a.host_config)) == -1) {
 		json_decref(o);
 		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;
@@ -307,11 +307,11 @@ vt_issue(
 	r->status = 200;
 	r->body = (struct json_t *)o;
 	r->outcome = "issued";
-	snprintf(
-	    r->detail, sizeof(r->detail), "ek certificate %s for %s (%s)", serial, subject, detail);
+	snprintf(r->detail, sizeof(r->detail),
+	    "ek certificate %s for vTPM %s (host %s, host configuration %s, CK %s)", a.serial,
+	    q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
 out:
-	free(der);
-	certs_pkey_free((struct certs_pkey *)ek.ek);
+	ca_answer_clear(&a);
 }
 
 void

@@ -16,7 +16,7 @@ static const struct cli_cmd ca_cmds[] = {
         "create the database, the root CA, the Privacy CA and the Virtualization CA"},
     {"serve", ca_cmd_serve,
         "serve --db FILE [--role privacy|virtualization|both] [--listen HOST:PORT]\n"
-        "        [--config FILE] [--log-level LEVEL]",
+        "        [--user NAME|UID[:GID]] [--config FILE] [--log-level LEVEL]",
         "answer the CA protocol (docs/ca-api.md) over HTTP"},
     {"trust", ca_cmd_trust,
         "trust add (--manufacturer | --virtualization | --privacy | --approval-key) FILE\n"

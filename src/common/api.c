@@ -1026,25 +1026,17 @@ fail:
 }
 
 /*
- * Listens on a TCP endpoint and serves requests with handler(ctx, req),
- * like api_listen but for a network service (vtpm-ca): every peer may
- * call, so the handler must judge each request on its content. Returns
- * NULL with errno on failure.
+ * Serves requests with handler(ctx, req) on fd, a TCP socket already
+ * listening (vtpm-ca's network child gets it from its parent): every peer
+ * may call, so the handler must judge each request on its content. The
+ * server owns fd from then on (api_close closes it), also when this
+ * fails. Returns NULL with errno on failure.
  */
 struct api_server *
-api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx)
+api_serve_tcp(int fd, api_handler handler, void *ctx)
 {
-	struct api_server *srv;
-	int fd;
+	struct api_server *srv = calloc(1, sizeof(*srv));
 
-	if (ep->kind != ENDPOINT_TCP) {
-		errno = EINVAL;
-		return NULL;
-	}
-	fd = endpoint_listen(ep);
-	if (fd == -1)
-		return NULL;
-	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL) {
 		close(fd);
 		return NULL;

@@ -86,6 +86,38 @@ void secret_free(void *p, size_t len);
 int secret_read_fd(int fd, uint8_t *out, size_t len);
 void secret_harden_process(void);
 
+/*
+ * sandbox.c: the confinement of a process that reads untrusted input:
+ * chroot, an unprivileged uid/gid, and a seccomp allow-list the program
+ * gives (each program keeps its own list in its folder). A rule names a
+ * system call and allows it, or refuses it with an errno, optionally only
+ * when one argument compares as given (SELF: equals the process's pid).
+ */
+enum sandbox_action { SANDBOX_ALLOW, SANDBOX_ERRNO };
+enum sandbox_cmp { SANDBOX_ANY, SANDBOX_EQ, SANDBOX_MASKED_EQ, SANDBOX_SELF };
+struct sandbox_rule {
+	const char *syscall;
+	enum sandbox_action action;
+	int errnum; /* SANDBOX_ERRNO */
+	enum sandbox_cmp cmp;
+	unsigned int arg;     /* the argument compared (0-5) */
+	uint64_t mask, value; /* EQ: arg == value; MASKED_EQ: (arg & mask) == value */
+};
+struct sandbox {
+	const char *root; /* chroot here; NULL: no chroot and no change of identity */
+	uid_t uid;        /* with root: the identity to switch to, neither 0 nor -1 */
+	gid_t gid;
+	bool root_writable; /* root must be writable and searchable by uid (checked) */
+	const struct sandbox_rule *rules;
+	size_t n_rules;
+};
+/* Confines the calling process, which must be single-threaded (and root
+ * when sb->root is set), before it reads any input. Descriptors opened
+ * before stay usable; the only directory among them may be sb->root. 0,
+ * or -1 with err; after a failure the process is in an unspecified state
+ * and must exit. */
+int sandbox_enter(const struct sandbox *sb, struct err *err);
+
 /* endpoint.c: "unix:PATH" and "tcp:HOST:PORT" socket addresses. */
 enum endpoint_kind { ENDPOINT_UNIX, ENDPOINT_TCP };
 struct endpoint {
@@ -170,7 +202,7 @@ struct api_response api_error(int status, const char *error, const char *hint);
 typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
 struct api_server;
 struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
-struct api_server *api_listen_tcp(const struct endpoint *ep, api_handler handler, void *ctx);
+struct api_server *api_serve_tcp(int fd, api_handler handler, void *ctx);
 void api_close(struct api_server *srv);
 int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);

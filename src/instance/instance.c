@@ -760,21 +760,18 @@ instance_startup_clear(struct instance *in)
 static void
 instance_sandbox(const struct instance_opts *o)
 {
-	struct sandbox sb = {
-		.root = o->state_dir,
-		.uid = (uid_t)o->sandbox_uid,
-		.gid = (gid_t)o->sandbox_gid,
-	};
+	struct err err = {0};
 
 	if (o->sandbox_uid == 0)
 		return;
 	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
 		fatalx(EXIT_RUNTIME, "cannot initialise OpenSSL");
-	if (sandbox_enter(&sb) == -1)
-		fatal(EXIT_RUNTIME,
-		    "cannot enter the sandbox as %u:%u in %s (run as root, with "
+	if (instance_sandbox_enter(
+	        o->state_dir, (uid_t)o->sandbox_uid, (gid_t)o->sandbox_gid, &err) == -1)
+		fatalx(EXIT_RUNTIME,
+		    "%s: cannot enter the sandbox as %u:%u in %s (run as root, with "
 		    "the state directory and its files owned by that uid)",
-		    o->sandbox_uid, o->sandbox_gid, o->state_dir);
+		    err.msg, o->sandbox_uid, o->sandbox_gid, o->state_dir);
 	log_debug("sandboxed in %s as %u:%u", o->state_dir, o->sandbox_uid, o->sandbox_gid);
 }
 

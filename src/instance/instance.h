@@ -151,13 +151,11 @@ uint32_t engine_hash_start(void);
 uint32_t engine_hash_data(const uint8_t *data, size_t len);
 uint32_t engine_hash_end(void);
 
-/* sandbox.c: a worker's confinement, entered before it reads any input. */
-struct sandbox {
-	const char *root; /* directory the worker is confined to (chroot) */
-	uid_t uid;	  /* unprivileged identity to switch to */
-	gid_t gid;
-};
-int sandbox_enter(const struct sandbox *sb);
+/* instance_sandbox.c: a worker's confinement (src/common/sandbox.c with the
+ * worker's allow-list), entered before it reads any input: root is its
+ * state directory, which uid must be able to write; uid and gid neither 0
+ * nor -1. 0, or -1 with err. */
+int instance_sandbox_enter(const char *root, uid_t uid, gid_t gid, struct err *err);
 
 /* conn.c: one peer connection of a channel. */
 struct conn {

@@ -745,21 +745,18 @@ certs_name_add(X509_NAME *n, const char *oid, const char *value)
 }
 
 /* subjectAltName: one directoryName with the three TCG device attributes,
- * each in its own RDN. */
+ * each in its own RDN, as text ("id:49424D00", a model, "id:20191023"). */
 static int
-certs_add_tpm_san(X509 *x, const struct certs_tpm *tpm, int crit)
+certs_add_tpm_san_text(X509 *x, const char *manuf, const char *model, const char *version, int crit)
 {
 	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
 	GENERAL_NAME *gn = GENERAL_NAME_new();
 	X509_NAME *dn = X509_NAME_new();
-	char manuf[16], version[16];
 	int ok = 0;
 
-	snprintf(manuf, sizeof(manuf), "id:%08X", (unsigned int)tpm->manufacturer);
-	snprintf(version, sizeof(version), "id:%08X", (unsigned int)tpm->firmware);
 	if (gens == NULL || gn == NULL || dn == NULL ||
 	    certs_name_add(dn, CERTS_OID_TCG_TPM_MANUFACTURER, manuf) == -1 ||
-	    certs_name_add(dn, CERTS_OID_TCG_TPM_MODEL, tpm->model) == -1 ||
+	    certs_name_add(dn, CERTS_OID_TCG_TPM_MODEL, model) == -1 ||
 	    certs_name_add(dn, CERTS_OID_TCG_TPM_VERSION, version) == -1)
 		goto out;
 	GENERAL_NAME_set0_value(gn, GEN_DIRNAME, dn);
@@ -775,9 +772,20 @@ out:
 	return ok ? 0 : -1;
 }
 
+/* The same from an engine's values. */
+static int
+certs_add_tpm_san(X509 *x, const struct certs_tpm *tpm, int crit)
+{
+	char manuf[16], version[16];
+
+	snprintf(manuf, sizeof(manuf), "id:%08X", (unsigned int)tpm->manufacturer);
+	snprintf(version, sizeof(version), "id:%08X", (unsigned int)tpm->firmware);
+	return certs_add_tpm_san_text(x, manuf, tpm->model, version, crit);
+}
+
 /* subjectDirectoryAttributes holding tcg-at-tpmSpecification. */
 static int
-certs_add_tpm_spec(X509 *x, const struct certs_tpm *tpm)
+certs_add_tpm_spec(X509 *x, const char *family, uint32_t level, uint32_t revision)
 {
 	STACK_OF(X509_ATTRIBUTE) *attrs = sk_X509_ATTRIBUTE_new_null();
 	struct certs_tpmspec *spec = NULL;
@@ -788,9 +796,9 @@ certs_add_tpm_spec(X509 *x, const struct certs_tpm *tpm)
 
 	spec = (struct certs_tpmspec *)ASN1_item_new(ASN1_ITEM_rptr(certs_tpmspec_asn1));
 	if (attrs == NULL || obj == NULL || spec == NULL ||
-	    ASN1_STRING_set(spec->family, tpm->family, -1) != 1 ||
-	    ASN1_INTEGER_set_uint64(spec->level, tpm->level) != 1 ||
-	    ASN1_INTEGER_set_uint64(spec->revision, tpm->revision) != 1)
+	    ASN1_STRING_set(spec->family, family, -1) != 1 ||
+	    ASN1_INTEGER_set_uint64(spec->level, level) != 1 ||
+	    ASN1_INTEGER_set_uint64(spec->revision, revision) != 1)
 		goto out;
 	n = ASN1_item_i2d((ASN1_VALUE *)spec, &der, ASN1_ITEM_rptr(certs_tpmspec_asn1));
 	if (n <= 0)
@@ -1203,7 +1211,8 @@ certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_
 		return -1;
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, ku) == -1 ||
 	    certs_add_eku(x, CERTS_OID_TCG_KP_EK) == -1 ||
-	    certs_add_tpm_san(x, &req->tpm, 1) == -1 || certs_add_tpm_spec(x, &req->tpm) == -1 ||
+	    certs_add_tpm_san(x, &req->tpm, 1) == -1 ||
+	    certs_add_tpm_spec(x, req->tpm.family, req->tpm.level, req->tpm.revision) == -1 ||
 	    certs_add_aki(x, ca->keyid) == -1 || certs_add_policy(x, CERTS_OID_POLICY_VEK) == -1 ||
 	    certs_add_virtual(x, &req->virt) == -1) {
 		err_ssl(err, "EK certificate extensions");
@@ -1277,60 +1286,48 @@ out:
 	return ret;
 }
 
-/* Adds a copy of ext to x, not critical. */
+/* The TPM attributes (subjectAltName, subjectDirectoryAttributes) and the
+ * vtpmd extension an AK certificate repeats from its vEK certificate. */
 static int
-certs_add_copy(X509 *x, const X509_EXTENSION *ext)
+certs_add_ak_tpm(X509 *x, const struct certs_ak_req *req, bool san_critical, struct err *err)
 {
-	X509_EXTENSION *dup = X509_EXTENSION_dup(ext);
-	int ok;
+	const struct certs_ek_info *t = &req->tpm;
 
-	ok = dup != NULL && X509_EXTENSION_set_critical(dup, 0) == 1 &&
-	     X509_add_ext(x, dup, -1) == 1;
-	X509_EXTENSION_free(dup);
-	return ok ? 0 : -1;
+	if (t->manufacturer[0] == '\0' && san_critical) {
+		err_set(err, ERR_INVALID,
+		    "no TPM attributes for the subjectAltName, and the subject is empty");
+		return -1;
+	}
+	if (t->manufacturer[0] != '\0' &&
+	    (!certs_str_ok(t->manufacturer, sizeof(t->manufacturer)) ||
+	        !certs_str_ok(t->model, sizeof(t->model)) ||
+	        !certs_str_ok(t->version, sizeof(t->version)) ||
+	        (t->has_spec && !certs_str_ok(t->family, sizeof(t->family))))) {
+		err_set(err, ERR_INVALID, "the TPM's manufacturer, model and version are required");
+		return -1;
+	}
+	if (t->manufacturer[0] != '\0' &&
+	    (certs_add_tpm_san_text(x, t->manufacturer, t->model, t->version, san_critical) == -1 ||
+	        (t->has_spec && certs_add_tpm_spec(x, t->family, t->level, t->revision) == -1))) {
+		err_ssl(err, "the TPM attributes");
+		return -1;
+	}
+	if (req->virt.is_virtual && certs_add_virtual(x, &req->virt) == -1) {
+		err_ssl(err, "the vtpmd extension");
+		return -1;
+	}
+	return 0;
 }
 
-/* Copies the vEK certificate's subjectAltName (critical or not), and its
- * subjectDirectoryAttributes and vtpmd extension (not critical), into x. */
-static int
-certs_copy_from_ek(X509 *x, const X509 *ek, bool san_critical, struct err *err)
+/* The TPM attributes and the vtpmd extension of a vEK certificate, into an
+ * AK request. */
+int
+certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struct err *err)
 {
-	struct certs_virtual virt;
-	X509_EXTENSION *ext;
-	GENERAL_NAMES *gens;
-	int crit = -1, ret = -1, r;
-
-	gens = X509_get_ext_d2i(ek, NID_subject_alt_name, &crit, NULL);
-	if (gens == NULL && crit != -1) {
-		err_ssl(err, "the vEK certificate's subjectAltName is malformed");
+	if (certs_ek_info(der, len, &req->tpm, err) == -1 ||
+	    certs_parse_virtual(der, len, &req->virt, err) == -1)
 		return -1;
-	}
-	if (gens == NULL && san_critical) {
-		err_ssl(err, "the vEK certificate has no subjectAltName to copy, and "
-		    "the subject is empty");
-		return -1;
-	}
-	if (gens != NULL && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, san_critical,
-	                        X509V3_ADD_DEFAULT) != 1) {
-		err_ssl(err, "copying subjectAltName");
-		goto out;
-	}
-	if (certs_find_ext(ek, CERTS_OID_SDA, &ext) == 0 && certs_add_copy(x, ext) == -1) {
-		err_ssl(err, "copying subjectDirectoryAttributes");
-		goto out;
-	}
-	r = certs_virtual_of(ek, &virt, err);
-	if (r == -1)
-		goto out;
-	if (r == 0 && (certs_find_ext(ek, CERTS_OID_VIRTUAL_EXT, &ext) != 0 ||
-	                  certs_add_copy(x, ext) == -1)) {
-		err_ssl(err, "copying the vtpmd extension");
-		goto out;
-	}
-	ret = 0;
-out:
-	GENERAL_NAMES_free(gens);
-	return ret;
+	return 0;
 }
 
 static bool
@@ -1340,14 +1337,14 @@ certs_signing_key(EVP_PKEY *k)
 }
 
 /* Issues a vAK certificate for req into *der (malloc'd). The caller has
- * verified req->ek_cert. */
+ * verified the vEK certificate req->tpm and req->virt come from. */
 int
 certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
     size_t *len, struct err *err)
 {
 	bool empty = req->subject == NULL || req->subject[0] == '\0';
 	X509_NAME *subject = NULL;
-	X509 *x = NULL, *ek = NULL;
+	X509 *x = NULL;
 	int ret = -1;
 
 	if (req->ak == NULL || !certs_signing_key(req->ak->pkey)) {
@@ -1356,11 +1353,6 @@ certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_
 	}
 	if (!empty && strlen(req->subject) > CERTS_NAME_MAX) {
 		err_ssl(err, "AK subject: at most %d bytes", CERTS_NAME_MAX);
-		return -1;
-	}
-	ek = certs_d2i(req->ek_cert.der, req->ek_cert.len);
-	if (ek == NULL) {
-		err_ssl(err, "vEK certificate: not a DER certificate");
 		return -1;
 	}
 	if (!empty && (subject = certs_name(NULL, req->subject)) == NULL) {
@@ -1377,13 +1369,12 @@ certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_
 		err_ssl(err, "AK certificate extensions");
 		goto out;
 	}
-	if (certs_copy_from_ek(x, ek, empty, err) == -1)
+	if (certs_add_ak_tpm(x, req, empty, err) == -1)
 		goto out;
 	ret = certs_sign(x, ca->key, der, len, err);
 out:
 	X509_NAME_free(subject);
 	X509_free(x);
-	X509_free(ek);
 	return ret;
 }
 

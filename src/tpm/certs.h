@@ -147,20 +147,6 @@ struct certs_ek_req {
 int certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_t **der,
     size_t *len, struct err *err);
 
-/* Privacy CA: a guest attestation key's certificate. The TPM attributes
- * (subjectAltName, subjectDirectoryAttributes) and the vtpmd extension are
- * copied from the vEK certificate, which the caller has verified. An empty
- * subject makes the subjectAltName critical (RFC 5280), as WebAuthn's TPM
- * attestation expects; otherwise the subject is CN=subject. */
-struct certs_ak_req {
-	const struct certs_pkey *ak;
-	const char *subject;
-	struct certs_der ek_cert;
-	struct certs_validity validity;
-};
-int certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
-    size_t *len, struct err *err);
-
 /* Privacy CA: the host Certifying Key's certificate, subject CN=host. */
 struct certs_ck_req {
 	const struct certs_pkey *ck;
@@ -211,6 +197,26 @@ struct certs_host_key {
 };
 int certs_parse_ck(
     const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err);
+
+/* Privacy CA: a guest attestation key's certificate. The TPM attributes
+ * (subjectAltName, subjectDirectoryAttributes when has_spec) and the vtpmd
+ * extension (when virt.is_virtual) are those of the vEK certificate, which
+ * the caller has verified, given as values: certs_ak_from_ek() reads them
+ * from it; nothing of the certificate's DER is copied. An empty subject
+ * makes the subjectAltName critical (RFC 5280), as WebAuthn's TPM
+ * attestation expects, and requires the TPM attributes; otherwise the
+ * subject is CN=subject, and without TPM attributes (tpm.manufacturer
+ * empty) the certificate is a plain one. */
+struct certs_ak_req {
+	const struct certs_pkey *ak;
+	const char *subject;
+	struct certs_ek_info tpm;
+	struct certs_virtual virt;
+	struct certs_validity validity;
+};
+int certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struct err *err);
+int certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
+    size_t *len, struct err *err);
 
 /* Files: a certificate as PEM (replaced crash-safely, mode 0644); reading
  * accepts PEM or DER and yields DER. */

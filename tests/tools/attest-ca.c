@@ -142,8 +142,7 @@ aca_ek(const char *dir, const char *pub, const char *out, const char *config, co
 }
 
 /* A stand-in for a hardware TPM's EK certificate: one without the vtpmd
- * marker (a CK certificate has the fields certs_issue_ak copies, but no
- * marker). */
+ * marker or TPM attributes (a CK certificate). */
 static void
 aca_hardware_ek(const struct certs_ca *ca, const struct certs_pkey *key, uint8_t **der, size_t *len)
 {
@@ -171,7 +170,8 @@ aca_ak(const char *dir, const char *ca_name, const char *pub, const char *ek, co
 	else if (certs_read(ek, &ek_der, &ek_len) == -1)
 		aca_die(ek);
 	req.subject = hardware ? "hardware AK" : "";
-	req.ek_cert = (struct certs_der){ek_der, ek_len};
+	if (!hardware && certs_ak_from_ek(ek_der, ek_len, &req, &aca_why) == -1)
+		aca_die(ek);
 	req.validity = (struct certs_validity){time(NULL) - 60, CERTS_NO_EXPIRY};
 	if (certs_issue_ak(ca, &req, &der, &len, &aca_why) == -1 ||
 	    certs_write_pem(out, der, len) == -1)

@@ -228,9 +228,9 @@ main(int argc, char **argv)
 	ak = demo_ec_key();
 	akr.ak = ak;
 	akr.subject = "vm-a attestation key";
-	akr.ek_cert = (struct certs_der){ek_der, ek_len};
 	akr.validity = leafv;
-	if (certs_issue_ak(privacy, &akr, &der, &len, &demo_why) == -1)
+	if (certs_ak_from_ek(ek_der, ek_len, &akr, &demo_why) == -1 ||
+	    certs_issue_ak(privacy, &akr, &der, &len, &demo_why) == -1)
 		demo_die("AK certificate");
 	demo_write("ak.pem", der, len);
 	free(der);

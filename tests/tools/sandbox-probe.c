@@ -1,5 +1,6 @@
 /*
- * sandbox-probe: checks sandbox_enter (src/instance/sandbox.c) from the inside.
+ * sandbox-probe: checks the worker's sandbox (instance_sandbox_enter,
+ * src/instance/instance_sandbox.c and src/common/sandbox.c) from the inside.
  *
  *   sandbox-probe UID GID OWN_DIR LISTEN_PATH OTHER_FILE OTHER_SOCKET [PATH...]
  *
@@ -36,6 +37,19 @@
 #include "instance/instance.h"
 
 static int failures;
+
+/* What the worker passes to instance_sandbox_enter. */
+struct probe_sandbox {
+	const char *root;
+	uid_t uid;
+	gid_t gid;
+};
+
+static int
+probe_enter(const struct probe_sandbox *sb, struct err *err)
+{
+	return instance_sandbox_enter(sb->root, sb->uid, sb->gid, err);
+}
 
 static void
 check(const char *name, bool ok, const char *why)
@@ -129,7 +143,7 @@ controls(uid_t uid, gid_t gid, int dirfd, const char *other_file, const char *do
 
 /* A child that enters the sandbox and does what must kill it. */
 static void
-expect_killed(const char *name, const struct sandbox *sb, int what)
+expect_killed(const char *name, const struct probe_sandbox *sb, int what)
 {
 	struct err err;
 	pid_t pid;
@@ -139,7 +153,7 @@ expect_killed(const char *name, const struct sandbox *sb, int what)
 	if (pid == -1)
 		fatal(1, "fork");
 	if (pid == 0) {
-		if (sandbox_enter(sb) == -1)
+		if (probe_enter(sb, NULL) == -1)
 			_exit(2);
 		if (what == 0)
 			(void)mmap(
@@ -255,7 +269,8 @@ int
 main(int argc, char **argv)
 {
 	static const char *const host_tpm[] = {"/dev/tpmrm0", "/dev/tpm0"};
-	struct sandbox sb = {0};
+	struct probe_sandbox sb = {0};
+	struct err err = {0};
 	struct endpoint ep;
 	struct sockaddr_un sun;
 	char own[PATH_MAX], dotdot[2 * PATH_MAX], name[PATH_MAX + 32];
@@ -312,16 +327,18 @@ main(int argc, char **argv)
 	controls(sb.uid, sb.gid, dirfd, other_file, dotdot, other_sock, argv + 7, argc - 7);
 	sb.root = own;
 	{
-		struct sandbox bad = sb;
+		struct probe_sandbox bad = sb;
 		bad.uid = 0;
-		rc = sandbox_enter(&bad);
-		check("refuses-uid-0", rc == -1 && errno == EINVAL, "uid 0 was accepted");
+		rc = probe_enter(&bad, &err);
+		check("refuses-uid-0", rc == -1 && err.kind == ERR_INVALID, "uid 0 was accepted");
 	}
 	{
 		/* A directory outside the root would lead out of the chroot. */
 		int outside = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		rc = sandbox_enter(&sb);
-		check("refuses-outside-directory", outside != -1 && rc == -1 && errno == EBADF,
+		rc = probe_enter(&sb, &err);
+		check("refuses-outside-directory",
+		    outside != -1 && rc == -1 && err.kind == ERR_INVALID &&
+		        strstr(err.msg, "a directory other than") != NULL,
 		    "entered while holding a descriptor of /");
 		close(outside);
 	}
@@ -330,8 +347,8 @@ main(int argc, char **argv)
 	go = -1;
 	(void)start_client(argv[4], &go);
 
-	if (sandbox_enter(&sb) == -1) {
-		check("sandbox-enter", false, strerror(errno));
+	if (probe_enter(&sb, &err) == -1) {
+		check("sandbox-enter", false, err.msg);
 		return 1;
 	}
 	check("sandbox-enter", true, "");

@@ -205,9 +205,9 @@ setup(void **state)
 	F.ek_ecc = issue_ek(F.virt, F.ecc, &F.leafv, &F.ek_ecc_len);
 	akr.ak = F.ak;
 	akr.subject = "vm-a attestation key";
-	akr.ek_cert = (struct certs_der){F.ek_rsa, F.ek_rsa_len};
 	akr.validity = F.leafv;
-	if (certs_issue_ak(F.privacy, &akr, &F.ak_cert, &F.ak_cert_len, &err) != 0)
+	if (certs_ak_from_ek(F.ek_rsa, F.ek_rsa_len, &akr, &err) != 0 ||
+	    certs_issue_ak(F.privacy, &akr, &F.ak_cert, &F.ak_cert_len, &err) != 0)
 		goto fail;
 	*state = NULL;
 	return 0;
@@ -882,7 +882,7 @@ test_ak(void **state)
 	X509_free(ek);
 }
 
-/* An empty subject makes the copied subjectAltName critical. */
+/* An empty subject makes the repeated subjectAltName critical. */
 static void
 test_ak_empty_subject(void **state)
 {
@@ -894,8 +894,8 @@ test_ak_empty_subject(void **state)
 
 	akr.ak = F.ak;
 	akr.subject = "";
-	akr.ek_cert = (struct certs_der){F.ek_ecc, F.ek_ecc_len};
 	akr.validity = F.leafv;
+	assert_int_equal(certs_ak_from_ek(F.ek_ecc, F.ek_ecc_len, &akr, &err), 0);
 	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), 0);
 	x = parse(der, len);
 	assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
@@ -903,9 +903,11 @@ test_ak_empty_subject(void **state)
 	X509_free(x);
 	free(der);
 
-	/* Without a SAN to copy, an empty subject is refused ... */
+	/* Without TPM attributes, an empty subject is refused ... */
 	der = NULL;
-	akr.ek_cert = (struct certs_der){F.ck_cert, F.ck_cert_len};
+	memset(&akr.tpm, 0, sizeof(akr.tpm));
+	memset(&akr.virt, 0, sizeof(akr.virt));
+	assert_int_equal(certs_ak_from_ek(F.ck_cert, F.ck_cert_len, &akr, &err), -1);
 	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
 	assert_null(der);
 	/* ... but a named AK of a non-virtual TPM is plain. */
@@ -922,11 +924,15 @@ test_ak_empty_subject(void **state)
 	free(der);
 	der = NULL;
 
-	/* Garbage for a vEK certificate. */
-	akr.ek_cert = (struct certs_der){(const uint8_t *)"\x30\x03\x02\x01\x01", 5};
+	/* Garbage for a vEK certificate; TPM attributes that do not end. */
+	assert_int_equal(
+	    certs_ak_from_ek((const uint8_t *)"\x30\x03\x02\x01\x01", 5, &akr, &err), -1);
+	assert_non_null(strstr(err.msg, "not a DER certificate"));
+	assert_int_equal(certs_ak_from_ek(F.ek_rsa, F.ek_rsa_len, &akr, &err), 0);
+	memset(akr.tpm.model, 'm', sizeof(akr.tpm.model));
 	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
-	assert_non_null(strstr(err.msg, "vEK"));
-	akr.ek_cert = (struct certs_der){F.ek_rsa, F.ek_rsa_len};
+	assert_null(der);
+	assert_int_equal(certs_ak_from_ek(F.ek_rsa, F.ek_rsa_len, &akr, &err), 0);
 	akr.subject = "a subject of more than sixty-four bytes, which no common name allows";
 	assert_int_equal(certs_issue_ak(F.privacy, &akr, &der, &len, &err), -1);
 	assert_null(der);

@@ -1,0 +1,567 @@
+/*
+ * ca_parent.c: the parent of `vtpm-ca serve`, the process that holds the
+ * database and the CA keys, answering its network child (ca_msg.h).
+ *
+ * The parent never sees a network byte: the child parses and checks every
+ * request and asks, in typed messages, for what needs a record or a key.
+ * One small handler per message type, dispatched from a table. The parent
+ * keeps its own counsel where it can:
+ *   - it makes every certificate from typed values (a key, a host name,
+ *     digests, TPM attributes), never from DER the child passes on;
+ *   - a CK or AK certificate only right after a challenge was taken and
+ *     its secret matched (the permit), once, for that challenge's kind;
+ *   - an EK certificate names the approved host configuration the parent
+ *     finds for the quoted PCRs' policy, not one the child names;
+ *   - it writes the audit row of every challenge and every certificate
+ *     itself, as it makes them (the child reports its refusals);
+ *   - the text it sends is made printable first, so that no record (an
+ *     operator's revocation reason, a database error) makes the child
+ *     refuse the answer.
+ * A handler returns -1 only when the child must be ended: a message it
+ * had no business sending, or an answer it did not take. A failure of
+ * the records or of a key is an answer (FAILED, with a reason), not an end.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ca_msg.h"
+
+typedef int (*pa_handler)(struct ca_parent *p, const struct ca_msg *m, struct err *err);
+
+/* Copies text into a field of an answer, cut to fit, non-printable bytes
+ * made '?'. */
+static void
+pa_text(char *field, size_t size, const char *text)
+{
+	size_t i;
+
+	for (i = 0; text[i] != '\0' && i + 1 < size; i++)
+		field[i] = text[i] >= 0x20 && text[i] <= 0x7e ? text[i] : '?';
+	field[i] = '\0';
+}
+
+static int
+pa_send(struct ca_parent *p, struct err *err)
+{
+	if (ca_msg_send(p->fd, p->out, err) == -1)
+		return err_wrap(err, "answering the child");
+	return 0;
+}
+
+void
+ca_parent_audit(struct ca_parent *p, const char *action, const char *outcome, const char *fmt, ...)
+{
+	char detail[CA_DETAIL_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (ca_db_audit(p->db, time(NULL), action, outcome, detail) != CA_DB_OK)
+		log_warnx("audit trail: %s", ca_db_error(p->db));
+}
+
+void
+ca_parent_reset(struct ca_parent *p, int fd)
+{
+	p->fd = fd;
+	memset(&p->permit, 0, sizeof(p->permit));
+}
+
+static void
+pa_cert(struct ca_msg_cert *out, const struct ca_der *in)
+{
+	out->len = (uint32_t)in->len;
+	memcpy(out->der, in->der, in->len);
+}
+
+void
+ca_parent_hello(const struct ca_parent *p, struct ca_msg *m)
+{
+	ca_msg_init(m, CA_MSG_HELLO);
+	m->u.hello.role = (uint32_t)p->cfg.role;
+	pa_cert(&m->u.hello.root, &p->root);
+	pa_cert(&m->u.hello.privacy, &p->privacy_cert);
+	pa_cert(&m->u.hello.virt, &p->virt_cert);
+}
+
+/* A message of a role this server does not serve: the child knows better. */
+static int
+pa_serves(const struct ca_parent *p, enum ca_role role, const struct ca_msg *m, struct err *err)
+{
+	if ((p->cfg.role & role) == 0)
+		return err_set(err, ERR_INVALID, "%s, but the %s role is not served",
+		    ca_msg_type_name(m->hdr.type), ca_role_name(role));
+	return 0;
+}
+
+/* ---- the trust store, revocations, approval keys ---- */
+
+struct pa_trust {
+	struct ca_parent *p;
+	struct err *err;
+	uint32_t count;
+	bool failed; /* the child did not take an entry */
+	bool too_large;
+};
+
+static int
+pa_trust_entry(void *ctx, const struct ca_trust *t)
+{
+	struct pa_trust *pt = ctx;
+	struct ca_msg *m = pt->p->out;
+	size_t n = strlen(t->data);
+
+	if (n > CA_MSG_TRUST_MAX) {
+		log_warnx("trust entry %lld (%s) is larger than %u bytes: not sent to the child",
+		    (long long)t->id, t->name, CA_MSG_TRUST_MAX);
+		pt->too_large = true;
+		return 1;
+	}
+	ca_msg_init(m, CA_MSG_TRUST_ENTRY);
+	m->u.trust_entry.len = (uint32_t)n;
+	memcpy(m->u.trust_entry.pem, t->data, n);
+	if (pa_send(pt->p, pt->err) == -1) {
+		pt->failed = true;
+		return 1;
+	}
+	pt->count++;
+	return 0;
+}
+
+static int
+pa_trust_list(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	struct pa_trust pt = {.p = p, .err = err};
+	enum ca_db_rc rc;
+
+	rc = ca_db_trust_list(p->db, (int)m->u.trust_list.kind, pa_trust_entry, &pt);
+	if (pt.failed)
+		return -1;
+	if (rc != CA_DB_OK)
+		log_warnx("trust store: %s", ca_db_error(p->db));
+	ca_msg_init(p->out, CA_MSG_TRUST_END);
+	p->out->u.trust_end.rc = rc == CA_DB_OK && !pt.too_large ? CA_MSG_OK : CA_MSG_FAILED;
+	p->out->u.trust_end.count = pt.count;
+	return pa_send(p, err);
+}
+
+static int
+pa_status_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	struct ca_msg_status *a = &p->out->u.status;
+	struct ca_status st;
+	enum ca_db_rc rc;
+
+	rc = ca_db_status(p->db, m->u.status_get.serial, &st);
+	ca_msg_init(p->out, CA_MSG_STATUS);
+	if (rc == CA_DB_OK) {
+		a->rc = CA_MSG_OK;
+		a->issued_here = st.issued_here;
+		a->revoked = st.revoked;
+		a->revoked_at = st.revoked_at;
+		pa_text(a->reason, sizeof(a->reason), st.reason);
+	} else if (rc == CA_DB_NOTFOUND) {
+		a->rc = CA_MSG_NOTFOUND;
+	} else {
+		log_warnx("status: %s", ca_db_error(p->db));
+		a->rc = CA_MSG_FAILED;
+	}
+	return pa_send(p, err);
+}
+
+struct pa_key_search {
+	const struct ca_msg_approval_get *pub;
+	bool found;
+};
+
+/* Whether a trust entry of kind approval-key ("X,Y" in hex) is the point. */
+static int
+pa_key_match(void *ctx, const struct ca_trust *t)
+{
+	struct pa_key_search *s = ctx;
+	uint8_t x[32], y[32];
+	const char *comma = strchr(t->data, ',');
+	char xh[65];
+
+	if (comma == NULL || comma - t->data != 64)
+		return 0;
+	memcpy(xh, t->data, 64);
+	xh[64] = '\0';
+	if (hex_decode(xh, x, 32) == -1 || hex_decode(comma + 1, y, 32) == -1)
+		return 0;
+	if (memcmp(x, s->pub->x, 32) == 0 && memcmp(y, s->pub->y, 32) == 0) {
+		s->found = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int
+pa_approval_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	struct pa_key_search s = {.pub = &m->u.approval_get};
+	enum ca_db_rc rc;
+
+	rc = ca_db_trust_list(p->db, CA_TRUST_APPROVAL_KEY, pa_key_match, &s);
+	if (rc != CA_DB_OK)
+		log_warnx("approval keys: %s", ca_db_error(p->db));
+	ca_msg_init(p->out, CA_MSG_APPROVAL);
+	p->out->u.approval.rc = rc == CA_DB_OK ? CA_MSG_OK : CA_MSG_FAILED;
+	p->out->u.approval.trusted = s.found ? 1 : 0;
+	return pa_send(p, err);
+}
+
+/* ---- challenges ---- */
+
+static int
+pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_challenge_add *q = &m->u.challenge_add;
+	struct ca_msg_challenge_added *a = &p->out->u.challenge_added;
+	int64_t now = time(NULL);
+	uint8_t idb[CA_ID_BYTES];
+	char id[CA_ID_HEX + 1], *request;
+	enum ca_db_rc rc;
+
+	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
+		return -1;
+	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
+		free(request);
+		ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
+		a->rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "out of memory or of random numbers");
+		return pa_send(p, err);
+	}
+	hex_encode(idb, sizeof(idb), id);
+	rc = ca_db_challenge_add(
+	    p->db, id, (enum ca_kind)q->kind, request, q->hash, now, now + p->cfg.challenge_ttl);
+	free(request);
+	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
+	if (rc != CA_DB_OK) {
+		a->rc = rc == CA_DB_FULL ? CA_MSG_FULL : CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), ca_db_error(p->db));
+		return pa_send(p, err);
+	}
+	a->rc = CA_MSG_OK;
+	a->expires_in = p->cfg.challenge_ttl;
+	memcpy(a->id, id, sizeof(a->id));
+	if (q->kind == CA_KIND_CK)
+		ca_parent_audit(p, "privacy/challenge", "challenged",
+		    "challenge %s for the CK of host %s", id, q->subject);
+	else
+		ca_parent_audit(p, "privacy/challenge", "challenged",
+		    "challenge %s for an AK of vTPM %s", id, q->subject);
+	return pa_send(p, err);
+}
+
+/* Takes the challenge and compares SHA-256 of the secret with the hash
+ * kept (constant time). */
+static enum ca_msg_rc
+pa_take(
+    struct ca_parent *p, const struct ca_msg_challenge_take *q, enum ca_kind *kind, char **request)
+{
+	uint8_t hash[32], got[32];
+	enum ca_db_rc rc;
+	bool same;
+
+	rc = ca_db_challenge_take(p->db, q->id, time(NULL), kind, request, hash);
+	switch (rc) {
+	case CA_DB_OK: break;
+	case CA_DB_NOTFOUND: return CA_MSG_NOTFOUND;
+	case CA_DB_USED: return CA_MSG_USED;
+	case CA_DB_EXPIRED: return CA_MSG_EXPIRED;
+	default: log_warnx("challenge %s: %s", q->id, ca_db_error(p->db)); return CA_MSG_FAILED;
+	}
+	same = ca_sha256(q->secret, q->secret_len, got) == 0 && ca_equal(got, hash, sizeof(got));
+	ca_cleanse(got, sizeof(got));
+	return same ? CA_MSG_OK : CA_MSG_WRONG;
+}
+
+static int
+pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_challenge_take *q = &m->u.challenge_take;
+	struct ca_msg_challenge_taken *a = &p->out->u.challenge_taken;
+	enum ca_kind kind = CA_KIND_CK;
+	char *request = NULL;
+	enum ca_msg_rc rc;
+
+	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
+		return -1;
+	memset(&p->permit, 0, sizeof(p->permit));
+	rc = pa_take(p, q, &kind, &request);
+	ca_msg_init(p->out, CA_MSG_CHALLENGE_TAKEN);
+	if (rc == CA_MSG_OK && strlen(request) > CA_MSG_REQUEST_MAX) {
+		rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "the stored request is too large");
+	}
+	a->rc = rc;
+	if (rc == CA_MSG_FAILED && a->reason[0] == '\0')
+		pa_text(a->reason, sizeof(a->reason), ca_db_error(p->db));
+	if (rc == CA_MSG_OK) {
+		a->kind = (uint32_t)kind;
+		a->len = (uint32_t)strlen(request);
+		memcpy(a->request, request, a->len);
+		p->permit.valid = true;
+		p->permit.kind = kind;
+		memcpy(p->permit.id, q->id, sizeof(p->permit.id));
+	}
+	free(request);
+	return pa_send(p, err);
+}
+
+/* ---- certificates ---- */
+
+/* The permit of the challenge just taken, used up: 0, or -1 (the child
+ * asks for a certificate no answered challenge stands for). */
+static int
+pa_permit(
+    struct ca_parent *p, enum ca_kind kind, const char *id, const struct ca_msg *m, struct err *err)
+{
+	bool ok = p->permit.valid && p->permit.kind == kind && strcmp(p->permit.id, id) == 0;
+
+	memset(&p->permit, 0, sizeof(p->permit));
+	if (!ok)
+		return err_set(err, ERR_INVALID, "%s for challenge %s, which was not just answered",
+		    ca_msg_type_name(m->hdr.type), id);
+	return 0;
+}
+
+static struct certs_pkey *
+pa_key(const struct ca_msg_key *k)
+{
+	if (k->type == CA_KEY_ECC_P256)
+		return certs_pkey_from_ecc_p256(k->x, k->y);
+	return certs_pkey_from_rsa(k->modulus, sizeof(k->modulus), k->exponent);
+}
+
+static void
+pa_validity(int64_t seconds, struct certs_validity *v)
+{
+	int64_t now = time(NULL);
+
+	v->not_before = now - 60; /* a verifier's clock a little behind */
+	v->not_after =
+	    seconds == 0 || seconds > CERTS_NO_EXPIRY - now ? CERTS_NO_EXPIRY : now + seconds;
+}
+
+/* A certificate the parent made, to record, audit and send. */
+struct pa_issue {
+	const char *role, *kind, *action;
+	char subject[CA_SUBJECT_MAX];
+	char detail[CA_DETAIL_MAX];
+	const char *host_config; /* EK */
+	struct certs_validity validity;
+	uint8_t *der; /* NULL: issuing failed, err says why */
+	size_t len;
+	struct err err;
+};
+
+/* Records the certificate, writes its audit row and sends ISSUED (or
+ * FAILED). */
+static int
+pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
+{
+	struct ca_msg_issued *a = &p->out->u.issued;
+	struct ca_issued rec = {0};
+	char *pem = NULL;
+
+	ca_msg_init(p->out, CA_MSG_ISSUED);
+	a->rc = CA_MSG_FAILED;
+	if (is->der == NULL) {
+		log_warnx("%s: issuing the certificate failed: %s", is->action, is->err.msg);
+		pa_text(a->reason, sizeof(a->reason), is->err.msg);
+		goto out;
+	}
+	if (is->len > sizeof(a->der) || (pem = certs_pem_encode(is->der, is->len)) == NULL ||
+	    certs_cert_serial(is->der, is->len, rec.serial) == -1) {
+		pa_text(a->reason, sizeof(a->reason), "the certificate cannot be encoded");
+		goto out;
+	}
+	snprintf(rec.role, sizeof(rec.role), "%s", is->role);
+	snprintf(rec.kind, sizeof(rec.kind), "%s", is->kind);
+	snprintf(rec.subject, sizeof(rec.subject), "%s", is->subject);
+	snprintf(rec.detail, sizeof(rec.detail), "%s", is->detail);
+	rec.issued_at = time(NULL);
+	rec.not_after = is->validity.not_after;
+	if (ca_db_issued_add(p->db, &rec, pem) != CA_DB_OK) {
+		log_warnx(
+		    "%s: the certificate cannot be recorded: %s", is->action, ca_db_error(p->db));
+		snprintf(a->reason, sizeof(a->reason), "the certificate cannot be recorded");
+		goto out;
+	}
+	if (strcmp(is->kind, "ek") == 0)
+		ca_parent_audit(p, is->action, "issued", "ek certificate %s for %s (%s)",
+		    rec.serial, is->subject, is->detail);
+	else
+		ca_parent_audit(p, is->action, "issued", "%s certificate %s for %s", is->kind,
+		    rec.serial, is->subject);
+	a->rc = CA_MSG_OK;
+	pa_text(a->serial, sizeof(a->serial), rec.serial);
+	pa_text(a->host_config, sizeof(a->host_config), is->host_config ? is->host_config : "");
+	a->len = (uint32_t)is->len;
+	memcpy(a->der, is->der, is->len);
+out:
+	free(pem);
+	free(is->der);
+	is->der = NULL;
+	return pa_send(p, err);
+}
+
+static int
+pa_issue_ck(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_issue_ck *q = &m->u.issue_ck;
+	struct pa_issue is = {.role = "privacy", .kind = "ck", .action = "privacy/certify"};
+	struct certs_ck_req ck = {0};
+	char hex[2 * CERTS_DIGEST_LEN + 1];
+	int ret;
+
+	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
+	    pa_permit(p, CA_KIND_CK, q->id, m, err) == -1)
+		return -1;
+	pa_validity(p->cfg.validity_ck, &is.validity);
+	ck = (struct certs_ck_req){.ck = pa_key(&q->key), .host = q->host, .validity = is.validity};
+	memcpy(ck.host_ek_digest, q->host_ek_digest, sizeof(ck.host_ek_digest));
+	if (ck.ck == NULL)
+		err_set(&is.err, ERR_INVALID, "the CK is not a valid public key");
+	else
+		certs_issue_ck(p->privacy, &ck, &is.der, &is.len, &is.err);
+	hex_encode(q->host_ek_digest, CERTS_DIGEST_LEN, hex);
+	snprintf(is.subject, sizeof(is.subject), "%s", q->host);
+	snprintf(is.detail, sizeof(is.detail), "host EK key %.16s", hex);
+	ret = pa_issued(p, &is, err);
+	certs_pkey_free((struct certs_pkey *)ck.ck);
+	return ret;
+}
+
+static int
+pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_issue_ak *q = &m->u.issue_ak;
+	struct pa_issue is = {.role = "privacy", .kind = "ak", .action = "privacy/certify"};
+	struct certs_ak_req ak = {.subject = ""};
+	int ret;
+
+	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
+	    pa_permit(p, CA_KIND_AK, q->id, m, err) == -1)
+		return -1;
+	pa_validity(p->cfg.validity_ak, &is.validity);
+	ak.validity = is.validity;
+	ak.ak = pa_key(&q->key);
+	memcpy(ak.tpm.manufacturer, q->tpm.manufacturer, sizeof(q->tpm.manufacturer));
+	memcpy(ak.tpm.model, q->tpm.model, sizeof(q->tpm.model));
+	memcpy(ak.tpm.version, q->tpm.version, sizeof(q->tpm.version));
+	memcpy(ak.tpm.family, q->tpm.family, sizeof(q->tpm.family));
+	ak.tpm.has_spec = q->tpm.has_spec != 0;
+	ak.tpm.level = q->tpm.level;
+	ak.tpm.revision = q->tpm.revision;
+	ak.virt.is_virtual = q->virt.is_virtual != 0;
+	memcpy(ak.virt.ck_digest, q->virt.ck_digest, sizeof(ak.virt.ck_digest));
+	memcpy(ak.virt.host_config, q->virt.host_config, sizeof(q->virt.host_config));
+	memcpy(ak.virt.instance_uuid, q->virt.instance_uuid, sizeof(q->virt.instance_uuid));
+	memcpy(ak.virt.host, q->virt.host, sizeof(q->virt.host));
+	if (ak.ak == NULL)
+		err_set(&is.err, ERR_INVALID, "the AK is not a valid public key");
+	else
+		certs_issue_ak(p->privacy, &ak, &is.der, &is.len, &is.err);
+	snprintf(is.subject, sizeof(is.subject), "AK of vTPM %s", q->virt.instance_uuid);
+	snprintf(is.detail, sizeof(is.detail), "host configuration %s", q->virt.host_config);
+	ret = pa_issued(p, &is, err);
+	certs_pkey_free((struct certs_pkey *)ak.ak);
+	return ret;
+}
+
+static int
+pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_issue_ek *q = &m->u.issue_ek;
+	struct pa_issue is = {
+	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
+	struct certs_ek_req ek = {0};
+	struct ca_host_config hc;
+	enum ca_db_rc rc;
+	int ret;
+
+	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
+		return -1;
+	rc = ca_db_host_config_find(p->db, q->policy, &hc);
+	if (rc != CA_DB_OK) {
+		ca_msg_init(p->out, CA_MSG_ISSUED);
+		p->out->u.issued.rc = rc == CA_DB_NOTFOUND ? CA_MSG_NOTFOUND : CA_MSG_FAILED;
+		if (rc != CA_DB_NOTFOUND) {
+			log_warnx("host configurations: %s", ca_db_error(p->db));
+			pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason),
+			    "the host configurations cannot be read");
+		}
+		return pa_send(p, err);
+	}
+	certs_tpm_defaults(&ek.tpm);
+	ek.virt.is_virtual = true;
+	memcpy(ek.virt.ck_digest, q->ck_digest, sizeof(ek.virt.ck_digest));
+	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", q->host);
+	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", hc.id);
+	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
+	pa_validity(p->cfg.validity_ek, &is.validity);
+	ek.validity = is.validity;
+	if ((ek.ek = pa_key(&q->vek)) == NULL)
+		err_set(&is.err, ERR_INVALID, "the vEK is not a valid public key");
+	else
+		certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
+	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
+	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s", q->host,
+	    hc.id, q->ck_serial);
+	is.host_config = hc.id;
+	ret = pa_issued(p, &is, err);
+	certs_pkey_free((struct certs_pkey *)ek.ek);
+	return ret;
+}
+
+/* ---- the child's refusals ---- */
+
+static int
+pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_audit *q = &m->u.audit;
+	enum ca_role role = q->action == CA_ACTION_EK ? CA_ROLE_VIRTUALIZATION : CA_ROLE_PRIVACY;
+
+	if (pa_serves(p, role, m, err) == -1)
+		return -1;
+	memset(&p->permit, 0, sizeof(p->permit)); /* the request is over */
+	ca_msg_init(p->out, CA_MSG_AUDITED);
+	if (ca_db_audit(p->db, time(NULL), ca_msg_action_name((enum ca_msg_action)q->action),
+	        q->outcome == CA_OUTCOME_FAILED ? "failed" : "refused", q->detail) == CA_DB_OK) {
+		p->out->u.audited.rc = CA_MSG_OK;
+	} else {
+		log_warnx("audit trail: %s", ca_db_error(p->db));
+		p->out->u.audited.rc = CA_MSG_FAILED;
+	}
+	return pa_send(p, err);
+}
+
+static const pa_handler pa_handlers[CA_MSG_TYPES] = {
+    [CA_MSG_TRUST_LIST] = pa_trust_list,
+    [CA_MSG_STATUS_GET] = pa_status_get,
+    [CA_MSG_APPROVAL_GET] = pa_approval_get,
+    [CA_MSG_CHALLENGE_ADD] = pa_challenge_add,
+    [CA_MSG_CHALLENGE_TAKE] = pa_challenge_take,
+    [CA_MSG_ISSUE_CK] = pa_issue_ck,
+    [CA_MSG_ISSUE_AK] = pa_issue_ak,
+    [CA_MSG_ISSUE_EK] = pa_issue_ek,
+    [CA_MSG_AUDIT] = pa_audit,
+};
+
+int
+ca_parent_handle(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	pa_handler h = m->hdr.type < CA_MSG_TYPES ? pa_handlers[m->hdr.type] : NULL;
+
+	if (h == NULL)
+		return err_set(
+		    err, ERR_INVALID, "%s is not a request", ca_msg_type_name(m->hdr.type));
+	return h(p, m, err);
+}

@@ -1,0 +1,457 @@
+/*
+ * test_ca_parent.c: the parent of `vtpm-ca serve` answering its network
+ * child (src/ca/ca_parent.c), with a database and CA keys in a fresh
+ * mkdtemp directory and the child's end of a SOCK_SEQPACKET socketpair
+ * read here. What a child taken over cannot get round: a CK or AK
+ * certificate only right after a challenge of that kind and id was taken
+ * with its secret, once; a wrong secret uses the challenge up; an EK
+ * certificate only under an approved host configuration, the one the
+ * parent finds; requests of a role not served end the child; every
+ * challenge, certificate and reported refusal leaves an audit row; an
+ * answer the child does not take ends it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ca/ca_msg.h"
+
+#define ID0  "00112233445566778899aabbccddeeff"
+#define UUID "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23"
+
+/* P-256's generator: a valid point for a key the parent certifies. */
+static const uint8_t GX[32] = {0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6,
+    0xe5, 0x63, 0xa4, 0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4, 0xa1, 0x39,
+    0x45, 0xd8, 0x98, 0xc2, 0x96};
+static const uint8_t GY[32] = {0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a, 0x7f, 0x9b, 0x8e, 0xe7, 0xeb,
+    0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40,
+    0x68, 0x37, 0xbf, 0x51, 0xf5};
+
+struct fixture {
+	char dir[64];
+	struct ca_parent p;
+	int child; /* the child's end */
+	struct ca_msg in, reply;
+};
+
+/* DIR/name, in one of two buffers used in turn (a key and its
+ * certificate in one call). */
+static char *
+fx_path(const struct fixture *f, const char *name)
+{
+	static char path[2][160];
+	static int turn;
+
+	turn = !turn;
+	snprintf(path[turn], sizeof(path[turn]), "%s/%s", f->dir, name);
+	return path[turn];
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct certs_validity v = {0, CERTS_NO_EXPIRY};
+	struct certs_ca *root;
+	struct err err;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	int sv[2];
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_ca_parent.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->p.db = ca_db_open(fx_path(f, "ca.db"), true, &err);
+	if (f->p.db == NULL)
+		fail_msg("ca_db_open: %s", err.msg);
+	root = certs_ca_create(
+	    "root", CERTS_CA_ROOT, NULL, &v, fx_path(f, "root.key"), fx_path(f, "root.pem"), &err);
+	if (root == NULL)
+		fail_msg("certs_ca_create: %s", err.msg);
+	f->p.privacy = certs_ca_create("privacy", CERTS_CA_ISSUING, root, &v,
+	    fx_path(f, "privacy.key"), fx_path(f, "privacy.pem"), &err);
+	f->p.virt = certs_ca_create("virt", CERTS_CA_ISSUING, root, &v, fx_path(f, "virt.key"),
+	    fx_path(f, "virt.pem"), &err);
+	assert_non_null(f->p.privacy);
+	assert_non_null(f->p.virt);
+	assert_int_equal(certs_ca_cert(root, &der, &len), 0);
+	memcpy(f->p.root.der, der, len);
+	f->p.root.len = len;
+	free(der);
+	certs_ca_free(root);
+	ca_settings_defaults(&f->p.cfg);
+	assert_non_null(f->p.out = calloc(1, sizeof(*f->p.out)));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	ca_parent_reset(&f->p, sv[0]);
+	f->child = sv[1];
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const files[] = {"ca.db", "ca.db-wal", "ca.db-shm", "root.key",
+	    "root.pem", "privacy.key", "privacy.pem", "virt.key", "virt.pem"};
+
+	close(f->p.fd);
+	close(f->child);
+	ca_db_close(f->p.db);
+	certs_ca_free(f->p.privacy);
+	certs_ca_free(f->p.virt);
+	free(f->p.out);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		unlink(fx_path(f, files[i]));
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* The parent handles f->in; 0 with its answer (of type want) in f->reply,
+ * or -1 (the child would be ended). */
+static int
+handle(struct fixture *f, enum ca_msg_type want)
+{
+	struct err err = {0};
+
+	f->in.hdr.len = (uint32_t)(ca_msg_size(&f->in) - sizeof(f->in.hdr));
+	assert_int_equal(ca_msg_check(&f->in, ca_msg_size(&f->in), CA_MSG_TO_PARENT, &err), 0);
+	if (ca_parent_handle(&f->p, &f->in, &err) == -1) {
+		assert_true(err.msg[0] != '\0');
+		return -1;
+	}
+	assert_int_equal(ca_msg_recv(f->child, &f->reply, CA_MSG_TO_CHILD, &err), 1);
+	assert_int_equal(f->reply.hdr.type, want);
+	return 0;
+}
+
+/* A challenge of kind recorded with the SHA-256 of secret; its id. */
+static void
+add_challenge(struct fixture *f, enum ca_kind kind, const uint8_t secret[32], char id[33])
+{
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = kind;
+	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
+	strcpy(f->in.u.challenge_add.subject, kind == CA_KIND_CK ? "host-a" : UUID);
+	f->in.u.challenge_add.len = 2;
+	memcpy(f->in.u.challenge_add.request, "{}", 2);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+	assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_OK);
+	assert_int_equal(f->reply.u.challenge_added.expires_in, 300);
+	memcpy(id, f->reply.u.challenge_added.id, 33);
+}
+
+static enum ca_msg_rc
+take(struct fixture *f, const char *id, const uint8_t secret[32])
+{
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_TAKE);
+	strcpy(f->in.u.challenge_take.id, id);
+	f->in.u.challenge_take.secret_len = 32;
+	memcpy(f->in.u.challenge_take.secret, secret, 32);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_TAKEN), 0);
+	return (enum ca_msg_rc)f->reply.u.challenge_taken.rc;
+}
+
+static void
+issue_ck_msg(struct fixture *f, const char *id)
+{
+	ca_msg_init(&f->in, CA_MSG_ISSUE_CK);
+	strcpy(f->in.u.issue_ck.id, id);
+	strcpy(f->in.u.issue_ck.host, "host-a");
+	f->in.u.issue_ck.key.type = CA_KEY_ECC_P256;
+	memcpy(f->in.u.issue_ck.key.x, GX, 32);
+	memcpy(f->in.u.issue_ck.key.y, GY, 32);
+}
+
+static void
+issue_ak_msg(struct fixture *f, const char *id)
+{
+	struct ca_msg_issue_ak *q = &f->in.u.issue_ak;
+
+	ca_msg_init(&f->in, CA_MSG_ISSUE_AK);
+	strcpy(q->id, id);
+	q->key.type = CA_KEY_ECC_P256;
+	memcpy(q->key.x, GX, 32);
+	memcpy(q->key.y, GY, 32);
+	strcpy(q->tpm.manufacturer, "id:49424D00");
+	strcpy(q->tpm.model, "vtpmd-vTPM");
+	strcpy(q->tpm.version, "id:20191023");
+	q->virt.is_virtual = 1;
+	strcpy(q->virt.host_config, "host-a-1");
+	strcpy(q->virt.instance_uuid, UUID);
+}
+
+struct audit_count {
+	const char *action, *outcome;
+	int n;
+};
+
+static int
+count_audit(void *ctx, const struct ca_audit *a)
+{
+	struct audit_count *c = ctx;
+
+	if (strcmp(a->action, c->action) == 0 && strcmp(a->outcome, c->outcome) == 0)
+		c->n++;
+	return 0;
+}
+
+/* Audit rows of action and outcome. */
+static int
+audited(struct fixture *f, const char *action, const char *outcome)
+{
+	struct audit_count c = {action, outcome, 0};
+
+	assert_int_equal(ca_db_audit_list(f->p.db, count_audit, &c), CA_DB_OK);
+	return c.n;
+}
+
+static void
+test_issue_needs_a_taken_challenge(void **state)
+{
+	struct fixture *f = *state;
+
+	issue_ck_msg(f, ID0);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	issue_ak_msg(f, ID0);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	assert_int_equal(audited(f, "privacy/certify", "issued"), 0);
+}
+
+static void
+test_challenge_then_certificate_once(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t secret[32], wrong[32];
+	char id[33], other[33];
+
+	memset(secret, 0x5a, sizeof(secret));
+	memset(wrong, 0x5b, sizeof(wrong));
+	add_challenge(f, CA_KIND_CK, secret, id);
+	assert_int_equal(audited(f, "privacy/challenge", "challenged"), 1);
+
+	/* a wrong secret uses the challenge up */
+	assert_int_equal(take(f, id, wrong), CA_MSG_WRONG);
+	assert_int_equal(take(f, id, secret), CA_MSG_USED);
+	issue_ck_msg(f, id);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	assert_int_equal(take(f, ID0, secret), CA_MSG_NOTFOUND);
+
+	/* the right secret: the stored request comes back */
+	add_challenge(f, CA_KIND_CK, secret, id);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	assert_int_equal(f->reply.u.challenge_taken.kind, CA_KIND_CK);
+	assert_int_equal(f->reply.u.challenge_taken.len, 2);
+	/* ... for this challenge's kind and id only, and once */
+	issue_ak_msg(f, id);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	add_challenge(f, CA_KIND_CK, secret, id);
+	add_challenge(f, CA_KIND_CK, secret, other);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	issue_ck_msg(f, other);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	add_challenge(f, CA_KIND_CK, secret, id);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	issue_ck_msg(f, id);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	assert_true(f->reply.u.issued.len > 0);
+	{
+		struct certs_host_key hk;
+		struct err err;
+		assert_int_equal(
+		    certs_parse_ck(f->reply.u.issued.der, f->reply.u.issued.len, &hk, &err), 0);
+		assert_string_equal(hk.host, "host-a");
+	}
+	assert_int_equal(audited(f, "privacy/certify", "issued"), 1);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1); /* the permit is used up */
+}
+
+static void
+test_ak_from_typed_values(void **state)
+{
+	struct fixture *f = *state;
+	struct certs_virtual v;
+	struct err err;
+	uint8_t secret[32];
+	char id[33];
+
+	memset(secret, 0x11, sizeof(secret));
+	add_challenge(f, CA_KIND_AK, secret, id);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	issue_ak_msg(f, id);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	assert_int_equal(
+	    certs_parse_virtual(f->reply.u.issued.der, f->reply.u.issued.len, &v, &err), 0);
+	assert_true(v.is_virtual);
+	assert_string_equal(v.instance_uuid, UUID);
+	assert_string_equal(v.host_config, "host-a-1");
+}
+
+static void
+test_ek_under_an_approved_configuration(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_msg_issue_ek *q = &f->in.u.issue_ek;
+	struct ca_host_config hc = {.id = "host-a-1", .mask = 1};
+	struct certs_virtual v;
+	struct err err;
+
+	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
+	q->vek.type = CA_KEY_ECC_P256;
+	memcpy(q->vek.x, GX, 32);
+	memcpy(q->vek.y, GY, 32);
+	memset(q->policy, 0x42, sizeof(q->policy));
+	strcpy(q->ck_serial, "7c");
+	strcpy(q->host, "host-a");
+	strcpy(q->instance_uuid, UUID);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_NOTFOUND);
+
+	memset(hc.policy, 0x42, sizeof(hc.policy));
+	assert_int_equal(ca_db_host_config_add(f->p.db, &hc), CA_DB_OK);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	assert_string_equal(f->reply.u.issued.host_config, "host-a-1");
+	assert_int_equal(
+	    certs_parse_virtual(f->reply.u.issued.der, f->reply.u.issued.len, &v, &err), 0);
+	assert_string_equal(v.host_config, "host-a-1");
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 1);
+
+	/* and its status, as the child asks it */
+	ca_msg_init(&f->in, CA_MSG_STATUS_GET);
+	strcpy(f->in.u.status_get.serial, f->reply.u.issued.serial);
+	assert_int_equal(handle(f, CA_MSG_STATUS), 0);
+	assert_int_equal(f->reply.u.status.rc, CA_MSG_OK);
+	assert_int_equal(f->reply.u.status.issued_here, 1);
+	assert_int_equal(f->reply.u.status.revoked, 0);
+	strcpy(f->in.u.status_get.serial, "abc");
+	assert_int_equal(handle(f, CA_MSG_STATUS), 0);
+	assert_int_equal(f->reply.u.status.rc, CA_MSG_NOTFOUND);
+}
+
+static void
+test_roles_not_served(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t secret[32] = {0};
+
+	f->p.cfg.role = CA_ROLE_VIRTUALIZATION;
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = CA_KIND_CK;
+	strcpy(f->in.u.challenge_add.subject, "host-a");
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), -1);
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_TAKE);
+	strcpy(f->in.u.challenge_take.id, ID0);
+	f->in.u.challenge_take.secret_len = 32;
+	memcpy(f->in.u.challenge_take.secret, secret, 32);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_TAKEN), -1);
+	f->p.cfg.role = CA_ROLE_PRIVACY;
+	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
+	f->in.u.issue_ek.vek.type = CA_KEY_ECC_P256;
+	strcpy(f->in.u.issue_ek.ck_serial, "1");
+	strcpy(f->in.u.issue_ek.instance_uuid, UUID);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	/* READY is no request once the child serves */
+	ca_msg_init(&f->in, CA_MSG_READY);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+}
+
+static void
+test_refusals_audited_and_permit_dropped(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t secret[32];
+	char id[33];
+
+	memset(secret, 0x77, sizeof(secret));
+	add_challenge(f, CA_KIND_CK, secret, id);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	ca_msg_init(&f->in, CA_MSG_AUDIT);
+	f->in.u.audit.action = CA_ACTION_CERTIFY;
+	f->in.u.audit.outcome = CA_OUTCOME_REFUSED;
+	strcpy(f->in.u.audit.detail, "CK certificate refused: revoked");
+	assert_int_equal(handle(f, CA_MSG_AUDITED), 0);
+	assert_int_equal(f->reply.u.audited.rc, CA_MSG_OK);
+	assert_int_equal(audited(f, "privacy/certify", "refused"), 1);
+	/* the request is over: its challenge certifies nothing any more */
+	issue_ck_msg(f, id);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+}
+
+static void
+test_trust_and_approval_keys(void **state)
+{
+	struct fixture *f = *state;
+	static const char x[] = "1111111111111111111111111111111111111111111111111111111111111111";
+	static const char xy[] = "1111111111111111111111111111111111111111111111111111111111111111,"
+	                         "2222222222222222222222222222222222222222222222222222222222222222";
+
+	ca_msg_init(&f->in, CA_MSG_TRUST_LIST);
+	f->in.u.trust_list.kind = CA_TRUST_PRIVACY;
+	assert_int_equal(handle(f, CA_MSG_TRUST_END), 0);
+	assert_int_equal(f->reply.u.trust_end.count, 0);
+	assert_int_equal(
+	    ca_db_trust_add(f->p.db, CA_TRUST_PRIVACY, "p", x, "-----PEM-----", 1), CA_DB_OK);
+	assert_int_equal(handle(f, CA_MSG_TRUST_ENTRY), 0);
+	assert_int_equal(f->reply.u.trust_entry.len, 13);
+	assert_int_equal(ca_msg_recv(f->child, &f->reply, CA_MSG_TO_CHILD, NULL), 1);
+	assert_int_equal(f->reply.hdr.type, CA_MSG_TRUST_END);
+	assert_int_equal(f->reply.u.trust_end.count, 1);
+
+	ca_msg_init(&f->in, CA_MSG_APPROVAL_GET);
+	memset(f->in.u.approval_get.x, 0x11, 32);
+	memset(f->in.u.approval_get.y, 0x22, 32);
+	assert_int_equal(handle(f, CA_MSG_APPROVAL), 0);
+	assert_int_equal(f->reply.u.approval.trusted, 0);
+	assert_int_equal(ca_db_trust_add(f->p.db, CA_TRUST_APPROVAL_KEY, "k", x, xy, 1), CA_DB_OK);
+	assert_int_equal(handle(f, CA_MSG_APPROVAL), 0);
+	assert_int_equal(f->reply.u.approval.rc, CA_MSG_OK);
+	assert_int_equal(f->reply.u.approval.trusted, 1);
+}
+
+static void
+test_answer_not_taken(void **state)
+{
+	struct fixture *f = *state;
+	struct err err = {0};
+
+	close(f->child);
+	f->child = -1;
+	ca_msg_init(&f->in, CA_MSG_STATUS_GET);
+	strcpy(f->in.u.status_get.serial, "1");
+	f->in.hdr.len = (uint32_t)(ca_msg_size(&f->in) - sizeof(f->in.hdr));
+	assert_int_equal(ca_parent_handle(&f->p, &f->in, &err), -1);
+	assert_int_equal(err.kind, ERR_IO);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_issue_needs_a_taken_challenge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_challenge_then_certificate_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ak_from_typed_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_ek_under_an_approved_configuration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_refusals_audited_and_permit_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trust_and_approval_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_answer_not_taken, setup, teardown),
+	};
+
+	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */
+	setvbuf(stdout, NULL, _IONBF, 0);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -90,7 +90,14 @@ done >build/layers-tests.txt
 while IFS= read -r l; do finding "$l"; done <build/layers-tests.txt
 
 # -- calls --------------------------------------------------------------------
-objs=$(ls build/obj/*/*.o 2>/dev/null || true)
+# The objects of today's sources only (a file moved or removed leaves a
+# stale object behind in a working tree).
+objs=""
+for c in src/*/*.c; do
+	o=build/obj/${c#src/}
+	o=${o%.c}.o
+	[ -f "$o" ] && objs="$objs $o"
+done
 [ -n "$objs" ] || {
 	echo "layers: no objects in build/obj: run 'make all' first" >&2
 	exit 1

@@ -4,9 +4,17 @@
  * vtpmd is the only process that talks to the host TPM. This module is the
  * only one that sees tpm2-tss (ESYS_TR, TSS2_RC, TPM2B_*): it opens the TPM
  * through a TCTI string, finds or creates the storage root key (SRK, an ECC
- * P-256 primary persisted at the TCG-reserved handle 0x81000001), keeps one
- * HMAC session salted to the SRK for parameter encryption, and seals and
- * unseals the vTPMs' state keys.
+ * P-256 primary persisted at the TCG-reserved handle 0x81000001), checks it
+ * against the pin, and seals and unseals the vTPMs' state keys in sessions
+ * salted to it.
+ *
+ * The link to the TPM is not trusted: a discrete TPM's bus can be sniffed
+ * and interposed, and a simulator may sit behind TCP. Nothing read from it
+ * is believed until something authenticates it: the SRK's public area
+ * against the pin (before any session is salted to it), a loaded object's
+ * Name against the one computed from the blob vtpmd keeps (and the
+ * sessions' HMACs cover the computed one, so the TPM itself refuses an
+ * object swapped behind a forged Name), responses by their session HMACs.
  *
  * A state key is sealed under the SRK with an authPolicy of
  * PolicyAuthorize(approval key, APPROVAL_POLICY_REF): it can be unsealed only
@@ -155,6 +163,58 @@ hwtpm_srk_name(struct hwtpm *hw, struct err *err)
 	return 0;
 }
 
+/* A Name in hex, for messages (a Name is public). */
+void
+hwtpm_name_hex(const TPM2B_NAME *name, char hex[static 2 * sizeof(TPMU_NAME) + 1])
+{
+	size_t n = name->size <= sizeof(name->name) ? name->size : sizeof(name->name);
+
+	hex_encode(name->name, n, hex);
+}
+
+/* Where the SRK is pinned, for messages. */
+static const char *
+hwtpm_pin_where(const struct hwtpm *hw)
+{
+	return hw->pin_path[0] != '\0' ? hw->pin_path : "(no pin: a tool's connection)";
+}
+
+/*
+ * ESYS read the SRK's public area on its own (Esys_TR_FromTPMPublic, or
+ * the CreatePrimary that made it) and salts its sessions to that copy;
+ * vtpmd's sessions are salted to hw->srk_pub, read again. Both must be one
+ * key, the pinned one: something on the link that answered one of the
+ * reads with a key of its own would hold that key's sessions. Esys_TR_
+ * GetName hashes the public area ESYS holds (tpm2-tss 3.2 takes the Name
+ * a ReadPublic returns unchecked, but GetName does not use it), so equal
+ * Names mean equal public areas. Returns 0, or -1 with err set.
+ */
+static int
+hwtpm_check_esys_srk(struct hwtpm *hw, struct err *err)
+{
+	char ours[2 * sizeof(TPMU_NAME) + 1], theirs[2 * sizeof(TPMU_NAME) + 1];
+	TPM2B_NAME *esys_name = NULL;
+	TSS2_RC rc;
+	int ret = 0;
+
+	rc = Esys_TR_GetName(hw->esys, hw->srk, &esys_name);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "the SRK's Name as ESYS holds it");
+	if (esys_name->size != hw->srk_name.size ||
+	    memcmp(esys_name->name, hw->srk_name.name, hw->srk_name.size) != 0) {
+		hwtpm_name_hex(esys_name, theirs);
+		hwtpm_name_hex(&hw->srk_name, ours);
+		ret = hwtpm_seterr(err, 0, "the host TPM link answered two reads of the storage "
+		    "root key's public area with two keys (Names %.16s… and %.16s…): something "
+		    "between vtpmd and the TPM substitutes keys; no session was salted to either. "
+		    "The SRK vtpmd trusts is the one pinned in %s", theirs, ours,
+		    hwtpm_pin_where(hw));
+		err->kind = ERR_FOREIGN;
+	}
+	Esys_Free(esys_name);
+	return ret;
+}
+
 /* Checks that a persistent key is usable as our SRK: an ECC P-256
  * restricted decryption key with the TCG attributes. */
 static int
@@ -179,7 +239,7 @@ hwtpm_check_srk(struct hwtpm *hw, struct err *err)
 		goto out;
 	}
 	hw->srk_pub = *pub; /* what sessions are salted to */
-	if (hwtpm_srk_name(hw, err) == -1)
+	if (hwtpm_srk_name(hw, err) == -1 || hwtpm_check_esys_srk(hw, err) == -1)
 		goto out;
 	ret = 0;
 out:
@@ -204,22 +264,16 @@ hwtpm_flush_raw(struct hwtpm *hw, TPM2_HANDLE handle)
 		Tss2_Tcti_Receive(t, &len, rsp, TSS2_TCTI_TIMEOUT_BLOCK);
 }
 
-/*
- * vtpmd is the host TPM's only user (behind a kernel resource manager,
- * /dev/tpmrm0, it sees only its own handles). Sessions and transient
- * objects a killed vtpmd left loaded would otherwise fill the TPM's few
- * slots for good: they are flushed at start.
- */
-static void
-hwtpm_flush_leftovers(struct hwtpm *hw)
+/* Flushes every handle the TPM lists in the ranges (handle types) of
+ * ranges[0..nranges). Returns how many. */
+static unsigned int
+hwtpm_flush_ranges(struct hwtpm *hw, const TPM2_HANDLE *ranges, size_t nranges)
 {
-	static const TPM2_HANDLE ranges[] = {TPM2_HR_HMAC_SESSION, TPM2_HR_POLICY_SESSION,
-	    TPM2_HR_TRANSIENT};
 	TPMS_CAPABILITY_DATA *cap = NULL;
 	TPMI_YES_NO more;
 	unsigned int n = 0;
 
-	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+	for (size_t r = 0; r < nranges; r++) {
 		if (Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 		        TPM2_CAP_HANDLES, ranges[r], TPM2_MAX_CAP_HANDLES, &more, &cap) !=
 		    TSS2_RC_SUCCESS)
@@ -237,9 +291,36 @@ hwtpm_flush_leftovers(struct hwtpm *hw)
 		Esys_Free(cap);
 		cap = NULL;
 	}
+	return n;
+}
+
+/*
+ * vtpmd is the host TPM's only user (behind a kernel resource manager,
+ * /dev/tpmrm0, it sees only its own handles). Sessions and transient
+ * objects a killed vtpmd left loaded would otherwise fill the TPM's few
+ * slots for good: they are flushed at start.
+ */
+static void
+hwtpm_flush_leftovers(struct hwtpm *hw)
+{
+	static const TPM2_HANDLE ranges[] = {TPM2_HR_HMAC_SESSION, TPM2_HR_POLICY_SESSION,
+	    TPM2_HR_TRANSIENT};
+	unsigned int n = hwtpm_flush_ranges(hw, ranges, sizeof(ranges) / sizeof(ranges[0]));
+
 	if (n > 0)
 		log_info("host TPM: flushed %u session(s) and object(s) left by an earlier process",
 		    n);
+}
+
+/* Flushes every transient object: after a Load whose response ESYS
+ * refused, the TPM holds an object whose handle vtpmd never learnt. The
+ * caller holds no other (hwtpm_enter flushed the last unseal's). */
+void
+hwtpm_flush_transients(struct hwtpm *hw)
+{
+	static const TPM2_HANDLE transient = TPM2_HR_TRANSIENT;
+
+	hwtpm_flush_ranges(hw, &transient, 1);
 }
 
 /* Finds the persistent SRK, or creates and persists it. */
@@ -281,18 +362,34 @@ const TPMT_SYM_DEF hwtpm_aes_cfb = {
 	.mode = {.aes = TPM2_ALG_CFB},
 };
 
-/* Starts a session salted to the SRK, so its secrets never cross the bus. */
+/*
+ * ESYS's HMAC session, salted to the SRK, with parameter encryption both
+ * ways, for hwtpm_attest.c's commands that carry secrets or keys
+ * (creating the CK and BK, activating a credential): started at its first
+ * use on a connection and kept for that connection. Only a connection
+ * that has checked the SRK (hwtpm_connect: the pin, and ESYS's copy of
+ * the public area against vtpmd's) gets this far, so it is salted to the
+ * pinned key. Its salt and sessionKey live in tpm2-tss's own memory,
+ * ordinary heap that vtpmd cannot lock or wipe (ESYS 3.2 has no allocator
+ * hooks): hence it is started only when such a command comes, never by a
+ * vTPM's start, whose sessions are vtpmd's own (hwtpm_seal.c). Returns 0
+ * with hw->esys_session, or -1 with err set.
+ */
 int
-hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session, struct err *err)
+hwtpm_esys_session(struct hwtpm *hw, struct err *err)
 {
 	TSS2_RC rc;
 
+	if (hw->esys_session != ESYS_TR_NONE)
+		return 0;
 	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, NULL, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
+	    ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &hwtpm_aes_cfb, TPM2_ALG_SHA256, &hw->esys_session);
 	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, rc, "start a salted session");
-		return -1;
+		hw->esys_session = ESYS_TR_NONE;
+		return hwtpm_seterr(err, rc, "start a salted session");
 	}
+	Esys_TRSess_SetAttributes(hw->esys, hw->esys_session,
+	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	return 0;
 }
 
@@ -305,7 +402,7 @@ hwtpm_disconnect(struct hwtpm *hw)
 		Esys_Finalize(&hw->esys);
 	hw->esys = NULL;
 	hw->sys = NULL;
-	hw->srk = hw->session = ESYS_TR_NONE;
+	hw->srk = hw->esys_session = ESYS_TR_NONE;
 	hwtpm_session_end(hw, &hw->policy, false);
 	hwtpm_session_end(hw, &hw->seal, false);
 	hw->pending = 0;
@@ -351,11 +448,12 @@ hwtpm_is_software(struct hwtpm *hw)
 
 /*
  * Compares the SRK's Name with the one pinned in hw->pin_path, or pins it
- * there when there is none yet (the first start). Sessions are salted to
- * the SRK's public key as the TPM reports it; the pin makes sure that
- * key stays the one of the TPM that sealed the vTPMs, not one that a TPM
- * cleared or replaced, or something answering in the TPM's place, offers.
- * Returns 0, or -1 with err set.
+ * there when there is none yet (the first start: the pin trusts what that
+ * start sees). Sessions are salted to the SRK's public key as the TPM
+ * reports it; the pin makes sure that key stays the one of the TPM that
+ * sealed the vTPMs, not one that a TPM cleared or replaced, or something
+ * answering in the TPM's place, offers. It is checked before any session
+ * is started, at every connection. Returns 0, or -1 with err set.
  */
 static int
 hwtpm_check_pin(struct hwtpm *hw, struct err *err)
@@ -386,27 +484,16 @@ hwtpm_check_pin(struct hwtpm *hw, struct err *err)
 		    "pinned in %s: the TPM was cleared or replaced, or something answers in its "
 		    "place; vTPMs sealed before cannot start. If the TPM was replaced on purpose, "
 		    "remove %s", hex, hw->pin_path, hw->pin_path);
+		err->kind = ERR_FOREIGN;
 	}
 	free(pinned);
 	return ret;
 }
 
-/* Pins the SRK (see hwtpm_check_pin) in path, now and at every
- * reconnection. Returns 0, or -1 with err set. */
-int
-hwtpm_pin_srk(struct hwtpm *hw, const char *path, struct err *err)
-{
-	if (snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", path) >= (int)sizeof(hw->pin_path)) {
-		hw->pin_path[0] = '\0';
-		hwtpm_seterr(err, 0, "SRK pin path too long");
-		return -1;
-	}
-	return hwtpm_check_pin(hw, err);
-}
-
 /* Talks to the TPM behind hw->tcti: Startup, stale handles flushed, the
- * SRK found or made, the salted session started. Returns 0, or -1 with
- * the context torn down. */
+ * SRK found or made, and checked (ESYS's copy against vtpmd's, both
+ * against the pin) before any session is salted to it. Returns 0, or -1
+ * with the context torn down. */
 static int
 hwtpm_connect(struct hwtpm *hw, struct err *err)
 {
@@ -435,10 +522,6 @@ hwtpm_connect(struct hwtpm *hw, struct err *err)
 		goto fail;
 	if (hw->pin_path[0] != '\0' && hwtpm_check_pin(hw, err) == -1)
 		goto fail;
-	if (hwtpm_start_session(hw, TPM2_SE_HMAC, &hw->session, err) == -1)
-		goto fail;
-	Esys_TRSess_SetAttributes(hw->esys, hw->session,
-	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	return 0;
 fail:
 	hwtpm_disconnect(hw);
@@ -447,11 +530,14 @@ fail:
 
 /*
  * Opens the host TPM named by a TCTI string ("device:/dev/tpmrm0",
- * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and starts
- * the salted session. Returns NULL on failure, with err set.
+ * "swtpm:host=127.0.0.1,port=P", …), finds or creates the SRK and checks
+ * it against the Name pinned in pin_path (hwtpm_check_pin: written at the
+ * first start), now and at every reconnection, before any session. A
+ * NULL pin_path (test tools) pins nothing. Returns NULL on failure, with
+ * err set.
  */
 struct hwtpm *
-hwtpm_open(const char *tcti_conf, struct err *err)
+hwtpm_open(const char *tcti_conf, const char *pin_path, struct err *err)
 {
 	TSS2_TCTI_CONTEXT *inner = NULL;
 	struct hwtpm *hw;
@@ -463,7 +549,13 @@ hwtpm_open(const char *tcti_conf, struct err *err)
 		hwtpm_seterr(err, 0, "out of memory");
 		return NULL;
 	}
-	hw->srk = hw->session = ESYS_TR_NONE;
+	hw->srk = hw->esys_session = ESYS_TR_NONE;
+	if (pin_path != NULL &&
+	    snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", pin_path) >= (int)sizeof(hw->pin_path)) {
+		hwtpm_seterr(err, 0, "SRK pin path too long");
+		secret_free(hw, sizeof(*hw));
+		return NULL;
+	}
 	rc = Tss2_TctiLdr_Initialize(tcti_conf, &inner);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "open TCTI");
@@ -521,12 +613,17 @@ hwtpm_available(const struct hwtpm *hw)
 }
 
 /* What every operation does first: reconnect if the TPM was lost, drop
- * what the last unseal left loaded. */
+ * what the last unseal left loaded. A failure is ERR_HOST_TPM, a refused
+ * SRK included: the operation's object is not at fault. */
 int
 hwtpm_enter(struct hwtpm *hw, struct err *err)
 {
-	if (hw->esys == NULL && hwtpm_connect(hw, err) == -1)
-		return err_wrap(err, "host TPM unavailable");
+	if (hw->esys == NULL && hwtpm_connect(hw, err) == -1) {
+		err_wrap(err, "host TPM unavailable");
+		if (err != NULL)
+			err->kind = ERR_HOST_TPM;
+		return -1;
+	}
 	hwtpm_flush_pending(hw);
 	return 0;
 }
@@ -542,8 +639,8 @@ hwtpm_close(struct hwtpm *hw)
 	if (hw->esys != NULL) {
 		hwtpm_flush_pending(hw);
 		hwtpm_session_end(hw, &hw->policy, true);
-		if (hw->session != ESYS_TR_NONE)
-			Esys_FlushContext(hw->esys, hw->session);
+		if (hw->esys_session != ESYS_TR_NONE)
+			Esys_FlushContext(hw->esys, hw->esys_session);
 	}
 	hwtpm_disconnect(hw);
 	inner = hw->tcti.inner;
@@ -699,14 +796,17 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *e
 /*
  * Splits a sealed-key blob (hwtpm_seal's output: TPM2B_PUBLIC followed by
  * TPM2B_PRIVATE, nothing else) into its parts; *pub_len (when not NULL)
- * is the length of the leading TPM2B_PUBLIC. Returns 0, or -1 with the
- * error set when it is not such a blob.
+ * is the length of the leading TPM2B_PUBLIC, *name (when not NULL) the
+ * object's Name, computed from the public area as it is sent to the TPM
+ * (marshalled again from pub), the only Name vtpmd believes for it.
+ * Returns 0, or -1 with the error set when it is not such a blob.
  */
 int
 hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
-    size_t *pub_len, struct err *err)
+    size_t *pub_len, TPM2B_NAME *name, struct err *err)
 {
-	size_t off = 0, end;
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	size_t off = 0, end, len = 0;
 
 	memset(pub, 0, sizeof(*pub));
 	memset(priv, 0, sizeof(*priv));
@@ -716,6 +816,12 @@ hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2
 	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, priv) != TSS2_RC_SUCCESS ||
 	    off != blob_len)
 		goto bad;
+	if (name != NULL) {
+		if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &len) != TSS2_RC_SUCCESS ||
+		    credential_public_name(buf, len, name->name, NULL) == -1)
+			goto bad;
+		name->size = CREDENTIAL_NAME_LEN;
+	}
 	if (pub_len != NULL)
 		*pub_len = end;
 	return 0;
@@ -723,6 +829,8 @@ bad:
 	err_set(err, ERR_FOREIGN, "sealed key file is malformed");
 	return -1;
 }
+
+_Static_assert(HWTPM_NAME_LEN == CREDENTIAL_NAME_LEN, "a Name is nameAlg || SHA-256 digest");
 
 /* The length of the public area that leads a sealed-key blob. Returns 0,
  * or -1 when blob is not one. */
@@ -732,5 +840,22 @@ hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len, struc
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
 
-	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len, err);
+	return hwtpm_sealed_parse(blob, blob_len, &pub, &priv, pub_len, NULL, err);
+}
+
+/* The Name of the object a sealed-key blob holds (hwtpm_sealed_parse),
+ * to record at create and compare at every start. Returns 0, or -1 when
+ * blob is not one. */
+int
+hwtpm_sealed_name(const uint8_t *blob, size_t blob_len, uint8_t name[static HWTPM_NAME_LEN],
+    struct err *err)
+{
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+	TPM2B_NAME n;
+
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, &n, err) == -1)
+		return -1;
+	memcpy(name, n.name, HWTPM_NAME_LEN);
+	return 0;
 }

@@ -19,12 +19,13 @@
 
 /* hwtpm.c, hwtpm_seal.c: the host TPM (tpm2-tss): SRK, salted sessions,
  * sealed keys. Functions that can fail return -1 (NULL) with err set:
- * ERR_HOST_TPM when the TPM failed or could not be reached; hwtpm_unseal
- * also ERR_POLICY (the host PCRs are in no approved configuration) and
- * ERR_FOREIGN (the sealed object is not this TPM's). */
+ * ERR_HOST_TPM when the TPM failed or could not be reached, or when what
+ * came back over the link is not what vtpmd sealed or pinned (the
+ * message says which); hwtpm_unseal also ERR_POLICY (the host PCRs are
+ * in no approved configuration) and ERR_FOREIGN (the sealed object is
+ * not this TPM's). */
 struct hwtpm;
-struct hwtpm *hwtpm_open(const char *tcti_conf, struct err *err);
-int hwtpm_pin_srk(struct hwtpm *hw, const char *path, struct err *err);
+struct hwtpm *hwtpm_open(const char *tcti_conf, const char *pin_path, struct err *err);
 void hwtpm_close(struct hwtpm *hw);
 int hwtpm_reconnect(struct hwtpm *hw, struct err *err);
 bool hwtpm_recover(struct hwtpm *hw);
@@ -37,6 +38,10 @@ int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 int hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
     const uint8_t auth_policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len, struct err *err);
 int hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len, struct err *err);
+/* A TPM Name: nameAlg (SHA-256) || digest of the public area. */
+#define HWTPM_NAME_LEN (2 + TPM_DIGEST_LEN)
+int hwtpm_sealed_name(const uint8_t *blob, size_t blob_len, uint8_t name[static HWTPM_NAME_LEN],
+    struct err *err);
 int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
     size_t secret_len, struct err *err);

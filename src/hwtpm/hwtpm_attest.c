@@ -274,7 +274,9 @@ hwtpm_make_child(
 	int ret = -1;
 
 	log_info("host TPM: no key at 0x%08x; creating one under the SRK", handle);
-	rc = Esys_Create(hw->esys, hw->srk, hw->session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, tmpl,
+	if (hwtpm_esys_session(hw, err) == -1)
+		return -1;
+	rc = Esys_Create(hw->esys, hw->srk, hw->esys_session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, tmpl,
 	    &noinfo, &nopcr, &priv, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "create the key for 0x%08x", handle);
@@ -534,13 +536,13 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 		return -1;
 	}
 	if (hwtpm_ek(hw, kind, false, err) == -1 || hwtpm_ck_key(hw, false, err) == -1 ||
-	    hwtpm_policy_a_session(hw, &session, err) == -1)
+	    hwtpm_esys_session(hw, err) == -1 || hwtpm_policy_a_session(hw, &session, err) == -1)
 		return -1;
 	Esys_TRSess_SetAttributes(
-	    hw->esys, hw->session, TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
+	    hw->esys, hw->esys_session, TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
 	rc = Esys_ActivateCredential(hw->esys, hw->ck.tr, hw->ek[kind == HWTPM_EK_RSA ? 0 : 1].tr,
-	    ESYS_TR_PASSWORD, session, hw->session, &id, &es, &cred);
-	Esys_TRSess_SetAttributes(hw->esys, hw->session,
+	    ESYS_TR_PASSWORD, session, hw->esys_session, &id, &es, &cred);
+	Esys_TRSess_SetAttributes(hw->esys, hw->esys_session,
 	    TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "activate the credential (made for another EK or key, or altered?)");
@@ -672,6 +674,33 @@ out:
 }
 
 /*
+ * Checks that a certification (ev, by the CK) names the object called
+ * want. The Load before it goes with a password session, which nothing
+ * authenticates, so a proxy can swap the object and forge the Name in the
+ * response; what the TPM certified, signed by the CK, says which object
+ * it loaded. Returns 0, or -1 with err set.
+ */
+static int
+hwtpm_certified_name(const struct hwtpm_attestation *ev, const TPM2B_NAME *want, struct err *err)
+{
+	char got_hex[2 * sizeof(TPMU_NAME) + 1], want_hex[2 * sizeof(TPMU_NAME) + 1];
+	TPMS_ATTEST a;
+	size_t off = 0;
+
+	if (Tss2_MU_TPMS_ATTEST_Unmarshal(ev->attest, ev->attest_len, &off, &a) != TSS2_RC_SUCCESS ||
+	    off != ev->attest_len || a.type != TPM2_ST_ATTEST_CERTIFY)
+		return hwtpm_seterr(err, 0, "the CK's certification is not a TPMS_ATTEST of TPM2_Certify");
+	if (a.attested.certify.name.size == want->size &&
+	    memcmp(a.attested.certify.name.name, want->name, want->size) == 0)
+		return 0;
+	hwtpm_name_hex(&a.attested.certify.name, got_hex);
+	hwtpm_name_hex(want, want_hex);
+	return hwtpm_seterr(err, 0, "the CK certified another object (Name %.16s…) than the sealed "
+	    "one (its blob's Name is %.16s…): something between vtpmd and the TPM swapped it at "
+	    "TPM2_Load", got_hex, want_hex);
+}
+
+/*
  * TPM2_Certify by the CK of a sealed object (blob as hwtpm_seal writes
  * it), loaded under the SRK for the command and flushed after it; the
  * certification names the object (its Name covers its authPolicy, the
@@ -685,8 +714,10 @@ int
 hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
 {
+	char want_hex[2 * sizeof(TPMU_NAME) + 1];
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
+	TPM2B_NAME name;
 	ESYS_TR obj = ESYS_TR_NONE;
 	TSS2_RC rc;
 	int ret;
@@ -694,21 +725,37 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	memset(ev, 0, sizeof(*ev));
 	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, err) == -1)
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, &name, err) == -1)
 		return -1;
+	hwtpm_name_hex(&name, want_hex);
 	if (pub.publicArea.objectAttributes & TPMA_OBJECT_ADMINWITHPOLICY) {
 		hwtpm_seterr(err, 0, "the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
 		             "an older template): seal its key again");
 		return -1;
 	}
+	/* ESYS compares the Name in Load's response with the one it computes
+	 * from pub (iesys_compare_name) and fails with MALFORMED_RESPONSE,
+	 * leaving what the TPM loaded loaded. */
 	rc = Esys_Load(
 	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
+	if (rc != TSS2_RC_SUCCESS && (rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
+		hwtpm_flush_transients(hw);
+	if (rc == TSS2_ESYS_RC_MALFORMED_RESPONSE)
+		return hwtpm_seterr(err, 0, "the host TPM link returned another object's Name: "
+		    "TPM2_Load of the sealed object answered one that is not its blob's (%.16s…); "
+		    "something between vtpmd and the TPM swapped or altered it", want_hex);
+	if (rc != TSS2_RC_SUCCESS && (rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
+		return hwtpm_seterr(err, rc, "load the sealed key");
 	if (rc != TSS2_RC_SUCCESS) {
 		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
 		    Tss2_RC_Decode(rc));
 	}
 	ret = hwtpm_certify(hw, obj, qualifying, qualifying_len, ev, err);
 	Esys_FlushContext(hw->esys, obj);
+	if (ret == 0 && hwtpm_certified_name(ev, &name, err) == -1) {
+		hwtpm_attestation_clear(ev);
+		ret = -1;
+	}
 	return ret;
 }
 

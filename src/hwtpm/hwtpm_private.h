@@ -33,16 +33,28 @@ struct hwtpm_session {
 	TPM2B_NONCE nonce_tpm;		/* the TPM's last nonce */
 };
 
+/*
+ * The connection, in secret memory (hwtpm_open: secret_alloc), so that
+ * what vtpmd's own session cryptography handles lives in locked pages
+ * that no core dump holds: sessionKeys (struct hwtpm_session), the salt
+ * of a session being started, a command's or response's parameter
+ * encryption keys. Unsealed keys go straight to the caller's memory
+ * (lifecycle.c's is secret memory too). What ESYS derives for its own
+ * session (esys_session) stays in tpm2-tss's heap: see hwtpm_esys_session.
+ */
 struct hwtpm {
 	struct hwtpm_tcti tcti;
 	ESYS_CONTEXT *esys;
 	TSS2_SYS_CONTEXT *sys; /* ESYS's own, for hwtpm_seal.c */
-	ESYS_TR srk;
-	TPM2B_PUBLIC srk_pub;
-	TPM2B_NAME srk_name; /* from srk_pub */
-	ESYS_TR session; /* HMAC, salted to the SRK, parameter encryption */
+	ESYS_TR srk;	     /* ESYS's, checked against srk_name before any session */
+	TPM2B_PUBLIC srk_pub; /* what every session is salted to */
+	TPM2B_NAME srk_name; /* from srk_pub, equal to the pinned one */
+	ESYS_TR esys_session; /* HMAC, salted to the SRK, parameter encryption;
+			       * started at first use (hwtpm_esys_session) */
 	struct hwtpm_session policy; /* the unseal's, kept across starts */
 	struct hwtpm_session seal;   /* a seal's, for its one command */
+	uint8_t salt[CREDENTIAL_SEED_LEN]; /* a session's salt while it starts */
+	uint8_t cfb[32];		   /* AES-128 key || IV of one CFB pass */
 	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
 	bool software_tcti; /* the TCTI is a simulator's (swtpm, mssim) */
 	bool simulator;	    /* ... or the TPM says it is software */
@@ -54,7 +66,7 @@ struct hwtpm {
 	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
 	struct hwtpm_pkey ek[2], ck, bk;
 	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
-	char pin_path[4096];	/* where the SRK's Name is pinned, or "" */
+	char pin_path[4096];	/* where the SRK's Name is pinned, or "" (tools) */
 };
 
 /* hwtpm.c */
@@ -63,11 +75,13 @@ int hwtpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
 int hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out);
 int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[TPM_DIGEST_LEN]);
-int hwtpm_start_session(struct hwtpm *hw, TPM2_SE type, ESYS_TR *session, struct err *err);
+int hwtpm_esys_session(struct hwtpm *hw, struct err *err);
+void hwtpm_flush_transients(struct hwtpm *hw);
 int hwtpm_enter(struct hwtpm *hw, struct err *err);
 int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *err);
 int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
-    size_t *pub_len, struct err *err);
+    size_t *pub_len, TPM2B_NAME *name, struct err *err);
+void hwtpm_name_hex(const TPM2B_NAME *name, char hex[static 2 * sizeof(TPMU_NAME) + 1]);
 extern const TPMT_SYM_DEF hwtpm_aes_cfb;
 
 /* hwtpm_sapi.c */

@@ -38,8 +38,18 @@
  *               newer one for a command, the TPM's for a response.
  * The authValues involved are empty (the SRK's; the sealed object's, and a
  * policy session without PolicyAuthValue uses none), so nothing joins
- * sessionKey in any key. Session keys live in struct hwtpm, which is
- * secret memory, and are wiped when their session ends.
+ * sessionKey in any key. Salts, session keys and CFB keys live in struct
+ * hwtpm, which is secret memory, and are wiped when used up or when their
+ * session ends; an unsealed key is decrypted in the caller's memory.
+ *
+ * What crosses the link is not believed for what it says (hwtpm.c): the
+ * sessions are salted to the SRK public area checked against the pin; the
+ * Name of the sealed object, which the command HMACs cover (cpHash), is
+ * computed from the blob, never taken from TPM2_Load's response, which
+ * nothing authenticates: a Load that answers another Name is refused,
+ * and an object swapped behind a forged Name fails the TPM's own check of
+ * the Unseal's HMAC (a salted policy session's HMAC is checked, TPM 2.0
+ * Part 1, "HMAC Computation"; only the session's key keys it here).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,11 +90,12 @@ seal_from_tpm(TSS2_RC rc)
 	return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER;
 }
 
-/* Starts a session of type salted to the SRK into s. Returns 0 or -1. */
+/* Starts a session of type salted to the SRK into s; the salt exists in
+ * hw->salt (secret memory) until sessionKey is derived. Returns 0 or -1. */
 static int
 session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct err *err)
 {
-	uint8_t pub[sizeof(TPM2B_PUBLIC)], salt[CREDENTIAL_SEED_LEN], *enc = NULL;
+	uint8_t pub[sizeof(TPM2B_PUBLIC)], *enc = NULL;
 	size_t pub_len = 0, enc_len = 0, off = 0;
 	TPM2B_ENCRYPTED_SECRET encrypted = {0};
 	TPM2B_NONCE caller = {.size = SEAL_NONCE_LEN}, tpm = {0};
@@ -95,7 +106,8 @@ session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct er
 
 	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &pub_len) !=
 	        TSS2_RC_SUCCESS ||
-	    credential_share_secret(pub, pub_len, "SECRET", salt, &enc, &enc_len, &share) == -1 ||
+	    credential_share_secret(pub, pub_len, "SECRET", hw->salt, &enc, &enc_len, &share) ==
+	        -1 ||
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc, enc_len, &off, &encrypted) !=
 	        TSS2_RC_SUCCESS ||
 	    RAND_bytes(caller.buffer, caller.size) != 1) {
@@ -116,7 +128,7 @@ session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct er
 	}
 	s->handle = handle;
 	s->nonce_tpm = tpm;
-	if (credential_kdfa(salt, sizeof(salt), "ATH", tpm.buffer, tpm.size, caller.buffer,
+	if (credential_kdfa(hw->salt, sizeof(hw->salt), "ATH", tpm.buffer, tpm.size, caller.buffer,
 	        caller.size, s->key, 8 * sizeof(s->key), NULL) == -1) {
 		hwtpm_seterr(err, 0, "derive the session key");
 		hwtpm_session_end(hw, s, true);
@@ -124,7 +136,7 @@ session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct er
 	}
 	ret = 0;
 out:
-	OPENSSL_cleanse(salt, sizeof(salt));
+	OPENSSL_cleanse(hw->salt, sizeof(hw->salt));
 	free(enc);
 	return ret;
 }
@@ -161,24 +173,25 @@ session_attrs(TPMA_SESSION attrs)
 }
 
 /* AES-128-CFB over len bytes of buf in place, under s's key and the two
- * nonces (newer first); encrypt or decrypt. Returns 0 or -1. */
+ * nonces (newer first); encrypt or decrypt. The key and IV are derived
+ * into hw->cfb (secret memory) and wiped. Returns 0 or -1. */
 static int
-session_cfb(const struct hwtpm_session *s, const TPM2B_NONCE *newer, const TPM2B_NONCE *older,
-    uint8_t *buf, size_t len, int encrypt)
+session_cfb(struct hwtpm *hw, const struct hwtpm_session *s, const TPM2B_NONCE *newer,
+    const TPM2B_NONCE *older, uint8_t *buf, size_t len, int encrypt)
 {
-	uint8_t keys[2 * SEAL_AES_LEN];
 	EVP_CIPHER_CTX *aes = NULL;
 	int n = 0, ret = -1;
 
+	_Static_assert(sizeof(hw->cfb) == 2 * SEAL_AES_LEN, "AES-128 key and IV");
 	if (credential_kdfa(s->key, sizeof(s->key), "CFB", newer->buffer, newer->size,
-	        older->buffer, older->size, keys, 8 * sizeof(keys), NULL) == 0 &&
+	        older->buffer, older->size, hw->cfb, 8 * sizeof(hw->cfb), NULL) == 0 &&
 	    (aes = EVP_CIPHER_CTX_new()) != NULL &&
-	    EVP_CipherInit_ex(aes, EVP_aes_128_cfb128(), NULL, keys, keys + SEAL_AES_LEN,
+	    EVP_CipherInit_ex(aes, EVP_aes_128_cfb128(), NULL, hw->cfb, hw->cfb + SEAL_AES_LEN,
 	        encrypt) == 1 &&
 	    EVP_CipherUpdate(aes, buf, &n, buf, (int)len) == 1 && (size_t)n == len)
 		ret = 0;
 	EVP_CIPHER_CTX_free(aes);
-	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(hw->cfb, sizeof(hw->cfb));
 	return ret;
 }
 
@@ -247,7 +260,9 @@ session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
 	        expected.buffer) == -1 ||
 	    rsp->auths[0].hmac.size != TPM_DIGEST_LEN ||
 	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0) {
-		hwtpm_seterr(err, 0, "the host TPM's response does not authenticate");
+		hwtpm_seterr(err, 0, "the host TPM's response to %s does not authenticate (its "
+		    "session HMAC fails): altered on the host TPM link; nothing of it was used",
+		    cc == TPM2_CC_Unseal ? "TPM2_Unseal" : "TPM2_Create");
 		return -1;
 	}
 	memcpy(&s->nonce_tpm, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
@@ -315,7 +330,7 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	if (session_start(hw, TPM2_SE_HMAC, s, err) == -1)
 		goto out;
 	if (session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
-	    session_cfb(s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
+	    session_cfb(hw, s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
 		hwtpm_seterr(err, 0, "encrypt the secret to seal");
 		goto out;
 	}
@@ -383,12 +398,26 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	return 0;
 }
 
+/* Whether rc is the TPM's refusal of a session's HMAC (TPM_RC_BAD_AUTH,
+ * or TPM_RC_AUTH_FAIL where the DA logic counted it). */
+static bool
+seal_bad_hmac(TSS2_RC rc)
+{
+	TSS2_RC base = rc & ~(TSS2_RC)(TPM2_RC_S | TPM2_RC_P | TPM2_RC_N_MASK);
+
+	return seal_from_tpm(rc) && (rc & TPM2_RC_FMT1) &&
+	    (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL);
+}
+
 /*
- * Unseal of the loaded object (handle, name) in the policy session, which
- * PolicyPCR and PolicyAuthorize have satisfied. Returns 0 with the secret
- * in secret, or -1 with err: ERR_POLICY when the TPM refuses the policy,
- * ERR_HOST_TPM for other failures, among them a response that does not
- * authenticate.
+ * Unseal of the loaded object (handle) in the policy session, which
+ * PolicyPCR and PolicyAuthorize have satisfied; the command's HMAC covers
+ * name, the Name computed from the blob, so that the TPM refuses it when
+ * the object at handle is another. The secret, which crosses the link
+ * encrypted, is decrypted in secret (secret_len bytes, the caller's
+ * memory). Returns 0, or -1 with err: ERR_POLICY when the TPM refuses the
+ * policy, ERR_HOST_TPM for other failures, among them an HMAC the TPM
+ * refuses and a response that does not authenticate.
  */
 static int
 unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_t *secret,
@@ -397,9 +426,9 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	struct hwtpm_session *s = &hw->policy;
 	TSS2L_SYS_AUTH_COMMAND cmd = {.count = 1};
 	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
-	TPM2B_SENSITIVE_DATA out = {0};
+	TPM2B_SENSITIVE_DATA out = {0}; /* encrypted */
 	TPM2B_NONCE nonce_tpm;
-	int tries = 0, ret = -1;
+	int tries = 0;
 	TSS2_RC rc;
 
 	if (session_begin(s, UNSEAL_ATTRS, &cmd.auths[0]) == -1)
@@ -412,6 +441,11 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
 	} while (hwtpm_sapi_again(rc, &tries));
+	if (seal_bad_hmac(rc))
+		return hwtpm_seterr(err, rc, "the host TPM refused the Unseal's authorization, "
+		    "whose HMAC covers the sealed object's Name computed from its blob: the object "
+		    "the TPM loaded is another one, or the session was altered, on the host TPM "
+		    "link; nothing was unsealed");
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "unseal state key");
 		if (seal_from_tpm(rc) && (rc & 0xfff) == (TPM2_RC_POLICY_FAIL & 0xfff))
@@ -421,40 +455,59 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	if (session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
 		return -1;
 	rc = Tss2_Sys_Unseal_Complete(hw->sys, &out);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, rc, "unseal state key");
-		return -1;
-	}
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "unseal state key");
 	if (out.size != secret_len)
-		hwtpm_seterr(err, 0, "sealed secret has the wrong size");
-	else if (session_cfb(s, &nonce_tpm, &cmd.auths[0].nonce, out.buffer, out.size, 0) == -1)
-		hwtpm_seterr(err, 0, "decrypt the unsealed key");
-	else {
-		memcpy(secret, out.buffer, secret_len);
-		ret = 0;
-	}
-	OPENSSL_cleanse(&out, sizeof(out));
-	return ret;
+		return hwtpm_seterr(err, 0, "sealed secret has the wrong size");
+	memcpy(secret, out.buffer, secret_len);
+	if (session_cfb(hw, s, &nonce_tpm, &cmd.auths[0].nonce, secret, secret_len, 0) == -1)
+		return hwtpm_seterr(err, 0, "decrypt the unsealed key");
+	return 0;
 }
 
-/* Loads the sealed object under the SRK (its private part is encrypted to
- * the SRK, whose authValue is empty: a password session suffices). */
-static TSS2_RC
+/*
+ * Loads the sealed object (pub, priv) under the SRK: its private part is
+ * encrypted to the SRK, whose authValue is empty, so a password session
+ * suffices, and so nothing authenticates the response. The Name it
+ * returns must be want, the one computed from pub: a proxy that swapped
+ * the object would otherwise have its own unsealed under a cpHash it
+ * chose. Returns 0 with *handle (to flush), or -1 with err set: ERR_FOREIGN
+ * when the TPM refuses the object (another TPM's), ERR_HOST_TPM otherwise.
+ */
+static int
 unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
-    TPM2_HANDLE *handle, TPM2B_NAME *name)
+    const TPM2B_NAME *want, TPM2_HANDLE *handle, struct err *err)
 {
 	TSS2L_SYS_AUTH_COMMAND pw = {.count = 1, .auths = {{.sessionHandle = TPM2_RS_PW}}};
+	char got_hex[2 * sizeof(TPMU_NAME) + 1], want_hex[2 * sizeof(TPMU_NAME) + 1];
+	TPM2B_NAME got = {0};
 	int tries = 0;
 	TSS2_RC rc;
 
+	*handle = 0;
 	do {
 		rc = Tss2_Sys_Load_Prepare(hw->sys, HWTPM_SRK_HANDLE, priv, pub);
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &pw, NULL);
 	} while (hwtpm_sapi_again(rc, &tries));
 	if (rc == TSS2_RC_SUCCESS)
-		rc = Tss2_Sys_Load_Complete(hw->sys, handle, name);
-	return rc;
+		rc = Tss2_Sys_Load_Complete(hw->sys, handle, &got);
+	/* The TPM's refusal means another TPM's object; a failure to reach the
+	 * TPM is a host-TPM failure. */
+	if (rc != TSS2_RC_SUCCESS && seal_from_tpm(rc))
+		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
+		    Tss2_RC_Decode(rc));
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "load the sealed key");
+	if (got.size == want->size && memcmp(got.name, want->name, want->size) == 0)
+		return 0;
+	hwtpm_sapi_flush(hw, *handle);
+	*handle = 0;
+	hwtpm_name_hex(&got, got_hex);
+	hwtpm_name_hex(want, want_hex);
+	return hwtpm_seterr(err, 0, "the host TPM link returned another object's Name: TPM2_Load "
+	    "of the sealed object answered %.16s…, its blob's Name is %.16s…; something between "
+	    "vtpmd and the TPM swapped or altered it; nothing was unsealed", got_hex, want_hex);
 }
 
 /* PolicyPCR over sel, then PolicyAuthorize of the approved digest with the
@@ -520,26 +573,16 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	TPM2B_PRIVATE priv;
 	TPM2B_NAME name = {0};
 	TPM2_HANDLE obj = 0;
-	TSS2_RC rc;
 	int ret;
 
 	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, err) == -1)
+	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, &name, err) == -1)
 		return -1;
 	if (hwtpm_verify_approval(hw, ap, err) == -1)
 		return -1;
-	rc = unseal_load(hw, &priv, &pub, &obj, &name);
-	if (rc != TSS2_RC_SUCCESS) {
-		/* The TPM's refusal means another TPM's object; a failure to
-		 * reach the TPM is a host-TPM failure. */
-		if (!seal_from_tpm(rc)) {
-			hwtpm_seterr(err, rc, "load the sealed key");
-			return -1;
-		}
-		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
-		    Tss2_RC_Decode(rc));
-	}
+	if (unseal_load(hw, &priv, &pub, &name, &obj, err) == -1)
+		return -1;
 	ret = -1;
 	if (hw->policy.handle == 0 && session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
 		goto out;

@@ -461,16 +461,16 @@ manager_main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 
 	manager_dirs(&m);
-	m.hw = hwtpm_open(m.cfg.tcti, &err);
+	/* The SRK is checked against its pin before any session is salted to it. */
+	snprintf(path, sizeof(path), "%s/srk.name", m.cfg.state_dir);
+	m.hw = hwtpm_open(m.cfg.tcti, path, &err);
 	if (m.hw == NULL)
-		fatalx(EXIT_RUNTIME, "host TPM %s: %s; check the TCTI (--root-tcti) and that the "
-		    "TPM is present", m.cfg.tcti, err.msg);
+		fatalx(EXIT_RUNTIME, "host TPM %s: %s%s", m.cfg.tcti, err.msg,
+		    err.kind == ERR_FOREIGN ? "" /* not the pinned SRK: the message says why */
+		                            : "; check the TCTI (--root-tcti) and that the TPM is present");
 	if (hwtpm_is_simulator(m.hw))
 		log_warnx("host TPM %s is a simulator: it provides NO hardware protection",
 		    m.cfg.tcti);
-	snprintf(path, sizeof(path), "%s/srk.name", m.cfg.state_dir);
-	if (hwtpm_pin_srk(m.hw, path, &err) == -1)
-		fatalx(EXIT_RUNTIME, "host TPM %s: %s", m.cfg.tcti, err.msg);
 	if (policy_load(&m, &err) == -1)
 		fatalx(EXIT_RUNTIME, "%s", err.msg);
 	if (enrol_load(&m, &err) == -1)

@@ -345,7 +345,10 @@ count() {
 [ "$(count certify-sealed 2)" -le 3 ] || fail "certify-sealed: $(count certify-sealed 2)"
 [ "$(count quote 2)" -le 2 ] || fail "quote: $(count quote 2) commands"
 [ "$(count ek-ecc 2)" -le 1 ] || fail "a known ECC EK without certificate: $(count ek-ecc 2)"
-[ "$(count activate-rsa 1)" -le 3 ] || fail "activation: $(count activate-rsa 1) commands"
+# The first activation in a connection starts ESYS's salted session (kept
+# for the connection; hwtpm_esys_session), which a connection no longer
+# starts by itself.
+[ "$(count activate-rsa 1)" -le 4 ] || fail "activation: $(count activate-rsa 1) commands"
 
 note "nothing left loaded in the host TPM"
 assert_eq "$(TPM2TOOLS_TCTI=$HOST_TCTI tpm2_getcap handles-transient)" "" "transient handles"

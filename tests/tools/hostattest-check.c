@@ -351,7 +351,7 @@ host_main(int argc, char **argv)
 	unsigned long before;
 	size_t n;
 
-	hw = check_hw = hwtpm_open(argv[2], &terr);
+	hw = check_hw = hwtpm_open(argv[2], NULL, &terr);
 	if (hw == NULL)
 		fatalx(1, "host TPM: %s", terr.msg);
 	before = hwtpm_command_count(hw);

@@ -74,7 +74,7 @@ main(int argc, char **argv)
 	if (argc != 4)
 		fatalx(2, "usage: hwtpm-check TCTI DIR seal|approve|unseal");
 	snprintf(keypath, sizeof(keypath), "%s/approval.pem", argv[2]);
-	hw = hwtpm_open(argv[1], &terr);
+	hw = hwtpm_open(argv[1], NULL, &terr);
 	if (hw == NULL)
 		fatalx(1, "host TPM: %s", terr.msg);
 	before = hwtpm_command_count(hw);

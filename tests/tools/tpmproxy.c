@@ -117,7 +117,6 @@ proxy_hex(const char *what, const uint8_t *buf, size_t len)
 	if (len > 64)
 		len = 64;
 	hex_encode(buf, len, hex);
-	hex[2 * len] = '\0';
 	fprintf(stderr, "tpmproxy: %s %s\n", what, hex);
 }
 

@@ -116,6 +116,38 @@ lifecycle_refusal(const struct manager *m, const char *cause, struct err *err)
 }
 
 /*
+ * Checks the Name of the object in v's sealed.key (blob, read from path)
+ * against the one recorded in v's instance.json at create, so that a key
+ * file swapped for another object is refused before it reaches the host
+ * TPM: another instance's, or one that anyone able to use the host TPM
+ * made under the SRK with the same (public) approval policy and a key of
+ * their choosing beside this instance's (public) UUID. The record sits
+ * beside the key file, so this notices a swap of sealed.key alone (a
+ * restore that mixed files, a write that reached only it), not one by a
+ * writer of the whole directory, who rewrites the record too: that needs
+ * a manifest the host TPM anchors. On the host-TPM link, it is the
+ * Name computed from the blob and covered by the sessions' HMACs
+ * (hwtpm_unseal) that refuses a swapped object. A record older than the
+ * Name learns it from this blob; *learn says so. Returns 0, or -1 with err.
+ */
+static int
+lifecycle_check_sealed_name(struct vtpm *v, const char *path, const uint8_t *blob, size_t len,
+    char hex[static 2 * HWTPM_NAME_LEN + 1], struct err *err)
+{
+	uint8_t name[HWTPM_NAME_LEN];
+
+	if (hwtpm_sealed_name(blob, len, name, err) == -1)
+		return err_wrap(err, "%s", path);
+	hex_encode(name, sizeof(name), hex);
+	if (v->sealed_name[0] == '\0' || strcmp(hex, v->sealed_name) == 0)
+		return 0;
+	return err_set(err, ERR_FOREIGN, "%s is not the object sealed for %s at create: its Name "
+	    "%.16s… differs from %.16s… recorded in instance.json (the key file of another "
+	    "instance, or one made elsewhere?); restore the instance's own sealed.key", path,
+	    v->name, hex, v->sealed_name);
+}
+
+/*
  * Unseals v's state key into sealed (secret memory), under the approval
  * of the host PCR values (fresh reads when fresh is true). Returns 0, or
  * -1 with err: ERR_POLICY when the values are in no approved configuration
@@ -130,7 +162,7 @@ lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
 	uint8_t uuid[LIFECYCLE_UUID_LEN], *blob = NULL;
 	const struct policy_entry *e;
-	char path[PATH_MAX];
+	char path[PATH_MAX], name[2 * HWTPM_NAME_LEN + 1];
 	size_t len;
 	int rc;
 
@@ -154,6 +186,10 @@ lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed
 	if (registry_path(&m->cfg, v->name, "sealed.key", path, sizeof(path)) == -1 ||
 	    fileio_read(path, LIFECYCLE_SEALED_MAX, &blob, &len) == -1) {
 		err_errno(err, "%s", path);
+		goto failed;
+	}
+	if (lifecycle_check_sealed_name(v, path, blob, len, name, err) == -1) {
+		free(blob);
 		goto failed;
 	}
 	rc = hwtpm_unseal(m->hw, blob, len, &m->cfg.pcrs, &e->ap, (uint8_t *)sealed,
@@ -182,6 +218,11 @@ lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed
 		err_set(err, ERR_FOREIGN, "%s holds the key of another instance, not of %s "
 		    "(files swapped?)", path, v->name);
 		goto failed;
+	}
+	if (v->sealed_name[0] == '\0') {
+		snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", name);
+		v->unsaved = true; /* lifecycle_start saves the record */
+		log_info("%s: sealed object's Name %.16s… recorded in instance.json", v->name, name);
 	}
 	return 0;
 refused:
@@ -447,6 +488,19 @@ lifecycle_mkdir_creating(struct manager *m, const char *name, const char *dir, s
 	return 0;
 }
 
+/* Records in v the Name of the object hwtpm_seal just made (blob), which
+ * every unseal compares (lifecycle_check_sealed_name). Returns 0 or -1. */
+static int
+lifecycle_record_sealed_name(struct vtpm *v, const uint8_t *blob, size_t len, struct err *err)
+{
+	uint8_t name[HWTPM_NAME_LEN];
+
+	if (hwtpm_sealed_name(blob, len, name, err) == -1)
+		return err_wrap(err, "the sealed key hwtpm_seal returned");
+	hex_encode(name, sizeof(name), v->sealed_name);
+	return 0;
+}
+
 int
 lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, struct vtpm **out,
     struct err *err)
@@ -489,6 +543,8 @@ lifecycle_create(struct manager *m, const char *name, unsigned int tpm_version, 
 		err_wrap(err, "host TPM");
 		goto fail;
 	}
+	if (lifecycle_record_sealed_name(v, blob, len, err) == -1)
+		goto fail;
 	if (fileio_write_atomic(path, blob, len, 0600) == -1 || registry_save(&m->cfg, v) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", dir, strerror(errno));
 		goto fail;

@@ -74,6 +74,9 @@ struct vtpm {
 	bool desired_running;
 	char created[32];
 	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* the sealed object's Name (hex) recorded at create, compared at
+	 * every unseal; "" in a record older than it (learned at its next) */
+	char sealed_name[2 * HWTPM_NAME_LEN + 1];
 	/* runtime */
 	enum vtpm_state state;
 	pid_t pid;

@@ -2,7 +2,8 @@
  * registry.c: the instances the manager knows.
  *
  * Each instance is a directory STATE/instances/NAME holding instance.json
- * (name, uuid, TPM version, desired state, sandbox slot, creation time),
+ * (name, uuid, TPM version, desired state, sandbox slot, creation time,
+ * the sealed object's Name),
  * sealed.key (its state key sealed to the host TPM) and state/ (the
  * worker's encrypted state). Names are checked before any path is built.
  */
@@ -114,8 +115,12 @@ registry_save(const struct config *cfg, const struct vtpm *v)
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "name", v->name, "uuid", v->uuid, "tpm",
 	    v->tpm_version == 2 ? "2.0" : "1.2", "desired", v->desired_running ? "running" : "stopped",
 	    "created", v->created, "slot", (int)v->slot);
-	if (o == NULL)
+	if (o == NULL ||
+	    (v->sealed_name[0] != '\0' &&
+	        json_object_set_new(o, "sealed_name", json_string(v->sealed_name)) == -1)) {
+		json_decref(o);
 		return -1;
+	}
 	text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(o);
 	if (text == NULL)
@@ -125,10 +130,25 @@ registry_save(const struct config *cfg, const struct vtpm *v)
 	return ret;
 }
 
+/* Whether s is a Name in lowercase hex (as lifecycle_create records it). */
+static bool
+registry_valid_hex_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n != 2 * HWTPM_NAME_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
 static struct vtpm *
 registry_read(const struct config *cfg, const char *name)
 {
 	const char *rname = NULL, *uuid = NULL, *tpm = NULL, *desired = NULL, *created = "";
+	const char *sealed_name = "";
 	char path[PATH_MAX];
 	json_error_t jerr;
 	struct vtpm *v = NULL;
@@ -143,15 +163,16 @@ registry_read(const struct config *cfg, const char *name)
 		return NULL;
 	}
 	o = json_loadb((const char *)buf, len, 0, &jerr);
-	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i}", "name", &rname, "uuid",
+	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i, s?s}", "name", &rname, "uuid",
 			     &uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot",
-			     &slot) != 0) {
+			     &slot, "sealed_name", &sealed_name) != 0) {
 		log_warnx("%s: not a valid instance record (%s); skipped", path,
 		    o == NULL ? jerr.text : "missing fields");
 		goto out;
 	}
 	if (strcmp(rname, name) != 0 || strlen(uuid) != 36 || slot < 0 ||
-	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0)) {
+	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0) ||
+	    (sealed_name[0] != '\0' && !registry_valid_hex_name(sealed_name))) {
 		log_warnx("%s: inconsistent instance record; skipped", path);
 		goto out;
 	}
@@ -160,6 +181,7 @@ registry_read(const struct config *cfg, const char *name)
 		goto out;
 	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
 	snprintf(v->created, sizeof(v->created), "%s", created);
+	snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", sealed_name);
 	v->desired_running = strcmp(desired, "running") == 0;
 out:
 	json_decref(o);

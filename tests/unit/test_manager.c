@@ -326,6 +326,8 @@ const struct policy_entry *__wrap_policy_find(
 int __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret, size_t secret_len,
     struct err *err);
+int __wrap_hwtpm_sealed_name(const uint8_t *blob, size_t blob_len,
+    uint8_t name[static HWTPM_NAME_LEN], struct err *err);
 void __wrap_hwtpm_flush_pending(struct hwtpm *hw);
 bool __wrap_hwtpm_available(const struct hwtpm *hw);
 int __real_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
@@ -363,6 +365,18 @@ __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	assert_int_equal(secret_len, STATE_KEY_LEN + blob_len);
 	memset(secret, 0, STATE_KEY_LEN);
 	memcpy(secret + STATE_KEY_LEN, blob, blob_len);
+	return 0;
+}
+
+/* The test's sealed.key is no TPM blob: its "Name" is the SHA-256 Name
+ * tag and the UUID it holds, zero-padded. */
+int
+__wrap_hwtpm_sealed_name(const uint8_t *blob, size_t blob_len, uint8_t name[static HWTPM_NAME_LEN],
+    struct err *err)
+{
+	memset(name, 0, HWTPM_NAME_LEN);
+	name[1] = 0x0b;
+	memcpy(name + 2, blob, blob_len < HWTPM_NAME_LEN - 2 ? blob_len : HWTPM_NAME_LEN - 2);
 	return 0;
 }
 

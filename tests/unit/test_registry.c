@@ -576,6 +576,45 @@ test_duplicate_slot_running_keeps(void **state)
 	assert_int_equal(disk_slot(f, "zzz"), 5);
 }
 
+/* The sealed object's Name (lifecycle.c records it at create) is saved
+ * and loaded back; a record without it loads with none (learnt at the
+ * next unseal); one that is not 68 lowercase hex digits is skipped. */
+static void
+test_sealed_name(void **state)
+{
+	static const char base[] = "{\"name\": \"%s\", \"uuid\": "
+	                           "\"0b6c2f6e-8f0e-4a53-9a57-3f2e1d0c9b8a\", \"tpm\": \"2.0\", "
+	                           "\"desired\": \"running\", \"slot\": %d, \"sealed_name\": %s}";
+	static const char *const bad[] = {"\"000b\"", "42",
+	    "\"000B0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"",
+	    "\"000b0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdefx\""};
+	struct fixture *f = *state;
+	struct vtpm *v, **list = NULL;
+	size_t n = 0;
+	char json[512], name[16];
+
+	v = registry_new("named", 2, 0);
+	assert_non_null(v);
+	memset(v->sealed_name, 'a', sizeof(v->sealed_name) - 1);
+	memcpy(v->sealed_name, "000b", 4);
+	make_dir(f, "named");
+	assert_int_equal(registry_save(&f->cfg, v), 0);
+	good_record(f, "older", 1);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(name, sizeof(name), "bad%zu", i);
+		snprintf(json, sizeof(json), base, name, (int)i + 2, bad[i]);
+		record(f, name, json);
+	}
+	assert_int_equal(registry_load(&f->cfg, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_non_null(find(list, n, "named"));
+	assert_string_equal(find(list, n, "named")->sealed_name, v->sealed_name);
+	assert_non_null(find(list, n, "older"));
+	assert_string_equal(find(list, n, "older")->sealed_name, "");
+	free_list(list, n);
+	free(v);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -596,6 +635,7 @@ main(void)
 	    T(test_deleting_and_new_removed),
 	    T(test_duplicate_slots),
 	    T(test_duplicate_slot_running_keeps),
+	    T(test_sealed_name),
 	};
 
 	setvbuf(stdout, NULL, _IONBF, 0);

@@ -16,8 +16,9 @@
 #    all come before the first accept4 (strace); the parent never accepts;
 #  - requests are still answered, and recorded by the parent;
 #  - a child killed, or ended for a malformed message on its channel
-#    (injected with pidfd_getfd, tests/tools/fdsend), is replaced by a new
-#    confined child while the parent lives on, and the end is audited;
+#    (injected with pidfd_getfd, tests/tools/fdsend), or for an empty
+#    record (the end of its channel) while it lives on, is replaced by a
+#    new confined child while the parent lives on, and the end is audited;
 #  - the probe (tests/tools/ca-sandbox-probe) enters the very confinement
 #    the child enters (ca_sandbox_enter) and shows what it can reach: its
 #    listener and its channel; and what it cannot: the database and the
@@ -202,6 +203,14 @@ run() {
 		replaced "$b" "$parent" "$child" "malformed"
 		child=$(the_child "$parent")
 	done
+	note "$b: an empty record from a child that lives on ends that child, not the parent"
+	# recv() reads an empty SOCK_SEQPACKET record as the end of the channel:
+	# a child that sends one (or half-closes its end) and goes on serving
+	# must be ended and replaced, not waited for (nor must the parent stop
+	# hearing SIGTERM while it waits).
+	"$FDSEND" "$child" 3 "" || fail "$b: fdsend of an empty record"
+	replaced "$b" "$parent" "$child" "signal 9"
+	child=$(the_child "$parent")
 	serves "$b"
 	stop_pid "$parent"
 	kill -0 "$child" 2>/dev/null && fail "$b: the child outlived its parent"

@@ -6,7 +6,10 @@
  *
  *   fdsend PID FD HEX   duplicates descriptor FD of process PID
  *                       (pidfd_getfd: root, Linux 5.6 or later) and sends
- *                       the bytes HEX on it as one send()
+ *                       the bytes HEX on it as one send(); HEX "" sends
+ *                       nothing on a stream socket and an empty record on
+ *                       a SOCK_SEQPACKET one (which its reader cannot tell
+ *                       from the end of the connection)
  *
  * Exits 0 when the bytes were sent whole, 1 otherwise, 2 on a usage error.
  */
@@ -51,10 +54,10 @@ main(int argc, char **argv)
 	pid = fdsend_number(argv[1], INT_MAX);
 	fd = fdsend_number(argv[2], INT_MAX);
 	len = strlen(argv[3]) / 2;
-	if (strlen(argv[3]) % 2 != 0 || len == 0 || len > sizeof(buf) ||
-	    hex_decode(argv[3], buf, len) == -1)
+	if (strlen(argv[3]) % 2 != 0 || len > sizeof(buf) ||
+	    (len > 0 && hex_decode(argv[3], buf, len) == -1))
 		fatalx(
-		    EXIT_USAGE, "HEX: 1 to %d bytes as an even number of hex digits", FDSEND_MAX);
+		    EXIT_USAGE, "HEX: 0 to %d bytes as an even number of hex digits", FDSEND_MAX);
 	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
 	if (pidfd == -1)
 		fatal(EXIT_RUNTIME, "pidfd_open %ld", pid);

@@ -278,7 +278,11 @@ serve_message(struct serve *sv)
 	if (rc == -1 && err.kind == ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	if (rc == 0) {
-		serve_child_ended(sv, false, NULL);
+		/* The end of the channel, or an empty record (recv cannot tell
+		 * them apart), or a half-close: a child that goes on living
+		 * after it must not hold the parent in waitpid. SIGKILL leaves
+		 * the status of a child that had exited as it was. */
+		serve_child_ended(sv, true, NULL);
 	} else if (rc == -1) {
 		snprintf(seen, sizeof(seen), "%s: %s",
 		    err.kind == ERR_INVALID ? "malformed message" : "its channel", err.msg);

@@ -27,6 +27,8 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -315,6 +317,95 @@ test_ca_abandoned(void **state)
 	ca_stop(&ca);
 	json_decref(body);
 	assert_no_children();
+}
+
+/* The one child of pid, once it has one (/proc's children list). */
+static pid_t
+child_of(pid_t pid)
+{
+	char path[64];
+	long kid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	while (kid == 0) {
+		f = fopen(path, "r");
+		assert_non_null(f);
+		if (fscanf(f, "%ld", &kid) != 1)
+			kid = 0;
+		fclose(f);
+	}
+	return (pid_t)kid;
+}
+
+/* Whether pid runs as uid (its real, effective and saved uids). */
+static bool
+runs_as(pid_t pid, uid_t uid)
+{
+	char path[64], line[256], want[64];
+	bool yes = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(
+	    want, sizeof(want), "Uid:\t%u\t%u\t%u\t", (unsigned)uid, (unsigned)uid, (unsigned)uid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, want, strlen(want)) == 0)
+			yes = true;
+	fclose(f);
+	return yes;
+}
+
+/* A request's child dies with the manager, also after it became nobody
+ * (vtpmd as root): a change of credentials clears a parent-death signal
+ * set before it, and the child would live on, connected to the CA, until
+ * its alarm (ca-timeout + 1 s). The test adopts the orphan (subreaper). */
+static void
+test_ca_dies_with_manager(void **state)
+{
+	struct ca_server ca;
+	struct pollfd p = {.events = POLLIN};
+	json_t *body = ca_body();
+	pid_t manager, child;
+	int ready[2], ended;
+	char c;
+
+	ca_start(&ca, CA_SILENT);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	assert_int_equal(pipe(ready), 0);
+	manager = fork();
+	assert_true(manager >= 0);
+	if (manager == 0) {
+		struct err err = {0};
+		close(ready[0]);
+		if (caclient_post(ca.url, "/x", body, 30, &err) == NULL)
+			_exit(1);
+		(void)!write(ready[1], "p", 1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	child = child_of(manager);
+	p.fd = (int)syscall(SYS_pidfd_open, child, 0);
+	assert_true(p.fd >= 0);
+	/* As root, the child becomes nobody before it connects. */
+	while (geteuid() == 0 && !runs_as(child, 65534) && poll(&p, 1, 1) == 0)
+		;
+	kill(manager, SIGKILL);
+	assert_int_equal(waitpid(manager, NULL, 0), manager);
+	ended = poll(&p, 1, 2000);
+	close(p.fd);
+	kill(child, SIGKILL);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+	ca_stop(&ca);
+	json_decref(body);
+	assert_no_children();
+	assert_int_equal(ended, 1);
 }
 
 /* --- link-time fakes: the host TPM and the worker ---------------------- */
@@ -718,6 +809,7 @@ main(void)
 	    cmocka_unit_test(test_ca_unreachable),
 	    cmocka_unit_test(test_ca_deadline),
 	    cmocka_unit_test(test_ca_abandoned),
+	    cmocka_unit_test(test_ca_dies_with_manager),
 	    cmocka_unit_test_setup_teardown(test_start_answered_when_ready, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_start_worker_ends, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_start_deadline, setup, teardown),

@@ -89,8 +89,6 @@ caclient_confine(pid_t parent, int timeout_s)
 
 	if (close_range(CACLIENT_OUT + 1, ~0u, 0) == -1)
 		return -1;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-		return -1;
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
@@ -102,6 +100,10 @@ caclient_confine(pid_t parent, int timeout_s)
 	    (setgroups(0, NULL) == -1 ||
 	        setresgid(CACLIENT_NOBODY, CACLIENT_NOBODY, CACLIENT_NOBODY) == -1 ||
 	        setresuid(CACLIENT_NOBODY, CACLIENT_NOBODY, CACLIENT_NOBODY) == -1))
+		return -1;
+	/* After the change of identity, which clears a parent-death signal
+	 * set before it; then the parent must still be there. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
 		return -1;
 	return 0;
 }

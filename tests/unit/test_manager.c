@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -800,6 +801,53 @@ test_restart_retries_and_joins(void **state)
 	free(out);
 }
 
+/* --- the loop's poll set: every instance is in it --------------------- */
+
+#define MANY_INSTANCES 600 /* more than the 512 entries the poll set once held */
+
+/* With many instances, the last one's worker ending is still seen: the
+ * poll set holds every instance's pidfd (and readiness pipe, and CA
+ * request), not the first few hundred. Here MANY_INSTANCES instances
+ * "run" (pidfd a pipe nobody writes to, so never readable) and the last
+ * one's worker ends (its pidfd readable). */
+static void
+test_many_instances(void **state)
+{
+	struct fixture *f = *state;
+	struct vtpm **all, *last;
+	int quiet[2], ended[2];
+	char name[32], *out;
+	bool gone, running;
+
+	assert_int_equal(pipe2(quiet, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ended, O_CLOEXEC), 0);
+	assert_int_equal(write(ended[1], "x", 1), 1);
+	close(ended[1]);
+	all = realloc(f->m.vtpms, (1 + MANY_INSTANCES) * sizeof(*all));
+	assert_non_null(all);
+	f->m.vtpms = all;
+	for (unsigned int i = 1; i <= MANY_INSTANCES; i++) {
+		snprintf(name, sizeof(name), "many-%u", i);
+		all[i] = registry_new(name, 2, i);
+		assert_non_null(all[i]);
+		all[i]->state = VTPM_RUNNING;
+		all[i]->pidfd = i < MANY_INSTANCES ? fcntl(quiet[0], F_DUPFD_CLOEXEC, 0) : ended[0];
+		assert_true(all[i]->pidfd >= 0);
+		f->m.n++;
+	}
+	close(quiet[0]);
+	last = all[MANY_INSTANCES];
+	/* One round answers a request and sees the last worker's end. */
+	out = client_answer(f, client_send(f, "GET /v1/instances/vm1 HTTP/1.1\r\n\r\n"), NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+	free(out);
+	gone = last->pidfd == -1 && last->state == VTPM_STOPPED;
+	running = all[1]->state == VTPM_RUNNING;
+	close(quiet[1]);
+	assert_true(running);
+	assert_true(gone);
+}
+
 int
 main(void)
 {
@@ -815,6 +863,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_start_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy_while_starting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_retries_and_joins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_instances, setup, teardown),
 	};
 
 	log_init("test_manager", LOG_LEVEL_ERROR);

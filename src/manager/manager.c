@@ -37,7 +37,6 @@
 #include "manager.h"
 
 #define MANAGER_STABLE_MS 60000
-#define MANAGER_MAX_POLL 512
 
 static volatile sig_atomic_t manager_signalled;
 
@@ -97,33 +96,72 @@ struct manager_fd {
 	struct vtpm *v; /* NULL for the enrolment */
 };
 
-static int
-manager_add(struct pollfd *pfd, struct manager_fd *owner, int n, int fd, enum manager_watch what,
-    struct vtpm *v)
+/*
+ * The loop's poll set: the API's descriptors, then, per instance, its
+ * readiness pipe, its CA request and its worker's pidfd, and the
+ * enrolment's CA request. It grows with the instances (a fixed size would
+ * leave the last instances' events out, unseen), and is kept from one
+ * round to the next; one loop per process.
+ */
+struct manager_poll {
+	struct pollfd *pfd;
+	struct manager_fd *owner;
+	size_t cap;
+};
+static struct manager_poll manager_poll;
+
+/* Room for what m may wait for. When memory runs out, the set keeps the
+ * room it has (what does not fit waits for a round with room). */
+static size_t
+manager_poll_room(const struct manager *m)
 {
-	if (fd == -1 || n >= MANAGER_MAX_POLL)
+	size_t need = API_MAX_CONNECTIONS + 1 + 3 * m->n + 1;
+	struct manager_poll *p = &manager_poll;
+	struct pollfd *pfd;
+	struct manager_fd *owner;
+
+	if (need <= p->cap)
+		return p->cap;
+	pfd = realloc(p->pfd, need * sizeof(*pfd));
+	if (pfd != NULL)
+		p->pfd = pfd;
+	owner = realloc(p->owner, need * sizeof(*owner));
+	if (owner != NULL)
+		p->owner = owner;
+	if (pfd == NULL || owner == NULL)
+		log_warnx("out of memory for a poll set of %zu entries; some events wait", need);
+	else
+		p->cap = need;
+	return p->cap;
+}
+
+static int
+manager_add(int n, int fd, enum manager_watch what, struct vtpm *v)
+{
+	struct manager_poll *p = &manager_poll;
+
+	if (fd == -1 || (size_t)n >= p->cap)
 		return n;
-	pfd[n] = (struct pollfd){.fd = fd, .events = POLLIN};
-	owner[n] = (struct manager_fd){.what = what, .v = v};
+	p->pfd[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+	p->owner[n] = (struct manager_fd){.what = what, .v = v};
 	return n + 1;
 }
 
-/* Fills pfd from index n with what the manager's operations and workers
- * wait for; returns the new count. */
+/* Fills the poll set from index n with what the manager's operations and
+ * workers wait for; returns the new count. */
 static int
-manager_pollfds(struct manager *m, struct pollfd *pfd, struct manager_fd *owner, int n)
+manager_pollfds(struct manager *m, int n)
 {
 	for (size_t i = 0; i < m->n; i++)
-		n = manager_add(pfd, owner, n, m->vtpms[i]->readyfd, MANAGER_WATCH_READY, m->vtpms[i]);
+		n = manager_add(n, m->vtpms[i]->readyfd, MANAGER_WATCH_READY, m->vtpms[i]);
 	for (size_t i = 0; i < m->n; i++)
 		if (m->vtpms[i]->prov != NULL && provision_ca(m->vtpms[i]->prov) != NULL)
-			n = manager_add(pfd, owner, n, caclient_fd(provision_ca(m->vtpms[i]->prov)),
+			n = manager_add(n, caclient_fd(provision_ca(m->vtpms[i]->prov)),
 			    MANAGER_WATCH_CA, m->vtpms[i]);
 	if (m->enrolling != NULL && enrol_ca(m->enrolling) != NULL)
-		n = manager_add(pfd, owner, n, caclient_fd(enrol_ca(m->enrolling)),
-		    MANAGER_WATCH_ENROL, NULL);
+		n = manager_add(n, caclient_fd(enrol_ca(m->enrolling)), MANAGER_WATCH_ENROL, NULL);
 	for (size_t i = 0; i < m->n; i++)
-		n = manager_add(pfd, owner, n, m->vtpms[i]->pidfd, MANAGER_WATCH_PID, m->vtpms[i]);
+		n = manager_add(n, m->vtpms[i]->pidfd, MANAGER_WATCH_PID, m->vtpms[i]);
 	return n;
 }
 
@@ -199,13 +237,14 @@ manager_timeout(struct manager *m)
 int
 manager_step(struct manager *m, const sigset_t *unblocked)
 {
-	struct pollfd pfd[MANAGER_MAX_POLL];
-	struct manager_fd owner[MANAGER_MAX_POLL];
+	size_t cap = manager_poll_room(m);
+	struct pollfd *pfd = manager_poll.pfd;
+	struct manager_fd *owner = manager_poll.owner;
 	struct timespec ts, *tsp = NULL;
 	int napi, n, timeout;
 
-	napi = api_pollfds(m->api, pfd, MANAGER_MAX_POLL);
-	n = manager_pollfds(m, pfd, owner, napi);
+	napi = api_pollfds(m->api, pfd, (int)(cap < INT_MAX ? cap : INT_MAX));
+	n = manager_pollfds(m, napi);
 	timeout = manager_timeout(m);
 	if (timeout >= 0) {
 		ts.tv_sec = timeout / 1000;

@@ -2,11 +2,14 @@
  * stall-client: a misbehaving client for tests. It opens many connections
  * to a socket, sends the start of a message on each, and stalls.
  *
- *   stall-client [--count N] [--send HEX] [--hold MS] ENDPOINT
+ *   stall-client [--count N] [--send HEX] [--hold MS] [--wait MS] ENDPOINT
  *
  * Opens N connections to ENDPOINT (unix:PATH or tcp:HOST:PORT; default 1),
  * each given at most 5 s to get into the server's backlog, and sends the
- * bytes HEX (default none) on each. Then prints
+ * bytes HEX (default none) on each. With --wait, a socket that is not
+ * there yet, not listening or not open to this user is tried again, as
+ * fast as it can, for up to MS milliseconds (a client that lies in wait
+ * for a socket to appear). Then prints
  *
  *   connected C failed F
  *
@@ -48,12 +51,14 @@ stall_now_ms(void)
 
 
 /* A non-blocking connection to ss, or -1 when it was not accepted into
- * the backlog within STALL_CONNECT_MS. */
+ * the backlog within STALL_CONNECT_MS, or, for a socket absent, refusing
+ * or forbidden, within wait_ms. */
 static int
-stall_connect(const struct sockaddr_storage *ss, socklen_t sl)
+stall_connect(const struct sockaddr_storage *ss, socklen_t sl, long wait_ms)
 {
-	struct timespec pause = {.tv_nsec = 1000000};
+	struct timespec pause = {.tv_nsec = 1000000}, lurk = {.tv_nsec = 100000};
 	int64_t deadline = stall_now_ms() + STALL_CONNECT_MS;
+	int64_t absent_until = stall_now_ms() + wait_ms;
 	struct pollfd pfd;
 	socklen_t el = sizeof(int);
 	int fd, err = 0;
@@ -67,6 +72,11 @@ stall_connect(const struct sockaddr_storage *ss, socklen_t sl)
 		/* A unix socket whose backlog is full says EAGAIN: try again. */
 		if (errno == EAGAIN && stall_now_ms() < deadline) {
 			nanosleep(&pause, NULL);
+			continue;
+		}
+		if ((errno == ENOENT || errno == ECONNREFUSED || errno == EACCES) &&
+		    stall_now_ms() < absent_until) {
+			nanosleep(&lurk, NULL);
 			continue;
 		}
 		break;
@@ -100,7 +110,8 @@ stall_hex(const char *hex, size_t *len)
 static void
 stall_usage(void)
 {
-	fprintf(stderr, "usage: stall-client [--count N] [--send HEX] [--hold MS] ENDPOINT\n");
+	fprintf(stderr,
+	    "usage: stall-client [--count N] [--send HEX] [--hold MS] [--wait MS] ENDPOINT\n");
 	exit(2);
 }
 
@@ -113,7 +124,7 @@ main(int argc, char **argv)
 	uint8_t *msg = NULL, scratch[4096];
 	bool *answered;
 	size_t msg_len = 0;
-	long count = 1, hold = 60000;
+	long count = 1, hold = 60000, wait = 0;
 	int connected = 0, failed = 0, closed = 0, nanswered = 0, i = 1, fd;
 	int64_t start, last = 0, end;
 	socklen_t sl;
@@ -124,13 +135,15 @@ main(int argc, char **argv)
 			count = atol(argv[i + 1]);
 		else if (strcmp(argv[i], "--hold") == 0)
 			hold = atol(argv[i + 1]);
+		else if (strcmp(argv[i], "--wait") == 0)
+			wait = atol(argv[i + 1]);
 		else if (strcmp(argv[i], "--send") == 0 &&
 		         (msg = stall_hex(argv[i + 1], &msg_len)) != NULL)
 			continue;
 		else
 			stall_usage();
 	}
-	if (i + 1 != argc || count < 1 || count > 10000 || hold < 0 ||
+	if (i + 1 != argc || count < 1 || count > 10000 || hold < 0 || wait < 0 ||
 	    endpoint_parse(argv[i], &ep) == -1 || (sl = endpoint_sockaddr(&ep, &ss)) == 0)
 		stall_usage();
 	pfd = calloc((size_t)count, sizeof(*pfd));
@@ -139,7 +152,7 @@ main(int argc, char **argv)
 		fatal(1, "calloc");
 
 	for (long k = 0; k < count; k++) {
-		fd = stall_connect(&ss, sl);
+		fd = stall_connect(&ss, sl, wait);
 		if (fd == -1) {
 			failed++;
 			continue;

@@ -274,6 +274,7 @@ void worker_terminate(struct manager *m, struct vtpm *v);
 int worker_exited(struct manager *m, struct vtpm *v, struct err *err);
 void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
     char *data, size_t dlen);
+int worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err);
 
 /* reply.c: the API's answers that operations share: objects (INSTANCE,
  * HOST, POLICY) and failures, with the status and hint of each. */

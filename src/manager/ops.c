@@ -109,7 +109,8 @@ ops_provision_failed(struct manager *m, struct vtpm *v, struct api_response r, c
 	ops_answer(m, ticket, r);
 }
 
-/* The provisioning ended well: the create is done. */
+/* The provisioning ended well: the worker's sockets go to socket-group
+ * (it was started without, worker.c), the create is done. */
 static void
 ops_provision_done(struct manager *m, struct vtpm *v)
 {
@@ -118,7 +119,7 @@ ops_provision_done(struct manager *m, struct vtpm *v)
 
 	provision_free(v->prov);
 	v->prov = NULL;
-	if (lifecycle_create_done(m, v, &err) == -1) {
+	if (worker_share_sockets(m, v, &err) == -1 || lifecycle_create_done(m, v, &err) == -1) {
 		ops_provision_failed(m, v,
 		    api_error(500, err.msg, "nothing was created; check the state directory"),
 		    err.msg);

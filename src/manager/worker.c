@@ -46,6 +46,29 @@ worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size
 	snprintf(ctrl, clen, "%s/%s.sock.ctrl", cfg->run_dir, name);
 }
 
+/*
+ * Gives v's sockets to socket-group (mode 0660), as a worker does with
+ * --socket-group, for a worker started without it (provisioning). The
+ * paths are changed, not the descriptors. 0 (also without socket-group),
+ * or -1 with err.
+ */
+int
+worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err)
+{
+	char ctrl[PATH_MAX], data[PATH_MAX];
+	const char *paths[] = {data, ctrl};
+
+	if (m->cfg.socket_gid == 0)
+		return 0;
+	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (lchown(paths[i], (uid_t)-1, m->cfg.socket_gid) == -1 ||
+		    chmod(paths[i], 0660) == -1)
+			return err_errno(err, "%s: giving it to socket-group %u", paths[i],
+			    (unsigned int)m->cfg.socket_gid);
+	return 0;
+}
+
 static void
 worker_pidfile(const struct config *cfg, const char *name, char *buf, size_t len)
 {
@@ -230,8 +253,12 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 		argv[n++] = gid;
 	}
 	/* socket-group: the sockets go to that group (QEMU's), mode 0660;
-	 * config.c resolved it to a gid, so the worker looks up no names. */
-	if (m->cfg.socket_gid != 0) {
+	 * config.c resolved it to a gid, so the worker looks up no names.
+	 * Not yet for a worker to provision: the manager sends it commands
+	 * from its loop, and a member of the group (any VM's QEMU) that
+	 * connected first would hold them, and the loop, in the worker's
+	 * line; worker_share_sockets gives them once it is provisioned. */
+	if (m->cfg.socket_gid != 0 && v->prov == NULL) {
 		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)m->cfg.socket_gid);
 		argv[n++] = "--socket-group";
 		argv[n++] = sockgid;

@@ -515,7 +515,7 @@ fixture_instance(struct fixture *f, const char *name)
 	size_t n = 0;
 	FILE *fp;
 
-	f->v = registry_new(name, 2, 0);
+	f->v = registry_new(name, 2, (unsigned int)f->m.n);
 	assert_non_null(f->v);
 	assert_int_equal(registry_path(&f->m.cfg, name, NULL, path, sizeof(path)), 0);
 	assert_int_equal(mkdir(path, 0700), 0);
@@ -530,10 +530,9 @@ fixture_instance(struct fixture *f, const char *name)
 	assert_non_null(fp);
 	assert_int_equal(fwrite(uuid, 1, sizeof(uuid), fp), sizeof(uuid));
 	fclose(fp);
-	f->m.vtpms = calloc(1, sizeof(*f->m.vtpms));
+	f->m.vtpms = realloc(f->m.vtpms, (f->m.n + 1) * sizeof(*f->m.vtpms));
 	assert_non_null(f->m.vtpms);
-	f->m.vtpms[0] = f->v;
-	f->m.n = 1;
+	f->m.vtpms[f->m.n++] = f->v;
 }
 
 static int
@@ -801,6 +800,45 @@ test_restart_retries_and_joins(void **state)
 	free(out);
 }
 
+/* API_MAX_CONNECTIONS starts that wait for their workers do not shut the
+ * API: their requests wait beside the connections being read and
+ * answered, and a list is answered at once. */
+static void
+test_deferred_requests_leave_room(void **state)
+{
+	struct fixture *f = *state;
+	int fds[API_MAX_CONNECTIONS];
+	char name[32], req[96], *out;
+	struct vtpm *vm1 = f->v;
+	int64_t ms;
+
+	for (int i = 1; i < API_MAX_CONNECTIONS; i++) {
+		snprintf(name, sizeof(name), "vm-%d", i + 1);
+		fixture_instance(f, name);
+	}
+	f->v = vm1;
+	worker_script = "head -c 32 <&3 >/dev/null; sleep 3; echo READY >&4; exec sleep 30";
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		snprintf(req, sizeof(req), "POST /v1/instances/%s/start HTTP/1.1\r\n\r\n",
+		    f->m.vtpms[i]->name);
+		fds[i] = client_send(f, req);
+	}
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+		while (!f->m.vtpms[i]->start_pending)
+			manager_step(&f->m, &f->unblocked);
+	out = client_answer(f, client_send(f, LIST), &ms);
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+	free(out);
+	assert_true(ms < 1000);
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+		assert_true(client_waits(fds[i]));
+	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		out = client_answer(f, fds[i], NULL);
+		assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+		free(out);
+	}
+}
+
 /* --- the loop's poll set: every instance is in it --------------------- */
 
 #define MANY_INSTANCES 600 /* more than the 512 entries the poll set once held */
@@ -864,6 +902,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_busy_while_starting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_retries_and_joins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_instances, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deferred_requests_leave_room, setup, teardown),
 	};
 
 	log_init("test_manager", LOG_LEVEL_ERROR);

@@ -24,7 +24,7 @@
 
 #include "ca_msg.h"
 
-#define CHILD_MAX_POLL (API_MAX_CONNECTIONS + 2)
+#define CHILD_MAX_POLL (API_MAX_POLLFDS + 1)
 
 static volatile sig_atomic_t child_signalled;
 

@@ -24,7 +24,10 @@
  * a CA) returns api_deferred(): the connection then waits, out of the poll
  * set and without an idle deadline (the operation's own deadline bounds
  * it), until the caller answers it with api_answer() and the request's
- * ticket. Meanwhile the server serves everyone else.
+ * ticket. Meanwhile the server serves everyone else. Waiting connections
+ * do not count among the API_MAX_CONNECTIONS: up to API_MAX_DEFERRED of
+ * them wait beside those, so that operations in flight (one per instance
+ * at most) cannot shut the API.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -50,6 +53,7 @@
 #define API_ACCEPT_BACKOFF_MS 100  /* after EMFILE and friends */
 #define API_BACKLOG           64
 #define API_INITIAL_CAP       4096
+#define API_SLOTS             (API_MAX_CONNECTIONS + API_MAX_DEFERRED)
 
 /* The state of one api_parse() run over a buffer. */
 struct api_parser {
@@ -106,12 +110,13 @@ struct api_server {
 	ino_t ino;
 	api_handler handler;
 	void *ctx;
-	int nconns;
+	int nconns;   /* connections being read, answered or drained */
+	int nwaiting; /* connections waiting for api_answer() */
 	int64_t accept_resume; /* listener paused until then after EMFILE */
 	uint64_t round;	       /* api_accept() calls so far */
 	uint64_t tickets;      /* connections accepted so far */
 	int64_t evict_logged;  /* when closing a stalled client was last logged */
-	struct api_conn conns[API_MAX_CONNECTIONS];
+	struct api_conn conns[API_SLOTS];
 };
 
 /* --- parsing (pure: no I/O, no globals) --------------------------------- */
@@ -611,13 +616,16 @@ api_conn_close(struct api_server *srv, struct api_conn *c)
 {
 	if (c->state == API_CONN_FREE)
 		return;
+	if (c->state == API_CONN_WAITING)
+		srv->nwaiting--;
+	else
+		srv->nconns--;
 	close(c->fd);
 	free(c->in);
 	free(c->out);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 	c->state = API_CONN_FREE;
-	srv->nconns--;
 }
 
 /* Sends what is left of the response. Once it is out, closes a connection
@@ -734,6 +742,8 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 		api_log(c, req.method, req.path, r.status);
 		if (r.status == 0 && r.body == NULL) {
 			c->state = API_CONN_WAITING;
+			srv->nconns--;
+			srv->nwaiting++;
 			c->method = req.method;
 			snprintf(c->path, sizeof(c->path), "%s", req.path);
 			api_request_clear(&req);
@@ -828,7 +838,7 @@ api_conn_victim(struct api_server *srv, uint64_t round)
 {
 	struct api_conn *victim = NULL;
 
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+	for (int i = 0; i < API_SLOTS; i++) {
 		struct api_conn *c = &srv->conns[i];
 		if (c->round == round)
 			continue;
@@ -839,6 +849,17 @@ api_conn_victim(struct api_server *srv, uint64_t round)
 			victim = c;
 	}
 	return victim;
+}
+
+/* Whether a new client may come in (accepted in round): there is a free
+ * slot and fewer than API_MAX_CONNECTIONS are being read or answered, or
+ * a connection it may replace. */
+static bool
+api_may_accept(struct api_server *srv, uint64_t round)
+{
+	if (srv->nconns < API_MAX_CONNECTIONS && srv->nconns + srv->nwaiting < API_SLOTS)
+		return true;
+	return api_conn_victim(srv, round) != NULL;
 }
 
 /* Closes victim to make room for a new client. */
@@ -869,7 +890,7 @@ api_accept(struct api_server *srv)
 	int fd;
 
 	srv->round++;
-	while (srv->nconns < API_MAX_CONNECTIONS || api_conn_victim(srv, srv->round) != NULL) {
+	while (api_may_accept(srv, srv->round)) {
 		fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -880,16 +901,16 @@ api_accept(struct api_server *srv)
 			}
 			return;
 		}
-		if (srv->nconns == API_MAX_CONNECTIONS)
+		if (srv->nconns >= API_MAX_CONNECTIONS || srv->nconns + srv->nwaiting >= API_SLOTS)
 			api_conn_evict(srv, api_conn_victim(srv, srv->round));
 		c = NULL;
-		for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+		for (int i = 0; i < API_SLOTS; i++) {
 			if (srv->conns[i].state == API_CONN_FREE) {
 				c = &srv->conns[i];
 				break;
 			}
 		}
-		if (c == NULL) { /* cannot happen: nconns counts the used slots */
+		if (c == NULL) { /* cannot happen: nconns and nwaiting count the used slots */
 			close(fd);
 			return;
 		}
@@ -1010,7 +1031,7 @@ api_listen(const char *path, api_handler handler, void *ctx)
 	srv->ino = st.st_ino;
 	srv->handler = handler;
 	srv->ctx = ctx;
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+	for (int i = 0; i < API_SLOTS; i++)
 		srv->conns[i].fd = -1;
 	return srv;
 fail:
@@ -1045,7 +1066,7 @@ api_serve_tcp(int fd, api_handler handler, void *ctx)
 	srv->tcp = true;
 	srv->handler = handler;
 	srv->ctx = ctx;
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+	for (int i = 0; i < API_SLOTS; i++)
 		srv->conns[i].fd = -1;
 	return srv;
 }
@@ -1059,7 +1080,7 @@ api_close(struct api_server *srv)
 
 	if (srv == NULL)
 		return;
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+	for (int i = 0; i < API_SLOTS; i++)
 		api_conn_close(srv, &srv->conns[i]);
 	if (!srv->tcp && lstat(srv->path, &st) == 0 && st.st_dev == srv->dev &&
 	    st.st_ino == srv->ino)
@@ -1072,18 +1093,17 @@ api_close(struct api_server *srv)
  * Fills fds[0, max) with what the server waits for and returns how many:
  * the listener (unless API_MAX_CONNECTIONS are open and all of them
  * answering, or accept is backing off after running out of descriptors),
- * then every connection. With
- * max >= API_MAX_CONNECTIONS + 1 nothing is left out.
+ * then every connection but those waiting for api_answer(). With
+ * max >= API_MAX_POLLFDS nothing is left out.
  */
 int
 api_pollfds(struct api_server *srv, struct pollfd *fds, int max)
 {
 	int n = 0;
 
-	if (n < max && mono_ms() >= srv->accept_resume &&
-	    (srv->nconns < API_MAX_CONNECTIONS || api_conn_victim(srv, srv->round + 1) != NULL))
+	if (n < max && mono_ms() >= srv->accept_resume && api_may_accept(srv, srv->round + 1))
 		fds[n++] = (struct pollfd){.fd = srv->fd, .events = POLLIN};
-	for (int i = 0; i < API_MAX_CONNECTIONS && n < max; i++) {
+	for (int i = 0; i < API_SLOTS && n < max; i++) {
 		const struct api_conn *c = &srv->conns[i];
 		switch (c->state) {
 		case API_CONN_READING:
@@ -1103,7 +1123,7 @@ api_pollfds(struct api_server *srv, struct pollfd *fds, int max)
 static struct api_conn *
 api_conn_find(struct api_server *srv, int fd)
 {
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++)
+	for (int i = 0; i < API_SLOTS; i++)
 		if (srv->conns[i].state != API_CONN_FREE && srv->conns[i].fd == fd)
 			return &srv->conns[i];
 	return NULL;
@@ -1143,7 +1163,7 @@ api_process(struct api_server *srv, const struct pollfd *fds, int n)
 		}
 	}
 	now = mono_ms();
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+	for (int i = 0; i < API_SLOTS; i++) {
 		struct api_conn *c = &srv->conns[i];
 		if (c->state != API_CONN_FREE && c->state != API_CONN_WAITING && now >= c->deadline) {
 			if (c->state != API_CONN_DRAINING)
@@ -1164,7 +1184,7 @@ api_next_timeout(const struct api_server *srv)
 
 	if (srv->accept_resume > now)
 		next = srv->accept_resume;
-	for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+	for (int i = 0; i < API_SLOTS; i++) {
 		const struct api_conn *c = &srv->conns[i];
 		if (c->state != API_CONN_FREE && c->state != API_CONN_WAITING &&
 		    (next == -1 || c->deadline < next))
@@ -1190,11 +1210,13 @@ api_deferred(void)
 int
 api_answer(struct api_server *srv, uint64_t ticket, struct api_response r)
 {
-	for (int i = 0; ticket != 0 && i < API_MAX_CONNECTIONS; i++) {
+	for (int i = 0; ticket != 0 && i < API_SLOTS; i++) {
 		struct api_conn *c = &srv->conns[i];
 		if (c->state != API_CONN_WAITING || c->ticket != ticket)
 			continue;
 		api_log(c, c->method, c->path, r.status);
+		srv->nwaiting--;
+		srv->nconns++;
 		api_conn_respond(srv, c, r);
 		return 0;
 	}

@@ -175,7 +175,9 @@ int fileio_mkdirs(const char *path, mode_t mode);
 /* api.c: the control API server: HTTP/1.1 + JSON on a unix socket
  * (docs/api.md). Parsing uses http-parser; bodies are jansson values. */
 #define API_MAX_REQUEST (64u << 10)
-#define API_MAX_CONNECTIONS 64
+#define API_MAX_CONNECTIONS 64 /* being read or answered at once */
+#define API_MAX_DEFERRED 1024   /* besides those, waiting for api_answer() */
+#define API_MAX_POLLFDS (API_MAX_CONNECTIONS + API_MAX_DEFERRED + 1) /* api_pollfds' most */
 #define API_IDLE_TIMEOUT_MS 10000
 enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
 struct json_t;

@@ -115,7 +115,7 @@ static struct manager_poll manager_poll;
 static size_t
 manager_poll_room(const struct manager *m)
 {
-	size_t need = API_MAX_CONNECTIONS + 1 + 3 * m->n + 1;
+	size_t need = API_MAX_POLLFDS + 3 * m->n + 1;
 	struct manager_poll *p = &manager_poll;
 	struct pollfd *pfd;
 	struct manager_fd *owner;

@@ -143,7 +143,8 @@ WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
 WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
 WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=policy_find -Wl,--wrap=hwtpm_unseal -Wl,--wrap=hwtpm_sealed_name \
-                    -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available
+                    -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available \
+                    -Wl,--wrap=realloc
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc

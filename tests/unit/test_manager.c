@@ -320,6 +320,48 @@ test_ca_abandoned(void **state)
 	assert_no_children();
 }
 
+void *__real_realloc(void *p, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+/* realloc fails in this process (not in its children) while set. */
+static pid_t realloc_fails_in;
+
+void *
+__wrap_realloc(void *p, size_t size)
+{
+	if (realloc_fails_in != 0 && getpid() == realloc_fails_in)
+		return NULL;
+	return __real_realloc(p, size);
+}
+
+/* A request whose answer cannot be kept (memory runs out) ends at once,
+ * its child killed, rather than waiting for the child to end by itself
+ * (here, a CA that trickles: at its alarm, a second after the deadline). */
+static void
+test_ca_out_of_memory(void **state)
+{
+	struct ca_server ca;
+	struct caclient *c;
+	struct err err = {0};
+	json_t *body = ca_body(), *reply = NULL;
+	int64_t ms;
+
+	ca_start(&ca, CA_TRICKLE);
+	c = caclient_post(ca.url, "/x", body, 1, &err);
+	assert_non_null(c);
+	realloc_fails_in = getpid();
+	ms = ca_run(c, 5000);
+	realloc_fails_in = 0;
+	assert_true(ms >= 0);
+	assert_int_equal(caclient_result(c, &reply, &err), -1);
+	assert_int_equal(err.kind, ERR_UNREACHABLE);
+	caclient_free(c);
+	ca_stop(&ca);
+	json_decref(body);
+	assert_no_children();
+	assert_true(ms < 1500);
+}
+
 /* The one child of pid, once it has one (/proc's children list). */
 static pid_t
 child_of(pid_t pid)
@@ -896,6 +938,7 @@ main(void)
 	    cmocka_unit_test(test_ca_deadline),
 	    cmocka_unit_test(test_ca_abandoned),
 	    cmocka_unit_test(test_ca_dies_with_manager),
+	    cmocka_unit_test(test_ca_out_of_memory),
 	    cmocka_unit_test_setup_teardown(test_start_answered_when_ready, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_start_worker_ends, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_start_deadline, setup, teardown),

@@ -260,7 +260,10 @@ caclient_step(struct caclient *c)
 	if (c->fd == -1)
 		return true;
 	if (caclient_read(c)) {
-		caclient_stop(c, c->too_large);
+		/* Its answer whole (the child is ending), too large, or not to be
+		 * kept (memory, a read error): killed either way, so that
+		 * reaping it never waits on the CA. */
+		caclient_stop(c, true);
 		return true;
 	}
 	if (mono_ms() >= c->deadline) {

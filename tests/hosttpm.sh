@@ -66,6 +66,19 @@ start_vtpmd() {
 	done
 }
 
+# wait_state NAME STATE [SECONDS]: polls vtpmctl info until instance NAME
+# is in STATE (vtpmd starts what should run while its API already serves),
+# failing after SECONDS (30) with the state it was in.
+wait_state() {
+	local name=$1 want=$2 deadline=$((SECONDS + ${3:-30})) st=""
+	while :; do
+		st=$("$VTPMCTL" info "$name" --json 2>/dev/null | jq -r .state || true)
+		[ "$st" = "$want" ] && return 0
+		[ "$SECONDS" -lt "$deadline" ] || fail "$name: state '$st', expected '$want'"
+		sleep 0.05
+	done
+}
+
 # jfield JSON FILTER: one field with jq, failing loudly on a missing field.
 jfield() {
 	jq -er "$2" <<<"$1" || fail "JSON has no $2: $1"

@@ -116,8 +116,8 @@ pid=$(jfield "$("$VTPMCTL" info vm-a --json)" .pid)
 kill -KILL "$VTPMD_PID" "$pid"
 wait "$VTPMD_PID" 2>/dev/null || true
 start_vtpmd svc --config "$T/svc.conf" --root-tcti "$HOST_TCTI"
+wait_state vm-a running
 info=$("$VTPMCTL" info vm-a --json)
-assert_eq "$(jfield "$info" .state)" running "vm-a after the reboot"
 [ "$(jfield "$info" .pid)" != "$pid" ] || fail "vm-a was not started anew"
 assert_eq "$(jfield "$("$VTPMCTL" info vm-b --json)" .state)" stopped "vm-b stays stopped"
 stop_pid "$VTPMD_PID"

@@ -37,6 +37,7 @@ enum err_kind {
 	ERR_INVALID,	 /* the input is malformed or out of range */
 	ERR_IO,		 /* the system refused (the message ends with strerror) */
 	ERR_ABSENT,	 /* what was asked for does not exist */
+	ERR_EXISTS,	 /* a record with that key is there already */
 	ERR_BUSY,	 /* in use by another process */
 	ERR_CORRUPT,	 /* it exists but cannot be read: altered, truncated, wrong key */
 	ERR_REFUSED,	 /* a peer said no (a CA's 4xx, a TPM's refusal) */

@@ -112,6 +112,7 @@ err_kind_name(enum err_kind kind)
 	case ERR_INVALID: return "invalid";
 	case ERR_IO: return "io";
 	case ERR_ABSENT: return "absent";
+	case ERR_EXISTS: return "exists";
 	case ERR_BUSY: return "busy";
 	case ERR_CORRUPT: return "corrupt";
 	case ERR_REFUSED: return "refused";

@@ -17,9 +17,10 @@
  * that read or write JSON.
  *
  * Conventions: functions return 0 or -1 and, when they fail, fill the
- * caller's struct err (docs/architecture.md, "Errors"); ca_db.c returns an
- * enum ca_db_rc; ca_msg.h's answers carry an enum ca_msg_rc. Commands return vtpmd's exit statuses:
- * EXIT_OK, EXIT_RUNTIME (refused, or failed), EXIT_USAGE.
+ * caller's struct err (docs/architecture.md, "Errors"); ca_db.c's outcomes
+ * (no such record, used, expired, …) are kinds of it, listed below.
+ * ca_msg.h's answers carry an enum ca_msg_rc. Commands return vtpmd's exit
+ * statuses: EXIT_OK, EXIT_RUNTIME (refused, or failed), EXIT_USAGE.
  */
 #ifndef VTPM_CA_H
 #define VTPM_CA_H
@@ -140,25 +141,31 @@ int ca_parse_serial(const char *s, char out[static CERTS_SERIAL_HEX_MAX + 1]);
  * the trust store, approved host configurations, challenges and the
  * audit trail. Times are seconds since the Unix epoch, passed in by the
  * caller. Text fields are copied out into fixed-size fields.
+ *
+ * Every function that can fail returns 0, or -1 with err (last, may be
+ * NULL) filled. Kinds a caller may act on:
+ *   ERR_ABSENT   no such record (a serial, a PolicyPCR digest, a challenge)
+ *   ERR_EXISTS   a record with that key is there already
+ *   ERR_REFUSED  a challenge answered before (taken once already)
+ *   ERR_TIMEOUT  a challenge taken at or after its expiry
+ *   ERR_BUSY     CA_PENDING_MAX challenges are open
+ * and otherwise ERR_FAILED (SQLite failed: its message follows what was
+ * being done; a lock still held after the busy timeout is one of these,
+ * not ERR_BUSY), ERR_IO (SQLite met the file system: I/O, disk full,
+ * permissions), ERR_CORRUPT (a stored record cannot be decoded) or
+ * ERR_INVALID (a constraint other than a key; ca_db_open: not a vtpm-ca
+ * database of this schema version).
+ * The listings call fn for each record; fn returns 0 to go on.
  */
-enum ca_db_rc {
-	CA_DB_ERROR = -1,
-	CA_DB_OK = 0,
-	CA_DB_NOTFOUND, /* no such record */
-	CA_DB_EXISTS,   /* a record with that key is there already */
-	CA_DB_USED,     /* a challenge answered before */
-	CA_DB_EXPIRED,  /* a challenge past its time */
-	CA_DB_FULL,     /* CA_PENDING_MAX challenges are open */
-};
 #define CA_DB_SCHEMA_VERSION 1
 const char *ca_trust_name(enum ca_trust_kind kind); /* "manufacturer", … */
 int ca_trust_parse(const char *s, enum ca_trust_kind *kind);
 struct ca_db;
-/* create: make the file and the schema (it must not exist); else open an
- * existing database of this schema version. */
+/* create: make the file and the schema (it must not exist: ERR_EXISTS);
+ * else open an existing database (ERR_ABSENT when there is none) of this
+ * schema version. NULL with err when it fails. */
 struct ca_db *ca_db_open(const char *path, bool create, struct err *err);
 void ca_db_close(struct ca_db *db);
-const char *ca_db_error(const struct ca_db *db);
 
 struct ca_issued {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
@@ -173,9 +180,11 @@ struct ca_issued {
 	int64_t revoked_at;
 	char reason[CA_DETAIL_MAX];
 };
-enum ca_db_rc ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem);
-enum ca_db_rc ca_db_issued_list(
-    struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec), void *ctx);
+/* ERR_EXISTS: the serial is recorded already. */
+int ca_db_issued_add(
+    struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err);
+int ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec),
+    void *ctx, struct err *err);
 
 /* Revocations: of a certificate issued here, or (foreign) of another CA's
  * (a host EK, a remote Privacy CA's CK). */
@@ -184,10 +193,13 @@ struct ca_status {
 	int64_t revoked_at;
 	char reason[CA_DETAIL_MAX];
 };
-enum ca_db_rc ca_db_revoke(
-    struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign);
-/* OK with out filled when the serial was issued here or revoked; NOTFOUND. */
-enum ca_db_rc ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out);
+/* ERR_ABSENT: not issued here (and not foreign); ERR_EXISTS: revoked
+ * already. */
+int ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now,
+    bool foreign, struct err *err);
+/* 0 with out filled when the serial was issued here or revoked; else
+ * ERR_ABSENT. */
+int ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out, struct err *err);
 
 struct ca_trust {
 	int64_t id;
@@ -198,11 +210,12 @@ struct ca_trust {
 	const char *data; /* PEM certificates, or "X,Y" (hex) of an approval key;
 	                   * only valid during a listing callback */
 };
-enum ca_db_rc ca_db_trust_add(struct ca_db *db, enum ca_trust_kind kind, const char *name,
-    const char *fingerprint, const char *data, int64_t now);
-/* Every entry, or those of one kind (kind >= 0). fn returns 0 to go on. */
-enum ca_db_rc ca_db_trust_list(
-    struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t), void *ctx);
+/* ERR_EXISTS: an entry of this kind has this fingerprint already. */
+int ca_db_trust_add(struct ca_db *db, enum ca_trust_kind kind, const char *name,
+    const char *fingerprint, const char *data, int64_t now, struct err *err);
+/* Every entry, or those of one kind (kind >= 0). */
+int ca_db_trust_list(struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t),
+    void *ctx, struct err *err);
 
 struct ca_host_config {
 	char id[CERTS_HOST_CONFIG_MAX + 1];
@@ -211,20 +224,24 @@ struct ca_host_config {
 	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR digest of the values */
 	int64_t approved_at;
 };
-enum ca_db_rc ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc);
-enum ca_db_rc ca_db_host_config_find(
-    struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN], struct ca_host_config *hc);
-enum ca_db_rc ca_db_host_config_list(
-    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc), void *ctx);
+/* ERR_EXISTS: its id or its PCR values (its policy) are approved already. */
+int ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc, struct err *err);
+/* ERR_ABSENT: no approved configuration has this PolicyPCR digest. */
+int ca_db_host_config_find(struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN],
+    struct ca_host_config *hc, struct err *err);
+int ca_db_host_config_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc),
+    void *ctx, struct err *err);
 
-/* Challenges: stored with the SHA-256 of their secret only. take marks
- * the challenge used whatever its state, so it is answered at most once;
- * OK (with *request, malloc'd, and hash), NOTFOUND, USED or EXPIRED (at
- * or after expires_at). */
-enum ca_db_rc ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind,
-    const char *request, const uint8_t hash[static 32], int64_t now, int64_t expires_at);
-enum ca_db_rc ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now,
-    enum ca_kind *kind, char **request, uint8_t hash[static 32]);
+/* Challenges: stored with the SHA-256 of their secret only. add:
+ * ERR_BUSY when CA_PENDING_MAX are open, ERR_EXISTS when the id is taken.
+ * take marks the challenge used whatever its state, so it is answered at
+ * most once: 0 with *request (malloc'd) and hash, or -1 with ERR_ABSENT
+ * (unknown), ERR_REFUSED (used before) or ERR_TIMEOUT (at or after
+ * expires_at), *request NULL. */
+int ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const char *request,
+    const uint8_t hash[static 32], int64_t now, int64_t expires_at, struct err *err);
+int ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
+    char **request, uint8_t hash[static 32], struct err *err);
 
 struct ca_audit {
 	int64_t id, time;
@@ -232,10 +249,10 @@ struct ca_audit {
 	char outcome[32];
 	char detail[CA_DETAIL_MAX];
 };
-enum ca_db_rc ca_db_audit(
-    struct ca_db *db, int64_t now, const char *action, const char *outcome, const char *detail);
-enum ca_db_rc ca_db_audit_list(
-    struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx);
+int ca_db_audit(struct ca_db *db, int64_t now, const char *action, const char *outcome,
+    const char *detail, struct err *err);
+int ca_db_audit_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx, struct err *err);
 
 /* ca_ask.c: the network child's questions to the parent, one function per
  * request of ca_msg.h. A broken channel or a malformed answer ends the
@@ -252,8 +269,9 @@ struct ca_link {
  * fn returns 0 to go on. 0, or -1 with err when the records failed. */
 int ca_ask_trust(struct ca_link *l, enum ca_trust_kind kind, int (*fn)(void *ctx, const char *pem),
     void *ctx, struct err *err);
-/* OK with out filled, NOTFOUND, or ERROR (the parent's records failed). */
-enum ca_db_rc ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out);
+/* 0 with out filled, or -1 with err: ERR_ABSENT (not issued or revoked
+ * here), ERR_FAILED (the parent's records failed). */
+int ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out, struct err *err);
 /* Whether pub is a trusted approval key: 1, 0, -1. */
 int ca_ask_approval(struct ca_link *l, const struct approval_pub *pub);
 /* What the parent answers about a challenge or a certificate (enum

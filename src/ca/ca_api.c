@@ -45,17 +45,17 @@ ca_get_status(struct ca_server *s, const char *arg)
 {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status st;
-	enum ca_db_rc rc;
+	struct err err;
 
 	if (ca_parse_serial(arg, serial) == -1)
 		return api_error(400, "not a certificate serial number",
 		    "give the serial in hexadecimal: GET /v1/status/SERIAL");
-	rc = ca_ask_status(&s->link, serial, &st);
-	if (rc == CA_DB_ERROR)
+	if (ca_ask_status(&s->link, serial, &st, &err) == -1) {
+		if (err.kind == ERR_ABSENT)
+			return api_error(404, "no certificate with this serial was issued here",
+			    "ask the CA that issued it");
 		return api_error(500, "the records cannot be read", "try again; see vtpm-ca's log");
-	if (rc == CA_DB_NOTFOUND)
-		return api_error(404, "no certificate with this serial was issued here",
-		    "ask the CA that issued it");
+	}
 	if (!st.revoked)
 		return ca_reply_json(
 		    200, json_pack("{s:s, s:b, s:n}", "serial", serial, "revoked", 0, "reason"));

@@ -93,8 +93,8 @@ ca_ask_trust(struct ca_link *l, enum ca_trust_kind kind, int (*fn)(void *ctx, co
 	return 0;
 }
 
-enum ca_db_rc
-ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out)
+int
+ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out, struct err *err)
 {
 	struct ca_msg *m = l->msg;
 
@@ -102,17 +102,18 @@ ca_ask_status(struct ca_link *l, const char *serial, struct ca_status *out)
 	ca_msg_init(m, CA_MSG_STATUS_GET);
 	if (ca_ask_text(m->u.status_get.serial, sizeof(m->u.status_get.serial), serial) == -1 ||
 	    strspn(serial, "0123456789abcdef") != strlen(serial) || serial[0] == '\0')
-		return CA_DB_NOTFOUND; /* no serial of this CA looks like that */
+		/* no serial of this CA looks like that */
+		return err_set(err, ERR_ABSENT, "no certificate with this serial is known here");
 	ca_ask_exchange(l, CA_MSG_STATUS);
 	if (m->u.status.rc == CA_MSG_NOTFOUND)
-		return CA_DB_NOTFOUND;
+		return err_set(err, ERR_ABSENT, "no certificate with this serial is known here");
 	if (m->u.status.rc != CA_MSG_OK)
-		return CA_DB_ERROR;
+		return err_set(err, ERR_FAILED, "the records cannot be read (see vtpm-ca's log)");
 	out->issued_here = m->u.status.issued_here != 0;
 	out->revoked = m->u.status.revoked != 0;
 	out->revoked_at = m->u.status.revoked_at;
 	snprintf(out->reason, sizeof(out->reason), "%s", m->u.status.reason);
-	return CA_DB_OK;
+	return 0;
 }
 
 int

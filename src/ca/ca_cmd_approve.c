@@ -110,14 +110,14 @@ approve_run(const char *dbpath, const char *id, const struct pcr_selection *sel,
 	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
 		return ca_fail("%s: %s", dbpath, err.msg);
 	ret = EXIT_RUNTIME;
-	if (ca_db_host_config_add(db, &hc) != CA_DB_OK) {
-		ca_fail("%s: %s", id, ca_db_error(db));
+	if (ca_db_host_config_add(db, &hc, &err) == -1) {
+		ca_fail("%s: %s", id, err.msg);
 		goto out;
 	}
 	hex_encode(hc.policy, sizeof(hc.policy), hex);
 	pcrpolicy_format(sel, list, sizeof(list));
 	err_set(&err, ERR_FAILED, "%s: sha256 PCRs %s, PolicyPCR %s", id, list, hex);
-	ca_db_audit(db, time(NULL), "approve-host-config", "done", err.msg);
+	ca_db_audit(db, time(NULL), "approve-host-config", "done", err.msg, NULL);
 	printf("approved host configuration %s\n", err.msg);
 	ret = EXIT_OK;
 out:

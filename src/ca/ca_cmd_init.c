@@ -125,7 +125,7 @@ init_run(const char *dbpath, const char *name)
 	    init_trust(db, &p, 2, CA_TRUST_VIRTUALIZATION) == -1)
 		goto out;
 	err_set(&err, ERR_FAILED, "name %s", name);
-	ca_db_audit(db, time(NULL), "init", "done", err.msg);
+	ca_db_audit(db, time(NULL), "init", "done", err.msg, NULL);
 	printf("database            %s\n", dbpath);
 	for (int i = 0; i < 3; i++)
 		printf("%-19s %s (key %s)\n", cn[i], p.cert[i], p.key[i]);

@@ -122,29 +122,29 @@ list_audit(void *ctx, const struct ca_audit *a)
 	return 0;
 }
 
-static enum ca_db_rc
-list_run(struct ca_db *db, const char *what, struct list_ctx *l)
+static int
+list_run(struct ca_db *db, const char *what, struct list_ctx *l, struct err *err)
 {
 	if (strcmp(what, "certificates") == 0) {
 		if (!l->json)
 			printf("%-32s  %-14s  %-2s  %-20s  %-7s  %s\n", "SERIAL", "ROLE", "KIND",
 			    "ISSUED", "STATUS", "SUBJECT");
-		return ca_db_issued_list(db, list_cert, l);
+		return ca_db_issued_list(db, list_cert, l, err);
 	}
 	if (strcmp(what, "trust") == 0) {
 		if (!l->json)
 			printf("%-4s  %-14s  %-16s  %-20s  %s\n", "ID", "KIND", "FINGERPRINT",
 			    "ADDED", "NAME");
-		return ca_db_trust_list(db, -1, list_trust, l);
+		return ca_db_trust_list(db, -1, list_trust, l, err);
 	}
 	if (strcmp(what, "host-configs") == 0) {
 		if (!l->json)
 			printf("%-24s  %-21s  %-16s  %s\n", "ID", "PCRS", "POLICYPCR", "APPROVED");
-		return ca_db_host_config_list(db, list_host_config, l);
+		return ca_db_host_config_list(db, list_host_config, l, err);
 	}
 	if (!l->json)
 		printf("%-20s  %-30s  %-10s  %s\n", "TIME", "ACTION", "OUTCOME", "DETAIL");
-	return ca_db_audit_list(db, list_audit, l);
+	return ca_db_audit_list(db, list_audit, l, err);
 }
 
 int
@@ -192,8 +192,8 @@ ca_cmd_list(int argc, char **argv)
 		ca_fail("out of memory");
 		goto out;
 	}
-	if (list_run(db, what, &l) != CA_DB_OK) {
-		ca_fail("%s: %s", dbpath, ca_db_error(db));
+	if (list_run(db, what, &l, &err) == -1) {
+		ca_fail("%s: %s", dbpath, err.msg);
 		goto out;
 	}
 	if (l.failed) {

@@ -47,7 +47,6 @@ ca_cmd_revoke(int argc, char **argv)
 	struct err err;
 	struct ca_db *db;
 	bool foreign = false;
-	enum ca_db_rc rc;
 	int c;
 
 	opterr = 0;
@@ -73,18 +72,17 @@ ca_cmd_revoke(int argc, char **argv)
 		return ca_usage("revoke", "--reason: at most 200 characters");
 	if ((db = ca_db_open(dbpath, false, &err)) == NULL)
 		return ca_fail("%s: %s", dbpath, err.msg);
-	rc = ca_db_revoke(db, serial, reason, time(NULL), foreign);
-	if (rc != CA_DB_OK) {
-		ca_fail("%s%s", ca_db_error(db),
-		    rc == CA_DB_NOTFOUND ? " (check 'vtpm-ca list'; for another CA's certificate "
-		                           "add --foreign)"
-		                         : "");
+	if (ca_db_revoke(db, serial, reason, time(NULL), foreign, &err) == -1) {
+		ca_fail("%s%s", err.msg,
+		    err.kind == ERR_ABSENT ? " (check 'vtpm-ca list'; for another CA's certificate "
+		                             "add --foreign)"
+		                           : "");
 		ca_db_close(db);
 		return EXIT_RUNTIME;
 	}
 	err_set(&err, ERR_FAILED, "serial %s%s%s%s", serial, foreign ? " (foreign)" : "",
 	    reason[0] != '\0' ? ": " : "", reason);
-	ca_db_audit(db, time(NULL), "revoke", "done", err.msg);
+	ca_db_audit(db, time(NULL), "revoke", "done", err.msg, NULL);
 	ca_db_close(db);
 	printf("revoked %s\n", err.msg);
 	return EXIT_OK;

@@ -127,7 +127,6 @@ ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, co
 	char subject[CA_SUBJECT_MAX], label[CA_SUBJECT_MAX + 96], fp[65], *data = NULL, *pem;
 	uint8_t digest[32];
 	size_t used = 0, cap = 0;
-	enum ca_db_rc rc;
 	int ret = -1;
 
 	if (trust_split(text, &c, err) == -1 || trust_check_chain(&c, err) == -1)
@@ -154,13 +153,10 @@ ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name, co
 	if (ca_sha256(c.der[0], c.len[0], digest) == -1)
 		goto oom;
 	hex_encode(digest, sizeof(digest), fp);
-	rc = ca_db_trust_add(db, kind, name, fp, data, time(NULL));
-	if (rc != CA_DB_OK) {
-		err_set(err, ERR_FAILED, "%s", ca_db_error(db));
+	if (ca_db_trust_add(db, kind, name, fp, data, time(NULL), err) == -1)
 		goto out;
-	}
 	snprintf(label, sizeof(label), "%s %s (%.16s)", ca_trust_name(kind), name, fp);
-	ca_db_audit(db, time(NULL), "trust add", "done", label);
+	ca_db_audit(db, time(NULL), "trust add", "done", label, NULL);
 	ret = 0;
 	goto out;
 oom:
@@ -178,7 +174,7 @@ trust_add_key(struct ca_db *db, const char *path, const char *name)
 	uint8_t digest[32], *text = NULL;
 	char data[130], fp[65], label[CA_SUBJECT_MAX], detail[CA_SUBJECT_MAX + 64];
 	size_t len = 0;
-	enum ca_db_rc rc;
+	struct err err;
 
 	if (fileio_read(path, TRUST_FILE_MAX, &text, &len) == -1)
 		return ca_fail("%s: %s", path, strerror(errno));
@@ -200,11 +196,10 @@ trust_add_key(struct ca_db *db, const char *path, const char *name)
 		snprintf(label, sizeof(label), "approval key %.16s", fp);
 		name = label;
 	}
-	rc = ca_db_trust_add(db, CA_TRUST_APPROVAL_KEY, name, fp, data, time(NULL));
-	if (rc != CA_DB_OK)
-		return ca_fail("%s: %s", path, ca_db_error(db));
+	if (ca_db_trust_add(db, CA_TRUST_APPROVAL_KEY, name, fp, data, time(NULL), &err) == -1)
+		return ca_fail("%s: %s", path, err.msg);
 	snprintf(detail, sizeof(detail), "approval-key %s (%.16s)", name, fp);
-	ca_db_audit(db, time(NULL), "trust add", "done", detail);
+	ca_db_audit(db, time(NULL), "trust add", "done", detail, NULL);
 	printf("trusted approval key %s (fingerprint %.16s)\n", name, fp);
 	return EXIT_OK;
 }

@@ -7,6 +7,11 @@
  * while `serve` runs, and a schema version table: a database of another
  * version is refused rather than guessed at. Every statement is prepared
  * with bound parameters; nothing from a request is pasted into SQL.
+ *
+ * Failures fill the caller's struct err (docs/architecture.md, "Errors")
+ * with the kinds ca.h lists beside the functions. What SQLite itself
+ * reports (ca_db_fail) keeps its message and is ERR_EXISTS for a duplicate
+ * key, ERR_IO when it is the file system's doing, ERR_FAILED otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +32,6 @@
 
 struct ca_db {
 	sqlite3 *h;
-	char error[CA_WHY_MAX];
 };
 
 static const char *const ca_db_schema[] = {
@@ -103,12 +107,32 @@ ca_trust_parse(const char *s, enum ca_trust_kind *kind)
 	return -1;
 }
 
-static void ca_db_fail(struct ca_db *db, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* The kind of a failure SQLite reports (an extended result code): a row
+ * with another's key is ERR_EXISTS, another constraint ERR_INVALID. Not
+ * ERR_BUSY for SQLITE_BUSY: that kind says CA_PENDING_MAX challenges are
+ * open, and the parent answers it as such. */
+static enum err_kind
+ca_db_kind(int rc)
+{
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return ERR_EXISTS;
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT: return ERR_INVALID;
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+	case SQLITE_PERM: return ERR_IO;
+	default: return ERR_FAILED;
+	}
+}
 
-/* Records why the last call failed, with SQLite's message. */
-static void
-ca_db_fail(struct ca_db *db, const char *fmt, ...)
+static int ca_db_fail(struct ca_db *db, struct err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fills err with what failed and SQLite's message; returns -1. */
+static int
+ca_db_fail(struct ca_db *db, struct err *err, const char *fmt, ...)
 {
 	char msg[CA_WHY_MAX / 2];
 	va_list ap;
@@ -116,35 +140,27 @@ ca_db_fail(struct ca_db *db, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (db->h != NULL)
-		snprintf(db->error, sizeof(db->error), "%s: %s", msg, sqlite3_errmsg(db->h));
-	else
-		snprintf(db->error, sizeof(db->error), "%s", msg);
-}
-
-const char *
-ca_db_error(const struct ca_db *db)
-{
-	return db != NULL ? db->error : "no database";
+	if (db->h == NULL)
+		return err_set(err, ERR_FAILED, "%s", msg);
+	return err_set(
+	    err, ca_db_kind(sqlite3_extended_errcode(db->h)), "%s: %s", msg, sqlite3_errmsg(db->h));
 }
 
 static int
-ca_db_exec(struct ca_db *db, const char *sql)
+ca_db_exec(struct ca_db *db, const char *sql, struct err *err)
 {
-	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		ca_db_fail(db, "%.60s", sql);
-		return -1;
-	}
+	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return ca_db_fail(db, err, "%.60s", sql);
 	return 0;
 }
 
 static sqlite3_stmt *
-ca_db_prepare(struct ca_db *db, const char *sql)
+ca_db_prepare(struct ca_db *db, const char *sql, struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
-		ca_db_fail(db, "prepare");
+		ca_db_fail(db, err, "prepare");
 		sqlite3_finalize(st);
 		return NULL;
 	}
@@ -161,17 +177,17 @@ ca_db_text(sqlite3_stmt *st, int col, char *out, size_t len)
 }
 
 static int
-ca_db_create_schema(struct ca_db *db)
+ca_db_create_schema(struct ca_db *db, struct err *err)
 {
 	char sql[64];
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	for (size_t i = 0; i < sizeof(ca_db_schema) / sizeof(ca_db_schema[0]); i++)
-		if (ca_db_exec(db, ca_db_schema[i]) == -1)
+		if (ca_db_exec(db, ca_db_schema[i], err) == -1)
 			goto fail;
 	snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d)", CA_DB_SCHEMA_VERSION);
-	if (ca_db_exec(db, sql) == -1 || ca_db_exec(db, "COMMIT") == -1)
+	if (ca_db_exec(db, sql, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1)
 		goto fail;
 	return 0;
 fail:
@@ -180,24 +196,22 @@ fail:
 }
 
 static int
-ca_db_check_version(struct ca_db *db)
+ca_db_check_version(struct ca_db *db, struct err *err)
 {
 	sqlite3_stmt *st;
 	int ret = -1, v;
 
-	st = ca_db_prepare(db, "SELECT version FROM schema_version");
-	if (st == NULL) {
-		snprintf(db->error, sizeof(db->error),
-		    "not a vtpm-ca database (create one with 'vtpm-ca init')");
-		return -1;
-	}
+	st = ca_db_prepare(db, "SELECT version FROM schema_version", NULL);
+	if (st == NULL)
+		return err_set(
+		    err, ERR_INVALID, "not a vtpm-ca database (create one with 'vtpm-ca init')");
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		snprintf(db->error, sizeof(db->error), "the database has no schema version");
+		err_set(err, ERR_INVALID, "the database has no schema version");
 		goto out;
 	}
 	v = sqlite3_column_int(st, 0);
 	if (v != CA_DB_SCHEMA_VERSION) {
-		snprintf(db->error, sizeof(db->error),
+		err_set(err, ERR_INVALID,
 		    "database schema version %d, this vtpm-ca reads version %d%s", v,
 		    CA_DB_SCHEMA_VERSION, v > CA_DB_SCHEMA_VERSION ? ": use a newer vtpm-ca" : "");
 		goto out;
@@ -222,8 +236,10 @@ ca_db_open(const char *path, bool create, struct err *err)
 	if (create) {
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd == -1) {
-			snprintf(db->error, sizeof(db->error), "%s",
-			    errno == EEXIST ? "exists already" : strerror(errno));
+			if (errno == EEXIST)
+				err_set(err, ERR_EXISTS, "exists already");
+			else
+				err_set(err, ERR_IO, "%s", strerror(errno));
 			goto fail;
 		}
 		close(fd);
@@ -231,23 +247,22 @@ ca_db_open(const char *path, bool create, struct err *err)
 	}
 	if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
 	    SQLITE_OK) {
-		ca_db_fail(db, "open");
+		ca_db_fail(db, err, "open");
 		if (!create && access(path, F_OK) == -1)
-			snprintf(db->error, sizeof(db->error),
+			err_set(err, ERR_ABSENT,
 			    "no such database (create one with 'vtpm-ca init --db %s')", path);
 		goto fail;
 	}
 	sqlite3_busy_timeout(db->h, CA_DB_BUSY_MS);
 	sqlite3_extended_result_codes(db->h, 1);
-	if (ca_db_exec(db, "PRAGMA journal_mode = WAL") == -1 ||
-	    ca_db_exec(db, "PRAGMA synchronous = FULL") == -1 ||
-	    ca_db_exec(db, "PRAGMA foreign_keys = ON") == -1)
+	if (ca_db_exec(db, "PRAGMA journal_mode = WAL", err) == -1 ||
+	    ca_db_exec(db, "PRAGMA synchronous = FULL", err) == -1 ||
+	    ca_db_exec(db, "PRAGMA foreign_keys = ON", err) == -1)
 		goto fail;
-	if (create ? ca_db_create_schema(db) : ca_db_check_version(db))
+	if (create ? ca_db_create_schema(db, err) : ca_db_check_version(db, err))
 		goto fail;
 	return db;
 fail:
-	err_set(err, ERR_FAILED, "%s", db->error);
 	ca_db_close(db);
 	if (created)
 		unlink(path); /* only what this call made */
@@ -263,35 +278,35 @@ ca_db_close(struct ca_db *db)
 	free(db);
 }
 
-/* Steps a statement that returns no rows; maps a constraint to EXISTS. */
-static enum ca_db_rc
-ca_db_step_done(struct ca_db *db, sqlite3_stmt *st, const char *what)
+/* Steps a statement that returns no rows. A row with the key of another
+ * is ERR_EXISTS, said with exists when not NULL. */
+static int
+ca_db_step_done(
+    struct ca_db *db, sqlite3_stmt *st, const char *what, const char *exists, struct err *err)
 {
 	int rc = sqlite3_step(st);
 
 	if (rc == SQLITE_DONE)
-		return CA_DB_OK;
-	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-		ca_db_fail(db, "%s", what);
-		return CA_DB_EXISTS;
-	}
-	ca_db_fail(db, "%s", what);
-	return CA_DB_ERROR;
+		return 0;
+	if (exists != NULL && ca_db_kind(rc) == ERR_EXISTS)
+		return err_set(err, ERR_EXISTS, "%s", exists);
+	return ca_db_fail(db, err, "%s", what);
 }
 
 /* ---- issued certificates and revocations ---- */
 
-enum ca_db_rc
-ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem)
+int
+ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
 {
 	sqlite3_stmt *st;
-	enum ca_db_rc rc;
+	int rc;
 
-	st =
-	    ca_db_prepare(db, "INSERT INTO issued (serial, role, kind, subject, detail, "
-	                      "certificate, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+	st = ca_db_prepare(db,
+	    "INSERT INTO issued (serial, role, kind, subject, detail, "
+	    "certificate, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, rec->serial, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, rec->role, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, rec->kind, -1, SQLITE_STATIC);
@@ -300,25 +315,27 @@ ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem)
 	sqlite3_bind_text(st, 6, pem, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, rec->issued_at);
 	sqlite3_bind_int64(st, 8, rec->not_after);
-	rc = ca_db_step_done(db, st, "record the issued certificate");
+	rc = ca_db_step_done(db, st, "record the issued certificate", NULL, err);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-enum ca_db_rc
-ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec), void *ctx)
+int
+ca_db_issued_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec), void *ctx, struct err *err)
 {
 	struct ca_issued rec;
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_OK;
-	int rc;
+	int ret = 0, rc;
 
-	st = ca_db_prepare(db, "SELECT i.serial, i.role, i.kind, i.subject, i.detail, "
-	                       "i.certificate, i.issued_at, i.not_after, r.revoked_at, r.reason "
-	                       "FROM issued i LEFT JOIN revocations r ON r.serial = i.serial "
-	                       "ORDER BY i.issued_at, i.rowid");
+	st = ca_db_prepare(db,
+	    "SELECT i.serial, i.role, i.kind, i.subject, i.detail, "
+	    "i.certificate, i.issued_at, i.not_after, r.revoked_at, r.reason "
+	    "FROM issued i LEFT JOIN revocations r ON r.serial = i.serial "
+	    "ORDER BY i.issued_at, i.rowid",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&rec, 0, sizeof(rec));
 		ca_db_text(st, 0, rec.serial, sizeof(rec.serial));
@@ -335,81 +352,79 @@ ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued 
 		if (fn(ctx, &rec) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		ca_db_fail(db, "list issued certificates");
-		ret = CA_DB_ERROR;
-	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list issued certificates");
 	sqlite3_finalize(st);
 	return ret;
 }
 
-/* Whether serial was issued here: 1, 0, -1. */
+/* Whether serial was issued here: 1, 0, or -1 with err. */
 static int
-ca_db_is_issued(struct ca_db *db, const char *serial)
+ca_db_is_issued(struct ca_db *db, const char *serial, struct err *err)
 {
-	sqlite3_stmt *st = ca_db_prepare(db, "SELECT 1 FROM issued WHERE serial = ?");
+	sqlite3_stmt *st = ca_db_prepare(db, "SELECT 1 FROM issued WHERE serial = ?", err);
 	int rc;
 
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return rc == SQLITE_ROW;
+	}
+	ca_db_fail(db, err, "look up serial");
 	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	ca_db_fail(db, "look up serial");
 	return -1;
 }
 
-enum ca_db_rc
-ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign)
+int
+ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
+    struct err *err)
 {
+	char exists[CERTS_SERIAL_HEX_MAX + 32];
 	sqlite3_stmt *st;
-	enum ca_db_rc rc;
-	int issued = ca_db_is_issued(db, serial);
+	int rc, issued = ca_db_is_issued(db, serial, err);
 
 	if (issued == -1)
-		return CA_DB_ERROR;
-	if (!issued && !foreign) {
-		snprintf(db->error, sizeof(db->error),
-		    "no certificate with serial %s was issued here", serial);
-		return CA_DB_NOTFOUND;
-	}
-	st = ca_db_prepare(db, "INSERT INTO revocations (serial, revoked_at, reason, foreign_cert) "
-	                       "VALUES (?, ?, ?, ?)");
+		return -1;
+	if (!issued && !foreign)
+		return err_set(
+		    err, ERR_ABSENT, "no certificate with serial %s was issued here", serial);
+	st = ca_db_prepare(db,
+	    "INSERT INTO revocations (serial, revoked_at, reason, foreign_cert) "
+	    "VALUES (?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 4, !issued);
-	rc = ca_db_step_done(db, st, "record the revocation");
+	snprintf(exists, sizeof(exists), "serial %s is revoked already", serial);
+	rc = ca_db_step_done(db, st, "record the revocation", exists, err);
 	sqlite3_finalize(st);
-	if (rc == CA_DB_EXISTS)
-		snprintf(db->error, sizeof(db->error), "serial %s is revoked already", serial);
 	return rc;
 }
 
-enum ca_db_rc
-ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out)
+int
+ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out, struct err *err)
 {
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_NOTFOUND;
-	int rc;
+	int ret = -1, rc;
 
 	memset(out, 0, sizeof(*out));
-	st = ca_db_prepare(db, "SELECT (SELECT COUNT(*) FROM issued WHERE serial = ?1), "
-	                       "r.revoked_at, r.reason FROM (SELECT 1) "
-	                       "LEFT JOIN revocations r ON r.serial = ?1");
+	st = ca_db_prepare(db,
+	    "SELECT (SELECT COUNT(*) FROM issued WHERE serial = ?1), "
+	    "r.revoked_at, r.reason FROM (SELECT 1) "
+	    "LEFT JOIN revocations r ON r.serial = ?1",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		ca_db_fail(db, "look up serial");
-		ret = CA_DB_ERROR;
+		ca_db_fail(db, err, "look up serial");
 		goto out;
 	}
 	out->issued_here = sqlite3_column_int(st, 0) > 0;
@@ -417,7 +432,10 @@ ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out)
 	out->revoked_at = sqlite3_column_int64(st, 1);
 	ca_db_text(st, 2, out->reason, sizeof(out->reason));
 	if (out->issued_here || out->revoked)
-		ret = CA_DB_OK;
+		ret = 0;
+	else
+		err_set(err, ERR_ABSENT, "no certificate with serial %s was issued or revoked here",
+		    serial);
 out:
 	sqlite3_finalize(st);
 	return ret;
@@ -425,44 +443,46 @@ out:
 
 /* ---- trust store ---- */
 
-enum ca_db_rc
+int
 ca_db_trust_add(struct ca_db *db, enum ca_trust_kind kind, const char *name,
-    const char *fingerprint, const char *data, int64_t now)
+    const char *fingerprint, const char *data, int64_t now, struct err *err)
 {
+	char exists[64];
 	sqlite3_stmt *st;
-	enum ca_db_rc rc;
+	int rc;
 
-	st = ca_db_prepare(db, "INSERT INTO trust (kind, name, fingerprint, data, added_at) "
-	                       "VALUES (?, ?, ?, ?, ?)");
+	st = ca_db_prepare(db,
+	    "INSERT INTO trust (kind, name, fingerprint, data, added_at) "
+	    "VALUES (?, ?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, ca_trust_name(kind), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, fingerprint, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, data, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
-	rc = ca_db_step_done(db, st, "add to the trust store");
+	snprintf(exists, sizeof(exists), "this %s is trusted already", ca_trust_name(kind));
+	rc = ca_db_step_done(db, st, "add to the trust store", exists, err);
 	sqlite3_finalize(st);
-	if (rc == CA_DB_EXISTS)
-		snprintf(db->error, sizeof(db->error), "this %s is trusted already",
-		    ca_trust_name(kind));
 	return rc;
 }
 
-enum ca_db_rc
-ca_db_trust_list(
-    struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t), void *ctx)
+int
+ca_db_trust_list(struct ca_db *db, int kind, int (*fn)(void *ctx, const struct ca_trust *t),
+    void *ctx, struct err *err)
 {
 	struct ca_trust t;
 	char kname[32];
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_OK;
-	int rc;
+	int ret = 0, rc;
 
-	st = ca_db_prepare(db, "SELECT id, kind, name, fingerprint, data, added_at FROM trust "
-	                       "WHERE ?1 IS NULL OR kind = ?1 ORDER BY id");
+	st = ca_db_prepare(db,
+	    "SELECT id, kind, name, fingerprint, data, added_at FROM trust "
+	    "WHERE ?1 IS NULL OR kind = ?1 ORDER BY id",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	if (kind >= 0)
 		sqlite3_bind_text(
 		    st, 1, ca_trust_name((enum ca_trust_kind)kind), -1, SQLITE_STATIC);
@@ -479,41 +499,39 @@ ca_db_trust_list(
 		if (t.data == NULL || fn(ctx, &t) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		ca_db_fail(db, "list the trust store");
-		ret = CA_DB_ERROR;
-	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list the trust store");
 	sqlite3_finalize(st);
 	return ret;
 }
 
 /* ---- host configurations ---- */
 
-enum ca_db_rc
-ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc)
+int
+ca_db_host_config_add(struct ca_db *db, const struct ca_host_config *hc, struct err *err)
 {
 	char policy[2 * TPM_DIGEST_LEN + 1], *values = NULL;
 	json_t *o = pcrpolicy_values_json(hc->mask, hc->values);
 	sqlite3_stmt *st = NULL;
-	enum ca_db_rc rc = CA_DB_ERROR;
+	int rc = -1;
 
 	if (o == NULL || (values = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
-		snprintf(db->error, sizeof(db->error), "out of memory");
+		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
 	hex_encode(hc->policy, TPM_DIGEST_LEN, policy);
-	st = ca_db_prepare(db, "INSERT INTO host_configs (id, bank, pcr_values, policy, "
-	                       "approved_at) VALUES (?, 'sha256', ?, ?, ?)");
+	st = ca_db_prepare(db,
+	    "INSERT INTO host_configs (id, bank, pcr_values, policy, "
+	    "approved_at) VALUES (?, 'sha256', ?, ?, ?)",
+	    err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_text(st, 1, hc->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, values, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, hc->approved_at);
-	rc = ca_db_step_done(db, st, "add the host configuration");
-	if (rc == CA_DB_EXISTS)
-		snprintf(db->error, sizeof(db->error),
-		    "a host configuration with this id or these PCR values is approved already");
+	rc = ca_db_step_done(db, st, "add the host configuration",
+	    "a host configuration with this id or these PCR values is approved already", err);
 out:
 	sqlite3_finalize(st);
 	free(values);
@@ -543,61 +561,61 @@ ca_db_host_config_row(sqlite3_stmt *st, struct ca_host_config *hc)
 	return ret;
 }
 
-enum ca_db_rc
-ca_db_host_config_find(
-    struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN], struct ca_host_config *hc)
+int
+ca_db_host_config_find(struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN],
+    struct ca_host_config *hc, struct err *err)
 {
 	char hex[2 * TPM_DIGEST_LEN + 1];
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_NOTFOUND;
-	int rc;
+	int ret = -1, rc;
 
 	memset(hc, 0, sizeof(*hc));
 	hex_encode(policy, TPM_DIGEST_LEN, hex);
-	st = ca_db_prepare(db, "SELECT id, pcr_values, policy, approved_at FROM host_configs "
-	                       "WHERE policy = ?");
+	st = ca_db_prepare(db,
+	    "SELECT id, pcr_values, policy, approved_at FROM host_configs "
+	    "WHERE policy = ?",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		ret = CA_DB_OK;
-		if (ca_db_host_config_row(st, hc) == -1) {
-			snprintf(
-			    db->error, sizeof(db->error), "host configuration record is malformed");
-			ret = CA_DB_ERROR;
-		}
-	} else if (rc != SQLITE_DONE) {
-		ca_db_fail(db, "look up the host configuration");
-		ret = CA_DB_ERROR;
+		if (ca_db_host_config_row(st, hc) == 0)
+			ret = 0;
+		else
+			err_set(err, ERR_CORRUPT, "host configuration record is malformed");
+	} else if (rc == SQLITE_DONE) {
+		err_set(
+		    err, ERR_ABSENT, "no host configuration with PolicyPCR %s is approved", hex);
+	} else {
+		ca_db_fail(db, err, "look up the host configuration");
 	}
 	sqlite3_finalize(st);
 	return ret;
 }
 
-enum ca_db_rc
-ca_db_host_config_list(
-    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc), void *ctx)
+int
+ca_db_host_config_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc),
+    void *ctx, struct err *err)
 {
 	struct ca_host_config hc;
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_OK;
-	int rc;
+	int ret = 0, rc;
 
-	st = ca_db_prepare(db, "SELECT id, pcr_values, policy, approved_at FROM host_configs "
-	                       "ORDER BY approved_at, id");
+	st = ca_db_prepare(db,
+	    "SELECT id, pcr_values, policy, approved_at FROM host_configs "
+	    "ORDER BY approved_at, id",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (ca_db_host_config_row(st, &hc) == -1)
 			continue;
 		if (fn(ctx, &hc) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		ca_db_fail(db, "list host configurations");
-		ret = CA_DB_ERROR;
-	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list host configurations");
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -610,53 +628,54 @@ ca_db_kind_name(enum ca_kind kind)
 	return kind == CA_KIND_CK ? "ck" : "ak";
 }
 
-/* Open challenges (unused, not expired): their count, or -1. */
+/* Open challenges (unused, not expired): their count, or -1 with err. */
 static int64_t
-ca_db_challenges_open(struct ca_db *db, int64_t now)
+ca_db_challenges_open(struct ca_db *db, int64_t now, struct err *err)
 {
 	sqlite3_stmt *st;
 	int64_t n = -1;
 
-	st = ca_db_prepare(db, "SELECT COUNT(*) FROM challenges WHERE used = 0 AND expires_at > ?");
+	st = ca_db_prepare(
+	    db, "SELECT COUNT(*) FROM challenges WHERE used = 0 AND expires_at > ?", err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, now);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	else
-		ca_db_fail(db, "count challenges");
+		ca_db_fail(db, err, "count challenges");
 	sqlite3_finalize(st);
 	return n;
 }
 
-enum ca_db_rc
+int
 ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const char *request,
-    const uint8_t hash[static 32], int64_t now, int64_t expires_at)
+    const uint8_t hash[static 32], int64_t now, int64_t expires_at, struct err *err)
 {
 	sqlite3_stmt *st = NULL;
-	enum ca_db_rc rc = CA_DB_ERROR;
+	int rc = -1;
 	int64_t open;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
-		return CA_DB_ERROR;
-	st = ca_db_prepare(db, "DELETE FROM challenges WHERE expires_at < ?");
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	st = ca_db_prepare(db, "DELETE FROM challenges WHERE expires_at < ?", err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_KEEP);
-	if ((rc = ca_db_step_done(db, st, "forget old challenges")) != CA_DB_OK)
+	if (ca_db_step_done(db, st, "forget old challenges", NULL, err) == -1)
 		goto out;
 	sqlite3_finalize(st);
 	st = NULL;
-	rc = CA_DB_ERROR;
-	if ((open = ca_db_challenges_open(db, now)) == -1)
+	if ((open = ca_db_challenges_open(db, now, err)) == -1)
 		goto out;
 	if (open >= CA_PENDING_MAX) {
-		snprintf(db->error, sizeof(db->error), "%lld challenges are open", (long long)open);
-		rc = CA_DB_FULL;
+		err_set(err, ERR_BUSY, "%lld challenges are open", (long long)open);
 		goto out;
 	}
-	st = ca_db_prepare(db, "INSERT INTO challenges (id, kind, request, secret_hash, "
-	                       "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)");
+	st = ca_db_prepare(db,
+	    "INSERT INTO challenges (id, kind, request, secret_hash, "
+	    "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -665,134 +684,152 @@ ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const c
 	sqlite3_bind_blob(st, 4, hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
 	sqlite3_bind_int64(st, 6, expires_at);
-	rc = ca_db_step_done(db, st, "record the challenge");
+	rc = ca_db_step_done(db, st, "record the challenge", NULL, err);
 out:
 	sqlite3_finalize(st);
-	if (rc == CA_DB_OK && ca_db_exec(db, "COMMIT") == -1)
-		rc = CA_DB_ERROR;
-	if (rc != CA_DB_OK)
+	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+		rc = -1;
+	if (rc == -1)
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
 }
 
-/* Reads a challenge row (kind, request, secret_hash, expires_at, used). */
-static enum ca_db_rc
-ca_db_challenge_read(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
-    char **request, uint8_t hash[static 32])
+/* A challenge's row as read. */
+struct ca_db_challenge {
+	bool found, used;
+	int64_t expires_at;
+	enum ca_kind kind;
+	char *request; /* malloc'd */
+	uint8_t hash[32];
+};
+
+/* Reads a challenge row (kind, request, secret_hash, expires_at, used):
+ * 0 with c filled (c->found false when there is none), or -1 with err. */
+static int
+ca_db_challenge_read(struct ca_db *db, const char *id, struct ca_db_challenge *c, struct err *err)
 {
 	sqlite3_stmt *st;
-	enum ca_db_rc rc = CA_DB_NOTFOUND;
 	const char *k, *req;
-	int step;
+	int ret = -1, step;
 
-	st = ca_db_prepare(db, "SELECT kind, request, secret_hash, expires_at, used "
-	                       "FROM challenges WHERE id = ?");
+	memset(c, 0, sizeof(*c));
+	st = ca_db_prepare(db,
+	    "SELECT kind, request, secret_hash, expires_at, used "
+	    "FROM challenges WHERE id = ?",
+	    err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
-	if (step == SQLITE_DONE)
+	if (step == SQLITE_DONE) {
+		ret = 0;
 		goto out;
-	rc = CA_DB_ERROR;
+	}
 	if (step != SQLITE_ROW) {
-		ca_db_fail(db, "look up the challenge");
+		ca_db_fail(db, err, "look up the challenge");
 		goto out;
 	}
 	k = (const char *)sqlite3_column_text(st, 0);
 	req = (const char *)sqlite3_column_text(st, 1);
 	if (k == NULL || req == NULL || sqlite3_column_bytes(st, 2) != 32) {
-		snprintf(db->error, sizeof(db->error), "challenge record is malformed");
+		err_set(err, ERR_CORRUPT, "challenge record is malformed");
 		goto out;
 	}
-	if (sqlite3_column_int(st, 4) != 0) {
-		rc = CA_DB_USED;
+	c->found = true;
+	c->used = sqlite3_column_int(st, 4) != 0;
+	c->expires_at = sqlite3_column_int64(st, 3);
+	if (!c->used && (c->request = strdup(req)) == NULL) {
+		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	if (now >= sqlite3_column_int64(st, 3)) {
-		rc = CA_DB_EXPIRED;
-		goto out;
-	}
-	if ((*request = strdup(req)) == NULL) {
-		snprintf(db->error, sizeof(db->error), "out of memory");
-		goto out;
-	}
-	*kind = strcmp(k, "ck") == 0 ? CA_KIND_CK : CA_KIND_AK;
-	memcpy(hash, sqlite3_column_blob(st, 2), 32);
-	rc = CA_DB_OK;
+	c->kind = strcmp(k, "ck") == 0 ? CA_KIND_CK : CA_KIND_AK;
+	memcpy(c->hash, sqlite3_column_blob(st, 2), 32);
+	ret = 0;
 out:
 	sqlite3_finalize(st);
-	return rc;
+	return ret;
 }
 
-enum ca_db_rc
+int
 ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
-    char **request, uint8_t hash[static 32])
+    char **request, uint8_t hash[static 32], struct err *err)
 {
+	struct ca_db_challenge c = {0};
 	sqlite3_stmt *st = NULL;
-	enum ca_db_rc rc;
+	int ret = -1;
 
 	*request = NULL;
 	memset(hash, 0, 32);
-	if (ca_db_exec(db, "BEGIN IMMEDIATE") == -1)
-		return CA_DB_ERROR;
-	rc = ca_db_challenge_read(db, id, now, kind, request, hash);
-	if (rc == CA_DB_OK || rc == CA_DB_EXPIRED) {
-		st = ca_db_prepare(db, "UPDATE challenges SET used = 1 WHERE id = ?");
-		if (st != NULL)
-			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		if (st == NULL || ca_db_step_done(db, st, "mark the challenge used") != CA_DB_OK)
-			rc = CA_DB_ERROR;
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_challenge_read(db, id, &c, err) == -1)
+		goto fail;
+	if (c.found && !c.used) {
+		st = ca_db_prepare(db, "UPDATE challenges SET used = 1 WHERE id = ?", err);
+		if (st == NULL)
+			goto fail;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (ca_db_step_done(db, st, "mark the challenge used", NULL, err) == -1)
+			goto fail;
 	}
+	if (ca_db_exec(db, "COMMIT", err) == -1)
+		goto fail;
+	if (!c.found)
+		err_set(err, ERR_ABSENT, "challenge unknown");
+	else if (c.used)
+		err_set(err, ERR_REFUSED, "challenge used");
+	else if (now >= c.expires_at)
+		err_set(err, ERR_TIMEOUT, "challenge expired");
+	else {
+		*kind = c.kind;
+		*request = c.request;
+		c.request = NULL;
+		memcpy(hash, c.hash, 32);
+		ret = 0;
+	}
+	goto out;
+fail:
+	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+out:
 	sqlite3_finalize(st);
-	if (rc != CA_DB_ERROR && ca_db_exec(db, "COMMIT") == -1)
-		rc = CA_DB_ERROR;
-	if (rc == CA_DB_ERROR) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-		free(*request);
-		*request = NULL;
-		memset(hash, 0, 32);
-	} else if (rc != CA_DB_OK) {
-		snprintf(db->error, sizeof(db->error), "challenge %s",
-		    rc == CA_DB_NOTFOUND ? "unknown"
-		    : rc == CA_DB_USED   ? "used"
-		                         : "expired");
-	}
-	return rc;
+	free(c.request);
+	return ret;
 }
 
 /* ---- audit trail ---- */
 
-enum ca_db_rc
-ca_db_audit(
-    struct ca_db *db, int64_t now, const char *action, const char *outcome, const char *detail)
+int
+ca_db_audit(struct ca_db *db, int64_t now, const char *action, const char *outcome,
+    const char *detail, struct err *err)
 {
 	sqlite3_stmt *st;
-	enum ca_db_rc rc;
+	int rc;
 
 	st = ca_db_prepare(
-	    db, "INSERT INTO audit (time, action, outcome, detail) VALUES (?, ?, ?, ?)");
+	    db, "INSERT INTO audit (time, action, outcome, detail) VALUES (?, ?, ?, ?)", err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, detail != NULL ? detail : "", -1, SQLITE_STATIC);
-	rc = ca_db_step_done(db, st, "write the audit trail");
+	rc = ca_db_step_done(db, st, "write the audit trail", NULL, err);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-enum ca_db_rc
-ca_db_audit_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx)
+int
+ca_db_audit_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a), void *ctx, struct err *err)
 {
 	struct ca_audit a;
 	sqlite3_stmt *st;
-	enum ca_db_rc ret = CA_DB_OK;
-	int rc;
+	int ret = 0, rc;
 
-	st = ca_db_prepare(db, "SELECT id, time, action, outcome, detail FROM audit ORDER BY id");
+	st = ca_db_prepare(
+	    db, "SELECT id, time, action, outcome, detail FROM audit ORDER BY id", err);
 	if (st == NULL)
-		return CA_DB_ERROR;
+		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&a, 0, sizeof(a));
 		a.id = sqlite3_column_int64(st, 0);
@@ -803,10 +840,8 @@ ca_db_audit_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_audit *a
 		if (fn(ctx, &a) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		ca_db_fail(db, "list the audit trail");
-		ret = CA_DB_ERROR;
-	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list the audit trail");
 	sqlite3_finalize(st);
 	return ret;
 }

@@ -55,13 +55,14 @@ void
 ca_parent_audit(struct ca_parent *p, const char *action, const char *outcome, const char *fmt, ...)
 {
 	char detail[CA_DETAIL_MAX];
+	struct err err;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	if (ca_db_audit(p->db, time(NULL), action, outcome, detail) != CA_DB_OK)
-		log_warnx("audit trail: %s", ca_db_error(p->db));
+	if (ca_db_audit(p->db, time(NULL), action, outcome, detail, &err) == -1)
+		log_warnx("audit trail: %s", err.msg);
 }
 
 void
@@ -136,15 +137,16 @@ static int
 pa_trust_list(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	struct pa_trust pt = {.p = p, .err = err};
-	enum ca_db_rc rc;
+	struct err dberr;
+	int rc;
 
-	rc = ca_db_trust_list(p->db, (int)m->u.trust_list.kind, pa_trust_entry, &pt);
+	rc = ca_db_trust_list(p->db, (int)m->u.trust_list.kind, pa_trust_entry, &pt, &dberr);
 	if (pt.failed)
 		return -1;
-	if (rc != CA_DB_OK)
-		log_warnx("trust store: %s", ca_db_error(p->db));
+	if (rc == -1)
+		log_warnx("trust store: %s", dberr.msg);
 	ca_msg_init(p->out, CA_MSG_TRUST_END);
-	p->out->u.trust_end.rc = rc == CA_DB_OK && !pt.too_large ? CA_MSG_OK : CA_MSG_FAILED;
+	p->out->u.trust_end.rc = rc == 0 && !pt.too_large ? CA_MSG_OK : CA_MSG_FAILED;
 	p->out->u.trust_end.count = pt.count;
 	return pa_send(p, err);
 }
@@ -154,20 +156,21 @@ pa_status_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	struct ca_msg_status *a = &p->out->u.status;
 	struct ca_status st;
-	enum ca_db_rc rc;
+	struct err dberr;
+	int rc;
 
-	rc = ca_db_status(p->db, m->u.status_get.serial, &st);
+	rc = ca_db_status(p->db, m->u.status_get.serial, &st, &dberr);
 	ca_msg_init(p->out, CA_MSG_STATUS);
-	if (rc == CA_DB_OK) {
+	if (rc == 0) {
 		a->rc = CA_MSG_OK;
 		a->issued_here = st.issued_here;
 		a->revoked = st.revoked;
 		a->revoked_at = st.revoked_at;
 		pa_text(a->reason, sizeof(a->reason), st.reason);
-	} else if (rc == CA_DB_NOTFOUND) {
+	} else if (dberr.kind == ERR_ABSENT) {
 		a->rc = CA_MSG_NOTFOUND;
 	} else {
-		log_warnx("status: %s", ca_db_error(p->db));
+		log_warnx("status: %s", dberr.msg);
 		a->rc = CA_MSG_FAILED;
 	}
 	return pa_send(p, err);
@@ -204,13 +207,14 @@ static int
 pa_approval_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	struct pa_key_search s = {.pub = &m->u.approval_get};
-	enum ca_db_rc rc;
+	struct err dberr;
+	int rc;
 
-	rc = ca_db_trust_list(p->db, CA_TRUST_APPROVAL_KEY, pa_key_match, &s);
-	if (rc != CA_DB_OK)
-		log_warnx("approval keys: %s", ca_db_error(p->db));
+	rc = ca_db_trust_list(p->db, CA_TRUST_APPROVAL_KEY, pa_key_match, &s, &dberr);
+	if (rc == -1)
+		log_warnx("approval keys: %s", dberr.msg);
 	ca_msg_init(p->out, CA_MSG_APPROVAL);
-	p->out->u.approval.rc = rc == CA_DB_OK ? CA_MSG_OK : CA_MSG_FAILED;
+	p->out->u.approval.rc = rc == 0 ? CA_MSG_OK : CA_MSG_FAILED;
 	p->out->u.approval.trusted = s.found ? 1 : 0;
 	return pa_send(p, err);
 }
@@ -225,7 +229,8 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	int64_t now = time(NULL);
 	uint8_t idb[CA_ID_BYTES];
 	char id[CA_ID_HEX + 1], *request;
-	enum ca_db_rc rc;
+	struct err dberr;
+	int rc;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
 		return -1;
@@ -237,13 +242,13 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		return pa_send(p, err);
 	}
 	hex_encode(idb, sizeof(idb), id);
-	rc = ca_db_challenge_add(
-	    p->db, id, (enum ca_kind)q->kind, request, q->hash, now, now + p->cfg.challenge_ttl);
+	rc = ca_db_challenge_add(p->db, id, (enum ca_kind)q->kind, request, q->hash, now,
+	    now + p->cfg.challenge_ttl, &dberr);
 	free(request);
 	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
-	if (rc != CA_DB_OK) {
-		a->rc = rc == CA_DB_FULL ? CA_MSG_FULL : CA_MSG_FAILED;
-		pa_text(a->reason, sizeof(a->reason), ca_db_error(p->db));
+	if (rc == -1) {
+		a->rc = dberr.kind == ERR_BUSY ? CA_MSG_FULL : CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 		return pa_send(p, err);
 	}
 	a->rc = CA_MSG_OK;
@@ -259,22 +264,21 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 }
 
 /* Takes the challenge and compares SHA-256 of the secret with the hash
- * kept (constant time). */
+ * kept (constant time). The records' failure (CA_MSG_FAILED) in dberr. */
 static enum ca_msg_rc
-pa_take(
-    struct ca_parent *p, const struct ca_msg_challenge_take *q, enum ca_kind *kind, char **request)
+pa_take(struct ca_parent *p, const struct ca_msg_challenge_take *q, enum ca_kind *kind,
+    char **request, struct err *dberr)
 {
 	uint8_t hash[32], got[32];
-	enum ca_db_rc rc;
 	bool same;
 
-	rc = ca_db_challenge_take(p->db, q->id, time(NULL), kind, request, hash);
-	switch (rc) {
-	case CA_DB_OK: break;
-	case CA_DB_NOTFOUND: return CA_MSG_NOTFOUND;
-	case CA_DB_USED: return CA_MSG_USED;
-	case CA_DB_EXPIRED: return CA_MSG_EXPIRED;
-	default: log_warnx("challenge %s: %s", q->id, ca_db_error(p->db)); return CA_MSG_FAILED;
+	if (ca_db_challenge_take(p->db, q->id, time(NULL), kind, request, hash, dberr) == -1) {
+		switch (dberr->kind) {
+		case ERR_ABSENT: return CA_MSG_NOTFOUND;
+		case ERR_REFUSED: return CA_MSG_USED;
+		case ERR_TIMEOUT: return CA_MSG_EXPIRED;
+		default: log_warnx("challenge %s: %s", q->id, dberr->msg); return CA_MSG_FAILED;
+		}
 	}
 	same = ca_sha256(q->secret, q->secret_len, got) == 0 && ca_equal(got, hash, sizeof(got));
 	ca_cleanse(got, sizeof(got));
@@ -288,12 +292,13 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	struct ca_msg_challenge_taken *a = &p->out->u.challenge_taken;
 	enum ca_kind kind = CA_KIND_CK;
 	char *request = NULL;
+	struct err dberr = {0};
 	enum ca_msg_rc rc;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
 		return -1;
 	memset(&p->permit, 0, sizeof(p->permit));
-	rc = pa_take(p, q, &kind, &request);
+	rc = pa_take(p, q, &kind, &request, &dberr);
 	ca_msg_init(p->out, CA_MSG_CHALLENGE_TAKEN);
 	if (rc == CA_MSG_OK && strlen(request) > CA_MSG_REQUEST_MAX) {
 		rc = CA_MSG_FAILED;
@@ -301,7 +306,7 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	}
 	a->rc = rc;
 	if (rc == CA_MSG_FAILED && a->reason[0] == '\0')
-		pa_text(a->reason, sizeof(a->reason), ca_db_error(p->db));
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 	if (rc == CA_MSG_OK) {
 		a->kind = (uint32_t)kind;
 		a->len = (uint32_t)strlen(request);
@@ -388,9 +393,8 @@ pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
 	snprintf(rec.detail, sizeof(rec.detail), "%s", is->detail);
 	rec.issued_at = time(NULL);
 	rec.not_after = is->validity.not_after;
-	if (ca_db_issued_add(p->db, &rec, pem) != CA_DB_OK) {
-		log_warnx(
-		    "%s: the certificate cannot be recorded: %s", is->action, ca_db_error(p->db));
+	if (ca_db_issued_add(p->db, &rec, pem, &is->err) == -1) {
+		log_warnx("%s: the certificate cannot be recorded: %s", is->action, is->err.msg);
 		snprintf(a->reason, sizeof(a->reason), "the certificate cannot be recorded");
 		goto out;
 	}
@@ -484,17 +488,16 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
 	struct certs_ek_req ek = {0};
 	struct ca_host_config hc;
-	enum ca_db_rc rc;
+	struct err dberr;
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
 		return -1;
-	rc = ca_db_host_config_find(p->db, q->policy, &hc);
-	if (rc != CA_DB_OK) {
+	if (ca_db_host_config_find(p->db, q->policy, &hc, &dberr) == -1) {
 		ca_msg_init(p->out, CA_MSG_ISSUED);
-		p->out->u.issued.rc = rc == CA_DB_NOTFOUND ? CA_MSG_NOTFOUND : CA_MSG_FAILED;
-		if (rc != CA_DB_NOTFOUND) {
-			log_warnx("host configurations: %s", ca_db_error(p->db));
+		p->out->u.issued.rc = dberr.kind == ERR_ABSENT ? CA_MSG_NOTFOUND : CA_MSG_FAILED;
+		if (dberr.kind != ERR_ABSENT) {
+			log_warnx("host configurations: %s", dberr.msg);
 			pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason),
 			    "the host configurations cannot be read");
 		}
@@ -527,6 +530,7 @@ static int
 pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_audit *q = &m->u.audit;
+	struct err dberr;
 	enum ca_role role = q->action == CA_ACTION_EK ? CA_ROLE_VIRTUALIZATION : CA_ROLE_PRIVACY;
 
 	if (pa_serves(p, role, m, err) == -1)
@@ -534,10 +538,10 @@ pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	memset(&p->permit, 0, sizeof(p->permit)); /* the request is over */
 	ca_msg_init(p->out, CA_MSG_AUDITED);
 	if (ca_db_audit(p->db, time(NULL), ca_msg_action_name((enum ca_msg_action)q->action),
-	        q->outcome == CA_OUTCOME_FAILED ? "failed" : "refused", q->detail) == CA_DB_OK) {
+	        q->outcome == CA_OUTCOME_FAILED ? "failed" : "refused", q->detail, &dberr) == 0) {
 		p->out->u.audited.rc = CA_MSG_OK;
 	} else {
-		log_warnx("audit trail: %s", ca_db_error(p->db));
+		log_warnx("audit trail: %s", dberr.msg);
 		p->out->u.audited.rc = CA_MSG_FAILED;
 	}
 	return pa_send(p, err);

@@ -121,18 +121,19 @@ ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct err *
 {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status st;
-	enum ca_db_rc rc;
+	struct err e;
 
 	if (certs_cert_serial(der, len, serial) == -1) {
 		err_set(err, ERR_FAILED, "the certificate's serial number cannot be read");
 		return -1;
 	}
-	rc = ca_ask_status(l, serial, &st);
-	if (rc == CA_DB_ERROR) {
+	if (ca_ask_status(l, serial, &st, &e) == -1) {
+		if (e.kind == ERR_ABSENT)
+			return 0; /* neither issued nor revoked here */
 		err_set(err, ERR_FAILED, "revocations: the records cannot be read");
 		return -1;
 	}
-	if (rc == CA_DB_OK && st.revoked) {
+	if (st.revoked) {
 		err_set(err, ERR_FAILED, "certificate %s is revoked%s%s", serial,
 		    st.reason[0] != '\0' ? ": " : "", st.reason);
 		return 1;

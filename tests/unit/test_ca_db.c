@@ -27,6 +27,7 @@ struct fixture {
 	char dir[64];
 	char path[128];
 	struct ca_db *db;
+	struct err err; /* what the last call that failed said */
 };
 
 static int
@@ -106,10 +107,10 @@ test_schema_created(void **state)
 
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(ca_db_issued_list(f->db, count_issued, &n), CA_DB_OK);
-	assert_int_equal(ca_db_trust_list(f->db, -1, count_trust, &n), CA_DB_OK);
-	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n), CA_DB_OK);
-	assert_int_equal(ca_db_audit_list(f->db, count_audit, &n), CA_DB_OK);
+	assert_int_equal(ca_db_issued_list(f->db, count_issued, &n, &f->err), 0);
+	assert_int_equal(ca_db_trust_list(f->db, -1, count_trust, &n, &f->err), 0);
+	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n, &f->err), 0);
+	assert_int_equal(ca_db_audit_list(f->db, count_audit, &n, &f->err), 0);
 	assert_int_equal(n, 0);
 }
 
@@ -120,10 +121,11 @@ test_create_refuses_existing(void **state)
 	struct err err = {0};
 
 	assert_null(ca_db_open(f->path, true, &err));
+	assert_int_equal(err.kind, ERR_EXISTS);
 	assert_non_null(strstr(err.msg, "exists already"));
 	/* and the existing database is untouched */
 	assert_int_equal(access(f->path, F_OK), 0);
-	assert_int_equal(ca_db_audit(f->db, NOW, "a", "done", "still here"), CA_DB_OK);
+	assert_int_equal(ca_db_audit(f->db, NOW, "a", "done", "still here", &f->err), 0);
 }
 
 static void
@@ -134,14 +136,14 @@ test_reopen(void **state)
 	struct ca_db *db;
 	struct err err;
 
-	assert_int_equal(ca_db_revoke(f->db, "abc", "r", NOW, true), CA_DB_OK);
+	assert_int_equal(ca_db_revoke(f->db, "abc", "r", NOW, true, &f->err), 0);
 	ca_db_close(f->db);
 	f->db = NULL;
 	db = ca_db_open(f->path, false, &err);
 	if (db == NULL)
 		fail_msg("reopen: %s", err.msg);
 	f->db = db;
-	assert_int_equal(ca_db_status(db, "abc", &st), CA_DB_OK);
+	assert_int_equal(ca_db_status(db, "abc", &st, &f->err), 0);
 	assert_true(st.revoked);
 }
 
@@ -155,6 +157,8 @@ test_open_missing_or_foreign(void **state)
 
 	snprintf(path, sizeof(path), "%s/none.db", f->dir);
 	assert_null(ca_db_open(path, false, &err));
+	assert_int_equal(err.kind, ERR_ABSENT);
+	assert_non_null(strstr(err.msg, "no such database"));
 	assert_int_equal(access(path, F_OK), -1); /* not created by a mere open */
 	snprintf(path, sizeof(path), "%s/other.db", f->dir);
 	fp = fopen(path, "w");
@@ -162,6 +166,7 @@ test_open_missing_or_foreign(void **state)
 	fputs("not a database at all, but long enough to look like a file header.......", fp);
 	fclose(fp);
 	assert_null(ca_db_open(path, false, &err));
+	assert_int_equal(err.kind, ERR_FAILED); /* SQLite's "file is not a database" */
 	unlink(path);
 }
 
@@ -181,6 +186,7 @@ test_future_schema_refused(void **state)
 	sqlite3_close(h);
 	f->db = ca_db_open(f->path, false, &err);
 	assert_null(f->db);
+	assert_int_equal(err.kind, ERR_INVALID);
 	assert_non_null(strstr(err.msg, "schema version 99"));
 	assert_non_null(strstr(err.msg, "newer"));
 }
@@ -230,10 +236,18 @@ test_issued_list_and_revoke(void **state)
 	struct collected c = {0};
 	struct ca_status st;
 
-	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A"), CA_DB_OK);
-	assert_int_equal(ca_db_issued_add(f->db, &b, "PEM-B"), CA_DB_OK);
-	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A2"), CA_DB_EXISTS);
-	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c), CA_DB_OK);
+	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A", &f->err), 0);
+	assert_int_equal(ca_db_issued_add(f->db, &b, "PEM-B", &f->err), 0);
+	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A2", &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_non_null(strstr(f->err.msg, "record the issued certificate: UNIQUE constraint"));
+	/* another constraint is no duplicate: SQLite's message says which */
+	snprintf(b.role, sizeof(b.role), "root");
+	snprintf(b.serial, sizeof(b.serial), "3c");
+	assert_int_equal(ca_db_issued_add(f->db, &b, "PEM-C", &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_INVALID);
+	assert_non_null(strstr(f->err.msg, "CHECK constraint failed"));
+	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c, &f->err), 0);
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.rec[0].serial, "1a");
 	assert_string_equal(c.rec[0].kind, "ck");
@@ -242,19 +256,20 @@ test_issued_list_and_revoke(void **state)
 	assert_false(c.rec[0].revoked);
 
 	/* issued, not revoked */
-	assert_int_equal(ca_db_status(f->db, "1a", &st), CA_DB_OK);
+	assert_int_equal(ca_db_status(f->db, "1a", &st, &f->err), 0);
 	assert_true(st.issued_here);
 	assert_false(st.revoked);
 	/* revoked once, with its reason */
-	assert_int_equal(ca_db_revoke(f->db, "1a", "key compromise", NOW + 5, false), CA_DB_OK);
-	assert_int_equal(ca_db_revoke(f->db, "1a", "again", NOW + 6, false), CA_DB_EXISTS);
-	assert_non_null(strstr(ca_db_error(f->db), "revoked already"));
-	assert_int_equal(ca_db_status(f->db, "1a", &st), CA_DB_OK);
+	assert_int_equal(ca_db_revoke(f->db, "1a", "key compromise", NOW + 5, false, &f->err), 0);
+	assert_int_equal(ca_db_revoke(f->db, "1a", "again", NOW + 6, false, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_string_equal(f->err.msg, "serial 1a is revoked already");
+	assert_int_equal(ca_db_status(f->db, "1a", &st, &f->err), 0);
 	assert_true(st.revoked);
 	assert_int_equal(st.revoked_at, NOW + 5);
 	assert_string_equal(st.reason, "key compromise");
 	c.n = 0;
-	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c), CA_DB_OK);
+	assert_int_equal(ca_db_issued_list(f->db, collect_issued, &c, &f->err), 0);
 	assert_true(c.rec[0].revoked);
 	assert_false(c.rec[1].revoked);
 	assert_string_equal(c.rec[0].reason, "key compromise");
@@ -266,11 +281,14 @@ test_revoke_unknown_and_foreign(void **state)
 	struct fixture *f = *state;
 	struct ca_status st;
 
-	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_NOTFOUND);
-	assert_int_equal(ca_db_revoke(f->db, "ff", "", NOW, false), CA_DB_NOTFOUND);
-	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_NOTFOUND);
-	assert_int_equal(ca_db_revoke(f->db, "ff", "host EK", NOW, true), CA_DB_OK);
-	assert_int_equal(ca_db_status(f->db, "ff", &st), CA_DB_OK);
+	assert_int_equal(ca_db_status(f->db, "ff", &st, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_int_equal(ca_db_revoke(f->db, "ff", "", NOW, false, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_int_equal(ca_db_status(f->db, "ff", &st, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_int_equal(ca_db_revoke(f->db, "ff", "host EK", NOW, true, &f->err), 0);
+	assert_int_equal(ca_db_status(f->db, "ff", &st, &f->err), 0);
 	assert_false(st.issued_here);
 	assert_true(st.revoked);
 }
@@ -304,26 +322,29 @@ test_trust(void **state)
 	struct trust_seen s = {0};
 
 	assert_int_equal(
-	    ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "mfr", "fp1", "PEM1", NOW), CA_DB_OK);
+	    ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "mfr", "fp1", "PEM1", NOW, &f->err), 0);
 	assert_int_equal(
-	    ca_db_trust_add(f->db, CA_TRUST_APPROVAL_KEY, "key", "fp2", "X,Y", NOW), CA_DB_OK);
+	    ca_db_trust_add(f->db, CA_TRUST_APPROVAL_KEY, "key", "fp2", "X,Y", NOW, &f->err), 0);
 	/* the same fingerprint under another kind is another entry */
 	assert_int_equal(
-	    ca_db_trust_add(f->db, CA_TRUST_PRIVACY, "p", "fp1", "PEM1", NOW), CA_DB_OK);
-	assert_int_equal(ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "again", "fp1", "PEM1", NOW),
-	    CA_DB_EXISTS);
+	    ca_db_trust_add(f->db, CA_TRUST_PRIVACY, "p", "fp1", "PEM1", NOW, &f->err), 0);
 	assert_int_equal(
-	    ca_db_trust_list(f->db, CA_TRUST_MANUFACTURER, collect_trust, &s), CA_DB_OK);
+	    ca_db_trust_add(f->db, CA_TRUST_MANUFACTURER, "again", "fp1", "PEM1", NOW, &f->err),
+	    -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_string_equal(f->err.msg, "this manufacturer is trusted already");
+	assert_int_equal(
+	    ca_db_trust_list(f->db, CA_TRUST_MANUFACTURER, collect_trust, &s, &f->err), 0);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.name[0], "mfr");
 	assert_string_equal(s.data[0], "PEM1");
 	s.n = 0;
-	assert_int_equal(ca_db_trust_list(f->db, -1, collect_trust, &s), CA_DB_OK);
+	assert_int_equal(ca_db_trust_list(f->db, -1, collect_trust, &s, &f->err), 0);
 	assert_int_equal(s.n, 3);
 	assert_int_equal(s.kind[1], CA_TRUST_APPROVAL_KEY);
 	s.n = 0;
 	assert_int_equal(
-	    ca_db_trust_list(f->db, CA_TRUST_VIRTUALIZATION, collect_trust, &s), CA_DB_OK);
+	    ca_db_trust_list(f->db, CA_TRUST_VIRTUALIZATION, collect_trust, &s, &f->err), 0);
 	assert_int_equal(s.n, 0);
 }
 
@@ -367,19 +388,23 @@ test_host_configs(void **state)
 	uint8_t other[TPM_DIGEST_LEN];
 	int n = 0;
 
-	assert_int_equal(ca_db_host_config_add(f->db, &a), CA_DB_OK);
-	assert_int_equal(ca_db_host_config_add(f->db, &b), CA_DB_OK);
-	assert_int_equal(ca_db_host_config_add(f->db, &dup_id), CA_DB_EXISTS);
-	assert_int_equal(ca_db_host_config_add(f->db, &dup_policy), CA_DB_EXISTS);
-	assert_int_equal(ca_db_host_config_find(f->db, a.policy, &got), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_add(f->db, &a, &f->err), 0);
+	assert_int_equal(ca_db_host_config_add(f->db, &b, &f->err), 0);
+	assert_int_equal(ca_db_host_config_add(f->db, &dup_id, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_int_equal(ca_db_host_config_add(f->db, &dup_policy, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_non_null(strstr(f->err.msg, "approved already"));
+	assert_int_equal(ca_db_host_config_find(f->db, a.policy, &got, &f->err), 0);
 	assert_string_equal(got.id, "host-a");
 	assert_int_equal(got.mask, a.mask);
 	assert_memory_equal(got.values[0], a.values[0], TPM_DIGEST_LEN);
 	assert_memory_equal(got.values[7], a.values[7], TPM_DIGEST_LEN);
 	assert_memory_equal(got.policy, a.policy, TPM_DIGEST_LEN);
 	memset(other, 0xdd, sizeof(other));
-	assert_int_equal(ca_db_host_config_find(f->db, other, &got), CA_DB_NOTFOUND);
-	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_find(f->db, other, &got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_int_equal(ca_db_host_config_list(f->db, count_configs, &n, &f->err), 0);
 	assert_int_equal(n, 2);
 }
 
@@ -400,22 +425,27 @@ test_challenge_single_use(void **state)
 	char *req = NULL;
 
 	hash_of(h, 0x5a);
+	assert_int_equal(ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW,
+	                     NOW + 300, &f->err),
+	    0);
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW, NOW + 300),
-	    CA_DB_OK);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300), CA_DB_EXISTS);
-	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &kind, &req, got), CA_DB_OK);
+	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &kind, &req, got, &f->err), 0);
 	assert_int_equal(kind, CA_KIND_AK);
 	assert_string_equal(req, "{\"kind\":\"ak\"}");
 	assert_memory_equal(got, h, 32);
 	free(req);
 	req = NULL;
 	/* a second answer, right or wrong, finds it used */
-	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 11, &kind, &req, got), CA_DB_USED);
-	assert_null(req);
 	assert_int_equal(
-	    ca_db_challenge_take(f->db, "nope", NOW, &kind, &req, got), CA_DB_NOTFOUND);
+	    ca_db_challenge_take(f->db, "c1", NOW + 11, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_string_equal(f->err.msg, "challenge used");
+	assert_null(req);
+	assert_int_equal(ca_db_challenge_take(f->db, "nope", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_string_equal(f->err.msg, "challenge unknown");
 	assert_null(req);
 }
 
@@ -429,22 +459,28 @@ test_challenge_expiry(void **state)
 
 	hash_of(h, 1);
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
+	    ca_db_challenge_add(f->db, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
+	    ca_db_challenge_add(f->db, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
 	/* at its expiry time exactly it is expired, and taking it uses it */
 	assert_int_equal(
-	    ca_db_challenge_take(f->db, "e1", NOW + 300, &kind, &req, got), CA_DB_EXPIRED);
+	    ca_db_challenge_take(f->db, "e1", NOW + 300, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_TIMEOUT);
+	assert_string_equal(f->err.msg, "challenge expired");
 	assert_null(req);
-	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &kind, &req, got), CA_DB_USED);
+	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
 	/* one second before, it is answered */
-	assert_int_equal(ca_db_challenge_take(f->db, "e2", NOW + 299, &kind, &req, got), CA_DB_OK);
+	assert_int_equal(
+	    ca_db_challenge_take(f->db, "e2", NOW + 299, &kind, &req, got, &f->err), 0);
 	assert_int_equal(kind, CA_KIND_CK);
 	free(req);
 	/* a challenge that expires at once (challenge_expiry_seconds 0) */
-	assert_int_equal(ca_db_challenge_add(f->db, "e3", CA_KIND_CK, "{}", h, NOW, NOW), CA_DB_OK);
+	assert_int_equal(
+	    ca_db_challenge_add(f->db, "e3", CA_KIND_CK, "{}", h, NOW, NOW, &f->err), 0);
 	req = NULL;
-	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &kind, &req, got), CA_DB_EXPIRED);
+	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 }
 
 static void
@@ -456,13 +492,15 @@ test_challenge_old_forgotten(void **state)
 	char *req = NULL;
 
 	hash_of(h, 2);
-	assert_int_equal(ca_db_challenge_add(
-	                     f->db, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400, NOW - 2 * 86400),
-	    CA_DB_OK);
-	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got), CA_DB_EXPIRED);
+	assert_int_equal(ca_db_challenge_add(f->db, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400,
+	                     NOW - 2 * 86400, &f->err),
+	    0);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300), CA_DB_OK);
-	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got), CA_DB_NOTFOUND);
+	    ca_db_challenge_add(f->db, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
 }
 
 static void
@@ -490,12 +528,14 @@ test_challenge_cap(void **state)
 	assert_int_equal(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(raw);
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300),
-	    CA_DB_FULL);
+	    ca_db_challenge_add(f->db, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err),
+	    -1);
+	assert_int_equal(f->err.kind, ERR_BUSY);
+	assert_string_equal(f->err.msg, "10000 challenges are open");
 	/* once they have expired, new ones are taken again */
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "later", CA_KIND_CK, "{}", h, NOW + 300, NOW + 600),
-	    CA_DB_OK);
+	    ca_db_challenge_add(f->db, "later", CA_KIND_CK, "{}", h, NOW + 300, NOW + 600, &f->err),
+	    0);
 }
 
 /* ---- audit ---- */
@@ -523,11 +563,11 @@ test_audit(void **state)
 	struct audit_seen s = {0};
 
 	assert_int_equal(
-	    ca_db_audit(f->db, NOW, "privacy/challenge", "refused", "wrong"), CA_DB_OK);
+	    ca_db_audit(f->db, NOW, "privacy/challenge", "refused", "wrong", &f->err), 0);
 	assert_int_equal(
-	    ca_db_audit(f->db, NOW + 1, "privacy/certify", "issued", "serial 1a"), CA_DB_OK);
-	assert_int_equal(ca_db_audit(f->db, NOW + 2, "revoke", "done", NULL), CA_DB_OK);
-	assert_int_equal(ca_db_audit_list(f->db, collect_audit, &s), CA_DB_OK);
+	    ca_db_audit(f->db, NOW + 1, "privacy/certify", "issued", "serial 1a", &f->err), 0);
+	assert_int_equal(ca_db_audit(f->db, NOW + 2, "revoke", "done", NULL, &f->err), 0);
+	assert_int_equal(ca_db_audit_list(f->db, collect_audit, &s, &f->err), 0);
 	assert_int_equal(s.n, 3);
 	assert_string_equal(s.a[0].action, "privacy/challenge");
 	assert_string_equal(s.a[0].outcome, "refused");
@@ -545,8 +585,8 @@ test_values_are_bound(void **state)
 	struct ca_status st;
 	const char *evil = "x'); DROP TABLE revocations; --";
 
-	assert_int_equal(ca_db_revoke(f->db, evil, evil, NOW, true), CA_DB_OK);
-	assert_int_equal(ca_db_status(f->db, evil, &st), CA_DB_OK);
+	assert_int_equal(ca_db_revoke(f->db, evil, evil, NOW, true, &f->err), 0);
+	assert_int_equal(ca_db_status(f->db, evil, &st, &f->err), 0);
 	assert_string_equal(st.reason, evil);
 }
 

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "ca/ca_msg.h"
 
 #define ID0  "00112233445566778899aabbccddeeff"
@@ -211,7 +213,7 @@ audited(struct fixture *f, const char *action, const char *outcome)
 {
 	struct audit_count c = {action, outcome, 0};
 
-	assert_int_equal(ca_db_audit_list(f->p.db, count_audit, &c), CA_DB_OK);
+	assert_int_equal(ca_db_audit_list(f->p.db, count_audit, &c, NULL), 0);
 	return c.n;
 }
 
@@ -276,6 +278,60 @@ test_challenge_then_certificate_once(void **state)
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1); /* the permit is used up */
 }
 
+/* Runs sql on the database through a second connection. */
+static void
+raw_sql(struct fixture *f, const char *sql)
+{
+	sqlite3 *h = NULL;
+
+	assert_int_equal(sqlite3_open(fx_path(f, "ca.db"), &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+/* What the records say about a challenge becomes the answer's code: an
+ * expired one, CA_PENDING_MAX open ones, records that fail (with their
+ * reason). */
+static void
+test_challenge_outcomes_answered(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t secret[32];
+	char id[33];
+
+	memset(secret, 0x77, sizeof(secret));
+	f->p.cfg.challenge_ttl = 0; /* expires at once */
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = CA_KIND_CK;
+	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
+	strcpy(f->in.u.challenge_add.subject, "host-a");
+	f->in.u.challenge_add.len = 2;
+	memcpy(f->in.u.challenge_add.request, "{}", 2);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+	assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_OK);
+	memcpy(id, f->reply.u.challenge_added.id, 33);
+	assert_int_equal(take(f, id, secret), CA_MSG_EXPIRED);
+	assert_int_equal(take(f, id, secret), CA_MSG_USED);
+
+	f->p.cfg.challenge_ttl = 300;
+	raw_sql(f,
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+	    "INSERT INTO challenges (id, kind, request, secret_hash, created_at, expires_at) "
+	    "SELECT 'p' || i, 'ck', '{}', zeroblob(32), 0, 1 << 40 FROM n");
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = CA_KIND_CK;
+	strcpy(f->in.u.challenge_add.subject, "host-a");
+	f->in.u.challenge_add.len = 2;
+	memcpy(f->in.u.challenge_add.request, "{}", 2);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+	assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_FULL);
+	assert_string_equal(f->reply.u.challenge_added.reason, "10000 challenges are open");
+
+	raw_sql(f, "DROP TABLE challenges");
+	assert_int_equal(take(f, id, secret), CA_MSG_FAILED);
+	assert_non_null(strstr(f->reply.u.challenge_taken.reason, "no such table: challenges"));
+}
+
 static void
 test_ak_from_typed_values(void **state)
 {
@@ -319,7 +375,7 @@ test_ek_under_an_approved_configuration(void **state)
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_NOTFOUND);
 
 	memset(hc.policy, 0x42, sizeof(hc.policy));
-	assert_int_equal(ca_db_host_config_add(f->p.db, &hc), CA_DB_OK);
+	assert_int_equal(ca_db_host_config_add(f->p.db, &hc, NULL), 0);
 	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
 	assert_string_equal(f->reply.u.issued.host_config, "host-a-1");
@@ -402,7 +458,7 @@ test_trust_and_approval_keys(void **state)
 	assert_int_equal(handle(f, CA_MSG_TRUST_END), 0);
 	assert_int_equal(f->reply.u.trust_end.count, 0);
 	assert_int_equal(
-	    ca_db_trust_add(f->p.db, CA_TRUST_PRIVACY, "p", x, "-----PEM-----", 1), CA_DB_OK);
+	    ca_db_trust_add(f->p.db, CA_TRUST_PRIVACY, "p", x, "-----PEM-----", 1, NULL), 0);
 	assert_int_equal(handle(f, CA_MSG_TRUST_ENTRY), 0);
 	assert_int_equal(f->reply.u.trust_entry.len, 13);
 	assert_int_equal(ca_msg_recv(f->child, &f->reply, CA_MSG_TO_CHILD, NULL), 1);
@@ -414,7 +470,7 @@ test_trust_and_approval_keys(void **state)
 	memset(f->in.u.approval_get.y, 0x22, 32);
 	assert_int_equal(handle(f, CA_MSG_APPROVAL), 0);
 	assert_int_equal(f->reply.u.approval.trusted, 0);
-	assert_int_equal(ca_db_trust_add(f->p.db, CA_TRUST_APPROVAL_KEY, "k", x, xy, 1), CA_DB_OK);
+	assert_int_equal(ca_db_trust_add(f->p.db, CA_TRUST_APPROVAL_KEY, "k", x, xy, 1, NULL), 0);
 	assert_int_equal(handle(f, CA_MSG_APPROVAL), 0);
 	assert_int_equal(f->reply.u.approval.rc, CA_MSG_OK);
 	assert_int_equal(f->reply.u.approval.trusted, 1);
@@ -441,6 +497,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_issue_needs_a_taken_challenge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_challenge_then_certificate_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_challenge_outcomes_answered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ak_from_typed_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_ek_under_an_approved_configuration, setup, teardown),

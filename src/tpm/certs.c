@@ -1493,11 +1493,14 @@ certs_verify_why(X509_STORE_CTX *ctx, struct err *err)
 	    X509_STORE_CTX_get_error_depth(ctx), subject[0] != '\0' ? subject : "empty");
 }
 
-/* Verifies leaf's chain to one of roots at time at. Returns CERTS_VALID or
- * the kind of failure, with why. */
-enum certs_verdict
-certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrusted,
-    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at, struct err *err)
+/* Verifies leaf's chain to one of roots at time at; when path is not NULL
+ * and the chain verified, *path is the chain that did (leaf first, root
+ * last; the caller frees it). Returns CERTS_VALID or the kind of failure,
+ * with why. */
+static enum certs_verdict
+certs_verify(const struct certs_der *leaf, const struct certs_der *untrusted, size_t n_untrusted,
+    const struct certs_der *roots, size_t n_roots, int64_t at, STACK_OF(X509) * *path,
+    struct err *err)
 {
 	enum certs_verdict verdict = CERTS_MALFORMED;
 	STACK_OF(X509) *chain = NULL, *anchors = NULL;
@@ -1533,6 +1536,10 @@ certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrust
 	}
 	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)at);
 	if (X509_verify_cert(ctx) == 1) {
+		if (path != NULL && (*path = X509_STORE_CTX_get1_chain(ctx)) == NULL) {
+			err_ssl(err, "out of memory");
+			goto out;
+		}
 		verdict = CERTS_VALID;
 		ERR_clear_error();
 		goto out;
@@ -1546,6 +1553,67 @@ out:
 	sk_X509_pop_free(chain, X509_free);
 	X509_free(cert);
 	return verdict;
+}
+
+/* Verifies leaf's chain to one of roots at time at. Returns CERTS_VALID or
+ * the kind of failure, with why. */
+enum certs_verdict
+certs_verify_chain(const struct certs_der *leaf, const struct certs_der *untrusted,
+    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at, struct err *err)
+{
+	return certs_verify(leaf, untrusted, n_untrusted, roots, n_roots, at, NULL, err);
+}
+
+/* Frees the DER certificates of a path (certs_verify_path) and empties it. */
+void
+certs_path_clear(struct certs_der *path, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		free((void *)path[i].der);
+	memset(path, 0, *n * sizeof(*path));
+	*n = 0;
+}
+
+/*
+ * certs_verify_chain, and the chain that verified: leaf's issuers, from
+ * the one that signed it up to and with the trusted root, as malloc'd DER
+ * in path[0 .. *n_path) (certs_path_clear frees them), so that what is
+ * kept or passed on is the chain checked, not the one offered. A chain
+ * longer than path_max issuers is CERTS_INVALID.
+ */
+enum certs_verdict
+certs_verify_path(const struct certs_der *leaf, const struct certs_der *untrusted,
+    size_t n_untrusted, const struct certs_der *roots, size_t n_roots, int64_t at,
+    struct certs_der *path, size_t path_max, size_t *n_path, struct err *err)
+{
+	STACK_OF(X509) *chain = NULL;
+	enum certs_verdict v;
+	uint8_t *der;
+	size_t len;
+	int n;
+
+	*n_path = 0;
+	v = certs_verify(leaf, untrusted, n_untrusted, roots, n_roots, at, &chain, err);
+	if (v != CERTS_VALID)
+		return v;
+	n = sk_X509_num(chain);
+	if (n < 1 || (size_t)n - 1 > path_max) {
+		err_ssl(err, "a chain of %d issuers (at most %zu)", n - 1, path_max);
+		v = CERTS_INVALID;
+		goto out;
+	}
+	for (int i = 1; i < n; i++) {
+		if (certs_i2d(sk_X509_value(chain, i), &der, &len) == -1) {
+			err_ssl(err, "out of memory");
+			certs_path_clear(path, n_path);
+			v = CERTS_INVALID;
+			goto out;
+		}
+		path[(*n_path)++] = (struct certs_der){der, len};
+	}
+out:
+	sk_X509_pop_free(chain, X509_free);
+	return v;
 }
 
 /* Reading certificates. */
@@ -1723,6 +1791,185 @@ certs_parse_ck(
 out:
 	ASN1_item_free((ASN1_VALUE *)h, ASN1_ITEM_rptr(certs_hostkey_asn1));
 	X509_free(x);
+	return ret;
+}
+
+/* Profiles: a certificate from elsewhere (a CA's answer) checked against
+ * what certs_issue_ek and certs_issue_ck issue. */
+
+/* Whether x's extKeyUsage holds oid. */
+static bool
+certs_has_eku(const X509 *x, const char *oid)
+{
+	EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+	bool found = false;
+
+	for (int i = 0; eku != NULL && i < sk_ASN1_OBJECT_num(eku) && !found; i++)
+		found = certs_oid_is(sk_ASN1_OBJECT_value(eku, i), oid);
+	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+	return found;
+}
+
+/* Whether x's certificatePolicies holds oid. */
+static bool
+certs_has_policy(const X509 *x, const char *oid)
+{
+	CERTIFICATEPOLICIES *pols = X509_get_ext_d2i(x, NID_certificate_policies, NULL, NULL);
+	bool found = false;
+
+	for (int i = 0; pols != NULL && i < sk_POLICYINFO_num(pols) && !found; i++)
+		found = certs_oid_is(sk_POLICYINFO_value(pols, i)->policyid, oid);
+	sk_POLICYINFO_pop_free(pols, POLICYINFO_free);
+	return found;
+}
+
+/* What every leaf vtpmd's CAs issue states: X.509 v3, extensions that
+ * decode and none critical that is not understood, CA:FALSE, a keyUsage
+ * (its OpenSSL KU_* bits in *ku). */
+static int
+certs_check_leaf(X509 *x, uint32_t *ku, struct err *err)
+{
+	uint32_t flags = X509_get_extension_flags(x);
+
+	if (X509_get_version(x) != X509_VERSION_3) {
+		err_ssl(err, "not an X.509 version 3 certificate");
+		return -1;
+	}
+	if (flags & (EXFLAG_INVALID | EXFLAG_CRITICAL)) {
+		err_ssl(err, "an extension is malformed, or critical and unknown");
+		return -1;
+	}
+	if (!(flags & EXFLAG_BCONS) || (flags & EXFLAG_CA)) {
+		err_ssl(err, "not an end entity's certificate (basicConstraints CA:FALSE missing)");
+		return -1;
+	}
+	*ku = X509_get_key_usage(x);
+	if (!(flags & EXFLAG_KUSAGE)) {
+		err_ssl(err, "no keyUsage");
+		return -1;
+	}
+	return 0;
+}
+
+/* A trust anchor: a self-signed CA certificate (CA:TRUE, and keyCertSign
+ * when it states a keyUsage). Returns 0, or -1 with why. */
+int
+certs_check_root(const uint8_t *der, size_t len, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	EVP_PKEY *k;
+	int ret = -1;
+
+	if (x == NULL) {
+		err_ssl(err, "not a DER certificate");
+		return -1;
+	}
+	k = X509_get0_pubkey(x);
+	if (X509_check_issued(x, x) != X509_V_OK || k == NULL || X509_verify(x, k) != 1)
+		err_ssl(err, "not self-signed: give the root of the CA, not an issuing CA");
+	else if (!(X509_get_extension_flags(x) & EXFLAG_CA) ||
+	         !(X509_get_key_usage(x) & KU_KEY_CERT_SIGN))
+		err_ssl(err, "not a CA certificate (needs CA:TRUE and keyCertSign)");
+	else
+		ret = 0;
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/*
+ * Whether a vEK certificate follows the TCG EK Credential Profile as
+ * certs_issue_ek issues it: an end entity's (CA:FALSE), keyUsage that of
+ * its key (keyEncipherment for RSA, keyAgreement for ECC) and no signing,
+ * extKeyUsage tcg-kp-EKCertificate, a subjectAltName with the TPM's
+ * manufacturer, model and version (critical when the subject is empty),
+ * tcg-at-tpmSpecification, and the vEK policy. *info receives the TPM
+ * attributes. Returns 0, or -1 with the first thing missing in why.
+ */
+int
+certs_check_vek(const uint8_t *der, size_t len, struct certs_ek_info *info, struct err *err)
+{
+	const uint32_t signing = KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION | KU_KEY_CERT_SIGN |
+	                         KU_CRL_SIGN;
+	X509 *x = certs_d2i(der, len);
+	EVP_PKEY *k;
+	uint32_t ku, want;
+	int i, ret = -1;
+
+	memset(info, 0, sizeof(*info));
+	if (x == NULL) {
+		err_ssl(err, "not a DER certificate");
+		return -1;
+	}
+	if (certs_check_leaf(x, &ku, err) == -1)
+		goto out;
+	k = X509_get0_pubkey(x);
+	want = k != NULL && EVP_PKEY_is_a(k, "RSA") ? KU_KEY_ENCIPHERMENT : KU_KEY_AGREEMENT;
+	if (!(ku & want) || (ku & signing)) {
+		err_ssl(err, "keyUsage is not an EK's (%s, and no signing)",
+		    want == KU_KEY_ENCIPHERMENT ? "keyEncipherment" : "keyAgreement");
+		goto out;
+	}
+	if (!certs_has_eku(x, CERTS_OID_TCG_KP_EK)) {
+		err_ssl(err, "extKeyUsage lacks tcg-kp-EKCertificate (%s)", CERTS_OID_TCG_KP_EK);
+		goto out;
+	}
+	i = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+	if (X509_NAME_entry_count(X509_get_subject_name(x)) == 0 && i >= 0 &&
+	    !X509_EXTENSION_get_critical(X509_get_ext(x, i))) {
+		err_ssl(err, "the subject is empty and subjectAltName is not critical");
+		goto out;
+	}
+	if (certs_san_info(x, info, err) == -1 || certs_spec_info(x, info, err) == -1)
+		goto out;
+	if (!info->has_spec) {
+		err_ssl(err, "no tcg-at-tpmSpecification (subjectDirectoryAttributes)");
+		goto out;
+	}
+	if (!certs_has_policy(x, CERTS_OID_POLICY_VEK)) {
+		err_ssl(err, "not issued under the vEK policy (%s)", CERTS_OID_POLICY_VEK);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret != 0)
+		memset(info, 0, sizeof(*info));
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/*
+ * Whether a CK certificate is one certs_issue_ck issues: an end entity's,
+ * keyUsage digitalSignature (and no certificate signing), extKeyUsage
+ * tcg-kp-AIKCertificate, the host CK policy and the VtpmdHostKey
+ * extension, which *out receives. Returns 0, or -1 with why.
+ */
+int
+certs_check_ck(const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	uint32_t ku;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL) {
+		err_ssl(err, "not a DER certificate");
+		return -1;
+	}
+	if (certs_check_leaf(x, &ku, err) == -1)
+		goto out;
+	if (!(ku & KU_DIGITAL_SIGNATURE) || (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)))
+		err_ssl(err, "keyUsage is not a CK's (digitalSignature only)");
+	else if (!certs_has_eku(x, CERTS_OID_TCG_KP_AIK))
+		err_ssl(err, "extKeyUsage lacks tcg-kp-AIKCertificate (%s)", CERTS_OID_TCG_KP_AIK);
+	else if (!certs_has_policy(x, CERTS_OID_POLICY_HOST_CK))
+		err_ssl(err, "not issued under the host CK policy (%s)", CERTS_OID_POLICY_HOST_CK);
+	else
+		ret = certs_parse_ck(der, len, out, err);
+out:
+	X509_free(x);
+	ERR_clear_error();
 	return ret;
 }
 

@@ -175,6 +175,11 @@ enum certs_verdict certs_verify_chain(const struct certs_der *leaf,
     const struct certs_der *untrusted, size_t n_untrusted, const struct certs_der *roots,
     size_t n_roots, int64_t at, struct err *err);
 const char *certs_verdict_name(enum certs_verdict v);
+enum certs_verdict certs_verify_path(const struct certs_der *leaf,
+    const struct certs_der *untrusted, size_t n_untrusted, const struct certs_der *roots,
+    size_t n_roots, int64_t at, struct certs_der *path, size_t path_max, size_t *n_path,
+    struct err *err);
+void certs_path_clear(struct certs_der *path, size_t *n);
 
 /* Reading certificates. certs_parse_virtual() returns 0 with is_virtual
  * false when the certificate has no vtpmd extension, -1 when it is
@@ -217,6 +222,15 @@ struct certs_ak_req {
 int certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struct err *err);
 int certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
     size_t *len, struct err *err);
+
+/* Profiles: a certificate from elsewhere (a CA's answer) checked against
+ * what vtpmd's CAs issue (certs_issue_ek, certs_issue_ck), and a trust
+ * anchor (a self-signed CA certificate). 0, or -1 with the reason. */
+int certs_check_root(const uint8_t *der, size_t len, struct err *err);
+int certs_check_vek(
+    const uint8_t *der, size_t len, struct certs_ek_info *info, struct err *err);
+int certs_check_ck(
+    const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err);
 
 /* Files: a certificate as PEM (replaced crash-safely, mode 0644); reading
  * accepts PEM or DER and yields DER. */

@@ -1489,6 +1489,184 @@ test_pem_and_issuer(void **state)
 	assert_int_equal(certs_subject(F.privacy_der, 3, subject, sizeof(subject)), -1);
 }
 
+/* The path that verified: the issuers up to and with the root, whatever
+ * else was offered. */
+static void
+test_verify_path(void **state)
+{
+	struct certs_der offered[] = {{F.privacy_der, F.privacy_len}, {F.root_der, F.root_len},
+	    {F.virt_der, F.virt_len}};
+	struct certs_der leaf = {F.ek_rsa, F.ek_rsa_len}, root = {F.root_der, F.root_len};
+	struct certs_der chain[4], other;
+	struct certs_ca *ca;
+	uint8_t *o = NULL;
+	size_t n = 99, olen = 0;
+	struct err err = {0};
+
+	assert_int_equal(certs_verify_path(&leaf, offered, 3, &root, 1, F.now, chain, 4, &n, &err),
+	    CERTS_VALID);
+	assert_int_equal(n, 2);
+	assert_int_equal(chain[0].len, F.virt_len);
+	assert_memory_equal(chain[0].der, F.virt_der, F.virt_len);
+	assert_int_equal(chain[1].len, F.root_len);
+	assert_memory_equal(chain[1].der, F.root_der, F.root_len);
+	certs_path_clear(chain, &n);
+	assert_int_equal(n, 0);
+	/* Too long for the room given. */
+	assert_int_equal(certs_verify_path(&leaf, offered, 3, &root, 1, F.now, chain, 1, &n, &err),
+	    CERTS_INVALID);
+	assert_int_equal(n, 0);
+	assert_non_null(strstr(err.msg, "2 issuers"));
+	/* Another root: nothing. */
+	ca = certs_ca_create("vtpmd Root CA", CERTS_CA_ROOT, NULL, &F.cav, path("pathroot.key"),
+	    path("pathroot.pem"), &err);
+	assert_non_null(ca);
+	assert_int_equal(certs_ca_cert(ca, &o, &olen), 0);
+	other = (struct certs_der){o, olen};
+	assert_int_equal(certs_verify_path(&leaf, offered, 3, &other, 1, F.now, chain, 4, &n, &err),
+	    CERTS_UNTRUSTED);
+	assert_int_equal(n, 0);
+	free(o);
+	certs_ca_free(ca);
+}
+
+/* der re-signed by the Virtualization CA after fn changed it. */
+static uint8_t *
+resign(const uint8_t *der, size_t len, void (*fn)(X509 *), size_t *out_len)
+{
+	EVP_PKEY *key = read_key("virt.key");
+	X509 *x = parse(der, len);
+	unsigned char *p = NULL;
+	uint8_t *out;
+	int n;
+
+	fn(x);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	n = i2d_X509(x, &p);
+	assert_true(n > 0);
+	out = dup_bytes(p, (size_t)n);
+	*out_len = (size_t)n;
+	OPENSSL_free(p);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return out;
+}
+
+static void
+drop_ext(X509 *x, int nid)
+{
+	int i = X509_get_ext_by_NID(x, nid, -1);
+
+	assert_true(i >= 0);
+	X509_EXTENSION_free(X509_delete_ext(x, i));
+}
+
+static void
+drop_san(X509 *x)
+{
+	drop_ext(x, NID_subject_alt_name);
+}
+
+static void
+drop_eku(X509 *x)
+{
+	drop_ext(x, NID_ext_key_usage);
+}
+
+static void
+drop_sda(X509 *x)
+{
+	drop_ext(x, NID_subject_directory_attributes);
+}
+
+static void
+drop_policy(X509 *x)
+{
+	drop_ext(x, NID_certificate_policies);
+}
+
+static void
+drop_bc(X509 *x)
+{
+	drop_ext(x, NID_basic_constraints);
+}
+
+static void
+san_not_critical(X509 *x)
+{
+	X509_EXTENSION_set_critical(X509_get_ext(x, X509_get_ext_by_NID(x, NID_subject_alt_name, -1)),
+	    0);
+}
+
+static void
+ku_signing(X509 *x)
+{
+	ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+
+	drop_ext(x, NID_key_usage);
+	ASN1_BIT_STRING_set_bit(ku, 0, 1); /* digitalSignature */
+	ASN1_BIT_STRING_set_bit(ku, 2, 1); /* keyEncipherment */
+	X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT);
+	ASN1_BIT_STRING_free(ku);
+}
+
+/* certs_check_vek, certs_check_ck, certs_check_root: what vtpmd's CAs
+ * issue passes, anything missing or of another kind does not. */
+static void
+test_check_profiles(void **state)
+{
+	static const struct {
+		void (*fn)(X509 *);
+		const char *why;
+	} defects[] = {
+	    {drop_san, "subjectAltName"},
+	    {drop_eku, "tcg-kp-EKCertificate"},
+	    {drop_sda, "tpmSpecification"},
+	    {drop_policy, "vEK policy"},
+	    {drop_bc, "end entity"},
+	    {san_not_critical, "not critical"},
+	    {ku_signing, "keyUsage"},
+	};
+	struct certs_ek_info info;
+	struct certs_host_key hk;
+	struct err err = {0};
+	uint8_t *bad;
+	size_t len;
+
+	assert_int_equal(certs_check_vek(F.ek_rsa, F.ek_rsa_len, &info, &err), 0);
+	assert_string_equal(info.model, CERTS_VTPM_MODEL);
+	assert_true(info.has_spec);
+	assert_int_equal(certs_check_vek(F.ek_ecc, F.ek_ecc_len, &info, &err), 0);
+	for (size_t i = 0; i < sizeof(defects) / sizeof(defects[0]); i++) {
+		bad = resign(F.ek_rsa, F.ek_rsa_len, defects[i].fn, &len);
+		err.msg[0] = '\0';
+		assert_int_equal(certs_check_vek(bad, len, &info, &err), -1);
+		if (strstr(err.msg, defects[i].why) == NULL)
+			fail_msg("defect %zu: '%s' does not say '%s'", i, err.msg, defects[i].why);
+		free(bad);
+	}
+	/* Other kinds of certificate. */
+	assert_int_equal(certs_check_vek(F.ck_cert, F.ck_cert_len, &info, &err), -1);
+	assert_int_equal(certs_check_vek(F.ak_cert, F.ak_cert_len, &info, &err), -1);
+	assert_int_equal(certs_check_vek(F.virt_der, F.virt_len, &info, &err), -1);
+	assert_int_equal(certs_check_vek(F.ek_rsa, 5, &info, &err), -1);
+
+	assert_int_equal(certs_check_ck(F.ck_cert, F.ck_cert_len, &hk, &err), 0);
+	assert_string_equal(hk.host, "host-a.example");
+	assert_memory_equal(hk.host_ek_digest, F.host_ek_digest, CERTS_DIGEST_LEN);
+	assert_int_equal(certs_check_ck(F.ak_cert, F.ak_cert_len, &hk, &err), -1);
+	assert_non_null(strstr(err.msg, "host CK policy"));
+	assert_int_equal(certs_check_ck(F.ek_ecc, F.ek_ecc_len, &hk, &err), -1);
+	assert_non_null(strstr(err.msg, "keyUsage"));
+	assert_int_equal(certs_check_ck(F.privacy_der, F.privacy_len, &hk, &err), -1);
+
+	assert_int_equal(certs_check_root(F.root_der, F.root_len, &err), 0);
+	assert_int_equal(certs_check_root(F.virt_der, F.virt_len, &err), -1);
+	assert_non_null(strstr(err.msg, "not self-signed"));
+	assert_int_equal(certs_check_root(F.ck_cert, F.ck_cert_len, &err), -1);
+	assert_int_equal(certs_check_root(F.root_der, 3, &err), -1);
+}
+
 int
 main(void)
 {
@@ -1519,6 +1697,8 @@ main(void)
 	    cmocka_unit_test(test_ek_info_foreign),
 	    cmocka_unit_test(test_files),
 	    cmocka_unit_test(test_pem_and_issuer),
+	    cmocka_unit_test(test_verify_path),
+	    cmocka_unit_test(test_check_profiles),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

@@ -41,7 +41,7 @@ openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 
 "$VTPM_CA" approve-host-config --db "$T/ca/ca.db" --id bench \
 	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
 	--values "$T/values.json" >/dev/null
-"$VTPMCTL" host enroll --ca "$CA_URL" --name bench >/dev/null
+"$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$T/ca/ca-root.pem" --name bench >/dev/null
 
 # swtpm_setup with its own local CA in the temporary directory.
 mkdir -p "$T/localca"

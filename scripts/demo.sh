@@ -63,7 +63,13 @@ say "The administrator's approval key, kept off the host: vtpmd gets only its pu
 mkdir -p "$T/admin"
 step openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/admin/approval.pem"
 step openssl pkey -in "$T/admin/approval.pem" -pubout -out "$T/approval.pub.pem"
-printf 'approval-public-key = %s\n' "$T/approval.pub.pem" >"$T/vtpmd.conf"
+say "vtpmd's configuration: the approval key's public half, and the CA root it trusts"
+echo "  vtpmd keeps a CK certificate, and writes an EK certificate into a vTPM, only when it"
+echo "  chains to this root, certifies the key vtpmd sent and is what vtpm-ca issues for it"
+printf 'approval-public-key = %s\nprivacy-ca-root = %s\nvirtualization-ca-root = %s\n' \
+	"$T/approval.pub.pem" "$T/ca/ca-root.pem" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
+sed 's/^/  vtpmd.conf: /' "$T/vtpmd.conf"
+step "$VTPMD" -n --config "$T/vtpmd.conf"
 
 say "vtpmd rooted in the host TPM; the administrator approves the present host configuration"
 start_vtpmd vtpmd --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"

@@ -46,6 +46,7 @@ enum err_kind {
 	ERR_POLICY,	 /* the host PCRs are not in an approved configuration */
 	ERR_FOREIGN,	 /* an object that is not this TPM's, or not this instance's */
 	ERR_HOST_TPM,	 /* the host TPM failed or went away (not a refusal) */
+	ERR_UNTRUSTED,	 /* a peer's answer is not accepted (a CA's certificate vtpmd refused) */
 };
 /* Room for any message, a refusal naming all 24 host PCRs with its advice included. */
 #define ERR_MSG_MAX 1536

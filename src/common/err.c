@@ -121,6 +121,7 @@ err_kind_name(enum err_kind kind)
 	case ERR_POLICY: return "policy";
 	case ERR_FOREIGN: return "foreign";
 	case ERR_HOST_TPM: return "host-tpm";
+	case ERR_UNTRUSTED: return "untrusted";
 	}
 	return "?";
 }

@@ -7,11 +7,12 @@
  *   pcrs = 0,2,4,7
  *
  * Keys: tcti, state-dir, run-dir, socket, pcrs, worker-uid-base,
- * socket-group, approval-public-key, ca-timeout, log-level. Errors name file:line. The text is
- * parsed from memory (config_parse_buffer), so that the parser can be
- * fuzzed without files. config_check then checks what syntax cannot show
- * (the TCTI's module, the approval key, path lengths), still without
- * touching the TPM, naming the line of each value it refuses.
+ * socket-group, approval-public-key, privacy-ca-root,
+ * virtualization-ca-root, ca-timeout, log-level. Errors name file:line. The
+ * text is parsed from memory (config_parse_buffer), so that the parser can
+ * be fuzzed without files. config_check then checks what syntax cannot show
+ * (the TCTI's module, the approval key, the CA roots, path lengths), still
+ * without touching the TPM, naming the line of each value it refuses.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -77,6 +78,10 @@ config_set(struct config *cfg, const char *key, const char *value, struct err *e
 	if (strcmp(key, "approval-public-key") == 0)
 		return config_copy(cfg->approval_public, sizeof(cfg->approval_public), value, true,
 		    err);
+	if (strcmp(key, "privacy-ca-root") == 0)
+		return config_copy(cfg->privacy_root, sizeof(cfg->privacy_root), value, true, err);
+	if (strcmp(key, "virtualization-ca-root") == 0)
+		return config_copy(cfg->virt_root, sizeof(cfg->virt_root), value, true, err);
 	if (strcmp(key, "pcrs") == 0) {
 		if (pcrpolicy_parse(value, &cfg->pcrs) == 0)
 			return 0;
@@ -334,10 +339,13 @@ enum config_key {
 	CONFIG_RUN_DIR,
 	CONFIG_SOCKET,
 	CONFIG_APPROVAL_PUBLIC,
+	CONFIG_PRIVACY_ROOT,
+	CONFIG_VIRT_ROOT,
 	CONFIG_NKEYS
 };
 static const char *const config_key_names[CONFIG_NKEYS] = {
-	"tcti", "state-dir", "run-dir", "socket", "approval-public-key",
+	"tcti", "state-dir", "run-dir", "socket", "approval-public-key", "privacy-ca-root",
+	"virtualization-ca-root",
 };
 
 static const char *
@@ -349,6 +357,8 @@ config_value(const struct config *cfg, enum config_key k)
 	case CONFIG_RUN_DIR: return cfg->run_dir;
 	case CONFIG_SOCKET: return cfg->socket;
 	case CONFIG_APPROVAL_PUBLIC: return cfg->approval_public;
+	case CONFIG_PRIVACY_ROOT: return cfg->privacy_root;
+	case CONFIG_VIRT_ROOT: return cfg->virt_root;
 	case CONFIG_NKEYS: break;
 	}
 	return "";
@@ -464,6 +474,23 @@ config_check_approval_key(const char *path, struct err *err)
 	return 0;
 }
 
+/* Whether path holds the roots of a CA that vtpmd checks certificates
+ * against: PEM, 1 to CACHECK_ROOTS_MAX self-signed CA certificates.
+ * Returns 0, or -1 with why. */
+static int
+config_check_roots(const char *path, struct err *err)
+{
+	struct cacheck_roots roots;
+	struct err why = {0};
+
+	if (cacheck_roots_load(path, &roots, &why) == -1)
+		return err_set(err, why.kind, "%s; name the PEM file of the CA's root certificate "
+		    "(vtpm-ca keeps it in ca-root.pem beside its database; 'vtpm-ca cert --role "
+		    "root --db DB' prints it)", why.msg);
+	cacheck_roots_clear(&roots);
+	return 0;
+}
+
 /* Whether the directory path can be made: it exists as a directory, or its
  * parent does. Returns 0, or -1 with why. */
 static int
@@ -531,7 +558,8 @@ config_origins(struct config_checker *c)
 /*
  * Checks what the syntax cannot show, without contacting the TPM: the
  * TCTI's module loads, approval-public-key is a readable public key (and
- * not a private one), the sockets fit in a unix socket address and, unless
+ * not a private one), privacy-ca-root and virtualization-ca-root hold
+ * root CA certificates, the sockets fit in a unix socket address and, unless
  * starting (vtpmd makes missing directories), the parents of state-dir and
  * run-dir exist. cfg holds the values in use (the file's, and the command
  * line's over them); path is the file read, or NULL. Every problem is
@@ -548,6 +576,10 @@ config_check(const char *path, const struct config *cfg, bool starting, FILE *er
 	if (cfg->approval_public[0] != '\0')
 		config_verdict(&c, CONFIG_APPROVAL_PUBLIC,
 		    config_check_approval_key(cfg->approval_public, &c.err));
+	if (cfg->privacy_root[0] != '\0')
+		config_verdict(&c, CONFIG_PRIVACY_ROOT, config_check_roots(cfg->privacy_root, &c.err));
+	if (cfg->virt_root[0] != '\0')
+		config_verdict(&c, CONFIG_VIRT_ROOT, config_check_roots(cfg->virt_root, &c.err));
 	config_verdict(&c, CONFIG_SOCKET,
 	    config_check_socket_len(cfg->socket, 0, &c.err));
 	config_verdict(&c, CONFIG_RUN_DIR,

@@ -11,18 +11,26 @@
  * is public and kept in STATE/host/:
  *
  *   enrolment.json   the CA URLs, the host name, the EK used, when
- *   ck.pem           the CK certificate followed by its chain (Privacy CA,
- *                    root), as the CA returned them
+ *   ck.pem           the CK certificate followed by the chain it was
+ *                    verified with (Privacy CA, root)
+ *   privacy-ca-root.pem, virtualization-ca-root.pem
+ *                    the roots it was checked with (cacheck.c), kept for
+ *                    the vTPMs' EK certificates
  *   bk.pub           the BK's TPM2B_PUBLIC
  *   bk.attest/.sig   TPM2_Certify of the BK by the CK (TPMS_ATTEST and
  *                    TPMT_SIGNATURE)
  *
- * Enrolling again replaces them (a new CA, a renewed certificate); a
- * failed enrolment leaves the previous one in place: nothing is written
- * before the end. The two CA requests run off the loop (caclient.c, with
- * the ca-timeout deadline each): an enrolment is a state (struct
- * enrol_op) that the loop moves on at each event of its request
- * (enrol_step); the host-TPM steps in between run in the loop.
+ * The CK certificate is kept only once it passed cacheck_ck: it chains to
+ * the Privacy CA root vtpmd trusts (privacy-ca-root of the configuration,
+ * or the root given with the request when the configuration names none;
+ * without either the enrolment is refused), certifies the CK vtpmd sent,
+ * and is a CK certificate for this host and host EK. Enrolling again
+ * replaces them (a new CA, a renewed certificate); a failed enrolment
+ * leaves the previous one in place: nothing is written before the end.
+ * The two CA requests run off the loop (caclient.c, with the ca-timeout
+ * deadline each): an enrolment is a state (struct enrol_op) that the loop
+ * moves on at each event of its request (enrol_step); the host-TPM steps
+ * in between run in the loop.
  */
 #include <errno.h>
 #include <limits.h>
@@ -41,6 +49,8 @@ static void
 enrol_clear(struct enrolment *e)
 {
 	free(e->ck_pem);
+	cacheck_roots_clear(&e->privacy_roots);
+	cacheck_roots_clear(&e->virt_roots);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -57,6 +67,20 @@ enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len)
 	int n = snprintf(buf, len, "%s/host%s%s", cfg->state_dir, leaf ? "/" : "", leaf ? leaf : "");
 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The roots kept in STATE/host/leaf, if the file exists. */
+static int
+enrol_load_roots(struct manager *m, const char *leaf, struct cacheck_roots *r, struct err *err)
+{
+	char path[PATH_MAX];
+
+	memset(r, 0, sizeof(*r));
+	if (enrol_path(&m->cfg, leaf, path, sizeof(path)) == -1)
+		return err_set(err, ERR_FAILED, "%s: path too long", leaf);
+	if (access(path, F_OK) == -1 && errno == ENOENT)
+		return 0;
+	return cacheck_roots_load(path, r, err);
 }
 
 /*
@@ -110,6 +134,11 @@ enrol_load(struct manager *m, struct err *err)
 	}
 	memcpy(e.ck_pem, pem, len);
 	free(pem);
+	if (enrol_load_roots(m, "privacy-ca-root.pem", &e.privacy_roots, err) == -1 ||
+	    enrol_load_roots(m, "virtualization-ca-root.pem", &e.virt_roots, err) == -1) {
+		enrol_clear(&e);
+		return -1;
+	}
 	e.enrolled = true;
 	m->enrol = e;
 	return 0;
@@ -125,6 +154,9 @@ struct enrol_op {
 	char host[65];
 	int timeout_s;
 	struct caclient *ca;
+	struct cacheck_roots privacy_roots, virt_roots; /* what the answers must chain to */
+	uint8_t *ck_pub, *ek_cert; /* what the challenge sent: the CK, the host EK certificate */
+	size_t ck_pub_len, ek_cert_len;
 };
 
 /* base64 of bytes as a new JSON string (NULL when out of memory). */
@@ -136,40 +168,6 @@ enrol_b64(const uint8_t *buf, size_t len)
 
 	free(s);
 	return j;
-}
-
-/* The certificate and its chain of an issuing answer, as one PEM text. */
-char *
-enrol_answer_pem(const json_t *reply)
-{
-	const char *cert = json_string_value(json_object_get(reply, "certificate"));
-	json_t *chain = json_object_get(reply, "chain"), *c;
-	size_t i, len, off, n;
-	char *out;
-
-	if (cert == NULL || !json_is_array(chain))
-		return NULL;
-	len = strlen(cert) + 1;
-	json_array_foreach(chain, i, c) {
-		if (!json_is_string(c))
-			return NULL;
-		len += strlen(json_string_value(c)) + 1;
-	}
-	out = calloc(1, len + 1);
-	if (out == NULL)
-		return NULL;
-	/* Bounded by len: an empty certificate from the CA (no last byte to
-	 * look at) gets no newline. */
-	off = strlen(cert);
-	memcpy(out, cert, off);
-	json_array_foreach(chain, i, c) {
-		if (off > 0 && out[off - 1] != '\n')
-			out[off++] = '\n';
-		n = strlen(json_string_value(c));
-		memcpy(out + off, json_string_value(c), n);
-		off += n;
-	}
-	return out;
 }
 
 /* The host EK to enrol with: the first of RSA, ECC whose certificate the
@@ -242,6 +240,23 @@ enrol_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const json_t *challeng
 	return o;
 }
 
+/* Writes roots to STATE/host/leaf. Returns 0, or -1 with errno. */
+static int
+enrol_save_roots(struct manager *m, const char *leaf, const struct cacheck_roots *r)
+{
+	char path[PATH_MAX], *pem = cacheck_roots_pem(r);
+	int ret = -1;
+
+	if (pem == NULL)
+		errno = ENOMEM;
+	else if (enrol_path(&m->cfg, leaf, path, sizeof(path)) == -1)
+		errno = ENAMETOOLONG;
+	else
+		ret = fileio_write_atomic(path, pem, strlen(pem), 0644);
+	free(pem);
+	return ret;
+}
+
 /* Writes the enrolment's files; enrolment.json last, so that a crash in
  * between leaves the previous record. */
 static int
@@ -266,6 +281,9 @@ enrol_save(struct manager *m, const struct enrolment *e, const uint8_t *bk_pub, 
 		goto io;
 	if (enrol_path(&m->cfg, "bk.sig", path, sizeof(path)) == -1 ||
 	    fileio_write_atomic(path, bk_ev->signature, bk_ev->signature_len, 0644) == -1)
+		goto io;
+	if (enrol_save_roots(m, "privacy-ca-root.pem", &e->privacy_roots) == -1 ||
+	    enrol_save_roots(m, "virtualization-ca-root.pem", &e->virt_roots) == -1)
 		goto io;
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "privacy_ca", e->privacy_ca,
 	    "virtualization_ca", e->virtualization_ca, "host", e->host, "ek", e->ek,
@@ -308,8 +326,16 @@ enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
 		goto out;
 	}
 	op->ca = caclient_post(op->privacy_url, "/v1/privacy/challenge", req, op->timeout_s, err);
-	if (op->ca != NULL)
-		ret = 0;
+	if (op->ca == NULL)
+		goto out;
+	/* What the CK certificate will be checked against (cacheck_ck). */
+	op->ck_pub = ck_pub;
+	op->ck_pub_len = ck_pub_len;
+	op->ek_cert = ek_cert;
+	op->ek_cert_len = ek_cert_len;
+	ck_pub = NULL;
+	ek_cert = NULL;
+	ret = 0;
 out:
 	json_decref(req);
 	free(ek_pub);
@@ -339,16 +365,26 @@ enrol_certify(struct manager *m, struct enrol_op *op, const json_t *challenge, s
 static int
 enrol_finish(struct manager *m, const struct enrol_op *op, const json_t *reply, struct err *err)
 {
+	const struct cacheck_ck_want want = {.url = op->privacy_url, .roots = &op->privacy_roots,
+	    .ck_public = op->ck_pub, .ck_public_len = op->ck_pub_len, .host = op->host,
+	    .ek_cert = op->ek_cert, .ek_cert_len = op->ek_cert_len};
 	struct hwtpm_attestation bk_ev = {0};
+	struct cacheck_cert ck = {0};
 	struct enrolment e = {0};
+	char serial[CERTS_SERIAL_HEX_MAX + 1] = "?";
 	uint8_t *bk_pub = NULL;
 	size_t bk_pub_len;
 	time_t now = time(NULL);
 	struct tm tm;
 	int ret = -1;
 
-	if ((e.ck_pem = enrol_answer_pem(reply)) == NULL) {
-		err_set(err, ERR_FAILED, "the Privacy CA's answer holds no certificate");
+	if (cacheck_ck(reply, &want, &ck, err) == -1)
+		goto out;
+	certs_cert_serial(ck.der, ck.len, serial);
+	if ((e.ck_pem = cacheck_cert_pem(&ck)) == NULL ||
+	    cacheck_roots_copy(&e.privacy_roots, &op->privacy_roots) == -1 ||
+	    cacheck_roots_copy(&e.virt_roots, &op->virt_roots) == -1) {
+		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
 	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1 &&
@@ -369,27 +405,95 @@ enrol_finish(struct manager *m, const struct enrol_op *op, const json_t *reply, 
 	enrol_clear(&m->enrol);
 	m->enrol = e;
 	memset(&e, 0, sizeof(e));
-	log_info("host enrolled with the Privacy CA at %s as \"%s\" (CK certificate serial %s)",
-	    op->privacy_url, op->host, json_string_value(json_object_get(reply, "serial")));
+	log_info("host enrolled with the Privacy CA at %s as \"%s\" (CK certificate serial %s, "
+	    "checked)", op->privacy_url, op->host, serial);
 	ret = 0;
 out:
+	cacheck_cert_clear(&ck);
 	enrol_clear(&e);
 	hwtpm_attestation_clear(&bk_ev);
 	free(bk_pub);
 	return ret;
 }
 
+/* One CA role's roots: the file the configuration names (key), else the
+ * PEM the request gave; a request may not give roots the configuration
+ * names. Returns 1 with r filled, 0 when neither names any, or -1 with
+ * err. */
+static int
+enrol_role_roots(const char *file, const char *key, const char *pem, const char *field,
+    struct cacheck_roots *r, struct err *err)
+{
+	if (file[0] != '\0' && pem != NULL)
+		return err_set(err, ERR_INVALID, "vtpmd's configuration names the roots it trusts "
+		    "(%s = %s): a request may not give others (\"%s\"); enrol without them, or "
+		    "change the configuration", key, file, field);
+	if (file[0] != '\0') {
+		if (cacheck_roots_load(file, r, err) == -1)
+			return err_wrap(err, "%s", key);
+		return 1;
+	}
+	if (pem == NULL)
+		return 0;
+	if (cacheck_roots_parse(pem, strlen(pem), r, err) == -1)
+		return err_wrap(err, "\"%s\"", field);
+	return 1;
+}
+
+/* The roots an enrolment's answers must chain to: the Privacy CA's, and
+ * the Virtualization CA's kept for EK certificates (by default the
+ * Privacy CA's: one vtpm-ca serves both roles under one root). Logged,
+ * with where they came from. */
+static int
+enrol_roots(struct manager *m, struct enrol_op *op, const struct enrol_roots_pem *given,
+    struct err *err)
+{
+	const struct config *cfg = &m->cfg;
+	char pdesc[400], vdesc[400];
+	int p, v;
+
+	p = enrol_role_roots(cfg->privacy_root, "privacy-ca-root", given ? given->privacy : NULL,
+	    "ca_root", &op->privacy_roots, err);
+	if (p == 0)
+		return err_set(err, ERR_INVALID, "no Privacy CA root to check the CK certificate "
+		    "against: vtpmd keeps only a certificate that chains to a root it was given; set "
+		    "privacy-ca-root in vtpmd's configuration, or give the CA's root with the "
+		    "request (vtpmctl host enroll --ca URL --ca-root FILE; vtpm-ca keeps it in "
+		    "ca-root.pem beside its database)");
+	if (p == -1)
+		return -1;
+	v = enrol_role_roots(cfg->virt_root, "virtualization-ca-root", given ? given->virt : NULL,
+	    "virtualization_ca_root", &op->virt_roots, err);
+	if (v == -1)
+		return -1;
+	if (v == 0 && cacheck_roots_copy(&op->virt_roots, &op->privacy_roots) == -1)
+		return err_set(err, ERR_FAILED, "out of memory");
+	cacheck_roots_describe(&op->privacy_roots, pdesc, sizeof(pdesc));
+	cacheck_roots_describe(&op->virt_roots, vdesc, sizeof(vdesc));
+	log_info("host enrolment with the Privacy CA at %s: its CK certificate must chain to %s "
+	    "(%s); EK certificates from the Virtualization CA at %s to %s (%s)", op->privacy_url,
+	    pdesc, cfg->privacy_root[0] ? "privacy-ca-root" : "given with the request",
+	    op->virt_url, vdesc,
+	    cfg->virt_root[0] ? "virtualization-ca-root"
+	    : v == 1          ? "given with the request"
+	                      : "the Privacy CA's");
+	return 0;
+}
+
 /*
  * Begins the host's enrolment with the Privacy CA at privacy_url (see the
  * top of this file); the Virtualization CA that vTPM EK certificates will
  * come from is virt_url (NULL: the same server). host is the name the CK
- * certificate carries. Returns the enrolment, its challenge request to the
- * CA in flight (enrol_ca), to be moved on with enrol_step; or NULL with
- * err (a host-TPM failure is retried once, after reconnecting).
+ * certificate carries; roots what the request gave (NULL: nothing).
+ * Returns the enrolment, its challenge request to the CA in flight
+ * (enrol_ca), to be moved on with enrol_step; or NULL with err: ERR_INVALID
+ * when there is no root to check the answers against or the roots are
+ * refused, else a host-TPM failure (retried once, after reconnecting) or
+ * the CA's.
  */
 struct enrol_op *
 enrol_begin(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    struct err *err)
+    const struct enrol_roots_pem *roots, struct err *err)
 {
 	struct enrol_op *op = calloc(1, sizeof(*op));
 
@@ -402,6 +506,10 @@ enrol_begin(struct manager *m, const char *privacy_url, const char *virt_url, co
 	snprintf(op->host, sizeof(op->host), "%s", host);
 	op->timeout_s = m->cfg.ca_timeout_s;
 	op->stage = ENROL_CHALLENGE;
+	if (enrol_roots(m, op, roots, err) == -1) {
+		enrol_op_free(op);
+		return NULL;
+	}
 	if (enrol_challenge(m, op, err) == -1 &&
 	    (err->kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
 	        enrol_challenge(m, op, err) == -1)) {
@@ -455,7 +563,39 @@ enrol_op_free(struct enrol_op *op)
 	if (op == NULL)
 		return;
 	caclient_free(op->ca);
+	cacheck_roots_clear(&op->privacy_roots);
+	cacheck_roots_clear(&op->virt_roots);
+	free(op->ck_pub);
+	free(op->ek_cert);
 	free(op);
+}
+
+/*
+ * The roots the Virtualization CA's EK certificates must chain to:
+ * virtualization-ca-root of the configuration when it names one (read now,
+ * so that a new root needs no restart), else those kept with the
+ * enrolment. Returns 0 with *out filled (cacheck_roots_clear frees it), or
+ * -1 with err when there is none (ERR_INVALID: an enrolment made before
+ * vtpmd checked certificates) or the file cannot be read.
+ */
+int
+enrol_virt_roots(struct manager *m, struct cacheck_roots *out, struct err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (m->cfg.virt_root[0] != '\0') {
+		if (cacheck_roots_load(m->cfg.virt_root, out, err) == -1)
+			return err_wrap(err, "virtualization-ca-root");
+		return 0;
+	}
+	if (m->enrol.virt_roots.n > 0) {
+		if (cacheck_roots_copy(out, &m->enrol.virt_roots) == -1)
+			return err_set(err, ERR_FAILED, "out of memory");
+		return 0;
+	}
+	return err_set(err, ERR_INVALID, "no Virtualization CA root to check EK certificates "
+	    "against (the enrolment predates vtpmd's checks): set virtualization-ca-root in "
+	    "vtpmd's configuration, or enrol again giving the CA's root (vtpmctl host enroll "
+	    "--ca URL --ca-root FILE)");
 }
 
 /* The CK certificate alone (the first of e->ck_pem), as malloc'd PEM, or
@@ -494,7 +634,7 @@ json_t *
 enrol_json(struct manager *m)
 {
 	const struct enrolment *e = &m->enrol;
-	char subject[256] = "", serial[CERTS_SERIAL_HEX_MAX + 1] = "";
+	char subject[256] = "", serial[CERTS_SERIAL_HEX_MAX + 1] = "", root[400];
 	uint8_t *der = NULL;
 	size_t off = 0, len;
 	json_t *o, *bk;
@@ -514,5 +654,11 @@ enrol_json(struct manager *m)
 	    "privacy_ca", e->privacy_ca, "virtualization_ca", e->virtualization_ca, "host",
 	    e->host, "ek", e->ek, "enrolled_at", e->enrolled_at, "ck", "handle", "0x81000002",
 	    "subject", subject, "serial", serial, "certificate", e->ck_pem, "bk", bk);
+	if (o != NULL && e->privacy_roots.n > 0) {
+		cacheck_roots_describe(&e->privacy_roots, root, sizeof(root));
+		json_object_set_new(o, "privacy_ca_root", json_string(root));
+		cacheck_roots_describe(&e->virt_roots, root, sizeof(root));
+		json_object_set_new(o, "virtualization_ca_root", json_string(root));
+	}
 	return o;
 }

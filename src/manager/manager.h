@@ -28,6 +28,8 @@ struct config {
 	char run_dir[256];	/* worker sockets and pid files */
 	char socket[256];	/* the API socket */
 	char approval_public[256]; /* when set, vtpmd holds only the public key */
+	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
+	char virt_root[256];	   /* PEM roots vEK certificates must chain to, or "" */
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
@@ -181,6 +183,65 @@ bool caclient_step(struct caclient *c);
 int caclient_result(const struct caclient *c, struct json_t **reply, struct err *err);
 void caclient_free(struct caclient *c);
 
+/*
+ * cacheck.c: what vtpmd accepts from a CA. A CK or EK certificate a CA
+ * answers with is kept or written only once it chains to a root the
+ * administrator gave vtpmd, certifies the key vtpmd sent, and is the
+ * certificate vtpm-ca issues for it; a refusal is ERR_UNTRUSTED naming the
+ * CA and the reason.
+ */
+#define CACHECK_ROOTS_MAX      8	 /* trust anchors per CA role */
+#define CACHECK_CHAIN_MAX      8	 /* issuers of one certificate, root included */
+#define CACHECK_ROOTS_FILE_MAX (1u << 16) /* a root file is a few certificates */
+struct cacheck_roots {
+	struct certs_der certs[CACHECK_ROOTS_MAX]; /* DER, owned */
+	size_t n;
+};
+/* A certificate accepted, and the chain that verified it (its issuers up
+ * to and with the root), DER, owned. */
+struct cacheck_cert {
+	uint8_t *der;
+	size_t len;
+	struct certs_der chain[CACHECK_CHAIN_MAX];
+	size_t n_chain;
+};
+/* What an enrolment's CK certificate must be. */
+struct cacheck_ck_want {
+	const char *url;		   /* the Privacy CA, for messages */
+	const struct cacheck_roots *roots; /* the Privacy CA's roots */
+	const uint8_t *ck_public;	   /* the CK's TPM2B_PUBLIC, as sent */
+	size_t ck_public_len;
+	const char *host;	   /* the host name asked for */
+	const uint8_t *ek_cert; /* the host EK certificate sent (DER) */
+	size_t ek_cert_len;
+};
+/* What a vEK's certificate must be. */
+struct cacheck_ek_want {
+	const char *url;		   /* the Virtualization CA, for messages */
+	const struct cacheck_roots *roots; /* the Virtualization CA's roots */
+	const char *type;		   /* "rsa2048", "ecc-p256" */
+	const uint8_t *vek_public;	   /* the vEK's TPM2B_PUBLIC, as sent */
+	size_t vek_public_len;
+	const uint8_t *ck_cert; /* this host's CK certificate (DER) */
+	size_t ck_cert_len;
+	const char *host; /* this host's name in it */
+	const char *uuid; /* the instance's */
+};
+int cacheck_roots_parse(const char *pem, size_t len, struct cacheck_roots *r, struct err *err);
+int cacheck_roots_load(const char *path, struct cacheck_roots *r, struct err *err);
+int cacheck_roots_copy(struct cacheck_roots *dst, const struct cacheck_roots *src);
+char *cacheck_roots_pem(const struct cacheck_roots *r);
+void cacheck_roots_describe(const struct cacheck_roots *r, char *buf, size_t len);
+void cacheck_roots_clear(struct cacheck_roots *r);
+int cacheck_ck(const struct json_t *reply, const struct cacheck_ck_want *want,
+    struct cacheck_cert *out, struct err *err);
+int cacheck_ek(const struct json_t *reply, const struct cacheck_ek_want *want,
+    struct cacheck_cert *out, struct certs_virtual *virt, struct err *err);
+char *cacheck_cert_pem(const struct cacheck_cert *c);
+struct json_t *cacheck_chain_json(const struct cacheck_cert *c);
+bool cacheck_same_chain(const struct cacheck_cert *a, const struct cacheck_cert *b);
+void cacheck_cert_clear(struct cacheck_cert *c);
+
 /* enrol.c: the host's enrolment with a Privacy CA: CK certificate, BK
  * certified by the CK; STATE/host/. An enrolment in flight (enrol_op) waits
  * for the CA between its host-TPM steps. */
@@ -192,12 +253,21 @@ struct enrolment {
 	char ek[16];		     /* the host EK enrolled with: rsa2048 | ecc-p256 */
 	char enrolled_at[32];
 	char *ck_pem;		     /* CK certificate and its chain, PEM */
+	/* The roots it was checked with and keeps for EK certificates (none
+	 * for an enrolment made before vtpmd checked them). */
+	struct cacheck_roots privacy_roots, virt_roots;
+};
+/* The roots an enrolment request may carry (PEM text; NULL: none). */
+struct enrol_roots_pem {
+	const char *privacy;
+	const char *virt;
 };
 struct manager;
 int enrol_load(struct manager *m, struct err *err);
 struct enrol_op;
 struct enrol_op *enrol_begin(struct manager *m, const char *privacy_url, const char *virt_url,
-    const char *host, struct err *err);
+    const char *host, const struct enrol_roots_pem *roots, struct err *err);
+int enrol_virt_roots(struct manager *m, struct cacheck_roots *out, struct err *err);
 int enrol_step(struct manager *m, struct enrol_op *op, struct err *err);
 struct caclient *enrol_ca(const struct enrol_op *op);
 void enrol_op_free(struct enrol_op *op);
@@ -205,7 +275,6 @@ void enrol_free(struct enrolment *e);
 int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
 struct json_t *enrol_json(struct manager *m);
 struct json_t *enrol_b64(const uint8_t *buf, size_t len);
-char *enrol_answer_pem(const struct json_t *reply);
 char *enrol_ck_certificate(const struct enrolment *e);
 
 /* provision.c: a new vTPM's EKs and their certificates from the
@@ -300,7 +369,7 @@ int ops_start(struct manager *m, struct vtpm *v, enum vtpm_op op, uint64_t ticke
 int ops_create_provisioned(struct manager *m, struct vtpm *v, unsigned int set, uint64_t ticket,
     struct err *err);
 int ops_enrol(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    uint64_t ticket, struct err *err);
+    const struct enrol_roots_pem *roots, uint64_t ticket, struct err *err);
 struct api_response ops_approved(struct manager *m, uint64_t ticket);
 bool ops_busy(const struct vtpm *v);
 void ops_call_off(struct manager *m, struct vtpm *v);

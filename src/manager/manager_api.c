@@ -33,6 +33,23 @@ api_invalid_name(void)
 	    "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
 }
 
+/* Whether EK certificates can be checked (enrol_virt_roots), before
+ * anything is created. */
+static int
+api_ek_roots(struct manager *m, struct api_response *err)
+{
+	struct cacheck_roots roots;
+	struct err e;
+
+	if (enrol_virt_roots(m, &roots, &e) == -1) {
+		*err = api_error(e.kind == ERR_INVALID ? 409 : 500, e.msg,
+		    "nothing was created; vtpmd writes no EK certificate it cannot check");
+		return -1;
+	}
+	cacheck_roots_clear(&roots);
+	return 0;
+}
+
 /* The "ek" member of a create request: absent (every type when the host
  * is enrolled, none otherwise), or a list of type names (possibly empty). */
 static int
@@ -66,7 +83,7 @@ api_ek_types(struct manager *m, json_t *list, unsigned int tpm_version, unsigned
 		    "enrol it first: vtpmctl host enroll --ca URL");
 		return -1;
 	}
-	return 0;
+	return *set != 0 ? api_ek_roots(m, err) : 0;
 }
 
 static struct api_response
@@ -360,14 +377,17 @@ static struct api_response
 api_host_enrol(struct manager *m, const struct api_request *req)
 {
 	const char *ca = NULL, *vca = NULL, *host = NULL;
+	struct enrol_roots_pem roots = {NULL, NULL};
 	char hostname[65] = "";
 	struct err e;
 
 	if (req->body == NULL ||
-	    json_unpack((json_t *)req->body, "{s:s, s?s, s?s}", "ca", &ca, "virtualization_ca",
-		&vca, "host", &host) != 0)
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?s, s?s, s?s}", "ca", &ca,
+		"virtualization_ca", &vca, "host", &host, "ca_root", &roots.privacy,
+		"virtualization_ca_root", &roots.virt) != 0)
 		return api_error(400, "expected {\"ca\": URL, \"virtualization_ca\": URL, "
-				      "\"host\": NAME}", "see docs/api.md");
+				      "\"host\": NAME, \"ca_root\": PEM, \"virtualization_ca_root\": PEM}",
+		    "see docs/api.md");
 	if (!api_valid_url(ca) || (vca != NULL && !api_valid_url(vca)))
 		return api_error(400, "a CA URL must be http://HOST[:PORT][/PREFIX]",
 		    "for example http://127.0.0.1:8440");
@@ -383,7 +403,7 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 		return api_error(409, "an enrolment is in progress",
 		    "retry once it has answered (vtpmctl host shows the enrolment)");
 	/* Answered when the CA has answered twice (ops.c). */
-	if (ops_enrol(m, ca, vca, host, req->ticket, &e) == -1)
+	if (ops_enrol(m, ca, vca, host, &roots, req->ticket, &e) == -1)
 		return reply_enrol_failed(&e);
 	return api_deferred();
 }

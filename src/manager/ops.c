@@ -356,9 +356,9 @@ ops_restarts_due(struct manager *m)
  */
 int
 ops_enrol(struct manager *m, const char *privacy_url, const char *virt_url, const char *host,
-    uint64_t ticket, struct err *err)
+    const struct enrol_roots_pem *roots, uint64_t ticket, struct err *err)
 {
-	m->enrolling = enrol_begin(m, privacy_url, virt_url, host, err);
+	m->enrolling = enrol_begin(m, privacy_url, virt_url, host, roots, err);
 	if (m->enrolling == NULL)
 		return -1;
 	m->enrol_ticket = ticket;

@@ -8,9 +8,13 @@
  * CK certifies the instance's sealed state-key object with qualifyingData
  * = SHA-256(vEK TPM2B_PUBLIC) and quotes the host PCRs of the sealing
  * policy with the same qualifyingData; the Virtualization CA checks that
- * evidence (docs/ca-api.md) and issues the EK certificate, which goes into
- * the vTPM's TCG NV index, the issuing chain from 0x01c00100. What was
- * issued is recorded, public, in STATE/instances/NAME/ek.json.
+ * evidence (docs/ca-api.md) and issues the EK certificate. vtpmd checks
+ * that certificate in turn (cacheck_ek: the Virtualization CA root it
+ * trusts, this vEK, the TCG EK profile, this host and instance); only once
+ * every EK's certificate passed are they written into the vTPM's TCG NV
+ * indices, with the chain that verified from 0x01c00100, so that a
+ * certificate refused leaves the vTPM's NV untouched. What was issued is
+ * recorded, public, in STATE/instances/NAME/ek.json.
  *
  * Host-TPM cost per EK: the certification (Load, Certify, FlushContext)
  * and the quote. The CA request runs off the loop (caclient.c): a
@@ -58,7 +62,11 @@ struct provision {
 	size_t next;	  /* the index in provision_types looked at next */
 	size_t cur;	  /* the type whose CA request is in flight */
 	char *ck_pem;	  /* the CK certificate, as enrolled when it began */
-	char url[256];	  /* the Virtualization CA, idem */
+	uint8_t *ck_der;  /* idem, DER */
+	size_t ck_der_len;
+	char url[256];		   /* the Virtualization CA, idem */
+	char host[65];		   /* the host's name, idem */
+	struct cacheck_roots roots; /* what its certificates must chain to, idem */
 	int timeout_s;
 	struct guesttpm *g; /* the vTPM, once its worker serves */
 	uint8_t *sealed;    /* the instance's sealed.key */
@@ -66,6 +74,8 @@ struct provision {
 	uint8_t *vek; /* the vEK in flight (TPM2B_PUBLIC) */
 	size_t vek_len;
 	struct caclient *ca; /* the CA request in flight, or NULL */
+	struct cacheck_cert certs[PROVISION_NTYPES]; /* accepted, written once all are */
+	const struct cacheck_cert *first; /* the first accepted: its chain goes to NV */
 	json_t *eks, *chain; /* what ek.json will record */
 };
 
@@ -137,85 +147,87 @@ provision_der(const char *pem, uint8_t **der, size_t *len)
 	                                                                                     : -1;
 }
 
-/* Writes the issuing chain of a CA answer into the vTPM's chain indices. */
+/* The CA answered for the vEK in flight: its certificate is checked
+ * (cacheck_ek) and kept, to be written once every EK's is; its record goes
+ * to p->eks. Both EKs' certificates must verify through one chain, the one
+ * the vTPM's chain indices will hold. */
 static int
-provision_write_chain(struct guesttpm *g, const json_t *chain, struct err *err)
-{
-	struct guesttpm_cert certs[8] = {{0}};
-	size_t n = 0, i;
-	json_t *c;
-	int ret = -1;
-
-	if (!json_is_array(chain) || json_array_size(chain) > 8) {
-		err_set(err, ERR_FAILED, "the Virtualization CA's chain is malformed");
-		return -1;
-	}
-	json_array_foreach(chain, i, c) {
-		uint8_t *der;
-		size_t len;
-
-		if (provision_der(json_string_value(c), &der, &len) == -1) {
-			err_set(err, ERR_FAILED, "the Virtualization CA's chain is malformed");
-			goto out;
-		}
-		certs[n].der = der;
-		certs[n++].len = len;
-	}
-	if (guesttpm_write_chain(g, certs, n, err) == -1) {
-		goto out;
-	}
-	ret = 0;
-out:
-	for (i = 0; i < n; i++)
-		free((void *)certs[i].der);
-	return ret;
-}
-
-/* The CA answered for the vEK in flight: its certificate goes to the
- * vTPM's NV (the chain with the first), its record to p->eks. */
-static int
-provision_store(const struct vtpm *v, struct provision *p, struct err *err)
+provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 {
 	size_t t = p->cur;
-	uint8_t *der = NULL;
-	size_t der_len;
+	const struct cacheck_ek_want want = {.url = p->url, .roots = &p->roots,
+	    .type = provision_types[t].name, .vek_public = p->vek, .vek_public_len = p->vek_len,
+	    .ck_cert = p->ck_der, .ck_cert_len = p->ck_der_len, .host = p->host, .uuid = v->uuid};
+	struct cacheck_cert *c = &p->certs[t];
+	char serial[CERTS_SERIAL_HEX_MAX + 1] = "", handle[16], index[16], *pem = NULL;
+	struct certs_virtual virt;
 	json_t *reply = NULL;
-	char handle[16], index[16];
-	const char *pem;
 	int ret = -1;
 
-	if (caclient_result(p->ca, &reply, err) == -1)
+	if (caclient_result(p->ca, &reply, err) == -1 || cacheck_ek(reply, &want, c, &virt, err) == -1)
 		goto out;
-	pem = json_string_value(json_object_get(reply, "certificate"));
-	if (provision_der(pem, &der, &der_len) == -1) {
-		err_set(err, ERR_FAILED, "the Virtualization CA's answer holds no certificate");
+	if (p->first != NULL && !cacheck_same_chain(p->first, c)) {
+		err_set(err, ERR_UNTRUSTED, "Virtualization CA at %s: %s EK certificate refused: it "
+		    "chains through other CA certificates than the first EK's", p->url,
+		    provision_types[t].name);
 		goto out;
 	}
-	if (guesttpm_write_ek_cert(p->g, provision_types[t].kind, der, der_len, err) == -1)
-		goto out;
-	if (p->chain == NULL) {
-		if (provision_write_chain(p->g, json_object_get(reply, "chain"), err) == -1)
-			goto out;
-		p->chain = json_incref(json_object_get(reply, "chain"));
-	}
+	if (p->first == NULL)
+		p->first = c;
+	certs_cert_serial(c->der, c->len, serial);
 	snprintf(handle, sizeof(handle), "0x%08x", provision_types[t].handle);
 	snprintf(index, sizeof(index), "0x%08x", provision_types[t].nv_index);
-	json_array_append_new(p->eks, json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:s, s:o}", "type",
-	    provision_types[t].name, "handle", handle, "nv_index", index, "serial",
-	    json_object_get(reply, "serial"), "host_config", json_object_get(reply, "host_config"),
-	    "certificate", pem, "public", enrol_b64(p->vek, p->vek_len)));
-	log_info("%s: EK %s certified by the Virtualization CA (serial %s), written to NV %s",
-	    v->name, provision_types[t].name, json_string_value(json_object_get(reply, "serial")),
-	    index);
+	pem = certs_pem_encode(c->der, c->len);
+	if (pem == NULL || json_array_append_new(p->eks,
+	                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "type",
+	                           provision_types[t].name, "handle", handle, "nv_index", index,
+	                           "serial", serial, "host_config", virt.host_config,
+	                           "certificate", pem, "public",
+	                           enrol_b64(p->vek, p->vek_len))) == -1) {
+		err_set(err, ERR_FAILED, "out of memory");
+		goto out;
+	}
+	log_info("%s: EK %s certified by the Virtualization CA (serial %s, host configuration %s), "
+	    "certificate checked", v->name, provision_types[t].name, serial, virt.host_config);
 	ret = 0;
 out:
+	if (ret == -1)
+		cacheck_cert_clear(c);
 	caclient_free(p->ca);
 	p->ca = NULL;
 	free(p->vek);
 	p->vek = NULL;
 	json_decref(reply);
-	free(der);
+	free(pem);
 	return ret;
+}
+
+/* Every EK's certificate passed: each goes to its NV index, and the chain
+ * that verified them from GUESTTPM_CHAIN_NV_FIRST. */
+static int
+provision_write(const struct vtpm *v, struct provision *p, struct err *err)
+{
+	struct guesttpm_cert chain[CACHECK_CHAIN_MAX];
+
+	for (size_t t = 0; t < PROVISION_NTYPES; t++) {
+		if (p->certs[t].der == NULL)
+			continue;
+		if (guesttpm_write_ek_cert(p->g, provision_types[t].kind, p->certs[t].der,
+		        p->certs[t].len, err) == -1)
+			return -1;
+		log_info("%s: EK %s certificate written to NV 0x%08x", v->name,
+		    provision_types[t].name, provision_types[t].nv_index);
+	}
+	if (p->first == NULL)
+		return 0;
+	for (size_t i = 0; i < p->first->n_chain; i++)
+		chain[i] = (struct guesttpm_cert){p->first->chain[i].der, p->first->chain[i].len};
+	if (guesttpm_write_chain(p->g, chain, p->first->n_chain, err) == -1)
+		return -1;
+	p->chain = cacheck_chain_json(p->first);
+	if (p->chain == NULL)
+		return err_set(err, ERR_FAILED, "out of memory");
+	return 0;
 }
 
 /* Opens the new vTPM (its worker serves now) and reads its sealed key. */
@@ -275,9 +287,14 @@ provision_new(struct manager *m, unsigned int set, struct err *err)
 	p->set = set;
 	p->timeout_s = m->cfg.ca_timeout_s;
 	snprintf(p->url, sizeof(p->url), "%s", m->enrol.virtualization_ca);
+	snprintf(p->host, sizeof(p->host), "%s", m->enrol.host);
 	p->ck_pem = enrol_ck_certificate(&m->enrol);
-	if (p->ck_pem == NULL) {
+	if (p->ck_pem == NULL || provision_der(p->ck_pem, &p->ck_der, &p->ck_der_len) == -1) {
 		err_set(err, ERR_FAILED, "the host's enrolment holds no CK certificate: enrol again");
+		provision_free(p);
+		return NULL;
+	}
+	if (enrol_virt_roots(m, &p->roots, err) == -1) {
 		provision_free(p);
 		return NULL;
 	}
@@ -287,12 +304,14 @@ provision_new(struct manager *m, unsigned int set, struct err *err)
 /*
  * Moves the provisioning of v on, after v's worker began to serve and
  * after each event of the CA request in flight (its pipe readable, its
- * deadline): when the CA's answer is in, its certificate is written into
- * the vTPM; then the next vEK is made, certified by the host TPM and sent
- * to the CA, or, when none is left, ek.json is written. Returns 1 while a
- * CA request is in flight (provision_ca), 0 when the instance is
- * provisioned, -1 with err when it failed: it may then hold some of its
- * EKs, and the caller deletes it.
+ * deadline): when the CA's answer is in, its certificate is checked and
+ * kept; then the next vEK is made, certified by the host TPM and sent to
+ * the CA, or, when none is left, the certificates and their chain are
+ * written into the vTPM and ek.json is written. Returns 1 while a CA
+ * request is in flight (provision_ca), 0 when the instance is
+ * provisioned, -1 with err when it failed (ERR_UNTRUSTED: a certificate
+ * refused, and then nothing was written to the vTPM's NV): it may then
+ * hold some of its EKs, and the caller deletes it.
  */
 int
 provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct err *err)
@@ -302,13 +321,13 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 	if (p->ca != NULL) {
 		if (!caclient_step(p->ca))
 			return 1;
-		if (provision_store(v, p, err) == -1)
+		if (provision_accept(v, p, err) == -1)
 			return -1;
 	}
 	while (p->next < PROVISION_NTYPES && !(p->set & (1u << provision_types[p->next].kind)))
 		p->next++;
 	if (p->next == PROVISION_NTYPES)
-		return provision_record(m, v, p, err);
+		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
 	p->cur = p->next++;
 	if (guesttpm_create_ek(p->g, provision_types[p->cur].kind, &p->vek, &p->vek_len, err) == -1 ||
 	    provision_ask(m, v, p, err) == -1)
@@ -332,7 +351,11 @@ provision_free(struct provision *p)
 		return;
 	caclient_free(p->ca);
 	guesttpm_close(p->g);
+	for (size_t t = 0; t < PROVISION_NTYPES; t++)
+		cacheck_cert_clear(&p->certs[t]);
+	cacheck_roots_clear(&p->roots);
 	free(p->ck_pem);
+	free(p->ck_der);
 	free(p->sealed);
 	free(p->vek);
 	json_decref(p->eks);

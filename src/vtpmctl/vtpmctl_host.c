@@ -2,8 +2,10 @@
  * vtpmctl_host.c: `vtpmctl host`, the host TPM vtpmd roots every vTPM in,
  * and the service's counts.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vtpmctl.h"
@@ -14,7 +16,8 @@ static const char host_help[] =
     "\n"
     "SYNOPSIS\n"
     "    vtpmctl host [--json]\n"
-    "    vtpmctl host enroll --ca URL [--virtualization-ca URL] [--name HOST] [--json]\n"
+    "    vtpmctl host enroll --ca URL [--virtualization-ca URL] [--ca-root FILE]\n"
+    "                        [--virtualization-ca-root FILE] [--name HOST] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Shows the host TPM vtpmd uses (its TCTI, and a warning when it is a\n"
@@ -31,9 +34,21 @@ static const char host_help[] =
     "    gets EK certificates from the Virtualization CA (see 'vtpmctl create').\n"
     "    Enrolling again replaces the record; a failed enrolment keeps it.\n"
     "\n"
+    "    vtpmd keeps a CK certificate, and writes an EK certificate into a vTPM,\n"
+    "    only when it chains to the CA's root vtpmd trusts, certifies the key vtpmd\n"
+    "    sent, and is what vtpm-ca issues for it. The roots are those of vtpmd's\n"
+    "    configuration (privacy-ca-root, virtualization-ca-root), else those given\n"
+    "    here (kept with the enrolment); with neither the enrolment is refused.\n"
+    "\n"
     "OPTIONS\n"
     "    --ca URL                 the Privacy CA, http://HOST:PORT[/PREFIX]\n"
     "    --virtualization-ca URL  the Virtualization CA (default: the same URL)\n"
+    "    --ca-root FILE           the Privacy CA's root certificate (PEM; vtpm-ca\n"
+    "                             keeps it in ca-root.pem beside its database),\n"
+    "                             when vtpmd's configuration names none\n"
+    "    --virtualization-ca-root FILE\n"
+    "                             the Virtualization CA's root (default: the\n"
+    "                             Privacy CA's)\n"
     "    --name HOST              the host's name in the CK certificate (default:\n"
     "                             the system's host name)\n"
     "    --json                   print vtpmd's JSON answer\n"
@@ -54,6 +69,9 @@ host_print_enrolment(const json_t *e)
 	    vtpmctl_str(e, "enrolled_at", "?"), vtpmctl_str(e, "ek", "?"));
 	printf("Privacy CA:    %s\n", vtpmctl_str(e, "privacy_ca", "?"));
 	printf("Virt. CA:      %s\n", vtpmctl_str(e, "virtualization_ca", "?"));
+	printf("CA roots:      Privacy CA %s; Virtualization CA %s\n",
+	    vtpmctl_str(e, "privacy_ca_root", "none kept"),
+	    vtpmctl_str(e, "virtualization_ca_root", "none kept"));
 	printf("CK:            %s, certificate %s serial %s\n", vtpmctl_str(ck, "handle", "?"),
 	    vtpmctl_str(ck, "subject", "?"), vtpmctl_str(ck, "serial", "?"));
 	printf("BK:            %s, RSA-2048 decryption key certified by the CK%s\n",
@@ -104,18 +122,41 @@ host_show(const char *method, const char *path, const json_t *body, bool json)
 	return EXIT_OK;
 }
 
+/* Adds the PEM text of file to body[key]. Returns EXIT_OK, or fails. */
+static int
+host_add_pem(json_t *body, const char *key, const char *file)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	json_t *s;
+
+	if (file == NULL)
+		return EXIT_OK;
+	if (fileio_read(file, 1u << 16, &buf, &len) == -1)
+		return vtpmctl_fail("%s: %s (give the CA's root certificate, PEM)", file,
+		    errno == EFBIG ? "larger than 64 KiB" : strerror(errno));
+	s = json_stringn((const char *)buf, len);
+	free(buf);
+	if (s == NULL)
+		return vtpmctl_fail("%s: not PEM text (give the CA's root certificate, PEM)", file);
+	json_object_set_new(body, key, s);
+	return EXIT_OK;
+}
+
 static int
 host_enroll(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"ca", required_argument, NULL, 'c'},
 	    {"virtualization-ca", required_argument, NULL, 'v'},
+	    {"ca-root", required_argument, NULL, 'r'},
+	    {"virtualization-ca-root", required_argument, NULL, 'R'},
 	    {"name", required_argument, NULL, 'n'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *ca = NULL, *vca = NULL, *name = NULL;
+	const char *ca = NULL, *vca = NULL, *name = NULL, *root = NULL, *vroot = NULL;
 	json_t *body;
 	bool json = false;
 	int c, ret;
@@ -126,6 +167,8 @@ host_enroll(int argc, char **argv)
 		case 'h': vtpmctl_help(host_help); return EXIT_OK;
 		case 'c': ca = optarg; break;
 		case 'v': vca = optarg; break;
+		case 'r': root = optarg; break;
+		case 'R': vroot = optarg; break;
 		case 'n': name = optarg; break;
 		case 'j': json = true; break;
 		case ':':
@@ -146,6 +189,11 @@ host_enroll(int argc, char **argv)
 		json_object_set_new(body, "virtualization_ca", json_string(vca));
 	if (name != NULL)
 		json_object_set_new(body, "host", json_string(name));
+	if (host_add_pem(body, "ca_root", root) != EXIT_OK ||
+	    host_add_pem(body, "virtualization_ca_root", vroot) != EXIT_OK) {
+		json_decref(body);
+		return EXIT_RUNTIME;
+	}
 	ret = host_show("POST", "/v1/host/enroll", body, json);
 	json_decref(body);
 	return ret;

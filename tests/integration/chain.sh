@@ -3,8 +3,9 @@
 #  - a simulated host TPM with a manufacturer EK certificate in NV;
 #  - vtpm-ca trusting that manufacturer, vtpmd's approval key and the
 #    host's approved PCR values;
-#  - `vtpmctl host enroll`: CK certificate from the Privacy CA (openssl
-#    verify), BK certified by the CK (checked with evidence-check);
+#  - `vtpmctl host enroll --ca-root`: CK certificate from the Privacy CA
+#    (openssl verify), BK certified by the CK (checked with evidence-check);
+#    without a root to check it against, the enrolment is refused;
 #  - `vtpmctl create`: vEKs persisted at the TCG handles, EK certificates
 #    in NV 0x01c00002 / 0x01c0000a read back with tpm2_nvread, the
 #    Virtualization CA's chain from 0x01c00100, `info --json` listing them,
@@ -79,14 +80,21 @@ good_pid=$CA_PID
 start_vtpm_ca ca2 --db "$T/ca2/ca.db" --role both
 other_url=$CA_URL
 expect_exit 1 "enrol with an untrusted manufacturer" "$VTPMCTL" host enroll --ca "$other_url" \
-	--name rack1
+	--ca-root "$W/root.pem" --name rack1
 assert_contains "$(cat "$T/out")" "manufacturer" "untrusted manufacturer refusal"
 "$VTPMCTL" host --json | jq -e '.enrolment.enrolled == false' >/dev/null ||
 	fail "a refused enrolment left a record"
 
-note "vtpmctl host enroll: CK certificate, BK certified by the CK"
+note "refused: an enrolment without a root to check the CK certificate against"
 CA_URL=$good_url
-"$VTPMCTL" host enroll --ca "$CA_URL" --name rack1 >"$T/out" || fail "host enroll: $(cat "$T/out")"
+expect_exit 1 "enrol without a CA root" "$VTPMCTL" host enroll --ca "$CA_URL" --name rack1
+assert_contains "$(cat "$T/out")" "no Privacy CA root" "enrolment without a root"
+"$VTPMCTL" host --json | jq -e '.enrolment.enrolled == false' >/dev/null ||
+	fail "an enrolment without a root left a record"
+
+note "vtpmctl host enroll: CK certificate, BK certified by the CK"
+"$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$W/root.pem" --name rack1 >"$T/out" ||
+	fail "host enroll: $(cat "$T/out")"
 assert_contains "$(cat "$T/out")" 'enrolled:      as "rack1"' "enrolled"
 assert_contains "$(cat "$T/out")" "BK:            0x81000003" "BK shown"
 "$VTPMCTL" host --json >"$W/host.json"
@@ -251,7 +259,8 @@ assert_contains "$(cat "$T/out")" "CA at" "CA down: names the CA"
 "$VTPMCTL" info vm-x >/dev/null 2>&1 && fail "a failed create left vm-x"
 [ ! -e "$T/svc/state/instances/vm-x" ] || fail "a failed create left its directory"
 start_vtpm_ca ca --db "$DB" --role both
-"$VTPMCTL" host enroll --ca "$CA_URL" --name rack1 >/dev/null || fail "enrol again"
+"$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$W/root.pem" --name rack1 >/dev/null ||
+	fail "enrol again"
 
 note "refused, nothing created: a host configuration the CA has not approved"
 TPM2TOOLS_TCTI=$HOST_TCTI tpm2_pcrextend 7:sha256=$(openssl rand -hex 32) || fail "extend host PCR 7"

@@ -57,6 +57,8 @@ test_parse_valid(void **state)
 	                       "socket = /run/v/api.sock\n"
 	                       "worker-uid-base = 0\n"
 	                       "approval-public-key = /etc/vtpmd/approval.pub\n"
+	                       "privacy-ca-root = /etc/vtpmd/privacy-root.pem\n"
+	                       "virtualization-ca-root = /etc/vtpmd/virt-root.pem\n"
 	                       "ca-timeout = 3\n"
 	                       "log-level = debug",
 	                     -1, &cfg, &msg),
@@ -69,6 +71,8 @@ test_parse_valid(void **state)
 	assert_string_equal(cfg.socket, "/run/v/api.sock");
 	assert_int_equal(cfg.worker_uid_base, 0);
 	assert_string_equal(cfg.approval_public, "/etc/vtpmd/approval.pub");
+	assert_string_equal(cfg.privacy_root, "/etc/vtpmd/privacy-root.pem");
+	assert_string_equal(cfg.virt_root, "/etc/vtpmd/virt-root.pem");
 	assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(cfg.ca_timeout_s, 3);
 	free(msg);
@@ -95,16 +99,20 @@ test_parse_problems_located(void **state)
 	                       "state-dir = relative/path\n"
 	                       "colour = blue\n"
 	                       "worker-uid-base = -1\n"
-	                       "log-level = loud\n",
+	                       "log-level = loud\n"
+	                       "privacy-ca-root = root.pem\n"
+	                       "virtualization-ca-root =\n",
 	                     -1, &cfg, &msg),
-	    6);
+	    8);
 	assert_string_equal(msg,
 	    "test.conf:2: pcrs: expected a list of PCR numbers 0-23 such as 0,2,4,7\n"
 	    "test.conf:3: expected 'key = value'\n"
 	    "test.conf:4: state-dir: must be an absolute path\n"
 	    "test.conf:5: colour: unknown key 'colour'\n"
 	    "test.conf:6: worker-uid-base: expected a number (0 disables the sandbox)\n"
-	    "test.conf:7: log-level: expected error, warn, info or debug\n");
+	    "test.conf:7: log-level: expected error, warn, info or debug\n"
+	    "test.conf:8: privacy-ca-root: must be an absolute path\n"
+	    "test.conf:9: virtualization-ca-root: value is empty or longer than 255 bytes\n");
 	/* What was valid was applied; what was not left the default. */
 	assert_string_equal(cfg.tcti, "device:/dev/tpmrm0");
 	assert_string_equal(cfg.state_dir, "/var/lib/vtpmd");

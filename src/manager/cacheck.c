@@ -340,46 +340,32 @@ cacheck_chain(struct cacheck_offer *o, const struct cacheck_roots *roots, const 
 	return 0;
 }
 
-/* SHA-256 of the SubjectPublicKeyInfo of the key in a TPM2B_PUBLIC (RSA
- * or ECC P-256): the key's identity, as certs_cert_key_digest gives a
- * certificate's. */
-static int
-cacheck_tpm_key_digest(const uint8_t *pub, size_t len, uint8_t out[static CERTS_DIGEST_LEN])
-{
-	struct evidence_public p;
-	struct certs_pkey *k = NULL;
-	int ret = -1;
-
-	if (evidence_parse_public(pub, len, &p, NULL) == -1)
-		return -1;
-	if (p.key == EVIDENCE_KEY_ECC_P256)
-		k = certs_pkey_from_ecc_p256(p.ecc_x, p.ecc_y);
-	else if (p.type == EVIDENCE_ALG_RSA && p.modulus_len > 0)
-		k = certs_pkey_from_rsa(p.modulus, p.modulus_len, p.exponent);
-	if (k != NULL && certs_pkey_digest(k, out) == 0)
-		ret = 0;
-	certs_pkey_free(k);
-	return ret;
-}
-
-/* Whether the certificate certifies the key of the TPM2B_PUBLIC pub. */
+/* Whether the certificate certifies the key of the TPM2B_PUBLIC pub (RSA
+ * or ECC P-256), named key in messages. */
 static int
 cacheck_key(const struct cacheck_cert *c, const uint8_t *pub, size_t pub_len, const char *key,
     struct err *err)
 {
-	uint8_t want[CERTS_DIGEST_LEN], got[CERTS_DIGEST_LEN];
+	struct evidence_public p;
+	uint8_t got[CERTS_DIGEST_LEN];
 	char hex[2 * CERTS_DIGEST_LEN + 1];
+	int same = -1;
 
-	if (cacheck_tpm_key_digest(pub, pub_len, want) == -1)
+	if (evidence_parse_public(pub, pub_len, &p, NULL) == -1)
 		return err_set(err, ERR_FAILED, "%s cannot be read", key);
-	if (certs_cert_key_digest(c->der, c->len, got) == -1)
+	if (p.key == EVIDENCE_KEY_ECC_P256)
+		same = certs_cert_key_is_p256(c->der, c->len, p.ecc_x, p.ecc_y);
+	else if (p.type == EVIDENCE_ALG_RSA && p.modulus_len > 0)
+		same = certs_cert_key_is_rsa(c->der, c->len, p.modulus, p.modulus_len, p.exponent);
+	else
+		return err_set(err, ERR_FAILED, "%s is neither RSA nor ECC P-256", key);
+	if (same == 1)
+		return 0;
+	if (same == -1 || certs_cert_key_digest(c->der, c->len, got) == -1)
 		return err_set(err, ERR_UNTRUSTED, "its key cannot be read");
-	if (memcmp(want, got, sizeof(want)) != 0) {
-		hex_encode(got, 8, hex);
-		return err_set(err, ERR_UNTRUSTED, "it certifies another key (SHA-256 of its public "
-		    "key %s…), not %s", hex, key);
-	}
-	return 0;
+	hex_encode(got, 8, hex);
+	return err_set(err, ERR_UNTRUSTED, "it certifies another key (SHA-256 of its public key "
+	    "%s…), not %s", hex, key);
 }
 
 /* Prefixes a refusal with the CA and what it answered for. */
@@ -464,7 +450,6 @@ cacheck_ek_marker(const struct cacheck_cert *c, const struct cacheck_ek_want *wa
     const json_t *reply, struct certs_virtual *virt, struct err *err)
 {
 	const char *config = json_string_value(json_object_get(reply, "host_config"));
-	uint8_t ck[CERTS_DIGEST_LEN];
 	struct err why = {0};
 
 	if (certs_parse_virtual(c->der, c->len, virt, &why) == -1)
@@ -472,9 +457,7 @@ cacheck_ek_marker(const struct cacheck_cert *c, const struct cacheck_ek_want *wa
 	if (!virt->is_virtual)
 		return err_set(err, ERR_UNTRUSTED, "it has no vtpmd virtual marker (%s)",
 		    CERTS_OID_VIRTUAL_EXT);
-	if (certs_cert_key_digest(want->ck_cert, want->ck_cert_len, ck) == -1)
-		return err_set(err, ERR_FAILED, "this host's CK certificate cannot be read");
-	if (memcmp(ck, virt->ck_digest, sizeof(ck)) != 0)
+	if (memcmp(want->ck_digest, virt->ck_digest, sizeof(want->ck_digest)) != 0)
 		return err_set(err, ERR_UNTRUSTED, "its virtual marker names another host's CK");
 	if (virt->host[0] != '\0' && strcmp(virt->host, want->host) != 0)
 		return err_set(err, ERR_UNTRUSTED, "its virtual marker names the host \"%s\", not "

@@ -222,9 +222,8 @@ struct cacheck_ek_want {
 	const char *type;		   /* "rsa2048", "ecc-p256" */
 	const uint8_t *vek_public;	   /* the vEK's TPM2B_PUBLIC, as sent */
 	size_t vek_public_len;
-	const uint8_t *ck_cert; /* this host's CK certificate (DER) */
-	size_t ck_cert_len;
-	const char *host; /* this host's name in it */
+	uint8_t ck_digest[CERTS_DIGEST_LEN]; /* this host's CK (certs_cert_key_digest) */
+	const char *host;		     /* this host's name in its CK certificate */
 	const char *uuid; /* the instance's */
 };
 int cacheck_roots_parse(const char *pem, size_t len, struct cacheck_roots *r, struct err *err);

@@ -62,8 +62,7 @@ struct provision {
 	size_t next;	  /* the index in provision_types looked at next */
 	size_t cur;	  /* the type whose CA request is in flight */
 	char *ck_pem;	  /* the CK certificate, as enrolled when it began */
-	uint8_t *ck_der;  /* idem, DER */
-	size_t ck_der_len;
+	uint8_t ck_digest[CERTS_DIGEST_LEN]; /* its key (certs_cert_key_digest) */
 	char url[256];		   /* the Virtualization CA, idem */
 	char host[65];		   /* the host's name, idem */
 	struct cacheck_roots roots; /* what its certificates must chain to, idem */
@@ -155,15 +154,16 @@ static int
 provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 {
 	size_t t = p->cur;
-	const struct cacheck_ek_want want = {.url = p->url, .roots = &p->roots,
+	struct cacheck_ek_want want = {.url = p->url, .roots = &p->roots,
 	    .type = provision_types[t].name, .vek_public = p->vek, .vek_public_len = p->vek_len,
-	    .ck_cert = p->ck_der, .ck_cert_len = p->ck_der_len, .host = p->host, .uuid = v->uuid};
+	    .host = p->host, .uuid = v->uuid};
 	struct cacheck_cert *c = &p->certs[t];
 	char serial[CERTS_SERIAL_HEX_MAX + 1] = "", handle[16], index[16], *pem = NULL;
 	struct certs_virtual virt;
 	json_t *reply = NULL;
 	int ret = -1;
 
+	memcpy(want.ck_digest, p->ck_digest, sizeof(want.ck_digest));
 	if (caclient_result(p->ca, &reply, err) == -1 || cacheck_ek(reply, &want, c, &virt, err) == -1)
 		goto out;
 	if (p->first != NULL && !cacheck_same_chain(p->first, c)) {
@@ -278,6 +278,8 @@ struct provision *
 provision_new(struct manager *m, unsigned int set, struct err *err)
 {
 	struct provision *p = calloc(1, sizeof(*p));
+	uint8_t *der = NULL;
+	size_t len = 0;
 
 	if (p == NULL || (p->eks = json_array()) == NULL) {
 		free(p);
@@ -289,11 +291,14 @@ provision_new(struct manager *m, unsigned int set, struct err *err)
 	snprintf(p->url, sizeof(p->url), "%s", m->enrol.virtualization_ca);
 	snprintf(p->host, sizeof(p->host), "%s", m->enrol.host);
 	p->ck_pem = enrol_ck_certificate(&m->enrol);
-	if (p->ck_pem == NULL || provision_der(p->ck_pem, &p->ck_der, &p->ck_der_len) == -1) {
+	if (p->ck_pem == NULL || provision_der(p->ck_pem, &der, &len) == -1 ||
+	    certs_cert_key_digest(der, len, p->ck_digest) == -1) {
+		free(der);
 		err_set(err, ERR_FAILED, "the host's enrolment holds no CK certificate: enrol again");
 		provision_free(p);
 		return NULL;
 	}
+	free(der);
 	if (enrol_virt_roots(m, &p->roots, err) == -1) {
 		provision_free(p);
 		return NULL;
@@ -355,7 +360,6 @@ provision_free(struct provision *p)
 		cacheck_cert_clear(&p->certs[t]);
 	cacheck_roots_clear(&p->roots);
 	free(p->ck_pem);
-	free(p->ck_der);
 	free(p->sealed);
 	free(p->vek);
 	json_decref(p->eks);

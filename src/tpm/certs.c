@@ -479,6 +479,78 @@ certs_cert_key_digest(const uint8_t *der, size_t len, uint8_t out[static CERTS_D
 	return ret;
 }
 
+/* Whether the big-endian bytes in[0 .. len) are the number bn. */
+static bool
+certs_bn_is(const BIGNUM *bn, const uint8_t *in, size_t len)
+{
+	BIGNUM *v = len <= INT_MAX ? BN_bin2bn(in, (int)len, NULL) : NULL;
+	bool same = v != NULL && bn != NULL && BN_cmp(v, bn) == 0;
+
+	BN_free(v);
+	return same;
+}
+
+/*
+ * Whether the key a DER certificate certifies is the RSA key of a TPM
+ * public area: modulus (big-endian) and exponent (0: 65537). Returns 1, 0,
+ * or -1 when the certificate cannot be read. The numbers are compared as
+ * they are, without certs_pkey_from_rsa's check of the key, which costs
+ * milliseconds: the key compared against is the caller's own.
+ */
+int
+certs_cert_key_is_rsa(
+    const uint8_t *der, size_t len, const uint8_t *modulus, size_t modulus_len, uint32_t exponent)
+{
+	X509 *x = certs_d2i(der, len);
+	BIGNUM *n = NULL, *e = NULL;
+	EVP_PKEY *k;
+	int ret = -1;
+
+	if (x == NULL || (k = X509_get0_pubkey(x)) == NULL)
+		goto out;
+	ret = 0;
+	if (EVP_PKEY_is_a(k, "RSA") && EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
+	    EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
+	    certs_bn_is(n, modulus, modulus_len) && BN_is_word(e, exponent ? exponent : 65537))
+		ret = 1;
+out:
+	BN_free(n);
+	BN_free(e);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
+/* The same for a NIST P-256 point. */
+int
+certs_cert_key_is_p256(
+    const uint8_t *der, size_t len, const uint8_t px[static 32], const uint8_t py[static 32])
+{
+	X509 *x = certs_d2i(der, len);
+	BIGNUM *bx = NULL, *by = NULL;
+	char group[32] = "";
+	EVP_PKEY *k;
+	int ret = -1;
+
+	if (x == NULL || (k = X509_get0_pubkey(x)) == NULL)
+		goto out;
+	ret = 0;
+	if (EVP_PKEY_is_a(k, "EC") &&
+	    EVP_PKEY_get_utf8_string_param(
+	        k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) == 1 &&
+	    strcmp(group, "prime256v1") == 0 &&
+	    EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &bx) == 1 &&
+	    EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &by) == 1 && certs_bn_is(bx, px, 32) &&
+	    certs_bn_is(by, py, 32))
+		ret = 1;
+out:
+	BN_free(bx);
+	BN_free(by);
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
 /* The serial number of a DER certificate, lowercase hex without leading
  * zeros ("0" for zero), in out (NUL-terminated). Added for the challenger's
  * revocation query (vtpm-attest verify --ca). */

@@ -97,6 +97,13 @@ void certs_pkey_free(struct certs_pkey *k);
 int certs_pkey_spki(const struct certs_pkey *k, uint8_t **der, size_t *len);
 int certs_pkey_digest(const struct certs_pkey *k, uint8_t out[static CERTS_DIGEST_LEN]);
 int certs_cert_key_digest(const uint8_t *der, size_t len, uint8_t out[static CERTS_DIGEST_LEN]);
+/* Whether a certificate certifies exactly this RSA key (modulus, exponent;
+ * 0 for 65537) or P-256 point, as a TPM public area holds them: 1, 0, or -1
+ * when the certificate cannot be read. No check of the key (cheap). */
+int certs_cert_key_is_rsa(
+    const uint8_t *der, size_t len, const uint8_t *modulus, size_t modulus_len, uint32_t exponent);
+int certs_cert_key_is_p256(
+    const uint8_t *der, size_t len, const uint8_t x[static 32], const uint8_t y[static 32]);
 /* A certificate's serial number in lowercase hex (RFC 5280: at most 20
  * octets). */
 #define CERTS_SERIAL_HEX_MAX 40

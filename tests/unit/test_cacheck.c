@@ -378,8 +378,7 @@ ek_want(struct cacheck_ek_want *w, bool rsa)
 	w->type = rsa ? "rsa2048" : "ecc-p256";
 	w->vek_public = rsa ? F.rsa_pub : F.ecc_pub;
 	w->vek_public_len = rsa ? F.rsa_pub_len : F.ecc_pub_len;
-	w->ck_cert = F.ck_cert;
-	w->ck_cert_len = F.ck_cert_len;
+	assert_int_equal(certs_cert_key_digest(F.ck_cert, F.ck_cert_len, w->ck_digest), 0);
 	w->host = HOST;
 	w->uuid = UUID;
 }

@@ -1667,6 +1667,42 @@ test_check_profiles(void **state)
 	assert_int_equal(certs_check_root(F.root_der, 3, &err), -1);
 }
 
+/* Big-endian bytes of a key parameter, left-padded to len. */
+static void
+key_param(EVP_PKEY *k, const char *name, uint8_t *out, size_t len)
+{
+	BIGNUM *bn = NULL;
+
+	assert_int_equal(EVP_PKEY_get_bn_param(k, name, &bn), 1);
+	assert_int_equal(BN_bn2binpad(bn, out, (int)len), (int)len);
+	BN_free(bn);
+}
+
+/* certs_cert_key_is_rsa, certs_cert_key_is_p256: a certificate's key
+ * against a TPM public area's numbers. */
+static void
+test_cert_key_is(void **state)
+{
+	uint8_t n[256], x[32], y[32];
+
+	key_param(F.rsa_key, OSSL_PKEY_PARAM_RSA_N, n, sizeof(n));
+	key_param(F.ecc_key, OSSL_PKEY_PARAM_EC_PUB_X, x, sizeof(x));
+	key_param(F.ecc_key, OSSL_PKEY_PARAM_EC_PUB_Y, y, sizeof(y));
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_rsa, F.ek_rsa_len, n, sizeof(n), 0), 1);
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_rsa, F.ek_rsa_len, n, sizeof(n), 65537), 1);
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_rsa, F.ek_rsa_len, n, sizeof(n), 3), 0);
+	assert_int_equal(certs_cert_key_is_p256(F.ek_ecc, F.ek_ecc_len, x, y), 1);
+	assert_int_equal(certs_cert_key_is_p256(F.ek_ecc, F.ek_ecc_len, y, x), 0);
+	/* Another key, another type, not a certificate. */
+	assert_int_equal(certs_cert_key_is_p256(F.ck_cert, F.ck_cert_len, x, y), 0);
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_ecc, F.ek_ecc_len, n, sizeof(n), 0), 0);
+	assert_int_equal(certs_cert_key_is_p256(F.ek_rsa, F.ek_rsa_len, x, y), 0);
+	n[sizeof(n) - 1] ^= 1;
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_rsa, F.ek_rsa_len, n, sizeof(n), 0), 0);
+	assert_int_equal(certs_cert_key_is_rsa(F.ek_rsa, 10, n, sizeof(n), 0), -1);
+	assert_int_equal(certs_cert_key_is_p256(NULL, 0, x, y), -1);
+}
+
 int
 main(void)
 {
@@ -1699,6 +1735,7 @@ main(void)
 	    cmocka_unit_test(test_pem_and_issuer),
 	    cmocka_unit_test(test_verify_path),
 	    cmocka_unit_test(test_check_profiles),
+	    cmocka_unit_test(test_cert_key_is),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

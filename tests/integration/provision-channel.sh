@@ -50,7 +50,7 @@ DB=$T/ca/ca.db
 "$CA" init --db "$DB" --name provision-channel >/dev/null || fail "vtpm-ca init"
 "$CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$DB" >/dev/null || fail "trust add"
 start_vtpm_ca ca --db "$DB" --role both
-printf 'socket-group = %s\n' "$GROUP" >"$T/vtpmd.conf"
+printf 'socket-group = %s\nprivacy-ca-root = %s\n' "$GROUP" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null ||

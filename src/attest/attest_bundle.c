@@ -181,7 +181,8 @@ attest_bundle_parse(
 		err_set(err, ERR_INVALID, "bundle: not a JSON object");
 		goto out;
 	}
-	if (ab_json_b64(root, "attest", false, ev->attest, sizeof(ev->attest), &ev->attest_len, err) == -1 ||
+	if (ab_json_b64(root, "attest", false, ev->attest, sizeof(ev->attest), &ev->attest_len,
+	        err) == -1 ||
 	    ab_json_b64(root, "signature", false, ev->signature, sizeof(ev->signature),
 	        &ev->signature_len, err) == -1 ||
 	    ab_json_b64(root, "ak_public", true, ev->ak_public, sizeof(ev->ak_public),

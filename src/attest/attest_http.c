@@ -34,7 +34,8 @@ attest_http_status(const char *base_url, const char *serial, struct err *err)
 	int status, ret = -1;
 
 	snprintf(path, sizeof(path), "/v1/status/%s", serial);
-	if (attest_http_json(base_url, "GET", path, NULL, &status, (struct json_t **)&reply, &inner) == -1) {
+	if (attest_http_json(
+	        base_url, "GET", path, NULL, &status, (struct json_t **)&reply, &inner) == -1) {
 		err_set(err, ERR_FAILED, "revocation unknown: vtpm-ca at %s: %s", base_url, inner.msg);
 		return -1;
 	}

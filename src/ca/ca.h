@@ -347,8 +347,8 @@ struct ca_server {
 };
 struct api_response ca_api(void *ctx, const struct api_request *req);
 
-/* ca_issue.c: what the roles' handlers share. What a route handler tells the dispatcher: a status, and either a body
- * (200) or an error and hint; detail goes to the audit trail. */
+/* ca_issue.c: what the roles' handlers share. What a route handler tells the dispatcher: a status,
+ * and either a body (200) or an error and hint; detail goes to the audit trail. */
 struct ca_reply {
 	int status;
 	struct json_t *body;

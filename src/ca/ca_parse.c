@@ -108,7 +108,8 @@ cp_pem(const json_t *o, const char *field, struct ca_der *out, struct err *err)
 
 /* An optional array of PEM certificates. */
 static int
-cp_chain(const json_t *o, const char *field, struct ca_der *out, size_t max, size_t *n, struct err *err)
+cp_chain(
+    const json_t *o, const char *field, struct ca_der *out, size_t max, size_t *n, struct err *err)
 {
 	const json_t *a = cp_get(o, field), *v;
 	char name[48];
@@ -263,7 +264,8 @@ cp_signed(const json_t *body, const char *field, struct ca_signed *out, struct e
 		return -1;
 	}
 	snprintf(name, sizeof(name), "%s.signature", field);
-	if (cp_b64(o, "signature", out->signature, sizeof(out->signature), &out->signature_len, err) == -1) {
+	if (cp_b64(o, "signature", out->signature, sizeof(out->signature), &out->signature_len,
+	        err) == -1) {
 		err_set(err, ERR_INVALID, "%s must be base64 of 1 to %zu bytes", name,
 		    sizeof(out->signature));
 		return -1;
@@ -294,7 +296,8 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	if (pcrs == NULL)
 		return err_set(err, ERR_INVALID, "quote.pcrs is missing");
 	if (pcrpolicy_values_parse((json_t *)pcrs, &req->pcr_mask, req->pcrs) == -1)
-		return err_set(err, ERR_INVALID, "quote.pcrs must map sha256 PCR numbers (0-23) to 32-byte hexadecimal values");
+		return err_set(err, ERR_INVALID,
+		    "quote.pcrs must map sha256 PCR numbers (0-23) to 32-byte hexadecimal values");
 	ak = cp_get(body, "approval_key");
 	if (!json_is_object(ak))
 		return err_set(err, ERR_INVALID, "approval_key must be an object with x and y");
@@ -368,7 +371,8 @@ ca_parse_pcr_values(const char *text, uint32_t *mask, uint8_t values[TPM_PCRS][T
 	} else {
 		ret = pcrpolicy_values_parse(o, mask, values);
 		if (ret == -1)
-			err_set(err, ERR_INVALID, "PCR values must map PCR numbers (0-23) to 32-byte hexadecimal values");
+			err_set(err, ERR_INVALID,
+			    "PCR values must map PCR numbers (0-23) to 32-byte hexadecimal values");
 		json_decref(o);
 	}
 	if (ret == -1) {

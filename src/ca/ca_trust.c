@@ -105,7 +105,8 @@ ca_trust_verify(struct ca_link *l, enum ca_trust_kind kind, const struct certs_d
 				goto out;
 			}
 		}
-		err_set(err, ERR_FAILED, "it was not issued by a trusted %s CA itself, only by a CA under its root",
+		err_set(err, ERR_FAILED,
+		    "it was not issued by a trusted %s CA itself, only by a CA under its root",
 		    ca_trust_name(kind));
 		goto out;
 	}

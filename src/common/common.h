@@ -220,12 +220,14 @@ int api_answer(struct api_server *srv, uint64_t ticket, struct api_response r);
  * to a URL. */
 #define HTTPC_MAX_RESPONSE (16u << 20)
 int httpc_exchange(int fd, const char *method, const char *host, const char *agent,
-    const char *target, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
+    const char *target, const struct json_t *body, int *status, struct json_t **reply,
+    struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
 int httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const char *method,
     const char *path, const struct json_t *body, char **resp, size_t *resp_len, struct err *err);
 int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err);
+    const char *path, const struct json_t *body, int *status, struct json_t **reply,
+    struct err *err);
 
 #endif /* VTPM_COMMON_H */

@@ -354,7 +354,8 @@ httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const ch
  */
 int
 httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply, struct err *err)
+    const char *path, const struct json_t *body, int *status, struct json_t **reply,
+    struct err *err)
 {
 	char *resp = NULL;
 	size_t resp_len = 0;

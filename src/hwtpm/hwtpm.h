@@ -88,7 +88,8 @@ int hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const u
 int hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len,
     struct hwtpm_attestation *ev, struct err *err);
 int hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err);
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev,
+    struct err *err);
 int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
     size_t qualifying_len, struct hwtpm_attestation *ev,
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);

@@ -218,7 +218,8 @@ hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM
 
 /* Makes transient key obj persistent at handle and flushes it. */
 static int
-hwtpm_persist(struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pkey *k, struct err *err)
+hwtpm_persist(
+    struct hwtpm *hw, ESYS_TR obj, TPM2_HANDLE handle, struct hwtpm_pkey *k, struct err *err)
 {
 	TSS2_RC rc;
 
@@ -261,8 +262,8 @@ hwtpm_make_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, struct hwtpm_pkey *k, s
 /* Creates a key from tmpl under the SRK and persists it at handle. The
  * salted session authorizes the SRK and encrypts what crosses the bus. */
 static int
-hwtpm_make_child(
-    struct hwtpm *hw, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, struct hwtpm_pkey *k, struct err *err)
+hwtpm_make_child(struct hwtpm *hw, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle,
+    struct hwtpm_pkey *k, struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPML_PCR_SELECTION nopcr = {0};
@@ -361,7 +362,8 @@ hwtpm_nv_buffer_max(struct hwtpm *hw, uint16_t *max, struct err *err)
  * index itself (AUTHREAD) or the owner (OWNERREAD), both with empty
  * authorization; *data is malloc'd. */
 static int
-hwtpm_nv_read_all(struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len, struct err *err)
+hwtpm_nv_read_all(
+    struct hwtpm *hw, ESYS_TR nv, uint32_t index, uint8_t **data, size_t *len, struct err *err)
 {
 	TPM2B_NV_PUBLIC *npub = NULL;
 	uint8_t *buf = NULL;
@@ -565,8 +567,8 @@ out:
 /* Copies what the TPM signed (the TPMS_ATTEST inside a TPM2B_ATTEST) and
  * its marshalled TPMT_SIGNATURE into ev. */
 static int
-hwtpm_put_attestation(
-    const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig, struct hwtpm_attestation *ev, struct err *err)
+hwtpm_put_attestation(const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig,
+    struct hwtpm_attestation *ev, struct err *err)
 {
 	uint8_t buf[sizeof(TPMT_SIGNATURE)];
 	size_t off = 0;
@@ -641,7 +643,8 @@ out:
  * hwtpm_attestation_clear.
  */
 int
-hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev, struct err *err)
+hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev,
+    struct err *err)
 {
 	TPM2B_PUBLIC tmpl = hwtpm_bk_tmpl();
 	uint8_t digest[TPM_DIGEST_LEN], *pub = NULL;

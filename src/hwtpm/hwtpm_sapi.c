@@ -23,7 +23,8 @@
  * for the answer, bounded like every host-TPM command; rsp (NULL: not
  * wanted) receives the response's session area. */
 TSS2_RC
-hwtpm_sapi_execute(struct hwtpm *hw, const TSS2L_SYS_AUTH_COMMAND *auths, TSS2L_SYS_AUTH_RESPONSE *rsp)
+hwtpm_sapi_execute(
+    struct hwtpm *hw, const TSS2L_SYS_AUTH_COMMAND *auths, TSS2L_SYS_AUTH_RESPONSE *rsp)
 {
 	TSS2_RC rc = TSS2_RC_SUCCESS;
 

@@ -236,8 +236,8 @@ session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc, const 
  * against the command's auth; on success the TPM's new nonce is kept in s
  * and copied to *nonce_tpm. Returns 0 or -1 (message set). */
 static int
-session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
-    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm, struct err *err)
+session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc, const TPMS_AUTH_COMMAND *auth,
+    const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm, struct err *err)
 {
 	TPM2B_DIGEST rp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_new, attrs, expected;
 	const uint8_t *params;
@@ -513,7 +513,8 @@ unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub
 /* PolicyPCR over sel, then PolicyAuthorize of the approved digest with the
  * ticket: the session's digest becomes the sealed object's authPolicy. */
 static int
-unseal_policy(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err)
+unseal_policy(
+    struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err)
 {
 	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, nodigest = {0};
 	TPM2B_NONCE ref = {0};

@@ -179,8 +179,8 @@ out:
 /* Creates the EK from the template tmpl in the endorsement hierarchy and
  * makes it persistent at handle. */
 static int
-guesttpm_make_ek(
-    struct guesttpm *g, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, uint8_t **out, size_t *len, struct err *err)
+guesttpm_make_ek(struct guesttpm *g, const TPM2B_PUBLIC *tmpl, TPM2_HANDLE handle, uint8_t **out,
+    size_t *len, struct err *err)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPML_PCR_SELECTION nopcr = {0};
@@ -216,7 +216,8 @@ out:
  * *ek_public is its marshalled TPM2B_PUBLIC, malloc'd.
  */
 int
-guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *len, struct err *err)
+guesttpm_create_ek(
+    struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek_public, size_t *len, struct err *err)
 {
 	TPM2_HANDLE handle = kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE;
 	TPM2B_PUBLIC tmpl = {0};
@@ -315,7 +316,8 @@ guesttpm_nv_delete(struct guesttpm *g, ESYS_TR *nv, uint32_t index, struct err *
 /* Writes data to the defined index nv in chunks the vTPM accepts, with
  * the platform's authorization (PPWRITE). */
 static int
-guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t *data, size_t len, struct err *err)
+guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t *data, size_t len,
+    struct err *err)
 {
 	TPM2B_MAX_NV_BUFFER chunk;
 	uint16_t max, off = 0;
@@ -344,7 +346,8 @@ guesttpm_nv_write(struct guesttpm *g, ESYS_TR nv, uint32_t index, const uint8_t 
  * defined with the certificate-index attributes, written and write-locked.
  */
 static int
-guesttpm_nv_put(struct guesttpm *g, uint32_t index, const uint8_t *data, size_t len, struct err *err)
+guesttpm_nv_put(
+    struct guesttpm *g, uint32_t index, const uint8_t *data, size_t len, struct err *err)
 {
 	TPM2B_AUTH noauth = {0};
 	TPM2B_NV_PUBLIC pub = {0};
@@ -386,8 +389,8 @@ out:
 /* Writes the EK certificate (DER) of the vTPM's EK of kind into the TCG
  * index (0x01c00002 RSA, 0x01c0000a ECC), replacing any there. */
 int
-guesttpm_write_ek_cert(
-    struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der, size_t der_len, struct err *err)
+guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der,
+    size_t der_len, struct err *err)
 {
 	return guesttpm_nv_put(
 	    g, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_CERT_NV : HWTPM_EK_ECC_CERT_NV, der, der_len, err);
@@ -400,7 +403,8 @@ guesttpm_write_ek_cert(
  * indices after the last (a shorter chain replacing a longer one).
  */
 int
-guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err)
+guesttpm_write_chain(
+    struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err)
 {
 	uint32_t index;
 	ESYS_TR nv;

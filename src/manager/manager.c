@@ -90,7 +90,12 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 /* What an entry of the loop's poll set belongs to. Readiness comes first
  * in the set: a worker that served and then died within one round
  * started, then ended. */
-enum manager_watch { MANAGER_WATCH_READY, MANAGER_WATCH_CA, MANAGER_WATCH_ENROL, MANAGER_WATCH_PID };
+enum manager_watch {
+	MANAGER_WATCH_READY,
+	MANAGER_WATCH_CA,
+	MANAGER_WATCH_ENROL,
+	MANAGER_WATCH_PID
+};
 struct manager_fd {
 	enum manager_watch what;
 	struct vtpm *v; /* NULL for the enrolment */

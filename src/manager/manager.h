@@ -141,7 +141,8 @@ int policy_current(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
     uint8_t digest[TPM_DIGEST_LEN], struct err *err);
 int policy_current_cached(struct manager *m, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
     uint8_t digest[TPM_DIGEST_LEN], struct err *err);
-const struct policy_entry *policy_find(const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN]);
+const struct policy_entry *policy_find(
+    const struct policy *p, const uint8_t digest[TPM_DIGEST_LEN]);
 void policy_explain(const struct policy *p, uint32_t mask,
     const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], char *buf, size_t len);
 int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
@@ -169,8 +170,10 @@ int guesttpm_create_ek(struct guesttpm *g, enum hwtpm_ek_kind kind, uint8_t **ek
     size_t *len, struct err *err);
 int guesttpm_write_ek_cert(struct guesttpm *g, enum hwtpm_ek_kind kind, const uint8_t *der,
     size_t der_len, struct err *err);
-int guesttpm_write_chain(struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err);
-int guesttpm_read_nv(struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err);
+int guesttpm_write_chain(
+    struct guesttpm *g, const struct guesttpm_cert *certs, size_t n, struct err *err);
+int guesttpm_read_nv(
+    struct guesttpm *g, uint32_t index, uint8_t **data, size_t *len, struct err *err);
 
 /* caclient.c: one request to a CA, run by a short-lived child so that
  * the loop never waits on the network; an overall deadline per request. */

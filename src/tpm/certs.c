@@ -1082,7 +1082,8 @@ out:
 }
 
 static int
-certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent, struct err *err)
+certs_ca_check(
+    const char *name, enum certs_ca_kind kind, const struct certs_ca *parent, struct err *err)
 {
 	if (name == NULL || name[0] == '\0' || strlen(name) > CERTS_NAME_MAX)
 		err_ssl(err, "CA name: 1 to %d bytes", CERTS_NAME_MAX);
@@ -1103,7 +1104,8 @@ certs_ca_check(const char *name, enum certs_ca_kind kind, const struct certs_ca 
  * certs_ca_free), or NULL with why. */
 struct certs_ca *
 certs_ca_create(const char *name, enum certs_ca_kind kind, const struct certs_ca *parent,
-    const struct certs_validity *validity, const char *key_path, const char *cert_path, struct err *err)
+    const struct certs_validity *validity, const char *key_path, const char *cert_path,
+    struct err *err)
 {
 	struct certs_ca *ca = NULL;
 	ASN1_OCTET_STRING *ski = NULL;
@@ -2108,7 +2110,8 @@ certs_read(const char *path, uint8_t **der, size_t *len)
  * it. Returns 1, 0 when no certificate follows, or -1 when one is
  * malformed (why says so). */
 int
-certs_pem_next(const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, struct err *err)
+certs_pem_next(
+    const char *text, size_t len, size_t *off, uint8_t **der, size_t *der_len, struct err *err)
 {
 	const char *start;
 	BIO *b = NULL;

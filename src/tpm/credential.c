@@ -190,7 +190,8 @@ out:
 
 int
 credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const uint8_t *context_u,
-    size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out, size_t bits, struct err *err)
+    size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out, size_t bits,
+    struct err *err)
 {
 	uint8_t l[4];
 	struct cred_part parts[CRED_MAX_PARTS] = {
@@ -214,7 +215,8 @@ credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const uin
 
 int
 credential_kdfe(const uint8_t *z, size_t z_len, const char *use, const uint8_t *party_u,
-    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits, struct err *err)
+    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits,
+    struct err *err)
 {
 	struct cred_part parts[CRED_MAX_PARTS] = {
 	    {NULL, 0}, /* the counter */
@@ -264,7 +266,8 @@ cred_parse_public(const uint8_t *buf, size_t len, TPMT_PUBLIC *pub, struct err *
 }
 
 int
-credential_public_name(const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN], struct err *err)
+credential_public_name(
+    const uint8_t *public, size_t len, uint8_t name[static CREDENTIAL_NAME_LEN], struct err *err)
 {
 	TPMT_PUBLIC pub;
 	struct cred_part tpmt;
@@ -530,8 +533,8 @@ out:
 
 /* AES-128-CFB with a zero IV over len bytes of in, into out. */
 static int
-cred_cfb(
-    const uint8_t key[static CRED_SYM_KEY_BITS / 8], const uint8_t *in, size_t len, uint8_t *out, struct err *err)
+cred_cfb(const uint8_t key[static CRED_SYM_KEY_BITS / 8], const uint8_t *in, size_t len,
+    uint8_t *out, struct err *err)
 {
 	static const uint8_t iv[16];
 	EVP_CIPHER_CTX *ctx;
@@ -584,8 +587,8 @@ out:
 
 /* The AK's Name and the credential, before any work. */
 static int
-cred_check_inputs(
-    const uint8_t *ak_name, size_t ak_name_len, const uint8_t *secret, size_t secret_len, struct err *err)
+cred_check_inputs(const uint8_t *ak_name, size_t ak_name_len, const uint8_t *secret,
+    size_t secret_len, struct err *err)
 {
 	if (ak_name == NULL || ak_name_len != CREDENTIAL_NAME_LEN || ak_name[0] != 0x00 ||
 	    ak_name[1] != TPM2_ALG_SHA256) {
@@ -637,7 +640,8 @@ cred_share(const TPMT_PUBLIC *ek, const char *label, uint8_t seed[static CRED_SE
 
 int
 credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
-    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len, struct err *err)
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len,
+    struct err *err)
 {
 	TPMT_PUBLIC key;
 

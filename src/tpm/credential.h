@@ -63,7 +63,8 @@ int credential_make(const uint8_t *ek_public, size_t ek_public_len, const uint8_
  * The caller wipes seed.
  */
 int credential_share_secret(const uint8_t *public, size_t public_len, const char *label,
-    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len, struct err *err);
+    uint8_t seed[static CREDENTIAL_SEED_LEN], uint8_t **enc_secret, size_t *enc_secret_len,
+    struct err *err);
 
 /*
  * The TPM's key derivation functions with SHA-256 (TPM 2.0 Part 1, "Key
@@ -82,6 +83,7 @@ int credential_kdfa(const uint8_t *key, size_t key_len, const char *label, const
     size_t context_u_len, const uint8_t *context_v, size_t context_v_len, uint8_t *out,
     size_t bits, struct err *err);
 int credential_kdfe(const uint8_t *z, size_t z_len, const char *use, const uint8_t *party_u,
-    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits, struct err *err);
+    size_t party_u_len, const uint8_t *party_v, size_t party_v_len, uint8_t *out, size_t bits,
+    struct err *err);
 
 #endif /* CREDENTIAL_H */

@@ -569,7 +569,8 @@ ev_check_scheme(
 /* The DER ECDSA-Sig-Value of an ECDSA signature s, malloc'd into *der
  * (OPENSSL_free), for a curve of size bytes. */
 static int
-ev_ecdsa_der(const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *der_len, struct err *err)
+ev_ecdsa_der(
+    const TPMS_SIGNATURE_ECC *s, size_t size, uint8_t **der, size_t *der_len, struct err *err)
 {
 	ECDSA_SIG *sig = NULL;
 	BIGNUM *r = NULL, *sv = NULL;

@@ -44,11 +44,14 @@ void pcrpolicy_format(const struct pcr_selection *sel, char *buf, size_t len);
 struct json_t *pcrpolicy_values_json(uint32_t mask, const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
 int pcrpolicy_values_parse(struct json_t *o, uint32_t *mask,
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN]);
-int pcrpolicy_selection(const struct pcr_selection *sel, uint8_t out[static PCRPOLICY_SELECTION_LEN]);
-int pcrpolicy_digest(const struct pcr_selection *sel, const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    uint8_t policy[TPM_DIGEST_LEN]);
-int pcrpolicy_approval_public(const struct approval_pub *pub, uint8_t *out, size_t max, size_t *len);
-int pcrpolicy_approval_name(const struct approval_pub *pub, uint8_t name[static PCRPOLICY_NAME_LEN]);
+int pcrpolicy_selection(
+    const struct pcr_selection *sel, uint8_t out[static PCRPOLICY_SELECTION_LEN]);
+int pcrpolicy_digest(const struct pcr_selection *sel,
+    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], uint8_t policy[TPM_DIGEST_LEN]);
+int pcrpolicy_approval_public(
+    const struct approval_pub *pub, uint8_t *out, size_t max, size_t *len);
+int pcrpolicy_approval_name(
+    const struct approval_pub *pub, uint8_t name[static PCRPOLICY_NAME_LEN]);
 int pcrpolicy_authorize(const struct approval_pub *pub, uint8_t policy[TPM_DIGEST_LEN]);
 
 /* approval.c: the administrator's approval key (ECC P-256, PEM files). */

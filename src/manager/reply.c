@@ -233,6 +233,7 @@ reply_busy(const struct vtpm *v)
 	snprintf(error, sizeof(error), "an operation on %s is in progress (its %s)", v->name,
 	    v->op == VTPM_OP_PROVISION || v->op == VTPM_OP_CREATE ? "create"
 	    : v->op == VTPM_OP_APPROVED                           ? "start after an approval"
+	    : v->stopping                                         ? "stop"
 	                                                          : "start");
 	return api_error(409, error, "retry once it has answered");
 }

@@ -152,6 +152,7 @@ WRAP_test_cacheck = -Wl,--wrap=guesttpm_open -Wl,--wrap=guesttpm_close \
                     -Wl,--wrap=guesttpm_create_ek -Wl,--wrap=guesttpm_write_ek_cert \
                     -Wl,--wrap=guesttpm_write_chain -Wl,--wrap=hwtpm_sealed_public \
                     -Wl,--wrap=hwtpm_certify_sealed -Wl,--wrap=hwtpm_quote \
+                    -Wl,--wrap=policy_approved_now \
                     -Wl,--wrap=caclient_post -Wl,--wrap=caclient_step \
                     -Wl,--wrap=caclient_result -Wl,--wrap=caclient_free
 

@@ -66,17 +66,6 @@ lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why)
 	log_warnx("%s: %s", v->name, why);
 }
 
-/* The command that approves the host's present configuration: vtpmd
- * signs it with the key it holds, or the administrator signs it with the
- * private key when vtpmd holds only the public one. */
-static const char *
-lifecycle_approve_advice(const struct manager *m)
-{
-	return m->policy.private_held
-	    ? "vtpmctl policy approve --current"
-	    : "vtpmctl policy approve --current --key FILE (the administrator's private key)";
-}
-
 /*
  * A refusal to unseal, as one message that fits an instance's error: the
  * cause (cut to fit, never the advice), then how to approve the host's
@@ -89,7 +78,7 @@ static void
 lifecycle_refusal_advice(const struct manager *m, char *buf, size_t len)
 {
 	snprintf(buf, len, ". If this host change is expected, approve it: %s.",
-	    lifecycle_approve_advice(m));
+	    policy_approve_advice(m));
 }
 
 static size_t

@@ -156,6 +156,10 @@ int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
     const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 int policy_approve_current(struct manager *m, struct err *err);
 int policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN]);
+const char *policy_approve_advice(const struct manager *m);
+const struct policy_entry *policy_approved_now(
+    struct manager *m, const char *what, struct err *err);
+void policy_refused(const struct manager *m, const char *what, struct err *err);
 
 /*
  * guesttpm.c: the manager's client of one of its own vTPMs, through the

@@ -107,6 +107,8 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 {
 	uint8_t qd[TPM_DIGEST_LEN], values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation cert = {0}, quote = {0};
+	const struct policy_entry *e;
+	char what[128];
 	size_t pub_len;
 	json_t *req = NULL;
 	int ret = -1;
@@ -115,9 +117,19 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 		return err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
 	if (EVP_Digest(p->vek, p->vek_len, qd, NULL, EVP_sha256(), NULL) != 1)
 		return err_set(err, ERR_FAILED, "SHA-256 failed");
-	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, qd, sizeof(qd), &cert, err) != 0 ||
-	    hwtpm_quote(m->hw, &m->cfg.pcrs, qd, sizeof(qd), &quote, values, err) == -1) {
-		err_wrap(err, "host TPM");
+	snprintf(what, sizeof(what),
+	    "to certify %s's %s EK with the host's CK and quote the host "
+	    "PCRs",
+	    v->name, provision_types[p->cur].name);
+	if ((e = policy_approved_now(m, what, err)) == NULL)
+		return -1;
+	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, &m->cfg.pcrs, &e->ap, qd,
+	        sizeof(qd), &cert, err) != 0 ||
+	    hwtpm_quote(m->hw, &m->cfg.pcrs, &e->ap, qd, sizeof(qd), &quote, values, err) == -1) {
+		if (err->kind == ERR_POLICY)
+			policy_refused(m, what, err);
+		else
+			err_wrap(err, "host TPM");
 		goto out;
 	}
 	req = provision_request(m, v, p->ck_pem, p->vek, p->vek_len, p->sealed, pub_len, &cert,

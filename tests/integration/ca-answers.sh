@@ -108,6 +108,7 @@ assert_contains "$(cat "$T/out")" "$T/bad.conf:1: privacy-ca-root: cannot read" 
 
 note "another host (rack2) enrolled with the real Privacy CA: its genuine CK certificate"
 start_vtpmd other --config "$T/vtpmd.conf" --root-tcti "$HOST2_TCTI"
+"$VTPMCTL" policy approve --current >/dev/null || fail "policy approve (rack2)"
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack2 >"$T/out" 2>&1 ||
 	fail "host enroll rack2: $(cat "$T/out")"
 "$VTPMCTL" host --json | jq -j .enrolment.ck.certificate >"$W/rack2-ck.pem"

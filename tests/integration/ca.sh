@@ -303,6 +303,10 @@ edit() {
 note "host: vtpmd's host-TPM module on the host vTPM: its EK is the manufacturer-certified one"
 host ek ecc
 cmp -s "$H/ek-ecc.pub" "$W/ek.pub" || fail "hwtpm's ECC EK is not tpm2_createek's"
+# The host administrator's approval key: the CK's policy names it, as the
+# state keys' does (hwtpm_attest.c).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$H/approval.pem" 2>/dev/null
+openssl pkey -in "$H/approval.pem" -pubout -out "$H/approval.pub.pem"
 host ck
 mfr_cert mfr "$W/ek.pem" "$W/ekcert2.pem"
 
@@ -335,8 +339,6 @@ note "host: PCRs moved, a state key sealed under PolicyAuthorize(approval key), 
 export TPM2TOOLS_TCTI=$HOST
 tpm2_pcrextend "7:sha256=$(head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n')" ||
 	fail "tpm2_pcrextend"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$H/approval.pem" 2>/dev/null
-openssl pkey -in "$H/approval.pem" -pubout -out "$H/approval.pub.pem"
 host seal
 split_sealed "$H/sealed.bin" "$H/sealed.pub"
 host certify-sealed "$EXTRA"
@@ -419,6 +421,8 @@ printf 'vtpmd approved host configuration' >"$H/policyref"
 tpm2_policyauthorize -S "$H/trial.ctx" -L "$H/pa.policy" -n "$H/approval.name" \
 	-q "$H/policyref" >/dev/null || fail "tpm2_policyauthorize"
 tpm2_flushcontext "$H/trial.ctx"
+assert_eq "$(tpm2_print -t TPM2B_PUBLIC "$H/ck.pub" | sed -n 's/^authorization policy: //p')" \
+	"$(hex_of "$H/pa.policy")" "the hwtpm CK's authPolicy, as the TPM computes PolicyAuthorize"
 head -c 32 /dev/urandom >"$H/key"
 for attrs in "fixedtpm|fixedparent|noda" "fixedtpm|fixedparent|noda|userwithauth"; do
 	n=${attrs//|/-}
@@ -433,8 +437,24 @@ edit "$H/ek.json" "$H/othersealed.json" \
 	".sealed_public = \"$(b64 "$H/fixedtpm-fixedparent-noda.pub")\""
 post /v1/virtualization/ek-certificate "$H/othersealed.json"
 refused 403 "certify: the certified Name is not" "a certification of another sealed object"
-flushed tpm2_quote -c 0x81000002 -l sha256:0,7 -q "$EXTRA" -m "$H/tq.attest" -s "$H/tq.sig" \
-	-g sha256 >/dev/null || fail "tpm2_quote by the CK"
+# The CK quotes only through its policy: PolicyPCR over PCRs 0 and 7 as
+# they are, then PolicyAuthorize of that digest, approved with the approval
+# key (openssl) and verified by the TPM (a ticket).
+tpm2_startauthsession -S "$H/trial.ctx" >/dev/null
+tpm2_policypcr -S "$H/trial.ctx" -l sha256:0,7 -L "$H/pcr.policy" >/dev/null ||
+	fail "tpm2_policypcr (trial)"
+tpm2_flushcontext "$H/trial.ctx"
+cat "$H/pcr.policy" "$H/policyref" >"$H/ahash.in"
+openssl dgst -sha256 -sign "$H/approval.pem" -out "$H/approval.sig" "$H/ahash.in" ||
+	fail "sign the approval"
+flushed tpm2_verifysignature -c "$H/approval.ctx" -g sha256 -m "$H/ahash.in" \
+	-s "$H/approval.sig" -f ecdsa -t "$H/ticket" >/dev/null || fail "tpm2_verifysignature"
+tpm2_startauthsession --policy-session -S "$H/policy.ctx" >/dev/null
+tpm2_policypcr -S "$H/policy.ctx" -l sha256:0,7 >/dev/null || fail "tpm2_policypcr"
+tpm2_policyauthorize -S "$H/policy.ctx" -i "$H/pcr.policy" -q "$H/policyref" \
+	-n "$H/approval.name" -t "$H/ticket" >/dev/null || fail "tpm2_policyauthorize"
+flushed tpm2_quote -c 0x81000002 -p "session:$H/policy.ctx" -l sha256:0,7 -q "$EXTRA" \
+	-m "$H/tq.attest" -s "$H/tq.sig" -g sha256 >/dev/null || fail "tpm2_quote by the CK"
 TPCRS="{\"0\": \"$(pcr_value 0)\", \"7\": \"$(pcr_value 7)\"}"
 ek_req "$H/uwa.json" "$H/ck.pem" "$UUID" "$W/vek.pub" "$H/fixedtpm-fixedparent-noda-userwithauth.pub" \
 	"$H/fixedtpm-fixedparent-noda-userwithauth" "$H/tq" "$TPCRS"

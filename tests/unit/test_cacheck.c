@@ -714,10 +714,13 @@ int __wrap_guesttpm_write_chain(
 int __wrap_hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len,
     struct err *err);
 int __wrap_hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev, struct err *err);
-int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *q,
-    size_t q_len, struct hwtpm_attestation *ev, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    struct err *err);
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *q, size_t q_len,
+    struct hwtpm_attestation *ev, struct err *err);
+int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
+const struct policy_entry *__wrap_policy_approved_now(
+    struct manager *m, const char *what, struct err *err);
 struct caclient *__wrap_caclient_post(
     const char *url, const char *path, const struct json_t *body, int timeout_s, struct err *err);
 bool __wrap_caclient_step(struct caclient *c);
@@ -777,17 +780,27 @@ __wrap_hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len
 	return 0;
 }
 
+/* The host's configuration is approved. */
+const struct policy_entry *
+__wrap_policy_approved_now(struct manager *m, const char *what, struct err *err)
+{
+	static const struct policy_entry approved;
+
+	return &approved;
+}
+
 int
 __wrap_hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev, struct err *err)
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *q, size_t q_len,
+    struct hwtpm_attestation *ev, struct err *err)
 {
 	return 0;
 }
 
 int
-__wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *q,
-    size_t q_len, struct hwtpm_attestation *ev, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    struct err *err)
+__wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	memset(values, 0, TPM_PCRS * TPM_DIGEST_LEN);
 	return 0;

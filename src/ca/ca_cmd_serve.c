@@ -75,6 +75,7 @@ static const char serve_help[] =
     "    --config FILE    a JSON object; options given on the command line win:\n"
     "                       \"role\": \"both\", \"listen\": \"127.0.0.1:8440\",\n"
     "                       \"challenge_expiry_seconds\": 300 (0: at once, for tests),\n"
+    "                       \"nonce_expiry_seconds\": 60 (a vEK evidence nonce's life),\n"
     "                       \"ck_validity_days\": 1825, \"ak_validity_days\": 365,\n"
     "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z)\n"
     "    --log-level L    error, warn, info (default), debug\n"

@@ -83,11 +83,23 @@ struct provision {
 	size_t vek_len;
 	struct caclient *ca; /* the CA request in flight, or NULL */
 	enum provision_stage stage;                  /* which one */
+	int64_t ek_deadline; /* monotonic ms: the EK's two requests share one ca-timeout */
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];       /* the CA's, for the EK in flight */
 	struct cacheck_cert certs[PROVISION_NTYPES]; /* accepted, written once all are */
 	const struct cacheck_cert *first; /* the first accepted: its chain goes to NV */
 	json_t *eks, *chain; /* what ek.json will record */
 };
+
+/* The seconds left of the EK's ca-timeout (at least 1): its certificate
+ * request has what its nonce request left, so that a create still answers
+ * within vtpmctl's deadline (docs/config.md, ca-timeout). */
+static int
+provision_time_left(const struct provision *p)
+{
+	int64_t left = p->ek_deadline - mono_ms();
+
+	return left < 1000 ? 1 : (int)((left + 999) / 1000);
+}
 
 /* The Virtualization CA request for one vEK (docs/ca-api.md). */
 static json_t *
@@ -137,7 +149,8 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	p->ca = caclient_post(p->url, "/v1/virtualization/ek-certificate", req, p->timeout_s, err);
+	p->ca = caclient_post(
+	    p->url, "/v1/virtualization/ek-certificate", req, provision_time_left(p), err);
 	p->stage = PROVISION_CERTIFICATE;
 	if (p->ca != NULL)
 		ret = 0;
@@ -157,6 +170,7 @@ provision_ask_nonce(struct provision *p, struct err *err)
 
 	if (req == NULL)
 		return err_set(err, ERR_FAILED, "out of memory");
+	p->ek_deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
 	p->ca = caclient_post(p->url, "/v1/virtualization/nonce", req, p->timeout_s, err);
 	p->stage = PROVISION_NONCE;
 	json_decref(req);

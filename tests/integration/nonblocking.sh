@@ -157,7 +157,8 @@ start=$(date +%s%N)
 "$VTPMCTL" create slow >"$T/create.out" 2>&1 &
 create=$!
 TEST_PIDS+=("$create")
-wait_line "$T/trickle.out" '^request [0-9]+ POST /v1/virtualization/ek-certificate$' \
+# A create's first request to the Virtualization CA is its nonce's.
+wait_line "$T/trickle.out" '^request [0-9]+ POST /v1/virtualization/nonce$' \
 	"the create's request"
 quick "list during the slow create" "$VTPMCTL" list
 quick "start b during the slow create" "$VTPMCTL" start b

@@ -29,6 +29,8 @@
  *                                of a credential_make credential included;
  *                                "count OP FIRST SECOND"
  * Each host step prints "commands N", the host-TPM commands it sent.
+ * HOSTATTEST_PCRS (e.g. "0,2,4,7", vtpmd's default) replaces the PCRs
+ * 0,2,4,7,16 in the approvals and quotes above.
  *
  * A vTPM (ENDPOINT its data channel, unix:PATH or tcp:HOST:PORT):
  *   vtpm ENDPOINT DIR ek rsa|ecc        DIR/vek-KIND.pub
@@ -52,7 +54,7 @@ static struct err terr;
 
 #define CHECK_MAX_FILE 16384
 
-static const struct pcr_selection check_sel = {
+static struct pcr_selection check_sel = {
     .mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7 | 1u << 16,
 };
 
@@ -393,6 +395,9 @@ host_main(int argc, char **argv)
 	unsigned long before;
 	size_t n;
 
+	if (getenv("HOSTATTEST_PCRS") != NULL &&
+	    pcrpolicy_parse(getenv("HOSTATTEST_PCRS"), &check_sel) == -1)
+		fatalx(2, "HOSTATTEST_PCRS: not a list of PCRs: %s", getenv("HOSTATTEST_PCRS"));
 	hw = check_hw = hwtpm_open(argv[2], NULL, &terr);
 	if (hw == NULL)
 		fatalx(1, "host TPM: %s", terr.msg);

@@ -78,6 +78,9 @@ struct vtpm {
 	bool desired_running;
 	char created[32];
 	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* who may connect to its sockets: owner_uid (mode 0600), and members
+	 * of owner_gid when set (0660); -1: vtpmd's socket-group rule */
+	long owner_uid, owner_gid;
 	/* the sealed object's Name (hex) recorded at create, compared at
 	 * every unseal; "" in a record older than it (learned at its next) */
 	char sealed_name[2 * HWTPM_NAME_LEN + 1];
@@ -111,6 +114,9 @@ struct vtpm {
 	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
 };
 bool registry_valid_name(const char *name);
+/* "UID" or "UID:GID" (numbers, neither -1) into *uid, *gid (-1 when not
+ * given); 0, or -1 when s is anything else. */
+int registry_parse_owner(const char *s, long *uid, long *gid);
 const char *registry_state_name(enum vtpm_state st);
 int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
     size_t len);

@@ -589,7 +589,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 	    (strncmp(o->ctrl, "unix:", 5) != 0 ||
 	        (o->data != NULL && strncmp(o->data, "unix:", 5) != 0)))
 		fatalx(EXIT_USAGE, "--socket-owner and --socket-group set a socket file's owner "
-		    "and group: they need unix: addresses for --ctrl and --data (a tcp: port has "
+		    "and group: that needs unix: addresses for --ctrl and --data (a tcp: port has "
 		    "neither; bind it to 127.0.0.1 or firewall it instead)");
 }
 

@@ -82,6 +82,10 @@ step "$VTPM_CA" approve-host-config --db "$DB" --id demo-rack1-baseline \
 	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
 	--values "$T/values.json"
 
+say "The CA's operator admits the host: its EK certificate, exported through vtpmd"
+step "$VTPMCTL" host ek-cert --out "$T/demo-rack1-ek.pem"
+step "$VTPM_CA" host add demo-rack1 --ek-cert "$T/demo-rack1-ek.pem" --db "$DB"
+
 say "The host enrols: CK certificate from the Privacy CA (MakeCredential/ActivateCredential), BK certified by the CK"
 step "$VTPMCTL" host enroll --ca "$CA_URL" --name demo-rack1
 "$VTPMCTL" host --json | jq -j .enrolment.ck.certificate | openssl x509 -out "$EVIDENCE/host-ck.pem"

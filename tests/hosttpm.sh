@@ -111,3 +111,15 @@ host_ek_certificate() {
 	TPM2TOOLS_TCTI=$HOST_TCTI tpm2_nvwrite 0x01c00002 -C p -i "$dir/ek-cert.der" ||
 		fail "tpm2_nvwrite 0x01c00002 on the host TPM"
 }
+
+# admit_host DB NAME: the Privacy CA's operator admits this host (vtpmd at
+# $VTPMD_SOCKET) as NAME: its EK certificate exported from the host TPM by
+# `vtpmctl host ek-cert`, added with `vtpm-ca host add` ($VTPM_CA, default
+# the sanitizer build) to the CA database DB.
+admit_host() {
+	local db=$1 name=$2 ca=${VTPM_CA:-$TOP/build/san/vtpm-ca}
+	"$VTPMCTL" host ek-cert --out "$T/host-ek-$name.pem" >"$T/admit.out" 2>&1 ||
+		fail "vtpmctl host ek-cert: $(cat "$T/admit.out")"
+	"$ca" host add "$name" --ek-cert "$T/host-ek-$name.pem" --db "$db" >"$T/admit.out" 2>&1 ||
+		fail "vtpm-ca host add $name: $(cat "$T/admit.out")"
+}

@@ -28,6 +28,8 @@
 
 #define ID0  "00112233445566778899aabbccddeeff"
 #define UUID "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23"
+/* host-a's EK: the hex of 32 bytes 0xee, as add_challenge and issue_ck_msg send it */
+#define EK_A "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 
 /* P-256's generator: a valid point for a key the parent certifies. */
 static const uint8_t GX[32] = {0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6,
@@ -90,6 +92,7 @@ setup(void **state)
 	free(der);
 	certs_ca_free(root);
 	ca_settings_defaults(&f->p.cfg);
+	assert_int_equal(ca_db_host_add(f->p.db, "host-a", EK_A, "PEM", 1, NULL), 0);
 	assert_non_null(f->p.out = calloc(1, sizeof(*f->p.out)));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	ca_parent_reset(&f->p, sv[0]);
@@ -144,6 +147,8 @@ add_challenge(struct fixture *f, enum ca_kind kind, const uint8_t secret[32], ch
 	f->in.u.challenge_add.kind = kind;
 	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
 	strcpy(f->in.u.challenge_add.subject, kind == CA_KIND_CK ? "host-a" : UUID);
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
@@ -169,6 +174,7 @@ issue_ck_msg(struct fixture *f, const char *id)
 	ca_msg_init(&f->in, CA_MSG_ISSUE_CK);
 	strcpy(f->in.u.issue_ck.id, id);
 	strcpy(f->in.u.issue_ck.host, "host-a");
+	memset(f->in.u.issue_ck.host_ek_digest, 0xee, 32);
 	f->in.u.issue_ck.key.type = CA_KEY_ECC_P256;
 	memcpy(f->in.u.issue_ck.key.x, GX, 32);
 	memcpy(f->in.u.issue_ck.key.y, GY, 32);
@@ -305,6 +311,8 @@ test_challenge_outcomes_answered(void **state)
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
@@ -321,6 +329,8 @@ test_challenge_outcomes_answered(void **state)
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
@@ -406,6 +416,8 @@ test_roles_not_served(void **state)
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), -1);
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_TAKE);
 	strcpy(f->in.u.challenge_take.id, ID0);

@@ -174,7 +174,7 @@ host_list_one(void *ctx, const struct ca_host *h)
 
 	ca_time_format(h->added_at, at);
 	if (!l->json) {
-		printf("%-24s  %.16s…  %s  %s%s\n", h->name, h->ek_key, at,
+		printf("%-24s  %.16s...  %s  %s%s\n", h->name, h->ek_key, at,
 		    h->ck_serial[0] != '\0' ? "CK " : "no CK yet", h->ck_serial);
 		return 0;
 	}

@@ -995,11 +995,11 @@ ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool ad
 		return err_set(err, e2.kind, "%s", e2.msg);
 	if (r2 == 0)
 		return err_set(err, ERR_REFUSED,
-		    "host name \"%s\" belongs to another EK (key SHA-256 %.16s…)", name,
+		    "host name \"%s\" belongs to another EK (key SHA-256 %s)", name,
 		    by_name.ek_key);
 	if (!admit_any)
 		return err_set(
-		    err, ERR_REFUSED, "this host EK (key SHA-256 %.16s…) is not admitted", ek_key);
+		    err, ERR_REFUSED, "this host EK (key SHA-256 %s) is not admitted", ek_key);
 	*unknown = true;
 	return 0;
 }

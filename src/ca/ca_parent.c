@@ -239,7 +239,7 @@ pa_admitted(
 		return dberr.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED;
 	}
 	if (unknown)
-		log_warnx("--admit-any-manufacturer-ek: challenging host EK %.16s… of \"%s\", "
+		log_warnx("--admit-any-manufacturer-ek: challenging host EK %s of \"%s\", "
 		          "which no operator admitted",
 		    ek_key, host);
 	return CA_MSG_OK;
@@ -422,7 +422,7 @@ pa_record(struct ca_parent *p, struct pa_issue *is, const struct ca_issued *rec,
 		return ca_db_issued_add(p->db, rec, pem, &is->err);
 	if (p->cfg.admit_any_manufacturer_ek &&
 	    ca_db_host_check(p->db, rec->subject, is->ek_key, true, &unknown, &e) == 0 && unknown)
-		log_warnx("--admit-any-manufacturer-ek: admitting host \"%s\" (EK %.16s…), which "
+		log_warnx("--admit-any-manufacturer-ek: admitting host \"%s\" (EK %s), which "
 		          "no operator admitted",
 		    rec->subject, is->ek_key);
 	if (ca_db_ck_record(

@@ -74,6 +74,9 @@ done
 printf 'privacy-ca-root = %s\n' "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd rogue --config "$T/vtpmd.conf" --root-tcti "$ROGUE_TCTI"
 start_vtpmd rack1 --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+for h in rogue rack1; do
+	on "$h" policy approve --current >/dev/null || fail "policy approve ($h)"
+done
 start_vtpm_ca ca --db "$DB" --role privacy
 
 note "vtpmctl host ek-cert: the host EK certificate from the host TPM's NV"

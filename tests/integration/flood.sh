@@ -40,6 +40,7 @@ host_ek_certificate "$T/mfr"
 "$CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$DB" >/dev/null || fail "trust add"
 printf 'privacy-ca-root = %s\n' "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+"$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 admit_host "$DB" rack1
 printf '{"challenges_per_ek": %d}\n' "$PER_EK" >"$T/ca.json"
 start_vtpm_ca ca --db "$DB" --role privacy --config "$T/ca.json"

@@ -285,9 +285,13 @@ struct ca_host {
 	int64_t added_at;
 	const char *ek_certificate; /* PEM ("" when admitted by the lab switch); only
 	                             * valid during a listing callback */
+	bool has_approval;          /* false: admitted without an approval key (lab) */
+	struct approval_pub approval; /* the CK's authPolicy is its PolicyAuthorize */
 };
+/* approval: the host's approval key, or NULL (its CK's policy is then not
+ * checked: `host add --no-approval-key`, the lab switch). */
 int ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem,
-    int64_t now, struct err *err);
+    const struct approval_pub *approval, int64_t now, struct err *err);
 int ca_db_host_remove(struct ca_db *db, const char *name, struct ca_host *was, struct err *err);
 int ca_db_host_list(
     struct ca_db *db, int (*fn)(void *ctx, const struct ca_host *h), void *ctx, struct err *err);
@@ -391,6 +395,9 @@ struct ca_challenge_ask {
 	const char *client;    /* ca_server.client */
 	const char *subject;
 	const char *request;
+	uint32_t key_attributes;   /* the key's TPMA_OBJECT and authPolicy (the */
+	const uint8_t *key_policy; /* parent checks a CK's against its host's */
+	size_t key_policy_len;     /* approval key) */
 };
 void ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a);
 /* Takes a challenge (once) and has the parent compare the secret. */

@@ -162,11 +162,17 @@ ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct
 	        -1 ||
 	    ca_ask_text(m->u.challenge_add.client, sizeof(m->u.challenge_add.client), q->client) ==
 	        -1 ||
-	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX) {
+	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX ||
+	    (q->key_policy_len != 0 &&
+	        q->key_policy_len != sizeof(m->u.challenge_add.key_policy))) {
 		ca_ask_failed(a,
 		    "the request is too large, or names its subject or client oddly, to be kept");
 		return;
 	}
+	m->u.challenge_add.key_attributes = q->key_attributes;
+	m->u.challenge_add.key_policy_len = (uint32_t)q->key_policy_len;
+	if (q->key_policy_len != 0)
+		memcpy(m->u.challenge_add.key_policy, q->key_policy, q->key_policy_len);
 	m->u.challenge_add.len = (uint32_t)n;
 	memcpy(m->u.challenge_add.request, request, n);
 	ca_ask_exchange(l, CA_MSG_CHALLENGE_ADDED);

@@ -19,7 +19,8 @@ static const char host_help[] =
     "    vtpm-ca host - the hosts whose EK may have a CK certificate\n"
     "\n"
     "SYNOPSIS\n"
-    "    vtpm-ca host add NAME --ek-cert FILE --db FILE\n"
+    "    vtpm-ca host add NAME --ek-cert FILE --approval-key FILE --db FILE\n"
+    "    vtpm-ca host add NAME --ek-cert FILE --no-approval-key --db FILE\n"
     "    vtpm-ca host list [--json] --db FILE\n"
     "    vtpm-ca host remove NAME --db FILE\n"
     "\n"
@@ -33,8 +34,16 @@ static const char host_help[] =
     "    'vtpmctl host ek-cert --out FILE' exports it from the host TPM) as NAME\n"
     "    (1-64 printable ASCII characters, the CK certificate's subject). The\n"
     "    certificate must chain to a manufacturer trusted with 'vtpm-ca trust add\n"
-    "    --manufacturer' when the host enrols, not now. list shows the hosts, the\n"
-    "    SHA-256 of their EK's public key and their current CK certificate.\n"
+    "    --manufacturer' when the host enrols, not now. --approval-key names the\n"
+    "    host administrator's approval public key (ECC P-256 PEM, vtpmd's\n"
+    "    approval-public-key): the host's CK must then be one vtpmd makes, usable\n"
+    "    only in an approved host configuration (authPolicy the PolicyAuthorize of\n"
+    "    that key, userWithAuth and adminWithPolicy clear, fixedTPM, fixedParent,\n"
+    "    sensitiveDataOrigin, restricted signing); another CK is refused (403).\n"
+    "    --no-approval-key, a lab switch, admits the host without one: any\n"
+    "    restricted signing key of its TPM may then be its CK (logged at every\n"
+    "    enrolment). list shows the hosts, the SHA-256 of their EK's public key,\n"
+    "    whether their CK's policy is checked and their current CK certificate.\n"
     "    remove forgets a host: it enrols no more (its CK certificate stays valid\n"
     "    until revoked: 'vtpm-ca revoke --serial HEX').\n"
     "\n"
@@ -43,6 +52,11 @@ static const char host_help[] =
     "\n"
     "OPTIONS\n"
     "    --ek-cert FILE   the host's EK certificate (PEM or DER)\n"
+    "    --approval-key FILE\n"
+    "                     the host's approval public key (PEM); required by add\n"
+    "    --no-approval-key\n"
+    "                     (lab) admit the host without one: its CK's policy is not\n"
+    "                     checked\n"
     "    --json           list as one JSON array\n"
     "\n"
     "EXIT STATUS\n"
@@ -50,8 +64,8 @@ static const char host_help[] =
     "    database failed; 2 usage error.\n";
 
 struct host_opts {
-	const char *db, *ek_cert;
-	bool json;
+	const char *db, *ek_cert, *approval_key;
+	bool json, no_approval_key;
 };
 
 static int
@@ -60,6 +74,8 @@ host_parse(int argc, char **argv, struct host_opts *o)
 	static const struct option opts[] = {
 	    {"db", required_argument, NULL, 'd'},
 	    {"ek-cert", required_argument, NULL, 'e'},
+	    {"approval-key", required_argument, NULL, 'a'},
+	    {"no-approval-key", no_argument, NULL, 'N'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -72,6 +88,8 @@ host_parse(int argc, char **argv, struct host_opts *o)
 		switch (c) {
 		case 'd': o->db = optarg; break;
 		case 'e': o->ek_cert = optarg; break;
+		case 'a': o->approval_key = optarg; break;
+		case 'N': o->no_approval_key = true; break;
 		case 'j': o->json = true; break;
 		case 'h': fputs(host_help, stdout); return -1;
 		case ':': return ca_usage("host", "%s needs a value", argv[optind - 1]);
@@ -118,25 +136,53 @@ out:
 	return ret;
 }
 
+/* add's options: an EK certificate, and an approval key or the lab
+ * switch that does without. */
+static int
+host_add_opts_ok(const struct host_opts *o)
+{
+	if (o->ek_cert == NULL)
+		return ca_usage("host", "add NAME needs --ek-cert FILE");
+	if (o->approval_key == NULL && !o->no_approval_key)
+		return ca_usage("host",
+		    "add NAME needs --approval-key FILE, the host's approval public key "
+		    "(or, in a lab, --no-approval-key)");
+	if (o->approval_key != NULL && o->no_approval_key)
+		return ca_usage("host", "--approval-key and --no-approval-key exclude each other");
+	return EXIT_OK;
+}
+
 static int
 host_add(struct ca_db *db, const char *name, const struct host_opts *o)
 {
 	char ek_key[CA_EK_KEY_HEX + 1], *pem = NULL;
+	struct approval_pub approval;
 	struct err err;
 	int ret;
 
-	if (o->ek_cert == NULL)
-		return ca_usage("host", "add NAME needs --ek-cert FILE");
+	if ((ret = host_add_opts_ok(o)) != EXIT_OK)
+		return ret;
+	if (o->approval_key != NULL && approval_key_public(o->approval_key, &approval) == -1)
+		return ca_fail("%s: not an ECC P-256 approval key (PEM)", o->approval_key);
 	if ((ret = host_read_ek(o->ek_cert, &pem, ek_key)) != EXIT_OK)
 		return ret;
-	if (ca_db_host_add(db, name, ek_key, pem, time(NULL), &err) == -1) {
+	if (ca_db_host_add(db, name, ek_key, pem, o->no_approval_key ? NULL : &approval, time(NULL),
+	        &err) == -1) {
 		free(pem);
 		return ca_fail("host %s: %s", name, err.msg);
 	}
 	free(pem);
-	snprintf(err.msg, sizeof(err.msg), "host %s, EK key %s", name, ek_key);
+	snprintf(err.msg, sizeof(err.msg), "host %s, EK key %s, %s", name, ek_key,
+	    o->no_approval_key ? "no approval key: its CK's policy is not checked (lab)"
+	                       : "its CK's policy checked against its approval key");
 	ca_db_audit(db, time(NULL), "host add", "done", err.msg, NULL);
 	printf("admitted host %s (EK key SHA-256 %s)\n", name, ek_key);
+	if (o->no_approval_key)
+		fprintf(stderr,
+		    "vtpm-ca: warning: host %s is admitted without an approval key: "
+		    "any restricted signing key of its TPM may be its CK, usable in any "
+		    "host configuration\n",
+		    name);
 	return EXIT_OK;
 }
 
@@ -169,18 +215,24 @@ static int
 host_list_one(void *ctx, const struct ca_host *h)
 {
 	struct host_list *l = ctx;
-	char at[21];
+	char at[21], x[65], y[65];
 	json_t *o;
 
 	ca_time_format(h->added_at, at);
 	if (!l->json) {
-		printf("%-24s  %.16s...  %s  %s%s\n", h->name, h->ek_key, at,
+		printf("%-24s  %.16s...  %s  %s  %s%s\n", h->name, h->ek_key, at,
+		    h->has_approval ? "CK policy checked" : "no approval key",
 		    h->ck_serial[0] != '\0' ? "CK " : "no CK yet", h->ck_serial);
 		return 0;
 	}
-	o = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "name", h->name, "ek_key", h->ek_key,
-	    "added_at", at, "ck_serial", h->ck_serial[0] != '\0' ? h->ck_serial : NULL,
-	    "ek_certificate",
+	if (h->has_approval) {
+		hex_encode(h->approval.x, sizeof(h->approval.x), x);
+		hex_encode(h->approval.y, sizeof(h->approval.y), y);
+	}
+	o = json_pack("{s:s, s:s, s:s, s:o, s:s?, s:s?}", "name", h->name, "ek_key", h->ek_key,
+	    "added_at", at, "approval_key",
+	    h->has_approval ? json_pack("{s:s, s:s}", "x", x, "y", y) : json_null(), "ck_serial",
+	    h->ck_serial[0] != '\0' ? h->ck_serial : NULL, "ek_certificate",
 	    h->ek_certificate != NULL && h->ek_certificate[0] != '\0' ? h->ek_certificate : NULL);
 	if (o == NULL || json_array_append_new(l->arr, o) == -1)
 		l->failed = true;

@@ -104,7 +104,9 @@ static const char *const ca_db_schema[] = {
      * Issue #11, admitted hosts and challenge limits. hosts: the host EKs
      * the Privacy CA certifies CKs for, one name each (ek_key: hex SHA-256
      * of the EK's SubjectPublicKeyInfo), with the CK certificate issued
-     * last (revoked as superseded when the next is issued). challenges:
+     * last (revoked as superseded when the next is issued) and the
+     * host's approval key (hex X || Y; "" when admitted without one), whose
+     * PolicyAuthorize the CK's authPolicy must be. challenges:
      * the EK each was made for and the client address that asked, which
      * the limits count (docs/ca-api.md, "Limits").
      */
@@ -113,7 +115,8 @@ static const char *const ca_db_schema[] = {
     " ek_key TEXT NOT NULL UNIQUE,"
     " ek_certificate TEXT NOT NULL,"
     " added_at INTEGER NOT NULL,"
-    " ck_serial TEXT)",
+    " ck_serial TEXT,"
+    " approval_key TEXT NOT NULL DEFAULT '')",
     "ALTER TABLE challenges ADD COLUMN ek_key TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE challenges ADD COLUMN client TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
@@ -878,9 +881,10 @@ out:
 /* ---- admitted hosts ---- */
 
 int
-ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem, int64_t now,
-    struct err *err)
+ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem,
+    const struct approval_pub *approval, int64_t now, struct err *err)
 {
+	char key_hex[2 * sizeof(approval->x) + 2 * sizeof(approval->y) + 1] = "";
 	struct ca_host h;
 	struct err inner;
 	sqlite3_stmt *st;
@@ -891,33 +895,49 @@ ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const cha
 		    err, ERR_EXISTS, "this EK is admitted already, as host \"%s\"", h.name);
 	if (inner.kind != ERR_ABSENT)
 		return err_set(err, inner.kind, "%s", inner.msg);
+	if (approval != NULL) {
+		hex_encode(approval->x, sizeof(approval->x), key_hex);
+		hex_encode(approval->y, sizeof(approval->y), key_hex + 2 * sizeof(approval->x));
+	}
 	st = ca_db_prepare(db,
-	    "INSERT INTO hosts (name, ek_key, ek_certificate, added_at) VALUES (?, ?, ?, ?)", err);
+	    "INSERT INTO hosts (name, ek_key, ek_certificate, added_at, approval_key) "
+	    "VALUES (?, ?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, ek_key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, pem, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_text(st, 5, key_hex, -1, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "admit the host",
 	    "a host of this name is admitted already, with another EK", err);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-/* Fills h from a row (name, ek_key, ck_serial, added_at, ek_certificate). */
+/* Fills h from a row (name, ek_key, ck_serial, added_at, ek_certificate,
+ * approval_key); an approval key that is not 64 bytes in hex is none. */
 static void
 ca_db_host_row(sqlite3_stmt *st, struct ca_host *h)
 {
+	const char *key = (const char *)sqlite3_column_text(st, 5);
+	uint8_t xy[sizeof(h->approval.x) + sizeof(h->approval.y)];
+
 	memset(h, 0, sizeof(*h));
 	ca_db_text(st, 0, h->name, sizeof(h->name));
 	ca_db_text(st, 1, h->ek_key, sizeof(h->ek_key));
 	ca_db_text(st, 2, h->ck_serial, sizeof(h->ck_serial));
 	h->added_at = sqlite3_column_int64(st, 3);
 	h->ek_certificate = (const char *)sqlite3_column_text(st, 4);
+	if (key != NULL && hex_decode(key, xy, sizeof(xy)) == 0) {
+		memcpy(h->approval.x, xy, sizeof(h->approval.x));
+		memcpy(h->approval.y, xy + sizeof(h->approval.x), sizeof(h->approval.y));
+		h->has_approval = true;
+	}
 }
 
-#define CA_DB_HOST_COLUMNS "name, ek_key, ck_serial, added_at, ek_certificate"
+#define CA_DB_HOST_COLUMNS "name, ek_key, ck_serial, added_at, ek_certificate, approval_key"
 
 /* The host whose column (name or ek_key) is value: 0, or -1 with err
  * (ERR_ABSENT). */
@@ -1066,7 +1086,8 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	if (ca_db_host_check(db, rec->subject, ek_key, admit, &unknown, err) == -1 ||
-	    (unknown && ca_db_host_add(db, rec->subject, ek_key, "", rec->issued_at, err) == -1) ||
+	    (unknown &&
+	        ca_db_host_add(db, rec->subject, ek_key, "", NULL, rec->issued_at, err) == -1) ||
 	    ca_db_issued_add(db, rec, pem, err) == -1 ||
 	    ca_db_ck_supersede(db, rec->subject, rec->serial, rec->issued_at, superseded, err) ==
 	        -1 ||

@@ -221,6 +221,9 @@ ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 		    p->subject[0] == '\0' ? "subject" : "client");
 	if (memchr(p->request, '\0', p->len) != NULL)
 		return err_set(err, ERR_INVALID, "challenge request: a NUL inside its text");
+	if (p->key_policy_len != 0 && p->key_policy_len != sizeof(p->key_policy))
+		return err_set(
+		    err, ERR_INVALID, "challenge key policy: %u bytes", p->key_policy_len);
 	return 0;
 }
 

@@ -168,6 +168,9 @@ struct ca_msg_challenge_add {
 	char subject[CA_SUBJECT_MAX]; /* the host (ck) or the vTPM's UUID (ak) */
 	uint8_t ek_key[32];           /* SHA-256 of the (v)EK's SubjectPublicKeyInfo */
 	char client[CA_CLIENT_MAX];   /* the client's address (IPv6: its /64) */
+	uint32_t key_attributes;      /* the CK's or AK's TPMA_OBJECT */
+	uint32_t key_policy_len;      /* its authPolicy: 0 (none) or 32 (SHA-256) */
+	uint8_t key_policy[32];
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the request's JSON */
 };

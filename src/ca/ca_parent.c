@@ -245,6 +245,75 @@ pa_admitted(
 	return CA_MSG_OK;
 }
 
+/* What vtpmd makes a CK (hwtpm_attest.c): a restricted signing key that
+ * never leaves its TPM, used only through its policy (no USER role by
+ * authValue, no ADMIN role by policy). */
+#define PA_CK_ATTRS_SET                                                                            \
+	(EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT | EVIDENCE_OBJ_SENSITIVE_ORIG |        \
+	    EVIDENCE_OBJ_RESTRICTED | EVIDENCE_OBJ_SIGN)
+#define PA_CK_ATTRS_CLEAR                                                                          \
+	(EVIDENCE_OBJ_USER_WITH_AUTH | EVIDENCE_OBJ_ADMIN_WITH_POL | EVIDENCE_OBJ_DECRYPT)
+
+/* Why a CK's attributes and authPolicy are not those vtpmd gives it under
+ * the host's approval key (""), into why. */
+static void
+pa_ck_template_why(
+    const struct ca_msg_challenge_add *q, const struct approval_pub *key, char *why, size_t len)
+{
+	uint8_t want[TPM_DIGEST_LEN];
+
+	why[0] = '\0';
+	if ((q->key_attributes & PA_CK_ATTRS_SET) != PA_CK_ATTRS_SET)
+		snprintf(why, len,
+		    "the CK is not a restricted signing key with fixedTPM, "
+		    "fixedParent and sensitiveDataOrigin");
+	else if (q->key_attributes & EVIDENCE_OBJ_USER_WITH_AUTH)
+		snprintf(why, len,
+		    "the CK has userWithAuth: its authValue alone would let it "
+		    "sign in any host configuration");
+	else if (q->key_attributes & PA_CK_ATTRS_CLEAR)
+		snprintf(why, len, "the CK has adminWithPolicy or decrypt set");
+	else if (pcrpolicy_authorize(key, want) == -1)
+		snprintf(why, len, "the host's approval key cannot be used");
+	else if (q->key_policy_len != sizeof(want) ||
+	         memcmp(q->key_policy, want, sizeof(want)) != 0)
+		snprintf(why, len,
+		    "the CK's authPolicy is not the PolicyAuthorize of the host's "
+		    "approval key: it would work outside an approved host "
+		    "configuration");
+}
+
+/* A CK challenge's key must be a CK as vtpmd makes it under the approval
+ * key its host was admitted with (docs/ca-api.md, "Admitted hosts"):
+ * CA_MSG_OK, or REFUSED or FAILED with the reason in a. */
+static enum ca_msg_rc
+pa_ck_template(struct ca_parent *p, const struct ca_msg_challenge_add *q, const char *ek_key,
+    struct ca_msg_challenge_added *a)
+{
+	struct ca_host h;
+	struct err dberr;
+	char why[CA_MSG_REASON_MAX];
+
+	if (ca_db_host_find(p->db, ek_key, &h, &dberr) == -1) {
+		if (dberr.kind == ERR_ABSENT && p->cfg.admit_any_manufacturer_ek)
+			return CA_MSG_OK; /* admitted at issue, without an approval key */
+		log_warnx("hosts: %s", dberr.msg);
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		return CA_MSG_FAILED;
+	}
+	if (!h.has_approval) {
+		log_warnx("host \"%s\" was admitted without an approval key: its CK's policy is "
+		          "not checked",
+		    h.name);
+		return CA_MSG_OK;
+	}
+	pa_ck_template_why(q, &h.approval, why, sizeof(why));
+	if (why[0] == '\0')
+		return CA_MSG_OK;
+	pa_text(a->reason, sizeof(a->reason), why);
+	return CA_MSG_REFUSED;
+}
+
 /* The outcome of recording a challenge the records refused. */
 static enum ca_msg_rc
 pa_challenge_refused(const struct err *dberr)
@@ -271,7 +340,9 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		return -1;
 	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
 	hex_encode(q->ek_key, sizeof(q->ek_key), ek_key);
-	if (q->kind == CA_KIND_CK && (a->rc = pa_admitted(p, q->subject, ek_key, a)) != CA_MSG_OK)
+	if (q->kind == CA_KIND_CK &&
+	    ((a->rc = pa_admitted(p, q->subject, ek_key, a)) != CA_MSG_OK ||
+	        (a->rc = pa_ck_template(p, q, ek_key, a)) != CA_MSG_OK))
 		return pa_send(p, err);
 	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
 		free(request);

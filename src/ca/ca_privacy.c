@@ -157,6 +157,11 @@ pv_check_key(const struct ca_challenge_req *q, struct pv_checked *c, struct ca_r
 		    "name algorithm SHA-256");
 		return -1;
 	}
+	if (k->auth_policy_len != 0 && k->auth_policy_len != TPM_DIGEST_LEN) {
+		ca_refuse(r, 400, "a key's authPolicy is empty or a digest of its name algorithm",
+		    "key_public: an authPolicy of %zu bytes", k->auth_policy_len);
+		return -1;
+	}
 	return 0;
 }
 
@@ -247,8 +252,9 @@ pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, str
 	switch (a->rc) {
 	case CA_MSG_REFUSED:
 		ca_refuse(r, 403,
-		    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert FILE' "
-		    "(the host's EK certificate: 'vtpmctl host ek-cert --out FILE')",
+		    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert FILE "
+		    "--approval-key PUB' (the host's EK certificate: 'vtpmctl host ek-cert --out "
+		    "FILE'), and its CK is the one vtpmd makes ('vtpmctl host enroll')",
 		    "host \"%s\" refused: %s", q->host, a->reason);
 		break;
 	case CA_MSG_LIMIT:
@@ -281,7 +287,10 @@ pv_record(struct ca_server *s, const struct ca_challenge_req *q, const struct pv
 	    .ek_key = ek_key,
 	    .client = s->client,
 	    .subject = q->kind == CA_KIND_CK ? q->host : c->virt.instance_uuid,
-	    .request = text};
+	    .request = text,
+	    .key_attributes = c->key.attributes,
+	    .key_policy = c->key.auth_policy,
+	    .key_policy_len = c->key.auth_policy_len};
 
 	json_decref(stored);
 	if (text == NULL || certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, ek_key) == -1) {

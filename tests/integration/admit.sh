@@ -15,12 +15,17 @@
 #  - a removed host enrols no more;
 #  - the lab switch (serve --admit-any-manufacturer-ek), off by default,
 #    admits an unknown EK at its first enrolment, logged, never under a
-#    name another EK has.
+#    name another EK has;
+#  - a host is admitted with its approval public key: root on an enrolled
+#    host who makes a CK of its own (tpm2_createak: userWithAuth, no
+#    approval policy) and enrols it directly is refused (403 naming why, no
+#    challenge kept, no certificate).
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 VTPMD=$TOP/build/vtpmd
 CA=$TOP/build/san/vtpm-ca
-require_tools curl jq openssl sqlite3 tpm2_createek tpm2_nvdefine tpm2_nvwrite tpm2_print
+require_tools curl jq openssl sqlite3 xxd tpm2_createek tpm2_createak tpm2_nvdefine \
+	tpm2_nvwrite tpm2_print
 for t in "$CA" "$VTPMD"; do
 	[ -x "$t" ] || fail "$t is missing (make all san)"
 done
@@ -74,6 +79,7 @@ done
 printf 'privacy-ca-root = %s\n' "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd rogue --config "$T/vtpmd.conf" --root-tcti "$ROGUE_TCTI"
 start_vtpmd rack1 --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+RACK1_PID=$VTPMD_PID
 for h in rogue rack1; do
 	on "$h" policy approve --current >/dev/null || fail "policy approve ($h)"
 done
@@ -87,30 +93,44 @@ on rack1 host ek-cert --json | jq -e '.kind == "rsa2048" and .nv_index == "0x01c
 	>/dev/null || fail "host ek-cert --json"
 assert_contains "$(on rack1 host ek-cert)" "BEGIN CERTIFICATE" "host ek-cert on stdout"
 on rogue host ek-cert --out "$T/rogue-ek.pem" || fail "host ek-cert (rogue)"
+VTPMD_SOCKET=$T/rack1/run/api.sock approval_pub_pem "$T/rack1-approval.pem"
+VTPMD_SOCKET=$T/rogue/run/api.sock approval_pub_pem "$T/rogue-approval.pem"
 expect_exit 2 "host ek-cert with an argument" env VTPMD_SOCKET="$T/rack1/run/api.sock" \
 	"$VTPMCTL" host ek-cert extra
 
 note "vtpm-ca host add: a name for one EK, an EK under one name"
-expect_exit 2 "host add without --ek-cert" "$CA" host add rack1 --db "$DB"
+expect_exit 2 "host add without --ek-cert" "$CA" host add rack1 \
+	--approval-key "$T/rack1-approval.pem" --db "$DB"
+expect_exit 2 "host add without --approval-key" "$CA" host add rack1 \
+	--ek-cert "$T/rack1-ek.pem" --db "$DB"
+assert_contains "$(cat "$T/out")" "needs --approval-key FILE" "the approval key asked for"
+expect_exit 1 "host add with an approval key that is no key" "$CA" host add rack1 \
+	--ek-cert "$T/rack1-ek.pem" --approval-key "$T/vtpmd.conf" --db "$DB"
+assert_contains "$(cat "$T/out")" "not an ECC P-256 approval key" "a bad approval key"
 expect_exit 2 "host add without a name" "$CA" host add --ek-cert "$T/rack1-ek.pem" --db "$DB"
 expect_exit 2 "host add with a 65-character name" "$CA" host add "$(printf 'x%.0s' {1..65})" \
 	--ek-cert "$T/rack1-ek.pem" --db "$DB"
 expect_exit 2 "host frobnicate" "$CA" host frobnicate --db "$DB"
 expect_exit 1 "host add of a file that is no certificate" "$CA" host add rack1 \
-	--ek-cert "$T/vtpmd.conf" --db "$DB"
+	--ek-cert "$T/vtpmd.conf" --approval-key "$T/rack1-approval.pem" --db "$DB"
 assert_contains "$(cat "$T/out")" "not a readable certificate" "not a certificate"
-"$CA" host add rack1 --ek-cert "$T/rack1-ek.pem" --db "$DB" >"$T/out" ||
+"$CA" host add rack1 --ek-cert "$T/rack1-ek.pem" --approval-key "$T/rack1-approval.pem" \
+	--db "$DB" >"$T/out" ||
 	fail "host add rack1: $(cat "$T/out")"
 assert_contains "$(cat "$T/out")" "admitted host rack1" "host add"
 expect_exit 1 "the same name for another EK" "$CA" host add rack1 \
-	--ek-cert "$T/rogue-ek.pem" --db "$DB"
+	--ek-cert "$T/rogue-ek.pem" --approval-key "$T/rogue-approval.pem" --db "$DB"
 assert_contains "$(cat "$T/out")" "a host of this name is admitted already" "name twice"
 expect_exit 1 "one EK under two names (DER)" "$CA" host add rack9 \
-	--ek-cert "$T/mfr/ek-cert.der" --db "$DB"
+	--ek-cert "$T/mfr/ek-cert.der" --approval-key "$T/rack1-approval.pem" --db "$DB"
 assert_contains "$(cat "$T/out")" 'admitted already, as host "rack1"' "one EK, two names"
 "$CA" host list --db "$DB" >"$T/out" || fail "host list"
 assert_contains "$(cat "$T/out")" "rack1" "host list"
 assert_eq "$("$CA" host list --json --db "$DB" | jq length)" 1 "hosts admitted"
+xy=$(openssl pkey -pubin -in "$T/rack1-approval.pem" -outform DER | tail -c 64 | xxd -p |
+	tr -d "\n")
+assert_eq "$("$CA" host list --json --db "$DB" | jq -r '.[0].approval_key | .x + .y')" "$xy" \
+	"the approval key kept with the host"
 "$CA" list audit --db "$DB" >"$T/out"
 assert_contains "$(cat "$T/out")" "host add" "host add audited"
 
@@ -137,8 +157,34 @@ curl -s "$CA_URL/v1/status/$first" | jq -e '.revoked and .reason == "superseded"
 assert_contains "$(cat "$T/out")" "serial $first: superseded" "the rotation audited"
 refused_enrol rack1 rack2 'admitted as host "rack1", not "rack2"'
 
+note "root on rack1 makes a CK of its own (userWithAuth, no approval policy) and enrols it"
+# What root can do in an approved configuration: a restricted signing key
+# under the host EK, whose authValue alone would let it sign after a boot
+# into an unapproved one. It asks the Privacy CA directly, as rack1, with
+# vtpmd stopped (whose sessions would leave tpm2-tools none).
+stop_pid "$RACK1_PID"
+TPM2TOOLS_TCTI=$HOST_TCTI flushed tpm2_createek -G rsa -c "$T/root-ek.ctx" -u "$T/root-ek.pub" \
+	>/dev/null || fail "tpm2_createek (root)"
+TPM2TOOLS_TCTI=$HOST_TCTI flushed tpm2_createak -C "$T/root-ek.ctx" -G ecc -g sha256 -s ecdsa \
+	-c "$T/root-ck.ctx" -u "$T/root-ck.pub" >/dev/null || fail "tpm2_createak (root)"
+jq -n --rawfile cert "$T/rack1-ek.pem" --arg ek "$(base64 -w0 "$T/root-ek.pub")" \
+	--arg key "$(base64 -w0 "$T/root-ck.pub")" \
+	'{kind: "ck", ek_certificate: $cert, ek_public: $ek, key_public: $key, host: "rack1"}' \
+	>"$T/root-ck.json"
+rows=$(sqlite3 "$DB" "SELECT COUNT(*) FROM challenges")
+certs=$(issued_to rack1)
+code=$(curl -s -o "$T/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary "@$T/root-ck.json" "$CA_URL/v1/privacy/challenge")
+note "root's own CK: $(jq -r .error "$T/resp.json")"
+assert_eq "$code" 403 "root's own CK: the status"
+assert_contains "$(jq -r .error "$T/resp.json")" "the CK has userWithAuth" "root's own CK: why"
+assert_eq "$(sqlite3 "$DB" "SELECT COUNT(*) FROM challenges")" "$rows" "root's CK: challenges"
+assert_eq "$(issued_to rack1)" "$certs" "root's CK: CK certificates for rack1"
+start_vtpmd rack1 --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+
 note "refused: the rogue machine admitted as rogue1, asking for rack1's name"
-"$CA" host add rogue1 --ek-cert "$T/rogue-ek.pem" --db "$DB" >/dev/null ||
+"$CA" host add rogue1 --ek-cert "$T/rogue-ek.pem" --approval-key "$T/rogue-approval.pem" \
+	--db "$DB" >/dev/null ||
 	fail "host add rogue1"
 refused_enrol rogue rack1 'admitted as host "rogue1", not "rack1"'
 on rogue host enroll --ca "$CA_URL" --name rogue1 >"$T/out" 2>&1 ||

@@ -663,18 +663,29 @@ test_hosts_one_name_one_ek(void **state)
 	bool unknown;
 	int n = 0;
 
-	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NOW, &f->err), 0);
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
 	/* the same name twice, one EK under two names */
-	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_B, "PEM-B", NOW, &f->err), -1);
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_B, "PEM-B", NULL, NOW, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_EXISTS);
 	assert_non_null(strstr(f->err.msg, "a host of this name is admitted already"));
-	assert_int_equal(ca_db_host_add(f->db, "rack2", EK_A, "PEM-A", NOW, &f->err), -1);
+	assert_int_equal(ca_db_host_add(f->db, "rack2", EK_A, "PEM-A", NULL, NOW, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_EXISTS);
 	assert_string_equal(f->err.msg, "this EK is admitted already, as host \"rack1\"");
 	assert_int_equal(ca_db_host_list(f->db, count_hosts, &n, &f->err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(ca_db_host_find(f->db, EK_A, &h, &f->err), 0);
 	assert_string_equal(h.name, "rack1");
+	assert_false(h.has_approval);
+	/* a host admitted with its approval key keeps it */
+	struct approval_pub key;
+	memset(key.x, 0xa1, sizeof(key.x));
+	memset(key.y, 0x1b, sizeof(key.y));
+	assert_int_equal(ca_db_host_add(f->db, "rack9", EK_B, "PEM-B", &key, NOW, &f->err), 0);
+	assert_int_equal(ca_db_host_find(f->db, EK_B, &h, &f->err), 0);
+	assert_true(h.has_approval);
+	assert_memory_equal(h.approval.x, key.x, sizeof(key.x));
+	assert_memory_equal(h.approval.y, key.y, sizeof(key.y));
+	assert_int_equal(ca_db_host_remove(f->db, "rack9", &was, &f->err), 0);
 
 	/* who may have a CK certificate for which name */
 	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_A, false, &unknown, &f->err), 0);
@@ -723,7 +734,7 @@ test_ck_rotation(void **state)
 	struct ca_status st;
 	struct ca_host h;
 
-	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NOW, &f->err), 0);
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
 	assert_int_equal(ca_db_ck_record(f->db, &r1, "PEM1", EK_A, false, old, &f->err), 0);
 	assert_string_equal(old, "");
 	assert_int_equal(ca_db_ck_record(f->db, &r2, "PEM2", EK_A, false, old, &f->err), 0);

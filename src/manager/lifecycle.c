@@ -645,6 +645,7 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 			break;
 		}
 	}
+	workerlog_close(m, v, true);
 	log_info("%s: deleted", v->name);
 	free(v);
 	return 0;

@@ -25,7 +25,7 @@
 struct config {
 	char tcti[256];		/* host TPM, a tpm2-tss TCTI string */
 	char state_dir[256];	/* instances, approvals, approval key */
-	char run_dir[256];	/* worker sockets and pid files */
+	char run_dir[256];	/* worker sockets, pid files and log channels */
 	char socket[256];	/* the API socket */
 	char approval_public[256]; /* when set, vtpmd holds only the public key */
 	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
@@ -78,6 +78,9 @@ struct vtpm {
 	bool desired_running;
 	char created[32];
 	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* who may connect to its sockets: owner_uid (mode 0600), and members
+	 * of owner_gid when set (0660); -1: vtpmd's socket-group rule */
+	long owner_uid, owner_gid;
 	/* the sealed object's Name (hex) recorded at create, compared at
 	 * every unseal; "" in a record older than it (learned at its next) */
 	char sealed_name[2 * HWTPM_NAME_LEN + 1];
@@ -108,8 +111,12 @@ struct vtpm {
 	enum vtpm_op op;
 	uint64_t ticket;
 	struct provision *prov; /* VTPM_OP_PROVISION, once the worker serves */
+	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
 };
 bool registry_valid_name(const char *name);
+/* "UID" or "UID:GID" (numbers, neither -1) into *uid, *gid (-1 when not
+ * given); 0, or -1 when s is anything else. */
+int registry_parse_owner(const char *s, long *uid, long *gid);
 const char *registry_state_name(enum vtpm_state st);
 int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
     size_t len);
@@ -355,6 +362,20 @@ struct worker_pending {
 	int keyfd;   /* write end of the worker's key pipe */
 	int readyfd; /* read end of its readiness pipe */
 };
+/* workerlog.c: a worker's log lines, relayed under the instance's tag. */
+#define WORKERLOG_LINE_MAX 1024	 /* a longer line is relayed in pieces */
+#define WORKERLOG_LINES_PER_S 500 /* more in one second are dropped, and counted */
+/* Opens v's channel (its FIFO in the run directory, made when absent) for
+ * the manager, once; 0, or -1 with err. */
+int workerlog_open(const struct manager *m, struct vtpm *v, struct err *err);
+/* A new write end of v's open channel, for a worker's stderr; -1 with err. */
+int workerlog_writer(const struct manager *m, const struct vtpm *v, struct err *err);
+int workerlog_fd(const struct vtpm *v); /* the manager's end, or -1 */
+void workerlog_read(struct vtpm *v);	/* relays what is there; never waits */
+void workerlog_drain(struct vtpm *v);	/* the same, and a last unended line */
+/* Drains and closes v's channel; remove (a deleted instance) unlinks it. */
+void workerlog_close(const struct manager *m, struct vtpm *v, bool remove);
+
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
 int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
 int worker_ready(struct vtpm *v);

@@ -89,7 +89,8 @@ api_ek_types(struct manager *m, json_t *list, unsigned int tpm_version, unsigned
 static struct api_response
 api_create(struct manager *m, const struct api_request *req)
 {
-	const char *name = NULL, *tpm = "2.0";
+	const char *name = NULL, *tpm = "2.0", *owner = NULL;
+	long owner_uid = -1, owner_gid = -1;
 	int start = 1;
 	unsigned int version, set;
 	json_t *ek = NULL;
@@ -98,11 +99,18 @@ api_create(struct manager *m, const struct api_request *req)
 	struct err e;
 
 	if (req->body == NULL ||
-	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o}", "name", &name, "tpm", &tpm,
-		"start", &start, "ek", &ek) != 0 || (ek != NULL && !json_is_array(ek)))
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o, s?s}", "name", &name, "tpm", &tpm,
+		"start", &start, "ek", &ek, "owner", &owner) != 0 ||
+	    (ek != NULL && !json_is_array(ek)))
 		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
-				      "\"start\": true|false, \"ek\": [TYPE, ...]}",
+				      "\"start\": true|false, \"ek\": [TYPE, ...], "
+				      "\"owner\": \"UID[:GID]\"}",
 		    "send a JSON object with at least a name, for example {\"name\": \"vm-a\"}");
+	if (owner != NULL && (registry_parse_owner(owner, &owner_uid, &owner_gid) == -1 ||
+				 owner_uid == 0 || owner_gid == 0))
+		return api_error(400, "owner must be \"UID\" or \"UID:GID\", numbers other than 0",
+		    "give the user (and group) its VM's QEMU runs as, for example "
+		    "\"64055:64055\"; root reaches every socket already");
 	if (!registry_valid_name(name))
 		return api_invalid_name();
 	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
@@ -116,9 +124,14 @@ api_create(struct manager *m, const struct api_request *req)
 	if (lifecycle_create(m, name, version, &v, &e) == -1)
 		return api_error(hwtpm_available(m->hw) ? 500 : 503, e.msg,
 		    "check vtpmd's log and the host TPM");
-	if (start) {
+	v->owner_uid = owner_uid;
+	v->owner_gid = owner_gid;
+	if (start)
 		v->desired_running = true;
-		registry_save(&m->cfg, v);
+	if ((start || owner != NULL) && registry_save(&m->cfg, v) == -1) {
+		lifecycle_delete(m, v);
+		return api_error(500, "cannot write the instance's record",
+		    "nothing was created; check the state directory");
 	}
 	/* With EKs: the worker, its EKs and their certificates, then the
 	 * answer (ops.c); the instance is deleted if any of it fails. */

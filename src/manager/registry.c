@@ -96,9 +96,45 @@ registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
 	strftime(v->created, sizeof(v->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	v->tpm_version = tpm_version;
 	v->slot = slot;
+	v->owner_uid = v->owner_gid = -1;
 	v->pidfd = -1;
 	v->readyfd = -1;
 	return v;
+}
+
+static int
+registry_parse_id(const char *s, const char *end, long *id)
+{
+	unsigned long long v = 0;
+
+	if (s == end || end - s > 10)
+		return -1;
+	for (const char *p = s; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (unsigned long long)(*p - '0');
+	}
+	/* uid_t and gid_t are 32 bits; (id_t)-1 means "unchanged" to chown. */
+	if (v >= 0xffffffffULL)
+		return -1;
+	*id = (long)v;
+	return 0;
+}
+
+int
+registry_parse_owner(const char *s, long *uid, long *gid)
+{
+	const char *colon = strchr(s, ':');
+
+	*uid = *gid = -1;
+	if (colon == NULL)
+		return registry_parse_id(s, s + strlen(s), uid);
+	if (registry_parse_id(s, colon, uid) == -1 ||
+	    registry_parse_id(colon + 1, colon + 1 + strlen(colon + 1), gid) == -1) {
+		*uid = *gid = -1;
+		return -1;
+	}
+	return 0;
 }
 
 /* Writes v's persistent fields to its instance.json, crash-safe. */
@@ -117,7 +153,11 @@ registry_save(const struct config *cfg, const struct vtpm *v)
 	    "created", v->created, "slot", (int)v->slot);
 	if (o == NULL ||
 	    (v->sealed_name[0] != '\0' &&
-	        json_object_set_new(o, "sealed_name", json_string(v->sealed_name)) == -1)) {
+	        json_object_set_new(o, "sealed_name", json_string(v->sealed_name)) == -1) ||
+	    (v->owner_uid != -1 &&
+	        json_object_set_new(o, "owner_uid", json_integer(v->owner_uid)) == -1) ||
+	    (v->owner_gid != -1 &&
+	        json_object_set_new(o, "owner_gid", json_integer(v->owner_gid)) == -1)) {
 		json_decref(o);
 		return -1;
 	}
@@ -156,6 +196,7 @@ registry_read(const struct config *cfg, const char *name)
 	json_t *o = NULL;
 	size_t len;
 	int slot = -1;
+	json_int_t owner_uid = -1, owner_gid = -1;
 
 	if (registry_path(cfg, name, "instance.json", path, sizeof(path)) == -1 ||
 	    fileio_read(path, REGISTRY_RECORD_MAX, &buf, &len) == -1) {
@@ -163,16 +204,19 @@ registry_read(const struct config *cfg, const char *name)
 		return NULL;
 	}
 	o = json_loadb((const char *)buf, len, 0, &jerr);
-	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i, s?s}", "name", &rname, "uuid",
-			     &uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot",
-			     &slot, "sealed_name", &sealed_name) != 0) {
+	if (o == NULL ||
+	    json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i, s?s, s?I, s?I}", "name", &rname, "uuid",
+		&uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot", &slot,
+		"sealed_name", &sealed_name, "owner_uid", &owner_uid, "owner_gid", &owner_gid) != 0) {
 		log_warnx("%s: not a valid instance record (%s); skipped", path,
 		    o == NULL ? jerr.text : "missing fields");
 		goto out;
 	}
 	if (strcmp(rname, name) != 0 || strlen(uuid) != 36 || slot < 0 ||
 	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0) ||
-	    (sealed_name[0] != '\0' && !registry_valid_hex_name(sealed_name))) {
+	    (sealed_name[0] != '\0' && !registry_valid_hex_name(sealed_name)) ||
+	    owner_uid < -1 || owner_uid >= 0xffffffffLL || owner_gid < -1 ||
+	    owner_gid >= 0xffffffffLL || (owner_gid != -1 && owner_uid == -1)) {
 		log_warnx("%s: inconsistent instance record; skipped", path);
 		goto out;
 	}
@@ -183,6 +227,8 @@ registry_read(const struct config *cfg, const char *name)
 	snprintf(v->created, sizeof(v->created), "%s", created);
 	snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", sealed_name);
 	v->desired_running = strcmp(desired, "running") == 0;
+	v->owner_uid = (long)owner_uid;
+	v->owner_gid = (long)owner_gid;
 out:
 	json_decref(o);
 	free(buf);

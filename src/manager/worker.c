@@ -45,25 +45,46 @@ worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size
 }
 
 /*
- * Gives v's sockets to socket-group (mode 0660), as a worker does with
- * --socket-group, for a worker started without it (provisioning). The
- * paths are changed, not the descriptors. 0 (also without socket-group),
- * or -1 with err.
+ * Who may connect to v's sockets, besides root: its owner (owner_uid, and
+ * members of owner_gid when set) if it has one, else members of
+ * socket-group, else nobody. 0 in *uid or *gid: unchanged.
+ */
+static void
+worker_socket_owner(const struct manager *m, const struct vtpm *v, uid_t *uid, gid_t *gid)
+{
+	if (v->owner_uid != -1) {
+		*uid = (uid_t)v->owner_uid;
+		*gid = v->owner_gid != -1 ? (gid_t)v->owner_gid : 0;
+	} else {
+		*uid = 0;
+		*gid = m->cfg.socket_gid;
+	}
+}
+
+/*
+ * Gives v's sockets to their owner and group (worker_socket_owner; mode
+ * 0660 with a group, else 0600), as a worker does with --socket-owner and
+ * --socket-group, for a worker started without them (provisioning). The
+ * paths are changed, not the descriptors. 0 (also when nobody but root
+ * is to connect), or -1 with err.
  */
 int
 worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX];
 	const char *paths[] = {data, ctrl};
+	uid_t uid;
+	gid_t gid;
 
-	if (m->cfg.socket_gid == 0)
+	worker_socket_owner(m, v, &uid, &gid);
+	if (uid == 0 && gid == 0)
 		return 0;
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-		if (lchown(paths[i], (uid_t)-1, m->cfg.socket_gid) == -1 ||
-		    chmod(paths[i], 0660) == -1)
-			return err_errno(err, "%s: giving it to socket-group %u", paths[i],
-			    (unsigned int)m->cfg.socket_gid);
+		if (lchown(paths[i], uid != 0 ? uid : (uid_t)-1, gid != 0 ? gid : (gid_t)-1) == -1 ||
+		    chmod(paths[i], gid != 0 ? 0660 : 0600) == -1)
+			return err_errno(err, "%s: giving it to %u:%u", paths[i], (unsigned int)uid,
+			    (unsigned int)gid);
 	return 0;
 }
 
@@ -192,8 +213,9 @@ worker_reap(pid_t pid)
 }
 
 /*
- * Spawns the worker with fds 0 and 1 on /dev/null, 3 the key pipe, 4 the
- * readiness pipe (both above 4 here), stderr kept, nothing else, in its own
+ * Spawns the worker with fds 0 and 1 on /dev/null, 2 its log channel
+ * (workerlog.c), 3 the key pipe, 4 the readiness pipe (all three above 4
+ * here), nothing else, in its own
  * session with default signals. posix_spawn (a vfork-like clone in glibc)
  * rather than fork: the manager is not copied, so neither the copy nor
  * the copy-on-write faults of the manager's next steps (the unseal, which
@@ -201,10 +223,12 @@ worker_reap(pid_t pid)
  */
 static int
 worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd,
-    pid_t *pid)
+    int logfd, pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
-	char uid[16], gid[16], sockgid[16];
+	char uid[16], gid[16], sockuid[16], sockgid[16];
+	uid_t owner;
+	gid_t group;
 	const char *lvl[] = {"error", "warn", "info", "debug"};
 	const char *argv[32];
 	posix_spawn_file_actions_t fa;
@@ -242,6 +266,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	argv[n++] = v->tpm_version == 2 ? "2" : "1.2";
 	argv[n++] = "--log-level";
 	argv[n++] = lvl[m->cfg.log_level];
+	argv[n++] = "--log-relayed";
 	if (m->cfg.worker_uid_base != 0 && geteuid() == 0) {
 		snprintf(uid, sizeof(uid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
 		snprintf(gid, sizeof(gid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
@@ -250,14 +275,20 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 		argv[n++] = "--sandbox-gid";
 		argv[n++] = gid;
 	}
-	/* socket-group: the sockets go to that group (QEMU's), mode 0660;
-	 * config.c resolved it to a gid, so the worker looks up no names.
-	 * Not yet for a worker to provision: the manager sends it commands
-	 * from its loop, and a member of the group (any VM's QEMU) that
-	 * connected first would hold them, and the loop, in the worker's
-	 * line; worker_share_sockets gives them once it is provisioned. */
-	if (m->cfg.socket_gid != 0 && v->prov == NULL) {
-		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)m->cfg.socket_gid);
+	/* The sockets go to the instance's owner (its QEMU's user), or to
+	 * socket-group (QEMU's group) with mode 0660; numbers, so the worker
+	 * looks up no names. Not yet for a worker to provision: the manager
+	 * sends it commands from its loop, and a client that connected first
+	 * would hold them, and the loop, in the worker's line;
+	 * worker_share_sockets gives them once it is provisioned. */
+	worker_socket_owner(m, v, &owner, &group);
+	if (owner != 0 && v->prov == NULL) {
+		snprintf(sockuid, sizeof(sockuid), "%u", (unsigned int)owner);
+		argv[n++] = "--socket-owner";
+		argv[n++] = sockuid;
+	}
+	if (group != 0 && v->prov == NULL) {
+		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)group);
 		argv[n++] = "--socket-group";
 		argv[n++] = sockgid;
 	}
@@ -276,6 +307,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	    (rc = posix_spawn_file_actions_adddup2(&fa, 0, 1)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, keyfd, 3)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, readyfd, 4)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, logfd, 2)) == 0 &&
 	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 5)) == 0 &&
 	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
 	                                              POSIX_SPAWN_SETSIGDEF)) == 0 &&
@@ -329,7 +361,7 @@ int
 worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err)
 {
 	char state[PATH_MAX];
-	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, logfd = -1;
 	uid_t uid = m->cfg.worker_uid_base + v->slot;
 	pid_t pid;
 	int rc;
@@ -353,13 +385,18 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 		err_set(err, ERR_FAILED, "pipe: %s", strerror(errno));
 		goto fail;
 	}
+	if (workerlog_open(m, v, err) == -1 || (logfd = workerlog_writer(m, v, err)) == -1) {
+		err_wrap(err, "its log channel");
+		goto fail;
+	}
 	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
 	 * one with the other. */
-	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1) {
+	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1 ||
+	    worker_fd_above(&logfd, 4) == -1) {
 		err_set(err, ERR_FAILED, "fcntl: %s", strerror(errno));
 		goto fail;
 	}
-	rc = worker_spawn(m, v, state, keyp[0], readyp[1], &pid);
+	rc = worker_spawn(m, v, state, keyp[0], readyp[1], logfd, &pid);
 	if (rc != 0) {
 		err_set(err, ERR_FAILED, "spawn %s: %s",
 		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
@@ -367,7 +404,8 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	}
 	close(keyp[0]);
 	close(readyp[1]);
-	keyp[0] = readyp[1] = -1;
+	close(logfd);
+	keyp[0] = readyp[1] = logfd = -1;
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
@@ -387,6 +425,8 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	worker_write_pidfile(m, v);
 	return 0;
 fail:
+	if (logfd != -1)
+		close(logfd);
 	for (int i = 0; i < 2; i++) {
 		if (keyp[i] != -1)
 			close(keyp[i]);
@@ -444,6 +484,7 @@ worker_adopt(struct manager *m, struct vtpm *v)
 {
 	char pidfile[PATH_MAX];
 	unsigned long long start;
+	struct err err = {0};
 	uint8_t *buf;
 	size_t len;
 	int pid;
@@ -464,6 +505,11 @@ worker_adopt(struct manager *m, struct vtpm *v)
 		return -1;
 	v->pid = pid;
 	v->child = false;
+	/* Its log channel, as the vtpmd that started it left it (or, for a
+	 * worker an older vtpmd started on its own stderr, a new one it never
+	 * writes to). */
+	if (workerlog_open(m, v, &err) == -1)
+		log_warnx("%s: its log lines are not relayed: %s", v->name, err.msg);
 	return 0;
 }
 

@@ -66,8 +66,6 @@ cp "$T/svc/state/instances/vm-a/sealed.key" "$W/sealed.bin"
 openssl x509 -in "$T/svc/state/host/ck.pem" -out "$W/ck.pem" || fail "the CK certificate"
 note "root stops vtpmd and has the host TPM to itself"
 stop_pid "$VTPMD_PID"
-# root uses the host TPM as vtpmd does, with the approval key vtpmd holds
-cp "$T/svc/state/approval.pem" "$W/approval.pem"
 
 # split_sealed DIR: DIR/sealed.pub, the TPM2B_PUBLIC of DIR/sealed.bin.
 split_sealed() {
@@ -100,11 +98,14 @@ forge() {
 	else
 		qd=$(sha256sum "$vek" | cut -c1-64)
 	fi
-	HOSTATTEST_PCRS=$PCRS "$CHECK" host "$HOST_TCTI" "$dir" certify-sealed "$qd" >/dev/null \
-		2>"$T/err" ||
-		fail "hostattest-check certify-sealed: $(cat "$T/err")"
-	HOSTATTEST_PCRS=$PCRS "$CHECK" host "$HOST_TCTI" "$dir" quote "$qd" >/dev/null \
-		2>"$T/err" || fail "hostattest-check quote: $(cat "$T/err")"
+	# The CK works only under the approval key's policy: root uses the
+	# key from vtpmd's state directory (where the lab keeps it; in
+	# production, an approval stored on the host serves as well).
+	cp "$T/svc/state/approval.pem" "$dir/approval.pem"
+	HOSTATTEST_PCRS=$PCRS "$CHECK" host "$HOST_TCTI" "$dir" certify-sealed "$qd" \
+		>/dev/null 2>"$T/err" || fail "hostattest-check certify-sealed: $(cat "$T/err")"
+	HOSTATTEST_PCRS=$PCRS "$CHECK" host "$HOST_TCTI" "$dir" quote "$qd" >/dev/null 2>"$T/err" ||
+		fail "the CK's quote (hostattest-check quote): $(cat "$T/err")"
 	xy=$(openssl pkey -pubin -in "$W/approval.pub.pem" -outform DER | tail -c 64 |
 		od -An -tx1 -v | tr -d ' \n')
 	jq -n --rawfile ck "$W/ck.pem" --arg uuid "$uuid" --arg vek "$(b64 "$vek")" \
@@ -205,6 +206,4 @@ start_vtpmd svc --root-tcti "$HOST_TCTI"
 	fail "create vm-b: $(cat "$W/vm-b.json")"
 assert_eq "$(jq '.endorsement.eks | length' "$W/vm-b.json")" 2 "vm-b's EKs"
 stop_pid "$VTPMD_PID"
-# root uses the host TPM as vtpmd does, with the approval key vtpmd holds
-cp "$T/svc/state/approval.pem" "$W/approval.pem"
 echo "ok"

@@ -23,13 +23,14 @@
  *                                certification of DIR/sealed.bin, with HEX
  *                                as qualifying data
  *   host TCTI DIR quote HEX      DIR/quote.attest, DIR/quote.sig over PCRs
- *                                0,2,4,7,16 (or HOSTATTEST_PCRS) with nonce
- *                                HEX; "pcr I HEX"
+ *                                0,2,4,7,16 with nonce HEX; "pcr I HEX"
  *   host TCTI DIR counts         each operation twice in one process (the
  *                                second finds its keys known), activation
  *                                of a credential_make credential included;
  *                                "count OP FIRST SECOND"
  * Each host step prints "commands N", the host-TPM commands it sent.
+ * HOSTATTEST_PCRS (e.g. "0,2,4,7", vtpmd's default) replaces the PCRs
+ * 0,2,4,7,16 in the approvals and quotes above.
  *
  * A vTPM (ENDPOINT its data channel, unix:PATH or tcp:HOST:PORT):
  *   vtpm ENDPOINT DIR ek rsa|ecc        DIR/vek-KIND.pub
@@ -53,30 +54,9 @@ static struct err terr;
 
 #define CHECK_MAX_FILE 16384
 
-/* The host PCRs approved, quoted and bound; HOSTATTEST_PCRS (a list such as
- * "0,2,4,7", as vtpmctl policy shows vtpmd's) replaces them. */
 static struct pcr_selection check_sel = {
     .mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7 | 1u << 16,
 };
-
-static void
-check_pcrs_from_env(void)
-{
-	const char *list = getenv("HOSTATTEST_PCRS");
-	char *end;
-	long i;
-
-	if (list == NULL)
-		return;
-	check_sel.mask = 0;
-	do {
-		i = strtol(list, &end, 10);
-		if (end == list || i < 0 || i >= TPM_PCRS || (*end != ',' && *end != '\0'))
-			fatalx(2, "HOSTATTEST_PCRS: a list of PCR numbers, such as 0,2,4,7");
-		check_sel.mask |= 1u << i;
-		list = end + 1;
-	} while (*end == ',');
-}
 
 static const uint8_t check_cred_header[8] = {0xba, 0xdc, 0xc0, 0xde, 0x00, 0x00, 0x00, 0x01};
 
@@ -415,6 +395,9 @@ host_main(int argc, char **argv)
 	unsigned long before;
 	size_t n;
 
+	if (getenv("HOSTATTEST_PCRS") != NULL &&
+	    pcrpolicy_parse(getenv("HOSTATTEST_PCRS"), &check_sel) == -1)
+		fatalx(2, "HOSTATTEST_PCRS: not a list of PCRs: %s", getenv("HOSTATTEST_PCRS"));
 	hw = check_hw = hwtpm_open(argv[2], NULL, &terr);
 	if (hw == NULL)
 		fatalx(1, "host TPM: %s", terr.msg);
@@ -503,7 +486,6 @@ main(int argc, char **argv)
 {
 	log_init("hostattest-check", LOG_LEVEL_INFO);
 	atexit(check_cleanup);
-	check_pcrs_from_env();
 	if (argc >= 5 && strcmp(argv[1], "host") == 0)
 		return host_main(argc, argv);
 	if (argc >= 5 && strcmp(argv[1], "vtpm") == 0)

@@ -243,6 +243,7 @@ teardown(void **state)
 		close(f->p.keyfd);
 	if (f->p.readyfd != -1)
 		close(f->p.readyfd);
+	workerlog_close(f->m, f->v, true);
 	free(f->v);
 	free(f->m);
 	unsetenv(MODE_ENV);
@@ -433,7 +434,7 @@ test_spawn_ready(void **state)
 	snprintf(want, sizeof(want),
 	    "vtpmd-instance\n--name\nvm1\n--state\n%s/instances/vm1/state\n"
 	    "--ctrl\nunix:%s/vm1.sock.ctrl\n--data\nunix:%s/vm1.sock\n--key-fd\n3\n"
-	    "--ready-fd\n4\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n",
+	    "--ready-fd\n4\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n--log-relayed\n",
 	    f->m->cfg.state_dir, f->m->cfg.run_dir, f->m->cfg.run_dir);
 	assert_string_equal(text, want);
 	free(text);
@@ -704,7 +705,9 @@ test_adopt(void **state)
 	assert_int_equal(poll(&pfd, 1, 0), 0); /* it runs */
 	kill(f->v->pid, SIGKILL);
 	assert_int_equal(poll(&pfd, 1, 10000), 1); /* and it is watched */
+	assert_true(workerlog_fd(again) >= 0);	    /* its log channel, opened again */
 	close(again->pidfd);
+	workerlog_close(f->m, again, false);
 	free(again);
 }
 
@@ -793,6 +796,7 @@ test_real_worker(void **state)
 	/* Its command line is one a restarted manager adopts. */
 	assert_int_equal(worker_adopt(f->m, again), 0);
 	close(again->pidfd);
+	workerlog_close(f->m, again, false);
 	free(again);
 
 	assert_int_equal(kill(f->v->pid, SIGTERM), 0);

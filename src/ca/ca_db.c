@@ -886,7 +886,7 @@ ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const cha
 {
 	char key_hex[2 * sizeof(approval->x) + 2 * sizeof(approval->y) + 1] = "";
 	struct ca_host h;
-	struct err inner;
+	struct err inner = {0};
 	sqlite3_stmt *st;
 	int rc;
 
@@ -1021,7 +1021,7 @@ ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool ad
     bool *unknown, struct err *err)
 {
 	struct ca_host by_ek, by_name;
-	struct err e1, e2;
+	struct err e1 = {0}, e2 = {0};
 	int r1 = ca_db_host_by(db, false, ek_key, &by_ek, &e1);
 	int r2 = r1 == 0 ? 0 : ca_db_host_by(db, true, name, &by_name, &e2);
 

@@ -584,7 +584,7 @@ hwtpm_ck(struct hwtpm *hw, const struct approval_pub *approval, uint8_t **ck_pub
  * the SRK, whose public area hwtpm_connect checked against the pin before
  * any session. None is kept between operations: a TPM may hold as few as
  * three loaded sessions, and vtpmd keeps two (ESYS's HMAC session, the
- * unseal's policy session) beside a seal's. Returns 0 with *session, or
+ * unseal's policy session) beside a seal's or a PCR read's. Returns 0 with *session, or
  * -1 with err: ERR_POLICY when the host PCRs are not the approved ones.
  */
 static int

@@ -14,7 +14,9 @@
  * against the pin (before any session is salted to it), a loaded object's
  * Name against the one computed from the blob vtpmd keeps (and the
  * sessions' HMACs cover the computed one, so the TPM itself refuses an
- * object swapped behind a forged Name), responses by their session HMACs.
+ * object swapped behind a forged Name), responses by their session HMACs,
+ * the host PCR values included (hwtpm_pcr.c reads them in an audit
+ * session).
  *
  * A state key is sealed under the SRK with an authPolicy of
  * PolicyAuthorize(approval key, APPROVAL_POLICY_REF): it can be unsealed only
@@ -55,6 +57,18 @@ hwtpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
 	tss_verr(err, ERR_HOST_TPM, "", rc, fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* Whether rc is the TPM's refusal of a session's HMAC (TPM_RC_BAD_AUTH,
+ * or TPM_RC_AUTH_FAIL where the DA logic counted it): the authorization
+ * does not match the command as the TPM received it. */
+bool
+hwtpm_rc_bad_auth(TSS2_RC rc)
+{
+	TSS2_RC base = rc & ~(TSS2_RC)(TPM2_RC_S | TPM2_RC_P | TPM2_RC_N_MASK);
+
+	return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER && (rc & TPM2_RC_FMT1) &&
+	    (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL);
 }
 
 static struct hwtpm_tcti *
@@ -405,6 +419,7 @@ hwtpm_disconnect(struct hwtpm *hw)
 	hw->srk = hw->esys_session = ESYS_TR_NONE;
 	hwtpm_session_end(hw, &hw->policy, false);
 	hwtpm_session_end(hw, &hw->seal, false);
+	hwtpm_session_end(hw, &hw->audit, false);
 	hw->pending = 0;
 	hw->have_ticket = false;
 	memset(hw->ek, 0, sizeof(hw->ek));
@@ -671,56 +686,6 @@ hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out)
 	if (pcrpolicy_selection(sel, buf) == -1 ||
 	    Tss2_MU_TPML_PCR_SELECTION_Unmarshal(buf, sizeof(buf), &off, out) != TSS2_RC_SUCCESS)
 		return -1;
-	return 0;
-}
-
-/* Reads the selected sha256 PCRs into values[i] for every bit i of the
- * mask. Returns 0 or -1. */
-int
-hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
-    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
-{
-	TPML_PCR_SELECTION want, *got = NULL;
-	TPML_DIGEST *digests = NULL;
-	uint32_t remaining = sel->mask, counter;
-	TSS2_RC rc;
-
-	if (hwtpm_enter(hw, err) == -1)
-		return -1;
-	/* The TPM returns at most 8 digests per call. */
-	while (remaining != 0) {
-		struct pcr_selection part = {.mask = remaining};
-		if (hwtpm_selection(&part, &want) == -1) {
-			hwtpm_seterr(err, 0, "select host PCRs");
-			return -1;
-		}
-		rc = Esys_PCR_Read(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want,
-		    &counter, &got, &digests);
-		if (rc != TSS2_RC_SUCCESS) {
-			hwtpm_seterr(err, rc, "read host PCRs");
-			return -1;
-		}
-		uint32_t answered = 0;
-		uint32_t d = 0;
-		for (int i = 0; i < TPM_PCRS && got->count == 1; i++) {
-			if (!(got->pcrSelections[0].pcrSelect[i / 8] & (1u << (i % 8))))
-				continue;
-			if (d >= digests->count || digests->digests[d].size != TPM_DIGEST_LEN)
-				break;
-			memcpy(values[i], digests->digests[d].buffer, TPM_DIGEST_LEN);
-			answered |= 1u << i;
-			d++;
-		}
-		Esys_Free(got);
-		Esys_Free(digests);
-		got = NULL;
-		digests = NULL;
-		if (answered == 0) {
-			hwtpm_seterr(err, 0, "host TPM has no sha256 bank for the selected PCRs");
-			return -1;
-		}
-		remaining &= ~answered;
-	}
 	return 0;
 }
 

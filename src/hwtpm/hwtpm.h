@@ -17,13 +17,14 @@
 #include "common/common.h"
 #include "tpm/tpm.h"
 
-/* hwtpm.c, hwtpm_seal.c: the host TPM (tpm2-tss): SRK, salted sessions,
- * sealed keys. Functions that can fail return -1 (NULL) with err set:
- * ERR_HOST_TPM when the TPM failed or could not be reached, or when what
- * came back over the link is not what vtpmd sealed or pinned (the
- * message says which); hwtpm_unseal also ERR_POLICY (the host PCRs are
- * in no approved configuration) and ERR_FOREIGN (the sealed object is
- * not this TPM's). */
+/* hwtpm.c, hwtpm_pcr.c, hwtpm_seal.c: the host TPM (tpm2-tss): SRK,
+ * salted sessions, the host PCRs (read in an audit session whose answers
+ * vtpmd authenticates), sealed keys. Functions that can fail return -1
+ * (NULL) with err set: ERR_HOST_TPM when the TPM failed or could not be
+ * reached, or when what came back over the link is not what vtpmd sealed
+ * or pinned, or does not authenticate (the message says which);
+ * hwtpm_unseal also ERR_POLICY (the host PCRs are in no approved
+ * configuration) and ERR_FOREIGN (the sealed object is not this TPM's). */
 struct hwtpm;
 struct hwtpm *hwtpm_open(const char *tcti_conf, const char *pin_path, struct err *err);
 void hwtpm_close(struct hwtpm *hw);

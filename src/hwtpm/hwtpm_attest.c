@@ -584,7 +584,7 @@ hwtpm_ck(struct hwtpm *hw, const struct approval_pub *approval, uint8_t **ck_pub
  * the SRK, whose public area hwtpm_connect checked against the pin before
  * any session. None is kept between operations: a TPM may hold as few as
  * three loaded sessions, and vtpmd keeps two (ESYS's HMAC session, the
- * unseal's policy session) beside a seal's. Returns 0 with *session, or
+ * unseal's policy session) beside a seal's or a PCR read's. Returns 0 with *session, or
  * -1 with err: ERR_POLICY when the host PCRs are not the approved ones.
  */
 static int
@@ -773,6 +773,26 @@ hwtpm_attestation_clear(struct hwtpm_attestation *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
+/*
+ * Fills err for the host TPM's failure rc of a command (cc_name) the CK
+ * signs under its salted policy session (hwtpm_policy_approved), doing
+ * what. The session's HMAC covers the command's cpHash, which names the
+ * objects as vtpmd computed them, so a TPM that refuses it (TPM_RC_BAD_AUTH
+ * or TPM_RC_AUTH_FAIL) received another command than vtpmd sent: an object
+ * or Name changed on the host-TPM link (as with the Unseal, hwtpm_seal.c).
+ * Any other failure is worded as the TPM's. Returns -1.
+ */
+static int
+hwtpm_ck_refused(TSS2_RC rc, const char *cc_name, const char *what, struct err *err)
+{
+	if (!hwtpm_rc_bad_auth(rc))
+		return hwtpm_seterr(err, rc, "%s", what);
+	return hwtpm_seterr(err, rc, "%s: the host TPM refused the authorization of %s by the "
+	    "CK, whose salted policy session's HMAC covers the Names of what vtpmd sent: an "
+	    "object or Name changed on the host TPM link (or the approval does not match); "
+	    "nothing was signed", what, cc_name);
+}
+
 /* TPM2_Certify of the loaded object obj by the CK, over qualifying data.
  * The object's ADMIN role is authorized with its empty authValue, the
  * CK's USER role by its policy: the host PCRs in sel and their approval
@@ -802,7 +822,7 @@ hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const struct pcr_selection *sel,
 	    &hwtpm_key_scheme, &attest, &sig);
 	if (rc != TSS2_RC_SUCCESS) {
 		Esys_FlushContext(hw->esys, session);
-		hwtpm_seterr(err, rc, "certify with the CK");
+		hwtpm_ck_refused(rc, "TPM2_Certify", "certify with the CK", err);
 		goto out;
 	}
 	ret = hwtpm_put_attestation(attest, sig, ev, err);
@@ -1029,7 +1049,7 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct appr
 		    &hwtpm_key_scheme, &tsel, &attest, &sig);
 		if (rc != TSS2_RC_SUCCESS) {
 			Esys_FlushContext(hw->esys, session);
-			hwtpm_seterr(err, rc, "quote with the CK");
+			hwtpm_ck_refused(rc, "TPM2_Quote", "quote with the CK", err);
 			goto out;
 		}
 		if (hwtpm_pcr_read(hw, sel, values, err) == -1)

@@ -26,7 +26,7 @@ struct hwtpm_tcti {
 	unsigned long commands;
 };
 
-/* A session of hwtpm_seal.c, whose cryptography vtpmd does itself. */
+/* A session whose cryptography vtpmd does itself (hwtpm_session.c). */
 struct hwtpm_session {
 	TPM2_HANDLE handle;		/* 0: none */
 	uint8_t key[TPM_DIGEST_LEN];	/* sessionKey: secret */
@@ -53,6 +53,7 @@ struct hwtpm {
 			       * started at first use (hwtpm_esys_session) */
 	struct hwtpm_session policy; /* the unseal's, kept across starts */
 	struct hwtpm_session seal;   /* a seal's, for its one command */
+	struct hwtpm_session audit;  /* a PCR read's, for its reads (hwtpm_pcr.c) */
 	uint8_t salt[CREDENTIAL_SEED_LEN]; /* a session's salt while it starts */
 	uint8_t cfb[32];		   /* AES-128 key || IV of one CFB pass */
 	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
@@ -72,6 +73,7 @@ struct hwtpm {
 /* hwtpm.c */
 int hwtpm_seterr(struct err *err, TSS2_RC rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+bool hwtpm_rc_bad_auth(TSS2_RC rc);
 int hwtpm_selection(const struct pcr_selection *sel, TPML_PCR_SELECTION *out);
 int hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
     uint8_t out[TPM_DIGEST_LEN]);
@@ -83,6 +85,17 @@ int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, 
     size_t *pub_len, TPM2B_NAME *name, struct err *err);
 void hwtpm_name_hex(const TPM2B_NAME *name, char hex[static 2 * sizeof(TPMU_NAME) + 1]);
 extern const TPMT_SYM_DEF hwtpm_aes_cfb;
+
+/* hwtpm_session.c: sessions whose cryptography vtpmd does itself */
+int hwtpm_session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct err *err);
+int hwtpm_session_cfb(struct hwtpm *hw, const struct hwtpm_session *s, const TPM2B_NONCE *newer,
+    const TPM2B_NONCE *older, uint8_t *buf, size_t len, int encrypt);
+int hwtpm_session_begin(const struct hwtpm_session *s, TPMA_SESSION attrs, TPMS_AUTH_COMMAND *auth);
+int hwtpm_session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc,
+    const TPM2B_NAME *name, TPMS_AUTH_COMMAND *auth);
+int hwtpm_session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
+    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm,
+    struct err *err);
 
 /* hwtpm_sapi.c */
 TSS2_RC hwtpm_sapi_execute(struct hwtpm *hw, const TSS2L_SYS_AUTH_COMMAND *auths,

@@ -7,8 +7,8 @@
  * ticket hwtpm_verify_approval got once), and Unseal returns the key.
  *
  * These commands go through tpm2-tss's System API, with the sessions'
- * cryptography done here, instead of through ESYS, for two measured
- * reasons:
+ * cryptography done by vtpmd (hwtpm_session.c), instead of through ESYS,
+ * for two measured reasons:
  *   - tpm2-tss 3.2 (Debian 12) builds a new OpenSSL library context for
  *     every hash and nonce ESYS computes, which cost vtpmd about 4 ms of
  *     CPU per start (perf: OpenSSL's name map and DRBG set up again and
@@ -19,28 +19,13 @@
  *     unlocked and never wiped: the state key given to Esys_Create stayed
  *     there in the clear. Here the key exists only in secret memory and,
  *     encrypted, in the command buffer.
- * Every other host-TPM operation stays on ESYS.
+ * Every other host-TPM operation but the PCR reads (hwtpm_pcr.c) stays on
+ * ESYS.
  *
- * Sessions are salted to the SRK and unbound. The policy session is
- * started once and kept (a TPM resets a policy session that authorized a
- * command with continueSession set); a seal uses an HMAC session for that
- * one command. What this file computes (TPM 2.0 Part 1, "Session-based
- * Authorizations", "Salted Session", "Parameter Encryption"):
- *   salt        secret sharing with the SRK, label "SECRET" (credential.c)
- *   sessionKey  KDFa(SHA-256, salt, "ATH", nonceTPM, nonceCaller, 256)
- *   command     HMAC(sessionKey, cpHash || nonceCaller || nonceTPM || attrs),
- *               cpHash = H(commandCode || Name(handle) || parameters)
- *   response    HMAC(sessionKey, rpHash || nonceTPM' || nonceCaller || attrs),
- *               rpHash = H(TPM_RC_SUCCESS || commandCode || parameters),
- *               checked before anything of the response is used
- *   parameters  AES-128-CFB, key || IV = KDFa(SHA-256, sessionKey, "CFB",
- *               nonceNewer, nonceOlder, 256): the caller's nonce is the
- *               newer one for a command, the TPM's for a response.
- * The authValues involved are empty (the SRK's; the sealed object's, and a
- * policy session without PolicyAuthValue uses none), so nothing joins
- * sessionKey in any key. Salts, session keys and CFB keys live in struct
- * hwtpm, which is secret memory, and are wiped when used up or when their
- * session ends; an unsealed key is decrypted in the caller's memory.
+ * The policy session is started once and kept (a TPM resets a policy
+ * session that authorized a command with continueSession set); a seal
+ * uses an HMAC session for that one command. An unsealed key is decrypted
+ * in the caller's memory.
  *
  * What crosses the link is not believed for what it says (hwtpm.c): the
  * sessions are salted to the SRK public area checked against the pin; the
@@ -68,206 +53,14 @@
 #include "hwtpm.h"
 #include "hwtpm_private.h"
 
-#define SEAL_NONCE_LEN TPM_DIGEST_LEN
-#define SEAL_AES_LEN   16 /* AES-128: key and IV */
-#define HWTPM_SAPI_TRIES     10 /* sends of one command the TPM asks to retry */
 #define UNSEAL_ATTRS   (TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT)
 #define SEAL_ATTRS     TPMA_SESSION_DECRYPT /* and ends the session */
-
-static void
-seal_put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* Whether rc is the TPM's answer (as opposed to a failure to reach it). */
 static bool
 seal_from_tpm(TSS2_RC rc)
 {
 	return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER;
-}
-
-/* Starts a session of type salted to the SRK into s; the salt exists in
- * hw->salt (secret memory) until sessionKey is derived. Returns 0 or -1. */
-static int
-session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s, struct err *err)
-{
-	uint8_t pub[sizeof(TPM2B_PUBLIC)], *enc = NULL;
-	size_t pub_len = 0, enc_len = 0, off = 0;
-	TPM2B_ENCRYPTED_SECRET encrypted = {0};
-	TPM2B_NONCE caller = {.size = SEAL_NONCE_LEN}, tpm = {0};
-	TPMI_SH_AUTH_SESSION handle = 0;
-	int tries = 0, ret = -1;
-	struct err share = {.msg = "marshalling"};
-	TSS2_RC rc;
-
-	if (Tss2_MU_TPM2B_PUBLIC_Marshal(&hw->srk_pub, pub, sizeof(pub), &pub_len) !=
-	        TSS2_RC_SUCCESS ||
-	    credential_share_secret(pub, pub_len, "SECRET", hw->salt, &enc, &enc_len, &share) ==
-	        -1 ||
-	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc, enc_len, &off, &encrypted) !=
-	        TSS2_RC_SUCCESS ||
-	    RAND_bytes(caller.buffer, caller.size) != 1) {
-		hwtpm_seterr(err, 0, "salt a session to the SRK: %s", share.msg);
-		goto out;
-	}
-	do {
-		rc = Tss2_Sys_StartAuthSession_Prepare(hw->sys, HWTPM_SRK_HANDLE, TPM2_RH_NULL,
-		    &caller, &encrypted, type, &hwtpm_aes_cfb, TPM2_ALG_SHA256);
-		if (rc == TSS2_RC_SUCCESS)
-			rc = hwtpm_sapi_execute(hw, NULL, NULL);
-	} while (hwtpm_sapi_again(rc, &tries));
-	if (rc == TSS2_RC_SUCCESS)
-		rc = Tss2_Sys_StartAuthSession_Complete(hw->sys, &handle, &tpm);
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, rc, "start a salted session");
-		goto out;
-	}
-	s->handle = handle;
-	s->nonce_tpm = tpm;
-	if (credential_kdfa(hw->salt, sizeof(hw->salt), "ATH", tpm.buffer, tpm.size, caller.buffer,
-	        caller.size, s->key, 8 * sizeof(s->key), NULL) == -1) {
-		hwtpm_seterr(err, 0, "derive the session key");
-		hwtpm_session_end(hw, s, true);
-		goto out;
-	}
-	ret = 0;
-out:
-	OPENSSL_cleanse(hw->salt, sizeof(hw->salt));
-	free(enc);
-	return ret;
-}
-
-/* HMAC-SHA-256 under s's key of the n parts, into out. */
-static int
-session_hmac(const struct hwtpm_session *s, const TPM2B_DIGEST *parts[], size_t n,
-    uint8_t out[TPM_DIGEST_LEN])
-{
-	uint8_t buf[4 * sizeof(TPMU_HA) + 1];
-	size_t len = 0;
-	unsigned int out_len = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (parts[i]->size > sizeof(buf) - len)
-			return -1;
-		memcpy(buf + len, parts[i]->buffer, parts[i]->size);
-		len += parts[i]->size;
-	}
-	if (HMAC(EVP_sha256(), s->key, sizeof(s->key), buf, len, out, &out_len) == NULL ||
-	    out_len != TPM_DIGEST_LEN)
-		return -1;
-	return 0;
-}
-
-/* A session-attributes octet as a part of an HMAC. */
-static TPM2B_DIGEST
-session_attrs(TPMA_SESSION attrs)
-{
-	TPM2B_DIGEST d = {.size = 1};
-
-	d.buffer[0] = attrs;
-	return d;
-}
-
-/* AES-128-CFB over len bytes of buf in place, under s's key and the two
- * nonces (newer first); encrypt or decrypt. The key and IV are derived
- * into hw->cfb (secret memory) and wiped. Returns 0 or -1. */
-static int
-session_cfb(struct hwtpm *hw, const struct hwtpm_session *s, const TPM2B_NONCE *newer,
-    const TPM2B_NONCE *older, uint8_t *buf, size_t len, int encrypt)
-{
-	EVP_CIPHER_CTX *aes = NULL;
-	int n = 0, ret = -1;
-
-	_Static_assert(sizeof(hw->cfb) == 2 * SEAL_AES_LEN, "AES-128 key and IV");
-	if (credential_kdfa(s->key, sizeof(s->key), "CFB", newer->buffer, newer->size,
-	        older->buffer, older->size, hw->cfb, 8 * sizeof(hw->cfb), NULL) == 0 &&
-	    (aes = EVP_CIPHER_CTX_new()) != NULL &&
-	    EVP_CipherInit_ex(aes, EVP_aes_128_cfb128(), NULL, hw->cfb, hw->cfb + SEAL_AES_LEN,
-	        encrypt) == 1 &&
-	    EVP_CipherUpdate(aes, buf, &n, buf, (int)len) == 1 && (size_t)n == len)
-		ret = 0;
-	EVP_CIPHER_CTX_free(aes);
-	OPENSSL_cleanse(hw->cfb, sizeof(hw->cfb));
-	return ret;
-}
-
-/* Fills auth for s with a fresh nonce and attrs; its HMAC comes later
- * (session_sign), once the parameters are final. Returns 0 or -1. */
-static int
-session_begin(const struct hwtpm_session *s, TPMA_SESSION attrs, TPMS_AUTH_COMMAND *auth)
-{
-	memset(auth, 0, sizeof(*auth));
-	auth->sessionHandle = s->handle;
-	auth->sessionAttributes = attrs;
-	auth->nonce.size = SEAL_NONCE_LEN;
-	return RAND_bytes(auth->nonce.buffer, auth->nonce.size) == 1 ? 0 : -1;
-}
-
-/* The command HMAC of auth for the command prepared in hw->sys, code cc,
- * authorizing the entity called name. Returns 0 or -1. */
-static int
-session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc, const TPM2B_NAME *name,
-    TPMS_AUTH_COMMAND *auth)
-{
-	TPM2B_DIGEST cp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_tpm, attrs;
-	uint8_t head[4 + sizeof(name->name)];
-	const uint8_t *params;
-	size_t params_len;
-
-	if (Tss2_Sys_GetCpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
-		return -1;
-	seal_put32(head, cc);
-	memcpy(head + 4, name->name, name->size);
-	if (hwtpm_sha256(head, 4 + name->size, params, params_len, cp.buffer) == -1)
-		return -1;
-	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
-	memcpy(&nonce_tpm, &s->nonce_tpm, sizeof(s->nonce_tpm));
-	attrs = session_attrs(auth->sessionAttributes);
-	auth->hmac.size = TPM_DIGEST_LEN;
-	return session_hmac(s, (const TPM2B_DIGEST *[]){&cp, &nonce_caller, &nonce_tpm, &attrs}, 4,
-	    auth->hmac.buffer);
-}
-
-/* Checks the session area of the response to cc that hw->sys holds,
- * against the command's auth; on success the TPM's new nonce is kept in s
- * and copied to *nonce_tpm. Returns 0 or -1 (message set). */
-static int
-session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc, const TPMS_AUTH_COMMAND *auth,
-    const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm, struct err *err)
-{
-	TPM2B_DIGEST rp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_new, attrs, expected;
-	const uint8_t *params;
-	size_t params_len;
-	uint8_t code[8];
-
-	if (rsp->count != 1 || rsp->auths[0].nonce.size == 0 ||
-	    rsp->auths[0].nonce.size > sizeof(nonce_new.buffer) ||
-	    Tss2_Sys_GetRpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, 0, "the host TPM's response has no session");
-		return -1;
-	}
-	seal_put32(code, TPM2_RC_SUCCESS);
-	seal_put32(code + 4, cc);
-	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
-	memcpy(&nonce_new, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
-	attrs = session_attrs(rsp->auths[0].sessionAttributes);
-	if (hwtpm_sha256(code, 8, params, params_len, rp.buffer) == -1 ||
-	    session_hmac(s, (const TPM2B_DIGEST *[]){&rp, &nonce_new, &nonce_caller, &attrs}, 4,
-	        expected.buffer) == -1 ||
-	    rsp->auths[0].hmac.size != TPM_DIGEST_LEN ||
-	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0) {
-		hwtpm_seterr(err, 0, "the host TPM's response to %s does not authenticate (its "
-		    "session HMAC fails): altered on the host TPM link; nothing of it was used",
-		    cc == TPM2_CC_Unseal ? "TPM2_Unseal" : "TPM2_Create");
-		return -1;
-	}
-	memcpy(&s->nonce_tpm, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
-	*nonce_tpm = rsp->auths[0].nonce;
-	return 0;
 }
 
 /* The sealed object's public area: a keyed-hash object with the secret as
@@ -327,10 +120,10 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	sens[2] = (uint8_t)(secret_len >> 8);
 	sens[3] = (uint8_t)secret_len;
 	memcpy(sens + 4, secret, secret_len);
-	if (session_start(hw, TPM2_SE_HMAC, s, err) == -1)
+	if (hwtpm_session_start(hw, TPM2_SE_HMAC, s, err) == -1)
 		goto out;
-	if (session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
-	    session_cfb(hw, s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
+	if (hwtpm_session_begin(s, SEAL_ATTRS, &cmd.auths[0]) == -1 ||
+	    hwtpm_session_cfb(hw, s, &cmd.auths[0].nonce, &s->nonce_tpm, sens, sens_len, 1) == -1) {
 		hwtpm_seterr(err, 0, "encrypt the secret to seal");
 		goto out;
 	}
@@ -338,7 +131,7 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 		rc = Tss2_Sys_Create_Prepare(hw->sys, HWTPM_SRK_HANDLE, &zeros, tmpl, &noinfo, &nopcr);
 		if (rc == TSS2_RC_SUCCESS)
 			rc = Tss2_Sys_SetDecryptParam(hw->sys, sens_len, sens);
-		if (rc == TSS2_RC_SUCCESS && session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
+		if (rc == TSS2_RC_SUCCESS && hwtpm_session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
 		                                 &cmd.auths[0]) == -1) {
 			hwtpm_seterr(err, 0, "compute the Create authorization");
 			goto out;
@@ -351,7 +144,7 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 		goto out;
 	}
 	s->handle = 0; /* ended by its last command */
-	if (session_check(hw, s, TPM2_CC_Create, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
+	if (hwtpm_session_check(hw, s, TPM2_CC_Create, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
 		goto out;
 	rc = Tss2_Sys_Create_Complete(hw->sys, priv, pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -398,17 +191,6 @@ hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 	return 0;
 }
 
-/* Whether rc is the TPM's refusal of a session's HMAC (TPM_RC_BAD_AUTH,
- * or TPM_RC_AUTH_FAIL where the DA logic counted it). */
-static bool
-seal_bad_hmac(TSS2_RC rc)
-{
-	TSS2_RC base = rc & ~(TSS2_RC)(TPM2_RC_S | TPM2_RC_P | TPM2_RC_N_MASK);
-
-	return seal_from_tpm(rc) && (rc & TPM2_RC_FMT1) &&
-	    (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL);
-}
-
 /*
  * Unseal of the loaded object (handle) in the policy session, which
  * PolicyPCR and PolicyAuthorize have satisfied; the command's HMAC covers
@@ -431,17 +213,17 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	int tries = 0;
 	TSS2_RC rc;
 
-	if (session_begin(s, UNSEAL_ATTRS, &cmd.auths[0]) == -1)
+	if (hwtpm_session_begin(s, UNSEAL_ATTRS, &cmd.auths[0]) == -1)
 		return hwtpm_seterr(err, 0, "draw a session nonce");
 	do {
 		rc = Tss2_Sys_Unseal_Prepare(hw->sys, handle);
 		if (rc == TSS2_RC_SUCCESS &&
-		    session_sign(hw, s, TPM2_CC_Unseal, name, &cmd.auths[0]) == -1)
+		    hwtpm_session_sign(hw, s, TPM2_CC_Unseal, name, &cmd.auths[0]) == -1)
 			return hwtpm_seterr(err, 0, "compute the Unseal authorization");
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
 	} while (hwtpm_sapi_again(rc, &tries));
-	if (seal_bad_hmac(rc))
+	if (hwtpm_rc_bad_auth(rc))
 		return hwtpm_seterr(err, rc, "the host TPM refused the Unseal's authorization, "
 		    "whose HMAC covers the sealed object's Name computed from its blob: the object "
 		    "the TPM loaded is another one, or the session was altered, on the host TPM "
@@ -452,7 +234,7 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 			err->kind = ERR_POLICY;
 		return -1;
 	}
-	if (session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
+	if (hwtpm_session_check(hw, s, TPM2_CC_Unseal, &cmd.auths[0], &rsp, &nonce_tpm, err) == -1)
 		return -1;
 	rc = Tss2_Sys_Unseal_Complete(hw->sys, &out);
 	if (rc != TSS2_RC_SUCCESS)
@@ -460,7 +242,7 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	if (out.size != secret_len)
 		return hwtpm_seterr(err, 0, "sealed secret has the wrong size");
 	memcpy(secret, out.buffer, secret_len);
-	if (session_cfb(hw, s, &nonce_tpm, &cmd.auths[0].nonce, secret, secret_len, 0) == -1)
+	if (hwtpm_session_cfb(hw, s, &nonce_tpm, &cmd.auths[0].nonce, secret, secret_len, 0) == -1)
 		return hwtpm_seterr(err, 0, "decrypt the unsealed key");
 	return 0;
 }
@@ -585,7 +367,7 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 	if (unseal_load(hw, &priv, &pub, &name, &obj, err) == -1)
 		return -1;
 	ret = -1;
-	if (hw->policy.handle == 0 && session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
+	if (hw->policy.handle == 0 && hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
 		goto out;
 	ret = unseal_policy(hw, sel, ap, err);
 	if (ret == 0)

@@ -11,8 +11,14 @@
 #    only or always: vtpmd refuses to start, naming the SRK pin, and no
 #    session is ever salted to that key;
 #  - flips bytes of responses (Load's Name, Unseal's encrypted key and
-#    HMAC, the policy session's nonce, the SRK's public area): each is
-#    refused with a clear error.
+#    HMAC, a salted session's nonce, the SRK's public area): each is
+#    refused with a clear error;
+#  - flips a byte of PCR_Read's answers (the last value: PCR 7's), to
+#    choose what vtpmd reports as the host's configuration and so what an
+#    administrator approves: `vtpmctl policy` and `policy approve
+#    --current` (with vtpmd's key or the administrator's --key) are
+#    refused naming the link, and no approval is recorded; through the
+#    unchanged link the host's true values are reported and approved.
 # Without the proxy: a sealed.key replaced on disk by the attacker's
 # object is refused before the host TPM sees it (the Name recorded in
 # instance.json), and a record without the Name learns it.
@@ -24,7 +30,7 @@ PROXY=$TOP/build/tpmproxy
 MEMSCAN=$TOP/build/memscan
 HCHECK=$TOP/build/san/hostattest-check
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed, memscan reads them)"
-require_tools tpm2_create jq dd od sha256sum pgrep
+require_tools tpm2_create tpm2_pcrextend tpm2_pcrread jq dd od sha256sum pgrep cmp
 for tool in "$PROXY" "$MEMSCAN" "$HCHECK"; do
 	[ -x "$tool" ] || fail "$tool is not built (make all san)"
 done
@@ -169,11 +175,12 @@ rc=0
 # The CK's policy session is salted: its HMAC covers the command's cpHash,
 # which names the object vtpmd sent, so the host TPM itself refuses the
 # certification of another object before vtpmd's check of the attestation
-# (which says "the CK certified another object") has anything to check.
-if ! grep -q "the CK certified another object" "$T/out"; then
-	assert_contains "$(cat "$T/out")" "certify with the CK: tpm:session(2):authorization failure" \
-		"refusal of a certification of a swapped object"
-fi
+# (which says "the CK certified another object") has anything to check;
+# vtpmd says what the refusal means.
+assert_contains "$(cat "$T/out")" "certify with the CK: the host TPM refused the authorization \
+of TPM2_Certify by the CK" "refusal of a certification of a swapped object"
+assert_contains "$(cat "$T/out")" "an object or Name changed on the host TPM link" \
+	"refusal of a certification of a swapped object"
 [ ! -e "$T/hc/sealed.attest" ] || fail "a certification of the swapped object was written"
 kill_hard "$PROXY_PID"
 
@@ -213,8 +220,11 @@ note "bytes flipped in responses: each start is refused"
 refused_start "Load's Name" --flip 157:25 -- "the host TPM link returned another object's Name"
 refused_start "Unseal's encrypted key" --flip 15e:16 -- "does not authenticate"
 refused_start "Unseal's response HMAC" --flip 15e:-1 -- "does not authenticate"
-refused_start "the policy session's nonceTPM" --flip 176:20 -- \
-	"refused the Unseal's authorization"
+# The first salted session a start makes is its PCR read's: the TPM checks
+# its HMAC, made with the key vtpmd derived from the flipped nonce (the
+# Unseal's under a forged Name is refused by the TPM above).
+refused_start "a salted session's nonceTPM" --flip 176:20 -- \
+	"the host TPM refused the session HMAC of TPM2_PCR_Read"
 note "a byte of the SRK's public area flipped: vtpmd refuses to start"
 start_proxy srk-flip --flip 173:-80
 vtpmd_refuses "SRK public area flipped" "$PROXY_TCTI"
@@ -258,4 +268,44 @@ start_vtpmd svc --root-tcti "$HOST_TCTI"
 "$VTPMCTL" restart vm-b >/dev/null || fail "restart vm-b with a record from before Names"
 assert_eq "$(jq -r .sealed_name "$inst/vm-b/instance.json")" "$(sealed_name "$inst/vm-b/sealed.key")" \
 	"vm-b's learnt Name"
+
+note "PCR_Read's answers altered (PCR 7's last byte): nothing reported, nothing approved"
+stop_vtpmd
+approvals=$T/svc/state/approvals.json
+cp "$approvals" "$T/approvals.before"
+# The host changes (PCR 7 extended): the administrator is about to approve.
+TPM2TOOLS_TCTI=$HOST_TCTI tpm2_pcrextend "7:sha256=$(printf 'update' | sha256sum | cut -c1-64)" ||
+	fail "extend the host's PCR 7"
+truth=$(TPM2TOOLS_TCTI=$HOST_TCTI pcr_value 7)
+start_proxy pcr --flip-param 17e:-1
+start_vtpmd svc --root-tcti "$PROXY_TCTI"
+link="the host TPM's response to TPM2_PCR_Read does not authenticate (its session HMAC fails): \
+altered on the host TPM link"
+expect_exit 1 "vtpmctl policy through an interposer" "$VTPMCTL" policy --json
+assert_contains "$(cat "$T/out")" "$link" "vtpmctl policy's refusal"
+assert_contains "$(cat "$T/out")" "HTTP 503" "vtpmctl policy's refusal"
+expect_exit 1 "approve --current through an interposer" "$VTPMCTL" policy approve --current
+assert_contains "$(cat "$T/out")" "$link" "approve --current's refusal"
+# The production flow: the administrator signs what vtpmd reports.
+expect_exit 1 "approve --current --key through an interposer" "$VTPMCTL" policy approve \
+	--current --key "$T/svc/state/approval.pem"
+assert_contains "$(cat "$T/out")" "$link" "approve --current --key's refusal"
+assert_contains "$(cat "$PROXY_LOG")" "flipped byte" "the proxy flipped PCR_Read's answers"
+cmp -s "$approvals" "$T/approvals.before" || fail "an approval was recorded through the interposer"
+stop_vtpmd
+kill_hard "$PROXY_PID"
+
+note "... through the unchanged link, the host's values are reported and approved"
+start_proxy pcr-pass
+start_vtpmd svc --root-tcti "$PROXY_TCTI"
+out=$("$VTPMCTL" policy --json) || fail "vtpmctl policy through a proxy that changes nothing"
+assert_eq "$(jq -r '.current.values["7"]' <<<"$out")" "$truth" "PCR 7 as vtpmd reports it"
+assert_eq "$(jq -r .current.approved <<<"$out")" false "the new configuration's approval"
+"$VTPMCTL" policy approve --current --key "$T/svc/state/approval.pem" >/dev/null ||
+	fail "approve --current --key through a proxy that changes nothing"
+assert_eq "$(jq -r '.approvals[-1].values["7"]' "$approvals")" "$truth" "PCR 7 approved"
+"$VTPMCTL" restart vm-b >/dev/null || fail "restart vm-b in the approved configuration"
+stop_vtpmd
+kill_hard "$PROXY_PID"
+
 echo ok

@@ -29,6 +29,12 @@
  *                         inverts the byte at OFFSET (from the end when
  *                         negative) of every response to command code CC
  *                         (hex), or of the first one only
+ *   --flip-param CC:OFFSET[:once]
+ *                         the same, OFFSET counted in the response's
+ *                         parameters (from their end when negative),
+ *                         whether or not a session area follows them: for
+ *                         commands without response handles, e.g. the
+ *                         last byte of TPM2_PCR_Read's last value (17e:-1)
  *
  * Every intervention is reported on stderr, one line each. Serves one
  * connection at a time (the swtpm TCTI opens one per command) until it is
@@ -85,6 +91,7 @@ struct proxy {
 	uint32_t flip_cc;
 	long flip_offset;
 	bool flip_once;
+	bool flip_param; /* --flip-param: OFFSET within the parameters */
 	unsigned int flipped;
 };
 
@@ -398,15 +405,25 @@ proxy_session_key(struct proxy *px, const uint8_t *rsp, size_t len)
 	proxy_hex("  its sessionKey:", key, sizeof(key));
 }
 
+/* --flip, --flip-param: inverts one byte of a response to flip_cc. */
 static void
 proxy_flip(struct proxy *px, uint32_t cc, uint8_t *rsp, size_t len)
 {
-	long at;
+	long start = 0, end = (long)len, at;
 
 	if (!px->flip || cc != px->flip_cc || (px->flip_once && px->flipped > 0))
 		return;
-	at = px->flip_offset < 0 ? (long)len + px->flip_offset : px->flip_offset;
-	if (at < 10 || at >= (long)len)
+	if (px->flip_param) {
+		/* The parameters follow the header and, in a response with
+		 * sessions, parameterSize; the session area follows them. */
+		start = 10;
+		if (be16(rsp) == ST_SESSIONS && len >= 14) {
+			start = 14;
+			end = 14 + (long)be32(rsp + 10);
+		}
+	}
+	at = px->flip_offset < 0 ? end + px->flip_offset : start + px->flip_offset;
+	if (at < 10 || at >= end || at >= (long)len)
 		return;
 	rsp[at] ^= 0xff;
 	px->flipped++;
@@ -512,7 +529,8 @@ static void
 proxy_usage(void)
 {
 	fatalx(2, "usage: tpmproxy --upstream PORT [--ready-fd FD] [--swap-load PUB PRIV "
-	          "[--forge-name]] [--srk-public first|always] [--flip CC:OFFSET[:once]]");
+	          "[--forge-name]] [--srk-public first|always] [--flip CC:OFFSET[:once]] "
+	          "[--flip-param CC:OFFSET[:once]]");
 }
 
 static void
@@ -538,10 +556,11 @@ proxy_parse(struct proxy *px, int argc, char **argv, int *ready_fd)
 			                                     : SRK_KEEP;
 			if (px->srk == SRK_KEEP)
 				proxy_usage();
-		} else if (strcmp(a, "--flip") == 0 && more) {
+		} else if ((strcmp(a, "--flip") == 0 || strcmp(a, "--flip-param") == 0) && more) {
 			char *end;
 
 			px->flip = true;
+			px->flip_param = strcmp(a, "--flip-param") == 0;
 			px->flip_cc = (uint32_t)strtoul(argv[++i], &end, 16);
 			if (*end != ':')
 				proxy_usage();

@@ -1,7 +1,7 @@
 /*
  * ca_settings.c: vtpm-ca serve's settings (--config FILE, JSON): the
- * role it serves, challenge lifetime and certificate validities, with the
- * defaults docs/ca-api.md gives.
+ * role it serves, challenge lifetime and certificate validities, the CRL
+ * URL and lifetime, with the defaults docs/ca-api.md gives.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +24,22 @@ ca_settings_defaults(struct ca_settings *s)
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
 	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
+	s->crl_validity = CA_DAY;
+}
+
+int
+ca_settings_crl_url_ok(const char *url)
+{
+	size_t n = strlen(url);
+
+	if (n == 0 || n >= sizeof(((struct ca_settings *)0)->crl_url) ||
+	    (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+	    url[n - 1] == '/')
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (url[i] <= 0x20 || url[i] > 0x7e || url[i] == '?' || url[i] == '#')
+			return -1;
+	return 0;
 }
 
 /* A non-negative integer field, in seconds (or days, times unit). */
@@ -47,7 +63,8 @@ int
 ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
-	    "ck_validity_days", "ak_validity_days", "ek_validity_days"};
+	    "ck_validity_days", "ak_validity_days", "ek_validity_days", "crl_url",
+	    "crl_validity_seconds"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -86,15 +103,27 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 		}
 		snprintf(s->listen, sizeof(s->listen), "%s", str);
 	}
-	if (ca_settings_int(
-	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
-	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) ==
-	        -1 ||
-	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) ==
-	        -1 ||
-	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) ==
-	        -1) {
+	if ((v = json_object_get(o, "crl_url")) != NULL) {
+		str = json_string_value(v);
+		if (str == NULL || ca_settings_crl_url_ok(str) == -1) {
+			err_set(err, ERR_FAILED,
+			    "%s: crl_url must be an http:// or https:// URL without a trailing "
+			    "'/', query or fragment (at most %zu characters)",
+			    path, sizeof(s->crl_url) - 1);
+			goto out;
+		}
+		snprintf(s->crl_url, sizeof(s->crl_url), "%s", str);
+	}
+	if (ca_settings_int(o, "crl_validity_seconds", 1, &s->crl_validity, &inner) == -1 ||
+	    ca_settings_int(o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
+	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) == -1 ||
+	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) == -1 ||
+	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
+		goto out;
+	}
+	if (s->crl_validity == 0) {
+		err_set(err, ERR_FAILED, "%s: crl_validity_seconds must be at least 1", path);
 		goto out;
 	}
 	ret = 0;

@@ -4,10 +4,13 @@
  * with src/common/httpc.c's client.
  *
  *   bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
- *	POST /v1/virtualization/ek-certificate with the JSON in BODY, N
- *	times, from CLIENTS threads at once (each its own connection per
- *	request); every answer must be 200 with a certificate (each is a
- *	new certificate, with its serial, in the CA's records).
+ *	POST /v1/virtualization/ek-certificate N times, from CLIENTS threads
+ *	at once (each its own connection per request); every answer must be
+ *	200 with a certificate (each is a new certificate, with its serial,
+ *	in the CA's records). BODY is a JSON array of at least N + 1
+ *	requests, the warm-up's first, each used once: a request's evidence
+ *	names a single-use nonce (re-issues of one vEK's certificate, each
+ *	with its own nonce and evidence, as bench/chain.sh makes them).
  *
  *   bench_caload -e tcp:HOST:PORT -n N [-S PID] -l LABEL privacy BODY TCTI AK EK
  *	The Privacy CA's round for a guest AK, N times: POST
@@ -124,15 +127,15 @@ caload_failed(struct caload *c, const char *why)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* One EK certificate request: 0, or -1 with why. */
+/* EK certificate request i (0: the warm-up): 0, or -1 with why. */
 static int
-caload_ek_one(const struct caload *c, struct err *err)
+caload_ek_one(const struct caload *c, long i, struct err *err)
 {
+	const json_t *body = json_array_get(c->body, (size_t)i);
 	json_t *reply;
 	int ret = 0;
 
-	if (caload_post(c, "/v1/virtualization/ek-certificate", c->body, &reply, err) ==
-	    -1)
+	if (caload_post(c, "/v1/virtualization/ek-certificate", body, &reply, err) == -1)
 		return -1;
 	if (json_string_value(json_object_get(reply, "certificate")) == NULL ||
 	    json_string_value(json_object_get(reply, "serial")) == NULL) {
@@ -153,7 +156,7 @@ caload_ek_client(void *arg)
 	while ((i = atomic_fetch_add(&c->next, 1)) < c->n) {
 		uint64_t t0 = bench_now_ns();
 
-		if (caload_ek_one(c, &err) == -1) {
+		if (caload_ek_one(c, i + 1, &err) == -1) {
 			caload_failed(c, err.msg);
 			atomic_store(&c->next, c->n);
 			break;
@@ -180,7 +183,9 @@ caload_ek(struct caload *c)
 	struct err err;
 	uint64_t t0, t1, s0, s1;
 
-	if (caload_ek_one(c, &err) == -1)
+	if (!json_is_array(c->body) || json_array_size(c->body) < (size_t)c->n + 1)
+		fatalx(2, "%s: ek needs a JSON array of at least %ld requests", c->label, c->n + 1);
+	if (caload_ek_one(c, 0, &err) == -1)
 		fatalx(1, "%s: warm-up: %s", c->label, err.msg);
 	s0 = caload_server_cpu(c);
 	t0 = bench_now_ns();

@@ -163,7 +163,8 @@ ca_api(void *ctx, const struct api_request *req)
 		return ca_get_crl(s, role);
 	}
 	if (strcmp(p, "/v1/privacy/challenge") == 0 || strcmp(p, "/v1/privacy/certify") == 0 ||
-	    strcmp(p, "/v1/virtualization/ek-certificate") == 0) {
+	    strcmp(p, "/v1/virtualization/ek-certificate") == 0 ||
+	    strcmp(p, "/v1/virtualization/nonce") == 0) {
 		if (req->method != API_POST)
 			return api_error(405, "method not allowed", "use POST");
 		if (p[4] == 'p' && !ca_serves(s, CA_ROLE_PRIVACY))
@@ -174,9 +175,11 @@ ca_api(void *ctx, const struct api_request *req)
 			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req->body);
 		if (strcmp(p, "/v1/privacy/certify") == 0)
 			return ca_dispatch(s, CA_ACTION_CERTIFY, ca_privacy_certify, req->body);
+		if (strcmp(p, "/v1/virtualization/nonce") == 0)
+			return ca_dispatch(s, CA_ACTION_NONCE, ca_virt_nonce, req->body);
 		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req->body);
 	}
 	return api_error(404, "no such route",
 	    "see docs/ca-api.md: /v1/privacy/{ca,crl,challenge,certify}, "
-	    "/v1/virtualization/{ca,crl,ek-certificate}, /v1/status/SERIAL");
+	    "/v1/virtualization/{ca,crl,nonce,ek-certificate}, /v1/status/SERIAL");
 }

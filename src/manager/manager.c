@@ -207,7 +207,9 @@ manager_event(struct manager *m, const struct pollfd *p, const struct manager_fd
 	case MANAGER_WATCH_PID:
 		if (v->pidfd != p->fd)
 			break;
-		if (v->start_pending)
+		if (v->stopping)
+			ops_stop_ended(m, v);
+		else if (v->start_pending)
 			ops_worker_ended(m, v);
 		else
 			manager_worker_ended(m, v);
@@ -418,7 +420,7 @@ manager_resume(struct manager *m)
 			log_info("%s: stopping worker %d, which should not run", v->name,
 			    (int)v->pid);
 			v->state = VTPM_RUNNING;
-			lifecycle_stop(m, v);
+			ops_stop(m, v, 200, 0);
 			continue;
 		}
 		if (adopted) {

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -30,7 +29,6 @@
 
 #include "manager.h"
 
-#define WORKER_STOP_TIMEOUT_MS 5000
 
 static int
 worker_pidfd_open(pid_t pid)
@@ -469,7 +467,9 @@ worker_adopt(struct manager *m, struct vtpm *v)
 	return 0;
 }
 
-static void
+/* Forgets v's worker, ended or not (not reaped): its pidfd, readiness pipe,
+ * pid file and sockets. */
+void
 worker_forget(struct manager *m, struct vtpm *v)
 {
 	char path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
@@ -512,24 +512,29 @@ worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p)
 	worker_forget(m, v);
 }
 
-/* Stops the worker: SIGTERM (it saves and exits), SIGKILL if it lingers. */
-void
-worker_terminate(struct manager *m, struct vtpm *v)
+/*
+ * Asks v's worker to end: SIGTERM (it saves and exits). Does not wait: its
+ * end is an event of the loop (its pidfd), collected by worker_exited.
+ * Returns 0 with that end to be awaited, or 1 when it cannot be (a worker
+ * without a pidfd; nothing was sent): worker_abort ends it then.
+ */
+int
+worker_stop(struct vtpm *v)
 {
-	struct pollfd pfd = {.fd = v->pidfd, .events = POLLIN};
-	int status;
-
-	if (v->pid <= 0)
-		return;
+	if (v->pidfd == -1)
+		return 1;
 	kill(v->pid, SIGTERM);
-	if (v->pidfd != -1 && poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS) <= 0) {
-		log_warnx("worker %s (pid %d) ignored SIGTERM; killing it", v->name, (int)v->pid);
-		kill(v->pid, SIGKILL);
-		poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS);
-	}
-	if (v->child)
-		waitpid(v->pid, &status, 0);
-	worker_forget(m, v);
+	return 0;
+}
+
+/* v's worker ignored SIGTERM past its deadline: SIGKILL, whose end is an
+ * event of the loop too. */
+void
+worker_stop_kill(const struct vtpm *v)
+{
+	log_warnx("worker %s (pid %d) ignored SIGTERM for %d ms; killing it", v->name, (int)v->pid,
+	    LIFECYCLE_STOP_TIMEOUT_MS);
+	kill(v->pid, SIGKILL);
 }
 
 /*

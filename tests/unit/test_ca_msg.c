@@ -120,6 +120,12 @@ valid(enum ca_msg_type t)
 		strcpy(M.u.issue_ek.host, "host-a");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
 		ref(&M.u.issue_ek.ck, "77");
+		M.u.issue_ek.sealed_name_len = 34;
+		break;
+	case CA_MSG_NONCE_ADD: break;
+	case CA_MSG_NONCE_ADDED:
+		M.u.nonce_added.expires_in = 60;
+		memset(M.u.nonce_added.nonce, 0x5a, sizeof(M.u.nonce_added.nonce));
 		break;
 	case CA_MSG_ISSUED:
 		strcpy(M.u.issued.serial, "abc");
@@ -155,6 +161,7 @@ direction(enum ca_msg_type t)
 	case CA_MSG_CHALLENGE_TAKEN:
 	case CA_MSG_ISSUED:
 	case CA_MSG_AUDITED:
+	case CA_MSG_NONCE_ADDED:
 	case CA_MSG_CRL: return CA_MSG_TO_CHILD;
 	default: return CA_MSG_TO_PARENT;
 	}

@@ -65,6 +65,11 @@ cp "$T/svc/state/instances/vm-a/sealed.key" "$W/sealed.bin"
 openssl x509 -in "$T/svc/state/host/ck.pem" -out "$W/ck.pem" || fail "the CK certificate"
 note "root stops vtpmd and has the host TPM to itself"
 stop_pid "$VTPMD_PID"
+# The CK certifies and quotes only under an approval of the present PCRs
+# (docs/ca-api.md): root signs its own with the approval key vtpmd keeps in
+# its state directory (the lab default), as hostattest-check does with
+# DIR/approval.pem.
+cp "$T/svc/state/approval.pem" "$W/approval.pem"
 
 # split_sealed DIR: DIR/sealed.pub, the TPM2B_PUBLIC of DIR/sealed.bin.
 split_sealed() {
@@ -86,6 +91,32 @@ soft_vek() {
 	} >"$1"
 }
 
+# ck_session DIR: DIR/policy.ctx, a policy session that lets the CK quote
+# PCRs sha256:$PCRS as they are: PolicyPCR, then PolicyAuthorize of that
+# digest approved with $W/approval.pem (openssl) and verified by the TPM.
+ck_session() {
+	local d=$1
+	export TPM2TOOLS_TCTI=$HOST_TCTI
+	flushed tpm2_loadexternal -C o -G ecc:ecdsa-sha256:null -a "sign|userwithauth" \
+		-u "$W/approval.pub.pem" -c "$d/approval.ctx" -n "$d/approval.name" >/dev/null ||
+		fail "tpm2_loadexternal of the approval key"
+	tpm2_startauthsession -S "$d/trial.ctx" >/dev/null || fail "tpm2_startauthsession (trial)"
+	tpm2_policypcr -S "$d/trial.ctx" -l "sha256:$PCRS" -L "$d/pcr.policy" >/dev/null ||
+		fail "tpm2_policypcr (trial)"
+	tpm2_flushcontext "$d/trial.ctx"
+	printf 'vtpmd approved host configuration' >"$d/policyref"
+	cat "$d/pcr.policy" "$d/policyref" >"$d/ahash.in"
+	openssl dgst -sha256 -sign "$W/approval.pem" -out "$d/approval.sig" "$d/ahash.in" ||
+		fail "sign the approval"
+	flushed tpm2_verifysignature -c "$d/approval.ctx" -g sha256 -m "$d/ahash.in" \
+		-s "$d/approval.sig" -f ecdsa -t "$d/ticket" >/dev/null || fail "tpm2_verifysignature"
+	tpm2_startauthsession --policy-session -S "$d/policy.ctx" >/dev/null ||
+		fail "tpm2_startauthsession"
+	tpm2_policypcr -S "$d/policy.ctx" -l "sha256:$PCRS" >/dev/null || fail "tpm2_policypcr"
+	tpm2_policyauthorize -S "$d/policy.ctx" -i "$d/pcr.policy" -q "$d/policyref" \
+		-n "$d/approval.name" -t "$d/ticket" >/dev/null || fail "tpm2_policyauthorize"
+}
+
 # forge OUT DIR VEKPUB UUID [NONCE]: an EK certificate request for VEKPUB
 # and UUID from the host CK's certification of DIR/sealed.bin and its
 # quote of the approved PCRs, both with the qualifying data of NONCE
@@ -99,7 +130,8 @@ forge() {
 	fi
 	"$CHECK" host "$HOST_TCTI" "$dir" certify-sealed "$qd" >/dev/null 2>"$T/err" ||
 		fail "hostattest-check certify-sealed: $(cat "$T/err")"
-	TPM2TOOLS_TCTI=$HOST_TCTI flushed tpm2_quote -c 0x81000002 -l "sha256:$PCRS" -q "$qd" \
+	ck_session "$dir"
+	flushed tpm2_quote -c 0x81000002 -p "session:$dir/policy.ctx" -l "sha256:$PCRS" -q "$qd" \
 		-m "$dir/quote.attest" -s "$dir/quote.sig" -g sha256 >/dev/null 2>"$T/err" ||
 		fail "tpm2_quote by the CK: $(cat "$T/err")"
 	xy=$(openssl pkey -pubin -in "$W/approval.pub.pem" -outform DER | tail -c 64 |

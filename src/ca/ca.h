@@ -207,6 +207,11 @@ struct ca_status {
  * (and not foreign); ERR_EXISTS: revoked already. */
 int ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now,
     bool foreign, struct err *err);
+/* The same inside a transaction the caller opened (BEGIN IMMEDIATE) and
+ * commits or rolls back: for a revocation that is part of a larger change
+ * (a CK rotated away), so that it cascades alike. */
+int ca_db_revoke_tx(struct ca_db *db, const char *serial, const char *reason, int64_t now,
+    bool foreign, struct err *err);
 /* The next CRL of role ("privacy", "virtualization", "root"): its number
  * (the last one plus one, recorded) and the revocations of the
  * certificates the role issued (*entries malloc'd, *n of them; none for

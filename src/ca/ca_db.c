@@ -557,7 +557,7 @@ out:
 /* Inside an open transaction: the revocation of serial, its audit row,
  * then those of every certificate beneath it. The one revoke path: a CK
  * revoked for any reason (the CLI, a rotation) takes its leaves with it. */
-static int
+int
 ca_db_revoke_tx(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
     struct err *err)
 {

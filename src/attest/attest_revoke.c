@@ -22,13 +22,11 @@ int
 attest_chain_of(const struct certs_der *ak, struct attest_chain *c, struct err *err)
 {
 	struct certs_lineage l;
-	struct certs_virtual v;
 	struct err inner;
+	bool is_virtual;
 
 	memset(c, 0, sizeof(*c));
-	if (certs_cert_ref(ak->der, ak->len, &c->link[0], &inner) == -1)
-		return err_set(err, ERR_INVALID, "AK certificate: %s", inner.msg);
-	if (certs_parse_lineage(ak->der, ak->len, &l, &inner) == -1)
+	if (certs_cert_lineage(ak->der, ak->len, &c->link[0], &l, &is_virtual, &inner) == -1)
 		return err_set(err, ERR_INVALID, "AK certificate: %s", inner.msg);
 	c->n = 1;
 	if (l.present && l.has_vek) {
@@ -37,7 +35,7 @@ attest_chain_of(const struct certs_der *ak, struct attest_chain *c, struct err *
 		c->n = 3;
 		return 0;
 	}
-	if (certs_parse_virtual(ak->der, ak->len, &v, &inner) == 0 && v.is_virtual)
+	if (is_virtual)
 		return err_set(err, ERR_INVALID,
 		    "AK certificate: it names no vEK or CK certificate (VtpmdLineage), so "
 		    "revocation of its host or vTPM cannot be checked: enrol the AK again");

@@ -188,6 +188,46 @@ ASN1_SEQUENCE(certs_lext_asn1) = {
 	ASN1_EXP_OPT(struct certs_lext, vek, certs_certref_asn1, 0),
 } static_ASN1_SEQUENCE_END_name(struct certs_lext, certs_lext_asn1)
 
+/*
+ * A certificate read for its serial and extensions alone
+ * (certs_cert_lineage, once per verification): every other field is kept
+ * as it came (ASN1_ANY). OpenSSL 3's d2i_X509 decodes the public key
+ * through its decoders, which costs most of a parse; a challenger that
+ * only needs the references of an AK certificate the quote's check has
+ * parsed and verified already does without.
+ */
+struct certs_light_tbs {
+	ASN1_INTEGER *version;
+	ASN1_INTEGER *serial;
+	ASN1_TYPE *signature, *issuer, *validity, *subject, *spki;
+	ASN1_BIT_STRING *issuer_uid, *subject_uid;
+	STACK_OF(X509_EXTENSION) *extensions;
+};
+
+ASN1_SEQUENCE(certs_light_tbs_asn1) = {
+	ASN1_EXP_OPT(struct certs_light_tbs, version, ASN1_INTEGER, 0),
+	ASN1_SIMPLE(struct certs_light_tbs, serial, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_light_tbs, signature, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, issuer, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, validity, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, subject, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, spki, ASN1_ANY),
+	ASN1_IMP_OPT(struct certs_light_tbs, issuer_uid, ASN1_BIT_STRING, 1),
+	ASN1_IMP_OPT(struct certs_light_tbs, subject_uid, ASN1_BIT_STRING, 2),
+	ASN1_EXP_SEQUENCE_OF_OPT(struct certs_light_tbs, extensions, X509_EXTENSION, 3),
+} static_ASN1_SEQUENCE_END_name(struct certs_light_tbs, certs_light_tbs_asn1)
+
+struct certs_light {
+	struct certs_light_tbs *tbs;
+	ASN1_TYPE *algorithm, *signature;
+};
+
+ASN1_SEQUENCE(certs_light_asn1) = {
+	ASN1_SIMPLE(struct certs_light, tbs, certs_light_tbs_asn1),
+	ASN1_SIMPLE(struct certs_light, algorithm, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light, signature, ASN1_ANY),
+} static_ASN1_SEQUENCE_END_name(struct certs_light, certs_light_asn1)
+
 /* SubjectDirectoryAttributes ::= SEQUENCE SIZE (1..MAX) OF Attribute */
 ASN1_ITEM_TEMPLATE(certs_sda_asn1) =
 	ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, certs_sda_asn1, X509_ATTRIBUTE)
@@ -236,20 +276,28 @@ certs_i2d(X509 *x, uint8_t **der, size_t *len)
 	return 0;
 }
 
-/* Decodes all of os as an item of type it, or returns NULL. */
+/* Decodes all of der as an item of type it, or returns NULL. */
 static ASN1_VALUE *
-certs_item_d2i(const ASN1_OCTET_STRING *os, const ASN1_ITEM *it)
+certs_item_d2i_bytes(const uint8_t *der, size_t len, const ASN1_ITEM *it)
 {
-	const unsigned char *p = ASN1_STRING_get0_data(os);
-	const unsigned char *end = p + ASN1_STRING_length(os);
+	const unsigned char *p = der;
 	ASN1_VALUE *v;
 
-	v = ASN1_item_d2i(NULL, &p, ASN1_STRING_length(os), it);
-	if (v != NULL && p != end) {
+	if (len > LONG_MAX)
+		return NULL;
+	v = ASN1_item_d2i(NULL, &p, (long)len, it);
+	if (v != NULL && p != der + len) {
 		ASN1_item_free(v, it);
 		v = NULL;
 	}
 	return v;
+}
+
+/* The same of an OCTET STRING's content. */
+static ASN1_VALUE *
+certs_item_d2i(const ASN1_OCTET_STRING *os, const ASN1_ITEM *it)
+{
+	return certs_item_d2i_bytes(ASN1_STRING_get0_data(os), (size_t)ASN1_STRING_length(os), it);
 }
 
 static int
@@ -656,6 +704,19 @@ certs_keyid_copy(const ASN1_OCTET_STRING *os, uint8_t out[static CERTS_KEYID_MAX
 	return 0;
 }
 
+/* The reference of x (certs_cert_ref). */
+static int
+certs_ref_of(X509 *x, struct certs_ref *out, struct err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (certs_serial_hex(X509_get0_serialNumber(x), out->serial) == -1)
+		return err_ssl(err, "its serial number is negative or longer than 20 octets");
+	if (certs_keyid_copy(
+	        X509_get0_authority_key_id(x), out->issuer_keyid, &out->issuer_keyid_len) == -1)
+		return err_ssl(err, "it names no issuer key identifier (AuthorityKeyIdentifier)");
+	return 0;
+}
+
 int
 certs_cert_ref(const uint8_t *der, size_t len, struct certs_ref *out, struct err *err)
 {
@@ -665,13 +726,8 @@ certs_cert_ref(const uint8_t *der, size_t len, struct certs_ref *out, struct err
 	memset(out, 0, sizeof(*out));
 	if (x == NULL)
 		err_ssl(err, "not a DER certificate");
-	else if (certs_serial_hex(X509_get0_serialNumber(x), out->serial) == -1)
-		err_ssl(err, "its serial number is negative or longer than 20 octets");
-	else if (certs_keyid_copy(X509_get0_authority_key_id(x), out->issuer_keyid,
-	             &out->issuer_keyid_len) == -1)
-		err_ssl(err, "it names no issuer key identifier (AuthorityKeyIdentifier)");
 	else
-		ret = 0;
+		ret = certs_ref_of(x, out, err);
 	X509_free(x);
 	return ret;
 }
@@ -1579,29 +1635,15 @@ certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struc
 	return 0;
 }
 
-int
-certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, struct err *err)
+/* A VtpmdLineage extension's value into out (present). */
+static int
+certs_lineage_ext(X509_EXTENSION *ext, struct certs_lineage *out, struct err *err)
 {
 	struct certs_lext *v = NULL;
-	X509_EXTENSION *ext;
-	X509 *x = certs_d2i(der, len);
 	int64_t version;
-	int r, ret = -1;
+	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (x == NULL) {
-		err_ssl(err, "not a DER certificate");
-		return -1;
-	}
-	r = certs_find_ext(x, CERTS_OID_LINEAGE_EXT, &ext);
-	if (r == 1) {
-		ret = 0;
-		goto out;
-	}
-	if (r == -1) {
-		err_ssl(err, "the vtpmd lineage extension appears more than once");
-		goto out;
-	}
 	v = (struct certs_lext *)certs_item_d2i(
 	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(certs_lext_asn1));
 	if (v == NULL || ASN1_INTEGER_get_int64(&version, v->version) != 1 ||
@@ -1616,6 +1658,35 @@ certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, s
 	ret = 0;
 out:
 	ASN1_item_free((ASN1_VALUE *)v, ASN1_ITEM_rptr(certs_lext_asn1));
+	return ret;
+}
+
+/* The VtpmdLineage extension of x (certs_parse_lineage). */
+static int
+certs_lineage_of(X509 *x, struct certs_lineage *out, struct err *err)
+{
+	X509_EXTENSION *ext;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = certs_find_ext(x, CERTS_OID_LINEAGE_EXT, &ext);
+	if (r == 1)
+		return 0;
+	if (r == -1)
+		return err_ssl(err, "the vtpmd lineage extension appears more than once");
+	return certs_lineage_ext(ext, out, err);
+}
+
+int
+certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL)
+		return err_ssl(err, "not a DER certificate");
+	ret = certs_lineage_of(x, out, err);
 	X509_free(x);
 	return ret;
 }
@@ -1909,6 +1980,76 @@ out:
 }
 
 /* Reading certificates. */
+
+/* The AuthorityKeyIdentifier keyIdentifier of a light certificate. */
+static int
+certs_light_aki(X509_EXTENSION *ext, struct certs_ref *self)
+{
+	AUTHORITY_KEYID *aki = (AUTHORITY_KEYID *)certs_item_d2i(
+	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(AUTHORITY_KEYID));
+	int r = aki == NULL
+	            ? -1
+	            : certs_keyid_copy(aki->keyid, self->issuer_keyid, &self->issuer_keyid_len);
+
+	AUTHORITY_KEYID_free(aki);
+	return r;
+}
+
+/* The serial, AuthorityKeyIdentifier and VtpmdLineage of a light
+ * certificate (each extension at most once). */
+static int
+certs_light_refs(const struct certs_light_tbs *tbs, struct certs_ref *self,
+    struct certs_lineage *lineage, struct err *err)
+{
+	X509_EXTENSION *ext;
+	bool aki = false;
+
+	if (certs_serial_hex(tbs->serial, self->serial) == -1)
+		return err_ssl(err, "its serial number is negative or longer than 20 octets");
+	for (int i = 0; i < sk_X509_EXTENSION_num(tbs->extensions); i++) {
+		ext = sk_X509_EXTENSION_value(tbs->extensions, i);
+		if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_authority_key_identifier) {
+			if (aki || certs_light_aki(ext, self) == -1)
+				return err_ssl(
+				    err, "its AuthorityKeyIdentifier is malformed or repeated");
+			aki = true;
+		} else if (certs_oid_is(X509_EXTENSION_get_object(ext), CERTS_OID_LINEAGE_EXT)) {
+			if (lineage->present)
+				return err_ssl(
+				    err, "the vtpmd lineage extension appears more than once");
+			if (certs_lineage_ext(ext, lineage, err) == -1)
+				return -1;
+		}
+	}
+	if (!aki)
+		return err_ssl(err, "it names no issuer key identifier (AuthorityKeyIdentifier)");
+	return 0;
+}
+
+int
+certs_cert_lineage(const uint8_t *der, size_t len, struct certs_ref *self,
+    struct certs_lineage *lineage, bool *is_virtual, struct err *err)
+{
+	struct certs_light *c;
+	struct certs_virtual v;
+	struct err inner;
+	int ret = -1;
+
+	*is_virtual = false;
+	memset(self, 0, sizeof(*self));
+	memset(lineage, 0, sizeof(*lineage));
+	c = (struct certs_light *)certs_item_d2i_bytes(der, len, ASN1_ITEM_rptr(certs_light_asn1));
+	if (c == NULL)
+		return err_ssl(err, "not a DER certificate");
+	if (certs_light_refs(c->tbs, self, lineage, err) == 0) {
+		/* the marker matters only where the lineage is missing (a full parse) */
+		*is_virtual = lineage->present ||
+		              (certs_parse_virtual(der, len, &v, &inner) == 0 && v.is_virtual);
+		ret = 0;
+	}
+	ASN1_item_free((ASN1_VALUE *)c, ASN1_ITEM_rptr(certs_light_asn1));
+	return ret;
+}
 
 /* The vtpmd extension of a DER certificate: 0 (is_virtual false when it
  * has none) or -1 when the certificate or the extension is malformed. */

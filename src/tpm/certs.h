@@ -136,6 +136,11 @@ struct certs_lineage {
 /* 0 with out->present false when the certificate has none, -1 when it is
  * malformed. */
 int certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, struct err *err);
+/* One parse for a challenger: the certificate's own reference, its
+ * lineage, and whether it is a vtpmd virtual TPM's (the virtual marker, or
+ * a lineage). -1 as certs_cert_ref and certs_parse_lineage. */
+int certs_cert_lineage(const uint8_t *der, size_t len, struct certs_ref *self,
+    struct certs_lineage *lineage, bool *is_virtual, struct err *err);
 
 /* CA material: an ECC P-256 key (unencrypted PKCS#8 PEM, mode 0600: its
  * protection is the file's) and its certificate (PEM). A ROOT may certify

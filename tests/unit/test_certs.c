@@ -1703,6 +1703,46 @@ test_cert_key_is(void **state)
 	assert_int_equal(certs_cert_key_is_p256(NULL, 0, x, y), -1);
 }
 
+/* An AK certificate's references read in one light parse, as a challenger
+ * does per verification: its own, and the vEK and CK certificates its
+ * VtpmdLineage names; none for one without (a vTPM's: is_virtual). */
+static void
+test_cert_lineage(void **state)
+{
+	struct certs_ak_req akr = {.ak = F.ak, .subject = "vm-a attestation key"};
+	struct certs_ref self, ref;
+	struct certs_lineage l;
+	struct err err = {0};
+	bool is_virtual;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	assert_int_equal(
+	    certs_cert_lineage(F.ak_cert, F.ak_cert_len, &self, &l, &is_virtual, &err), 0);
+	assert_false(l.present);
+	assert_true(is_virtual);
+	assert_int_equal(certs_cert_ref(F.ak_cert, F.ak_cert_len, &ref, &err), 0);
+	assert_memory_equal(&self, &ref, sizeof(ref));
+
+	akr.validity = F.leafv;
+	assert_int_equal(certs_ak_from_ek(F.ek_ecc, F.ek_ecc_len, &akr, &err), 0);
+	akr.lineage.present = true;
+	akr.lineage.has_vek = true;
+	assert_int_equal(certs_cert_ref(F.ck_cert, F.ck_cert_len, &akr.lineage.ck, &err), 0);
+	assert_int_equal(certs_cert_ref(F.ek_ecc, F.ek_ecc_len, &akr.lineage.vek, &err), 0);
+	if (certs_issue_ak(F.privacy, &akr, &der, &len, &err) != 0)
+		fail_msg("certs_issue_ak: %s", err.msg);
+	assert_int_equal(certs_cert_lineage(der, len, &self, &l, &is_virtual, &err), 0);
+	assert_true(l.present && l.has_vek && is_virtual);
+	assert_memory_equal(&l.ck, &akr.lineage.ck, sizeof(l.ck));
+	assert_memory_equal(&l.vek, &akr.lineage.vek, sizeof(l.vek));
+	assert_int_equal(certs_cert_ref(der, len, &ref, &err), 0);
+	assert_memory_equal(&self, &ref, sizeof(ref));
+	assert_int_equal(certs_cert_lineage(der, len - 1, &self, &l, &is_virtual, &err), -1);
+	assert_int_equal(certs_cert_lineage(der, 10, &self, &l, &is_virtual, &err), -1);
+	free(der);
+}
+
 /* A CRL of ca listing serial, current from F.now until next_update. */
 static uint8_t *
 crl_of(const struct certs_ca *ca, const char *serial, int64_t next_update, size_t *len)
@@ -1812,6 +1852,7 @@ main(void)
 	    cmocka_unit_test(test_verify_path),
 	    cmocka_unit_test(test_check_profiles),
 	    cmocka_unit_test(test_cert_key_is),
+	    cmocka_unit_test(test_cert_lineage),
 	    cmocka_unit_test(test_crls),
 	};
 

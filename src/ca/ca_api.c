@@ -95,7 +95,7 @@ ca_dispatch(
 {
 	const char *name = ca_msg_action_name(action);
 	struct ca_reply r = {0};
-	struct api_response out;
+	struct api_response out = {0};
 
 	if (body == NULL)
 		ca_refuse(

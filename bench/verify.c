@@ -2,13 +2,19 @@
  * bench_verify: quote verifications per second, two ways.
  *
  *   bench_verify -n N -l LABEL -a AKCERT -r ROOT [-u UNTRUSTED]... -m MSG -s SIG
- *                -f PCRFILE -q NONCEHEX [-p HOSTCONFIG]
+ *                -f PCRFILE -q NONCEHEX [-p HOSTCONFIG] [-c CRL]...
  *	vtpm-attest verify's library path: attest_verify_quote() called N
  *	times in a loop on the same evidence (the AK certificate's chain to
  *	the root, the AK's signature over the quote, the nonce, the PCR
  *	digest, the vtpmd extension and the policy: require-host-config
  *	HOSTCONFIG, or accept-virtual). The files are tpm2_quote's -m, -s
- *	and -o outputs and PEM or DER certificates, read once. The
+ *	and -o outputs and PEM or DER certificates, read once. With -c,
+ *	each verification also checks the revocation of the AK's whole
+ *	chain in the CRLs given, as vtpm-attest verify --crl does: the CRLs
+ *	are read and checked once, before the loop (attest_crls_load, as a
+ *	challenger that caches them); each verification derives the chain
+ *	from the AK certificate (attest_chain_of) and looks its three links
+ *	up (attest_revoked_crls), all of which must be good. The
  *	replay check is left out (chk.prev = NULL): it compares the quote's
  *	clockInfo with the last one the command recorded on disk (--state),
  *	which would refuse every repetition of one quote; the library itself
@@ -41,6 +47,7 @@
 #include "bench.h"
 
 #define VERIFY_MAX_UNTRUSTED 4
+#define VERIFY_MAX_CRLS      ATTEST_CRL_MAX
 #define VERIFY_FILE_MAX      (1u << 20)
 
 struct verify_opts {
@@ -49,6 +56,8 @@ struct verify_opts {
 	const char *ak_cert, *root, *msg, *sig, *pcrs, *nonce, *host_config, *unlink_path;
 	const char *untrusted[VERIFY_MAX_UNTRUSTED];
 	size_t n_untrusted;
+	const char *crls[VERIFY_MAX_CRLS];
+	size_t n_crls;
 	char **cmd; /* -x: the command and its arguments */
 };
 
@@ -56,7 +65,7 @@ static void
 verify_usage(void)
 {
 	fatalx(2, "usage: bench_verify -n N -l LABEL -a AKCERT -r ROOT [-u UNTRUSTED]... -m MSG "
-	          "-s SIG -f PCRFILE -q NONCEHEX [-p HOSTCONFIG]\n"
+	          "-s SIG -f PCRFILE -q NONCEHEX [-p HOSTCONFIG] [-c CRL]...\n"
 	          "       bench_verify -n N -l LABEL [-U FILE] -x CMD [ARG...]");
 }
 
@@ -67,7 +76,7 @@ verify_parse(struct verify_opts *o, int argc, char **argv)
 
 	*o = (struct verify_opts){.n = 1000};
 	/* '+': options stop at -x's command */
-	while ((c = getopt(argc, argv, "+n:l:a:r:u:m:s:f:q:p:U:x")) != -1) {
+	while ((c = getopt(argc, argv, "+n:l:a:r:u:m:s:f:q:p:c:U:x")) != -1) {
 		switch (c) {
 		case 'n': o->n = strtol(optarg, NULL, 10); break;
 		case 'l': o->label = optarg; break;
@@ -83,6 +92,11 @@ verify_parse(struct verify_opts *o, int argc, char **argv)
 			if (o->n_untrusted == VERIFY_MAX_UNTRUSTED)
 				fatalx(2, "at most %d -u", VERIFY_MAX_UNTRUSTED);
 			o->untrusted[o->n_untrusted++] = optarg;
+			break;
+		case 'c':
+			if (o->n_crls == VERIFY_MAX_CRLS)
+				fatalx(2, "at most %d -c", VERIFY_MAX_CRLS);
+			o->crls[o->n_crls++] = optarg;
 			break;
 		case 'x':
 			if (optind >= argc)
@@ -145,7 +159,28 @@ verify_cert(const char *path, struct certs_der *out)
 	*out = (struct certs_der){der, len};
 }
 
-/* The library path: attest_verify_quote() n times. */
+/* One verification: the quote, then, with crls, its chain's revocation
+ * (0 trusted, -1 refused with res->reason). */
+static int
+verify_once(
+    const struct attest_check *chk, const struct certs_crls *crls, struct attest_result *res)
+{
+	struct attest_chain chain;
+	struct err err;
+
+	if (attest_verify_quote(chk, res) == -1)
+		return -1;
+	if (crls == NULL)
+		return 0;
+	if (attest_chain_of(&chk->ak_cert, &chain, &err) == -1 ||
+	    attest_revoked_crls(crls, &chain, &err) == -1) {
+		snprintf(res->reason, sizeof(res->reason), "%s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* The library path: verify_once() n times. */
 static void
 verify_library(const struct verify_opts *o)
 {
@@ -153,6 +188,7 @@ verify_library(const struct verify_opts *o)
 	struct certs_der ak, root, untrusted[VERIFY_MAX_UNTRUSTED];
 	struct attest_check chk;
 	struct attest_result res;
+	struct certs_crls *crls = NULL;
 	uint8_t nonce[EVIDENCE_DATA_MAX], *buf = NULL;
 	size_t nonce_len = strlen(o->nonce) / 2, len = 0;
 	struct err err;
@@ -188,13 +224,17 @@ verify_library(const struct verify_opts *o)
 	    .policy = o->host_config != NULL ? ATTEST_REQUIRE_HOST_CONFIG : ATTEST_ACCEPT_VIRTUAL,
 	    .host_config = o->host_config,
 	    .prev = NULL};
-	if (attest_verify_quote(&chk, &res) == -1)
+	if (o->n_crls > 0 && attest_crls_load(o->crls, o->n_crls, untrusted, o->n_untrusted, &root,
+	                         1, chk.now, &crls, &err) == -1)
+		fatalx(1, "%s: %s", o->label, err.msg);
+	if (verify_once(&chk, crls, &res) == -1)
 		fatalx(1, "%s: the quote does not verify: %s", o->label, res.reason);
-	fprintf(stderr, "bench_verify %s: trusted: %s\n", o->label, res.verdict);
+	fprintf(stderr, "bench_verify %s: trusted: %s%s\n", o->label, res.verdict,
+	    crls != NULL ? "; not revoked: AK, vEK and CK certificates (CRLs)" : "");
 	c0 = verify_cpu_s(CLOCK_PROCESS_CPUTIME_ID);
 	t0 = bench_now_ns();
 	for (long i = 0; i < o->n; i++)
-		if (attest_verify_quote(&chk, &res) == -1)
+		if (verify_once(&chk, crls, &res) == -1)
 			bad++;
 	t1 = bench_now_ns();
 	c1 = verify_cpu_s(CLOCK_PROCESS_CPUTIME_ID);
@@ -202,6 +242,7 @@ verify_library(const struct verify_opts *o)
 		fatalx(
 		    1, "%s: %ld of %ld verifications refused: %s", o->label, bad, o->n, res.reason);
 	verify_report(o->label, o->n, t1 - t0, c1 - c0);
+	certs_crls_free(crls);
 	free((void *)ak.der);
 	free((void *)root.der);
 	for (size_t i = 0; i < o->n_untrusted; i++)

@@ -53,8 +53,11 @@ DB=$T/ca/ca.db
 mkdir -p "$T/ca"
 step "$VTPM_CA" init --db "$DB" --name demo
 step "$VTPM_CA" trust add --manufacturer "$EVIDENCE/manufacturer-root.pem" --db "$DB"
-start_vtpm_ca ca --db "$DB" --role both
-echo "  serving both roles on $CA_URL"
+# The URL where challengers find its CRLs, named in every certificate it
+# issues (cRLDistributionPoints); a name here, the demo hands CRLs over.
+CRL_BASE=http://vtpm-ca.demo.example
+start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE"
+echo "  serving both roles on $CA_URL; certificates name CRLs under $CRL_BASE"
 cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"
 cp "$T/ca/ca-privacy.pem" "$EVIDENCE/ca-privacy.pem"
 cp "$T/ca/ca-virtualization.pem" "$EVIDENCE/ca-virtualization.pem"
@@ -156,12 +159,27 @@ echo "    virtual, the host's CK, the approved host configuration, the instance 
 echo "  root -> Privacy CA -> vAK (vm-a's attestation key):"
 cert_line "$EVIDENCE/vm-a/ak.pem" | sed 's/^/    /'
 
-say "Verdict of a vTPM-aware challenger (vtpm-attest verify)"
+say "The CAs' CRLs (GET /v1/ROLE/crl; vtpm-ca crl for the root's)"
+for role in privacy virtualization; do
+	curl -sf -o "$T/$role.crl.der" "$CA_URL/v1/$role/crl" || fail "GET /v1/$role/crl"
+	step openssl crl -inform DER -in "$T/$role.crl.der" -out "$EVIDENCE/ca-$role.crl"
+done
+step "$VTPM_CA" crl --role root --db "$DB" --out "$EVIDENCE/ca-root.crl"
+cat "$EVIDENCE/ca-privacy.crl" "$EVIDENCE/ca-root.crl" >"$EVIDENCE/ca-privacy-and-root.crl"
+
+say "Verdict of a vTPM-aware challenger (vtpm-attest verify): the AK's whole chain not revoked"
+echo "  vm-a asking the CA (--ca), vm-b in the CRLs (--crl, read and checked once)"
 for vm in vm-a vm-b; do
 	d=$EVIDENCE/$vm
+	if [ "$vm" == vm-a ]; then
+		revocation=(--ca "$CA_URL")
+	else
+		revocation=(--crl "$EVIDENCE/ca-privacy.crl" --crl "$EVIDENCE/ca-virtualization.crl")
+	fi
 	step "$ATTEST" verify --ak-cert "$d/ak.pem" --message "$d/quote.msg" \
 		--signature "$d/quote.sig" --pcr-file "$d/quote.pcrs" --nonce "$(cat "$d/nonce")" \
-		--trust "$EVIDENCE/ca-root.pem" --untrusted "$EVIDENCE/ca-privacy.pem" --ca "$CA_URL" \
+		--trust "$EVIDENCE/ca-root.pem" --untrusted "$EVIDENCE/ca-privacy.pem" \
+		--untrusted "$EVIDENCE/ca-virtualization.pem" "${revocation[@]}" \
 		--pcrs "$(cat "$d/expected-pcrs")" \
 		--policy require-host-config demo-rack1-baseline --state "$T/attest-state"
 done
@@ -175,7 +193,8 @@ echo "  the same quote under --policy reject-virtual:"
 say "Verdict of a legacy challenger that knows nothing of virtualisation (openssl, tpm2_checkquote)"
 for vm in vm-a vm-b; do
 	d=$EVIDENCE/$vm
-	step openssl verify -CAfile "$EVIDENCE/ca-root.pem" -untrusted "$EVIDENCE/ca-privacy.pem" \
+	step openssl verify -crl_check_all -CAfile "$EVIDENCE/ca-root.pem" \
+		-untrusted "$EVIDENCE/ca-privacy.pem" -CRLfile "$EVIDENCE/ca-privacy-and-root.crl" \
 		"$d/ak.pem"
 	step_quiet tpm2_checkquote -u "$d/ak.pub.pem" -m "$d/quote.msg" -s "$d/quote.sig" \
 		-f "$d/quote.pcrs" -g sha256 -q "$(cat "$d/nonce")"
@@ -191,12 +210,16 @@ cat >"$EVIDENCE/README" <<EOF
 Evidence left by 'make demo' (vtpmd). Check it with standard tools alone:
 
   openssl verify -CAfile ca-root.pem -untrusted ca-privacy.pem host-ck.pem vm-a/ak.pem vm-b/ak.pem
+  openssl verify -crl_check_all -CAfile ca-root.pem -untrusted ca-privacy.pem \
+      -CRLfile ca-privacy-and-root.crl vm-a/ak.pem vm-b/ak.pem
   openssl verify -CAfile ca-root.pem -untrusted ca-virtualization.pem vm-*/ek-*.pem
   openssl verify -CAfile manufacturer-root.pem host-ek.pem
   tpm2_checkquote -u vm-a/ak.pub.pem -m vm-a/quote.msg -s vm-a/quote.sig \\
       -f vm-a/quote.pcrs -g sha256 -q \$(cat vm-a/nonce)
 
 ca-root.pem              the CAs' root; ca-privacy.pem and ca-virtualization.pem under it
+ca-ROLE.crl              the CAs' CRLs (privacy, virtualization, root), as signed then;
+                         ca-privacy-and-root.crl both that openssl -crl_check_all needs
 manufacturer-root.pem    the simulated TPM manufacturer; host-ek.pem its certificate of the host EK
 host-ck.pem              the host TPM's Certifying Key (Privacy CA)
 VM/ek-TYPE.pem           the vTPM's EK certificates (Virtualization CA, marked virtual)

@@ -176,6 +176,34 @@ int attest_http_json(const char *base_url, const char *method, const char *path,
  * 0 good, 1 revoked (reason in why), -1 unknown or unreachable. */
 int attest_http_status(const char *base_url, const char *serial, struct err *err);
 
+/*
+ * attest_revoke.c: revocation of an AK certificate's whole chain. The
+ * chain's links, AK first: the AK certificate's own reference, then the vEK
+ * certificate and the CK certificate its VtpmdLineage names (a vTPM's AK
+ * without it is refused: its chain cannot be checked). The checks look the
+ * links up from the CK down and name the first revoked ("CK certificate
+ * SERIAL is revoked …"); 0 when none is, -1 with err otherwise (revoked,
+ * or revocation unknown: a link's issuer without a CRL, the CA
+ * unreachable). attest_revoked_crls is a pure function of loaded CRLs.
+ */
+#define ATTEST_CHAIN_MAX    3
+#define ATTEST_CRL_MAX      8
+#define ATTEST_CRL_FILE_MAX (16u << 20)
+struct attest_chain {
+	struct certs_ref link[ATTEST_CHAIN_MAX]; /* AK, vEK, CK */
+	size_t n;
+};
+int attest_chain_of(const struct certs_der *ak, struct attest_chain *c, struct err *err);
+const char *attest_chain_name(size_t i); /* "AK", "vEK", "CK" */
+int attest_revoked_crls(
+    const struct certs_crls *crls, const struct attest_chain *c, struct err *err);
+int attest_revoked_ca(const char *base_url, const struct attest_chain *c, struct err *err);
+/* Reads and checks CRL files (PEM or DER) once: each signed by a CA among
+ * issuers or roots that chains to roots, current at now (certs_crls_add). */
+int attest_crls_load(const char *const *paths, size_t n, const struct certs_der *issuers,
+    size_t n_issuers, const struct certs_der *roots, size_t n_roots, int64_t now,
+    struct certs_crls **out, struct err *err);
+
 /* attest_enroll.c: enroll, challenge, certify. */
 int attest_enroll(int argc, char **argv);
 int attest_challenge(int argc, char **argv);

@@ -7,7 +7,8 @@
  * alone. The command around it reads the files (a vtpm-attest bundle, or
  * tpm2_quote's three files), keeps the clockInfo of the last quote accepted
  * from each AK (--state DIR, a file named after the AK key's digest), and
- * asks vtpm-ca about revocation when given --ca.
+ * checks the revocation of the AK's whole chain (attest_revoke.c) when
+ * given --ca or --crl.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -362,18 +363,31 @@ static const char av_help[] =
     "    The quote is vtpm-attest quote's bundle (--quote), or the three files of\n"
     "    tpm2_quote -m, -s and -o (tpm2-tools' formats).\n"
     "\n"
+    "    Revocation is checked for the whole chain: the AK certificate, and the vEK\n"
+    "    certificate and the host CK's certificate it names (its VtpmdLineage\n"
+    "    extension), either by asking vtpm-ca (--ca) or in CRLs (--crl, read and\n"
+    "    checked once); a refusal names the link that is revoked.\n"
+    "\n"
     "    require-host-config claims more than the others, so it needs the checks\n"
-    "    that make it true: revocation (--ca) and the PCR values expected (--pcrs).\n"
+    "    that make it true: revocation (--ca or --crl) and the PCR values expected\n"
+    "    (--pcrs).\n"
     "    --no-revocation-check and --any-pcrs waive them explicitly; the verdict\n"
     "    then says what was waived.\n"
     "\n"
     "OPTIONS\n"
     "    --pcrs SPEC   required values, e.g. sha256:16=HEX,17=HEX+sha1:16=HEX\n"
     "    --any-pcrs    require no PCR value (require-host-config needs this or --pcrs)\n"
-    "    --ca URL      ask vtpm-ca (http://HOST:PORT) whether the AK certificate is\n"
-    "                  revoked; without it revocation is not checked\n"
+    "    --ca URL      ask vtpm-ca (http://HOST:PORT) whether the AK, vEK or CK\n"
+    "                  certificate is revoked\n"
+    "    --crl FILE    a CRL (PEM or DER; vtpm-ca crl, or GET /v1/ROLE/crl), up to 8:\n"
+    "                  the Privacy CA's (AK and CK certificates) and the\n"
+    "                  Virtualization CA's (vEK certificates). Each must be signed by\n"
+    "                  --trust or an --untrusted CA certificate that chains to it\n"
+    "                  (give the Virtualization CA's with --untrusted), and current.\n"
+    "                  Without --ca or --crl revocation is not checked\n"
     "    --no-revocation-check\n"
-    "                  check no revocation (require-host-config needs this or --ca)\n"
+    "                  check no revocation (require-host-config needs this, --ca or\n"
+    "                  --crl)\n"
     "    --state DIR   the last quote seen from each AK (default\n"
     "                  $XDG_STATE_HOME/vtpm-attest, ~/.local/state/vtpm-attest, or\n"
     "                  /var/lib/vtpm-attest for root)\n"
@@ -388,6 +402,8 @@ struct av_opts {
 	const char *ak_cert, *quote, *message, *signature, *pcr_file, *trust, *pcrs, *ca, *state;
 	const char *untrusted[AV_MAX_UNTRUSTED];
 	size_t n_untrusted;
+	const char *crls[ATTEST_CRL_MAX];
+	size_t n_crls;
 	uint8_t nonce[EVIDENCE_DATA_MAX];
 	size_t nonce_len;
 	bool have_nonce, json;
@@ -420,16 +436,19 @@ av_parse_policy(struct av_opts *o, int argc, char **argv)
 static int
 av_check_waivers(const struct av_opts *o)
 {
-	if (o->ca != NULL && o->no_revocation_check)
-		return attest_usage("verify", "--ca and --no-revocation-check contradict each other");
+	if ((o->ca != NULL || o->n_crls > 0) && o->no_revocation_check)
+		return attest_usage(
+		    "verify", "--ca or --crl and --no-revocation-check contradict each other");
+	if (o->ca != NULL && o->n_crls > 0)
+		return attest_usage("verify", "give --ca URL or --crl FILE, not both");
 	if (o->pcrs != NULL && o->any_pcrs)
 		return attest_usage("verify", "--pcrs and --any-pcrs contradict each other");
 	if (o->policy != ATTEST_REQUIRE_HOST_CONFIG)
 		return EXIT_OK;
-	if (o->ca == NULL && !o->no_revocation_check)
+	if (o->ca == NULL && o->n_crls == 0 && !o->no_revocation_check)
 		return attest_usage("verify",
-		    "require-host-config needs revocation checked: give --ca URL, or waive it "
-		    "with --no-revocation-check");
+		    "require-host-config needs revocation checked: give --ca URL or --crl FILE, "
+		    "or waive it with --no-revocation-check");
 	if (o->pcrs == NULL && !o->any_pcrs)
 		return attest_usage("verify",
 		    "require-host-config needs the PCR values expected: give --pcrs SPEC, or "
@@ -452,6 +471,7 @@ av_parse(struct av_opts *o, int argc, char **argv)
 	    {"pcrs", required_argument, NULL, 'p'},
 	    {"policy", required_argument, NULL, 'P'},
 	    {"ca", required_argument, NULL, 'c'},
+	    {"crl", required_argument, NULL, 'C'},
 	    {"state", required_argument, NULL, 'S'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"any-pcrs", no_argument, NULL, 'A'},
@@ -486,6 +506,11 @@ av_parse(struct av_opts *o, int argc, char **argv)
 				return attest_usage("verify", "--nonce: at least %d bytes, drawn at "
 				    "random for each challenge", AV_NONCE_MIN);
 			o->have_nonce = true;
+			break;
+		case 'C':
+			if (o->n_crls == ATTEST_CRL_MAX)
+				return attest_usage("verify", "at most %d --crl", ATTEST_CRL_MAX);
+			o->crls[o->n_crls++] = optarg;
 			break;
 		case 'u':
 			if (o->n_untrusted == AV_MAX_UNTRUSTED)
@@ -679,32 +704,46 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 		fprintf(stderr, "vtpm-attest: refused: %s\n", res->reason);
 }
 
-/* Revocation: the text for the verdict; -1 when revoked or unknown. */
+/* Revocation of the AK certificate's whole chain: the text for the
+ * verdict; -1 with res->reason when a link is revoked or unknown. */
 static int
-av_revocation(const struct av_opts *o, const struct certs_der *ak, struct attest_result *res,
+av_revocation(const struct av_opts *o, const struct av_certs *c, struct attest_result *res,
     char *text, size_t len)
 {
-	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct certs_crls *crls = NULL;
+	struct attest_chain chain;
 	struct err err;
-	int r;
+	int ret = -1;
 
-	if (o->ca == NULL) {
+	if (o->ca == NULL && o->n_crls == 0) {
 		snprintf(text, len, "%s", o->no_revocation_check
 		                              ? "revocation NOT checked (waived: --no-revocation-check)"
 		                              : "revocation not checked");
 		return 0;
 	}
-	if (certs_cert_serial(ak->der, ak->len, serial) == -1) {
-		snprintf(res->reason, sizeof(res->reason), "AK certificate: no serial number");
-		return -1;
+	if (attest_chain_of(&c->ak, &chain, &err) == -1)
+		goto out;
+	if (o->ca != NULL) {
+		if (attest_revoked_ca(o->ca, &chain, &err) == -1)
+			goto out;
+		snprintf(text, len, "not revoked: %s (vtpm-ca at %s)",
+		    chain.n == 3 ? "AK, vEK and CK certificates" : "AK certificate", o->ca);
+		ret = 0;
+		goto out;
 	}
-	r = attest_http_status(o->ca, serial, &err);
-	if (r == 0) {
-		snprintf(text, len, "not revoked (vtpm-ca at %s)", o->ca);
-		return 0;
-	}
-	snprintf(res->reason, sizeof(res->reason), "AK certificate %s: %s", serial, err.msg);
-	return -1;
+	if (attest_crls_load(o->crls, o->n_crls, c->untrusted, c->n_untrusted, &c->root, 1,
+	        (int64_t)time(NULL), &crls, &err) == -1 ||
+	    attest_revoked_crls(crls, &chain, &err) == -1)
+		goto out;
+	snprintf(text, len, "not revoked: %s (%zu CRL%s)",
+	    chain.n == 3 ? "AK, vEK and CK certificates" : "AK certificate", o->n_crls,
+	    o->n_crls > 1 ? "s" : "");
+	ret = 0;
+out:
+	if (ret == -1)
+		snprintf(res->reason, sizeof(res->reason), "%s", err.msg);
+	certs_crls_free(crls);
+	return ret;
 }
 
 int
@@ -718,7 +757,7 @@ attest_verify(int argc, char **argv)
 	struct attest_check chk;
 	struct attest_result res;
 	struct evidence_clock prev;
-	char dirbuf[4096], revocation[160];
+	char dirbuf[4096], revocation[ATTEST_WHY_MAX];
 	struct err err;
 	const char *dir;
 	size_t n_want = 0;
@@ -769,7 +808,7 @@ attest_verify(int argc, char **argv)
 	    .host_config = o.host_config,
 	    .prev = found == 1 ? &prev : NULL};
 	if (attest_verify_quote(&chk, &res) == 0 &&
-	    av_revocation(&o, &c.ak, &res, revocation, sizeof(revocation)) == -1)
+	    av_revocation(&o, &c, &res, revocation, sizeof(revocation)) == -1)
 		res.trusted = false;
 	if (res.trusted &&
 	    attest_state_save(dir, res.ak_digest, &res.clock, &err) == -1) {

@@ -176,13 +176,18 @@ struct ca_issued {
 	char subject[CA_SUBJECT_MAX];
 	char detail[CA_DETAIL_MAX]; /* host configuration, host EK, … */
 	int64_t issued_at, not_after;
+	/* its lineage (issue #11, item 5): the serials of the CK's and, for an
+	 * AK, the vEK's certificates it descends from; "" when none */
+	char parent_ck[CERTS_SERIAL_HEX_MAX + 1];
+	char parent_vek[CERTS_SERIAL_HEX_MAX + 1];
 	const char *certificate; /* PEM; only valid during a listing callback */
 	/* from the revocations */
 	bool revoked;
 	int64_t revoked_at;
 	char reason[CA_DETAIL_MAX];
 };
-/* ERR_EXISTS: the serial is recorded already. */
+/* The certificate and its lineage (when parent_ck is set), in one
+ * transaction. ERR_EXISTS: the serial is recorded already. */
 int ca_db_issued_add(
     struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err);
 int ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec),
@@ -195,11 +200,25 @@ struct ca_status {
 	int64_t revoked_at;
 	char reason[CA_DETAIL_MAX];
 };
-/* ERR_ABSENT: not issued here (and not foreign); ERR_EXISTS: revoked
- * already. It runs inside ca_db_ck_record's transaction: a transaction of
- * its own must be a SAVEPOINT, not BEGIN. */
+/* In one transaction: the revocation, then those of every certificate
+ * issued here beneath it (by their lineage: a CK's vEK and AK
+ * certificates, a vEK's AK certificates), each with a reason naming the
+ * ancestor ("CK certificate SERIAL revoked: REASON"), and an audit row
+ * for each ("revoke", "done" or "cascaded"). ERR_ABSENT: not issued here
+ * (and not foreign); ERR_EXISTS: revoked already. */
 int ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now,
     bool foreign, struct err *err);
+/* The same inside a transaction the caller opened (BEGIN IMMEDIATE) and
+ * commits or rolls back: for a revocation that is part of a larger change
+ * (a CK rotated away), so that it cascades alike. */
+int ca_db_revoke_tx(struct ca_db *db, const char *serial, const char *reason, int64_t now,
+    bool foreign, struct err *err);
+/* The next CRL of role ("privacy", "virtualization", "root"): its number
+ * (the last one plus one, recorded) and the revocations of the
+ * certificates the role issued (*entries malloc'd, *n of them; none for
+ * the root, which issues no certificate recorded here). */
+int ca_db_crl(struct ca_db *db, const char *role, uint64_t *number,
+    struct certs_crl_entry **entries, size_t *n, struct err *err);
 /* 0 with out filled when the serial was issued here or revoked; else
  * ERR_ABSENT. */
 int ca_db_status(struct ca_db *db, const char *serial, struct ca_status *out, struct err *err);
@@ -408,11 +427,13 @@ void ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *sec
 void ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key *key,
     const char *host, const uint8_t host_ek_digest[static 32], struct ca_answer *a);
 void ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
-    const struct certs_ek_info *tpm, const struct certs_virtual *virt, struct ca_answer *a);
+    const struct certs_ek_info *tpm, const struct certs_virtual *virt,
+    const struct certs_lineage *lineage, struct ca_answer *a);
 /* A vEK evidence nonce, made and recorded by the parent. */
 void ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a);
 struct ca_ek_issue {
 	const struct ca_msg_key *vek;
+	const struct certs_ref *ck_ref; /* the CK certificate, for the lineage */
 	const uint8_t *nonce;       /* EVIDENCE_VEK_NONCE_LEN bytes, in the evidence */
 	const uint8_t *sealed_name; /* the certified sealed object's Name */
 	size_t sealed_name_len;
@@ -421,6 +442,9 @@ struct ca_ek_issue {
 	const char *ck_serial, *host, *instance_uuid;
 };
 void ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a);
+/* A fresh CRL of role (privacy or virtualization): a->der (DER), or a->rc
+ * FAILED with a->reason. */
+void ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a);
 /* A refusal for the audit trail (action: enum ca_msg_action; failed: a
  * 5xx), written by the parent before this returns. detail is cut to
  * CA_DETAIL_MAX and made printable. */
@@ -437,6 +461,8 @@ int ca_trust_verify(struct ca_link *l, enum ca_trust_kind kind, const struct cer
 /* The revocation state of a certificate (DER): 0 good, 1 revoked (err
  * says so), -1 error. */
 int ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct err *err);
+/* The same for a serial (hex), such as a lineage names. */
+int ca_trust_serial_revoked(struct ca_link *l, const char *serial, struct err *err);
 
 /* ca_settings.c: vtpm-ca serve's settings. */
 struct ca_settings {
@@ -449,7 +475,15 @@ struct ca_settings {
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
 	int64_t validity_ak;
 	int64_t validity_ek;
+	/* revocation (issue #11, item 5): the base URL certificates name in
+	 * their cRLDistributionPoints ("" none; BASE/v1/ROLE/crl), and how
+	 * long a CRL is current (nextUpdate - thisUpdate, seconds) */
+	char crl_url[200];
+	int64_t crl_validity;
 };
+/* A CRL URL base: http:// or https://, printable, no space, no '?' or
+ * '#'; 0 or -1. */
+int ca_settings_crl_url_ok(const char *url);
 void ca_settings_defaults(struct ca_settings *s);
 /* Reads the JSON configuration file into s (see `vtpm-ca serve --help`). */
 int ca_settings_load(const char *path, struct ca_settings *s, struct err *err);
@@ -496,6 +530,11 @@ void ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct c
 /* ca_virt.c: POST /v1/virtualization/ek-certificate. */
 void ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
 void ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+
+/* ca_crl.c: the CRL of role ("privacy", "virtualization", "root") signed
+ * by ca, current from now for validity seconds, into *der (malloc'd). */
+int ca_crl_make(struct ca_db *db, const struct certs_ca *ca, const char *role, int64_t now,
+    int64_t validity, uint8_t **der, size_t *len, struct err *err);
 
 /* ca_cmd_trust.c: a trust entry from PEM text (the CA's certificate, then
  * those above it up to a self-signed root; the chain must verify now).
@@ -576,5 +615,6 @@ int ca_cmd_approve(int argc, char **argv);
 int ca_cmd_list(int argc, char **argv);
 int ca_cmd_revoke(int argc, char **argv);
 int ca_cmd_cert(int argc, char **argv);
+int ca_cmd_crl(int argc, char **argv);
 
 #endif /* VTPM_CA_H */

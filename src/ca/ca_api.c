@@ -66,6 +66,27 @@ ca_get_status(struct ca_server *s, const char *arg)
 	             st.reason, "revoked_at", (json_int_t)st.revoked_at));
 }
 
+/* GET /v1/ROLE/crl: the role's CRL, signed afresh by the parent, as DER
+ * (application/pkix-crl, RFC 5280 4.2.1.13). */
+static struct api_response
+ca_get_crl(struct ca_server *s, enum ca_role role)
+{
+	struct api_response r = {.status = 200, .raw_type = "application/pkix-crl"};
+	struct ca_answer a;
+
+	ca_ask_crl(&s->link, role, &a);
+	if (a.rc != CA_MSG_OK) {
+		log_warnx("%s CRL: %s", ca_role_name(role), a.reason);
+		ca_answer_clear(&a);
+		return api_error(500, "the CRL cannot be made", "try again; see vtpm-ca's log");
+	}
+	r.raw = a.der;
+	r.raw_len = a.der_len;
+	a.der = NULL;
+	ca_answer_clear(&a);
+	return r;
+}
+
 /* ---- POST routes ---- */
 
 void
@@ -95,7 +116,7 @@ ca_dispatch(
 {
 	const char *name = ca_msg_action_name(action);
 	struct ca_reply r = {0};
-	struct api_response out;
+	struct api_response out = {0};
 
 	if (body == NULL)
 		ca_refuse(
@@ -153,6 +174,15 @@ ca_api(void *ctx, const struct api_request *req)
 			return api_error(405, "method not allowed", "use GET");
 		return ca_get_ca(s, p[4] == 'p' ? &s->privacy_cert : &s->virt_cert);
 	}
+	if (strcmp(p, "/v1/privacy/crl") == 0 || strcmp(p, "/v1/virtualization/crl") == 0) {
+		enum ca_role role = p[4] == 'p' ? CA_ROLE_PRIVACY : CA_ROLE_VIRTUALIZATION;
+
+		if (req->method != API_GET)
+			return api_error(405, "method not allowed", "use GET");
+		if (!ca_serves(s, role))
+			return ca_not_served(ca_role_name(role));
+		return ca_get_crl(s, role);
+	}
 	if (strcmp(p, "/v1/privacy/challenge") == 0 || strcmp(p, "/v1/privacy/certify") == 0 ||
 	    strcmp(p, "/v1/virtualization/ek-certificate") == 0 ||
 	    strcmp(p, "/v1/virtualization/nonce") == 0) {
@@ -172,6 +202,6 @@ ca_api(void *ctx, const struct api_request *req)
 		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req->body);
 	}
 	return api_error(404, "no such route",
-	    "see docs/ca-api.md: /v1/privacy/{ca,challenge,certify}, "
-	    "/v1/virtualization/{ca,nonce,ek-certificate}, /v1/status/SERIAL");
+	    "see docs/ca-api.md: /v1/privacy/{ca,crl,challenge,certify}, "
+	    "/v1/virtualization/{ca,crl,nonce,ek-certificate}, /v1/status/SERIAL");
 }

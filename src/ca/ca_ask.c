@@ -252,9 +252,19 @@ ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key *key,
 	ca_ask_issue(l, a);
 }
 
+/* A lineage reference into its message form. */
+static void
+ca_ask_ref(struct ca_msg_ref *out, const struct certs_ref *in)
+{
+	out->keyid_len = (uint32_t)in->issuer_keyid_len;
+	memcpy(out->keyid, in->issuer_keyid, in->issuer_keyid_len);
+	snprintf(out->serial, sizeof(out->serial), "%s", in->serial);
+}
+
 void
 ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
-    const struct certs_ek_info *tpm, const struct certs_virtual *virt, struct ca_answer *a)
+    const struct certs_ek_info *tpm, const struct certs_virtual *virt,
+    const struct certs_lineage *lineage, struct ca_answer *a)
 {
 	struct ca_msg_issue_ak *q = &l->msg->u.issue_ak;
 
@@ -280,6 +290,8 @@ ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
 	q->tpm.revision = tpm->revision;
 	q->virt.is_virtual = virt->is_virtual ? 1 : 0;
 	memcpy(q->virt.ck_digest, virt->ck_digest, sizeof(q->virt.ck_digest));
+	ca_ask_ref(&q->vek, &lineage->vek);
+	ca_ask_ref(&q->ck, &lineage->ck);
 	ca_ask_issue(l, a);
 }
 
@@ -301,6 +313,7 @@ ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer
 		return;
 	}
 	q->vek = *e->vek;
+	ca_ask_ref(&q->ck, e->ck_ref);
 	memcpy(q->nonce, e->nonce, sizeof(q->nonce));
 	q->sealed_name_len = (uint32_t)e->sealed_name_len;
 	memcpy(q->sealed_name, e->sealed_name, e->sealed_name_len);
@@ -321,6 +334,27 @@ ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a)
 	a->expires_in = r->expires_in;
 	memcpy(a->nonce, r->nonce, sizeof(a->nonce));
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+}
+
+void
+ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a)
+{
+	const struct ca_msg_crl *r = &l->msg->u.crl;
+
+	memset(a, 0, sizeof(*a));
+	ca_msg_init(l->msg, CA_MSG_CRL_GET);
+	l->msg->u.crl_get.role = (uint32_t)role;
+	ca_ask_exchange(l, CA_MSG_CRL);
+	a->rc = (int)r->rc;
+	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+	if (a->rc != CA_MSG_OK)
+		return;
+	if ((a->der = malloc(r->len)) == NULL) {
+		ca_ask_failed(a, "out of memory");
+		return;
+	}
+	memcpy(a->der, r->der, r->len);
+	a->der_len = r->len;
 }
 
 void

@@ -23,6 +23,13 @@ static const char revoke_help[] =
     "    revoked EK or vEK certificate by the Privacy CA, and GET /v1/status/HEX\n"
     "    answers \"revoked\" to challengers (vtpm-attest verify --ca).\n"
     "\n"
+    "    The revocation reaches every leaf, in the same transaction: revoking a CK\n"
+    "    certificate revokes every vEK and AK certificate issued here beneath it,\n"
+    "    revoking a vEK certificate (or, with --foreign, another CA's vEK\n"
+    "    certificate) every AK certificate beneath it, each with a reason naming\n"
+    "    the ancestor and a row in the audit trail. The next CRLs list them all\n"
+    "    (vtpm-ca crl).\n"
+    "\n"
     "OPTIONS\n"
     "    --reason TEXT   why (at most 200 characters), shown to challengers\n"
     "    --foreign       the certificate was not issued here (a host's EK\n"
@@ -80,10 +87,8 @@ ca_cmd_revoke(int argc, char **argv)
 		ca_db_close(db);
 		return EXIT_RUNTIME;
 	}
-	err_set(&err, ERR_FAILED, "serial %s%s%s%s", serial, foreign ? " (foreign)" : "",
-	    reason[0] != '\0' ? ": " : "", reason);
-	ca_db_audit(db, time(NULL), "revoke", "done", err.msg, NULL);
 	ca_db_close(db);
-	printf("revoked %s\n", err.msg);
+	printf("revoked serial %s%s%s%s\n", serial, foreign ? " (foreign)" : "",
+	    reason[0] != '\0' ? ": " : "", reason);
 	return EXIT_OK;
 }

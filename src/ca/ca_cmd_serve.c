@@ -43,7 +43,7 @@ static const char serve_help[] =
     "SYNOPSIS\n"
     "    vtpm-ca serve --db FILE [--role privacy|virtualization|both]\n"
     "        [--listen HOST:PORT] [--user NAME|UID[:GID]] [--config FILE]\n"
-    "        [--admit-any-manufacturer-ek] [--log-level LEVEL]\n"
+    "        [--crl-url URL] [--admit-any-manufacturer-ek] [--log-level LEVEL]\n"
     "\n"
     "DESCRIPTION\n"
     "    Serves HTTP/1.1 with JSON bodies (docs/ca-api.md) on a numeric TCP address.\n"
@@ -52,7 +52,8 @@ static const char serve_help[] =
     "    Privacy CA's key, the virtualization role /v1/virtualization/nonce (a\n"
     "    single-use nonce the evidence must carry) and /ek-certificate with the\n"
     "    Virtualization CA's; any role answers GET /v1/privacy/ca,\n"
-    "    /v1/virtualization/ca and /v1/status/SERIAL. Only the keys of the roles\n"
+    "    /v1/virtualization/ca and /v1/status/SERIAL, and each role GET\n"
+    "    /v1/ROLE/crl (its CRL, DER, signed afresh). Only the keys of the roles\n"
     "    served are loaded. Every request that issues or is refused leaves an audit\n"
     "    row (vtpm-ca list audit). Put a TLS proxy in front for confidentiality;\n"
     "    nothing secret crosses in clear (the challenge secret is encrypted to the\n"
@@ -83,7 +84,11 @@ static const char serve_help[] =
     "                       \"challenges_per_ek\": 4 (open for one EK from one address),\n"
     "                       \"nonce_expiry_seconds\": 60 (a vEK evidence nonce's life),\n"
     "                       \"ck_validity_days\": 1825, \"ak_validity_days\": 365,\n"
-    "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z)\n"
+    "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z),\n"
+    "                       \"crl_url\": URL, \"crl_validity_seconds\": 86400\n"
+    "    --crl-url URL    the base URL where this CA is reached (http:// or https://):\n"
+    "                     the certificates it issues carry the cRLDistributionPoint\n"
+    "                     URL/v1/privacy/crl or URL/v1/virtualization/crl\n"
     "    --admit-any-manufacturer-ek\n"
     "                     a lab switch, off by default: certify the CK of any host\n"
     "                     EK from a trusted manufacturer, not only those admitted\n"
@@ -97,7 +102,7 @@ static const char serve_help[] =
     "    error.\n";
 
 struct serve_opts {
-	const char *db, *role, *listen, *config, *user, *chroot;
+	const char *db, *role, *listen, *config, *user, *chroot, *crl_url;
 	enum log_level level;
 	bool network_child;
 	bool admit_any;
@@ -426,6 +431,7 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 	    {"network-child", no_argument, NULL, 'N'},
 	    {"chroot", required_argument, NULL, 'C'},
 	    {"admit-any-manufacturer-ek", no_argument, NULL, 'A'},
+	    {"crl-url", required_argument, NULL, 'U'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -444,6 +450,7 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 		case 'N': o->network_child = true; break;
 		case 'C': o->chroot = optarg; break;
 		case 'A': o->admit_any = true; break;
+		case 'U': o->crl_url = optarg; break;
 		case 'L':
 			if (log_parse_level(optarg, &o->level) == -1)
 				return ca_usage("serve", "--log-level: error, warn, info or debug");
@@ -492,6 +499,11 @@ serve_settings(const struct serve_opts *o, struct serve *sv)
 	sv->p->cfg.admit_any_manufacturer_ek = o->admit_any;
 	if (sv->p->cfg.listen[0] == '\0')
 		return ca_usage("serve", "give --listen HOST:PORT (or \"listen\" in --config)");
+	if (o->crl_url != NULL && ca_settings_crl_url_ok(o->crl_url) == -1)
+		return ca_usage("serve", "--crl-url: an http:// or https:// URL without a trailing "
+		                         "'/', query or fragment");
+	if (o->crl_url != NULL)
+		snprintf(sv->p->cfg.crl_url, sizeof(sv->p->cfg.crl_url), "%s", o->crl_url);
 	sv->c.confine = geteuid() == 0;
 	sv->c.log_level = o->level;
 	if (sv->c.confine && o->user == NULL)

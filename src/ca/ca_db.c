@@ -120,6 +120,25 @@ static const char *const ca_db_schema[] = {
     "ALTER TABLE challenges ADD COLUMN ek_key TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE challenges ADD COLUMN client TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
+    /*
+     * Revocation that reaches every leaf (issue #11, item 5). lineage: the
+     * certificates an issued certificate descends from, as its VtpmdLineage
+     * extension names them (an EK certificate: the host CK's; an AK
+     * certificate: the vEK certificate's and the CK's), so that revoking
+     * either revokes it too (ca_db_revoke_tx). Serials are those of the
+     * parents' issuers, which may be other CAs (16 random bytes each: one
+     * serial names one certificate). crl_numbers: the last cRLNumber each
+     * role (and the root) signed.
+     */
+    "CREATE TABLE lineage ("
+    " serial TEXT PRIMARY KEY REFERENCES issued (serial),"
+    " ck_serial TEXT NOT NULL,"
+    " vek_serial TEXT)",
+    "CREATE INDEX lineage_ck ON lineage (ck_serial)",
+    "CREATE INDEX lineage_vek ON lineage (vek_serial)",
+    "CREATE TABLE crl_numbers ("
+    " role TEXT PRIMARY KEY CHECK (role IN ('privacy', 'virtualization', 'root')),"
+    " number INTEGER NOT NULL)",
 };
 
 static const char *const ca_trust_names[CA_TRUST_KINDS] = {
@@ -335,8 +354,30 @@ ca_db_step_done(
 
 /* ---- issued certificates and revocations ---- */
 
-int
-ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
+/* The lineage row of an issued certificate, when it has parents. */
+static int
+ca_db_lineage_add(struct ca_db *db, const struct ca_issued *rec, struct err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (rec->parent_ck[0] == '\0')
+		return 0;
+	st = ca_db_prepare(
+	    db, "INSERT INTO lineage (serial, ck_serial, vek_serial) VALUES (?, ?, ?)", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, rec->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rec->parent_ck, -1, SQLITE_STATIC);
+	if (rec->parent_vek[0] != '\0')
+		sqlite3_bind_text(st, 3, rec->parent_vek, -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "record the certificate's lineage", NULL, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+ca_db_issued_insert(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -358,6 +399,20 @@ ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem,
 	rc = ca_db_step_done(db, st, "record the issued certificate", NULL, err);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* The certificate and its lineage, in one transaction. */
+int
+ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
+{
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
+	    ca_db_exec(db, "COMMIT", err) == -1) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -418,19 +473,15 @@ ca_db_is_issued(struct ca_db *db, const char *serial, struct err *err)
 	return -1;
 }
 
-int
-ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
-    struct err *err)
+/* Inserts one revocation row. */
+static int
+ca_db_revocation_add(struct ca_db *db, const char *serial, const char *reason, int64_t now,
+    bool foreign, struct err *err)
 {
 	char exists[CERTS_SERIAL_HEX_MAX + 32];
 	sqlite3_stmt *st;
-	int rc, issued = ca_db_is_issued(db, serial, err);
+	int rc;
 
-	if (issued == -1)
-		return -1;
-	if (!issued && !foreign)
-		return err_set(
-		    err, ERR_ABSENT, "no certificate with serial %s was issued here", serial);
 	st = ca_db_prepare(db,
 	    "INSERT INTO revocations (serial, revoked_at, reason, foreign_cert) "
 	    "VALUES (?, ?, ?, ?)",
@@ -440,11 +491,208 @@ ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t n
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, !issued);
+	sqlite3_bind_int(st, 4, foreign);
 	snprintf(exists, sizeof(exists), "serial %s is revoked already", serial);
 	rc = ca_db_step_done(db, st, "record the revocation", exists, err);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* A certificate beneath a revoked one. */
+struct ca_db_child {
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	char kind[8];
+	bool under_ck; /* its CK was revoked, else its vEK */
+};
+
+/* The certificates issued here directly beneath serial (by their lineage)
+ * and not revoked yet: *children malloc'd, *n of them. */
+static int
+ca_db_children(
+    struct ca_db *db, const char *serial, struct ca_db_child **children, size_t *n, struct err *err)
+{
+	struct ca_db_child *v = NULL, *grown;
+	sqlite3_stmt *st;
+	int rc;
+
+	*children = NULL;
+	*n = 0;
+	st = ca_db_prepare(db,
+	    "SELECT l.serial, i.kind, l.ck_serial = ?1 FROM lineage l "
+	    "JOIN issued i ON i.serial = l.serial "
+	    "WHERE (l.ck_serial = ?1 OR l.vek_serial = ?1) "
+	    "AND l.serial NOT IN (SELECT serial FROM revocations) ORDER BY i.rowid",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		v = grown;
+		ca_db_text(st, 0, v[*n].serial, sizeof(v[*n].serial));
+		ca_db_text(st, 1, v[*n].kind, sizeof(v[*n].kind));
+		v[*n].under_ck = sqlite3_column_int(st, 2) != 0;
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		*n = 0;
+		return rc == SQLITE_NOMEM ? err_set(err, ERR_FAILED, "out of memory")
+		                          : ca_db_fail(db, err, "look up the certificates beneath");
+	}
+	*children = v;
+	return 0;
+}
+
+/* Revokes every certificate beneath serial (revoked a moment ago with
+ * reason), each with a reason naming it, each audited. */
+static int
+ca_db_revoke_children(
+    struct ca_db *db, const char *serial, const char *reason, int64_t now, struct err *err)
+{
+	char why[CA_DETAIL_MAX], detail[CA_DETAIL_MAX];
+	struct ca_db_child *c = NULL;
+	size_t n = 0;
+	int ret = -1;
+
+	if (ca_db_children(db, serial, &c, &n, err) == -1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(why, sizeof(why), "%s certificate %s revoked%s%s",
+		    c[i].under_ck ? "CK" : "vEK", serial, reason[0] != '\0' ? ": " : "", reason);
+		snprintf(detail, sizeof(detail), "serial %s (%s): %s", c[i].serial, c[i].kind, why);
+		if (ca_db_revocation_add(db, c[i].serial, why, now, false, err) == -1 ||
+		    ca_db_audit(db, now, "revoke", "cascaded", detail, err) == -1)
+			goto out;
+	}
+	ret = 0;
+out:
+	free(c);
+	return ret;
+}
+
+/* Inside an open transaction: the revocation of serial, its audit row,
+ * then those of every certificate beneath it. The one revoke path: a CK
+ * revoked for any reason (the CLI, a rotation) takes its leaves with it. */
+int
+ca_db_revoke_tx(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
+    struct err *err)
+{
+	char detail[CA_DETAIL_MAX];
+	int issued = ca_db_is_issued(db, serial, err);
+
+	if (issued == -1)
+		return -1;
+	if (!issued && !foreign)
+		return err_set(
+		    err, ERR_ABSENT, "no certificate with serial %s was issued here", serial);
+	snprintf(detail, sizeof(detail), "serial %s%s%s%s", serial, !issued ? " (foreign)" : "",
+	    reason[0] != '\0' ? ": " : "", reason);
+	if (ca_db_revocation_add(db, serial, reason, now, !issued, err) == -1 ||
+	    ca_db_audit(db, now, "revoke", "done", detail, err) == -1)
+		return -1;
+	return ca_db_revoke_children(db, serial, reason, now, err);
+}
+
+int
+ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
+    struct err *err)
+{
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_revoke_tx(db, serial, reason, now, foreign, err) == -1 ||
+	    ca_db_exec(db, "COMMIT", err) == -1) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* The last cRLNumber of role, plus one, recorded. */
+static int
+ca_db_crl_number(struct ca_db *db, const char *role, uint64_t *number, struct err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = ca_db_prepare(db,
+	    "INSERT INTO crl_numbers (role, number) VALUES (?1, 1) "
+	    "ON CONFLICT (role) DO UPDATE SET number = number + 1 RETURNING number",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*number = (uint64_t)sqlite3_column_int64(st, 0);
+	if (rc == SQLITE_ROW && sqlite3_step(st) == SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return 0;
+	}
+	ca_db_fail(db, err, "count the CRL");
+	sqlite3_finalize(st);
+	return -1;
+}
+
+/* The revocations of the certificates role issued. */
+static int
+ca_db_crl_entries(
+    struct ca_db *db, const char *role, struct certs_crl_entry **out, size_t *n, struct err *err)
+{
+	struct certs_crl_entry *v = NULL, *grown;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = ca_db_prepare(db,
+	    "SELECT r.serial, r.revoked_at FROM revocations r "
+	    "JOIN issued i ON i.serial = r.serial WHERE i.role = ? ORDER BY r.rowid",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		v = grown;
+		ca_db_text(st, 0, v[*n].serial, sizeof(v[*n].serial));
+		v[*n].revoked_at = sqlite3_column_int64(st, 1);
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		*n = 0;
+		return rc == SQLITE_NOMEM ? err_set(err, ERR_FAILED, "out of memory")
+		                          : ca_db_fail(db, err, "list the revocations");
+	}
+	*out = v;
+	return 0;
+}
+
+int
+ca_db_crl(struct ca_db *db, const char *role, uint64_t *number, struct certs_crl_entry **entries,
+    size_t *n, struct err *err)
+{
+	*entries = NULL;
+	*n = 0;
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_crl_number(db, role, number, err) == -1 ||
+	    ca_db_crl_entries(db, role, entries, n, err) == -1 ||
+	    ca_db_exec(db, "COMMIT", err) == -1) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		free(*entries);
+		*entries = NULL;
+		*n = 0;
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -1062,7 +1310,7 @@ ca_db_ck_supersede(struct ca_db *db, const char *name, const char *serial, int64
 		return -1;
 	if (h.ck_serial[0] != '\0' && ca_db_status(db, h.ck_serial, &prev, err) == 0 &&
 	    !prev.revoked) {
-		if (ca_db_revoke(db, h.ck_serial, "superseded", now, false, err) == -1)
+		if (ca_db_revoke_tx(db, h.ck_serial, "superseded", now, false, err) == -1)
 			return -1;
 		snprintf(superseded, CERTS_SERIAL_HEX_MAX + 1, "%s", h.ck_serial);
 	}
@@ -1088,7 +1336,7 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	if (ca_db_host_check(db, rec->subject, ek_key, admit, &unknown, err) == -1 ||
 	    (unknown &&
 	        ca_db_host_add(db, rec->subject, ek_key, "", NULL, rec->issued_at, err) == -1) ||
-	    ca_db_issued_add(db, rec, pem, err) == -1 ||
+	    ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
 	    ca_db_ck_supersede(db, rec->subject, rec->serial, rec->issued_at, superseded, err) ==
 	        -1 ||
 	    ca_db_exec(db, "COMMIT", err) == -1) {

@@ -315,12 +315,24 @@ ca_msg_virtual_check(const struct ca_msg_virtual *v, struct err *err)
 }
 
 static int
+ca_msg_ref_check(const struct ca_msg_ref *r, const char *field, struct err *err)
+{
+	if (r->keyid_len == 0 || r->keyid_len > sizeof(r->keyid) ||
+	    !ca_msg_zero(r->keyid + r->keyid_len, sizeof(r->keyid) - r->keyid_len))
+		return err_set(
+		    err, ERR_INVALID, "%s: issuer key identifier of %u bytes", field, r->keyid_len);
+	return ca_msg_hex(r->serial, sizeof(r->serial), CERTS_SERIAL_HEX_MAX, field, err);
+}
+
+static int
 ca_msg_check_issue_ak(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ak *p = &m->u.issue_ak;
 
 	if (ca_msg_id_check(p->id, err) == -1 || ca_msg_key_check(&p->key, "AK", err) == -1 ||
-	    ca_msg_tpm_check(&p->tpm, err) == -1 || ca_msg_virtual_check(&p->virt, err) == -1)
+	    ca_msg_tpm_check(&p->tpm, err) == -1 || ca_msg_virtual_check(&p->virt, err) == -1 ||
+	    ca_msg_ref_check(&p->vek, "vEK certificate", err) == -1 ||
+	    ca_msg_ref_check(&p->ck, "CK certificate", err) == -1)
 		return -1;
 	return 0;
 }
@@ -334,11 +346,14 @@ ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 	    ca_msg_hex(
 	        p->ck_serial, sizeof(p->ck_serial), CERTS_SERIAL_HEX_MAX, "CK serial", err) == -1 ||
 	    ca_msg_text(p->host, sizeof(p->host), "host", err) == -1 ||
-	    ca_msg_text(p->instance_uuid, sizeof(p->instance_uuid), "instance UUID", err) == -1)
+	    ca_msg_text(p->instance_uuid, sizeof(p->instance_uuid), "instance UUID", err) == -1 ||
+	    ca_msg_ref_check(&p->ck, "CK certificate", err) == -1)
 		return -1;
 	if (strlen(p->instance_uuid) != CERTS_UUID_LEN)
 		return err_set(
 		    err, ERR_INVALID, "instance UUID: not %d characters", CERTS_UUID_LEN);
+	if (strcmp(p->ck.serial, p->ck_serial) != 0)
+		return err_set(err, ERR_INVALID, "CK certificate: its serial is not CK serial");
 	return ca_msg_range(p->sealed_name_len, 2, EVIDENCE_NAME_MAX, "sealed Name length", err);
 }
 
@@ -397,6 +412,28 @@ ca_msg_check_audited(const struct ca_msg *m, struct err *err)
 	return 0;
 }
 
+static int
+ca_msg_check_crl_get(const struct ca_msg *m, struct err *err)
+{
+	uint32_t role = m->u.crl_get.role;
+
+	if (role != CA_ROLE_PRIVACY && role != CA_ROLE_VIRTUALIZATION)
+		return err_set(err, ERR_INVALID, "CRL role: %u", role);
+	return 0;
+}
+
+static int
+ca_msg_check_crl(const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_crl *p = &m->u.crl;
+
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FAILED)
+		return err_set(err, ERR_INVALID, "CRL: outcome %u", p->rc);
+	if (p->rc == CA_MSG_OK && p->len == 0)
+		return err_set(err, ERR_INVALID, "CRL: empty");
+	return ca_msg_text(p->reason, sizeof(p->reason), "CRL: reason", err);
+}
+
 /* ---- the table ---- */
 
 static const struct ca_msg_layout ca_msg_layouts[CA_MSG_TYPES] = {
@@ -446,6 +483,10 @@ static const struct ca_msg_layout ca_msg_layouts[CA_MSG_TYPES] = {
         ca_msg_check_nonce_add},
     [CA_MSG_NONCE_ADDED] = {"NONCE_ADDED", CA_MSG_TO_CHILD, sizeof(struct ca_msg_nonce_added), 0, 0,
         ca_msg_check_nonce_added},
+    [CA_MSG_CRL_GET] = {"CRL_GET", CA_MSG_TO_PARENT, sizeof(struct ca_msg_crl_get), 0, 0,
+        ca_msg_check_crl_get},
+    [CA_MSG_CRL] = {"CRL", CA_MSG_TO_CHILD, offsetof(struct ca_msg_crl, der),
+        offsetof(struct ca_msg_crl, len), CA_MSG_CRL_MAX, ca_msg_check_crl},
 };
 
 static const struct ca_msg_layout *

@@ -33,6 +33,7 @@
 #define CA_MSG_REQUEST_MAX API_MAX_REQUEST /* a challenge request, as JSON */
 #define CA_MSG_REASON_MAX  256             /* a reason the child may repeat */
 #define CA_MSG_SEND_MS     5000            /* a peer that does not read for this long is broken */
+#define CA_MSG_CRL_MAX     (64u << 10)     /* a CRL over HTTP (about 1,700 entries) */
 
 enum ca_msg_type {
 	CA_MSG_HELLO = 1,       /* parent: the role served, the CA certificates */
@@ -56,6 +57,8 @@ enum ca_msg_type {
 	CA_MSG_AUDITED,         /* parent: it is written (before the refusal leaves) */
 	CA_MSG_NONCE_ADD,       /* child: a vEK evidence nonce, please */
 	CA_MSG_NONCE_ADDED,     /* parent: the nonce (recorded as its hash) */
+	CA_MSG_CRL_GET,         /* child: a fresh CRL of a role, please */
+	CA_MSG_CRL,             /* parent: the CRL (DER), or why not */
 	CA_MSG_TYPES            /* one past the last */
 };
 
@@ -126,6 +129,14 @@ struct ca_msg_virtual {
 struct ca_msg_cert {
 	uint32_t len;
 	uint8_t der[CA_CERT_MAX];
+};
+
+/* A certificate as VtpmdLineage names it (certs_ref): its issuer's key
+ * identifier and its serial. */
+struct ca_msg_ref {
+	uint32_t keyid_len; /* 1..CERTS_KEYID_MAX */
+	uint8_t keyid[CERTS_KEYID_MAX];
+	char serial[CERTS_SERIAL_HEX_MAX + 1]; /* lowercase hex */
 };
 
 struct ca_msg_hello {
@@ -203,6 +214,8 @@ struct ca_msg_issue_ak {
 	struct ca_msg_key key;
 	struct ca_msg_tpm tpm;
 	struct ca_msg_virtual virt;
+	/* lineage (issue #11, item 5): the vEK certificate and its CK's */
+	struct ca_msg_ref vek, ck;
 };
 struct ca_msg_nonce_add {
 	uint32_t zero; /* 0: a payload of fixed size */
@@ -223,6 +236,9 @@ struct ca_msg_issue_ek {
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host[CERTS_NAME_MAX + 1];
 	char instance_uuid[CERTS_UUID_LEN + 1];
+	/* lineage (issue #11, item 5): the CK's certificate (its serial is
+	 * ck_serial) */
+	struct ca_msg_ref ck;
 };
 struct ca_msg_issued {
 	uint32_t rc; /* OK, FAILED; CK: REFUSED (the host EK not admitted under that
@@ -241,6 +257,15 @@ struct ca_msg_audit {
 };
 struct ca_msg_audited {
 	uint32_t rc; /* OK or FAILED */
+};
+struct ca_msg_crl_get {
+	uint32_t role; /* CA_ROLE_PRIVACY or CA_ROLE_VIRTUALIZATION */
+};
+struct ca_msg_crl {
+	uint32_t rc; /* OK or FAILED */
+	char reason[CA_MSG_REASON_MAX];
+	uint32_t len;
+	uint8_t der[CA_MSG_CRL_MAX]; /* tail */
 };
 
 struct ca_msg {
@@ -267,6 +292,8 @@ struct ca_msg {
 		struct ca_msg_audited audited;
 		struct ca_msg_nonce_add nonce_add;
 		struct ca_msg_nonce_added nonce_added;
+		struct ca_msg_crl_get crl_get;
+		struct ca_msg_crl crl;
 	} u;
 };
 

@@ -14,6 +14,8 @@
  *     finds for the quoted PCRs' policy, not one the child names;
  *   - it writes the audit row of every challenge and every certificate
  *     itself, as it makes them (the child reports its refusals);
+ *   - it records the lineage a vEK or AK certificate names, and issues
+ *     none beneath a CK or vEK certificate its records say is revoked;
  *   - the text it sends is made printable first, so that no record (an
  *     operator's revocation reason, a database error) makes the child
  *     refuse the answer.
@@ -510,6 +512,7 @@ struct pa_issue {
 	char detail[CA_DETAIL_MAX];
 	const char *host_config; /* EK */
 	const char *ek_key;      /* CK: its host EK, recorded with ca_db_ck_record */
+	const struct certs_lineage *lineage; /* EK, AK: recorded with it */
 	struct certs_validity validity;
 	uint8_t *der; /* NULL: issuing failed, err says why */
 	size_t len;
@@ -573,6 +576,12 @@ pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
 	snprintf(rec.detail, sizeof(rec.detail), "%s", is->detail);
 	rec.issued_at = time(NULL);
 	rec.not_after = is->validity.not_after;
+	if (is->lineage != NULL && is->lineage->present) {
+		snprintf(rec.parent_ck, sizeof(rec.parent_ck), "%s", is->lineage->ck.serial);
+		if (is->lineage->has_vek)
+			snprintf(
+			    rec.parent_vek, sizeof(rec.parent_vek), "%s", is->lineage->vek.serial);
+	}
 	if (pa_record(p, is, &rec, pem) == -1) {
 		if (is->err.kind == ERR_REFUSED) {
 			a->rc = CA_MSG_REFUSED;
@@ -601,20 +610,67 @@ out:
 	return pa_send(p, err);
 }
 
+/* The cRLDistributionPoints URI of role's certificates, or NULL. */
+static const char *
+pa_crl_uri(const struct ca_parent *p, const char *role, char *buf, size_t len)
+{
+	if (p->cfg.crl_url[0] == '\0')
+		return NULL;
+	snprintf(buf, len, "%s/v1/%s/crl", p->cfg.crl_url, role);
+	return buf;
+}
+
+static void
+pa_ref(struct certs_ref *out, const struct ca_msg_ref *in)
+{
+	memset(out, 0, sizeof(*out));
+	out->issuer_keyid_len = in->keyid_len;
+	memcpy(out->issuer_keyid, in->keyid, in->keyid_len);
+	snprintf(out->serial, sizeof(out->serial), "%s", in->serial);
+}
+
+/* Whether the records say a parent is revoked: 0 no (or unknown here), -1
+ * with why (the certificate is not to be issued). */
+static int
+pa_parents_ok(struct ca_parent *p, const struct certs_lineage *l, struct err *why)
+{
+	const struct certs_ref *refs[2] = {&l->ck, l->has_vek ? &l->vek : NULL};
+	const char *names[2] = {"CK", "vEK"};
+	struct ca_status st;
+	struct err dberr;
+
+	for (int i = 0; i < 2; i++) {
+		if (refs[i] == NULL)
+			continue;
+		if (ca_db_status(p->db, refs[i]->serial, &st, &dberr) == -1) {
+			if (dberr.kind == ERR_ABSENT)
+				continue;
+			return err_set(why, ERR_FAILED, "the revocations cannot be read");
+		}
+		if (st.revoked)
+			return err_set(why, ERR_REFUSED, "its %s certificate %s is revoked",
+			    names[i], refs[i]->serial);
+	}
+	return 0;
+}
+
 static int
 pa_issue_ck(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ck *q = &m->u.issue_ck;
 	struct pa_issue is = {.role = "privacy", .kind = "ck", .action = "privacy/certify"};
 	struct certs_ck_req ck = {0};
-	char hex[2 * CERTS_DIGEST_LEN + 1];
+	char hex[2 * CERTS_DIGEST_LEN + 1], uri[sizeof(p->cfg.crl_url) + 32];
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
 	    pa_permit(p, CA_KIND_CK, q->id, m, err) == -1)
 		return -1;
 	pa_validity(p->cfg.validity_ck, &is.validity);
-	ck = (struct certs_ck_req){.ck = pa_key(&q->key), .host = q->host, .validity = is.validity};
+	ck = (struct certs_ck_req){.ck = pa_key(&q->key),
+	    .host = q->host,
+	    .validity = is.validity,
+	    .crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri))};
 	memcpy(ck.host_ek_digest, q->host_ek_digest, sizeof(ck.host_ek_digest));
 	if (ck.ck == NULL)
 		err_set(&is.err, ERR_INVALID, "the CK is not a valid public key");
@@ -635,6 +691,7 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	const struct ca_msg_issue_ak *q = &m->u.issue_ak;
 	struct pa_issue is = {.role = "privacy", .kind = "ak", .action = "privacy/certify"};
 	struct certs_ak_req ak = {.subject = ""};
+	char uri[sizeof(p->cfg.crl_url) + 32];
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
@@ -642,6 +699,11 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		return -1;
 	pa_validity(p->cfg.validity_ak, &is.validity);
 	ak.validity = is.validity;
+	ak.crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri));
+	ak.lineage.present = ak.lineage.has_vek = true;
+	pa_ref(&ak.lineage.vek, &q->vek);
+	pa_ref(&ak.lineage.ck, &q->ck);
+	is.lineage = &ak.lineage;
 	ak.ak = pa_key(&q->key);
 	memcpy(ak.tpm.manufacturer, q->tpm.manufacturer, sizeof(q->tpm.manufacturer));
 	memcpy(ak.tpm.model, q->tpm.model, sizeof(q->tpm.model));
@@ -657,7 +719,7 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	memcpy(ak.virt.host, q->virt.host, sizeof(q->virt.host));
 	if (ak.ak == NULL)
 		err_set(&is.err, ERR_INVALID, "the AK is not a valid public key");
-	else
+	else if (pa_parents_ok(p, &ak.lineage, &is.err) == 0)
 		certs_issue_ak(p->privacy, &ak, &is.der, &is.len, &is.err);
 	snprintf(is.subject, sizeof(is.subject), "AK of vTPM %s", q->virt.instance_uuid);
 	snprintf(is.detail, sizeof(is.detail), "host configuration %s", q->virt.host_config);
@@ -723,9 +785,9 @@ pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struc
 
 /*
  * An EK certificate, once the child checked the evidence: the parent finds
- * the approved host configuration of the quoted PCRs, takes the nonce the
- * evidence carries (once: a replay finds it used), binds the vTPM's
- * identity, then issues. A refusal after the nonce was taken leaves it
+ * the approved host configuration of the quoted PCRs, refuses a CK its
+ * records say is revoked, takes the nonce the evidence carries (once: a
+ * replay finds it used), binds the vTPM's identity, then issues. A refusal after the nonce was taken leaves it
  * used: new evidence needs a new nonce.
  */
 static int
@@ -736,6 +798,7 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
 	struct certs_ek_req ek = {0};
 	struct ca_host_config hc;
+	char uri[sizeof(p->cfg.crl_url) + 32];
 	struct err dberr = {0};
 	enum ca_msg_rc rc;
 	int ret;
@@ -749,6 +812,11 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		return pa_ek_refused(
 		    p, CA_MSG_FAILED, "the host configurations cannot be read", err);
 	}
+	ek.lineage.present = true;
+	pa_ref(&ek.lineage.ck, &q->ck);
+	is.lineage = &ek.lineage;
+	if (pa_parents_ok(p, &ek.lineage, &dberr) == -1)
+		return pa_ek_refused(p, CA_MSG_FAILED, dberr.msg, err);
 	if ((rc = pa_ek_nonce(p, q, &dberr)) != CA_MSG_OK)
 		return pa_ek_refused(p, rc, dberr.msg, err);
 	if ((ek.ek = pa_key(&q->vek)) == NULL)
@@ -765,6 +833,7 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
 	pa_validity(p->cfg.validity_ek, &is.validity);
 	ek.validity = is.validity;
+	ek.crl_uri = pa_crl_uri(p, "virtualization", uri, sizeof(uri));
 	certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
 	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
 	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s", q->host,
@@ -800,6 +869,40 @@ pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return pa_send(p, err);
 }
 
+/* ---- CRLs ---- */
+
+static int
+pa_crl_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	enum ca_role role = (enum ca_role)m->u.crl_get.role;
+	struct ca_msg_crl *a = &p->out->u.crl;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	struct err why;
+
+	if (pa_serves(p, role, m, err) == -1)
+		return -1;
+	ca_msg_init(p->out, CA_MSG_CRL);
+	a->rc = CA_MSG_FAILED;
+	if (ca_crl_make(p->db, role == CA_ROLE_PRIVACY ? p->privacy : p->virt, ca_role_name(role),
+	        time(NULL), p->cfg.crl_validity, &der, &len, &why) == -1) {
+		log_warnx("CRL: %s", why.msg);
+		pa_text(a->reason, sizeof(a->reason), why.msg);
+	} else if (len > sizeof(a->der)) {
+		log_warnx("the %s CRL is %zu bytes, more than %u can be served: publish the file "
+		          "'vtpm-ca crl' writes",
+		    ca_role_name(role), len, CA_MSG_CRL_MAX);
+		pa_text(a->reason, sizeof(a->reason),
+		    "the CRL is too large to serve: ask the CA's operator for 'vtpm-ca crl'");
+	} else {
+		a->rc = CA_MSG_OK;
+		a->len = (uint32_t)len;
+		memcpy(a->der, der, len);
+	}
+	free(der);
+	return pa_send(p, err);
+}
+
 static const pa_handler pa_handlers[CA_MSG_TYPES] = {
     [CA_MSG_TRUST_LIST] = pa_trust_list,
     [CA_MSG_STATUS_GET] = pa_status_get,
@@ -811,6 +914,7 @@ static const pa_handler pa_handlers[CA_MSG_TYPES] = {
     [CA_MSG_ISSUE_EK] = pa_issue_ek,
     [CA_MSG_AUDIT] = pa_audit,
     [CA_MSG_NONCE_ADD] = pa_nonce_add,
+    [CA_MSG_CRL_GET] = pa_crl_get,
 };
 
 int

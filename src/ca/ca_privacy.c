@@ -5,8 +5,10 @@
  *
  *   challenge: check the EK certificate (ck: a TPM manufacturer's chain;
  *              ak: a vEK certificate from a trusted Virtualization CA, with
- *              the virtual marker), that it certifies ek_public, that it is
- *              not revoked, and that key_public is a restricted signing key;
+ *              the virtual marker and the lineage naming its CK), that it
+ *              certifies ek_public, that it is not revoked (ak: nor the CK
+ *              it descends from), and that key_public is a restricted
+ *              signing key;
  *              then TPM2_MakeCredential of a fresh secret for the EK and the
  *              key's Name. Only SHA-256(secret) is kept, by the parent.
  *   certify:   the parent takes the challenge (single use: a wrong secret
@@ -34,7 +36,61 @@ struct pv_checked {
 	struct evidence_public ek, key;
 	struct certs_virtual virt; /* ak: the vEK certificate's marker */
 	struct certs_ek_info tpm;  /* ak: the vEK certificate's TPM attributes */
+	struct certs_lineage lineage; /* ak: the vEK certificate and its CK's */
 };
+
+/* An AK's lineage: the vEK certificate itself, and the CK its own lineage
+ * names. */
+static int
+pv_lineage(const struct certs_der *vek, struct pv_checked *c, struct ca_reply *r)
+{
+	struct certs_lineage own;
+	struct err err;
+
+	if (certs_parse_lineage(vek->der, vek->len, &own, &err) == -1 ||
+	    certs_cert_ref(vek->der, vek->len, &c->lineage.vek, &err) == -1) {
+		ca_refuse(r, 403, "send the vEK certificate vtpmd wrote",
+		    "vEK certificate refused: %s", err.msg);
+		return -1;
+	}
+	if (!own.present) {
+		ca_refuse(r, 403,
+		    "have vtpmd provision the vTPM's EK certificates again (vtpmctl create), "
+		    "from a Virtualization CA that names the CK",
+		    "vEK certificate refused: it names no CK certificate (VtpmdLineage), so "
+		    "revoking its host could not reach the AK");
+		return -1;
+	}
+	c->lineage.present = true;
+	c->lineage.ck = own.ck;
+	c->lineage.has_vek = true;
+	return 0;
+}
+
+/* Neither the (v)EK certificate nor, for an AK, the CK it descends from
+ * is revoked. */
+static int
+pv_check_revoked(struct ca_server *s, const struct certs_der *leaf, const struct pv_checked *c,
+    struct ca_reply *r)
+{
+	struct err err;
+	int rv;
+
+	rv = ca_trust_revoked(&s->link, leaf->der, leaf->len, &err);
+	if (rv == 0 && c->lineage.present) {
+		rv = ca_trust_serial_revoked(&s->link, c->lineage.ck.serial, &err);
+		if (rv == 1)
+			err_wrap(&err, "its CK");
+	}
+	if (rv != 0) {
+		ca_refuse(r, rv == 1 ? 403 : 500,
+		    rv == 1 ? "a revoked TPM or host cannot enrol keys"
+		            : "try again; see vtpm-ca's log",
+		    "EK certificate refused: %s", err.msg);
+		return -1;
+	}
+	return 0;
+}
 
 static int
 pv_check_ek_cert(
@@ -42,7 +98,6 @@ pv_check_ek_cert(
 {
 	struct certs_der leaf = {q->ek_cert.der, q->ek_cert.len}, chain[CA_CHAIN_MAX];
 	struct err err;
-	int rv;
 
 	for (size_t i = 0; i < q->n_chain; i++)
 		chain[i] = (struct certs_der){q->chain[i].der, q->chain[i].len};
@@ -81,15 +136,10 @@ pv_check_ek_cert(
 			    "vEK certificate refused: its TPM attributes: %s", err.msg);
 			return -1;
 		}
+		if (pv_lineage(&leaf, c, r) == -1)
+			return -1;
 	}
-	rv = ca_trust_revoked(&s->link, leaf.der, leaf.len, &err);
-	if (rv != 0) {
-		ca_refuse(r, rv == 1 ? 403 : 500,
-		    rv == 1 ? "a revoked TPM cannot enrol keys" : "try again; see vtpm-ca's log",
-		    "EK certificate refused: %s", err.msg);
-		return -1;
-	}
-	return 0;
+	return pv_check_revoked(s, &leaf, c, r);
 }
 
 /* ek_public is the key of the EK certificate: their numbers compared,
@@ -387,7 +437,7 @@ pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
 		}
 		ca_ask_issue_ck(&s->link, id, &key, q->host, digest, &a);
 	} else {
-		ca_ask_issue_ak(&s->link, id, &key, &c->tpm, &c->virt, &a);
+		ca_ask_issue_ak(&s->link, id, &key, &c->tpm, &c->virt, &c->lineage, &a);
 	}
 	if (a.rc == CA_MSG_REFUSED) {
 		ca_refuse(r, 403, "the CA's operator admits hosts with 'vtpm-ca host add'",

@@ -1,7 +1,8 @@
 /*
  * ca_settings.c: vtpm-ca serve's settings (--config FILE, JSON): the
- * role it serves, challenge lifetime, the limits of open challenges and
- * certificate validities, with the defaults docs/ca-api.md gives.
+ * role it serves, challenge lifetime, the limits of open challenges,
+ * certificate validities, the CRL URL and lifetime, with the defaults
+ * docs/ca-api.md gives.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +29,22 @@ ca_settings_defaults(struct ca_settings *s)
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
 	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
+	s->crl_validity = CA_DAY;
+}
+
+int
+ca_settings_crl_url_ok(const char *url)
+{
+	size_t n = strlen(url);
+
+	if (n == 0 || n >= sizeof(((struct ca_settings *)0)->crl_url) ||
+	    (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+	    url[n - 1] == '/')
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (url[i] <= 0x20 || url[i] > 0x7e || url[i] == '?' || url[i] == '#')
+			return -1;
+	return 0;
 }
 
 /* A non-negative integer field, in seconds (or days, times unit). */
@@ -66,7 +83,8 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
 	    "nonce_expiry_seconds", "challenges_max", "challenges_per_client", "challenges_per_ek",
-	    "ck_validity_days", "ak_validity_days", "ek_validity_days"};
+	    "ck_validity_days", "ak_validity_days", "ek_validity_days", "crl_url",
+	    "crl_validity_seconds"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -105,8 +123,19 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 		}
 		snprintf(s->listen, sizeof(s->listen), "%s", str);
 	}
-	if (ca_settings_int(
-	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
+	if ((v = json_object_get(o, "crl_url")) != NULL) {
+		str = json_string_value(v);
+		if (str == NULL || ca_settings_crl_url_ok(str) == -1) {
+			err_set(err, ERR_FAILED,
+			    "%s: crl_url must be an http:// or https:// URL without a trailing "
+			    "'/', query or fragment (at most %zu characters)",
+			    path, sizeof(s->crl_url) - 1);
+			goto out;
+		}
+		snprintf(s->crl_url, sizeof(s->crl_url), "%s", str);
+	}
+	if (ca_settings_int(o, "crl_validity_seconds", 1, &s->crl_validity, &inner) == -1 ||
+	    ca_settings_int(o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
 	    ca_settings_int(o, "nonce_expiry_seconds", 1, &s->nonce_ttl, &inner) == -1 ||
 	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) ==
 	        -1 ||
@@ -118,6 +147,10 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 	    ca_settings_limit(o, "challenges_per_client", &s->limits.per_client, &inner) == -1 ||
 	    ca_settings_limit(o, "challenges_per_ek", &s->limits.per_ek, &inner) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
+		goto out;
+	}
+	if (s->crl_validity == 0) {
+		err_set(err, ERR_FAILED, "%s: crl_validity_seconds must be at least 1", path);
 		goto out;
 	}
 	ret = 0;

@@ -121,13 +121,20 @@ int
 ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct err *err)
 {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
-	struct ca_status st;
-	struct err e;
 
 	if (certs_cert_serial(der, len, serial) == -1) {
 		err_set(err, ERR_FAILED, "the certificate's serial number cannot be read");
 		return -1;
 	}
+	return ca_trust_serial_revoked(l, serial, err);
+}
+
+int
+ca_trust_serial_revoked(struct ca_link *l, const char *serial, struct err *err)
+{
+	struct ca_status st;
+	struct err e;
+
 	if (ca_ask_status(l, serial, &st, &e) == -1) {
 		if (e.kind == ERR_ABSENT)
 			return 0; /* neither issued nor revoked here */

@@ -38,6 +38,7 @@ struct vt_checked {
 	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
 	struct evidence_public vek;
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct certs_ref ck_ref; /* the CK certificate, named in the lineage */
 	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified object's Name */
 	size_t sealed_name_len;
 };
@@ -77,6 +78,11 @@ vt_check_ck(
 	if (certs_cert_key_digest(leaf.der, leaf.len, c->ck_digest) == -1 ||
 	    certs_cert_serial(leaf.der, leaf.len, c->ck_serial) == -1) {
 		ca_refuse(r, 403, NULL, "CK certificate refused: its key or serial cannot be read");
+		return -1;
+	}
+	if (certs_cert_ref(leaf.der, leaf.len, &c->ck_ref, &err) == -1) {
+		ca_refuse(r, 403, "send the CK certificate the Privacy CA issued",
+		    "CK certificate refused: %s", err.msg);
 		return -1;
 	}
 	return 0;
@@ -316,6 +322,7 @@ vt_issue(
 	    .ck_digest = c->ck_digest,
 	    .policy = c->policy,
 	    .ck_serial = c->ck_serial,
+	    .ck_ref = &c->ck_ref,
 	    .host = c->host.host,
 	    .instance_uuid = q->instance_uuid,
 	};

@@ -16,8 +16,8 @@ static const struct cli_cmd ca_cmds[] = {
         "create the database, the root CA, the Privacy CA and the Virtualization CA"},
     {"serve", ca_cmd_serve,
         "serve --db FILE [--role privacy|virtualization|both] [--listen HOST:PORT]\n"
-        "        [--user NAME|UID[:GID]] [--config FILE] [--admit-any-manufacturer-ek]\n"
-        "        [--log-level LEVEL]",
+        "        [--user NAME|UID[:GID]] [--config FILE] [--crl-url URL]\n"
+        "        [--admit-any-manufacturer-ek] [--log-level LEVEL]",
         "answer the CA protocol (docs/ca-api.md) over HTTP"},
     {"trust", ca_cmd_trust,
         "trust add (--manufacturer | --virtualization | --privacy | --approval-key) FILE\n"
@@ -36,6 +36,10 @@ static const struct cli_cmd ca_cmds[] = {
         "revoke a certificate"},
     {"cert", ca_cmd_cert, "cert --role privacy|virtualization|root [--chain] --db FILE",
         "print a CA certificate (PEM)"},
+    {"crl", ca_cmd_crl,
+        "crl --role privacy|virtualization|root --db FILE [--out FILE]\n"
+        "        [--validity SECONDS]",
+        "sign a role's certificate revocation list (PEM)"},
 };
 
 static const char ca_help_head[] =

@@ -569,6 +569,36 @@ api_parse_hint(int status)
 	}
 }
 
+/* Serialises a 200 answer of raw bytes (consuming them). */
+static char *
+api_serialise_raw(struct api_response r, size_t *len)
+{
+	char *out = NULL;
+	int n;
+
+	n = asprintf(&out,
+	    "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Connection: close\r\n"
+	    "\r\n",
+	    r.raw_type, r.raw_len);
+	if (n >= 0) {
+		char *grown = realloc(out, (size_t)n + r.raw_len);
+
+		if (grown == NULL) {
+			free(out);
+			out = NULL;
+		} else {
+			out = grown;
+			memcpy(out + n, r.raw, r.raw_len);
+			*len = (size_t)n + r.raw_len;
+		}
+	}
+	free(r.raw);
+	return n < 0 ? NULL : out;
+}
+
 /*
  * Serialises r (consuming its body) into a malloc'd HTTP/1.1 response.
  * Returns NULL only when memory ran out.
@@ -581,6 +611,9 @@ api_serialise(struct api_response r, size_t *len)
 	size_t blen;
 	int n;
 
+	if (r.raw != NULL && r.status == 200 && r.raw_type != NULL && r.body == NULL)
+		return api_serialise_raw(r, len);
+	free(r.raw);
 	if (r.status < 100 || r.status > 599) {
 		log_warnx("api: handler returned status %d", r.status);
 		json_decref((json_t *)r.body);
@@ -744,7 +777,7 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 		req.ticket = c->ticket;
 		r = srv->handler(srv->ctx, &req);
 		api_log(c, req.method, req.path, r.status);
-		if (r.status == 0 && r.body == NULL) {
+		if (r.status == 0 && r.body == NULL && r.raw == NULL) {
 			c->state = API_CONN_WAITING;
 			srv->nconns--;
 			srv->nwaiting++;
@@ -1244,5 +1277,6 @@ api_answer(struct api_server *srv, uint64_t ticket, struct api_response r)
 		return 0;
 	}
 	json_decref((json_t *)r.body);
+	free(r.raw);
 	return -1;
 }

@@ -200,6 +200,11 @@ struct api_request {
 struct api_response {
 	int status;		/* HTTP status */
 	struct json_t *body;	/* owned by the response; api.c serialises and frees it */
+	/* Or, in place of a JSON body (200 only), bytes of another media type
+	 * (a CRL: "application/pkix-crl"): malloc'd, owned by the response. */
+	uint8_t *raw;
+	size_t raw_len;
+	const char *raw_type; /* static */
 };
 enum api_parse { API_PARSE_INCOMPLETE, API_PARSE_COMPLETE, API_PARSE_ERROR };
 enum api_parse api_parse(const uint8_t *buf, size_t len, struct api_request *req, int *status,

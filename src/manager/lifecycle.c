@@ -187,8 +187,9 @@ lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed
 	if (rc == -1 && err->kind == ERR_POLICY && !fresh)
 		return -1;
 	if (rc == -1 && err->kind == ERR_FOREIGN) {
-		err_set(err, ERR_FOREIGN, "%s was not sealed by this host's TPM (copied from "
-		    "another host?): %s", path, err->msg);
+		/* the cause first: err->msg is both what is written and read */
+		err_wrap(err, "%s was not sealed by this host's TPM (copied from another host?)",
+		    path);
 		goto failed;
 	}
 	if (rc == -1 && err->kind == ERR_POLICY) {

@@ -59,6 +59,18 @@
  *       hostName      UTF8String (SIZE (1..64)),
  *       hostEkDigest  OCTET STRING (SIZE (32)) } -- SHA-256 of the host EK's
  *                                               -- SubjectPublicKeyInfo
+ *
+ *   VtpmdLineage ::= SEQUENCE {                 -- CERTS_OID_LINEAGE_EXT, in
+ *       version       INTEGER { v1(1) },        -- vEK and AK certificates
+ *       ck            CertRef,                  -- the host CK's certificate
+ *       vek       [0] EXPLICIT CertRef OPTIONAL } -- AK: the vEK certificate
+ *   CertRef ::= SEQUENCE {                      -- as AuthorityKeyIdentifier
+ *       issuerKeyId   OCTET STRING (SIZE (1..64)), -- names an issuer's
+ *       serial        INTEGER }                 -- certificate: the keyIdentifier
+ *                                               -- of the certificate's own AKI
+ *
+ * Certificates of a CA given a CRL URL carry cRLDistributionPoints: one
+ * DistributionPoint whose fullName is that URI (not critical).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -154,16 +166,78 @@ ASN1_SEQUENCE(certs_tpmspec_asn1) = {
 	ASN1_SIMPLE(struct certs_tpmspec, revision, ASN1_INTEGER),
 } static_ASN1_SEQUENCE_END_name(struct certs_tpmspec, certs_tpmspec_asn1)
 
+struct certs_certref {
+	ASN1_OCTET_STRING *issuer_keyid;
+	ASN1_INTEGER *serial;
+};
+
+ASN1_SEQUENCE(certs_certref_asn1) = {
+	ASN1_SIMPLE(struct certs_certref, issuer_keyid, ASN1_OCTET_STRING),
+	ASN1_SIMPLE(struct certs_certref, serial, ASN1_INTEGER),
+} static_ASN1_SEQUENCE_END_name(struct certs_certref, certs_certref_asn1)
+
+struct certs_lext {
+	ASN1_INTEGER *version;
+	struct certs_certref *ck;
+	struct certs_certref *vek; /* optional */
+};
+
+ASN1_SEQUENCE(certs_lext_asn1) = {
+	ASN1_SIMPLE(struct certs_lext, version, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_lext, ck, certs_certref_asn1),
+	ASN1_EXP_OPT(struct certs_lext, vek, certs_certref_asn1, 0),
+} static_ASN1_SEQUENCE_END_name(struct certs_lext, certs_lext_asn1)
+
+/*
+ * A certificate read for its serial and extensions alone
+ * (certs_cert_lineage, once per verification): every other field is kept
+ * as it came (ASN1_ANY). OpenSSL 3's d2i_X509 decodes the public key
+ * through its decoders, which costs most of a parse; a challenger that
+ * only needs the references of an AK certificate the quote's check has
+ * parsed and verified already does without.
+ */
+struct certs_light_tbs {
+	ASN1_INTEGER *version;
+	ASN1_INTEGER *serial;
+	ASN1_TYPE *signature, *issuer, *validity, *subject, *spki;
+	ASN1_BIT_STRING *issuer_uid, *subject_uid;
+	STACK_OF(X509_EXTENSION) *extensions;
+};
+
+ASN1_SEQUENCE(certs_light_tbs_asn1) = {
+	ASN1_EXP_OPT(struct certs_light_tbs, version, ASN1_INTEGER, 0),
+	ASN1_SIMPLE(struct certs_light_tbs, serial, ASN1_INTEGER),
+	ASN1_SIMPLE(struct certs_light_tbs, signature, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, issuer, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, validity, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, subject, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light_tbs, spki, ASN1_ANY),
+	ASN1_IMP_OPT(struct certs_light_tbs, issuer_uid, ASN1_BIT_STRING, 1),
+	ASN1_IMP_OPT(struct certs_light_tbs, subject_uid, ASN1_BIT_STRING, 2),
+	ASN1_EXP_SEQUENCE_OF_OPT(struct certs_light_tbs, extensions, X509_EXTENSION, 3),
+} static_ASN1_SEQUENCE_END_name(struct certs_light_tbs, certs_light_tbs_asn1)
+
+struct certs_light {
+	struct certs_light_tbs *tbs;
+	ASN1_TYPE *algorithm, *signature;
+};
+
+ASN1_SEQUENCE(certs_light_asn1) = {
+	ASN1_SIMPLE(struct certs_light, tbs, certs_light_tbs_asn1),
+	ASN1_SIMPLE(struct certs_light, algorithm, ASN1_ANY),
+	ASN1_SIMPLE(struct certs_light, signature, ASN1_ANY),
+} static_ASN1_SEQUENCE_END_name(struct certs_light, certs_light_asn1)
+
 /* SubjectDirectoryAttributes ::= SEQUENCE SIZE (1..MAX) OF Attribute */
 ASN1_ITEM_TEMPLATE(certs_sda_asn1) =
 	ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, certs_sda_asn1, X509_ATTRIBUTE)
 static_ASN1_ITEM_TEMPLATE_END(certs_sda_asn1)
 
-/* clang-format on */
+                          /* clang-format on */
 
-/* Parses exactly len bytes of DER as a certificate, or returns NULL. */
-static X509 *
-certs_d2i(const uint8_t *der, size_t len)
+                          /* Parses exactly len bytes of DER as a certificate, or returns NULL. */
+                          static X509
+                          * certs_d2i(const uint8_t *der, size_t len)
 {
 	const unsigned char *p = der;
 	X509 *x;
@@ -202,20 +276,28 @@ certs_i2d(X509 *x, uint8_t **der, size_t *len)
 	return 0;
 }
 
-/* Decodes all of os as an item of type it, or returns NULL. */
+/* Decodes all of der as an item of type it, or returns NULL. */
 static ASN1_VALUE *
-certs_item_d2i(const ASN1_OCTET_STRING *os, const ASN1_ITEM *it)
+certs_item_d2i_bytes(const uint8_t *der, size_t len, const ASN1_ITEM *it)
 {
-	const unsigned char *p = ASN1_STRING_get0_data(os);
-	const unsigned char *end = p + ASN1_STRING_length(os);
+	const unsigned char *p = der;
 	ASN1_VALUE *v;
 
-	v = ASN1_item_d2i(NULL, &p, ASN1_STRING_length(os), it);
-	if (v != NULL && p != end) {
+	if (len > LONG_MAX)
+		return NULL;
+	v = ASN1_item_d2i(NULL, &p, (long)len, it);
+	if (v != NULL && p != der + len) {
 		ASN1_item_free(v, it);
 		v = NULL;
 	}
 	return v;
+}
+
+/* The same of an OCTET STRING's content. */
+static ASN1_VALUE *
+certs_item_d2i(const ASN1_OCTET_STRING *os, const ASN1_ITEM *it)
+{
+	return certs_item_d2i_bytes(ASN1_STRING_get0_data(os), (size_t)ASN1_STRING_length(os), it);
 }
 
 static int
@@ -551,21 +633,18 @@ out:
 	return ret;
 }
 
-/* The serial number of a DER certificate, lowercase hex without leading
- * zeros ("0" for zero), in out (NUL-terminated). Added for the challenger's
- * revocation query (vtpm-attest verify --ca). */
-int
-certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1])
+/* a as lowercase hex without leading zeros: 0, or -1 when it is negative
+ * or longer than RFC 5280 allows. */
+static int
+certs_serial_hex(const ASN1_INTEGER *a, char out[static CERTS_SERIAL_HEX_MAX + 1])
 {
-	X509 *x = certs_d2i(der, len);
-	BIGNUM *bn = NULL;
+	BIGNUM *bn = ASN1_INTEGER_to_BN(a, NULL);
 	char *hex = NULL;
 	const char *p;
 	int ret = -1;
 
 	out[0] = '\0';
-	if (x == NULL || (bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) == NULL ||
-	    BN_is_negative(bn) || (hex = BN_bn2hex(bn)) == NULL)
+	if (bn == NULL || BN_is_negative(bn) || (hex = BN_bn2hex(bn)) == NULL)
 		goto out;
 	for (p = hex; *p == '0' && p[1] != '\0'; p++)
 		;
@@ -578,8 +657,78 @@ certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_H
 out:
 	OPENSSL_free(hex);
 	BN_free(bn);
+	return ret;
+}
+
+/* Sets a to the serial in hex (1 to CERTS_SERIAL_HEX_MAX digits). */
+static int
+certs_serial_set(ASN1_INTEGER *a, const char *hex)
+{
+	size_t n = strlen(hex);
+	BIGNUM *bn = NULL;
+	int ok;
+
+	ok = n > 0 && n <= CERTS_SERIAL_HEX_MAX && BN_hex2bn(&bn, hex) == (int)n &&
+	     BN_to_ASN1_INTEGER(bn, a) != NULL;
+	BN_free(bn);
+	return ok ? 0 : -1;
+}
+
+/* The serial number of a DER certificate, lowercase hex without leading
+ * zeros ("0" for zero), in out (NUL-terminated). Added for the challenger's
+ * revocation query (vtpm-attest verify --ca). */
+int
+certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1])
+{
+	X509 *x = certs_d2i(der, len);
+	int ret = -1;
+
+	out[0] = '\0';
+	if (x != NULL)
+		ret = certs_serial_hex(X509_get0_serialNumber(x), out);
 	X509_free(x);
 	ERR_clear_error();
+	return ret;
+}
+
+/* Copies a key identifier of 1 to CERTS_KEYID_MAX bytes. */
+static int
+certs_keyid_copy(const ASN1_OCTET_STRING *os, uint8_t out[static CERTS_KEYID_MAX], size_t *len)
+{
+	int n = os != NULL ? ASN1_STRING_length(os) : 0;
+
+	if (n <= 0 || n > CERTS_KEYID_MAX)
+		return -1;
+	memcpy(out, ASN1_STRING_get0_data(os), (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+/* The reference of x (certs_cert_ref). */
+static int
+certs_ref_of(X509 *x, struct certs_ref *out, struct err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (certs_serial_hex(X509_get0_serialNumber(x), out->serial) == -1)
+		return err_ssl(err, "its serial number is negative or longer than 20 octets");
+	if (certs_keyid_copy(
+	        X509_get0_authority_key_id(x), out->issuer_keyid, &out->issuer_keyid_len) == -1)
+		return err_ssl(err, "it names no issuer key identifier (AuthorityKeyIdentifier)");
+	return 0;
+}
+
+int
+certs_cert_ref(const uint8_t *der, size_t len, struct certs_ref *out, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL)
+		err_ssl(err, "not a DER certificate");
+	else
+		ret = certs_ref_of(x, out, err);
+	X509_free(x);
 	return ret;
 }
 
@@ -929,6 +1078,87 @@ certs_add_hostkey(X509 *x, const char *host, const uint8_t digest[static CERTS_D
 	     certs_add_item_oid(
 	         x, CERTS_OID_HOST_KEY_EXT, 0, h, ASN1_ITEM_rptr(certs_hostkey_asn1)) == 0;
 	ASN1_item_free((ASN1_VALUE *)h, ASN1_ITEM_rptr(certs_hostkey_asn1));
+	return ok ? 0 : -1;
+}
+
+/* Fills a CertRef from ref. */
+static int
+certs_certref_set(struct certs_certref *r, const struct certs_ref *ref)
+{
+	if (ref->issuer_keyid_len == 0 || ref->issuer_keyid_len > CERTS_KEYID_MAX)
+		return -1;
+	if (ASN1_OCTET_STRING_set(r->issuer_keyid, ref->issuer_keyid, (int)ref->issuer_keyid_len) !=
+	        1 ||
+	    certs_serial_set(r->serial, ref->serial) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+certs_certref_get(const struct certs_certref *r, struct certs_ref *ref)
+{
+	if (certs_keyid_copy(r->issuer_keyid, ref->issuer_keyid, &ref->issuer_keyid_len) == -1 ||
+	    certs_serial_hex(r->serial, ref->serial) == -1)
+		return -1;
+	return 0;
+}
+
+/* The VtpmdLineage extension, when l->present. */
+static int
+certs_add_lineage(X509 *x, const struct certs_lineage *l)
+{
+	struct certs_lext *v;
+	int ok;
+
+	if (!l->present)
+		return 0;
+	v = (struct certs_lext *)ASN1_item_new(ASN1_ITEM_rptr(certs_lext_asn1));
+	ok = v != NULL && ASN1_INTEGER_set(v->version, CERTS_EXT_V1) == 1 &&
+	     certs_certref_set(v->ck, &l->ck) == 0;
+	if (ok && l->has_vek)
+		ok = (v->vek = (struct certs_certref *)ASN1_item_new(
+		          ASN1_ITEM_rptr(certs_certref_asn1))) != NULL &&
+		     certs_certref_set(v->vek, &l->vek) == 0;
+	if (ok)
+		ok = certs_add_item_oid(
+		         x, CERTS_OID_LINEAGE_EXT, 0, v, ASN1_ITEM_rptr(certs_lext_asn1)) == 0;
+	ASN1_item_free((ASN1_VALUE *)v, ASN1_ITEM_rptr(certs_lext_asn1));
+	return ok ? 0 : -1;
+}
+
+/* cRLDistributionPoints with one fullName URI, when uri is not NULL. */
+static int
+certs_add_crl_uri(X509 *x, const char *uri)
+{
+	STACK_OF(DIST_POINT) *dps = NULL;
+	DIST_POINT *dp = NULL;
+	GENERAL_NAME *gn = NULL;
+	ASN1_IA5STRING *ia5 = NULL;
+	int ok = 0;
+
+	if (uri == NULL || uri[0] == '\0')
+		return 0;
+	if ((dps = sk_DIST_POINT_new_null()) == NULL || (dp = DIST_POINT_new()) == NULL ||
+	    (dp->distpoint = DIST_POINT_NAME_new()) == NULL ||
+	    (dp->distpoint->name.fullname = sk_GENERAL_NAME_new_null()) == NULL ||
+	    (gn = GENERAL_NAME_new()) == NULL || (ia5 = ASN1_IA5STRING_new()) == NULL ||
+	    ASN1_STRING_set(ia5, uri, -1) != 1)
+		goto out;
+	dp->distpoint->type = 0; /* fullName */
+	GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
+	ia5 = NULL;
+	if (sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gn) <= 0)
+		goto out;
+	gn = NULL;
+	if (sk_DIST_POINT_push(dps, dp) <= 0)
+		goto out;
+	dp = NULL;
+	ok = X509_add1_ext_i2d(x, NID_crl_distribution_points, dps, 0, X509V3_ADD_DEFAULT) == 1;
+out:
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gn);
+	DIST_POINT_free(dp);
+	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
 	return ok ? 0 : -1;
 }
 
@@ -1288,7 +1518,8 @@ certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_
 	    certs_add_tpm_san(x, &req->tpm, 1) == -1 ||
 	    certs_add_tpm_spec(x, req->tpm.family, req->tpm.level, req->tpm.revision) == -1 ||
 	    certs_add_aki(x, ca->keyid) == -1 || certs_add_policy(x, CERTS_OID_POLICY_VEK) == -1 ||
-	    certs_add_virtual(x, &req->virt) == -1) {
+	    certs_add_virtual(x, &req->virt) == -1 || certs_add_lineage(x, &req->lineage) == -1 ||
+	    certs_add_crl_uri(x, req->crl_uri) == -1) {
 		err_ssl(err, "EK certificate extensions");
 		goto out;
 	}
@@ -1404,6 +1635,62 @@ certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struc
 	return 0;
 }
 
+/* A VtpmdLineage extension's value into out (present). */
+static int
+certs_lineage_ext(X509_EXTENSION *ext, struct certs_lineage *out, struct err *err)
+{
+	struct certs_lext *v = NULL;
+	int64_t version;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	v = (struct certs_lext *)certs_item_d2i(
+	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(certs_lext_asn1));
+	if (v == NULL || ASN1_INTEGER_get_int64(&version, v->version) != 1 ||
+	    version != CERTS_EXT_V1 || certs_certref_get(v->ck, &out->ck) == -1 ||
+	    (v->vek != NULL && certs_certref_get(v->vek, &out->vek) == -1)) {
+		memset(out, 0, sizeof(*out));
+		err_ssl(err, "the vtpmd lineage extension is malformed");
+		goto out;
+	}
+	out->present = true;
+	out->has_vek = v->vek != NULL;
+	ret = 0;
+out:
+	ASN1_item_free((ASN1_VALUE *)v, ASN1_ITEM_rptr(certs_lext_asn1));
+	return ret;
+}
+
+/* The VtpmdLineage extension of x (certs_parse_lineage). */
+static int
+certs_lineage_of(X509 *x, struct certs_lineage *out, struct err *err)
+{
+	X509_EXTENSION *ext;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = certs_find_ext(x, CERTS_OID_LINEAGE_EXT, &ext);
+	if (r == 1)
+		return 0;
+	if (r == -1)
+		return err_ssl(err, "the vtpmd lineage extension appears more than once");
+	return certs_lineage_ext(ext, out, err);
+}
+
+int
+certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (x == NULL)
+		return err_ssl(err, "not a DER certificate");
+	ret = certs_lineage_of(x, out, err);
+	X509_free(x);
+	return ret;
+}
+
 static bool
 certs_signing_key(EVP_PKEY *k)
 {
@@ -1439,7 +1726,8 @@ certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_
 		goto out;
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
 	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
-	    certs_add_policy(x, CERTS_OID_POLICY_VAK) == -1) {
+	    certs_add_policy(x, CERTS_OID_POLICY_VAK) == -1 ||
+	    certs_add_lineage(x, &req->lineage) == -1 || certs_add_crl_uri(x, req->crl_uri) == -1) {
 		err_ssl(err, "AK certificate extensions");
 		goto out;
 	}
@@ -1483,7 +1771,8 @@ certs_issue_ck(const struct certs_ca *ca, const struct certs_ck_req *req, uint8_
 	if (certs_add_bc(x, false, -1) == -1 || certs_add_ku(x, CERTS_KU_DIGITAL_SIGNATURE) == -1 ||
 	    certs_add_eku(x, CERTS_OID_TCG_KP_AIK) == -1 || certs_add_aki(x, ca->keyid) == -1 ||
 	    certs_add_policy(x, CERTS_OID_POLICY_HOST_CK) == -1 ||
-	    certs_add_hostkey(x, req->host, req->host_ek_digest) == -1) {
+	    certs_add_hostkey(x, req->host, req->host_ek_digest) == -1 ||
+	    certs_add_crl_uri(x, req->crl_uri) == -1) {
 		err_ssl(err, "CK certificate extensions");
 		goto out;
 	}
@@ -1691,6 +1980,76 @@ out:
 }
 
 /* Reading certificates. */
+
+/* The AuthorityKeyIdentifier keyIdentifier of a light certificate. */
+static int
+certs_light_aki(X509_EXTENSION *ext, struct certs_ref *self)
+{
+	AUTHORITY_KEYID *aki = (AUTHORITY_KEYID *)certs_item_d2i(
+	    X509_EXTENSION_get_data(ext), ASN1_ITEM_rptr(AUTHORITY_KEYID));
+	int r = aki == NULL
+	            ? -1
+	            : certs_keyid_copy(aki->keyid, self->issuer_keyid, &self->issuer_keyid_len);
+
+	AUTHORITY_KEYID_free(aki);
+	return r;
+}
+
+/* The serial, AuthorityKeyIdentifier and VtpmdLineage of a light
+ * certificate (each extension at most once). */
+static int
+certs_light_refs(const struct certs_light_tbs *tbs, struct certs_ref *self,
+    struct certs_lineage *lineage, struct err *err)
+{
+	X509_EXTENSION *ext;
+	bool aki = false;
+
+	if (certs_serial_hex(tbs->serial, self->serial) == -1)
+		return err_ssl(err, "its serial number is negative or longer than 20 octets");
+	for (int i = 0; i < sk_X509_EXTENSION_num(tbs->extensions); i++) {
+		ext = sk_X509_EXTENSION_value(tbs->extensions, i);
+		if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_authority_key_identifier) {
+			if (aki || certs_light_aki(ext, self) == -1)
+				return err_ssl(
+				    err, "its AuthorityKeyIdentifier is malformed or repeated");
+			aki = true;
+		} else if (certs_oid_is(X509_EXTENSION_get_object(ext), CERTS_OID_LINEAGE_EXT)) {
+			if (lineage->present)
+				return err_ssl(
+				    err, "the vtpmd lineage extension appears more than once");
+			if (certs_lineage_ext(ext, lineage, err) == -1)
+				return -1;
+		}
+	}
+	if (!aki)
+		return err_ssl(err, "it names no issuer key identifier (AuthorityKeyIdentifier)");
+	return 0;
+}
+
+int
+certs_cert_lineage(const uint8_t *der, size_t len, struct certs_ref *self,
+    struct certs_lineage *lineage, bool *is_virtual, struct err *err)
+{
+	struct certs_light *c;
+	struct certs_virtual v;
+	struct err inner;
+	int ret = -1;
+
+	*is_virtual = false;
+	memset(self, 0, sizeof(*self));
+	memset(lineage, 0, sizeof(*lineage));
+	c = (struct certs_light *)certs_item_d2i_bytes(der, len, ASN1_ITEM_rptr(certs_light_asn1));
+	if (c == NULL)
+		return err_ssl(err, "not a DER certificate");
+	if (certs_light_refs(c->tbs, self, lineage, err) == 0) {
+		/* the marker matters only where the lineage is missing (a full parse) */
+		*is_virtual = lineage->present ||
+		              (certs_parse_virtual(der, len, &v, &inner) == 0 && v.is_virtual);
+		ret = 0;
+	}
+	ASN1_item_free((ASN1_VALUE *)c, ASN1_ITEM_rptr(certs_light_asn1));
+	return ret;
+}
 
 /* The vtpmd extension of a DER certificate: 0 (is_virtual false when it
  * has none) or -1 when the certificate or the extension is malformed. */
@@ -2249,4 +2608,370 @@ out:
 	X509_free(x);
 	ERR_clear_error();
 	return ret;
+}
+
+/* CRLs. */
+
+static int
+certs_crl_add_entry(X509_CRL *crl, const struct certs_crl_entry *e)
+{
+	X509_REVOKED *r = X509_REVOKED_new();
+	ASN1_INTEGER *serial = ASN1_INTEGER_new();
+	ASN1_TIME *when = ASN1_TIME_set(NULL, (time_t)e->revoked_at);
+	int ok;
+
+	ok = r != NULL && serial != NULL && when != NULL &&
+	     certs_serial_set(serial, e->serial) == 0 &&
+	     X509_REVOKED_set_serialNumber(r, serial) == 1 &&
+	     X509_REVOKED_set_revocationDate(r, when) == 1 && X509_CRL_add0_revoked(crl, r) == 1;
+	if (ok)
+		r = NULL; /* the CRL's now */
+	X509_REVOKED_free(r);
+	ASN1_INTEGER_free(serial);
+	ASN1_TIME_free(when);
+	return ok ? 0 : -1;
+}
+
+/* cRLNumber and AuthorityKeyIdentifier. */
+static int
+certs_crl_add_exts(X509_CRL *crl, const struct certs_ca *ca, uint64_t number)
+{
+	ASN1_INTEGER *num = ASN1_INTEGER_new();
+	AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+	int ok;
+
+	ok = num != NULL && akid != NULL && ASN1_INTEGER_set_uint64(num, number) == 1 &&
+	     (akid->keyid = ASN1_OCTET_STRING_dup(ca->keyid)) != NULL &&
+	     X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_DEFAULT) == 1 &&
+	     X509_CRL_add1_ext_i2d(
+	         crl, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1;
+	ASN1_INTEGER_free(num);
+	AUTHORITY_KEYID_free(akid);
+	return ok ? 0 : -1;
+}
+
+static int
+certs_crl_set_times(X509_CRL *crl, int64_t this_update, int64_t next_update)
+{
+	ASN1_TIME *tu = ASN1_TIME_set(NULL, (time_t)this_update);
+	ASN1_TIME *nu = ASN1_TIME_set(NULL, (time_t)next_update);
+	int ok;
+
+	ok = tu != NULL && nu != NULL && X509_CRL_set1_lastUpdate(crl, tu) == 1 &&
+	     X509_CRL_set1_nextUpdate(crl, nu) == 1;
+	ASN1_TIME_free(tu);
+	ASN1_TIME_free(nu);
+	return ok ? 0 : -1;
+}
+
+int
+certs_issue_crl(const struct certs_ca *ca, const struct certs_crl_req *req, uint8_t **der,
+    size_t *len, struct err *err)
+{
+	X509_CRL *crl = X509_CRL_new();
+	unsigned char *p;
+	int n, ret = -1;
+
+	*der = NULL;
+	if (req->this_update < 0 || req->next_update <= req->this_update ||
+	    req->next_update > CERTS_NO_EXPIRY) {
+		err_set(err, ERR_INVALID, "CRL: need 0 <= thisUpdate < nextUpdate <= 9999-12-31");
+		goto out;
+	}
+	if (crl == NULL || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+	    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) != 1 ||
+	    certs_crl_set_times(crl, req->this_update, req->next_update) == -1) {
+		err_ssl(err, "new CRL");
+		goto out;
+	}
+	for (size_t i = 0; i < req->n; i++)
+		if (certs_crl_add_entry(crl, &req->entries[i]) == -1) {
+			err_ssl(err, "CRL entry for serial %.40s", req->entries[i].serial);
+			goto out;
+		}
+	if (X509_CRL_sort(crl) != 1 || certs_crl_add_exts(crl, ca, req->number) == -1) {
+		err_ssl(err, "CRL extensions");
+		goto out;
+	}
+	if (X509_CRL_sign(crl, ca->key, EVP_sha256()) <= 0 || X509_CRL_verify(crl, ca->key) != 1) {
+		err_ssl(err, "signing the CRL");
+		goto out;
+	}
+	if ((n = i2d_X509_CRL(crl, NULL)) <= 0 || (*der = malloc((size_t)n)) == NULL) {
+		err_ssl(err, "encoding the CRL");
+		goto out;
+	}
+	p = *der;
+	i2d_X509_CRL(crl, &p);
+	*len = (size_t)n;
+	ret = 0;
+out:
+	X509_CRL_free(crl);
+	return ret;
+}
+
+/* A CRL in PEM or DER (all of it), or NULL. */
+static X509_CRL *
+certs_crl_read(const uint8_t *data, size_t len)
+{
+	static const char pem[] = "-----BEGIN X509 CRL-----";
+	const unsigned char *p = data;
+	X509_CRL *crl = NULL;
+	BIO *bio;
+
+	if (data == NULL || len == 0 || len > LONG_MAX)
+		return NULL;
+	if (memmem(data, len, pem, sizeof(pem) - 1) != NULL) {
+		if ((bio = BIO_new_mem_buf(data, (int)len)) != NULL)
+			crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		return crl;
+	}
+	crl = d2i_X509_CRL(NULL, &p, (long)len);
+	if (crl != NULL && p != data + len) {
+		X509_CRL_free(crl);
+		crl = NULL;
+	}
+	return crl;
+}
+
+static int
+certs_time_of(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return -1;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+int
+certs_crl_info(const uint8_t *der, size_t len, uint64_t *number, int64_t *next_update, size_t *n)
+{
+	X509_CRL *crl = certs_crl_read(der, len);
+	STACK_OF(X509_REVOKED) * revoked;
+	ASN1_INTEGER *num = NULL;
+	int ret = -1;
+
+	if (crl == NULL)
+		goto out;
+	num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+	if (num == NULL || ASN1_INTEGER_get_uint64(number, num) != 1 ||
+	    certs_time_of(X509_CRL_get0_nextUpdate(crl), next_update) == -1)
+		goto out;
+	revoked = X509_CRL_get_REVOKED(crl);
+	*n = revoked != NULL ? (size_t)sk_X509_REVOKED_num(revoked) : 0; /* none: absent */
+	ret = 0;
+out:
+	ASN1_INTEGER_free(num);
+	X509_CRL_free(crl);
+	ERR_clear_error();
+	return ret;
+}
+
+struct certs_crl_one {
+	X509_CRL *crl;
+	uint8_t keyid[CERTS_KEYID_MAX]; /* its issuer's key identifier */
+	size_t keyid_len;
+};
+
+struct certs_crls {
+	struct certs_crl_one *v;
+	size_t n;
+};
+
+struct certs_crls *
+certs_crls_new(void)
+{
+	return calloc(1, sizeof(struct certs_crls));
+}
+
+void
+certs_crls_free(struct certs_crls *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		X509_CRL_free(s->v[i].crl);
+	free(s->v);
+	free(s);
+}
+
+/* The certificate of list whose subject is the CRL's issuer and whose key
+ * verifies its signature: its index, or -1. */
+static int
+certs_crl_signer(X509_CRL *crl, const struct certs_der *list, size_t n, X509 **signer)
+{
+	X509 *x;
+
+	for (size_t i = 0; i < n; i++) {
+		if ((x = certs_d2i(list[i].der, list[i].len)) == NULL)
+			continue;
+		if (X509_NAME_cmp(X509_get_subject_name(x), X509_CRL_get_issuer(crl)) == 0 &&
+		    X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1) {
+			*signer = x;
+			return (int)i;
+		}
+		X509_free(x);
+	}
+	ERR_clear_error();
+	return -1;
+}
+
+/* Whether the signer found may sign CRLs and is trusted: a root, or a
+ * certificate that chains to one at time at. */
+static int
+certs_crl_signer_ok(X509 *signer, const struct certs_der *cert, bool is_root,
+    const struct certs_der *issuers, size_t n_issuers, const struct certs_der *roots,
+    size_t n_roots, int64_t at, struct err *err)
+{
+	struct err why;
+	enum certs_verdict v;
+
+	if ((X509_get_extension_flags(signer) & EXFLAG_KUSAGE) != 0 &&
+	    (X509_get_key_usage(signer) & KU_CRL_SIGN) == 0)
+		return err_set(err, ERR_UNTRUSTED, "its issuer's key usage does not allow cRLSign");
+	if (is_root)
+		return 0;
+	v = certs_verify_chain(cert, issuers, n_issuers, roots, n_roots, at, &why);
+	if (v != CERTS_VALID)
+		return err_set(err, ERR_UNTRUSTED, "its issuer's certificate: %s: %s",
+		    certs_verdict_name(v), why.msg);
+	return 0;
+}
+
+/* thisUpdate <= at <= nextUpdate. */
+static int
+certs_crl_current(X509_CRL *crl, int64_t at, struct err *err)
+{
+	int64_t this_update, next_update;
+
+	if (certs_time_of(X509_CRL_get0_lastUpdate(crl), &this_update) == -1)
+		return err_set(err, ERR_INVALID, "its thisUpdate cannot be read");
+	if (certs_time_of(X509_CRL_get0_nextUpdate(crl), &next_update) == -1)
+		return err_set(err, ERR_INVALID, "it has no nextUpdate: it could be stale forever");
+	if (at < this_update)
+		return err_set(err, ERR_INVALID, "it is not valid yet (thisUpdate in the future)");
+	if (at > next_update)
+		return err_set(
+		    err, ERR_INVALID, "it has expired (nextUpdate passed): fetch a new one");
+	return 0;
+}
+
+/* The key identifier lookups match: the signer's SKI, else SHA-1 of its
+ * key (RFC 5280 4.2.1.2, method 1, as certs_key_id). */
+static int
+certs_crl_keyid(X509 *signer, struct certs_crl_one *one)
+{
+	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(signer);
+	ASN1_OCTET_STRING *own = NULL;
+	int ret;
+
+	if (ski == NULL)
+		ski = own = certs_key_id(signer);
+	ret = certs_keyid_copy(ski, one->keyid, &one->keyid_len);
+	ASN1_OCTET_STRING_free(own);
+	return ret;
+}
+
+int
+certs_crls_add(struct certs_crls *s, const uint8_t *data, size_t len,
+    const struct certs_der *issuers, size_t n_issuers, const struct certs_der *roots,
+    size_t n_roots, int64_t at, struct err *err)
+{
+	struct certs_crl_one one = {0}, *v;
+	X509 *signer = NULL;
+	int i, ret = -1;
+	bool is_root = false;
+
+	if ((one.crl = certs_crl_read(data, len)) == NULL) {
+		err_ssl(err, "not a CRL (PEM or DER)");
+		return -1;
+	}
+	i = certs_crl_signer(one.crl, roots, n_roots, &signer);
+	if (i >= 0)
+		is_root = true;
+	else
+		i = certs_crl_signer(one.crl, issuers, n_issuers, &signer);
+	if (i < 0) {
+		err_set(err, ERR_UNTRUSTED,
+		    "signed by no CA certificate given (give its issuer's certificate with "
+		    "--untrusted)");
+		goto out;
+	}
+	if (certs_crl_signer_ok(signer, is_root ? &roots[i] : &issuers[i], is_root, issuers,
+	        n_issuers, roots, n_roots, at, err) == -1 ||
+	    certs_crl_current(one.crl, at, err) == -1)
+		goto out;
+	if (certs_crl_keyid(signer, &one) == -1) {
+		err_set(err, ERR_INVALID, "its issuer has no usable key identifier");
+		goto out;
+	}
+	if ((v = realloc(s->v, (s->n + 1) * sizeof(*v))) == NULL) {
+		err_set(err, ERR_FAILED, "out of memory");
+		goto out;
+	}
+	s->v = v;
+	s->v[s->n++] = one;
+	one.crl = NULL;
+	ret = 0;
+out:
+	X509_free(signer);
+	X509_CRL_free(one.crl);
+	return ret;
+}
+
+int
+certs_crls_lookup(
+    const struct certs_crls *s, const struct certs_ref *ref, int64_t *revoked_at, struct err *err)
+{
+	ASN1_INTEGER *serial = ASN1_INTEGER_new();
+	X509_REVOKED *r;
+	bool covered = false;
+	int ret = -1;
+
+	if (serial == NULL || certs_serial_set(serial, ref->serial) == -1) {
+		err_set(err, ERR_INVALID, "serial %.40s cannot be looked up", ref->serial);
+		goto out;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct certs_crl_one *one = &s->v[i];
+
+		if (one->keyid_len != ref->issuer_keyid_len ||
+		    memcmp(one->keyid, ref->issuer_keyid, one->keyid_len) != 0)
+			continue;
+		covered = true;
+		if (X509_CRL_get0_by_serial(one->crl, &r, serial) == 1) {
+			if (certs_time_of(X509_REVOKED_get0_revocationDate(r), revoked_at) == -1)
+				*revoked_at = 0;
+			ret = 1;
+			goto out;
+		}
+	}
+	if (covered)
+		ret = 0;
+	else
+		err_set(err, ERR_ABSENT, "no CRL of its issuer was given");
+out:
+	ASN1_INTEGER_free(serial);
+	return ret;
+}
+
+char *
+certs_crl_pem(const uint8_t *der, size_t len)
+{
+	X509_CRL *crl = certs_crl_read(der, len);
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *text = NULL, *data;
+	long n;
+
+	if (crl != NULL && bio != NULL && PEM_write_bio_X509_CRL(bio, crl) == 1 &&
+	    (n = BIO_get_mem_data(bio, &data)) > 0 && (text = malloc((size_t)n + 1)) != NULL) {
+		memcpy(text, data, (size_t)n);
+		text[n] = '\0';
+	}
+	BIO_free(bio);
+	X509_CRL_free(crl);
+	return text;
 }

@@ -45,6 +45,8 @@
  *                  the host TPM, shown to be so by credential activation
  *                  against the host EK
  *   .5  policy     attestation key of a vtpmd virtual TPM
+ *   .6  extension  VtpmdLineage (the certificates a vEK or AK certificate
+ *                  descends from, for revocation; see certs.c)
  */
 #define CERTS_OID_VTPMD          "2.25.179198627876174750707956299711527616042"
 #define CERTS_OID_VIRTUAL_EXT    CERTS_OID_VTPMD ".1"
@@ -52,6 +54,7 @@
 #define CERTS_OID_POLICY_VEK     CERTS_OID_VTPMD ".3"
 #define CERTS_OID_POLICY_HOST_CK CERTS_OID_VTPMD ".4"
 #define CERTS_OID_POLICY_VAK     CERTS_OID_VTPMD ".5"
+#define CERTS_OID_LINEAGE_EXT    CERTS_OID_VTPMD ".6"
 
 #define CERTS_DIGEST_LEN      32  /* SHA-256 */
 #define CERTS_NAME_MAX        64  /* a common name (X.520 ub-common-name) */
@@ -109,6 +112,36 @@ int certs_cert_key_is_p256(
 #define CERTS_SERIAL_HEX_MAX 40
 int certs_cert_serial(const uint8_t *der, size_t len, char out[static CERTS_SERIAL_HEX_MAX + 1]);
 
+/* A certificate named the way AuthorityKeyIdentifier names an issuer's
+ * certificate: its issuer's key identifier (the keyIdentifier of its own
+ * AuthorityKeyIdentifier) and its serial number. */
+#define CERTS_KEYID_MAX 64
+struct certs_ref {
+	uint8_t issuer_keyid[CERTS_KEYID_MAX];
+	size_t issuer_keyid_len;
+	char serial[CERTS_SERIAL_HEX_MAX + 1]; /* lowercase hex, no leading zeros */
+};
+/* The reference of a certificate: -1 (with err) when it has no serial or
+ * no AuthorityKeyIdentifier keyIdentifier. */
+int certs_cert_ref(const uint8_t *der, size_t len, struct certs_ref *out, struct err *err);
+/* The VtpmdLineage extension: what a vEK certificate (the host CK's
+ * certificate) or an AK certificate (the vEK certificate and the CK's)
+ * descends from, so that revoking either reaches it. */
+struct certs_lineage {
+	bool present;
+	struct certs_ref ck;
+	bool has_vek; /* AK certificates */
+	struct certs_ref vek;
+};
+/* 0 with out->present false when the certificate has none, -1 when it is
+ * malformed. */
+int certs_parse_lineage(const uint8_t *der, size_t len, struct certs_lineage *out, struct err *err);
+/* One parse for a challenger: the certificate's own reference, its
+ * lineage, and whether it is a vtpmd virtual TPM's (the virtual marker, or
+ * a lineage). -1 as certs_cert_ref and certs_parse_lineage. */
+int certs_cert_lineage(const uint8_t *der, size_t len, struct certs_ref *self,
+    struct certs_lineage *lineage, bool *is_virtual, struct err *err);
+
 /* CA material: an ECC P-256 key (unencrypted PKCS#8 PEM, mode 0600: its
  * protection is the file's) and its certificate (PEM). A ROOT may certify
  * issuing CAs (pathlen 1); an ISSUING CA certifies only end entities
@@ -150,6 +183,8 @@ struct certs_ek_req {
 	struct certs_tpm tpm;
 	struct certs_virtual virt;
 	struct certs_validity validity;
+	struct certs_lineage lineage; /* the CK's certificate (present: written) */
+	const char *crl_uri;          /* cRLDistributionPoints; NULL: none */
 };
 int certs_issue_ek(const struct certs_ca *ca, const struct certs_ek_req *req, uint8_t **der,
     size_t *len, struct err *err);
@@ -161,6 +196,7 @@ struct certs_ck_req {
 	/* SHA-256 of the host EK's SubjectPublicKeyInfo */
 	uint8_t host_ek_digest[CERTS_DIGEST_LEN];
 	struct certs_validity validity;
+	const char *crl_uri; /* cRLDistributionPoints; NULL: none */
 };
 int certs_issue_ck(const struct certs_ca *ca, const struct certs_ck_req *req, uint8_t **der,
     size_t *len, struct err *err);
@@ -225,6 +261,8 @@ struct certs_ak_req {
 	struct certs_ek_info tpm;
 	struct certs_virtual virt;
 	struct certs_validity validity;
+	struct certs_lineage lineage; /* the vEK's and the CK's certificates */
+	const char *crl_uri;          /* cRLDistributionPoints; NULL: none */
 };
 int certs_ak_from_ek(const uint8_t *der, size_t len, struct certs_ak_req *req, struct err *err);
 int certs_issue_ak(const struct certs_ca *ca, const struct certs_ak_req *req, uint8_t **der,
@@ -244,6 +282,50 @@ int certs_check_ck(
  * role (tcg-kp-EKCertificate, the vEK or host-CK policy, the host-key
  * extension); with the virtual marker, the vAK policy. */
 int certs_check_ak(const uint8_t *der, size_t len, struct err *err);
+
+/*
+ * CRLs (RFC 5280 section 5): version 2, signed by the CA with SHA-256,
+ * with cRLNumber and AuthorityKeyIdentifier, thisUpdate and nextUpdate.
+ * Entries carry their revocation date and no reason code.
+ */
+struct certs_crl_entry {
+	char serial[CERTS_SERIAL_HEX_MAX + 1]; /* hex */
+	int64_t revoked_at;
+};
+struct certs_crl_req {
+	uint64_t number;
+	int64_t this_update, next_update;
+	const struct certs_crl_entry *entries;
+	size_t n;
+};
+int certs_issue_crl(const struct certs_ca *ca, const struct certs_crl_req *req, uint8_t **der,
+    size_t *len, struct err *err);
+/* A CRL (DER) as PEM text, malloc'd, or NULL. */
+char *certs_crl_pem(const uint8_t *der, size_t len);
+/* A CRL's number, nextUpdate and entry count, for a listing: 0 or -1. */
+int certs_crl_info(
+    const uint8_t *der, size_t len, uint64_t *number, int64_t *next_update, size_t *n);
+
+/*
+ * A challenger's set of CRLs, checked once when added and looked up by
+ * certificate reference many times (OpenSSL sorts a CRL's entries once;
+ * a lookup is a binary search). certs_crls_add takes a CRL as PEM or DER,
+ * finds its issuer among issuers (the one whose subject is the CRL's issuer
+ * and whose key verifies its signature), checks that this certificate
+ * chains to roots at time at (or is one of them), and that the CRL is not
+ * past its nextUpdate at at. Its issuer's key identifier (SKI) is what
+ * lookups match.
+ */
+struct certs_crls;
+struct certs_crls *certs_crls_new(void);
+void certs_crls_free(struct certs_crls *s);
+int certs_crls_add(struct certs_crls *s, const uint8_t *data, size_t len,
+    const struct certs_der *issuers, size_t n_issuers, const struct certs_der *roots,
+    size_t n_roots, int64_t at, struct err *err);
+/* 0 not revoked, 1 revoked (*revoked_at set), -1 no CRL of the
+ * certificate's issuer (err says so). */
+int certs_crls_lookup(
+    const struct certs_crls *s, const struct certs_ref *ref, int64_t *revoked_at, struct err *err);
 
 /* Files: a certificate as PEM (replaced crash-safely, mode 0644); reading
  * accepts PEM or DER and yields DER. */

@@ -12,17 +12,23 @@ DEMO_EVIDENCE=$E bash "$TOP/scripts/demo.sh" >"$T/demo.out" 2>&1 ||
 out=$(cat "$T/demo.out")
 assert_contains "$out" "trusted: virtual TPM on host demo-rack1" "vTPM-aware verdict"
 assert_contains "$out" "refused: policy: virtual TPMs are refused" "reject-virtual verdict"
+assert_contains "$out" "not revoked: AK, vEK and CK certificates (vtpm-ca at" "revocation (--ca)"
+assert_contains "$out" "not revoked: AK, vEK and CK certificates (2 CRLs)" "revocation (--crl)"
 assert_contains "$out" "the guest read its ECC EK certificate from NV 0x01c0000a" "guest EK cert"
 secs=$(sed -n 's/^== Done in \([0-9]*\) s.*/\1/p' "$T/demo.out")
 [ -n "$secs" ] && [ "$secs" -lt 60 ] || fail "the demo took ${secs:-?} s, not well under a minute"
 note "demo done in $secs s; checking $E with openssl and tpm2_checkquote"
 cd "$E" || fail "no evidence directory"
 for f in README ca-root.pem ca-privacy.pem ca-virtualization.pem manufacturer-root.pem host-ek.pem \
-	host-ck.pem vm-a/ek-rsa2048.pem vm-a/ek-ecc-p256.pem vm-b/ek-ecc-p256.pem; do
+	host-ck.pem vm-a/ek-rsa2048.pem vm-a/ek-ecc-p256.pem vm-b/ek-ecc-p256.pem \
+	ca-privacy.crl ca-virtualization.crl ca-root.crl ca-privacy-and-root.crl; do
 	[ -s "$f" ] || fail "evidence lacks $f"
 done
 openssl verify -CAfile ca-root.pem -untrusted ca-privacy.pem host-ck.pem vm-a/ak.pem vm-b/ak.pem \
 	>/dev/null || fail "openssl verify: CK and AK certificates"
+openssl verify -crl_check_all -CAfile ca-root.pem -untrusted ca-privacy.pem \
+	-CRLfile ca-privacy-and-root.crl vm-a/ak.pem vm-b/ak.pem >/dev/null ||
+	fail "openssl verify -crl_check_all: AK certificates"
 openssl verify -CAfile ca-root.pem -untrusted ca-virtualization.pem vm-*/ek-*.pem >/dev/null ||
 	fail "openssl verify: EK certificates"
 openssl verify -CAfile manufacturer-root.pem host-ek.pem >/dev/null || fail "openssl verify: host EK"

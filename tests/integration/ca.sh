@@ -23,6 +23,15 @@
 #    vEK certificate; refused with a manufacturer EK certificate and with a
 #    revoked vEK; the AK's quote verified by vtpm-attest, which asks the CA
 #    for revocation (GET /v1/status) and refuses it once revoked;
+#  - revocation that reaches every leaf: AK certificates name their vEK
+#    and CK certificates (lineage) and carry a CRL distribution point;
+#    the CRLs (vtpm-ca crl, GET /v1/ROLE/crl) let vtpm-attest verify --crl
+#    and openssl verify -crl_check_all check them; revoking only the vEK
+#    certificate, then the CK: vtpm-attest verify (--ca and --crl) and
+#    openssl refuse the AK beneath, naming the revoked link, the Privacy CA
+#    issues no new AK beneath (a challenge asked before the revocation
+#    and answered after it included), and the audit trail shows the
+#    cascade;
 #  - the audit trail holds every refusal; no process or object left behind.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/calib.sh"
@@ -142,7 +151,8 @@ expect_exit 1 "an issuing CA without its root" "$CA" trust add --privacy "$W/pri
 assert_contains "$(cat "$T/out")" "no self-signed root" "trust add refusal"
 expect_exit 2 "trust add without a kind" "$CA" trust add --db "$DB"
 
-start_vtpm_ca ca --db "$DB" --role both
+CRL_BASE=http://crl.test.invalid
+start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE"
 note "served on $CA_URL"
 curl -s "$CA_URL/v1/privacy/ca" | jq -j .certificate >"$W/privacy.got"
 cmp -s "$W/privacy.got" "$W/privacy.pem" || fail "GET /v1/privacy/ca"
@@ -489,6 +499,8 @@ printf '%s\n' "$TPCRS" >"$H/tvalues.json"
 	>/dev/null || fail "approve-host-config (JSON file)"
 post /v1/virtualization/ek-certificate "$H/tools.json"
 ok "ek-certificate from tpm2-tools evidence"
+pem_of certificate "$W/vekrsa.pem"
+VEK2_SERIAL=$(jq -r .serial "$T/resp.json")
 assert_eq "$(jq -r .host_config "$T/resp.json")" host-a-tools "host_config (tpm2-tools)"
 
 # ---- Privacy CA, kind ak ----
@@ -524,45 +536,181 @@ jq --rawfile ck "$W/ak.pem" '.ck_certificate = $ck' "$H/ek.json" >"$H/akck.json"
 post /v1/virtualization/ek-certificate "$H/akck.json"
 refused 403 "not a vtpmd CK certificate" "AK certificate as CK"
 
-note "the challenger: vtpm-attest verify of the AK's quote asks the CA about revocation"
-export TPM2TOOLS_TCTI=$GUEST
-NONCE=$(head -c 16 /dev/urandom | od -An -tx1 -v | tr -d ' \n')
-flushed tpm2_quote -c "$W/ak.ctx" -l sha256:0,16 -q "$NONCE" -m "$W/q.msg" -s "$W/q.sig" \
-	-o "$W/q.pcrs" -g sha256 >/dev/null || fail "tpm2_quote (guest)"
-verify() {
-	"$ATTEST" verify --ak-cert "$W/ak.pem" --nonce "$NONCE" --trust "$W/root.pem" \
-		--untrusted "$W/privacy.pem" --message "$W/q.msg" --signature "$W/q.sig" \
-		--pcr-file "$W/q.pcrs" --ca "$CA_URL" --state "$W/state$1" \
-		--pcrs "sha256:16=$(printf '0%.0s' {1..64})" --policy require-host-config host-a-1
+# ---- revocation that reaches every leaf ----
+
+# guest_ak NAME VEK: a guest AK (tpm2_createak under the vEK $W/VEK.ctx)
+# enrolled with the vEK's certificate $W/VEK.pem into $W/NAME.pem (its
+# serial in SERIAL), and its quote of the nonce ($W/NAME.msg, .sig, .pcrs).
+guest_ak() {
+	export TPM2TOOLS_TCTI=$GUEST
+	flushed tpm2_createak -C "$W/$2.ctx" -G ecc -g sha256 -s ecdsa -c "$W/$1.ctx" \
+		-u "$W/$1.pub" >/dev/null || fail "tpm2_createak ($1)"
+	challenge_req ak "$W/$2.pem" "$W/$2.pub" "$W/$1.pub" "$W/$1.json"
+	enrol "$GUEST" "$W/$2.ctx" "$W/$1.ctx" "$W/$1.json" "$W/$1.pem" "$1"
+	export TPM2TOOLS_TCTI=$GUEST
+	flushed tpm2_quote -c "$W/$1.ctx" -l sha256:0,16 -q "$NONCE" -m "$W/$1.msg" -s "$W/$1.sig" \
+		-o "$W/$1.pcrs" -g sha256 >/dev/null || fail "tpm2_quote ($1)"
 }
-out=$(verify 1 2>&1) || fail "vtpm-attest verify: $out"
+
+# pending NAME VEK: a challenge for a new AK under the vEK $W/VEK.ctx, asked
+# and activated now, its certify request in $W/NAME.certify.json (answered
+# later).
+pending() {
+	export TPM2TOOLS_TCTI=$GUEST
+	flushed tpm2_createak -C "$W/$2.ctx" -G ecc -g sha256 -s ecdsa -c "$W/$1.ctx" \
+		-u "$W/$1.pub" >/dev/null || fail "tpm2_createak ($1)"
+	challenge_req ak "$W/$2.pem" "$W/$2.pub" "$W/$1.pub" "$W/$1.json"
+	post /v1/privacy/challenge "$W/$1.json"
+	ok "$1: challenge"
+	local id
+	id=$(jq -r .id "$T/resp.json")
+	credential_file "$W/$1.cred"
+	activate "$GUEST" "$W/$2.ctx" "$W/$1.ctx" "$W/$1.cred" "$W/$1.secret"
+	certify_req "$id" "$W/$1.secret" "$W/$1.certify.json"
+}
+
+# verify_ak NAME CONFIG STATE ARGS…: vtpm-attest verify of NAME's quote,
+# requiring host configuration CONFIG, with revocation checked as ARGS say.
+verify_ak() {
+	local n=$1 config=$2 st=$3
+	shift 3
+	"$ATTEST" verify --ak-cert "$W/$n.pem" --nonce "$NONCE" --trust "$W/root.pem" \
+		--untrusted "$W/privacy.pem" --untrusted "$W/virt.pem" --message "$W/$n.msg" \
+		--signature "$W/$n.sig" --pcr-file "$W/$n.pcrs" --state "$W/state-$st" \
+		--pcrs "sha256:16=$(printf '0%.0s' {1..64})" --policy require-host-config "$config" "$@"
+}
+
+# crls: the three roles' CRLs signed afresh; $W/legacy.crl holds the
+# Privacy CA's and the root's, for openssl verify -crl_check_all.
+crls() {
+	for role in privacy virtualization root; do
+		"$CA" crl --role "$role" --db "$DB" --out "$W/$role.crl" || fail "vtpm-ca crl $role"
+	done
+	cat "$W/privacy.crl" "$W/root.crl" >"$W/legacy.crl"
+}
+CRLS=(--crl "$W/privacy.crl" --crl "$W/virtualization.crl")
+
+# legacy NAME: openssl verify -crl_check_all of NAME's certificate.
+legacy() {
+	openssl verify -crl_check_all -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" \
+		-CRLfile "$W/legacy.crl" "$W/$1.pem" 2>&1
+}
+
+# refused_by WHAT TEXT CMD…: CMD fails, saying TEXT.
+refused_by() {
+	local what=$1 text=$2 out
+	shift 2
+	if out=$("$@" 2>&1); then
+		fail "$what: accepted"
+	fi
+	assert_contains "$out" "$text" "$what"
+}
+
+note "the challenger: vtpm-attest verify of the AK's quote checks its whole chain's revocation"
+NONCE=$(head -c 16 /dev/urandom | od -An -tx1 -v | tr -d ' \n')
+export TPM2TOOLS_TCTI=$GUEST
+flushed tpm2_quote -c "$W/ak.ctx" -l sha256:0,16 -q "$NONCE" -m "$W/ak.msg" -s "$W/ak.sig" \
+	-o "$W/ak.pcrs" -g sha256 >/dev/null || fail "tpm2_quote (guest)"
+guest_ak akv vek
+AKV_SERIAL=$SERIAL
+guest_ak akc vekrsa
+AKC_SERIAL=$SERIAL
+crls
+out=$(verify_ak ak host-a-1 ca1 --ca "$CA_URL") || fail "vtpm-attest verify --ca: $out"
 assert_contains "$out" "host-a-1" "vtpm-attest verdict"
+assert_contains "$out" "not revoked: AK, vEK and CK certificates" "the whole chain checked"
+out=$(verify_ak akv host-a-1 v-crl "${CRLS[@]}") || fail "vtpm-attest verify --crl: $out"
+assert_contains "$out" "not revoked: AK, vEK and CK certificates (2 CRLs)" "checked in CRLs"
+out=$(verify_ak akc host-a-tools c-ca --ca "$CA_URL") || fail "verify akc --ca: $out"
+out=$(legacy akv) || fail "openssl verify -crl_check_all of a good AK: $out"
+out=$(legacy akc) || fail "openssl verify -crl_check_all of a good AK: $out"
+
+note "lineage and CRL distribution points in the certificates; the CRLs over HTTP"
+assert_contains "$(openssl x509 -in "$W/akv.pem" -noout -text)" "URI:$CRL_BASE/v1/privacy/crl" \
+	"AK certificate's CRL distribution point"
+assert_contains "$(openssl x509 -in "$W/vekrsa.pem" -noout -text)" \
+	"URI:$CRL_BASE/v1/virtualization/crl" "vEK certificate's CRL distribution point"
+for role in privacy virtualization; do
+	curl -s -D "$W/$role.hdr" -o "$W/$role.crl.der" "$CA_URL/v1/$role/crl" ||
+		fail "GET /v1/$role/crl"
+	assert_contains "$(tr -d '\r' <"$W/$role.hdr")" "Content-Type: application/pkix-crl" \
+		"$role CRL media type"
+	openssl crl -inform DER -in "$W/$role.crl.der" -noout -text >"$W/$role.crl.txt" ||
+		fail "the $role CRL over HTTP is no DER CRL"
+	assert_contains "$(cat "$W/$role.crl.txt")" "X509v3 CRL Number" "$role CRL number"
+	assert_contains "$(cat "$W/$role.crl.txt")" "Next Update" "$role CRL nextUpdate"
+done
+openssl crl -in "$W/privacy.crl" -CAfile "$W/privacy.pem" -noout 2>&1 | grep -q "verify OK" ||
+	fail "the privacy CRL is not signed by the Privacy CA"
+openssl crl -in "$W/virtualization.crl" -CAfile "$W/virt.pem" -noout 2>&1 | grep -q "verify OK" ||
+	fail "the virtualization CRL is not signed by the Virtualization CA"
+
+note "refused: a quote by a revoked AK (its own certificate revoked)"
 "$CA" revoke --serial "$AK_SERIAL" --reason "test: guest compromised" --db "$DB" >/dev/null ||
 	fail "revoke the AK certificate"
 assert_eq "$(status "$AK_SERIAL")" true "status of the revoked AK certificate"
-if out=$(verify 2 2>&1); then
-	fail "vtpm-attest trusted a quote by a revoked AK"
-fi
-assert_contains "$out" "guest compromised" "vtpm-attest refusal"
+refused_by "vtpm-attest trusted a quote by a revoked AK" "guest compromised" \
+	verify_ak ak host-a-1 ca2 --ca "$CA_URL"
 
-note "refused: a revoked vEK enrols no AK; a revoked CK vouches for no vTPM"
-"$CA" revoke --serial "$VEK_SERIAL" --db "$DB" >/dev/null || fail "revoke the vEK certificate"
+note "refused beneath a revoked vEK certificate: vtpm-attest, openssl, new AKs"
+pending akp vek
+"$CA" revoke --serial "$VEK_SERIAL" --reason "test: vTPM retired" --db "$DB" >/dev/null ||
+	fail "revoke the vEK certificate"
 expect_exit 1 "revoke twice" "$CA" revoke --serial "$VEK_SERIAL" --db "$DB"
 assert_contains "$(cat "$T/out")" "revoked already" "revoke refusal"
+assert_eq "$(status "$AKV_SERIAL")" true "an AK beneath the revoked vEK"
+assert_eq "$(curl -s "$CA_URL/v1/status/$AKV_SERIAL" | jq -r .reason)" \
+	"vEK certificate $VEK_SERIAL revoked: test: vTPM retired" "the cascade's reason"
+refused_by "verify --ca beneath a revoked vEK" "vEK certificate $VEK_SERIAL: revoked" \
+	verify_ak akv host-a-1 v-ca2 --ca "$CA_URL"
+crls
+refused_by "verify --crl beneath a revoked vEK" "vEK certificate $VEK_SERIAL is revoked" \
+	verify_ak akv host-a-1 v-crl2 "${CRLS[@]}"
+refused_by "openssl -crl_check_all beneath a revoked vEK" "certificate revoked" legacy akv
 post /v1/privacy/challenge "$W/ak.json"
-refused 403 "revoked" "revoked vEK"
+refused 403 "revoked" "a new AK beneath a revoked vEK"
+post /v1/privacy/certify "$W/akp.certify.json"
+refused 403 "revoked" "a challenge asked before the vEK's revocation, answered after"
+out=$(verify_ak akc host-a-tools c-ca2 --ca "$CA_URL") ||
+	fail "an AK beneath another vEK refused: $out"
+
+note "refused beneath a revoked CK: every vEK and AK beneath it, new AKs"
+pending akq vekrsa
 "$CA" revoke --serial "$CK_SERIAL" --reason "test: host retired" --db "$DB" >/dev/null ||
 	fail "revoke the CK certificate"
+assert_eq "$(status "$VEK2_SERIAL")" true "a vEK beneath the revoked CK"
+assert_eq "$(status "$AKC_SERIAL")" true "an AK beneath the revoked CK"
+assert_eq "$(curl -s "$CA_URL/v1/status/$AKC_SERIAL" | jq -r .reason)" \
+	"CK certificate $CK_SERIAL revoked: test: host retired" "the cascade's reason"
+refused_by "verify --ca beneath a revoked CK" "CK certificate $CK_SERIAL: revoked" \
+	verify_ak akc host-a-tools c-ca3 --ca "$CA_URL"
+crls
+refused_by "verify --crl beneath a revoked CK" "CK certificate $CK_SERIAL is revoked" \
+	verify_ak akc host-a-tools c-crl3 "${CRLS[@]}"
+refused_by "openssl -crl_check_all beneath a revoked CK" "certificate revoked" legacy akc
+challenge_req ak "$W/vekrsa.pem" "$W/vekrsa.pub" "$W/akq.pub" "$W/akq2.json"
+post /v1/privacy/challenge "$W/akq2.json"
+refused 403 "revoked" "a new AK beneath a revoked CK"
+post /v1/privacy/certify "$W/akq.certify.json"
+refused 403 "revoked" "a challenge asked before the CK's revocation, answered after"
 post /v1/virtualization/ek-certificate "$H/ek.json"
 refused 403 "revoked" "revoked CK"
+"$CA" list audit --json --db "$DB" >"$T/audit.json"
+for s in "$AKV_SERIAL" "$VEK2_SERIAL" "$AKC_SERIAL"; do
+	jq -e --arg s "$s" 'any(.[]; .action == "revoke" and .outcome == "cascaded" and
+		(.detail | startswith("serial " + $s)))' "$T/audit.json" >/dev/null ||
+		fail "no audit row for the cascade to $s"
+done
+assert_eq "$(jq '[.[] | select(.outcome == "cascaded")] | length' "$T/audit.json")" 3 \
+	"cascaded revocations in the audit trail"
 
 note "records: certificates, host configurations, the audit trail of every refusal"
 "$CA" list --json --db "$DB" >"$T/certs.json" || fail "list --json"
 assert_eq "$(jq '[.[] | select(.kind == "ck")] | length' "$T/certs.json")" 3 "CK certificates"
 assert_eq "$(jq '[.[] | select(.kind == "ek")] | length' "$T/certs.json")" 2 "EK certificates"
-assert_eq "$(jq '[.[] | select(.kind == "ak")] | length' "$T/certs.json")" 1 "AK certificates"
-# the AK, the vEK, the hwtpm CK, and host-a's first CK (superseded)
-assert_eq "$(jq '[.[] | select(.revoked)] | length' "$T/certs.json")" 4 "revoked certificates"
+assert_eq "$(jq '[.[] | select(.kind == "ak")] | length' "$T/certs.json")" 3 "AK certificates"
+# the revocations above with what they cascade to, and host-a's first CK (superseded)
+assert_eq "$(jq '[.[] | select(.revoked)] | length' "$T/certs.json")" 7 "revoked certificates"
 assert_eq "$(jq -r ".[] | select(.serial == \"$AK_SERIAL\") | .reason" "$T/certs.json")" \
 	"test: guest compromised" "revocation reason listed"
 "$CA" list host-configs --db "$DB" >"$T/out"
@@ -571,7 +719,7 @@ assert_contains "$(cat "$T/out")" "host-a-tools" "list host-configs"
 refusals=$(jq '[.[] | select(.outcome == "refused")] | length' "$T/audit.json")
 # Every refusal above but two the server never got to judge: a body that is
 # not JSON (refused by the HTTP layer) and a route of a role not served.
-assert_eq "$refusals" 27 "refusals in the audit trail"
+assert_eq "$refusals" 30 "refusals in the audit trail"
 for text in "wrong secret" "has expired" "answered before" "approval key is not trusted" \
 	"not an approved host configuration" "does not chain to a trusted manufacturer CA" \
 	"not a vtpmd CK certificate"; do
@@ -579,7 +727,7 @@ for text in "wrong secret" "has expired" "answered before" "approval key is not 
 		"$T/audit.json" >/dev/null || fail "no audit row for a refusal: $text"
 done
 assert_eq "$(jq '[.[] | select(.outcome == "issued" and .action != "virtualization/nonce")] |
-	length' "$T/audit.json")" 6 "certificates issued in the audit trail"
+	length' "$T/audit.json")" 8 "certificates issued in the audit trail"
 assert_eq "$(jq '[.[] | select(.action == "virtualization/nonce")] | length' "$T/audit.json")" 2 \
 	"nonces handed out in the audit trail"
 

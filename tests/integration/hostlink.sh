@@ -172,6 +172,7 @@ start_proxy certify-forge --swap-load "$T/hc/attacker.pub" "$T/hc/attacker.priv"
 rc=0
 "$HCHECK" host "$PROXY_TCTI" "$T/hc" certify-sealed 00 >/dev/null 2>"$T/out" || rc=$?
 [ "$rc" -ne 0 ] || fail "the CK certified the object the proxy swapped in under a forged Name"
+assert_contains "$(cat "$PROXY_LOG")" "forged the Name" "the proxy forged the Name (certify)"
 # The CK's policy session is salted: its HMAC covers the command's cpHash,
 # which names the object vtpmd sent, so the host TPM itself refuses the
 # certification of another object before vtpmd's check of the attestation

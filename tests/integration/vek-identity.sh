@@ -66,6 +66,11 @@ cp "$T/svc/state/instances/vm-a/sealed.key" "$W/sealed.bin"
 openssl x509 -in "$T/svc/state/host/ck.pem" -out "$W/ck.pem" || fail "the CK certificate"
 note "root stops vtpmd and has the host TPM to itself"
 stop_pid "$VTPMD_PID"
+# The CK certifies and quotes only under an approval of the present PCRs
+# (docs/ca-api.md): root signs its own with the approval key vtpmd keeps in
+# its state directory (the lab default), as hostattest-check does with
+# DIR/approval.pem.
+cp "$T/svc/state/approval.pem" "$W/approval.pem"
 
 # split_sealed DIR: DIR/sealed.pub, the TPM2B_PUBLIC of DIR/sealed.bin.
 split_sealed() {

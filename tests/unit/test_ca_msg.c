@@ -40,6 +40,15 @@ key_rsa(struct ca_msg_key *k)
 }
 
 static const char ID[] = "00112233445566778899aabbccddeeff";
+
+/* A lineage reference: a 20-byte issuer key identifier and a serial. */
+static void
+ref(struct ca_msg_ref *r, const char *serial)
+{
+	r->keyid_len = 20;
+	memset(r->keyid, 0x5a, 20);
+	strcpy(r->serial, serial);
+}
 static const char UUID[] = "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23";
 
 /* A valid message of type t in M; returns its size on the wire. */
@@ -103,12 +112,15 @@ valid(enum ca_msg_type t)
 		M.u.issue_ak.virt.is_virtual = 1;
 		strcpy(M.u.issue_ak.virt.instance_uuid, UUID);
 		strcpy(M.u.issue_ak.virt.host_config, "host-a-1");
+		ref(&M.u.issue_ak.vek, "4e");
+		ref(&M.u.issue_ak.ck, "77");
 		break;
 	case CA_MSG_ISSUE_EK:
 		key_ecc(&M.u.issue_ek.vek);
 		strcpy(M.u.issue_ek.ck_serial, "77");
 		strcpy(M.u.issue_ek.host, "host-a");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
+		ref(&M.u.issue_ek.ck, "77");
 		M.u.issue_ek.sealed_name_len = 34;
 		break;
 	case CA_MSG_NONCE_ADD: break;
@@ -121,6 +133,11 @@ valid(enum ca_msg_type t)
 		M.u.issued.len = 4;
 		break;
 	case CA_MSG_AUDITED: M.u.audited.rc = CA_MSG_FAILED; break;
+	case CA_MSG_CRL_GET: M.u.crl_get.role = CA_ROLE_VIRTUALIZATION; break;
+	case CA_MSG_CRL:
+		M.u.crl.len = 3;
+		memcpy(M.u.crl.der, "\x30\x01\x00", 3);
+		break;
 	case CA_MSG_AUDIT:
 		M.u.audit.action = CA_ACTION_EK;
 		M.u.audit.outcome = CA_OUTCOME_REFUSED;
@@ -145,7 +162,8 @@ direction(enum ca_msg_type t)
 	case CA_MSG_CHALLENGE_TAKEN:
 	case CA_MSG_ISSUED:
 	case CA_MSG_AUDITED:
-	case CA_MSG_NONCE_ADDED: return CA_MSG_TO_CHILD;
+	case CA_MSG_NONCE_ADDED:
+	case CA_MSG_CRL: return CA_MSG_TO_CHILD;
 	default: return CA_MSG_TO_PARENT;
 	}
 }
@@ -154,7 +172,7 @@ static bool
 has_tail(enum ca_msg_type t)
 {
 	return t == CA_MSG_TRUST_ENTRY || t == CA_MSG_CHALLENGE_ADD ||
-	       t == CA_MSG_CHALLENGE_TAKEN || t == CA_MSG_ISSUED;
+	       t == CA_MSG_CHALLENGE_TAKEN || t == CA_MSG_ISSUED || t == CA_MSG_CRL;
 }
 
 /* Checks M as a record of n bytes received by to; 0 or -1. */
@@ -371,6 +389,32 @@ test_keys(void **state)
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 }
 
+/* Lineage references: an issuer key identifier of 1 to 64 bytes (nothing
+ * after it), a hex serial; an EK's CK reference names the CK serial. */
+static void
+test_lineage_refs(void **state)
+{
+	size_t n = valid(CA_MSG_ISSUE_AK);
+
+	M.u.issue_ak.vek.keyid_len = 0;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	valid(CA_MSG_ISSUE_AK);
+	M.u.issue_ak.ck.keyid_len = CERTS_KEYID_MAX + 1;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	valid(CA_MSG_ISSUE_AK);
+	M.u.issue_ak.ck.keyid[30] = 1; /* past keyid_len */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	valid(CA_MSG_ISSUE_AK);
+	strcpy(M.u.issue_ak.vek.serial, "4G");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	n = valid(CA_MSG_ISSUE_EK);
+	strcpy(M.u.issue_ek.ck.serial, "78");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	n = valid(CA_MSG_CRL_GET);
+	M.u.crl_get.role = CA_ROLE_BOTH;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+}
+
 static void
 test_send_recv(void **state)
 {
@@ -436,6 +480,7 @@ main(void)
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_enums_and_flags),
 	    cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_lineage_refs),
 	    cmocka_unit_test(test_send_recv),
 	    cmocka_unit_test(test_init_zeroes),
 	};

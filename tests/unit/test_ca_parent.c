@@ -8,7 +8,10 @@
  * certificate only under an approved host configuration, the one the
  * parent finds, with a nonce the parent made, once and in time, for a
  * vTPM identity (sealed object, UUID, one vEK per type) no other vTPM
- * holds; requests of a role not served end the child; every
+ * holds; the lineage a vEK or AK certificate names is written into it and
+ * recorded, so that revoking a CK revokes the certificates beneath it
+ * (each audited), no AK is issued beneath a revoked CK, and the CRLs list
+ * them; requests of a role not served end the child; every
  * challenge, certificate and reported refusal leaves an audit row; an
  * answer the child does not take ends it.
  */
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -245,6 +249,15 @@ issue_ck_msg(struct fixture *f, const char *id)
 	memcpy(f->in.u.issue_ck.key.y, GY, 32);
 }
 
+/* A lineage reference to serial under a 20-byte issuer key identifier. */
+static void
+msg_ref(struct ca_msg_ref *r, const char *serial)
+{
+	r->keyid_len = 20;
+	memset(r->keyid, 0x5a, 20);
+	strcpy(r->serial, serial);
+}
+
 static void
 issue_ak_msg(struct fixture *f, const char *id)
 {
@@ -261,6 +274,8 @@ issue_ak_msg(struct fixture *f, const char *id)
 	q->virt.is_virtual = 1;
 	strcpy(q->virt.host_config, "host-a-1");
 	strcpy(q->virt.instance_uuid, UUID);
+	msg_ref(&q->vek, "4e");
+	msg_ref(&q->ck, "7c");
 }
 
 struct audit_count {
@@ -458,6 +473,7 @@ issue_ek_msg(struct fixture *f, const struct ca_msg_key *key, uint8_t sealed, co
 	q->sealed_name[33] = sealed;
 	memset(q->policy, 0x42, sizeof(q->policy));
 	strcpy(q->ck_serial, "7c");
+	msg_ref(&q->ck, "7c");
 	strcpy(q->host, "host-a");
 	strcpy(q->instance_uuid, uuid);
 }
@@ -565,6 +581,111 @@ test_ek_under_an_approved_configuration(void **state)
 	assert_int_equal(f->reply.u.status.rc, CA_MSG_NOTFOUND);
 }
 
+/* An EK certificate under CK "7c" (the configuration approved), its
+ * serial in serial. */
+static void
+issue_ek_under_7c(struct fixture *f, char serial[CERTS_SERIAL_HEX_MAX + 1])
+{
+	struct ca_msg_key g = key_g();
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+
+	get_nonce(f, nonce);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	strcpy(serial, f->reply.u.issued.serial);
+}
+
+/* An AK certificate beneath vEK certificate vek and CK "7c": the ISSUED
+ * answer in f->reply. */
+static void
+issue_ak_under(struct fixture *f, const char *vek)
+{
+	uint8_t secret[32];
+	char id[33];
+
+	memset(secret, 0x33, sizeof(secret));
+	add_challenge(f, CA_KIND_AK, secret, id);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	issue_ak_msg(f, id);
+	strcpy(f->in.u.issue_ak.vek.serial, vek);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+}
+
+/* The number of entries of a role's CRL, as the child gets it. */
+static size_t
+crl_entries(struct fixture *f, enum ca_role role)
+{
+	uint64_t number = 0;
+	int64_t next = 0;
+	size_t n = 0;
+
+	ca_msg_init(&f->in, CA_MSG_CRL_GET);
+	f->in.u.crl_get.role = role;
+	assert_int_equal(handle(f, CA_MSG_CRL), 0);
+	assert_int_equal(f->reply.u.crl.rc, CA_MSG_OK);
+	assert_int_equal(
+	    certs_crl_info(f->reply.u.crl.der, f->reply.u.crl.len, &number, &next, &n), 0);
+	assert_true(number >= 1);
+	assert_true(next > time(NULL));
+	return n;
+}
+
+static void
+test_lineage_cascade_and_crl(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_host_config hc = {.id = "host-a-1", .mask = 1};
+	char ek[CERTS_SERIAL_HEX_MAX + 1], ak[CERTS_SERIAL_HEX_MAX + 1];
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], hash[32];
+	struct ca_msg_key g = key_g();
+	struct certs_lineage l;
+	struct ca_status st;
+	struct err err;
+
+	memset(hc.policy, 0x42, sizeof(hc.policy));
+	assert_int_equal(ca_db_host_config_add(f->p.db, &hc, NULL), 0);
+	issue_ek_under_7c(f, ek);
+	assert_int_equal(
+	    certs_parse_lineage(f->reply.u.issued.der, f->reply.u.issued.len, &l, &err), 0);
+	assert_true(l.present);
+	assert_false(l.has_vek);
+	assert_string_equal(l.ck.serial, "7c");
+	issue_ak_under(f, ek);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	strcpy(ak, f->reply.u.issued.serial);
+	assert_int_equal(
+	    certs_parse_lineage(f->reply.u.issued.der, f->reply.u.issued.len, &l, &err), 0);
+	assert_true(l.has_vek);
+	assert_string_equal(l.vek.serial, ek);
+	assert_string_equal(l.ck.serial, "7c");
+	assert_int_equal(crl_entries(f, CA_ROLE_PRIVACY), 0);
+
+	/* the CK (another CA's here) revoked: both beneath it, each audited */
+	assert_int_equal(ca_db_revoke(f->p.db, "7c", "host retired", time(NULL), true, &err), 0);
+	assert_int_equal(ca_db_status(f->p.db, ek, &st, &err), 0);
+	assert_true(st.revoked);
+	assert_string_equal(st.reason, "CK certificate 7c revoked: host retired");
+	assert_int_equal(ca_db_status(f->p.db, ak, &st, &err), 0);
+	assert_true(st.revoked);
+	assert_int_equal(audited(f, "revoke", "done"), 1);
+	assert_int_equal(audited(f, "revoke", "cascaded"), 2);
+	assert_int_equal(crl_entries(f, CA_ROLE_PRIVACY), 1);
+	assert_int_equal(crl_entries(f, CA_ROLE_VIRTUALIZATION), 1);
+
+	/* and no AK certificate beneath it, whatever the child says */
+	issue_ak_under(f, "4e");
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_FAILED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "CK certificate 7c is revoked"));
+	/* nor an EK certificate, refused before its nonce is taken */
+	get_nonce(f, nonce);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(issue_ek(f), CA_MSG_FAILED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "CK certificate 7c is revoked"));
+	assert_int_equal(ca_sha256(nonce, sizeof(nonce), hash), 0);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, time(NULL), &err), 0);
+}
+
 /* A nonce works once, in time, and only one the parent made. */
 static void
 test_ek_nonce_fresh_once(void **state)
@@ -655,9 +776,13 @@ test_roles_not_served(void **state)
 	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
 	f->in.u.issue_ek.vek.type = CA_KEY_ECC_P256;
 	strcpy(f->in.u.issue_ek.ck_serial, "1");
+	msg_ref(&f->in.u.issue_ek.ck, "1");
 	strcpy(f->in.u.issue_ek.instance_uuid, UUID);
 	f->in.u.issue_ek.sealed_name_len = 34;
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	ca_msg_init(&f->in, CA_MSG_CRL_GET);
+	f->in.u.crl_get.role = CA_ROLE_VIRTUALIZATION;
+	assert_int_equal(handle(f, CA_MSG_CRL), -1);
 	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
 	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), -1);
 	/* READY is no request once the child serves */
@@ -743,6 +868,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ak_from_typed_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_ek_under_an_approved_configuration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lineage_cascade_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),

@@ -1721,6 +1721,122 @@ test_cert_key_is(void **state)
 	assert_int_equal(certs_cert_key_is_p256(NULL, 0, x, y), -1);
 }
 
+/* An AK certificate's references read in one light parse, as a challenger
+ * does per verification: its own, and the vEK and CK certificates its
+ * VtpmdLineage names; none for one without (a vTPM's: is_virtual). */
+static void
+test_cert_lineage(void **state)
+{
+	struct certs_ak_req akr = {.ak = F.ak, .subject = "vm-a attestation key"};
+	struct certs_ref self, ref;
+	struct certs_lineage l;
+	struct err err = {0};
+	bool is_virtual;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	assert_int_equal(
+	    certs_cert_lineage(F.ak_cert, F.ak_cert_len, &self, &l, &is_virtual, &err), 0);
+	assert_false(l.present);
+	assert_true(is_virtual);
+	assert_int_equal(certs_cert_ref(F.ak_cert, F.ak_cert_len, &ref, &err), 0);
+	assert_memory_equal(&self, &ref, sizeof(ref));
+
+	akr.validity = F.leafv;
+	assert_int_equal(certs_ak_from_ek(F.ek_ecc, F.ek_ecc_len, &akr, &err), 0);
+	akr.lineage.present = true;
+	akr.lineage.has_vek = true;
+	assert_int_equal(certs_cert_ref(F.ck_cert, F.ck_cert_len, &akr.lineage.ck, &err), 0);
+	assert_int_equal(certs_cert_ref(F.ek_ecc, F.ek_ecc_len, &akr.lineage.vek, &err), 0);
+	if (certs_issue_ak(F.privacy, &akr, &der, &len, &err) != 0)
+		fail_msg("certs_issue_ak: %s", err.msg);
+	assert_int_equal(certs_cert_lineage(der, len, &self, &l, &is_virtual, &err), 0);
+	assert_true(l.present && l.has_vek && is_virtual);
+	assert_memory_equal(&l.ck, &akr.lineage.ck, sizeof(l.ck));
+	assert_memory_equal(&l.vek, &akr.lineage.vek, sizeof(l.vek));
+	assert_int_equal(certs_cert_ref(der, len, &ref, &err), 0);
+	assert_memory_equal(&self, &ref, sizeof(ref));
+	assert_int_equal(certs_cert_lineage(der, len - 1, &self, &l, &is_virtual, &err), -1);
+	assert_int_equal(certs_cert_lineage(der, 10, &self, &l, &is_virtual, &err), -1);
+	free(der);
+}
+
+/* A CRL of ca listing serial, current from F.now until next_update. */
+static uint8_t *
+crl_of(const struct certs_ca *ca, const char *serial, int64_t next_update, size_t *len)
+{
+	struct certs_crl_entry e = {.revoked_at = F.now - 10};
+	struct certs_crl_req req = {.number = 7,
+	    .this_update = F.now - 60,
+	    .next_update = next_update,
+	    .entries = &e,
+	    .n = 1};
+	struct err err = {0};
+	uint8_t *der = NULL;
+
+	snprintf(e.serial, sizeof(e.serial), "%s", serial);
+	if (certs_issue_crl(ca, &req, &der, len, &err) != 0)
+		fail_msg("certs_issue_crl: %s", err.msg);
+	return der;
+}
+
+/* A challenger's CRLs: checked once when added (signer among the issuers
+ * given and chaining to a root, current), then looked up by reference. */
+static void
+test_crls(void **state)
+{
+	const struct certs_der issuers[] = {
+	    {F.privacy_der, F.privacy_len}, {F.virt_der, F.virt_len}};
+	const struct certs_der root = {F.root_der, F.root_len};
+	char ak_serial[CERTS_SERIAL_HEX_MAX + 1];
+	struct certs_ref ak, ck, ek;
+	struct certs_crls *s = certs_crls_new();
+	uint8_t *der, *stale;
+	size_t len, stale_len, n = 0;
+	uint64_t number = 0;
+	int64_t next = 0, at = 0;
+	struct err err = {0};
+	char *pem;
+
+	assert_non_null(s);
+	assert_int_equal(certs_cert_serial(F.ak_cert, F.ak_cert_len, ak_serial), 0);
+	assert_int_equal(certs_cert_ref(F.ak_cert, F.ak_cert_len, &ak, &err), 0);
+	assert_int_equal(certs_cert_ref(F.ck_cert, F.ck_cert_len, &ck, &err), 0);
+	assert_int_equal(certs_cert_ref(F.ek_ecc, F.ek_ecc_len, &ek, &err), 0);
+	der = crl_of(F.privacy, ak_serial, F.now + 3600, &len);
+	assert_int_equal(certs_crl_info(der, len, &number, &next, &n), 0);
+	assert_int_equal(number, 7);
+	assert_int_equal(next, F.now + 3600);
+	assert_int_equal(n, 1);
+	pem = certs_crl_pem(der, len);
+	assert_non_null(pem);
+	assert_non_null(strstr(pem, "-----BEGIN X509 CRL-----"));
+
+	/* refused: signed by a CA not given, past its nextUpdate, altered, not a CRL */
+	assert_int_equal(certs_crls_add(s, der, len, &issuers[1], 1, &root, 1, F.now, &err), -1);
+	assert_non_null(strstr(err.msg, "signed by no CA certificate given"));
+	stale = crl_of(F.privacy, ak_serial, F.now - 1, &stale_len);
+	assert_int_equal(
+	    certs_crls_add(s, stale, stale_len, issuers, 2, &root, 1, F.now, &err), -1);
+	stale[stale_len - 5] ^= 1;
+	assert_int_equal(
+	    certs_crls_add(s, stale, stale_len, issuers, 2, &root, 1, F.now - 30, &err), -1);
+	assert_int_equal(
+	    certs_crls_add(s, F.ak_cert, F.ak_cert_len, issuers, 2, &root, 1, F.now, &err), -1);
+	/* a lookup without the issuer's CRL is unknown, not "not revoked" */
+	assert_int_equal(certs_crls_lookup(s, &ak, &at, &err), -1);
+
+	assert_int_equal(certs_crls_add(s, der, len, issuers, 2, &root, 1, F.now, &err), 0);
+	assert_int_equal(certs_crls_lookup(s, &ak, &at, &err), 1);
+	assert_int_equal(at, F.now - 10);
+	assert_int_equal(certs_crls_lookup(s, &ck, &at, &err), 0);
+	assert_int_equal(certs_crls_lookup(s, &ek, &at, &err), -1);
+	free(der);
+	free(stale);
+	free(pem);
+	certs_crls_free(s);
+}
+
 int
 main(void)
 {
@@ -1755,6 +1871,8 @@ main(void)
 	    cmocka_unit_test(test_verify_path),
 	    cmocka_unit_test(test_check_profiles),
 	    cmocka_unit_test(test_cert_key_is),
+	    cmocka_unit_test(test_cert_lineage),
+	    cmocka_unit_test(test_crls),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

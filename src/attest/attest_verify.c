@@ -364,8 +364,12 @@ static const char av_help[] =
     "OPTIONS\n"
     "    --pcrs SPEC   required values, e.g. sha256:16=HEX,17=HEX+sha1:16=HEX\n"
     "    --any-pcrs    require no PCR value (require-host-config needs this or --pcrs)\n"
-    "    --ca URL      ask vtpm-ca (http://HOST:PORT) whether the AK certificate is\n"
+    "    --ca URL      ask vtpm-ca (https://HOST:PORT) whether the AK certificate is\n"
     "                  revoked; without it revocation is not checked\n"
+    "    --ca-tls-root FILE, --ca-tls-pin sha256:HEX\n"
+    "                  how to know vtpm-ca's TLS certificate: a PEM root it chains\n"
+    "                  to (and the URL's host it names), or the SHA-256 of its\n"
+    "                  SubjectPublicKeyInfo; plain http:// is for loopback only\n"
     "    --no-revocation-check\n"
     "                  check no revocation (require-host-config needs this or --ca)\n"
     "    --state DIR   the last quote seen from each AK (default\n"
@@ -448,6 +452,7 @@ av_parse(struct av_opts *o, int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"any-pcrs", no_argument, NULL, 'A'},
 	    {"no-revocation-check", no_argument, NULL, 'R'},
+	    ATTEST_TLS_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -468,6 +473,11 @@ av_parse(struct av_opts *o, int argc, char **argv)
 		case 'j': o->json = true; break;
 		case 'A': o->any_pcrs = true; break;
 		case 'R': o->no_revocation_check = true; break;
+		case ATTEST_OPT_CA_TLS_ROOT:
+		case ATTEST_OPT_CA_TLS_PIN:
+			if ((r = attest_http_tls_option("verify", c, optarg)) != EXIT_OK)
+				return r;
+			break;
 		case 'h': fputs(av_help, stdout); return -1;
 		case 'n':
 			if ((r = attest_parse_hex("verify", "--nonce", optarg, o->nonce,

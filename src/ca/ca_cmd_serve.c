@@ -85,7 +85,7 @@ static const char serve_help[] =
     "    error.\n";
 
 struct serve_opts {
-	const char *db, *role, *listen, *config, *user, *chroot;
+	const char *db, *role, *listen, *config, *user, *chroot, *tls_cert, *tls_key;
 	enum log_level level;
 	bool network_child;
 };
@@ -390,6 +390,8 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"network-child", no_argument, NULL, 'N'},
 	    {"chroot", required_argument, NULL, 'C'},
+	    {"tls-cert", required_argument, NULL, 'T'},
+	    {"tls-key", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -407,6 +409,8 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 		case 'u': o->user = optarg; break;
 		case 'N': o->network_child = true; break;
 		case 'C': o->chroot = optarg; break;
+		case 'T': o->tls_cert = optarg; break;
+		case 'K': o->tls_key = optarg; break;
 		case 'L':
 			if (log_parse_level(optarg, &o->level) == -1)
 				return ca_usage("serve", "--log-level: error, warn, info or debug");
@@ -433,7 +437,51 @@ serve_child(const struct serve_opts *o)
 		return ca_usage("serve", "--network-child: --user and --chroot go together");
 	if (o->user != NULL && serve_parse_user(o->user, &uid, &gid) != 0)
 		return EXIT_USAGE;
-	return ca_child_main(o->chroot, uid, gid);
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+		return ca_usage("serve", "--network-child: --tls-cert and --tls-key go together");
+	return ca_child_main(o->chroot, uid, gid, o->tls_cert, o->tls_key);
+}
+
+/* Whether a --listen address (HOST:PORT, tcp:HOST:PORT) is a loopback
+ * one: 127.0.0.0/8 or [::1]. */
+static bool
+serve_listen_loopback(const char *spec)
+{
+	const char *host = strncmp(spec, "tcp:", 4) == 0 ? spec + 4 : spec;
+
+	return strncmp(host, "127.", 4) == 0 || strncmp(host, "[::1]:", 6) == 0 ||
+	       strncmp(host, "localhost:", 10) == 0;
+}
+
+/* HTTPS: the certificate and key must load and match now (the child loads
+ * them again, by absolute path, before its sandbox). Plain HTTP only on a
+ * loopback address. */
+static int
+serve_tls_settings(const struct serve_opts *o, struct serve *sv)
+{
+	const char *cert = o->tls_cert ? o->tls_cert : sv->p->cfg.tls_cert;
+	const char *key = o->tls_key ? o->tls_key : sv->p->cfg.tls_key;
+	struct tls_server *probe;
+	struct err err;
+
+	if (cert[0] == '\0' && key[0] == '\0') {
+		if (!serve_listen_loopback(sv->p->cfg.listen))
+			return ca_usage("serve",
+			    "plain HTTP is served on loopback addresses only, and %s is not one: "
+			    "give --tls-cert FILE and --tls-key FILE (HTTPS)",
+			    sv->p->cfg.listen);
+		return EXIT_OK;
+	}
+	if (cert[0] == '\0' || key[0] == '\0')
+		return ca_usage("serve", "--tls-cert and --tls-key go together");
+	if (realpath(cert, sv->c.tls_cert) == NULL)
+		return ca_fail("--tls-cert %s: %s", cert, strerror(errno));
+	if (realpath(key, sv->c.tls_key) == NULL)
+		return ca_fail("--tls-key %s: %s", key, strerror(errno));
+	if ((probe = tls_server_new(sv->c.tls_cert, sv->c.tls_key, &err)) == NULL)
+		return ca_fail("%s", err.msg);
+	tls_server_free(probe);
+	return EXIT_OK;
 }
 
 /* The parent's settings: --config, then the command line. */
@@ -465,7 +513,7 @@ serve_settings(const struct serve_opts *o, struct serve *sv)
 		    "serve", "--user needs root; without it the network child keeps your uid");
 	if (o->user != NULL && serve_parse_user(o->user, &sv->c.uid, &sv->c.gid) != 0)
 		return EXIT_USAGE;
-	return EXIT_OK;
+	return serve_tls_settings(o, sv);
 }
 
 int

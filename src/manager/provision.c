@@ -126,7 +126,8 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	p->ca = caclient_post(p->url, "/v1/virtualization/ek-certificate", req, p->timeout_s, err);
+	p->ca = caclient_post(p->url, m->cfg.ca_tls_root, "/v1/virtualization/ek-certificate", req,
+	    p->timeout_s, err);
 	if (p->ca != NULL)
 		ret = 0;
 out:

@@ -664,13 +664,13 @@ url_request(
 {
 	err_clear(err);
 	return httpc_request_url(
-	    url, "vtpmd/test", timeout_s, "GET", path, NULL, status, reply, err);
+	    url, NULL, "vtpmd/test", timeout_s, "GET", path, NULL, status, reply, err);
 }
 
 static void
 test_url_refused(void **state)
 {
-	static const char *const bad[] = {"", "https://127.0.0.1:1", "ftp://127.0.0.1", "http://",
+	static const char *const bad[] = {"", "ftp://127.0.0.1", "http://", "https://",
 	    "http:///x", "http://:80", "http://127.0.0.1:", "http://127.0.0.1:/x", "127.0.0.1:80",
 	    "http://127.0.0.1:123456789012345678"};
 	char longhost[400];
@@ -682,10 +682,14 @@ test_url_refused(void **state)
 		if (url_request(bad[i], "/", 1, &status, &reply, &err) != -1)
 			fail_msg("\"%s\" accepted", bad[i]);
 		assert_int_equal(err.kind, ERR_INVALID);
-		assert_non_null(strstr(err.msg, "not an http://HOST:PORT URL"));
+		assert_non_null(strstr(err.msg, "not an https://HOST[:PORT] URL"));
 		assert_null(reply);
 		assert_int_equal(status, 0);
 	}
+	/* https:// without a root or pin to check the server by */
+	assert_int_equal(url_request("https://127.0.0.1:1", "/", 1, &status, &reply, &err), -1);
+	assert_int_equal(err.kind, ERR_INVALID);
+	assert_non_null(strstr(err.msg, "no TLS root or pin"));
 	snprintf(longhost, sizeof(longhost), "http://%0300d:80", 7);
 	assert_int_equal(url_request(longhost, "/", 1, &status, &reply, &err), -1);
 	assert_int_equal(err.kind, ERR_INVALID);

@@ -180,6 +180,7 @@ int attest_quote(int argc, char **argv);
 		"ca-tls-pin", required_argument, NULL, ATTEST_OPT_CA_TLS_PIN \
 	}
 int attest_http_tls_option(const char *cmd, int opt, const char *value);
+int attest_http_check_url(const char *cmd, const char *url);
 const struct tls_peer *attest_http_tls_peer(void);
 struct json_t;
 int attest_http_json(const char *base_url, const char *method, const char *path,

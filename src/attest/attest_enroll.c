@@ -308,6 +308,8 @@ attest_enroll(int argc, char **argv)
 		return attest_usage("enroll", "unexpected argument '%s'", argv[optind]);
 	if (ca == NULL || ak == 0 || out == NULL)
 		return attest_usage("enroll", "--ca, --ak-handle and --out are required");
+	if ((r = attest_http_check_url("enroll", ca)) != EXIT_OK)
+		return r;
 	return ae_enroll_run(ca, tcti, ak, ek, out);
 }
 
@@ -427,6 +429,8 @@ attest_challenge(int argc, char **argv)
 	if (ca == NULL || ek_cert == NULL || ek_pub == NULL || ak_pub == NULL || out == NULL)
 		return attest_usage("challenge", "--ca, --ek-cert, --ek-public, --ak-public and "
 		                                 "--out-credential are required");
+	if ((r = attest_http_check_url("challenge", ca)) != EXIT_OK)
+		return r;
 	return ae_challenge_run(ca, ek_cert, ek_pub, ak_pub, out);
 }
 
@@ -488,6 +492,8 @@ attest_certify(int argc, char **argv)
 		return attest_usage("certify", "unexpected argument '%s'", argv[optind]);
 	if (ca == NULL || id == NULL || secret == NULL || out == NULL)
 		return attest_usage("certify", "--ca, --id, --secret and --out are required");
+	if ((r = attest_http_check_url("certify", ca)) != EXIT_OK)
+		return r;
 	if (fileio_read(secret, AE_SECRET_MAX, &buf, &len) == -1 || len == 0) {
 		ret = attest_fail(
 		    "%s: %s", secret, len == 0 && buf != NULL ? "empty" : strerror(errno));

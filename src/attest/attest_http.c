@@ -52,6 +52,19 @@ attest_http_tls_option(const char *cmd, int opt, const char *value)
 	return EXIT_OK;
 }
 
+/* Whether url (--ca) can be used with the TLS options given: an https://
+ * URL needs --ca-tls-root or --ca-tls-pin. EXIT_OK, or a usage error said;
+ * a plain http:// URL is warned once (httpc_check_url). */
+int
+attest_http_check_url(const char *cmd, const char *url)
+{
+	struct err err;
+
+	if (httpc_check_url(url, &ah_tls, &err) == -1)
+		return attest_usage(cmd, "--ca %s", err.msg);
+	return EXIT_OK;
+}
+
 /* The check given on the command line (none: plain http:// only). */
 const struct tls_peer *
 attest_http_tls_peer(void)

@@ -418,6 +418,8 @@ av_check_waivers(const struct av_opts *o)
 {
 	if (o->ca != NULL && o->no_revocation_check)
 		return attest_usage("verify", "--ca and --no-revocation-check contradict each other");
+	if (o->ca != NULL && attest_http_check_url("verify", o->ca) != EXIT_OK)
+		return EXIT_USAGE;
 	if (o->pcrs != NULL && o->any_pcrs)
 		return attest_usage("verify", "--pcrs and --any-pcrs contradict each other");
 	if (o->policy != ATTEST_REQUIRE_HOST_CONFIG)

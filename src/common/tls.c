@@ -162,6 +162,29 @@ tls_ctx_new(const SSL_METHOD *method, struct err *err)
 	return ctx;
 }
 
+/* The server's private key (key_file, PEM), which must be the key of the
+ * certificate ctx holds (from cert_file). */
+static int
+tls_server_key(SSL_CTX *ctx, const char *cert_file, const char *key_file, struct err *err)
+{
+	BIO *bio = BIO_new_file(key_file, "r");
+	EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	int ret = -1;
+
+	BIO_free(bio);
+	if (key == NULL)
+		return err_ssl(err, "TLS key %s: not a readable PEM private key", key_file);
+	ERR_clear_error();
+	if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+		err_set(err, ERR_INVALID, "TLS key %s does not match the certificate in %s",
+		    key_file, cert_file);
+	else
+		ret = 0;
+	ERR_clear_error();
+	EVP_PKEY_free(key);
+	return ret;
+}
+
 /*
  * The server's context: its certificate chain (cert_file, PEM: the
  * server's certificate first, then intermediates) and private key
@@ -184,15 +207,8 @@ tls_server_new(const char *cert_file, const char *key_file, struct err *err)
 		err_ssl(err, "TLS certificate %s: not a readable PEM certificate chain", cert_file);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(s->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		err_ssl(err, "TLS key %s: not a readable PEM private key", key_file);
+	if (tls_server_key(s->ctx, cert_file, key_file, err) == -1)
 		goto fail;
-	}
-	if (SSL_CTX_check_private_key(s->ctx) != 1) {
-		err_ssl(
-		    err, "TLS key %s does not match the certificate in %s", key_file, cert_file);
-		goto fail;
-	}
 	SSL_CTX_set_num_tickets(s->ctx, 0);
 	SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
 	return s;

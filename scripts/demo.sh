@@ -1,7 +1,8 @@
 #!/bin/bash
 # make demo: the main job on an embedded default. A simulated host TPM
 # (swtpm, with a simulated manufacturer's EK certificate: it protects
-# nothing), vtpm-ca as the Privacy CA and the Virtualization CA, the vtpmd
+# nothing), vtpm-ca as the Privacy CA and the Virtualization CA over HTTPS
+# (TLS 1.3, its certificate under a TLS root of its own), the vtpmd
 # service rooted in the host TPM and enrolled with the CA, two vTPMs with
 # EK certificates, a QEMU guest booting on one of them, an AK enrolled
 # against each vTPM, quotes, and both verdicts: vTPM-aware (vtpm-attest)
@@ -53,8 +54,18 @@ DB=$T/ca/ca.db
 mkdir -p "$T/ca"
 step "$VTPM_CA" init --db "$DB" --name demo
 step "$VTPM_CA" trust add --manufacturer "$EVIDENCE/manufacturer-root.pem" --db "$DB"
-start_vtpm_ca ca --db "$DB" --role both
-echo "  serving both roles on $CA_URL"
+say "vtpm-ca's TLS certificate, for 127.0.0.1 (production brings its own), under a TLS root"
+mkdir -p "$T/tls"
+step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj "/CN=demo TLS root" -keyout "$T/tls/root.key" -out "$EVIDENCE/tls-root.pem" \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj "/CN=demo vtpm-ca" -CA "$EVIDENCE/tls-root.pem" -CAkey "$T/tls/root.key" \
+	-keyout "$T/tls/tls.key" -out "$T/tls/tls.pem" -addext subjectAltName=IP:127.0.0.1 \
+	-addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth 2>/dev/null
+start_vtpm_ca ca --db "$DB" --role both --tls-cert "$T/tls/tls.pem" --tls-key "$T/tls/tls.key"
+echo "  serving both roles on $CA_URL (TLS 1.3 only; the TLS key lives in the sandboxed"
+echo "  network child, the CA keys in the parent)"
 cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"
 cp "$T/ca/ca-privacy.pem" "$EVIDENCE/ca-privacy.pem"
 cp "$T/ca/ca-virtualization.pem" "$EVIDENCE/ca-virtualization.pem"
@@ -63,11 +74,13 @@ say "The administrator's approval key, kept off the host: vtpmd gets only its pu
 mkdir -p "$T/admin"
 step openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/admin/approval.pem"
 step openssl pkey -in "$T/admin/approval.pem" -pubout -out "$T/approval.pub.pem"
-say "vtpmd's configuration: the approval key's public half, and the CA root it trusts"
+say "vtpmd's configuration: the approval key's public half, the CA root and the TLS root"
 echo "  vtpmd keeps a CK certificate, and writes an EK certificate into a vTPM, only when it"
-echo "  chains to this root, certifies the key vtpmd sent and is what vtpm-ca issues for it"
-printf 'approval-public-key = %s\nprivacy-ca-root = %s\nvirtualization-ca-root = %s\n' \
-	"$T/approval.pub.pem" "$T/ca/ca-root.pem" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
+echo "  chains to this root, certifies the key vtpmd sent and is what vtpm-ca issues for it;"
+echo "  it talks to the CA only once its TLS certificate chains to the TLS root"
+printf '%s\n' "approval-public-key = $T/approval.pub.pem" \
+	"privacy-ca-root = $T/ca/ca-root.pem" "virtualization-ca-root = $T/ca/ca-root.pem" \
+	"ca-tls-root = $EVIDENCE/tls-root.pem" >"$T/vtpmd.conf"
 sed 's/^/  vtpmd.conf: /' "$T/vtpmd.conf"
 step "$VTPMD" -n --config "$T/vtpmd.conf"
 
@@ -121,7 +134,8 @@ for vm in vm-a vm-b; do
 	flushed tpm2_createak -C 0x81010002 -G ecc -g sha256 -s ecdsa -c "$T/$vm-ak.ctx" \
 		-u "$T/$vm-ak.pub" >/dev/null
 	flushed tpm2_evictcontrol -c "$T/$vm-ak.ctx" 0x81000010 >/dev/null
-	step "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$d/ak.pem"
+	step "$ATTEST" enroll --ca "$CA_URL" --ca-tls-root "$EVIDENCE/tls-root.pem" --tcti "$tcti" \
+		--ak-handle 0x81000010 --out "$d/ak.pem"
 	openssl x509 -in "$d/ak.pem" -noout -pubkey >"$d/ak.pub.pem"
 	# A measurement of the workload into PCR 16, which the challenger expects.
 	rand_hex 32 >"$d/measurement"
@@ -151,7 +165,7 @@ for vm in vm-a vm-b; do
 	step "$ATTEST" verify --ak-cert "$d/ak.pem" --message "$d/quote.msg" \
 		--signature "$d/quote.sig" --pcr-file "$d/quote.pcrs" --nonce "$(cat "$d/nonce")" \
 		--trust "$EVIDENCE/ca-root.pem" --untrusted "$EVIDENCE/ca-privacy.pem" --ca "$CA_URL" \
-		--pcrs "$(cat "$d/expected-pcrs")" \
+		--ca-tls-root "$EVIDENCE/tls-root.pem" --pcrs "$(cat "$d/expected-pcrs")" \
 		--policy require-host-config demo-rack1-baseline --state "$T/attest-state"
 done
 echo "  the same quote under --policy reject-virtual:"
@@ -186,6 +200,7 @@ Evidence left by 'make demo' (vtpmd). Check it with standard tools alone:
       -f vm-a/quote.pcrs -g sha256 -q \$(cat vm-a/nonce)
 
 ca-root.pem              the CAs' root; ca-privacy.pem and ca-virtualization.pem under it
+tls-root.pem             the TLS root vtpm-ca's HTTPS certificate chains to (ca-tls-root)
 manufacturer-root.pem    the simulated TPM manufacturer; host-ek.pem its certificate of the host EK
 host-ck.pem              the host TPM's Certifying Key (Privacy CA)
 VM/ek-TYPE.pem           the vTPM's EK certificates (Virtualization CA, marked virtual)

@@ -247,6 +247,22 @@ rm -f "$W/ak.pem"
 	fail "vtpm-attest enroll by pin: $(cat "$T/out")"
 openssl x509 -in "$W/ak.pem" -noout || fail "the AK certificate (pin)"
 
+note "vtpm-attest verify --ca: revocation is asked of the genuine CA only"
+nonce=$(openssl rand -hex 16)
+TPM2TOOLS_TCTI=$tcti flushed tpm2_quote -c 0x81000010 -l sha256:16 -q "$nonce" -m "$W/q.msg" \
+	-s "$W/q.sig" -o "$W/q.pcrs" -g sha256 >/dev/null || fail "tpm2_quote"
+curl -sf --cacert "$CA_TLS_ROOT" "$CA_URL/v1/privacy/ca" | jq -j .certificate \
+	>"$W/privacy.pem" || fail "the Privacy CA certificate"
+VERIFY=("$ATTEST" verify --ak-cert "$W/ak.pem" --message "$W/q.msg" --signature "$W/q.sig"
+	--pcr-file "$W/q.pcrs" --nonce "$nonce" --trust "$T/ca/ca-root.pem"
+	--untrusted "$W/privacy.pem" --any-pcrs --policy require-host-config rack1-approved)
+expect_exit 1 "verify, revocation asked of an impostor" "${VERIFY[@]}" --state "$W/st1" \
+	--ca "$IMP_URL" --ca-tls-root "$CA_TLS_ROOT"
+tls_refused "verify --ca impostor" "revocation unknown" "${WHY[otherroot]}"
+"${VERIFY[@]}" --state "$W/st2" --ca "$CA_URL" --ca-tls-root "$CA_TLS_ROOT" >"$T/out" 2>&1 ||
+	fail "verify --ca over HTTPS: $(cat "$T/out")"
+assert_contains "$(cat "$T/out")" "not revoked (vtpm-ca at $CA_URL)" "revocation checked over HTTPS"
+
 note "vtpm-attest: plain http:// is refused off loopback, warned on it"
 expect_exit 1 "vtpm-attest over plain http to 192.0.2.1" "${AK_ENROLL[@]}" \
 	--ca http://192.0.2.1:8080

@@ -256,6 +256,17 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
+/* A connection httpc_send_recv talks on: recv() and send() on fd, or, when
+ * move is set, its way of moving bytes (TLS, with ctx), as they would. */
+struct httpc_io {
+	int fd;
+	ssize_t (*move)(const struct httpc_io *io, void *buf, size_t len, bool out);
+	void *ctx;
+};
+int httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
+    const char *agent, const char *target, const struct json_t *body, char **resp,
+    size_t *resp_len, struct err *err);
+/* httpc_url.c: to a URL, over TLS for https:// */
 int httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *err);
 int httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
     int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,

@@ -695,6 +695,26 @@ test_url_refused(void **state)
 	assert_int_equal(err.kind, ERR_INVALID);
 }
 
+/* Plain http:// reaches loopback addresses only: any other is refused
+ * before a connection is tried (192.0.2.1, TEST-NET-1, would time out). */
+static void
+test_url_plain_http_loopback_only(void **state)
+{
+	static const char *const off[] = {"http://192.0.2.1:8080", "http://10.1.2.3",
+	    "http://0.0.0.0:80", "http://128.0.0.1:80"};
+	struct err err;
+	json_t *reply = NULL;
+	int status = -1;
+
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		if (url_request(off[i], "/", 30, &status, &reply, &err) != -1)
+			fail_msg("\"%s\" reached", off[i]);
+		assert_int_equal(err.kind, ERR_REFUSED);
+		assert_non_null(strstr(err.msg, "plain http:// is for loopback addresses only"));
+		assert_null(reply);
+	}
+}
+
 /* A TCP socket on 127.0.0.1 at a port the kernel chose; listening or
  * not. */
 static int
@@ -836,6 +856,7 @@ main(void)
 	    cmocka_unit_test(test_exchange_answer_bound),
 	    cmocka_unit_test(test_out_of_memory),
 	    cmocka_unit_test(test_url_refused),
+	    cmocka_unit_test(test_url_plain_http_loopback_only),
 	    cmocka_unit_test(test_url_unreachable),
 	    cmocka_unit_test(test_url_request),
 	    cmocka_unit_test(test_url_timeout),

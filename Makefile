@@ -148,11 +148,12 @@ WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc
-WRAP_test_worker = -Wl,--wrap=poll
+WRAP_test_workerlog = -Wl,--wrap=mono_ms
 WRAP_test_cacheck = -Wl,--wrap=guesttpm_open -Wl,--wrap=guesttpm_close \
                     -Wl,--wrap=guesttpm_create_ek -Wl,--wrap=guesttpm_write_ek_cert \
                     -Wl,--wrap=guesttpm_write_chain -Wl,--wrap=hwtpm_sealed_public \
                     -Wl,--wrap=hwtpm_certify_sealed -Wl,--wrap=hwtpm_quote \
+                    -Wl,--wrap=policy_approved_now \
                     -Wl,--wrap=caclient_post -Wl,--wrap=caclient_step \
                     -Wl,--wrap=caclient_result -Wl,--wrap=caclient_free
 

@@ -3,11 +3,14 @@
  * over HTTP on TCP, one request per connection (as the server requires),
  * with src/common/httpc.c's client.
  *
- *   bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
- *	POST /v1/virtualization/ek-certificate with the JSON in BODY, N
- *	times, from CLIENTS threads at once (each its own connection per
- *	request); every answer must be 200 with a certificate (each is a
- *	new certificate, with its serial, in the CA's records).
+ *   bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
+ *	POST /v1/virtualization/ek-certificate N times, from CLIENTS threads
+ *	at once (each its own connection per request); every answer must be
+ *	200 with a certificate (each is a new certificate, with its serial,
+ *	in the CA's records). BODY is a JSON array of at least N + 1
+ *	requests, the warm-up's first, each used once: a request's evidence
+ *	names a single-use nonce (re-issues of one vEK's certificate, each
+ *	with its own nonce and evidence, as bench/chain.sh makes them).
  *
  *   bench_caload -e tcp:HOST:PORT -n N [-S PID] -l LABEL privacy BODY TCTI AK EK
  *	The Privacy CA's round for a guest AK, N times: POST
@@ -17,6 +20,10 @@
  *	/v1/privacy/certify with the secret; every round must end with an AK
  *	certificate. The time on the CA (the two requests) and on the vTPM
  *	are reported apart.
+ *
+ * -t ROOT: over HTTPS (TLS 1.3, the server's certificate checked against the
+ * PEM root ROOT and the host of -e, as vtpmd checks it: src/common/httpc_url.c),
+ * a new TLS handshake per request, as vtpmd makes; plain HTTP without.
  *
  * One request (or round) first as a warm-up, not counted. -S PID (up to
  * four times): the server's processes (vtpm-ca serve's parent and network
@@ -46,6 +53,8 @@
 struct caload {
 	struct endpoint ep;
 	char host[128]; /* the Host header */
+	char url[160];	/* -t: https://HOST:PORT */
+	struct tls_peer tls;
 	const char *label;
 	long n;
 	int clients;
@@ -65,9 +74,10 @@ static void
 caload_usage(void)
 {
 	fatalx(2,
-	    "usage: bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY\n"
-	    "       bench_caload -e tcp:HOST:PORT -n N [-S PID] -l LABEL privacy BODY TCTI "
-	    "AK EK");
+	    "usage: bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-c CLIENTS] [-S PID] -l LABEL ek "
+	    "BODY\n"
+	    "       bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-S PID] -l LABEL privacy BODY "
+	    "TCTI AK EK");
 }
 
 /* The server's CPU time so far (ns), its processes' together; 0 without
@@ -93,6 +103,11 @@ caload_post(const struct caload *c, const char *path, const json_t *body, json_t
 	int fd, status, r;
 
 	*reply = NULL;
+	if (c->tls.root_pem != NULL) {
+		r = httpc_request_url(c->url, &c->tls, "bench_caload", 30, "POST", path, body,
+		    &status, reply, &inner);
+		goto answered;
+	}
 	if ((fd = endpoint_connect(&c->ep)) == -1) {
 		err_set(err, ERR_FAILED, "connect %s: %s", c->host, strerror(errno));
 		return -1;
@@ -100,6 +115,7 @@ caload_post(const struct caload *c, const char *path, const json_t *body, json_t
 	r = httpc_exchange(
 	    fd, "POST", c->host, "bench_caload", path, body, &status, reply, &inner);
 	close(fd);
+answered:
 	if (r == -1) {
 		err_set(err, ERR_FAILED, "POST %s: %s", path, inner.msg);
 		return -1;
@@ -124,15 +140,15 @@ caload_failed(struct caload *c, const char *why)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* One EK certificate request: 0, or -1 with why. */
+/* EK certificate request i (0: the warm-up): 0, or -1 with why. */
 static int
-caload_ek_one(const struct caload *c, struct err *err)
+caload_ek_one(const struct caload *c, long i, struct err *err)
 {
+	const json_t *body = json_array_get(c->body, (size_t)i);
 	json_t *reply;
 	int ret = 0;
 
-	if (caload_post(c, "/v1/virtualization/ek-certificate", c->body, &reply, err) ==
-	    -1)
+	if (caload_post(c, "/v1/virtualization/ek-certificate", body, &reply, err) == -1)
 		return -1;
 	if (json_string_value(json_object_get(reply, "certificate")) == NULL ||
 	    json_string_value(json_object_get(reply, "serial")) == NULL) {
@@ -153,7 +169,7 @@ caload_ek_client(void *arg)
 	while ((i = atomic_fetch_add(&c->next, 1)) < c->n) {
 		uint64_t t0 = bench_now_ns();
 
-		if (caload_ek_one(c, &err) == -1) {
+		if (caload_ek_one(c, i + 1, &err) == -1) {
 			caload_failed(c, err.msg);
 			atomic_store(&c->next, c->n);
 			break;
@@ -180,7 +196,9 @@ caload_ek(struct caload *c)
 	struct err err;
 	uint64_t t0, t1, s0, s1;
 
-	if (caload_ek_one(c, &err) == -1)
+	if (!json_is_array(c->body) || json_array_size(c->body) < (size_t)c->n + 1)
+		fatalx(2, "%s: ek needs a JSON array of at least %ld requests", c->label, c->n + 1);
+	if (caload_ek_one(c, 0, &err) == -1)
 		fatalx(1, "%s: warm-up: %s", c->label, err.msg);
 	s0 = caload_server_cpu(c);
 	t0 = bench_now_ns();
@@ -293,12 +311,15 @@ main(int argc, char **argv)
 {
 	static struct caload c = {.n = 200, .clients = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
 	json_error_t jerr;
-	const char *ep = NULL, *mode;
+	const char *ep = NULL, *mode, *root = NULL;
+	uint8_t *pem = NULL;
+	size_t pem_len = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "e:n:c:S:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "e:t:n:c:S:l:")) != -1) {
 		switch (opt) {
 		case 'e': ep = optarg; break;
+		case 't': root = optarg; break;
 		case 'n': c.n = strtol(optarg, NULL, 10); break;
 		case 'c': c.clients = (int)strtol(optarg, NULL, 10); break;
 		case 'S':
@@ -316,6 +337,12 @@ main(int argc, char **argv)
 	if (endpoint_parse(ep, &c.ep) == -1 || c.ep.kind != ENDPOINT_TCP)
 		fatalx(2, "-e %s: expected tcp:HOST:PORT", ep);
 	snprintf(c.host, sizeof(c.host), "%s", ep + 4);
+	if (root != NULL) {
+		if (fileio_read(root, 1u << 16, &pem, &pem_len) == -1)
+			fatal(1, "-t %s", root);
+		c.tls = (struct tls_peer){.root_pem = (const char *)pem, .root_pem_len = pem_len};
+		snprintf(c.url, sizeof(c.url), "https://%s", c.host);
+	}
 	mode = argv[optind];
 	if ((c.body = json_load_file(argv[optind + 1], 0, &jerr)) == NULL)
 		fatalx(1, "%s: %s", argv[optind + 1], jerr.text);
@@ -333,5 +360,6 @@ main(int argc, char **argv)
 	}
 	json_decref(c.body);
 	free(c.lat_ns);
+	free(pem);
 	return 0;
 }

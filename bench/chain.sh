@@ -2,7 +2,8 @@
 # The chain of trust's throughput (issue "The chain of trust"), on real
 # evidence made end to end as tests/integration/ca.sh makes it: vTPM
 # instances as host TPM and guest TPM, a throwaway manufacturer CA
-# (openssl), vtpm-ca serving both roles, the host CK enrolled, a state key
+# (openssl), vtpm-ca serving both roles over HTTPS (TLS 1.3, a throwaway TLS
+# root, as in production), the host CK enrolled, a state key
 # sealed under PolicyAuthorize and certified and quoted by the CK
 # (build/hostattest-check, vtpmd's host-TPM code), a vEK certificate, guest
 # AKs (ECC P-256/ECDSA and RSA-2048/RSASSA, tpm2_createak) enrolled with the
@@ -15,8 +16,9 @@
 #    process per check) on the same quote, and vtpm-attest verify as a
 #    process per check for reference;
 #  - EK certificates issued per second by the Virtualization CA (POST
-#    /v1/virtualization/ek-certificate, the same valid request again and
-#    again, build/bench_caload) with 1 and 2 concurrent clients, and the
+#    /v1/virtualization/ek-certificate, re-issues of one vEK's certificate,
+#    each request with its own nonce and evidence made beforehand,
+#    build/bench_caload) with 1 and 2 concurrent clients, and the
 #    Privacy CA's challenge + activation + certify round for a guest AK.
 # The release builds throughout (build/vtpm-ca, vtpm-attest, vtpmd,
 # hostattest-check). vtpm-ca and the vTPMs run on SERVER_CPU, the
@@ -66,8 +68,9 @@ mkdir -p "$T/ca" "$W" "$H"
 # must be 200 (WHAT names the step).
 post() {
 	local http
-	http=$(curl -s -o "$T/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-		--data-binary "@$2" "$CA_URL$1") || fail "POST $1: curl failed"
+	http=$(curl -s --cacert "$CA_TLS_ROOT" -o "$T/resp.json" -w '%{http_code}' \
+		-H 'Content-Type: application/json' --data-binary "@$2" "$CA_URL$1") ||
+		fail "POST $1: curl failed"
 	[ "$http" == 200 ] || fail "$3: HTTP $http: $(cat "$T/resp.json")"
 }
 
@@ -124,7 +127,10 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
 	2>/dev/null || fail "openssl req"
 "$VTPM_CA" trust add --manufacturer "$T/mfr.pem" --db "$DB" >/dev/null || fail "trust add"
-start_vtpm_ca ca --db "$DB" --role both
+# Nonces that last while the load's evidence is made beforehand.
+printf '{"nonce_expiry_seconds": 3600}\n' >"$T/ca.json"
+ca_tls "$T/tls"
+start_vtpm_ca ca --db "$DB" --role both --config "$T/ca.json" "${CA_TLS[@]}"
 # Both of vtpm-ca's processes: the parent (records, keys) and its network child.
 mapfile -t CA_PIDS < <(echo "$CA_PID"; pgrep -P "$CA_PID")
 [ "${#CA_PIDS[@]}" -eq 2 ] || fail "vtpm-ca serve: expected a parent and one network child"
@@ -157,7 +163,9 @@ start_tpm guest unix --plaintext-state
 GUEST=$TCTI
 taskset -pc "$SERVER_CPU" "$INSTANCE_PID" >/dev/null
 flushed tpm2_createek -G ecc -c "$W/vek.ctx" -u "$W/vek.pub" >/dev/null || fail "tpm2_createek"
-EXTRA=$(sha256sum "$W/vek.pub" | cut -c1-64)
+UUID=3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23
+NONCE64=$(vek_nonce "$CA_URL")
+EXTRA=$(vek_qualifying "$NONCE64" "$W/vek.pub" "$UUID")
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$H/approval.pem" 2>/dev/null
 openssl pkey -in "$H/approval.pem" -pubout -out "$H/approval.pub.pem"
 host seal
@@ -172,15 +180,19 @@ VALUES=$(sed -n 's/^pcr \([0-9]*\) \([0-9a-f]*\)$/\1=\2/p' "$H/out" | paste -sd,
 "$VTPM_CA" approve-host-config --db "$DB" --id bench-host-1 --pcrs 0,2,4,7,16 --values "$VALUES" \
 	>/dev/null || fail "approve-host-config"
 xy=$(point_of "$H/approval.pub.pem")
-jq -n --rawfile ck "$H/ck.pem" --arg uuid 3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23 \
-	--arg vek "$(b64 "$W/vek.pub")" --arg sealed "$(b64 "$H/sealed.pub")" \
-	--arg ca "$(b64 "$H/sealed.attest")" --arg cs "$(b64 "$H/sealed.sig")" \
-	--arg qa "$(b64 "$H/quote.attest")" --arg qs "$(b64 "$H/quote.sig")" --argjson pcrs "$PCRS" \
-	--arg x "${xy:0:64}" --arg y "${xy:64:64}" \
-	'{ck_certificate: $ck, instance_uuid: $uuid, vek_public: $vek, sealed_public: $sealed,
-	  certify: {attest: $ca, signature: $cs},
-	  quote: {attest: $qa, signature: $qs, pcrs: $pcrs},
-	  approval_key: {x: $x, y: $y}}' >"$H/ek.json"
+# ek_req NONCE OUT: the EK certificate request of the evidence in $H.
+ek_req() {
+	jq -n --rawfile ck "$H/ck.pem" --arg uuid "$UUID" --arg nonce "$1" \
+		--arg vek "$(b64 "$W/vek.pub")" --arg sealed "$(b64 "$H/sealed.pub")" \
+		--arg ca "$(b64 "$H/sealed.attest")" --arg cs "$(b64 "$H/sealed.sig")" \
+		--arg qa "$(b64 "$H/quote.attest")" --arg qs "$(b64 "$H/quote.sig")" \
+		--argjson pcrs "$PCRS" --arg x "${xy:0:64}" --arg y "${xy:64:64}" \
+		'{ck_certificate: $ck, instance_uuid: $uuid, vek_public: $vek, sealed_public: $sealed,
+		  nonce: $nonce, certify: {attest: $ca, signature: $cs},
+		  quote: {attest: $qa, signature: $qs, pcrs: $pcrs},
+		  approval_key: {x: $x, y: $y}}' >"$2"
+}
+ek_req "$NONCE64" "$H/ek.json"
 post /v1/virtualization/ek-certificate "$H/ek.json" "vEK certificate"
 pem_of certificate "$W/vek.pem"
 
@@ -237,15 +249,27 @@ done
 
 # ---- the CAs ----
 
+echo "Virtualization CA: evidence for $((2 * CA_N + 2)) re-issues (a nonce each), made first..."
+mkdir -p "$H/load"
+for i in $(seq 1 $((2 * CA_N + 2))); do
+	nonce=$(vek_nonce "$CA_URL")
+	qd=$(vek_qualifying "$nonce" "$W/vek.pub" "$UUID")
+	host certify-sealed "$qd"
+	host quote "$qd"
+	ek_req "$nonce" "$H/load/$i.json"
+done
+jq -s '.[:length / 2]' $(seq -f "$H/load/%g.json" 1 $((2 * CA_N + 2))) >"$H/load-c1.json"
+jq -s '.[length / 2:]' $(seq -f "$H/load/%g.json" 1 $((2 * CA_N + 2))) >"$H/load-c2.json"
 echo "Virtualization CA: $CA_N EK certificates with 1, then 2 clients on CPU $CLIENT_CPU..."
-EP=tcp:${CA_URL#http://}
+EP=tcp:${CA_URL#https://}
 for c in 1 2; do
-	taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -n "$CA_N" -c "$c" \
-		-S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l "ek.c$c" ek "$H/ek.json" >>"$R"
+	taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -t "$CA_TLS_ROOT" -n "$CA_N" \
+		-c "$c" -S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l "ek.c$c" ek "$H/load-c$c.json" >>"$R"
 done
 echo "Privacy CA: $PRIVACY_N challenge + activation + certify rounds (ECC AK)..."
-taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -n "$PRIVACY_N" -S "${CA_PIDS[0]}" \
-	-S "${CA_PIDS[1]}" -l privacy privacy "$W/akecc.json" "$GUEST" 0x81000010 0x81010002 >>"$R"
+taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -t "$CA_TLS_ROOT" -n "$PRIVACY_N" \
+	-S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l privacy privacy "$W/akecc.json" "$GUEST" \
+	0x81000010 0x81010002 >>"$R"
 issued=$("$VTPM_CA" list --json --db "$DB" | jq '[.[] | select(.kind == "ek")] | length')
 [ "$issued" -ge $((2 * CA_N + 3)) ] ||
 	fail "the CA's records hold $issued EK certificates, expected at least $((2 * CA_N + 3))"

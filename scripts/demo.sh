@@ -97,6 +97,11 @@ step "$VTPM_CA" approve-host-config --db "$DB" --id demo-rack1-baseline \
 
 say "The host enrols: CK certificate from the Privacy CA (MakeCredential/ActivateCredential), BK certified by the CK"
 step "$VTPMCTL" host enroll --ca "$CA_URL" --name demo-rack1
+echo "  ...its CK and BK work only in an approved configuration (the state keys' policy, no userWithAuth):"
+TPM2TOOLS_TCTI=$HOST_TCTI tpm2_readpublic -c 0x81000002 -o "$T/ck.pub" >/dev/null
+tpm2_print -t TPM2B_PUBLIC "$T/ck.pub" |
+	sed -n -e '/^attributes:/{n;s/^  value: /    CK attributes: /p}' \
+		-e 's/^authorization policy: /    CK authPolicy:  /p'
 "$VTPMCTL" host --json | jq -j .enrolment.ck.certificate | openssl x509 -out "$EVIDENCE/host-ck.pem"
 
 say "Two vTPMs: state keys sealed to the host TPM, EKs certified by the Virtualization CA into NV"

@@ -34,3 +34,28 @@ credential_file() {
 certify_req() {
 	jq -n --arg id "$1" --arg s "$(b64 "$2")" '{id: $id, secret: $s}' >"$3"
 }
+
+# vek_nonce URL: a nonce for vEK evidence from the Virtualization CA at URL
+# (POST /v1/virtualization/nonce), base64, on stdout; an https:// CA is
+# checked against CA_TLS_ROOT (tests/lib.sh ca_tls).
+vek_nonce() {
+	local n
+	n=$(curl -sf ${CA_TLS_ROOT:+--cacert "$CA_TLS_ROOT"} -H 'Content-Type: application/json' \
+		--data-binary '{}' \
+		"$1/v1/virtualization/nonce" | jq -er .nonce) || fail "no nonce from $1"
+	[ "$(base64 -d <<<"$n" | wc -c)" -eq 32 ] || fail "the nonce from $1 is not 32 bytes"
+	printf '%s' "$n"
+}
+
+# vek_qualifying NONCE VEKPUB UUID: the qualifyingData of a vEK's evidence
+# (docs/ca-api.md), hex: SHA-256 of the label and its NUL, the nonce
+# (base64 here), the vEK's TPMT_PUBLIC (its TPM2B_PUBLIC file without the
+# size) and the UUID's 36 characters.
+vek_qualifying() {
+	{
+		printf 'vtpmd vEK evidence v1\0'
+		base64 -d <<<"$1"
+		tail -c +3 "$2"
+		printf '%s' "$3"
+	} | sha256sum | cut -c1-64
+}

@@ -117,6 +117,7 @@ struct ca_ek_req {
 	size_t vek_public_len;
 	uint8_t sealed_public[CA_PUBLIC_MAX];
 	size_t sealed_public_len;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN]; /* handed out by POST /v1/virtualization/nonce */
 	struct ca_signed certify, quote;
 	uint32_t pcr_mask; /* the quote's sha256 PCRs */
 	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
@@ -244,6 +245,32 @@ int ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, con
 int ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
     char **request, uint8_t hash[static 32], struct err *err);
 
+/* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
+ * SHA-256 only. add: ERR_BUSY when CA_PENDING_MAX are open. take marks
+ * the nonce used whatever its state: 0, or -1 with ERR_ABSENT (never
+ * handed out, or forgotten a day after it expired), ERR_REFUSED (used
+ * before) or ERR_TIMEOUT (at or after its expiry). */
+int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now,
+    int64_t expires_at, struct err *err);
+int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err);
+
+/* One vTPM's identity as EK certificates bind it: the Name of its sealed
+ * state-key object, its UUID, and per key type the one vEK (SHA-256 of
+ * its SubjectPublicKeyInfo). */
+struct ca_vtpm_identity {
+	char sealed_name[2 * EVIDENCE_NAME_MAX + 1]; /* hex */
+	char instance_uuid[CERTS_UUID_LEN + 1];
+	const char *key_type;               /* "rsa2048" or "ecc-p256" */
+	char vek[2 * CERTS_DIGEST_LEN + 1]; /* hex */
+};
+/* Records id, or finds it recorded already (the same vEK certified again
+ * for the same sealed object and UUID): 0. -1 with ERR_REFUSED, the
+ * message naming the conflict, when the sealed object is bound to another
+ * UUID or to another vEK of that type, the UUID to another sealed object,
+ * or the vEK to another vTPM; nothing is recorded then. */
+int ca_db_vtpm_bind(
+    struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err);
+
 struct ca_audit {
 	int64_t id, time;
 	char action[64];
@@ -281,7 +308,8 @@ struct ca_answer {
 	int rc;
 	char reason[CA_WHY_MAX];
 	char id[CA_ID_HEX + 1];                      /* challenge added */
-	int64_t expires_in;                          /* challenge added */
+	int64_t expires_in;                          /* challenge or nonce added */
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];       /* nonce added */
 	enum ca_kind kind;                           /* challenge taken */
 	char *request;                               /* challenge taken: malloc'd */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];       /* issued */
@@ -303,8 +331,13 @@ void ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key 
     const char *host, const uint8_t host_ek_digest[static 32], struct ca_answer *a);
 void ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
     const struct certs_ek_info *tpm, const struct certs_virtual *virt, struct ca_answer *a);
+/* A vEK evidence nonce, made and recorded by the parent. */
+void ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a);
 struct ca_ek_issue {
 	const struct ca_msg_key *vek;
+	const uint8_t *nonce;       /* EVIDENCE_VEK_NONCE_LEN bytes, in the evidence */
+	const uint8_t *sealed_name; /* the certified sealed object's Name */
+	size_t sealed_name_len;
 	const uint8_t *ck_digest; /* 32 bytes */
 	const uint8_t *policy;    /* 32 bytes: PolicyPCR of the quoted PCRs */
 	const char *ck_serial, *host, *instance_uuid;
@@ -334,6 +367,7 @@ struct ca_settings {
 	char tls_cert[1024];   /* HTTPS: PEM certificate chain, "" for plain HTTP */
 	char tls_key[1024];    /* its PEM private key */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
+	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
 	int64_t validity_ak;
 	int64_t validity_ek;
@@ -378,6 +412,7 @@ void ca_privacy_certify(struct ca_server *s, const struct json_t *body, struct c
 
 /* ca_virt.c: POST /v1/virtualization/ek-certificate. */
 void ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
+void ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
 
 /* ca_cmd_trust.c: a trust entry from PEM text (the CA's certificate, then
  * those above it up to a self-signed root; the chain must verify now).

@@ -133,7 +133,8 @@ ca_api(void *ctx, const struct api_request *req)
 		return ca_get_ca(s, p[4] == 'p' ? &s->privacy_cert : &s->virt_cert);
 	}
 	if (strcmp(p, "/v1/privacy/challenge") == 0 || strcmp(p, "/v1/privacy/certify") == 0 ||
-	    strcmp(p, "/v1/virtualization/ek-certificate") == 0) {
+	    strcmp(p, "/v1/virtualization/ek-certificate") == 0 ||
+	    strcmp(p, "/v1/virtualization/nonce") == 0) {
 		if (req->method != API_POST)
 			return api_error(405, "method not allowed", "use POST");
 		if (p[4] == 'p' && !ca_serves(s, CA_ROLE_PRIVACY))
@@ -144,9 +145,11 @@ ca_api(void *ctx, const struct api_request *req)
 			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req->body);
 		if (strcmp(p, "/v1/privacy/certify") == 0)
 			return ca_dispatch(s, CA_ACTION_CERTIFY, ca_privacy_certify, req->body);
+		if (strcmp(p, "/v1/virtualization/nonce") == 0)
+			return ca_dispatch(s, CA_ACTION_NONCE, ca_virt_nonce, req->body);
 		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req->body);
 	}
 	return api_error(404, "no such route",
 	    "see docs/ca-api.md: /v1/privacy/{ca,challenge,certify}, "
-	    "/v1/virtualization/{ca,ek-certificate}, /v1/status/SERIAL");
+	    "/v1/virtualization/{ca,nonce,ek-certificate}, /v1/status/SERIAL");
 }

@@ -287,10 +287,31 @@ ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer
 		ca_ask_failed(a, "the CK certificate's host name is not printable text");
 		return;
 	}
+	if (e->sealed_name_len < 2 || e->sealed_name_len > sizeof(q->sealed_name)) {
+		ca_ask_failed(a, "the sealed object's Name is malformed");
+		return;
+	}
 	q->vek = *e->vek;
+	memcpy(q->nonce, e->nonce, sizeof(q->nonce));
+	q->sealed_name_len = (uint32_t)e->sealed_name_len;
+	memcpy(q->sealed_name, e->sealed_name, e->sealed_name_len);
 	memcpy(q->ck_digest, e->ck_digest, sizeof(q->ck_digest));
 	memcpy(q->policy, e->policy, sizeof(q->policy));
 	ca_ask_issue(l, a);
+}
+
+void
+ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a)
+{
+	const struct ca_msg_nonce_added *r = &l->msg->u.nonce_added;
+
+	memset(a, 0, sizeof(*a));
+	ca_msg_init(l->msg, CA_MSG_NONCE_ADD);
+	ca_ask_exchange(l, CA_MSG_NONCE_ADDED);
+	a->rc = (int)r->rc;
+	a->expires_in = r->expires_in;
+	memcpy(a->nonce, r->nonce, sizeof(a->nonce));
+	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
 }
 
 void

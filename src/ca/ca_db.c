@@ -74,6 +74,25 @@ static const char *const ca_db_schema[] = {
     " expires_at INTEGER NOT NULL,"
     " used INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX challenges_expiry ON challenges (expires_at)",
+    /* One vTPM, one identity, fresh evidence (issue #11, item 4): the
+     * nonces the Virtualization CA handed out (SHA-256 only; used or
+     * expired ones are deleted a day after they expired, as challenges),
+     * and the identity each EK certificate bound: a sealed object's Name
+     * and a UUID belong to one vTPM, which has one vEK per key type. */
+    "CREATE TABLE ek_nonces ("
+    " hash BLOB PRIMARY KEY,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " used INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX ek_nonces_expiry ON ek_nonces (expires_at)",
+    "CREATE TABLE vtpm_identities ("
+    " sealed_name TEXT NOT NULL,"
+    " instance_uuid TEXT NOT NULL,"
+    " key_type TEXT NOT NULL CHECK (key_type IN ('rsa2048', 'ecc-p256')),"
+    " vek TEXT NOT NULL UNIQUE,"
+    " bound_at INTEGER NOT NULL,"
+    " PRIMARY KEY (sealed_name, key_type))",
+    "CREATE INDEX vtpm_identities_uuid ON vtpm_identities (instance_uuid)",
     "CREATE TABLE audit ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " time INTEGER NOT NULL,"
@@ -794,6 +813,214 @@ out:
 	sqlite3_finalize(st);
 	free(c.request);
 	return ret;
+}
+
+/* ---- vEK evidence nonces ---- */
+
+int
+ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, int64_t expires_at,
+    struct err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	int64_t open = -1;
+
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	st = ca_db_prepare(db, "DELETE FROM ek_nonces WHERE expires_at < ?", err);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_KEEP);
+	if (ca_db_step_done(db, st, "forget old nonces", NULL, err) == -1)
+		goto out;
+	sqlite3_finalize(st);
+	st = ca_db_prepare(
+	    db, "SELECT COUNT(*) FROM ek_nonces WHERE used = 0 AND expires_at > ?", err);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		open = sqlite3_column_int64(st, 0);
+	else
+		ca_db_fail(db, err, "count nonces");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (open == -1)
+		goto out;
+	if (open >= CA_PENDING_MAX) {
+		err_set(err, ERR_BUSY, "%lld nonces are open", (long long)open);
+		goto out;
+	}
+	st = ca_db_prepare(
+	    db, "INSERT INTO ek_nonces (hash, created_at, expires_at) VALUES (?, ?, ?)", err);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, expires_at);
+	rc = ca_db_step_done(db, st, "record the nonce", NULL, err);
+out:
+	sqlite3_finalize(st);
+	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+		rc = -1;
+	if (rc == -1)
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int
+ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err)
+{
+	sqlite3_stmt *st;
+	int64_t expires_at = 0;
+	bool used = false;
+	int step, rc = -1;
+
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	st = ca_db_prepare(db, "SELECT expires_at, used FROM ek_nonces WHERE hash = ?", err);
+	if (st == NULL)
+		goto fail;
+	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		expires_at = sqlite3_column_int64(st, 0);
+		used = sqlite3_column_int(st, 1) != 0;
+	} else if (step != SQLITE_DONE) {
+		ca_db_fail(db, err, "look up the nonce");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (step == SQLITE_ROW && !used) {
+		st = ca_db_prepare(db, "UPDATE ek_nonces SET used = 1 WHERE hash = ?", err);
+		if (st == NULL)
+			goto fail;
+		sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+		if (ca_db_step_done(db, st, "mark the nonce used", NULL, err) == -1)
+			goto fail;
+	}
+	if (ca_db_exec(db, "COMMIT", err) == -1)
+		goto fail;
+	if (step != SQLITE_ROW)
+		err_set(err, ERR_ABSENT, "the nonce was not handed out by this CA");
+	else if (used)
+		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
+	else if (now >= expires_at)
+		err_set(err, ERR_TIMEOUT, "the nonce expired");
+	else
+		rc = 0;
+	sqlite3_finalize(st);
+	return rc;
+fail:
+	sqlite3_finalize(st);
+	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+/* ---- vTPM identities ---- */
+
+/* Compares a recorded identity (a row: sealed_name, instance_uuid,
+ * key_type, vek) with id: 1 the same, 0 unrelated, -1 a conflict (err). */
+static int
+ca_db_identity_compare(sqlite3_stmt *st, const struct ca_vtpm_identity *id, struct err *err)
+{
+	char name[sizeof(id->sealed_name)], uuid[CERTS_UUID_LEN + 1], type[16], vek[65];
+	bool same_name, same_uuid, same_type, same_vek;
+
+	ca_db_text(st, 0, name, sizeof(name));
+	ca_db_text(st, 1, uuid, sizeof(uuid));
+	ca_db_text(st, 2, type, sizeof(type));
+	ca_db_text(st, 3, vek, sizeof(vek));
+	same_name = strcmp(name, id->sealed_name) == 0;
+	same_uuid = strcmp(uuid, id->instance_uuid) == 0;
+	same_type = strcmp(type, id->key_type) == 0;
+	same_vek = strcmp(vek, id->vek) == 0;
+	if (same_name && same_uuid && same_type && same_vek)
+		return 1;
+	if (same_name && !same_uuid)
+		return err_set(err, ERR_REFUSED,
+		    "the sealed object %.16s... belongs to vTPM %s, not %s", name, uuid,
+		    id->instance_uuid);
+	if (same_uuid && !same_name)
+		return err_set(err, ERR_REFUSED,
+		    "vTPM %s is bound to another sealed object (%.16s...)", uuid, name);
+	if (same_vek)
+		return err_set(
+		    err, ERR_REFUSED, "this vEK is certified already for vTPM %s (%s)", uuid, type);
+	if (same_name && same_type)
+		return err_set(err, ERR_REFUSED,
+		    "vTPM %s has another %s vEK (%.16s...): one sealed object vouches for one "
+		    "vEK of each type",
+		    uuid, type, vek);
+	return 0;
+}
+
+/* Looks for id or a conflict with it: 1 recorded, 0 neither, -1 with err
+ * (ERR_REFUSED: a conflict). */
+static int
+ca_db_identity_find(struct ca_db *db, const struct ca_vtpm_identity *id, struct err *err)
+{
+	sqlite3_stmt *st;
+	int found = 0, rc;
+
+	st = ca_db_prepare(db,
+	    "SELECT sealed_name, instance_uuid, key_type, vek FROM vtpm_identities "
+	    "WHERE sealed_name = ?1 OR instance_uuid = ?2 OR vek = ?3",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id->sealed_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id->instance_uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, id->vek, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int c = ca_db_identity_compare(st, id, err);
+
+		if (c == -1) {
+			found = -1;
+			break;
+		}
+		if (c == 1)
+			found = 1;
+	}
+	if (found != -1 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		found = ca_db_fail(db, err, "look up vTPM identities");
+	sqlite3_finalize(st);
+	return found;
+}
+
+int
+ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, found;
+
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	found = ca_db_identity_find(db, id, err);
+	if (found == -1)
+		goto out;
+	if (found == 0) {
+		st = ca_db_prepare(db,
+		    "INSERT INTO vtpm_identities (sealed_name, instance_uuid, key_type, vek, "
+		    "bound_at) VALUES (?, ?, ?, ?, ?)",
+		    err);
+		if (st == NULL)
+			goto out;
+		sqlite3_bind_text(st, 1, id->sealed_name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, id->instance_uuid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, id->key_type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, id->vek, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, now);
+		if (ca_db_step_done(db, st, "record the vTPM's identity", NULL, err) == -1)
+			goto out;
+	}
+	rc = ca_db_exec(db, "COMMIT", err);
+out:
+	sqlite3_finalize(st);
+	if (rc == -1)
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 /* ---- audit trail ---- */

@@ -332,7 +332,26 @@ ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 	if (strlen(p->instance_uuid) != CERTS_UUID_LEN)
 		return err_set(
 		    err, ERR_INVALID, "instance UUID: not %d characters", CERTS_UUID_LEN);
-	return 0;
+	return ca_msg_range(p->sealed_name_len, 2, EVIDENCE_NAME_MAX, "sealed Name length", err);
+}
+
+static int
+ca_msg_check_nonce_add(const struct ca_msg *m, struct err *err)
+{
+	return ca_msg_range(m->u.nonce_add.zero, 0, 0, "nonce request", err);
+}
+
+static int
+ca_msg_check_nonce_added(const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_nonce_added *p = &m->u.nonce_added;
+
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_FAILED)
+		return err_set(err, ERR_INVALID, "nonce added: outcome %u", p->rc);
+	if (p->expires_in < 0)
+		return err_set(
+		    err, ERR_INVALID, "nonce added: expires in %lld s", (long long)p->expires_in);
+	return ca_msg_text(p->reason, sizeof(p->reason), "nonce added: reason", err);
 }
 
 static int
@@ -340,7 +359,7 @@ ca_msg_check_issued(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issued *p = &m->u.issued;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_NOTFOUND && p->rc != CA_MSG_FAILED)
+	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG)
 		return err_set(err, ERR_INVALID, "issued: outcome %u", p->rc);
 	if (ca_msg_text(p->reason, sizeof(p->reason), "reason", err) == -1 ||
 	    ca_msg_text(p->host_config, sizeof(p->host_config), "host configuration", err) == -1)
@@ -415,6 +434,10 @@ static const struct ca_msg_layout ca_msg_layouts[CA_MSG_TYPES] = {
         ca_msg_check_audit},
     [CA_MSG_AUDITED] = {"AUDITED", CA_MSG_TO_CHILD, sizeof(struct ca_msg_audited), 0, 0,
         ca_msg_check_audited},
+    [CA_MSG_NONCE_ADD] = {"NONCE_ADD", CA_MSG_TO_PARENT, sizeof(struct ca_msg_nonce_add), 0, 0,
+        ca_msg_check_nonce_add},
+    [CA_MSG_NONCE_ADDED] = {"NONCE_ADDED", CA_MSG_TO_CHILD, sizeof(struct ca_msg_nonce_added), 0, 0,
+        ca_msg_check_nonce_added},
 };
 
 static const struct ca_msg_layout *
@@ -440,6 +463,7 @@ ca_msg_action_name(enum ca_msg_action action)
 	case CA_ACTION_CHALLENGE: return "privacy/challenge";
 	case CA_ACTION_CERTIFY: return "privacy/certify";
 	case CA_ACTION_EK: return "virtualization/ek-certificate";
+	case CA_ACTION_NONCE: return "virtualization/nonce";
 	default: return "?";
 	}
 }

@@ -54,6 +54,8 @@ enum ca_msg_type {
 	CA_MSG_ISSUED,          /* parent: the certificate, or why not */
 	CA_MSG_AUDIT,           /* child: a refusal for the audit trail */
 	CA_MSG_AUDITED,         /* parent: it is written (before the refusal leaves) */
+	CA_MSG_NONCE_ADD,       /* child: a vEK evidence nonce, please */
+	CA_MSG_NONCE_ADDED,     /* parent: the nonce (recorded as its hash) */
 	CA_MSG_TYPES            /* one past the last */
 };
 
@@ -70,6 +72,8 @@ enum ca_msg_rc {
 	CA_MSG_FULL,     /* CA_PENDING_MAX challenges are open */
 	CA_MSG_WRONG,    /* the challenge's secret does not match (it is used up) */
 	CA_MSG_FAILED,   /* the parent failed (records, key): reason says */
+	CA_MSG_UNKNOWN,  /* EK: the evidence's nonce was not handed out here */
+	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK (reason) */
 	CA_MSG_RCS
 };
 
@@ -78,6 +82,7 @@ enum ca_msg_action {
 	CA_ACTION_CHALLENGE = 1, /* "privacy/challenge" */
 	CA_ACTION_CERTIFY,       /* "privacy/certify" */
 	CA_ACTION_EK,            /* "virtualization/ek-certificate" */
+	CA_ACTION_NONCE,         /* "virtualization/nonce" */
 	CA_ACTIONS
 };
 enum ca_msg_outcome { CA_OUTCOME_REFUSED = 1, CA_OUTCOME_FAILED, CA_OUTCOMES };
@@ -192,8 +197,20 @@ struct ca_msg_issue_ak {
 	struct ca_msg_tpm tpm;
 	struct ca_msg_virtual virt;
 };
+struct ca_msg_nonce_add {
+	uint32_t zero; /* 0: a payload of fixed size */
+};
+struct ca_msg_nonce_added {
+	uint32_t rc; /* OK, FULL, FAILED */
+	int64_t expires_in;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	char reason[CA_MSG_REASON_MAX];
+};
 struct ca_msg_issue_ek {
 	struct ca_msg_key vek;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN]; /* the evidence's, taken once by the parent */
+	uint32_t sealed_name_len;
+	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified sealed object's Name */
 	uint8_t ck_digest[CERTS_DIGEST_LEN];
 	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
@@ -201,7 +218,8 @@ struct ca_msg_issue_ek {
 	char instance_uuid[CERTS_UUID_LEN + 1];
 };
 struct ca_msg_issued {
-	uint32_t rc; /* OK, NOTFOUND (EK: no approved host configuration), FAILED */
+	uint32_t rc; /* OK, FAILED; EK: NOTFOUND (no approved host configuration),
+	              * UNKNOWN, USED, EXPIRED (the nonce), CONFLICT (the identity) */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* EK */
 	char reason[CA_MSG_REASON_MAX];
@@ -239,6 +257,8 @@ struct ca_msg {
 		struct ca_msg_issued issued;
 		struct ca_msg_audit audit;
 		struct ca_msg_audited audited;
+		struct ca_msg_nonce_add nonce_add;
+		struct ca_msg_nonce_added nonce_added;
 	} u;
 };
 

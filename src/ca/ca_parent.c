@@ -319,6 +319,44 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return pa_send(p, err);
 }
 
+/* ---- vEK evidence nonces ---- */
+
+/* A nonce the parent makes itself (the child cannot choose one), kept as
+ * its SHA-256 for nonce_ttl seconds, audited. */
+static int
+pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	struct ca_msg_nonce_added *a = &p->out->u.nonce_added;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], hash[32];
+	char hex[2 * sizeof(hash) + 1];
+	int64_t now = time(NULL);
+	struct err dberr;
+
+	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
+		return -1;
+	ca_msg_init(p->out, CA_MSG_NONCE_ADDED);
+	if (ca_random(nonce, sizeof(nonce)) == -1 || ca_sha256(nonce, sizeof(nonce), hash) == -1) {
+		a->rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
+		return pa_send(p, err);
+	}
+	if (ca_db_nonce_add(p->db, hash, now, now + p->cfg.nonce_ttl, &dberr) == -1) {
+		if (dberr.kind != ERR_BUSY)
+			log_warnx("nonce: %s", dberr.msg);
+		a->rc = dberr.kind == ERR_BUSY ? CA_MSG_FULL : CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		return pa_send(p, err);
+	}
+	a->rc = CA_MSG_OK;
+	a->expires_in = p->cfg.nonce_ttl;
+	memcpy(a->nonce, nonce, sizeof(a->nonce));
+	hex_encode(hash, sizeof(hash), hex);
+	ca_parent_audit(p, "virtualization/nonce", "issued",
+	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s", hex,
+	    (long long)p->cfg.nonce_ttl);
+	return pa_send(p, err);
+}
+
 /* ---- certificates ---- */
 
 /* The permit of the challenge just taken, used up: 0, or -1 (the child
@@ -480,6 +518,68 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return ret;
 }
 
+/* An EK certificate refused on the records: ISSUED with rc and reason. */
+static int
+pa_ek_refused(struct ca_parent *p, enum ca_msg_rc rc, const char *reason, struct err *err)
+{
+	ca_msg_init(p->out, CA_MSG_ISSUED);
+	p->out->u.issued.rc = rc;
+	pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason), reason);
+	return pa_send(p, err);
+}
+
+/* The evidence's nonce, taken once: CA_MSG_OK, or why not (reason). */
+static enum ca_msg_rc
+pa_ek_nonce(struct ca_parent *p, const struct ca_msg_issue_ek *q, struct err *why)
+{
+	uint8_t hash[32];
+
+	if (ca_sha256(q->nonce, sizeof(q->nonce), hash) == -1) {
+		err_set(why, ERR_FAILED, "SHA-256 failed");
+		return CA_MSG_FAILED;
+	}
+	if (ca_db_nonce_take(p->db, hash, time(NULL), why) == 0)
+		return CA_MSG_OK;
+	switch (why->kind) {
+	case ERR_ABSENT: return CA_MSG_UNKNOWN;
+	case ERR_REFUSED: return CA_MSG_USED;
+	case ERR_TIMEOUT: return CA_MSG_EXPIRED;
+	default: log_warnx("nonce: %s", why->msg); return CA_MSG_FAILED;
+	}
+}
+
+/* Binds the sealed object's Name, the UUID and the vEK (one per key type)
+ * for good, or finds them bound so already: CA_MSG_OK, or why not. */
+static enum ca_msg_rc
+pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct certs_pkey *vek,
+    struct err *why)
+{
+	struct ca_vtpm_identity id = {
+	    .key_type = q->vek.type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
+	uint8_t digest[CERTS_DIGEST_LEN];
+
+	if (certs_pkey_digest(vek, digest) == -1) {
+		err_set(why, ERR_FAILED, "the vEK's digest cannot be computed");
+		return CA_MSG_FAILED;
+	}
+	hex_encode(digest, sizeof(digest), id.vek);
+	hex_encode(q->sealed_name, q->sealed_name_len, id.sealed_name);
+	snprintf(id.instance_uuid, sizeof(id.instance_uuid), "%s", q->instance_uuid);
+	if (ca_db_vtpm_bind(p->db, &id, time(NULL), why) == 0)
+		return CA_MSG_OK;
+	if (why->kind == ERR_REFUSED)
+		return CA_MSG_CONFLICT;
+	log_warnx("vTPM identities: %s", why->msg);
+	return CA_MSG_FAILED;
+}
+
+/*
+ * An EK certificate, once the child checked the evidence: the parent finds
+ * the approved host configuration of the quoted PCRs, takes the nonce the
+ * evidence carries (once: a replay finds it used), binds the vTPM's
+ * identity, then issues. A refusal after the nonce was taken leaves it
+ * used: new evidence needs a new nonce.
+ */
 static int
 pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
@@ -488,20 +588,26 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
 	struct certs_ek_req ek = {0};
 	struct ca_host_config hc;
-	struct err dberr;
+	struct err dberr = {0};
+	enum ca_msg_rc rc;
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
 		return -1;
 	if (ca_db_host_config_find(p->db, q->policy, &hc, &dberr) == -1) {
-		ca_msg_init(p->out, CA_MSG_ISSUED);
-		p->out->u.issued.rc = dberr.kind == ERR_ABSENT ? CA_MSG_NOTFOUND : CA_MSG_FAILED;
-		if (dberr.kind != ERR_ABSENT) {
-			log_warnx("host configurations: %s", dberr.msg);
-			pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason),
-			    "the host configurations cannot be read");
-		}
-		return pa_send(p, err);
+		if (dberr.kind == ERR_ABSENT)
+			return pa_ek_refused(p, CA_MSG_NOTFOUND, "", err);
+		log_warnx("host configurations: %s", dberr.msg);
+		return pa_ek_refused(
+		    p, CA_MSG_FAILED, "the host configurations cannot be read", err);
+	}
+	if ((rc = pa_ek_nonce(p, q, &dberr)) != CA_MSG_OK)
+		return pa_ek_refused(p, rc, dberr.msg, err);
+	if ((ek.ek = pa_key(&q->vek)) == NULL)
+		return pa_ek_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
+	if ((rc = pa_ek_identity(p, q, ek.ek, &dberr)) != CA_MSG_OK) {
+		certs_pkey_free((struct certs_pkey *)ek.ek);
+		return pa_ek_refused(p, rc, dberr.msg, err);
 	}
 	certs_tpm_defaults(&ek.tpm);
 	ek.virt.is_virtual = true;
@@ -511,10 +617,7 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
 	pa_validity(p->cfg.validity_ek, &is.validity);
 	ek.validity = is.validity;
-	if ((ek.ek = pa_key(&q->vek)) == NULL)
-		err_set(&is.err, ERR_INVALID, "the vEK is not a valid public key");
-	else
-		certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
+	certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
 	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
 	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s", q->host,
 	    hc.id, q->ck_serial);
@@ -531,7 +634,9 @@ pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_audit *q = &m->u.audit;
 	struct err dberr;
-	enum ca_role role = q->action == CA_ACTION_EK ? CA_ROLE_VIRTUALIZATION : CA_ROLE_PRIVACY;
+	enum ca_role role = q->action == CA_ACTION_EK || q->action == CA_ACTION_NONCE
+	                        ? CA_ROLE_VIRTUALIZATION
+	                        : CA_ROLE_PRIVACY;
 
 	if (pa_serves(p, role, m, err) == -1)
 		return -1;
@@ -557,6 +662,7 @@ static const pa_handler pa_handlers[CA_MSG_TYPES] = {
     [CA_MSG_ISSUE_AK] = pa_issue_ak,
     [CA_MSG_ISSUE_EK] = pa_issue_ek,
     [CA_MSG_AUDIT] = pa_audit,
+    [CA_MSG_NONCE_ADD] = pa_nonce_add,
 };
 
 int

@@ -278,6 +278,7 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;
+	size_t nonce_len = 0;
 
 	if (!json_is_object(body))
 		return err_set(err, ERR_INVALID, "the body must be a JSON object");
@@ -287,8 +288,17 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	    cp_b64(body, "vek_public", req->vek_public, sizeof(req->vek_public),
 	        &req->vek_public_len, err) == -1 ||
 	    cp_b64(body, "sealed_public", req->sealed_public, sizeof(req->sealed_public),
-	        &req->sealed_public_len, err) == -1 ||
-	    cp_signed(body, "certify", &req->certify, err) == -1 ||
+	        &req->sealed_public_len, err) == -1)
+		return -1;
+	if (cp_get(body, "nonce") == NULL)
+		return err_set(err, ERR_INVALID,
+		    "nonce is missing: the evidence must carry a nonce from "
+		    "POST /v1/virtualization/nonce");
+	if (cp_b64(body, "nonce", req->nonce, sizeof(req->nonce), &nonce_len, err) == -1 ||
+	    nonce_len != sizeof(req->nonce))
+		return err_set(
+		    err, ERR_INVALID, "nonce must be base64 of %zu bytes", sizeof(req->nonce));
+	if (cp_signed(body, "certify", &req->certify, err) == -1 ||
 	    cp_signed(body, "quote", &req->quote, err) == -1)
 		return -1;
 	quote = cp_get(body, "quote");

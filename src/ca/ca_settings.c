@@ -21,6 +21,7 @@ ca_settings_defaults(struct ca_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->role = CA_ROLE_BOTH;
 	s->challenge_ttl = 300;
+	s->nonce_ttl = 60;
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
 	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
@@ -62,7 +63,8 @@ int
 ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
-	    "ck_validity_days", "ak_validity_days", "ek_validity_days", "tls_cert", "tls_key"};
+	    "nonce_expiry_seconds", "ck_validity_days", "ak_validity_days", "ek_validity_days",
+	    "tls_cert", "tls_key"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -108,6 +110,7 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 	}
 	if (ca_settings_int(
 	        o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
+	    ca_settings_int(o, "nonce_expiry_seconds", 1, &s->nonce_ttl, &inner) == -1 ||
 	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) ==
 	        -1 ||
 	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) ==

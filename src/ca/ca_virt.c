@@ -2,19 +2,25 @@
  * ca_virt.c: the Virtualization CA (docs/ca-api.md): a vTPM's EK
  * certificate, issued when the host's TPM vouches for the vTPM.
  *
- * The evidence is the host Certifying Key's TPM2_Certify of the sealed
- * object that holds the vTPM's state key, and its TPM2_Quote of the host
- * PCRs, both with qualifyingData = SHA-256(vEK's TPM2B_PUBLIC). Together
- * they say: a TPM whose CK a trusted Privacy CA certified holds an object
- * that cannot leave it (fixedTPM, fixedParent), that only the policy can
- * open (userWithAuth clear), whose policy is PolicyAuthorize by a trusted
- * approval key, and this was asked for this vEK; and that TPM's PCRs are
- * an approved host configuration. Every check that fails refuses with 403
- * and names what to do; nothing is issued.
+ * First a nonce (POST /v1/virtualization/nonce), which the parent makes
+ * and keeps as its SHA-256 for nonce_expiry_seconds. The evidence is then
+ * the host Certifying Key's TPM2_Certify of the sealed object that holds
+ * the vTPM's state key, and its TPM2_Quote of the host PCRs, both with
+ * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID).
+ * Together they say: a TPM whose CK a trusted Privacy CA certified holds
+ * an object that cannot leave it (fixedTPM, fixedParent), that only the
+ * policy can open (userWithAuth clear), whose policy is PolicyAuthorize by
+ * a trusted approval key, and this was asked, now, for this vEK of this
+ * vTPM; and that TPM's PCRs are an approved host configuration. Every
+ * check that fails refuses with 403 and names what to do; nothing is
+ * issued.
  *
  * This runs in the network child; the parent looks up the approved host
  * configuration of the quoted PCRs itself when it issues, so the
- * certificate names what the records say, not what the child claims.
+ * certificate names what the records say, not what the child claims; it
+ * takes the nonce (once) and binds the sealed object's Name, the UUID and
+ * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID
+ * and a second vEK of a type.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +38,8 @@ struct vt_checked {
 	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
 	struct evidence_public vek;
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
+	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified object's Name */
+	size_t sealed_name_len;
 };
 
 /* The CK certificate: from a trusted Privacy CA, a CK's, not revoked. */
@@ -103,7 +111,8 @@ vt_attest(const uint8_t *spki, size_t spki_len, const struct ca_signed *ev, uint
 /* The sealed object: sealed data that cannot leave its TPM and opens only
  * with PolicyAuthorize by a trusted approval key. */
 static int
-vt_check_sealed(struct ca_server *s, const struct ca_ek_req *q, struct ca_reply *r)
+vt_check_sealed(
+    struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r)
 {
 	const uint32_t need = EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT;
 	const uint32_t forbid = EVIDENCE_OBJ_USER_WITH_AUTH | EVIDENCE_OBJ_SIGN |
@@ -136,6 +145,8 @@ vt_check_sealed(struct ca_server *s, const struct ca_ek_req *q, struct ca_reply 
 		    APPROVAL_POLICY_REF);
 		return -1;
 	}
+	memcpy(c->sealed_name, p.name, p.name_len);
+	c->sealed_name_len = p.name_len;
 	trusted = ca_ask_approval(&s->link, &q->approval);
 	if (trusted != 1) {
 		ca_refuse(r, trusted == 0 ? 403 : 500,
@@ -169,8 +180,8 @@ vt_check_quote(const struct ca_ek_req *q, const struct evidence_attest *a,
 		memcpy(vals->value[i], q->pcrs[i], TPM_DIGEST_LEN);
 	if (evidence_check_quote(a, extra, 32, vals, 1, NULL, &err) == -1) {
 		ca_refuse(r, 403,
-		    "quote the sha256 PCRs given in quote.pcrs, with qualifying data "
-		    "SHA-256(vek_public)",
+		    "quote the sha256 PCRs given in quote.pcrs, with the qualifying data of "
+		    "docs/ca-api.md (the nonce, vek_public, instance_uuid)",
 		    "%s", err.msg);
 		goto out;
 	}
@@ -227,9 +238,13 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	if (vt_check_ck(s, q, c, r) == -1 || vt_check_vek(q, c, r) == -1)
 		goto out;
 	if ((ck = certs_pkey_from_cert(q->ck_cert.der, q->ck_cert.len)) == NULL ||
-	    certs_pkey_spki(ck, &spki, &spki_len) == -1 ||
-	    ca_sha256(q->vek_public, q->vek_public_len, extra) == -1) {
+	    certs_pkey_spki(ck, &spki, &spki_len) == -1) {
 		ca_refuse(r, 500, "try again", "the CK's key cannot be read");
+		goto out;
+	}
+	if (evidence_vek_qualifying(
+	        q->nonce, q->vek_public, q->vek_public_len, q->instance_uuid, extra, &err) == -1) {
+		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		goto out;
 	}
 	if (vt_attest(spki, spki_len, &q->certify, EVIDENCE_ST_CERTIFY, "certify", a, r) == -1)
@@ -237,12 +252,12 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	if (evidence_check_certify(a, q->sealed_public, q->sealed_public_len, extra, sizeof(extra),
 	        &err) == -1) {
 		ca_refuse(r, 403,
-		    "certify the sealed object of sealed_public, with qualifying data "
-		    "SHA-256(vek_public)",
+		    "certify the sealed object of sealed_public, with the qualifying data of "
+		    "docs/ca-api.md (the nonce, vek_public, instance_uuid)",
 		    "%s", err.msg);
 		goto out;
 	}
-	if (vt_check_sealed(s, q, r) == -1 ||
+	if (vt_check_sealed(s, q, c, r) == -1 ||
 	    vt_attest(spki, spki_len, &q->quote, EVIDENCE_ST_QUOTE, "quote", a, r) == -1 ||
 	    vt_check_quote(q, a, extra, c, r) == -1)
 		goto out;
@@ -255,13 +270,27 @@ out:
 }
 
 /* The parent's refusal of an issuance: no approved host configuration
- * has the quoted PCRs' policy, or it failed. */
+ * has the quoted PCRs' policy, the nonce is unknown, used or expired, the
+ * identity is another vTPM's; or it failed. */
 static void
 vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_reply *r)
 {
+	const char *fresh = "ask POST /v1/virtualization/nonce for a nonce, and make new evidence "
+	                    "with it at once";
 	char hex[2 * TPM_DIGEST_LEN + 1];
 
-	if (a->rc != CA_MSG_NOTFOUND) {
+	switch (a->rc) {
+	case CA_MSG_NOTFOUND: break;
+	case CA_MSG_UNKNOWN: ca_refuse(r, 403, fresh, "evidence refused: %s", a->reason); return;
+	case CA_MSG_USED: ca_refuse(r, 409, fresh, "evidence refused: %s", a->reason); return;
+	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
+	case CA_MSG_CONFLICT:
+		ca_refuse(r, 403,
+		    "a vTPM has one sealed object, one UUID and one vEK of each type: provision a "
+		    "new vTPM for a new identity",
+		    "identity refused: %s", a->reason);
+		return;
+	default:
 		ca_refuse(
 		    r, 500, "see vtpm-ca's log", "issuing the certificate failed: %s", a->reason);
 		return;
@@ -281,6 +310,9 @@ vt_issue(
 	struct ca_msg_key vek;
 	struct ca_ek_issue e = {
 	    .vek = &vek,
+	    .nonce = q->nonce,
+	    .sealed_name = c->sealed_name,
+	    .sealed_name_len = c->sealed_name_len,
 	    .ck_digest = c->ck_digest,
 	    .policy = c->policy,
 	    .ck_serial = c->ck_serial,
@@ -334,4 +366,39 @@ ca_virt_ek_certificate(struct ca_server *s, const struct json_t *body, struct ca
 out:
 	free(c);
 	free(q);
+}
+
+/* POST /v1/virtualization/nonce, body {}: a nonce the vEK evidence must
+ * carry (docs/ca-api.md), single use, short-lived. */
+void
+ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r)
+{
+	struct ca_answer a = {0};
+	char *b64 = NULL;
+	json_t *o = NULL;
+
+	if (!json_is_object((const json_t *)body) || json_object_size((const json_t *)body) != 0) {
+		ca_refuse(r, 400, "send an empty JSON object: {}", "a nonce request has no fields");
+		return;
+	}
+	ca_ask_nonce_add(&s->link, &a);
+	if (a.rc != CA_MSG_OK) {
+		ca_refuse(r, a.rc == CA_MSG_FULL ? 503 : 500,
+		    a.rc == CA_MSG_FULL ? "use the nonces handed out, or let them expire"
+		                        : "try again; see vtpm-ca's log",
+		    "no nonce: %s", a.reason);
+		return;
+	}
+	if ((b64 = base64_encode(a.nonce, sizeof(a.nonce))) != NULL)
+		o = json_pack("{s:s, s:I}", "nonce", b64, "expires_in", (json_int_t)a.expires_in);
+	free(b64);
+	if (o == NULL) {
+		ca_refuse(r, 500, "try again", "out of memory");
+		return;
+	}
+	r->status = 200;
+	r->body = (struct json_t *)o;
+	r->outcome = "issued";
+	snprintf(r->detail, sizeof(r->detail), "a nonce for vEK evidence, for %lld s",
+	    (long long)a.expires_in);
 }

@@ -70,6 +70,7 @@ const char *err_kind_name(enum err_kind kind);
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 void log_init(const char *tag, enum log_level level);
 int log_parse_level(const char *name, enum log_level *level);
+void log_relay(const char *tag, const char *line);
 void log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

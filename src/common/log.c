@@ -49,11 +49,23 @@ log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
 	if (level > log_max)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (errnum != 0)
+	if (log_tag[0] == '\0') /* relayed: the manager tags the line */
+		fprintf(stderr, "%s: %s%s%s\n", log_names[level], msg, errnum != 0 ? ": " : "",
+		    errnum != 0 ? strerror(errnum) : "");
+	else if (errnum != 0)
 		fprintf(stderr, "%s: %s: %s: %s\n", log_tag, log_names[level], msg,
 		    strerror(errnum));
 	else
 		fprintf(stderr, "%s: %s: %s\n", log_tag, log_names[level], msg);
+}
+
+/* One line another process logged, under tag, as it came (its level
+ * included and already filtered): the manager relays its workers' lines
+ * (src/manager/workerlog.c). line holds no newline. */
+void
+log_relay(const char *tag, const char *line)
+{
+	fprintf(stderr, "%s: %s\n", tag, line);
 }
 
 void

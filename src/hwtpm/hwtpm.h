@@ -52,9 +52,13 @@ void hwtpm_flush_pending(struct hwtpm *hw);
  * EK Credential Profile), the Certifying Key (CK, ECC P-256 restricted
  * signing) and the Binding Key (BK, RSA-2048 OAEP decryption), both under
  * the SRK, persistent, looked up once per hwtpm_open; certifications and
- * quotes by the CK. Byte buffers are marshalled TPM structures (TPM wire
- * format), malloc'd and owned by the caller. Returns 0, or -1 with err
- * set (ERR_HOST_TPM, unless a finer kind applies).
+ * quotes by the CK. The CK and BK work only in an approved host
+ * configuration: their authPolicy is the sealed state keys', and every
+ * use is given the host PCRs (sel) and the approval (ap) of their present
+ * values; ERR_POLICY when the TPM finds the PCRs are not those. Byte
+ * buffers are marshalled TPM structures (TPM wire format), malloc'd and
+ * owned by the caller. Returns 0, or -1 with err set (ERR_HOST_TPM, unless
+ * a finer kind applies).
  */
 enum hwtpm_ek_kind {
 	HWTPM_EK_RSA, /* RSA-2048, template L-1 */
@@ -81,17 +85,18 @@ bool hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *p
     size_t pub_len);
 int hwtpm_host_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, uint8_t **ek_public,
     size_t *ek_public_len, uint8_t **ek_cert, size_t *ek_cert_len, struct err *err);
-int hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len, struct err *err);
+int hwtpm_ck(struct hwtpm *hw, const struct approval_pub *approval, uint8_t **ck_public,
+    size_t *len, struct err *err);
 int hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8_t *blob,
     size_t blob_len, const uint8_t *enc_secret, size_t enc_secret_len,
     uint8_t secret[static HWTPM_CREDENTIAL_MAX], size_t *secret_len, struct err *err);
-int hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len,
-    struct hwtpm_attestation *ev, struct err *err);
+int hwtpm_bk(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev, struct err *err);
 int hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err);
+int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
     const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev,
-    struct err *err);
-int hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
-    size_t qualifying_len, struct hwtpm_attestation *ev,
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 
 #endif /* VTPM_HWTPM_H */

@@ -20,10 +20,27 @@
  *       decryption (no padding oracle); the slow RSA key generation happens
  *       once per host.
  *
- * The CK and BK have an empty authValue and noDA: anyone who can reach the
- * host TPM could use them anyway, and failed authorizations against them
- * must not count towards the TPM's lockout (a denial of service for the
- * sealed state keys).
+ * The CK and BK work only in an approved host configuration: their
+ * authPolicy is the sealed state keys' (PolicyAuthorize(approval key,
+ * APPROVAL_POLICY_REF), pcrpolicy_authorize), and userWithAuth is clear,
+ * so the USER role, which every signature (TPM2_Certify's and TPM2_Quote's
+ * signHandle, TPM2_Sign) and every decryption (TPM2_RSA_Decrypt) needs,
+ * is granted only to a policy session in which PolicyPCR over the host
+ * PCRs as they are now, then PolicyAuthorize with an approval the host TPM
+ * verified (a TPM2_VerifySignature ticket), left the key's authPolicy
+ * (hwtpm_policy_approved). A host booted into an unapproved configuration
+ * cannot certify, quote or decrypt until an administrator approves it.
+ * adminWithPolicy stays clear: the ADMIN role (TPM2_ActivateCredential of
+ * the CK at enrolment, TPM2_Certify of the BK as its object) is granted by
+ * the empty authValue, since PolicyAuthorize of a PolicyPCR digest cannot
+ * also satisfy the PolicyCommandCode an ADMIN policy needs; none of those
+ * commands signs or decrypts with the key. The authValue is empty and the
+ * keys are noDA: failed authorizations against them must not count towards
+ * the TPM's lockout (a denial of service for the sealed state keys).
+ *
+ * The CK and BK of an older vtpmd (userWithAuth set, no authPolicy), or
+ * made under another approval key, are vtpmd's but refused for use; the
+ * enrolment (hwtpm_ck, hwtpm_bk) replaces them.
  *
  * The CK certifies the vTPMs' sealed state-key objects (TPM2_Certify needs
  * the ADMIN role of the certified object: see hwtpm_seal, whose objects
@@ -69,7 +86,19 @@ hwtpm_ek_tmpl(enum hwtpm_ek_kind kind)
 	return t;
 }
 
-/* The CK: ECC P-256, restricted signing, ECDSA-SHA256. */
+/* The authPolicy of the CK and BK, the state keys' (pcrpolicy_authorize),
+ * in a template. */
+static int
+hwtpm_set_policy(TPM2B_PUBLIC *t, const struct approval_pub *approval, struct err *err)
+{
+	t->publicArea.authPolicy.size = TPM_DIGEST_LEN;
+	if (pcrpolicy_authorize(approval, t->publicArea.authPolicy.buffer) == -1)
+		return err_set(err, ERR_FAILED, "compute the approval policy of the CK and BK");
+	return 0;
+}
+
+/* The CK: ECC P-256, restricted signing, ECDSA-SHA256, usable only through
+ * its authPolicy (hwtpm_set_policy). */
 static TPM2B_PUBLIC
 hwtpm_ck_tmpl(void)
 {
@@ -79,8 +108,8 @@ hwtpm_ck_tmpl(void)
 	p->type = TPM2_ALG_ECC;
 	p->nameAlg = TPM2_ALG_SHA256;
 	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-	                      TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_NODA |
+	                      TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
 	p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
 	p->parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
 	p->parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
@@ -89,7 +118,8 @@ hwtpm_ck_tmpl(void)
 	return t;
 }
 
-/* The BK: RSA-2048, non-restricted decryption, OAEP with SHA-256. */
+/* The BK: RSA-2048, non-restricted decryption, OAEP with SHA-256, usable
+ * only through its authPolicy (hwtpm_set_policy). */
 static TPM2B_PUBLIC
 hwtpm_bk_tmpl(void)
 {
@@ -99,8 +129,8 @@ hwtpm_bk_tmpl(void)
 	p->type = TPM2_ALG_RSA;
 	p->nameAlg = TPM2_ALG_SHA256;
 	p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-	                      TPMA_OBJECT_NODA | TPMA_OBJECT_DECRYPT;
+	                      TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_NODA |
+	                      TPMA_OBJECT_DECRYPT;
 	p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
 	p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_OAEP;
 	p->parameters.rsaDetail.scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
@@ -123,6 +153,19 @@ hwtpm_same_template(const TPMT_PUBLIC *tmpl, const TPMT_PUBLIC *got)
 	    Tss2_MU_TPMT_PUBLIC_Marshal(got, b, sizeof(b), &blen) != TSS2_RC_SUCCESS)
 		return false;
 	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* Whether got is a key vtpmd made from tmpl under another policy: an
+ * older vtpmd's (userWithAuth set, no authPolicy) or one bound to another
+ * approval key. */
+static bool
+hwtpm_other_policy(const TPMT_PUBLIC *tmpl, const TPMT_PUBLIC *got)
+{
+	TPMT_PUBLIC want = *tmpl;
+
+	want.authPolicy = got->authPolicy;
+	want.objectAttributes |= got->objectAttributes & TPMA_OBJECT_USERWITHAUTH;
+	return hwtpm_same_template(&want, got);
 }
 
 /* Copies a marshalled TPM2B_PUBLIC into a malloc'd buffer. */
@@ -176,8 +219,10 @@ hwtpm_public_matches(const uint8_t *tmpl, size_t tmpl_len, const uint8_t *pub, s
  * Finds the persistent key at handle, once per connection. With check, its
  * public area is read and must come from tmpl (else an error: vtpmd never
  * replaces someone else's key). Returns 1 when found, 0 when the handle is
- * empty, -1 on error.
+ * empty, -1 on error; HWTPM_OTHER_POLICY (err set) when the key is
+ * vtpmd's, made under another policy (hwtpm_other_policy).
  */
+#define HWTPM_OTHER_POLICY 2
 static int
 hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM2B_PUBLIC *tmpl,
     bool check, struct err *err)
@@ -203,6 +248,17 @@ hwtpm_find(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, const TPM
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "read the public area of 0x%08x", handle);
 		return -1;
+	}
+	if (hwtpm_other_policy(&tmpl->publicArea, &pub->publicArea) &&
+	    !hwtpm_same_template(&tmpl->publicArea, &pub->publicArea)) {
+		err_set(err, ERR_FAILED,
+		    "the key at 0x%08x works without an approved host "
+		    "configuration, or under another approval key (made by an older vtpmd, or "
+		    "before the approval key changed): enrol the host again (vtpmctl host enroll), "
+		    "which replaces it",
+		    handle);
+		Esys_Free(pub);
+		return HWTPM_OTHER_POLICY;
 	}
 	if (!hwtpm_same_template(&tmpl->publicArea, &pub->publicArea)) {
 		hwtpm_seterr(err, 0, "the key at 0x%08x is not the one vtpmd expects there "
@@ -231,6 +287,25 @@ hwtpm_persist(
 		return -1;
 	}
 	k->found = k->checked = true;
+	return 0;
+}
+
+/* Removes vtpmd's own key at handle, made under another policy, so that
+ * the enrolment makes it again under this one. */
+static int
+hwtpm_evict(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, struct err *err)
+{
+	ESYS_TR none = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	log_warnx("host TPM: the key at 0x%08x works without an approved host configuration or "
+	          "under another approval key; replacing it",
+	    handle);
+	rc = Esys_EvictControl(hw->esys, ESYS_TR_RH_OWNER, k->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE, handle, &none);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "remove the key at 0x%08x", handle);
+	memset(k, 0, sizeof(*k));
 	return 0;
 }
 
@@ -309,20 +384,45 @@ hwtpm_ek(struct hwtpm *hw, enum hwtpm_ek_kind kind, bool check, struct err *err)
 	    hw, k, kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE, &tmpl, check, err);
 	if (r == 0)
 		return hwtpm_make_ek(hw, kind, k, err);
+	if (r == HWTPM_OTHER_POLICY) /* an EK with another policy is not vtpmd's */
+		return hwtpm_seterr(err, 0,
+		    "the key at 0x%08x is not the EK vtpmd expects there "
+		    "(another policy); it is left alone",
+		    kind == HWTPM_EK_RSA ? HWTPM_EK_RSA_HANDLE : HWTPM_EK_ECC_HANDLE);
 	return r == 1 ? 0 : -1;
 }
 
-/* Finds or creates the CK. */
+/*
+ * Finds the CK or BK (k, at handle, from tmpl with the approval key's
+ * policy) and checks it, once per connection. With make (the enrolment),
+ * a key that is absent is created, and vtpmd's own key made under another
+ * policy replaced; without (a use), either is an error that says to enrol.
+ */
 static int
-hwtpm_ck_key(struct hwtpm *hw, bool check, struct err *err)
+hwtpm_policy_key(struct hwtpm *hw, struct hwtpm_pkey *k, TPM2_HANDLE handle, TPM2B_PUBLIC tmpl,
+    const struct approval_pub *approval, bool make, struct err *err)
 {
-	TPM2B_PUBLIC tmpl = hwtpm_ck_tmpl();
 	int r;
 
-	r = hwtpm_find(hw, &hw->ck, HWTPM_CK_HANDLE, &tmpl, check, err);
+	if (hwtpm_set_policy(&tmpl, approval, err) == -1)
+		return -1;
+	r = hwtpm_find(hw, k, handle, &tmpl, true, err);
+	if (r == HWTPM_OTHER_POLICY && make)
+		r = hwtpm_evict(hw, k, handle, err) == -1 ? -1 : 0;
+	if (r == 0 && make)
+		return hwtpm_make_child(hw, &tmpl, handle, k, err);
 	if (r == 0)
-		return hwtpm_make_child(hw, &tmpl, HWTPM_CK_HANDLE, &hw->ck, err);
+		return err_set(err, ERR_FAILED,
+		    "no key at 0x%08x: enrol the host (vtpmctl host enroll)", handle);
 	return r == 1 ? 0 : -1;
+}
+
+/* Finds the CK to use it, checked against the approval key's policy. */
+static int
+hwtpm_ck_key(struct hwtpm *hw, const struct approval_pub *approval, struct err *err)
+{
+	return hwtpm_policy_key(
+	    hw, &hw->ck, HWTPM_CK_HANDLE, hwtpm_ck_tmpl(), approval, false, err);
 }
 
 /* TPM_PT_NV_BUFFER_MAX, asked once per connection. */
@@ -456,18 +556,88 @@ out:
 	return ret;
 }
 
-/* The CK, found at HWTPM_CK_HANDLE (and checked) or created there; its
- * TPM2B_PUBLIC in *ck_public (malloc'd). */
+/* The CK, found at HWTPM_CK_HANDLE (and checked) or created there, with
+ * the authPolicy of approval (a CK vtpmd made under another policy is
+ * replaced: this is the enrolment's); its TPM2B_PUBLIC in *ck_public
+ * (malloc'd). */
 int
-hwtpm_ck(struct hwtpm *hw, uint8_t **ck_public, size_t *len, struct err *err)
+hwtpm_ck(struct hwtpm *hw, const struct approval_pub *approval, uint8_t **ck_public, size_t *len,
+    struct err *err)
 {
 	*ck_public = NULL;
 	*len = 0;
 	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (hwtpm_ck_key(hw, true, err) == -1)
+	if (hwtpm_policy_key(hw, &hw->ck, HWTPM_CK_HANDLE, hwtpm_ck_tmpl(), approval, true, err) ==
+	    -1)
 		return -1;
 	return hwtpm_put_public(&hw->ck.pub, ck_public, len, err);
+}
+
+/*
+ * Starts a policy session that satisfies the CK's and BK's authPolicy for
+ * the one command that follows, which ends it (continueSession clear;
+ * after a failure the caller flushes it): PolicyPCR over the host PCRs in
+ * sel as they are now, then PolicyAuthorize of ap's approved PolicyPCR
+ * digest with the host TPM's ticket for its signature
+ * (hwtpm_verify_approval, once per approval). The session is salted to
+ * the SRK, whose public area hwtpm_connect checked against the pin before
+ * any session. None is kept between operations: a TPM may hold as few as
+ * three loaded sessions, and vtpmd keeps two (ESYS's HMAC session, the
+ * unseal's policy session) beside a seal's. Returns 0 with *session, or
+ * -1 with err: ERR_POLICY when the host PCRs are not the approved ones.
+ */
+static int
+hwtpm_policy_approved(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    ESYS_TR *session, struct err *err)
+{
+	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, now = {0};
+	TPM2B_NONCE ref = {.size = sizeof(APPROVAL_POLICY_REF) - 1};
+	TPML_PCR_SELECTION tsel;
+	TSS2_RC rc;
+
+	*session = ESYS_TR_NONE;
+	if (hwtpm_selection(sel, &tsel) == -1)
+		return hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
+	if (hwtpm_verify_approval(hw, ap, err) == -1)
+		return -1;
+	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
+	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
+	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
+	if (rc != TSS2_RC_SUCCESS) {
+		*session = ESYS_TR_NONE;
+		return hwtpm_seterr(err, rc, "start a salted policy session for the CK");
+	}
+	Esys_TRSess_SetAttributes(hw->esys, *session, 0, TPMA_SESSION_CONTINUESESSION);
+	rc = Esys_PolicyPCR(
+	    hw->esys, *session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &now, &tsel);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_PolicyAuthorize(hw->esys, *session, ESYS_TR_NONE, ESYS_TR_NONE,
+		    ESYS_TR_NONE, &approved, &ref, &hw->approval_name, &hw->ticket);
+	if (rc == TSS2_RC_SUCCESS)
+		return 0;
+	Esys_FlushContext(hw->esys, *session);
+	*session = ESYS_TR_NONE;
+	hwtpm_seterr(err, rc, "the CK's policy (PolicyPCR, PolicyAuthorize)");
+	if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
+		err_set(err, ERR_POLICY,
+		    "the host PCRs are not in the approved configuration "
+		    "(the host TPM refused PolicyAuthorize)");
+	return -1;
+}
+
+/* Finds the CK for its ADMIN role (TPM2_ActivateCredential), which needs
+ * neither its policy nor its public area. */
+static int
+hwtpm_ck_found(struct hwtpm *hw, struct err *err)
+{
+	int r = hwtpm_find(hw, &hw->ck, HWTPM_CK_HANDLE, NULL, false, err);
+
+	if (r == 0)
+		return err_set(err, ERR_FAILED,
+		    "no CK at 0x%08x: enrol the host (vtpmctl host enroll)", HWTPM_CK_HANDLE);
+	return r == 1 ? 0 : -1;
 }
 
 /* Starts a policy session and satisfies PolicyA, PolicySecret(TPM_RH_
@@ -537,7 +707,7 @@ hwtpm_activate_credential(struct hwtpm *hw, enum hwtpm_ek_kind kind, const uint8
 		             "TPM2B_ENCRYPTED_SECRET)");
 		return -1;
 	}
-	if (hwtpm_ek(hw, kind, false, err) == -1 || hwtpm_ck_key(hw, false, err) == -1 ||
+	if (hwtpm_ek(hw, kind, false, err) == -1 || hwtpm_ck_found(hw, err) == -1 ||
 	    hwtpm_esys_session(hw, err) == -1 || hwtpm_policy_a_session(hw, &session, err) == -1)
 		return -1;
 	Esys_TRSess_SetAttributes(
@@ -604,14 +774,18 @@ hwtpm_attestation_clear(struct hwtpm_attestation *ev)
 }
 
 /* TPM2_Certify of the loaded object obj by the CK, over qualifying data.
- * The object's ADMIN role is authorized with its empty authValue. */
+ * The object's ADMIN role is authorized with its empty authValue, the
+ * CK's USER role by its policy: the host PCRs in sel and their approval
+ * ap (hwtpm_policy_approved). */
 static int
-hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const uint8_t *qualifying, size_t qualifying_len,
+hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const struct pcr_selection *sel,
+    const struct approval *ap, const uint8_t *qualifying, size_t qualifying_len,
     struct hwtpm_attestation *ev, struct err *err)
 {
 	TPM2B_DATA qd = {0};
 	TPM2B_ATTEST *attest = NULL;
 	TPMT_SIGNATURE *sig = NULL;
+	ESYS_TR session;
 	TSS2_RC rc;
 	int ret = -1;
 
@@ -621,11 +795,13 @@ hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const uint8_t *qualifying, size_t q
 	}
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying, qualifying_len);
-	if (hwtpm_ck_key(hw, false, err) == -1)
+	if (hwtpm_ck_key(hw, &ap->pub, err) == -1 ||
+	    hwtpm_policy_approved(hw, sel, ap, &session, err) == -1)
 		return -1;
-	rc = Esys_Certify(hw->esys, obj, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
-	    ESYS_TR_NONE, &qd, &hwtpm_key_scheme, &attest, &sig);
+	rc = Esys_Certify(hw->esys, obj, hw->ck.tr, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &qd,
+	    &hwtpm_key_scheme, &attest, &sig);
 	if (rc != TSS2_RC_SUCCESS) {
+		Esys_FlushContext(hw->esys, session);
 		hwtpm_seterr(err, rc, "certify with the CK");
 		goto out;
 	}
@@ -637,35 +813,36 @@ out:
 }
 
 /*
- * The BK, found at HWTPM_BK_HANDLE (and checked) or created there, and a
- * fresh TPM2_Certify of it by the CK with qualifyingData = SHA-256 of its
+ * The BK, found at HWTPM_BK_HANDLE (and checked) or created there with
+ * the authPolicy of ap's key (a BK vtpmd made under another policy is
+ * replaced), and a fresh TPM2_Certify of it by the CK, under the approval
+ * ap of the host PCRs in sel, with qualifyingData = SHA-256 of its
  * TPM2B_PUBLIC. *bk_public is malloc'd; ev is cleared with
- * hwtpm_attestation_clear.
+ * hwtpm_attestation_clear. err is ERR_POLICY when the host PCRs are not
+ * the approved ones.
  */
 int
-hwtpm_bk(struct hwtpm *hw, uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev,
-    struct err *err)
+hwtpm_bk(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev, struct err *err)
 {
-	TPM2B_PUBLIC tmpl = hwtpm_bk_tmpl();
 	uint8_t digest[TPM_DIGEST_LEN], *pub = NULL;
 	size_t pub_len = 0;
-	int r, ret = -1;
+	int ret = -1;
 
 	*bk_public = NULL;
 	*bk_public_len = 0;
 	memset(ev, 0, sizeof(*ev));
 	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	r = hwtpm_find(hw, &hw->bk, HWTPM_BK_HANDLE, &tmpl, true, err);
-	if (r == 0)
-		r = hwtpm_make_child(hw, &tmpl, HWTPM_BK_HANDLE, &hw->bk, err) == 0 ? 1 : -1;
-	if (r == -1 || hwtpm_put_public(&hw->bk.pub, &pub, &pub_len, err) == -1)
+	if (hwtpm_policy_key(hw, &hw->bk, HWTPM_BK_HANDLE, hwtpm_bk_tmpl(), &ap->pub, true, err) ==
+	        -1 ||
+	    hwtpm_put_public(&hw->bk.pub, &pub, &pub_len, err) == -1)
 		goto out;
 	if (hwtpm_sha256(pub, pub_len, NULL, 0, digest) == -1) {
 		hwtpm_seterr(err, 0, "hash the BK's public area");
 		goto out;
 	}
-	if (hwtpm_certify(hw, hw->bk.tr, digest, sizeof(digest), ev, err) == -1)
+	if (hwtpm_certify(hw, hw->bk.tr, sel, ap, digest, sizeof(digest), ev, err) == -1)
 		goto out;
 	*bk_public = pub;
 	*bk_public_len = pub_len;
@@ -710,12 +887,15 @@ hwtpm_certified_name(const struct hwtpm_attestation *ev, const TPM2B_NAME *want,
  * PCR binding) and carries qualifying (at most 64 bytes: a digest of the
  * vEK's public area). Certify needs the object's ADMIN role: objects
  * sealed with adminWithPolicy set (before this module) cannot be
- * certified and must be sealed again. Returns 0, or -1 with err (kind
- * ERR_FOREIGN when the object is not this TPM's).
+ * certified and must be sealed again. The CK signs only under ap, the
+ * approval of the host PCRs in sel. Returns 0, or -1 with err (kind
+ * ERR_FOREIGN when the object is not this TPM's, ERR_POLICY when the host
+ * PCRs are not the approved ones).
  */
 int
 hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
 {
 	char want_hex[2 * sizeof(TPMU_NAME) + 1];
 	TPM2B_PUBLIC pub;
@@ -753,7 +933,7 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
 		    Tss2_RC_Decode(rc));
 	}
-	ret = hwtpm_certify(hw, obj, qualifying, qualifying_len, ev, err);
+	ret = hwtpm_certify(hw, obj, sel, ap, qualifying, qualifying_len, ev, err);
 	Esys_FlushContext(hw->esys, obj);
 	if (ret == 0 && hwtpm_certified_name(ev, &name, err) == -1) {
 		hwtpm_attestation_clear(ev);
@@ -800,12 +980,14 @@ hwtpm_quote_has(const TPM2B_ATTEST *attest, const uint8_t digest[TPM_DIGEST_LEN]
  * qualifying (at most 64 bytes) as extraData, and the values of those
  * PCRs in values[i] for every bit i of sel->mask: the quote's PCR digest
  * is checked against them (and the pair taken again if a PCR moved in
- * between), so the verifier can recompute it. ev is cleared with
- * hwtpm_attestation_clear.
+ * between), so the verifier can recompute it. The CK signs only under
+ * ap, the approval of the values of the PCRs in sel (its policy's PCRs).
+ * ev is cleared with hwtpm_attestation_clear. err is ERR_POLICY when the
+ * host PCRs are not the approved ones.
  */
 int
-hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qualifying,
-    size_t qualifying_len, struct hwtpm_attestation *ev,
+hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const uint8_t *qualifying, size_t qualifying_len, struct hwtpm_attestation *ev,
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	TPML_PCR_SELECTION tsel;
@@ -813,6 +995,7 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qu
 	TPM2B_ATTEST *attest = NULL;
 	TPMT_SIGNATURE *sig = NULL;
 	uint8_t digest[TPM_DIGEST_LEN];
+	ESYS_TR session;
 	TSS2_RC rc;
 	int ret = -1;
 
@@ -833,16 +1016,19 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *qu
 		hwtpm_seterr(err, 0, "select host PCRs");
 		return -1;
 	}
-	if (hwtpm_ck_key(hw, false, err) == -1)
+	if (hwtpm_ck_key(hw, &ap->pub, err) == -1)
 		return -1;
 	for (int i = 0; i < HWTPM_QUOTE_TRIES; i++) {
 		Esys_Free(attest);
 		Esys_Free(sig);
 		attest = NULL;
 		sig = NULL;
-		rc = Esys_Quote(hw->esys, hw->ck.tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-		    &qd, &hwtpm_key_scheme, &tsel, &attest, &sig);
+		if (hwtpm_policy_approved(hw, sel, ap, &session, err) == -1)
+			goto out;
+		rc = Esys_Quote(hw->esys, hw->ck.tr, session, ESYS_TR_NONE, ESYS_TR_NONE, &qd,
+		    &hwtpm_key_scheme, &tsel, &attest, &sig);
 		if (rc != TSS2_RC_SUCCESS) {
+			Esys_FlushContext(hw->esys, session);
 			hwtpm_seterr(err, rc, "quote with the CK");
 			goto out;
 		}

@@ -51,7 +51,7 @@ instance_usage(FILE *f)
 	    "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
 	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
-	    "                      [--log-level error|warn|info|debug]\n"
+	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
 	    "                      [--socket-group GID]\n"
 	    "\n"
@@ -74,6 +74,8 @@ instance_usage(FILE *f)
 	    "  --name NAME        name in log lines (default: the state directory's name)\n"
 	    "  --ready-fd N       write \"READY\\n\" to descriptor N once serving, then close it\n"
 	    "  --log-level L      error, warn, info (default) or debug\n"
+	    "  --log-relayed      log lines without the instance's tag: the process that\n"
+	    "                     reads stderr (vtpmd) tags each line itself\n"
 	    "  --sandbox-uid N, --sandbox-gid N\n"
 	    "                     (as root) once set up, confine the instance to its state\n"
 	    "                     directory (chroot) as uid:gid N (not 0) under a seccomp\n"
@@ -449,6 +451,7 @@ struct instance_opts {
 	int key_fd, ready_fd;
 	int io_timeout_ms;
 	bool plaintext;
+	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
 	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
 	unsigned int socket_gid; /* group of the unix sockets (0660); 0: owner only (0600) */
 };
@@ -509,6 +512,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"name", required_argument, NULL, 'n'},
 		{"ready-fd", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"log-relayed", no_argument, NULL, 'L'},
 		{"sandbox-uid", required_argument, NULL, 'U'},
 		{"sandbox-gid", required_argument, NULL, 'G'},
 		{"io-timeout", required_argument, NULL, 'T'},
@@ -533,6 +537,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'S': o->startup = optarg; break;
 		case 'n': o->name = optarg; break;
 		case 'l': o->log_level = optarg; break;
+		case 'L': o->log_relayed = true; break;
 		case 'U': o->sandbox_uid = instance_parse_id("--sandbox-uid", optarg); break;
 		case 'G': o->sandbox_gid = instance_parse_id("--sandbox-gid", optarg); break;
 		case 'g': o->socket_gid = instance_parse_id("--socket-group", optarg); break;
@@ -753,7 +758,8 @@ instance_startup_clear(struct instance *in)
 		log_warnx("Startup(CLEAR) answered 0x%x", rc);
 }
 
-/* Confines the instance (sandbox.c) when asked to; it holds its state
+/* Limits the instance's resources, and confines it (sandbox.c) when asked
+ * to; it holds its state
  * directory, lock and listeners by now and has read no input yet (its
  * state included). OpenSSL's configuration, outside the sandbox's root,
  * is read first. */
@@ -762,6 +768,8 @@ instance_sandbox(const struct instance_opts *o)
 {
 	struct err err = {0};
 
+	if (instance_limit_resources(&err) == -1)
+		fatalx(EXIT_RUNTIME, "%s", err.msg);
 	if (o->sandbox_uid == 0)
 		return;
 	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
@@ -791,7 +799,10 @@ instance_main(int argc, char **argv)
 	if (dircopy == NULL)
 		fatal(EXIT_RUNTIME, "strdup");
 	in.name = o.name != NULL ? o.name : basename(dircopy);
-	snprintf(tag, sizeof(tag), "instance[%s]", in.name);
+	if (o.log_relayed)
+		tag[0] = '\0';
+	else
+		snprintf(tag, sizeof(tag), "instance[%s]", in.name);
 	log_init(tag, level);
 	secret_harden_process();
 

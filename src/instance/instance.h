@@ -156,6 +156,11 @@ uint32_t engine_hash_end(void);
  * state directory, which uid must be able to write; uid and gid neither 0
  * nor -1. 0, or -1 with err. */
 int instance_sandbox_enter(const char *root, uid_t uid, gid_t gid, struct err *err);
+/* A worker's resource limits (instance_sandbox.c), before any input. */
+#define INSTANCE_LIMIT_AS (128UL << 20)	   /* address space: 128 MiB */
+#define INSTANCE_LIMIT_FSIZE (4UL << 20)   /* a file it writes: 4 MiB */
+#define INSTANCE_LIMIT_NOFILE 64	   /* descriptors */
+int instance_limit_resources(struct err *err);
 
 /* conn.c: one peer connection of a channel. */
 struct conn {

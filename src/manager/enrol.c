@@ -302,7 +302,10 @@ out:
 	return ret;
 }
 
-/* The host EK and CK, and the challenge request to the Privacy CA:
+#define ENROL_NEEDS_APPROVAL "to enrol the host"
+
+/* The host EK and CK (made with the approval key's policy, replacing one
+ * an older vtpmd made), and the challenge request to the Privacy CA:
  * op->ca. */
 static int
 enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
@@ -312,10 +315,14 @@ enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
 	json_t *req = NULL;
 	int ret = -1;
 
+	/* The CK and BK work only in an approved configuration: refused now
+	 * rather than once the CA has issued (enrol_finish certifies the BK). */
+	if (policy_approved_now(m, ENROL_NEEDS_APPROVAL, err) == NULL)
+		goto out;
 	if (enrol_pick_ek(m->hw, &op->kind, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len,
 	        err) == -1)
 		goto out;
-	if (hwtpm_ck(m->hw, &ck_pub, &ck_pub_len, err) == -1) {
+	if (hwtpm_ck(m->hw, &m->policy.pub, &ck_pub, &ck_pub_len, err) == -1) {
 		err_wrap(err, "host TPM: CK");
 		goto out;
 	}
@@ -371,6 +378,7 @@ enrol_finish(struct manager *m, const struct enrol_op *op, const json_t *reply, 
 	    .ck_public = op->ck_pub, .ck_public_len = op->ck_pub_len, .host = op->host,
 	    .ek_cert = op->ek_cert, .ek_cert_len = op->ek_cert_len};
 	struct hwtpm_attestation bk_ev = {0};
+	const struct policy_entry *approved;
 	struct cacheck_cert ck = {0};
 	struct enrolment e = {0};
 	char serial[CERTS_SERIAL_HEX_MAX + 1] = "?";
@@ -389,10 +397,16 @@ enrol_finish(struct manager *m, const struct enrol_op *op, const json_t *reply, 
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	if (hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1 &&
+	if ((approved = policy_approved_now(m, ENROL_NEEDS_APPROVAL, err)) == NULL)
+		goto out;
+	if (hwtpm_bk(m->hw, &m->cfg.pcrs, &approved->ap, &bk_pub, &bk_pub_len, &bk_ev, err) == -1 &&
 	    (err->kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
-	        hwtpm_bk(m->hw, &bk_pub, &bk_pub_len, &bk_ev, err) == -1)) {
-		err_wrap(err, "host TPM: BK");
+	        hwtpm_bk(m->hw, &m->cfg.pcrs, &approved->ap, &bk_pub, &bk_pub_len, &bk_ev, err) ==
+	            -1)) {
+		if (err->kind == ERR_POLICY)
+			policy_refused(m, ENROL_NEEDS_APPROVAL, err);
+		else
+			err_wrap(err, "host TPM: BK");
 		goto out;
 	}
 	e.enrolled = true;

@@ -66,17 +66,6 @@ lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why)
 	log_warnx("%s: %s", v->name, why);
 }
 
-/* The command that approves the host's present configuration: vtpmd
- * signs it with the key it holds, or the administrator signs it with the
- * private key when vtpmd holds only the public one. */
-static const char *
-lifecycle_approve_advice(const struct manager *m)
-{
-	return m->policy.private_held
-	    ? "vtpmctl policy approve --current"
-	    : "vtpmctl policy approve --current --key FILE (the administrator's private key)";
-}
-
 /*
  * A refusal to unseal, as one message that fits an instance's error: the
  * cause (cut to fit, never the advice), then how to approve the host's
@@ -89,7 +78,7 @@ static void
 lifecycle_refusal_advice(const struct manager *m, char *buf, size_t len)
 {
 	snprintf(buf, len, ". If this host change is expected, approve it: %s.",
-	    lifecycle_approve_advice(m));
+	    policy_approve_advice(m));
 }
 
 static size_t
@@ -395,18 +384,68 @@ lifecycle_retry_later(struct vtpm *v, int64_t now)
 	v->restart_at_ms = now + v->backoff_ms;
 }
 
-/* Stops v's worker (it saves its state first). */
+/*
+ * Begins to stop v: its worker is asked to save its state and end. Does
+ * not wait: returns 0 with the stop under way (lifecycle_stopped or
+ * lifecycle_stop_late end it, on the loop's events), or 1 when v is
+ * stopped already (it had no worker, or one that cannot be watched and
+ * was killed).
+ */
 int
 lifecycle_stop(struct manager *m, struct vtpm *v)
 {
-	if (v->start_pending)
-		lifecycle_start_cancel(m, v);
-	worker_terminate(m, v);
-	v->state = VTPM_STOPPED;
 	v->restart_at_ms = 0;
 	v->backoff_ms = 0;
+	if (v->start_pending)
+		lifecycle_start_cancel(m, v);
+	if (v->pid > 0 && worker_stop(v) == 0) {
+		v->stopping = true;
+		v->stop_killed = false;
+		v->stop_by = mono_ms() + LIFECYCLE_STOP_TIMEOUT_MS;
+		log_info("%s: stopping worker %d", v->name, (int)v->pid);
+		return 0;
+	}
+	if (v->pid > 0)
+		worker_abort(m, v, NULL);
+	v->state = VTPM_STOPPED;
 	log_info("%s: stopped", v->name);
-	return 0;
+	return 1;
+}
+
+/* v's worker ended while it was being stopped: collected, v is stopped. */
+void
+lifecycle_stopped(struct manager *m, struct vtpm *v)
+{
+	struct err err;
+
+	if (v->pid > 0 && worker_exited(m, v, &err) > 0)
+		log_info("%s: worker %s", v->name, err.msg);
+	v->stopping = false;
+	v->state = VTPM_STOPPED;
+	log_info("%s: stopped", v->name);
+}
+
+/*
+ * v's stop passed its deadline: a worker that ignored SIGTERM is killed
+ * (its end awaited again, for as long); one that outlived SIGKILL too is
+ * forgotten. Returns true when v is stopped (the stop ended), false while
+ * its end is still awaited.
+ */
+bool
+lifecycle_stop_late(struct manager *m, struct vtpm *v)
+{
+	if (!v->stop_killed) {
+		worker_stop_kill(v);
+		v->stop_killed = true;
+		v->stop_by = mono_ms() + LIFECYCLE_STOP_TIMEOUT_MS;
+		return false;
+	}
+	log_warnx("%s: worker %d outlived SIGKILL by %d ms; forgetting it", v->name, (int)v->pid,
+	    LIFECYCLE_STOP_TIMEOUT_MS);
+	worker_forget(m, v);
+	v->stopping = false;
+	v->state = VTPM_STOPPED;
+	return true;
 }
 
 static unsigned int
@@ -578,8 +617,11 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 
 	if (v->start_pending)
 		lifecycle_start_cancel(m, v);
+	/* Its state goes: the worker need not save it, and is killed at once
+	 * (a stop under way included). */
 	if (v->pid > 0)
-		worker_terminate(m, v);
+		worker_abort(m, v, NULL);
+	v->stopping = false;
 	/* Renamed first, so that a delete interrupted at any point is either
 	 * not done or finished by the next vtpmd (registry_load). */
 	if (registry_path(&m->cfg, v->name, NULL, dir, sizeof(dir)) == -1 ||
@@ -603,6 +645,7 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 			break;
 		}
 	}
+	workerlog_close(m, v, true);
 	log_info("%s: deleted", v->name);
 	free(v);
 	return 0;

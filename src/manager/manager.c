@@ -94,7 +94,8 @@ enum manager_watch {
 	MANAGER_WATCH_READY,
 	MANAGER_WATCH_CA,
 	MANAGER_WATCH_ENROL,
-	MANAGER_WATCH_PID
+	MANAGER_WATCH_PID,
+	MANAGER_WATCH_LOG
 };
 struct manager_fd {
 	enum manager_watch what;
@@ -103,7 +104,7 @@ struct manager_fd {
 
 /*
  * The loop's poll set: the API's descriptors, then, per instance, its
- * readiness pipe, its CA request and its worker's pidfd, and the
+ * readiness pipe, its CA request, its worker's log channel and pidfd, and the
  * enrolment's CA request. It grows with the instances (a fixed size would
  * leave the last instances' events out, unseen), and is kept from one
  * round to the next; one loop per process.
@@ -120,7 +121,7 @@ static struct manager_poll manager_poll;
 static size_t
 manager_poll_room(const struct manager *m)
 {
-	size_t need = API_MAX_POLLFDS + 3 * m->n + 1;
+	size_t need = API_MAX_POLLFDS + 4 * m->n + 1;
 	struct manager_poll *p = &manager_poll;
 	struct pollfd *pfd;
 	struct manager_fd *owner;
@@ -166,6 +167,8 @@ manager_pollfds(struct manager *m, int n)
 	if (m->enrolling != NULL && enrol_ca(m->enrolling) != NULL)
 		n = manager_add(n, caclient_fd(enrol_ca(m->enrolling)), MANAGER_WATCH_ENROL, NULL);
 	for (size_t i = 0; i < m->n; i++)
+		n = manager_add(n, workerlog_fd(m->vtpms[i]), MANAGER_WATCH_LOG, m->vtpms[i]);
+	for (size_t i = 0; i < m->n; i++)
 		n = manager_add(n, m->vtpms[i]->pidfd, MANAGER_WATCH_PID, m->vtpms[i]);
 	return n;
 }
@@ -204,10 +207,18 @@ manager_event(struct manager *m, const struct pollfd *p, const struct manager_fd
 		if (v->prov != NULL && provision_ca(v->prov) != NULL)
 			ops_provision_event(m, v);
 		break;
+	case MANAGER_WATCH_LOG:
+		if (workerlog_fd(v) == p->fd)
+			workerlog_read(v);
+		break;
 	case MANAGER_WATCH_PID:
 		if (v->pidfd != p->fd)
 			break;
-		if (v->start_pending)
+		/* Its last lines first (why it ended, often). */
+		workerlog_drain(v);
+		if (v->stopping)
+			ops_stop_ended(m, v);
+		else if (v->start_pending)
 			ops_worker_ended(m, v);
 		else
 			manager_worker_ended(m, v);
@@ -418,7 +429,7 @@ manager_resume(struct manager *m)
 			log_info("%s: stopping worker %d, which should not run", v->name,
 			    (int)v->pid);
 			v->state = VTPM_RUNNING;
-			lifecycle_stop(m, v);
+			ops_stop(m, v, 200, 0);
 			continue;
 		}
 		if (adopted) {
@@ -539,6 +550,7 @@ manager_main(int argc, char **argv)
 	for (size_t i = 0; i < m.n; i++) {
 		if (m.vtpms[i]->pidfd != -1)
 			close(m.vtpms[i]->pidfd);
+		workerlog_close(&m, m.vtpms[i], false);
 		free(m.vtpms[i]);
 	}
 	free(m.vtpms);

@@ -25,7 +25,7 @@
 struct config {
 	char tcti[256];		/* host TPM, a tpm2-tss TCTI string */
 	char state_dir[256];	/* instances, approvals, approval key */
-	char run_dir[256];	/* worker sockets and pid files */
+	char run_dir[256];	/* worker sockets, pid files and log channels */
 	char socket[256];	/* the API socket */
 	char approval_public[256]; /* when set, vtpmd holds only the public key */
 	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
@@ -64,6 +64,8 @@ enum vtpm_op {
 	VTPM_OP_CREATE,	   /* POST /v1/instances waits for the worker */
 	VTPM_OP_PROVISION, /* POST /v1/instances waits for the worker, then the CA */
 	VTPM_OP_APPROVED,  /* an approval waits for this start and its others */
+	VTPM_OP_STOP,	   /* POST …/stop or …/restart, or a create that should not
+			      run, waits for the worker to end */
 };
 /* Room for an instance's error: a refusal naming all 24 host PCRs, with
  * the advice on approving, fits whole. */
@@ -98,10 +100,16 @@ struct vtpm {
 	int64_t ready_by; /* when it must serve (monotonic ms) */
 	bool ready_late;  /* killed for missing ready_by; its end is awaited */
 	int64_t start_us; /* when it began, for the log */
+	/* a stop under way (lifecycle_stop until its worker ends) */
+	bool stopping;
+	bool stop_killed;     /* SIGKILLed for missing stop_by; its end is awaited */
+	int64_t stop_by;      /* when it must have ended (monotonic ms) */
+	int stop_status;      /* VTPM_OP_STOP's answer once it ended: 200, or 201 */
 	/* the operation in flight, and the API request answered when it ends */
 	enum vtpm_op op;
 	uint64_t ticket;
 	struct provision *prov; /* VTPM_OP_PROVISION, once the worker serves */
+	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
 };
 bool registry_valid_name(const char *name);
 const char *registry_state_name(enum vtpm_state st);
@@ -150,6 +158,10 @@ int policy_add(struct manager *m, const struct approval *ap, uint32_t mask,
     const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 int policy_approve_current(struct manager *m, struct err *err);
 int policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_LEN]);
+const char *policy_approve_advice(const struct manager *m);
+const struct policy_entry *policy_approved_now(
+    struct manager *m, const char *what, struct err *err);
+void policy_refused(const struct manager *m, const char *what, struct err *err);
 
 /*
  * guesttpm.c: the manager's client of one of its own vTPMs, through the
@@ -315,8 +327,10 @@ int manager_step(struct manager *m, const sigset_t *unblocked);
 
 /* lifecycle.c: one vTPM's create, start, stop and delete. A start ends in
  * the loop: lifecycle_ready, lifecycle_start_ended or lifecycle_start_late
- * on the events of its worker. */
+ * on the events of its worker; a stop likewise, lifecycle_stopped or
+ * lifecycle_stop_late. */
 #define WORKER_READY_TIMEOUT_MS 15000
+#define LIFECYCLE_STOP_TIMEOUT_MS 5000
 #define LIFECYCLE_BACKOFF_MIN_MS 100
 #define LIFECYCLE_BACKOFF_MAX_MS 30000
 struct vtpm *lifecycle_find(struct manager *m, const char *name);
@@ -330,6 +344,8 @@ void lifecycle_start_late(struct manager *m, struct vtpm *v);
 void lifecycle_start_cancel(struct manager *m, struct vtpm *v);
 void lifecycle_retry_later(struct vtpm *v, int64_t now);
 int lifecycle_stop(struct manager *m, struct vtpm *v);
+void lifecycle_stopped(struct manager *m, struct vtpm *v);
+bool lifecycle_stop_late(struct manager *m, struct vtpm *v);
 int lifecycle_delete(struct manager *m, struct vtpm *v);
 void lifecycle_set_error(struct vtpm *v, enum vtpm_state st, const char *why);
 
@@ -338,12 +354,28 @@ struct worker_pending {
 	int keyfd;   /* write end of the worker's key pipe */
 	int readyfd; /* read end of its readiness pipe */
 };
+/* workerlog.c: a worker's log lines, relayed under the instance's tag. */
+#define WORKERLOG_LINE_MAX 1024	 /* a longer line is relayed in pieces */
+#define WORKERLOG_LINES_PER_S 500 /* more in one second are dropped, and counted */
+/* Opens v's channel (its FIFO in the run directory, made when absent) for
+ * the manager, once; 0, or -1 with err. */
+int workerlog_open(const struct manager *m, struct vtpm *v, struct err *err);
+/* A new write end of v's open channel, for a worker's stderr; -1 with err. */
+int workerlog_writer(const struct manager *m, const struct vtpm *v, struct err *err);
+int workerlog_fd(const struct vtpm *v); /* the manager's end, or -1 */
+void workerlog_read(struct vtpm *v);	/* relays what is there; never waits */
+void workerlog_drain(struct vtpm *v);	/* the same, and a last unended line */
+/* Drains and closes v's channel; remove (a deleted instance) unlinks it. */
+void workerlog_close(const struct manager *m, struct vtpm *v, bool remove);
+
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
 int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
 int worker_ready(struct vtpm *v);
 void worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p);
 int worker_adopt(struct manager *m, struct vtpm *v);
-void worker_terminate(struct manager *m, struct vtpm *v);
+int worker_stop(struct vtpm *v);
+void worker_stop_kill(const struct vtpm *v);
+void worker_forget(struct manager *m, struct vtpm *v);
 int worker_exited(struct manager *m, struct vtpm *v, struct err *err);
 void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
     char *data, size_t dlen);
@@ -377,6 +409,8 @@ int ops_enrol(struct manager *m, const char *privacy_url, const char *virt_url, 
 struct api_response ops_approved(struct manager *m, uint64_t ticket);
 bool ops_busy(const struct vtpm *v);
 void ops_call_off(struct manager *m, struct vtpm *v);
+int ops_stop(struct manager *m, struct vtpm *v, int status, uint64_t ticket);
+void ops_stop_ended(struct manager *m, struct vtpm *v);
 void ops_ready(struct manager *m, struct vtpm *v);
 void ops_worker_ended(struct manager *m, struct vtpm *v);
 void ops_provision_event(struct manager *m, struct vtpm *v);

@@ -178,7 +178,10 @@ api_action(struct manager *m, struct vtpm *v, const char *action, const struct a
 		v->desired_running = strcmp(action, "restart") == 0;
 		if (registry_save(&m->cfg, v) == -1)
 			return reply_record_failed(v);
-		lifecycle_stop(m, v);
+		/* Answered once the worker ended (and, for a restart, once it
+		 * serves again). */
+		if (ops_stop(m, v, 200, req->ticket) == 0)
+			return api_deferred();
 		if (strcmp(action, "stop") == 0)
 			return reply_ok(200, reply_instance(m, v));
 	} else if (strcmp(action, "start") != 0) {

@@ -15,11 +15,14 @@
  *                     → BK, save → 200 HOST
  *   approve           each refused instance: spawn + unseal → [ready] …
  *                     → 200 POLICY with "started"
+ *   stop              SIGTERM → [the worker's end] → 200 INSTANCE
+ *   restart           stop, then start
  *   restart after a crash, start at vtpmd's start: [ready]; nobody waits
  *
  * [x] is a wait: an event of the loop with a deadline (a start's 15 s, a
- * CA request's ca-timeout). The rest runs in the loop and is short (the
- * host TPM, files, the new vTPM). While an operation is in flight on an
+ * CA request's ca-timeout, a stop's 5 s before SIGKILL and 5 s after).
+ * The rest runs in the loop and is short (the host TPM, files, the new
+ * vTPM). While an operation is in flight on an
  * instance, other operations on it are refused (ops_busy), except that a
  * start joins an automatic one, and a stop or delete calls it off.
  */
@@ -73,11 +76,13 @@ ops_start(struct manager *m, struct vtpm *v, enum vtpm_op op, uint64_t ticket, s
 }
 
 /* Whether another operation on v must wait until the one in flight has
- * answered: any but an automatic start, which nobody waits for. */
+ * answered: any but an automatic start, which nobody waits for; and any
+ * while its worker is being stopped. */
 bool
 ops_busy(const struct vtpm *v)
 {
-	return v->op != VTPM_OP_NONE && v->op != VTPM_OP_RESUME && v->op != VTPM_OP_RESTART;
+	return v->stopping ||
+	       (v->op != VTPM_OP_NONE && v->op != VTPM_OP_RESUME && v->op != VTPM_OP_RESTART);
 }
 
 /* Calls off an automatic start of v (a stop or a delete came). */
@@ -90,6 +95,53 @@ ops_call_off(struct manager *m, struct vtpm *v)
 	v->ticket = 0;
 	if (v->start_pending)
 		lifecycle_start_cancel(m, v);
+}
+
+/* --- stops ------------------------------------------------------------ */
+
+/*
+ * Begins to stop v's worker; ticket (0: nobody) is answered with status
+ * (200, or 201 for a create) and INSTANCE once it ended, or, when v should
+ * run (a restart), once it started again. Returns 0 with the stop under
+ * way, or 1 when v is stopped already (nothing is answered: the caller
+ * goes on).
+ */
+int
+ops_stop(struct manager *m, struct vtpm *v, int status, uint64_t ticket)
+{
+	if (lifecycle_stop(m, v) == 1)
+		return 1;
+	v->op = VTPM_OP_STOP;
+	v->ticket = ticket;
+	v->stop_status = status;
+	return 0;
+}
+
+/* v's worker ended while it was being stopped (or was given up on): the
+ * stop answers, or a restart goes on with its start. */
+void
+ops_stop_ended(struct manager *m, struct vtpm *v)
+{
+	uint64_t ticket = v->ticket;
+	bool restart = v->desired_running && v->stop_status == 200;
+	struct err err;
+	int rc;
+
+	if (v->stopping)
+		lifecycle_stopped(m, v);
+	if (v->op != VTPM_OP_STOP)
+		return;
+	v->op = VTPM_OP_NONE;
+	v->ticket = 0;
+	if (!restart) {
+		ops_answer(m, ticket, reply_ok(v->stop_status, reply_instance(m, v)));
+		return;
+	}
+	rc = ops_start(m, v, VTPM_OP_START, ticket, &err);
+	if (rc == 0)
+		return;
+	ops_answer(m, ticket,
+	    rc == 1 ? reply_ok(200, reply_instance(m, v)) : reply_start_failed(m, v, &err));
 }
 
 /* --- provisioning (a create with EKs) --------------------------------- */
@@ -127,8 +179,9 @@ ops_provision_done(struct manager *m, struct vtpm *v)
 	}
 	v->op = VTPM_OP_NONE;
 	v->ticket = 0;
-	if (!v->desired_running)
-		lifecycle_stop(m, v);
+	/* Asked not to run: answered once its worker ended. */
+	if (!v->desired_running && ops_stop(m, v, 201, ticket) == 0)
+		return;
 	ops_answer(m, ticket, reply_ok(201, reply_instance(m, v)));
 }
 
@@ -307,6 +360,7 @@ ops_start_ended(struct manager *m, struct vtpm *v, int rc, const struct err *err
 			    err->msg);
 		break;
 	case VTPM_OP_APPROVED: ops_approval_started(m, ticket, v, rc); break;
+	case VTPM_OP_STOP: break; /* a stop calls a start off before it begins */
 	}
 }
 
@@ -386,7 +440,8 @@ ops_enrol_event(struct manager *m)
 /* --- deadlines --------------------------------------------------------- */
 
 /* Acts on the deadlines that passed: starts that are late (their worker is
- * killed), CA requests that are late (their operation fails). */
+ * killed), stops that are late (SIGKILL, then given up), CA requests that
+ * are late (their operation fails). */
 void
 ops_deadlines(struct manager *m)
 {
@@ -398,6 +453,10 @@ ops_deadlines(struct manager *m)
 		struct vtpm *v = m->vtpms[i];
 		if (v->start_pending && !v->ready_late && now >= v->ready_by)
 			lifecycle_start_late(m, v);
+		else if (v->stopping && now >= v->stop_by) {
+			if (lifecycle_stop_late(m, v))
+				ops_stop_ended(m, v);
+		}
 		else if (v->prov != NULL && provision_ca(v->prov) != NULL &&
 		         now >= caclient_deadline(provision_ca(v->prov)))
 			ops_provision_event(m, v);
@@ -425,6 +484,8 @@ ops_next_deadline(const struct manager *m)
 		const struct vtpm *v = m->vtpms[i];
 		if (v->start_pending && !v->ready_late)
 			ops_earliest(&next, v->ready_by);
+		if (v->stopping)
+			ops_earliest(&next, v->stop_by);
 		if (v->prov != NULL && provision_ca(v->prov) != NULL)
 			ops_earliest(&next, caclient_deadline(provision_ca(v->prov)));
 		if (v->op == VTPM_OP_NONE && !v->start_pending)

@@ -267,6 +267,62 @@ policy_explain(const struct policy *p, uint32_t mask,
 	}
 }
 
+/* The command that approves the host's present configuration: vtpmd
+ * signs it with the key it holds, or the administrator signs it with the
+ * private key when vtpmd holds only the public one. */
+const char *
+policy_approve_advice(const struct manager *m)
+{
+	return m->policy.private_held ? "vtpmctl policy approve --current"
+	                              : "vtpmctl policy approve --current --key FILE (the "
+	                                "administrator's private key)";
+}
+
+/*
+ * Turns err, which holds why the host TPM's CK or BK refused to work (an
+ * ERR_POLICY of hwtpm_*: its policy found the host PCRs unapproved), into
+ * the refusal of what (e.g. "certifying the vEK"): ERR_POLICY, the cause,
+ * and how to approve the configuration.
+ */
+void
+policy_refused(const struct manager *m, const char *what, struct err *err)
+{
+	char cause[ERR_MSG_MAX / 2];
+
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	err_set(err, ERR_POLICY,
+	    "refusing %s: the host's CK and BK work only in an approved host "
+	    "configuration, and %s. If this host change is expected, approve it: %s.",
+	    what, cause, policy_approve_advice(m));
+}
+
+/*
+ * The approval of the host's present configuration, which every use of
+ * the host TPM's CK and BK needs (hwtpm_attest.c: their authPolicy is the
+ * state keys'): the configured PCRs are read afresh and their approval
+ * looked up. Returns it, or NULL with err: ERR_POLICY refusing what (see
+ * policy_refused), naming the PCRs that differ from the last approval;
+ * another kind when the PCRs could not be read.
+ */
+const struct policy_entry *
+policy_approved_now(struct manager *m, const char *what, struct err *err)
+{
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
+	const struct policy_entry *e;
+	char explain[ERR_MSG_MAX / 2];
+
+	if (policy_current(m, values, digest, err) == -1) {
+		err_wrap(err, "host TPM");
+		return NULL;
+	}
+	if ((e = policy_find(&m->policy, digest)) != NULL)
+		return e;
+	policy_explain(&m->policy, m->cfg.pcrs.mask, values, explain, sizeof(explain));
+	err_set(err, ERR_POLICY, "%s", explain);
+	policy_refused(m, what, err);
+	return NULL;
+}
+
 /* Stores an approval after checking its signature, its key and that its
  * policy is the PolicyPCR digest of the values it claims. */
 int

@@ -3,12 +3,15 @@
  * a hardware TPM, run by the manager at `create` once the host is enrolled
  * (enrol.c).
  *
- * For each EK type asked for (RSA-2048, ECC P-256): the vTPM creates its
+ * For each EK type asked for (RSA-2048, ECC P-256): vtpmd asks the
+ * Virtualization CA for a nonce and, while it comes, the vTPM creates its
  * EK from the TCG template and persists it (guesttpm.c); the host TPM's
  * CK certifies the instance's sealed state-key object with qualifyingData
- * = SHA-256(vEK TPM2B_PUBLIC) and quotes the host PCRs of the sealing
- * policy with the same qualifyingData; the Virtualization CA checks that
- * evidence (docs/ca-api.md) and issues the EK certificate. vtpmd checks
+ * = evidence_vek_qualifying(nonce, vEK, instance UUID) and quotes the host
+ * PCRs of the sealing policy with the same qualifyingData; the
+ * Virtualization CA checks that evidence (docs/ca-api.md), takes the nonce
+ * (once) and binds the sealed object, the UUID and the vEK, and issues the
+ * EK certificate. vtpmd checks
  * that certificate in turn (cacheck_ek: the Virtualization CA root it
  * trusts, this vEK, the TCG EK profile, this host and instance); only once
  * every EK's certificate passed are they written into the vTPM's TCG NV
@@ -17,9 +20,10 @@
  * recorded, public, in STATE/instances/NAME/ek.json.
  *
  * Host-TPM cost per EK: the certification (Load, Certify, FlushContext)
- * and the quote. The CA request runs off the loop (caclient.c): a
- * provisioning is a state (struct provision) that the loop moves on at
- * each event of its request (provision_step), while it serves others.
+ * and the quote. The CA requests (two per EK: the nonce, the certificate)
+ * run off the loop (caclient.c): a provisioning is a state (struct
+ * provision) that the loop moves on at each event of its request in
+ * flight (provision_step), while it serves others.
  */
 #include <errno.h>
 #include <limits.h>
@@ -28,7 +32,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "manager.h"
 
@@ -56,6 +59,12 @@ provision_parse_type(const char *name, unsigned int *set)
 	return -1;
 }
 
+/* Which CA request of the EK in flight is out. */
+enum provision_stage {
+	PROVISION_NONCE,       /* POST /v1/virtualization/nonce */
+	PROVISION_CERTIFICATE, /* POST /v1/virtualization/ek-certificate */
+};
+
 /* A provisioning in flight: the state between the CA's answers. */
 struct provision {
 	unsigned int set; /* the types asked for (bits 1 << HWTPM_EK_*) */
@@ -73,26 +82,40 @@ struct provision {
 	uint8_t *vek; /* the vEK in flight (TPM2B_PUBLIC) */
 	size_t vek_len;
 	struct caclient *ca; /* the CA request in flight, or NULL */
+	enum provision_stage stage;                  /* which one */
+	int64_t ek_deadline; /* monotonic ms: the EK's two requests share one ca-timeout */
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];       /* the CA's, for the EK in flight */
 	struct cacheck_cert certs[PROVISION_NTYPES]; /* accepted, written once all are */
 	const struct cacheck_cert *first; /* the first accepted: its chain goes to NV */
 	json_t *eks, *chain; /* what ek.json will record */
 };
 
+/* The seconds left of the EK's ca-timeout (at least 1): its certificate
+ * request has what its nonce request left, so that a create still answers
+ * within vtpmctl's deadline (docs/config.md, ca-timeout). */
+static int
+provision_time_left(const struct provision *p)
+{
+	int64_t left = p->ek_deadline - mono_ms();
+
+	return left < 1000 ? 1 : (int)((left + 999) / 1000);
+}
+
 /* The Virtualization CA request for one vEK (docs/ca-api.md). */
 static json_t *
-provision_request(struct manager *m, const struct vtpm *v, const char *ck, const uint8_t *vek,
-    size_t vek_len, const uint8_t *sealed, size_t sealed_pub_len,
-    const struct hwtpm_attestation *cert, const struct hwtpm_attestation *quote,
-    const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
+provision_request(struct manager *m, const struct vtpm *v, const struct provision *p,
+    size_t sealed_pub_len, const struct hwtpm_attestation *cert,
+    const struct hwtpm_attestation *quote, const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
 {
 	char x[65], y[65];
 
 	hex_encode(m->policy.pub.x, 32, x);
 	hex_encode(m->policy.pub.y, 32, y);
-	return json_pack("{s:s, s:s, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
-	    "ck_certificate", ck, "instance_uuid", v->uuid, "vek_public",
-	    enrol_b64(vek, vek_len), "sealed_public", enrol_b64(sealed, sealed_pub_len), "certify",
-	    "attest", enrol_b64(cert->attest, cert->attest_len), "signature",
+	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
+	    "ck_certificate", p->ck_pem, "instance_uuid", v->uuid, "vek_public",
+	    enrol_b64(p->vek, p->vek_len), "sealed_public", enrol_b64(p->sealed, sealed_pub_len),
+	    "nonce", enrol_b64(p->nonce, sizeof(p->nonce)), "certify", "attest",
+	    enrol_b64(cert->attest, cert->attest_len), "signature",
 	    enrol_b64(cert->signature, cert->signature_len), "quote", "attest",
 	    enrol_b64(quote->attest, quote->attest_len), "signature",
 	    enrol_b64(quote->signature, quote->signature_len), "pcrs",
@@ -101,39 +124,96 @@ provision_request(struct manager *m, const struct vtpm *v, const char *ck, const
 
 /* The host TPM's evidence for the vEK in flight (the CK's certification of
  * the sealed key object and its quote of the host PCRs, both qualified by
- * the vEK), sent to the Virtualization CA: p->ca. */
+ * the CA's nonce, the vEK and the instance's UUID), sent to the
+ * Virtualization CA: p->ca. */
 static int
 provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
 	uint8_t qd[TPM_DIGEST_LEN], values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation cert = {0}, quote = {0};
+	const struct policy_entry *e;
+	char what[128];
 	size_t pub_len;
 	json_t *req = NULL;
 	int ret = -1;
 
 	if (hwtpm_sealed_public(p->sealed, p->sealed_len, &pub_len, err) == -1)
 		return err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
-	if (EVP_Digest(p->vek, p->vek_len, qd, NULL, EVP_sha256(), NULL) != 1)
-		return err_set(err, ERR_FAILED, "SHA-256 failed");
-	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, qd, sizeof(qd), &cert, err) != 0 ||
-	    hwtpm_quote(m->hw, &m->cfg.pcrs, qd, sizeof(qd), &quote, values, err) == -1) {
-		err_wrap(err, "host TPM");
+	if (evidence_vek_qualifying(p->nonce, p->vek, p->vek_len, v->uuid, qd, err) == -1)
+		return err_wrap(err, "the vEK's evidence");
+	snprintf(what, sizeof(what),
+	    "to certify %s's %s EK with the host's CK and quote the host "
+	    "PCRs",
+	    v->name, provision_types[p->cur].name);
+	if ((e = policy_approved_now(m, what, err)) == NULL)
+		return -1;
+	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, &m->cfg.pcrs, &e->ap, qd,
+	        sizeof(qd), &cert, err) != 0 ||
+	    hwtpm_quote(m->hw, &m->cfg.pcrs, &e->ap, qd, sizeof(qd), &quote, values, err) == -1) {
+		if (err->kind == ERR_POLICY)
+			policy_refused(m, what, err);
+		else
+			err_wrap(err, "host TPM");
 		goto out;
 	}
-	req = provision_request(m, v, p->ck_pem, p->vek, p->vek_len, p->sealed, pub_len, &cert,
-	    &quote, values);
+	req = provision_request(m, v, p, pub_len, &cert, &quote, values);
 	if (req == NULL) {
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
 	p->ca = caclient_post(p->url, m->cfg.ca_tls_root, "/v1/virtualization/ek-certificate", req,
-	    p->timeout_s, err);
+	    provision_time_left(p), err);
+	p->stage = PROVISION_CERTIFICATE;
 	if (p->ca != NULL)
 		ret = 0;
 out:
 	json_decref(req);
 	hwtpm_attestation_clear(&cert);
 	hwtpm_attestation_clear(&quote);
+	return ret;
+}
+
+/* Asks the Virtualization CA for a nonce for the next EK's evidence:
+ * p->ca. */
+static int
+provision_ask_nonce(struct manager *m, struct provision *p, struct err *err)
+{
+	json_t *req = json_object();
+
+	if (req == NULL)
+		return err_set(err, ERR_FAILED, "out of memory");
+	p->ek_deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
+	p->ca = caclient_post(
+	    p->url, m->cfg.ca_tls_root, "/v1/virtualization/nonce", req, p->timeout_s, err);
+	p->stage = PROVISION_NONCE;
+	json_decref(req);
+	return p->ca != NULL ? 0 : -1;
+}
+
+/* The CA's nonce is in: p->nonce. */
+static int
+provision_take_nonce(struct provision *p, struct err *err)
+{
+	const char *b64 = NULL;
+	json_t *reply = NULL;
+	size_t len = 0;
+	int ret = -1;
+
+	if (caclient_result(p->ca, &reply, err) == -1)
+		goto out;
+	b64 = json_string_value(json_object_get(reply, "nonce"));
+	if (b64 == NULL || base64_decode(b64, p->nonce, sizeof(p->nonce), &len) == -1 ||
+	    len != sizeof(p->nonce)) {
+		err_set(err, ERR_UNTRUSTED,
+		    "Virtualization CA at %s: its answer to a nonce request holds no 32-byte nonce",
+		    p->url);
+		goto out;
+	}
+	ret = 0;
+out:
+	caclient_free(p->ca);
+	p->ca = NULL;
+	json_decref(reply);
 	return ret;
 }
 
@@ -310,10 +390,12 @@ provision_new(struct manager *m, unsigned int set, struct err *err)
 /*
  * Moves the provisioning of v on, after v's worker began to serve and
  * after each event of the CA request in flight (its pipe readable, its
- * deadline): when the CA's answer is in, its certificate is checked and
- * kept; then the next vEK is made, certified by the host TPM and sent to
- * the CA, or, when none is left, the certificates and their chain are
- * written into the vTPM and ek.json is written. Returns 1 while a CA
+ * deadline): when the CA's nonce is in, the vEK made meanwhile is
+ * certified by the host TPM with it and sent to the CA; when the CA's
+ * certificate is in, it is checked and kept; then the next EK's nonce is
+ * asked for and its vEK made, or, when none is left, the certificates and
+ * their chain are written into the vTPM and ek.json is written. Returns 1
+ * while a CA
  * request is in flight (provision_ca), 0 when the instance is
  * provisioned, -1 with err when it failed (ERR_UNTRUSTED: a certificate
  * refused, and then nothing was written to the vTPM's NV): it may then
@@ -327,6 +409,11 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 	if (p->ca != NULL) {
 		if (!caclient_step(p->ca))
 			return 1;
+		if (p->stage == PROVISION_NONCE)
+			return provision_take_nonce(p, err) == -1 ||
+			               provision_ask(m, v, p, err) == -1
+			           ? -1
+			           : 1;
 		if (provision_accept(v, p, err) == -1)
 			return -1;
 	}
@@ -335,8 +422,9 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 	if (p->next == PROVISION_NTYPES)
 		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
 	p->cur = p->next++;
-	if (guesttpm_create_ek(p->g, provision_types[p->cur].kind, &p->vek, &p->vek_len, err) == -1 ||
-	    provision_ask(m, v, p, err) == -1)
+	/* The vEK is made while the CA's child fetches the nonce. */
+	if (provision_ask_nonce(m, p, err) == -1 ||
+	    guesttpm_create_ek(p->g, provision_types[p->cur].kind, &p->vek, &p->vek_len, err) == -1)
 		return -1;
 	return 1;
 }

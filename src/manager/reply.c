@@ -177,7 +177,8 @@ reply_created_not_started(struct manager *m, const struct vtpm *v, const struct 
 
 /* The HTTP status of a failure that involved a CA: no root to check its
  * answers against (or roots refused) 400, refused by it 422, no (timely)
- * answer 502 or 504, an answer vtpmd refused 502, the host TPM gone 503. */
+ * answer 502 or 504, an answer vtpmd refused 502, the host TPM gone 503,
+ * the host configuration not approved (the CK and BK refuse) 409. */
 int
 reply_ca_status(enum err_kind kind)
 {
@@ -188,6 +189,7 @@ reply_ca_status(enum err_kind kind)
 	case ERR_UNTRUSTED: return 502;
 	case ERR_TIMEOUT: return 504;
 	case ERR_HOST_TPM: return 503;
+	case ERR_POLICY: return 409; /* the host configuration is not approved */
 	default: return 500;
 	}
 }
@@ -200,6 +202,8 @@ reply_provision_failed(const struct err *err)
 	    err->kind == ERR_REFUSED ? "nothing was created; see the CA's reason"
 	    : err->kind == ERR_TIMEOUT
 	        ? "nothing was created; check that the CA answers, or raise ca-timeout"
+	    : err->kind == ERR_POLICY
+	        ? "nothing was created; create again once the host configuration is approved"
 	    : err->kind == ERR_UNTRUSTED
 	        ? "nothing was created and nothing written to the vTPM; check that the "
 	          "enrolment's Virtualization CA URL is the CA's and that its root is the one "
@@ -220,8 +224,12 @@ reply_enrol_failed(const struct err *err)
 	    : err->kind == ERR_UNTRUSTED
 	        ? "the previous enrolment, if any, is kept; check that --ca names the Privacy CA "
 	          "and that its root is the one vtpmd trusts (privacy-ca-root or --ca-root)"
-	    : err->kind == ERR_INVALID ? "the previous enrolment, if any, is kept"
-	                               : "the previous enrolment, if any, is kept; see vtpmd's log");
+	    : err->kind == ERR_POLICY
+	        ? "the previous enrolment, if any, is kept; enrol again once the host "
+	          "configuration is approved"
+	    : err->kind == ERR_INVALID
+	        ? "the previous enrolment, if any, is kept"
+	        : "the previous enrolment, if any, is kept; see vtpmd's log");
 }
 
 /* 409: another operation on v is in flight (ops_busy). */
@@ -233,6 +241,7 @@ reply_busy(const struct vtpm *v)
 	snprintf(error, sizeof(error), "an operation on %s is in progress (its %s)", v->name,
 	    v->op == VTPM_OP_PROVISION || v->op == VTPM_OP_CREATE ? "create"
 	    : v->op == VTPM_OP_APPROVED                           ? "start after an approval"
+	    : v->stopping                                         ? "stop"
 	                                                          : "start");
 	return api_error(409, error, "retry once it has answered");
 }

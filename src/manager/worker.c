@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -30,7 +29,6 @@
 
 #include "manager.h"
 
-#define WORKER_STOP_TIMEOUT_MS 5000
 
 static int
 worker_pidfd_open(pid_t pid)
@@ -194,8 +192,9 @@ worker_reap(pid_t pid)
 }
 
 /*
- * Spawns the worker with fds 0 and 1 on /dev/null, 3 the key pipe, 4 the
- * readiness pipe (both above 4 here), stderr kept, nothing else, in its own
+ * Spawns the worker with fds 0 and 1 on /dev/null, 2 its log channel
+ * (workerlog.c), 3 the key pipe, 4 the readiness pipe (all three above 4
+ * here), nothing else, in its own
  * session with default signals. posix_spawn (a vfork-like clone in glibc)
  * rather than fork: the manager is not copied, so neither the copy nor
  * the copy-on-write faults of the manager's next steps (the unseal, which
@@ -203,7 +202,7 @@ worker_reap(pid_t pid)
  */
 static int
 worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd,
-    pid_t *pid)
+    int logfd, pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
 	char uid[16], gid[16], sockgid[16];
@@ -244,6 +243,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	argv[n++] = v->tpm_version == 2 ? "2" : "1.2";
 	argv[n++] = "--log-level";
 	argv[n++] = lvl[m->cfg.log_level];
+	argv[n++] = "--log-relayed";
 	if (m->cfg.worker_uid_base != 0 && geteuid() == 0) {
 		snprintf(uid, sizeof(uid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
 		snprintf(gid, sizeof(gid), "%u", (unsigned int)(m->cfg.worker_uid_base + v->slot));
@@ -278,6 +278,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	    (rc = posix_spawn_file_actions_adddup2(&fa, 0, 1)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, keyfd, 3)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, readyfd, 4)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, logfd, 2)) == 0 &&
 	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 5)) == 0 &&
 	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
 	                                              POSIX_SPAWN_SETSIGDEF)) == 0 &&
@@ -331,7 +332,7 @@ int
 worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err)
 {
 	char state[PATH_MAX];
-	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1};
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, logfd = -1;
 	uid_t uid = m->cfg.worker_uid_base + v->slot;
 	pid_t pid;
 	int rc;
@@ -355,13 +356,18 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 		err_set(err, ERR_FAILED, "pipe: %s", strerror(errno));
 		goto fail;
 	}
+	if (workerlog_open(m, v, err) == -1 || (logfd = workerlog_writer(m, v, err)) == -1) {
+		err_wrap(err, "its log channel");
+		goto fail;
+	}
 	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
 	 * one with the other. */
-	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1) {
+	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1 ||
+	    worker_fd_above(&logfd, 4) == -1) {
 		err_set(err, ERR_FAILED, "fcntl: %s", strerror(errno));
 		goto fail;
 	}
-	rc = worker_spawn(m, v, state, keyp[0], readyp[1], &pid);
+	rc = worker_spawn(m, v, state, keyp[0], readyp[1], logfd, &pid);
 	if (rc != 0) {
 		err_set(err, ERR_FAILED, "spawn %s: %s",
 		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
@@ -369,7 +375,8 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	}
 	close(keyp[0]);
 	close(readyp[1]);
-	keyp[0] = readyp[1] = -1;
+	close(logfd);
+	keyp[0] = readyp[1] = logfd = -1;
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
@@ -389,6 +396,8 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	worker_write_pidfile(m, v);
 	return 0;
 fail:
+	if (logfd != -1)
+		close(logfd);
 	for (int i = 0; i < 2; i++) {
 		if (keyp[i] != -1)
 			close(keyp[i]);
@@ -446,6 +455,7 @@ worker_adopt(struct manager *m, struct vtpm *v)
 {
 	char pidfile[PATH_MAX];
 	unsigned long long start;
+	struct err err = {0};
 	uint8_t *buf;
 	size_t len;
 	int pid;
@@ -466,10 +476,17 @@ worker_adopt(struct manager *m, struct vtpm *v)
 		return -1;
 	v->pid = pid;
 	v->child = false;
+	/* Its log channel, as the vtpmd that started it left it (or, for a
+	 * worker an older vtpmd started on its own stderr, a new one it never
+	 * writes to). */
+	if (workerlog_open(m, v, &err) == -1)
+		log_warnx("%s: its log lines are not relayed: %s", v->name, err.msg);
 	return 0;
 }
 
-static void
+/* Forgets v's worker, ended or not (not reaped): its pidfd, readiness pipe,
+ * pid file and sockets. */
+void
 worker_forget(struct manager *m, struct vtpm *v)
 {
 	char path[PATH_MAX], ctrl[PATH_MAX], data[PATH_MAX];
@@ -512,24 +529,29 @@ worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p)
 	worker_forget(m, v);
 }
 
-/* Stops the worker: SIGTERM (it saves and exits), SIGKILL if it lingers. */
-void
-worker_terminate(struct manager *m, struct vtpm *v)
+/*
+ * Asks v's worker to end: SIGTERM (it saves and exits). Does not wait: its
+ * end is an event of the loop (its pidfd), collected by worker_exited.
+ * Returns 0 with that end to be awaited, or 1 when it cannot be (a worker
+ * without a pidfd; nothing was sent): worker_abort ends it then.
+ */
+int
+worker_stop(struct vtpm *v)
 {
-	struct pollfd pfd = {.fd = v->pidfd, .events = POLLIN};
-	int status;
-
-	if (v->pid <= 0)
-		return;
+	if (v->pidfd == -1)
+		return 1;
 	kill(v->pid, SIGTERM);
-	if (v->pidfd != -1 && poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS) <= 0) {
-		log_warnx("worker %s (pid %d) ignored SIGTERM; killing it", v->name, (int)v->pid);
-		kill(v->pid, SIGKILL);
-		poll(&pfd, 1, WORKER_STOP_TIMEOUT_MS);
-	}
-	if (v->child)
-		waitpid(v->pid, &status, 0);
-	worker_forget(m, v);
+	return 0;
+}
+
+/* v's worker ignored SIGTERM past its deadline: SIGKILL, whose end is an
+ * event of the loop too. */
+void
+worker_stop_kill(const struct vtpm *v)
+{
+	log_warnx("worker %s (pid %d) ignored SIGTERM for %d ms; killing it", v->name, (int)v->pid,
+	    LIFECYCLE_STOP_TIMEOUT_MS);
+	kill(v->pid, SIGKILL);
 }
 
 /*

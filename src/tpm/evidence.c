@@ -1031,3 +1031,48 @@ evidence_check_certify(const struct evidence_attest *a, const uint8_t *certified
 	}
 	return 0;
 }
+
+/* A UUID's canonical text: 8-4-4-4-12 lowercase hexadecimal digits. */
+static bool
+ev_uuid_text(const char *uuid)
+{
+	if (strlen(uuid) != EVIDENCE_VEK_UUID_LEN)
+		return false;
+	for (size_t i = 0; i < EVIDENCE_VEK_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? uuid[i] != '-' : strchr("0123456789abcdef", uuid[i]) == NULL)
+			return false;
+	}
+	return true;
+}
+
+int
+evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
+    const uint8_t *vek_public, size_t vek_public_len, const char *uuid, uint8_t out[static 32],
+    struct err *err)
+{
+	static const char label[] = EVIDENCE_VEK_LABEL;
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	memset(out, 0, 32);
+	if (vek_public_len < 2 ||
+	    (size_t)((vek_public[0] << 8) | vek_public[1]) != vek_public_len - 2)
+		return err_set(err, ERR_INVALID, "the vEK's TPM2B_PUBLIC size is not its length");
+	if (!ev_uuid_text(uuid))
+		return err_set(
+		    err, ERR_INVALID, "the instance UUID is not 36 lowercase characters");
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return err_set(err, ERR_FAILED, "out of memory");
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, label, sizeof(label)) == 1 &&
+	     EVP_DigestUpdate(ctx, nonce, EVIDENCE_VEK_NONCE_LEN) == 1 &&
+	     EVP_DigestUpdate(ctx, vek_public + 2, vek_public_len - 2) == 1 &&
+	     EVP_DigestUpdate(ctx, uuid, EVIDENCE_VEK_UUID_LEN) == 1 &&
+	     EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return err_ssl(err, "SHA-256 of the vEK evidence");
+	return 0;
+}

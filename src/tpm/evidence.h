@@ -281,4 +281,26 @@ int evidence_check_quote(const struct evidence_attest *a, const uint8_t *nonce, 
 int evidence_check_certify(const struct evidence_attest *a, const uint8_t *certified_public,
     size_t certified_public_len, const uint8_t *extra, size_t extra_len, struct err *err);
 
+/* ---- a vEK's evidence (docs/ca-api.md, "Virtualization CA") ---- */
+
+#define EVIDENCE_VEK_NONCE_LEN 32
+/* The label that starts the digest, its terminating NUL included. */
+#define EVIDENCE_VEK_LABEL    "vtpmd vEK evidence v1"
+#define EVIDENCE_VEK_UUID_LEN 36
+
+/*
+ * The qualifyingData of the host CK's certification of a vTPM's sealed
+ * object and of its quote of the host PCRs, for one vEK:
+ *   SHA-256(EVIDENCE_VEK_LABEL with its NUL || nonce (32 bytes, from the
+ *           Virtualization CA) || the vEK's TPMT_PUBLIC (vek_public, a
+ *           TPM2B_PUBLIC, without its 2-byte size) || the instance UUID as
+ *           36 lowercase characters)
+ * so that the TPM's signature names this nonce, this vEK and this vTPM.
+ * 0, or -1 with err (a TPM2B_PUBLIC whose size is not its length, a UUID
+ * not of 36 lowercase characters).
+ */
+int evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
+    const uint8_t *vek_public, size_t vek_public_len, const char *uuid, uint8_t out[static 32],
+    struct err *err);
+
 #endif /* EVIDENCE_H */

@@ -108,6 +108,7 @@ assert_contains "$(cat "$T/out")" "$T/bad.conf:1: privacy-ca-root: cannot read" 
 
 note "another host (rack2) enrolled with the real Privacy CA: its genuine CK certificate"
 start_vtpmd other --config "$T/vtpmd.conf" --root-tcti "$HOST2_TCTI"
+"$VTPMCTL" policy approve --current >/dev/null || fail "policy approve (rack2)"
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack2 >"$T/out" 2>&1 ||
 	fail "host enroll rack2: $(cat "$T/out")"
 "$VTPMCTL" host --json | jq -j .enrolment.ck.certificate >"$W/rack2-ck.pem"
@@ -162,14 +163,16 @@ jq '{certificate: (.endorsement.eks[] | select(.type == "rsa2048") | .certificat
 	"$W/vm-a.json" >"$W/vm-a-ek.json"
 
 note "(a) create: the impostor answers with vm-a's genuine RSA EK certificate"
-impostor_start imp-ek --answer "/v1/virtualization/ek-certificate=$W/vm-a-ek.json"
+# The impostors of a create relay its nonce requests to the real CA.
+impostor_start imp-ek --upstream "$CA_URL" \
+	--answer "/v1/virtualization/ek-certificate=$W/vm-a-ek.json"
 enrol_with_virt "$IMP_URL"
 refused_create vm-b "another vTPM's EK certificate" "rsa2048 EK certificate refused" \
 	"certifies another key" "not this vTPM's rsa2048 EK"
 
 note "(b) create: an EK certificate for the right key, by another CA (another root)"
 cat "$T/ca2/ca-virtualization.pem" "$T/ca2/ca-root.pem" >"$W/ca2-chain.pem"
-impostor_start imp-root --issue /v1/virtualization/ek-certificate \
+impostor_start imp-root --upstream "$CA_URL" --issue /v1/virtualization/ek-certificate \
 	--ca-key "$T/ca2/ca-virtualization.key" --ca-cert "$T/ca2/ca-virtualization.pem" \
 	--ca-chain "$W/ca2-chain.pem"
 enrol_with_virt "$IMP_URL"
@@ -178,7 +181,7 @@ refused_create vm-c "another CA's EK certificate" "does not chain to the Virtual
 
 note "control: the same impostor with the real Virtualization CA's key is accepted"
 cat "$T/ca/ca-virtualization.pem" "$T/ca/ca-root.pem" >"$W/ca-chain.pem"
-impostor_start imp-real --issue /v1/virtualization/ek-certificate \
+impostor_start imp-real --upstream "$CA_URL" --issue /v1/virtualization/ek-certificate \
 	--ca-key "$T/ca/ca-virtualization.key" --ca-cert "$T/ca/ca-virtualization.pem" \
 	--ca-chain "$W/ca-chain.pem"
 enrol_with_virt "$IMP_URL"
@@ -190,7 +193,7 @@ note "(d) create: the right key and CA, part of the EK profile or the marker mis
 for drop in san:subjectAltName eku:tcg-kp-EKCertificate spec:tpmSpecification \
 	marker:"no vtpmd virtual marker"; do
 	part=${drop%%:*}
-	impostor_start "imp-$part" --issue /v1/virtualization/ek-certificate \
+	impostor_start "imp-$part" --upstream "$CA_URL" --issue /v1/virtualization/ek-certificate \
 		--ca-key "$T/ca/ca-virtualization.key" --ca-cert "$T/ca/ca-virtualization.pem" \
 		--ca-chain "$W/ca-chain.pem" --drop "$part"
 	enrol_with_virt "$IMP_URL"

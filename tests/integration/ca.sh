@@ -13,7 +13,8 @@
 #  - Virtualization CA: vtpmd's host-TPM code (build/san/hostattest-check)
 #    on a vTPM acting as the host: its CK enrolled as above, a state key
 #    sealed under PolicyAuthorize(approval key), TPM2_Certify of it and
-#    TPM2_Quote of the host PCRs with qualifying data SHA-256(vEK), and a
+#    TPM2_Quote of the host PCRs with qualifying data binding a nonce of the
+#    CA, the vEK and the vTPM's UUID (vek_qualifying), and a
 #    vEK from a second vTPM (the guest, tpm2_createek): an EK certificate
 #    marked virtual; refused: an unapproved host configuration, an
 #    untrusted approval key, evidence for another vEK, altered PCR values,
@@ -274,18 +275,19 @@ split_sealed() {
 	head -c $((2 + n)) "$1" >"$2"
 }
 
-# ek_req OUT CKCERT UUID VEKPUB SEALEDPUB CERTIFY QUOTE PCRS: an EK
+# ek_req OUT CKCERT UUID VEKPUB SEALEDPUB CERTIFY QUOTE PCRS [NONCE]: an EK
 # certificate request; CERTIFY and QUOTE name FILE.attest and FILE.sig,
-# PCRS is {"0": HEX, …}; the approval key is $H/approval.pub.pem.
+# PCRS is {"0": HEX, …}, NONCE (base64) defaults to $NONCE64; the approval
+# key is $H/approval.pub.pem.
 ek_req() {
 	local xy
 	xy=$(point_of "$H/approval.pub.pem")
 	jq -n --rawfile ck "$2" --arg uuid "$3" --arg vek "$(b64 "$4")" --arg sealed "$(b64 "$5")" \
 		--arg ca "$(b64 "$6.attest")" --arg cs "$(b64 "$6.sig")" \
 		--arg qa "$(b64 "$7.attest")" --arg qs "$(b64 "$7.sig")" --argjson pcrs "$8" \
-		--arg x "${xy:0:64}" --arg y "${xy:64:64}" \
+		--arg x "${xy:0:64}" --arg y "${xy:64:64}" --arg nonce "${9:-$NONCE64}" \
 		'{ck_certificate: $ck, instance_uuid: $uuid, vek_public: $vek, sealed_public: $sealed,
-		  certify: {attest: $ca, signature: $cs},
+		  nonce: $nonce, certify: {attest: $ca, signature: $cs},
 		  quote: {attest: $qa, signature: $qs, pcrs: $pcrs},
 		  approval_key: {x: $x, y: $y}}' >"$1"
 }
@@ -303,6 +305,10 @@ edit() {
 note "host: vtpmd's host-TPM module on the host vTPM: its EK is the manufacturer-certified one"
 host ek ecc
 cmp -s "$H/ek-ecc.pub" "$W/ek.pub" || fail "hwtpm's ECC EK is not tpm2_createek's"
+# The host administrator's approval key: the CK's policy names it, as the
+# state keys' does (hwtpm_attest.c).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$H/approval.pem" 2>/dev/null
+openssl pkey -in "$H/approval.pem" -pubout -out "$H/approval.pub.pem"
 host ck
 mfr_cert mfr "$W/ek.pem" "$W/ekcert2.pem"
 
@@ -328,15 +334,14 @@ GUEST_PID=$INSTANCE_PID
 flushed tpm2_createek -G ecc -c "$W/vek.ctx" -u "$W/vek.pub" >/dev/null || fail "tpm2_createek vEK"
 flushed tpm2_createek -G rsa -c "$W/vekrsa.ctx" -u "$W/vekrsa.pub" >/dev/null ||
 	fail "tpm2_createek RSA vEK"
-EXTRA=$(sha256sum "$W/vek.pub" | cut -c1-64)
 UUID=3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23
+NONCE64=$(vek_nonce "$CA_URL")
+EXTRA=$(vek_qualifying "$NONCE64" "$W/vek.pub" "$UUID")
 
 note "host: PCRs moved, a state key sealed under PolicyAuthorize(approval key), certified, quoted"
 export TPM2TOOLS_TCTI=$HOST
 tpm2_pcrextend "7:sha256=$(head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n')" ||
 	fail "tpm2_pcrextend"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$H/approval.pem" 2>/dev/null
-openssl pkey -in "$H/approval.pem" -pubout -out "$H/approval.pub.pem"
 host seal
 split_sealed "$H/sealed.bin" "$H/sealed.pub"
 host certify-sealed "$EXTRA"
@@ -410,6 +415,10 @@ post /v1/virtualization/ek-certificate "$H/otherkey.json"
 refused 403 "policy is not PolicyAuthorize" "another trusted approval key than the policy's"
 
 note "tpm2-tools: a sealed object under the same PolicyAuthorize (trial session), tpm2_quote"
+# Another vTPM: its own nonce, vEK (the RSA one) and UUID.
+UUID2=0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5
+NONCE2=$(vek_nonce "$CA_URL")
+EXTRA=$(vek_qualifying "$NONCE2" "$W/vekrsa.pub" "$UUID2")
 # The approval key as the TPM names it (hwtpm_policy_authorize's template).
 flushed tpm2_loadexternal -C o -G ecc:ecdsa-sha256:null -a "sign|userwithauth" \
 	-u "$H/approval.pub.pem" -c "$H/approval.ctx" -n "$H/approval.name" >/dev/null ||
@@ -419,6 +428,8 @@ printf 'vtpmd approved host configuration' >"$H/policyref"
 tpm2_policyauthorize -S "$H/trial.ctx" -L "$H/pa.policy" -n "$H/approval.name" \
 	-q "$H/policyref" >/dev/null || fail "tpm2_policyauthorize"
 tpm2_flushcontext "$H/trial.ctx"
+assert_eq "$(tpm2_print -t TPM2B_PUBLIC "$H/ck.pub" | sed -n 's/^authorization policy: //p')" \
+	"$(hex_of "$H/pa.policy")" "the hwtpm CK's authPolicy, as the TPM computes PolicyAuthorize"
 head -c 32 /dev/urandom >"$H/key"
 for attrs in "fixedtpm|fixedparent|noda" "fixedtpm|fixedparent|noda|userwithauth"; do
 	n=${attrs//|/-}
@@ -433,15 +444,32 @@ edit "$H/ek.json" "$H/othersealed.json" \
 	".sealed_public = \"$(b64 "$H/fixedtpm-fixedparent-noda.pub")\""
 post /v1/virtualization/ek-certificate "$H/othersealed.json"
 refused 403 "certify: the certified Name is not" "a certification of another sealed object"
-flushed tpm2_quote -c 0x81000002 -l sha256:0,7 -q "$EXTRA" -m "$H/tq.attest" -s "$H/tq.sig" \
-	-g sha256 >/dev/null || fail "tpm2_quote by the CK"
+# The CK quotes only through its policy: PolicyPCR over PCRs 0 and 7 as
+# they are, then PolicyAuthorize of that digest, approved with the approval
+# key (openssl) and verified by the TPM (a ticket).
+tpm2_startauthsession -S "$H/trial.ctx" >/dev/null
+tpm2_policypcr -S "$H/trial.ctx" -l sha256:0,7 -L "$H/pcr.policy" >/dev/null ||
+	fail "tpm2_policypcr (trial)"
+tpm2_flushcontext "$H/trial.ctx"
+cat "$H/pcr.policy" "$H/policyref" >"$H/ahash.in"
+openssl dgst -sha256 -sign "$H/approval.pem" -out "$H/approval.sig" "$H/ahash.in" ||
+	fail "sign the approval"
+flushed tpm2_verifysignature -c "$H/approval.ctx" -g sha256 -m "$H/ahash.in" \
+	-s "$H/approval.sig" -f ecdsa -t "$H/ticket" >/dev/null || fail "tpm2_verifysignature"
+tpm2_startauthsession --policy-session -S "$H/policy.ctx" >/dev/null
+tpm2_policypcr -S "$H/policy.ctx" -l sha256:0,7 >/dev/null || fail "tpm2_policypcr"
+tpm2_policyauthorize -S "$H/policy.ctx" -i "$H/pcr.policy" -q "$H/policyref" \
+	-n "$H/approval.name" -t "$H/ticket" >/dev/null || fail "tpm2_policyauthorize"
+flushed tpm2_quote -c 0x81000002 -p "session:$H/policy.ctx" -l sha256:0,7 -q "$EXTRA" \
+	-m "$H/tq.attest" -s "$H/tq.sig" -g sha256 >/dev/null || fail "tpm2_quote by the CK"
 TPCRS="{\"0\": \"$(pcr_value 0)\", \"7\": \"$(pcr_value 7)\"}"
-ek_req "$H/uwa.json" "$H/ck.pem" "$UUID" "$W/vek.pub" "$H/fixedtpm-fixedparent-noda-userwithauth.pub" \
-	"$H/fixedtpm-fixedparent-noda-userwithauth" "$H/tq" "$TPCRS"
+ek_req "$H/uwa.json" "$H/ck.pem" "$UUID2" "$W/vekrsa.pub" \
+	"$H/fixedtpm-fixedparent-noda-userwithauth.pub" "$H/fixedtpm-fixedparent-noda-userwithauth" \
+	"$H/tq" "$TPCRS" "$NONCE2"
 post /v1/virtualization/ek-certificate "$H/uwa.json"
 refused 403 "not sealed data bound" "a sealed object that opens with its password"
-ek_req "$H/tools.json" "$H/ck.pem" 0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5 "$W/vek.pub" \
-	"$H/fixedtpm-fixedparent-noda.pub" "$H/fixedtpm-fixedparent-noda" "$H/tq" "$TPCRS"
+ek_req "$H/tools.json" "$H/ck.pem" "$UUID2" "$W/vekrsa.pub" \
+	"$H/fixedtpm-fixedparent-noda.pub" "$H/fixedtpm-fixedparent-noda" "$H/tq" "$TPCRS" "$NONCE2"
 post /v1/virtualization/ek-certificate "$H/tools.json"
 refused 403 "not an approved host configuration" "tpm2_quote of unapproved PCRs"
 printf '%s\n' "$TPCRS" >"$H/tvalues.json"
@@ -537,8 +565,10 @@ for text in "wrong secret" "has expired" "answered before" "approval key is not 
 	jq -e --arg t "$text" 'any(.[]; .outcome == "refused" and (.detail | contains($t)))' \
 		"$T/audit.json" >/dev/null || fail "no audit row for a refusal: $text"
 done
-assert_eq "$(jq '[.[] | select(.outcome == "issued")] | length' "$T/audit.json")" 6 \
-	"issued in the audit trail"
+assert_eq "$(jq '[.[] | select(.outcome == "issued" and .action != "virtualization/nonce")] |
+	length' "$T/audit.json")" 6 "certificates issued in the audit trail"
+assert_eq "$(jq '[.[] | select(.action == "virtualization/nonce")] | length' "$T/audit.json")" 2 \
+	"nonces handed out in the audit trail"
 
 note "no transient objects or sessions left; everything stops cleanly"
 for tcti in "$HOST" "$GUEST"; do

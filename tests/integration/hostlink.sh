@@ -166,8 +166,15 @@ start_proxy certify-forge --swap-load "$T/hc/attacker.pub" "$T/hc/attacker.priv"
 rc=0
 "$HCHECK" host "$PROXY_TCTI" "$T/hc" certify-sealed 00 >/dev/null 2>"$T/out" || rc=$?
 [ "$rc" -ne 0 ] || fail "the CK certified the object the proxy swapped in under a forged Name"
-assert_contains "$(cat "$T/out")" "the CK certified another object" \
-	"refusal of a certification of a swapped object"
+# The CK's policy session is salted: its HMAC covers the command's cpHash,
+# which names the object vtpmd sent, so the host TPM itself refuses the
+# certification of another object before vtpmd's check of the attestation
+# (which says "the CK certified another object") has anything to check.
+if ! grep -q "the CK certified another object" "$T/out"; then
+	assert_contains "$(cat "$T/out")" "certify with the CK: tpm:session(2):authorization failure" \
+		"refusal of a certification of a swapped object"
+fi
+[ ! -e "$T/hc/sealed.attest" ] || fail "a certification of the swapped object was written"
 kill_hard "$PROXY_PID"
 
 pin="$T/svc/state/srk.name"

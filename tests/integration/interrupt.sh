@@ -38,7 +38,9 @@ workers_match() {
 
 # whole NAME WHAT: NAME starts, answers, stops, and is deleted.
 whole() {
-	"$VTPMCTL" start "$1" >/dev/null || fail "$2: $1 is listed but does not start"
+	local out
+	out=$("$VTPMCTL" start "$1" 2>&1) ||
+		fail "$2: $1 is listed but does not start: $out; $(tail -n 5 "$T/svc.log")"
 	"$TPMSEND" "unix:$T/svc/run/$1.sock" "$GETRANDOM" >/dev/null ||
 		fail "$2: $1 does not answer"
 	workers_match "$2"

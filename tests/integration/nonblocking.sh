@@ -9,7 +9,10 @@
 #  - the slow operation ends after the CA deadline (`ca-timeout`, 3 s
 #    here) with an error naming the CA and the timeout, and leaves nothing
 #    half-made: no instance, no worker, the enrolment unchanged; vtpmd
-#    hangs up on the CA and keeps no helper process.
+#    hangs up on the CA and keeps no helper process;
+#  - while the stop of a worker that ignores SIGTERM (SIGSTOPped) waits
+#    for it, the same answer as quickly; the stop ends with SIGKILL after
+#    its 5 s, the instance stopped.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 # Sandboxed workers run the release build (LeakSanitizer cannot work in a
@@ -59,7 +62,7 @@ quick() {
 	MS=$((($(date +%s%N) - start) / 1000000))
 	[ "$rc" -eq 0 ] || fail "$what: exit status $rc after $MS ms: $(cat "$T/quick.out")"
 	note "$what: $MS ms"
-	((MS < QUICK_MS)) || fail "$what took $MS ms (limit $QUICK_MS) while a CA is slow"
+	((MS < QUICK_MS)) || fail "$what took $MS ms (limit $QUICK_MS) while an operation waits"
 }
 
 # quick_refused WHAT NEEDLE CMD...: CMD fails within QUICK_MS, saying NEEDLE.
@@ -72,7 +75,7 @@ quick_refused() {
 	note "$what: $MS ms"
 	[ "$rc" -ne 0 ] || fail "$what: succeeded: $(cat "$T/quick.out")"
 	assert_contains "$(cat "$T/quick.out")" "$needle" "$what"
-	((MS < QUICK_MS)) || fail "$what took $MS ms (limit $QUICK_MS) while a CA is slow"
+	((MS < QUICK_MS)) || fail "$what took $MS ms (limit $QUICK_MS) while an operation waits"
 }
 
 # in_flight PID WHAT: the slow operation still runs after the measurements
@@ -154,7 +157,8 @@ start=$(date +%s%N)
 "$VTPMCTL" create slow >"$T/create.out" 2>&1 &
 create=$!
 TEST_PIDS+=("$create")
-wait_line "$T/trickle.out" '^request [0-9]+ POST /v1/virtualization/ek-certificate$' \
+# A create's first request to the Virtualization CA is its nonce's.
+wait_line "$T/trickle.out" '^request [0-9]+ POST /v1/virtualization/nonce$' \
 	"the create's request"
 quick "list during the slow create" "$VTPMCTL" list
 quick "start b during the slow create" "$VTPMCTL" start b
@@ -188,6 +192,29 @@ cmp -s <(jq -S .enrolment "$T/host.json") <(jq -S .enrolment "$T/host2.json") ||
 	fail "the failed re-enrolment changed the enrolment"
 no_helpers "after the silent re-enrolment"
 
+note "a stop whose worker ignores SIGTERM (it is SIGSTOPped) holds nobody else"
+wpid=$(pgrep -f -- "--name b ") || fail "no worker for b"
+kill -STOP "$wpid"
+start=$(date +%s%N)
+"$VTPMCTL" stop b >"$T/stop.out" 2>&1 &
+stopper=$!
+TEST_PIDS+=("$stopper")
+wait_line "$T/svc.log" "b: stopping worker $wpid" "the stop's SIGTERM"
+quick "list during the stubborn stop" "$VTPMCTL" list
+quick "stop d during the stubborn stop" "$VTPMCTL" stop d
+quick "start d during the stubborn stop" "$VTPMCTL" start d
+quick_refused "start of the instance being stopped" "in progress (its stop)" "$VTPMCTL" start b
+in_flight "$stopper" "the stubborn stop"
+wait_status "$stopper"
+ms=$((($(date +%s%N) - start) / 1000000))
+note "the stubborn stop ended after $ms ms: $(cat "$T/stop.out")"
+[ "$STATUS" -eq 0 ] || fail "the stubborn stop: exit status $STATUS: $(cat "$T/stop.out")"
+((ms >= 4900 && ms < 10000)) || fail "the stubborn stop ended after $ms ms (SIGKILL after 5 s)"
+grep -q "worker b (pid $wpid) ignored SIGTERM for 5000 ms; killing it" "$T/svc.log" ||
+	fail "vtpmd did not log the SIGKILL of b's worker"
+if kill -0 "$wpid" 2>/dev/null; then fail "b's worker outlived its stop"; fi
+assert_eq "$("$VTPMCTL" info b --json | jq -r .state)" "stopped" "b after the stubborn stop"
+quick "restart b after the stubborn stop" "$VTPMCTL" restart b
 note "afterwards: every instance as it was left, vtpmd serving"
 list=$("$VTPMCTL" list --json)
 assert_eq "$(jq -r '[.instances[] | "\(.name)=\(.state)"] | sort | join(" ")' <<<"$list")" \

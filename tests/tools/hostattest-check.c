@@ -8,6 +8,10 @@
  *   host TCTI DIR ek rsa|ecc     DIR/ek-KIND.pub and, when the TPM holds
  *                                one, DIR/ek-KIND.crt; "certificate yes|no"
  *   host TCTI DIR ck             DIR/ck.pub; "name HEX" (its Name)
+ * The CK and BK are made with the policy of the approval key
+ * DIR/approval.pem (made at first use), and used under its approval of
+ * the present values of PCRs 0,2,4,7,16, signed for each step (vtpmd
+ * keeps its approvals in approvals.json).
  *   host TCTI DIR activate rsa|ecc CRED OUT
  *                                ActivateCredential of CRED (the layout of
  *                                tpm2_makecredential -o) into file OUT
@@ -25,6 +29,8 @@
  *                                of a credential_make credential included;
  *                                "count OP FIRST SECOND"
  * Each host step prints "commands N", the host-TPM commands it sent.
+ * HOSTATTEST_PCRS (e.g. "0,2,4,7", vtpmd's default) replaces the PCRs
+ * 0,2,4,7,16 in the approvals and quotes above.
  *
  * A vTPM (ENDPOINT its data channel, unix:PATH or tcp:HOST:PORT):
  *   vtpm ENDPOINT DIR ek rsa|ecc        DIR/vek-KIND.pub
@@ -48,7 +54,7 @@ static struct err terr;
 
 #define CHECK_MAX_FILE 16384
 
-static const struct pcr_selection check_sel = {
+static struct pcr_selection check_sel = {
     .mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7 | 1u << 16,
 };
 
@@ -155,13 +161,47 @@ host_ek(struct hwtpm *hw, const char *dir, enum hwtpm_ek_kind kind, bool save)
 	free(cert);
 }
 
+/* The approval key DIR/approval.pem, made at first use. */
+static void
+check_approval_key(const char *dir, struct approval_pub *pub)
+{
+	char keypath[512];
+
+	snprintf(keypath, sizeof(keypath), "%s/approval.pem", dir);
+	if (approval_key_public(keypath, pub) == -1 &&
+	    (approval_key_create(keypath) == -1 || approval_key_public(keypath, pub) == -1))
+		fatalx(1, "approval key %s", keypath);
+}
+
+/* The approval of the present values of the PCRs in check_sel, signed with
+ * DIR/approval.pem. */
+static struct approval
+check_approve(struct hwtpm *hw, const char *dir)
+{
+	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], digest[TPM_DIGEST_LEN];
+	struct approval_pub pub;
+	struct approval ap;
+	char keypath[512];
+
+	check_approval_key(dir, &pub);
+	snprintf(keypath, sizeof(keypath), "%s/approval.pem", dir);
+	if (hwtpm_pcr_read(hw, &check_sel, values, &terr) == -1)
+		fatalx(1, "PCR read: %s", terr.msg);
+	if (pcrpolicy_digest(&check_sel, values, digest) == -1 ||
+	    approval_sign(keypath, digest, &ap) == -1)
+		fatalx(1, "approve the present PCR values");
+	return ap;
+}
+
 static void
 host_ck(struct hwtpm *hw, const char *dir, bool save)
 {
 	uint8_t *pub, name[CREDENTIAL_NAME_LEN];
+	struct approval_pub key;
 	size_t len;
 
-	if (hwtpm_ck(hw, &pub, &len, &terr) == -1)
+	check_approval_key(dir, &key);
+	if (hwtpm_ck(hw, &key, &pub, &len, &terr) == -1)
 		fatalx(1, "CK: %s", terr.msg);
 	if (save) {
 		check_write(dir, "ck.pub", pub, len);
@@ -208,13 +248,13 @@ host_activate(struct hwtpm *hw, enum hwtpm_ek_kind kind, const char *cred, const
 }
 
 static void
-host_bk(struct hwtpm *hw, const char *dir, bool save)
+host_bk(struct hwtpm *hw, const char *dir, const struct approval *ap, bool save)
 {
 	struct hwtpm_attestation ev;
 	uint8_t *pub;
 	size_t len;
 
-	if (hwtpm_bk(hw, &pub, &len, &ev, &terr) == -1)
+	if (hwtpm_bk(hw, &check_sel, ap, &pub, &len, &ev, &terr) == -1)
 		fatalx(1, "BK: %s", terr.msg);
 	if (save) {
 		check_write(dir, "bk.pub", pub, len);
@@ -229,13 +269,9 @@ host_seal(struct hwtpm *hw, const char *dir)
 {
 	uint8_t key[STATE_KEY_LEN], policy[TPM_DIGEST_LEN], *sealed;
 	struct approval_pub pub;
-	char keypath[512];
 	size_t len;
 
-	snprintf(keypath, sizeof(keypath), "%s/approval.pem", dir);
-	if (approval_key_public(keypath, &pub) == -1 &&
-	    (approval_key_create(keypath) == -1 || approval_key_public(keypath, &pub) == -1))
-		fatalx(1, "approval key");
+	check_approval_key(dir, &pub);
 	if (pcrpolicy_authorize(&pub, policy) == -1)
 		fatalx(1, "policy");
 	RAND_bytes(key, sizeof(key));
@@ -247,14 +283,15 @@ host_seal(struct hwtpm *hw, const char *dir)
 }
 
 static void
-host_certify_sealed(struct hwtpm *hw, const char *dir, const uint8_t *qd, size_t qd_len, bool save)
+host_certify_sealed(struct hwtpm *hw, const char *dir, const struct approval *ap, const uint8_t *qd,
+    size_t qd_len, bool save)
 {
 	struct hwtpm_attestation ev;
 	uint8_t *blob;
 	size_t len;
 
 	check_read(dir, "sealed.bin", &blob, &len);
-	if (hwtpm_certify_sealed(hw, blob, len, qd, qd_len, &ev, &terr) != 0)
+	if (hwtpm_certify_sealed(hw, blob, len, &check_sel, ap, qd, qd_len, &ev, &terr) != 0)
 		fatalx(1, "certify sealed: %s", terr.msg);
 	if (save)
 		check_write_attestation(dir, "sealed", &ev);
@@ -263,13 +300,14 @@ host_certify_sealed(struct hwtpm *hw, const char *dir, const uint8_t *qd, size_t
 }
 
 static void
-host_quote(struct hwtpm *hw, const char *dir, const uint8_t *nonce, size_t nonce_len, bool save)
+host_quote(struct hwtpm *hw, const char *dir, const struct approval *ap, const uint8_t *nonce,
+    size_t nonce_len, bool save)
 {
 	uint8_t values[TPM_PCRS][TPM_DIGEST_LEN];
 	struct hwtpm_attestation ev;
 	char label[16];
 
-	if (hwtpm_quote(hw, &check_sel, nonce, nonce_len, &ev, values, &terr) == -1)
+	if (hwtpm_quote(hw, &check_sel, ap, nonce, nonce_len, &ev, values, &terr) == -1)
 		fatalx(1, "quote: %s", terr.msg);
 	if (save) {
 		check_write_attestation(dir, "quote", &ev);
@@ -286,15 +324,17 @@ host_quote(struct hwtpm *hw, const char *dir, const uint8_t *nonce, size_t nonce
 /* Activation of a credential made in software (credential_make) for the
  * host EK of kind and the CK. */
 static void
-host_activate_made(struct hwtpm *hw, enum hwtpm_ek_kind kind)
+host_activate_made(struct hwtpm *hw, const char *dir, enum hwtpm_ek_kind kind)
 {
 	uint8_t secret[32], got[HWTPM_CREDENTIAL_MAX], name[CREDENTIAL_NAME_LEN];
 	uint8_t *ek, *cert, *ck, *blob, *enc;
 	size_t ek_len, cert_len, ck_len, blob_len, enc_len, got_len;
+	struct approval_pub key;
 	unsigned long before;
 
+	check_approval_key(dir, &key);
 	if (hwtpm_host_ek(hw, kind, &ek, &ek_len, &cert, &cert_len, &terr) == -1 ||
-	    hwtpm_ck(hw, &ck, &ck_len, &terr) == -1)
+	    hwtpm_ck(hw, &key, &ck, &ck_len, &terr) == -1)
 		fatalx(1, "keys: %s", terr.msg);
 	RAND_bytes(secret, sizeof(secret));
 	if (credential_public_name(ck, ck_len, name, &terr) == -1 ||
@@ -320,6 +360,7 @@ static void
 host_counts(struct hwtpm *hw, const char *dir)
 {
 	uint8_t nonce[20] = {1, 2, 3};
+	struct approval ap = check_approve(hw, dir);
 	unsigned long c[2];
 	const char *ops[] = {"ek-rsa", "ek-ecc", "ck", "bk", "certify-sealed", "quote"};
 
@@ -330,16 +371,18 @@ host_counts(struct hwtpm *hw, const char *dir)
 			case 0: host_ek(hw, dir, HWTPM_EK_RSA, false); break;
 			case 1: host_ek(hw, dir, HWTPM_EK_ECC, false); break;
 			case 2: host_ck(hw, dir, false); break;
-			case 3: host_bk(hw, dir, false); break;
-			case 4: host_certify_sealed(hw, dir, nonce, sizeof(nonce), false); break;
-			default: host_quote(hw, dir, nonce, sizeof(nonce), false); break;
+			case 3: host_bk(hw, dir, &ap, false); break;
+			case 4:
+				host_certify_sealed(hw, dir, &ap, nonce, sizeof(nonce), false);
+				break;
+			default: host_quote(hw, dir, &ap, nonce, sizeof(nonce), false); break;
 			}
 			c[i] = hwtpm_command_count(hw) - before;
 		}
 		printf("count %s %lu %lu\n", ops[op], c[0], c[1]);
 	}
-	host_activate_made(hw, HWTPM_EK_RSA);
-	host_activate_made(hw, HWTPM_EK_ECC);
+	host_activate_made(hw, dir, HWTPM_EK_RSA);
+	host_activate_made(hw, dir, HWTPM_EK_ECC);
 }
 
 static int
@@ -347,13 +390,20 @@ host_main(int argc, char **argv)
 {
 	const char *dir = argv[3], *op = argv[4];
 	uint8_t data[64];
+	struct approval ap = {0};
 	struct hwtpm *hw;
 	unsigned long before;
 	size_t n;
 
+	if (getenv("HOSTATTEST_PCRS") != NULL &&
+	    pcrpolicy_parse(getenv("HOSTATTEST_PCRS"), &check_sel) == -1)
+		fatalx(2, "HOSTATTEST_PCRS: not a list of PCRs: %s", getenv("HOSTATTEST_PCRS"));
 	hw = check_hw = hwtpm_open(argv[2], NULL, &terr);
 	if (hw == NULL)
 		fatalx(1, "host TPM: %s", terr.msg);
+	/* What the CK and BK need, outside the steps' command counts. */
+	if (strcmp(op, "bk") == 0 || strcmp(op, "certify-sealed") == 0 || strcmp(op, "quote") == 0)
+		ap = check_approve(hw, dir);
 	before = hwtpm_command_count(hw);
 	if (strcmp(op, "ek") == 0 && argc == 6) {
 		host_ek(hw, dir, check_kind(argv[5]), true);
@@ -362,15 +412,15 @@ host_main(int argc, char **argv)
 	} else if (strcmp(op, "activate") == 0 && argc == 8) {
 		host_activate(hw, check_kind(argv[5]), argv[6], argv[7]);
 	} else if (strcmp(op, "bk") == 0 && argc == 5) {
-		host_bk(hw, dir, true);
+		host_bk(hw, dir, &ap, true);
 	} else if (strcmp(op, "seal") == 0 && argc == 5) {
 		host_seal(hw, dir);
 	} else if (strcmp(op, "certify-sealed") == 0 && argc == 6) {
 		n = check_unhex(argv[5], data, sizeof(data));
-		host_certify_sealed(hw, dir, data, n, true);
+		host_certify_sealed(hw, dir, &ap, data, n, true);
 	} else if (strcmp(op, "quote") == 0 && argc == 6) {
 		n = check_unhex(argv[5], data, sizeof(data));
-		host_quote(hw, dir, data, n, true);
+		host_quote(hw, dir, &ap, data, n, true);
 	} else if (strcmp(op, "counts") == 0 && argc == 5) {
 		host_counts(hw, dir);
 	} else {

@@ -108,6 +108,12 @@ valid(enum ca_msg_type t)
 		strcpy(M.u.issue_ek.ck_serial, "77");
 		strcpy(M.u.issue_ek.host, "host-a");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
+		M.u.issue_ek.sealed_name_len = 34;
+		break;
+	case CA_MSG_NONCE_ADD: break;
+	case CA_MSG_NONCE_ADDED:
+		M.u.nonce_added.expires_in = 60;
+		memset(M.u.nonce_added.nonce, 0x5a, sizeof(M.u.nonce_added.nonce));
 		break;
 	case CA_MSG_ISSUED:
 		strcpy(M.u.issued.serial, "abc");
@@ -137,7 +143,8 @@ direction(enum ca_msg_type t)
 	case CA_MSG_CHALLENGE_ADDED:
 	case CA_MSG_CHALLENGE_TAKEN:
 	case CA_MSG_ISSUED:
-	case CA_MSG_AUDITED: return CA_MSG_TO_CHILD;
+	case CA_MSG_AUDITED:
+	case CA_MSG_NONCE_ADDED: return CA_MSG_TO_CHILD;
 	default: return CA_MSG_TO_PARENT;
 	}
 }

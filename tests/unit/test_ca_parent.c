@@ -6,7 +6,9 @@
  * certificate only right after a challenge of that kind and id was taken
  * with its secret, once; a wrong secret uses the challenge up; an EK
  * certificate only under an approved host configuration, the one the
- * parent finds; requests of a role not served end the child; every
+ * parent finds, with a nonce the parent made, once and in time, for a
+ * vTPM identity (sealed object, UUID, one vEK per type) no other vTPM
+ * holds; requests of a role not served end the child; every
  * challenge, certificate and reported refusal leaves an audit row; an
  * answer the child does not take ends it.
  */
@@ -22,6 +24,12 @@
 
 #include <cmocka.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/rsa.h>
 #include <sqlite3.h>
 
 #include "ca/ca_msg.h"
@@ -354,28 +362,122 @@ test_ak_from_typed_values(void **state)
 	assert_string_equal(v.host_config, "host-a-1");
 }
 
+/* A nonce from the parent (NONCE_ADD), into nonce. */
+static void
+get_nonce(struct fixture *f, uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN])
+{
+	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
+	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
+	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_OK);
+	assert_int_equal(f->reply.u.nonce_added.expires_in, f->p.cfg.nonce_ttl);
+	memcpy(nonce, f->reply.u.nonce_added.nonce, EVIDENCE_VEK_NONCE_LEN);
+}
+
+/* An ISSUE_EK for the P-256 key k * G (k = 1: GX, GY; else a point the
+ * test derives), the sealed object named by its last byte, UUID uuid,
+ * under PolicyPCR 0x42…, with nonce. */
+static void
+issue_ek_msg(struct fixture *f, const struct ca_msg_key *key, uint8_t sealed, const char *uuid,
+    const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN])
+{
+	struct ca_msg_issue_ek *q = &f->in.u.issue_ek;
+
+	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
+	q->vek = *key;
+	memcpy(q->nonce, nonce, EVIDENCE_VEK_NONCE_LEN);
+	q->sealed_name_len = 34;
+	q->sealed_name[1] = 0x0b; /* TPM_ALG_SHA256 */
+	memset(q->sealed_name + 2, 0x5e, 31);
+	q->sealed_name[33] = sealed;
+	memset(q->policy, 0x42, sizeof(q->policy));
+	strcpy(q->ck_serial, "7c");
+	strcpy(q->host, "host-a");
+	strcpy(q->instance_uuid, uuid);
+}
+
+/* The P-256 generator as a key. */
+static struct ca_msg_key
+key_g(void)
+{
+	struct ca_msg_key k = {.type = CA_KEY_ECC_P256};
+
+	memcpy(k.x, GX, 32);
+	memcpy(k.y, GY, 32);
+	return k;
+}
+
+/* Another valid P-256 key (2G, from OpenSSL). */
+static struct ca_msg_key
+key_2g(void)
+{
+	struct ca_msg_key k = {.type = CA_KEY_ECC_P256};
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *pt = EC_POINT_new(g);
+	BIGNUM *two = BN_new(), *x = BN_new(), *y = BN_new();
+
+	assert_non_null(pt);
+	assert_true(BN_set_word(two, 2));
+	assert_true(EC_POINT_mul(g, pt, two, NULL, NULL, NULL));
+	assert_true(EC_POINT_get_affine_coordinates(g, pt, x, y, NULL));
+	assert_int_equal(BN_bn2binpad(x, k.x, 32), 32);
+	assert_int_equal(BN_bn2binpad(y, k.y, 32), 32);
+	BN_free(two);
+	BN_free(x);
+	BN_free(y);
+	EC_POINT_free(pt);
+	EC_GROUP_free(g);
+	return k;
+}
+
+/* A fresh RSA-2048 key. */
+static struct ca_msg_key
+key_rsa(void)
+{
+	struct ca_msg_key k = {.type = CA_KEY_RSA_2048, .exponent = 65537};
+	EVP_PKEY *pk = EVP_RSA_gen(2048);
+	BIGNUM *n = NULL;
+
+	assert_non_null(pk);
+	assert_int_equal(EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+	assert_int_equal(BN_bn2binpad(n, k.modulus, sizeof(k.modulus)), sizeof(k.modulus));
+	BN_free(n);
+	EVP_PKEY_free(pk);
+	return k;
+}
+
+/* ISSUE_EK's outcome, and the reason when refused. */
+static uint32_t
+issue_ek(struct fixture *f)
+{
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	return f->reply.u.issued.rc;
+}
+
+static void
+approve_0x42(struct fixture *f)
+{
+	struct ca_host_config hc = {.id = "host-a-1", .mask = 1};
+
+	memset(hc.policy, 0x42, sizeof(hc.policy));
+	assert_int_equal(ca_db_host_config_add(f->p.db, &hc, NULL), 0);
+}
+
 static void
 test_ek_under_an_approved_configuration(void **state)
 {
 	struct fixture *f = *state;
-	struct ca_msg_issue_ek *q = &f->in.u.issue_ek;
-	struct ca_host_config hc = {.id = "host-a-1", .mask = 1};
+	struct ca_msg_key g = key_g();
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	struct certs_virtual v;
 	struct err err;
 
-	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
-	q->vek.type = CA_KEY_ECC_P256;
-	memcpy(q->vek.x, GX, 32);
-	memcpy(q->vek.y, GY, 32);
-	memset(q->policy, 0x42, sizeof(q->policy));
-	strcpy(q->ck_serial, "7c");
-	strcpy(q->host, "host-a");
-	strcpy(q->instance_uuid, UUID);
+	get_nonce(f, nonce);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
 	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_NOTFOUND);
 
-	memset(hc.policy, 0x42, sizeof(hc.policy));
-	assert_int_equal(ca_db_host_config_add(f->p.db, &hc, NULL), 0);
+	approve_0x42(f);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
 	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
 	assert_string_equal(f->reply.u.issued.host_config, "host-a-1");
@@ -394,6 +496,74 @@ test_ek_under_an_approved_configuration(void **state)
 	strcpy(f->in.u.status_get.serial, "abc");
 	assert_int_equal(handle(f, CA_MSG_STATUS), 0);
 	assert_int_equal(f->reply.u.status.rc, CA_MSG_NOTFOUND);
+}
+
+/* A nonce works once, in time, and only one the parent made. */
+static void
+test_ek_nonce_fresh_once(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_msg_key g = key_g();
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], made_up[EVIDENCE_VEK_NONCE_LEN];
+
+	approve_0x42(f);
+	memset(made_up, 0xab, sizeof(made_up));
+	issue_ek_msg(f, &g, 1, UUID, made_up);
+	assert_int_equal(issue_ek(f), CA_MSG_UNKNOWN);
+	assert_non_null(strstr(f->reply.u.issued.reason, "not handed out"));
+	get_nonce(f, nonce);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(issue_ek(f), CA_MSG_OK);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(issue_ek(f), CA_MSG_USED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "replayed"));
+	f->p.cfg.nonce_ttl = 0;
+	get_nonce(f, nonce);
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(issue_ek(f), CA_MSG_EXPIRED);
+	/* a nonce refused once is used up: the same again is a replay */
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(issue_ek(f), CA_MSG_USED);
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 1);
+	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 2);
+}
+
+/* One sealed object, one UUID, one vEK per type; the same again is a
+ * re-issue. */
+static void
+test_ek_one_identity(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_msg_key g = key_g(), g2 = key_2g(), rsa = key_rsa();
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	static const char *const other_uuid = "0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5";
+	struct {
+		const struct ca_msg_key *key;
+		uint8_t sealed;
+		const char *uuid;
+		uint32_t rc;
+		const char *why;
+	} steps[] = {
+	    {&g, 1, UUID, CA_MSG_OK, NULL}, {&g, 1, UUID, CA_MSG_OK, NULL}, /* re-issued */
+	    {&g2, 1, UUID, CA_MSG_CONFLICT, "another ecc-p256 vEK"},        /* a second vEK */
+	    {&g2, 1, other_uuid, CA_MSG_CONFLICT, "belongs to vTPM"},       /* a made-up UUID */
+	    {&g2, 2, UUID, CA_MSG_CONFLICT, "bound to another sealed object"},
+	    {&g, 2, other_uuid, CA_MSG_CONFLICT, "certified already"}, /* the vEK elsewhere */
+	    {&rsa, 1, UUID, CA_MSG_OK, NULL},      /* the RSA vEK of the same vTPM */
+	    {&g2, 2, other_uuid, CA_MSG_OK, NULL}, /* another vTPM */
+	};
+
+	approve_0x42(f);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		get_nonce(f, nonce);
+		issue_ek_msg(f, steps[i].key, steps[i].sealed, steps[i].uuid, nonce);
+		if (issue_ek(f) != steps[i].rc)
+			fail_msg("step %zu: outcome %u (%s)", i, f->reply.u.issued.rc,
+			    f->reply.u.issued.reason);
+		if (steps[i].why != NULL && strstr(f->reply.u.issued.reason, steps[i].why) == NULL)
+			fail_msg("step %zu: %s", i, f->reply.u.issued.reason);
+	}
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 4);
 }
 
 static void
@@ -417,7 +587,10 @@ test_roles_not_served(void **state)
 	f->in.u.issue_ek.vek.type = CA_KEY_ECC_P256;
 	strcpy(f->in.u.issue_ek.ck_serial, "1");
 	strcpy(f->in.u.issue_ek.instance_uuid, UUID);
+	f->in.u.issue_ek.sealed_name_len = 34;
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
+	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
+	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), -1);
 	/* READY is no request once the child serves */
 	ca_msg_init(&f->in, CA_MSG_READY);
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
@@ -501,6 +674,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ak_from_typed_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_ek_under_an_approved_configuration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_refusals_audited_and_permit_dropped, setup, teardown),

@@ -700,7 +700,9 @@ static struct {
 	size_t chain_n;
 	json_t *answers[2]; /* what the fake CA answers, in turn */
 	int next_answer;
-	int posts;
+	int posts;  /* EK certificate requests */
+	int nonces; /* nonce requests, each answered with a nonce */
+	bool nonce_in_flight;
 } V;
 
 struct guesttpm *__wrap_guesttpm_open(const struct endpoint *ep, struct err *err);
@@ -714,10 +716,13 @@ int __wrap_guesttpm_write_chain(
 int __wrap_hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len,
     struct err *err);
 int __wrap_hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev, struct err *err);
-int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *q,
-    size_t q_len, struct hwtpm_attestation *ev, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    struct err *err);
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *q, size_t q_len,
+    struct hwtpm_attestation *ev, struct err *err);
+int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
+const struct policy_entry *__wrap_policy_approved_now(
+    struct manager *m, const char *what, struct err *err);
 struct caclient *__wrap_caclient_post(const char *url, const char *tls_root, const char *path,
     const struct json_t *body, int timeout_s, struct err *err);
 bool __wrap_caclient_step(struct caclient *c);
@@ -777,17 +782,27 @@ __wrap_hwtpm_sealed_public(const uint8_t *blob, size_t blob_len, size_t *pub_len
 	return 0;
 }
 
+/* The host's configuration is approved. */
+const struct policy_entry *
+__wrap_policy_approved_now(struct manager *m, const char *what, struct err *err)
+{
+	static const struct policy_entry approved;
+
+	return &approved;
+}
+
 int
 __wrap_hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev, struct err *err)
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *q, size_t q_len,
+    struct hwtpm_attestation *ev, struct err *err)
 {
 	return 0;
 }
 
 int
-__wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const uint8_t *q,
-    size_t q_len, struct hwtpm_attestation *ev, uint8_t values[TPM_PCRS][TPM_DIGEST_LEN],
-    struct err *err)
+__wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const uint8_t *q, size_t q_len, struct hwtpm_attestation *ev,
+    uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err)
 {
 	memset(values, 0, TPM_PCRS * TPM_DIGEST_LEN);
 	return 0;
@@ -798,7 +813,15 @@ __wrap_caclient_post(const char *url, const char *tls_root, const char *path,
     const struct json_t *body, int timeout_s, struct err *err)
 {
 	assert_string_equal(url, VIRT_URL);
+	V.nonce_in_flight = strcmp(path, "/v1/virtualization/nonce") == 0;
+	if (V.nonce_in_flight) {
+		V.nonces++;
+		return (struct caclient *)&fake_object;
+	}
 	assert_string_equal(path, "/v1/virtualization/ek-certificate");
+	/* the evidence carries the nonce the CA gave */
+	assert_string_equal(json_string_value(json_object_get(body, "nonce")),
+	    "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=");
 	V.posts++;
 	return (struct caclient *)&fake_object;
 }
@@ -812,6 +835,11 @@ __wrap_caclient_step(struct caclient *c)
 int
 __wrap_caclient_result(const struct caclient *c, struct json_t **reply, struct err *err)
 {
+	if (V.nonce_in_flight) {
+		*reply = json_pack("{s:s, s:i}", "nonce",
+		    "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=", "expires_in", 60);
+		return 0;
+	}
 	assert_true(V.next_answer < 2);
 	*reply = V.answers[V.next_answer];
 	V.answers[V.next_answer++] = NULL;
@@ -886,6 +914,7 @@ test_provision_writes_checked(void **state)
 	if (provision_both(ek_answer(&rsa), ek_answer(&ecc), &err) != 0)
 		fail_msg("genuine answers: %s", err.msg);
 	assert_int_equal(V.posts, 2);
+	assert_int_equal(V.nonces, 2);
 	assert_int_equal(V.ek_writes, 2);
 	assert_int_equal(V.chain_writes, 1);
 	snprintf(file, sizeof(file), "%s/state/instances/vm/ek.json", F.dir);

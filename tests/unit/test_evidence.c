@@ -1212,6 +1212,46 @@ test_check_clock(void **state)
 	assert_int_equal(evidence_check_clock(&c, NULL, NULL), -1);
 }
 
+/* The vEK evidence's qualifying data (docs/ca-api.md), against a value
+ * computed apart (Python's hashlib over the same bytes). */
+static void
+test_vek_qualifying(void **state)
+{
+	static const char uuid[] = "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23";
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], pub[12], out[32], want[32];
+	struct err err;
+
+	memset(nonce, 0x11, sizeof(nonce));
+	pub[0] = 0;
+	pub[1] = 10; /* TPM2B size, then the "TPMT_PUBLIC" 01..0a */
+	for (int i = 0; i < 10; i++)
+		pub[2 + i] = (uint8_t)(i + 1);
+	assert_int_equal(
+	    hex_decode(
+	        "4fc3d44118fafb372c056ee1c15d9aae669da82e614c45b4f0010fef89b833da", want, 32),
+	    0);
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), 0);
+	assert_memory_equal(out, want, 32);
+	/* another nonce, UUID or key: another digest */
+	nonce[31] ^= 1;
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), 0);
+	assert_memory_not_equal(out, want, 32);
+	nonce[31] ^= 1;
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub),
+	                     "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a24", out, &err),
+	    0);
+	assert_memory_not_equal(out, want, 32);
+	/* refused: a size that is not the length, a UUID not in lowercase */
+	pub[1] = 11;
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), -1);
+	assert_non_null(strstr(err.msg, "size"));
+	pub[1] = 10;
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub),
+	                     "3F1C2A9E-5B7D-4E21-9C0A-7D4B8E6F1A23", out, &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "UUID"));
+}
+
 int
 main(void)
 {
@@ -1240,6 +1280,7 @@ main(void)
 	    cmocka_unit_test(test_check_quote),
 	    cmocka_unit_test(test_check_certify),
 	    cmocka_unit_test(test_check_clock),
+	    cmocka_unit_test(test_vek_qualifying),
 	};
 
 	setenv("TSS2_LOG", "all+none", 1);

@@ -624,6 +624,7 @@ teardown(void **state)
 		}
 		if (f->m.vtpms[i]->pidfd != -1)
 			close(f->m.vtpms[i]->pidfd);
+		workerlog_close(&f->m, f->m.vtpms[i], true);
 		free(f->m.vtpms[i]);
 	}
 	free(f->m.vtpms);

@@ -14,7 +14,8 @@
  *   the same PCRs, and its truncation ("…") at every buffer size;
  * - the host PCRs read through the host TPM module, faked at link time
  *   (WRAP_test_policy: hwtpm_pcr_read, hwtpm_recover): the cache, one
- *   recovery and retry, a failure that stays, approving the current values.
+ *   recovery and retry, a failure that stays, approving the current values;
+ *   the approval the CK and BK need, and the refusal without one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -702,6 +703,49 @@ test_approve_current(void **state)
 	assert_int_equal(f->m.policy.n, 1);
 }
 
+/* What the CK and BK need (policy_approved_now): the approval of the PCRs
+ * as read afresh; without one, ERR_POLICY refusing the use, naming the
+ * PCRs that differ and how to approve; policy_refused words a refusal of
+ * the host TPM's alike. */
+static void
+test_approved_now(void **state)
+{
+	struct fixture *f = *state;
+	const struct policy_entry *e;
+	struct err err = {0};
+
+	assert_null(policy_approved_now(&f->m, "to certify", &err));
+	assert_int_equal(err.kind, ERR_POLICY);
+	assert_non_null(strstr(err.msg, "refusing to certify: the host's CK and BK work only in an "
+	                                "approved host configuration, and no host configuration"));
+	assert_non_null(strstr(err.msg, "approve it: vtpmctl policy approve --current."));
+	approve(f, f->m.cfg.pcrs.mask, host.values);
+	e = policy_approved_now(&f->m, "to certify", &err);
+	assert_non_null(e);
+	assert_ptr_equal(e, find_values(&f->m.policy, f->m.cfg.pcrs.mask, host.values));
+	/* A reboot into another configuration: read afresh, not from the cache. */
+	host.values[7][0] ^= 1;
+	err_clear(&err);
+	assert_null(policy_approved_now(&f->m, "to quote", &err));
+	assert_int_equal(err.kind, ERR_POLICY);
+	assert_non_null(strstr(err.msg, "refusing to quote: "));
+	assert_non_null(strstr(err.msg, "host PCRs differ from the last approval: PCR 7 is "));
+	/* Without the private key, the advice names the administrator's. */
+	f->m.policy.private_held = false;
+	err_set(&err, ERR_POLICY, "the host TPM refused PolicyAuthorize");
+	policy_refused(&f->m, "to enrol the host", &err);
+	assert_int_equal(err.kind, ERR_POLICY);
+	assert_non_null(strstr(err.msg, "refusing to enrol the host: the host's CK and BK work "
+	                                "only in an approved host configuration, and the host TPM "
+	                                "refused PolicyAuthorize. If this host change is expected, "
+	                                "approve it: vtpmctl policy approve --current --key FILE"));
+	/* A PCR read that fails is the host TPM's failure, not a refusal. */
+	host.failures = 1;
+	err_clear(&err);
+	assert_null(policy_approved_now(&f->m, "to quote", &err));
+	assert_int_equal(err.kind, ERR_HOST_TPM);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -721,6 +765,7 @@ main(void)
 	    T(test_current_and_cache),
 	    T(test_current_recovery),
 	    T(test_approve_current),
+	    T(test_approved_now),
 	};
 
 	setvbuf(stdout, NULL, _IONBF, 0);

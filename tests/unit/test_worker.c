@@ -18,8 +18,9 @@
  * else), a worker that exits before it is ready (its status put into
  * words by worker_exited), one aborted before it got its key or when its
  * key could not be written (worker_abort), worker_exited's statuses,
- * worker_terminate with a worker that ignores SIGTERM (poll faked at link
- * time, WRAP_test_worker, so the 5 s bound costs nothing), adoption by pid
+ * a stop as the loop does it (worker_stop asks, the pidfd says it ended,
+ * worker_exited collects), with a worker that ignores SIGTERM
+ * (worker_stop_kill), adoption by pid
  * file (and every way a pid file can name the wrong process), socket
  * paths. The readiness deadline is the loop's (test_manager.c).
  */
@@ -155,28 +156,6 @@ fake_worker(int argc, char **argv)
 		pause();
 }
 
-/* ---- link-time fake: poll with a shortened wait when armed ---- */
-
-int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
-int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
-
-static struct {
-	bool armed; /* waits of more than cap ms are cut to cap */
-	int cap;
-	int asked[8]; /* the timeouts asked for */
-	int n;
-} fast;
-
-int
-__wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
-{
-	if (!fast.armed)
-		return __real_poll(fds, n, timeout);
-	if (fast.n < 8)
-		fast.asked[fast.n++] = timeout;
-	return __real_poll(fds, n, timeout > fast.cap ? fast.cap : timeout);
-}
-
 /* ---- fixture ---- */
 
 static const uint8_t key[STATE_KEY_LEN] = {0x77, 0x6f, 0x72, 0x6b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
@@ -228,7 +207,6 @@ setup(void **state)
 	if (f->v == NULL)
 		return -1;
 	f->p.keyfd = f->p.readyfd = -1;
-	memset(&fast, 0, sizeof(fast));
 	unsetenv(MODE_ENV);
 	*state = f;
 	return 0;
@@ -265,6 +243,7 @@ teardown(void **state)
 		close(f->p.keyfd);
 	if (f->p.readyfd != -1)
 		close(f->p.readyfd);
+	workerlog_close(f->m, f->v, true);
 	free(f->v);
 	free(f->m);
 	unsetenv(MODE_ENV);
@@ -366,7 +345,7 @@ wait_ready(struct fixture *f)
 	int rc;
 
 	do {
-		assert_int_equal(__real_poll(&pfd, 1, 10000), 1);
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
 		rc = worker_ready(f->v);
 	} while (rc == 0);
 	assert_int_equal(f->v->readyfd, -1); /* closed once it has spoken */
@@ -386,7 +365,7 @@ wait_pidfd(struct vtpm *v)
 {
 	struct pollfd pfd = {.fd = v->pidfd, .events = POLLIN};
 
-	assert_int_equal(__real_poll(&pfd, 1, 10000), 1);
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
 }
 
 /* ---- tests ---- */
@@ -402,6 +381,21 @@ test_socket_paths(void **state)
 	assert_string_equal(ctrl, want);
 	snprintf(want, sizeof(want), "%s/vm1.sock", f->m->cfg.run_dir);
 	assert_string_equal(data, want);
+}
+
+/* Stops f's worker as the loop does: worker_stop, its pidfd readable, then
+ * worker_exited. Nothing to stop: nothing done. */
+static void
+stop_worker(struct fixture *f)
+{
+	struct pollfd pfd = {.fd = f->v->pidfd, .events = POLLIN};
+	struct err err;
+
+	if (f->v->pid <= 0)
+		return;
+	assert_int_equal(worker_stop(f->v), 0);
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
+	worker_exited(f->m, f->v, &err);
 }
 
 /* A worker that becomes ready: its command line, its descriptors, its key,
@@ -440,7 +434,7 @@ test_spawn_ready(void **state)
 	snprintf(want, sizeof(want),
 	    "vtpmd-instance\n--name\nvm1\n--state\n%s/instances/vm1/state\n"
 	    "--ctrl\nunix:%s/vm1.sock.ctrl\n--data\nunix:%s/vm1.sock\n--key-fd\n3\n"
-	    "--ready-fd\n4\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n",
+	    "--ready-fd\n4\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n--log-relayed\n",
 	    f->m->cfg.state_dir, f->m->cfg.run_dir, f->m->cfg.run_dir);
 	assert_string_equal(text, want);
 	free(text);
@@ -457,14 +451,14 @@ test_spawn_ready(void **state)
 	/* Stopped: the pid file and any socket files are gone. */
 	fileio_write_atomic(run_file(f, "vm1.sock"), "", 0, 0600);
 	fileio_write_atomic(run_file(f, "vm1.sock.ctrl"), "", 0, 0600);
-	worker_terminate(f->m, f->v);
+	stop_worker(f);
 	assert_false(alive(pid));
 	assert_int_equal(f->v->pid, 0);
 	assert_int_equal(f->v->pidfd, -1);
 	assert_int_equal(access(run_file(f, "vm1.pid"), F_OK), -1);
 	assert_int_equal(access(run_file(f, "vm1.sock"), F_OK), -1);
 	assert_int_equal(access(run_file(f, "vm1.sock.ctrl"), F_OK), -1);
-	worker_terminate(f->m, f->v); /* nothing left to stop */
+	stop_worker(f); /* nothing left to stop */
 }
 
 /* A TPM 1.2 instance and a log level are passed on. */
@@ -483,14 +477,14 @@ test_spawn_args(void **state)
 	assert_null(strstr(text, "--sandbox-uid"));
 	assert_null(strstr(text, "--socket-group"));
 	free(text);
-	worker_terminate(f->m, f->v);
+	stop_worker(f);
 
 	f->m->cfg.socket_gid = 4242;
 	start_ready(f, "ready");
 	text = slurp(state_file(f, "argv"), NULL);
 	assert_non_null(strstr(text, "\n--socket-group\n4242\n"));
 	free(text);
-	worker_terminate(f->m, f->v);
+	stop_worker(f);
 }
 
 /* Until the worker writes, its pipe has nothing: worker_ready says so and
@@ -675,15 +669,19 @@ static void
 test_terminate_stubborn(void **state)
 {
 	struct fixture *f = *state;
+	struct pollfd pfd;
+	struct err err;
 	pid_t pid;
 
 	start_ready(f, "ready,ignore-term");
 	pid = f->v->pid;
-	fast.armed = true;
-	fast.cap = 100;
-	worker_terminate(f->m, f->v);
-	fast.armed = false;
-	assert_int_equal(fast.asked[0], 5000);
+	pfd = (struct pollfd){.fd = f->v->pidfd, .events = POLLIN};
+	assert_int_equal(worker_stop(f->v), 0);
+	assert_int_equal(poll(&pfd, 1, 200), 0); /* SIGTERM ignored */
+	assert_true(alive(pid));
+	worker_stop_kill(f->v);
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
+	assert_int_equal(worker_exited(f->m, f->v, &err), 128 + SIGKILL);
 	assert_false(alive(pid));
 	assert_int_equal(f->v->pid, 0);
 	assert_true(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
@@ -704,10 +702,12 @@ test_adopt(void **state)
 	assert_false(again->child);
 	assert_true(again->pidfd >= 0);
 	pfd.fd = again->pidfd;
-	assert_int_equal(__real_poll(&pfd, 1, 0), 0); /* it runs */
+	assert_int_equal(poll(&pfd, 1, 0), 0); /* it runs */
 	kill(f->v->pid, SIGKILL);
-	assert_int_equal(__real_poll(&pfd, 1, 10000), 1); /* and it is watched */
+	assert_int_equal(poll(&pfd, 1, 10000), 1); /* and it is watched */
+	assert_true(workerlog_fd(again) >= 0);	    /* its log channel, opened again */
 	close(again->pidfd);
+	workerlog_close(f->m, again, false);
 	free(again);
 }
 
@@ -755,7 +755,7 @@ test_adopt_refused(void **state)
 	expect_not_adopted(f, "vm1", line);
 	/* A worker that has gone. */
 	snprintf(line, sizeof(line), "%d %llu\n", (int)pid, starttime(pid));
-	worker_terminate(f->m, f->v);
+	stop_worker(f);
 	expect_not_adopted(f, "vm1", line);
 }
 
@@ -796,6 +796,7 @@ test_real_worker(void **state)
 	/* Its command line is one a restarted manager adopts. */
 	assert_int_equal(worker_adopt(f->m, again), 0);
 	close(again->pidfd);
+	workerlog_close(f->m, again, false);
 	free(again);
 
 	assert_int_equal(kill(f->v->pid, SIGTERM), 0);

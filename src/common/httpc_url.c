@@ -85,20 +85,24 @@ httpc_parse_url(const char *url, struct httpc_url *u)
 	return 0;
 }
 
-/* Whether addr is a loopback address (127.0.0.0/8, ::1, or IPv4's
- * loopback mapped into IPv6). */
+/* Whether ai's address is a loopback address (127.0.0.0/8, ::1, or IPv4's
+ * loopback mapped into IPv6); copied out, as the sockaddr may be less
+ * aligned than its family's structure. */
 static bool
-httpc_is_loopback(const struct sockaddr *addr)
+httpc_is_loopback(const struct addrinfo *ai)
 {
-	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+	struct sockaddr_in a4;
+	struct sockaddr_in6 a6;
 
-	if (addr->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
-	if (addr->sa_family != AF_INET6)
+	if (ai->ai_family == AF_INET && ai->ai_addrlen >= sizeof(a4)) {
+		memcpy(&a4, ai->ai_addr, sizeof(a4));
+		return (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ai->ai_family != AF_INET6 || ai->ai_addrlen < sizeof(a6))
 		return false;
-	if (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
-		return true;
-	return IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) && a6->sin6_addr.s6_addr[12] == 127;
+	memcpy(&a6, ai->ai_addr, sizeof(a6));
+	return IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr) ||
+	       (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr) && a6.sin6_addr.s6_addr[12] == 127);
 }
 
 /* Connects to host:port, trying each address it resolves to; with
@@ -117,7 +121,7 @@ httpc_connect_tcp(
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (loopback_only && !httpc_is_loopback(ai->ai_addr))
+		if (loopback_only && !httpc_is_loopback(ai))
 			continue;
 		tried++;
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);

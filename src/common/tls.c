@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
@@ -48,6 +47,7 @@ struct tls_conn {
 	SSL *ssl;
 	SSL_CTX *own_ctx; /* a client's context, freed with the connection */
 	bool failed;      /* a fatal error: no close_notify then */
+	int fd;           /* the socket (the caller's), which its BIO points at */
 };
 
 /* --- the socket BIO: recv() and send() on the descriptor in its data ------ */
@@ -55,7 +55,7 @@ struct tls_conn {
 static int
 tls_bio_fd(BIO *b)
 {
-	return (int)(intptr_t)BIO_get_data(b);
+	return *(const int *)BIO_get_data(b);
 }
 
 /* Whether a failed recv() or send() is worth trying again later. */
@@ -125,16 +125,17 @@ tls_bio_meth_init(void)
 	tls_bio_meth = m;
 }
 
-/* A BIO on the socket fd (which stays the caller's), or NULL. */
+/* A BIO on the socket *fd (which stays the caller's, and must outlive the
+ * BIO), or NULL. */
 static BIO *
-tls_bio_new(int fd)
+tls_bio_new(int *fd)
 {
 	BIO *b;
 
 	if (!CRYPTO_THREAD_run_once(&tls_bio_once, tls_bio_meth_init) || tls_bio_meth == NULL)
 		return NULL;
 	if ((b = BIO_new(tls_bio_meth)) != NULL)
-		BIO_set_data(b, (void *)(intptr_t)fd);
+		BIO_set_data(b, fd);
 	return b;
 }
 
@@ -237,7 +238,8 @@ tls_conn_wrap(SSL_CTX *ctx, int fd, struct err *err)
 		err_set(err, ERR_FAILED, "out of memory");
 		return NULL;
 	}
-	if ((c->ssl = SSL_new(ctx)) == NULL || (bio = tls_bio_new(fd)) == NULL) {
+	c->fd = fd;
+	if ((c->ssl = SSL_new(ctx)) == NULL || (bio = tls_bio_new(&c->fd)) == NULL) {
 		err_ssl(err, "TLS: cannot set up a connection");
 		BIO_free(bio);
 		SSL_free(c->ssl);

@@ -53,7 +53,7 @@ instance_usage(FILE *f)
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
 	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
-	    "                      [--socket-group GID]\n"
+	    "                      [--socket-owner UID] [--socket-group GID]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -82,6 +82,11 @@ instance_usage(FILE *f)
 	    "                     allow-list, before reading any input; the directory and\n"
 	    "                     its files must belong to that uid. Its socket files are\n"
 	    "                     then left for whoever started it to remove\n"
+	    "  --socket-owner UID\n"
+	    "                     give the unix: sockets to numeric user UID (mode 0600, or\n"
+	    "                     0660 with --socket-group), as soon as they are bound, so\n"
+	    "                     that this VM's QEMU, running as UID, can connect and\n"
+	    "                     other users cannot; needs root\n"
 	    "  --socket-group GID\n"
 	    "                     give the unix: sockets to numeric group GID, mode 0660,\n"
 	    "                     as soon as they are bound (before the sandbox), so that\n"
@@ -453,6 +458,7 @@ struct instance_opts {
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
 	unsigned int sandbox_uid, sandbox_gid; /* 0: no sandbox */
+	unsigned int socket_uid; /* owner of the unix sockets; 0: their creator */
 	unsigned int socket_gid; /* group of the unix sockets (0660); 0: owner only (0600) */
 };
 
@@ -517,6 +523,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"sandbox-gid", required_argument, NULL, 'G'},
 		{"io-timeout", required_argument, NULL, 'T'},
 		{"socket-group", required_argument, NULL, 'g'},
+		{"socket-owner", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -541,6 +548,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'U': o->sandbox_uid = instance_parse_id("--sandbox-uid", optarg); break;
 		case 'G': o->sandbox_gid = instance_parse_id("--sandbox-gid", optarg); break;
 		case 'g': o->socket_gid = instance_parse_id("--socket-group", optarg); break;
+		case 'o': o->socket_uid = instance_parse_id("--socket-owner", optarg); break;
 		case 'k':
 			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
@@ -577,11 +585,12 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
 	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
-	if (o->socket_gid != 0 && (strncmp(o->ctrl, "unix:", 5) != 0 ||
-	    (o->data != NULL && strncmp(o->data, "unix:", 5) != 0)))
-		fatalx(EXIT_USAGE, "--socket-group sets a socket file's group: it needs unix: "
-		    "addresses for --ctrl and --data (a tcp: port has no group; bind it to "
-		    "127.0.0.1 or firewall it instead)");
+	if ((o->socket_gid != 0 || o->socket_uid != 0) &&
+	    (strncmp(o->ctrl, "unix:", 5) != 0 ||
+	        (o->data != NULL && strncmp(o->data, "unix:", 5) != 0)))
+		fatalx(EXIT_USAGE, "--socket-owner and --socket-group set a socket file's owner "
+		    "and group: that needs unix: addresses for --ctrl and --data (a tcp: port has "
+		    "neither; bind it to 127.0.0.1 or firewall it instead)");
 }
 
 /* Reads the key and opens the store (its directory and lock): what needs
@@ -664,39 +673,43 @@ instance_unlink(const struct endpoint *ep, int listen_fd)
 
 /*
  * Gives the unix socket at ep (endpoint_listen left it 0600, its
- * creator's) to group gid with mode 0660: connecting needs write
- * permission, so a client of that group that is not the creator (QEMU
- * running as libvirt-qemu) can connect, and others cannot. The path is
- * changed, not the descriptor: a socket's file and its descriptor are two
- * inodes. Returns 0, or -1 with errno.
+ * creator's) to user uid and group gid (each unless 0), mode 0660 with a
+ * group, else 0600: connecting needs write permission, so this VM's QEMU
+ * (running as uid, or as a member of gid, such as libvirt-qemu) can
+ * connect, and others cannot. The path is changed, not the descriptor: a
+ * socket's file and its descriptor are two inodes. Returns 0, or -1 with
+ * errno.
  */
 static int
-instance_share_socket(const struct endpoint *ep, gid_t gid)
+instance_share_socket(const struct endpoint *ep, uid_t uid, gid_t gid)
 {
-	if (lchown(ep->path, (uid_t)-1, gid) == -1)
+	if (lchown(ep->path, uid != 0 ? uid : (uid_t)-1, gid != 0 ? gid : (gid_t)-1) == -1)
 		return -1;
-	return chmod(ep->path, 0660);
+	return chmod(ep->path, gid != 0 ? 0660 : 0600);
 }
 
-/* Listens on ep (its socket file given to socket_gid unless 0), or exits;
- * a control socket made just before is removed first, so that a start
- * refused for its data address leaves nothing. */
+/* Listens on ep (its socket file given to o's socket owner and group,
+ * when set), or exits; a control socket made just before is removed
+ * first, so that a start refused for its data address leaves nothing. */
 static int
-instance_listen(struct instance *in, const struct endpoint *ep, unsigned int socket_gid)
+instance_listen(struct instance *in, const struct endpoint *ep, const struct instance_opts *o)
 {
+	bool share = o->socket_uid != 0 || o->socket_gid != 0;
 	char addr[160];
 	int fd, saved;
 
 	endpoint_format(ep, addr, sizeof(addr));
 	fd = endpoint_listen(ep);
-	if (fd != -1 && socket_gid != 0 && instance_share_socket(ep, (gid_t)socket_gid) == -1) {
+	if (fd != -1 && share &&
+	    instance_share_socket(ep, (uid_t)o->socket_uid, (gid_t)o->socket_gid) == -1) {
 		saved = errno;
 		close(fd);
 		unlink(ep->path);
 		instance_unlink(&in->ctrl_ep, in->ctrl_listen);
 		errno = saved;
-		fatal(EXIT_RUNTIME, "%s: cannot give the socket to group %u, mode 0660 (run as "
-		    "root, or as a member of that group)", addr, socket_gid);
+		fatal(EXIT_RUNTIME, "%s: cannot give the socket to user %u and group %u (0: "
+		    "unchanged) (run as root, or as a member of that group)", addr, o->socket_uid,
+		    o->socket_gid);
 	}
 	if (fd == -1) {
 		saved = errno;
@@ -707,7 +720,10 @@ instance_listen(struct instance *in, const struct endpoint *ep, unsigned int soc
 		fatalx(EXIT_BUSY, "%s: address in use", addr);
 	if (fd == -1)
 		fatal(EXIT_RUNTIME, "%s: listen", addr);
-	log_debug("listening on %s%s", addr, socket_gid != 0 ? " (group-shared, 0660)" : "");
+	log_debug("listening on %s%s", addr,
+	    o->socket_gid != 0       ? " (group-shared, 0660)"
+	    : o->socket_uid != 0     ? " (its owner's, 0600)"
+	                             : "");
 	return fd;
 }
 
@@ -740,9 +756,9 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	instance_open_store(in, o);
 	if (instance_engine_select(in) == -1)
 		fatalx(EXIT_RUNTIME, "libtpms refused TPM version %s", o->tpm);
-	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o->socket_gid);
+	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o);
 	if (in->has_data_ep)
-		in->data_listen = instance_listen(in, &in->data_ep, o->socket_gid);
+		in->data_listen = instance_listen(in, &in->data_ep, o);
 }
 
 /* Startup(CLEAR) at start, in data-channel mode when asked (--startup

@@ -79,11 +79,18 @@ struct vtpm {
 	bool desired_running;
 	char created[32];
 	unsigned int slot; /* sandbox uid = worker_uid_base + slot */
+	/* who may connect to its sockets: owner_uid (mode 0600), and members
+	 * of owner_gid when set (0660); -1: vtpmd's socket-group rule */
+	long owner_uid, owner_gid;
 	/* the sealed object's Name (hex) recorded at create, compared at
 	 * every unseal; "" in a record older than it (learned at its next) */
 	char sealed_name[2 * HWTPM_NAME_LEN + 1];
 	/* runtime */
 	enum vtpm_state state;
+	/* a copy of that instance (the same UUID or sealed key): it does not
+	 * start (registry_mark_copies); "" for none */
+	char copy_of[VTPM_NAME_MAX + 1];
+	int64_t born_ns; /* when its directory was made (birth, else change time) */
 	pid_t pid;
 	int pidfd;
 	bool child;	   /* started by this manager (else adopted) */
@@ -112,6 +119,17 @@ struct vtpm {
 	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
 };
 bool registry_valid_name(const char *name);
+/* Marks, among the n instances of arr, every copy of another (the same
+ * UUID or sealed object Name) with copy_of: the original is the one whose
+ * worker runs, else the one created first, else the first by name. Marks
+ * made before are recomputed (a delete may leave a copy alone). Returns
+ * how many are copies. */
+size_t registry_mark_copies(struct vtpm *const *arr, size_t n);
+/* The refusal to start a copy, with the ways out, into err; -1. */
+int registry_copy_refusal(const struct vtpm *v, struct err *err);
+/* "UID" or "UID:GID" (numbers, neither -1) into *uid, *gid (-1 when not
+ * given); 0, or -1 when s is anything else. */
+int registry_parse_owner(const char *s, long *uid, long *gid);
 const char *registry_state_name(enum vtpm_state st);
 int registry_path(const struct config *cfg, const char *name, const char *leaf, char *buf,
     size_t len);

@@ -9,10 +9,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -96,9 +99,45 @@ registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
 	strftime(v->created, sizeof(v->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	v->tpm_version = tpm_version;
 	v->slot = slot;
+	v->owner_uid = v->owner_gid = -1;
 	v->pidfd = -1;
 	v->readyfd = -1;
 	return v;
+}
+
+static int
+registry_parse_id(const char *s, const char *end, long *id)
+{
+	unsigned long long v = 0;
+
+	if (s == end || end - s > 10)
+		return -1;
+	for (const char *p = s; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (unsigned long long)(*p - '0');
+	}
+	/* uid_t and gid_t are 32 bits; (id_t)-1 means "unchanged" to chown. */
+	if (v >= 0xffffffffULL)
+		return -1;
+	*id = (long)v;
+	return 0;
+}
+
+int
+registry_parse_owner(const char *s, long *uid, long *gid)
+{
+	const char *colon = strchr(s, ':');
+
+	*uid = *gid = -1;
+	if (colon == NULL)
+		return registry_parse_id(s, s + strlen(s), uid);
+	if (registry_parse_id(s, colon, uid) == -1 ||
+	    registry_parse_id(colon + 1, colon + 1 + strlen(colon + 1), gid) == -1) {
+		*uid = *gid = -1;
+		return -1;
+	}
+	return 0;
 }
 
 /* Writes v's persistent fields to its instance.json, crash-safe. */
@@ -117,7 +156,11 @@ registry_save(const struct config *cfg, const struct vtpm *v)
 	    "created", v->created, "slot", (int)v->slot);
 	if (o == NULL ||
 	    (v->sealed_name[0] != '\0' &&
-	        json_object_set_new(o, "sealed_name", json_string(v->sealed_name)) == -1)) {
+	        json_object_set_new(o, "sealed_name", json_string(v->sealed_name)) == -1) ||
+	    (v->owner_uid != -1 &&
+	        json_object_set_new(o, "owner_uid", json_integer(v->owner_uid)) == -1) ||
+	    (v->owner_gid != -1 &&
+	        json_object_set_new(o, "owner_gid", json_integer(v->owner_gid)) == -1)) {
 		json_decref(o);
 		return -1;
 	}
@@ -144,6 +187,22 @@ registry_valid_hex_name(const char *s)
 	return true;
 }
 
+/* When name's directory was made: its birth time where the file system
+ * keeps one, else its last change; 0 when unknown. */
+static int64_t
+registry_born_ns(const struct config *cfg, const char *name)
+{
+	char dir[PATH_MAX];
+	struct statx st;
+
+	if (registry_path(cfg, name, NULL, dir, sizeof(dir)) == -1 ||
+	    statx(AT_FDCWD, dir, AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_CTIME, &st) == -1)
+		return 0;
+	if (st.stx_mask & STATX_BTIME)
+		return (int64_t)st.stx_btime.tv_sec * 1000000000 + st.stx_btime.tv_nsec;
+	return (int64_t)st.stx_ctime.tv_sec * 1000000000 + st.stx_ctime.tv_nsec;
+}
+
 static struct vtpm *
 registry_read(const struct config *cfg, const char *name)
 {
@@ -156,6 +215,7 @@ registry_read(const struct config *cfg, const char *name)
 	json_t *o = NULL;
 	size_t len;
 	int slot = -1;
+	json_int_t owner_uid = -1, owner_gid = -1;
 
 	if (registry_path(cfg, name, "instance.json", path, sizeof(path)) == -1 ||
 	    fileio_read(path, REGISTRY_RECORD_MAX, &buf, &len) == -1) {
@@ -163,16 +223,19 @@ registry_read(const struct config *cfg, const char *name)
 		return NULL;
 	}
 	o = json_loadb((const char *)buf, len, 0, &jerr);
-	if (o == NULL || json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i, s?s}", "name", &rname, "uuid",
-			     &uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot",
-			     &slot, "sealed_name", &sealed_name) != 0) {
+	if (o == NULL ||
+	    json_unpack(o, "{s:s, s:s, s:s, s:s, s?s, s:i, s?s, s?I, s?I}", "name", &rname, "uuid",
+		&uuid, "tpm", &tpm, "desired", &desired, "created", &created, "slot", &slot,
+		"sealed_name", &sealed_name, "owner_uid", &owner_uid, "owner_gid", &owner_gid) != 0) {
 		log_warnx("%s: not a valid instance record (%s); skipped", path,
 		    o == NULL ? jerr.text : "missing fields");
 		goto out;
 	}
 	if (strcmp(rname, name) != 0 || strlen(uuid) != 36 || slot < 0 ||
 	    (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "1.2") != 0) ||
-	    (sealed_name[0] != '\0' && !registry_valid_hex_name(sealed_name))) {
+	    (sealed_name[0] != '\0' && !registry_valid_hex_name(sealed_name)) ||
+	    owner_uid < -1 || owner_uid >= 0xffffffffLL || owner_gid < -1 ||
+	    owner_gid >= 0xffffffffLL || (owner_gid != -1 && owner_uid == -1)) {
 		log_warnx("%s: inconsistent instance record; skipped", path);
 		goto out;
 	}
@@ -183,6 +246,9 @@ registry_read(const struct config *cfg, const char *name)
 	snprintf(v->created, sizeof(v->created), "%s", created);
 	snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", sealed_name);
 	v->desired_running = strcmp(desired, "running") == 0;
+	v->born_ns = registry_born_ns(cfg, name);
+	v->owner_uid = (long)owner_uid;
+	v->owner_gid = (long)owner_gid;
 out:
 	json_decref(o);
 	free(buf);
@@ -262,6 +328,67 @@ registry_unique_slots(const struct config *cfg, struct vtpm **arr, size_t n)
 			log_warn("%s: cannot record its new slot in instance.json; it is given one "
 			    "again at the next start", arr[i]->name);
 	}
+}
+
+/* Whether a is the original rather than b (registry_mark_copies). */
+static bool
+registry_original_first(const struct vtpm *a, const struct vtpm *b)
+{
+	int c;
+
+	if ((a->pid > 0) != (b->pid > 0))
+		return a->pid > 0;
+	/* A copy carries the original's record, its creation time included,
+	 * but its directory is made later. */
+	if (a->born_ns != b->born_ns)
+		return a->born_ns < b->born_ns;
+	if ((c = strcmp(a->created, b->created)) != 0)
+		return c < 0;
+	return strcmp(a->name, b->name) < 0;
+}
+
+static bool
+registry_same_vtpm(const struct vtpm *a, const struct vtpm *b)
+{
+	return strcasecmp(a->uuid, b->uuid) == 0 ||
+	       (a->sealed_name[0] != '\0' && strcmp(a->sealed_name, b->sealed_name) == 0);
+}
+
+size_t
+registry_mark_copies(struct vtpm *const *arr, size_t n)
+{
+	size_t copies = 0;
+
+	for (size_t i = 0; i < n; i++)
+		arr[i]->copy_of[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const struct vtpm *orig = arr[i];
+
+		if (arr[i]->creating)
+			continue;
+		/* The original of i's group: the first of them all. */
+		for (size_t j = 0; j < n; j++)
+			if (j != i && !arr[j]->creating && registry_same_vtpm(arr[j], arr[i]) &&
+			    registry_original_first(arr[j], orig))
+				orig = arr[j];
+		if (orig == arr[i])
+			continue;
+		snprintf(arr[i]->copy_of, sizeof(arr[i]->copy_of), "%s", orig->name);
+		copies++;
+	}
+	return copies;
+}
+
+int
+registry_copy_refusal(const struct vtpm *v, struct err *err)
+{
+	return err_set(err, ERR_EXISTS,
+	    "%s is a copy of %s (the same vTPM: UUID %s%s): it does not start, so that one vTPM "
+	    "never runs twice. Delete one of them (vtpmctl delete NAME --force), or make %s a new "
+	    "vTPM of its own, with a new UUID, state key, seeds and EK certificates, its state "
+	    "discarded (vtpmctl renew %s)",
+	    v->name, v->copy_of, v->uuid, v->sealed_name[0] != '\0' ? ", sealed object" : "",
+	    v->name, v->name);
 }
 
 /* Loads every instance under STATE/instances, each with a slot of its own

@@ -44,6 +44,16 @@ reply_instance(struct manager *m, const struct vtpm *v)
 	    (json_int_t)v->restarts, "state_dir", dir, "created", v->created);
 	if (o != NULL && v->pid > 0)
 		json_object_set_new(o, "pid", json_integer(v->pid));
+	if (o != NULL && v->copy_of[0] != '\0')
+		json_object_set_new(o, "copy_of", json_string(v->copy_of));
+	if (o != NULL && v->owner_uid != -1) {
+		char owner[32];
+		if (v->owner_gid != -1)
+			snprintf(owner, sizeof(owner), "%ld:%ld", v->owner_uid, v->owner_gid);
+		else
+			snprintf(owner, sizeof(owner), "%ld", v->owner_uid);
+		json_object_set_new(o, "owner", json_string(owner));
+	}
 	if (o != NULL && v->error[0] != '\0')
 		json_object_set_new(o, "error", json_string(v->error));
 	if (o != NULL && (ek = provision_json(m, v)) != NULL)

@@ -45,25 +45,46 @@ worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size
 }
 
 /*
- * Gives v's sockets to socket-group (mode 0660), as a worker does with
- * --socket-group, for a worker started without it (provisioning). The
- * paths are changed, not the descriptors. 0 (also without socket-group),
- * or -1 with err.
+ * Who may connect to v's sockets, besides root: its owner (owner_uid, and
+ * members of owner_gid when set) if it has one, else members of
+ * socket-group, else nobody. 0 in *uid or *gid: unchanged.
+ */
+static void
+worker_socket_owner(const struct manager *m, const struct vtpm *v, uid_t *uid, gid_t *gid)
+{
+	if (v->owner_uid != -1) {
+		*uid = (uid_t)v->owner_uid;
+		*gid = v->owner_gid != -1 ? (gid_t)v->owner_gid : 0;
+	} else {
+		*uid = 0;
+		*gid = m->cfg.socket_gid;
+	}
+}
+
+/*
+ * Gives v's sockets to their owner and group (worker_socket_owner; mode
+ * 0660 with a group, else 0600), as a worker does with --socket-owner and
+ * --socket-group, for a worker started without them (provisioning). The
+ * paths are changed, not the descriptors. 0 (also when nobody but root
+ * is to connect), or -1 with err.
  */
 int
 worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX];
 	const char *paths[] = {data, ctrl};
+	uid_t uid;
+	gid_t gid;
 
-	if (m->cfg.socket_gid == 0)
+	worker_socket_owner(m, v, &uid, &gid);
+	if (uid == 0 && gid == 0)
 		return 0;
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-		if (lchown(paths[i], (uid_t)-1, m->cfg.socket_gid) == -1 ||
-		    chmod(paths[i], 0660) == -1)
-			return err_errno(err, "%s: giving it to socket-group %u", paths[i],
-			    (unsigned int)m->cfg.socket_gid);
+		if (lchown(paths[i], uid != 0 ? uid : (uid_t)-1, gid != 0 ? gid : (gid_t)-1) == -1 ||
+		    chmod(paths[i], gid != 0 ? 0660 : 0600) == -1)
+			return err_errno(err, "%s: giving it to %u:%u", paths[i], (unsigned int)uid,
+			    (unsigned int)gid);
 	return 0;
 }
 
@@ -205,7 +226,9 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
     int logfd, pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
-	char uid[16], gid[16], sockgid[16];
+	char uid[16], gid[16], sockuid[16], sockgid[16];
+	uid_t owner;
+	gid_t group;
 	const char *lvl[] = {"error", "warn", "info", "debug"};
 	const char *argv[32];
 	posix_spawn_file_actions_t fa;
@@ -252,14 +275,20 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 		argv[n++] = "--sandbox-gid";
 		argv[n++] = gid;
 	}
-	/* socket-group: the sockets go to that group (QEMU's), mode 0660;
-	 * config.c resolved it to a gid, so the worker looks up no names.
-	 * Not yet for a worker to provision: the manager sends it commands
-	 * from its loop, and a member of the group (any VM's QEMU) that
-	 * connected first would hold them, and the loop, in the worker's
-	 * line; worker_share_sockets gives them once it is provisioned. */
-	if (m->cfg.socket_gid != 0 && v->prov == NULL) {
-		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)m->cfg.socket_gid);
+	/* The sockets go to the instance's owner (its QEMU's user), or to
+	 * socket-group (QEMU's group) with mode 0660; numbers, so the worker
+	 * looks up no names. Not yet for a worker to provision: the manager
+	 * sends it commands from its loop, and a client that connected first
+	 * would hold them, and the loop, in the worker's line;
+	 * worker_share_sockets gives them once it is provisioned. */
+	worker_socket_owner(m, v, &owner, &group);
+	if (owner != 0 && v->prov == NULL) {
+		snprintf(sockuid, sizeof(sockuid), "%u", (unsigned int)owner);
+		argv[n++] = "--socket-owner";
+		argv[n++] = sockuid;
+	}
+	if (group != 0 && v->prov == NULL) {
+		snprintf(sockgid, sizeof(sockgid), "%u", (unsigned int)group);
 		argv[n++] = "--socket-group";
 		argv[n++] = sockgid;
 	}

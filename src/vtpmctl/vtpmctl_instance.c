@@ -2,7 +2,10 @@
  * vtpmctl_instance.c: the commands on vTPM instances: create, start, stop,
  * restart, delete, list, info (docs/api.md, /v1/instances).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +19,14 @@ enum {
 	OPT_NO_START = 1 << 2,
 	OPT_FORCE = 1 << 3,
 	OPT_EK = 1 << 4,
+	OPT_OWNER = 1 << 5,
 };
 
 struct instance_args {
 	const char *name; /* NULL for list */
 	const char *tpm;  /* "2.0" or "1.2" */
 	const char *ek;   /* --ek LIST, or NULL */
+	const char *owner; /* --owner USER[:GROUP], or NULL */
 	bool json, no_start, force;
 };
 
@@ -30,7 +35,8 @@ static const char create_help[] =
     "    vtpmctl create - create a vTPM for a virtual machine\n"
     "\n"
     "SYNOPSIS\n"
-    "    vtpmctl create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]\n"
+    "    vtpmctl create NAME [--tpm 2|1.2] [--ek TYPES|none] [--owner USER[:GROUP]]\n"
+    "                   [--no-start] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Creates a new virtual TPM called NAME, with fresh state sealed to the host\n"
@@ -50,6 +56,11 @@ static const char create_help[] =
     "    --tpm 2|1.2   TPM version of the vTPM (default 2, i.e. TPM 2.0)\n"
     "    --ek TYPES    the EKs to provision, a comma-separated list of rsa2048 and\n"
     "                  ecc-p256 (default: both once the host is enrolled), or none\n"
+    "    --owner USER[:GROUP]\n"
+    "                  the user (and group) its VM's QEMU runs as, names or numbers:\n"
+    "                  its sockets belong to them (mode 0600, 0660 with a group), so\n"
+    "                  that no other VM's QEMU can connect. Without it, vtpmd's\n"
+    "                  socket-group applies (docs/config.md)\n"
     "    --no-start    create it stopped; start it later with 'vtpmctl start'\n"
     "    --json        print vtpmd's JSON answer\n"
     "\n"
@@ -106,6 +117,28 @@ static const char restart_help[] = "NAME\n"
                                    "\n"
                                    "EXIT STATUS\n"
                                    "    0 running; 1 refused or failed; 2 usage error.\n";
+
+static const char renew_help[] =
+    "NAME\n"
+    "    vtpmctl renew - make a stopped vTPM a new vTPM of its own\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl renew NAME [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Discards the state of the stopped vTPM NAME and makes, under the same name,\n"
+    "    a new vTPM: a new UUID, state key and seeds (a TPM never run), new EK\n"
+    "    certificates when the host is enrolled, the same owner and TPM version;\n"
+    "    it starts if NAME was to run. The way out for a copy of another vTPM (a\n"
+    "    directory copied or restored under another name), which vtpmd refuses to\n"
+    "    start so that one vTPM never runs twice. Keys and NV indices of NAME are\n"
+    "    lost; the guest sees a new TPM.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 renewed; 1 refused (it runs, ...) or failed; 2 usage error.\n";
 
 static const char delete_help[] =
     "NAME\n"
@@ -180,6 +213,7 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 	    {"no-start", no_argument, NULL, 'n'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"ek", required_argument, NULL, 'e'},
+	    {"owner", required_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -219,6 +253,10 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 			seen |= OPT_EK;
 			a->ek = optarg;
 			break;
+		case 'o':
+			seen |= OPT_OWNER;
+			a->owner = optarg;
+			break;
 		case ':': return vtpmctl_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default: return vtpmctl_usage(cmd, "unknown option '%s'", argv[optind - 1]);
 		}
@@ -229,6 +267,7 @@ instance_parse(int argc, char **argv, unsigned int allowed, bool want_name, cons
 		    : (seen & ~allowed & OPT_NO_START) ? "--no-start"
 		    : (seen & ~allowed & OPT_FORCE)    ? "--force"
 		    : (seen & ~allowed & OPT_EK)       ? "--ek"
+		    : (seen & ~allowed & OPT_OWNER)    ? "--owner"
 		                                       : "--json",
 		    cmd);
 	if (want_name) {
@@ -290,8 +329,14 @@ instance_print(const json_t *o)
 	if (json_object_get(o, "pid") != NULL)
 		printf("pid:        %s\n", instance_int(o, "pid", buf, sizeof(buf)));
 	printf("restarts:   %s\n", instance_int(o, "restarts", buf, sizeof(buf)));
+	if (vtpmctl_str(o, "owner", NULL) != NULL)
+		printf("owner:      %s (no other user connects to its sockets)\n",
+		    vtpmctl_str(o, "owner", ""));
 	if (err != NULL)
 		printf("error:      %s\n", err);
+	if (vtpmctl_str(o, "copy_of", NULL) != NULL)
+		printf("copy of:    %s (it does not start: delete one, or 'vtpmctl renew' this one)\n",
+		    vtpmctl_str(o, "copy_of", ""));
 	if (sock != NULL) {
 		printf("socket:     %s\n", sock);
 		printf("qemu:       -chardev socket,id=chrtpm,path=%s -tpmdev emulator,id=tpm0,"
@@ -338,6 +383,53 @@ instance_show(const char *method, const char *path, const json_t *body,
 	return EXIT_OK;
 }
 
+/* A user or group, by name or number, as a number; -1 when unknown. */
+static long
+instance_id(const char *s, bool group)
+{
+	const struct passwd *pw;
+	const struct group *gr;
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno == 0 && *end == '\0' && end != s && s[0] != '-' && v < 0xffffffffUL)
+		return (long)v;
+	if (group) {
+		gr = getgrnam(s);
+		return gr != NULL ? (long)gr->gr_gid : -1;
+	}
+	pw = getpwnam(s);
+	return pw != NULL ? (long)pw->pw_uid : -1;
+}
+
+/* --owner USER[:GROUP] into body's "owner": "UID[:GID]". Returns -1, or
+ * a usage error's exit status. */
+static int
+instance_owner(const char *owner, json_t *body)
+{
+	char user[256], value[32];
+	const char *colon = strchr(owner, ':');
+	size_t ulen = colon != NULL ? (size_t)(colon - owner) : strlen(owner);
+	long uid, gid = -1;
+
+	if (ulen >= sizeof(user))
+		return vtpmctl_usage("create", "--owner: no such user: '%s'", owner);
+	memcpy(user, owner, ulen);
+	user[ulen] = '\0';
+	if ((uid = instance_id(user, false)) == -1)
+		return vtpmctl_usage("create", "--owner: no such user: '%s'", user);
+	if (colon != NULL && (gid = instance_id(colon + 1, true)) == -1)
+		return vtpmctl_usage("create", "--owner: no such group: '%s'", colon + 1);
+	if (gid != -1)
+		snprintf(value, sizeof(value), "%ld:%ld", uid, gid);
+	else
+		snprintf(value, sizeof(value), "%ld", uid);
+	json_object_set_new(body, "owner", json_string(value));
+	return -1;
+}
+
 /* --ek LIST into body's "ek": a list of types, [] for "none". */
 static int
 instance_ek_list(const char *list, json_t *body)
@@ -371,8 +463,8 @@ vtpmctl_create(int argc, char **argv)
 	json_t *body;
 	int ret;
 
-	ret = instance_parse(
-	    argc, argv, OPT_JSON | OPT_TPM | OPT_NO_START | OPT_EK, true, create_help, &a);
+	ret = instance_parse(argc, argv, OPT_JSON | OPT_TPM | OPT_NO_START | OPT_EK | OPT_OWNER, true,
+	    create_help, &a);
 	if (ret != -1)
 		return ret;
 	body = json_pack("{s:s, s:s, s:b}", "name", a.name, "tpm", a.tpm, "start", !a.no_start);
@@ -382,6 +474,10 @@ vtpmctl_create(int argc, char **argv)
 		json_decref(body);
 		return vtpmctl_usage("create", "--ek takes rsa2048, ecc-p256 or both separated "
 					       "by a comma, or none; not '%s'", a.ek);
+	}
+	if (a.owner != NULL && (ret = instance_owner(a.owner, body)) != -1) {
+		json_decref(body);
+		return ret;
 	}
 	ret = instance_show("POST", "/v1/instances", body, &a, false);
 	json_decref(body);
@@ -413,6 +509,12 @@ int
 vtpmctl_stop(int argc, char **argv)
 {
 	return instance_action(argc, argv, "stop", stop_help);
+}
+
+int
+vtpmctl_renew(int argc, char **argv)
+{
+	return instance_action(argc, argv, "renew", renew_help);
 }
 
 int

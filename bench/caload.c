@@ -3,7 +3,7 @@
  * over HTTP on TCP, one request per connection (as the server requires),
  * with src/common/httpc.c's client.
  *
- *   bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
+ *   bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY
  *	POST /v1/virtualization/ek-certificate N times, from CLIENTS threads
  *	at once (each its own connection per request); every answer must be
  *	200 with a certificate (each is a new certificate, with its serial,
@@ -20,6 +20,10 @@
  *	/v1/privacy/certify with the secret; every round must end with an AK
  *	certificate. The time on the CA (the two requests) and on the vTPM
  *	are reported apart.
+ *
+ * -t ROOT: over HTTPS (TLS 1.3, the server's certificate checked against the
+ * PEM root ROOT and the host of -e, as vtpmd checks it: src/common/httpc_url.c),
+ * a new TLS handshake per request, as vtpmd makes; plain HTTP without.
  *
  * One request (or round) first as a warm-up, not counted. -S PID (up to
  * four times): the server's processes (vtpm-ca serve's parent and network
@@ -49,6 +53,8 @@
 struct caload {
 	struct endpoint ep;
 	char host[128]; /* the Host header */
+	char url[160];	/* -t: https://HOST:PORT */
+	struct tls_peer tls;
 	const char *label;
 	long n;
 	int clients;
@@ -68,9 +74,10 @@ static void
 caload_usage(void)
 {
 	fatalx(2,
-	    "usage: bench_caload -e tcp:HOST:PORT -n N [-c CLIENTS] [-S PID] -l LABEL ek BODY\n"
-	    "       bench_caload -e tcp:HOST:PORT -n N [-S PID] -l LABEL privacy BODY TCTI "
-	    "AK EK");
+	    "usage: bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-c CLIENTS] [-S PID] -l LABEL ek "
+	    "BODY\n"
+	    "       bench_caload -e tcp:HOST:PORT [-t ROOT] -n N [-S PID] -l LABEL privacy BODY "
+	    "TCTI AK EK");
 }
 
 /* The server's CPU time so far (ns), its processes' together; 0 without
@@ -96,6 +103,11 @@ caload_post(const struct caload *c, const char *path, const json_t *body, json_t
 	int fd, status, r;
 
 	*reply = NULL;
+	if (c->tls.root_pem != NULL) {
+		r = httpc_request_url(c->url, &c->tls, "bench_caload", 30, "POST", path, body,
+		    &status, reply, &inner);
+		goto answered;
+	}
 	if ((fd = endpoint_connect(&c->ep)) == -1) {
 		err_set(err, ERR_FAILED, "connect %s: %s", c->host, strerror(errno));
 		return -1;
@@ -103,6 +115,7 @@ caload_post(const struct caload *c, const char *path, const json_t *body, json_t
 	r = httpc_exchange(
 	    fd, "POST", c->host, "bench_caload", path, body, &status, reply, &inner);
 	close(fd);
+answered:
 	if (r == -1) {
 		err_set(err, ERR_FAILED, "POST %s: %s", path, inner.msg);
 		return -1;
@@ -298,12 +311,15 @@ main(int argc, char **argv)
 {
 	static struct caload c = {.n = 200, .clients = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
 	json_error_t jerr;
-	const char *ep = NULL, *mode;
+	const char *ep = NULL, *mode, *root = NULL;
+	uint8_t *pem = NULL;
+	size_t pem_len = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "e:n:c:S:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "e:t:n:c:S:l:")) != -1) {
 		switch (opt) {
 		case 'e': ep = optarg; break;
+		case 't': root = optarg; break;
 		case 'n': c.n = strtol(optarg, NULL, 10); break;
 		case 'c': c.clients = (int)strtol(optarg, NULL, 10); break;
 		case 'S':
@@ -321,6 +337,12 @@ main(int argc, char **argv)
 	if (endpoint_parse(ep, &c.ep) == -1 || c.ep.kind != ENDPOINT_TCP)
 		fatalx(2, "-e %s: expected tcp:HOST:PORT", ep);
 	snprintf(c.host, sizeof(c.host), "%s", ep + 4);
+	if (root != NULL) {
+		if (fileio_read(root, 1u << 16, &pem, &pem_len) == -1)
+			fatal(1, "-t %s", root);
+		c.tls = (struct tls_peer){.root_pem = (const char *)pem, .root_pem_len = pem_len};
+		snprintf(c.url, sizeof(c.url), "https://%s", c.host);
+	}
 	mode = argv[optind];
 	if ((c.body = json_load_file(argv[optind + 1], 0, &jerr)) == NULL)
 		fatalx(1, "%s: %s", argv[optind + 1], jerr.text);
@@ -338,5 +360,6 @@ main(int argc, char **argv)
 	}
 	json_decref(c.body);
 	free(c.lat_ns);
+	free(pem);
 	return 0;
 }

@@ -2,7 +2,8 @@
 # The chain of trust's throughput (issue "The chain of trust"), on real
 # evidence made end to end as tests/integration/ca.sh makes it: vTPM
 # instances as host TPM and guest TPM, a throwaway manufacturer CA
-# (openssl), vtpm-ca serving both roles, the host CK enrolled, a state key
+# (openssl), vtpm-ca serving both roles over HTTPS (TLS 1.3, a throwaway TLS
+# root, as in production), the host CK enrolled, a state key
 # sealed under PolicyAuthorize and certified and quoted by the CK
 # (build/hostattest-check, vtpmd's host-TPM code), a vEK certificate, guest
 # AKs (ECC P-256/ECDSA and RSA-2048/RSASSA, tpm2_createak) enrolled with the
@@ -72,8 +73,9 @@ mkdir -p "$T/ca" "$W" "$H"
 # must be 200 (WHAT names the step).
 post() {
 	local http
-	http=$(curl -s -o "$T/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-		--data-binary "@$2" "$CA_URL$1") || fail "POST $1: curl failed"
+	http=$(curl -s --cacert "$CA_TLS_ROOT" -o "$T/resp.json" -w '%{http_code}' \
+		-H 'Content-Type: application/json' --data-binary "@$2" "$CA_URL$1") ||
+		fail "POST $1: curl failed"
 	[ "$http" == 200 ] || fail "$3: HTTP $http: $(cat "$T/resp.json")"
 }
 
@@ -133,7 +135,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 "$VTPM_CA" trust add --manufacturer "$T/mfr.pem" --db "$DB" >/dev/null || fail "trust add"
 # Nonces that last while the load's evidence is made beforehand.
 printf '{"nonce_expiry_seconds": 3600}\n' >"$T/ca.json"
-start_vtpm_ca ca --db "$DB" --role both --config "$T/ca.json"
+ca_tls "$T/tls"
+start_vtpm_ca ca --db "$DB" --role both --config "$T/ca.json" "${CA_TLS[@]}"
 # Both of vtpm-ca's processes: the parent (records, keys) and its network child.
 mapfile -t CA_PIDS < <(echo "$CA_PID"; pgrep -P "$CA_PID")
 [ "${#CA_PIDS[@]}" -eq 2 ] || fail "vtpm-ca serve: expected a parent and one network child"
@@ -268,14 +271,15 @@ done
 jq -s '.[:length / 2]' $(seq -f "$H/load/%g.json" 1 $((2 * CA_N + 2))) >"$H/load-c1.json"
 jq -s '.[length / 2:]' $(seq -f "$H/load/%g.json" 1 $((2 * CA_N + 2))) >"$H/load-c2.json"
 echo "Virtualization CA: $CA_N EK certificates with 1, then 2 clients on CPU $CLIENT_CPU..."
-EP=tcp:${CA_URL#http://}
+EP=tcp:${CA_URL#https://}
 for c in 1 2; do
-	taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -n "$CA_N" -c "$c" \
-		-S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l "ek.c$c" ek "$H/load-c$c.json" >>"$R"
+	taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -t "$CA_TLS_ROOT" -n "$CA_N" \
+		-c "$c" -S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l "ek.c$c" ek "$H/load-c$c.json" >>"$R"
 done
 echo "Privacy CA: $PRIVACY_N challenge + activation + certify rounds (ECC AK)..."
-taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -n "$PRIVACY_N" -S "${CA_PIDS[0]}" \
-	-S "${CA_PIDS[1]}" -l privacy privacy "$W/akecc.json" "$GUEST" 0x81000010 0x81010002 >>"$R"
+taskset -c "$CLIENT_CPU" "$BUILD/bench_caload" -e "$EP" -t "$CA_TLS_ROOT" -n "$PRIVACY_N" \
+	-S "${CA_PIDS[0]}" -S "${CA_PIDS[1]}" -l privacy privacy "$W/akecc.json" "$GUEST" \
+	0x81000010 0x81010002 >>"$R"
 issued=$("$VTPM_CA" list --json --db "$DB" | jq '[.[] | select(.kind == "ek")] | length')
 [ "$issued" -ge $((2 * CA_N + 3)) ] ||
 	fail "the CA's records hold $issued EK certificates, expected at least $((2 * CA_N + 3))"

@@ -6,8 +6,9 @@
 #    sealed to the host TPM, worker started, RSA-2048 and ECC P-256 EKs
 #    created and persisted in the vTPM, each certified by the host CK
 #    (TPM2_Certify of the sealed key + TPM2_Quote of the host PCRs), EK
-#    certificates issued by vtpm-ca's Virtualization CA and written to NV
-#    with the chain, worker stopped;
+#    certificates issued by vtpm-ca's Virtualization CA (over HTTPS, TLS 1.3
+#    checked against ca-tls-root, as in production) and written to NV with
+#    the chain, worker stopped;
 #  - swtpm: `swtpm_setup --tpm2 --createek --create-ek-cert` with
 #    swtpm_localca as its CA (a TPM 2 always gets an RSA-2048 and an ECC EK;
 #    swtpm 0.7 makes the ECC one on P-384, the closest it offers).
@@ -32,8 +33,10 @@ host_ek_certificate "$T/mfr"
 mkdir -p "$T/ca"
 "$VTPM_CA" init --db "$T/ca/ca.db" --name bench >/dev/null
 "$VTPM_CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$T/ca/ca.db" >/dev/null
-start_vtpm_ca ca --db "$T/ca/ca.db" --role both
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+ca_tls "$T/tls"
+start_vtpm_ca ca --db "$T/ca/ca.db" --role both "${CA_TLS[@]}"
+echo "ca-tls-root = $CA_TLS_ROOT" >"$T/vtpmd.conf"
+start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
 admit_host "$T/ca/ca.db" bench
 "$VTPMCTL" policy approve --current >/dev/null
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null

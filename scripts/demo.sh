@@ -1,7 +1,8 @@
 #!/bin/bash
 # make demo: the main job on an embedded default. A simulated host TPM
 # (swtpm, with a simulated manufacturer's EK certificate: it protects
-# nothing), vtpm-ca as the Privacy CA and the Virtualization CA, the vtpmd
+# nothing), vtpm-ca as the Privacy CA and the Virtualization CA over HTTPS
+# (TLS 1.3, its certificate under a TLS root of its own), the vtpmd
 # service rooted in the host TPM and enrolled with the CA, two vTPMs with
 # EK certificates, a QEMU guest booting on one of them, an AK enrolled
 # against each vTPM, quotes, and both verdicts: vTPM-aware (vtpm-attest)
@@ -53,11 +54,22 @@ DB=$T/ca/ca.db
 mkdir -p "$T/ca"
 step "$VTPM_CA" init --db "$DB" --name demo
 step "$VTPM_CA" trust add --manufacturer "$EVIDENCE/manufacturer-root.pem" --db "$DB"
+say "vtpm-ca's TLS certificate, for 127.0.0.1 (production brings its own), under a TLS root"
+mkdir -p "$T/tls"
+step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj "/CN=demo TLS root" -keyout "$T/tls/root.key" -out "$EVIDENCE/tls-root.pem" \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj "/CN=demo vtpm-ca" -CA "$EVIDENCE/tls-root.pem" -CAkey "$T/tls/root.key" \
+	-keyout "$T/tls/tls.key" -out "$T/tls/tls.pem" -addext subjectAltName=IP:127.0.0.1 \
+	-addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth 2>/dev/null
 # The URL where challengers find its CRLs, named in every certificate it
 # issues (cRLDistributionPoints); a name here, the demo hands CRLs over.
 CRL_BASE=http://vtpm-ca.demo.example
-start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE"
-echo "  serving both roles on $CA_URL; certificates name CRLs under $CRL_BASE"
+start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE" --tls-cert "$T/tls/tls.pem" \
+	--tls-key "$T/tls/tls.key"
+echo "  serving both roles on $CA_URL (TLS 1.3 only; the TLS key lives in the sandboxed"
+echo "  network child, the CA keys in the parent); certificates name CRLs under $CRL_BASE"
 cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"
 cp "$T/ca/ca-privacy.pem" "$EVIDENCE/ca-privacy.pem"
 cp "$T/ca/ca-virtualization.pem" "$EVIDENCE/ca-virtualization.pem"
@@ -66,11 +78,13 @@ say "The administrator's approval key, kept off the host: vtpmd gets only its pu
 mkdir -p "$T/admin"
 step openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/admin/approval.pem"
 step openssl pkey -in "$T/admin/approval.pem" -pubout -out "$T/approval.pub.pem"
-say "vtpmd's configuration: the approval key's public half, and the CA root it trusts"
+say "vtpmd's configuration: the approval key's public half, the CA root and the TLS root"
 echo "  vtpmd keeps a CK certificate, and writes an EK certificate into a vTPM, only when it"
-echo "  chains to this root, certifies the key vtpmd sent and is what vtpm-ca issues for it"
-printf 'approval-public-key = %s\nprivacy-ca-root = %s\nvirtualization-ca-root = %s\n' \
-	"$T/approval.pub.pem" "$T/ca/ca-root.pem" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
+echo "  chains to this root, certifies the key vtpmd sent and is what vtpm-ca issues for it;"
+echo "  it talks to the CA only once its TLS certificate chains to the TLS root"
+printf '%s\n' "approval-public-key = $T/approval.pub.pem" \
+	"privacy-ca-root = $T/ca/ca-root.pem" "virtualization-ca-root = $T/ca/ca-root.pem" \
+	"ca-tls-root = $EVIDENCE/tls-root.pem" >"$T/vtpmd.conf"
 sed 's/^/  vtpmd.conf: /' "$T/vtpmd.conf"
 step "$VTPMD" -n --config "$T/vtpmd.conf"
 
@@ -135,7 +149,8 @@ for vm in vm-a vm-b; do
 	flushed tpm2_createak -C 0x81010002 -G ecc -g sha256 -s ecdsa -c "$T/$vm-ak.ctx" \
 		-u "$T/$vm-ak.pub" >/dev/null
 	flushed tpm2_evictcontrol -c "$T/$vm-ak.ctx" 0x81000010 >/dev/null
-	step "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$d/ak.pem"
+	step "$ATTEST" enroll --ca "$CA_URL" --ca-tls-root "$EVIDENCE/tls-root.pem" --tcti "$tcti" \
+		--ak-handle 0x81000010 --out "$d/ak.pem"
 	openssl x509 -in "$d/ak.pem" -noout -pubkey >"$d/ak.pub.pem"
 	# A measurement of the workload into PCR 16, which the challenger expects.
 	rand_hex 32 >"$d/measurement"
@@ -161,7 +176,8 @@ cert_line "$EVIDENCE/vm-a/ak.pem" | sed 's/^/    /'
 
 say "The CAs' CRLs (GET /v1/ROLE/crl; vtpm-ca crl for the root's)"
 for role in privacy virtualization; do
-	curl -sf -o "$T/$role.crl.der" "$CA_URL/v1/$role/crl" || fail "GET /v1/$role/crl"
+	curl -sf --cacert "$EVIDENCE/tls-root.pem" -o "$T/$role.crl.der" "$CA_URL/v1/$role/crl" ||
+		fail "GET /v1/$role/crl"
 	step openssl crl -inform DER -in "$T/$role.crl.der" -out "$EVIDENCE/ca-$role.crl"
 done
 step "$VTPM_CA" crl --role root --db "$DB" --out "$EVIDENCE/ca-root.crl"
@@ -172,7 +188,7 @@ echo "  vm-a asking the CA (--ca), vm-b in the CRLs (--crl, read and checked onc
 for vm in vm-a vm-b; do
 	d=$EVIDENCE/$vm
 	if [ "$vm" == vm-a ]; then
-		revocation=(--ca "$CA_URL")
+		revocation=(--ca "$CA_URL" --ca-tls-root "$EVIDENCE/tls-root.pem")
 	else
 		revocation=(--crl "$EVIDENCE/ca-privacy.crl" --crl "$EVIDENCE/ca-virtualization.crl")
 	fi
@@ -220,6 +236,7 @@ Evidence left by 'make demo' (vtpmd). Check it with standard tools alone:
 ca-root.pem              the CAs' root; ca-privacy.pem and ca-virtualization.pem under it
 ca-ROLE.crl              the CAs' CRLs (privacy, virtualization, root), as signed then;
                          ca-privacy-and-root.crl both that openssl -crl_check_all needs
+tls-root.pem             the TLS root vtpm-ca's HTTPS certificate chains to (ca-tls-root)
 manufacturer-root.pem    the simulated TPM manufacturer; host-ek.pem its certificate of the host EK
 host-ck.pem              the host TPM's Certifying Key (Privacy CA)
 VM/ek-TYPE.pem           the vTPM's EK certificates (Virtualization CA, marked virtual)

@@ -36,10 +36,12 @@ certify_req() {
 }
 
 # vek_nonce URL: a nonce for vEK evidence from the Virtualization CA at URL
-# (POST /v1/virtualization/nonce), base64, on stdout.
+# (POST /v1/virtualization/nonce), base64, on stdout; an https:// CA is
+# checked against CA_TLS_ROOT (tests/lib.sh ca_tls).
 vek_nonce() {
 	local n
-	n=$(curl -sf -H 'Content-Type: application/json' --data-binary '{}' \
+	n=$(curl -sf ${CA_TLS_ROOT:+--cacert "$CA_TLS_ROOT"} -H 'Content-Type: application/json' \
+		--data-binary '{}' \
 		"$1/v1/virtualization/nonce" | jq -er .nonce) || fail "no nonce from $1"
 	[ "$(base64 -d <<<"$n" | wc -c)" -eq 32 ] || fail "the nonce from $1 is not 32 bytes"
 	printf '%s' "$n"

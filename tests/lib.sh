@@ -254,23 +254,63 @@ kill_hard() {
 
 # wait_http URL PID: polls URL until an HTTP server answers there, while
 # PID (the server) lives. Returns 0 when it answered, 1 when PID exited or
-# 30 s passed.
+# 30 s passed. An https:// URL is polled without checking the server's
+# certificate (readiness only: the tests check it with vtpmd's client).
 wait_http() {
 	local deadline=$((SECONDS + 30))
-	until curl -s -o /dev/null --max-time 5 "$1"; do
+	until curl -s -k -o /dev/null --max-time 5 "$1"; do
 		kill -0 "$2" 2>/dev/null || return 1
 		[ "$SECONDS" -lt "$deadline" ] || return 1
 	done
+}
+
+# tls_root DIR NAME: a throwaway TLS root CA (EC P-256), DIR/NAME.pem and
+# DIR/NAME.key.
+tls_root() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$1/$2.key" -out "$1/$2.pem" -subj "/CN=$2" -days 30 \
+		-addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign,cRLSign 2>"$1/openssl.err" ||
+		fail "openssl req (TLS root $2): $(cat "$1/openssl.err")"
+}
+
+# tls_server_cert DIR NAME SAN [ROOT]: a TLS server certificate for SAN
+# (subjectAltName, e.g. IP:127.0.0.1,DNS:localhost), DIR/NAME.pem and
+# DIR/NAME.key, issued by DIR/ROOT.pem (tls_root), or self-signed without
+# ROOT. This is the documented way to make one (docs/ca-api.md, "TLS").
+tls_server_cert() {
+	local issuer=()
+	[ -z "${4:-}" ] || issuer=(-CA "$1/$4.pem" -CAkey "$1/$4.key")
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$1/$2.key" -out "$1/$2.pem" -subj "/CN=$2" -days 30 "${issuer[@]}" \
+		-addext "subjectAltName=$3" -addext basicConstraints=critical,CA:FALSE \
+		-addext keyUsage=critical,digitalSignature -addext extendedKeyUsage=serverAuth \
+		2>"$1/openssl.err" ||
+		fail "openssl req (TLS certificate $2): $(cat "$1/openssl.err")"
+}
+
+# ca_tls DIR: a TLS root (DIR/tls-root.pem) and vtpm-ca's server
+# certificate under it for 127.0.0.1 (DIR/tls.pem, DIR/tls.key); sets
+# CA_TLS=(--tls-cert DIR/tls.pem --tls-key DIR/tls.key) for start_vtpm_ca
+# and CA_TLS_ROOT.
+ca_tls() {
+	mkdir -p "$1"
+	tls_root "$1" tls-root
+	tls_server_cert "$1" tls IP:127.0.0.1,DNS:localhost tls-root
+	CA_TLS=(--tls-cert "$1/tls.pem" --tls-key "$1/tls.key")
+	CA_TLS_ROOT=$1/tls-root.pem
 }
 
 # start_vtpm_ca NAME ARGS...: `vtpm-ca serve ARGS` ($VTPM_CA, default the
 # sanitizer build) on a free loopback port, retried when another process
 # took the port first; waits until it answers. As root, its network child
 # runs as $VTPM_CA_USER (default 40100:40100; ARGS may give --user again).
-# Sets CA_URL and CA_PID (the parent); its stderr goes to $T/NAME.log.
+# Sets CA_URL (https:// when ARGS hold --tls-cert) and CA_PID (the
+# parent); its stderr goes to $T/NAME.log.
 start_vtpm_ca() {
-	local name=$1 port user=()
+	local name=$1 port user=() scheme=http
 	shift
+	case " $* " in *" --tls-cert "*) scheme=https ;; esac
 	[ "$(id -u)" -ne 0 ] || user=(--user "${VTPM_CA_USER:-40100:40100}")
 	for _ in 1 2 3 4 5 6 7 8; do
 		port=$(free_port_pair)
@@ -278,8 +318,8 @@ start_vtpm_ca() {
 			2>>"$T/$name.log" &
 		CA_PID=$!
 		TEST_PIDS+=("$CA_PID")
-		if wait_http "http://127.0.0.1:$port/v1/privacy/ca" "$CA_PID"; then
-			CA_URL=http://127.0.0.1:$port
+		if wait_http "$scheme://127.0.0.1:$port/v1/privacy/ca" "$CA_PID"; then
+			CA_URL=$scheme://127.0.0.1:$port
 			return 0
 		fi
 		kill_hard "$CA_PID"

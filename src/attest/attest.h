@@ -168,7 +168,20 @@ int attest_tpm_activate(struct attest_tpm *tpm, uint32_t ak_handle, uint32_t ek_
 /* attest_quote.c: quote. */
 int attest_quote(int argc, char **argv);
 
-/* attest_http.c: one HTTP/1.1 request to vtpm-ca (http://HOST:PORT). */
+/* attest_http.c: one HTTP/1.1 request to vtpm-ca (https://HOST:PORT, or
+ * http:// on loopback), over TLS checked by --ca-tls-root or --ca-tls-pin,
+ * which every command talking to vtpm-ca takes (ATTEST_TLS_OPTIONS in its
+ * option table, attest_http_tls_option for their values). */
+#define ATTEST_OPT_CA_TLS_ROOT 0x100
+#define ATTEST_OPT_CA_TLS_PIN  0x101
+#define ATTEST_TLS_OPTIONS                                                  \
+	{"ca-tls-root", required_argument, NULL, ATTEST_OPT_CA_TLS_ROOT},   \
+	{                                                                   \
+		"ca-tls-pin", required_argument, NULL, ATTEST_OPT_CA_TLS_PIN \
+	}
+int attest_http_tls_option(const char *cmd, int opt, const char *value);
+int attest_http_check_url(const char *cmd, const char *url);
+const struct tls_peer *attest_http_tls_peer(void);
 struct json_t;
 int attest_http_json(const char *base_url, const char *method, const char *path,
     const struct json_t *body, int *status, struct json_t **reply, struct err *err);

@@ -174,7 +174,16 @@ static const char ae_enroll_help[] =
     "    the EK's public area (--ek-handle, else 0x81010002 / 0x81010001, else the\n"
     "    EK made from the TCG default template) and the AK's, asks vtpm-ca at URL\n"
     "    for a challenge, recovers its secret with TPM2_ActivateCredential and\n"
-    "    trades it for the AK certificate, written to AK.pem.\n";
+    "    trades it for the AK certificate, written to AK.pem.\n"
+    "\n"
+    "CA CONNECTION\n"
+    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
+    "                         PEM root in FILE and name the URL's host\n"
+    "    --ca-tls-pin sha256:HEX\n"
+    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
+    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
+    "                         -pubin -outform DER | sha256sum)\n"
+    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
 
 struct ae_tpm_keys {
 	uint8_t *ek_cert;
@@ -263,6 +272,7 @@ attest_enroll(int argc, char **argv)
 	    {"ak-handle", required_argument, NULL, 'a'},
 	    {"ek-handle", required_argument, NULL, 'e'},
 	    {"out", required_argument, NULL, 'o'},
+	    ATTEST_TLS_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -284,6 +294,11 @@ attest_enroll(int argc, char **argv)
 			if ((r = attest_parse_handle("enroll", "--ek-handle", optarg, &ek)))
 				return r;
 			break;
+		case ATTEST_OPT_CA_TLS_ROOT:
+		case ATTEST_OPT_CA_TLS_PIN:
+			if ((r = attest_http_tls_option("enroll", c, optarg)) != EXIT_OK)
+				return r;
+			break;
 		case 'h': fputs(ae_enroll_help, stdout); return EXIT_OK;
 		case ':': return attest_usage("enroll", "%s needs a value", argv[optind - 1]);
 		default: return attest_usage("enroll", "unknown option '%s'", argv[optind - 1]);
@@ -293,6 +308,8 @@ attest_enroll(int argc, char **argv)
 		return attest_usage("enroll", "unexpected argument '%s'", argv[optind]);
 	if (ca == NULL || ak == 0 || out == NULL)
 		return attest_usage("enroll", "--ca, --ak-handle and --out are required");
+	if ((r = attest_http_check_url("enroll", ca)) != EXIT_OK)
+		return r;
 	return ae_enroll_run(ca, tcti, ak, ek, out);
 }
 
@@ -311,7 +328,16 @@ static const char ae_challenge_help[] =
     "    (tpm2_createek -u, tpm2_createak -u) to vtpm-ca, writes its\n"
     "    TPM2_MakeCredential in tpm2_makecredential's layout (0xBADCC0DE, version 1,\n"
     "    TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET) for tpm2_activatecredential -i,\n"
-    "    and prints the challenge's id for vtpm-attest certify.\n";
+    "    and prints the challenge's id for vtpm-attest certify.\n"
+    "\n"
+    "CA CONNECTION\n"
+    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
+    "                         PEM root in FILE and name the URL's host\n"
+    "    --ca-tls-pin sha256:HEX\n"
+    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
+    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
+    "                         -pubin -outform DER | sha256sum)\n"
+    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
 
 /* Writes tpm2_makecredential's file layout. */
 static int
@@ -373,11 +399,12 @@ attest_challenge(int argc, char **argv)
 	    {"ek-public", required_argument, NULL, 'E'},
 	    {"ak-public", required_argument, NULL, 'a'},
 	    {"out-credential", required_argument, NULL, 'o'},
+	    ATTEST_TLS_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *ca = NULL, *ek_cert = NULL, *ek_pub = NULL, *ak_pub = NULL, *out = NULL;
-	int c;
+	int c, r;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -387,6 +414,11 @@ attest_challenge(int argc, char **argv)
 		case 'E': ek_pub = optarg; break;
 		case 'a': ak_pub = optarg; break;
 		case 'o': out = optarg; break;
+		case ATTEST_OPT_CA_TLS_ROOT:
+		case ATTEST_OPT_CA_TLS_PIN:
+			if ((r = attest_http_tls_option("challenge", c, optarg)) != EXIT_OK)
+				return r;
+			break;
 		case 'h': fputs(ae_challenge_help, stdout); return EXIT_OK;
 		case ':': return attest_usage("challenge", "%s needs a value", argv[optind - 1]);
 		default: return attest_usage("challenge", "unknown option '%s'", argv[optind - 1]);
@@ -397,6 +429,8 @@ attest_challenge(int argc, char **argv)
 	if (ca == NULL || ek_cert == NULL || ek_pub == NULL || ak_pub == NULL || out == NULL)
 		return attest_usage("challenge", "--ca, --ek-cert, --ek-public, --ak-public and "
 		                                 "--out-credential are required");
+	if ((r = attest_http_check_url("challenge", ca)) != EXIT_OK)
+		return r;
 	return ae_challenge_run(ca, ek_cert, ek_pub, ak_pub, out);
 }
 
@@ -409,7 +443,16 @@ static const char ae_certify_help[] =
     "\n"
     "DESCRIPTION\n"
     "    Sends the secret tpm2_activatecredential -o wrote for the challenge ID\n"
-    "    (vtpm-attest challenge) and writes the AK certificate to AK.pem.\n";
+    "    (vtpm-attest challenge) and writes the AK certificate to AK.pem.\n"
+    "\n"
+    "CA CONNECTION\n"
+    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
+    "                         PEM root in FILE and name the URL's host\n"
+    "    --ca-tls-pin sha256:HEX\n"
+    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
+    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
+    "                         -pubin -outform DER | sha256sum)\n"
+    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
 
 int
 attest_certify(int argc, char **argv)
@@ -419,13 +462,14 @@ attest_certify(int argc, char **argv)
 	    {"id", required_argument, NULL, 'i'},
 	    {"secret", required_argument, NULL, 's'},
 	    {"out", required_argument, NULL, 'o'},
+	    ATTEST_TLS_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *ca = NULL, *id = NULL, *secret = NULL, *out = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int c, ret;
+	int c, r, ret;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -434,6 +478,11 @@ attest_certify(int argc, char **argv)
 		case 'i': id = optarg; break;
 		case 's': secret = optarg; break;
 		case 'o': out = optarg; break;
+		case ATTEST_OPT_CA_TLS_ROOT:
+		case ATTEST_OPT_CA_TLS_PIN:
+			if ((r = attest_http_tls_option("certify", c, optarg)) != EXIT_OK)
+				return r;
+			break;
 		case 'h': fputs(ae_certify_help, stdout); return EXIT_OK;
 		case ':': return attest_usage("certify", "%s needs a value", argv[optind - 1]);
 		default: return attest_usage("certify", "unknown option '%s'", argv[optind - 1]);
@@ -443,6 +492,8 @@ attest_certify(int argc, char **argv)
 		return attest_usage("certify", "unexpected argument '%s'", argv[optind]);
 	if (ca == NULL || id == NULL || secret == NULL || out == NULL)
 		return attest_usage("certify", "--ca, --id, --secret and --out are required");
+	if ((r = attest_http_check_url("certify", ca)) != EXIT_OK)
+		return r;
 	if (fileio_read(secret, AE_SECRET_MAX, &buf, &len) == -1 || len == 0) {
 		ret = attest_fail(
 		    "%s: %s", secret, len == 0 && buf != NULL ? "empty" : strerror(errno));

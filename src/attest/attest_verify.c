@@ -377,8 +377,12 @@ static const char av_help[] =
     "OPTIONS\n"
     "    --pcrs SPEC   required values, e.g. sha256:16=HEX,17=HEX+sha1:16=HEX\n"
     "    --any-pcrs    require no PCR value (require-host-config needs this or --pcrs)\n"
-    "    --ca URL      ask vtpm-ca (http://HOST:PORT) whether the AK, vEK or CK\n"
+    "    --ca URL      ask vtpm-ca (https://HOST:PORT) whether the AK, vEK or CK\n"
     "                  certificate is revoked\n"
+    "    --ca-tls-root FILE, --ca-tls-pin sha256:HEX\n"
+    "                  how to know vtpm-ca's TLS certificate: a PEM root it chains\n"
+    "                  to (and the URL's host it names), or the SHA-256 of its\n"
+    "                  SubjectPublicKeyInfo; plain http:// is for loopback only\n"
     "    --crl FILE    a CRL (PEM or DER; vtpm-ca crl, or GET /v1/ROLE/crl), up to 8:\n"
     "                  the Privacy CA's (AK and CK certificates) and the\n"
     "                  Virtualization CA's (vEK certificates). Each must be signed by\n"
@@ -441,6 +445,8 @@ av_check_waivers(const struct av_opts *o)
 		    "verify", "--ca or --crl and --no-revocation-check contradict each other");
 	if (o->ca != NULL && o->n_crls > 0)
 		return attest_usage("verify", "give --ca URL or --crl FILE, not both");
+	if (o->ca != NULL && attest_http_check_url("verify", o->ca) != EXIT_OK)
+		return EXIT_USAGE;
 	if (o->pcrs != NULL && o->any_pcrs)
 		return attest_usage("verify", "--pcrs and --any-pcrs contradict each other");
 	if (o->policy != ATTEST_REQUIRE_HOST_CONFIG)
@@ -476,6 +482,7 @@ av_parse(struct av_opts *o, int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"any-pcrs", no_argument, NULL, 'A'},
 	    {"no-revocation-check", no_argument, NULL, 'R'},
+	    ATTEST_TLS_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -496,6 +503,11 @@ av_parse(struct av_opts *o, int argc, char **argv)
 		case 'j': o->json = true; break;
 		case 'A': o->any_pcrs = true; break;
 		case 'R': o->no_revocation_check = true; break;
+		case ATTEST_OPT_CA_TLS_ROOT:
+		case ATTEST_OPT_CA_TLS_PIN:
+			if ((r = attest_http_tls_option("verify", c, optarg)) != EXIT_OK)
+				return r;
+			break;
 		case 'h': fputs(av_help, stdout); return -1;
 		case 'n':
 			if ((r = attest_parse_hex("verify", "--nonce", optarg, o->nonce,

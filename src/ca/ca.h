@@ -25,6 +25,7 @@
 #ifndef VTPM_CA_H
 #define VTPM_CA_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -470,6 +471,8 @@ struct ca_settings {
 	struct ca_challenge_limits limits; /* challenges_max, _per_client, _per_ek */
 	bool admit_any_manufacturer_ek;    /* the lab switch (logged at every use) */
 	char listen[80];       /* HOST:PORT */
+	char tls_cert[1024];   /* HTTPS: PEM certificate chain, "" for plain HTTP */
+	char tls_key[1024];    /* its PEM private key */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
 	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
@@ -576,7 +579,8 @@ void ca_parent_audit(struct ca_parent *p, const char *action, const char *outcom
  * Returns an exit status. */
 #define CA_CHILD_FD_PARENT   3
 #define CA_CHILD_FD_LISTENER 4
-int ca_child_main(const char *root, uid_t uid, gid_t gid);
+int ca_child_main(
+    const char *root, uid_t uid, gid_t gid, const char *tls_cert, const char *tls_key);
 
 /* ca_spawn.c: the network child's start and end, from the parent. */
 #define CA_CHILD_STOP_MS 2000 /* after SIGTERM, then SIGKILL */
@@ -590,6 +594,8 @@ struct ca_child_proc {
 	bool ready;      /* its READY came */
 	int64_t started; /* mono_ms() */
 	char root[64];   /* its empty root, until the child is in it */
+	char tls_cert[PATH_MAX]; /* HTTPS: the absolute paths the child loads */
+	char tls_key[PATH_MAX];  /* before its sandbox; "" for plain HTTP */
 };
 /* Starts a child on the listener (which stays the caller's). 0, or -1
  * with err. */

@@ -7,7 +7,9 @@
  * what would come from files (OpenSSL's configuration, a seed for
  * jansson's hash tables; the time zone, which it sets to UTC rather than
  * read, so that no later call of the C library looks for it) is read
- * first, then it is confined, then it reads the
+ * first, and so are the TLS certificate and key when it serves HTTPS
+ * (TLS ends here: the child holds the TLS key, never a CA key), then it is
+ * confined, then it reads the
  * parent's HELLO (its role and the CA certificates, all it knows), answers
  * READY and serves HTTP (api.c, ca_api.c) until SIGTERM or until its
  * parent goes (end of file on its channel). Everything that needs a
@@ -111,8 +113,10 @@ child_loop(struct ca_server *s, struct api_server *api)
 }
 
 int
-ca_child_main(const char *root, uid_t uid, gid_t gid)
+ca_child_main(
+    const char *root, uid_t uid, gid_t gid, const char *tls_cert, const char *tls_key)
 {
+	struct tls_server *tls = NULL;
 	struct sigaction sa = {.sa_handler = child_on_signal};
 	struct ca_server *s = calloc(1, sizeof(*s));
 	struct api_server *api;
@@ -136,15 +140,18 @@ ca_child_main(const char *root, uid_t uid, gid_t gid)
 	if (ca_crypto_init() == -1)
 		fatalx(EXIT_RUNTIME, "cannot initialise OpenSSL");
 	json_object_seed(0);
+	if (tls_cert != NULL && (tls = tls_server_new(tls_cert, tls_key, &err)) == NULL)
+		fatalx(EXIT_RUNTIME, "%s", err.msg);
 	if (ca_sandbox_enter(root, uid, gid, &err) == -1)
 		fatalx(EXIT_RUNTIME, "%s", err.msg);
 	child_hello(s);
-	if ((api = api_serve_tcp(CA_CHILD_FD_LISTENER, ca_api, s)) == NULL)
+	if ((api = api_serve_tcp(CA_CHILD_FD_LISTENER, tls, ca_api, s)) == NULL)
 		fatal(EXIT_RUNTIME, "serving the listener");
-	log_debug("confined%s%s, serving", root != NULL ? " in " : " (not root: no chroot)",
-	    root != NULL ? root : "");
+	log_debug("confined%s%s, serving %s", root != NULL ? " in " : " (not root: no chroot)",
+	    root != NULL ? root : "", tls != NULL ? "HTTPS (TLS 1.3)" : "plain HTTP");
 	child_loop(s, api);
 	api_close(api);
+	tls_server_free(tls);
 	free(s->link.msg);
 	free(s);
 	return EXIT_OK;

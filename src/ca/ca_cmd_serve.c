@@ -42,11 +42,13 @@ static const char serve_help[] =
     "\n"
     "SYNOPSIS\n"
     "    vtpm-ca serve --db FILE [--role privacy|virtualization|both]\n"
-    "        [--listen HOST:PORT] [--user NAME|UID[:GID]] [--config FILE]\n"
-    "        [--crl-url URL] [--admit-any-manufacturer-ek] [--log-level LEVEL]\n"
+    "        [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
+    "        [--user NAME|UID[:GID]] [--config FILE] [--crl-url URL]\n"
+    "        [--admit-any-manufacturer-ek] [--log-level LEVEL]\n"
     "\n"
     "DESCRIPTION\n"
-    "    Serves HTTP/1.1 with JSON bodies (docs/ca-api.md) on a numeric TCP address.\n"
+    "    Serves HTTPS (TLS 1.3 only) with JSON bodies (docs/ca-api.md) on a numeric\n"
+    "    TCP address; plain HTTP only on a loopback address, for labs.\n"
     "    Every peer may call: requests are judged by their cryptographic content.\n"
     "    The privacy role answers /v1/privacy/challenge and /certify with the\n"
     "    Privacy CA's key, the virtualization role /v1/virtualization/nonce (a\n"
@@ -55,23 +57,24 @@ static const char serve_help[] =
     "    /v1/virtualization/ca and /v1/status/SERIAL, and each role GET\n"
     "    /v1/ROLE/crl (its CRL, DER, signed afresh). Only the keys of the roles\n"
     "    served are loaded. Every request that issues or is refused leaves an audit\n"
-    "    row (vtpm-ca list audit). Put a TLS proxy in front for confidentiality;\n"
-    "    nothing secret crosses in clear (the challenge secret is encrypted to the\n"
-    "    EK), but the requests name hosts and vTPMs.\n"
+    "    row (vtpm-ca list audit).\n"
     "\n"
     "PROCESSES\n"
     "    serve holds the database and the CA keys and never reads the network: it\n"
     "    starts itself again as `vtpm-ca serve --network-child`, a child that parses\n"
     "    every request in a sandbox (an empty root directory, the --user identity,\n"
     "    no capabilities, a seccomp allow-list; no key, no database) and asks the\n"
-    "    parent, in typed messages, for records and certificates. A child that ends\n"
-    "    is replaced, and its end audited. Started as root, serve needs --user; as\n"
-    "    another user, the child keeps that uid and has no chroot, only the\n"
-    "    allow-list (which opens no file).\n"
+    "    parent, in typed messages, for records and certificates. TLS ends in the\n"
+    "    child: it reads the TLS certificate and key before its sandbox closes, and\n"
+    "    never holds a CA key. A child that ends is replaced, and its end audited.\n"
+    "    Started as root, serve needs --user; as another user, the child keeps that\n"
+    "    uid and has no chroot, only the allow-list (which opens no file).\n"
     "\n"
     "OPTIONS\n"
     "    --role R         privacy, virtualization or both (default both)\n"
     "    --listen A       HOST:PORT (or tcp:HOST:PORT; [::1]:PORT for IPv6)\n"
+    "    --tls-cert FILE  HTTPS: the server's certificate chain (PEM, its own first)\n"
+    "    --tls-key FILE   and its private key (PEM); both or neither\n"
     "    --user U         the network child's identity: a user NAME (and its group),\n"
     "                     or a numeric UID[:GID] (GID defaults to UID); not root.\n"
     "                     Required when serve starts as root; an account of its own\n"
@@ -85,7 +88,8 @@ static const char serve_help[] =
     "                       \"nonce_expiry_seconds\": 60 (a vEK evidence nonce's life),\n"
     "                       \"ck_validity_days\": 1825, \"ak_validity_days\": 365,\n"
     "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z),\n"
-    "                       \"crl_url\": URL, \"crl_validity_seconds\": 86400\n"
+    "                       \"crl_url\": URL, \"crl_validity_seconds\": 86400,\n"
+    "                       \"tls_cert\": FILE, \"tls_key\": FILE\n"
     "    --crl-url URL    the base URL where this CA is reached (http:// or https://):\n"
     "                     the certificates it issues carry the cRLDistributionPoint\n"
     "                     URL/v1/privacy/crl or URL/v1/virtualization/crl\n"
@@ -97,12 +101,12 @@ static const char serve_help[] =
     "    --log-level L    error, warn, info (default), debug\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 stopped by SIGTERM or SIGINT; 1 could not start (address in use, CA files\n"
-    "    or database unreadable, the network child could not be confined); 2 usage\n"
-    "    error.\n";
+    "    0 stopped by SIGTERM or SIGINT; 1 could not start (address in use, CA files,\n"
+    "    TLS files or database unreadable, the network child could not be confined);\n"
+    "    2 usage error (plain HTTP off loopback included).\n";
 
 struct serve_opts {
-	const char *db, *role, *listen, *config, *user, *chroot, *crl_url;
+	const char *db, *role, *listen, *config, *user, *chroot, *crl_url, *tls_cert, *tls_key;
 	enum log_level level;
 	bool network_child;
 	bool admit_any;
@@ -432,6 +436,8 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 	    {"chroot", required_argument, NULL, 'C'},
 	    {"admit-any-manufacturer-ek", no_argument, NULL, 'A'},
 	    {"crl-url", required_argument, NULL, 'U'},
+	    {"tls-cert", required_argument, NULL, 'T'},
+	    {"tls-key", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -451,6 +457,8 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 		case 'C': o->chroot = optarg; break;
 		case 'A': o->admit_any = true; break;
 		case 'U': o->crl_url = optarg; break;
+		case 'T': o->tls_cert = optarg; break;
+		case 'K': o->tls_key = optarg; break;
 		case 'L':
 			if (log_parse_level(optarg, &o->level) == -1)
 				return ca_usage("serve", "--log-level: error, warn, info or debug");
@@ -477,7 +485,51 @@ serve_child(const struct serve_opts *o)
 		return ca_usage("serve", "--network-child: --user and --chroot go together");
 	if (o->user != NULL && serve_parse_user(o->user, &uid, &gid) != 0)
 		return EXIT_USAGE;
-	return ca_child_main(o->chroot, uid, gid);
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+		return ca_usage("serve", "--network-child: --tls-cert and --tls-key go together");
+	return ca_child_main(o->chroot, uid, gid, o->tls_cert, o->tls_key);
+}
+
+/* Whether a --listen address (HOST:PORT, tcp:HOST:PORT) is a loopback
+ * one: 127.0.0.0/8 or [::1]. */
+static bool
+serve_listen_loopback(const char *spec)
+{
+	const char *host = strncmp(spec, "tcp:", 4) == 0 ? spec + 4 : spec;
+
+	return strncmp(host, "127.", 4) == 0 || strncmp(host, "[::1]:", 6) == 0 ||
+	       strncmp(host, "localhost:", 10) == 0;
+}
+
+/* HTTPS: the certificate and key must load and match now (the child loads
+ * them again, by absolute path, before its sandbox). Plain HTTP only on a
+ * loopback address. */
+static int
+serve_tls_settings(const struct serve_opts *o, struct serve *sv)
+{
+	const char *cert = o->tls_cert ? o->tls_cert : sv->p->cfg.tls_cert;
+	const char *key = o->tls_key ? o->tls_key : sv->p->cfg.tls_key;
+	struct tls_server *probe;
+	struct err err;
+
+	if (cert[0] == '\0' && key[0] == '\0') {
+		if (!serve_listen_loopback(sv->p->cfg.listen))
+			return ca_usage("serve",
+			    "plain HTTP is served on loopback addresses only, and %s is not one: "
+			    "give --tls-cert FILE and --tls-key FILE (HTTPS)",
+			    sv->p->cfg.listen);
+		return EXIT_OK;
+	}
+	if (cert[0] == '\0' || key[0] == '\0')
+		return ca_usage("serve", "--tls-cert and --tls-key go together");
+	if (realpath(cert, sv->c.tls_cert) == NULL)
+		return ca_fail("--tls-cert %s: %s", cert, strerror(errno));
+	if (realpath(key, sv->c.tls_key) == NULL)
+		return ca_fail("--tls-key %s: %s", key, strerror(errno));
+	if ((probe = tls_server_new(sv->c.tls_cert, sv->c.tls_key, &err)) == NULL)
+		return ca_fail("%s", err.msg);
+	tls_server_free(probe);
+	return EXIT_OK;
 }
 
 /* The parent's settings: --config, then the command line. */
@@ -515,7 +567,7 @@ serve_settings(const struct serve_opts *o, struct serve *sv)
 		    "serve", "--user needs root; without it the network child keeps your uid");
 	if (o->user != NULL && serve_parse_user(o->user, &sv->c.uid, &sv->c.gid) != 0)
 		return EXIT_USAGE;
-	return EXIT_OK;
+	return serve_tls_settings(o, sv);
 }
 
 int

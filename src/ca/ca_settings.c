@@ -78,13 +78,28 @@ ca_settings_limit(json_t *o, const char *key, int64_t *out, struct err *err)
 	return 0;
 }
 
+/* A file name setting, when present: a non-empty string that fits. */
+static int
+ca_settings_path(const json_t *o, const char *key, char *out, size_t len, struct err *err)
+{
+	const json_t *v = json_object_get(o, key);
+	const char *str = json_string_value(v);
+
+	if (v == NULL)
+		return 0;
+	if (str == NULL || str[0] == '\0' || strlen(str) >= len)
+		return err_set(err, ERR_INVALID, "%s must be a file name", key);
+	snprintf(out, len, "%s", str);
+	return 0;
+}
+
 int
 ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
 	    "nonce_expiry_seconds", "challenges_max", "challenges_per_client", "challenges_per_ek",
 	    "ck_validity_days", "ak_validity_days", "ek_validity_days", "crl_url",
-	    "crl_validity_seconds"};
+	    "crl_validity_seconds", "tls_cert", "tls_key"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -122,6 +137,11 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 			goto out;
 		}
 		snprintf(s->listen, sizeof(s->listen), "%s", str);
+	}
+	if (ca_settings_path(o, "tls_cert", s->tls_cert, sizeof(s->tls_cert), &inner) == -1 ||
+	    ca_settings_path(o, "tls_key", s->tls_key, sizeof(s->tls_key), &inner) == -1) {
+		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
+		goto out;
 	}
 	if ((v = json_object_get(o, "crl_url")) != NULL) {
 		str = json_string_value(v);

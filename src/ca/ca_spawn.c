@@ -7,7 +7,10 @@
  * would carry a copy of the parent's memory, CA keys and SQLite's pages
  * included, into the process that parses the network. It gets descriptors
  * 0 and 1 on /dev/null, 2 (stderr) kept, 3 its end of a SOCK_SEQPACKET
- * socketpair, 4 the listener, and nothing else; default signals.
+ * socketpair, 4 the listener, and nothing else; default signals. For
+ * HTTPS it is told where the TLS certificate and key are, which it reads
+ * itself before its sandbox closes: the TLS key is the network's, and
+ * lives in the process that faces it (never a CA key).
  *
  * Its root, when the parent is root, is a fresh empty directory (mkdtemp,
  * mode 0700 and root's: the child cannot even list it), which the parent
@@ -50,7 +53,7 @@ ca_spawn_exec(struct ca_child_proc *c, int channel, int listener, struct err *er
 {
 	static const char *const levels[] = {"error", "warn", "info", "debug"};
 	char user[32];
-	const char *argv[12];
+	const char *argv[16];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dfl;
@@ -68,6 +71,12 @@ ca_spawn_exec(struct ca_child_proc *c, int channel, int listener, struct err *er
 		argv[n++] = user;
 		argv[n++] = "--chroot";
 		argv[n++] = c->root;
+	}
+	if (c->tls_cert[0] != '\0') {
+		argv[n++] = "--tls-cert";
+		argv[n++] = c->tls_cert;
+		argv[n++] = "--tls-key";
+		argv[n++] = c->tls_key;
 	}
 	argv[n] = NULL;
 	sigemptyset(&none);

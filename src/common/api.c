@@ -28,6 +28,13 @@
  * do not count among the API_MAX_CONNECTIONS: up to API_MAX_DEFERRED of
  * them wait beside those, so that operations in flight (one per instance
  * at most) cannot shut the API.
+ *
+ * On TCP the server may speak TLS (vtpm-ca's HTTPS, tls.c): every
+ * connection is then a TLS connection whose handshake runs as its first
+ * bytes are read, under the same idle deadline; a handshake that fails
+ * (a client offering less than TLS 1.3, one that does not trust the
+ * certificate) ends that connection only. Reads and writes go through
+ * api_conn_recv and api_conn_send, which hide which it is.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -103,11 +110,14 @@ struct api_conn {
 	uint64_t ticket;  /* this connection's number, never 0 (api_request.ticket) */
 	enum api_method method; /* API_CONN_WAITING: what it asked, for the log */
 	char path[64];
+	struct tls_conn *tls; /* on a TLS server */
+	short tls_wants;      /* POLLIN or POLLOUT: what TLS waits for besides */
 };
 
 struct api_server {
 	int fd;
 	bool tcp; /* a network service: no peer credentials to check */
+	struct tls_server *tls; /* HTTPS (tcp only), or NULL; not owned */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* of the socket file we bound, to unlink only ours */
 	ino_t ino;
@@ -647,6 +657,57 @@ api_serialise(struct api_response r, size_t *len)
 
 /* --- connections -------------------------------------------------------- */
 
+/* What a TLS call's outcome means as recv/send would say it: n bytes, 0
+ * at the end of the stream, -1 with errno (EAGAIN, with c->tls_wants set
+ * when TLS waits for the other direction; EPROTO when TLS failed). */
+static ssize_t
+api_tls_result(struct api_conn *c, enum tls_io io, size_t n, short own, const struct err *err)
+{
+	c->tls_wants = 0;
+	switch (io) {
+	case TLS_IO_OK: return (ssize_t)n;
+	case TLS_IO_EOF: return 0;
+	case TLS_IO_WANT_READ:
+	case TLS_IO_WANT_WRITE:
+		if ((io == TLS_IO_WANT_READ ? POLLIN : POLLOUT) != own)
+			c->tls_wants = io == TLS_IO_WANT_READ ? POLLIN : POLLOUT;
+		errno = EAGAIN;
+		return -1;
+	case TLS_IO_ERROR: break;
+	}
+	log_debug("api: fd %d: %s", c->fd, err->msg);
+	errno = EPROTO;
+	return -1;
+}
+
+/* recv() of a connection's bytes, through TLS on a TLS server. */
+static ssize_t
+api_conn_recv(struct api_conn *c, void *buf, size_t len)
+{
+	struct err err = {0};
+	enum tls_io io;
+	size_t n;
+
+	if (c->tls == NULL)
+		return recv(c->fd, buf, len, MSG_DONTWAIT);
+	io = tls_read(c->tls, buf, len, &n, &err);
+	return api_tls_result(c, io, n, POLLIN, &err);
+}
+
+/* send() of a connection's bytes, through TLS on a TLS server. */
+static ssize_t
+api_conn_send(struct api_conn *c, const void *buf, size_t len)
+{
+	struct err err = {0};
+	enum tls_io io;
+	size_t n;
+
+	if (c->tls == NULL)
+		return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	io = tls_write(c->tls, buf, len, &n, &err);
+	return api_tls_result(c, io, n, POLLOUT, &err);
+}
+
 static void
 api_conn_close(struct api_server *srv, struct api_conn *c)
 {
@@ -656,6 +717,7 @@ api_conn_close(struct api_server *srv, struct api_conn *c)
 		srv->nwaiting--;
 	else
 		srv->nconns--;
+	tls_conn_free(c->tls);
 	close(c->fd);
 	free(c->in);
 	free(c->out);
@@ -673,8 +735,7 @@ api_conn_write(struct api_server *srv, struct api_conn *c)
 	ssize_t n;
 
 	while (c->out_off < c->out_len) {
-		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = api_conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -691,6 +752,7 @@ api_conn_write(struct api_server *srv, struct api_conn *c)
 		api_conn_close(srv, c);
 		return;
 	}
+	tls_conn_close_notify(c->tls);
 	shutdown(c->fd, SHUT_WR);
 	free(c->in);
 	c->in = NULL;
@@ -821,7 +883,7 @@ api_conn_read(struct api_server *srv, struct api_conn *c)
 			c->in = p;
 			c->in_cap = cap;
 		}
-		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+		n = api_conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -932,6 +994,19 @@ api_peer_addr(const struct sockaddr_storage *ss, char out[static API_PEER_ADDR_M
 		out[0] = '\0';
 }
 
+/* A TLS connection on c's socket, for a TLS server. */
+static int
+api_conn_tls(struct api_server *srv, struct api_conn *c)
+{
+	struct err err = {0};
+
+	if ((c->tls = tls_accept(srv->tls, c->fd, &err)) == NULL) {
+		log_warnx("api: %s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 api_accept(struct api_server *srv)
 {
@@ -981,6 +1056,12 @@ api_accept(struct api_server *srv)
 			c->uid = (uid_t)-1;
 			c->allowed = true;
 			api_peer_addr(&ss, c->addr);
+			if (srv->tls != NULL && api_conn_tls(srv, c) == -1) {
+				close(fd);
+				c->state = API_CONN_FREE;
+				c->fd = -1;
+				continue;
+			}
 		} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0 &&
 		    sl == sizeof(cred)) {
 			c->uid = cred.uid;
@@ -1105,12 +1186,14 @@ fail:
 /*
  * Serves requests with handler(ctx, req) on fd, a TCP socket already
  * listening (vtpm-ca's network child gets it from its parent): every peer
- * may call, so the handler must judge each request on its content. The
- * server owns fd from then on (api_close closes it), also when this
- * fails. Returns NULL with errno on failure.
+ * may call, so the handler must judge each request on its content. With
+ * tls (not NULL), every connection speaks TLS (HTTPS); tls stays the
+ * caller's, and must outlive the server. The server owns fd from then on
+ * (api_close closes it), also when this fails. Returns NULL with errno on
+ * failure.
  */
 struct api_server *
-api_serve_tcp(int fd, api_handler handler, void *ctx)
+api_serve_tcp(int fd, struct tls_server *tls, api_handler handler, void *ctx)
 {
 	struct api_server *srv = calloc(1, sizeof(*srv));
 
@@ -1120,6 +1203,7 @@ api_serve_tcp(int fd, api_handler handler, void *ctx)
 	}
 	srv->fd = fd;
 	srv->tcp = true;
+	srv->tls = tls;
 	srv->handler = handler;
 	srv->ctx = ctx;
 	for (int i = 0; i < API_SLOTS; i++)
@@ -1163,11 +1247,13 @@ api_pollfds(struct api_server *srv, struct pollfd *fds, int max)
 		const struct api_conn *c = &srv->conns[i];
 		switch (c->state) {
 		case API_CONN_READING:
+			fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLIN | c->tls_wants};
+			break;
 		case API_CONN_DRAINING:
 			fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLIN};
 			break;
 		case API_CONN_WRITING:
-			fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
+			fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT | c->tls_wants};
 			break;
 		case API_CONN_WAITING:
 		case API_CONN_FREE: break;

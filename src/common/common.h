@@ -213,8 +213,10 @@ void api_request_clear(struct api_request *req);
 struct api_response api_error(int status, const char *error, const char *hint);
 typedef struct api_response (*api_handler)(void *ctx, const struct api_request *req);
 struct api_server;
+struct tls_server;
 struct api_server *api_listen(const char *path, api_handler handler, void *ctx);
-struct api_server *api_serve_tcp(int fd, api_handler handler, void *ctx);
+struct api_server *api_serve_tcp(
+    int fd, struct tls_server *tls, api_handler handler, void *ctx);
 void api_close(struct api_server *srv);
 int api_pollfds(struct api_server *srv, struct pollfd *fds, int max);
 void api_process(struct api_server *srv, const struct pollfd *fds, int n);
@@ -224,6 +226,36 @@ int api_next_timeout(const struct api_server *srv);
 struct api_response api_deferred(void);
 int api_answer(struct api_server *srv, uint64_t ticket, struct api_response r);
 
+/*
+ * tls.c: TLS 1.3 (OpenSSL) on a connected TCP socket: vtpm-ca's server
+ * side, and its clients' check of the server, by a root or a pin.
+ */
+struct tls_server;
+struct tls_conn;
+/* How a client recognises its server: root_pem (PEM certificates, of
+ * root_pem_len bytes) the server's chain must reach, with the URL's host
+ * in the server's certificate; or, when root_pem is NULL, pin, the SHA-256
+ * of the server's SubjectPublicKeyInfo. */
+struct tls_peer {
+	const char *root_pem;
+	size_t root_pem_len;
+	bool pinned;
+	uint8_t pin[32];
+};
+enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_EOF, TLS_IO_ERROR };
+struct tls_server *tls_server_new(const char *cert_file, const char *key_file, struct err *err);
+void tls_server_free(struct tls_server *s);
+struct tls_conn *tls_accept(struct tls_server *s, int fd, struct err *err);
+struct tls_conn *tls_connect(int fd, const char *host, const struct tls_peer *peer,
+    struct err *err);
+enum tls_io tls_read(struct tls_conn *c, void *buf, size_t len, size_t *n, struct err *err);
+enum tls_io tls_write(struct tls_conn *c, const void *buf, size_t len, size_t *n,
+    struct err *err);
+void tls_conn_close_notify(struct tls_conn *c);
+void tls_conn_free(struct tls_conn *c);
+int tls_pin_parse(const char *spec, uint8_t pin[static 32], struct err *err);
+int tls_roots_check(const char *pem, size_t len, struct err *err);
+
 /* httpc.c: one HTTP/1.1 request with a JSON body, on a connected socket or
  * to a URL. */
 #define HTTPC_MAX_RESPONSE (16u << 20)
@@ -232,10 +264,23 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
-int httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, char **resp, size_t *resp_len, struct err *err);
-int httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply,
-    struct err *err);
+/* A connection httpc_send_recv talks on: recv() and send() on fd, or, when
+ * move is set, its way of moving bytes (TLS, with ctx), as they would. */
+struct httpc_io {
+	int fd;
+	ssize_t (*move)(const struct httpc_io *io, void *buf, size_t len, bool out);
+	void *ctx;
+};
+int httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
+    const char *agent, const char *target, const struct json_t *body, char **resp,
+    size_t *resp_len, struct err *err);
+/* httpc_url.c: to a URL, over TLS for https:// */
+int httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *err);
+int httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
+    int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,
+    size_t *resp_len, struct err *err);
+int httpc_request_url(const char *base_url, const struct tls_peer *tls, const char *agent,
+    int timeout_s, const char *method, const char *path, const struct json_t *body, int *status,
+    struct json_t **reply, struct err *err);
 
 #endif /* VTPM_COMMON_H */

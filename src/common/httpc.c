@@ -3,16 +3,17 @@
  * vtpmd, vtpm-attest and vtpmd to vtpm-ca): one request on a connected
  * socket, the whole answer read until the server closes (servers answer
  * with "Connection: close"), parsed with http-parser, its body with
- * jansson. Connecting is the caller's business (unix or TCP).
+ * jansson. Connecting is the caller's business (unix or TCP), or
+ * httpc_url.c's for a URL (which brings TLS: this file moves bytes through
+ * whatever struct httpc_io says, so that a program without URLs, vtpmctl,
+ * loads no libssl).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netdb.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <http_parser.h>
@@ -32,15 +33,25 @@ struct httpc_reply {
 };
 
 
+/* recv() or send() of io's bytes, or io->move's: n bytes, 0 at the end
+ * of the stream, -1 with errno (EAGAIN when the socket's timeout passed). */
+static ssize_t
+httpc_io_move(const struct httpc_io *io, void *buf, size_t len, bool out)
+{
+	if (io->move != NULL)
+		return io->move(io, buf, len, out);
+	return out ? send(io->fd, buf, len, MSG_NOSIGNAL) : recv(io->fd, buf, len, 0);
+}
+
 /* Sends all of buf. A server that answers before reading everything (a
  * refusal) closes early: EPIPE then leaves the answer to be read. */
 static int
-httpc_send_all(int fd, const char *buf, size_t len)
+httpc_send_all(const struct httpc_io *io, const char *buf, size_t len)
 {
 	ssize_t n;
 
 	while (len > 0) {
-		n = send(fd, buf, len, MSG_NOSIGNAL);
+		n = httpc_io_move(io, (char *)buf, len, true);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
@@ -57,7 +68,7 @@ httpc_send_all(int fd, const char *buf, size_t len)
  * HTTPC_MAX_RESPONSE bytes, or NULL. The buffer grows to one byte more than
  * that, to tell an answer of the largest size from a larger one. */
 static char *
-httpc_recv_all(int fd, size_t *len, struct err *err)
+httpc_recv_all(const struct httpc_io *io, size_t *len, struct err *err)
 {
 	size_t cap = 8192, got = 0;
 	char *buf = malloc(cap), *p;
@@ -78,7 +89,7 @@ httpc_recv_all(int fd, size_t *len, struct err *err)
 			}
 			buf = p;
 		}
-		n = recv(fd, buf + got, cap - got, 0);
+		n = httpc_io_move(io, buf + got, cap - got, false);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == ECONNRESET && got > 0)
@@ -197,14 +208,15 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, s
 
 /*
  * Sends METHOD target (with body, a JSON value, when not NULL) on the
- * connected socket fd and reads the raw answer until the server closes.
+ * connection io and reads the raw answer until the server closes.
  * Returns 0 with *resp (malloc'd, the caller frees it) and *resp_len, or
  * -1 with err (ERR_UNREACHABLE, ERR_TIMEOUT, ERR_INVALID when the answer
  * is too large).
  */
-static int
-httpc_send_recv(int fd, const char *method, const char *host, const char *agent,
-    const char *target, const json_t *body, char **resp, size_t *resp_len, struct err *err)
+int
+httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
+    const char *agent, const char *target, const json_t *body, char **resp, size_t *resp_len,
+    struct err *err)
 {
 	char *payload = NULL, *req = NULL;
 	int n, ret = -1;
@@ -222,13 +234,17 @@ httpc_send_recv(int fd, const char *method, const char *host, const char *agent,
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	if (httpc_send_all(fd, req, (size_t)n) == -1) {
+	if (httpc_send_all(io, req, (size_t)n) == -1) {
 		err_set(err, errno == EAGAIN ? ERR_TIMEOUT : ERR_UNREACHABLE, "sending the request: %s",
 		    errno == EAGAIN ? "timed out" : strerror(errno));
 		goto out;
 	}
-	shutdown(fd, SHUT_WR);
-	*resp = httpc_recv_all(fd, resp_len, err);
+	/* On a plain socket, the end of the request; over TLS the server's
+	 * close_notify ends the answer, and a half-close would only add a
+	 * record. */
+	if (io->move == NULL)
+		shutdown(io->fd, SHUT_WR);
+	*resp = httpc_recv_all(io, resp_len, err);
 	if (*resp != NULL)
 		ret = 0;
 out:
@@ -250,122 +266,15 @@ int
 httpc_exchange(int fd, const char *method, const char *host, const char *agent,
     const char *target, const json_t *body, int *status, json_t **reply, struct err *err)
 {
+	const struct httpc_io io = {.fd = fd};
 	char *resp = NULL;
 	size_t resp_len = 0;
 	int ret = -1;
 
 	*reply = NULL;
 	*status = 0;
-	if (httpc_send_recv(fd, method, host, agent, target, body, &resp, &resp_len, err) == 0)
+	if (httpc_send_recv(&io, method, host, agent, target, body, &resp, &resp_len, err) == 0)
 		ret = httpc_parse_response(resp, resp_len, status, reply, err);
 	free(resp);
 	return ret;
-}
-
-/* Splits http://HOST[:PORT][/PREFIX] into host, port and path prefix. */
-static int
-httpc_parse_url(const char *url, char *host, size_t host_len, char *port, size_t port_len,
-    char *prefix, size_t prefix_len)
-{
-	const char *p, *slash, *colon;
-
-	if (strncmp(url, "http://", 7) != 0)
-		return -1;
-	p = url + 7;
-	slash = strchr(p, '/');
-	if (slash == NULL)
-		slash = p + strlen(p);
-	colon = memchr(p, ':', (size_t)(slash - p));
-	if ((colon != NULL ? colon : slash) == p ||
-	    (size_t)((colon != NULL ? colon : slash) - p) >= host_len)
-		return -1;
-	snprintf(host, host_len, "%.*s", (int)((colon != NULL ? colon : slash) - p), p);
-	if (colon != NULL && (slash - colon < 2 || (size_t)(slash - colon) > port_len))
-		return -1;
-	snprintf(port, port_len, "%.*s", colon != NULL ? (int)(slash - colon - 1) : 2,
-	    colon != NULL ? colon + 1 : "80");
-	snprintf(prefix, prefix_len, "%s", slash);
-	if (prefix[0] != '\0' && prefix[strlen(prefix) - 1] == '/')
-		prefix[strlen(prefix) - 1] = '\0';
-	return 0;
-}
-
-static int
-httpc_connect_tcp(const char *host, const char *port, int timeout_s, struct err *err)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
-	struct timeval tv = {.tv_sec = timeout_s};
-	int fd = -1, r;
-
-	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
-		err_set(err, ERR_UNREACHABLE, "%s: %s", host, gai_strerror(r));
-		return -1;
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd == -1)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		r = errno;
-		close(fd);
-		fd = -1;
-		errno = r;
-	}
-	if (fd == -1)
-		err_set(err, ERR_UNREACHABLE, "connecting to %s:%s: %s", host, port, strerror(errno));
-	freeaddrinfo(res);
-	return fd;
-}
-
-/*
- * One request to an HTTP server named by a base URL (http://HOST[:PORT]
- * [/PREFIX]) over a new TCP connection, each socket operation bounded by
- * timeout_s seconds; path is appended to the URL's prefix. The answer is
- * not parsed: returns 0 with the raw answer in *resp (malloc'd, the caller
- * frees it) and *resp_len, or -1 with err (as httpc_exchange's).
- */
-int
-httpc_fetch_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, char **resp, size_t *resp_len, struct err *err)
-{
-	char host[256], port[16], prefix[512], target[1024];
-	int fd, rc;
-
-	*resp = NULL;
-	*resp_len = 0;
-	if (httpc_parse_url(
-	        base_url, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) == -1)
-		return err_set(err, ERR_INVALID, "%s: not an http://HOST:PORT URL", base_url);
-	snprintf(target, sizeof(target), "%s%s", prefix, path);
-	if ((fd = httpc_connect_tcp(host, port, timeout_s, err)) == -1)
-		return -1;
-	rc = httpc_send_recv(fd, method, host, agent, target, body, resp, resp_len, err);
-	close(fd);
-	return rc;
-}
-
-/*
- * httpc_fetch_url, and the answer parsed: returns 0 with the status and
- * the JSON answer (caller frees), or -1 with err (as httpc_exchange's);
- * *reply is NULL then.
- */
-int
-httpc_request_url(const char *base_url, const char *agent, int timeout_s, const char *method,
-    const char *path, const struct json_t *body, int *status, struct json_t **reply,
-    struct err *err)
-{
-	char *resp = NULL;
-	size_t resp_len = 0;
-	int rc = -1;
-
-	*reply = NULL;
-	*status = 0;
-	if (httpc_fetch_url(base_url, agent, timeout_s, method, path, body, &resp, &resp_len,
-	        err) == 0)
-		rc = httpc_parse_response(resp, resp_len, status, reply, err);
-	free(resp);
-	return rc;
 }

@@ -19,7 +19,11 @@
  *
  * The child only moves bytes: it sends the request and writes the raw
  * answer to a pipe, 'A' and the answer, or 'E' and a one-line reason
- * (resolving or connecting failed, a socket operation timed out). The
+ * (resolving or connecting failed, a socket operation timed out), or 'U'
+ * and the reason the CA's TLS certificate was refused. For an https://
+ * CA the TLS handshake, and the check of the CA's certificate against
+ * ca-tls-root (read by the manager at each request, so that a new root
+ * takes effect without a restart), happen in the child too. The
  * manager reads the pipe from its loop and parses the answer as it always
  * did. The child keeps nothing it does not need: every descriptor but
  * stderr and its pipe is closed (the state directory's lock, the host TPM,
@@ -56,6 +60,7 @@ struct caclient {
 	bool too_large;
 	char url[256];
 	char path[128];
+	struct tls_peer tls; /* https://: the ca-tls-root's PEM text (malloc'd) */
 	uint8_t *buf; /* what the child sent */
 	size_t len, cap;
 };
@@ -123,26 +128,49 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
 		caclient_write(broken, sizeof(broken) - 1);
 		_exit(1);
 	}
-	if (httpc_fetch_url(
-	        c->url, "vtpmd", c->timeout_s, "POST", c->path, body, &raw, &len, &err) == 0) {
+	if (httpc_fetch_url(c->url, &c->tls, "vtpmd", c->timeout_s, "POST", c->path, body, &raw,
+	        &len, &err) == 0) {
 		caclient_write("A", 1);
 		caclient_write(raw, len);
 	} else {
-		caclient_write("E", 1);
+		caclient_write(err.kind == ERR_UNTRUSTED ? "U" : "E", 1);
 		caclient_write(err.msg, strlen(err.msg));
 	}
 	_exit(0);
 }
 
+/* An https:// CA's TLS root: tls_root (ca-tls-root) read into c->tls. */
+static int
+caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
+{
+	uint8_t *pem = NULL;
+	size_t len = 0;
+
+	if (strncmp(c->url, "https://", 8) != 0)
+		return 0;
+	if (tls_root == NULL || tls_root[0] == '\0')
+		return err_set(err, ERR_INVALID,
+		    "CA at %s: no TLS root to check its certificate by: set ca-tls-root in "
+		    "vtpmd's configuration (the PEM root the CA's TLS certificate chains to)",
+		    c->url);
+	if (fileio_read(tls_root, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
+		return err_errno(err, "CA at %s: ca-tls-root %s", c->url, tls_root);
+	c->tls.root_pem = (const char *)pem;
+	c->tls.root_pem_len = len;
+	return 0;
+}
+
 /*
  * Starts a POST of body (a JSON value) to url+path in a child, with an
- * overall deadline of timeout_s seconds from now. Returns the request, to
- * be polled (caclient_fd, caclient_deadline, caclient_step) and freed with
- * caclient_free, or NULL with err.
+ * overall deadline of timeout_s seconds from now; an https:// url is
+ * checked against the PEM roots in the file tls_root (ca-tls-root), a
+ * plain http:// one reaches loopback only (warned once). Returns the
+ * request, to be polled (caclient_fd, caclient_deadline, caclient_step)
+ * and freed with caclient_free, or NULL with err.
  */
 struct caclient *
-caclient_post(
-    const char *url, const char *path, const struct json_t *body, int timeout_s, struct err *err)
+caclient_post(const char *url, const char *tls_root, const char *path,
+    const struct json_t *body, int timeout_s, struct err *err)
 {
 	struct caclient *c = calloc(1, sizeof(*c));
 	pid_t parent = getpid();
@@ -153,6 +181,12 @@ caclient_post(
 		return NULL;
 	}
 	snprintf(c->url, sizeof(c->url), "%s", url);
+	if (caclient_tls_root(c, tls_root, err) == -1)
+		goto fail;
+	if (httpc_check_url(url, &c->tls, err) == -1) {
+		err_wrap(err, "CA");
+		goto fail;
+	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	c->timeout_s = timeout_s;
 	c->fd = -1;
@@ -179,6 +213,7 @@ fail:
 		close(p[0]);
 	if (p[1] != -1)
 		close(p[1]);
+	free((char *)c->tls.root_pem);
 	free(c);
 	return NULL;
 }
@@ -310,14 +345,15 @@ caclient_result(const struct caclient *c, struct json_t **reply, struct err *err
 	if (c->too_large)
 		return err_set(err, ERR_UNREACHABLE, "CA at %s: answer to %s larger than %u bytes",
 		    c->url, c->path, CACLIENT_MAX_ANSWER);
-	if (c->len == 0 || (c->buf[0] != 'A' && c->buf[0] != 'E'))
+	if (c->len == 0 || (c->buf[0] != 'A' && c->buf[0] != 'E' && c->buf[0] != 'U'))
 		return err_set(err, ERR_UNREACHABLE,
 		    "CA at %s: the request's process ended "
 		    "without an answer",
 		    c->url);
-	if (c->buf[0] == 'E')
-		return err_set(err, ERR_UNREACHABLE, "CA at %s: %.*s", c->url,
-		    (int)(c->len - 1 < 512 ? c->len - 1 : 512), (const char *)c->buf + 1);
+	if (c->buf[0] == 'E' || c->buf[0] == 'U')
+		return err_set(err, c->buf[0] == 'U' ? ERR_UNTRUSTED : ERR_UNREACHABLE,
+		    "CA at %s: %.*s", c->url, (int)(c->len - 1 < 512 ? c->len - 1 : 512),
+		    (const char *)c->buf + 1);
 	if (httpc_parse_response((const char *)c->buf + 1, c->len - 1, &status, reply, &inner) ==
 	    -1)
 		return err_set(err, ERR_UNREACHABLE, "CA at %s: %s", c->url, inner.msg);
@@ -338,5 +374,6 @@ caclient_free(struct caclient *c)
 		return;
 	caclient_stop(c, true);
 	free(c->buf);
+	free((char *)c->tls.root_pem);
 	free(c);
 }

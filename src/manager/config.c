@@ -82,6 +82,8 @@ config_set(struct config *cfg, const char *key, const char *value, struct err *e
 		return config_copy(cfg->privacy_root, sizeof(cfg->privacy_root), value, true, err);
 	if (strcmp(key, "virtualization-ca-root") == 0)
 		return config_copy(cfg->virt_root, sizeof(cfg->virt_root), value, true, err);
+	if (strcmp(key, "ca-tls-root") == 0)
+		return config_copy(cfg->ca_tls_root, sizeof(cfg->ca_tls_root), value, true, err);
 	if (strcmp(key, "pcrs") == 0) {
 		if (pcrpolicy_parse(value, &cfg->pcrs) == 0)
 			return 0;
@@ -341,11 +343,12 @@ enum config_key {
 	CONFIG_APPROVAL_PUBLIC,
 	CONFIG_PRIVACY_ROOT,
 	CONFIG_VIRT_ROOT,
+	CONFIG_CA_TLS_ROOT,
 	CONFIG_NKEYS
 };
 static const char *const config_key_names[CONFIG_NKEYS] = {
 	"tcti", "state-dir", "run-dir", "socket", "approval-public-key", "privacy-ca-root",
-	"virtualization-ca-root",
+	"virtualization-ca-root", "ca-tls-root",
 };
 
 static const char *
@@ -359,6 +362,7 @@ config_value(const struct config *cfg, enum config_key k)
 	case CONFIG_APPROVAL_PUBLIC: return cfg->approval_public;
 	case CONFIG_PRIVACY_ROOT: return cfg->privacy_root;
 	case CONFIG_VIRT_ROOT: return cfg->virt_root;
+	case CONFIG_CA_TLS_ROOT: return cfg->ca_tls_root;
 	case CONFIG_NKEYS: break;
 	}
 	return "";
@@ -491,6 +495,24 @@ config_check_roots(const char *path, struct err *err)
 	return 0;
 }
 
+/* ca-tls-root: PEM certificates, at least one (a TLS root need not be
+ * self-signed: an intermediate may be the anchor). */
+static int
+config_check_tls_root(const char *path, struct err *err)
+{
+	uint8_t *pem = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (fileio_read(path, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
+		return err_errno(err, "%s", path);
+	ret = tls_roots_check((const char *)pem, len, err);
+	free(pem);
+	if (ret == -1)
+		err_wrap(err, "%s", path);
+	return ret;
+}
+
 /* Whether the directory path can be made: it exists as a directory, or its
  * parent does. Returns 0, or -1 with why. */
 static int
@@ -580,6 +602,9 @@ config_check(const char *path, const struct config *cfg, bool starting, FILE *er
 		config_verdict(&c, CONFIG_PRIVACY_ROOT, config_check_roots(cfg->privacy_root, &c.err));
 	if (cfg->virt_root[0] != '\0')
 		config_verdict(&c, CONFIG_VIRT_ROOT, config_check_roots(cfg->virt_root, &c.err));
+	if (cfg->ca_tls_root[0] != '\0')
+		config_verdict(
+		    &c, CONFIG_CA_TLS_ROOT, config_check_tls_root(cfg->ca_tls_root, &c.err));
 	config_verdict(&c, CONFIG_SOCKET,
 	    config_check_socket_len(cfg->socket, 0, &c.err));
 	config_verdict(&c, CONFIG_RUN_DIR,

@@ -30,6 +30,7 @@ struct config {
 	char approval_public[256]; /* when set, vtpmd holds only the public key */
 	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
 	char virt_root[256];	   /* PEM roots vEK certificates must chain to, or "" */
+	char ca_tls_root[256];	   /* PEM roots the CAs' TLS certificates chain to, or "" */
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
@@ -208,8 +209,9 @@ int guesttpm_read_nv(
 /* caclient.c: one request to a CA, run by a short-lived child so that
  * the loop never waits on the network; an overall deadline per request. */
 struct caclient;
-struct caclient *caclient_post(const char *url, const char *path, const struct json_t *body,
-    int timeout_s, struct err *err);
+#define CACLIENT_TLS_ROOT_MAX (64u << 10) /* ca-tls-root's most */
+struct caclient *caclient_post(const char *url, const char *tls_root, const char *path,
+    const struct json_t *body, int timeout_s, struct err *err);
 int caclient_fd(const struct caclient *c);
 int64_t caclient_deadline(const struct caclient *c);
 bool caclient_step(struct caclient *c);

@@ -418,18 +418,26 @@ api_policy_approve(struct manager *m, const struct api_request *req)
 	return ops_approved(m, req->ticket);
 }
 
-/* Whether s is a usable CA base URL: http://HOST[:PORT][/PREFIX]. */
+/* Whether s is a usable CA base URL: http[s]://HOST[:PORT][/PREFIX]
+ * (httpc.c decides, at each request, where plain http:// may go). */
 static bool
 api_valid_url(const char *s)
 {
-	size_t n = strlen(s);
+	size_t n = strlen(s), scheme = strncmp(s, "https://", 8) == 0 ? 8 : 7;
 
-	if (strncmp(s, "http://", 7) != 0 || n <= 7 || n >= sizeof(((struct enrolment *)0)->privacy_ca))
+	if (strncmp(s, "http", 4) != 0 || (scheme == 7 && strncmp(s, "http://", 7) != 0) ||
+	    n <= scheme || n >= sizeof(((struct enrolment *)0)->privacy_ca))
 		return false;
 	for (const char *p = s; *p != '\0'; p++)
 		if (*p <= ' ' || *p >= 0x7f)
 			return false;
 	return true;
+}
+
+static bool
+api_is_https(const char *url)
+{
+	return strncmp(url, "https://", 8) == 0;
 }
 
 /* A host name for the CK certificate: 1-64 printable ASCII characters. */
@@ -462,8 +470,14 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 				      "\"host\": NAME, \"ca_root\": PEM, \"virtualization_ca_root\": PEM}",
 		    "see docs/api.md");
 	if (!api_valid_url(ca) || (vca != NULL && !api_valid_url(vca)))
-		return api_error(400, "a CA URL must be http://HOST[:PORT][/PREFIX]",
-		    "for example http://127.0.0.1:8440");
+		return api_error(400,
+		    "a CA URL must be https://HOST[:PORT][/PREFIX], or http://HOST[:PORT][/PREFIX] "
+		    "on a loopback address",
+		    "for example https://ca.example.org:8440");
+	if ((api_is_https(ca) || (vca != NULL && api_is_https(vca))) &&
+	    m->cfg.ca_tls_root[0] == '\0')
+		return api_error(400, "an https:// CA needs a TLS root to check its certificate by",
+		    "set ca-tls-root in vtpmd's configuration (see docs/config.md)");
 	if (host == NULL) {
 		if (gethostname(hostname, sizeof(hostname) - 1) == -1)
 			snprintf(hostname, sizeof(hostname), "localhost");

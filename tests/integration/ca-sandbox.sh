@@ -14,7 +14,9 @@
 #    is in neither (release build);
 #  - in the child, chroot, the switch of identity and the seccomp filter
 #    all come before the first accept4 (strace); the parent never accepts;
-#  - requests are still answered, and recorded by the parent;
+#  - requests are still answered over HTTPS (TLS ends in the child, which
+#    loads its TLS certificate and key before it is confined: the seccomp
+#    list needs nothing more for TLS), and recorded by the parent;
 #  - a child killed, or ended for a malformed message on its channel
 #    (injected with pidfd_getfd, tests/tools/fdsend), or for an empty
 #    record (the end of its channel) while it lives on, is replaced by a
@@ -49,6 +51,9 @@ mkdir -p "$T/ca"
 # shows that first, as "pre-" lines).
 chmod 755 "$T" "$T/ca"
 chmod 644 "$DB" "$T"/ca/*.key
+# Served over HTTPS, as in production (tests/lib.sh ca_tls).
+ca_tls "$T/tls"
+CURL=(curl --cacert "$CA_TLS_ROOT")
 
 # status_field PID NAME: one field of /proc/PID/status, whitespace squeezed.
 status_field() {
@@ -133,11 +138,12 @@ refusals() {
 serves() {
 	local b=$1 http n
 	n=$(refusals)
-	curl -sf "$CA_URL/v1/privacy/ca" | jq -e .certificate >/dev/null ||
+	"${CURL[@]}" -sf "$CA_URL/v1/privacy/ca" | jq -e .certificate >/dev/null ||
 		fail "$b: GET /v1/privacy/ca"
-	http=$(curl -s -o "$T/resp.json" -w '%{http_code}' "$CA_URL/v1/status/abc123")
+	http=$("${CURL[@]}" -s -o "$T/resp.json" -w '%{http_code}' "$CA_URL/v1/status/abc123")
 	assert_eq "$http" 404 "$b: status of an unknown serial (asked of the parent)"
-	http=$(curl -s -o "$T/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+	http=$("${CURL[@]}" -s -o "$T/resp.json" -w '%{http_code}' \
+		-H 'Content-Type: application/json' \
 		--data-binary "{\"kind\": \"ck\", \"host\": \"$b-probe\"}" \
 		"$CA_URL/v1/privacy/challenge")
 	assert_eq "$http" 400 "$b: a malformed challenge"
@@ -150,7 +156,7 @@ replaced() {
 	local b=$1 p=$2 old=$3 new deadline=$((SECONDS + 30))
 	# Connections wait in the listener's queue while the parent backs off:
 	# this returns once the new child answers.
-	curl -sf --max-time 30 "$CA_URL/v1/privacy/ca" >/dev/null ||
+	"${CURL[@]}" -sf --max-time 30 "$CA_URL/v1/privacy/ca" >/dev/null ||
 		fail "$b: no answer after the child ended ($4)"
 	kill -0 "$p" 2>/dev/null || fail "$b: the parent ended with its child ($4)"
 	while new=$(pgrep -P "$p" || true); [ -z "$new" ] || [ "$new" == "$old" ]; do
@@ -167,7 +173,9 @@ replaced() {
 run() {
 	local b=$1 parent child
 	note "$b: vtpm-ca serve --user $SB_UID:$SB_GID: a parent and one network child"
-	VTPM_CA=$2 start_vtpm_ca "ca-$b" --db "$DB" --role both --user "$SB_UID:$SB_GID"
+	VTPM_CA=$2 start_vtpm_ca "ca-$b" --db "$DB" --role both --user "$SB_UID:$SB_GID" \
+		"${CA_TLS[@]}"
+	[[ "$CA_URL" == https://* ]] || fail "$b: not served over HTTPS: $CA_URL"
 	parent=$CA_PID
 	child=$(the_child "$parent")
 	assert_eq "$(status_field "$parent" Uid | cut -d' ' -f1)" 0 "$b: the parent's uid"
@@ -227,8 +235,9 @@ exec strace -f -qq -o "$T/order.trace" -e trace=execve,chroot,setresuid,seccomp,
 	"$RELEASE_CA" "\$@"
 EOF
 chmod 755 "$T/traced-ca"
-VTPM_CA=$T/traced-ca start_vtpm_ca traced --db "$DB" --role both --user "$SB_UID:$SB_GID"
-curl -sf "$CA_URL/v1/virtualization/ca" >/dev/null || fail "GET under strace"
+VTPM_CA=$T/traced-ca start_vtpm_ca traced --db "$DB" --role both --user "$SB_UID:$SB_GID" \
+	"${CA_TLS[@]}"
+"${CURL[@]}" -sf "$CA_URL/v1/virtualization/ca" >/dev/null || fail "GET under strace"
 parent=$(the_child "$CA_PID") # strace's child is the parent
 kill -TERM "$parent"
 wait_status "$CA_PID"

@@ -3,9 +3,10 @@
  * answering in the CA's place, for tests/integration/ca-answers.sh (issue
  * #11: vtpmd checks every certificate before it keeps or writes it).
  *
- *   impostorca [--upstream URL] [--answer PATH=FILE]...
+ *   impostorca [--upstream URL [--upstream-tls-root FILE]] [--answer PATH=FILE]...
  *              [--issue PATH --ca-key KEY --ca-cert CERT --ca-chain FILE
  *               [--drop san|eku|spec|policy|marker]]
+ *              [--tls-cert FILE --tls-key FILE]
  *
  * Listens on 127.0.0.1, on a port the kernel picks, and prints that port
  * alone on the first line of stdout. Then it serves one request at a time
@@ -23,7 +24,14 @@
  *                        --drop, without that part of the EK profile
  *                        (re-signed, so that only the profile is wrong)
  *   anything else        forwarded to --upstream, its answer relayed as
- *                        it came (404 without --upstream)
+ *                        it came (404 without --upstream); an https://
+ *                        upstream is checked against --upstream-tls-root
+ *
+ * With --tls-cert and --tls-key it speaks HTTPS (TLS 1.3, src/common/tls.c)
+ * with that certificate, as an impostor on the TLS link would: one whose
+ * certificate its clients do not trust (self-signed, another name, another
+ * root). A client that refuses it ends the handshake before sending its
+ * request: "request K unreadable".
  *
  * Each request is a line on stdout, flushed at once, for the test to wait
  * on: "request K METHOD PATH answered|issued|forwarded|failed". Exit status
@@ -59,6 +67,8 @@ struct imp_answer {
 
 struct impostor {
 	const char *upstream;
+	struct tls_peer upstream_tls; /* --upstream-tls-root */
+	struct tls_server *tls;       /* --tls-cert, --tls-key: HTTPS */
 	struct imp_answer answers[IMP_MAX_ANSWERS];
 	size_t n_answers;
 	const char *issue_path, *drop;
@@ -70,9 +80,10 @@ struct impostor {
 
 static void __attribute__((noreturn)) imp_usage(const char *why)
 {
-	fprintf(stderr, "impostorca: %s\nusage: impostorca [--upstream URL] [--answer PATH=FILE]... "
-	                "[--issue PATH --ca-key KEY --ca-cert CERT --ca-chain FILE [--drop "
-	                "san|eku|spec|policy|marker]]\n",
+	fprintf(stderr, "impostorca: %s\nusage: impostorca [--upstream URL [--upstream-tls-root "
+	                "FILE]] [--answer PATH=FILE]... [--issue PATH --ca-key KEY --ca-cert CERT "
+	                "--ca-chain FILE [--drop san|eku|spec|policy|marker]] [--tls-cert FILE "
+	                "--tls-key FILE]\n",
 	    why);
 	exit(2);
 }
@@ -134,8 +145,52 @@ imp_key(const char *path)
 	return k;
 }
 
+/* A client's connection: its socket, and TLS on it with --tls-cert. */
+struct imp_conn {
+	int fd;
+	struct tls_conn *tls;
+};
+
+/* Sends all of buf, as far as the client takes it. */
 static void
-imp_send(int fd, int status, const char *body, size_t len)
+imp_write(const struct imp_conn *c, const void *buf, size_t len)
+{
+	const char *p = buf;
+	size_t n = 0;
+	ssize_t r;
+
+	while (len > 0) {
+		if (c->tls != NULL) {
+			if (tls_write(c->tls, p, len, &n, NULL) != TLS_IO_OK)
+				return;
+		} else {
+			if ((r = send(c->fd, p, len, MSG_NOSIGNAL)) <= 0)
+				return;
+			n = (size_t)r;
+		}
+		p += n;
+		len -= n;
+	}
+}
+
+/* Reads what comes: n bytes, 0 at the end, -1 on a failure (a refused
+ * TLS handshake included). */
+static ssize_t
+imp_read_some(const struct imp_conn *c, void *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (c->tls == NULL)
+		return recv(c->fd, buf, len, 0);
+	switch (tls_read(c->tls, buf, len, &n, NULL)) {
+	case TLS_IO_OK: return (ssize_t)n;
+	case TLS_IO_EOF: return 0;
+	default: return -1;
+	}
+}
+
+static void
+imp_send(const struct imp_conn *fd, int status, const char *body, size_t len)
 {
 	char head[256];
 	int n;
@@ -144,12 +199,12 @@ imp_send(int fd, int status, const char *body, size_t len)
 	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
 	    "Connection: close\r\n\r\n",
 	    status, status == 200 ? "OK" : "Error", len);
-	(void)!send(fd, head, (size_t)n, MSG_NOSIGNAL);
-	(void)!send(fd, body, len, MSG_NOSIGNAL);
+	imp_write(fd, head, (size_t)n);
+	imp_write(fd, body, len);
 }
 
 static void
-imp_send_json(int fd, int status, json_t *o)
+imp_send_json(const struct imp_conn *fd, int status, json_t *o)
 {
 	char *text = json_dumps(o, 0);
 
@@ -161,7 +216,7 @@ imp_send_json(int fd, int status, json_t *o)
 
 /* Reads one request (api_parse's framing). Returns 0 with req, or -1. */
 static int
-imp_recv(int fd, struct api_request *req)
+imp_recv(const struct imp_conn *fd, struct api_request *req)
 {
 	uint8_t *buf = malloc(IMP_MAX_REQUEST);
 	size_t len = 0;
@@ -172,7 +227,7 @@ imp_recv(int fd, struct api_request *req)
 	if (buf == NULL)
 		return -1;
 	while (len < IMP_MAX_REQUEST) {
-		n = recv(fd, buf + len, IMP_MAX_REQUEST - len, 0);
+		n = imp_read_some(fd, buf + len, IMP_MAX_REQUEST - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -306,25 +361,25 @@ out:
 
 /* Relays the upstream CA's answer to the request, as it came. */
 static int
-imp_forward(const struct impostor *imp, int fd, const struct api_request *req)
+imp_forward(const struct impostor *imp, const struct imp_conn *fd, const struct api_request *req)
 {
 	const char *method = req->method == API_GET ? "GET" : "POST";
 	char *resp = NULL;
 	size_t len = 0;
 	struct err err;
 
-	if (httpc_fetch_url(imp->upstream, "impostorca", 20, method, req->path, req->body, &resp,
-	        &len, &err) == -1) {
+	if (httpc_fetch_url(imp->upstream, &imp->upstream_tls, "impostorca", 20, method, req->path,
+	        req->body, &resp, &len, &err) == -1) {
 		imp_send_json(fd, 502, json_pack("{s:s}", "error", err.msg));
 		return -1;
 	}
-	(void)!send(fd, resp, len, MSG_NOSIGNAL);
+	imp_write(fd, resp, len);
 	free(resp);
 	return 0;
 }
 
 static const char *
-imp_handle(struct impostor *imp, int fd, const struct api_request *req)
+imp_handle(struct impostor *imp, const struct imp_conn *fd, const struct api_request *req)
 {
 	json_t *o;
 
@@ -372,28 +427,33 @@ imp_serve(struct impostor *imp, int lfd)
 {
 	struct timeval tv = {.tv_sec = 10};
 	struct api_request req;
+	struct imp_conn c;
 	const char *what;
-	int fd;
+	struct err err;
 
 	for (;;) {
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd == -1) {
+		c = (struct imp_conn){.fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)};
+		if (c.fd == -1) {
 			if (errno == EINTR)
 				continue;
 			imp_die("accept", strerror(errno));
 		}
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		imp->requests++;
-		if (imp_recv(fd, &req) == -1) {
+		if (imp->tls != NULL && (c.tls = tls_accept(imp->tls, c.fd, &err)) == NULL)
+			imp_die("TLS", err.msg);
+		if (imp_recv(&c, &req) == -1) {
 			printf("request %u unreadable\n", imp->requests);
 		} else {
-			what = imp_handle(imp, fd, &req);
+			what = imp_handle(imp, &c, &req);
 			printf("request %u %s %s %s\n", imp->requests,
 			    req.method == API_GET ? "GET" : "POST", req.path, what);
 			api_request_clear(&req);
 		}
 		fflush(stdout);
-		close(fd);
+		tls_conn_free(c.tls);
+		close(c.fd);
 	}
 }
 
@@ -401,7 +461,9 @@ int
 main(int argc, char **argv)
 {
 	static struct impostor imp;
-	const char *key = NULL, *cert = NULL, *chain = NULL;
+	const char *key = NULL, *cert = NULL, *chain = NULL, *tls_cert = NULL, *tls_key = NULL;
+	size_t root_len = 0;
+	uint8_t *root;
 	struct err err;
 	char *eq;
 
@@ -431,6 +493,14 @@ main(int argc, char **argv)
 			chain = val;
 		} else if (strcmp(opt, "--drop") == 0) {
 			imp.drop = val;
+		} else if (strcmp(opt, "--tls-cert") == 0) {
+			tls_cert = val;
+		} else if (strcmp(opt, "--tls-key") == 0) {
+			tls_key = val;
+		} else if (strcmp(opt, "--upstream-tls-root") == 0) {
+			root = (uint8_t *)imp_read(val, &root_len);
+			imp.upstream_tls.root_pem = (const char *)root;
+			imp.upstream_tls.root_pem_len = root_len;
 		} else {
 			imp_usage("unknown option");
 		}
@@ -444,6 +514,10 @@ main(int argc, char **argv)
 		imp.ca_key = imp_key(key);
 		imp.chain = imp_chain(chain);
 	}
+	if ((tls_cert == NULL) != (tls_key == NULL))
+		imp_usage("--tls-cert and --tls-key go together");
+	if (tls_cert != NULL && (imp.tls = tls_server_new(tls_cert, tls_key, &err)) == NULL)
+		imp_die(tls_cert, err.msg);
 	imp_serve(&imp, imp_listen());
 	return 0;
 }

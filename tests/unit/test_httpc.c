@@ -664,13 +664,13 @@ url_request(
 {
 	err_clear(err);
 	return httpc_request_url(
-	    url, "vtpmd/test", timeout_s, "GET", path, NULL, status, reply, err);
+	    url, NULL, "vtpmd/test", timeout_s, "GET", path, NULL, status, reply, err);
 }
 
 static void
 test_url_refused(void **state)
 {
-	static const char *const bad[] = {"", "https://127.0.0.1:1", "ftp://127.0.0.1", "http://",
+	static const char *const bad[] = {"", "ftp://127.0.0.1", "http://", "https://",
 	    "http:///x", "http://:80", "http://127.0.0.1:", "http://127.0.0.1:/x", "127.0.0.1:80",
 	    "http://127.0.0.1:123456789012345678"};
 	char longhost[400];
@@ -682,13 +682,37 @@ test_url_refused(void **state)
 		if (url_request(bad[i], "/", 1, &status, &reply, &err) != -1)
 			fail_msg("\"%s\" accepted", bad[i]);
 		assert_int_equal(err.kind, ERR_INVALID);
-		assert_non_null(strstr(err.msg, "not an http://HOST:PORT URL"));
+		assert_non_null(strstr(err.msg, "not an https://HOST[:PORT] URL"));
 		assert_null(reply);
 		assert_int_equal(status, 0);
 	}
+	/* https:// without a root or pin to check the server by */
+	assert_int_equal(url_request("https://127.0.0.1:1", "/", 1, &status, &reply, &err), -1);
+	assert_int_equal(err.kind, ERR_INVALID);
+	assert_non_null(strstr(err.msg, "no TLS root or pin"));
 	snprintf(longhost, sizeof(longhost), "http://%0300d:80", 7);
 	assert_int_equal(url_request(longhost, "/", 1, &status, &reply, &err), -1);
 	assert_int_equal(err.kind, ERR_INVALID);
+}
+
+/* Plain http:// reaches loopback addresses only: any other is refused
+ * before a connection is tried (192.0.2.1, TEST-NET-1, would time out). */
+static void
+test_url_plain_http_loopback_only(void **state)
+{
+	static const char *const off[] = {"http://192.0.2.1:8080", "http://10.1.2.3",
+	    "http://0.0.0.0:80", "http://128.0.0.1:80"};
+	struct err err;
+	json_t *reply = NULL;
+	int status = -1;
+
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		if (url_request(off[i], "/", 30, &status, &reply, &err) != -1)
+			fail_msg("\"%s\" reached", off[i]);
+		assert_int_equal(err.kind, ERR_REFUSED);
+		assert_non_null(strstr(err.msg, "plain http:// is for loopback addresses only"));
+		assert_null(reply);
+	}
 }
 
 /* A TCP socket on 127.0.0.1 at a port the kernel chose; listening or
@@ -832,6 +856,7 @@ main(void)
 	    cmocka_unit_test(test_exchange_answer_bound),
 	    cmocka_unit_test(test_out_of_memory),
 	    cmocka_unit_test(test_url_refused),
+	    cmocka_unit_test(test_url_plain_http_loopback_only),
 	    cmocka_unit_test(test_url_unreachable),
 	    cmocka_unit_test(test_url_request),
 	    cmocka_unit_test(test_url_timeout),

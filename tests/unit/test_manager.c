@@ -187,7 +187,7 @@ test_ca_answer(void **state)
 	json_t *body = ca_body(), *reply = NULL;
 
 	ca_start(&ca, CA_ANSWER);
-	c = caclient_post(ca.url, "/v1/privacy/challenge", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/v1/privacy/challenge", body, 5, &err);
 	assert_non_null(c);
 	assert_true(caclient_fd(c) >= 0);
 	assert_true(ca_run(c, 5000) >= 0);
@@ -213,7 +213,7 @@ test_ca_refused_and_failed(void **state)
 	char want[160];
 
 	ca_start(&ca, CA_REFUSE);
-	c = caclient_post(ca.url, "/x", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 5, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
@@ -226,7 +226,7 @@ test_ca_refused_and_failed(void **state)
 
 	/* A CA that fails (5xx) is as good as unreachable. */
 	ca_start(&ca, CA_FAIL);
-	c = caclient_post(ca.url, "/x", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 5, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
@@ -251,7 +251,7 @@ test_ca_unreachable(void **state)
 	ca_start(&ca, CA_SILENT);
 	snprintf(url, sizeof(url), "%s", ca.url);
 	ca_stop(&ca);
-	c = caclient_post(url, "/x", body, 5, &err);
+	c = caclient_post(url, NULL, "/x", body, 5, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
@@ -279,7 +279,7 @@ test_ca_deadline(void **state)
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		ca_start(&ca, modes[i]);
-		c = caclient_post(ca.url, "/v1/virtualization/ek-certificate", body, 1, &err);
+		c = caclient_post(ca.url, NULL, "/v1/virtualization/ek-certificate", body, 1, &err);
 		assert_non_null(c);
 		ms = ca_run(c, 5000);
 		assert_true(ms >= 950);
@@ -310,7 +310,7 @@ test_ca_abandoned(void **state)
 	json_t *body = ca_body();
 
 	ca_start(&ca, CA_SILENT);
-	c = caclient_post(ca.url, "/x", body, 30, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 30, &err);
 	assert_non_null(c);
 	assert_false(caclient_step(c));
 	caclient_free(c);
@@ -347,7 +347,7 @@ test_ca_out_of_memory(void **state)
 	int64_t ms;
 
 	ca_start(&ca, CA_TRICKLE);
-	c = caclient_post(ca.url, "/x", body, 1, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 1, &err);
 	assert_non_null(c);
 	realloc_fails_in = getpid();
 	ms = ca_run(c, 5000);
@@ -423,7 +423,7 @@ test_ca_dies_with_manager(void **state)
 	if (manager == 0) {
 		struct err err = {0};
 		close(ready[0]);
-		if (caclient_post(ca.url, "/x", body, 30, &err) == NULL)
+		if (caclient_post(ca.url, NULL, "/x", body, 30, &err) == NULL)
 			_exit(1);
 		(void)!write(ready[1], "p", 1);
 		for (;;)

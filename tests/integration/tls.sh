@@ -135,9 +135,10 @@ expect_exit 2 "vtpmd -n with a ca-tls-root holding no certificate" "$VTPMD" -n \
 assert_contains "$(cat "$T/out")" "$T/bad.conf:1: ca-tls-root:" "FILE:LINE"
 assert_contains "$(cat "$T/out")" "no PEM certificate" "the reason"
 
-note "vtpmd with ca-tls-root; the CA trusts its approval key and host configuration"
+note "vtpmd with ca-tls-root; the CA admits the host and trusts its approval key and configuration"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
+VTPM_CA=$CA admit_host "$T/ca/ca.db" rack1
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$W/approval.pub.pem" 2>/dev/null ||
 	fail "approval public key"
 "$CA" trust add --approval-key "$W/approval.pub.pem" --db "$T/ca/ca.db" >/dev/null ||
@@ -261,7 +262,7 @@ expect_exit 1 "verify, revocation asked of an impostor" "${VERIFY[@]}" --state "
 tls_refused "verify --ca impostor" "revocation unknown" "${WHY[otherroot]}"
 "${VERIFY[@]}" --state "$W/st2" --ca "$CA_URL" --ca-tls-root "$CA_TLS_ROOT" >"$T/out" 2>&1 ||
 	fail "verify --ca over HTTPS: $(cat "$T/out")"
-assert_contains "$(cat "$T/out")" "not revoked (vtpm-ca at $CA_URL)" "revocation checked over HTTPS"
+assert_contains "$(cat "$T/out")" "not revoked: AK, vEK and CK certificates (vtpm-ca at $CA_URL)" "revocation checked over HTTPS"
 
 note "vtpm-attest: plain http:// is refused off loopback, warned on it"
 expect_exit 1 "vtpm-attest over plain http to 192.0.2.1" "${AK_ENROLL[@]}" \

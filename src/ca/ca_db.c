@@ -1017,7 +1017,8 @@ ca_db_vek_set_compare(char rec[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1],
 		if (rec[t][0] == '\0' && id->vek_set[t][0] != '\0')
 			return err_set(err, ERR_REFUSED,
 			    "vTPM %s has no %s vEK: its vEKs (%s) were recorded at its first EK "
-			    "certificate request, and its sealed object vouches for no vEK added later",
+			    "certificate request, and its sealed object vouches for no vEK added "
+			    "later",
 			    id->instance_uuid, ca_db_vek_types[t], has);
 	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
 		if (strcmp(rec[t], id->vek_set[t]) == 0)
@@ -1035,7 +1036,8 @@ ca_db_vek_set_compare(char rec[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1],
  * object, or finds the same set recorded. 0, or -1 with err (ERR_REFUSED:
  * another set is recorded). */
 static int
-ca_db_vek_set_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err)
+ca_db_vek_set_bind(
+    struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err)
 {
 	char rec[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1];
 	sqlite3_stmt *st;

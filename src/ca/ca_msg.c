@@ -325,7 +325,8 @@ ca_msg_vek_set_check(const struct ca_msg_issue_ek *p, struct err *err)
 {
 	static const uint32_t slot_type[EVIDENCE_VEK_TYPES] = {
 	    [EVIDENCE_VEK_RSA_2048] = CA_KEY_RSA_2048, [EVIDENCE_VEK_ECC_P256] = CA_KEY_ECC_P256};
-	size_t slot = p->vek.type == CA_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
+	size_t slot =
+	    p->vek.type == CA_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
 
 	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
 		const struct ca_msg_key *k = &p->vek_set[t];
@@ -333,8 +334,8 @@ ca_msg_vek_set_check(const struct ca_msg_issue_ek *p, struct err *err)
 		if (ca_msg_zero((const uint8_t *)k, sizeof(*k)))
 			continue;
 		if (k->type != slot_type[t])
-			return err_set(err, ERR_INVALID, "vEK set: a key of type %u in slot %zu",
-			    k->type, t);
+			return err_set(
+			    err, ERR_INVALID, "vEK set: a key of type %u in slot %zu", k->type, t);
 		if (ca_msg_key_check(k, "vEK set", err) == -1)
 			return -1;
 	}

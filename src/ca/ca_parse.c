@@ -324,7 +324,8 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	    nonce_len != sizeof(req->nonce))
 		return err_set(
 		    err, ERR_INVALID, "nonce must be base64 of %zu bytes", sizeof(req->nonce));
-	if (cp_other_veks(body, req, err) == -1 || cp_signed(body, "certify", &req->certify, err) == -1 ||
+	if (cp_other_veks(body, req, err) == -1 ||
+	    cp_signed(body, "certify", &req->certify, err) == -1 ||
 	    cp_signed(body, "quote", &req->quote, err) == -1)
 		return -1;
 	quote = cp_get(body, "quote");

@@ -6,7 +6,8 @@
  * and keeps as its SHA-256 for nonce_expiry_seconds. The evidence is then
  * the host Certifying Key's TPM2_Certify of the sealed object that holds
  * the vTPM's state key, and its TPM2_Quote of the host PCRs, both with
- * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID).
+ * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID, the
+ * digest of the vTPM's vEK set: vek_public and other_veks).
  * Together they say: a TPM whose CK a trusted Privacy CA certified holds
  * an object that cannot leave it (fixedTPM, fixedParent), that only the
  * policy can open (userWithAuth clear), whose policy is PolicyAuthorize by
@@ -19,8 +20,9 @@
  * configuration of the quoted PCRs itself when it issues, so the
  * certificate names what the records say, not what the child claims; it
  * takes the nonce (once) and binds the sealed object's Name, the UUID and
- * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID
- * and a second vEK of a type.
+ * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID,
+ * a second vEK of a type, and any vEK set but the one the sealed object's
+ * first request named.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,8 +261,8 @@ vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r
 		if (set.pub[t] != NULL) {
 			ca_refuse(r, 400,
 			    "send in other_veks the vTPM's vEKs of the types vek_public is not",
-			    "%s: a second %s vEK in the request (a vTPM has one of each type)", field,
-			    vt_type_names[t]);
+			    "%s: a second %s vEK in the request (a vTPM has one of each type)",
+			    field, vt_type_names[t]);
 			return -1;
 		}
 		set.pub[t] = q->other_veks[i];
@@ -340,8 +342,8 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_CONFLICT:
 		ca_refuse(r, 403,
-		    "a vTPM has one sealed object, one UUID and one vEK of each type: provision a "
-		    "new vTPM for a new identity",
+		    "a vTPM has one sealed object, one UUID and one vEK of each type, all named at "
+		    "its first EK certificate request: provision a new vTPM for a new identity",
 		    "identity refused: %s", a->reason);
 		return;
 	default:
@@ -382,7 +384,8 @@ vt_issue(
 	}
 	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
 		if (c->set[t].key != EVIDENCE_KEY_NONE && ca_tpm_key(&c->set[t], &set[t]) == -1) {
-			ca_refuse(r, 500, "report this as a bug", "the vEK set cannot be read again");
+			ca_refuse(
+			    r, 500, "report this as a bug", "the vEK set cannot be read again");
 			return;
 		}
 	ca_ask_issue_ek(&s->link, &e, &a);

@@ -9,8 +9,9 @@
  * (RSA-2048, ECC P-256), with a nonce of its own from the Virtualization
  * CA: the host TPM's CK certifies the instance's sealed state-key object
  * with qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID,
- * the set's digest) and quotes the host PCRs of the sealing policy with the same qualifyingData; the
- * Virtualization CA checks that evidence (docs/ca-api.md), takes the nonce
+ * the set's digest) and quotes the host PCRs of the sealing policy with
+ * the same qualifyingData; the Virtualization CA checks that evidence
+ * (docs/ca-api.md), takes the nonce
  * (once) and binds the sealed object, the UUID, the vEK and (at the first
  * request) the whole vEK set, and issues the EK certificate. vtpmd checks
  * that certificate in turn (cacheck_ek: the Virtualization CA root it
@@ -85,7 +86,7 @@ struct provision {
 	uint8_t *vek[PROVISION_NTYPES];
 	size_t vek_len[PROVISION_NTYPES];
 	uint8_t set_digest[TPM_DIGEST_LEN]; /* evidence_vek_set_digest() */
-	bool made; /* the vEKs are made */
+	bool made;                          /* the vEKs are made */
 	struct caclient *ca; /* the CA request in flight, or NULL */
 	enum provision_stage stage;                  /* which one */
 	int64_t ek_deadline; /* monotonic ms: the EK's two requests share one ca-timeout */
@@ -130,8 +131,7 @@ provision_request(struct manager *m, const struct vtpm *v, const struct provisio
 	    "ck_certificate", p->ck_pem, "instance_uuid", v->uuid, "vek_public",
 	    enrol_b64(p->vek[p->cur], p->vek_len[p->cur]), "other_veks", others, "sealed_public",
 	    enrol_b64(p->sealed, sealed_pub_len), "nonce", enrol_b64(p->nonce, sizeof(p->nonce)),
-	    "certify", "attest",
-	    enrol_b64(cert->attest, cert->attest_len), "signature",
+	    "certify", "attest", enrol_b64(cert->attest, cert->attest_len), "signature",
 	    enrol_b64(cert->signature, cert->signature_len), "quote", "attest",
 	    enrol_b64(quote->attest, quote->attest_len), "signature",
 	    enrol_b64(quote->signature, quote->signature_len), "pcrs",
@@ -251,9 +251,13 @@ static int
 provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 {
 	size_t t = p->cur;
-	struct cacheck_ek_want want = {.url = p->url, .roots = &p->roots,
-	    .type = provision_types[t].name, .vek_public = p->vek[t], .vek_public_len = p->vek_len[t],
-	    .host = p->host, .uuid = v->uuid};
+	struct cacheck_ek_want want = {.url = p->url,
+	    .roots = &p->roots,
+	    .type = provision_types[t].name,
+	    .vek_public = p->vek[t],
+	    .vek_public_len = p->vek_len[t],
+	    .host = p->host,
+	    .uuid = v->uuid};
 	struct cacheck_cert *c = &p->certs[t];
 	char serial[CERTS_SERIAL_HEX_MAX + 1] = "", handle[16], index[16], *pem = NULL;
 	struct certs_virtual virt;
@@ -278,9 +282,8 @@ provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 	if (pem == NULL || json_array_append_new(p->eks,
 	                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "type",
 	                           provision_types[t].name, "handle", handle, "nv_index", index,
-	                           "serial", serial, "host_config", virt.host_config,
-	                           "certificate", pem, "public",
-	                           enrol_b64(p->vek[t], p->vek_len[t]))) == -1) {
+	                           "serial", serial, "host_config", virt.host_config, "certificate",
+	                           pem, "public", enrol_b64(p->vek[t], p->vek_len[t]))) == -1) {
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}

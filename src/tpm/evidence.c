@@ -1055,8 +1055,7 @@ ev_tpm2b_whole(const uint8_t *pub, size_t len)
 }
 
 int
-evidence_vek_set_digest(
-    const struct evidence_vek_set *set, uint8_t out[static 32], struct err *err)
+evidence_vek_set_digest(const struct evidence_vek_set *set, uint8_t out[static 32], struct err *err)
 {
 	static const char label[] = EVIDENCE_VEK_SET_LABEL;
 	static const uint8_t none[2] = {0, 0};
@@ -1111,8 +1110,7 @@ evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
 	     EVP_DigestUpdate(ctx, nonce, EVIDENCE_VEK_NONCE_LEN) == 1 &&
 	     EVP_DigestUpdate(ctx, vek_public + 2, vek_public_len - 2) == 1 &&
 	     EVP_DigestUpdate(ctx, uuid, EVIDENCE_VEK_UUID_LEN) == 1 &&
-	     EVP_DigestUpdate(ctx, set_digest, 32) == 1 &&
-	     EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	     EVP_DigestUpdate(ctx, set_digest, 32) == 1 && EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return err_ssl(err, "SHA-256 of the vEK evidence");

@@ -355,11 +355,11 @@ test_keys(void **state)
 	memset(M.u.issue_ek.vek.y, 0, sizeof(M.u.issue_ek.vek.y));
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1); /* not in its vEK set */
 	M.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048] = M.u.issue_ek.vek;
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0); /* RSA and ECC vEKs */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);            /* RSA and ECC vEKs */
 	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256].modulus[9] = 1; /* a malformed member */
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0); /* RSA alone */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);                /* RSA alone */
 	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = M.u.issue_ek.vek; /* in the ECC slot */
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));

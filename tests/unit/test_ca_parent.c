@@ -8,9 +8,10 @@
  * certificate only under an approved host configuration, the one the
  * parent finds, with a nonce the parent made, once and in time, for a
  * vTPM identity (sealed object, UUID, one vEK per type) no other vTPM
- * holds, within the vEK set the sealed object's first request named; requests of a role not served end the child; every
- * challenge, certificate and reported refusal leaves an audit row; an
- * answer the child does not take ends it.
+ * holds, within the vEK set the sealed object's first request named;
+ * requests of a role not served end the child; every challenge,
+ * certificate and reported refusal leaves an audit row; an answer the
+ * child does not take ends it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -576,7 +577,7 @@ test_ek_one_identity(void **state)
 	static const char *const other_uuid = "0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5";
 	const struct ek_step steps[] = {
 	    {&g, &rsa, 1, UUID, CA_MSG_OK, NULL}, {&g, &rsa, 1, UUID, CA_MSG_OK, NULL}, /* again */
-	    {&g2, &rsa, 1, UUID, CA_MSG_CONFLICT, "another ecc-p256 vEK"}, /* a second vEK */
+	    {&g2, &rsa, 1, UUID, CA_MSG_CONFLICT, "another ecc-p256 vEK"},  /* a second vEK */
 	    {&g2, NULL, 1, other_uuid, CA_MSG_CONFLICT, "belongs to vTPM"}, /* a made-up UUID */
 	    {&g2, NULL, 2, UUID, CA_MSG_CONFLICT, "bound to another sealed object"},
 	    {&g, NULL, 2, other_uuid, CA_MSG_CONFLICT, "certified already"}, /* the vEK elsewhere */
@@ -600,8 +601,8 @@ rows(struct fixture *f, const char *table)
 	sqlite3 *h;
 
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-	assert_int_equal(sqlite3_open_v2(fx_path(f, "ca.db"), &h, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_open_v2(fx_path(f, "ca.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	n = sqlite3_column_int(st, 0);

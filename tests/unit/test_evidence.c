@@ -1277,8 +1277,7 @@ test_vek_qualifying(void **state)
 		pub[2 + i] = (uint8_t)(i + 1);
 	/* the set of this vEK alone, as an ECC P-256 one (test_vek_set_digest) */
 	assert_int_equal(
-	    hex_decode(
-	        "4779db0115e84f75344f02a446a3df3624b8f74050c430929a313ac28d0cac3b", set, 32),
+	    hex_decode("4779db0115e84f75344f02a446a3df3624b8f74050c430929a313ac28d0cac3b", set, 32),
 	    0);
 	assert_int_equal(
 	    hex_decode(
@@ -1301,7 +1300,8 @@ test_vek_qualifying(void **state)
 	set[0] ^= 1;
 	/* refused: a size that is not the length, a UUID not in lowercase */
 	pub[1] = 11;
-	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), -1);
+	assert_int_equal(
+	    evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), -1);
 	assert_non_null(strstr(err.msg, "size"));
 	pub[1] = 10;
 	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub),

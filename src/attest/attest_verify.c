@@ -44,8 +44,8 @@ av_fail(struct attest_result *res, const char *fmt, ...)
 
 /* ---- the check ---- */
 
-/* The certificate chains to a trusted root; its key's digest, its vtpmd
- * extension. */
+/* The certificate chains to a trusted root and is an attestation key's;
+ * its key's digest, its vtpmd extension. */
 static int
 av_check_cert(const struct attest_check *chk, struct attest_result *res)
 {
@@ -56,6 +56,12 @@ av_check_cert(const struct attest_check *chk, struct attest_result *res)
 	    chk->n_roots, chk->now, &err);
 	if (v != CERTS_VALID) {
 		av_fail(res, "AK certificate: %s: %s", certs_verdict_name(v), err.msg);
+		return -1;
+	}
+	/* Under one root, the CAs also certify EKs and host keys: only an
+	 * attestation key's certificate vouches for a quote. */
+	if (certs_check_ak(chk->ak_cert.der, chk->ak_cert.len, &err) == -1) {
+		av_fail(res, "AK certificate: %s", err.msg);
 		return -1;
 	}
 	if (certs_cert_key_digest(chk->ak_cert.der, chk->ak_cert.len, res->ak_digest) == -1) {
@@ -376,6 +382,8 @@ static const char av_help[] =
     "EXIT STATUS\n"
     "    0 trusted, 1 refused (the reason on stderr), 2 usage error\n";
 
+#define AV_NONCE_MIN 16 /* bytes of a challenger's nonce */
+
 struct av_opts {
 	const char *ak_cert, *quote, *message, *signature, *pcr_file, *trust, *pcrs, *ca, *state;
 	const char *untrusted[AV_MAX_UNTRUSTED];
@@ -473,6 +481,10 @@ av_parse(struct av_opts *o, int argc, char **argv)
 			if ((r = attest_parse_hex("verify", "--nonce", optarg, o->nonce,
 			         sizeof(o->nonce), &o->nonce_len)) != EXIT_OK)
 				return r;
+			/* A short nonce repeats: an old quote would pass for fresh. */
+			if (o->nonce_len < AV_NONCE_MIN)
+				return attest_usage("verify", "--nonce: at least %d bytes, drawn at "
+				    "random for each challenge", AV_NONCE_MIN);
 			o->have_nonce = true;
 			break;
 		case 'u':
@@ -627,9 +639,10 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 	if (!o->json) {
 		if (res->trusted)
 			printf("trusted: %s; %s%s\n", res->verdict, revocation,
-			    o->any_pcrs ? "; PCR values NOT compared with any expected (waived: "
-			                  "--any-pcrs)"
-			                : "");
+			    o->any_pcrs         ? "; PCR values NOT compared with any expected (waived: "
+			                          "--any-pcrs)"
+			    : o->pcrs == NULL   ? "; PCR values not compared (no --pcrs given)"
+			                        : "");
 		else
 			fprintf(stderr, "vtpm-attest: refused: %s\n", res->reason);
 		return;
@@ -655,7 +668,7 @@ av_print(const struct av_opts *o, const struct attest_result *res, const char *r
 		json_object_set_new(j, "revocation", json_string(revocation));
 		if (w != NULL && o->no_revocation_check)
 			json_array_append_new(w, json_string("revocation-check"));
-		if (w != NULL && o->any_pcrs)
+		if (w != NULL && (o->any_pcrs || o->pcrs == NULL))
 			json_array_append_new(w, json_string("pcr-expectations"));
 		json_object_set_new(j, "waived", w);
 	}

@@ -149,8 +149,18 @@ instance_limit_resources(struct err *err)
 	};
 
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-		struct rlimit rl = {limits[i].value, limits[i].value};
+		struct rlimit rl = {limits[i].value, limits[i].value}, old;
 
+		if (setrlimit(limits[i].resource, &rl) == 0)
+			continue;
+		/* Some supervisors (valgrind, for descriptors) let a process
+		 * lower only its soft limit: that one binds a sandboxed worker
+		 * too, whose seccomp list has no way to raise it. */
+		if (errno != EPERM || getrlimit(limits[i].resource, &old) == -1)
+			return err_errno(err, "setrlimit (%s)", limits[i].name);
+		rl.rlim_max = old.rlim_max;
+		if (rl.rlim_cur > old.rlim_max)
+			rl.rlim_cur = old.rlim_max;
 		if (setrlimit(limits[i].resource, &rl) == -1)
 			return err_errno(err, "setrlimit (%s)", limits[i].name);
 	}

@@ -459,7 +459,7 @@ cacheck_ek_marker(const struct cacheck_cert *c, const struct cacheck_ek_want *wa
 		    CERTS_OID_VIRTUAL_EXT);
 	if (memcmp(want->ck_digest, virt->ck_digest, sizeof(want->ck_digest)) != 0)
 		return err_set(err, ERR_UNTRUSTED, "its virtual marker names another host's CK");
-	if (virt->host[0] != '\0' && strcmp(virt->host, want->host) != 0)
+	if (strcmp(virt->host, want->host) != 0)
 		return err_set(err, ERR_UNTRUSTED, "its virtual marker names the host \"%s\", not "
 		    "\"%s\"", virt->host, want->host);
 	if (strcasecmp(virt->instance_uuid, want->uuid) != 0)

@@ -259,6 +259,11 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 
 	if (v->state == VTPM_RUNNING)
 		return 1;
+	if (v->copy_of[0] != '\0') {
+		registry_copy_refusal(v, err);
+		lifecycle_set_error(v, VTPM_FAILED, err->msg);
+		return -1;
+	}
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed));
 	if (sealed == NULL) {
@@ -606,6 +611,29 @@ out:
 	return ret;
 }
 
+/* Recomputes which instances are copies, and says which may start now. */
+static void
+lifecycle_recount_copies(struct manager *m)
+{
+	char was[VTPM_NAME_MAX + 1];
+	struct vtpm *const *arr = m->vtpms;
+	bool *copy = calloc(m->n + 1, sizeof(*copy));
+
+	for (size_t i = 0; copy != NULL && i < m->n; i++)
+		copy[i] = arr[i]->copy_of[0] != '\0';
+	registry_mark_copies(arr, m->n);
+	for (size_t i = 0; copy != NULL && i < m->n; i++) {
+		if (!copy[i] || arr[i]->copy_of[0] != '\0')
+			continue;
+		snprintf(was, sizeof(was), "%s", arr[i]->name);
+		log_info("%s: no longer a copy of another instance here; it may start", was);
+		arr[i]->error[0] = '\0';
+		if (arr[i]->state == VTPM_FAILED)
+			arr[i]->state = VTPM_STOPPED;
+	}
+	free(copy);
+}
+
 /* Deletes v: its worker, its directory (state and sealed key) and its
  * record. v is freed. */
 int
@@ -647,6 +675,8 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 	}
 	workerlog_close(m, v, true);
 	log_info("%s: deleted", v->name);
+	/* Its copies, or the instance it was a copy of, may stand alone now. */
+	lifecycle_recount_copies(m);
 	free(v);
 	return 0;
 }

@@ -405,7 +405,8 @@ manager_dirs(struct manager *m)
 }
 
 /* Brings up the instances that should run: adopt live workers of a
- * previous vtpmd, start the others. */
+ * previous vtpmd, start the others; a copy of another instance (the same
+ * UUID or sealed key) neither starts nor keeps running. */
 static void
 manager_resume(struct manager *m)
 {
@@ -413,9 +414,13 @@ manager_resume(struct manager *m)
 
 	if (registry_load(&m->cfg, &m->vtpms, &m->n) == -1)
 		fatal(EXIT_RUNTIME, "%s/instances", m->cfg.state_dir);
+	for (size_t i = 0; i < m->n; i++)
+		worker_adopt(m, m->vtpms[i]);
+	/* Which one is the original depends on whose worker runs. */
+	registry_mark_copies(m->vtpms, m->n);
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
-		bool adopted = worker_adopt(m, v) == 0;
+		bool adopted = v->pid > 0;
 
 		if (v->creating) {
 			/* Its create never answered: undo it, worker included. */
@@ -423,6 +428,18 @@ manager_resume(struct manager *m)
 			if (lifecycle_delete(m, v) == -1)
 				log_warn("%s: cannot remove it", v->name);
 			i--;
+			continue;
+		}
+		if (v->copy_of[0] != '\0') {
+			registry_copy_refusal(v, &err);
+			log_warnx("%s", err.msg);
+			lifecycle_set_error(v, VTPM_FAILED, err.msg);
+			if (adopted) {
+				log_warnx("%s: stopping its worker %d: the original runs", v->name,
+				    (int)v->pid);
+				v->state = VTPM_RUNNING;
+				ops_stop(m, v, 200, 0);
+			}
 			continue;
 		}
 		if (adopted && !v->desired_running) {

@@ -86,6 +86,10 @@ struct vtpm {
 	char sealed_name[2 * HWTPM_NAME_LEN + 1];
 	/* runtime */
 	enum vtpm_state state;
+	/* a copy of that instance (the same UUID or sealed key): it does not
+	 * start (registry_mark_copies); "" for none */
+	char copy_of[VTPM_NAME_MAX + 1];
+	int64_t born_ns; /* when its directory was made (birth, else change time) */
 	pid_t pid;
 	int pidfd;
 	bool child;	   /* started by this manager (else adopted) */
@@ -114,6 +118,14 @@ struct vtpm {
 	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
 };
 bool registry_valid_name(const char *name);
+/* Marks, among the n instances of arr, every copy of another (the same
+ * UUID or sealed object Name) with copy_of: the original is the one whose
+ * worker runs, else the one created first, else the first by name. Marks
+ * made before are recomputed (a delete may leave a copy alone). Returns
+ * how many are copies. */
+size_t registry_mark_copies(struct vtpm *const *arr, size_t n);
+/* The refusal to start a copy, with the ways out, into err; -1. */
+int registry_copy_refusal(const struct vtpm *v, struct err *err);
 /* "UID" or "UID:GID" (numbers, neither -1) into *uid, *gid (-1 when not
  * given); 0, or -1 when s is anything else. */
 int registry_parse_owner(const char *s, long *uid, long *gid);

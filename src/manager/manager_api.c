@@ -86,71 +86,119 @@ api_ek_types(struct manager *m, json_t *list, unsigned int tpm_version, unsigned
 	return *set != 0 ? api_ek_roots(m, err) : 0;
 }
 
+/* What a new instance is made with: POST /v1/instances, or a renew. */
+struct api_new {
+	const char *name;
+	unsigned int version; /* 1 (TPM 1.2) or 2 */
+	unsigned int ek_set;  /* EKs to provision (1 << HWTPM_EK_*) */
+	bool start;
+	long owner_uid, owner_gid; /* -1: none */
+};
+
+/* Makes the instance n describes (its name is free), provisions and
+ * starts it as asked; the answer, or api_deferred when an operation
+ * answers ticket later. */
 static struct api_response
-api_create(struct manager *m, const struct api_request *req)
+api_create_new(struct manager *m, const struct api_new *n, uint64_t ticket)
 {
-	const char *name = NULL, *tpm = "2.0", *owner = NULL;
-	long owner_uid = -1, owner_gid = -1;
-	int start = 1;
-	unsigned int version, set;
-	json_t *ek = NULL;
-	struct api_response err;
 	struct vtpm *v;
 	struct err e;
 
-	if (req->body == NULL ||
-	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o, s?s}", "name", &name, "tpm", &tpm,
-		"start", &start, "ek", &ek, "owner", &owner) != 0 ||
-	    (ek != NULL && !json_is_array(ek)))
-		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
-				      "\"start\": true|false, \"ek\": [TYPE, ...], "
-				      "\"owner\": \"UID[:GID]\"}",
-		    "send a JSON object with at least a name, for example {\"name\": \"vm-a\"}");
-	if (owner != NULL && (registry_parse_owner(owner, &owner_uid, &owner_gid) == -1 ||
-				 owner_uid == 0 || owner_gid == 0))
-		return api_error(400, "owner must be \"UID\" or \"UID:GID\", numbers other than 0",
-		    "give the user (and group) its VM's QEMU runs as, for example "
-		    "\"64055:64055\"; root reaches every socket already");
-	if (!registry_valid_name(name))
-		return api_invalid_name();
-	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
-		return api_error(400, "tpm must be \"2.0\" or \"1.2\"", "omit it for TPM 2.0");
-	version = strcmp(tpm, "1.2") == 0 ? 1 : 2;
-	if (api_ek_types(m, ek, version, &set, &err) == -1)
-		return err;
-	if (lifecycle_find(m, name) != NULL)
-		return api_error(409, "an instance with this name exists",
-		    "choose another name, or delete the existing instance first");
-	if (lifecycle_create(m, name, version, &v, &e) == -1)
+	if (lifecycle_create(m, n->name, n->version, &v, &e) == -1)
 		return api_error(hwtpm_available(m->hw) ? 500 : 503, e.msg,
 		    "check vtpmd's log and the host TPM");
-	v->owner_uid = owner_uid;
-	v->owner_gid = owner_gid;
-	if (start)
-		v->desired_running = true;
-	if ((start || owner != NULL) && registry_save(&m->cfg, v) == -1) {
+	v->owner_uid = n->owner_uid;
+	v->owner_gid = n->owner_gid;
+	v->desired_running = n->start;
+	if ((n->start || n->owner_uid != -1) && registry_save(&m->cfg, v) == -1) {
 		lifecycle_delete(m, v);
 		return api_error(500, "cannot write the instance's record",
 		    "nothing was created; check the state directory");
 	}
 	/* With EKs: the worker, its EKs and their certificates, then the
 	 * answer (ops.c); the instance is deleted if any of it fails. */
-	if (set != 0 && ops_create_provisioned(m, v, set, req->ticket, &e) == -1)
+	if (n->ek_set != 0 && ops_create_provisioned(m, v, n->ek_set, ticket, &e) == -1)
 		return api_error(500, e.msg, "nothing was created; see vtpmd's log");
-	if (set != 0)
+	if (n->ek_set != 0)
 		return api_deferred();
 	if (lifecycle_create_done(m, v, &e) == -1) {
 		lifecycle_delete(m, v);
 		return api_error(500, e.msg, "nothing was created; check the state directory");
 	}
-	if (start) {
-		int rc = ops_start(m, v, VTPM_OP_CREATE, req->ticket, &e);
+	if (n->start) {
+		int rc = ops_start(m, v, VTPM_OP_CREATE, ticket, &e);
 		if (rc == 0)
 			return api_deferred();
 		if (rc == -1)
 			return reply_created_not_started(m, v, &e);
 	}
 	return reply_ok(201, reply_instance(m, v));
+}
+
+static struct api_response
+api_create(struct manager *m, const struct api_request *req)
+{
+	struct api_new n = {.owner_uid = -1, .owner_gid = -1};
+	const char *tpm = "2.0", *owner = NULL;
+	struct api_response err;
+	json_t *ek = NULL;
+	int start = 1;
+
+	if (req->body == NULL ||
+	    json_unpack((json_t *)req->body, "{s:s, s?s, s?b, s?o, s?s}", "name", &n.name, "tpm",
+		&tpm, "start", &start, "ek", &ek, "owner", &owner) != 0 ||
+	    (ek != NULL && !json_is_array(ek)))
+		return api_error(400, "expected {\"name\": NAME, \"tpm\": \"2.0\"|\"1.2\", "
+				      "\"start\": true|false, \"ek\": [TYPE, ...], "
+				      "\"owner\": \"UID[:GID]\"}",
+		    "send a JSON object with at least a name, for example {\"name\": \"vm-a\"}");
+	if (owner != NULL && (registry_parse_owner(owner, &n.owner_uid, &n.owner_gid) == -1 ||
+				 n.owner_uid == 0 || n.owner_gid == 0))
+		return api_error(400, "owner must be \"UID\" or \"UID:GID\", numbers other than 0",
+		    "give the user (and group) its VM's QEMU runs as, for example "
+		    "\"64055:64055\"; root reaches every socket already");
+	if (!registry_valid_name(n.name))
+		return api_invalid_name();
+	if (strcmp(tpm, "2.0") != 0 && strcmp(tpm, "2") != 0 && strcmp(tpm, "1.2") != 0)
+		return api_error(400, "tpm must be \"2.0\" or \"1.2\"", "omit it for TPM 2.0");
+	n.version = strcmp(tpm, "1.2") == 0 ? 1 : 2;
+	n.start = start != 0;
+	if (api_ek_types(m, ek, n.version, &n.ek_set, &err) == -1)
+		return err;
+	if (lifecycle_find(m, n.name) != NULL)
+		return api_error(409, "an instance with this name exists",
+		    "choose another name, or delete the existing instance first");
+	return api_create_new(m, &n, req->ticket);
+}
+
+/*
+ * POST …/renew: v, stopped, becomes a new vTPM of its own under its name:
+ * its state and sealed key are deleted and a new instance is made with a
+ * new UUID, state key and seeds (a TPM never run), its EK certificates
+ * when the host is enrolled, its owner, started if it was to run. The way
+ * out for a copy of another instance; what v held is gone.
+ */
+static struct api_response
+api_renew(struct manager *m, struct vtpm *v, const struct api_request *req)
+{
+	char name[VTPM_NAME_MAX + 1], was[VTPM_NAME_MAX + 1];
+	struct api_new n;
+	struct api_response err;
+
+	if (v->pid > 0 || v->state == VTPM_RUNNING || v->start_pending)
+		return api_error(409, "the instance runs: renewing it discards its state",
+		    "stop it first (vtpmctl stop NAME), then renew it");
+	snprintf(name, sizeof(name), "%s", v->name);
+	snprintf(was, sizeof(was), "%s", v->uuid);
+	n = (struct api_new){.name = name, .version = v->tpm_version,
+	    .start = v->desired_running, .owner_uid = v->owner_uid, .owner_gid = v->owner_gid};
+	if (api_ek_types(m, NULL, n.version, &n.ek_set, &err) == -1)
+		return err;
+	if (lifecycle_delete(m, v) == -1)
+		return api_error(500, "cannot remove the instance's state",
+		    "check the state directory, then renew it again");
+	log_info("%s: renewed: the vTPM %s is gone; a new one is made under its name", name, was);
+	return api_create_new(m, &n, req->ticket);
 }
 
 /* POST …/start: v starts (or joins the automatic start under way); the
@@ -186,6 +234,13 @@ api_action(struct manager *m, struct vtpm *v, const char *action, const struct a
 {
 	if (ops_busy(v))
 		return reply_busy(v);
+	if ((strcmp(action, "start") == 0 || strcmp(action, "restart") == 0) &&
+	    v->copy_of[0] != '\0') {
+		struct err e;
+		registry_copy_refusal(v, &e);
+		return api_error(409, e.msg, "delete one of the two, or renew this one (POST "
+					     "/v1/instances/NAME/renew)");
+	}
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
 		ops_call_off(m, v);
 		v->desired_running = strcmp(action, "restart") == 0;
@@ -197,8 +252,10 @@ api_action(struct manager *m, struct vtpm *v, const char *action, const struct a
 			return api_deferred();
 		if (strcmp(action, "stop") == 0)
 			return reply_ok(200, reply_instance(m, v));
+	} else if (strcmp(action, "renew") == 0) {
+		return api_renew(m, v, req);
 	} else if (strcmp(action, "start") != 0) {
-		return api_error(404, "unknown action", "use start, stop or restart");
+		return api_error(404, "unknown action", "use start, stop, restart or renew");
 	}
 	return api_start(m, v, req);
 }

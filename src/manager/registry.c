@@ -9,10 +9,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -184,6 +187,22 @@ registry_valid_hex_name(const char *s)
 	return true;
 }
 
+/* When name's directory was made: its birth time where the file system
+ * keeps one, else its last change; 0 when unknown. */
+static int64_t
+registry_born_ns(const struct config *cfg, const char *name)
+{
+	char dir[PATH_MAX];
+	struct statx st;
+
+	if (registry_path(cfg, name, NULL, dir, sizeof(dir)) == -1 ||
+	    statx(AT_FDCWD, dir, AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_CTIME, &st) == -1)
+		return 0;
+	if (st.stx_mask & STATX_BTIME)
+		return (int64_t)st.stx_btime.tv_sec * 1000000000 + st.stx_btime.tv_nsec;
+	return (int64_t)st.stx_ctime.tv_sec * 1000000000 + st.stx_ctime.tv_nsec;
+}
+
 static struct vtpm *
 registry_read(const struct config *cfg, const char *name)
 {
@@ -227,6 +246,7 @@ registry_read(const struct config *cfg, const char *name)
 	snprintf(v->created, sizeof(v->created), "%s", created);
 	snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", sealed_name);
 	v->desired_running = strcmp(desired, "running") == 0;
+	v->born_ns = registry_born_ns(cfg, name);
 	v->owner_uid = (long)owner_uid;
 	v->owner_gid = (long)owner_gid;
 out:
@@ -308,6 +328,67 @@ registry_unique_slots(const struct config *cfg, struct vtpm **arr, size_t n)
 			log_warn("%s: cannot record its new slot in instance.json; it is given one "
 			    "again at the next start", arr[i]->name);
 	}
+}
+
+/* Whether a is the original rather than b (registry_mark_copies). */
+static bool
+registry_original_first(const struct vtpm *a, const struct vtpm *b)
+{
+	int c;
+
+	if ((a->pid > 0) != (b->pid > 0))
+		return a->pid > 0;
+	/* A copy carries the original's record, its creation time included,
+	 * but its directory is made later. */
+	if (a->born_ns != b->born_ns)
+		return a->born_ns < b->born_ns;
+	if ((c = strcmp(a->created, b->created)) != 0)
+		return c < 0;
+	return strcmp(a->name, b->name) < 0;
+}
+
+static bool
+registry_same_vtpm(const struct vtpm *a, const struct vtpm *b)
+{
+	return strcasecmp(a->uuid, b->uuid) == 0 ||
+	       (a->sealed_name[0] != '\0' && strcmp(a->sealed_name, b->sealed_name) == 0);
+}
+
+size_t
+registry_mark_copies(struct vtpm *const *arr, size_t n)
+{
+	size_t copies = 0;
+
+	for (size_t i = 0; i < n; i++)
+		arr[i]->copy_of[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const struct vtpm *orig = arr[i];
+
+		if (arr[i]->creating)
+			continue;
+		/* The original of i's group: the first of them all. */
+		for (size_t j = 0; j < n; j++)
+			if (j != i && !arr[j]->creating && registry_same_vtpm(arr[j], arr[i]) &&
+			    registry_original_first(arr[j], orig))
+				orig = arr[j];
+		if (orig == arr[i])
+			continue;
+		snprintf(arr[i]->copy_of, sizeof(arr[i]->copy_of), "%s", orig->name);
+		copies++;
+	}
+	return copies;
+}
+
+int
+registry_copy_refusal(const struct vtpm *v, struct err *err)
+{
+	return err_set(err, ERR_EXISTS,
+	    "%s is a copy of %s (the same vTPM: UUID %s%s): it does not start, so that one vTPM "
+	    "never runs twice. Delete one of them (vtpmctl delete NAME --force), or make %s a new "
+	    "vTPM of its own, with a new UUID, state key, seeds and EK certificates, its state "
+	    "discarded (vtpmctl renew %s)",
+	    v->name, v->copy_of, v->uuid, v->sealed_name[0] != '\0' ? ", sealed object" : "",
+	    v->name, v->name);
 }
 
 /* Loads every instance under STATE/instances, each with a slot of its own

@@ -44,6 +44,8 @@ reply_instance(struct manager *m, const struct vtpm *v)
 	    (json_int_t)v->restarts, "state_dir", dir, "created", v->created);
 	if (o != NULL && v->pid > 0)
 		json_object_set_new(o, "pid", json_integer(v->pid));
+	if (o != NULL && v->copy_of[0] != '\0')
+		json_object_set_new(o, "copy_of", json_string(v->copy_of));
 	if (o != NULL && v->owner_uid != -1) {
 		char owner[32];
 		if (v->owner_gid != -1)

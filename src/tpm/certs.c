@@ -1925,6 +1925,44 @@ certs_check_leaf(X509 *x, uint32_t *ku, struct err *err)
 	return 0;
 }
 
+int
+certs_check_ak(const uint8_t *der, size_t len, struct err *err)
+{
+	X509 *x = certs_d2i(der, len);
+	X509_EXTENSION *ext;
+	uint32_t flags;
+	int ret = -1;
+
+	if (x == NULL) {
+		err_ssl(err, "not a DER certificate");
+		return -1;
+	}
+	flags = X509_get_extension_flags(x);
+	if (flags & (EXFLAG_INVALID | EXFLAG_CRITICAL))
+		err_ssl(err, "an extension is malformed, or critical and unknown");
+	else if (flags & EXFLAG_CA)
+		err_ssl(err, "a CA's certificate, not an AK certificate");
+	else if (certs_has_eku(x, CERTS_OID_TCG_KP_EK) || certs_has_policy(x, CERTS_OID_POLICY_VEK))
+		err_ssl(err, "an endorsement key's certificate, not an AK certificate");
+	else if (certs_has_policy(x, CERTS_OID_POLICY_HOST_CK) ||
+	         certs_find_ext(x, CERTS_OID_HOST_KEY_EXT, &ext) != 1)
+		err_ssl(err, "a host key's certificate (CK or BK), not an AK certificate");
+	else if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE))
+		err_ssl(err, "its keyUsage does not allow signing (digitalSignature)");
+	else if (!certs_has_eku(x, CERTS_OID_TCG_KP_AIK))
+		err_ssl(err, "not an AK certificate: extKeyUsage lacks tcg-kp-AIKCertificate (%s)",
+		    CERTS_OID_TCG_KP_AIK);
+	else if (certs_find_ext(x, CERTS_OID_VIRTUAL_EXT, &ext) != 1 &&
+	         !certs_has_policy(x, CERTS_OID_POLICY_VAK))
+		err_ssl(err, "it has the virtual marker but not the vAK policy (%s)",
+		    CERTS_OID_POLICY_VAK);
+	else
+		ret = 0;
+	X509_free(x);
+	ERR_clear_error();
+	return ret;
+}
+
 /* A trust anchor: a self-signed CA certificate (CA:TRUE, and keyCertSign
  * when it states a keyUsage). Returns 0, or -1 with why. */
 int

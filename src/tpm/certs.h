@@ -238,6 +238,12 @@ int certs_check_vek(
     const uint8_t *der, size_t len, struct certs_ek_info *info, struct err *err);
 int certs_check_ck(
     const uint8_t *der, size_t len, struct certs_host_key *out, struct err *err);
+/* An attestation key's certificate, whoever issued it, as a challenger
+ * takes it (vtpm-attest verify): CA:FALSE, digitalSignature when it states
+ * a keyUsage, extKeyUsage tcg-kp-AIKCertificate, and nothing of another
+ * role (tcg-kp-EKCertificate, the vEK or host-CK policy, the host-key
+ * extension); with the virtual marker, the vAK policy. */
+int certs_check_ak(const uint8_t *der, size_t len, struct err *err);
 
 /* Files: a certificate as PEM (replaced crash-safely, mode 0644); reading
  * accepts PEM or DER and yields DER. */

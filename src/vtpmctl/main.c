@@ -10,11 +10,14 @@
 #include "vtpmctl.h"
 
 static const struct cli_cmd vtpmctl_cmds[] = {
-    {"create", vtpmctl_create, "create NAME [--tpm 2|1.2] [--ek TYPES|none] [--no-start] [--json]",
+    {"create", vtpmctl_create,
+        "create NAME [--tpm 2|1.2] [--ek TYPES|none] [--owner USER[:GROUP]] [--no-start] "
+        "[--json]",
         "create a vTPM for a virtual machine, and start it"},
     {"start", vtpmctl_start, "start NAME [--json]", "start a vTPM"},
     {"stop", vtpmctl_stop, "stop NAME [--json]", "stop a vTPM"},
     {"restart", vtpmctl_restart, "restart NAME [--json]", "stop and start a vTPM"},
+    {"renew", vtpmctl_renew, "renew NAME [--json]", "make a stopped vTPM (a copy) a new one"},
     {"delete", vtpmctl_delete, "delete NAME [--force] [--json]",
         "delete a vTPM and its state, for good"},
     {"list", vtpmctl_list, "list [--json]", "list the vTPMs"},

@@ -41,6 +41,7 @@ int vtpmctl_create(int argc, char **argv);
 int vtpmctl_start(int argc, char **argv);
 int vtpmctl_stop(int argc, char **argv);
 int vtpmctl_restart(int argc, char **argv);
+int vtpmctl_renew(int argc, char **argv);
 int vtpmctl_delete(int argc, char **argv);
 int vtpmctl_list(int argc, char **argv);
 int vtpmctl_info(int argc, char **argv);

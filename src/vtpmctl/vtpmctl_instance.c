@@ -118,6 +118,28 @@ static const char restart_help[] = "NAME\n"
                                    "EXIT STATUS\n"
                                    "    0 running; 1 refused or failed; 2 usage error.\n";
 
+static const char renew_help[] =
+    "NAME\n"
+    "    vtpmctl renew - make a stopped vTPM a new vTPM of its own\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vtpmctl renew NAME [--json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Discards the state of the stopped vTPM NAME and makes, under the same name,\n"
+    "    a new vTPM: a new UUID, state key and seeds (a TPM never run), new EK\n"
+    "    certificates when the host is enrolled, the same owner and TPM version;\n"
+    "    it starts if NAME was to run. The way out for a copy of another vTPM (a\n"
+    "    directory copied or restored under another name), which vtpmd refuses to\n"
+    "    start so that one vTPM never runs twice. Keys and NV indices of NAME are\n"
+    "    lost; the guest sees a new TPM.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --json   print vtpmd's JSON answer\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 renewed; 1 refused (it runs, ...) or failed; 2 usage error.\n";
+
 static const char delete_help[] =
     "NAME\n"
     "    vtpmctl delete - delete a vTPM and its state\n"
@@ -312,6 +334,9 @@ instance_print(const json_t *o)
 		    vtpmctl_str(o, "owner", ""));
 	if (err != NULL)
 		printf("error:      %s\n", err);
+	if (vtpmctl_str(o, "copy_of", NULL) != NULL)
+		printf("copy of:    %s (it does not start: delete one, or 'vtpmctl renew' this one)\n",
+		    vtpmctl_str(o, "copy_of", ""));
 	if (sock != NULL) {
 		printf("socket:     %s\n", sock);
 		printf("qemu:       -chardev socket,id=chrtpm,path=%s -tpmdev emulator,id=tpm0,"
@@ -484,6 +509,12 @@ int
 vtpmctl_stop(int argc, char **argv)
 {
 	return instance_action(argc, argv, "stop", stop_help);
+}
+
+int
+vtpmctl_renew(int argc, char **argv)
+{
+	return instance_action(argc, argv, "renew", renew_help);
 }
 
 int

@@ -167,6 +167,9 @@ assert_eq "$(jq -r .slot "$inst/vm-c/instance.json")" "$slot_c" "the original ke
 slot_c2=$(jq -r .slot "$inst/vm-c2/instance.json")
 [ "$slot_c2" != "$slot_c" ] || fail "the copy's instance.json still has slot $slot_c"
 "$VTPMCTL" start vm-c >/dev/null
+# A copy does not start (copies.sh); renewed, it is a vTPM of its own.
+refused "start of a copy" "vm-c2 is a copy of vm-c" "$VTPMCTL" start vm-c2
+"$VTPMCTL" renew vm-c2 >/dev/null || fail "renew vm-c2"
 "$VTPMCTL" start vm-c2 >/dev/null
 uid_c=$(ps -o uid= -p "$(pid_of vm-c)" | tr -d ' ')
 uid_c2=$(ps -o uid= -p "$(pid_of vm-c2)" | tr -d ' ')

@@ -882,6 +882,24 @@ test_ak(void **state)
 	X509_free(ek);
 }
 
+/* Only an AK certificate passes for one (certs_check_ak): not a vEK's,
+ * a CK's, a CA's. */
+static void
+test_check_ak_role(void **state)
+{
+	struct err err = {0};
+
+	assert_int_equal(certs_check_ak(F.ak_cert, F.ak_cert_len, &err), 0);
+	assert_int_equal(certs_check_ak(F.ek_rsa, F.ek_rsa_len, &err), -1);
+	assert_non_null(strstr(err.msg, "an endorsement key's certificate, not an AK certificate"));
+	assert_int_equal(certs_check_ak(F.ek_ecc, F.ek_ecc_len, &err), -1);
+	assert_int_equal(certs_check_ak(F.ck_cert, F.ck_cert_len, &err), -1);
+	assert_non_null(strstr(err.msg, "a host key's certificate (CK or BK)"));
+	assert_int_equal(certs_check_ak(F.privacy_der, F.privacy_len, &err), -1);
+	assert_non_null(strstr(err.msg, "a CA's certificate"));
+	assert_int_equal(certs_check_ak((const uint8_t *)"junk", 4, &err), -1);
+}
+
 /* An empty subject makes the repeated subjectAltName critical. */
 static void
 test_ak_empty_subject(void **state)
@@ -1719,6 +1737,7 @@ main(void)
 	    cmocka_unit_test(test_pkey_from_tpm),
 	    cmocka_unit_test(test_pkey_spki),
 	    cmocka_unit_test(test_ak),
+	    cmocka_unit_test(test_check_ak_role),
 	    cmocka_unit_test(test_ak_empty_subject),
 	    cmocka_unit_test(test_ck),
 	    cmocka_unit_test(test_ck_refusals),

@@ -15,7 +15,10 @@
  *   directories (removed);
  * - slots made unique (a copied instance directory): the first by name
  *   keeps its slot unless another's worker may still run (its pid file),
- *   the other moves to the lowest free slot, recorded on disk.
+ *   the other moves to the lowest free slot, recorded on disk;
+ * - copies (the same UUID or sealed object Name): the original is the one
+ *   whose worker runs, else the older directory, else the first by name;
+ *   recomputed, a copy whose original is gone stands alone.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -615,6 +618,58 @@ test_sealed_name(void **state)
 	free(v);
 }
 
+/* A record for the copy tests: its UUID and sealed Name as given. */
+static struct vtpm *
+copy_rec(const char *name, const char *uuid, char sealed, int64_t born, pid_t pid)
+{
+	struct vtpm *v = registry_new(name, 2, 0);
+
+	assert_non_null(v);
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	if (sealed != 0)
+		memset(v->sealed_name, sealed, 2 * HWTPM_NAME_LEN);
+	v->born_ns = born;
+	v->pid = pid;
+	return v;
+}
+
+static void
+test_copies(void **state)
+{
+	const char *u1 = "11111111-1111-4111-8111-111111111111";
+	const char *u2 = "22222222-2222-4222-8222-222222222222";
+	const char *u3 = "33333333-3333-4333-8333-333333333333";
+	struct vtpm *v[5];
+	struct err err = {0};
+
+	v[0] = copy_rec("vm-a", u1, 'a', 100, 0);
+	v[1] = copy_rec("aaa", u1, 'a', 200, 0);  /* a younger copy, first by name */
+	v[2] = copy_rec("vm-b", u2, 'b', 300, 0);
+	v[3] = copy_rec("vm-b2", u3, 'b', 50, 4242); /* another UUID, the same sealed key; runs */
+	v[4] = copy_rec("vm-c", u3, 0, 10, 0);	    /* vm-b2's UUID, no Name known */
+	assert_int_equal(registry_mark_copies(v, 5), 3);
+	assert_string_equal(v[0]->copy_of, "");
+	assert_string_equal(v[1]->copy_of, "vm-a");
+	assert_string_equal(v[2]->copy_of, "vm-b2"); /* its worker runs */
+	assert_string_equal(v[3]->copy_of, "");
+	assert_string_equal(v[4]->copy_of, "vm-b2");
+	assert_int_equal(registry_copy_refusal(v[1], &err), -1);
+	assert_int_equal(err.kind, ERR_EXISTS);
+	assert_non_null(strstr(err.msg, "aaa is a copy of vm-a"));
+	assert_non_null(strstr(err.msg, "vtpmctl renew aaa"));
+	/* The original gone, its copy stands alone; the same birth: by name. */
+	v[1]->born_ns = v[2]->born_ns = 7;
+	assert_int_equal(registry_mark_copies(&v[1], 1), 0);
+	assert_string_equal(v[1]->copy_of, "");
+	v[3]->pid = 0;
+	v[3]->born_ns = 7;
+	assert_int_equal(registry_mark_copies(&v[2], 2), 1);
+	assert_string_equal(v[2]->copy_of, "");
+	assert_string_equal(v[3]->copy_of, "vm-b");
+	for (int i = 0; i < 5; i++)
+		free(v[i]);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -625,6 +680,7 @@ main(void)
 	    cmocka_unit_test(test_state_name),
 	    T(test_path),
 	    cmocka_unit_test(test_new),
+	    cmocka_unit_test(test_copies),
 	    T(test_save_load_roundtrip),
 	    T(test_save_failure),
 	    T(test_load_nothing),

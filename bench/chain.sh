@@ -146,6 +146,9 @@ printf 'keyUsage = critical, keyEncipherment, keyAgreement\n' >"$W/ek.ext"
 openssl x509 -new -subj "/CN=bench EK" -force_pubkey "$W/ek.pem" -CA "$T/mfr.pem" \
 	-CAkey "$T/mfr.key" -days 30 -extfile "$W/ek.ext" -out "$W/ekcert.pem" 2>"$W/openssl.err" ||
 	fail "openssl x509 -new: $(cat "$W/openssl.err")"
+"$VTPM_CA" host add bench-host --ek-cert "$W/ekcert.pem" --no-approval-key --db "$DB" \
+	>/dev/null 2>&1 ||
+	fail "vtpm-ca host add"
 challenge_req ck "$W/ekcert.pem" "$H/ek-ecc.pub" "$H/ck.pub" "$H/ck.json" bench-host
 post /v1/privacy/challenge "$H/ck.json" "CK challenge"
 cid=$(jq -r .id "$T/resp.json")

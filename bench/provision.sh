@@ -34,6 +34,7 @@ mkdir -p "$T/ca"
 "$VTPM_CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$T/ca/ca.db" >/dev/null
 start_vtpm_ca ca --db "$T/ca/ca.db" --role both
 start_vtpmd svc --root-tcti "$HOST_TCTI"
+admit_host "$T/ca/ca.db" bench
 "$VTPMCTL" policy approve --current >/dev/null
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null
 "$VTPM_CA" trust add --approval-key "$T/approval.pub.pem" --db "$T/ca/ca.db" >/dev/null

@@ -82,6 +82,12 @@ step "$VTPM_CA" approve-host-config --db "$DB" --id demo-rack1-baseline \
 	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
 	--values "$T/values.json"
 
+say "The CA's operator admits the host: its EK certificate (exported through vtpmd)"
+echo "  ...and the administrator's approval public key, which the host's CK policy must name"
+step "$VTPMCTL" host ek-cert --out "$T/demo-rack1-ek.pem"
+step "$VTPM_CA" host add demo-rack1 --ek-cert "$T/demo-rack1-ek.pem" \
+	--approval-key "$T/approval.pub.pem" --db "$DB"
+
 say "The host enrols: CK certificate from the Privacy CA (MakeCredential/ActivateCredential), BK certified by the CK"
 step "$VTPMCTL" host enroll --ca "$CA_URL" --name demo-rack1
 echo "  ...its CK and BK work only in an approved configuration (the state keys' policy, no userWithAuth):"

@@ -111,3 +111,30 @@ host_ek_certificate() {
 	TPM2TOOLS_TCTI=$HOST_TCTI tpm2_nvwrite 0x01c00002 -C p -i "$dir/ek-cert.der" ||
 		fail "tpm2_nvwrite 0x01c00002 on the host TPM"
 }
+
+# approval_pub_pem OUT: the approval public key of vtpmd at $VTPMD_SOCKET
+# (vtpmctl policy --json), as a PEM public key: what its administrator
+# gives the Privacy CA's operator.
+approval_pub_pem() {
+	local xy
+	xy=$("$VTPMCTL" policy --json | jq -r '.approval_key.x + .approval_key.y') ||
+		fail "vtpmctl policy --json"
+	# SubjectPublicKeyInfo of an ECC P-256 key, then the uncompressed point
+	printf '3059301306072a8648ce3d020106082a8648ce3d03010703420004%s' "$xy" | xxd -r -p |
+		openssl pkey -pubin -inform DER -out "$1" || fail "the approval key of vtpmd"
+}
+
+# admit_host DB NAME: the Privacy CA's operator admits this host (vtpmd at
+# $VTPMD_SOCKET) as NAME: its EK certificate exported from the host TPM by
+# `vtpmctl host ek-cert` and vtpmd's approval public key, added with
+# `vtpm-ca host add` ($VTPM_CA, default the sanitizer build) to the CA
+# database DB.
+admit_host() {
+	local db=$1 name=$2 ca=${VTPM_CA:-$TOP/build/san/vtpm-ca}
+	"$VTPMCTL" host ek-cert --out "$T/host-ek-$name.pem" >"$T/admit.out" 2>&1 ||
+		fail "vtpmctl host ek-cert: $(cat "$T/admit.out")"
+	approval_pub_pem "$T/host-approval-$name.pem"
+	"$ca" host add "$name" --ek-cert "$T/host-ek-$name.pem" \
+		--approval-key "$T/host-approval-$name.pem" --db "$db" >"$T/admit.out" 2>&1 ||
+		fail "vtpm-ca host add $name: $(cat "$T/admit.out")"
+}

@@ -44,6 +44,7 @@
 #define CA_SUBJECT_MAX 256
 #define CA_DETAIL_MAX  512
 #define CA_PENDING_MAX 10000 /* challenges open at once */
+#define CA_CLIENT_MAX  64    /* a client's address as text */
 
 enum ca_role { CA_ROLE_PRIVACY = 1, CA_ROLE_VIRTUALIZATION = 2, CA_ROLE_BOTH = 3 };
 enum ca_kind { CA_KIND_CK = 1, CA_KIND_AK = 2 };
@@ -199,7 +200,8 @@ struct ca_status {
 	char reason[CA_DETAIL_MAX];
 };
 /* ERR_ABSENT: not issued here (and not foreign); ERR_EXISTS: revoked
- * already. */
+ * already. It runs inside ca_db_ck_record's transaction: a transaction of
+ * its own must be a SAVEPOINT, not BEGIN. */
 int ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now,
     bool foreign, struct err *err);
 /* 0 with out filled when the serial was issued here or revoked; else
@@ -237,17 +239,83 @@ int ca_db_host_config_find(struct ca_db *db, const uint8_t policy[TPM_DIGEST_LEN
 int ca_db_host_config_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_host_config *hc),
     void *ctx, struct err *err);
 
-/* Challenges: stored with the SHA-256 of their secret only. add:
- * ERR_BUSY when CA_PENDING_MAX are open, ERR_EXISTS when the id is taken.
- * take marks the challenge used whatever its state, so it is answered at
- * most once: 0 with *request (malloc'd) and hash, or -1 with ERR_ABSENT
- * (unknown), ERR_REFUSED (used before) or ERR_TIMEOUT (at or after
- * expires_at), *request NULL. */
-int ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const char *request,
-    const uint8_t hash[static 32], int64_t now, int64_t expires_at, struct err *err);
+/* Challenges: stored with the SHA-256 of their secret only, the EK they
+ * were made for and the client address that asked (docs/ca-api.md,
+ * "Limits"). add first purges the challenges expired more than
+ * CA_DB_CHALLENGE_GRACE seconds ago, then refuses, nothing recorded:
+ * ERR_REFUSED when the client holds lim->per_client open challenges, or
+ * lim->per_ek for this EK; ERR_BUSY when lim->total are open in all;
+ * ERR_EXISTS when the id is taken. take marks the challenge used whatever
+ * its state, so it is answered at most once: 0 with *request (malloc'd)
+ * and hash, or -1 with ERR_ABSENT (unknown), ERR_REFUSED (used before) or
+ * ERR_TIMEOUT (at or after expires_at), *request NULL. */
+#define CA_DB_CHALLENGE_GRACE 60
+struct ca_challenge_rec {
+	const char *id;
+	enum ca_kind kind;
+	const char *request; /* the parsed fields, as JSON */
+	const uint8_t *hash; /* 32 bytes */
+	const char *ek_key;  /* hex SHA-256 of the (v)EK's SubjectPublicKeyInfo */
+	const char *client;  /* the client's address (IPv6: its /64) */
+	int64_t now, expires_at;
+};
+struct ca_challenge_limits {
+	int64_t total;      /* open challenges in all (CA_PENDING_MAX) */
+	int64_t per_client; /* held by one client address */
+	int64_t per_ek;     /* for one EK, asked from one client address */
+};
+#define CA_PENDING_PER_CLIENT 64
+#define CA_PENDING_PER_EK     4
+int ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
+    const struct ca_challenge_limits *lim, struct err *err);
+/* Deletes the challenges expired more than CA_DB_CHALLENGE_GRACE seconds
+ * before now (serve's timer; add does it too): the count, or -1. */
+int64_t ca_db_challenges_purge(struct ca_db *db, int64_t now, struct err *err);
 int ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
     char **request, uint8_t hash[static 32], struct err *err);
 
+/*
+ * Admitted hosts (`vtpm-ca host`): the host EKs the Privacy CA issues CK
+ * certificates to, each under exactly one name. ek_key is the hex SHA-256
+ * of the EK's SubjectPublicKeyInfo (as the CK certificate's host-key
+ * extension names it). add: ERR_EXISTS naming what is taken (the name, or
+ * the EK under another name). remove and find: ERR_ABSENT.
+ */
+#define CA_EK_KEY_HEX 64
+struct ca_host {
+	char name[CERTS_NAME_MAX + 1];
+	char ek_key[CA_EK_KEY_HEX + 1];
+	char ck_serial[CERTS_SERIAL_HEX_MAX + 1]; /* the CK certificate issued last, or "" */
+	int64_t added_at;
+	const char *ek_certificate; /* PEM ("" when admitted by the lab switch); only
+	                             * valid during a listing callback */
+	bool has_approval;          /* false: admitted without an approval key (lab) */
+	struct approval_pub approval; /* the CK's authPolicy is its PolicyAuthorize */
+};
+/* approval: the host's approval key, or NULL (its CK's policy is then not
+ * checked: `host add --no-approval-key`, the lab switch). */
+int ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem,
+    const struct approval_pub *approval, int64_t now, struct err *err);
+int ca_db_host_remove(struct ca_db *db, const char *name, struct ca_host *was, struct err *err);
+int ca_db_host_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host *h), void *ctx, struct err *err);
+/* The host admitted with this EK (out->ek_certificate NULL). */
+int ca_db_host_find(struct ca_db *db, const char *ek_key, struct ca_host *out, struct err *err);
+/* Whether the EK may have a CK certificate for name: 0 when it is
+ * admitted under that name, or when admit_any is set and neither is
+ * admitted (*unknown then true); else ERR_REFUSED saying why (an EK not
+ * admitted, or admitted under another name, a name of another EK). */
+int ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool admit_any,
+    bool *unknown, struct err *err);
+/* Records a CK certificate for host and its EK, in one transaction with
+ * the revocation (reason "superseded", through ca_db_revoke) of the CK
+ * certificate the host had before, whose serial is copied to superseded
+ * ("" when none). The host must be admitted with this EK (ERR_REFUSED
+ * naming why not), unless admit is set and neither the name nor the EK is
+ * admitted: then it is admitted here (the lab switch). */
+int ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem,
+    const char *ek_key, bool admit, char superseded[static CERTS_SERIAL_HEX_MAX + 1],
+    struct err *err);
 /* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
  * SHA-256 only. add: ERR_BUSY when CA_PENDING_MAX are open. take marks
  * the nonce used whatever its state: 0, or -1 with ERR_ABSENT (never
@@ -328,9 +396,20 @@ struct ca_answer {
 };
 void ca_answer_clear(struct ca_answer *a);
 /* Records a challenge: the SHA-256 of its secret, what it is for (the
- * host, or the vTPM's UUID) and the request to check again at certify. */
-void ca_ask_challenge_add(struct ca_link *l, enum ca_kind kind, const uint8_t hash[static 32],
-    const char *subject, const char *request, struct ca_answer *a);
+ * host, or the vTPM's UUID), the EK it was made for, the client that
+ * asked and the request's parsed fields to check again at certify. */
+struct ca_challenge_ask {
+	enum ca_kind kind;
+	const uint8_t *hash;   /* 32 bytes: SHA-256 of the secret */
+	const uint8_t *ek_key; /* 32 bytes: SHA-256 of the (v)EK's SubjectPublicKeyInfo */
+	const char *client;    /* ca_server.client */
+	const char *subject;
+	const char *request;
+	uint32_t key_attributes;   /* the key's TPMA_OBJECT and authPolicy (the */
+	const uint8_t *key_policy; /* parent checks a CK's against its host's */
+	size_t key_policy_len;     /* approval key) */
+};
+void ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a);
 /* Takes a challenge (once) and has the parent compare the secret. */
 void ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *secret,
     size_t secret_len, struct ca_answer *a);
@@ -373,6 +452,8 @@ int ca_trust_revoked(struct ca_link *l, const uint8_t *der, size_t len, struct e
 /* ca_settings.c: vtpm-ca serve's settings. */
 struct ca_settings {
 	enum ca_role role;
+	struct ca_challenge_limits limits; /* challenges_max, _per_client, _per_ek */
+	bool admit_any_manufacturer_ek;    /* the lab switch (logged at every use) */
 	char listen[80];       /* HOST:PORT */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
 	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
@@ -389,7 +470,12 @@ struct ca_server {
 	struct ca_link link;
 	enum ca_role role;
 	struct ca_der root, privacy_cert, virt_cert;
+	char client[CA_CLIENT_MAX]; /* the request's client address (IPv6: its /64) */
 };
+/* The address a client's limits count under: IPv4 as it is, IPv6 as its
+ * /64 prefix ("2001:db8:1:2::/64": one site's addresses are one client),
+ * an IPv4-mapped IPv6 address as IPv4. */
+void ca_client_key(const char *peer, char out[static CA_CLIENT_MAX]);
 struct api_response ca_api(void *ctx, const struct api_request *req);
 
 /* ca_issue.c: what the roles' handlers share. What a route handler tells the dispatcher: a status,
@@ -496,6 +582,7 @@ int ca_sandbox_enter(const char *root, uid_t uid, gid_t gid, struct err *err);
 int ca_cmd_serve(int argc, char **argv);
 int ca_cmd_init(int argc, char **argv);
 int ca_cmd_trust(int argc, char **argv);
+int ca_cmd_host(int argc, char **argv);
 int ca_cmd_approve(int argc, char **argv);
 int ca_cmd_list(int argc, char **argv);
 int ca_cmd_revoke(int argc, char **argv);

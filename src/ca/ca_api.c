@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+
 #include <jansson.h>
 
 #include "ca_msg.h"
@@ -65,6 +67,25 @@ ca_get_status(struct ca_server *s, const char *arg)
 }
 
 /* ---- POST routes ---- */
+
+void
+ca_client_key(const char *peer, char out[static CA_CLIENT_MAX])
+{
+	struct in6_addr a6;
+	char text[INET6_ADDRSTRLEN];
+
+	snprintf(out, CA_CLIENT_MAX, "%s", peer[0] != '\0' ? peer : "unknown");
+	if (strchr(peer, ':') == NULL || inet_pton(AF_INET6, peer, &a6) != 1)
+		return;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		inet_ntop(AF_INET, &a6.s6_addr[12], text, sizeof(text));
+		snprintf(out, CA_CLIENT_MAX, "%s", text);
+		return;
+	}
+	memset(&a6.s6_addr[8], 0, 8);
+	if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL)
+		snprintf(out, CA_CLIENT_MAX, "%s/64", text);
+}
 
 typedef void (*ca_post_handler)(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
 
@@ -141,6 +162,7 @@ ca_api(void *ctx, const struct api_request *req)
 			return ca_not_served("privacy");
 		if (p[4] == 'v' && !ca_serves(s, CA_ROLE_VIRTUALIZATION))
 			return ca_not_served("virtualization");
+		ca_client_key(req->peer_addr, s->client);
 		if (strcmp(p, "/v1/privacy/challenge") == 0)
 			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req->body);
 		if (strcmp(p, "/v1/privacy/certify") == 0)

@@ -147,23 +147,32 @@ ca_ask_failed(struct ca_answer *a, const char *reason)
 }
 
 void
-ca_ask_challenge_add(struct ca_link *l, enum ca_kind kind, const uint8_t hash[static 32],
-    const char *subject, const char *request, struct ca_answer *a)
+ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a)
 {
+	const char *subject = q->subject, *request = q->request;
 	struct ca_msg *m = l->msg;
 	size_t n = strlen(request);
 
 	memset(a, 0, sizeof(*a));
 	ca_msg_init(m, CA_MSG_CHALLENGE_ADD);
-	m->u.challenge_add.kind = (uint32_t)kind;
-	memcpy(m->u.challenge_add.hash, hash, sizeof(m->u.challenge_add.hash));
+	m->u.challenge_add.kind = (uint32_t)q->kind;
+	memcpy(m->u.challenge_add.hash, q->hash, sizeof(m->u.challenge_add.hash));
+	memcpy(m->u.challenge_add.ek_key, q->ek_key, sizeof(m->u.challenge_add.ek_key));
 	if (ca_ask_text(m->u.challenge_add.subject, sizeof(m->u.challenge_add.subject), subject) ==
 	        -1 ||
-	    subject[0] == '\0' || n > CA_MSG_REQUEST_MAX) {
-		ca_ask_failed(
-		    a, "the request is too large, or names its subject oddly, to be kept");
+	    ca_ask_text(m->u.challenge_add.client, sizeof(m->u.challenge_add.client), q->client) ==
+	        -1 ||
+	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX ||
+	    (q->key_policy_len != 0 &&
+	        q->key_policy_len != sizeof(m->u.challenge_add.key_policy))) {
+		ca_ask_failed(a,
+		    "the request is too large, or names its subject or client oddly, to be kept");
 		return;
 	}
+	m->u.challenge_add.key_attributes = q->key_attributes;
+	m->u.challenge_add.key_policy_len = (uint32_t)q->key_policy_len;
+	if (q->key_policy_len != 0)
+		memcpy(m->u.challenge_add.key_policy, q->key_policy, q->key_policy_len);
 	m->u.challenge_add.len = (uint32_t)n;
 	memcpy(m->u.challenge_add.request, request, n);
 	ca_ask_exchange(l, CA_MSG_CHALLENGE_ADDED);

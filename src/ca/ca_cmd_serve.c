@@ -32,6 +32,7 @@
 #define SERVE_BACKOFF_MS  100   /* first delay before a new child */
 #define SERVE_BACKOFF_MAX 10000
 #define SERVE_SERVED_MS   60000 /* a child that lived this long resets the back-off */
+#define SERVE_PURGE_MS    10000 /* expired challenges are deleted this often */
 
 static volatile sig_atomic_t serve_signalled;
 
@@ -42,7 +43,7 @@ static const char serve_help[] =
     "SYNOPSIS\n"
     "    vtpm-ca serve --db FILE [--role privacy|virtualization|both]\n"
     "        [--listen HOST:PORT] [--user NAME|UID[:GID]] [--config FILE]\n"
-    "        [--log-level LEVEL]\n"
+    "        [--admit-any-manufacturer-ek] [--log-level LEVEL]\n"
     "\n"
     "DESCRIPTION\n"
     "    Serves HTTP/1.1 with JSON bodies (docs/ca-api.md) on a numeric TCP address.\n"
@@ -76,9 +77,18 @@ static const char serve_help[] =
     "    --config FILE    a JSON object; options given on the command line win:\n"
     "                       \"role\": \"both\", \"listen\": \"127.0.0.1:8440\",\n"
     "                       \"challenge_expiry_seconds\": 300 (0: at once, for tests),\n"
+    "                       \"challenges_max\": 10000 (open at once, in all),\n"
+    "                       \"challenges_per_client\": 64 (open from one client\n"
+    "                       address; IPv6: one /64),\n"
+    "                       \"challenges_per_ek\": 4 (open for one EK from one address),\n"
     "                       \"nonce_expiry_seconds\": 60 (a vEK evidence nonce's life),\n"
     "                       \"ck_validity_days\": 1825, \"ak_validity_days\": 365,\n"
     "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z)\n"
+    "    --admit-any-manufacturer-ek\n"
+    "                     a lab switch, off by default: certify the CK of any host\n"
+    "                     EK from a trusted manufacturer, not only those admitted\n"
+    "                     with 'vtpm-ca host add' (it is admitted at its first\n"
+    "                     enrolment, under the name it asks for; logged every time)\n"
     "    --log-level L    error, warn, info (default), debug\n"
     "\n"
     "EXIT STATUS\n"
@@ -90,6 +100,7 @@ struct serve_opts {
 	const char *db, *role, *listen, *config, *user, *chroot;
 	enum log_level level;
 	bool network_child;
+	bool admit_any;
 };
 
 /* The parent's state: its records and keys, its child, its listener. */
@@ -103,6 +114,7 @@ struct serve {
 	bool start_failed;
 	int restarts; /* in a row, for the back-off */
 	int64_t respawn_at;
+	int64_t purge_at; /* mono_ms() of the next purge of expired challenges */
 };
 
 static void
@@ -301,6 +313,23 @@ serve_message(struct serve *sv)
 	ca_cleanse(sv->in, sizeof(sv->in->hdr) + (sv->in->hdr.len < most ? sv->in->hdr.len : most));
 }
 
+/* Expired challenges deleted (docs/ca-api.md, "Limits"), on a timer as
+ * well as at every new challenge, so that a flood leaves no rows behind. */
+static void
+serve_purge(struct serve *sv)
+{
+	struct err err;
+	int64_t n;
+
+	sv->purge_at = mono_ms() + SERVE_PURGE_MS;
+	if ((sv->p->cfg.role & CA_ROLE_PRIVACY) == 0)
+		return;
+	if ((n = ca_db_challenges_purge(sv->p->db, time(NULL), &err)) == -1)
+		log_warnx("purging expired challenges: %s", err.msg);
+	else if (n > 0)
+		log_debug("purged %lld expired challenges", (long long)n);
+}
+
 static void
 serve_loop(struct serve *sv)
 {
@@ -320,6 +349,8 @@ serve_loop(struct serve *sv)
 			timeout = sv->c.started + SERVE_READY_MS > now
 			              ? sv->c.started + SERVE_READY_MS - now
 			              : 0;
+		if (timeout < 0 || timeout > sv->purge_at - now)
+			timeout = sv->purge_at > now ? sv->purge_at - now : 0;
 		tsp = NULL;
 		if (timeout >= 0) {
 			ts.tv_sec = timeout / 1000;
@@ -332,6 +363,8 @@ serve_loop(struct serve *sv)
 			fatal(EXIT_RUNTIME, "poll");
 		if (n == -1)
 			continue;
+		if (mono_ms() >= sv->purge_at)
+			serve_purge(sv);
 		if (sv->c.fd < 0 && mono_ms() >= sv->respawn_at)
 			serve_start_child(sv);
 		else if (sv->c.fd >= 0 && n == 1)
@@ -392,6 +425,7 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"network-child", no_argument, NULL, 'N'},
 	    {"chroot", required_argument, NULL, 'C'},
+	    {"admit-any-manufacturer-ek", no_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -409,6 +443,7 @@ serve_parse(int argc, char **argv, struct serve_opts *o)
 		case 'u': o->user = optarg; break;
 		case 'N': o->network_child = true; break;
 		case 'C': o->chroot = optarg; break;
+		case 'A': o->admit_any = true; break;
 		case 'L':
 			if (log_parse_level(optarg, &o->level) == -1)
 				return ca_usage("serve", "--log-level: error, warn, info or debug");
@@ -454,6 +489,7 @@ serve_settings(const struct serve_opts *o, struct serve *sv)
 		return ca_usage("serve", "--role: privacy, virtualization or both");
 	if (o->listen != NULL)
 		snprintf(sv->p->cfg.listen, sizeof(sv->p->cfg.listen), "%s", o->listen);
+	sv->p->cfg.admit_any_manufacturer_ek = o->admit_any;
 	if (sv->p->cfg.listen[0] == '\0')
 		return ca_usage("serve", "give --listen HOST:PORT (or \"listen\" in --config)");
 	sv->c.confine = geteuid() == 0;
@@ -496,6 +532,11 @@ ca_cmd_serve(int argc, char **argv)
 		log_warnx("not root: the network child keeps uid %lu and gets no chroot, only its "
 		          "allow-list",
 		    (unsigned long)geteuid());
+	if (sv.p->cfg.admit_any_manufacturer_ek)
+		log_warnx(
+		    "--admit-any-manufacturer-ek: a lab switch: any machine whose TPM has an EK "
+		    "certificate from a trusted manufacturer can enrol a CK under any host name "
+		    "not yet taken; production admits hosts with 'vtpm-ca host add'");
 	ret = serve_run(&sv, &o);
 out:
 	if (sv.listener >= 0)

@@ -27,8 +27,9 @@
 #include "ca.h"
 
 #define CA_DB_BUSY_MS 5000
-/* Used or expired challenges are deleted this long after they expired. */
-#define CA_DB_CHALLENGE_KEEP (24 * 3600)
+/* Used and expired vEK evidence nonces are forgotten this long after they
+ * expired (a replay meanwhile is told "used before"). */
+#define CA_DB_NONCE_KEEP (24 * 3600)
 
 struct ca_db {
 	sqlite3 *h;
@@ -76,7 +77,7 @@ static const char *const ca_db_schema[] = {
     "CREATE INDEX challenges_expiry ON challenges (expires_at)",
     /* One vTPM, one identity, fresh evidence (issue #11, item 4): the
      * nonces the Virtualization CA handed out (SHA-256 only; used or
-     * expired ones are deleted a day after they expired, as challenges),
+     * expired ones are deleted a day after they expired),
      * and the identity each EK certificate bound: a sealed object's Name
      * and a UUID belong to one vTPM, which has one vEK per key type. */
     "CREATE TABLE ek_nonces ("
@@ -108,6 +109,26 @@ static const char *const ca_db_schema[] = {
     " action TEXT NOT NULL,"
     " outcome TEXT NOT NULL,"
     " detail TEXT NOT NULL)",
+    /*
+     * Issue #11, admitted hosts and challenge limits. hosts: the host EKs
+     * the Privacy CA certifies CKs for, one name each (ek_key: hex SHA-256
+     * of the EK's SubjectPublicKeyInfo), with the CK certificate issued
+     * last (revoked as superseded when the next is issued) and the
+     * host's approval key (hex X || Y; "" when admitted without one), whose
+     * PolicyAuthorize the CK's authPolicy must be. challenges:
+     * the EK each was made for and the client address that asked, which
+     * the limits count (docs/ca-api.md, "Limits").
+     */
+    "CREATE TABLE hosts ("
+    " name TEXT PRIMARY KEY,"
+    " ek_key TEXT NOT NULL UNIQUE,"
+    " ek_certificate TEXT NOT NULL,"
+    " added_at INTEGER NOT NULL,"
+    " ck_serial TEXT,"
+    " approval_key TEXT NOT NULL DEFAULT '')",
+    "ALTER TABLE challenges ADD COLUMN ek_key TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE challenges ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX challenges_client ON challenges (client, expires_at)",
 };
 
 static const char *const ca_trust_names[CA_TRUST_KINDS] = {
@@ -656,18 +677,27 @@ ca_db_kind_name(enum ca_kind kind)
 	return kind == CA_KIND_CK ? "ck" : "ak";
 }
 
-/* Open challenges (unused, not expired): their count, or -1 with err. */
+/* Open challenges (unused, not expired), all of them or those of one
+ * client (client not NULL) and of one EK from it (ek_key not NULL): their
+ * count, or -1 with err. */
 static int64_t
-ca_db_challenges_open(struct ca_db *db, int64_t now, struct err *err)
+ca_db_challenges_open(
+    struct ca_db *db, int64_t now, const char *client, const char *ek_key, struct err *err)
 {
 	sqlite3_stmt *st;
 	int64_t n = -1;
 
-	st = ca_db_prepare(
-	    db, "SELECT COUNT(*) FROM challenges WHERE used = 0 AND expires_at > ?", err);
+	st = ca_db_prepare(db,
+	    "SELECT COUNT(*) FROM challenges WHERE used = 0 AND expires_at > ?1 "
+	    "AND (?2 IS NULL OR client = ?2) AND (?3 IS NULL OR ek_key = ?3)",
+	    err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, now);
+	if (client != NULL)
+		sqlite3_bind_text(st, 2, client, -1, SQLITE_STATIC);
+	if (ek_key != NULL)
+		sqlite3_bind_text(st, 3, ek_key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	else
@@ -676,42 +706,75 @@ ca_db_challenges_open(struct ca_db *db, int64_t now, struct err *err)
 	return n;
 }
 
+int64_t
+ca_db_challenges_purge(struct ca_db *db, int64_t now, struct err *err)
+{
+	sqlite3_stmt *st = ca_db_prepare(db, "DELETE FROM challenges WHERE expires_at < ?", err);
+	int64_t n = -1;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_GRACE);
+	if (ca_db_step_done(db, st, "forget expired challenges", NULL, err) == 0)
+		n = sqlite3_changes(db->h);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Whether one more challenge for c fits the limits: 0, or -1 with err
+ * (ERR_REFUSED: the client's or the EK's share is open; ERR_BUSY: all). */
+static int
+ca_db_challenge_fits(struct ca_db *db, const struct ca_challenge_rec *c,
+    const struct ca_challenge_limits *lim, struct err *err)
+{
+	int64_t n;
+
+	if ((n = ca_db_challenges_open(db, c->now, c->client, c->ek_key, err)) == -1)
+		return -1;
+	if (n >= lim->per_ek)
+		return err_set(err, ERR_REFUSED,
+		    "%lld challenges for this EK are open from %s (at most %lld: "
+		    "challenges_per_ek)",
+		    (long long)n, c->client, (long long)lim->per_ek);
+	if ((n = ca_db_challenges_open(db, c->now, c->client, NULL, err)) == -1)
+		return -1;
+	if (n >= lim->per_client)
+		return err_set(err, ERR_REFUSED,
+		    "%lld challenges are open from %s (at most %lld: challenges_per_client)",
+		    (long long)n, c->client, (long long)lim->per_client);
+	if ((n = ca_db_challenges_open(db, c->now, NULL, NULL, err)) == -1)
+		return -1;
+	if (n >= lim->total)
+		return err_set(err, ERR_BUSY, "%lld challenges are open", (long long)n);
+	return 0;
+}
+
 int
-ca_db_challenge_add(struct ca_db *db, const char *id, enum ca_kind kind, const char *request,
-    const uint8_t hash[static 32], int64_t now, int64_t expires_at, struct err *err)
+ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
+    const struct ca_challenge_limits *lim, struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	int64_t open;
 
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
-	st = ca_db_prepare(db, "DELETE FROM challenges WHERE expires_at < ?", err);
-	if (st == NULL)
+	if (ca_db_challenges_purge(db, c->now, err) == -1 ||
+	    ca_db_challenge_fits(db, c, lim, err) == -1)
 		goto out;
-	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_KEEP);
-	if (ca_db_step_done(db, st, "forget old challenges", NULL, err) == -1)
-		goto out;
-	sqlite3_finalize(st);
-	st = NULL;
-	if ((open = ca_db_challenges_open(db, now, err)) == -1)
-		goto out;
-	if (open >= CA_PENDING_MAX) {
-		err_set(err, ERR_BUSY, "%lld challenges are open", (long long)open);
-		goto out;
-	}
 	st = ca_db_prepare(db,
 	    "INSERT INTO challenges (id, kind, request, secret_hash, "
-	    "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+	    "created_at, expires_at, ek_key, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 	    err);
 	if (st == NULL)
 		goto out;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ca_db_kind_name(kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, request, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, hash, 32, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, now);
-	sqlite3_bind_int64(st, 6, expires_at);
+	sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ca_db_kind_name(c->kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, c->request, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, c->hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, c->now);
+	sqlite3_bind_int64(st, 6, c->expires_at);
+	sqlite3_bind_text(st, 7, c->ek_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, c->client, -1, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "record the challenge", NULL, err);
 out:
 	sqlite3_finalize(st);
@@ -824,6 +887,227 @@ out:
 	return ret;
 }
 
+/* ---- admitted hosts ---- */
+
+int
+ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem,
+    const struct approval_pub *approval, int64_t now, struct err *err)
+{
+	char key_hex[2 * sizeof(approval->x) + 2 * sizeof(approval->y) + 1] = "";
+	struct ca_host h;
+	struct err inner = {0};
+	sqlite3_stmt *st;
+	int rc;
+
+	if (ca_db_host_find(db, ek_key, &h, &inner) == 0)
+		return err_set(
+		    err, ERR_EXISTS, "this EK is admitted already, as host \"%s\"", h.name);
+	if (inner.kind != ERR_ABSENT)
+		return err_set(err, inner.kind, "%s", inner.msg);
+	if (approval != NULL) {
+		hex_encode(approval->x, sizeof(approval->x), key_hex);
+		hex_encode(approval->y, sizeof(approval->y), key_hex + 2 * sizeof(approval->x));
+	}
+	st = ca_db_prepare(db,
+	    "INSERT INTO hosts (name, ek_key, ek_certificate, added_at, approval_key) "
+	    "VALUES (?, ?, ?, ?, ?)",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ek_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, pem, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_text(st, 5, key_hex, -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "admit the host",
+	    "a host of this name is admitted already, with another EK", err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Fills h from a row (name, ek_key, ck_serial, added_at, ek_certificate,
+ * approval_key); an approval key that is not 64 bytes in hex is none. */
+static void
+ca_db_host_row(sqlite3_stmt *st, struct ca_host *h)
+{
+	const char *key = (const char *)sqlite3_column_text(st, 5);
+	uint8_t xy[sizeof(h->approval.x) + sizeof(h->approval.y)];
+
+	memset(h, 0, sizeof(*h));
+	ca_db_text(st, 0, h->name, sizeof(h->name));
+	ca_db_text(st, 1, h->ek_key, sizeof(h->ek_key));
+	ca_db_text(st, 2, h->ck_serial, sizeof(h->ck_serial));
+	h->added_at = sqlite3_column_int64(st, 3);
+	h->ek_certificate = (const char *)sqlite3_column_text(st, 4);
+	if (key != NULL && hex_decode(key, xy, sizeof(xy)) == 0) {
+		memcpy(h->approval.x, xy, sizeof(h->approval.x));
+		memcpy(h->approval.y, xy + sizeof(h->approval.x), sizeof(h->approval.y));
+		h->has_approval = true;
+	}
+}
+
+#define CA_DB_HOST_COLUMNS "name, ek_key, ck_serial, added_at, ek_certificate, approval_key"
+
+/* The host whose column (name or ek_key) is value: 0, or -1 with err
+ * (ERR_ABSENT). */
+static int
+ca_db_host_by(
+    struct ca_db *db, bool by_name, const char *value, struct ca_host *out, struct err *err)
+{
+	sqlite3_stmt *st;
+	int ret = -1, rc;
+
+	memset(out, 0, sizeof(*out));
+	st = ca_db_prepare(db,
+	    by_name ? "SELECT " CA_DB_HOST_COLUMNS " FROM hosts WHERE name = ?"
+	            : "SELECT " CA_DB_HOST_COLUMNS " FROM hosts WHERE ek_key = ?",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		ca_db_host_row(st, out);
+		out->ek_certificate = NULL;
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		err_set(err, ERR_ABSENT, "no host %s %s is admitted", by_name ? "named" : "with EK",
+		    value);
+	} else {
+		ca_db_fail(db, err, "look up the host");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ca_db_host_find(struct ca_db *db, const char *ek_key, struct ca_host *out, struct err *err)
+{
+	return ca_db_host_by(db, false, ek_key, out, err);
+}
+
+int
+ca_db_host_remove(struct ca_db *db, const char *name, struct ca_host *was, struct err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (ca_db_host_by(db, true, name, was, err) == -1)
+		return -1;
+	st = ca_db_prepare(db, "DELETE FROM hosts WHERE name = ?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "remove the host", NULL, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+ca_db_host_list(
+    struct ca_db *db, int (*fn)(void *ctx, const struct ca_host *h), void *ctx, struct err *err)
+{
+	struct ca_host h;
+	sqlite3_stmt *st;
+	int ret = 0, rc;
+
+	st = ca_db_prepare(db, "SELECT " CA_DB_HOST_COLUMNS " FROM hosts ORDER BY name", err);
+	if (st == NULL)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ca_db_host_row(st, &h);
+		if (fn(ctx, &h) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list the hosts");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool admit_any,
+    bool *unknown, struct err *err)
+{
+	struct ca_host by_ek, by_name;
+	struct err e1 = {0}, e2 = {0};
+	int r1 = ca_db_host_by(db, false, ek_key, &by_ek, &e1);
+	int r2 = r1 == 0 ? 0 : ca_db_host_by(db, true, name, &by_name, &e2);
+
+	*unknown = false;
+	if (r1 == -1 && e1.kind != ERR_ABSENT)
+		return err_set(err, e1.kind, "%s", e1.msg);
+	if (r1 == 0 && strcmp(by_ek.name, name) == 0)
+		return 0;
+	if (r1 == 0)
+		return err_set(err, ERR_REFUSED,
+		    "this host EK is admitted as host \"%s\", not \"%s\"", by_ek.name, name);
+	if (r2 == -1 && e2.kind != ERR_ABSENT)
+		return err_set(err, e2.kind, "%s", e2.msg);
+	if (r2 == 0)
+		return err_set(err, ERR_REFUSED,
+		    "host name \"%s\" belongs to another EK (key SHA-256 %s)", name,
+		    by_name.ek_key);
+	if (!admit_any)
+		return err_set(
+		    err, ERR_REFUSED, "this host EK (key SHA-256 %s) is not admitted", ek_key);
+	*unknown = true;
+	return 0;
+}
+
+/* Within ca_db_ck_record's transaction: the host's previous CK revoked as
+ * superseded (unless revoked already), the new one recorded as its last. */
+static int
+ca_db_ck_supersede(struct ca_db *db, const char *name, const char *serial, int64_t now,
+    char superseded[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
+{
+	struct ca_host h;
+	struct ca_status prev;
+	sqlite3_stmt *st;
+	int rc;
+
+	superseded[0] = '\0';
+	if (ca_db_host_by(db, true, name, &h, err) == -1)
+		return -1;
+	if (h.ck_serial[0] != '\0' && ca_db_status(db, h.ck_serial, &prev, err) == 0 &&
+	    !prev.revoked) {
+		if (ca_db_revoke(db, h.ck_serial, "superseded", now, false, err) == -1)
+			return -1;
+		snprintf(superseded, CERTS_SERIAL_HEX_MAX + 1, "%s", h.ck_serial);
+	}
+	st = ca_db_prepare(db, "UPDATE hosts SET ck_serial = ? WHERE name = ?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "record the host's CK", NULL, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, const char *ek_key,
+    bool admit, char superseded[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
+{
+	bool unknown;
+
+	superseded[0] = '\0';
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_host_check(db, rec->subject, ek_key, admit, &unknown, err) == -1 ||
+	    (unknown &&
+	        ca_db_host_add(db, rec->subject, ek_key, "", NULL, rec->issued_at, err) == -1) ||
+	    ca_db_issued_add(db, rec, pem, err) == -1 ||
+	    ca_db_ck_supersede(db, rec->subject, rec->serial, rec->issued_at, superseded, err) ==
+	        -1 ||
+	    ca_db_exec(db, "COMMIT", err) == -1) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		superseded[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- vEK evidence nonces ---- */
 
 int
@@ -839,7 +1123,7 @@ ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, in
 	st = ca_db_prepare(db, "DELETE FROM ek_nonces WHERE expires_at < ?", err);
 	if (st == NULL)
 		goto out;
-	sqlite3_bind_int64(st, 1, now - CA_DB_CHALLENGE_KEEP);
+	sqlite3_bind_int64(st, 1, now - CA_DB_NONCE_KEEP);
 	if (ca_db_step_done(db, st, "forget old nonces", NULL, err) == -1)
 		goto out;
 	sqlite3_finalize(st);

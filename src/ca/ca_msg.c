@@ -213,12 +213,17 @@ ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 	const struct ca_msg_challenge_add *p = &m->u.challenge_add;
 
 	if (ca_msg_range(p->kind, CA_KIND_CK, CA_KIND_AK, "challenge kind", err) == -1 ||
-	    ca_msg_text(p->subject, sizeof(p->subject), "challenge subject", err) == -1)
+	    ca_msg_text(p->subject, sizeof(p->subject), "challenge subject", err) == -1 ||
+	    ca_msg_text(p->client, sizeof(p->client), "challenge client", err) == -1)
 		return -1;
-	if (p->subject[0] == '\0')
-		return err_set(err, ERR_INVALID, "challenge subject: empty");
+	if (p->subject[0] == '\0' || p->client[0] == '\0')
+		return err_set(err, ERR_INVALID, "challenge %s: empty",
+		    p->subject[0] == '\0' ? "subject" : "client");
 	if (memchr(p->request, '\0', p->len) != NULL)
 		return err_set(err, ERR_INVALID, "challenge request: a NUL inside its text");
+	if (p->key_policy_len != 0 && p->key_policy_len != sizeof(p->key_policy))
+		return err_set(
+		    err, ERR_INVALID, "challenge key policy: %u bytes", p->key_policy_len);
 	return 0;
 }
 
@@ -227,7 +232,8 @@ ca_msg_check_challenge_added(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_challenge_added *p = &m->u.challenge_added;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_FAILED)
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
+	    p->rc != CA_MSG_REFUSED && p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "challenge added: outcome %u", p->rc);
 	if (p->rc == CA_MSG_OK && ca_msg_id_check(p->id, err) == -1)
 		return -1;
@@ -253,7 +259,8 @@ ca_msg_check_challenge_taken(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_challenge_taken *p = &m->u.challenge_taken;
 
-	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL)
+	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_LIMIT ||
+	    p->rc == CA_MSG_REFUSED || p->rc == CA_MSG_UNKNOWN || p->rc == CA_MSG_CONFLICT)
 		return err_set(err, ERR_INVALID, "challenge taken: outcome %u", p->rc);
 	if (ca_msg_text(p->reason, sizeof(p->reason), "reason", err) == -1)
 		return -1;
@@ -385,7 +392,8 @@ ca_msg_check_issued(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issued *p = &m->u.issued;
 
-	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG)
+	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG ||
+	    p->rc == CA_MSG_LIMIT)
 		return err_set(err, ERR_INVALID, "issued: outcome %u", p->rc);
 	if (ca_msg_text(p->reason, sizeof(p->reason), "reason", err) == -1 ||
 	    ca_msg_text(p->host_config, sizeof(p->host_config), "host configuration", err) == -1)

@@ -72,6 +72,8 @@ enum ca_msg_rc {
 	CA_MSG_FULL,     /* CA_PENDING_MAX challenges are open */
 	CA_MSG_WRONG,    /* the challenge's secret does not match (it is used up) */
 	CA_MSG_FAILED,   /* the parent failed (records, key): reason says */
+	CA_MSG_REFUSED,  /* a host EK not admitted, or not under that name: reason says */
+	CA_MSG_LIMIT,    /* the client's or the EK's share of open challenges is taken */
 	CA_MSG_UNKNOWN,  /* EK: the evidence's nonce was not handed out here */
 	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK (reason) */
 	CA_MSG_RCS
@@ -164,11 +166,16 @@ struct ca_msg_challenge_add {
 	uint32_t kind;                /* enum ca_kind */
 	uint8_t hash[32];             /* SHA-256 of the secret */
 	char subject[CA_SUBJECT_MAX]; /* the host (ck) or the vTPM's UUID (ak) */
+	uint8_t ek_key[32];           /* SHA-256 of the (v)EK's SubjectPublicKeyInfo */
+	char client[CA_CLIENT_MAX];   /* the client's address (IPv6: its /64) */
+	uint32_t key_attributes;      /* the CK's or AK's TPMA_OBJECT */
+	uint32_t key_policy_len;      /* its authPolicy: 0 (none) or 32 (SHA-256) */
+	uint8_t key_policy[32];
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the request's JSON */
 };
 struct ca_msg_challenge_added {
-	uint32_t rc; /* OK, FULL, FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT, REFUSED (ck), FAILED */
 	int64_t expires_in;
 	char id[CA_ID_HEX + 1];
 	char reason[CA_MSG_REASON_MAX];
@@ -221,8 +228,9 @@ struct ca_msg_issue_ek {
 	char instance_uuid[CERTS_UUID_LEN + 1];
 };
 struct ca_msg_issued {
-	uint32_t rc; /* OK, FAILED; EK: NOTFOUND (no approved host configuration),
-	              * UNKNOWN, USED, EXPIRED (the nonce), CONFLICT (the identity) */
+	uint32_t rc; /* OK, FAILED; CK: REFUSED (the host EK not admitted under that
+	              * name); EK: NOTFOUND (no approved host configuration), UNKNOWN,
+	              * USED, EXPIRED (the nonce), CONFLICT (the identity) */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* EK */
 	char reason[CA_MSG_REASON_MAX];

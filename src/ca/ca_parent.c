@@ -221,45 +221,156 @@ pa_approval_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 
 /* ---- challenges ---- */
 
+/* A CK challenge's host EK must be admitted under the name it asks for
+ * (docs/ca-api.md, "Admitted hosts"): CA_MSG_OK, or REFUSED or FAILED
+ * with the reason in a. */
+static enum ca_msg_rc
+pa_admitted(
+    struct ca_parent *p, const char *host, const char *ek_key, struct ca_msg_challenge_added *a)
+{
+	struct err dberr;
+	bool unknown;
+
+	if (ca_db_host_check(
+	        p->db, host, ek_key, p->cfg.admit_any_manufacturer_ek, &unknown, &dberr) == -1) {
+		if (dberr.kind != ERR_REFUSED)
+			log_warnx("hosts: %s", dberr.msg);
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		return dberr.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED;
+	}
+	if (unknown)
+		log_warnx("--admit-any-manufacturer-ek: challenging host EK %s of \"%s\", "
+		          "which no operator admitted",
+		    ek_key, host);
+	return CA_MSG_OK;
+}
+
+/* What vtpmd makes a CK (hwtpm_attest.c): a restricted signing key that
+ * never leaves its TPM, used only through its policy (no USER role by
+ * authValue, no ADMIN role by policy). */
+#define PA_CK_ATTRS_SET                                                                            \
+	(EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT | EVIDENCE_OBJ_SENSITIVE_ORIG |        \
+	    EVIDENCE_OBJ_RESTRICTED | EVIDENCE_OBJ_SIGN)
+#define PA_CK_ATTRS_CLEAR                                                                          \
+	(EVIDENCE_OBJ_USER_WITH_AUTH | EVIDENCE_OBJ_ADMIN_WITH_POL | EVIDENCE_OBJ_DECRYPT)
+
+/* Why a CK's attributes and authPolicy are not those vtpmd gives it under
+ * the host's approval key (""), into why. */
+static void
+pa_ck_template_why(
+    const struct ca_msg_challenge_add *q, const struct approval_pub *key, char *why, size_t len)
+{
+	uint8_t want[TPM_DIGEST_LEN];
+
+	why[0] = '\0';
+	if ((q->key_attributes & PA_CK_ATTRS_SET) != PA_CK_ATTRS_SET)
+		snprintf(why, len,
+		    "the CK is not a restricted signing key with fixedTPM, "
+		    "fixedParent and sensitiveDataOrigin");
+	else if (q->key_attributes & EVIDENCE_OBJ_USER_WITH_AUTH)
+		snprintf(why, len,
+		    "the CK has userWithAuth: its authValue alone would let it "
+		    "sign in any host configuration");
+	else if (q->key_attributes & PA_CK_ATTRS_CLEAR)
+		snprintf(why, len, "the CK has adminWithPolicy or decrypt set");
+	else if (pcrpolicy_authorize(key, want) == -1)
+		snprintf(why, len, "the host's approval key cannot be used");
+	else if (q->key_policy_len != sizeof(want) ||
+	         memcmp(q->key_policy, want, sizeof(want)) != 0)
+		snprintf(why, len,
+		    "the CK's authPolicy is not the PolicyAuthorize of the host's "
+		    "approval key: it would work outside an approved host "
+		    "configuration");
+}
+
+/* A CK challenge's key must be a CK as vtpmd makes it under the approval
+ * key its host was admitted with (docs/ca-api.md, "Admitted hosts"):
+ * CA_MSG_OK, or REFUSED or FAILED with the reason in a. */
+static enum ca_msg_rc
+pa_ck_template(struct ca_parent *p, const struct ca_msg_challenge_add *q, const char *ek_key,
+    struct ca_msg_challenge_added *a)
+{
+	struct ca_host h;
+	struct err dberr;
+	char why[CA_MSG_REASON_MAX];
+
+	if (ca_db_host_find(p->db, ek_key, &h, &dberr) == -1) {
+		if (dberr.kind == ERR_ABSENT && p->cfg.admit_any_manufacturer_ek)
+			return CA_MSG_OK; /* admitted at issue, without an approval key */
+		log_warnx("hosts: %s", dberr.msg);
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		return CA_MSG_FAILED;
+	}
+	if (!h.has_approval) {
+		log_warnx("host \"%s\" was admitted without an approval key: its CK's policy is "
+		          "not checked",
+		    h.name);
+		return CA_MSG_OK;
+	}
+	pa_ck_template_why(q, &h.approval, why, sizeof(why));
+	if (why[0] == '\0')
+		return CA_MSG_OK;
+	pa_text(a->reason, sizeof(a->reason), why);
+	return CA_MSG_REFUSED;
+}
+
+/* The outcome of recording a challenge the records refused. */
+static enum ca_msg_rc
+pa_challenge_refused(const struct err *dberr)
+{
+	switch (dberr->kind) {
+	case ERR_BUSY: return CA_MSG_FULL;
+	case ERR_REFUSED: return CA_MSG_LIMIT;
+	default: log_warnx("challenges: %s", dberr->msg); return CA_MSG_FAILED;
+	}
+}
+
 static int
 pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_challenge_add *q = &m->u.challenge_add;
 	struct ca_msg_challenge_added *a = &p->out->u.challenge_added;
-	int64_t now = time(NULL);
+	struct ca_challenge_rec rec = {
+	    .kind = (enum ca_kind)q->kind, .hash = q->hash, .client = q->client, .now = time(NULL)};
+	char id[CA_ID_HEX + 1], ek_key[CA_EK_KEY_HEX + 1], *request;
 	uint8_t idb[CA_ID_BYTES];
-	char id[CA_ID_HEX + 1], *request;
 	struct err dberr;
-	int rc;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
 		return -1;
+	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
+	hex_encode(q->ek_key, sizeof(q->ek_key), ek_key);
+	if (q->kind == CA_KIND_CK &&
+	    ((a->rc = pa_admitted(p, q->subject, ek_key, a)) != CA_MSG_OK ||
+	        (a->rc = pa_ck_template(p, q, ek_key, a)) != CA_MSG_OK))
+		return pa_send(p, err);
 	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
 		free(request);
-		ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
 		a->rc = CA_MSG_FAILED;
 		pa_text(a->reason, sizeof(a->reason), "out of memory or of random numbers");
 		return pa_send(p, err);
 	}
 	hex_encode(idb, sizeof(idb), id);
-	rc = ca_db_challenge_add(p->db, id, (enum ca_kind)q->kind, request, q->hash, now,
-	    now + p->cfg.challenge_ttl, &dberr);
-	free(request);
-	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
-	if (rc == -1) {
-		a->rc = dberr.kind == ERR_BUSY ? CA_MSG_FULL : CA_MSG_FAILED;
+	rec.id = id;
+	rec.request = request;
+	rec.ek_key = ek_key;
+	rec.expires_at = rec.now + p->cfg.challenge_ttl;
+	if (ca_db_challenge_add(p->db, &rec, &p->cfg.limits, &dberr) == -1) {
+		free(request);
+		a->rc = pa_challenge_refused(&dberr);
 		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 		return pa_send(p, err);
 	}
+	free(request);
 	a->rc = CA_MSG_OK;
 	a->expires_in = p->cfg.challenge_ttl;
 	memcpy(a->id, id, sizeof(a->id));
 	if (q->kind == CA_KIND_CK)
 		ca_parent_audit(p, "privacy/challenge", "challenged",
-		    "challenge %s for the CK of host %s", id, q->subject);
+		    "challenge %s for the CK of host %s, from %s", id, q->subject, q->client);
 	else
 		ca_parent_audit(p, "privacy/challenge", "challenged",
-		    "challenge %s for an AK of vTPM %s", id, q->subject);
+		    "challenge %s for an AK of vTPM %s, from %s", id, q->subject, q->client);
 	return pa_send(p, err);
 }
 
@@ -398,14 +509,45 @@ struct pa_issue {
 	char subject[CA_SUBJECT_MAX];
 	char detail[CA_DETAIL_MAX];
 	const char *host_config; /* EK */
+	const char *ek_key;      /* CK: its host EK, recorded with ca_db_ck_record */
 	struct certs_validity validity;
 	uint8_t *der; /* NULL: issuing failed, err says why */
 	size_t len;
 	struct err err;
 };
 
+/* Records the certificate; a CK with its host (ca_db_ck_record: the host
+ * admitted, the CK it had before revoked as superseded, in one
+ * transaction), audited. 0, or -1 with is->err (ERR_REFUSED: the host EK
+ * is not admitted under that name). */
+static int
+pa_record(struct ca_parent *p, struct pa_issue *is, const struct ca_issued *rec, const char *pem)
+{
+	char old[CERTS_SERIAL_HEX_MAX + 1];
+	bool unknown = false;
+	struct err e;
+
+	if (is->ek_key == NULL)
+		return ca_db_issued_add(p->db, rec, pem, &is->err);
+	if (p->cfg.admit_any_manufacturer_ek &&
+	    ca_db_host_check(p->db, rec->subject, is->ek_key, true, &unknown, &e) == 0 && unknown)
+		log_warnx("--admit-any-manufacturer-ek: admitting host \"%s\" (EK %s), which "
+		          "no operator admitted",
+		    rec->subject, is->ek_key);
+	if (ca_db_ck_record(
+	        p->db, rec, pem, is->ek_key, p->cfg.admit_any_manufacturer_ek, old, &is->err) == -1)
+		return -1;
+	if (unknown)
+		ca_parent_audit(p, "host add", "done",
+		    "host %s, EK key %s, by --admit-any-manufacturer-ek", rec->subject, is->ek_key);
+	if (old[0] != '\0')
+		ca_parent_audit(p, "revoke", "done", "serial %s: superseded (host %s has CK %s)",
+		    old, rec->subject, rec->serial);
+	return 0;
+}
+
 /* Records the certificate, writes its audit row and sends ISSUED (or
- * FAILED). */
+ * FAILED, REFUSED). */
 static int
 pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
 {
@@ -431,7 +573,12 @@ pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
 	snprintf(rec.detail, sizeof(rec.detail), "%s", is->detail);
 	rec.issued_at = time(NULL);
 	rec.not_after = is->validity.not_after;
-	if (ca_db_issued_add(p->db, &rec, pem, &is->err) == -1) {
+	if (pa_record(p, is, &rec, pem) == -1) {
+		if (is->err.kind == ERR_REFUSED) {
+			a->rc = CA_MSG_REFUSED;
+			pa_text(a->reason, sizeof(a->reason), is->err.msg);
+			goto out;
+		}
 		log_warnx("%s: the certificate cannot be recorded: %s", is->action, is->err.msg);
 		snprintf(a->reason, sizeof(a->reason), "the certificate cannot be recorded");
 		goto out;
@@ -474,6 +621,7 @@ pa_issue_ck(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	else
 		certs_issue_ck(p->privacy, &ck, &is.der, &is.len, &is.err);
 	hex_encode(q->host_ek_digest, CERTS_DIGEST_LEN, hex);
+	is.ek_key = hex;
 	snprintf(is.subject, sizeof(is.subject), "%s", q->host);
 	snprintf(is.detail, sizeof(is.detail), "host EK key %.16s", hex);
 	ret = pa_issued(p, &is, err);

@@ -5,8 +5,9 @@
  * before a byte is copied. Checking what the bytes mean (certificates,
  * keys, signatures) is the routes' work; here only their form is.
  *
- * Fields a request does not know are ignored (a newer client may send
- * more); a known field of the wrong type or size is refused, naming it.
+ * A field a request does not know is refused, naming it (nothing a
+ * request carries is kept unless it was parsed; docs/ca-api.md,
+ * "Limits"); a known field of the wrong type or size is refused, naming it.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -23,6 +24,26 @@ static const json_t *
 cp_get(const json_t *o, const char *field)
 {
 	return json_object_get(o, field);
+}
+
+/* Whether every member of object o is one of known (NULL-terminated): 0,
+ * or -1 with err naming the first that is not (as prefix.field). */
+static int
+cp_known(const json_t *o, const char *prefix, const char *const *known, struct err *err)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach((json_t *)o, key, v)
+	{
+		for (i = 0; known[i] != NULL && strcmp(key, known[i]) != 0; i++)
+			;
+		if (known[i] == NULL)
+			return err_set(err, ERR_INVALID, "unknown field \"%s%s%.64s\"",
+			    prefix != NULL ? prefix : "", prefix != NULL ? "." : "", key);
+	}
+	return 0;
 }
 
 /* A required string field. */
@@ -155,9 +176,12 @@ cp_challenge(const json_t *body, struct ca_challenge_req *req, struct err *err)
 	const json_t *host;
 	const char *kind;
 
+	static const char *const known[] = {
+	    "kind", "ek_certificate", "ek_chain", "ek_public", "key_public", "host", NULL};
+
 	if (!json_is_object(body))
 		return err_set(err, ERR_INVALID, "the body must be a JSON object");
-	if ((kind = cp_string(body, "kind", err)) == NULL)
+	if (cp_known(body, NULL, known, err) == -1 || (kind = cp_string(body, "kind", err)) == NULL)
 		return -1;
 	if (strcmp(kind, "ck") == 0)
 		req->kind = CA_KIND_CK;
@@ -200,11 +224,12 @@ ca_parse_challenge(
 static int
 cp_certify(const json_t *body, struct ca_certify_req *req, struct err *err)
 {
+	static const char *const known[] = {"id", "secret", NULL};
 	const char *id;
 
 	if (!json_is_object(body))
 		return err_set(err, ERR_INVALID, "the body must be a JSON object");
-	if ((id = cp_string(body, "id", err)) == NULL)
+	if (cp_known(body, NULL, known, err) == -1 || (id = cp_string(body, "id", err)) == NULL)
 		return -1;
 	if (strlen(id) != CA_ID_HEX)
 		return err_set(err, ERR_INVALID, "id must be %d hexadecimal digits", CA_ID_HEX);
@@ -252,11 +277,15 @@ bad:
 static int
 cp_signed(const json_t *body, const char *field, struct ca_signed *out, struct err *err)
 {
+	static const char *const known[] = {"attest", "signature", NULL};
+	static const char *const known_quote[] = {"attest", "signature", "pcrs", NULL};
 	const json_t *o = cp_get(body, field);
 	char name[48];
 
 	if (!json_is_object(o))
 		return err_set(err, ERR_INVALID, "%s must be an object with attest and signature", field);
+	if (cp_known(o, field, strcmp(field, "quote") == 0 ? known_quote : known, err) == -1)
+		return -1;
 	snprintf(name, sizeof(name), "%s.attest", field);
 	if (cp_b64(o, "attest", out->attest, sizeof(out->attest), &out->attest_len, err) ==
 	    -1) {
@@ -302,12 +331,17 @@ cp_other_veks(const json_t *body, struct ca_ek_req *req, struct err *err)
 static int
 cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
+	static const char *const known[] = {"ck_certificate", "instance_uuid", "vek_public",
+	    "sealed_public", "certify", "quote", "approval_key", "nonce", NULL};
+	static const char *const known_key[] = {"x", "y", NULL};
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;
 	size_t nonce_len = 0;
 
 	if (!json_is_object(body))
 		return err_set(err, ERR_INVALID, "the body must be a JSON object");
+	if (cp_known(body, NULL, known, err) == -1)
+		return -1;
 	if (cp_pem(body, "ck_certificate", &req->ck_cert, err) == -1 ||
 	    (uuid = cp_string(body, "instance_uuid", err)) == NULL ||
 	    cp_uuid(uuid, req->instance_uuid, err) == -1 ||
@@ -338,6 +372,8 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	ak = cp_get(body, "approval_key");
 	if (!json_is_object(ak))
 		return err_set(err, ERR_INVALID, "approval_key must be an object with x and y");
+	if (cp_known(ak, "approval_key", known_key, err) == -1)
+		return -1;
 	if (cp_hex(ak, "x", req->approval.x, sizeof(req->approval.x), err) == -1 ||
 	    cp_hex(ak, "y", req->approval.y, sizeof(req->approval.y), err) == -1)
 		return err_set(err, ERR_INVALID, "approval_key.x and .y must be 32 bytes in hexadecimal");

@@ -92,35 +92,36 @@ pv_check_ek_cert(
 	return 0;
 }
 
-/* ek_public is the key of the EK certificate. */
+/* ek_public is the key of the EK certificate: their numbers compared,
+ * without building a checked key (an RSA key's check costs milliseconds,
+ * which a flood of requests would spend before any limit applies). */
 static int
 pv_check_ek_public(const struct ca_challenge_req *q, struct pv_checked *c, struct ca_reply *r)
 {
-	uint8_t want[CERTS_DIGEST_LEN], got[CERTS_DIGEST_LEN];
-	struct certs_pkey *k = NULL;
+	struct ca_msg_key k;
 	struct err err;
-	int ret = -1;
+	int same;
 
 	if (evidence_parse_public(q->ek_public, q->ek_public_len, &c->ek, &err) == -1) {
 		ca_refuse(r, 400, "send the EK's TPM2B_PUBLIC (tpm2_createek -u), base64",
 		    "ek_public: %s", err.msg);
 		return -1;
 	}
-	if ((k = ca_tpm_pkey(&c->ek)) == NULL || certs_pkey_digest(k, got) == -1 ||
-	    certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, want) == -1) {
+	if (ca_tpm_key(&c->ek, &k) == -1) {
 		ca_refuse(r, 403, "the EK must be RSA-2048 or ECC P-256 (TCG templates L-1, L-2)",
 		    "ek_public: not an EK key this CA can use");
-		goto out;
+		return -1;
 	}
-	if (memcmp(want, got, sizeof(want)) != 0) {
+	same = k.type == CA_KEY_RSA_2048
+	           ? certs_cert_key_is_rsa(q->ek_cert.der, q->ek_cert.len, k.modulus,
+	                 sizeof(k.modulus), k.exponent)
+	           : certs_cert_key_is_p256(q->ek_cert.der, q->ek_cert.len, k.x, k.y);
+	if (same != 1) {
 		ca_refuse(r, 403, "send the public area of the EK the certificate names",
 		    "ek_public is not the key the EK certificate certifies");
-		goto out;
+		return -1;
 	}
-	ret = 0;
-out:
-	certs_pkey_free(k);
-	return ret;
+	return 0;
 }
 
 /* key_public: a restricted signing key in a TPM, of a kind certificates
@@ -154,6 +155,11 @@ pv_check_key(const struct ca_challenge_req *q, struct pv_checked *c, struct ca_r
 		    "key_public must be ECC P-256 with ECDSA-SHA256 or RSA-2048 with "
 		    "RSASSA-SHA256, "
 		    "name algorithm SHA-256");
+		return -1;
+	}
+	if (k->auth_policy_len != 0 && k->auth_policy_len != TPM_DIGEST_LEN) {
+		ca_refuse(r, 400, "a key's authPolicy is empty or a digest of its name algorithm",
+		    "key_public: an authPolicy of %zu bytes", k->auth_policy_len);
 		return -1;
 	}
 	return 0;
@@ -203,27 +209,99 @@ out:
 	return ret;
 }
 
-/* The parent records the challenge (the hash of its secret, the request
- * to check again); 0, or -1 with r refused. */
+/* The parsed fields of a challenge request as JSON that ca_parse_challenge
+ * reads back (what the challenge row keeps), or NULL when out of memory. */
+static json_t *
+pv_stored(const struct ca_challenge_req *q)
+{
+	json_t *o = json_object(), *chain = json_array();
+	char *pem = certs_pem_encode(q->ek_cert.der, q->ek_cert.len);
+	char *ek = base64_encode(q->ek_public, q->ek_public_len);
+	char *key = base64_encode(q->key_public, q->key_public_len);
+	bool ok = o != NULL && chain != NULL && pem != NULL && ek != NULL && key != NULL;
+
+	for (size_t i = 0; ok && i < q->n_chain; i++) {
+		char *c = certs_pem_encode(q->chain[i].der, q->chain[i].len);
+
+		ok = c != NULL && json_array_append_new(chain, json_string(c)) == 0;
+		free(c);
+	}
+	ok =
+	    ok &&
+	    json_object_set_new(o, "kind", json_string(q->kind == CA_KIND_CK ? "ck" : "ak")) == 0 &&
+	    json_object_set_new(o, "ek_certificate", json_string(pem)) == 0 &&
+	    json_object_set_new(o, "ek_public", json_string(ek)) == 0 &&
+	    json_object_set_new(o, "key_public", json_string(key)) == 0 &&
+	    (q->n_chain == 0 || json_object_set(o, "ek_chain", chain) == 0) &&
+	    (q->kind != CA_KIND_CK || json_object_set_new(o, "host", json_string(q->host)) == 0);
+	free(key);
+	free(ek);
+	free(pem);
+	json_decref(chain);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Why the parent did not record a challenge, as the client's answer. */
+static void
+pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, struct ca_reply *r)
+{
+	switch (a->rc) {
+	case CA_MSG_REFUSED:
+		ca_refuse(r, 403,
+		    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert FILE "
+		    "--approval-key PUB' (the host's EK certificate: 'vtpmctl host ek-cert --out "
+		    "FILE'), and its CK is the one vtpmd makes ('vtpmctl host enroll')",
+		    "host \"%s\" refused: %s", q->host, a->reason);
+		break;
+	case CA_MSG_LIMIT:
+		ca_refuse(r, 429,
+		    "answer or let expire this client's open challenges, then try again",
+		    "too many open challenges: %s", a->reason);
+		break;
+	case CA_MSG_FULL:
+		ca_refuse(r, 503, "answer or let expire the open challenges, then try again",
+		    "the challenge cannot be recorded: %s", a->reason);
+		break;
+	default:
+		ca_refuse(r, 500, "try again; see vtpm-ca's log",
+		    "the challenge cannot be recorded: %s", a->reason);
+	}
+}
+
+/* The parent records the challenge (the hash of its secret, the EK and
+ * client it counts under, the parsed request to check again); 0, or -1
+ * with r refused. */
 static int
 pv_record(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_checked *c,
-    const json_t *body, const uint8_t hash[static 32], struct ca_answer *a, struct ca_reply *r)
+    const uint8_t hash[static 32], struct ca_answer *a, struct ca_reply *r)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	uint8_t ek_key[CERTS_DIGEST_LEN];
+	json_t *stored = pv_stored(q);
+	char *text = stored != NULL ? json_dumps(stored, JSON_COMPACT) : NULL;
+	struct ca_challenge_ask ask = {.kind = q->kind,
+	    .hash = hash,
+	    .ek_key = ek_key,
+	    .client = s->client,
+	    .subject = q->kind == CA_KIND_CK ? q->host : c->virt.instance_uuid,
+	    .request = text,
+	    .key_attributes = c->key.attributes,
+	    .key_policy = c->key.auth_policy,
+	    .key_policy_len = c->key.auth_policy_len};
 
-	if (text == NULL) {
+	json_decref(stored);
+	if (text == NULL || certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, ek_key) == -1) {
+		free(text);
 		ca_refuse(r, 500, "try again", "out of memory");
 		return -1;
 	}
-	ca_ask_challenge_add(&s->link, q->kind, hash,
-	    q->kind == CA_KIND_CK ? q->host : c->virt.instance_uuid, text, a);
+	ca_ask_challenge_add(&s->link, &ask, a);
 	free(text);
 	if (a->rc != CA_MSG_OK) {
-		ca_refuse(r, a->rc == CA_MSG_FULL ? 503 : 500,
-		    a->rc == CA_MSG_FULL
-		        ? "answer or let expire the open challenges, then try again"
-		        : "try again; see vtpm-ca's log",
-		    "the challenge cannot be recorded: %s", a->reason);
+		pv_not_recorded(q, a, r);
 		return -1;
 	}
 	return 0;
@@ -262,7 +340,7 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		    "no credential can be made for this EK: %s", err.msg);
 		goto out;
 	}
-	if (pv_record(s, q, &c, (const json_t *)body, hash, &a, r) == -1)
+	if (pv_record(s, q, &c, hash, &a, r) == -1)
 		goto out;
 	o = json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
 	    "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
@@ -310,6 +388,11 @@ pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
 		ca_ask_issue_ck(&s->link, id, &key, q->host, digest, &a);
 	} else {
 		ca_ask_issue_ak(&s->link, id, &key, &c->tpm, &c->virt, &a);
+	}
+	if (a.rc == CA_MSG_REFUSED) {
+		ca_refuse(r, 403, "the CA's operator admits hosts with 'vtpm-ca host add'",
+		    "host \"%s\" refused: %s", q->host, a.reason);
+		goto out;
 	}
 	if (a.rc != CA_MSG_OK) {
 		ca_refuse(

@@ -1,7 +1,7 @@
 /*
  * ca_settings.c: vtpm-ca serve's settings (--config FILE, JSON): the
- * role it serves, challenge lifetime and certificate validities, with the
- * defaults docs/ca-api.md gives.
+ * role it serves, challenge lifetime, the limits of open challenges and
+ * certificate validities, with the defaults docs/ca-api.md gives.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +21,9 @@ ca_settings_defaults(struct ca_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->role = CA_ROLE_BOTH;
 	s->challenge_ttl = 300;
+	s->limits.total = CA_PENDING_MAX;
+	s->limits.per_client = CA_PENDING_PER_CLIENT;
+	s->limits.per_ek = CA_PENDING_PER_EK;
 	s->nonce_ttl = 60;
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
@@ -44,11 +47,26 @@ ca_settings_int(json_t *o, const char *key, int64_t unit, int64_t *out, struct e
 	return 0;
 }
 
+/* A limit of open challenges: 1 to 1000000. */
+static int
+ca_settings_limit(json_t *o, const char *key, int64_t *out, struct err *err)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+		return err_set(err, ERR_FAILED, "%s must be an integer from 1 to 1000000", key);
+	*out = json_integer_value(v);
+	return 0;
+}
+
 int
 ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
-	    "nonce_expiry_seconds", "ck_validity_days", "ak_validity_days", "ek_validity_days"};
+	    "nonce_expiry_seconds", "challenges_max", "challenges_per_client", "challenges_per_ek",
+	    "ck_validity_days", "ak_validity_days", "ek_validity_days"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -95,7 +113,10 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) ==
 	        -1 ||
 	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) ==
-	        -1) {
+	        -1 ||
+	    ca_settings_limit(o, "challenges_max", &s->limits.total, &inner) == -1 ||
+	    ca_settings_limit(o, "challenges_per_client", &s->limits.per_client, &inner) == -1 ||
+	    ca_settings_limit(o, "challenges_per_ek", &s->limits.per_ek, &inner) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
 		goto out;
 	}

@@ -16,12 +16,17 @@ static const struct cli_cmd ca_cmds[] = {
         "create the database, the root CA, the Privacy CA and the Virtualization CA"},
     {"serve", ca_cmd_serve,
         "serve --db FILE [--role privacy|virtualization|both] [--listen HOST:PORT]\n"
-        "        [--user NAME|UID[:GID]] [--config FILE] [--log-level LEVEL]",
+        "        [--user NAME|UID[:GID]] [--config FILE] [--admit-any-manufacturer-ek]\n"
+        "        [--log-level LEVEL]",
         "answer the CA protocol (docs/ca-api.md) over HTTP"},
     {"trust", ca_cmd_trust,
         "trust add (--manufacturer | --virtualization | --privacy | --approval-key) FILE\n"
         "        [--name NAME] --db FILE",
         "trust a TPM manufacturer's root, a CA, or a host approval key"},
+    {"host", ca_cmd_host,
+        "host add NAME --ek-cert FILE --db FILE | host list [--json] --db FILE |\n"
+        "        host remove NAME --db FILE",
+        "admit a host's EK (under one name) for CK certificates; list, remove"},
     {"approve-host-config", ca_cmd_approve,
         "approve-host-config --db FILE --id NAME --pcrs LIST --values FILE|LIST",
         "approve the host PCR values under which vTPMs get EK certificates"},

@@ -36,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -88,6 +90,7 @@ struct api_conn {
 	uid_t uid;
 	pid_t pid;
 	bool allowed; /* peer credentials passed */
+	char addr[API_PEER_ADDR_MAX]; /* TCP: the peer's numeric address */
 	uint8_t *in;  /* request bytes so far */
 	size_t in_len, in_cap;
 	size_t need;   /* parse again once in_len reaches this */
@@ -737,6 +740,7 @@ api_conn_parse(struct api_server *srv, struct api_conn *c, bool eof)
 	} else if (res == API_PARSE_COMPLETE) {
 		req.peer_uid = c->uid;
 		req.peer_pid = c->pid;
+		memcpy(req.peer_addr, c->addr, sizeof(req.peer_addr));
 		req.ticket = c->ticket;
 		r = srv->handler(srv->ctx, &req);
 		api_log(c, req.method, req.path, r.status);
@@ -880,18 +884,36 @@ api_conn_evict(struct api_server *srv, struct api_conn *victim)
 	api_conn_close(srv, victim);
 }
 
+/* A TCP peer's numeric address ("" when it is of another family). */
+static void
+api_peer_addr(const struct sockaddr_storage *ss, char out[static API_PEER_ADDR_MAX])
+{
+	const void *a = NULL;
+
+	out[0] = '\0';
+	if (ss->ss_family == AF_INET)
+		a = &((const struct sockaddr_in *)ss)->sin_addr;
+	else if (ss->ss_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	if (a == NULL || inet_ntop(ss->ss_family, a, out, API_PEER_ADDR_MAX) == NULL)
+		out[0] = '\0';
+}
+
 static void
 api_accept(struct api_server *srv)
 {
 	struct api_conn *c = NULL;
+	struct sockaddr_storage ss;
 	struct ucred cred;
-	socklen_t sl = sizeof(cred);
+	socklen_t sl = sizeof(cred), al;
 	uid_t self = geteuid();
 	int fd;
 
 	srv->round++;
 	while (api_may_accept(srv, srv->round)) {
-		fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		al = sizeof(ss);
+		memset(&ss, 0, sizeof(ss));
+		fd = accept4(srv->fd, (struct sockaddr *)&ss, &al, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -925,6 +947,7 @@ api_accept(struct api_server *srv)
 			/* Requests are judged by their cryptographic content. */
 			c->uid = (uid_t)-1;
 			c->allowed = true;
+			api_peer_addr(&ss, c->addr);
 		} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0 &&
 		    sl == sizeof(cred)) {
 			c->uid = cred.uid;

@@ -184,6 +184,7 @@ int fileio_mkdirs(const char *path, mode_t mode);
 #define API_IDLE_TIMEOUT_MS 10000
 enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
 struct json_t;
+#define API_PEER_ADDR_MAX 64
 struct api_request {
 	enum api_method method;
 	char path[256];	 /* percent-decoded path, without the query */
@@ -191,6 +192,7 @@ struct api_request {
 	struct json_t *body; /* parsed JSON object, or NULL when no body */
 	uid_t peer_uid;
 	pid_t peer_pid;
+	char peer_addr[API_PEER_ADDR_MAX]; /* TCP: the client's numeric address; else "" */
 	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
 		      * before parsing again can change the result */
 	uint64_t ticket; /* the server's: names the request to api_answer() */

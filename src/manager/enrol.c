@@ -196,6 +196,30 @@ enrol_pick_ek(struct hwtpm *hw, enum hwtpm_ek_kind *kind, uint8_t **pub, size_t 
 	return -1;
 }
 
+json_t *
+enrol_ek_certificate_json(struct manager *m, struct err *err)
+{
+	enum hwtpm_ek_kind kind = HWTPM_EK_RSA;
+	uint8_t *pub = NULL, *cert = NULL;
+	size_t pub_len = 0, cert_len = 0;
+	char *pem = NULL;
+	json_t *o = NULL;
+
+	if (enrol_pick_ek(m->hw, &kind, &pub, &pub_len, &cert, &cert_len, err) == -1 &&
+	    (err->kind != ERR_HOST_TPM || !hwtpm_recover(m->hw) ||
+	        enrol_pick_ek(m->hw, &kind, &pub, &pub_len, &cert, &cert_len, err) == -1))
+		return NULL;
+	if ((pem = certs_pem_encode(cert, cert_len)) == NULL ||
+	    (o = json_pack("{s:s, s:s, s:s}", "kind", kind == HWTPM_EK_RSA ? "rsa2048" : "ecc-p256",
+	         "nv_index", kind == HWTPM_EK_RSA ? "0x01c00002" : "0x01c0000a", "certificate",
+	         pem)) == NULL)
+		err_set(err, ERR_FAILED, "out of memory");
+	free(pem);
+	free(cert);
+	free(pub);
+	return o;
+}
+
 /* The challenge request (docs/ca-api.md) for the CK. */
 static json_t *
 enrol_challenge_req(const char *host, const uint8_t *ek_cert, size_t ek_cert_len,

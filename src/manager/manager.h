@@ -307,6 +307,10 @@ void enrol_free(struct enrolment *e);
 int enrol_path(const struct config *cfg, const char *leaf, char *buf, size_t len);
 struct json_t *enrol_json(struct manager *m);
 struct json_t *enrol_b64(const uint8_t *buf, size_t len);
+/* The host EK certificate the host TPM holds (the one an enrolment
+ * presents: RSA's, else ECC's), for the CA's operator to admit the host:
+ * {"kind", "nv_index", "certificate": PEM}, or NULL with err. */
+struct json_t *enrol_ek_certificate_json(struct manager *m, struct err *err);
 char *enrol_ck_certificate(const struct enrolment *e);
 
 /* provision.c: a new vTPM's EKs and their certificates from the

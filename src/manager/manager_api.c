@@ -481,6 +481,21 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 	return api_deferred();
 }
 
+/* The host EK certificate, for the Privacy CA's operator (vtpm-ca host add). */
+static struct api_response
+api_host_ek_certificate(struct manager *m)
+{
+	struct err e;
+	json_t *o = enrol_ek_certificate_json(m, &e);
+
+	if (o == NULL)
+		return api_error(e.kind == ERR_HOST_TPM ? 503 : 500, e.msg,
+		    e.kind == ERR_HOST_TPM ? "check the host TPM and try again"
+		                           : "a host TPM without its manufacturer's EK certificate "
+		                             "cannot be admitted by a Privacy CA");
+	return reply_ok(200, o);
+}
+
 /* The API handler: routes one request. */
 struct api_response
 manager_api(void *ctx, const struct api_request *req)
@@ -504,5 +519,7 @@ manager_api(void *ctx, const struct api_request *req)
 		return reply_host(m);
 	if (strcmp(req->path, "/v1/host/enroll") == 0 && req->method == API_POST)
 		return api_host_enrol(m, req);
+	if (strcmp(req->path, "/v1/host/ek-certificate") == 0 && req->method == API_GET)
+		return api_host_ek_certificate(m);
 	return api_error(404, "no such endpoint", "see docs/api.md");
 }

@@ -27,8 +27,8 @@ static const struct cli_cmd vtpmctl_cmds[] = {
         "policy show [--json]\n"
         "    policy approve --current [--key FILE] [--json]",
         "show or approve the host configuration vTPM state is sealed to"},
-    {"host", vtpmctl_host, "host [enroll --ca URL] [--json]",
-        "show the host TPM and the service; enrol the host with a Privacy CA"},
+    {"host", vtpmctl_host, "host [enroll --ca URL | ek-cert --out FILE] [--json]",
+        "show the host TPM and the service; its EK certificate; enrol the host"},
 };
 
 static const char vtpmctl_help_head[] =

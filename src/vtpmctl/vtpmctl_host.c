@@ -18,6 +18,7 @@ static const char host_help[] =
     "    vtpmctl host [--json]\n"
     "    vtpmctl host enroll --ca URL [--virtualization-ca URL] [--ca-root FILE]\n"
     "                        [--virtualization-ca-root FILE] [--name HOST] [--json]\n"
+    "    vtpmctl host ek-cert [--out FILE] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Shows the host TPM vtpmd uses (its TCTI, and a warning when it is a\n"
@@ -32,7 +33,15 @@ static const char host_help[] =
     "    this TPM (MakeCredential/ActivateCredential); then it creates the BK\n"
     "    (0x81000003), certified by the CK. From then on every new TPM 2.0 vTPM\n"
     "    gets EK certificates from the Virtualization CA (see 'vtpmctl create').\n"
-    "    Enrolling again replaces the record; a failed enrolment keeps it.\n"
+    "    Enrolling again replaces the record; a failed enrolment keeps it. The\n"
+    "    Privacy CA certifies the CK only when its operator admitted this host's EK\n"
+    "    under this name (vtpm-ca host add NAME --ek-cert FILE); enrolling again\n"
+    "    gets a new CK certificate, and the CA revokes the previous one, so vTPMs\n"
+    "    created before need new EK certificates.\n"
+    "\n"
+    "    'host ek-cert' prints (or writes to FILE) the host EK certificate that\n"
+    "    enrolment presents, read from the host TPM's NV (RSA 0x01c00002, else ECC\n"
+    "    0x01c0000a), as PEM: what the Privacy CA's operator admits.\n"
     "\n"
     "    vtpmd keeps a CK certificate, and writes an EK certificate into a vTPM,\n"
     "    only when it chains to the CA's root vtpmd trusts, certifies the key vtpmd\n"
@@ -51,6 +60,7 @@ static const char host_help[] =
     "                             Privacy CA's)\n"
     "    --name HOST              the host's name in the CK certificate (default:\n"
     "                             the system's host name)\n"
+    "    --out FILE               ek-cert: write the PEM certificate to FILE\n"
     "    --json                   print vtpmd's JSON answer\n"
     "\n"
     "EXIT STATUS\n"
@@ -199,6 +209,52 @@ host_enroll(int argc, char **argv)
 	return ret;
 }
 
+/* `host ek-cert`: the host EK certificate from vtpmd, as PEM. */
+static int
+host_ek_cert(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"out", required_argument, NULL, 'o'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *out = NULL, *pem;
+	json_t *reply = NULL;
+	bool json = false;
+	int c, ret;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': vtpmctl_help(host_help); return EXIT_OK;
+		case 'o': out = optarg; break;
+		case 'j': json = true; break;
+		case ':':
+			return vtpmctl_usage(
+			    "host ek-cert", "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return vtpmctl_usage(
+			    "host ek-cert", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return vtpmctl_usage("host ek-cert", "unexpected argument '%s'", argv[optind]);
+	if ((ret = vtpmctl_call("GET", "/v1/host/ek-certificate", NULL, &reply)) != EXIT_OK)
+		return ret;
+	pem = vtpmctl_str(reply, "certificate", NULL);
+	if (pem == NULL)
+		ret = vtpmctl_fail("vtpmd's answer holds no certificate");
+	else if (out != NULL && fileio_write_atomic(out, pem, strlen(pem), 0644) == -1)
+		ret = vtpmctl_fail("%s: %s", out, strerror(errno));
+	else if (json)
+		vtpmctl_print_json(reply);
+	else if (out == NULL)
+		fputs(pem, stdout);
+	json_decref(reply);
+	return ret;
+}
+
 int
 vtpmctl_host(int argc, char **argv)
 {
@@ -212,6 +268,8 @@ vtpmctl_host(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "enroll") == 0)
 		return host_enroll(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "ek-cert") == 0)
+		return host_ek_cert(argc - 1, argv + 1);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {

@@ -387,20 +387,22 @@ instance_show(const char *method, const char *path, const json_t *body,
 static long
 instance_id(const char *s, bool group)
 {
-	const struct passwd *pw;
-	const struct group *gr;
+	struct passwd pwbuf, *pw = NULL;
+	struct group grbuf, *gr = NULL;
+	char buf[16384], *end;
 	unsigned long v;
-	char *end;
 
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno == 0 && *end == '\0' && end != s && s[0] != '-' && v < 0xffffffffUL)
 		return (long)v;
 	if (group) {
-		gr = getgrnam(s);
+		if (getgrnam_r(s, &grbuf, buf, sizeof(buf), &gr) != 0)
+			gr = NULL;
 		return gr != NULL ? (long)gr->gr_gid : -1;
 	}
-	pw = getpwnam(s);
+	if (getpwnam_r(s, &pwbuf, buf, sizeof(buf), &pw) != 0)
+		pw = NULL;
 	return pw != NULL ? (long)pw->pw_uid : -1;
 }
 

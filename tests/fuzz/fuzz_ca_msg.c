@@ -63,6 +63,7 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 		    memchr(m->u.challenge_add.request, '\0', m->u.challenge_add.len) != NULL)
 			abort();
 		fuzz_text(m->u.challenge_add.subject, sizeof(m->u.challenge_add.subject));
+		fuzz_text(m->u.challenge_add.client, sizeof(m->u.challenge_add.client));
 		break;
 	case CA_MSG_CHALLENGE_TAKE:
 		if (strlen(m->u.challenge_take.id) != CA_ID_HEX ||

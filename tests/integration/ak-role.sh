@@ -43,6 +43,7 @@ jq -c .current.values "$W/policy.json" >"$W/values.json"
 "$CA" approve-host-config --db "$DB" --id rack1-1 \
 	--pcrs "$(jq -r '.pcrs | map(tostring) | join(",")' "$W/policy.json")" \
 	--values "$W/values.json" >/dev/null || fail "approve-host-config"
+admit_host "$DB" rack1
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack1 >"$T/out" 2>&1 ||
 	fail "host enroll: $(cat "$T/out")"
 cp "$T/svc/state/host/ck.pem" "$W/ck.pem"

@@ -109,6 +109,7 @@ assert_contains "$(cat "$T/out")" "$T/bad.conf:1: privacy-ca-root: cannot read" 
 note "another host (rack2) enrolled with the real Privacy CA: its genuine CK certificate"
 start_vtpmd other --config "$T/vtpmd.conf" --root-tcti "$HOST2_TCTI"
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve (rack2)"
+admit_host "$T/ca/ca.db" rack2
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack2 >"$T/out" 2>&1 ||
 	fail "host enroll rack2: $(cat "$T/out")"
 "$VTPMCTL" host --json | jq -j .enrolment.ck.certificate >"$W/rack2-ck.pem"
@@ -119,6 +120,7 @@ stop_pid "$VTPMD_PID"
 
 note "vtpmd on this host (rack1), the CA roots configured; the CA knows its approval key"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+admit_host "$T/ca/ca.db" rack1
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$W/approval.pub.pem" 2>/dev/null ||
 	fail "approval public key"

@@ -161,6 +161,10 @@ flushed tpm2_createak -C "$W/ek.ctx" -G ecc -g sha256 -s ecdsa -c "$W/ck.ctx" -u
 	-n "$W/ck.name" >/dev/null || fail "tpm2_createak"
 
 note "Privacy CA, kind ck: challenge, tpm2_activatecredential, CK certificate"
+# tpm2-tools make these CKs (no approval policy): admitted without an
+# approval key, as a lab would
+"$CA" host add host-a --ek-cert "$W/ekcert.pem" --no-approval-key --db "$DB" >/dev/null 2>&1 ||
+	fail "host add host-a"
 challenge_req ck "$W/ekcert.pem" "$W/ek.pub" "$W/ck.pub" "$W/ck.json" host-a
 enrol "$HOST" "$W/ek.ctx" "$W/ck.ctx" "$W/ck.json" "$W/ck.pem" "kind ck"
 out=$(openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$W/ck.pem" 2>&1) ||
@@ -170,6 +174,7 @@ openssl x509 -in "$W/ck.pem" -noout -pubkey >"$W/ck.cert.key.pem"
 cmp -s "$W/ck.key.pem" "$W/ck.cert.key.pem" || fail "the CK certificate certifies another key"
 assert_contains "$(openssl x509 -in "$W/ck.pem" -noout -subject)" "host-a" "CK subject"
 assert_eq "$(status "$SERIAL")" false "status of the CK certificate"
+FIRST_CK_SERIAL=$SERIAL
 assert_eq "$(jq -r '.chain | length' "$T/resp.json")" 2 "chain: Privacy CA and root"
 
 note "Privacy CA, kind ck: an RSA-2048 EK and an RSA AK"
@@ -179,6 +184,9 @@ tpm2_print -t TPM2B_PUBLIC -f pem "$W/ekrsa.pub" >"$W/ekrsa.pem" || fail "tpm2_p
 mfr_cert mfr "$W/ekrsa.pem" "$W/ekcert-rsa.pem"
 flushed tpm2_createak -C "$W/ekrsa.ctx" -G rsa -g sha256 -s rsassa -c "$W/ckrsa.ctx" \
 	-u "$W/ckrsa.pub" >/dev/null || fail "tpm2_createak rsa"
+"$CA" host add host-rsa --ek-cert "$W/ekcert-rsa.pem" --no-approval-key --db "$DB" \
+	>/dev/null 2>&1 ||
+	fail "host add host-rsa"
 challenge_req ck "$W/ekcert-rsa.pem" "$W/ekrsa.pub" "$W/ckrsa.pub" "$W/ckrsa.json" host-rsa
 enrol "$HOST" "$W/ekrsa.ctx" "$W/ckrsa.ctx" "$W/ckrsa.json" "$W/ckrsa.pem" "kind ck, RSA"
 openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$W/ckrsa.pem" >/dev/null ||
@@ -324,6 +332,10 @@ post /v1/privacy/certify "$H/certify.json"
 ok "certify for the hwtpm CK"
 pem_of certificate "$H/ck.pem"
 CK_SERIAL=$(jq -r .serial "$T/resp.json")
+note "the same host EK enrolled again: its first CK certificate is revoked, superseded"
+assert_eq "$(status "$FIRST_CK_SERIAL")" true "status of the superseded CK certificate"
+assert_eq "$(curl -s "$CA_URL/v1/status/$FIRST_CK_SERIAL" | jq -r .reason)" superseded \
+	"the superseded CK's reason"
 openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$H/ck.pem" >/dev/null ||
 	fail "openssl verify of the hwtpm CK certificate"
 
@@ -401,7 +413,7 @@ refused 403 "signature does not verify" "altered certification"
 ek_req "$H/otherck.json" "$W/ck.pem" "$UUID" "$W/vek.pub" "$H/sealed.pub" "$H/sealed" \
 	"$H/quote" "$PCRS"
 post /v1/virtualization/ek-certificate "$H/otherck.json"
-refused 403 "signature does not verify" "another CK's certificate"
+refused 403 "is revoked: superseded" "another (superseded) CK's certificate"
 edit "$H/ek.json" "$H/nouuid.json" '.instance_uuid = "not-a-uuid"'
 post /v1/virtualization/ek-certificate "$H/nouuid.json"
 refused 400 "instance_uuid" "malformed instance_uuid"
@@ -549,7 +561,8 @@ note "records: certificates, host configurations, the audit trail of every refus
 assert_eq "$(jq '[.[] | select(.kind == "ck")] | length' "$T/certs.json")" 3 "CK certificates"
 assert_eq "$(jq '[.[] | select(.kind == "ek")] | length' "$T/certs.json")" 2 "EK certificates"
 assert_eq "$(jq '[.[] | select(.kind == "ak")] | length' "$T/certs.json")" 1 "AK certificates"
-assert_eq "$(jq '[.[] | select(.revoked)] | length' "$T/certs.json")" 3 "revoked certificates"
+# the AK, the vEK, the hwtpm CK, and host-a's first CK (superseded)
+assert_eq "$(jq '[.[] | select(.revoked)] | length' "$T/certs.json")" 4 "revoked certificates"
 assert_eq "$(jq -r ".[] | select(.serial == \"$AK_SERIAL\") | .reason" "$T/certs.json")" \
 	"test: guest compromised" "revocation reason listed"
 "$CA" list host-configs --db "$DB" >"$T/out"

@@ -47,6 +47,7 @@ cat "$T/ca/ca-root.pem" >"$W/root.pem"
 
 note "vtpmd, its approval key trusted and the present host configuration approved by the CA"
 start_vtpmd svc --root-tcti "$HOST_TCTI"
+admit_host "$DB" rack1
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$W/approval.pub.pem" 2>/dev/null ||
 	fail "approval public key"
@@ -200,14 +201,24 @@ openssl verify -CAfile "$W/root.pem" -untrusted "$W/privacy.pem" "$W/ak2.pem" >/
 	fail "openssl verify of the RSA AK certificate"
 
 note "refused: a CK that is not in the host EK's TPM (activation fails, nothing issued)"
-# The host's EK certificate and EK, with vm-a's AK presented as the CK: the
-# key's holder (vm-a) cannot open a credential made for the host EK.
-jq -n --rawfile cert <(openssl x509 -inform DER -in "$T/mfr/ek-cert.der") \
-	--arg ek "$(base64 -w0 "$T/mfr/ek.pub")" --arg key "$(base64 -w0 "$W/ak.pub")" \
-	'{kind: "ck", ek_certificate: $cert, ek_public: $ek, key_public: $key, host: "rogue"}' \
-	>"$W/rogue.json"
-curl -s -o "$W/rogue.resp" -H 'Content-Type: application/json' --data-binary "@$W/rogue.json" \
-	"$CA_URL/v1/privacy/challenge" || fail "rogue challenge"
+# rogue_req KEYPUB: a CK challenge request with the host's EK certificate and
+# EK (admitted as rack1) and KEYPUB as the CK, answered into $W/rogue.resp.
+rogue_req() {
+	jq -n --rawfile cert <(openssl x509 -inform DER -in "$T/mfr/ek-cert.der") \
+		--arg ek "$(base64 -w0 "$T/mfr/ek.pub")" --arg key "$(base64 -w0 "$1")" \
+		'{kind: "ck", ek_certificate: $cert, ek_public: $ek, key_public: $key,
+		  host: "rack1"}' >"$W/rogue.json"
+	curl -s -o "$W/rogue.resp" -H 'Content-Type: application/json' \
+		--data-binary "@$W/rogue.json" "$CA_URL/v1/privacy/challenge" || fail "rogue challenge"
+}
+# vm-a's AK presented as the CK: not the CK vtpmd makes (userWithAuth, no
+# approval policy), refused before any challenge.
+rogue_req "$W/ak.pub"
+assert_contains "$(jq -r .error "$W/rogue.resp")" "the CK has userWithAuth" "vm-a's AK as CK"
+# The host's own CK public area (public: any enrolment shows it), presented
+# by vm-a: the key's holder is the host TPM, and vm-a cannot open a
+# credential made for the host EK.
+rogue_req "$W/ck.pub"
 rid=$(jq -er .id "$W/rogue.resp") || fail "no challenge for the rogue CK: $(cat "$W/rogue.resp")"
 {
 	printf '\xba\xdc\xc0\xde\x00\x00\x00\x01'

@@ -106,6 +106,7 @@ openssl ec -in "$W/admin.pem" -pubout -out "$W/admin.pub" 2>/dev/null || fail "p
 printf 'approval-public-key = %s\nprivacy-ca-root = %s\nvirtualization-ca-root = %s\n' \
 	"$W/admin.pub" "$T/ca/ca-root.pem" "$T/ca/ca-root.pem" >"$T/svc.conf"
 start_vtpmd svc --config "$T/svc.conf" --root-tcti "$HOST_TCTI"
+admit_host "$DB" rack1
 
 note "before any approval, the host cannot enrol: its CK and BK would not work"
 expect_exit 1 "enrol before any approval" "$VTPMCTL" host enroll --ca "$CA_URL" --name rack1

@@ -118,6 +118,7 @@ start_vtpm_ca ca --db "$T/ca/ca.db" --role both
 note "vtpmd with a CA deadline of $CA_TIMEOUT s; instances a (running) and b (stopped)"
 printf 'ca-timeout = %s\nprivacy-ca-root = %s\n' "$CA_TIMEOUT" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+admit_host "$T/ca/ca.db" rack1
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 "$VTPMCTL" create a >/dev/null || fail "create a"
 "$VTPMCTL" create b --no-start >/dev/null || fail "create b"

@@ -52,6 +52,7 @@ DB=$T/ca/ca.db
 start_vtpm_ca ca --db "$DB" --role both
 printf 'socket-group = %s\nprivacy-ca-root = %s\n' "$GROUP" "$T/ca/ca-root.pem" >"$T/vtpmd.conf"
 start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"
+admit_host "$DB" rack1
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null ||
 	fail "approval public key"

@@ -57,6 +57,7 @@ jq -c .current.values "$W/policy.json" >"$W/values.json"
 PCRS=$(jq -r '.pcrs | map(tostring) | join(",")' "$W/policy.json")
 "$CA" approve-host-config --db "$DB" --id rack1-1 --pcrs "$PCRS" --values "$W/values.json" \
 	>/dev/null || fail "approve-host-config"
+admit_host "$DB" rack1
 "$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$T/ca/ca-root.pem" --name rack1 >"$T/out" 2>&1 ||
 	fail "host enroll: $(cat "$T/out")"
 "$VTPMCTL" create vm-a --no-start --json >"$W/vm-a.json" 2>&1 ||

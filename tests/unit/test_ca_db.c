@@ -3,7 +3,9 @@
  * test with a database in a fresh mkdtemp directory: the schema and its
  * version, issued certificates and revocations, the trust store, host
  * configurations, challenges (single use, expiry, the cap on open ones,
- * old ones forgotten) and the audit trail.
+ * the limits per client address and per EK, expired ones purged), admitted
+ * hosts (one name, one EK; a CK rotated revokes the one before) and the
+ * audit trail.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -410,6 +412,37 @@ test_host_configs(void **state)
 
 /* ---- challenges ---- */
 
+static const struct ca_challenge_limits LIMITS = {CA_PENDING_MAX, 64, 4};
+
+/* A challenge from client for EK ek_key, with the default limits. */
+static int
+add_from(struct fixture *f, const char *id, enum ca_kind kind, const char *request,
+    const uint8_t h[32], int64_t now, int64_t expires_at, const char *client, const char *ek_key)
+{
+	struct ca_challenge_rec c = {.id = id,
+	    .kind = kind,
+	    .request = request,
+	    .hash = h,
+	    .ek_key = ek_key,
+	    .client = client,
+	    .now = now,
+	    .expires_at = expires_at};
+
+	return ca_db_challenge_add(f->db, &c, &LIMITS, &f->err);
+}
+
+static int
+add(struct fixture *f, const char *id, enum ca_kind kind, const char *request, const uint8_t h[32],
+    int64_t now, int64_t expires_at)
+{
+	char client[32];
+	static int n;
+
+	/* each from a client and an EK of its own: the cap on all is what counts */
+	snprintf(client, sizeof(client), "192.0.2.%d", ++n % 250);
+	return add_from(f, id, kind, request, h, now, expires_at, client, client);
+}
+
 static void
 hash_of(uint8_t h[32], uint8_t b)
 {
@@ -425,11 +458,8 @@ test_challenge_single_use(void **state)
 	char *req = NULL;
 
 	hash_of(h, 0x5a);
-	assert_int_equal(ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW,
-	                     NOW + 300, &f->err),
-	    0);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300, &f->err), -1);
+	assert_int_equal(add(f, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW, NOW + 300), 0);
+	assert_int_equal(add(f, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300), -1);
 	assert_int_equal(f->err.kind, ERR_EXISTS);
 	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &kind, &req, got, &f->err), 0);
 	assert_int_equal(kind, CA_KIND_AK);
@@ -458,10 +488,8 @@ test_challenge_expiry(void **state)
 	char *req = NULL;
 
 	hash_of(h, 1);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
+	assert_int_equal(add(f, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
+	assert_int_equal(add(f, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	/* at its expiry time exactly it is expired, and taking it uses it */
 	assert_int_equal(
 	    ca_db_challenge_take(f->db, "e1", NOW + 300, &kind, &req, got, &f->err), -1);
@@ -476,8 +504,7 @@ test_challenge_expiry(void **state)
 	assert_int_equal(kind, CA_KIND_CK);
 	free(req);
 	/* a challenge that expires at once (challenge_expiry_seconds 0) */
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "e3", CA_KIND_CK, "{}", h, NOW, NOW, &f->err), 0);
+	assert_int_equal(add(f, "e3", CA_KIND_CK, "{}", h, NOW, NOW), 0);
 	req = NULL;
 	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &kind, &req, got, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
@@ -492,13 +519,10 @@ test_challenge_old_forgotten(void **state)
 	char *req = NULL;
 
 	hash_of(h, 2);
-	assert_int_equal(ca_db_challenge_add(f->db, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400,
-	                     NOW - 2 * 86400, &f->err),
-	    0);
+	assert_int_equal(add(f, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400, NOW - 2 * 86400), 0);
 	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err), 0);
+	assert_int_equal(add(f, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_ABSENT);
 }
@@ -527,15 +551,217 @@ test_challenge_cap(void **state)
 	}
 	assert_int_equal(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(raw);
-	assert_int_equal(
-	    ca_db_challenge_add(f->db, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300, &f->err),
-	    -1);
+	assert_int_equal(add(f, "one-more", CA_KIND_CK, "{}", h, NOW, NOW + 300), -1);
 	assert_int_equal(f->err.kind, ERR_BUSY);
 	assert_string_equal(f->err.msg, "10000 challenges are open");
 	/* once they have expired, new ones are taken again */
+	assert_int_equal(add(f, "later", CA_KIND_CK, "{}", h, NOW + 300, NOW + 600), 0);
+}
+
+/* One client cannot take the others' challenges: a client address holds
+ * at most per_client open challenges and per_ek for one EK; another
+ * client, or the same EK from another address, still gets its own. */
+static void
+test_challenge_limits(void **state)
+{
+	struct fixture *f = *state;
+	char id[32], ek[16];
+	uint8_t h[32];
+	int i;
+
+	hash_of(h, 4);
+	for (i = 0; i < 4; i++) {
+		snprintf(id, sizeof(id), "a%d", i);
+		assert_int_equal(add_from(f, id, CA_KIND_CK, "{}", h, NOW, NOW + 300,
+		                     "198.51.100.7", "ek-of-rack1"),
+		    0);
+	}
 	assert_int_equal(
-	    ca_db_challenge_add(f->db, "later", CA_KIND_CK, "{}", h, NOW + 300, NOW + 600, &f->err),
+	    add_from(f, "a4", CA_KIND_CK, "{}", h, NOW, NOW + 300, "198.51.100.7", "ek-of-rack1"),
+	    -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_string_equal(f->err.msg, "4 challenges for this EK are open from 198.51.100.7 "
+	                                "(at most 4: challenges_per_ek)");
+	/* the same EK from another address (its own host), another EK from it */
+	assert_int_equal(
+	    add_from(f, "b0", CA_KIND_CK, "{}", h, NOW, NOW + 300, "192.0.2.1", "ek-of-rack1"), 0);
+	for (i = 0; i < 60; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		snprintf(ek, sizeof(ek), "ek%d", i);
+		assert_int_equal(
+		    add_from(f, id, CA_KIND_AK, "{}", h, NOW, NOW + 300, "198.51.100.7", ek), 0);
+	}
+	assert_int_equal(
+	    add_from(f, "c60", CA_KIND_AK, "{}", h, NOW, NOW + 300, "198.51.100.7", "ek60"), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_string_equal(f->err.msg,
+	    "64 challenges are open from 198.51.100.7 (at most 64: challenges_per_client)");
+	assert_int_equal(
+	    add_from(f, "d0", CA_KIND_AK, "{}", h, NOW, NOW + 300, "192.0.2.1", "ek60"), 0);
+	/* used or expired ones count no more */
+	assert_int_equal(
+	    add_from(f, "c60", CA_KIND_AK, "{}", h, NOW + 300, NOW + 600, "198.51.100.7", "ek60"),
 	    0);
+}
+
+static int
+count_rows(struct fixture *f)
+{
+	sqlite3 *raw = NULL;
+	sqlite3_stmt *st = NULL;
+	int n;
+
+	assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM challenges", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(raw);
+	return n;
+}
+
+/* Expired challenges leave no rows behind: purged a grace period after
+ * they expired, by every new challenge and by the timer's purge. */
+static void
+test_challenge_purge(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32];
+
+	hash_of(h, 5);
+	assert_int_equal(add(f, "p1", CA_KIND_CK, "{}", h, NOW, NOW + 10), 0);
+	assert_int_equal(add(f, "p2", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
+	assert_int_equal(ca_db_challenges_purge(f->db, NOW + 10 + CA_DB_CHALLENGE_GRACE, NULL), 0);
+	assert_int_equal(count_rows(f), 2);
+	assert_int_equal(
+	    ca_db_challenges_purge(f->db, NOW + 11 + CA_DB_CHALLENGE_GRACE, &f->err), 1);
+	assert_int_equal(count_rows(f), 1);
+	assert_int_equal(
+	    add(f, "p3", CA_KIND_CK, "{}", h, NOW + 301 + CA_DB_CHALLENGE_GRACE, NOW + 900), 0);
+	assert_int_equal(count_rows(f), 1); /* p2 went, p3 came */
+}
+
+/* ---- admitted hosts ---- */
+
+static const char EK_A[] = "aaaa000000000000000000000000000000000000000000000000000000000001";
+static const char EK_B[] = "bbbb000000000000000000000000000000000000000000000000000000000002";
+
+static int
+count_hosts(void *ctx, const struct ca_host *h)
+{
+	(void)h;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void
+test_hosts_one_name_one_ek(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_host h, was;
+	bool unknown;
+	int n = 0;
+
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
+	/* the same name twice, one EK under two names */
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_B, "PEM-B", NULL, NOW, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_non_null(strstr(f->err.msg, "a host of this name is admitted already"));
+	assert_int_equal(ca_db_host_add(f->db, "rack2", EK_A, "PEM-A", NULL, NOW, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_EXISTS);
+	assert_string_equal(f->err.msg, "this EK is admitted already, as host \"rack1\"");
+	assert_int_equal(ca_db_host_list(f->db, count_hosts, &n, &f->err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ca_db_host_find(f->db, EK_A, &h, &f->err), 0);
+	assert_string_equal(h.name, "rack1");
+	assert_false(h.has_approval);
+	/* a host admitted with its approval key keeps it */
+	struct approval_pub key;
+	memset(key.x, 0xa1, sizeof(key.x));
+	memset(key.y, 0x1b, sizeof(key.y));
+	assert_int_equal(ca_db_host_add(f->db, "rack9", EK_B, "PEM-B", &key, NOW, &f->err), 0);
+	assert_int_equal(ca_db_host_find(f->db, EK_B, &h, &f->err), 0);
+	assert_true(h.has_approval);
+	assert_memory_equal(h.approval.x, key.x, sizeof(key.x));
+	assert_memory_equal(h.approval.y, key.y, sizeof(key.y));
+	assert_int_equal(ca_db_host_remove(f->db, "rack9", &was, &f->err), 0);
+
+	/* who may have a CK certificate for which name */
+	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_A, false, &unknown, &f->err), 0);
+	assert_false(unknown);
+	assert_int_equal(ca_db_host_check(f->db, "rack2", EK_A, false, &unknown, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_string_equal(
+	    f->err.msg, "this host EK is admitted as host \"rack1\", not \"rack2\"");
+	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_B, true, &unknown, &f->err), -1);
+	assert_non_null(strstr(f->err.msg, "host name \"rack1\" belongs to another EK"));
+	assert_int_equal(ca_db_host_check(f->db, "rack2", EK_B, false, &unknown, &f->err), -1);
+	assert_non_null(strstr(f->err.msg, "is not admitted"));
+	/* the lab switch: an EK and a name nobody has */
+	assert_int_equal(ca_db_host_check(f->db, "rack2", EK_B, true, &unknown, &f->err), 0);
+	assert_true(unknown);
+
+	assert_int_equal(ca_db_host_remove(f->db, "rack1", &was, &f->err), 0);
+	assert_string_equal(was.ek_key, EK_A);
+	assert_int_equal(ca_db_host_remove(f->db, "rack1", &was, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_ABSENT);
+	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_A, false, &unknown, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+}
+
+static struct ca_issued
+ck_rec(const char *serial, const char *host)
+{
+	struct ca_issued r = {.issued_at = NOW, .not_after = NOW + 1000};
+
+	snprintf(r.serial, sizeof(r.serial), "%s", serial);
+	snprintf(r.role, sizeof(r.role), "privacy");
+	snprintf(r.kind, sizeof(r.kind), "ck");
+	snprintf(r.subject, sizeof(r.subject), "%s", host);
+	return r;
+}
+
+/* A host's next CK certificate revokes the one before, superseded, in the
+ * same transaction; a refused one records nothing. */
+static void
+test_ck_rotation(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_issued r1 = ck_rec("c1", "rack1"), r2 = ck_rec("c2", "rack1"),
+	                 r3 = ck_rec("c3", "rack2"), r4 = ck_rec("c4", "rack1");
+	char old[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_status st;
+	struct ca_host h;
+
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
+	assert_int_equal(ca_db_ck_record(f->db, &r1, "PEM1", EK_A, false, old, &f->err), 0);
+	assert_string_equal(old, "");
+	assert_int_equal(ca_db_ck_record(f->db, &r2, "PEM2", EK_A, false, old, &f->err), 0);
+	assert_string_equal(old, "c1");
+	assert_int_equal(ca_db_status(f->db, "c1", &st, &f->err), 0);
+	assert_true(st.revoked);
+	assert_string_equal(st.reason, "superseded");
+	assert_int_equal(ca_db_status(f->db, "c2", &st, &f->err), 0);
+	assert_false(st.revoked);
+	assert_int_equal(ca_db_host_find(f->db, EK_A, &h, &f->err), 0);
+	assert_string_equal(h.ck_serial, "c2");
+
+	/* another host's name, an unadmitted EK: nothing recorded */
+	assert_int_equal(ca_db_ck_record(f->db, &r3, "PEM3", EK_A, false, old, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_int_equal(ca_db_ck_record(f->db, &r4, "PEM4", EK_B, false, old, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_int_equal(ca_db_status(f->db, "c3", &st, &f->err), -1);
+	assert_int_equal(ca_db_status(f->db, "c4", &st, &f->err), -1);
+	assert_int_equal(ca_db_status(f->db, "c2", &st, &f->err), 0);
+	assert_false(st.revoked);
+
+	/* the lab switch admits an EK and a name nobody has, at its first CK */
+	assert_int_equal(ca_db_ck_record(f->db, &r3, "PEM3", EK_B, true, old, &f->err), 0);
+	assert_int_equal(ca_db_host_find(f->db, EK_B, &h, &f->err), 0);
+	assert_string_equal(h.name, "rack2");
+	assert_string_equal(h.ck_serial, "c3");
 }
 
 /* ---- audit ---- */
@@ -610,6 +836,10 @@ main(void)
 	    T(test_challenge_expiry),
 	    T(test_challenge_old_forgotten),
 	    T(test_challenge_cap),
+	    T(test_challenge_limits),
+	    T(test_challenge_purge),
+	    T(test_hosts_one_name_one_ek),
+	    T(test_ck_rotation),
 	    T(test_audit),
 	    T(test_values_are_bound),
 	};

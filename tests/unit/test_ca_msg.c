@@ -70,6 +70,7 @@ valid(enum ca_msg_type t)
 	case CA_MSG_CHALLENGE_ADD:
 		M.u.challenge_add.kind = CA_KIND_CK;
 		strcpy(M.u.challenge_add.subject, "host-a");
+		strcpy(M.u.challenge_add.client, "192.0.2.1");
 		M.u.challenge_add.len = 2;
 		memcpy(M.u.challenge_add.request, "{}", 2);
 		break;
@@ -241,6 +242,13 @@ test_tails(void **state)
 	/* no NUL inside the request's text */
 	valid(CA_MSG_CHALLENGE_ADD);
 	M.u.challenge_add.request[1] = '\0';
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	/* the client it counts under: printable, not empty */
+	valid(CA_MSG_CHALLENGE_ADD);
+	M.u.challenge_add.client[0] = '\0';
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	valid(CA_MSG_CHALLENGE_ADD);
+	M.u.challenge_add.client[2] = '\n';
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 }
 

@@ -37,6 +37,8 @@
 
 #define ID0  "00112233445566778899aabbccddeeff"
 #define UUID "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23"
+/* host-a's EK: the hex of 32 bytes 0xee, as add_challenge and issue_ck_msg send it */
+#define EK_A "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 
 /* P-256's generator: a valid point for a key the parent certifies. */
 static const uint8_t GX[32] = {0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6,
@@ -99,6 +101,7 @@ setup(void **state)
 	free(der);
 	certs_ca_free(root);
 	ca_settings_defaults(&f->p.cfg);
+	assert_int_equal(ca_db_host_add(f->p.db, "host-a", EK_A, "PEM", NULL, 1, NULL), 0);
 	assert_non_null(f->p.out = calloc(1, sizeof(*f->p.out)));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	ca_parent_reset(&f->p, sv[0]);
@@ -153,12 +156,71 @@ add_challenge(struct fixture *f, enum ca_kind kind, const uint8_t secret[32], ch
 	f->in.u.challenge_add.kind = kind;
 	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
 	strcpy(f->in.u.challenge_add.subject, kind == CA_KIND_CK ? "host-a" : UUID);
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
 	assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_OK);
 	assert_int_equal(f->reply.u.challenge_added.expires_in, 300);
 	memcpy(id, f->reply.u.challenge_added.id, 33);
+}
+
+/* A host admitted with an approval key: its CK challenge is recorded only
+ * for the key vtpmd makes (attributes, authPolicy = PolicyAuthorize of
+ * that key), refused otherwise, nothing recorded. */
+static void
+test_ck_template_checked(void **state)
+{
+	struct fixture *f = *state;
+	struct approval_pub key;
+	struct ca_host was;
+	uint8_t secret[32] = {7}, policy[TPM_DIGEST_LEN];
+	const uint32_t vtpmd_ck = EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT |
+	                          EVIDENCE_OBJ_SENSITIVE_ORIG | EVIDENCE_OBJ_RESTRICTED |
+	                          EVIDENCE_OBJ_SIGN;
+	struct {
+		uint32_t attrs;
+		bool with_policy;
+		uint8_t flip;
+		const char *why; /* NULL: recorded */
+	} cases[] = {
+	    {vtpmd_ck, true, 0, NULL},
+	    {vtpmd_ck | EVIDENCE_OBJ_USER_WITH_AUTH, true, 0, "the CK has userWithAuth"},
+	    {vtpmd_ck | EVIDENCE_OBJ_ADMIN_WITH_POL, true, 0, "adminWithPolicy"},
+	    {vtpmd_ck & ~EVIDENCE_OBJ_FIXED_TPM, true, 0, "not a restricted signing key"},
+	    {vtpmd_ck, false, 0, "authPolicy is not the PolicyAuthorize"},
+	    {vtpmd_ck, true, 1, "authPolicy is not the PolicyAuthorize"},
+	};
+
+	memset(key.x, 0x11, sizeof(key.x));
+	memset(key.y, 0x22, sizeof(key.y));
+	assert_int_equal(pcrpolicy_authorize(&key, policy), 0);
+	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", &was, NULL), 0);
+	assert_int_equal(ca_db_host_add(f->p.db, "host-a", EK_A, "PEM", &key, 1, NULL), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+		f->in.u.challenge_add.kind = CA_KIND_CK;
+		assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
+		strcpy(f->in.u.challenge_add.subject, "host-a");
+		strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+		memset(f->in.u.challenge_add.ek_key, 0xee, 32);
+		f->in.u.challenge_add.key_attributes = cases[i].attrs;
+		if (cases[i].with_policy) {
+			f->in.u.challenge_add.key_policy_len = sizeof(policy);
+			memcpy(f->in.u.challenge_add.key_policy, policy, sizeof(policy));
+			f->in.u.challenge_add.key_policy[0] ^= cases[i].flip;
+		}
+		f->in.u.challenge_add.len = 2;
+		memcpy(f->in.u.challenge_add.request, "{}", 2);
+		assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+		if (cases[i].why == NULL) {
+			assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_OK);
+			continue;
+		}
+		assert_int_equal(f->reply.u.challenge_added.rc, CA_MSG_REFUSED);
+		assert_non_null(strstr(f->reply.u.challenge_added.reason, cases[i].why));
+	}
 }
 
 static enum ca_msg_rc
@@ -178,6 +240,7 @@ issue_ck_msg(struct fixture *f, const char *id)
 	ca_msg_init(&f->in, CA_MSG_ISSUE_CK);
 	strcpy(f->in.u.issue_ck.id, id);
 	strcpy(f->in.u.issue_ck.host, "host-a");
+	memset(f->in.u.issue_ck.host_ek_digest, 0xee, 32);
 	f->in.u.issue_ck.key.type = CA_KEY_ECC_P256;
 	memcpy(f->in.u.issue_ck.key.x, GX, 32);
 	memcpy(f->in.u.issue_ck.key.y, GY, 32);
@@ -314,6 +377,8 @@ test_challenge_outcomes_answered(void **state)
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	assert_int_equal(ca_sha256(secret, 32, f->in.u.challenge_add.hash), 0);
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
@@ -330,6 +395,8 @@ test_challenge_outcomes_answered(void **state)
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	f->in.u.challenge_add.len = 2;
 	memcpy(f->in.u.challenge_add.request, "{}", 2);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
@@ -692,6 +759,8 @@ test_roles_not_served(void **state)
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
 	f->in.u.challenge_add.kind = CA_KIND_CK;
 	strcpy(f->in.u.challenge_add.subject, "host-a");
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	memset(f->in.u.challenge_add.ek_key, 0xee, 32);
 	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), -1);
 	ca_msg_init(&f->in, CA_MSG_CHALLENGE_TAKE);
 	strcpy(f->in.u.challenge_take.id, ID0);
@@ -800,6 +869,7 @@ main(void)
 	        test_refusals_audited_and_permit_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_trust_and_approval_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_answer_not_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ck_template_checked, setup, teardown),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

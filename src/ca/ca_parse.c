@@ -332,7 +332,7 @@ static int
 cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	static const char *const known[] = {"ck_certificate", "instance_uuid", "vek_public",
-	    "sealed_public", "certify", "quote", "approval_key", "nonce", NULL};
+	    "sealed_public", "certify", "quote", "approval_key", "nonce", "other_veks", NULL};
 	static const char *const known_key[] = {"x", "y", NULL};
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;

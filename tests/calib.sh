@@ -47,15 +47,47 @@ vek_nonce() {
 	printf '%s' "$n"
 }
 
-# vek_qualifying NONCE VEKPUB UUID: the qualifyingData of a vEK's evidence
-# (docs/ca-api.md), hex: SHA-256 of the label and its NUL, the nonce
-# (base64 here), the vEK's TPMT_PUBLIC (its TPM2B_PUBLIC file without the
-# size) and the UUID's 36 characters.
-vek_qualifying() {
+# vek_type PUB: rsa2048 or ecc-p256, the type of a TPM2B_PUBLIC file.
+vek_type() {
+	case $(od -An -tx1 -j2 -N2 "$1" | tr -d ' \n') in
+	0001) printf rsa2048 ;;
+	0023) printf ecc-p256 ;;
+	*) fail "$1 is neither an RSA nor an ECC public area" ;;
+	esac
+}
+
+# vek_set_digest PUB...: the digest of a vTPM's vEK set (docs/ca-api.md),
+# hex: SHA-256 of the label and its NUL, then the RSA-2048 vEK's
+# TPM2B_PUBLIC (or 0000 for none) and the ECC P-256 one's (idem).
+vek_set_digest() {
+	local rsa="" ecc="" f
+	for f in "$@"; do
+		case $(vek_type "$f") in
+		rsa2048) rsa=$f ;;
+		ecc-p256) ecc=$f ;;
+		esac
+	done
 	{
-		printf 'vtpmd vEK evidence v1\0'
-		base64 -d <<<"$1"
-		tail -c +3 "$2"
-		printf '%s' "$3"
+		printf 'vtpmd vEK set v1\0'
+		if [ -n "$rsa" ]; then cat "$rsa"; else printf '\0\0'; fi
+		if [ -n "$ecc" ]; then cat "$ecc"; else printf '\0\0'; fi
+	} | sha256sum | cut -c1-64
+}
+
+# vek_qualifying NONCE VEKPUB UUID [OTHERPUB...]: the qualifyingData of a
+# vEK's evidence (docs/ca-api.md), hex: SHA-256 of the label and its NUL,
+# the nonce (base64 here), the vEK's TPMT_PUBLIC (its TPM2B_PUBLIC file
+# without the size), the UUID's 36 characters and the digest of the vEK
+# set: VEKPUB and the OTHERPUBs (the vTPM's other vEKs, sent as other_veks).
+vek_qualifying() {
+	local nonce=$1 vek=$2 uuid=$3 set
+	shift 3
+	set=$(vek_set_digest "$vek" "$@")
+	{
+		printf 'vtpmd vEK evidence v2\0'
+		base64 -d <<<"$nonce"
+		tail -c +3 "$vek"
+		printf '%s' "$uuid"
+		printf '%s' "$set" | sed 's/../\\x&/g' | xargs -0 printf
 	} | sha256sum | cut -c1-64
 }

@@ -119,6 +119,10 @@ struct ca_ek_req {
 	uint8_t sealed_public[CA_PUBLIC_MAX];
 	size_t sealed_public_len;
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN]; /* handed out by POST /v1/virtualization/nonce */
+	/* The vTPM's other vEKs (TPM2B_PUBLIC): with vek_public, its vEK set */
+	uint8_t other_veks[EVIDENCE_VEK_TYPES - 1][CA_PUBLIC_MAX];
+	size_t other_veks_len[EVIDENCE_VEK_TYPES - 1];
+	size_t n_other_veks;
 	struct ca_signed certify, quote;
 	uint32_t pcr_mask; /* the quote's sha256 PCRs */
 	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
@@ -349,12 +353,18 @@ struct ca_vtpm_identity {
 	char instance_uuid[CERTS_UUID_LEN + 1];
 	const char *key_type;               /* "rsa2048" or "ecc-p256" */
 	char vek[2 * CERTS_DIGEST_LEN + 1]; /* hex */
+	/* The vTPM's whole vEK set, as the evidence names it: by enum
+	 * evidence_vek_type, each vEK's digest as vek, or "" for none. */
+	char vek_set[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1];
 };
 /* Records id, or finds it recorded already (the same vEK certified again
  * for the same sealed object and UUID): 0. -1 with ERR_REFUSED, the
  * message naming the conflict, when the sealed object is bound to another
  * UUID or to another vEK of that type, the UUID to another sealed object,
- * or the vEK to another vTPM; nothing is recorded then. */
+ * or the vEK to another vTPM; nothing is recorded then. The first binding
+ * of a sealed object records its vEK set and closes it: a later request
+ * that names another set (a vEK added or changed, of any type) is
+ * refused alike. */
 int ca_db_vtpm_bind(
     struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err);
 
@@ -435,6 +445,7 @@ void ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a);
 struct ca_ek_issue {
 	const struct ca_msg_key *vek;
 	const struct certs_ref *ck_ref; /* the CK certificate, for the lineage */
+	const struct ca_msg_key *vek_set; /* EVIDENCE_VEK_TYPES, type 0: none */
 	const uint8_t *nonce;       /* EVIDENCE_VEK_NONCE_LEN bytes, in the evidence */
 	const uint8_t *sealed_name; /* the certified sealed object's Name */
 	size_t sealed_name_len;

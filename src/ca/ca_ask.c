@@ -314,6 +314,7 @@ ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer
 	}
 	q->vek = *e->vek;
 	ca_ask_ref(&q->ck, e->ck_ref);
+	memcpy(q->vek_set, e->vek_set, sizeof(q->vek_set));
 	memcpy(q->nonce, e->nonce, sizeof(q->nonce));
 	q->sealed_name_len = (uint32_t)e->sealed_name_len;
 	memcpy(q->sealed_name, e->sealed_name, e->sealed_name_len);

@@ -94,6 +94,15 @@ static const char *const ca_db_schema[] = {
     " bound_at INTEGER NOT NULL,"
     " PRIMARY KEY (sealed_name, key_type))",
     "CREATE INDEX vtpm_identities_uuid ON vtpm_identities (instance_uuid)",
+    /* One vTPM, one closed set of vEKs (issue #11, item 4): the whole set
+     * a sealed object's first EK certificate request named, each member
+     * as vtpm_identities.vek ('' for no vEK of that type); a later
+     * request naming another set for that sealed object is refused. */
+    "CREATE TABLE vtpm_vek_sets ("
+    " sealed_name TEXT PRIMARY KEY,"
+    " rsa2048 TEXT NOT NULL,"
+    " ecc_p256 TEXT NOT NULL,"
+    " recorded_at INTEGER NOT NULL)",
     "CREATE TABLE audit ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " time INTEGER NOT NULL,"
@@ -1521,6 +1530,81 @@ ca_db_identity_find(struct ca_db *db, const struct ca_vtpm_identity *id, struct 
 	return found;
 }
 
+static const char *const ca_db_vek_types[EVIDENCE_VEK_TYPES] = {
+    [EVIDENCE_VEK_RSA_2048] = "rsa2048", [EVIDENCE_VEK_ECC_P256] = "ecc-p256"};
+
+/* The recorded set rec against id's: 0 the same, -1 ERR_REFUSED naming
+ * the first type where they differ. */
+static int
+ca_db_vek_set_compare(char rec[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1],
+    const struct ca_vtpm_identity *id, struct err *err)
+{
+	char has[64] = "";
+
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
+		if (rec[t][0] != '\0')
+			snprintf(has + strlen(has), sizeof(has) - strlen(has), "%s%s",
+			    has[0] != '\0' ? " and " : "", ca_db_vek_types[t]);
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
+		if (rec[t][0] == '\0' && id->vek_set[t][0] != '\0')
+			return err_set(err, ERR_REFUSED,
+			    "vTPM %s has no %s vEK: its vEKs (%s) were recorded at its first EK "
+			    "certificate request, and its sealed object vouches for no vEK added "
+			    "later",
+			    id->instance_uuid, ca_db_vek_types[t], has);
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (strcmp(rec[t], id->vek_set[t]) == 0)
+			continue;
+		return err_set(err, ERR_REFUSED,
+		    "vTPM %s has another set of vEKs: its %s vEK (%.16s...) was recorded at its "
+		    "first EK certificate request (%s), and this request names %s",
+		    id->instance_uuid, ca_db_vek_types[t], rec[t], has,
+		    id->vek_set[t][0] != '\0' ? "another" : "none");
+	}
+	return 0;
+}
+
+/* Within the caller's transaction: records id's vEK set for its sealed
+ * object, or finds the same set recorded. 0, or -1 with err (ERR_REFUSED:
+ * another set is recorded). */
+static int
+ca_db_vek_set_bind(
+    struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err)
+{
+	char rec[EVIDENCE_VEK_TYPES][2 * CERTS_DIGEST_LEN + 1];
+	sqlite3_stmt *st;
+	int rc;
+
+	st = ca_db_prepare(
+	    db, "SELECT rsa2048, ecc_p256 FROM vtpm_vek_sets WHERE sealed_name = ?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id->sealed_name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		ca_db_text(st, 0, rec[EVIDENCE_VEK_RSA_2048], sizeof(rec[0]));
+		ca_db_text(st, 1, rec[EVIDENCE_VEK_ECC_P256], sizeof(rec[0]));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return ca_db_vek_set_compare(rec, id, err);
+	if (rc != SQLITE_DONE)
+		return ca_db_fail(db, err, "look up the vTPM's vEK set");
+	st = ca_db_prepare(db,
+	    "INSERT INTO vtpm_vek_sets (sealed_name, rsa2048, ecc_p256, recorded_at) "
+	    "VALUES (?, ?, ?, ?)",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id->sealed_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id->vek_set[EVIDENCE_VEK_RSA_2048], -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, id->vek_set[EVIDENCE_VEK_ECC_P256], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now);
+	rc = ca_db_step_done(db, st, "record the vTPM's vEK set", NULL, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int
 ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now, struct err *err)
 {
@@ -1530,7 +1614,7 @@ ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	found = ca_db_identity_find(db, id, err);
-	if (found == -1)
+	if (found == -1 || ca_db_vek_set_bind(db, id, now, err) == -1)
 		goto out;
 	if (found == 0) {
 		st = ca_db_prepare(db,

@@ -337,12 +337,38 @@ ca_msg_check_issue_ak(const struct ca_msg *m, struct err *err)
 	return 0;
 }
 
+/* A vEK set: each member none (all zero) or a key of its slot's type, and
+ * the vEK asked for the member of its type. */
+static int
+ca_msg_vek_set_check(const struct ca_msg_issue_ek *p, struct err *err)
+{
+	static const uint32_t slot_type[EVIDENCE_VEK_TYPES] = {
+	    [EVIDENCE_VEK_RSA_2048] = CA_KEY_RSA_2048, [EVIDENCE_VEK_ECC_P256] = CA_KEY_ECC_P256};
+	size_t slot =
+	    p->vek.type == CA_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
+
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		const struct ca_msg_key *k = &p->vek_set[t];
+
+		if (ca_msg_zero((const uint8_t *)k, sizeof(*k)))
+			continue;
+		if (k->type != slot_type[t])
+			return err_set(
+			    err, ERR_INVALID, "vEK set: a key of type %u in slot %zu", k->type, t);
+		if (ca_msg_key_check(k, "vEK set", err) == -1)
+			return -1;
+	}
+	if (memcmp(&p->vek_set[slot], &p->vek, sizeof(p->vek)) != 0)
+		return err_set(err, ERR_INVALID, "vEK set: the vEK is not its member");
+	return 0;
+}
+
 static int
 ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ek *p = &m->u.issue_ek;
 
-	if (ca_msg_key_check(&p->vek, "vEK", err) == -1 ||
+	if (ca_msg_key_check(&p->vek, "vEK", err) == -1 || ca_msg_vek_set_check(p, err) == -1 ||
 	    ca_msg_hex(
 	        p->ck_serial, sizeof(p->ck_serial), CERTS_SERIAL_HEX_MAX, "CK serial", err) == -1 ||
 	    ca_msg_text(p->host, sizeof(p->host), "host", err) == -1 ||

@@ -228,6 +228,9 @@ struct ca_msg_nonce_added {
 };
 struct ca_msg_issue_ek {
 	struct ca_msg_key vek;
+	/* The vTPM's vEK set, by enum evidence_vek_type (type 0: none of that
+	 * type); vek is the member of its type. */
+	struct ca_msg_key vek_set[EVIDENCE_VEK_TYPES];
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN]; /* the evidence's, taken once by the parent */
 	uint32_t sealed_name_len;
 	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified sealed object's Name */

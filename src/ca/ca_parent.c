@@ -760,6 +760,29 @@ pa_ek_nonce(struct ca_parent *p, const struct ca_msg_issue_ek *q, struct err *wh
 
 /* Binds the sealed object's Name, the UUID and the vEK (one per key type)
  * for good, or finds them bound so already: CA_MSG_OK, or why not. */
+/* The vEK set's digests (hex, "" for none) into id: 0, or -1. */
+static int
+pa_ek_set(const struct ca_msg_issue_ek *q, struct ca_vtpm_identity *id)
+{
+	uint8_t digest[CERTS_DIGEST_LEN];
+	struct certs_pkey *k;
+	int rc;
+
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		id->vek_set[t][0] = '\0';
+		if (q->vek_set[t].type == 0)
+			continue;
+		if ((k = (struct certs_pkey *)pa_key(&q->vek_set[t])) == NULL)
+			return -1;
+		rc = certs_pkey_digest(k, digest);
+		certs_pkey_free(k);
+		if (rc == -1)
+			return -1;
+		hex_encode(digest, sizeof(digest), id->vek_set[t]);
+	}
+	return 0;
+}
+
 static enum ca_msg_rc
 pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct certs_pkey *vek,
     struct err *why)
@@ -768,7 +791,7 @@ pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struc
 	    .key_type = q->vek.type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
 	uint8_t digest[CERTS_DIGEST_LEN];
 
-	if (certs_pkey_digest(vek, digest) == -1) {
+	if (certs_pkey_digest(vek, digest) == -1 || pa_ek_set(q, &id) == -1) {
 		err_set(why, ERR_FAILED, "the vEK's digest cannot be computed");
 		return CA_MSG_FAILED;
 	}

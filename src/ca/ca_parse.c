@@ -302,11 +302,37 @@ cp_signed(const json_t *body, const char *field, struct ca_signed *out, struct e
 	return 0;
 }
 
+/* other_veks: an optional array of the vTPM's other vEKs, base64 each. */
+static int
+cp_other_veks(const json_t *body, struct ca_ek_req *req, struct err *err)
+{
+	const json_t *a = cp_get(body, "other_veks"), *v;
+	const size_t max = sizeof(req->other_veks) / sizeof(req->other_veks[0]);
+	const char *s;
+	size_t i;
+
+	if (a == NULL)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > max)
+		return err_set(err, ERR_INVALID,
+		    "other_veks must be an array of at most %zu base64 TPM2B_PUBLIC", max);
+	json_array_foreach(a, i, v) {
+		size_t *len = &req->other_veks_len[i];
+
+		if ((s = json_string_value(v)) == NULL ||
+		    base64_decode(s, req->other_veks[i], CA_PUBLIC_MAX, len) == -1 || *len == 0)
+			return err_set(err, ERR_INVALID,
+			    "other_veks[%zu] must be base64 of 1 to %d bytes", i, CA_PUBLIC_MAX);
+	}
+	req->n_other_veks = json_array_size(a);
+	return 0;
+}
+
 static int
 cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	static const char *const known[] = {"ck_certificate", "instance_uuid", "vek_public",
-	    "sealed_public", "certify", "quote", "approval_key", "nonce", NULL};
+	    "sealed_public", "certify", "quote", "approval_key", "nonce", "other_veks", NULL};
 	static const char *const known_key[] = {"x", "y", NULL};
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;
@@ -332,7 +358,8 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	    nonce_len != sizeof(req->nonce))
 		return err_set(
 		    err, ERR_INVALID, "nonce must be base64 of %zu bytes", sizeof(req->nonce));
-	if (cp_signed(body, "certify", &req->certify, err) == -1 ||
+	if (cp_other_veks(body, req, err) == -1 ||
+	    cp_signed(body, "certify", &req->certify, err) == -1 ||
 	    cp_signed(body, "quote", &req->quote, err) == -1)
 		return -1;
 	quote = cp_get(body, "quote");

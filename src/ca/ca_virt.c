@@ -6,7 +6,8 @@
  * and keeps as its SHA-256 for nonce_expiry_seconds. The evidence is then
  * the host Certifying Key's TPM2_Certify of the sealed object that holds
  * the vTPM's state key, and its TPM2_Quote of the host PCRs, both with
- * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID).
+ * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID, the
+ * digest of the vTPM's vEK set: vek_public and other_veks).
  * Together they say: a TPM whose CK a trusted Privacy CA certified holds
  * an object that cannot leave it (fixedTPM, fixedParent), that only the
  * policy can open (userWithAuth clear), whose policy is PolicyAuthorize by
@@ -19,8 +20,9 @@
  * configuration of the quoted PCRs itself when it issues, so the
  * certificate names what the records say, not what the child claims; it
  * takes the nonce (once) and binds the sealed object's Name, the UUID and
- * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID
- * and a second vEK of a type.
+ * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID,
+ * a second vEK of a type, and any vEK set but the one the sealed object's
+ * first request named.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,9 @@ struct vt_checked {
 	struct certs_ref ck_ref; /* the CK certificate, named in the lineage */
 	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified object's Name */
 	size_t sealed_name_len;
+	/* The vTPM's vEK set (vek and other_veks) by type, key NONE: none */
+	struct evidence_public set[EVIDENCE_VEK_TYPES];
+	uint8_t set_digest[32]; /* evidence_vek_set_digest() */
 };
 
 /* The CK certificate: from a trusted Privacy CA, a CK's, not revoked. */
@@ -187,7 +192,7 @@ vt_check_quote(const struct ca_ek_req *q, const struct evidence_attest *a,
 	if (evidence_check_quote(a, extra, 32, vals, 1, NULL, &err) == -1) {
 		ca_refuse(r, 403,
 		    "quote the sha256 PCRs given in quote.pcrs, with the qualifying data of "
-		    "docs/ca-api.md (the nonce, vek_public, instance_uuid)",
+		    "docs/ca-api.md (the nonce, vek_public, instance_uuid, the vEK set)",
 		    "%s", err.msg);
 		goto out;
 	}
@@ -201,26 +206,77 @@ out:
 	return ret;
 }
 
-/* vek_public: an EK (restricted decryption key) of a kind certified. */
+/* A vEK's TPM2B_PUBLIC (field names it): an EK (restricted decryption
+ * key) of a kind certified, into out. */
 static int
-vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r)
+vt_ek_public(const uint8_t *pub, size_t len, const char *field, struct evidence_public *out,
+    struct ca_reply *r)
 {
 	const uint32_t need = EVIDENCE_OBJ_RESTRICTED | EVIDENCE_OBJ_DECRYPT |
 	                      EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT;
 	struct err err;
 
-	if (evidence_parse_public(q->vek_public, q->vek_public_len, &c->vek, &err) ==
-	    -1) {
-		ca_refuse(r, 400, "send the vEK's TPM2B_PUBLIC", "vek_public: %s", err.msg);
+	if (evidence_parse_public(pub, len, out, &err) == -1) {
+		ca_refuse(r, 400, "send the vEK's TPM2B_PUBLIC", "%s: %s", field, err.msg);
 		return -1;
 	}
-	if ((c->vek.attributes & need) != need || (c->vek.attributes & EVIDENCE_OBJ_SIGN) != 0 ||
-	    (c->vek.key != EVIDENCE_KEY_RSA_2048 && c->vek.key != EVIDENCE_KEY_ECC_P256)) {
+	if ((out->attributes & need) != need || (out->attributes & EVIDENCE_OBJ_SIGN) != 0 ||
+	    (out->key != EVIDENCE_KEY_RSA_2048 && out->key != EVIDENCE_KEY_ECC_P256)) {
 		ca_refuse(r, 403,
 		    "create the vEK from the TCG templates (RSA-2048 L-1, ECC P-256 L-2)",
-		    "vek_public is not an endorsement key (a restricted decryption key, RSA-2048 "
-		    "or "
-		    "ECC P-256)");
+		    "%s is not an endorsement key (a restricted decryption key, RSA-2048 or "
+		    "ECC P-256)",
+		    field);
+		return -1;
+	}
+	return 0;
+}
+
+/* The slot of an EK's type in a vEK set. */
+static enum evidence_vek_type
+vt_slot(const struct evidence_public *ek)
+{
+	return ek->key == EVIDENCE_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
+}
+
+static const char *const vt_type_names[EVIDENCE_VEK_TYPES] = {
+    [EVIDENCE_VEK_RSA_2048] = "rsa2048", [EVIDENCE_VEK_ECC_P256] = "ecc-p256"};
+
+/* vek_public, then the vTPM's vEK set: vek_public and other_veks, one per
+ * type; its digest, which the qualifying data covers. */
+static int
+vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r)
+{
+	struct evidence_vek_set set = {0};
+	struct evidence_public other;
+	enum evidence_vek_type t;
+	char field[32];
+	struct err err;
+
+	if (vt_ek_public(q->vek_public, q->vek_public_len, "vek_public", &c->vek, r) == -1)
+		return -1;
+	t = vt_slot(&c->vek);
+	set.pub[t] = q->vek_public;
+	set.len[t] = q->vek_public_len;
+	c->set[t] = c->vek;
+	for (size_t i = 0; i < q->n_other_veks; i++) {
+		snprintf(field, sizeof(field), "other_veks[%zu]", i);
+		if (vt_ek_public(q->other_veks[i], q->other_veks_len[i], field, &other, r) == -1)
+			return -1;
+		t = vt_slot(&other);
+		if (set.pub[t] != NULL) {
+			ca_refuse(r, 400,
+			    "send in other_veks the vTPM's vEKs of the types vek_public is not",
+			    "%s: a second %s vEK in the request (a vTPM has one of each type)",
+			    field, vt_type_names[t]);
+			return -1;
+		}
+		set.pub[t] = q->other_veks[i];
+		set.len[t] = q->other_veks_len[i];
+		c->set[t] = other;
+	}
+	if (evidence_vek_set_digest(&set, c->set_digest, &err) == -1) {
+		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		return -1;
 	}
 	return 0;
@@ -248,8 +304,8 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 		ca_refuse(r, 500, "try again", "the CK's key cannot be read");
 		goto out;
 	}
-	if (evidence_vek_qualifying(
-	        q->nonce, q->vek_public, q->vek_public_len, q->instance_uuid, extra, &err) == -1) {
+	if (evidence_vek_qualifying(q->nonce, q->vek_public, q->vek_public_len, q->instance_uuid,
+	        c->set_digest, extra, &err) == -1) {
 		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		goto out;
 	}
@@ -259,7 +315,7 @@ vt_check(struct ca_server *s, const struct ca_ek_req *q, struct vt_checked *c, s
 	        &err) == -1) {
 		ca_refuse(r, 403,
 		    "certify the sealed object of sealed_public, with the qualifying data of "
-		    "docs/ca-api.md (the nonce, vek_public, instance_uuid)",
+		    "docs/ca-api.md (the nonce, vek_public, instance_uuid, the vEK set)",
 		    "%s", err.msg);
 		goto out;
 	}
@@ -292,8 +348,8 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_CONFLICT:
 		ca_refuse(r, 403,
-		    "a vTPM has one sealed object, one UUID and one vEK of each type: provision a "
-		    "new vTPM for a new identity",
+		    "a vTPM has one sealed object, one UUID and one vEK of each type, all named at "
+		    "its first EK certificate request: provision a new vTPM for a new identity",
 		    "identity refused: %s", a->reason);
 		return;
 	default:
@@ -313,9 +369,10 @@ vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
 	struct ca_answer a = {0};
-	struct ca_msg_key vek;
+	struct ca_msg_key vek, set[EVIDENCE_VEK_TYPES] = {0};
 	struct ca_ek_issue e = {
 	    .vek = &vek,
+	    .vek_set = set,
 	    .nonce = q->nonce,
 	    .sealed_name = c->sealed_name,
 	    .sealed_name_len = c->sealed_name_len,
@@ -332,6 +389,12 @@ vt_issue(
 		ca_refuse(r, 500, "report this as a bug", "the vEK cannot be read again");
 		return;
 	}
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
+		if (c->set[t].key != EVIDENCE_KEY_NONE && ca_tpm_key(&c->set[t], &set[t]) == -1) {
+			ca_refuse(
+			    r, 500, "report this as a bug", "the vEK set cannot be read again");
+			return;
+		}
 	ca_ask_issue_ek(&s->link, &e, &a);
 	if (a.rc != CA_MSG_OK) {
 		vt_refused(c, &a, r);

@@ -3,15 +3,17 @@
  * a hardware TPM, run by the manager at `create` once the host is enrolled
  * (enrol.c).
  *
- * For each EK type asked for (RSA-2048, ECC P-256): vtpmd asks the
- * Virtualization CA for a nonce and, while it comes, the vTPM creates its
- * EK from the TCG template and persists it (guesttpm.c); the host TPM's
- * CK certifies the instance's sealed state-key object with qualifyingData
- * = evidence_vek_qualifying(nonce, vEK, instance UUID) and quotes the host
- * PCRs of the sealing policy with the same qualifyingData; the
- * Virtualization CA checks that evidence (docs/ca-api.md), takes the nonce
- * (once) and binds the sealed object, the UUID and the vEK, and issues the
- * EK certificate. vtpmd checks
+ * While the first nonce comes, the vTPM creates every EK asked for from
+ * the TCG templates and persists them (guesttpm.c): the vTPM's vEK set,
+ * closed before the CA hears of the vTPM. Then for each EK type asked for
+ * (RSA-2048, ECC P-256), with a nonce of its own from the Virtualization
+ * CA: the host TPM's CK certifies the instance's sealed state-key object
+ * with qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID,
+ * the set's digest) and quotes the host PCRs of the sealing policy with
+ * the same qualifyingData; the Virtualization CA checks that evidence
+ * (docs/ca-api.md), takes the nonce
+ * (once) and binds the sealed object, the UUID, the vEK and (at the first
+ * request) the whole vEK set, and issues the EK certificate. vtpmd checks
  * that certificate in turn (cacheck_ek: the Virtualization CA root it
  * trusts, this vEK, the TCG EK profile, this host and instance); only once
  * every EK's certificate passed are they written into the vTPM's TCG NV
@@ -79,8 +81,12 @@ struct provision {
 	struct guesttpm *g; /* the vTPM, once its worker serves */
 	uint8_t *sealed;    /* the instance's sealed.key */
 	size_t sealed_len;
-	uint8_t *vek; /* the vEK in flight (TPM2B_PUBLIC) */
-	size_t vek_len;
+	/* Every vEK asked for (TPM2B_PUBLIC), made before the first CA request:
+	 * the vTPM's vEK set, whose digest each EK's evidence carries. */
+	uint8_t *vek[PROVISION_NTYPES];
+	size_t vek_len[PROVISION_NTYPES];
+	uint8_t set_digest[TPM_DIGEST_LEN]; /* evidence_vek_set_digest() */
+	bool made;                          /* the vEKs are made */
 	struct caclient *ca; /* the CA request in flight, or NULL */
 	enum provision_stage stage;                  /* which one */
 	int64_t ek_deadline; /* monotonic ms: the EK's two requests share one ca-timeout */
@@ -108,14 +114,24 @@ provision_request(struct manager *m, const struct vtpm *v, const struct provisio
     const struct hwtpm_attestation *quote, const uint8_t values[TPM_PCRS][TPM_DIGEST_LEN])
 {
 	char x[65], y[65];
+	json_t *others = json_array();
 
+	for (size_t t = 0; t < PROVISION_NTYPES && others != NULL; t++)
+		if (t != p->cur && p->vek[t] != NULL &&
+		    json_array_append_new(others, enrol_b64(p->vek[t], p->vek_len[t])) == -1) {
+			json_decref(others);
+			others = NULL;
+		}
+	if (others == NULL)
+		return NULL;
 	hex_encode(m->policy.pub.x, 32, x);
 	hex_encode(m->policy.pub.y, 32, y);
-	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
+	return json_pack(
+	    "{s:s, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
 	    "ck_certificate", p->ck_pem, "instance_uuid", v->uuid, "vek_public",
-	    enrol_b64(p->vek, p->vek_len), "sealed_public", enrol_b64(p->sealed, sealed_pub_len),
-	    "nonce", enrol_b64(p->nonce, sizeof(p->nonce)), "certify", "attest",
-	    enrol_b64(cert->attest, cert->attest_len), "signature",
+	    enrol_b64(p->vek[p->cur], p->vek_len[p->cur]), "other_veks", others, "sealed_public",
+	    enrol_b64(p->sealed, sealed_pub_len), "nonce", enrol_b64(p->nonce, sizeof(p->nonce)),
+	    "certify", "attest", enrol_b64(cert->attest, cert->attest_len), "signature",
 	    enrol_b64(cert->signature, cert->signature_len), "quote", "attest",
 	    enrol_b64(quote->attest, quote->attest_len), "signature",
 	    enrol_b64(quote->signature, quote->signature_len), "pcrs",
@@ -139,7 +155,8 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 
 	if (hwtpm_sealed_public(p->sealed, p->sealed_len, &pub_len, err) == -1)
 		return err_set(err, ERR_FAILED, "%s: sealed.key is malformed", v->name);
-	if (evidence_vek_qualifying(p->nonce, p->vek, p->vek_len, v->uuid, qd, err) == -1)
+	if (evidence_vek_qualifying(p->nonce, p->vek[p->cur], p->vek_len[p->cur], v->uuid,
+	        p->set_digest, qd, err) == -1)
 		return err_wrap(err, "the vEK's evidence");
 	snprintf(what, sizeof(what),
 	    "to certify %s's %s EK with the host's CK and quote the host "
@@ -235,9 +252,13 @@ static int
 provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 {
 	size_t t = p->cur;
-	struct cacheck_ek_want want = {.url = p->url, .roots = &p->roots,
-	    .type = provision_types[t].name, .vek_public = p->vek, .vek_public_len = p->vek_len,
-	    .host = p->host, .uuid = v->uuid};
+	struct cacheck_ek_want want = {.url = p->url,
+	    .roots = &p->roots,
+	    .type = provision_types[t].name,
+	    .vek_public = p->vek[t],
+	    .vek_public_len = p->vek_len[t],
+	    .host = p->host,
+	    .uuid = v->uuid};
 	struct cacheck_cert *c = &p->certs[t];
 	char serial[CERTS_SERIAL_HEX_MAX + 1] = "", handle[16], index[16], *pem = NULL;
 	struct certs_virtual virt;
@@ -262,9 +283,8 @@ provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 	if (pem == NULL || json_array_append_new(p->eks,
 	                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "type",
 	                           provision_types[t].name, "handle", handle, "nv_index", index,
-	                           "serial", serial, "host_config", virt.host_config,
-	                           "certificate", pem, "public",
-	                           enrol_b64(p->vek, p->vek_len))) == -1) {
+	                           "serial", serial, "host_config", virt.host_config, "certificate",
+	                           pem, "public", enrol_b64(p->vek[t], p->vek_len[t]))) == -1) {
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
@@ -276,8 +296,6 @@ out:
 		cacheck_cert_clear(c);
 	caclient_free(p->ca);
 	p->ca = NULL;
-	free(p->vek);
-	p->vek = NULL;
 	json_decref(reply);
 	free(pem);
 	return ret;
@@ -387,6 +405,32 @@ provision_new(struct manager *m, unsigned int set, struct err *err)
 	return p;
 }
 
+/* Makes every vEK asked for, and the digest of that set, before the first
+ * certificate request: the Virtualization CA records the set at that
+ * request and certifies no vEK outside it later (docs/ca-api.md). */
+static int
+provision_make_veks(struct provision *p, struct err *err)
+{
+	struct evidence_vek_set set = {0};
+	static const enum evidence_vek_type slot[] = {
+	    [HWTPM_EK_RSA] = EVIDENCE_VEK_RSA_2048, [HWTPM_EK_ECC] = EVIDENCE_VEK_ECC_P256};
+
+	for (size_t t = 0; t < PROVISION_NTYPES; t++) {
+		enum hwtpm_ek_kind kind = provision_types[t].kind;
+
+		if (!(p->set & (1u << kind)))
+			continue;
+		if (guesttpm_create_ek(p->g, kind, &p->vek[t], &p->vek_len[t], err) == -1)
+			return -1;
+		set.pub[slot[kind]] = p->vek[t];
+		set.len[slot[kind]] = p->vek_len[t];
+	}
+	if (evidence_vek_set_digest(&set, p->set_digest, err) == -1)
+		return err_wrap(err, "the vEK set");
+	p->made = true;
+	return 0;
+}
+
 /*
  * Moves the provisioning of v on, after v's worker began to serve and
  * after each event of the CA request in flight (its pipe readable, its
@@ -422,9 +466,9 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 	if (p->next == PROVISION_NTYPES)
 		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
 	p->cur = p->next++;
-	/* The vEK is made while the CA's child fetches the nonce. */
+	/* The vEKs are made while the CA's child fetches the first nonce. */
 	if (provision_ask_nonce(m, p, err) == -1 ||
-	    guesttpm_create_ek(p->g, provision_types[p->cur].kind, &p->vek, &p->vek_len, err) == -1)
+	    (!p->made && provision_make_veks(p, err) == -1))
 		return -1;
 	return 1;
 }
@@ -450,7 +494,8 @@ provision_free(struct provision *p)
 	cacheck_roots_clear(&p->roots);
 	free(p->ck_pem);
 	free(p->sealed);
-	free(p->vek);
+	for (size_t t = 0; t < PROVISION_NTYPES; t++)
+		free(p->vek[t]);
 	json_decref(p->eks);
 	json_decref(p->chain);
 	free(p);

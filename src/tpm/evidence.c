@@ -1047,18 +1047,58 @@ ev_uuid_text(const char *uuid)
 	return true;
 }
 
+/* Whether a TPM2B_PUBLIC's size field is its length. */
+static bool
+ev_tpm2b_whole(const uint8_t *pub, size_t len)
+{
+	return pub != NULL && len >= 2 && (size_t)ev_get16(pub) == len - 2;
+}
+
+int
+evidence_vek_set_digest(const struct evidence_vek_set *set, uint8_t out[static 32], struct err *err)
+{
+	static const char label[] = EVIDENCE_VEK_SET_LABEL;
+	static const uint8_t none[2] = {0, 0};
+	EVP_MD_CTX *ctx;
+	size_t members = 0;
+	int ok;
+
+	memset(out, 0, 32);
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (set->pub[t] == NULL && set->len[t] == 0)
+			continue;
+		if (!ev_tpm2b_whole(set->pub[t], set->len[t]))
+			return err_set(err, ERR_INVALID,
+			    "a vEK of the set: its TPM2B_PUBLIC size is not its length");
+		members++;
+	}
+	if (members == 0)
+		return err_set(err, ERR_INVALID, "the vEK set is empty");
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return err_set(err, ERR_FAILED, "out of memory");
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, label, sizeof(label)) == 1;
+	for (size_t t = 0; ok && t < EVIDENCE_VEK_TYPES; t++)
+		ok = set->pub[t] != NULL ? EVP_DigestUpdate(ctx, set->pub[t], set->len[t]) == 1
+		                         : EVP_DigestUpdate(ctx, none, sizeof(none)) == 1;
+	ok = ok && EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return err_ssl(err, "SHA-256 of the vEK set");
+	return 0;
+}
+
 int
 evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
-    const uint8_t *vek_public, size_t vek_public_len, const char *uuid, uint8_t out[static 32],
-    struct err *err)
+    const uint8_t *vek_public, size_t vek_public_len, const char *uuid,
+    const uint8_t set_digest[static 32], uint8_t out[static 32], struct err *err)
 {
 	static const char label[] = EVIDENCE_VEK_LABEL;
 	EVP_MD_CTX *ctx;
 	int ok;
 
 	memset(out, 0, 32);
-	if (vek_public_len < 2 ||
-	    (size_t)((vek_public[0] << 8) | vek_public[1]) != vek_public_len - 2)
+	if (!ev_tpm2b_whole(vek_public, vek_public_len))
 		return err_set(err, ERR_INVALID, "the vEK's TPM2B_PUBLIC size is not its length");
 	if (!ev_uuid_text(uuid))
 		return err_set(
@@ -1070,7 +1110,7 @@ evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
 	     EVP_DigestUpdate(ctx, nonce, EVIDENCE_VEK_NONCE_LEN) == 1 &&
 	     EVP_DigestUpdate(ctx, vek_public + 2, vek_public_len - 2) == 1 &&
 	     EVP_DigestUpdate(ctx, uuid, EVIDENCE_VEK_UUID_LEN) == 1 &&
-	     EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	     EVP_DigestUpdate(ctx, set_digest, 32) == 1 && EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return err_ssl(err, "SHA-256 of the vEK evidence");

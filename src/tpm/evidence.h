@@ -285,9 +285,35 @@ int evidence_check_certify(const struct evidence_attest *a, const uint8_t *certi
 /* ---- a vEK's evidence (docs/ca-api.md, "Virtualization CA") ---- */
 
 #define EVIDENCE_VEK_NONCE_LEN 32
-/* The label that starts the digest, its terminating NUL included. */
-#define EVIDENCE_VEK_LABEL    "vtpmd vEK evidence v1"
-#define EVIDENCE_VEK_UUID_LEN 36
+/* The labels that start the digests, their terminating NUL included. */
+#define EVIDENCE_VEK_LABEL     "vtpmd vEK evidence v2"
+#define EVIDENCE_VEK_SET_LABEL "vtpmd vEK set v1"
+#define EVIDENCE_VEK_UUID_LEN  36
+
+/* The key types a vTPM has a vEK of, in the order of the set's digest. */
+enum evidence_vek_type { EVIDENCE_VEK_RSA_2048, EVIDENCE_VEK_ECC_P256, EVIDENCE_VEK_TYPES };
+
+/*
+ * The whole set of a vTPM's vEKs, one TPM2B_PUBLIC per type or none
+ * (pub NULL, len 0): every vEK vtpmd made for it before its first EK
+ * certificate request. Which key is of which type is the caller's check
+ * (evidence_parse_public()).
+ */
+struct evidence_vek_set {
+	const uint8_t *pub[EVIDENCE_VEK_TYPES];
+	size_t len[EVIDENCE_VEK_TYPES];
+};
+
+/*
+ * The digest of a vTPM's vEK set:
+ *   SHA-256(EVIDENCE_VEK_SET_LABEL with its NUL || for each type in enum
+ *           evidence_vek_type's order, its vEK's TPM2B_PUBLIC (the 2-byte
+ *           size and the TPMT_PUBLIC), or 0x0000 for none)
+ * 0, or -1 with err (ERR_INVALID: a TPM2B_PUBLIC whose size is not its
+ * length, a set without any vEK).
+ */
+int evidence_vek_set_digest(
+    const struct evidence_vek_set *set, uint8_t out[static 32], struct err *err);
 
 /*
  * The qualifyingData of the host CK's certification of a vTPM's sealed
@@ -295,13 +321,14 @@ int evidence_check_certify(const struct evidence_attest *a, const uint8_t *certi
  *   SHA-256(EVIDENCE_VEK_LABEL with its NUL || nonce (32 bytes, from the
  *           Virtualization CA) || the vEK's TPMT_PUBLIC (vek_public, a
  *           TPM2B_PUBLIC, without its 2-byte size) || the instance UUID as
- *           36 lowercase characters)
- * so that the TPM's signature names this nonce, this vEK and this vTPM.
- * 0, or -1 with err (a TPM2B_PUBLIC whose size is not its length, a UUID
- * not of 36 lowercase characters).
+ *           36 lowercase characters || set_digest, the
+ *           evidence_vek_set_digest() of the vTPM's vEKs)
+ * so that the TPM's signature names this nonce, this vEK, this vTPM and
+ * all the vEKs it has. 0, or -1 with err (a TPM2B_PUBLIC whose size is
+ * not its length, a UUID not of 36 lowercase characters).
  */
 int evidence_vek_qualifying(const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
-    const uint8_t *vek_public, size_t vek_public_len, const char *uuid, uint8_t out[static 32],
-    struct err *err);
+    const uint8_t *vek_public, size_t vek_public_len, const char *uuid,
+    const uint8_t set_digest[static 32], uint8_t out[static 32], struct err *err);
 
 #endif /* EVIDENCE_H */

@@ -83,6 +83,9 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 		break;
 	case CA_MSG_ISSUE_EK:
 		fuzz_key(&m->u.issue_ek.vek);
+		for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
+			if (m->u.issue_ek.vek_set[t].type != 0)
+				fuzz_key(&m->u.issue_ek.vek_set[t]);
 		fuzz_text(m->u.issue_ek.host, sizeof(m->u.issue_ek.host));
 		break;
 	case CA_MSG_AUDIT:

@@ -15,6 +15,10 @@
 #    approval policy) and another UUID;
 #  - replayed evidence: the same nonce twice, a nonce the CA never handed
 #    out, a nonce past its expiry;
+#  - a vEK of a type the vTPM was created without: vm-c, made with
+#    `--ek rsa2048` only, gets no ECC P-256 vEK certificate for a key made
+#    in software, whether the request names vm-c's RSA vEK in its set or
+#    not (on main before the closed set, it was issued: the type was free);
 # while the same vEK's certificate for the same sealed object and UUID is
 # issued again with a fresh nonce (re-provisioning after a lost answer),
 # vtpmd's own provisioning (an RSA and an ECC vEK from one sealed object
@@ -62,7 +66,17 @@ assert_eq "$(jq '.endorsement.eks | length' "$W/vm-a.json")" 2 "vm-a's EKs (one 
 UUID=$(jfield "$(cat "$W/vm-a.json")" .uuid)
 jq -r '.endorsement.eks[] | select(.type == "ecc-p256") | .public' "$W/vm-a.json" | base64 -d \
 	>"$W/vek.pub"
+jq -r '.endorsement.eks[] | select(.type == "rsa2048") | .public' "$W/vm-a.json" | base64 -d \
+	>"$W/vekrsa.pub"
 cp "$T/svc/state/instances/vm-a/sealed.key" "$W/sealed.bin"
+note "vm-c provisioned with its RSA vEK only (vtpmctl create --ek rsa2048)"
+"$VTPMCTL" create vm-c --ek rsa2048 --no-start --json >"$W/vm-c.json" 2>&1 ||
+	fail "create vm-c: $(cat "$W/vm-c.json")"
+assert_eq "$(jq '.endorsement.eks | length' "$W/vm-c.json")" 1 "vm-c's EKs"
+UUID_C=$(jfield "$(cat "$W/vm-c.json")" .uuid)
+mkdir -p "$W/c"
+jq -r '.endorsement.eks[0].public' "$W/vm-c.json" | base64 -d >"$W/c/vekrsa.pub"
+cp "$T/svc/state/instances/vm-c/sealed.key" "$W/c/sealed.bin"
 openssl x509 -in "$T/svc/state/host/ck.pem" -out "$W/ck.pem" || fail "the CK certificate"
 note "root stops vtpmd and has the host TPM to itself"
 stop_pid "$VTPMD_PID"
@@ -79,6 +93,7 @@ split_sealed() {
 	head -c $((2 + n)) "$1/sealed.bin" >"$1/sealed.pub"
 }
 split_sealed "$W"
+split_sealed "$W/c"
 
 # soft_vek OUT: a vEK made in software: vm-a's ECC vEK public area (the
 # TCG L-2 template) around a P-256 key openssl made.
@@ -92,14 +107,19 @@ soft_vek() {
 	} >"$1"
 }
 
-# forge OUT DIR VEKPUB UUID [NONCE]: an EK certificate request for VEKPUB
-# and UUID from the host CK's certification of DIR/sealed.bin and its
-# quote of the approved PCRs, both with the qualifying data of NONCE
-# (base64; none: SHA-256 of VEKPUB, the protocol before the nonce).
+# forge OUT DIR VEKPUB UUID NONCE [OTHERPUB...]: an EK certificate
+# request for VEKPUB and UUID from the host CK's certification of
+# DIR/sealed.bin and its quote of the approved PCRs, both with the
+# qualifying data of NONCE (base64; "": SHA-256 of VEKPUB, the protocol
+# before the nonce) and of the vEK set VEKPUB and OTHERPUBs (other_veks).
 forge() {
-	local out=$1 dir=$2 vek=$3 uuid=$4 nonce=${5:-} qd xy
+	local out=$1 dir=$2 vek=$3 uuid=$4 nonce=$5 qd xy others="[]" f
+	shift 5
+	for f in "$@"; do
+		others=$(jq -c --arg k "$(b64 "$f")" '. + [$k]' <<<"$others")
+	done
 	if [ -n "$nonce" ]; then
-		qd=$(vek_qualifying "$nonce" "$vek" "$uuid")
+		qd=$(vek_qualifying "$nonce" "$vek" "$uuid" "$@")
 	else
 		qd=$(sha256sum "$vek" | cut -c1-64)
 	fi
@@ -118,7 +138,9 @@ forge() {
 		--arg ca "$(b64 "$dir/sealed.attest")" --arg cs "$(b64 "$dir/sealed.sig")" \
 		--arg qa "$(b64 "$dir/quote.attest")" --arg qs "$(b64 "$dir/quote.sig")" \
 		--slurpfile pcrs "$W/values.json" --arg x "${xy:0:64}" --arg y "${xy:64:64}" \
+		--argjson others "$others" \
 		'{ck_certificate: $ck, instance_uuid: $uuid, vek_public: $vek, sealed_public: $sealed,
+		  other_veks: $others,
 		  certify: {attest: $ca, signature: $cs},
 		  quote: {attest: $qa, signature: $qs, pcrs: $pcrs[0]},
 		  approval_key: {x: $x, y: $y}} +
@@ -152,11 +174,11 @@ refused() {
 
 note "no nonce: qualifyingData = SHA-256 of a vEK made in software (the old protocol)"
 soft_vek "$W/soft1.pub"
-forge "$W/nononce.json" "$W" "$W/soft1.pub" "$UUID"
+forge "$W/nononce.json" "$W" "$W/soft1.pub" "$UUID" ""
 refused "evidence without a nonce" "$W/nononce.json" 400 "nonce is missing"
 
 note "a second vEK (made in software) certified from vm-a's sealed object"
-forge "$W/second.json" "$W" "$W/soft1.pub" "$UUID" "$(vek_nonce "$MAIN_URL")"
+forge "$W/second.json" "$W" "$W/soft1.pub" "$UUID" "$(vek_nonce "$MAIN_URL")" "$W/vekrsa.pub"
 refused "a second vEK from one sealed object" "$W/second.json" 403 "another ecc-p256 vEK"
 
 note "a made-up UUID for vm-a's sealed object"
@@ -177,7 +199,7 @@ refused "vm-a's vEK under another sealed object" "$W/moved.json" 403 "certified 
 
 note "the same vEK, sealed object and UUID with a fresh nonce: issued again"
 before=$(ek_count)
-forge "$W/again.json" "$W" "$W/vek.pub" "$UUID" "$(vek_nonce "$MAIN_URL")"
+forge "$W/again.json" "$W" "$W/vek.pub" "$UUID" "$(vek_nonce "$MAIN_URL")" "$W/vekrsa.pub"
 post "$W/again.json"
 [ "$HTTP" == 200 ] || fail "re-issue: HTTP $HTTP: $(cat "$T/resp.json")"
 assert_eq "$(ek_count)" $((before + 1)) "EK certificates after the re-issue"
@@ -186,21 +208,30 @@ note "replayed evidence: the same nonce twice"
 refused "the same nonce twice" "$W/again.json" 409 "replayed"
 
 note "replayed evidence: a nonce the CA never handed out"
-forge "$W/madeup.json" "$W" "$W/vek.pub" "$UUID" "$(head -c 32 /dev/urandom | base64 -w0)"
+forge "$W/madeup.json" "$W" "$W/vek.pub" "$UUID" "$(head -c 32 /dev/urandom | base64 -w0)" \
+	"$W/vekrsa.pub"
 refused "a nonce never handed out" "$W/madeup.json" 403 "not handed out"
 
 note "replayed evidence: a nonce past its expiry"
 printf '{"nonce_expiry_seconds": 0}\n' >"$W/expire.json"
 start_vtpm_ca ca-expire --db "$DB" --role virtualization --config "$W/expire.json"
-forge "$W/old.json" "$W" "$W/vek.pub" "$UUID" "$(vek_nonce "$CA_URL")"
+forge "$W/old.json" "$W" "$W/vek.pub" "$UUID" "$(vek_nonce "$CA_URL")" "$W/vekrsa.pub"
 refused "an expired nonce" "$W/old.json" 410 "expired" "$CA_URL"
 stop_pid "$CA_PID"
 refused "an expired nonce, replayed" "$W/old.json" 409 "replayed"
 
+note "vm-c (--ek rsa2048): an ECC P-256 vEK made in software, vm-c's RSA vEK in its set"
+soft_vek "$W/soft3.pub"
+forge "$W/type.json" "$W/c" "$W/soft3.pub" "$UUID_C" "$(vek_nonce "$MAIN_URL")" "$W/c/vekrsa.pub"
+refused "a vEK of a type vm-c was made without" "$W/type.json" 403 "has no ecc-p256 vEK"
+note "vm-c: the same key, the set of that key alone"
+forge "$W/type1.json" "$W/c" "$W/soft3.pub" "$UUID_C" "$(vek_nonce "$MAIN_URL")"
+refused "a vEK of a type vm-c was made without, alone" "$W/type1.json" 403 "has no ecc-p256 vEK"
+
 note "the refusals are in the audit trail"
 "$CA" list audit --json --db "$DB" >"$W/audit.json"
 for text in "nonce is missing" "another ecc-p256 vEK" "belongs to vTPM" "certified already" \
-	"replayed" "not handed out" "expired"; do
+	"replayed" "not handed out" "expired" "has no ecc-p256 vEK"; do
 	jq -e --arg t "$text" 'any(.[]; .outcome == "refused" and (.detail | contains($t)))' \
 		"$W/audit.json" >/dev/null || fail "no audit row for the refusal: $text"
 done

@@ -117,6 +117,7 @@ valid(enum ca_msg_type t)
 		break;
 	case CA_MSG_ISSUE_EK:
 		key_ecc(&M.u.issue_ek.vek);
+		M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = M.u.issue_ek.vek;
 		strcpy(M.u.issue_ek.ck_serial, "77");
 		strcpy(M.u.issue_ek.host, "host-a");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
@@ -378,7 +379,16 @@ test_keys(void **state)
 	key_rsa(&M.u.issue_ek.vek);
 	memset(M.u.issue_ek.vek.x, 0, sizeof(M.u.issue_ek.vek.x));
 	memset(M.u.issue_ek.vek.y, 0, sizeof(M.u.issue_ek.vek.y));
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1); /* not in its vEK set */
+	M.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048] = M.u.issue_ek.vek;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);            /* RSA and ECC vEKs */
+	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256].modulus[9] = 1; /* a malformed member */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);                /* RSA alone */
+	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = M.u.issue_ek.vek; /* in the ECC slot */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));
 	M.u.issue_ek.vek.exponent = 65536; /* even */
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	M.u.issue_ek.vek.exponent = 65537;

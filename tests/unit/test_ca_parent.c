@@ -8,12 +8,13 @@
  * certificate only under an approved host configuration, the one the
  * parent finds, with a nonce the parent made, once and in time, for a
  * vTPM identity (sealed object, UUID, one vEK per type) no other vTPM
- * holds; the lineage a vEK or AK certificate names is written into it and
- * recorded, so that revoking a CK revokes the certificates beneath it
- * (each audited), no AK is issued beneath a revoked CK, and the CRLs list
- * them; requests of a role not served end the child; every
- * challenge, certificate and reported refusal leaves an audit row; an
- * answer the child does not take ends it.
+ * holds, within the vEK set the sealed object's first request named; the
+ * lineage a vEK or AK certificate names is written into it and recorded,
+ * so that revoking a CK revokes the certificates beneath it (each
+ * audited), no AK is issued beneath a revoked CK, and the CRLs list them;
+ * requests of a role not served end the child; every challenge,
+ * certificate and reported refusal leaves an audit row; an answer the
+ * child does not take ends it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -455,6 +456,15 @@ get_nonce(struct fixture *f, uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN])
 	memcpy(nonce, f->reply.u.nonce_added.nonce, EVIDENCE_VEK_NONCE_LEN);
 }
 
+/* Puts key into the vEK set of the ISSUE_EK in f->in, in its type's slot. */
+static void
+ek_set_add(struct fixture *f, const struct ca_msg_key *key)
+{
+	size_t t = key->type == CA_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
+
+	f->in.u.issue_ek.vek_set[t] = *key;
+}
+
 /* An ISSUE_EK for the P-256 key k * G (k = 1: GX, GY; else a point the
  * test derives), the sealed object named by its last byte, UUID uuid,
  * under PolicyPCR 0x42…, with nonce. */
@@ -466,6 +476,7 @@ issue_ek_msg(struct fixture *f, const struct ca_msg_key *key, uint8_t sealed, co
 
 	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
 	q->vek = *key;
+	ek_set_add(f, key);
 	memcpy(q->nonce, nonce, EVIDENCE_VEK_NONCE_LEN);
 	q->sealed_name_len = 34;
 	q->sealed_name[1] = 0x0b; /* TPM_ALG_SHA256 */
@@ -716,6 +727,34 @@ test_ek_nonce_fresh_once(void **state)
 	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 2);
 }
 
+/* One step of an identity test: an ISSUE_EK of key, with other in its
+ * vEK set (or NULL), and its outcome. */
+struct ek_step {
+	const struct ca_msg_key *key, *other;
+	uint8_t sealed;
+	const char *uuid;
+	uint32_t rc;
+	const char *why;
+};
+
+static void
+ek_steps(struct fixture *f, const struct ek_step *steps, size_t n)
+{
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+
+	for (size_t i = 0; i < n; i++) {
+		get_nonce(f, nonce);
+		issue_ek_msg(f, steps[i].key, steps[i].sealed, steps[i].uuid, nonce);
+		if (steps[i].other != NULL)
+			ek_set_add(f, steps[i].other);
+		if (issue_ek(f) != steps[i].rc)
+			fail_msg("step %zu: outcome %u (%s)", i, f->reply.u.issued.rc,
+			    f->reply.u.issued.reason);
+		if (steps[i].why != NULL && strstr(f->reply.u.issued.reason, steps[i].why) == NULL)
+			fail_msg("step %zu: %s", i, f->reply.u.issued.reason);
+	}
+}
+
 /* One sealed object, one UUID, one vEK per type; the same again is a
  * re-issue. */
 static void
@@ -723,35 +762,112 @@ test_ek_one_identity(void **state)
 {
 	struct fixture *f = *state;
 	struct ca_msg_key g = key_g(), g2 = key_2g(), rsa = key_rsa();
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	static const char *const other_uuid = "0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5";
-	struct {
-		const struct ca_msg_key *key;
-		uint8_t sealed;
-		const char *uuid;
-		uint32_t rc;
-		const char *why;
-	} steps[] = {
-	    {&g, 1, UUID, CA_MSG_OK, NULL}, {&g, 1, UUID, CA_MSG_OK, NULL}, /* re-issued */
-	    {&g2, 1, UUID, CA_MSG_CONFLICT, "another ecc-p256 vEK"},        /* a second vEK */
-	    {&g2, 1, other_uuid, CA_MSG_CONFLICT, "belongs to vTPM"},       /* a made-up UUID */
-	    {&g2, 2, UUID, CA_MSG_CONFLICT, "bound to another sealed object"},
-	    {&g, 2, other_uuid, CA_MSG_CONFLICT, "certified already"}, /* the vEK elsewhere */
-	    {&rsa, 1, UUID, CA_MSG_OK, NULL},      /* the RSA vEK of the same vTPM */
-	    {&g2, 2, other_uuid, CA_MSG_OK, NULL}, /* another vTPM */
+	const struct ek_step steps[] = {
+	    {&g, &rsa, 1, UUID, CA_MSG_OK, NULL}, {&g, &rsa, 1, UUID, CA_MSG_OK, NULL}, /* again */
+	    {&g2, &rsa, 1, UUID, CA_MSG_CONFLICT, "another ecc-p256 vEK"},  /* a second vEK */
+	    {&g2, NULL, 1, other_uuid, CA_MSG_CONFLICT, "belongs to vTPM"}, /* a made-up UUID */
+	    {&g2, NULL, 2, UUID, CA_MSG_CONFLICT, "bound to another sealed object"},
+	    {&g, NULL, 2, other_uuid, CA_MSG_CONFLICT, "certified already"}, /* the vEK elsewhere */
+	    {&rsa, &g, 1, UUID, CA_MSG_OK, NULL},        /* the RSA vEK of the same vTPM */
+	    {&g2, NULL, 2, other_uuid, CA_MSG_OK, NULL}, /* another vTPM */
 	};
 
 	approve_0x42(f);
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		get_nonce(f, nonce);
-		issue_ek_msg(f, steps[i].key, steps[i].sealed, steps[i].uuid, nonce);
-		if (issue_ek(f) != steps[i].rc)
-			fail_msg("step %zu: outcome %u (%s)", i, f->reply.u.issued.rc,
-			    f->reply.u.issued.reason);
-		if (steps[i].why != NULL && strstr(f->reply.u.issued.reason, steps[i].why) == NULL)
-			fail_msg("step %zu: %s", i, f->reply.u.issued.reason);
-	}
+	ek_steps(f, steps, sizeof(steps) / sizeof(steps[0]));
 	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 4);
+}
+
+/* The rows of a table of f's database. */
+static int
+rows(struct fixture *f, const char *table)
+{
+	char sql[96];
+	sqlite3_stmt *st;
+	int n;
+
+	sqlite3 *h;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	assert_int_equal(
+	    sqlite3_open_v2(fx_path(f, "ca.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+/* The first request for a sealed object closes its vTPM's vEK set: a vEK
+ * of a type the set has none of, or any other set, is refused (the vTPM
+ * made with one EK type, whose other type root would fill with a key of
+ * its own), and nothing is recorded or issued; the set named again is a
+ * re-issue. */
+static void
+test_ek_closed_set(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_msg_key g = key_g(), g2 = key_2g(), rsa = key_rsa(), rsa2 = key_rsa();
+	static const char *const uuid3 = "7d1e0a52-9c3b-4f8e-a1d2-5b6c7d8e9f00",
+	                         *const uuid4 = "0b5e3f7c-1d2a-4c3b-8e9f-a0b1c2d3e4f5",
+	                         *const uuid5 = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+	const struct ek_step steps[] = {
+	    /* an RSA-only vTPM: no ECC vEK later, its RSA vEK named in a larger set neither */
+	    {&rsa, NULL, 3, uuid3, CA_MSG_OK, NULL},
+	    {&g, &rsa, 3, uuid3, CA_MSG_CONFLICT, "has no ecc-p256 vEK"},
+	    {&g, NULL, 3, uuid3, CA_MSG_CONFLICT, "has no ecc-p256 vEK"},
+	    {&rsa, &g, 3, uuid3, CA_MSG_CONFLICT, "has no ecc-p256 vEK"},
+	    {&rsa, NULL, 3, uuid3, CA_MSG_OK, NULL}, /* re-issued */
+	    /* an ECC-only vTPM: no RSA vEK later */
+	    {&g, NULL, 4, uuid4, CA_MSG_OK, NULL},
+	    {&rsa2, &g, 4, uuid4, CA_MSG_CONFLICT, "has no rsa2048 vEK"},
+	    /* a vTPM with both: a request that leaves one out names another set */
+	    {&g2, &rsa2, 5, uuid5, CA_MSG_OK, NULL},
+	    {&g2, NULL, 5, uuid5, CA_MSG_CONFLICT, "another set of vEKs"},
+	    {&rsa2, NULL, 5, uuid5, CA_MSG_CONFLICT, "another set of vEKs"},
+	    {&rsa2, &g2, 5, uuid5, CA_MSG_OK, NULL},
+	};
+
+	approve_0x42(f);
+	ek_steps(f, steps, sizeof(steps) / sizeof(steps[0]));
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 5);
+	assert_int_equal(rows(f, "vtpm_identities"), 4);
+	assert_int_equal(rows(f, "vtpm_vek_sets"), 3);
+}
+
+/* ca_msg_check of f->in, as the parent's receive makes it. */
+static int
+check_in(struct fixture *f, struct err *err)
+{
+	f->in.hdr.len = (uint32_t)(ca_msg_size(&f->in) - sizeof(f->in.hdr));
+	return ca_msg_check(&f->in, ca_msg_size(&f->in), CA_MSG_TO_PARENT, err);
+}
+
+/* An ISSUE_EK whose vEK is not the member of its type in its set, or
+ * whose set holds a key in the other type's slot, is malformed (the
+ * parent ends a child that sends one). */
+static void
+test_ek_set_malformed(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_msg_key g = key_g(), g2 = key_2g(), rsa = key_rsa();
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN] = {0};
+	struct err err;
+
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	assert_int_equal(check_in(f, &err), 0);
+	ek_set_add(f, &g2);
+	assert_int_equal(check_in(f, &err), -1);
+	assert_non_null(strstr(err.msg, "not its member"));
+	issue_ek_msg(f, &g, 1, UUID, nonce);
+	f->in.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048] = g;
+	assert_int_equal(check_in(f, &err), -1);
+	assert_non_null(strstr(err.msg, "slot"));
+	issue_ek_msg(f, &rsa, 1, UUID, nonce);
+	memset(&f->in.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048], 0, sizeof(rsa));
+	assert_int_equal(check_in(f, &err), -1);
+	assert_non_null(strstr(err.msg, "not its member"));
 }
 
 static void
@@ -775,6 +891,7 @@ test_roles_not_served(void **state)
 	f->p.cfg.role = CA_ROLE_PRIVACY;
 	ca_msg_init(&f->in, CA_MSG_ISSUE_EK);
 	f->in.u.issue_ek.vek.type = CA_KEY_ECC_P256;
+	f->in.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = f->in.u.issue_ek.vek;
 	strcpy(f->in.u.issue_ek.ck_serial, "1");
 	msg_ref(&f->in.u.issue_ek.ck, "1");
 	strcpy(f->in.u.issue_ek.instance_uuid, UUID);
@@ -871,6 +988,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_lineage_cascade_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_closed_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_set_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_refusals_audited_and_permit_dropped, setup, teardown),

@@ -1212,13 +1212,62 @@ test_check_clock(void **state)
 	assert_int_equal(evidence_check_clock(&c, NULL, NULL), -1);
 }
 
+/* A vTPM's vEK set digest (docs/ca-api.md), against values computed apart
+ * (Python's hashlib over the same bytes): the members in their types'
+ * order, 0x0000 for a type without a vEK. */
+static void
+test_vek_set_digest(void **state)
+{
+	uint8_t rsa[6] = {0, 4, 0xaa, 0xbb, 0xcc, 0xdd}, ecc[12], out[32], want[32];
+	struct evidence_vek_set set = {0};
+	struct err err;
+
+	ecc[0] = 0;
+	ecc[1] = 10;
+	for (int i = 0; i < 10; i++)
+		ecc[2 + i] = (uint8_t)(i + 1);
+	set.pub[EVIDENCE_VEK_ECC_P256] = ecc;
+	set.len[EVIDENCE_VEK_ECC_P256] = sizeof(ecc);
+	assert_int_equal(
+	    hex_decode(
+	        "4779db0115e84f75344f02a446a3df3624b8f74050c430929a313ac28d0cac3b", want, 32),
+	    0);
+	assert_int_equal(evidence_vek_set_digest(&set, out, &err), 0);
+	assert_memory_equal(out, want, 32);
+	/* the same key in the other slot is another set */
+	set.pub[EVIDENCE_VEK_ECC_P256] = NULL;
+	set.len[EVIDENCE_VEK_ECC_P256] = 0;
+	set.pub[EVIDENCE_VEK_RSA_2048] = ecc;
+	set.len[EVIDENCE_VEK_RSA_2048] = sizeof(ecc);
+	assert_int_equal(evidence_vek_set_digest(&set, out, &err), 0);
+	assert_memory_not_equal(out, want, 32);
+	/* both types */
+	set.pub[EVIDENCE_VEK_RSA_2048] = rsa;
+	set.len[EVIDENCE_VEK_RSA_2048] = sizeof(rsa);
+	set.pub[EVIDENCE_VEK_ECC_P256] = ecc;
+	set.len[EVIDENCE_VEK_ECC_P256] = sizeof(ecc);
+	assert_int_equal(
+	    hex_decode(
+	        "e90e74e109950878677b1e9fc72a3e64410208a2dd245a4c582c1eb5d7793160", want, 32),
+	    0);
+	assert_int_equal(evidence_vek_set_digest(&set, out, &err), 0);
+	assert_memory_equal(out, want, 32);
+	/* refused: a size that is not the length, an empty set */
+	rsa[1] = 5;
+	assert_int_equal(evidence_vek_set_digest(&set, out, &err), -1);
+	assert_non_null(strstr(err.msg, "size"));
+	memset(&set, 0, sizeof(set));
+	assert_int_equal(evidence_vek_set_digest(&set, out, &err), -1);
+	assert_non_null(strstr(err.msg, "empty"));
+}
+
 /* The vEK evidence's qualifying data (docs/ca-api.md), against a value
  * computed apart (Python's hashlib over the same bytes). */
 static void
 test_vek_qualifying(void **state)
 {
 	static const char uuid[] = "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23";
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], pub[12], out[32], want[32];
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], pub[12], set[32], out[32], want[32];
 	struct err err;
 
 	memset(nonce, 0x11, sizeof(nonce));
@@ -1226,28 +1275,37 @@ test_vek_qualifying(void **state)
 	pub[1] = 10; /* TPM2B size, then the "TPMT_PUBLIC" 01..0a */
 	for (int i = 0; i < 10; i++)
 		pub[2 + i] = (uint8_t)(i + 1);
+	/* the set of this vEK alone, as an ECC P-256 one (test_vek_set_digest) */
+	assert_int_equal(
+	    hex_decode("4779db0115e84f75344f02a446a3df3624b8f74050c430929a313ac28d0cac3b", set, 32),
+	    0);
 	assert_int_equal(
 	    hex_decode(
-	        "4fc3d44118fafb372c056ee1c15d9aae669da82e614c45b4f0010fef89b833da", want, 32),
+	        "ab2f7e169d4ae61ca0ab5041f1934b7c8404b22e715d294396442a92f9f3ae9b", want, 32),
 	    0);
-	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), 0);
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), 0);
 	assert_memory_equal(out, want, 32);
-	/* another nonce, UUID or key: another digest */
+	/* another nonce, UUID, key or set: another digest */
 	nonce[31] ^= 1;
-	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), 0);
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), 0);
 	assert_memory_not_equal(out, want, 32);
 	nonce[31] ^= 1;
 	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub),
-	                     "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a24", out, &err),
+	                     "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a24", set, out, &err),
 	    0);
 	assert_memory_not_equal(out, want, 32);
+	set[0] ^= 1;
+	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), 0);
+	assert_memory_not_equal(out, want, 32);
+	set[0] ^= 1;
 	/* refused: a size that is not the length, a UUID not in lowercase */
 	pub[1] = 11;
-	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, out, &err), -1);
+	assert_int_equal(
+	    evidence_vek_qualifying(nonce, pub, sizeof(pub), uuid, set, out, &err), -1);
 	assert_non_null(strstr(err.msg, "size"));
 	pub[1] = 10;
 	assert_int_equal(evidence_vek_qualifying(nonce, pub, sizeof(pub),
-	                     "3F1C2A9E-5B7D-4E21-9C0A-7D4B8E6F1A23", out, &err),
+	                     "3F1C2A9E-5B7D-4E21-9C0A-7D4B8E6F1A23", set, out, &err),
 	    -1);
 	assert_non_null(strstr(err.msg, "UUID"));
 }
@@ -1280,6 +1338,7 @@ main(void)
 	    cmocka_unit_test(test_check_quote),
 	    cmocka_unit_test(test_check_certify),
 	    cmocka_unit_test(test_check_clock),
+	    cmocka_unit_test(test_vek_set_digest),
 	    cmocka_unit_test(test_vek_qualifying),
 	};
 

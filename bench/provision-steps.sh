@@ -1,0 +1,57 @@
+#!/bin/bash
+# Where a provisioned create spends its time: the set-up of bench/provision.sh
+# (an enrolled vtpmd, vtpm-ca over HTTPS), vtpmd at --log-level debug with
+# each log line stamped on arrival ($EPOCHREALTIME), one warm-up create, then
+# one timed `vtpmctl create NAME --no-start` whose log lines are printed with
+# milliseconds since its start: the seal and the worker, each EK's nonce
+# request and evidence, each EK-certificate request, the NV writes. A
+# profile for reading, not a ratio. Needs root (vtpmd sandboxes its workers).
+set -euo pipefail
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VTPMD=$TOP/build/vtpmd
+export VTPM_CA=$TOP/build/vtpm-ca
+source "$TOP/tests/lib.sh"
+source "$TOP/tests/hosttpm.sh"
+[ "$(id -u)" -eq 0 ] || fail "bench/provision-steps.sh needs root (vtpmd sandboxes its workers)"
+
+start_host_tpm "$T/host"
+host_ek_certificate "$T/mfr"
+mkdir -p "$T/ca"
+"$VTPM_CA" init --db "$T/ca/ca.db" --name bench >/dev/null
+"$VTPM_CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$T/ca/ca.db" >/dev/null
+ca_tls "$T/tls"
+start_vtpm_ca ca --db "$T/ca/ca.db" --role both "${CA_TLS[@]}"
+echo "ca-tls-root = $CA_TLS_ROOT" >"$T/vtpmd.conf"
+export VTPMD_SOCKET=$T/svc/run/api.sock
+"$VTPMD" --state-dir "$T/svc/state" --run-dir "$T/svc/run" --socket "$VTPMD_SOCKET" \
+	--config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI" --log-level debug \
+	2> >(while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done \
+		>>"$T/svc.log") &
+TEST_PIDS+=($!)
+deadline=$((SECONDS + 60))
+until "$VTPMCTL" host >/dev/null 2>&1; do
+	[ "$SECONDS" -lt "$deadline" ] || fail "vtpmd did not answer: $(tail -5 "$T/svc.log")"
+	sleep 0.05
+done
+admit_host "$T/ca/ca.db" bench
+"$VTPMCTL" policy approve --current >/dev/null
+openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null
+"$VTPM_CA" trust add --approval-key "$T/approval.pub.pem" --db "$T/ca/ca.db" >/dev/null
+"$VTPMCTL" policy --json | jq -c .current.values >"$T/values.json"
+"$VTPM_CA" approve-host-config --db "$T/ca/ca.db" --id bench \
+	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
+	--values "$T/values.json" >/dev/null
+"$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$T/ca/ca-root.pem" --name bench >/dev/null
+"$VTPMCTL" create warm-up --no-start >/dev/null
+
+t0=$EPOCHREALTIME
+"$VTPMCTL" create profiled --no-start >/dev/null
+t1=$EPOCHREALTIME
+# The last lines (the 201) are written as the answer goes: wait for them.
+until grep -q 'POST /v1/instances -> 201' <(awk -v t="$t0" '$1 >= t' "$T/svc.log"); do
+	sleep 0.05
+done
+echo "vtpmctl create profiled --no-start: $(awk -v a="$t0" -v b="$t1" \
+	'BEGIN {printf "%.1f", (b - a) * 1000}') ms; ms since its start, vtpmd's log:"
+awk -v t="$t0" '$1 >= t { ms = ($1 - t) * 1000; $1 = ""; printf "%7.1f%s\n", ms, substr($0, 1, 150) }' \
+	"$T/svc.log"

@@ -12,16 +12,10 @@ VTPMD=$TOP/build/vtpmd
 export VTPM_CA=$TOP/build/vtpm-ca
 source "$TOP/tests/lib.sh"
 source "$TOP/tests/hosttpm.sh"
+source "$TOP/bench/enrolled.sh"
 [ "$(id -u)" -eq 0 ] || fail "bench/provision-steps.sh needs root (vtpmd sandboxes its workers)"
 
-start_host_tpm "$T/host"
-host_ek_certificate "$T/mfr"
-mkdir -p "$T/ca"
-"$VTPM_CA" init --db "$T/ca/ca.db" --name bench >/dev/null
-"$VTPM_CA" trust add --manufacturer "$T/mfr/mfr.pem" --db "$T/ca/ca.db" >/dev/null
-ca_tls "$T/tls"
-start_vtpm_ca ca --db "$T/ca/ca.db" --role both "${CA_TLS[@]}"
-echo "ca-tls-root = $CA_TLS_ROOT" >"$T/vtpmd.conf"
+bench_ca
 export VTPMD_SOCKET=$T/svc/run/api.sock
 "$VTPMD" --state-dir "$T/svc/state" --run-dir "$T/svc/run" --socket "$VTPMD_SOCKET" \
 	--config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI" --log-level debug \
@@ -33,22 +27,16 @@ until "$VTPMCTL" host >/dev/null 2>&1; do
 	[ "$SECONDS" -lt "$deadline" ] || fail "vtpmd did not answer: $(tail -5 "$T/svc.log")"
 	sleep 0.05
 done
-admit_host "$T/ca/ca.db" bench
-"$VTPMCTL" policy approve --current >/dev/null
-openssl pkey -in "$T/svc/state/approval.pem" -pubout -out "$T/approval.pub.pem" 2>/dev/null
-"$VTPM_CA" trust add --approval-key "$T/approval.pub.pem" --db "$T/ca/ca.db" >/dev/null
-"$VTPMCTL" policy --json | jq -c .current.values >"$T/values.json"
-"$VTPM_CA" approve-host-config --db "$T/ca/ca.db" --id bench \
-	--pcrs "$("$VTPMCTL" policy --json | jq -r '.pcrs | map(tostring) | join(",")')" \
-	--values "$T/values.json" >/dev/null
-"$VTPMCTL" host enroll --ca "$CA_URL" --ca-root "$T/ca/ca-root.pem" --name bench >/dev/null
+bench_enrol
 "$VTPMCTL" create warm-up --no-start >/dev/null
 
 t0=$EPOCHREALTIME
 "$VTPMCTL" create profiled --no-start >/dev/null
 t1=$EPOCHREALTIME
 # The last lines (the 201) are written as the answer goes: wait for them.
+deadline=$((SECONDS + 10))
 until grep -q 'POST /v1/instances -> 201' <(awk -v t="$t0" '$1 >= t' "$T/svc.log"); do
+	[ "$SECONDS" -lt "$deadline" ] || fail "the create's last log line never came"
 	sleep 0.05
 done
 echo "vtpmctl create profiled --no-start: $(awk -v a="$t0" -v b="$t1" \

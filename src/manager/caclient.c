@@ -148,6 +148,7 @@ caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
 
 	if (strncmp(c->url, "https://", 8) != 0)
 		return 0;
+	tls_client_warm(); /* inherited by this request's child and the next ones' */
 	if (tls_root == NULL || tls_root[0] == '\0')
 		return err_set(err, ERR_INVALID,
 		    "CA at %s: no TLS root to check its certificate by: set ca-tls-root in "

@@ -309,8 +309,9 @@ session_policy_send(struct hwtpm *hw, const TPML_PCR_SELECTION *tsel, const TPM2
  * area hwtpm_connect checked against the pin, and kept for the connection:
  * a TPM resets a policy session that authorized a command with
  * continueSession set, ready for the next PolicyPCR, so every later use
- * costs these two commands and no StartAuthSession. A ticket the TPM
- * refuses is made again, once. On failure the session is flushed (a
+ * costs these two commands and no StartAuthSession; a kept session the
+ * TPM no longer knows (it restarted) is started again, once. A ticket the
+ * TPM refuses is made again, once. On failure the session is flushed (a
  * half-satisfied session is not reused). Returns 0, or -1 with err:
  * ERR_POLICY when the host PCRs are not the approved ones.
  */
@@ -320,17 +321,25 @@ hwtpm_policy_arm(
 {
 	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN};
 	TPML_PCR_SELECTION tsel;
+	bool kept = hw->policy.handle != 0;
 	TSS2_RC rc;
 
 	if (hwtpm_selection(sel, &tsel) == -1)
 		return hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
 	if (hwtpm_verify_approval(hw, ap, err) == -1)
 		return -1;
-	if (hw->policy.handle == 0 &&
-	    hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
+	if (!kept && hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
 		return -1;
 	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
 	rc = session_policy_send(hw, &tsel, NULL);
+	if (rc != TSS2_RC_SUCCESS && kept && (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+		/* The kept session is gone if the TPM restarted (TPM2_Startup
+		 * ends every session): a new one, once. */
+		hwtpm_session_end(hw, &hw->policy, true);
+		if (hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
+			return -1;
+		rc = session_policy_send(hw, &tsel, NULL);
+	}
 	if (rc != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, rc, "PolicyPCR");
 		goto failed;

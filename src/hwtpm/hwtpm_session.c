@@ -335,6 +335,8 @@ hwtpm_policy_arm(
 	if (rc != TSS2_RC_SUCCESS && kept && (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
 		/* The kept session is gone if the TPM restarted (TPM2_Startup
 		 * ends every session): a new one, once. */
+		log_info("host TPM: the kept policy session was refused (the TPM restarted?); "
+		         "starting a new one");
 		hwtpm_session_end(hw, &hw->policy, true);
 		if (hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
 			return -1;

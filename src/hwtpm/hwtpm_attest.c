@@ -695,6 +695,8 @@ hwtpm_put_attestation(const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig,
 	uint8_t buf[sizeof(TPMT_SIGNATURE)];
 	size_t off = 0;
 
+	if (attest->size == 0)
+		return hwtpm_seterr(err, 0, "the host TPM answered an empty attestation");
 	if (Tss2_MU_TPMT_SIGNATURE_Marshal(sig, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, 0, "marshal a signature");
 		return -1;

@@ -18,28 +18,10 @@
 #define INIT_NAME_MAX 40 /* "NAME Virtualization CA" fits a common name */
 
 static const char init_help[] =
-    "NAME\n"
-    "    vtpm-ca init - create a CA: database, root, Privacy CA, Virtualization CA\n"
+    "usage: vtpm-ca init --db FILE [--name NAME]\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca init --db FILE [--name NAME]\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Creates the database FILE (mode 0600) and, in FILE's directory, the root CA\n"
-    "    (ca-root.pem, ca-root.key; 20 years), and under it the Privacy CA\n"
-    "    (ca-privacy.pem/.key) and the Virtualization CA (ca-virtualization.pem/.key;\n"
-    "    10 years). Keys are ECC P-256, PKCS#8 PEM, mode 0600: their protection is\n"
-    "    the files'. Nothing is overwritten: init refuses when any of them exists.\n"
-    "    The Privacy and Virtualization CAs are added to the trust store (their\n"
-    "    certificates then chain for `serve --role both`). Challengers trust\n"
-    "    ca-root.pem.\n"
-    "\n"
-    "OPTIONS\n"
-    "    --db FILE     the database to create\n"
-    "    --name NAME   names the CAs \"NAME Root CA\", …; default vtpm-ca\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 created; 1 failed (nothing is left behind); 2 usage error.\n";
+    "Create a CA: database, root, Privacy CA, Virtualization CA.\n"
+    "The manual: vtpm-ca(8), COMMANDS, init.\n";
 
 static const char *const init_roles[] = {"root", "privacy", "virtualization"};
 

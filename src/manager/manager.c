@@ -304,7 +304,7 @@ manager_usage(FILE *f)
 	    "The vTPM service: owns the host TPM, runs one sandboxed vTPM worker per\n"
 	    "virtual machine, and seals every vTPM's state key to the host TPM.\n"
 	    "\n"
-	    "  --config FILE     configuration (key = value lines; see docs/config.md)\n"
+	    "  --config FILE     configuration (key = value lines; vtpmd.conf(5))\n"
 	    "  --root-tcti TCTI  host TPM (default device:/dev/tpmrm0; for a simulator\n"
 	    "                    swtpm:host=127.0.0.1,port=P — which protects nothing)\n"
 	    "  --state-dir DIR   instances and approvals (default /var/lib/vtpmd)\n"
@@ -316,7 +316,8 @@ manager_usage(FILE *f)
 	    "Runs in the foreground and logs to stderr. Operate it with vtpmctl.\n"
 	    "Exit status: 0 after SIGTERM (workers keep serving; a new vtpmd adopts them);\n"
 	    "1 runtime error (e.g. host TPM unavailable); 2 usage or configuration error;\n"
-	    "4 another vtpmd manages the state directory.\n");
+	    "4 another vtpmd manages the state directory.\n"
+	    "The manual: vtpmd(8).\n");
 }
 
 static void

@@ -250,11 +250,13 @@ uninstall:
 	    rmdir $(DESTDIR)$(SYSCONFDIR)/vtpmd 2>/dev/null || true; fi
 
 # The Debian packages (debian/), from this tree and its build: build/deb/*.deb.
-# Objects already built are reused (manager.o rebuilds for PREFIX=/usr).
+# Objects already built are reused (manager.o rebuilds for PREFIX=/usr);
+# dpkg-checkbuilddeps says which build dependencies are missing.
 deb:
 	dpkg-checkbuilddeps
 	rm -rf build/deb && mkdir -p build/deb
-	fakeroot debian/rules binary
+	debian/rules binary
+	dh_clean
 	@ls build/deb/*.deb
 
 # mandoc -Tlint on every page (make check); any message fails.

@@ -42,9 +42,16 @@ log_stderr_is_journal(void)
 	const char *env = getenv("JOURNAL_STREAM");
 	unsigned long long dev, ino;
 	struct stat st;
-	char end;
+	char *end;
 
-	if (env == NULL || sscanf(env, "%llu:%llu%c", &dev, &ino, &end) != 2)
+	if (env == NULL || env[0] < '0' || env[0] > '9')
+		return false;
+	errno = 0;
+	dev = strtoull(env, &end, 10);
+	if (errno != 0 || *end != ':' || end[1] < '0' || end[1] > '9')
+		return false;
+	ino = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
 		return false;
 	if (fstat(STDERR_FILENO, &st) == -1)
 		return false;

@@ -28,10 +28,10 @@ static const char *const log_names[] = {
 
 /* syslog(3)'s priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
 static const int log_priorities[] = {
-	[LOG_LEVEL_ERROR] = 3,
-	[LOG_LEVEL_WARN] = 4,
-	[LOG_LEVEL_INFO] = 6,
-	[LOG_LEVEL_DEBUG] = 7,
+    [LOG_LEVEL_ERROR] = 3,
+    [LOG_LEVEL_WARN] = 4,
+    [LOG_LEVEL_INFO] = 6,
+    [LOG_LEVEL_DEBUG] = 7,
 };
 
 /* Whether stderr is the stream JOURNAL_STREAM ("DEVICE:INODE", decimal)
@@ -132,8 +132,8 @@ log_relay(const char *tag, const char *line)
 {
 	char prio[8];
 
-	fprintf(stderr, "%s%s: %s\n", log_prefix(log_relayed_level(line), prio, sizeof(prio)),
-	    tag, line);
+	fprintf(stderr, "%s%s: %s\n", log_prefix(log_relayed_level(line), prio, sizeof(prio)), tag,
+	    line);
 }
 
 void

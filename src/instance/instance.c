@@ -47,19 +47,18 @@ static volatile sig_atomic_t instance_signalled;
 static void
 instance_usage(FILE *f)
 {
-	fprintf(f,
-	    "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
-	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
-	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
-	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
-	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
-	    "                      [--socket-owner UID] [--socket-group GID]\n"
-	    "\n"
-	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
-	    "\n"
-	    "Exit status: 0 after SHUTDOWN or SIGTERM; 1 runtime error; 2 usage error;\n"
-	    "3 unreadable state; 4 state directory or address in use.\n"
-	    "The manual: vtpmd-instance(8).\n");
+	fprintf(f, "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
+	           "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
+	           "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
+	           "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
+	           "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
+	           "                      [--socket-owner UID] [--socket-group GID]\n"
+	           "\n"
+	           "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
+	           "\n"
+	           "Exit status: 0 after SHUTDOWN or SIGTERM; 1 runtime error; 2 usage error;\n"
+	           "3 unreadable state; 4 state directory or address in use.\n"
+	           "The manual: vtpmd-instance(8).\n");
 }
 
 static void

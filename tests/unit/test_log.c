@@ -119,11 +119,11 @@ test_journal_priorities(void **state)
 	log_init("vtpmd", LOG_LEVEL_DEBUG);
 	log_every_level();
 	assert_string_equal(logged(f), "<3>vtpmd: error: e 1\n"
-	                                "<4>vtpmd: warn: w 2\n"
-	                                "<6>vtpmd: info: i 3\n"
-	                                "<7>vtpmd: debug: d 4\n"
-	                                "<4>instance[vm-a]: warn: from the worker\n"
-	                                "<6>instance[vm-a]: a continued piece\n");
+	                               "<4>vtpmd: warn: w 2\n"
+	                               "<6>vtpmd: info: i 3\n"
+	                               "<7>vtpmd: debug: d 4\n"
+	                               "<4>instance[vm-a]: warn: from the worker\n"
+	                               "<6>instance[vm-a]: a continued piece\n");
 }
 
 static void

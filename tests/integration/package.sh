@@ -103,6 +103,25 @@ for unit in vtpmd vtpm-ca; do
 	note "$unit.service: exposure $score"
 done
 
+note "without a host TPM (or a CA) the units are skipped, not started and restarted"
+# systemd-analyze condition evaluates the units' own Condition lines here.
+conditions() {
+	local c=()
+	mapfile -t c < <(grep '^Condition' "/lib/systemd/system/$1.service")
+	[ "${#c[@]}" -gt 0 ] || fail "$1.service has no conditions"
+	systemd-analyze condition "${c[@]}" >"$T/cond.out" 2>&1
+}
+if [ -e /dev/tpmrm0 ]; then
+	conditions vtpmd || fail "vtpmd.service skipped on a host with /dev/tpmrm0"
+else
+	conditions vtpmd && fail "vtpmd.service would start on a host without /dev/tpmrm0"
+	assert_contains "$(cat "$T/cond.out")" "ConditionPathExists=/dev/tpmrm0 failed" \
+		"vtpmd.service's condition"
+fi
+conditions vtpm-ca && fail "vtpm-ca.service would start before its CA exists"
+grep -Eq 'ConditionPathExists=(/var/lib/vtpm-ca/ca.db|/etc/vtpm-ca/serve.json) failed' \
+	"$T/cond.out" || fail "vtpm-ca.service's condition: $(cat "$T/cond.out")"
+
 note "the installed vtpmd on a simulated host TPM"
 start_host_tpm "$T/host"
 mkdir -p "$T/run"

@@ -320,7 +320,7 @@ ctrl_unwrap_state(struct instance *in, enum state_kind kind, const uint8_t *blob
 		hex_encode(info.key_id, 8, theirs);
 		hex_encode(in->blob_key->key_id, 8, ours);
 		log_warnx("SET_STATEBLOB %s: refused: the blob is wrapped for another host "
-			  "(key id %s…), not this one (%s…); the state is unchanged", name, theirs,
+			  "(key id %s...), not this one (%s...); the state is unchanged", name, theirs,
 		    ours);
 		return TPM_FAIL;
 	}

@@ -15,18 +15,18 @@
 
 #include "bench.h"
 
-#define CMD_INIT	  0x00000002
+#define CMD_INIT          0x00000002
 #define CMD_GET_STATEBLOB 0x0000000c
 #define CMD_SET_STATEBLOB 0x0000000d
-#define CMD_STOP	  0x0000000e
-#define BLOB_PERMANENT	  1
-#define BLOB_MAX	  (1u << 20)
+#define CMD_STOP          0x0000000e
+#define BLOB_PERMANENT    1
+#define BLOB_MAX          (1u << 20)
 
 static void
 stateblob_usage(void)
 {
 	fprintf(stderr, "usage: bench_stateblob [-n N] [-c CPU] [-k KEYFILE] -b BASE "
-			"-s NAME=COMMAND ...\n");
+	                "-s NAME=COMMAND ...\n");
 	exit(2);
 }
 

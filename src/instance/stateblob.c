@@ -41,29 +41,29 @@
 
 #include "instance.h"
 
-#define SB_MAGIC "VTPMDBL"
-#define SB_VERSION 1
-#define SB_FIXED_LEN 74 /* the header up to the wrapped key */
-#define SB_NONCE_LEN 12
-#define SB_TAG_LEN 16
+#define SB_MAGIC       "VTPMDBL"
+#define SB_VERSION     1
+#define SB_FIXED_LEN   74 /* the header up to the wrapped key */
+#define SB_NONCE_LEN   12
+#define SB_TAG_LEN     16
 #define SB_WRAPPED_MAX 512
-#define SB_INFO "vtpmd state blob v1"
-#define SB_ID_INFO "vtpmd state blob key id v1"
+#define SB_INFO        "vtpmd state blob v1"
+#define SB_ID_INFO     "vtpmd state blob key id v1"
 
 static const char *const stateblob_errs[] = {
-	[STATEBLOB_OK] = "ok",
-	[STATEBLOB_TRUNCATED] = "is truncated",
-	[STATEBLOB_NOT_WRAPPED] = "is not a wrapped vtpmd state blob (plaintext TPM state, "
-				  "or another program's, is not accepted)",
-	[STATEBLOB_FUTURE_FORMAT] = "has an unknown format version or key source",
-	[STATEBLOB_TRANSFER] = "is wrapped for migration to a Binding Key, which this "
-			       "vtpmd does not take yet",
-	[STATEBLOB_OTHER_KEY] = "is wrapped for another host (or another state key)",
-	[STATEBLOB_OTHER_INSTANCE] = "is another instance's",
-	[STATEBLOB_TOO_LARGE] = "declares a payload larger than any TPM state",
-	[STATEBLOB_TRAILING] = "has bytes after its end",
-	[STATEBLOB_AUTH_FAILED] = "failed authentication (altered, or not made with this key)",
-	[STATEBLOB_NOMEM] = "could not be read: out of memory",
+    [STATEBLOB_OK] = "ok",
+    [STATEBLOB_TRUNCATED] = "is truncated",
+    [STATEBLOB_NOT_WRAPPED] = "is not a wrapped vtpmd state blob (plaintext TPM state, "
+                              "or another program's, is not accepted)",
+    [STATEBLOB_FUTURE_FORMAT] = "has an unknown format version or key source",
+    [STATEBLOB_TRANSFER] = "is wrapped for migration to a Binding Key, which this "
+                           "vtpmd does not take yet",
+    [STATEBLOB_OTHER_KEY] = "is wrapped for another host (or another state key)",
+    [STATEBLOB_OTHER_INSTANCE] = "is another instance's",
+    [STATEBLOB_TOO_LARGE] = "declares a payload larger than any TPM state",
+    [STATEBLOB_TRAILING] = "has bytes after its end",
+    [STATEBLOB_AUTH_FAILED] = "failed authentication (altered, or not made with this key)",
+    [STATEBLOB_NOMEM] = "could not be read: out of memory",
 };
 
 const char *
@@ -113,8 +113,8 @@ sb_hkdf(const uint8_t *ikm, size_t ikm_len, const char *label,
 	ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info,
-	    label_len + STATEBLOB_UUID_LEN);
+	params[2] = OSSL_PARAM_construct_octet_string(
+	    OSSL_KDF_PARAM_INFO, info, label_len + STATEBLOB_UUID_LEN);
 	params[3] = OSSL_PARAM_construct_end();
 	if (ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1)
 		rc = 0;
@@ -142,7 +142,7 @@ stateblob_key_from_state_key(const uint8_t state_key[STATE_KEY_LEN], struct stat
 	k->source = STATEBLOB_SOURCE_STATE_KEY;
 	if (sb_hkdf(state_key, STATE_KEY_LEN, SB_INFO, k->uuid, k->key, STATE_KEY_LEN) == -1 ||
 	    sb_hkdf(state_key, STATE_KEY_LEN, SB_ID_INFO, k->uuid, k->key_id,
-		STATEBLOB_KEY_ID_LEN) == -1)
+	        STATEBLOB_KEY_ID_LEN) == -1)
 		return -1;
 	return 0;
 }
@@ -176,7 +176,7 @@ stateblob_wrap(const struct stateblob_key *k, enum state_kind kind, unsigned int
 	sb_put_be(b + SB_FIXED_LEN + SB_NONCE_LEN, len, 4);
 	if (RAND_bytes(b + SB_FIXED_LEN, SB_NONCE_LEN) != 1 ||
 	    statefile_gcm(1, k->key, b + SB_FIXED_LEN, b, aad_len, payload, len, b + aad_len,
-		b + aad_len + len) != 0) {
+	        b + aad_len + len) != 0) {
 		free(b);
 		return -1;
 	}
@@ -253,7 +253,7 @@ stateblob_unwrap(const struct stateblob_key *k, const uint8_t *in, size_t len,
 	if (plain == NULL)
 		return STATEBLOB_NOMEM;
 	if (statefile_gcm(0, k->key, in + SB_FIXED_LEN + w, in, aad_len, in + aad_len, n, plain,
-		(uint8_t *)(in + aad_len + n)) != 0) {
+	        (uint8_t *)(in + aad_len + n)) != 0) {
 		OPENSSL_cleanse(plain, n + 1);
 		free(plain);
 		return STATEBLOB_AUTH_FAILED;

@@ -24,15 +24,15 @@ static int
 blobkey_path(const struct manager *m, char *buf, size_t len, struct err *err)
 {
 	if ((size_t)snprintf(buf, len, "%s/%s", m->cfg.state_dir, BLOBKEY_FILE) >= len)
-		return err_set(err, ERR_FAILED, "%s/%s: path too long", m->cfg.state_dir,
-		    BLOBKEY_FILE);
+		return err_set(
+		    err, ERR_FAILED, "%s/%s: path too long", m->cfg.state_dir, BLOBKEY_FILE);
 	return 0;
 }
 
 /* Sets m's key id from the sealed object's Name. 0, or -1 with err. */
 static int
-blobkey_set_id(struct manager *m, const uint8_t *blob, size_t len, const char *path,
-    struct err *err)
+blobkey_set_id(
+    struct manager *m, const uint8_t *blob, size_t len, const char *path, struct err *err)
 {
 	uint8_t name[HWTPM_NAME_LEN];
 
@@ -79,9 +79,11 @@ blobkey_unseal(struct manager *m, const struct policy_entry *e, const char *path
 	if (hwtpm_unseal(m->hw, blob, len, &m->cfg.pcrs, &e->ap, key, STATE_KEY_LEN, err) == 0)
 		return 0;
 	if (err->kind == ERR_FOREIGN)
-		return err_wrap(err, "%s was not sealed by this host's TPM (copied from another "
+		return err_wrap(err,
+		    "%s was not sealed by this host's TPM (copied from another "
 		    "host?); remove it and vtpmd makes a new one (blobs saved under the old one "
-		    "then cannot be restored)", path);
+		    "then cannot be restored)",
+		    path);
 	return err_wrap(err, "unseal %s", path);
 }
 

@@ -23,7 +23,7 @@
  * and the reason the CA's TLS certificate was refused. For an https://
  * CA the TLS handshake, and the check of the CA's certificate against
  * ca-tls-root (read by the manager at each request, so that a new root
- * takes effect without a restart), happen in the child too. The
+ * takes effect without a restart) or ca-tls-pin, happen in the child too. The
  * manager reads the pipe from its loop and parses the answer as it always
  * did. The child keeps nothing it does not need: every descriptor but
  * stderr and its pipe is closed (the state directory's lock, the host TPM,
@@ -139,22 +139,30 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
 	_exit(0);
 }
 
-/* An https:// CA's TLS root: tls_root (ca-tls-root) read into c->tls. */
+/* How an https:// CA's TLS certificate is checked, into c->tls: by the
+ * pinned key (ca-tls-pin), or by the roots in ca-tls-root, read now. */
 static int
-caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
+caclient_tls(struct caclient *c, const struct config *cfg, struct err *err)
 {
 	uint8_t *pem = NULL;
 	size_t len = 0;
 
 	if (strncmp(c->url, "https://", 8) != 0)
 		return 0;
-	if (tls_root == NULL || tls_root[0] == '\0')
+	if (cfg != NULL && cfg->ca_tls_pin[0] != '\0') {
+		if (tls_pin_parse(cfg->ca_tls_pin, c->tls.pin, err) == -1)
+			return err_wrap(err, "CA at %s: ca-tls-pin", c->url);
+		c->tls.pinned = true;
+		return 0;
+	}
+	if (cfg == NULL || cfg->ca_tls_root[0] == '\0')
 		return err_set(err, ERR_INVALID,
-		    "CA at %s: no TLS root to check its certificate by: set ca-tls-root in "
-		    "vtpmd's configuration (the PEM root the CA's TLS certificate chains to)",
+		    "CA at %s: no TLS root or pin to check its certificate by: set ca-tls-root "
+		    "(the PEM root the CA's TLS certificate chains to) or ca-tls-pin in vtpmd's "
+		    "configuration",
 		    c->url);
-	if (fileio_read(tls_root, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
-		return err_errno(err, "CA at %s: ca-tls-root %s", c->url, tls_root);
+	if (fileio_read(cfg->ca_tls_root, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
+		return err_errno(err, "CA at %s: ca-tls-root %s", c->url, cfg->ca_tls_root);
 	c->tls.root_pem = (const char *)pem;
 	c->tls.root_pem_len = len;
 	return 0;
@@ -162,14 +170,14 @@ caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
 
 /*
  * Starts a POST of body (a JSON value) to url+path in a child, with an
- * overall deadline of timeout_s seconds from now; an https:// url is
- * checked against the PEM roots in the file tls_root (ca-tls-root), a
- * plain http:// one reaches loopback only (warned once). Returns the
+ * overall deadline of timeout_s seconds from now; an https:// url's
+ * server is checked against cfg's ca-tls-pin or the PEM roots in the file
+ * ca-tls-root, a plain http:// one reaches loopback only (warned once). Returns the
  * request, to be polled (caclient_fd, caclient_deadline, caclient_step)
  * and freed with caclient_free, or NULL with err.
  */
 struct caclient *
-caclient_post(const char *url, const char *tls_root, const char *path,
+caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err)
 {
 	struct caclient *c = calloc(1, sizeof(*c));
@@ -181,7 +189,7 @@ caclient_post(const char *url, const char *tls_root, const char *path,
 		return NULL;
 	}
 	snprintf(c->url, sizeof(c->url), "%s", url);
-	if (caclient_tls_root(c, tls_root, err) == -1)
+	if (caclient_tls(c, cfg, err) == -1)
 		goto fail;
 	if (httpc_check_url(url, &c->tls, err) == -1) {
 		err_wrap(err, "CA");

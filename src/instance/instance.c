@@ -615,10 +615,11 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 static void
 instance_set_blob_key(struct instance *in, const uint8_t *keys, bool given)
 {
-	const uint8_t *rec = keys + STATE_KEY_LEN;
+	const uint8_t *rec;
 
 	if (keys == NULL)
 		return;
+	rec = keys + STATE_KEY_LEN;
 	in->blob_key = secret_alloc(sizeof(*in->blob_key));
 	if (in->blob_key == NULL)
 		fatal(EXIT_RUNTIME, "allocate key memory");

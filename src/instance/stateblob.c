@@ -53,11 +53,9 @@
 static const char *const stateblob_errs[] = {
     [STATEBLOB_OK] = "ok",
     [STATEBLOB_TRUNCATED] = "is truncated",
-    [STATEBLOB_NOT_WRAPPED] = "is not a wrapped vtpmd state blob (plaintext TPM state, "
-                              "or another program's, is not accepted)",
+    [STATEBLOB_NOT_WRAPPED] = "is no wrapped vtpmd state blob (no plaintext state is taken)",
     [STATEBLOB_FUTURE_FORMAT] = "has an unknown format version or key source",
-    [STATEBLOB_TRANSFER] = "is wrapped for migration to a Binding Key, which this "
-                           "vtpmd does not take yet",
+    [STATEBLOB_TRANSFER] = "is wrapped to a Binding Key for migration (not taken yet)",
     [STATEBLOB_OTHER_KEY] = "is wrapped for another host (or another state key)",
     [STATEBLOB_OTHER_INSTANCE] = "is another instance's",
     [STATEBLOB_TOO_LARGE] = "declares a payload larger than any TPM state",
@@ -99,22 +97,22 @@ static int
 sb_hkdf(const uint8_t *ikm, size_t ikm_len, const char *label,
     const uint8_t uuid[STATEBLOB_UUID_LEN], uint8_t *out, size_t out_len)
 {
-	char digest[] = "SHA256";
-	uint8_t info[64];
-	size_t label_len = strlen(label);
+	char digest[] = "SHA256", info[64];
+	int label_len = snprintf(info, sizeof(info), "%s", label);
 	OSSL_PARAM params[4];
 	EVP_KDF_CTX *ctx;
 	EVP_KDF *kdf;
 	int rc = -1;
 
-	memcpy(info, label, label_len);
+	if (label_len < 0 || (size_t)label_len + STATEBLOB_UUID_LEN > sizeof(info))
+		return -1;
 	memcpy(info + label_len, uuid, STATEBLOB_UUID_LEN);
 	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
 	ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
 	params[2] = OSSL_PARAM_construct_octet_string(
-	    OSSL_KDF_PARAM_INFO, info, label_len + STATEBLOB_UUID_LEN);
+	    OSSL_KDF_PARAM_INFO, info, (size_t)label_len + STATEBLOB_UUID_LEN);
 	params[3] = OSSL_PARAM_construct_end();
 	if (ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1)
 		rc = 0;

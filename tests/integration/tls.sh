@@ -156,7 +156,7 @@ for imp in self wrongname otherroot; do
 		--upstream "$CA_URL" --upstream-tls-root "$CA_TLS_ROOT"
 	expect_exit 1 "enrol via impostor ($imp)" "$VTPMCTL" host enroll --ca "$IMP_URL" \
 		--name rack1
-	tls_refused "enrol ($imp)" "CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
+	tls_refused "enrol ($imp)" "Privacy CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
 	impostor_untouched "imp-ck-$imp"
 	"$VTPMCTL" host --json | jq -e '.enrolment.enrolled == false' >/dev/null ||
 		fail "enrol ($imp): an enrolment was kept"
@@ -184,7 +184,7 @@ for imp in self wrongname otherroot; do
 	"$VTPMCTL" host enroll --ca "$CA_URL" --virtualization-ca "$IMP_URL" --name rack1 \
 		>"$T/out" 2>&1 || fail "enrol, Virtualization CA $IMP_URL: $(cat "$T/out")"
 	expect_exit 1 "create via impostor ($imp)" "$VTPMCTL" create "vm-$imp"
-	tls_refused "create ($imp)" "CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
+	tls_refused "create ($imp)" "Virtualization CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
 	impostor_untouched "imp-ek-$imp"
 	"$VTPMCTL" info "vm-$imp" >/dev/null 2>&1 && fail "create ($imp): vm-$imp is left"
 	[ ! -e "$T/svc/state/instances/vm-$imp" ] || fail "create ($imp): its directory is left"
@@ -299,7 +299,7 @@ impostor_start imp-ek-pin --tls-cert "$TLS/otherroot.pem" --tls-key "$TLS/otherr
 "$VTPMCTL" host enroll --ca "$CA_URL" --virtualization-ca "$IMP_URL" --name rack1 \
 	>"$T/out" 2>&1 || fail "enrol by pin, Virtualization CA $IMP_URL: $(cat "$T/out")"
 expect_exit 1 "create via an impostor, by pin" "$VTPMCTL" create vm-pin-imp
-tls_refused "create (pin)" "CA at $IMP_URL: TLS verification" "is not the pinned one"
+tls_refused "create (pin)" "Virtualization CA at $IMP_URL: TLS verification" "is not the pinned one"
 impostor_untouched imp-ek-pin
 "$VTPMCTL" info vm-pin-imp >/dev/null 2>&1 && fail "create (pin): vm-pin-imp is left"
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack1 >"$T/out" 2>&1 ||

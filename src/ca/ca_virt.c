@@ -16,13 +16,14 @@
  * check that fails refuses with 403 and names what to do; nothing is
  * issued.
  *
- * This runs in the network child; the parent looks up the approved host
- * configuration of the quoted PCRs itself when it issues, so the
- * certificate names what the records say, not what the child claims; it
- * takes the nonce (once) and binds the sealed object's Name, the UUID and
- * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID,
- * a second vEK of a type, and any vEK set but the one the sealed object's
- * first request named.
+ * This runs in the network child, for a clear answer; the parent verifies
+ * the evidence again itself (ca_verify.c) with the key of the CK
+ * certificate its own records hold, looks up the approved host
+ * configuration of the quoted PCRs, so the certificate names what the
+ * records say, not what the child claims; it takes the nonce (once) and
+ * binds the sealed object's Name, the UUID and the vEK (ca_db_vtpm_bind),
+ * refusing another vTPM's sealed object or UUID, a second vEK of a type,
+ * and any vEK set but the one the sealed object's first request named.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,9 @@ struct vt_checked {
 	size_t sealed_name_len;
 	/* The vTPM's vEK set (vek and other_veks) by type, key NONE: none */
 	struct evidence_public set[EVIDENCE_VEK_TYPES];
-	uint8_t set_digest[32]; /* evidence_vek_set_digest() */
+	struct evidence_vek_set set_pub; /* their TPM2B_PUBLIC, in the request */
+	enum evidence_vek_type vek_type; /* vek's slot */
+	uint8_t set_digest[32];          /* evidence_vek_set_digest() */
 };
 
 /* The CK certificate: from a trusted Privacy CA, a CK's, not revoked. */
@@ -279,6 +282,8 @@ vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r
 		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		return -1;
 	}
+	c->set_pub = set;
+	c->vek_type = vt_slot(&c->vek);
 	return 0;
 }
 
@@ -346,6 +351,10 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	case CA_MSG_UNKNOWN: ca_refuse(r, 403, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_USED: ca_refuse(r, 409, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
+	case CA_MSG_REFUSED:
+		ca_refuse(r, 403, "send the evidence the host TPM made, with a CK certificate this CA issued",
+		    "evidence refused by the CA: %s", a->reason);
+		return;
 	case CA_MSG_CONFLICT:
 		ca_refuse(r, 403,
 		    "a vTPM has one sealed object, one UUID and one vEK of each type, all named at "
@@ -369,32 +378,10 @@ vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
 	struct ca_answer a = {0};
-	struct ca_msg_key vek, set[EVIDENCE_VEK_TYPES] = {0};
 	struct ca_ek_issue e = {
-	    .vek = &vek,
-	    .vek_set = set,
-	    .nonce = q->nonce,
-	    .sealed_name = c->sealed_name,
-	    .sealed_name_len = c->sealed_name_len,
-	    .ck_digest = c->ck_digest,
-	    .policy = c->policy,
-	    .ck_serial = c->ck_serial,
-	    .ck_ref = &c->ck_ref,
-	    .host = c->host.host,
-	    .instance_uuid = q->instance_uuid,
-	};
+	    .req = q, .set = &c->set_pub, .vek_type = c->vek_type, .ck_serial = c->ck_serial};
 	json_t *o;
 
-	if (ca_tpm_key(&c->vek, &vek) == -1) {
-		ca_refuse(r, 500, "report this as a bug", "the vEK cannot be read again");
-		return;
-	}
-	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
-		if (c->set[t].key != EVIDENCE_KEY_NONE && ca_tpm_key(&c->set[t], &set[t]) == -1) {
-			ca_refuse(
-			    r, 500, "report this as a bug", "the vEK set cannot be read again");
-			return;
-		}
 	ca_ask_issue_ek(&s->link, &e, &a);
 	if (a.rc != CA_MSG_OK) {
 		vt_refused(c, &a, r);

@@ -583,7 +583,7 @@ struct ca_parent {
 		bool valid;
 		enum ca_kind kind;
 		char id[CA_ID_HEX + 1];
-		struct evidence_public key;        /* the key whose Name the parent computed */
+		struct evidence_public key;       /* the key whose Name the parent computed */
 		uint8_t ek_key[CERTS_DIGEST_LEN]; /* the (v)EK the credential was made for */
 	} permit;
 };

@@ -278,8 +278,8 @@ ca_ask_issue_ak(struct ca_link *l, const char *id, const char *vek_serial, struc
 static int
 ca_ask_signed(struct ca_msg_signed *out, const struct ca_signed *in)
 {
-	if (in->attest_len == 0 || in->attest_len > sizeof(out->attest) ||
-	    in->signature_len == 0 || in->signature_len > sizeof(out->sig))
+	if (in->attest_len == 0 || in->attest_len > sizeof(out->attest) || in->signature_len == 0 ||
+	    in->signature_len > sizeof(out->sig))
 		return -1;
 	out->attest_len = (uint32_t)in->attest_len;
 	memcpy(out->attest, in->attest, in->attest_len);

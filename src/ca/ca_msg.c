@@ -191,8 +191,8 @@ ca_msg_check_approval(const struct ca_msg *m, struct err *err)
 /* A TPM structure's length inside its field, and nothing after it (so
  * that no byte the length leaves out carries anything). */
 static int
-ca_msg_bytes_check(const uint8_t *data, uint32_t len, size_t size, bool required,
-    const char *field, struct err *err)
+ca_msg_bytes_check(const uint8_t *data, uint32_t len, size_t size, bool required, const char *field,
+    struct err *err)
 {
 	if (len > size || (required && len == 0))
 		return err_set(err, ERR_INVALID, "%s: %u bytes", field, len);
@@ -202,8 +202,8 @@ ca_msg_bytes_check(const uint8_t *data, uint32_t len, size_t size, bool required
 }
 
 static int
-ca_msg_public_check(const struct ca_msg_public *p, bool required, const char *field,
-    struct err *err)
+ca_msg_public_check(
+    const struct ca_msg_public *p, bool required, const char *field, struct err *err)
 {
 	return ca_msg_bytes_check(p->data, p->len, sizeof(p->data), required, field, err);
 }

@@ -227,7 +227,7 @@ struct ca_msg_nonce_added {
 struct ca_msg_issue_ek {
 	uint32_t vek_type; /* enum evidence_vek_type: the member of the set to certify */
 	struct ca_msg_public vek_set[EVIDENCE_VEK_TYPES]; /* by type; len 0: none */
-	struct ca_msg_public sealed; /* the sealed object the CK certified */
+	struct ca_msg_public sealed;                      /* the sealed object the CK certified */
 	struct ca_msg_signed certify, quote;
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	uint32_t pcr_mask; /* the quoted sha256 PCRs, and their values */

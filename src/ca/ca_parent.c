@@ -321,8 +321,8 @@ pa_credential(const struct ca_msg_challenge_add *q, const struct evidence_public
 		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
 		goto out;
 	}
-	if (credential_make(q->ek.data, q->ek.len, key->name, key->name_len, secret,
-	        sizeof(secret), &blob, &blob_len, &enc, &enc_len, &e) == -1) {
+	if (credential_make(q->ek.data, q->ek.len, key->name, key->name_len, secret, sizeof(secret),
+	        &blob, &blob_len, &enc, &enc_len, &e) == -1) {
 		a->rc = CA_MSG_REFUSED;
 		snprintf(a->reason, sizeof(a->reason), "no credential can be made for this EK");
 		goto out;
@@ -848,8 +848,8 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 
 /* The evidence's nonce, taken once: CA_MSG_OK, or why not (reason). */
 static enum ca_msg_rc
-pa_ek_nonce(struct ca_parent *p, const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN],
-    struct err *why)
+pa_ek_nonce(
+    struct ca_parent *p, const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN], struct err *why)
 {
 	uint8_t hash[32];
 

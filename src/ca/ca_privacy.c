@@ -276,7 +276,8 @@ pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, str
 			ca_refuse(r, 403,
 			    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert "
 			    "FILE --approval-key PUB' (the host's EK certificate: 'vtpmctl host "
-			    "ek-cert --out FILE'), and its CK is the one vtpmd makes ('vtpmctl host "
+			    "ek-cert --out FILE'), and its CK is the one vtpmd makes ('vtpmctl "
+			    "host "
 			    "enroll')",
 			    "host \"%s\" refused: %s", q->host, a->reason);
 		else
@@ -354,8 +355,10 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		goto out;
 	blob = base64_encode(a.blob, a.blob_len);
 	enc = base64_encode(a.enc, a.enc_len);
-	o = blob == NULL || enc == NULL ? NULL : json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
-	    "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
+	o = blob == NULL || enc == NULL
+	        ? NULL
+	        : json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
+	              "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
 	if (o == NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;

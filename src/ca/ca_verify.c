@@ -44,9 +44,9 @@ cv_is_ek(const struct evidence_public *p)
 static int
 cv_key_digest(const struct ca_msg_key *k, uint8_t out[static CERTS_DIGEST_LEN])
 {
-	struct certs_pkey *pk = k->type == CA_KEY_ECC_P256
-	                            ? certs_pkey_from_ecc_p256(k->x, k->y)
-	                            : certs_pkey_from_rsa(k->modulus, sizeof(k->modulus), k->exponent);
+	struct certs_pkey *pk = k->type == CA_KEY_ECC_P256 ? certs_pkey_from_ecc_p256(k->x, k->y)
+	                                                   : certs_pkey_from_rsa(k->modulus,
+	                                                         sizeof(k->modulus), k->exponent);
 	int rc;
 
 	if (pk == NULL)
@@ -191,8 +191,8 @@ cv_vek_set(const struct ca_msg_issue_ek *q, struct ca_ek_verified *v, struct err
 		if (!cv_is_ek(&p) || ca_tpm_key(&p, &v->set[t]) == -1 ||
 		    (size_t)(p.key == EVIDENCE_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048
 		                                            : EVIDENCE_VEK_ECC_P256) != t)
-			return err_set(why, ERR_REFUSED,
-			    "a vEK is not an endorsement key of its slot's type");
+			return err_set(
+			    why, ERR_REFUSED, "a vEK is not an endorsement key of its slot's type");
 		if (!cv_key_valid(&v->set[t]))
 			return err_set(why, ERR_REFUSED, "a vEK is not a valid public key");
 		set.pub[t] = m->data;
@@ -219,16 +219,16 @@ cv_attest(const uint8_t *spki, size_t spki_len, const struct ca_msg_signed *s, u
 	if (evidence_parse_attest(s->attest, s->attest_len, a, &e) == -1)
 		return err_set(why, ERR_REFUSED, "the %s: %s", what, e.msg);
 	if (a->type != type)
-		return err_set(why, ERR_REFUSED, "the %s is a TPMS_ATTEST of type 0x%04x", what,
-		    a->type);
+		return err_set(
+		    why, ERR_REFUSED, "the %s is a TPMS_ATTEST of type 0x%04x", what, a->type);
 	return 0;
 }
 
 /* The sealed object: sealed data bound to its TPM, opened only with
  * PolicyAuthorize by a trusted approval key; its Name. */
 static int
-cv_sealed(struct ca_db *db, const struct ca_msg_issue_ek *q, struct ca_ek_verified *v,
-    struct err *why)
+cv_sealed(
+    struct ca_db *db, const struct ca_msg_issue_ek *q, struct ca_ek_verified *v, struct err *why)
 {
 	const uint32_t need = EVIDENCE_OBJ_FIXED_TPM | EVIDENCE_OBJ_FIXED_PARENT;
 	const uint32_t forbid = EVIDENCE_OBJ_USER_WITH_AUTH | EVIDENCE_OBJ_SIGN |
@@ -301,8 +301,8 @@ ca_verify_ek(struct ca_db *db, const struct ca_msg_issue_ek *q, int64_t now,
 	if (cv_ck(db, q->ck_serial, now, v, &spki, &spki_len, why) == -1 ||
 	    cv_vek_set(q, v, why) == -1)
 		goto out;
-	if (evidence_vek_qualifying(q->nonce, vek->data, vek->len, q->instance_uuid, v->set_digest,
-	        extra, &e) == -1) {
+	if (evidence_vek_qualifying(
+	        q->nonce, vek->data, vek->len, q->instance_uuid, v->set_digest, extra, &e) == -1) {
 		err_set(why, ERR_REFUSED, "the qualifying data: %s", e.msg);
 		goto out;
 	}

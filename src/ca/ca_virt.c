@@ -352,7 +352,8 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	case CA_MSG_USED: ca_refuse(r, 409, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_REFUSED:
-		ca_refuse(r, 403, "send the evidence the host TPM made, with a CK certificate this CA issued",
+		ca_refuse(r, 403,
+		    "send the evidence the host TPM made, with a CK certificate this CA issued",
 		    "evidence refused by the CA: %s", a->reason);
 		return;
 	case CA_MSG_CONFLICT:

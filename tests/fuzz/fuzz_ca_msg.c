@@ -102,7 +102,8 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 		break;
 	case CA_MSG_NONCE_ADD: break;
 	case CA_MSG_CRL_GET:
-		if (m->u.crl_get.role != CA_ROLE_PRIVACY && m->u.crl_get.role != CA_ROLE_VIRTUALIZATION)
+		if (m->u.crl_get.role != CA_ROLE_PRIVACY &&
+		    m->u.crl_get.role != CA_ROLE_VIRTUALIZATION)
 			abort();
 		break;
 	case CA_MSG_AUDIT:

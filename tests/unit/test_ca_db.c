@@ -470,8 +470,7 @@ test_challenge_single_use(void **state)
 	assert_memory_equal(t.key_public, "KEY", 3);
 	free(t.request);
 	/* a second answer, right or wrong, finds it used */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "c1", NOW + 11, &t, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 11, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_REFUSED);
 	assert_string_equal(f->err.msg, "challenge used");
 	assert_null(t.request);
@@ -492,16 +491,14 @@ test_challenge_expiry(void **state)
 	assert_int_equal(add(f, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	assert_int_equal(add(f, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	/* at its expiry time exactly it is expired, and taking it uses it */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "e1", NOW + 300, &t, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW + 300, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 	assert_string_equal(f->err.msg, "challenge expired");
 	assert_null(t.request);
 	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_REFUSED);
 	/* one second before, it is answered */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "e2", NOW + 299, &t, &f->err), 0);
+	assert_int_equal(ca_db_challenge_take(f->db, "e2", NOW + 299, &t, &f->err), 0);
 	assert_int_equal(t.kind, CA_KIND_CK);
 	free(t.request);
 	/* a challenge that expires at once (challenge_expiry_seconds 0) */

@@ -115,8 +115,8 @@ marshal(struct ca_msg_public *out, const TPM2B_PUBLIC *pub)
 	size_t off = 0;
 
 	memset(out, 0, sizeof(*out));
-	assert_int_equal(Tss2_MU_TPM2B_PUBLIC_Marshal(pub, out->data, sizeof(out->data), &off),
-	    TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Tss2_MU_TPM2B_PUBLIC_Marshal(pub, out->data, sizeof(out->data), &off), TSS2_RC_SUCCESS);
 	out->len = (uint32_t)off;
 }
 
@@ -212,8 +212,8 @@ sign_attest(struct ca_msg_signed *s, EVP_PKEY *pk, const TPMS_ATTEST *at)
 	const BIGNUM *r, *ss;
 
 	memset(s, 0, sizeof(*s));
-	assert_int_equal(Tss2_MU_TPMS_ATTEST_Marshal(at, s->attest, sizeof(s->attest), &alen),
-	    TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Tss2_MU_TPMS_ATTEST_Marshal(at, s->attest, sizeof(s->attest), &alen), TSS2_RC_SUCCESS);
 	s->attest_len = (uint32_t)alen;
 	assert_non_null(md);
 	assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk), 1);
@@ -229,8 +229,8 @@ sign_attest(struct ca_msg_signed *s, EVP_PKEY *pk, const TPMS_ATTEST *at)
 	sig.signature.ecdsa.signatureS.size = 32;
 	BN_bn2binpad(r, sig.signature.ecdsa.signatureR.buffer, 32);
 	BN_bn2binpad(ss, sig.signature.ecdsa.signatureS.buffer, 32);
-	assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, s->sig, sizeof(s->sig), &slen),
-	    TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, s->sig, sizeof(s->sig), &slen), TSS2_RC_SUCCESS);
 	s->sig_len = (uint32_t)slen;
 	ECDSA_SIG_free(es);
 	free(der);
@@ -569,8 +569,8 @@ ek_msg(struct fixture *f, const struct evidence *e)
 			set.len[t] = q->vek_set[t].len;
 		}
 	assert_int_equal(evidence_vek_set_digest(&set, set_digest, NULL), 0);
-	assert_int_equal(evidence_vek_qualifying(e->nonce, e->vek->data, e->vek->len, e->uuid,
-	                     set_digest, extra, NULL),
+	assert_int_equal(evidence_vek_qualifying(
+	                     e->nonce, e->vek->data, e->vek->len, e->uuid, set_digest, extra, NULL),
 	    0);
 	assert_int_equal(pcrpolicy_authorize(&f->approval, policy), 0);
 	pub_sealed(&q->sealed, policy, e->sealed);
@@ -698,7 +698,8 @@ test_challenge_then_certificate_once(void **state)
 	issue_ak_msg(f, id, "4e");
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
 	assert_int_equal(challenge(f, CA_KIND_CK, &f->ek_pub, &f->ck_pub, id, secret), CA_MSG_OK);
-	assert_int_equal(challenge(f, CA_KIND_CK, &f->ek_pub, &f->ck_pub, other, secret), CA_MSG_OK);
+	assert_int_equal(
+	    challenge(f, CA_KIND_CK, &f->ek_pub, &f->ck_pub, other, secret), CA_MSG_OK);
 	assert_int_equal(take(f, other, secret), CA_MSG_OK);
 	issue_ck_msg(f, id, "host-a");
 	assert_int_equal(handle(f, CA_MSG_ISSUED), -1);
@@ -734,11 +735,11 @@ test_challenge_keys_read_by_the_parent(void **state)
 	pub_ecc(&signing_ek, &f->ek, ATTRS_CK, NULL);
 	pub_ecc(&decrypting_key, &f->ak, ATTRS_EK, NULL);
 	memset(garbage.data, 0xff, garbage.len);
-	assert_int_equal(challenge(f, CA_KIND_AK, &signing_ek, &f->ak_pub, id, secret),
-	    CA_MSG_REFUSED);
+	assert_int_equal(
+	    challenge(f, CA_KIND_AK, &signing_ek, &f->ak_pub, id, secret), CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.challenge_added.reason, "not an endorsement key"));
-	assert_int_equal(challenge(f, CA_KIND_AK, &f->vek1_pub, &decrypting_key, id, secret),
-	    CA_MSG_REFUSED);
+	assert_int_equal(
+	    challenge(f, CA_KIND_AK, &f->vek1_pub, &decrypting_key, id, secret), CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.challenge_added.reason, "restricted signing key"));
 	assert_int_equal(
 	    challenge(f, CA_KIND_AK, &garbage, &f->ak_pub, id, secret), CA_MSG_REFUSED);
@@ -790,8 +791,8 @@ test_ck_template_checked(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pub_ecc(&ck, &f->ck, cases[i].attrs, cases[i].policy);
 		if (cases[i].why == NULL) {
-			assert_int_equal(challenge(f, CA_KIND_CK, &f->ek_pub, &ck, id, secret),
-			    CA_MSG_OK);
+			assert_int_equal(
+			    challenge(f, CA_KIND_CK, &f->ek_pub, &ck, id, secret), CA_MSG_OK);
 			continue;
 		}
 		assert_int_equal(
@@ -1034,9 +1035,8 @@ test_ek_evidence_verified(void **state)
 	strcpy(serial, f->reply.u.issued.serial);
 
 	/* the evidence of a CK revoked: refused */
-	assert_int_equal(ca_db_revoke(f->p.db, f->ck_serial, "host retired", time(NULL), false,
-	                     NULL),
-	    0);
+	assert_int_equal(
+	    ca_db_revoke(f->p.db, f->ck_serial, "host retired", time(NULL), false, NULL), 0);
 	e = good;
 	e.nonce = other_nonce;
 	ek_msg(f, &e);
@@ -1234,9 +1234,8 @@ test_lineage_cascade_and_crl(void **state)
 	assert_int_equal(crl_entries(f, CA_ROLE_PRIVACY), 0);
 
 	/* the CK revoked: both beneath it, each audited */
-	assert_int_equal(ca_db_revoke(f->p.db, f->ck_serial, "host retired", time(NULL), false,
-	                     &err),
-	    0);
+	assert_int_equal(
+	    ca_db_revoke(f->p.db, f->ck_serial, "host retired", time(NULL), false, &err), 0);
 	assert_int_equal(ca_db_status(f->p.db, ek, &st, &err), 0);
 	assert_true(st.revoked);
 	assert_non_null(strstr(st.reason, "host retired"));

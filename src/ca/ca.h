@@ -126,6 +126,9 @@ struct ca_ek_req {
 	size_t other_veks_len[EVIDENCE_VEK_TYPES - 1];
 	size_t n_other_veks;
 	struct ca_signed certify, quote;
+	/* whole_set: certify every vEK of the set on this one evidence, made
+	 * for vek_public, the set's first member (RSA before ECC) */
+	bool whole_set;
 	uint32_t pcr_mask; /* the quote's sha256 PCRs */
 	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
 	struct approval_pub approval;
@@ -465,9 +468,13 @@ struct ca_ek_issue {
 	const struct ca_ek_req *req;
 	const struct evidence_vek_set *set;
 	enum evidence_vek_type vek_type;
+	bool whole_set; /* certify every member: one ISSUED each (ca_ask_issued) */
 	const char *ck_serial;
 };
 void ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a);
+/* The next certificate of an ISSUE_EK for a whole vEK set (after a first
+ * answer OK): one more ISSUED into a. */
+void ca_ask_issued(struct ca_link *l, struct ca_answer *a);
 /* A fresh CRL of role (privacy or virtualization): a->der (DER), or a->rc
  * FAILED with a->reason. */
 void ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a);

@@ -227,21 +227,8 @@ ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *secret, 
 static void
 ca_ask_issue(struct ca_link *l, struct ca_answer *a)
 {
-	const struct ca_msg_issued *r = &l->msg->u.issued;
-
-	ca_ask_exchange(l, CA_MSG_ISSUED);
-	a->rc = (int)r->rc;
-	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
-	snprintf(a->serial, sizeof(a->serial), "%s", r->serial);
-	snprintf(a->host_config, sizeof(a->host_config), "%s", r->host_config);
-	if (a->rc != CA_MSG_OK)
-		return;
-	if ((a->der = malloc(r->len)) == NULL) {
-		ca_ask_failed(a, "out of memory");
-		return;
-	}
-	memcpy(a->der, r->der, r->len);
-	a->der_len = r->len;
+	ca_ask_send(l);
+	ca_ask_issued(l, a);
 }
 
 void
@@ -298,6 +285,7 @@ ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer
 	memset(a, 0, sizeof(*a));
 	ca_msg_init(l->msg, CA_MSG_ISSUE_EK);
 	q->vek_type = (uint32_t)e->vek_type;
+	q->whole_set = e->whole_set ? 1 : 0;
 	ok = ca_ask_text(q->ck_serial, sizeof(q->ck_serial), e->ck_serial) == 0 &&
 	     ca_ask_text(q->instance_uuid, sizeof(q->instance_uuid), r->instance_uuid) == 0 &&
 	     e->set->pub[e->vek_type] != NULL &&
@@ -317,6 +305,27 @@ ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer
 	memcpy(q->approval_x, r->approval.x, sizeof(q->approval_x));
 	memcpy(q->approval_y, r->approval.y, sizeof(q->approval_y));
 	ca_ask_issue(l, a);
+}
+
+void
+ca_ask_issued(struct ca_link *l, struct ca_answer *a)
+{
+	const struct ca_msg_issued *r = &l->msg->u.issued;
+
+	memset(a, 0, sizeof(*a));
+	ca_ask_receive(l, CA_MSG_ISSUED, CA_MSG_ISSUED);
+	a->rc = (int)r->rc;
+	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+	snprintf(a->serial, sizeof(a->serial), "%s", r->serial);
+	snprintf(a->host_config, sizeof(a->host_config), "%s", r->host_config);
+	if (a->rc != CA_MSG_OK)
+		return;
+	if ((a->der = malloc(r->len)) == NULL) {
+		ca_ask_failed(a, "out of memory");
+		return;
+	}
+	memcpy(a->der, r->der, r->len);
+	a->der_len = r->len;
 }
 
 void

@@ -318,8 +318,13 @@ ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ek *p = &m->u.issue_ek;
 
-	if (ca_msg_range(p->vek_type, 0, EVIDENCE_VEK_TYPES - 1, "vEK type", err) == -1)
+	if (ca_msg_range(p->vek_type, 0, EVIDENCE_VEK_TYPES - 1, "vEK type", err) == -1 ||
+	    ca_msg_range(p->whole_set, 0, 1, "whole set", err) == -1)
 		return -1;
+	for (size_t t = 0; p->whole_set && t < p->vek_type; t++)
+		if (p->vek_set[t].len != 0)
+			return err_set(
+			    err, ERR_INVALID, "whole set: the vEK is not the set's first");
 	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
 		if (ca_msg_public_check(&p->vek_set[t], t == p->vek_type, "vEK set", err) == -1)
 			return -1;

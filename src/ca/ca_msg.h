@@ -225,7 +225,9 @@ struct ca_msg_nonce_added {
 /* The evidence itself, as the TPMs made it: the parent verifies it again
  * with the key of CK certificate ck_serial from its own records. */
 struct ca_msg_issue_ek {
-	uint32_t vek_type; /* enum evidence_vek_type: the member of the set to certify */
+	uint32_t vek_type;  /* enum evidence_vek_type: the member of the set to certify */
+	uint32_t whole_set; /* 1: and every other member, on the evidence made for vek_type,
+	                     * the set's first: one ISSUED per member, in type order */
 	struct ca_msg_public vek_set[EVIDENCE_VEK_TYPES]; /* by type; len 0: none */
 	struct ca_msg_public sealed;                      /* the sealed object the CK certified */
 	struct ca_msg_signed certify, quote;
@@ -296,11 +298,11 @@ struct ca_msg {
 };
 
 /* ca_verify.c: what the parent checks again itself before it signs. */
-/* A challenge's (v)EK and key (CK or AK), read from their TPM2B_PUBLIC:
- * key filled (its Name computed here), ek_key the SHA-256 of the EK's
- * SubjectPublicKeyInfo. 0, or -1 with why (ERR_REFUSED). */
-int ca_verify_keys(const struct ca_msg_public *ek, const struct ca_msg_public *key,
-    struct evidence_public *key_out, uint8_t ek_key[static CERTS_DIGEST_LEN], struct err *why);
+/* A challenge's (v)EK and key (CK or AK), read from their TPM2B_PUBLIC
+ * ek_pub and key_pub: key filled (its Name computed here), ek_key the
+ * SHA-256 of the EK's SubjectPublicKeyInfo. 0, or -1 with why (ERR_REFUSED). */
+int ca_verify_keys(const struct ca_msg_public *ek_pub, const struct ca_msg_public *key_pub,
+    struct evidence_public *key, uint8_t ek_key[static CERTS_DIGEST_LEN], struct err *why);
 /* Whether (x, y) is a trusted approval key: 0, or -1 with why (ERR_REFUSED:
  * not trusted; ERR_FAILED: the records failed). */
 int ca_verify_approval_key(

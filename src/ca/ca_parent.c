@@ -890,17 +890,17 @@ pa_ek_set(const struct ca_ek_verified *v, struct ca_vtpm_identity *id)
 	return 0;
 }
 
-/* Binds the sealed object's Name, the UUID and the vEK (one per key type)
- * for good, or finds them bound so already: CA_MSG_OK, or why not. */
+/* Binds the sealed object's Name, the UUID and the vEK vek (one per key
+ * type) for good, or finds them bound so already: CA_MSG_OK, or why not. */
 static enum ca_msg_rc
-pa_ek_identity(struct ca_parent *p, const struct ca_ek_verified *v, const char *uuid,
-    const struct certs_pkey *vek, struct err *why)
+pa_ek_identity(struct ca_parent *p, const struct ca_ek_verified *v, const struct ca_msg_key *vek,
+    const char *uuid, const struct certs_pkey *key, struct err *why)
 {
 	struct ca_vtpm_identity id = {
-	    .key_type = v->vek.type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
+	    .key_type = vek->type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
 	uint8_t digest[CERTS_DIGEST_LEN];
 
-	if (certs_pkey_digest(vek, digest) == -1 || pa_ek_set(v, &id) == -1) {
+	if (certs_pkey_digest(key, digest) == -1 || pa_ek_set(v, &id) == -1) {
 		err_set(why, ERR_FAILED, "the vEK's digest cannot be computed");
 		return CA_MSG_FAILED;
 	}
@@ -932,6 +932,50 @@ pa_ek_config(struct ca_parent *p, const uint8_t policy[static TPM_DIGEST_LEN],
 	return CA_MSG_FAILED;
 }
 
+/* The EK certificate of member t of the verified vEK set, under host
+ * configuration hc: the identity bound, the certificate issued, recorded
+ * and sent (ISSUED, or why not). */
+static int
+pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
+    const struct ca_host_config *hc, size_t t, struct err *err)
+{
+	struct pa_issue is = {
+	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
+	struct certs_ek_req ek = {0};
+	char uri[sizeof(p->cfg.crl_url) + 32];
+	struct err why = {0};
+	enum ca_msg_rc rc;
+	int ret;
+
+	ek.lineage.present = true;
+	ek.lineage.ck = v->ck_ref;
+	is.lineage = &ek.lineage;
+	if ((ek.ek = pa_key(&v->set[t])) == NULL)
+		return pa_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
+	if ((rc = pa_ek_identity(p, v, &v->set[t], q->instance_uuid, ek.ek, &why)) != CA_MSG_OK) {
+		ret = pa_refused(p, rc, why.msg, err);
+		goto out;
+	}
+	certs_tpm_defaults(&ek.tpm);
+	ek.virt.is_virtual = true;
+	memcpy(ek.virt.ck_digest, v->ck_digest, sizeof(ek.virt.ck_digest));
+	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", v->ck.subject);
+	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", hc->id);
+	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
+	pa_validity(p->cfg.validity_ek, &is.validity);
+	ek.validity = is.validity;
+	ek.crl_uri = pa_crl_uri(p, "virtualization", uri, sizeof(uri));
+	certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
+	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
+	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s",
+	    v->ck.subject, hc->id, q->ck_serial);
+	is.host_config = hc->id;
+	ret = pa_issued(p, &is, err);
+out:
+	certs_pkey_free((struct certs_pkey *)ek.ek);
+	return ret;
+}
+
 /*
  * An EK certificate, on evidence the parent verifies itself (ca_verify_ek:
  * both signatures with the key of a CK certificate it issued, the
@@ -939,22 +983,21 @@ pa_ek_config(struct ca_parent *p, const uint8_t policy[static TPM_DIGEST_LEN],
  * under the approved host configuration of the quoted PCRs, beneath a CK
  * its records do not say is revoked; then it takes the nonce (once: a
  * replay finds it used), binds the vTPM's identity, and issues, naming
- * the host of its own CK record. A refusal after the nonce was taken
- * leaves it used: new evidence needs a new nonce.
+ * the host of its own CK record; for a whole set, every member in type
+ * order on that one evidence, one ISSUED each (a refusal ends the
+ * answers). A refusal after the nonce was taken leaves it used: new
+ * evidence needs a new nonce.
  */
 static int
 pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ek *q = &m->u.issue_ek;
-	struct pa_issue is = {
-	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
-	struct certs_ek_req ek = {0};
 	struct ca_ek_verified *v = calloc(1, sizeof(*v));
+	struct certs_lineage lineage = {.present = true};
 	struct ca_host_config hc;
-	char uri[sizeof(p->cfg.crl_url) + 32];
 	struct err why = {0};
 	enum ca_msg_rc rc;
-	int ret;
+	int ret = 0;
 
 	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1) {
 		free(v);
@@ -971,40 +1014,24 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
 		goto out;
 	}
-	ek.lineage.present = true;
-	ek.lineage.ck = v->ck_ref;
-	is.lineage = &ek.lineage;
-	if ((rc = pa_ek_config(p, v->policy, &hc, &why)) != CA_MSG_OK ||
-	    (pa_parents_ok(p, &ek.lineage, &why) == -1 && (rc = CA_MSG_FAILED)) ||
-	    (rc = pa_ek_nonce(p, q->nonce, &why)) != CA_MSG_OK) {
+	lineage.ck = v->ck_ref;
+	rc = pa_ek_config(p, v->policy, &hc, &why);
+	if (rc == CA_MSG_OK && pa_parents_ok(p, &lineage, &why) == -1)
+		rc = CA_MSG_FAILED;
+	if (rc == CA_MSG_OK)
+		rc = pa_ek_nonce(p, q->nonce, &why);
+	if (rc != CA_MSG_OK) {
 		ret = pa_refused(p, rc, why.msg, err);
 		goto out;
 	}
-	if ((ek.ek = pa_key(&v->vek)) == NULL) {
-		ret = pa_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
-		goto out;
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES && ret == 0; t++) {
+		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
+			continue;
+		if ((ret = pa_ek_member(p, q, v, &hc, t, err)) == 0 &&
+		    p->out->u.issued.rc != CA_MSG_OK)
+			break;
 	}
-	if ((rc = pa_ek_identity(p, v, q->instance_uuid, ek.ek, &why)) != CA_MSG_OK) {
-		ret = pa_refused(p, rc, why.msg, err);
-		goto out;
-	}
-	certs_tpm_defaults(&ek.tpm);
-	ek.virt.is_virtual = true;
-	memcpy(ek.virt.ck_digest, v->ck_digest, sizeof(ek.virt.ck_digest));
-	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", v->ck.subject);
-	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", hc.id);
-	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
-	pa_validity(p->cfg.validity_ek, &is.validity);
-	ek.validity = is.validity;
-	ek.crl_uri = pa_crl_uri(p, "virtualization", uri, sizeof(uri));
-	certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
-	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
-	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s",
-	    v->ck.subject, hc.id, q->ck_serial);
-	is.host_config = hc.id;
-	ret = pa_issued(p, &is, err);
 out:
-	certs_pkey_free((struct certs_pkey *)ek.ek);
 	free(v);
 	return ret;
 }

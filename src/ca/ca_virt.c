@@ -284,6 +284,14 @@ vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r
 	}
 	c->set_pub = set;
 	c->vek_type = vt_slot(&c->vek);
+	for (size_t u = 0; q->whole_set && u < c->vek_type; u++)
+		if (set.pub[u] != NULL) {
+			ca_refuse(r, 400,
+			    "for a whole set, send as vek_public its first vEK (RSA-2048 before "
+			    "ECC P-256), with whose evidence every member is certified",
+			    "whole_set: vek_public is not the set's first vEK");
+			return -1;
+		}
 	return 0;
 }
 
@@ -374,32 +382,86 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	    "the host's PCRs are not an approved host configuration (PolicyPCR %s)", hex);
 }
 
+/* One certificate the parent issued, as the answer gives it (its type
+ * named for a whole set), into eks; NULL when out of memory. */
+static json_t *
+vt_answer_one(struct ca_server *s, const struct ca_answer *a, const char *type)
+{
+	json_t *o =
+	    (json_t *)ca_issued_json(a->der, a->der_len, &s->virt_cert, &s->root, a->serial);
+
+	if (o == NULL || json_object_set_new(o, "host_config", json_string(a->host_config)) == -1 ||
+	    (type != NULL && json_object_set_new(o, "type", json_string(type)) == -1)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The answers to ISSUE_EK: one, or one per member of the set; the reply's
+ * body ({"eks": [...], "host_config"} for a whole set), or NULL with r
+ * refused. */
+static json_t *
+vt_answers(struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c,
+    struct ca_answer *a, struct ca_reply *r)
+{
+	json_t *eks = json_array(), *o, *body;
+	bool first = true;
+
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (c->set[t].key == EVIDENCE_KEY_NONE || (!q->whole_set && t != c->vek_type))
+			continue;
+		if (!first) {
+			ca_answer_clear(a);
+			ca_ask_issued(&s->link, a);
+		}
+		first = false;
+		if (a->rc != CA_MSG_OK) {
+			vt_refused(c, a, r);
+			json_decref(eks);
+			return NULL;
+		}
+		o = vt_answer_one(s, a, q->whole_set ? vt_type_names[t] : NULL);
+		if (o == NULL || !q->whole_set) {
+			json_decref(eks);
+			if (o == NULL)
+				ca_refuse(r, 500, "try again", "out of memory");
+			return o;
+		}
+		json_array_append_new(eks, o);
+	}
+	body = json_pack("{s:o, s:s}", "eks", eks, "host_config", a->host_config);
+	if (body == NULL)
+		ca_refuse(r, 500, "try again", "out of memory");
+	return body;
+}
+
 static void
 vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
 	struct ca_answer a = {0};
-	struct ca_ek_issue e = {
-	    .req = q, .set = &c->set_pub, .vek_type = c->vek_type, .ck_serial = c->ck_serial};
+	struct ca_ek_issue e = {.req = q,
+	    .set = &c->set_pub,
+	    .vek_type = c->vek_type,
+	    .whole_set = q->whole_set,
+	    .ck_serial = c->ck_serial};
 	json_t *o;
 
 	ca_ask_issue_ek(&s->link, &e, &a);
-	if (a.rc != CA_MSG_OK) {
-		vt_refused(c, &a, r);
+	if ((o = vt_answers(s, q, c, &a, r)) == NULL)
 		goto out;
-	}
-	o = (json_t *)ca_issued_json(a.der, a.der_len, &s->virt_cert, &s->root, a.serial);
-	if (o == NULL || json_object_set_new(o, "host_config", json_string(a.host_config)) == -1) {
-		json_decref(o);
-		ca_refuse(r, 500, "try again", "out of memory");
-		goto out;
-	}
 	r->status = 200;
 	r->body = (struct json_t *)o;
 	r->outcome = "issued";
-	snprintf(r->detail, sizeof(r->detail),
-	    "ek certificate %s for vTPM %s (host %s, host configuration %s, CK %s)", a.serial,
-	    q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
+	if (q->whole_set)
+		snprintf(r->detail, sizeof(r->detail),
+		    "ek certificates of vTPM %s's vEK set (host %s, host configuration %s, CK %s)",
+		    q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
+	else
+		snprintf(r->detail, sizeof(r->detail),
+		    "ek certificate %s for vTPM %s (host %s, host configuration %s, CK %s)",
+		    a.serial, q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
 out:
 	ca_answer_clear(&a);
 }

@@ -1171,6 +1171,50 @@ test_ek_closed_set(void **state)
 	assert_int_equal(rows(f, "vtpm_vek_sets"), 3);
 }
 
+/* One evidence, made for the set's first vEK, certifies the whole set:
+ * one ISSUED per member in type order, one nonce taken. */
+static void
+test_ek_whole_set(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	const struct evidence e = {
+	    .vek = &f->rsa_pub, .other = &f->vek1_pub, .sealed = 1, .uuid = UUID, .nonce = nonce};
+	struct err err;
+
+	approve(f);
+	enrol_ck(f);
+	get_nonce(f, nonce);
+	ek_msg(f, &e);
+	f->in.u.issue_ek.whole_set = 1;
+	assert_int_equal(issue_ek(f), CA_MSG_OK);
+	assert_int_equal(ca_msg_recv(f->child, &f->reply, CA_MSG_TO_CHILD, &err), 1);
+	assert_int_equal(f->reply.hdr.type, CA_MSG_ISSUED);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	assert_true(certifies(f->reply.u.issued.der, f->reply.u.issued.len, &f->vek1));
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 2);
+	assert_int_equal(rows(f, "vtpm_identities"), 2);
+	/* the same again: a replay */
+	ek_msg(f, &e);
+	f->in.u.issue_ek.whole_set = 1;
+	assert_int_equal(issue_ek(f), CA_MSG_USED);
+	/* the evidence of the set's second vEK does not stand for the set */
+	get_nonce(f, nonce);
+	{
+		const struct evidence second = {.vek = &f->vek1_pub,
+		    .other = &f->rsa_pub,
+		    .sealed = 1,
+		    .uuid = UUID,
+		    .nonce = nonce};
+
+		ek_msg(f, &second);
+	}
+	f->in.u.issue_ek.whole_set = 1;
+	f->in.hdr.len = (uint32_t)(ca_msg_size(&f->in) - sizeof(f->in.hdr));
+	assert_int_equal(ca_msg_check(&f->in, ca_msg_size(&f->in), CA_MSG_TO_PARENT, &err), -1);
+	assert_non_null(strstr(err.msg, "the set's first"));
+}
+
 /* An ISSUE_EK whose vEK asked for is missing from its set is malformed
  * (the parent ends a child that sends one). */
 static void
@@ -1380,6 +1424,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_closed_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_whole_set, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_set_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lineage_cascade_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),

@@ -31,6 +31,7 @@ struct config {
 	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
 	char virt_root[256];	   /* PEM roots vEK certificates must chain to, or "" */
 	char ca_tls_root[256];	   /* PEM roots the CAs' TLS certificates chain to, or "" */
+	char ca_tls_pin[80];	   /* or "sha256:HEX" of the CAs' TLS key, or "" */
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
@@ -210,7 +211,7 @@ int guesttpm_read_nv(
  * the loop never waits on the network; an overall deadline per request. */
 struct caclient;
 #define CACLIENT_TLS_ROOT_MAX (64u << 10) /* ca-tls-root's most */
-struct caclient *caclient_post(const char *url, const char *tls_root, const char *path,
+struct caclient *caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err);
 int caclient_fd(const struct caclient *c);
 int64_t caclient_deadline(const struct caclient *c);

@@ -288,7 +288,7 @@ test_ca_deadline(void **state)
 		assert_int_equal(caclient_result(c, &reply, &err), -1);
 		assert_int_equal(err.kind, ERR_TIMEOUT);
 		snprintf(want, sizeof(want),
-		    "CA at %s: no answer to "
+		    "Virtualization CA at %s: no answer to "
 		    "/v1/virtualization/ek-certificate within 1 s (ca-timeout)",
 		    ca.url);
 		assert_string_equal(err.msg, want);

@@ -203,7 +203,7 @@ enrolled(const char *host)
 	struct certs_pkey *pk;
 	uint8_t x[32], y[32], *der = NULL;
 	size_t len = 0;
-	char *pem;
+	char *pem = NULL;
 	struct err err = {0};
 
 	if (ck == NULL)

@@ -563,6 +563,7 @@ manager_main(int argc, char **argv)
 	    (int)manager_signalled);
 	ops_shutdown(&m);
 	api_close(m.api);
+	blobkey_forget(&m);
 	hwtpm_close(m.hw);
 	for (size_t i = 0; i < m.n; i++) {
 		if (m.vtpms[i]->pidfd != -1)

@@ -344,9 +344,20 @@ struct manager {
 	struct enrol_op *enrolling;	/* the enrolment in flight (ops.c), or NULL */
 	uint64_t enrol_ticket;		/* the API request that waits for it */
 	struct ops_approval *approvals; /* approvals that wait for their starts */
+	uint8_t *blob_key; /* the host's blob key (secret memory), once unsealed, or NULL */
+	uint8_t blob_key_id[STATEBLOB_KEY_ID_LEN];
 };
 int manager_main(int argc, char **argv);
 int manager_step(struct manager *m, const sigset_t *unblocked);
+
+/* blobkey.c: the host's state-blob key (docs/instance.md, "State blobs"):
+ * made once, kept on disk only sealed by the host TPM under the approval
+ * policy (STATE/blobkey.sealed), unsealed at the first start. */
+#define BLOBKEY_FILE "blobkey.sealed"
+int blobkey_load(struct manager *m, const struct policy_entry *e, struct err *err);
+int blobkey_record(const struct manager *m, const uint8_t uuid[STATEBLOB_UUID_LEN],
+    uint8_t rec[static STATEBLOB_KEY_RECORD_LEN]);
+void blobkey_forget(struct manager *m);
 
 /* lifecycle.c: one vTPM's create, start, stop and delete. A start ends in
  * the loop: lifecycle_ready, lifecycle_start_ended or lifecycle_start_late
@@ -392,7 +403,8 @@ void workerlog_drain(struct vtpm *v);	/* the same, and a last unended line */
 void workerlog_close(const struct manager *m, struct vtpm *v, bool remove);
 
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
-int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
+int worker_send_key(struct worker_pending *p, const uint8_t *key, const uint8_t *blob_key,
+    struct err *err);
 int worker_ready(struct vtpm *v);
 void worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p);
 int worker_adopt(struct manager *m, struct vtpm *v);

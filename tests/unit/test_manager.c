@@ -598,6 +598,9 @@ setup(void **state)
 	snprintf(f->m.self, sizeof(f->m.self), "/nonexistent/vtpmd");
 	f->m.lockfd = -1;
 	f->m.ready_timeout_ms = WORKER_READY_TIMEOUT_MS;
+	/* The host's state-blob key, as if unsealed before (blobkey.c). */
+	f->m.blob_key = secret_alloc(STATE_KEY_LEN);
+	assert_non_null(f->m.blob_key);
 	f->m.api = api_listen(f->sock, manager_api, &f->m);
 	assert_non_null(f->m.api);
 	sigemptyset(&f->unblocked);
@@ -628,6 +631,7 @@ teardown(void **state)
 		free(f->m.vtpms[i]);
 	}
 	free(f->m.vtpms);
+	blobkey_forget(&f->m);
 	assert_int_equal(fileio_remove_tree(f->dir), 0);
 	assert_no_children();
 	free(f);

@@ -323,6 +323,7 @@ struct ca_challenge_limits {
 };
 #define CA_PENDING_PER_CLIENT 64
 #define CA_PENDING_PER_EK     4
+#define CA_NONCES_PER_CLIENT  64 /* vEK evidence nonces open for one client address */
 int ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
     const struct ca_challenge_limits *lim, struct err *err);
 /* Deletes the challenges expired more than CA_DB_CHALLENGE_GRACE seconds
@@ -374,12 +375,14 @@ int ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *p
     const char *ek_key, bool admit, char superseded[static CERTS_SERIAL_HEX_MAX + 1],
     struct err *err);
 /* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
- * SHA-256 only. add: ERR_BUSY when CA_PENDING_MAX are open. take marks
+ * SHA-256 only, with the client address that asked. add: ERR_BUSY when
+ * CA_PENDING_MAX are open, ERR_REFUSED when per_client are open for
+ * client (both naming the count). take marks
  * the nonce used whatever its state: 0, or -1 with ERR_ABSENT (never
  * handed out, or forgotten a day after it expired), ERR_REFUSED (used
  * before) or ERR_TIMEOUT (at or after its expiry). */
-int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now,
-    int64_t expires_at, struct err *err);
+int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
+    int64_t per_client, int64_t now, int64_t expires_at, struct err *err);
 int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err);
 
 /* One vTPM's identity as EK certificates bind it: the Name of its sealed
@@ -476,7 +479,7 @@ void ca_ask_issue_ck(struct ca_link *l, const char *id, const char *host, struct
 void ca_ask_issue_ak(
     struct ca_link *l, const char *id, const char *vek_serial, struct ca_answer *a);
 /* A vEK evidence nonce, made and recorded by the parent. */
-void ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a);
+void ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a);
 /* An EK certificate for the member vek_type of the vTPM's vEK set, on
  * the evidence of req, which the parent verifies again with the key of
  * CK certificate ck_serial from its own records. */
@@ -523,6 +526,7 @@ struct ca_settings {
 	char tls_key[1024];    /* its PEM private key */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
 	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
+	int64_t nonces_per_client; /* open vEK evidence nonces from one client address */
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
 	int64_t validity_ak;
 	int64_t validity_ek;

@@ -329,12 +329,18 @@ ca_ask_issued(struct ca_link *l, struct ca_answer *a)
 }
 
 void
-ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a)
+ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 {
 	const struct ca_msg_nonce_added *r = &l->msg->u.nonce_added;
 
 	memset(a, 0, sizeof(*a));
 	ca_msg_init(l->msg, CA_MSG_NONCE_ADD);
+	if (ca_ask_text(l->msg->u.nonce_add.client, sizeof(l->msg->u.nonce_add.client), client) ==
+	        -1 ||
+	    client[0] == '\0') {
+		ca_ask_failed(a, "the client's address cannot be sent");
+		return;
+	}
 	ca_ask_exchange(l, CA_MSG_NONCE_ADDED);
 	a->rc = (int)r->rc;
 	a->expires_in = r->expires_in;

@@ -86,6 +86,7 @@ static const char serve_help[] =
     "                       address; IPv6: one /64),\n"
     "                       \"challenges_per_ek\": 4 (open for one EK from one address),\n"
     "                       \"nonce_expiry_seconds\": 60 (a vEK evidence nonce's life),\n"
+    "                       \"nonces_per_client\": 64 (open from one client address),\n"
     "                       \"ck_validity_days\": 1825, \"ak_validity_days\": 365,\n"
     "                       \"ek_validity_days\": 0 (0: no expiry, 99991231235959Z),\n"
     "                       \"crl_url\": URL, \"crl_validity_seconds\": 86400,\n"

@@ -131,6 +131,10 @@ static const char *const ca_db_schema[] = {
     /* The key a challenge's credential was made for (its TPM2B_PUBLIC, as
      * the parent read it), the only key its certificate may name. */
     "ALTER TABLE challenges ADD COLUMN key_public BLOB NOT NULL DEFAULT x''",
+    /* The client address each vEK evidence nonce was handed to, which
+     * nonces_per_client counts. */
+    "ALTER TABLE ek_nonces ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX ek_nonces_client ON ek_nonces (client, expires_at)",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
     /*
      * Revocation that reaches every leaf (issue #11, item 5). lineage: the
@@ -1417,12 +1421,12 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 /* ---- vEK evidence nonces ---- */
 
 int
-ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, int64_t expires_at,
-    struct err *err)
+ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
+    int64_t per_client, int64_t now, int64_t expires_at, struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	int64_t open = -1;
+	int64_t open = -1, mine = -1;
 
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
@@ -1450,13 +1454,35 @@ ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, in
 		err_set(err, ERR_BUSY, "%lld nonces are open", (long long)open);
 		goto out;
 	}
-	st = ca_db_prepare(
-	    db, "INSERT INTO ek_nonces (hash, created_at, expires_at) VALUES (?, ?, ?)", err);
+	st = ca_db_prepare(db,
+	    "SELECT COUNT(*) FROM ek_nonces WHERE client = ? AND used = 0 AND expires_at > ?", err);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		mine = sqlite3_column_int64(st, 0);
+	else
+		ca_db_fail(db, err, "count the client's nonces");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (mine == -1)
+		goto out;
+	if (mine >= per_client) {
+		err_set(err, ERR_REFUSED,
+		    "%lld nonces are open for %s (at most %lld: nonces_per_client)",
+		    (long long)mine, client, (long long)per_client);
+		goto out;
+	}
+	st = ca_db_prepare(db,
+	    "INSERT INTO ek_nonces (hash, created_at, expires_at, client) VALUES (?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, expires_at);
+	sqlite3_bind_text(st, 4, client, -1, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "record the nonce", NULL, err);
 out:
 	sqlite3_finalize(st);

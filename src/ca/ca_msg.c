@@ -346,7 +346,13 @@ ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 static int
 ca_msg_check_nonce_add(const struct ca_msg *m, struct err *err)
 {
-	return ca_msg_range(m->u.nonce_add.zero, 0, 0, "nonce request", err);
+	const struct ca_msg_nonce_add *p = &m->u.nonce_add;
+
+	if (ca_msg_text(p->client, sizeof(p->client), "nonce client", err) == -1)
+		return -1;
+	if (p->client[0] == '\0')
+		return err_set(err, ERR_INVALID, "nonce client: empty");
+	return 0;
 }
 
 static int
@@ -354,7 +360,8 @@ ca_msg_check_nonce_added(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_nonce_added *p = &m->u.nonce_added;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_FAILED)
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
+	    p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "nonce added: outcome %u", p->rc);
 	if (p->expires_in < 0)
 		return err_set(

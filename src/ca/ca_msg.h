@@ -214,10 +214,10 @@ struct ca_msg_issue_ak {
 	char vek_serial[CERTS_SERIAL_HEX_MAX + 1];
 };
 struct ca_msg_nonce_add {
-	uint32_t zero; /* 0: a payload of fixed size */
+	char client[CA_CLIENT_MAX]; /* the client's address (IPv6: its /64) */
 };
 struct ca_msg_nonce_added {
-	uint32_t rc; /* OK, FULL, FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT (the client's share), FAILED */
 	int64_t expires_in;
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	char reason[CA_MSG_REASON_MAX];

@@ -506,10 +506,13 @@ pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
 		return pa_send(p, err);
 	}
-	if (ca_db_nonce_add(p->db, hash, now, now + p->cfg.nonce_ttl, &dberr) == -1) {
-		if (dberr.kind != ERR_BUSY)
+	if (ca_db_nonce_add(p->db, hash, m->u.nonce_add.client, p->cfg.nonces_per_client, now,
+	        now + p->cfg.nonce_ttl, &dberr) == -1) {
+		if (dberr.kind != ERR_BUSY && dberr.kind != ERR_REFUSED)
 			log_warnx("nonce: %s", dberr.msg);
-		a->rc = dberr.kind == ERR_BUSY ? CA_MSG_FULL : CA_MSG_FAILED;
+		a->rc = dberr.kind == ERR_BUSY      ? CA_MSG_FULL
+		        : dberr.kind == ERR_REFUSED ? CA_MSG_LIMIT
+		                                    : CA_MSG_FAILED;
 		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 		return pa_send(p, err);
 	}
@@ -518,8 +521,8 @@ pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	memcpy(a->nonce, nonce, sizeof(a->nonce));
 	hex_encode(hash, sizeof(hash), hex);
 	ca_parent_audit(p, "virtualization/nonce", "issued",
-	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s", hex,
-	    (long long)p->cfg.nonce_ttl);
+	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s, to %s", hex,
+	    (long long)p->cfg.nonce_ttl, m->u.nonce_add.client);
 	return pa_send(p, err);
 }
 

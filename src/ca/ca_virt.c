@@ -501,7 +501,12 @@ ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r
 		ca_refuse(r, 400, "send an empty JSON object: {}", "a nonce request has no fields");
 		return;
 	}
-	ca_ask_nonce_add(&s->link, &a);
+	ca_ask_nonce_add(&s->link, s->client, &a);
+	if (a.rc == CA_MSG_LIMIT) {
+		ca_refuse(r, 429, "use this client's nonces, or let them expire, then ask again",
+		    "too many open nonces: %s", a.reason);
+		return;
+	}
 	if (a.rc != CA_MSG_OK) {
 		ca_refuse(r, a.rc == CA_MSG_FULL ? 503 : 500,
 		    a.rc == CA_MSG_FULL ? "use the nonces handed out, or let them expire"

@@ -100,7 +100,11 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 		    sizeof(m->u.issue_ek.quote.sig));
 		fuzz_text(m->u.issue_ek.instance_uuid, sizeof(m->u.issue_ek.instance_uuid));
 		break;
-	case CA_MSG_NONCE_ADD: break;
+	case CA_MSG_NONCE_ADD:
+		fuzz_text(m->u.nonce_add.client, sizeof(m->u.nonce_add.client));
+		if (m->u.nonce_add.client[0] == '\0')
+			abort();
+		break;
 	case CA_MSG_CRL_GET:
 		if (m->u.crl_get.role != CA_ROLE_PRIVACY &&
 		    m->u.crl_get.role != CA_ROLE_VIRTUALIZATION)

@@ -321,6 +321,7 @@ forge_vek(const char *ck_serial, const char *uuid, const char *out)
 	if (vek == NULL || signer == NULL)
 		die("key", NULL);
 	ca_msg_init(&in, CA_MSG_NONCE_ADD);
+	strcpy(in.u.nonce_add.client, "192.0.2.66");
 	ask(CA_MSG_NONCE_ADDED);
 	if (reply.u.nonce_added.rc != CA_MSG_OK)
 		die("nonce", reply.u.nonce_added.reason);

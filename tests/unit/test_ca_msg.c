@@ -111,7 +111,7 @@ valid(enum ca_msg_type t)
 		strcpy(M.u.issue_ek.ck_serial, "77");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
 		break;
-	case CA_MSG_NONCE_ADD: break;
+	case CA_MSG_NONCE_ADD: strcpy(M.u.nonce_add.client, "192.0.2.1"); break;
 	case CA_MSG_NONCE_ADDED:
 		M.u.nonce_added.expires_in = 60;
 		memset(M.u.nonce_added.nonce, 0x5a, sizeof(M.u.nonce_added.nonce));
@@ -300,6 +300,10 @@ test_strings(void **state)
 
 	n = valid(CA_MSG_CHALLENGE_TAKE);
 	M.u.challenge_take.id[CA_ID_HEX - 1] = '\0'; /* one digit short */
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+
+	n = valid(CA_MSG_NONCE_ADD);
+	M.u.nonce_add.client[0] = '\0';
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 
 	n = valid(CA_MSG_ISSUE_CK);

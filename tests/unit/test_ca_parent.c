@@ -520,6 +520,7 @@ static void
 get_nonce(struct fixture *f, uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN])
 {
 	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
+	strcpy(f->in.u.nonce_add.client, "192.0.2.1");
 	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
 	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_OK);
 	assert_int_equal(f->reply.u.nonce_added.expires_in, f->p.cfg.nonce_ttl);
@@ -1076,6 +1077,34 @@ test_ek_nonce_fresh_once(void **state)
 	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 2);
 }
 
+/* Open nonces are limited per client address: one client's share taken,
+ * it is refused (LIMIT, naming the setting) while another client is not;
+ * a nonce used frees its slot. */
+static void
+test_nonces_per_client(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], hash[32];
+	struct err err;
+
+	f->p.cfg.nonces_per_client = 2;
+	get_nonce(f, nonce);
+	get_nonce(f, nonce);
+	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
+	strcpy(f->in.u.nonce_add.client, "192.0.2.1");
+	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
+	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_LIMIT);
+	assert_non_null(strstr(f->reply.u.nonce_added.reason,
+	    "2 nonces are open for 192.0.2.1 (at most 2: nonces_per_client)"));
+	strcpy(f->in.u.nonce_add.client, "198.51.100.7");
+	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
+	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_OK);
+	assert_int_equal(ca_sha256(nonce, sizeof(nonce), hash), 0);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, time(NULL), &err), 0);
+	get_nonce(f, nonce);
+	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 4);
+}
+
 /* One step of an identity test: an ISSUE_EK of vek, with other in its
  * vEK set (or NULL), and its outcome. */
 struct ek_step {
@@ -1333,6 +1362,7 @@ test_roles_not_served(void **state)
 	f->in.u.crl_get.role = CA_ROLE_VIRTUALIZATION;
 	assert_int_equal(handle(f, CA_MSG_CRL), -1);
 	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
+	strcpy(f->in.u.nonce_add.client, "192.0.2.1");
 	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), -1);
 	/* READY is no request once the child serves */
 	ca_msg_init(&f->in, CA_MSG_READY);
@@ -1422,6 +1452,7 @@ main(void)
 	        test_ek_under_an_approved_configuration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_evidence_verified, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_nonces_per_client, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_closed_set, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_whole_set, setup, teardown),

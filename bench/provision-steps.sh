@@ -3,9 +3,9 @@
 # (an enrolled vtpmd, vtpm-ca over HTTPS), vtpmd at --log-level debug with
 # each log line stamped on arrival ($EPOCHREALTIME), one warm-up create, then
 # one timed `vtpmctl create NAME --no-start` whose log lines are printed with
-# milliseconds since its start: the seal and the worker, each EK's nonce
-# request and evidence, each EK-certificate request, the NV writes; and
-# the host-TPM commands it took (vtpmctl host's counter). A
+# milliseconds since its start: the seal and the worker, the nonce request
+# and the evidence, the one request for the vEK set's certificates, the NV
+# writes; and the host-TPM commands it took (vtpmctl host's counter). A
 # profile for reading, not a ratio. Needs root (vtpmd sandboxes its workers).
 set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

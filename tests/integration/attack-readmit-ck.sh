@@ -25,7 +25,8 @@ VTPMD=$TOP/build/vtpmd
 VTPM_CA=${VTPM_CA:-$TOP/build/vtpm-ca}
 CA=$VTPM_CA
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
-require_tools curl jq openssl
+require_tools curl jq openssl sqlite3 tpm2_createak tpm2_evictcontrol tpm2_quote
+ATTEST=$TOP/build/vtpm-attest
 W=$T/w
 mkdir -p "$W" "$T/ca"
 DB=$T/ca/ca.db
@@ -80,7 +81,26 @@ if [ "$rc" -eq 0 ]; then
 	note "the CA's audit row: $detail"
 	openssl x509 -in "$W/ek.pem" -noout -text | grep -aq rack1 ||
 		fail "the EK certificate does not name rack1 (expected it to, today)"
-	fail "a machine no longer admitted as rack1 got a vTPM EK certificate on host rack1 (CK certificate $c1, not revoked: $(jq -c . "$W/status.json"))"
+	note "its guest enrols an AK; a challenger verifies a quote with --ca and require-host-config"
+	tcti=$(jq -r .tcti "$W/vm-x.json")
+	export TPM2TOOLS_TCTI=$tcti
+	flushed tpm2_createak -C 0x81010002 -G ecc -g sha256 -s ecdsa -c "$W/ak.ctx" \
+		-u "$W/ak.pub" >/dev/null || fail "tpm2_createak"
+	flushed tpm2_evictcontrol -c "$W/ak.ctx" 0x81000010 >/dev/null || fail "persist the AK"
+	"$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$W/ak.pem" \
+		>"$T/out" 2>&1 || fail "vtpm-attest enroll: $(cat "$T/out")"
+	nonce=$(openssl rand -hex 16)
+	flushed tpm2_quote -c 0x81000010 -l sha256:0,16 -q "$nonce" -m "$W/q.msg" -s "$W/q.sig" \
+		-o "$W/q.pcrs" -g sha256 >/dev/null || fail "tpm2_quote"
+	unset TPM2TOOLS_TCTI
+	curl -s "$CA_URL/v1/privacy/ca" | jq -j .certificate >"$W/privacy.pem"
+	"$ATTEST" verify --ak-cert "$W/ak.pem" --message "$W/q.msg" --signature "$W/q.sig" \
+		--pcr-file "$W/q.pcrs" --nonce "$nonce" --trust "$T/ca/ca-root.pem" \
+		--untrusted "$W/privacy.pem" --ca "$CA_URL" \
+		--pcrs "sha256:16=$(printf '0%.0s' {1..64})" --policy require-host-config rack1-1 \
+		--state "$W/st" >"$W/verdict" 2>&1 || true
+	note "verdict: $(cat "$W/verdict")"
+	fail "a machine no longer admitted as rack1 (hosts: $("$CA" host list --db "$DB" | awk "{print \$1}" | tr "\n" " ")) got a vTPM EK certificate on host rack1 (CK certificate $c1, not revoked) and the verdict: $(tail -1 "$W/verdict")"
 fi
 note "refused: $(cat "$T/out")"
 jq -e '.revoked == true' "$W/status.json" >/dev/null ||

@@ -71,6 +71,8 @@ PROGRAMS = $(PROGRAM_NAMES:%=build/%)
 
 # Test tools: tests/tools/NAME.c, release (build/NAME) or sanitizers (build/san/NAME).
 TOOLS     = $(patsubst tests/tools/%.c,build/%,$(wildcard tests/tools/*.c))
+# LD_PRELOAD shims for tests: tests/tools/preload/NAME.c, build/NAME.so.
+PRELOADS  = $(patsubst tests/tools/preload/%.c,build/%.so,$(wildcard tests/tools/preload/*.c))
 SAN_TOOLS = build/san/api-stub build/san/makecred build/san/evidence-check \
             build/san/hostattest-check
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
@@ -100,7 +102,7 @@ PATH_DEFS = -DVTPMD_LIBEXECDIR='"$(LIBEXECDIR)/vtpmd"' \
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
 .PHONY: install uninstall deb man-lint programs FORCE
 
-all: $(PROGRAMS) $(TOOLS)
+all: $(PROGRAMS) $(TOOLS) $(PRELOADS)
 san: $(PROGRAM_NAMES:%=build/san/%) $(SAN_TOOLS)
 
 # -MMD -MP: each object records the headers it read (build/…/NAME.d).
@@ -160,6 +162,10 @@ SAN_LINK = $(CC) $(SAN_CFLAGS) -o $@ $(filter %.o %.c,$^) $(SAN_ALL) $(SAN_LDFLA
 $(TOOLS): build/%: tests/tools/%.c $(REL_ALL) $(HDRS)
 	@mkdir -p $(@D)
 	$(LINK)
+
+$(PRELOADS): build/%.so: tests/tools/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -ldl
 
 $(SAN_TOOLS): build/san/%: tests/tools/%.c $(SAN_ALL) $(HDRS)
 	@mkdir -p $(@D)
@@ -298,7 +304,7 @@ fuzz:
 # with the build's warnings and pkg-config flags (less the one clang lacks);
 # any finding fails. Configuration: .clang-tidy, tests/cppcheck.supp and
 # tests/cppcheck.cfg. scan-build compiles into build/analyze, not build/obj.
-ANALYZE_SRC    = $(wildcard src/*/*.c tests/tools/*.c bench/*.c)
+ANALYZE_SRC    = $(wildcard src/*/*.c tests/tools/*.c tests/tools/preload/*.c bench/*.c)
 ANALYZE_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(filter-out -Wno-format-truncation,$(WARN)) \
                  $(PKG_CFLAGS) -Isrc
 ANALYZE_JOBS  ?= 2
@@ -358,7 +364,8 @@ soak: deps
 	@SOAK_SECONDS=$(SOAK_SECONDS) SOAK_N=$(SOAK_N) bench/soak.sh
 
 format:
-	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c \
+	    tests/tools/preload/*.c
 
 clean:
 	rm -rf build

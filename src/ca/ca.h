@@ -354,7 +354,11 @@ struct ca_host {
  * checked: `host add --no-approval-key`, the lab switch). */
 int ca_db_host_add(struct ca_db *db, const char *name, const char *ek_key, const char *pem,
     const struct approval_pub *approval, int64_t now, struct err *err);
-int ca_db_host_remove(struct ca_db *db, const char *name, struct ca_host *was, struct err *err);
+/* Removes the host and, in the same transaction, revokes (reason "host
+ * removed", with the certificates beneath) every CK certificate of its EK
+ * not revoked yet; the last of them into revoked ("" when none). */
+int ca_db_host_remove(struct ca_db *db, const char *name, int64_t now, struct ca_host *was,
+    char revoked[static CERTS_SERIAL_HEX_MAX + 1], struct err *err);
 int ca_db_host_list(
     struct ca_db *db, int (*fn)(void *ctx, const struct ca_host *h), void *ctx, struct err *err);
 /* The host admitted with this EK (out->ek_certificate NULL). */
@@ -366,14 +370,22 @@ int ca_db_host_find(struct ca_db *db, const char *ek_key, struct ca_host *out, s
 int ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool admit_any,
     bool *unknown, struct err *err);
 /* Records a CK certificate for host and its EK, in one transaction with
- * the revocation (reason "superseded", through ca_db_revoke) of the CK
- * certificate the host had before, whose serial is copied to superseded
- * ("" when none). The host must be admitted with this EK (ERR_REFUSED
- * naming why not), unless admit is set and neither the name nor the EK is
- * admitted: then it is admitted here (the lab switch). */
+ * the revocation (reason "superseded", through ca_db_revoke) of every CK
+ * certificate issued before for that EK, under any name, and of the one
+ * the host had; the last revoked is copied to superseded ("" when none).
+ * The host must be admitted with this EK (ERR_REFUSED naming why not),
+ * unless admit is set and neither the name nor the EK is admitted: then
+ * it is admitted here (the lab switch). */
 int ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem,
     const char *ek_key, bool admit, char superseded[static CERTS_SERIAL_HEX_MAX + 1],
     struct err *err);
+/* Whether the CK certificate ck (its record) still speaks for its host at
+ * now: a CK's, not revoked, not expired, a host admitted under its
+ * subject with the EK it was issued for, and that host's current CK
+ * certificate. 0, or -1 with err (ERR_REFUSED naming why not: revoked,
+ * expired, the host removed, renamed, re-admitted with another EK, or
+ * enrolled again). Vouched for before each vEK and AK certificate. */
+int ca_db_ck_usable(struct ca_db *db, const struct ca_issued *ck, int64_t now, struct err *err);
 /* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
  * SHA-256 only, with the client address that asked. add: ERR_BUSY when
  * CA_PENDING_MAX are open, ERR_REFUSED when per_client are open for

@@ -149,18 +149,20 @@ host_add(struct ca_db *db, const char *name, const struct host_opts *o)
 static int
 host_remove(struct ca_db *db, const char *name)
 {
+	char revoked[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_host was;
 	struct err err;
 
-	if (ca_db_host_remove(db, name, &was, &err) == -1)
+	if (ca_db_host_remove(db, name, time(NULL), &was, revoked, &err) == -1)
 		return ca_fail(
 		    "%s%s", err.msg, err.kind == ERR_ABSENT ? " (see 'vtpm-ca host list')" : "");
 	snprintf(err.msg, sizeof(err.msg), "host %s, EK key %s", name, was.ek_key);
 	ca_db_audit(db, time(NULL), "host remove", "done", err.msg, NULL);
 	printf("removed host %s", name);
-	if (was.ck_serial[0] != '\0')
-		printf("; its CK certificate %s stays valid until 'vtpm-ca revoke --serial %s'",
-		    was.ck_serial, was.ck_serial);
+	if (revoked[0] != '\0')
+		printf("; its CK certificate %s is revoked (host removed), with the vEK and AK "
+		       "certificates beneath it",
+		    revoked);
 	printf("\n");
 	return EXIT_OK;
 }

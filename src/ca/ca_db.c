@@ -155,6 +155,16 @@ static const char *const ca_db_schema[] = {
     "CREATE TABLE crl_numbers ("
     " role TEXT PRIMARY KEY CHECK (role IN ('privacy', 'virtualization', 'root')),"
     " number INTEGER NOT NULL)",
+    /*
+     * One host, one CK (review of issue #11, finding 1): the host EK each
+     * CK certificate was issued for. A CK issued for an EK revokes every
+     * earlier one for that EK, whatever name it had (a renamed or
+     * re-admitted host), and `host remove` revokes them all.
+     */
+    "CREATE TABLE ck_eks ("
+    " serial TEXT PRIMARY KEY REFERENCES issued (serial),"
+    " ek_key TEXT NOT NULL)",
+    "CREATE INDEX ck_eks_ek ON ck_eks (ek_key)",
 };
 
 static const char *const ca_trust_names[CA_TRUST_KINDS] = {
@@ -1296,21 +1306,78 @@ ca_db_host_find(struct ca_db *db, const char *ek_key, struct ca_host *out, struc
 	return ca_db_host_by(db, false, ek_key, out, err);
 }
 
-int
-ca_db_host_remove(struct ca_db *db, const char *name, struct ca_host *was, struct err *err)
+/* Within a transaction: revokes (reason) every CK certificate of the host
+ * EK ek_key but keep, and the one serial names (a record of a database
+ * whose CKs name no EK); the last revoked into last ("" when none). */
+static int
+ca_db_ck_revoke_all(struct ca_db *db, const char *ek_key, const char *serial, const char *keep,
+    const char *reason, int64_t now, char last[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
 {
+	char next[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_status prev;
 	sqlite3_stmt *st;
 	int rc;
 
-	if (ca_db_host_by(db, true, name, was, err) == -1)
-		return -1;
-	st = ca_db_prepare(db, "DELETE FROM hosts WHERE name = ?", err);
+	last[0] = '\0';
+	if (serial[0] != '\0' && strcmp(serial, keep) != 0 &&
+	    ca_db_status(db, serial, &prev, err) == 0 && !prev.revoked) {
+		if (ca_db_revoke_tx(db, serial, reason, now, false, err) == -1)
+			return -1;
+		snprintf(last, CERTS_SERIAL_HEX_MAX + 1, "%s", serial);
+	}
+	for (;;) {
+		st = ca_db_prepare(db,
+		    "SELECT c.serial FROM ck_eks c WHERE c.ek_key = ?1 AND c.serial <> ?2 AND "
+		    "NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial) LIMIT 1",
+		    err);
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, ek_key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, keep, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			ca_db_text(st, 0, next, sizeof(next));
+		sqlite3_finalize(st);
+		if (rc == SQLITE_DONE)
+			return 0;
+		if (rc != SQLITE_ROW)
+			return ca_db_fail(db, err, "look up the host's CK certificates");
+		if (ca_db_revoke_tx(db, next, reason, now, false, err) == -1)
+			return -1;
+		snprintf(last, CERTS_SERIAL_HEX_MAX + 1, "%s", next);
+	}
+}
+
+static int
+ca_db_host_delete(struct ca_db *db, const char *name, struct err *err)
+{
+	sqlite3_stmt *st = ca_db_prepare(db, "DELETE FROM hosts WHERE name = ?", err);
+	int rc;
+
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "remove the host", NULL, err);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int
+ca_db_host_remove(struct ca_db *db, const char *name, int64_t now, struct ca_host *was,
+    char revoked[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
+{
+	revoked[0] = '\0';
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (ca_db_host_by(db, true, name, was, err) == -1 ||
+	    ca_db_ck_revoke_all(
+	        db, was->ek_key, was->ck_serial, "", "host removed", now, revoked, err) == -1 ||
+	    ca_db_host_delete(db, name, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1) {
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		revoked[0] = '\0';
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -1365,26 +1432,32 @@ ca_db_host_check(struct ca_db *db, const char *name, const char *ek_key, bool ad
 	return 0;
 }
 
-/* Within ca_db_ck_record's transaction: the host's previous CK revoked as
- * superseded (unless revoked already), the new one recorded as its last. */
+/* Within ca_db_ck_record's transaction: every earlier CK certificate of
+ * the host's EK revoked as superseded (unless revoked already), whatever
+ * name it was issued under; the new one recorded with its EK and as the
+ * host's last. */
 static int
-ca_db_ck_supersede(struct ca_db *db, const char *name, const char *serial, int64_t now,
-    char superseded[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
+ca_db_ck_supersede(struct ca_db *db, const char *name, const char *ek_key, const char *serial,
+    int64_t now, char superseded[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
 {
 	struct ca_host h;
-	struct ca_status prev;
 	sqlite3_stmt *st;
 	int rc;
 
 	superseded[0] = '\0';
-	if (ca_db_host_by(db, true, name, &h, err) == -1)
+	if (ca_db_host_by(db, true, name, &h, err) == -1 ||
+	    ca_db_ck_revoke_all(
+	        db, ek_key, h.ck_serial, serial, "superseded", now, superseded, err) == -1)
 		return -1;
-	if (h.ck_serial[0] != '\0' && ca_db_status(db, h.ck_serial, &prev, err) == 0 &&
-	    !prev.revoked) {
-		if (ca_db_revoke_tx(db, h.ck_serial, "superseded", now, false, err) == -1)
-			return -1;
-		snprintf(superseded, CERTS_SERIAL_HEX_MAX + 1, "%s", h.ck_serial);
-	}
+	st = ca_db_prepare(db, "INSERT INTO ck_eks (serial, ek_key) VALUES (?, ?)", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ek_key, -1, SQLITE_STATIC);
+	rc = ca_db_step_done(db, st, "record the CK's host EK", NULL, err);
+	sqlite3_finalize(st);
+	if (rc == -1)
+		return -1;
 	st = ca_db_prepare(db, "UPDATE hosts SET ck_serial = ? WHERE name = ?", err);
 	if (st == NULL)
 		return -1;
@@ -1393,6 +1466,60 @@ ca_db_ck_supersede(struct ca_db *db, const char *name, const char *serial, int64
 	rc = ca_db_step_done(db, st, "record the host's CK", NULL, err);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* The host EK ck_serial was issued for (into ek_key; "" when its record,
+ * older than ck_eks, names none): 0, or -1 with err. */
+static int
+ca_db_ck_ek(struct ca_db *db, const char *serial, char ek_key[static 65], struct err *err)
+{
+	sqlite3_stmt *st = ca_db_prepare(db, "SELECT ek_key FROM ck_eks WHERE serial = ?", err);
+	int rc;
+
+	ek_key[0] = '\0';
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ca_db_text(st, 0, ek_key, 65);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return ca_db_fail(db, err, "look up the CK's host EK");
+	return 0;
+}
+
+int
+ca_db_ck_usable(struct ca_db *db, const struct ca_issued *ck, int64_t now, struct err *err)
+{
+	struct ca_host h;
+	char ek_key[65];
+	struct err e;
+
+	if (strcmp(ck->kind, "ck") != 0)
+		return err_set(err, ERR_REFUSED, "certificate %s is not a CK's", ck->serial);
+	if (ck->revoked)
+		return err_set(err, ERR_REFUSED, "CK certificate %s is revoked", ck->serial);
+	if (now > ck->not_after)
+		return err_set(err, ERR_REFUSED, "CK certificate %s has expired", ck->serial);
+	if (ca_db_host_by(db, true, ck->subject, &h, &e) == -1) {
+		if (e.kind != ERR_ABSENT)
+			return err_set(err, e.kind, "%s", e.msg);
+		return err_set(err, ERR_REFUSED,
+		    "CK certificate %s names host \"%s\", which is no longer admitted", ck->serial,
+		    ck->subject);
+	}
+	if (ca_db_ck_ek(db, ck->serial, ek_key, err) == -1)
+		return -1;
+	if (ek_key[0] != '\0' && strcmp(ek_key, h.ek_key) != 0)
+		return err_set(err, ERR_REFUSED,
+		    "CK certificate %s was issued for another EK than host \"%s\" is admitted with",
+		    ck->serial, ck->subject);
+	if (strcmp(h.ck_serial, ck->serial) != 0)
+		return err_set(err, ERR_REFUSED,
+		    "CK certificate %s is not host \"%s\"'s current CK certificate", ck->serial,
+		    ck->subject);
+	return 0;
 }
 
 int
@@ -1408,8 +1535,8 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	    (unknown &&
 	        ca_db_host_add(db, rec->subject, ek_key, "", NULL, rec->issued_at, err) == -1) ||
 	    ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
-	    ca_db_ck_supersede(db, rec->subject, rec->serial, rec->issued_at, superseded, err) ==
-	        -1 ||
+	    ca_db_ck_supersede(
+	        db, rec->subject, ek_key, rec->serial, rec->issued_at, superseded, err) == -1 ||
 	    ca_db_exec(db, "COMMIT", err) == -1) {
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 		superseded[0] = '\0';

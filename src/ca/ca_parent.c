@@ -21,7 +21,10 @@
  *   - it writes the audit row of every challenge and every certificate
  *     itself, as it makes them (the child reports its refusals);
  *   - it records the lineage a vEK or AK certificate names, and issues
- *     none beneath a CK or vEK certificate its records say is revoked;
+ *     none beneath a CK or vEK certificate its records say is revoked,
+ *     nor beneath a CK certificate that has expired or no longer speaks
+ *     for its host (ca_db_ck_usable: the host removed, renamed or
+ *     enrolled again); an AK certificate ends no later than its CK's;
  *   - the text it sends is made printable first, so that no record (an
  *     operator's revocation reason, a database error) makes the child
  *     refuse the answer.
@@ -809,9 +812,35 @@ pa_ak_vek(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[stat
 	return ret;
 }
 
+/* The CK certificate an AK's lineage descends from, from the records:
+ * issued here and usable now (ca_db_ck_usable: not revoked, not expired,
+ * its host still admitted under its name with its EK, and this its
+ * current CK); its notAfter into ck_not_after. 0, or -1 with why. */
+static int
+pa_ak_ck(struct ca_parent *p, const struct certs_lineage *l, int64_t *ck_not_after, struct err *why)
+{
+	struct ca_issued rec;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	struct err e;
+	int ret;
+
+	if (ca_db_issued_get(p->db, l->ck.serial, &rec, &der, &len, &e) == -1) {
+		if (e.kind == ERR_ABSENT)
+			return err_set(why, ERR_REFUSED,
+			    "its CK certificate %s was not issued here", l->ck.serial);
+		return err_set(why, ERR_FAILED, "the CK certificate's record: %s", e.msg);
+	}
+	free(der);
+	ret = ca_db_ck_usable(p->db, &rec, time(NULL), why);
+	*ck_not_after = rec.not_after;
+	return ret;
+}
+
 /* An AK certificate for the key of the challenge just taken, beneath the
  * vEK certificate the records hold for the challenge's EK, neither it nor
- * its CK revoked. */
+ * its CK revoked, the CK usable (pa_ak_ck); it expires no later than the
+ * CK certificate. */
 static int
 pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
@@ -821,6 +850,7 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	struct evidence_public key;
 	uint8_t ekd[CERTS_DIGEST_LEN];
 	char uri[sizeof(p->cfg.crl_url) + 32];
+	int64_t ck_not_after = 0;
 	struct err why;
 	int ret;
 
@@ -828,13 +858,16 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	    pa_permit(p, CA_KIND_AK, q->id, m, &key, ekd, err) == -1)
 		return -1;
 	if (pa_ak_vek(p, q->vek_serial, ekd, &ak, &why) == -1 ||
-	    pa_parents_ok(p, &ak.lineage, &why) == -1) {
+	    pa_parents_ok(p, &ak.lineage, &why) == -1 ||
+	    pa_ak_ck(p, &ak.lineage, &ck_not_after, &why) == -1) {
 		if (why.kind != ERR_REFUSED)
 			log_warnx("privacy/certify: %s", why.msg);
 		return pa_refused(
 		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
 	}
 	pa_validity(p->cfg.validity_ak, &is.validity);
+	if (is.validity.not_after > ck_not_after)
+		is.validity.not_after = ck_not_after;
 	ak.validity = is.validity;
 	ak.crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri));
 	is.lineage = &ak.lineage;

@@ -134,8 +134,9 @@ ca_verify_approval_key(
 	return 0;
 }
 
-/* The CK certificate ck_serial from the records: issued here, a CK's,
- * not revoked, in time; its key's SubjectPublicKeyInfo into *spki. */
+/* The CK certificate ck_serial from the records: issued here and usable
+ * (ca_db_ck_usable: not revoked, in time, its host's current one); its
+ * key's SubjectPublicKeyInfo into *spki. */
 static int
 cv_ck(struct ca_db *db, const char *serial, int64_t now, struct ca_ek_verified *v, uint8_t **spki,
     size_t *spki_len, struct err *why)
@@ -154,19 +155,16 @@ cv_ck(struct ca_db *db, const char *serial, int64_t now, struct ca_ek_verified *
 			    serial);
 		return err_set(why, ERR_FAILED, "the CK certificate's record: %s", e.msg);
 	}
-	if (strcmp(v->ck.kind, "ck") != 0)
-		err_set(why, ERR_REFUSED, "certificate %s is not a CK's", serial);
-	else if (v->ck.revoked)
-		err_set(why, ERR_REFUSED, "CK certificate %s is revoked", serial);
-	else if (now > v->ck.not_after)
-		err_set(why, ERR_REFUSED, "CK certificate %s has expired", serial);
-	else if ((ck = certs_pkey_from_cert(der, len)) == NULL ||
-	         certs_pkey_spki(ck, spki, spki_len) == -1 ||
-	         certs_cert_key_digest(der, len, v->ck_digest) == -1 ||
-	         certs_cert_ref(der, len, &v->ck_ref, &e) == -1)
+	if (ca_db_ck_usable(db, &v->ck, now, why) == -1)
+		goto out;
+	if ((ck = certs_pkey_from_cert(der, len)) == NULL ||
+	    certs_pkey_spki(ck, spki, spki_len) == -1 ||
+	    certs_cert_key_digest(der, len, v->ck_digest) == -1 ||
+	    certs_cert_ref(der, len, &v->ck_ref, &e) == -1)
 		err_set(why, ERR_FAILED, "CK certificate %s cannot be read", serial);
 	else
 		ret = 0;
+out:
 	certs_pkey_free(ck);
 	free(der);
 	return ret;

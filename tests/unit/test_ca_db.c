@@ -655,6 +655,7 @@ static void
 test_hosts_one_name_one_ek(void **state)
 {
 	struct fixture *f = *state;
+	char gone[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_host h, was;
 	bool unknown;
 	int n = 0;
@@ -681,7 +682,7 @@ test_hosts_one_name_one_ek(void **state)
 	assert_true(h.has_approval);
 	assert_memory_equal(h.approval.x, key.x, sizeof(key.x));
 	assert_memory_equal(h.approval.y, key.y, sizeof(key.y));
-	assert_int_equal(ca_db_host_remove(f->db, "rack9", &was, &f->err), 0);
+	assert_int_equal(ca_db_host_remove(f->db, "rack9", NOW, &was, gone, &f->err), 0);
 
 	/* who may have a CK certificate for which name */
 	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_A, false, &unknown, &f->err), 0);
@@ -698,9 +699,9 @@ test_hosts_one_name_one_ek(void **state)
 	assert_int_equal(ca_db_host_check(f->db, "rack2", EK_B, true, &unknown, &f->err), 0);
 	assert_true(unknown);
 
-	assert_int_equal(ca_db_host_remove(f->db, "rack1", &was, &f->err), 0);
+	assert_int_equal(ca_db_host_remove(f->db, "rack1", NOW, &was, gone, &f->err), 0);
 	assert_string_equal(was.ek_key, EK_A);
-	assert_int_equal(ca_db_host_remove(f->db, "rack1", &was, &f->err), -1);
+	assert_int_equal(ca_db_host_remove(f->db, "rack1", NOW, &was, gone, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_ABSENT);
 	assert_int_equal(ca_db_host_check(f->db, "rack1", EK_A, false, &unknown, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_REFUSED);
@@ -758,6 +759,68 @@ test_ck_rotation(void **state)
 	assert_int_equal(ca_db_host_find(f->db, EK_B, &h, &f->err), 0);
 	assert_string_equal(h.name, "rack2");
 	assert_string_equal(h.ck_serial, "c3");
+}
+
+/* Review of #11, finding 1: a CK certificate speaks for its host only
+ * while the host is admitted under its name, with its EK, and it is the
+ * host's current one. A renamed host's next CK revokes every earlier CK
+ * of its EK, and `host remove` revokes the host's CK with its leaves. */
+static void
+test_ck_usable_only_for_its_admitted_host(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_issued r1 = ck_rec("c1", "rack1"), r2 = ck_rec("c2", "rack2"),
+	                 r3 = ck_rec("c3", "rack2"), ek = {.issued_at = NOW, .not_after = NOW + 9};
+	char old[CERTS_SERIAL_HEX_MAX + 1], gone[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_status st;
+	struct ca_host was;
+
+	assert_int_equal(ca_db_host_add(f->db, "rack1", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
+	assert_int_equal(ca_db_ck_record(f->db, &r1, "PEM1", EK_A, false, old, &f->err), 0);
+	assert_int_equal(ca_db_ck_usable(f->db, &r1, NOW, &f->err), 0);
+	/* expired: refused, whatever the host */
+	assert_int_equal(ca_db_ck_usable(f->db, &r1, NOW + 1001, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_non_null(strstr(f->err.msg, "has expired"));
+
+	/* renamed: remove rack1, admit the same EK as rack2, enrol again */
+	snprintf(ek.serial, sizeof(ek.serial), "e1");
+	snprintf(ek.role, sizeof(ek.role), "virtualization");
+	snprintf(ek.kind, sizeof(ek.kind), "ek");
+	snprintf(ek.subject, sizeof(ek.subject), "vm");
+	snprintf(ek.parent_ck, sizeof(ek.parent_ck), "c1");
+	assert_int_equal(ca_db_issued_add(f->db, &ek, "PEM-E", &f->err), 0);
+	assert_int_equal(ca_db_host_remove(f->db, "rack1", NOW, &was, gone, &f->err), 0);
+	assert_string_equal(gone, "c1");
+	assert_int_equal(ca_db_status(f->db, "c1", &st, &f->err), 0);
+	assert_true(st.revoked);
+	assert_string_equal(st.reason, "host removed");
+	assert_int_equal(ca_db_status(f->db, "e1", &st, &f->err), 0);
+	assert_true(st.revoked);
+	assert_int_equal(ca_db_host_add(f->db, "rack2", EK_A, "PEM-A", NULL, NOW, &f->err), 0);
+	assert_int_equal(ca_db_ck_record(f->db, &r2, "PEM2", EK_A, false, old, &f->err), 0);
+	assert_string_equal(old, "");
+
+	/* c1's record as if never revoked: still refused, rack1 is gone */
+	r1.revoked = false;
+	assert_int_equal(ca_db_ck_usable(f->db, &r1, NOW, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
+	assert_non_null(strstr(f->err.msg, "\"rack1\", which is no longer admitted"));
+	assert_int_equal(ca_db_ck_usable(f->db, &r2, NOW, &f->err), 0);
+
+	/* enrolled again: the earlier CK is not the host's current one */
+	assert_int_equal(ca_db_ck_record(f->db, &r3, "PEM3", EK_A, false, old, &f->err), 0);
+	assert_string_equal(old, "c2");
+	assert_int_equal(ca_db_ck_usable(f->db, &r2, NOW, &f->err), -1);
+	assert_non_null(strstr(f->err.msg, "not host \"rack2\"'s current CK certificate"));
+
+	/* re-admitted under its name with another EK: its old CK speaks for no one */
+	assert_int_equal(ca_db_host_remove(f->db, "rack2", NOW, &was, gone, &f->err), 0);
+	assert_string_equal(gone, "c3");
+	assert_int_equal(ca_db_host_add(f->db, "rack2", EK_B, "PEM-B", NULL, NOW, &f->err), 0);
+	r3.revoked = false;
+	assert_int_equal(ca_db_ck_usable(f->db, &r3, NOW, &f->err), -1);
+	assert_int_equal(f->err.kind, ERR_REFUSED);
 }
 
 /* ---- audit ---- */
@@ -880,6 +943,7 @@ main(void)
 	    T(test_challenge_purge),
 	    T(test_hosts_one_name_one_ek),
 	    T(test_ck_rotation),
+	    T(test_ck_usable_only_for_its_admitted_host),
 	    T(test_audit),
 	    T(test_values_are_bound),
 	};

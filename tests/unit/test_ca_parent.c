@@ -45,6 +45,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 #include <tss2/tss2_mu.h>
 
@@ -767,6 +768,7 @@ test_ck_template_checked(void **state)
 	struct approval_pub key;
 	struct ca_msg_public ck;
 	struct ca_host was;
+	char gone[CERTS_SERIAL_HEX_MAX + 1];
 	uint8_t secret[32], policy[TPM_DIGEST_LEN], wrong[TPM_DIGEST_LEN];
 	char id[33];
 	struct {
@@ -787,7 +789,7 @@ test_ck_template_checked(void **state)
 	assert_int_equal(pcrpolicy_authorize(&key, policy), 0);
 	memcpy(wrong, policy, sizeof(wrong));
 	wrong[0] ^= 1;
-	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", &was, NULL), 0);
+	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", 1, &was, gone, NULL), 0);
 	assert_int_equal(ca_db_host_add(f->p.db, "host-a", f->ek_key, "PEM", &key, 1, NULL), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pub_ecc(&ck, &f->ck, cases[i].attrs, cases[i].policy);
@@ -805,11 +807,11 @@ test_ck_template_checked(void **state)
 
 	/* a CK challenged while its host had no approval key, issued after the
 	 * operator gave it one: refused at issue */
-	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", &was, NULL), 0);
+	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", 1, &was, gone, NULL), 0);
 	assert_int_equal(ca_db_host_add(f->p.db, "host-a", f->ek_key, "PEM", NULL, 1, NULL), 0);
 	assert_int_equal(challenge(f, CA_KIND_CK, &f->ek_pub, &f->ck_pub, id, secret), CA_MSG_OK);
 	assert_int_equal(take(f, id, secret), CA_MSG_OK);
-	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", &was, NULL), 0);
+	assert_int_equal(ca_db_host_remove(f->p.db, "host-a", 1, &was, gone, NULL), 0);
 	assert_int_equal(ca_db_host_add(f->p.db, "host-a", f->ek_key, "PEM", &key, 1, NULL), 0);
 	issue_ck_msg(f, id, "host-a");
 	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
@@ -902,6 +904,65 @@ test_ak_beneath_own_vek(void **state)
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.issued.reason, "not a vEK's"));
 	assert_int_equal(audited(f, "privacy/certify", "issued"), 2); /* the CK's, the AK's */
+}
+
+/* Sets the notAfter the records hold for certificate serial. */
+static void
+set_not_after(struct fixture *f, const char *serial, long long t)
+{
+	char sql[160];
+
+	snprintf(
+	    sql, sizeof(sql), "UPDATE issued SET not_after = %lld WHERE serial = '%s'", t, serial);
+	raw_sql(f, sql);
+}
+
+/* Review of #11, findings 1 and 4: no AK certificate beneath a CK
+ * certificate that has expired, or whose host is no longer admitted under
+ * its name with it as its current CK (revoked or not); and none outliving
+ * its CK certificate. */
+static void
+test_ak_needs_a_usable_ck(void **state)
+{
+	struct fixture *f = *state;
+	char vek[CERTS_SERIAL_HEX_MAX + 1], sql[160];
+	const unsigned char *p;
+	long long ck_end = (long long)time(NULL) + 3600;
+	X509 *x;
+
+	approve(f);
+	enrol_ck(f);
+	issue_vek(f, &f->vek1_pub, vek);
+
+	/* the CK certificate ends in an hour: the AK certificate with it */
+	set_not_after(f, f->ck_serial, ck_end);
+	issue_ak_under(f, &f->vek1_pub, vek);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_OK);
+	p = f->reply.u.issued.der;
+	assert_non_null(x = d2i_X509(NULL, &p, (long)f->reply.u.issued.len));
+	assert_true(ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), (time_t)ck_end) <= 0);
+	X509_free(x);
+
+	/* expired */
+	set_not_after(f, f->ck_serial, (long long)time(NULL) - 10);
+	issue_ak_under(f, &f->vek1_pub, vek);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "has expired"));
+	set_not_after(f, f->ck_serial, ck_end);
+
+	/* not the host's current CK, the host under another name: refused,
+	 * though nothing says revoked */
+	raw_sql(f, "UPDATE hosts SET ck_serial = '77' WHERE name = 'host-a'");
+	issue_ak_under(f, &f->vek1_pub, vek);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "current CK certificate"));
+	snprintf(
+	    sql, sizeof(sql), "UPDATE hosts SET ck_serial = '%s', name = 'host-b'", f->ck_serial);
+	raw_sql(f, sql);
+	issue_ak_under(f, &f->vek1_pub, vek);
+	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
+	assert_non_null(strstr(f->reply.u.issued.reason, "no longer admitted"));
+	assert_int_equal(audited(f, "privacy/certify", "issued"), 2); /* the CK's, one AK's */
 }
 
 /* ---- EK certificates ---- */
@@ -1448,6 +1509,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ck_host_checked_at_issue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_challenge_outcomes_answered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ak_beneath_own_vek, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ak_needs_a_usable_ck, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_ek_under_an_approved_configuration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_evidence_verified, setup, teardown),

@@ -1,22 +1,14 @@
 #!/bin/bash
-# ATTACK (review of issue #11): the Privacy CA keeps issuing AK
-# certificates beneath a host CK certificate that has expired.
-# A vEK certificate is refused beneath an expired CK (ca_verify.c cv_ck
-# checks "in time"), but the AK path checks only revocation: the parent's
-# pa_issue_ak (pa_ak_vek, pa_parents_ok) and the child's checks never look
-# at the CK certificate's notAfter (nor whether its host is still
-# admitted), and vEK certificates never expire (TCG profile). So a host
-# that never re-enrolled, six years after its 5-year CK certificate
-# expired, still has its vTPMs' AKs certified, each AK certificate valid a
-# year from the day it was issued; the challenger (vtpm-attest verify),
-# which sees only the CK's serial, says "trusted: virtual TPM on host
-# rack1 ...". The CK's expiry, the point where the CA stops vouching for
-# the host until it proves its EK again, does not reach the leaves.
-# Time is moved with an LD_PRELOAD shim (tests/tools/attack/timeshift.c)
-# on `vtpm-ca serve` only.
-# FAILS today (the AK is certified); passes once AK issuance refuses a
-# lineage whose CK certificate has expired (and clamps an AK
-# certificate's notAfter to its CK certificate's).
+# No AK certificate beneath an expired host CK certificate (review of
+# issue #11, finding 4). rack1 enrols and creates vm-a; six years later
+# (the CA's clock moved by the LD_PRELOAD shim build/timeshift.so, from
+# tests/tools/preload/timeshift.c, on `vtpm-ca serve` only) the host's
+# 5-year CK certificate has expired: the guest's AK enrolment must be
+# refused, naming the expiry, though vEK certificates never expire (TCG
+# profile). And before then, an AK certificate may not outlive its CK
+# certificate: its notAfter is capped at the CK's (checked with a CA
+# clock a few days before the CK's end). Fails on a CA that checks only
+# revocation along the AK's lineage.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 VTPMD=$TOP/build/vtpmd
@@ -25,12 +17,12 @@ CA=$VTPM_CA
 ATTEST=$TOP/build/vtpm-attest
 SHIFT=$((6 * 365 * 86400))
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
-require_tools curl jq openssl cc tpm2_createak tpm2_evictcontrol
+require_tools curl jq openssl tpm2_createak tpm2_evictcontrol
 W=$T/w
 mkdir -p "$W" "$T/ca"
 DB=$T/ca/ca.db
-cc -shared -fPIC -o "$W/timeshift.so" "$TOP/tests/tools/attack/timeshift.c" -ldl ||
-	fail "build timeshift.so"
+SHIM=$TOP/build/timeshift.so
+[ -f "$SHIM" ] || fail "$SHIM is missing: run make all"
 
 note "rack1 enrolled, vm-a created with its EK certificate (as in make demo)"
 start_host_tpm "$T/host"
@@ -58,21 +50,35 @@ openssl x509 -in "$T/svc/state/host/ck.pem" -out "$W/ck.pem"
 tcti=$("$VTPMCTL" info vm-a --json | jq -r .tcti)
 note "rack1's CK certificate: $(openssl x509 -in "$W/ck.pem" -noout -serial -enddate | tr '\n' ' ')"
 
-note "six years on: the CA's clock is past the CK certificate's notAfter"
-stop_pid "$CA_PID"
-LD_PRELOAD=$W/timeshift.so TIMESHIFT_SECONDS=$SHIFT start_vtpm_ca ca-later --db "$DB" --role both
-openssl x509 -in "$W/ck.pem" -noout -checkend $((SHIFT - (SECONDS + 3600))) >/dev/null &&
-	fail "the CK certificate would still be valid then (test set-up)"
-
-note "the guest enrols an AK"
+ck_end=$(date -d "$(openssl x509 -in "$W/ck.pem" -noout -enddate | cut -d= -f2)" +%s)
 export TPM2TOOLS_TCTI=$tcti
 flushed tpm2_createak -C 0x81010002 -G ecc -g sha256 -s ecdsa -c "$W/ak.ctx" -u "$W/ak.pub" \
 	>/dev/null || fail "tpm2_createak"
 flushed tpm2_evictcontrol -c "$W/ak.ctx" 0x81000010 >/dev/null || fail "persist the AK"
-if "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$W/ak.pem" \
+unset TPM2TOOLS_TCTI
+
+note "ten days before the CK certificate ends: the AK certificate ends with it"
+stop_pid "$CA_PID"
+LD_PRELOAD=$SHIM TIMESHIFT_SECONDS=$((ck_end - $(date +%s) - 10 * 86400)) \
+	start_vtpm_ca ca-near --db "$DB" --role both
+"$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$W/ak.pem" \
+	>"$T/out" 2>&1 || fail "AK enrolment before the CK's end: $(cat "$T/out")"
+ak_end=$(date -d "$(openssl x509 -in "$W/ak.pem" -noout -enddate | cut -d= -f2)" +%s)
+note "AK certificate ends $(date -u -d "@$ak_end"), CK certificate $(date -u -d "@$ck_end")"
+[ "$ak_end" -le "$ck_end" ] || fail "the AK certificate outlives its CK certificate"
+
+note "six years on: the CA's clock is past the CK certificate's notAfter"
+stop_pid "$CA_PID"
+LD_PRELOAD=$SHIM TIMESHIFT_SECONDS=$SHIFT start_vtpm_ca ca-later --db "$DB" --role both
+openssl x509 -in "$W/ck.pem" -noout -checkend $((SHIFT - (SECONDS + 3600))) >/dev/null &&
+	fail "the CK certificate would still be valid then (test set-up)"
+
+note "the guest enrols its AK again"
+if "$ATTEST" enroll --ca "$CA_URL" --tcti "$tcti" --ak-handle 0x81000010 --out "$W/ak2.pem" \
 	>"$T/out" 2>&1; then
-	note "AK certificate: $(openssl x509 -in "$W/ak.pem" -noout -serial -startdate -enddate | tr '\n' ' ')"
+	note "AK certificate: $(openssl x509 -in "$W/ak2.pem" -noout -serial -startdate -enddate | tr '\n' ' ')"
 	fail "the Privacy CA certified an AK beneath a CK certificate that expired $(openssl x509 -in "$W/ck.pem" -noout -enddate | cut -d= -f2)"
 fi
 note "refused: $(cat "$T/out")"
+grep -q "has expired" "$T/out" || fail "the refusal does not say the CK certificate expired"
 echo "ok"

@@ -1,24 +1,16 @@
 #!/bin/bash
-# ATTACK (review of issue #11, "Admitted hosts": "a host name belongs to
-# exactly one EK"; "re-enrolling the same EK rotates its CK: the previous
-# CK certificate is revoked in the same transaction"; threat model: even
-# root cannot "obtain a certificate under another host's name").
-# The operator renames a host, or re-admits it with a new approval key as
-# docs/config.md says (`vtpm-ca host remove`, then `host add`), and the
-# host enrols again. The CK certificate it had is not revoked: `host
-# remove` leaves it valid (documented), and the re-enrolment supersedes
-# only the CK the new hosts row names (none), ca_db_ck_supersede. The
-# Virtualization CA checks a CK certificate's record (issued here, a
-# CK's, not revoked, in time: ca_verify.c cv_ck), not that its host is
-# still admitted under that name. So root on the renamed machine keeps
-# its old certificate, "CN=rack1", and gets vTPM EK certificates "on host
-# rack1" (and AK certificates beneath them) for a name the CA's hosts
-# table no longer gives it, which the operator may now give another
-# machine.
-# FAILS today; passes once the old CK certificate is revoked (at host
-# remove, or at the next CK issued for that EK whatever the row), or once
-# EK issuance requires the CK's host to be admitted under its name with
-# that EK now.
+# A renamed or re-admitted host keeps no certificate under its old name
+# (review of issue #11, finding 1; threat model: even root cannot "obtain
+# a certificate under another host's name"). rack1 enrols; the operator
+# renames the machine (`vtpm-ca host remove rack1`, `host add rack2` with
+# the same EK) and it enrols again as rack2. Root on the machine, who kept
+# rack1's enrolment (CK certificate C1), restores it and asks for a vTPM:
+# C1 must be revoked (by `host remove`, and by the next CK issued for that
+# EK whatever its name), and the Virtualization CA must refuse an EK
+# certificate beneath a CK whose host is not admitted under its name with
+# it as its current CK. Then the machine, back on its rack2 enrolment, gets
+# its vTPM as before. Fails on a CA that checks only the CK's record
+# (issued here, not revoked, in time).
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 VTPMD=$TOP/build/vtpmd
@@ -63,6 +55,7 @@ note "the operator renames the machine rack2: host remove rack1, host add rack2,
 "$VTPMCTL" host enroll --ca "$CA_URL" --name rack2 >"$T/out" 2>&1 ||
 	fail "host enroll as rack2: $(cat "$T/out")"
 c2=$(openssl x509 -in "$T/svc/state/host/ck.pem" -noout -serial | cut -d= -f2)
+cp -a "$T/svc/state/host" "$W/host-as-rack2"
 note "rack2's CK certificate: $c2; hosts: $("$CA" host list --db "$DB" | tr '\n' ' ')"
 curl -s "$CA_URL/v1/status/$c1" >"$W/status.json"
 note "GET /v1/status/$c1: $(cat "$W/status.json")"
@@ -104,5 +97,16 @@ if [ "$rc" -eq 0 ]; then
 fi
 note "refused: $(cat "$T/out")"
 jq -e '.revoked == true' "$W/status.json" >/dev/null ||
-	fail "rack1's CK certificate $c1 was not revoked when the same EK was enrolled again"
+	fail "rack1's CK certificate $c1 was not revoked by host remove and re-enrolment"
+grep -qi "$c1" "$T/out" || fail "the refusal does not name CK certificate $c1: $(cat "$T/out")"
+"$VTPMCTL" info vm-x >/dev/null 2>&1 && fail "a vTPM vm-x was left behind by the refused create"
+
+note "back on its rack2 enrolment, the machine gets its vTPM, on host rack2"
+stop_pid "$VTPMD_PID"
+rm -rf "$T/svc/state/host"
+cp -a "$W/host-as-rack2" "$T/svc/state/host"
+start_vtpmd svc --config "$T/svc.conf" --root-tcti "$HOST_TCTI"
+"$VTPMCTL" create vm-y --json >"$W/vm-y.json" 2>"$T/out" || fail "create vm-y: $(cat "$T/out")"
+jq -j '.endorsement.eks[0].certificate' "$W/vm-y.json" | openssl x509 -noout -text |
+	grep -aq rack2 || fail "vm-y's EK certificate does not name rack2"
 echo "ok"

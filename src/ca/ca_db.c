@@ -1316,14 +1316,19 @@ ca_db_ck_revoke_all(struct ca_db *db, const char *ek_key, const char *serial, co
 	char next[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status prev;
 	sqlite3_stmt *st;
+	struct err e;
 	int rc;
 
 	last[0] = '\0';
-	if (serial[0] != '\0' && strcmp(serial, keep) != 0 &&
-	    ca_db_status(db, serial, &prev, err) == 0 && !prev.revoked) {
-		if (ca_db_revoke_tx(db, serial, reason, now, false, err) == -1)
-			return -1;
-		snprintf(last, CERTS_SERIAL_HEX_MAX + 1, "%s", serial);
+	if (serial[0] != '\0' && strcmp(serial, keep) != 0) {
+		rc = ca_db_status(db, serial, &prev, &e);
+		if (rc == -1 && e.kind != ERR_ABSENT)
+			return err_set(err, e.kind, "%s", e.msg);
+		if (rc == 0 && !prev.revoked) {
+			if (ca_db_revoke_tx(db, serial, reason, now, false, err) == -1)
+				return -1;
+			snprintf(last, CERTS_SERIAL_HEX_MAX + 1, "%s", serial);
+		}
 	}
 	for (;;) {
 		st = ca_db_prepare(db,

@@ -190,10 +190,12 @@ refused_enrol rogue rack1 'admitted as host "rogue1", not "rack1"'
 on rogue host enroll --ca "$CA_URL" --name rogue1 >"$T/out" 2>&1 ||
 	fail "host enroll rogue1 once admitted: $(cat "$T/out")"
 
-note "a removed host enrols no more"
+note "a removed host enrols no more, and its CK certificate is revoked"
 "$CA" host remove rack1 --db "$DB" >"$T/out" || fail "host remove rack1"
-assert_contains "$(cat "$T/out")" "stays valid until 'vtpm-ca revoke --serial $second'" \
+assert_contains "$(cat "$T/out")" "its CK certificate $second is revoked (host removed)" \
 	"host remove names the CK"
+curl -s "$CA_URL/v1/status/$second" | jq -e '.revoked and .reason == "host removed"' \
+	>/dev/null || fail "host remove left CK certificate $second valid"
 expect_exit 1 "host remove of an unknown host" "$CA" host remove rack1 --db "$DB"
 refused_enrol rack1 rack1 "is not admitted"
 

@@ -10,8 +10,9 @@
  *
  *   ca-child DIR enrolled HOST
  *     fixture, not attack: records a CK certificate for HOST as the
- *     Privacy CA issued it to an enrolled host (the CK's private key
- *     stays in that host's TPM: here it is dropped at once); its serial.
+ *     Privacy CA issued it to an enrolled host, admitted under HOST (the
+ *     CK's private key stays in that host's TPM: here it is dropped at
+ *     once); its serial.
  *   ca-child DIR ak KEY.pem UUID OUT.pem
  *     an AK certificate for the P-256 key of KEY.pem (made in software):
  *     CHALLENGE_ADD for it under a software "vEK", CHALLENGE_TAKE with a
@@ -193,7 +194,8 @@ write_issued(const char *out)
 	printf("issued %s\n", reply.u.issued.serial);
 }
 
-/* Fixture: the CK certificate of an enrolled host, in the records. */
+/* Fixture: the CK certificate of an enrolled host, in the records: the
+ * host admitted (with a made-up EK) and this its current CK. */
 static void
 enrolled(const char *host)
 {
@@ -203,7 +205,8 @@ enrolled(const char *host)
 	struct certs_pkey *pk;
 	uint8_t x[32], y[32], *der = NULL;
 	size_t len = 0;
-	char *pem = NULL;
+	char *pem = NULL, ek_key[2 * sizeof(req.host_ek_digest) + 1];
+	char old[CERTS_SERIAL_HEX_MAX + 1];
 	struct err err = {0};
 
 	if (ck == NULL)
@@ -221,7 +224,9 @@ enrolled(const char *host)
 	snprintf(rec.subject, sizeof(rec.subject), "%s", host);
 	rec.issued_at = time(NULL);
 	rec.not_after = CERTS_NO_EXPIRY;
-	if (ca_db_issued_add(P.db, &rec, pem, &err) == -1)
+	hex_encode(req.host_ek_digest, sizeof(req.host_ek_digest), ek_key);
+	if (ca_db_host_add(P.db, host, ek_key, "", NULL, rec.issued_at, &err) == -1 ||
+	    ca_db_ck_record(P.db, &rec, pem, ek_key, false, old, &err) == -1)
 		die("record", err.msg);
 	printf("%s\n", rec.serial);
 	free(pem);

@@ -54,6 +54,7 @@ instance_usage(FILE *f)
 	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
 	    "                      [--socket-owner UID] [--socket-group GID]\n"
+	    "                      [--commit-fd N] [--commit-listen unix:PATH]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -93,6 +94,11 @@ instance_usage(FILE *f)
 	    "                     a client in that group (QEMU running as libvirt-qemu)\n"
 	    "                     can connect; needs root or membership of GID. Without\n"
 	    "                     it the sockets are 0600, for their creator only\n"
+	    "  --commit-fd N, --commit-listen unix:PATH\n"
+	    "                     report each permanent-state write to vtpmd on descriptor N\n"
+	    "                     (or a connection to PATH, which a vtpmd that adopts this\n"
+	    "                     instance makes), and hold the guest's answer until vtpmd\n"
+	    "                     acknowledges it (docs/state.md)\n"
 	    "  --io-timeout MS    (default 10000) a client that sends part of a request and\n"
 	    "                     stalls is disconnected once MS have passed since the\n"
 	    "                     request's first byte (nothing of it runs); a client\n"
@@ -398,9 +404,9 @@ instance_loop(struct instance *in, int timeout_ms)
 		.is_unix = in->data_ep.kind == ENDPOINT_UNIX,
 		.partial_since = -1,
 	};
-	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING)];
+	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING) + 2];
 	struct timespec ts, *tsp;
-	int ci[3], di[3], n, handled;
+	int ci[3], di[3], ki[2], n, handled;
 	int64_t now, next, d;
 	sigset_t unblocked;
 
@@ -422,12 +428,14 @@ instance_loop(struct instance *in, int timeout_ms)
 		n = 0;
 		instance_chan_pollfds(&ctrl, pfd, &n, ci);
 		instance_chan_pollfds(&data, pfd, &n, di);
+		instance_commit_pollfds(in, pfd, &n, ki);
 		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal(EXIT_RUNTIME, "poll");
 		}
 		now = mono_ms();
+		instance_commit_events(in, pfd, ki);
 		if (di[0] != -1 && pfd[di[0]].revents) {
 			handled = instance_data_input(in);
 			instance_chan_track(&data, handled > 0, now);
@@ -453,7 +461,8 @@ instance_loop(struct instance *in, int timeout_ms)
 
 struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
-	int key_fd, ready_fd;
+	const char *commit_listen; /* unix:PATH, or NULL */
+	int key_fd, ready_fd, commit_fd;
 	int io_timeout_ms;
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
@@ -524,13 +533,15 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"io-timeout", required_argument, NULL, 'T'},
 		{"socket-group", required_argument, NULL, 'g'},
 		{"socket-owner", required_argument, NULL, 'o'},
+		{"commit-fd", required_argument, NULL, 'C'},
+		{"commit-listen", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	memset(o, 0, sizeof(*o));
-	o->key_fd = o->ready_fd = -1;
+	o->key_fd = o->ready_fd = o->commit_fd = -1;
 	o->tpm = "2";
 	o->log_level = "info";
 	o->io_timeout_ms = INSTANCE_IO_TIMEOUT_MS;
@@ -558,6 +569,11 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 				fatalx(EXIT_USAGE, "--ready-fd: not a descriptor number: %s", optarg);
 			break;
 		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
+		case 'K': o->commit_listen = optarg; break;
+		case 'C':
+			if ((o->commit_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--commit-fd: not a descriptor number: %s", optarg);
+			break;
 		case 'h':
 			instance_usage(stdout);
 			exit(EXIT_OK);
@@ -583,6 +599,9 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "--startup: only 'clear' is supported, not %s", o->startup);
 	if (o->startup != NULL && o->data == NULL)
 		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
+	if (o->commit_listen != NULL && strncmp(o->commit_listen, "unix:", 5) != 0)
+		fatalx(EXIT_USAGE, "--commit-listen: expected unix:PATH (a root-only socket), not %s",
+		    o->commit_listen);
 	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
 	if ((o->socket_gid != 0 || o->socket_uid != 0) &&
@@ -727,6 +746,31 @@ instance_listen(struct instance *in, const struct endpoint *ep, const struct ins
 	return fd;
 }
 
+/* The commit channel: the descriptor vtpmd handed over, and a listener
+ * (root's, 0600: not given to the socket owner) for a vtpmd that adopts
+ * this worker. */
+static void
+instance_commit_setup(struct instance *in, const struct instance_opts *o)
+{
+	struct endpoint ep;
+
+	in->commit.fd = in->commit.listen_fd = -1;
+	in->commit.enabled = o->commit_fd != -1 || o->commit_listen != NULL;
+	if (o->commit_fd != -1) {
+		if (fcntl(o->commit_fd, F_SETFL, O_NONBLOCK) == -1 ||
+		    fcntl(o->commit_fd, F_SETFD, FD_CLOEXEC) == -1)
+			fatal(EXIT_USAGE, "--commit-fd %d", o->commit_fd);
+		in->commit.fd = o->commit_fd;
+	}
+	if (o->commit_listen == NULL)
+		return;
+	if (endpoint_parse(o->commit_listen, &ep) == -1 || ep.kind != ENDPOINT_UNIX)
+		fatalx(EXIT_USAGE, "--commit-listen: expected unix:PATH, not %s", o->commit_listen);
+	in->commit.listen_fd = endpoint_listen(&ep);
+	if (in->commit.listen_fd == -1)
+		fatal(errno == EADDRINUSE ? EXIT_BUSY : EXIT_RUNTIME, "%s: listen", o->commit_listen);
+}
+
 static void
 instance_setup(struct instance *in, const struct instance_opts *o)
 {
@@ -759,6 +803,7 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o);
 	if (in->has_data_ep)
 		in->data_listen = instance_listen(in, &in->data_ep, o);
+	instance_commit_setup(in, o);
 }
 
 /* Startup(CLEAR) at start, in data-channel mode when asked (--startup
@@ -809,6 +854,7 @@ instance_main(int argc, char **argv)
 	int status;
 
 	instance_parse_args(argc, argv, &o);
+	in.signalled = &instance_signalled;
 	if (log_parse_level(o.log_level, &level) == -1)
 		fatalx(EXIT_USAGE, "--log-level: expected error, warn, info or debug");
 	dircopy = strdup(o.state_dir);
@@ -851,6 +897,9 @@ instance_main(int argc, char **argv)
 	if (instance_signalled)
 		log_info("signal %d: saving and stopping", (int)instance_signalled);
 	instance_power_off(&in);
+	/* The last generation, recorded while vtpmd stops the worker. */
+	(void)instance_commit_wait(&in, 2000);
+	instance_commit_close(&in);
 	conn_close(&in.ctrl);
 	conn_close(&in.data);
 	/* From the sandbox the socket paths are out of reach: whoever

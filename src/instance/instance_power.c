@@ -39,11 +39,24 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 	return -1;
 }
 
+/* How long a stopping worker waits for vtpmd to record a generation. */
+#define INSTANCE_COMMIT_GRACE_MS 2000
+
+/* Permanent state is written only once vtpmd has recorded the generation
+ * before it (instance_commit.c: at most one is ever unrecorded), and is
+ * reported to it at once. */
 static int
 instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
 {
 	struct instance *in = ctx;
 
+	if (kind == STATE_PERMANENT &&
+	    instance_commit_wait(in, *in->signalled ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
+		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
+			  "TPM command) fails", store_dir(in->store), store_filename(kind),
+		    (unsigned long long)in->commit.gen);
+		return -1;
+	}
 	if (store_put(in->store, kind, blob, len) == -1) {
 		log_warn("%s/%s: write failed; the TPM command fails", store_dir(in->store),
 		    store_filename(kind));
@@ -51,6 +64,8 @@ instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t le
 	}
 	if (kind == STATE_VOLATILE)
 		in->volatile_saved = true;
+	if (kind == STATE_PERMANENT && in->commit.enabled)
+		instance_commit_report(in);
 	return 0;
 }
 
@@ -166,6 +181,10 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 	} else {
 		in->orderly = h.code == 0 && tpmwire_is_shutdown(cmd, len, in->tpm_version);
 	}
+	/* An answer acknowledges what the command wrote: only once vtpmd has
+	 * recorded it (a stop asked meanwhile leaves it unanswered). */
+	if (instance_commit_wait(in, -1) == -1)
+		return;
 	conn_send(&in->data, rsp, rsp_len);
 }
 

@@ -265,6 +265,12 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		return -1;
 	}
+	/* Older state than recorded is refused before any key is unsealed. */
+	if (fresh_check(m, v, err) == -1) {
+		lifecycle_set_error(v, err->kind == ERR_CORRUPT ? VTPM_REFUSED : VTPM_FAILED,
+		    err->msg);
+		return -1;
+	}
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed));
 	if (sealed == NULL) {
@@ -675,6 +681,7 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 		}
 	}
 	workerlog_close(m, v, true);
+	fresh_forget(m, v);
 	log_info("%s: deleted", v->name);
 	/* Its copies, or the instance it was a copy of, may stand alone now. */
 	lifecycle_recount_copies(m);

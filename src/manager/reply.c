@@ -164,6 +164,11 @@ reply_start_status(struct manager *m, const struct vtpm *v)
 struct api_response
 reply_start_failed(struct manager *m, const struct vtpm *v, const struct err *err)
 {
+	/* Older state than vtpmd recorded (fresh.c): nothing to approve. */
+	if (err->kind == ERR_CORRUPT)
+		return api_error(409, err->msg,
+		    "the state on disk is older than what the guest was told (docs/state.md): "
+		    "put back the latest state, or delete the instance");
 	return api_error(reply_start_status(m, v), err->msg,
 	    v->state == VTPM_REFUSED ? reply_approve_hint(m)
 	    : !hwtpm_available(m->hw)

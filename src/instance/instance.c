@@ -54,7 +54,7 @@ instance_usage(FILE *f)
 	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
 	    "                      [--socket-owner UID] [--socket-group GID]\n"
-	    "                      [--commit-fd N] [--commit-listen unix:PATH]\n"
+	    "                      [--commit-fd N] [--commit-listen unix:PATH] [--nv-rate N]\n"
 	    "\n"
 	    "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	    "\n"
@@ -99,6 +99,9 @@ instance_usage(FILE *f)
 	    "                     (or a connection to PATH, which a vtpmd that adopts this\n"
 	    "                     instance makes), and hold the guest's answer until vtpmd\n"
 	    "                     acknowledges it (docs/state.md)\n"
+	    "  --nv-rate N        at most N TPM 2.0 commands that write NV a second (bursts of\n"
+	    "                     5 s of them); faster ones are answered TPM_RC_NV_RATE, as\n"
+	    "                     a real TPM does. Default 0: unlimited\n"
 	    "  --io-timeout MS    (default 10000) a client that sends part of a request and\n"
 	    "                     stalls is disconnected once MS have passed since the\n"
 	    "                     request's first byte (nothing of it runs); a client\n"
@@ -463,6 +466,7 @@ struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
 	const char *commit_listen; /* unix:PATH, or NULL */
 	int key_fd, ready_fd, commit_fd;
+	unsigned int nv_rate;
 	int io_timeout_ms;
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
@@ -495,6 +499,20 @@ instance_parse_id(const char *opt, const char *s)
 	v = strtoul(s, &end, 10);
 	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v == 0 || v >= UINT32_MAX)
 		fatalx(EXIT_USAGE, "%s: expected a numeric id other than 0, not %s", opt, s);
+	return (unsigned int)v;
+}
+
+/* --nv-rate: 0 (unlimited) to 100000. */
+static unsigned int
+instance_parse_rate(const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v > 100000)
+		fatalx(EXIT_USAGE, "--nv-rate: expected writes a second, 0 to 100000, not %s", s);
 	return (unsigned int)v;
 }
 
@@ -535,6 +553,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"socket-owner", required_argument, NULL, 'o'},
 		{"commit-fd", required_argument, NULL, 'C'},
 		{"commit-listen", required_argument, NULL, 'K'},
+		{"nv-rate", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -570,6 +589,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 			break;
 		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
 		case 'K': o->commit_listen = optarg; break;
+		case 'R': o->nv_rate = instance_parse_rate(optarg); break;
 		case 'C':
 			if ((o->commit_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--commit-fd: not a descriptor number: %s", optarg);
@@ -855,6 +875,7 @@ instance_main(int argc, char **argv)
 
 	instance_parse_args(argc, argv, &o);
 	in.signalled = &instance_signalled;
+	in.nv_rate = o.nv_rate;
 	if (log_parse_level(o.log_level, &level) == -1)
 		fatalx(EXIT_USAGE, "--log-level: expected error, warn, info or debug");
 	dircopy = strdup(o.state_dir);

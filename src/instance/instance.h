@@ -211,6 +211,10 @@ struct instance {
 	size_t cache_len;
 	struct instance_commit commit;
 	const volatile sig_atomic_t *signalled; /* a signal asks the worker to stop */
+	unsigned int nv_rate; /* NV-writing commands a second (--nv-rate); 0: unlimited */
+	double nv_tokens;     /* the token bucket of instance_power.c */
+	int64_t nv_last_ms;
+	unsigned long nv_refused; /* commands answered TPM_RC_NV_RATE */
 };
 int instance_main(int argc, char **argv);
 

@@ -35,12 +35,14 @@ struct config {
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
 	int ca_timeout_s;	/* the deadline of one request to a CA (caclient.c) */
+	unsigned int nv_write_rate; /* a vTPM's NV-writing commands a second (0: unlimited) */
 	enum log_level log_level;
 };
 /* A create waits for its worker (at most WORKER_READY_TIMEOUT_MS), then one CA
  * request per EK type: at most 45 s each keeps it within vtpmctl's 120 s. */
 #define CONFIG_CA_TIMEOUT_DEFAULT 30
 #define CONFIG_CA_TIMEOUT_MAX	  45
+#define CONFIG_NV_WRITE_RATE_DEFAULT 20 /* docs/state.md, "Throttling" */
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
 /* The checks beyond syntax (vtpmd -n, and every start): values that load,

@@ -233,13 +233,13 @@ static int
 worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds[4], pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
-	char commit[PATH_MAX], commit_ep[PATH_MAX + 8];
+	char commit[PATH_MAX], commit_ep[PATH_MAX + 8], rate[16];
 	int keyfd = fds[0], readyfd = fds[1], logfd = fds[2], commitfd = fds[3];
 	char uid[16], gid[16], sockuid[16], sockgid[16];
 	uid_t owner;
 	gid_t group;
 	const char *lvl[] = {"error", "warn", "info", "debug"};
-	const char *argv[32];
+	const char *argv[48];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dfl;
@@ -273,6 +273,9 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds
 	argv[n++] = "5";
 	argv[n++] = "--commit-listen";
 	argv[n++] = commit_ep;
+	snprintf(rate, sizeof(rate), "%u", m->cfg.nv_write_rate);
+	argv[n++] = "--nv-rate";
+	argv[n++] = rate;
 	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
 	 * and the guest sends its own Startup. */
 	argv[n++] = "--startup";

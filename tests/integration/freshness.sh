@@ -7,7 +7,9 @@
 # and the counter read its old value); the latest state put back starts.
 # Then the whole state directory restored from a backup (manifest and
 # sealed keys included): every instance is refused. A rollback under a
-# running worker is refused when vtpmd adopts it.
+# running worker is refused when vtpmd adopts it. A guest writing NV in a
+# tight loop gets TPM_RC_NV_RATE beyond its rate (nv-write-rate, here 2 a
+# second in bursts of 10), and its writes go on once it slows down.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
@@ -30,10 +32,12 @@ nv_count() { # NAME: the counter's value, as a number
 gen_of() { # FILE: the generation in a state file's header
 	echo $((16#$(od -An -tx1 -j16 -N8 "$1" | tr -d ' \n')))
 }
+echo "nv-write-rate = 2" >"$T/vtpmd.conf"
+vtpmd() { start_vtpmd svc --config "$T/vtpmd.conf" --root-tcti "$HOST_TCTI"; }
 restart_vtpmd() {
 	kill "$VTPMD_PID"
 	wait "$VTPMD_PID" 2>/dev/null || true
-	start_vtpmd svc --root-tcti "$HOST_TCTI"
+	vtpmd
 }
 # refused NAME WHAT...: a start of NAME fails, and its error holds each WHAT
 refused() {
@@ -46,7 +50,7 @@ refused() {
 }
 
 start_host_tpm "$T/host"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+vtpmd
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 "$VTPMCTL" create vm-a >/dev/null || fail "create vm-a"
 "$VTPMCTL" create vm-b >/dev/null || fail "create vm-b"
@@ -55,6 +59,27 @@ start_vtpmd svc --root-tcti "$HOST_TCTI"
 nv_define vm-a
 nv_inc vm-a
 assert_eq "$(nv_count vm-a)" 1 "the guest's counter"
+
+note "NV writes in a tight loop: TPM_RC_NV_RATE beyond the burst, then served again"
+NV8_INDEX=01500041
+TPM2TOOLS_TCTI=$(tcti_of vm-b) tpm2_nvdefine 0x1500041 -C o -s 8 -a "ownerread|ownerwrite" \
+	>/dev/null || fail "nvdefine on vm-b"
+DATA_EP=unix:$T/svc/run/vm-b.sock
+NV_RATE=80010000000a00000920
+args=()
+for i in $(seq 1 30); do args+=("$(nv_write_cmd "$i")"); done
+"$TPMSEND" "$DATA_EP" "${args[@]}" >"$T/rates"
+ok=$(grep -c "^$WRITE_OK\$" "$T/rates" || true)
+# the burst of 10, less the NV_DefineSpace
+[ "$(head -n 9 "$T/rates" | grep -c "^$WRITE_OK\$")" -eq 9 ] || fail "the burst was throttled"
+grep -q "^$NV_RATE\$" "$T/rates" || fail "30 NV writes at once: none answered TPM_RC_NV_RATE"
+[ "$(grep -vc "^$WRITE_OK\$\|^$NV_RATE\$" "$T/rates")" -eq 0 ] || fail "$(sort -u "$T/rates")"
+deadline=$((SECONDS + 5))
+until [ "$("$TPMSEND" "$DATA_EP" "$(nv_write_cmd 999)")" = "$WRITE_OK" ]; do
+	[ "$SECONDS" -lt "$deadline" ] || fail "NV writes still refused after 5 s"
+done
+assert_contains "$(cat "$T/svc.log")" "answered TPM_RC_NV_RATE" "the log"
+note "$ok of 30 NV writes at once served, the others answered TPM_RC_NV_RATE"
 
 note "one instance's files from a backup: refused, naming both generations"
 "$VTPMCTL" stop vm-a >/dev/null
@@ -86,7 +111,7 @@ nv_define vm-b
 kill "$VTPMD_PID"
 wait "$VTPMD_PID" 2>/dev/null || true
 cp "$T/backup-b" "$SVC/instances/vm-b/state/permanent.state"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+vtpmd
 [ "$(field_of vm-b .state)" != running ] || fail "vm-b runs on older state"
 assert_contains "$(field_of vm-b .error)" "older than generation" "vm-b's error"
 assert_eq "$(pgrep -fc -- "vtpmd-instance.*--name vm-b " || true)" 0 "vm-b's workers"
@@ -107,7 +132,7 @@ note "the whole state directory restored from a backup: every instance refused"
 kill "$VTPMD_PID"
 wait "$VTPMD_PID" 2>/dev/null || true
 cp -a "$SVC" "$T/backup-svc"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+vtpmd
 "$VTPMCTL" start vm-a >/dev/null || fail "start vm-a"
 nv_inc vm-a
 assert_eq "$(nv_count vm-a)" 4 "the guest's counter"
@@ -116,7 +141,7 @@ kill "$VTPMD_PID"
 wait "$VTPMD_PID" 2>/dev/null || true
 rm -rf "$SVC"
 cp -a "$T/backup-svc" "$SVC"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
+vtpmd
 refused vm-a "restored from a backup" "every instance is refused"
 refused vm-b "restored from a backup"
 

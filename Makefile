@@ -253,6 +253,14 @@ soak: deps
 	$(MAKE) all san
 	@SOAK_SECONDS=$(SOAK_SECONDS) SOAK_N=$(SOAK_N) bench/soak.sh
 
+# Freshness under 1,000 SIGKILLs of workers and vtpmd during a stream of
+# guest NV writes (tests/integration/freshness-crash.sh runs 30 in make check).
+FRESH_KILLS ?= 1000
+.PHONY: soak-fresh
+soak-fresh: deps
+	$(MAKE) all san
+	@FRESH_KILLS=$(FRESH_KILLS) bash tests/integration/freshness-crash.sh
+
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c
 

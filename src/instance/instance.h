@@ -223,6 +223,8 @@ int instance_engine_select(struct instance *in);
 int instance_power_on(struct instance *in, bool delete_volatile);
 void instance_power_off(struct instance *in);
 uint32_t instance_internal_command(const uint8_t *cmd, size_t len);
+int instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob,
+    size_t len);
 void instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len);
 
 /* instance_commit.c: the worker's side of the commit channel: each

@@ -261,10 +261,12 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind), res);
 		return ctrl_result(in, res);
 	}
-	if (store_put(in->store, kind, req->u.setstate.data, req->u.setstate.length) == -1) {
-		log_warn("SET_STATEBLOB %s: write", store_filename(kind));
+	/* Recorded in vtpmd's freshness manifest like any write, and answered
+	 * once recorded (docs/state.md). */
+	if (instance_save_state(in, kind, req->u.setstate.data, req->u.setstate.length) == -1)
 		return ctrl_result(in, TPM_IOERROR);
-	}
+	if (kind == STATE_PERMANENT && instance_commit_wait(in, -1) == -1)
+		return false;
 	if (kind == STATE_VOLATILE)
 		in->volatile_saved = true;
 	if (kind == STATE_PERMANENT && in->cache != NULL) {

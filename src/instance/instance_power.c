@@ -75,14 +75,14 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 /* How long a stopping worker waits for vtpmd to record a generation. */
 #define INSTANCE_COMMIT_GRACE_MS 2000
 
-/* Permanent state is written only once vtpmd has recorded the generation
- * before it (instance_commit.c: at most one is ever unrecorded), and is
- * reported to it at once. */
-static int
-instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
+/* Stores a state blob (libtpms' writes, SET_STATEBLOB). Permanent state is
+ * written only once vtpmd has recorded the generation before it
+ * (instance_commit.c: at most one is ever unrecorded), and is reported to
+ * it at once; whoever answers for the write waits for its acknowledgement
+ * (instance_commit_wait). 0, or -1 (logged). */
+int
+instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len)
 {
-	struct instance *in = ctx;
-
 	if (kind == STATE_PERMANENT &&
 	    instance_commit_wait(in, *in->signalled ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
 		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
@@ -100,6 +100,12 @@ instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t le
 	if (kind == STATE_PERMANENT && in->commit.enabled)
 		instance_commit_report(in);
 	return 0;
+}
+
+static int
+instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	return instance_save_state(ctx, kind, blob, len);
 }
 
 static int

@@ -353,6 +353,7 @@ struct fresh {
 	size_t n;
 	int64_t retry_at;	/* a failed commit's retry (monotonic ms), or 0 */
 	unsigned long commits;	/* counter increments made by this vtpmd */
+	int64_t commit_us, increment_us; /* their total time, and the counter's part */
 };
 int fresh_ensure(struct manager *m, struct err *err);
 int fresh_check(struct manager *m, struct vtpm *v, struct err *err);

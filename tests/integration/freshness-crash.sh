@@ -9,15 +9,15 @@
 #    write, sync and rename, the report, the manifest's write and sync, the
 #    host TPM's counter increment, the acknowledgement), N = 1, 2, … until
 #    the write completes untouched.
-# 2. Many SIGKILLs (FRESH_KILLS, default 60; `make soak-fresh` runs 1,000) of the worker, of vtpmd, or of
+# 2. Many SIGKILLs (FRESH_KILLS, default 30; `make soak-fresh`: 1,000) of the worker, vtpmd or
 #    both, at random moments of a stream of NV writes.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
 require_tools strace tpm2_nvdefine jq
 
-KILLS=${FRESH_KILLS:-60}
-BATCH=20
+KILLS=${FRESH_KILLS:-30}
+BATCH=10
 NV8_INDEX=01500016
 DATA_EP=unix:$T/svc/run/vm.sock
 

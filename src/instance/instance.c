@@ -98,7 +98,8 @@ instance_usage(FILE *f)
 	    "                     report each permanent-state write to vtpmd on descriptor N\n"
 	    "                     (or a connection to PATH, which a vtpmd that adopts this\n"
 	    "                     instance makes), and hold the guest's answer until vtpmd\n"
-	    "                     acknowledges it (docs/state.md)\n"
+	    "                     acknowledges it (docs/state.md); with --commit-relaxed\n"
+	    "                     (a vTPM vtpmd provisions) only once vtpmd says so\n"
 	    "  --nv-rate N        at most N TPM 2.0 commands that write NV a second (bursts of\n"
 	    "                     5 s of them); faster ones are answered TPM_RC_NV_RATE, as\n"
 	    "                     a real TPM does. Default 0: unlimited\n"
@@ -467,6 +468,7 @@ struct instance_opts {
 	const char *commit_listen; /* unix:PATH, or NULL */
 	int key_fd, ready_fd, commit_fd;
 	unsigned int nv_rate;
+	bool commit_relaxed; /* vtpmd provisions it: hold nothing until VTCS */
 	int io_timeout_ms;
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
@@ -554,6 +556,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"commit-fd", required_argument, NULL, 'C'},
 		{"commit-listen", required_argument, NULL, 'K'},
 		{"nv-rate", required_argument, NULL, 'R'},
+		{"commit-relaxed", no_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -590,6 +593,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
 		case 'K': o->commit_listen = optarg; break;
 		case 'R': o->nv_rate = instance_parse_rate(optarg); break;
+		case 'X': o->commit_relaxed = true; break;
 		case 'C':
 			if ((o->commit_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--commit-fd: not a descriptor number: %s", optarg);
@@ -776,6 +780,7 @@ instance_commit_setup(struct instance *in, const struct instance_opts *o)
 
 	in->commit.fd = in->commit.listen_fd = -1;
 	in->commit.enabled = o->commit_fd != -1 || o->commit_listen != NULL;
+	in->commit.relaxed = o->commit_relaxed;
 	if (o->commit_fd != -1) {
 		if (fcntl(o->commit_fd, F_SETFL, O_NONBLOCK) == -1 ||
 		    fcntl(o->commit_fd, F_SETFD, FD_CLOEXEC) == -1)

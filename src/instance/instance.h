@@ -185,6 +185,7 @@ void conn_consume(struct conn *c, size_t n);
 #define COMMIT_REPORT_LEN (12 + STORE_DIGEST_LEN)
 struct instance_commit {
 	bool enabled;	/* --commit-fd or --commit-listen given */
+	bool relaxed;	/* --commit-relaxed: report, hold nothing, until vtpmd's VTCS */
 	int listen_fd;	/* RUN/NAME.commit, for a vtpmd that adopts the worker; or -1 */
 	int fd;		/* vtpmd's connection, or -1 while it is away */
 	bool pending;	/* gen, digest: written, not yet acknowledged */

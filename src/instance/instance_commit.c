@@ -13,6 +13,12 @@
  *
  *   report (worker to vtpmd): "VTCR" | generation (8, big-endian) | SHA-256
  *   acknowledgement (back):   "VTCA" | generation (8, big-endian)
+ *   strict from now (back):   "VTCS" | 0 (8)
+ *
+ * A worker vtpmd provisions (--commit-relaxed) reports but holds nothing:
+ * vtpmd's own commands to it come from vtpmd's loop, which could not
+ * acknowledge meanwhile. vtpmd records what it wrote and sends VTCS before
+ * any guest can connect.
  */
 #include <errno.h>
 #include <poll.h>
@@ -110,6 +116,12 @@ commit_read(struct instance_commit *c)
 		if (c->in_len < sizeof(c->in))
 			continue;
 		c->in_len = 0;
+		if (memcmp(c->in, "VTCS", 4) == 0) {
+			c->relaxed = false;
+			c->pending = false;
+			log_debug("commit channel: answers wait for vtpmd from now on");
+			continue;
+		}
 		if (memcmp(c->in, "VTCA", 4) != 0) {
 			log_warnx("commit channel: not an acknowledgement; closing it");
 			commit_drop(c);
@@ -169,7 +181,7 @@ instance_commit_wait(struct instance *in, int grace_ms)
 	sigset_t unblocked;
 	int n, idx[2];
 
-	if (!c->enabled)
+	if (!c->enabled || c->relaxed)
 		return 0;
 	sigemptyset(&unblocked);
 	while (c->pending) {

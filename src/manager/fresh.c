@@ -623,6 +623,36 @@ fresh_flush(struct manager *m)
 			fresh_ack(m->vtpms[i]);
 }
 
+/*
+ * Ends the relaxed mode of a worker started for provisioning (vtpmd's own
+ * commands to it, from its loop, would wait forever for acknowledgements
+ * that loop is to send): its reports so far are read and recorded, then
+ * it is told to hold answers from now on (VTCS), before any guest reaches
+ * it. Returns 0, or -1 with err.
+ */
+int
+fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
+{
+	uint8_t msg[12];
+
+	if (v->commit_fd == -1)
+		return err_set(err, ERR_FAILED, "%s: no commit channel to its worker", v->name);
+	fresh_channel_read(m, v);
+	if (v->commit_want) {
+		m->fresh.retry_at = 0;
+		fresh_flush(m);
+		if (v->commit_want)
+			return err_set(err, ERR_FAILED, "%s: its state could not be recorded (see the "
+			    "log)", v->name);
+	}
+	memcpy(msg, "VTCS", 4);
+	fresh_put_be(msg + 4, 0, 8);
+	if (v->commit_fd == -1 ||
+	    send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(msg))
+		return err_set(err, ERR_FAILED, "%s: commit channel: %s", v->name, strerror(errno));
+	return 0;
+}
+
 /* When fresh_flush retries, or -1. */
 int64_t
 fresh_next_deadline(const struct manager *m)

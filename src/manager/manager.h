@@ -360,6 +360,7 @@ int fresh_check(struct manager *m, struct vtpm *v, struct err *err);
 void fresh_forget(struct manager *m, const struct vtpm *v);
 void fresh_channel_read(struct manager *m, struct vtpm *v);
 void fresh_flush(struct manager *m);
+int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
 int64_t fresh_next_deadline(const struct manager *m);
 void fresh_free(struct fresh *f);
 

@@ -276,6 +276,10 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds
 	snprintf(rate, sizeof(rate), "%u", m->cfg.nv_write_rate);
 	argv[n++] = "--nv-rate";
 	argv[n++] = rate;
+	/* vtpmd's own commands to a vTPM it provisions are answered without
+	 * waiting for its loop; fresh_strict ends that before any guest. */
+	if (v->prov != NULL)
+		argv[n++] = "--commit-relaxed";
 	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
 	 * and the guest sends its own Startup. */
 	argv[n++] = "--startup";

@@ -121,8 +121,12 @@ c1=$(fresh commits)
 awk -v n="$LOOP" -v c=$((c1 - c0)) 'BEGIN { printf "one guest, %d NV writes in a loop: %d " \
 	"increments, %.2f per write (goal <= 1)\n", n, c, c / n }'
 c0=$(fresh commits)
-for i in $(seq 0 9); do writes "vm$i" "$LOOP" >"$B/w$i" & done
-wait
+writers=()
+for i in $(seq 0 9); do
+	writes "vm$i" "$LOOP" >"$B/w$i" &
+	writers+=($!)
+done
+wait "${writers[@]}"
 c1=$(fresh commits)
 for i in $(seq 0 9); do
 	[ "$(grep -c "^$OK\$" "$B/w$i")" -eq "$LOOP" ] || { echo "bench: a write failed" >&2; exit 1; }

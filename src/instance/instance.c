@@ -923,8 +923,8 @@ instance_main(int argc, char **argv)
 	if (instance_signalled)
 		log_info("signal %d: saving and stopping", (int)instance_signalled);
 	instance_power_off(&in);
-	/* The last generation, recorded while vtpmd stops the worker. */
-	(void)instance_commit_wait(&in, 2000);
+	/* The last write is reported, not waited for: vtpmd records it once
+	 * the worker has ended (or at the next start, as in flight). */
 	instance_commit_close(&in);
 	conn_close(&in.ctrl);
 	conn_close(&in.data);

@@ -485,6 +485,9 @@ fresh_check(struct manager *m, struct vtpm *v, struct err *err)
 	e = fresh_find(&m->fresh, v->uuid);
 	if (e != NULL && gen == e->gen && CRYPTO_memcmp(digest, e->digest, STORE_DIGEST_LEN) == 0)
 		return 0;
+	/* A new vTPM: nothing to roll back; its first write is recorded. */
+	if (e == NULL && gen == 0)
+		return 0;
 	if (e != NULL && gen != e->gen + 1)
 		return fresh_rollback(v, gen, e, err);
 	if (e == NULL && (e = fresh_add(&m->fresh, v->uuid)) == NULL)

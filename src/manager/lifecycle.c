@@ -267,8 +267,11 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 	}
 	/* Older state than recorded is refused before any key is unsealed. */
 	if (fresh_check(m, v, err) == -1) {
-		lifecycle_set_error(v, err->kind == ERR_CORRUPT ? VTPM_REFUSED : VTPM_FAILED,
-		    err->msg);
+		/* the freshness key unseals only in an approved configuration too */
+		bool refused = err->kind == ERR_CORRUPT || err->kind == ERR_POLICY;
+		if (err->kind == ERR_POLICY)
+			err->kind = ERR_REFUSED;
+		lifecycle_set_error(v, refused ? VTPM_REFUSED : VTPM_FAILED, err->msg);
 		return -1;
 	}
 	v->state = VTPM_STARTING;

@@ -285,11 +285,12 @@ manager_step(struct manager *m, const sigset_t *unblocked)
 	for (int i = napi; i < n; i++)
 		if (pfd[i].revents != 0)
 			manager_event(m, &pfd[i], &owner[i]);
-	/* One commit for every report of this round (group commit). */
-	fresh_flush(m);
 	ops_deadlines(m);
 	api_process(m->api, pfd, napi);
 	ops_restarts_due(m);
+	/* One commit for every report of this round (group commit), after
+	 * the answers: a stop is not held up by recording its last write. */
+	fresh_flush(m);
 	return 0;
 }
 

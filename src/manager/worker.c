@@ -586,10 +586,10 @@ worker_forget(struct manager *m, struct vtpm *v)
 	v->readyfd = -1;
 	worker_pidfile(&m->cfg, v->name, path, sizeof(path));
 	unlink(path);
+	/* A last report read (the stop's write) is still recorded (fresh.c). */
 	if (v->commit_fd != -1)
 		close(v->commit_fd);
 	v->commit_fd = -1;
-	v->commit_want = false;
 	worker_commit_path(&m->cfg, v->name, path, sizeof(path));
 	unlink(path);
 	/* A sandboxed worker cannot remove its sockets from its chroot. */

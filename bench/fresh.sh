@@ -154,7 +154,7 @@ rated=$(grep -c "^$RATE\$" "$B/loop" || true)
 awk -v ok="$ok" -v r="$rated" -v ns=$((t1 - t0)) 'BEGIN { printf "one guest, 1000 NV writes " \
 	"in a tight loop: %d served, %d answered TPM_RC_NV_RATE, in %.1f s: %.1f served a second " \
 	"(a burst of 100, then 20 a second)\n", ok, r, ns / 1e9, ok / (ns / 1e9) }'
-for m in get_random pcr_read; do
+for m in getrandom pcr_read; do
 	a=$(awk -v m="$m.p99" '$2 == m { print $5 }' "$B/idle.out")
 	b=$(awk -v m="$m.p99" '$2 == m { print $5 }' "$B/busy.out")
 	awk -v m="$m" -v a="$a" -v b="$b" 'BEGIN { printf "  another vTPM'"'"'s %s p99: idle %.0f us, " \

@@ -186,7 +186,7 @@ instance_commit_wait(struct instance *in, int grace_ms)
 	sigemptyset(&unblocked);
 	while (c->pending) {
 		now = mono_ms();
-		if (grace_ms < 0 && *in->signalled)
+		if (grace_ms < 0 && in->signalled != NULL && *in->signalled)
 			return -1;
 		if (grace_ms >= 0 && now - start >= grace_ms)
 			return -1;

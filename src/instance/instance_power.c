@@ -75,6 +75,12 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 /* How long a stopping worker waits for vtpmd to record a generation. */
 #define INSTANCE_COMMIT_GRACE_MS 2000
 
+static bool
+instance_stopping(const struct instance *in)
+{
+	return in->signalled != NULL && *in->signalled;
+}
+
 /* Stores a state blob (libtpms' writes, SET_STATEBLOB). Permanent state is
  * written only once vtpmd has recorded the generation before it
  * (instance_commit.c: at most one is ever unrecorded), and is reported to
@@ -84,7 +90,7 @@ int
 instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len)
 {
 	if (kind == STATE_PERMANENT &&
-	    instance_commit_wait(in, *in->signalled ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
+	    instance_commit_wait(in, instance_stopping(in) ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
 		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
 			  "TPM command) fails", store_dir(in->store), store_filename(kind),
 		    (unsigned long long)in->commit.gen);

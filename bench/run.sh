@@ -7,7 +7,7 @@
 #
 # Environment: VTPMD (default build/vtpmd-instance), SWTPM (default swtpm),
 # SERVER_CPU (1), CLIENT_CPU (0), LAT_N (5000), LAT_SIGN_N (1000),
-# LAT_NV_N (300), COLD_N (30), MEM_N (50), SHARED_CPU (1: also measure
+# LAT_NV_N (300), COLD_N (30), MEM_N (50), BLOB_N (200), SHARED_CPU (1: also measure
 # latency with client and servers on SERVER_CPU; 0: skip).
 set -euo pipefail
 
@@ -22,9 +22,11 @@ LAT_SIGN_N=${LAT_SIGN_N:-1000}
 LAT_NV_N=${LAT_NV_N:-300}
 COLD_N=${COLD_N:-30}
 MEM_N=${MEM_N:-50}
+BLOB_N=${BLOB_N:-200}
 SHARED_CPU=${SHARED_CPU:-1}
 
-for tool in "$VTPMD" "$BUILD/bench_latency" "$BUILD/bench_coldstart" "$BUILD/bench_memory"; do
+for tool in "$VTPMD" "$BUILD/bench_latency" "$BUILD/bench_coldstart" "$BUILD/bench_memory" \
+	"$BUILD/bench_stateblob"; do
 	[ -x "$tool" ] || { echo "bench: $tool missing; run 'make bench'" >&2; exit 1; }
 done
 command -v "$SWTPM" >/dev/null || { echo "bench: $SWTPM not found; run 'make deps'" >&2; exit 1; }
@@ -108,6 +110,11 @@ echo "memory ($MEM_N idle instances of each, one group at a time)..."
 mkdir "$B/mem"
 taskset -c "$CLIENT_CPU" "$BUILD/bench_memory" -n "$MEM_N" -c "$SERVER_CPU" -k "$B/key" \
 	-b "$B/mem" -s "$V" -s "$S" >>"$R"
+
+echo "state blobs ($BLOB_N saves, then $BLOB_N restores, each)..."
+mkdir "$B/blob"
+taskset -c "$CLIENT_CPU" "$BUILD/bench_stateblob" -n "$BLOB_N" -c "$SERVER_CPU" -k "$B/key" \
+	-b "$B/blob" -s "$V" -s "$S" >>"$R"
 echo
 
 # row METRIC LABEL GOAL: one line of the table. GOAL is "le1" (ratio
@@ -167,6 +174,10 @@ memory.pss_per le1 $MEM_N idle: Pss per instance (kB)
 memory.pss_anon_total le1 $MEM_N idle: Pss_Anon total (kB)
 memory.pss_anon_per le1 $MEM_N idle: Pss_Anon per instance (kB)
 memory.rss_per show $MEM_N idle: Rss per instance (kB)
+stateblob_get.p50 show GET_STATEBLOB permanent p50 (us)
+stateblob_get.p99 show GET_STATEBLOB permanent p99 (us)
+stateblob_set.p50 show SET_STATEBLOB permanent p50 (us)
+stateblob_set.p99 show SET_STATEBLOB permanent p99 (us)
 EOF
 echo "goals: $(grep -c ' met$' "$B/table") met, $(grep -c ' MISSED' "$B/table") missed" \
 	"($(grep -c 'within A/A' "$B/table") of them within the A/A spread)"
@@ -194,4 +205,7 @@ elsewhere on the machine disturbs much less than wall-clock latency.
 NV_Write: vtpmd makes each state write durable (fdatasync of the new file,
 rename, fsync of the directory); swtpm 0.7.1 writes and renames without any
 fsync, so the difference is the cost of durability.
+GET/SET_STATEBLOB: vtpmd wraps (AES-256-GCM) the blob it hands out and
+unwraps, checks and durably stores the one it takes; swtpm hands out and
+takes the state as it is (without a migration key).
 EOF

@@ -49,25 +49,19 @@ cp "$T/mfr/mfr.pem" "$EVIDENCE/manufacturer-root.pem"
 openssl x509 -inform DER -in "$T/mfr/ek-cert.der" -out "$EVIDENCE/host-ek.pem"
 cert_line "$EVIDENCE/host-ek.pem" | sed 's/^/  host EK: /'
 
-say "vtpm-ca: a root, the Privacy CA and the Virtualization CA; it trusts the manufacturer"
+say "vtpm-ca: a root, the Privacy CA and the Virtualization CA; it trusts the manufacturer;"
+say "a lab TLS certificate for 127.0.0.1 (production brings its own), under a TLS root whose key"
+say "init never keeps"
 DB=$T/ca/ca.db
 mkdir -p "$T/ca"
-step "$VTPM_CA" init --db "$DB" --name demo
+step "$VTPM_CA" init --db "$DB" --name demo --tls-name 127.0.0.1
 step "$VTPM_CA" trust add --manufacturer "$EVIDENCE/manufacturer-root.pem" --db "$DB"
-say "vtpm-ca's TLS certificate, for 127.0.0.1 (production brings its own), under a TLS root"
-mkdir -p "$T/tls"
-step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=demo TLS root" -keyout "$T/tls/root.key" -out "$EVIDENCE/tls-root.pem" \
-	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-step openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=demo vtpm-ca" -CA "$EVIDENCE/tls-root.pem" -CAkey "$T/tls/root.key" \
-	-keyout "$T/tls/tls.key" -out "$T/tls/tls.pem" -addext subjectAltName=IP:127.0.0.1 \
-	-addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth 2>/dev/null
+cp "$T/ca/ca-tls-root.pem" "$EVIDENCE/tls-root.pem"
 # The URL where challengers find its CRLs, named in every certificate it
 # issues (cRLDistributionPoints); a name here, the demo hands CRLs over.
 CRL_BASE=http://vtpm-ca.demo.example
-start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE" --tls-cert "$T/tls/tls.pem" \
-	--tls-key "$T/tls/tls.key"
+start_vtpm_ca ca --db "$DB" --role both --crl-url "$CRL_BASE" --tls-cert "$T/ca/ca-tls.pem" \
+	--tls-key "$T/ca/ca-tls.key"
 echo "  serving both roles on $CA_URL (TLS 1.3 only; the TLS key lives in the sandboxed"
 echo "  network child, the CA keys in the parent); certificates name CRLs under $CRL_BASE"
 cp "$T/ca/ca-root.pem" "$EVIDENCE/ca-root.pem"

@@ -13,7 +13,7 @@
  * TPM attestation structures and signatures; pcrpolicy.c: policy digests;
  * approval.c) and src/common/ (api.c: the HTTP/JSON server). SQLite's
  * types stay in ca_db.c,
- * OpenSSL's in ca_crypto.c (and the modules above), jansson's in the files
+ * OpenSSL's in ca_crypto.c and ca_tlsmake.c (and the modules above), jansson's in the files
  * that read or write JSON.
  *
  * Conventions: functions return 0 or -1 and, when they fail, fill the
@@ -78,6 +78,21 @@ int ca_sha256(const uint8_t *a, size_t alen, uint8_t out[static 32]);
 int ca_random(uint8_t *out, size_t len);
 bool ca_equal(const uint8_t *a, const uint8_t *b, size_t len); /* constant time */
 void ca_cleanse(void *p, size_t len);
+
+/* ca_tlsmake.c: a lab's TLS root and server certificate (`init
+ * --tls-name`). The root's key is never written: the root vouches for the
+ * one server key made here. Files are created new (never overwritten); on
+ * failure none is left. pin: SHA-256 of the server key's
+ * SubjectPublicKeyInfo, what clients may pin. */
+struct ca_tls_request {
+	const char *const *names; /* DNS names or IP literals; names[0] is the CN */
+	size_t n_names;
+	const char *label; /* the root is "LABEL TLS root" */
+	int64_t days;
+	const char *root_path, *cert_path, *key_path;
+};
+int ca_tls_make(const struct ca_tls_request *rq, uint8_t pin[static 32], struct err *err);
+bool ca_tls_name_valid(const char *name); /* a host name or an IP literal */
 
 /*
  * ca_parse.c: request bodies (untrusted JSON) decoded into fixed-size
@@ -220,9 +235,10 @@ int ca_db_revoke_tx(struct ca_db *db, const char *serial, const char *reason, in
     bool foreign, struct err *err);
 /* The next CRL of role ("privacy", "virtualization", "root"): its number
  * (the last one plus one, recorded) and the revocations of the
- * certificates the role issued (*entries malloc'd, *n of them; none for
- * the root, which issues no certificate recorded here). */
-int ca_db_crl(struct ca_db *db, const char *role, uint64_t *number,
+ * certificates the role issued that expire at expired_before or later
+ * (*entries malloc'd, *n of them; none for the root, which issues no
+ * certificate recorded here). The records themselves are kept. */
+int ca_db_crl(struct ca_db *db, const char *role, int64_t expired_before, uint64_t *number,
     struct certs_crl_entry **entries, size_t *n, struct err *err);
 /* 0 with out filled when the serial was issued here or revoked; else
  * ERR_ABSENT. */

@@ -3,6 +3,11 @@
  * records: the revocations of every certificate the role issued (those
  * the cascade of ca_db_revoke added included), the next cRLNumber,
  * thisUpdate now and nextUpdate now + validity, signed by the role's key.
+ * An entry leaves the CRL once its certificate expired before the previous
+ * regularly scheduled CRL (now - validity): RFC 5280, 5.1.2.6, wants it
+ * on one CRL issued after the expiry, and expired certificates fail
+ * validation without it. The revocation stays in the records (GET
+ * /v1/status still names it).
  * Shared by `vtpm-ca crl` and the parent of `vtpm-ca serve` (GET
  * /v1/ROLE/crl).
  */
@@ -19,7 +24,7 @@ ca_crl_make(struct ca_db *db, const struct certs_ca *ca, const char *role, int64
 	int ret;
 
 	*der = NULL;
-	if (ca_db_crl(db, role, &req.number, &entries, &req.n, err) == -1)
+	if (ca_db_crl(db, role, now - validity, &req.number, &entries, &req.n, err) == -1)
 		return err_wrap(err, "the %s CA's revocations", role);
 	req.entries = entries;
 	ret = certs_issue_crl(ca, &req, der, len, err);

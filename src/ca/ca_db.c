@@ -647,10 +647,11 @@ ca_db_crl_number(struct ca_db *db, const char *role, uint64_t *number, struct er
 	return -1;
 }
 
-/* The revocations of the certificates role issued. */
+/* The revocations of the certificates role issued that expire at since
+ * or later. */
 static int
-ca_db_crl_entries(
-    struct ca_db *db, const char *role, struct certs_crl_entry **out, size_t *n, struct err *err)
+ca_db_crl_entries(struct ca_db *db, const char *role, int64_t since, struct certs_crl_entry **out,
+    size_t *n, struct err *err)
 {
 	struct certs_crl_entry *v = NULL, *grown;
 	sqlite3_stmt *st;
@@ -658,11 +659,13 @@ ca_db_crl_entries(
 
 	st = ca_db_prepare(db,
 	    "SELECT r.serial, r.revoked_at FROM revocations r "
-	    "JOIN issued i ON i.serial = r.serial WHERE i.role = ? ORDER BY r.rowid",
+	    "JOIN issued i ON i.serial = r.serial WHERE i.role = ? AND i.not_after >= ? "
+	    "ORDER BY r.rowid",
 	    err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL) {
 			rc = SQLITE_NOMEM;
@@ -685,15 +688,15 @@ ca_db_crl_entries(
 }
 
 int
-ca_db_crl(struct ca_db *db, const char *role, uint64_t *number, struct certs_crl_entry **entries,
-    size_t *n, struct err *err)
+ca_db_crl(struct ca_db *db, const char *role, int64_t expired_before, uint64_t *number,
+    struct certs_crl_entry **entries, size_t *n, struct err *err)
 {
 	*entries = NULL;
 	*n = 0;
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	if (ca_db_crl_number(db, role, number, err) == -1 ||
-	    ca_db_crl_entries(db, role, entries, n, err) == -1 ||
+	    ca_db_crl_entries(db, role, expired_before, entries, n, err) == -1 ||
 	    ca_db_exec(db, "COMMIT", err) == -1) {
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 		free(*entries);

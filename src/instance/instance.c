@@ -49,7 +49,8 @@ instance_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: vtpmd instance --state DIR --ctrl ENDPOINT [--data ENDPOINT]\n"
-	    "                      (--key-fd N | --plaintext-state) [--tpm 2|1.2]\n"
+	    "                      (--key-fd N [--blob-key-fd N] | --plaintext-state)\n"
+	    "                      [--tpm 2|1.2]\n"
 	    "                      [--startup clear] [--name NAME] [--ready-fd N]\n"
 	    "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	    "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
@@ -68,6 +69,10 @@ instance_usage(FILE *f)
 	    "                     tcp:127.0.0.1:P+1; the TPM is powered on at start\n"
 	    "  --key-fd N         read the 32-byte state key from descriptor N; state files\n"
 	    "                     are encrypted and authenticated with AES-256-GCM\n"
+	    "  --blob-key-fd N    read the key that wraps the state blobs of GET_STATEBLOB\n"
+	    "                     (80 bytes: key, instance UUID, key id; vtpmd's workers\n"
+	    "                     get it after the state key, on the same descriptor).\n"
+	    "                     Without it, that key derives from the state key\n"
 	    "  --plaintext-state  keep state unencrypted (checksummed only); logged as\n"
 	    "                     unprotected\n"
 	    "  --tpm 2|1.2        TPM version (default 2)\n"
@@ -466,7 +471,7 @@ instance_loop(struct instance *in, int timeout_ms)
 struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
 	const char *commit_listen; /* unix:PATH, or NULL */
-	int key_fd, ready_fd, commit_fd;
+	int key_fd, ready_fd, blob_key_fd, commit_fd;
 	unsigned int nv_rate;
 	bool commit_relaxed; /* vtpmd provisions it: hold nothing until VTCS */
 	int io_timeout_ms;
@@ -541,6 +546,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"ctrl", required_argument, NULL, 'c'},
 		{"data", required_argument, NULL, 'd'},
 		{"key-fd", required_argument, NULL, 'k'},
+		{"blob-key-fd", required_argument, NULL, 'b'},
 		{"plaintext-state", no_argument, NULL, 'p'},
 		{"tpm", required_argument, NULL, 't'},
 		{"startup", required_argument, NULL, 'S'},
@@ -563,7 +569,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 	int ch;
 
 	memset(o, 0, sizeof(*o));
-	o->key_fd = o->ready_fd = o->commit_fd = -1;
+	o->key_fd = o->ready_fd = o->blob_key_fd = o->commit_fd = -1;
 	o->tpm = "2";
 	o->log_level = "info";
 	o->io_timeout_ms = INSTANCE_IO_TIMEOUT_MS;
@@ -585,6 +591,11 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'k':
 			if ((o->key_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--key-fd: not a descriptor number: %s", optarg);
+			break;
+		case 'b':
+			if ((o->blob_key_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--blob-key-fd: not a descriptor number: %s",
+				    optarg);
 			break;
 		case 'r':
 			if ((o->ready_fd = instance_parse_fd(optarg)) == -1)
@@ -617,6 +628,9 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		    o->ctrl);
 	if ((o->key_fd == -1) == !o->plaintext)
 		fatalx(EXIT_USAGE, "give exactly one of --key-fd N and --plaintext-state");
+	if (o->blob_key_fd != -1 && o->plaintext)
+		fatalx(EXIT_USAGE, "--blob-key-fd needs --key-fd: a --plaintext-state instance "
+		    "releases no state blobs");
 	if (strcmp(o->tpm, "2") != 0 && strcmp(o->tpm, "2.0") != 0 && strcmp(o->tpm, "1.2") != 0)
 		fatalx(EXIT_USAGE, "--tpm: expected 2 or 1.2, not %s", o->tpm);
 	if (o->startup != NULL && strcmp(o->startup, "clear") != 0)
@@ -636,27 +650,64 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		    "neither; bind it to 127.0.0.1 or firewall it instead)");
 }
 
-/* Reads the key and opens the store (its directory and lock): what needs
- * the instance's privileges, before the sandbox. */
+#define INSTANCE_KEYS_LEN (STATE_KEY_LEN + STATEBLOB_KEY_RECORD_LEN)
+
+/* Sets the key that wraps state blobs: the record (key, UUID, key id)
+ * that follows the state key in keys when given (vtpmd's workers), else
+ * one derived from the state key; none for plaintext state (keys NULL). */
+static void
+instance_set_blob_key(struct instance *in, const uint8_t *keys, bool given)
+{
+	const uint8_t *rec;
+
+	if (keys == NULL)
+		return;
+	rec = keys + STATE_KEY_LEN;
+	in->blob_key = secret_alloc(sizeof(*in->blob_key));
+	if (in->blob_key == NULL)
+		fatal(EXIT_RUNTIME, "allocate key memory");
+	if (!given) {
+		if (stateblob_key_from_state_key(keys, in->blob_key) == -1)
+			fatalx(EXIT_RUNTIME, "cannot derive the state blob key");
+		return;
+	}
+	memcpy(in->blob_key->key, rec, STATE_KEY_LEN);
+	memcpy(in->blob_key->uuid, rec + STATE_KEY_LEN, STATEBLOB_UUID_LEN);
+	memcpy(in->blob_key->key_id, rec + STATE_KEY_LEN + STATEBLOB_UUID_LEN,
+	    STATEBLOB_KEY_ID_LEN);
+	in->blob_key->source = STATEBLOB_SOURCE_HOST;
+}
+
+/* Reads the keys (the blob key record after the state key when both come
+ * on one descriptor) and opens the store (its directory and lock): what
+ * needs the instance's privileges, before the sandbox. */
 static void
 instance_open_store(struct instance *in, const struct instance_opts *o)
 {
-	uint8_t *key = NULL;
+	bool blob_key = o->blob_key_fd != -1, one_fd = o->blob_key_fd == o->key_fd;
+	uint8_t *keys = NULL;
 	struct err err;
 
 	if (o->key_fd != -1) {
-		key = secret_alloc(STATE_KEY_LEN);
-		if (key == NULL)
+		keys = secret_alloc(INSTANCE_KEYS_LEN);
+		if (keys == NULL)
 			fatal(EXIT_RUNTIME, "allocate key memory");
-		if (secret_read_fd(o->key_fd, key, STATE_KEY_LEN) == -1)
+		if (secret_read_fd(o->key_fd, keys, blob_key && one_fd ? INSTANCE_KEYS_LEN
+								  : STATE_KEY_LEN) == -1)
 			fatal(EXIT_USAGE, "--key-fd %d: need exactly %d key bytes", o->key_fd,
-			    STATE_KEY_LEN);
+			    blob_key && one_fd ? INSTANCE_KEYS_LEN : STATE_KEY_LEN);
+		if (blob_key && !one_fd &&
+		    secret_read_fd(o->blob_key_fd, keys + STATE_KEY_LEN,
+			STATEBLOB_KEY_RECORD_LEN) == -1)
+			fatal(EXIT_USAGE, "--blob-key-fd %d: need exactly %d bytes (key, UUID, "
+			    "key id)", o->blob_key_fd, STATEBLOB_KEY_RECORD_LEN);
 	} else {
 		log_warnx("state in %s is NOT encrypted (--plaintext-state): anyone who can "
 			  "read it can read the TPM's secrets", o->state_dir);
 	}
-	in->store = store_open(o->state_dir, key, in->tpm_version, &err);
-	secret_free(key, STATE_KEY_LEN);
+	instance_set_blob_key(in, keys, blob_key);
+	in->store = store_open(o->state_dir, keys, in->tpm_version, &err);
+	secret_free(keys, INSTANCE_KEYS_LEN);
 	if (in->store == NULL)
 		fatalx(err.kind == ERR_BUSY ? EXIT_BUSY : EXIT_RUNTIME, "%s", err.msg);
 }
@@ -940,6 +991,8 @@ instance_main(int argc, char **argv)
 		explicit_bzero(in.cache, in.cache_len);
 		free(in.cache);
 	}
+	secret_free(in.blob_key, sizeof(*in.blob_key));
+	free(in.wrapped);
 	store_close(in.store);
 	free(dircopy);
 	log_info("stopped");

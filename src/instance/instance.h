@@ -44,7 +44,9 @@ struct statefile_info {
 	enum state_kind kind;
 	unsigned int tpm_version; /* 1 for TPM 1.2, 2 for TPM 2.0 */
 	uint64_t generation;	  /* incremented by every write */
+	uint32_t since_client;	  /* writes since the last a client's command caused */
 };
+#define STATEFILE_SINCE_CLIENT_MAX 0xffffffu /* three bytes; saturates */
 const char *statefile_strerror(enum statefile_verdict err);
 size_t statefile_encoded_size(size_t payload_len, bool encrypted);
 int statefile_encode(const struct statefile_info *info, const uint8_t *key,
@@ -52,6 +54,57 @@ int statefile_encode(const struct statefile_info *info, const uint8_t *key,
 enum statefile_verdict statefile_decode(const uint8_t *key, const uint8_t *in,
     size_t in_len, const struct statefile_info *expect, uint64_t *generation,
     uint8_t **payload, size_t *payload_len);
+int statefile_gcm(int enc, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad,
+    size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag);
+
+/* stateblob.c: the format of a state blob on the control channel, wrapped
+ * under a key of this host (pure codec; docs/instance.md, "State blobs"). */
+#define STATEBLOB_UUID_LEN 16
+#define STATEBLOB_KEY_ID_LEN 32
+enum stateblob_source {
+	STATEBLOB_SOURCE_HOST = 1,	/* the host's blob key, per instance */
+	STATEBLOB_SOURCE_STATE_KEY = 2, /* a standalone instance's state key */
+	STATEBLOB_SOURCE_TRANSFER = 3,	/* a transfer key wrapped to a BK (#13) */
+};
+/* The key a worker wraps its blobs with: in secret memory. The record the
+ * manager sends on the key pipe is key, uuid and key_id, in that order. */
+struct stateblob_key {
+	uint8_t key[STATE_KEY_LEN];
+	uint8_t uuid[STATEBLOB_UUID_LEN];
+	uint8_t key_id[STATEBLOB_KEY_ID_LEN];
+	uint8_t source;
+};
+#define STATEBLOB_KEY_RECORD_LEN (STATE_KEY_LEN + STATEBLOB_UUID_LEN + STATEBLOB_KEY_ID_LEN)
+struct stateblob_info {
+	enum state_kind kind;
+	unsigned int tpm_version;
+	uint8_t source;
+	uint8_t uuid[STATEBLOB_UUID_LEN];
+	uint8_t key_id[STATEBLOB_KEY_ID_LEN];
+	uint64_t generation;
+};
+enum stateblob_verdict {
+	STATEBLOB_OK = 0,
+	STATEBLOB_TRUNCATED,
+	STATEBLOB_NOT_WRAPPED,
+	STATEBLOB_FUTURE_FORMAT,
+	STATEBLOB_TRANSFER,
+	STATEBLOB_OTHER_KEY,
+	STATEBLOB_OTHER_INSTANCE,
+	STATEBLOB_TOO_LARGE,
+	STATEBLOB_TRAILING,
+	STATEBLOB_AUTH_FAILED,
+	STATEBLOB_NOMEM,
+};
+const char *stateblob_strerror(enum stateblob_verdict v);
+int stateblob_instance_key(const uint8_t host_key[STATE_KEY_LEN],
+    const uint8_t uuid[STATEBLOB_UUID_LEN], uint8_t out[STATE_KEY_LEN]);
+int stateblob_key_from_state_key(const uint8_t state_key[STATE_KEY_LEN],
+    struct stateblob_key *k);
+int stateblob_wrap(const struct stateblob_key *k, enum state_kind kind, unsigned int tpm_version,
+    uint64_t generation, const uint8_t *payload, size_t len, uint8_t **out, size_t *out_len);
+enum stateblob_verdict stateblob_unwrap(const struct stateblob_key *k, const uint8_t *in,
+    size_t len, struct stateblob_info *info, uint8_t **payload, size_t *payload_len);
 
 /* store.c: an instance's state directory: locked, crash-safe writes. */
 #define STORE_DIGEST_LEN 32
@@ -62,6 +115,8 @@ void store_close(struct store *st);
 int store_get(struct store *st, enum state_kind kind, uint8_t **blob,
     size_t *len, struct err *err);
 int store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len);
+int store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len,
+    bool by_client);
 int store_delete(struct store *st, enum state_kind kind);
 bool store_encrypted(const struct store *st);
 const char *store_dir(const struct store *st);
@@ -69,6 +124,8 @@ const char *store_filename(enum state_kind kind);
 void store_put_digest(const struct store *st, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN]);
 int store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN],
     struct err *err);
+uint64_t store_generation(struct store *st, enum state_kind kind);
+uint64_t store_client_generation(struct store *st, enum state_kind kind);
 
 /* ctrl.c: the swtpm control-channel codec (pure, no I/O). */
 #define CTRL_MAX_BLOB (4u << 20)
@@ -208,6 +265,7 @@ struct instance {
 	bool orderly;	/* the engine saw an orderly shutdown since its last command */
 	bool volatile_saved; /* a volatile-state snapshot is on disk */
 	bool terminate; /* leave the main loop */
+	bool client_command; /* the engine runs a client's command (its writes count) */
 	uint8_t *cache; /* decrypted permanent state, until the first power-on */
 	size_t cache_len;
 	struct instance_commit commit;
@@ -216,6 +274,14 @@ struct instance {
 	double nv_tokens;     /* the token bucket of instance_power.c */
 	int64_t nv_last_ms;
 	unsigned long nv_refused; /* commands answered TPM_RC_NV_RATE */
+	struct stateblob_key *blob_key; /* secret memory; NULL: no blob leaves */
+	/* The permanent blob SET_STATEBLOB restored since the last INIT: the
+	 * volatile and savestate blobs of the same save may follow it. */
+	bool restored;
+	uint64_t restored_generation;
+	uint8_t *wrapped; /* the last blob GET_STATEBLOB wrapped (for its later offsets) */
+	size_t wrapped_len;
+	enum state_kind wrapped_kind;
 };
 int instance_main(int argc, char **argv);
 

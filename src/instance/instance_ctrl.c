@@ -5,6 +5,7 @@
  * result codes the protocol uses.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,6 +82,7 @@ ctrl_init(struct instance *in, const struct ctrl_request *req)
 {
 	bool delete_volatile = (req->u.init_flags & PTM_INIT_FLAG_DELETE_VOLATILE) != 0;
 
+	in->restored = false; /* the blobs of a save come before its INIT */
 	instance_power_off(in);
 	if (instance_power_on(in, delete_volatile) == -1)
 		return ctrl_result(in, TPM_FAIL);
@@ -207,66 +209,204 @@ ctrl_blob_kind(uint32_t type, enum state_kind *kind)
 	}
 }
 
+/* The blob GET_STATEBLOB hands out: the libtpms blob of kind, wrapped
+ * under the instance's blob key and carrying its permanent generation
+ * (stateblob.c). Returns a TPM result; on success *out is malloc'd. */
+static uint32_t
+ctrl_wrapped_state(struct instance *in, enum state_kind kind, uint8_t **out, size_t *out_len)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	uint32_t res;
+	int rc;
+
+	if (in->blob_key == NULL) {
+		log_warnx("GET_STATEBLOB %s: refused: this instance has no key to wrap its state "
+			  "with (--plaintext-state), and no TPM state leaves it in the clear",
+		    store_filename(kind));
+		return TPM_FAIL;
+	}
+	res = engine_get_state(kind, &blob, &len);
+	if (res != TPM_SUCCESS || blob == NULL)
+		return res;
+	rc = stateblob_wrap(in->blob_key, kind, in->tpm_version,
+	    store_generation(in->store, STATE_PERMANENT), blob, len, out, out_len);
+	explicit_bzero(blob, len);
+	free(blob);
+	if (rc == -1) {
+		log_warnx("GET_STATEBLOB %s: cannot wrap the state", store_filename(kind));
+		return TPM_FAIL;
+	}
+	return TPM_SUCCESS;
+}
+
 /* The whole blob from offset follows the 16-byte header in one answer,
- * as QEMU reads it; a result with TPM_NON_FATAL set means "empty". */
+ * as QEMU reads it; a result with TPM_NON_FATAL set means "empty". A read
+ * from offset 0 wraps the state anew; a later offset continues the blob
+ * the last read of that kind wrapped, so that its parts fit together. */
 static bool
 ctrl_get_stateblob(struct instance *in, const struct ctrl_request *req)
 {
 	uint8_t hdr[16] = {0};
 	enum state_kind kind = STATE_PERMANENT;
 	const uint8_t *body;
-	uint8_t *blob = NULL;
-	size_t len = 0, n = 0;
-	uint32_t res;
+	uint32_t off = req->u.getstate.offset, res = TPM_SUCCESS;
+	size_t n = 0;
 	bool ok;
 
-	if (ctrl_blob_kind(req->u.getstate.type, &kind) == -1)
+	if (ctrl_blob_kind(req->u.getstate.type, &kind) == -1) {
 		res = TPM_BAD_PARAMETER;
-	else
-		res = engine_get_state(kind, &blob, &len);
-	if (res == TPM_SUCCESS && blob != NULL && req->u.getstate.offset < len)
-		n = len - req->u.getstate.offset;
+	} else if (off == 0 || in->wrapped == NULL || in->wrapped_kind != kind) {
+		free(in->wrapped);
+		in->wrapped = NULL;
+		in->wrapped_len = 0;
+		res = ctrl_wrapped_state(in, kind, &in->wrapped, &in->wrapped_len);
+		in->wrapped_kind = kind;
+	}
+	if (res == TPM_SUCCESS && in->wrapped != NULL && off < in->wrapped_len)
+		n = in->wrapped_len - off;
 	ctrl_put_u32(hdr, res);
-	ctrl_put_u32(hdr + 4, 0); /* never encrypted on the wire */
+	ctrl_put_u32(hdr + 4, res == TPM_SUCCESS ? PTM_STATE_FLAG_ENCRYPTED : 0);
 	ctrl_put_u32(hdr + 8, (uint32_t)n);
 	ctrl_put_u32(hdr + 12, (uint32_t)n);
-	body = blob != NULL && n > 0 ? blob + req->u.getstate.offset : NULL;
+	body = n > 0 ? in->wrapped + off : NULL;
 	ok = ctrl_send_with_body(in, hdr, sizeof(hdr), body, n);
-	if (blob != NULL) {
-		explicit_bzero(blob, len);
-		free(blob);
-	}
-	log_debug("GET_STATEBLOB %s: result 0x%x, %zu bytes", store_filename(kind), res, n);
+	log_debug("GET_STATEBLOB %s: result 0x%x, %zu bytes (wrapped)", store_filename(kind), res,
+	    n);
 	return ok;
 }
 
-/* Only while the TPM is off. The blob is made durable at once, so a
- * successful answer means it survives a crash before the next INIT. */
+/* A UUID's 16 bytes as its text, 8-4-4-4-12 (out: 37 bytes). */
+static void
+ctrl_uuid_text(const uint8_t uuid[STATEBLOB_UUID_LEN], char *out)
+{
+	char hex[2 * STATEBLOB_UUID_LEN + 1];
+
+	hex_encode(uuid, STATEBLOB_UUID_LEN, hex);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+/*
+ * Opens a blob SET_STATEBLOB brought for kind: wrapped under this
+ * instance's key, for this instance, of this kind and TPM version, and
+ * not older than the instance's state. Returns TPM_SUCCESS with the
+ * plaintext in *plain (wiped and freed by the caller) and its generation,
+ * or the result to answer, the reason logged.
+ */
+static uint32_t
+ctrl_unwrap_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len,
+    uint8_t **plain, size_t *plain_len, uint64_t *generation)
+{
+	const char *name = store_filename(kind);
+	struct stateblob_info info;
+	enum stateblob_verdict v;
+	char theirs[2 * STATEBLOB_KEY_ID_LEN + 1], ours[2 * STATEBLOB_KEY_ID_LEN + 1];
+	uint64_t floor = store_client_generation(in->store, STATE_PERMANENT);
+
+	if (in->blob_key == NULL) {
+		log_warnx("SET_STATEBLOB %s: refused: this instance has no blob key "
+			  "(--plaintext-state) and loads no state from outside", name);
+		return TPM_FAIL;
+	}
+	v = stateblob_unwrap(in->blob_key, blob, len, &info, plain, plain_len);
+	if (v == STATEBLOB_OTHER_INSTANCE) {
+		ctrl_uuid_text(info.uuid, theirs);
+		ctrl_uuid_text(in->blob_key->uuid, ours);
+		log_warnx("SET_STATEBLOB %s: refused: the blob is instance %s's, not this "
+			  "instance's (%s); the state is unchanged", name, theirs, ours);
+		return TPM_FAIL;
+	}
+	if (v == STATEBLOB_OTHER_KEY) {
+		hex_encode(info.key_id, 8, theirs);
+		hex_encode(in->blob_key->key_id, 8, ours);
+		log_warnx("SET_STATEBLOB %s: refused: the blob is wrapped for another host "
+			  "(key id %s...), not this one (%s...); the state is unchanged", name, theirs,
+		    ours);
+		return TPM_FAIL;
+	}
+	if (v != STATEBLOB_OK) {
+		log_warnx("SET_STATEBLOB %s: refused: the blob %s; the state is unchanged", name,
+		    stateblob_strerror(v));
+		return v == STATEBLOB_NOMEM ? TPM_FAIL : TPM_BAD_PARAMETER;
+	}
+	/* Blobs of one save carry one generation: after its permanent blob,
+	 * the others of that save are as fresh as what was restored. */
+	if (in->restored && in->restored_generation < floor)
+		floor = in->restored_generation;
+	if (info.kind != kind || info.tpm_version != in->tpm_version ||
+	    info.generation < floor) {
+		if (info.generation < floor)
+			log_warnx("SET_STATEBLOB %s: refused: the blob holds generation %llu, older "
+				  "than this instance's state (generation %llu, changed since the "
+				  "blob was saved: a rollback); the state is unchanged", name,
+			    (unsigned long long)info.generation,
+			    (unsigned long long)floor);
+		else
+			log_warnx("SET_STATEBLOB %s: refused: the blob holds %s state of a TPM %s",
+			    name, store_filename(info.kind), info.tpm_version == 1 ? "1.2" : "2.0");
+		explicit_bzero(*plain, *plain_len);
+		free(*plain);
+		*plain = NULL;
+		return TPM_FAIL;
+	}
+	*generation = info.generation;
+	return TPM_SUCCESS;
+}
+
+/*
+ * Where a restore is recorded: the blob of generation `from` is the
+ * instance's state again, stored as generation `to`. The freshness
+ * manifest (issue #12 item 1) records it here; until then the log does.
+ */
+static void
+ctrl_restored(struct instance *in, enum state_kind kind, uint64_t from, uint64_t to)
+{
+	log_info("SET_STATEBLOB %s: restored generation %llu, stored as generation %llu",
+	    store_filename(kind), (unsigned long long)from, (unsigned long long)to);
+	if (kind == STATE_PERMANENT) {
+		in->restored = true;
+		in->restored_generation = from;
+	}
+}
+
+/* Only while the TPM is off, and only a blob wrapped for this instance
+ * (ctrl_unwrap_state). The blob is made durable at once, so a successful
+ * answer means it survives a crash before the next INIT. */
 static bool
 ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 {
 	enum state_kind kind;
+	uint8_t *plain = NULL;
+	size_t plain_len = 0;
+	uint64_t generation = 0;
 	uint32_t res;
 
 	if (engine_is_on())
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (ctrl_blob_kind(req->u.setstate.type, &kind) == -1)
 		return ctrl_result(in, TPM_BAD_PARAMETER);
-	if (req->u.setstate.flags & PTM_STATE_FLAG_ENCRYPTED) {
-		log_warnx("SET_STATEBLOB: refusing a blob encrypted with a migration key");
-		return ctrl_result(in, TPM_BAD_PARAMETER);
-	}
-	res = engine_set_state(kind, req->u.setstate.data, req->u.setstate.length);
-	if (res != TPM_SUCCESS) {
-		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind), res);
+	/* The flags are QEMU's echo of GET_STATEBLOB's: the blob says itself
+	 * how it is wrapped. */
+	res = ctrl_unwrap_state(in, kind, req->u.setstate.data, req->u.setstate.length, &plain,
+	    &plain_len, &generation);
+	if (res != TPM_SUCCESS)
 		return ctrl_result(in, res);
+	res = engine_set_state(kind, plain, plain_len);
+	if (res != TPM_SUCCESS) {
+		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
+		    res);
+	} else {
+		/* A client's write, reported to vtpmd for its freshness manifest
+		 * like any (docs/state.md). */
+		in->client_command = true;
+		if (instance_save_state(in, kind, plain, plain_len) == -1)
+			res = TPM_IOERROR;
+		in->client_command = false;
 	}
-	/* Recorded in vtpmd's freshness manifest like any write, and answered
-	 * once recorded (docs/state.md). */
-	if (instance_save_state(in, kind, req->u.setstate.data, req->u.setstate.length) == -1)
-		return ctrl_result(in, TPM_IOERROR);
-	if (kind == STATE_PERMANENT && instance_commit_wait(in, -1) == -1)
-		return false;
+	explicit_bzero(plain, plain_len);
+	free(plain);
+	if (res != TPM_SUCCESS)
+		return ctrl_result(in, res);
 	if (kind == STATE_VOLATILE)
 		in->volatile_saved = true;
 	if (kind == STATE_PERMANENT && in->cache != NULL) {
@@ -274,7 +414,10 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		free(in->cache);
 		in->cache = NULL;
 	}
-	log_info("SET_STATEBLOB %s: %u bytes stored", store_filename(kind), req->u.setstate.length);
+	ctrl_restored(in, kind, generation, store_generation(in->store, kind));
+	/* Answered once vtpmd has recorded the restore. */
+	if (kind == STATE_PERMANENT && instance_commit_wait(in, -1) == -1)
+		return false;
 	return ctrl_result(in, TPM_SUCCESS);
 }
 

@@ -96,7 +96,7 @@ instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *bl
 		    (unsigned long long)in->commit.gen);
 		return -1;
 	}
-	if (store_put(in->store, kind, blob, len) == -1) {
+	if (store_put_as(in->store, kind, blob, len, in->client_command) == -1) {
 		log_warn("%s/%s: write failed; the TPM command fails", store_dir(in->store),
 		    store_filename(kind));
 		return -1;
@@ -250,6 +250,7 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 	struct tpm_header h;
 	const uint8_t *rsp;
 	size_t rsp_len;
+	int rc;
 
 	if (!engine_is_on()) {
 		/* Before INIT: QEMU's version probe expects a bare failure. */
@@ -266,8 +267,10 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		return;
 	}
 	instance_volatile_superseded(in);
-	if (engine_process(cmd, len, &rsp, &rsp_len) == -1 ||
-	    tpmwire_header(rsp, rsp_len, &h) == -1) {
+	in->client_command = true;
+	rc = engine_process(cmd, len, &rsp, &rsp_len);
+	in->client_command = false;
+	if (rc == -1 || tpmwire_header(rsp, rsp_len, &h) == -1) {
 		log_warnx("TPM engine produced no response");
 		rsp_len = tpmwire_error(err, in->tpm_version,
 		    in->tpm_version == 2 ? TPM2_RC_FAILURE : TPM12_FAIL);

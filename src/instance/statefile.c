@@ -7,7 +7,9 @@
  *    10   1  kind: 1 permanent, 2 volatile, 3 savestate
  *    11   1  protection: 1 AES-256-GCM, 2 none (SHA-256 checksum only)
  *    12   1  TPM version the blob belongs to: 1 (TPM 1.2) or 2 (TPM 2.0)
- *    13   3  zero
+ *    13   3  writes since the last one a client's command caused (vtpmd's
+ *            own: manufacture, the orderly shutdown at power-off), big-endian,
+ *            saturating; zero in files of older vtpmd
  *    16   8  generation, big-endian: incremented by every write
  *    24   4  payload length, big-endian
  *    28  12  GCM nonce (zero when unprotected)
@@ -87,10 +89,11 @@ statefile_encoded_size(size_t payload_len, bool encrypted)
 	return SF_HEADER_LEN + payload_len + (encrypted ? SF_GCM_TAG_LEN : SF_SHA_LEN);
 }
 
-/* AES-256-GCM over (aad, in) into out and tag; decrypts when enc is 0.
- * Returns 0, or -1 (on decryption: authentication failed). */
-static int
-sf_gcm(int enc, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad,
+/* AES-256-GCM over (aad, in) into out and tag (16 bytes), with a 12-byte
+ * nonce; decrypts when enc is 0. Also the cipher of stateblob.c. Returns
+ * 0, or -1 (on decryption: authentication failed). */
+int
+statefile_gcm(int enc, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad,
     size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
 {
 	EVP_CIPHER_CTX *ctx;
@@ -137,6 +140,7 @@ statefile_encode(const struct statefile_info *info, const uint8_t *key,
 	out[10] = (uint8_t)info->kind;
 	out[11] = key != NULL ? SF_PROT_GCM : SF_PROT_NONE;
 	out[12] = (uint8_t)info->tpm_version;
+	sf_put_be(out + 13, info->since_client, 3);
 	sf_put_be(out + 16, info->generation, 8);
 	sf_put_be(out + 24, payload_len, 4);
 	if (key == NULL) {
@@ -146,7 +150,7 @@ statefile_encode(const struct statefile_info *info, const uint8_t *key,
 	}
 	if (RAND_bytes(out + SF_NONCE_OFF, SF_NONCE_LEN) != 1)
 		return -1;
-	if (sf_gcm(1, key, out + SF_NONCE_OFF, out, SF_HEADER_LEN, payload, payload_len,
+	if (statefile_gcm(1, key, out + SF_NONCE_OFF, out, SF_HEADER_LEN, payload, payload_len,
 		out + SF_HEADER_LEN, out + SF_HEADER_LEN + payload_len) != 0)
 		return -1;
 	return (int)total;
@@ -217,7 +221,7 @@ statefile_decode(const uint8_t *key, const uint8_t *in, size_t in_len,
 			return STATEFILE_AUTH_FAILED;
 		}
 		memcpy(plain, in + SF_HEADER_LEN, plen);
-	} else if (sf_gcm(0, key, in + SF_NONCE_OFF, in, SF_HEADER_LEN, in + SF_HEADER_LEN, plen,
+	} else if (statefile_gcm(0, key, in + SF_NONCE_OFF, in, SF_HEADER_LEN, in + SF_HEADER_LEN, plen,
 	               plain, (uint8_t *)(in + SF_HEADER_LEN + plen)) != 0) {
 		OPENSSL_cleanse(plain, plen + 1);
 		free(plain);

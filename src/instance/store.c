@@ -35,6 +35,7 @@ struct store {
 	bool peeked; /* generation[] read from the files */
 	uint64_t generation[STORE_KINDS];
 	uint8_t put_digest[STORE_DIGEST_LEN]; /* SHA-256 of the last permanent file written */
+	uint32_t since_client[STORE_KINDS]; /* statefile_info.since_client */
 };
 
 static const char *const store_names[STORE_KINDS] = {
@@ -63,6 +64,16 @@ store_encrypted(const struct store *st)
 	return st->key != NULL;
 }
 
+static uint64_t
+store_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* Continues each kind's generation numbering from the file on disk, at
  * the first read or write (not at store_open: a sandboxed instance reads
  * no file content before it is confined). The header is only peeked at
@@ -84,13 +95,32 @@ store_peek_generations(struct store *st)
 		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
 		    read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
 		    memcmp(hdr, "VTPMDST", 8) == 0) {
-			uint64_t g = 0;
-			for (int i = 16; i < 24; i++)
-				g = g << 8 | hdr[i];
-			st->generation[k] = g;
+			st->generation[k] = store_be(hdr + 16, 8);
+			st->since_client[k] = (uint32_t)store_be(hdr + 13, 3);
 		}
 		close(fd);
 	}
+}
+
+/* The generation of kind's latest write (0: none yet): the one a state
+ * blob of this instance carries. */
+uint64_t
+store_generation(struct store *st, enum state_kind kind)
+{
+	store_peek_generations(st);
+	return st->generation[kind];
+}
+
+/* The generation of kind's latest write that a client's command caused
+ * (or a restore, or the first): vtpmd's own writes since (an orderly
+ * shutdown at power-off) change nothing a client saw. */
+uint64_t
+store_client_generation(struct store *st, enum state_kind kind)
+{
+	store_peek_generations(st);
+	if (st->since_client[kind] > st->generation[kind])
+		return 0;
+	return st->generation[kind] - st->since_client[kind];
 }
 
 /* Removes temporary files that a crash in the middle of store_put left. */
@@ -249,6 +279,8 @@ store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, s
 		return err_errno(err, "%s/%s", st->dir, store_names[kind]);
 	}
 	serr = statefile_decode(st->key, raw, raw_len, &expect, &gen, blob, len);
+	if (serr == STATEFILE_OK) /* bytes 13..15, authenticated with the header */
+		st->since_client[kind] = (uint32_t)store_be(raw + 13, 3);
 	free(raw);
 	if (serr != STATEFILE_OK)
 		return err_set(err, serr == STATEFILE_NOMEM ? ERR_FAILED : ERR_CORRUPT, "%s/%s: %s",
@@ -274,14 +306,23 @@ store_write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/*
- * Durably replaces the blob of kind. Returns 0 once the new blob is on
- * stable storage, or -1 with errno. On failure the file holds either the
- * previous blob or (when only the final directory sync failed) the whole
- * new one; never a mix.
- */
+/* store_put_as for a write a client's command caused. */
 int
 store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	return store_put_as(st, kind, blob, len, true);
+}
+
+/*
+ * Durably replaces the blob of kind; by_client says whether a client's
+ * command caused the write (store_client_generation). Returns 0 once the
+ * new blob is on stable storage, or -1 with errno. On failure the file
+ * holds either the previous blob or (when only the final directory sync
+ * failed) the whole new one; never a mix.
+ */
+int
+store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len,
+    bool by_client)
 {
 	struct statefile_info info = {.kind = kind, .tpm_version = st->tpm_version};
 	size_t enc_len = statefile_encoded_size(len, st->key != NULL);
@@ -291,6 +332,9 @@ store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t le
 
 	store_peek_generations(st);
 	info.generation = st->generation[kind] + 1;
+	info.since_client = by_client ? 0 : st->since_client[kind] + 1;
+	if (info.since_client > STATEFILE_SINCE_CLIENT_MAX)
+		info.since_client = STATEFILE_SINCE_CLIENT_MAX;
 	if (len > STATEFILE_MAX_PAYLOAD) {
 		errno = EFBIG;
 		return -1;
@@ -320,6 +364,7 @@ store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t le
 	/* From here the new blob is in place (whole, synced): only its
 	 * durability across a power loss is in doubt if the sync fails. */
 	st->generation[kind] = info.generation;
+	st->since_client[kind] = info.since_client;
 	if (fsync(st->dirfd) == -1)
 		goto out;
 	ret = 0;

@@ -23,7 +23,7 @@
  * and the reason the CA's TLS certificate was refused. For an https://
  * CA the TLS handshake, and the check of the CA's certificate against
  * ca-tls-root (read by the manager at each request, so that a new root
- * takes effect without a restart), happen in the child too. The
+ * takes effect without a restart) or ca-tls-pin, happen in the child too. The
  * manager reads the pipe from its loop and parses the answer as it always
  * did. The child keeps nothing it does not need: every descriptor but
  * stderr and its pipe is closed (the state directory's lock, the host TPM,
@@ -60,6 +60,7 @@ struct caclient {
 	bool too_large;
 	char url[256];
 	char path[128];
+	char who[300]; /* "Privacy CA at URL", "Virtualization CA at URL": for messages */
 	struct tls_peer tls; /* https://: the ca-tls-root's PEM text (malloc'd) */
 	uint8_t *buf; /* what the child sent */
 	size_t len, cap;
@@ -139,22 +140,43 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
 	_exit(0);
 }
 
-/* An https:// CA's TLS root: tls_root (ca-tls-root) read into c->tls. */
+/* Who a request goes to, for messages: the role its path names. */
+static void
+caclient_name(struct caclient *c)
+{
+	const char *role = "";
+
+	if (strncmp(c->path, "/v1/privacy/", 12) == 0)
+		role = "Privacy ";
+	else if (strncmp(c->path, "/v1/virtualization/", 19) == 0)
+		role = "Virtualization ";
+	snprintf(c->who, sizeof(c->who), "%sCA at %s", role, c->url);
+}
+
+/* How an https:// CA's TLS certificate is checked, into c->tls: by the
+ * pinned key (ca-tls-pin), or by the roots in ca-tls-root, read now. */
 static int
-caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
+caclient_tls(struct caclient *c, const struct config *cfg, struct err *err)
 {
 	uint8_t *pem = NULL;
 	size_t len = 0;
 
 	if (strncmp(c->url, "https://", 8) != 0)
 		return 0;
-	if (tls_root == NULL || tls_root[0] == '\0')
+	if (cfg != NULL && cfg->ca_tls_pin[0] != '\0') {
+		if (tls_pin_parse(cfg->ca_tls_pin, c->tls.pin, err) == -1)
+			return err_wrap(err, "%s: ca-tls-pin", c->who);
+		c->tls.pinned = true;
+		return 0;
+	}
+	if (cfg == NULL || cfg->ca_tls_root[0] == '\0')
 		return err_set(err, ERR_INVALID,
-		    "CA at %s: no TLS root to check its certificate by: set ca-tls-root in "
-		    "vtpmd's configuration (the PEM root the CA's TLS certificate chains to)",
-		    c->url);
-	if (fileio_read(tls_root, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
-		return err_errno(err, "CA at %s: ca-tls-root %s", c->url, tls_root);
+		    "%s: no TLS root or pin to check its certificate by: set ca-tls-root "
+		    "(the PEM root the CA's TLS certificate chains to) or ca-tls-pin in vtpmd's "
+		    "configuration",
+		    c->who);
+	if (fileio_read(cfg->ca_tls_root, CACLIENT_TLS_ROOT_MAX, &pem, &len) == -1)
+		return err_errno(err, "%s: ca-tls-root %s", c->who, cfg->ca_tls_root);
 	c->tls.root_pem = (const char *)pem;
 	c->tls.root_pem_len = len;
 	return 0;
@@ -162,14 +184,14 @@ caclient_tls_root(struct caclient *c, const char *tls_root, struct err *err)
 
 /*
  * Starts a POST of body (a JSON value) to url+path in a child, with an
- * overall deadline of timeout_s seconds from now; an https:// url is
- * checked against the PEM roots in the file tls_root (ca-tls-root), a
- * plain http:// one reaches loopback only (warned once). Returns the
+ * overall deadline of timeout_s seconds from now; an https:// url's
+ * server is checked against cfg's ca-tls-pin or the PEM roots in the file
+ * ca-tls-root, a plain http:// one reaches loopback only (warned once). Returns the
  * request, to be polled (caclient_fd, caclient_deadline, caclient_step)
  * and freed with caclient_free, or NULL with err.
  */
 struct caclient *
-caclient_post(const char *url, const char *tls_root, const char *path,
+caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err)
 {
 	struct caclient *c = calloc(1, sizeof(*c));
@@ -181,23 +203,24 @@ caclient_post(const char *url, const char *tls_root, const char *path,
 		return NULL;
 	}
 	snprintf(c->url, sizeof(c->url), "%s", url);
-	if (caclient_tls_root(c, tls_root, err) == -1)
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	caclient_name(c);
+	if (caclient_tls(c, cfg, err) == -1)
 		goto fail;
 	if (httpc_check_url(url, &c->tls, err) == -1) {
 		err_wrap(err, "CA");
 		goto fail;
 	}
-	snprintf(c->path, sizeof(c->path), "%s", path);
 	c->timeout_s = timeout_s;
 	c->fd = -1;
 	if (pipe2(p, O_CLOEXEC) == -1 || fcntl(p[0], F_SETFL, O_NONBLOCK) == -1) {
-		err_errno(err, "CA at %s: pipe", url);
+		err_errno(err, "%s: pipe", c->who);
 		goto fail;
 	}
 	c->deadline = mono_ms() + (int64_t)timeout_s * 1000;
 	c->pid = fork();
 	if (c->pid == -1) {
-		err_errno(err, "CA at %s: fork", url);
+		err_errno(err, "%s: fork", c->who);
 		goto fail;
 	}
 	if (c->pid == 0) {
@@ -206,7 +229,7 @@ caclient_post(const char *url, const char *tls_root, const char *path,
 	}
 	close(p[1]);
 	c->fd = p[0];
-	log_debug("CA at %s: POST %s in process %d", url, path, (int)c->pid);
+	log_debug("%s: POST %s in process %d", c->who, path, (int)c->pid);
 	return c;
 fail:
 	if (p[0] != -1)
@@ -304,7 +327,7 @@ caclient_step(struct caclient *c)
 	if (mono_ms() >= c->deadline) {
 		c->timed_out = true;
 		caclient_stop(c, true);
-		log_warnx("CA at %s: no answer to %s within %d s; request abandoned", c->url,
+		log_warnx("%s: no answer to %s within %d s; request abandoned", c->who,
 		    c->path, c->timeout_s);
 		return true;
 	}
@@ -320,7 +343,7 @@ caclient_refusal(const struct caclient *c, int status, const json_t *reply, stru
 	const char *hint = json_string_value(json_object_get(reply, "hint"));
 
 	return err_set(err, status >= 500 ? ERR_UNREACHABLE : ERR_REFUSED,
-	    "CA at %s refused %s (HTTP %d): %s%s%s", c->url, c->path, status,
+	    "%s refused %s (HTTP %d): %s%s%s", c->who, c->path, status,
 	    error ? error : "no reason given", hint ? "; CA's hint: " : "", hint ? hint : "");
 }
 
@@ -340,23 +363,23 @@ caclient_result(const struct caclient *c, struct json_t **reply, struct err *err
 	*reply = NULL;
 	if (c->timed_out)
 		return err_set(err, ERR_TIMEOUT,
-		    "CA at %s: no answer to %s within %d s (ca-timeout)", c->url, c->path,
+		    "%s: no answer to %s within %d s (ca-timeout)", c->who, c->path,
 		    c->timeout_s);
 	if (c->too_large)
-		return err_set(err, ERR_UNREACHABLE, "CA at %s: answer to %s larger than %u bytes",
-		    c->url, c->path, CACLIENT_MAX_ANSWER);
+		return err_set(err, ERR_UNREACHABLE, "%s: answer to %s larger than %u bytes",
+		    c->who, c->path, CACLIENT_MAX_ANSWER);
 	if (c->len == 0 || (c->buf[0] != 'A' && c->buf[0] != 'E' && c->buf[0] != 'U'))
 		return err_set(err, ERR_UNREACHABLE,
-		    "CA at %s: the request's process ended "
+		    "%s: the request's process ended "
 		    "without an answer",
-		    c->url);
+		    c->who);
 	if (c->buf[0] == 'E' || c->buf[0] == 'U')
 		return err_set(err, c->buf[0] == 'U' ? ERR_UNTRUSTED : ERR_UNREACHABLE,
-		    "CA at %s: %.*s", c->url, (int)(c->len - 1 < 512 ? c->len - 1 : 512),
+		    "%s: %.*s", c->who, (int)(c->len - 1 < 512 ? c->len - 1 : 512),
 		    (const char *)c->buf + 1);
 	if (httpc_parse_response((const char *)c->buf + 1, c->len - 1, &status, reply, &inner) ==
 	    -1)
-		return err_set(err, ERR_UNREACHABLE, "CA at %s: %s", c->url, inner.msg);
+		return err_set(err, ERR_UNREACHABLE, "%s: %s", c->who, inner.msg);
 	if (status == 200)
 		return 0;
 	caclient_refusal(c, status, *reply, err);

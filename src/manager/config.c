@@ -85,6 +85,8 @@ config_set(struct config *cfg, const char *key, const char *value, struct err *e
 		return config_copy(cfg->virt_root, sizeof(cfg->virt_root), value, true, err);
 	if (strcmp(key, "ca-tls-root") == 0)
 		return config_copy(cfg->ca_tls_root, sizeof(cfg->ca_tls_root), value, true, err);
+	if (strcmp(key, "ca-tls-pin") == 0)
+		return config_copy(cfg->ca_tls_pin, sizeof(cfg->ca_tls_pin), value, false, err);
 	if (strcmp(key, "pcrs") == 0) {
 		if (pcrpolicy_parse(value, &cfg->pcrs) == 0)
 			return 0;
@@ -355,11 +357,12 @@ enum config_key {
 	CONFIG_PRIVACY_ROOT,
 	CONFIG_VIRT_ROOT,
 	CONFIG_CA_TLS_ROOT,
+	CONFIG_CA_TLS_PIN,
 	CONFIG_NKEYS
 };
 static const char *const config_key_names[CONFIG_NKEYS] = {
 	"tcti", "state-dir", "run-dir", "socket", "approval-public-key", "privacy-ca-root",
-	"virtualization-ca-root", "ca-tls-root",
+	"virtualization-ca-root", "ca-tls-root", "ca-tls-pin",
 };
 
 static const char *
@@ -374,6 +377,7 @@ config_value(const struct config *cfg, enum config_key k)
 	case CONFIG_PRIVACY_ROOT: return cfg->privacy_root;
 	case CONFIG_VIRT_ROOT: return cfg->virt_root;
 	case CONFIG_CA_TLS_ROOT: return cfg->ca_tls_root;
+	case CONFIG_CA_TLS_PIN: return cfg->ca_tls_pin;
 	case CONFIG_NKEYS: break;
 	}
 	return "";
@@ -506,6 +510,19 @@ config_check_roots(const char *path, struct err *err)
 	return 0;
 }
 
+/* ca-tls-pin: sha256:HEX, instead of ca-tls-root (the pin is the whole
+ * check, so both at once would leave one unused). */
+static int
+config_check_tls_pin(const struct config *cfg, struct err *err)
+{
+	uint8_t pin[32];
+
+	if (cfg->ca_tls_root[0] != '\0')
+		return err_set(err, ERR_INVALID,
+		    "set ca-tls-root or ca-tls-pin, not both (a pinned key is the whole check)");
+	return tls_pin_parse(cfg->ca_tls_pin, pin, err);
+}
+
 /* ca-tls-root: PEM certificates, at least one (a TLS root need not be
  * self-signed: an intermediate may be the anchor). */
 static int
@@ -616,6 +633,8 @@ config_check(const char *path, const struct config *cfg, bool starting, FILE *er
 	if (cfg->ca_tls_root[0] != '\0')
 		config_verdict(
 		    &c, CONFIG_CA_TLS_ROOT, config_check_tls_root(cfg->ca_tls_root, &c.err));
+	if (cfg->ca_tls_pin[0] != '\0')
+		config_verdict(&c, CONFIG_CA_TLS_PIN, config_check_tls_pin(cfg, &c.err));
 	config_verdict(&c, CONFIG_SOCKET,
 	    config_check_socket_len(cfg->socket, 0, &c.err));
 	config_verdict(&c, CONFIG_RUN_DIR,

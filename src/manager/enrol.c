@@ -356,7 +356,7 @@ enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	op->ca = caclient_post(op->privacy_url, m->cfg.ca_tls_root, "/v1/privacy/challenge", req,
+	op->ca = caclient_post(op->privacy_url, &m->cfg, "/v1/privacy/challenge", req,
 	    op->timeout_s, err);
 	if (op->ca == NULL)
 		goto out;
@@ -387,7 +387,7 @@ enrol_certify(struct manager *m, struct enrol_op *op, const json_t *challenge, s
 	if (req == NULL)
 		return -1;
 	op->ca = caclient_post(
-	    op->privacy_url, m->cfg.ca_tls_root, "/v1/privacy/certify", req, op->timeout_s, err);
+	    op->privacy_url, &m->cfg, "/v1/privacy/certify", req, op->timeout_s, err);
 	json_decref(req);
 	op->stage = ENROL_CERTIFY;
 	return op->ca != NULL ? 0 : -1;

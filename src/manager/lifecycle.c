@@ -209,6 +209,11 @@ lifecycle_unseal_once(struct manager *m, struct vtpm *v, struct lifecycle_sealed
 		    "(files swapped?)", path, v->name);
 		goto failed;
 	}
+	/* The host's blob key, at the first start, under the same approval. */
+	if (blobkey_load(m, e, err) == -1) {
+		OPENSSL_cleanse(sealed, sizeof(*sealed));
+		goto failed;
+	}
 	if (v->sealed_name[0] == '\0') {
 		snprintf(v->sealed_name, sizeof(v->sealed_name), "%s", name);
 		v->unsaved = true; /* lifecycle_start saves the record */
@@ -255,6 +260,7 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 {
 	struct lifecycle_sealed *sealed;
 	struct worker_pending pending;
+	uint8_t *blob_rec;
 	int64_t t0, tf, t1;
 	int rc;
 
@@ -275,17 +281,18 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		return -1;
 	}
 	v->state = VTPM_STARTING;
-	sealed = secret_alloc(sizeof(*sealed));
+	sealed = secret_alloc(sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 	if (sealed == NULL) {
 		err_set(err, ERR_FAILED, "out of memory");
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		return -1;
 	}
+	blob_rec = (uint8_t *)(sealed + 1);
 	t0 = mono_us();
 	if (worker_fork(m, v, &pending, err) == -1) {
 		err_wrap(err, "worker");
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
-		secret_free(sealed, sizeof(*sealed));
+		secret_free(sealed, sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 		return -1;
 	}
 	tf = mono_us();
@@ -293,12 +300,17 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 	t1 = mono_us();
 	/* The worker starts with its key while the host TPM drops the
 	 * unsealed object: one round trip off the start's path. */
-	if (rc == 0 && worker_send_key(&pending, sealed->key, err) == -1) {
+	if (rc == 0 && blobkey_record(m, sealed->uuid, blob_rec) == -1) {
+		err_set(err, ERR_FAILED, "cannot derive the instance's state-blob key");
+		lifecycle_set_error(v, VTPM_FAILED, err->msg);
+		rc = -1;
+	}
+	if (rc == 0 && worker_send_key(&pending, sealed->key, blob_rec, err) == -1) {
 		err_wrap(err, "worker");
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		rc = -1;
 	}
-	secret_free(sealed, sizeof(*sealed));
+	secret_free(sealed, sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 	hwtpm_flush_pending(m->hw);
 	if (rc == -1) {
 		worker_abort(m, v, &pending);

@@ -584,6 +584,7 @@ manager_main(int argc, char **argv)
 	ops_shutdown(&m);
 	api_close(m.api);
 	fresh_free(&m.fresh);
+	blobkey_forget(&m);
 	hwtpm_close(m.hw);
 	for (size_t i = 0; i < m.n; i++) {
 		if (m.vtpms[i]->pidfd != -1)

@@ -31,6 +31,7 @@ struct config {
 	char privacy_root[256];	   /* PEM roots CK certificates must chain to, or "" */
 	char virt_root[256];	   /* PEM roots vEK certificates must chain to, or "" */
 	char ca_tls_root[256];	   /* PEM roots the CAs' TLS certificates chain to, or "" */
+	char ca_tls_pin[80];	   /* or "sha256:HEX" of the CAs' TLS key, or "" */
 	struct pcr_selection pcrs; /* host PCRs (sha256) the state keys are bound to */
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
@@ -219,7 +220,7 @@ int guesttpm_read_nv(
  * the loop never waits on the network; an overall deadline per request. */
 struct caclient;
 #define CACLIENT_TLS_ROOT_MAX (64u << 10) /* ca-tls-root's most */
-struct caclient *caclient_post(const char *url, const char *tls_root, const char *path,
+struct caclient *caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err);
 int caclient_fd(const struct caclient *c);
 int64_t caclient_deadline(const struct caclient *c);
@@ -382,9 +383,20 @@ struct manager {
 	uint64_t enrol_ticket;		/* the API request that waits for it */
 	struct ops_approval *approvals; /* approvals that wait for their starts */
 	struct fresh fresh;
+	uint8_t *blob_key; /* the host's blob key (secret memory), once unsealed, or NULL */
+	uint8_t blob_key_id[STATEBLOB_KEY_ID_LEN];
 };
 int manager_main(int argc, char **argv);
 int manager_step(struct manager *m, const sigset_t *unblocked);
+
+/* blobkey.c: the host's state-blob key (docs/instance.md, "State blobs"):
+ * made once, kept on disk only sealed by the host TPM under the approval
+ * policy (STATE/blobkey.sealed), unsealed at the first start. */
+#define BLOBKEY_FILE "blobkey.sealed"
+int blobkey_load(struct manager *m, const struct policy_entry *e, struct err *err);
+int blobkey_record(const struct manager *m, const uint8_t uuid[STATEBLOB_UUID_LEN],
+    uint8_t rec[static STATEBLOB_KEY_RECORD_LEN]);
+void blobkey_forget(struct manager *m);
 
 /* lifecycle.c: one vTPM's create, start, stop and delete. A start ends in
  * the loop: lifecycle_ready, lifecycle_start_ended or lifecycle_start_late
@@ -430,7 +442,8 @@ void workerlog_drain(struct vtpm *v);	/* the same, and a last unended line */
 void workerlog_close(const struct manager *m, struct vtpm *v, bool remove);
 
 int worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err);
-int worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err);
+int worker_send_key(struct worker_pending *p, const uint8_t *key, const uint8_t *blob_key,
+    struct err *err);
 int worker_ready(struct vtpm *v);
 void worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p);
 int worker_adopt(struct manager *m, struct vtpm *v);

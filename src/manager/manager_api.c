@@ -475,9 +475,10 @@ api_host_enrol(struct manager *m, const struct api_request *req)
 		    "on a loopback address",
 		    "for example https://ca.example.org:8440");
 	if ((api_is_https(ca) || (vca != NULL && api_is_https(vca))) &&
-	    m->cfg.ca_tls_root[0] == '\0')
-		return api_error(400, "an https:// CA needs a TLS root to check its certificate by",
-		    "set ca-tls-root in vtpmd's configuration (see docs/config.md)");
+	    m->cfg.ca_tls_root[0] == '\0' && m->cfg.ca_tls_pin[0] == '\0')
+		return api_error(400,
+		    "an https:// CA needs a TLS root or pin to check its certificate by",
+		    "set ca-tls-root or ca-tls-pin in vtpmd's configuration (see docs/config.md)");
 	if (host == NULL) {
 		if (gethostname(hostname, sizeof(hostname) - 1) == -1)
 			snprintf(hostname, sizeof(hostname), "localhost");

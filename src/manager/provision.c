@@ -178,7 +178,7 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	p->ca = caclient_post(p->url, m->cfg.ca_tls_root, "/v1/virtualization/ek-certificate", req,
+	p->ca = caclient_post(p->url, &m->cfg, "/v1/virtualization/ek-certificate", req,
 	    provision_time_left(p), err);
 	p->stage = PROVISION_CERTIFICATE;
 	if (p->ca != NULL)
@@ -201,7 +201,7 @@ provision_ask_nonce(struct manager *m, struct provision *p, struct err *err)
 		return err_set(err, ERR_FAILED, "out of memory");
 	p->ek_deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
 	p->ca = caclient_post(
-	    p->url, m->cfg.ca_tls_root, "/v1/virtualization/nonce", req, p->timeout_s, err);
+	    p->url, &m->cfg, "/v1/virtualization/nonce", req, p->timeout_s, err);
 	p->stage = PROVISION_NONCE;
 	json_decref(req);
 	return p->ca != NULL ? 0 : -1;

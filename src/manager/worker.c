@@ -265,6 +265,8 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds
 	argv[n++] = data_ep;
 	argv[n++] = "--key-fd";
 	argv[n++] = "3";
+	argv[n++] = "--blob-key-fd"; /* after the state key, on the same pipe */
+	argv[n++] = "3";
 	argv[n++] = "--ready-fd";
 	argv[n++] = "4";
 	worker_commit_path(&m->cfg, v->name, commit, sizeof(commit));
@@ -469,15 +471,19 @@ fail:
 }
 
 /*
- * Hands the forked worker its state key and closes the key pipe, so that
- * it starts while the caller does something else. Returns 0, or -1 with
- * err (the caller then ends the worker with worker_abort).
+ * Hands the forked worker its state key, then its blob key record
+ * (STATEBLOB_KEY_RECORD_LEN bytes: the key that wraps its state blobs,
+ * its UUID, the key id), and closes the key pipe, so that it starts while
+ * the caller does something else. Returns 0, or -1 with err (the caller
+ * then ends the worker with worker_abort).
  */
 int
-worker_send_key(struct worker_pending *p, const uint8_t *key, struct err *err)
+worker_send_key(struct worker_pending *p, const uint8_t *key, const uint8_t *blob_key,
+    struct err *err)
 {
-	/* A pipe holds far more than a key: this never blocks. */
-	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN) {
+	/* A pipe holds far more than both: this never blocks. */
+	if (write(p->keyfd, key, STATE_KEY_LEN) != STATE_KEY_LEN ||
+	    write(p->keyfd, blob_key, STATEBLOB_KEY_RECORD_LEN) != STATEBLOB_KEY_RECORD_LEN) {
 		err_set(err, ERR_FAILED, "key pipe: %s", strerror(errno));
 		return -1;
 	}

@@ -4,7 +4,10 @@
 # file through QMP and quits that QEMU; a new QEMU with a vtpmd instance on
 # a fresh state directory loads the file (so the TPM state travels only in
 # the migration stream: GET_STATEBLOB on one side, SET_STATEBLOB on the
-# other) and continues the guest, which reads the same PCR 16 value.
+# other) and continues the guest, which reads the same PCR 16 value. The
+# vTPM's state travels wrapped (docs/instance.md, "State blobs"): the file
+# holds the wrapped blobs and not libtpms' plaintext ones (their headers,
+# constants of libtpms, are absent; before, both were there).
 VTPMD=${VTPMD:-$(cd "$(dirname "$0")/../.." && pwd)/build/vtpmd}
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/e2e/guest/qemu-lib.sh"
@@ -35,6 +38,16 @@ qmp '{"execute": "quit"}'
 vm_wait_exit
 note "source: saved $(stat -c %s "$T/vm.mig") bytes in $((($(date +%s%N) - start) / 1000000)) ms"
 wait_exit "$src_pid" "source instance"
+note "the saved file: the vTPM's state wrapped, none of it in the clear"
+LC_ALL=C grep -qa 'VTPMDBL' "$T/vm.mig" || fail "no wrapped vTPM state in the saved file"
+# libtpms' permanent blob starts 00 03 ab 36 47 23 00 03 00 03 c9 ea, its
+# volatile blob 00 04 45 63 78 89 00 01.
+if LC_ALL=C grep -qaP '\x00\x03\xab\x36\x47\x23\x00\x03\x00\x03\xc9\xea' "$T/vm.mig"; then
+	fail "the saved file holds the vTPM's permanent state in the clear"
+fi
+if LC_ALL=C grep -qaP '\x00\x04\x45\x63\x78\x89\x00\x01' "$T/vm.mig"; then
+	fail "the saved file holds the vTPM's volatile state in the clear"
+fi
 
 note "destination: fresh state directory, restore, continue"
 start_instance dst --state "$T/dst.state" --ctrl "unix:$T/dst.sock" --key-fd 3
@@ -55,4 +68,5 @@ assert_eq "$(vm_result go)" go "the go-ahead the guest read"
 assert_eq "$(vm_result pcr16)" "$expected" "PCR 16 after the migration (TPM2_PCR_Read)"
 assert_eq "$(vm_result pcr16-sysfs)" "$expected" "PCR 16 after the migration (sysfs)"
 wait_exit "$dst_pid" "destination instance"
-assert_contains "$(cat "$T/dst.log")" "SET_STATEBLOB" "destination instance log"
+assert_contains "$(cat "$T/dst.log")" "SET_STATEBLOB permanent.state: restored generation" \
+	"destination instance log"

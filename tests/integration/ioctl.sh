@@ -3,8 +3,10 @@
 # configuration flags, implementation info, tpmEstablished, STOP (the TPM
 # stops answering) and INIT (it answers again, NV intact), SET_STATEBLOB
 # refused while the TPM runs, the permanent state saved from one instance
-# (running, and stopped) and loaded into fresh ones that then hold its NV
-# index and EK, also after their own restart, and SHUTDOWN ending the
+# (running, and stopped: wrapped under a key derived from the state key)
+# and loaded into fresh ones with the same state key that then hold its NV
+# index and EK, also after their own restart, a plaintext instance that
+# neither loads nor releases a blob, and SHUTDOWN ending the
 # instance with status 0 and its socket files removed.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/tpm2tools.sh"
@@ -60,10 +62,16 @@ note "save the permanent state while stopped"
 swtpm_ioctl --stop "${IOCTL[@]}"
 swtpm_ioctl --save permanent "$T/perm-stopped.bin" "${IOCTL[@]}"
 [ -s "$T/perm-stopped.bin" ] || fail "saved permanent state is empty"
+# Each save wraps the state anew (a fresh nonce): the same header (kind,
+# UUID, generation, key id: its first 72 bytes) and length, other bytes.
 for i in $(seq 1 10); do
 	swtpm_ioctl --save permanent "$T/perm-again.bin" "${IOCTL[@]}"
-	cmp -s "$T/perm-again.bin" "$T/perm-stopped.bin" ||
-		fail "saving the same stopped state twice gave different files (try $i)"
+	cmp -s -n 72 "$T/perm-again.bin" "$T/perm-stopped.bin" ||
+		fail "saving the same stopped state twice gave other headers (try $i)"
+	assert_eq "$(stat -c %s "$T/perm-again.bin")" "$(stat -c %s "$T/perm-stopped.bin")" \
+		"length of the same stopped state saved again (try $i)"
+	! cmp -s "$T/perm-again.bin" "$T/perm-stopped.bin" ||
+		fail "saving the same state twice gave the same bytes: a nonce reused (try $i)"
 done
 swtpm_ioctl -i "${IOCTL[@]}"
 tpm2_startup -c
@@ -94,9 +102,23 @@ load_into() {
 }
 load_into b "$T/perm-running.bin" --key-fd 3
 load_into c "$T/perm-stopped.bin" --key-fd 3
-# Blobs on the control channel are plaintext; the state at rest is the
-# receiving instance's choice.
-KEYFILE='' load_into d "$T/perm-running.bin" --plaintext-state
+
+note "a plaintext instance neither loads a wrapped blob nor releases its state"
+KEYFILE='' start_tpm d unix --plaintext-state
+flushed tpm2_createek -c "$T/tools/ek.ctx" -G rsa -u "$T/ek-d.pub" -Q
+swtpm_ioctl --stop "${IOCTL[@]}"
+if swtpm_ioctl --load permanent "$T/perm-running.bin" "${IOCTL[@]}" 2>/dev/null; then
+	fail "a plaintext instance loaded a wrapped blob"
+fi
+if swtpm_ioctl --save permanent "$T/perm-d.bin" "${IOCTL[@]}" 2>/dev/null; then
+	fail "a plaintext instance released its state"
+fi
+swtpm_ioctl -i "${IOCTL[@]}"
+tpm2_startup -c
+flushed tpm2_createek -c "$T/tools/ek.ctx" -G rsa -u "$T/ek-d2.pub" -Q
+assert_eq "$(hex_of "$T/ek-d2.pub")" "$(hex_of "$T/ek-d.pub")" "d: its own EK after the refusal"
+assert_contains "$(cat "$T/d.log")" "SET_STATEBLOB permanent.state: refused" "d's log"
+stop_pid "$INSTANCE_PID"
 
 note "SHUTDOWN: a exits with status 0 and removes its sockets"
 export TPM2TOOLS_TCTI=$A_TCTI

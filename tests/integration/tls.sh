@@ -21,7 +21,9 @@
 #    certificates in NV, an AK certificate by root and by pin;
 #  - plain http:// to a non-loopback address is refused by vtpmd and
 #    vtpm-attest before connecting; on loopback it is warned;
-#  - vtpmd -n checks ca-tls-root, naming FILE:LINE.
+#  - vtpmd with ca-tls-pin instead of a root: the CA's key accepted, an
+#    impostor's refused ("is not the pinned one"), nothing left;
+#  - vtpmd -n checks ca-tls-root and ca-tls-pin (not both), naming FILE:LINE.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 # Sandboxed workers run the release build (LeakSanitizer cannot work in a
@@ -154,7 +156,7 @@ for imp in self wrongname otherroot; do
 		--upstream "$CA_URL" --upstream-tls-root "$CA_TLS_ROOT"
 	expect_exit 1 "enrol via impostor ($imp)" "$VTPMCTL" host enroll --ca "$IMP_URL" \
 		--name rack1
-	tls_refused "enrol ($imp)" "CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
+	tls_refused "enrol ($imp)" "Privacy CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
 	impostor_untouched "imp-ck-$imp"
 	"$VTPMCTL" host --json | jq -e '.enrolment.enrolled == false' >/dev/null ||
 		fail "enrol ($imp): an enrolment was kept"
@@ -182,7 +184,7 @@ for imp in self wrongname otherroot; do
 	"$VTPMCTL" host enroll --ca "$CA_URL" --virtualization-ca "$IMP_URL" --name rack1 \
 		>"$T/out" 2>&1 || fail "enrol, Virtualization CA $IMP_URL: $(cat "$T/out")"
 	expect_exit 1 "create via impostor ($imp)" "$VTPMCTL" create "vm-$imp"
-	tls_refused "create ($imp)" "CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
+	tls_refused "create ($imp)" "Virtualization CA at $IMP_URL: TLS verification" "${WHY[$imp]}"
 	impostor_untouched "imp-ek-$imp"
 	"$VTPMCTL" info "vm-$imp" >/dev/null 2>&1 && fail "create ($imp): vm-$imp is left"
 	[ ! -e "$T/svc/state/instances/vm-$imp" ] || fail "create ($imp): its directory is left"
@@ -276,5 +278,33 @@ assert_contains "$(cat "$T/out")" "plain http://, no TLS" "the warning"
 note "afterwards: the CA and vtpmd serve; only vm-ok exists"
 kill -0 "$CA_PID" || fail "vtpm-ca ended"
 assert_eq "$("$VTPMCTL" list --json | jq -r '[.instances[].name] | join(" ")')" vm-ok "instances"
+
+note "vtpmd with ca-tls-pin instead of ca-tls-root: the CA's key is accepted, an impostor's not"
+pin=$(openssl x509 -in "$TLS/tls.pem" -pubkey -noout | openssl pkey -pubin -outform DER |
+	sha256sum | cut -d' ' -f1)
+printf 'privacy-ca-root = %s\nvirtualization-ca-root = %s\nca-tls-pin = sha256:%s\n' \
+	"$T/ca/ca-root.pem" "$T/ca/ca-root.pem" "$pin" >"$T/pin.conf"
+"$VTPMD" -n --config "$T/pin.conf" >"$T/out" 2>&1 || fail "vtpmd -n (pin): $(cat "$T/out")"
+printf 'ca-tls-pin = sha256:%s\n' "${pin:0:60}" >"$T/bad.conf"
+expect_exit 2 "vtpmd -n with a short pin" "$VTPMD" -n --config "$T/bad.conf"
+assert_contains "$(cat "$T/out")" "$T/bad.conf:1: ca-tls-pin:" "FILE:LINE"
+assert_contains "$(cat "$T/out")" "64 hexadecimal digits" "the reason"
+printf 'ca-tls-root = %s\nca-tls-pin = sha256:%s\n' "$CA_TLS_ROOT" "$pin" >"$T/bad.conf"
+expect_exit 2 "vtpmd -n with a root and a pin" "$VTPMD" -n --config "$T/bad.conf"
+assert_contains "$(cat "$T/out")" "not both" "the reason"
+stop_pid "$VTPMD_PID"
+start_vtpmd svc --config "$T/pin.conf" --root-tcti "$HOST_TCTI"
+impostor_start imp-ek-pin --tls-cert "$TLS/otherroot.pem" --tls-key "$TLS/otherroot.key" \
+	--upstream "$CA_URL" --upstream-tls-root "$CA_TLS_ROOT"
+"$VTPMCTL" host enroll --ca "$CA_URL" --virtualization-ca "$IMP_URL" --name rack1 \
+	>"$T/out" 2>&1 || fail "enrol by pin, Virtualization CA $IMP_URL: $(cat "$T/out")"
+expect_exit 1 "create via an impostor, by pin" "$VTPMCTL" create vm-pin-imp
+tls_refused "create (pin)" "Virtualization CA at $IMP_URL: TLS verification" "is not the pinned one"
+impostor_untouched imp-ek-pin
+"$VTPMCTL" info vm-pin-imp >/dev/null 2>&1 && fail "create (pin): vm-pin-imp is left"
+"$VTPMCTL" host enroll --ca "$CA_URL" --name rack1 >"$T/out" 2>&1 ||
+	fail "host enroll by pin: $(cat "$T/out")"
+"$VTPMCTL" create vm-pin --json >"$W/vm-pin.json" || fail "create vm-pin: $(cat "$W/vm-pin.json")"
+assert_eq "$(jq '.endorsement.eks | length' "$W/vm-pin.json")" 2 "vm-pin's EKs (by pin)"
 stop_pid "$VTPMD_PID"
 echo "ok"

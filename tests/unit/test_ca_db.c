@@ -816,6 +816,49 @@ test_values_are_bound(void **state)
 	assert_string_equal(st.reason, evil);
 }
 
+/* A CRL lists a revoked certificate until one CRL made after its expiry
+ * has listed it (ca_db_crl's expired_before: the caller's now - validity),
+ * then drops it; the revocation itself is kept; each CRL has the next
+ * number. */
+static void
+test_crl_prunes_expired(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_issued a = issued("e1", "ak"), b = issued("e2", "ak"), c = issued("e3", "ak");
+	struct certs_crl_entry *v = NULL;
+	struct ca_status st;
+	uint64_t number = 0;
+	size_t n = 0;
+
+	a.not_after = NOW + 10;
+	b.not_after = NOW + 1000;
+	c.not_after = NOW + 1000;
+	assert_int_equal(ca_db_issued_add(f->db, &a, "PEM-A", &f->err), 0);
+	assert_int_equal(ca_db_issued_add(f->db, &b, "PEM-B", &f->err), 0);
+	assert_int_equal(ca_db_issued_add(f->db, &c, "PEM-C", &f->err), 0);
+	assert_int_equal(ca_db_revoke(f->db, "e1", "key compromise", NOW + 1, false, &f->err), 0);
+	assert_int_equal(ca_db_revoke(f->db, "e2", "key compromise", NOW + 1, false, &f->err), 0);
+
+	/* before e1 expires, and on the first CRL after (now - validity <= its end) */
+	for (int64_t before = NOW; before <= NOW + 10; before += 10) {
+		assert_int_equal(ca_db_crl(f->db, "privacy", before, &number, &v, &n, &f->err), 0);
+		assert_int_equal(n, 2);
+		assert_string_equal(v[0].serial, "e1");
+		assert_string_equal(v[1].serial, "e2");
+		free(v);
+	}
+	assert_int_equal(number, 2);
+	/* every later one: e1 gone, e2 (valid) kept, e3 (not revoked) never there */
+	assert_int_equal(ca_db_crl(f->db, "privacy", NOW + 11, &number, &v, &n, &f->err), 0);
+	assert_int_equal(number, 3);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].serial, "e2");
+	free(v);
+	assert_int_equal(ca_db_status(f->db, "e1", &st, &f->err), 0);
+	assert_true(st.revoked);
+	assert_string_equal(st.reason, "key compromise");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -828,6 +871,7 @@ main(void)
 	    T(test_open_missing_or_foreign),
 	    T(test_future_schema_refused),
 	    T(test_issued_list_and_revoke),
+	    T(test_crl_prunes_expired),
 	    T(test_revoke_unknown_and_foreign),
 	    T(test_trust),
 	    cmocka_unit_test(test_trust_names),

@@ -723,7 +723,7 @@ int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const 
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 const struct policy_entry *__wrap_policy_approved_now(
     struct manager *m, const char *what, struct err *err);
-struct caclient *__wrap_caclient_post(const char *url, const char *tls_root, const char *path,
+struct caclient *__wrap_caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err);
 bool __wrap_caclient_step(struct caclient *c);
 int __wrap_caclient_result(const struct caclient *c, struct json_t **reply, struct err *err);
@@ -809,7 +809,7 @@ __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const stru
 }
 
 struct caclient *
-__wrap_caclient_post(const char *url, const char *tls_root, const char *path,
+__wrap_caclient_post(const char *url, const struct config *cfg, const char *path,
     const struct json_t *body, int timeout_s, struct err *err)
 {
 	assert_string_equal(url, VIRT_URL);

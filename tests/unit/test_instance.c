@@ -440,6 +440,13 @@ read_response(int fd, size_t *len)
 
 /* ==== part 1: the handlers, over socketpairs ==== */
 
+/* The blob key of the fixture's instance: its UUID, its host's key id. */
+static const uint8_t blob_key[STATE_KEY_LEN] = {0xb1, 0x0b, 1, 2, 3};
+static const uint8_t uuid_a[STATEBLOB_UUID_LEN] = {0xaa, 0xaa, 1};
+static const uint8_t uuid_b[STATEBLOB_UUID_LEN] = {0xbb, 0xbb, 2};
+static const uint8_t host_a[STATEBLOB_KEY_ID_LEN] = {0x4a};
+static const uint8_t host_b[STATEBLOB_KEY_ID_LEN] = {0x4b};
+
 struct fx {
 	char root[64], dir[96], path[160];
 	struct instance in;
@@ -482,6 +489,16 @@ setup_with(void **state, const uint8_t *k)
 	f->in.store = store_open(f->dir, k, 2, &err);
 	if (f->in.store == NULL)
 		return -1;
+	if (k != NULL) {
+		/* As vtpmd's workers get it: a host key's record for a UUID. */
+		f->in.blob_key = calloc(1, sizeof(*f->in.blob_key));
+		if (f->in.blob_key == NULL)
+			return -1;
+		memcpy(f->in.blob_key->key, blob_key, sizeof(blob_key));
+		memcpy(f->in.blob_key->uuid, uuid_a, sizeof(uuid_a));
+		memcpy(f->in.blob_key->key_id, host_a, sizeof(host_a));
+		f->in.blob_key->source = STATEBLOB_SOURCE_HOST;
+	}
 	f->ctrl_peer = attach(&f->in.ctrl);
 	f->data_peer = attach(&f->in.data);
 	engine_calls = 0;
@@ -520,6 +537,8 @@ teardown(void **state)
 	free(f->in.ctrl.buf);
 	free(f->in.data.buf);
 	free(f->in.cache);
+	free(f->in.blob_key);
+	free(f->in.wrapped);
 	store_close(f->in.store);
 	close(f->ctrl_peer);
 	if (f->data_peer != -1)
@@ -761,7 +780,8 @@ get_blob(struct fx *f, uint32_t type, uint32_t offset, uint32_t *result, size_t 
 	assert_true(dispatch(f, creq(C_GET_STATEBLOB, p, 12)));
 	read_exact(f->ctrl_peer, hdr, 16);
 	*result = get32(hdr);
-	assert_int_equal(get32(hdr + 4), 0); /* never encrypted on the wire */
+	/* wrapped (stateblob.c): never plaintext on the wire */
+	assert_int_equal(get32(hdr + 4), *result == R_SUCCESS ? STATE_FLAG_ENCRYPTED : 0);
 	assert_int_equal(get32(hdr + 8), get32(hdr + 12));
 	*len = get32(hdr + 12);
 	blob = malloc(*len + 1);
@@ -808,14 +828,16 @@ expect_stored(struct fx *f, enum state_kind kind, const uint8_t *want, size_t wa
 	free(blob);
 }
 
-/* A TPM moved by its permanent blob (out through GET_STATEBLOB, in through
- * SET_STATEBLOB while off) keeps its NV index; the blob set is durable. */
+/* A TPM moved by its permanent blob (out through GET_STATEBLOB, wrapped,
+ * in through SET_STATEBLOB while off) keeps its NV index; the blob set is
+ * durable, and a later offset continues the same wrapped blob. */
 static void
 test_stateblob_roundtrip(void **state)
 {
 	struct fx *f = *state;
-	uint8_t *blob, *tail, *empty;
-	size_t len, tail_len, empty_len;
+	uint8_t *blob, *tail, *empty, *plain = NULL;
+	size_t len, tail_len, empty_len, plain_len = 0;
+	struct stateblob_info info;
 	uint32_t res;
 
 	power_on(f);
@@ -823,6 +845,17 @@ test_stateblob_roundtrip(void **state)
 	blob = get_blob(f, BLOB_PERMANENT, 0, &res, &len);
 	assert_int_equal(res, R_SUCCESS);
 	assert_true(len > 100);
+	assert_memory_equal(blob, "VTPMDBL", 8);
+	assert_int_equal(stateblob_unwrap(f->in.blob_key, blob, len, &info, &plain, &plain_len),
+	    STATEBLOB_OK);
+	assert_int_equal(info.kind, STATE_PERMANENT);
+	assert_int_equal(info.generation, store_generation(f->in.store, STATE_PERMANENT));
+	assert_memory_equal(info.uuid, uuid_a, sizeof(uuid_a));
+	assert_memory_equal(info.key_id, host_a, sizeof(host_a));
+	/* The payload is the TPM's state, and it is not in the blob in the clear. */
+	assert_true(plain_len > 64);
+	assert_null(memmem(blob, len, plain + plain_len / 2 - 16, 32));
+	free(plain);
 	tail = get_blob(f, BLOB_PERMANENT, 100, &res, &tail_len);
 	assert_int_equal(res, R_SUCCESS);
 	assert_int_equal(tail_len, len - 100);
@@ -840,39 +873,112 @@ test_stateblob_roundtrip(void **state)
 	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_BAD_ORDINAL);
 	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
 
-	/* A new TPM takes the place of the old one on disk... */
-	assert_int_equal(store_delete(f->in.store, STATE_PERMANENT), 0);
-	power_on(f);
-	assert_int_equal(tpm_call(f, tpm_nv_read_public(NV_INDEX)), RC_HANDLE_1);
-	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
-	/* ...and the blob brings the old one back, stored at once. */
-	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_SUCCESS);
-	expect_stored(f, STATE_PERMANENT, blob, len);
+	/* The blob is restored (the power-off's own write since does not make
+	 * it older), stored at once, its generation moved forward; QEMU
+	 * echoes the ENCRYPTED flag. */
+	res = (uint32_t)store_generation(f->in.store, STATE_PERMANENT);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, STATE_FLAG_ENCRYPTED, blob, len), R_SUCCESS);
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), res + 1);
 	power_on(f);
 	assert_int_equal(tpm_call(f, tpm_nv_read_public(NV_INDEX)), RC_SUCCESS);
 	free(blob);
 }
 
-/* Blobs refused: an unknown type, a migration-key-encrypted one, one the
- * engine rejects; the state on disk is left as it was. */
+/* Wraps this instance's permanent state as another would: key, UUID, key
+ * id and generation as given. */
+static uint8_t *
+forge_blob(struct fx *f, const uint8_t *uuid, const uint8_t *host, uint64_t gen, size_t *len)
+{
+	struct stateblob_key k = *f->in.blob_key;
+	uint8_t *plain = NULL, *out = NULL;
+	size_t plain_len = 0;
+	struct err err;
+
+	memcpy(k.uuid, uuid, STATEBLOB_UUID_LEN);
+	memcpy(k.key_id, host, STATEBLOB_KEY_ID_LEN);
+	assert_int_equal(store_get(f->in.store, STATE_PERMANENT, &plain, &plain_len, &err), 0);
+	assert_int_equal(stateblob_wrap(&k, STATE_PERMANENT, 2, gen, plain, plain_len, &out, len),
+	    0);
+	free(plain);
+	return out;
+}
+
+/* Blobs refused, the state on disk left as it was: an unknown type;
+ * plaintext TPM state; junk; a blob of another instance, of another
+ * host, of an older generation, altered; a volatile blob older than the
+ * permanent one restored. */
 static void
 test_stateblob_refused(void **state)
 {
 	struct fx *f = *state;
 	const uint8_t junk[] = "this is not a TPM state blob";
-	uint8_t *before = NULL;
-	size_t before_len = 0;
+	uint8_t *before = NULL, *blob;
+	size_t before_len = 0, len;
+	uint64_t gen;
 	struct err err;
 
 	power_on(f);
+	assert_int_equal(tpm_call(f, tpm_nv_define(NV_INDEX)), RC_SUCCESS);
 	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
 	assert_int_equal(store_get(f->in.store, STATE_PERMANENT, &before, &before_len, &err), 0);
+	/* The NV write was the guest's; the power-off's write since is not. */
+	gen = store_client_generation(f->in.store, STATE_PERMANENT);
+	assert_true(gen > 0);
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), gen + 1);
 	assert_int_equal(set_blob(f, 9, 0, junk, sizeof(junk)), R_BAD_PARAMETER);
-	assert_int_equal(
-	    set_blob(f, BLOB_PERMANENT, STATE_FLAG_ENCRYPTED, before, before_len), R_BAD_PARAMETER);
+	assert_int_not_equal(set_blob(f, BLOB_PERMANENT, 0, before, before_len), R_SUCCESS);
 	assert_int_not_equal(set_blob(f, BLOB_PERMANENT, 0, junk, sizeof(junk)), R_SUCCESS);
+
+	blob = forge_blob(f, uuid_b, host_a, gen, &len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	free(blob);
+	blob = forge_blob(f, uuid_a, host_b, gen, &len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	free(blob);
+	blob = forge_blob(f, uuid_a, host_a, gen - 1, &len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	free(blob);
+	blob = forge_blob(f, uuid_a, host_a, gen, &len);
+	blob[len - 40] ^= 1;
+	assert_int_not_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_SUCCESS);
+	free(blob);
 	expect_stored(f, STATE_PERMANENT, before, before_len);
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), gen + 1);
+
+	/* The permanent blob of generation gen restored: that save's other
+	 * blobs may follow, an older one may not. */
+	blob = forge_blob(f, uuid_a, host_a, gen, &len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_SUCCESS);
+	free(blob);
+	assert_true(f->in.restored);
+	assert_int_equal(f->in.restored_generation, gen);
+	blob = forge_blob(f, uuid_a, host_a, gen - 1, &len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	free(blob);
 	free(before);
+	power_on(f);
+}
+
+/* An instance with plaintext state has no key to wrap its state with:
+ * GET_STATEBLOB and SET_STATEBLOB are refused. */
+static void
+test_stateblob_plaintext(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *blob, *plain = NULL;
+	size_t len, plain_len = 0;
+	uint32_t res;
+	struct err err;
+
+	power_on(f);
+	blob = get_blob(f, BLOB_PERMANENT, 0, &res, &len);
+	assert_int_equal(res, R_FAIL);
+	assert_int_equal(len, 0);
+	free(blob);
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	assert_int_equal(store_get(f->in.store, STATE_PERMANENT, &plain, &plain_len, &err), 0);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, plain, plain_len), R_FAIL);
+	free(plain);
 	power_on(f);
 }
 
@@ -2002,6 +2108,7 @@ main(int argc, char **argv)
 	    T(test_hash_and_established),
 	    T(test_stateblob_roundtrip),
 	    T(test_stateblob_refused),
+	    cmocka_unit_test_setup_teardown(test_stateblob_plaintext, setup_plaintext, teardown),
 	    T(test_volatile_rules),
 	    T(test_volatile_blob),
 	    T(test_get_config_key),

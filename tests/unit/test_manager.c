@@ -288,7 +288,7 @@ test_ca_deadline(void **state)
 		assert_int_equal(caclient_result(c, &reply, &err), -1);
 		assert_int_equal(err.kind, ERR_TIMEOUT);
 		snprintf(want, sizeof(want),
-		    "CA at %s: no answer to "
+		    "Virtualization CA at %s: no answer to "
 		    "/v1/virtualization/ek-certificate within 1 s (ca-timeout)",
 		    ca.url);
 		assert_string_equal(err.msg, want);
@@ -610,6 +610,9 @@ setup(void **state)
 	snprintf(f->m.self, sizeof(f->m.self), "/nonexistent/vtpmd");
 	f->m.lockfd = -1;
 	f->m.ready_timeout_ms = WORKER_READY_TIMEOUT_MS;
+	/* The host's state-blob key, as if unsealed before (blobkey.c). */
+	f->m.blob_key = secret_alloc(STATE_KEY_LEN);
+	assert_non_null(f->m.blob_key);
 	f->m.api = api_listen(f->sock, manager_api, &f->m);
 	assert_non_null(f->m.api);
 	sigemptyset(&f->unblocked);
@@ -640,6 +643,7 @@ teardown(void **state)
 		free(f->m.vtpms[i]);
 	}
 	free(f->m.vtpms);
+	blobkey_forget(&f->m);
 	assert_int_equal(fileio_remove_tree(f->dir), 0);
 	assert_no_children();
 	free(f);

@@ -117,7 +117,7 @@ static int
 fake_worker(int argc, char **argv)
 {
 	const char *mode = getenv(MODE_ENV), *state = ".", *exit_at;
-	uint8_t key[64];
+	uint8_t key[256];
 	size_t got = 0;
 	ssize_t n;
 
@@ -160,6 +160,8 @@ fake_worker(int argc, char **argv)
 
 static const uint8_t key[STATE_KEY_LEN] = {0x77, 0x6f, 0x72, 0x6b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
     11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28};
+/* The blob key record that follows the state key on the pipe. */
+static const uint8_t blob_rec[STATEBLOB_KEY_RECORD_LEN] = {0x62, 0x6c, 0x6f, 0x62, 9, 8, 7};
 
 struct fixture {
 	char root[64];
@@ -329,7 +331,7 @@ spawn(struct fixture *f, const char *mode)
 	assert_true(f->v->pid > 0);
 	assert_true(f->v->pidfd >= 0);
 	assert_true(f->p.keyfd >= 0 && f->p.readyfd >= 0);
-	if (worker_send_key(&f->p, key, &err) != 0)
+	if (worker_send_key(&f->p, key, blob_rec, &err) != 0)
 		fail_msg("worker_send_key: %s", err.msg);
 	assert_int_equal(f->p.keyfd, -1);
 	f->v->readyfd = f->p.readyfd;
@@ -426,16 +428,18 @@ test_spawn_ready(void **state)
 	assert_true(S_ISDIR(sb.st_mode));
 	assert_int_equal(sb.st_mode & 0777, 0700);
 	text = slurp(state_file(f, "key"), &len);
-	assert_int_equal(len, STATE_KEY_LEN);
+	assert_int_equal(len, STATE_KEY_LEN + STATEBLOB_KEY_RECORD_LEN);
 	assert_memory_equal(text, key, STATE_KEY_LEN);
+	assert_memory_equal(text + STATE_KEY_LEN, blob_rec, STATEBLOB_KEY_RECORD_LEN);
 	free(text);
 
 	text = slurp(state_file(f, "argv"), NULL);
 	snprintf(want, sizeof(want),
 	    "vtpmd-instance\n--name\nvm1\n--state\n%s/instances/vm1/state\n"
 	    "--ctrl\nunix:%s/vm1.sock.ctrl\n--data\nunix:%s/vm1.sock\n--key-fd\n3\n"
-	    "--ready-fd\n4\n--commit-fd\n5\n--commit-listen\nunix:%s/vm1.commit\n--nv-rate\n20\n"
-	    "--startup\nclear\n--tpm\n2\n--log-level\nwarn\n--log-relayed\n",
+	    "--blob-key-fd\n3\n--ready-fd\n4\n--commit-fd\n5\n--commit-listen\n"
+	    "unix:%s/vm1.commit\n--nv-rate\n20\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n"
+	    "--log-relayed\n",
 	    f->m->cfg.state_dir, f->m->cfg.run_dir, f->m->cfg.run_dir, f->m->cfg.run_dir);
 	assert_string_equal(text, want);
 	free(text);
@@ -604,7 +608,7 @@ test_exit_before_key(void **state)
 	assert_int_equal(worker_fork(f->m, f->v, &f->p, &err), 0);
 	kill(f->v->pid, SIGKILL);
 	wait_pidfd(f->v);
-	assert_int_equal(worker_send_key(&f->p, key, &err), -1);
+	assert_int_equal(worker_send_key(&f->p, key, blob_rec, &err), -1);
 	assert_non_null(strstr(err.msg, "key pipe"));
 	worker_abort(f->m, f->v, &f->p);
 	assert_int_equal(f->v->pid, 0);

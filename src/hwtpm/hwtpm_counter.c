@@ -66,13 +66,14 @@ counter_backoff(int try)
 static int
 counter_session(struct hwtpm *hw, struct err *err)
 {
+	static const TPMT_SYM_DEF no_encryption = {.algorithm = TPM2_ALG_NULL};
 	TSS2_RC rc;
 
 	if (hw->counter_session != ESYS_TR_NONE)
 		return 0;
 	rc = Esys_StartAuthSession(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &(TPMT_SYM_DEF){.algorithm =
-	    TPM2_ALG_NULL}, TPM2_ALG_SHA256, &hw->counter_session);
+	    ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &no_encryption, TPM2_ALG_SHA256,
+	    &hw->counter_session);
 	if (rc != TSS2_RC_SUCCESS) {
 		hw->counter_session = ESYS_TR_NONE;
 		return hwtpm_seterr(err, rc, "start the counter's session");

@@ -32,6 +32,10 @@
 
 #define COMMIT_WARN_MS 10000 /* a held answer is logged this often */
 
+static const uint8_t commit_report_magic[4] = {'V', 'T', 'C', 'R'};
+static const uint8_t commit_ack_magic[4] = {'V', 'T', 'C', 'A'};
+static const uint8_t commit_strict_magic[4] = {'V', 'T', 'C', 'S'};
+
 static void
 commit_put_be64(uint8_t *p, uint64_t v)
 {
@@ -58,7 +62,7 @@ commit_send(struct instance_commit *c)
 
 	if (!c->pending || c->fd == -1)
 		return;
-	memcpy(msg, "VTCR", 4);
+	memcpy(msg, commit_report_magic, 4);
 	commit_put_be64(msg + 4, c->gen);
 	memcpy(msg + 12, c->digest, STORE_DIGEST_LEN);
 	/* 44 bytes on a unix stream socket vtpmd reads: never partial. */
@@ -116,13 +120,13 @@ commit_read(struct instance_commit *c)
 		if (c->in_len < sizeof(c->in))
 			continue;
 		c->in_len = 0;
-		if (memcmp(c->in, "VTCS", 4) == 0) {
+		if (memcmp(c->in, commit_strict_magic, 4) == 0) {
 			c->relaxed = false;
 			c->pending = false;
 			log_debug("commit channel: answers wait for vtpmd from now on");
 			continue;
 		}
-		if (memcmp(c->in, "VTCA", 4) != 0) {
+		if (memcmp(c->in, commit_ack_magic, 4) != 0) {
 			log_warnx("commit channel: not an acknowledgement; closing it");
 			commit_drop(c);
 			return;

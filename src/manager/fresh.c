@@ -45,6 +45,11 @@
 #define FRESH_MAX_ENTRIES 65536
 #define FRESH_RETRY_MS	  1000 /* a failed commit is tried again after this */
 
+/* The commit channel's messages (src/instance/instance_commit.c). */
+static const uint8_t fresh_report_magic[4] = {'V', 'T', 'C', 'R'};
+static const uint8_t fresh_ack_magic[4] = {'V', 'T', 'C', 'A'};
+static const uint8_t fresh_strict_magic[4] = {'V', 'T', 'C', 'S'};
+
 static void
 fresh_path(const struct manager *m, const char *leaf, char *buf, size_t len)
 {
@@ -546,7 +551,7 @@ fresh_channel_read(struct manager *m, struct vtpm *v)
 		if (v->commit_len < sizeof(v->commit_buf))
 			continue;
 		v->commit_len = 0;
-		if (memcmp(v->commit_buf, "VTCR", 4) != 0) {
+		if (memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
 			log_warnx("%s: not a commit report on its channel; closing it", v->name);
 			close(v->commit_fd);
 			v->commit_fd = -1;
@@ -566,7 +571,7 @@ fresh_ack(struct vtpm *v)
 	v->commit_want = false;
 	if (v->commit_fd == -1)
 		return;
-	memcpy(msg, "VTCA", 4);
+	memcpy(msg, fresh_ack_magic, 4);
 	fresh_put_be(msg + 4, v->commit_gen, 8);
 	if (send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(msg))
 		log_warn("%s: commit channel", v->name);
@@ -626,6 +631,13 @@ fresh_flush(struct manager *m)
 			fresh_ack(m->vtpms[i]);
 }
 
+/* Whether v's worker has a report not yet acknowledged. */
+static bool
+fresh_waiting(const struct vtpm *v)
+{
+	return v->commit_want;
+}
+
 /*
  * Ends the relaxed mode of a worker started for provisioning (vtpmd's own
  * commands to it, from its loop, would wait forever for acknowledgements
@@ -641,14 +653,12 @@ fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
 	if (v->commit_fd == -1)
 		return err_set(err, ERR_FAILED, "%s: no commit channel to its worker", v->name);
 	fresh_channel_read(m, v);
-	if (v->commit_want) {
-		m->fresh.retry_at = 0;
-		fresh_flush(m);
-		if (v->commit_want)
-			return err_set(err, ERR_FAILED, "%s: its state could not be recorded (see the "
-			    "log)", v->name);
-	}
-	memcpy(msg, "VTCS", 4);
+	m->fresh.retry_at = 0;
+	fresh_flush(m);
+	if (fresh_waiting(v))
+		return err_set(err, ERR_FAILED, "%s: its state could not be recorded (see the log)",
+		    v->name);
+	memcpy(msg, fresh_strict_magic, 4);
 	fresh_put_be(msg + 4, 0, 8);
 	if (v->commit_fd == -1 ||
 	    send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(msg))

@@ -4,7 +4,8 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WERROR  ?=
-PKGS     = libtpms openssl jansson libseccomp sqlite3 tss2-esys tss2-sys tss2-mu tss2-rc tss2-tctildr
+PKGS     = libtpms openssl jansson libseccomp sqlite3 tss2-esys tss2-sys tss2-mu tss2-rc tss2-tctildr \
+           libsystemd
 # -Wno-format-truncation: cutting a message to its buffer with snprintf is
 # intended wherever it happens.
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
@@ -75,7 +76,29 @@ SAN_TOOLS = build/san/api-stub build/san/makecred build/san/evidence-check \
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/san/%,$(wildcard tests/unit/test_*.c))
 BENCH_TOOLS = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/*.c))
 
+# Where `make install` puts things (DESTDIR=DIR stages the tree under DIR).
+# vtpmd finds vtpmd-instance in LIBEXECDIR/vtpmd, compiled in from these
+# (src/manager/manager.c, manager_find_worker_exe), so build with the
+# PREFIX you install with; build/install-paths records them and rebuilds
+# manager.o when they change.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+LIBEXECDIR  ?= $(PREFIX)/libexec
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+DOCDIR      ?= $(DATADIR)/doc/vtpmd
+SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# vtpmd-instance's folder seen from SBINDIR (a relative path when LIBEXECDIR
+# and SBINDIR share PREFIX, so that a tree staged under DESTDIR finds its own).
+LIBEXEC_FROM_SBIN = $(if $(and $(filter $(PREFIX)/%,$(LIBEXECDIR)),$(filter $(PREFIX)/sbin,$(SBINDIR))),../$(patsubst $(PREFIX)/%,%,$(LIBEXECDIR))/vtpmd,$(LIBEXECDIR)/vtpmd)
+PATH_DEFS = -DVTPMD_LIBEXECDIR='"$(LIBEXECDIR)/vtpmd"' \
+            -DVTPMD_LIBEXEC_FROM_SBIN='"$(LIBEXEC_FROM_SBIN)"'
+
 .PHONY: all san deps check unit integration e2e demo bench clean format fuzz-build fuzz-replay
+.PHONY: install uninstall deb man-lint programs FORCE
 
 all: $(PROGRAMS) $(TOOLS)
 san: $(PROGRAM_NAMES:%=build/san/%) $(SAN_TOOLS)
@@ -83,16 +106,28 @@ san: $(PROGRAM_NAMES:%=build/san/%) $(SAN_TOOLS)
 # -MMD -MP: each object records the headers it read (build/…/NAME.d).
 build/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -MMD -MP -c -o $@ $<
 
 build/san/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(SAN_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(SAN_CFLAGS) $(CPPFLAGS) -MMD -MP -c -o $@ $<
 
 build/fuzz/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_BASE) $(CPPFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP \
+	    -c -o $@ $<
 -include $(OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)
+
+# The install paths compiled into manager.c: the file changes (and the
+# objects that use it rebuild) only when they do.
+build/install-paths: FORCE
+	@mkdir -p $(@D)
+	@echo '$(LIBEXECDIR)/vtpmd $(LIBEXEC_FROM_SBIN)' | cmp -s - $@ || \
+	    echo '$(LIBEXECDIR)/vtpmd $(LIBEXEC_FROM_SBIN)' > $@
+build/obj/manager/manager.o build/san/obj/manager/manager.o \
+build/fuzz/obj/manager/manager.o: build/install-paths
+build/obj/manager/manager.o build/san/obj/manager/manager.o \
+build/fuzz/obj/manager/manager.o: CPPFLAGS += $(PATH_DEFS)
 
 # One archive per folder and flavour.
 define layer_rules
@@ -161,6 +196,73 @@ build/san/test_%: tests/unit/test_%.c $(SAN_ALL) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN_ALL) $(SAN_LDFLAGS) $(WRAP_test_$*) $(LIBS) -lcmocka
 
+# Install (README.md, "Install"): the programs, vtpmd-instance under
+# LIBEXECDIR/vtpmd, man pages, systemd units, bash completion, the example
+# configuration and the documentation, under DESTDIR. vtpmd.conf goes to
+# SYSCONFDIR/vtpmd only where none is: an administrator's is never replaced.
+MAN_PAGES = $(wildcard man/*.[158])
+DOCS      = README.md $(wildcard docs/*.md)
+INSTALL  ?= install
+UNIT_PATHS = -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/vtpmd/|$(SYSCONFDIR)/vtpmd/|g' \
+             -e 's|/etc/vtpm-ca/|$(SYSCONFDIR)/vtpm-ca/|g' \
+             -e 's|/usr/share/doc/vtpmd/|$(DOCDIR)/|g'
+
+# The programs alone (what the Debian package builds).
+programs: $(PROGRAMS)
+
+install: $(PROGRAMS)
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/vtpmd
+	$(INSTALL) -m 0755 build/vtpmd build/vtpm-ca $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0755 build/vtpmctl build/vtpm-attest $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0755 build/vtpmd-instance $(DESTDIR)$(LIBEXECDIR)/vtpmd/
+	for page in $(MAN_PAGES); do \
+	    sec=$${page##*.}; $(INSTALL) -d $(DESTDIR)$(MANDIR)/man$$sec && \
+	    $(INSTALL) -m 0644 $$page $(DESTDIR)$(MANDIR)/man$$sec/ || exit 1; \
+	done
+	$(INSTALL) -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for unit in vtpmd.service vtpm-ca.service; do \
+	    sed $(UNIT_PATHS) contrib/$$unit > $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit && \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	done
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 0644 contrib/vtpmctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/vtpmctl
+	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 contrib/vtpmd.conf contrib/vtpm-ca-serve.json $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -d $(DESTDIR)$(SYSCONFDIR)/vtpmd
+	[ -e $(DESTDIR)$(SYSCONFDIR)/vtpmd/vtpmd.conf ] || \
+	    $(INSTALL) -m 0644 contrib/vtpmd.conf $(DESTDIR)$(SYSCONFDIR)/vtpmd/vtpmd.conf
+
+# Removes what install put there; vtpmd.conf only while it is the example
+# unchanged. State (/var/lib/vtpmd) is never touched.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/vtpmd $(DESTDIR)$(SBINDIR)/vtpm-ca
+	rm -f $(DESTDIR)$(BINDIR)/vtpmctl $(DESTDIR)$(BINDIR)/vtpm-attest
+	rm -f $(DESTDIR)$(LIBEXECDIR)/vtpmd/vtpmd-instance
+	-rmdir $(DESTDIR)$(LIBEXECDIR)/vtpmd
+	for page in $(MAN_PAGES); do \
+	    rm -f $(DESTDIR)$(MANDIR)/man$${page##*.}/$${page#man/}; done
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/vtpmd.service $(DESTDIR)$(SYSTEMDUNITDIR)/vtpm-ca.service
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vtpmctl
+	rm -rf $(DESTDIR)$(DOCDIR)
+	if cmp -s contrib/vtpmd.conf $(DESTDIR)$(SYSCONFDIR)/vtpmd/vtpmd.conf; then \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/vtpmd/vtpmd.conf; \
+	    rmdir $(DESTDIR)$(SYSCONFDIR)/vtpmd 2>/dev/null || true; fi
+
+# The Debian packages (debian/), from this tree and its build: build/deb/*.deb.
+# Objects already built are reused (manager.o rebuilds for PREFIX=/usr);
+# dpkg-checkbuilddeps says which build dependencies are missing.
+deb:
+	dpkg-checkbuilddeps
+	rm -rf build/deb && mkdir -p build/deb
+	debian/rules binary
+	dh_clean
+	@ls build/deb/*.deb
+
+# mandoc -Tlint on every page (make check); any message fails.
+man-lint:
+	@scripts/man-lint.sh $(MAN_PAGES)
+
 # Installs the Debian packages a fresh machine lacks (needs root once).
 deps:
 	@scripts/install-deps.sh
@@ -224,6 +326,7 @@ hardening: $(PROGRAMS)
 
 check: deps
 	$(MAKE) all san
+	$(MAKE) man-lint
 	$(MAKE) layers
 	$(MAKE) analyze
 	$(MAKE) hardening

@@ -28,7 +28,8 @@ fi
 # without versions). A program not listed here fails: add it.
 needed_allowed() {
 	case "$1" in
-	vtpmd) echo "libc libcrypto libssl libjansson libhttp_parser libseccomp libtpms libtss2-esys libtss2-sys libtss2-mu libtss2-rc libtss2-tctildr" ;;
+	# vtpmd: libsystemd for sd_notify (Type=notify readiness) only.
+	vtpmd) echo "libc libcrypto libssl libjansson libhttp_parser libseccomp libsystemd libtpms libtss2-esys libtss2-sys libtss2-mu libtss2-rc libtss2-tctildr" ;;
 	vtpmd-instance) echo "libc libcrypto libseccomp libtpms" ;;
 	vtpmctl) echo "libc libcrypto libjansson libhttp_parser" ;;
 	vtpm-ca) echo "libc libcrypto libssl libjansson libhttp_parser libsqlite3 libseccomp libtss2-mu libtss2-rc" ;;

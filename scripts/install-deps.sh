@@ -5,11 +5,12 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libtpms-dev libtss2-dev libssl-dev libsqlite3-dev libseccomp-dev libcmocka-dev
-libjansson-dev libhttp-parser-dev
+libjansson-dev libhttp-parser-dev libsystemd-dev
 swtpm swtpm-tools swtpm-dev tpm2-tools
 qemu-system-x86 libvirt-daemon-driver-qemu libvirt-clients
 busybox-static cpio kmod curl jq openssl procps strace valgrind
-cppcheck clang-tidy clang-tools"
+cppcheck clang-tidy clang-tools
+mandoc man-db bash-completion debhelper dpkg-dev lintian adduser"
 
 missing=""
 for p in $PKGS; do

@@ -162,28 +162,11 @@ ae_challenge_parts(
 /* ---- enroll ---- */
 
 static const char ae_enroll_help[] =
-    "NAME\n"
-    "    vtpm-attest enroll - have the Privacy CA certify the attestation key\n"
+    "usage: vtpm-attest enroll --ca URL --tcti TCTI --ak-handle HANDLE [--ek-handle HANDLE]\n"
+    "           --out AK.pem\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-attest enroll --ca URL --tcti TCTI --ak-handle HANDLE [--ek-handle HANDLE]\n"
-    "        --out AK.pem\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Reads the (v)EK certificate from NV (0x01c0000a ECC, else 0x01c00002 RSA),\n"
-    "    the EK's public area (--ek-handle, else 0x81010002 / 0x81010001, else the\n"
-    "    EK made from the TCG default template) and the AK's, asks vtpm-ca at URL\n"
-    "    for a challenge, recovers its secret with TPM2_ActivateCredential and\n"
-    "    trades it for the AK certificate, written to AK.pem.\n"
-    "\n"
-    "CA CONNECTION\n"
-    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
-    "                         PEM root in FILE and name the URL's host\n"
-    "    --ca-tls-pin sha256:HEX\n"
-    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
-    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
-    "                         -pubin -outform DER | sha256sum)\n"
-    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
+    "Have the Privacy CA certify the attestation key.\n"
+    "The manual: vtpm-attest(1), COMMANDS, enroll.\n";
 
 struct ae_tpm_keys {
 	uint8_t *ek_cert;
@@ -316,28 +299,11 @@ attest_enroll(int argc, char **argv)
 /* ---- challenge and certify, for tpm2-tools ---- */
 
 static const char ae_challenge_help[] =
-    "NAME\n"
-    "    vtpm-attest challenge - ask the Privacy CA for a challenge, for tpm2-tools\n"
+    "usage: vtpm-attest challenge --ca URL --ek-cert FILE --ek-public FILE --ak-public FILE\n"
+    "           --out-credential FILE\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-attest challenge --ca URL --ek-cert FILE --ek-public FILE --ak-public FILE\n"
-    "        --out-credential FILE\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Sends the EK certificate (PEM or DER) and the EK's and AK's TPM2B_PUBLIC\n"
-    "    (tpm2_createek -u, tpm2_createak -u) to vtpm-ca, writes its\n"
-    "    TPM2_MakeCredential in tpm2_makecredential's layout (0xBADCC0DE, version 1,\n"
-    "    TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET) for tpm2_activatecredential -i,\n"
-    "    and prints the challenge's id for vtpm-attest certify.\n"
-    "\n"
-    "CA CONNECTION\n"
-    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
-    "                         PEM root in FILE and name the URL's host\n"
-    "    --ca-tls-pin sha256:HEX\n"
-    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
-    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
-    "                         -pubin -outform DER | sha256sum)\n"
-    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
+    "Ask the Privacy CA for a challenge, for tpm2-tools.\n"
+    "The manual: vtpm-attest(1), COMMANDS, challenge.\n";
 
 /* Writes tpm2_makecredential's file layout. */
 static int
@@ -435,24 +401,10 @@ attest_challenge(int argc, char **argv)
 }
 
 static const char ae_certify_help[] =
-    "NAME\n"
-    "    vtpm-attest certify - answer the Privacy CA's challenge\n"
+    "usage: vtpm-attest certify --ca URL --id ID --secret FILE --out AK.pem\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-attest certify --ca URL --id ID --secret FILE --out AK.pem\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Sends the secret tpm2_activatecredential -o wrote for the challenge ID\n"
-    "    (vtpm-attest challenge) and writes the AK certificate to AK.pem.\n"
-    "\n"
-    "CA CONNECTION\n"
-    "    --ca-tls-root FILE   an https:// URL's server certificate must chain to a\n"
-    "                         PEM root in FILE and name the URL's host\n"
-    "    --ca-tls-pin sha256:HEX\n"
-    "                         or: the SHA-256 of the server's SubjectPublicKeyInfo\n"
-    "                         (openssl x509 -pubkey -noout -in CERT | openssl pkey\n"
-    "                         -pubin -outform DER | sha256sum)\n"
-    "    A plain http:// URL is for loopback labs only (warned; refused elsewhere).\n";
+    "Answer the Privacy CA's challenge.\n"
+    "The manual: vtpm-attest(1), COMMANDS, certify.\n";
 
 int
 attest_certify(int argc, char **argv)

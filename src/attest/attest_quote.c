@@ -12,24 +12,11 @@
 #include "attest.h"
 
 static const char aq_help[] =
-    "NAME\n"
-    "    vtpm-attest quote - quote PCRs with the attestation key\n"
+    "usage: vtpm-attest quote --tcti TCTI --ak-handle HANDLE --pcrs SPEC --nonce HEX\n"
+    "           --out FILE\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-attest quote --tcti TCTI --ak-handle HANDLE --pcrs SPEC --nonce HEX\n"
-    "        --out FILE\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Has the TPM quote the PCRs of SPEC (e.g. sha256:0,1,16, or\n"
-    "    sha256:16+sha1:16) with the AK at the persistent HANDLE (empty\n"
-    "    authorization), reads their values, and writes the evidence bundle to\n"
-    "    FILE: {\"attest\", \"signature\", \"pcrs\", \"ak_public\"} (JSON, base64 of the\n"
-    "    TPM structures). The challenger checks it with vtpm-attest verify --quote.\n"
-    "\n"
-    "OPTIONS\n"
-    "    --tcti TCTI   tpm2-tss TCTI (e.g. device:/dev/tpmrm0,\n"
-    "                  swtpm:path=/run/vm.sock); default $TPM2TOOLS_TCTI or tpm2-tss's\n"
-    "    --nonce HEX   the challenger's nonce, 1 to 64 bytes\n";
+    "Quote PCRs with the attestation key.\n"
+    "The manual: vtpm-attest(1), COMMANDS, quote.\n";
 
 int
 attest_quote(int argc, char **argv)

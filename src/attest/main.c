@@ -31,27 +31,17 @@ static const struct cli_cmd attest_cmds[] = {
 };
 
 static const char attest_help_head[] =
-    "NAME\n"
-    "    vtpm-attest - attestation with a (virtual) TPM: quote, enroll, verify\n"
+    "usage: vtpm-attest COMMAND [ARGUMENTS]\n"
+    "       vtpm-attest COMMAND --help\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-attest COMMAND [ARGUMENTS]\n"
-    "    vtpm-attest COMMAND --help\n"
+    "Attestation with a (virtual) TPM: quote, enroll, verify.\n"
     "\n"
-    "DESCRIPTION\n"
-    "    In a guest, vtpm-attest enrolls the vTPM's attestation key (AK) with the\n"
-    "    Privacy CA (vtpm-ca) and quotes PCRs with it. As the challenger it verifies\n"
-    "    such a quote, or one made with plain tpm2_quote, against the AK certificate,\n"
-    "    and says whether a hardware TPM or a vTPM (on which host, in which approved\n"
-    "    configuration) made it.\n"
-    "\n"
-    "COMMANDS\n";
+    "commands:\n";
 
-static const char attest_help_tail[] = "\n"
-                                       "EXIT STATUS\n"
-                                       "    0  success (verify: the quote is trusted)\n"
-                                       "    1  refused or failed; the message on stderr says why\n"
-                                       "    2  usage error\n";
+static const char attest_help_tail[] =
+    "\n"
+    "Exit status: 0 success (verify: the quote is trusted); 1 refused or failed; 2 usage error.\n"
+    "The manual: vtpm-attest(1).\n";
 
 static const struct cli attest_cli = {
     .name = "vtpm-attest",

@@ -16,28 +16,10 @@
 #define APPROVE_FILE_MAX (64u << 10)
 
 static const char approve_help[] =
-    "NAME\n"
-    "    vtpm-ca approve-host-config - approve a host configuration\n"
+    "usage: vtpm-ca approve-host-config --db FILE --id NAME --pcrs LIST --values FILE|LIST\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca approve-host-config --db FILE --id NAME --pcrs LIST --values FILE|LIST\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Approves the host PCR values (sha256 bank) under which the Virtualization\n"
-    "    CA issues vTPM EK certificates: a host's quote of exactly these PCRs with\n"
-    "    exactly these values is accepted, and the EK certificate names NAME as its\n"
-    "    host configuration. The PolicyPCR digest of the values is computed and\n"
-    "    stored (vtpmd seals state keys to such digests).\n"
-    "\n"
-    "OPTIONS\n"
-    "    --id NAME       1 to 128 characters: letters, digits, . _ : -\n"
-    "    --pcrs LIST     the PCRs, e.g. 0,2,4,7\n"
-    "    --values V      a file or text: \"0=HEX,2=HEX,...\" or a JSON object\n"
-    "                    {\"0\": \"HEX\", ...} (what vtpmd's API shows), one 32-byte\n"
-    "                    value for each PCR of --pcrs and no other\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 approved; 1 refused (id or values approved already); 2 usage error.\n";
+    "Approve a host configuration.\n"
+    "The manual: vtpm-ca(8), COMMANDS, approve-host-config.\n";
 
 static bool
 approve_valid_id(const char *id)

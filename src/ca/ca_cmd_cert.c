@@ -10,20 +10,10 @@
 #include "ca.h"
 
 static const char cert_help[] =
-    "NAME\n"
-    "    vtpm-ca cert - print a CA certificate\n"
+    "usage: vtpm-ca cert --role privacy|virtualization|root [--chain] --db FILE\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca cert --role privacy|virtualization|root [--chain] --db FILE\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Prints the certificate of the Privacy CA, the Virtualization CA or their\n"
-    "    root (PEM). With --chain the root follows the issuing CA's certificate:\n"
-    "    the file another vtpm-ca's `trust add --privacy|--virtualization` takes.\n"
-    "    Challengers trust the root.\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 printed; 1 the certificate cannot be read; 2 usage error.\n";
+    "Print a CA certificate.\n"
+    "The manual: vtpm-ca(8), COMMANDS, cert.\n";
 
 static int
 cert_print(const char *db, const char *which)

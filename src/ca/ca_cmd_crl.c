@@ -17,33 +17,11 @@
 #define CRL_VALIDITY_MAX     (366 * 24 * 3600)
 
 static const char crl_help[] =
-    "NAME\n"
-    "    vtpm-ca crl - sign a CA role's certificate revocation list\n"
+    "usage: vtpm-ca crl --role privacy|virtualization|root --db FILE [--out FILE]\n"
+    "           [--validity SECONDS]\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca crl --role privacy|virtualization|root --db FILE [--out FILE]\n"
-    "        [--validity SECONDS]\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Signs a new X.509 CRL (version 2, RFC 5280) with the role's key: every\n"
-    "    certificate the role issued that is revoked, those revoked because a CK\n"
-    "    or vEK certificate above them was included; the next cRLNumber (one more\n"
-    "    than the role's last); thisUpdate now, nextUpdate after --validity. The\n"
-    "    root's CRL lists nothing this database records; it exists so that\n"
-    "    `openssl verify -crl_check_all` can check the issuing CAs' certificates.\n"
-    "    Give a challenger the privacy CRL (AK certificates), the virtualization\n"
-    "    CRL (vEK certificates) and the root's: vtpm-attest verify --crl FILE ...,\n"
-    "    or openssl verify -crl_check_all -CRLfile FILE. `vtpm-ca serve` answers\n"
-    "    GET /v1/privacy/crl and /v1/virtualization/crl with the same, as DER.\n"
-    "\n"
-    "OPTIONS\n"
-    "    --out FILE          write the CRL (PEM) to FILE (replaced atomically),\n"
-    "                        not to standard output\n"
-    "    --validity SECONDS  from thisUpdate to nextUpdate (default 86400, at most\n"
-    "                        one year): sign a new CRL before it passes\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 signed; 1 the records or the key cannot be read; 2 usage error.\n";
+    "Sign a CA role's certificate revocation list.\n"
+    "The manual: vtpm-ca(8), COMMANDS, crl.\n";
 
 /* Signs the CRL of role with its key beside db. */
 static int

@@ -20,36 +20,10 @@
 #define INIT_TLS_DAYS  730
 
 static const char init_help[] =
-    "NAME\n"
-    "    vtpm-ca init - create a CA: database, root, Privacy CA, Virtualization CA\n"
+    "usage: vtpm-ca init --db FILE [--name NAME] [--tls-name HOST]...\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca init --db FILE [--name NAME] [--tls-name HOST]...\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Creates the database FILE (mode 0600) and, in FILE's directory, the root CA\n"
-    "    (ca-root.pem, ca-root.key; 20 years), and under it the Privacy CA\n"
-    "    (ca-privacy.pem/.key) and the Virtualization CA (ca-virtualization.pem/.key;\n"
-    "    10 years). Keys are ECC P-256, PKCS#8 PEM, mode 0600: their protection is\n"
-    "    the files'. Nothing is overwritten: init refuses when any of them exists.\n"
-    "    The Privacy and Virtualization CAs are added to the trust store (their\n"
-    "    certificates then chain for `serve --role both`). Challengers trust\n"
-    "    ca-root.pem.\n"
-    "\n"
-    "    With --tls-name, also a TLS server certificate for a lab (ca-tls.pem,\n"
-    "    ca-tls.key; 2 years) naming each HOST (a DNS name or an IP address), under\n"
-    "    a TLS root of its own (ca-tls-root.pem) whose private key is never written:\n"
-    "    the root vouches for that one server key only. Serve with --tls-cert and\n"
-    "    --tls-key; clients trust ca-tls-root.pem or pin the printed key hash.\n"
-    "    Production brings a certificate from its own TLS CA instead.\n"
-    "\n"
-    "OPTIONS\n"
-    "    --db FILE     the database to create\n"
-    "    --name NAME   names the CAs \"NAME Root CA\", …; default vtpm-ca\n"
-    "    --tls-name HOST  a name clients use in the CA's URL (up to 8 times)\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 created; 1 failed (nothing is left behind); 2 usage error.\n";
+    "Create a CA: database, root, Privacy CA, Virtualization CA.\n"
+    "The manual: vtpm-ca(8), COMMANDS, init.\n";
 
 static const char *const init_roles[] = {"root", "privacy", "virtualization"};
 

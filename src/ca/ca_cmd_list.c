@@ -13,23 +13,10 @@
 #include "ca.h"
 
 static const char list_help[] =
-    "NAME\n"
-    "    vtpm-ca list - show the records\n"
+    "usage: vtpm-ca list [certificates|trust|host-configs|audit] [--json] --db FILE\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca list [certificates|trust|host-configs|audit] [--json] --db FILE\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    certificates   every certificate issued, and whether it is revoked (default)\n"
-    "    trust          the trust store (vtpm-ca trust add)\n"
-    "    host-configs   approved host configurations (vtpm-ca approve-host-config)\n"
-    "    audit          every request and administrative action, issued or refused\n"
-    "\n"
-    "OPTIONS\n"
-    "    --json   one JSON array of objects (certificates with their PEM)\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 success; 1 the database cannot be read; 2 usage error.\n";
+    "Show the records.\n"
+    "The manual: vtpm-ca(8), COMMANDS, list.\n";
 
 struct list_ctx {
 	bool json;

@@ -11,32 +11,10 @@
 #include "ca.h"
 
 static const char revoke_help[] =
-    "NAME\n"
-    "    vtpm-ca revoke - revoke a certificate\n"
+    "usage: vtpm-ca revoke --serial HEX [--reason TEXT] [--foreign] --db FILE\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca revoke --serial HEX [--reason TEXT] [--foreign] --db FILE\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Records the certificate with serial HEX (vtpm-ca list shows serials) as\n"
-    "    revoked. A revoked CK certificate is refused by the Virtualization CA, a\n"
-    "    revoked EK or vEK certificate by the Privacy CA, and GET /v1/status/HEX\n"
-    "    answers \"revoked\" to challengers (vtpm-attest verify --ca).\n"
-    "\n"
-    "    The revocation reaches every leaf, in the same transaction: revoking a CK\n"
-    "    certificate revokes every vEK and AK certificate issued here beneath it,\n"
-    "    revoking a vEK certificate (or, with --foreign, another CA's vEK\n"
-    "    certificate) every AK certificate beneath it, each with a reason naming\n"
-    "    the ancestor and a row in the audit trail. The next CRLs list them all\n"
-    "    (vtpm-ca crl).\n"
-    "\n"
-    "OPTIONS\n"
-    "    --reason TEXT   why (at most 200 characters), shown to challengers\n"
-    "    --foreign       the certificate was not issued here (a host's EK\n"
-    "                    certificate, a remote Privacy CA's CK certificate)\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 revoked; 1 unknown serial or revoked already; 2 usage error.\n";
+    "Revoke a certificate.\n"
+    "The manual: vtpm-ca(8), COMMANDS, revoke.\n";
 
 int
 ca_cmd_revoke(int argc, char **argv)

@@ -17,34 +17,13 @@
 #define TRUST_CERTS_MAX 16
 
 static const char trust_help[] =
-    "NAME\n"
-    "    vtpm-ca trust - add to the trust store\n"
+    "usage: vtpm-ca trust add --manufacturer FILE [--name NAME] --db DB\n"
+    "       vtpm-ca trust add --virtualization FILE [--name NAME] --db DB\n"
+    "       vtpm-ca trust add --privacy FILE [--name NAME] --db DB\n"
+    "       vtpm-ca trust add --approval-key FILE [--name NAME] --db DB\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca trust add --manufacturer FILE [--name NAME] --db DB\n"
-    "    vtpm-ca trust add --virtualization FILE [--name NAME] --db DB\n"
-    "    vtpm-ca trust add --privacy FILE [--name NAME] --db DB\n"
-    "    vtpm-ca trust add --approval-key FILE [--name NAME] --db DB\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    --manufacturer    a TPM manufacturer's CA: host EK certificates must chain to\n"
-    "                      it (kind \"ck\" challenges)\n"
-    "    --virtualization  a Virtualization CA: vEK certificates must be issued by it\n"
-    "                      (kind \"ak\" challenges)\n"
-    "    --privacy         a Privacy CA: host CK certificates must be issued by it\n"
-    "                      (EK certificate requests)\n"
-    "    --approval-key    a host administrator's approval key (ECC P-256, PEM public\n"
-    "                      or private key; only the public half is stored): sealed\n"
-    "                      vTPM state keys must be under PolicyAuthorize by it\n"
-    "\n"
-    "    A CA file is PEM (or one DER certificate): the CA's certificate first, then\n"
-    "    the certificates above it up to a self-signed root (`vtpm-ca cert --chain`\n"
-    "    writes such a file). The file must verify as a chain now. NAME defaults to\n"
-    "    the certificate's subject, or the key's fingerprint. Entries take effect on\n"
-    "    a running `vtpm-ca serve` at once. List them with `vtpm-ca list trust`.\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 added; 1 refused (not a chain, trusted already, unreadable); 2 usage error.\n";
+    "Add to the trust store.\n"
+    "The manual: vtpm-ca(8), COMMANDS, trust.\n";
 
 struct trust_certs {
 	uint8_t *der[TRUST_CERTS_MAX];

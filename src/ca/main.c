@@ -43,28 +43,17 @@ static const struct cli_cmd ca_cmds[] = {
 };
 
 static const char ca_help_head[] =
-    "NAME\n"
-    "    vtpm-ca - the Privacy CA and the Virtualization CA of vtpmd\n"
+    "usage: vtpm-ca COMMAND [ARGUMENTS]\n"
+    "       vtpm-ca COMMAND --help\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpm-ca COMMAND [ARGUMENTS]\n"
-    "    vtpm-ca COMMAND --help\n"
+    "The Privacy CA and the Virtualization CA of vtpmd.\n"
     "\n"
-    "DESCRIPTION\n"
-    "    As the Privacy CA, vtpm-ca certifies a host's Certifying Key and a guest's\n"
-    "    attestation keys once their TPM has proved, by TPM2_ActivateCredential,\n"
-    "    that it holds them beside a trusted EK. As the Virtualization CA it issues\n"
-    "    a vTPM's EK certificate, marked virtual, when the host TPM's Certifying\n"
-    "    Key vouches for the vTPM in an approved host configuration. Records live\n"
-    "    in one SQLite database; the CA keys and certificates beside it.\n"
-    "\n"
-    "COMMANDS\n";
+    "commands:\n";
 
-static const char ca_help_tail[] = "\n"
-                                   "EXIT STATUS\n"
-                                   "    0  success\n"
-                                   "    1  refused or failed; the message on stderr says why\n"
-                                   "    2  usage error\n";
+static const char ca_help_tail[] =
+    "\n"
+    "Exit status: 0 success; 1 refused or failed; 2 usage error.\n"
+    "The manual: vtpm-ca(8).\n";
 
 static const struct cli ca_cli = {
     .name = "vtpm-ca",

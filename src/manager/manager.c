@@ -33,6 +33,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <systemd/sd-daemon.h>
 
 #include "manager.h"
 
@@ -316,7 +317,7 @@ manager_usage(FILE *f)
 	    "The vTPM service: owns the host TPM, runs one sandboxed vTPM worker per\n"
 	    "virtual machine, and seals every vTPM's state key to the host TPM.\n"
 	    "\n"
-	    "  --config FILE     configuration (key = value lines; see docs/config.md)\n"
+	    "  --config FILE     configuration (key = value lines; vtpmd.conf(5))\n"
 	    "  --root-tcti TCTI  host TPM (default device:/dev/tpmrm0; for a simulator\n"
 	    "                    swtpm:host=127.0.0.1,port=P — which protects nothing)\n"
 	    "  --state-dir DIR   instances and approvals (default /var/lib/vtpmd)\n"
@@ -328,7 +329,8 @@ manager_usage(FILE *f)
 	    "Runs in the foreground and logs to stderr. Operate it with vtpmctl.\n"
 	    "Exit status: 0 after SIGTERM (workers keep serving; a new vtpmd adopts them);\n"
 	    "1 runtime error (e.g. host TPM unavailable); 2 usage or configuration error;\n"
-	    "4 another vtpmd manages the state directory.\n");
+	    "4 another vtpmd manages the state directory.\n"
+	    "The manual: vtpmd(8).\n");
 }
 
 static void
@@ -499,21 +501,73 @@ manager_check_sandbox(const struct config *cfg)
 		    "uid of their own", geteuid() != 0 ? ", and vtpmd is not root" : "");
 }
 
-/* Workers run vtpmd-instance from this executable's directory when it is
- * there (it maps fewer libraries), else this executable's instance mode. */
+/*
+ * Workers run vtpmd-instance (it maps fewer libraries than vtpmd), the
+ * first found of: beside this executable (the build tree); where an
+ * installed tree keeps it, relative to this executable (LIBEXEC_FROM_SBIN,
+ * so that a tree installed under DESTDIR or moved whole finds its own);
+ * the installed path (LIBEXECDIR/vtpmd-instance). Else this executable's
+ * instance mode (`vtpmd instance`). The Makefile defines both paths from
+ * PREFIX, SBINDIR and LIBEXECDIR.
+ */
+#ifndef VTPMD_LIBEXECDIR
+#define VTPMD_LIBEXECDIR "/usr/local/libexec/vtpmd"
+#endif
+#ifndef VTPMD_LIBEXEC_FROM_SBIN
+#define VTPMD_LIBEXEC_FROM_SBIN "../libexec/vtpmd"
+#endif
 static void
 manager_find_worker_exe(struct manager *m)
 {
-	char *slash;
+	const char *slash = strrchr(m->self, '/');
+	int dir = slash != NULL ? (int)(slash - m->self) : 0;
+	char candidates[3][sizeof(m->worker_exe)], resolved[PATH_MAX];
 
-	snprintf(m->worker_exe, sizeof(m->worker_exe), "%s", m->self);
-	slash = strrchr(m->worker_exe, '/');
-	if (slash != NULL && (size_t)(slash - m->worker_exe) + sizeof("/vtpmd-instance") <=
-	    sizeof(m->worker_exe))
-		memcpy(slash + 1, "vtpmd-instance", sizeof("vtpmd-instance"));
-	if (slash == NULL || access(m->worker_exe, X_OK) == -1)
-		m->worker_exe[0] = '\0';
+	snprintf(candidates[0], sizeof(candidates[0]), "%.*s/vtpmd-instance", dir, m->self);
+	snprintf(candidates[1], sizeof(candidates[1]), "%.*s/%s/vtpmd-instance", dir, m->self,
+	    VTPMD_LIBEXEC_FROM_SBIN);
+	snprintf(candidates[2], sizeof(candidates[2]), "%s/vtpmd-instance", VTPMD_LIBEXECDIR);
+	m->worker_exe[0] = '\0';
+	for (size_t i = slash != NULL ? 0 : 2; i < 3 && m->worker_exe[0] == '\0'; i++)
+		if (access(candidates[i], X_OK) == 0 && realpath(candidates[i], resolved) != NULL &&
+		    strlen(resolved) < sizeof(m->worker_exe))
+			memcpy(m->worker_exe, resolved, strlen(resolved) + 1);
 	log_debug("workers run %s", m->worker_exe[0] ? m->worker_exe : "vtpmd instance");
+}
+
+/*
+ * systemd's readiness protocol (Type=notify): NOTIFY_SOCKET is taken out
+ * of the environment at start, so that no worker or CA child inherits it
+ * (nothing but vtpmd may speak for the service), and used once vtpmd
+ * serves its API: READY=1 then, STOPPING=1 at a signal. Without
+ * NOTIFY_SOCKET (not run by systemd) these do nothing.
+ */
+static char manager_notify_socket[PATH_MAX];
+
+static void
+manager_notify_take(void)
+{
+	const char *env = getenv("NOTIFY_SOCKET");
+
+	if (env != NULL && strlen(env) < sizeof(manager_notify_socket))
+		memcpy(manager_notify_socket, env, strlen(env) + 1);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void
+manager_notify(const char *state)
+{
+	int rc;
+
+	if (manager_notify_socket[0] == '\0')
+		return;
+	if (setenv("NOTIFY_SOCKET", manager_notify_socket, 1) == -1) {
+		log_warn("telling systemd %s", state);
+		return;
+	}
+	rc = sd_notify(1, state); /* 1: unsets NOTIFY_SOCKET again */
+	if (rc < 0)
+		log_warnx("telling systemd %s: %s", state, strerror(-rc));
 }
 
 int
@@ -535,6 +589,7 @@ manager_main(int argc, char **argv)
 		manager_parse_args(argc, argv, &m.cfg, &check_only);
 	}
 	log_init("vtpmd", m.cfg.log_level);
+	manager_notify_take();
 	manager_check_sandbox(&m.cfg);
 	secret_harden_process();
 	n = readlink("/proc/self/exe", m.self, sizeof(m.self) - 1);
@@ -576,8 +631,10 @@ manager_main(int argc, char **argv)
 		fatal(errno == EADDRINUSE ? EXIT_BUSY : EXIT_RUNTIME, "%s: cannot listen",
 		    m.cfg.socket);
 	log_info("serving the API on %s (%zu instances)", m.cfg.socket, m.n);
+	manager_notify("READY=1\nSTATUS=serving the API");
 
 	manager_loop(&m);
+	manager_notify("STOPPING=1");
 
 	log_info("signal %d: exiting; workers keep serving and a new vtpmd adopts them",
 	    (int)manager_signalled);

@@ -32,48 +32,22 @@ static const struct cli_cmd vtpmctl_cmds[] = {
 };
 
 static const char vtpmctl_help_head[] =
-    "NAME\n"
-    "    vtpmctl - control vtpmd, the virtual TPM service\n"
+    "usage: vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n"
+    "       vtpmctl COMMAND --help\n"
     "\n"
-    "SYNOPSIS\n"
-    "    vtpmctl [--socket PATH] COMMAND [ARGUMENTS]\n"
-    "    vtpmctl COMMAND --help\n"
+    "Control vtpmd, the virtual TPM service, over its API socket.\n"
     "\n"
-    "DESCRIPTION\n"
-    "    vtpmd gives every virtual machine its own virtual TPM, rooted in the host's\n"
-    "    TPM. vtpmctl creates, starts, stops, lists and deletes those vTPMs, and\n"
-    "    approves the host configuration their state is sealed to. It talks to vtpmd\n"
-    "    over its API socket (HTTP/1.1 and JSON; see docs/api.md) and needs to run as\n"
-    "    root or as vtpmd's user.\n"
-    "\n"
-    "COMMANDS\n";
+    "commands:\n";
 
 static const char vtpmctl_help_tail[] =
     "\n"
-    "OPTIONS\n"
-    "    -s, --socket PATH\n"
-    "        vtpmd's API socket (default " VTPMCTL_DEFAULT_SOCKET ", or $VTPMD_SOCKET).\n"
-    "    -h, --help\n"
-    "        Show this help; 'vtpmctl COMMAND --help' shows a command's.\n"
+    "options:\n"
+    "    -s, --socket PATH  vtpmd's API socket (default " VTPMCTL_DEFAULT_SOCKET ",\n"
+    "                       or $VTPMD_SOCKET)\n"
+    "    --json             (every command that prints) vtpmd's JSON answer\n"
     "\n"
-    "    Every command that prints something takes --json, which prints vtpmd's JSON\n"
-    "    answer instead of the human-readable form.\n"
-    "\n"
-    "ENVIRONMENT\n"
-    "    VTPMD_SOCKET   the API socket, unless --socket is given.\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0  success\n"
-    "    1  vtpmd refused or failed the request, or could not be reached; the\n"
-    "       message on stderr says what went wrong and what to do\n"
-    "    2  usage error\n"
-    "\n"
-    "EXAMPLES\n"
-    "    vtpmctl create vm-a\n"
-    "    qemu-system-x86_64 ... -chardev socket,id=chrtpm,path=$(vtpmctl info vm-a --json |\n"
-    "        jq -r .socket) -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0\n"
-    "    vtpmctl list\n"
-    "    vtpmctl policy approve --current --key /root/approval.pem\n";
+    "Exit status: 0 success; 1 vtpmd refused, failed or could not be reached; 2 usage error.\n"
+    "The manual: vtpmctl(8).\n";
 
 static const struct cli vtpmctl_cli = {
     .name = "vtpmctl",

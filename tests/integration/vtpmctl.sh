@@ -46,17 +46,17 @@ requested() {
 	grep -qxF -- "$2" "$T/$1.req" || fail "request '$2' not seen; got: $(cat "$T/$1.req")"
 }
 
-note "help: man-page style for vtpmctl and every command"
+note "help: a short usage summary for vtpmctl and every command, naming the manual"
 expect 0 --help
-for section in NAME SYNOPSIS DESCRIPTION COMMANDS OPTIONS ENVIRONMENT "EXIT STATUS"; do
+for section in "usage: vtpmctl" "commands:" "options:" "Exit status:" "vtpmctl(8)"; do
 	assert_contains "$OUT" "$section" "vtpmctl --help"
 done
 main_help=$OUT
 for cmd in create start stop restart delete list info policy host; do
 	assert_contains "$main_help" "    $cmd" "command $cmd in vtpmctl --help"
 	expect 0 "$cmd" --help
-	assert_contains "$OUT" "SYNOPSIS" "vtpmctl $cmd --help"
-	assert_contains "$OUT" "vtpmctl $cmd" "vtpmctl $cmd --help names it"
+	assert_contains "$OUT" "usage: vtpmctl $cmd" "vtpmctl $cmd --help names it"
+	assert_contains "$OUT" "vtpmctl(8), COMMANDS, $cmd" "vtpmctl $cmd --help names the page"
 	assert_eq "$ERR" "" "vtpmctl $cmd --help writes nothing to stderr"
 	help=$OUT
 	expect 0 help "$cmd"

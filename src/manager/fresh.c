@@ -591,7 +591,7 @@ fresh_flush(struct manager *m)
 	struct err err;
 
 	for (size_t i = 0; i < m->n; i++)
-		want |= m->vtpms[i]->commit_want;
+		want |= m->vtpms[i]->commit_want && m->vtpms[i]->prov == NULL;
 	if (!want || (m->fresh.retry_at != 0 && mono_ms() < m->fresh.retry_at))
 		return;
 	if (fresh_ensure(m, &err) == -1) {
@@ -601,7 +601,9 @@ fresh_flush(struct manager *m)
 	}
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
-		if (!v->commit_want)
+		/* A vTPM being provisioned holds nothing (--commit-relaxed): its
+		 * last report is recorded once, by fresh_strict. */
+		if (!v->commit_want || v->prov != NULL)
 			continue;
 		e = fresh_find(&m->fresh, v->uuid);
 		if (e == NULL && (e = fresh_add(&m->fresh, v->uuid)) == NULL)
@@ -627,7 +629,7 @@ fresh_flush(struct manager *m)
 	}
 	m->fresh.retry_at = 0;
 	for (size_t i = 0; i < m->n; i++)
-		if (m->vtpms[i]->commit_want)
+		if (m->vtpms[i]->commit_want && m->vtpms[i]->prov == NULL)
 			fresh_ack(m->vtpms[i]);
 }
 

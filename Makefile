@@ -176,6 +176,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_ALL) $(HDRS)
 # A unit test's link-time fakes (-Wl,--wrap=SYMBOL), in WRAP_test_NAME.
 WRAP_test_store = -Wl,--wrap=fdatasync -Wl,--wrap=fsync -Wl,--wrap=renameat
 WRAP_test_credential = -Wl,--wrap=EVP_PKEY_generate
+WRAP_test_ca_parent = -Wl,--wrap=ca_random
 WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=policy_find -Wl,--wrap=hwtpm_unseal -Wl,--wrap=hwtpm_sealed_name \
                     -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available \

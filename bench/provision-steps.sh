@@ -3,8 +3,9 @@
 # (an enrolled vtpmd, vtpm-ca over HTTPS), vtpmd at --log-level debug with
 # each log line stamped on arrival ($EPOCHREALTIME), one warm-up create, then
 # one timed `vtpmctl create NAME --no-start` whose log lines are printed with
-# milliseconds since its start: the seal and the worker, each EK's nonce
-# request and evidence, each EK-certificate request, the NV writes. A
+# milliseconds since its start: the seal and the worker, the nonce request
+# and the evidence, the one request for the vEK set's certificates, the NV
+# writes; and the host-TPM commands it took (vtpmctl host's counter). A
 # profile for reading, not a ratio. Needs root (vtpmd sandboxes its workers).
 set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,9 +31,11 @@ done
 bench_enrol
 "$VTPMCTL" create warm-up --no-start >/dev/null
 
+c0=$(jfield "$("$VTPMCTL" host --json)" .host_tpm_commands)
 t0=$EPOCHREALTIME
 "$VTPMCTL" create profiled --no-start >/dev/null
 t1=$EPOCHREALTIME
+c1=$(jfield "$("$VTPMCTL" host --json)" .host_tpm_commands)
 # The last lines (the 201) are written as the answer goes: wait for them.
 deadline=$((SECONDS + 10))
 until grep -q 'POST /v1/instances -> 201' <(awk -v t="$t0" '$1 >= t' "$T/svc.log"); do
@@ -40,6 +43,7 @@ until grep -q 'POST /v1/instances -> 201' <(awk -v t="$t0" '$1 >= t' "$T/svc.log
 	sleep 0.05
 done
 echo "vtpmctl create profiled --no-start: $(awk -v a="$t0" -v b="$t1" \
-	'BEGIN {printf "%.1f", (b - a) * 1000}') ms; ms since its start, vtpmd's log:"
+	'BEGIN {printf "%.1f", (b - a) * 1000}') ms, $((c1 - c0)) host-TPM commands; ms since its \
+start, vtpmd's log:"
 awk -v t="$t0" '$1 >= t { ms = ($1 - t) * 1000; $1 = ""; printf "%7.1f%s\n", ms, substr($0, 1, 150) }' \
 	"$T/svc.log"

@@ -4,9 +4,10 @@
 # <= 0.5x; with the nonce round, TLS and the checks of issue #11, <= 0.25x):
 #  - vtpmd: `vtpmctl create NAME --no-start` on an enrolled host: state key
 #    sealed to the host TPM, worker started, RSA-2048 and ECC P-256 EKs
-#    created and persisted in the vTPM, each certified by the host CK
-#    (TPM2_Certify of the sealed key + TPM2_Quote of the host PCRs), EK
-#    certificates issued by vtpm-ca's Virtualization CA (over HTTPS, TLS 1.3
+#    created and persisted in the vTPM, certified together by the host CK
+#    (one TPM2_Certify of the sealed key + one TPM2_Quote of the host PCRs,
+#    for one nonce), both EK certificates issued in one request by vtpm-ca's
+#    Virtualization CA (over HTTPS, TLS 1.3
 #    checked against ca-tls-root, as in production) and written to NV with
 #    the chain, worker stopped;
 #  - swtpm: `swtpm_setup --tpm2 --createek --create-ek-cert` with

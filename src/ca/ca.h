@@ -42,6 +42,8 @@
 #define CA_ID_BYTES    16   /* a challenge id: 16 random bytes, in hex */
 #define CA_ID_HEX      (2 * CA_ID_BYTES)
 #define CA_SECRET_LEN  32 /* the credential a challenge encrypts */
+#define CA_BLOB_MAX    256 /* a credential: TPM2B_ID_OBJECT */
+#define CA_ENC_MAX     512 /* its TPM2B_ENCRYPTED_SECRET (RSA-2048: 258 bytes) */
 #define CA_SUBJECT_MAX 256
 #define CA_DETAIL_MAX  512
 #define CA_PENDING_MAX 10000 /* challenges open at once */
@@ -139,6 +141,9 @@ struct ca_ek_req {
 	size_t other_veks_len[EVIDENCE_VEK_TYPES - 1];
 	size_t n_other_veks;
 	struct ca_signed certify, quote;
+	/* whole_set: certify every vEK of the set on this one evidence, made
+	 * for vek_public, the set's first member (RSA before ECC) */
+	bool whole_set;
 	uint32_t pcr_mask; /* the quote's sha256 PCRs */
 	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
 	struct approval_pub approval;
@@ -212,6 +217,11 @@ int ca_db_issued_add(
     struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err);
 int ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_issued *rec),
     void *ctx, struct err *err);
+/* The certificate issued here with serial: its record (revoked and reason
+ * from the revocations; certificate NULL) and its DER, malloc'd into *der.
+ * 0, or -1 with err (ERR_ABSENT: not issued here). */
+int ca_db_issued_get(struct ca_db *db, const char *serial, struct ca_issued *out, uint8_t **der,
+    size_t *der_len, struct err *err);
 
 /* Revocations: of a certificate issued here, or (foreign) of another CA's
  * (a host EK, a remote Privacy CA's CK). */
@@ -294,6 +304,17 @@ struct ca_challenge_rec {
 	const char *ek_key;  /* hex SHA-256 of the (v)EK's SubjectPublicKeyInfo */
 	const char *client;  /* the client's address (IPv6: its /64) */
 	int64_t now, expires_at;
+	const uint8_t *key_public; /* the key's TPM2B_PUBLIC, as the parent read it */
+	size_t key_public_len;
+};
+/* A challenge taken: what ca_db_challenge_add recorded. */
+struct ca_challenge_taken {
+	enum ca_kind kind;
+	char *request; /* malloc'd */
+	uint8_t hash[32];
+	char ek_key[2 * CERTS_DIGEST_LEN + 1];
+	uint8_t key_public[CA_PUBLIC_MAX];
+	size_t key_public_len;
 };
 struct ca_challenge_limits {
 	int64_t total;      /* open challenges in all (CA_PENDING_MAX) */
@@ -302,13 +323,14 @@ struct ca_challenge_limits {
 };
 #define CA_PENDING_PER_CLIENT 64
 #define CA_PENDING_PER_EK     4
+#define CA_NONCES_PER_CLIENT  64 /* vEK evidence nonces open for one client address */
 int ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
     const struct ca_challenge_limits *lim, struct err *err);
 /* Deletes the challenges expired more than CA_DB_CHALLENGE_GRACE seconds
  * before now (serve's timer; add does it too): the count, or -1. */
 int64_t ca_db_challenges_purge(struct ca_db *db, int64_t now, struct err *err);
-int ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
-    char **request, uint8_t hash[static 32], struct err *err);
+int ca_db_challenge_take(
+    struct ca_db *db, const char *id, int64_t now, struct ca_challenge_taken *out, struct err *err);
 
 /*
  * Admitted hosts (`vtpm-ca host`): the host EKs the Privacy CA issues CK
@@ -353,12 +375,14 @@ int ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *p
     const char *ek_key, bool admit, char superseded[static CERTS_SERIAL_HEX_MAX + 1],
     struct err *err);
 /* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
- * SHA-256 only. add: ERR_BUSY when CA_PENDING_MAX are open. take marks
+ * SHA-256 only, with the client address that asked. add: ERR_BUSY when
+ * CA_PENDING_MAX are open, ERR_REFUSED when per_client are open for
+ * client (both naming the count). take marks
  * the nonce used whatever its state: 0, or -1 with ERR_ABSENT (never
  * handed out, or forgotten a day after it expired), ERR_REFUSED (used
  * before) or ERR_TIMEOUT (at or after its expiry). */
-int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now,
-    int64_t expires_at, struct err *err);
+int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
+    int64_t per_client, int64_t now, int64_t expires_at, struct err *err);
 int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err);
 
 /* One vTPM's identity as EK certificates bind it: the Name of its sealed
@@ -400,8 +424,6 @@ int ca_db_audit_list(
  * child (the parent holds every state and starts another). */
 struct ca_msg;
 struct ca_msg_key;
-struct ca_msg_tpm;
-struct ca_msg_virtual;
 struct ca_link {
 	int fd;             /* the channel to the parent */
 	struct ca_msg *msg; /* the message being exchanged */
@@ -429,47 +451,49 @@ struct ca_answer {
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* issued: EK */
 	uint8_t *der;                                /* issued: malloc'd */
 	size_t der_len;
+	uint8_t blob[CA_BLOB_MAX]; /* challenge added: the credential the parent made */
+	size_t blob_len;
+	uint8_t enc[CA_ENC_MAX];
+	size_t enc_len;
 };
 void ca_answer_clear(struct ca_answer *a);
-/* Records a challenge: the SHA-256 of its secret, what it is for (the
- * host, or the vTPM's UUID), the EK it was made for, the client that
- * asked and the request's parsed fields to check again at certify. */
+/* Records a challenge: what it is for (the host, or the vTPM's UUID), the
+ * (v)EK and the key (TPM2B_PUBLIC, checked), the client that asked and the
+ * request's parsed fields to check again at certify. The parent draws the
+ * secret and makes the credential: a->blob and a->enc. */
 struct ca_challenge_ask {
 	enum ca_kind kind;
-	const uint8_t *hash;   /* 32 bytes: SHA-256 of the secret */
-	const uint8_t *ek_key; /* 32 bytes: SHA-256 of the (v)EK's SubjectPublicKeyInfo */
-	const char *client;    /* ca_server.client */
+	const char *client; /* ca_server.client */
 	const char *subject;
 	const char *request;
-	uint32_t key_attributes;   /* the key's TPMA_OBJECT and authPolicy (the */
-	const uint8_t *key_policy; /* parent checks a CK's against its host's */
-	size_t key_policy_len;     /* approval key) */
+	const uint8_t *ek_public, *key_public;
+	size_t ek_public_len, key_public_len;
 };
 void ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a);
 /* Takes a challenge (once) and has the parent compare the secret. */
 void ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *secret,
     size_t secret_len, struct ca_answer *a);
-/* Certificates, from typed values only (ca_msg.h). CK and AK: right after
- * the challenge id was taken. */
-void ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key *key,
-    const char *host, const uint8_t host_ek_digest[static 32], struct ca_answer *a);
-void ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
-    const struct certs_ek_info *tpm, const struct certs_virtual *virt,
-    const struct certs_lineage *lineage, struct ca_answer *a);
+/* Certificates. CK and AK: right after the challenge id was taken, for
+ * its key; an AK beneath vEK certificate vek_serial, issued here. */
+void ca_ask_issue_ck(struct ca_link *l, const char *id, const char *host, struct ca_answer *a);
+void ca_ask_issue_ak(
+    struct ca_link *l, const char *id, const char *vek_serial, struct ca_answer *a);
 /* A vEK evidence nonce, made and recorded by the parent. */
-void ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a);
+void ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a);
+/* An EK certificate for the member vek_type of the vTPM's vEK set, on
+ * the evidence of req, which the parent verifies again with the key of
+ * CK certificate ck_serial from its own records. */
 struct ca_ek_issue {
-	const struct ca_msg_key *vek;
-	const struct certs_ref *ck_ref; /* the CK certificate, for the lineage */
-	const struct ca_msg_key *vek_set; /* EVIDENCE_VEK_TYPES, type 0: none */
-	const uint8_t *nonce;       /* EVIDENCE_VEK_NONCE_LEN bytes, in the evidence */
-	const uint8_t *sealed_name; /* the certified sealed object's Name */
-	size_t sealed_name_len;
-	const uint8_t *ck_digest; /* 32 bytes */
-	const uint8_t *policy;    /* 32 bytes: PolicyPCR of the quoted PCRs */
-	const char *ck_serial, *host, *instance_uuid;
+	const struct ca_ek_req *req;
+	const struct evidence_vek_set *set;
+	enum evidence_vek_type vek_type;
+	bool whole_set; /* certify every member: one ISSUED each (ca_ask_issued) */
+	const char *ck_serial;
 };
 void ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a);
+/* The next certificate of an ISSUE_EK for a whole vEK set (after a first
+ * answer OK): one more ISSUED into a. */
+void ca_ask_issued(struct ca_link *l, struct ca_answer *a);
 /* A fresh CRL of role (privacy or virtualization): a->der (DER), or a->rc
  * FAILED with a->reason. */
 void ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a);
@@ -502,6 +526,7 @@ struct ca_settings {
 	char tls_key[1024];    /* its PEM private key */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
 	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
+	int64_t nonces_per_client; /* open vEK evidence nonces from one client address */
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
 	int64_t validity_ak;
 	int64_t validity_ek;
@@ -585,6 +610,8 @@ struct ca_parent {
 		bool valid;
 		enum ca_kind kind;
 		char id[CA_ID_HEX + 1];
+		struct evidence_public key;       /* the key whose Name the parent computed */
+		uint8_t ek_key[CERTS_DIGEST_LEN]; /* the (v)EK the credential was made for */
 	} permit;
 };
 /* The child's first message. */

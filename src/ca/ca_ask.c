@@ -146,40 +146,50 @@ ca_ask_failed(struct ca_answer *a, const char *reason)
 	snprintf(a->reason, sizeof(a->reason), "%s", reason);
 }
 
+/* A TPM2B_PUBLIC into its message field: 0, or -1 when it does not fit. */
+static int
+ca_ask_public(struct ca_msg_public *out, const uint8_t *pub, size_t len)
+{
+	if (len == 0 || len > sizeof(out->data))
+		return -1;
+	out->len = (uint32_t)len;
+	memcpy(out->data, pub, len);
+	return 0;
+}
+
 void
 ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a)
 {
 	const char *subject = q->subject, *request = q->request;
 	struct ca_msg *m = l->msg;
+	const struct ca_msg_challenge_added *r = &m->u.challenge_added;
 	size_t n = strlen(request);
 
 	memset(a, 0, sizeof(*a));
 	ca_msg_init(m, CA_MSG_CHALLENGE_ADD);
 	m->u.challenge_add.kind = (uint32_t)q->kind;
-	memcpy(m->u.challenge_add.hash, q->hash, sizeof(m->u.challenge_add.hash));
-	memcpy(m->u.challenge_add.ek_key, q->ek_key, sizeof(m->u.challenge_add.ek_key));
 	if (ca_ask_text(m->u.challenge_add.subject, sizeof(m->u.challenge_add.subject), subject) ==
 	        -1 ||
 	    ca_ask_text(m->u.challenge_add.client, sizeof(m->u.challenge_add.client), q->client) ==
 	        -1 ||
 	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX ||
-	    (q->key_policy_len != 0 &&
-	        q->key_policy_len != sizeof(m->u.challenge_add.key_policy))) {
+	    ca_ask_public(&m->u.challenge_add.ek, q->ek_public, q->ek_public_len) == -1 ||
+	    ca_ask_public(&m->u.challenge_add.key, q->key_public, q->key_public_len) == -1) {
 		ca_ask_failed(a,
 		    "the request is too large, or names its subject or client oddly, to be kept");
 		return;
 	}
-	m->u.challenge_add.key_attributes = q->key_attributes;
-	m->u.challenge_add.key_policy_len = (uint32_t)q->key_policy_len;
-	if (q->key_policy_len != 0)
-		memcpy(m->u.challenge_add.key_policy, q->key_policy, q->key_policy_len);
 	m->u.challenge_add.len = (uint32_t)n;
 	memcpy(m->u.challenge_add.request, request, n);
 	ca_ask_exchange(l, CA_MSG_CHALLENGE_ADDED);
-	a->rc = (int)m->u.challenge_added.rc;
-	a->expires_in = m->u.challenge_added.expires_in;
-	snprintf(a->id, sizeof(a->id), "%s", m->u.challenge_added.id);
-	snprintf(a->reason, sizeof(a->reason), "%s", m->u.challenge_added.reason);
+	a->rc = (int)r->rc;
+	a->expires_in = r->expires_in;
+	snprintf(a->id, sizeof(a->id), "%s", r->id);
+	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+	a->blob_len = r->blob_len;
+	memcpy(a->blob, r->blob, r->blob_len);
+	a->enc_len = r->enc_len;
+	memcpy(a->enc, r->enc, r->enc_len);
 }
 
 void
@@ -217,9 +227,93 @@ ca_ask_challenge_take(struct ca_link *l, const char *id, const uint8_t *secret, 
 static void
 ca_ask_issue(struct ca_link *l, struct ca_answer *a)
 {
+	ca_ask_send(l);
+	ca_ask_issued(l, a);
+}
+
+void
+ca_ask_issue_ck(struct ca_link *l, const char *id, const char *host, struct ca_answer *a)
+{
+	struct ca_msg_issue_ck *q = &l->msg->u.issue_ck;
+
+	memset(a, 0, sizeof(*a));
+	ca_msg_init(l->msg, CA_MSG_ISSUE_CK);
+	if (ca_ask_text(q->id, sizeof(q->id), id) == -1 ||
+	    ca_ask_text(q->host, sizeof(q->host), host) == -1) {
+		ca_ask_failed(a, "the host name cannot be certified");
+		return;
+	}
+	ca_ask_issue(l, a);
+}
+
+void
+ca_ask_issue_ak(struct ca_link *l, const char *id, const char *vek_serial, struct ca_answer *a)
+{
+	struct ca_msg_issue_ak *q = &l->msg->u.issue_ak;
+
+	memset(a, 0, sizeof(*a));
+	ca_msg_init(l->msg, CA_MSG_ISSUE_AK);
+	if (ca_ask_text(q->id, sizeof(q->id), id) == -1 ||
+	    ca_ask_text(q->vek_serial, sizeof(q->vek_serial), vek_serial) == -1) {
+		ca_ask_failed(a, "the vEK certificate's serial cannot be sent");
+		return;
+	}
+	ca_ask_issue(l, a);
+}
+
+/* An attestation and its signature into their message field: 0, or -1. */
+static int
+ca_ask_signed(struct ca_msg_signed *out, const struct ca_signed *in)
+{
+	if (in->attest_len == 0 || in->attest_len > sizeof(out->attest) || in->signature_len == 0 ||
+	    in->signature_len > sizeof(out->sig))
+		return -1;
+	out->attest_len = (uint32_t)in->attest_len;
+	memcpy(out->attest, in->attest, in->attest_len);
+	out->sig_len = (uint32_t)in->signature_len;
+	memcpy(out->sig, in->signature, in->signature_len);
+	return 0;
+}
+
+void
+ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a)
+{
+	struct ca_msg_issue_ek *q = &l->msg->u.issue_ek;
+	const struct ca_ek_req *r = e->req;
+	bool ok;
+
+	memset(a, 0, sizeof(*a));
+	ca_msg_init(l->msg, CA_MSG_ISSUE_EK);
+	q->vek_type = (uint32_t)e->vek_type;
+	q->whole_set = e->whole_set ? 1 : 0;
+	ok = ca_ask_text(q->ck_serial, sizeof(q->ck_serial), e->ck_serial) == 0 &&
+	     ca_ask_text(q->instance_uuid, sizeof(q->instance_uuid), r->instance_uuid) == 0 &&
+	     e->set->pub[e->vek_type] != NULL &&
+	     ca_ask_public(&q->sealed, r->sealed_public, r->sealed_public_len) == 0 &&
+	     ca_ask_signed(&q->certify, &r->certify) == 0 &&
+	     ca_ask_signed(&q->quote, &r->quote) == 0;
+	for (size_t t = 0; ok && t < EVIDENCE_VEK_TYPES; t++)
+		ok = e->set->pub[t] == NULL ||
+		     ca_ask_public(&q->vek_set[t], e->set->pub[t], e->set->len[t]) == 0;
+	if (!ok) {
+		ca_ask_failed(a, "the evidence does not fit the parent's message");
+		return;
+	}
+	memcpy(q->nonce, r->nonce, sizeof(q->nonce));
+	q->pcr_mask = r->pcr_mask;
+	memcpy(q->pcrs, r->pcrs, sizeof(q->pcrs));
+	memcpy(q->approval_x, r->approval.x, sizeof(q->approval_x));
+	memcpy(q->approval_y, r->approval.y, sizeof(q->approval_y));
+	ca_ask_issue(l, a);
+}
+
+void
+ca_ask_issued(struct ca_link *l, struct ca_answer *a)
+{
 	const struct ca_msg_issued *r = &l->msg->u.issued;
 
-	ca_ask_exchange(l, CA_MSG_ISSUED);
+	memset(a, 0, sizeof(*a));
+	ca_ask_receive(l, CA_MSG_ISSUED, CA_MSG_ISSUED);
 	a->rc = (int)r->rc;
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
 	snprintf(a->serial, sizeof(a->serial), "%s", r->serial);
@@ -235,101 +329,18 @@ ca_ask_issue(struct ca_link *l, struct ca_answer *a)
 }
 
 void
-ca_ask_issue_ck(struct ca_link *l, const char *id, const struct ca_msg_key *key, const char *host,
-    const uint8_t host_ek_digest[static 32], struct ca_answer *a)
-{
-	struct ca_msg_issue_ck *q = &l->msg->u.issue_ck;
-
-	memset(a, 0, sizeof(*a));
-	ca_msg_init(l->msg, CA_MSG_ISSUE_CK);
-	if (ca_ask_text(q->id, sizeof(q->id), id) == -1 ||
-	    ca_ask_text(q->host, sizeof(q->host), host) == -1) {
-		ca_ask_failed(a, "the host name cannot be certified");
-		return;
-	}
-	q->key = *key;
-	memcpy(q->host_ek_digest, host_ek_digest, sizeof(q->host_ek_digest));
-	ca_ask_issue(l, a);
-}
-
-/* A lineage reference into its message form. */
-static void
-ca_ask_ref(struct ca_msg_ref *out, const struct certs_ref *in)
-{
-	out->keyid_len = (uint32_t)in->issuer_keyid_len;
-	memcpy(out->keyid, in->issuer_keyid, in->issuer_keyid_len);
-	snprintf(out->serial, sizeof(out->serial), "%s", in->serial);
-}
-
-void
-ca_ask_issue_ak(struct ca_link *l, const char *id, const struct ca_msg_key *key,
-    const struct certs_ek_info *tpm, const struct certs_virtual *virt,
-    const struct certs_lineage *lineage, struct ca_answer *a)
-{
-	struct ca_msg_issue_ak *q = &l->msg->u.issue_ak;
-
-	memset(a, 0, sizeof(*a));
-	ca_msg_init(l->msg, CA_MSG_ISSUE_AK);
-	if (ca_ask_text(q->id, sizeof(q->id), id) == -1 ||
-	    ca_ask_text(q->tpm.manufacturer, sizeof(q->tpm.manufacturer), tpm->manufacturer) ==
-	        -1 ||
-	    ca_ask_text(q->tpm.model, sizeof(q->tpm.model), tpm->model) == -1 ||
-	    ca_ask_text(q->tpm.version, sizeof(q->tpm.version), tpm->version) == -1 ||
-	    ca_ask_text(q->tpm.family, sizeof(q->tpm.family), tpm->family) == -1 ||
-	    ca_ask_text(q->virt.host_config, sizeof(q->virt.host_config), virt->host_config) ==
-	        -1 ||
-	    ca_ask_text(
-	        q->virt.instance_uuid, sizeof(q->virt.instance_uuid), virt->instance_uuid) == -1 ||
-	    ca_ask_text(q->virt.host, sizeof(q->virt.host), virt->host) == -1) {
-		ca_ask_failed(a, "the vEK certificate's TPM attributes are not printable text");
-		return;
-	}
-	q->key = *key;
-	q->tpm.has_spec = tpm->has_spec ? 1 : 0;
-	q->tpm.level = tpm->level;
-	q->tpm.revision = tpm->revision;
-	q->virt.is_virtual = virt->is_virtual ? 1 : 0;
-	memcpy(q->virt.ck_digest, virt->ck_digest, sizeof(q->virt.ck_digest));
-	ca_ask_ref(&q->vek, &lineage->vek);
-	ca_ask_ref(&q->ck, &lineage->ck);
-	ca_ask_issue(l, a);
-}
-
-void
-ca_ask_issue_ek(struct ca_link *l, const struct ca_ek_issue *e, struct ca_answer *a)
-{
-	struct ca_msg_issue_ek *q = &l->msg->u.issue_ek;
-
-	memset(a, 0, sizeof(*a));
-	ca_msg_init(l->msg, CA_MSG_ISSUE_EK);
-	if (ca_ask_text(q->ck_serial, sizeof(q->ck_serial), e->ck_serial) == -1 ||
-	    ca_ask_text(q->host, sizeof(q->host), e->host) == -1 ||
-	    ca_ask_text(q->instance_uuid, sizeof(q->instance_uuid), e->instance_uuid) == -1) {
-		ca_ask_failed(a, "the CK certificate's host name is not printable text");
-		return;
-	}
-	if (e->sealed_name_len < 2 || e->sealed_name_len > sizeof(q->sealed_name)) {
-		ca_ask_failed(a, "the sealed object's Name is malformed");
-		return;
-	}
-	q->vek = *e->vek;
-	ca_ask_ref(&q->ck, e->ck_ref);
-	memcpy(q->vek_set, e->vek_set, sizeof(q->vek_set));
-	memcpy(q->nonce, e->nonce, sizeof(q->nonce));
-	q->sealed_name_len = (uint32_t)e->sealed_name_len;
-	memcpy(q->sealed_name, e->sealed_name, e->sealed_name_len);
-	memcpy(q->ck_digest, e->ck_digest, sizeof(q->ck_digest));
-	memcpy(q->policy, e->policy, sizeof(q->policy));
-	ca_ask_issue(l, a);
-}
-
-void
-ca_ask_nonce_add(struct ca_link *l, struct ca_answer *a)
+ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 {
 	const struct ca_msg_nonce_added *r = &l->msg->u.nonce_added;
 
 	memset(a, 0, sizeof(*a));
 	ca_msg_init(l->msg, CA_MSG_NONCE_ADD);
+	if (ca_ask_text(l->msg->u.nonce_add.client, sizeof(l->msg->u.nonce_add.client), client) ==
+	        -1 ||
+	    client[0] == '\0') {
+		ca_ask_failed(a, "the client's address cannot be sent");
+		return;
+	}
 	ca_ask_exchange(l, CA_MSG_NONCE_ADDED);
 	a->rc = (int)r->rc;
 	a->expires_in = r->expires_in;

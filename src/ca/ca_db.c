@@ -128,6 +128,13 @@ static const char *const ca_db_schema[] = {
     " approval_key TEXT NOT NULL DEFAULT '')",
     "ALTER TABLE challenges ADD COLUMN ek_key TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE challenges ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+    /* The key a challenge's credential was made for (its TPM2B_PUBLIC, as
+     * the parent read it), the only key its certificate may name. */
+    "ALTER TABLE challenges ADD COLUMN key_public BLOB NOT NULL DEFAULT x''",
+    /* The client address each vEK evidence nonce was handed to, which
+     * nonces_per_client counts. */
+    "ALTER TABLE ek_nonces ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX ek_nonces_client ON ek_nonces (client, expires_at)",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
     /*
      * Revocation that reaches every leaf (issue #11, item 5). lineage: the
@@ -458,6 +465,56 @@ ca_db_issued_list(
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = ca_db_fail(db, err, "list issued certificates");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ca_db_issued_get(struct ca_db *db, const char *serial, struct ca_issued *out, uint8_t **der,
+    size_t *der_len, struct err *err)
+{
+	sqlite3_stmt *st;
+	const char *pem;
+	size_t off = 0;
+	int rc, ret = -1;
+
+	*der = NULL;
+	*der_len = 0;
+	memset(out, 0, sizeof(*out));
+	st = ca_db_prepare(db,
+	    "SELECT i.serial, i.role, i.kind, i.subject, i.detail, i.certificate, i.issued_at, "
+	    "i.not_after, r.revoked_at, r.reason FROM issued i "
+	    "LEFT JOIN revocations r ON r.serial = i.serial WHERE i.serial = ?",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		err_set(err, ERR_ABSENT, "certificate %s was not issued here", serial);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		ca_db_fail(db, err, "look up certificate %s", serial);
+		goto out;
+	}
+	ca_db_text(st, 0, out->serial, sizeof(out->serial));
+	ca_db_text(st, 1, out->role, sizeof(out->role));
+	ca_db_text(st, 2, out->kind, sizeof(out->kind));
+	ca_db_text(st, 3, out->subject, sizeof(out->subject));
+	ca_db_text(st, 4, out->detail, sizeof(out->detail));
+	out->issued_at = sqlite3_column_int64(st, 6);
+	out->not_after = sqlite3_column_int64(st, 7);
+	out->revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
+	out->revoked_at = sqlite3_column_int64(st, 8);
+	ca_db_text(st, 9, out->reason, sizeof(out->reason));
+	pem = (const char *)sqlite3_column_text(st, 5);
+	if (pem == NULL || certs_pem_next(pem, strlen(pem), &off, der, der_len, err) != 1) {
+		err_set(err, ERR_FAILED, "certificate %s: its record holds no certificate", serial);
+		goto out;
+	}
+	ret = 0;
+out:
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -1014,7 +1071,8 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 		goto out;
 	st = ca_db_prepare(db,
 	    "INSERT INTO challenges (id, kind, request, secret_hash, "
-	    "created_at, expires_at, ek_key, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	    "created_at, expires_at, ek_key, client, key_public) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	    err);
 	if (st == NULL)
 		goto out;
@@ -1026,6 +1084,7 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 	sqlite3_bind_int64(st, 6, c->expires_at);
 	sqlite3_bind_text(st, 7, c->ek_key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, c->client, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 9, c->key_public, (int)c->key_public_len, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "record the challenge", NULL, err);
 out:
 	sqlite3_finalize(st);
@@ -1040,9 +1099,7 @@ out:
 struct ca_db_challenge {
 	bool found, used;
 	int64_t expires_at;
-	enum ca_kind kind;
-	char *request; /* malloc'd */
-	uint8_t hash[32];
+	struct ca_challenge_taken t;
 };
 
 /* Reads a challenge row (kind, request, secret_hash, expires_at, used):
@@ -1056,7 +1113,7 @@ ca_db_challenge_read(struct ca_db *db, const char *id, struct ca_db_challenge *c
 
 	memset(c, 0, sizeof(*c));
 	st = ca_db_prepare(db,
-	    "SELECT kind, request, secret_hash, expires_at, used "
+	    "SELECT kind, request, secret_hash, expires_at, used, ek_key, key_public "
 	    "FROM challenges WHERE id = ?",
 	    err);
 	if (st == NULL)
@@ -1073,19 +1130,24 @@ ca_db_challenge_read(struct ca_db *db, const char *id, struct ca_db_challenge *c
 	}
 	k = (const char *)sqlite3_column_text(st, 0);
 	req = (const char *)sqlite3_column_text(st, 1);
-	if (k == NULL || req == NULL || sqlite3_column_bytes(st, 2) != 32) {
+	if (k == NULL || req == NULL || sqlite3_column_bytes(st, 2) != 32 ||
+	    sqlite3_column_bytes(st, 6) > (int)sizeof(c->t.key_public)) {
 		err_set(err, ERR_CORRUPT, "challenge record is malformed");
 		goto out;
 	}
 	c->found = true;
 	c->used = sqlite3_column_int(st, 4) != 0;
 	c->expires_at = sqlite3_column_int64(st, 3);
-	if (!c->used && (c->request = strdup(req)) == NULL) {
+	if (!c->used && (c->t.request = strdup(req)) == NULL) {
 		err_set(err, ERR_FAILED, "out of memory");
 		goto out;
 	}
-	c->kind = strcmp(k, "ck") == 0 ? CA_KIND_CK : CA_KIND_AK;
-	memcpy(c->hash, sqlite3_column_blob(st, 2), 32);
+	c->t.kind = strcmp(k, "ck") == 0 ? CA_KIND_CK : CA_KIND_AK;
+	memcpy(c->t.hash, sqlite3_column_blob(st, 2), 32);
+	ca_db_text(st, 5, c->t.ek_key, sizeof(c->t.ek_key));
+	c->t.key_public_len = (size_t)sqlite3_column_bytes(st, 6);
+	if (c->t.key_public_len > 0)
+		memcpy(c->t.key_public, sqlite3_column_blob(st, 6), c->t.key_public_len);
 	ret = 0;
 out:
 	sqlite3_finalize(st);
@@ -1093,15 +1155,14 @@ out:
 }
 
 int
-ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind *kind,
-    char **request, uint8_t hash[static 32], struct err *err)
+ca_db_challenge_take(
+    struct ca_db *db, const char *id, int64_t now, struct ca_challenge_taken *out, struct err *err)
 {
 	struct ca_db_challenge c = {0};
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
 
-	*request = NULL;
-	memset(hash, 0, 32);
+	memset(out, 0, sizeof(*out));
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	if (ca_db_challenge_read(db, id, &c, err) == -1)
@@ -1123,10 +1184,8 @@ ca_db_challenge_take(struct ca_db *db, const char *id, int64_t now, enum ca_kind
 	else if (now >= c.expires_at)
 		err_set(err, ERR_TIMEOUT, "challenge expired");
 	else {
-		*kind = c.kind;
-		*request = c.request;
-		c.request = NULL;
-		memcpy(hash, c.hash, 32);
+		*out = c.t;
+		c.t.request = NULL;
 		ret = 0;
 	}
 	goto out;
@@ -1134,7 +1193,7 @@ fail:
 	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 out:
 	sqlite3_finalize(st);
-	free(c.request);
+	free(c.t.request);
 	return ret;
 }
 
@@ -1362,12 +1421,12 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 /* ---- vEK evidence nonces ---- */
 
 int
-ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, int64_t expires_at,
-    struct err *err)
+ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
+    int64_t per_client, int64_t now, int64_t expires_at, struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	int64_t open = -1;
+	int64_t open = -1, mine = -1;
 
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
@@ -1395,13 +1454,35 @@ ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], int64_t now, in
 		err_set(err, ERR_BUSY, "%lld nonces are open", (long long)open);
 		goto out;
 	}
-	st = ca_db_prepare(
-	    db, "INSERT INTO ek_nonces (hash, created_at, expires_at) VALUES (?, ?, ?)", err);
+	st = ca_db_prepare(db,
+	    "SELECT COUNT(*) FROM ek_nonces WHERE client = ? AND used = 0 AND expires_at > ?", err);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		mine = sqlite3_column_int64(st, 0);
+	else
+		ca_db_fail(db, err, "count the client's nonces");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (mine == -1)
+		goto out;
+	if (mine >= per_client) {
+		err_set(err, ERR_REFUSED,
+		    "%lld nonces are open for %s (at most %lld: nonces_per_client)",
+		    (long long)mine, client, (long long)per_client);
+		goto out;
+	}
+	st = ca_db_prepare(db,
+	    "INSERT INTO ek_nonces (hash, created_at, expires_at, client) VALUES (?, ?, ?, ?)",
+	    err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, expires_at);
+	sqlite3_bind_text(st, 4, client, -1, SQLITE_STATIC);
 	rc = ca_db_step_done(db, st, "record the nonce", NULL, err);
 out:
 	sqlite3_finalize(st);

@@ -86,25 +86,6 @@ ca_msg_zero(const uint8_t *p, size_t len)
 	return acc == 0;
 }
 
-/* A key: one of the two kinds, with the other kind's fields zero. */
-static int
-ca_msg_key_check(const struct ca_msg_key *k, const char *field, struct err *err)
-{
-	bool ecc = k->type == CA_KEY_ECC_P256, rsa = k->type == CA_KEY_RSA_2048;
-
-	if (!ecc && !rsa)
-		return err_set(err, ERR_INVALID, "%s: unknown key type %u", field, k->type);
-	if (ecc && (k->exponent != 0 || !ca_msg_zero(k->modulus, sizeof(k->modulus))))
-		return err_set(err, ERR_INVALID, "%s: an ECC key with RSA fields", field);
-	if (rsa && (!ca_msg_zero(k->x, sizeof(k->x)) || !ca_msg_zero(k->y, sizeof(k->y)) ||
-	               k->exponent < 3 || k->exponent % 2 == 0 || (k->modulus[0] & 0x80) == 0))
-		return err_set(err, ERR_INVALID,
-		    "%s: an RSA key needs a 2048-bit modulus and an odd exponent, and no ECC "
-		    "fields",
-		    field);
-	return 0;
-}
-
 static int
 ca_msg_cert_check(const struct ca_msg_cert *c, const char *field, struct err *err)
 {
@@ -207,6 +188,36 @@ ca_msg_check_approval(const struct ca_msg *m, struct err *err)
 	return 0;
 }
 
+/* A TPM structure's length inside its field, and nothing after it (so
+ * that no byte the length leaves out carries anything). */
+static int
+ca_msg_bytes_check(const uint8_t *data, uint32_t len, size_t size, bool required, const char *field,
+    struct err *err)
+{
+	if (len > size || (required && len == 0))
+		return err_set(err, ERR_INVALID, "%s: %u bytes", field, len);
+	if (!ca_msg_zero(data + len, size - len))
+		return err_set(err, ERR_INVALID, "%s: bytes after its length", field);
+	return 0;
+}
+
+static int
+ca_msg_public_check(
+    const struct ca_msg_public *p, bool required, const char *field, struct err *err)
+{
+	return ca_msg_bytes_check(p->data, p->len, sizeof(p->data), required, field, err);
+}
+
+static int
+ca_msg_signed_check(const struct ca_msg_signed *p, const char *field, struct err *err)
+{
+	if (ca_msg_bytes_check(p->attest, p->attest_len, sizeof(p->attest), true, field, err) ==
+	        -1 ||
+	    ca_msg_bytes_check(p->sig, p->sig_len, sizeof(p->sig), true, field, err) == -1)
+		return -1;
+	return 0;
+}
+
 static int
 ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 {
@@ -214,16 +225,15 @@ ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 
 	if (ca_msg_range(p->kind, CA_KIND_CK, CA_KIND_AK, "challenge kind", err) == -1 ||
 	    ca_msg_text(p->subject, sizeof(p->subject), "challenge subject", err) == -1 ||
-	    ca_msg_text(p->client, sizeof(p->client), "challenge client", err) == -1)
+	    ca_msg_text(p->client, sizeof(p->client), "challenge client", err) == -1 ||
+	    ca_msg_public_check(&p->ek, true, "challenge EK", err) == -1 ||
+	    ca_msg_public_check(&p->key, true, "challenge key", err) == -1)
 		return -1;
 	if (p->subject[0] == '\0' || p->client[0] == '\0')
 		return err_set(err, ERR_INVALID, "challenge %s: empty",
 		    p->subject[0] == '\0' ? "subject" : "client");
 	if (memchr(p->request, '\0', p->len) != NULL)
 		return err_set(err, ERR_INVALID, "challenge request: a NUL inside its text");
-	if (p->key_policy_len != 0 && p->key_policy_len != sizeof(p->key_policy))
-		return err_set(
-		    err, ERR_INVALID, "challenge key policy: %u bytes", p->key_policy_len);
 	return 0;
 }
 
@@ -240,6 +250,13 @@ ca_msg_check_challenge_added(const struct ca_msg *m, struct err *err)
 	if (p->expires_in < 0)
 		return err_set(err, ERR_INVALID, "challenge added: expires in %lld s",
 		    (long long)p->expires_in);
+	if (p->rc != CA_MSG_OK && (p->blob_len != 0 || p->enc_len != 0))
+		return err_set(err, ERR_INVALID, "challenge added: a credential with a refusal");
+	if (ca_msg_bytes_check(p->blob, p->blob_len, sizeof(p->blob), p->rc == CA_MSG_OK,
+	        "credential blob", err) == -1 ||
+	    ca_msg_bytes_check(p->enc, p->enc_len, sizeof(p->enc), p->rc == CA_MSG_OK,
+	        "encrypted secret", err) == -1)
+		return -1;
 	return ca_msg_text(p->reason, sizeof(p->reason), "challenge added: reason", err);
 }
 
@@ -278,8 +295,7 @@ ca_msg_check_issue_ck(const struct ca_msg *m, struct err *err)
 	const struct ca_msg_issue_ck *p = &m->u.issue_ck;
 
 	if (ca_msg_id_check(p->id, err) == -1 ||
-	    ca_msg_text(p->host, sizeof(p->host), "host", err) == -1 ||
-	    ca_msg_key_check(&p->key, "CK", err) == -1)
+	    ca_msg_text(p->host, sizeof(p->host), "host", err) == -1)
 		return -1;
 	if (p->host[0] == '\0')
 		return err_set(err, ERR_INVALID, "host: empty");
@@ -287,80 +303,14 @@ ca_msg_check_issue_ck(const struct ca_msg *m, struct err *err)
 }
 
 static int
-ca_msg_tpm_check(const struct ca_msg_tpm *t, struct err *err)
-{
-	if (ca_msg_text(t->manufacturer, sizeof(t->manufacturer), "TPM manufacturer", err) == -1 ||
-	    ca_msg_text(t->model, sizeof(t->model), "TPM model", err) == -1 ||
-	    ca_msg_text(t->version, sizeof(t->version), "TPM version", err) == -1 ||
-	    ca_msg_text(t->family, sizeof(t->family), "TPM family", err) == -1 ||
-	    ca_msg_range(t->has_spec, 0, 1, "TPM specification present", err) == -1)
-		return -1;
-	if (t->manufacturer[0] == '\0' || t->model[0] == '\0' || t->version[0] == '\0')
-		return err_set(err, ERR_INVALID, "TPM attributes: one is empty");
-	return 0;
-}
-
-static int
-ca_msg_virtual_check(const struct ca_msg_virtual *v, struct err *err)
-{
-	if (ca_msg_range(v->is_virtual, 0, 1, "virtual", err) == -1 ||
-	    ca_msg_text(v->host_config, sizeof(v->host_config), "host configuration", err) == -1 ||
-	    ca_msg_text(v->host, sizeof(v->host), "host", err) == -1 ||
-	    ca_msg_text(v->instance_uuid, sizeof(v->instance_uuid), "instance UUID", err) == -1)
-		return -1;
-	if (strlen(v->instance_uuid) != CERTS_UUID_LEN)
-		return err_set(
-		    err, ERR_INVALID, "instance UUID: not %d characters", CERTS_UUID_LEN);
-	return 0;
-}
-
-static int
-ca_msg_ref_check(const struct ca_msg_ref *r, const char *field, struct err *err)
-{
-	if (r->keyid_len == 0 || r->keyid_len > sizeof(r->keyid) ||
-	    !ca_msg_zero(r->keyid + r->keyid_len, sizeof(r->keyid) - r->keyid_len))
-		return err_set(
-		    err, ERR_INVALID, "%s: issuer key identifier of %u bytes", field, r->keyid_len);
-	return ca_msg_hex(r->serial, sizeof(r->serial), CERTS_SERIAL_HEX_MAX, field, err);
-}
-
-static int
 ca_msg_check_issue_ak(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ak *p = &m->u.issue_ak;
 
-	if (ca_msg_id_check(p->id, err) == -1 || ca_msg_key_check(&p->key, "AK", err) == -1 ||
-	    ca_msg_tpm_check(&p->tpm, err) == -1 || ca_msg_virtual_check(&p->virt, err) == -1 ||
-	    ca_msg_ref_check(&p->vek, "vEK certificate", err) == -1 ||
-	    ca_msg_ref_check(&p->ck, "CK certificate", err) == -1)
+	if (ca_msg_id_check(p->id, err) == -1)
 		return -1;
-	return 0;
-}
-
-/* A vEK set: each member none (all zero) or a key of its slot's type, and
- * the vEK asked for the member of its type. */
-static int
-ca_msg_vek_set_check(const struct ca_msg_issue_ek *p, struct err *err)
-{
-	static const uint32_t slot_type[EVIDENCE_VEK_TYPES] = {
-	    [EVIDENCE_VEK_RSA_2048] = CA_KEY_RSA_2048, [EVIDENCE_VEK_ECC_P256] = CA_KEY_ECC_P256};
-	size_t slot =
-	    p->vek.type == CA_KEY_RSA_2048 ? EVIDENCE_VEK_RSA_2048 : EVIDENCE_VEK_ECC_P256;
-
-	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
-		const struct ca_msg_key *k = &p->vek_set[t];
-
-		if (ca_msg_zero((const uint8_t *)k, sizeof(*k)))
-			continue;
-		if (k->type != slot_type[t])
-			return err_set(
-			    err, ERR_INVALID, "vEK set: a key of type %u in slot %zu", k->type, t);
-		if (ca_msg_key_check(k, "vEK set", err) == -1)
-			return -1;
-	}
-	if (memcmp(&p->vek_set[slot], &p->vek, sizeof(p->vek)) != 0)
-		return err_set(err, ERR_INVALID, "vEK set: the vEK is not its member");
-	return 0;
+	return ca_msg_hex(p->vek_serial, sizeof(p->vek_serial), CERTS_SERIAL_HEX_MAX,
+	    "vEK certificate serial", err);
 }
 
 static int
@@ -368,25 +318,41 @@ ca_msg_check_issue_ek(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ek *p = &m->u.issue_ek;
 
-	if (ca_msg_key_check(&p->vek, "vEK", err) == -1 || ca_msg_vek_set_check(p, err) == -1 ||
+	if (ca_msg_range(p->vek_type, 0, EVIDENCE_VEK_TYPES - 1, "vEK type", err) == -1 ||
+	    ca_msg_range(p->whole_set, 0, 1, "whole set", err) == -1)
+		return -1;
+	for (size_t t = 0; p->whole_set && t < p->vek_type; t++)
+		if (p->vek_set[t].len != 0)
+			return err_set(
+			    err, ERR_INVALID, "whole set: the vEK is not the set's first");
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
+		if (ca_msg_public_check(&p->vek_set[t], t == p->vek_type, "vEK set", err) == -1)
+			return -1;
+	if (ca_msg_public_check(&p->sealed, true, "sealed object", err) == -1 ||
+	    ca_msg_signed_check(&p->certify, "certification", err) == -1 ||
+	    ca_msg_signed_check(&p->quote, "quote", err) == -1 ||
 	    ca_msg_hex(
 	        p->ck_serial, sizeof(p->ck_serial), CERTS_SERIAL_HEX_MAX, "CK serial", err) == -1 ||
-	    ca_msg_text(p->host, sizeof(p->host), "host", err) == -1 ||
-	    ca_msg_text(p->instance_uuid, sizeof(p->instance_uuid), "instance UUID", err) == -1 ||
-	    ca_msg_ref_check(&p->ck, "CK certificate", err) == -1)
+	    ca_msg_text(p->instance_uuid, sizeof(p->instance_uuid), "instance UUID", err) == -1)
 		return -1;
 	if (strlen(p->instance_uuid) != CERTS_UUID_LEN)
 		return err_set(
 		    err, ERR_INVALID, "instance UUID: not %d characters", CERTS_UUID_LEN);
-	if (strcmp(p->ck.serial, p->ck_serial) != 0)
-		return err_set(err, ERR_INVALID, "CK certificate: its serial is not CK serial");
-	return ca_msg_range(p->sealed_name_len, 2, EVIDENCE_NAME_MAX, "sealed Name length", err);
+	if (p->pcr_mask == 0 || (p->pcr_mask >> TPM_PCRS) != 0)
+		return err_set(err, ERR_INVALID, "quoted PCRs: mask 0x%08x", p->pcr_mask);
+	return 0;
 }
 
 static int
 ca_msg_check_nonce_add(const struct ca_msg *m, struct err *err)
 {
-	return ca_msg_range(m->u.nonce_add.zero, 0, 0, "nonce request", err);
+	const struct ca_msg_nonce_add *p = &m->u.nonce_add;
+
+	if (ca_msg_text(p->client, sizeof(p->client), "nonce client", err) == -1)
+		return -1;
+	if (p->client[0] == '\0')
+		return err_set(err, ERR_INVALID, "nonce client: empty");
+	return 0;
 }
 
 static int
@@ -394,7 +360,8 @@ ca_msg_check_nonce_added(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_nonce_added *p = &m->u.nonce_added;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_FAILED)
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
+	    p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "nonce added: outcome %u", p->rc);
 	if (p->expires_in < 0)
 		return err_set(

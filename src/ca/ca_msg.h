@@ -97,7 +97,7 @@ struct ca_msg_hdr {
 	uint32_t len;  /* payload bytes after the header */
 };
 
-/* A public key from a TPM2B_PUBLIC the child parsed; the parent makes the
+/* A public key the parent read from a TPM2B_PUBLIC; it makes a
  * certificate's key from these values only. */
 enum ca_msg_key_type { CA_KEY_ECC_P256 = 1, CA_KEY_RSA_2048 };
 struct ca_msg_key {
@@ -107,36 +107,9 @@ struct ca_msg_key {
 	uint8_t modulus[256];
 };
 
-/* The TPM an AK's vEK certificate describes (certs_ek_info). */
-struct ca_msg_tpm {
-	char manufacturer[CERTS_TPM_STR_MAX + 1];
-	char model[CERTS_TPM_STR_MAX + 1];
-	char version[CERTS_TPM_STR_MAX + 1];
-	char family[CERTS_TPM_STR_MAX + 1];
-	uint32_t has_spec; /* 0 or 1 */
-	uint32_t level, revision;
-};
-
-/* The vtpmd extension (certs_virtual). */
-struct ca_msg_virtual {
-	uint32_t is_virtual; /* 0 or 1 */
-	uint8_t ck_digest[CERTS_DIGEST_LEN];
-	char host_config[CERTS_HOST_CONFIG_MAX + 1];
-	char instance_uuid[CERTS_UUID_LEN + 1];
-	char host[CERTS_NAME_MAX + 1];
-};
-
 struct ca_msg_cert {
 	uint32_t len;
 	uint8_t der[CA_CERT_MAX];
-};
-
-/* A certificate as VtpmdLineage names it (certs_ref): its issuer's key
- * identifier and its serial. */
-struct ca_msg_ref {
-	uint32_t keyid_len; /* 1..CERTS_KEYID_MAX */
-	uint8_t keyid[CERTS_KEYID_MAX];
-	char serial[CERTS_SERIAL_HEX_MAX + 1]; /* lowercase hex */
 };
 
 struct ca_msg_hello {
@@ -173,24 +146,47 @@ struct ca_msg_approval {
 	uint32_t rc;      /* OK or FAILED */
 	uint32_t trusted; /* 0 or 1 */
 };
+/* A TPM structure as the TPM marshalled it: a TPM2B_PUBLIC here, which
+ * the parent reads itself with tss2-mu (evidence_parse_public) and whose
+ * Name it computes, never taking the child's reading of it. */
+struct ca_msg_public {
+	uint32_t len; /* 0: none */
+	uint8_t data[CA_PUBLIC_MAX];
+};
+/* A TPMS_ATTEST and its TPMT_SIGNATURE, as the TPM returned them. */
+struct ca_msg_signed {
+	uint32_t attest_len;
+	uint8_t attest[CA_ATTEST_MAX];
+	uint32_t sig_len;
+	uint8_t sig[CA_SIG_MAX];
+};
+/* A challenge: the parent reads ek and key, computes key's Name, draws the
+ * secret and makes the credential (TPM2_MakeCredential) itself. */
 struct ca_msg_challenge_add {
 	uint32_t kind;                /* enum ca_kind */
-	uint8_t hash[32];             /* SHA-256 of the secret */
 	char subject[CA_SUBJECT_MAX]; /* the host (ck) or the vTPM's UUID (ak) */
-	uint8_t ek_key[32];           /* SHA-256 of the (v)EK's SubjectPublicKeyInfo */
 	char client[CA_CLIENT_MAX];   /* the client's address (IPv6: its /64) */
-	uint32_t key_attributes;      /* the CK's or AK's TPMA_OBJECT */
-	uint32_t key_policy_len;      /* its authPolicy: 0 (none) or 32 (SHA-256) */
-	uint8_t key_policy[32];
+	struct ca_msg_public ek;      /* the (v)EK the child checked against its certificate */
+	struct ca_msg_public key;     /* the CK or AK to certify */
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the request's JSON */
 };
+#define CA_MSG_BLOB_MAX CA_BLOB_MAX
+#define CA_MSG_ENC_MAX  CA_ENC_MAX
 struct ca_msg_challenge_added {
-	uint32_t rc; /* OK, FULL, LIMIT, REFUSED (ck), FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT, REFUSED, FAILED */
 	int64_t expires_in;
 	char id[CA_ID_HEX + 1];
 	char reason[CA_MSG_REASON_MAX];
+	/* OK: the credential to send the client */
+	uint32_t blob_len;
+	uint8_t blob[CA_MSG_BLOB_MAX];
+	uint32_t enc_len;
+	uint8_t enc[CA_MSG_ENC_MAX];
 };
+/* The answer to a challenge: the parent compares SHA-256(secret) with
+ * what it kept, and remembers the challenge's key (which it read at
+ * CHALLENGE_ADD and recorded) for one issuance. */
 struct ca_msg_challenge_take {
 	char id[CA_ID_HEX + 1];
 	uint32_t secret_len;
@@ -203,50 +199,51 @@ struct ca_msg_challenge_taken {
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the stored request (OK) */
 };
+/* The key and the host EK are the permit's: those of the challenge just
+ * taken. */
 struct ca_msg_issue_ck {
 	char id[CA_ID_HEX + 1]; /* the challenge just taken */
 	char host[CERTS_NAME_MAX + 1];
-	uint8_t host_ek_digest[CERTS_DIGEST_LEN];
-	struct ca_msg_key key;
 };
+/* The AK is the permit's; the TPM attributes, the vtpmd extension and the
+ * lineage are those of vEK certificate vek_serial in the parent's own
+ * records, whose key must be the EK the challenge's credential was made
+ * for. */
 struct ca_msg_issue_ak {
 	char id[CA_ID_HEX + 1]; /* the challenge just taken */
-	struct ca_msg_key key;
-	struct ca_msg_tpm tpm;
-	struct ca_msg_virtual virt;
-	/* lineage (issue #11, item 5): the vEK certificate and its CK's */
-	struct ca_msg_ref vek, ck;
+	char vek_serial[CERTS_SERIAL_HEX_MAX + 1];
 };
 struct ca_msg_nonce_add {
-	uint32_t zero; /* 0: a payload of fixed size */
+	char client[CA_CLIENT_MAX]; /* the client's address (IPv6: its /64) */
 };
 struct ca_msg_nonce_added {
-	uint32_t rc; /* OK, FULL, FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT (the client's share), FAILED */
 	int64_t expires_in;
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	char reason[CA_MSG_REASON_MAX];
 };
+/* The evidence itself, as the TPMs made it: the parent verifies it again
+ * with the key of CK certificate ck_serial from its own records. */
 struct ca_msg_issue_ek {
-	struct ca_msg_key vek;
-	/* The vTPM's vEK set, by enum evidence_vek_type (type 0: none of that
-	 * type); vek is the member of its type. */
-	struct ca_msg_key vek_set[EVIDENCE_VEK_TYPES];
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN]; /* the evidence's, taken once by the parent */
-	uint32_t sealed_name_len;
-	uint8_t sealed_name[EVIDENCE_NAME_MAX]; /* the certified sealed object's Name */
-	uint8_t ck_digest[CERTS_DIGEST_LEN];
-	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
+	uint32_t vek_type;  /* enum evidence_vek_type: the member of the set to certify */
+	uint32_t whole_set; /* 1: and every other member, on the evidence made for vek_type,
+	                     * the set's first: one ISSUED per member, in type order */
+	struct ca_msg_public vek_set[EVIDENCE_VEK_TYPES]; /* by type; len 0: none */
+	struct ca_msg_public sealed;                      /* the sealed object the CK certified */
+	struct ca_msg_signed certify, quote;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	uint32_t pcr_mask; /* the quoted sha256 PCRs, and their values */
+	uint8_t pcrs[TPM_PCRS][TPM_DIGEST_LEN];
+	uint8_t approval_x[32], approval_y[32]; /* the sealed object's approval key */
 	char ck_serial[CERTS_SERIAL_HEX_MAX + 1];
-	char host[CERTS_NAME_MAX + 1];
 	char instance_uuid[CERTS_UUID_LEN + 1];
-	/* lineage (issue #11, item 5): the CK's certificate (its serial is
-	 * ck_serial) */
-	struct ca_msg_ref ck;
 };
 struct ca_msg_issued {
-	uint32_t rc; /* OK, FAILED; CK: REFUSED (the host EK not admitted under that
-	              * name); EK: NOTFOUND (no approved host configuration), UNKNOWN,
-	              * USED, EXPIRED (the nonce), CONFLICT (the identity) */
+	uint32_t rc; /* OK, FAILED, REFUSED (CK: the host EK not admitted under that
+	              * name, or a CK not as vtpmd makes it; AK: a vEK not issued here,
+	              * or revoked; EK: evidence that does not verify); EK: NOTFOUND
+	              * (no approved host configuration), UNKNOWN, USED, EXPIRED (the
+	              * nonce), CONFLICT (the identity) */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* EK */
 	char reason[CA_MSG_REASON_MAX];
@@ -299,6 +296,33 @@ struct ca_msg {
 		struct ca_msg_crl crl;
 	} u;
 };
+
+/* ca_verify.c: what the parent checks again itself before it signs. */
+/* A challenge's (v)EK and key (CK or AK), read from their TPM2B_PUBLIC
+ * ek_pub and key_pub: key filled (its Name computed here), ek_key the
+ * SHA-256 of the EK's SubjectPublicKeyInfo. 0, or -1 with why (ERR_REFUSED). */
+int ca_verify_keys(const struct ca_msg_public *ek_pub, const struct ca_msg_public *key_pub,
+    struct evidence_public *key, uint8_t ek_key[static CERTS_DIGEST_LEN], struct err *why);
+/* Whether (x, y) is a trusted approval key: 0, or -1 with why (ERR_REFUSED:
+ * not trusted; ERR_FAILED: the records failed). */
+int ca_verify_approval_key(
+    struct ca_db *db, const uint8_t x[static 32], const uint8_t y[static 32], struct err *why);
+/* What a vTPM's evidence establishes, once verified. */
+struct ca_ek_verified {
+	struct ca_issued ck; /* the CK certificate's record: its subject is the host */
+	struct certs_ref ck_ref;
+	uint8_t ck_digest[CERTS_DIGEST_LEN];
+	uint8_t policy[TPM_DIGEST_LEN]; /* PolicyPCR of the quoted PCRs */
+	uint8_t sealed_name[EVIDENCE_NAME_MAX];
+	size_t sealed_name_len;
+	struct ca_msg_key vek;                     /* the member certified */
+	struct ca_msg_key set[EVIDENCE_VEK_TYPES]; /* type 0: none */
+	uint8_t set_digest[32];
+};
+/* Verifies ISSUE_EK's evidence (see ca_verify.c) at now: 0 with v filled,
+ * or -1 with why (ERR_REFUSED with the reason, or ERR_FAILED). */
+int ca_verify_ek(struct ca_db *db, const struct ca_msg_issue_ek *q, int64_t now,
+    struct ca_ek_verified *v, struct err *why);
 
 /* ca_msg.c */
 /* Zeroes m and sets its type. */

@@ -2,16 +2,22 @@
  * ca_parent.c: the parent of `vtpm-ca serve`, the process that holds the
  * database and the CA keys, answering its network child (ca_msg.h).
  *
- * The parent never sees a network byte: the child parses and checks every
- * request and asks, in typed messages, for what needs a record or a key.
- * One small handler per message type, dispatched from a table. The parent
- * keeps its own counsel where it can:
- *   - it makes every certificate from typed values (a key, a host name,
- *     digests, TPM attributes), never from DER the child passes on;
- *   - a CK or AK certificate only right after a challenge was taken and
- *     its secret matched (the permit), once, for that challenge's kind;
- *   - an EK certificate names the approved host configuration the parent
- *     finds for the quoted PCRs' policy, not one the child names;
+ * The child parses HTTP, JSON and DER and checks every request; the parent
+ * parses only typed TPM structures, with tss2-mu, and re-verifies what it
+ * signs for (ca_verify.c). One small handler per message type, dispatched
+ * from a table. The parent keeps its own counsel:
+ *   - it makes every certificate from typed values (a key it read from a
+ *     TPM2B_PUBLIC, a host name, digests, TPM attributes), never from DER
+ *     the child passes on;
+ *   - it draws a challenge's secret and makes its credential itself, for
+ *     the EK and the key Name it computed; a CK or AK certificate only
+ *     right after that challenge was taken and its secret matched (the
+ *     permit), once, for that challenge's kind and key; a CK's host
+ *     admitted and its template checked again then; an AK's vEK
+ *     certificate one it issued, for the EK the credential was made for;
+ *   - an EK certificate only on evidence it verified itself, with the key
+ *     of a CK certificate it issued, and under the approved host
+ *     configuration it finds for the quoted PCRs' policy;
  *   - it writes the audit row of every challenge and every certificate
  *     itself, as it makes them (the child reports its refusals);
  *   - it records the lineage a vEK or AK certificate names, and issues
@@ -178,57 +184,27 @@ pa_status_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return pa_send(p, err);
 }
 
-struct pa_key_search {
-	const struct ca_msg_approval_get *pub;
-	bool found;
-};
-
-/* Whether a trust entry of kind approval-key ("X,Y" in hex) is the point. */
-static int
-pa_key_match(void *ctx, const struct ca_trust *t)
-{
-	struct pa_key_search *s = ctx;
-	uint8_t x[32], y[32];
-	const char *comma = strchr(t->data, ',');
-	char xh[65];
-
-	if (comma == NULL || comma - t->data != 64)
-		return 0;
-	memcpy(xh, t->data, 64);
-	xh[64] = '\0';
-	if (hex_decode(xh, x, 32) == -1 || hex_decode(comma + 1, y, 32) == -1)
-		return 0;
-	if (memcmp(x, s->pub->x, 32) == 0 && memcmp(y, s->pub->y, 32) == 0) {
-		s->found = true;
-		return 1;
-	}
-	return 0;
-}
-
 static int
 pa_approval_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
-	struct pa_key_search s = {.pub = &m->u.approval_get};
-	struct err dberr;
-	int rc;
+	struct err why;
+	int rc = ca_verify_approval_key(p->db, m->u.approval_get.x, m->u.approval_get.y, &why);
 
-	rc = ca_db_trust_list(p->db, CA_TRUST_APPROVAL_KEY, pa_key_match, &s, &dberr);
-	if (rc == -1)
-		log_warnx("approval keys: %s", dberr.msg);
+	if (rc == -1 && why.kind != ERR_REFUSED)
+		log_warnx("approval keys: %s", why.msg);
 	ca_msg_init(p->out, CA_MSG_APPROVAL);
-	p->out->u.approval.rc = rc == 0 ? CA_MSG_OK : CA_MSG_FAILED;
-	p->out->u.approval.trusted = s.found ? 1 : 0;
+	p->out->u.approval.rc = rc == 0 || why.kind == ERR_REFUSED ? CA_MSG_OK : CA_MSG_FAILED;
+	p->out->u.approval.trusted = rc == 0 ? 1 : 0;
 	return pa_send(p, err);
 }
 
 /* ---- challenges ---- */
 
-/* A CK challenge's host EK must be admitted under the name it asks for
+/* A CK's host EK must be admitted under the name it asks for
  * (docs/ca-api.md, "Admitted hosts"): CA_MSG_OK, or REFUSED or FAILED
- * with the reason in a. */
+ * with the reason in reason. */
 static enum ca_msg_rc
-pa_admitted(
-    struct ca_parent *p, const char *host, const char *ek_key, struct ca_msg_challenge_added *a)
+pa_admitted(struct ca_parent *p, const char *host, const char *ek_key, char *reason, size_t len)
 {
 	struct err dberr;
 	bool unknown;
@@ -237,7 +213,7 @@ pa_admitted(
 	        p->db, host, ek_key, p->cfg.admit_any_manufacturer_ek, &unknown, &dberr) == -1) {
 		if (dberr.kind != ERR_REFUSED)
 			log_warnx("hosts: %s", dberr.msg);
-		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		pa_text(reason, len, dberr.msg);
 		return dberr.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED;
 	}
 	if (unknown)
@@ -260,37 +236,37 @@ pa_admitted(
  * the host's approval key (""), into why. */
 static void
 pa_ck_template_why(
-    const struct ca_msg_challenge_add *q, const struct approval_pub *key, char *why, size_t len)
+    const struct evidence_public *ck, const struct approval_pub *key, char *why, size_t len)
 {
 	uint8_t want[TPM_DIGEST_LEN];
 
 	why[0] = '\0';
-	if ((q->key_attributes & PA_CK_ATTRS_SET) != PA_CK_ATTRS_SET)
+	if ((ck->attributes & PA_CK_ATTRS_SET) != PA_CK_ATTRS_SET)
 		snprintf(why, len,
 		    "the CK is not a restricted signing key with fixedTPM, "
 		    "fixedParent and sensitiveDataOrigin");
-	else if (q->key_attributes & EVIDENCE_OBJ_USER_WITH_AUTH)
+	else if (ck->attributes & EVIDENCE_OBJ_USER_WITH_AUTH)
 		snprintf(why, len,
 		    "the CK has userWithAuth: its authValue alone would let it "
 		    "sign in any host configuration");
-	else if (q->key_attributes & PA_CK_ATTRS_CLEAR)
+	else if (ck->attributes & PA_CK_ATTRS_CLEAR)
 		snprintf(why, len, "the CK has adminWithPolicy or decrypt set");
 	else if (pcrpolicy_authorize(key, want) == -1)
 		snprintf(why, len, "the host's approval key cannot be used");
-	else if (q->key_policy_len != sizeof(want) ||
-	         memcmp(q->key_policy, want, sizeof(want)) != 0)
+	else if (ck->auth_policy_len != sizeof(want) ||
+	         memcmp(ck->auth_policy, want, sizeof(want)) != 0)
 		snprintf(why, len,
 		    "the CK's authPolicy is not the PolicyAuthorize of the host's "
 		    "approval key: it would work outside an approved host "
 		    "configuration");
 }
 
-/* A CK challenge's key must be a CK as vtpmd makes it under the approval
- * key its host was admitted with (docs/ca-api.md, "Admitted hosts"):
- * CA_MSG_OK, or REFUSED or FAILED with the reason in a. */
+/* A CK must be a CK as vtpmd makes it under the approval key its host was
+ * admitted with (docs/ca-api.md, "Admitted hosts"): CA_MSG_OK, or
+ * REFUSED or FAILED with the reason in reason. */
 static enum ca_msg_rc
-pa_ck_template(struct ca_parent *p, const struct ca_msg_challenge_add *q, const char *ek_key,
-    struct ca_msg_challenge_added *a)
+pa_ck_template(struct ca_parent *p, const struct evidence_public *ck, const char *ek_key,
+    char *reason, size_t len)
 {
 	struct ca_host h;
 	struct err dberr;
@@ -300,7 +276,7 @@ pa_ck_template(struct ca_parent *p, const struct ca_msg_challenge_add *q, const 
 		if (dberr.kind == ERR_ABSENT && p->cfg.admit_any_manufacturer_ek)
 			return CA_MSG_OK; /* admitted at issue, without an approval key */
 		log_warnx("hosts: %s", dberr.msg);
-		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		pa_text(reason, len, dberr.msg);
 		return CA_MSG_FAILED;
 	}
 	if (!h.has_approval) {
@@ -309,10 +285,10 @@ pa_ck_template(struct ca_parent *p, const struct ca_msg_challenge_add *q, const 
 		    h.name);
 		return CA_MSG_OK;
 	}
-	pa_ck_template_why(q, &h.approval, why, sizeof(why));
+	pa_ck_template_why(ck, &h.approval, why, sizeof(why));
 	if (why[0] == '\0')
 		return CA_MSG_OK;
-	pa_text(a->reason, sizeof(a->reason), why);
+	pa_text(reason, len, why);
 	return CA_MSG_REFUSED;
 }
 
@@ -327,43 +303,99 @@ pa_challenge_refused(const struct err *dberr)
 	}
 }
 
+/* The credential of a fresh secret for the EK and the key's Name (the
+ * parent's own): into a, and the SHA-256 of the secret into hash. 0, or
+ * -1 with a->rc and a->reason set. */
+static int
+pa_credential(const struct ca_msg_challenge_add *q, const struct evidence_public *key,
+    uint8_t hash[static 32], struct ca_msg_challenge_added *a)
+{
+	uint8_t secret[CA_SECRET_LEN], *blob = NULL, *enc = NULL;
+	size_t blob_len = 0, enc_len = 0;
+	struct err e;
+	int ret = -1;
+
+	if (ca_random(secret, sizeof(secret)) == -1 ||
+	    ca_sha256(secret, sizeof(secret), hash) == -1) {
+		a->rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
+		goto out;
+	}
+	if (credential_make(q->ek.data, q->ek.len, key->name, key->name_len, secret, sizeof(secret),
+	        &blob, &blob_len, &enc, &enc_len, &e) == -1) {
+		a->rc = CA_MSG_REFUSED;
+		snprintf(a->reason, sizeof(a->reason), "no credential can be made for this EK");
+		goto out;
+	}
+	if (blob_len > sizeof(a->blob) || enc_len > sizeof(a->enc)) {
+		a->rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "the credential is too large");
+		goto out;
+	}
+	a->blob_len = (uint32_t)blob_len;
+	memcpy(a->blob, blob, blob_len);
+	a->enc_len = (uint32_t)enc_len;
+	memcpy(a->enc, enc, enc_len);
+	ret = 0;
+out:
+	ca_cleanse(secret, sizeof(secret));
+	free(blob);
+	free(enc);
+	return ret;
+}
+
+/* Records a challenge: the parent reads the EK and the key, checks a CK's
+ * host and template, draws the secret and makes the credential, and keeps
+ * SHA-256 of the secret with the key it read. */
 static int
 pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_challenge_add *q = &m->u.challenge_add;
 	struct ca_msg_challenge_added *a = &p->out->u.challenge_added;
-	struct ca_challenge_rec rec = {
-	    .kind = (enum ca_kind)q->kind, .hash = q->hash, .client = q->client, .now = time(NULL)};
-	char id[CA_ID_HEX + 1], ek_key[CA_EK_KEY_HEX + 1], *request;
-	uint8_t idb[CA_ID_BYTES];
+	struct ca_challenge_rec rec = {.kind = (enum ca_kind)q->kind,
+	    .client = q->client,
+	    .now = time(NULL),
+	    .key_public = q->key.data,
+	    .key_public_len = q->key.len};
+	char id[CA_ID_HEX + 1], ek_key[CA_EK_KEY_HEX + 1], *request = NULL;
+	uint8_t idb[CA_ID_BYTES], ekd[CERTS_DIGEST_LEN], hash[32];
+	struct evidence_public key;
 	struct err dberr;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
 		return -1;
 	ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED);
-	hex_encode(q->ek_key, sizeof(q->ek_key), ek_key);
-	if (q->kind == CA_KIND_CK &&
-	    ((a->rc = pa_admitted(p, q->subject, ek_key, a)) != CA_MSG_OK ||
-	        (a->rc = pa_ck_template(p, q, ek_key, a)) != CA_MSG_OK))
-		return pa_send(p, err);
-	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
-		free(request);
-		a->rc = CA_MSG_FAILED;
-		pa_text(a->reason, sizeof(a->reason), "out of memory or of random numbers");
+	if (ca_verify_keys(&q->ek, &q->key, &key, ekd, &dberr) == -1) {
+		a->rc = CA_MSG_REFUSED;
+		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 		return pa_send(p, err);
 	}
+	hex_encode(ekd, sizeof(ekd), ek_key);
+	if (q->kind == CA_KIND_CK &&
+	    ((a->rc = pa_admitted(p, q->subject, ek_key, a->reason, sizeof(a->reason))) !=
+	            CA_MSG_OK ||
+	        (a->rc = pa_ck_template(p, &key, ek_key, a->reason, sizeof(a->reason))) !=
+	            CA_MSG_OK))
+		return pa_send(p, err);
+	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
+		a->rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "out of memory or of random numbers");
+		goto out;
+	}
+	if (pa_credential(q, &key, hash, a) == -1)
+		goto out;
 	hex_encode(idb, sizeof(idb), id);
 	rec.id = id;
+	rec.hash = hash;
 	rec.request = request;
 	rec.ek_key = ek_key;
 	rec.expires_at = rec.now + p->cfg.challenge_ttl;
 	if (ca_db_challenge_add(p->db, &rec, &p->cfg.limits, &dberr) == -1) {
-		free(request);
+		ca_msg_init(p->out, CA_MSG_CHALLENGE_ADDED); /* no credential leaves */
 		a->rc = pa_challenge_refused(&dberr);
 		pa_text(a->reason, sizeof(a->reason), dberr.msg);
-		return pa_send(p, err);
+		goto out;
 	}
-	free(request);
 	a->rc = CA_MSG_OK;
 	a->expires_in = p->cfg.challenge_ttl;
 	memcpy(a->id, id, sizeof(a->id));
@@ -373,19 +405,21 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	else
 		ca_parent_audit(p, "privacy/challenge", "challenged",
 		    "challenge %s for an AK of vTPM %s, from %s", id, q->subject, q->client);
+out:
+	free(request);
 	return pa_send(p, err);
 }
 
 /* Takes the challenge and compares SHA-256 of the secret with the hash
  * kept (constant time). The records' failure (CA_MSG_FAILED) in dberr. */
 static enum ca_msg_rc
-pa_take(struct ca_parent *p, const struct ca_msg_challenge_take *q, enum ca_kind *kind,
-    char **request, struct err *dberr)
+pa_take(struct ca_parent *p, const struct ca_msg_challenge_take *q, struct ca_challenge_taken *t,
+    struct err *dberr)
 {
-	uint8_t hash[32], got[32];
+	uint8_t got[32];
 	bool same;
 
-	if (ca_db_challenge_take(p->db, q->id, time(NULL), kind, request, hash, dberr) == -1) {
+	if (ca_db_challenge_take(p->db, q->id, time(NULL), t, dberr) == -1) {
 		switch (dberr->kind) {
 		case ERR_ABSENT: return CA_MSG_NOTFOUND;
 		case ERR_REFUSED: return CA_MSG_USED;
@@ -393,9 +427,28 @@ pa_take(struct ca_parent *p, const struct ca_msg_challenge_take *q, enum ca_kind
 		default: log_warnx("challenge %s: %s", q->id, dberr->msg); return CA_MSG_FAILED;
 		}
 	}
-	same = ca_sha256(q->secret, q->secret_len, got) == 0 && ca_equal(got, hash, sizeof(got));
+	same = ca_sha256(q->secret, q->secret_len, got) == 0 && ca_equal(got, t->hash, sizeof(got));
 	ca_cleanse(got, sizeof(got));
 	return same ? CA_MSG_OK : CA_MSG_WRONG;
+}
+
+/* The permit of a challenge taken: its kind and id, the key it recorded
+ * (read again) and the EK its credential was made for. 0, or -1. */
+static int
+pa_permit_grant(struct ca_parent *p, const char *id, const struct ca_challenge_taken *t)
+{
+	struct err e;
+
+	if (evidence_parse_public(t->key_public, t->key_public_len, &p->permit.key, &e) == -1 ||
+	    hex_decode(t->ek_key, p->permit.ek_key, sizeof(p->permit.ek_key)) == -1) {
+		log_warnx("challenge %s: its record holds no key or EK", id);
+		memset(&p->permit, 0, sizeof(p->permit));
+		return -1;
+	}
+	p->permit.valid = true;
+	p->permit.kind = t->kind;
+	memcpy(p->permit.id, id, sizeof(p->permit.id));
+	return 0;
 }
 
 static int
@@ -403,32 +456,32 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_challenge_take *q = &m->u.challenge_take;
 	struct ca_msg_challenge_taken *a = &p->out->u.challenge_taken;
-	enum ca_kind kind = CA_KIND_CK;
-	char *request = NULL;
+	struct ca_challenge_taken t = {0};
 	struct err dberr = {0};
 	enum ca_msg_rc rc;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1)
 		return -1;
 	memset(&p->permit, 0, sizeof(p->permit));
-	rc = pa_take(p, q, &kind, &request, &dberr);
+	rc = pa_take(p, q, &t, &dberr);
 	ca_msg_init(p->out, CA_MSG_CHALLENGE_TAKEN);
-	if (rc == CA_MSG_OK && strlen(request) > CA_MSG_REQUEST_MAX) {
+	if (rc == CA_MSG_OK && strlen(t.request) > CA_MSG_REQUEST_MAX) {
 		rc = CA_MSG_FAILED;
 		pa_text(a->reason, sizeof(a->reason), "the stored request is too large");
+	}
+	if (rc == CA_MSG_OK && pa_permit_grant(p, q->id, &t) == -1) {
+		rc = CA_MSG_FAILED;
+		pa_text(a->reason, sizeof(a->reason), "the challenge's record holds no key");
 	}
 	a->rc = rc;
 	if (rc == CA_MSG_FAILED && a->reason[0] == '\0')
 		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 	if (rc == CA_MSG_OK) {
-		a->kind = (uint32_t)kind;
-		a->len = (uint32_t)strlen(request);
-		memcpy(a->request, request, a->len);
-		p->permit.valid = true;
-		p->permit.kind = kind;
-		memcpy(p->permit.id, q->id, sizeof(p->permit.id));
+		a->kind = (uint32_t)t.kind;
+		a->len = (uint32_t)strlen(t.request);
+		memcpy(a->request, t.request, a->len);
 	}
-	free(request);
+	free(t.request);
 	return pa_send(p, err);
 }
 
@@ -453,10 +506,13 @@ pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
 		return pa_send(p, err);
 	}
-	if (ca_db_nonce_add(p->db, hash, now, now + p->cfg.nonce_ttl, &dberr) == -1) {
-		if (dberr.kind != ERR_BUSY)
+	if (ca_db_nonce_add(p->db, hash, m->u.nonce_add.client, p->cfg.nonces_per_client, now,
+	        now + p->cfg.nonce_ttl, &dberr) == -1) {
+		if (dberr.kind != ERR_BUSY && dberr.kind != ERR_REFUSED)
 			log_warnx("nonce: %s", dberr.msg);
-		a->rc = dberr.kind == ERR_BUSY ? CA_MSG_FULL : CA_MSG_FAILED;
+		a->rc = dberr.kind == ERR_BUSY      ? CA_MSG_FULL
+		        : dberr.kind == ERR_REFUSED ? CA_MSG_LIMIT
+		                                    : CA_MSG_FAILED;
 		pa_text(a->reason, sizeof(a->reason), dberr.msg);
 		return pa_send(p, err);
 	}
@@ -465,21 +521,24 @@ pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	memcpy(a->nonce, nonce, sizeof(a->nonce));
 	hex_encode(hash, sizeof(hash), hex);
 	ca_parent_audit(p, "virtualization/nonce", "issued",
-	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s", hex,
-	    (long long)p->cfg.nonce_ttl);
+	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s, to %s", hex,
+	    (long long)p->cfg.nonce_ttl, m->u.nonce_add.client);
 	return pa_send(p, err);
 }
 
 /* ---- certificates ---- */
 
-/* The permit of the challenge just taken, used up: 0, or -1 (the child
- * asks for a certificate no answered challenge stands for). */
+/* The permit of the challenge just taken, used up: its key and EK into
+ * key and ek_key; 0, or -1 (the child asks for a certificate no answered
+ * challenge stands for). */
 static int
-pa_permit(
-    struct ca_parent *p, enum ca_kind kind, const char *id, const struct ca_msg *m, struct err *err)
+pa_permit(struct ca_parent *p, enum ca_kind kind, const char *id, const struct ca_msg *m,
+    struct evidence_public *key, uint8_t ek_key[static CERTS_DIGEST_LEN], struct err *err)
 {
 	bool ok = p->permit.valid && p->permit.kind == kind && strcmp(p->permit.id, id) == 0;
 
+	*key = p->permit.key;
+	memcpy(ek_key, p->permit.ek_key, CERTS_DIGEST_LEN);
 	memset(&p->permit, 0, sizeof(p->permit));
 	if (!ok)
 		return err_set(err, ERR_INVALID, "%s for challenge %s, which was not just answered",
@@ -493,6 +552,15 @@ pa_key(const struct ca_msg_key *k)
 	if (k->type == CA_KEY_ECC_P256)
 		return certs_pkey_from_ecc_p256(k->x, k->y);
 	return certs_pkey_from_rsa(k->modulus, sizeof(k->modulus), k->exponent);
+}
+
+/* The certificate key of a TPM key the parent read, or NULL. */
+static struct certs_pkey *
+pa_tpm_key(const struct evidence_public *pub)
+{
+	struct ca_msg_key k;
+
+	return ca_tpm_key(pub, &k) == 0 ? pa_key(&k) : NULL;
 }
 
 static void
@@ -620,15 +688,6 @@ pa_crl_uri(const struct ca_parent *p, const char *role, char *buf, size_t len)
 	return buf;
 }
 
-static void
-pa_ref(struct certs_ref *out, const struct ca_msg_ref *in)
-{
-	memset(out, 0, sizeof(*out));
-	out->issuer_keyid_len = in->keyid_len;
-	memcpy(out->issuer_keyid, in->keyid, in->keyid_len);
-	snprintf(out->serial, sizeof(out->serial), "%s", in->serial);
-}
-
 /* Whether the records say a parent is revoked: 0 no (or unknown here), -1
  * with why (the certificate is not to be issued). */
 static int
@@ -654,29 +713,49 @@ pa_parents_ok(struct ca_parent *p, const struct certs_lineage *l, struct err *wh
 	return 0;
 }
 
+/* A certificate refused: ISSUED with rc and reason. */
+static int
+pa_refused(struct ca_parent *p, enum ca_msg_rc rc, const char *reason, struct err *err)
+{
+	ca_msg_init(p->out, CA_MSG_ISSUED);
+	p->out->u.issued.rc = rc;
+	pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason), reason);
+	return pa_send(p, err);
+}
+
+/* A CK certificate for the key of the challenge just taken, whose host EK
+ * is admitted under host and whose template is vtpmd's (checked again:
+ * the host's records may have changed since the challenge). */
 static int
 pa_issue_ck(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ck *q = &m->u.issue_ck;
 	struct pa_issue is = {.role = "privacy", .kind = "ck", .action = "privacy/certify"};
 	struct certs_ck_req ck = {0};
+	struct evidence_public key;
+	uint8_t ekd[CERTS_DIGEST_LEN];
 	char hex[2 * CERTS_DIGEST_LEN + 1], uri[sizeof(p->cfg.crl_url) + 32];
+	char reason[CA_MSG_REASON_MAX] = "";
+	enum ca_msg_rc rc;
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
-	    pa_permit(p, CA_KIND_CK, q->id, m, err) == -1)
+	    pa_permit(p, CA_KIND_CK, q->id, m, &key, ekd, err) == -1)
 		return -1;
+	hex_encode(ekd, sizeof(ekd), hex);
+	if ((rc = pa_admitted(p, q->host, hex, reason, sizeof(reason))) != CA_MSG_OK ||
+	    (rc = pa_ck_template(p, &key, hex, reason, sizeof(reason))) != CA_MSG_OK)
+		return pa_refused(p, rc, reason, err);
 	pa_validity(p->cfg.validity_ck, &is.validity);
-	ck = (struct certs_ck_req){.ck = pa_key(&q->key),
+	ck = (struct certs_ck_req){.ck = pa_tpm_key(&key),
 	    .host = q->host,
 	    .validity = is.validity,
 	    .crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri))};
-	memcpy(ck.host_ek_digest, q->host_ek_digest, sizeof(ck.host_ek_digest));
+	memcpy(ck.host_ek_digest, ekd, sizeof(ck.host_ek_digest));
 	if (ck.ck == NULL)
 		err_set(&is.err, ERR_INVALID, "the CK is not a valid public key");
 	else
 		certs_issue_ck(p->privacy, &ck, &is.der, &is.len, &is.err);
-	hex_encode(q->host_ek_digest, CERTS_DIGEST_LEN, hex);
 	is.ek_key = hex;
 	snprintf(is.subject, sizeof(is.subject), "%s", q->host);
 	snprintf(is.detail, sizeof(is.detail), "host EK key %.16s", hex);
@@ -685,66 +764,99 @@ pa_issue_ck(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return ret;
 }
 
+/* The vEK certificate an AK is certified beneath: vek_serial issued here,
+ * an EK certificate whose key is the EK the challenge's credential was
+ * made for; its TPM attributes, vtpmd extension and lineage into ak. 0, or
+ * -1 with why (ERR_REFUSED, or ERR_FAILED). */
+static int
+pa_ak_vek(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[static 32],
+    struct certs_ak_req *ak, struct err *why)
+{
+	struct ca_issued rec;
+	struct certs_lineage own;
+	uint8_t *der = NULL, digest[CERTS_DIGEST_LEN];
+	size_t len = 0;
+	struct err e;
+	int ret = -1;
+
+	if (ca_db_issued_get(p->db, vek_serial, &rec, &der, &len, &e) == -1) {
+		if (e.kind == ERR_ABSENT)
+			return err_set(why, ERR_REFUSED,
+			    "vEK certificate %s was not issued here: this Privacy CA certifies AKs "
+			    "only beneath vEK certificates its own Virtualization CA issued",
+			    vek_serial);
+		return err_set(why, ERR_FAILED, "the vEK certificate's record: %s", e.msg);
+	}
+	if (strcmp(rec.kind, "ek") != 0)
+		err_set(why, ERR_REFUSED, "certificate %s is not a vEK's", vek_serial);
+	else if (certs_cert_key_digest(der, len, digest) == -1 ||
+	         certs_parse_virtual(der, len, &ak->virt, &e) == -1 ||
+	         certs_ek_info(der, len, &ak->tpm, &e) == -1 ||
+	         certs_cert_ref(der, len, &ak->lineage.vek, &e) == -1 ||
+	         certs_parse_lineage(der, len, &own, &e) == -1 || !own.present)
+		err_set(why, ERR_FAILED, "vEK certificate %s cannot be read", vek_serial);
+	else if (!ca_equal(digest, ek_key, sizeof(digest)))
+		err_set(why, ERR_REFUSED,
+		    "vEK certificate %s certifies another key than the EK the challenge was made "
+		    "for",
+		    vek_serial);
+	else {
+		ak->lineage.present = ak->lineage.has_vek = true;
+		ak->lineage.ck = own.ck;
+		ret = 0;
+	}
+	free(der);
+	return ret;
+}
+
+/* An AK certificate for the key of the challenge just taken, beneath the
+ * vEK certificate the records hold for the challenge's EK, neither it nor
+ * its CK revoked. */
 static int
 pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ak *q = &m->u.issue_ak;
 	struct pa_issue is = {.role = "privacy", .kind = "ak", .action = "privacy/certify"};
 	struct certs_ak_req ak = {.subject = ""};
+	struct evidence_public key;
+	uint8_t ekd[CERTS_DIGEST_LEN];
 	char uri[sizeof(p->cfg.crl_url) + 32];
+	struct err why;
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
-	    pa_permit(p, CA_KIND_AK, q->id, m, err) == -1)
+	    pa_permit(p, CA_KIND_AK, q->id, m, &key, ekd, err) == -1)
 		return -1;
+	if (pa_ak_vek(p, q->vek_serial, ekd, &ak, &why) == -1 ||
+	    pa_parents_ok(p, &ak.lineage, &why) == -1) {
+		if (why.kind != ERR_REFUSED)
+			log_warnx("privacy/certify: %s", why.msg);
+		return pa_refused(
+		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
+	}
 	pa_validity(p->cfg.validity_ak, &is.validity);
 	ak.validity = is.validity;
 	ak.crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri));
-	ak.lineage.present = ak.lineage.has_vek = true;
-	pa_ref(&ak.lineage.vek, &q->vek);
-	pa_ref(&ak.lineage.ck, &q->ck);
 	is.lineage = &ak.lineage;
-	ak.ak = pa_key(&q->key);
-	memcpy(ak.tpm.manufacturer, q->tpm.manufacturer, sizeof(q->tpm.manufacturer));
-	memcpy(ak.tpm.model, q->tpm.model, sizeof(q->tpm.model));
-	memcpy(ak.tpm.version, q->tpm.version, sizeof(q->tpm.version));
-	memcpy(ak.tpm.family, q->tpm.family, sizeof(q->tpm.family));
-	ak.tpm.has_spec = q->tpm.has_spec != 0;
-	ak.tpm.level = q->tpm.level;
-	ak.tpm.revision = q->tpm.revision;
-	ak.virt.is_virtual = q->virt.is_virtual != 0;
-	memcpy(ak.virt.ck_digest, q->virt.ck_digest, sizeof(ak.virt.ck_digest));
-	memcpy(ak.virt.host_config, q->virt.host_config, sizeof(q->virt.host_config));
-	memcpy(ak.virt.instance_uuid, q->virt.instance_uuid, sizeof(q->virt.instance_uuid));
-	memcpy(ak.virt.host, q->virt.host, sizeof(q->virt.host));
-	if (ak.ak == NULL)
+	if ((ak.ak = pa_tpm_key(&key)) == NULL)
 		err_set(&is.err, ERR_INVALID, "the AK is not a valid public key");
-	else if (pa_parents_ok(p, &ak.lineage, &is.err) == 0)
+	else
 		certs_issue_ak(p->privacy, &ak, &is.der, &is.len, &is.err);
-	snprintf(is.subject, sizeof(is.subject), "AK of vTPM %s", q->virt.instance_uuid);
-	snprintf(is.detail, sizeof(is.detail), "host configuration %s", q->virt.host_config);
+	snprintf(is.subject, sizeof(is.subject), "AK of vTPM %s", ak.virt.instance_uuid);
+	snprintf(is.detail, sizeof(is.detail), "host configuration %s", ak.virt.host_config);
 	ret = pa_issued(p, &is, err);
 	certs_pkey_free((struct certs_pkey *)ak.ak);
 	return ret;
 }
 
-/* An EK certificate refused on the records: ISSUED with rc and reason. */
-static int
-pa_ek_refused(struct ca_parent *p, enum ca_msg_rc rc, const char *reason, struct err *err)
-{
-	ca_msg_init(p->out, CA_MSG_ISSUED);
-	p->out->u.issued.rc = rc;
-	pa_text(p->out->u.issued.reason, sizeof(p->out->u.issued.reason), reason);
-	return pa_send(p, err);
-}
-
 /* The evidence's nonce, taken once: CA_MSG_OK, or why not (reason). */
 static enum ca_msg_rc
-pa_ek_nonce(struct ca_parent *p, const struct ca_msg_issue_ek *q, struct err *why)
+pa_ek_nonce(
+    struct ca_parent *p, const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN], struct err *why)
 {
 	uint8_t hash[32];
 
-	if (ca_sha256(q->nonce, sizeof(q->nonce), hash) == -1) {
+	if (ca_sha256(nonce, EVIDENCE_VEK_NONCE_LEN, hash) == -1) {
 		err_set(why, ERR_FAILED, "SHA-256 failed");
 		return CA_MSG_FAILED;
 	}
@@ -758,11 +870,9 @@ pa_ek_nonce(struct ca_parent *p, const struct ca_msg_issue_ek *q, struct err *wh
 	}
 }
 
-/* Binds the sealed object's Name, the UUID and the vEK (one per key type)
- * for good, or finds them bound so already: CA_MSG_OK, or why not. */
 /* The vEK set's digests (hex, "" for none) into id: 0, or -1. */
 static int
-pa_ek_set(const struct ca_msg_issue_ek *q, struct ca_vtpm_identity *id)
+pa_ek_set(const struct ca_ek_verified *v, struct ca_vtpm_identity *id)
 {
 	uint8_t digest[CERTS_DIGEST_LEN];
 	struct certs_pkey *k;
@@ -770,9 +880,9 @@ pa_ek_set(const struct ca_msg_issue_ek *q, struct ca_vtpm_identity *id)
 
 	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
 		id->vek_set[t][0] = '\0';
-		if (q->vek_set[t].type == 0)
+		if (v->set[t].type == 0)
 			continue;
-		if ((k = (struct certs_pkey *)pa_key(&q->vek_set[t])) == NULL)
+		if ((k = pa_key(&v->set[t])) == NULL)
 			return -1;
 		rc = certs_pkey_digest(k, digest);
 		certs_pkey_free(k);
@@ -783,21 +893,23 @@ pa_ek_set(const struct ca_msg_issue_ek *q, struct ca_vtpm_identity *id)
 	return 0;
 }
 
+/* Binds the sealed object's Name, the UUID and the vEK vek (one per key
+ * type) for good, or finds them bound so already: CA_MSG_OK, or why not. */
 static enum ca_msg_rc
-pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct certs_pkey *vek,
-    struct err *why)
+pa_ek_identity(struct ca_parent *p, const struct ca_ek_verified *v, const struct ca_msg_key *vek,
+    const char *uuid, const struct certs_pkey *key, struct err *why)
 {
 	struct ca_vtpm_identity id = {
-	    .key_type = q->vek.type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
+	    .key_type = vek->type == CA_KEY_RSA_2048 ? "rsa2048" : "ecc-p256"};
 	uint8_t digest[CERTS_DIGEST_LEN];
 
-	if (certs_pkey_digest(vek, digest) == -1 || pa_ek_set(q, &id) == -1) {
+	if (certs_pkey_digest(key, digest) == -1 || pa_ek_set(v, &id) == -1) {
 		err_set(why, ERR_FAILED, "the vEK's digest cannot be computed");
 		return CA_MSG_FAILED;
 	}
 	hex_encode(digest, sizeof(digest), id.vek);
-	hex_encode(q->sealed_name, q->sealed_name_len, id.sealed_name);
-	snprintf(id.instance_uuid, sizeof(id.instance_uuid), "%s", q->instance_uuid);
+	hex_encode(v->sealed_name, v->sealed_name_len, id.sealed_name);
+	snprintf(id.instance_uuid, sizeof(id.instance_uuid), "%s", uuid);
 	if (ca_db_vtpm_bind(p->db, &id, time(NULL), why) == 0)
 		return CA_MSG_OK;
 	if (why->kind == ERR_REFUSED)
@@ -806,64 +918,124 @@ pa_ek_identity(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struc
 	return CA_MSG_FAILED;
 }
 
-/*
- * An EK certificate, once the child checked the evidence: the parent finds
- * the approved host configuration of the quoted PCRs, refuses a CK its
- * records say is revoked, takes the nonce the evidence carries (once: a
- * replay finds it used), binds the vTPM's identity, then issues. A refusal after the nonce was taken leaves it
- * used: new evidence needs a new nonce.
- */
-static int
-pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+/* The approved host configuration of the quoted PCRs' policy: CA_MSG_OK,
+ * NOTFOUND, or FAILED (why). */
+static enum ca_msg_rc
+pa_ek_config(struct ca_parent *p, const uint8_t policy[static TPM_DIGEST_LEN],
+    struct ca_host_config *hc, struct err *why)
 {
-	const struct ca_msg_issue_ek *q = &m->u.issue_ek;
+	if (ca_db_host_config_find(p->db, policy, hc, why) == 0)
+		return CA_MSG_OK;
+	if (why->kind == ERR_ABSENT) {
+		why->msg[0] = '\0';
+		return CA_MSG_NOTFOUND;
+	}
+	log_warnx("host configurations: %s", why->msg);
+	err_set(why, ERR_FAILED, "the host configurations cannot be read");
+	return CA_MSG_FAILED;
+}
+
+/* The EK certificate of member t of the verified vEK set, under host
+ * configuration hc: the identity bound, the certificate issued, recorded
+ * and sent (ISSUED, or why not). */
+static int
+pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
+    const struct ca_host_config *hc, size_t t, struct err *err)
+{
 	struct pa_issue is = {
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
 	struct certs_ek_req ek = {0};
-	struct ca_host_config hc;
 	char uri[sizeof(p->cfg.crl_url) + 32];
-	struct err dberr = {0};
+	struct err why = {0};
 	enum ca_msg_rc rc;
 	int ret;
 
-	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
-		return -1;
-	if (ca_db_host_config_find(p->db, q->policy, &hc, &dberr) == -1) {
-		if (dberr.kind == ERR_ABSENT)
-			return pa_ek_refused(p, CA_MSG_NOTFOUND, "", err);
-		log_warnx("host configurations: %s", dberr.msg);
-		return pa_ek_refused(
-		    p, CA_MSG_FAILED, "the host configurations cannot be read", err);
-	}
 	ek.lineage.present = true;
-	pa_ref(&ek.lineage.ck, &q->ck);
+	ek.lineage.ck = v->ck_ref;
 	is.lineage = &ek.lineage;
-	if (pa_parents_ok(p, &ek.lineage, &dberr) == -1)
-		return pa_ek_refused(p, CA_MSG_FAILED, dberr.msg, err);
-	if ((rc = pa_ek_nonce(p, q, &dberr)) != CA_MSG_OK)
-		return pa_ek_refused(p, rc, dberr.msg, err);
-	if ((ek.ek = pa_key(&q->vek)) == NULL)
-		return pa_ek_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
-	if ((rc = pa_ek_identity(p, q, ek.ek, &dberr)) != CA_MSG_OK) {
-		certs_pkey_free((struct certs_pkey *)ek.ek);
-		return pa_ek_refused(p, rc, dberr.msg, err);
+	if ((ek.ek = pa_key(&v->set[t])) == NULL)
+		return pa_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
+	if ((rc = pa_ek_identity(p, v, &v->set[t], q->instance_uuid, ek.ek, &why)) != CA_MSG_OK) {
+		ret = pa_refused(p, rc, why.msg, err);
+		goto out;
 	}
 	certs_tpm_defaults(&ek.tpm);
 	ek.virt.is_virtual = true;
-	memcpy(ek.virt.ck_digest, q->ck_digest, sizeof(ek.virt.ck_digest));
-	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", q->host);
-	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", hc.id);
+	memcpy(ek.virt.ck_digest, v->ck_digest, sizeof(ek.virt.ck_digest));
+	snprintf(ek.virt.host, sizeof(ek.virt.host), "%s", v->ck.subject);
+	snprintf(ek.virt.host_config, sizeof(ek.virt.host_config), "%s", hc->id);
 	snprintf(ek.virt.instance_uuid, sizeof(ek.virt.instance_uuid), "%s", q->instance_uuid);
 	pa_validity(p->cfg.validity_ek, &is.validity);
 	ek.validity = is.validity;
 	ek.crl_uri = pa_crl_uri(p, "virtualization", uri, sizeof(uri));
 	certs_issue_ek(p->virt, &ek, &is.der, &is.len, &is.err);
 	snprintf(is.subject, sizeof(is.subject), "vTPM %s", q->instance_uuid);
-	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s", q->host,
-	    hc.id, q->ck_serial);
-	is.host_config = hc.id;
+	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s",
+	    v->ck.subject, hc->id, q->ck_serial);
+	is.host_config = hc->id;
 	ret = pa_issued(p, &is, err);
+out:
 	certs_pkey_free((struct certs_pkey *)ek.ek);
+	return ret;
+}
+
+/*
+ * An EK certificate, on evidence the parent verifies itself (ca_verify_ek:
+ * both signatures with the key of a CK certificate it issued, the
+ * qualifying data from the nonce, the certified Name, the quoted PCRs),
+ * under the approved host configuration of the quoted PCRs, beneath a CK
+ * its records do not say is revoked; then it takes the nonce (once: a
+ * replay finds it used), binds the vTPM's identity, and issues, naming
+ * the host of its own CK record; for a whole set, every member in type
+ * order on that one evidence, one ISSUED each (a refusal ends the
+ * answers). A refusal after the nonce was taken leaves it used: new
+ * evidence needs a new nonce.
+ */
+static int
+pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_issue_ek *q = &m->u.issue_ek;
+	struct ca_ek_verified *v = calloc(1, sizeof(*v));
+	struct certs_lineage lineage = {.present = true};
+	struct ca_host_config hc;
+	struct err why = {0};
+	enum ca_msg_rc rc;
+	int ret = 0;
+
+	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1) {
+		free(v);
+		return -1;
+	}
+	if (v == NULL) {
+		ret = pa_refused(p, CA_MSG_FAILED, "out of memory", err);
+		goto out;
+	}
+	if (ca_verify_ek(p->db, q, time(NULL), v, &why) == -1) {
+		if (why.kind != ERR_REFUSED)
+			log_warnx("virtualization/ek-certificate: %s", why.msg);
+		ret = pa_refused(
+		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
+		goto out;
+	}
+	lineage.ck = v->ck_ref;
+	rc = pa_ek_config(p, v->policy, &hc, &why);
+	if (rc == CA_MSG_OK && pa_parents_ok(p, &lineage, &why) == -1)
+		rc = CA_MSG_FAILED;
+	if (rc == CA_MSG_OK)
+		rc = pa_ek_nonce(p, q->nonce, &why);
+	if (rc != CA_MSG_OK) {
+		ret = pa_refused(p, rc, why.msg, err);
+		goto out;
+	}
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES && ret == 0; t++) {
+		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
+			continue;
+		if ((ret = pa_ek_member(p, q, v, &hc, t, err)) == 0 &&
+		    p->out->u.issued.rc != CA_MSG_OK)
+			break;
+	}
+out:
+	free(v);
 	return ret;
 }
 

@@ -332,7 +332,8 @@ static int
 cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 {
 	static const char *const known[] = {"ck_certificate", "instance_uuid", "vek_public",
-	    "sealed_public", "certify", "quote", "approval_key", "nonce", "other_veks", NULL};
+	    "sealed_public", "certify", "quote", "approval_key", "nonce", "other_veks", "whole_set",
+	    NULL};
 	static const char *const known_key[] = {"x", "y", NULL};
 	const json_t *quote, *pcrs, *ak;
 	const char *uuid;
@@ -358,6 +359,9 @@ cp_ek_request(const json_t *body, struct ca_ek_req *req, struct err *err)
 	    nonce_len != sizeof(req->nonce))
 		return err_set(
 		    err, ERR_INVALID, "nonce must be base64 of %zu bytes", sizeof(req->nonce));
+	if (cp_get(body, "whole_set") != NULL && !json_is_boolean(cp_get(body, "whole_set")))
+		return err_set(err, ERR_INVALID, "whole_set must be true or false");
+	req->whole_set = json_is_true(cp_get(body, "whole_set"));
 	if (cp_other_veks(body, req, err) == -1 ||
 	    cp_signed(body, "certify", &req->certify, err) == -1 ||
 	    cp_signed(body, "quote", &req->quote, err) == -1)

@@ -9,16 +9,20 @@
  *              certifies ek_public, that it is not revoked (ak: nor the CK
  *              it descends from), and that key_public is a restricted
  *              signing key;
- *              then TPM2_MakeCredential of a fresh secret for the EK and the
- *              key's Name. Only SHA-256(secret) is kept, by the parent.
+ *              then the parent reads ek_public and key_public itself, draws
+ *              a fresh secret and makes the credential (TPM2_MakeCredential
+ *              for the EK and the Name it computes); it keeps only
+ *              SHA-256(secret || Name || the EK's key digest).
  *   certify:   the parent takes the challenge (single use: a wrong secret
- *              consumes it) and compares the secret; here the stored
- *              request is checked again (trust and revocation may have
- *              changed), and the parent issues the CK or AK certificate
- *              from the values checked.
+ *              consumes it) and compares the secret, for the EK and key of
+ *              the stored request; here the stored request is checked
+ *              again (trust and revocation may have changed), and the
+ *              parent issues the CK or AK certificate for the key it read
+ *              (an AK's vEK certificate and lineage from its own records).
  *
  * This runs in the network child: every check of the request is made
- * here, and the parent is asked only for records and signatures.
+ * here, for a clear answer; the parent holds what makes a certificate
+ * true (the secret, the key, the records) and checks it again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,39 +230,6 @@ pv_check(
 	return 0;
 }
 
-/* TPM2_MakeCredential of secret for the EK and the key, base64: 0, or -1
- * with err. The caller frees *blob64 and *enc64. */
-static int
-pv_credential(const struct ca_challenge_req *q, const uint8_t *secret, char **blob64, char **enc64,
-    struct err *err)
-{
-	uint8_t name[CREDENTIAL_NAME_LEN], *blob = NULL, *enc = NULL;
-	size_t blob_len = 0, enc_len = 0;
-	int ret = -1;
-
-	*blob64 = *enc64 = NULL;
-	if (credential_public_name(q->key_public, q->key_public_len, name, err) == -1 ||
-	    credential_make(q->ek_public, q->ek_public_len, name, sizeof(name), secret,
-	        CA_SECRET_LEN, &blob, &blob_len, &enc, &enc_len, err) == -1)
-		goto out;
-	*blob64 = base64_encode(blob, blob_len);
-	*enc64 = base64_encode(enc, enc_len);
-	if (*blob64 == NULL || *enc64 == NULL) {
-		err_set(err, ERR_FAILED, "out of memory");
-		goto out;
-	}
-	ret = 0;
-out:
-	if (ret != 0) {
-		free(*blob64);
-		free(*enc64);
-		*blob64 = *enc64 = NULL;
-	}
-	free(enc);
-	free(blob);
-	return ret;
-}
-
 /* The parsed fields of a challenge request as JSON that ca_parse_challenge
  * reads back (what the challenge row keeps), or NULL when out of memory. */
 static json_t *
@@ -301,11 +272,19 @@ pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, str
 {
 	switch (a->rc) {
 	case CA_MSG_REFUSED:
-		ca_refuse(r, 403,
-		    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert FILE "
-		    "--approval-key PUB' (the host's EK certificate: 'vtpmctl host ek-cert --out "
-		    "FILE'), and its CK is the one vtpmd makes ('vtpmctl host enroll')",
-		    "host \"%s\" refused: %s", q->host, a->reason);
+		if (q->kind == CA_KIND_CK)
+			ca_refuse(r, 403,
+			    "the CA's operator admits a host with 'vtpm-ca host add NAME --ek-cert "
+			    "FILE --approval-key PUB' (the host's EK certificate: 'vtpmctl host "
+			    "ek-cert --out FILE'), and its CK is the one vtpmd makes ('vtpmctl "
+			    "host "
+			    "enroll')",
+			    "host \"%s\" refused: %s", q->host, a->reason);
+		else
+			ca_refuse(r, 403,
+			    "ek_public must be an EK of the TCG templates and key_public an AK "
+			    "(tpm2_createak)",
+			    "refused: %s", a->reason);
 		break;
 	case CA_MSG_LIMIT:
 		ca_refuse(r, 429,
@@ -322,29 +301,26 @@ pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, str
 	}
 }
 
-/* The parent records the challenge (the hash of its secret, the EK and
- * client it counts under, the parsed request to check again); 0, or -1
- * with r refused. */
+/* The parent records the challenge (the EK and key it makes the
+ * credential for, the client it counts under, the parsed request to check
+ * again) and answers the credential; 0, or -1 with r refused. */
 static int
 pv_record(struct ca_server *s, const struct ca_challenge_req *q, const struct pv_checked *c,
-    const uint8_t hash[static 32], struct ca_answer *a, struct ca_reply *r)
+    struct ca_answer *a, struct ca_reply *r)
 {
-	uint8_t ek_key[CERTS_DIGEST_LEN];
 	json_t *stored = pv_stored(q);
 	char *text = stored != NULL ? json_dumps(stored, JSON_COMPACT) : NULL;
 	struct ca_challenge_ask ask = {.kind = q->kind,
-	    .hash = hash,
-	    .ek_key = ek_key,
 	    .client = s->client,
 	    .subject = q->kind == CA_KIND_CK ? q->host : c->virt.instance_uuid,
 	    .request = text,
-	    .key_attributes = c->key.attributes,
-	    .key_policy = c->key.auth_policy,
-	    .key_policy_len = c->key.auth_policy_len};
+	    .ek_public = q->ek_public,
+	    .ek_public_len = q->ek_public_len,
+	    .key_public = q->key_public,
+	    .key_public_len = q->key_public_len};
 
 	json_decref(stored);
-	if (text == NULL || certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, ek_key) == -1) {
-		free(text);
+	if (text == NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
 		return -1;
 	}
@@ -363,7 +339,6 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 	struct ca_challenge_req *q = calloc(1, sizeof(*q));
 	struct ca_answer a = {0};
 	struct pv_checked c;
-	uint8_t secret[CA_SECRET_LEN], hash[32];
 	char *blob = NULL, *enc = NULL;
 	struct err err;
 	json_t *o;
@@ -376,24 +351,14 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		ca_refuse(r, 400, PV_HINT_REQ, "%s", err.msg);
 		goto out;
 	}
-	if (pv_check(s, q, &c, r) == -1)
+	if (pv_check(s, q, &c, r) == -1 || pv_record(s, q, &c, &a, r) == -1)
 		goto out;
-	if (ca_random(secret, sizeof(secret)) == -1 ||
-	    ca_sha256(secret, sizeof(secret), hash) == -1) {
-		ca_refuse(r, 500, "try again", "no random numbers");
-		goto out;
-	}
-	if (pv_credential(q, secret, &blob, &enc, &err) == -1) {
-		ca_refuse(r, 403,
-		    "ek_public must be an EK of the TCG templates (restricted "
-		    "decryption key, RSA-2048 or ECC P-256, AES-128-CFB)",
-		    "no credential can be made for this EK: %s", err.msg);
-		goto out;
-	}
-	if (pv_record(s, q, &c, hash, &a, r) == -1)
-		goto out;
-	o = json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
-	    "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
+	blob = base64_encode(a.blob, a.blob_len);
+	enc = base64_encode(a.enc, a.enc_len);
+	o = blob == NULL || enc == NULL
+	        ? NULL
+	        : json_pack("{s:s, s:s, s:s, s:I}", "id", a.id, "credential_blob", blob,
+	              "encrypted_secret", enc, "expires_in", (json_int_t)a.expires_in);
 	if (o == NULL) {
 		ca_refuse(r, 500, "try again", "out of memory");
 		goto out;
@@ -408,7 +373,6 @@ ca_privacy_challenge(struct ca_server *s, const struct json_t *body, struct ca_r
 		snprintf(r->detail, sizeof(r->detail), "challenge %s for an AK of vTPM %s", a.id,
 		    c.virt.instance_uuid);
 out:
-	ca_cleanse(secret, sizeof(secret));
 	ca_answer_clear(&a);
 	free(enc);
 	free(blob);
@@ -416,32 +380,28 @@ out:
 }
 
 /* Has the parent issue the certificate of challenge id, answered
- * correctly, from the values checked. */
+ * correctly: for the key it read, a CK's under the host asked for, an
+ * AK's beneath the vEK certificate checked. */
 static void
 pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
     const struct pv_checked *c, struct ca_reply *r)
 {
-	uint8_t digest[CERTS_DIGEST_LEN];
 	struct ca_answer a = {0};
-	struct ca_msg_key key;
 
-	if (ca_tpm_key(&c->key, &key) == -1) {
-		ca_refuse(r, 500, "report this as a bug", "the key cannot be read again");
-		return;
-	}
-	if (q->kind == CA_KIND_CK) {
-		if (certs_cert_key_digest(q->ek_cert.der, q->ek_cert.len, digest) == -1) {
-			ca_refuse(
-			    r, 500, "report this as a bug", "the EK's key cannot be read again");
-			return;
-		}
-		ca_ask_issue_ck(&s->link, id, &key, q->host, digest, &a);
-	} else {
-		ca_ask_issue_ak(&s->link, id, &key, &c->tpm, &c->virt, &c->lineage, &a);
-	}
-	if (a.rc == CA_MSG_REFUSED) {
+	if (q->kind == CA_KIND_CK)
+		ca_ask_issue_ck(&s->link, id, q->host, &a);
+	else
+		ca_ask_issue_ak(&s->link, id, c->lineage.vek.serial, &a);
+	if (a.rc == CA_MSG_REFUSED && q->kind == CA_KIND_CK) {
 		ca_refuse(r, 403, "the CA's operator admits hosts with 'vtpm-ca host add'",
 		    "host \"%s\" refused: %s", q->host, a.reason);
+		goto out;
+	}
+	if (a.rc == CA_MSG_REFUSED) {
+		ca_refuse(r, 403,
+		    "an AK is certified beneath a vEK certificate this CA issued and has not "
+		    "revoked",
+		    "AK refused: %s", a.reason);
 		goto out;
 	}
 	if (a.rc != CA_MSG_OK) {

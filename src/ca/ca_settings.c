@@ -26,6 +26,7 @@ ca_settings_defaults(struct ca_settings *s)
 	s->limits.per_client = CA_PENDING_PER_CLIENT;
 	s->limits.per_ek = CA_PENDING_PER_EK;
 	s->nonce_ttl = 60;
+	s->nonces_per_client = CA_NONCES_PER_CLIENT;
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
 	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
@@ -98,8 +99,8 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
 	    "nonce_expiry_seconds", "challenges_max", "challenges_per_client", "challenges_per_ek",
-	    "ck_validity_days", "ak_validity_days", "ek_validity_days", "crl_url",
-	    "crl_validity_seconds", "tls_cert", "tls_key"};
+	    "nonces_per_client", "ck_validity_days", "ak_validity_days", "ek_validity_days",
+	    "crl_url", "crl_validity_seconds", "tls_cert", "tls_key"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -157,15 +158,13 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 	if (ca_settings_int(o, "crl_validity_seconds", 1, &s->crl_validity, &inner) == -1 ||
 	    ca_settings_int(o, "challenge_expiry_seconds", 1, &s->challenge_ttl, &inner) == -1 ||
 	    ca_settings_int(o, "nonce_expiry_seconds", 1, &s->nonce_ttl, &inner) == -1 ||
-	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) ==
-	        -1 ||
-	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) ==
-	        -1 ||
-	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) ==
-	        -1 ||
+	    ca_settings_int(o, "ck_validity_days", CA_DAY, &s->validity_ck, &inner) == -1 ||
+	    ca_settings_int(o, "ak_validity_days", CA_DAY, &s->validity_ak, &inner) == -1 ||
+	    ca_settings_int(o, "ek_validity_days", CA_DAY, &s->validity_ek, &inner) == -1 ||
 	    ca_settings_limit(o, "challenges_max", &s->limits.total, &inner) == -1 ||
 	    ca_settings_limit(o, "challenges_per_client", &s->limits.per_client, &inner) == -1 ||
-	    ca_settings_limit(o, "challenges_per_ek", &s->limits.per_ek, &inner) == -1) {
+	    ca_settings_limit(o, "challenges_per_ek", &s->limits.per_ek, &inner) == -1 ||
+	    ca_settings_limit(o, "nonces_per_client", &s->nonces_per_client, &inner) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
 		goto out;
 	}

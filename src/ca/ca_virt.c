@@ -16,13 +16,14 @@
  * check that fails refuses with 403 and names what to do; nothing is
  * issued.
  *
- * This runs in the network child; the parent looks up the approved host
- * configuration of the quoted PCRs itself when it issues, so the
- * certificate names what the records say, not what the child claims; it
- * takes the nonce (once) and binds the sealed object's Name, the UUID and
- * the vEK (ca_db_vtpm_bind), refusing another vTPM's sealed object or UUID,
- * a second vEK of a type, and any vEK set but the one the sealed object's
- * first request named.
+ * This runs in the network child, for a clear answer; the parent verifies
+ * the evidence again itself (ca_verify.c) with the key of the CK
+ * certificate its own records hold, looks up the approved host
+ * configuration of the quoted PCRs, so the certificate names what the
+ * records say, not what the child claims; it takes the nonce (once) and
+ * binds the sealed object's Name, the UUID and the vEK (ca_db_vtpm_bind),
+ * refusing another vTPM's sealed object or UUID, a second vEK of a type,
+ * and any vEK set but the one the sealed object's first request named.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,9 @@ struct vt_checked {
 	size_t sealed_name_len;
 	/* The vTPM's vEK set (vek and other_veks) by type, key NONE: none */
 	struct evidence_public set[EVIDENCE_VEK_TYPES];
-	uint8_t set_digest[32]; /* evidence_vek_set_digest() */
+	struct evidence_vek_set set_pub; /* their TPM2B_PUBLIC, in the request */
+	enum evidence_vek_type vek_type; /* vek's slot */
+	uint8_t set_digest[32];          /* evidence_vek_set_digest() */
 };
 
 /* The CK certificate: from a trusted Privacy CA, a CK's, not revoked. */
@@ -279,6 +282,16 @@ vt_check_vek(const struct ca_ek_req *q, struct vt_checked *c, struct ca_reply *r
 		ca_refuse(r, 400, "see docs/ca-api.md for the request's fields", "%s", err.msg);
 		return -1;
 	}
+	c->set_pub = set;
+	c->vek_type = vt_slot(&c->vek);
+	for (size_t u = 0; q->whole_set && u < c->vek_type; u++)
+		if (set.pub[u] != NULL) {
+			ca_refuse(r, 400,
+			    "for a whole set, send as vek_public its first vEK (RSA-2048 before "
+			    "ECC P-256), with whose evidence every member is certified",
+			    "whole_set: vek_public is not the set's first vEK");
+			return -1;
+		}
 	return 0;
 }
 
@@ -346,6 +359,11 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	case CA_MSG_UNKNOWN: ca_refuse(r, 403, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_USED: ca_refuse(r, 409, fresh, "evidence refused: %s", a->reason); return;
 	case CA_MSG_EXPIRED: ca_refuse(r, 410, fresh, "evidence refused: %s", a->reason); return;
+	case CA_MSG_REFUSED:
+		ca_refuse(r, 403,
+		    "send the evidence the host TPM made, with a CK certificate this CA issued",
+		    "evidence refused by the CA: %s", a->reason);
+		return;
 	case CA_MSG_CONFLICT:
 		ca_refuse(r, 403,
 		    "a vTPM has one sealed object, one UUID and one vEK of each type, all named at "
@@ -364,54 +382,86 @@ vt_refused(const struct vt_checked *c, const struct ca_answer *a, struct ca_repl
 	    "the host's PCRs are not an approved host configuration (PolicyPCR %s)", hex);
 }
 
+/* One certificate the parent issued, as the answer gives it (its type
+ * named for a whole set), into eks; NULL when out of memory. */
+static json_t *
+vt_answer_one(struct ca_server *s, const struct ca_answer *a, const char *type)
+{
+	json_t *o =
+	    (json_t *)ca_issued_json(a->der, a->der_len, &s->virt_cert, &s->root, a->serial);
+
+	if (o == NULL || json_object_set_new(o, "host_config", json_string(a->host_config)) == -1 ||
+	    (type != NULL && json_object_set_new(o, "type", json_string(type)) == -1)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The answers to ISSUE_EK: one, or one per member of the set; the reply's
+ * body ({"eks": [...], "host_config"} for a whole set), or NULL with r
+ * refused. */
+static json_t *
+vt_answers(struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c,
+    struct ca_answer *a, struct ca_reply *r)
+{
+	json_t *eks = json_array(), *o, *body;
+	bool first = true;
+
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (c->set[t].key == EVIDENCE_KEY_NONE || (!q->whole_set && t != c->vek_type))
+			continue;
+		if (!first) {
+			ca_answer_clear(a);
+			ca_ask_issued(&s->link, a);
+		}
+		first = false;
+		if (a->rc != CA_MSG_OK) {
+			vt_refused(c, a, r);
+			json_decref(eks);
+			return NULL;
+		}
+		o = vt_answer_one(s, a, q->whole_set ? vt_type_names[t] : NULL);
+		if (o == NULL || !q->whole_set) {
+			json_decref(eks);
+			if (o == NULL)
+				ca_refuse(r, 500, "try again", "out of memory");
+			return o;
+		}
+		json_array_append_new(eks, o);
+	}
+	body = json_pack("{s:o, s:s}", "eks", eks, "host_config", a->host_config);
+	if (body == NULL)
+		ca_refuse(r, 500, "try again", "out of memory");
+	return body;
+}
+
 static void
 vt_issue(
     struct ca_server *s, const struct ca_ek_req *q, const struct vt_checked *c, struct ca_reply *r)
 {
 	struct ca_answer a = {0};
-	struct ca_msg_key vek, set[EVIDENCE_VEK_TYPES] = {0};
-	struct ca_ek_issue e = {
-	    .vek = &vek,
-	    .vek_set = set,
-	    .nonce = q->nonce,
-	    .sealed_name = c->sealed_name,
-	    .sealed_name_len = c->sealed_name_len,
-	    .ck_digest = c->ck_digest,
-	    .policy = c->policy,
-	    .ck_serial = c->ck_serial,
-	    .ck_ref = &c->ck_ref,
-	    .host = c->host.host,
-	    .instance_uuid = q->instance_uuid,
-	};
+	struct ca_ek_issue e = {.req = q,
+	    .set = &c->set_pub,
+	    .vek_type = c->vek_type,
+	    .whole_set = q->whole_set,
+	    .ck_serial = c->ck_serial};
 	json_t *o;
 
-	if (ca_tpm_key(&c->vek, &vek) == -1) {
-		ca_refuse(r, 500, "report this as a bug", "the vEK cannot be read again");
-		return;
-	}
-	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
-		if (c->set[t].key != EVIDENCE_KEY_NONE && ca_tpm_key(&c->set[t], &set[t]) == -1) {
-			ca_refuse(
-			    r, 500, "report this as a bug", "the vEK set cannot be read again");
-			return;
-		}
 	ca_ask_issue_ek(&s->link, &e, &a);
-	if (a.rc != CA_MSG_OK) {
-		vt_refused(c, &a, r);
+	if ((o = vt_answers(s, q, c, &a, r)) == NULL)
 		goto out;
-	}
-	o = (json_t *)ca_issued_json(a.der, a.der_len, &s->virt_cert, &s->root, a.serial);
-	if (o == NULL || json_object_set_new(o, "host_config", json_string(a.host_config)) == -1) {
-		json_decref(o);
-		ca_refuse(r, 500, "try again", "out of memory");
-		goto out;
-	}
 	r->status = 200;
 	r->body = (struct json_t *)o;
 	r->outcome = "issued";
-	snprintf(r->detail, sizeof(r->detail),
-	    "ek certificate %s for vTPM %s (host %s, host configuration %s, CK %s)", a.serial,
-	    q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
+	if (q->whole_set)
+		snprintf(r->detail, sizeof(r->detail),
+		    "ek certificates of vTPM %s's vEK set (host %s, host configuration %s, CK %s)",
+		    q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
+	else
+		snprintf(r->detail, sizeof(r->detail),
+		    "ek certificate %s for vTPM %s (host %s, host configuration %s, CK %s)",
+		    a.serial, q->instance_uuid, c->host.host, a.host_config, c->ck_serial);
 out:
 	ca_answer_clear(&a);
 }
@@ -451,7 +501,12 @@ ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r
 		ca_refuse(r, 400, "send an empty JSON object: {}", "a nonce request has no fields");
 		return;
 	}
-	ca_ask_nonce_add(&s->link, &a);
+	ca_ask_nonce_add(&s->link, s->client, &a);
+	if (a.rc == CA_MSG_LIMIT) {
+		ca_refuse(r, 429, "use this client's nonces, or let them expire, then ask again",
+		    "too many open nonces: %s", a.reason);
+		return;
+	}
 	if (a.rc != CA_MSG_OK) {
 		ca_refuse(r, a.rc == CA_MSG_FULL ? 503 : 500,
 		    a.rc == CA_MSG_FULL ? "use the nonces handed out, or let them expire"

@@ -253,6 +253,7 @@ enum tls_io tls_write(struct tls_conn *c, const void *buf, size_t len, size_t *n
     struct err *err);
 void tls_conn_close_notify(struct tls_conn *c);
 void tls_conn_free(struct tls_conn *c);
+void tls_client_warm(void);
 int tls_pin_parse(const char *spec, uint8_t pin[static 32], struct err *err);
 int tls_roots_check(const char *pem, size_t len, struct err *err);
 

@@ -164,8 +164,13 @@ endpoint_listen(const struct endpoint *ep)
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
-	if (ep->kind == ENDPOINT_TCP)
+	/* TCP_NODELAY is inherited by the accepted sockets (Linux): an answer
+	 * sent in two writes (TLS's application data, then close_notify) must
+	 * not wait for the peer's delayed ACK. */
+	if (ep->kind == ENDPOINT_TCP) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (ep->kind == ENDPOINT_UNIX && endpoint_unix_stale(ep, (struct sockaddr *)&ss, sl) == -1) {
 		int saved = errno;
 		close(fd);

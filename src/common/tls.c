@@ -517,6 +517,27 @@ fail:
 	return NULL;
 }
 
+/*
+ * Makes a client context and drops it, once per process: OpenSSL 3 looks
+ * up libssl's algorithms (ciphers, groups, signature schemes) in its
+ * providers at the first context, about 1.5 ms, and keeps them. A process
+ * that forks a child per request (caclient.c) calls this first, so that
+ * each child inherits them and makes its context in a third of the time.
+ */
+void
+tls_client_warm(void)
+{
+	static bool warm;
+	SSL_CTX *ctx;
+
+	if (warm)
+		return;
+	ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	warm = true;
+}
+
 /* Parses "sha256:HEX" (64 hexadecimal digits, either case) into pin. */
 int
 tls_pin_parse(const char *spec, uint8_t pin[static 32], struct err *err)

@@ -422,7 +422,8 @@ hwtpm_disconnect(struct hwtpm *hw)
 	hwtpm_session_end(hw, &hw->seal, false);
 	hwtpm_session_end(hw, &hw->audit, false);
 	hw->pending = 0;
-	hw->have_ticket = false;
+	hwtpm_forget_approval(hw);
+	hw->pcrs_known = 0;
 	memset(hw->ek, 0, sizeof(hw->ek));
 	memset(&hw->ck, 0, sizeof(hw->ck));
 	memset(&hw->bk, 0, sizeof(hw->bk));
@@ -709,8 +710,16 @@ hwtpm_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
 	return ok ? 0 : -1;
 }
 
-/* Has the host TPM check an approval signature once; the ticket it returns
- * is reused until the approved policy changes or the TPM resets. */
+/*
+ * Has the host TPM check an approval signature (LoadExternal of the
+ * approval key, VerifySignature, flush) once: the ticket it returns is
+ * kept, with the approval key's Name, while the approval key and the
+ * approved policy stay the same, for the connection. A ticket stays valid
+ * until the owner hierarchy's proof changes (TPM2_Clear); one the TPM
+ * refuses is dropped (hwtpm_forget_approval) and made again
+ * (hwtpm_policy_arm). The approval key is not kept loaded: tickets make it
+ * unneeded, and a TPM may hold as few as three transient objects.
+ */
 int
 hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *err)
 {
@@ -719,17 +728,21 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *e
 	TPMT_SIGNATURE sig = {0};
 	TPM2B_DIGEST ahash = {.size = TPM_DIGEST_LEN};
 	ESYS_TR key = ESYS_TR_NONE;
-	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	uint8_t buf[sizeof(TPM2B_PUBLIC)], name[PCRPOLICY_NAME_LEN];
 	size_t len, off = 0;
 	TSS2_RC rc;
 
-	if (hw->have_ticket && memcmp(hw->ticket_policy, ap->policy, TPM_DIGEST_LEN) == 0)
+	if (pcrpolicy_approval_name(&ap->pub, name) == -1)
+		return hwtpm_seterr(err, 0, "compute the approval key's Name");
+	if (hw->have_ticket && memcmp(hw->ticket_policy, ap->policy, TPM_DIGEST_LEN) == 0 &&
+	    hw->approval_name.size == PCRPOLICY_NAME_LEN &&
+	    memcmp(hw->approval_name.name, name, PCRPOLICY_NAME_LEN) == 0)
 		return 0;
-	hw->have_ticket = false;
+	hwtpm_forget_approval(hw);
 	hw->approval_name.size = PCRPOLICY_NAME_LEN;
+	memcpy(hw->approval_name.name, name, PCRPOLICY_NAME_LEN);
 	if (pcrpolicy_approval_public(&ap->pub, buf, sizeof(buf), &len) == -1 ||
 	    Tss2_MU_TPM2B_PUBLIC_Unmarshal(buf, len, &off, &pub) != TSS2_RC_SUCCESS ||
-	    pcrpolicy_approval_name(&ap->pub, hw->approval_name.name) == -1 ||
 	    approval_digest(ap->policy, ahash.buffer) == -1) {
 		hwtpm_seterr(err, 0, "compute approval digest");
 		return -1;
@@ -762,6 +775,31 @@ hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *e
 	return 0;
 }
 
+/* Drops the kept approval ticket (hwtpm_verify_approval). */
+void
+hwtpm_forget_approval(struct hwtpm *hw)
+{
+	hw->have_ticket = false;
+	memset(&hw->ticket, 0, sizeof(hw->ticket));
+	memset(hw->ticket_policy, 0, sizeof(hw->ticket_policy));
+	memset(&hw->approval_name, 0, sizeof(hw->approval_name));
+}
+
+/* The Name of an object with public area pub (nameAlg || H(TPMT_PUBLIC)),
+ * as vtpmd computes it. Returns 0, or -1. */
+int
+hwtpm_object_name(const TPM2B_PUBLIC *pub, TPM2B_NAME *name)
+{
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	size_t len = 0;
+
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &len) != TSS2_RC_SUCCESS ||
+	    credential_public_name(buf, len, name->name, NULL) == -1)
+		return -1;
+	name->size = CREDENTIAL_NAME_LEN;
+	return 0;
+}
+
 /*
  * Splits a sealed-key blob (hwtpm_seal's output: TPM2B_PUBLIC followed by
  * TPM2B_PRIVATE, nothing else) into its parts; *pub_len (when not NULL)
@@ -774,8 +812,7 @@ int
 hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
     size_t *pub_len, TPM2B_NAME *name, struct err *err)
 {
-	uint8_t buf[sizeof(TPM2B_PUBLIC)];
-	size_t off = 0, end, len = 0;
+	size_t off = 0, end;
 
 	memset(pub, 0, sizeof(*pub));
 	memset(priv, 0, sizeof(*priv));
@@ -785,12 +822,8 @@ hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2
 	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob, blob_len, &off, priv) != TSS2_RC_SUCCESS ||
 	    off != blob_len)
 		goto bad;
-	if (name != NULL) {
-		if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &len) != TSS2_RC_SUCCESS ||
-		    credential_public_name(buf, len, name->name, NULL) == -1)
-			goto bad;
-		name->size = CREDENTIAL_NAME_LEN;
-	}
+	if (name != NULL && hwtpm_object_name(pub, name) == -1)
+		goto bad;
 	if (pub_len != NULL)
 		*pub_len = end;
 	return 0;

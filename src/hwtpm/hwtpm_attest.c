@@ -28,7 +28,7 @@
  * is granted only to a policy session in which PolicyPCR over the host
  * PCRs as they are now, then PolicyAuthorize with an approval the host TPM
  * verified (a TPM2_VerifySignature ticket), left the key's authPolicy
- * (hwtpm_policy_approved). A host booted into an unapproved configuration
+ * (hwtpm_policy_arm). A host booted into an unapproved configuration
  * cannot certify, quote or decrypt until an administrator approves it.
  * adminWithPolicy stays clear: the ADMIN role (TPM2_ActivateCredential of
  * the CK at enrolment, TPM2_Certify of the BK as its object) is granted by
@@ -44,7 +44,12 @@
  *
  * The CK certifies the vTPMs' sealed state-key objects (TPM2_Certify needs
  * the ADMIN role of the certified object: see hwtpm_seal, whose objects
- * keep adminWithPolicy clear for this) and quotes the host PCRs.
+ * keep adminWithPolicy clear for this) and quotes the host PCRs. Its
+ * signatures go through tpm2-tss's System API under the policy session
+ * the unseals use (hwtpm_policy_arm, hwtpm_session.c), kept for the
+ * connection: each costs PolicyPCR, PolicyAuthorize and the command, with
+ * no StartAuthSession, and its HMACs (over the Names vtpmd computed, and
+ * over the response) are vtpmd's own.
  *
  * Outputs are marshalled TPM structures (TPM wire format), malloc'd and
  * owned by the caller. Functions return 0, or -1 with err set.
@@ -574,59 +579,6 @@ hwtpm_ck(struct hwtpm *hw, const struct approval_pub *approval, uint8_t **ck_pub
 	return hwtpm_put_public(&hw->ck.pub, ck_public, len, err);
 }
 
-/*
- * Starts a policy session that satisfies the CK's and BK's authPolicy for
- * the one command that follows, which ends it (continueSession clear;
- * after a failure the caller flushes it): PolicyPCR over the host PCRs in
- * sel as they are now, then PolicyAuthorize of ap's approved PolicyPCR
- * digest with the host TPM's ticket for its signature
- * (hwtpm_verify_approval, once per approval). The session is salted to
- * the SRK, whose public area hwtpm_connect checked against the pin before
- * any session. None is kept between operations: a TPM may hold as few as
- * three loaded sessions, and vtpmd keeps two (ESYS's HMAC session, the
- * unseal's policy session) beside a seal's or a PCR read's. Returns 0 with *session, or
- * -1 with err: ERR_POLICY when the host PCRs are not the approved ones.
- */
-static int
-hwtpm_policy_approved(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
-    ESYS_TR *session, struct err *err)
-{
-	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, now = {0};
-	TPM2B_NONCE ref = {.size = sizeof(APPROVAL_POLICY_REF) - 1};
-	TPML_PCR_SELECTION tsel;
-	TSS2_RC rc;
-
-	*session = ESYS_TR_NONE;
-	if (hwtpm_selection(sel, &tsel) == -1)
-		return hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
-	if (hwtpm_verify_approval(hw, ap, err) == -1)
-		return -1;
-	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
-	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
-	rc = Esys_StartAuthSession(hw->esys, hw->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &hwtpm_aes_cfb, TPM2_ALG_SHA256, session);
-	if (rc != TSS2_RC_SUCCESS) {
-		*session = ESYS_TR_NONE;
-		return hwtpm_seterr(err, rc, "start a salted policy session for the CK");
-	}
-	Esys_TRSess_SetAttributes(hw->esys, *session, 0, TPMA_SESSION_CONTINUESESSION);
-	rc = Esys_PolicyPCR(
-	    hw->esys, *session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &now, &tsel);
-	if (rc == TSS2_RC_SUCCESS)
-		rc = Esys_PolicyAuthorize(hw->esys, *session, ESYS_TR_NONE, ESYS_TR_NONE,
-		    ESYS_TR_NONE, &approved, &ref, &hw->approval_name, &hw->ticket);
-	if (rc == TSS2_RC_SUCCESS)
-		return 0;
-	Esys_FlushContext(hw->esys, *session);
-	*session = ESYS_TR_NONE;
-	hwtpm_seterr(err, rc, "the CK's policy (PolicyPCR, PolicyAuthorize)");
-	if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
-		err_set(err, ERR_POLICY,
-		    "the host PCRs are not in the approved configuration "
-		    "(the host TPM refused PolicyAuthorize)");
-	return -1;
-}
-
 /* Finds the CK for its ADMIN role (TPM2_ActivateCredential), which needs
  * neither its policy nor its public area. */
 static int
@@ -743,6 +695,8 @@ hwtpm_put_attestation(const TPM2B_ATTEST *attest, const TPMT_SIGNATURE *sig,
 	uint8_t buf[sizeof(TPMT_SIGNATURE)];
 	size_t off = 0;
 
+	if (attest->size == 0)
+		return hwtpm_seterr(err, 0, "the host TPM answered an empty attestation");
 	if (Tss2_MU_TPMT_SIGNATURE_Marshal(sig, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, 0, "marshal a signature");
 		return -1;
@@ -775,10 +729,10 @@ hwtpm_attestation_clear(struct hwtpm_attestation *ev)
 
 /*
  * Fills err for the host TPM's failure rc of a command (cc_name) the CK
- * signs under its salted policy session (hwtpm_policy_approved), doing
- * what. The session's HMAC covers the command's cpHash, which names the
- * objects as vtpmd computed them, so a TPM that refuses it (TPM_RC_BAD_AUTH
- * or TPM_RC_AUTH_FAIL) received another command than vtpmd sent: an object
+ * signs under the salted policy session (hwtpm_policy_arm), doing what.
+ * The session's HMAC covers the command's cpHash, which names the objects
+ * as vtpmd computed them, so a TPM that refuses it (TPM_RC_BAD_AUTH or
+ * TPM_RC_AUTH_FAIL) received another command than vtpmd sent: an object
  * or Name changed on the host-TPM link (as with the Unseal, hwtpm_seal.c).
  * Any other failure is worded as the TPM's. Returns -1.
  */
@@ -793,43 +747,107 @@ hwtpm_ck_refused(TSS2_RC rc, const char *cc_name, const char *what, struct err *
 	    "nothing was signed", what, cc_name);
 }
 
-/* TPM2_Certify of the loaded object obj by the CK, over qualifying data.
- * The object's ADMIN role is authorized with its empty authValue, the
- * CK's USER role by its policy: the host PCRs in sel and their approval
- * ap (hwtpm_policy_approved). */
+/* The CK's authorization in a command: the policy session, kept. */
+#define HWTPM_CK_ATTRS TPMA_SESSION_CONTINUESESSION
+
+/*
+ * Sends the CK's command cc (cc_name), prepared in hw->sys by prepare
+ * (called again when the TPM asks for the command again), with the CK's
+ * USER role authorized by hw->policy as hwtpm_policy_arm left it, in the
+ * last of n_auths sessions (those before it: empty passwords of the
+ * handles before the CK). The session's HMAC covers names, the command's
+ * handles' Names as vtpmd computed them, and the response's HMAC is
+ * checked before anything of it is taken. On failure the policy session
+ * is flushed. Returns 0, or -1 with err (doing what).
+ */
 static int
-hwtpm_certify(struct hwtpm *hw, ESYS_TR obj, const struct pcr_selection *sel,
-    const struct approval *ap, const uint8_t *qualifying, size_t qualifying_len,
-    struct hwtpm_attestation *ev, struct err *err)
+hwtpm_ck_execute(struct hwtpm *hw, TPM2_CC cc, const char *cc_name, const char *what,
+    TSS2_RC (*prepare)(struct hwtpm *hw, const void *arg), const void *arg,
+    const TPM2B_NAME *const names[], size_t n_auths, struct err *err)
+{
+	TSS2L_SYS_AUTH_COMMAND cmd = {.count = (UINT16)n_auths};
+	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TPMS_AUTH_COMMAND *ck = &cmd.auths[n_auths - 1];
+	TPM2B_NONCE nonce_tpm;
+	int tries = 0;
+	TSS2_RC rc;
+
+	for (size_t i = 0; i + 1 < n_auths; i++)
+		cmd.auths[i].sessionHandle = TPM2_RS_PW;
+	if (hwtpm_session_begin(&hw->policy, HWTPM_CK_ATTRS, ck) == -1) {
+		hwtpm_seterr(err, 0, "draw a session nonce");
+		goto failed;
+	}
+	do {
+		rc = prepare(hw, arg);
+		if (rc == TSS2_RC_SUCCESS &&
+		    hwtpm_session_sign(hw, &hw->policy, cc, names, n_auths, ck) == -1) {
+			hwtpm_seterr(err, 0, "compute the CK's authorization of %s", cc_name);
+			goto failed;
+		}
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
+	} while (hwtpm_sapi_again(rc, &tries));
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_ck_refused(rc, cc_name, what, err);
+		goto failed;
+	}
+	if (hwtpm_session_check_at(hw, &hw->policy, cc, ck, &rsp, n_auths - 1, &nonce_tpm, err) ==
+	    -1)
+		goto failed;
+	return 0;
+failed:
+	hwtpm_session_end(hw, &hw->policy, true);
+	return -1;
+}
+
+/* What TPM2_Certify is prepared with. */
+struct hwtpm_certify_args {
+	TPM2_HANDLE obj;
+	const TPM2B_DATA *qd;
+};
+
+static TSS2_RC
+hwtpm_certify_prepare(struct hwtpm *hw, const void *arg)
+{
+	const struct hwtpm_certify_args *a = arg;
+
+	return Tss2_Sys_Certify_Prepare(hw->sys, a->obj, HWTPM_CK_HANDLE, a->qd, &hwtpm_key_scheme);
+}
+
+/* TPM2_Certify of the loaded object obj, called obj_name (as vtpmd
+ * computed it), by the CK, over qualifying data. The object's ADMIN role
+ * is authorized with its empty authValue, the CK's USER role by its
+ * policy: the host PCRs in sel and their approval ap (hwtpm_policy_arm). */
+static int
+hwtpm_certify(struct hwtpm *hw, TPM2_HANDLE obj, const TPM2B_NAME *obj_name,
+    const struct pcr_selection *sel, const struct approval *ap, const uint8_t *qualifying,
+    size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
 {
 	TPM2B_DATA qd = {0};
-	TPM2B_ATTEST *attest = NULL;
-	TPMT_SIGNATURE *sig = NULL;
-	ESYS_TR session;
+	TPM2B_ATTEST attest = {0};
+	TPMT_SIGNATURE sig = {0};
+	TPM2B_NAME ck_name;
+	const struct hwtpm_certify_args args = {.obj = obj, .qd = &qd};
 	TSS2_RC rc;
-	int ret = -1;
 
-	if (qualifying_len > sizeof(qd.buffer)) {
-		hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
-		return -1;
-	}
+	if (qualifying_len > sizeof(qd.buffer))
+		return hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying, qualifying_len);
-	if (hwtpm_ck_key(hw, &ap->pub, err) == -1 ||
-	    hwtpm_policy_approved(hw, sel, ap, &session, err) == -1)
+	if (hwtpm_ck_key(hw, &ap->pub, err) == -1)
 		return -1;
-	rc = Esys_Certify(hw->esys, obj, hw->ck.tr, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &qd,
-	    &hwtpm_key_scheme, &attest, &sig);
-	if (rc != TSS2_RC_SUCCESS) {
-		Esys_FlushContext(hw->esys, session);
-		hwtpm_ck_refused(rc, "TPM2_Certify", "certify with the CK", err);
-		goto out;
-	}
-	ret = hwtpm_put_attestation(attest, sig, ev, err);
-out:
-	Esys_Free(attest);
-	Esys_Free(sig);
-	return ret;
+	if (hwtpm_object_name(&hw->ck.pub, &ck_name) == -1)
+		return hwtpm_seterr(err, 0, "compute the CK's Name");
+	if (hwtpm_policy_arm(hw, sel, ap, err) == -1 ||
+	    hwtpm_ck_execute(hw, TPM2_CC_Certify, "TPM2_Certify", "certify with the CK",
+	        hwtpm_certify_prepare, &args, (const TPM2B_NAME *const[]){obj_name, &ck_name}, 2,
+	        err) == -1)
+		return -1;
+	rc = Tss2_Sys_Certify_Complete(hw->sys, &attest, &sig);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "certify with the CK");
+	return hwtpm_put_attestation(&attest, &sig, ev, err);
 }
 
 /*
@@ -846,6 +864,7 @@ hwtpm_bk(struct hwtpm *hw, const struct pcr_selection *sel, const struct approva
     uint8_t **bk_public, size_t *bk_public_len, struct hwtpm_attestation *ev, struct err *err)
 {
 	uint8_t digest[TPM_DIGEST_LEN], *pub = NULL;
+	TPM2B_NAME bk_name;
 	size_t pub_len = 0;
 	int ret = -1;
 
@@ -862,7 +881,12 @@ hwtpm_bk(struct hwtpm *hw, const struct pcr_selection *sel, const struct approva
 		hwtpm_seterr(err, 0, "hash the BK's public area");
 		goto out;
 	}
-	if (hwtpm_certify(hw, hw->bk.tr, sel, ap, digest, sizeof(digest), ev, err) == -1)
+	if (hwtpm_object_name(&hw->bk.pub, &bk_name) == -1) {
+		hwtpm_seterr(err, 0, "compute the BK's Name");
+		goto out;
+	}
+	if (hwtpm_certify(
+	        hw, HWTPM_BK_HANDLE, &bk_name, sel, ap, digest, sizeof(digest), ev, err) == -1)
 		goto out;
 	*bk_public = pub;
 	*bk_public_len = pub_len;
@@ -917,12 +941,10 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     const struct pcr_selection *sel, const struct approval *ap, const uint8_t *qualifying,
     size_t qualifying_len, struct hwtpm_attestation *ev, struct err *err)
 {
-	char want_hex[2 * sizeof(TPMU_NAME) + 1];
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
 	TPM2B_NAME name;
-	ESYS_TR obj = ESYS_TR_NONE;
-	TSS2_RC rc;
+	TPM2_HANDLE obj = 0;
 	int ret;
 
 	memset(ev, 0, sizeof(*ev));
@@ -930,31 +952,18 @@ hwtpm_certify_sealed(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		return -1;
 	if (hwtpm_sealed_parse(blob, blob_len, &pub, &priv, NULL, &name, err) == -1)
 		return -1;
-	hwtpm_name_hex(&name, want_hex);
 	if (pub.publicArea.objectAttributes & TPMA_OBJECT_ADMINWITHPOLICY) {
 		hwtpm_seterr(err, 0, "the sealed object needs a policy for TPM2_Certify (adminWithPolicy, "
 		             "an older template): seal its key again");
 		return -1;
 	}
-	/* ESYS compares the Name in Load's response with the one it computes
-	 * from pub (iesys_compare_name) and fails with MALFORMED_RESPONSE,
-	 * leaving what the TPM loaded loaded. */
-	rc = Esys_Load(
-	    hw->esys, hw->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
-	if (rc != TSS2_RC_SUCCESS && (rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
-		hwtpm_flush_transients(hw);
-	if (rc == TSS2_ESYS_RC_MALFORMED_RESPONSE)
-		return hwtpm_seterr(err, 0, "the host TPM link returned another object's Name: "
-		    "TPM2_Load of the sealed object answered one that is not its blob's (%.16s…); "
-		    "something between vtpmd and the TPM swapped or altered it", want_hex);
-	if (rc != TSS2_RC_SUCCESS && (rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
-		return hwtpm_seterr(err, rc, "load the sealed key");
-	if (rc != TSS2_RC_SUCCESS) {
-		return err_set(err, ERR_FOREIGN, "sealed key does not load under this host's SRK: %s",
-		    Tss2_RC_Decode(rc));
-	}
-	ret = hwtpm_certify(hw, obj, sel, ap, qualifying, qualifying_len, ev, err);
-	Esys_FlushContext(hw->esys, obj);
+	/* The Name in Load's answer must be the blob's (hwtpm_load_sealed),
+	 * and the Certify's HMAC covers the blob's: a swapped object is
+	 * refused by vtpmd or by the TPM. */
+	if (hwtpm_load_sealed(hw, &priv, &pub, &name, &obj, err) == -1)
+		return -1;
+	ret = hwtpm_certify(hw, obj, &name, sel, ap, qualifying, qualifying_len, ev, err);
+	hwtpm_sapi_flush(hw, obj);
 	if (ret == 0 && hwtpm_certified_name(ev, &name, err) == -1) {
 		hwtpm_attestation_clear(ev);
 		ret = -1;
@@ -995,15 +1004,64 @@ hwtpm_quote_has(const TPM2B_ATTEST *attest, const uint8_t digest[TPM_DIGEST_LEN]
 	       memcmp(a.attested.quote.pcrDigest.buffer, digest, TPM_DIGEST_LEN) == 0;
 }
 
+/* Whether the quoted PCR digest is that of the values of sel in known
+ * (those of the PCRs in known_mask): they are then the quoted values. */
+static bool
+hwtpm_quote_of(const TPM2B_ATTEST *attest, const struct pcr_selection *sel, uint32_t known_mask,
+    const uint8_t known[TPM_PCRS][TPM_DIGEST_LEN])
+{
+	uint8_t digest[TPM_DIGEST_LEN];
+
+	return (sel->mask & ~known_mask) == 0 && hwtpm_pcr_digest(sel, known, digest) == 0 &&
+	       hwtpm_quote_has(attest, digest);
+}
+
+/* What TPM2_Quote is prepared with. */
+struct hwtpm_quote_args {
+	const TPM2B_DATA *qd;
+	const TPML_PCR_SELECTION *tsel;
+};
+
+static TSS2_RC
+hwtpm_quote_prepare(struct hwtpm *hw, const void *arg)
+{
+	const struct hwtpm_quote_args *a = arg;
+
+	return Tss2_Sys_Quote_Prepare(hw->sys, HWTPM_CK_HANDLE, a->qd, &hwtpm_key_scheme, a->tsel);
+}
+
+/* One TPM2_Quote by the CK of tsel over qd, under its policy (sel, ap),
+ * into attest and sig. */
+static int
+hwtpm_quote_once(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
+    const struct hwtpm_quote_args *args, TPM2B_ATTEST *attest, TPMT_SIGNATURE *sig, struct err *err)
+{
+	TPM2B_NAME ck_name;
+	TSS2_RC rc;
+
+	if (hwtpm_object_name(&hw->ck.pub, &ck_name) == -1)
+		return hwtpm_seterr(err, 0, "compute the CK's Name");
+	if (hwtpm_policy_arm(hw, sel, ap, err) == -1 ||
+	    hwtpm_ck_execute(hw, TPM2_CC_Quote, "TPM2_Quote", "quote with the CK",
+	        hwtpm_quote_prepare, args, (const TPM2B_NAME *const[]){&ck_name}, 1, err) == -1)
+		return -1;
+	rc = Tss2_Sys_Quote_Complete(hw->sys, attest, sig);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "quote with the CK");
+	return 0;
+}
+
 /*
  * TPM2_Quote by the CK (ECDSA-SHA256) of the sha256 PCRs in sel, with
  * qualifying (at most 64 bytes) as extraData, and the values of those
  * PCRs in values[i] for every bit i of sel->mask: the quote's PCR digest
- * is checked against them (and the pair taken again if a PCR moved in
- * between), so the verifier can recompute it. The CK signs only under
- * ap, the approval of the values of the PCRs in sel (its policy's PCRs).
- * ev is cleared with hwtpm_attestation_clear. err is ERR_POLICY when the
- * host PCRs are not the approved ones.
+ * is checked against them, so the verifier can recompute it. They are the
+ * values of the last audited PCR read (hwtpm_pcr_read) when the signed
+ * digest is theirs, else read again after the quote (and the pair taken
+ * again if a PCR moved in between). The CK signs only under ap, the
+ * approval of the values of the PCRs in sel (its policy's PCRs). ev is
+ * cleared with hwtpm_attestation_clear. err is ERR_POLICY when the host
+ * PCRs are not the approved ones.
  */
 int
 hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap,
@@ -1012,60 +1070,35 @@ hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const struct appr
 {
 	TPML_PCR_SELECTION tsel;
 	TPM2B_DATA qd = {0};
-	TPM2B_ATTEST *attest = NULL;
-	TPMT_SIGNATURE *sig = NULL;
-	uint8_t digest[TPM_DIGEST_LEN];
-	ESYS_TR session;
-	TSS2_RC rc;
-	int ret = -1;
+	TPM2B_ATTEST attest;
+	TPMT_SIGNATURE sig;
+	const struct hwtpm_quote_args args = {.qd = &qd, .tsel = &tsel};
 
 	memset(ev, 0, sizeof(*ev));
 	if (hwtpm_enter(hw, err) == -1)
 		return -1;
-	if (qualifying_len > sizeof(qd.buffer)) {
-		hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
-		return -1;
-	}
-	if (sel->mask == 0 || (sel->mask >> TPM_PCRS) != 0) {
-		hwtpm_seterr(err, 0, "select from 1 to 24 PCRs (0 to 23) to quote");
-		return -1;
-	}
+	if (qualifying_len > sizeof(qd.buffer))
+		return hwtpm_seterr(err, 0, "qualifying data longer than 64 bytes");
+	if (sel->mask == 0 || (sel->mask >> TPM_PCRS) != 0)
+		return hwtpm_seterr(err, 0, "select from 1 to 24 PCRs (0 to 23) to quote");
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying, qualifying_len);
-	if (hwtpm_selection(sel, &tsel) == -1) {
-		hwtpm_seterr(err, 0, "select host PCRs");
-		return -1;
-	}
+	if (hwtpm_selection(sel, &tsel) == -1)
+		return hwtpm_seterr(err, 0, "select host PCRs");
 	if (hwtpm_ck_key(hw, &ap->pub, err) == -1)
 		return -1;
 	for (int i = 0; i < HWTPM_QUOTE_TRIES; i++) {
-		Esys_Free(attest);
-		Esys_Free(sig);
-		attest = NULL;
-		sig = NULL;
-		if (hwtpm_policy_approved(hw, sel, ap, &session, err) == -1)
-			goto out;
-		rc = Esys_Quote(hw->esys, hw->ck.tr, session, ESYS_TR_NONE, ESYS_TR_NONE, &qd,
-		    &hwtpm_key_scheme, &tsel, &attest, &sig);
-		if (rc != TSS2_RC_SUCCESS) {
-			Esys_FlushContext(hw->esys, session);
-			hwtpm_ck_refused(rc, "TPM2_Quote", "quote with the CK", err);
-			goto out;
-		}
-		if (hwtpm_pcr_read(hw, sel, values, err) == -1)
-			goto out;
-		if (hwtpm_pcr_digest(sel, values, digest) == -1) {
-			hwtpm_seterr(err, 0, "hash the PCR values");
-			goto out;
-		}
-		if (hwtpm_quote_has(attest, digest)) {
-			ret = hwtpm_put_attestation(attest, sig, ev, err);
-			goto out;
+		memset(&attest, 0, sizeof(attest));
+		memset(&sig, 0, sizeof(sig));
+		if (hwtpm_quote_once(hw, sel, ap, &args, &attest, &sig, err) == -1)
+			return -1;
+		if (!hwtpm_quote_of(&attest, sel, hw->pcrs_known, hw->pcr_values) &&
+		    hwtpm_pcr_read(hw, sel, values, err) == -1)
+			return -1;
+		if (hwtpm_quote_of(&attest, sel, hw->pcrs_known, hw->pcr_values)) {
+			memcpy(values, hw->pcr_values, sizeof(hw->pcr_values));
+			return hwtpm_put_attestation(&attest, &sig, ev, err);
 		}
 	}
-	hwtpm_seterr(err, 0, "the host PCRs kept changing while being quoted");
-out:
-	Esys_Free(attest);
-	Esys_Free(sig);
-	return ret;
+	return hwtpm_seterr(err, 0, "the host PCRs kept changing while being quoted");
 }

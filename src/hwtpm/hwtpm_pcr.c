@@ -25,7 +25,7 @@
  * Cost: one TPM2_StartAuthSession (an ECDH in the TPM) besides the reads,
  * one per 8 PCRs; the session ends with the last read. None is kept
  * between reads: a TPM may hold as few as three loaded sessions, and vtpmd
- * keeps two (hwtpm_attest.c).
+ * keeps two (ESYS's HMAC session, the policy session: hwtpm_policy_arm).
  */
 #include <stdio.h>
 #include <string.h>
@@ -103,7 +103,6 @@ pcr_read_audited(struct hwtpm *hw, struct hwtpm_session *s, uint32_t chunk, bool
 	TPMA_SESSION attrs = TPMA_SESSION_AUDIT | (more ? TPMA_SESSION_CONTINUESESSION : 0);
 	TPML_PCR_SELECTION want, got = {0};
 	TPML_DIGEST digests = {0};
-	TPM2B_NAME none = {0}; /* PCR_Read names no entity */
 	TPM2B_NONCE nonce_tpm;
 	UINT32 counter;
 	int tries = 0;
@@ -116,7 +115,7 @@ pcr_read_audited(struct hwtpm *hw, struct hwtpm_session *s, uint32_t chunk, bool
 	do {
 		rc = Tss2_Sys_PCR_Read_Prepare(hw->sys, &want);
 		if (rc == TSS2_RC_SUCCESS &&
-		    hwtpm_session_sign(hw, s, TPM2_CC_PCR_Read, &none, &cmd.auths[0]) == -1)
+		    hwtpm_session_sign(hw, s, TPM2_CC_PCR_Read, NULL, 0, &cmd.auths[0]) == -1)
 			return hwtpm_seterr(err, 0, "compute the PCR read's session HMAC");
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
@@ -141,9 +140,11 @@ pcr_read_audited(struct hwtpm *hw, struct hwtpm_session *s, uint32_t chunk, bool
 /*
  * Reads the selected sha256 host PCRs into values[i] for every bit i of
  * sel->mask, in an audit session salted to the pinned SRK whose response
- * HMACs vtpmd checks: values are the host TPM's, not the link's. Returns
- * 0, or -1 with err set (ERR_HOST_TPM: the TPM failed, or an answer did
- * not authenticate, which the message says).
+ * HMACs vtpmd checks: values are the host TPM's, not the link's. They are
+ * also kept in hw (pcr_values, pcrs_known) for the next quote
+ * (hwtpm_attest.c), which takes them when its signed PCR digest is
+ * theirs. Returns 0, or -1 with err set (ERR_HOST_TPM: the TPM failed, or
+ * an answer did not authenticate, which the message says).
  */
 int
 hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
@@ -159,6 +160,7 @@ hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 		return 0;
 	if ((remaining >> TPM_PCRS) != 0)
 		return hwtpm_seterr(err, 0, "select host PCRs from 0 to %d", TPM_PCRS - 1);
+	hw->pcrs_known = 0;
 	if (hwtpm_session_start(hw, TPM2_SE_HMAC, s, err) == -1)
 		return -1;
 	while (remaining != 0) {
@@ -167,6 +169,8 @@ hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
 		if (pcr_read_audited(hw, s, chunk, remaining != 0, values, err) == -1)
 			goto out;
 	}
+	memcpy(hw->pcr_values, values, sizeof(hw->pcr_values));
+	hw->pcrs_known = sel->mask;
 	ret = 0;
 out:
 	hwtpm_session_end(hw, s, s->handle != 0);

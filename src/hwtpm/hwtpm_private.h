@@ -51,7 +51,8 @@ struct hwtpm {
 	TPM2B_NAME srk_name; /* from srk_pub, equal to the pinned one */
 	ESYS_TR esys_session; /* HMAC, salted to the SRK, parameter encryption;
 			       * started at first use (hwtpm_esys_session) */
-	struct hwtpm_session policy; /* the unseal's, kept across starts */
+	struct hwtpm_session policy; /* the unseal's and the CK's and BK's uses',
+	                              * kept across them (hwtpm_policy_arm) */
 	struct hwtpm_session seal;   /* a seal's, for its one command */
 	struct hwtpm_session audit;  /* a PCR read's, for its reads (hwtpm_pcr.c) */
 	uint8_t salt[CREDENTIAL_SEED_LEN]; /* a session's salt while it starts */
@@ -59,11 +60,17 @@ struct hwtpm {
 	TPM2_HANDLE pending; /* an unsealed object hwtpm_flush_pending drops, or 0 */
 	bool software_tcti; /* the TCTI is a simulator's (swtpm, mssim) */
 	bool simulator;	    /* ... or the TPM says it is software */
-	/* The last verified approval, so it is checked by the TPM once. */
+	/* The last verified approval, so it is checked by the TPM once
+	 * (hwtpm_verify_approval): its policy, its key's Name, the ticket. */
 	bool have_ticket;
 	uint8_t ticket_policy[TPM_DIGEST_LEN];
 	TPMT_TK_VERIFIED ticket;
 	TPM2B_NAME approval_name;
+	/* The host PCR values the last audited read returned (hwtpm_pcr.c),
+	 * for every bit of pcrs_known: what a quote's digest is compared with
+	 * before the PCRs are read again. */
+	uint32_t pcrs_known;
+	uint8_t pcr_values[TPM_PCRS][TPM_DIGEST_LEN];
 	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
 	struct hwtpm_pkey ek[2], ck, bk;
 	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
@@ -83,6 +90,8 @@ int hwtpm_esys_session(struct hwtpm *hw, struct err *err);
 void hwtpm_flush_transients(struct hwtpm *hw);
 int hwtpm_enter(struct hwtpm *hw, struct err *err);
 int hwtpm_verify_approval(struct hwtpm *hw, const struct approval *ap, struct err *err);
+void hwtpm_forget_approval(struct hwtpm *hw);
+int hwtpm_object_name(const TPM2B_PUBLIC *pub, TPM2B_NAME *name);
 int hwtpm_sealed_parse(const uint8_t *blob, size_t blob_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv,
     size_t *pub_len, TPM2B_NAME *name, struct err *err);
 void hwtpm_name_hex(const TPM2B_NAME *name, char hex[static 2 * sizeof(TPMU_NAME) + 1]);
@@ -93,11 +102,19 @@ int hwtpm_session_start(struct hwtpm *hw, TPM2_SE type, struct hwtpm_session *s,
 int hwtpm_session_cfb(struct hwtpm *hw, const struct hwtpm_session *s, const TPM2B_NONCE *newer,
     const TPM2B_NONCE *older, uint8_t *buf, size_t len, int encrypt);
 int hwtpm_session_begin(const struct hwtpm_session *s, TPMA_SESSION attrs, TPMS_AUTH_COMMAND *auth);
+#define HWTPM_SIGN_NAMES 2 /* handles a command signed by vtpmd names */
 int hwtpm_session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc,
-    const TPM2B_NAME *name, TPMS_AUTH_COMMAND *auth);
+    const TPM2B_NAME *const names[], size_t n_names, TPMS_AUTH_COMMAND *auth);
 int hwtpm_session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
     const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm,
     struct err *err);
+int hwtpm_session_check_at(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
+    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, size_t at,
+    TPM2B_NONCE *nonce_tpm, struct err *err);
+int hwtpm_load_sealed(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
+    const TPM2B_NAME *want, TPM2_HANDLE *handle, struct err *err);
+int hwtpm_policy_arm(
+    struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err);
 
 /* hwtpm_sapi.c */
 TSS2_RC hwtpm_sapi_execute(struct hwtpm *hw, const TSS2L_SYS_AUTH_COMMAND *auths,

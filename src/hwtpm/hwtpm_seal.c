@@ -19,13 +19,15 @@
  *     unlocked and never wiped: the state key given to Esys_Create stayed
  *     there in the clear. Here the key exists only in secret memory and,
  *     encrypted, in the command buffer.
- * Every other host-TPM operation but the PCR reads (hwtpm_pcr.c) stays on
- * ESYS.
+ * The PCR reads (hwtpm_pcr.c) and the CK's and BK's signatures
+ * (hwtpm_attest.c: TPM2_Certify, TPM2_Quote) go the same way, for the
+ * first reason and to share the policy session; every other host-TPM
+ * operation stays on ESYS.
  *
- * The policy session is started once and kept (a TPM resets a policy
- * session that authorized a command with continueSession set); a seal
- * uses an HMAC session for that one command. An unsealed key is decrypted
- * in the caller's memory.
+ * The policy session is started once and kept (hwtpm_policy_arm: a TPM
+ * resets a policy session that authorized a command with continueSession
+ * set); a seal uses an HMAC session for that one command. An unsealed key
+ * is decrypted in the caller's memory.
  *
  * What crosses the link is not believed for what it says (hwtpm.c): the
  * sessions are salted to the SRK public area checked against the pin; the
@@ -131,8 +133,9 @@ seal_create(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 		rc = Tss2_Sys_Create_Prepare(hw->sys, HWTPM_SRK_HANDLE, &zeros, tmpl, &noinfo, &nopcr);
 		if (rc == TSS2_RC_SUCCESS)
 			rc = Tss2_Sys_SetDecryptParam(hw->sys, sens_len, sens);
-		if (rc == TSS2_RC_SUCCESS && hwtpm_session_sign(hw, s, TPM2_CC_Create, &hw->srk_name,
-		                                 &cmd.auths[0]) == -1) {
+		if (rc == TSS2_RC_SUCCESS &&
+		    hwtpm_session_sign(hw, s, TPM2_CC_Create,
+		        (const TPM2B_NAME *const[]){&hw->srk_name}, 1, &cmd.auths[0]) == -1) {
 			hwtpm_seterr(err, 0, "compute the Create authorization");
 			goto out;
 		}
@@ -218,7 +221,8 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
 	do {
 		rc = Tss2_Sys_Unseal_Prepare(hw->sys, handle);
 		if (rc == TSS2_RC_SUCCESS &&
-		    hwtpm_session_sign(hw, s, TPM2_CC_Unseal, name, &cmd.auths[0]) == -1)
+		    hwtpm_session_sign(hw, s, TPM2_CC_Unseal, (const TPM2B_NAME *const[]){name}, 1,
+		        &cmd.auths[0]) == -1)
 			return hwtpm_seterr(err, 0, "compute the Unseal authorization");
 		if (rc == TSS2_RC_SUCCESS)
 			rc = hwtpm_sapi_execute(hw, &cmd, &rsp);
@@ -256,8 +260,8 @@ unseal_item(struct hwtpm *hw, TPM2_HANDLE handle, const TPM2B_NAME *name, uint8_
  * chose. Returns 0 with *handle (to flush), or -1 with err set: ERR_FOREIGN
  * when the TPM refuses the object (another TPM's), ERR_HOST_TPM otherwise.
  */
-static int
-unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
+int
+hwtpm_load_sealed(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
     const TPM2B_NAME *want, TPM2_HANDLE *handle, struct err *err)
 {
 	TSS2L_SYS_AUTH_COMMAND pw = {.count = 1, .auths = {{.sessionHandle = TPM2_RS_PW}}};
@@ -287,56 +291,11 @@ unseal_load(struct hwtpm *hw, const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub
 	*handle = 0;
 	hwtpm_name_hex(&got, got_hex);
 	hwtpm_name_hex(want, want_hex);
-	return hwtpm_seterr(err, 0, "the host TPM link returned another object's Name: TPM2_Load "
+	return hwtpm_seterr(err, 0,
+	    "the host TPM link returned another object's Name: TPM2_Load "
 	    "of the sealed object answered %.16s…, its blob's Name is %.16s…; something between "
-	    "vtpmd and the TPM swapped or altered it; nothing was unsealed", got_hex, want_hex);
-}
-
-/* PolicyPCR over sel, then PolicyAuthorize of the approved digest with the
- * ticket: the session's digest becomes the sealed object's authPolicy. */
-static int
-unseal_policy(
-    struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err)
-{
-	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN}, nodigest = {0};
-	TPM2B_NONCE ref = {0};
-	TPML_PCR_SELECTION tsel;
-	int tries = 0;
-	TSS2_RC rc;
-
-	if (hwtpm_selection(sel, &tsel) == -1) {
-		hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
-		return -1;
-	}
-	do {
-		rc = Tss2_Sys_PolicyPCR_Prepare(hw->sys, hw->policy.handle, &nodigest, &tsel);
-		if (rc == TSS2_RC_SUCCESS)
-			rc = hwtpm_sapi_execute(hw, NULL, NULL);
-	} while (hwtpm_sapi_again(rc, &tries));
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, rc, "PolicyPCR");
-		return -1;
-	}
-	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
-	ref.size = (UINT16)strlen(APPROVAL_POLICY_REF);
-	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
-	tries = 0;
-	do {
-		rc = Tss2_Sys_PolicyAuthorize_Prepare(hw->sys, hw->policy.handle, &approved, &ref,
-		    &hw->approval_name, &hw->ticket);
-		if (rc == TSS2_RC_SUCCESS)
-			rc = hwtpm_sapi_execute(hw, NULL, NULL);
-	} while (hwtpm_sapi_again(rc, &tries));
-	if (rc != TSS2_RC_SUCCESS && !seal_from_tpm(rc)) {
-		hwtpm_seterr(err, rc, "PolicyAuthorize");
-		return -1;
-	}
-	if (rc != TSS2_RC_SUCCESS) {
-		hwtpm_seterr(err, rc, "host PCRs are not in the approved configuration");
-		err->kind = ERR_POLICY;
-		return -1;
-	}
-	return 0;
+	    "vtpmd and the TPM swapped or altered it; nothing was used",
+	    got_hex, want_hex);
 }
 
 /*
@@ -364,15 +323,11 @@ hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
 		return -1;
 	if (hwtpm_verify_approval(hw, ap, err) == -1)
 		return -1;
-	if (unseal_load(hw, &priv, &pub, &name, &obj, err) == -1)
+	if (hwtpm_load_sealed(hw, &priv, &pub, &name, &obj, err) == -1)
 		return -1;
-	ret = -1;
-	if (hw->policy.handle == 0 && hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
-		goto out;
-	ret = unseal_policy(hw, sel, ap, err);
+	ret = hwtpm_policy_arm(hw, sel, ap, err);
 	if (ret == 0)
 		ret = unseal_item(hw, obj, &name, secret, secret_len, err);
-out:
 	/* A policy session a failure left half-satisfied is not reused. */
 	if (ret != 0) {
 		OPENSSL_cleanse(secret, secret_len);

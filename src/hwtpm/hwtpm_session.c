@@ -168,21 +168,28 @@ hwtpm_session_begin(const struct hwtpm_session *s, TPMA_SESSION attrs, TPMS_AUTH
 }
 
 /* The command HMAC of auth for the command prepared in hw->sys, code cc,
- * authorizing the entity called name. Returns 0 or -1. */
+ * whose handles are called names[0..n_names) (in the command's order; an
+ * empty Name for none). Returns 0 or -1. */
 int
 hwtpm_session_sign(struct hwtpm *hw, const struct hwtpm_session *s, TPM2_CC cc,
-    const TPM2B_NAME *name, TPMS_AUTH_COMMAND *auth)
+    const TPM2B_NAME *const names[], size_t n_names, TPMS_AUTH_COMMAND *auth)
 {
 	TPM2B_DIGEST cp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_tpm, attrs;
-	uint8_t head[4 + sizeof(name->name)];
+	uint8_t head[4 + HWTPM_SIGN_NAMES * sizeof(TPMU_NAME)];
 	const uint8_t *params;
-	size_t params_len;
+	size_t params_len, head_len = 4;
 
-	if (Tss2_Sys_GetCpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
+	if (n_names > HWTPM_SIGN_NAMES ||
+	    Tss2_Sys_GetCpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS)
 		return -1;
 	session_put32(head, cc);
-	memcpy(head + 4, name->name, name->size);
-	if (hwtpm_sha256(head, 4 + name->size, params, params_len, cp.buffer) == -1)
+	for (size_t i = 0; i < n_names; i++) {
+		if (names[i]->size > sizeof(names[i]->name))
+			return -1;
+		memcpy(head + head_len, names[i]->name, names[i]->size);
+		head_len += names[i]->size;
+	}
+	if (hwtpm_sha256(head, head_len, params, params_len, cp.buffer) == -1)
 		return -1;
 	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
 	memcpy(&nonce_tpm, &s->nonce_tpm, sizeof(s->nonce_tpm));
@@ -200,6 +207,8 @@ session_command(TPM2_CC cc)
 	case TPM2_CC_Create: return "TPM2_Create";
 	case TPM2_CC_Unseal: return "TPM2_Unseal";
 	case TPM2_CC_PCR_Read: return "TPM2_PCR_Read";
+	case TPM2_CC_Certify: return "TPM2_Certify";
+	case TPM2_CC_Quote: return "TPM2_Quote";
 	default: return "a command";
 	}
 }
@@ -212,13 +221,24 @@ hwtpm_session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
     const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, TPM2B_NONCE *nonce_tpm,
     struct err *err)
 {
+	return hwtpm_session_check_at(hw, s, cc, auth, rsp, 0, nonce_tpm, err);
+}
+
+/* As hwtpm_session_check, for the command's last session, its at-th
+ * (after password authorizations of the handles before). */
+int
+hwtpm_session_check_at(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
+    const TPMS_AUTH_COMMAND *auth, const TSS2L_SYS_AUTH_RESPONSE *rsp, size_t at,
+    TPM2B_NONCE *nonce_tpm, struct err *err)
+{
 	TPM2B_DIGEST rp = {.size = TPM_DIGEST_LEN}, nonce_caller, nonce_new, attrs, expected;
+	const TPMS_AUTH_RESPONSE *r = &rsp->auths[at < TSS2_SYS_MAX_SESSIONS ? at : 0];
 	const uint8_t *params;
 	size_t params_len;
 	uint8_t code[8];
 
-	if (rsp->count != 1 || rsp->auths[0].nonce.size == 0 ||
-	    rsp->auths[0].nonce.size > sizeof(nonce_new.buffer) ||
+	if (at >= TSS2_SYS_MAX_SESSIONS || rsp->count != at + 1 || r->nonce.size == 0 ||
+	    r->nonce.size > sizeof(nonce_new.buffer) ||
 	    Tss2_Sys_GetRpBuffer(hw->sys, &params_len, &params) != TSS2_RC_SUCCESS) {
 		hwtpm_seterr(err, 0, "the host TPM's response to %s carries no session: altered "
 		    "on the host TPM link; nothing of it was used", session_command(cc));
@@ -227,19 +247,127 @@ hwtpm_session_check(struct hwtpm *hw, struct hwtpm_session *s, TPM2_CC cc,
 	session_put32(code, TPM2_RC_SUCCESS);
 	session_put32(code + 4, cc);
 	memcpy(&nonce_caller, &auth->nonce, sizeof(auth->nonce));
-	memcpy(&nonce_new, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
-	attrs = session_attrs(rsp->auths[0].sessionAttributes);
+	memcpy(&nonce_new, &r->nonce, sizeof(r->nonce));
+	attrs = session_attrs(r->sessionAttributes);
 	if (hwtpm_sha256(code, 8, params, params_len, rp.buffer) == -1 ||
 	    session_hmac(s, (const TPM2B_DIGEST *[]){&rp, &nonce_new, &nonce_caller, &attrs}, 4,
 	        expected.buffer) == -1 ||
-	    rsp->auths[0].hmac.size != TPM_DIGEST_LEN ||
-	    CRYPTO_memcmp(expected.buffer, rsp->auths[0].hmac.buffer, TPM_DIGEST_LEN) != 0) {
+	    r->hmac.size != TPM_DIGEST_LEN ||
+	    CRYPTO_memcmp(expected.buffer, r->hmac.buffer, TPM_DIGEST_LEN) != 0) {
 		hwtpm_seterr(err, 0, "the host TPM's response to %s does not authenticate (its "
 		    "session HMAC fails): altered on the host TPM link; nothing of it was used",
 		    session_command(cc));
 		return -1;
 	}
-	memcpy(&s->nonce_tpm, &rsp->auths[0].nonce, sizeof(rsp->auths[0].nonce));
-	*nonce_tpm = rsp->auths[0].nonce;
+	memcpy(&s->nonce_tpm, &r->nonce, sizeof(r->nonce));
+	*nonce_tpm = r->nonce;
 	return 0;
+}
+
+/* Whether rc is the host TPM's refusal of PolicyAuthorize's checkTicket
+ * (TPM_RC_VALUE of its fourth parameter): a ticket made before the owner
+ * hierarchy's proof changed (TPM2_Clear), or altered on the link. */
+static bool
+session_ticket_refused(TSS2_RC rc)
+{
+	return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER &&
+	       (rc & 0xfff) == (TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_4);
+}
+
+/* One PolicyPCR or PolicyAuthorize prepared in hw->sys, sent (again when
+ * the TPM asks). They need no authorization. */
+static TSS2_RC
+session_policy_send(struct hwtpm *hw, const TPML_PCR_SELECTION *tsel, const TPM2B_DIGEST *approved)
+{
+	static const TPM2B_DIGEST nodigest = {0};
+	TPM2B_NONCE ref = {.size = sizeof(APPROVAL_POLICY_REF) - 1};
+	int tries = 0;
+	TSS2_RC rc;
+
+	memcpy(ref.buffer, APPROVAL_POLICY_REF, ref.size);
+	do {
+		if (approved == NULL)
+			rc =
+			    Tss2_Sys_PolicyPCR_Prepare(hw->sys, hw->policy.handle, &nodigest, tsel);
+		else
+			rc = Tss2_Sys_PolicyAuthorize_Prepare(hw->sys, hw->policy.handle, approved,
+			    &ref, &hw->approval_name, &hw->ticket);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = hwtpm_sapi_execute(hw, NULL, NULL);
+	} while (hwtpm_sapi_again(rc, &tries));
+	return rc;
+}
+
+/*
+ * Satisfies, in hw->policy, the authPolicy that the sealed state keys, the
+ * CK and the BK share (pcrpolicy_authorize) for the one command that
+ * follows: PolicyPCR over the host PCRs in sel as they are now, then
+ * PolicyAuthorize of ap's approved PolicyPCR digest with the host TPM's
+ * ticket for its signature (hwtpm_verify_approval, once per approval).
+ *
+ * The session is started at its first use, salted to the SRK whose public
+ * area hwtpm_connect checked against the pin, and kept for the connection:
+ * a TPM resets a policy session that authorized a command with
+ * continueSession set, ready for the next PolicyPCR, so every later use
+ * costs these two commands and no StartAuthSession; a kept session the
+ * TPM no longer knows (it restarted) is started again, once. A ticket the
+ * TPM refuses is made again, once. On failure the session is flushed (a
+ * half-satisfied session is not reused). Returns 0, or -1 with err:
+ * ERR_POLICY when the host PCRs are not the approved ones.
+ */
+int
+hwtpm_policy_arm(
+    struct hwtpm *hw, const struct pcr_selection *sel, const struct approval *ap, struct err *err)
+{
+	TPM2B_DIGEST approved = {.size = TPM_DIGEST_LEN};
+	TPML_PCR_SELECTION tsel;
+	bool kept = hw->policy.handle != 0;
+	TSS2_RC rc;
+
+	if (hwtpm_selection(sel, &tsel) == -1)
+		return hwtpm_seterr(err, 0, "PolicyPCR: select host PCRs");
+	if (hwtpm_verify_approval(hw, ap, err) == -1)
+		return -1;
+	if (!kept && hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
+		return -1;
+	memcpy(approved.buffer, ap->policy, TPM_DIGEST_LEN);
+	rc = session_policy_send(hw, &tsel, NULL);
+	if (rc != TSS2_RC_SUCCESS && kept && (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+		/* The kept session is gone if the TPM restarted (TPM2_Startup
+		 * ends every session): a new one, once. */
+		log_info("host TPM: the kept policy session was refused (the TPM restarted?); "
+		         "starting a new one");
+		hwtpm_session_end(hw, &hw->policy, true);
+		if (hwtpm_session_start(hw, TPM2_SE_POLICY, &hw->policy, err) == -1)
+			return -1;
+		rc = session_policy_send(hw, &tsel, NULL);
+	}
+	if (rc != TSS2_RC_SUCCESS) {
+		hwtpm_seterr(err, rc, "PolicyPCR");
+		goto failed;
+	}
+	rc = session_policy_send(hw, NULL, &approved);
+	if (session_ticket_refused(rc)) {
+		log_info(
+		    "host TPM: the ticket for approval %02x%02x%02x%02x… was refused; verifying "
+		    "the approval again",
+		    ap->policy[0], ap->policy[1], ap->policy[2], ap->policy[3]);
+		hwtpm_forget_approval(hw);
+		if (hwtpm_verify_approval(hw, ap, err) == -1)
+			goto failed;
+		rc = session_policy_send(hw, NULL, &approved);
+	}
+	if (rc == TSS2_RC_SUCCESS)
+		return 0;
+	if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER) {
+		hwtpm_seterr(err, rc, "PolicyAuthorize");
+		goto failed;
+	}
+	hwtpm_seterr(err, rc,
+	    "host PCRs are not in the approved configuration (the host TPM "
+	    "refused PolicyAuthorize)");
+	err->kind = ERR_POLICY;
+failed:
+	hwtpm_session_end(hw, &hw->policy, true);
+	return -1;
 }

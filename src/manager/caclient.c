@@ -163,6 +163,7 @@ caclient_tls(struct caclient *c, const struct config *cfg, struct err *err)
 
 	if (strncmp(c->url, "https://", 8) != 0)
 		return 0;
+	tls_client_warm(); /* inherited by this request's child and the next ones' */
 	if (cfg != NULL && cfg->ca_tls_pin[0] != '\0') {
 		if (tls_pin_parse(cfg->ca_tls_pin, c->tls.pin, err) == -1)
 			return err_wrap(err, "%s: ca-tls-pin", c->who);

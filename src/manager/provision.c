@@ -5,15 +5,15 @@
  *
  * While the first nonce comes, the vTPM creates every EK asked for from
  * the TCG templates and persists them (guesttpm.c): the vTPM's vEK set,
- * closed before the CA hears of the vTPM. Then for each EK type asked for
- * (RSA-2048, ECC P-256), with a nonce of its own from the Virtualization
- * CA: the host TPM's CK certifies the instance's sealed state-key object
- * with qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID,
- * the set's digest) and quotes the host PCRs of the sealing policy with
- * the same qualifyingData; the Virtualization CA checks that evidence
- * (docs/ca-api.md), takes the nonce
- * (once) and binds the sealed object, the UUID, the vEK and (at the first
- * request) the whole vEK set, and issues the EK certificate. vtpmd checks
+ * closed before the CA hears of the vTPM. Then, with one nonce from the
+ * Virtualization CA, the host TPM's CK certifies the instance's sealed
+ * state-key object with qualifyingData = evidence_vek_qualifying(nonce,
+ * the set's first vEK, instance UUID, the set's digest) and quotes the
+ * host PCRs of the sealing policy with the same qualifyingData; one
+ * request ("whole_set") asks the Virtualization CA for the certificates
+ * of every vEK of the set on that evidence: it checks it (docs/ca-api.md),
+ * takes the nonce (once) and binds the sealed object, the UUID, the set
+ * and each vEK, and issues one EK certificate per vEK. vtpmd checks
  * that certificate in turn (cacheck_ek: the Virtualization CA root it
  * trusts, this vEK, the TCG EK profile, this host and instance); only once
  * every EK's certificate passed are they written into the vTPM's TCG NV
@@ -21,9 +21,9 @@
  * certificate refused leaves the vTPM's NV untouched. What was issued is
  * recorded, public, in STATE/instances/NAME/ek.json.
  *
- * Host-TPM cost per EK: the certification (Load, Certify, FlushContext)
- * and the quote. The CA requests (two per EK: the nonce, the certificate)
- * run off the loop (caclient.c): a provisioning is a state (struct
+ * Host-TPM cost per vTPM: one certification (Load, Certify, FlushContext)
+ * and one quote. The CA requests (two per vTPM: the nonce, the
+ * certificates) run off the loop (caclient.c): a provisioning is a state (struct
  * provision) that the loop moves on at each event of its request in
  * flight (provision_step), while it serves others.
  */
@@ -70,8 +70,8 @@ enum provision_stage {
 /* A provisioning in flight: the state between the CA's answers. */
 struct provision {
 	unsigned int set; /* the types asked for (bits 1 << HWTPM_EK_*) */
-	size_t next;	  /* the index in provision_types looked at next */
-	size_t cur;	  /* the type whose CA request is in flight */
+	bool asked;       /* the nonce was asked for */
+	size_t cur;       /* the set's first type: the evidence is made for its vEK */
 	char *ck_pem;	  /* the CK certificate, as enrolled when it began */
 	uint8_t ck_digest[CERTS_DIGEST_LEN]; /* its key (certs_cert_key_digest) */
 	char url[256];		   /* the Virtualization CA, idem */
@@ -86,18 +86,17 @@ struct provision {
 	uint8_t *vek[PROVISION_NTYPES];
 	size_t vek_len[PROVISION_NTYPES];
 	uint8_t set_digest[TPM_DIGEST_LEN]; /* evidence_vek_set_digest() */
-	bool made;                          /* the vEKs are made */
 	struct caclient *ca; /* the CA request in flight, or NULL */
 	enum provision_stage stage;                  /* which one */
-	int64_t ek_deadline; /* monotonic ms: the EK's two requests share one ca-timeout */
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];       /* the CA's, for the EK in flight */
+	int64_t ek_deadline; /* monotonic ms: the two requests share one ca-timeout */
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];       /* the CA's, for the evidence */
 	struct cacheck_cert certs[PROVISION_NTYPES]; /* accepted, written once all are */
 	const struct cacheck_cert *first; /* the first accepted: its chain goes to NV */
 	json_t *eks, *chain; /* what ek.json will record */
 };
 
-/* The seconds left of the EK's ca-timeout (at least 1): its certificate
- * request has what its nonce request left, so that a create still answers
+/* The seconds left of the ca-timeout (at least 1): the certificate
+ * request has what the nonce request left, so that a create still answers
  * within vtpmctl's deadline (docs/config.md, ca-timeout). */
 static int
 provision_time_left(const struct provision *p)
@@ -107,7 +106,8 @@ provision_time_left(const struct provision *p)
 	return left < 1000 ? 1 : (int)((left + 999) / 1000);
 }
 
-/* The Virtualization CA request for one vEK (docs/ca-api.md). */
+/* The Virtualization CA request for the whole vEK set, on the evidence
+ * made for its first vEK (docs/ca-api.md). */
 static json_t *
 provision_request(struct manager *m, const struct vtpm *v, const struct provision *p,
     size_t sealed_pub_len, const struct hwtpm_attestation *cert,
@@ -127,8 +127,8 @@ provision_request(struct manager *m, const struct vtpm *v, const struct provisio
 	hex_encode(m->policy.pub.x, 32, x);
 	hex_encode(m->policy.pub.y, 32, y);
 	return json_pack(
-	    "{s:s, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
-	    "ck_certificate", p->ck_pem, "instance_uuid", v->uuid, "vek_public",
+	    "{s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:s, s:s}}",
+	    "whole_set", 1, "ck_certificate", p->ck_pem, "instance_uuid", v->uuid, "vek_public",
 	    enrol_b64(p->vek[p->cur], p->vek_len[p->cur]), "other_veks", others, "sealed_public",
 	    enrol_b64(p->sealed, sealed_pub_len), "nonce", enrol_b64(p->nonce, sizeof(p->nonce)),
 	    "certify", "attest", enrol_b64(cert->attest, cert->attest_len), "signature",
@@ -138,10 +138,10 @@ provision_request(struct manager *m, const struct vtpm *v, const struct provisio
 	    pcrpolicy_values_json(m->cfg.pcrs.mask, values), "approval_key", "x", x, "y", y);
 }
 
-/* The host TPM's evidence for the vEK in flight (the CK's certification of
- * the sealed key object and its quote of the host PCRs, both qualified by
- * the CA's nonce, the vEK and the instance's UUID), sent to the
- * Virtualization CA: p->ca. */
+/* The host TPM's evidence for the vEK set (the CK's certification of the
+ * sealed key object and its quote of the host PCRs, both qualified by the
+ * CA's nonce, the set's first vEK, the instance's UUID and the set's
+ * digest), sent to the Virtualization CA: p->ca. */
 static int
 provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
@@ -159,9 +159,7 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 	        p->set_digest, qd, err) == -1)
 		return err_wrap(err, "the vEK's evidence");
 	snprintf(what, sizeof(what),
-	    "to certify %s's %s EK with the host's CK and quote the host "
-	    "PCRs",
-	    v->name, provision_types[p->cur].name);
+	    "to certify %s's EKs with the host's CK and quote the host PCRs", v->name);
 	if ((e = policy_approved_now(m, what, err)) == NULL)
 		return -1;
 	if (hwtpm_certify_sealed(m->hw, p->sealed, p->sealed_len, &m->cfg.pcrs, &e->ap, qd,
@@ -190,8 +188,7 @@ out:
 	return ret;
 }
 
-/* Asks the Virtualization CA for a nonce for the next EK's evidence:
- * p->ca. */
+/* Asks the Virtualization CA for a nonce for the evidence: p->ca. */
 static int
 provision_ask_nonce(struct manager *m, struct provision *p, struct err *err)
 {
@@ -244,14 +241,14 @@ provision_der(const char *pem, uint8_t **der, size_t *len)
 	                                                                                     : -1;
 }
 
-/* The CA answered for the vEK in flight: its certificate is checked
+/* The CA's answer for vEK type t (reply): its certificate is checked
  * (cacheck_ek) and kept, to be written once every EK's is; its record goes
  * to p->eks. Both EKs' certificates must verify through one chain, the one
  * the vTPM's chain indices will hold. */
 static int
-provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
+provision_accept_one(
+    const struct vtpm *v, struct provision *p, size_t t, const json_t *reply, struct err *err)
 {
-	size_t t = p->cur;
 	struct cacheck_ek_want want = {.url = p->url,
 	    .roots = &p->roots,
 	    .type = provision_types[t].name,
@@ -262,11 +259,10 @@ provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 	struct cacheck_cert *c = &p->certs[t];
 	char serial[CERTS_SERIAL_HEX_MAX + 1] = "", handle[16], index[16], *pem = NULL;
 	struct certs_virtual virt;
-	json_t *reply = NULL;
 	int ret = -1;
 
 	memcpy(want.ck_digest, p->ck_digest, sizeof(want.ck_digest));
-	if (caclient_result(p->ca, &reply, err) == -1 || cacheck_ek(reply, &want, c, &virt, err) == -1)
+	if (cacheck_ek(reply, &want, c, &virt, err) == -1)
 		goto out;
 	if (p->first != NULL && !cacheck_same_chain(p->first, c)) {
 		err_set(err, ERR_UNTRUSTED, "Virtualization CA at %s: %s EK certificate refused: it "
@@ -294,10 +290,46 @@ provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
 out:
 	if (ret == -1)
 		cacheck_cert_clear(c);
+	free(pem);
+	return ret;
+}
+
+/* The CA answered for the whole set: {"eks": [...]}, one answer per vEK
+ * asked for, in type order, each accepted (provision_accept_one). */
+static int
+provision_accept(const struct vtpm *v, struct provision *p, struct err *err)
+{
+	json_t *reply = NULL;
+	const json_t *eks;
+	size_t i = 0;
+	int ret = -1;
+
+	if (caclient_result(p->ca, &reply, err) == -1)
+		goto out;
+	eks = json_object_get(reply, "eks");
+	for (size_t t = 0; t < PROVISION_NTYPES; t++) {
+		if (p->vek[t] == NULL)
+			continue;
+		if (!json_is_object(json_array_get(eks, i))) {
+			err_set(err, ERR_UNTRUSTED,
+			    "Virtualization CA at %s: its answer holds no %s EK certificate",
+			    p->url, provision_types[t].name);
+			goto out;
+		}
+		if (provision_accept_one(v, p, t, json_array_get(eks, i++), err) == -1)
+			goto out;
+	}
+	if (json_array_size(eks) != i) {
+		err_set(err, ERR_UNTRUSTED,
+		    "Virtualization CA at %s: its answer holds more EK certificates than asked for",
+		    p->url);
+		goto out;
+	}
+	ret = 0;
+out:
 	caclient_free(p->ca);
 	p->ca = NULL;
 	json_decref(reply);
-	free(pem);
 	return ret;
 }
 
@@ -427,23 +459,21 @@ provision_make_veks(struct provision *p, struct err *err)
 	}
 	if (evidence_vek_set_digest(&set, p->set_digest, err) == -1)
 		return err_wrap(err, "the vEK set");
-	p->made = true;
 	return 0;
 }
 
 /*
  * Moves the provisioning of v on, after v's worker began to serve and
  * after each event of the CA request in flight (its pipe readable, its
- * deadline): when the CA's nonce is in, the vEK made meanwhile is
- * certified by the host TPM with it and sent to the CA; when the CA's
- * certificate is in, it is checked and kept; then the next EK's nonce is
- * asked for and its vEK made, or, when none is left, the certificates and
- * their chain are written into the vTPM and ek.json is written. Returns 1
- * while a CA
- * request is in flight (provision_ca), 0 when the instance is
- * provisioned, -1 with err when it failed (ERR_UNTRUSTED: a certificate
- * refused, and then nothing was written to the vTPM's NV): it may then
- * hold some of its EKs, and the caller deletes it.
+ * deadline): first the CA's nonce is asked for, and the vEKs are made
+ * meanwhile; when it is in, the host TPM certifies the vEK set with it and
+ * the set is sent to the CA; when the CA's certificates are in, each is
+ * checked and kept, then they and their chain are written into the vTPM
+ * and ek.json is written. Returns 1 while a CA request is in flight
+ * (provision_ca), 0 when the instance is provisioned, -1 with err when it
+ * failed (ERR_UNTRUSTED: a certificate refused, and then nothing was
+ * written to the vTPM's NV): it may then hold some of its EKs, and the
+ * caller deletes it.
  */
 int
 provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct err *err)
@@ -461,14 +491,16 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 		if (provision_accept(v, p, err) == -1)
 			return -1;
 	}
-	while (p->next < PROVISION_NTYPES && !(p->set & (1u << provision_types[p->next].kind)))
-		p->next++;
-	if (p->next == PROVISION_NTYPES)
+	if (p->asked)
 		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
-	p->cur = p->next++;
-	/* The vEKs are made while the CA's child fetches the first nonce. */
-	if (provision_ask_nonce(m, p, err) == -1 ||
-	    (!p->made && provision_make_veks(p, err) == -1))
+	for (p->cur = 0; p->cur < PROVISION_NTYPES; p->cur++)
+		if (p->set & (1u << provision_types[p->cur].kind))
+			break;
+	if (p->cur == PROVISION_NTYPES)
+		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
+	p->asked = true;
+	/* The vEKs are made while the CA's child fetches the nonce. */
+	if (provision_ask_nonce(m, p, err) == -1 || provision_make_veks(p, err) == -1)
 		return -1;
 	return 1;
 }

@@ -385,8 +385,60 @@ certs_pkey_wrap(EVP_PKEY *pkey)
 	return k;
 }
 
+/*
+ * Public keys that passed EVP_PKEY_public_check in this thread, by the
+ * SHA-256 of their type and parameters (certs_key_digest). OpenSSL's check
+ * of an RSA key (SP 800-56B: an odd modulus without small factors,
+ * composite by Miller-Rabin rounds over all of it) takes milliseconds, and
+ * the CA meets one vEK several times per request (the vEK set, its
+ * identity, the certificate). The check of one key always comes out the
+ * same, so a key seen to pass is not checked again; one that failed is
+ * checked every time. Per thread: no lock.
+ */
+#define CERTS_KEYS_PASSED 16
+static _Thread_local struct {
+	uint8_t digest[CERTS_KEYS_PASSED][32];
+	unsigned int n, next;
+} certs_keys_passed;
+
+static bool
+certs_key_passed_before(const uint8_t digest[static 32])
+{
+	for (unsigned int i = 0; i < certs_keys_passed.n; i++)
+		if (memcmp(certs_keys_passed.digest[i], digest, 32) == 0)
+			return true;
+	return false;
+}
+
+static void
+certs_key_passed_now(const uint8_t digest[static 32])
+{
+	memcpy(certs_keys_passed.digest[certs_keys_passed.next], digest, 32);
+	certs_keys_passed.next = (certs_keys_passed.next + 1) % CERTS_KEYS_PASSED;
+	if (certs_keys_passed.n < CERTS_KEYS_PASSED)
+		certs_keys_passed.n++;
+}
+
+/* The digest a key is remembered by: SHA-256 of tag (the type), a and b
+ * (a fixed-size part first, so that no two keys share the input). */
+static int
+certs_key_digest(const char *tag, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+    uint8_t digest[static 32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	         EVP_DigestUpdate(md, tag, strlen(tag) + 1) == 1 &&
+	         EVP_DigestUpdate(md, a, alen) == 1 && EVP_DigestUpdate(md, b, blen) == 1 &&
+	         EVP_DigestFinal_ex(md, digest, NULL) == 1;
+
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+/* A public key of type from params, which must pass OpenSSL's public key
+ * check, unless the key of digest (certs_key_digest) passed it before. */
 static EVP_PKEY *
-certs_fromdata(const char *type, OSSL_PARAM *params)
+certs_fromdata(const char *type, OSSL_PARAM *params, const uint8_t digest[static 32])
 {
 	EVP_PKEY_CTX *ctx = NULL;
 	EVP_PKEY *pkey = NULL;
@@ -395,11 +447,15 @@ certs_fromdata(const char *type, OSSL_PARAM *params)
 	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
 		goto out;
+	if (certs_key_passed_before(digest))
+		goto out;
 	EVP_PKEY_CTX_free(ctx);
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (ctx == NULL || EVP_PKEY_public_check(ctx) != 1) {
 		EVP_PKEY_free(pkey);
 		pkey = NULL;
+	} else {
+		certs_key_passed_now(digest);
 	}
 out:
 	EVP_PKEY_CTX_free(ctx);
@@ -417,12 +473,19 @@ certs_pkey_from_rsa(const uint8_t *modulus, size_t len, uint32_t exponent)
 	OSSL_PARAM *params = NULL;
 	BIGNUM *n = NULL, *e = NULL;
 	EVP_PKEY *pkey = NULL;
+	uint8_t digest[32], be[4];
 
 	if (exponent == 0)
 		exponent = 65537;
 	if (modulus == NULL || len < 256 || len > 512 || modulus[0] == 0 || exponent < 3 ||
 	    exponent % 2 == 0)
 		return NULL;
+	be[0] = (uint8_t)(exponent >> 24);
+	be[1] = (uint8_t)(exponent >> 16);
+	be[2] = (uint8_t)(exponent >> 8);
+	be[3] = (uint8_t)exponent;
+	if (certs_key_digest("RSA", be, sizeof(be), modulus, len, digest) == -1)
+		goto out;
 	n = BN_bin2bn(modulus, (int)len, NULL);
 	e = BN_new();
 	bld = OSSL_PARAM_BLD_new();
@@ -432,7 +495,7 @@ certs_pkey_from_rsa(const uint8_t *modulus, size_t len, uint32_t exponent)
 		goto out;
 	params = OSSL_PARAM_BLD_to_param(bld);
 	if (params != NULL)
-		pkey = certs_fromdata("RSA", params);
+		pkey = certs_fromdata("RSA", params, digest);
 out:
 	OSSL_PARAM_free(params);
 	OSSL_PARAM_BLD_free(bld);
@@ -449,15 +512,17 @@ certs_pkey_from_ecc_p256(const uint8_t x[static 32], const uint8_t y[static 32])
 {
 	char group[] = "P-256";
 	OSSL_PARAM params[3];
-	uint8_t pt[65];
+	uint8_t pt[65], digest[32];
 
 	pt[0] = 0x04;
 	memcpy(pt + 1, x, 32);
 	memcpy(pt + 33, y, 32);
+	if (certs_key_digest(group, pt, sizeof(pt), NULL, 0, digest) == -1)
+		return NULL;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt));
 	params[2] = OSSL_PARAM_construct_end();
-	return certs_pkey_wrap(certs_fromdata("EC", params));
+	return certs_pkey_wrap(certs_fromdata("EC", params, digest));
 }
 
 /* A public key from exactly len bytes of DER SubjectPublicKeyInfo. */

@@ -33,11 +33,21 @@ fuzz_text(const char *s, size_t size)
 		abort();
 }
 
+/* A TPM structure: its length inside its field, zeros after it. */
 static void
-fuzz_key(const struct ca_msg_key *k)
+fuzz_bytes(const uint8_t *data, uint32_t len, size_t size)
 {
-	if (k->type != CA_KEY_ECC_P256 && k->type != CA_KEY_RSA_2048)
+	if (len > size)
 		abort();
+	for (size_t i = len; i < size; i++)
+		if (data[i] != 0)
+			abort();
+}
+
+static void
+fuzz_public(const struct ca_msg_public *p)
+{
+	fuzz_bytes(p->data, p->len, sizeof(p->data));
 }
 
 /* The contract of an accepted message, type by type. */
@@ -64,6 +74,8 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 			abort();
 		fuzz_text(m->u.challenge_add.subject, sizeof(m->u.challenge_add.subject));
 		fuzz_text(m->u.challenge_add.client, sizeof(m->u.challenge_add.client));
+		fuzz_public(&m->u.challenge_add.ek);
+		fuzz_public(&m->u.challenge_add.key);
 		break;
 	case CA_MSG_CHALLENGE_TAKE:
 		if (strlen(m->u.challenge_take.id) != CA_ID_HEX ||
@@ -71,22 +83,32 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 		    m->u.challenge_take.secret_len > CREDENTIAL_MAX_SECRET)
 			abort();
 		break;
-	case CA_MSG_ISSUE_CK:
-		fuzz_key(&m->u.issue_ck.key);
-		fuzz_text(m->u.issue_ck.host, sizeof(m->u.issue_ck.host));
-		break;
+	case CA_MSG_ISSUE_CK: fuzz_text(m->u.issue_ck.host, sizeof(m->u.issue_ck.host)); break;
 	case CA_MSG_ISSUE_AK:
-		fuzz_key(&m->u.issue_ak.key);
-		fuzz_text(m->u.issue_ak.tpm.model, sizeof(m->u.issue_ak.tpm.model));
-		fuzz_text(
-		    m->u.issue_ak.virt.instance_uuid, sizeof(m->u.issue_ak.virt.instance_uuid));
+		fuzz_text(m->u.issue_ak.vek_serial, sizeof(m->u.issue_ak.vek_serial));
 		break;
 	case CA_MSG_ISSUE_EK:
-		fuzz_key(&m->u.issue_ek.vek);
+		if (m->u.issue_ek.vek_type >= EVIDENCE_VEK_TYPES ||
+		    m->u.issue_ek.vek_set[m->u.issue_ek.vek_type].len == 0)
+			abort();
 		for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++)
-			if (m->u.issue_ek.vek_set[t].type != 0)
-				fuzz_key(&m->u.issue_ek.vek_set[t]);
-		fuzz_text(m->u.issue_ek.host, sizeof(m->u.issue_ek.host));
+			fuzz_public(&m->u.issue_ek.vek_set[t]);
+		fuzz_public(&m->u.issue_ek.sealed);
+		fuzz_bytes(m->u.issue_ek.certify.attest, m->u.issue_ek.certify.attest_len,
+		    sizeof(m->u.issue_ek.certify.attest));
+		fuzz_bytes(m->u.issue_ek.quote.sig, m->u.issue_ek.quote.sig_len,
+		    sizeof(m->u.issue_ek.quote.sig));
+		fuzz_text(m->u.issue_ek.instance_uuid, sizeof(m->u.issue_ek.instance_uuid));
+		break;
+	case CA_MSG_NONCE_ADD:
+		fuzz_text(m->u.nonce_add.client, sizeof(m->u.nonce_add.client));
+		if (m->u.nonce_add.client[0] == '\0')
+			abort();
+		break;
+	case CA_MSG_CRL_GET:
+		if (m->u.crl_get.role != CA_ROLE_PRIVACY &&
+		    m->u.crl_get.role != CA_ROLE_VIRTUALIZATION)
+			abort();
 		break;
 	case CA_MSG_AUDIT:
 		if (m->u.audit.action == 0 || m->u.audit.action >= CA_ACTIONS ||

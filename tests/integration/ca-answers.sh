@@ -160,11 +160,11 @@ assert_contains "$(jq -r .enrolment.privacy_ca_root "$W/host.json")" "CN=ca-answ
 assert_eq "$(jq '.endorsement.eks | length' "$W/vm-a.json")" 2 "vm-a's EKs"
 grep -q "vm-a: EK ecc-p256 certificate written to NV 0x01c0000a" "$T/svc.log" ||
 	fail "vtpmd did not log vm-a's NV writes"
-jq '{certificate: (.endorsement.eks[] | select(.type == "rsa2048") | .certificate),
-	chain: .endorsement.chain, serial: "01", host_config: "rack1-approved"}' \
+jq '.endorsement.chain as $chain | {eks: [.endorsement.eks[] | {type, certificate,
+	chain: $chain, serial: "01", host_config: "rack1-approved"}], host_config: "rack1-approved"}' \
 	"$W/vm-a.json" >"$W/vm-a-ek.json"
 
-note "(a) create: the impostor answers with vm-a's genuine RSA EK certificate"
+note "(a) create: the impostor answers with vm-a's genuine EK certificates"
 # The impostors of a create relay its nonce requests to the real CA.
 impostor_start imp-ek --upstream "$CA_URL" \
 	--answer "/v1/virtualization/ek-certificate=$W/vm-a-ek.json"

@@ -13,7 +13,10 @@
 #    with the same EK and CK, and succeeds;
 #  - a request with a field the CA does not know is refused (400 naming
 #    it), for each route; nothing of a request but its parsed fields is
-#    kept in a challenge row.
+#    kept in a challenge row;
+#  - vEK evidence nonces likewise: a flood from 127.0.0.2 gets
+#    nonces_per_client of them, the rest 429 naming the limit, and another
+#    client still gets one.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 VTPMD=$TOP/build/vtpmd
@@ -23,6 +26,8 @@ VTPM_CA=${VTPM_CA:-$TOP/build/vtpm-ca}
 CA=$VTPM_CA
 FLOOD=${FLOOD:-2000}
 PER_EK=4
+NONCE_FLOOD=${NONCE_FLOOD:-200}
+PER_CLIENT_NONCES=8
 require_tools curl jq openssl sqlite3 xxd tpm2_readpublic tpm2_nvdefine tpm2_nvwrite tpm2_print
 for t in "$CA" "$VTPMD"; do
 	[ -x "$t" ] || fail "$t is missing (make all san)"
@@ -102,4 +107,30 @@ note "then rack1 enrols again from its own address, with the same EK: it succeed
 assert_contains "$(cat "$T/out")" 'enrolled:      as "rack1"' "enrolled after the flood"
 kill -0 "$CA_PID" || fail "vtpm-ca serve died"
 grep -q "child ended" "$T/ca.log" && fail "the network child ended: $(grep 'child ended' "$T/ca.log")"
+
+note "vEK evidence nonces: $NONCE_FLOOD requests from 127.0.0.2 get $PER_CLIENT_NONCES, the rest 429"
+printf '{"nonces_per_client": %d}
+' "$PER_CLIENT_NONCES" >"$T/virt.json"
+start_vtpm_ca virt --db "$DB" --role virtualization --config "$T/virt.json"
+echo '{}' >"$W/nonce.json"
+for _ in $(seq "$NONCE_FLOOD"); do
+	printf 'url = "%s/v1/virtualization/nonce"\noutput = "/dev/null"\n' "$CA_URL"
+done >"$W/nonces.curl"
+curl -s --no-progress-meter -Z --parallel-max 16 --interface 127.0.0.2 \
+	-H 'Content-Type: application/json' --data-binary "@$W/nonce.json" -w '%{http_code}\n' \
+	-K "$W/nonces.curl" >"$W/nonce-codes" || fail "curl nonce flood: $(tail -3 "$W/nonce-codes")"
+assert_eq "$(grep -c '^200$' "$W/nonce-codes")" "$PER_CLIENT_NONCES" "nonces handed out"
+assert_eq "$(grep -c '^429$' "$W/nonce-codes")" $((NONCE_FLOOD - PER_CLIENT_NONCES)) \
+	"nonce requests refused"
+curl -s --interface 127.0.0.2 -H 'Content-Type: application/json' --data-binary '{}' \
+	"$CA_URL/v1/virtualization/nonce" >"$W/resp.json"
+assert_contains "$(jq -r .error "$W/resp.json")" \
+	"nonces are open for 127.0.0.2 (at most $PER_CLIENT_NONCES: nonces_per_client)" \
+	"the nonce limit named"
+HTTP=$(curl -s -o "$W/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary '{}' "$CA_URL/v1/virtualization/nonce")
+assert_eq "$HTTP" 200 "a nonce for another client (127.0.0.1)"
+assert_eq "$(sqlite3 "$DB" "SELECT COUNT(*) FROM ek_nonces WHERE client = '127.0.0.2'")" \
+	"$PER_CLIENT_NONCES" "nonce rows of the flooder"
+kill -0 "$CA_PID" || fail "vtpm-ca serve (virtualization) died"
 echo "ok"

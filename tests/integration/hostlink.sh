@@ -270,6 +270,21 @@ start_vtpmd svc --root-tcti "$HOST_TCTI"
 assert_eq "$(jq -r .sealed_name "$inst/vm-b/instance.json")" "$(sealed_name "$inst/vm-b/sealed.key")" \
 	"vm-b's learnt Name"
 
+note "an approval's ticket altered on the link (VerifySignature's answer): made again"
+# The host TPM refuses the ticket at PolicyAuthorize; vtpmd verifies the
+# approval again rather than take the refusal for an unapproved host.
+stop_vtpmd
+start_proxy ticket --flip 177:-1:once
+start_vtpmd svc --root-tcti "$PROXY_TCTI"
+"$VTPMCTL" restart vm-b >"$T/out" 2>&1 ||
+	fail "ticket: vm-b did not restart after its approval's ticket was altered: $(cat "$T/out")"
+assert_contains "$(cat "$PROXY_LOG")" "flipped byte" "ticket: the proxy flipped the ticket"
+assert_contains "$(cat "$T/svc.log")" "was refused; verifying the approval again" \
+	"ticket: vtpmd verified the approval again"
+stop_vtpmd
+kill_hard "$PROXY_PID"
+start_vtpmd svc --root-tcti "$HOST_TCTI"
+
 note "PCR_Read's answers altered (PCR 7's last byte): nothing reported, nothing approved"
 stop_vtpmd
 approvals=$T/svc/state/approvals.json

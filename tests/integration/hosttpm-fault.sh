@@ -53,7 +53,10 @@ restart_host_tpm
 "$VTPMCTL" stop vm-a >/dev/null
 "$VTPMCTL" start vm-a >/dev/null || fail "start vm-a after a host TPM restart"
 assert_eq "$(TPM2TOOLS_TCTI=$tcti tpm2_nvread 0x1500030 -C o -s 8)" "intact!!" "NV after restart"
-assert_contains "$(cat "$T/svc.log")" "host TPM: reconnected" "vtpmd logs the reconnection"
+# The lost policy session is started again in place (hwtpm_policy_arm),
+# other losses by reconnecting: either is logged.
+grep -qE "host TPM: reconnected|kept policy session was refused" "$T/svc.log" ||
+	fail "vtpmd logs neither a reconnection nor a new policy session: $(tail -5 "$T/svc.log")"
 
 note "another TPM in the host TPM's place: vtpmd refuses to salt sessions to its key"
 pinned=$(cat "$T/svc/state/srk.name")

@@ -17,7 +17,8 @@
  *                        another host's genuine certificate)
  *   --issue PATH         a Virtualization CA request for PATH gets an EK
  *                        certificate made now for the request's
- *                        vek_public, with the vtpmd marker it asks for
+ *                        vek_public (and, for a whole set, one for each
+ *                        of other_veks), with the vtpmd marker it asks for
  *                        (its CK, host and instance UUID), by the CA whose
  *                        key and certificate are KEY and CERT, answered
  *                        with the chain in FILE (PEM, issuer first); with
@@ -244,11 +245,11 @@ out:
 	return ret;
 }
 
-/* The key of the request's vek_public. */
+/* The key of a vEK's TPM2B_PUBLIC in base64 (a JSON string). */
 static struct certs_pkey *
-imp_vek(const json_t *body)
+imp_vek(const json_t *vek)
 {
-	const char *b64 = json_string_value(json_object_get(body, "vek_public"));
+	const char *b64 = json_string_value(vek);
 	struct evidence_public pub;
 	uint8_t buf[1024];
 	size_t len;
@@ -332,9 +333,10 @@ out:
 	return ret;
 }
 
-/* An EK certificate for the request, as a Virtualization CA's answer. */
+/* An EK certificate for vek (base64 TPM2B_PUBLIC) of the request, as a
+ * Virtualization CA's answer. */
 static json_t *
-imp_issue(const struct impostor *imp, const json_t *body)
+imp_issue_one(const struct impostor *imp, const json_t *body, const json_t *vek)
 {
 	struct certs_ek_req req = {0};
 	char serial[CERTS_SERIAL_HEX_MAX + 1], *pem = NULL;
@@ -342,7 +344,7 @@ imp_issue(const struct impostor *imp, const json_t *body)
 	size_t len = 0;
 	json_t *o = NULL;
 
-	req.ek = imp_vek(body);
+	req.ek = imp_vek(vek);
 	certs_tpm_defaults(&req.tpm);
 	req.validity = (struct certs_validity){time(NULL) - 60, CERTS_NO_EXPIRY};
 	if (req.ek == NULL || imp_marker(body, &req.virt) == -1 ||
@@ -357,6 +359,32 @@ out:
 	free(der);
 	certs_pkey_free((struct certs_pkey *)req.ek);
 	return o;
+}
+
+/* The answer to an EK certificate request: one certificate, or, for a
+ * whole set, {"eks": [vek_public's, then each of other_veks'], ...}. */
+static json_t *
+imp_issue(const struct impostor *imp, const json_t *body)
+{
+	const json_t *others = json_object_get(body, "other_veks"), *v;
+	json_t *eks;
+	size_t i;
+
+	if (!json_is_true(json_object_get(body, "whole_set")))
+		return imp_issue_one(imp, body, json_object_get(body, "vek_public"));
+	if ((eks = json_array()) == NULL ||
+	    json_array_append_new(
+	        eks, imp_issue_one(imp, body, json_object_get(body, "vek_public"))) == -1) {
+		json_decref(eks);
+		return NULL;
+	}
+	for (i = 0; (v = json_array_get(others, i)) != NULL; i++) {
+		if (json_array_append_new(eks, imp_issue_one(imp, body, v)) == -1) {
+			json_decref(eks);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o, s:s}", "eks", eks, "host_config", "impostor-config");
 }
 
 /* Relays the upstream CA's answer to the request, as it came. */

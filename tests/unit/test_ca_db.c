@@ -426,7 +426,9 @@ add_from(struct fixture *f, const char *id, enum ca_kind kind, const char *reque
 	    .ek_key = ek_key,
 	    .client = client,
 	    .now = now,
-	    .expires_at = expires_at};
+	    .expires_at = expires_at,
+	    .key_public = (const uint8_t *)"KEY",
+	    .key_public_len = 3};
 
 	return ca_db_challenge_add(f->db, &c, &LIMITS, &f->err);
 }
@@ -453,60 +455,55 @@ static void
 test_challenge_single_use(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t h[32], got[32];
-	enum ca_kind kind = 0;
-	char *req = NULL;
+	struct ca_challenge_taken t;
+	uint8_t h[32];
 
 	hash_of(h, 0x5a);
 	assert_int_equal(add(f, "c1", CA_KIND_AK, "{\"kind\":\"ak\"}", h, NOW, NOW + 300), 0);
 	assert_int_equal(add(f, "c1", CA_KIND_AK, "{}", h, NOW, NOW + 300), -1);
 	assert_int_equal(f->err.kind, ERR_EXISTS);
-	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &kind, &req, got, &f->err), 0);
-	assert_int_equal(kind, CA_KIND_AK);
-	assert_string_equal(req, "{\"kind\":\"ak\"}");
-	assert_memory_equal(got, h, 32);
-	free(req);
-	req = NULL;
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 10, &t, &f->err), 0);
+	assert_int_equal(t.kind, CA_KIND_AK);
+	assert_string_equal(t.request, "{\"kind\":\"ak\"}");
+	assert_memory_equal(t.hash, h, 32);
+	assert_int_equal(t.key_public_len, 3);
+	assert_memory_equal(t.key_public, "KEY", 3);
+	free(t.request);
 	/* a second answer, right or wrong, finds it used */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "c1", NOW + 11, &kind, &req, got, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "c1", NOW + 11, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_REFUSED);
 	assert_string_equal(f->err.msg, "challenge used");
-	assert_null(req);
-	assert_int_equal(ca_db_challenge_take(f->db, "nope", NOW, &kind, &req, got, &f->err), -1);
+	assert_null(t.request);
+	assert_int_equal(ca_db_challenge_take(f->db, "nope", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_ABSENT);
 	assert_string_equal(f->err.msg, "challenge unknown");
-	assert_null(req);
+	assert_null(t.request);
 }
 
 static void
 test_challenge_expiry(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t h[32], got[32];
-	enum ca_kind kind;
-	char *req = NULL;
+	struct ca_challenge_taken t;
+	uint8_t h[32];
 
 	hash_of(h, 1);
 	assert_int_equal(add(f, "e1", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	assert_int_equal(add(f, "e2", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
 	/* at its expiry time exactly it is expired, and taking it uses it */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "e1", NOW + 300, &kind, &req, got, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW + 300, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 	assert_string_equal(f->err.msg, "challenge expired");
-	assert_null(req);
-	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &kind, &req, got, &f->err), -1);
+	assert_null(t.request);
+	assert_int_equal(ca_db_challenge_take(f->db, "e1", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_REFUSED);
 	/* one second before, it is answered */
-	assert_int_equal(
-	    ca_db_challenge_take(f->db, "e2", NOW + 299, &kind, &req, got, &f->err), 0);
-	assert_int_equal(kind, CA_KIND_CK);
-	free(req);
+	assert_int_equal(ca_db_challenge_take(f->db, "e2", NOW + 299, &t, &f->err), 0);
+	assert_int_equal(t.kind, CA_KIND_CK);
+	free(t.request);
 	/* a challenge that expires at once (challenge_expiry_seconds 0) */
 	assert_int_equal(add(f, "e3", CA_KIND_CK, "{}", h, NOW, NOW), 0);
-	req = NULL;
-	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "e3", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 }
 
@@ -514,16 +511,15 @@ static void
 test_challenge_old_forgotten(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t h[32], got[32];
-	enum ca_kind kind;
-	char *req = NULL;
+	struct ca_challenge_taken t;
+	uint8_t h[32];
 
 	hash_of(h, 2);
 	assert_int_equal(add(f, "old", CA_KIND_CK, "{}", h, NOW - 3 * 86400, NOW - 2 * 86400), 0);
-	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_TIMEOUT);
 	assert_int_equal(add(f, "new", CA_KIND_CK, "{}", h, NOW, NOW + 300), 0);
-	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &kind, &req, got, &f->err), -1);
+	assert_int_equal(ca_db_challenge_take(f->db, "old", NOW, &t, &f->err), -1);
 	assert_int_equal(f->err.kind, ERR_ABSENT);
 }
 

@@ -3,7 +3,8 @@
  * network child (src/ca/ca_msg.c): a valid message of every type passes in
  * its direction only; sizes are exact (fixed types) or fixed part plus a
  * tail whose length the payload states; strings must end inside their
- * fields and be printable; enums, flags and keys in range; a record too
+ * fields and be printable; enums and flags in range, TPM structures inside
+ * their fields with nothing after them; a record too
  * short, too long or of an unknown type is refused; send and receive over
  * a SOCK_SEQPACKET socketpair, with end of file and oversized records.
  */
@@ -23,31 +24,23 @@
 
 static struct ca_msg M, R;
 
-static void
-key_ecc(struct ca_msg_key *k)
-{
-	k->type = CA_KEY_ECC_P256;
-	memset(k->x, 0x11, sizeof(k->x));
-	memset(k->y, 0x22, sizeof(k->y));
-}
-
-static void
-key_rsa(struct ca_msg_key *k)
-{
-	k->type = CA_KEY_RSA_2048;
-	k->exponent = 65537;
-	memset(k->modulus, 0xc3, sizeof(k->modulus));
-}
-
 static const char ID[] = "00112233445566778899aabbccddeeff";
 
-/* A lineage reference: a 20-byte issuer key identifier and a serial. */
+/* A TPM structure of n bytes, each b (the message checks only its length). */
 static void
-ref(struct ca_msg_ref *r, const char *serial)
+tpm_bytes(struct ca_msg_public *p, size_t n, uint8_t b)
 {
-	r->keyid_len = 20;
-	memset(r->keyid, 0x5a, 20);
-	strcpy(r->serial, serial);
+	p->len = (uint32_t)n;
+	memset(p->data, b, n);
+}
+
+static void
+signed_bytes(struct ca_msg_signed *s)
+{
+	s->attest_len = 100;
+	memset(s->attest, 0xa7, 100);
+	s->sig_len = 70;
+	memset(s->sig, 0x51, 70);
 }
 static const char UUID[] = "3f1c2a9e-5b7d-4e21-9c0a-7d4b8e6f1a23";
 
@@ -80,12 +73,16 @@ valid(enum ca_msg_type t)
 		M.u.challenge_add.kind = CA_KIND_CK;
 		strcpy(M.u.challenge_add.subject, "host-a");
 		strcpy(M.u.challenge_add.client, "192.0.2.1");
+		tpm_bytes(&M.u.challenge_add.ek, 90, 0xee);
+		tpm_bytes(&M.u.challenge_add.key, 90, 0xaa);
 		M.u.challenge_add.len = 2;
 		memcpy(M.u.challenge_add.request, "{}", 2);
 		break;
 	case CA_MSG_CHALLENGE_ADDED:
 		M.u.challenge_added.expires_in = 300;
 		strcpy(M.u.challenge_added.id, ID);
+		M.u.challenge_added.blob_len = 68;
+		M.u.challenge_added.enc_len = 70;
 		break;
 	case CA_MSG_CHALLENGE_TAKE:
 		strcpy(M.u.challenge_take.id, ID);
@@ -99,32 +96,22 @@ valid(enum ca_msg_type t)
 	case CA_MSG_ISSUE_CK:
 		strcpy(M.u.issue_ck.id, ID);
 		strcpy(M.u.issue_ck.host, "host-a");
-		key_ecc(&M.u.issue_ck.key);
 		break;
 	case CA_MSG_ISSUE_AK:
 		strcpy(M.u.issue_ak.id, ID);
-		key_rsa(&M.u.issue_ak.key);
-		strcpy(M.u.issue_ak.tpm.manufacturer, "id:49424D00");
-		strcpy(M.u.issue_ak.tpm.model, "vtpmd-vTPM");
-		strcpy(M.u.issue_ak.tpm.version, "id:20191023");
-		strcpy(M.u.issue_ak.tpm.family, "2.0");
-		M.u.issue_ak.tpm.has_spec = 1;
-		M.u.issue_ak.virt.is_virtual = 1;
-		strcpy(M.u.issue_ak.virt.instance_uuid, UUID);
-		strcpy(M.u.issue_ak.virt.host_config, "host-a-1");
-		ref(&M.u.issue_ak.vek, "4e");
-		ref(&M.u.issue_ak.ck, "77");
+		strcpy(M.u.issue_ak.vek_serial, "4e");
 		break;
 	case CA_MSG_ISSUE_EK:
-		key_ecc(&M.u.issue_ek.vek);
-		M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = M.u.issue_ek.vek;
+		M.u.issue_ek.vek_type = EVIDENCE_VEK_ECC_P256;
+		tpm_bytes(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 90, 0xe1);
+		tpm_bytes(&M.u.issue_ek.sealed, 80, 0x5e);
+		signed_bytes(&M.u.issue_ek.certify);
+		signed_bytes(&M.u.issue_ek.quote);
+		M.u.issue_ek.pcr_mask = 1;
 		strcpy(M.u.issue_ek.ck_serial, "77");
-		strcpy(M.u.issue_ek.host, "host-a");
 		strcpy(M.u.issue_ek.instance_uuid, UUID);
-		ref(&M.u.issue_ek.ck, "77");
-		M.u.issue_ek.sealed_name_len = 34;
 		break;
-	case CA_MSG_NONCE_ADD: break;
+	case CA_MSG_NONCE_ADD: strcpy(M.u.nonce_add.client, "192.0.2.1"); break;
 	case CA_MSG_NONCE_ADDED:
 		M.u.nonce_added.expires_in = 60;
 		memset(M.u.nonce_added.nonce, 0x5a, sizeof(M.u.nonce_added.nonce));
@@ -315,6 +302,10 @@ test_strings(void **state)
 	M.u.challenge_take.id[CA_ID_HEX - 1] = '\0'; /* one digit short */
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 
+	n = valid(CA_MSG_NONCE_ADD);
+	M.u.nonce_add.client[0] = '\0';
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+
 	n = valid(CA_MSG_ISSUE_CK);
 	M.u.issue_ck.host[0] = '\0';
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
@@ -343,11 +334,13 @@ test_enums_and_flags(void **state)
 	valid(CA_MSG_AUDIT);
 	M.u.audit.outcome = 0;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	n = valid(CA_MSG_ISSUE_AK);
-	M.u.issue_ak.virt.is_virtual = 2;
+	n = valid(CA_MSG_ISSUE_EK);
+	M.u.issue_ek.vek_type = EVIDENCE_VEK_TYPES;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	valid(CA_MSG_ISSUE_AK);
-	M.u.issue_ak.tpm.has_spec = 0xff;
+	valid(CA_MSG_ISSUE_EK);
+	M.u.issue_ek.pcr_mask = 0;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	M.u.issue_ek.pcr_mask = 1u << TPM_PCRS;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	n = valid(CA_MSG_READY);
 	M.u.ready.zero = 1;
@@ -365,60 +358,54 @@ test_enums_and_flags(void **state)
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 }
 
+/* TPM structures: a length inside its field, nothing after it; those a
+ * message needs present; the vEK asked for a member of its set. */
 static void
-test_keys(void **state)
+test_tpm_structures(void **state)
 {
 	size_t n = valid(CA_MSG_ISSUE_EK);
 
-	M.u.issue_ek.vek.type = 3;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);
+	tpm_bytes(&M.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048], 300, 0xe2);
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0); /* RSA and ECC vEKs */
+	M.u.issue_ek.vek_type = EVIDENCE_VEK_RSA_2048;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);
+	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048], 0, sizeof(struct ca_msg_public));
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1); /* the vEK asked for is missing */
+	valid(CA_MSG_ISSUE_EK);
+	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256].len = CA_PUBLIC_MAX + 1;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	valid(CA_MSG_ISSUE_EK);
-	M.u.issue_ek.vek.modulus[9] = 1; /* ECC with an RSA field */
+	M.u.issue_ek.sealed.len = 79; /* a byte past its length */
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	valid(CA_MSG_ISSUE_EK);
-	key_rsa(&M.u.issue_ek.vek);
-	memset(M.u.issue_ek.vek.x, 0, sizeof(M.u.issue_ek.vek.x));
-	memset(M.u.issue_ek.vek.y, 0, sizeof(M.u.issue_ek.vek.y));
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1); /* not in its vEK set */
-	M.u.issue_ek.vek_set[EVIDENCE_VEK_RSA_2048] = M.u.issue_ek.vek;
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);            /* RSA and ECC vEKs */
-	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256].modulus[9] = 1; /* a malformed member */
+	M.u.issue_ek.quote.sig_len = 0;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);                /* RSA alone */
-	M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256] = M.u.issue_ek.vek; /* in the ECC slot */
+	valid(CA_MSG_ISSUE_EK);
+	M.u.issue_ek.certify.attest_len = CA_ATTEST_MAX + 1;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	memset(&M.u.issue_ek.vek_set[EVIDENCE_VEK_ECC_P256], 0, sizeof(struct ca_msg_key));
-	M.u.issue_ek.vek.exponent = 65536; /* even */
+	n = valid(CA_MSG_CHALLENGE_ADD);
+	M.u.challenge_add.key.len = 0;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	M.u.issue_ek.vek.exponent = 65537;
-	M.u.issue_ek.vek.modulus[0] = 0x7f; /* not 2048 bits */
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	M.u.issue_ek.vek.modulus[0] = 0xc3;
-	M.u.issue_ek.vek.x[0] = 1; /* RSA with an ECC field */
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	n = valid(CA_MSG_CHALLENGE_ADDED);
+	M.u.challenge_added.blob_len = 0; /* a challenge without its credential */
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
+	M.u.challenge_added.rc = CA_MSG_REFUSED;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1); /* the other still there */
+	M.u.challenge_added.enc_len = 0;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), 0);
 }
 
-/* Lineage references: an issuer key identifier of 1 to 64 bytes (nothing
- * after it), a hex serial; an EK's CK reference names the CK serial. */
+/* Serials: lowercase hex; a CRL of a role. */
 static void
-test_lineage_refs(void **state)
+test_serials(void **state)
 {
 	size_t n = valid(CA_MSG_ISSUE_AK);
 
-	M.u.issue_ak.vek.keyid_len = 0;
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	valid(CA_MSG_ISSUE_AK);
-	M.u.issue_ak.ck.keyid_len = CERTS_KEYID_MAX + 1;
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	valid(CA_MSG_ISSUE_AK);
-	M.u.issue_ak.ck.keyid[30] = 1; /* past keyid_len */
-	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
-	valid(CA_MSG_ISSUE_AK);
-	strcpy(M.u.issue_ak.vek.serial, "4G");
+	strcpy(M.u.issue_ak.vek_serial, "4G");
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	n = valid(CA_MSG_ISSUE_EK);
-	strcpy(M.u.issue_ek.ck.serial, "78");
+	strcpy(M.u.issue_ek.ck_serial, "");
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	n = valid(CA_MSG_CRL_GET);
 	M.u.crl_get.role = CA_ROLE_BOTH;
@@ -489,8 +476,8 @@ main(void)
 	    cmocka_unit_test(test_records_out_of_bounds),
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_enums_and_flags),
-	    cmocka_unit_test(test_keys),
-	    cmocka_unit_test(test_lineage_refs),
+	    cmocka_unit_test(test_tpm_structures),
+	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_send_recv),
 	    cmocka_unit_test(test_init_zeroes),
 	};

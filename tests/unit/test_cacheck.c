@@ -698,9 +698,8 @@ test_roots(void **state)
 static struct {
 	int ek_writes, chain_writes;
 	size_t chain_n;
-	json_t *answers[2]; /* what the fake CA answers, in turn */
-	int next_answer;
-	int posts;  /* EK certificate requests */
+	json_t *answers[2]; /* what the fake CA answers for the RSA and the ECC vEK */
+	int posts;          /* EK certificate requests (each for the whole vEK set) */
 	int nonces; /* nonce requests, each answered with a nonce */
 	bool nonce_in_flight;
 } V;
@@ -822,6 +821,9 @@ __wrap_caclient_post(const char *url, const struct config *cfg, const char *path
 	/* the evidence carries the nonce the CA gave */
 	assert_string_equal(json_string_value(json_object_get(body, "nonce")),
 	    "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=");
+	/* one request for the whole set, the RSA vEK first */
+	assert_true(json_is_true(json_object_get(body, "whole_set")));
+	assert_int_equal(json_array_size(json_object_get(body, "other_veks")), 1);
 	V.posts++;
 	return (struct caclient *)&fake_object;
 }
@@ -840,9 +842,8 @@ __wrap_caclient_result(const struct caclient *c, struct json_t **reply, struct e
 		    "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=", "expires_in", 60);
 		return 0;
 	}
-	assert_true(V.next_answer < 2);
-	*reply = V.answers[V.next_answer];
-	V.answers[V.next_answer++] = NULL;
+	*reply = json_pack("{s:[o,o]}", "eks", V.answers[0], V.answers[1]);
+	V.answers[0] = V.answers[1] = NULL;
 	return 0;
 }
 
@@ -878,7 +879,8 @@ prov_manager(struct manager *m, struct vtpm *v)
 	memset(&V, 0, sizeof(V));
 }
 
-/* Provisions both EKs with the CA answering first then second. Returns
+/* Provisions both EKs with the CA answering first (RSA) and second (ECC)
+ * to the request for the set. Returns
  * provision_step's last result, with err. */
 static int
 provision_both(json_t *first, json_t *second, struct err *err)
@@ -913,8 +915,8 @@ test_provision_writes_checked(void **state)
 	ek_spec_genuine(&ecc, F.ecc_key);
 	if (provision_both(ek_answer(&rsa), ek_answer(&ecc), &err) != 0)
 		fail_msg("genuine answers: %s", err.msg);
-	assert_int_equal(V.posts, 2);
-	assert_int_equal(V.nonces, 2);
+	assert_int_equal(V.posts, 1);
+	assert_int_equal(V.nonces, 1);
 	assert_int_equal(V.ek_writes, 2);
 	assert_int_equal(V.chain_writes, 1);
 	snprintf(file, sizeof(file), "%s/state/instances/vm/ek.json", F.dir);
@@ -941,7 +943,7 @@ test_provision_refused_writes_nothing(void **state)
 	bad.ca = F.ovirt;
 	assert_int_equal(provision_both(ek_answer(&rsa), ek_answer(&bad), &err), -1);
 	assert_non_null(strstr(err.msg, "ecc-p256 EK certificate refused: it does not chain"));
-	assert_int_equal(V.posts, 2);
+	assert_int_equal(V.posts, 1);
 	assert_int_equal(V.ek_writes + V.chain_writes, 0);
 	/* (d) the second, not of this instance. */
 	bad = ecc;

@@ -826,6 +826,42 @@ test_pkey_from_tpm(void **state)
 	certs_pkey_free(NULL);
 }
 
+/* A key that passed OpenSSL's public key check is not checked again
+ * (certs.c, certs_keys_passed); a key that failed fails every time, also
+ * after others passed, and a point next to one that passed is checked
+ * afresh (off the curve). */
+static void
+test_pkey_check_remembered(void **state)
+{
+	uint8_t mod[256], bad[256], pt[65];
+	struct certs_pkey *a;
+	BIGNUM *n = NULL;
+	size_t len = 0;
+
+	assert_int_equal(EVP_PKEY_get_bn_param(F.rsa_key, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+	assert_int_equal(BN_bn2binpad(n, mod, sizeof(mod)), sizeof(mod));
+	BN_free(n);
+	memset(bad, 0xff, sizeof(bad)); /* 2^2048 - 1: divisible by 3 */
+	for (int i = 0; i < 3; i++) {
+		a = certs_pkey_from_rsa(mod, sizeof(mod), 65537);
+		assert_non_null(a);
+		certs_pkey_free(a);
+		assert_null(certs_pkey_from_rsa(bad, sizeof(bad), 65537));
+	}
+
+	assert_int_equal(EVP_PKEY_get_octet_string_param(
+	                     F.ecc_key, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &len),
+	    1);
+	for (int i = 0; i < 3; i++) {
+		a = certs_pkey_from_ecc_p256(pt + 1, pt + 33);
+		assert_non_null(a);
+		certs_pkey_free(a);
+		pt[64] ^= 1; /* off the curve */
+		assert_null(certs_pkey_from_ecc_p256(pt + 1, pt + 33));
+		pt[64] ^= 1;
+	}
+}
+
 static void
 test_pkey_spki(void **state)
 {
@@ -1851,6 +1887,7 @@ main(void)
 	    cmocka_unit_test(test_ek_fields_follow_request),
 	    cmocka_unit_test(test_ek_refusals),
 	    cmocka_unit_test(test_pkey_from_tpm),
+	    cmocka_unit_test(test_pkey_check_remembered),
 	    cmocka_unit_test(test_pkey_spki),
 	    cmocka_unit_test(test_ak),
 	    cmocka_unit_test(test_check_ak_role),

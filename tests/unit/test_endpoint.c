@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,39 @@ test_listen_tcp(void **state)
 	close(fd);
 }
 
+/* TCP listeners and connections go without Nagle's delay: a request or
+ * answer written in two pieces (TLS: Finished then data, data then
+ * close_notify) must not wait for the peer's delayed ACK. The accepted
+ * socket has it from the listener. */
+static void
+test_listen_tcp_nodelay(void **state)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin), ol;
+	struct endpoint ep;
+	int fd, client, conn, on;
+
+	assert_int_equal(endpoint_parse("tcp:127.0.0.1:0", &ep), 0);
+	fd = endpoint_listen(&ep);
+	assert_true(fd >= 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	ep.port = ntohs(sin.sin_port);
+	client = endpoint_connect(&ep);
+	assert_true(client >= 0);
+	conn = accept(fd, NULL, NULL); /* loopback: the handshake is done */
+	assert_true(conn >= 0);
+	for (int i = 0; i < 3; i++) {
+		int s = i == 0 ? fd : i == 1 ? client : conn;
+		on = 0;
+		ol = sizeof(on);
+		assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &on, &ol), 0);
+		assert_int_not_equal(on, 0);
+	}
+	close(conn);
+	close(client);
+	close(fd);
+}
+
 static void
 test_listen_tcp_host_name(void **state)
 {
@@ -427,6 +461,7 @@ main(void)
 	    T(test_listen_unix_keeps_regular_file),
 	    T(test_connect_absent),
 	    cmocka_unit_test(test_listen_tcp),
+	    cmocka_unit_test(test_listen_tcp_nodelay),
 	    cmocka_unit_test(test_listen_tcp_host_name),
 	};
 

@@ -186,7 +186,7 @@ WRAP_test_ca_parent = -Wl,--wrap=ca_random
 WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=policy_find -Wl,--wrap=hwtpm_unseal -Wl,--wrap=hwtpm_sealed_name \
                     -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available \
-                    -Wl,--wrap=realloc
+                    -Wl,--wrap=realloc -Wl,--wrap=fresh_check
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc
@@ -352,6 +352,7 @@ bench: deps
 	@bench/service.sh
 	@bench/provision.sh
 	@bench/chain.sh
+	@bench/fresh.sh
 
 # Load and soak (bench/soak.sh): SOAK_N vTPMs through the service for
 # SOAK_SECONDS, then ASan and valgrind runs; tests/integration/soak.sh is
@@ -362,6 +363,14 @@ SOAK_N ?= 100
 soak: deps
 	$(MAKE) all san
 	@SOAK_SECONDS=$(SOAK_SECONDS) SOAK_N=$(SOAK_N) bench/soak.sh
+
+# Freshness under 1,000 SIGKILLs of workers and vtpmd during a stream of
+# guest NV writes (tests/integration/freshness-crash.sh runs 30 in make check).
+FRESH_KILLS ?= 1000
+.PHONY: soak-fresh
+soak-fresh: deps
+	$(MAKE) all san
+	@FRESH_KILLS=$(FRESH_KILLS) bash tests/integration/freshness-crash.sh
 
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c \

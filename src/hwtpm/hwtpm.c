@@ -417,6 +417,7 @@ hwtpm_disconnect(struct hwtpm *hw)
 	hw->esys = NULL;
 	hw->sys = NULL;
 	hw->srk = hw->esys_session = ESYS_TR_NONE;
+	hw->counter = hw->counter_session = ESYS_TR_NONE;
 	hwtpm_session_end(hw, &hw->policy, false);
 	hwtpm_session_end(hw, &hw->seal, false);
 	hwtpm_session_end(hw, &hw->audit, false);
@@ -566,6 +567,7 @@ hwtpm_open(const char *tcti_conf, const char *pin_path, struct err *err)
 		return NULL;
 	}
 	hw->srk = hw->esys_session = ESYS_TR_NONE;
+	hw->counter = hw->counter_session = ESYS_TR_NONE;
 	if (pin_path != NULL &&
 	    snprintf(hw->pin_path, sizeof(hw->pin_path), "%s", pin_path) >= (int)sizeof(hw->pin_path)) {
 		hwtpm_seterr(err, 0, "SRK pin path too long");
@@ -657,6 +659,8 @@ hwtpm_close(struct hwtpm *hw)
 		hwtpm_session_end(hw, &hw->policy, true);
 		if (hw->esys_session != ESYS_TR_NONE)
 			Esys_FlushContext(hw->esys, hw->esys_session);
+		if (hw->counter_session != ESYS_TR_NONE)
+			Esys_FlushContext(hw->esys, hw->counter_session);
 	}
 	hwtpm_disconnect(hw);
 	inner = hw->tcti.inner;

@@ -48,6 +48,16 @@ int hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
     size_t secret_len, struct err *err);
 void hwtpm_flush_pending(struct hwtpm *hw);
 
+/* hwtpm_counter.c: the freshness anchor, an NV counter vtpmd defines in
+ * the host TPM, used with its authValue in HMAC sessions (docs/state.md).
+ * ERR_ABSENT: no index (and not to define); ERR_FOREIGN: the index there
+ * is not vtpmd's; ERR_HOST_TPM otherwise. */
+#define HWTPM_COUNTER_NV 0x01300001
+int hwtpm_counter_open(struct hwtpm *hw, uint32_t handle, const uint8_t auth[32], bool define,
+    uint64_t *value, struct err *err);
+int hwtpm_counter_increment(struct hwtpm *hw, struct err *err);
+int hwtpm_counter_read(struct hwtpm *hw, uint64_t *value, struct err *err);
+
 /*
  * hwtpm_attest.c: the host TPM's side of the chain of trust: its EK (TCG
  * EK Credential Profile), the Certifying Key (CK, ECC P-256 restricted

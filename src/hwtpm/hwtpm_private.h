@@ -74,6 +74,8 @@ struct hwtpm {
 	/* hwtpm_attest.c: EKs (RSA, ECC), CK, BK; zeroed by hwtpm_open. */
 	struct hwtpm_pkey ek[2], ck, bk;
 	uint16_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 until asked */
+	/* hwtpm_counter.c: the freshness counter and its HMAC session */
+	ESYS_TR counter, counter_session;
 	char pin_path[4096];	/* where the SRK's Name is pinned, or "" (tools) */
 };
 

@@ -54,6 +54,8 @@ instance_usage(FILE *f)
 	           "                      [--log-level error|warn|info|debug] [--log-relayed]\n"
 	           "                      [--sandbox-uid N --sandbox-gid N] [--io-timeout MS]\n"
 	           "                      [--socket-owner UID] [--socket-group GID]\n"
+	           "                      [--commit-fd N] [--commit-listen unix:PATH]\n"
+	           "                      [--commit-relaxed] [--nv-rate N]\n"
 	           "\n"
 	           "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	           "\n"
@@ -349,9 +351,9 @@ instance_loop(struct instance *in, int timeout_ms)
 		.is_unix = in->data_ep.kind == ENDPOINT_UNIX,
 		.partial_since = -1,
 	};
-	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING)];
+	struct pollfd pfd[2 * (2 + INSTANCE_MAX_WAITING) + 2];
 	struct timespec ts, *tsp;
-	int ci[3], di[3], n, handled;
+	int ci[3], di[3], ki[2], n, handled;
 	int64_t now, next, d;
 	sigset_t unblocked;
 
@@ -373,12 +375,14 @@ instance_loop(struct instance *in, int timeout_ms)
 		n = 0;
 		instance_chan_pollfds(&ctrl, pfd, &n, ci);
 		instance_chan_pollfds(&data, pfd, &n, di);
+		instance_commit_pollfds(in, pfd, &n, ki);
 		if (ppoll(pfd, (nfds_t)n, tsp, &unblocked) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal(EXIT_RUNTIME, "poll");
 		}
 		now = mono_ms();
+		instance_commit_events(in, pfd, ki);
 		if (di[0] != -1 && pfd[di[0]].revents) {
 			handled = instance_data_input(in);
 			instance_chan_track(&data, handled > 0, now);
@@ -404,7 +408,10 @@ instance_loop(struct instance *in, int timeout_ms)
 
 struct instance_opts {
 	const char *state_dir, *ctrl, *data, *name, *tpm, *startup, *log_level;
-	int key_fd, ready_fd, blob_key_fd;
+	const char *commit_listen; /* unix:PATH, or NULL */
+	int key_fd, ready_fd, blob_key_fd, commit_fd;
+	unsigned int nv_rate;
+	bool commit_relaxed; /* vtpmd provisions it: hold nothing until VTCS */
 	int io_timeout_ms;
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
@@ -437,6 +444,20 @@ instance_parse_id(const char *opt, const char *s)
 	v = strtoul(s, &end, 10);
 	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v == 0 || v >= UINT32_MAX)
 		fatalx(EXIT_USAGE, "%s: expected a numeric id other than 0, not %s", opt, s);
+	return (unsigned int)v;
+}
+
+/* --nv-rate: 0 (unlimited) to 100000. */
+static unsigned int
+instance_parse_rate(const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v > 100000)
+		fatalx(EXIT_USAGE, "--nv-rate: expected writes a second, 0 to 100000, not %s", s);
 	return (unsigned int)v;
 }
 
@@ -476,13 +497,17 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"io-timeout", required_argument, NULL, 'T'},
 		{"socket-group", required_argument, NULL, 'g'},
 		{"socket-owner", required_argument, NULL, 'o'},
+		{"commit-fd", required_argument, NULL, 'C'},
+		{"commit-listen", required_argument, NULL, 'K'},
+		{"nv-rate", required_argument, NULL, 'R'},
+		{"commit-relaxed", no_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	memset(o, 0, sizeof(*o));
-	o->key_fd = o->ready_fd = o->blob_key_fd = -1;
+	o->key_fd = o->ready_fd = o->blob_key_fd = o->commit_fd = -1;
 	o->tpm = "2";
 	o->log_level = "info";
 	o->io_timeout_ms = INSTANCE_IO_TIMEOUT_MS;
@@ -515,6 +540,13 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 				fatalx(EXIT_USAGE, "--ready-fd: not a descriptor number: %s", optarg);
 			break;
 		case 'T': o->io_timeout_ms = instance_parse_ms("--io-timeout", optarg); break;
+		case 'K': o->commit_listen = optarg; break;
+		case 'R': o->nv_rate = instance_parse_rate(optarg); break;
+		case 'X': o->commit_relaxed = true; break;
+		case 'C':
+			if ((o->commit_fd = instance_parse_fd(optarg)) == -1)
+				fatalx(EXIT_USAGE, "--commit-fd: not a descriptor number: %s", optarg);
+			break;
 		case 'h':
 			instance_usage(stdout);
 			exit(EXIT_OK);
@@ -543,6 +575,9 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		fatalx(EXIT_USAGE, "--startup: only 'clear' is supported, not %s", o->startup);
 	if (o->startup != NULL && o->data == NULL)
 		fatalx(EXIT_USAGE, "--startup needs --data (with QEMU the guest sends Startup)");
+	if (o->commit_listen != NULL && strncmp(o->commit_listen, "unix:", 5) != 0)
+		fatalx(EXIT_USAGE, "--commit-listen: expected unix:PATH (a root-only socket), not %s",
+		    o->commit_listen);
 	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
 	if ((o->socket_gid != 0 || o->socket_uid != 0) &&
@@ -724,6 +759,32 @@ instance_listen(struct instance *in, const struct endpoint *ep, const struct ins
 	return fd;
 }
 
+/* The commit channel: the descriptor vtpmd handed over, and a listener
+ * (root's, 0600: not given to the socket owner) for a vtpmd that adopts
+ * this worker. */
+static void
+instance_commit_setup(struct instance *in, const struct instance_opts *o)
+{
+	struct endpoint ep;
+
+	in->commit.fd = in->commit.listen_fd = -1;
+	in->commit.enabled = o->commit_fd != -1 || o->commit_listen != NULL;
+	in->commit.relaxed = o->commit_relaxed;
+	if (o->commit_fd != -1) {
+		if (fcntl(o->commit_fd, F_SETFL, O_NONBLOCK) == -1 ||
+		    fcntl(o->commit_fd, F_SETFD, FD_CLOEXEC) == -1)
+			fatal(EXIT_USAGE, "--commit-fd %d", o->commit_fd);
+		in->commit.fd = o->commit_fd;
+	}
+	if (o->commit_listen == NULL)
+		return;
+	if (endpoint_parse(o->commit_listen, &ep) == -1 || ep.kind != ENDPOINT_UNIX)
+		fatalx(EXIT_USAGE, "--commit-listen: expected unix:PATH, not %s", o->commit_listen);
+	in->commit.listen_fd = endpoint_listen(&ep);
+	if (in->commit.listen_fd == -1)
+		fatal(errno == EADDRINUSE ? EXIT_BUSY : EXIT_RUNTIME, "%s: listen", o->commit_listen);
+}
+
 static void
 instance_setup(struct instance *in, const struct instance_opts *o)
 {
@@ -756,6 +817,7 @@ instance_setup(struct instance *in, const struct instance_opts *o)
 	in->ctrl_listen = instance_listen(in, &in->ctrl_ep, o);
 	if (in->has_data_ep)
 		in->data_listen = instance_listen(in, &in->data_ep, o);
+	instance_commit_setup(in, o);
 }
 
 /* Startup(CLEAR) at start, in data-channel mode when asked (--startup
@@ -806,6 +868,8 @@ instance_main(int argc, char **argv)
 	int status;
 
 	instance_parse_args(argc, argv, &o);
+	in.signalled = &instance_signalled;
+	in.nv_rate = o.nv_rate;
 	if (log_parse_level(o.log_level, &level) == -1)
 		fatalx(EXIT_USAGE, "--log-level: expected error, warn, info or debug");
 	dircopy = strdup(o.state_dir);
@@ -848,6 +912,9 @@ instance_main(int argc, char **argv)
 	if (instance_signalled)
 		log_info("signal %d: saving and stopping", (int)instance_signalled);
 	instance_power_off(&in);
+	/* The last write is reported, not waited for: vtpmd records it once
+	 * the worker has ended (or at the next start, as in flight). */
+	instance_commit_close(&in);
 	conn_close(&in.ctrl);
 	conn_close(&in.data);
 	/* From the sandbox the socket paths are out of reach: whoever

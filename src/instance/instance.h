@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "common/common.h"
@@ -106,6 +107,7 @@ enum stateblob_verdict stateblob_unwrap(const struct stateblob_key *k, const uin
     size_t len, struct stateblob_info *info, uint8_t **payload, size_t *payload_len);
 
 /* store.c: an instance's state directory: locked, crash-safe writes. */
+#define STORE_DIGEST_LEN 32
 struct store;
 struct store *store_open(const char *dir, const uint8_t *key, unsigned int tpm_version,
     struct err *err);
@@ -119,6 +121,9 @@ int store_delete(struct store *st, enum state_kind kind);
 bool store_encrypted(const struct store *st);
 const char *store_dir(const struct store *st);
 const char *store_filename(enum state_kind kind);
+void store_put_digest(const struct store *st, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN]);
+int store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN],
+    struct err *err);
 uint64_t store_generation(struct store *st, enum state_kind kind);
 uint64_t store_client_generation(struct store *st, enum state_kind kind);
 
@@ -233,6 +238,20 @@ int conn_reserve(struct conn *c, size_t need);
 ssize_t conn_fill(struct conn *c, size_t want);
 void conn_consume(struct conn *c, size_t n);
 
+/* The commit channel to vtpmd (instance_commit.c). */
+#define COMMIT_REPORT_LEN (12 + STORE_DIGEST_LEN)
+struct instance_commit {
+	bool enabled;	/* --commit-fd or --commit-listen given */
+	bool relaxed;	/* --commit-relaxed: report, hold nothing, until vtpmd's VTCS */
+	int listen_fd;	/* RUN/NAME.commit, for a vtpmd that adopts the worker; or -1 */
+	int fd;		/* vtpmd's connection, or -1 while it is away */
+	bool pending;	/* gen, digest: written, not yet acknowledged */
+	uint64_t gen;
+	uint8_t digest[STORE_DIGEST_LEN];
+	uint8_t in[12]; /* an acknowledgement being read */
+	size_t in_len;
+};
+
 /* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */
 struct instance {
 	const char *name;
@@ -249,6 +268,12 @@ struct instance {
 	bool client_command; /* the engine runs a client's command (its writes count) */
 	uint8_t *cache; /* decrypted permanent state, until the first power-on */
 	size_t cache_len;
+	struct instance_commit commit;
+	const volatile sig_atomic_t *signalled; /* a signal asks the worker to stop */
+	unsigned int nv_rate; /* NV-writing commands a second (--nv-rate); 0: unlimited */
+	double nv_tokens;     /* the token bucket of instance_power.c */
+	int64_t nv_last_ms;
+	unsigned long nv_refused; /* commands answered TPM_RC_NV_RATE */
 	struct stateblob_key *blob_key; /* secret memory; NULL: no blob leaves */
 	/* The permanent blob SET_STATEBLOB restored since the last INIT: the
 	 * volatile and savestate blobs of the same save may follow it. */
@@ -265,7 +290,19 @@ int instance_engine_select(struct instance *in);
 int instance_power_on(struct instance *in, bool delete_volatile);
 void instance_power_off(struct instance *in);
 uint32_t instance_internal_command(const uint8_t *cmd, size_t len);
+int instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob,
+    size_t len);
 void instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len);
+
+/* instance_commit.c: the worker's side of the commit channel: each
+ * permanent-state write is reported; answers wait for its acknowledgement
+ * (docs/state.md). */
+struct pollfd;
+void instance_commit_report(struct instance *in);
+int instance_commit_wait(struct instance *in, int grace_ms);
+void instance_commit_pollfds(const struct instance *in, struct pollfd *pfd, int *n, int idx[2]);
+void instance_commit_events(struct instance *in, const struct pollfd *pfd, const int idx[2]);
+void instance_commit_close(struct instance *in);
 
 /* instance_ctrl.c: one handler per control-channel command. Returns false
  * when the connection must be closed after the answer. */

@@ -392,12 +392,16 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 	if (res != TPM_SUCCESS)
 		return ctrl_result(in, res);
 	res = engine_set_state(kind, plain, plain_len);
-	if (res != TPM_SUCCESS)
+	if (res != TPM_SUCCESS) {
 		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
 		    res);
-	else if (store_put(in->store, kind, plain, plain_len) == -1) {
-		log_warn("SET_STATEBLOB %s: write", store_filename(kind));
-		res = TPM_IOERROR;
+	} else {
+		/* A client's write, reported to vtpmd for its freshness manifest
+		 * like any (docs/state.md). */
+		in->client_command = true;
+		if (instance_save_state(in, kind, plain, plain_len) == -1)
+			res = TPM_IOERROR;
+		in->client_command = false;
 	}
 	explicit_bzero(plain, plain_len);
 	free(plain);
@@ -411,6 +415,9 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		in->cache = NULL;
 	}
 	ctrl_restored(in, kind, generation, store_generation(in->store, kind));
+	/* Answered once vtpmd has recorded the restore. */
+	if (kind == STATE_PERMANENT && instance_commit_wait(in, -1) == -1)
+		return false;
 	return ctrl_result(in, TPM_SUCCESS);
 }
 

@@ -11,7 +11,40 @@
 #include "instance.h"
 
 #define TPM2_RC_FAILURE 0x101
+#define TPM2_RC_NV_RATE 0x920 /* a warning: the TPM limits NV writes against wear-out */
 #define TPM12_FAIL	0x9
+#define INSTANCE_NV_BURST_S 5 /* the bucket holds this many seconds of writes */
+
+/* The TPM 2.0 commands that write NV whatever their outcome's details: the
+ * NV commands that change an index, and those that change what the TPM
+ * keeps across resets (persistent objects, hierarchies' auth and policy,
+ * dictionary-attack settings, audit, PCR banks). */
+static const uint32_t instance_nv_writers[] = {
+	0x11f, /* NV_UndefineSpaceSpecial */
+	0x120, /* EvictControl */
+	0x121, /* HierarchyControl */
+	0x122, /* NV_UndefineSpace */
+	0x124, /* ChangeEPS */
+	0x125, /* ChangePPS */
+	0x126, /* Clear */
+	0x127, /* ClearControl */
+	0x128, /* ClockSet */
+	0x129, /* HierarchyChangeAuth */
+	0x12a, /* NV_DefineSpace */
+	0x12b, /* PCR_Allocate */
+	0x12c, /* PCR_SetAuthPolicy */
+	0x12d, /* PP_Commands */
+	0x12e, /* SetPrimaryPolicy */
+	0x134, /* NV_Increment */
+	0x135, /* NV_SetBits */
+	0x136, /* NV_Extend */
+	0x137, /* NV_Write */
+	0x138, /* NV_WriteLock */
+	0x139, /* DictionaryAttackLockReset */
+	0x13a, /* DictionaryAttackParameters */
+	0x13b, /* NV_ChangeAuth */
+	0x140, /* SetCommandCodeAuditStatus */
+};
 
 /* Engine callbacks: state comes from the store (or the cache filled at
  * start), goes to the store. */
@@ -39,11 +72,30 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 	return -1;
 }
 
-static int
-instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
-{
-	struct instance *in = ctx;
+/* How long a stopping worker waits for vtpmd to record a generation. */
+#define INSTANCE_COMMIT_GRACE_MS 2000
 
+static bool
+instance_stopping(const struct instance *in)
+{
+	return in->signalled != NULL && *in->signalled;
+}
+
+/* Stores a state blob (libtpms' writes, SET_STATEBLOB). Permanent state is
+ * written only once vtpmd has recorded the generation before it
+ * (instance_commit.c: at most one is ever unrecorded), and is reported to
+ * it at once; whoever answers for the write waits for its acknowledgement
+ * (instance_commit_wait). 0, or -1 (logged). */
+int
+instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	if (kind == STATE_PERMANENT &&
+	    instance_commit_wait(in, instance_stopping(in) ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
+		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
+			  "TPM command) fails", store_dir(in->store), store_filename(kind),
+		    (unsigned long long)in->commit.gen);
+		return -1;
+	}
 	if (store_put_as(in->store, kind, blob, len, in->client_command) == -1) {
 		log_warn("%s/%s: write failed; the TPM command fails", store_dir(in->store),
 		    store_filename(kind));
@@ -51,7 +103,15 @@ instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t le
 	}
 	if (kind == STATE_VOLATILE)
 		in->volatile_saved = true;
+	if (kind == STATE_PERMANENT && in->commit.enabled)
+		instance_commit_report(in);
 	return 0;
+}
+
+static int
+instance_io_save(void *ctx, enum state_kind kind, const uint8_t *blob, size_t len)
+{
+	return instance_save_state(ctx, kind, blob, len);
 }
 
 static int
@@ -140,6 +200,48 @@ instance_power_off(struct instance *in)
 	engine_power_off();
 }
 
+static bool
+instance_writes_nv(uint32_t code)
+{
+	for (size_t i = 0; i < sizeof(instance_nv_writers) / sizeof(instance_nv_writers[0]); i++)
+		if (instance_nv_writers[i] == code)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a TPM 2.0 command that writes NV may run now: a token bucket of
+ * in->nv_rate writes a second, holding INSTANCE_NV_BURST_S seconds of them
+ * (full at start). A guest writing faster gets TPM_RC_NV_RATE, as a real
+ * TPM answers, so that it neither wears out the host TPM (each write is a
+ * counter increment) nor slows the other guests (docs/state.md).
+ */
+static bool
+instance_nv_allowed(struct instance *in, const uint8_t *cmd, size_t len)
+{
+	double cap = (double)in->nv_rate * INSTANCE_NV_BURST_S;
+	struct tpm_header h;
+	int64_t now;
+
+	if (in->nv_rate == 0 || in->tpm_version != 2 || tpmwire_header(cmd, len, &h) == -1 ||
+	    !instance_writes_nv(h.code))
+		return true;
+	now = mono_ms();
+	if (in->nv_last_ms == 0)
+		in->nv_tokens = cap;
+	else
+		in->nv_tokens += (double)(now - in->nv_last_ms) * in->nv_rate / 1000.0;
+	if (in->nv_tokens > cap)
+		in->nv_tokens = cap;
+	in->nv_last_ms = now;
+	if (in->nv_tokens < 1.0) {
+		in->nv_refused++;
+		return false;
+	}
+	in->nv_tokens -= 1.0;
+	return true;
+}
+
 /* Answers one framed TPM command on the data channel. */
 void
 instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
@@ -157,6 +259,13 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		conn_send(&in->data, err, rsp_len);
 		return;
 	}
+	if (!instance_nv_allowed(in, cmd, len)) {
+		if (in->nv_refused == 1 || in->nv_refused % 1000 == 0)
+			log_info("NV writes faster than %u a second: answered TPM_RC_NV_RATE (%lu so "
+				 "far)", in->nv_rate, in->nv_refused);
+		conn_send(&in->data, err, tpmwire_error(err, in->tpm_version, TPM2_RC_NV_RATE));
+		return;
+	}
 	instance_volatile_superseded(in);
 	in->client_command = true;
 	rc = engine_process(cmd, len, &rsp, &rsp_len);
@@ -169,6 +278,10 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 	} else {
 		in->orderly = h.code == 0 && tpmwire_is_shutdown(cmd, len, in->tpm_version);
 	}
+	/* An answer acknowledges what the command wrote: only once vtpmd has
+	 * recorded it (a stop asked meanwhile leaves it unanswered). */
+	if (instance_commit_wait(in, -1) == -1)
+		return;
 	conn_send(&in->data, rsp, rsp_len);
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "instance.h"
 
@@ -33,6 +34,7 @@ struct store {
 	unsigned int tpm_version;
 	bool peeked; /* generation[] read from the files */
 	uint64_t generation[STORE_KINDS];
+	uint8_t put_digest[STORE_DIGEST_LEN]; /* SHA-256 of the last permanent file written */
 	uint32_t since_client[STORE_KINDS]; /* statefile_info.since_client */
 };
 
@@ -350,6 +352,8 @@ store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t
 		goto out;
 	if (store_write_all(fd, enc, enc_len) == -1 || fdatasync(fd) == -1)
 		goto out;
+	if (kind == STATE_PERMANENT)
+		SHA256(enc, enc_len, st->put_digest);
 	if (close(fd) == -1) {
 		fd = -1;
 		goto out;
@@ -382,4 +386,46 @@ store_delete(struct store *st, enum state_kind kind)
 	if (unlinkat(st->dirfd, store_names[kind], 0) == -1)
 		return errno == ENOENT ? 0 : -1;
 	return fsync(st->dirfd);
+}
+
+/* The generation and digest (SHA-256 of the whole file, as
+ * store_file_digest computes it) of the permanent state store_put wrote
+ * last. */
+void
+store_put_digest(const struct store *st, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN])
+{
+	*gen = st->generation[STATE_PERMANENT];
+	memcpy(digest, st->put_digest, STORE_DIGEST_LEN);
+}
+
+/*
+ * Reads the state file at path, without its key: the generation its
+ * header declares (authenticated only when the worker decrypts it, which
+ * refuses an altered header) and the SHA-256 of the whole file. Returns 0;
+ * -1 with err: ERR_ABSENT when there is no file, ERR_CORRUPT when it is
+ * not a state file, ERR_IO otherwise.
+ */
+int
+store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGEST_LEN],
+    struct err *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (fileio_read(path, statefile_encoded_size(STATEFILE_MAX_PAYLOAD, false), &buf, &len) ==
+	    -1) {
+		if (errno == ENOENT)
+			return err_set(err, ERR_ABSENT, "%s: no state yet", path);
+		return err_errno(err, "%s", path);
+	}
+	if (len < 24 || memcmp(buf, "VTPMDST", 8) != 0) {
+		free(buf);
+		return err_set(err, ERR_CORRUPT, "%s: not a vtpmd state file", path);
+	}
+	*gen = 0;
+	for (int i = 16; i < 24; i++)
+		*gen = *gen << 8 | buf[i];
+	SHA256(buf, len, digest);
+	free(buf);
+	return 0;
 }

@@ -8,7 +8,7 @@
  *
  * Keys: tcti, state-dir, run-dir, socket, pcrs, worker-uid-base,
  * socket-group, approval-public-key, privacy-ca-root,
- * virtualization-ca-root, ca-timeout, log-level. Errors name file:line. The
+ * virtualization-ca-root, ca-timeout, nv-write-rate, log-level. Errors name file:line. The
  * text is parsed from memory (config_parse_buffer), so that the parser can
  * be fuzzed without files. config_check then checks what syntax cannot show
  * (the TCTI's module, the approval key, the CA roots, path lengths), still
@@ -42,6 +42,7 @@ config_defaults(struct config *cfg)
 	cfg->pcrs.mask = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7;
 	cfg->worker_uid_base = 200000;
 	cfg->ca_timeout_s = CONFIG_CA_TIMEOUT_DEFAULT;
+	cfg->nv_write_rate = CONFIG_NV_WRITE_RATE_DEFAULT;
 	cfg->log_level = LOG_LEVEL_INFO;
 }
 
@@ -139,6 +140,16 @@ config_set(struct config *cfg, const char *key, const char *value, struct err *e
 		}
 		return err_set(err, ERR_INVALID, "expected seconds, 1 to %d (the deadline of one "
 		    "request to a CA)", CONFIG_CA_TIMEOUT_MAX);
+	}
+	if (strcmp(key, "nv-write-rate") == 0) {
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (isdigit((unsigned char)value[0]) && errno == 0 && *end == '\0' && v <= 100000) {
+			cfg->nv_write_rate = (unsigned int)v;
+			return 0;
+		}
+		return err_set(err, ERR_INVALID, "expected NV writes a second per vTPM, 0 "
+		    "(unlimited) to 100000");
 	}
 	if (strcmp(key, "log-level") == 0) {
 		if (log_parse_level(value, &cfg->log_level) == 0)

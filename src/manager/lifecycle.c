@@ -271,6 +271,15 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		return -1;
 	}
+	/* Older state than recorded is refused before any key is unsealed. */
+	if (fresh_check(m, v, err) == -1) {
+		/* the freshness key unseals only in an approved configuration too */
+		bool refused = err->kind == ERR_CORRUPT || err->kind == ERR_POLICY;
+		if (err->kind == ERR_POLICY)
+			err->kind = ERR_REFUSED;
+		lifecycle_set_error(v, refused ? VTPM_REFUSED : VTPM_FAILED, err->msg);
+		return -1;
+	}
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 	if (sealed == NULL) {
@@ -687,6 +696,7 @@ lifecycle_delete(struct manager *m, struct vtpm *v)
 		}
 	}
 	workerlog_close(m, v, true);
+	fresh_forget(m, v);
 	log_info("%s: deleted", v->name);
 	/* Its copies, or the instance it was a copy of, may stand alone now. */
 	lifecycle_recount_copies(m);

@@ -96,7 +96,8 @@ enum manager_watch {
 	MANAGER_WATCH_CA,
 	MANAGER_WATCH_ENROL,
 	MANAGER_WATCH_PID,
-	MANAGER_WATCH_LOG
+	MANAGER_WATCH_LOG,
+	MANAGER_WATCH_COMMIT
 };
 struct manager_fd {
 	enum manager_watch what;
@@ -122,7 +123,7 @@ static struct manager_poll manager_poll;
 static size_t
 manager_poll_room(const struct manager *m)
 {
-	size_t need = API_MAX_POLLFDS + 4 * m->n + 1;
+	size_t need = API_MAX_POLLFDS + 5 * m->n + 1;
 	struct manager_poll *p = &manager_poll;
 	struct pollfd *pfd;
 	struct manager_fd *owner;
@@ -169,6 +170,9 @@ manager_pollfds(struct manager *m, int n)
 		n = manager_add(n, caclient_fd(enrol_ca(m->enrolling)), MANAGER_WATCH_ENROL, NULL);
 	for (size_t i = 0; i < m->n; i++)
 		n = manager_add(n, workerlog_fd(m->vtpms[i]), MANAGER_WATCH_LOG, m->vtpms[i]);
+	/* Before the pidfds: a worker's last report is read before its end. */
+	for (size_t i = 0; i < m->n; i++)
+		n = manager_add(n, m->vtpms[i]->commit_fd, MANAGER_WATCH_COMMIT, m->vtpms[i]);
 	for (size_t i = 0; i < m->n; i++)
 		n = manager_add(n, m->vtpms[i]->pidfd, MANAGER_WATCH_PID, m->vtpms[i]);
 	return n;
@@ -212,6 +216,10 @@ manager_event(struct manager *m, const struct pollfd *p, const struct manager_fd
 		if (workerlog_fd(v) == p->fd)
 			workerlog_read(v);
 		break;
+	case MANAGER_WATCH_COMMIT:
+		if (v->commit_fd == p->fd)
+			fresh_channel_read(m, v);
+		break;
 	case MANAGER_WATCH_PID:
 		if (v->pidfd != p->fd)
 			break;
@@ -233,9 +241,11 @@ manager_event(struct manager *m, const struct pollfd *p, const struct manager_fd
 static int
 manager_timeout(struct manager *m)
 {
-	int64_t now = mono_ms(), next = ops_next_deadline(m);
+	int64_t now = mono_ms(), next = ops_next_deadline(m), retry = fresh_next_deadline(m);
 	int api = api_next_timeout(m->api);
 
+	if (retry != -1 && (next == -1 || retry < next))
+		next = retry;
 	if (next != -1) {
 		next = next > now ? next - now : 0;
 		if (api == -1 || next < api)
@@ -279,6 +289,9 @@ manager_step(struct manager *m, const sigset_t *unblocked)
 	ops_deadlines(m);
 	api_process(m->api, pfd, napi);
 	ops_restarts_due(m);
+	/* One commit for every report of this round (group commit), after
+	 * the answers: a stop is not held up by recording its last write. */
+	fresh_flush(m);
 	return 0;
 }
 
@@ -451,6 +464,13 @@ manager_resume(struct manager *m)
 			ops_stop(m, v, 200, 0);
 			continue;
 		}
+		if (adopted && fresh_check(m, v, &err) == -1 && err.kind == ERR_CORRUPT) {
+			/* Its files were replaced under it: it may not go on. */
+			log_errorx("%s; its worker %d is killed", err.msg, (int)v->pid);
+			worker_abort(m, v, NULL);
+			lifecycle_set_error(v, VTPM_REFUSED, err.msg);
+			continue;
+		}
 		if (adopted) {
 			v->state = VTPM_RUNNING;
 			v->started_at_ms = mono_ms();
@@ -620,6 +640,7 @@ manager_main(int argc, char **argv)
 	    (int)manager_signalled);
 	ops_shutdown(&m);
 	api_close(m.api);
+	fresh_free(&m.fresh);
 	blobkey_forget(&m);
 	hwtpm_close(m.hw);
 	for (size_t i = 0; i < m.n; i++) {

@@ -36,12 +36,14 @@ struct config {
 	uid_t worker_uid_base;	/* worker i runs as uid base+i (0: no sandbox) */
 	gid_t socket_gid;	/* workers' sockets' group, mode 0660 (0: unset, 0600) */
 	int ca_timeout_s;	/* the deadline of one request to a CA (caclient.c) */
+	unsigned int nv_write_rate; /* a vTPM's NV-writing commands a second (0: unlimited) */
 	enum log_level log_level;
 };
 /* A create waits for its worker (at most WORKER_READY_TIMEOUT_MS), then one CA
  * request per EK type: at most 45 s each keeps it within vtpmctl's 120 s. */
 #define CONFIG_CA_TIMEOUT_DEFAULT 30
 #define CONFIG_CA_TIMEOUT_MAX	  45
+#define CONFIG_NV_WRITE_RATE_DEFAULT 20 /* docs/state.md, "Throttling" */
 void config_defaults(struct config *cfg);
 int config_load(const char *path, struct config *cfg, FILE *errors);
 /* The checks beyond syntax (vtpmd -n, and every start): values that load,
@@ -118,6 +120,13 @@ struct vtpm {
 	uint64_t ticket;
 	struct provision *prov; /* VTPM_OP_PROVISION, once the worker serves */
 	struct workerlog *log;	/* its worker's log channel (workerlog.c), or NULL */
+	/* its worker's commit channel (fresh.c), and the report read last */
+	int commit_fd;
+	uint8_t commit_buf[COMMIT_REPORT_LEN];
+	size_t commit_len;
+	bool commit_want; /* a report waits for the next commit */
+	uint64_t commit_gen;
+	uint8_t commit_digest[STORE_DIGEST_LEN];
 };
 bool registry_valid_name(const char *name);
 /* Marks, among the n instances of arr, every copy of another (the same
@@ -327,6 +336,35 @@ struct caclient *provision_ca(const struct provision *p);
 void provision_free(struct provision *p);
 struct json_t *provision_json(struct manager *m, const struct vtpm *v);
 
+/* fresh.c: freshness anchored in the host TPM (docs/state.md): a manifest
+ * of every instance's latest generation, bound to the host TPM's counter. */
+#define FRESH_MANIFEST "freshness.manifest"
+#define FRESH_KEY      "freshness.key" /* sealed under the approval policy */
+struct fresh_entry {
+	char uuid[37];
+	uint64_t gen;
+	uint8_t digest[STORE_DIGEST_LEN];
+};
+struct fresh {
+	bool ready;		/* key unsealed, manifest read and bound */
+	char refused[ERR_MSG_MAX]; /* why every instance is refused, or "" */
+	uint8_t *auth, *mac_key;   /* derived keys, secret memory */
+	uint64_t counter;	   /* the value the manifest is bound to */
+	struct fresh_entry *e;
+	size_t n;
+	int64_t retry_at;	/* a failed commit's retry (monotonic ms), or 0 */
+	unsigned long commits;	/* counter increments made by this vtpmd */
+	int64_t commit_us, increment_us; /* their total time, and the counter's part */
+};
+int fresh_ensure(struct manager *m, struct err *err);
+int fresh_check(struct manager *m, struct vtpm *v, struct err *err);
+void fresh_forget(struct manager *m, const struct vtpm *v);
+void fresh_channel_read(struct manager *m, struct vtpm *v);
+void fresh_flush(struct manager *m);
+int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
+int64_t fresh_next_deadline(const struct manager *m);
+void fresh_free(struct fresh *f);
+
 /* manager.c: the vtpmd service. */
 struct manager {
 	struct config cfg;
@@ -344,6 +382,7 @@ struct manager {
 	struct enrol_op *enrolling;	/* the enrolment in flight (ops.c), or NULL */
 	uint64_t enrol_ticket;		/* the API request that waits for it */
 	struct ops_approval *approvals; /* approvals that wait for their starts */
+	struct fresh fresh;
 	uint8_t *blob_key; /* the host's blob key (secret memory), once unsealed, or NULL */
 	uint8_t blob_key_id[STATEBLOB_KEY_ID_LEN];
 };

@@ -161,7 +161,8 @@ ops_provision_failed(struct manager *m, struct vtpm *v, struct api_response r, c
 	ops_answer(m, ticket, r);
 }
 
-/* The provisioning ended well: the worker's sockets go to socket-group
+/* The provisioning ended well: what it wrote is recorded and the worker
+ * holds answers from now on (fresh_strict), its sockets go to socket-group
  * (it was started without, worker.c), the create is done. */
 static void
 ops_provision_done(struct manager *m, struct vtpm *v)
@@ -171,7 +172,8 @@ ops_provision_done(struct manager *m, struct vtpm *v)
 
 	provision_free(v->prov);
 	v->prov = NULL;
-	if (worker_share_sockets(m, v, &err) == -1 || lifecycle_create_done(m, v, &err) == -1) {
+	if (fresh_strict(m, v, &err) == -1 || worker_share_sockets(m, v, &err) == -1 ||
+	    lifecycle_create_done(m, v, &err) == -1) {
 		ops_provision_failed(m, v,
 		    api_error(500, err.msg, "nothing was created; check the state directory"),
 		    err.msg);

@@ -102,6 +102,7 @@ registry_new(const char *name, unsigned int tpm_version, unsigned int slot)
 	v->owner_uid = v->owner_gid = -1;
 	v->pidfd = -1;
 	v->readyfd = -1;
+	v->commit_fd = -1;
 	return v;
 }
 
@@ -438,6 +439,7 @@ registry_load(const struct config *cfg, struct vtpm ***list, size_t *n)
 				v->creating = true;
 				v->pidfd = -1;
 				v->readyfd = -1;
+				v->commit_fd = -1;
 			}
 		} else {
 			v = registry_read(cfg, de->d_name);

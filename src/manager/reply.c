@@ -72,6 +72,20 @@ reply_pcr_list(uint32_t mask)
 	return arr;
 }
 
+/* The freshness anchor (docs/state.md): the counter's value the manifest
+ * is bound to, the increments (commits) this vtpmd made, their time. */
+static json_t *
+reply_freshness(const struct manager *m)
+{
+	const struct fresh *f = &m->fresh;
+
+	if (!f->ready)
+		return json_pack("{s:b, s:s}", "ready", 0, "refused", f->refused);
+	return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I}", "ready", 1, "nv_index", "0x01300001",
+	    "counter", (json_int_t)f->counter, "commits", (json_int_t)f->commits, "commit_us",
+	    (json_int_t)f->commit_us, "increment_us", (json_int_t)f->increment_us);
+}
+
 /* 200 HOST: the host TPM, the instances, the enrolment. */
 struct api_response
 reply_host(struct manager *m)
@@ -83,12 +97,13 @@ reply_host(struct manager *m)
 		running += m->vtpms[i]->state == VTPM_RUNNING;
 	pcrpolicy_format(&m->cfg.pcrs, pcrs, sizeof(pcrs));
 	return reply_ok(
-	    200, json_pack("{s:s, s:b, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o}", "tcti",
-	             m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "available",
+	    200, json_pack("{s:s, s:b, s:b, s:{s:s}, s:{s:s, s:o}, s:{s:I, s:I}, s:I, s:o, s:o}",
+	             "tcti", m->cfg.tcti, "simulator", hwtpm_is_simulator(m->hw), "available",
 	             hwtpm_available(m->hw), "srk", "handle", "0x81000001", "pcr_policy", "bank",
 	             "sha256", "pcrs", reply_pcr_list(m->cfg.pcrs.mask), "instances", "total",
 	             (json_int_t)m->n, "running", (json_int_t)running, "host_tpm_commands",
-	             (json_int_t)hwtpm_command_count(m->hw), "enrolment", enrol_json(m)));
+	             (json_int_t)hwtpm_command_count(m->hw), "enrolment", enrol_json(m),
+	             "freshness", reply_freshness(m)));
 }
 
 /* 200 POLICY: the host PCRs now, the approvals, the approval key. */
@@ -164,6 +179,11 @@ reply_start_status(struct manager *m, const struct vtpm *v)
 struct api_response
 reply_start_failed(struct manager *m, const struct vtpm *v, const struct err *err)
 {
+	/* Older state than vtpmd recorded (fresh.c): nothing to approve. */
+	if (err->kind == ERR_CORRUPT)
+		return api_error(409, err->msg,
+		    "the state on disk is older than what the guest was told (docs/state.md): "
+		    "put back the latest state, or delete the instance");
 	return api_error(reply_start_status(m, v), err->msg,
 	    v->state == VTPM_REFUSED ? reply_approve_hint(m)
 	    : !hwtpm_available(m->hw)

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -92,6 +93,13 @@ static void
 worker_pidfile(const struct config *cfg, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s.pid", cfg->run_dir, name);
+}
+
+/* The worker's commit listener (root's, 0600), for a vtpmd that adopts it. */
+static void
+worker_commit_path(const struct config *cfg, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.commit", cfg->run_dir, name);
 }
 
 /* The kernel's start time of pid (clock ticks since boot), or 0. */
@@ -214,23 +222,24 @@ worker_reap(pid_t pid)
 
 /*
  * Spawns the worker with fds 0 and 1 on /dev/null, 2 its log channel
- * (workerlog.c), 3 the key pipe, 4 the readiness pipe (all three above 4
- * here), nothing else, in its own
+ * (workerlog.c), 3 the key pipe, 4 the readiness pipe, 5 its end of the
+ * commit channel (fresh.c) (all four above 5 here), nothing else, in its own
  * session with default signals. posix_spawn (a vfork-like clone in glibc)
  * rather than fork: the manager is not copied, so neither the copy nor
  * the copy-on-write faults of the manager's next steps (the unseal, which
  * runs while the worker starts) cost the start anything.
  */
 static int
-worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, int readyfd,
-    int logfd, pid_t *pid)
+worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds[4], pid_t *pid)
 {
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
+	char commit[PATH_MAX], commit_ep[PATH_MAX + 8], rate[16];
+	int keyfd = fds[0], readyfd = fds[1], logfd = fds[2], commitfd = fds[3];
 	char uid[16], gid[16], sockuid[16], sockgid[16];
 	uid_t owner;
 	gid_t group;
 	const char *lvl[] = {"error", "warn", "info", "debug"};
-	const char *argv[32];
+	const char *argv[48];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dfl;
@@ -260,6 +269,19 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	argv[n++] = "3";
 	argv[n++] = "--ready-fd";
 	argv[n++] = "4";
+	worker_commit_path(&m->cfg, v->name, commit, sizeof(commit));
+	snprintf(commit_ep, sizeof(commit_ep), "unix:%s", commit);
+	argv[n++] = "--commit-fd";
+	argv[n++] = "5";
+	argv[n++] = "--commit-listen";
+	argv[n++] = commit_ep;
+	snprintf(rate, sizeof(rate), "%u", m->cfg.nv_write_rate);
+	argv[n++] = "--nv-rate";
+	argv[n++] = rate;
+	/* vtpmd's own commands to a vTPM it provisions are answered without
+	 * waiting for its loop; fresh_strict ends that before any guest. */
+	if (v->prov != NULL)
+		argv[n++] = "--commit-relaxed";
 	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
 	 * and the guest sends its own Startup. */
 	argv[n++] = "--startup";
@@ -310,7 +332,8 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, int keyfd, in
 	    (rc = posix_spawn_file_actions_adddup2(&fa, keyfd, 3)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, readyfd, 4)) == 0 &&
 	    (rc = posix_spawn_file_actions_adddup2(&fa, logfd, 2)) == 0 &&
-	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 5)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, commitfd, 5)) == 0 &&
+	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 6)) == 0 &&
 	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
 	                                              POSIX_SPAWN_SETSIGDEF)) == 0 &&
 	    (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
@@ -363,7 +386,7 @@ int
 worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct err *err)
 {
 	char state[PATH_MAX];
-	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, logfd = -1;
+	int keyp[2] = {-1, -1}, readyp[2] = {-1, -1}, commitp[2] = {-1, -1}, logfd = -1;
 	uid_t uid = m->cfg.worker_uid_base + v->slot;
 	pid_t pid;
 	int rc;
@@ -383,7 +406,8 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 		    strerror(errno));
 		return -1;
 	}
-	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1) {
+	if (pipe2(keyp, O_CLOEXEC) == -1 || pipe2(readyp, O_CLOEXEC) == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, commitp) == -1) {
 		err_set(err, ERR_FAILED, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -391,14 +415,15 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 		err_wrap(err, "its log channel");
 		goto fail;
 	}
-	/* The child's ends above 4, where the spawn's dup2s cannot overwrite
+	/* The child's ends above 5, where the spawn's dup2s cannot overwrite
 	 * one with the other. */
-	if (worker_fd_above(&keyp[0], 4) == -1 || worker_fd_above(&readyp[1], 4) == -1 ||
-	    worker_fd_above(&logfd, 4) == -1) {
+	if (worker_fd_above(&keyp[0], 5) == -1 || worker_fd_above(&readyp[1], 5) == -1 ||
+	    worker_fd_above(&logfd, 5) == -1 || worker_fd_above(&commitp[1], 5) == -1 ||
+	    fcntl(commitp[0], F_SETFL, O_NONBLOCK) == -1) {
 		err_set(err, ERR_FAILED, "fcntl: %s", strerror(errno));
 		goto fail;
 	}
-	rc = worker_spawn(m, v, state, keyp[0], readyp[1], logfd, &pid);
+	rc = worker_spawn(m, v, state, (const int[4]){keyp[0], readyp[1], logfd, commitp[1]}, &pid);
 	if (rc != 0) {
 		err_set(err, ERR_FAILED, "spawn %s: %s",
 		    m->worker_exe[0] != '\0' ? m->worker_exe : m->self, strerror(rc));
@@ -407,7 +432,12 @@ worker_fork(struct manager *m, struct vtpm *v, struct worker_pending *p, struct 
 	close(keyp[0]);
 	close(readyp[1]);
 	close(logfd);
-	keyp[0] = readyp[1] = logfd = -1;
+	close(commitp[1]);
+	keyp[0] = readyp[1] = logfd = commitp[1] = -1;
+	v->commit_fd = commitp[0];
+	v->commit_len = 0;
+	v->commit_want = false;
+	commitp[0] = -1;
 	v->pid = pid;
 	v->child = true;
 	v->pidfd = worker_pidfd_open(pid);
@@ -434,6 +464,8 @@ fail:
 			close(keyp[i]);
 		if (readyp[i] != -1)
 			close(readyp[i]);
+		if (commitp[i] != -1)
+			close(commitp[i]);
 	}
 	return -1;
 }
@@ -483,6 +515,30 @@ worker_ready(struct vtpm *v)
 	return n == 6 && memcmp(buf, "READY\n", 6) == 0 ? 1 : -1;
 }
 
+/* Connects to an adopted worker's commit listener; the worker sends its
+ * pending report again on the new connection. */
+static void
+worker_commit_connect(const struct manager *m, struct vtpm *v)
+{
+	char path[PATH_MAX];
+	struct endpoint ep = {.kind = ENDPOINT_UNIX};
+	int fd;
+
+	worker_commit_path(&m->cfg, v->name, path, sizeof(path));
+	snprintf(ep.path, sizeof(ep.path), "%s", path);
+	fd = endpoint_connect(&ep);
+	if (fd == -1 || fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
+		log_warn("%s: no commit channel to its worker (%s): its writes wait for a restart",
+		    v->name, path);
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	v->commit_fd = fd;
+	v->commit_len = 0;
+	v->commit_want = false;
+}
+
 /* Takes over a worker that a previous manager started, if its pid file
  * names a live worker of this instance. Returns 0 when adopted. */
 int
@@ -516,6 +572,7 @@ worker_adopt(struct manager *m, struct vtpm *v)
 	 * writes to). */
 	if (workerlog_open(m, v, &err) == -1)
 		log_warnx("%s: its log lines are not relayed: %s", v->name, err.msg);
+	worker_commit_connect(m, v);
 	return 0;
 }
 
@@ -534,6 +591,12 @@ worker_forget(struct manager *m, struct vtpm *v)
 		close(v->readyfd);
 	v->readyfd = -1;
 	worker_pidfile(&m->cfg, v->name, path, sizeof(path));
+	unlink(path);
+	/* A last report read (the stop's write) is still recorded (fresh.c). */
+	if (v->commit_fd != -1)
+		close(v->commit_fd);
+	v->commit_fd = -1;
+	worker_commit_path(&m->cfg, v->name, path, sizeof(path));
 	unlink(path);
 	/* A sandboxed worker cannot remove its sockets from its chroot. */
 	worker_socket_paths(&m->cfg, v->name, ctrl, sizeof(ctrl), data, sizeof(data));

@@ -56,6 +56,12 @@ usage "give both --sandbox-uid and --sandbox-gid, or neither" --state "$S" --ctr
 	--sandbox-uid 5000 --plaintext-state
 usage "--sandbox-uid: expected a numeric id other than 0" --state "$S" --ctrl "$C" \
 	--sandbox-uid 0 --sandbox-gid 0 --plaintext-state
+usage "--nv-rate: expected writes a second, 0 to 100000, not -1" --state "$S" --ctrl "$C" \
+	--nv-rate -1 --plaintext-state
+usage "--commit-listen: expected unix:PATH (a root-only socket), not tcp:127.0.0.1:1" \
+	--state "$S" --ctrl "$C" --commit-listen tcp:127.0.0.1:1 --plaintext-state
+usage "--commit-fd: not a descriptor number: x" --state "$S" --ctrl "$C" --commit-fd x \
+	--plaintext-state
 
 note "--help"
 expect_exit 0 "vtpmd instance --help" "$VTPMD" instance --help

@@ -437,14 +437,15 @@ test_spawn_ready(void **state)
 	snprintf(want, sizeof(want),
 	    "vtpmd-instance\n--name\nvm1\n--state\n%s/instances/vm1/state\n"
 	    "--ctrl\nunix:%s/vm1.sock.ctrl\n--data\nunix:%s/vm1.sock\n--key-fd\n3\n"
-	    "--blob-key-fd\n3\n--ready-fd\n4\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n"
+	    "--blob-key-fd\n3\n--ready-fd\n4\n--commit-fd\n5\n--commit-listen\n"
+	    "unix:%s/vm1.commit\n--nv-rate\n20\n--startup\nclear\n--tpm\n2\n--log-level\nwarn\n"
 	    "--log-relayed\n",
-	    f->m->cfg.state_dir, f->m->cfg.run_dir, f->m->cfg.run_dir);
+	    f->m->cfg.state_dir, f->m->cfg.run_dir, f->m->cfg.run_dir, f->m->cfg.run_dir);
 	assert_string_equal(text, want);
 	free(text);
 
 	text = slurp(state_file(f, "fds"), NULL);
-	assert_string_equal(text, "0 1 2 3 4\n0 /dev/null\n1 /dev/null");
+	assert_string_equal(text, "0 1 2 3 4 5\n0 /dev/null\n1 /dev/null");
 	free(text);
 
 	text = slurp(run_file(f, "vm1.pid"), NULL);
@@ -766,6 +767,29 @@ test_adopt_refused(void **state)
 /* The real worker: `vtpmd instance` (this program, worker_exe empty) with
  * its key and readiness through the pipes serves a TPM on its data socket
  * and, stopped, exits 0 with its state written. */
+/* Acknowledges the worker's commit reports, as vtpmd's fresh.c does (here
+ * without a host TPM), until fd has an answer to read: the worker holds
+ * each answer, and each permanent write after the first, until then. */
+static void
+ack_until_readable(const struct vtpm *v, int fd)
+{
+	uint8_t report[COMMIT_REPORT_LEN], ack[12] = {'V', 'T', 'C', 'A'};
+	struct pollfd p[2];
+
+	for (int round = 0; round < 100; round++) {
+		p[0] = (struct pollfd){.fd = v->commit_fd, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = fd, .events = POLLIN};
+		assert_true(poll(p, 2, 10000) > 0);
+		if (p[1].revents != 0)
+			return;
+		assert_int_equal(read(v->commit_fd, report, sizeof(report)), sizeof(report));
+		assert_memory_equal(report, "VTCR", 4);
+		memcpy(ack + 4, report + 4, 8);
+		assert_int_equal(write(v->commit_fd, ack, sizeof(ack)), sizeof(ack));
+	}
+	fail_msg("no answer after 100 acknowledgements");
+}
+
 static void
 test_real_worker(void **state)
 {
@@ -790,6 +814,7 @@ test_real_worker(void **state)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/vm1.sock", f->m->cfg.run_dir);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(write(fd, get_random, sizeof(get_random)), sizeof(get_random));
+	ack_until_readable(f->v, fd);
 	while (got < 20 && (n = read(fd, rsp + got, sizeof(rsp) - got)) > 0)
 		got += (size_t)n;
 	close(fd);
@@ -799,6 +824,8 @@ test_real_worker(void **state)
 
 	/* Its command line is one a restarted manager adopts. */
 	assert_int_equal(worker_adopt(f->m, again), 0);
+	assert_true(again->commit_fd >= 0); /* its commit listener */
+	close(again->commit_fd);
 	close(again->pidfd);
 	workerlog_close(f->m, again, false);
 	free(again);

@@ -1316,7 +1316,7 @@ ca_db_ck_revoke_all(struct ca_db *db, const char *ek_key, const char *serial, co
 	char next[CERTS_SERIAL_HEX_MAX + 1];
 	struct ca_status prev;
 	sqlite3_stmt *st;
-	struct err e;
+	struct err e = {0};
 	int rc;
 
 	last[0] = '\0';
@@ -1499,7 +1499,7 @@ ca_db_ck_usable(struct ca_db *db, const struct ca_issued *ck, int64_t now, struc
 {
 	struct ca_host h;
 	char ek_key[65];
-	struct err e;
+	struct err e = {0};
 
 	if (strcmp(ck->kind, "ck") != 0)
 		return err_set(err, ERR_REFUSED, "certificate %s is not a CK's", ck->serial);

@@ -242,10 +242,13 @@ static int
 manager_timeout(struct manager *m)
 {
 	int64_t now = mono_ms(), next = ops_next_deadline(m), retry = fresh_next_deadline(m);
+	int64_t connect = worker_commit_next(m);
 	int api = api_next_timeout(m->api);
 
 	if (retry != -1 && (next == -1 || retry < next))
 		next = retry;
+	if (connect != -1 && (next == -1 || connect < next))
+		next = connect;
 	if (next != -1) {
 		next = next > now ? next - now : 0;
 		if (api == -1 || next < api)
@@ -289,6 +292,7 @@ manager_step(struct manager *m, const sigset_t *unblocked)
 	ops_deadlines(m);
 	api_process(m->api, pfd, napi);
 	ops_restarts_due(m);
+	worker_commit_retry(m);
 	/* One commit for every report of this round (group commit), after
 	 * the answers: a stop is not held up by recording its last write. */
 	fresh_flush(m);

@@ -125,6 +125,7 @@ struct vtpm {
 	uint8_t commit_buf[COMMIT_REPORT_LEN];
 	size_t commit_len;
 	bool commit_want; /* a report waits for the next commit */
+	int64_t commit_retry_at; /* adopted, its commit listener not there yet: when to try again */
 	uint64_t commit_gen;
 	uint8_t commit_digest[STORE_DIGEST_LEN];
 };
@@ -403,6 +404,7 @@ void blobkey_forget(struct manager *m);
  * on the events of its worker; a stop likewise, lifecycle_stopped or
  * lifecycle_stop_late. */
 #define WORKER_READY_TIMEOUT_MS 15000
+#define WORKER_COMMIT_RETRY_MS 100   /* an adopted worker not listening for commits yet */
 #define LIFECYCLE_STOP_TIMEOUT_MS 5000
 #define LIFECYCLE_BACKOFF_MIN_MS 100
 #define LIFECYCLE_BACKOFF_MAX_MS 30000
@@ -447,6 +449,8 @@ int worker_send_key(struct worker_pending *p, const uint8_t *key, const uint8_t 
 int worker_ready(struct vtpm *v);
 void worker_abort(struct manager *m, struct vtpm *v, struct worker_pending *p);
 int worker_adopt(struct manager *m, struct vtpm *v);
+void worker_commit_retry(struct manager *m);
+int64_t worker_commit_next(const struct manager *m);
 int worker_stop(struct vtpm *v);
 void worker_stop_kill(const struct vtpm *v);
 void worker_forget(struct manager *m, struct vtpm *v);

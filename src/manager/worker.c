@@ -516,27 +516,70 @@ worker_ready(struct vtpm *v)
 }
 
 /* Connects to an adopted worker's commit listener; the worker sends its
- * pending report again on the new connection. */
+ * pending report again on the new connection. A worker adopted while it
+ * was still starting (its vtpmd died meanwhile) may not listen yet: it is
+ * tried again every WORKER_COMMIT_RETRY_MS while it runs (worker_commit_retry),
+ * its guest's writes waiting until then. */
 static void
 worker_commit_connect(const struct manager *m, struct vtpm *v)
 {
 	char path[PATH_MAX];
 	struct endpoint ep = {.kind = ENDPOINT_UNIX};
+	bool first = v->commit_retry_at == 0;
 	int fd;
 
 	worker_commit_path(&m->cfg, v->name, path, sizeof(path));
 	snprintf(ep.path, sizeof(ep.path), "%s", path);
 	fd = endpoint_connect(&ep);
 	if (fd == -1 || fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
-		log_warn("%s: no commit channel to its worker (%s): its writes wait for a restart",
-		    v->name, path);
+		if (first)
+			log_warn("%s: no commit channel to its worker (%s) yet: its writes wait "
+			         "until it listens",
+			    v->name, path);
 		if (fd != -1)
 			close(fd);
+		v->commit_retry_at = mono_ms() + WORKER_COMMIT_RETRY_MS;
 		return;
 	}
+	if (!first)
+		log_info("%s: commit channel to its worker connected", v->name);
+	v->commit_retry_at = 0;
 	v->commit_fd = fd;
 	v->commit_len = 0;
 	v->commit_want = false;
+}
+
+/* Adopted workers whose commit listener was not there: tried again when due. */
+void
+worker_commit_retry(struct manager *m)
+{
+	int64_t now = mono_ms();
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct vtpm *v = m->vtpms[i];
+
+		if (v->commit_retry_at != 0 && now >= v->commit_retry_at) {
+			if (v->pid != 0 && v->commit_fd == -1)
+				worker_commit_connect(m, v);
+			else
+				v->commit_retry_at = 0;
+		}
+	}
+}
+
+/* The earliest retry due, or -1. */
+int64_t
+worker_commit_next(const struct manager *m)
+{
+	int64_t next = -1;
+
+	for (size_t i = 0; i < m->n; i++) {
+		int64_t at = m->vtpms[i]->commit_retry_at;
+
+		if (at != 0 && (next == -1 || at < next))
+			next = at;
+	}
+	return next;
 }
 
 /* Takes over a worker that a previous manager started, if its pid file
@@ -587,6 +630,7 @@ worker_forget(struct manager *m, struct vtpm *v)
 		close(v->pidfd);
 	v->pidfd = -1;
 	v->pid = 0;
+	v->commit_retry_at = 0;
 	if (v->readyfd != -1)
 		close(v->readyfd);
 	v->readyfd = -1;

@@ -716,6 +716,55 @@ test_adopt(void **state)
 	free(again);
 }
 
+/* A worker adopted before it listens for commits (its vtpmd died while it
+ * was starting) is connected once it listens, not left waiting for the
+ * next restart. */
+static void
+test_adopt_commit_later(void **state)
+{
+	struct fixture *f = *state;
+	struct vtpm *again = registry_new("vm1", 2, 3);
+	struct vtpm **saved = f->m->vtpms;
+	size_t saved_n = f->m->n;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int lfd, afd;
+
+	assert_non_null(again);
+	start_ready(f, "ready");
+	assert_int_equal(worker_adopt(f->m, again), 0);
+	assert_int_equal(again->commit_fd, -1); /* nothing listens yet */
+	assert_true(again->commit_retry_at != 0);
+	f->m->vtpms = &again;
+	f->m->n = 1;
+	assert_int_equal(worker_commit_next(f->m), again->commit_retry_at);
+	worker_commit_retry(f->m); /* not due yet: nothing tried */
+	assert_int_equal(again->commit_fd, -1);
+
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/vm1.commit", f->m->cfg.run_dir);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	again->commit_retry_at = mono_ms(); /* due */
+	worker_commit_retry(f->m);
+	assert_true(again->commit_fd >= 0);
+	assert_int_equal(again->commit_retry_at, 0);
+	assert_int_equal(worker_commit_next(f->m), -1);
+	afd = accept(lfd, NULL, NULL);
+	assert_true(afd >= 0);
+
+	f->m->vtpms = saved;
+	f->m->n = saved_n;
+	close(afd);
+	close(lfd);
+	unlink(sa.sun_path);
+	close(again->commit_fd);
+	kill(f->v->pid, SIGKILL);
+	close(again->pidfd);
+	workerlog_close(f->m, again, false);
+	free(again);
+}
+
 /* A pid file that names anything but this instance's live worker. */
 static void
 expect_not_adopted(struct fixture *f, const char *name, const char *line)
@@ -856,6 +905,7 @@ main(int argc, char **argv)
 	    T(test_exited_adopted),
 	    T(test_terminate_stubborn),
 	    T(test_adopt),
+	    T(test_adopt_commit_later),
 	    T(test_adopt_refused),
 	    T(test_real_worker),
 	};

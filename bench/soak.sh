@@ -138,10 +138,15 @@ soak_valgrind() {
 	echo
 	echo "== valgrind memcheck: $VG_N standalone instances (build/vtpmd-instance), $VG_SECONDS s"
 	# spawn_instance runs "$VTPMD instance ARGS": this runs ARGS under valgrind.
+	# valgrind lives in the worker's address space, under its RLIMIT_AS of
+	# 128 MiB (instance_sandbox.c): its queue of freed blocks (20 MB by
+	# default) and their shadow exhausted it after ~60 soak cycles, and
+	# libtpms' NV commit then failed for want of memory (TPM_RC_FAILURE).
+	# 2 MB of queue still catches a use after free of the latest blocks.
 	cat >"$T/vg-instance" <<EOF
 #!/bin/sh
 shift
-exec valgrind --log-file="$T/vg-%p.memcheck" --error-exitcode=99 --leak-check=full \\
+exec valgrind --freelist-vol=2000000 --log-file="$T/vg-%p.memcheck" --error-exitcode=99 --leak-check=full \\
 	--show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \\
 	"$TOP/build/vtpmd-instance" "\$@"
 EOF

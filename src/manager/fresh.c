@@ -233,7 +233,11 @@ fresh_counter_reopen(struct manager *m, uint64_t c, struct err *err)
 }
 
 /* The commit: manifest for C+1, then the counter to C+1. 0, or -1 with err
- * (nothing may be acknowledged then). */
+ * (nothing may be acknowledged then). The entries were changed before the
+ * call: a failed commit leaves them dirty, and the next flush or check
+ * commits them before anything they cover counts as recorded (else a
+ * retry would find its reports "covered already" and acknowledge writes
+ * no counter covers). */
 static int
 fresh_commit(struct manager *m, struct err *err)
 {
@@ -241,6 +245,7 @@ fresh_commit(struct manager *m, struct err *err)
 	uint64_t next = f->counter + 1;
 	int64_t t0 = mono_us(), t1;
 
+	f->dirty = true;
 	if (fresh_write(m, next, err) == -1)
 		return -1;
 	t1 = mono_us();
@@ -249,6 +254,7 @@ fresh_commit(struct manager *m, struct err *err)
 		err_wrap(err, "host TPM");
 		return -1;
 	}
+	f->dirty = false;
 	f->counter = next;
 	f->commits++;
 	f->increment_us += mono_us() - t1;
@@ -485,6 +491,8 @@ fresh_check(struct manager *m, struct vtpm *v, struct err *err)
 
 	if (fresh_ensure(m, err) == -1)
 		return -1;
+	if (m->fresh.dirty && fresh_commit(m, err) == -1)
+		return err_wrap(err, "recording an earlier change");
 	if (fresh_file(m, v, &gen, digest, err) == -1)
 		return err->kind == ERR_CORRUPT ? 0 : -1; /* the worker refuses it, by name */
 	e = fresh_find(&m->fresh, v->uuid);
@@ -587,7 +595,7 @@ void
 fresh_flush(struct manager *m)
 {
 	struct fresh_entry *e;
-	bool need = false, want = false;
+	bool need = m->fresh.dirty, want = m->fresh.dirty;
 	struct err err;
 
 	for (size_t i = 0; i < m->n; i++)

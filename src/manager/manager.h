@@ -354,6 +354,7 @@ struct fresh {
 	struct fresh_entry *e;
 	size_t n;
 	int64_t retry_at;	/* a failed commit's retry (monotonic ms), or 0 */
+	bool dirty;		/* e holds changes no commit has covered (one failed) */
 	unsigned long commits;	/* counter increments made by this vtpmd */
 	int64_t commit_us, increment_us; /* their total time, and the counter's part */
 };

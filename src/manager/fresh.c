@@ -600,11 +600,12 @@ void
 fresh_flush(struct manager *m)
 {
 	struct fresh_entry *e;
-	bool need = m->fresh.dirty, want = m->fresh.dirty;
+	bool need = m->fresh.dirty, want = false;
 	struct err err;
 
 	for (size_t i = 0; i < m->n; i++)
 		want |= m->vtpms[i]->commit_want && m->vtpms[i]->prov == NULL;
+	want |= need; /* a failed commit is retried even with no new report */
 	if (!want || (m->fresh.retry_at != 0 && mono_ms() < m->fresh.retry_at))
 		return;
 	if (fresh_ensure(m, &err) == -1) {

@@ -56,7 +56,11 @@ note "root: vtpmd and the worker killed, the backup put back, the host TPM back"
 pid=$("$VTPMCTL" info vm-a --json | jq -r ".pid // empty")
 kill_hard "$VTPMD_PID"
 if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
-sleep 0.5
+deadline=$((SECONDS + 10))
+while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do # until the worker is gone
+	[ "$SECONDS" -lt "$deadline" ] || fail "worker $pid outlived SIGKILL"
+	sleep 0.05
+done
 rm -rf "$SVC"
 cp -a "$T/backup" "$SVC"
 restart_host_tpm

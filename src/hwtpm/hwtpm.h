@@ -57,6 +57,8 @@ int hwtpm_counter_open(struct hwtpm *hw, uint32_t handle, const uint8_t auth[32]
     uint64_t *value, struct err *err);
 int hwtpm_counter_increment(struct hwtpm *hw, struct err *err);
 int hwtpm_counter_read(struct hwtpm *hw, uint64_t *value, struct err *err);
+int hwtpm_counter_present(struct hwtpm *hw, uint32_t handle, bool *present, struct err *err);
+int hwtpm_counter_undefine(struct hwtpm *hw, uint32_t handle, struct err *err);
 
 /*
  * hwtpm_attest.c: the host TPM's side of the chain of trust: its EK (TCG

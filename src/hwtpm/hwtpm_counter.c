@@ -240,3 +240,59 @@ hwtpm_counter_read(struct hwtpm *hw, uint64_t *value, struct err *err)
 		return err_set(err, ERR_HOST_TPM, "the freshness counter is not open");
 	return counter_read(hw, value, err);
 }
+
+/*
+ * Whether the host TPM holds an NV index at handle (vtpmd's counter or
+ * another program's): *present. A first setup is refused while it does
+ * (src/manager/fresh.c). Returns 0, or -1 with err.
+ */
+int
+hwtpm_counter_present(struct hwtpm *hw, uint32_t handle, bool *present, struct err *err)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	TSS2_RC rc;
+
+	if (hwtpm_enter(hw, err) == -1)
+		return -1;
+	rc = Esys_GetCapability(hw->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    TPM2_CAP_HANDLES, handle, 1, &more, &cap);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "list the NV index at 0x%08x", handle);
+	*present = cap->data.handles.count == 1 && cap->data.handles.handle[0] == handle;
+	Esys_Free(cap);
+	return 0;
+}
+
+/*
+ * Undefines the NV index at handle with the owner's authorization (an
+ * empty ownerAuth: the operator's --reanchor, src/manager/fresh.c). An
+ * index defined with the platform's authorization is refused by the TPM.
+ * Returns 0, or -1 with err.
+ */
+int
+hwtpm_counter_undefine(struct hwtpm *hw, uint32_t handle, struct err *err)
+{
+	ESYS_TR tr = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	if (hwtpm_enter(hw, err) == -1)
+		return -1;
+	if (hw->counter != ESYS_TR_NONE)
+		Esys_TR_Close(hw->esys, &hw->counter);
+	hw->counter = ESYS_TR_NONE;
+	rc = Esys_TR_FromTPMPublic(hw->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    &tr);
+	if (rc != TSS2_RC_SUCCESS)
+		return hwtpm_seterr(err, rc, "open NV index 0x%08x", handle);
+	rc = Esys_NV_UndefineSpace(hw->esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	    ESYS_TR_NONE);
+	if (rc != TSS2_RC_SUCCESS) {
+		Esys_TR_Close(hw->esys, &tr);
+		return hwtpm_seterr(err, rc, "undefine NV index 0x%08x with the owner's (empty) "
+		    "authorization", handle);
+	}
+	log_warnx("host TPM: NV index 0x%08x undefined (--reanchor)", handle);
+	return 0;
+}
+

@@ -314,7 +314,7 @@ manager_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: vtpmd [--config FILE] [--root-tcti TCTI] [--state-dir DIR] [--run-dir DIR]\n"
-	    "             [--socket PATH] [--log-level L]\n"
+	    "             [--socket PATH] [--log-level L] [--reanchor]\n"
 	    "       vtpmd -n --config FILE\n"
 	    "       vtpmd instance …          (one vTPM worker; see vtpmd instance --help)\n"
 	    "\n"
@@ -328,6 +328,9 @@ manager_usage(FILE *f)
 	    "  --run-dir DIR     worker sockets and pid files (default /run/vtpmd)\n"
 	    "  --socket PATH     control API socket (default /run/vtpmd/api.sock)\n"
 	    "  --log-level L     error, warn, info (default) or debug\n"
+	    "  --reanchor        only when the freshness anchor is lost (every instance\n"
+	    "                    refused for it): set it up again, taking each instance's\n"
+	    "                    state on disk for its latest; logged (docs/state.md)\n"
 	    "  -n                check the configuration, report problems as FILE:LINE, exit\n"
 	    "\n"
 	    "Runs in the foreground and logs to stderr. Operate it with vtpmctl.\n"
@@ -338,7 +341,7 @@ manager_usage(FILE *f)
 }
 
 static void
-manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
+manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only, bool *reanchor)
 {
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -347,6 +350,7 @@ manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
 		{"run-dir", required_argument, NULL, 'r'},
 		{"socket", required_argument, NULL, 'S'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"reanchor", no_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -366,6 +370,7 @@ manager_parse_args(int argc, char **argv, struct config *cfg, bool *check_only)
 		case 'S': key = "socket"; break;
 		case 'l': key = "log-level"; break;
 		case 'n': *check_only = true; break;
+		case 'R': *reanchor = true; break;
 		case 'h':
 			manager_usage(stdout);
 			exit(EXIT_OK);
@@ -590,7 +595,7 @@ manager_main(int argc, char **argv)
 	setenv("TSS2_LOG", "all+none", 0);
 	{
 		bool check_only;
-		manager_parse_args(argc, argv, &m.cfg, &check_only);
+		manager_parse_args(argc, argv, &m.cfg, &check_only, &m.fresh.reanchor);
 	}
 	log_init("vtpmd", m.cfg.log_level);
 	manager_notify_take();

@@ -345,6 +345,7 @@ struct fresh_entry {
 	char uuid[37];
 	uint64_t gen;
 	uint8_t digest[STORE_DIGEST_LEN];
+	int64_t deleted; /* a tombstone: when its vTPM was deleted (Unix time), or 0 */
 };
 struct fresh {
 	bool ready;		/* key unsealed, manifest read and bound */
@@ -357,6 +358,12 @@ struct fresh {
 	bool dirty;		/* e holds changes no commit has covered (one failed) */
 	unsigned long commits;	/* counter increments made by this vtpmd */
 	int64_t commit_us, increment_us; /* their total time, and the counter's part */
+	/* the anchor (fresh.c): the manifest's slots, the commit in flight */
+	size_t slot_len;	/* bytes per slot of the manifest on disk, 0: rewrite it whole */
+	bool pending;		/* the slot for counter+1 is written, its increment unsure */
+	uint64_t verify;	/* the counter's value to read back, or 0 */
+	bool reanchor;		/* vtpmd --reanchor: a lost anchor may be set up again */
+	char anchor_id[17];	/* names the freshness key, in bindings and messages */
 };
 int fresh_ensure(struct manager *m, struct err *err);
 int fresh_check(struct manager *m, struct vtpm *v, struct err *err);
@@ -366,6 +373,7 @@ void fresh_flush(struct manager *m);
 int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
 int64_t fresh_next_deadline(const struct manager *m);
 void fresh_free(struct fresh *f);
+int fresh_forget_deleted(struct manager *m, const char *uuid, struct err *err);
 
 /* manager.c: the vtpmd service. */
 struct manager {

@@ -511,6 +511,24 @@ api_host_ek_certificate(struct manager *m)
 	return reply_ok(200, o);
 }
 
+/* Forgets a deleted vTPM's tombstone (docs/state.md, "Deleted vTPMs"): its
+ * directory, put back, then starts as the state it holds. */
+static struct api_response
+api_host_forget_deleted(struct manager *m, const struct api_request *req)
+{
+	const char *uuid = NULL;
+	struct err e;
+
+	if (req->body == NULL || json_unpack((json_t *)req->body, "{s:s}", "uuid", &uuid) != 0 ||
+	    strlen(uuid) != 36)
+		return api_error(400, "expected {\"uuid\": UUID}", "see docs/api.md");
+	if (fresh_forget_deleted(m, uuid, &e) == -1)
+		return api_error(e.kind == ERR_ABSENT ? 404 : e.kind == ERR_CORRUPT ? 409 : 503, e.msg,
+		    e.kind == ERR_ABSENT ? "vtpmctl info NAME names a refused vTPM's UUID"
+					 : "nothing was changed");
+	return reply_ok(200, json_pack("{s:s, s:b}", "uuid", uuid, "forgotten", 1));
+}
+
 /* The API handler: routes one request. */
 struct api_response
 manager_api(void *ctx, const struct api_request *req)
@@ -536,5 +554,7 @@ manager_api(void *ctx, const struct api_request *req)
 		return api_host_enrol(m, req);
 	if (strcmp(req->path, "/v1/host/ek-certificate") == 0 && req->method == API_GET)
 		return api_host_ek_certificate(m);
+	if (strcmp(req->path, "/v1/host/forget-deleted") == 0 && req->method == API_POST)
+		return api_host_forget_deleted(m, req);
 	return api_error(404, "no such endpoint", "see docs/api.md");
 }

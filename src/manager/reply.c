@@ -78,12 +78,16 @@ static json_t *
 reply_freshness(const struct manager *m)
 {
 	const struct fresh *f = &m->fresh;
+	json_int_t deleted = 0;
 
 	if (!f->ready)
 		return json_pack("{s:b, s:s}", "ready", 0, "refused", f->refused);
-	return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I}", "ready", 1, "nv_index", "0x01300001",
-	    "counter", (json_int_t)f->counter, "commits", (json_int_t)f->commits, "commit_us",
-	    (json_int_t)f->commit_us, "increment_us", (json_int_t)f->increment_us);
+	for (size_t i = 0; i < f->n; i++)
+		deleted += f->e[i].deleted != 0;
+	return json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "ready", 1, "nv_index",
+	    "0x01300001", "anchor", f->anchor_id, "counter", (json_int_t)f->counter, "commits",
+	    (json_int_t)f->commits, "commit_us", (json_int_t)f->commit_us, "increment_us",
+	    (json_int_t)f->increment_us, "deleted", deleted);
 }
 
 /* 200 HOST: the host TPM, the instances, the enrolment. */

@@ -15,8 +15,11 @@ static const char host_help[] =
     "       vtpmctl host enroll --ca URL [--virtualization-ca URL] [--ca-root FILE]\n"
     "                           [--virtualization-ca-root FILE] [--name HOST] [--json]\n"
     "       vtpmctl host ek-cert [--out FILE] [--json]\n"
+    "       vtpmctl host forget-deleted UUID [--json]\n"
     "\n"
-    "Show the host TPM and the service.\n"
+    "Show the host TPM and the service. forget-deleted removes a deleted vTPM's\n"
+    "tombstone, so that its directory, put back from a backup, starts again with\n"
+    "the state it holds (a rollback the operator authorises; logged).\n"
     "The manual: vtpmctl(8), COMMANDS, host.\n";
 
 static void
@@ -208,6 +211,47 @@ host_ek_cert(int argc, char **argv)
 	return ret;
 }
 
+/* `host forget-deleted UUID`: a deleted vTPM's tombstone removed. */
+static int
+host_forget_deleted(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body, *reply = NULL;
+	bool json = false;
+	int c, ret;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': vtpmctl_help(host_help); return EXIT_OK;
+		case 'j': json = true; break;
+		default:
+			return vtpmctl_usage(
+			    "host forget-deleted", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind + 1 != argc)
+		return vtpmctl_usage("host forget-deleted", "give the deleted vTPM's UUID");
+	body = json_pack("{s:s}", "uuid", argv[optind]);
+	if (body == NULL)
+		return vtpmctl_fail("out of memory");
+	ret = vtpmctl_call("POST", "/v1/host/forget-deleted", body, &reply);
+	json_decref(body);
+	if (ret != EXIT_OK)
+		return ret;
+	if (json)
+		vtpmctl_print_json(reply);
+	else
+		printf("the deletion of vTPM %s is forgotten: its directory, put back, starts\n",
+		    argv[optind]);
+	json_decref(reply);
+	return EXIT_OK;
+}
+
 int
 vtpmctl_host(int argc, char **argv)
 {
@@ -223,6 +267,8 @@ vtpmctl_host(int argc, char **argv)
 		return host_enroll(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "ek-cert") == 0)
 		return host_ek_cert(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "forget-deleted") == 0)
+		return host_forget_deleted(argc - 1, argv + 1);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {

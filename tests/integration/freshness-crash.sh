@@ -6,9 +6,9 @@
 # rollback, never older.
 # 1. Every step of the commit protocol: strace kills the worker, or vtpmd,
 #    at the Nth call of each system call of one NV write (the state file's
-#    write, sync and rename, the report, the manifest's write and sync, the
-#    host TPM's counter increment, the acknowledgement), N = 1, 2, … until
-#    the write completes untouched.
+#    write, sync and rename, the report, the manifest slot's write in place
+#    and its fdatasync, the host TPM's counter increment and its read-back,
+#    the acknowledgement), N = 1, 2, … until the write completes untouched.
 # 2. Many SIGKILLs (FRESH_KILLS, default 30; `make soak-fresh`: 1,000) of the worker, vtpmd or
 #    both, at random moments of a stream of NV writes.
 source "$(dirname "$0")/../lib.sh"
@@ -105,7 +105,7 @@ for who in worker vtpmd; do
 	if [ "$who" = worker ]; then
 		calls="openat write fdatasync rename renameat fsync sendto read"
 	else
-		calls="read openat write fsync rename sendto recvfrom"
+		calls="read openat pwrite64 fdatasync sendto recvfrom"
 	fi
 	steps=0
 	for sc in $calls; do

@@ -1038,13 +1038,20 @@ void
 fresh_forget(struct manager *m, const struct vtpm *v)
 {
 	struct fresh *f = &m->fresh;
-	struct fresh_entry *e = fresh_find(f, v->uuid);
 	const struct vtpm *copy = NULL;
+	struct fresh_entry *e;
 	struct err err;
 
 	/* A copy's delete (or renew) leaves the original's entry. */
-	if (!f->ready || v->copy_of[0] != '\0')
+	if (v->copy_of[0] != '\0')
 		return;
+	/* Without the anchor the entry stays live: only the latest state
+	 * put back would start then, never an older one. */
+	if (fresh_ensure(m, &err) == -1) {
+		log_warnx("%s: no tombstone: %s", v->name, err.msg);
+		return;
+	}
+	e = fresh_find(f, v->uuid);
 	for (size_t i = 0; i < m->n && copy == NULL; i++)
 		if (m->vtpms[i] != v && strcmp(m->vtpms[i]->uuid, v->uuid) == 0)
 			copy = m->vtpms[i];

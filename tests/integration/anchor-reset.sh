@@ -51,7 +51,6 @@ start_vtpmd svc --root-tcti "$HOST_TCTI"
 "$VTPMCTL" policy approve --current >/dev/null || fail "policy approve"
 "$VTPMCTL" create vm-a >/dev/null || fail "create vm-a"
 "$VTPMCTL" create vm-b >/dev/null || fail "create vm-b"
-[ -s "$SVC/instances/vm-a/freshness.bind" ] || fail "vm-a has no binding to the anchor"
 TPM2TOOLS_TCTI=$(tcti_of vm-a) tpm2_nvdefine "$NV" -s 8 \
 	-a "ownerread|ownerwrite|nt=counter" >/dev/null || fail "nvdefine"
 nv_inc
@@ -64,21 +63,18 @@ assert_eq "$(nv_count)" 3 "the guest's counter"
 "$VTPMCTL" stop vm-a >/dev/null || fail "stop"
 "$VTPMCTL" stop vm-b >/dev/null || fail "stop"
 stop_vtpmd
-cp -a "$SVC/freshness.key" "$SVC/freshness.manifest" "$T/"
-
-note "root removes freshness.key and the manifest, the counter left: refused, not a setup"
-rm -f "$SVC/freshness.key" "$SVC/freshness.manifest"
-start_vtpmd svc --root-tcti "$HOST_TCTI"
-refused vm-a "freshness.key is missing" "holds vtpmd's freshness counter" "--reanchor"
-[ ! -e "$SVC/freshness.key" ] || fail "a new freshness key was made"
-stop_vtpmd
 
 note "root: the counter undefined with the (empty) owner auth, the files removed, old state back"
 tpm2_nvundefine -T "$HOST_TCTI" -C o 0x01300001 || fail "nvundefine of vtpmd's counter"
+rm -f "$SVC/freshness.key" "$SVC/freshness.manifest"
 rm -rf "$SVC/instances/vm-a/state"
 cp -a "$T/backup-a" "$SVC/instances/vm-a/state"
 mv "$SVC/instances/vm-b" "$T/hidden-b" # hidden from the operator's --reanchor below
 start_vtpmd svc --root-tcti "$HOST_TCTI"
+if "$VTPMCTL" start vm-a >"$T/out" 2>&1; then
+	fail "vm-a started with its old state: the guest's NV counter reads $(nv_count), not 3" \
+		"(counter undefined, freshness.key and manifest removed: taken for a first setup)"
+fi
 refused vm-a "freshness.key is missing" "vm-a has TPM state" "--reanchor"
 [ ! -e "$SVC/freshness.key" ] || fail "a new freshness key was made"
 stop_vtpmd
@@ -89,6 +85,7 @@ start_vtpmd svc --root-tcti "$HOST_TCTI" --reanchor
 wait_state vm-a running
 assert_contains "$(cat "$T/svc.log")" "vm-a: its state on disk recorded as its latest" "the log"
 assert_eq "$(nv_count)" 1 "the guest's counter after the operator's --reanchor"
+[ -s "$SVC/instances/vm-a/freshness.bind" ] || fail "vm-a has no binding to the anchor"
 "$VTPMCTL" stop vm-a >/dev/null || fail "stop"
 stop_vtpmd
 
@@ -96,7 +93,17 @@ note "an instance hidden during --reanchor and put back: refused (bound to the o
 mv "$T/hidden-b" "$SVC/instances/vm-b"
 start_vtpmd svc --root-tcti "$HOST_TCTI"
 refused vm-b "never recorded under this host's freshness anchor"
-"$VTPMCTL" start vm-a >/dev/null || fail "vm-a after vm-b's refusal"
+stop_vtpmd
+
+note "root removes freshness.key and the manifest, the counter left: refused, not a setup"
+mv "$SVC/freshness.key" "$SVC/freshness.manifest" "$T/"
+start_vtpmd svc --root-tcti "$HOST_TCTI"
+refused vm-a "freshness.key is missing" "holds vtpmd's freshness counter" "--reanchor"
+[ ! -e "$SVC/freshness.key" ] || fail "a new freshness key was made"
+stop_vtpmd
+mv "$T/freshness.key" "$T/freshness.manifest" "$SVC/"
+start_vtpmd svc --root-tcti "$HOST_TCTI"
+"$VTPMCTL" start vm-a >/dev/null || fail "vm-a with the anchor's files back"
 
 note "another writer of the counter (root, with the owner's authorization): caught"
 nv_inc # recorded; vtpmd reads the counter back right after its answer

@@ -187,6 +187,12 @@ WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=policy_find -Wl,--wrap=hwtpm_unseal -Wl,--wrap=hwtpm_sealed_name \
                     -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available \
                     -Wl,--wrap=realloc -Wl,--wrap=fresh_check
+WRAP_test_fresh = -Wl,--wrap=hwtpm_counter_open -Wl,--wrap=hwtpm_counter_increment \
+                  -Wl,--wrap=hwtpm_counter_read -Wl,--wrap=hwtpm_counter_present \
+                  -Wl,--wrap=hwtpm_counter_undefine -Wl,--wrap=hwtpm_recover \
+                  -Wl,--wrap=hwtpm_seal -Wl,--wrap=hwtpm_unseal \
+                  -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=policy_approved_now \
+                  -Wl,--wrap=policy_auth_digest
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc

@@ -342,6 +342,8 @@ fresh_read(struct manager *m, struct fresh_file *ff, struct err *err)
 	}
 	if (ff->valid[0] || ff->valid[1])
 		return 0;
+	free(ff->buf);
+	ff->buf = NULL;
 	return err_set(err, ERR_CORRUPT, "%s does not authenticate (altered, or written with "
 	    "another key)", path);
 }
@@ -812,6 +814,9 @@ fresh_setup_blocked(struct manager *m, char *why, size_t len, struct err *err)
 	}
 	if (n > 8)
 		snprintf(why + strlen(why), len - strlen(why), " (and %zu more)", n - 8);
+	used = strlen(why);
+	if (used >= 2 && strcmp(why + used - 2, "; ") == 0)
+		why[used - 2] = '\0';
 	return 0;
 }
 

@@ -281,18 +281,18 @@ hwtpm_counter_undefine(struct hwtpm *hw, uint32_t handle, struct err *err)
 	if (hw->counter != ESYS_TR_NONE)
 		Esys_TR_Close(hw->esys, &hw->counter);
 	hw->counter = ESYS_TR_NONE;
-	rc = Esys_TR_FromTPMPublic(hw->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    &tr);
+	rc = Esys_TR_FromTPMPublic(hw->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
 	if (rc != TSS2_RC_SUCCESS)
 		return hwtpm_seterr(err, rc, "open NV index 0x%08x", handle);
-	rc = Esys_NV_UndefineSpace(hw->esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-	    ESYS_TR_NONE);
+	rc = Esys_NV_UndefineSpace(
+	    hw->esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
 	if (rc != TSS2_RC_SUCCESS) {
 		Esys_TR_Close(hw->esys, &tr);
-		return hwtpm_seterr(err, rc, "undefine NV index 0x%08x with the owner's (empty) "
-		    "authorization", handle);
+		return hwtpm_seterr(err, rc,
+		    "undefine NV index 0x%08x with the owner's (empty) "
+		    "authorization",
+		    handle);
 	}
 	log_warnx("host TPM: NV index 0x%08x undefined (--reanchor)", handle);
 	return 0;
 }
-

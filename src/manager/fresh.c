@@ -59,16 +59,16 @@
 
 #include "manager.h"
 
-#define FRESH_MAGIC	  "VTPMDFM2"
-#define FRESH_V1_MAGIC	  "VTPMDFM"
+#define FRESH_MAGIC       "VTPMDFM2"
+#define FRESH_V1_MAGIC    "VTPMDFM"
 #define FRESH_V1_HDR_LEN  20
-#define FRESH_V1_ENTRY	  (36 + 8 + STORE_DIGEST_LEN)
+#define FRESH_V1_ENTRY    (36 + 8 + STORE_DIGEST_LEN)
 #define FRESH_SLOT_MAGIC  "VTPMDFS"
-#define FRESH_BLOCK	  4096 /* the header's size, and the slots' unit */
-#define FRESH_SLOT_HDR	  20
-#define FRESH_ENTRY_LEN	  (36 + 8 + STORE_DIGEST_LEN + 8)
+#define FRESH_BLOCK       4096 /* the header's size, and the slots' unit */
+#define FRESH_SLOT_HDR    20
+#define FRESH_ENTRY_LEN   (36 + 8 + STORE_DIGEST_LEN + 8)
 #define FRESH_MAC_LEN	  32
-#define FRESH_BIND	  "freshness.bind"
+#define FRESH_BIND        "freshness.bind"
 #define FRESH_KEY_LEN	  32
 #define FRESH_SEALED_MAX  4096
 #define FRESH_MAX_ENTRIES 65536
@@ -159,8 +159,8 @@ fresh_slot_size(size_t n)
 /* Fills slot (slot_len bytes, at least fresh_slot_need) with the entries
  * bound to counter value c, and its MAC. 0, or -1 with err. */
 static int
-fresh_slot_encode(const struct fresh *f, uint64_t c, uint8_t *slot, size_t slot_len,
-    struct err *err)
+fresh_slot_encode(
+    const struct fresh *f, uint64_t c, uint8_t *slot, size_t slot_len, struct err *err)
 {
 	unsigned int maclen = FRESH_MAC_LEN;
 	uint8_t *p = slot + FRESH_SLOT_HDR;
@@ -240,7 +240,7 @@ fresh_write(struct manager *m, uint64_t c, struct err *err)
 		}
 		if (n != (ssize_t)f->slot_len)
 			rc = n >= 0 ? err_set(err, ERR_IO, "%s: short write", path)
-				    : err_errno(err, "%s", path);
+			            : err_errno(err, "%s", path);
 	}
 	free(slot);
 	return rc;
@@ -277,7 +277,7 @@ fresh_mac_ok(const struct fresh *f, const uint8_t *buf, size_t len)
 	unsigned int maclen = FRESH_MAC_LEN;
 
 	return HMAC(EVP_sha256(), f->mac_key, 32, buf, len - FRESH_MAC_LEN, mac, &maclen) != NULL &&
-	    CRYPTO_memcmp(mac, buf + len - FRESH_MAC_LEN, FRESH_MAC_LEN) == 0;
+	       CRYPTO_memcmp(mac, buf + len - FRESH_MAC_LEN, FRESH_MAC_LEN) == 0;
 }
 
 /* The manifest as read: its slots that authenticate and their values. */
@@ -297,8 +297,8 @@ fresh_slot_check(const struct fresh *f, struct fresh_file *ff, int i)
 	size_t n = (size_t)fresh_get_be(slot + 16, 4);
 
 	ff->valid[i] = memcmp(slot, FRESH_SLOT_MAGIC, sizeof(FRESH_SLOT_MAGIC)) == 0 &&
-	    n <= FRESH_MAX_ENTRIES && fresh_slot_need(n) <= ff->slot_len &&
-	    fresh_mac_ok(f, slot, fresh_slot_need(n));
+	               n <= FRESH_MAX_ENTRIES && fresh_slot_need(n) <= ff->slot_len &&
+	               fresh_mac_ok(f, slot, fresh_slot_need(n));
 	ff->c[i] = ff->valid[i] ? fresh_get_be(slot + 8, 8) : 0;
 }
 
@@ -310,8 +310,8 @@ fresh_v1_check(const struct fresh *f, struct fresh_file *ff)
 
 	ff->v1 = true;
 	ff->valid[0] = n <= FRESH_MAX_ENTRIES &&
-	    ff->len == FRESH_V1_HDR_LEN + n * FRESH_V1_ENTRY + FRESH_MAC_LEN &&
-	    fresh_mac_ok(f, ff->buf, ff->len);
+	               ff->len == FRESH_V1_HDR_LEN + n * FRESH_V1_ENTRY + FRESH_MAC_LEN &&
+	               fresh_mac_ok(f, ff->buf, ff->len);
 	ff->c[0] = ff->valid[0] ? fresh_get_be(ff->buf + 8, 8) : 0;
 }
 
@@ -344,8 +344,10 @@ fresh_read(struct manager *m, struct fresh_file *ff, struct err *err)
 		return 0;
 	free(ff->buf);
 	ff->buf = NULL;
-	return err_set(err, ERR_CORRUPT, "%s does not authenticate (altered, or written with "
-	    "another key)", path);
+	return err_set(err, ERR_CORRUPT,
+	    "%s does not authenticate (altered, or written with "
+	    "another key)",
+	    path);
 }
 
 /* Loads slot i of ff into m->fresh. */
@@ -356,8 +358,7 @@ fresh_load(struct manager *m, const struct fresh_file *ff, int i, struct err *er
 	size_t hdr = ff->v1 ? FRESH_V1_HDR_LEN : FRESH_SLOT_HDR;
 
 	m->fresh.slot_len = ff->v1 ? 0 : ff->slot_len; /* the first format is rewritten whole */
-	return fresh_decode(&m->fresh, slot + hdr, (size_t)fresh_get_be(slot + 16, 4), ff->v1,
-	    err);
+	return fresh_decode(&m->fresh, slot + hdr, (size_t)fresh_get_be(slot + 16, 4), ff->v1, err);
 }
 
 /* The generation and digest of v's permanent state file (0 and zeros when
@@ -383,8 +384,7 @@ fresh_file(struct manager *m, const struct vtpm *v, uint64_t *gen,
 }
 
 /* Refuses every instance: the state directory is not the latest. */
-static int
-fresh_refuse_all(struct manager *m, struct err *err, const char *fmt, ...)
+static int fresh_refuse_all(struct manager *m, struct err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int
 fresh_refuse_all(struct manager *m, struct err *err, const char *fmt, ...)
@@ -405,7 +405,8 @@ static int
 fresh_alarm(struct manager *m, uint64_t t, uint64_t want, struct err *err)
 {
 	m->fresh.ready = false;
-	return fresh_refuse_all(m, err, "the host TPM's freshness counter (NV 0x%08x) reads %llu "
+	return fresh_refuse_all(m, err,
+	    "the host TPM's freshness counter (NV 0x%08x) reads %llu "
 	    "where vtpmd's increments brought it to %llu: another program increments it (with "
 	    "the owner's authorization, or a second vtpmd on a copy of this state directory); "
 	    "every instance is refused until an operator finds it (docs/state.md)",
@@ -530,7 +531,8 @@ fresh_key_make(struct manager *m, uint8_t *key, struct err *err)
 	int rc;
 
 	fresh_path(m, FRESH_KEY, path, sizeof(path));
-	if (RAND_priv_bytes(key, FRESH_KEY_LEN) != 1 || policy_auth_digest(&m->policy, policy) == -1)
+	if (RAND_priv_bytes(key, FRESH_KEY_LEN) != 1 ||
+	    policy_auth_digest(&m->policy, policy) == -1)
 		return err_set(err, ERR_FAILED, "cannot make the freshness key");
 	if (hwtpm_seal(m->hw, key, FRESH_KEY_LEN, policy, &blob, &len, err) == -1)
 		return err_wrap(err, "host TPM: seal the freshness key");
@@ -632,7 +634,7 @@ fresh_binding_ok(struct manager *m, const struct vtpm *v, char found[17])
 	if (len == 82)
 		memcpy(hex, buf + 17, 64);
 	ok = len == 82 && buf[16] == ' ' && hex_decode(hex, mac, 32) == 0 &&
-	    fresh_binding_mac(&m->fresh, v, want) == 0 && CRYPTO_memcmp(mac, want, 32) == 0;
+	     fresh_binding_mac(&m->fresh, v, want) == 0 && CRYPTO_memcmp(mac, want, 32) == 0;
 	if (len >= 16) {
 		memcpy(found, buf, 16);
 		found[16] = '\0';
@@ -672,9 +674,12 @@ fresh_counter_attach(struct manager *m, uint64_t c, uint64_t *t, struct err *err
 	if (hwtpm_counter_open(m->hw, HWTPM_COUNTER_NV, m->fresh.auth, c == 0, t, err) == 0)
 		return 0;
 	if (err->kind == ERR_ABSENT || err->kind == ERR_FOREIGN)
-		return fresh_refuse_all(m, err, "%s: the host TPM's freshness counter is gone or not "
-		    "vtpmd's (%s): a host TPM cleared, its NV index undefined, or state from another "
-		    "host; every instance is refused (docs/state.md)", path, err->msg);
+		return fresh_refuse_all(m, err,
+		    "%s: the host TPM's freshness counter is gone or not "
+		    "vtpmd's (%s): a host TPM cleared, its NV index undefined, or state from "
+		    "another "
+		    "host; every instance is refused (docs/state.md)",
+		    path, err->msg);
 	return -1;
 }
 
@@ -715,16 +720,18 @@ fresh_attach(struct manager *m, const struct fresh_file *ff, struct err *err)
 		return -1;
 	i = fresh_pick(ff, t);
 	if (i == -1 && ff->c[hi] < t)
-		return fresh_refuse_all(m, err, "%s is bound to counter value %llu, but the host "
+		return fresh_refuse_all(m, err,
+		    "%s is bound to counter value %llu, but the host "
 		    "TPM's counter is at %llu: the state directory was restored from a backup or "
 		    "a snapshot, and every instance in it may be older than what its guest "
-		    "was told; every instance is refused (docs/state.md)", path,
-		    (unsigned long long)ff->c[hi], (unsigned long long)t);
+		    "was told; every instance is refused (docs/state.md)",
+		    path, (unsigned long long)ff->c[hi], (unsigned long long)t);
 	if (i == -1)
-		return fresh_refuse_all(m, err, "%s is bound to counter value %llu, ahead of the "
+		return fresh_refuse_all(m, err,
+		    "%s is bound to counter value %llu, ahead of the "
 		    "host TPM's counter (%llu): not this host's TPM, or a counter replaced; every "
-		    "instance is refused (docs/state.md)", path, (unsigned long long)ff->c[hi],
-		    (unsigned long long)t);
+		    "instance is refused (docs/state.md)",
+		    path, (unsigned long long)ff->c[hi], (unsigned long long)t);
 	if (fresh_load(m, ff, i, err) == -1)
 		return -1;
 	f->counter = t;
@@ -759,7 +766,8 @@ fresh_setup(struct manager *m, struct err *err)
 			return -1;
 		if (f->reanchor)
 			log_warnx("freshness: %s: its state on disk recorded as its latest "
-				  "(--reanchor)", m->vtpms[i]->name);
+			          "(--reanchor)",
+			    m->vtpms[i]->name);
 	}
 	if (fresh_write_whole(m, 0, err) == -1)
 		return -1;
@@ -776,7 +784,8 @@ fresh_setup(struct manager *m, struct err *err)
 		if (fresh_binding_write(m, m->vtpms[i], err) == -1)
 			return -1;
 	log_info("freshness: manifest of %zu instances bound to the host TPM's counter (%llu), "
-		 "anchor %s", f->n, (unsigned long long)t, f->anchor_id);
+	         "anchor %s",
+	    f->n, (unsigned long long)t, f->anchor_id);
 	return 0;
 }
 
@@ -833,7 +842,7 @@ fresh_reanchor(struct manager *m, uint8_t *key, struct err *err)
 	bool present;
 
 	log_warnx("freshness: --reanchor: the anchor (%s) is set up again; every instance's state "
-		  "on disk is taken for its latest, and deleted vTPMs' tombstones are dropped",
+	          "on disk is taken for its latest, and deleted vTPMs' tombstones are dropped",
 	    f->refused[0] != '\0' ? f->refused : "missing");
 	f->refused[0] = '\0';
 	free(f->e);
@@ -865,12 +874,16 @@ fresh_open(struct manager *m, uint8_t *key, struct err *err)
 		if (fresh_setup_blocked(m, why, sizeof(why), err) == -1)
 			return -1;
 		if (why[0] != '\0')
-			return fresh_refuse_all(m, err, "freshness: STATE/%s is missing, yet %s: a "
+			return fresh_refuse_all(m, err,
+			    "freshness: STATE/%s is missing, yet %s: a "
 			    "first setup would take whatever state is on disk for the latest (a "
-			    "rollback, if old state was put back); every instance is refused. If the "
+			    "rollback, if old state was put back); every instance is refused. If "
+			    "the "
 			    "anchor is truly lost and the state on disk is the latest, start vtpmd "
-			    "once with --reanchor (docs/state.md)", FRESH_KEY, why);
-		if (fresh_key_make(m, key, err) == -1 || fresh_derive_all(&m->fresh, key, err) == -1)
+			    "once with --reanchor (docs/state.md)",
+			    FRESH_KEY, why);
+		if (fresh_key_make(m, key, err) == -1 ||
+		    fresh_derive_all(&m->fresh, key, err) == -1)
 			return -1;
 		return fresh_setup(m, err);
 	}
@@ -878,9 +891,11 @@ fresh_open(struct manager *m, uint8_t *key, struct err *err)
 		return -1;
 	if (fresh_read(m, &ff, err) == -1) {
 		if (err->kind == ERR_ABSENT || err->kind == ERR_CORRUPT)
-			return fresh_refuse_all(m, err, "%s; the sealed freshness key exists, so the "
+			return fresh_refuse_all(m, err,
+			    "%s; the sealed freshness key exists, so the "
 			    "manifest was removed or replaced: every instance is refused "
-			    "(docs/state.md)", err->msg);
+			    "(docs/state.md)",
+			    err->msg);
 		return -1;
 	}
 	rc = fresh_attach(m, &ff, err);
@@ -960,11 +975,12 @@ fresh_deleted(const struct vtpm *v, const struct fresh_entry *e, struct err *err
 
 	if (gmtime_r(&t, &tm) != NULL)
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-	return err_set(err, ERR_CORRUPT, "%s: its vTPM (UUID %s) was deleted on %s, at generation "
+	return err_set(err, ERR_CORRUPT,
+	    "%s: its vTPM (UUID %s) was deleted on %s, at generation "
 	    "%llu: a deleted vTPM restored from a backup does not start; the files were left "
 	    "untouched. Remove it (vtpmctl delete %s --force), or, to bring that vTPM back as it "
-	    "is, forget its deletion first (vtpmctl host forget-deleted %s)", v->name, v->uuid,
-	    when, (unsigned long long)e->gen, v->name, v->uuid);
+	    "is, forget its deletion first (vtpmctl host forget-deleted %s)",
+	    v->name, v->uuid, when, (unsigned long long)e->gen, v->name, v->uuid);
 }
 
 /* An instance the manifest does not know, with state of generation gen:
@@ -977,11 +993,12 @@ fresh_unrecorded(struct manager *m, const struct vtpm *v, uint64_t gen, struct e
 
 	if (fresh_binding_ok(m, v, found))
 		return 0;
-	return err_set(err, ERR_CORRUPT, "%s: its TPM state (generation %llu) was never recorded "
+	return err_set(err, ERR_CORRUPT,
+	    "%s: its TPM state (generation %llu) was never recorded "
 	    "under this host's freshness anchor %s (its binding names %s): state hidden while "
 	    "the anchor was set up again, or restored from a backup; refusing to start it; the "
-	    "files were left untouched. Delete it (vtpmctl delete %s --force)", v->name,
-	    (unsigned long long)gen, m->fresh.anchor_id, found, v->name);
+	    "files were left untouched. Delete it (vtpmctl delete %s --force)",
+	    v->name, (unsigned long long)gen, m->fresh.anchor_id, found, v->name);
 }
 
 /*
@@ -1062,7 +1079,8 @@ fresh_forget(struct manager *m, const struct vtpm *v)
 			copy = m->vtpms[i];
 	if (copy != NULL) {
 		log_info("%s: the delete of %s leaves it alone: its state is recorded as that "
-			 "vTPM's latest", copy->name, v->name);
+		         "vTPM's latest",
+		    copy->name, v->name);
 		if (fresh_record_file(m, copy, &err) == -1) {
 			log_warnx("%s: %s", copy->name, err.msg);
 			return;
@@ -1075,8 +1093,8 @@ fresh_forget(struct manager *m, const struct vtpm *v)
 		e->deleted = (int64_t)time(NULL);
 	}
 	if (fresh_commit(m, &err) == -1 || fresh_verify(m, &err) == -1)
-		log_warnx("%s: its manifest entry is recorded at the next commit: %s", v->name,
-		    err.msg);
+		log_warnx(
+		    "%s: its manifest entry is recorded at the next commit: %s", v->name, err.msg);
 }
 
 /*
@@ -1095,8 +1113,10 @@ fresh_forget_deleted(struct manager *m, const char *uuid, struct err *err)
 	e = fresh_find(f, uuid);
 	if (e == NULL || e->deleted == 0)
 		return err_set(err, ERR_ABSENT, "no deleted vTPM with UUID %s is recorded", uuid);
-	log_warnx("freshness: the deletion of vTPM %s (generation %llu) forgotten at the operator's "
-		  "request: its state, put back, starts as it is", uuid, (unsigned long long)e->gen);
+	log_warnx(
+	    "freshness: the deletion of vTPM %s (generation %llu) forgotten at the operator's "
+	    "request: its state, put back, starts as it is",
+	    uuid, (unsigned long long)e->gen);
 	*e = f->e[--f->n];
 	if (fresh_commit(m, err) == -1 || fresh_verify(m, err) == -1)
 		return err_wrap(err, "recording it");

@@ -359,11 +359,11 @@ struct fresh {
 	unsigned long commits;	/* counter increments made by this vtpmd */
 	int64_t commit_us, increment_us; /* their total time, and the counter's part */
 	/* the anchor (fresh.c): the manifest's slots, the commit in flight */
-	size_t slot_len;	/* bytes per slot of the manifest on disk, 0: rewrite it whole */
-	bool pending;		/* the slot for counter+1 is written, its increment unsure */
-	uint64_t verify;	/* the counter's value to read back, or 0 */
-	bool reanchor;		/* vtpmd --reanchor: a lost anchor may be set up again */
-	char anchor_id[17];	/* names the freshness key, in bindings and messages */
+	size_t slot_len;    /* bytes per slot of the manifest on disk, 0: rewrite it whole */
+	bool pending;       /* the slot for counter+1 is written, its increment unsure */
+	uint64_t verify;    /* the counter's value to read back, or 0 */
+	bool reanchor;      /* vtpmd --reanchor: a lost anchor may be set up again */
+	char anchor_id[17]; /* names the freshness key, in bindings and messages */
 };
 int fresh_ensure(struct manager *m, struct err *err);
 int fresh_check(struct manager *m, struct vtpm *v, struct err *err);

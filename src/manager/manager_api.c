@@ -523,9 +523,12 @@ api_host_forget_deleted(struct manager *m, const struct api_request *req)
 	    strlen(uuid) != 36)
 		return api_error(400, "expected {\"uuid\": UUID}", "see docs/api.md");
 	if (fresh_forget_deleted(m, uuid, &e) == -1)
-		return api_error(e.kind == ERR_ABSENT ? 404 : e.kind == ERR_CORRUPT ? 409 : 503, e.msg,
+		return api_error(e.kind == ERR_ABSENT    ? 404
+		                 : e.kind == ERR_CORRUPT ? 409
+		                                         : 503,
+		    e.msg,
 		    e.kind == ERR_ABSENT ? "vtpmctl info NAME names a refused vTPM's UUID"
-					 : "nothing was changed");
+		                         : "nothing was changed");
 	return reply_ok(200, json_pack("{s:s, s:b}", "uuid", uuid, "forgotten", 1));
 }
 

@@ -33,8 +33,8 @@
 static struct {
 	bool exists;
 	uint64_t value;
-	int fail;	     /* the next increments that fail */
-	uint64_t extra;	     /* another writer's increments, at each of vtpmd's */
+	int fail;            /* the next increments that fail */
+	uint64_t extra;      /* another writer's increments, at each of vtpmd's */
 	unsigned increments; /* vtpmd's, done */
 	unsigned undefines;
 } ctr;
@@ -44,15 +44,14 @@ int __wrap_hwtpm_counter_open(struct hwtpm *hw, uint32_t handle, const uint8_t a
     bool define, uint64_t *value, struct err *err);
 int __wrap_hwtpm_counter_increment(struct hwtpm *hw, struct err *err);
 int __wrap_hwtpm_counter_read(struct hwtpm *hw, uint64_t *value, struct err *err);
-int __wrap_hwtpm_counter_present(struct hwtpm *hw, uint32_t handle, bool *present,
-    struct err *err);
+int __wrap_hwtpm_counter_present(struct hwtpm *hw, uint32_t handle, bool *present, struct err *err);
 int __wrap_hwtpm_counter_undefine(struct hwtpm *hw, uint32_t handle, struct err *err);
 bool __wrap_hwtpm_recover(struct hwtpm *hw);
 int __wrap_hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
     const uint8_t policy[TPM_DIGEST_LEN], uint8_t **blob, size_t *blob_len, struct err *err);
 int __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len, struct err *err);
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret, size_t secret_len,
+    struct err *err);
 void __wrap_hwtpm_flush_pending(struct hwtpm *hw);
 const struct policy_entry *__wrap_policy_approved_now(
     struct manager *m, const char *what, struct err *err);
@@ -61,8 +60,8 @@ int __wrap_policy_auth_digest(const struct policy *p, uint8_t digest[TPM_DIGEST_
 /* A counter defined anew starts above any value it had, and is
  * incremented once to be readable (hwtpm_counter_open). */
 int
-__wrap_hwtpm_counter_open(struct hwtpm *hw, uint32_t handle, const uint8_t auth[32],
-    bool define, uint64_t *value, struct err *err)
+__wrap_hwtpm_counter_open(struct hwtpm *hw, uint32_t handle, const uint8_t auth[32], bool define,
+    uint64_t *value, struct err *err)
 {
 	if (!ctr.exists && !define)
 		return err_set(err, ERR_ABSENT, "no NV index");
@@ -127,8 +126,8 @@ __wrap_hwtpm_seal(struct hwtpm *hw, const uint8_t *secret, size_t secret_len,
 
 int
 __wrap_hwtpm_unseal(struct hwtpm *hw, const uint8_t *blob, size_t blob_len,
-    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret,
-    size_t secret_len, struct err *err)
+    const struct pcr_selection *sel, const struct approval *ap, uint8_t *secret, size_t secret_len,
+    struct err *err)
 {
 	assert_int_equal(blob_len, secret_len);
 	memcpy(secret, blob, secret_len);
@@ -227,8 +226,8 @@ corrupt_slot(struct fixture *fx, int slot)
 	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), sizeof(hdr));
 	slot_len = (size_t)hdr[8] << 24 | (size_t)hdr[9] << 16 | (size_t)hdr[10] << 8 | hdr[11];
 	memset(junk, 0xa5, sizeof(junk));
-	assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)(4096 + slot * slot_len + 16)),
-	    sizeof(junk));
+	assert_int_equal(
+	    pwrite(fd, junk, sizeof(junk), (off_t)(4096 + slot * slot_len + 16)), sizeof(junk));
 	close(fd);
 }
 
@@ -384,14 +383,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_commit_in_place, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_interrupted_commit_finished, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_increment_finished_first, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_torn_slot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_restored_manifest_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_writer_alarm, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_setup_refused_until_reanchor, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_in_place, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_interrupted_commit_finished, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_increment_finished_first, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restored_manifest_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_writer_alarm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_setup_refused_until_reanchor, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -996,8 +996,9 @@ fresh_unrecorded(struct manager *m, const struct vtpm *v, uint64_t gen, struct e
 	return err_set(err, ERR_CORRUPT,
 	    "%s: its TPM state (generation %llu) was never recorded "
 	    "under this host's freshness anchor %s (its binding names %s): state hidden while "
-	    "the anchor was set up again, or restored from a backup; refusing to start it; the "
-	    "files were left untouched. Delete it (vtpmctl delete %s --force)",
+	    "the anchor was set up again, restored from a backup, or from another host; "
+	    "refusing to start it; the files were left untouched. Delete it (vtpmctl delete %s "
+	    "--force)",
 	    v->name, (unsigned long long)gen, m->fresh.anchor_id, found, v->name);
 }
 

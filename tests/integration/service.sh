@@ -292,7 +292,17 @@ start_vtpmd thief --root-tcti "$HOST_TCTI"
 cp -a "$inst/vm-a" "$T/thief/state/instances/vm-a"
 kill -TERM "$VTPMD_PID"
 wait "$VTPMD_PID" || true
+# Its freshness anchor refuses an instance with state it never recorded
+# (docs/state.md); with the operator's --reanchor vouching for it, the
+# sealed key still refuses.
 start_vtpmd thief --root-tcti "$HOST_TCTI"
+rc=0
+"$VTPMCTL" start vm-a >"$T/out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "stolen instance started on another host's vtpmd"
+assert_contains "$(cat "$T/out")" "vm-a has TPM state" "stolen refusal"
+kill -TERM "$VTPMD_PID"
+wait "$VTPMD_PID" || true
+start_vtpmd thief --root-tcti "$HOST_TCTI" --reanchor
 rc=0
 "$VTPMCTL" start vm-a >"$T/out" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "stolen instance started on another host TPM"

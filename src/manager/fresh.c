@@ -355,7 +355,7 @@ static int
 fresh_load(struct manager *m, const struct fresh_file *ff, int i, struct err *err)
 {
 	const uint8_t *slot = ff->v1 ? ff->buf : ff->buf + FRESH_BLOCK + (size_t)i * ff->slot_len;
-	size_t hdr = ff->v1 ? FRESH_V1_HDR_LEN : FRESH_SLOT_HDR;
+	size_t hdr = FRESH_SLOT_HDR; /* the first format's header has a slot's layout */
 
 	m->fresh.slot_len = ff->v1 ? 0 : ff->slot_len; /* the first format is rewritten whole */
 	return fresh_decode(&m->fresh, slot + hdr, (size_t)fresh_get_be(slot + 16, 4), ff->v1, err);
@@ -737,7 +737,7 @@ fresh_attach(struct manager *m, const struct fresh_file *ff, struct err *err)
 	f->counter = t;
 	if (ff->c[i] == t + 1) {
 		log_info("%s: finishing a commit a stop interrupted (counter %llu to %llu)", path,
-		    (unsigned long long)t, (unsigned long long)(t + 1));
+		    (unsigned long long)t, (unsigned long long)t + 1);
 		f->pending = true;
 		if (fresh_finish(m, err) == -1)
 			return -1;

@@ -208,6 +208,9 @@ struct metrics_text {
 	size_t len, cap;
 	bool failed; /* out of memory, or a line too long: the text is lost */
 };
+/* The buckets of every latency vtpmd and vtpm-ca measure: 0.5 ms to 10 s. */
+#define METRICS_LATENCY_N 14
+extern const double metrics_latency_bounds[METRICS_LATENCY_N];
 void metrics_hist_init(struct metrics_hist *h, const double *bounds, size_t n);
 void metrics_hist_observe(struct metrics_hist *h, double v);
 void metrics_hist_observe_us(struct metrics_hist *h, int64_t us); /* as seconds */
@@ -317,6 +320,8 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
+int httpc_parse_raw(const char *buf, size_t len, int *status, char **body, size_t *body_len,
+    struct err *err);
 /* A connection httpc_send_recv talks on: recv() and send() on fd, or, when
  * move is set, its way of moving bytes (TLS, with ctx), as they would. */
 struct httpc_io {
@@ -324,13 +329,14 @@ struct httpc_io {
 	ssize_t (*move)(const struct httpc_io *io, void *buf, size_t len, bool out);
 	void *ctx;
 };
+/* headers: more header lines, each ending in "\r\n", or NULL. */
 int httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
-    const char *agent, const char *target, const struct json_t *body, char **resp,
+    const char *agent, const char *headers, const char *target, const struct json_t *body, char **resp,
     size_t *resp_len, struct err *err);
 /* httpc_url.c: to a URL, over TLS for https:// */
 int httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *err);
 int httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
-    int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,
+    const char *headers, int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,
     size_t *resp_len, struct err *err);
 int httpc_request_url(const char *base_url, const struct tls_peer *tls, const char *agent,
     int timeout_s, const char *method, const char *path, const struct json_t *body, int *status,

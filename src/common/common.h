@@ -181,9 +181,9 @@ int fileio_mkdirs(const char *path, mode_t mode);
  * exposition format 0.0.4 (GET /metrics). Names and help texts are the
  * caller's constants; label values are escaped here.
  */
-#define METRICS_BUCKETS_MAX 16 /* upper bounds of a histogram, +Inf besides */
-#define METRICS_SERIES_MAX  16 /* label values of a counter, "other" included */
-#define METRICS_LABEL_MAX   48 /* a label value's bytes, NUL included */
+#define METRICS_BUCKETS_MAX  16 /* upper bounds of a histogram, +Inf besides */
+#define METRICS_SERIES_MAX   16 /* label values of a counter, "other" included */
+#define METRICS_LABEL_MAX    48 /* a label value's bytes, NUL included */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 struct metrics_hist {
 	const double *bounds; /* upper bounds in ascending order, static */
@@ -240,6 +240,7 @@ char *metrics_text_take(struct metrics_text *t, size_t *len);
 enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
 struct json_t;
 #define API_PEER_ADDR_MAX 64
+#define API_INSTANCE_MAX  64
 struct api_request {
 	enum api_method method;
 	char path[256];	 /* percent-decoded path, without the query */
@@ -248,6 +249,10 @@ struct api_request {
 	uid_t peer_uid;
 	pid_t peer_pid;
 	char peer_addr[API_PEER_ADDR_MAX]; /* TCP: the client's numeric address; else "" */
+	/* The X-Vtpmd-Instance header (vtpmd's requests to a CA name the vTPM
+	 * they are for), an instance name as docs/api.md has it; "" when
+	 * absent. A request whose header is no instance name is refused (400). */
+	char instance[API_INSTANCE_MAX + 1];
 	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
 		      * before parsing again can change the result */
 	uint64_t ticket; /* the server's: names the request to api_answer() */
@@ -320,8 +325,8 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
-int httpc_parse_raw(const char *buf, size_t len, int *status, char **body, size_t *body_len,
-    struct err *err);
+int httpc_parse_raw(
+    const char *buf, size_t len, int *status, char **body, size_t *body_len, struct err *err);
 /* A connection httpc_send_recv talks on: recv() and send() on fd, or, when
  * move is set, its way of moving bytes (TLS, with ctx), as they would. */
 struct httpc_io {
@@ -331,13 +336,13 @@ struct httpc_io {
 };
 /* headers: more header lines, each ending in "\r\n", or NULL. */
 int httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
-    const char *agent, const char *headers, const char *target, const struct json_t *body, char **resp,
-    size_t *resp_len, struct err *err);
+    const char *agent, const char *headers, const char *target, const struct json_t *body,
+    char **resp, size_t *resp_len, struct err *err);
 /* httpc_url.c: to a URL, over TLS for https:// */
 int httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *err);
 int httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
-    const char *headers, int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,
-    size_t *resp_len, struct err *err);
+    const char *headers, int timeout_s, const char *method, const char *path,
+    const struct json_t *body, char **resp, size_t *resp_len, struct err *err);
 int httpc_request_url(const char *base_url, const struct tls_peer *tls, const char *agent,
     int timeout_s, const char *method, const char *path, const struct json_t *body, int *status,
     struct json_t **reply, struct err *err);

@@ -172,8 +172,8 @@ static int
 httpc_parse_whole(const char *buf, size_t len, struct httpc_reply *r, int *status, struct err *err)
 {
 	static const http_parser_settings settings = {
-		.on_body = httpc_on_body,
-		.on_message_complete = httpc_on_complete,
+	    .on_body = httpc_on_body,
+	    .on_message_complete = httpc_on_complete,
 	};
 	enum http_errno e;
 	http_parser hp;
@@ -221,8 +221,8 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, s
  * NUL-terminated, *body_len bytes; the caller frees it). 0, or -1 with
  * err. */
 int
-httpc_parse_raw(const char *buf, size_t len, int *status, char **body, size_t *body_len,
-    struct err *err)
+httpc_parse_raw(
+    const char *buf, size_t len, int *status, char **body, size_t *body_len, struct err *err)
 {
 	struct httpc_reply r = {0};
 
@@ -250,8 +250,8 @@ httpc_parse_raw(const char *buf, size_t len, int *status, char **body, size_t *b
  * is too large).
  */
 int
-httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
-    const char *agent, const char *headers, const char *target, const json_t *body, char **resp, size_t *resp_len,
+httpc_send_recv(const struct httpc_io *io, const char *method, const char *host, const char *agent,
+    const char *headers, const char *target, const json_t *body, char **resp, size_t *resp_len,
     struct err *err)
 {
 	char *payload = NULL, *req = NULL;
@@ -310,7 +310,8 @@ httpc_exchange(int fd, const char *method, const char *host, const char *agent,
 
 	*reply = NULL;
 	*status = 0;
-	if (httpc_send_recv(&io, method, host, agent, NULL, target, body, &resp, &resp_len, err) == 0)
+	if (httpc_send_recv(&io, method, host, agent, NULL, target, body, &resp, &resp_len, err) ==
+	    0)
 		ret = httpc_parse_response(resp, resp_len, status, reply, err);
 	free(resp);
 	return ret;

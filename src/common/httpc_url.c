@@ -194,8 +194,8 @@ httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *er
  */
 int
 httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
-    const char *headers, int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp, size_t *resp_len,
-    struct err *err)
+    const char *headers, int timeout_s, const char *method, const char *path,
+    const struct json_t *body, char **resp, size_t *resp_len, struct err *err)
 {
 	struct httpc_io io = {.fd = -1};
 	struct tls_conn *tls_conn = NULL;

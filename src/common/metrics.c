@@ -24,8 +24,8 @@
 
 #include "common.h"
 
-const double metrics_latency_bounds[METRICS_LATENCY_N] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const double metrics_latency_bounds[METRICS_LATENCY_N] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 void
 metrics_hist_init(struct metrics_hist *h, const double *bounds, size_t n)

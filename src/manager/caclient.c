@@ -61,9 +61,9 @@ struct caclient {
 	char url[256];
 	char path[128];
 	char who[300]; /* "Privacy CA at URL", "Virtualization CA at URL": for messages */
-	char headers[96]; /* "X-Vtpmd-Instance: NAME\r\n", or "" */
+	char headers[96];             /* "X-Vtpmd-Instance: NAME\r\n", or "" */
 	struct caclient_stats *stats; /* where caclient_result counts it, or NULL */
-	int64_t begun_us;	      /* caclient_post's time */
+	int64_t begun_us;             /* caclient_post's time */
 	struct tls_peer tls; /* https://: the ca-tls-root's PEM text (malloc'd) */
 	uint8_t *buf; /* what the child sent */
 	size_t len, cap;
@@ -424,8 +424,8 @@ caclient_result(const struct caclient *c, struct json_t **reply, struct err *err
 
 	if (c->stats == NULL)
 		return rc;
-	metrics_hist_observe_us(&c->stats->latency[caclient_request_index(c)],
-	    mono_us() - c->begun_us);
+	metrics_hist_observe_us(
+	    &c->stats->latency[caclient_request_index(c)], mono_us() - c->begun_us);
 	if (rc == -1)
 		metrics_count(&c->stats->errors, err_kind_name(e->kind));
 	return rc;

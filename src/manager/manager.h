@@ -383,11 +383,11 @@ void fresh_free(struct fresh *f);
 /* manager_metrics.c: what vtpmd counts about itself, and GET /metrics
  * (docs/api.md, "Metrics"). */
 struct manager_metrics {
-	uint64_t starts;		      /* workers that became ready */
+	uint64_t starts;                      /* workers that became ready */
 	struct metrics_counts start_failures; /* by reason (manager_metrics_start_failed) */
-	struct metrics_counts restarts;	      /* by reason: crash, vm-shutdown, request */
-	struct metrics_hist unseal;	      /* a start's unseal of its state key */
-	uint64_t state_writes;		      /* workers' permanent-state writes reported */
+	struct metrics_counts restarts;       /* by reason: crash, vm-shutdown, request */
+	struct metrics_hist unseal;           /* a start's unseal of its state key */
+	uint64_t state_writes;                /* workers' permanent-state writes reported */
 	struct metrics_hist state_commit;     /* a freshness commit: manifest and counter */
 	struct caclient_stats ca;
 };

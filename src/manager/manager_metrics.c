@@ -76,8 +76,8 @@ manager_metrics_instances(struct manager *m, struct metrics_text *t)
 	for (size_t i = 0; i < m->n; i++) {
 		const struct vtpm *v = m->vtpms[i];
 		if (v->pid > 0 && (rss = manager_metrics_rss(v->pid)) >= 0)
-			metrics_sample(t, "vtpmd_worker_resident_bytes", "instance", v->name,
-			    (double)rss);
+			metrics_sample(
+			    t, "vtpmd_worker_resident_bytes", "instance", v->name, (double)rss);
 	}
 }
 
@@ -104,7 +104,8 @@ manager_metrics_lifecycle(struct manager *m, struct metrics_text *t)
 	metrics_sample(t, "vtpmd_state_writes_total", NULL, NULL, (double)mm->state_writes);
 	metrics_family(t, "vtpmd_state_commit_duration_seconds", "histogram",
 	    "time of a freshness commit recording state writes (manifest and host-TPM counter)");
-	metrics_sample_hist(t, "vtpmd_state_commit_duration_seconds", NULL, NULL, &mm->state_commit);
+	metrics_sample_hist(
+	    t, "vtpmd_state_commit_duration_seconds", NULL, NULL, &mm->state_commit);
 }
 
 static void
@@ -115,9 +116,10 @@ manager_metrics_host(struct manager *m, struct metrics_text *t)
 	metrics_family(t, "vtpmd_host_tpm_available", "gauge",
 	    "1 when the host TPM answered when last asked, else 0");
 	metrics_sample(t, "vtpmd_host_tpm_available", NULL, NULL, hwtpm_available(m->hw) ? 1 : 0);
-	metrics_family(t, "vtpmd_host_tpm_commands_total", "counter", "commands sent to the host TPM");
-	metrics_sample(t, "vtpmd_host_tpm_commands_total", NULL, NULL,
-	    (double)hwtpm_command_count(m->hw));
+	metrics_family(
+	    t, "vtpmd_host_tpm_commands_total", "counter", "commands sent to the host TPM");
+	metrics_sample(
+	    t, "vtpmd_host_tpm_commands_total", NULL, NULL, (double)hwtpm_command_count(m->hw));
 	metrics_family(t, "vtpmd_host_tpm_command_duration_seconds", "histogram",
 	    "time of one host-TPM command, from sending it to reading its response");
 	metrics_sample_hist(

@@ -190,8 +190,7 @@ out:
 
 /* Asks the Virtualization CA for a nonce for the evidence: p->ca. */
 static int
-provision_ask_nonce(
-    struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
+provision_ask_nonce(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
 	json_t *req = json_object();
 

@@ -140,8 +140,8 @@ vtpmctl_get_raw(const char *path, int *status, char **text, size_t *len, struct 
 		errno = saved;
 		return -1;
 	}
-	if (httpc_send_recv(&io, "GET", "vtpmd", "vtpmctl", NULL, path, NULL, &resp, &resp_len, e) ==
-	    0)
+	if (httpc_send_recv(
+	        &io, "GET", "vtpmd", "vtpmctl", NULL, path, NULL, &resp, &resp_len, e) == 0)
 		rc = httpc_parse_raw(resp, resp_len, status, text, len, e);
 	free(resp);
 	close(io.fd);

@@ -291,8 +291,8 @@ test_ca_deadline(void **state)
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		ca_start(&ca, modes[i]);
-		c = caclient_post(ca.url, NULL, "/v1/virtualization/ek-certificate", body, 1, NULL,
-		    NULL, &err);
+		c = caclient_post(
+		    ca.url, NULL, "/v1/virtualization/ek-certificate", body, 1, NULL, NULL, &err);
 		assert_non_null(c);
 		ms = ca_run(c, 5000);
 		assert_true(ms >= 950);

@@ -418,7 +418,7 @@ caclient_outcome(const struct caclient *c, struct json_t **reply, struct err *er
 int
 caclient_result(const struct caclient *c, struct json_t **reply, struct err *err)
 {
-	struct err mine;
+	struct err mine = {0};
 	struct err *e = err != NULL ? err : &mine;
 	int rc = caclient_outcome(c, reply, e);
 

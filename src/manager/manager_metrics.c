@@ -7,6 +7,8 @@
  * workers' memory) are read when asked. Nothing here waits: a scrape is
  * answered from the loop like GET /v1/host.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,23 +37,28 @@ manager_metrics_start_failed(struct manager *m, const struct err *err, const cha
 	metrics_count(&m->metrics.start_failures, err != NULL ? err_kind_name(err->kind) : why);
 }
 
-/* A worker's resident memory, from /proc/PID/statm (pages); -1 when it
- * cannot be read (the worker is gone). */
+/* A worker's resident memory, from /proc/PID/statm ("size resident ...",
+ * in pages); -1 when it cannot be read (the worker is gone). */
 static long long
 manager_metrics_rss(pid_t pid)
 {
-	char path[64];
-	unsigned long long size, resident;
+	char path[64], line[256], *size_end, *end;
+	unsigned long long resident;
 	long page = sysconf(_SC_PAGESIZE);
 	FILE *f;
-	int n;
+	bool ok;
 
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
 	if ((f = fopen(path, "re")) == NULL)
 		return -1;
-	n = fscanf(f, "%llu %llu", &size, &resident);
+	ok = fgets(line, sizeof(line), f) != NULL;
 	fclose(f);
-	if (n != 2 || page <= 0)
+	if (!ok || page <= 0)
+		return -1;
+	errno = 0;
+	(void)strtoull(line, &size_end, 10);
+	resident = strtoull(size_end, &end, 10);
+	if (errno != 0 || size_end == line || end == size_end)
 		return -1;
 	return (long long)(resident * (unsigned long long)page);
 }

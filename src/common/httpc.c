@@ -184,18 +184,18 @@ httpc_parse_whole(const char *buf, size_t len, struct httpc_reply *r, int *statu
 	if (!r->done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
 		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
 	e = HTTP_PARSER_ERRNO(&hp);
-	if (r->nomem) {
-		free(r->copy);
-		return err_set(err, ERR_FAILED, "out of memory");
+	if (!r->nomem && r->done && (e == HPE_OK || e == HPE_PAUSED)) {
+		*status = hp.status_code;
+		return 0;
 	}
-	if (!r->done || (e != HPE_OK && e != HPE_PAUSED)) {
-		free(r->copy);
+	if (r->nomem)
+		err_set(err, ERR_FAILED, "out of memory");
+	else
 		err_set(err, ERR_INVALID, "malformed HTTP answer (%s)",
 		    r->done ? http_errno_description(e) : "incomplete");
-		return -1;
-	}
-	*status = hp.status_code;
-	return 0;
+	free(r->copy);
+	r->copy = NULL;
+	return -1;
 }
 
 /* Parses a whole HTTP response: status, then the body as JSON (any value). */

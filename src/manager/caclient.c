@@ -62,6 +62,7 @@ struct caclient {
 	char path[128];
 	char who[300]; /* "Privacy CA at URL", "Virtualization CA at URL": for messages */
 	char headers[96];             /* "X-Vtpmd-Instance: NAME\r\n", or "" */
+	char for_whom[80];            /* " (instance NAME)" for the log, or "" */
 	struct caclient_stats *stats; /* where caclient_result counts it, or NULL */
 	int64_t begun_us;             /* caclient_post's time */
 	struct tls_peer tls; /* https://: the ca-tls-root's PEM text (malloc'd) */
@@ -209,8 +210,10 @@ caclient_post(const char *url, const struct config *cfg, const char *path,
 	}
 	snprintf(c->url, sizeof(c->url), "%s", url);
 	snprintf(c->path, sizeof(c->path), "%s", path);
-	if (instance != NULL)
+	if (instance != NULL) {
 		snprintf(c->headers, sizeof(c->headers), "X-Vtpmd-Instance: %s\r\n", instance);
+		snprintf(c->for_whom, sizeof(c->for_whom), " (instance %s)", instance);
+	}
 	c->stats = stats;
 	c->begun_us = mono_us();
 	caclient_name(c);
@@ -238,7 +241,7 @@ caclient_post(const char *url, const struct config *cfg, const char *path,
 	}
 	close(p[1]);
 	c->fd = p[0];
-	log_debug("%s: POST %s in process %d", c->who, path, (int)c->pid);
+	log_debug("%s: POST %s%s in process %d", c->who, path, c->for_whom, (int)c->pid);
 	return c;
 fail:
 	if (p[0] != -1)
@@ -336,8 +339,8 @@ caclient_step(struct caclient *c)
 	if (mono_ms() >= c->deadline) {
 		c->timed_out = true;
 		caclient_stop(c, true);
-		log_warnx("%s: no answer to %s within %d s; request abandoned", c->who,
-		    c->path, c->timeout_s);
+		log_warnx("%s: no answer to %s%s within %d s; request abandoned", c->who, c->path,
+		    c->for_whom, c->timeout_s);
 		return true;
 	}
 	return false;

@@ -73,7 +73,7 @@ budget_refill(struct instance *in)
 	if (!b->started) {
 		b->tokens = cap;
 		b->started = true;
-	} else {
+	} else if (now > b->last_ms) {
 		b->tokens += (double)(now - b->last_ms) * in->nv_rate / 1000.0;
 	}
 	if (b->tokens > cap)

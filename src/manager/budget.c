@@ -154,8 +154,8 @@ budget_report(struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LE
 		return true;
 	b->violations++;
 	if (b->violations == 1)
-		log_warnx("%s: its worker reported generation %llu before generation %llu was "
-		          "acknowledged (a broken commit protocol)",
+		log_warnx("%s: its worker sent another report (generation %llu) before its report "
+		          "of generation %llu was acknowledged (a broken commit protocol)",
 		    v->name, (unsigned long long)gen, (unsigned long long)v->commit_gen);
 	if (b->violations < BUDGET_VIOLATIONS_MAX)
 		return true;

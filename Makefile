@@ -354,6 +354,7 @@ bench: deps
 	@bench/provision.sh
 	@bench/chain.sh
 	@bench/fresh.sh
+	@bench/commit-flood.sh
 
 # Load and soak (bench/soak.sh): SOAK_N vTPMs through the service for
 # SOAK_SECONDS, then ASan and valgrind runs; tests/integration/soak.sh is

@@ -538,9 +538,10 @@ fresh_forget(struct manager *m, const struct vtpm *v)
 
 /* Reads at most max of v's worker's reports (commit channel); the last
  * one is kept for fresh_flush. A closed channel is dropped, and so is the
- * channel of a worker ended for breaking the protocol (budget_report). */
+ * channel of a worker ended for breaking the protocol (budget_report),
+ * unless relaxed: a worker vtpmd provisioned reports without waiting. */
 static void
-fresh_channel_drain(struct vtpm *v, size_t max)
+fresh_channel_drain(struct vtpm *v, size_t max, bool relaxed)
 {
 	uint64_t gen;
 	ssize_t n;
@@ -570,7 +571,7 @@ fresh_channel_drain(struct vtpm *v, size_t max)
 			return;
 		}
 		gen = fresh_get_be(v->commit_buf + 4, 8);
-		if (!budget_report(v, gen, v->commit_buf + 12)) { /* its worker was ended */
+		if (!relaxed && !budget_report(v, gen, v->commit_buf + 12)) { /* it was ended */
 			close(v->commit_fd);
 			v->commit_fd = -1;
 			return;
@@ -588,7 +589,7 @@ void
 fresh_channel_read(struct manager *m, struct vtpm *v)
 {
 	(void)m;
-	fresh_channel_drain(v, FRESH_REPORTS_PER_ROUND);
+	fresh_channel_drain(v, FRESH_REPORTS_PER_ROUND, false);
 }
 
 static void
@@ -693,7 +694,7 @@ fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
 
 	if (v->commit_fd == -1)
 		return err_set(err, ERR_FAILED, "%s: no commit channel to its worker", v->name);
-	fresh_channel_drain(v, SIZE_MAX); /* provisioning's reports, all of them */
+	fresh_channel_drain(v, SIZE_MAX, true); /* provisioning's reports, all of them */
 	m->fresh.retry_at = 0;
 	fresh_flush(m);
 	if (fresh_waiting(v))

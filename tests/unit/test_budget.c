@@ -6,15 +6,21 @@
  * 500 ms, and says when the next is due; nv-write-rate 0 holds nothing; a
  * worker that reports again before its acknowledgement is not acknowledged
  * any more, and its eighth such report ends it; a report sent again, a new
- * worker and a worker being provisioned are not violations.
+ * worker and a worker being provisioned are not violations. Over a
+ * socketpair, vtpmd's loop reads at most 4 reports of one worker a round
+ * (fresh_channel_read), and closes the channel of a worker it ended.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -152,6 +158,59 @@ test_budget_provisioning(void **state)
 	f->v.prov = NULL;
 }
 
+/* Writes n reports of generations gen, gen+1, ... (step 0: all the same)
+ * to fd, as a worker would. */
+static void
+write_reports(int fd, uint64_t gen, uint64_t step, int n)
+{
+	uint8_t msg[COMMIT_REPORT_LEN] = {'V', 'T', 'C', 'R'};
+
+	for (int i = 0; i < n; i++, gen += step) {
+		for (int b = 0; b < 8; b++)
+			msg[4 + b] = (uint8_t)(gen >> (8 * (7 - b)));
+		assert_int_equal(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	}
+}
+
+static int
+unread(int fd)
+{
+	int n = 0;
+
+	assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+	return n;
+}
+
+static void
+test_budget_channel(void **state)
+{
+	struct fx *f = *state;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	f->v.commit_fd = sv[0];
+	/* One report sent ten times (as again after reconnections): read four
+	 * a round, no violation. */
+	write_reports(sv[1], 3, 0, 10);
+	fresh_channel_read(&f->m, &f->v);
+	assert_int_equal(unread(sv[0]), 6 * COMMIT_REPORT_LEN);
+	assert_true(f->v.commit_want);
+	assert_int_equal(f->v.commit_gen, 3);
+	fresh_channel_read(&f->m, &f->v);
+	fresh_channel_read(&f->m, &f->v);
+	assert_int_equal(unread(sv[0]), 0);
+	assert_int_equal(f->v.budget.violations, 0);
+	/* A flood of new generations: ended at the eighth, its channel closed. */
+	write_reports(sv[1], 4, 1, 100);
+	for (int round = 0; round < 3 && f->v.commit_fd != -1; round++)
+		fresh_channel_read(&f->m, &f->v);
+	assert_int_equal(kills, 1);
+	assert_int_equal(f->v.commit_fd, -1);
+	assert_false(f->v.commit_want);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -160,6 +219,7 @@ main(void)
 	    cmocka_unit_test_setup(test_budget_unlimited, setup),
 	    cmocka_unit_test_setup(test_budget_violations, setup),
 	    cmocka_unit_test_setup(test_budget_provisioning, setup),
+	    cmocka_unit_test_setup(test_budget_channel, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -194,6 +194,7 @@ WRAP_test_fresh = -Wl,--wrap=hwtpm_counter_open -Wl,--wrap=hwtpm_counter_increme
                   -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=policy_approved_now \
                   -Wl,--wrap=policy_auth_digest
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
+WRAP_test_budget = -Wl,--wrap=mono_ms -Wl,--wrap=kill
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc
 WRAP_test_workerlog = -Wl,--wrap=mono_ms
@@ -359,6 +360,7 @@ bench: deps
 	@bench/provision.sh
 	@bench/chain.sh
 	@bench/fresh.sh
+	@bench/commit-flood.sh
 
 # Load and soak (bench/soak.sh): SOAK_N vTPMs through the service for
 # SOAK_SECONDS, then ASan and valgrind runs; tests/integration/soak.sh is

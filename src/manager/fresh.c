@@ -414,22 +414,6 @@ fresh_alarm(struct manager *m, uint64_t t, uint64_t want, struct err *err)
 	    HWTPM_COUNTER_NV, (unsigned long long)t, (unsigned long long)want);
 }
 
-/* Reads the counter back after vtpmd's increment to f->verify: it must
- * have moved by exactly one. 0, or -1 with err (ERR_CORRUPT: refused). */
-static int
-fresh_verify(struct manager *m, struct err *err)
-{
-	struct fresh *f = &m->fresh;
-	uint64_t t, want = f->verify;
-
-	if (want == 0)
-		return 0;
-	if (hwtpm_counter_read(m->hw, &t, err) == -1)
-		return err_wrap(err, "host TPM: read the freshness counter back");
-	f->verify = 0;
-	return t == want ? 0 : fresh_alarm(m, t, want, err);
-}
-
 /* The counter read afresh, reconnecting once when the host TPM was lost. */
 static int
 fresh_counter_now(struct manager *m, uint64_t *t, struct err *err)
@@ -440,6 +424,22 @@ fresh_counter_now(struct manager *m, uint64_t *t, struct err *err)
 	    hwtpm_counter_open(m->hw, HWTPM_COUNTER_NV, m->fresh.auth, false, t, err) == -1)
 		return err_wrap(err, "host TPM");
 	return 0;
+}
+
+/* Reads the counter back after vtpmd's increment to f->verify: it must
+ * have moved by exactly one. 0, or -1 with err (ERR_CORRUPT: refused). */
+static int
+fresh_verify(struct manager *m, struct err *err)
+{
+	struct fresh *f = &m->fresh;
+	uint64_t t, want = f->verify;
+
+	if (want == 0)
+		return 0;
+	if (fresh_counter_now(m, &t, err) == -1)
+		return err_wrap(err, "reading the freshness counter back");
+	f->verify = 0;
+	return t == want ? 0 : fresh_alarm(m, t, want, err);
 }
 
 /*

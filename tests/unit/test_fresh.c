@@ -37,6 +37,7 @@ static struct {
 	uint64_t extra;      /* another writer's increments, at each of vtpmd's */
 	unsigned increments; /* vtpmd's, done */
 	unsigned undefines;
+	int read_fail; /* the next reads that fail (the TPM reconnected: the index not open) */
 } ctr;
 static const struct policy_entry approved;
 
@@ -87,6 +88,10 @@ __wrap_hwtpm_counter_increment(struct hwtpm *hw, struct err *err)
 int
 __wrap_hwtpm_counter_read(struct hwtpm *hw, uint64_t *value, struct err *err)
 {
+	if (ctr.read_fail > 0) {
+		ctr.read_fail--;
+		return err_set(err, ERR_HOST_TPM, "the freshness counter is not open");
+	}
 	*value = ctr.value;
 	return 0;
 }
@@ -106,10 +111,11 @@ __wrap_hwtpm_counter_undefine(struct hwtpm *hw, uint32_t handle, struct err *err
 	return 0;
 }
 
+/* The host TPM answers again after a reconnection. */
 bool
 __wrap_hwtpm_recover(struct hwtpm *hw)
 {
-	return false;
+	return true;
 }
 
 /* The "sealed" blob is the secret itself. */
@@ -353,6 +359,26 @@ test_other_writer_alarm(void **state)
 	assert_int_equal(err.kind, ERR_CORRUPT);
 }
 
+/* The read-back after a reconnection of the host TPM (its index no
+ * longer open) opens the counter again rather than failing every commit
+ * (hosttpm-fault.sh). */
+static void
+test_read_back_after_reconnection(void **state)
+{
+	struct fixture *fx = *state;
+	struct err err = {0};
+
+	assert_int_equal(fresh_ensure(&fx->m, &err), 0);
+	ctr.read_fail = 1;
+	fresh_forget(&fx->m, &fx->a);
+	assert_true(fx->m.fresh.ready);
+	assert_int_equal(fx->m.fresh.verify, 0);
+	fresh_forget(&fx->m, &fx->b);
+	assert_int_equal(ctr.value, 3);
+	assert_int_equal(fx->m.fresh.counter, 3);
+	assert_true(tombstoned(fx, &fx->b));
+}
+
 /* Without the key, no setup while the counter is there; --reanchor sets
  * the anchor up again, once. */
 static void
@@ -389,6 +415,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_torn_slot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restored_manifest_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_writer_alarm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_back_after_reconnection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_setup_refused_until_reanchor, setup, teardown),
 	};
 

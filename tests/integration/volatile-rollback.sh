@@ -15,8 +15,9 @@
 #  3. root puts back an old volatile.state (swtpm_ioctl -v) after
 #     increments: the start is refused, naming both, files untouched; with
 #     the file removed it starts and the counter holds;
-#  4. a snapshot kept across a stop and start of the worker, the counter
-#     incremented after the start: refused too (the mark is durable);
+#  4. a snapshot kept across a stop and start of the worker, or across
+#     its SIGKILL, the counter incremented after: refused too (the mark is
+#     durable);
 #  5. taking snapshots marks the permanent state once (one write); the
 #     first command after retires them (one write); other commands, and
 #     commands with no snapshot out, write nothing.
@@ -121,6 +122,27 @@ ioctl -i || fail "INIT"
 startup
 assert_eq "$(nv_count)" 8 "the guest's orderly counter after the refused load"
 
+note "4b. the same across a SIGKILL of the worker (vtpmd restarts it)"
+ioctl --save volatile "$T/killed.vol" || fail "--save volatile"
+old=$(jfield "$("$VTPMCTL" info vm-a --json)" .pid)
+kill -KILL "$old"
+deadline=$((SECONDS + 30))
+until pid=$("$VTPMCTL" info vm-a --json | jq -r .pid) && [ "$pid" != "$old" ] &&
+	[ "$("$VTPMCTL" info vm-a --json | jq -r .state)" = running ]; do
+	[ "$SECONDS" -lt "$deadline" ] || fail "vtpmd did not restart vm-a's worker"
+	sleep 0.05
+done
+# After an unorderly end, libtpms moves orderly counters ahead (by its
+# MAX_ORDERLY_COUNT), so that they never go back; from there, one more.
+c=$(nv_count)
+[ "$c" -ge 8 ] || fail "the guest's orderly counter went back to $c after the SIGKILL"
+nv_inc
+ioctl --stop || fail "--stop"
+refused_load volatile "$T/killed.vol"
+ioctl -i || fail "INIT"
+startup
+assert_eq "$(nv_count)" $((c + 1)) "the guest's orderly counter after the refused load"
+
 note "5. a snapshot marks the permanent state once; the first command retires it"
 # header() FIELD: the permanent state file's generation, or its mark (the
 # top bit of bytes 13..15: src/instance/statefile.c).
@@ -147,5 +169,5 @@ assert_eq "$(header mark)" 0 "the mark after a command"
 assert_eq "$(header gen)" $((g + 2)) "the generation after the first command"
 random
 assert_eq "$(header gen)" $((g + 2)) "the generation after the second command"
-assert_eq "$(nv_count)" 8 "the guest's orderly counter"
+assert_eq "$(nv_count)" $((c + 1)) "the guest's orderly counter"
 echo ok

@@ -277,6 +277,7 @@ struct instance {
 	bool terminate; /* leave the main loop */
 	bool client_command; /* the engine runs a client's command (its writes count) */
 	bool in_command; /* ... on the data channel: its snapshots wait for its end */
+	uint64_t command_floor; /* the client generation before that command */
 	bool snapshot_refused; /* the power-on met a snapshot older than the state */
 	struct instance_deferred deferred[STATE_SAVESTATE + 1];
 	uint8_t *cache; /* decrypted permanent state, until the first power-on */

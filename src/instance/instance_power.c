@@ -52,6 +52,7 @@ static int
 instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, bool *absent)
 {
 	struct instance *in = ctx;
+	uint64_t floor;
 	struct err e;
 
 	if (kind == STATE_PERMANENT && in->cache != NULL) {
@@ -65,9 +66,13 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 		return 0;
 	}
 	if (store_get(in->store, kind, blob, len, &e) == 0) {
+		/* The command that retired a snapshot may load it (TPM 1.2's
+		 * Startup(ST_STATE)): nothing ran between them. */
+		floor = in->in_command ? in->command_floor
+				       : store_client_generation(in->store, STATE_PERMANENT);
 		if (kind == STATE_PERMANENT ||
-		    instance_snapshot_check(in, kind, store_generation(in->store, kind),
-			store_client_generation(in->store, STATE_PERMANENT), &e) == 0)
+		    instance_snapshot_check(in, kind, store_generation(in->store, kind), floor,
+			&e) == 0)
 			return 0;
 		explicit_bzero(*blob, *len);
 		free(*blob);
@@ -290,6 +295,7 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		return;
 	}
 	instance_volatile_superseded(in);
+	in->command_floor = store_client_generation(in->store, STATE_PERMANENT);
 	if (instance_snapshot_retire(in) == -1) {
 		/* An old snapshot would still load: the command does not run. */
 		conn_send(&in->data, err, tpmwire_error(err, in->tpm_version,

@@ -89,6 +89,16 @@ start_tpm tpm12 unix --key-fd 3 --tpm 1.2 --no-startup
 assert_eq "$(tpm12 "$STARTUP_STATE")" "$OK" "TPM_Startup(ST_STATE)"
 assert_eq "$(pcr_read 10)" "00c40000001e00000000$v3" "PCR 10 resumed"
 
+note "the guest's own TPM_SaveState, then a stop: resumed the same way"
+d4=$(random_hex 20)
+v4=$(sha1_of_hex "$v3$d4")
+assert_eq "$(extend 10 "$d4")" "00c40000001e00000000$v4" "TPM_Extend answer"
+assert_eq "$(tpm12 00c10000000a00000098)" "$OK" "TPM_SaveState"
+stop_pid "$INSTANCE_PID"
+start_tpm tpm12 unix --key-fd 3 --tpm 1.2 --no-startup
+assert_eq "$(tpm12 "$STARTUP_STATE")" "$OK" "TPM_Startup(ST_STATE) after the guest's SaveState"
+assert_eq "$(pcr_read 10)" "00c40000001e00000000$v4" "PCR 10 resumed"
+
 note "an old savestate.state put back after the TPM ran commands: refused, naming both"
 stop_pid "$INSTANCE_PID"
 cp -a "$T/old.savestate" "$T/tpm12/savestate.state"

@@ -698,7 +698,7 @@ instance_read_state(struct instance *in, const char *state_dir)
 		if (store_get(in->store, k, &blob, &len, &err) == 0) {
 			explicit_bzero(blob, len);
 			free(blob);
-			if (instance_snapshot_check(in, k, store_generation(in->store, k),
+			if (instance_snapshot_check(k, store_generation(in->store, k),
 				store_client_generation(in->store, STATE_PERMANENT), &err) == -1)
 				return instance_snapshot_refused(state_dir, &err);
 			in->volatile_saved |= k == STATE_VOLATILE;

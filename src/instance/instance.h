@@ -313,8 +313,8 @@ void instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len);
  * command retires them (docs/state.md). */
 int instance_snapshot_mark(struct instance *in);
 int instance_snapshot_retire(struct instance *in);
-int instance_snapshot_check(struct instance *in, enum state_kind kind, uint64_t stamp,
-    uint64_t floor, struct err *err);
+int instance_snapshot_check(enum state_kind kind, uint64_t stamp, uint64_t floor,
+    struct err *err);
 int instance_snapshot_defer(struct instance *in, enum state_kind kind, const uint8_t *blob,
     size_t len);
 void instance_snapshot_drop(struct instance *in, enum state_kind kind);

@@ -71,8 +71,7 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 		floor = in->in_command ? in->command_floor
 				       : store_client_generation(in->store, STATE_PERMANENT);
 		if (kind == STATE_PERMANENT ||
-		    instance_snapshot_check(in, kind, store_generation(in->store, kind), floor,
-			&e) == 0)
+		    instance_snapshot_check(kind, store_generation(in->store, kind), floor, &e) == 0)
 			return 0;
 		explicit_bzero(*blob, *len);
 		free(*blob);

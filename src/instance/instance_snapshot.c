@@ -105,8 +105,7 @@ instance_snapshot_retire(struct instance *in)
  * err (ERR_CORRUPT) naming both generations.
  */
 int
-instance_snapshot_check(
-    struct instance *in, enum state_kind kind, uint64_t stamp, uint64_t floor, struct err *err)
+instance_snapshot_check(enum state_kind kind, uint64_t stamp, uint64_t floor, struct err *err)
 {
 	if (stamp >= floor)
 		return 0;

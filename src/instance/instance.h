@@ -43,7 +43,7 @@ enum statefile_verdict {
 struct statefile_info {
 	enum state_kind kind;
 	unsigned int tpm_version; /* 1 for TPM 1.2, 2 for TPM 2.0 */
-	uint64_t generation;	  /* incremented by every write */
+	uint64_t generation;	  /* permanent: incremented by every write; else its stamp */
 	uint32_t since_client;	  /* writes since the last a client's command caused */
 	bool snapshot_out;	  /* permanent: a snapshot of this state may be out */
 };

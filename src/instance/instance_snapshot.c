@@ -39,8 +39,9 @@ snapshot_grace(const struct instance *in)
 }
 
 /* Writes the permanent state again (store_restamp) through the commit
- * protocol: after the last write's acknowledgement, reported, and (wait)
- * acknowledged in turn. 0, or -1 (logged). */
+ * protocol: after the last write's acknowledgement, with a token of the
+ * commit budget (instance_budget.c), reported, and (wait) acknowledged in
+ * turn. 0, or -1 (logged). */
 static int
 snapshot_restamp(struct instance *in, bool snapshot_out, bool by_client, bool wait, const char *why)
 {
@@ -49,6 +50,11 @@ snapshot_restamp(struct instance *in, bool snapshot_out, bool by_client, bool wa
 	if (instance_commit_wait(in, snapshot_grace(in)) == -1) {
 		log_warnx("%s: generation %llu is not recorded by vtpmd yet; cannot %s",
 		    store_dir(in->store), (unsigned long long)in->commit.gen, why);
+		return -1;
+	}
+	if (instance_budget_spend(in, snapshot_grace(in)) == -1) {
+		log_warnx("%s: no commit budget before the worker stops; cannot %s",
+		    store_dir(in->store), why);
 		return -1;
 	}
 	if (store_restamp(in->store, snapshot_out, by_client, &err) == -1) {

@@ -348,6 +348,36 @@ ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
 }
 
+/* Reads a CRL's parts, the first in l->msg, into a->der: each must go on
+ * where the last ended, for the same total (a parent that breaks this
+ * ends the child). Out of memory, the parts are read all the same, so that
+ * the next answer is the next question's. */
+static void
+ca_ask_crl_parts(struct ca_link *l, struct ca_answer *a)
+{
+	const struct ca_msg_crl *r = &l->msg->u.crl;
+	uint32_t total = r->total;
+	size_t got = 0;
+
+	a->der = malloc(total);
+	for (;;) {
+		if (r->rc != CA_MSG_OK || r->total != total || r->offset != got)
+			fatalx(EXIT_RUNTIME,
+			    "the parent sent part %u+%u of a CRL of %u bytes after %zu of %u",
+			    r->offset, r->len, r->total, got, total);
+		if (a->der != NULL)
+			memcpy(a->der + got, r->der, r->len);
+		got += r->len;
+		if (got == total)
+			break;
+		ca_ask_receive(l, CA_MSG_CRL, CA_MSG_CRL);
+	}
+	if (a->der == NULL)
+		ca_ask_failed(a, "out of memory");
+	else
+		a->der_len = total;
+}
+
 void
 ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a)
 {
@@ -359,14 +389,8 @@ ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a)
 	ca_ask_exchange(l, CA_MSG_CRL);
 	a->rc = (int)r->rc;
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
-	if (a->rc != CA_MSG_OK)
-		return;
-	if ((a->der = malloc(r->len)) == NULL) {
-		ca_ask_failed(a, "out of memory");
-		return;
-	}
-	memcpy(a->der, r->der, r->len);
-	a->der_len = r->len;
+	if (a->rc == CA_MSG_OK)
+		ca_ask_crl_parts(l, a);
 }
 
 void

@@ -27,9 +27,9 @@
 #include "ca.h"
 
 #define CA_DB_BUSY_MS 5000
-/* Used and expired vEK evidence nonces are forgotten this long after they
- * expired (a replay meanwhile is told "used before"). */
-#define CA_DB_NONCE_KEEP (24 * 3600)
+/* Redeemed vEK evidence nonces are kept this long after they expired (a
+ * clock set back by less still finds them redeemed). */
+#define CA_DB_NONCE_GRACE 300
 
 struct ca_db {
 	sqlite3 *h;
@@ -76,8 +76,8 @@ static const char *const ca_db_schema[] = {
     " used INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX challenges_expiry ON challenges (expires_at)",
     /* One vTPM, one identity, fresh evidence (issue #11, item 4): the
-     * nonces the Virtualization CA handed out (SHA-256 only; used or
-     * expired ones are deleted a day after they expired),
+     * nonces redeemed (SHA-256 only, until they expire: a nonce handed out
+     * is not recorded, ca_nonce.c; client is no longer written),
      * and the identity each EK certificate bound: a sealed object's Name
      * and a UUID belong to one vTPM, which has one vEK per key type. */
     "CREATE TABLE ek_nonces ("
@@ -131,8 +131,8 @@ static const char *const ca_db_schema[] = {
     /* The key a challenge's credential was made for (its TPM2B_PUBLIC, as
      * the parent read it), the only key its certificate may name. */
     "ALTER TABLE challenges ADD COLUMN key_public BLOB NOT NULL DEFAULT x''",
-    /* The client address each vEK evidence nonce was handed to, which
-     * nonces_per_client counts. */
+    /* The client address each vEK evidence nonce was handed to (before
+     * nonces were stateless; '' since). */
     "ALTER TABLE ek_nonces ADD COLUMN client TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX ek_nonces_client ON ek_nonces (client, expires_at)",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
@@ -475,6 +475,49 @@ ca_db_issued_list(
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = ca_db_fail(db, err, "list issued certificates");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ca_db_ak_valid(struct ca_db *db, const char *vek_serial, int64_t now,
+    int (*fn)(void *ctx, const char *serial, const uint8_t *der, size_t len), void *ctx,
+    struct err *err)
+{
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	uint8_t *der = NULL;
+	size_t der_len = 0, off;
+	const char *pem;
+	sqlite3_stmt *st;
+	int ret = 0, rc, stop = 0;
+
+	st = ca_db_prepare(db,
+	    "SELECT i.serial, i.certificate FROM lineage l JOIN issued i ON i.serial = l.serial "
+	    "LEFT JOIN revocations r ON r.serial = i.serial WHERE l.vek_serial = ? "
+	    "AND i.kind = 'ak' AND r.serial IS NULL AND i.not_after > ? ORDER BY i.issued_at",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, vek_serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ca_db_text(st, 0, serial, sizeof(serial));
+		pem = (const char *)sqlite3_column_text(st, 1);
+		off = 0;
+		if (pem == NULL ||
+		    certs_pem_next(pem, strlen(pem), &off, &der, &der_len, err) != 1) {
+			ret = err_set(err, ERR_FAILED,
+			    "certificate %s: its record holds no certificate", serial);
+			break;
+		}
+		stop = fn(ctx, serial, der, der_len);
+		free(der);
+		der = NULL;
+		if (stop != 0)
+			break;
+	}
+	if (ret == 0 && stop == 0 && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list the AK certificates beneath %s", vek_serial);
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -1553,69 +1596,31 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 /* ---- vEK evidence nonces ---- */
 
 int
-ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
-    int64_t per_client, int64_t now, int64_t expires_at, struct err *err)
+ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t expires_at, int64_t now,
+    struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	int64_t open = -1, mine = -1;
 
 	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
 		return -1;
 	st = ca_db_prepare(db, "DELETE FROM ek_nonces WHERE expires_at < ?", err);
 	if (st == NULL)
 		goto out;
-	sqlite3_bind_int64(st, 1, now - CA_DB_NONCE_KEEP);
-	if (ca_db_step_done(db, st, "forget old nonces", NULL, err) == -1)
+	sqlite3_bind_int64(st, 1, now - CA_DB_NONCE_GRACE);
+	if (ca_db_step_done(db, st, "forget expired nonces", NULL, err) == -1)
 		goto out;
 	sqlite3_finalize(st);
-	st = ca_db_prepare(
-	    db, "SELECT COUNT(*) FROM ek_nonces WHERE used = 0 AND expires_at > ?", err);
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		open = sqlite3_column_int64(st, 0);
-	else
-		ca_db_fail(db, err, "count nonces");
-	sqlite3_finalize(st);
-	st = NULL;
-	if (open == -1)
-		goto out;
-	if (open >= CA_PENDING_MAX) {
-		err_set(err, ERR_BUSY, "%lld nonces are open", (long long)open);
-		goto out;
-	}
 	st = ca_db_prepare(db,
-	    "SELECT COUNT(*) FROM ek_nonces WHERE client = ? AND used = 0 AND expires_at > ?", err);
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		mine = sqlite3_column_int64(st, 0);
-	else
-		ca_db_fail(db, err, "count the client's nonces");
-	sqlite3_finalize(st);
-	st = NULL;
-	if (mine == -1)
-		goto out;
-	if (mine >= per_client) {
-		err_set(err, ERR_REFUSED,
-		    "%lld nonces are open for %s (at most %lld: nonces_per_client)",
-		    (long long)mine, client, (long long)per_client);
-		goto out;
-	}
-	st = ca_db_prepare(db,
-	    "INSERT INTO ek_nonces (hash, created_at, expires_at, client) VALUES (?, ?, ?, ?)",
-	    err);
+	    "INSERT INTO ek_nonces (hash, created_at, expires_at, used) VALUES (?, ?, ?, 1)", err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, expires_at);
-	sqlite3_bind_text(st, 4, client, -1, SQLITE_STATIC);
-	rc = ca_db_step_done(db, st, "record the nonce", NULL, err);
+	rc = ca_db_step_done(db, st, "record the nonce redeemed", "", err);
+	if (rc == -1 && err != NULL && err->kind == ERR_EXISTS)
+		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
 out:
 	sqlite3_finalize(st);
 	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
@@ -1623,56 +1628,6 @@ out:
 	if (rc == -1)
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
-}
-
-int
-ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err)
-{
-	sqlite3_stmt *st;
-	int64_t expires_at = 0;
-	bool used = false;
-	int step, rc = -1;
-
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
-		return -1;
-	st = ca_db_prepare(db, "SELECT expires_at, used FROM ek_nonces WHERE hash = ?", err);
-	if (st == NULL)
-		goto fail;
-	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-	step = sqlite3_step(st);
-	if (step == SQLITE_ROW) {
-		expires_at = sqlite3_column_int64(st, 0);
-		used = sqlite3_column_int(st, 1) != 0;
-	} else if (step != SQLITE_DONE) {
-		ca_db_fail(db, err, "look up the nonce");
-		goto fail;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (step == SQLITE_ROW && !used) {
-		st = ca_db_prepare(db, "UPDATE ek_nonces SET used = 1 WHERE hash = ?", err);
-		if (st == NULL)
-			goto fail;
-		sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-		if (ca_db_step_done(db, st, "mark the nonce used", NULL, err) == -1)
-			goto fail;
-	}
-	if (ca_db_exec(db, "COMMIT", err) == -1)
-		goto fail;
-	if (step != SQLITE_ROW)
-		err_set(err, ERR_ABSENT, "the nonce was not handed out by this CA");
-	else if (used)
-		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
-	else if (now >= expires_at)
-		err_set(err, ERR_TIMEOUT, "the nonce expired");
-	else
-		rc = 0;
-	sqlite3_finalize(st);
-	return rc;
-fail:
-	sqlite3_finalize(st);
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-	return -1;
 }
 
 /* ---- vTPM identities ---- */

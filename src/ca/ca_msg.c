@@ -360,8 +360,7 @@ ca_msg_check_nonce_added(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_nonce_added *p = &m->u.nonce_added;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
-	    p->rc != CA_MSG_FAILED)
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "nonce added: outcome %u", p->rc);
 	if (p->expires_in < 0)
 		return err_set(
@@ -374,8 +373,7 @@ ca_msg_check_issued(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issued *p = &m->u.issued;
 
-	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG ||
-	    p->rc == CA_MSG_LIMIT)
+	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG)
 		return err_set(err, ERR_INVALID, "issued: outcome %u", p->rc);
 	if (ca_msg_text(p->reason, sizeof(p->reason), "reason", err) == -1 ||
 	    ca_msg_text(p->host_config, sizeof(p->host_config), "host configuration", err) == -1)
@@ -424,6 +422,11 @@ ca_msg_check_crl(const struct ca_msg *m, struct err *err)
 		return err_set(err, ERR_INVALID, "CRL: outcome %u", p->rc);
 	if (p->rc == CA_MSG_OK && p->len == 0)
 		return err_set(err, ERR_INVALID, "CRL: empty");
+	if (p->rc == CA_MSG_FAILED && (p->len != 0 || p->total != 0 || p->offset != 0))
+		return err_set(err, ERR_INVALID, "CRL: a refusal with a part");
+	if (p->total > CA_CRL_MAX || (uint64_t)p->offset + p->len > p->total)
+		return err_set(
+		    err, ERR_INVALID, "CRL: part %u+%u of %u bytes", p->offset, p->len, p->total);
 	return ca_msg_text(p->reason, sizeof(p->reason), "CRL: reason", err);
 }
 

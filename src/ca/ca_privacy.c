@@ -397,6 +397,13 @@ pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
 		    "host \"%s\" refused: %s", q->host, a.reason);
 		goto out;
 	}
+	if (a.rc == CA_MSG_LIMIT) {
+		ca_refuse(r, 409,
+		    "enrol an AK that has a valid certificate again (it gets that certificate "
+		    "back), or have the CA's operator revoke one ('vtpm-ca revoke')",
+		    "AK refused: %s", a.reason);
+		goto out;
+	}
 	if (a.rc == CA_MSG_REFUSED) {
 		ca_refuse(r, 403,
 		    "an AK is certified beneath a vEK certificate this CA issued and has not "

@@ -208,6 +208,12 @@ struct ca_db;
  * schema version. NULL with err when it fails. */
 struct ca_db *ca_db_open(const char *path, bool create, struct err *err);
 void ca_db_close(struct ca_db *db);
+/* A transaction around several calls below, whose own transactions become
+ * savepoints in it: all they write is kept, or none (a vTPM's whole set
+ * of EK certificates). end: commit (commit true) or roll back; 0, or -1
+ * when the commit failed (then rolled back) or none is open. */
+int ca_db_begin(struct ca_db *db, struct err *err);
+int ca_db_end(struct ca_db *db, bool commit, struct err *err);
 
 struct ca_issued {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
@@ -498,6 +504,7 @@ struct ca_challenge_ask {
 	const char *request;
 	const uint8_t *ek_public, *key_public;
 	size_t ek_public_len, key_public_len;
+	const char *vek_serial; /* ak: the vEK certificate's serial (hex); NULL for ck */
 };
 void ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a);
 /* Takes a challenge (once) and has the parent compare the secret. */

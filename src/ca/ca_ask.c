@@ -174,7 +174,10 @@ ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct
 	        -1 ||
 	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX ||
 	    ca_ask_public(&m->u.challenge_add.ek, q->ek_public, q->ek_public_len) == -1 ||
-	    ca_ask_public(&m->u.challenge_add.key, q->key_public, q->key_public_len) == -1) {
+	    ca_ask_public(&m->u.challenge_add.key, q->key_public, q->key_public_len) == -1 ||
+	    (q->vek_serial != NULL &&
+	        ca_ask_text(m->u.challenge_add.vek_serial, sizeof(m->u.challenge_add.vek_serial),
+	            q->vek_serial) == -1)) {
 		ca_ask_failed(a,
 		    "the request is too large, or names its subject or client oddly, to be kept");
 		return;

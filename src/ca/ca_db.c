@@ -33,6 +33,7 @@
 
 struct ca_db {
 	sqlite3 *h;
+	bool outer; /* in a caller's transaction (ca_db_begin) */
 };
 
 static const char *const ca_db_schema[] = {
@@ -239,6 +240,54 @@ ca_db_exec(struct ca_db *db, const char *sql, struct err *err)
 	return 0;
 }
 
+/* A function's own transaction: BEGIN IMMEDIATE (the write lock at once,
+ * waiting out another writer for CA_DB_BUSY_MS), or, inside a caller's
+ * transaction (ca_db_begin), a savepoint, so that the caller's commit or
+ * rollback decides. */
+static int
+ca_db_tx_begin(struct ca_db *db, struct err *err)
+{
+	return ca_db_exec(db, db->outer ? "SAVEPOINT ca_db_tx" : "BEGIN IMMEDIATE", err);
+}
+
+static int
+ca_db_tx_commit(struct ca_db *db, struct err *err)
+{
+	return ca_db_exec(db, db->outer ? "RELEASE ca_db_tx" : "COMMIT", err);
+}
+
+static void
+ca_db_tx_abort(struct ca_db *db)
+{
+	sqlite3_exec(db->h, db->outer ? "ROLLBACK TO ca_db_tx; RELEASE ca_db_tx" : "ROLLBACK", NULL,
+	    NULL, NULL);
+}
+
+int
+ca_db_begin(struct ca_db *db, struct err *err)
+{
+	if (db->outer)
+		return err_set(err, ERR_FAILED, "a transaction is open already");
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	db->outer = true;
+	return 0;
+}
+
+int
+ca_db_end(struct ca_db *db, bool commit, struct err *err)
+{
+	int rc = 0;
+
+	if (!db->outer)
+		return err_set(err, ERR_FAILED, "no transaction is open");
+	db->outer = false;
+	if (commit && (rc = ca_db_exec(db, "COMMIT", err)) == 0)
+		return 0;
+	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static sqlite3_stmt *
 ca_db_prepare(struct ca_db *db, const char *sql, struct err *err)
 {
@@ -266,17 +315,17 @@ ca_db_create_schema(struct ca_db *db, struct err *err)
 {
 	char sql[64];
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	for (size_t i = 0; i < sizeof(ca_db_schema) / sizeof(ca_db_schema[0]); i++)
 		if (ca_db_exec(db, ca_db_schema[i], err) == -1)
 			goto fail;
 	snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d)", CA_DB_SCHEMA_VERSION);
-	if (ca_db_exec(db, sql, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1)
+	if (ca_db_exec(db, sql, err) == -1 || ca_db_tx_commit(db, err) == -1)
 		goto fail;
 	return 0;
 fail:
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	ca_db_tx_abort(db);
 	return -1;
 }
 
@@ -431,11 +480,11 @@ ca_db_issued_insert(struct ca_db *db, const struct ca_issued *rec, const char *p
 int
 ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
 {
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		return -1;
 	}
 	return 0;
@@ -721,11 +770,11 @@ int
 ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
     struct err *err)
 {
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_revoke_tx(db, serial, reason, now, foreign, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		return -1;
 	}
 	return 0;
@@ -803,12 +852,12 @@ ca_db_crl(struct ca_db *db, const char *role, int64_t expired_before, uint64_t *
 {
 	*entries = NULL;
 	*n = 0;
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_crl_number(db, role, number, err) == -1 ||
 	    ca_db_crl_entries(db, role, expired_before, entries, n, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		free(*entries);
 		*entries = NULL;
 		*n = 0;
@@ -1117,7 +1166,7 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_challenges_purge(db, c->now, err) == -1 ||
 	    ca_db_challenge_fits(db, c, lim, err) == -1)
@@ -1141,10 +1190,10 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 	rc = ca_db_step_done(db, st, "record the challenge", NULL, err);
 out:
 	sqlite3_finalize(st);
-	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+	if (rc == 0 && ca_db_tx_commit(db, err) == -1)
 		rc = -1;
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
 }
 
@@ -1216,7 +1265,7 @@ ca_db_challenge_take(
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_challenge_read(db, id, &c, err) == -1)
 		goto fail;
@@ -1228,7 +1277,7 @@ ca_db_challenge_take(
 		if (ca_db_step_done(db, st, "mark the challenge used", NULL, err) == -1)
 			goto fail;
 	}
-	if (ca_db_exec(db, "COMMIT", err) == -1)
+	if (ca_db_tx_commit(db, err) == -1)
 		goto fail;
 	if (!c.found)
 		err_set(err, ERR_ABSENT, "challenge unknown");
@@ -1243,7 +1292,7 @@ ca_db_challenge_take(
 	}
 	goto out;
 fail:
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	ca_db_tx_abort(db);
 out:
 	sqlite3_finalize(st);
 	free(c.t.request);
@@ -1415,13 +1464,13 @@ ca_db_host_remove(struct ca_db *db, const char *name, int64_t now, struct ca_hos
     char revoked[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
 {
 	revoked[0] = '\0';
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_host_by(db, true, name, was, err) == -1 ||
 	    ca_db_ck_revoke_all(
 	        db, was->ek_key, was->ck_serial, "", "host removed", now, revoked, err) == -1 ||
-	    ca_db_host_delete(db, name, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_host_delete(db, name, err) == -1 || ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		revoked[0] = '\0';
 		return -1;
 	}
@@ -1577,7 +1626,7 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	bool unknown;
 
 	superseded[0] = '\0';
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_host_check(db, rec->subject, ek_key, admit, &unknown, err) == -1 ||
 	    (unknown &&
@@ -1585,8 +1634,8 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	    ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
 	    ca_db_ck_supersede(
 	        db, rec->subject, ek_key, rec->serial, rec->issued_at, superseded, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		superseded[0] = '\0';
 		return -1;
 	}
@@ -1602,7 +1651,7 @@ ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t expire
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	st = ca_db_prepare(db, "DELETE FROM ek_nonces WHERE expires_at < ?", err);
 	if (st == NULL)
@@ -1623,10 +1672,10 @@ ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t expire
 		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
 out:
 	sqlite3_finalize(st);
-	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+	if (rc == 0 && ca_db_tx_commit(db, err) == -1)
 		rc = -1;
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
 }
 
@@ -1782,7 +1831,7 @@ ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now
 	sqlite3_stmt *st = NULL;
 	int rc = -1, found;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	found = ca_db_identity_find(db, id, err);
 	if (found == -1 || ca_db_vek_set_bind(db, id, now, err) == -1)
@@ -1802,11 +1851,11 @@ ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now
 		if (ca_db_step_done(db, st, "record the vTPM's identity", NULL, err) == -1)
 			goto out;
 	}
-	rc = ca_db_exec(db, "COMMIT", err);
+	rc = ca_db_tx_commit(db, err);
 out:
 	sqlite3_finalize(st);
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
 }
 

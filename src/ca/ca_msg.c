@@ -232,6 +232,11 @@ ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 	if (p->subject[0] == '\0' || p->client[0] == '\0')
 		return err_set(err, ERR_INVALID, "challenge %s: empty",
 		    p->subject[0] == '\0' ? "subject" : "client");
+	if (p->vek_serial[0] != '\0' &&
+	    (p->kind != CA_KIND_AK || ca_msg_hex(p->vek_serial, sizeof(p->vek_serial),
+	                                  CERTS_SERIAL_HEX_MAX, "challenge vEK serial", err) == -1))
+		return err_set(
+		    err, ERR_INVALID, "challenge: a vEK serial that is none, or for a CK");
 	if (memchr(p->request, '\0', p->len) != NULL)
 		return err_set(err, ERR_INVALID, "challenge request: a NUL inside its text");
 	return 0;
@@ -243,7 +248,7 @@ ca_msg_check_challenge_added(const struct ca_msg *m, struct err *err)
 	const struct ca_msg_challenge_added *p = &m->u.challenge_added;
 
 	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
-	    p->rc != CA_MSG_REFUSED && p->rc != CA_MSG_FAILED)
+	    p->rc != CA_MSG_REFUSED && p->rc != CA_MSG_CONFLICT && p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "challenge added: outcome %u", p->rc);
 	if (p->rc == CA_MSG_OK && ca_msg_id_check(p->id, err) == -1)
 		return -1;
@@ -373,7 +378,8 @@ ca_msg_check_issued(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issued *p = &m->u.issued;
 
-	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG)
+	if (p->rc >= CA_MSG_RCS || p->rc == CA_MSG_FULL || p->rc == CA_MSG_WRONG ||
+	    p->rc == CA_MSG_LIMIT)
 		return err_set(err, ERR_INVALID, "issued: outcome %u", p->rc);
 	if (ca_msg_text(p->reason, sizeof(p->reason), "reason", err) == -1 ||
 	    ca_msg_text(p->host_config, sizeof(p->host_config), "host configuration", err) == -1)

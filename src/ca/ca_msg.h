@@ -77,10 +77,10 @@ enum ca_msg_rc {
 	CA_MSG_WRONG,    /* the challenge's secret does not match (it is used up) */
 	CA_MSG_FAILED,   /* the parent failed (records, key): reason says */
 	CA_MSG_REFUSED,  /* a host EK not admitted, or not under that name: reason says */
-	CA_MSG_LIMIT,    /* a share is taken: of open challenges (the client's, the EK's),
-	                  * of valid AK certificates (the vEK certificate's) */
+	CA_MSG_LIMIT,    /* the client's or the EK's share of open challenges is taken */
 	CA_MSG_UNKNOWN,  /* EK: the evidence's nonce was not handed out here */
-	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK (reason) */
+	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK; AK: the vEK
+	                  * certificate's share of AK certificates taken (reason) */
 	CA_MSG_RCS
 };
 
@@ -170,13 +170,19 @@ struct ca_msg_challenge_add {
 	char client[CA_CLIENT_MAX];   /* the client's network (IPv4 /24, IPv6 /48) */
 	struct ca_msg_public ek;      /* the (v)EK the child checked against its certificate */
 	struct ca_msg_public key;     /* the CK or AK to certify */
+	/* ak: the vEK certificate the AK would be certified beneath, so that
+	 * the parent refuses now what it would refuse at issue (a revoked or
+	 * stale lineage, the vEK certificate's share of AK certificates
+	 * taken); "" for ck, or to leave it to the issue */
+	char vek_serial[CERTS_SERIAL_HEX_MAX + 1];
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the request's JSON */
 };
 #define CA_MSG_BLOB_MAX CA_BLOB_MAX
 #define CA_MSG_ENC_MAX  CA_ENC_MAX
 struct ca_msg_challenge_added {
-	uint32_t rc; /* OK, FULL, LIMIT, REFUSED, FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT, REFUSED, CONFLICT (ak: the vEK certificate's
+	              * share of AK certificates taken), FAILED */
 	int64_t expires_in;
 	char id[CA_ID_HEX + 1];
 	char reason[CA_MSG_REASON_MAX];
@@ -245,8 +251,8 @@ struct ca_msg_issued {
 	              * name, or a CK not as vtpmd makes it; AK: a vEK not issued here,
 	              * or revoked; EK: evidence that does not verify); EK: NOTFOUND
 	              * (no approved host configuration), UNKNOWN, USED, EXPIRED (the
-	              * nonce), CONFLICT (the identity); AK: LIMIT (the vEK
-	              * certificate's share of valid AK certificates is taken) */
+	              * nonce), CONFLICT (the identity; AK: the vEK certificate's
+	              * share of valid AK certificates is taken) */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* EK */
 	char reason[CA_MSG_REASON_MAX];

@@ -295,6 +295,12 @@ pa_ck_template(struct ca_parent *p, const struct evidence_public *ck, const char
 	return CA_MSG_REFUSED;
 }
 
+/* An AK challenge refused up front for what would refuse its certificate
+ * (below, with the certificates): CA_MSG_OK, or why not in reason. The
+ * issue checks again. */
+static enum ca_msg_rc pa_ak_early(struct ca_parent *p, const char *vek_serial,
+    const uint8_t ek_key[static 32], const struct evidence_public *key, char *reason, size_t len);
+
 /* The outcome of recording a challenge the records refused. */
 static enum ca_msg_rc
 pa_challenge_refused(const struct err *dberr)
@@ -379,6 +385,10 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	            CA_MSG_OK ||
 	        (a->rc = pa_ck_template(p, &key, ek_key, a->reason, sizeof(a->reason))) !=
 	            CA_MSG_OK))
+		return pa_send(p, err);
+	if (q->kind == CA_KIND_AK && q->vek_serial[0] != '\0' &&
+	    (a->rc = pa_ak_early(p, q->vek_serial, ekd, &key, a->reason, sizeof(a->reason))) !=
+	        CA_MSG_OK)
 		return pa_send(p, err);
 	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
 		a->rc = CA_MSG_FAILED;
@@ -621,16 +631,16 @@ pa_record(struct ca_parent *p, struct pa_issue *is, const struct ca_issued *rec,
 	return 0;
 }
 
-/* Records the certificate, writes its audit row and sends ISSUED (or
- * FAILED, REFUSED). */
-static int
-pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
+/* Records the certificate and writes its audit row; the answer, ISSUED
+ * (or FAILED, REFUSED), into out, to send. */
+static void
+pa_issued_into(struct ca_parent *p, struct pa_issue *is, struct ca_msg *out)
 {
-	struct ca_msg_issued *a = &p->out->u.issued;
+	struct ca_msg_issued *a = &out->u.issued;
 	struct ca_issued rec = {0};
 	char *pem = NULL;
 
-	ca_msg_init(p->out, CA_MSG_ISSUED);
+	ca_msg_init(out, CA_MSG_ISSUED);
 	a->rc = CA_MSG_FAILED;
 	if (is->der == NULL) {
 		log_warnx("%s: issuing the certificate failed: %s", is->action, is->err.msg);
@@ -679,6 +689,14 @@ out:
 	free(pem);
 	free(is->der);
 	is->der = NULL;
+}
+
+/* Records the certificate, writes its audit row and sends ISSUED (or
+ * FAILED, REFUSED). */
+static int
+pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
+{
+	pa_issued_into(p, is, p->out);
 	return pa_send(p, err);
 }
 
@@ -904,11 +922,62 @@ pa_ak_again(struct ca_parent *p, const struct pa_ak_held *h, const char *uuid, s
 	return pa_send(p, err);
 }
 
+/* What an AK certificate beneath vEK certificate vek_serial needs, for
+ * ak->ak under the EK ek_key (docs/ca-api.md, "kind ak beneath a revoked
+ * vEK or CK", "AK certificates"): the vEK certificate issued here for that
+ * EK (its attributes, extension and lineage into ak), neither it nor its
+ * CK revoked, the CK usable (its notAfter into *ck_not_after), and room
+ * beneath the vEK certificate. 0: a new certificate may be issued; 1: the
+ * AK's valid certificate is in held; -1 with *rc and why: refused. */
+static int
+pa_ak_checks(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[static 32],
+    struct certs_ak_req *ak, int64_t *ck_not_after, struct pa_ak_held *held, enum ca_msg_rc *rc,
+    struct err *why)
+{
+	if (pa_ak_vek(p, vek_serial, ek_key, ak, why) == -1 ||
+	    pa_parents_ok(p, &ak->lineage, why) == -1 ||
+	    pa_ak_ck(p, &ak->lineage, ck_not_after, why) == -1) {
+		if (why->kind != ERR_REFUSED)
+			log_warnx("AK beneath %s: %s", vek_serial, why->msg);
+		*rc = why->kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED;
+		return -1;
+	}
+	switch (pa_ak_held(p, vek_serial, ak->ak, held, why)) {
+	case 0: return 0;
+	case 1: return 1;
+	default:
+		if (why->kind != ERR_BUSY)
+			log_warnx("AK beneath %s: %s", vek_serial, why->msg);
+		*rc = why->kind == ERR_BUSY ? CA_MSG_CONFLICT : CA_MSG_FAILED;
+		return -1;
+	}
+}
+
+static enum ca_msg_rc
+pa_ak_early(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[static 32],
+    const struct evidence_public *key, char *reason, size_t len)
+{
+	struct certs_ak_req ak = {.subject = ""};
+	struct pa_ak_held *held = calloc(1, sizeof(*held));
+	enum ca_msg_rc rc = CA_MSG_OK;
+	int64_t ck_not_after = 0;
+	struct err why = {0};
+
+	if (held == NULL || (ak.ak = pa_tpm_key(key)) == NULL) {
+		rc = held == NULL ? CA_MSG_FAILED : CA_MSG_REFUSED;
+		pa_text(reason, len, held == NULL ? "out of memory" : "the AK is not a valid key");
+	} else if (pa_ak_checks(p, vek_serial, ek_key, &ak, &ck_not_after, held, &rc, &why) == -1) {
+		pa_text(reason, len, why.msg);
+	}
+	free(held);
+	certs_pkey_free((struct certs_pkey *)ak.ak);
+	return rc;
+}
+
 /* An AK certificate for the key of the challenge just taken, beneath the
- * vEK certificate the records hold for the challenge's EK, neither it nor
- * its CK revoked, the CK usable (pa_ak_ck); it expires no later than the
- * CK certificate. The same AK again gets its valid certificate back; a
- * new one is issued within ak_certificates_per_vek (pa_ak_held). */
+ * vEK certificate the records hold for the challenge's EK (pa_ak_checks);
+ * it expires no later than the CK certificate. The same AK again gets its
+ * valid certificate back. */
 static int
 pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
@@ -920,36 +989,23 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	uint8_t ekd[CERTS_DIGEST_LEN];
 	char uri[sizeof(p->cfg.crl_url) + 32];
 	int64_t ck_not_after = 0;
-	struct err why;
-	int ret, rc;
+	enum ca_msg_rc rc = CA_MSG_FAILED;
+	struct err why = {0};
+	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
 	    pa_permit(p, CA_KIND_AK, q->id, m, &key, ekd, err) == -1)
 		return -1;
-	if (pa_ak_vek(p, q->vek_serial, ekd, &ak, &why) == -1 ||
-	    pa_parents_ok(p, &ak.lineage, &why) == -1 ||
-	    pa_ak_ck(p, &ak.lineage, &ck_not_after, &why) == -1) {
-		if (why.kind != ERR_REFUSED)
-			log_warnx("privacy/certify: %s", why.msg);
-		return pa_refused(
-		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
-	}
 	if ((ak.ak = pa_tpm_key(&key)) == NULL)
 		return pa_refused(p, CA_MSG_FAILED, "the AK is not a valid public key", err);
 	if ((held = calloc(1, sizeof(*held))) == NULL) {
 		ret = pa_refused(p, CA_MSG_FAILED, "out of memory", err);
 		goto out;
 	}
-	if ((rc = pa_ak_held(p, q->vek_serial, ak.ak, held, &why)) != 0) {
-		if (rc == 1)
-			ret = pa_ak_again(p, held, ak.virt.instance_uuid, err);
-		else if (why.kind == ERR_BUSY)
-			ret = pa_refused(p, CA_MSG_LIMIT, why.msg, err);
-		else {
-			log_warnx("privacy/certify: %s", why.msg);
-			ret = pa_refused(p, CA_MSG_FAILED, why.msg, err);
-		}
-		goto out;
+	switch (pa_ak_checks(p, q->vek_serial, ekd, &ak, &ck_not_after, held, &rc, &why)) {
+	case 1: ret = pa_ak_again(p, held, ak.virt.instance_uuid, err); goto out;
+	case -1: ret = pa_refused(p, rc, why.msg, err); goto out;
+	default: break;
 	}
 	pa_validity(p->cfg.validity_ak, &is.validity);
 	if (is.validity.not_after > ck_not_after)
@@ -1057,11 +1113,12 @@ pa_ek_config(struct ca_parent *p, const uint8_t policy[static TPM_DIGEST_LEN],
 }
 
 /* The EK certificate of member t of the verified vEK set, under host
- * configuration hc: the identity bound, the certificate issued, recorded
- * and sent (ISSUED, or why not). */
-static int
+ * configuration hc: the identity bound, the certificate issued and
+ * recorded (in the caller's transaction); the answer, ISSUED or why not,
+ * into out. */
+static void
 pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
-    const struct ca_host_config *hc, size_t t, struct err *err)
+    const struct ca_host_config *hc, size_t t, struct ca_msg *out)
 {
 	struct pa_issue is = {
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
@@ -1069,15 +1126,20 @@ pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct 
 	char uri[sizeof(p->cfg.crl_url) + 32];
 	struct err why = {0};
 	enum ca_msg_rc rc;
-	int ret;
 
 	ek.lineage.present = true;
 	ek.lineage.ck = v->ck_ref;
 	is.lineage = &ek.lineage;
-	if ((ek.ek = pa_key(&v->set[t])) == NULL)
-		return pa_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
+	ca_msg_init(out, CA_MSG_ISSUED);
+	if ((ek.ek = pa_key(&v->set[t])) == NULL) {
+		out->u.issued.rc = CA_MSG_FAILED;
+		pa_text(out->u.issued.reason, sizeof(out->u.issued.reason),
+		    "the vEK is not a valid public key");
+		return;
+	}
 	if ((rc = pa_ek_identity(p, v, &v->set[t], q->instance_uuid, ek.ek, &why)) != CA_MSG_OK) {
-		ret = pa_refused(p, rc, why.msg, err);
+		out->u.issued.rc = rc;
+		pa_text(out->u.issued.reason, sizeof(out->u.issued.reason), why.msg);
 		goto out;
 	}
 	certs_tpm_defaults(&ek.tpm);
@@ -1094,9 +1156,53 @@ pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct 
 	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s",
 	    v->ck.subject, hc->id, q->ck_serial);
 	is.host_config = hc->id;
-	ret = pa_issued(p, &is, err);
+	pa_issued_into(p, &is, out);
 out:
 	certs_pkey_free((struct certs_pkey *)ek.ek);
+}
+
+/* The members asked for (the one of q->vek_type, or the whole set in type
+ * order) bound, issued and recorded in one transaction: all of them, or
+ * none when one is refused or the records fail; then their answers sent,
+ * or the one refusal. */
+static int
+pa_ek_members(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
+    const struct ca_host_config *hc, struct err *err)
+{
+	struct ca_msg *outs = calloc(EVIDENCE_VEK_TYPES, sizeof(*outs));
+	size_t n = 0, i;
+	struct err why;
+	int ret = 0;
+
+	if (outs == NULL || ca_db_begin(p->db, &why) == -1) {
+		if (outs != NULL)
+			log_warnx("virtualization/ek-certificate: %s", why.msg);
+		free(outs);
+		return pa_refused(p, CA_MSG_FAILED, "the records cannot be written", err);
+	}
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
+			continue;
+		pa_ek_member(p, q, v, hc, t, &outs[n]);
+		if (outs[n++].u.issued.rc != CA_MSG_OK)
+			break;
+	}
+	if (n == 0) { /* ca_verify_ek found the member asked for: not reached */
+		ca_msg_init(&outs[n], CA_MSG_ISSUED);
+		outs[n++].u.issued.rc = CA_MSG_FAILED;
+	}
+	if (ca_db_end(p->db, outs[n - 1].u.issued.rc == CA_MSG_OK, &why) == -1) {
+		log_warnx("virtualization/ek-certificate: %s", why.msg);
+		ret = pa_refused(p, CA_MSG_FAILED, "the certificates cannot be recorded", err);
+		goto out;
+	}
+	/* a refusal is the one answer: what came before it was rolled back */
+	for (i = outs[n - 1].u.issued.rc == CA_MSG_OK ? 0 : n - 1; i < n && ret == 0; i++) {
+		memcpy(p->out, &outs[i], sizeof(*p->out));
+		ret = pa_send(p, err);
+	}
+out:
+	free(outs);
 	return ret;
 }
 
@@ -1148,13 +1254,7 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		ret = pa_refused(p, rc, why.msg, err);
 		goto out;
 	}
-	for (size_t t = 0; t < EVIDENCE_VEK_TYPES && ret == 0; t++) {
-		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
-			continue;
-		if ((ret = pa_ek_member(p, q, v, &hc, t, err)) == 0 &&
-		    p->out->u.issued.rc != CA_MSG_OK)
-			break;
-	}
+	ret = pa_ek_members(p, q, v, &hc, err);
 out:
 	free(v);
 	return ret;

@@ -411,6 +411,14 @@ test_serials(void **state)
 	n = valid(CA_MSG_CRL_GET);
 	M.u.crl_get.role = CA_ROLE_BOTH;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	/* a vEK certificate's serial with an AK challenge only */
+	n = valid(CA_MSG_CHALLENGE_ADD);
+	strcpy(M.u.challenge_add.vek_serial, "4e");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	M.u.challenge_add.kind = CA_KIND_AK;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);
+	strcpy(M.u.challenge_add.vek_serial, "4E");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	/* a CRL's part within the CRL, which is within CA_CRL_MAX */
 	n = valid(CA_MSG_CRL);
 	M.u.crl.total = 2;

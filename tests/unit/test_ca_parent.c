@@ -408,6 +408,24 @@ challenge(struct fixture *f, enum ca_kind kind, const struct ca_msg_public *ek,
 	return CA_MSG_OK;
 }
 
+/* CHALLENGE_ADD of AK key under vEK vek1, naming vEK certificate
+ * vek_serial as the child does: its outcome (the reason in f->reply). */
+static uint32_t
+challenge_beneath(struct fixture *f, const struct ca_msg_public *key, const char *vek_serial)
+{
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = CA_KIND_AK;
+	strcpy(f->in.u.challenge_add.subject, UUID);
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	f->in.u.challenge_add.ek = f->vek1_pub;
+	f->in.u.challenge_add.key = *key;
+	strcpy(f->in.u.challenge_add.vek_serial, vek_serial);
+	f->in.u.challenge_add.len = 2;
+	memcpy(f->in.u.challenge_add.request, "{}", 2);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+	return f->reply.u.challenge_added.rc;
+}
+
 static enum ca_msg_rc
 take(struct fixture *f, const char *id, const uint8_t secret[32])
 {
@@ -897,6 +915,7 @@ test_ak_again_and_limit(void **state)
 	struct ca_msg_public ak2_pub, ak3_pub;
 	struct soft ak2, ak3;
 	struct err err;
+	int n;
 
 	approve(f);
 	enrol_ck(f);
@@ -918,8 +937,16 @@ test_ak_again_and_limit(void **state)
 	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_OK);
 	strcpy(second, f->reply.u.issued.serial);
 	assert_string_not_equal(second, first);
-	/* the share is taken: a third AK is refused, naming the setting */
-	assert_int_equal(issue_ak_key(f, &ak3_pub, vek), CA_MSG_LIMIT);
+	/* the share is taken: a third AK is refused, naming the setting, at
+	 * its challenge when the child names the vEK certificate (no
+	 * challenge recorded), else at issue */
+	n = rows(f, "challenges");
+	assert_int_equal(challenge_beneath(f, &ak3_pub, vek), CA_MSG_CONFLICT);
+	assert_non_null(strstr(f->reply.u.challenge_added.reason,
+	    "2 valid AK certificates (at most 2: ak_certificates_per_vek)"));
+	assert_int_equal(rows(f, "challenges"), n);
+	assert_int_equal(challenge_beneath(f, &ak2_pub, vek), CA_MSG_OK);
+	assert_int_equal(issue_ak_key(f, &ak3_pub, vek), CA_MSG_CONFLICT);
 	assert_non_null(strstr(f->reply.u.issued.reason,
 	    "2 valid AK certificates (at most 2: ak_certificates_per_vek)"));
 	/* the AKs that have one still get it back */
@@ -928,7 +955,7 @@ test_ak_again_and_limit(void **state)
 	/* a revoked one no longer counts, and is not returned */
 	assert_int_equal(ca_db_revoke(f->p.db, second, "key retired", time(NULL), false, &err), 0);
 	assert_int_equal(issue_ak_key(f, &ak3_pub, vek), CA_MSG_OK);
-	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_LIMIT);
+	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_CONFLICT);
 	/* the CK's certificate and three AKs' */
 	assert_int_equal(audited(f, "privacy/certify", "issued"), 4);
 	EVP_PKEY_free(ak2.pk);
@@ -995,6 +1022,7 @@ test_ak_needs_a_usable_ck(void **state)
 	const unsigned char *p;
 	long long ck_end = (long long)time(NULL) + 3600;
 	X509 *x;
+	int n;
 
 	approve(f);
 	enrol_ck(f);
@@ -1022,6 +1050,12 @@ test_ak_needs_a_usable_ck(void **state)
 	issue_ak_under(f, &f->vek1_pub, vek);
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.issued.reason, "current CK certificate"));
+	/* refused at the challenge already, when the child names the vEK
+	 * certificate: no challenge used up for nothing */
+	n = rows(f, "challenges");
+	assert_int_equal(challenge_beneath(f, &f->ak_pub, vek), CA_MSG_REFUSED);
+	assert_non_null(strstr(f->reply.u.challenge_added.reason, "current CK certificate"));
+	assert_int_equal(rows(f, "challenges"), n);
 	snprintf(
 	    sql, sizeof(sql), "UPDATE hosts SET ck_serial = '%s', name = 'host-b'", f->ck_serial);
 	raw_sql(f, sql);
@@ -1385,6 +1419,40 @@ test_ek_whole_set(void **state)
 	assert_non_null(strstr(err.msg, "the set's first"));
 }
 
+/* A whole set is issued in one transaction: a member refused (here the
+ * ECC vEK, bound to another vTPM already) refuses the request and leaves
+ * nothing of the members before it: no certificate, no identity, no audit
+ * row of an issue. */
+static void
+test_ek_whole_set_all_or_none(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	const struct evidence other = {
+	    .vek = &f->vek1_pub, .sealed = 2, .uuid = UUID2, .nonce = nonce};
+	const struct evidence e = {
+	    .vek = &f->rsa_pub, .other = &f->vek1_pub, .sealed = 1, .uuid = UUID, .nonce = nonce};
+	int issued, identities, sets;
+
+	approve(f);
+	enrol_ck(f);
+	get_nonce(f, nonce);
+	ek_msg(f, &other);
+	assert_int_equal(issue_ek(f), CA_MSG_OK);
+	issued = rows(f, "issued");
+	identities = rows(f, "vtpm_identities");
+	sets = rows(f, "vtpm_vek_sets");
+	get_nonce(f, nonce);
+	ek_msg(f, &e);
+	f->in.u.issue_ek.whole_set = 1;
+	assert_int_equal(issue_ek(f), CA_MSG_CONFLICT);
+	assert_non_null(strstr(f->reply.u.issued.reason, UUID2));
+	assert_int_equal(rows(f, "issued"), issued);
+	assert_int_equal(rows(f, "vtpm_identities"), identities);
+	assert_int_equal(rows(f, "vtpm_vek_sets"), sets);
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 1);
+}
+
 /* An ISSUE_EK whose vEK asked for is missing from its set is malformed
  * (the parent ends a child that sends one). */
 static void
@@ -1656,6 +1724,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_closed_set, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_whole_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_whole_set_all_or_none, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_set_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lineage_cascade_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),

@@ -313,7 +313,7 @@ int ca_db_host_config_list(struct ca_db *db, int (*fn)(void *ctx, const struct c
     void *ctx, struct err *err);
 
 /* Challenges: stored with the SHA-256 of their secret only, the EK they
- * were made for and the client address that asked (docs/ca-api.md,
+ * were made for and the client network that asked (docs/ca-api.md,
  * "Limits"). add first purges the challenges expired more than
  * CA_DB_CHALLENGE_GRACE seconds ago, then refuses, nothing recorded:
  * ERR_REFUSED when the client holds lim->per_client open challenges, or
@@ -345,8 +345,8 @@ struct ca_challenge_taken {
 };
 struct ca_challenge_limits {
 	int64_t total;      /* open challenges in all (CA_PENDING_MAX) */
-	int64_t per_client; /* held by one client address */
-	int64_t per_ek;     /* for one EK, asked from one client address */
+	int64_t per_client; /* held by one client network (IPv4 /24, IPv6 /48) */
+	int64_t per_ek;     /* for one EK, asked from one client network */
 };
 #define CA_PENDING_PER_CLIENT 64
 #define CA_PENDING_PER_EK     4

@@ -341,7 +341,7 @@ ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 	if (ca_ask_text(l->msg->u.nonce_add.client, sizeof(l->msg->u.nonce_add.client), client) ==
 	        -1 ||
 	    client[0] == '\0') {
-		ca_ask_failed(a, "the client's address cannot be sent");
+		ca_ask_failed(a, "the client's network cannot be sent");
 		return;
 	}
 	ca_ask_exchange(l, CA_MSG_NONCE_ADDED);

@@ -117,8 +117,8 @@ static const char *const ca_db_schema[] = {
      * last (revoked as superseded when the next is issued) and the
      * host's approval key (hex X || Y; "" when admitted without one), whose
      * PolicyAuthorize the CK's authPolicy must be. challenges:
-     * the EK each was made for and the client address that asked, which
-     * the limits count (docs/ca-api.md, "Limits").
+     * the EK each was made for and the client network that asked (an IPv4
+     * /24, an IPv6 /48), which the limits count (docs/ca-api.md, "Limits").
      */
     "CREATE TABLE hosts ("
     " name TEXT PRIMARY KEY,"

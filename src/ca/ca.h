@@ -644,8 +644,9 @@ struct ca_parent {
 	struct ca_der root, privacy_cert, virt_cert;
 	int fd;             /* the channel to the child */
 	struct ca_msg *out; /* the answer being built */
-	uint8_t nonce_key[CA_NONCE_KEY_LEN]; /* vEK evidence nonces' MAC key (ca_nonce.c) */
-	bool nonce_key_drawn;
+	/* vEK evidence nonces' MAC key (ca_nonce.c): CA_NONCE_KEY_LEN bytes of
+	 * locked memory (secret_alloc), drawn at the first nonce; NULL before */
+	uint8_t *nonce_key;
 	struct {            /* the challenge the child just took, for one issuance */
 		bool valid;
 		enum ca_kind kind;

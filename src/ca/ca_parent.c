@@ -506,11 +506,17 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 static int
 pa_nonce_key(struct ca_parent *p)
 {
-	if (p->nonce_key_drawn)
+	uint8_t *key;
+
+	if (p->nonce_key != NULL)
 		return 0;
-	if (ca_random(p->nonce_key, sizeof(p->nonce_key)) == -1)
+	if ((key = secret_alloc(CA_NONCE_KEY_LEN)) == NULL)
 		return -1;
-	p->nonce_key_drawn = true;
+	if (ca_random(key, CA_NONCE_KEY_LEN) == -1) {
+		secret_free(key, CA_NONCE_KEY_LEN);
+		return -1;
+	}
+	p->nonce_key = key;
 	return 0;
 }
 
@@ -530,7 +536,8 @@ pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	    ca_nonce_make(p->nonce_key, time(NULL) + p->cfg.nonce_ttl, a->nonce, &why) == -1) {
 		ca_msg_init(p->out, CA_MSG_NONCE_ADDED);
 		a->rc = CA_MSG_FAILED;
-		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
+		pa_text(
+		    a->reason, sizeof(a->reason), "no nonce key: out of memory or random numbers");
 		return pa_send(p, err);
 	}
 	a->rc = CA_MSG_OK;
@@ -1033,7 +1040,9 @@ pa_ek_nonce(
 	uint8_t hash[32];
 
 	if (pa_nonce_key(p) == -1 || ca_sha256(nonce, EVIDENCE_VEK_NONCE_LEN, hash) == -1) {
-		err_set(why, ERR_FAILED, "out of random numbers, or SHA-256 failed");
+		err_set(why, ERR_FAILED,
+		    "no nonce key (out of memory or random numbers), or SHA-256 "
+		    "failed");
 		return CA_MSG_FAILED;
 	}
 	if (ca_nonce_check(p->nonce_key, nonce, now, &expires_at, why) == 0 &&

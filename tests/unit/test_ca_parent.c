@@ -351,6 +351,7 @@ teardown(void **state)
 
 	close(f->p.fd);
 	close(f->child);
+	secret_free(f->p.nonce_key, CA_NONCE_KEY_LEN);
 	ca_db_close(f->p.db);
 	certs_ca_free(f->p.privacy);
 	certs_ca_free(f->p.virt);

@@ -74,6 +74,17 @@ enum vtpm_op {
  * the advice on approving, fits whole. */
 #define VTPM_ERROR_LEN 1536
 
+/* An instance's commit budget as vtpmd keeps it (budget.c). */
+struct budget {
+	bool started;
+	double tokens; /* a bucket of nv-write-rate a second */
+	int64_t last_ms;
+	bool held; /* its report waits for a token */
+	unsigned long held_reports;
+	pid_t pid;               /* the worker the violations are of */
+	unsigned int violations; /* reports sent before an acknowledgement */
+};
+
 struct vtpm {
 	/* persistent */
 	char name[VTPM_NAME_MAX + 1];
@@ -128,6 +139,7 @@ struct vtpm {
 	int64_t commit_retry_at; /* adopted, its commit listener not there yet: when to try again */
 	uint64_t commit_gen;
 	uint8_t commit_digest[STORE_DIGEST_LEN];
+	struct budget budget; /* its commit budget (budget.c) */
 };
 bool registry_valid_name(const char *name);
 /* Marks, among the n instances of arr, every copy of another (the same
@@ -221,8 +233,21 @@ int guesttpm_read_nv(
  * the loop never waits on the network; an overall deadline per request. */
 struct caclient;
 #define CACLIENT_TLS_ROOT_MAX (64u << 10) /* ca-tls-root's most */
+/* What the requests to the CAs took and how they failed (GET /metrics):
+ * latency by request (the path's last segment, caclient_request_names),
+ * failures by err_kind_name (unreachable, timeout, refused, untrusted). */
+#define CACLIENT_REQUESTS 5
+extern const char *const caclient_request_names[CACLIENT_REQUESTS];
+struct caclient_stats {
+	struct metrics_hist latency[CACLIENT_REQUESTS];
+	struct metrics_counts errors;
+};
+/* instance: the vTPM the request is for, named to the CA in the
+ * X-Vtpmd-Instance header (its log names it), or NULL; stats: where
+ * caclient_result counts the request, or NULL. */
 struct caclient *caclient_post(const char *url, const struct config *cfg, const char *path,
-    const struct json_t *body, int timeout_s, struct err *err);
+    const struct json_t *body, int timeout_s, const char *instance, struct caclient_stats *stats,
+    struct err *err);
 int caclient_fd(const struct caclient *c);
 int64_t caclient_deadline(const struct caclient *c);
 bool caclient_step(struct caclient *c);
@@ -337,6 +362,13 @@ struct caclient *provision_ca(const struct provision *p);
 void provision_free(struct provision *p);
 struct json_t *provision_json(struct manager *m, const struct vtpm *v);
 
+/* budget.c: each instance's commit budget (docs/state.md, "Throttling"):
+ * a report is committed only with a token of its instance's bucket; a
+ * worker that reports again before its acknowledgement is ended. */
+bool budget_take(const struct manager *m, struct vtpm *v);
+int64_t budget_next_deadline(const struct manager *m);
+bool budget_report(struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN]);
+
 /* fresh.c: freshness anchored in the host TPM (docs/state.md): a manifest
  * of every instance's latest generation, bound to the host TPM's counter. */
 #define FRESH_MANIFEST "freshness.manifest"
@@ -367,6 +399,24 @@ int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
 int64_t fresh_next_deadline(const struct manager *m);
 void fresh_free(struct fresh *f);
 
+/* manager_metrics.c: what vtpmd counts about itself, and GET /metrics
+ * (docs/api.md, "Metrics"). */
+struct manager_metrics {
+	uint64_t starts;                      /* workers that became ready */
+	struct metrics_counts start_failures; /* by reason (manager_metrics_start_failed) */
+	struct metrics_counts restarts;       /* by reason: crash, vm-shutdown, request */
+	struct metrics_hist unseal;           /* a start's unseal of its state key */
+	uint64_t state_writes;                /* workers' permanent-state writes reported */
+	struct metrics_hist state_commit;     /* a freshness commit: manifest and counter */
+	struct caclient_stats ca;
+};
+struct manager;
+void manager_metrics_init(struct manager_metrics *mm);
+/* Counts a start that failed (v's worker is not serving), by reason: the
+ * err's kind, or "not-ready" and "worker-ended" (err NULL, why given). */
+void manager_metrics_start_failed(struct manager *m, const struct err *err, const char *why);
+struct api_response manager_metrics_reply(struct manager *m);
+
 /* manager.c: the vtpmd service. */
 struct manager {
 	struct config cfg;
@@ -387,6 +437,7 @@ struct manager {
 	struct fresh fresh;
 	uint8_t *blob_key; /* the host's blob key (secret memory), once unsealed, or NULL */
 	uint8_t blob_key_id[STATEBLOB_KEY_ID_LEN];
+	struct manager_metrics metrics;
 };
 int manager_main(int argc, char **argv);
 int manager_step(struct manager *m, const sigset_t *unblocked);

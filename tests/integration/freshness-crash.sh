@@ -85,12 +85,15 @@ step() {
 	local writer=$!
 	# the write's end, or the kill of its process (then vtpmd comes back)
 	while kill -0 "$writer" 2>/dev/null && alive "$pid"; do sleep 0.01; done
+	# strace stopped before the verdict: vtpmd still makes calls after the
+	# answer (it reads the host TPM's counter back), and a kill there, once
+	# the write is answered, is one more step (vtpmd then comes back too).
+	kill -INT "$sp" 2>/dev/null || true
+	wait "$sp" 2>/dev/null || true
 	if ! alive "$pid" && [ "$who" = vtpmd ]; then
 		restart_vtpmd
 	fi
 	wait "$writer" 2>/dev/null || true
-	kill -INT "$sp" 2>/dev/null || true
-	wait "$sp" 2>/dev/null || true
 	[ "$(cat "$T/ack")" = "$WRITE_OK" ] && acked=1
 	if alive "$pid"; then
 		[ "$acked" -eq 1 ] || fail "$who not killed, and the write was not acknowledged: $(cat "$T/ack") $(cat "$T/strace.err"); $(tail -5 "$T/svc.log")"

@@ -126,6 +126,7 @@ int store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGE
     struct err *err);
 uint64_t store_generation(struct store *st, enum state_kind kind);
 uint64_t store_client_generation(struct store *st, enum state_kind kind);
+void store_continue_from(struct store *st, enum state_kind kind, uint64_t gen);
 
 /* ctrl.c: the swtpm control-channel codec (pure, no I/O). */
 #define CTRL_MAX_BLOB (4u << 20)

@@ -474,6 +474,23 @@ fresh_rollback(const struct vtpm *v, uint64_t gen, const struct fresh_entry *e, 
 	    (unsigned long long)gen, (unsigned long long)e->gen, v->name);
 }
 
+/* Older state the operator authorised, once (v->revert_allowed,
+ * snapshot.c): accepted for this start, whose worker stores it as the
+ * generation after the one recorded (v->revert_next), so that the
+ * numbering never goes back; the commit records that write as any. The
+ * manifest is unchanged until then: a start that fails before it leaves
+ * the older state refused again. */
+static int
+fresh_revert_accept(struct vtpm *v, uint64_t gen, const struct fresh_entry *e)
+{
+	v->revert_from = e->gen;
+	v->revert_next = e->gen + 1;
+	log_info("%s: its TPM state is generation %llu, older than generation %llu, recorded: "
+		 "a revert the operator authorised; it is stored as generation %llu", v->name,
+	    (unsigned long long)gen, (unsigned long long)e->gen, (unsigned long long)e->gen + 1);
+	return 0;
+}
+
 /*
  * Checks v's state on disk against the manifest, before a start or at an
  * adoption: the generation recorded is accepted, and the one after it (a
@@ -501,6 +518,8 @@ fresh_check(struct manager *m, struct vtpm *v, struct err *err)
 	/* A new vTPM: nothing to roll back; its first write is recorded. */
 	if (e == NULL && gen == 0)
 		return 0;
+	if (e != NULL && gen < e->gen && gen == v->revert_allowed)
+		return fresh_revert_accept(v, gen, e);
 	if (e != NULL && gen != e->gen + 1)
 		return fresh_rollback(v, gen, e, err);
 	if (e == NULL && (e = fresh_add(&m->fresh, v->uuid)) == NULL)
@@ -687,6 +706,25 @@ int64_t
 fresh_next_deadline(const struct manager *m)
 {
 	return m->fresh.retry_at != 0 ? m->fresh.retry_at : -1;
+}
+
+/* The generation and digest of v's state last recorded (0 and zeros:
+ * none yet). 0, or -1 with err (fresh_ensure's). */
+int
+fresh_recorded(struct manager *m, const struct vtpm *v, uint64_t *gen,
+    uint8_t digest[STORE_DIGEST_LEN], struct err *err)
+{
+	const struct fresh_entry *e;
+
+	if (fresh_ensure(m, err) == -1)
+		return -1;
+	e = fresh_find(&m->fresh, v->uuid);
+	*gen = e != NULL ? e->gen : 0;
+	if (e != NULL)
+		memcpy(digest, e->digest, STORE_DIGEST_LEN);
+	else
+		memset(digest, 0, STORE_DIGEST_LEN);
+	return 0;
 }
 
 void

@@ -58,6 +58,8 @@ reply_instance(struct manager *m, const struct vtpm *v)
 		json_object_set_new(o, "error", json_string(v->error));
 	if (o != NULL && (ek = provision_json(m, v)) != NULL)
 		json_object_set_new(o, "endorsement", ek);
+	if (o != NULL && (ek = snapshot_revert_json(m, v)) != NULL)
+		json_object_set_new(o, "revert", ek);
 	return o;
 }
 

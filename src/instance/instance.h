@@ -251,6 +251,11 @@ struct instance_commit {
 	uint8_t digest[STORE_DIGEST_LEN];
 	uint8_t in[12]; /* an acknowledgement being read */
 	size_t in_len;
+	/* a revert by SET_STATEBLOB vtpmd permits (VTCP): to a permanent blob
+	 * of this generation, once (0: none); revert_write: the next write
+	 * is that revert; revert: the pending report is its (VTCV) */
+	uint64_t revert_permit;
+	bool revert_write, revert;
 };
 
 /* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */

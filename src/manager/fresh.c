@@ -49,6 +49,8 @@
 static const uint8_t fresh_report_magic[4] = {'V', 'T', 'C', 'R'};
 static const uint8_t fresh_ack_magic[4] = {'V', 'T', 'C', 'A'};
 static const uint8_t fresh_strict_magic[4] = {'V', 'T', 'C', 'S'};
+static const uint8_t fresh_permit_magic[4] = {'V', 'T', 'C', 'P'};
+static const uint8_t fresh_revert_magic[4] = {'V', 'T', 'C', 'V'};
 
 static void
 fresh_path(const struct manager *m, const char *leaf, char *buf, size_t len)
@@ -554,6 +556,24 @@ fresh_forget(struct manager *m, const struct vtpm *v)
 		log_warnx("%s: its manifest entry stays until the next commit: %s", v->name, err.msg);
 }
 
+/* A report of a revert by SET_STATEBLOB (VTCV), which vtpmd permitted
+ * (fresh_permit): kept as a report, and the revert as to be recorded
+ * (snapshot_flushed) once the commit covers it. */
+static void
+fresh_revert_report(struct manager *m, struct vtpm *v)
+{
+	const struct fresh_entry *e = fresh_find(&m->fresh, v->uuid);
+
+	v->commit_want = true;
+	v->commit_gen = fresh_get_be(v->commit_buf + 4, 8);
+	memcpy(v->commit_digest, v->commit_buf + 12, STORE_DIGEST_LEN);
+	if (v->commit_revert)
+		return; /* sent again (vtpmd reconnected) */
+	v->commit_revert = true;
+	v->revert_from = e != NULL ? e->gen : 0;
+	v->revert_next = v->commit_gen;
+}
+
 /* Reads v's worker's reports (commit channel); the last one is kept for
  * fresh_flush. A closed channel is dropped. */
 void
@@ -578,6 +598,10 @@ fresh_channel_read(struct manager *m, struct vtpm *v)
 		if (v->commit_len < sizeof(v->commit_buf))
 			continue;
 		v->commit_len = 0;
+		if (memcmp(v->commit_buf, fresh_revert_magic, 4) == 0) {
+			fresh_revert_report(m, v);
+			continue;
+		}
 		if (memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
 			log_warnx("%s: not a commit report on its channel; closing it", v->name);
 			close(v->commit_fd);
@@ -699,6 +723,23 @@ fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
 	    send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(msg))
 		return err_set(err, ERR_FAILED, "%s: commit channel: %s", v->name, strerror(errno));
 	return 0;
+}
+
+/* Permits v's worker one revert by SET_STATEBLOB to a permanent blob of
+ * generation gen (0 withdraws it): VTCP on its commit channel. A worker
+ * not running gets it at its next start. */
+void
+fresh_permit(struct vtpm *v, uint64_t gen)
+{
+	uint8_t msg[12];
+
+	if (v->commit_fd == -1)
+		return;
+	memcpy(msg, fresh_permit_magic, 4);
+	fresh_put_be(msg + 4, gen, 8);
+	if (send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(msg))
+		log_warn("%s: commit channel: the revert's permit", v->name);
 }
 
 /* When fresh_flush retries, or -1. */

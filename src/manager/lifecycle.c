@@ -283,7 +283,7 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		return -1;
 	}
 	if (v->revert_next != 0)
-		snapshot_reverted(m, v);
+		snapshot_reverted(m, v, "start");
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 	if (sealed == NULL) {
@@ -300,6 +300,9 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		return -1;
 	}
 	tf = mono_us();
+	/* a revert authorised and not taken by this start: for QEMU's loadvm */
+	if (v->revert_allowed != 0)
+		fresh_permit(v, v->revert_allowed);
 	rc = lifecycle_unseal(m, v, sealed, err);
 	t1 = mono_us();
 	/* The worker starts with its key while the host TPM drops the

@@ -133,9 +133,11 @@ struct vtpm {
 	uint64_t revert_allowed;
 	uid_t revert_by;
 	const char *revert_how;
-	/* the start under way accepted that revert (fresh.c): the generation
-	 * recorded before, and the one its worker stores the state as */
+	/* the start under way accepted that revert (fresh.c), or the worker
+	 * reported one by SET_STATEBLOB (VTCV, commit_revert): the generation
+	 * recorded before, and the one the state is stored as */
 	uint64_t revert_from, revert_next;
+	bool commit_revert;
 };
 bool registry_valid_name(const char *name);
 /* Marks, among the n instances of arr, every copy of another (the same
@@ -375,6 +377,7 @@ int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
 int64_t fresh_next_deadline(const struct manager *m);
 int fresh_recorded(struct manager *m, const struct vtpm *v, uint64_t *gen,
     uint8_t digest[STORE_DIGEST_LEN], struct err *err);
+void fresh_permit(struct vtpm *v, uint64_t gen);
 void fresh_free(struct fresh *f);
 
 /* manager.c: the vtpmd service. */
@@ -482,7 +485,8 @@ struct json_t *snapshot_list(struct manager *m, const struct vtpm *v, struct err
 int snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, struct err *err);
 int snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
     const char *how, struct err *err);
-void snapshot_reverted(struct manager *m, struct vtpm *v);
+void snapshot_reverted(struct manager *m, struct vtpm *v, const char *via);
+void snapshot_flushed(struct manager *m);
 struct json_t *snapshot_revert_json(struct manager *m, const struct vtpm *v);
 
 /* reply.c: the API's answers that operations share: objects (INSTANCE,

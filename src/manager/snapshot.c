@@ -335,9 +335,12 @@ snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
 	v->revert_allowed = gen;
 	v->revert_by = by;
 	v->revert_how = how;
-	log_info("%s: revert authorised by uid %u (%s): its next start accepts generation %llu "
-		 "of its TPM state once, older than generation %llu, recorded", v->name,
-	    (unsigned int)by, how, (unsigned long long)gen, (unsigned long long)recorded);
+	/* a running worker takes it for a SET_STATEBLOB (QEMU's loadvm) */
+	fresh_permit(v, gen);
+	log_info("%s: revert authorised by uid %u (%s): generation %llu of its TPM state, older "
+		 "than generation %llu, recorded, is accepted once (at its next start, or from "
+		 "SET_STATEBLOB)", v->name, (unsigned int)by, how, (unsigned long long)gen,
+	    (unsigned long long)recorded);
 	return 0;
 }
 
@@ -439,30 +442,36 @@ snapshot_reverts_read(struct manager *m, const struct vtpm *v, char *path, size_
 }
 
 /*
- * fresh_check accepted the revert v->revert_allowed authorised, for the
- * start under way: it is recorded (reverts.json, the log) and the
- * authorisation is spent, whether or not the start then succeeds (a
- * start that fails before its worker stores the state leaves it refused
- * again: never a revert unrecorded).
+ * A revert v->revert_allowed authorised took place, via "start" (fresh_check
+ * accepted it for the start under way) or "SET_STATEBLOB" (the worker
+ * reported it, and the commit covered it): it is recorded (reverts.json,
+ * the log) and the authorisation is spent. At a start, whether or not the
+ * start then succeeds: one that fails before its worker stores the state
+ * leaves it refused again, never a revert unrecorded.
  */
 void
-snapshot_reverted(struct manager *m, struct vtpm *v)
+snapshot_reverted(struct manager *m, struct vtpm *v, const char *via)
 {
+	const char *how = v->revert_how != NULL ? v->revert_how : "allow-revert";
+	json_int_t by = v->revert_by;
 	char path[PATH_MAX], at[32];
 	json_t *arr, *rec;
 	char *text = NULL;
 
+	/* a worker's permit outlives a restart of vtpmd, its record does not */
+	if (v->revert_allowed == 0) {
+		how = "permitted before vtpmd restarted";
+		by = -1;
+	}
 	snapshot_now(at);
 	log_info("%s: REVERTED from generation %llu of its TPM state to generation %llu, stored "
-		 "as generation %llu; authorised by uid %u (%s)", v->name,
+		 "as generation %llu, via %s; authorised by uid %lld (%s)", v->name,
 	    (unsigned long long)v->revert_from, (unsigned long long)v->revert_allowed,
-	    (unsigned long long)v->revert_next, (unsigned int)v->revert_by,
-	    v->revert_how != NULL ? v->revert_how : "allow-revert");
+	    (unsigned long long)v->revert_next, via, (long long)by, how);
 	arr = snapshot_reverts_read(m, v, path, sizeof(path));
-	rec = json_pack("{s:I, s:I, s:I, s:s, s:I, s:s}", "from", (json_int_t)v->revert_from,
+	rec = json_pack("{s:I, s:I, s:I, s:s, s:I, s:s, s:s}", "from", (json_int_t)v->revert_from,
 	    "to", (json_int_t)v->revert_allowed, "generation", (json_int_t)v->revert_next, "at",
-	    at, "by_uid", (json_int_t)v->revert_by, "how",
-	    v->revert_how != NULL ? v->revert_how : "allow-revert");
+	    at, "by_uid", by, "how", how, "via", via);
 	if (arr != NULL && rec != NULL && json_array_append(arr, rec) == 0)
 		text = json_dumps(arr, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (text == NULL || fileio_write_atomic(path, text, strlen(text), 0600) == -1)
@@ -473,6 +482,20 @@ snapshot_reverted(struct manager *m, struct vtpm *v)
 	json_decref(arr);
 	v->revert_allowed = 0;
 	v->revert_how = NULL;
+}
+
+/* After a group commit: the reverts by SET_STATEBLOB it covered are
+ * recorded (their reports acknowledged). */
+void
+snapshot_flushed(struct manager *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct vtpm *v = m->vtpms[i];
+		if (!v->commit_revert || v->commit_want)
+			continue;
+		v->commit_revert = false;
+		snapshot_reverted(m, v, "SET_STATEBLOB");
+	}
 }
 
 /* The "revert" member of an INSTANCE: the last revert, and a pending

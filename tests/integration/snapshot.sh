@@ -9,11 +9,13 @@
 # recorded; the same copy put back again is refused (the authorisation is
 # spent). Then vtpmd's own snapshots: taken while running, listed, refused
 # for a running instance, restored to a stopped one (its state kept as a
-# snapshot first), an altered snapshot refused. Bad input gets clear errors.
+# snapshot first), an altered snapshot refused. QEMU's loadvm of an older
+# blob (SET_STATEBLOB): refused, then taken once after allow-revert, and
+# recorded. Bad input gets clear errors.
 source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/hosttpm.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
-require_tools tpm2_nvdefine tpm2_nvincrement tpm2_nvread jq
+require_tools tpm2_nvdefine tpm2_nvincrement tpm2_nvread tpm2_startup swtpm_ioctl jq od
 
 SVC=$T/svc/state
 NV=0x1500040
@@ -112,7 +114,9 @@ cp -a "$SVC/instances/vm-a/state" "$T/latest-a"
 note "the authorisation is not reusable: the same snapshot put back again is refused"
 put_back vm-a "$T/snap-a"
 refused vm-a "generation $old, older than generation $cur"
-note "nor is the state the revert left behind (generation $new)"
+note "nor is the state the revert replaced"
+put_back vm-a "$T/pre-a"
+refused vm-a "generation $new, older than generation $cur"
 restart_vtpmd
 assert_eq "$(field_of vm-a .revert.last.to)" "$old" "the record after a restart of vtpmd"
 put_back vm-a "$T/latest-a"
@@ -171,5 +175,46 @@ refused vm-a "older than generation"
 put_back vm-a "$T/latest2-a"
 "$VTPMCTL" start vm-a >/dev/null || fail "vm-a with its latest state"
 assert_eq "$(nv_count vm-a)" 1 "the guest's counter"
+
+note "QEMU's loadvm (SET_STATEBLOB) of an older blob: refused, then once after allow-revert"
+ioctl() { swtpm_ioctl "${@:2}" --unix "$T/svc/run/$1.sock.ctrl"; }
+blob_gen() { echo $((16#$(od -An -tx1 -j32 -N8 "$1" | tr -d ' \n'))); } # a blob's generation
+power_on() { # NAME: INIT after a STOP, then the guest's Startup
+	ioctl "$1" -i || fail "INIT of $1"
+	TPM2TOOLS_TCTI=$(tcti_of "$1") tpm2_startup -c || fail "Startup of $1"
+}
+# load NAME BLOB: the TPM stopped, BLOB loaded as its permanent state, on again
+load() {
+	ioctl "$1" --stop || fail "stop of $1"
+	ioctl "$1" --load permanent "$2" || return 1
+	power_on "$1"
+}
+"$VTPMCTL" create vm-b >/dev/null || fail "create vm-b"
+TPM2TOOLS_TCTI=$(tcti_of vm-b) tpm2_nvdefine "$NV" -s 8 -a "ownerread|ownerwrite|nt=counter" \
+	>/dev/null || fail "nvdefine on vm-b"
+nv_inc vm-b
+ioctl vm-b --save permanent "$T/old.bin" || fail "save of vm-b"
+bgen=$(blob_gen "$T/old.bin")
+nv_inc vm-b
+nv_inc vm-b
+if load vm-b "$T/old.bin" 2>/dev/null; then fail "vm-b loaded its older blob"; fi
+power_on vm-b
+assert_eq "$(nv_count vm-b)" 3 "vm-b's counter after the refused load"
+rejected "no such instance" allow-revert vm-x --generation "$bgen"
+"$VTPMCTL" allow-revert vm-b --generation "$bgen" >/dev/null || fail "allow-revert vm-b"
+ioctl vm-b --stop || fail "stop of vm-b"
+rec=$(gen_of "$SVC/instances/vm-b/state/permanent.state")
+ioctl vm-b --load permanent "$T/old.bin" || fail "vm-b refused the authorised revert"
+power_on vm-b
+assert_eq "$(nv_count vm-b)" 1 "vm-b's counter after the authorised revert"
+assert_eq "$(field_of vm-b .revert.last.via)" SET_STATEBLOB "the revert's route"
+assert_eq "$(field_of vm-b .revert.last.to)" "$bgen" "the revert's to"
+assert_eq "$(field_of vm-b .revert.last.from)" "$rec" "the revert's from"
+[ "$(opt_of vm-b .revert.allowed)" = null ] || fail "vm-b's authorisation is not spent"
+note "not twice"
+nv_inc vm-b
+if load vm-b "$T/old.bin" 2>/dev/null; then fail "vm-b loaded the older blob twice"; fi
+power_on vm-b
+assert_eq "$(nv_count vm-b)" 2 "vm-b's counter after the second load"
 
 echo ok

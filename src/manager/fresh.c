@@ -520,7 +520,7 @@ fresh_check(struct manager *m, struct vtpm *v, struct err *err)
 	/* A new vTPM: nothing to roll back; its first write is recorded. */
 	if (e == NULL && gen == 0)
 		return 0;
-	if (e != NULL && gen < e->gen && gen == v->revert_allowed)
+	if (e != NULL && gen < e->gen && gen != 0 && gen == v->revert_allowed)
 		return fresh_revert_accept(v, gen, e);
 	if (e != NULL && gen != e->gen + 1)
 		return fresh_rollback(v, gen, e, err);

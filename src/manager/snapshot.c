@@ -337,7 +337,7 @@ snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
 	v->revert_how = how;
 	/* a running worker takes it for a SET_STATEBLOB (QEMU's loadvm) */
 	fresh_permit(v, gen);
-	log_info("%s: revert authorised by uid %u (%s): generation %llu of its TPM state, older "
+	log_notice("%s: revert authorised by uid %u (%s): generation %llu of its TPM state, older "
 		 "than generation %llu, recorded, is accepted once (at its next start, or from "
 		 "SET_STATEBLOB)", v->name, (unsigned int)by, how, (unsigned long long)gen,
 	    (unsigned long long)recorded);
@@ -416,7 +416,7 @@ snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, stru
 	if (rc == -1)
 		return -1;
 	v->revert_allowed = gen;
-	log_info("%s: snapshot of generation %llu put back by uid %u (generation %llu was "
+	log_notice("%s: snapshot of generation %llu put back by uid %u (generation %llu was "
 		 "recorded); its next start reverts to it", v->name, (unsigned long long)gen,
 	    (unsigned int)by, (unsigned long long)recorded);
 	return 0;
@@ -464,7 +464,7 @@ snapshot_reverted(struct manager *m, struct vtpm *v, const char *via)
 		by = -1;
 	}
 	snapshot_now(at);
-	log_info("%s: REVERTED from generation %llu of its TPM state to generation %llu, stored "
+	log_notice("%s: REVERTED from generation %llu of its TPM state to generation %llu, stored "
 		 "as generation %llu, via %s; authorised by uid %lld (%s)", v->name,
 	    (unsigned long long)v->revert_from, (unsigned long long)v->revert_allowed,
 	    (unsigned long long)v->revert_next, via, (long long)by, how);

@@ -95,7 +95,7 @@ refused vm-a "generation $old, older than generation $new"
 note "authorised once: it starts, with the counter back, recorded"
 "$VTPMCTL" allow-revert vm-a --generation "$old" >"$T/out" || fail "allow-revert: $(cat "$T/out")"
 assert_eq "$(field_of vm-a .revert.allowed)" "$old" "the authorisation in info"
-assert_contains "$(cat "$T/svc.log")" "revert authorised by uid 0" "the log"
+assert_contains "$(cat "$T/svc.log")" "notice: vm-a: revert authorised by uid 0" "the log"
 note "with a revert authorised, deleted state files are still refused (never a blank TPM)"
 rm -rf "$SVC/instances/vm-a/state"
 refused vm-a "generation 0, older than generation $new"
@@ -109,7 +109,7 @@ assert_eq "$(field_of vm-a .revert.last.how)" allow-revert "how"
 [ "$(opt_of vm-a .revert.allowed)" = null ] || fail "the authorisation is not spent"
 assert_contains "$("$VTPMCTL" info vm-a)" "reverted:   from generation $new to $old" "info"
 assert_contains "$(cat "$T/svc.log")" \
-	"REVERTED from generation $new of its TPM state to generation $old" "the log"
+	"notice: vm-a: REVERTED from generation $new of its TPM state to generation $old" "the log"
 "$VTPMCTL" stop vm-a >/dev/null
 cur=$(gen_of "$SVC/instances/vm-a/state/permanent.state")
 [ "$cur" -gt "$new" ] || fail "the reverted state is generation $cur, not beyond $new"

@@ -240,71 +240,83 @@ snapshot_take(struct manager *m, struct vtpm *v, const char *label, json_t **out
 static int
 snapshot_by_generation(const void *a, const void *b)
 {
-	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "generation"));
-	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "generation"));
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-/* Appends to arr the record of the snapshot whose record file is name. */
-static void
-snapshot_list_one(struct manager *m, const struct vtpm *v, const char *name, json_t *arr)
+/* The generation a snapshot's record file is named after ("GEN.json"),
+ * or 0 for any other name. */
+static uint64_t
+snapshot_name_generation(const char *name)
 {
 	unsigned long long gen;
-	struct err err;
 	char *end;
-	json_t *rec;
 
+	if (name[0] < '1' || name[0] > '9')
+		return 0;
 	errno = 0;
 	gen = strtoull(name, &end, 10);
-	if (errno != 0 || end == name || strcmp(end, ".json") != 0 || gen == 0)
-		return;
-	rec = snapshot_record(m, v, gen, &err);
-	if (rec == NULL) {
-		log_warnx("%s: %s", v->name, err.msg);
-		return;
-	}
-	json_array_append_new(arr, rec);
+	if (errno != 0 || strcmp(end, ".json") != 0)
+		return 0;
+	return (uint64_t)gen;
 }
 
-/* v's snapshots, by generation; NULL with err. */
+/* The generations of v's snapshots, sorted, in a malloc'd *gens. */
+static int
+snapshot_generations(const char *dir, uint64_t **gens, size_t *n, struct err *err)
+{
+	struct dirent *de;
+	uint64_t *grown, gen;
+	DIR *d = opendir(dir);
+
+	*gens = NULL;
+	*n = 0;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : err_errno(err, "%s", dir);
+	while ((de = readdir(d)) != NULL) {
+		if ((gen = snapshot_name_generation(de->d_name)) == 0)
+			continue;
+		grown = realloc(*gens, (*n + 1) * sizeof(**gens));
+		if (grown == NULL) {
+			closedir(d);
+			free(*gens);
+			*gens = NULL;
+			return err_set(err, ERR_FAILED, "out of memory");
+		}
+		*gens = grown;
+		(*gens)[(*n)++] = gen;
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(*gens, *n, sizeof(**gens), snapshot_by_generation);
+	return 0;
+}
+
+/* v's snapshots, by generation (a record that does not read is logged and
+ * left out); NULL with err. */
 json_t *
 snapshot_list(struct manager *m, const struct vtpm *v, struct err *err)
 {
 	char dir[PATH_MAX];
-	json_t *arr = json_array(), **items;
-	struct dirent *de;
-	size_t n;
-	DIR *d;
+	uint64_t *gens = NULL;
+	struct err bad;
+	json_t *arr, *rec;
+	size_t n = 0;
 
-	if (arr == NULL || snapshot_path(m, v, NULL, dir, sizeof(dir), err) == -1) {
-		json_decref(arr);
-		return arr == NULL ? (err_set(err, ERR_FAILED, "out of memory"), NULL) : NULL;
-	}
-	d = opendir(dir);
-	if (d == NULL && errno != ENOENT) {
-		json_decref(arr);
-		err_errno(err, "%s", dir);
+	if (snapshot_path(m, v, NULL, dir, sizeof(dir), err) == -1 ||
+	    snapshot_generations(dir, &gens, &n, err) == -1)
 		return NULL;
+	arr = json_array();
+	for (size_t i = 0; arr != NULL && i < n; i++) {
+		if ((rec = snapshot_record(m, v, gens[i], &bad)) != NULL)
+			json_array_append_new(arr, rec);
+		else
+			log_warnx("%s: %s", v->name, bad.msg);
 	}
-	while (d != NULL && (de = readdir(d)) != NULL)
-		snapshot_list_one(m, v, de->d_name, arr);
-	if (d != NULL)
-		closedir(d);
-	n = json_array_size(arr);
-	items = calloc(n + 1, sizeof(*items));
-	if (items == NULL) {
-		json_decref(arr);
+	free(gens);
+	if (arr == NULL)
 		err_set(err, ERR_FAILED, "out of memory");
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		items[i] = json_incref(json_array_get(arr, i));
-	qsort(items, n, sizeof(*items), snapshot_by_generation);
-	json_array_clear(arr);
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, items[i]);
-	free(items);
 	return arr;
 }
 

@@ -483,6 +483,8 @@ int snapshot_take(struct manager *m, struct vtpm *v, const char *label, struct j
     struct err *err);
 struct json_t *snapshot_list(struct manager *m, const struct vtpm *v, struct err *err);
 int snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, struct err *err);
+int snapshot_delete(struct manager *m, const struct vtpm *v, uint64_t gen, uid_t by,
+    struct err *err);
 int snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
     const char *how, struct err *err);
 void snapshot_reverted(struct manager *m, struct vtpm *v, const char *via);

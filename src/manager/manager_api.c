@@ -275,6 +275,28 @@ api_snapshots(struct manager *m, struct vtpm *v)
 	return reply_ok(200, json_pack("{s:o}", "snapshots", arr));
 }
 
+/* DELETE …/snapshots/N: 200 {"deleted": N}. */
+static struct api_response
+api_snapshot_delete(struct manager *m, struct vtpm *v, const char *which,
+    const struct api_request *req)
+{
+	unsigned long long gen;
+	char *end;
+	struct err e;
+
+	errno = 0;
+	gen = strtoull(which, &end, 10);
+	if (which[0] < '1' || which[0] > '9' || errno != 0 || *end != '\0')
+		return api_error(400, "expected DELETE /v1/instances/NAME/snapshots/N, N a "
+				      "generation from 1",
+		    "list the snapshots and their generations with 'vtpmctl snapshots NAME'");
+	if (snapshot_delete(m, v, (uint64_t)gen, req->peer_uid, &e) == -1)
+		return api_error(api_snapshot_status(&e), e.msg,
+		    e.kind == ERR_ABSENT ? "list the snapshots with 'vtpmctl snapshots NAME'"
+					 : "check the instance's snapshots/ directory");
+	return reply_ok(200, json_pack("{s:I}", "deleted", (json_int_t)gen));
+}
+
 /* POST …/restore and …/allow-revert {"generation": N}: 200 INSTANCE, its
  * revert authorised for its next start. */
 static struct api_response
@@ -445,6 +467,8 @@ api_instances(struct manager *m, const struct api_request *req)
 	if (slash != NULL) {
 		if (req->method == API_GET && strcmp(slash + 1, "snapshots") == 0)
 			return api_snapshots(m, v);
+		if (req->method == API_DELETE && strncmp(slash + 1, "snapshots/", 10) == 0)
+			return api_snapshot_delete(m, v, slash + 11, req);
 		if (req->method != API_POST)
 			return api_error(405, "use POST for actions",
 			    "POST /v1/instances/NAME/start, /stop or /restart");

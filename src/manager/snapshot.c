@@ -434,6 +434,31 @@ snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, stru
 	return 0;
 }
 
+/* Deletes v's snapshot of generation gen (its record, then its file).
+ * Returns 0, or -1 with err (ERR_ABSENT: no such snapshot). */
+int
+snapshot_delete(struct manager *m, const struct vtpm *v, uint64_t gen, uid_t by,
+    struct err *err)
+{
+	char rec[PATH_MAX], file[PATH_MAX];
+
+	if (snapshot_file(m, v, gen, "json", rec, sizeof(rec), err) == -1 ||
+	    snapshot_file(m, v, gen, "state", file, sizeof(file), err) == -1)
+		return -1;
+	if (unlink(rec) == -1) {
+		if (errno == ENOENT)
+			return err_set(err, ERR_ABSENT, "%s has no snapshot of generation %llu; list "
+			    "its snapshots with 'vtpmctl snapshots %s'", v->name,
+			    (unsigned long long)gen, v->name);
+		return err_errno(err, "%s", rec);
+	}
+	if (unlink(file) == -1 && errno != ENOENT)
+		log_warn("%s: %s", v->name, file);
+	log_info("%s: snapshot of generation %llu deleted by uid %u", v->name,
+	    (unsigned long long)gen, (unsigned int)by);
+	return 0;
+}
+
 /* Reads reverts.json (an empty list when there is none). */
 static json_t *
 snapshot_reverts_read(struct manager *m, const struct vtpm *v, char *path, size_t len)

@@ -15,11 +15,11 @@
 struct snapshot_args {
 	const char *name;
 	const char *label;   /* --label, or NULL */
-	long long generation; /* --generation, or 0 */
-	bool json, yes;
+	long long generation; /* --generation or --delete, or 0 */
+	bool json, yes, del;
 };
 
-enum { SOPT_LABEL = 1 << 0, SOPT_GENERATION = 1 << 1, SOPT_YES = 1 << 2 };
+enum { SOPT_LABEL = 1 << 0, SOPT_GENERATION = 1 << 1, SOPT_YES = 1 << 2, SOPT_DELETE = 1 << 3 };
 
 static const char snapshot_help[] =
     "usage: vtpmctl snapshot NAME [--label TEXT] [--json]\n"
@@ -28,9 +28,9 @@ static const char snapshot_help[] =
     "The manual: vtpmctl(8), COMMANDS, snapshot.\n";
 
 static const char snapshots_help[] =
-    "usage: vtpmctl snapshots NAME [--json]\n"
+    "usage: vtpmctl snapshots NAME [--delete N] [--json]\n"
     "\n"
-    "List a vTPM's snapshots.\n"
+    "List a vTPM's snapshots, or delete its snapshot of generation N.\n"
     "The manual: vtpmctl(8), COMMANDS, snapshots.\n";
 
 static const char restore_help[] =
@@ -71,6 +71,7 @@ snapshot_parse(int argc, char **argv, unsigned int allowed, const char *help,
 	    {"label", required_argument, NULL, 'l'},
 	    {"generation", required_argument, NULL, 'g'},
 	    {"yes", no_argument, NULL, 'y'},
+	    {"delete", required_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -98,15 +99,23 @@ snapshot_parse(int argc, char **argv, unsigned int allowed, const char *help,
 			seen |= SOPT_YES;
 			a->yes = true;
 			break;
+		case 'd':
+			seen |= SOPT_DELETE;
+			a->del = true;
+			if ((a->generation = snapshot_generation(optarg)) == 0)
+				return vtpmctl_usage(cmd, "--delete takes a generation from 1, not '%s'",
+				    optarg);
+			break;
 		case ':': return vtpmctl_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default: return vtpmctl_usage(cmd, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (seen & ~allowed)
 		return vtpmctl_usage(cmd, "option '%s' does not apply to %s",
-		    (seen & ~allowed & SOPT_LABEL) ? "--label"
-		    : (seen & ~allowed & SOPT_YES) ? "--yes"
-						   : "--generation",
+		    (seen & ~allowed & SOPT_LABEL)    ? "--label"
+		    : (seen & ~allowed & SOPT_YES)    ? "--yes"
+		    : (seen & ~allowed & SOPT_DELETE) ? "--delete"
+						      : "--generation",
 		    cmd);
 	if (optind >= argc)
 		return vtpmctl_usage(cmd, "which instance? give its NAME");
@@ -148,6 +157,26 @@ vtpmctl_snapshot(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* snapshots NAME --delete N: DELETE …/snapshots/N. */
+static int
+snapshot_delete(const struct snapshot_args *a)
+{
+	json_t *reply = NULL;
+	char path[160];
+	int ret;
+
+	snprintf(path, sizeof(path), "/v1/instances/%s/snapshots/%lld", a->name, a->generation);
+	ret = vtpmctl_call("DELETE", path, NULL, &reply);
+	if (ret != EXIT_OK)
+		return ret;
+	if (a->json)
+		vtpmctl_print_json(reply);
+	else
+		printf("%s: snapshot of generation %lld deleted\n", a->name, a->generation);
+	json_decref(reply);
+	return EXIT_OK;
+}
+
 int
 vtpmctl_snapshots(int argc, char **argv)
 {
@@ -157,8 +186,10 @@ vtpmctl_snapshots(int argc, char **argv)
 	size_t i;
 	int ret;
 
-	if ((ret = snapshot_parse(argc, argv, 0, snapshots_help, &a)) != -1)
+	if ((ret = snapshot_parse(argc, argv, SOPT_DELETE, snapshots_help, &a)) != -1)
 		return ret;
+	if (a.del)
+		return snapshot_delete(&a);
 	snprintf(path, sizeof(path), "/v1/instances/%s/snapshots", a.name);
 	ret = vtpmctl_call("GET", path, NULL, &reply);
 	if (ret != EXIT_OK)

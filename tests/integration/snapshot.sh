@@ -180,6 +180,15 @@ put_back vm-a "$T/latest2-a"
 "$VTPMCTL" start vm-a >/dev/null || fail "vm-a with its latest state"
 assert_eq "$(nv_count vm-a)" 1 "the guest's counter"
 
+note "a snapshot deleted; an unknown one refused"
+"$VTPMCTL" snapshots vm-a --delete "$snap" >"$T/out" || fail "delete snapshot: $(cat "$T/out")"
+assert_contains "$(cat "$T/out")" "snapshot of generation $snap deleted" "delete"
+assert_eq "$("$VTPMCTL" snapshots vm-a --json | jq ".snapshots[] | select(.generation == $snap)")" \
+	"" "the list after the delete"
+[ ! -e "$SVC/instances/vm-a/snapshots/$snap.state" ] || fail "the snapshot's file is left"
+rejected "no snapshot of generation $snap" snapshots vm-a --delete "$snap"
+rejected "a generation from 1" snapshots vm-a --delete x
+
 note "QEMU's loadvm (SET_STATEBLOB) of an older blob: refused, then once after allow-revert"
 ioctl() { swtpm_ioctl "${@:2}" --unix "$T/svc/run/$1.sock.ctrl"; }
 blob_gen() { echo $((16#$(od -An -tx1 -j32 -N8 "$1" | tr -d ' \n'))); } # a blob's generation

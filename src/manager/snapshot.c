@@ -320,6 +320,19 @@ snapshot_list(struct manager *m, const struct vtpm *v, struct err *err)
 	return arr;
 }
 
+/* Whether gen is a generation v can go back to: from 1, older than the
+ * one recorded. 0, or -1 with err (ERR_INVALID). */
+static int
+snapshot_older(const struct vtpm *v, uint64_t gen, uint64_t recorded, struct err *err)
+{
+	if (gen != 0 && gen < recorded)
+		return 0;
+	return err_set(err, ERR_INVALID, "%s: generation %llu is not older than generation %llu, "
+	    "the last vtpmd recorded of its TPM state: nothing to revert to (a revert goes back "
+	    "to a generation from 1 to %llu)", v->name, (unsigned long long)gen,
+	    (unsigned long long)recorded, (unsigned long long)(recorded > 0 ? recorded - 1 : 0));
+}
+
 /*
  * Authorises one revert of v to generation gen, older than the one
  * recorded: its next start accepts that state once (fresh.c). by and how
@@ -333,14 +346,9 @@ snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
 	uint8_t digest[STORE_DIGEST_LEN];
 	uint64_t recorded;
 
-	if (fresh_recorded(m, v, &recorded, digest, err) == -1)
+	if (fresh_recorded(m, v, &recorded, digest, err) == -1 ||
+	    snapshot_older(v, gen, recorded, err) == -1)
 		return -1;
-	if (gen == 0 || gen >= recorded)
-		return err_set(err, ERR_INVALID, "%s: generation %llu is not older than generation "
-		    "%llu, the last vtpmd recorded of its TPM state: nothing to revert to (a revert "
-		    "goes back to a generation from 1 to %llu)", v->name, (unsigned long long)gen,
-		    (unsigned long long)recorded,
-		    (unsigned long long)(recorded > 0 ? recorded - 1 : 0));
 	if (v->revert_allowed != 0 && v->revert_allowed != gen)
 		log_info("%s: the authorisation of a revert to generation %llu is replaced",
 		    v->name, (unsigned long long)v->revert_allowed);
@@ -409,11 +417,10 @@ snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, stru
 	if ((rec = snapshot_record(m, v, gen, err)) == NULL)
 		return -1;
 	if (fresh_recorded(m, v, &recorded, digest, err) == -1 ||
-	    snapshot_allow_revert(m, v, gen, by, "restore", err) == -1) {
+	    snapshot_older(v, gen, recorded, err) == -1) {
 		json_decref(rec);
 		return -1;
 	}
-	v->revert_allowed = 0; /* until the snapshot is in place */
 	snprintf(label, sizeof(label), "before the restore of generation %llu",
 	    (unsigned long long)gen);
 	/* (unless it is no recorded state, or none: nothing to keep then) */
@@ -427,11 +434,10 @@ snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, stru
 	json_decref(rec);
 	if (rc == -1)
 		return -1;
-	v->revert_allowed = gen;
 	log_notice("%s: snapshot of generation %llu put back by uid %u (generation %llu was "
-		 "recorded); its next start reverts to it", v->name, (unsigned long long)gen,
-	    (unsigned int)by, (unsigned long long)recorded);
-	return 0;
+		 "recorded)", v->name, (unsigned long long)gen, (unsigned int)by,
+	    (unsigned long long)recorded);
+	return snapshot_allow_revert(m, v, gen, by, "restore", err);
 }
 
 /* Deletes v's snapshot of generation gen (its record, then its file).

@@ -262,34 +262,37 @@ snapshot_name_generation(const char *name)
 	return (uint64_t)gen;
 }
 
-/* The generations of v's snapshots, sorted, in a malloc'd *gens. */
+/* The generations of the snapshots in dir, sorted, in a malloc'd *out
+ * (NULL when there are none). */
 static int
-snapshot_generations(const char *dir, uint64_t **gens, size_t *n, struct err *err)
+snapshot_generations(const char *dir, uint64_t **out, size_t *out_n, struct err *err)
 {
+	uint64_t *gens = NULL, *grown, gen;
 	struct dirent *de;
-	uint64_t *grown, gen;
+	size_t n = 0;
 	DIR *d = opendir(dir);
 
-	*gens = NULL;
-	*n = 0;
+	*out = NULL;
+	*out_n = 0;
 	if (d == NULL)
 		return errno == ENOENT ? 0 : err_errno(err, "%s", dir);
 	while ((de = readdir(d)) != NULL) {
 		if ((gen = snapshot_name_generation(de->d_name)) == 0)
 			continue;
-		grown = realloc(*gens, (*n + 1) * sizeof(**gens));
+		grown = realloc(gens, (n + 1) * sizeof(*gens));
 		if (grown == NULL) {
 			closedir(d);
-			free(*gens);
-			*gens = NULL;
+			free(gens);
 			return err_set(err, ERR_FAILED, "out of memory");
 		}
-		*gens = grown;
-		(*gens)[(*n)++] = gen;
+		gens = grown;
+		gens[n++] = gen;
 	}
 	closedir(d);
-	if (*n > 0)
-		qsort(*gens, *n, sizeof(**gens), snapshot_by_generation);
+	if (gens != NULL)
+		qsort(gens, n, sizeof(*gens), snapshot_by_generation);
+	*out = gens;
+	*out_n = n;
 	return 0;
 }
 
@@ -308,7 +311,7 @@ snapshot_list(struct manager *m, const struct vtpm *v, struct err *err)
 	    snapshot_generations(dir, &gens, &n, err) == -1)
 		return NULL;
 	arr = json_array();
-	for (size_t i = 0; arr != NULL && i < n; i++) {
+	for (size_t i = 0; arr != NULL && gens != NULL && i < n; i++) {
 		if ((rec = snapshot_record(m, v, gens[i], &bad)) != NULL)
 			json_array_append_new(arr, rec);
 		else

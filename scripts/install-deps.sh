@@ -10,7 +10,8 @@ swtpm swtpm-tools swtpm-dev tpm2-tools
 qemu-system-x86 libvirt-daemon-driver-qemu libvirt-clients
 busybox-static cpio kmod curl jq openssl procps strace valgrind
 cppcheck clang-tidy clang-tools
-mandoc man-db bash-completion debhelper dpkg-dev lintian adduser"
+mandoc man-db bash-completion debhelper dpkg-dev lintian adduser
+prometheus"
 
 missing=""
 for p in $PKGS; do

@@ -396,6 +396,8 @@ int ca_db_ck_usable(struct ca_db *db, const struct ca_issued *ck, int64_t now, s
 int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
     int64_t per_client, int64_t now, int64_t expires_at, struct err *err);
 int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err);
+int ca_db_open_counts(
+    struct ca_db *db, int64_t now, int64_t *challenges, int64_t *nonces, struct err *err);
 
 /* One vTPM's identity as EK certificates bind it: the Name of its sealed
  * state-key object, its UUID, and per key type the one vEK (SHA-256 of
@@ -509,6 +511,9 @@ void ca_ask_issued(struct ca_link *l, struct ca_answer *a);
 /* A fresh CRL of role (privacy or virtualization): a->der (DER), or a->rc
  * FAILED with a->reason. */
 void ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a);
+/* The parent's counts for GET /metrics. */
+struct ca_msg_metrics;
+void ca_ask_metrics(struct ca_link *l, struct ca_msg_metrics *out);
 /* A refusal for the audit trail (action: enum ca_msg_action; failed: a
  * 5xx), written by the parent before this returns. detail is cut to
  * CA_DETAIL_MAX and made printable. */
@@ -556,12 +561,18 @@ void ca_settings_defaults(struct ca_settings *s);
 int ca_settings_load(const char *path, struct ca_settings *s, struct err *err);
 
 /* ca_api.c: the routes, in the network child. */
+#define CA_ROUTES 9 /* ca_api.c's route names, for GET /metrics */
 struct ca_server {
 	struct ca_link link;
 	enum ca_role role;
 	struct ca_der root, privacy_cert, virt_cert;
 	char client[CA_CLIENT_MAX]; /* the request's client address (IPv6: its /64) */
+	/* GET /metrics: what this child answered (a child that ends takes
+	 * them along: Prometheus sees a counter reset) */
+	struct metrics_hist latency[CA_ROUTES]; /* by route */
+	struct metrics_counts refusals;         /* answers of 4xx and 5xx, by reason */
 };
+void ca_api_init(struct ca_server *s);
 /* The address a client's limits count under: IPv4 as it is, IPv6 as its
  * /64 prefix ("2001:db8:1:2::/64": one site's addresses are one client),
  * an IPv4-mapped IPv6 address as IPv4. */
@@ -611,6 +622,8 @@ int ca_trust_add_pem(struct ca_db *db, enum ca_trust_kind kind, const char *name
 
 /* ca_parent.c: the parent's side of ca_msg.h: it answers the child from
  * the records and the keys, and writes the audit rows of what it does. */
+/* The kinds of certificates the parent counts as it issues them. */
+enum ca_issued_kind { CA_ISSUED_CK, CA_ISSUED_AK, CA_ISSUED_EK, CA_ISSUED_KINDS };
 struct ca_parent {
 	struct ca_db *db;
 	struct ca_settings cfg;
@@ -625,6 +638,10 @@ struct ca_parent {
 		struct evidence_public key;       /* the key whose Name the parent computed */
 		uint8_t ek_key[CERTS_DIGEST_LEN]; /* the (v)EK the credential was made for */
 	} permit;
+	/* GET /metrics: certificates issued by kind and network children
+	 * started, since serve began */
+	uint64_t issued[CA_ISSUED_KINDS];
+	uint64_t children;
 };
 /* The child's first message. */
 void ca_parent_hello(const struct ca_parent *p, struct ca_msg *m);

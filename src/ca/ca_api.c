@@ -2,7 +2,9 @@
  * ca_api.c: vtpm-ca's routes (docs/ca-api.md), in the network child.
  * Every POST is answered through ca_dispatch(); each leaves one audit row:
  * what was challenged or issued (written by the parent as it does it), or
- * why it was refused (reported to the parent from here).
+ * why it was refused (reported to the parent from here). Every request is
+ * timed and every refusal counted for GET /metrics (docs/ca-api.md,
+ * "Metrics"): this child's own counts, and the parent's, asked for.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,11 +112,24 @@ ca_client_key(const char *peer, char out[static CA_CLIENT_MAX])
 
 typedef void (*ca_post_handler)(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
 
-static struct api_response
-ca_dispatch(
-    struct ca_server *s, enum ca_msg_action action, ca_post_handler fn, const struct json_t *body)
+/* The log's words for the vTPM a request is for, from the X-Vtpmd-Instance
+ * header vtpmd sets (its client's say: checked to be an instance name). */
+static void
+ca_for_instance(const struct api_request *req, char *buf, size_t len)
 {
+	if (req->instance[0] != '\0')
+		snprintf(buf, len, " (for instance %s)", req->instance);
+	else
+		buf[0] = '\0';
+}
+
+static struct api_response
+ca_dispatch(struct ca_server *s, enum ca_msg_action action, ca_post_handler fn,
+    const struct api_request *req)
+{
+	const struct json_t *body = req->body;
 	const char *name = ca_msg_action_name(action);
+	char who[API_INSTANCE_MAX + 32];
 	struct ca_reply r = {0};
 	struct api_response out = {0};
 
@@ -127,15 +142,16 @@ ca_dispatch(
 		ca_refuse(&r, 500, "report this as a bug", "the handler gave no answer");
 	if (r.outcome == NULL)
 		r.outcome = r.status == 200 ? "done" : "refused";
+	ca_for_instance(req, who, sizeof(who));
 	if (r.status == 200) {
 		/* The parent wrote its audit row as it challenged or issued. */
-		log_info("%s: %s %s", name, r.outcome, r.detail);
+		log_info("%s%s: %s %s", name, who, r.outcome, r.detail);
 		out.status = 200;
 		out.body = r.body;
 		return out;
 	}
 	ca_ask_audit(&s->link, (int)action, r.status >= 500, r.error);
-	log_info("%s: %s (%d): %s", name, r.outcome, r.status, r.error);
+	log_info("%s%s: %s (%d): %s", name, who, r.outcome, r.status, r.error);
 	json_decref(r.body);
 	return api_error(r.status, r.error, r.hint[0] != '\0' ? r.hint : NULL);
 }
@@ -158,10 +174,106 @@ ca_not_served(const char *role)
 	return api_error(404, "no such route on this CA", hint);
 }
 
-struct api_response
-ca_api(void *ctx, const struct api_request *req)
+/* ---- GET /metrics ---- */
+
+/* The routes requests are timed by (CA_ROUTES of them): the path's last
+ * segment for the POSTs, its kind for the GETs. */
+static const char *const ca_route_names[CA_ROUTES] = {
+    "challenge", "certify", "nonce", "ek-certificate", "status", "ca", "crl", "metrics", "other"};
+
+static size_t
+ca_route_index(const char *path)
 {
-	struct ca_server *s = ctx;
+	const char *last = strrchr(path, '/');
+	size_t i;
+
+	if (strncmp(path, "/v1/status/", 11) == 0)
+		return 4;
+	for (i = 0; i < CA_ROUTES - 1; i++)
+		if (strcmp(last != NULL ? last + 1 : path, ca_route_names[i]) == 0)
+			break;
+	return i;
+}
+
+/* What an answer's status says of a refusal, for vtpm_ca_refusals_total
+ * (docs/ca-api.md, the statuses). */
+static const char *
+ca_refusal_reason(int status)
+{
+	switch (status) {
+	case 400: return "malformed";
+	case 403: return "refused";
+	case 404: return "not-found";
+	case 405: return "method";
+	case 409: return "used";
+	case 410: return "expired";
+	case 429: return "limit";
+	case 500: return "failed";
+	case 503: return "full";
+	default: return "other";
+	}
+}
+
+void
+ca_api_init(struct ca_server *s)
+{
+	for (size_t i = 0; i < CA_ROUTES; i++)
+		metrics_hist_init(&s->latency[i], metrics_latency_bounds, METRICS_LATENCY_N);
+	metrics_count_zero(&s->refusals, "refused");
+	metrics_count_zero(&s->refusals, "failed");
+}
+
+static void
+ca_metrics_parent(struct metrics_text *t, const struct ca_msg_metrics *pm)
+{
+	static const char *const kinds[CA_ISSUED_KINDS] = {"ck", "ak", "ek"};
+
+	metrics_family(t, "vtpm_ca_certificates_issued_total", "counter",
+	    "certificates issued since serve started, by kind (ck: host CK, ak: guest AK, "
+	    "ek: vTPM EK)");
+	for (size_t i = 0; i < CA_ISSUED_KINDS; i++)
+		metrics_sample(t, "vtpm_ca_certificates_issued_total", "kind", kinds[i],
+		    (double)pm->issued[i]);
+	metrics_family(t, "vtpm_ca_open_challenges", "gauge",
+	    "Privacy CA challenges handed out, unanswered and unexpired (-1: unreadable)");
+	metrics_sample(t, "vtpm_ca_open_challenges", NULL, NULL, (double)pm->challenges_open);
+	metrics_family(t, "vtpm_ca_open_nonces", "gauge",
+	    "vEK evidence nonces handed out, unused and unexpired (-1: unreadable)");
+	metrics_sample(t, "vtpm_ca_open_nonces", NULL, NULL, (double)pm->nonces_open);
+	metrics_family(t, "vtpm_ca_network_children_started_total", "counter",
+	    "network children serve started (one at start, one more after each that ended)");
+	metrics_sample(
+	    t, "vtpm_ca_network_children_started_total", NULL, NULL, (double)pm->children);
+}
+
+static struct api_response
+ca_get_metrics(struct ca_server *s)
+{
+	struct api_response r = {.status = 200, .raw_type = METRICS_CONTENT_TYPE};
+	struct metrics_text t = {0};
+	struct ca_msg_metrics pm;
+	char *text;
+
+	ca_ask_metrics(&s->link, &pm);
+	ca_metrics_parent(&t, &pm);
+	metrics_family(&t, "vtpm_ca_refusals_total", "counter",
+	    "requests answered with an error, by reason (the status: malformed 400, refused 403, "
+	    "not-found 404, method 405, used 409, expired 410, limit 429, failed 500, full 503)");
+	metrics_sample_counts(&t, "vtpm_ca_refusals_total", "reason", &s->refusals);
+	metrics_family(&t, "vtpm_ca_request_duration_seconds", "histogram",
+	    "time from a whole request read to its answer made, by route");
+	for (size_t i = 0; i < CA_ROUTES; i++)
+		metrics_sample_hist(&t, "vtpm_ca_request_duration_seconds", "route",
+		    ca_route_names[i], &s->latency[i]);
+	if ((text = metrics_text_take(&t, &r.raw_len)) == NULL)
+		return api_error(500, "out of memory", "try again");
+	r.raw = (uint8_t *)text;
+	return r;
+}
+
+static struct api_response
+ca_route(struct ca_server *s, const struct api_request *req)
+{
 	const char *p = req->path;
 
 	if (strncmp(p, "/v1/status/", 11) == 0 && p[11] != '\0') {
@@ -194,14 +306,33 @@ ca_api(void *ctx, const struct api_request *req)
 			return ca_not_served("virtualization");
 		ca_client_key(req->peer_addr, s->client);
 		if (strcmp(p, "/v1/privacy/challenge") == 0)
-			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req->body);
+			return ca_dispatch(s, CA_ACTION_CHALLENGE, ca_privacy_challenge, req);
 		if (strcmp(p, "/v1/privacy/certify") == 0)
-			return ca_dispatch(s, CA_ACTION_CERTIFY, ca_privacy_certify, req->body);
+			return ca_dispatch(s, CA_ACTION_CERTIFY, ca_privacy_certify, req);
 		if (strcmp(p, "/v1/virtualization/nonce") == 0)
-			return ca_dispatch(s, CA_ACTION_NONCE, ca_virt_nonce, req->body);
-		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req->body);
+			return ca_dispatch(s, CA_ACTION_NONCE, ca_virt_nonce, req);
+		return ca_dispatch(s, CA_ACTION_EK, ca_virt_ek_certificate, req);
+	}
+	if (strcmp(p, "/metrics") == 0) {
+		if (req->method != API_GET)
+			return api_error(405, "method not allowed", "use GET");
+		return ca_get_metrics(s);
 	}
 	return api_error(404, "no such route",
 	    "see docs/ca-api.md: /v1/privacy/{ca,crl,challenge,certify}, "
-	    "/v1/virtualization/{ca,crl,nonce,ek-certificate}, /v1/status/SERIAL");
+	    "/v1/virtualization/{ca,crl,nonce,ek-certificate}, /v1/status/SERIAL, /metrics");
+}
+
+/* The API handler: routes one request, timed, its refusal counted. */
+struct api_response
+ca_api(void *ctx, const struct api_request *req)
+{
+	struct ca_server *s = ctx;
+	int64_t t0 = mono_us();
+	struct api_response r = ca_route(s, req);
+
+	metrics_hist_observe_us(&s->latency[ca_route_index(req->path)], mono_us() - t0);
+	if (r.status >= 400)
+		metrics_count(&s->refusals, ca_refusal_reason(r.status));
+	return r;
 }

@@ -370,6 +370,14 @@ ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a)
 }
 
 void
+ca_ask_metrics(struct ca_link *l, struct ca_msg_metrics *out)
+{
+	ca_msg_init(l->msg, CA_MSG_METRICS_GET);
+	ca_ask_exchange(l, CA_MSG_METRICS);
+	*out = l->msg->u.metrics;
+}
+
+void
 ca_ask_audit(struct ca_link *l, int action, bool failed, const char *detail)
 {
 	struct ca_msg_audit *q = &l->msg->u.audit;

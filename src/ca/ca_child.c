@@ -125,6 +125,7 @@ ca_child_main(
 
 	if (s == NULL || (s->link.msg = calloc(1, sizeof(*s->link.msg))) == NULL)
 		fatalx(EXIT_RUNTIME, "out of memory");
+	ca_api_init(s);
 	s->link.fd = CA_CHILD_FD_PARENT;
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);

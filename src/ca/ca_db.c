@@ -1904,3 +1904,27 @@ ca_db_audit_list(
 	sqlite3_finalize(st);
 	return ret;
 }
+
+/* The open (unanswered, unexpired) challenges and vEK evidence nonces at
+ * now, for GET /metrics: 0, or -1 with err. */
+int
+ca_db_open_counts(
+    struct ca_db *db, int64_t now, int64_t *challenges, int64_t *nonces, struct err *err)
+{
+	sqlite3_stmt *st;
+
+	*nonces = -1;
+	if ((*challenges = ca_db_challenges_open(db, now, NULL, NULL, err)) == -1)
+		return -1;
+	st = ca_db_prepare(
+	    db, "SELECT COUNT(*) FROM ek_nonces WHERE used = 0 AND expires_at > ?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*nonces = sqlite3_column_int64(st, 0);
+	else
+		ca_db_fail(db, err, "count nonces");
+	sqlite3_finalize(st);
+	return *nonces == -1 ? -1 : 0;
+}

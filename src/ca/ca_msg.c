@@ -406,6 +406,25 @@ ca_msg_check_audited(const struct ca_msg *m, struct err *err)
 }
 
 static int
+ca_msg_check_metrics_get(const struct ca_msg *m, struct err *err)
+{
+	if (m->u.metrics_get.zero != 0)
+		return err_set(err, ERR_INVALID, "metrics request: %u", m->u.metrics_get.zero);
+	return 0;
+}
+
+static int
+ca_msg_check_metrics(const struct ca_msg *m, struct err *err)
+{
+	const struct ca_msg_metrics *p = &m->u.metrics;
+
+	if (p->challenges_open < -1 || p->nonces_open < -1)
+		return err_set(err, ERR_INVALID, "metrics: open counts %lld, %lld",
+		    (long long)p->challenges_open, (long long)p->nonces_open);
+	return 0;
+}
+
+static int
 ca_msg_check_crl_get(const struct ca_msg *m, struct err *err)
 {
 	uint32_t role = m->u.crl_get.role;
@@ -480,6 +499,10 @@ static const struct ca_msg_layout ca_msg_layouts[CA_MSG_TYPES] = {
         ca_msg_check_crl_get},
     [CA_MSG_CRL] = {"CRL", CA_MSG_TO_CHILD, offsetof(struct ca_msg_crl, der),
         offsetof(struct ca_msg_crl, len), CA_MSG_CRL_MAX, ca_msg_check_crl},
+    [CA_MSG_METRICS_GET] = {"METRICS_GET", CA_MSG_TO_PARENT, sizeof(struct ca_msg_metrics_get), 0,
+        0, ca_msg_check_metrics_get},
+    [CA_MSG_METRICS] = {"METRICS", CA_MSG_TO_CHILD, sizeof(struct ca_msg_metrics), 0, 0,
+        ca_msg_check_metrics},
 };
 
 static const struct ca_msg_layout *

@@ -59,6 +59,8 @@ enum ca_msg_type {
 	CA_MSG_NONCE_ADDED,     /* parent: the nonce (recorded as its hash) */
 	CA_MSG_CRL_GET,         /* child: a fresh CRL of a role, please */
 	CA_MSG_CRL,             /* parent: the CRL (DER), or why not */
+	CA_MSG_METRICS_GET,     /* child: the parent's counts, for GET /metrics */
+	CA_MSG_METRICS,         /* parent: certificates issued, open challenges and nonces */
 	CA_MSG_TYPES            /* one past the last */
 };
 
@@ -268,6 +270,17 @@ struct ca_msg_crl {
 	uint8_t der[CA_MSG_CRL_MAX]; /* tail */
 };
 
+struct ca_msg_metrics_get {
+	uint32_t zero; /* 0: a payload of fixed size */
+};
+/* What only the parent knows (docs/ca-api.md, "Metrics"). */
+struct ca_msg_metrics {
+	uint64_t issued[CA_ISSUED_KINDS]; /* certificates issued since serve started */
+	uint64_t children;                /* network children started since then */
+	int64_t challenges_open;          /* unanswered, unexpired; -1: the records failed */
+	int64_t nonces_open;              /* likewise, vEK evidence nonces */
+};
+
 struct ca_msg {
 	struct ca_msg_hdr hdr;
 	union {
@@ -294,6 +307,8 @@ struct ca_msg {
 		struct ca_msg_nonce_added nonce_added;
 		struct ca_msg_crl_get crl_get;
 		struct ca_msg_crl crl;
+		struct ca_msg_metrics_get metrics_get;
+		struct ca_msg_metrics metrics;
 	} u;
 };
 

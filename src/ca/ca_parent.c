@@ -81,6 +81,7 @@ ca_parent_reset(struct ca_parent *p, int fd)
 {
 	p->fd = fd;
 	memset(&p->permit, 0, sizeof(p->permit));
+	p->children++;
 }
 
 static void
@@ -670,6 +671,9 @@ pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
 		ca_parent_audit(p, is->action, "issued", "%s certificate %s for %s", is->kind,
 		    rec.serial, is->subject);
 	a->rc = CA_MSG_OK;
+	p->issued[strcmp(is->kind, "ck") == 0   ? CA_ISSUED_CK
+	          : strcmp(is->kind, "ak") == 0 ? CA_ISSUED_AK
+	                                        : CA_ISSUED_EK]++;
 	pa_text(a->serial, sizeof(a->serial), rec.serial);
 	pa_text(a->host_config, sizeof(a->host_config), is->host_config ? is->host_config : "");
 	a->len = (uint32_t)is->len;
@@ -1131,6 +1135,22 @@ pa_crl_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	return pa_send(p, err);
 }
 
+/* What only the parent knows, for the child's GET /metrics. */
+static int
+pa_metrics_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
+{
+	struct ca_msg_metrics *a = &p->out->u.metrics;
+	struct err dberr;
+
+	ca_msg_init(p->out, CA_MSG_METRICS);
+	memcpy(a->issued, p->issued, sizeof(a->issued));
+	a->children = p->children;
+	if (ca_db_open_counts(p->db, time(NULL), &a->challenges_open, &a->nonces_open, &dberr) ==
+	    -1)
+		log_warnx("metrics: %s", dberr.msg);
+	return pa_send(p, err);
+}
+
 static const pa_handler pa_handlers[CA_MSG_TYPES] = {
     [CA_MSG_TRUST_LIST] = pa_trust_list,
     [CA_MSG_STATUS_GET] = pa_status_get,
@@ -1143,6 +1163,7 @@ static const pa_handler pa_handlers[CA_MSG_TYPES] = {
     [CA_MSG_AUDIT] = pa_audit,
     [CA_MSG_NONCE_ADD] = pa_nonce_add,
     [CA_MSG_CRL_GET] = pa_crl_get,
+    [CA_MSG_METRICS_GET] = pa_metrics_get,
 };
 
 int

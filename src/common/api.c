@@ -75,6 +75,7 @@ struct api_parser {
 	size_t field_len;
 	bool in_value; /* the last header callback was a value */
 	bool te;       /* a Transfer-Encoding header was seen */
+	size_t instance_len; /* bytes of X-Vtpmd-Instance seen, kept up to the limit */
 	bool head_done, done;
 	size_t body_off, body_len;
 	bool body_seen;
@@ -191,7 +192,32 @@ api_on_header_value(http_parser *hp, const char *at, size_t len)
 
 	if (!p->in_value && strcmp(p->field, "transfer-encoding") == 0)
 		p->te = true;
+	if (strcmp(p->field, "x-vtpmd-instance") == 0) {
+		for (size_t i = 0; i < len; i++, p->instance_len++)
+			if (p->instance_len < API_INSTANCE_MAX)
+				p->req->instance[p->instance_len] = at[i];
+	}
 	p->in_value = true;
+	return 0;
+}
+
+/* The X-Vtpmd-Instance header, if any, is an instance name: 1-64
+ * characters of [A-Za-z0-9._-], not starting with '.' or '-'. */
+static int
+api_check_instance(struct api_parser *p)
+{
+	const char *s = p->req->instance;
+
+	if (p->instance_len > API_INSTANCE_MAX)
+		return api_refuse(
+		    p, 400, "X-Vtpmd-Instance: longer than %d characters", API_INSTANCE_MAX);
+	p->req->instance[p->instance_len] = '\0';
+	if (s[0] == '.' || s[0] == '-')
+		return api_refuse(p, 400, "X-Vtpmd-Instance: not an instance name");
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		        (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+			return api_refuse(p, 400, "X-Vtpmd-Instance: not an instance name");
 	return 0;
 }
 
@@ -319,7 +345,7 @@ api_on_headers_complete(http_parser *hp)
 	struct api_parser *p = hp->data;
 
 	p->head_done = true;
-	if (api_check_version(p) == -1)
+	if (api_check_version(p) == -1 || api_check_instance(p) == -1)
 		return -1;
 	if (hp->http_major != 1)
 		return api_refuse(

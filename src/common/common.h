@@ -176,6 +176,61 @@ int fileio_write_runtime(const char *path, const void *buf, size_t len, mode_t m
 int fileio_remove_tree(const char *path);
 int fileio_mkdirs(const char *path, mode_t mode);
 
+/*
+ * metrics.c: counters by a label value and histograms with fixed buckets,
+ * kept in a program's own structs, and their text in the Prometheus
+ * exposition format 0.0.4 (GET /metrics). Names and help texts are the
+ * caller's constants; label values are escaped here.
+ */
+#define METRICS_BUCKETS_MAX  16 /* upper bounds of a histogram, +Inf besides */
+#define METRICS_SERIES_MAX   16 /* label values of a counter, "other" included */
+#define METRICS_LABEL_MAX    48 /* a label value's bytes, NUL included */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+struct metrics_hist {
+	const double *bounds; /* upper bounds in ascending order, static */
+	size_t n;
+	uint64_t counts[METRICS_BUCKETS_MAX]; /* per bucket, not cumulative */
+	uint64_t count;
+	double sum;
+};
+struct metrics_series {
+	char value[METRICS_LABEL_MAX];
+	uint64_t count;
+};
+/* Zeroed is empty. A value beyond the first METRICS_SERIES_MAX - 1, or too
+ * long, is counted as "other": the series stay few whatever is counted. */
+struct metrics_counts {
+	size_t n;
+	struct metrics_series s[METRICS_SERIES_MAX];
+};
+/* The text being built; zeroed is empty. */
+struct metrics_text {
+	char *buf;
+	size_t len, cap;
+	bool failed; /* out of memory, or a line too long: the text is lost */
+};
+/* The buckets of every latency vtpmd and vtpm-ca measure: 0.5 ms to 10 s. */
+#define METRICS_LATENCY_N 14
+extern const double metrics_latency_bounds[METRICS_LATENCY_N];
+void metrics_hist_init(struct metrics_hist *h, const double *bounds, size_t n);
+void metrics_hist_observe(struct metrics_hist *h, double v);
+void metrics_hist_observe_us(struct metrics_hist *h, int64_t us); /* as seconds */
+void metrics_count(struct metrics_counts *c, const char *value);
+void metrics_count_zero(struct metrics_counts *c, const char *value); /* shown as 0 */
+uint64_t metrics_count_get(const struct metrics_counts *c, const char *value);
+/* HELP and TYPE ("counter", "gauge", "histogram") of a family, before its
+ * samples. A sample has no label when label is NULL. */
+void metrics_family(struct metrics_text *t, const char *name, const char *type, const char *help);
+void metrics_sample(
+    struct metrics_text *t, const char *name, const char *label, const char *value, double v);
+void metrics_sample_counts(
+    struct metrics_text *t, const char *name, const char *label, const struct metrics_counts *c);
+void metrics_sample_hist(struct metrics_text *t, const char *name, const char *label,
+    const char *value, const struct metrics_hist *h);
+/* The text (malloc'd, NUL-terminated, *len bytes; the caller frees it), or
+ * NULL when building it failed; t is empty again either way. */
+char *metrics_text_take(struct metrics_text *t, size_t *len);
+
 /* api.c: the control API server: HTTP/1.1 + JSON on a unix socket
  * (docs/api.md). Parsing uses http-parser; bodies are jansson values. */
 #define API_MAX_REQUEST (64u << 10)
@@ -186,6 +241,7 @@ int fileio_mkdirs(const char *path, mode_t mode);
 enum api_method { API_GET, API_POST, API_DELETE, API_OTHER };
 struct json_t;
 #define API_PEER_ADDR_MAX 64
+#define API_INSTANCE_MAX  64
 struct api_request {
 	enum api_method method;
 	char path[256];	 /* percent-decoded path, without the query */
@@ -194,6 +250,10 @@ struct api_request {
 	uid_t peer_uid;
 	pid_t peer_pid;
 	char peer_addr[API_PEER_ADDR_MAX]; /* TCP: the client's numeric address; else "" */
+	/* The X-Vtpmd-Instance header (vtpmd's requests to a CA name the vTPM
+	 * they are for), an instance name as docs/api.md has it; "" when
+	 * absent. A request whose header is no instance name is refused (400). */
+	char instance[API_INSTANCE_MAX + 1];
 	size_t need; /* COMPLETE: the request's length; INCOMPLETE: bytes to buffer
 		      * before parsing again can change the result */
 	uint64_t ticket; /* the server's: names the request to api_answer() */
@@ -266,6 +326,8 @@ int httpc_exchange(int fd, const char *method, const char *host, const char *age
     struct err *err);
 int httpc_parse_response(const char *buf, size_t len, int *status, struct json_t **reply,
     struct err *err);
+int httpc_parse_raw(
+    const char *buf, size_t len, int *status, char **body, size_t *body_len, struct err *err);
 /* A connection httpc_send_recv talks on: recv() and send() on fd, or, when
  * move is set, its way of moving bytes (TLS, with ctx), as they would. */
 struct httpc_io {
@@ -273,14 +335,15 @@ struct httpc_io {
 	ssize_t (*move)(const struct httpc_io *io, void *buf, size_t len, bool out);
 	void *ctx;
 };
+/* headers: more header lines, each ending in "\r\n", or NULL. */
 int httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
-    const char *agent, const char *target, const struct json_t *body, char **resp,
-    size_t *resp_len, struct err *err);
+    const char *agent, const char *headers, const char *target, const struct json_t *body,
+    char **resp, size_t *resp_len, struct err *err);
 /* httpc_url.c: to a URL, over TLS for https:// */
 int httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *err);
 int httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
-    int timeout_s, const char *method, const char *path, const struct json_t *body, char **resp,
-    size_t *resp_len, struct err *err);
+    const char *headers, int timeout_s, const char *method, const char *path,
+    const struct json_t *body, char **resp, size_t *resp_len, struct err *err);
 int httpc_request_url(const char *base_url, const struct tls_peer *tls, const char *agent,
     int timeout_s, const char *method, const char *path, const struct json_t *body, int *status,
     struct json_t **reply, struct err *err);

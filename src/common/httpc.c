@@ -166,43 +166,79 @@ httpc_on_complete(http_parser *hp)
 	return 0;
 }
 
+/* Parses a whole HTTP response into r (its body, in buf or r->copy) and
+ * *status; 0, or -1 with err (r->copy freed). */
+static int
+httpc_parse_whole(const char *buf, size_t len, struct httpc_reply *r, int *status, struct err *err)
+{
+	static const http_parser_settings settings = {
+	    .on_body = httpc_on_body,
+	    .on_message_complete = httpc_on_complete,
+	};
+	enum http_errno e;
+	http_parser hp;
+
+	http_parser_init(&hp, HTTP_RESPONSE);
+	hp.data = r;
+	http_parser_execute(&hp, &settings, buf, len);
+	if (!r->done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
+		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
+	e = HTTP_PARSER_ERRNO(&hp);
+	if (!r->nomem && r->done && (e == HPE_OK || e == HPE_PAUSED)) {
+		*status = hp.status_code;
+		return 0;
+	}
+	if (r->nomem)
+		err_set(err, ERR_FAILED, "out of memory");
+	else
+		err_set(err, ERR_INVALID, "malformed HTTP answer (%s)",
+		    r->done ? http_errno_description(e) : "incomplete");
+	free(r->copy);
+	r->copy = NULL;
+	return -1;
+}
+
 /* Parses a whole HTTP response: status, then the body as JSON (any value). */
 int
 httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, struct err *err)
 {
-	static const http_parser_settings settings = {
-		.on_body = httpc_on_body,
-		.on_message_complete = httpc_on_complete,
-	};
 	struct httpc_reply r = {0};
-	enum http_errno e;
 	json_error_t jerr;
-	http_parser hp;
 
 	*reply = NULL;
-	http_parser_init(&hp, HTTP_RESPONSE);
-	hp.data = &r;
-	http_parser_execute(&hp, &settings, buf, len);
-	if (!r.done && HTTP_PARSER_ERRNO(&hp) == HPE_OK)
-		http_parser_execute(&hp, &settings, buf, 0); /* end of stream */
-	e = HTTP_PARSER_ERRNO(&hp);
-	if (r.nomem) {
-		free(r.copy);
-		return err_set(err, ERR_FAILED, "out of memory");
-	}
-	if (!r.done || (e != HPE_OK && e != HPE_PAUSED)) {
-		free(r.copy);
-		err_set(err, ERR_INVALID, "malformed HTTP answer (%s)",
-		    r.done ? http_errno_description(e) : "incomplete");
+	if (httpc_parse_whole(buf, len, &r, status, err) == -1)
 		return -1;
-	}
-	*status = hp.status_code;
 	*reply = json_loadb(r.body != NULL ? r.body : "", r.body_len, JSON_DECODE_ANY, &jerr);
 	free(r.copy);
 	if (*reply == NULL) {
 		err_set(err, ERR_INVALID, "answer (HTTP %d) is not JSON: %s", *status, jerr.text);
 		return -1;
 	}
+	return 0;
+}
+
+/* Parses a whole HTTP response: status, and the body as it is (malloc'd,
+ * NUL-terminated, *body_len bytes; the caller frees it). 0, or -1 with
+ * err. */
+int
+httpc_parse_raw(
+    const char *buf, size_t len, int *status, char **body, size_t *body_len, struct err *err)
+{
+	struct httpc_reply r = {0};
+
+	*body = NULL;
+	*body_len = 0;
+	if (httpc_parse_whole(buf, len, &r, status, err) == -1)
+		return -1;
+	if ((*body = malloc(r.body_len + 1)) == NULL) {
+		free(r.copy);
+		return err_set(err, ERR_FAILED, "out of memory");
+	}
+	if (r.body_len > 0)
+		memcpy(*body, r.body, r.body_len);
+	(*body)[r.body_len] = '\0';
+	*body_len = r.body_len;
+	free(r.copy);
 	return 0;
 }
 
@@ -214,8 +250,8 @@ httpc_parse_response(const char *buf, size_t len, int *status, json_t **reply, s
  * is too large).
  */
 int
-httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
-    const char *agent, const char *target, const json_t *body, char **resp, size_t *resp_len,
+httpc_send_recv(const struct httpc_io *io, const char *method, const char *host, const char *agent,
+    const char *headers, const char *target, const json_t *body, char **resp, size_t *resp_len,
     struct err *err)
 {
 	char *payload = NULL, *req = NULL;
@@ -226,8 +262,9 @@ httpc_send_recv(const struct httpc_io *io, const char *method, const char *host,
 		return err_set(err, ERR_FAILED, "out of memory");
 	n = asprintf(&req,
 	    "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
-	    "Connection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
-	    method, target, host, agent, payload ? "Content-Type: application/json\r\n" : "",
+	    "%sConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+	    method, target, host, agent, headers != NULL ? headers : "",
+	    payload ? "Content-Type: application/json\r\n" : "",
 	    payload ? strlen(payload) : (size_t)0, payload ? payload : "");
 	if (n < 0) {
 		req = NULL;
@@ -273,7 +310,8 @@ httpc_exchange(int fd, const char *method, const char *host, const char *agent,
 
 	*reply = NULL;
 	*status = 0;
-	if (httpc_send_recv(&io, method, host, agent, target, body, &resp, &resp_len, err) == 0)
+	if (httpc_send_recv(&io, method, host, agent, NULL, target, body, &resp, &resp_len, err) ==
+	    0)
 		ret = httpc_parse_response(resp, resp_len, status, reply, err);
 	free(resp);
 	return ret;

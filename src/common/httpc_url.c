@@ -193,9 +193,9 @@ httpc_check_url(const char *base_url, const struct tls_peer *tls, struct err *er
  * httpc_check_url refuses).
  */
 int
-httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent, int timeout_s,
-    const char *method, const char *path, const struct json_t *body, char **resp, size_t *resp_len,
-    struct err *err)
+httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *agent,
+    const char *headers, int timeout_s, const char *method, const char *path,
+    const struct json_t *body, char **resp, size_t *resp_len, struct err *err)
 {
 	struct httpc_io io = {.fd = -1};
 	struct tls_conn *tls_conn = NULL;
@@ -213,7 +213,8 @@ httpc_fetch_url(const char *base_url, const struct tls_peer *tls, const char *ag
 	if (u.tls && (tls_conn = tls_connect(io.fd, u.host, tls, err)) != NULL)
 		io = (struct httpc_io){.fd = io.fd, .move = httpc_tls_move, .ctx = tls_conn};
 	if (!u.tls || tls_conn != NULL)
-		rc = httpc_send_recv(&io, method, u.host, agent, target, body, resp, resp_len, err);
+		rc = httpc_send_recv(
+		    &io, method, u.host, agent, headers, target, body, resp, resp_len, err);
 	tls_conn_free(tls_conn);
 	close(io.fd);
 	return rc;
@@ -235,8 +236,8 @@ httpc_request_url(const char *base_url, const struct tls_peer *tls, const char *
 
 	*reply = NULL;
 	*status = 0;
-	if (httpc_fetch_url(
-	        base_url, tls, agent, timeout_s, method, path, body, &resp, &resp_len, err) == 0)
+	if (httpc_fetch_url(base_url, tls, agent, NULL, timeout_s, method, path, body, &resp,
+	        &resp_len, err) == 0)
 		rc = httpc_parse_response(resp, resp_len, status, reply, err);
 	free(resp);
 	return rc;

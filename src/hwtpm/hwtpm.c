@@ -83,13 +83,24 @@ hwtpm_tcti_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t *cmd)
 	struct hwtpm_tcti *t = hwtpm_tcti_of(ctx);
 
 	t->commands++;
+	t->sent_us = mono_us();
 	return Tss2_Tcti_Transmit(t->inner, size, cmd);
 }
 
+/* A receive that reads the response (not a query of its size) ends the
+ * command's time, whatever the outcome. */
 static TSS2_RC
 hwtpm_tcti_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *rsp, int32_t timeout)
 {
-	return Tss2_Tcti_Receive(hwtpm_tcti_of(ctx)->inner, size, rsp, timeout);
+	struct hwtpm_tcti *t = hwtpm_tcti_of(ctx);
+	TSS2_RC rc = Tss2_Tcti_Receive(t->inner, size, rsp, timeout);
+
+	if (rsp != NULL && t->sent_us != 0 &&
+	    (rc & ~TSS2_RC_LAYER_MASK) != TSS2_BASE_RC_TRY_AGAIN) {
+		metrics_hist_observe_us(&t->latency, mono_us() - t->sent_us);
+		t->sent_us = 0;
+	}
+	return rc;
 }
 
 static void
@@ -136,6 +147,7 @@ hwtpm_tcti_wrap(struct hwtpm_tcti *t, TSS2_TCTI_CONTEXT *inner)
 	t->common.v1.setLocality = hwtpm_tcti_set_locality;
 	t->common.makeSticky = hwtpm_tcti_make_sticky;
 	t->inner = inner;
+	metrics_hist_init(&t->latency, metrics_latency_bounds, METRICS_LATENCY_N);
 }
 
 /* The TCG template of the ECC P-256 storage root key. */
@@ -679,6 +691,13 @@ unsigned long
 hwtpm_command_count(const struct hwtpm *hw)
 {
 	return hw->tcti.commands;
+}
+
+/* The time of every host-TPM command since hwtpm_open, for GET /metrics. */
+const struct metrics_hist *
+hwtpm_command_latency(const struct hwtpm *hw)
+{
+	return &hw->tcti.latency;
 }
 
 int

@@ -33,6 +33,7 @@ bool hwtpm_recover(struct hwtpm *hw);
 bool hwtpm_available(const struct hwtpm *hw);
 bool hwtpm_is_simulator(const struct hwtpm *hw);
 unsigned long hwtpm_command_count(const struct hwtpm *hw);
+const struct metrics_hist *hwtpm_command_latency(const struct hwtpm *hw);
 int hwtpm_pcr_read(struct hwtpm *hw, const struct pcr_selection *sel,
     uint8_t values[TPM_PCRS][TPM_DIGEST_LEN], struct err *err);
 #define HWTPM_SEALED_MAX 64

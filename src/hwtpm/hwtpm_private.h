@@ -19,11 +19,14 @@ struct hwtpm_pkey {
 	TPM2B_PUBLIC pub;
 };
 
-/* A TCTI that forwards to the real one and counts commands. */
+/* A TCTI that forwards to the real one, counts commands and times them
+ * (from the transmit to the end of the receive that reads the response). */
 struct hwtpm_tcti {
 	TSS2_TCTI_CONTEXT_COMMON_V2 common; /* must be first */
 	TSS2_TCTI_CONTEXT *inner;
 	unsigned long commands;
+	int64_t sent_us; /* the command in flight's transmit, or 0 */
+	struct metrics_hist latency;
 };
 
 /* A session whose cryptography vtpmd does itself (hwtpm_session.c). */

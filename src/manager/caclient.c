@@ -61,6 +61,10 @@ struct caclient {
 	char url[256];
 	char path[128];
 	char who[300]; /* "Privacy CA at URL", "Virtualization CA at URL": for messages */
+	char headers[96];             /* "X-Vtpmd-Instance: NAME\r\n", or "" */
+	char for_whom[80];            /* " (instance NAME)" for the log, or "" */
+	struct caclient_stats *stats; /* where caclient_result counts it, or NULL */
+	int64_t begun_us;             /* caclient_post's time */
 	struct tls_peer tls; /* https://: the ca-tls-root's PEM text (malloc'd) */
 	uint8_t *buf; /* what the child sent */
 	size_t len, cap;
@@ -129,8 +133,8 @@ caclient_child(int fd, pid_t parent, const struct caclient *c, const json_t *bod
 		caclient_write(broken, sizeof(broken) - 1);
 		_exit(1);
 	}
-	if (httpc_fetch_url(c->url, &c->tls, "vtpmd", c->timeout_s, "POST", c->path, body, &raw,
-	        &len, &err) == 0) {
+	if (httpc_fetch_url(c->url, &c->tls, "vtpmd", c->headers, c->timeout_s, "POST", c->path,
+	        body, &raw, &len, &err) == 0) {
 		caclient_write("A", 1);
 		caclient_write(raw, len);
 	} else {
@@ -193,7 +197,8 @@ caclient_tls(struct caclient *c, const struct config *cfg, struct err *err)
  */
 struct caclient *
 caclient_post(const char *url, const struct config *cfg, const char *path,
-    const struct json_t *body, int timeout_s, struct err *err)
+    const struct json_t *body, int timeout_s, const char *instance, struct caclient_stats *stats,
+    struct err *err)
 {
 	struct caclient *c = calloc(1, sizeof(*c));
 	pid_t parent = getpid();
@@ -205,6 +210,12 @@ caclient_post(const char *url, const struct config *cfg, const char *path,
 	}
 	snprintf(c->url, sizeof(c->url), "%s", url);
 	snprintf(c->path, sizeof(c->path), "%s", path);
+	if (instance != NULL) {
+		snprintf(c->headers, sizeof(c->headers), "X-Vtpmd-Instance: %s\r\n", instance);
+		snprintf(c->for_whom, sizeof(c->for_whom), " (instance %s)", instance);
+	}
+	c->stats = stats;
+	c->begun_us = mono_us();
 	caclient_name(c);
 	if (caclient_tls(c, cfg, err) == -1)
 		goto fail;
@@ -230,7 +241,7 @@ caclient_post(const char *url, const struct config *cfg, const char *path,
 	}
 	close(p[1]);
 	c->fd = p[0];
-	log_debug("%s: POST %s in process %d", c->who, path, (int)c->pid);
+	log_debug("%s: POST %s%s in process %d", c->who, path, c->for_whom, (int)c->pid);
 	return c;
 fail:
 	if (p[0] != -1)
@@ -328,8 +339,8 @@ caclient_step(struct caclient *c)
 	if (mono_ms() >= c->deadline) {
 		c->timed_out = true;
 		caclient_stop(c, true);
-		log_warnx("%s: no answer to %s within %d s; request abandoned", c->who,
-		    c->path, c->timeout_s);
+		log_warnx("%s: no answer to %s%s within %d s; request abandoned", c->who, c->path,
+		    c->for_whom, c->timeout_s);
 		return true;
 	}
 	return false;
@@ -348,6 +359,22 @@ caclient_refusal(const struct caclient *c, int status, const json_t *reply, stru
 	    error ? error : "no reason given", hint ? "; CA's hint: " : "", hint ? hint : "");
 }
 
+const char *const caclient_request_names[CACLIENT_REQUESTS] = {
+    "challenge", "certify", "nonce", "ek-certificate", "other"};
+
+/* c's request among caclient_request_names: its path's last segment. */
+static size_t
+caclient_request_index(const struct caclient *c)
+{
+	const char *last = strrchr(c->path, '/');
+	size_t i;
+
+	for (i = 0; i < CACLIENT_REQUESTS - 1; i++)
+		if (last != NULL && strcmp(last + 1, caclient_request_names[i]) == 0)
+			break;
+	return i;
+}
+
 /*
  * The outcome of an ended request: 0 with a 200 answer's JSON in *reply
  * (the caller frees it), or -1 with err naming the CA: ERR_TIMEOUT (no
@@ -355,8 +382,8 @@ caclient_refusal(const struct caclient *c, int status, const json_t *reply, stru
  * malformed one, or the CA failed: 5xx), ERR_REFUSED (4xx, the CA's reason
  * quoted).
  */
-int
-caclient_result(const struct caclient *c, struct json_t **reply, struct err *err)
+static int
+caclient_outcome(const struct caclient *c, struct json_t **reply, struct err *err)
 {
 	struct err inner = {0};
 	int status;
@@ -387,6 +414,24 @@ caclient_result(const struct caclient *c, struct json_t **reply, struct err *err
 	json_decref(*reply);
 	*reply = NULL;
 	return -1;
+}
+
+/* caclient_outcome, counted in the stats the request was given: its time
+ * since caclient_post, and its failure by kind. Call it once. */
+int
+caclient_result(const struct caclient *c, struct json_t **reply, struct err *err)
+{
+	struct err mine = {0};
+	struct err *e = err != NULL ? err : &mine;
+	int rc = caclient_outcome(c, reply, e);
+
+	if (c->stats == NULL)
+		return rc;
+	metrics_hist_observe_us(
+	    &c->stats->latency[caclient_request_index(c)], mono_us() - c->begun_us);
+	if (rc == -1)
+		metrics_count(&c->stats->errors, err_kind_name(e->kind));
+	return rc;
 }
 
 /* Abandons the request if it runs (the child is killed and reaped) and

@@ -357,7 +357,7 @@ enrol_challenge(struct manager *m, struct enrol_op *op, struct err *err)
 		goto out;
 	}
 	op->ca = caclient_post(op->privacy_url, &m->cfg, "/v1/privacy/challenge", req,
-	    op->timeout_s, err);
+	    op->timeout_s, NULL, &m->metrics.ca, err);
 	if (op->ca == NULL)
 		goto out;
 	/* What the CK certificate will be checked against (cacheck_ck). */
@@ -386,8 +386,8 @@ enrol_certify(struct manager *m, struct enrol_op *op, const json_t *challenge, s
 		req = enrol_activate(m->hw, op->kind, challenge, err);
 	if (req == NULL)
 		return -1;
-	op->ca = caclient_post(
-	    op->privacy_url, &m->cfg, "/v1/privacy/certify", req, op->timeout_s, err);
+	op->ca = caclient_post(op->privacy_url, &m->cfg, "/v1/privacy/certify", req, op->timeout_s,
+	    NULL, &m->metrics.ca, err);
 	json_decref(req);
 	op->stage = ENROL_CERTIFY;
 	return op->ca != NULL ? 0 : -1;

@@ -261,6 +261,7 @@ fresh_commit(struct manager *m, struct err *err)
 	f->commits++;
 	f->increment_us += mono_us() - t1;
 	f->commit_us += mono_us() - t0;
+	metrics_hist_observe_us(&m->metrics.state_commit, mono_us() - t0);
 	return 0;
 }
 
@@ -609,6 +610,7 @@ fresh_channel_read(struct manager *m, struct vtpm *v)
 			return;
 		}
 		v->commit_want = true;
+		m->metrics.state_writes++;
 		v->commit_gen = fresh_get_be(v->commit_buf + 4, 8);
 		memcpy(v->commit_digest, v->commit_buf + 12, STORE_DIGEST_LEN);
 	}

@@ -255,8 +255,8 @@ lifecycle_unseal(struct manager *m, struct vtpm *v, struct lifecycle_sealed *sea
  * v->state (failed or refused), v->error and err set (ERR_REFUSED for a
  * refusal to unseal); no worker runs then.
  */
-int
-lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
+static int
+lifecycle_start_now(struct manager *m, struct vtpm *v, struct err *err)
 {
 	struct lifecycle_sealed *sealed;
 	struct worker_pending pending;
@@ -305,6 +305,8 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 		fresh_permit(v, v->revert_allowed);
 	rc = lifecycle_unseal(m, v, sealed, err);
 	t1 = mono_us();
+	if (rc == 0)
+		metrics_hist_observe_us(&m->metrics.unseal, t1 - tf);
 	/* The worker starts with its key while the host TPM drops the
 	 * unsealed object: one round trip off the start's path. */
 	if (rc == 0 && blobkey_record(m, sealed->uuid, blob_rec) == -1) {
@@ -336,6 +338,17 @@ lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
 	return 0;
 }
 
+/* lifecycle_start_now, and its failure counted for GET /metrics. */
+int
+lifecycle_start(struct manager *m, struct vtpm *v, struct err *err)
+{
+	int rc = lifecycle_start_now(m, v, err);
+
+	if (rc == -1)
+		manager_metrics_start_failed(m, err, NULL);
+	return rc;
+}
+
 /*
  * v's readiness pipe is readable. Returns 0 once its worker serves (v
  * running), 1 while its start is still under way: nothing has come yet,
@@ -358,6 +371,7 @@ lifecycle_ready(struct manager *m, struct vtpm *v)
 	v->error[0] = '\0';
 	v->started_at_ms = mono_ms();
 	v->restart_at_ms = 0;
+	m->metrics.starts++;
 	log_debug("%s: worker ready %lld µs after its spawn", v->name,
 	    (long long)(mono_us() - v->start_us));
 	log_info("%s: worker %d serving", v->name, (int)v->pid);
@@ -380,6 +394,7 @@ lifecycle_start_ended(struct manager *m, struct vtpm *v, struct err *err)
 		    m->ready_timeout_ms);
 	else
 		err_set(err, why.kind, "worker %s", why.msg);
+	manager_metrics_start_failed(m, NULL, late ? "not-ready" : "worker-ended");
 	lifecycle_set_error(v, VTPM_FAILED, err->msg);
 	return -1;
 }

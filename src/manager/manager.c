@@ -85,6 +85,7 @@ manager_worker_ended(struct manager *m, struct vtpm *v)
 		v->restart_at_ms = now + v->backoff_ms;
 	}
 	v->restarts++;
+	metrics_count(&m->metrics.restarts, status == 0 ? "vm-shutdown" : "crash");
 	v->state = VTPM_STARTING;
 }
 
@@ -586,6 +587,7 @@ manager_main(int argc, char **argv)
 	ssize_t n;
 
 	config_defaults(&m.cfg);
+	manager_metrics_init(&m.metrics);
 	log_init("vtpmd", LOG_LEVEL_INFO);
 	/* tpm2-tss would log each expected TPM error; vtpmd reports its own. */
 	setenv("TSS2_LOG", "all+none", 0);

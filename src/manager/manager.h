@@ -231,8 +231,21 @@ int guesttpm_read_nv(
  * the loop never waits on the network; an overall deadline per request. */
 struct caclient;
 #define CACLIENT_TLS_ROOT_MAX (64u << 10) /* ca-tls-root's most */
+/* What the requests to the CAs took and how they failed (GET /metrics):
+ * latency by request (the path's last segment, caclient_request_names),
+ * failures by err_kind_name (unreachable, timeout, refused, untrusted). */
+#define CACLIENT_REQUESTS 5
+extern const char *const caclient_request_names[CACLIENT_REQUESTS];
+struct caclient_stats {
+	struct metrics_hist latency[CACLIENT_REQUESTS];
+	struct metrics_counts errors;
+};
+/* instance: the vTPM the request is for, named to the CA in the
+ * X-Vtpmd-Instance header (its log names it), or NULL; stats: where
+ * caclient_result counts the request, or NULL. */
 struct caclient *caclient_post(const char *url, const struct config *cfg, const char *path,
-    const struct json_t *body, int timeout_s, struct err *err);
+    const struct json_t *body, int timeout_s, const char *instance, struct caclient_stats *stats,
+    struct err *err);
 int caclient_fd(const struct caclient *c);
 int64_t caclient_deadline(const struct caclient *c);
 bool caclient_step(struct caclient *c);
@@ -380,6 +393,24 @@ int fresh_recorded(struct manager *m, const struct vtpm *v, uint64_t *gen,
 void fresh_permit(struct vtpm *v, uint64_t gen);
 void fresh_free(struct fresh *f);
 
+/* manager_metrics.c: what vtpmd counts about itself, and GET /metrics
+ * (docs/api.md, "Metrics"). */
+struct manager_metrics {
+	uint64_t starts;                      /* workers that became ready */
+	struct metrics_counts start_failures; /* by reason (manager_metrics_start_failed) */
+	struct metrics_counts restarts;       /* by reason: crash, vm-shutdown, request */
+	struct metrics_hist unseal;           /* a start's unseal of its state key */
+	uint64_t state_writes;                /* workers' permanent-state writes reported */
+	struct metrics_hist state_commit;     /* a freshness commit: manifest and counter */
+	struct caclient_stats ca;
+};
+struct manager;
+void manager_metrics_init(struct manager_metrics *mm);
+/* Counts a start that failed (v's worker is not serving), by reason: the
+ * err's kind, or "not-ready" and "worker-ended" (err NULL, why given). */
+void manager_metrics_start_failed(struct manager *m, const struct err *err, const char *why);
+struct api_response manager_metrics_reply(struct manager *m);
+
 /* manager.c: the vtpmd service. */
 struct manager {
 	struct config cfg;
@@ -400,6 +431,7 @@ struct manager {
 	struct fresh fresh;
 	uint8_t *blob_key; /* the host's blob key (secret memory), once unsealed, or NULL */
 	uint8_t blob_key_id[STATEBLOB_KEY_ID_LEN];
+	struct manager_metrics metrics;
 };
 int manager_main(int argc, char **argv);
 int manager_step(struct manager *m, const sigset_t *unblocked);

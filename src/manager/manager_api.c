@@ -339,6 +339,8 @@ api_action(struct manager *m, struct vtpm *v, const char *action, const struct a
 	if (strcmp(action, "stop") == 0 || strcmp(action, "restart") == 0) {
 		ops_call_off(m, v);
 		v->desired_running = strcmp(action, "restart") == 0;
+		if (v->desired_running)
+			metrics_count(&m->metrics.restarts, "request");
 		if (registry_save(&m->cfg, v) == -1)
 			return reply_record_failed(v);
 		/* Answered once the worker ended (and, for a restart, once it
@@ -640,5 +642,7 @@ manager_api(void *ctx, const struct api_request *req)
 		return api_host_enrol(m, req);
 	if (strcmp(req->path, "/v1/host/ek-certificate") == 0 && req->method == API_GET)
 		return api_host_ek_certificate(m);
+	if (strcmp(req->path, "/metrics") == 0 && req->method == API_GET)
+		return manager_metrics_reply(m);
 	return api_error(404, "no such endpoint", "see docs/api.md");
 }

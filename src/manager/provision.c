@@ -177,7 +177,7 @@ provision_ask(struct manager *m, const struct vtpm *v, struct provision *p, stru
 		goto out;
 	}
 	p->ca = caclient_post(p->url, &m->cfg, "/v1/virtualization/ek-certificate", req,
-	    provision_time_left(p), err);
+	    provision_time_left(p), v->name, &m->metrics.ca, err);
 	p->stage = PROVISION_CERTIFICATE;
 	if (p->ca != NULL)
 		ret = 0;
@@ -190,15 +190,15 @@ out:
 
 /* Asks the Virtualization CA for a nonce for the evidence: p->ca. */
 static int
-provision_ask_nonce(struct manager *m, struct provision *p, struct err *err)
+provision_ask_nonce(struct manager *m, const struct vtpm *v, struct provision *p, struct err *err)
 {
 	json_t *req = json_object();
 
 	if (req == NULL)
 		return err_set(err, ERR_FAILED, "out of memory");
 	p->ek_deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
-	p->ca = caclient_post(
-	    p->url, &m->cfg, "/v1/virtualization/nonce", req, p->timeout_s, err);
+	p->ca = caclient_post(p->url, &m->cfg, "/v1/virtualization/nonce", req, p->timeout_s,
+	    v->name, &m->metrics.ca, err);
 	p->stage = PROVISION_NONCE;
 	json_decref(req);
 	return p->ca != NULL ? 0 : -1;
@@ -500,7 +500,7 @@ provision_step(struct manager *m, struct vtpm *v, struct provision *p, struct er
 		return provision_write(v, p, err) == -1 ? -1 : provision_record(m, v, p, err);
 	p->asked = true;
 	/* The vEKs are made while the CA's child fetches the nonce. */
-	if (provision_ask_nonce(m, p, err) == -1 || provision_make_veks(p, err) == -1)
+	if (provision_ask_nonce(m, v, p, err) == -1 || provision_make_veks(p, err) == -1)
 		return -1;
 	return 1;
 }

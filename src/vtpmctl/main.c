@@ -37,6 +37,8 @@ static const struct cli_cmd vtpmctl_cmds[] = {
         "show or approve the host configuration vTPM state is sealed to"},
     {"host", vtpmctl_host, "host [enroll --ca URL | ek-cert --out FILE] [--json]",
         "show the host TPM and the service; its EK certificate; enrol the host"},
+    {"metrics", vtpmctl_metrics, "metrics",
+        "print vtpmd's metrics (Prometheus text format, as GET /metrics)"},
 };
 
 static const char vtpmctl_help_head[] =

@@ -35,6 +35,7 @@ const char *vtpmctl_str(const json_t *obj, const char *key, const char *dflt);
 int vtpmctl_http_request(const char *socket, const char *method, const char *path,
     const json_t *body, int *status, json_t **reply, struct err *err);
 int vtpmctl_call(const char *method, const char *path, const json_t *body, json_t **reply);
+int vtpmctl_get_text(const char *path, char **text, size_t *len);
 
 /* vtpmctl_instance.c: create, start, stop, restart, delete, list, info. */
 int vtpmctl_create(int argc, char **argv);
@@ -57,5 +58,8 @@ int vtpmctl_policy(int argc, char **argv);
 
 /* vtpmctl_host.c: host. */
 int vtpmctl_host(int argc, char **argv);
+
+/* vtpmctl_metrics.c: metrics. */
+int vtpmctl_metrics(int argc, char **argv);
 
 #endif /* VTPM_VTPMCTL_H */

@@ -11,7 +11,7 @@ source "$(dirname "$0")/../lib.sh"
 source "$TOP/tests/e2e/guest/qemu-lib.sh"
 source "$TOP/tests/hosttpm.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (workers are sandboxed)"
-require_tools make man swtpm tpm2_getrandom jq
+require_tools make man swtpm tpm2_getrandom jq promtool
 [ -f /usr/share/bash-completion/bash_completion ] ||
 	fail "bash-completion is not installed (scripts/install-deps.sh installs it)"
 [ -x "$TOP/build/notify-recv" ] || fail "build/notify-recv is missing: run make"
@@ -102,6 +102,13 @@ note "the guest ran $VM_MS ms"
 vm_check_ok
 vm_check_tpm2 tpm_tis
 
+note "the installed service's metrics (vtpmctl metrics), as promtool checks them"
+vtpmctl metrics >"$T/metrics.prom" || fail "vtpmctl metrics"
+promtool check metrics <"$T/metrics.prom" >"$T/promtool.out" 2>&1 ||
+	fail "promtool check metrics: $(cat "$T/promtool.out")"
+awk '$1 == "vtpmd_starts_total" && $2 >= 2 { ok = 1 } END { exit !ok }' "$T/metrics.prom" ||
+	fail "the metrics do not count vm-a's and vm-b's starts: $(grep starts "$T/metrics.prom")"
+
 note "the journal's priorities: every line of vtpmd and its workers carries one"
 grep -v '^<[3467]>' "$T/svc.log" >"$T/unprefixed" || true
 [ ! -s "$T/unprefixed" ] || fail "lines without a priority: $(head -5 "$T/unprefixed")"
@@ -133,6 +140,7 @@ complete_words() {
 		"$R/share/bash-completion/completions/vtpmctl"
 }
 assert_eq "$(complete_words "vtpmctl re")" "renew restart restore " "commands completed"
+assert_eq "$(complete_words "vtpmctl me")" "metrics " "vtpmctl metrics completed"
 assert_eq "$(complete_words "vtpmctl info vm-")" "vm-a vm-b " "instance names completed"
 assert_contains "$(complete_words "vtpmctl create x --")" "--owner" "create's options completed"
 

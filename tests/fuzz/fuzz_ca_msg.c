@@ -116,6 +116,10 @@ fuzz_accepted(const struct ca_msg *m, size_t size)
 			abort();
 		fuzz_text(m->u.audit.detail, sizeof(m->u.audit.detail));
 		break;
+	case CA_MSG_METRICS_GET:
+		if (m->u.metrics_get.zero != 0)
+			abort();
+		break;
 	default: abort(); /* a type the parent must never accept */
 	}
 }

@@ -396,8 +396,8 @@ imp_forward(const struct impostor *imp, const struct imp_conn *fd, const struct 
 	size_t len = 0;
 	struct err err;
 
-	if (httpc_fetch_url(imp->upstream, &imp->upstream_tls, "impostorca", 20, method, req->path,
-	        req->body, &resp, &len, &err) == -1) {
+	if (httpc_fetch_url(imp->upstream, &imp->upstream_tls, "impostorca", NULL, 20, method,
+	        req->path, req->body, &resp, &len, &err) == -1) {
 		imp_send_json(fd, 502, json_pack("{s:s}", "error", err.msg));
 		return -1;
 	}

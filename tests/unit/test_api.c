@@ -339,6 +339,36 @@ test_parse_length_required(void **state)
 	    "POST /x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, NULL);
 }
 
+/* X-Vtpmd-Instance: an instance name, kept; anything else refused. */
+static void
+test_parse_instance_header(void **state)
+{
+	char longer[256];
+	struct parsed p;
+
+	parse("POST /v1/virtualization/nonce HTTP/1.1\r\nx-vtpmd-INSTANCE: vm-a_1.b\r\n"
+	      "Content-Length: 2\r\n\r\n{}",
+	    &p);
+	assert_int_equal(p.res, API_PARSE_COMPLETE);
+	assert_string_equal(p.req.instance, "vm-a_1.b");
+	api_request_clear(&p.req);
+	parse(good_requests[0], &p);
+	assert_int_equal(p.res, API_PARSE_COMPLETE);
+	assert_string_equal(p.req.instance, "");
+	api_request_clear(&p.req);
+	expect_error("GET / HTTP/1.1\r\nX-Vtpmd-Instance: ../etc\r\n\r\n", 400,
+	    "X-Vtpmd-Instance: not an instance name");
+	expect_error("GET / HTTP/1.1\r\nX-Vtpmd-Instance: -a\r\n\r\n", 400, "instance name");
+	expect_error("GET / HTTP/1.1\r\nX-Vtpmd-Instance: a b\r\n\r\n", 400, "instance name");
+	snprintf(longer, sizeof(longer), "GET / HTTP/1.1\r\nX-Vtpmd-Instance: %065d\r\n\r\n", 0);
+	expect_error(longer, 400, "longer than 64");
+	snprintf(longer, sizeof(longer), "GET / HTTP/1.1\r\nX-Vtpmd-Instance: %064d\r\n\r\n", 0);
+	parse(longer, &p);
+	assert_int_equal(p.res, API_PARSE_COMPLETE);
+	assert_int_equal(strlen(p.req.instance), 64);
+	api_request_clear(&p.req);
+}
+
 static void
 test_parse_trailing_data(void **state)
 {
@@ -969,6 +999,7 @@ main(void)
 	    cmocka_unit_test(test_parse_oversized_head),
 	    cmocka_unit_test(test_parse_bad_body),
 	    cmocka_unit_test(test_parse_length_required),
+	    cmocka_unit_test(test_parse_instance_header),
 	    cmocka_unit_test(test_parse_trailing_data),
 	    cmocka_unit_test(test_parse_malformed_headers),
 	    cmocka_unit_test(test_parse_empty),

@@ -126,6 +126,13 @@ valid(enum ca_msg_type t)
 		M.u.crl.len = 3;
 		memcpy(M.u.crl.der, "\x30\x01\x00", 3);
 		break;
+	case CA_MSG_METRICS_GET: break;
+	case CA_MSG_METRICS:
+		M.u.metrics.issued[CA_ISSUED_EK] = 2;
+		M.u.metrics.children = 1;
+		M.u.metrics.challenges_open = -1; /* the records failed */
+		M.u.metrics.nonces_open = 3;
+		break;
 	case CA_MSG_AUDIT:
 		M.u.audit.action = CA_ACTION_EK;
 		M.u.audit.outcome = CA_OUTCOME_REFUSED;
@@ -150,6 +157,7 @@ direction(enum ca_msg_type t)
 	case CA_MSG_CHALLENGE_TAKEN:
 	case CA_MSG_ISSUED:
 	case CA_MSG_AUDITED:
+	case CA_MSG_METRICS:
 	case CA_MSG_NONCE_ADDED:
 	case CA_MSG_CRL: return CA_MSG_TO_CHILD;
 	default: return CA_MSG_TO_PARENT;
@@ -356,6 +364,12 @@ test_enums_and_flags(void **state)
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	M.u.challenge_take.secret_len = 0;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	n = valid(CA_MSG_METRICS_GET);
+	M.u.metrics_get.zero = 1;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	n = valid(CA_MSG_METRICS);
+	M.u.metrics.nonces_open = -2;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
 }
 
 /* TPM structures: a length inside its field, nothing after it; those a

@@ -723,7 +723,8 @@ int __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const 
 const struct policy_entry *__wrap_policy_approved_now(
     struct manager *m, const char *what, struct err *err);
 struct caclient *__wrap_caclient_post(const char *url, const struct config *cfg, const char *path,
-    const struct json_t *body, int timeout_s, struct err *err);
+    const struct json_t *body, int timeout_s, const char *instance, struct caclient_stats *stats,
+    struct err *err);
 bool __wrap_caclient_step(struct caclient *c);
 int __wrap_caclient_result(const struct caclient *c, struct json_t **reply, struct err *err);
 void __wrap_caclient_free(struct caclient *c);
@@ -809,7 +810,8 @@ __wrap_hwtpm_quote(struct hwtpm *hw, const struct pcr_selection *sel, const stru
 
 struct caclient *
 __wrap_caclient_post(const char *url, const struct config *cfg, const char *path,
-    const struct json_t *body, int timeout_s, struct err *err)
+    const struct json_t *body, int timeout_s, const char *instance, struct caclient_stats *stats,
+    struct err *err)
 {
 	assert_string_equal(url, VIRT_URL);
 	V.nonce_in_flight = strcmp(path, "/v1/virtualization/nonce") == 0;

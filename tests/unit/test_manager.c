@@ -185,15 +185,21 @@ test_ca_answer(void **state)
 	struct caclient *c;
 	struct err err = {0};
 	json_t *body = ca_body(), *reply = NULL;
+	struct manager_metrics mm;
 
+	manager_metrics_init(&mm);
 	ca_start(&ca, CA_ANSWER);
-	c = caclient_post(ca.url, NULL, "/v1/privacy/challenge", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/v1/privacy/challenge", body, 5, "vm-a", &mm.ca, &err);
 	assert_non_null(c);
 	assert_true(caclient_fd(c) >= 0);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_fd(c), -1);
 	assert_int_equal(caclient_result(c, &reply, &err), 0);
 	assert_true(json_is_true(json_object_get(reply, "ok")));
+	/* Counted, as a challenge (GET /metrics) */
+	assert_int_equal(mm.ca.latency[0].count, 1);
+	assert_string_equal(caclient_request_names[0], "challenge");
+	assert_int_equal(metrics_count_get(&mm.ca.errors, "unreachable"), 0);
 	/* Ended: more steps change nothing. */
 	assert_true(caclient_step(c));
 	json_decref(reply);
@@ -211,9 +217,11 @@ test_ca_refused_and_failed(void **state)
 	struct err err = {0};
 	json_t *body = ca_body(), *reply = NULL;
 	char want[160];
+	struct manager_metrics mm;
 
+	manager_metrics_init(&mm);
 	ca_start(&ca, CA_REFUSE);
-	c = caclient_post(ca.url, NULL, "/x", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 5, NULL, &mm.ca, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
@@ -226,12 +234,16 @@ test_ca_refused_and_failed(void **state)
 
 	/* A CA that fails (5xx) is as good as unreachable. */
 	ca_start(&ca, CA_FAIL);
-	c = caclient_post(ca.url, NULL, "/x", body, 5, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 5, NULL, &mm.ca, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
 	assert_int_equal(err.kind, ERR_UNREACHABLE);
 	assert_non_null(strstr(err.msg, "(HTTP 500): no reason given"));
+	/* both counted, as "other" requests, by the kind of their failure */
+	assert_int_equal(mm.ca.latency[CACLIENT_REQUESTS - 1].count, 2);
+	assert_int_equal(metrics_count_get(&mm.ca.errors, "refused"), 1);
+	assert_int_equal(metrics_count_get(&mm.ca.errors, "unreachable"), 1);
 	caclient_free(c);
 	ca_stop(&ca);
 	json_decref(body);
@@ -251,7 +263,7 @@ test_ca_unreachable(void **state)
 	ca_start(&ca, CA_SILENT);
 	snprintf(url, sizeof(url), "%s", ca.url);
 	ca_stop(&ca);
-	c = caclient_post(url, NULL, "/x", body, 5, &err);
+	c = caclient_post(url, NULL, "/x", body, 5, NULL, NULL, &err);
 	assert_non_null(c);
 	assert_true(ca_run(c, 5000) >= 0);
 	assert_int_equal(caclient_result(c, &reply, &err), -1);
@@ -279,7 +291,8 @@ test_ca_deadline(void **state)
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		ca_start(&ca, modes[i]);
-		c = caclient_post(ca.url, NULL, "/v1/virtualization/ek-certificate", body, 1, &err);
+		c = caclient_post(
+		    ca.url, NULL, "/v1/virtualization/ek-certificate", body, 1, NULL, NULL, &err);
 		assert_non_null(c);
 		ms = ca_run(c, 5000);
 		assert_true(ms >= 950);
@@ -310,7 +323,7 @@ test_ca_abandoned(void **state)
 	json_t *body = ca_body();
 
 	ca_start(&ca, CA_SILENT);
-	c = caclient_post(ca.url, NULL, "/x", body, 30, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 30, NULL, NULL, &err);
 	assert_non_null(c);
 	assert_false(caclient_step(c));
 	caclient_free(c);
@@ -347,7 +360,7 @@ test_ca_out_of_memory(void **state)
 	int64_t ms;
 
 	ca_start(&ca, CA_TRICKLE);
-	c = caclient_post(ca.url, NULL, "/x", body, 1, &err);
+	c = caclient_post(ca.url, NULL, "/x", body, 1, NULL, NULL, &err);
 	assert_non_null(c);
 	realloc_fails_in = getpid();
 	ms = ca_run(c, 5000);
@@ -423,7 +436,7 @@ test_ca_dies_with_manager(void **state)
 	if (manager == 0) {
 		struct err err = {0};
 		close(ready[0]);
-		if (caclient_post(ca.url, NULL, "/x", body, 30, &err) == NULL)
+		if (caclient_post(ca.url, NULL, "/x", body, 30, NULL, NULL, &err) == NULL)
 			_exit(1);
 		(void)!write(ready[1], "p", 1);
 		for (;;)

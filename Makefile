@@ -188,6 +188,7 @@ WRAP_test_manager = -Wl,--wrap=posix_spawn -Wl,--wrap=policy_current_cached \
                     -Wl,--wrap=hwtpm_flush_pending -Wl,--wrap=hwtpm_available \
                     -Wl,--wrap=realloc -Wl,--wrap=fresh_check
 WRAP_test_instance = -Wl,--wrap=poll -Wl,--wrap=mono_ms -Wl,--wrap=engine_process
+WRAP_test_budget = -Wl,--wrap=mono_ms -Wl,--wrap=kill
 WRAP_test_policy = -Wl,--wrap=hwtpm_pcr_read -Wl,--wrap=hwtpm_recover
 WRAP_test_httpc = -Wl,--wrap=realloc
 WRAP_test_workerlog = -Wl,--wrap=mono_ms
@@ -353,6 +354,7 @@ bench: deps
 	@bench/provision.sh
 	@bench/chain.sh
 	@bench/fresh.sh
+	@bench/commit-flood.sh
 
 # Load and soak (bench/soak.sh): SOAK_N vTPMs through the service for
 # SOAK_SECONDS, then ASan and valgrind runs; tests/integration/soak.sh is

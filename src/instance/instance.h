@@ -258,6 +258,19 @@ struct instance_commit {
 	bool revert_write, revert;
 };
 
+/* The commit budget (instance_budget.c): a token bucket of permanent-state
+ * writes, and the commands the engine declares may write NV. */
+#define INSTANCE_BUDGET_BURST_S 5 /* the bucket holds this many seconds of writes */
+struct instance_budget {
+	bool started;
+	double tokens;
+	int64_t last_ms;
+	bool nv_known;	    /* nv_cc read from the engine */
+	uint8_t nv_cc[64];  /* bit i: command code i has TPMA_CC nv (boot commands aside) */
+	unsigned long refused; /* commands answered TPM_RC_NV_RATE */
+	unsigned long waited;  /* writes that waited for their token */
+};
+
 /* instance.c: `vtpmd instance`, one vTPM serving the swtpm protocol. */
 struct instance {
 	const char *name;
@@ -276,10 +289,8 @@ struct instance {
 	size_t cache_len;
 	struct instance_commit commit;
 	const volatile sig_atomic_t *signalled; /* a signal asks the worker to stop */
-	unsigned int nv_rate; /* NV-writing commands a second (--nv-rate); 0: unlimited */
-	double nv_tokens;     /* the token bucket of instance_power.c */
-	int64_t nv_last_ms;
-	unsigned long nv_refused; /* commands answered TPM_RC_NV_RATE */
+	unsigned int nv_rate; /* permanent-state writes a second (--nv-rate); 0: unlimited */
+	struct instance_budget budget;
 	struct stateblob_key *blob_key; /* secret memory; NULL: no blob leaves */
 	/* The permanent blob SET_STATEBLOB restored since the last INIT: the
 	 * volatile and savestate blobs of the same save may follow it. */
@@ -309,6 +320,12 @@ int instance_commit_wait(struct instance *in, int grace_ms);
 void instance_commit_pollfds(const struct instance *in, struct pollfd *pfd, int *n, int idx[2]);
 void instance_commit_events(struct instance *in, const struct pollfd *pfd, const int idx[2]);
 void instance_commit_close(struct instance *in);
+
+/* instance_budget.c: the commit budget (docs/state.md, "Throttling"). */
+bool instance_budget_empty(struct instance *in);
+bool instance_budget_refuses(struct instance *in, const uint8_t *cmd, size_t len);
+size_t instance_budget_answer(const struct instance *in, uint8_t out[static TPM_HEADER_LEN]);
+int instance_budget_spend(struct instance *in, int grace_ms);
 
 /* instance_ctrl.c: one handler per control-channel command. Returns false
  * when the connection must be closed after the answer. */

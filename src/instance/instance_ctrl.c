@@ -387,6 +387,20 @@ ctrl_restored(struct instance *in, enum state_kind kind, uint64_t from, uint64_t
 	}
 }
 
+/* A restore of permanent state is a write like any (a host-TPM counter
+ * increment): refused, with TPM_RETRY, while the commit budget is empty
+ * (instance_budget.c), rather than waited for. */
+static bool
+ctrl_over_budget(struct instance *in)
+{
+	if (!instance_budget_empty(in))
+		return false;
+	log_warnx("SET_STATEBLOB %s: refused for now: permanent-state writes are limited to %u "
+		  "a second (the commit budget, nv-write-rate); the state is unchanged, try again "
+		  "later", store_filename(STATE_PERMANENT), in->nv_rate);
+	return true;
+}
+
 /* Only while the TPM is off, and only a blob wrapped for this instance
  * (ctrl_unwrap_state). The blob is made durable at once, so a successful
  * answer means it survives a crash before the next INIT. */
@@ -403,6 +417,8 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (ctrl_blob_kind(req->u.setstate.type, &kind) == -1)
 		return ctrl_result(in, TPM_BAD_PARAMETER);
+	if (kind == STATE_PERMANENT && ctrl_over_budget(in))
+		return ctrl_result(in, TPM_RETRY);
 	/* The flags are QEMU's echo of GET_STATEBLOB's: the blob says itself
 	 * how it is wrapped. */
 	res = ctrl_unwrap_state(in, kind, req->u.setstate.data, req->u.setstate.length, &plain,

@@ -11,40 +11,7 @@
 #include "instance.h"
 
 #define TPM2_RC_FAILURE 0x101
-#define TPM2_RC_NV_RATE 0x920 /* a warning: the TPM limits NV writes against wear-out */
 #define TPM12_FAIL	0x9
-#define INSTANCE_NV_BURST_S 5 /* the bucket holds this many seconds of writes */
-
-/* The TPM 2.0 commands that write NV whatever their outcome's details: the
- * NV commands that change an index, and those that change what the TPM
- * keeps across resets (persistent objects, hierarchies' auth and policy,
- * dictionary-attack settings, audit, PCR banks). */
-static const uint32_t instance_nv_writers[] = {
-	0x11f, /* NV_UndefineSpaceSpecial */
-	0x120, /* EvictControl */
-	0x121, /* HierarchyControl */
-	0x122, /* NV_UndefineSpace */
-	0x124, /* ChangeEPS */
-	0x125, /* ChangePPS */
-	0x126, /* Clear */
-	0x127, /* ClearControl */
-	0x128, /* ClockSet */
-	0x129, /* HierarchyChangeAuth */
-	0x12a, /* NV_DefineSpace */
-	0x12b, /* PCR_Allocate */
-	0x12c, /* PCR_SetAuthPolicy */
-	0x12d, /* PP_Commands */
-	0x12e, /* SetPrimaryPolicy */
-	0x134, /* NV_Increment */
-	0x135, /* NV_SetBits */
-	0x136, /* NV_Extend */
-	0x137, /* NV_Write */
-	0x138, /* NV_WriteLock */
-	0x139, /* DictionaryAttackLockReset */
-	0x13a, /* DictionaryAttackParameters */
-	0x13b, /* NV_ChangeAuth */
-	0x140, /* SetCommandCodeAuditStatus */
-};
 
 /* Engine callbacks: state comes from the store (or the cache filled at
  * start), goes to the store. */
@@ -83,17 +50,25 @@ instance_stopping(const struct instance *in)
 
 /* Stores a state blob (libtpms' writes, SET_STATEBLOB). Permanent state is
  * written only once vtpmd has recorded the generation before it
- * (instance_commit.c: at most one is ever unrecorded), and is reported to
- * it at once; whoever answers for the write waits for its acknowledgement
+ * (instance_commit.c: at most one is ever unrecorded) and the commit budget
+ * has a token for it (instance_budget.c), and is reported to vtpmd at once;
+ * whoever answers for the write waits for its acknowledgement
  * (instance_commit_wait). 0, or -1 (logged). */
 int
 instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len)
 {
-	if (kind == STATE_PERMANENT &&
-	    instance_commit_wait(in, instance_stopping(in) ? INSTANCE_COMMIT_GRACE_MS : -1) == -1) {
+	int grace_ms = instance_stopping(in) ? INSTANCE_COMMIT_GRACE_MS : -1;
+
+	if (kind == STATE_PERMANENT && instance_commit_wait(in, grace_ms) == -1) {
 		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
 			  "TPM command) fails", store_dir(in->store), store_filename(kind),
 		    (unsigned long long)in->commit.gen);
+		return -1;
+	}
+	if (kind == STATE_PERMANENT && instance_budget_spend(in, grace_ms) == -1) {
+		log_warnx("%s/%s: no commit budget for this write before the worker stops; the "
+			  "write (and its TPM command) fails", store_dir(in->store),
+		    store_filename(kind));
 		return -1;
 	}
 	if (store_put_as(in->store, kind, blob, len, in->client_command) == -1) {
@@ -200,48 +175,6 @@ instance_power_off(struct instance *in)
 	engine_power_off();
 }
 
-static bool
-instance_writes_nv(uint32_t code)
-{
-	for (size_t i = 0; i < sizeof(instance_nv_writers) / sizeof(instance_nv_writers[0]); i++)
-		if (instance_nv_writers[i] == code)
-			return true;
-	return false;
-}
-
-/*
- * Whether a TPM 2.0 command that writes NV may run now: a token bucket of
- * in->nv_rate writes a second, holding INSTANCE_NV_BURST_S seconds of them
- * (full at start). A guest writing faster gets TPM_RC_NV_RATE, as a real
- * TPM answers, so that it neither wears out the host TPM (each write is a
- * counter increment) nor slows the other guests (docs/state.md).
- */
-static bool
-instance_nv_allowed(struct instance *in, const uint8_t *cmd, size_t len)
-{
-	double cap = (double)in->nv_rate * INSTANCE_NV_BURST_S;
-	struct tpm_header h;
-	int64_t now;
-
-	if (in->nv_rate == 0 || in->tpm_version != 2 || tpmwire_header(cmd, len, &h) == -1 ||
-	    !instance_writes_nv(h.code))
-		return true;
-	now = mono_ms();
-	if (in->nv_last_ms == 0)
-		in->nv_tokens = cap;
-	else
-		in->nv_tokens += (double)(now - in->nv_last_ms) * in->nv_rate / 1000.0;
-	if (in->nv_tokens > cap)
-		in->nv_tokens = cap;
-	in->nv_last_ms = now;
-	if (in->nv_tokens < 1.0) {
-		in->nv_refused++;
-		return false;
-	}
-	in->nv_tokens -= 1.0;
-	return true;
-}
-
 /* Answers one framed TPM command on the data channel. */
 void
 instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
@@ -259,11 +192,8 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		conn_send(&in->data, err, rsp_len);
 		return;
 	}
-	if (!instance_nv_allowed(in, cmd, len)) {
-		if (in->nv_refused == 1 || in->nv_refused % 1000 == 0)
-			log_info("NV writes faster than %u a second: answered TPM_RC_NV_RATE (%lu so "
-				 "far)", in->nv_rate, in->nv_refused);
-		conn_send(&in->data, err, tpmwire_error(err, in->tpm_version, TPM2_RC_NV_RATE));
+	if (instance_budget_refuses(in, cmd, len)) {
+		conn_send(&in->data, err, instance_budget_answer(in, err));
 		return;
 	}
 	instance_volatile_superseded(in);

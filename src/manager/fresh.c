@@ -44,6 +44,7 @@
 #define FRESH_SEALED_MAX  4096
 #define FRESH_MAX_ENTRIES 65536
 #define FRESH_RETRY_MS	  1000 /* a failed commit is tried again after this */
+#define FRESH_REPORTS_PER_ROUND 4 /* reports read from one worker per round of the loop */
 
 /* The commit channel's messages (src/instance/instance_commit.c). */
 static const uint8_t fresh_report_magic[4] = {'V', 'T', 'C', 'R'};
@@ -558,16 +559,13 @@ fresh_forget(struct manager *m, const struct vtpm *v)
 }
 
 /* A report of a revert by SET_STATEBLOB (VTCV), which vtpmd permitted
- * (fresh_permit): kept as a report, and the revert as to be recorded
+ * (fresh_permit), read as a report: the revert is to be recorded
  * (snapshot_flushed) once the commit covers it. */
 static void
 fresh_revert_report(struct manager *m, struct vtpm *v)
 {
 	const struct fresh_entry *e = fresh_find(&m->fresh, v->uuid);
 
-	v->commit_want = true;
-	v->commit_gen = fresh_get_be(v->commit_buf + 4, 8);
-	memcpy(v->commit_digest, v->commit_buf + 12, STORE_DIGEST_LEN);
 	if (v->commit_revert)
 		return; /* sent again (vtpmd reconnected) */
 	v->commit_revert = true;
@@ -575,14 +573,18 @@ fresh_revert_report(struct manager *m, struct vtpm *v)
 	v->revert_next = v->commit_gen;
 }
 
-/* Reads v's worker's reports (commit channel); the last one is kept for
- * fresh_flush. A closed channel is dropped. */
-void
-fresh_channel_read(struct manager *m, struct vtpm *v)
+/* Reads at most max of v's worker's reports (commit channel); the last
+ * one is kept for fresh_flush. A closed channel is dropped, and so is the
+ * channel of a worker ended for breaking the protocol (budget_report),
+ * unless relaxed: a worker vtpmd provisioned reports without waiting. */
+static void
+fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 {
+	uint64_t gen;
 	ssize_t n;
+	bool revert;
 
-	for (;;) {
+	for (size_t reports = 0; reports < max;) {
 		n = read(v->commit_fd, v->commit_buf + v->commit_len,
 		    sizeof(v->commit_buf) - v->commit_len);
 		if (n == -1 && errno == EINTR)
@@ -599,21 +601,36 @@ fresh_channel_read(struct manager *m, struct vtpm *v)
 		if (v->commit_len < sizeof(v->commit_buf))
 			continue;
 		v->commit_len = 0;
-		if (memcmp(v->commit_buf, fresh_revert_magic, 4) == 0) {
-			fresh_revert_report(m, v);
-			continue;
-		}
-		if (memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
+		reports++;
+		revert = memcmp(v->commit_buf, fresh_revert_magic, 4) == 0;
+		if (!revert && memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
 			log_warnx("%s: not a commit report on its channel; closing it", v->name);
+			close(v->commit_fd);
+			v->commit_fd = -1;
+			return;
+		}
+		gen = fresh_get_be(v->commit_buf + 4, 8);
+		if (!relaxed && !budget_report(v, gen, v->commit_buf + 12)) { /* it was ended */
 			close(v->commit_fd);
 			v->commit_fd = -1;
 			return;
 		}
 		v->commit_want = true;
 		m->metrics.state_writes++;
-		v->commit_gen = fresh_get_be(v->commit_buf + 4, 8);
+		v->commit_gen = gen;
 		memcpy(v->commit_digest, v->commit_buf + 12, STORE_DIGEST_LEN);
+		if (revert)
+			fresh_revert_report(m, v);
 	}
+}
+
+/* Reads v's worker's reports for one round of the loop: at most
+ * FRESH_REPORTS_PER_ROUND, so that a worker that floods its channel does
+ * not hold the loop from the others (an intact one has one at a time). */
+void
+fresh_channel_read(struct manager *m, struct vtpm *v)
+{
+	fresh_channel_drain(m, v, FRESH_REPORTS_PER_ROUND, false);
 }
 
 static void
@@ -660,6 +677,8 @@ fresh_flush(struct manager *m)
 	}
 	for (size_t i = 0; i < m->n; i++) {
 		struct vtpm *v = m->vtpms[i];
+
+		v->budget.held = false;
 		/* A vTPM being provisioned holds nothing (--commit-relaxed): its
 		 * last report is recorded once, by fresh_strict. */
 		if (!v->commit_want || v->prov != NULL)
@@ -677,6 +696,8 @@ fresh_flush(struct manager *m)
 		if (v->commit_gen == e->gen &&
 		    CRYPTO_memcmp(e->digest, v->commit_digest, STORE_DIGEST_LEN) == 0)
 			continue; /* covered already (a report sent again) */
+		if (!budget_take(m, v))
+			continue; /* waits for its instance's commit budget */
 		e->gen = v->commit_gen;
 		memcpy(e->digest, v->commit_digest, STORE_DIGEST_LEN);
 		need = true;
@@ -688,7 +709,8 @@ fresh_flush(struct manager *m)
 	}
 	m->fresh.retry_at = 0;
 	for (size_t i = 0; i < m->n; i++)
-		if (m->vtpms[i]->commit_want && m->vtpms[i]->prov == NULL)
+		if (m->vtpms[i]->commit_want && m->vtpms[i]->prov == NULL &&
+		    !m->vtpms[i]->budget.held)
 			fresh_ack(m->vtpms[i]);
 }
 
@@ -713,7 +735,7 @@ fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
 
 	if (v->commit_fd == -1)
 		return err_set(err, ERR_FAILED, "%s: no commit channel to its worker", v->name);
-	fresh_channel_read(m, v);
+	fresh_channel_drain(m, v, SIZE_MAX, true); /* provisioning's reports, all of them */
 	m->fresh.retry_at = 0;
 	fresh_flush(m);
 	if (fresh_waiting(v))
@@ -744,11 +766,16 @@ fresh_permit(struct vtpm *v, uint64_t gen)
 		log_warn("%s: commit channel: the revert's permit", v->name);
 }
 
-/* When fresh_flush retries, or -1. */
+/* When fresh_flush retries, or commits a report that waits for its
+ * instance's commit budget, or -1. */
 int64_t
 fresh_next_deadline(const struct manager *m)
 {
-	return m->fresh.retry_at != 0 ? m->fresh.retry_at : -1;
+	int64_t budget = budget_next_deadline(m);
+
+	if (m->fresh.retry_at != 0 && (budget == -1 || m->fresh.retry_at < budget))
+		return m->fresh.retry_at;
+	return budget;
 }
 
 /* The generation and digest of v's state last recorded (0 and zeros:

@@ -74,6 +74,17 @@ enum vtpm_op {
  * the advice on approving, fits whole. */
 #define VTPM_ERROR_LEN 1536
 
+/* An instance's commit budget as vtpmd keeps it (budget.c). */
+struct budget {
+	bool started;
+	double tokens;	/* a bucket of nv-write-rate a second */
+	int64_t last_ms;
+	bool held;	/* its report waits for a token */
+	unsigned long held_reports;
+	pid_t pid;	/* the worker the violations are of */
+	unsigned int violations; /* reports sent before an acknowledgement */
+};
+
 struct vtpm {
 	/* persistent */
 	char name[VTPM_NAME_MAX + 1];
@@ -128,6 +139,7 @@ struct vtpm {
 	int64_t commit_retry_at; /* adopted, its commit listener not there yet: when to try again */
 	uint64_t commit_gen;
 	uint8_t commit_digest[STORE_DIGEST_LEN];
+	struct budget budget; /* its commit budget (budget.c) */
 	/* reverts (snapshot.c): a generation the operator authorised a revert
 	 * to, once (0: none), who did, and how (allow-revert, restore) */
 	uint64_t revert_allowed;
@@ -359,6 +371,13 @@ int provision_step(struct manager *m, struct vtpm *v, struct provision *p, struc
 struct caclient *provision_ca(const struct provision *p);
 void provision_free(struct provision *p);
 struct json_t *provision_json(struct manager *m, const struct vtpm *v);
+
+/* budget.c: each instance's commit budget (docs/state.md, "Throttling"):
+ * a report is committed only with a token of its instance's bucket; a
+ * worker that reports again before its acknowledgement is ended. */
+bool budget_take(const struct manager *m, struct vtpm *v);
+int64_t budget_next_deadline(const struct manager *m);
+bool budget_report(struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN]);
 
 /* fresh.c: freshness anchored in the host TPM (docs/state.md): a manifest
  * of every instance's latest generation, bound to the host TPM's counter. */

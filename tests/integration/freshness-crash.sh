@@ -120,6 +120,7 @@ kept=0 writes=0
 for k in $(seq 1 "$KILLS"); do
 	args=()
 	for i in $(seq 1 "$BATCH"); do args+=("$(nv_write_cmd $((LAST + i)))"); done
+	: >"$T/acks" # there before the loop below counts its lines
 	"$TPMSEND" "$DATA_EP" "${args[@]}" >"$T/acks" 2>/dev/null &
 	writer=$!
 	target=$((RANDOM % BATCH))

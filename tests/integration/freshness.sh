@@ -70,9 +70,13 @@ args=()
 for i in $(seq 1 30); do args+=("$(nv_write_cmd "$i")"); done
 "$TPMSEND" "$DATA_EP" "${args[@]}" >"$T/rates"
 ok=$(grep -c "^$WRITE_OK\$" "$T/rates" || true)
-# the burst of 10, less the NV_DefineSpace
-[ "$(head -n 9 "$T/rates" | grep -c "^$WRITE_OK\$")" -eq 9 ] || fail "the burst was throttled"
-grep -q "^$NV_RATE\$" "$T/rates" || fail "30 NV writes at once: none answered TPM_RC_NV_RATE"
+# the burst of 10 writes, less vm-b's so far (its first power cycle, the
+# NV_DefineSpace): served in a row, then TPM_RC_NV_RATE
+first_rate=$(grep -n "^$NV_RATE\$" "$T/rates" | head -1 | cut -d: -f1)
+[ -n "$first_rate" ] || fail "30 NV writes at once: none answered TPM_RC_NV_RATE"
+[ "$first_rate" -ge 6 ] && [ "$(head -n $((first_rate - 1)) "$T/rates" |
+	grep -c "^$WRITE_OK\$")" -eq $((first_rate - 1)) ] ||
+	fail "the burst was throttled: $(head -n "$first_rate" "$T/rates" | uniq -c)"
 [ "$(grep -vc "^$WRITE_OK\$\|^$NV_RATE\$" "$T/rates")" -eq 0 ] || fail "$(sort -u "$T/rates")"
 deadline=$((SECONDS + 5))
 until [ "$("$TPMSEND" "$DATA_EP" "$(nv_write_cmd 999)")" = "$WRITE_OK" ]; do

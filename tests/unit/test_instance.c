@@ -80,6 +80,7 @@ enum {
 #define R_FAIL               9
 #define R_BAD_ORDINAL        10
 #define R_BAD_LOCALITY       61
+#define R_RETRY              0x800
 #define CAP_SET_DATAFD       (1u << 12)
 #define CAP_LOCK_STORAGE     (1u << 16)
 #define BLOB_PERMANENT       1
@@ -93,6 +94,7 @@ enum {
 #define RC_FAILURE       0x101
 #define RC_COMMAND_SIZE  0x142
 #define RC_LOCALITY      0x907
+#define RC_NV_RATE       0x920
 #define RC_HANDLE_1      0x18b
 #define CC_NV_DEFINE     0x12a
 #define CC_PCR_RESET     0x13d
@@ -997,6 +999,78 @@ test_stateblob_revert_permit(void **state)
 	free(blob);
 	free(other);
 	power_on(f);
+}
+
+/*
+ * The commit budget (instance_budget.c), at 2 writes a second in bursts of
+ * 10, the clock frozen so that the bucket does not refill unless the test
+ * moves it: TPM2_Shutdown, a permanent-state write whatever its code, is
+ * answered TPM_RC_NV_RATE without running once the bucket is empty;
+ * PCR_Reset and GetRandom are not; half a second later one more runs.
+ */
+static void
+test_budget_commands(void **state)
+{
+	struct fx *f = *state;
+	int ok = 0, rated = 0, calls;
+	uint32_t rc;
+
+	f->in.nv_rate = 2;
+	power_on(f);
+	clk.now = __real_mono_ms();
+	clk.on = true;
+	for (int i = 0; i < 20; i++) {
+		rc = tpm_call(f, tpm_shutdown(0));
+		if (rc == RC_SUCCESS)
+			ok++;
+		else if (rc == RC_NV_RATE)
+			rated++;
+		else
+			fail_msg("TPM2_Shutdown answered 0x%x", rc);
+	}
+	assert_in_range(ok, 5, 10);
+	assert_int_equal(ok + rated, 20);
+	calls = engine_calls;
+	assert_int_equal(tpm_call(f, tpm_shutdown(0)), RC_NV_RATE);
+	assert_int_equal(engine_calls, calls); /* not run */
+	assert_int_equal(tpm_call(f, tpm_pcr_reset(16)), RC_SUCCESS);
+	assert_int_equal(tpm_call(f, tpm_get_random(8)), RC_SUCCESS);
+	clk.now += 500;
+	assert_int_equal(tpm_call(f, tpm_shutdown(0)), RC_SUCCESS);
+	assert_int_equal(tpm_call(f, tpm_shutdown(0)), RC_NV_RATE);
+	assert_int_equal(f->in.budget.refused, (unsigned long)rated + 2);
+}
+
+/* SET_STATEBLOB of permanent state spends the same budget: beyond it,
+ * TPM_RETRY, the state unchanged; once the bucket refilled, taken. */
+static void
+test_budget_stateblob(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *blob;
+	size_t len;
+	uint32_t res;
+	uint64_t gen;
+	int loaded = 0;
+
+	f->in.nv_rate = 2;
+	power_on(f);
+	blob = get_blob(f, BLOB_PERMANENT, 0, &res, &len);
+	assert_int_equal(res, R_SUCCESS);
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	clk.now = __real_mono_ms();
+	clk.on = true;
+	while ((res = set_blob(f, BLOB_PERMANENT, 0, blob, len)) == R_SUCCESS && loaded < 20)
+		loaded++;
+	assert_int_equal(res, R_RETRY);
+	assert_in_range(loaded, 5, 10);
+	gen = store_generation(f->in.store, STATE_PERMANENT);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_RETRY);
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), gen);
+	clk.now += 500;
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_SUCCESS);
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), gen + 1);
+	free(blob);
 }
 
 /* An instance with plaintext state has no key to wrap its state with:
@@ -2149,6 +2223,8 @@ main(int argc, char **argv)
 	    T(test_stateblob_roundtrip),
 	    T(test_stateblob_refused),
 	    T(test_stateblob_revert_permit),
+	    T(test_budget_commands),
+	    T(test_budget_stateblob),
 	    cmocka_unit_test_setup_teardown(test_stateblob_plaintext, setup_plaintext, teardown),
 	    T(test_volatile_rules),
 	    T(test_volatile_blob),

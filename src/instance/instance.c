@@ -683,11 +683,22 @@ instance_state_refused(const struct err *err)
 	return EXIT_RUNTIME;
 }
 
+/* The exit status for a snapshot older than the state, logged with the
+ * way out. */
+static int
+instance_snapshot_refused(const char *state_dir, const struct err *err)
+{
+	log_errorx("%s/%s; refusing to start (the files were left untouched). Remove it to "
+		   "start the TPM from its permanent state, as after a power loss", state_dir,
+	    err->msg);
+	return EXIT_STATE;
+}
+
 /*
  * An operator's revert that vtpmd authorised and checked (docs/state.md,
- * "Snapshots"): the permanent state just read, older than the last
- * generation recorded, is written again as generation gen, beyond every
- * generation recorded, so that the numbering never goes back, and is
+ * "Operator snapshots and reverts"): the permanent state just read, older
+ * than the last generation recorded, is written again as generation gen,
+ * beyond every generation recorded, so that the numbering never goes back, and is
  * recorded before anything is served. The volatile state and savestate
  * belong to the state it replaces and are dropped: the TPM powers on
  * afresh. Returns 0, or the exit status with the reason logged.
@@ -745,13 +756,19 @@ instance_read_state(struct instance *in, const char *state_dir, uint64_t revert_
 	if (revert_generation != 0 &&
 	    (status = instance_revert(in, state_dir, revert_generation)) != 0)
 		return status;
-	/* Volatile state is checked now too, so a bad file stops us here. */
-	if (store_get(in->store, STATE_VOLATILE, &blob, &len, &err) == 0) {
-		explicit_bzero(blob, len);
-		free(blob);
-		in->volatile_saved = true;
-	} else if (err.kind != ERR_ABSENT) {
-		return instance_state_refused(&err);
+	/* Snapshots are checked now too, so that a bad or an old one stops us
+	 * here (instance_snapshot.c). */
+	for (int k = STATE_VOLATILE; k <= STATE_SAVESTATE; k++) {
+		if (store_get(in->store, k, &blob, &len, &err) == 0) {
+			explicit_bzero(blob, len);
+			free(blob);
+			if (instance_snapshot_check(k, store_generation(in->store, k),
+				store_client_generation(in->store, STATE_PERMANENT), &err) == -1)
+				return instance_snapshot_refused(state_dir, &err);
+			in->volatile_saved |= k == STATE_VOLATILE;
+		} else if (err.kind != ERR_ABSENT) {
+			return instance_state_refused(&err);
+		}
 	}
 	if (in->has_data_ep && instance_power_on(in, true) == -1) {
 		log_errorx("%s: TPM state could not be loaded; refusing to start", state_dir);
@@ -995,6 +1012,8 @@ instance_main(int argc, char **argv)
 	}
 	secret_free(in.blob_key, sizeof(*in.blob_key));
 	free(in.wrapped);
+	for (int k = STATE_VOLATILE; k <= STATE_SAVESTATE; k++)
+		instance_snapshot_drop(&in, k);
 	store_close(in.store);
 	free(dircopy);
 	log_info("stopped");

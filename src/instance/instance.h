@@ -43,10 +43,12 @@ enum statefile_verdict {
 struct statefile_info {
 	enum state_kind kind;
 	unsigned int tpm_version; /* 1 for TPM 1.2, 2 for TPM 2.0 */
-	uint64_t generation;	  /* incremented by every write */
+	uint64_t generation;	  /* permanent: incremented by every write; else its stamp */
 	uint32_t since_client;	  /* writes since the last a client's command caused */
+	bool snapshot_out;	  /* permanent: a snapshot of this state may be out */
 };
-#define STATEFILE_SINCE_CLIENT_MAX 0xffffffu /* three bytes; saturates */
+#define STATEFILE_SINCE_CLIENT_MAX 0x7fffffu /* 23 bits of bytes 13..15; saturates */
+#define STATEFILE_SNAPSHOT_BIT	   0x800000u /* bit 23 of bytes 13..15 */
 const char *statefile_strerror(enum statefile_verdict err);
 size_t statefile_encoded_size(size_t payload_len, bool encrypted);
 int statefile_encode(const struct statefile_info *info, const uint8_t *key,
@@ -127,6 +129,8 @@ int store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGE
 uint64_t store_generation(struct store *st, enum state_kind kind);
 uint64_t store_client_generation(struct store *st, enum state_kind kind);
 void store_continue_from(struct store *st, enum state_kind kind, uint64_t gen);
+bool store_snapshot_out(struct store *st);
+int store_restamp(struct store *st, bool snapshot_out, bool by_client, struct err *err);
 
 /* ctrl.c: the swtpm control-channel codec (pure, no I/O). */
 #define CTRL_MAX_BLOB (4u << 20)
@@ -258,6 +262,12 @@ struct instance_commit {
 	bool revert_write, revert;
 };
 
+/* A snapshot libtpms wrote during a client's command (instance_snapshot.c). */
+struct instance_deferred {
+	uint8_t *blob; /* NULL: none */
+	size_t len;
+};
+
 /* The commit budget (instance_budget.c): a token bucket of permanent-state
  * writes, and the commands the engine declares may write NV. */
 #define INSTANCE_BUDGET_BURST_S 5 /* the bucket holds this many seconds of writes */
@@ -285,6 +295,10 @@ struct instance {
 	bool volatile_saved; /* a volatile-state snapshot is on disk */
 	bool terminate; /* leave the main loop */
 	bool client_command; /* the engine runs a client's command (its writes count) */
+	bool in_command; /* ... on the data channel: its snapshots wait for its end */
+	uint64_t command_floor; /* the client generation before that command */
+	bool snapshot_refused; /* the power-on met a snapshot older than the state */
+	struct instance_deferred deferred[STATE_SAVESTATE + 1];
 	uint8_t *cache; /* decrypted permanent state, until the first power-on */
 	size_t cache_len;
 	struct instance_commit commit;
@@ -311,9 +325,23 @@ int instance_save_state(struct instance *in, enum state_kind kind, const uint8_t
     size_t len);
 void instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len);
 
+/* instance_snapshot.c: the freshness of snapshots (state blobs, volatile and
+ * savestate files): each marks the permanent state, the next client's
+ * command retires them (docs/state.md). */
+int instance_snapshot_mark(struct instance *in);
+int instance_snapshot_retire(struct instance *in);
+int instance_snapshot_check(enum state_kind kind, uint64_t stamp, uint64_t floor,
+    struct err *err);
+int instance_snapshot_defer(struct instance *in, enum state_kind kind, const uint8_t *blob,
+    size_t len);
+void instance_snapshot_drop(struct instance *in, enum state_kind kind);
+int instance_snapshot_settle(struct instance *in);
+int instance_snapshot_supersede(struct instance *in);
+
 /* instance_commit.c: the worker's side of the commit channel: each
  * permanent-state write is reported; answers wait for its acknowledgement
  * (docs/state.md). */
+#define INSTANCE_COMMIT_GRACE_MS 2000 /* how long a stopping worker waits for a record */
 struct pollfd;
 void instance_commit_report(struct instance *in);
 int instance_commit_wait(struct instance *in, int grace_ms);

@@ -131,6 +131,8 @@ ctrl_reset_established(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (req->u.locality > 4)
 		return ctrl_result(in, TPM_BAD_LOCALITY);
+	if (instance_snapshot_retire(in) == -1)
+		return ctrl_result(in, TPM_FAIL);
 	in->locality = req->u.locality;
 	res = engine_established_reset();
 	in->locality = saved;
@@ -152,6 +154,8 @@ ctrl_hash_start(struct instance *in, const struct ctrl_request *req)
 	(void)req;
 	if (!engine_is_on())
 		return ctrl_result(in, TPM_BAD_ORDINAL);
+	if (instance_snapshot_retire(in) == -1)
+		return ctrl_result(in, TPM_FAIL);
 	in->orderly = false;
 	return ctrl_result(in, engine_hash_start());
 }
@@ -161,6 +165,8 @@ ctrl_hash_data(struct instance *in, const struct ctrl_request *req)
 {
 	if (!engine_is_on())
 		return ctrl_result(in, TPM_BAD_ORDINAL);
+	if (instance_snapshot_retire(in) == -1)
+		return ctrl_result(in, TPM_FAIL);
 	return ctrl_result(in, engine_hash_data(req->u.hash.data, req->u.hash.length));
 }
 
@@ -170,6 +176,8 @@ ctrl_hash_end(struct instance *in, const struct ctrl_request *req)
 	(void)req;
 	if (!engine_is_on())
 		return ctrl_result(in, TPM_BAD_ORDINAL);
+	if (instance_snapshot_retire(in) == -1)
+		return ctrl_result(in, TPM_FAIL);
 	return ctrl_result(in, engine_hash_end());
 }
 
@@ -211,7 +219,9 @@ ctrl_blob_kind(uint32_t type, enum state_kind *kind)
 
 /* The blob GET_STATEBLOB hands out: the libtpms blob of kind, wrapped
  * under the instance's blob key and carrying its permanent generation
- * (stateblob.c). Returns a TPM result; on success *out is malloc'd. */
+ * (stateblob.c), once the permanent state is marked as snapshotted
+ * (instance_snapshot.c). Returns a TPM result; on success *out is
+ * malloc'd. */
 static uint32_t
 ctrl_wrapped_state(struct instance *in, enum state_kind kind, uint8_t **out, size_t *out_len)
 {
@@ -226,6 +236,8 @@ ctrl_wrapped_state(struct instance *in, enum state_kind kind, uint8_t **out, siz
 		    store_filename(kind));
 		return TPM_FAIL;
 	}
+	if (instance_snapshot_mark(in) == -1)
+		return TPM_FAIL;
 	res = engine_get_state(kind, &blob, &len);
 	if (res != TPM_SUCCESS || blob == NULL)
 		return res;
@@ -355,8 +367,9 @@ ctrl_unwrap_state(struct instance *in, enum state_kind kind, const uint8_t *blob
 	    (info.generation < floor && !ctrl_revert_permitted(in, &info))) {
 		if (info.generation < floor)
 			log_warnx("SET_STATEBLOB %s: refused: the blob holds generation %llu, older "
-				  "than this instance's state (generation %llu, changed since the "
-				  "blob was saved: a rollback); the state is unchanged", name,
+				  "than this instance's state (generation %llu: a command changed it "
+				  "since the blob was saved, and loading it would roll the TPM back); "
+				  "the state is unchanged", name,
 			    (unsigned long long)info.generation,
 			    (unsigned long long)floor);
 		else
@@ -425,8 +438,11 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 	    &plain_len, &generation);
 	if (res != TPM_SUCCESS)
 		return ctrl_result(in, res);
-	res = engine_set_state(kind, plain, plain_len);
-	if (res != TPM_SUCCESS) {
+	/* Restored permanent state supersedes the volatile and savestate of
+	 * the state it replaces (a volatile blob of its own save may follow). */
+	if (kind == STATE_PERMANENT && instance_snapshot_supersede(in) == -1) {
+		res = TPM_IOERROR;
+	} else if ((res = engine_set_state(kind, plain, plain_len)) != TPM_SUCCESS) {
 		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
 		    res);
 		in->commit.revert_write = false;

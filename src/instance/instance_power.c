@@ -19,6 +19,7 @@ static int
 instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, bool *absent)
 {
 	struct instance *in = ctx;
+	uint64_t floor;
 	struct err e;
 
 	if (kind == STATE_PERMANENT && in->cache != NULL) {
@@ -31,16 +32,26 @@ instance_io_load(void *ctx, enum state_kind kind, uint8_t **blob, size_t *len, b
 		*len = in->cache_len;
 		return 0;
 	}
-	if (store_get(in->store, kind, blob, len, &e) == 0)
-		return 0;
+	if (store_get(in->store, kind, blob, len, &e) == 0) {
+		/* The command that retired a snapshot may load it (TPM 1.2's
+		 * Startup(ST_STATE)): nothing ran between them. */
+		floor = in->in_command ? in->command_floor
+				       : store_client_generation(in->store, STATE_PERMANENT);
+		if (kind == STATE_PERMANENT ||
+		    instance_snapshot_check(kind, store_generation(in->store, kind), floor, &e) == 0)
+			return 0;
+		explicit_bzero(*blob, *len);
+		free(*blob);
+		*blob = NULL;
+		log_warnx("%s/%s; refused", store_dir(in->store), e.msg);
+		in->snapshot_refused = true; /* libtpms would start without it */
+		return -1;
+	}
 	*absent = e.kind == ERR_ABSENT;
 	if (!*absent)
 		log_warnx("%s", e.msg);
 	return -1;
 }
-
-/* How long a stopping worker waits for vtpmd to record a generation. */
-#define INSTANCE_COMMIT_GRACE_MS 2000
 
 static bool
 instance_stopping(const struct instance *in)
@@ -53,12 +64,18 @@ instance_stopping(const struct instance *in)
  * (instance_commit.c: at most one is ever unrecorded) and the commit budget
  * has a token for it (instance_budget.c), and is reported to vtpmd at once;
  * whoever answers for the write waits for its acknowledgement
- * (instance_commit_wait). 0, or -1 (logged). */
+ * (instance_commit_wait). Volatile and savestate are snapshots: written
+ * once the permanent state is marked (instance_snapshot.c), or after the
+ * client's command that made them. 0, or -1 (logged). */
 int
 instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *blob, size_t len)
 {
 	int grace_ms = instance_stopping(in) ? INSTANCE_COMMIT_GRACE_MS : -1;
 
+	if (kind != STATE_PERMANENT && in->in_command)
+		return instance_snapshot_defer(in, kind, blob, len);
+	if (kind != STATE_PERMANENT && instance_snapshot_mark(in) == -1)
+		return -1;
 	if (kind == STATE_PERMANENT && instance_commit_wait(in, grace_ms) == -1) {
 		log_warnx("%s/%s: generation %llu is not recorded by vtpmd yet; the write (and its "
 			  "TPM command) fails", store_dir(in->store), store_filename(kind),
@@ -94,6 +111,7 @@ instance_io_remove(void *ctx, enum state_kind kind)
 {
 	struct instance *in = ctx;
 
+	instance_snapshot_drop(in, kind);
 	if (store_delete(in->store, kind) == -1)
 		return -1;
 	if (kind == STATE_VOLATILE)
@@ -127,9 +145,18 @@ instance_internal_command(const uint8_t *cmd, size_t len)
 int
 instance_power_on(struct instance *in, bool delete_volatile)
 {
+	in->snapshot_refused = false;
 	if (engine_power_on() == -1) {
 		log_warnx("%s: the TPM engine could not start from this state",
 		    store_dir(in->store));
+		return -1;
+	}
+	if (in->snapshot_refused) {
+		/* Not a TPM started afresh in its place: the way out is the
+		 * operator's (docs/state.md). */
+		engine_power_off();
+		log_warnx("%s: the TPM is not started (remove the old snapshot to start it from "
+			  "its permanent state)", store_dir(in->store));
 		return -1;
 	}
 	in->orderly = false;
@@ -197,11 +224,21 @@ instance_tpm_command(struct instance *in, const uint8_t *cmd, size_t len)
 		return;
 	}
 	instance_volatile_superseded(in);
-	in->client_command = true;
+	in->command_floor = store_client_generation(in->store, STATE_PERMANENT);
+	if (instance_snapshot_retire(in) == -1) {
+		/* An old snapshot would still load: the command does not run. */
+		conn_send(&in->data, err, tpmwire_error(err, in->tpm_version,
+		    in->tpm_version == 2 ? TPM2_RC_FAILURE : TPM12_FAIL));
+		return;
+	}
+	in->client_command = in->in_command = true;
 	rc = engine_process(cmd, len, &rsp, &rsp_len);
-	in->client_command = false;
-	if (rc == -1 || tpmwire_header(rsp, rsp_len, &h) == -1) {
+	in->client_command = in->in_command = false;
+	if (rc == -1 || tpmwire_header(rsp, rsp_len, &h) == -1)
 		log_warnx("TPM engine produced no response");
+	if (instance_snapshot_settle(in) == -1) /* logged */
+		rc = -1;
+	if (rc == -1 || tpmwire_header(rsp, rsp_len, &h) == -1) {
 		rsp_len = tpmwire_error(err, in->tpm_version,
 		    in->tpm_version == 2 ? TPM2_RC_FAILURE : TPM12_FAIL);
 		rsp = err;

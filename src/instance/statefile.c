@@ -7,10 +7,15 @@
  *    10   1  kind: 1 permanent, 2 volatile, 3 savestate
  *    11   1  protection: 1 AES-256-GCM, 2 none (SHA-256 checksum only)
  *    12   1  TPM version the blob belongs to: 1 (TPM 1.2) or 2 (TPM 2.0)
- *    13   3  writes since the last one a client's command caused (vtpmd's
- *            own: manufacture, the orderly shutdown at power-off), big-endian,
- *            saturating; zero in files of older vtpmd
- *    16   8  generation, big-endian: incremented by every write
+ *    13   3  bit 23: a snapshot of this permanent state may be out (the
+ *            first client command retires it: instance_snapshot.c); bits
+ *            0..22: writes since the last one a client's command caused
+ *            (vtpmd's own: manufacture, the orderly shutdown at power-off,
+ *            a snapshot's mark), big-endian, saturating; zero in files of
+ *            older vtpmd and in volatile and savestate files
+ *    16   8  generation, big-endian: of permanent state, incremented by
+ *            every write; of volatile and savestate, the generation of the
+ *            permanent state it was taken with (its stamp)
  *    24   4  payload length, big-endian
  *    28  12  GCM nonce (zero when unprotected)
  *    40   n  payload, encrypted when protected
@@ -140,7 +145,10 @@ statefile_encode(const struct statefile_info *info, const uint8_t *key,
 	out[10] = (uint8_t)info->kind;
 	out[11] = key != NULL ? SF_PROT_GCM : SF_PROT_NONE;
 	out[12] = (uint8_t)info->tpm_version;
-	sf_put_be(out + 13, info->since_client, 3);
+	sf_put_be(out + 13,
+	    (info->since_client & STATEFILE_SINCE_CLIENT_MAX) |
+		(info->snapshot_out ? STATEFILE_SNAPSHOT_BIT : 0),
+	    3);
 	sf_put_be(out + 16, info->generation, 8);
 	sf_put_be(out + 24, payload_len, 4);
 	if (key == NULL) {

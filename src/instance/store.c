@@ -36,6 +36,7 @@ struct store {
 	uint64_t generation[STORE_KINDS];
 	uint8_t put_digest[STORE_DIGEST_LEN]; /* SHA-256 of the last permanent file written */
 	uint32_t since_client[STORE_KINDS]; /* statefile_info.since_client */
+	bool snapshot_out; /* of the permanent state on disk: statefile_info.snapshot_out */
 };
 
 static const char *const store_names[STORE_KINDS] = {
@@ -74,6 +75,18 @@ store_be(const uint8_t *p, int n)
 	return v;
 }
 
+/* Bytes 13..15 of a state file's header: writes since the last client's
+ * write, and (permanent state) whether a snapshot of it may be out. */
+static void
+store_take_flags(struct store *st, enum state_kind kind, const uint8_t *hdr)
+{
+	uint32_t v = (uint32_t)store_be(hdr + 13, 3);
+
+	st->since_client[kind] = v & STATEFILE_SINCE_CLIENT_MAX;
+	if (kind == STATE_PERMANENT)
+		st->snapshot_out = (v & STATEFILE_SNAPSHOT_BIT) != 0;
+}
+
 /* Continues each kind's generation numbering from the file on disk, at
  * the first read or write (not at store_open: a sandboxed instance reads
  * no file content before it is confined). The header is only peeked at
@@ -96,14 +109,15 @@ store_peek_generations(struct store *st)
 		    read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
 		    memcmp(hdr, "VTPMDST", 8) == 0) {
 			st->generation[k] = store_be(hdr + 16, 8);
-			st->since_client[k] = (uint32_t)store_be(hdr + 13, 3);
+			store_take_flags(st, k, hdr);
 		}
 		close(fd);
 	}
 }
 
-/* The generation of kind's latest write (0: none yet): the one a state
- * blob of this instance carries. */
+/* The generation of kind's latest write (0: none yet): for permanent
+ * state, the one a state blob of this instance carries; for volatile and
+ * savestate, the permanent generation it was written with (its stamp). */
 uint64_t
 store_generation(struct store *st, enum state_kind kind)
 {
@@ -288,8 +302,10 @@ store_get(struct store *st, enum state_kind kind, uint8_t **blob, size_t *len, s
 		return err_errno(err, "%s/%s", st->dir, store_names[kind]);
 	}
 	serr = statefile_decode(st->key, raw, raw_len, &expect, &gen, blob, len);
-	if (serr == STATEFILE_OK) /* bytes 13..15, authenticated with the header */
-		st->since_client[kind] = (uint32_t)store_be(raw + 13, 3);
+	/* Bytes 13..15, authenticated with the header (which a decoded file
+	 * holds whole: the length check is for the analyser's sake). */
+	if (serr == STATEFILE_OK && raw_len >= 16)
+		store_take_flags(st, kind, raw);
 	free(raw);
 	if (serr != STATEFILE_OK)
 		return err_set(err, serr == STATEFILE_NOMEM ? ERR_FAILED : ERR_CORRUPT, "%s/%s: %s",
@@ -315,6 +331,9 @@ store_write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+static int store_write(struct store *st, enum state_kind kind, const uint8_t *blob,
+    size_t len, bool by_client, bool snapshot_out);
+
 /* store_put_as for a write a client's command caused. */
 int
 store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len)
@@ -324,14 +343,26 @@ store_put(struct store *st, enum state_kind kind, const uint8_t *blob, size_t le
 
 /*
  * Durably replaces the blob of kind; by_client says whether a client's
- * command caused the write (store_client_generation). Returns 0 once the
- * new blob is on stable storage, or -1 with errno. On failure the file
- * holds either the previous blob or (when only the final directory sync
- * failed) the whole new one; never a mix.
+ * command caused the write (store_client_generation). A client's write of
+ * permanent state retires its snapshots (store_snapshot_out turns false);
+ * others keep the mark as it was. Volatile and savestate are stamped with
+ * the permanent state's generation. Returns 0 once the new blob is on
+ * stable storage, or -1 with errno. On failure the file holds either the
+ * previous blob or (when only the final directory sync failed) the whole
+ * new one; never a mix.
  */
 int
 store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len,
     bool by_client)
+{
+	store_peek_generations(st);
+	return store_write(st, kind, blob, len, by_client, !by_client && st->snapshot_out);
+}
+
+/* store_put_as with the permanent state's snapshot mark given. */
+static int
+store_write(struct store *st, enum state_kind kind, const uint8_t *blob, size_t len,
+    bool by_client, bool snapshot_out)
 {
 	struct statefile_info info = {.kind = kind, .tpm_version = st->tpm_version};
 	size_t enc_len = statefile_encoded_size(len, st->key != NULL);
@@ -340,8 +371,13 @@ store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t
 	int fd = -1, ret = -1, saved;
 
 	store_peek_generations(st);
-	info.generation = st->generation[kind] + 1;
-	info.since_client = by_client ? 0 : st->since_client[kind] + 1;
+	if (kind == STATE_PERMANENT) {
+		info.generation = st->generation[kind] + 1;
+		info.since_client = by_client ? 0 : st->since_client[kind] + 1;
+		info.snapshot_out = snapshot_out;
+	} else {
+		info.generation = st->generation[STATE_PERMANENT];
+	}
 	if (info.since_client > STATEFILE_SINCE_CLIENT_MAX)
 		info.since_client = STATEFILE_SINCE_CLIENT_MAX;
 	if (len > STATEFILE_MAX_PAYLOAD) {
@@ -374,6 +410,8 @@ store_put_as(struct store *st, enum state_kind kind, const uint8_t *blob, size_t
 	 * durability across a power loss is in doubt if the sync fails. */
 	st->generation[kind] = info.generation;
 	st->since_client[kind] = info.since_client;
+	if (kind == STATE_PERMANENT)
+		st->snapshot_out = info.snapshot_out;
 	if (fsync(st->dirfd) == -1)
 		goto out;
 	ret = 0;
@@ -386,6 +424,39 @@ out:
 	free(enc);
 	errno = saved;
 	return ret;
+}
+
+/* Whether a snapshot of the permanent state on disk may be out (a state
+ * blob, a volatile or savestate file taken since its last client write). */
+bool
+store_snapshot_out(struct store *st)
+{
+	store_peek_generations(st);
+	return st->snapshot_out;
+}
+
+/*
+ * Writes the permanent state again, unchanged, as its next generation:
+ * marked as having a snapshot out (snapshot_out, a write of vtpmd's own
+ * that leaves store_client_generation as it was), or as a client's write
+ * that retires every snapshot taken before (by_client). Returns 0; -1
+ * with err: ERR_ABSENT when there is no permanent state yet.
+ */
+int
+store_restamp(struct store *st, bool snapshot_out, bool by_client, struct err *err)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (store_get(st, STATE_PERMANENT, &blob, &len, err) == -1)
+		return -1;
+	rc = store_write(st, STATE_PERMANENT, blob, len, by_client, snapshot_out);
+	OPENSSL_cleanse(blob, len);
+	free(blob);
+	if (rc == -1)
+		return err_errno(err, "%s/%s: rewrite", st->dir, store_names[STATE_PERMANENT]);
+	return 0;
 }
 
 /* Durably removes the blob of kind; a missing blob is not an error. */

@@ -525,7 +525,7 @@ void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl,
 int worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err);
 
 /* snapshot.c: snapshots and reverts, explicit operator actions
- * (docs/state.md, "Snapshots"): STATE/instances/NAME/snapshots/ and
+ * (docs/state.md, "Operator snapshots and reverts"): STATE/instances/NAME/snapshots/ and
  * reverts.json. Functions return 0 or -1 with err: ERR_INVALID (a
  * generation that is no revert), ERR_ABSENT (no such snapshot, no state),
  * ERR_BUSY (the instance runs), ERR_EXISTS, ERR_CORRUPT, ERR_IO. */

@@ -1,6 +1,6 @@
 /*
  * snapshot.c: snapshots and reverts, explicit operator actions
- * (docs/state.md, "Snapshots").
+ * (docs/state.md, "Operator snapshots and reverts").
  *
  * Going back to older state is a rollback, which fresh.c refuses. An
  * operator may authorise one, once, for one generation of one instance:

@@ -1,6 +1,6 @@
 /*
  * vtpmctl_snapshot.c: snapshots and reverts of a vTPM's state, explicit
- * operator actions (docs/api.md; docs/state.md, "Snapshots"): snapshot,
+ * operator actions (docs/api.md; docs/state.md, "Operator snapshots and reverts"): snapshot,
  * snapshots, restore, allow-revert.
  */
 #include <errno.h>

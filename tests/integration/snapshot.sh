@@ -1,5 +1,5 @@
 #!/bin/bash
-# Snapshots are explicit (issue #12 item 4; docs/state.md, "Snapshots"):
+# Snapshots are explicit (issue #12 item 4; docs/state.md, "Operator snapshots and reverts"):
 # going back to older state is a rollback, refused unless the operator
 # authorised it, once, and every revert is recorded. A guest's NV counter
 # is incremented; the instance's files are copied (a VM's storage snapshot)

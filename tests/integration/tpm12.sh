@@ -4,7 +4,10 @@
 # (checked against the host's SHA-1), TPM_CreateEndorsementKeyPair and
 # TPM_ReadPubek (the same key, with a checksum over the caller's nonce);
 # after a restart the EK is still there (a second CreateEndorsementKeyPair
-# is refused) and the PCRs are reset. The control channel reports TPM 1.2.
+# is refused) and the PCRs are reset. The power-off's TPM_SaveState is
+# resumed by TPM_Startup(ST_STATE); that savestate.state put back after the
+# TPM ran commands is refused, naming both generations (a snapshot,
+# docs/state.md). The control channel reports TPM 1.2.
 source "$(dirname "$0")/../lib.sh"
 require_tools swtpm_ioctl sha1sum od
 
@@ -24,6 +27,7 @@ OK=00c40000000a00000000
 ZERO20=0000000000000000000000000000000000000000
 
 STARTUP_CLEAR=00c10000000c000000990001
+STARTUP_STATE=00c10000000c000000990002
 pcr_read() { # PCR -> response
 	tpm12 "00c10000000e00000015$(be32 "$1")"
 }
@@ -73,6 +77,36 @@ assert_eq "$(read_pubek "$nonce")" "00c40000013a00000000$pubek$(sha1_of_hex "$pu
 rsp=$(create_ek "$(random_hex 20)")
 [ "$rsp" != "${rsp#00c40000000a}" ] && [ "$rsp" != "$OK" ] ||
 	fail "a second CreateEndorsementKeyPair answered $rsp"
+
+note "the power-off's SaveState resumed: TPM_Startup(ST_STATE) brings PCR 10 back"
+d3=$(random_hex 20)
+v3=$(sha1_of_hex "$ZERO20$d3")
+assert_eq "$(extend 10 "$d3")" "00c40000001e00000000$v3" "TPM_Extend answer"
+stop_pid "$INSTANCE_PID"
+[ -s "$T/tpm12/savestate.state" ] || fail "the power-off wrote no savestate"
+cp -a "$T/tpm12/savestate.state" "$T/old.savestate"
+start_tpm tpm12 unix --key-fd 3 --tpm 1.2 --no-startup
+assert_eq "$(tpm12 "$STARTUP_STATE")" "$OK" "TPM_Startup(ST_STATE)"
+assert_eq "$(pcr_read 10)" "00c40000001e00000000$v3" "PCR 10 resumed"
+
+note "the guest's own TPM_SaveState, then a stop: resumed the same way"
+d4=$(random_hex 20)
+v4=$(sha1_of_hex "$v3$d4")
+assert_eq "$(extend 10 "$d4")" "00c40000001e00000000$v4" "TPM_Extend answer"
+assert_eq "$(tpm12 00c10000000a00000098)" "$OK" "TPM_SaveState"
+stop_pid "$INSTANCE_PID"
+start_tpm tpm12 unix --key-fd 3 --tpm 1.2 --no-startup
+assert_eq "$(tpm12 "$STARTUP_STATE")" "$OK" "TPM_Startup(ST_STATE) after the guest's SaveState"
+assert_eq "$(pcr_read 10)" "00c40000001e00000000$v4" "PCR 10 resumed"
+
+note "an old savestate.state put back after the TPM ran commands: refused, naming both"
+stop_pid "$INSTANCE_PID"
+cp -a "$T/old.savestate" "$T/tpm12/savestate.state"
+run_instance 3 "an instance with an old savestate.state" --state "$T/tpm12" \
+	--data "$DATA_EP" --ctrl "$CTRL_EP" --key-fd 3 --tpm 1.2
+assert_contains "$(cat "$T/out")" "savestate.state: the saved state of generation" "the refusal"
+rm "$T/tpm12/savestate.state"
+start_tpm tpm12 unix --key-fd 3 --tpm 1.2 --no-startup
 
 note "--startup clear starts a TPM 1.2 too"
 stop_pid "$INSTANCE_PID"

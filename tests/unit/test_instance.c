@@ -1135,29 +1135,72 @@ test_volatile_rules(void **state)
 	assert_int_equal(tpm_call(f, tpm_nv_read_public(NV_INDEX)), RC_INITIALIZE);
 }
 
-/* A volatile blob set while off is kept for the next INIT only. */
+/*
+ * A volatile blob is valid only while the TPM has run no command since it
+ * was taken: set while off it is kept for the next INIT only; once a
+ * command ran, it is refused, naming both generations (it would bring back
+ * the increments of an orderly NV counter, PCRs: a rollback). Taking it
+ * marks the permanent state, and the first command after retires it.
+ */
 static void
 test_volatile_blob(void **state)
 {
 	struct fx *f = *state;
+	uint64_t stamp;
 	uint8_t *blob;
 	size_t len;
 	uint32_t res;
 
 	power_on(f);
 	assert_int_equal(ctrl_call(f, creq(C_STORE_VOLATILE, NULL, 0)), R_SUCCESS);
+	assert_true(store_snapshot_out(f->in.store));
 	blob = get_blob(f, BLOB_VOLATILE, 0, &res, &len);
 	assert_int_equal(res, R_SUCCESS);
-	assert_int_equal(tpm_call(f, tpm_get_random(4)), RC_SUCCESS); /* removes the file */
+	stamp = store_generation(f->in.store, STATE_PERMANENT);
+
+	/* No command since: the blob loads, and INIT resumes it. */
 	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
-	assert_false(exists(f, "volatile.state"));
 	assert_int_equal(set_blob(f, BLOB_VOLATILE, 0, blob, len), R_SUCCESS);
 	assert_true(exists(f, "volatile.state"));
 	assert_true(f->in.volatile_saved);
 	assert_int_equal(ctrl_call(f, creq_u32(C_INIT, 0)), R_SUCCESS);
 	assert_int_equal(tpm_call(f, tpm_nv_read_public(NV_INDEX)), RC_HANDLE_1);
 	assert_false(exists(f, "volatile.state"));
+	/* That command retired every snapshot taken before it. */
+	assert_false(store_snapshot_out(f->in.store));
+	assert_true(store_client_generation(f->in.store, STATE_PERMANENT) > stamp);
+
+	/* A command ran since: refused, and nothing changes. */
+	assert_int_equal(tpm_call(f, tpm_get_random(4)), RC_SUCCESS);
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	stamp = store_generation(f->in.store, STATE_PERMANENT);
+	assert_int_equal(set_blob(f, BLOB_VOLATILE, 0, blob, len), R_FAIL);
+	assert_false(exists(f, "volatile.state"));
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), stamp);
+	assert_int_equal(ctrl_call(f, creq_u32(C_INIT, 0)), R_SUCCESS);
+	assert_int_equal(tpm_call(f, tpm_nv_read_public(NV_INDEX)), RC_INITIALIZE);
 	free(blob);
+}
+
+/* A volatile file older than the state (put back after the TPM ran a
+ * command) does not load at INIT: the power-on fails, the file stays. */
+static void
+test_volatile_file_old(void **state)
+{
+	struct fx *f = *state;
+	char path[512], saved[512];
+
+	power_on(f);
+	assert_int_equal(ctrl_call(f, creq(C_STORE_VOLATILE, NULL, 0)), R_SUCCESS);
+	snprintf(path, sizeof(path), "%s/volatile.state", store_dir(f->in.store));
+	snprintf(saved, sizeof(saved), "%s/volatile.old", store_dir(f->in.store));
+	assert_int_equal(link(path, saved), 0);
+	assert_int_equal(tpm_call(f, tpm_get_random(4)), RC_SUCCESS);
+	assert_false(exists(f, "volatile.state"));
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	assert_int_equal(rename(saved, path), 0);
+	assert_int_equal(ctrl_call(f, creq_u32(C_INIT, 0)), R_FAIL);
+	assert_true(exists(f, "volatile.state"));
 }
 
 /* GET_CONFIG: FILE_KEY when the state is encrypted under a key. */
@@ -2228,6 +2271,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_stateblob_plaintext, setup_plaintext, teardown),
 	    T(test_volatile_rules),
 	    T(test_volatile_blob),
+	    T(test_volatile_file_old),
 	    T(test_get_config_key),
 	    cmocka_unit_test_setup_teardown(test_get_config_plaintext, setup_plaintext, teardown),
 	    T(test_set_datafd),

@@ -349,9 +349,10 @@ test_generation_increments(void **state)
 		assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
 		assert_true(disk_generation(f, STATE_PERMANENT) == g);
 	}
-	/* Each kind counts its own writes. */
+	/* Volatile state is stamped with the permanent generation it goes with. */
 	assert_int_equal(store_put(st, STATE_VOLATILE, blob, sizeof(blob)), 0);
-	assert_true(disk_generation(f, STATE_VOLATILE) == 1);
+	assert_true(disk_generation(f, STATE_VOLATILE) == 3);
+	assert_true(store_generation(st, STATE_VOLATILE) == 3);
 	store_close(st);
 
 	/* A later instance continues from what it read. */
@@ -359,6 +360,51 @@ test_generation_increments(void **state)
 	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
 	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
 	assert_true(disk_generation(f, STATE_PERMANENT) == 4);
+	store_close(st);
+}
+
+/*
+ * The snapshot mark (instance_snapshot.c): store_restamp writes the
+ * permanent state again, unchanged, as the next generation, marked (a
+ * write of vtpmd's own: the client generation stays) or as a client's
+ * write, unmarked; other writes of vtpmd's keep the mark, a client's
+ * clears it; a later store reads it from the file.
+ */
+static void
+test_snapshot_mark(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t blob[] = {7, 8, 9};
+	struct store *st;
+	struct err err;
+
+	st = open_ok(f, key, 2);
+	assert_int_equal(store_restamp(st, true, false, &err), -1);
+	assert_int_equal(err.kind, ERR_ABSENT);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_false(store_snapshot_out(st));
+	assert_int_equal(store_restamp(st, true, false, &err), 0);
+	assert_true(store_snapshot_out(st));
+	assert_true(store_generation(st, STATE_PERMANENT) == 2);
+	assert_true(store_client_generation(st, STATE_PERMANENT) == 1);
+	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
+	assert_int_equal(store_put_as(st, STATE_PERMANENT, blob, sizeof(blob), false), 0);
+	assert_true(store_snapshot_out(st));
+	store_close(st);
+
+	st = open_ok(f, key, 2);
+	assert_true(store_snapshot_out(st));
+	assert_true(store_client_generation(st, STATE_PERMANENT) == 1);
+	assert_int_equal(store_restamp(st, false, true, &err), 0);
+	assert_false(store_snapshot_out(st));
+	assert_true(store_client_generation(st, STATE_PERMANENT) == 4);
+	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
+	assert_int_equal(store_restamp(st, true, false, &err), 0);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_false(store_snapshot_out(st));
+	store_close(st);
+	st = open_ok(f, key, 2);
+	assert_false(store_snapshot_out(st));
 	store_close(st);
 }
 
@@ -772,6 +818,7 @@ main(void)
 	    T(test_generation_increments),
 	    T(test_generation_continues_on_write),
 	    T(test_generation_continue_from),
+	    T(test_snapshot_mark),
 	    T(test_fifo_refused),
 	    T(test_busy),
 	    T(test_open_error),

@@ -77,9 +77,24 @@ void ca_time_format(int64_t t, char out[static 21]);
 /* ca_crypto.c: the few primitives vtpm-ca needs beyond the modules. */
 int ca_crypto_init(void); /* OpenSSL, its configuration read: 0 or -1 */
 int ca_sha256(const uint8_t *a, size_t alen, uint8_t out[static 32]);
+int ca_hmac_sha256(
+    const uint8_t *key, size_t key_len, const uint8_t *a, size_t alen, uint8_t out[static 32]);
 int ca_random(uint8_t *out, size_t len);
 bool ca_equal(const uint8_t *a, const uint8_t *b, size_t len); /* constant time */
 void ca_cleanse(void *p, size_t len);
+
+/* ca_nonce.c: vEK evidence nonces that cost no record until used: the
+ * expiry, random bytes and a MAC under key, which only the parent holds
+ * (drawn at its first nonce, never written). make: 0, or -1 (ERR_FAILED).
+ * check: 0 with *expires_at, or -1 with ERR_ABSENT (not made under key:
+ * another CA's, a made-up one, or one from before the parent started),
+ * ERR_TIMEOUT (at or after its expiry) or ERR_FAILED. */
+#define CA_NONCE_KEY_LEN 32
+int ca_nonce_make(const uint8_t key[static CA_NONCE_KEY_LEN], int64_t expires_at,
+    uint8_t out[static EVIDENCE_VEK_NONCE_LEN], struct err *err);
+int ca_nonce_check(const uint8_t key[static CA_NONCE_KEY_LEN],
+    const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN], int64_t now, int64_t *expires_at,
+    struct err *err);
 
 /* ca_tlsmake.c: a lab's TLS root and server certificate (`init
  * --tls-name`). The root's key is never written: the root vouches for the
@@ -193,6 +208,12 @@ struct ca_db;
  * schema version. NULL with err when it fails. */
 struct ca_db *ca_db_open(const char *path, bool create, struct err *err);
 void ca_db_close(struct ca_db *db);
+/* A transaction around several calls below, whose own transactions become
+ * savepoints in it: all they write is kept, or none (a vTPM's whole set
+ * of EK certificates). end: commit (commit true) or roll back; 0, or -1
+ * when the commit failed (then rolled back) or none is open. */
+int ca_db_begin(struct ca_db *db, struct err *err);
+int ca_db_end(struct ca_db *db, bool commit, struct err *err);
 
 struct ca_issued {
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
@@ -220,6 +241,12 @@ int ca_db_issued_list(struct ca_db *db, int (*fn)(void *ctx, const struct ca_iss
 /* The certificate issued here with serial: its record (revoked and reason
  * from the revocations; certificate NULL) and its DER, malloc'd into *der.
  * 0, or -1 with err (ERR_ABSENT: not issued here). */
+/* The AK certificates issued here beneath vEK certificate vek_serial
+ * that are valid at now (neither revoked nor expired), oldest first:
+ * fn(ctx, serial, DER) for each until it returns non-zero. 0, or -1. */
+int ca_db_ak_valid(struct ca_db *db, const char *vek_serial, int64_t now,
+    int (*fn)(void *ctx, const char *serial, const uint8_t *der, size_t len), void *ctx,
+    struct err *err);
 int ca_db_issued_get(struct ca_db *db, const char *serial, struct ca_issued *out, uint8_t **der,
     size_t *der_len, struct err *err);
 
@@ -286,7 +313,7 @@ int ca_db_host_config_list(struct ca_db *db, int (*fn)(void *ctx, const struct c
     void *ctx, struct err *err);
 
 /* Challenges: stored with the SHA-256 of their secret only, the EK they
- * were made for and the client address that asked (docs/ca-api.md,
+ * were made for and the client network that asked (docs/ca-api.md,
  * "Limits"). add first purges the challenges expired more than
  * CA_DB_CHALLENGE_GRACE seconds ago, then refuses, nothing recorded:
  * ERR_REFUSED when the client holds lim->per_client open challenges, or
@@ -302,7 +329,7 @@ struct ca_challenge_rec {
 	const char *request; /* the parsed fields, as JSON */
 	const uint8_t *hash; /* 32 bytes */
 	const char *ek_key;  /* hex SHA-256 of the (v)EK's SubjectPublicKeyInfo */
-	const char *client;  /* the client's address (IPv6: its /64) */
+	const char *client;  /* the client's network: its IPv4 /24 or IPv6 /48 */
 	int64_t now, expires_at;
 	const uint8_t *key_public; /* the key's TPM2B_PUBLIC, as the parent read it */
 	size_t key_public_len;
@@ -318,12 +345,12 @@ struct ca_challenge_taken {
 };
 struct ca_challenge_limits {
 	int64_t total;      /* open challenges in all (CA_PENDING_MAX) */
-	int64_t per_client; /* held by one client address */
-	int64_t per_ek;     /* for one EK, asked from one client address */
+	int64_t per_client; /* held by one client network (IPv4 /24, IPv6 /48) */
+	int64_t per_ek;     /* for one EK, asked from one client network */
 };
 #define CA_PENDING_PER_CLIENT 64
 #define CA_PENDING_PER_EK     4
-#define CA_NONCES_PER_CLIENT  64 /* vEK evidence nonces open for one client address */
+#define CA_AK_PER_VEK         16 /* valid AK certificates beneath one vEK certificate */
 int ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
     const struct ca_challenge_limits *lim, struct err *err);
 /* Deletes the challenges expired more than CA_DB_CHALLENGE_GRACE seconds
@@ -386,16 +413,14 @@ int ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *p
  * expired, the host removed, renamed, re-admitted with another EK, or
  * enrolled again). Vouched for before each vEK and AK certificate. */
 int ca_db_ck_usable(struct ca_db *db, const struct ca_issued *ck, int64_t now, struct err *err);
-/* vEK evidence nonces (POST /v1/virtualization/nonce), stored as their
- * SHA-256 only, with the client address that asked. add: ERR_BUSY when
- * CA_PENDING_MAX are open, ERR_REFUSED when per_client are open for
- * client (both naming the count). take marks
- * the nonce used whatever its state: 0, or -1 with ERR_ABSENT (never
- * handed out, or forgotten a day after it expired), ERR_REFUSED (used
- * before) or ERR_TIMEOUT (at or after its expiry). */
-int ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
-    int64_t per_client, int64_t now, int64_t expires_at, struct err *err);
-int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err);
+/* A vEK evidence nonce redeemed (ca_nonce_check passed it): recorded as
+ * its SHA-256 until expires_at (and CA_DB_NONCE_GRACE after), so that it
+ * is redeemed once. Nonces handed out are not recorded (ca_nonce.c);
+ * redeemed ones past their expiry are forgotten here. 0, or -1 with
+ * ERR_REFUSED (redeemed before: a replay) or a failure of the records. */
+int ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t expires_at,
+    int64_t now, struct err *err);
+/* GET /metrics: open challenges, and redeemed nonces still kept. */
 int ca_db_open_counts(
     struct ca_db *db, int64_t now, int64_t *challenges, int64_t *nonces, struct err *err);
 
@@ -482,6 +507,7 @@ struct ca_challenge_ask {
 	const char *request;
 	const uint8_t *ek_public, *key_public;
 	size_t ek_public_len, key_public_len;
+	const char *vek_serial; /* ak: the vEK certificate's serial (hex); NULL for ck */
 };
 void ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct ca_answer *a);
 /* Takes a challenge (once) and has the parent compare the secret. */
@@ -543,7 +569,7 @@ struct ca_settings {
 	char tls_key[1024];    /* its PEM private key */
 	int64_t challenge_ttl; /* seconds; 0: challenges expire at once (tests) */
 	int64_t nonce_ttl;     /* seconds: a vEK evidence nonce's life (0: at once) */
-	int64_t nonces_per_client; /* open vEK evidence nonces from one client address */
+	int64_t ak_per_vek;    /* valid AK certificates beneath one vEK certificate */
 	int64_t validity_ck;   /* seconds; 0: no expiry (99991231235959Z) */
 	int64_t validity_ak;
 	int64_t validity_ek;
@@ -566,16 +592,17 @@ struct ca_server {
 	struct ca_link link;
 	enum ca_role role;
 	struct ca_der root, privacy_cert, virt_cert;
-	char client[CA_CLIENT_MAX]; /* the request's client address (IPv6: its /64) */
+	char client[CA_CLIENT_MAX]; /* the request's client network (IPv4 /24, IPv6 /48) */
 	/* GET /metrics: what this child answered (a child that ends takes
 	 * them along: Prometheus sees a counter reset) */
 	struct metrics_hist latency[CA_ROUTES]; /* by route */
 	struct metrics_counts refusals;         /* answers of 4xx and 5xx, by reason */
 };
 void ca_api_init(struct ca_server *s);
-/* The address a client's limits count under: IPv4 as it is, IPv6 as its
- * /64 prefix ("2001:db8:1:2::/64": one site's addresses are one client),
- * an IPv4-mapped IPv6 address as IPv4. */
+/* The network a client's limits count under: an IPv4 address's /24
+ * ("192.0.2.0/24"), an IPv6 address's /48 ("2001:db8:1::/48": what one
+ * site, or one subscriber, is given), an IPv4-mapped IPv6 address as IPv4.
+ * So an attacker holding a block of addresses is one client, not many. */
 void ca_client_key(const char *peer, char out[static CA_CLIENT_MAX]);
 struct api_response ca_api(void *ctx, const struct api_request *req);
 
@@ -631,6 +658,9 @@ struct ca_parent {
 	struct ca_der root, privacy_cert, virt_cert;
 	int fd;             /* the channel to the child */
 	struct ca_msg *out; /* the answer being built */
+	/* vEK evidence nonces' MAC key (ca_nonce.c): CA_NONCE_KEY_LEN bytes of
+	 * locked memory (secret_alloc), drawn at the first nonce; NULL before */
+	uint8_t *nonce_key;
 	struct {            /* the challenge the child just took, for one issuance */
 		bool valid;
 		enum ca_kind kind;

@@ -91,23 +91,34 @@ ca_get_crl(struct ca_server *s, enum ca_role role)
 
 /* ---- POST routes ---- */
 
+/* An IPv4 address (4 bytes) as its /24: "192.0.2.0/24". */
+static void
+ca_client_v4(const uint8_t a[static 4], char out[static CA_CLIENT_MAX])
+{
+	snprintf(out, CA_CLIENT_MAX, "%u.%u.%u.0/24", a[0], a[1], a[2]);
+}
+
 void
 ca_client_key(const char *peer, char out[static CA_CLIENT_MAX])
 {
 	struct in6_addr a6;
+	struct in_addr a4;
 	char text[INET6_ADDRSTRLEN];
 
 	snprintf(out, CA_CLIENT_MAX, "%s", peer[0] != '\0' ? peer : "unknown");
-	if (strchr(peer, ':') == NULL || inet_pton(AF_INET6, peer, &a6) != 1)
-		return;
-	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-		inet_ntop(AF_INET, &a6.s6_addr[12], text, sizeof(text));
-		snprintf(out, CA_CLIENT_MAX, "%s", text);
+	if (inet_pton(AF_INET, peer, &a4) == 1) {
+		ca_client_v4((const uint8_t *)&a4.s_addr, out);
 		return;
 	}
-	memset(&a6.s6_addr[8], 0, 8);
+	if (inet_pton(AF_INET6, peer, &a6) != 1)
+		return;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		ca_client_v4(&a6.s6_addr[12], out);
+		return;
+	}
+	memset(&a6.s6_addr[6], 0, 10);
 	if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL)
-		snprintf(out, CA_CLIENT_MAX, "%s/64", text);
+		snprintf(out, CA_CLIENT_MAX, "%s/48", text);
 }
 
 typedef void (*ca_post_handler)(struct ca_server *s, const struct json_t *body, struct ca_reply *r);
@@ -237,9 +248,10 @@ ca_metrics_parent(struct metrics_text *t, const struct ca_msg_metrics *pm)
 	metrics_family(t, "vtpm_ca_open_challenges", "gauge",
 	    "Privacy CA challenges handed out, unanswered and unexpired (-1: unreadable)");
 	metrics_sample(t, "vtpm_ca_open_challenges", NULL, NULL, (double)pm->challenges_open);
-	metrics_family(t, "vtpm_ca_open_nonces", "gauge",
-	    "vEK evidence nonces handed out, unused and unexpired (-1: unreadable)");
-	metrics_sample(t, "vtpm_ca_open_nonces", NULL, NULL, (double)pm->nonces_open);
+	metrics_family(t, "vtpm_ca_redeemed_nonces", "gauge",
+	    "vEK evidence nonces redeemed and kept against replay until they expire (a nonce "
+	    "handed out is not recorded; -1: unreadable)");
+	metrics_sample(t, "vtpm_ca_redeemed_nonces", NULL, NULL, (double)pm->nonces_redeemed);
 	metrics_family(t, "vtpm_ca_network_children_started_total", "counter",
 	    "network children serve started (one at start, one more after each that ended)");
 	metrics_sample(

@@ -174,7 +174,10 @@ ca_ask_challenge_add(struct ca_link *l, const struct ca_challenge_ask *q, struct
 	        -1 ||
 	    subject[0] == '\0' || q->client[0] == '\0' || n > CA_MSG_REQUEST_MAX ||
 	    ca_ask_public(&m->u.challenge_add.ek, q->ek_public, q->ek_public_len) == -1 ||
-	    ca_ask_public(&m->u.challenge_add.key, q->key_public, q->key_public_len) == -1) {
+	    ca_ask_public(&m->u.challenge_add.key, q->key_public, q->key_public_len) == -1 ||
+	    (q->vek_serial != NULL &&
+	        ca_ask_text(m->u.challenge_add.vek_serial, sizeof(m->u.challenge_add.vek_serial),
+	            q->vek_serial) == -1)) {
 		ca_ask_failed(a,
 		    "the request is too large, or names its subject or client oddly, to be kept");
 		return;
@@ -338,7 +341,7 @@ ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 	if (ca_ask_text(l->msg->u.nonce_add.client, sizeof(l->msg->u.nonce_add.client), client) ==
 	        -1 ||
 	    client[0] == '\0') {
-		ca_ask_failed(a, "the client's address cannot be sent");
+		ca_ask_failed(a, "the client's network cannot be sent");
 		return;
 	}
 	ca_ask_exchange(l, CA_MSG_NONCE_ADDED);
@@ -346,6 +349,36 @@ ca_ask_nonce_add(struct ca_link *l, const char *client, struct ca_answer *a)
 	a->expires_in = r->expires_in;
 	memcpy(a->nonce, r->nonce, sizeof(a->nonce));
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+}
+
+/* Reads a CRL's parts, the first in l->msg, into a->der: each must go on
+ * where the last ended, for the same total (a parent that breaks this
+ * ends the child). Out of memory, the parts are read all the same, so that
+ * the next answer is the next question's. */
+static void
+ca_ask_crl_parts(struct ca_link *l, struct ca_answer *a)
+{
+	const struct ca_msg_crl *r = &l->msg->u.crl;
+	uint32_t total = r->total;
+	size_t got = 0;
+
+	a->der = malloc(total);
+	for (;;) {
+		if (r->rc != CA_MSG_OK || r->total != total || r->offset != got)
+			fatalx(EXIT_RUNTIME,
+			    "the parent sent part %u+%u of a CRL of %u bytes after %zu of %u",
+			    r->offset, r->len, r->total, got, total);
+		if (a->der != NULL)
+			memcpy(a->der + got, r->der, r->len);
+		got += r->len;
+		if (got == total)
+			break;
+		ca_ask_receive(l, CA_MSG_CRL, CA_MSG_CRL);
+	}
+	if (a->der == NULL)
+		ca_ask_failed(a, "out of memory");
+	else
+		a->der_len = total;
 }
 
 void
@@ -359,14 +392,8 @@ ca_ask_crl(struct ca_link *l, enum ca_role role, struct ca_answer *a)
 	ca_ask_exchange(l, CA_MSG_CRL);
 	a->rc = (int)r->rc;
 	snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
-	if (a->rc != CA_MSG_OK)
-		return;
-	if ((a->der = malloc(r->len)) == NULL) {
-		ca_ask_failed(a, "out of memory");
-		return;
-	}
-	memcpy(a->der, r->der, r->len);
-	a->der_len = r->len;
+	if (a->rc == CA_MSG_OK)
+		ca_ask_crl_parts(l, a);
 }
 
 void

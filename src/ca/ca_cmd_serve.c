@@ -550,6 +550,7 @@ out:
 		certs_ca_free(sv.p->virt);
 		ca_db_close(sv.p->db);
 		free(sv.p->out);
+		secret_free(sv.p->nonce_key, CA_NONCE_KEY_LEN);
 	}
 	free(sv.p);
 	free(sv.in);

@@ -27,12 +27,13 @@
 #include "ca.h"
 
 #define CA_DB_BUSY_MS 5000
-/* Used and expired vEK evidence nonces are forgotten this long after they
- * expired (a replay meanwhile is told "used before"). */
-#define CA_DB_NONCE_KEEP (24 * 3600)
+/* Redeemed vEK evidence nonces are kept this long after they expired (a
+ * clock set back by less still finds them redeemed). */
+#define CA_DB_NONCE_GRACE 300
 
 struct ca_db {
 	sqlite3 *h;
+	bool outer; /* in a caller's transaction (ca_db_begin) */
 };
 
 static const char *const ca_db_schema[] = {
@@ -76,8 +77,8 @@ static const char *const ca_db_schema[] = {
     " used INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX challenges_expiry ON challenges (expires_at)",
     /* One vTPM, one identity, fresh evidence (issue #11, item 4): the
-     * nonces the Virtualization CA handed out (SHA-256 only; used or
-     * expired ones are deleted a day after they expired),
+     * nonces redeemed (SHA-256 only, until they expire: a nonce handed out
+     * is not recorded, ca_nonce.c; client is no longer written),
      * and the identity each EK certificate bound: a sealed object's Name
      * and a UUID belong to one vTPM, which has one vEK per key type. */
     "CREATE TABLE ek_nonces ("
@@ -116,8 +117,8 @@ static const char *const ca_db_schema[] = {
      * last (revoked as superseded when the next is issued) and the
      * host's approval key (hex X || Y; "" when admitted without one), whose
      * PolicyAuthorize the CK's authPolicy must be. challenges:
-     * the EK each was made for and the client address that asked, which
-     * the limits count (docs/ca-api.md, "Limits").
+     * the EK each was made for and the client network that asked (an IPv4
+     * /24, an IPv6 /48), which the limits count (docs/ca-api.md, "Limits").
      */
     "CREATE TABLE hosts ("
     " name TEXT PRIMARY KEY,"
@@ -131,8 +132,8 @@ static const char *const ca_db_schema[] = {
     /* The key a challenge's credential was made for (its TPM2B_PUBLIC, as
      * the parent read it), the only key its certificate may name. */
     "ALTER TABLE challenges ADD COLUMN key_public BLOB NOT NULL DEFAULT x''",
-    /* The client address each vEK evidence nonce was handed to, which
-     * nonces_per_client counts. */
+    /* The client address each vEK evidence nonce was handed to (before
+     * nonces were stateless; '' since). */
     "ALTER TABLE ek_nonces ADD COLUMN client TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX ek_nonces_client ON ek_nonces (client, expires_at)",
     "CREATE INDEX challenges_client ON challenges (client, expires_at)",
@@ -239,6 +240,54 @@ ca_db_exec(struct ca_db *db, const char *sql, struct err *err)
 	return 0;
 }
 
+/* A function's own transaction: BEGIN IMMEDIATE (the write lock at once,
+ * waiting out another writer for CA_DB_BUSY_MS), or, inside a caller's
+ * transaction (ca_db_begin), a savepoint, so that the caller's commit or
+ * rollback decides. */
+static int
+ca_db_tx_begin(struct ca_db *db, struct err *err)
+{
+	return ca_db_exec(db, db->outer ? "SAVEPOINT ca_db_tx" : "BEGIN IMMEDIATE", err);
+}
+
+static int
+ca_db_tx_commit(struct ca_db *db, struct err *err)
+{
+	return ca_db_exec(db, db->outer ? "RELEASE ca_db_tx" : "COMMIT", err);
+}
+
+static void
+ca_db_tx_abort(struct ca_db *db)
+{
+	sqlite3_exec(db->h, db->outer ? "ROLLBACK TO ca_db_tx; RELEASE ca_db_tx" : "ROLLBACK", NULL,
+	    NULL, NULL);
+}
+
+int
+ca_db_begin(struct ca_db *db, struct err *err)
+{
+	if (db->outer)
+		return err_set(err, ERR_FAILED, "a transaction is open already");
+	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	db->outer = true;
+	return 0;
+}
+
+int
+ca_db_end(struct ca_db *db, bool commit, struct err *err)
+{
+	int rc = 0;
+
+	if (!db->outer)
+		return err_set(err, ERR_FAILED, "no transaction is open");
+	db->outer = false;
+	if (commit && (rc = ca_db_exec(db, "COMMIT", err)) == 0)
+		return 0;
+	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static sqlite3_stmt *
 ca_db_prepare(struct ca_db *db, const char *sql, struct err *err)
 {
@@ -266,17 +315,17 @@ ca_db_create_schema(struct ca_db *db, struct err *err)
 {
 	char sql[64];
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	for (size_t i = 0; i < sizeof(ca_db_schema) / sizeof(ca_db_schema[0]); i++)
 		if (ca_db_exec(db, ca_db_schema[i], err) == -1)
 			goto fail;
 	snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d)", CA_DB_SCHEMA_VERSION);
-	if (ca_db_exec(db, sql, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1)
+	if (ca_db_exec(db, sql, err) == -1 || ca_db_tx_commit(db, err) == -1)
 		goto fail;
 	return 0;
 fail:
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	ca_db_tx_abort(db);
 	return -1;
 }
 
@@ -431,11 +480,11 @@ ca_db_issued_insert(struct ca_db *db, const struct ca_issued *rec, const char *p
 int
 ca_db_issued_add(struct ca_db *db, const struct ca_issued *rec, const char *pem, struct err *err)
 {
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		return -1;
 	}
 	return 0;
@@ -475,6 +524,49 @@ ca_db_issued_list(
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = ca_db_fail(db, err, "list issued certificates");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ca_db_ak_valid(struct ca_db *db, const char *vek_serial, int64_t now,
+    int (*fn)(void *ctx, const char *serial, const uint8_t *der, size_t len), void *ctx,
+    struct err *err)
+{
+	char serial[CERTS_SERIAL_HEX_MAX + 1];
+	uint8_t *der = NULL;
+	size_t der_len = 0, off;
+	const char *pem;
+	sqlite3_stmt *st;
+	int ret = 0, rc, stop = 0;
+
+	st = ca_db_prepare(db,
+	    "SELECT i.serial, i.certificate FROM lineage l JOIN issued i ON i.serial = l.serial "
+	    "LEFT JOIN revocations r ON r.serial = i.serial WHERE l.vek_serial = ? "
+	    "AND i.kind = 'ak' AND r.serial IS NULL AND i.not_after > ? ORDER BY i.issued_at",
+	    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, vek_serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ca_db_text(st, 0, serial, sizeof(serial));
+		pem = (const char *)sqlite3_column_text(st, 1);
+		off = 0;
+		if (pem == NULL ||
+		    certs_pem_next(pem, strlen(pem), &off, &der, &der_len, err) != 1) {
+			ret = err_set(err, ERR_FAILED,
+			    "certificate %s: its record holds no certificate", serial);
+			break;
+		}
+		stop = fn(ctx, serial, der, der_len);
+		free(der);
+		der = NULL;
+		if (stop != 0)
+			break;
+	}
+	if (ret == 0 && stop == 0 && rc != SQLITE_DONE)
+		ret = ca_db_fail(db, err, "list the AK certificates beneath %s", vek_serial);
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -678,11 +770,11 @@ int
 ca_db_revoke(struct ca_db *db, const char *serial, const char *reason, int64_t now, bool foreign,
     struct err *err)
 {
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_revoke_tx(db, serial, reason, now, foreign, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		return -1;
 	}
 	return 0;
@@ -760,12 +852,12 @@ ca_db_crl(struct ca_db *db, const char *role, int64_t expired_before, uint64_t *
 {
 	*entries = NULL;
 	*n = 0;
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_crl_number(db, role, number, err) == -1 ||
 	    ca_db_crl_entries(db, role, expired_before, entries, n, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		free(*entries);
 		*entries = NULL;
 		*n = 0;
@@ -1074,7 +1166,7 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_challenges_purge(db, c->now, err) == -1 ||
 	    ca_db_challenge_fits(db, c, lim, err) == -1)
@@ -1098,10 +1190,10 @@ ca_db_challenge_add(struct ca_db *db, const struct ca_challenge_rec *c,
 	rc = ca_db_step_done(db, st, "record the challenge", NULL, err);
 out:
 	sqlite3_finalize(st);
-	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+	if (rc == 0 && ca_db_tx_commit(db, err) == -1)
 		rc = -1;
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
 }
 
@@ -1173,7 +1265,7 @@ ca_db_challenge_take(
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_challenge_read(db, id, &c, err) == -1)
 		goto fail;
@@ -1185,7 +1277,7 @@ ca_db_challenge_take(
 		if (ca_db_step_done(db, st, "mark the challenge used", NULL, err) == -1)
 			goto fail;
 	}
-	if (ca_db_exec(db, "COMMIT", err) == -1)
+	if (ca_db_tx_commit(db, err) == -1)
 		goto fail;
 	if (!c.found)
 		err_set(err, ERR_ABSENT, "challenge unknown");
@@ -1200,7 +1292,7 @@ ca_db_challenge_take(
 	}
 	goto out;
 fail:
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	ca_db_tx_abort(db);
 out:
 	sqlite3_finalize(st);
 	free(c.t.request);
@@ -1372,13 +1464,13 @@ ca_db_host_remove(struct ca_db *db, const char *name, int64_t now, struct ca_hos
     char revoked[static CERTS_SERIAL_HEX_MAX + 1], struct err *err)
 {
 	revoked[0] = '\0';
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_host_by(db, true, name, was, err) == -1 ||
 	    ca_db_ck_revoke_all(
 	        db, was->ek_key, was->ck_serial, "", "host removed", now, revoked, err) == -1 ||
-	    ca_db_host_delete(db, name, err) == -1 || ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_host_delete(db, name, err) == -1 || ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		revoked[0] = '\0';
 		return -1;
 	}
@@ -1534,7 +1626,7 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	bool unknown;
 
 	superseded[0] = '\0';
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	if (ca_db_host_check(db, rec->subject, ek_key, admit, &unknown, err) == -1 ||
 	    (unknown &&
@@ -1542,8 +1634,8 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 	    ca_db_issued_insert(db, rec, pem, err) == -1 || ca_db_lineage_add(db, rec, err) == -1 ||
 	    ca_db_ck_supersede(
 	        db, rec->subject, ek_key, rec->serial, rec->issued_at, superseded, err) == -1 ||
-	    ca_db_exec(db, "COMMIT", err) == -1) {
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	    ca_db_tx_commit(db, err) == -1) {
+		ca_db_tx_abort(db);
 		superseded[0] = '\0';
 		return -1;
 	}
@@ -1553,126 +1645,38 @@ ca_db_ck_record(struct ca_db *db, const struct ca_issued *rec, const char *pem, 
 /* ---- vEK evidence nonces ---- */
 
 int
-ca_db_nonce_add(struct ca_db *db, const uint8_t hash[static 32], const char *client,
-    int64_t per_client, int64_t now, int64_t expires_at, struct err *err)
+ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t expires_at, int64_t now,
+    struct err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	int64_t open = -1, mine = -1;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	st = ca_db_prepare(db, "DELETE FROM ek_nonces WHERE expires_at < ?", err);
 	if (st == NULL)
 		goto out;
-	sqlite3_bind_int64(st, 1, now - CA_DB_NONCE_KEEP);
-	if (ca_db_step_done(db, st, "forget old nonces", NULL, err) == -1)
+	sqlite3_bind_int64(st, 1, now - CA_DB_NONCE_GRACE);
+	if (ca_db_step_done(db, st, "forget expired nonces", NULL, err) == -1)
 		goto out;
 	sqlite3_finalize(st);
-	st = ca_db_prepare(
-	    db, "SELECT COUNT(*) FROM ek_nonces WHERE used = 0 AND expires_at > ?", err);
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		open = sqlite3_column_int64(st, 0);
-	else
-		ca_db_fail(db, err, "count nonces");
-	sqlite3_finalize(st);
-	st = NULL;
-	if (open == -1)
-		goto out;
-	if (open >= CA_PENDING_MAX) {
-		err_set(err, ERR_BUSY, "%lld nonces are open", (long long)open);
-		goto out;
-	}
 	st = ca_db_prepare(db,
-	    "SELECT COUNT(*) FROM ek_nonces WHERE client = ? AND used = 0 AND expires_at > ?", err);
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		mine = sqlite3_column_int64(st, 0);
-	else
-		ca_db_fail(db, err, "count the client's nonces");
-	sqlite3_finalize(st);
-	st = NULL;
-	if (mine == -1)
-		goto out;
-	if (mine >= per_client) {
-		err_set(err, ERR_REFUSED,
-		    "%lld nonces are open for %s (at most %lld: nonces_per_client)",
-		    (long long)mine, client, (long long)per_client);
-		goto out;
-	}
-	st = ca_db_prepare(db,
-	    "INSERT INTO ek_nonces (hash, created_at, expires_at, client) VALUES (?, ?, ?, ?)",
-	    err);
+	    "INSERT INTO ek_nonces (hash, created_at, expires_at, used) VALUES (?, ?, ?, 1)", err);
 	if (st == NULL)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, expires_at);
-	sqlite3_bind_text(st, 4, client, -1, SQLITE_STATIC);
-	rc = ca_db_step_done(db, st, "record the nonce", NULL, err);
+	rc = ca_db_step_done(db, st, "record the nonce redeemed", "", err);
+	if (rc == -1 && err != NULL && err->kind == ERR_EXISTS)
+		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
 out:
 	sqlite3_finalize(st);
-	if (rc == 0 && ca_db_exec(db, "COMMIT", err) == -1)
+	if (rc == 0 && ca_db_tx_commit(db, err) == -1)
 		rc = -1;
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
-}
-
-int
-ca_db_nonce_take(struct ca_db *db, const uint8_t hash[static 32], int64_t now, struct err *err)
-{
-	sqlite3_stmt *st;
-	int64_t expires_at = 0;
-	bool used = false;
-	int step, rc = -1;
-
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
-		return -1;
-	st = ca_db_prepare(db, "SELECT expires_at, used FROM ek_nonces WHERE hash = ?", err);
-	if (st == NULL)
-		goto fail;
-	sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-	step = sqlite3_step(st);
-	if (step == SQLITE_ROW) {
-		expires_at = sqlite3_column_int64(st, 0);
-		used = sqlite3_column_int(st, 1) != 0;
-	} else if (step != SQLITE_DONE) {
-		ca_db_fail(db, err, "look up the nonce");
-		goto fail;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (step == SQLITE_ROW && !used) {
-		st = ca_db_prepare(db, "UPDATE ek_nonces SET used = 1 WHERE hash = ?", err);
-		if (st == NULL)
-			goto fail;
-		sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-		if (ca_db_step_done(db, st, "mark the nonce used", NULL, err) == -1)
-			goto fail;
-	}
-	if (ca_db_exec(db, "COMMIT", err) == -1)
-		goto fail;
-	if (step != SQLITE_ROW)
-		err_set(err, ERR_ABSENT, "the nonce was not handed out by this CA");
-	else if (used)
-		err_set(err, ERR_REFUSED, "the nonce was used before: the evidence is replayed");
-	else if (now >= expires_at)
-		err_set(err, ERR_TIMEOUT, "the nonce expired");
-	else
-		rc = 0;
-	sqlite3_finalize(st);
-	return rc;
-fail:
-	sqlite3_finalize(st);
-	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-	return -1;
 }
 
 /* ---- vTPM identities ---- */
@@ -1827,7 +1831,7 @@ ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now
 	sqlite3_stmt *st = NULL;
 	int rc = -1, found;
 
-	if (ca_db_exec(db, "BEGIN IMMEDIATE", err) == -1)
+	if (ca_db_tx_begin(db, err) == -1)
 		return -1;
 	found = ca_db_identity_find(db, id, err);
 	if (found == -1 || ca_db_vek_set_bind(db, id, now, err) == -1)
@@ -1847,11 +1851,11 @@ ca_db_vtpm_bind(struct ca_db *db, const struct ca_vtpm_identity *id, int64_t now
 		if (ca_db_step_done(db, st, "record the vTPM's identity", NULL, err) == -1)
 			goto out;
 	}
-	rc = ca_db_exec(db, "COMMIT", err);
+	rc = ca_db_tx_commit(db, err);
 out:
 	sqlite3_finalize(st);
 	if (rc == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		ca_db_tx_abort(db);
 	return rc;
 }
 
@@ -1905,8 +1909,9 @@ ca_db_audit_list(
 	return ret;
 }
 
-/* The open (unanswered, unexpired) challenges and vEK evidence nonces at
- * now, for GET /metrics: 0, or -1 with err. */
+/* The open (unanswered, unexpired) challenges, and the vEK evidence
+ * nonces redeemed and kept against replay (unexpired), at now, for GET
+ * /metrics: 0, or -1 with err. */
 int
 ca_db_open_counts(
     struct ca_db *db, int64_t now, int64_t *challenges, int64_t *nonces, struct err *err)
@@ -1916,8 +1921,7 @@ ca_db_open_counts(
 	*nonces = -1;
 	if ((*challenges = ca_db_challenges_open(db, now, NULL, NULL, err)) == -1)
 		return -1;
-	st = ca_db_prepare(
-	    db, "SELECT COUNT(*) FROM ek_nonces WHERE used = 0 AND expires_at > ?", err);
+	st = ca_db_prepare(db, "SELECT COUNT(*) FROM ek_nonces WHERE expires_at > ?", err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, now);

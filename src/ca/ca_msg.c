@@ -232,6 +232,11 @@ ca_msg_check_challenge_add(const struct ca_msg *m, struct err *err)
 	if (p->subject[0] == '\0' || p->client[0] == '\0')
 		return err_set(err, ERR_INVALID, "challenge %s: empty",
 		    p->subject[0] == '\0' ? "subject" : "client");
+	if (p->vek_serial[0] != '\0' &&
+	    (p->kind != CA_KIND_AK || ca_msg_hex(p->vek_serial, sizeof(p->vek_serial),
+	                                  CERTS_SERIAL_HEX_MAX, "challenge vEK serial", err) == -1))
+		return err_set(
+		    err, ERR_INVALID, "challenge: a vEK serial that is none, or for a CK");
 	if (memchr(p->request, '\0', p->len) != NULL)
 		return err_set(err, ERR_INVALID, "challenge request: a NUL inside its text");
 	return 0;
@@ -243,7 +248,7 @@ ca_msg_check_challenge_added(const struct ca_msg *m, struct err *err)
 	const struct ca_msg_challenge_added *p = &m->u.challenge_added;
 
 	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
-	    p->rc != CA_MSG_REFUSED && p->rc != CA_MSG_FAILED)
+	    p->rc != CA_MSG_REFUSED && p->rc != CA_MSG_CONFLICT && p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "challenge added: outcome %u", p->rc);
 	if (p->rc == CA_MSG_OK && ca_msg_id_check(p->id, err) == -1)
 		return -1;
@@ -360,8 +365,7 @@ ca_msg_check_nonce_added(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_nonce_added *p = &m->u.nonce_added;
 
-	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FULL && p->rc != CA_MSG_LIMIT &&
-	    p->rc != CA_MSG_FAILED)
+	if (p->rc != CA_MSG_OK && p->rc != CA_MSG_FAILED)
 		return err_set(err, ERR_INVALID, "nonce added: outcome %u", p->rc);
 	if (p->expires_in < 0)
 		return err_set(
@@ -418,9 +422,9 @@ ca_msg_check_metrics(const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_metrics *p = &m->u.metrics;
 
-	if (p->challenges_open < -1 || p->nonces_open < -1)
+	if (p->challenges_open < -1 || p->nonces_redeemed < -1)
 		return err_set(err, ERR_INVALID, "metrics: open counts %lld, %lld",
-		    (long long)p->challenges_open, (long long)p->nonces_open);
+		    (long long)p->challenges_open, (long long)p->nonces_redeemed);
 	return 0;
 }
 
@@ -443,6 +447,11 @@ ca_msg_check_crl(const struct ca_msg *m, struct err *err)
 		return err_set(err, ERR_INVALID, "CRL: outcome %u", p->rc);
 	if (p->rc == CA_MSG_OK && p->len == 0)
 		return err_set(err, ERR_INVALID, "CRL: empty");
+	if (p->rc == CA_MSG_FAILED && (p->len != 0 || p->total != 0 || p->offset != 0))
+		return err_set(err, ERR_INVALID, "CRL: a refusal with a part");
+	if (p->total > CA_CRL_MAX || (uint64_t)p->offset + p->len > p->total)
+		return err_set(
+		    err, ERR_INVALID, "CRL: part %u+%u of %u bytes", p->offset, p->len, p->total);
 	return ca_msg_text(p->reason, sizeof(p->reason), "CRL: reason", err);
 }
 

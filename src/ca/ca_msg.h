@@ -33,7 +33,8 @@
 #define CA_MSG_REQUEST_MAX API_MAX_REQUEST /* a challenge request, as JSON */
 #define CA_MSG_REASON_MAX  256             /* a reason the child may repeat */
 #define CA_MSG_SEND_MS     5000            /* a peer that does not read for this long is broken */
-#define CA_MSG_CRL_MAX     (64u << 10)     /* a CRL over HTTP (about 1,700 entries) */
+#define CA_MSG_CRL_MAX     (64u << 10)     /* one CRL message's part of a CRL */
+#define CA_CRL_MAX         (256u << 20)    /* a CRL served (about 7 million entries) */
 
 enum ca_msg_type {
 	CA_MSG_HELLO = 1,       /* parent: the role served, the CA certificates */
@@ -56,11 +57,11 @@ enum ca_msg_type {
 	CA_MSG_AUDIT,           /* child: a refusal for the audit trail */
 	CA_MSG_AUDITED,         /* parent: it is written (before the refusal leaves) */
 	CA_MSG_NONCE_ADD,       /* child: a vEK evidence nonce, please */
-	CA_MSG_NONCE_ADDED,     /* parent: the nonce (recorded as its hash) */
+	CA_MSG_NONCE_ADDED,     /* parent: the nonce (stateless: ca_nonce.c) */
 	CA_MSG_CRL_GET,         /* child: a fresh CRL of a role, please */
-	CA_MSG_CRL,             /* parent: the CRL (DER), or why not */
+	CA_MSG_CRL,             /* parent: the CRL (DER, in parts), or why not */
 	CA_MSG_METRICS_GET,     /* child: the parent's counts, for GET /metrics */
-	CA_MSG_METRICS,         /* parent: certificates issued, open challenges and nonces */
+	CA_MSG_METRICS,         /* parent: certificates issued, open challenges, nonces kept */
 	CA_MSG_TYPES            /* one past the last */
 };
 
@@ -80,7 +81,8 @@ enum ca_msg_rc {
 	CA_MSG_REFUSED,  /* a host EK not admitted, or not under that name: reason says */
 	CA_MSG_LIMIT,    /* the client's or the EK's share of open challenges is taken */
 	CA_MSG_UNKNOWN,  /* EK: the evidence's nonce was not handed out here */
-	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK (reason) */
+	CA_MSG_CONFLICT, /* EK: another vTPM's sealed object, UUID or vEK; AK: the vEK
+	                  * certificate's share of AK certificates taken (reason) */
 	CA_MSG_RCS
 };
 
@@ -167,16 +169,22 @@ struct ca_msg_signed {
 struct ca_msg_challenge_add {
 	uint32_t kind;                /* enum ca_kind */
 	char subject[CA_SUBJECT_MAX]; /* the host (ck) or the vTPM's UUID (ak) */
-	char client[CA_CLIENT_MAX];   /* the client's address (IPv6: its /64) */
+	char client[CA_CLIENT_MAX];   /* the client's network (IPv4 /24, IPv6 /48) */
 	struct ca_msg_public ek;      /* the (v)EK the child checked against its certificate */
 	struct ca_msg_public key;     /* the CK or AK to certify */
+	/* ak: the vEK certificate the AK would be certified beneath, so that
+	 * the parent refuses now what it would refuse at issue (a revoked or
+	 * stale lineage, the vEK certificate's share of AK certificates
+	 * taken); "" for ck, or to leave it to the issue */
+	char vek_serial[CERTS_SERIAL_HEX_MAX + 1];
 	uint32_t len;
 	char request[CA_MSG_REQUEST_MAX + 1]; /* tail: the request's JSON */
 };
 #define CA_MSG_BLOB_MAX CA_BLOB_MAX
 #define CA_MSG_ENC_MAX  CA_ENC_MAX
 struct ca_msg_challenge_added {
-	uint32_t rc; /* OK, FULL, LIMIT, REFUSED, FAILED */
+	uint32_t rc; /* OK, FULL, LIMIT, REFUSED, CONFLICT (ak: the vEK certificate's
+	              * share of AK certificates taken), FAILED */
 	int64_t expires_in;
 	char id[CA_ID_HEX + 1];
 	char reason[CA_MSG_REASON_MAX];
@@ -216,10 +224,10 @@ struct ca_msg_issue_ak {
 	char vek_serial[CERTS_SERIAL_HEX_MAX + 1];
 };
 struct ca_msg_nonce_add {
-	char client[CA_CLIENT_MAX]; /* the client's address (IPv6: its /64) */
+	char client[CA_CLIENT_MAX]; /* the client's network, for the parent's debug log */
 };
 struct ca_msg_nonce_added {
-	uint32_t rc; /* OK, FULL, LIMIT (the client's share), FAILED */
+	uint32_t rc; /* OK or FAILED */
 	int64_t expires_in;
 	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
 	char reason[CA_MSG_REASON_MAX];
@@ -245,7 +253,8 @@ struct ca_msg_issued {
 	              * name, or a CK not as vtpmd makes it; AK: a vEK not issued here,
 	              * or revoked; EK: evidence that does not verify); EK: NOTFOUND
 	              * (no approved host configuration), UNKNOWN, USED, EXPIRED (the
-	              * nonce), CONFLICT (the identity) */
+	              * nonce), CONFLICT (the identity; AK: the vEK certificate's
+	              * share of valid AK certificates is taken) */
 	char serial[CERTS_SERIAL_HEX_MAX + 1];
 	char host_config[CERTS_HOST_CONFIG_MAX + 1]; /* EK */
 	char reason[CA_MSG_REASON_MAX];
@@ -263,11 +272,17 @@ struct ca_msg_audited {
 struct ca_msg_crl_get {
 	uint32_t role; /* CA_ROLE_PRIVACY or CA_ROLE_VIRTUALIZATION */
 };
+/* A CRL larger than one message travels in parts, one CRL message each,
+ * in order and back to back: every part names the whole CRL's size and
+ * where it starts (the first at 0, each next where the last ended), until
+ * the parts add up to total. FAILED: one message, total 0. */
 struct ca_msg_crl {
 	uint32_t rc; /* OK or FAILED */
 	char reason[CA_MSG_REASON_MAX];
+	uint32_t total;  /* the DER CRL's size, at most CA_CRL_MAX */
+	uint32_t offset; /* where this part starts in it */
 	uint32_t len;
-	uint8_t der[CA_MSG_CRL_MAX]; /* tail */
+	uint8_t der[CA_MSG_CRL_MAX]; /* tail: this part */
 };
 
 struct ca_msg_metrics_get {
@@ -278,7 +293,7 @@ struct ca_msg_metrics {
 	uint64_t issued[CA_ISSUED_KINDS]; /* certificates issued since serve started */
 	uint64_t children;                /* network children started since then */
 	int64_t challenges_open;          /* unanswered, unexpired; -1: the records failed */
-	int64_t nonces_open;              /* likewise, vEK evidence nonces */
+	int64_t nonces_redeemed;          /* vEK evidence nonces kept against replay; -1 as above */
 };
 
 struct ca_msg {

@@ -296,6 +296,12 @@ pa_ck_template(struct ca_parent *p, const struct evidence_public *ck, const char
 	return CA_MSG_REFUSED;
 }
 
+/* An AK challenge refused up front for what would refuse its certificate
+ * (below, with the certificates): CA_MSG_OK, or why not in reason. The
+ * issue checks again. */
+static enum ca_msg_rc pa_ak_early(struct ca_parent *p, const char *vek_serial,
+    const uint8_t ek_key[static 32], const struct evidence_public *key, char *reason, size_t len);
+
 /* The outcome of recording a challenge the records refused. */
 static enum ca_msg_rc
 pa_challenge_refused(const struct err *dberr)
@@ -380,6 +386,10 @@ pa_challenge_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	            CA_MSG_OK ||
 	        (a->rc = pa_ck_template(p, &key, ek_key, a->reason, sizeof(a->reason))) !=
 	            CA_MSG_OK))
+		return pa_send(p, err);
+	if (q->kind == CA_KIND_AK && q->vek_serial[0] != '\0' &&
+	    (a->rc = pa_ak_early(p, q->vek_serial, ekd, &key, a->reason, sizeof(a->reason))) !=
+	        CA_MSG_OK)
 		return pa_send(p, err);
 	if ((request = strndup(q->request, q->len)) == NULL || ca_random(idb, sizeof(idb)) == -1) {
 		a->rc = CA_MSG_FAILED;
@@ -491,42 +501,50 @@ pa_challenge_take(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 
 /* ---- vEK evidence nonces ---- */
 
-/* A nonce the parent makes itself (the child cannot choose one), kept as
- * its SHA-256 for nonce_ttl seconds, audited. */
+/* The key nonces are made under (ca_nonce.c), drawn at the parent's first
+ * nonce and held for its life: a restarted parent refuses the nonces of
+ * its predecessor, whose key is gone. 0, or -1. */
+static int
+pa_nonce_key(struct ca_parent *p)
+{
+	uint8_t *key;
+
+	if (p->nonce_key != NULL)
+		return 0;
+	if ((key = secret_alloc(CA_NONCE_KEY_LEN)) == NULL)
+		return -1;
+	if (ca_random(key, CA_NONCE_KEY_LEN) == -1) {
+		secret_free(key, CA_NONCE_KEY_LEN);
+		return -1;
+	}
+	p->nonce_key = key;
+	return 0;
+}
+
+/* A nonce the parent makes itself (the child has no key to make one),
+ * valid for nonce_ttl seconds; nothing is recorded until it is redeemed,
+ * so no number of requests fills anything. */
 static int
 pa_nonce_add(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	struct ca_msg_nonce_added *a = &p->out->u.nonce_added;
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], hash[32];
-	char hex[2 * sizeof(hash) + 1];
-	int64_t now = time(NULL);
-	struct err dberr;
+	struct err why;
 
 	if (pa_serves(p, CA_ROLE_VIRTUALIZATION, m, err) == -1)
 		return -1;
 	ca_msg_init(p->out, CA_MSG_NONCE_ADDED);
-	if (ca_random(nonce, sizeof(nonce)) == -1 || ca_sha256(nonce, sizeof(nonce), hash) == -1) {
+	if (pa_nonce_key(p) == -1 ||
+	    ca_nonce_make(p->nonce_key, time(NULL) + p->cfg.nonce_ttl, a->nonce, &why) == -1) {
+		ca_msg_init(p->out, CA_MSG_NONCE_ADDED);
 		a->rc = CA_MSG_FAILED;
-		pa_text(a->reason, sizeof(a->reason), "out of random numbers");
-		return pa_send(p, err);
-	}
-	if (ca_db_nonce_add(p->db, hash, m->u.nonce_add.client, p->cfg.nonces_per_client, now,
-	        now + p->cfg.nonce_ttl, &dberr) == -1) {
-		if (dberr.kind != ERR_BUSY && dberr.kind != ERR_REFUSED)
-			log_warnx("nonce: %s", dberr.msg);
-		a->rc = dberr.kind == ERR_BUSY      ? CA_MSG_FULL
-		        : dberr.kind == ERR_REFUSED ? CA_MSG_LIMIT
-		                                    : CA_MSG_FAILED;
-		pa_text(a->reason, sizeof(a->reason), dberr.msg);
+		pa_text(
+		    a->reason, sizeof(a->reason), "no nonce key: out of memory or random numbers");
 		return pa_send(p, err);
 	}
 	a->rc = CA_MSG_OK;
 	a->expires_in = p->cfg.nonce_ttl;
-	memcpy(a->nonce, nonce, sizeof(a->nonce));
-	hex_encode(hash, sizeof(hash), hex);
-	ca_parent_audit(p, "virtualization/nonce", "issued",
-	    "nonce for vEK evidence (SHA-256 %.16s...), for %lld s, to %s", hex,
-	    (long long)p->cfg.nonce_ttl, m->u.nonce_add.client);
+	log_debug("nonce for vEK evidence, for %lld s, to %s", (long long)p->cfg.nonce_ttl,
+	    m->u.nonce_add.client);
 	return pa_send(p, err);
 }
 
@@ -621,16 +639,16 @@ pa_record(struct ca_parent *p, struct pa_issue *is, const struct ca_issued *rec,
 	return 0;
 }
 
-/* Records the certificate, writes its audit row and sends ISSUED (or
- * FAILED, REFUSED). */
-static int
-pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
+/* Records the certificate and writes its audit row; the answer, ISSUED
+ * (or FAILED, REFUSED), into out, to send. */
+static void
+pa_issued_into(struct ca_parent *p, struct pa_issue *is, struct ca_msg *out)
 {
-	struct ca_msg_issued *a = &p->out->u.issued;
+	struct ca_msg_issued *a = &out->u.issued;
 	struct ca_issued rec = {0};
 	char *pem = NULL;
 
-	ca_msg_init(p->out, CA_MSG_ISSUED);
+	ca_msg_init(out, CA_MSG_ISSUED);
 	a->rc = CA_MSG_FAILED;
 	if (is->der == NULL) {
 		log_warnx("%s: issuing the certificate failed: %s", is->action, is->err.msg);
@@ -682,6 +700,14 @@ out:
 	free(pem);
 	free(is->der);
 	is->der = NULL;
+}
+
+/* Records the certificate, writes its audit row and sends ISSUED (or
+ * FAILED, REFUSED). */
+static int
+pa_issued(struct ca_parent *p, struct pa_issue *is, struct err *err)
+{
+	pa_issued_into(p, is, p->out);
 	return pa_send(p, err);
 }
 
@@ -841,33 +867,156 @@ pa_ak_ck(struct ca_parent *p, const struct certs_lineage *l, int64_t *ck_not_aft
 	return ret;
 }
 
+/* What the valid AK certificates beneath one vEK certificate hold of an
+ * AK: how many there are, and the AK's own certificate among them. */
+struct pa_ak_held {
+	uint8_t digest[CERTS_DIGEST_LEN]; /* the AK's: SHA-256 of its SubjectPublicKeyInfo */
+	int64_t count;
+	char serial[CERTS_SERIAL_HEX_MAX + 1]; /* the AK's certificate, when found */
+	uint8_t der[CA_CERT_MAX];
+	size_t len; /* 0: none found */
+};
+
+static int
+pa_ak_held_one(void *ctx, const char *serial, const uint8_t *der, size_t len)
+{
+	struct pa_ak_held *h = ctx;
+	uint8_t d[CERTS_DIGEST_LEN];
+
+	h->count++;
+	if (len > sizeof(h->der) || certs_cert_key_digest(der, len, d) == -1 ||
+	    !ca_equal(d, h->digest, sizeof(d)))
+		return 0;
+	snprintf(h->serial, sizeof(h->serial), "%s", serial);
+	memcpy(h->der, der, len);
+	h->len = len;
+	return 1;
+}
+
+/* Bounds what one vEK certificate can have issued (docs/ca-api.md, "AK
+ * certificates"): an AK enrolled again while its certificate beneath
+ * vek_serial is valid gets that certificate back (1, h filled), a new AK
+ * one only while fewer than ak_certificates_per_vek are valid there (0);
+ * else -1 with why (ERR_BUSY naming the limit, or ERR_FAILED). */
+static int
+pa_ak_held(struct ca_parent *p, const char *vek_serial, const struct certs_pkey *ak,
+    struct pa_ak_held *h, struct err *why)
+{
+	if (certs_pkey_digest(ak, h->digest) == -1)
+		return err_set(why, ERR_FAILED, "the AK's digest cannot be computed");
+	if (ca_db_ak_valid(p->db, vek_serial, time(NULL), pa_ak_held_one, h, why) == -1)
+		return -1;
+	if (h->len > 0)
+		return 1;
+	if (h->count >= p->cfg.ak_per_vek)
+		return err_set(why, ERR_BUSY,
+		    "vEK certificate %s has %lld valid AK certificates (at most %lld: "
+		    "ak_certificates_per_vek)",
+		    vek_serial, (long long)h->count, (long long)p->cfg.ak_per_vek);
+	return 0;
+}
+
+/* The AK's valid certificate, sent again (ISSUED, its serial), audited. */
+static int
+pa_ak_again(struct ca_parent *p, const struct pa_ak_held *h, const char *uuid, struct err *err)
+{
+	struct ca_msg_issued *a = &p->out->u.issued;
+
+	ca_msg_init(p->out, CA_MSG_ISSUED);
+	a->rc = CA_MSG_OK;
+	pa_text(a->serial, sizeof(a->serial), h->serial);
+	a->len = (uint32_t)h->len;
+	memcpy(a->der, h->der, h->len);
+	ca_parent_audit(p, "privacy/certify", "returned",
+	    "ak certificate %s for AK of vTPM %s: the same AK, its certificate still valid",
+	    h->serial, uuid);
+	return pa_send(p, err);
+}
+
+/* What an AK certificate beneath vEK certificate vek_serial needs, for
+ * ak->ak under the EK ek_key (docs/ca-api.md, "kind ak beneath a revoked
+ * vEK or CK", "AK certificates"): the vEK certificate issued here for that
+ * EK (its attributes, extension and lineage into ak), neither it nor its
+ * CK revoked, the CK usable (its notAfter into *ck_not_after), and room
+ * beneath the vEK certificate. 0: a new certificate may be issued; 1: the
+ * AK's valid certificate is in held; -1 with *rc and why: refused. */
+static int
+pa_ak_checks(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[static 32],
+    struct certs_ak_req *ak, int64_t *ck_not_after, struct pa_ak_held *held, enum ca_msg_rc *rc,
+    struct err *why)
+{
+	if (pa_ak_vek(p, vek_serial, ek_key, ak, why) == -1 ||
+	    pa_parents_ok(p, &ak->lineage, why) == -1 ||
+	    pa_ak_ck(p, &ak->lineage, ck_not_after, why) == -1) {
+		if (why->kind != ERR_REFUSED)
+			log_warnx("AK beneath %s: %s", vek_serial, why->msg);
+		*rc = why->kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED;
+		return -1;
+	}
+	switch (pa_ak_held(p, vek_serial, ak->ak, held, why)) {
+	case 0: return 0;
+	case 1: return 1;
+	default:
+		if (why->kind != ERR_BUSY)
+			log_warnx("AK beneath %s: %s", vek_serial, why->msg);
+		*rc = why->kind == ERR_BUSY ? CA_MSG_CONFLICT : CA_MSG_FAILED;
+		return -1;
+	}
+}
+
+static enum ca_msg_rc
+pa_ak_early(struct ca_parent *p, const char *vek_serial, const uint8_t ek_key[static 32],
+    const struct evidence_public *key, char *reason, size_t len)
+{
+	struct certs_ak_req ak = {.subject = ""};
+	struct pa_ak_held *held = calloc(1, sizeof(*held));
+	enum ca_msg_rc rc = CA_MSG_OK;
+	int64_t ck_not_after = 0;
+	struct err why = {0};
+
+	if (held == NULL || (ak.ak = pa_tpm_key(key)) == NULL) {
+		rc = held == NULL ? CA_MSG_FAILED : CA_MSG_REFUSED;
+		pa_text(reason, len, held == NULL ? "out of memory" : "the AK is not a valid key");
+	} else if (pa_ak_checks(p, vek_serial, ek_key, &ak, &ck_not_after, held, &rc, &why) == -1) {
+		pa_text(reason, len, why.msg);
+	}
+	free(held);
+	certs_pkey_free((struct certs_pkey *)ak.ak);
+	return rc;
+}
+
 /* An AK certificate for the key of the challenge just taken, beneath the
- * vEK certificate the records hold for the challenge's EK, neither it nor
- * its CK revoked, the CK usable (pa_ak_ck); it expires no later than the
- * CK certificate. */
+ * vEK certificate the records hold for the challenge's EK (pa_ak_checks);
+ * it expires no later than the CK certificate. The same AK again gets its
+ * valid certificate back. */
 static int
 pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
 	const struct ca_msg_issue_ak *q = &m->u.issue_ak;
 	struct pa_issue is = {.role = "privacy", .kind = "ak", .action = "privacy/certify"};
 	struct certs_ak_req ak = {.subject = ""};
+	struct pa_ak_held *held = NULL;
 	struct evidence_public key;
 	uint8_t ekd[CERTS_DIGEST_LEN];
 	char uri[sizeof(p->cfg.crl_url) + 32];
 	int64_t ck_not_after = 0;
-	struct err why;
+	enum ca_msg_rc rc = CA_MSG_FAILED;
+	struct err why = {0};
 	int ret;
 
 	if (pa_serves(p, CA_ROLE_PRIVACY, m, err) == -1 ||
 	    pa_permit(p, CA_KIND_AK, q->id, m, &key, ekd, err) == -1)
 		return -1;
-	if (pa_ak_vek(p, q->vek_serial, ekd, &ak, &why) == -1 ||
-	    pa_parents_ok(p, &ak.lineage, &why) == -1 ||
-	    pa_ak_ck(p, &ak.lineage, &ck_not_after, &why) == -1) {
-		if (why.kind != ERR_REFUSED)
-			log_warnx("privacy/certify: %s", why.msg);
-		return pa_refused(
-		    p, why.kind == ERR_REFUSED ? CA_MSG_REFUSED : CA_MSG_FAILED, why.msg, err);
+	if ((ak.ak = pa_tpm_key(&key)) == NULL)
+		return pa_refused(p, CA_MSG_FAILED, "the AK is not a valid public key", err);
+	if ((held = calloc(1, sizeof(*held))) == NULL) {
+		ret = pa_refused(p, CA_MSG_FAILED, "out of memory", err);
+		goto out;
+	}
+	switch (pa_ak_checks(p, q->vek_serial, ekd, &ak, &ck_not_after, held, &rc, &why)) {
+	case 1: ret = pa_ak_again(p, held, ak.virt.instance_uuid, err); goto out;
+	case -1: ret = pa_refused(p, rc, why.msg, err); goto out;
+	default: break;
 	}
 	pa_validity(p->cfg.validity_ak, &is.validity);
 	if (is.validity.not_after > ck_not_after)
@@ -875,29 +1024,33 @@ pa_issue_ak(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	ak.validity = is.validity;
 	ak.crl_uri = pa_crl_uri(p, "privacy", uri, sizeof(uri));
 	is.lineage = &ak.lineage;
-	if ((ak.ak = pa_tpm_key(&key)) == NULL)
-		err_set(&is.err, ERR_INVALID, "the AK is not a valid public key");
-	else
-		certs_issue_ak(p->privacy, &ak, &is.der, &is.len, &is.err);
+	certs_issue_ak(p->privacy, &ak, &is.der, &is.len, &is.err);
 	snprintf(is.subject, sizeof(is.subject), "AK of vTPM %s", ak.virt.instance_uuid);
 	snprintf(is.detail, sizeof(is.detail), "host configuration %s", ak.virt.host_config);
 	ret = pa_issued(p, &is, err);
+out:
+	free(held);
 	certs_pkey_free((struct certs_pkey *)ak.ak);
 	return ret;
 }
 
-/* The evidence's nonce, taken once: CA_MSG_OK, or why not (reason). */
+/* The evidence's nonce, redeemed once: one this parent made (its MAC),
+ * in time, not redeemed before (the records). CA_MSG_OK, or why not. */
 static enum ca_msg_rc
 pa_ek_nonce(
     struct ca_parent *p, const uint8_t nonce[static EVIDENCE_VEK_NONCE_LEN], struct err *why)
 {
+	int64_t now = time(NULL), expires_at = 0;
 	uint8_t hash[32];
 
-	if (ca_sha256(nonce, EVIDENCE_VEK_NONCE_LEN, hash) == -1) {
-		err_set(why, ERR_FAILED, "SHA-256 failed");
+	if (pa_nonce_key(p) == -1 || ca_sha256(nonce, EVIDENCE_VEK_NONCE_LEN, hash) == -1) {
+		err_set(why, ERR_FAILED,
+		    "no nonce key (out of memory or random numbers), or SHA-256 "
+		    "failed");
 		return CA_MSG_FAILED;
 	}
-	if (ca_db_nonce_take(p->db, hash, time(NULL), why) == 0)
+	if (ca_nonce_check(p->nonce_key, nonce, now, &expires_at, why) == 0 &&
+	    ca_db_nonce_take(p->db, hash, expires_at, now, why) == 0)
 		return CA_MSG_OK;
 	switch (why->kind) {
 	case ERR_ABSENT: return CA_MSG_UNKNOWN;
@@ -973,11 +1126,12 @@ pa_ek_config(struct ca_parent *p, const uint8_t policy[static TPM_DIGEST_LEN],
 }
 
 /* The EK certificate of member t of the verified vEK set, under host
- * configuration hc: the identity bound, the certificate issued, recorded
- * and sent (ISSUED, or why not). */
-static int
+ * configuration hc: the identity bound, the certificate issued and
+ * recorded (in the caller's transaction); the answer, ISSUED or why not,
+ * into out. */
+static void
 pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
-    const struct ca_host_config *hc, size_t t, struct err *err)
+    const struct ca_host_config *hc, size_t t, struct ca_msg *out)
 {
 	struct pa_issue is = {
 	    .role = "virtualization", .kind = "ek", .action = "virtualization/ek-certificate"};
@@ -985,15 +1139,20 @@ pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct 
 	char uri[sizeof(p->cfg.crl_url) + 32];
 	struct err why = {0};
 	enum ca_msg_rc rc;
-	int ret;
 
 	ek.lineage.present = true;
 	ek.lineage.ck = v->ck_ref;
 	is.lineage = &ek.lineage;
-	if ((ek.ek = pa_key(&v->set[t])) == NULL)
-		return pa_refused(p, CA_MSG_FAILED, "the vEK is not a valid public key", err);
+	ca_msg_init(out, CA_MSG_ISSUED);
+	if ((ek.ek = pa_key(&v->set[t])) == NULL) {
+		out->u.issued.rc = CA_MSG_FAILED;
+		pa_text(out->u.issued.reason, sizeof(out->u.issued.reason),
+		    "the vEK is not a valid public key");
+		return;
+	}
 	if ((rc = pa_ek_identity(p, v, &v->set[t], q->instance_uuid, ek.ek, &why)) != CA_MSG_OK) {
-		ret = pa_refused(p, rc, why.msg, err);
+		out->u.issued.rc = rc;
+		pa_text(out->u.issued.reason, sizeof(out->u.issued.reason), why.msg);
 		goto out;
 	}
 	certs_tpm_defaults(&ek.tpm);
@@ -1010,9 +1169,53 @@ pa_ek_member(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct 
 	snprintf(is.detail, sizeof(is.detail), "host %s, host configuration %s, CK %s",
 	    v->ck.subject, hc->id, q->ck_serial);
 	is.host_config = hc->id;
-	ret = pa_issued(p, &is, err);
+	pa_issued_into(p, &is, out);
 out:
 	certs_pkey_free((struct certs_pkey *)ek.ek);
+}
+
+/* The members asked for (the one of q->vek_type, or the whole set in type
+ * order) bound, issued and recorded in one transaction: all of them, or
+ * none when one is refused or the records fail; then their answers sent,
+ * or the one refusal. */
+static int
+pa_ek_members(struct ca_parent *p, const struct ca_msg_issue_ek *q, const struct ca_ek_verified *v,
+    const struct ca_host_config *hc, struct err *err)
+{
+	struct ca_msg *outs = calloc(EVIDENCE_VEK_TYPES, sizeof(*outs));
+	size_t n = 0, i;
+	struct err why;
+	int ret = 0;
+
+	if (outs == NULL || ca_db_begin(p->db, &why) == -1) {
+		if (outs != NULL)
+			log_warnx("virtualization/ek-certificate: %s", why.msg);
+		free(outs);
+		return pa_refused(p, CA_MSG_FAILED, "the records cannot be written", err);
+	}
+	for (size_t t = 0; t < EVIDENCE_VEK_TYPES; t++) {
+		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
+			continue;
+		pa_ek_member(p, q, v, hc, t, &outs[n]);
+		if (outs[n++].u.issued.rc != CA_MSG_OK)
+			break;
+	}
+	if (n == 0) { /* ca_verify_ek found the member asked for: not reached */
+		ca_msg_init(&outs[n], CA_MSG_ISSUED);
+		outs[n++].u.issued.rc = CA_MSG_FAILED;
+	}
+	if (ca_db_end(p->db, outs[n - 1].u.issued.rc == CA_MSG_OK, &why) == -1) {
+		log_warnx("virtualization/ek-certificate: %s", why.msg);
+		ret = pa_refused(p, CA_MSG_FAILED, "the certificates cannot be recorded", err);
+		goto out;
+	}
+	/* a refusal is the one answer: what came before it was rolled back */
+	for (i = outs[n - 1].u.issued.rc == CA_MSG_OK ? 0 : n - 1; i < n && ret == 0; i++) {
+		memcpy(p->out, &outs[i], sizeof(*p->out));
+		ret = pa_send(p, err);
+	}
+out:
+	free(outs);
 	return ret;
 }
 
@@ -1064,13 +1267,7 @@ pa_issue_ek(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 		ret = pa_refused(p, rc, why.msg, err);
 		goto out;
 	}
-	for (size_t t = 0; t < EVIDENCE_VEK_TYPES && ret == 0; t++) {
-		if (v->set[t].type == 0 || (t != q->vek_type && !q->whole_set))
-			continue;
-		if ((ret = pa_ek_member(p, q, v, &hc, t, err)) == 0 &&
-		    p->out->u.issued.rc != CA_MSG_OK)
-			break;
-	}
+	ret = pa_ek_members(p, q, v, &hc, err);
 out:
 	free(v);
 	return ret;
@@ -1103,6 +1300,29 @@ pa_audit(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 
 /* ---- CRLs ---- */
 
+/* Sends a CRL of any size up to CA_CRL_MAX: CRL messages of up to
+ * CA_MSG_CRL_MAX bytes each, in order (ca_msg.h). */
+static int
+pa_crl_send(struct ca_parent *p, const uint8_t *der, size_t len, struct err *err)
+{
+	struct ca_msg_crl *a = &p->out->u.crl;
+	size_t off = 0, n;
+
+	while (off < len) {
+		n = len - off < sizeof(a->der) ? len - off : sizeof(a->der);
+		ca_msg_init(p->out, CA_MSG_CRL);
+		a->rc = CA_MSG_OK;
+		a->total = (uint32_t)len;
+		a->offset = (uint32_t)off;
+		a->len = (uint32_t)n;
+		memcpy(a->der, der + off, n);
+		if (pa_send(p, err) == -1)
+			return -1;
+		off += n;
+	}
+	return 0;
+}
+
 static int
 pa_crl_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 {
@@ -1111,27 +1331,25 @@ pa_crl_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	uint8_t *der = NULL;
 	size_t len = 0;
 	struct err why;
+	int ret;
 
 	if (pa_serves(p, role, m, err) == -1)
 		return -1;
+	if (ca_crl_make(p->db, role == CA_ROLE_PRIVACY ? p->privacy : p->virt, ca_role_name(role),
+	        time(NULL), p->cfg.crl_validity, &der, &len, &why) == 0 &&
+	    len > 0 && len <= CA_CRL_MAX) {
+		ret = pa_crl_send(p, der, len, err);
+		free(der);
+		return ret;
+	}
+	if (der != NULL)
+		snprintf(why.msg, sizeof(why.msg), "the CRL is %zu bytes, more than the %u served",
+		    len, CA_CRL_MAX);
+	log_warnx("%s CRL: %s", ca_role_name(role), why.msg);
+	free(der);
 	ca_msg_init(p->out, CA_MSG_CRL);
 	a->rc = CA_MSG_FAILED;
-	if (ca_crl_make(p->db, role == CA_ROLE_PRIVACY ? p->privacy : p->virt, ca_role_name(role),
-	        time(NULL), p->cfg.crl_validity, &der, &len, &why) == -1) {
-		log_warnx("CRL: %s", why.msg);
-		pa_text(a->reason, sizeof(a->reason), why.msg);
-	} else if (len > sizeof(a->der)) {
-		log_warnx("the %s CRL is %zu bytes, more than %u can be served: publish the file "
-		          "'vtpm-ca crl' writes",
-		    ca_role_name(role), len, CA_MSG_CRL_MAX);
-		pa_text(a->reason, sizeof(a->reason),
-		    "the CRL is too large to serve: ask the CA's operator for 'vtpm-ca crl'");
-	} else {
-		a->rc = CA_MSG_OK;
-		a->len = (uint32_t)len;
-		memcpy(a->der, der, len);
-	}
-	free(der);
+	pa_text(a->reason, sizeof(a->reason), why.msg);
 	return pa_send(p, err);
 }
 
@@ -1145,8 +1363,8 @@ pa_metrics_get(struct ca_parent *p, const struct ca_msg *m, struct err *err)
 	ca_msg_init(p->out, CA_MSG_METRICS);
 	memcpy(a->issued, p->issued, sizeof(a->issued));
 	a->children = p->children;
-	if (ca_db_open_counts(p->db, time(NULL), &a->challenges_open, &a->nonces_open, &dberr) ==
-	    -1)
+	if (ca_db_open_counts(
+	        p->db, time(NULL), &a->challenges_open, &a->nonces_redeemed, &dberr) == -1)
 		log_warnx("metrics: %s", dberr.msg);
 	return pa_send(p, err);
 }

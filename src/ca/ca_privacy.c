@@ -34,6 +34,9 @@
 #include "ca_msg.h"
 
 #define PV_HINT_REQ "see docs/ca-api.md for the request's fields"
+#define PV_HINT_AK_SHARE                                                                           \
+	"enrol an AK that has a valid certificate again (it gets that certificate back), or "      \
+	"have the CA's operator revoke one ('vtpm-ca revoke')"
 
 /* What the checks of a challenge request establish. */
 struct pv_checked {
@@ -283,8 +286,12 @@ pv_not_recorded(const struct ca_challenge_req *q, const struct ca_answer *a, str
 		else
 			ca_refuse(r, 403,
 			    "ek_public must be an EK of the TCG templates and key_public an AK "
-			    "(tpm2_createak)",
+			    "(tpm2_createak), beneath a vEK certificate this CA issued under its "
+			    "host's current CK, neither revoked",
 			    "refused: %s", a->reason);
+		break;
+	case CA_MSG_CONFLICT:
+		ca_refuse(r, 409, PV_HINT_AK_SHARE, "AK refused: %s", a->reason);
 		break;
 	case CA_MSG_LIMIT:
 		ca_refuse(r, 429,
@@ -317,7 +324,8 @@ pv_record(struct ca_server *s, const struct ca_challenge_req *q, const struct pv
 	    .ek_public = q->ek_public,
 	    .ek_public_len = q->ek_public_len,
 	    .key_public = q->key_public,
-	    .key_public_len = q->key_public_len};
+	    .key_public_len = q->key_public_len,
+	    .vek_serial = q->kind == CA_KIND_AK ? c->lineage.vek.serial : NULL};
 
 	json_decref(stored);
 	if (text == NULL) {
@@ -395,6 +403,10 @@ pv_issue(struct ca_server *s, const char *id, const struct ca_challenge_req *q,
 	if (a.rc == CA_MSG_REFUSED && q->kind == CA_KIND_CK) {
 		ca_refuse(r, 403, "the CA's operator admits hosts with 'vtpm-ca host add'",
 		    "host \"%s\" refused: %s", q->host, a.reason);
+		goto out;
+	}
+	if (a.rc == CA_MSG_CONFLICT && q->kind == CA_KIND_AK) {
+		ca_refuse(r, 409, PV_HINT_AK_SHARE, "AK refused: %s", a.reason);
 		goto out;
 	}
 	if (a.rc == CA_MSG_REFUSED) {

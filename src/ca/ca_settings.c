@@ -1,6 +1,7 @@
 /*
  * ca_settings.c: vtpm-ca serve's settings (--config FILE, JSON): the
- * role it serves, challenge lifetime, the limits of open challenges,
+ * role it serves, challenge lifetime, the limits of open challenges and
+ * of valid AK certificates per vEK certificate,
  * certificate validities, the CRL URL and lifetime, with the defaults
  * docs/ca-api.md gives.
  */
@@ -26,7 +27,7 @@ ca_settings_defaults(struct ca_settings *s)
 	s->limits.per_client = CA_PENDING_PER_CLIENT;
 	s->limits.per_ek = CA_PENDING_PER_EK;
 	s->nonce_ttl = 60;
-	s->nonces_per_client = CA_NONCES_PER_CLIENT;
+	s->ak_per_vek = CA_AK_PER_VEK;
 	s->validity_ck = 5 * 365 * CA_DAY;
 	s->validity_ak = 365 * CA_DAY;
 	s->validity_ek = 0; /* TCG EK profile: EK certificates may not expire */
@@ -99,8 +100,8 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 {
 	static const char *const known[] = {"role", "listen", "challenge_expiry_seconds",
 	    "nonce_expiry_seconds", "challenges_max", "challenges_per_client", "challenges_per_ek",
-	    "nonces_per_client", "ck_validity_days", "ak_validity_days", "ek_validity_days",
-	    "crl_url", "crl_validity_seconds", "tls_cert", "tls_key"};
+	    "ak_certificates_per_vek", "nonces_per_client", "ck_validity_days", "ak_validity_days",
+	    "ek_validity_days", "crl_url", "crl_validity_seconds", "tls_cert", "tls_key"};
 	struct err inner = {0};
 	json_error_t jerr;
 	const char *key, *str;
@@ -164,10 +165,16 @@ ca_settings_load(const char *path, struct ca_settings *s, struct err *err)
 	    ca_settings_limit(o, "challenges_max", &s->limits.total, &inner) == -1 ||
 	    ca_settings_limit(o, "challenges_per_client", &s->limits.per_client, &inner) == -1 ||
 	    ca_settings_limit(o, "challenges_per_ek", &s->limits.per_ek, &inner) == -1 ||
-	    ca_settings_limit(o, "nonces_per_client", &s->nonces_per_client, &inner) == -1) {
+	    ca_settings_limit(o, "ak_certificates_per_vek", &s->ak_per_vek, &inner) == -1) {
 		err_set(err, ERR_FAILED, "%s: %s", path, inner.msg);
 		goto out;
 	}
+	/* Nonces are stateless now (ca_nonce.c): nothing is open to limit. A
+	 * configuration written for an older vtpm-ca still starts. */
+	if (json_object_get(o, "nonces_per_client") != NULL)
+		log_warnx("%s: nonces_per_client no longer applies (a nonce handed out is not "
+		          "recorded): remove it",
+		    path);
 	if (s->crl_validity == 0) {
 		err_set(err, ERR_FAILED, "%s: crl_validity_seconds must be at least 1", path);
 		goto out;

@@ -3,7 +3,8 @@
  * certificate, issued when the host's TPM vouches for the vTPM.
  *
  * First a nonce (POST /v1/virtualization/nonce), which the parent makes
- * and keeps as its SHA-256 for nonce_expiry_seconds. The evidence is then
+ * under a key of its own, valid for nonce_expiry_seconds and recorded
+ * only once redeemed (ca_nonce.c). The evidence is then
  * the host Certifying Key's TPM2_Certify of the sealed object that holds
  * the vTPM's state key, and its TPM2_Quote of the host PCRs, both with
  * qualifyingData = evidence_vek_qualifying(nonce, vEK, instance UUID, the
@@ -489,7 +490,8 @@ out:
 }
 
 /* POST /v1/virtualization/nonce, body {}: a nonce the vEK evidence must
- * carry (docs/ca-api.md), single use, short-lived. */
+ * carry (docs/ca-api.md), single use, short-lived, recorded nowhere until
+ * evidence redeems it. */
 void
 ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r)
 {
@@ -502,16 +504,8 @@ ca_virt_nonce(struct ca_server *s, const struct json_t *body, struct ca_reply *r
 		return;
 	}
 	ca_ask_nonce_add(&s->link, s->client, &a);
-	if (a.rc == CA_MSG_LIMIT) {
-		ca_refuse(r, 429, "use this client's nonces, or let them expire, then ask again",
-		    "too many open nonces: %s", a.reason);
-		return;
-	}
 	if (a.rc != CA_MSG_OK) {
-		ca_refuse(r, a.rc == CA_MSG_FULL ? 503 : 500,
-		    a.rc == CA_MSG_FULL ? "use the nonces handed out, or let them expire"
-		                        : "try again; see vtpm-ca's log",
-		    "no nonce: %s", a.reason);
+		ca_refuse(r, 500, "try again; see vtpm-ca's log", "no nonce: %s", a.reason);
 		return;
 	}
 	if ((b64 = base64_encode(a.nonce, sizeof(a.nonce))) != NULL)

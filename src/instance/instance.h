@@ -275,8 +275,8 @@ struct instance_budget {
 	bool started;
 	double tokens;
 	int64_t last_ms;
-	bool nv_known;	    /* nv_cc read from the engine */
-	uint8_t nv_cc[64];  /* bit i: command code i has TPMA_CC nv (boot commands aside) */
+	bool nv_known;         /* nv_cc read from the engine */
+	uint8_t nv_cc[64];     /* bit i: command code i has TPMA_CC nv (boot commands aside) */
 	unsigned long refused; /* commands answered TPM_RC_NV_RATE */
 	unsigned long waited;  /* writes that waited for their token */
 };

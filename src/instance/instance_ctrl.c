@@ -409,8 +409,9 @@ ctrl_over_budget(struct instance *in)
 	if (!instance_budget_empty(in))
 		return false;
 	log_warnx("SET_STATEBLOB %s: refused for now: permanent-state writes are limited to %u "
-		  "a second (the commit budget, nv-write-rate); the state is unchanged, try again "
-		  "later", store_filename(STATE_PERMANENT), in->nv_rate);
+	          "a second (the commit budget, nv-write-rate); the state is unchanged, try again "
+	          "later",
+	    store_filename(STATE_PERMANENT), in->nv_rate);
 	return true;
 }
 

@@ -11,7 +11,7 @@
 #include "instance.h"
 
 #define TPM2_RC_FAILURE 0x101
-#define TPM12_FAIL	0x9
+#define TPM12_FAIL      0x9
 
 /* Engine callbacks: state comes from the store (or the cache filled at
  * start), goes to the store. */
@@ -84,8 +84,8 @@ instance_save_state(struct instance *in, enum state_kind kind, const uint8_t *bl
 	}
 	if (kind == STATE_PERMANENT && instance_budget_spend(in, grace_ms) == -1) {
 		log_warnx("%s/%s: no commit budget for this write before the worker stops; the "
-			  "write (and its TPM command) fails", store_dir(in->store),
-		    store_filename(kind));
+		          "write (and its TPM command) fails",
+		    store_dir(in->store), store_filename(kind));
 		return -1;
 	}
 	if (store_put_as(in->store, kind, blob, len, in->client_command) == -1) {

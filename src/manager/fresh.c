@@ -44,7 +44,7 @@
 #define FRESH_SEALED_MAX  4096
 #define FRESH_MAX_ENTRIES 65536
 #define FRESH_RETRY_MS	  1000 /* a failed commit is tried again after this */
-#define FRESH_REPORTS_PER_ROUND 4 /* reports read from one worker per round of the loop */
+#define FRESH_REPORTS_PER_ROUND 4    /* reports read from one worker per round of the loop */
 
 /* The commit channel's messages (src/instance/instance_commit.c). */
 static const uint8_t fresh_report_magic[4] = {'V', 'T', 'C', 'R'};

@@ -77,11 +77,11 @@ enum vtpm_op {
 /* An instance's commit budget as vtpmd keeps it (budget.c). */
 struct budget {
 	bool started;
-	double tokens;	/* a bucket of nv-write-rate a second */
+	double tokens; /* a bucket of nv-write-rate a second */
 	int64_t last_ms;
-	bool held;	/* its report waits for a token */
+	bool held; /* its report waits for a token */
 	unsigned long held_reports;
-	pid_t pid;	/* the worker the violations are of */
+	pid_t pid;               /* the worker the violations are of */
 	unsigned int violations; /* reports sent before an acknowledgement */
 };
 

@@ -14,7 +14,7 @@
 #  - the vTPM's vEK under another sealed object (sealed by root with the
 #    approval policy) and another UUID;
 #  - replayed evidence: the same nonce twice, a nonce the CA never handed
-#    out, a nonce past its expiry;
+#    out, a nonce past its expiry (twice), the same at another serve;
 #  - a vEK of a type the vTPM was created without: vm-c, made with
 #    `--ek rsa2048` only, gets no ECC P-256 vEK certificate for a key made
 #    in software, whether the request names vm-c's RSA vEK in its set or
@@ -217,8 +217,11 @@ printf '{"nonce_expiry_seconds": 0}\n' >"$W/expire.json"
 start_vtpm_ca ca-expire --db "$DB" --role virtualization --config "$W/expire.json"
 forge "$W/old.json" "$W" "$W/vek.pub" "$UUID" "$(vek_nonce "$CA_URL")" "$W/vekrsa.pub"
 refused "an expired nonce" "$W/old.json" 410 "expired" "$CA_URL"
+refused "an expired nonce, replayed" "$W/old.json" 410 "expired" "$CA_URL"
 stop_pid "$CA_PID"
-refused "an expired nonce, replayed" "$W/old.json" 409 "replayed"
+# nonces are stateless, made under a key of the serve that handed them out:
+# another serve on the same database knows nothing of it
+refused "an expired nonce, at another serve" "$W/old.json" 403 "not handed out"
 
 note "vm-c (--ek rsa2048): an ECC P-256 vEK made in software, vm-c's RSA vEK in its set"
 soft_vek "$W/soft3.pub"

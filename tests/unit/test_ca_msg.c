@@ -124,6 +124,7 @@ valid(enum ca_msg_type t)
 	case CA_MSG_CRL_GET: M.u.crl_get.role = CA_ROLE_VIRTUALIZATION; break;
 	case CA_MSG_CRL:
 		M.u.crl.len = 3;
+		M.u.crl.total = 3;
 		memcpy(M.u.crl.der, "\x30\x01\x00", 3);
 		break;
 	case CA_MSG_METRICS_GET: break;
@@ -131,7 +132,7 @@ valid(enum ca_msg_type t)
 		M.u.metrics.issued[CA_ISSUED_EK] = 2;
 		M.u.metrics.children = 1;
 		M.u.metrics.challenges_open = -1; /* the records failed */
-		M.u.metrics.nonces_open = 3;
+		M.u.metrics.nonces_redeemed = 3;
 		break;
 	case CA_MSG_AUDIT:
 		M.u.audit.action = CA_ACTION_EK;
@@ -368,7 +369,7 @@ test_enums_and_flags(void **state)
 	M.u.metrics_get.zero = 1;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
 	n = valid(CA_MSG_METRICS);
-	M.u.metrics.nonces_open = -2;
+	M.u.metrics.nonces_redeemed = -2;
 	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
 }
 
@@ -410,7 +411,7 @@ test_tpm_structures(void **state)
 	assert_int_equal(check(n, CA_MSG_TO_CHILD), 0);
 }
 
-/* Serials: lowercase hex; a CRL of a role. */
+/* Serials: lowercase hex; a CRL of a role; a CRL's parts. */
 static void
 test_serials(void **state)
 {
@@ -424,6 +425,25 @@ test_serials(void **state)
 	n = valid(CA_MSG_CRL_GET);
 	M.u.crl_get.role = CA_ROLE_BOTH;
 	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	/* a vEK certificate's serial with an AK challenge only */
+	n = valid(CA_MSG_CHALLENGE_ADD);
+	strcpy(M.u.challenge_add.vek_serial, "4e");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	M.u.challenge_add.kind = CA_KIND_AK;
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), 0);
+	strcpy(M.u.challenge_add.vek_serial, "4E");
+	assert_int_equal(check(n, CA_MSG_TO_PARENT), -1);
+	/* a CRL's part within the CRL, which is within CA_CRL_MAX */
+	n = valid(CA_MSG_CRL);
+	M.u.crl.total = 2;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
+	M.u.crl.total = 4;
+	M.u.crl.offset = 2;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
+	M.u.crl.offset = 1;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), 0);
+	M.u.crl.total = CA_CRL_MAX + 1;
+	assert_int_equal(check(n, CA_MSG_TO_CHILD), -1);
 }
 
 static void
@@ -479,6 +499,26 @@ test_init_zeroes(void **state)
 		assert_int_equal(((const uint8_t *)&M)[i], 0);
 }
 
+/* The network a client's limits count under: an IPv4 /24, an IPv6 /48, so
+ * that one holder of a block of addresses is one client. */
+static void
+test_client_networks(void **state)
+{
+	char out[CA_CLIENT_MAX];
+
+	(void)state;
+	ca_client_key("192.0.2.77", out);
+	assert_string_equal(out, "192.0.2.0/24");
+	ca_client_key("::ffff:198.51.100.9", out);
+	assert_string_equal(out, "198.51.100.0/24");
+	ca_client_key("2001:db8:1:2:3:4:5:6", out);
+	assert_string_equal(out, "2001:db8:1::/48");
+	ca_client_key("2001:db8:1:ff00::1", out);
+	assert_string_equal(out, "2001:db8:1::/48");
+	ca_client_key("", out);
+	assert_string_equal(out, "unknown");
+}
+
 int
 main(void)
 {
@@ -494,6 +534,7 @@ main(void)
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_send_recv),
 	    cmocka_unit_test(test_init_zeroes),
+	    cmocka_unit_test(test_client_networks),
 	};
 
 	/* Unbuffered, so that cmocka's stdout and stderr lines stay in order. */

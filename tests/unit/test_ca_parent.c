@@ -351,6 +351,7 @@ teardown(void **state)
 
 	close(f->p.fd);
 	close(f->child);
+	secret_free(f->p.nonce_key, CA_NONCE_KEY_LEN);
 	ca_db_close(f->p.db);
 	certs_ca_free(f->p.privacy);
 	certs_ca_free(f->p.virt);
@@ -406,6 +407,24 @@ challenge(struct fixture *f, enum ca_kind kind, const struct ca_msg_public *ek,
 	memcpy(id, f->reply.u.challenge_added.id, 33);
 	memcpy(secret, last_draw, 32);
 	return CA_MSG_OK;
+}
+
+/* CHALLENGE_ADD of AK key under vEK vek1, naming vEK certificate
+ * vek_serial as the child does: its outcome (the reason in f->reply). */
+static uint32_t
+challenge_beneath(struct fixture *f, const struct ca_msg_public *key, const char *vek_serial)
+{
+	ca_msg_init(&f->in, CA_MSG_CHALLENGE_ADD);
+	f->in.u.challenge_add.kind = CA_KIND_AK;
+	strcpy(f->in.u.challenge_add.subject, UUID);
+	strcpy(f->in.u.challenge_add.client, "192.0.2.1");
+	f->in.u.challenge_add.ek = f->vek1_pub;
+	f->in.u.challenge_add.key = *key;
+	strcpy(f->in.u.challenge_add.vek_serial, vek_serial);
+	f->in.u.challenge_add.len = 2;
+	memcpy(f->in.u.challenge_add.request, "{}", 2);
+	assert_int_equal(handle(f, CA_MSG_CHALLENGE_ADDED), 0);
+	return f->reply.u.challenge_added.rc;
 }
 
 static enum ca_msg_rc
@@ -869,6 +888,81 @@ test_challenge_outcomes_answered(void **state)
 	assert_non_null(strstr(f->reply.u.challenge_taken.reason, "no such table: challenges"));
 }
 
+/* An AK certificate for key under vEK vek1, beneath vEK certificate
+ * vek_serial: its outcome, the ISSUED answer in f->reply. */
+static uint32_t
+issue_ak_key(struct fixture *f, const struct ca_msg_public *key, const char *vek_serial)
+{
+	uint8_t secret[32];
+	char id[33];
+
+	assert_int_equal(challenge(f, CA_KIND_AK, &f->vek1_pub, key, id, secret), CA_MSG_OK);
+	assert_int_equal(take(f, id, secret), CA_MSG_OK);
+	issue_ak_msg(f, id, vek_serial);
+	assert_int_equal(handle(f, CA_MSG_ISSUED), 0);
+	return f->reply.u.issued.rc;
+}
+
+/* One vEK certificate cannot grow the CRL without bound: the same AK
+ * enrolled again gets its valid certificate back (same serial, nothing
+ * new recorded), and a new AK is certified only while fewer than
+ * ak_certificates_per_vek AK certificates beneath it are valid. */
+static void
+test_ak_again_and_limit(void **state)
+{
+	struct fixture *f = *state;
+	char vek[CERTS_SERIAL_HEX_MAX + 1], first[CERTS_SERIAL_HEX_MAX + 1];
+	char second[CERTS_SERIAL_HEX_MAX + 1];
+	struct ca_msg_public ak2_pub, ak3_pub;
+	struct soft ak2, ak3;
+	struct err err;
+	int n;
+
+	approve(f);
+	enrol_ck(f);
+	issue_vek(f, &f->vek1_pub, vek);
+	f->p.cfg.ak_per_vek = 2;
+	soft_new(&ak2);
+	soft_new(&ak3);
+	pub_ecc(&ak2_pub, &ak2, ATTRS_AK, NULL);
+	pub_ecc(&ak3_pub, &ak3, ATTRS_AK, NULL);
+
+	assert_int_equal(issue_ak_key(f, &f->ak_pub, vek), CA_MSG_OK);
+	strcpy(first, f->reply.u.issued.serial);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(issue_ak_key(f, &f->ak_pub, vek), CA_MSG_OK);
+		assert_string_equal(f->reply.u.issued.serial, first);
+		assert_true(certifies(f->reply.u.issued.der, f->reply.u.issued.len, &f->ak));
+	}
+	assert_int_equal(audited(f, "privacy/certify", "returned"), 3);
+	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_OK);
+	strcpy(second, f->reply.u.issued.serial);
+	assert_string_not_equal(second, first);
+	/* the share is taken: a third AK is refused, naming the setting, at
+	 * its challenge when the child names the vEK certificate (no
+	 * challenge recorded), else at issue */
+	n = rows(f, "challenges");
+	assert_int_equal(challenge_beneath(f, &ak3_pub, vek), CA_MSG_CONFLICT);
+	assert_non_null(strstr(f->reply.u.challenge_added.reason,
+	    "2 valid AK certificates (at most 2: ak_certificates_per_vek)"));
+	assert_int_equal(rows(f, "challenges"), n);
+	assert_int_equal(challenge_beneath(f, &ak2_pub, vek), CA_MSG_OK);
+	assert_int_equal(issue_ak_key(f, &ak3_pub, vek), CA_MSG_CONFLICT);
+	assert_non_null(strstr(f->reply.u.issued.reason,
+	    "2 valid AK certificates (at most 2: ak_certificates_per_vek)"));
+	/* the AKs that have one still get it back */
+	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_OK);
+	assert_string_equal(f->reply.u.issued.serial, second);
+	/* a revoked one no longer counts, and is not returned */
+	assert_int_equal(ca_db_revoke(f->p.db, second, "key retired", time(NULL), false, &err), 0);
+	assert_int_equal(issue_ak_key(f, &ak3_pub, vek), CA_MSG_OK);
+	assert_int_equal(issue_ak_key(f, &ak2_pub, vek), CA_MSG_CONFLICT);
+	/* the CK's certificate and three AKs' */
+	assert_int_equal(audited(f, "privacy/certify", "issued"), 4);
+	EVP_PKEY_free(ak2.pk);
+	EVP_PKEY_free(ak3.pk);
+}
+
 /* An AK is certified beneath a vEK certificate issued here for the EK the
  * credential was made for; its TPM attributes and vtpmd extension are
  * that certificate's, whatever the child says. */
@@ -929,6 +1023,7 @@ test_ak_needs_a_usable_ck(void **state)
 	const unsigned char *p;
 	long long ck_end = (long long)time(NULL) + 3600;
 	X509 *x;
+	int n;
 
 	approve(f);
 	enrol_ck(f);
@@ -956,6 +1051,12 @@ test_ak_needs_a_usable_ck(void **state)
 	issue_ak_under(f, &f->vek1_pub, vek);
 	assert_int_equal(f->reply.u.issued.rc, CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.issued.reason, "current CK certificate"));
+	/* refused at the challenge already, when the child names the vEK
+	 * certificate: no challenge used up for nothing */
+	n = rows(f, "challenges");
+	assert_int_equal(challenge_beneath(f, &f->ak_pub, vek), CA_MSG_REFUSED);
+	assert_non_null(strstr(f->reply.u.challenge_added.reason, "current CK certificate"));
+	assert_int_equal(rows(f, "challenges"), n);
 	snprintf(
 	    sql, sizeof(sql), "UPDATE hosts SET ck_serial = '%s', name = 'host-b'", f->ck_serial);
 	raw_sql(f, sql);
@@ -1131,39 +1232,53 @@ test_ek_nonce_fresh_once(void **state)
 	get_nonce(f, nonce);
 	ek_msg(f, &e);
 	assert_int_equal(issue_ek(f), CA_MSG_EXPIRED);
-	/* a nonce refused once is used up: the same again is a replay */
 	ek_msg(f, &e);
-	assert_int_equal(issue_ek(f), CA_MSG_USED);
+	assert_int_equal(issue_ek(f), CA_MSG_EXPIRED);
 	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 1);
-	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 2);
+	/* one row: the nonce redeemed, kept while it could be replayed */
+	assert_int_equal(rows(f, "ek_nonces"), 1);
 }
 
-/* Open nonces are limited per client address: one client's share taken,
- * it is refused (LIMIT, naming the setting) while another client is not;
- * a nonce used frees its slot. */
+/* A nonce handed out costs no record, however many are asked for; one
+ * made under another parent's key (a restarted CA's, another CA's) is
+ * unknown; a redeemed one is recorded until it expires. */
 static void
-test_nonces_per_client(void **state)
+test_nonces_stateless(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], hash[32];
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN], other[EVIDENCE_VEK_NONCE_LEN];
+	uint8_t key[CA_NONCE_KEY_LEN], hash[32];
+	int64_t expires_at = 0, now = time(NULL);
 	struct err err;
 
-	f->p.cfg.nonces_per_client = 2;
-	get_nonce(f, nonce);
-	get_nonce(f, nonce);
-	ca_msg_init(&f->in, CA_MSG_NONCE_ADD);
-	strcpy(f->in.u.nonce_add.client, "192.0.2.1");
-	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
-	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_LIMIT);
-	assert_non_null(strstr(f->reply.u.nonce_added.reason,
-	    "2 nonces are open for 192.0.2.1 (at most 2: nonces_per_client)"));
-	strcpy(f->in.u.nonce_add.client, "198.51.100.7");
-	assert_int_equal(handle(f, CA_MSG_NONCE_ADDED), 0);
-	assert_int_equal(f->reply.u.nonce_added.rc, CA_MSG_OK);
+	for (int i = 0; i < 1000; i++)
+		get_nonce(f, nonce);
+	assert_int_equal(rows(f, "ek_nonces"), 0);
+	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 0);
+	/* the nonce names its expiry, under the parent's key only */
+	assert_int_equal(ca_nonce_check(f->p.nonce_key, nonce, now, &expires_at, &err), 0);
+	assert_true(expires_at >= now + f->p.cfg.nonce_ttl - 1 &&
+	            expires_at <= now + f->p.cfg.nonce_ttl + 1);
+	assert_int_equal(ca_nonce_check(f->p.nonce_key, nonce, expires_at, &expires_at, &err), -1);
+	assert_int_equal(err.kind, ERR_TIMEOUT);
+	memset(key, 0x5a, sizeof(key));
+	assert_int_equal(ca_nonce_make(key, now + 60, other, &err), 0);
+	assert_int_equal(ca_nonce_check(f->p.nonce_key, other, now, &expires_at, &err), -1);
+	assert_int_equal(err.kind, ERR_ABSENT);
+	/* an expiry changed by the client breaks the MAC */
+	memcpy(other, nonce, sizeof(other));
+	other[7] ^= 1;
+	assert_int_equal(ca_nonce_check(f->p.nonce_key, other, now, &expires_at, &err), -1);
+	assert_int_equal(err.kind, ERR_ABSENT);
+	/* redeemed once; a redeemed nonce past its expiry is forgotten */
 	assert_int_equal(ca_sha256(nonce, sizeof(nonce), hash), 0);
-	assert_int_equal(ca_db_nonce_take(f->p.db, hash, time(NULL), &err), 0);
-	get_nonce(f, nonce);
-	assert_int_equal(audited(f, "virtualization/nonce", "issued"), 4);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, now + 60, now, &err), 0);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, now + 60, now, &err), -1);
+	assert_int_equal(err.kind, ERR_REFUSED);
+	assert_int_equal(rows(f, "ek_nonces"), 1);
+	assert_int_equal(ca_sha256(other, sizeof(other), hash), 0);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, now + 3660, now + 3600, &err), 0);
+	assert_int_equal(rows(f, "ek_nonces"), 1);
 }
 
 /* One step of an identity test: an ISSUE_EK of vek, with other in its
@@ -1305,6 +1420,40 @@ test_ek_whole_set(void **state)
 	assert_non_null(strstr(err.msg, "the set's first"));
 }
 
+/* A whole set is issued in one transaction: a member refused (here the
+ * ECC vEK, bound to another vTPM already) refuses the request and leaves
+ * nothing of the members before it: no certificate, no identity, no audit
+ * row of an issue. */
+static void
+test_ek_whole_set_all_or_none(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t nonce[EVIDENCE_VEK_NONCE_LEN];
+	const struct evidence other = {
+	    .vek = &f->vek1_pub, .sealed = 2, .uuid = UUID2, .nonce = nonce};
+	const struct evidence e = {
+	    .vek = &f->rsa_pub, .other = &f->vek1_pub, .sealed = 1, .uuid = UUID, .nonce = nonce};
+	int issued, identities, sets;
+
+	approve(f);
+	enrol_ck(f);
+	get_nonce(f, nonce);
+	ek_msg(f, &other);
+	assert_int_equal(issue_ek(f), CA_MSG_OK);
+	issued = rows(f, "issued");
+	identities = rows(f, "vtpm_identities");
+	sets = rows(f, "vtpm_vek_sets");
+	get_nonce(f, nonce);
+	ek_msg(f, &e);
+	f->in.u.issue_ek.whole_set = 1;
+	assert_int_equal(issue_ek(f), CA_MSG_CONFLICT);
+	assert_non_null(strstr(f->reply.u.issued.reason, UUID2));
+	assert_int_equal(rows(f, "issued"), issued);
+	assert_int_equal(rows(f, "vtpm_identities"), identities);
+	assert_int_equal(rows(f, "vtpm_vek_sets"), sets);
+	assert_int_equal(audited(f, "virtualization/ek-certificate", "issued"), 1);
+}
+
 /* An ISSUE_EK whose vEK asked for is missing from its set is malformed
  * (the parent ends a child that sends one). */
 static void
@@ -1324,23 +1473,79 @@ test_ek_set_malformed(void **state)
 	assert_non_null(strstr(err.msg, "vEK set"));
 }
 
+/* A role's CRL as the child gets it, its parts put together: malloc'd,
+ * its size in *len; parts: how many messages it came in. */
+static uint8_t *
+crl_whole(struct fixture *f, enum ca_role role, size_t *len, int *parts)
+{
+	struct err err = {0};
+	uint8_t *der = NULL;
+	uint32_t total;
+
+	ca_msg_init(&f->in, CA_MSG_CRL_GET);
+	f->in.u.crl_get.role = role;
+	assert_int_equal(handle(f, CA_MSG_CRL), 0);
+	assert_int_equal(f->reply.u.crl.rc, CA_MSG_OK);
+	total = f->reply.u.crl.total;
+	assert_non_null(der = malloc(total));
+	*len = 0;
+	*parts = 0;
+	for (;;) {
+		assert_int_equal(f->reply.u.crl.total, total);
+		assert_int_equal(f->reply.u.crl.offset, *len);
+		memcpy(der + *len, f->reply.u.crl.der, f->reply.u.crl.len);
+		*len += f->reply.u.crl.len;
+		++*parts;
+		if (*len == total)
+			return der;
+		assert_int_equal(ca_msg_recv(f->child, &f->reply, CA_MSG_TO_CHILD, &err), 1);
+		assert_int_equal(f->reply.hdr.type, CA_MSG_CRL);
+	}
+}
+
 /* The number of entries of a role's CRL, as the child gets it. */
 static size_t
 crl_entries(struct fixture *f, enum ca_role role)
 {
 	uint64_t number = 0;
 	int64_t next = 0;
-	size_t n = 0;
+	size_t n = 0, len;
+	int parts;
+	uint8_t *der = crl_whole(f, role, &len, &parts);
 
-	ca_msg_init(&f->in, CA_MSG_CRL_GET);
-	f->in.u.crl_get.role = role;
-	assert_int_equal(handle(f, CA_MSG_CRL), 0);
-	assert_int_equal(f->reply.u.crl.rc, CA_MSG_OK);
-	assert_int_equal(
-	    certs_crl_info(f->reply.u.crl.der, f->reply.u.crl.len, &number, &next, &n), 0);
+	assert_int_equal(certs_crl_info(der, len, &number, &next, &n), 0);
 	assert_true(number >= 1);
 	assert_true(next > time(NULL));
+	free(der);
 	return n;
+}
+
+/* A CRL larger than one message (3000 revoked certificates still valid,
+ * about 110 KB) reaches the child whole, in parts. */
+static void
+test_crl_in_parts(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t number = 0;
+	int64_t next = 0;
+	size_t n = 0, len;
+	int parts;
+	uint8_t *der;
+
+	raw_sql(f, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 3000) "
+	           "INSERT INTO issued (serial, role, kind, subject, detail, certificate, "
+	           "issued_at, not_after) SELECT printf('7f%030x', i), 'privacy', 'ak', "
+	           "'AK of vTPM " UUID "', '', '', 0, 253402300799 FROM k; "
+	           "INSERT INTO revocations (serial, revoked_at, reason, foreign_cert) "
+	           "SELECT serial, 1, 'test', 0 FROM issued WHERE kind = 'ak'");
+	der = crl_whole(f, CA_ROLE_PRIVACY, &len, &parts);
+	assert_true(len > CA_MSG_CRL_MAX);
+	assert_int_equal(parts, 2);
+	assert_int_equal(certs_crl_info(der, len, &number, &next, &n), 0);
+	assert_int_equal(n, 3000);
+	free(der);
+	/* and the next question is answered as before */
+	assert_int_equal(crl_entries(f, CA_ROLE_VIRTUALIZATION), 0);
 }
 
 static void
@@ -1390,7 +1595,7 @@ test_lineage_cascade_and_crl(void **state)
 	assert_int_equal(issue_ek(f), CA_MSG_REFUSED);
 	assert_non_null(strstr(f->reply.u.issued.reason, "revoked"));
 	assert_int_equal(ca_sha256(nonce, sizeof(nonce), hash), 0);
-	assert_int_equal(ca_db_nonce_take(f->p.db, hash, time(NULL), &err), 0);
+	assert_int_equal(ca_db_nonce_take(f->p.db, hash, time(NULL) + 60, time(NULL), &err), 0);
 }
 
 static void
@@ -1514,10 +1719,13 @@ main(void)
 	        test_ek_under_an_approved_configuration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_evidence_verified, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_nonce_fresh_once, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_nonces_per_client, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_nonces_stateless, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ak_again_and_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crl_in_parts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_one_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_closed_set, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_whole_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ek_whole_set_all_or_none, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ek_set_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lineage_cascade_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles_not_served, setup, teardown),

@@ -89,24 +89,35 @@ log_parse_level(const char *name, enum log_level *level)
 	return -1;
 }
 
-static void __attribute__((format(printf, 3, 0)))
-log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
+/* One line of level (its filter), named name, with syslog priority prio
+ * for the journal. */
+static void __attribute__((format(printf, 5, 0)))
+log_emit_as(enum log_level level, const char *name, int prio, int errnum, const char *fmt,
+    va_list ap)
 {
-	char msg[1024], prio[8];
-	const char *pre;
+	char msg[1024], pbuf[8];
+	const char *pre = "";
 
 	if (level > log_max)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	pre = log_prefix(level, prio, sizeof(prio));
+	if (log_journal) {
+		snprintf(pbuf, sizeof(pbuf), "<%d>", prio);
+		pre = pbuf;
+	}
 	if (log_tag[0] == '\0') /* relayed: the manager tags the line */
-		fprintf(stderr, "%s%s: %s%s%s\n", pre, log_names[level], msg,
-		    errnum != 0 ? ": " : "", errnum != 0 ? strerror(errnum) : "");
+		fprintf(stderr, "%s%s: %s%s%s\n", pre, name, msg, errnum != 0 ? ": " : "",
+		    errnum != 0 ? strerror(errnum) : "");
 	else if (errnum != 0)
-		fprintf(stderr, "%s%s: %s: %s: %s\n", pre, log_tag, log_names[level], msg,
-		    strerror(errnum));
+		fprintf(stderr, "%s%s: %s: %s: %s\n", pre, log_tag, name, msg, strerror(errnum));
 	else
-		fprintf(stderr, "%s%s: %s: %s\n", pre, log_tag, log_names[level], msg);
+		fprintf(stderr, "%s%s: %s: %s\n", pre, log_tag, name, msg);
+}
+
+static void __attribute__((format(printf, 3, 0)))
+log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
+{
+	log_emit_as(level, log_names[level], log_priorities[level], errnum, fmt, ap);
 }
 
 /* The level a relayed line names at its start ("warn: …"); info for a
@@ -155,6 +166,19 @@ log_warnx(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	log_emit(LOG_LEVEL_WARN, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* An event an operator must be able to find later (a revert of a vTPM's
+ * state): shown from level info, as syslog's LOG_NOTICE (5), named
+ * "notice". */
+void
+log_notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit_as(LOG_LEVEL_INFO, "notice", 5, 0, fmt, ap);
 	va_end(ap);
 }
 

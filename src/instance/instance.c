@@ -56,6 +56,7 @@ instance_usage(FILE *f)
 	           "                      [--socket-owner UID] [--socket-group GID]\n"
 	           "                      [--commit-fd N] [--commit-listen unix:PATH]\n"
 	           "                      [--commit-relaxed] [--nv-rate N]\n"
+	           "                      [--revert-generation N]\n"
 	           "\n"
 	           "Runs one virtual TPM (libtpms) behind the swtpm socket protocol.\n"
 	           "\n"
@@ -412,6 +413,7 @@ struct instance_opts {
 	int key_fd, ready_fd, blob_key_fd, commit_fd;
 	unsigned int nv_rate;
 	bool commit_relaxed; /* vtpmd provisions it: hold nothing until VTCS */
+	uint64_t revert_generation; /* an authorised revert: store the state as this (0: none) */
 	int io_timeout_ms;
 	bool plaintext;
 	bool log_relayed; /* stderr is vtpmd's channel, which tags the lines */
@@ -461,6 +463,20 @@ instance_parse_rate(const char *s)
 	return (unsigned int)v;
 }
 
+/* --revert-generation: a generation, 1 to 2^63 - 1. */
+static uint64_t
+instance_parse_generation(const char *s)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || v == 0 || v > INT64_MAX)
+		fatalx(EXIT_USAGE, "--revert-generation: expected a generation from 1, not %s", s);
+	return (uint64_t)v;
+}
+
 /* Milliseconds, 1 to INSTANCE_IO_TIMEOUT_MAX. */
 static int
 instance_parse_ms(const char *opt, const char *s)
@@ -501,6 +517,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		{"commit-listen", required_argument, NULL, 'K'},
 		{"nv-rate", required_argument, NULL, 'R'},
 		{"commit-relaxed", no_argument, NULL, 'X'},
+		{"revert-generation", required_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -543,6 +560,7 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 		case 'K': o->commit_listen = optarg; break;
 		case 'R': o->nv_rate = instance_parse_rate(optarg); break;
 		case 'X': o->commit_relaxed = true; break;
+		case 'V': o->revert_generation = instance_parse_generation(optarg); break;
 		case 'C':
 			if ((o->commit_fd = instance_parse_fd(optarg)) == -1)
 				fatalx(EXIT_USAGE, "--commit-fd: not a descriptor number: %s", optarg);
@@ -578,6 +596,9 @@ instance_parse_args(int argc, char **argv, struct instance_opts *o)
 	if (o->commit_listen != NULL && strncmp(o->commit_listen, "unix:", 5) != 0)
 		fatalx(EXIT_USAGE, "--commit-listen: expected unix:PATH (a root-only socket), not %s",
 		    o->commit_listen);
+	if (o->revert_generation != 0 && (o->key_fd == -1 || o->commit_fd == -1))
+		fatalx(EXIT_USAGE, "--revert-generation needs --key-fd and --commit-fd: a revert is "
+		    "vtpmd's, recorded in its freshness manifest");
 	if ((o->sandbox_uid == 0) != (o->sandbox_gid == 0))
 		fatalx(EXIT_USAGE, "give both --sandbox-uid and --sandbox-gid, or neither");
 	if ((o->socket_gid != 0 || o->socket_uid != 0) &&
@@ -674,24 +695,67 @@ instance_snapshot_refused(const char *state_dir, const struct err *err)
 }
 
 /*
+ * An operator's revert that vtpmd authorised and checked (docs/state.md,
+ * "Operator snapshots and reverts"): the permanent state just read, older
+ * than the last generation recorded, is written again as generation gen,
+ * beyond every generation recorded, so that the numbering never goes back, and is
+ * recorded before anything is served. The volatile state and savestate
+ * belong to the state it replaces and are dropped: the TPM powers on
+ * afresh. Returns 0, or the exit status with the reason logged.
+ */
+static int
+instance_revert(struct instance *in, const char *state_dir, uint64_t gen)
+{
+	uint64_t old = store_generation(in->store, STATE_PERMANENT);
+	int rc;
+
+	if (old >= gen) {
+		log_errorx("%s: generation %llu is no older than %llu: not a revert; refusing to "
+			   "start", state_dir, (unsigned long long)old, (unsigned long long)gen);
+		return EXIT_STATE;
+	}
+	if (store_delete(in->store, STATE_VOLATILE) == -1 ||
+	    store_delete(in->store, STATE_SAVESTATE) == -1) {
+		log_warn("%s: cannot remove the volatile state of the state replaced", state_dir);
+		return EXIT_RUNTIME;
+	}
+	store_continue_from(in->store, STATE_PERMANENT, gen - 1);
+	in->client_command = true;
+	rc = instance_save_state(in, STATE_PERMANENT, in->cache, in->cache_len);
+	in->client_command = false;
+	if (rc == -1 || instance_commit_wait(in, -1) == -1) {
+		log_errorx("%s: the revert to generation %llu could not be recorded; refusing to "
+			   "start", state_dir, (unsigned long long)old);
+		return EXIT_RUNTIME;
+	}
+	log_info("%s: reverted: the TPM state of generation %llu is stored again as generation "
+		 "%llu", state_dir, (unsigned long long)old, (unsigned long long)gen);
+	return 0;
+}
+
+/*
  * Reads and checks the state that exists, before serving. This is input
  * like any other (a worker taken over could have written it, with the key
  * it holds), so it runs in the sandbox. Returns 0, or the exit status with
  * the reason logged.
  */
 static int
-instance_read_state(struct instance *in, const char *state_dir)
+instance_read_state(struct instance *in, const char *state_dir, uint64_t revert_generation)
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	struct err err;
+	int status;
 
 	if (store_get(in->store, STATE_PERMANENT, &in->cache, &in->cache_len, &err) == 0)
 		log_info("%s: existing TPM state loaded", state_dir);
-	else if (err.kind == ERR_ABSENT)
+	else if (err.kind == ERR_ABSENT && revert_generation == 0)
 		log_info("%s: no state yet: a new TPM will be manufactured", state_dir);
 	else
 		return instance_state_refused(&err);
+	if (revert_generation != 0 &&
+	    (status = instance_revert(in, state_dir, revert_generation)) != 0)
+		return status;
 	/* Snapshots are checked now too, so that a bad or an old one stops us
 	 * here (instance_snapshot.c). */
 	for (int k = STATE_VOLATILE; k <= STATE_SAVESTATE; k++) {
@@ -902,7 +966,7 @@ instance_main(int argc, char **argv)
 
 	instance_setup(&in, &o);
 	instance_sandbox(&o);
-	if ((status = instance_read_state(&in, o.state_dir)) != 0) {
+	if ((status = instance_read_state(&in, o.state_dir, o.revert_generation)) != 0) {
 		/* A refused start leaves nothing (sandboxed, the paths are out
 		 * of reach: the manager removes them). */
 		if (o.sandbox_uid == 0) {

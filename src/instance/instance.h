@@ -128,6 +128,7 @@ int store_file_digest(const char *path, uint64_t *gen, uint8_t digest[STORE_DIGE
     struct err *err);
 uint64_t store_generation(struct store *st, enum state_kind kind);
 uint64_t store_client_generation(struct store *st, enum state_kind kind);
+void store_continue_from(struct store *st, enum state_kind kind, uint64_t gen);
 bool store_snapshot_out(struct store *st);
 int store_restamp(struct store *st, bool snapshot_out, bool by_client, struct err *err);
 
@@ -254,6 +255,11 @@ struct instance_commit {
 	uint8_t digest[STORE_DIGEST_LEN];
 	uint8_t in[12]; /* an acknowledgement being read */
 	size_t in_len;
+	/* a revert by SET_STATEBLOB vtpmd permits (VTCP): to a permanent blob
+	 * of this generation, once (0: none); revert_write: the next write
+	 * is that revert; revert: the pending report is its (VTCV) */
+	uint64_t revert_permit;
+	bool revert_write, revert;
 };
 
 /* A snapshot libtpms wrote during a client's command (instance_snapshot.c). */

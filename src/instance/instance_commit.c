@@ -14,6 +14,8 @@
  *   report (worker to vtpmd): "VTCR" | generation (8, big-endian) | SHA-256
  *   acknowledgement (back):   "VTCA" | generation (8, big-endian)
  *   strict from now (back):   "VTCS" | 0 (8)
+ *   revert permitted (back):  "VTCP" | generation (8; 0 withdraws)
+ *   a revert's report:        "VTCV" | generation | SHA-256
  *
  * A worker vtpmd provisions (--commit-relaxed) reports but holds nothing:
  * vtpmd's own commands to it come from vtpmd's loop, which could not
@@ -35,6 +37,8 @@
 static const uint8_t commit_report_magic[4] = {'V', 'T', 'C', 'R'};
 static const uint8_t commit_ack_magic[4] = {'V', 'T', 'C', 'A'};
 static const uint8_t commit_strict_magic[4] = {'V', 'T', 'C', 'S'};
+static const uint8_t commit_permit_magic[4] = {'V', 'T', 'C', 'P'};
+static const uint8_t commit_revert_magic[4] = {'V', 'T', 'C', 'V'};
 
 static void
 commit_put_be64(uint8_t *p, uint64_t v)
@@ -62,7 +66,7 @@ commit_send(struct instance_commit *c)
 
 	if (!c->pending || c->fd == -1)
 		return;
-	memcpy(msg, commit_report_magic, 4);
+	memcpy(msg, c->revert ? commit_revert_magic : commit_report_magic, 4);
 	commit_put_be64(msg + 4, c->gen);
 	memcpy(msg + 12, c->digest, STORE_DIGEST_LEN);
 	/* 44 bytes on a unix stream socket vtpmd reads: never partial. */
@@ -80,6 +84,8 @@ instance_commit_report(struct instance *in)
 
 	store_put_digest(in->store, &c->gen, c->digest);
 	c->pending = true;
+	c->revert = c->revert_write;
+	c->revert_write = false;
 	commit_send(c);
 }
 
@@ -95,6 +101,21 @@ commit_accept(struct instance_commit *c)
 	c->fd = fd;
 	log_debug("commit channel: vtpmd connected");
 	commit_send(c);
+}
+
+/* VTCP: vtpmd permits one revert by SET_STATEBLOB to the permanent blob of
+ * a generation (an operator's allow-revert); 0 withdraws it. */
+static void
+commit_permit(struct instance_commit *c)
+{
+	uint64_t gen = 0;
+
+	for (int i = 4; i < 12; i++)
+		gen = gen << 8 | c->in[i];
+	c->revert_permit = gen;
+	if (gen != 0)
+		log_info("commit channel: vtpmd permits one revert to generation %llu of the TPM "
+			 "state (SET_STATEBLOB)", (unsigned long long)gen);
 }
 
 /* Reads acknowledgements; a closed connection is dropped. */
@@ -126,6 +147,10 @@ commit_read(struct instance_commit *c)
 			log_debug("commit channel: answers wait for vtpmd from now on");
 			continue;
 		}
+		if (memcmp(c->in, commit_permit_magic, 4) == 0) {
+			commit_permit(c);
+			continue;
+		}
 		if (memcmp(c->in, commit_ack_magic, 4) != 0) {
 			log_warnx("commit channel: not an acknowledgement; closing it");
 			commit_drop(c);
@@ -135,7 +160,7 @@ commit_read(struct instance_commit *c)
 		for (int i = 4; i < 12; i++)
 			gen = gen << 8 | c->in[i];
 		if (c->pending && gen >= c->gen)
-			c->pending = false;
+			c->pending = c->revert = false;
 	}
 }
 

@@ -298,6 +298,24 @@ ctrl_uuid_text(const uint8_t uuid[STATEBLOB_UUID_LEN], char *out)
 	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
+/* Whether an older blob is the revert vtpmd permitted (an operator's
+ * allow-revert): a permanent blob of that generation, once; the permit is
+ * spent, and the write that follows is reported as that revert. */
+static bool
+ctrl_revert_permitted(struct instance *in, const struct stateblob_info *info)
+{
+	struct instance_commit *c = &in->commit;
+
+	if (info->kind != STATE_PERMANENT || c->revert_permit == 0 ||
+	    info->generation != c->revert_permit)
+		return false;
+	log_info("SET_STATEBLOB permanent.state: generation %llu, older than this instance's "
+		 "state: the revert vtpmd permitted", (unsigned long long)info->generation);
+	c->revert_permit = 0;
+	c->revert_write = true;
+	return true;
+}
+
 /*
  * Opens a blob SET_STATEBLOB brought for kind: wrapped under this
  * instance's key, for this instance, of this kind and TPM version, and
@@ -346,7 +364,7 @@ ctrl_unwrap_state(struct instance *in, enum state_kind kind, const uint8_t *blob
 	if (in->restored && in->restored_generation < floor)
 		floor = in->restored_generation;
 	if (info.kind != kind || info.tpm_version != in->tpm_version ||
-	    info.generation < floor) {
+	    (info.generation < floor && !ctrl_revert_permitted(in, &info))) {
 		if (info.generation < floor)
 			log_warnx("SET_STATEBLOB %s: refused: the blob holds generation %llu, older "
 				  "than this instance's state (generation %llu: a command changed it "
@@ -428,6 +446,7 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 	} else if ((res = engine_set_state(kind, plain, plain_len)) != TPM_SUCCESS) {
 		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
 		    res);
+		in->commit.revert_write = false;
 	} else {
 		/* A client's write, reported to vtpmd for its freshness manifest
 		 * like any (docs/state.md). */
@@ -435,6 +454,7 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 		if (instance_save_state(in, kind, plain, plain_len) == -1)
 			res = TPM_IOERROR;
 		in->client_command = false;
+		in->commit.revert_write = false; /* reported, or failed */
 	}
 	explicit_bzero(plain, plain_len);
 	free(plain);

@@ -137,6 +137,15 @@ store_client_generation(struct store *st, enum state_kind kind)
 	return st->generation[kind] - st->since_client[kind];
 }
 
+/* Numbers kind's next write gen + 1, whatever the file on disk holds: an
+ * authorised revert's state is stored beyond every generation recorded. */
+void
+store_continue_from(struct store *st, enum state_kind kind, uint64_t gen)
+{
+	store_peek_generations(st);
+	st->generation[kind] = gen;
+}
+
 /* Removes temporary files that a crash in the middle of store_put left. */
 static void
 store_sweep(struct store *st)

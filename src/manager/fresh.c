@@ -79,6 +79,8 @@
 static const uint8_t fresh_report_magic[4] = {'V', 'T', 'C', 'R'};
 static const uint8_t fresh_ack_magic[4] = {'V', 'T', 'C', 'A'};
 static const uint8_t fresh_strict_magic[4] = {'V', 'T', 'C', 'S'};
+static const uint8_t fresh_permit_magic[4] = {'V', 'T', 'C', 'P'};
+static const uint8_t fresh_revert_magic[4] = {'V', 'T', 'C', 'V'};
 
 static void
 fresh_path(const struct manager *m, const char *leaf, char *buf, size_t len)
@@ -1004,6 +1006,23 @@ fresh_unrecorded(struct manager *m, const struct vtpm *v, uint64_t gen, struct e
 	    v->name, (unsigned long long)gen, m->fresh.anchor_id, found, v->name);
 }
 
+/* Older state the operator authorised, once (v->revert_allowed,
+ * snapshot.c): accepted for this start, whose worker stores it as the
+ * generation after the one recorded (v->revert_next), so that the
+ * numbering never goes back; the commit records that write as any. The
+ * manifest is unchanged until then: a start that fails before it leaves
+ * the older state refused again. */
+static int
+fresh_revert_accept(struct vtpm *v, uint64_t gen, const struct fresh_entry *e)
+{
+	v->revert_from = e->gen;
+	v->revert_next = e->gen + 1;
+	log_info("%s: its TPM state is generation %llu, older than generation %llu, recorded: "
+		 "a revert the operator authorised; it is stored as generation %llu", v->name,
+	    (unsigned long long)gen, (unsigned long long)e->gen, (unsigned long long)e->gen + 1);
+	return 0;
+}
+
 /*
  * Checks v's state on disk against the manifest, before a start or at an
  * adoption: the generation recorded is accepted, and the one after it (a
@@ -1037,6 +1056,8 @@ fresh_check(struct manager *m, struct vtpm *v, struct err *err)
 	 * first write, which is recorded. */
 	if (e == NULL && gen == 0)
 		return fresh_binding_ok(m, v, found) ? 0 : fresh_binding_write(m, v, err);
+	if (e != NULL && gen < e->gen && gen != 0 && gen == v->revert_allowed)
+		return fresh_revert_accept(v, gen, e);
 	if (e != NULL && gen != e->gen + 1)
 		return fresh_rollback(v, gen, e, err);
 	if (e == NULL && fresh_unrecorded(m, v, gen, err) == -1)
@@ -1126,6 +1147,21 @@ fresh_forget_deleted(struct manager *m, const char *uuid, struct err *err)
 	return 0;
 }
 
+/* A report of a revert by SET_STATEBLOB (VTCV), which vtpmd permitted
+ * (fresh_permit), read as a report: the revert is to be recorded
+ * (snapshot_flushed) once the commit covers it. */
+static void
+fresh_revert_report(struct manager *m, struct vtpm *v)
+{
+	const struct fresh_entry *e = fresh_find(&m->fresh, v->uuid);
+
+	if (v->commit_revert)
+		return; /* sent again (vtpmd reconnected) */
+	v->commit_revert = true;
+	v->revert_from = e != NULL ? e->gen : 0;
+	v->revert_next = v->commit_gen;
+}
+
 /* Reads at most max of v's worker's reports (commit channel); the last
  * one is kept for fresh_flush. A closed channel is dropped, and so is the
  * channel of a worker ended for breaking the protocol (budget_report),
@@ -1135,6 +1171,7 @@ fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 {
 	uint64_t gen;
 	ssize_t n;
+	bool revert;
 
 	for (size_t reports = 0; reports < max;) {
 		n = read(v->commit_fd, v->commit_buf + v->commit_len,
@@ -1154,7 +1191,8 @@ fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 			continue;
 		v->commit_len = 0;
 		reports++;
-		if (memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
+		revert = memcmp(v->commit_buf, fresh_revert_magic, 4) == 0;
+		if (!revert && memcmp(v->commit_buf, fresh_report_magic, 4) != 0) {
 			log_warnx("%s: not a commit report on its channel; closing it", v->name);
 			close(v->commit_fd);
 			v->commit_fd = -1;
@@ -1170,6 +1208,8 @@ fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 		m->metrics.state_writes++;
 		v->commit_gen = gen;
 		memcpy(v->commit_digest, v->commit_buf + 12, STORE_DIGEST_LEN);
+		if (revert)
+			fresh_revert_report(m, v);
 	}
 }
 
@@ -1302,6 +1342,23 @@ fresh_strict(struct manager *m, struct vtpm *v, struct err *err)
 	return 0;
 }
 
+/* Permits v's worker one revert by SET_STATEBLOB to a permanent blob of
+ * generation gen (0 withdraws it): VTCP on its commit channel. A worker
+ * not running gets it at its next start. */
+void
+fresh_permit(struct vtpm *v, uint64_t gen)
+{
+	uint8_t msg[12];
+
+	if (v->commit_fd == -1)
+		return;
+	memcpy(msg, fresh_permit_magic, 4);
+	fresh_put_be(msg + 4, gen, 8);
+	if (send(v->commit_fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(msg))
+		log_warn("%s: commit channel: the revert's permit", v->name);
+}
+
 /* When fresh_flush retries, or commits a report that waits for its
  * instance's commit budget, or -1. */
 int64_t
@@ -1312,6 +1369,25 @@ fresh_next_deadline(const struct manager *m)
 	if (m->fresh.retry_at != 0 && (budget == -1 || m->fresh.retry_at < budget))
 		return m->fresh.retry_at;
 	return budget;
+}
+
+/* The generation and digest of v's state last recorded (0 and zeros:
+ * none yet). 0, or -1 with err (fresh_ensure's). */
+int
+fresh_recorded(struct manager *m, const struct vtpm *v, uint64_t *gen,
+    uint8_t digest[STORE_DIGEST_LEN], struct err *err)
+{
+	const struct fresh_entry *e;
+
+	if (fresh_ensure(m, err) == -1)
+		return -1;
+	e = fresh_find(&m->fresh, v->uuid);
+	*gen = e != NULL ? e->gen : 0;
+	if (e != NULL)
+		memcpy(digest, e->digest, STORE_DIGEST_LEN);
+	else
+		memset(digest, 0, STORE_DIGEST_LEN);
+	return 0;
 }
 
 void

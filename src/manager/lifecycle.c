@@ -271,7 +271,9 @@ lifecycle_start_now(struct manager *m, struct vtpm *v, struct err *err)
 		lifecycle_set_error(v, VTPM_FAILED, err->msg);
 		return -1;
 	}
-	/* Older state than recorded is refused before any key is unsealed. */
+	/* Older state than recorded is refused before any key is unsealed,
+	 * unless the operator authorised a revert to it (snapshot.c). */
+	v->revert_next = 0;
 	if (fresh_check(m, v, err) == -1) {
 		/* the freshness key unseals only in an approved configuration too */
 		bool refused = err->kind == ERR_CORRUPT || err->kind == ERR_POLICY;
@@ -280,6 +282,8 @@ lifecycle_start_now(struct manager *m, struct vtpm *v, struct err *err)
 		lifecycle_set_error(v, refused ? VTPM_REFUSED : VTPM_FAILED, err->msg);
 		return -1;
 	}
+	if (v->revert_next != 0)
+		snapshot_reverted(m, v, "start");
 	v->state = VTPM_STARTING;
 	sealed = secret_alloc(sizeof(*sealed) + STATEBLOB_KEY_RECORD_LEN);
 	if (sealed == NULL) {
@@ -296,6 +300,9 @@ lifecycle_start_now(struct manager *m, struct vtpm *v, struct err *err)
 		return -1;
 	}
 	tf = mono_us();
+	/* a revert authorised and not taken by this start: for QEMU's loadvm */
+	if (v->revert_allowed != 0)
+		fresh_permit(v, v->revert_allowed);
 	rc = lifecycle_unseal(m, v, sealed, err);
 	t1 = mono_us();
 	if (rc == 0)

@@ -297,6 +297,7 @@ manager_step(struct manager *m, const sigset_t *unblocked)
 	/* One commit for every report of this round (group commit), after
 	 * the answers: a stop is not held up by recording its last write. */
 	fresh_flush(m);
+	snapshot_flushed(m);
 	return 0;
 }
 

@@ -140,6 +140,16 @@ struct vtpm {
 	uint64_t commit_gen;
 	uint8_t commit_digest[STORE_DIGEST_LEN];
 	struct budget budget; /* its commit budget (budget.c) */
+	/* reverts (snapshot.c): a generation the operator authorised a revert
+	 * to, once (0: none), who did, and how (allow-revert, restore) */
+	uint64_t revert_allowed;
+	uid_t revert_by;
+	const char *revert_how;
+	/* the start under way accepted that revert (fresh.c), or the worker
+	 * reported one by SET_STATEBLOB (VTCV, commit_revert): the generation
+	 * recorded before, and the one the state is stored as */
+	uint64_t revert_from, revert_next;
+	bool commit_revert;
 };
 bool registry_valid_name(const char *name);
 /* Marks, among the n instances of arr, every copy of another (the same
@@ -404,6 +414,9 @@ void fresh_channel_read(struct manager *m, struct vtpm *v);
 void fresh_flush(struct manager *m);
 int fresh_strict(struct manager *m, struct vtpm *v, struct err *err);
 int64_t fresh_next_deadline(const struct manager *m);
+int fresh_recorded(struct manager *m, const struct vtpm *v, uint64_t *gen,
+    uint8_t digest[STORE_DIGEST_LEN], struct err *err);
+void fresh_permit(struct vtpm *v, uint64_t gen);
 void fresh_free(struct fresh *f);
 int fresh_forget_deleted(struct manager *m, const char *uuid, struct err *err);
 
@@ -518,6 +531,24 @@ int worker_exited(struct manager *m, struct vtpm *v, struct err *err);
 void worker_socket_paths(const struct config *cfg, const char *name, char *ctrl, size_t clen,
     char *data, size_t dlen);
 int worker_share_sockets(const struct manager *m, const struct vtpm *v, struct err *err);
+
+/* snapshot.c: snapshots and reverts, explicit operator actions
+ * (docs/state.md, "Operator snapshots and reverts"): STATE/instances/NAME/snapshots/ and
+ * reverts.json. Functions return 0 or -1 with err: ERR_INVALID (a
+ * generation that is no revert), ERR_ABSENT (no such snapshot, no state),
+ * ERR_BUSY (the instance runs), ERR_EXISTS, ERR_CORRUPT, ERR_IO. */
+#define SNAPSHOT_LABEL_MAX 128
+int snapshot_take(struct manager *m, struct vtpm *v, const char *label, struct json_t **out,
+    struct err *err);
+struct json_t *snapshot_list(struct manager *m, const struct vtpm *v, struct err *err);
+int snapshot_restore(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by, struct err *err);
+int snapshot_delete(struct manager *m, const struct vtpm *v, uint64_t gen, uid_t by,
+    struct err *err);
+int snapshot_allow_revert(struct manager *m, struct vtpm *v, uint64_t gen, uid_t by,
+    const char *how, struct err *err);
+void snapshot_reverted(struct manager *m, struct vtpm *v, const char *via);
+void snapshot_flushed(struct manager *m);
+struct json_t *snapshot_revert_json(struct manager *m, const struct vtpm *v);
 
 /* reply.c: the API's answers that operations share: objects (INSTANCE,
  * HOST, POLICY) and failures, with the status and hint of each. */

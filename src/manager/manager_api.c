@@ -229,6 +229,101 @@ api_start(struct manager *m, struct vtpm *v, const struct api_request *req)
 	return reply_ok(200, reply_instance(m, v));
 }
 
+/* The HTTP status of a snapshot or revert refused with e (snapshot.c). */
+static int
+api_snapshot_status(const struct err *e)
+{
+	switch (e->kind) {
+	case ERR_ABSENT: return 404;
+	case ERR_INVALID:
+	case ERR_BUSY:
+	case ERR_EXISTS:
+	case ERR_CORRUPT:
+	case ERR_POLICY: return 409;
+	case ERR_HOST_TPM: return 503;
+	default: return 500;
+	}
+}
+
+/* POST …/snapshot {"label": L}: 201 with the snapshot's record. */
+static struct api_response
+api_snapshot(struct manager *m, struct vtpm *v, const struct api_request *req)
+{
+	const char *label = "";
+	json_t *rec = NULL;
+	struct err e;
+
+	if (req->body != NULL && json_unpack((json_t *)req->body, "{s?s}", "label", &label) != 0)
+		return api_error(400, "expected {\"label\": TEXT} or no body",
+		    "a label is optional, at most 128 printable characters");
+	if (snapshot_take(m, v, label, &rec, &e) == -1)
+		return api_error(e.kind == ERR_INVALID ? 400 : api_snapshot_status(&e), e.msg,
+		    e.kind == ERR_EXISTS ? "list the snapshots with 'vtpmctl snapshots NAME'"
+					 : "nothing was kept; vtpmd's log may say more");
+	return reply_ok(201, rec);
+}
+
+/* GET …/snapshots: 200 {"snapshots": [...]}, by generation. */
+static struct api_response
+api_snapshots(struct manager *m, struct vtpm *v)
+{
+	struct err e;
+	json_t *arr = snapshot_list(m, v, &e);
+
+	if (arr == NULL)
+		return api_error(500, e.msg, "check the instance's snapshots/ directory");
+	return reply_ok(200, json_pack("{s:o}", "snapshots", arr));
+}
+
+/* DELETE …/snapshots/N: 200 {"deleted": N}. */
+static struct api_response
+api_snapshot_delete(struct manager *m, struct vtpm *v, const char *which,
+    const struct api_request *req)
+{
+	unsigned long long gen;
+	char *end;
+	struct err e;
+
+	errno = 0;
+	gen = strtoull(which, &end, 10);
+	if (which[0] < '1' || which[0] > '9' || errno != 0 || *end != '\0')
+		return api_error(400, "expected DELETE /v1/instances/NAME/snapshots/N, N a "
+				      "generation from 1",
+		    "list the snapshots and their generations with 'vtpmctl snapshots NAME'");
+	if (snapshot_delete(m, v, (uint64_t)gen, req->peer_uid, &e) == -1)
+		return api_error(api_snapshot_status(&e), e.msg,
+		    e.kind == ERR_ABSENT ? "list the snapshots with 'vtpmctl snapshots NAME'"
+					 : "check the instance's snapshots/ directory");
+	return reply_ok(200, json_pack("{s:I}", "deleted", (json_int_t)gen));
+}
+
+/* POST …/restore and …/allow-revert {"generation": N}: 200 INSTANCE, its
+ * revert authorised for its next start. */
+static struct api_response
+api_revert(struct manager *m, struct vtpm *v, bool restore, const struct api_request *req)
+{
+	json_int_t gen = 0;
+	struct err e;
+	int rc;
+
+	if (req->body == NULL ||
+	    json_unpack((json_t *)req->body, "{s:I}", "generation", &gen) != 0 || gen < 1)
+		return api_error(400, "expected {\"generation\": N}, a generation from 1",
+		    restore ? "list the snapshots and their generations with 'vtpmctl snapshots NAME'"
+			    : "give the generation of the state to go back to");
+	if (restore)
+		rc = snapshot_restore(m, v, (uint64_t)gen, req->peer_uid, &e);
+	else
+		rc = snapshot_allow_revert(m, v, (uint64_t)gen, req->peer_uid, "allow-revert", &e);
+	if (rc == -1)
+		return api_error(api_snapshot_status(&e), e.msg,
+		    e.kind == ERR_BUSY ? "stop it first (vtpmctl stop NAME)"
+		    : e.kind == ERR_ABSENT
+			? "list the snapshots with 'vtpmctl snapshots NAME'"
+			: "nothing was changed; vtpmd's log may say more");
+	return reply_ok(200, reply_instance(m, v));
+}
+
 static struct api_response
 api_action(struct manager *m, struct vtpm *v, const char *action, const struct api_request *req)
 {
@@ -256,8 +351,13 @@ api_action(struct manager *m, struct vtpm *v, const char *action, const struct a
 			return reply_ok(200, reply_instance(m, v));
 	} else if (strcmp(action, "renew") == 0) {
 		return api_renew(m, v, req);
+	} else if (strcmp(action, "snapshot") == 0) {
+		return api_snapshot(m, v, req);
+	} else if (strcmp(action, "restore") == 0 || strcmp(action, "allow-revert") == 0) {
+		return api_revert(m, v, strcmp(action, "restore") == 0, req);
 	} else if (strcmp(action, "start") != 0) {
-		return api_error(404, "unknown action", "use start, stop, restart or renew");
+		return api_error(404, "unknown action", "use start, stop, restart, renew, snapshot, "
+		    "restore or allow-revert");
 	}
 	return api_start(m, v, req);
 }
@@ -367,6 +467,10 @@ api_instances(struct manager *m, const struct api_request *req)
 	if (v == NULL)
 		return api_error(404, "no such instance", "list instances with 'vtpmctl list'");
 	if (slash != NULL) {
+		if (req->method == API_GET && strcmp(slash + 1, "snapshots") == 0)
+			return api_snapshots(m, v);
+		if (req->method == API_DELETE && strncmp(slash + 1, "snapshots/", 10) == 0)
+			return api_snapshot_delete(m, v, slash + 11, req);
 		if (req->method != API_POST)
 			return api_error(405, "use POST for actions",
 			    "POST /v1/instances/NAME/start, /stop or /restart");

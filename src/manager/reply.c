@@ -58,6 +58,8 @@ reply_instance(struct manager *m, const struct vtpm *v)
 		json_object_set_new(o, "error", json_string(v->error));
 	if (o != NULL && (ek = provision_json(m, v)) != NULL)
 		json_object_set_new(o, "endorsement", ek);
+	if (o != NULL && (ek = snapshot_revert_json(m, v)) != NULL)
+		json_object_set_new(o, "revert", ek);
 	return o;
 }
 
@@ -187,7 +189,8 @@ reply_start_failed(struct manager *m, const struct vtpm *v, const struct err *er
 	if (err->kind == ERR_CORRUPT)
 		return api_error(409, err->msg,
 		    "the state on disk is older than what the guest was told (docs/state.md): "
-		    "put back the latest state, or delete the instance");
+		    "put back the latest state, delete the instance, or, to go back on purpose, "
+		    "authorise that one revert: vtpmctl allow-revert NAME --generation N");
 	return api_error(reply_start_status(m, v), err->msg,
 	    v->state == VTPM_REFUSED ? reply_approve_hint(m)
 	    : !hwtpm_available(m->hw)

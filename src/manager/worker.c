@@ -235,7 +235,7 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds
 	char ctrl[PATH_MAX], data[PATH_MAX], ctrl_ep[PATH_MAX + 8], data_ep[PATH_MAX + 8];
 	char commit[PATH_MAX], commit_ep[PATH_MAX + 8], rate[16];
 	int keyfd = fds[0], readyfd = fds[1], logfd = fds[2], commitfd = fds[3];
-	char uid[16], gid[16], sockuid[16], sockgid[16];
+	char uid[16], gid[16], sockuid[16], sockgid[16], revert[24];
 	uid_t owner;
 	gid_t group;
 	const char *lvl[] = {"error", "warn", "info", "debug"};
@@ -282,6 +282,12 @@ worker_spawn(struct manager *m, struct vtpm *v, const char *state, const int fds
 	 * waiting for its loop; fresh_strict ends that before any guest. */
 	if (v->prov != NULL)
 		argv[n++] = "--commit-relaxed";
+	/* A revert the operator authorised and fresh_check accepted. */
+	if (v->revert_next != 0) {
+		snprintf(revert, sizeof(revert), "%llu", (unsigned long long)v->revert_next);
+		argv[n++] = "--revert-generation";
+		argv[n++] = revert;
+	}
 	/* Started, so tools can use it at once; QEMU's INIT power-cycles it
 	 * and the guest sends its own Startup. */
 	argv[n++] = "--startup";

@@ -23,6 +23,14 @@ static const struct cli_cmd vtpmctl_cmds[] = {
     {"list", vtpmctl_list, "list [--json]", "list the vTPMs"},
     {"info", vtpmctl_info, "info NAME [--json]",
         "show a vTPM: state, and the sockets for QEMU and tpm2-tools"},
+    {"snapshot", vtpmctl_snapshot, "snapshot NAME [--label TEXT] [--json]",
+        "keep a snapshot of a vTPM's state"},
+    {"snapshots", vtpmctl_snapshots, "snapshots NAME [--delete N] [--json]",
+        "list a vTPM's snapshots, or delete one"},
+    {"restore", vtpmctl_restore, "restore NAME --generation N [--yes] [--json]",
+        "put a stopped vTPM's snapshot back: its next start reverts to it"},
+    {"allow-revert", vtpmctl_allow_revert, "allow-revert NAME --generation N [--json]",
+        "authorise one revert to older state put back by hand"},
     {"policy", vtpmctl_policy,
         "policy show [--json]\n"
         "    policy approve --current [--key FILE] [--json]",
@@ -58,7 +66,7 @@ static const struct cli vtpmctl_cli = {
     .help_tail = vtpmctl_help_tail,
     .cmds = vtpmctl_cmds,
     .n = sizeof(vtpmctl_cmds) / sizeof(vtpmctl_cmds[0]),
-    .name_width = 9,
+    .name_width = 12,
 };
 
 int

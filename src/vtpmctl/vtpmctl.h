@@ -47,6 +47,12 @@ int vtpmctl_delete(int argc, char **argv);
 int vtpmctl_list(int argc, char **argv);
 int vtpmctl_info(int argc, char **argv);
 
+/* vtpmctl_snapshot.c: snapshot, snapshots, restore, allow-revert. */
+int vtpmctl_snapshot(int argc, char **argv);
+int vtpmctl_snapshots(int argc, char **argv);
+int vtpmctl_restore(int argc, char **argv);
+int vtpmctl_allow_revert(int argc, char **argv);
+
 /* vtpmctl_policy.c: policy show, policy approve. */
 int vtpmctl_policy(int argc, char **argv);
 

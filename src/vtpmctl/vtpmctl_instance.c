@@ -192,6 +192,26 @@ instance_print_endorsement(const json_t *e)
 	    json_array_size(json_object_get(e, "chain")), vtpmctl_str(e, "chain_nv_first", "?"));
 }
 
+/* The last revert of its state, and one authorised for its next start. */
+static void
+instance_print_revert(const json_t *r)
+{
+	const json_t *last = json_object_get(r, "last");
+
+	if (json_is_object(last))
+		printf("reverted:   from generation %lld to %lld (stored as %lld), %s, by uid %lld "
+		       "(%s)\n",
+		    (long long)json_integer_value(json_object_get(last, "from")),
+		    (long long)json_integer_value(json_object_get(last, "to")),
+		    (long long)json_integer_value(json_object_get(last, "generation")),
+		    vtpmctl_str(last, "at", "?"),
+		    (long long)json_integer_value(json_object_get(last, "by_uid")),
+		    vtpmctl_str(last, "how", "?"));
+	if (json_is_integer(json_object_get(r, "allowed")))
+		printf("revert:     to generation %lld authorised, for its next start\n",
+		    (long long)json_integer_value(json_object_get(r, "allowed")));
+}
+
 /* Prints one INSTANCE as "key: value" lines. */
 static void
 instance_print(const json_t *o)
@@ -231,6 +251,7 @@ instance_print(const json_t *o)
 	printf("state_dir:  %s\n", vtpmctl_str(o, "state_dir", "-"));
 	printf("created:    %s\n", vtpmctl_str(o, "created", "-"));
 	instance_print_endorsement(json_object_get(o, "endorsement"));
+	instance_print_revert(json_object_get(o, "revert"));
 }
 
 /* GETs or POSTs path and prints the INSTANCE it answers. */

@@ -139,7 +139,7 @@ complete_words() {
 		printf "%s\n" "${COMPREPLY[@]}" | sort | tr "\n" " "' _ "$1" \
 		"$R/share/bash-completion/completions/vtpmctl"
 }
-assert_eq "$(complete_words "vtpmctl re")" "renew restart " "commands completed"
+assert_eq "$(complete_words "vtpmctl re")" "renew restart restore " "commands completed"
 assert_eq "$(complete_words "vtpmctl me")" "metrics " "vtpmctl metrics completed"
 assert_eq "$(complete_words "vtpmctl info vm-")" "vm-a vm-b " "instance names completed"
 assert_contains "$(complete_words "vtpmctl create x --")" "--owner" "create's options completed"

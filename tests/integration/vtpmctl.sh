@@ -52,7 +52,8 @@ for section in "usage: vtpmctl" "commands:" "options:" "Exit status:" "vtpmctl(8
 	assert_contains "$OUT" "$section" "vtpmctl --help"
 done
 main_help=$OUT
-for cmd in create start stop restart delete list info policy host metrics; do
+for cmd in create start stop restart delete list info snapshot snapshots restore allow-revert \
+	policy host metrics; do
 	assert_contains "$main_help" "    $cmd" "command $cmd in vtpmctl --help"
 	expect 0 "$cmd" --help
 	assert_contains "$OUT" "usage: vtpmctl $cmd" "vtpmctl $cmd --help names it"

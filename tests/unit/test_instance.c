@@ -961,6 +961,46 @@ test_stateblob_refused(void **state)
 	power_on(f);
 }
 
+/* An older permanent blob loads only as the revert vtpmd permitted
+ * (VTCP, an operator's allow-revert): that generation, of permanent state,
+ * once; the write is reported as the revert. */
+static void
+test_stateblob_revert_permit(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *blob, *other;
+	size_t len, other_len;
+	uint64_t gen, stored;
+
+	power_on(f);
+	assert_int_equal(tpm_call(f, tpm_nv_define(NV_INDEX)), RC_SUCCESS);
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	gen = store_client_generation(f->in.store, STATE_PERMANENT);
+	assert_true(gen >= 3);
+	blob = forge_blob(f, uuid_a, host_a, gen - 1, &len);
+	other = forge_blob(f, uuid_a, host_a, gen - 2, &other_len);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	/* permitted: another generation stays refused, the permit unspent */
+	f->in.commit.revert_permit = gen - 1;
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, other, other_len), R_FAIL);
+	assert_int_equal(f->in.commit.revert_permit, gen - 1);
+	stored = store_generation(f->in.store, STATE_PERMANENT);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_SUCCESS);
+	assert_int_equal(f->in.commit.revert_permit, 0);
+	assert_false(f->in.commit.revert_write);
+	assert_int_equal(f->in.restored_generation, gen - 1);
+	/* stored forward, as a client's write */
+	assert_int_equal(store_generation(f->in.store, STATE_PERMANENT), stored + 1);
+	assert_int_equal(store_client_generation(f->in.store, STATE_PERMANENT), stored + 1);
+	/* spent: after the power-on, the same blob is a rollback again */
+	power_on(f);
+	assert_int_equal(ctrl_call(f, creq(C_STOP, NULL, 0)), R_SUCCESS);
+	assert_int_equal(set_blob(f, BLOB_PERMANENT, 0, blob, len), R_FAIL);
+	free(blob);
+	free(other);
+	power_on(f);
+}
+
 /*
  * The commit budget (instance_budget.c), at 2 writes a second in bursts of
  * 10, the clock frozen so that the bucket does not refill unless the test
@@ -2225,6 +2265,7 @@ main(int argc, char **argv)
 	    T(test_hash_and_established),
 	    T(test_stateblob_roundtrip),
 	    T(test_stateblob_refused),
+	    T(test_stateblob_revert_permit),
 	    T(test_budget_commands),
 	    T(test_budget_stateblob),
 	    cmocka_unit_test_setup_teardown(test_stateblob_plaintext, setup_plaintext, teardown),

@@ -104,6 +104,7 @@ log_every_level(void)
 {
 	log_errorx("e %d", 1);
 	log_warnx("w %d", 2);
+	log_notice("n %d", 5);
 	log_info("i %d", 3);
 	log_debug("d %d", 4);
 	log_relay("instance[vm-a]", "warn: from the worker");
@@ -120,6 +121,7 @@ test_journal_priorities(void **state)
 	log_every_level();
 	assert_string_equal(logged(f), "<3>vtpmd: error: e 1\n"
 	                               "<4>vtpmd: warn: w 2\n"
+	                               "<5>vtpmd: notice: n 5\n"
 	                               "<6>vtpmd: info: i 3\n"
 	                               "<7>vtpmd: debug: d 4\n"
 	                               "<4>instance[vm-a]: warn: from the worker\n"
@@ -133,6 +135,7 @@ test_no_journal(void **state)
 	char other[PATH_MAX + 16];
 	static const char plain[] = "vtpmd: error: e 1\n"
 	                            "vtpmd: warn: w 2\n"
+	                            "vtpmd: notice: n 5\n"
 	                            "vtpmd: info: i 3\n"
 	                            "vtpmd: debug: d 4\n"
 	                            "instance[vm-a]: warn: from the worker\n"
@@ -162,12 +165,26 @@ test_no_journal(void **state)
 	}
 }
 
+/* A notice shows from level info up (an operator's record), not at warn. */
+static void
+test_notice_level(void **state)
+{
+	struct fixture *f = *state;
+
+	log_init("vtpmd", LOG_LEVEL_WARN);
+	log_notice("hidden");
+	log_init("vtpmd", LOG_LEVEL_INFO);
+	log_notice("shown %s", "here");
+	assert_string_equal(logged(f), "vtpmd: notice: shown here\n");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_journal_priorities, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_journal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_level, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -426,6 +426,30 @@ test_generation_continues_on_write(void **state)
 	store_close(st);
 }
 
+/* An authorised revert stores older state forward (store_continue_from):
+ * the next write is numbered after the given generation, whatever the
+ * file on disk holds, and a later store continues from there. */
+static void
+test_generation_continue_from(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t blob[] = {6, 7};
+	struct store *st;
+
+	st = open_ok(f, key, 2);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	store_continue_from(st, STATE_PERMANENT, 9);
+	assert_true(store_generation(st, STATE_PERMANENT) == 9);
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_true(disk_generation(f, STATE_PERMANENT) == 10);
+	store_close(st);
+	st = open_ok(f, key, 2);
+	expect_blob(st, STATE_PERMANENT, blob, sizeof(blob));
+	assert_int_equal(store_put(st, STATE_PERMANENT, blob, sizeof(blob)), 0);
+	assert_true(disk_generation(f, STATE_PERMANENT) == 11);
+	store_close(st);
+}
+
 /* A FIFO where a state file belongs neither blocks the open nor passes for
  * state; a write replaces it. */
 static void
@@ -793,6 +817,7 @@ main(void)
 	    T(test_absent),
 	    T(test_generation_increments),
 	    T(test_generation_continues_on_write),
+	    T(test_generation_continue_from),
 	    T(test_snapshot_mark),
 	    T(test_fifo_refused),
 	    T(test_busy),

@@ -121,6 +121,18 @@ ctrl_get_established(struct instance *in, const struct ctrl_request *req)
 	return conn_send(&in->ctrl, out, sizeof(out)) == 0;
 }
 
+/* The answer of a control command that retired a snapshot
+ * (instance_snapshot_retire): like a data-channel command's, only once
+ * vtpmd has recorded the retirement (a stop asked meanwhile leaves it
+ * unanswered, and the connection is closed). */
+static bool
+ctrl_result_recorded(struct instance *in, uint32_t res)
+{
+	if (instance_commit_wait(in, -1) == -1)
+		return false;
+	return ctrl_result(in, res);
+}
+
 static bool
 ctrl_reset_established(struct instance *in, const struct ctrl_request *req)
 {
@@ -136,7 +148,7 @@ ctrl_reset_established(struct instance *in, const struct ctrl_request *req)
 	in->locality = req->u.locality;
 	res = engine_established_reset();
 	in->locality = saved;
-	return ctrl_result(in, res);
+	return ctrl_result_recorded(in, res);
 }
 
 static bool
@@ -157,7 +169,7 @@ ctrl_hash_start(struct instance *in, const struct ctrl_request *req)
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
 	in->orderly = false;
-	return ctrl_result(in, engine_hash_start());
+	return ctrl_result_recorded(in, engine_hash_start());
 }
 
 static bool
@@ -167,7 +179,7 @@ ctrl_hash_data(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
-	return ctrl_result(in, engine_hash_data(req->u.hash.data, req->u.hash.length));
+	return ctrl_result_recorded(in, engine_hash_data(req->u.hash.data, req->u.hash.length));
 }
 
 static bool
@@ -178,7 +190,7 @@ ctrl_hash_end(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
-	return ctrl_result(in, engine_hash_end());
+	return ctrl_result_recorded(in, engine_hash_end());
 }
 
 static bool

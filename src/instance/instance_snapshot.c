@@ -92,14 +92,26 @@ instance_snapshot_mark(struct instance *in)
  * Before a client's command runs: when a snapshot of the present state is
  * out, the state is written as a client's write (unmarked), so that every
  * snapshot taken so far is older than store_client_generation. The
- * command's answer waits for vtpmd's record of it (instance_commit_wait,
- * as for any write). 0, or -1 (logged): the command must not run.
+ * volatile file is removed first, durably: it would be older than the
+ * client generation, and refuse the TPM's next start (every path that
+ * retires comes here: the data channel's commands, HASH_*,
+ * RESET_TPMESTABLISHED). The savestate stays: the command that retires may
+ * load it (TPM 1.2's Startup(ST_STATE)). The command's answer waits for
+ * vtpmd's record (instance_commit_wait, as for any write). 0, or -1
+ * (logged): the command must not run.
  */
 int
 instance_snapshot_retire(struct instance *in)
 {
 	if (!store_snapshot_out(in->store))
 		return 0;
+	instance_snapshot_drop(in, STATE_VOLATILE);
+	if (store_delete(in->store, STATE_VOLATILE) == -1) {
+		log_warn("%s/%s: remove; cannot retire the snapshots taken before",
+		    store_dir(in->store), store_filename(STATE_VOLATILE));
+		return -1;
+	}
+	in->volatile_saved = false;
 	return snapshot_restamp(in, false, true, false, "retire the snapshots taken before");
 }
 

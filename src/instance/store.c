@@ -459,12 +459,13 @@ store_restamp(struct store *st, bool snapshot_out, bool by_client, struct err *e
 	return 0;
 }
 
-/* Durably removes the blob of kind; a missing blob is not an error. */
+/* Durably removes the blob of kind; a missing blob is not an error (the
+ * directory is synced then too: an earlier removal may not be durable). */
 int
 store_delete(struct store *st, enum state_kind kind)
 {
-	if (unlinkat(st->dirfd, store_names[kind], 0) == -1)
-		return errno == ENOENT ? 0 : -1;
+	if (unlinkat(st->dirfd, store_names[kind], 0) == -1 && errno != ENOENT)
+		return -1;
 	return fsync(st->dirfd);
 }
 

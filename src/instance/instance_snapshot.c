@@ -77,15 +77,26 @@ snapshot_restamp(struct instance *in, bool snapshot_out, bool by_client, bool wa
  * Before a snapshot leaves the worker or is written: the permanent state
  * says durably, and vtpmd has recorded, that one is out, so that the next
  * client's command retires it whatever happens meanwhile (a crash, a
- * restart). At once when it says so already. 0, or -1 (logged): the
+ * restart). When it says so already, no write, but still the wait for
+ * vtpmd's record of the generation on disk: the snapshot is stamped with
+ * it, and every stamp must be a generation vtpmd recorded (a write of the
+ * worker's own after the mark, such as STOP's Shutdown, is reported but
+ * not waited for; discarded unrecorded, its number would be reused by the
+ * next lineage's retire, and the snapshot load). 0, or -1 (logged): the
  * snapshot must not be taken.
  */
 int
 instance_snapshot_mark(struct instance *in)
 {
-	if (store_snapshot_out(in->store))
-		return 0;
-	return snapshot_restamp(in, true, false, true, "mark the TPM state as snapshotted");
+	if (!store_snapshot_out(in->store))
+		return snapshot_restamp(in, true, false, true, "mark the TPM state as snapshotted");
+	if (instance_commit_wait(in, snapshot_grace(in)) == -1) {
+		log_warnx("%s: generation %llu is not recorded by vtpmd; cannot take a snapshot "
+		          "of it",
+		    store_dir(in->store), (unsigned long long)in->commit.gen);
+		return -1;
+	}
+	return 0;
 }
 
 /*

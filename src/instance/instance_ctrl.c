@@ -455,13 +455,15 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 	 * the state it replaces (a volatile blob of its own save may follow). */
 	if (kind == STATE_PERMANENT && instance_snapshot_supersede(in) == -1) {
 		res = TPM_IOERROR;
-	} else if ((res = engine_set_state(kind, plain, plain_len)) != TPM_SUCCESS) {
-		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
-		    res);
-		in->commit.revert_write = false;
 	} else {
 		/* A client's write, reported to vtpmd for its freshness manifest
-		 * like any (docs/state.md). */
+		 * like any (docs/state.md). Written only, never handed to libtpms
+		 * (TPMLIB_SetState): libtpms would keep it in a cache of its own
+		 * until a load of that kind consumes it, and a load from that
+		 * cache skips instance_io_load and its check of the floor (TPM
+		 * 1.2's savestate outlived INIT, Startup(ST_CLEAR) and the guest's
+		 * extends, and a later Startup(ST_STATE) loaded it). Every load
+		 * reads the file, checked. */
 		in->client_command = true;
 		if (instance_save_state(in, kind, plain, plain_len) == -1)
 			res = TPM_IOERROR;

@@ -121,6 +121,18 @@ ctrl_get_established(struct instance *in, const struct ctrl_request *req)
 	return conn_send(&in->ctrl, out, sizeof(out)) == 0;
 }
 
+/* The answer of a control command that retired a snapshot
+ * (instance_snapshot_retire): like a data-channel command's, only once
+ * vtpmd has recorded the retirement (a stop asked meanwhile leaves it
+ * unanswered, and the connection is closed). */
+static bool
+ctrl_result_recorded(struct instance *in, uint32_t res)
+{
+	if (instance_commit_wait(in, -1) == -1)
+		return false;
+	return ctrl_result(in, res);
+}
+
 static bool
 ctrl_reset_established(struct instance *in, const struct ctrl_request *req)
 {
@@ -136,7 +148,7 @@ ctrl_reset_established(struct instance *in, const struct ctrl_request *req)
 	in->locality = req->u.locality;
 	res = engine_established_reset();
 	in->locality = saved;
-	return ctrl_result(in, res);
+	return ctrl_result_recorded(in, res);
 }
 
 static bool
@@ -157,7 +169,7 @@ ctrl_hash_start(struct instance *in, const struct ctrl_request *req)
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
 	in->orderly = false;
-	return ctrl_result(in, engine_hash_start());
+	return ctrl_result_recorded(in, engine_hash_start());
 }
 
 static bool
@@ -167,7 +179,7 @@ ctrl_hash_data(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
-	return ctrl_result(in, engine_hash_data(req->u.hash.data, req->u.hash.length));
+	return ctrl_result_recorded(in, engine_hash_data(req->u.hash.data, req->u.hash.length));
 }
 
 static bool
@@ -178,7 +190,7 @@ ctrl_hash_end(struct instance *in, const struct ctrl_request *req)
 		return ctrl_result(in, TPM_BAD_ORDINAL);
 	if (instance_snapshot_retire(in) == -1)
 		return ctrl_result(in, TPM_FAIL);
-	return ctrl_result(in, engine_hash_end());
+	return ctrl_result_recorded(in, engine_hash_end());
 }
 
 static bool
@@ -443,13 +455,15 @@ ctrl_set_stateblob(struct instance *in, const struct ctrl_request *req)
 	 * the state it replaces (a volatile blob of its own save may follow). */
 	if (kind == STATE_PERMANENT && instance_snapshot_supersede(in) == -1) {
 		res = TPM_IOERROR;
-	} else if ((res = engine_set_state(kind, plain, plain_len)) != TPM_SUCCESS) {
-		log_warnx("SET_STATEBLOB %s: rejected by the engine (0x%x)", store_filename(kind),
-		    res);
-		in->commit.revert_write = false;
 	} else {
 		/* A client's write, reported to vtpmd for its freshness manifest
-		 * like any (docs/state.md). */
+		 * like any (docs/state.md). Written only, never handed to libtpms
+		 * (TPMLIB_SetState): libtpms would keep it in a cache of its own
+		 * until a load of that kind consumes it, and a load from that
+		 * cache skips instance_io_load and its check of the floor (TPM
+		 * 1.2's savestate outlived INIT, Startup(ST_CLEAR) and the guest's
+		 * extends, and a later Startup(ST_STATE) loaded it). Every load
+		 * reads the file, checked. */
 		in->client_command = true;
 		if (instance_save_state(in, kind, plain, plain_len) == -1)
 			res = TPM_IOERROR;

@@ -77,29 +77,52 @@ snapshot_restamp(struct instance *in, bool snapshot_out, bool by_client, bool wa
  * Before a snapshot leaves the worker or is written: the permanent state
  * says durably, and vtpmd has recorded, that one is out, so that the next
  * client's command retires it whatever happens meanwhile (a crash, a
- * restart). At once when it says so already. 0, or -1 (logged): the
+ * restart). When it says so already, no write, but still the wait for
+ * vtpmd's record of the generation on disk: the snapshot is stamped with
+ * it, and every stamp must be a generation vtpmd recorded (a write of the
+ * worker's own after the mark, such as STOP's Shutdown, is reported but
+ * not waited for; discarded unrecorded, its number would be reused by the
+ * next lineage's retire, and the snapshot load). 0, or -1 (logged): the
  * snapshot must not be taken.
  */
 int
 instance_snapshot_mark(struct instance *in)
 {
-	if (store_snapshot_out(in->store))
-		return 0;
-	return snapshot_restamp(in, true, false, true, "mark the TPM state as snapshotted");
+	if (!store_snapshot_out(in->store))
+		return snapshot_restamp(in, true, false, true, "mark the TPM state as snapshotted");
+	if (instance_commit_wait(in, snapshot_grace(in)) == -1) {
+		log_warnx("%s: generation %llu is not recorded by vtpmd; cannot take a snapshot "
+		          "of it",
+		    store_dir(in->store), (unsigned long long)in->commit.gen);
+		return -1;
+	}
+	return 0;
 }
 
 /*
  * Before a client's command runs: when a snapshot of the present state is
  * out, the state is written as a client's write (unmarked), so that every
  * snapshot taken so far is older than store_client_generation. The
- * command's answer waits for vtpmd's record of it (instance_commit_wait,
- * as for any write). 0, or -1 (logged): the command must not run.
+ * volatile file is removed first, durably: it would be older than the
+ * client generation, and refuse the TPM's next start (every path that
+ * retires comes here: the data channel's commands, HASH_*,
+ * RESET_TPMESTABLISHED). The savestate stays: the command that retires may
+ * load it (TPM 1.2's Startup(ST_STATE)). The command's answer waits for
+ * vtpmd's record (instance_commit_wait, as for any write). 0, or -1
+ * (logged): the command must not run.
  */
 int
 instance_snapshot_retire(struct instance *in)
 {
 	if (!store_snapshot_out(in->store))
 		return 0;
+	instance_snapshot_drop(in, STATE_VOLATILE);
+	if (store_delete(in->store, STATE_VOLATILE) == -1) {
+		log_warn("%s/%s: remove; cannot retire the snapshots taken before",
+		    store_dir(in->store), store_filename(STATE_VOLATILE));
+		return -1;
+	}
+	in->volatile_saved = false;
 	return snapshot_restamp(in, false, true, false, "retire the snapshots taken before");
 }
 

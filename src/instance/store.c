@@ -366,6 +366,7 @@ store_write(struct store *st, enum state_kind kind, const uint8_t *blob, size_t 
 {
 	struct statefile_info info = {.kind = kind, .tpm_version = st->tpm_version};
 	size_t enc_len = statefile_encoded_size(len, st->key != NULL);
+	uint8_t digest[STORE_DIGEST_LEN];
 	char tmp[64];
 	uint8_t *enc;
 	int fd = -1, ret = -1, saved;
@@ -398,7 +399,7 @@ store_write(struct store *st, enum state_kind kind, const uint8_t *blob, size_t 
 	if (store_write_all(fd, enc, enc_len) == -1 || fdatasync(fd) == -1)
 		goto out;
 	if (kind == STATE_PERMANENT)
-		SHA256(enc, enc_len, st->put_digest);
+		SHA256(enc, enc_len, digest);
 	if (close(fd) == -1) {
 		fd = -1;
 		goto out;
@@ -406,14 +407,19 @@ store_write(struct store *st, enum state_kind kind, const uint8_t *blob, size_t 
 	fd = -1;
 	if (renameat(st->dirfd, tmp, st->dirfd, store_names[kind]) == -1)
 		goto out;
-	/* From here the new blob is in place (whole, synced): only its
-	 * durability across a power loss is in doubt if the sync fails. */
-	st->generation[kind] = info.generation;
-	st->since_client[kind] = info.since_client;
-	if (kind == STATE_PERMANENT)
-		st->snapshot_out = info.snapshot_out;
+	/* The new blob is in place (whole, synced), but survives a power loss
+	 * only once the directory is synced: until then the generations in
+	 * memory (those a snapshot is stamped with, and a report names) stay
+	 * the old ones. A failed sync leaves the file unreported: the next
+	 * write takes its number again, and no stamp ever named it. */
 	if (fsync(st->dirfd) == -1)
 		goto out;
+	st->generation[kind] = info.generation;
+	st->since_client[kind] = info.since_client;
+	if (kind == STATE_PERMANENT) {
+		st->snapshot_out = info.snapshot_out;
+		memcpy(st->put_digest, digest, STORE_DIGEST_LEN);
+	}
 	ret = 0;
 out:
 	saved = errno;
@@ -459,12 +465,13 @@ store_restamp(struct store *st, bool snapshot_out, bool by_client, struct err *e
 	return 0;
 }
 
-/* Durably removes the blob of kind; a missing blob is not an error. */
+/* Durably removes the blob of kind; a missing blob is not an error (the
+ * directory is synced then too: an earlier removal may not be durable). */
 int
 store_delete(struct store *st, enum state_kind kind)
 {
-	if (unlinkat(st->dirfd, store_names[kind], 0) == -1)
-		return errno == ENOENT ? 0 : -1;
+	if (unlinkat(st->dirfd, store_names[kind], 0) == -1 && errno != ENOENT)
+		return -1;
 	return fsync(st->dirfd);
 }
 

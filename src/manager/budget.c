@@ -17,8 +17,13 @@
  * replaces an unacknowledged one of another generation or digest is a
  * violation: from the first, none of that worker's reports is committed or
  * acknowledged; at BUDGET_VIOLATIONS_MAX it is ended (SIGKILL, logged), and
- * the supervisor restarts it with back-off from its state on disk. A worker vtpmd provisions
- * (v->prov) reports without waiting, by design, and is exempt.
+ * the supervisor restarts it with back-off from its state on disk. So is a
+ * stale report (budget_stale): of a generation older than the one vtpmd
+ * recorded, or one that worker had acknowledged already (an honest worker
+ * never reports a write again once acknowledged); it is dropped, and only
+ * the first of a worker's is logged, so a replaying worker neither floods
+ * the log nor holds the loop (the attack review of #12, commit-replay.sh). A worker vtpmd
+ * provisions (v->prov) reports without waiting, by design, and is exempt.
  */
 #include <signal.h>
 #include <string.h>
@@ -126,37 +131,87 @@ static void
 budget_end_worker(struct vtpm *v)
 {
 	log_errorx("%s: its worker (pid %d) sent %u commit reports without waiting for their "
-	           "acknowledgements, which an intact worker never does (taken over by its "
-	           "guest?); ending it",
+	           "acknowledgements (or replayed ones), which an intact worker never does "
+	           "(taken over by its guest?); ending it",
 	    v->name, (int)v->pid, v->budget.violations);
 	if (v->pid > 0)
 		kill(v->pid, SIGKILL);
 	v->commit_want = false; /* none of its reports is recorded */
 }
 
-/*
- * Checks a report of gen and digest that v's worker just sent, before it
- * replaces the one v holds. Returns true to take it, false when the
- * worker was ended for it (stop reading its channel).
- */
-bool
-budget_report(struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN])
+/* A new worker (pid) starts with a clean record. */
+static void
+budget_worker(struct vtpm *v)
 {
 	struct budget *b = &v->budget;
 
-	if (b->pid != v->pid) { /* a new worker: a clean record */
-		b->pid = v->pid;
-		b->violations = 0;
-	}
-	if (!v->commit_want || v->prov != NULL ||
-	    (gen == v->commit_gen &&
-	        CRYPTO_memcmp(digest, v->commit_digest, STORE_DIGEST_LEN) == 0))
+	if (b->pid == v->pid)
+		return;
+	b->pid = v->pid;
+	b->violations = 0;
+	b->acked = false;
+	b->acked_gen = 0;
+	b->stale_warned = false;
+}
+
+/* Records that v's worker was acknowledged generation gen. */
+void
+budget_acked(struct vtpm *v, uint64_t gen)
+{
+	budget_worker(v);
+	v->budget.acked = true;
+	v->budget.acked_gen = gen;
+}
+
+/* Whether a report of gen from v's worker is stale: older than recorded,
+ * the generation vtpmd recorded for v (0: none), or no newer than one that
+ * worker was acknowledged. Never recorded nor acknowledged. A worker vtpmd
+ * provisions is exempt. */
+bool
+budget_stale(const struct vtpm *v, uint64_t gen, uint64_t recorded)
+{
+	const struct budget *b = &v->budget;
+
+	if (v->prov != NULL)
+		return false;
+	return gen < recorded || (b->pid == v->pid && b->acked && gen <= b->acked_gen);
+}
+
+/*
+ * Checks a report of gen and digest that v's worker just sent, before it
+ * replaces the one v holds; recorded is the generation vtpmd recorded for
+ * v (0: none). Returns true to take it (unless budget_stale: then to drop
+ * it and read on), false when the worker was ended for it (stop reading
+ * its channel).
+ */
+bool
+budget_report(
+    struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN], uint64_t recorded)
+{
+	struct budget *b = &v->budget;
+
+	budget_worker(v);
+	if (budget_stale(v, gen, recorded)) {
+		b->violations++;
+		if (!b->stale_warned)
+			log_warnx(
+			    "%s: its worker reports generation %llu, which vtpmd recorded "
+			    "(%llu) or acknowledged already (a replay: a broken commit protocol); "
+			    "dropped, and no further one of this worker is logged",
+			    v->name, (unsigned long long)gen, (unsigned long long)recorded);
+		b->stale_warned = true;
+	} else if (!v->commit_want || v->prov != NULL ||
+	           (gen == v->commit_gen &&
+	               CRYPTO_memcmp(digest, v->commit_digest, STORE_DIGEST_LEN) == 0)) {
 		return true;
-	b->violations++;
-	if (b->violations == 1)
-		log_warnx("%s: its worker sent another report (generation %llu) before its report "
-		          "of generation %llu was acknowledged (a broken commit protocol)",
-		    v->name, (unsigned long long)gen, (unsigned long long)v->commit_gen);
+	} else {
+		b->violations++;
+		if (b->violations == 1)
+			log_warnx("%s: its worker sent another report (generation %llu) before its "
+			          "report of generation %llu was acknowledged (a broken commit "
+			          "protocol)",
+			    v->name, (unsigned long long)gen, (unsigned long long)v->commit_gen);
+	}
 	if (b->violations < BUDGET_VIOLATIONS_MAX)
 		return true;
 	budget_end_worker(v);

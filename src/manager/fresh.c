@@ -1169,7 +1169,8 @@ fresh_revert_report(struct manager *m, struct vtpm *v)
 static void
 fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 {
-	uint64_t gen;
+	struct fresh_entry *e;
+	uint64_t gen, recorded;
 	ssize_t n;
 	bool revert;
 
@@ -1199,11 +1200,15 @@ fresh_channel_drain(struct manager *m, struct vtpm *v, size_t max, bool relaxed)
 			return;
 		}
 		gen = fresh_get_be(v->commit_buf + 4, 8);
-		if (!relaxed && !budget_report(v, gen, v->commit_buf + 12)) { /* it was ended */
-			close(v->commit_fd);
+		e = fresh_find(&m->fresh, v->uuid);
+		recorded = e != NULL ? e->gen : 0;
+		if (!relaxed && !budget_report(v, gen, v->commit_buf + 12, recorded)) {
+			close(v->commit_fd); /* it was ended */
 			v->commit_fd = -1;
 			return;
 		}
+		if (!relaxed && budget_stale(v, gen, recorded))
+			continue; /* dropped: counted and logged by budget_report */
 		v->commit_want = true;
 		m->metrics.state_writes++;
 		v->commit_gen = gen;
@@ -1230,6 +1235,7 @@ fresh_ack(struct vtpm *v)
 	v->commit_want = false;
 	if (v->commit_fd == -1)
 		return;
+	budget_acked(v, v->commit_gen);
 	memcpy(msg, fresh_ack_magic, 4);
 	fresh_put_be(msg + 4, v->commit_gen, 8);
 	/* A worker that ended after its last report (a stop's write) is not

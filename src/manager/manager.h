@@ -82,7 +82,10 @@ struct budget {
 	bool held; /* its report waits for a token */
 	unsigned long held_reports;
 	pid_t pid;               /* the worker the violations are of */
-	unsigned int violations; /* reports sent before an acknowledgement */
+	unsigned int violations; /* reports sent before an acknowledgement, or stale */
+	bool acked;              /* that worker has had an acknowledgement: */
+	uint64_t acked_gen;      /* of this generation, its last */
+	bool stale_warned;       /* a stale report of that worker is logged */
 };
 
 struct vtpm {
@@ -377,7 +380,10 @@ struct json_t *provision_json(struct manager *m, const struct vtpm *v);
  * worker that reports again before its acknowledgement is ended. */
 bool budget_take(const struct manager *m, struct vtpm *v);
 int64_t budget_next_deadline(const struct manager *m);
-bool budget_report(struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN]);
+bool budget_report(
+    struct vtpm *v, uint64_t gen, const uint8_t digest[STORE_DIGEST_LEN], uint64_t recorded);
+bool budget_stale(const struct vtpm *v, uint64_t gen, uint64_t recorded);
+void budget_acked(struct vtpm *v, uint64_t gen);
 
 /* fresh.c: freshness anchored in the host TPM (docs/state.md): a manifest
  * of every instance's latest generation, bound to the host TPM's counter. */

@@ -553,6 +553,7 @@ worker_commit_connect(const struct manager *m, struct vtpm *v)
 	v->commit_fd = fd;
 	v->commit_len = 0;
 	v->commit_want = false;
+	v->budget.acked = false; /* its pending report, sent again, is no replay */
 }
 
 /* Adopted workers whose commit listener was not there: tried again when due. */

@@ -114,32 +114,63 @@ test_budget_violations(void **state)
 	uint8_t d1[STORE_DIGEST_LEN] = {1}, d2[STORE_DIGEST_LEN] = {2};
 
 	/* The first report, and the same one sent again: no violation. */
-	assert_true(budget_report(&f->v, 5, d1));
+	assert_true(budget_report(&f->v, 5, d1, 0));
 	f->v.commit_want = true;
 	f->v.commit_gen = 5;
 	memcpy(f->v.commit_digest, d1, sizeof(d1));
-	assert_true(budget_report(&f->v, 5, d1));
+	assert_true(budget_report(&f->v, 5, d1, 0));
 	assert_int_equal(f->v.budget.violations, 0);
 	assert_true(budget_take(&f->m, &f->v));
 	/* Another before the acknowledgement: held from now on. */
-	assert_true(budget_report(&f->v, 5, d2));
+	assert_true(budget_report(&f->v, 5, d2, 0));
 	assert_int_equal(f->v.budget.violations, 1);
 	assert_false(budget_take(&f->m, &f->v));
 	assert_int_equal(budget_next_deadline(&f->m), -1);
 	for (uint64_t g = 6; g < 12; g++)
-		assert_true(budget_report(&f->v, g, d1));
+		assert_true(budget_report(&f->v, g, d1, 0));
 	assert_int_equal(kills, 0);
-	assert_false(budget_report(&f->v, 12, d1));
+	assert_false(budget_report(&f->v, 12, d1, 0));
 	assert_int_equal(kills, 1);
 	assert_int_equal(killed_pid, 4242);
 	assert_int_equal(killed_sig, SIGKILL);
 	assert_false(f->v.commit_want);
 	/* Its successor starts with a clean record. */
 	f->v.pid = 4343;
-	assert_true(budget_report(&f->v, 13, d1));
+	assert_true(budget_report(&f->v, 13, d1, 0));
 	assert_int_equal(f->v.budget.violations, 0);
 	f->v.commit_want = true;
 	assert_true(budget_take(&f->m, &f->v));
+}
+
+/* A replayed report (the attack review of #12, commit-replay.sh): one
+ * older than the generation recorded, or one the worker was acknowledged
+ * already, is dropped and counted; the worker is ended as for any
+ * violation. The pending report a new worker or connection sends again is
+ * no replay. */
+static void
+test_budget_replay(void **state)
+{
+	struct fx *f = *state;
+	uint8_t d[STORE_DIGEST_LEN] = {3};
+
+	assert_true(budget_stale(&f->v, 1, 5));
+	assert_false(budget_stale(&f->v, 5, 5));
+	for (int i = 1; i < 8; i++)
+		assert_true(budget_report(&f->v, 1, d, 5));
+	assert_int_equal(f->v.budget.violations, 7);
+	assert_int_equal(kills, 0);
+	assert_false(budget_report(&f->v, 1, d, 5));
+	assert_int_equal(kills, 1);
+	/* Its successor: acknowledged 6, it may not report 6 (or older) again. */
+	f->v.pid = 4343;
+	assert_true(budget_report(&f->v, 6, d, 5));
+	assert_int_equal(f->v.budget.violations, 0);
+	budget_acked(&f->v, 6);
+	assert_true(budget_stale(&f->v, 6, 6));
+	assert_false(budget_stale(&f->v, 7, 6));
+	/* A new connection: the pending report sent again is taken. */
+	f->v.budget.acked = false;
+	assert_false(budget_stale(&f->v, 6, 6));
 }
 
 /* A worker vtpmd provisions reports without waiting, by design. */
@@ -152,7 +183,7 @@ test_budget_provisioning(void **state)
 	f->v.prov = (struct provision *)&f->v; /* any non-NULL: provisioning */
 	f->v.commit_want = true;
 	for (uint64_t g = 1; g < 40; g++)
-		assert_true(budget_report(&f->v, g, d));
+		assert_true(budget_report(&f->v, g, d, 0));
 	assert_int_equal(f->v.budget.violations, 0);
 	assert_int_equal(kills, 0);
 	f->v.prov = NULL;
@@ -218,6 +249,7 @@ main(void)
 	    cmocka_unit_test_setup(test_budget_paces, setup),
 	    cmocka_unit_test_setup(test_budget_unlimited, setup),
 	    cmocka_unit_test_setup(test_budget_violations, setup),
+	    cmocka_unit_test_setup(test_budget_replay, setup),
 	    cmocka_unit_test_setup(test_budget_provisioning, setup),
 	    cmocka_unit_test_setup(test_budget_channel, setup),
 	};

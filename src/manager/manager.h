@@ -410,6 +410,7 @@ struct fresh {
 	size_t slot_len;    /* bytes per slot of the manifest on disk, 0: rewrite it whole */
 	bool pending;       /* the slot for counter+1 is written, its increment unsure */
 	uint64_t verify;    /* the counter's value to read back, or 0 */
+	int64_t verify_at;  /* when the flush path reads it back (monotonic ms), or 0 */
 	bool reanchor;      /* vtpmd --reanchor: a lost anchor may be set up again */
 	char anchor_id[17]; /* names the freshness key, in bindings and messages */
 };
